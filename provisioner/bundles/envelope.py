@@ -1,0 +1,128 @@
+"""DSSE envelopes (https://github.com/secure-systems-lab/dsse), Ed25519 only.
+
+    PAE(type, body) = "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body
+
+The signature covers PAE of the payload type and the exact payload bytes; the
+envelope carries the payload base64-encoded, so those bytes survive any
+transport untouched.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from provisioner.bundles import strict_json
+from provisioner.bundles.signing import key_id
+from provisioner.canonical import canonical_bytes
+from provisioner.errors import BundleRejected
+
+PAYLOAD_TYPE = "application/vnd.provisioner.bundle+json"
+MAX_SIGNATURES = 4
+
+KeyResolver = Callable[[str], Ed25519PublicKey | None]
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    kind = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
+
+
+def sign_envelope(
+    payload: bytes, key: Ed25519PrivateKey, payload_type: str = PAYLOAD_TYPE
+) -> bytes:
+    envelope = {
+        "payload": base64.b64encode(payload).decode("ascii"),
+        "payloadType": payload_type,
+        "signatures": [
+            {
+                "keyid": key_id(key.public_key()),
+                "sig": base64.b64encode(key.sign(pae(payload_type, payload))).decode("ascii"),
+            }
+        ],
+    }
+    return canonical_bytes(envelope) + b"\n"
+
+
+@dataclass(frozen=True)
+class VerifiedEnvelope:
+    payload_type: str
+    payload: bytes
+    key_id: str
+
+
+def _b64(value: Any, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise BundleRejected(f"envelope {what} must be a base64 string")
+    try:
+        return binascii.a2b_base64(value, strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise BundleRejected(f"envelope {what} is not valid base64") from None
+
+
+def parse_envelope(raw: bytes) -> tuple[str, bytes, list[tuple[str, bytes]]]:
+    """Strictly parse an envelope: (payloadType, payload bytes, [(keyid, sig)])."""
+    strict_json.check_size(raw, "bundle")
+    if not raw.lstrip().startswith(b"{"):
+        raise BundleRejected("bundle is not a DSSE envelope (expected a JSON object)")
+    envelope = strict_json.loads_strict(raw, what="bundle envelope")
+    if not isinstance(envelope, dict):
+        raise BundleRejected("bundle is not a DSSE envelope (expected a JSON object)")
+    unknown = set(envelope) - {"payload", "payloadType", "signatures"}
+    if unknown:
+        raise BundleRejected(f"envelope has unknown field(s): {', '.join(sorted(unknown))}")
+    payload_type = envelope.get("payloadType")
+    if payload_type != PAYLOAD_TYPE:
+        raise BundleRejected(
+            f"envelope payloadType is {payload_type!r}, expected {PAYLOAD_TYPE!r}",
+            hint="this is not a provisioner configuration bundle",
+        )
+    payload = _b64(envelope.get("payload"), "payload")
+    signatures = envelope.get("signatures")
+    if not isinstance(signatures, list) or not signatures:
+        raise BundleRejected("envelope carries no signature")
+    if len(signatures) > MAX_SIGNATURES:
+        raise BundleRejected(f"envelope carries more than {MAX_SIGNATURES} signatures")
+    sigs: list[tuple[str, bytes]] = []
+    for entry in signatures:
+        if not isinstance(entry, dict) or set(entry) - {"keyid", "sig"}:
+            raise BundleRejected("envelope signature entries have only 'keyid' and 'sig'")
+        keyid = entry.get("keyid")
+        if not isinstance(keyid, str) or not keyid:
+            raise BundleRejected("envelope signature has no keyid")
+        sigs.append((keyid, _b64(entry.get("sig"), "signature")))
+    return payload_type, payload, sigs
+
+
+def verify_envelope(raw: bytes, resolve: KeyResolver) -> VerifiedEnvelope:
+    """Verify the first signature whose key ``resolve`` knows; raise if none verifies."""
+    payload_type, payload, sigs = parse_envelope(raw)
+    strict_json.check_size(payload, "bundle payload")
+    message = pae(payload_type, payload)
+    known = False
+    for keyid, sig in sigs:
+        public = resolve(keyid)
+        if public is None:
+            continue
+        known = True
+        if key_id(public) != keyid:
+            continue
+        try:
+            public.verify(sig, message)
+        except InvalidSignature:
+            continue
+        return VerifiedEnvelope(payload_type, payload, keyid)
+    if not known:
+        ids = ", ".join(k for k, _ in sigs)
+        raise BundleRejected(
+            f"bundle is signed by an unknown or untrusted key ({ids})",
+            hint="trust the publisher's public key first, or pass --public-key",
+        )
+    raise BundleRejected("bundle signature does not verify: the bundle was altered or forged")
+

@@ -1,0 +1,234 @@
+"""The bundle payload: what a source tenant signs and a target tenant reads.
+
+    {"format": "provisioner.bundle", "format_version": 1, "bundle_id": "...",
+     "created_at": "...Z", "expires_at": "...Z",
+     "source": {"tenant": "...", "name": "...", "config_version": 3, "config_digest": "sha256:..."},
+     "publisher": {"key_id": "..."},
+     "audience": {"copy_key": "<selector>", "binding": "<hex>", "tenant": "..."} | null,
+     "config": { ...some or all configuration sections... }}
+
+``read_bundle`` is the only way in: verify, then parse strictly, then validate.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from provisioner.bundles import strict_json
+from provisioner.bundles.envelope import KeyResolver, sign_envelope, verify_envelope
+from provisioner.bundles.signing import key_id
+from provisioner.canonical import canonical_bytes, sha256_hex
+from provisioner.clock import format_instant, parse_instant
+from provisioner.config.document import SECTION_NAMES, ConfigSections
+from provisioner.config.fast import dict_validator
+from provisioner.config.validate import format_problems, normalized_sections
+from provisioner.errors import BundleRejected, ValidationFailed
+
+FORMAT = "provisioner.bundle"
+FORMAT_VERSION = 1
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+Instant = Annotated[str, Field(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Source(_Strict):
+    tenant: Slug
+    name: str = Field(min_length=1, max_length=200)
+    config_version: int = Field(ge=1)
+    config_digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+
+
+class Publisher(_Strict):
+    key_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+
+
+class Audience(_Strict):
+    copy_key: str = Field(pattern=r"^[0-9a-z]{8,16}$", description="the copy key's selector")
+    binding: str = Field(pattern=r"^[0-9a-f]{64}$", description="proof the sender held the key")
+    tenant: Slug | None = None
+
+
+class BundlePayload(_Strict):
+    format: Literal["provisioner.bundle"]
+    format_version: Literal[1]
+    bundle_id: str = Field(pattern=r"^b_[0-9a-z]{26}$")
+    created_at: Instant
+    expires_at: Instant
+    source: Source
+    publisher: Publisher
+    audience: Audience | None
+    config: dict[str, Any] = Field(description="configuration sections, validated separately")
+
+
+class _PayloadContract(BundlePayload):
+    """The whole payload with its configuration, for one-pass validation (fast path)."""
+
+    config: ConfigSections  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class VerifiedBundle:
+    """A bundle whose signature verified and whose payload is valid."""
+
+    payload: BundlePayload
+    config: dict[str, Any]  # the normalised, validated configuration sections
+    payload_bytes: bytes
+    key_id: str
+    envelope: bytes
+    config_json: bytes  # RFC 8785 form of ``config``
+
+    @property
+    def sections(self) -> tuple[str, ...]:
+        return tuple(name for name in SECTION_NAMES if name in self.config)
+
+    @property
+    def digest(self) -> str:
+        """``sha256:<hex>`` of the exact signed payload bytes."""
+        return "sha256:" + sha256_hex(self.payload_bytes)
+
+    @property
+    def expires_at(self) -> datetime:
+        return parse_instant(self.payload.expires_at)
+
+
+def new_bundle_id() -> str:
+    return "b_" + "".join(secrets.choice(_CROCKFORD) for _ in range(26))
+
+
+def build_bundle(
+    *,
+    config: Mapping[str, Any] | bytes,
+    source: Source,
+    signer: Ed25519PrivateKey,
+    created_at: datetime,
+    expires_at: datetime,
+    audience: Audience | None = None,
+    bundle_id: str | None = None,
+) -> bytes:
+    """Canonical payload, signed, wrapped in a DSSE envelope (the bytes of a bundle file).
+
+    ``config`` must already be valid configuration data (it comes from a stored
+    document), so it is embedded as is rather than re-validated. Given as bytes it
+    must be that data's RFC 8785 form (a stored version is kept that way): it is
+    spliced into the payload without being parsed and serialised again.
+    """
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "bundle_id": bundle_id or new_bundle_id(),
+        "created_at": format_instant(created_at),
+        "expires_at": format_instant(expires_at),
+        "source": source.model_dump(mode="json"),
+        "publisher": {"key_id": key_id(signer.public_key())},
+        "audience": audience.model_dump(mode="json") if audience else None,
+        "config": 0 if isinstance(config, bytes) else dict(config),
+    }
+    body = canonical_bytes(payload)
+    if isinstance(config, bytes):
+        # '"config":0' occurs once: inside JSON strings every quote is escaped
+        body = body.replace(b'"config":0', b'"config":' + config, 1)
+    return sign_envelope(body, signer)
+
+
+def _check_format(data: Any) -> None:
+    if not isinstance(data, dict):
+        raise BundleRejected("bundle payload is not a JSON object")
+    if data.get("format") != FORMAT:
+        raise BundleRejected(
+            f"bundle payload format is {data.get('format')!r}, expected {FORMAT!r}"
+        )
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleRejected(
+            f"unknown bundle format version {version!r}: this provisioner reads version "
+            f"{FORMAT_VERSION}",
+            hint="upgrade provisioner on the receiving side, or export with a matching version",
+        )
+
+
+def _invalid(payload: bytes, message: str, problems: list[str]) -> BundleRejected:
+    """The rejection for a payload that failed validation (depth is diagnosed first)."""
+    deeper = strict_json.diagnose(payload, what="bundle payload")
+    if "deeper" in deeper.message:
+        return deeper
+    shown = "; ".join(problems[:5])
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    return BundleRejected(f"{message}: {shown}{more}")
+
+
+def _read_fast(payload: bytes) -> tuple[dict[str, Any], bytes] | None:
+    """Parse and validate in one pass when the payload is exactly what an exporter makes.
+
+    pydantic-core parses and validates the bytes into normalised data; if that data
+    serialises back to exactly the signed bytes, the payload was canonical (hence
+    free of duplicate keys, which the parser would have collapsed) and had every
+    default spelled out. Anything else (None) takes the slow path, which says
+    precisely what is wrong or accepts a valid but terser payload.
+    """
+    try:
+        data: dict[str, Any] = dict_validator(_PayloadContract).validate_json(payload)
+    except ValidationError:
+        return None
+    data["config"] = {k: v for k, v in data["config"].items() if v is not None}
+    try:
+        same = canonical_bytes(data) == payload
+    except (TypeError, ValueError):
+        return None
+    if not same:
+        return None
+    # the config object's bytes: it runs from its key to the next key, "created_at"
+    # (keys are sorted; neither key can occur inside it, where every quote is escaped)
+    start = payload.index(b'"config":') + len(b'"config":')
+    end = payload.index(b',"created_at":"', start)
+    return data, payload[start:end]
+
+
+def read_bundle(raw: bytes, resolve: KeyResolver) -> VerifiedBundle:
+    """Verify, then strictly parse, then validate. Raises BundleRejected."""
+    envelope = verify_envelope(raw, resolve)
+    strict_json.check_size(envelope.payload, "bundle payload")
+    fast = _read_fast(envelope.payload)
+    if fast is not None:
+        data, config_json = fast
+        config = data["config"]
+        payload = BundlePayload.model_validate(data)
+    else:
+        payload, config = _read_slow(envelope.payload)
+        config_json = canonical_bytes(config)
+    if payload.publisher.key_id != envelope.key_id:
+        raise BundleRejected(
+            "bundle payload names publisher key "
+            f"{payload.publisher.key_id} but is signed by {envelope.key_id}"
+        )
+    if not any(name in config for name in SECTION_NAMES):
+        raise BundleRejected("bundle carries no configuration section")
+    return VerifiedBundle(payload, config, envelope.payload, envelope.key_id, raw, config_json)
+
+
+def _read_slow(payload_bytes: bytes) -> tuple[BundlePayload, dict[str, Any]]:
+    """Step by step, with a precise reason for whatever is wrong."""
+    data = strict_json.loads_canonical(payload_bytes, what="bundle payload")
+    _check_format(data)
+    try:
+        payload = BundlePayload.model_validate(data)
+    except ValidationError as exc:
+        raise _invalid(payload_bytes, "bundle payload does not match the bundle schema",
+                       format_problems(exc)) from None
+    try:
+        config = normalized_sections(payload.config, what="bundle configuration")
+    except ValidationFailed as exc:
+        raise _invalid(payload_bytes, "bundle configuration is invalid",
+                       exc.problems) from None
+    return payload, config

@@ -1,0 +1,42 @@
+"""RFC 8785 (JSON Canonicalization Scheme) serialization of provisioner data.
+
+RFC 8785 sorts object members by their UTF-16 code units, writes integers
+plainly, emits strings as UTF-8 with only ``"``, ``\\`` and control characters
+escaped, and uses no whitespace. orjson with ``OPT_SORT_KEYS`` produces exactly
+that *for the data provisioner signs*, because that data's grammar guarantees:
+
+* every object key is ASCII (codes, field names; enforced by the schemas), so
+  code-point order equals UTF-16 order;
+* every number is an integer within +/-2**53 (there are no floats in a
+  configuration document or a bundle payload).
+
+``canonical_bytes`` checks nothing by itself (that would cost a full walk);
+the guarantee comes from the models, and a property test cross-checks the
+output against the ``rfc8785`` reference implementation.
+
+    >>> canonical_bytes({"b": "日本", "a": [1, True, None]})
+    b'{"a":[1,true,null],"b":"\\xe6\\x97\\xa5\\xe6\\x9c\\xac"}'
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+_OPTIONS = orjson.OPT_SORT_KEYS
+
+
+def canonical_bytes(data: Any) -> bytes:
+    """RFC 8785 canonical JSON of ``data`` (see the module docstring for the domain)."""
+    return orjson.dumps(data, option=_OPTIONS)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def digest(data: Any) -> str:
+    """``sha256:<hex>`` of the canonical form: the identity of a document."""
+    return "sha256:" + sha256_hex(canonical_bytes(data))

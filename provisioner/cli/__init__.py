@@ -1,0 +1,1 @@
+"""The ``provisioner`` command line: thin wrappers over the services."""

@@ -1,0 +1,393 @@
+"""CRM commands: records, search, CTI lookup, CSV import/export, bulk operations, sample data.
+
+    provisioner seed-data -t acme --contacts 1000 --seed 1
+    provisioner search -t acme --as sato --q 田中 --checked 3 --limit 20
+    provisioner lookup -t acme --as sato "+81 3 1234 5678"
+    provisioner import customers customers.csv -t 1 --as sato --dry-run
+    provisioner export customers -t acme --as sato -o list.csv --columns name,kana,address
+    provisioner record create contact -t acme --as sato --data '{"name": "田中 太郎"}'
+
+``-t`` takes the tenant's slug or its number in the user's tenant list; a user
+with several tenants who omits it is shown the numbered list and asked (exit 2
+with the list when there is no terminal to ask on).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from provisioner.cli.output import State, emit, pass_state, table
+from provisioner.cli.tenant_choice import choose_tenant
+from provisioner.errors import ValidationFailed
+from provisioner.services import actors
+from provisioner.services.actors import Actor
+from provisioner.services.crm import bulk, csvio, records, search, seed
+
+TENANT_REF = click.option("-t", "--tenant", "tenant", metavar="N|SLUG",
+                          help="the tenant: slug or number in your tenant list")
+AS_REQUIRED = click.option("--as", "login", required=True, metavar="LOGIN",
+                           help="the acting user")
+
+
+def _load_json(value: str) -> dict[str, Any]:
+    raw = Path(value[1:]).read_bytes() if value.startswith("@") else value.encode()
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationFailed(f"--data is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValidationFailed("--data must be a JSON object of field values")
+    return data
+
+
+def _search_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--q", "q", default="", help="partial match (space-separated terms)"),
+        click.option("--match", type=click.Choice(["all", "any"]), default="all",
+                     help="combine text conditions with AND (all) or OR (any)"),
+        click.option("--field", "fields", multiple=True, metavar="FIELD=TEXT",
+                     help="partial match on one field (name, kana, company, phone, ...)"),
+        click.option("--checked", type=click.IntRange(1, 48), multiple=True,
+                     help="checkbox N must be checked"),
+        click.option("--unchecked", type=click.IntRange(1, 48), multiple=True,
+                     help="checkbox N must be unchecked"),
+        click.option("--classification", default=None),
+        click.option("--updated-from", default=None, metavar="DATE"),
+        click.option("--updated-to", default=None, metavar="DATE"),
+        click.option("--activity-kind", default=None),
+        click.option("--activity-text", default=None),
+        click.option("--activity-from", default=None, metavar="DATE"),
+        click.option("--activity-to", default=None, metavar="DATE"),
+        click.option("--purchase-product", default=None),
+        click.option("--purchase-from", default=None, metavar="DATE"),
+        click.option("--purchase-to", default=None, metavar="DATE"),
+        click.option("--sort", default="id", help="id, name, kana, created_at, updated_at; "
+                                                  "-name for descending"),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _query(kw: dict[str, Any], *, limit: int = 50, offset: int = 0) -> search.Query:
+    fields: dict[str, str] = {}
+    for spec in kw.pop("fields"):
+        key, sep, value = spec.partition("=")
+        if not sep:
+            raise ValidationFailed(f"--field {spec!r}: write FIELD=TEXT")
+        fields[key] = value
+    boxes = {i: True for i in kw.pop("checked")}
+    for i in kw.pop("unchecked"):
+        if i in boxes:
+            raise ValidationFailed(f"checkbox {i} cannot be both checked and unchecked")
+        boxes[i] = False
+    return search.Query(fields=fields, checkboxes=boxes, limit=limit, offset=offset, **kw)
+
+
+@click.command("seed-data")
+@TENANT_REF
+@click.option("--as", "login", metavar="LOGIN", help="acting admin (default: the operator)")
+@click.option("--contacts", type=click.IntRange(1, 10_000_000), required=True)
+@click.option("--seed", "seed_value", type=int, default=0, show_default=True)
+@pass_state
+def seed_data(state: State, tenant: str | None, login: str | None, contacts: int,
+              seed_value: int) -> None:
+    """Realistic Japanese sample customers (names, kana, companies, addresses, phones)."""
+    slug = choose_tenant(state, login, tenant) if login is not None else None
+    with state.transaction() as ctx:
+        if login is not None and slug is not None:
+            actor = actors.resolve(ctx, login, slug)
+        else:
+            if tenant is None:
+                raise ValidationFailed("give the tenant with -t")
+            t = actors.get_tenant(ctx, tenant)
+            actor = Actor(login="operator", user_id=0, tenant_id=t.id, tenant_slug=t.slug,
+                          role="admin")
+        made = seed.seed_contacts(ctx, actor, contacts, seed=seed_value)
+    emit(state, {"tenant": actor.tenant_slug, "contacts": made},
+         f"created {made} sample contacts in {actor.tenant_slug!r}")
+
+
+@click.command("search")
+@TENANT_REF
+@AS_REQUIRED
+@_search_options
+@click.option("--limit", type=click.IntRange(0, 1000), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0)
+@pass_state
+def search_cmd(state: State, /, tenant: str | None, login: str, limit: int, offset: int,
+               **kw: Any) -> None:
+    """Search customers; prints the exact total and one page."""
+    query = _query(kw, limit=limit, offset=offset)
+    slug = choose_tenant(state, login, tenant)
+    with state.transaction() as ctx:
+        result = search.search(ctx, actors.resolve(ctx, login, slug), query)
+    emit(state, {"total": result.total, "items": result.items}, lambda: table(
+        [(i["id"], i["name"], i["kana"], i["company"], i["phone"], i["address"])
+         for i in result.items], ["id", "name", "kana", "company", "phone", "address"])
+        + f"\n{result.total} found")
+
+
+@click.command("lookup")
+@TENANT_REF
+@AS_REQUIRED
+@click.argument("phone")
+@pass_state
+def lookup_cmd(state: State, tenant: str | None, login: str, phone: str) -> None:
+    """The caller's card (CTI screen pop): profile, latest purchases and activities."""
+    slug = choose_tenant(state, login, tenant)
+    with state.transaction() as ctx:
+        card = search.lookup(ctx, actors.resolve(ctx, login, slug), phone)
+
+    def text() -> str:
+        c = card["contact"]
+        lines = [f"{c['name']} ({c['kana']})  {c['company_name']}  {c['title']}",
+                 f"phone {c['phone']}  mobile {c['mobile']}  {c['email']}", c["address"]]
+        if card["other_matches"]:
+            lines.append(f"also matching: contacts {card['other_matches']}")
+        lines += ["", "purchases:"] + [f"  {p['date']}  {p['product_name']}  {p['amount']}"
+                                       for p in card["purchases"]]
+        lines += ["activities:"] + [f"  {a['date']}  {a['kind']}  {a['content'][:40]}"
+                                    for a in card["activities"]]
+        return "\n".join(lines)
+    emit(state, card, text)
+
+
+@click.group("import")
+def import_group() -> None:
+    """Import records from CSV files (admins)."""
+
+
+@import_group.command("customers")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@TENANT_REF
+@AS_REQUIRED
+@click.option("--dry-run", is_flag=True, help="check every row, write nothing")
+@pass_state
+def import_customers(state: State, file: str, tenant: str | None, login: str,
+                     dry_run: bool) -> None:
+    """Import customers: UTF-8 / UTF-8 BOM / CP932; all rows or none."""
+    try:
+        raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as exc:
+        raise ValidationFailed(f"cannot read {file}: {exc.strerror}") from None
+    slug = choose_tenant(state, login, tenant)
+    with state.transaction() as ctx:
+        actor = actors.resolve(ctx, login, slug)
+        if sys.stderr.isatty() and not state.as_json:
+            with click.progressbar(length=max(1, raw.count(b"\n")), label="checking",
+                                   file=sys.stderr) as bar:
+                report = csvio.import_customers(ctx, actor, raw, dry_run=dry_run,
+                                                source=Path(file).name, progress=bar.update)
+        else:
+            report = csvio.import_customers(ctx, actor, raw, dry_run=dry_run,
+                                            source=Path(file).name)
+    data = {"rows": report.rows, "created": report.created, "encoding": report.encoding,
+            "companies_created": report.companies_created, "dry_run": dry_run}
+    emit(state, data, (f"{report.rows} rows are valid ({report.encoding}); nothing written "
+                       "(dry run)") if dry_run else
+         f"imported {report.created} customers ({report.encoding}), "
+         f"{report.companies_created} new companies")
+
+
+@click.group("export")
+def export_group() -> None:
+    """Export records as CSV (Excel-friendly)."""
+
+
+def _export_command(kind: str) -> click.Command:
+    @export_group.command(kind)
+    @TENANT_REF
+    @AS_REQUIRED
+    @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False,
+                                                                   allow_dash=True))
+    @click.option("--encoding", type=click.Choice(["utf-8-sig", "cp932"]), default="utf-8-sig",
+                  show_default=True)
+    @click.option("--columns", default=None, help="comma-separated column keys, in order")
+    @_search_options
+    @pass_state
+    def command(state: State, /, tenant: str | None, login: str, output: str, encoding: str,
+                columns: str | None, **kw: Any) -> None:
+        query = _query(kw)
+        slug = choose_tenant(state, login, tenant)
+        with state.transaction() as ctx:
+            data = csvio.export(ctx, actors.resolve(ctx, login, slug), kind, query,
+                                columns=columns.split(",") if columns else None,
+                                encoding=encoding)
+        if output == "-":
+            sys.stdout.buffer.write(data)
+            return
+        Path(output).write_bytes(data)
+        lines = data.count(b"\r\n") - 1
+        emit(state, {"file": output, "rows": lines, "encoding": encoding},
+             f"wrote {lines} rows to {output} ({encoding})")
+    command.help = f"Export {kind} of the customers a search finds."
+    return command
+
+
+for _kind in csvio.EXPORT_COLUMNS:
+    _export_command(_kind)
+
+
+@click.group("record")
+def record_group() -> None:
+    """Create, show, update, delete CRM records (types: company, contact, activity, ...)."""
+
+
+TYPE_ARG = click.argument("type_name", metavar="TYPE", type=click.Choice(list(records.TYPES)))
+
+
+@record_group.command("create")
+@TYPE_ARG
+@TENANT_REF
+@AS_REQUIRED
+@click.option("--data", required=True, help="JSON object of field values, or @file.json")
+@click.option("--purpose", default=None, help="why (kept in the update history)")
+@pass_state
+def record_create(state: State, type_name: str, tenant: str | None, login: str, data: str,
+                  purpose: str | None) -> None:
+    values = _load_json(data)
+    slug = choose_tenant(state, login, tenant)
+    with state.transaction() as ctx:
+        saved = records.create(ctx, actors.resolve(ctx, login, slug), type_name, values,
+                               purpose=purpose)
+    out = {"record": saved.record, "duplicates": saved.duplicates}
+    text = f"created {type_name} {saved.record['id']}"
+    if saved.duplicates:
+        text += "\npossible duplicates (same name): " + ", ".join(
+            f"{d['id']} {d['name']}" for d in saved.duplicates)
+    emit(state, out, text)
+
+
+@record_group.command("show")
+@TYPE_ARG
+@click.argument("record_id", type=click.IntRange(1))
+@TENANT_REF
+@AS_REQUIRED
+@pass_state
+def record_show(state: State, type_name: str, record_id: int, tenant: str | None,
+                login: str) -> None:
+    slug = choose_tenant(state, login, tenant)
+    with state.transaction() as ctx:
+        data = records.show(ctx, actors.resolve(ctx, login, slug), type_name, record_id)
+    emit(state, data, lambda: "\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
+@record_group.command("update")
+@TYPE_ARG
+@click.argument("record_id", type=click.IntRange(1))
+@TENANT_REF
+@AS_REQUIRED
+@click.option("--data", required=True, help="JSON object of field values, or @file.json")
+@click.option("--purpose", default=None, help="why (kept in the update history)")
+@pass_state
+def record_update(state: State, type_name: str, record_id: int, tenant: str | None,
+                  login: str, data: str, purpose: str | None) -> None:
+    values = _load_json(data)
+    slug = choose_tenant(state, login, tenant)
+    with state.transaction() as ctx:
+        saved = records.update(ctx, actors.resolve(ctx, login, slug), type_name, record_id, values,
+                               purpose=purpose)
+    emit(state, {"record": saved.record, "duplicates": saved.duplicates},
+         f"updated {type_name} {record_id}")
+
+
+@record_group.command("delete")
+@TYPE_ARG
+@click.argument("record_id", type=click.IntRange(1))
+@TENANT_REF
+@AS_REQUIRED
+@click.option("--purpose", default=None)
+@pass_state
+def record_delete(state: State, type_name: str, record_id: int, tenant: str | None,
+                  login: str, purpose: str | None) -> None:
+    slug = choose_tenant(state, login, tenant)
+    with state.transaction() as ctx:
+        records.delete_record(ctx, actors.resolve(ctx, login, slug), type_name, record_id,
+                              purpose=purpose)
+    emit(state, {"deleted": record_id}, f"deleted {type_name} {record_id}")
+
+
+@record_group.command("history")
+@TYPE_ARG
+@click.argument("record_id", type=click.IntRange(1))
+@TENANT_REF
+@AS_REQUIRED
+@pass_state
+def record_history(state: State, type_name: str, record_id: int, tenant: str | None,
+                   login: str) -> None:
+    """Update history: who, when, what, purpose."""
+    slug = choose_tenant(state, login, tenant)
+    with state.transaction() as ctx:
+        rows = records.history(ctx, actors.resolve(ctx, login, slug), type_name, record_id)
+    emit(state, rows, lambda: table(
+        [(r["at"], r["actor"], r["action"], orjson.dumps(r["changes"]).decode()[:60],
+          r["purpose"]) for r in rows], ["at", "actor", "action", "changes", "purpose"]))
+
+
+@click.group("bulk")
+def bulk_group() -> None:
+    """Bulk update / delete over a search result."""
+
+
+@bulk_group.command("update")
+@TENANT_REF
+@AS_REQUIRED
+@_search_options
+@click.option("--set-checked", type=click.IntRange(1, 48), multiple=True)
+@click.option("--set-unchecked", type=click.IntRange(1, 48), multiple=True)
+@click.option("--company-id", type=click.IntRange(1), default=None)
+@click.option("--purpose", default=None)
+@pass_state
+def bulk_update(state: State, /, tenant: str | None, login: str, set_checked: tuple[int, ...],
+                set_unchecked: tuple[int, ...], company_id: int | None, purpose: str | None,
+                **kw: Any) -> None:
+    query = _query(kw)
+    boxes = {**{i: True for i in set_checked}, **{i: False for i in set_unchecked}}
+    slug = choose_tenant(state, login, tenant)
+    with state.transaction() as ctx:
+        n = bulk.bulk_update(ctx, actors.resolve(ctx, login, slug), query, checkboxes=boxes,
+                             company_id=company_id, purpose=purpose)
+    emit(state, {"updated": n}, f"updated {n} customers")
+
+
+@bulk_group.command("delete")
+@TENANT_REF
+@AS_REQUIRED
+@_search_options
+@click.option("--yes", is_flag=True, required=True, help="confirm")
+@click.option("--purpose", default=None)
+@pass_state
+def bulk_delete(state: State, /, tenant: str | None, login: str, yes: bool, purpose: str | None,
+                **kw: Any) -> None:
+    query = _query(kw)
+    slug = choose_tenant(state, login, tenant)
+    with state.transaction() as ctx:
+        n = bulk.bulk_delete(ctx, actors.resolve(ctx, login, slug), query, purpose=purpose)
+    emit(state, {"deleted": n}, f"deleted {n} customers")
+
+
+@click.command("access-log")
+@TENANT_REF
+@AS_REQUIRED
+@click.option("--limit", type=click.IntRange(1, 10000), default=100, show_default=True)
+@pass_state
+def access_log(state: State, tenant: str | None, login: str, limit: int) -> None:
+    """Logins, personal-info views, exports, prints, bulk operations, imports (admins)."""
+    slug = choose_tenant(state, login, tenant)
+    with state.transaction() as ctx:
+        rows = records.access_log(ctx, actors.resolve(ctx, login, slug), limit=limit)
+    emit(state, rows, lambda: table([(r["at"], r["actor"], r["kind"], r["subject"])
+                                     for r in rows], ["at", "actor", "kind", "subject"]))
+
+
+def register(cli: click.Group) -> None:
+    for command in (seed_data, search_cmd, lookup_cmd, import_group, export_group,
+                    record_group, bulk_group, access_log):
+        cli.add_command(command)

@@ -1,0 +1,681 @@
+"""``provisioner``: the command line.
+
+Exit codes: 0 success, 1 refused or failed (one-line reason on stderr), 2 usage.
+``--json`` (before the command) switches every command to machine output.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy.exc import DBAPIError
+
+from provisioner import __version__
+from provisioner.bundles.payload import read_bundle
+from provisioner.bundles.signing import key_id, load_public_pem
+from provisioner.canonical import canonical_bytes
+from provisioner.cli.output import (
+    State,
+    database_error,
+    dumps,
+    emit,
+    fail,
+    pass_state,
+    table,
+)
+from provisioner.cli.render import render_config, render_plan
+from provisioner.clock import as_utc, format_instant
+from provisioner.config.diff import summarize
+from provisioner.config.validate import load_file
+from provisioner.db import migrate
+from provisioner.db.models import Tenant
+from provisioner.errors import ProvisionerError, ValidationFailed
+from provisioner.services import (
+    actors,
+    configs,
+    copykeys,
+    signing,
+    tenants,
+    transfers,
+)
+from provisioner.services import audit as audit_service
+from provisioner.services.eligibility import PLANS
+
+TENANT = click.option("-t", "--tenant", "tenant", required=True, metavar="SLUG",
+                      help="the tenant")
+AS_REQUIRED = click.option("--as", "login", required=True, metavar="LOGIN",
+                           help="the acting user")
+#: Ids and version numbers: positive, and within the database's 32-bit integer columns.
+ROW_ID = click.IntRange(1, 2**31 - 1)
+AS_OPTIONAL = click.option("--as", "login", metavar="LOGIN",
+                           help="the acting user (checked against the tenant)")
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise ValidationFailed(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _only(value: str | None) -> list[str] | None:
+    return None if value is None else value.split(",")
+
+
+class ProvisionerGroup(click.Group):
+    """Maps every ProvisionerError to exit 1 with a one-line reason, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ProvisionerError as exc:
+            fail(exc, ctx.find_object(State))
+        except DBAPIError as exc:
+            fail(database_error(exc), ctx.find_object(State))
+        except KeyboardInterrupt:
+            click.echo("interrupted; nothing was changed by the unfinished step", err=True)
+            sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:
+            if os.environ.get("PROVISIONER_DEBUG"):
+                raise
+            click.echo(f"error: internal error: {type(exc).__name__}: {exc} "
+                       "(set PROVISIONER_DEBUG=1 for details, and please report it)", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=ProvisionerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", "db_url", metavar="URL", help="database URL (default: "
+              "PROVISIONER_DATABASE_URL, else SQLite under PROVISIONER_HOME)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.version_option(__version__, prog_name="provisioner")
+@click.pass_context
+def cli(ctx: click.Context, db_url: str | None, as_json: bool) -> None:
+    """Copy CRM tenant configurations safely: copy keys, signed bundles, review, apply."""
+    ctx.obj = State(db_url=db_url, as_json=as_json)
+
+
+@cli.command()
+@pass_state
+def init(state: State) -> None:
+    """Create or migrate the database to the current schema."""
+    app = state.app(migrate=True)
+    revision = ", ".join(sorted(migrate.heads()))
+    emit(state, {"database": app.engine.url.render_as_string(hide_password=True),
+                 "revision": revision},
+         f"database ready at revision {revision}: "
+         f"{app.engine.url.render_as_string(hide_password=True)}")
+
+
+@cli.command()
+@click.option("--keep", is_flag=True, help="keep the temporary data directory")
+def demo(keep: bool) -> None:
+    """The end-to-end copy story, narrated, in a fresh temporary data directory."""
+    from provisioner.cli.demo import run_demo
+
+    run_demo(keep=keep)
+
+
+# --------------------------------------------------------------------------- tenants
+
+
+@cli.group()
+def tenant() -> None:
+    """Tenants."""
+
+
+@tenant.command("create")
+@click.argument("slug")
+@click.option("--name", required=True)
+@click.option("--plan", type=click.Choice(PLANS), default="standard", show_default=True)
+@click.option("--sandbox", is_flag=True, help="a sandbox tenant (can send, never receive)")
+@click.option("--integrations", is_flag=True, help="the tenant has active integrations")
+@click.option("--group", metavar="GROUP", help="put the tenant in this tenant group")
+@click.option("--from-bundle", "from_bundle", metavar="FILE",
+              help="take the configuration from this verified bundle (a template)")
+@pass_state
+def tenant_create(state: State, slug: str, name: str, plan: str, sandbox: bool,
+                  integrations: bool, group: str | None, from_bundle: str | None) -> None:
+    from provisioner.cli import provisioning as _provisioning  # groups and templates
+
+    if from_bundle is not None:
+        made = _provisioning.create_from_bundle(state, slug, name=name, plan=plan, group=group,
+                                                bundle_file=from_bundle)
+        emit(state, made, f"created tenant {slug} ({name}, {plan}) from {from_bundle}")
+        return
+    with state.transaction() as ctx:
+        row = tenants.create(ctx, slug, name=name, plan=plan, sandbox=sandbox,
+                             integrations=integrations)
+        if group is not None:
+            _provisioning.join_group(ctx, group, row.slug)
+        kid = key_id(signing.public_key(ctx, row.id))
+    emit(state, {"slug": row.slug, "id": row.id, "name": row.name, "plan": row.plan,
+                 "sandbox": row.is_sandbox, "integrations": row.integrations_active,
+                 "config_version": row.config_version, "key_id": kid, "group": group},
+         f"created tenant {row.slug} ({row.name}, {row.plan}); signing key {kid}"
+         + (f"; in group {group}" if group else ""))
+
+
+@tenant.command("update")
+@click.argument("slug")
+@click.option("--integrations/--no-integrations", default=None,
+              help="turn the tenant's integrations on or off")
+@click.option("--plan", type=click.Choice(PLANS))
+@pass_state
+def tenant_update(state: State, slug: str, integrations: bool | None, plan: str | None) -> None:
+    with state.transaction() as ctx:
+        row = tenants.update_flags(ctx, slug, integrations=integrations, plan=plan)
+    emit(state, {"slug": row.slug, "plan": row.plan, "integrations": row.integrations_active},
+         f"tenant {row.slug}: plan {row.plan}, integrations "
+         f"{'on' if row.integrations_active else 'off'}")
+
+
+@tenant.command("list")
+@pass_state
+def tenant_list(state: State) -> None:
+    with state.transaction() as ctx:
+        rows = tenants.list_all(ctx)
+        data = [{"slug": t.slug, "id": t.id, "name": t.name, "plan": t.plan,
+                 "sandbox": t.is_sandbox, "integrations": t.integrations_active,
+                 "status": t.status, "config_version": t.config_version} for t in rows]
+    emit(state, data, lambda: table(
+        [(d["slug"], d["name"], d["plan"], "yes" if d["sandbox"] else "",
+          "on" if d["integrations"] else "", d["status"], d["config_version"]) for d in data],
+        ["slug", "name", "plan", "sandbox", "integrations", "status", "config"]))
+
+
+@tenant.command("public-key")
+@click.argument("slug")
+@pass_state
+def tenant_public_key(state: State, slug: str) -> None:
+    """The tenant's signing public key as PEM (for verifying its bundles)."""
+    with state.transaction() as ctx:
+        row = actors.get_tenant(ctx, slug)
+        pem = signing.public_key_pem(ctx, row.id)
+        kid = key_id(signing.public_key(ctx, row.id))
+    emit(state, {"slug": slug, "key_id": kid, "pem": pem}, pem.rstrip("\n"))
+
+
+# --------------------------------------------------------------------------- users
+
+
+@cli.group()
+def user() -> None:
+    """Users and their roles per tenant."""
+
+
+@user.command("add")
+@click.argument("login")
+@click.option("--tenant", "tenant_slug", required=True, metavar="SLUG")
+@click.option("--role", required=True, help=", ".join(actors.ROLES) + " or a configured role")
+@click.option("--name", "display_name", default="", help="display name")
+@click.option("--password-stdin", is_flag=True,
+              help="read the new user's password from stdin (shared by all their tenants)")
+@pass_state
+def user_add(state: State, login: str, tenant_slug: str, role: str, display_name: str,
+             password_stdin: bool) -> None:
+    from provisioner.cli import provisioning as _provisioning  # group logins
+
+    password = _provisioning.read_password(True) if password_stdin else None
+    with state.transaction() as ctx:
+        tenants.add_user(ctx, login, tenant_slug=tenant_slug, role=role,
+                         display_name=display_name)
+        if password is not None:
+            _provisioning.set_initial_password(ctx, login, password)
+    emit(state, {"login": login, "tenant": tenant_slug, "role": role},
+         f"{login} is {role} in {tenant_slug}")
+
+
+# --------------------------------------------------------------------------- config
+
+
+@cli.group()
+def config() -> None:
+    """A tenant's configuration: show, set, history, diff, rollback."""
+
+
+def _reader(ctx: Any, slug: str, login: str | None) -> Any:
+    if login is not None:
+        actors.resolve(ctx, login, slug)
+    return actors.get_tenant(ctx, slug)
+
+
+@config.command("show")
+@TENANT
+@AS_OPTIONAL
+@click.option("--version", "version", type=ROW_ID, help="an older version")
+@pass_state
+def config_show(state: State, tenant: str, login: str | None, version: int | None) -> None:
+    """Show the configuration (--json: the document itself)."""
+    with state.transaction() as ctx:
+        row = _reader(ctx, tenant, login)
+        if version is None:
+            head = configs.current(ctx, row)
+            data, shown = head.data, head.version
+        else:
+            data, shown = configs.version_data(ctx, row.id, version), version
+    emit(state, data, lambda: render_config(tenant, shown, data))
+
+
+@config.command("set")
+@TENANT
+@AS_REQUIRED
+@click.argument("file", type=click.Path(dir_okay=False))
+@pass_state
+def config_set(state: State, tenant: str, login: str, file: str) -> None:
+    """Replace the sections in FILE (JSON or YAML: a whole document or some sections)."""
+    data = load_file(Path(file))
+    with state.transaction() as ctx:
+        actor = actors.resolve(ctx, login, tenant)
+        row = actors.get_tenant(ctx, tenant)
+        version = configs.set_sections(ctx, actor, row, data)
+        current = row.config_version
+    emit(state, {"version": version or current, "changed": version is not None},
+         f"configuration of {tenant} is now version {version}" if version
+         else f"no change: the configuration of {tenant} already matches {file}")
+
+
+@config.command("history")
+@TENANT
+@AS_OPTIONAL
+@pass_state
+def config_history(state: State, tenant: str, login: str | None) -> None:
+    with state.transaction() as ctx:
+        row = _reader(ctx, tenant, login)
+        data = [{"version": v.version, "digest": v.digest,
+                 "created_at": format_instant(as_utc(v.created_at)), "created_by": v.created_by,
+                 "origin": v.origin, "current": v.version == row.config_version}
+                for v in configs.history(ctx, row)]
+    emit(state, data, lambda: table(
+        [("*" if d["current"] else "", d["version"], d["created_at"], d["created_by"],
+          d["origin"], d["digest"][:19]) for d in data],
+        ["", "version", "created", "by", "origin", "digest"]))
+
+
+@config.command("diff")
+@TENANT
+@click.argument("from_version", type=ROW_ID)
+@click.argument("to_version", type=ROW_ID)
+@AS_OPTIONAL
+@pass_state
+def config_diff(state: State, tenant: str, from_version: int, to_version: int,
+                login: str | None) -> None:
+    with state.transaction() as ctx:
+        row = _reader(ctx, tenant, login)
+        changes = configs.diff_versions(ctx, row, from_version, to_version)
+    emit(state, {"from": from_version, "to": to_version, "summary": summarize(changes),
+                 "changes": [c.to_dict() for c in changes]},
+         lambda: "\n".join(c.describe() for c in changes) or "no differences")
+
+
+@config.command("rollback")
+@TENANT
+@click.option("--to", "to_version", type=ROW_ID, required=True, help="the version to restore")
+@AS_REQUIRED
+@pass_state
+def config_rollback(state: State, tenant: str, to_version: int, login: str) -> None:
+    """Make an older version current again (as a new version)."""
+    with state.transaction() as ctx:
+        actor = actors.resolve(ctx, login, tenant)
+        row = actors.get_tenant(ctx, tenant)
+        version = configs.rollback(ctx, actor, row, to_version)
+    emit(state, {"version": version, "restored": to_version},
+         f"{tenant}: version {to_version} restored as version {version}" if version
+         else f"{tenant}: already identical to version {to_version}; nothing changed")
+
+
+# --------------------------------------------------------------------------- copy keys
+
+
+@cli.group()
+def key() -> None:
+    """Copy keys: 24-hour, one-use invitations to send a configuration to a tenant."""
+
+
+@key.command("generate")
+@TENANT
+@AS_REQUIRED
+@pass_state
+def key_generate(state: State, tenant: str, login: str) -> None:
+    """Generate a copy key for this (target) tenant. It is shown once."""
+    with state.transaction() as ctx:
+        actor = actors.resolve(ctx, login, tenant)
+        generated = copykeys.generate(ctx, actor, actors.get_tenant(ctx, tenant))
+    expires = format_instant(generated.expires_at)
+    emit(state, {"key": generated.text, "id": generated.id, "selector": generated.selector,
+                 "expires_at": expires},
+         f"{generated.text}\n\nCopy key {generated.id} for {tenant}, valid until {expires} "
+         "(24 hours), for one delivery.\nGive it to the source tenant's admin. It is shown "
+         "only this once.")
+
+
+@key.command("list")
+@TENANT
+@AS_REQUIRED
+@pass_state
+def key_list(state: State, tenant: str, login: str) -> None:
+    with state.transaction() as ctx:
+        actor = actors.resolve(ctx, login, tenant)
+        now = ctx.clock.now()
+        data = [{"id": k.id, "selector": k.selector, "state": copykeys.state(k, now),
+                 "created_at": format_instant(as_utc(k.created_at)), "created_by": k.created_by,
+                 "expires_at": format_instant(as_utc(k.expires_at)),
+                 "used_by_transfer": k.used_by_transfer, "failed_attempts": k.failed_attempts}
+                for k in copykeys.list_keys(ctx, actor)]
+    emit(state, data, lambda: table(
+        [(d["id"], d["selector"], d["state"], d["created_by"], d["expires_at"],
+          d["used_by_transfer"] or "") for d in data],
+        ["id", "selector", "state", "by", "expires", "transfer"]))
+
+
+@key.command("revoke")
+@TENANT
+@click.argument("key_id_arg", metavar="KEY_ID")
+@AS_REQUIRED
+@pass_state
+def key_revoke(state: State, tenant: str, key_id_arg: str, login: str) -> None:
+    with state.transaction() as ctx:
+        actor = actors.resolve(ctx, login, tenant)
+        row = copykeys.revoke(ctx, actor, key_id_arg)
+    emit(state, {"id": row.id, "selector": row.selector, "state": "revoked"},
+         f"copy key {row.id} ({row.selector}) revoked")
+
+
+# --------------------------------------------------------------------------- bundles
+
+
+@cli.group()
+def bundle() -> None:
+    """Signed bundle files."""
+
+
+@bundle.command("export")
+@TENANT
+@AS_REQUIRED
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="bundle file to write ('-' for stdout)")
+@click.option("--key", "key_text", metavar="KEY", help="bind the bundle to this copy key")
+@click.option("--only", metavar="SECTIONS", help="comma-separated sections to export")
+@pass_state
+def bundle_export(state: State, tenant: str, login: str, output: str, key_text: str | None,
+                  only: str | None) -> None:
+    with state.transaction() as ctx:
+        actor = actors.resolve(ctx, login, tenant)
+        raw = transfers.export(ctx, actor, key_text=key_text, only=_only(only))
+    summary = transfers.envelope_summary(raw)
+    if output == "-":
+        sys.stdout.buffer.write(raw)
+        return
+    tmp = Path(output + ".tmp")
+    tmp.write_bytes(raw)
+    tmp.replace(output)
+    emit(state, {"file": output, "bundle_id": summary["bundle_id"], "bytes": len(raw),
+                 "expires_at": summary["expires_at"], "audience": summary["audience"]},
+         f"wrote {output}: bundle {summary['bundle_id']} from {tenant}, "
+         f"{len(raw):,} bytes, expires {summary['expires_at']}"
+         + (f", bound to copy key {summary['audience']['copy_key']}"
+            if summary["audience"] else ""))
+
+
+@bundle.command("verify")
+@click.argument("file")
+@click.option("--public-key", "pem_file", type=click.Path(dir_okay=False, exists=True),
+              help="PEM public key of the publisher (default: keys known to this database)")
+@pass_state
+def bundle_verify(state: State, file: str, pem_file: str | None) -> None:
+    """Verify a bundle's signature and payload."""
+    raw = _read_bytes(file)
+    if pem_file:
+        public = load_public_pem(Path(pem_file).read_bytes(), source=pem_file)
+        verified = read_bundle(raw, {key_id(public): public}.get)
+    else:
+        with state.transaction() as ctx:
+            verified = read_bundle(raw, lambda kid: signing.any_tenant_key(ctx, kid))
+    p = verified.payload
+    emit(state, {"valid": True, "bundle_id": p.bundle_id, "digest": verified.digest,
+                 "key_id": verified.key_id, "source": p.source.model_dump(),
+                 "expires_at": p.expires_at, "sections": list(verified.sections)},
+         f"OK: signature by {verified.key_id} verifies; payload valid\n"
+         f"bundle {p.bundle_id} from {p.source.tenant} (config version "
+         f"{p.source.config_version}), sections: {', '.join(verified.sections)}")
+
+
+@bundle.command("inspect")
+@click.argument("file")
+@pass_state
+def bundle_inspect(state: State, file: str) -> None:
+    """Show what a bundle says about itself (NOT verified; use 'bundle verify')."""
+    summary = transfers.envelope_summary(_read_bytes(file))
+    emit(state, summary, lambda: dumps(summary) + "\n(not verified: run 'provisioner bundle "
+         "verify' to check the signature)")
+
+
+# --------------------------------------------------------------------------- send / receive
+
+
+def _transfer_json(t: Any) -> dict[str, Any]:
+    return {"transfer": t.id, "id": t.id, "status": t.status, "tenant_id": t.tenant_id,
+            "source_tenant": t.source_tenant, "source_version": t.source_version,
+            "bundle_id": t.bundle_id, "bundle_digest": t.payload_digest,
+            "signer_key_id": t.signer_key_id, "base_version": t.base_version,
+            "received_at": format_instant(as_utc(t.received_at)), "received_by": t.received_by,
+            "decided_by": t.decided_by, "applied_version": t.applied_version,
+            "summary": t.plan.get("summary", {})}
+
+
+@cli.command()
+@TENANT
+@AS_REQUIRED
+@click.option("--key", "key_text", required=True, metavar="KEY",
+              help="the copy key the target tenant's admin gave you")
+@click.option("--only", metavar="SECTIONS", help="comma-separated sections to send")
+@pass_state
+def send(state: State, tenant: str, login: str, key_text: str, only: str | None) -> None:
+    """Send this tenant's configuration to the tenant that generated KEY."""
+    with state.transaction() as ctx:
+        actor = actors.resolve(ctx, login, tenant)
+        t = transfers.send(ctx, actor, key_text, only=_only(only))
+        target = ctx.session.get(Tenant, t.tenant_id)
+        data = _transfer_json(t) | {"target": target.slug if target else None}
+    emit(state, data, f"sent: transfer {t.id} is pending in {data['target']}'s inbox; "
+         "its admin reviews and approves it")
+
+
+@cli.command()
+@TENANT
+@AS_REQUIRED
+@click.argument("file")
+@click.option("--public-key", "pem_files", multiple=True,
+              type=click.Path(dir_okay=False, exists=True),
+              help="PEM public key of the publisher, when it is not in this deployment")
+@pass_state
+def receive(state: State, tenant: str, login: str, file: str, pem_files: tuple[str, ...]) -> None:
+    """Take a bundle file (made with 'bundle export --key') into the inbox."""
+    raw = _read_bytes(file)
+    keys = [load_public_pem(Path(p).read_bytes(), source=p) for p in pem_files]
+    with state.transaction() as ctx:
+        actor = actors.resolve(ctx, login, tenant)
+        t = transfers.receive(ctx, actor, raw, extra_keys=keys)
+        data = _transfer_json(t)
+    emit(state, data, f"received: transfer {t.id} from {t.source_tenant} is pending; review "
+         f"it with 'provisioner inbox show {t.id} --as {login}'")
+
+
+# --------------------------------------------------------------------------- inbox
+
+
+@cli.group()
+def inbox() -> None:
+    """Incoming configurations: review, approve, reject, roll back."""
+
+
+@inbox.command("list")
+@TENANT
+@AS_REQUIRED
+@click.option("--status", type=click.Choice(["pending", "applied", "rejected", "rolled_back"]))
+@pass_state
+def inbox_list(state: State, tenant: str, login: str, status: str | None) -> None:
+    with state.transaction() as ctx:
+        actor = actors.resolve(ctx, login, tenant)
+        data = [_transfer_json(t) for t in transfers.inbox(ctx, actor, status=status)]
+    emit(state, data, lambda: table(
+        [(d["id"], d["status"], d["source_tenant"], d["received_at"],
+          ", ".join(f"{s} {sum(v.values())}" for s, v in d["summary"].items()) or "no changes")
+         for d in data],
+        ["id", "status", "from", "received", "changes"]) if data else "the inbox is empty")
+
+
+@inbox.command("show")
+@click.argument("transfer_id", type=ROW_ID)
+@AS_REQUIRED
+@click.option("--mode", type=click.Choice(["replace", "merge"]), default="replace",
+              show_default=True, help="preview the plan for this mode")
+@click.option("--only", metavar="SECTIONS", help="preview the plan for these sections")
+@pass_state
+def inbox_show(state: State, transfer_id: int, login: str, mode: str, only: str | None) -> None:
+    """The plan: per section what is added, changed, removed."""
+    with state.transaction() as ctx:
+        t, _ = transfers.get(ctx, login, transfer_id)
+        plan = transfers.preview(ctx, t, mode=mode, only=_only(only))  # type: ignore[arg-type]
+        data = _transfer_json(t) | {"plan": plan}
+    emit(state, data, lambda: render_plan(data))
+
+
+@inbox.command("approve")
+@click.argument("transfer_id", type=ROW_ID)
+@AS_REQUIRED
+@click.option("--mode", type=click.Choice(["replace", "merge"]), default="replace",
+              show_default=True,
+              help="replace: take the source's sections as they are; merge: add and change only")
+@click.option("--only", metavar="SECTIONS", help="apply only these sections")
+@pass_state
+def inbox_approve(state: State, transfer_id: int, login: str, mode: str,
+                  only: str | None) -> None:
+    """Apply the transfer in one transaction."""
+    with state.transaction() as ctx:
+        decision = transfers.approve(ctx, login, transfer_id, mode=mode,  # type: ignore[arg-type]
+                                     only=_only(only))
+        data = _transfer_json(decision.transfer) | {"outcome": decision.outcome,
+                                                    "version": decision.version}
+    if decision.outcome == "replanned":
+        if state.as_json:
+            click.echo(dumps(data | {"message": decision.message}), err=True)
+        else:
+            click.echo(f"error: {decision.message}", err=True)
+        sys.exit(1)
+    emit(state, data, f"transfer {transfer_id} applied: configuration version "
+         f"{decision.version}" if decision.outcome == "applied"
+         else f"transfer {transfer_id} applied: {decision.message}")
+
+
+@inbox.command("reject")
+@click.argument("transfer_id", type=ROW_ID)
+@AS_REQUIRED
+@click.option("--reason", help="why (kept in the audit log)")
+@pass_state
+def inbox_reject(state: State, transfer_id: int, login: str, reason: str | None) -> None:
+    with state.transaction() as ctx:
+        decision = transfers.reject(ctx, login, transfer_id, reason=reason)
+        data = _transfer_json(decision.transfer)
+    emit(state, data, f"transfer {transfer_id} rejected; the configuration is unchanged")
+
+
+@inbox.command("rollback")
+@click.argument("transfer_id", type=ROW_ID)
+@AS_REQUIRED
+@pass_state
+def inbox_rollback(state: State, transfer_id: int, login: str) -> None:
+    """Undo an applied transfer (the version before it becomes current again)."""
+    with state.transaction() as ctx:
+        version = transfers.rollback(ctx, login, transfer_id)
+    emit(state, {"transfer": transfer_id, "version": version},
+         f"transfer {transfer_id} rolled back: configuration version {version}")
+
+
+# --------------------------------------------------------------------------- publishers, audit
+
+
+@cli.group()
+def publisher() -> None:
+    """Trusted (pinned) publishers: once any is pinned, only pinned signers are accepted."""
+
+
+@publisher.command("trust")
+@TENANT
+@AS_REQUIRED
+@click.argument("pem_file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--label", required=True, help="who this key belongs to")
+@click.option("--policy", type=click.Choice(["manual", "auto"]), default="manual",
+              show_default=True)
+@pass_state
+def publisher_trust(state: State, tenant: str, login: str, pem_file: str, label: str,
+                    policy: str) -> None:
+    with state.transaction() as ctx:
+        actor = actors.resolve(ctx, login, tenant)
+        row = signing.trust(ctx, actor, Path(pem_file).read_bytes(), label=label, policy=policy)
+    emit(state, {"key_id": row.key_id, "label": row.label, "policy": row.policy},
+         f"{tenant} now trusts publisher {row.label} ({row.key_id}, policy {row.policy})")
+
+
+@publisher.command("list")
+@TENANT
+@AS_REQUIRED
+@pass_state
+def publisher_list(state: State, tenant: str, login: str) -> None:
+    with state.transaction() as ctx:
+        actor = actors.resolve(ctx, login, tenant)
+        data = [{"key_id": p.key_id, "label": p.label, "policy": p.policy,
+                 "added_by": p.added_by} for p in signing.pinned(ctx, actor.tenant_id)]
+    emit(state, data, lambda: table([(d["key_id"], d["label"], d["policy"], d["added_by"])
+                                     for d in data], ["key id", "label", "policy", "added by"])
+         if data else "no pinned publishers: bundles from any tenant key of this deployment "
+         "are accepted (with a copy key)")
+
+
+@publisher.command("remove")
+@TENANT
+@AS_REQUIRED
+@click.argument("key_id_arg", metavar="KEY_ID")
+@pass_state
+def publisher_remove(state: State, tenant: str, login: str, key_id_arg: str) -> None:
+    with state.transaction() as ctx:
+        actor = actors.resolve(ctx, login, tenant)
+        signing.untrust(ctx, actor, key_id_arg)
+    emit(state, {"key_id": key_id_arg, "removed": True}, f"publisher {key_id_arg} removed")
+
+
+@cli.command("audit")
+@TENANT
+@AS_REQUIRED
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@pass_state
+def audit_log(state: State, tenant: str, login: str, limit: int) -> None:
+    """The tenant's audit events, newest first (admins only)."""
+    with state.transaction() as ctx:
+        actor = actors.resolve(ctx, login, tenant)
+        actors.require_admin(actor, "read the audit log")
+        data = [{"id": e.id, "at": format_instant(as_utc(e.at)), "actor": e.actor,
+                 "action": e.action, "subject": e.subject, "details": e.details}
+                for e in audit_service.events(ctx, actor.tenant_id, limit=limit)]
+    emit(state, data, lambda: table(
+        [(d["at"], d["actor"], d["action"], d["subject"],
+          canonical_bytes(d["details"]).decode()[:70]) for d in data],
+        ["at", "actor", "action", "subject", "details"]))
+
+
+def main() -> None:
+    cli(prog_name="provisioner")
+
+
+from provisioner.cli.crm import register as _register_crm  # noqa: E402
+
+_register_crm(cli)
+
+from provisioner.cli.provisioning import register as _register_provisioning  # noqa: E402
+
+_register_provisioning(cli)

@@ -1,0 +1,80 @@
+"""Text renderings of a configuration and of a transfer plan, for people."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from provisioner.config.diff import Change
+
+
+def render_config(slug: str, version: int, data: dict[str, Any]) -> str:
+    lines = [f"{slug}: configuration version {version} ({data['mode']} customers)"]
+    enabled = [c for c in data["checkboxes"] if c["enabled"]]
+    lines.append(f"checkboxes ({len(enabled)} of {len(data['checkboxes'])} enabled):")
+    lines.append("  " + "  ".join(f"{c['index']}:{c['label']}" for c in enabled))
+    lines.append("memo fields:")
+    lines.append("  " + "  ".join(
+        f"{m['index']}:{m['label']}" + (f"[{m['picklist']}]" if m["type"] == "picklist" else "")
+        for m in data["memo_fields"]))
+    lines.append(f"picklists ({len(data['picklists'])}):")
+    for p in data["picklists"][:20]:
+        values = ", ".join(v["label"] for v in p["values"][:12])
+        more = len(p["values"]) - 12
+        lines.append(f"  {p['code']} ({p['label']}): {values}" + (f", +{more}" if more > 0 else ""))
+    if len(data["picklists"]) > 20:
+        lines.append(f"  ... and {len(data['picklists']) - 20} more")
+    for kind in ("customer", "product"):
+        nodes = data["classifications"][kind]
+        if nodes:
+            lines.append(f"{kind} classifications: " + ", ".join(n["label"] for n in nodes))
+    for name in ("custom_databases", "workflows", "blueprints", "roles"):
+        items = data[name]
+        if items:
+            lines.append(f"{name.replace('_', ' ')} ({len(items)}): "
+                         + ", ".join(i["label"] for i in items[:10])
+                         + (" ..." if len(items) > 10 else ""))
+    rules = data["input_rules"]
+    lines.append(f"input rules: company suffix {rules['company_suffix']}, phone "
+                 f"{rules['phone_format']}, width normalisation "
+                 f"{'on' if rules['normalize_width'] else 'off'}")
+    lines.append("(--json prints the whole document)")
+    return "\n".join(lines)
+
+
+def render_plan(data: dict[str, Any], *, per_section: int | None = None) -> str:
+    """The plan as text; ``per_section`` caps the lines shown per section."""
+    plan = data["plan"]
+    sections = plan["sections"]
+    compared = "all sections" if len(sections) >= 12 else ", ".join(sections)
+    lines = [
+        f"transfer {data['id']}: {data['status']}, from {data['source_tenant']} "
+        f"(its config version {data['source_version']}), received {data['received_at']} "
+        f"by {data['received_by']}",
+        f"signed by key {data['signer_key_id']}, bundle digest {data['bundle_digest']}",
+        f"plan against configuration version {plan['base_version']} "
+        f"(mode {plan['mode']}; {compared})",
+    ]
+    if not plan["changes"]:
+        lines.append("no changes: the configuration already matches")
+    current = None
+    shown = 0
+    for raw in plan["changes"]:
+        change = Change(raw["section"], raw["key"], raw["op"], raw["before"], raw["after"],
+                        tuple(raw["details"]))
+        if change.section != current:
+            current = change.section
+            counts = plan["summary"].get(current, {})
+            lines.append(f"\n{current}: " + ", ".join(
+                f"{n} {op}" for op, n in counts.items() if n))
+            shown = 0
+        shown += 1
+        if per_section is not None and shown > per_section:
+            if shown == per_section + 1:
+                total = sum(plan["summary"].get(current, {}).values())
+                lines.append(f"  ... and {total - per_section} more")
+            continue
+        mark = {"added": "+", "changed": "~", "removed": "-"}[change.op]
+        lines.append(f"  {mark} " + change.describe().split(": ", 1)[-1]
+                     if change.key == "" else f"  {mark} [{change.key}] "
+                     + change.describe().split("]: ", 1)[-1])
+    return "\n".join(lines)

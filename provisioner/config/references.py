@@ -1,0 +1,194 @@
+"""Whole-document checks that JSON Schema cannot express.
+
+``check(doc)`` returns human-readable problems ("picklists: code 'rank' is used
+twice"); an empty list means the document is consistent. Structure is already
+guaranteed by :class:`~provisioner.config.document.ConfigDocument`.
+
+    >>> from provisioner.config.defaults import default_document
+    >>> check(default_document())
+    []
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from provisioner.config.document import (
+    BUILTIN_ROLES,
+    CHECKBOX_COUNT,
+    MEMO_COUNT,
+    STANDARD_FIELDS,
+    ConfigDocument,
+)
+
+ACTIVITY_KIND_PICKLIST = "activity_kind"
+
+
+def _duplicates(values: Iterable[object]) -> list[object]:
+    items = list(values)
+    if len(set(items)) == len(items):  # the common case, at C speed
+        return []
+    return [value for value, count in Counter(items).items() if count > 1]
+
+
+def known_fields(doc: Mapping[str, Any]) -> set[str]:
+    """Every field path a workflow, blueprint or condition may name."""
+    fields = {f"{obj}.{name}" for obj, names in STANDARD_FIELDS.items() for name in names}
+    for obj in ("company", "contact"):
+        fields.update(f"{obj}.memo_{i}" for i in range(1, MEMO_COUNT + 1))
+        fields.update(f"{obj}.checkbox_{i}" for i in range(1, CHECKBOX_COUNT + 1))
+    for obj in ("company", "department", "contact"):
+        fields.add(f"{obj}.classification")
+    for blueprint in doc["blueprints"]:
+        fields.add(f"{blueprint['object']}.{blueprint['code']}")
+    for db in doc["custom_databases"]:
+        fields.update(f"{db['attached_to']}.{db['code']}.{field['key']}" for field in db["fields"])
+    return fields
+
+
+def check(document: ConfigDocument | Mapping[str, Any]) -> list[str]:
+    """Problems with a structurally valid document's cross-references (empty: consistent)."""
+    doc = document.to_data() if isinstance(document, ConfigDocument) else document
+    problems: list[str] = []
+
+    def dup(section: str, what: str, values: Iterable[object]) -> None:
+        for value in _duplicates(values):
+            problems.append(f"{section}: {what} {value!r} is used more than once")
+
+    dup("memo_fields", "index", (m["index"] for m in doc["memo_fields"]))
+    dup("checkboxes", "index", (c["index"] for c in doc["checkboxes"]))
+    dup("picklists", "code", (p["code"] for p in doc["picklists"]))
+    picklists = {p["code"]: p for p in doc["picklists"]}
+    for picklist in doc["picklists"]:
+        dup(f"picklists.{picklist['code']}", "value code", (v["code"] for v in picklist["values"]))
+
+    for memo in doc["memo_fields"]:
+        index, named = memo["index"], memo["picklist"]
+        if memo["type"] == "picklist":
+            if named is None:
+                problems.append(f"memo_fields: memo {index} is a picklist but names none")
+            elif named not in picklists:
+                problems.append(
+                    f"memo_fields: memo {index} uses picklist {named!r}, which does not exist"
+                )
+        elif named is not None:
+            problems.append(f"memo_fields: memo {index} is text but names a picklist")
+
+    for kind in ("customer", "product"):
+        nodes = doc["classifications"][kind]
+        dup(f"classifications.{kind}", "code", (n["code"] for n in nodes))
+        parents = {n["code"]: n["parent"] for n in nodes}
+        for node in nodes:
+            if node["parent"] is not None and node["parent"] not in parents:
+                problems.append(
+                    f"classifications.{kind}: {node['code']!r} has unknown parent "
+                    f"{node['parent']!r}"
+                )
+        problems.extend(_cycles(f"classifications.{kind}", parents))
+
+    dup("custom_databases", "code", (d["code"] for d in doc["custom_databases"]))
+    for db in doc["custom_databases"]:
+        dup(f"custom_databases.{db['code']}", "field key", (f["key"] for f in db["fields"]))
+        for field in db["fields"]:
+            if field["type"] == "choice" and not field["options"]:
+                problems.append(f"custom_databases.{db['code']}: field {field['key']!r} is a "
+                                "choice without options")
+            if field["options"]:
+                dup(f"custom_databases.{db['code']}.{field['key']}", "option",
+                    (o["code"] for o in field["options"]))
+
+    dup("roles", "code", (r["code"] for r in doc["roles"]))
+    for custom in doc["roles"]:
+        if custom["code"] in BUILTIN_ROLES:
+            problems.append(
+                f"roles: {custom['code']!r} is a built-in role and cannot be redefined")
+    all_roles = {r["code"] for r in doc["roles"]} | set(BUILTIN_ROLES)
+
+    fields = known_fields(doc)
+    enabled_checkboxes = {c["index"] for c in doc["checkboxes"] if c["enabled"]}
+    class_codes = {n["code"] for n in doc["classifications"]["customer"]}
+    kinds = picklists.get(ACTIVITY_KIND_PICKLIST)
+    activity_kinds = {v["code"] for v in kinds["values"]} if kinds else set()
+
+    dup("workflows", "code", (w["code"] for w in doc["workflows"]))
+    for wf in doc["workflows"]:
+        where = f"workflows.{wf['code']}"
+        trigger = wf["trigger"]
+        if trigger["event"] == "field_changed" and trigger["field"] is None:
+            problems.append(f"{where}: a field_changed trigger needs a field")
+        named_fields = [trigger["field"]] if trigger["field"] else []
+        named_fields += [rule["field"] for rule in wf["conditions"]["rules"]]
+        for action in wf["actions"]:
+            kind = action["type"]
+            if kind == "set_field":
+                named_fields.append(action["field"])
+            elif kind == "set_checkbox" and action["index"] not in enabled_checkboxes:
+                problems.append(f"{where}: checkbox {action['index']} is not enabled")
+            elif kind == "add_classification" and action["classification"] not in class_codes:
+                problems.append(f"{where}: customer classification "
+                                f"{action['classification']!r} does not exist")
+            elif kind == "create_activity" and action["kind"] not in activity_kinds:
+                problems.append(f"{where}: activity kind {action['kind']!r} is not a value of "
+                                f"the {ACTIVITY_KIND_PICKLIST!r} picklist")
+            elif kind == "notify" and action["role"] not in all_roles:
+                problems.append(f"{where}: role {action['role']!r} does not exist")
+        for path in named_fields:
+            if path not in fields:
+                problems.append(f"{where}: field {path!r} does not exist")
+
+    dup("blueprints", "code", (b["code"] for b in doc["blueprints"]))
+    for bp in doc["blueprints"]:
+        where = f"blueprints.{bp['code']}"
+        source = picklists.get(bp["picklist"])
+        states = {st["code"] for st in bp["states"]}
+        dup(where, "state", (st["code"] for st in bp["states"]))
+        dup(where, "transition", (tr["code"] for tr in bp["transitions"]))
+        if source is None:
+            problems.append(f"{where}: picklist {bp['picklist']!r} does not exist")
+        else:
+            values = {v["code"] for v in source["values"]}
+            for state in sorted(states - values):
+                problems.append(
+                    f"{where}: state {state!r} is not a value of picklist {bp['picklist']!r}")
+        if bp["initial_state"] not in states:
+            problems.append(f"{where}: initial state {bp['initial_state']!r} is not a state")
+        for tr in bp["transitions"]:
+            for end in (tr["from_state"], tr["to_state"]):
+                if end not in states:
+                    problems.append(
+                        f"{where}: transition {tr['code']!r} uses unknown state {end!r}")
+            for role in tr["allowed_roles"]:
+                if role not in all_roles:
+                    problems.append(
+                        f"{where}: transition {tr['code']!r} allows unknown role {role!r}")
+            for path in tr["required_fields"]:
+                if path not in fields:
+                    problems.append(
+                        f"{where}: transition {tr['code']!r} requires unknown field {path!r}")
+
+    settings = doc["settings"]
+    dup("settings.link_buttons", "code", (b["code"] for b in settings["link_buttons"]))
+    dup("settings.external_systems", "code", (e["code"] for e in settings["external_systems"]))
+    return problems
+
+
+def _cycles(where: str, parents: Mapping[str, str | None]) -> list[str]:
+    """Nodes whose parent chain loops back (each reported once)."""
+    problems: list[str] = []
+    done: set[str] = set()
+    for start in parents:
+        path: list[str] = []
+        seen: set[str] = set()
+        code: str | None = start
+        while code is not None and code in parents and code not in done:
+            if code in seen:
+                loop = path[path.index(code):]
+                problems.append(f"{where}: {' -> '.join([*loop, code])} is a cycle")
+                break
+            seen.add(code)
+            path.append(code)
+            code = parents[code]
+        done.update(seen)
+    return problems

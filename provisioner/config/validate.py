@@ -1,0 +1,118 @@
+"""Turning untrusted data into a checked :class:`ConfigDocument`.
+
+Every entry point (``config set`` files, bundle payloads, merge results) goes
+through here, so every invalid document fails the same way: one
+:class:`~provisioner.errors.ValidationFailed` listing each problem with its
+location, e.g. ``checkboxes.3.label: String should have at least 1 character``.
+
+    >>> from provisioner.config.defaults import default_document
+    >>> document_from_data(default_document().to_data()).mode
+    'corporate'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+from pydantic import ValidationError
+
+from provisioner.config import fast, references
+from provisioner.config.document import ConfigDocument, ConfigSections
+from provisioner.errors import ValidationFailed
+
+
+def format_problems(error: ValidationError, prefix: str = "") -> list[str]:
+    out = []
+    for item in error.errors(include_url=False):
+        loc = ".".join(str(p) for p in item["loc"])
+        where = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or "document")
+        out.append(f"{where}: {item['msg']}")
+    return out
+
+
+def document_from_data(data: Any, *, what: str = "configuration") -> ConfigDocument:
+    """Structure and references; raises ValidationFailed listing every problem."""
+    try:
+        doc = ConfigDocument.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(
+            f"the {what} is not a valid configuration document", problems=format_problems(exc)
+        ) from None
+    problems = references.check(doc)
+    if problems:
+        raise ValidationFailed(f"the {what} is inconsistent", problems=problems)
+    return doc
+
+
+def normalized_document(data: Any, *, what: str = "configuration") -> dict[str, Any]:
+    """Like :func:`document_from_data`, but returns normalised plain data (fast path)."""
+    try:
+        result = fast.validate_document(data)
+    except ValidationError as exc:
+        raise ValidationFailed(
+            f"the {what} is not a valid configuration document", problems=format_problems(exc)
+        ) from None
+    check_references(result, what=what)
+    return result
+
+
+def check_references(data: dict[str, Any], *, what: str = "configuration") -> None:
+    """Raise ValidationFailed listing every broken cross-reference of structurally valid data."""
+    problems = references.check(data)
+    if problems:
+        raise ValidationFailed(f"the {what} is inconsistent", problems=problems)
+
+
+def normalized_sections(data: Any, *, what: str = "configuration") -> dict[str, Any]:
+    """Like :func:`sections_from_data`, but returns normalised plain data (fast path)."""
+    try:
+        return fast.validate_sections(data)
+    except ValidationError as exc:
+        raise ValidationFailed(
+            f"the {what} does not have valid configuration sections",
+            problems=format_problems(exc),
+        ) from None
+
+
+def sections_from_data(data: Any, *, what: str = "configuration") -> ConfigSections:
+    """Structure only: references are checked once the sections meet a document."""
+    try:
+        sections = ConfigSections.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(
+            f"the {what} does not have valid configuration sections", problems=format_problems(exc)
+        ) from None
+    if not sections.present():
+        raise ValidationFailed(
+            f"the {what} contains no configuration section",
+            hint="a file holds a whole document or some of its sections, "
+            'e.g. {"checkboxes": [...]}',
+        )
+    return sections
+
+
+def load_file(path: Path) -> Mapping[str, Any]:
+    """Read a JSON or YAML file (by extension; JSON is also valid YAML)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ValidationFailed(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        if path.suffix.lower() in {".yaml", ".yml"}:
+            data = yaml.safe_load(raw.decode("utf-8"))
+        else:
+            data = orjson.loads(raw)
+    except (orjson.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        kind = "YAML" if path.suffix.lower() in {".yaml", ".yml"} else "JSON"
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValidationFailed(
+            f"{path} is not valid {kind}: {first_line}",
+            hint="save the file as UTF-8 JSON (.json) or YAML (.yaml)",
+        ) from None
+    if not isinstance(data, Mapping):
+        raise ValidationFailed(f"{path} must hold an object of sections, not {type(data).__name__}")
+    return data

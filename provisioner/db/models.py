@@ -1,0 +1,214 @@
+"""Typed ORM models of the core (tenants, users, configuration, keys, transfers, audit).
+
+Conventions:
+
+* every tenant-scoped table has a non-null ``tenant_id`` (listed in
+  :data:`TENANT_TABLES`; on PostgreSQL row-level security is keyed on it);
+* uniqueness is per tenant unless a value is global by nature (slug, login,
+  copy-key selector, signing key id);
+* configuration versions are insert-only: a change is a new row, and
+  ``tenants.config_version`` points at the current one;
+* instants are timezone-aware UTC (``DateTime(timezone=True)``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        bytes: LargeBinary,
+    }
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    plan: Mapped[str] = mapped_column(String(20))
+    is_sandbox: Mapped[bool] = mapped_column(Boolean, default=False)
+    integrations_active: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    config_version: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    cancelled_at: Mapped[datetime | None]
+    # provisioning (migration 0003_provisioning): the tenant group (contract), if any
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("tenant_groups.id"), index=True)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    login: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime]
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("tenant_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    role: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime]
+
+
+class ConfigVersion(Base):
+    __tablename__ = "config_versions"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document: Mapped[str] = mapped_column(Text)  # RFC 8785 canonical JSON
+    digest: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    origin: Mapped[str] = mapped_column(String(200))
+
+
+class SigningKey(Base):
+    __tablename__ = "signing_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    key_id: Mapped[str] = mapped_column(String(64), unique=True)
+    public_key: Mapped[bytes]
+    wrapped_key: Mapped[bytes]
+    ciphertext: Mapped[bytes]
+    created_at: Mapped[datetime]
+    retired_at: Mapped[datetime | None]
+
+
+class TrustedPublisher(Base):
+    __tablename__ = "trusted_publishers"
+    __table_args__ = (UniqueConstraint("tenant_id", "key_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    key_id: Mapped[str] = mapped_column(String(64))
+    public_key: Mapped[bytes]
+    label: Mapped[str] = mapped_column(String(200))
+    policy: Mapped[str] = mapped_column(String(20), default="manual")
+    added_at: Mapped[datetime]
+    added_by: Mapped[str] = mapped_column(String(100))
+
+
+class CopyKeyRow(Base):
+    __tablename__ = "copy_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    selector: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_hash: Mapped[bytes]
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    used_by_transfer: Mapped[int | None] = mapped_column(Integer)
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[str | None] = mapped_column(String(100))
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class KeyFailure(Base):
+    """A failed copy-key redemption, kept for rate limiting and audit."""
+
+    __tablename__ = "key_failures"
+    __table_args__ = (Index("ix_key_failures_actor_at", "actor", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    actor: Mapped[str] = mapped_column(String(200))  # "tenant:<slug>" or "ip:<addr>"
+    selector: Mapped[str | None] = mapped_column(String(16), index=True)
+    at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(String(300))
+
+
+class Transfer(Base):
+    __tablename__ = "transfers"
+    __table_args__ = (UniqueConstraint("tenant_id", "bundle_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    bundle_id: Mapped[str] = mapped_column(String(40))
+    payload_digest: Mapped[str] = mapped_column(String(80))
+    signer_key_id: Mapped[str] = mapped_column(String(64))
+    source_tenant: Mapped[str] = mapped_column(String(63))
+    source_name: Mapped[str] = mapped_column(String(200))
+    source_version: Mapped[int] = mapped_column(Integer)
+    source_digest: Mapped[str] = mapped_column(String(80))
+    copy_key_id: Mapped[int | None] = mapped_column(ForeignKey("copy_keys.id"))
+    # The heavy columns load only when used: the bundle exactly as received, its
+    # configuration sections validated and normalised at receipt (RFC 8785 JSON, what
+    # approval applies), and the plan.
+    envelope: Mapped[bytes] = mapped_column(deferred=True)
+    incoming: Mapped[str] = mapped_column(Text, deferred=True)
+    base_version: Mapped[int] = mapped_column(Integer)
+    plan: Mapped[dict[str, Any]] = mapped_column(deferred=True)
+    received_at: Mapped[datetime]
+    received_by: Mapped[str] = mapped_column(String(100))
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    reason: Mapped[str | None] = mapped_column(Text)
+    applied_version: Mapped[int | None] = mapped_column(Integer)
+    rolled_back_at: Mapped[datetime | None]
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_tenant_at", "tenant_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"))
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(100))  # "subject:action", e.g. "transfer:approved"
+    subject: Mapped[str] = mapped_column(String(200))
+    details: Mapped[dict[str, Any]]
+
+
+#: Tables whose rows belong to one tenant (row-level security is keyed on tenant_id).
+TENANT_TABLES: tuple[str, ...] = (
+    "memberships", "config_versions", "signing_keys", "trusted_publishers", "copy_keys",
+    "transfers",
+)
+
+from provisioner.db import crm_models as _crm_models  # noqa: E402,F401
+from provisioner.db import provisioning_models as _provisioning_models  # noqa: E402,F401

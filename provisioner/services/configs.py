@@ -1,0 +1,170 @@
+"""A tenant's configuration: immutable versions and a current pointer.
+
+Every change (``config set``, an approved transfer, a rollback) inserts a new
+``config_versions`` row and moves ``tenants.config_version`` with a guarded
+update (``WHERE config_version = <the version the change was based on>``), so
+two concurrent changes can never both win. Versions are never updated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import select, update
+
+from provisioner.canonical import canonical_bytes, sha256_hex
+from provisioner.config import diff as config_diff
+from provisioner.config.defaults import default_document
+from provisioner.config.document import ConfigDocument
+from provisioner.config.merge import combine
+from provisioner.config.validate import document_from_data, sections_from_data
+from provisioner.db.models import ConfigVersion, Tenant, Transfer
+from provisioner.errors import NotFound, PlanConflict
+from provisioner.services import audit
+from provisioner.services.actors import Actor, require_admin
+from provisioner.services.context import Context
+
+
+@dataclass(frozen=True)
+class Current:
+    version: int
+    digest: str
+    data: dict[str, Any]
+
+
+def _load(ctx: Context, tenant_id: int, version: int) -> ConfigVersion:
+    row = ctx.session.get(ConfigVersion, (tenant_id, version))
+    if row is None:
+        raise NotFound(f"configuration version {version} does not exist",
+                       hint="'provisioner config history' lists the versions")
+    return row
+
+
+def version_data(ctx: Context, tenant_id: int, version: int) -> dict[str, Any]:
+    data: dict[str, Any] = orjson.loads(_load(ctx, tenant_id, version).document)
+    return data
+
+
+def current_text(ctx: Context, tenant: Tenant) -> tuple[int, str, bytes]:
+    """(version, digest, RFC 8785 bytes) of the current document, without parsing it."""
+    if tenant.config_version is None:
+        raise NotFound(f"tenant {tenant.slug!r} has no configuration")
+    row = _load(ctx, tenant.id, tenant.config_version)
+    return row.version, row.digest, row.document.encode("utf-8")
+
+
+def current(ctx: Context, tenant: Tenant) -> Current:
+    if tenant.config_version is None:
+        raise NotFound(f"tenant {tenant.slug!r} has no configuration")
+    row = _load(ctx, tenant.id, tenant.config_version)
+    return Current(row.version, row.digest, orjson.loads(row.document))
+
+
+def commit_version(ctx: Context, tenant: Tenant,
+                   doc: ConfigDocument | Mapping[str, Any] | bytes, *,
+                   author: str | None, origin: str, base_version: int | None) -> int | None:
+    """Insert ``doc`` as the next version and point the tenant at it.
+
+    ``doc`` must already be validated (as bytes: a whole document's RFC 8785
+    form). Returns the new version, or None when the document equals the current
+    one (nothing is written: a no-op change). Raises PlanConflict if the tenant
+    moved away from ``base_version``.
+    """
+    if isinstance(doc, bytes):
+        body = doc
+    else:
+        body = canonical_bytes(doc.to_data() if isinstance(doc, ConfigDocument) else dict(doc))
+    digest = "sha256:" + sha256_hex(body)
+    if base_version is not None:
+        head = _load(ctx, tenant.id, base_version)
+        if head.digest == digest:
+            return None
+    new_version = (base_version or 0) + 1
+    # Move the pointer first: of concurrent changes based on the same version exactly
+    # one matches the guard (the others wait for its row lock, then match nothing), so
+    # the losers never reach the insert and get a clear conflict, not a key violation.
+    guard = Tenant.config_version.is_(None) if base_version is None else (
+        Tenant.config_version == base_version)
+    moved = ctx.session.execute(
+        update(Tenant).where(Tenant.id == tenant.id, guard)
+        .values(config_version=new_version).execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        raise PlanConflict(
+            f"the configuration of {tenant.slug!r} changed while this change was being made",
+            hint="look at the new version ('provisioner config history') and run the "
+            "command again",
+        )
+    ctx.session.add(ConfigVersion(
+        tenant_id=tenant.id, version=new_version, document=body.decode("utf-8"), digest=digest,
+        created_at=ctx.clock.now(), created_by=author, origin=origin,
+    ))
+    ctx.session.flush()
+    tenant.config_version = new_version
+    return new_version
+
+
+def initialise(ctx: Context, tenant: Tenant, *, author: str | None,
+               doc: ConfigDocument | None = None, origin: str = "initial") -> int:
+    version = commit_version(ctx, tenant, doc or default_document(), author=author,
+                             origin=origin, base_version=None)
+    assert version == 1
+    return version
+
+
+def set_sections(ctx: Context, actor: Actor, tenant: Tenant, data: Mapping[str, Any]) -> int | None:
+    """Replace the sections present in ``data`` (a whole document or some sections)."""
+    require_admin(actor, "change the configuration")
+    sections = sections_from_data(data, what="file")
+    head = current(ctx, tenant)
+    result = combine(head.data, sections.to_data(), mode="replace")
+    doc = document_from_data(result, what="resulting configuration")
+    version = commit_version(ctx, tenant, doc, author=actor.login, origin="set",
+                             base_version=head.version)
+    if version is not None:
+        changes = config_diff.diff(head.data, doc.to_data())
+        audit.record(ctx, tenant_id=tenant.id, actor=actor.login, action="config:set",
+                     subject=f"version:{version}", from_version=head.version,
+                     sections=list(sections.present()),
+                     summary=config_diff.summarize(changes))
+    return version
+
+
+def history(ctx: Context, tenant: Tenant) -> list[ConfigVersion]:
+    return list(ctx.session.scalars(
+        select(ConfigVersion).where(ConfigVersion.tenant_id == tenant.id)
+        .order_by(ConfigVersion.version)
+    ))
+
+
+def diff_versions(ctx: Context, tenant: Tenant, old: int, new: int) -> list[config_diff.Change]:
+    return config_diff.diff(version_data(ctx, tenant.id, old), version_data(ctx, tenant.id, new))
+
+
+def rollback(ctx: Context, actor: Actor, tenant: Tenant, to_version: int, *,
+             reason: str | None = None) -> int | None:
+    """Make version ``to_version``'s document current again, as a new version."""
+    require_admin(actor, "roll back the configuration")
+    head = current(ctx, tenant)
+    if to_version >= head.version:
+        raise PlanConflict(
+            f"version {to_version} is not older than the current version {head.version}",
+            hint="'provisioner config history' lists the versions",
+        )
+    target = version_data(ctx, tenant.id, to_version)
+    version = commit_version(ctx, tenant, target, author=actor.login,
+                             origin=f"rollback:{to_version}", base_version=head.version)
+    undone = ctx.session.execute(
+        update(Transfer)
+        .where(Transfer.tenant_id == tenant.id, Transfer.status == "applied",
+               Transfer.applied_version > to_version)
+        .values(status="rolled_back", rolled_back_at=ctx.clock.now())
+        .returning(Transfer.id)
+    ).scalars().all()
+    audit.record(ctx, tenant_id=tenant.id, actor=actor.login, action="config:rolled_back",
+                 subject=f"version:{version or head.version}", to_version=to_version,
+                 from_version=head.version, reason=reason, transfers_rolled_back=list(undone))
+    return version

@@ -1,0 +1,341 @@
+"""CSV import and export of customers (Excel on Japanese Windows is the normal case).
+
+    report = import_customers(ctx, actor, raw_bytes, dry_run=True)   # admin ('import')
+    report.problems        # [Problem(row=3, column="電話番号", reason="...")] for every bad row
+    data = export(ctx, actor, "customers", Query(q="田中"), columns=["name", "phone"],
+                  encoding="cp932")                                 # 'export' permission
+
+Import: the encoding is detected (UTF-8 with BOM, UTF-8, else CP932); headers
+match the configured labels (``氏名``, ``メモ1``, a checkbox's label) or the field
+keys (``name``, ``memo_1``, ``checkbox_1``, ``company``). Every row is validated
+like a single create (input rules, picklists, enabled checkboxes,
+classifications); if any row is bad nothing is written (all-or-nothing) and the
+error lists every bad row with its row number, column and reason. Rows are then
+inserted in batches (``executemany``) with their change-log rows; the import is
+access-logged.
+
+Export: chosen columns in the chosen order, headed by the configured labels,
+filtered by a search; UTF-8 with BOM (Excel-friendly) by default or CP932.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from provisioner.config.document import ConfigDocument
+from provisioner.db.crm_models import CrmActivity, CrmChange, CrmCompany, CrmContact, CrmPurchase
+from provisioner.errors import ValidationFailed
+from provisioner.services import audit
+from provisioner.services.actors import Actor
+from provisioner.services.context import Context
+from provisioner.services.crm import records, scope
+from provisioner.services.crm.search import Query, conditions
+from provisioner.services.crm.text import company_suffix, name_key, nfkc, phone_digits
+
+CONTACT_COLUMNS: tuple[str, ...] = (
+    "name", "kana", "company", "title", "email", "phone", "mobile", "fax", "postal_code",
+    "address", "birthday", "sex", "note", *records.MEMOS,
+    *(f"checkbox_{i}" for i in range(1, 49)), "classifications",
+)
+EXPORT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "customers": ("id", *CONTACT_COLUMNS),
+    "activities": ("contact_id", "contact_name", "date", "kind", "content", "detail",
+                   "response", "store", "staff", "memo"),
+    "purchases": ("contact_id", "contact_name", "date", "product_class", "product_code",
+                  "product_name", "quantity", "unit_price", "amount", "payment_method",
+                  "shipped", "paid", "media", "memo"),
+}
+DEFAULT_EXPORT = ("id", "name", "kana", "company", "title", "email", "phone", "mobile",
+                  "postal_code", "address")
+_TRUE = {"1", "true", "yes", "on", "✓", "○", "◯", "y", "checked", "はい"}
+_FALSE = {"", "0", "false", "no", "off", "n", "×", "いいえ"}
+_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class Problem:
+    row: int
+    column: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"row {self.row}, {self.column}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    encoding: str
+    rows: int
+    created: int = 0
+    companies_created: int = 0
+    dry_run: bool = False
+    problems: list[Problem] = field(default_factory=list)
+
+
+def decode(raw: bytes) -> tuple[str, str]:
+    """The text and the encoding it was in: UTF-8 with BOM, UTF-8, else CP932."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return raw[3:].decode("utf-8"), "utf-8-sig"
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return raw.decode("cp932"), "cp932"
+    except UnicodeDecodeError as exc:
+        raise ValidationFailed(
+            f"the file is neither UTF-8 nor CP932 (byte {exc.start})",
+            hint="save it from Excel as 'CSV UTF-8' or 'CSV (comma separated)'") from None
+
+
+def labels(doc: ConfigDocument, kind: str = "customers") -> dict[str, str]:
+    """Column key -> header label from the configuration."""
+    out: dict[str, str] = {}
+    for key in EXPORT_COLUMNS[kind]:
+        if key == "company":
+            out[key] = doc.labels.get("company.name", "会社名")
+        elif key.startswith("memo_"):
+            out[key] = doc.memo_fields[int(key[5:]) - 1].label
+        elif key.startswith("checkbox_"):
+            out[key] = doc.checkboxes[int(key[9:]) - 1].label
+        elif kind == "customers":
+            out[key] = doc.labels.get(f"contact.{key}", key)
+        else:
+            obj = "activity" if kind == "activities" else "purchase"
+            out[key] = doc.labels.get(f"{obj}.{key}", key)
+    return out
+
+
+def _header_map(doc: ConfigDocument, header: Sequence[str]) -> tuple[list[str | None],
+                                                                     list[Problem]]:
+    by_text: dict[str, str] = {}
+    for column, label in labels(doc).items():
+        by_text.setdefault(nfkc(label).lower(), column)
+    for column in CONTACT_COLUMNS:
+        by_text[column] = column
+    keys: list[str | None] = []
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for text in header:
+        key: str | None = by_text.get(nfkc(text).lower())
+        if key is None and text.strip():
+            problems.append(Problem(1, text, "unknown column (use a configured label or a "
+                                             "field key such as name, phone, memo_1)"))
+        elif key in seen:
+            problems.append(Problem(1, text, f"column {key!r} appears twice"))
+        if key:
+            seen.add(key)
+        keys.append(key)
+    if "name" not in seen:
+        problems.append(Problem(1, "-", f"the name column is missing "
+                                        f"({labels(doc)['name']!r} or 'name')"))
+    return keys, problems
+
+
+def _row_values(doc: ConfigDocument, keys: list[str | None], cells: list[str], number: int,
+                header: Sequence[str], problems: list[Problem]) -> dict[str, Any] | None:
+    data: dict[str, Any] = {}
+    checks: dict[str, bool] = {}
+    company = ""
+    bad = False
+    if len(cells) > len(keys):
+        problems.append(Problem(number, "-", f"{len(cells)} cells but {len(keys)} columns"))
+        return None
+    for key, text, cell in zip(keys, header, cells, strict=False):
+        if key is None:
+            continue
+        if key.startswith("checkbox_"):
+            flag = nfkc(cell).lower()
+            if flag in _TRUE:
+                checks[key[9:]] = True
+            elif flag not in _FALSE:
+                problems.append(Problem(number, text, f"{cell!r} is not a checkbox value "
+                                                      "(1/0, true/false, ✓)"))
+                bad = True
+        elif key == "company":
+            company = cell.strip()
+        elif key == "classifications":
+            data[key] = [c for c in nfkc(cell).replace(";", ",").split(",") if c]
+        else:
+            data[key] = cell
+    if checks:
+        data["checkboxes"] = {k: True for k in checks}
+    if company and doc.mode == "individual":
+        problems.append(Problem(number, "company", "this tenant is in individual mode (no "
+                                                  "companies)"))
+        bad = True
+    data["_company"] = company
+    data["_bad"] = bad
+    return data
+
+
+def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = False,
+                     source: str = "upload",
+                     progress: Callable[[int], None] | None = None) -> ImportReport:
+    scope.enter(ctx, actor)
+    scope.require(ctx, actor, "import", "import customers")
+    text, encoding = decode(raw)
+    doc = scope.config(ctx, actor.tenant_id)
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    if not rows:
+        raise ValidationFailed("the file is empty", hint="the first line must be the header")
+    header, body = rows[0], [r for r in rows[1:] if any(c.strip() for c in r)]
+    keys, problems = _header_map(doc, header)
+    report = ImportReport(encoding=encoding, rows=len(body), dry_run=dry_run, problems=problems)
+    if problems:
+        raise ValidationFailed("the header is not valid", problems=[str(p) for p in problems])
+    label_of = dict(zip(keys, header, strict=False))
+    contact_type = records.TYPES["contact"]
+    shaped: list[tuple[dict[str, Any], str]] = []
+    for number, cells in enumerate(body, start=2):
+        data = _row_values(doc, keys, cells, number, header, problems)
+        if data is None:
+            continue
+        company = data.pop("_company")
+        bad = data.pop("_bad")
+        try:
+            values = records.shape(ctx, actor, doc, contact_type, data, None)
+        except ValidationFailed as exc:
+            for text_problem in exc.problems or [exc.message]:
+                key, _, reason = text_problem.partition(": ")
+                problems.append(Problem(number, str(label_of.get(key, key)), reason or key))
+            continue
+        if not bad:
+            shaped.append((values, company))
+        if progress is not None and number % 1000 == 0:
+            progress(1000)
+    if problems:
+        problems.sort(key=lambda p: p.row)
+        raise ValidationFailed(
+            f"{len({p.row for p in problems})} of {len(body)} rows are not valid; nothing "
+            "was imported", problems=[str(p) for p in problems],
+            hint="fix the rows and import again (--dry-run checks without writing)")
+    if dry_run:
+        return report
+    companies = _companies(ctx, actor, doc, {c for _, c in shaped if c}, report)
+    now = ctx.clock.now()
+    base = {"tenant_id": actor.tenant_id, "created_at": now, "created_by": actor.login,
+            "updated_at": now, "updated_by": actor.login}
+    defaults = {k: ("" if kind in ("str", "text", "date", "codes") else
+                    0 if kind == "checkboxes" else False if kind == "bool" else None)
+                for k, kind in contact_type.fields.items()}
+    for start in range(0, len(shaped), _BATCH):
+        batch = []
+        for values, company in shaped[start:start + _BATCH]:
+            row = {**defaults, **base, **values}
+            company_id, company_name = companies.get(company, (None, ""))
+            row["company_id"] = company_id
+            row["name_norm"] = name_key(row["name"])
+            row["phone_digits"] = phone_digits(row["phone"])
+            row["mobile_digits"] = phone_digits(row["mobile"])
+            row["search_text"] = records.search_text(row, company_name)
+            batch.append(row)
+        ids = list(ctx.session.scalars(insert(CrmContact).returning(CrmContact.id), batch))
+        ctx.session.execute(insert(CrmChange), [
+            {"tenant_id": actor.tenant_id, "at": now, "actor": actor.login,
+             "record_type": "contact", "record_id": i, "action": "create",
+             "changes": {"import": source}, "purpose": "CSV import"} for i in ids])
+        report.created += len(ids)
+        if progress is not None:
+            progress(0)
+    records.log_access(ctx, actor, "import", source, rows=report.created, encoding=encoding)
+    audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login, action="crm:imported",
+                 subject=source, rows=report.created)
+    return report
+
+
+def _companies(ctx: Context, actor: Actor, doc: ConfigDocument, names: set[str],
+               report: ImportReport) -> dict[str, tuple[int, str]]:
+    """Company name as written in the file -> (id, stored name); missing ones are created."""
+    if not names:
+        return {}
+    existing = {key: (i, n) for i, n, key in ctx.session.execute(
+        select(CrmCompany.id, CrmCompany.name, CrmCompany.name_norm).where(
+            CrmCompany.tenant_id == actor.tenant_id))}
+    out: dict[str, tuple[int, str]] = {}
+    now = ctx.clock.now()
+    for name in sorted(names):
+        key = name_key(name)
+        if key not in existing:
+            stored = company_suffix(nfkc(name) if doc.input_rules.normalize_width else name,
+                                    doc.input_rules.company_suffix)
+            company = CrmCompany(tenant_id=actor.tenant_id, name=stored, name_norm=key,
+                                 created_at=now, created_by=actor.login, updated_at=now,
+                                 updated_by=actor.login)
+            ctx.session.add(company)
+            ctx.session.flush()
+            ctx.session.add(CrmChange(tenant_id=actor.tenant_id, at=now, actor=actor.login,
+                                      record_type="company", record_id=company.id,
+                                      action="create", changes={"name": stored},
+                                      purpose="CSV import"))
+            existing[key] = (company.id, stored)
+            report.companies_created += 1
+        out[name] = existing[key]
+    return out
+
+
+def export(ctx: Context, actor: Actor, kind: str, query: Query, *,
+           columns: Sequence[str] | None = None, encoding: str = "utf-8-sig") -> bytes:
+    """CSV of customers, or of the activities / purchases of the customers a search finds."""
+    scope.enter(ctx, actor)
+    scope.require(ctx, actor, "export", f"export {kind}")
+    if kind not in EXPORT_COLUMNS:
+        raise ValidationFailed(f"cannot export {kind!r}", hint="customers, activities, purchases")
+    if encoding not in ("utf-8-sig", "utf-8", "cp932"):
+        raise ValidationFailed(f"unsupported encoding {encoding!r}", hint="utf-8-sig or cp932")
+    wanted = list(columns or (DEFAULT_EXPORT if kind == "customers" else EXPORT_COLUMNS[kind]))
+    unknown = [c for c in wanted if c not in EXPORT_COLUMNS[kind]]
+    if unknown:
+        raise ValidationFailed(f"unknown column(s) {', '.join(unknown)}",
+                               hint="columns: " + ", ".join(EXPORT_COLUMNS[kind]))
+    doc = scope.config(ctx, actor.tenant_id)
+    heads = labels(doc, kind)
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([heads[c] for c in wanted])
+    where = conditions(ctx, actor, query)
+    count = 0
+    if kind == "customers":
+        rows = ctx.session.execute(
+            select(CrmContact, CrmCompany.name)
+            .outerjoin(CrmCompany, CrmCompany.id == CrmContact.company_id)
+            .where(*where).order_by(CrmContact.id).execution_options(yield_per=2000))
+        for contact, company in rows:
+            writer.writerow([_cell(contact, company, c) for c in wanted])
+            count += 1
+    else:
+        model: Any = CrmActivity if kind == "activities" else CrmPurchase
+        ids = select(CrmContact.id).where(*where)
+        history = ctx.session.execute(
+            select(model, CrmContact.name).join(CrmContact, CrmContact.id == model.contact_id)
+            .where(model.tenant_id == actor.tenant_id, model.contact_id.in_(ids))
+            .order_by(model.contact_id, model.date.desc(), model.id.desc()))
+        for item, contact_name in history:
+            writer.writerow([contact_name if c == "contact_name" else _plain(getattr(item, c))
+                             for c in wanted])
+            count += 1
+    records.log_access(ctx, actor, "export", kind, rows=count, columns=wanted,
+                       encoding=encoding)
+    return out.getvalue().encode(encoding, errors="replace")
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return "" if value is None else str(value)
+
+
+def _cell(contact: CrmContact, company: str | None, column: str) -> str:
+    if column == "company":
+        return company or ""
+    if column.startswith("checkbox_"):
+        return "1" if contact.checkboxes >> (int(column[9:]) - 1) & 1 else "0"
+    if column == "classifications":
+        return ";".join(records.codes(contact.classifications))
+    return _plain(getattr(contact, column))

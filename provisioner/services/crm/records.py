@@ -1,0 +1,671 @@
+"""Create, show, update and delete CRM records, shaped and checked by the configuration.
+
+One generic set of operations over every record type (:data:`TYPES`), each call
+checking the actor's permission, scoping to the actor's tenant (another tenant's
+id is simply "not found"), validating against the tenant's current configuration
+(memo picklists, checkboxes, classifications, custom-database fields, external
+systems), applying the input rules (NFKC, company suffix, phone format) and
+writing the change log (who, when, what, optional purpose).
+
+    saved = create(ctx, actor, "contact", {"name": "田中 太郎", "phone": "03-1234-5678"})
+    saved.record["id"], saved.duplicates      # possible duplicates (same name) listed
+    update(ctx, actor, "contact", saved.record["id"], {"title": "部長"}, purpose="昇進")
+    show(ctx, actor, "contact", saved.record["id"])
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy import update as sql_update
+
+from provisioner.clock import format_instant
+from provisioner.config.document import ConfigDocument
+from provisioner.db.crm_models import (
+    CrmAccess,
+    CrmActivity,
+    CrmCardExchange,
+    CrmCareer,
+    CrmChange,
+    CrmCompany,
+    CrmContact,
+    CrmCustomRecord,
+    CrmDepartment,
+    CrmExternalLink,
+    CrmFamily,
+    CrmProduct,
+    CrmPurchase,
+    CrmSecretNote,
+)
+from provisioner.db.models import Base
+from provisioner.errors import NotFound, ValidationFailed
+from provisioner.services.actors import Actor
+from provisioner.services.context import Context
+from provisioner.services.crm import scope
+from provisioner.services.crm.text import (
+    company_suffix,
+    format_phone,
+    name_key,
+    nfkc,
+    phone_digits,
+    search_key,
+)
+
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MEMOS = tuple(f"memo_{i}" for i in range(1, 11))
+CHECKBOX_BITS = 48
+
+
+@dataclass(frozen=True)
+class RecordType:
+    name: str
+    model: type[Base]
+    #: field -> kind: "str" | "text" | "int" | "bool" | "date"
+    fields: Mapping[str, str]
+    required: tuple[str, ...] = ()
+    #: parent reference field -> record type it must point at (in the same tenant)
+    parents: Mapping[str, str] = field(default_factory=dict)
+
+
+_CONTACT_FIELDS = {
+    "company_id": "ref", "department_id": "ref", "name": "str", "kana": "str", "title": "str",
+    "email": "str", "phone": "str", "mobile": "str", "fax": "str", "postal_code": "str",
+    "address": "str", "birthday": "date", "sex": "str", "note": "text",
+    **{m: "text" for m in MEMOS},
+    "checkboxes": "checkboxes", "classifications": "codes", "log_personal_info": "bool",
+}
+
+TYPES: dict[str, RecordType] = {t.name: t for t in (
+    RecordType("company", CrmCompany, {
+        "name": "str", "kana": "str", "representative": "str", "industry": "str",
+        "capital": "int", "employees": "int", "established": "date", "postal_code": "str",
+        "address": "str", "phone": "str", "fax": "str", "email": "str", "url": "str",
+        "note": "text", "classifications": "codes"}, ("name",)),
+    RecordType("department", CrmDepartment, {
+        "company_id": "ref", "name": "str", "postal_code": "str", "address": "str",
+        "phone": "str", "fax": "str", "email": "str", "note": "text"},
+        ("company_id", "name"), {"company_id": "company"}),
+    RecordType("contact", CrmContact, _CONTACT_FIELDS, ("name",),
+               {"company_id": "company", "department_id": "department"}),
+    RecordType("family", CrmFamily, {
+        "contact_id": "ref", "relation": "str", "name": "str", "kana": "str", "sex": "str",
+        "birthday": "date", "living_together": "bool", "occupation": "str", "hobby": "str"},
+        ("contact_id", "name"), {"contact_id": "contact"}),
+    RecordType("card_exchange", CrmCardExchange, {
+        "contact_id": "ref", "employee": "str", "date": "date", "note": "text"},
+        ("contact_id", "employee", "date"), {"contact_id": "contact"}),
+    RecordType("secret_note", CrmSecretNote, {"contact_id": "ref", "body": "text"},
+               ("contact_id", "body"), {"contact_id": "contact"}),
+    RecordType("activity", CrmActivity, {
+        "contact_id": "ref", "date": "date", "kind": "str", "content": "text", "detail": "text",
+        "response": "text", "store": "str", "staff": "str", "memo": "text"},
+        ("contact_id", "date"), {"contact_id": "contact"}),
+    RecordType("purchase", CrmPurchase, {
+        "contact_id": "ref", "date": "date", "product_class": "str", "product_code": "str",
+        "product_name": "str", "quantity": "int", "unit_price": "int", "amount": "int",
+        "payment_method": "str", "shipped": "bool", "paid": "bool", "media": "str",
+        "memo": "text"}, ("contact_id", "date"), {"contact_id": "contact"}),
+    RecordType("product", CrmProduct, {
+        "code": "str", "name": "str", "product_class": "str", "unit_price": "int"},
+        ("code", "name")),
+    RecordType("custom_record", CrmCustomRecord, {
+        "database": "str", "owner_id": "ref", "data": "json"}, ("database", "owner_id", "data")),
+    RecordType("external_link", CrmExternalLink, {
+        "contact_id": "ref", "system": "str", "external_id": "str"},
+        ("contact_id", "system", "external_id"), {"contact_id": "contact"}),
+)}
+
+
+@dataclass(frozen=True)
+class Saved:
+    record: dict[str, Any]
+    #: possible duplicates (same normalised name): [{"id": ..., "name": ...}]
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- helpers
+
+def record_type(name: str) -> RecordType:
+    try:
+        return TYPES[name]
+    except KeyError:
+        raise ValidationFailed(f"unknown record type {name!r}",
+                               hint="types: " + ", ".join(TYPES)) from None
+
+
+def checked(mask: int) -> list[int]:
+    """Checkbox indexes (1-based) set in ``mask``."""
+    return [i + 1 for i in range(CHECKBOX_BITS) if mask >> i & 1]
+
+
+def codes(stored: str) -> list[str]:
+    return [c for c in stored.split(",") if c]
+
+
+def to_dict(rt: RecordType, row: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": row.id}
+    for name, kind in rt.fields.items():
+        value = getattr(row, name)
+        if kind == "checkboxes":
+            value = checked(value or 0)
+        elif kind == "codes":
+            value = codes(value or "")
+        out[name] = value
+    if rt.name == "secret_note":
+        out["author_id"] = row.author_id
+    out["updated_at"] = format_instant(row.updated_at) if getattr(row, "updated_at", None) else None
+    out["updated_by"] = getattr(row, "updated_by", None)
+    return out
+
+
+def fetch(ctx: Context, actor: Actor, type_name: str, record_id: int) -> Any:
+    """A record of the actor's tenant, or NotFound (another tenant's id looks absent)."""
+    rt = record_type(type_name)
+    model: Any = rt.model
+    row = ctx.session.scalar(select(model).where(model.id == record_id,
+                                                 model.tenant_id == actor.tenant_id))
+    if row is None or (rt.name == "secret_note" and row.author_id != actor.user_id):
+        raise NotFound(f"no {type_name} {record_id} in {actor.tenant_slug!r}")
+    return row
+
+
+def log_access(ctx: Context, actor: Actor, kind: str, subject: str = "",
+               **details: Any) -> None:
+    """One access-log row: login, personal_info_view, export, print, bulk_update, ..."""
+    ctx.session.add(CrmAccess(tenant_id=actor.tenant_id, at=ctx.clock.now(), actor=actor.login,
+                              kind=kind, subject=subject, details=details))
+
+
+def _change(ctx: Context, actor: Actor, rt: RecordType, record_id: int, action: str,
+            changes: dict[str, Any], purpose: str | None) -> None:
+    ctx.session.add(CrmChange(tenant_id=actor.tenant_id, at=ctx.clock.now(), actor=actor.login,
+                              record_type=rt.name, record_id=record_id, action=action,
+                              changes=changes, purpose=purpose or ""))
+
+
+def _coerce(rt: RecordType, data: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        kind = rt.fields.get(key)
+        if kind is None:
+            problems.append(f"{key}: not a field of {rt.name} (fields: {', '.join(rt.fields)})")
+            continue
+        if kind in ("str", "text"):
+            if value is None:
+                value = ""
+            if not isinstance(value, str):
+                problems.append(f"{key}: expected text, got {value!r}")
+                continue
+            limit = 200 if kind == "str" else 20000
+            if len(value) > limit:
+                problems.append(f"{key}: longer than {limit} characters")
+                continue
+        elif kind in ("int", "ref"):
+            if value is None:
+                pass
+            elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                value = int(value.strip())
+            elif isinstance(value, bool) or not isinstance(value, int):
+                problems.append(f"{key}: expected a whole number, got {value!r}")
+                continue
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                problems.append(f"{key}: expected true or false, got {value!r}")
+                continue
+        elif kind == "date":
+            value = nfkc(value or "") if isinstance(value, str) else value
+            if not isinstance(value, str) or (value and not DATE.match(value)):
+                problems.append(f"{key}: expected a date YYYY-MM-DD, got {value!r}")
+                continue
+        out[key] = value
+    return out
+
+
+def _picklist_codes(doc: ConfigDocument, code: str) -> set[str] | None:
+    for pl in doc.picklists:
+        if pl.code == code:
+            return {v.code for v in pl.values if v.active}
+    return None
+
+
+def _check_pick(doc: ConfigDocument, values: dict[str, Any], key: str, picklist: str,
+                problems: list[str]) -> None:
+    value = values.get(key)
+    allowed = _picklist_codes(doc, picklist)
+    if value and allowed is not None and value not in allowed:
+        problems.append(f"{key}: {value!r} is not an active value of picklist {picklist!r} "
+                        f"({', '.join(sorted(allowed)) or 'no values'})")
+
+
+def _checkbox_mask(doc: ConfigDocument, value: Any, current: int,
+                   problems: list[str]) -> int:
+    """``[1, 5]`` (exactly these checked) or ``{"1": true, "5": false}`` (changes)."""
+    enabled = {c.index for c in doc.checkboxes if c.enabled}
+    if isinstance(value, list):
+        changes = {item: True for item in value}
+        mask = 0
+    elif isinstance(value, dict):
+        changes = {int(k) if isinstance(k, str) and k.isdigit() else k: v
+                   for k, v in value.items()}
+        mask = current
+    else:
+        problems.append("checkboxes: expected a list of checked indexes or {index: bool}")
+        return current
+    for index, on in changes.items():
+        if not isinstance(index, int) or isinstance(index, bool) or not 1 <= index <= 48:
+            problems.append(f"checkboxes: {index!r} is not a checkbox index 1..48")
+        elif not isinstance(on, bool):
+            problems.append(f"checkboxes: checkbox {index} must be true or false")
+        elif index not in enabled:
+            problems.append(f"checkboxes: checkbox {index} is disabled in the configuration")
+        elif on:
+            mask |= 1 << (index - 1)
+        else:
+            mask &= ~(1 << (index - 1))
+    return mask
+
+
+def _classifications(doc: ConfigDocument, value: Any, tree: str, problems: list[str]) -> str:
+    allowed = {n.code for n in getattr(doc.classifications, tree)}
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        problems.append("classifications: expected a list of classification codes")
+        return ""
+    for code in value:
+        if code not in allowed:
+            problems.append(f"classifications: {code!r} is not a {tree} classification "
+                            f"({', '.join(sorted(allowed)) or 'none configured'})")
+    return "," + ",".join(dict.fromkeys(value)) + "," if value else ""
+
+
+def _custom_data(doc: ConfigDocument, database: str, data: Any,
+                 problems: list[str]) -> str | None:
+    """Validate a custom-database record; returns what it attaches to."""
+    db = next((d for d in doc.custom_databases if d.code == database), None)
+    if db is None:
+        problems.append(f"database: no custom database {database!r} "
+                        f"({', '.join(d.code for d in doc.custom_databases) or 'none configured'})")
+        return None
+    if not isinstance(data, dict):
+        problems.append("data: expected an object of field values")
+        return db.attached_to
+    defined = {f.key: f for f in db.fields}
+    for key in data:
+        if key not in defined:
+            problems.append(f"data.{key}: not a field of {database!r} "
+                            f"({', '.join(defined) or 'no fields'})")
+    for key, spec in defined.items():
+        value = data.get(key)
+        if value is None or value == "":
+            if spec.required:
+                problems.append(f"data.{key}: required ({spec.label})")
+            continue
+        ok = {
+            "text": isinstance(value, str) and len(value) <= 200,
+            "long_text": isinstance(value, str) and len(value) <= 20000,
+            "integer": isinstance(value, int) and not isinstance(value, bool),
+            "date": isinstance(value, str) and bool(DATE.match(value)),
+            "boolean": isinstance(value, bool),
+            "choice": value in {o.code for o in spec.options},
+            "email": isinstance(value, str) and bool(EMAIL.match(value)),
+            "url": isinstance(value, str) and value.startswith(("https://", "http://")),
+        }[spec.type]
+        if not ok:
+            problems.append(f"data.{key}: {value!r} is not a valid {spec.type} ({spec.label})")
+    return db.attached_to
+
+
+def _parent(ctx: Context, actor: Actor, type_name: str, record_id: Any,
+            key: str) -> Any:
+    try:
+        return fetch(ctx, actor, type_name, record_id)
+    except NotFound:
+        raise NotFound(f"{key}: no {type_name} {record_id} in {actor.tenant_slug!r}") from None
+
+
+SEARCH_PARTS = ("name", "kana", "phone", "phone_digits", "mobile", "mobile_digits", "address",
+                "email", *MEMOS)
+
+
+def search_text(values: Mapping[str, Any], company_name: str) -> str:
+    """The normalised text partial-match search runs over (one per contact)."""
+    parts = [values["name"], values["kana"], company_name,
+             *(values[k] for k in SEARCH_PARTS[2:])]
+    return "\x1f".join(search_key(p) for p in parts if p)
+
+
+def contact_search_text(row: CrmContact, company_name: str) -> str:
+    return search_text({k: getattr(row, k) for k in SEARCH_PARTS}, company_name)
+
+
+def _company_name(ctx: Context, actor: Actor, company_id: int | None) -> str:
+    if company_id is None:
+        return ""
+    name = ctx.session.scalar(select(CrmCompany.name).where(
+        CrmCompany.id == company_id, CrmCompany.tenant_id == actor.tenant_id))
+    return name or ""
+
+
+def _duplicates(ctx: Context, actor: Actor, model: Any, key: str,
+                exclude: int | None) -> list[dict[str, Any]]:
+    query = select(model.id, model.name).where(model.tenant_id == actor.tenant_id,
+                                               model.name_norm == key)
+    if exclude is not None:
+        query = query.where(model.id != exclude)
+    return [{"id": i, "name": n} for i, n in ctx.session.execute(query.order_by(model.id)
+                                                                   .limit(20))]
+
+
+# ---------------------------------------------------------------- shaping
+
+def shape(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordType,
+          data: Mapping[str, Any], row: Any | None) -> dict[str, Any]:
+    """Validated, normalised column values for a create (row None) or an update."""
+    problems: list[str] = []
+    values = _coerce(rt, data, problems)
+    rules = doc.input_rules
+    for key, kind in rt.fields.items():
+        if key in values and kind in ("str", "text") and rules.normalize_width \
+                and key not in ("note", "body", "memo", "content", "detail", "response"):
+            values[key] = nfkc(values[key])
+    for key in (*rt.required,):
+        if row is None and (values.get(key) in (None, "")):
+            problems.append(f"{key}: required")
+        elif row is not None and key in values and values[key] in (None, ""):
+            problems.append(f"{key}: may not be empty")
+    for key in ("phone", "mobile", "fax"):
+        if values.get(key):
+            values[key] = format_phone(values[key], rules.phone_format)
+            if key != "fax" and len(phone_digits(values[key])) > 20:
+                problems.append(f"{key}: too many digits")
+    if values.get("email") and not EMAIL.match(values["email"]):
+        problems.append(f"email: {values['email']!r} is not an e-mail address")
+    if rt.name == "company" and values.get("name"):
+        values["name"] = company_suffix(values["name"], rules.company_suffix)
+    if "classifications" in values:
+        values["classifications"] = _classifications(doc, values["classifications"],
+                                                     "customer", problems)
+    if rt.name == "contact":
+        if doc.mode == "individual" and (values.get("company_id") or values.get("department_id")):
+            problems.append("company_id: this tenant is in individual mode (the contact is the "
+                            "customer; no company)")
+        for memo in doc.memo_fields:
+            key = f"memo_{memo.index}"
+            if memo.type == "picklist" and memo.picklist:
+                _check_pick(doc, values, key, memo.picklist, problems)
+        _check_pick(doc, values, "sex", "sex", problems)
+        if "checkboxes" in values:
+            values["checkboxes"] = _checkbox_mask(doc, values["checkboxes"],
+                                                  row.checkboxes if row else 0, problems)
+    elif rt.name == "family":
+        _check_pick(doc, values, "relation", "family_relation", problems)
+        _check_pick(doc, values, "sex", "sex", problems)
+    elif rt.name == "activity":
+        _check_pick(doc, values, "kind", "activity_kind", problems)
+    elif rt.name == "purchase":
+        _check_pick(doc, values, "payment_method", "payment_method", problems)
+        _check_pick(doc, values, "media", "media", problems)
+    if rt.name in ("purchase", "product") and values.get("product_class"):
+        allowed = {n.code for n in doc.classifications.product}
+        if values["product_class"] not in allowed:
+            problems.append(f"product_class: {values['product_class']!r} is not a product "
+                            f"classification ({', '.join(sorted(allowed)) or 'none configured'})")
+    if rt.name == "external_link" and "system" in values:
+        systems = {s.code for s in doc.settings.external_systems}
+        if values["system"] not in systems:
+            problems.append(f"system: {values['system']!r} is not an external system "
+                            f"({', '.join(sorted(systems)) or 'none configured'})")
+    if rt.name == "custom_record":
+        if row is not None and "database" in values and values["database"] != row.database:
+            problems.append("database: a record cannot move to another custom database")
+        database = values.get("database", row.database if row is not None else "")
+        merged = values.get("data", row.data if row is not None else None)
+        attached = _custom_data(doc, database, merged, problems)
+        if attached and "owner_id" in values and not problems:
+            _parent(ctx, actor, attached, values["owner_id"], "owner_id")
+    if problems:
+        raise ValidationFailed(f"the {rt.name} is not valid", problems=problems,
+                               hint="fix the listed fields and try again")
+    for key, parent in rt.parents.items():
+        if values.get(key) is not None:
+            _parent(ctx, actor, parent, values[key], key)
+    if rt.name == "contact":
+        dept_id = values.get("department_id", row.department_id if row else None)
+        comp_id = values.get("company_id", row.company_id if row else None)
+        if dept_id is not None:
+            dept = _parent(ctx, actor, "department", dept_id, "department_id")
+            if comp_id is None:
+                values["company_id"] = dept.company_id
+            elif dept.company_id != comp_id:
+                raise ValidationFailed("the contact is not valid", problems=[
+                    f"department_id: department {dept_id} belongs to another company"])
+    return values
+
+
+def _derive(ctx: Context, actor: Actor, rt: RecordType, row: Any) -> None:
+    """Columns computed from others: name keys, phone digits, search text."""
+    if rt.name in ("company", "contact"):
+        row.name_norm = name_key(row.name)
+    if hasattr(row, "phone_digits"):
+        row.phone_digits = phone_digits(row.phone or "")
+    if rt.name == "contact":
+        row.mobile_digits = phone_digits(row.mobile or "")
+        row.search_text = contact_search_text(row, _company_name(ctx, actor, row.company_id))
+
+
+# ---------------------------------------------------------------- operations
+
+def create(ctx: Context, actor: Actor, type_name: str, data: Mapping[str, Any], *,
+           purpose: str | None = None) -> Saved:
+    rt = record_type(type_name)
+    scope.enter(ctx, actor)
+    scope.require(ctx, actor, "records.write", f"create a {type_name}")
+    doc = scope.config(ctx, actor.tenant_id)
+    values = shape(ctx, actor, doc, rt, data, None)
+    now = ctx.clock.now()
+    extra: dict[str, Any] = {}
+    if rt.name == "secret_note":
+        extra["author_id"] = actor.user_id
+    if rt.name == "purchase" and values.get("amount") is None:
+        values["amount"] = (values.get("quantity") or 1) * (values.get("unit_price") or 0)
+    if rt.name == "product" and ctx.session.scalar(select(CrmProduct.id).where(
+            CrmProduct.tenant_id == actor.tenant_id, CrmProduct.code == values["code"])):
+        raise ValidationFailed(f"a product with code {values['code']!r} already exists",
+                               hint="choose another code or update that product")
+    if rt.name == "external_link" and ctx.session.scalar(select(CrmExternalLink.id).where(
+            CrmExternalLink.tenant_id == actor.tenant_id,
+            CrmExternalLink.system == values["system"],
+            CrmExternalLink.external_id == values["external_id"])):
+        raise ValidationFailed(f"{values['system']} id {values['external_id']!r} is already "
+                               "linked to a customer")
+    row: Any = rt.model(tenant_id=actor.tenant_id, created_at=now, created_by=actor.login,
+                        updated_at=now, updated_by=actor.login, **extra, **values)
+    for key, kind in rt.fields.items():
+        if getattr(row, key) is None and kind in ("str", "text", "date", "codes"):
+            setattr(row, key, "")
+        if getattr(row, key) is None and kind in ("bool",):
+            setattr(row, key, False)
+        if getattr(row, key) is None and kind == "checkboxes":
+            setattr(row, key, 0)
+    _derive(ctx, actor, rt, row)
+    ctx.session.add(row)
+    ctx.session.flush()
+    shown = to_dict(rt, row)
+    _change(ctx, actor, rt, row.id, "create",
+            {k: v for k, v in shown.items() if k in values and k != "body"}, purpose)
+    duplicates: list[dict[str, Any]] = []
+    check = (doc.input_rules.duplicate_check_company if rt.name == "company"
+             else doc.input_rules.duplicate_check_contact if rt.name == "contact" else False)
+    if check:
+        duplicates = _duplicates(ctx, actor, rt.model, row.name_norm, row.id)
+    return Saved(shown, duplicates)
+
+
+def show(ctx: Context, actor: Actor, type_name: str, record_id: int) -> dict[str, Any]:
+    """One record; a contact view is access-logged when personal-info logging is on."""
+    rt = record_type(type_name)
+    scope.enter(ctx, actor)
+    scope.require(ctx, actor, "records.read", f"read {type_name} records")
+    row = fetch(ctx, actor, type_name, record_id)
+    out = to_dict(rt, row)
+    if rt.name == "contact":
+        note_personal_view(ctx, actor, row)
+        out["company_name"] = _company_name(ctx, actor, row.company_id)
+        out["careers"] = [
+            {"until": format_instant(c.until), "company": c.company_name,
+             "department": c.department_name, "title": c.title}
+            for c in ctx.session.scalars(select(CrmCareer).where(
+                CrmCareer.tenant_id == actor.tenant_id, CrmCareer.contact_id == row.id)
+                .order_by(CrmCareer.id.desc()))]
+    return out
+
+
+def note_personal_view(ctx: Context, actor: Actor, row: CrmContact) -> None:
+    if row.log_personal_info or scope.config(ctx, actor.tenant_id).settings.personal_info_logging:
+        log_access(ctx, actor, "personal_info_view", f"contact:{row.id}")
+
+
+def update(ctx: Context, actor: Actor, type_name: str, record_id: int,
+           data: Mapping[str, Any], *, purpose: str | None = None) -> Saved:
+    rt = record_type(type_name)
+    scope.enter(ctx, actor)
+    scope.require(ctx, actor, "records.write", f"update {type_name} records")
+    row = fetch(ctx, actor, type_name, record_id)
+    doc = scope.config(ctx, actor.tenant_id)
+    values = shape(ctx, actor, doc, rt, data, row)
+    before = to_dict(rt, row)
+    if rt.name == "contact":
+        _keep_career(ctx, actor, row, values)
+    old_company_name = row.name if rt.name == "company" else None
+    for key, value in values.items():
+        setattr(row, key, value)
+    row.updated_at = ctx.clock.now()
+    row.updated_by = actor.login
+    _derive(ctx, actor, rt, row)
+    ctx.session.flush()
+    after = to_dict(rt, row)
+    changes = {k: [before[k], after[k]] for k in values if before[k] != after[k]}
+    if changes:
+        _change(ctx, actor, rt, row.id, "update", changes, purpose)
+    if rt.name == "company" and old_company_name != row.name:
+        refresh_company_contacts(ctx, actor, row.id)
+    duplicates: list[dict[str, Any]] = []
+    if "name" in changes and rt.name in ("company", "contact") and (
+            doc.input_rules.duplicate_check_company if rt.name == "company"
+            else doc.input_rules.duplicate_check_contact):
+        duplicates = _duplicates(ctx, actor, rt.model, row.name_norm, row.id)
+    return Saved(after, duplicates)
+
+
+def refresh_company_contacts(ctx: Context, actor: Actor, company_id: int) -> None:
+    name = _company_name(ctx, actor, company_id)
+    for contact in ctx.session.scalars(select(CrmContact).where(
+            CrmContact.tenant_id == actor.tenant_id, CrmContact.company_id == company_id)):
+        contact.search_text = contact_search_text(contact, name)
+
+
+def refresh_search_text(ctx: Context, tenant_id: int, ids: list[int]) -> None:
+    """Recompute the search text of these contacts (after a bulk rewrite of their values)."""
+    for start in range(0, len(ids), 1000):
+        rows = ctx.session.execute(
+            select(CrmContact, CrmCompany.name)
+            .outerjoin(CrmCompany, CrmCompany.id == CrmContact.company_id)
+            .where(CrmContact.tenant_id == tenant_id,
+                   CrmContact.id.in_(ids[start:start + 1000]))
+            .execution_options(populate_existing=True))
+        for contact, company in rows:
+            contact.search_text = contact_search_text(contact, company or "")
+
+
+def _keep_career(ctx: Context, actor: Actor, row: CrmContact, values: dict[str, Any]) -> None:
+    moved = any(k in values and values[k] != getattr(row, k)
+                for k in ("company_id", "department_id", "title"))
+    if not moved or (row.company_id is None and row.department_id is None and not row.title):
+        return
+    dept = ctx.session.get(CrmDepartment, row.department_id) if row.department_id else None
+    ctx.session.add(CrmCareer(
+        tenant_id=actor.tenant_id, contact_id=row.id, until=ctx.clock.now(),
+        company_name=_company_name(ctx, actor, row.company_id),
+        department_name=dept.name if dept is not None else "", title=row.title,
+        recorded_by=actor.login))
+
+
+def delete_record(ctx: Context, actor: Actor, type_name: str, record_id: int, *,
+                  purpose: str | None = None) -> None:
+    rt = record_type(type_name)
+    scope.enter(ctx, actor)
+    scope.require(ctx, actor, "records.delete", f"delete {type_name} records")
+    row = fetch(ctx, actor, type_name, record_id)
+    shown = to_dict(rt, row)
+    shown.pop("body", None)
+    if rt.name == "company":
+        ctx.session.execute(sql_update(CrmContact).where(
+            CrmContact.tenant_id == actor.tenant_id, CrmContact.company_id == row.id)
+            .values(company_id=None, department_id=None))
+    if rt.name in ("company", "department", "contact"):
+        ctx.session.execute(delete(CrmCustomRecord).where(
+            CrmCustomRecord.tenant_id == actor.tenant_id, CrmCustomRecord.owner_id == row.id,
+            CrmCustomRecord.database.in_(
+                [d.code for d in scope.config(ctx, actor.tenant_id).custom_databases
+                 if d.attached_to == rt.name])))
+    if rt.name == "contact":
+        delete_contact_children(ctx, actor.tenant_id, [row.id])
+    ctx.session.delete(row)
+    _change(ctx, actor, rt, record_id, "delete", shown, purpose)
+    ctx.session.flush()
+    if rt.name == "company":
+        refresh_company_contacts(ctx, actor, record_id)
+
+
+CHILDREN: tuple[Any, ...] = (CrmCareer, CrmFamily, CrmCardExchange, CrmSecretNote, CrmActivity,
+                             CrmPurchase, CrmExternalLink)
+
+
+def delete_contact_children(ctx: Context, tenant_id: int, ids: list[int]) -> None:
+    """Rows that belong to contacts (explicit: SQLite may run without cascading deletes)."""
+    for model in CHILDREN:
+        ctx.session.execute(delete(model).where(model.tenant_id == tenant_id,
+                                                model.contact_id.in_(ids)))
+
+
+def list_children(ctx: Context, actor: Actor, type_name: str, contact_id: int,
+                  *, limit: int = 100) -> list[dict[str, Any]]:
+    """A contact's family, card exchanges, secret notes (own only), activities, purchases..."""
+    rt = record_type(type_name)
+    scope.enter(ctx, actor)
+    scope.require(ctx, actor, "records.read", f"read {type_name} records")
+    fetch(ctx, actor, "contact", contact_id)
+    model: Any = rt.model
+    query = select(model).where(model.tenant_id == actor.tenant_id,
+                                model.contact_id == contact_id)
+    if rt.name == "secret_note":
+        query = query.where(model.author_id == actor.user_id)
+    order = (model.date.desc(), model.id.desc()) if "date" in rt.fields else (model.id.desc(),)
+    return [to_dict(rt, r) for r in ctx.session.scalars(query.order_by(*order).limit(limit))]
+
+
+def history(ctx: Context, actor: Actor, type_name: str, record_id: int) -> list[dict[str, Any]]:
+    """Update history of one record: who, when, create/update/delete, what, purpose."""
+    rt = record_type(type_name)
+    scope.enter(ctx, actor)
+    scope.require(ctx, actor, "records.read", f"read {type_name} records")
+    fetch(ctx, actor, type_name, record_id)
+    rows = ctx.session.scalars(select(CrmChange).where(
+        CrmChange.tenant_id == actor.tenant_id, CrmChange.record_type == rt.name,
+        CrmChange.record_id == record_id).order_by(CrmChange.id))
+    return [{"at": format_instant(c.at), "actor": c.actor, "action": c.action, "changes": c.changes,
+             "purpose": c.purpose} for c in rows]
+
+
+def access_log(ctx: Context, actor: Actor, *, limit: int = 100) -> list[dict[str, Any]]:
+    """The access log, newest first (admins: 'settings' permission)."""
+    scope.enter(ctx, actor)
+    scope.require(ctx, actor, "settings", "read the access log")
+    rows = ctx.session.scalars(select(CrmAccess).where(CrmAccess.tenant_id == actor.tenant_id)
+                               .order_by(CrmAccess.id.desc()).limit(limit))
+    return [{"at": format_instant(a.at), "actor": a.actor, "kind": a.kind, "subject": a.subject,
+             "details": a.details} for a in rows]

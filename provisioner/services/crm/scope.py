@@ -1,0 +1,86 @@
+"""Who may do what in the CRM, and the tenant's configuration as the CRM reads it.
+
+    perms = permissions(ctx, actor)            # frozenset of Permission strings
+    require(ctx, actor, "export", "export customers")
+    doc = config(ctx, actor.tenant_id)         # the current ConfigDocument (cached by version)
+
+Built-in roles (REQUIREMENTS C): ``admin`` may do everything; ``general`` reads,
+writes, deletes single records, exports, prints and bulk-updates;
+``general_no_export`` and ``general_no_print`` lack one of those;
+``read_only`` only reads. Custom roles come from the configuration's ``roles``
+section with their listed permissions.
+
+On PostgreSQL :func:`enter` also sets ``provisioner.tenant_id`` for the
+transaction, which the row-level security policies of the CRM tables key on.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select, text
+
+from provisioner.config.document import ConfigDocument
+from provisioner.db.models import ConfigVersion, Tenant
+from provisioner.errors import NotFound, PermissionDenied
+from provisioner.services.actors import Actor
+from provisioner.services.context import Context
+
+ALL = frozenset({
+    "records.read", "records.write", "records.delete", "export", "print", "import",
+    "bulk_update", "bulk_delete", "settings", "users",
+})
+_GENERAL = frozenset({"records.read", "records.write", "records.delete", "export", "print",
+                      "bulk_update"})
+BUILTIN: dict[str, frozenset[str]] = {
+    "admin": ALL,
+    "general": _GENERAL,
+    "general_no_export": _GENERAL - {"export"},
+    "general_no_print": _GENERAL - {"print"},
+    "read_only": frozenset({"records.read"}),
+}
+
+_DOCS: dict[str, ConfigDocument] = {}
+
+
+def config(ctx: Context, tenant_id: int) -> ConfigDocument:
+    """The tenant's current configuration (cached by content digest: versions are immutable)."""
+    row = ctx.session.execute(
+        select(ConfigVersion.tenant_id, ConfigVersion.version, ConfigVersion.digest)
+        .join(Tenant, (Tenant.id == ConfigVersion.tenant_id)
+              & (Tenant.config_version == ConfigVersion.version))
+        .where(Tenant.id == tenant_id)).first()
+    if row is None:
+        raise NotFound("the tenant has no configuration")
+    doc = _DOCS.get(row.digest)
+    if doc is None:
+        document = ctx.session.scalar(select(ConfigVersion.document).where(
+            ConfigVersion.tenant_id == row.tenant_id, ConfigVersion.version == row.version))
+        assert document is not None
+        doc = ConfigDocument.model_validate_json(document, strict=False)
+        if len(_DOCS) > 256:
+            _DOCS.clear()
+        _DOCS[row.digest] = doc
+    return doc
+
+
+def permissions(ctx: Context, actor: Actor) -> frozenset[str]:
+    if actor.role in BUILTIN:
+        return BUILTIN[actor.role]
+    for role in config(ctx, actor.tenant_id).roles:
+        if role.code == actor.role:
+            return frozenset(role.permissions)
+    return frozenset()
+
+
+def require(ctx: Context, actor: Actor, permission: str, action: str) -> None:
+    if permission not in permissions(ctx, actor):
+        raise PermissionDenied(
+            f"{actor.login!r} ({actor.role}) may not {action} in {actor.tenant_slug!r}",
+            hint=f"this needs the {permission!r} permission; ask a tenant admin",
+        )
+
+
+def enter(ctx: Context, actor: Actor) -> None:
+    """Scope the transaction to the actor's tenant (PostgreSQL row-level security)."""
+    if ctx.session.get_bind().dialect.name == "postgresql":
+        ctx.session.execute(text("SELECT set_config('provisioner.tenant_id', :t, true)"),
+                            {"t": str(actor.tenant_id)})

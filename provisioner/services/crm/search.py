@@ -1,0 +1,246 @@
+"""Customer search: partial match, AND/OR, checkbox tri-state, dates, history conditions.
+
+    result = search(ctx, actor, Query(q="田中 渋谷", match="all",
+                                      checkboxes={3: True, 7: False},
+                                      activity_from="2026-01-01", purchase_product="A-100",
+                                      sort="-updated_at", limit=50))
+    result.total, result.items[0]["name"]
+
+Rules:
+
+* ``q`` is split on white space; each term is a partial match over the contact's
+  normalised search text (name, kana, company, phones, address, e-mail, memo
+  1..10: NFKC, lower case, no spaces). ``fields`` adds partial matches on one
+  field each (``name``, ``kana``, ``company``, ``phone``, ``address``, ``email``,
+  ``memo_1``..``memo_10``). ``match`` combines all those text conditions with
+  AND (``all``) or OR (``any``).
+* every other condition is always ANDed: checkboxes (index -> checked /
+  unchecked; absent means "any"), classification, update-date and birthday
+  ranges, and "has an activity / a purchase" matching the given kind, text,
+  product and date range (in the same query, as EXISTS subqueries).
+* ``total`` is the exact number of matches; ``items`` one page in ``sort`` order.
+
+Phone lookup (:func:`lookup`) compares digits only, so ``03-1234-5678``,
+``0312345678``, ``+81 3 1234 5678`` and full-width digits find the same card.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select
+from sqlalchemy.orm import aliased
+
+from provisioner.clock import format_instant
+from provisioner.db.crm_models import CrmActivity, CrmCompany, CrmContact, CrmPurchase
+from provisioner.errors import NotFound, ValidationFailed
+from provisioner.services.actors import Actor
+from provisioner.services.context import Context
+from provisioner.services.crm import records, scope
+from provisioner.services.crm.text import nfkc, phone_digits, search_key
+
+SORTS = ("id", "name", "kana", "created_at", "updated_at")
+TEXT_FIELDS = ("name", "kana", "company", "phone", "address", "email",
+               *(f"memo_{i}" for i in range(1, 11)))
+
+
+@dataclass(frozen=True)
+class Query:
+    q: str = ""
+    match: Literal["all", "any"] = "all"
+    fields: Mapping[str, str] = field(default_factory=dict)
+    checkboxes: Mapping[int, bool] = field(default_factory=dict)
+    classification: str | None = None
+    updated_from: str | None = None
+    updated_to: str | None = None
+    birthday_from: str | None = None
+    birthday_to: str | None = None
+    activity_kind: str | None = None
+    activity_text: str | None = None
+    activity_from: str | None = None
+    activity_to: str | None = None
+    purchase_product: str | None = None
+    purchase_from: str | None = None
+    purchase_to: str | None = None
+    sort: str = "id"
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class Result:
+    total: int
+    items: list[dict[str, Any]]
+
+
+def _day(value: str, name: str) -> date:
+    try:
+        return date.fromisoformat(nfkc(value))
+    except ValueError:
+        raise ValidationFailed(f"{name}: {value!r} is not a date YYYY-MM-DD") from None
+
+
+def _instant(value: str, name: str, *, end: bool = False) -> datetime:
+    day = _day(value, name) + (timedelta(days=1) if end else timedelta())
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _text_condition(key: str, value: str, tenant_id: int) -> ColumnElement[bool]:
+    c = CrmContact
+    if key == "phone":
+        digits = phone_digits(value)
+        if not digits:
+            return false()
+        return or_(c.phone_digits.contains(digits, autoescape=True),
+                   c.mobile_digits.contains(digits, autoescape=True))
+    needle = nfkc(value).lower()
+    if key == "company":
+        co = aliased(CrmCompany)
+        return c.company_id.in_(select(co.id).where(
+            co.tenant_id == tenant_id, func.lower(co.name).contains(needle, autoescape=True)
+        ).correlate_except(co))
+    column = getattr(c, key)
+    return func.lower(column).contains(needle, autoescape=True)
+
+
+def conditions(ctx: Context, actor: Actor, query: Query) -> list[ColumnElement[bool]]:
+    """The WHERE clause of ``query`` over ``crm_contacts`` (tenant included)."""
+    c = CrmContact
+    where: list[ColumnElement[bool]] = [c.tenant_id == actor.tenant_id]
+    texts: list[ColumnElement[bool]] = [
+        c.search_text.contains(term, autoescape=True)
+        for term in (search_key(t) for t in query.q.split()) if term]
+    for key, value in query.fields.items():
+        if key not in TEXT_FIELDS:
+            raise ValidationFailed(f"cannot search field {key!r}",
+                                   hint="fields: " + ", ".join(TEXT_FIELDS))
+        if value.strip():
+            texts.append(_text_condition(key, value, actor.tenant_id))
+    if texts:
+        where.append(and_(*texts) if query.match == "all" else or_(*texts))
+    for index, on in query.checkboxes.items():
+        if not 1 <= index <= 48:
+            raise ValidationFailed(f"checkbox {index} does not exist (1..48)")
+        bit = 1 << (index - 1)
+        where.append(c.checkboxes.op("&")(bit) != 0 if on else c.checkboxes.op("&")(bit) == 0)
+    if query.classification:
+        where.append(c.classifications.contains(f",{query.classification},", autoescape=True))
+    if query.updated_from:
+        where.append(c.updated_at >= _instant(query.updated_from, "updated_from"))
+    if query.updated_to:
+        where.append(c.updated_at < _instant(query.updated_to, "updated_to", end=True))
+    if query.birthday_from:
+        where.append(and_(c.birthday != "", c.birthday >= _day(query.birthday_from,
+                                                              "birthday_from").isoformat()))
+    if query.birthday_to:
+        where.append(and_(c.birthday != "", c.birthday <= _day(query.birthday_to,
+                                                              "birthday_to").isoformat()))
+    a = CrmActivity
+    acts: list[ColumnElement[bool]] = []
+    if query.activity_kind:
+        acts.append(a.kind == query.activity_kind)
+    if query.activity_text:
+        needle = nfkc(query.activity_text).lower()
+        acts.append(or_(*(func.lower(col).contains(needle, autoescape=True)
+                          for col in (a.content, a.detail, a.response, a.memo))))
+    if query.activity_from:
+        acts.append(a.date >= _day(query.activity_from, "activity_from").isoformat())
+    if query.activity_to:
+        acts.append(a.date <= _day(query.activity_to, "activity_to").isoformat())
+    if acts:
+        where.append(exists().where(a.tenant_id == c.tenant_id, a.contact_id == c.id, *acts))
+    p = CrmPurchase
+    buys: list[ColumnElement[bool]] = []
+    if query.purchase_product:
+        needle = nfkc(query.purchase_product).lower()
+        buys.append(or_(func.lower(p.product_code).contains(needle, autoescape=True),
+                        func.lower(p.product_name).contains(needle, autoescape=True)))
+    if query.purchase_from:
+        buys.append(p.date >= _day(query.purchase_from, "purchase_from").isoformat())
+    if query.purchase_to:
+        buys.append(p.date <= _day(query.purchase_to, "purchase_to").isoformat())
+    if buys:
+        where.append(exists().where(p.tenant_id == c.tenant_id, p.contact_id == c.id, *buys))
+    return where
+
+
+def _order(sort: str) -> list[Any]:
+    key = sort.lstrip("-")
+    if key not in SORTS:
+        raise ValidationFailed(f"cannot sort by {sort!r}",
+                               hint="sort: " + ", ".join(SORTS) + " (prefix - for descending)")
+    column = getattr(CrmContact, key)
+    if sort.startswith("-"):
+        return [column.desc(), CrmContact.id.desc()]
+    return [column.asc(), CrmContact.id.asc()]
+
+
+def summary(row: CrmContact, company: str | None) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "kana": row.kana, "company": company or "",
+            "title": row.title, "phone": row.phone, "mobile": row.mobile, "email": row.email,
+            "address": row.address, "checkboxes": records.checked(row.checkboxes),
+            "updated_at": format_instant(row.updated_at)}
+
+
+def search(ctx: Context, actor: Actor, query: Query) -> Result:
+    scope.enter(ctx, actor)
+    scope.require(ctx, actor, "records.read", "search customers")
+    if not 0 <= query.limit <= 1000 or query.offset < 0:
+        raise ValidationFailed("limit must be 0..1000 and offset >= 0")
+    where = conditions(ctx, actor, query)
+    total = ctx.session.scalar(select(func.count()).select_from(CrmContact).where(*where)) or 0
+    rows = ctx.session.execute(
+        select(CrmContact, CrmCompany.name)
+        .outerjoin(CrmCompany, CrmCompany.id == CrmContact.company_id)
+        .where(*where).order_by(*_order(query.sort)).limit(query.limit).offset(query.offset))
+    return Result(total, [summary(row, company) for row, company in rows])
+
+
+def matching_ids(ctx: Context, actor: Actor, query: Query) -> list[int]:
+    """Every matching contact id (bulk operations and exports)."""
+    where = conditions(ctx, actor, query)
+    return list(ctx.session.scalars(select(CrmContact.id).where(*where)
+                                    .order_by(*_order(query.sort))))
+
+
+def lookup(ctx: Context, actor: Actor, number: str, *, history: int = 5) -> dict[str, Any]:
+    """The CTI screen-pop card of the caller: profile, latest purchases and activities."""
+    scope.enter(ctx, actor)
+    scope.require(ctx, actor, "records.read", "look up callers")
+    digits = phone_digits(number)
+    if len(digits) < 3:
+        raise ValidationFailed(f"{number!r} is not a phone number")
+    c = CrmContact
+    ids = sorted(set(ctx.session.scalars(select(c.id).where(
+        c.tenant_id == actor.tenant_id, c.phone_digits == digits)).all()) | set(
+        ctx.session.scalars(select(c.id).where(
+            c.tenant_id == actor.tenant_id, c.mobile_digits == digits)).all()))
+    if not ids:
+        raise NotFound(f"no customer with phone number {number}",
+                       hint="register the caller as a new contact")
+    row = ctx.session.get(CrmContact, ids[0])
+    assert row is not None
+    records.note_personal_view(ctx, actor, row)
+    company = ctx.session.scalar(select(CrmCompany.name).where(
+        CrmCompany.id == row.company_id, CrmCompany.tenant_id == actor.tenant_id)
+    ) if row.company_id else None
+    card = records.to_dict(records.TYPES["contact"], row)
+    card["company_name"] = company or ""
+    acts = ctx.session.scalars(select(CrmActivity).where(
+        CrmActivity.tenant_id == actor.tenant_id, CrmActivity.contact_id == row.id)
+        .order_by(CrmActivity.date.desc(), CrmActivity.id.desc()).limit(history))
+    buys = ctx.session.scalars(select(CrmPurchase).where(
+        CrmPurchase.tenant_id == actor.tenant_id, CrmPurchase.contact_id == row.id)
+        .order_by(CrmPurchase.date.desc(), CrmPurchase.id.desc()).limit(history))
+    return {
+        "contact": card,
+        "other_matches": ids[1:],
+        "activities": [records.to_dict(records.TYPES["activity"], a) for a in acts],
+        "purchases": [records.to_dict(records.TYPES["purchase"], p) for p in buys],
+    }
+
+
+__all__ = ["Query", "Result", "lookup", "matching_ids", "search"]

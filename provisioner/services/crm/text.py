@@ -1,0 +1,88 @@
+"""Pure text rules of the CRM: width normalisation, company suffixes, phone numbers.
+
+No database here: these functions are what "input rules" and search both rely on.
+
+    >>> phone_digits("+81 3-1234-5678"), phone_digits("０３（１２３４）５６７８")
+    ('0312345678', '0312345678')
+    >>> company_suffix("(株)山田商事", "kabushiki_kaisha")
+    '株式会社山田商事'
+    >>> format_phone("0312345678", "hyphen"), format_phone("09012345678", "paren")
+    ('03-1234-5678', '(090)1234-5678')
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+#: spellings of 株式会社 users type, after NFKC ((株) and ㈱ both become "(株)")
+_SUFFIX = re.compile(r"^(株式会社|\(株\))\s*|\s*(株式会社|\(株\))$")
+_STYLE = {"kabushiki_kaisha": "株式会社", "kakko_kabu": "(株)", "maru_kabu": "㈱"}
+_SPACES = re.compile(r"\s+")
+
+
+def nfkc(value: str) -> str:
+    """Full-width digits and Latin letters to half-width, half-width kana to full-width."""
+    return unicodedata.normalize("NFKC", value).strip()
+
+
+def phone_digits(value: str) -> str:
+    """The digits of a phone number in national form: what lookup compares."""
+    text = nfkc(value)
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if text.startswith("+81"):
+        rest = digits[2:]
+        digits = rest if rest.startswith("0") else "0" + rest
+    return digits
+
+
+def _split(digits: str) -> tuple[str, str, str] | None:
+    if len(digits) == 11 and digits[:3] in {"050", "070", "080", "090"}:
+        return digits[:3], digits[3:7], digits[7:]
+    if len(digits) == 10 and digits.startswith(("0120", "0800")):
+        return digits[:4], digits[4:7], digits[7:]
+    if len(digits) == 10 and digits.startswith(("03", "06")):
+        return digits[:2], digits[2:6], digits[6:]
+    if len(digits) == 10 and digits.startswith("0"):
+        return digits[:3], digits[3:6], digits[6:]
+    return None
+
+
+def format_phone(value: str, style: str) -> str:
+    """Apply ``input_rules.phone_format``; a number that cannot be split is kept as entered."""
+    if style == "as_entered" or not value.strip():
+        return value.strip()
+    digits = phone_digits(value)
+    if style == "digits":
+        return digits
+    parts = _split(digits)
+    if parts is None:
+        return nfkc(value)
+    a, b, c = parts
+    return f"{a}-{b}-{c}" if style == "hyphen" else f"({a}){b}-{c}"
+
+
+def company_suffix(name: str, style: str) -> str:
+    """Apply ``input_rules.company_suffix`` (position before/after the name is kept)."""
+    text = nfkc(name).replace("（", "(").replace("）", ")")
+    if style == "as_entered":
+        return name.strip()
+    target = _STYLE[style]
+    match = _SUFFIX.search(text)
+    if match is None:
+        return text
+    if match.group(1):
+        return target + text[match.end():]
+    return text[:match.start()] + target
+
+
+def name_key(name: str) -> str:
+    """What "the same name" means for duplicate checks: width, spaces and suffix ignored."""
+    text = nfkc(name)
+    text = _SUFFIX.sub("", text)
+    return _SPACES.sub("", text).lower()
+
+
+def search_key(value: str) -> str:
+    """Search normal form of a text or a query: NFKC, lower case, no white space."""
+    return _SPACES.sub("", unicodedata.normalize("NFKC", value)).lower()

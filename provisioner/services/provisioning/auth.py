@@ -1,0 +1,205 @@
+"""Passwords, login, sessions and switching tenant (REQUIREMENTS B, "one login").
+
+    result = auth.login(ctx, "sato", "correct horse")    # tenants in a stable order
+    result.tenants[0].slug == result.selected            # the first is preselected
+    actor = auth.switch(ctx, result.token, "2")          # by number or slug, no new login
+    actor = auth.session_actor(ctx, result.token)        # who and where, for every request
+
+A user has ONE password (Argon2id, memory-hard, on the ``users`` row) whatever
+the number of tenants: it is shared by the whole group, so changing it in one
+tenant changes it for all. Session tokens are random (256 bits), shown once, and
+stored as SHA-256 with an expiry. These functions serve the CLI and the HTTP API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select, update
+
+from provisioner.clock import as_utc
+from provisioner.db.models import Membership, Tenant, User
+from provisioner.db.provisioning_models import LoginSession, TenantGroup
+from provisioner.errors import NotFound, PermissionDenied, ValidationFailed
+from provisioner.services import audit
+from provisioner.services.actors import Actor, get_user
+from provisioner.services.context import Context
+
+SESSION_LIFETIME = timedelta(hours=12)
+MIN_PASSWORD = 8
+_HASHER = PasswordHasher()  # Argon2id, RFC 9106 low-memory profile (64 MiB, t=3)
+_DUMMY_HASH = _HASHER.hash("timing equaliser for unknown logins")
+_BAD_LOGIN = "login id or password is wrong"
+
+
+@dataclass(frozen=True)
+class TenantChoice:
+    number: int
+    slug: str
+    name: str
+    role: str
+    group: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"number": self.number, "slug": self.slug, "name": self.name, "role": self.role,
+                "group": self.group}
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    token: str
+    login: str
+    tenants: list[TenantChoice]
+    selected: str
+    expires_at: datetime
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _check_strength(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise ValidationFailed(f"the password is too short (at least {MIN_PASSWORD} characters)")
+
+
+def tenants_for(ctx: Context, user_id: int) -> list[TenantChoice]:
+    """The user's active tenants, numbered from 1, in a stable order (tenant creation order)."""
+    rows = ctx.session.execute(
+        select(Tenant, Membership.role, TenantGroup.code)
+        .join(Membership, Membership.tenant_id == Tenant.id)
+        .outerjoin(TenantGroup, TenantGroup.id == Tenant.group_id)
+        .where(Membership.user_id == user_id, Tenant.status == "active")
+        .order_by(Tenant.id)
+    ).all()
+    return [TenantChoice(n, t.slug, t.name, role, code)
+            for n, (t, role, code) in enumerate(rows, start=1)]
+
+
+def tenants_for_login(ctx: Context, login_id: str) -> list[TenantChoice]:
+    """The numbered list of a login's tenants (empty for an unknown login)."""
+    user_id = ctx.session.scalar(select(User.id).where(User.login == login_id))
+    return [] if user_id is None else tenants_for(ctx, user_id)
+
+
+def pick(choices: list[TenantChoice], ref: str) -> TenantChoice:
+    """A tenant by its number in the list or by its slug."""
+    for choice in choices:
+        if (ref.isdigit() and choice.number == int(ref)) or choice.slug == ref:
+            return choice
+    listing = ", ".join(f"{c.number}={c.slug}" for c in choices)
+    raise NotFound(f"no tenant {ref!r} in your list", hint=f"your tenants: {listing}")
+
+
+def set_initial_password(ctx: Context, login: str, password: str, *, by: str) -> None:
+    """Give a new user a password (operator). A user who already has one keeps it."""
+    user = get_user(ctx, login)
+    if user.password_hash is not None:
+        raise PermissionDenied(
+            f"user {login!r} already has a password, shared by all their tenants",
+            hint="omit --password-stdin; the user changes it with 'provisioner password'",
+        )
+    _check_strength(password)
+    user.password_hash = _HASHER.hash(password)
+    audit.record(ctx, tenant_id=None, actor=by, action="user:password_set", subject=login)
+
+
+def change_password(ctx: Context, actor: Actor, old: str, new: str) -> None:
+    """The user changes their own password (in any tenant): it changes for the whole group."""
+    user = get_user(ctx, actor.login)
+    if not _verify(user, old):
+        raise PermissionDenied("the current password is wrong")
+    _check_strength(new)
+    user.password_hash = _HASHER.hash(new)
+    # every other session of the user ends: the password they were opened with is gone
+    ctx.session.execute(update(LoginSession).where(
+        LoginSession.user_id == user.id, LoginSession.revoked_at.is_(None))
+        .values(revoked_at=ctx.clock.now()))
+    audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login,
+                 action="user:password_changed", subject=actor.login)
+
+
+def _verify(user: User | None, password: str) -> bool:
+    try:
+        if user is None or user.password_hash is None:
+            _HASHER.verify(_DUMMY_HASH, password)
+            return False
+        return _HASHER.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def login(ctx: Context, login_id: str, password: str) -> LoginResult:
+    """Check the password; open a session in the first tenant of the user's list."""
+    user = ctx.session.scalar(select(User).where(User.login == login_id))
+    if not _verify(user, password):
+        raise PermissionDenied(_BAD_LOGIN)
+    assert user is not None
+    assert user.password_hash is not None
+    choices = tenants_for(ctx, user.id)
+    if not choices:
+        raise PermissionDenied(f"user {login_id!r} has no active tenant",
+                               hint="ask an admin to add you to a tenant")
+    if _HASHER.check_needs_rehash(user.password_hash):
+        user.password_hash = _HASHER.hash(password)
+    token = secrets.token_urlsafe(32)
+    now = ctx.clock.now()
+    first = choices[0]
+    tenant_id = ctx.session.scalar(select(Tenant.id).where(Tenant.slug == first.slug))
+    assert tenant_id is not None
+    session = LoginSession(token_hash=_token_hash(token), user_id=user.id, tenant_id=tenant_id,
+                           created_at=now, expires_at=now + SESSION_LIFETIME)
+    ctx.session.add(session)
+    audit.record(ctx, tenant_id=tenant_id, actor=login_id, action="user:logged_in",
+                 subject=login_id, tenants=len(choices))
+    return LoginResult(token, user.login, choices, first.slug, session.expires_at)
+
+
+def _session(ctx: Context, token: str) -> LoginSession:
+    row = ctx.session.scalar(select(LoginSession).where(
+        LoginSession.token_hash == _token_hash(token)))
+    if row is None or row.revoked_at is not None or ctx.clock.now() >= as_utc(row.expires_at):
+        raise PermissionDenied("the session has ended", hint="log in again")
+    return row
+
+
+def _actor(ctx: Context, row: LoginSession) -> Actor:
+    found = ctx.session.execute(
+        select(User, Tenant, Membership.role)
+        .join(Membership, Membership.user_id == User.id)
+        .join(Tenant, Tenant.id == Membership.tenant_id)
+        .where(User.id == row.user_id, Tenant.id == row.tenant_id)
+    ).first()
+    if found is None or found[1].status != "active":
+        raise PermissionDenied("you no longer have access to the selected tenant",
+                               hint="switch to another tenant")
+    user, tenant, role = found
+    return Actor(login=user.login, user_id=user.id, tenant_id=tenant.id,
+                 tenant_slug=tenant.slug, role=role)
+
+
+def session_actor(ctx: Context, token: str) -> Actor:
+    return _actor(ctx, _session(ctx, token))
+
+
+def switch(ctx: Context, token: str, ref: str) -> Actor:
+    """Select another of the user's tenants (number or slug) in the same session."""
+    row = _session(ctx, token)
+    choice = pick(tenants_for(ctx, row.user_id), ref)
+    tenant_id = ctx.session.scalar(select(Tenant.id).where(Tenant.slug == choice.slug))
+    assert tenant_id is not None
+    row.tenant_id = tenant_id
+    actor = _actor(ctx, row)
+    audit.record(ctx, tenant_id=tenant_id, actor=actor.login, action="user:switched_tenant",
+                 subject=actor.login)
+    return actor
+
+
+def logout(ctx: Context, token: str) -> None:
+    row = _session(ctx, token)
+    row.revoked_at = ctx.clock.now()

@@ -1,0 +1,325 @@
+"""Pay-per-use CTI pop-up metering (REQUIREMENTS E).
+
+    metering.add_number(ctx, admin, "090-1234-5678", kind="employee", login="sato")
+    metering.set_business_hours(ctx, admin, {0: ("09:00", "18:00"), ...})
+    metering.add_holiday(ctx, admin, date(2026, 11, 23), name="勤労感謝の日")
+    call = metering.record_call(ctx, operator, "03-1234-5678")   # classified and priced
+    metering.statement(ctx, admin, "2026-11")                     # the monthly statement
+
+Each incoming call is classified by its number: ``employee`` (a registered
+number of one of the tenant's users), ``nuisance`` (registered as a nuisance
+caller), ``customer`` (a registered customer number), else ``unknown``; it is
+priced from the price book (30 / 15 / 0 JPY; unknown callers like customers:
+30). Calls outside the tenant's business hours or on its configured holidays
+are free. Time is read in the Asia/Tokyo calendar; business hours are
+[opens, closes): 09:00 is inside, 18:00 is not. A tenant that configured no
+business hours has Monday-Friday 09:00-18:00. Holidays are the tenant's own
+list (national holidays are not built in: register them).
+Nuisance callers can not receive contact history.
+
+The contract: monthly maintenance fee, a fee per seat, mobile concurrent
+connections sold in packs of 5, a 12-month minimum term; cancelling early
+costs the maintenance fee x the remaining months (the month of cancellation
+counts as used).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from provisioner.db.models import Membership, User
+from provisioner.db.provisioning_models import (
+    BusinessHours,
+    CallRecord,
+    CtiContract,
+    Holiday,
+    PhoneNumber,
+)
+from provisioner.errors import (
+    AlreadyExists,
+    NotFound,
+    PermissionDenied,
+    PlanConflict,
+    ValidationFailed,
+)
+from provisioner.services import audit
+from provisioner.services.actors import Actor, get_tenant, require_admin
+from provisioner.services.context import Context
+from provisioner.services.provisioning import quotas
+from provisioner.services.provisioning.billing import TOKYO, month_bounds, price_book
+
+KINDS = ("customer", "employee", "nuisance")
+DEFAULT_HOURS: dict[int, tuple[str, str]] = {d: ("09:00", "18:00") for d in range(5)}
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+
+
+def normalize_number(text: str) -> str:
+    """Digits only; ``+81 90-...`` becomes ``090...`` (Japanese numbering)."""
+    digits = re.sub(r"\D", "", text)
+    if text.strip().startswith("+81"):
+        digits = "0" + digits[2:]
+    if not 3 <= len(digits) <= 20:
+        raise ValidationFailed(f"invalid phone number {text!r}", hint="e.g. 03-1234-5678")
+    return digits
+
+
+# --------------------------------------------------------------------------- pure rules
+
+
+def _minutes(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def in_business_hours(at: datetime, hours: Mapping[int, tuple[str, str]],
+                      holidays: set[date]) -> bool:
+    """Whether an instant is inside business hours, in the Asia/Tokyo calendar."""
+    local = at.astimezone(TOKYO)
+    if local.date() in holidays:
+        return False
+    span = hours.get(local.weekday())
+    if span is None:
+        return False
+    minute = local.hour * 60 + local.minute
+    return _minutes(span[0]) <= minute < _minutes(span[1])
+
+
+def charge(classification: str, in_hours: bool, prices: Mapping[str, int]) -> int:
+    if not in_hours:
+        return 0
+    return prices[f"cti_{classification}_call_jpy"]
+
+
+def early_cancellation_fee(started_on: date, cancelled_on: date, *, maintenance_jpy: int,
+                           minimum_months: int = 12) -> int:
+    """Maintenance fee x the months left of the minimum term (this month counts as used)."""
+    used = (cancelled_on.year - started_on.year) * 12 + cancelled_on.month - started_on.month + 1
+    return maintenance_jpy * max(0, minimum_months - used)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def add_number(ctx: Context, actor: Actor, number: str, *, kind: str,
+               login: str | None = None, label: str = "") -> PhoneNumber:
+    require_admin(actor, "register phone numbers")
+    if kind not in KINDS:
+        raise ValidationFailed(f"unknown kind {kind!r}", hint="kinds: " + ", ".join(KINDS))
+    digits = normalize_number(number)
+    user_id = None
+    if kind == "employee":
+        if login is None:
+            raise ValidationFailed("an employee number belongs to a user", hint="--user LOGIN")
+        user_id = ctx.session.scalar(
+            select(User.id).join(Membership, Membership.user_id == User.id)
+            .where(User.login == login, Membership.tenant_id == actor.tenant_id))
+        if user_id is None:
+            raise NotFound(f"no user {login!r} in tenant {actor.tenant_slug!r}")
+    existing = ctx.session.scalar(select(PhoneNumber).where(
+        PhoneNumber.tenant_id == actor.tenant_id, PhoneNumber.number == digits))
+    if existing is not None:
+        raise AlreadyExists(f"number {digits} is already registered as {existing.kind}")
+    row = PhoneNumber(tenant_id=actor.tenant_id, number=digits, kind=kind, user_id=user_id,
+                      label=label, added_at=ctx.clock.now())
+    ctx.session.add(row)
+    audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login, action="phone:registered",
+                 subject=digits, kind=kind, user=login)
+    return row
+
+
+def set_business_hours(ctx: Context, actor: Actor,
+                       hours: Mapping[int, tuple[str, str]]) -> None:
+    require_admin(actor, "set business hours")
+    problems = [f"weekday {d} (0=Monday ... 6=Sunday)" for d in hours if not 0 <= d <= 6]
+    for day, (opens, closes) in hours.items():
+        if not (_HHMM.match(opens) and _HHMM.match(closes)) or _minutes(opens) >= _minutes(closes):
+            problems.append(f"weekday {day}: {opens}-{closes} is not a range like 09:00-18:00")
+    if problems:
+        raise ValidationFailed("invalid business hours", problems=problems)
+    for row in ctx.session.scalars(select(BusinessHours).where(
+            BusinessHours.tenant_id == actor.tenant_id)):
+        ctx.session.delete(row)
+    ctx.session.flush()
+    for day, (opens, closes) in sorted(hours.items()):
+        ctx.session.add(BusinessHours(tenant_id=actor.tenant_id, weekday=day, opens=opens,
+                                      closes=closes))
+    audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login,
+                 action="business_hours:set", subject=actor.tenant_slug,
+                 hours={str(d): list(span) for d, span in sorted(hours.items())})
+
+
+def business_hours(ctx: Context, tenant_id: int) -> dict[int, tuple[str, str]]:
+    rows = ctx.session.scalars(select(BusinessHours).where(BusinessHours.tenant_id == tenant_id))
+    configured = {r.weekday: (r.opens, r.closes) for r in rows}
+    return configured or dict(DEFAULT_HOURS)
+
+
+def add_holiday(ctx: Context, actor: Actor, day: date, *, name: str = "") -> Holiday:
+    require_admin(actor, "configure holidays")
+    if ctx.session.scalar(select(Holiday.id).where(Holiday.tenant_id == actor.tenant_id,
+                                                   Holiday.day == day)) is not None:
+        raise AlreadyExists(f"{day.isoformat()} is already a holiday")
+    row = Holiday(tenant_id=actor.tenant_id, day=day, name=name)
+    ctx.session.add(row)
+    audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login, action="holiday:added",
+                 subject=day.isoformat(), name=name)
+    return row
+
+
+def holidays(ctx: Context, tenant_id: int) -> set[date]:
+    return set(ctx.session.scalars(select(Holiday.day).where(Holiday.tenant_id == tenant_id)))
+
+
+# --------------------------------------------------------------------------- calls
+
+
+def classify(ctx: Context, tenant_id: int, digits: str) -> str:
+    kind = ctx.session.scalar(select(PhoneNumber.kind).where(
+        PhoneNumber.tenant_id == tenant_id, PhoneNumber.number == digits))
+    return kind or "unknown"
+
+
+def record_call(ctx: Context, actor: Actor, number: str, *,
+                at: datetime | None = None) -> CallRecord:
+    """Record an incoming call (any member of the tenant: the operator who took it)."""
+    digits = normalize_number(number)
+    when = at or ctx.clock.now()
+    tenant = get_tenant(ctx, actor.tenant_slug)
+    quotas.require_room(ctx, tenant, quotas.CALL_RECORD_BYTES, what="a call record")
+    kind = classify(ctx, tenant.id, digits)
+    inside = in_business_hours(when, business_hours(ctx, tenant.id), holidays(ctx, tenant.id))
+    row = CallRecord(tenant_id=tenant.id, at=when, number=digits, classification=kind,
+                     in_hours=inside, charge_jpy=charge(kind, inside, price_book(ctx)),
+                     recorded_by=actor.login)
+    ctx.session.add(row)
+    ctx.session.flush()
+    return row
+
+
+def add_contact_history(ctx: Context, actor: Actor, call_id: int, note: str) -> CallRecord:
+    row = ctx.session.get(CallRecord, call_id)
+    if row is None or row.tenant_id != actor.tenant_id:
+        raise NotFound(f"no call {call_id} in tenant {actor.tenant_slug!r}")
+    if row.classification == "nuisance":
+        raise PermissionDenied(
+            f"call {call_id} is from a number registered as a nuisance caller; no contact "
+            "history can be entered for it")
+    if not note.strip():
+        raise ValidationFailed("the contact history is empty")
+    tenant = get_tenant(ctx, actor.tenant_slug)
+    quotas.require_room(ctx, tenant, len(note.encode()), what="the contact history")
+    row.contact_note = ((row.contact_note + "\n") if row.contact_note else "") + note.strip()
+    return row
+
+
+# --------------------------------------------------------------------------- contract, statement
+
+
+def set_contract(ctx: Context, slug: str, *, started_on: date, maintenance_jpy: int,
+                 seat_fee_jpy: int, seats: int, mobile_connections: int = 0,
+                 mobile_pack_jpy: int = 0, by: str) -> CtiContract:
+    tenant = get_tenant(ctx, slug)
+    pack = price_book(ctx)["cti_mobile_pack_size"]
+    problems = [f"{name} must be >= 0" for name, value in
+                (("maintenance", maintenance_jpy), ("seat fee", seat_fee_jpy), ("seats", seats),
+                 ("mobile connections", mobile_connections), ("pack price", mobile_pack_jpy))
+                if value < 0]
+    if mobile_connections % pack:
+        up = (mobile_connections // pack + 1) * pack
+        problems.append(f"mobile connections are sold in packs of {pack}: {mobile_connections} "
+                        f"is not a multiple of {pack} (e.g. {up})")
+    if problems:
+        raise ValidationFailed("invalid CTI contract", problems=problems)
+    row = ctx.session.scalar(select(CtiContract).where(CtiContract.tenant_id == tenant.id))
+    if row is None:
+        row = CtiContract(tenant_id=tenant.id, started_on=started_on,
+                          maintenance_jpy=maintenance_jpy, seat_fee_jpy=seat_fee_jpy,
+                          seats=seats)
+        ctx.session.add(row)
+    elif row.cancelled_on is not None:
+        raise PlanConflict(f"the CTI contract of {slug!r} was cancelled")
+    row.maintenance_jpy, row.seat_fee_jpy, row.seats = maintenance_jpy, seat_fee_jpy, seats
+    row.mobile_connections, row.mobile_pack_jpy = mobile_connections, mobile_pack_jpy
+    audit.record(ctx, tenant_id=tenant.id, actor=by, action="cti_contract:set", subject=slug,
+                 started_on=started_on.isoformat(), seats=seats,
+                 mobile_connections=mobile_connections)
+    return row
+
+
+def _contract(ctx: Context, tenant_id: int, slug: str) -> CtiContract:
+    row = ctx.session.scalar(select(CtiContract).where(CtiContract.tenant_id == tenant_id))
+    if row is None:
+        raise NotFound(f"tenant {slug!r} has no CTI contract")
+    return row
+
+
+def cancel_contract(ctx: Context, slug: str, *, on: date, by: str) -> CtiContract:
+    tenant = get_tenant(ctx, slug)
+    row = _contract(ctx, tenant.id, slug)
+    if row.cancelled_on is not None:
+        raise PlanConflict(f"the CTI contract of {slug!r} is already cancelled")
+    if on < row.started_on:
+        raise ValidationFailed("cannot cancel before the contract starts")
+    row.cancelled_on = on
+    row.cancellation_fee_jpy = early_cancellation_fee(
+        row.started_on, on, maintenance_jpy=row.maintenance_jpy,
+        minimum_months=price_book(ctx)["cti_minimum_term_months"])
+    audit.record(ctx, tenant_id=tenant.id, actor=by, action="cti_contract:cancelled",
+                 subject=slug, on=on.isoformat(), fee=row.cancellation_fee_jpy)
+    return row
+
+
+@dataclass
+class Statement:
+    tenant: str
+    month: str
+    calls: dict[str, dict[str, int]]
+    lines: list[dict[str, Any]]
+
+    @property
+    def total(self) -> int:
+        return sum(int(line["amount"]) for line in self.lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tenant": self.tenant, "month": self.month, "currency": "JPY",
+                "calls": self.calls, "lines": self.lines, "total": self.total}
+
+
+def statement(ctx: Context, actor: Actor, month: str) -> Statement:
+    require_admin(actor, "read the CTI statement")
+    start, end = month_bounds(month)
+    calls: dict[str, dict[str, int]] = {
+        k: {"calls": 0, "in_hours": 0, "out_of_hours": 0, "amount": 0}
+        for k in (*KINDS, "unknown")}
+    for row in ctx.session.scalars(select(CallRecord).where(
+            CallRecord.tenant_id == actor.tenant_id, CallRecord.at >= start,
+            CallRecord.at < end)):
+        entry = calls[row.classification]
+        entry["calls"] += 1
+        entry["in_hours" if row.in_hours else "out_of_hours"] += 1
+        entry["amount"] += row.charge_jpy
+    lines: list[dict[str, Any]] = [
+        {"item": f"pop-ups: {kind}", "quantity": v["in_hours"], "amount": v["amount"]}
+        for kind, v in calls.items() if v["calls"]]
+    contract = ctx.session.scalar(select(CtiContract).where(
+        CtiContract.tenant_id == actor.tenant_id))
+    if contract is not None:
+        pack = price_book(ctx)["cti_mobile_pack_size"]
+        lines.append({"item": "maintenance", "quantity": 1, "amount": contract.maintenance_jpy})
+        lines.append({"item": "seats", "quantity": contract.seats,
+                      "amount": contract.seats * contract.seat_fee_jpy})
+        if contract.mobile_connections:
+            packs = contract.mobile_connections // pack
+            lines.append({"item": f"mobile connections (packs of {pack})", "quantity": packs,
+                          "amount": packs * contract.mobile_pack_jpy})
+        if (contract.cancelled_on is not None and contract.cancellation_fee_jpy
+                and month == contract.cancelled_on.strftime("%Y-%m")):
+            lines.append({"item": "early cancellation fee", "quantity": 1,
+                          "amount": contract.cancellation_fee_jpy})
+    return Statement(actor.tenant_slug, month, calls, lines)

@@ -1,0 +1,430 @@
+"""Transfers: incoming configurations, from bundle to applied version.
+
+    pending --approve--> applied --config rollback--> rolled_back
+            --reject---> rejected
+
+Receiving (``send`` in one deployment, ``receive FILE`` across deployments)
+verifies, in this order: the target may receive; the signature (only keys the
+target accepts); the payload strictly; expiry; the audience (a copy key of
+*this* tenant, held by the sender) or a trusted publisher; replay; and that
+the resulting document would be valid. Only then is a pending transfer with
+its plan stored, and the copy key consumed, in the same transaction.
+
+Approving re-checks that the target is still at the version the plan was made
+against, then writes the new version, the transfer state and the audit event
+in one transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
+
+from provisioner.bundles import payload as bundle_payload
+from provisioner.bundles.envelope import parse_envelope
+from provisioner.bundles.payload import Audience, Source, VerifiedBundle, build_bundle, read_bundle
+from provisioner.clock import as_utc
+from provisioner.config import diff as config_diff
+from provisioner.config.document import SECTION_NAMES
+from provisioner.config.merge import Mode, combine, parse_only
+from provisioner.config.validate import (
+    check_references,
+    normalized_document,
+)
+from provisioner.db.models import CopyKeyRow, Tenant, Transfer
+from provisioner.errors import BundleRejected, KeyRejected, NotFound, PlanConflict
+from provisioner.security import copykey
+from provisioner.services import audit, configs, copykeys, signing
+from provisioner.services.actors import Actor, get_tenant, require_admin, resolve_for_tenant_id
+from provisioner.services.context import Context
+from provisioner.services.eligibility import require_can_receive, require_can_send
+
+UNBOUND_LIFETIME = timedelta(days=90)
+
+
+# --------------------------------------------------------------------------- export
+
+
+def export(ctx: Context, actor: Actor, *, key_text: str | None = None,
+           only: Iterable[str] | None = None,
+           lifetime: timedelta = UNBOUND_LIFETIME) -> bytes:
+    """The source tenant's configuration as a signed bundle (file bytes).
+
+    With a copy key the bundle is bound to it: its audience names the key and
+    carries a proof of holding it, and it expires with the key.
+    """
+    require_admin(actor, "export the configuration")
+    source = get_tenant(ctx, actor.tenant_slug)
+    require_can_send(source)
+    sections = parse_only(only)
+    version, digest, document = configs.current_text(ctx, source)
+    config: dict[str, Any] | bytes = document
+    if sections is not None:
+        data = orjson.loads(document)
+        config = {"schema_version": data["schema_version"],
+                  **{name: data[name] for name in sections}}
+    now = ctx.clock.now()
+    bundle_id = bundle_payload.new_bundle_id()
+    audience = None
+    expires_at = now + lifetime
+    if key_text is not None:
+        key = copykey.parse(key_text)
+        row = ctx.session.scalar(select(CopyKeyRow).where(CopyKeyRow.selector == key.selector))
+        target_slug = None
+        if row is not None:  # the target lives in this deployment
+            expires_at = min(expires_at, as_utc(row.expires_at))
+            target = ctx.session.get(Tenant, row.tenant_id)
+            target_slug = target.slug if target else None
+        else:
+            expires_at = min(expires_at, now + copykeys.LIFETIME)
+        audience = Audience(copy_key=key.selector, tenant=target_slug,
+                            binding=key.binding(bundle_id, source_tenant=source.slug,
+                                                publisher_key_id=signing.key_id_of(ctx, source.id)))
+    raw = build_bundle(
+        config=config,
+        source=Source(tenant=source.slug, name=source.name, config_version=version,
+                      config_digest=digest),
+        signer=signing.signer(ctx, source.id),
+        created_at=now, expires_at=expires_at, audience=audience, bundle_id=bundle_id,
+    )
+    audit.record(ctx, tenant_id=source.id, actor=actor.login, action="bundle:exported",
+                 subject=bundle_id, config_version=version,
+                 sections=list(sections or []) or "all",
+                 copy_key=audience.copy_key if audience else None)
+    return raw
+
+
+# --------------------------------------------------------------------------- receive
+
+
+def _plan(base: configs.Current, incoming: dict[str, Any], *, mode: Mode,
+          only: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(resulting document data, plan) for taking ``incoming`` onto ``base``."""
+    result = combine(base.data, incoming, mode=mode, only=only)
+    what = "configuration after this transfer"
+    if mode == "merge":
+        # merging can break whole-section limits (e.g. too many picklists): re-check it all
+        result = normalized_document(result, what=what)
+    else:
+        # replace puts whole sections side by side, each already normalised and valid
+        # (the stored document, and the bundle's sections): only references can break
+        check_references(result, what=what)
+    sections = [name for name in (only or incoming) if name in result and name in incoming
+                and name != "schema_version"]
+    plan_sections = [p for p in config_diff.PLAN_SECTIONS if p.split(".")[0] in sections]
+    changes = config_diff.diff(base.data, result, plan_sections)
+    plan = {
+        "base_version": base.version,
+        "base_digest": base.digest,
+        "mode": mode,
+        "sections": sections,
+        "summary": config_diff.summarize(changes),
+        "changes": [c.to_dict() for c in changes],
+    }
+    return result, plan
+
+
+def _verify(ctx: Context, target: Tenant, raw: bytes,
+            extra_keys: Iterable[Ed25519PublicKey]) -> VerifiedBundle:
+    bundle = read_bundle(raw, signing.resolver_for(ctx, target.id, extra_keys))
+    if ctx.clock.now() >= bundle.expires_at:
+        raise BundleRejected(
+            f"bundle expired at {bundle.payload.expires_at}",
+            hint="ask the source tenant's admin to send it again",
+        )
+    owner = signing.owner_of(ctx, bundle.key_id)
+    claimed = bundle.payload.source.tenant
+    if owner is not None and owner.slug != claimed:
+        raise BundleRejected(
+            f"bundle claims to come from {claimed!r} but is signed by the key of {owner.slug!r}",
+            hint="a tenant can only send its own configuration",
+        )
+    if owner is not None and owner.id == target.id:
+        raise BundleRejected("a tenant cannot send its configuration to itself")
+    return bundle
+
+
+def accept(ctx: Context, target: Tenant, raw: bytes, *, received_by: str,
+           attempted_by: str, extra_keys: Iterable[Ed25519PublicKey] = ()) -> Transfer:
+    """Verify a bundle for ``target`` and store it as a pending transfer."""
+    require_can_receive(target)
+    bundle = _verify(ctx, target, raw, extra_keys)
+    payload = bundle.payload
+    audience = payload.audience
+    pins = {p.key_id: p for p in signing.pinned(ctx, target.id)}
+    if audience is None and bundle.key_id not in pins:
+        raise KeyRejected(
+            f"bundle is not addressed to {target.slug!r}: it carries no copy key",
+            hint="export it with --key KEY (a key generated by the target's admin), "
+            "or pin the publisher first",
+        )
+    duplicate = ctx.session.scalar(select(Transfer.id).where(
+        Transfer.tenant_id == target.id, Transfer.bundle_id == payload.bundle_id))
+    if duplicate is not None:
+        raise BundleRejected(
+            f"bundle {payload.bundle_id} was already received (transfer {duplicate}); "
+            "a bundle is delivered once")
+    base = configs.current(ctx, target)
+    _, plan = _plan(base, bundle.config, mode="replace", only=None)
+    plan["signer"] = {
+        "key_id": bundle.key_id,
+        "verified_source": signing.owner_of(ctx, bundle.key_id) is not None,
+        "pinned_as": pins[bundle.key_id].label if bundle.key_id in pins else None,
+    }
+    key_row = None
+    if audience is not None:  # last check before any write: a refusal here is recorded
+        if audience.tenant is not None and audience.tenant != target.slug:
+            row = ctx.session.scalar(select(CopyKeyRow).where(
+                CopyKeyRow.selector == audience.copy_key))
+            raise copykeys.refuse(ctx, attempted_by, row,
+                                  f"bundle was made for tenant {audience.tenant!r}, "
+                                  f"not {target.slug!r}")
+        key_row = copykeys.check(ctx, selector=audience.copy_key, target=target,
+                                 attempted_by=attempted_by, proof=copykeys.Proof(
+                                     binding=audience.binding, bundle_id=payload.bundle_id,
+                                     publisher_key_id=bundle.key_id,
+                                     source_tenant=payload.source.tenant))
+    transfer = Transfer(
+        tenant_id=target.id, status="pending", bundle_id=payload.bundle_id,
+        payload_digest=bundle.digest, signer_key_id=bundle.key_id,
+        source_tenant=payload.source.tenant, source_name=payload.source.name,
+        source_version=payload.source.config_version, source_digest=payload.source.config_digest,
+        envelope=raw, incoming=bundle.config_json.decode("utf-8"),
+        base_version=base.version, plan=plan, received_at=ctx.clock.now(),
+        received_by=received_by, copy_key_id=key_row.id if key_row else None,
+    )
+    try:
+        with ctx.session.begin_nested():
+            ctx.session.add(transfer)
+    except IntegrityError:  # the same bundle, received concurrently
+        raise BundleRejected(
+            f"bundle {payload.bundle_id} was already received; a bundle is delivered once"
+        ) from None
+    if key_row is not None:
+        copykeys.consume(ctx, key_row, transfer.id)
+    audit.record(ctx, tenant_id=target.id, actor=received_by, action="transfer:received",
+                 subject=f"transfer:{transfer.id}", bundle_digest=bundle.digest,
+                 bundle_id=payload.bundle_id, signer_key_id=bundle.key_id,
+                 source_tenant=payload.source.tenant,
+                 source_version=payload.source.config_version,
+                 copy_key=audience.copy_key if audience else None,
+                 summary=plan["summary"])
+    return transfer
+
+
+def send(ctx: Context, actor: Actor, key_text: str, *,
+         only: Iterable[str] | None = None) -> Transfer:
+    """Source admin delivers the configuration to the key's tenant (same deployment)."""
+    require_admin(actor, "send the configuration")
+    key = copykey.parse(key_text)  # checksum first: no lookup for a mistyped key
+    row = copykeys.check(ctx, selector=key.selector, proof=copykeys.Proof(secret=key),
+                         attempted_by=f"tenant:{actor.tenant_slug}")
+    target = ctx.session.get(Tenant, row.tenant_id)
+    if target is None or target.status != "active":
+        raise NotFound("the copy key's tenant no longer exists")
+    raw = export(ctx, actor, key_text=key_text, only=only)
+    source = get_tenant(ctx, actor.tenant_slug)
+    transfer = accept(ctx, target, raw, received_by=f"{actor.login}@{source.slug}",
+                      attempted_by=f"tenant:{source.slug}")
+    audit.record(ctx, tenant_id=source.id, actor=actor.login, action="transfer:sent",
+                 subject=f"transfer:{transfer.id}", target=target.slug,
+                 bundle_digest=transfer.payload_digest)
+    return transfer
+
+
+def receive(ctx: Context, actor: Actor, raw: bytes, *,
+            extra_keys: Iterable[Ed25519PublicKey] = ()) -> Transfer:
+    """Target admin takes a bundle file (made with ``bundle export --key``)."""
+    require_admin(actor, "receive configurations")
+    target = get_tenant(ctx, actor.tenant_slug)
+    return accept(ctx, target, raw, received_by=actor.login,
+                  attempted_by=f"tenant:{target.slug}", extra_keys=extra_keys)
+
+
+# --------------------------------------------------------------------------- inbox
+
+
+def inbox(ctx: Context, actor: Actor, *, status: str | None = None) -> list[Transfer]:
+    query = select(Transfer).where(Transfer.tenant_id == actor.tenant_id)
+    if status:
+        query = query.where(Transfer.status == status)
+    return list(ctx.session.scalars(query.order_by(Transfer.id.desc())))
+
+
+def get(ctx: Context, login: str, transfer_id: int) -> tuple[Transfer, Actor]:
+    """The transfer and the acting user in its tenant. Outsiders get NotFound."""
+    transfer = ctx.session.get(Transfer, transfer_id)
+    if transfer is None:
+        raise NotFound(f"no transfer {transfer_id} visible to user {login!r}")
+    actor = resolve_for_tenant_id(ctx, login, transfer.tenant_id,
+                                  what=f"transfer {transfer_id}")
+    return transfer, actor
+
+
+def incoming_config(transfer: Transfer) -> dict[str, Any]:
+    """The configuration sections of the bundle, as validated and normalised at receipt."""
+    sections: dict[str, Any] = orjson.loads(transfer.incoming)
+    return sections
+
+
+def preview(ctx: Context, transfer: Transfer, *, mode: Mode = "replace",
+            only: Iterable[str] | None = None) -> dict[str, Any]:
+    """The plan against the target's *current* configuration, for a given mode."""
+    target = ctx.session.get(Tenant, transfer.tenant_id)
+    assert target is not None
+    if mode == "replace" and only is None and target.config_version == transfer.base_version:
+        return transfer.plan
+    _, plan = _plan(configs.current(ctx, target), incoming_config(transfer), mode=mode,
+                    only=parse_only(only))
+    return plan
+
+
+@dataclass(frozen=True)
+class Decision:
+    transfer: Transfer
+    outcome: Literal["applied", "unchanged", "replanned", "rejected"]
+    version: int | None = None
+    message: str = ""
+
+
+def _lock(ctx: Context, transfer_id: int) -> Transfer:
+    transfer = ctx.session.scalar(
+        select(Transfer).where(Transfer.id == transfer_id).with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if transfer is None:
+        raise NotFound(f"no transfer {transfer_id}")
+    return transfer
+
+
+def _require_pending(transfer: Transfer) -> None:
+    if transfer.status != "pending":
+        raise PlanConflict(f"transfer {transfer.id} is already {transfer.status.replace('_', ' ')}")
+
+
+def _claim(ctx: Context, transfer: Transfer, status: str, actor: Actor, **values: Any) -> None:
+    """Move pending -> status with a guarded update: exactly one decision ever wins."""
+    claimed = ctx.session.execute(
+        update(Transfer).where(Transfer.id == transfer.id, Transfer.status == "pending")
+        .values(status=status, decided_at=ctx.clock.now(), decided_by=actor.login, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise PlanConflict(f"transfer {transfer.id} was decided by someone else meanwhile")
+    decided = {"status": status, "decided_at": ctx.clock.now(), "decided_by": actor.login,
+               **values}
+    for name, value in decided.items():  # what the UPDATE wrote, without reloading the row
+        set_committed_value(transfer, name, value)
+
+
+def approve(ctx: Context, login: str, transfer_id: int, *, mode: Mode = "replace",
+            only: Iterable[str] | None = None) -> Decision:
+    transfer, actor = get(ctx, login, transfer_id)
+    require_admin(actor, "approve incoming configurations")
+    transfer = _lock(ctx, transfer_id)
+    _require_pending(transfer)
+    target = ctx.session.get(Tenant, transfer.tenant_id, populate_existing=True,
+                             with_for_update=True)
+    assert target is not None
+    require_can_receive(target)
+    sections = parse_only(only)
+    head = configs.current(ctx, target)
+    if head.version != transfer.base_version:
+        _, plan = _plan(head, incoming_config(transfer), mode="replace", only=None)
+        transfer.plan = plan
+        old = transfer.base_version
+        transfer.base_version = head.version
+        audit.record(ctx, tenant_id=target.id, actor=actor.login, action="transfer:replanned",
+                     subject=f"transfer:{transfer.id}", from_version=old, to_version=head.version)
+        return Decision(transfer, "replanned", message=(
+            f"the configuration of {target.slug!r} changed since the plan was made "
+            f"(version {old} -> {head.version}); the plan was made again: review it with "
+            f"'provisioner inbox show {transfer.id}' and approve again"))
+    result: dict[str, Any] | bytes
+    if mode == "replace" and sections is None:
+        # exactly what was planned and checked at receipt, against this very version
+        plan = transfer.plan
+        if len(plan["sections"]) == len(SECTION_NAMES):
+            # a whole document replaces a whole document: the stored, normalised
+            # sections already are the new version's RFC 8785 bytes
+            result = transfer.incoming.encode("utf-8")
+        else:
+            result = combine(head.data, incoming_config(transfer), mode="replace")
+    else:
+        result, plan = _plan(head, incoming_config(transfer), mode=mode, only=sections)
+    version = configs.commit_version(ctx, target, result, author=actor.login,
+                                     origin=f"transfer:{transfer.id}", base_version=head.version)
+    _claim(ctx, transfer, "applied", actor, applied_version=version or head.version)
+    audit.record(ctx, tenant_id=target.id, actor=actor.login, action="transfer:approved",
+                 subject=f"transfer:{transfer.id}", bundle_digest=transfer.payload_digest,
+                 signer_key_id=transfer.signer_key_id, source_tenant=transfer.source_tenant,
+                 mode=mode, sections=plan["sections"], from_version=head.version,
+                 to_version=version, summary=plan["summary"])
+    if version is None:
+        return Decision(transfer, "unchanged", head.version,
+                        "the configuration already matched; nothing changed")
+    return Decision(transfer, "applied", version)
+
+
+def reject(ctx: Context, login: str, transfer_id: int, *, reason: str | None = None) -> Decision:
+    transfer, actor = get(ctx, login, transfer_id)
+    require_admin(actor, "reject incoming configurations")
+    transfer = _lock(ctx, transfer_id)
+    _require_pending(transfer)
+    _claim(ctx, transfer, "rejected", actor, reason=reason)
+    audit.record(ctx, tenant_id=transfer.tenant_id, actor=actor.login,
+                 action="transfer:rejected", subject=f"transfer:{transfer.id}",
+                 bundle_digest=transfer.payload_digest, signer_key_id=transfer.signer_key_id,
+                 source_tenant=transfer.source_tenant, reason=reason)
+    return Decision(transfer, "rejected")
+
+
+def rollback(ctx: Context, login: str, transfer_id: int) -> int | None:
+    """Undo an applied transfer: the version before it becomes current again."""
+    transfer, actor = get(ctx, login, transfer_id)
+    if transfer.status != "applied" or transfer.applied_version is None:
+        raise PlanConflict(f"transfer {transfer_id} is {transfer.status}, not applied")
+    target = ctx.session.get(Tenant, transfer.tenant_id)
+    assert target is not None
+    before = transfer.applied_version - 1
+    if target.config_version != transfer.applied_version:
+        raise PlanConflict(
+            f"the configuration changed after transfer {transfer_id} was applied "
+            f"(now version {target.config_version})",
+            hint=f"roll back explicitly: provisioner config rollback -t {target.slug} "
+            f"--to {before} (this also undoes the later changes)",
+        )
+    return configs.rollback(ctx, actor, target, before, reason=f"undo transfer {transfer_id}")
+
+
+def envelope_summary(raw: bytes) -> dict[str, Any]:
+    """What a bundle file says about itself, without verifying it (``bundle inspect``)."""
+    payload_type, payload, sigs = parse_envelope(raw)
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise BundleRejected("bundle payload is not JSON") from None
+    if not isinstance(data, dict):
+        raise BundleRejected("bundle payload is not a JSON object")
+    config = data.get("config") if isinstance(data.get("config"), dict) else {}
+    return {
+        "payload_type": payload_type,
+        "signatures": [{"keyid": k, "sig": base64.b64encode(s).decode()} for k, s in sigs],
+        "payload_bytes": len(payload),
+        "format": data.get("format"), "format_version": data.get("format_version"),
+        "bundle_id": data.get("bundle_id"), "created_at": data.get("created_at"),
+        "expires_at": data.get("expires_at"), "source": data.get("source"),
+        "publisher": data.get("publisher"), "audience": data.get("audience"),
+        "sections": [k for k in (config or {}) if k != "schema_version"],
+        "verified": False,
+    }
+

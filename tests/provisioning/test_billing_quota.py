@@ -1,0 +1,148 @@
+"""Billing (the 137,000 JPY example, a configurable price book), disk quota, templates."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from provisioner.clock import FrozenClock
+from provisioner.db.models import ConfigVersion
+from provisioner.errors import BundleRejected, QuotaExceeded, ValidationFailed
+from provisioner.services import actors, tenants
+from provisioner.services.context import Provisioner
+from provisioner.services.provisioning import billing, groups, metering, quotas, rollout, sandboxes
+from provisioner.services.provisioning.rollout import Target
+from tests.support import World, labelled
+
+
+def _seed_b_group(app: Provisioner, world: World) -> None:
+    """REQUIREMENTS B: 3 environments, 4 users, 1 GB extra disk on the third."""
+    with app.transaction() as ctx:
+        groups.create(ctx, "crmate", name="コールセンター")
+    for slug in ("center-1", "center-2", "center-3"):
+        with app.transaction() as ctx:
+            tenants.create(ctx, slug, name=f"{slug} センター")
+            groups.add_tenant(ctx, "crmate", slug)
+    with app.transaction() as ctx:
+        tenants.add_user(ctx, "kanri", tenant_slug="center-1", role="admin")
+        tenants.add_user(ctx, "kanri", tenant_slug="center-2", role="admin")
+        tenants.add_user(ctx, "kanri", tenant_slug="center-3", role="admin")
+        tenants.add_user(ctx, "op-a", tenant_slug="center-1", role="general")
+        tenants.add_user(ctx, "op-a", tenant_slug="center-3", role="general")
+        tenants.add_user(ctx, "op-b", tenant_slug="center-2", role="general")
+        tenants.add_user(ctx, "op-c", tenant_slug="center-3", role="general")
+        quotas.add_disk(ctx, "center-3", gb=1, by="operator")
+
+
+def test_seed_b_worked_example_is_137000_jpy(app: Provisioner, world: World) -> None:
+    _seed_b_group(app, world)
+    with app.transaction() as ctx:
+        bill = billing.group_bill(ctx, "crmate", "2026-11")
+    assert [(line["item"], line["amount"]) for line in bill.lines] == [
+        ("licences", 22_000), ("additional tenant", 50_000), ("additional tenant", 50_000),
+        ("disk add-on", 15_000)]
+    assert bill.total == 137_000
+    assert bill.to_dict()["total"] == 137_000
+
+
+def test_price_book_is_configurable(app: Provisioner, world: World) -> None:
+    _seed_b_group(app, world)
+    with app.transaction() as ctx:
+        billing.set_prices(ctx, {"licence_jpy": 6_000}, by="operator")
+        assert billing.group_bill(ctx, "crmate", "2026-11").total == 139_000
+        with pytest.raises(ValidationFailed, match="cannot change the price book"):
+            billing.set_prices(ctx, {"licence_jpy": -1, "free_lunch": 0}, by="operator")
+
+
+def test_cancelled_tenant_is_billed_in_its_month_then_not(
+        app: Provisioner, world: World, clock: FrozenClock) -> None:
+    _seed_b_group(app, world)
+    with app.transaction() as ctx:
+        groups.cancel_tenant(ctx, "center-2")
+    with app.transaction() as ctx:
+        assert billing.group_bill(ctx, "crmate", "2026-11").total == 137_000
+        december = billing.group_bill(ctx, "crmate", "2026-12")
+    # center-2 gone: kanri, op-a, op-c = 3 licences, one additional tenant, 1 GB
+    assert december.total == 3 * 5_500 + 50_000 + 15_000
+
+
+def _tiny_quota(app: Provisioner, free: int) -> None:
+    with app.transaction() as ctx:
+        tenant = actors.get_tenant(ctx, "shop")
+        used = quotas.usage(ctx, tenant).used_bytes
+        billing.set_prices(ctx, {"included_disk_bytes": used + free}, by="operator")
+
+
+def test_quota_refuses_writes_and_loses_nothing(app: Provisioner, world: World) -> None:
+    world.tenant("hq")
+    world.set_config("hq", labelled(world.config("hq"), 1, "本部"))
+    raw = world.export("hq")
+    world.tenant("shop")
+    with app.transaction() as ctx:
+        from provisioner.services import signing
+
+        pem = signing.public_key_pem(ctx, actors.get_tenant(ctx, "hq").id).encode()
+        signing.trust(ctx, actors.resolve(ctx, "shop-admin", "shop"), pem, label="HQ",
+                      policy="auto")
+    _tiny_quota(app, free=100)
+    before = world.config("shop")
+    with app.transaction() as ctx:
+        shop = actors.get_tenant(ctx, "shop")
+        usage_before = quotas.usage(ctx, shop)
+        run_id = rollout.start(ctx, actors.resolve(ctx, "hq-admin", "hq"), raw,
+                               [Target("shop")]).id
+    rollout.process(app, "hq-admin", run_id)
+    with app.transaction() as ctx:
+        row = rollout.targets(ctx, actors.resolve(ctx, "hq-admin", "hq"), run_id)[0]
+        assert row.status == "rejected"
+        assert "out of disk space" in (row.reason or "")
+        assert "nothing was written" in (row.reason or "")
+        shop = actors.get_tenant(ctx, "shop")
+        assert quotas.usage(ctx, shop) == usage_before
+        assert ctx.session.scalar(select(func.count()).select_from(ConfigVersion).where(
+            ConfigVersion.tenant_id == shop.id)) == 1
+    assert world.config("shop") == before
+    # a call record needs 256 bytes: refused too; then an add-on makes room
+    with app.transaction() as ctx, pytest.raises(QuotaExceeded, match="a call record") as full:
+        metering.record_call(ctx, actors.resolve(ctx, "shop-admin", "shop"), "03-1111-2222")
+    assert "provisioner tenant addon shop --disk-gb 1" in (full.value.hint or "")
+    with app.transaction() as ctx:
+        quotas.add_disk(ctx, "shop", gb=1, by="operator")
+        metering.record_call(ctx, actors.resolve(ctx, "shop-admin", "shop"), "03-1111-2222")
+        assert quotas.usage(ctx, actors.get_tenant(ctx, "shop")).used_bytes == (
+            usage_before.used_bytes + quotas.CALL_RECORD_BYTES)
+
+
+def test_usage_counts_stored_bytes(app: Provisioner, world: World) -> None:
+    world.tenant("shop")
+    with app.transaction() as ctx:
+        shop = actors.get_tenant(ctx, "shop")
+        first = quotas.usage(ctx, shop)
+        doc = ctx.session.scalar(select(ConfigVersion.document).where(
+            ConfigVersion.tenant_id == shop.id))
+        assert doc is not None
+        assert first.used_bytes == len(doc.encode("utf-8"))
+        assert first.quota_bytes == 1024**3
+
+
+def test_tenant_from_a_template_bundle(app: Provisioner, world: World,
+                                       clock: FrozenClock) -> None:
+    world.tenant("partner")
+    world.set_config("partner", labelled(world.config("partner"), 4, "診療科"))
+    raw = world.export("partner", only=["checkboxes"])
+    with app.transaction() as ctx:
+        groups.create(ctx, "clinics", name="クリニック")
+        tenant = sandboxes.create_from_bundle(ctx, "clinic-1", name="第一クリニック", raw=raw,
+                                              group="clinics")
+        assert tenant.group_id is not None
+    assert world.document("clinic-1").checkboxes[3].label == "診療科"
+    world.tenant("other")
+    bound = world.export("partner", world.key("other"))
+    with app.transaction() as ctx, pytest.raises(BundleRejected, match="not a template"):
+        sandboxes.create_from_bundle(ctx, "clinic-3", name="第三", raw=bound)
+    clock.advance(days=91)
+    with app.transaction() as ctx, pytest.raises(BundleRejected, match="expired"):
+        sandboxes.create_from_bundle(ctx, "clinic-2", name="第二", raw=raw)
+    with app.transaction() as ctx:
+        assert ctx.session.scalar(select(func.count()).select_from(ConfigVersion).where(
+            ConfigVersion.origin.like("bundle:%"))) == 1

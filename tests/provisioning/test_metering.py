@@ -1,0 +1,151 @@
+"""CTI pop-up metering (REQUIREMENTS E): each rule at its boundaries."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+
+from provisioner.clock import parse_instant
+from provisioner.errors import NotFound, PermissionDenied, ValidationFailed
+from provisioner.services import actors
+from provisioner.services.context import Provisioner
+from provisioner.services.provisioning import metering
+from tests.support import World
+
+CUSTOMER, EMPLOYEE, NUISANCE, STRANGER = "03-1111-1111", "090-2222-2222", "0120-333-333", \
+    "06-4444-4444"
+
+
+def _at(text: str) -> datetime:
+    return parse_instant(text)
+
+
+@pytest.fixture
+def center(app: Provisioner, world: World) -> str:
+    world.tenant("center", users={"op": "general"})
+    with app.transaction() as ctx:
+        admin = actors.resolve(ctx, "center-admin", "center")
+        metering.set_business_hours(ctx, admin, {d: ("09:00", "18:00") for d in range(5)})
+        metering.add_holiday(ctx, admin, date(2026, 11, 23), name="勤労感謝の日")
+        metering.add_number(ctx, admin, CUSTOMER, kind="customer", label="山田様")
+        metering.add_number(ctx, admin, "+81 90-2222-2222", kind="employee", login="op")
+        metering.add_number(ctx, admin, NUISANCE, kind="nuisance")
+    return "center"
+
+
+def _call(app: Provisioner, number: str, at: str) -> tuple[str, bool, int]:
+    with app.transaction() as ctx:
+        row = metering.record_call(ctx, actors.resolve(ctx, "op", "center"), number, at=_at(at))
+        return row.classification, row.in_hours, row.charge_jpy
+
+
+# Tuesday 2026-11-24 in Japan (UTC+9): 09:00 JST = 00:00Z, 18:00 JST = 09:00Z
+@pytest.mark.parametrize(("at", "charged"), [
+    ("2026-11-23T23:59:00Z", False),  # 08:59 JST: before opening
+    ("2026-11-24T00:00:00Z", True),  # 09:00 JST: the first minute
+    ("2026-11-24T08:59:00Z", True),  # 17:59 JST: the last minute
+    ("2026-11-24T08:59:59Z", True),  # 17:59:59 JST: still the last minute
+    ("2026-11-24T09:00:00Z", False),  # 18:00 JST: closed
+    ("2026-11-24T15:30:00Z", False),  # Tuesday 15:30 in UTC, but Wednesday 00:30 in Tokyo
+    ("2026-11-28T01:00:00Z", False),  # Saturday 10:00 JST
+    ("2026-11-23T01:00:00Z", False),  # Monday 10:00 JST, a configured holiday
+    ("2026-11-30T01:00:00Z", True),  # the next Monday 10:00 JST, a working day
+])
+def test_business_hours_and_holidays_in_tokyo_time(
+        app: Provisioner, center: str, at: str, charged: bool) -> None:
+    kind, in_hours, amount = _call(app, CUSTOMER, at)
+    assert kind == "customer"
+    assert in_hours is charged
+    assert amount == (30 if charged else 0)
+
+
+@pytest.mark.parametrize(("number", "kind", "price"), [
+    (CUSTOMER, "customer", 30), (EMPLOYEE, "employee", 15), (NUISANCE, "nuisance", 0),
+    (STRANGER, "unknown", 30),
+])
+def test_price_per_classification(app: Provisioner, center: str, number: str, kind: str,
+                                  price: int) -> None:
+    assert _call(app, number, "2026-11-24T01:00:00Z") == (kind, True, price)
+    assert _call(app, number, "2026-11-24T10:00:00Z") == (kind, False, 0)
+
+
+def test_nuisance_calls_take_no_contact_history(app: Provisioner, center: str) -> None:
+    with app.transaction() as ctx:
+        op = actors.resolve(ctx, "op", "center")
+        nuisance = metering.record_call(ctx, op, NUISANCE, at=_at("2026-11-24T01:00:00Z"))
+        customer = metering.record_call(ctx, op, CUSTOMER, at=_at("2026-11-24T01:00:00Z"))
+    with app.transaction() as ctx:
+        op = actors.resolve(ctx, "op", "center")
+        with pytest.raises(PermissionDenied, match="nuisance"):
+            metering.add_contact_history(ctx, op, nuisance.id, "しつこい営業")
+        assert metering.add_contact_history(ctx, op, customer.id, "注文の確認").contact_note \
+            == "注文の確認"
+
+
+def test_employee_number_must_belong_to_a_user_of_the_tenant(
+        app: Provisioner, center: str, world: World) -> None:
+    world.tenant("elsewhere", users={"outsider": "general"})
+    with app.transaction() as ctx:
+        admin = actors.resolve(ctx, "center-admin", "center")
+        with pytest.raises(ValidationFailed, match="belongs to a user"):
+            metering.add_number(ctx, admin, "090-9999-0000", kind="employee")
+        with pytest.raises(NotFound, match="no user 'outsider'"):
+            metering.add_number(ctx, admin, "090-9999-0000", kind="employee", login="outsider")
+
+
+def test_mobile_connections_are_sold_in_packs_of_five(app: Provisioner, center: str) -> None:
+    with app.transaction() as ctx, pytest.raises(ValidationFailed) as bad:
+        metering.set_contract(ctx, "center", started_on=date(2026, 1, 1), maintenance_jpy=10_000,
+                              seat_fee_jpy=2_000, seats=3, mobile_connections=7,
+                              mobile_pack_jpy=5_000, by="operator")
+    assert "packs of 5" in bad.value.problems[0]
+    assert "e.g. 10" in bad.value.problems[0]
+    with app.transaction() as ctx:
+        metering.set_contract(ctx, "center", started_on=date(2026, 1, 1), maintenance_jpy=10_000,
+                              seat_fee_jpy=2_000, seats=3, mobile_connections=10,
+                              mobile_pack_jpy=5_000, by="operator")
+
+
+@pytest.mark.parametrize(("cancelled", "fee"), [
+    (date(2026, 1, 20), 11 * 10_000),  # the first month: 11 months remain
+    (date(2026, 11, 30), 1 * 10_000),  # month 11
+    (date(2026, 12, 1), 0),  # month 12: the term is served
+    (date(2027, 3, 1), 0),
+])
+def test_early_cancellation_fee(cancelled: date, fee: int) -> None:
+    assert metering.early_cancellation_fee(date(2026, 1, 15), cancelled,
+                                           maintenance_jpy=10_000) == fee
+
+
+def test_monthly_statement(app: Provisioner, center: str) -> None:
+    for number, at in [(CUSTOMER, "2026-11-24T01:00:00Z"), (CUSTOMER, "2026-11-24T02:00:00Z"),
+                       (EMPLOYEE, "2026-11-24T03:00:00Z"), (NUISANCE, "2026-11-24T03:00:00Z"),
+                       (STRANGER, "2026-11-24T12:00:00Z"),  # out of hours
+                       (CUSTOMER, "2026-11-30T15:30:00Z"),  # 12-01 00:30 JST: December
+                       ]:
+        _call(app, number, at)
+    with app.transaction() as ctx:
+        metering.set_contract(ctx, "center", started_on=date(2026, 4, 1), maintenance_jpy=10_000,
+                              seat_fee_jpy=2_000, seats=3, mobile_connections=10,
+                              mobile_pack_jpy=5_000, by="operator")
+        metering.cancel_contract(ctx, "center", on=date(2026, 11, 24), by="operator")
+        result = metering.statement(ctx, actors.resolve(ctx, "center-admin", "center"),
+                                    "2026-11")
+    assert result.calls["customer"] == {"calls": 2, "in_hours": 2, "out_of_hours": 0,
+                                        "amount": 60}
+    assert result.calls["unknown"] == {"calls": 1, "in_hours": 0, "out_of_hours": 1,
+                                       "amount": 0}
+    items = {line["item"]: line["amount"] for line in result.lines}
+    assert items["pop-ups: employee"] == 15
+    assert items["pop-ups: nuisance"] == 0
+    assert items["maintenance"] == 10_000
+    assert items["seats"] == 6_000
+    assert items["mobile connections (packs of 5)"] == 10_000
+    assert items["early cancellation fee"] == 4 * 10_000  # April..November used: 4 remain
+    assert result.total == 60 + 15 + 10_000 + 6_000 + 10_000 + 40_000
+
+
+def test_statement_needs_an_admin(app: Provisioner, center: str) -> None:
+    with app.transaction() as ctx, pytest.raises(PermissionDenied):
+        metering.statement(ctx, actors.resolve(ctx, "op", "center"), "2026-11")

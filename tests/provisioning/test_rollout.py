@@ -1,0 +1,193 @@
+"""HQ rollout: one bundle, many targets, each on its own; resumable; sandboxes refuse."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from provisioner.db.models import AuditEvent, Transfer
+from provisioner.db.provisioning_models import RolloutTarget
+from provisioner.errors import BundleRejected, TransferRefused
+from provisioner.services import actors, configs, signing, transfers
+from provisioner.services.context import Provisioner
+from provisioner.services.provisioning import rollout
+from provisioner.services.provisioning.rollout import Target
+from tests.security import craft
+from tests.support import World, labelled
+
+
+def _trust(app: Provisioner, target: str, source: str, policy: str) -> None:
+    with app.transaction() as ctx:
+        actor = actors.resolve(ctx, f"{target}-admin", target)
+        pem = signing.public_key_pem(ctx, actors.get_tenant(ctx, source).id).encode()
+        signing.trust(ctx, actor, pem, label=f"{source} HQ", policy=policy)
+
+
+def _hq(world: World) -> bytes:
+    world.tenant("hq")
+    world.set_config("hq", labelled(world.config("hq"), 1, "本部指定"))
+    return world.export("hq")
+
+
+def _start(app: Provisioner, raw: bytes, targets: list[Target]) -> int:
+    with app.transaction() as ctx:
+        actor = actors.resolve(ctx, "hq-admin", "hq")
+        return rollout.start(ctx, actor, raw, targets).id
+
+
+def _summary(app: Provisioner, run_id: int) -> dict[str, Any]:
+    with app.transaction() as ctx:
+        return rollout.summary(ctx, actors.resolve(ctx, "hq-admin", "hq"), run_id)
+
+
+def test_one_bundle_to_many_targets_with_failures_isolated(
+        app: Provisioner, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = _hq(world)
+    for n in range(1, 6):
+        world.tenant(f"shop-{n}")
+        _trust(app, f"shop-{n}", "hq", "auto")
+    world.tenant("manual-shop")
+    _trust(app, "manual-shop", "hq", "manual")
+    world.tenant("keyed-shop")
+    key = world.key("keyed-shop")
+    world.tenant("stranger")
+    world.tenant("sandbox", sandbox=True)
+    _trust(app, "sandbox", "hq", "auto")
+    world.tenant("broken")
+    _trust(app, "broken", "hq", "auto")
+    before = {s: world.version(s) for s in ("broken", "stranger", "sandbox")}
+
+    real_approve = transfers.approve
+
+    def approve(ctx: Any, login: str, transfer_id: int, **kw: Any) -> Any:
+        if login == "broken-admin":  # an unexpected crash in the middle of one target
+            ctx.session.flush()
+            raise RuntimeError("disk on fire")
+        return real_approve(ctx, login, transfer_id, **kw)
+
+    monkeypatch.setattr(transfers, "approve", approve)
+    targets = [Target("shop-1"), Target("shop-2"), Target("broken"), Target("manual-shop"),
+               Target("keyed-shop", key=True), Target("stranger"), Target("sandbox"),
+               Target("nowhere"), Target("shop-3"), Target("shop-4"), Target("shop-5")]
+    run_id = _start(app, raw, targets)
+    rollout.process(app, "hq-admin", run_id, keys={"keyed-shop": key})
+
+    summary = _summary(app, run_id)
+    by_tenant = {t["tenant"]: t for t in summary["targets"]}
+    assert summary["status"] == "finished"
+    for n in range(1, 6):
+        assert by_tenant[f"shop-{n}"]["status"] == "applied"
+        assert by_tenant[f"shop-{n}"]["via"] == "auto"
+        assert world.document(f"shop-{n}").checkboxes[0].label == "本部指定"
+    assert by_tenant["manual-shop"]["status"] == "inbox"
+    assert by_tenant["manual-shop"]["via"] == "manual"
+    assert world.transfer(by_tenant["manual-shop"]["transfer"]).status == "pending"
+    assert by_tenant["keyed-shop"]["status"] == "inbox"
+    assert by_tenant["keyed-shop"]["via"] == "key"
+    assert world.transfer(by_tenant["keyed-shop"]["transfer"]).copy_key_id is not None
+    assert by_tenant["stranger"]["status"] == "rejected"
+    assert "does not trust 'hq'" in by_tenant["stranger"]["reason"]
+    assert by_tenant["sandbox"]["status"] == "rejected"
+    assert "sandbox cannot receive" in by_tenant["sandbox"]["reason"]
+    assert by_tenant["nowhere"]["status"] == "rejected"
+    assert by_tenant["broken"]["status"] == "failed"
+    assert "disk on fire" in by_tenant["broken"]["reason"]
+    assert summary["counts"] == {"applied": 5, "inbox": 2, "rejected": 3, "failed": 1}
+    # the failing and refusing targets are untouched: no transfer, same version
+    with app.transaction() as ctx:
+        for slug in ("broken", "stranger", "sandbox"):
+            tenant = actors.get_tenant(ctx, slug)
+            assert tenant.config_version == before[slug]
+            assert ctx.session.scalar(select(func.count()).select_from(Transfer).where(
+                Transfer.tenant_id == tenant.id)) == 0
+
+
+def test_auto_policy_is_verified_planned_and_audited(app: Provisioner, world: World) -> None:
+    raw = _hq(world)
+    world.tenant("shop")
+    _trust(app, "shop", "hq", "auto")
+    run_id = _start(app, raw, [Target("shop")])
+    rollout.process(app, "hq-admin", run_id)
+    target = _summary(app, run_id)["targets"][0]
+    with app.transaction() as ctx:
+        transfer = ctx.session.get(Transfer, target["transfer"])
+        assert transfer is not None
+        assert transfer.status == "applied"
+        assert transfer.decided_by == "shop-admin"  # the admin who set the auto policy
+        assert transfer.plan["summary"]  # planned like any transfer
+        shop = actors.get_tenant(ctx, "shop")
+        actions = list(ctx.session.scalars(select(AuditEvent.action).where(
+            AuditEvent.tenant_id == shop.id).order_by(AuditEvent.id)))
+    assert actions[-3:] == ["transfer:received", "transfer:approved", "rollout:auto_applied"]
+
+
+def test_a_tampered_or_foreign_bundle_does_not_start(app: Provisioner, world: World) -> None:
+    raw = _hq(world)
+    world.tenant("other")
+    foreign = world.export("other")
+    envelope = craft.envelope_of(raw)
+    tampered = craft.payload_bytes(raw).replace("本部指定".encode(), "偽装指定".encode())
+    envelope["payload"] = base64.b64encode(tampered).decode()
+    with pytest.raises(BundleRejected):
+        _start(app, craft.rewrap(envelope), [Target("x")])
+    with pytest.raises(BundleRejected):  # signed by another tenant than the source
+        _start(app, foreign, [Target("x")])
+    with pytest.raises(BundleRejected, match="bound to a copy key"):
+        _start(app, world.export("hq", world.key("other")), [Target("other")])
+
+
+def test_rollout_resumes_after_interruption(app: Provisioner, world: World) -> None:
+    raw = _hq(world)
+    slugs = [f"shop-{n}" for n in range(1, 7)]
+    for slug in slugs:
+        world.tenant(slug)
+        _trust(app, slug, "hq", "auto")
+    run_id = _start(app, raw, [Target(s) for s in slugs])
+    seen: list[str] = []
+
+    def interrupt_after_two(row: RolloutTarget) -> None:
+        seen.append(row.target_slug)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rollout.process(app, "hq-admin", run_id, on_progress=interrupt_after_two)
+    half = _summary(app, run_id)
+    assert half["status"] == "running"
+    assert half["counts"] == {"applied": 2, "pending": 4}
+    rollout.process(app, "hq-admin", run_id)
+    done = _summary(app, run_id)
+    assert done["status"] == "finished"
+    assert done["counts"] == {"applied": 6}
+    with app.transaction() as ctx:  # each target received the bundle exactly once
+        assert ctx.session.scalar(select(func.count()).select_from(Transfer)) == 6
+
+
+def test_sandbox_can_send_but_never_receive(app: Provisioner, world: World) -> None:
+    from provisioner.services.provisioning import sandboxes
+
+    world.tenant("prod")
+    world.set_config("prod", labelled(world.config("prod"), 2, "本番設定"))
+    with app.transaction() as ctx:
+        box = sandboxes.create_sandbox(ctx, "prod-sandbox", source="prod")
+        assert box.is_sandbox
+    # the configuration is copied, and the source's admins are its admins
+    assert world.document("prod-sandbox").checkboxes[1].label == "本番設定"
+    change = labelled(world.config("prod-sandbox"), 3, "試験中")
+    with app.transaction() as ctx:  # the source's admin tries a change in the sandbox
+        configs.set_sections(ctx, actors.resolve(ctx, "prod-admin", "prod-sandbox"),
+                             actors.get_tenant(ctx, "prod-sandbox"), change)
+    bundle = world.export("prod")
+    # it receives nothing, neither by copy key ...
+    with pytest.raises(TransferRefused, match="sandbox"):
+        world.key("prod-sandbox", login="prod-admin")
+    # ... nor a bundle file
+    with pytest.raises(TransferRefused, match="sandbox"), app.transaction() as ctx:
+        transfers.receive(ctx, actors.resolve(ctx, "prod-admin", "prod-sandbox"), bundle)
+    # but it sends its tried change to production
+    transfer_id = world.send("prod-sandbox", world.key("prod"), login="prod-admin")
+    world.approve(transfer_id, "prod-admin")
+    assert world.document("prod").checkboxes[2].label == "試験中"
