@@ -109,6 +109,13 @@ class PlanConflict(ProvisionerError):
     http_status = 409
 
 
+class DataInUse(ValidationFailed):
+    """A configuration change would strand values that records still hold."""
+
+    code = "data_in_use"
+    http_status = 409
+
+
 class TransferRefused(ProvisionerError):
     """A tenant may not take part in a copy (plan, sandbox, integrations...)."""
 

@@ -28,6 +28,7 @@ from provisioner.cli.output import (
     table,
 )
 from provisioner.cli.render import render_config, render_plan
+from provisioner.cli.tenant_choice import tenant_option
 from provisioner.clock import as_utc, format_instant
 from provisioner.config.diff import summarize
 from provisioner.config.validate import load_file
@@ -43,10 +44,11 @@ from provisioner.services import (
     transfers,
 )
 from provisioner.services import audit as audit_service
+from provisioner.services.crm import impact as data_impact
 from provisioner.services.eligibility import PLANS
 
-TENANT = click.option("-t", "--tenant", "tenant", required=True, metavar="SLUG",
-                      help="the tenant")
+#: -t N|SLUG: a number in the --as user's list or a slug; omitted: asked (see tenant_choice)
+TENANT = tenant_option()
 AS_REQUIRED = click.option("--as", "login", required=True, metavar="LOGIN",
                            help="the acting user")
 #: Ids and version numbers: positive, and within the database's 32-bit integer columns.
@@ -553,24 +555,34 @@ def inbox_show(state: State, transfer_id: int, login: str, mode: str, only: str 
               show_default=True,
               help="replace: take the source's sections as they are; merge: add and change only")
 @click.option("--only", metavar="SECTIONS", help="apply only these sections")
+@click.option("--remap", "remap_specs", multiple=True, metavar="PICKLIST.VALUE=NEW",
+              help="rewrite records holding a removed picklist value (repeatable)")
+@click.option("--force", is_flag=True,
+              help="apply even though records hold values the new configuration removes")
 @pass_state
 def inbox_approve(state: State, transfer_id: int, login: str, mode: str,
-                  only: str | None) -> None:
-    """Apply the transfer in one transaction."""
+                  only: str | None, remap_specs: tuple[str, ...], force: bool) -> None:
+    """Apply the transfer in one transaction (configuration, remaps, state, audit)."""
+    remaps = data_impact.parse_remaps(remap_specs)
     with state.transaction() as ctx:
         decision = transfers.approve(ctx, login, transfer_id, mode=mode,  # type: ignore[arg-type]
-                                     only=_only(only))
-        data = _transfer_json(decision.transfer) | {"outcome": decision.outcome,
-                                                    "version": decision.version}
+                                     only=_only(only), remaps=remaps, force=force)
+        data = _transfer_json(decision.transfer) | {
+            "outcome": decision.outcome, "version": decision.version,
+            "remapped": decision.remapped or {}, "forced": decision.forced or []}
     if decision.outcome == "replanned":
         if state.as_json:
             click.echo(dumps(data | {"message": decision.message}), err=True)
         else:
             click.echo(f"error: {decision.message}", err=True)
         sys.exit(1)
-    emit(state, data, f"transfer {transfer_id} applied: configuration version "
-         f"{decision.version}" if decision.outcome == "applied"
-         else f"transfer {transfer_id} applied: {decision.message}")
+    lines = [f"transfer {transfer_id} applied: configuration version {decision.version}"
+             if decision.outcome == "applied"
+             else f"transfer {transfer_id} applied: {decision.message}"]
+    lines += [f"  remapped {key} -> {remaps[key]}: {n} records"
+              for key, n in (decision.remapped or {}).items()]
+    lines += [f"  forced: {item}" for item in decision.forced or []]
+    emit(state, data, "\n".join(lines))
 
 
 @inbox.command("reject")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from provisioner.config.diff import Change
+from provisioner.services.crm.impact import describe
 
 
 def render_config(slug: str, version: int, data: dict[str, Any]) -> str:
@@ -77,4 +78,20 @@ def render_plan(data: dict[str, Any], *, per_section: int | None = None) -> str:
         lines.append(f"  {mark} " + change.describe().split(": ", 1)[-1]
                      if change.key == "" else f"  {mark} [{change.key}] "
                      + change.describe().split("]: ", 1)[-1])
+    lines.extend(render_impact(plan.get("impact")))
     return "\n".join(lines)
+
+
+def render_impact(report: dict[str, Any] | None) -> list[str]:
+    """The plan's effect on the tenant's records, blocking items first."""
+    if not report or not report["items"]:
+        return ["\nrecords: no record holds anything this change removes or relabels"]
+    items = sorted(report["items"], key=lambda i: not i["blocking"])
+    lines = [f"\nrecords affected ({report['blocking']} blocking the approval):"]
+    for item in items:
+        mark = "!" if item["blocking"] else "i"
+        lines.append(f"  {mark} {describe(item)}")
+    if report["blocking"]:
+        lines.append("  approve with --remap PICKLIST.VALUE=NEWVALUE for each removed value, "
+                     "or --force to keep the records as they are")
+    return lines

@@ -11,21 +11,25 @@ the resulting document would be valid. Only then is a pending transfer with
 its plan stored, and the copy key consumed, in the same transaction.
 
 Approving re-checks that the target is still at the version the plan was made
-against, then writes the new version, the transfer state and the audit event
-in one transaction.
+against and what the change does to the target's records (the data impact,
+counted again at approval), then writes the new version, any remaps of removed
+picklist values held by records, the transfer state and the audit event in one
+transaction. A removed value still in use blocks the approval unless the
+approver remaps it (``rank.gold=silver``) or forces it through (``force``:
+the records keep the value the configuration no longer offers).
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -40,12 +44,22 @@ from provisioner.config.validate import (
     check_references,
     normalized_document,
 )
+from provisioner.db.crm_models import (
+    CrmActivity,
+    CrmCompany,
+    CrmContact,
+    CrmCustomRecord,
+    CrmFamily,
+    CrmProduct,
+    CrmPurchase,
+)
 from provisioner.db.models import CopyKeyRow, Tenant, Transfer
-from provisioner.errors import BundleRejected, KeyRejected, NotFound, PlanConflict
+from provisioner.errors import BundleRejected, DataInUse, KeyRejected, NotFound, PlanConflict
 from provisioner.security import copykey
 from provisioner.services import audit, configs, copykeys, signing
 from provisioner.services.actors import Actor, get_tenant, require_admin, resolve_for_tenant_id
 from provisioner.services.context import Context
+from provisioner.services.crm import impact as data_impact
 from provisioner.services.eligibility import require_can_receive, require_can_send
 
 UNBOUND_LIFETIME = timedelta(days=90)
@@ -106,9 +120,36 @@ def export(ctx: Context, actor: Actor, *, key_text: str | None = None,
 # --------------------------------------------------------------------------- receive
 
 
+#: the records a configuration change can strand values in (see crm.impact)
+_SHAPED = (CrmContact, CrmCompany, CrmActivity, CrmPurchase, CrmFamily, CrmProduct,
+           CrmCustomRecord)
+NO_IMPACT: dict[str, Any] = {"items": [], "blocking": 0}
+
+
+def _has_records(ctx: Context, tenant_id: int) -> bool:
+    """Whether the tenant holds any record a configuration change could affect."""
+    return bool(ctx.session.scalar(select(or_(*(
+        exists().where(model.tenant_id == tenant_id) for model in _SHAPED)))))
+
+
+def data_impact_of(ctx: Context, tenant_id: int, base: Mapping[str, Any],
+                   result: Mapping[str, Any] | bytes) -> dict[str, Any]:
+    """What going from ``base`` to ``result`` does to the tenant's records, counted now."""
+    if not _has_records(ctx, tenant_id):
+        return NO_IMPACT
+    if isinstance(result, bytes):
+        result = orjson.loads(result)
+        assert isinstance(result, dict)
+    return data_impact.impact(ctx, tenant_id, base, result)
+
+
 def _plan(base: configs.Current, incoming: dict[str, Any], *, mode: Mode,
           only: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(resulting document data, plan) for taking ``incoming`` onto ``base``."""
+    """(resulting document data, plan) for taking ``incoming`` onto ``base``.
+
+    The plan's ``impact`` (records affected) is filled in by the caller, which
+    holds the session: see :func:`data_impact_of`.
+    """
     result = combine(base.data, incoming, mode=mode, only=only)
     what = "configuration after this transfer"
     if mode == "merge":
@@ -174,7 +215,8 @@ def accept(ctx: Context, target: Tenant, raw: bytes, *, received_by: str,
             f"bundle {payload.bundle_id} was already received (transfer {duplicate}); "
             "a bundle is delivered once")
     base = configs.current(ctx, target)
-    _, plan = _plan(base, bundle.config, mode="replace", only=None)
+    result, plan = _plan(base, bundle.config, mode="replace", only=None)
+    plan["impact"] = data_impact_of(ctx, target.id, base.data, result)
     plan["signer"] = {
         "key_id": bundle.key_id,
         "verified_source": signing.owner_of(ctx, bundle.key_id) is not None,
@@ -281,10 +323,17 @@ def preview(ctx: Context, transfer: Transfer, *, mode: Mode = "replace",
     """The plan against the target's *current* configuration, for a given mode."""
     target = ctx.session.get(Tenant, transfer.tenant_id)
     assert target is not None
+    head = configs.current(ctx, target)
     if mode == "replace" and only is None and target.config_version == transfer.base_version:
-        return transfer.plan
-    _, plan = _plan(configs.current(ctx, target), incoming_config(transfer), mode=mode,
-                    only=parse_only(only))
+        plan = dict(transfer.plan)
+        if _has_records(ctx, target.id):  # the records may have changed since receipt
+            result = combine(head.data, incoming_config(transfer), mode="replace")
+            plan["impact"] = data_impact.impact(ctx, target.id, head.data, result)
+        else:
+            plan["impact"] = NO_IMPACT
+        return plan
+    result, plan = _plan(head, incoming_config(transfer), mode=mode, only=parse_only(only))
+    plan["impact"] = data_impact_of(ctx, target.id, head.data, result)
     return plan
 
 
@@ -294,6 +343,10 @@ class Decision:
     outcome: Literal["applied", "unchanged", "replanned", "rejected"]
     version: int | None = None
     message: str = ""
+    #: records rewritten per remap (``{"rank.gold": 12}``)
+    remapped: dict[str, int] | None = None
+    #: blocking impact items approved anyway with ``force``
+    forced: list[str] | None = None
 
 
 def _lock(ctx: Context, transfer_id: int) -> Transfer:
@@ -326,8 +379,38 @@ def _claim(ctx: Context, transfer: Transfer, status: str, actor: Actor, **values
         set_committed_value(transfer, name, value)
 
 
+def _check_impact(report: Mapping[str, Any], remaps: Mapping[str, str], force: bool,
+                  transfer_id: int) -> list[str]:
+    """Refuse an approval that strands data; returns what ``force`` let through."""
+    removed = {f"{i['picklist']}.{i['value']}": i for i in report["items"]
+               if i["kind"] == "picklist_value_removed"}
+    stray = sorted(set(remaps) - set(removed))
+    if stray:
+        in_use = ", ".join(f"{k} ({v['count']} records)" for k, v in sorted(removed.items()))
+        raise DataInUse(
+            f"remap {', '.join(stray)} matches no removed picklist value held by records",
+            hint=f"removed values in use: {in_use}" if in_use else
+            "this transfer removes no picklist value that records hold; drop --remap")
+    blocking = data_impact.unresolved(report, remaps=remaps)
+    if blocking and not force:
+        raise DataInUse(
+            f"approving transfer {transfer_id} would strand data the new configuration no "
+            "longer describes", problems=blocking,
+            hint="remap each removed value (--remap PICKLIST.VALUE=NEWVALUE), or --force to "
+            "keep the records as they are; 'provisioner inbox show' lists the impact")
+    return blocking
+
+
 def approve(ctx: Context, login: str, transfer_id: int, *, mode: Mode = "replace",
-            only: Iterable[str] | None = None) -> Decision:
+            only: Iterable[str] | None = None, remaps: Mapping[str, str] | None = None,
+            force: bool = False) -> Decision:
+    """Apply a pending transfer in the caller's transaction.
+
+    ``remaps`` (``{"rank.gold": "silver"}``) rewrites records holding a removed
+    picklist value, in the same transaction; ``force`` applies even though
+    records hold values the new configuration removes.
+    """
+    remaps = dict(remaps or {})
     transfer, actor = get(ctx, login, transfer_id)
     require_admin(actor, "approve incoming configurations")
     transfer = _lock(ctx, transfer_id)
@@ -339,7 +422,9 @@ def approve(ctx: Context, login: str, transfer_id: int, *, mode: Mode = "replace
     sections = parse_only(only)
     head = configs.current(ctx, target)
     if head.version != transfer.base_version:
-        _, plan = _plan(head, incoming_config(transfer), mode="replace", only=None)
+        replanned, plan = _plan(head, incoming_config(transfer), mode="replace", only=None)
+        plan["impact"] = data_impact_of(ctx, target.id, head.data, replanned)
+        plan["signer"] = transfer.plan.get("signer")
         transfer.plan = plan
         old = transfer.base_version
         transfer.base_version = head.version
@@ -361,18 +446,27 @@ def approve(ctx: Context, login: str, transfer_id: int, *, mode: Mode = "replace
             result = combine(head.data, incoming_config(transfer), mode="replace")
     else:
         result, plan = _plan(head, incoming_config(transfer), mode=mode, only=sections)
+    report = data_impact_of(ctx, target.id, head.data, result)
+    forced = _check_impact(report, remaps, force, transfer.id)
     version = configs.commit_version(ctx, target, result, author=actor.login,
                                      origin=f"transfer:{transfer.id}", base_version=head.version)
+    remapped: dict[str, int] | None = None
+    if remaps:
+        new_data = orjson.loads(result) if isinstance(result, bytes) else result
+        remapped = data_impact.apply_remap(ctx, target.id, new_data, remaps)
     _claim(ctx, transfer, "applied", actor, applied_version=version or head.version)
     audit.record(ctx, tenant_id=target.id, actor=actor.login, action="transfer:approved",
                  subject=f"transfer:{transfer.id}", bundle_digest=transfer.payload_digest,
                  signer_key_id=transfer.signer_key_id, source_tenant=transfer.source_tenant,
                  mode=mode, sections=plan["sections"], from_version=head.version,
-                 to_version=version, summary=plan["summary"])
+                 to_version=version, summary=plan["summary"],
+                 impact=[data_impact.describe(i) for i in report["items"]],
+                 remapped=remapped, forced=forced or None)
     if version is None:
         return Decision(transfer, "unchanged", head.version,
-                        "the configuration already matched; nothing changed")
-    return Decision(transfer, "applied", version)
+                        "the configuration already matched; nothing changed",
+                        remapped=remapped, forced=forced or None)
+    return Decision(transfer, "applied", version, remapped=remapped, forced=forced or None)
 
 
 def reject(ctx: Context, login: str, transfer_id: int, *, reason: str | None = None) -> Decision:
