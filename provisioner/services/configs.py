@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import DateTime, insert, literal, select, update
 
 from provisioner.canonical import canonical_bytes, sha256_hex
 from provisioner.config import diff as config_diff
@@ -82,10 +82,46 @@ def commit_version(ctx: Context, tenant: Tenant,
         head = _load(ctx, tenant.id, base_version)
         if head.digest == digest:
             return None
+    new_version = _move_pointer(ctx, tenant, base_version)  # first: see _move_pointer
+    ctx.session.add(ConfigVersion(
+        tenant_id=tenant.id, version=new_version, document=body.decode("utf-8"), digest=digest,
+        created_at=ctx.clock.now(), created_by=author, origin=origin,
+    ))
+    ctx.session.flush()
+    tenant.config_version = new_version
+    return new_version
+
+
+def commit_transfer_copy(ctx: Context, tenant: Tenant, transfer_id: int, digest: str, *,
+                         author: str, base_version: int) -> int | None:
+    """:func:`commit_version` of a transfer's stored incoming document, copied in the database.
+
+    For a whole-document transfer the stored sections already are the new
+    version's RFC 8785 text (``digest`` is theirs, taken at receipt): the
+    database copies the text from row to row, it never travels through Python.
+    """
+    if _load(ctx, tenant.id, base_version).digest == digest:
+        return None
+    new_version = _move_pointer(ctx, tenant, base_version)
+    ctx.session.execute(
+        insert(ConfigVersion).from_select(
+            ["tenant_id", "version", "document", "digest", "created_at", "created_by", "origin"],
+            select(literal(tenant.id), literal(new_version), Transfer.incoming, literal(digest),
+                   literal(ctx.clock.now(), DateTime()), literal(author),
+                   literal(f"transfer:{transfer_id}"))
+            .where(Transfer.id == transfer_id, Transfer.tenant_id == tenant.id)))
+    tenant.config_version = new_version
+    return new_version
+
+
+def _move_pointer(ctx: Context, tenant: Tenant, base_version: int | None) -> int:
+    """Point the tenant at the next version, guarded by the version the change was based on.
+
+    Of concurrent changes based on the same version exactly one matches the
+    guard (the others wait for its row lock, then match nothing), so the losers
+    never reach the insert and get a clear conflict, not a key violation.
+    """
     new_version = (base_version or 0) + 1
-    # Move the pointer first: of concurrent changes based on the same version exactly
-    # one matches the guard (the others wait for its row lock, then match nothing), so
-    # the losers never reach the insert and get a clear conflict, not a key violation.
     guard = Tenant.config_version.is_(None) if base_version is None else (
         Tenant.config_version == base_version)
     moved = ctx.session.execute(
@@ -98,12 +134,6 @@ def commit_version(ctx: Context, tenant: Tenant,
             hint="look at the new version ('provisioner config history') and run the "
             "command again",
         )
-    ctx.session.add(ConfigVersion(
-        tenant_id=tenant.id, version=new_version, document=body.decode("utf-8"), digest=digest,
-        created_at=ctx.clock.now(), created_by=author, origin=origin,
-    ))
-    ctx.session.flush()
-    tenant.config_version = new_version
     return new_version
 
 

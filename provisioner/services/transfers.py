@@ -36,6 +36,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from provisioner.bundles import payload as bundle_payload
 from provisioner.bundles.envelope import parse_envelope
 from provisioner.bundles.payload import Audience, Source, VerifiedBundle, build_bundle, read_bundle
+from provisioner.canonical import sha256_hex
 from provisioner.clock import as_utc
 from provisioner.config import diff as config_diff
 from provisioner.config.document import SECTION_NAMES
@@ -217,6 +218,9 @@ def accept(ctx: Context, target: Tenant, raw: bytes, *, received_by: str,
     base = configs.current(ctx, target)
     result, plan = _plan(base, bundle.config, mode="replace", only=None)
     plan["impact"] = data_impact_of(ctx, target.id, base.data, result)
+    if len(plan["sections"]) == len(SECTION_NAMES):
+        # a whole document: approving it as is copies these very bytes (see approve)
+        plan["incoming_digest"] = "sha256:" + sha256_hex(bundle.config_json)
     plan["signer"] = {
         "key_id": bundle.key_id,
         "verified_source": signing.owner_of(ctx, bundle.key_id) is not None,
@@ -434,26 +438,34 @@ def approve(ctx: Context, login: str, transfer_id: int, *, mode: Mode = "replace
             f"the configuration of {target.slug!r} changed since the plan was made "
             f"(version {old} -> {head.version}); the plan was made again: review it with "
             f"'provisioner inbox show {transfer.id}' and approve again"))
-    result: dict[str, Any] | bytes
+    result: dict[str, Any] | None = None
+    whole = None
     if mode == "replace" and sections is None:
         # exactly what was planned and checked at receipt, against this very version
         plan = transfer.plan
-        if len(plan["sections"]) == len(SECTION_NAMES):
-            # a whole document replaces a whole document: the stored, normalised
-            # sections already are the new version's RFC 8785 bytes
-            result = transfer.incoming.encode("utf-8")
-        else:
+        whole = plan.get("incoming_digest")
+        if whole is None:
             result = combine(head.data, incoming_config(transfer), mode="replace")
     else:
         result, plan = _plan(head, incoming_config(transfer), mode=mode, only=sections)
-    report = data_impact_of(ctx, target.id, head.data, result)
+    if result is None and _has_records(ctx, target.id):
+        result = incoming_config(transfer)  # a whole document: what impact needs to read
+    report = NO_IMPACT if result is None else data_impact_of(ctx, target.id, head.data, result)
     forced = _check_impact(report, remaps, force, transfer.id)
-    version = configs.commit_version(ctx, target, result, author=actor.login,
-                                     origin=f"transfer:{transfer.id}", base_version=head.version)
+    if result is None:
+        # a whole document replaces a whole document: the stored, normalised sections
+        # already are the new version's RFC 8785 text; the database copies them over
+        assert whole is not None
+        version = configs.commit_transfer_copy(ctx, target, transfer.id, whole,
+                                               author=actor.login, base_version=head.version)
+    else:
+        version = configs.commit_version(ctx, target, result, author=actor.login,
+                                         origin=f"transfer:{transfer.id}",
+                                         base_version=head.version)
     remapped: dict[str, int] | None = None
     if remaps:
-        new_data = orjson.loads(result) if isinstance(result, bytes) else result
-        remapped = data_impact.apply_remap(ctx, target.id, new_data, remaps)
+        assert result is not None  # remaps are only valid when records hold removed values
+        remapped = data_impact.apply_remap(ctx, target.id, result, remaps)
     _claim(ctx, transfer, "applied", actor, applied_version=version or head.version)
     audit.record(ctx, tenant_id=target.id, actor=actor.login, action="transfer:approved",
                  subject=f"transfer:{transfer.id}", bundle_digest=transfer.payload_digest,

@@ -77,13 +77,15 @@ def _fail_in_claim(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _fail_after_new_version(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = configs.commit_version
+    # both ways approve writes a version: a computed document, or the stored one copied
+    for name in ("commit_version", "commit_transfer_copy"):
+        original = getattr(configs, name)
 
-    def commit_version(*a: Any, **k: Any) -> int | None:
-        original(*a, **k)  # the new version row and pointer are written (flushed)...
-        raise Injected("crash right after writing the new version")
+        def crash(*a: Any, _original: Any = original, **k: Any) -> int | None:
+            _original(*a, **k)  # the new version row and pointer are written...
+            raise Injected("crash right after writing the new version")
 
-    monkeypatch.setattr(configs, "commit_version", commit_version)
+        monkeypatch.setattr(configs, name, crash)
 
 
 @pytest.mark.parametrize("inject", [_fail_on_approved_audit, _fail_in_claim,
