@@ -80,6 +80,8 @@ class Change:
 
 
 def _brief(value: Any) -> Any:
+    if value is None:  # the common case (added / removed items), checked first: plans are big
+        return None
     if isinstance(value, Mapping):
         return {"label": value["label"]} if "label" in value else {}
     if isinstance(value, list):

@@ -56,6 +56,7 @@ from provisioner.db.crm_models import (
 )
 from provisioner.db.models import CopyKeyRow, Tenant, Transfer
 from provisioner.errors import BundleRejected, DataInUse, KeyRejected, NotFound, PlanConflict
+from provisioner.gcpause import paused_gc
 from provisioner.security import copykey
 from provisioner.services import audit, configs, copykeys, signing
 from provisioner.services.actors import Actor, get_tenant, require_admin, resolve_for_tenant_id
@@ -69,6 +70,7 @@ UNBOUND_LIFETIME = timedelta(days=90)
 # --------------------------------------------------------------------------- export
 
 
+@paused_gc()  # a large document is thousands of cycle-free containers
 def export(ctx: Context, actor: Actor, *, key_text: str | None = None,
            only: Iterable[str] | None = None,
            lifetime: timedelta = UNBOUND_LIFETIME) -> bytes:
@@ -195,6 +197,7 @@ def _verify(ctx: Context, target: Tenant, raw: bytes,
     return bundle
 
 
+@paused_gc()
 def accept(ctx: Context, target: Tenant, raw: bytes, *, received_by: str,
            attempted_by: str, extra_keys: Iterable[Ed25519PublicKey] = ()) -> Transfer:
     """Verify a bundle for ``target`` and store it as a pending transfer."""
@@ -405,6 +408,7 @@ def _check_impact(report: Mapping[str, Any], remaps: Mapping[str, str], force: b
     return blocking
 
 
+@paused_gc()
 def approve(ctx: Context, login: str, transfer_id: int, *, mode: Mode = "replace",
             only: Iterable[str] | None = None, remaps: Mapping[str, str] | None = None,
             force: bool = False) -> Decision:
