@@ -2,7 +2,9 @@
 
 A call-center outsourcer (the partner) builds its industry template once;
 two client tenants each hand it a copy key; the partner sends; each client
-reviews the plan and approves; one of them changes its mind and rolls back.
+reviews the plan -- including what it does to the customer records it already
+has -- and approves, remapping values the template retires; one of them
+changes its mind and rolls back.
 """
 
 from __future__ import annotations
@@ -19,8 +21,20 @@ import click
 from provisioner.cli.render import render_plan
 from provisioner.clock import format_instant
 from provisioner.config.defaults import default_document
+from provisioner.errors import ProvisionerError
 from provisioner.services import actors, configs, copykeys, tenants, transfers
 from provisioner.services.context import Provisioner
+from provisioner.services.crm import records
+
+#: さくら通販's existing customers: (name, kana, phone, checkboxes, activity kinds)
+SAKURA_CUSTOMERS = [
+    ("佐藤 美咲", "サトウ ミサキ", "03-3541-2201", [1], ["phone", "phone"]),
+    ("高橋 健一", "タカハシ ケンイチ", "06-6312-0457", [1, 2], ["store"]),
+    ("伊藤 真由美", "イトウ マユミ", "090-4411-7823", [], ["phone", "email"]),
+]
+#: how さくら通販's admin maps the activity kinds the template retires
+SAKURA_REMAPS = {"activity_kind.phone": "phone_inquiry", "activity_kind.email": "request",
+                 "activity_kind.store": "store_visit"}
 
 CHECKBOXES = ["年賀状", "暑中見舞", "お中元", "お歳暮", "VIP", "Aランク", "Bランク", "Cランク",
               "DM不要", "電話不可", "メルマガ購読", "要フォロー"]
@@ -125,6 +139,17 @@ def _story(app: Provisioner, home: Path) -> None:
             _say(f"   tenant {slug:<14} {name}  (admin: {admin}; an Ed25519 signing key "
                  "is made with the tenant)")
         tenants.add_user(ctx, "yamada", tenant_slug="sakura-tsuhan", role="general")
+    with app.transaction() as ctx:
+        suzuki = actors.resolve(ctx, "suzuki", "sakura-tsuhan")
+        for name, kana, phone, boxes, kinds in SAKURA_CUSTOMERS:
+            contact = records.create(ctx, suzuki, "contact", {
+                "name": name, "kana": kana, "phone": phone, "checkboxes": boxes}).record
+            for n, kind in enumerate(kinds):
+                records.create(ctx, suzuki, "activity", {
+                    "contact_id": contact["id"], "date": f"2026-10-{n + 1:02d}",
+                    "kind": kind, "content": "お問合せ対応"})
+    _say(f"   さくら通販 already has {len(SAKURA_CUSTOMERS)} customers and their contact "
+         "history, recorded with the default activity kinds (電話, メール, 来店).")
 
     _say("ミライコール's admin (tanaka) turns its tenant into the call-center template: "
          f"checkboxes {'/'.join(CHECKBOXES[:6])}..., memo labels {'/'.join(MEMOS[:3])}..., "
@@ -186,15 +211,28 @@ def _story(app: Provisioner, home: Path) -> None:
     _say("   (the full plan: provisioner inbox show ID --as suzuki; --json for tools)")
 
     _say("Both admins approve. Each approval re-checks that the client's configuration is "
-         "still the one the plan was made against, then writes the new version, the transfer "
-         "state and the audit event in one transaction.", step="5. Approve")
-    for slug, admin in (("sakura-tsuhan", "suzuki"), ("aoba-fudosan", "takahashi")):
+         "still the one the plan was made against and counts the affected records again, "
+         "then writes the new version, any remaps, the transfer state and the audit event "
+         "in one transaction. A plain approval would leave さくら通販's contact history "
+         "pointing at retired activity kinds, so it is refused:", step="5. Approve")
+    with app.transaction() as ctx:
+        try:
+            transfers.approve(ctx, "suzuki", sent["sakura-tsuhan"])
+        except ProvisionerError as exc:
+            _say(_indent(exc.diagnostics().split(" (")[0]))
+    _say("suzuki approves again, mapping each retired kind to its new counterpart "
+         "(inbox approve --remap activity_kind.phone=phone_inquiry ...):")
+    for slug, admin, remaps in (("sakura-tsuhan", "suzuki", SAKURA_REMAPS),
+                                ("aoba-fudosan", "takahashi", {})):
         with app.transaction() as ctx:
-            decision = transfers.approve(ctx, admin, sent[slug])
+            decision = transfers.approve(ctx, admin, sent[slug], remaps=remaps)
             doc = configs.current(ctx, actors.get_tenant(ctx, slug)).data
         labels = [c["label"] for c in doc["checkboxes"][:6]]
         _say(f"   {slug:<14} now at version {decision.version}; checkboxes 1-6: "
              f"{' '.join(labels)}")
+        for key, count in (decision.remapped or {}).items():
+            _say(f"   {'':<14} {key} -> {remaps[key]}: {count} "
+                 f"{'activity' if count == 1 else 'activities'} rewritten")
 
     _say("あおば不動産 decides the call-center template does not suit a real-estate office "
          "after all, and rolls the transfer back. The old configuration returns as a new "
