@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
 from provisioner.cli.main import cli
 
 
-def test_demo_runs_the_story_end_to_end(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_runs_the_story_end_to_end(monkeypatch: pytest.MonkeyPatch,
+                                        tmp_path: Path) -> None:
     monkeypatch.delenv("PROVISIONER_DATABASE_URL", raising=False)
+    # the demo points the process at its own home: restore ours afterwards
+    monkeypatch.setenv("PROVISIONER_HOME", str(tmp_path))
+    monkeypatch.setenv("PROVISIONER_MASTER_KEY", "")
     result = CliRunner().invoke(cli, ["demo"])
     assert result.exit_code == 0, result.output
     out = result.output
