@@ -150,7 +150,7 @@ def _check_format(data: Any) -> None:
             f"bundle payload format is {data.get('format')!r}, expected {FORMAT!r}"
         )
     version = data.get("format_version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:  # true == 1 in Python
         raise BundleRejected(
             f"unknown bundle format version {version!r}: this provisioner reads version "
             f"{FORMAT_VERSION}",
@@ -180,6 +180,8 @@ def _read_fast(payload: bytes) -> tuple[dict[str, Any], bytes] | None:
     try:
         data: dict[str, Any] = dict_validator(_PayloadContract).validate_json(payload)
     except ValidationError:
+        return None
+    if type(data["format_version"]) is not int:  # true passes Literal[1]: the slow path says no
         return None
     data["config"] = {k: v for k, v in data["config"].items() if v is not None}
     try:

@@ -606,7 +606,9 @@ def inbox_rollback(state: State, transfer_id: int, login: str) -> None:
     with state.transaction() as ctx:
         version = transfers.rollback(ctx, login, transfer_id)
     emit(state, {"transfer": transfer_id, "version": version},
-         f"transfer {transfer_id} rolled back: configuration version {version}")
+         f"transfer {transfer_id} rolled back: configuration version {version}"
+         if version is not None else f"transfer {transfer_id} rolled back: its approval had "
+         "changed nothing, so the configuration stays as it is")
 
 
 # --------------------------------------------------------------------------- publishers, audit
@@ -691,3 +693,7 @@ _register_crm(cli)
 from provisioner.cli.provisioning import register as _register_provisioning  # noqa: E402
 
 _register_provisioning(cli)
+
+from provisioner.cli.serve import serve as _serve  # noqa: E402
+
+cli.add_command(_serve)

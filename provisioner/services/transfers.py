@@ -54,7 +54,7 @@ from provisioner.db.crm_models import (
     CrmProduct,
     CrmPurchase,
 )
-from provisioner.db.models import CopyKeyRow, Tenant, Transfer
+from provisioner.db.models import ConfigVersion, CopyKeyRow, Tenant, Transfer
 from provisioner.errors import BundleRejected, DataInUse, KeyRejected, NotFound, PlanConflict
 from provisioner.gcpause import paused_gc
 from provisioner.security import copykey
@@ -505,6 +505,20 @@ def rollback(ctx: Context, login: str, transfer_id: int) -> int | None:
         raise PlanConflict(f"transfer {transfer_id} is {transfer.status}, not applied")
     target = ctx.session.get(Tenant, transfer.tenant_id)
     assert target is not None
+    made = ctx.session.scalar(select(ConfigVersion.origin).where(
+        ConfigVersion.tenant_id == target.id, ConfigVersion.version == transfer.applied_version))
+    if made != f"transfer:{transfer.id}":
+        # the approval changed nothing (the configuration already matched): neither may this
+        claimed = ctx.session.execute(
+            update(Transfer).where(Transfer.id == transfer.id, Transfer.status == "applied")
+            .values(status="rolled_back", rolled_back_at=ctx.clock.now())
+            .execution_options(synchronize_session=False))
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            raise PlanConflict(f"transfer {transfer_id} was rolled back by someone else meanwhile")
+        audit.record(ctx, tenant_id=target.id, actor=actor.login,
+                     action="transfer:rolled_back", subject=f"transfer:{transfer.id}",
+                     note="the approval had changed nothing; the configuration stays as it is")
+        return None
     before = transfer.applied_version - 1
     if target.config_version != transfer.applied_version:
         raise PlanConflict(
