@@ -23,6 +23,5 @@ def test_rolling_back_a_transfer_that_changed_nothing_changes_nothing(world: Wor
         transfers.rollback(ctx, "client-admin", transfer_id)
     assert world.config("client") == before
     assert world.transfer(transfer_id).status == "rolled_back"
-    with pytest.raises(PlanConflict, match="rolled_back"):
-        with world.app.transaction() as ctx:
-            transfers.rollback(ctx, "client-admin", transfer_id)
+    with pytest.raises(PlanConflict, match="rolled_back"), world.app.transaction() as ctx:
+        transfers.rollback(ctx, "client-admin", transfer_id)

@@ -1,0 +1,540 @@
+"""The web console: server-rendered pages over the same services as the API and the CLI.
+
+login -> tenant selection (the first preselected) -> tenant home; a one-click
+tenant switch in the header; copy keys; send; inbox with plan, data impact,
+approve (mode, sections, remaps) or reject; the configuration editor (labels,
+48 checkboxes, memo fields, picklists, classifications); history with diff and
+rollback; customer search and page; screen pop by phone number.
+
+Every form posts a CSRF token (see :mod:`provisioner.web.security`); the
+session lives in a Secure, HttpOnly, SameSite=Lax cookie that expires with it.
+Forms are turned into the service's input here and nowhere else decides
+anything: permissions, validation and effects are the services'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError as PydanticError
+from starlette.datastructures import FormData
+
+from provisioner.config.document import CHECKBOX_COUNT, LABEL_KEYS, MEMO_COUNT, STANDARD_FIELDS
+from provisioner.db.models import Tenant
+from provisioner.errors import PermissionDenied, ProvisionerError, ValidationFailed
+from provisioner.services import actors, configs, copykeys, transfers
+from provisioner.services.actors import Actor
+from provisioner.services.context import Context, Provisioner
+from provisioner.services.crm import impact as data_impact
+from provisioner.services.crm import records, scope, search
+from provisioner.services.provisioning import auth
+from provisioner.web import api, i18n, present
+from provisioner.web.security import (
+    LANG_COOKIE,
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    acting,
+    csrf_ok,
+    csrf_token,
+    new_login_csrf,
+)
+
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+router = APIRouter(include_in_schema=False)
+
+NOTICES = ("saved", "unchanged", "applied", "rejected", "rolled_back", "sent")
+
+
+def _app(request: Request) -> Provisioner:
+    return api.provisioner(request)
+
+
+def _token(request: Request) -> str | None:
+    return request.cookies.get(SESSION_COOKIE)
+
+
+def _safe_next(value: str | None) -> str:
+    """Only a path on this site (no scheme, no //host) may be a redirect target."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/"
+
+
+def render(request: Request, name: str, data: dict[str, Any], *, status: int = 200,
+           headers: dict[str, str] | None = None) -> HTMLResponse:
+    lang = i18n.language(request)
+    base = {"t": i18n.translator(lang), "lang": lang, "path": request.url.path,
+            "notice": request.query_params.get("msg") if request.query_params.get("msg")
+            in NOTICES else None}
+    return templates.TemplateResponse(request, name, base | data, status_code=status,
+                                      headers=headers)
+
+
+def error_page(request: Request, status: int, body: dict[str, Any],
+               headers: dict[str, str] | None = None) -> Response:
+    return render(request, "error.html", {"error": body, "status": status}, status=status,
+                  headers=headers)
+
+
+@contextmanager
+def page_session(request: Request) -> Iterator[tuple[Context, Actor, dict[str, Any]]]:
+    """The logged-in user in the selected tenant, and what every page's header shows."""
+    token = _token(request)
+    with acting(_app(request), token) as (ctx, actor):
+        header = {"actor": actor, "csrf": csrf_token(token or ""),
+                  "tenants": auth.tenants_for(ctx, actor.user_id)}
+        yield ctx, actor, header
+
+
+async def posted(request: Request) -> FormData:
+    """The form, once its CSRF token checks out against the session cookie."""
+    form = await request.form()
+    submitted = form.get("csrf")
+    if not csrf_ok(_token(request), submitted if isinstance(submitted, str) else None):
+        raise PermissionDenied("the form has expired or did not come from this site",
+                               hint="reload the page and submit it again")
+    return form
+
+
+def field(form: FormData, name: str, default: str = "") -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else default
+
+
+def done(path: str, notice: str) -> RedirectResponse:
+    sep = "&" if "?" in path else "?"
+    return RedirectResponse(f"{path}{sep}msg={notice}", status_code=303)
+
+
+# --------------------------------------------------------------------------- language, login
+
+
+@router.get("/lang/{code}")
+def set_language(request: Request, code: str, next: str = "/") -> Response:
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    if code in i18n.LANGS:
+        response.set_cookie(LANG_COOKIE, code, max_age=365 * 86400, samesite="lax",
+                            httponly=True, secure=api.settings(request).secure_cookies)
+    return response
+
+
+def _login_page(request: Request, *, error: dict[str, Any] | None = None,
+                status: int = 200, login_id: str = "") -> HTMLResponse:
+    csrf = new_login_csrf()
+    response = render(request, "login.html", {"csrf": csrf, "error": error,
+                                              "login_id": login_id}, status=status)
+    response.set_cookie(LOGIN_CSRF_COOKIE, csrf, max_age=3600, httponly=True,
+                        samesite="strict", secure=api.settings(request).secure_cookies)
+    return response
+
+
+@router.get("/login")
+def login_form(request: Request) -> Response:
+    return _login_page(request)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await request.form()
+    login_id, password = field(form, "login"), str(form.get("password") or "")
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE)
+    if not expected or not csrf_ok_plain(expected, field(form, "csrf")):
+        return _login_page(request, status=403, login_id=login_id, error={
+            "code": "permission_denied",
+            "message": "the login form has expired or did not come from this site",
+            "hint": "submit it again"})
+    try:
+        result = api.login_with_limits(_app(request), api.limiter(request), api.settings(request),
+                                       login_id, password, api.client(request))
+    except ProvisionerError as exc:
+        return _login_page(request, status=exc.http_status, login_id=login_id,
+                           error=exc.to_dict())
+    target = "/tenants" if len(result.tenants) > 1 else "/"
+    response = RedirectResponse(target, status_code=303)
+    lifetime = result.expires_at - _app(request).clock.now()
+    response.set_cookie(SESSION_COOKIE, result.token,
+                        max_age=max(1, int(lifetime / timedelta(seconds=1))),
+                        expires=result.expires_at, path="/", httponly=True, samesite="lax",
+                        secure=api.settings(request).secure_cookies)
+    response.delete_cookie(LOGIN_CSRF_COOKIE)
+    return response
+
+
+def csrf_ok_plain(expected: str, submitted: str) -> bool:
+    import hmac
+
+    return bool(submitted) and hmac.compare_digest(expected, submitted)
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    await posted(request)
+    with _app(request).transaction() as ctx:
+        auth.logout(ctx, _token(request) or "")
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# --------------------------------------------------------------------------- tenants, home
+
+
+@router.get("/tenants")
+def tenant_selection(request: Request) -> Response:
+    with page_session(request) as (_ctx, _actor, header):
+        return render(request, "tenants.html", header)
+
+
+@router.post("/switch")
+async def switch(request: Request) -> Response:
+    """One click: select another of the user's tenants, no new login."""
+    form = await posted(request)
+    with _app(request).transaction() as ctx:
+        auth.switch(ctx, _token(request) or "", field(form, "tenant"))
+    return RedirectResponse(_safe_next(field(form, "next") or "/"), status_code=303)
+
+
+@router.get("/")
+def home(request: Request) -> Response:
+    with page_session(request) as (ctx, actor, header):
+        tenant = actors.get_tenant(ctx, actor.tenant_slug)
+        pending = transfers.inbox(ctx, actor, status="pending")
+        data = {"tenant": tenant, "pending": [present.transfer(t) for t in pending]}
+        return render(request, "home.html", header | data)
+
+
+# --------------------------------------------------------------------------- copy keys, send
+
+
+@router.get("/keys")
+def key_list(request: Request) -> Response:
+    with page_session(request) as (ctx, actor, header):
+        now = ctx.clock.now()
+        keys = [present.key(k, now) for k in copykeys.list_keys(ctx, actor)]
+        return render(request, "keys.html", header | {"keys": keys})
+
+
+@router.post("/keys")
+async def key_generate(request: Request) -> Response:
+    await posted(request)
+    with page_session(request) as (ctx, actor, header):
+        made = copykeys.generate(ctx, actor, actors.get_tenant(ctx, actor.tenant_slug))
+        now = ctx.clock.now()
+        keys = [present.key(k, now) for k in copykeys.list_keys(ctx, actor)]
+        new = {"text": made.text, "id": made.id, "expires_at": present.instant(made.expires_at)}
+        return render(request, "keys.html", header | {"keys": keys, "new_key": new})
+
+
+@router.post("/keys/{key_id}/revoke")
+async def key_revoke(request: Request, key_id: api.RowId) -> Response:
+    await posted(request)
+    with page_session(request) as (ctx, actor, _header):
+        copykeys.revoke(ctx, actor, str(key_id))
+    return done("/keys", "saved")
+
+
+SECTION_CHOICES = ("labels", "memo_fields", "checkboxes", "picklists", "classifications",
+                   "custom_databases", "workflows", "blueprints", "roles", "input_rules",
+                   "settings", "mode")
+
+
+@router.get("/send")
+def send_form(request: Request) -> Response:
+    with page_session(request) as (_ctx, _actor, header):
+        return render(request, "send.html", header | {"sections": SECTION_CHOICES})
+
+
+@router.post("/send")
+async def send(request: Request) -> Response:
+    form = await posted(request)
+    only = [s for s in form.getlist("only") if isinstance(s, str)] or None
+    limit_key = api.redeeming(request)
+    with page_session(request) as (ctx, actor, header):
+        pass  # the header, read in its own transaction: a refused send rolls back its own
+    data: dict[str, Any] = {"sections": SECTION_CHOICES}
+    try:
+        with page_session(request) as (ctx, actor, _header):
+            made = transfers.send(ctx, actor, field(form, "key"), only=only)
+            target = ctx.session.get(Tenant, made.tenant_id)
+            data |= {"sent": present.transfer(made), "target": target.slug if target else ""}
+    except ProvisionerError as exc:
+        api.count_failure(request, limit_key, exc)
+        if exc.http_status == 401:
+            raise
+        return render(request, "send.html", header | data | {"error": exc.to_dict()},
+                      status=exc.http_status)
+    return render(request, "send.html", header | data)
+
+
+# --------------------------------------------------------------------------- inbox
+
+
+@router.get("/inbox")
+def inbox(request: Request) -> Response:
+    with page_session(request) as (ctx, actor, header):
+        rows = [present.transfer(t) for t in transfers.inbox(ctx, actor)]
+        return render(request, "inbox.html", header | {"transfers": rows})
+
+
+def _plan_page(request: Request, transfer_id: int, *, mode: str = "replace",
+               only: list[str] | None = None, error: dict[str, Any] | None = None,
+               status: int = 200) -> Response:
+    with page_session(request) as (ctx, actor, header):
+        row = api.find_transfer(ctx, actor, transfer_id)
+        plan = transfers.preview(ctx, row, mode=mode,  # type: ignore[arg-type]
+                                 only=only) if row.status == "pending" else row.plan
+        impact = plan.get("impact") or {"items": [], "blocking": 0}
+        items = [{**i, "text": data_impact.describe(i),
+                  "remap_key": f"{i['picklist']}.{i['value']}"
+                  if i.get("kind") == "picklist_value_removed" else None,
+                  "choices": _active_values(ctx, row, i)}
+                 for i in impact.get("items", [])]
+        changes = [_describe_change(c) for c in plan.get("changes", [])]
+        data = {"transfer": present.transfer(row), "plan": plan, "changes": changes,
+                "impact": items, "mode": mode, "only": only or [], "error": error,
+                "sections": plan.get("sections", [])}
+        return render(request, "transfer.html", header | data, status=status)
+
+
+def _active_values(ctx: Context, row: Any, item: dict[str, Any]) -> list[tuple[str, str]]:
+    """The values a removed picklist value can be remapped to (from the incoming document)."""
+    if item.get("kind") != "picklist_value_removed":
+        return []
+    incoming = transfers.incoming_config(row)
+    for pl in incoming.get("picklists", []) or []:
+        if pl["code"] == item["picklist"]:
+            return [(v["code"], v["label"]) for v in pl["values"] if v.get("active", True)]
+    tenant = ctx.session.get(Tenant, row.tenant_id)
+    assert tenant is not None
+    head = configs.current(ctx, tenant)
+    for pl in head.data.get("picklists", []):
+        if pl["code"] == item["picklist"]:
+            return [(v["code"], v["label"]) for v in pl["values"] if v.get("active", True)]
+    return []
+
+
+def _describe_change(change: dict[str, Any]) -> dict[str, Any]:
+    def short(value: Any) -> str:
+        if isinstance(value, dict):
+            return str(value.get("label", "")) or "…"
+        return "" if value is None else str(value)
+
+    text = "; ".join(change.get("details") or []) if change.get("details") else (
+        f"{short(change.get('before'))} → {short(change.get('after'))}"
+        if change["op"] == "changed" else short(change.get("after") or change.get("before")))
+    return {**change, "text": text}
+
+
+@router.get("/inbox/{transfer_id}")
+def transfer_page(request: Request, transfer_id: api.RowId, mode: str = "replace",
+                  only: str | None = None) -> Response:
+    if mode not in ("replace", "merge"):
+        raise ValidationFailed(f"unknown mode {mode!r}", hint="replace or merge")
+    return _plan_page(request, transfer_id, mode=mode,
+                      only=[s for s in only.split(",") if s] if only else None)
+
+
+@router.post("/inbox/{transfer_id}/approve")
+async def approve(request: Request, transfer_id: api.RowId) -> Response:
+    form = await posted(request)
+    mode = field(form, "mode") or "replace"
+    only = [s for s in form.getlist("only") if isinstance(s, str)] or None
+    remaps = {}
+    for name, value in form.multi_items():
+        if name.startswith("remap:") and isinstance(value, str) and value.strip():
+            remaps[name[6:]] = value.strip()
+    try:
+        body = api.ApproveIn.model_validate({"mode": mode, "only": only, "remaps": remaps,
+                                             "force": form.get("force") == "on"})
+    except PydanticError as exc:
+        raise ValidationFailed("the approval form is not valid",
+                               problems=[e["msg"] for e in exc.errors()]) from None
+    extra = api.approve_options(body)
+    try:
+        with page_session(request) as (ctx, actor, _header):
+            api.find_transfer(ctx, actor, transfer_id)
+            decision = transfers.approve(ctx, actor.login, transfer_id, mode=body.mode,
+                                         only=body.only, **extra)
+    except ProvisionerError as exc:
+        if exc.http_status in (401, 403) and not isinstance(exc, ValidationFailed):
+            raise
+        return _plan_page(request, transfer_id, mode=body.mode, only=body.only,
+                          error=exc.to_dict(), status=exc.http_status)
+    if decision.outcome == "replanned":
+        return _plan_page(request, transfer_id, error={"code": "replanned",
+                                                       "message": decision.message},
+                          status=409)
+    return done(f"/inbox/{transfer_id}", "applied")
+
+
+@router.post("/inbox/{transfer_id}/reject")
+async def reject(request: Request, transfer_id: api.RowId) -> Response:
+    form = await posted(request)
+    with page_session(request) as (ctx, actor, _header):
+        api.find_transfer(ctx, actor, transfer_id)
+        transfers.reject(ctx, actor.login, transfer_id, reason=field(form, "reason") or None)
+    return done(f"/inbox/{transfer_id}", "rejected")
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+EDITABLE = ("labels", "checkboxes", "memo_fields", "picklists", "classifications")
+
+
+@router.get("/config")
+def config_editor(request: Request) -> Response:
+    with page_session(request) as (ctx, actor, header):
+        tenant = actors.get_tenant(ctx, actor.tenant_slug)
+        head = configs.current(ctx, tenant)
+        label_groups = [(obj, [(f"{obj}.{f}", head.data["labels"].get(f"{obj}.{f}", ""))
+                               for f in fields]) for obj, fields in STANDARD_FIELDS.items()]
+        return render(request, "config.html", header | {
+            "doc": head.data, "version": head.version, "label_groups": label_groups,
+            "blank": range(3)})
+
+
+def _rows(form: FormData, prefix: str, names: tuple[str, ...]) -> list[dict[str, str]]:
+    """Rows posted as ``PREFIX-N-NAME`` fields, in N order; rows without a code are dropped."""
+    found: dict[int, dict[str, str]] = {}
+    for key, value in form.multi_items():
+        if not key.startswith(prefix + "-") or not isinstance(value, str):
+            continue
+        number, _, name = key[len(prefix) + 1:].partition("-")
+        if number.isdigit() and name in names:
+            found.setdefault(int(number), {})[name] = value.strip()
+    return [found[n] for n in sorted(found) if found[n].get("code") or found[n].get("index")]
+
+
+def section_from_form(section: str, form: FormData) -> Any:
+    """The posted editor form as the configuration section it stands for."""
+    if section == "labels":
+        return {k: field(form, f"label:{k}") for k in LABEL_KEYS if field(form, f"label:{k}")}
+    if section == "checkboxes":
+        return [{"index": i, "label": field(form, f"cb-{i}-label"),
+                 "enabled": form.get(f"cb-{i}-enabled") == "on"}
+                for i in range(1, CHECKBOX_COUNT + 1)]
+    if section == "memo_fields":
+        out = []
+        for i in range(1, MEMO_COUNT + 1):
+            memo: dict[str, Any] = {"index": i, "label": field(form, f"memo-{i}-label"),
+                                    "type": field(form, f"memo-{i}-type") or "text"}
+            if memo["type"] == "picklist":
+                memo["picklist"] = field(form, f"memo-{i}-picklist") or None
+            out.append(memo)
+        return out
+    if section == "picklists":
+        lists = []
+        for pl in _rows(form, "pl", ("code", "label", "n")):
+            values = [{"code": v["code"], "label": v.get("label") or v["code"],
+                       "active": v.get("active") == "on"}
+                      for v in _rows(form, f"pv{pl.get('n', '')}", ("code", "label", "active"))]
+            lists.append({"code": pl["code"], "label": pl.get("label") or pl["code"],
+                          "values": values})
+        return lists
+    if section == "classifications":
+        return {tree: [{"code": r["code"], "label": r.get("label") or r["code"],
+                        "parent": r.get("parent") or None}
+                       for r in _rows(form, tree, ("code", "label", "parent"))]
+                for tree in ("customer", "product")}
+    raise ValidationFailed(f"the console does not edit {section!r}",
+                           hint="use PUT /api/tenants/{tenant}/config")
+
+
+@router.post("/config/rollback")
+async def config_rollback(request: Request) -> Response:
+    form = await posted(request)
+    to = field(form, "to")
+    if not to.isdigit() or not 1 <= int(to) < 2**31:
+        raise ValidationFailed(f"{to!r} is not a version number")
+    with page_session(request) as (ctx, actor, _header):
+        configs.rollback(ctx, actor, actors.get_tenant(ctx, actor.tenant_slug), int(to))
+    return done("/config/history", "rolled_back")
+
+
+@router.post("/config/{section}")
+async def config_save(request: Request, section: str) -> Response:
+    form = await posted(request)
+    if section not in EDITABLE:
+        raise ValidationFailed(f"the console does not edit {section!r}")
+    data = section_from_form(section, form)
+    with page_session(request) as (ctx, actor, _header):
+        made = configs.set_sections(ctx, actor, actors.get_tenant(ctx, actor.tenant_slug),
+                                    {section: data})
+    return done("/config", "saved" if made else "unchanged")
+
+
+@router.get("/config/history")
+def config_history(request: Request, diff_from: api.Version = None,
+                   diff_to: api.Version = None) -> Response:
+    with page_session(request) as (ctx, actor, header):
+        tenant = actors.get_tenant(ctx, actor.tenant_slug)
+        versions = [present.version(v, tenant.config_version)
+                    for v in reversed(configs.history(ctx, tenant))]
+        changes = None
+        if diff_from is not None and diff_to is not None:
+            changes = [c.describe() for c in configs.diff_versions(ctx, tenant, diff_from,
+                                                                   diff_to)]
+        return render(request, "history.html", header | {
+            "versions": versions, "changes": changes, "diff_from": diff_from,
+            "diff_to": diff_to, "current": tenant.config_version})
+
+
+# --------------------------------------------------------------------------- customers, pop
+
+
+def _labels(ctx: Context, actor: Actor) -> dict[str, Any]:
+    doc = scope.config(ctx, actor.tenant_id)
+    return {"labels": doc.labels,
+            "memos": {m.index: m.label for m in doc.memo_fields},
+            "boxes": {c.index: c.label for c in doc.checkboxes},
+            "picks": {pl.code: {v.code: v.label for v in pl.values} for pl in doc.picklists},
+            "memo_picklists": {m.index: m.picklist for m in doc.memo_fields
+                               if m.type == "picklist"},
+            "classes": {n.code: n.label for n in doc.classifications.customer}}
+
+
+@router.get("/customers")
+def customers(request: Request, q: str = "",
+              offset: Annotated[int, Query(ge=0, le=api.MAX_ID)] = 0) -> Response:
+    with page_session(request) as (ctx, actor, header):
+        result = None
+        if q.strip():
+            result = search.search(ctx, actor, search.Query(q=q[:500], limit=50,
+                                                            offset=max(0, offset)))
+        return render(request, "customers.html", header | _labels(ctx, actor) | {
+            "q": q, "result": result, "offset": offset})
+
+
+@router.get("/customers/{contact_id}")
+def customer(request: Request, contact_id: api.RowId) -> Response:
+    with page_session(request) as (ctx, actor, header):
+        contact = records.show(ctx, actor, "contact", contact_id)
+        acts = records.list_children(ctx, actor, "activity", contact_id, limit=20)
+        buys = records.list_children(ctx, actor, "purchase", contact_id, limit=20)
+        return render(request, "customer.html", header | _labels(ctx, actor) | {
+            "c": contact, "activities": acts, "purchases": buys})
+
+
+@router.get("/pop")
+def screen_pop(request: Request, phone: str = "") -> Response:
+    with page_session(request) as (ctx, actor, header):
+        card = None
+        error = None
+        if phone.strip():
+            try:
+                card = search.lookup(ctx, actor, phone[:40])
+            except ProvisionerError as exc:
+                if exc.http_status in (401, 403):
+                    raise
+                error = exc.to_dict()
+        return render(request, "pop.html", header | _labels(ctx, actor) | {
+            "phone": phone, "card": card, "error": error})
+
