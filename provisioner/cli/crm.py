@@ -23,14 +23,14 @@ import click
 import orjson
 
 from provisioner.cli.output import State, emit, pass_state, table
-from provisioner.cli.tenant_choice import choose_tenant
+from provisioner.cli.tenant_choice import tenant_option
 from provisioner.errors import ValidationFailed
 from provisioner.services import actors
 from provisioner.services.actors import Actor
-from provisioner.services.crm import bulk, csvio, records, search, seed
+from provisioner.services.crm import bulk, csvio, printing, records, search, seed
 
-TENANT_REF = click.option("-t", "--tenant", "tenant", metavar="N|SLUG",
-                          help="the tenant: slug or number in your tenant list")
+#: -t N|SLUG, resolved to the slug before the command runs (see tenant_choice)
+TENANT_REF = tenant_option()
 AS_REQUIRED = click.option("--as", "login", required=True, metavar="LOGIN",
                            help="the acting user")
 
@@ -96,16 +96,13 @@ def _query(kw: dict[str, Any], *, limit: int = 50, offset: int = 0) -> search.Qu
 @click.option("--contacts", type=click.IntRange(1, 10_000_000), required=True)
 @click.option("--seed", "seed_value", type=int, default=0, show_default=True)
 @pass_state
-def seed_data(state: State, tenant: str | None, login: str | None, contacts: int,
+def seed_data(state: State, tenant: str, login: str | None, contacts: int,
               seed_value: int) -> None:
     """Realistic Japanese sample customers (names, kana, companies, addresses, phones)."""
-    slug = choose_tenant(state, login, tenant) if login is not None else None
     with state.transaction() as ctx:
-        if login is not None and slug is not None:
-            actor = actors.resolve(ctx, login, slug)
+        if login is not None:
+            actor = actors.resolve(ctx, login, tenant)
         else:
-            if tenant is None:
-                raise ValidationFailed("give the tenant with -t")
             t = actors.get_tenant(ctx, tenant)
             actor = Actor(login="operator", user_id=0, tenant_id=t.id, tenant_slug=t.slug,
                           role="admin")
@@ -121,13 +118,12 @@ def seed_data(state: State, tenant: str | None, login: str | None, contacts: int
 @click.option("--limit", type=click.IntRange(0, 1000), default=50, show_default=True)
 @click.option("--offset", type=click.IntRange(0), default=0)
 @pass_state
-def search_cmd(state: State, /, tenant: str | None, login: str, limit: int, offset: int,
+def search_cmd(state: State, /, tenant: str, login: str, limit: int, offset: int,
                **kw: Any) -> None:
     """Search customers; prints the exact total and one page."""
     query = _query(kw, limit=limit, offset=offset)
-    slug = choose_tenant(state, login, tenant)
     with state.transaction() as ctx:
-        result = search.search(ctx, actors.resolve(ctx, login, slug), query)
+        result = search.search(ctx, actors.resolve(ctx, login, tenant), query)
     emit(state, {"total": result.total, "items": result.items}, lambda: table(
         [(i["id"], i["name"], i["kana"], i["company"], i["phone"], i["address"])
          for i in result.items], ["id", "name", "kana", "company", "phone", "address"])
@@ -139,11 +135,10 @@ def search_cmd(state: State, /, tenant: str | None, login: str, limit: int, offs
 @AS_REQUIRED
 @click.argument("phone")
 @pass_state
-def lookup_cmd(state: State, tenant: str | None, login: str, phone: str) -> None:
+def lookup_cmd(state: State, tenant: str, login: str, phone: str) -> None:
     """The caller's card (CTI screen pop): profile, latest purchases and activities."""
-    slug = choose_tenant(state, login, tenant)
     with state.transaction() as ctx:
-        card = search.lookup(ctx, actors.resolve(ctx, login, slug), phone)
+        card = search.lookup(ctx, actors.resolve(ctx, login, tenant), phone)
 
     def text() -> str:
         c = card["contact"]
@@ -170,16 +165,15 @@ def import_group() -> None:
 @AS_REQUIRED
 @click.option("--dry-run", is_flag=True, help="check every row, write nothing")
 @pass_state
-def import_customers(state: State, file: str, tenant: str | None, login: str,
+def import_customers(state: State, file: str, tenant: str, login: str,
                      dry_run: bool) -> None:
     """Import customers: UTF-8 / UTF-8 BOM / CP932; all rows or none."""
     try:
         raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
     except OSError as exc:
         raise ValidationFailed(f"cannot read {file}: {exc.strerror}") from None
-    slug = choose_tenant(state, login, tenant)
     with state.transaction() as ctx:
-        actor = actors.resolve(ctx, login, slug)
+        actor = actors.resolve(ctx, login, tenant)
         if sys.stderr.isatty() and not state.as_json:
             with click.progressbar(length=max(1, raw.count(b"\n")), label="checking",
                                    file=sys.stderr) as bar:
@@ -212,12 +206,11 @@ def _export_command(kind: str) -> click.Command:
     @click.option("--columns", default=None, help="comma-separated column keys, in order")
     @_search_options
     @pass_state
-    def command(state: State, /, tenant: str | None, login: str, output: str, encoding: str,
+    def command(state: State, /, tenant: str, login: str, output: str, encoding: str,
                 columns: str | None, **kw: Any) -> None:
         query = _query(kw)
-        slug = choose_tenant(state, login, tenant)
         with state.transaction() as ctx:
-            data = csvio.export(ctx, actors.resolve(ctx, login, slug), kind, query,
+            data = csvio.export(ctx, actors.resolve(ctx, login, tenant), kind, query,
                                 columns=columns.split(",") if columns else None,
                                 encoding=encoding)
         if output == "-":
@@ -235,6 +228,34 @@ for _kind in csvio.EXPORT_COLUMNS:
     _export_command(_kind)
 
 
+@click.group("print")
+def print_group() -> None:
+    """Printable lists and address labels (HTML; open it and print from the browser)."""
+
+
+@print_group.command("customers")
+@TENANT_REF
+@AS_REQUIRED
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False,
+                                                               allow_dash=True))
+@click.option("--layout", type=click.Choice(list(printing.LAYOUTS)), default="list",
+              show_default=True)
+@_search_options
+@pass_state
+def print_customers(state: State, /, tenant: str, login: str, output: str, layout: str,
+                    **kw: Any) -> None:
+    """Print the customers a search finds (refused without the 'print' permission; logged)."""
+    query = _query(kw)
+    with state.transaction() as ctx:
+        page = printing.print_customers(ctx, actors.resolve(ctx, login, tenant), query,
+                                        layout=layout)
+    if output == "-":
+        sys.stdout.write(page)
+        return
+    Path(output).write_text(page, encoding="utf-8")
+    emit(state, {"file": output, "layout": layout}, f"wrote {output} ({layout})")
+
+
 @click.group("record")
 def record_group() -> None:
     """Create, show, update, delete CRM records (types: company, contact, activity, ...)."""
@@ -250,12 +271,11 @@ TYPE_ARG = click.argument("type_name", metavar="TYPE", type=click.Choice(list(re
 @click.option("--data", required=True, help="JSON object of field values, or @file.json")
 @click.option("--purpose", default=None, help="why (kept in the update history)")
 @pass_state
-def record_create(state: State, type_name: str, tenant: str | None, login: str, data: str,
+def record_create(state: State, type_name: str, tenant: str, login: str, data: str,
                   purpose: str | None) -> None:
     values = _load_json(data)
-    slug = choose_tenant(state, login, tenant)
     with state.transaction() as ctx:
-        saved = records.create(ctx, actors.resolve(ctx, login, slug), type_name, values,
+        saved = records.create(ctx, actors.resolve(ctx, login, tenant), type_name, values,
                                purpose=purpose)
     out = {"record": saved.record, "duplicates": saved.duplicates}
     text = f"created {type_name} {saved.record['id']}"
@@ -271,11 +291,10 @@ def record_create(state: State, type_name: str, tenant: str | None, login: str, 
 @TENANT_REF
 @AS_REQUIRED
 @pass_state
-def record_show(state: State, type_name: str, record_id: int, tenant: str | None,
+def record_show(state: State, type_name: str, record_id: int, tenant: str,
                 login: str) -> None:
-    slug = choose_tenant(state, login, tenant)
     with state.transaction() as ctx:
-        data = records.show(ctx, actors.resolve(ctx, login, slug), type_name, record_id)
+        data = records.show(ctx, actors.resolve(ctx, login, tenant), type_name, record_id)
     emit(state, data, lambda: "\n".join(f"{k}: {v}" for k, v in data.items()))
 
 
@@ -287,13 +306,12 @@ def record_show(state: State, type_name: str, record_id: int, tenant: str | None
 @click.option("--data", required=True, help="JSON object of field values, or @file.json")
 @click.option("--purpose", default=None, help="why (kept in the update history)")
 @pass_state
-def record_update(state: State, type_name: str, record_id: int, tenant: str | None,
+def record_update(state: State, type_name: str, record_id: int, tenant: str,
                   login: str, data: str, purpose: str | None) -> None:
     values = _load_json(data)
-    slug = choose_tenant(state, login, tenant)
     with state.transaction() as ctx:
-        saved = records.update(ctx, actors.resolve(ctx, login, slug), type_name, record_id, values,
-                               purpose=purpose)
+        saved = records.update(ctx, actors.resolve(ctx, login, tenant), type_name, record_id,
+                               values, purpose=purpose)
     emit(state, {"record": saved.record, "duplicates": saved.duplicates},
          f"updated {type_name} {record_id}")
 
@@ -305,11 +323,10 @@ def record_update(state: State, type_name: str, record_id: int, tenant: str | No
 @AS_REQUIRED
 @click.option("--purpose", default=None)
 @pass_state
-def record_delete(state: State, type_name: str, record_id: int, tenant: str | None,
+def record_delete(state: State, type_name: str, record_id: int, tenant: str,
                   login: str, purpose: str | None) -> None:
-    slug = choose_tenant(state, login, tenant)
     with state.transaction() as ctx:
-        records.delete_record(ctx, actors.resolve(ctx, login, slug), type_name, record_id,
+        records.delete_record(ctx, actors.resolve(ctx, login, tenant), type_name, record_id,
                               purpose=purpose)
     emit(state, {"deleted": record_id}, f"deleted {type_name} {record_id}")
 
@@ -320,12 +337,11 @@ def record_delete(state: State, type_name: str, record_id: int, tenant: str | No
 @TENANT_REF
 @AS_REQUIRED
 @pass_state
-def record_history(state: State, type_name: str, record_id: int, tenant: str | None,
+def record_history(state: State, type_name: str, record_id: int, tenant: str,
                    login: str) -> None:
     """Update history: who, when, what, purpose."""
-    slug = choose_tenant(state, login, tenant)
     with state.transaction() as ctx:
-        rows = records.history(ctx, actors.resolve(ctx, login, slug), type_name, record_id)
+        rows = records.history(ctx, actors.resolve(ctx, login, tenant), type_name, record_id)
     emit(state, rows, lambda: table(
         [(r["at"], r["actor"], r["action"], orjson.dumps(r["changes"]).decode()[:60],
           r["purpose"]) for r in rows], ["at", "actor", "action", "changes", "purpose"]))
@@ -345,14 +361,13 @@ def bulk_group() -> None:
 @click.option("--company-id", type=click.IntRange(1), default=None)
 @click.option("--purpose", default=None)
 @pass_state
-def bulk_update(state: State, /, tenant: str | None, login: str, set_checked: tuple[int, ...],
+def bulk_update(state: State, /, tenant: str, login: str, set_checked: tuple[int, ...],
                 set_unchecked: tuple[int, ...], company_id: int | None, purpose: str | None,
                 **kw: Any) -> None:
     query = _query(kw)
     boxes = {**{i: True for i in set_checked}, **{i: False for i in set_unchecked}}
-    slug = choose_tenant(state, login, tenant)
     with state.transaction() as ctx:
-        n = bulk.bulk_update(ctx, actors.resolve(ctx, login, slug), query, checkboxes=boxes,
+        n = bulk.bulk_update(ctx, actors.resolve(ctx, login, tenant), query, checkboxes=boxes,
                              company_id=company_id, purpose=purpose)
     emit(state, {"updated": n}, f"updated {n} customers")
 
@@ -364,12 +379,11 @@ def bulk_update(state: State, /, tenant: str | None, login: str, set_checked: tu
 @click.option("--yes", is_flag=True, required=True, help="confirm")
 @click.option("--purpose", default=None)
 @pass_state
-def bulk_delete(state: State, /, tenant: str | None, login: str, yes: bool, purpose: str | None,
+def bulk_delete(state: State, /, tenant: str, login: str, yes: bool, purpose: str | None,
                 **kw: Any) -> None:
     query = _query(kw)
-    slug = choose_tenant(state, login, tenant)
     with state.transaction() as ctx:
-        n = bulk.bulk_delete(ctx, actors.resolve(ctx, login, slug), query, purpose=purpose)
+        n = bulk.bulk_delete(ctx, actors.resolve(ctx, login, tenant), query, purpose=purpose)
     emit(state, {"deleted": n}, f"deleted {n} customers")
 
 
@@ -378,16 +392,15 @@ def bulk_delete(state: State, /, tenant: str | None, login: str, yes: bool, purp
 @AS_REQUIRED
 @click.option("--limit", type=click.IntRange(1, 10000), default=100, show_default=True)
 @pass_state
-def access_log(state: State, tenant: str | None, login: str, limit: int) -> None:
+def access_log(state: State, tenant: str, login: str, limit: int) -> None:
     """Logins, personal-info views, exports, prints, bulk operations, imports (admins)."""
-    slug = choose_tenant(state, login, tenant)
     with state.transaction() as ctx:
-        rows = records.access_log(ctx, actors.resolve(ctx, login, slug), limit=limit)
+        rows = records.access_log(ctx, actors.resolve(ctx, login, tenant), limit=limit)
     emit(state, rows, lambda: table([(r["at"], r["actor"], r["kind"], r["subject"])
                                      for r in rows], ["at", "actor", "kind", "subject"]))
 
 
 def register(cli: click.Group) -> None:
     for command in (seed_data, search_cmd, lookup_cmd, import_group, export_group,
-                    record_group, bulk_group, access_log):
+                    print_group, record_group, bulk_group, access_log):
         cli.add_command(command)

@@ -121,6 +121,20 @@ def register_tenant_commands(tenant: click.Group) -> None:
         emit(state, {"slug": slug, "status": "cancelled", "cancelled_at": at},
              f"tenant {slug} cancelled at {at}; its data is kept but unreachable")
 
+    @tenant.command("show")
+    @click.argument("slug")
+    @pass_state
+    def tenant_show(state: State, slug: str) -> None:
+        """One tenant: plan, flags, group, configuration version, disk usage and add-ons.
+
+        A cancelled tenant is shown too (status and date), for the operator's records;
+        every command that works in or on a tenant refuses it.
+        """
+        with state.transaction() as ctx:
+            data = sandboxes.describe(ctx, slug)
+        emit(state, data, lambda: "\n".join(f"{k:16} {'' if v is None else v}"
+                                             for k, v in data.items()))
+
     @tenant.command("addon")
     @click.argument("slug")
     @click.option("--disk-gb", "gb", type=int, required=True, help="extra disk, in GB")
@@ -206,6 +220,43 @@ def login_cmd(state: State, login_id: str, password_stdin: bool, tenant_ref: str
         + f"\n\nsession token (valid until {data['expires_at']}): {result.token}")
 
 
+@click.command("switch")
+@click.argument("tenant_ref", metavar="N|SLUG")
+@click.option("--token-stdin", is_flag=True, required=True,
+              help="read the session token (from 'provisioner login') from stdin")
+@pass_state
+def switch_cmd(state: State, tenant_ref: str, token_stdin: bool) -> None:
+    """Select another of your tenants in the same session (no new login)."""
+    token = sys.stdin.readline().strip()
+    with state.transaction() as ctx:
+        actor = auth.switch(ctx, token, tenant_ref)
+    emit(state, {"selected": actor.tenant_slug, "role": actor.role, "login": actor.login},
+         f"{actor.login} now works in {actor.tenant_slug} ({actor.role})")
+
+
+@click.command("password")
+@click.argument("login_id", metavar="LOGIN")
+@TENANT_REF
+@click.option("--password-stdin", is_flag=True,
+              help="read the current password, then the new one, one per line from stdin")
+@pass_state
+def password_cmd(state: State, login_id: str, tenant_ref: str | None,
+                 password_stdin: bool) -> None:
+    """Change your password: it is shared by all your tenants, so it changes everywhere."""
+    slug = choose_tenant(state, login_id, tenant_ref)
+    if password_stdin:
+        old, new = read_password(True), read_password(True)
+    else:
+        old = read_password(False)
+        new = click.prompt("new password", hide_input=True, confirmation_prompt=True, err=True)
+    with state.transaction() as ctx:
+        auth.change_password(ctx, actors.resolve(ctx, login_id, slug), old, new)
+        count = len(auth.tenants_for_login(ctx, login_id))
+    emit(state, {"login": login_id, "changed_in": slug, "tenants": count},
+         f"password of {login_id} changed (in {slug}); it applies to all {count} of their "
+         "tenants, and their other sessions have ended")
+
+
 # --------------------------------------------------------------------------- rollout
 
 
@@ -241,27 +292,53 @@ def _keys(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--resume", "resume_id", type=int, metavar="RUN",
               help="continue an interrupted run")
 @click.option("--status", "status_id", type=int, metavar="RUN", help="show a run")
+@click.option("--batch-size", type=click.IntRange(1, rollout.MAX_BATCH_SIZE),
+              default=rollout.BATCH_SIZE, show_default=True,
+              help="targets checked and written per transaction (an interruption loses at "
+              "most one batch, which a resume redoes)")
 @pass_state
 def rollout_cmd(state: State, tenant_ref: str | None, login: str, bundle_file: str | None,
                 targets_spec: str | None, targets_file: str | None,
                 key_pairs: tuple[str, ...], resume_id: int | None,
-                status_id: int | None) -> None:
-    """One signed configuration to many tenants, each in its own transaction."""
+                status_id: int | None, batch_size: int) -> None:
+    """One signed configuration to many tenants: a progress bar, then the status table.
+
+    Each target takes part with its own copy key (--key SLUG=KEY) or because its
+    admin trusts this tenant as a publisher (policy manual: inbox; auto: applied).
+    An interrupted run is continued with --resume RUN; --status RUN shows one.
+    """
     source = choose_tenant(state, login, tenant_ref)
     keys = _keys(key_pairs)
+    if resume_id is not None and status_id is not None:
+        raise click.UsageError("give --resume RUN or --status RUN, not both")
     if status_id is None and resume_id is None:
         if not bundle_file:
             raise click.UsageError("--bundle FILE is required (or --resume RUN / --status RUN)")
         names = _targets(targets_spec, targets_file)
+        stray = sorted(set(keys) - set(names))
+        if stray:
+            raise click.BadParameter(f"{', '.join(stray)} not among the targets",
+                                     param_hint="--key")
         raw = _read_file(bundle_file)
         with state.transaction() as ctx:
             actor = actors.resolve(ctx, login, source)
             run_id = rollout.start(ctx, actor, raw, [rollout.Target(n, key=n in keys)
                                                      for n in names]).id
     else:
+        if bundle_file or targets_spec or targets_file:
+            raise click.UsageError("--resume/--status take the run's own bundle and targets; "
+                                   "drop --bundle and --targets")
         run_id = resume_id if resume_id is not None else int(status_id or 0)
+        with state.transaction() as ctx:  # the run must belong to the -t tenant
+            rollout.get(ctx, actors.resolve(ctx, login, source), run_id)
     if status_id is None:
-        _process(state, login, run_id, keys)
+        try:
+            _process(state, login, run_id, keys, batch_size)
+        except KeyboardInterrupt:
+            click.echo(f"\nrollout {run_id} interrupted: the targets done so far are kept; "
+                       f"continue with: provisioner rollout -t {source} --as {login} "
+                       f"--resume {run_id}", err=True)
+            sys.exit(130)
     with state.transaction() as ctx:
         summary = rollout.summary(ctx, actors.resolve(ctx, login, source), run_id)
     emit(state, summary, lambda: _render(summary))
@@ -271,20 +348,18 @@ def rollout_cmd(state: State, tenant_ref: str | None, login: str, bundle_file: s
                               f"were not delivered (rollout {run_id})"), state)
 
 
-def _process(state: State, login: str, run_id: int, keys: dict[str, str]) -> None:
+def _process(state: State, login: str, run_id: int, keys: dict[str, str],
+             batch_size: int) -> None:
     app = state.app()
-    with app.transaction() as ctx:
-        from sqlalchemy import func, select
-
-        from provisioner.db.provisioning_models import RolloutTarget
-
-        pending = ctx.session.scalar(select(func.count()).select_from(RolloutTarget).where(
-            RolloutTarget.run_id == run_id, RolloutTarget.status == "pending")) or 0
     if state.as_json:
-        rollout.process(app, login, run_id, keys=keys)
+        rollout.process(app, login, run_id, keys=keys, batch_size=batch_size)
         return
-    with click.progressbar(length=pending, label=f"rollout {run_id}", file=sys.stderr) as bar:
-        rollout.process(app, login, run_id, keys=keys, on_progress=lambda _row: bar.update(1))
+    with app.transaction() as ctx:
+        pending = rollout.pending_count(ctx, run_id)
+    with click.progressbar(length=pending, label=f"rollout {run_id}", file=sys.stderr,
+                           show_pos=True) as bar:
+        rollout.process(app, login, run_id, keys=keys, batch_size=batch_size,
+                        on_progress=lambda _slug, _status: bar.update(1))
 
 
 def _render(summary: dict[str, Any]) -> str:
@@ -494,6 +569,8 @@ def calls_cancel_contract(state: State, slug: str, on_day: Any) -> None:
 def register(cli: click.Group) -> None:
     cli.add_command(group_cli)
     cli.add_command(login_cmd)
+    cli.add_command(switch_cmd)
+    cli.add_command(password_cmd)
     cli.add_command(rollout_cmd)
     cli.add_command(billing_cli)
     cli.add_command(calls_cli)

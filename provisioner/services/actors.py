@@ -70,7 +70,7 @@ def resolve_for_tenant_id(ctx: Context, login: str, tenant_id: int, *, what: str
         .join(Tenant, Tenant.id == Membership.tenant_id)
         .where(User.login == login, Tenant.id == tenant_id)
     ).first()
-    if row is None:
+    if row is None or row[1].status == "cancelled":  # a cancelled tenant is unreachable
         raise NotFound(f"no {what} visible to user {login!r}")
     user, tenant, role = row
     return Actor(login=user.login, user_id=user.id, tenant_id=tenant.id,

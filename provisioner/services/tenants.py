@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from provisioner.config.document import ConfigDocument
 from provisioner.db.models import Membership, Tenant, User
-from provisioner.errors import AlreadyExists, ValidationFailed
+from provisioner.errors import AlreadyExists, PermissionDenied, ValidationFailed
 from provisioner.services import audit, configs, signing
 from provisioner.services.actors import ROLES, get_tenant
 from provisioner.services.context import Context
@@ -60,6 +60,10 @@ def update_flags(ctx: Context, slug: str, *, integrations: bool | None = None,
     if plan is not None and plan != tenant.plan:
         if plan not in PLANS:
             raise ValidationFailed(f"unknown plan {plan!r}", hint="plans: " + ", ".join(PLANS))
+        if plan == "light" and tenant.group_id is not None:  # REQUIREMENTS B
+            raise PermissionDenied(f"tenant {slug!r} is in a tenant group, and the light plan "
+                                   "cannot use tenant groups",
+                                   hint="keep a standard (or higher) plan, or cancel the tenant")
         changes["plan"] = [tenant.plan, plan]
         tenant.plan = plan
     if changes:

@@ -469,7 +469,8 @@ def approve(ctx: Context, login: str, transfer_id: int, *, mode: Mode = "replace
     remapped: dict[str, int] | None = None
     if remaps:
         assert result is not None  # remaps are only valid when records hold removed values
-        remapped = data_impact.apply_remap(ctx, target.id, result, remaps)
+        remapped = data_impact.apply_remap(ctx, target.id, result, remaps, actor=actor.login,
+                                           purpose=f"transfer:{transfer.id}")
     _claim(ctx, transfer, "applied", actor, applied_version=version or head.version)
     audit.record(ctx, tenant_id=target.id, actor=actor.login, action="transfer:approved",
                  subject=f"transfer:{transfer.id}", bundle_digest=transfer.payload_digest,

@@ -104,3 +104,43 @@ def test_crm_cli_contract(run: Cli, tmp_path: Path) -> None:
     run.run("record", "show", "contact", str(cid), "-t", "acme", "--as", "sato", code=1)
     log = run.json("access-log", "-t", "acme", "--as", "sato")
     assert [e["kind"] for e in log][:2] == ["export", "import"]
+
+
+def test_crm_cli_print_duplicates_and_tenant_prompt(run: Cli, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    run.run("init")
+    run.run("tenant", "create", "acme", "--name", "ACME", "--plan", "standard")
+    run.run("tenant", "create", "beta", "--name", "BETA", "--plan", "standard")
+    run.run("user", "add", "sato", "--tenant", "acme", "--role", "admin")
+    run.run("user", "add", "sato", "--tenant", "beta", "--role", "general_no_print")
+    first = run.json("record", "create", "contact", "-t", "acme", "--as", "sato", "--data",
+                     json.dumps({"name": "田中 太郎", "postal_code": "100-0001",
+                                 "address": "東京都千代田区"}))
+    again = run.run("record", "create", "contact", "-t", "acme", "--as", "sato", "--data",
+                    json.dumps({"name": "田中　太郎"}))
+    assert f"possible duplicates (same name): {first['record']['id']} 田中 太郎" in again.stdout
+    as_json = run.json("record", "create", "contact", "-t", "acme", "--as", "sato", "--data",
+                       json.dumps({"name": "田中太郎"}))
+    assert len(as_json["duplicates"]) == 2
+    page = tmp_path / "labels.html"
+    run.run("print", "customers", "-t", "acme", "--as", "sato", "-o", str(page),
+            "--layout", "labels", "--q", "田中")
+    assert page.read_text(encoding="utf-8").count("様</div>") == 3
+    refused = run.run("print", "customers", "-t", "beta", "--as", "sato", "-o", str(page),
+                      code=1)
+    assert "print" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    log = run.json("access-log", "-t", "acme", "--as", "sato")
+    assert [(e["kind"], e["details"]["layout"]) for e in log if e["kind"] == "print"] == [
+        ("print", "labels")]
+    # no -t on a terminal: the numbered list and a prompt; 2 picks beta
+    monkeypatch.setattr("provisioner.cli.tenant_choice.is_interactive", lambda: True)
+    argv = ["--db", run.db_url, "--json", "search", "--as", "sato"]
+    picked = run.runner.invoke(cli, argv, input="2\n")
+    assert picked.exit_code == 0, picked.output
+    assert "1  acme" in picked.stderr
+    assert "2  beta" in picked.stderr
+    assert json.loads(picked.stdout)["total"] == 0  # beta has no customers
+    default = run.runner.invoke(cli, argv, input="\n")  # the first is the default
+    assert json.loads(default.stdout)["total"] == 3
+    run.run("search", "-t", "3", "--as", "sato", code=1)  # no 3rd tenant

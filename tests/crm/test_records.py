@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
+from provisioner.db.crm_models import CrmChange
 from provisioner.errors import NotFound, PermissionDenied, ValidationFailed
-from provisioner.services.crm import records
+from provisioner.services.crm import bulk, csvio, printing, records, search
+from provisioner.services.crm.search import Query
 from tests.crm.helpers import configured, make, one_of_each
 from tests.support import World
 
@@ -197,3 +200,215 @@ def test_personal_info_views_are_logged(world: World) -> None:
         records.show(ctx, general, "contact", plain["id"])
     with world.app.transaction() as ctx:
         assert records.access_log(ctx, admin)[0]["subject"] == f"contact:{plain['id']}"
+
+
+def test_secret_note_body_never_reaches_the_change_log(world: World) -> None:
+    configured(world)
+    general = world.actor("acme", "acme-gen")
+    contact = make(world, general, "contact", {"name": "顧客"})
+    note = make(world, general, "secret_note", {"contact_id": contact["id"], "body": "初版"})
+    with world.app.transaction() as ctx:
+        records.update(ctx, general, "secret_note", note["id"], {"body": "極秘の改訂"},
+                       purpose="追記")
+        history = records.history(ctx, general, "secret_note", note["id"])
+        stored = [c.changes for c in ctx.session.scalars(select(CrmChange).where(
+            CrmChange.record_type == "secret_note"))]
+    assert history[-1]["purpose"] == "追記"
+    assert "body" in history[-1]["changes"]  # that it changed is recorded...
+    assert "極秘" not in str(stored)  # ...never what it says
+    assert "初版" not in str(stored)
+
+
+@pytest.mark.parametrize(("style", "entered", "stored"), [
+    ("kabushiki_kaisha", "(株)山田商事", "株式会社山田商事"),
+    ("kabushiki_kaisha", "山田商事㈱", "山田商事株式会社"),
+    ("kakko_kabu", "株式会社山田商事", "(株)山田商事"),
+    ("kakko_kabu", "山田商事（株）", "山田商事(株)"),
+    ("maru_kabu", "株式会社 山田商事", "㈱山田商事"),
+    ("maru_kabu", "山田商事(株)", "山田商事㈱"),
+    ("as_entered", "株式会社山田商事", "株式会社山田商事"),
+    ("as_entered", "山田商事(株)", "山田商事(株)"),
+])
+def test_company_suffix_style_is_applied_on_write(world: World, style: str, entered: str,
+                                                  stored: str) -> None:
+    configured(world)
+    world.set_config("acme", {"input_rules": {**world.config("acme")["input_rules"],
+                                              "company_suffix": style}})
+    admin = world.actor("acme")
+    company = make(world, admin, "company", {"name": entered})
+    assert company["name"] == stored
+    with world.app.transaction() as ctx:  # an update goes through the same rule
+        assert records.update(ctx, admin, "company", company["id"],
+                              {"name": entered}).record["name"] == stored
+
+
+@pytest.mark.parametrize(("style", "stored"), [
+    ("hyphen", "03-1234-5678"), ("paren", "(03)1234-5678"), ("digits", "0312345678"),
+])
+def test_phone_format_and_width_rules_are_applied_on_write(world: World, style: str,
+                                                           stored: str) -> None:
+    configured(world)
+    world.set_config("acme", {"input_rules": {**world.config("acme")["input_rules"],
+                                              "phone_format": style,
+                                              "normalize_width": True}})
+    admin = world.actor("acme")
+    contact = make(world, admin, "contact", {
+        "name": "ＡＢＣ　太郎", "phone": "＋８１ ３ １２３４ ５６７８",
+        "address": "東京都千代田区１－２－３", "email": "ＴＡＲＯ@example.jp"})
+    assert contact["phone"] == stored
+    assert contact["name"] == "ABC 太郎"
+    assert contact["address"] == "東京都千代田区1-2-3"
+    assert contact["email"] == "TARO@example.jp"
+    with world.app.transaction() as ctx:
+        department = records.create(ctx, admin, "department", {
+            "company_id": records.create(ctx, admin, "company", {"name": "X"}).record["id"],
+            "name": "営業部", "phone": "０６１２３４５６７８"}).record
+    assert department["phone"] == {"hyphen": "06-1234-5678", "paren": "(06)1234-5678",
+                                   "digits": "0612345678"}[style]
+
+
+def test_duplicates_are_listed_with_their_matches_and_can_be_switched_off(
+        world: World) -> None:
+    configured(world)
+    admin = world.actor("acme")
+    first = make(world, admin, "contact", {"name": "田中 太郎"})
+    second = make(world, admin, "contact", {"name": "田中　太郎"})
+    with world.app.transaction() as ctx:
+        third = records.create(ctx, admin, "contact", {"name": "田中太郎"})
+        assert third.duplicates == [{"id": first["id"], "name": "田中 太郎"},
+                                    {"id": second["id"], "name": "田中 太郎"}]
+        renamed = records.update(ctx, admin, "contact", first["id"], {"name": "山田 花子"})
+        assert renamed.duplicates == []
+    world.set_config("acme", {"input_rules": {**world.config("acme")["input_rules"],
+                                              "duplicate_check_contact": False}})
+    with world.app.transaction() as ctx:
+        assert records.create(ctx, admin, "contact", {"name": "田中太郎"}).duplicates == []
+
+
+def test_every_change_is_recorded_with_who_what_and_purpose(world: World) -> None:
+    configured(world)
+    admin = world.actor("acme")
+    general = world.actor("acme", "acme-gen")
+    with world.app.transaction() as ctx:
+        saved = records.create(ctx, admin, "contact", {"name": "顧客", "memo_2": "gold"},
+                               purpose="新規登録")
+        cid = saved.record["id"]
+        records.update(ctx, general, "contact", cid, {"memo_2": "silver", "title": "課長"})
+        records.update(ctx, general, "contact", cid, {"title": "課長"})  # no change: no row
+        entries = records.history(ctx, admin, "contact", cid)
+    assert [(e["actor"], e["action"], e["purpose"]) for e in entries] == [
+        ("acme-admin", "create", "新規登録"), ("acme-gen", "update", "")]
+    assert entries[0]["changes"]["memo_2"] == "gold"
+    assert entries[1]["changes"] == {"memo_2": ["gold", "silver"], "title": ["", "課長"]}
+    with world.app.transaction() as ctx:
+        records.delete_record(ctx, admin, "contact", cid, purpose="重複のため")
+        deleted = ctx.session.scalars(select(CrmChange).where(
+            CrmChange.record_type == "contact", CrmChange.record_id == cid,
+            CrmChange.action == "delete")).one()
+    assert (deleted.actor, deleted.purpose, deleted.changes["name"]) == (
+        "acme-admin", "重複のため", "顧客")
+
+
+def test_custom_role_permissions_come_from_the_configuration(world: World) -> None:
+    configured(world)
+    from provisioner.services import tenants
+    with world.app.transaction() as ctx:
+        tenants.add_user(ctx, "acme-custom", tenant_slug="acme", role="viewer_export")
+    custom = world.actor("acme", "acme-custom")
+    make(world, world.actor("acme"), "contact", {"name": "顧客"})
+    with world.app.transaction() as ctx:
+        assert csvio.export(ctx, custom, "customers", Query()).decode("utf-8-sig")
+        with pytest.raises(PermissionDenied):
+            printing.print_customers(ctx, custom, Query())
+    # the role's permissions follow the configuration
+    world.set_config("acme", {"roles": [{"code": "viewer_export", "label": "閲覧",
+                                         "permissions": ["records.read"]}]})
+    with world.app.transaction() as ctx, pytest.raises(PermissionDenied):
+        csvio.export(ctx, custom, "customers", Query())
+
+
+def test_print_needs_the_print_permission_and_is_logged(world: World) -> None:
+    configured(world)
+    admin = world.actor("acme")
+    make(world, admin, "contact", {"name": "宛名 太郎", "postal_code": "100-0001",
+                                   "address": "東京都千代田区<1>"})
+    make(world, admin, "contact", {"name": "対象外"})
+    for login in ("acme-noprint", "acme-ro"):
+        with world.app.transaction() as ctx, pytest.raises(PermissionDenied) as exc:
+            printing.print_customers(ctx, world.actor("acme", login), Query())
+        assert "print" in str(exc.value)
+    general = world.actor("acme", "acme-gen")
+    with world.app.transaction() as ctx:
+        labels = printing.print_customers(ctx, general, Query(q="宛名"), layout="labels")
+        listing = printing.print_customers(ctx, general, Query())
+    assert "宛名 太郎 様" in labels
+    assert "〒100-0001" in labels
+    assert "対象外" not in labels
+    assert "&lt;1&gt;" in labels  # values are escaped
+    assert "<th>氏名</th>" in listing
+    assert "対象外" in listing
+    with world.app.transaction() as ctx:
+        log = records.access_log(ctx, admin)
+    assert [(e["actor"], e["kind"], e["details"]["layout"], e["details"]["rows"])
+            for e in log] == [("acme-gen", "print", "list", 2),
+                              ("acme-gen", "print", "labels", 1)]
+
+
+def test_bulk_update_and_delete_over_a_search_result(world: World) -> None:
+    configured(world)
+    admin = world.actor("acme")
+    general = world.actor("acme", "acme-gen")
+    company = make(world, admin, "company", {"name": "移籍先"})
+    ids = [make(world, admin, "contact", {"name": f"展示会 {n}", "checkboxes": [2]})["id"]
+           for n in range(3)]
+    other = make(world, admin, "contact", {"name": "別件"})["id"]
+    with world.app.transaction() as ctx:
+        n = bulk.bulk_update(ctx, general, Query(q="展示会"), checkboxes={1: True, 2: False},
+                             company_id=company["id"], purpose="展示会フォロー")
+    assert n == 3
+    with world.app.transaction() as ctx:
+        for cid in ids:
+            shown = records.show(ctx, admin, "contact", cid)
+            assert (shown["checkboxes"], shown["company_id"]) == ([1], company["id"])
+            assert records.history(ctx, admin, "contact", cid)[-1]["purpose"] == "展示会フォロー"
+        assert records.show(ctx, admin, "contact", other)["checkboxes"] == []
+    for actor in (general, world.actor("acme", "acme-ro")):
+        with world.app.transaction() as ctx, pytest.raises(PermissionDenied):
+            bulk.bulk_delete(ctx, actor, Query(q="展示会"))
+    with world.app.transaction() as ctx, pytest.raises(PermissionDenied):
+        bulk.bulk_update(ctx, world.actor("acme", "acme-ro"), Query(), checkboxes={1: True})
+    with world.app.transaction() as ctx:
+        assert bulk.bulk_delete(ctx, admin, Query(q="展示会"), purpose="整理") == 3
+    with world.app.transaction() as ctx:
+        assert search.search(ctx, admin, Query()).total == 1
+        log = records.access_log(ctx, admin)
+    assert [(e["kind"], e["subject"]) for e in log[:2]] == [
+        ("bulk_delete", "3 contacts"), ("bulk_update", "3 contacts")]
+
+
+def test_the_access_log_has_every_kind(world: World) -> None:
+    configured(world)
+    from provisioner.services.provisioning import auth
+    admin = world.actor("acme")
+    with world.app.transaction() as ctx:
+        auth.set_initial_password(ctx, "acme-gen", "correct horse battery", by="acme-admin")
+    with world.app.transaction() as ctx:
+        auth.login(ctx, "acme-gen", "correct horse battery")
+    general = world.actor("acme", "acme-gen")
+    contact = make(world, admin, "contact", {"name": "要記録", "log_personal_info": True})
+    with world.app.transaction() as ctx:
+        records.show(ctx, general, "contact", contact["id"])
+        records.history(ctx, general, "contact", contact["id"])
+        csvio.export(ctx, general, "customers", Query())
+        printing.print_customers(ctx, general, Query())
+        bulk.bulk_update(ctx, general, Query(), checkboxes={1: True})
+        csvio.import_customers(ctx, admin, "氏名\r\n取込 花子\r\n".encode(), source="a.csv")
+        bulk.bulk_delete(ctx, admin, Query(q="取込"))
+    with world.app.transaction() as ctx:
+        log = records.access_log(ctx, admin)
+    assert [(e["actor"], e["kind"]) for e in reversed(log)] == [
+        ("acme-gen", "login"), ("acme-gen", "personal_info_view"),
+        ("acme-gen", "personal_info_view"), ("acme-gen", "export"), ("acme-gen", "print"),
+        ("acme-gen", "bulk_update"), ("acme-admin", "import"), ("acme-admin", "bulk_delete")]
+    with world.app.transaction() as ctx:
+        assert len(records.access_log(ctx, admin, limit=3)) == 3

@@ -1,8 +1,9 @@
 """PostgreSQL row-level security on every CRM table, proven with a non-owner role.
 
-The application itself still connects as the configured database user (in the test
-set-up a superuser, which bypasses RLS); these tests prove the policies with a
-dedicated role that is neither superuser nor table owner.
+The test set-up migrates as a superuser (the table owner, which RLS would not
+bind without FORCE). These tests prove the policies with a role that is neither
+superuser nor table owner: a bare query without the tenant setting sees no rows,
+and the application itself, connected as such a role, works tenant by tenant.
 """
 
 from __future__ import annotations
@@ -10,9 +11,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from provisioner.db.crm_models import CRM_TENANT_TABLES
-from provisioner.services.crm import seed
-from tests.crm.helpers import configured
+from provisioner.db.crm_models import CRM_SEARCH_TABLES, CRM_TENANT_TABLES
+from provisioner.db.engine import make_engine
+from provisioner.errors import NotFound
+from provisioner.services.context import Provisioner
+from provisioner.services.crm import csvio, impact, records, search, seed
+from provisioner.services.crm.search import Query
+from tests.crm.helpers import configured, make
 from tests.support import World
 
 ROLE = "provisioner_rls_probe"
@@ -30,9 +35,9 @@ def test_every_crm_table_has_forced_row_level_security(world: World) -> None:
         rows = conn.execute(text(
             "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, "
             "(SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) "
-            "FROM pg_class c WHERE c.relname = ANY(:names)"), {"names": list(CRM_TENANT_TABLES)}
-        ).all()
-    assert sorted(r[0] for r in rows) == sorted(CRM_TENANT_TABLES)
+            "FROM pg_class c WHERE c.relname = ANY(:names)"),
+            {"names": [*CRM_TENANT_TABLES, *CRM_SEARCH_TABLES]}).all()
+    assert sorted(r[0] for r in rows) == sorted([*CRM_TENANT_TABLES, *CRM_SEARCH_TABLES])
     assert all(r[1] and r[2] and r[3] == 1 for r in rows), rows
 
 
@@ -70,3 +75,61 @@ def test_a_non_owner_role_sees_no_rows_without_the_tenant_setting(world: World) 
         with conn.begin():
             conn.execute(text(f"REVOKE ALL ON {', '.join(CRM_TENANT_TABLES)} FROM {ROLE}"))
             conn.execute(text(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {ROLE}"))
+
+
+def test_the_application_works_as_a_non_superuser_non_owner_role(world: World) -> None:
+    """The services, connected as a plain login role, see exactly their tenant's rows."""
+    _postgres_only(world)
+    configured(world, "acme")
+    configured(world, "other")
+    acme, other = world.actor("acme"), world.actor("other")
+    theirs = make(world, other, "contact", {"name": "他社 顧客", "memo_2": "gold",
+                                            "phone": "03-5555-0000"})
+    url = world.app.engine.url
+    role = f"app_{url.database}"[:60]
+    with world.app.engine.connect() as conn:
+        conn.execute(text(
+            f'DO $$ BEGIN CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB; '
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"))
+        conn.execute(text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public '
+                          f'TO "{role}"'))
+        conn.execute(text(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))
+        conn.commit()
+    engine = make_engine(url.set(username=role, password=None)
+                         .render_as_string(hide_password=False))
+    try:
+        with engine.connect() as conn:
+            superuser, bypass, owner = conn.execute(text(
+                "SELECT r.rolsuper, r.rolbypassrls, "
+                "(SELECT tableowner FROM pg_tables WHERE tablename = 'crm_contacts') "
+                "FROM pg_roles r WHERE r.rolname = current_user")).one()
+        assert (superuser, bypass) == (False, False)
+        assert owner != role
+        app = Provisioner(engine, master_key=world.app.master_key, clock=world.app.clock)
+        with app.transaction() as ctx:
+            mine = records.create(ctx, acme, "contact", {"name": "自社 顧客", "memo_2": "gold",
+                                                        "phone": "03-5555-0000"}).record
+            assert records.show(ctx, acme, "contact", mine["id"])["name"] == "自社 顧客"
+            assert [i["id"] for i in search.search(ctx, acme, Query()).items] == [mine["id"]]
+            assert search.lookup(ctx, acme, "0355550000")["contact"]["id"] == mine["id"]
+            assert csvio.export(ctx, acme, "customers", Query()).decode(
+                "utf-8-sig").count("顧客") == 1
+        with app.transaction() as ctx, pytest.raises(NotFound):
+            records.show(ctx, acme, "contact", theirs["id"])
+        base = world.config("acme")
+        removed = [dict(p) for p in base["picklists"]]
+        rank = next(p for p in removed if p["code"] == "rank")
+        rank["values"] = [v for v in rank["values"] if v["code"] != "gold"]
+        with app.transaction() as ctx:
+            report = impact.impact(ctx, acme.tenant_id, base, {**base, "picklists": removed})
+            assert [(i["value"], i["count"]) for i in report["items"]] == [("gold", 1)]
+            assert impact.apply_remap(ctx, acme.tenant_id, {**base, "picklists": removed},
+                                      {"rank.gold": "silver"}) == {"rank.gold": 1}
+    finally:
+        engine.dispose()
+        with world.app.engine.connect() as conn:
+            conn.execute(text(f'DROP OWNED BY "{role}"'))
+            conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+            conn.commit()
+    with world.app.transaction() as ctx:  # the other tenant's value was not remapped
+        assert records.show(ctx, other, "contact", theirs["id"])["memo_2"] == "gold"

@@ -146,3 +146,69 @@ def test_tenant_from_a_template_bundle(app: Provisioner, world: World,
     with app.transaction() as ctx:
         assert ctx.session.scalar(select(func.count()).select_from(ConfigVersion).where(
             ConfigVersion.origin.like("bundle:%"))) == 1
+
+
+def test_usage_counts_crm_records_of_the_tenant_only(app: Provisioner, world: World) -> None:
+    from provisioner.services.crm import records
+
+    world.tenant("shop")
+    world.tenant("other")
+    with app.transaction() as ctx:
+        before = {s: quotas.usage(ctx, actors.get_tenant(ctx, s)).used_bytes
+                  for s in ("shop", "other")}
+        records.create(ctx, actors.resolve(ctx, "shop-admin", "shop"), "contact",
+                       {"name": "田中 太郎"})
+    with app.transaction() as ctx:
+        shop = actors.get_tenant(ctx, "shop")
+        rows = quotas.crm_records(ctx, [shop.id])[shop.id]
+        assert rows >= 1  # the contact (and its change history)
+        assert quotas.usage(ctx, shop).used_bytes == before["shop"] + \
+            rows * quotas.CRM_RECORD_BYTES
+        assert quotas.usage_many(ctx, [shop.id])[shop.id] == quotas.usage(ctx, shop)
+        other = actors.get_tenant(ctx, "other")
+        assert quotas.usage(ctx, other).used_bytes == before["other"]
+
+
+def test_crm_records_are_counted_per_tenant_under_row_level_security(
+        app: Provisioner, world: World) -> None:
+    """As a role subject to row-level security, each tenant is counted in its own scope."""
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from provisioner.db.crm_models import CRM_TENANT_TABLES
+    from provisioner.services.context import Context
+    from provisioner.services.crm import records
+
+    if app.engine.dialect.name != "postgresql":
+        pytest.skip("row-level security is a PostgreSQL feature")
+    role = "quota_counter_test"
+    world.tenant("shop")
+    world.tenant("other")
+    with app.transaction() as ctx:
+        for slug, n in (("shop", 3), ("other", 1)):
+            actor = actors.resolve(ctx, f"{slug}-admin", slug)
+            for i in range(n):
+                records.create(ctx, actor, "contact", {"name": f"顧客 {i}"})
+    with app.transaction() as ctx:
+        ids = [actors.get_tenant(ctx, s).id for s in ("shop", "other")]
+        expected = quotas.crm_records(ctx, ids)  # as the superuser: every row visible
+    assert expected[ids[0]] > expected[ids[1]] > 0
+    with app.engine.connect() as conn:
+        conn.execute(text(
+            f"DO $$ BEGIN CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS; "
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"))
+        conn.execute(text(f"GRANT SELECT ON {', '.join(CRM_TENANT_TABLES)} TO {role}"))
+        conn.commit()
+        try:
+            with Session(bind=conn) as session:
+                session.execute(text(f"SET LOCAL ROLE {role}"))
+                session.execute(text("SELECT set_config('provisioner.tenant_id', :t, true)"),
+                                {"t": str(ids[1])})
+                ctx = Context(session, app.clock, app.master_key)
+                assert quotas.crm_records(ctx, ids) == expected
+                assert session.scalar(text(  # the caller's scope is restored
+                    "SELECT current_setting('provisioner.tenant_id', true)")) == str(ids[1])
+                session.rollback()
+        finally:
+            with conn.begin():
+                conn.execute(text(f"REVOKE ALL ON {', '.join(CRM_TENANT_TABLES)} FROM {role}"))

@@ -3,57 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
 from provisioner.cli import tenant_choice
-from provisioner.cli.main import cli
-from provisioner.services.context import Provisioner
-
-
-class Cli:
-    def __init__(self, db_url: str, tmp: Path) -> None:
-        self.db_url, self.tmp, self.runner = db_url, tmp, CliRunner()
-
-    def run(self, *args: str, code: int = 0, as_json: bool = False,
-            input: str | None = None) -> Result:
-        argv = ["--db", self.db_url, *(["--json"] if as_json else []), *args]
-        result = self.runner.invoke(cli, argv, input=input, catch_exceptions=True)
-        shown = f"{argv}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-        assert result.exit_code == code, shown
-        assert "Traceback" not in result.stdout + result.stderr, shown
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            raise AssertionError(f"uncaught {result.exception!r}\n{shown}")
-        if code == 1 and not as_json:
-            lines = result.stderr.strip().splitlines()
-            assert len(lines) == 1, shown
-            assert lines[0].startswith("error: "), shown
-        return result
-
-    def json(self, *args: str, input: str | None = None) -> Any:
-        return json.loads(self.run(*args, as_json=True, input=input).stdout)
-
-
-@pytest.fixture
-def run(db_url: str, env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
-    opened: list[Provisioner] = []
-    original = Provisioner.open.__func__  # type: ignore[attr-defined]
-
-    def open_and_track(cls: type[Provisioner], *a: Any, **k: Any) -> Provisioner:
-        app: Provisioner = original(cls, *a, **k)
-        opened.append(app)
-        return app
-
-    monkeypatch.setattr(Provisioner, "open", classmethod(open_and_track))
-    c = Cli(db_url, tmp_path)
-    c.run("init")
-    yield c
-    for app in opened:
-        app.engine.dispose()
+from tests.provisioning.conftest import Cli
 
 
 def _group(run: Cli) -> None:
@@ -94,8 +48,18 @@ def test_group_login_billing_and_rules(run: Cli) -> None:
                     "--group", "crmate", code=1)
     assert "cannot use tenant groups" in light.stderr
     assert "tiny" not in run.run("tenant", "list").stdout  # nothing half-created
+    # switching tenant in the same session, and the shared password changed in center-3
+    switched = run.json("switch", "3", "--token-stdin", input=login["token"] + "\n")
+    assert (switched["selected"], switched["role"]) == ("center-3", "general")
+    run.run("password", "kanri", "-t", "center-3", "--password-stdin",
+            input="pass-word-1\nnew-pass-2026\n")
+    run.run("switch", "1", "--token-stdin", input=login["token"] + "\n", code=1)  # ended
+    run.run("login", "kanri", "--password-stdin", input="pass-word-1\n", code=1)
+    again = run.json("login", "kanri", "-t", "center-1", "--password-stdin",
+                     input="new-pass-2026\n")
+    assert again["selected"] == "center-1"
     run.run("tenant", "cancel", "center-2")
-    after = run.json("login", "kanri", "--password-stdin", input="pass-word-1\n")
+    after = run.json("login", "kanri", "--password-stdin", input="new-pass-2026\n")
     assert [t["slug"] for t in after["tenants"]] == ["center-1", "center-3"]
 
 

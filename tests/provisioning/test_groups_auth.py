@@ -153,3 +153,10 @@ def test_light_plan_cannot_use_groups(app: Provisioner, world: World) -> None:
         groups.create(ctx, "g", name="G")
     with app.transaction() as ctx, pytest.raises(PermissionDenied, match=r"light.*groups"):
         groups.add_tenant(ctx, "g", "tiny")
+    # nor can a group tenant move to the light plan
+    world.tenant("member")
+    with app.transaction() as ctx:
+        groups.add_tenant(ctx, "g", "member")
+    with app.transaction() as ctx, pytest.raises(PermissionDenied, match=r"light.*groups"):
+        tenants.update_flags(ctx, "member", plan="light")
+    assert world.tenant_row("member").plan == "standard"

@@ -50,6 +50,9 @@ def _call(app: Provisioner, number: str, at: str) -> tuple[str, bool, int]:
     ("2026-11-24T15:30:00Z", False),  # Tuesday 15:30 in UTC, but Wednesday 00:30 in Tokyo
     ("2026-11-28T01:00:00Z", False),  # Saturday 10:00 JST
     ("2026-11-23T01:00:00Z", False),  # Monday 10:00 JST, a configured holiday
+    ("2026-11-23T00:00:00Z", False),  # the holiday at 09:00 JST, its first business minute
+    ("2026-11-23T08:59:00Z", False),  # the holiday at 17:59 JST, its last business minute
+    ("2026-11-22T23:59:00Z", False),  # Monday 08:59 JST
     ("2026-11-30T01:00:00Z", True),  # the next Monday 10:00 JST, a working day
 ])
 def test_business_hours_and_holidays_in_tokyo_time(

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import undefer
 
-from provisioner.db.models import AuditEvent, Transfer
-from provisioner.db.provisioning_models import RolloutTarget
+from provisioner.db.models import AuditEvent, ConfigVersion, Transfer
 from provisioner.errors import BundleRejected, TransferRefused
 from provisioner.services import actors, configs, signing, transfers
 from provisioner.services.context import Provisioner
@@ -43,8 +43,25 @@ def _summary(app: Provisioner, run_id: int) -> dict[str, Any]:
         return rollout.summary(ctx, actors.resolve(ctx, "hq-admin", "hq"), run_id)
 
 
+def _damage(app: Provisioner, slug: str) -> None:
+    """A real fault: a stray row where the tenant's next configuration version goes."""
+    with app.transaction() as ctx:
+        tenant = actors.get_tenant(ctx, slug)
+        assert tenant.config_version is not None
+        ctx.session.add(ConfigVersion(tenant_id=tenant.id, version=tenant.config_version + 1,
+                                      document="{}", digest="sha256:stray",
+                                      created_at=ctx.clock.now(), created_by=None,
+                                      origin="stray"))
+
+
+def _retried_batches(app: Provisioner) -> int:
+    with app.transaction() as ctx:
+        return ctx.session.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "rollout:batch_retried_one_by_one")) or 0
+
+
 def test_one_bundle_to_many_targets_with_failures_isolated(
-        app: Provisioner, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+        app: Provisioner, world: World) -> None:
     raw = _hq(world)
     for n in range(1, 6):
         world.tenant(f"shop-{n}")
@@ -58,22 +75,14 @@ def test_one_bundle_to_many_targets_with_failures_isolated(
     _trust(app, "sandbox", "hq", "auto")
     world.tenant("broken")
     _trust(app, "broken", "hq", "auto")
+    _damage(app, "broken")  # its batch fails in the database, then goes one by one
     before = {s: world.version(s) for s in ("broken", "stranger", "sandbox")}
 
-    real_approve = transfers.approve
-
-    def approve(ctx: Any, login: str, transfer_id: int, **kw: Any) -> Any:
-        if login == "broken-admin":  # an unexpected crash in the middle of one target
-            ctx.session.flush()
-            raise RuntimeError("disk on fire")
-        return real_approve(ctx, login, transfer_id, **kw)
-
-    monkeypatch.setattr(transfers, "approve", approve)
     targets = [Target("shop-1"), Target("shop-2"), Target("broken"), Target("manual-shop"),
                Target("keyed-shop", key=True), Target("stranger"), Target("sandbox"),
                Target("nowhere"), Target("shop-3"), Target("shop-4"), Target("shop-5")]
     run_id = _start(app, raw, targets)
-    rollout.process(app, "hq-admin", run_id, keys={"keyed-shop": key})
+    rollout.process(app, "hq-admin", run_id, keys={"keyed-shop": key}, batch_size=4)
 
     summary = _summary(app, run_id)
     by_tenant = {t["tenant"]: t for t in summary["targets"]}
@@ -81,6 +90,7 @@ def test_one_bundle_to_many_targets_with_failures_isolated(
     for n in range(1, 6):
         assert by_tenant[f"shop-{n}"]["status"] == "applied"
         assert by_tenant[f"shop-{n}"]["via"] == "auto"
+        assert by_tenant[f"shop-{n}"]["version"] == 2
         assert world.document(f"shop-{n}").checkboxes[0].label == "本部指定"
     assert by_tenant["manual-shop"]["status"] == "inbox"
     assert by_tenant["manual-shop"]["via"] == "manual"
@@ -93,9 +103,11 @@ def test_one_bundle_to_many_targets_with_failures_isolated(
     assert by_tenant["sandbox"]["status"] == "rejected"
     assert "sandbox cannot receive" in by_tenant["sandbox"]["reason"]
     assert by_tenant["nowhere"]["status"] == "rejected"
+    assert "no tenant 'nowhere'" in by_tenant["nowhere"]["reason"]
     assert by_tenant["broken"]["status"] == "failed"
-    assert "disk on fire" in by_tenant["broken"]["reason"]
+    assert "IntegrityError" in by_tenant["broken"]["reason"]
     assert summary["counts"] == {"applied": 5, "inbox": 2, "rejected": 3, "failed": 1}
+    assert _retried_batches(app) == 1  # only the batch holding "broken"
     # the failing and refusing targets are untouched: no transfer, same version
     with app.transaction() as ctx:
         for slug in ("broken", "stranger", "sandbox"):
@@ -103,6 +115,66 @@ def test_one_bundle_to_many_targets_with_failures_isolated(
             assert tenant.config_version == before[slug]
             assert ctx.session.scalar(select(func.count()).select_from(Transfer).where(
                 Transfer.tenant_id == tenant.id)) == 0
+
+
+def _trail(app: Provisioner, slug: str) -> dict[str, Any]:
+    """Everything a delivery wrote for a target, without ids and instants."""
+    with app.transaction() as ctx:
+        tenant = actors.get_tenant(ctx, slug)
+        transfer = ctx.session.scalar(select(Transfer).where(Transfer.tenant_id == tenant.id)
+                                      .options(undefer("*")))
+        assert transfer is not None
+        version = ctx.session.get(ConfigVersion, (tenant.id, tenant.config_version))
+        assert version is not None
+        events = [(e.actor, e.action, {k: v for k, v in e.details.items()
+                                       if k not in {"rollout", "bundle_id"}})
+                  for e in ctx.session.scalars(select(AuditEvent).where(
+                      AuditEvent.tenant_id == tenant.id,
+                      AuditEvent.action.in_(["transfer:received", "transfer:approved",
+                                             "rollout:auto_applied"]))
+                      .order_by(AuditEvent.id))]
+        return {
+            "transfer": {c: getattr(transfer, c) for c in (
+                "status", "payload_digest", "signer_key_id", "source_tenant", "source_name",
+                "source_version", "source_digest", "copy_key_id", "envelope", "incoming",
+                "base_version", "received_by", "decided_by", "applied_version", "reason")},
+            "plan": transfer.plan,
+            "version": (version.version, version.digest, version.document, version.created_by,
+                        version.origin == f"transfer:{transfer.id}"),
+            "events": events,
+        }
+
+
+def _same_admin(value: Any, login: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(login, "ADMIN")
+    if isinstance(value, dict):
+        return {k: _same_admin(v, login) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_same_admin(v, login) for v in value)
+    return value
+
+
+def test_batched_delivery_writes_what_the_ordinary_services_write(
+        app: Provisioner, world: World) -> None:
+    raw = _hq(world)
+    for slug in ("fast", "slow", "broken"):
+        world.tenant(slug)
+        _trust(app, slug, "hq", "auto")
+    _damage(app, "broken")
+    rollout.process(app, "hq-admin", _start(app, raw, [Target("fast")]))
+    assert _retried_batches(app) == 0
+    # "broken" makes the second batch fail: "slow" goes through transfers.accept/approve
+    rollout.process(app, "hq-admin", _start(app, raw, [Target("slow"), Target("broken")]))
+    assert _retried_batches(app) == 1
+    fast, slow = _trail(app, "fast"), _trail(app, "slow")
+    assert fast["transfer"]["decided_by"] == "fast-admin"  # who set the auto policy
+    fast = _same_admin(fast, "fast-admin")
+    slow = _same_admin(slow, "slow-admin")
+    for part in ("transfer", "plan", "version", "events"):
+        assert fast[part] == slow[part], part
+    assert [e[1] for e in fast["events"]] == ["transfer:received", "transfer:approved",
+                                              "rollout:auto_applied"]
 
 
 def test_auto_policy_is_verified_planned_and_audited(app: Provisioner, world: World) -> None:
@@ -148,13 +220,14 @@ def test_rollout_resumes_after_interruption(app: Provisioner, world: World) -> N
     run_id = _start(app, raw, [Target(s) for s in slugs])
     seen: list[str] = []
 
-    def interrupt_after_two(row: RolloutTarget) -> None:
-        seen.append(row.target_slug)
+    def interrupt_after_two(slug: str, status: str) -> None:
+        seen.append(slug)
         if len(seen) == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        rollout.process(app, "hq-admin", run_id, on_progress=interrupt_after_two)
+        rollout.process(app, "hq-admin", run_id, on_progress=interrupt_after_two,
+                        batch_size=1)
     half = _summary(app, run_id)
     assert half["status"] == "running"
     assert half["counts"] == {"applied": 2, "pending": 4}
@@ -167,13 +240,23 @@ def test_rollout_resumes_after_interruption(app: Provisioner, world: World) -> N
 
 
 def test_sandbox_can_send_but_never_receive(app: Provisioner, world: World) -> None:
+    from provisioner.db.crm_models import CrmContact
+    from provisioner.services.crm import records
     from provisioner.services.provisioning import sandboxes
 
     world.tenant("prod")
     world.set_config("prod", labelled(world.config("prod"), 2, "本番設定"))
+    with app.transaction() as ctx:  # production holds data
+        records.create(ctx, actors.resolve(ctx, "prod-admin", "prod"), "contact",
+                       {"name": "田中 太郎"})
     with app.transaction() as ctx:
         box = sandboxes.create_sandbox(ctx, "prod-sandbox", source="prod")
         assert box.is_sandbox
+        assert box.group_id is None
+        # the configuration, and no data
+        assert ctx.session.scalar(select(func.count()).select_from(CrmContact).where(
+            CrmContact.tenant_id == box.id)) == 0
+        assert ctx.session.scalar(select(func.count()).select_from(CrmContact)) == 1
     # the configuration is copied, and the source's admins are its admins
     assert world.document("prod-sandbox").checkboxes[1].label == "本番設定"
     change = labelled(world.config("prod-sandbox"), 3, "試験中")

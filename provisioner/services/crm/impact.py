@@ -21,8 +21,9 @@ Kinds (each with the number of affected records):
 * ``custom_field_removed`` -- custom-database fields (or whole databases) removed
   while records hold data (blocking).
 
-Counting is one aggregate scan of the contacts (all memo and checkbox questions
-in the same ``SELECT SUM(CASE ...)``), plus small queries for the other tables.
+Counting is one aggregate scan per table holding questions (all memo, checkbox,
+classification questions of the contacts in the same ``SELECT SUM(...)``), with
+the questions packed several to an aggregate (see :class:`_Counts`).
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select, text, update
+from sqlalchemy import ColumnElement, case, func, insert, literal_column, select, text, update
 
 from provisioner.db.crm_models import (
     CrmActivity,
+    CrmChange,
     CrmCompany,
     CrmContact,
     CrmCustomRecord,
@@ -74,13 +76,133 @@ def _enter(ctx: Context, tenant_id: int) -> None:
                             {"t": str(tenant_id)})
 
 
+#: PostgreSQL: bits per packed count at first (3 counts an aggregate, tenants < 2M rows)
+PG_FIELD_BITS = 21
+
+
+class _Counts:
+    """Questions about one table, answered by one scan of the tenant's rows.
+
+    Each question is a 0/1 indicator; indicators are packed ``per_sum`` to a
+    ``SUM`` in fields of ``width`` bits (``width`` = bits of the tenant's row
+    count, so a field never carries into the next): 48 checkboxes cost 16
+    aggregates (``(checkboxes >> k) & mask`` picks bits k, k+w, k+2w at once)
+    and the removed values of one picklist column share one ``CASE``. The
+    aggregate calls per row, not the comparisons, are what a scan of a million
+    rows pays for.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        #: column key -> [(item, value)]: "column = value" questions, one CASE per column
+        self.equal: dict[str, list[tuple[dict[str, Any], str]]] = {}
+        self.other: list[tuple[dict[str, Any], ColumnElement[bool]]] = []
+        self.bits: list[tuple[dict[str, Any], int]] = []  # (item, checkbox bit 0..47)
+
+    def __bool__(self) -> bool:
+        return bool(self.equal or self.other or self.bits)
+
+    def ask(self, item: dict[str, Any], cond: ColumnElement[bool]) -> None:
+        self.other.append((item, cond))
+
+    def ask_equal(self, item: dict[str, Any], column: Any, value: str) -> None:
+        self.equal.setdefault(column.key, []).append((item, value))
+
+    def ask_bit(self, item: dict[str, Any], bit: int) -> None:
+        self.bits.append((item, bit))
+
+    def run(self, ctx: Context, tenant_id: int) -> list[tuple[dict[str, Any], int]]:
+        """(asked item, count) for every question with a count above zero."""
+        model = self.model
+        session = ctx.session
+        scoped: ColumnElement[bool] = model.tenant_id == tenant_id
+        if session.get_bind().dialect.name == "sqlite":
+            # SQLite sums overflow with an error: size the fields from the row count
+            rows = session.scalar(select(func.count()).select_from(model).where(scoped)) or 0
+            if not rows:
+                return []
+            # it would walk the tenant_id index row by row: slower than one pass over
+            # the table when the tenant holds a good share of it
+            total = session.scalar(select(func.count()).select_from(model)) or 0
+            if rows * 4 > total:
+                scoped = model.tenant_id + 0 == tenant_id
+            width = rows.bit_length()
+        else:
+            # PostgreSQL sums bigints into numerics (no overflow): count in the same scan
+            # and only scan again in the rare case a field was too narrow
+            width = PG_FIELD_BITS
+        while True:
+            sums = self._sums(width)
+            answers = session.execute(select(func.count(), *(
+                func.coalesce(func.sum(expr), 0) for expr, _ in sums)).where(scoped)).one()
+            rows = int(answers[0])
+            if rows < 1 << width:
+                break
+            width = rows.bit_length()
+        field = (1 << width) - 1
+        out = []
+        for (_, fields), value in zip(sums, answers[1:], strict=True):
+            for item, j in fields:
+                count = int(value) >> (width * j) & field
+                if count:
+                    out.append((item, count))
+        return out
+
+    def _sums(self, width: int) -> list[tuple[Any, list[tuple[dict[str, Any], int]]]]:
+        """One aggregate expression per entry, with its fields: [(item, field number)]."""
+        model = self.model
+        per_sum = max(1, 63 // width)
+        sums: list[tuple[Any, list[tuple[dict[str, Any], int]]]] = []
+        bits = dict.fromkeys(sorted({bit for _, bit in self.bits}))
+        by_bit: dict[int, list[dict[str, Any]]] = {}
+        for item, bit in self.bits:
+            by_bit.setdefault(bit, []).append(item)
+        for low in list(bits):
+            if low not in bits:
+                continue
+            group = [low + width * j for j in range(per_sum) if low + width * j in bits]
+            mask = sum(1 << (b - low) for b in group)
+            for b in group:
+                del bits[b]
+            expr = model.checkboxes.op(">>")(literal_column(str(low))).op("&")(
+                literal_column(str(mask)))
+            sums.append((expr, [(item, (b - low) // width) for b in group
+                                for item in by_bit[b]]))
+        for key, asked in self.equal.items():
+            column = getattr(model, key)
+            values = list(dict.fromkeys(value for _, value in asked))
+            for start in range(0, len(values), per_sum):
+                chunk = values[start:start + per_sum]
+                expr = case({v: literal_column(str(1 << (width * j)))
+                             for j, v in enumerate(chunk)}, value=column,
+                            else_=literal_column("0"))
+                sums.append((expr, [(item, chunk.index(v)) for item, v in asked
+                                    if v in chunk]))
+        for start in range(0, len(self.other), per_sum):
+            batch = self.other[start:start + per_sum]
+            expr = sum((case((cond, literal_column(str(1 << (width * j)))),
+                             else_=literal_column("0"))
+                        for j, (_, cond) in enumerate(batch)), start=literal_column("0"))
+            sums.append((expr, [(item, j) for j, (item, _) in enumerate(batch)]))
+        return sums
+
+
 def impact(ctx: Context, tenant_id: int, base_data: Mapping[str, Any],
            result_data: Mapping[str, Any]) -> dict[str, Any]:
     """Impact of going from ``base_data`` to ``result_data`` on the tenant's records."""
     _enter(ctx, tenant_id)
     c = CrmContact
-    questions: list[tuple[dict[str, Any], ColumnElement[bool]]] = []
-    others: list[tuple[dict[str, Any], Any, ColumnElement[bool]]] = []
+    tables: dict[Any, _Counts] = {}
+
+    def counts(model: Any) -> _Counts:
+        return tables.setdefault(model, _Counts(model))
+
+    order: list[dict[str, Any]] = []  # the report lists items in the order they are asked
+
+    def item(**fields: Any) -> dict[str, Any]:
+        order.append(fields)
+        return fields
+
     # memo fields
     old_memo, new_memo = _memo_uses(base_data), _memo_uses(result_data)
     for index, (old_type, old_pl) in old_memo.items():
@@ -88,48 +210,42 @@ def impact(ctx: Context, tenant_id: int, base_data: Mapping[str, Any],
         new_type, new_pl = new_memo.get(index, ("text", None))
         field = f"contact.memo_{index}"
         if (old_type, old_pl) != (new_type, new_pl):
-            item = {"kind": "memo_retyped", "field": field, "from": old_type, "to": new_type,
-                    "picklist": new_pl, "blocking": False}
-            questions.append((item, column != ""))
+            counts(c).ask(item(kind="memo_retyped", field=field, **{"from": old_type},
+                               to=new_type, picklist=new_pl, blocking=False), column != "")
             allowed = _values(result_data, new_pl) if new_type == "picklist" else None
             if allowed is not None:
-                invalid = {"kind": "memo_retyped_invalid", "field": field, "picklist": new_pl,
-                           "blocking": True}
-                questions.append((invalid, (column != "") & column.not_in(sorted(allowed))
-                                  if allowed else column != ""))
+                invalid = item(kind="memo_retyped_invalid", field=field, picklist=new_pl,
+                               blocking=True)
+                counts(c).ask(invalid, (column != "") & column.not_in(sorted(allowed))
+                              if allowed else column != "")
         elif old_type == "picklist" and old_pl:
             before, after = _values(base_data, old_pl) or set(), _values(result_data, old_pl)
             for value in sorted(before - (after or set())):
-                questions.append(({"kind": "picklist_value_removed", "field": field,
-                                   "picklist": old_pl, "value": value, "blocking": True},
-                                  column == value))
+                counts(c).ask_equal(item(kind="picklist_value_removed", field=field,
+                                         picklist=old_pl, value=value, blocking=True),
+                                    column, value)
     # checkboxes
     old_boxes = {b["index"]: b for b in base_data.get("checkboxes", [])}
     for box in result_data.get("checkboxes", []):
         old = old_boxes.get(box["index"])
         if old is None:
             continue
-        bit = 1 << (box["index"] - 1)
-        is_set = c.checkboxes.op("&")(bit) != 0
         if old.get("enabled", True) and not box.get("enabled", True):
-            questions.append(({"kind": "checkbox_disabled", "index": box["index"],
-                               "label": old["label"], "blocking": False}, is_set))
+            counts(c).ask_bit(item(kind="checkbox_disabled", index=box["index"],
+                                   label=old["label"], blocking=False), box["index"] - 1)
         elif old["label"] != box["label"]:
-            questions.append(({"kind": "checkbox_relabelled", "index": box["index"],
-                               "from": old["label"], "to": box["label"], "blocking": False},
-                              is_set))
+            counts(c).ask_bit(item(kind="checkbox_relabelled", index=box["index"],
+                                   **{"from": old["label"]}, to=box["label"], blocking=False),
+                              box["index"] - 1)
     # fixed picklist fields
     for field, (picklist, column) in PICKLIST_COLUMNS.items():
         old_values, new_values = _values(base_data, picklist), _values(result_data, picklist)
         if old_values is None or new_values is None:
             continue
         for value in sorted(old_values - new_values):
-            item = {"kind": "picklist_value_removed", "field": field, "picklist": picklist,
-                    "value": value, "blocking": True}
-            if column.class_ is CrmContact:
-                questions.append((item, column == value))
-            else:
-                others.append((item, column.class_, column == value))
+            counts(column.class_).ask_equal(
+                item(kind="picklist_value_removed", field=field, picklist=picklist,
+                     value=value, blocking=True), column, value)
     # classifications
     trees: tuple[tuple[str, tuple[Any, ...]], ...] = (
         ("customer", (CrmContact, CrmCompany)), ("product", (CrmProduct, CrmPurchase)))
@@ -138,51 +254,36 @@ def impact(ctx: Context, tenant_id: int, base_data: Mapping[str, Any],
         after = {n["code"] for n in result_data.get("classifications", {}).get(tree, [])}
         for code in sorted(before - after):
             for model in targets:
-                cond = (model.classifications.contains(f",{code},", autoescape=True)
-                        if tree == "customer" else model.product_class == code)
-                item = {"kind": "classification_removed", "tree": tree, "code": code,
-                        "records": model.__tablename__, "blocking": True}
-                if model is CrmContact:
-                    questions.append((item, cond))
+                asked = item(kind="classification_removed", tree=tree, code=code,
+                             records=model.__tablename__, blocking=True)
+                if tree == "customer":
+                    counts(model).ask(asked, model.classifications.contains(
+                        f",{code},", autoescape=True))
                 else:
-                    others.append((item, model, cond))
-    items: list[dict[str, Any]] = []
-    if questions:
-        sums = [func.coalesce(func.sum(case((cond, 1), else_=0)), 0) for _, cond in questions]
-        counts = ctx.session.execute(select(*sums).where(c.tenant_id == tenant_id)).one()
-        for (item, _), count in zip(questions, counts, strict=True):
-            if count:
-                items.append({**item, "count": int(count)})
-    for item, model, cond in others:
-        count = ctx.session.scalar(select(func.count()).select_from(model).where(
-            model.tenant_id == tenant_id, cond)) or 0
-        if count:
-            items.append({**item, "count": int(count)})
-    items.extend(_custom_fields(ctx, tenant_id, base_data, result_data))
-    return {"items": items, "blocking": sum(1 for i in items if i["blocking"])}
-
-
-def _custom_fields(ctx: Context, tenant_id: int, base_data: Mapping[str, Any],
-                   result_data: Mapping[str, Any]) -> list[dict[str, Any]]:
-    after = {d["code"]: {f["key"] for f in d.get("fields", [])}
-             for d in result_data.get("custom_databases", [])}
-    out: list[dict[str, Any]] = []
+                    counts(model).ask_equal(asked, model.product_class, code)
+    # custom-database fields
+    after_dbs = {d["code"]: {f["key"] for f in d.get("fields", [])}
+                 for d in result_data.get("custom_databases", [])}
+    custom: list[_Counts] = []
     for db in base_data.get("custom_databases", []):
-        gone = {f["key"] for f in db.get("fields", [])} - after.get(db["code"], set())
+        gone = sorted({f["key"] for f in db.get("fields", [])} - after_dbs.get(db["code"], set()))
         if not gone:
             continue
-        counts = dict.fromkeys(gone, 0)
-        rows = ctx.session.scalars(select(CrmCustomRecord.data).where(
-            CrmCustomRecord.tenant_id == tenant_id, CrmCustomRecord.database == db["code"])
-            .execution_options(yield_per=5000))
-        for data in rows:
-            for key in gone:
-                if data.get(key) not in (None, ""):
-                    counts[key] += 1
-        out.extend({"kind": "custom_field_removed", "database": db["code"], "field": key,
-                    "database_removed": db["code"] not in after, "count": n, "blocking": True}
-                   for key, n in sorted(counts.items()) if n)
-    return out
+        questions = _Counts(CrmCustomRecord)
+        custom.append(questions)
+        for key in gone:
+            value = CrmCustomRecord.data[key].as_string()
+            questions.ask(item(kind="custom_field_removed", database=db["code"], field=key,
+                               database_removed=db["code"] not in after_dbs, blocking=True),
+                          (CrmCustomRecord.database == db["code"]) & value.is_not(None)
+                          & (value != ""))
+    found: dict[int, int] = {}
+    for questions in [*tables.values(), *custom]:
+        if questions:
+            for asked, count in questions.run(ctx, tenant_id):
+                found[id(asked)] = count
+    items = [{**asked, "count": found[id(asked)]} for asked in order if id(asked) in found]
+    return {"items": items, "blocking": sum(1 for i in items if i["blocking"])}
 
 
 def parse_remaps(specs: Iterable[str]) -> dict[str, str]:
@@ -239,8 +340,13 @@ def describe(item: Mapping[str, Any]) -> str:
 
 
 def apply_remap(ctx: Context, tenant_id: int, result_data: Mapping[str, Any],
-                remaps: Mapping[str, str]) -> dict[str, int]:
-    """Rewrite removed picklist values to their replacements; returns rows changed per remap."""
+                remaps: Mapping[str, str], *, actor: str = "configuration",
+                purpose: str | None = None) -> dict[str, int]:
+    """Rewrite removed picklist values to their replacements; returns rows changed per remap.
+
+    Every rewritten record gets a change-log row (``actor``, ``purpose``: who
+    approved the change and why), like any other change of a record.
+    """
     _enter(ctx, tenant_id)
     problems = []
     for key, new in remaps.items():
@@ -257,6 +363,8 @@ def apply_remap(ctx: Context, tenant_id: int, result_data: Mapping[str, Any],
     columns += [(pl, getattr(CrmContact, f"memo_{index}"))
                 for index, (kind, pl) in _memo_uses(result_data).items()
                 if kind == "picklist" and pl]
+    type_of = {rt.model: rt.name for rt in records.TYPES.values()}
+    now = ctx.clock.now()
     changed: dict[str, int] = {}
     for key, new in remaps.items():
         picklist, value = key.split(".", 1)
@@ -265,15 +373,21 @@ def apply_remap(ctx: Context, tenant_id: int, result_data: Mapping[str, Any],
             if pl != picklist:
                 continue
             model = column.class_
-            touched: list[int] = []
-            if model is CrmContact:
-                touched = list(ctx.session.scalars(select(CrmContact.id).where(
-                    CrmContact.tenant_id == tenant_id, column == value)))
-            result = ctx.session.execute(
+            touched = list(ctx.session.scalars(
                 update(model).where(model.tenant_id == tenant_id, column == value)
-                .values({column.key: new}).execution_options(synchronize_session=False))
-            total += int(result.rowcount)  # type: ignore[attr-defined]
-            if touched:
+                .values({column.key: new, "updated_at": now, "updated_by": actor})
+                .returning(model.id).execution_options(synchronize_session=False)))
+            total += len(touched)
+            if not touched:
+                continue
+            entry = {"tenant_id": tenant_id, "at": now, "actor": actor,
+                     "record_type": type_of[model], "action": "update",
+                     "changes": {column.key: [value, new]}, "purpose": purpose or ""}
+            for start in range(0, len(touched), 5000):
+                ctx.session.execute(insert(CrmChange), [
+                    {**entry, "record_id": record_id}
+                    for record_id in touched[start:start + 5000]])
+            if model is CrmContact and column.key in records.SEARCH_PARTS:
                 records.refresh_search_text(ctx, tenant_id, touched)
         changed[key] = total
     return changed

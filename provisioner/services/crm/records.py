@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy import update as sql_update
 
-from provisioner.clock import format_instant
+from provisioner.clock import as_utc, format_instant
 from provisioner.config.document import ConfigDocument
 from provisioner.db.crm_models import (
     CrmAccess,
@@ -41,11 +41,12 @@ from provisioner.db.crm_models import (
     CrmPurchase,
     CrmSecretNote,
 )
-from provisioner.db.models import Base
+from provisioner.db.models import AuditEvent, Base
 from provisioner.errors import NotFound, ValidationFailed
 from provisioner.services.actors import Actor
 from provisioner.services.context import Context
 from provisioner.services.crm import scope
+from provisioner.services.crm import search_index as _search_index  # noqa: F401  (index hook)
 from provisioner.services.crm.text import (
     company_suffix,
     format_phone,
@@ -549,6 +550,8 @@ def update(ctx: Context, actor: Actor, type_name: str, record_id: int,
     ctx.session.flush()
     after = to_dict(rt, row)
     changes = {k: [before[k], after[k]] for k in values if before[k] != after[k]}
+    if rt.name == "secret_note" and "body" in changes:
+        changes["body"] = ["(secret)", "(secret)"]  # the change log never holds the note
     if changes:
         _change(ctx, actor, rt, row.id, "update", changes, purpose)
     if rt.name == "company" and old_company_name != row.name:
@@ -574,7 +577,9 @@ def refresh_search_text(ctx: Context, tenant_id: int, ids: list[int]) -> None:
         rows = ctx.session.execute(
             select(CrmContact, CrmCompany.name)
             .outerjoin(CrmCompany, CrmCompany.id == CrmContact.company_id)
-            .where(CrmContact.tenant_id == tenant_id,
+            # "+ 0": look the ids up by primary key; SQLite would otherwise walk the
+            # tenant's whole tenant_id index (it has no statistics to know better)
+            .where(CrmContact.tenant_id + 0 == tenant_id,
                    CrmContact.id.in_(ids[start:start + 1000]))
             .execution_options(populate_existing=True))
         for contact, company in rows:
@@ -653,7 +658,9 @@ def history(ctx: Context, actor: Actor, type_name: str, record_id: int) -> list[
     rt = record_type(type_name)
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "records.read", f"read {type_name} records")
-    fetch(ctx, actor, type_name, record_id)
+    row = fetch(ctx, actor, type_name, record_id)
+    if rt.name == "contact":
+        note_personal_view(ctx, actor, row)  # the history shows the contact's values
     rows = ctx.session.scalars(select(CrmChange).where(
         CrmChange.tenant_id == actor.tenant_id, CrmChange.record_type == rt.name,
         CrmChange.record_id == record_id).order_by(CrmChange.id))
@@ -661,11 +668,28 @@ def history(ctx: Context, actor: Actor, type_name: str, record_id: int) -> list[
              "purpose": c.purpose} for c in rows]
 
 
+#: audit events that are logins into a tenant (kept by the sign-in service)
+LOGIN_EVENTS = {"user:logged_in": "login", "user:switched_tenant": "switch"}
+
+
 def access_log(ctx: Context, actor: Actor, *, limit: int = 100) -> list[dict[str, Any]]:
-    """The access log, newest first (admins: 'settings' permission)."""
+    """The access log, newest first (admins: 'settings' permission).
+
+    Personal-info views, exports, prints, bulk operations and imports are kept
+    here; logins into the tenant (a sign-in or a switch to it) come from the
+    audit trail the sign-in service writes, as kind ``login``.
+    """
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "settings", "read the access log")
     rows = ctx.session.scalars(select(CrmAccess).where(CrmAccess.tenant_id == actor.tenant_id)
                                .order_by(CrmAccess.id.desc()).limit(limit))
-    return [{"at": format_instant(a.at), "actor": a.actor, "kind": a.kind, "subject": a.subject,
-             "details": a.details} for a in rows]
+    out = [(a.at, 1, a.id, {"at": format_instant(a.at), "actor": a.actor, "kind": a.kind,
+                            "subject": a.subject, "details": a.details}) for a in rows]
+    logins = ctx.session.scalars(select(AuditEvent).where(
+        AuditEvent.tenant_id == actor.tenant_id, AuditEvent.action.in_(LOGIN_EVENTS))
+        .order_by(AuditEvent.id.desc()).limit(limit))
+    out += [(e.at, 0, e.id, {"at": format_instant(e.at), "actor": e.actor, "kind": "login",
+                             "subject": e.subject, "details": {"via": LOGIN_EVENTS[e.action]}})
+            for e in logins]
+    out.sort(key=lambda entry: (as_utc(entry[0]), entry[1], entry[2]), reverse=True)
+    return [entry[3] for entry in out[:limit]]

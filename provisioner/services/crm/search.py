@@ -20,18 +20,39 @@ Rules:
   product and date range (in the same query, as EXISTS subqueries).
 * ``total`` is the exact number of matches; ``items`` one page in ``sort`` order.
 
+The ``q`` terms are answered by the n-gram index of
+:mod:`provisioner.services.crm.search_index` (same rows as ``LIKE '%term%'``):
+a text-only query sorted by id takes its total and page straight from the
+index; otherwise the index's id set replaces the ``LIKE`` conditions (up to
+:data:`_MAX_ID_LIST` ids, beyond which ``LIKE`` stays). ``fields`` conditions,
+exports and bulk operations use ``LIKE``.
+
 Phone lookup (:func:`lookup`) compares digits only, so ``03-1234-5678``,
 ``0312345678``, ``+81 3 1234 5678`` and full-width digits find the same card.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    and_,
+    bindparam,
+    column,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+    union,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
 
 from provisioner.clock import format_instant
@@ -39,10 +60,12 @@ from provisioner.db.crm_models import CrmActivity, CrmCompany, CrmContact, CrmPu
 from provisioner.errors import NotFound, ValidationFailed
 from provisioner.services.actors import Actor
 from provisioner.services.context import Context
-from provisioner.services.crm import records, scope
+from provisioner.services.crm import records, scope, search_index
 from provisioner.services.crm.text import nfkc, phone_digits, search_key
 
 SORTS = ("id", "name", "kana", "created_at", "updated_at")
+#: beyond this many ``q`` matches a combined query keeps LIKE rather than an id list
+_MAX_ID_LIST = 200_000
 TEXT_FIELDS = ("name", "kana", "company", "phone", "address", "email",
                *(f"memo_{i}" for i in range(1, 11)))
 
@@ -106,13 +129,44 @@ def _text_condition(key: str, value: str, tenant_id: int) -> ColumnElement[bool]
     return func.lower(column).contains(needle, autoescape=True)
 
 
-def conditions(ctx: Context, actor: Actor, query: Query) -> list[ColumnElement[bool]]:
-    """The WHERE clause of ``query`` over ``crm_contacts`` (tenant included)."""
+def terms(query: Query) -> list[str]:
+    """The search keys of ``q``'s white-space separated terms."""
+    return [term for term in (search_key(t) for t in query.q.split()) if term]
+
+
+def _id_in(ctx: Context, ids: list[int]) -> ColumnElement[bool]:
+    """``crm_contacts.id`` is one of ``ids`` (one bound array / JSON value, any size)."""
+    if ctx.session.get_bind().dialect.name == "postgresql":
+        return CrmContact.id == func.any(bindparam("index_ids", ids, type_=ARRAY(BigInteger)))
+    return CrmContact.id.in_(select(column("value", BigInteger)).select_from(
+        func.json_each(bindparam("index_ids", json.dumps(ids)))).scalar_subquery())
+
+
+def _indexed_q(ctx: Context, actor: Actor, query: Query) -> ColumnElement[bool] | None:
+    """``q``'s terms as one id condition from the n-gram index (None: use LIKE)."""
+    keys = terms(query)
+    if not keys:
+        return None
+    blocks = search_index.match_set(ctx.session.connection(), actor.tenant_id, keys,
+                                    query.match)
+    if search_index.count(blocks) > _MAX_ID_LIST:
+        return None
+    ids = list(search_index.ids_of(blocks))
+    return _id_in(ctx, ids) if ids else false()
+
+
+def conditions(ctx: Context, actor: Actor, query: Query, *,
+               use_index: bool = False) -> list[ColumnElement[bool]]:
+    """The WHERE clause of ``query`` over ``crm_contacts`` (tenant included).
+
+    With ``use_index`` the ``q`` terms are answered by the n-gram index (an id
+    list) rather than ``LIKE``; the rows are the same.
+    """
     c = CrmContact
     where: list[ColumnElement[bool]] = [c.tenant_id == actor.tenant_id]
-    texts: list[ColumnElement[bool]] = [
-        c.search_text.contains(term, autoescape=True)
-        for term in (search_key(t) for t in query.q.split()) if term]
+    indexed = _indexed_q(ctx, actor, query) if use_index else None
+    texts: list[ColumnElement[bool]] = [indexed] if indexed is not None else [
+        c.search_text.contains(term, autoescape=True) for term in terms(query)]
     for key, value in query.fields.items():
         if key not in TEXT_FIELDS:
             raise ValidationFailed(f"cannot search field {key!r}",
@@ -190,12 +244,30 @@ def search(ctx: Context, actor: Actor, query: Query) -> Result:
     scope.require(ctx, actor, "records.read", "search customers")
     if not 0 <= query.limit <= 1000 or query.offset < 0:
         raise ValidationFailed("limit must be 0..1000 and offset >= 0")
-    where = conditions(ctx, actor, query)
+    order = _order(query.sort)
+    keys = terms(query)
+    if keys and query.sort in ("id", "-id") and query == Query(
+            q=query.q, match=query.match, sort=query.sort, limit=query.limit,
+            offset=query.offset):
+        # text only: total and page straight from the index, then one fetch by id
+        total, ids = search_index.page(ctx.session.connection(), actor.tenant_id, keys,
+                                       query.match, query.offset, query.limit,
+                                       descending=query.sort == "-id")
+        if not ids:
+            return Result(total, [])
+        rows = ctx.session.execute(
+            select(CrmContact, CrmCompany.name)
+            .outerjoin(CrmCompany, CrmCompany.id == CrmContact.company_id)
+            .where(CrmContact.id.in_(ids)))  # by primary key: ids are the tenant's
+        by_id = {row.id: summary(row, company) for row, company in rows
+                 if row.tenant_id == actor.tenant_id}
+        return Result(total, [by_id[i] for i in ids if i in by_id])
+    where = conditions(ctx, actor, query, use_index=bool(keys))
     total = ctx.session.scalar(select(func.count()).select_from(CrmContact).where(*where)) or 0
     rows = ctx.session.execute(
         select(CrmContact, CrmCompany.name)
         .outerjoin(CrmCompany, CrmCompany.id == CrmContact.company_id)
-        .where(*where).order_by(*_order(query.sort)).limit(query.limit).offset(query.offset))
+        .where(*where).order_by(*order).limit(query.limit).offset(query.offset))
     return Result(total, [summary(row, company) for row, company in rows])
 
 
@@ -214,19 +286,20 @@ def lookup(ctx: Context, actor: Actor, number: str, *, history: int = 5) -> dict
     if len(digits) < 3:
         raise ValidationFailed(f"{number!r} is not a phone number")
     c = CrmContact
-    ids = sorted(set(ctx.session.scalars(select(c.id).where(
-        c.tenant_id == actor.tenant_id, c.phone_digits == digits)).all()) | set(
-        ctx.session.scalars(select(c.id).where(
-            c.tenant_id == actor.tenant_id, c.mobile_digits == digits)).all()))
-    if not ids:
+    found = ctx.session.execute(
+        select(c, CrmCompany.name)
+        .outerjoin(CrmCompany, and_(CrmCompany.id == c.company_id,
+                                    CrmCompany.tenant_id == c.tenant_id))
+        .where(c.id.in_(union(  # one index probe each (the tenant is in both)
+            select(c.id).where(c.tenant_id == actor.tenant_id, c.phone_digits == digits),
+            select(c.id).where(c.tenant_id == actor.tenant_id, c.mobile_digits == digits))))
+        .order_by(c.id).limit(50)).all()
+    if not found:
         raise NotFound(f"no customer with phone number {number}",
                        hint="register the caller as a new contact")
-    row = ctx.session.get(CrmContact, ids[0])
-    assert row is not None
+    row, company = found[0]
+    ids = [r.id for r, _ in found]
     records.note_personal_view(ctx, actor, row)
-    company = ctx.session.scalar(select(CrmCompany.name).where(
-        CrmCompany.id == row.company_id, CrmCompany.tenant_id == actor.tenant_id)
-    ) if row.company_id else None
     card = records.to_dict(records.TYPES["contact"], row)
     card["company_name"] = company or ""
     acts = ctx.session.scalars(select(CrmActivity).where(

@@ -4,7 +4,9 @@
 
 Names with matching kana, companies with 株式会社 / 有限会社, addresses from real
 prefectures and wards, landline and mobile numbers, memos, checkboxes. The same
-seed always produces the same rows.
+seed always produces the same rows. Rows are inserted in batches and indexed for
+search (:class:`provisioner.services.crm.search_index.Builder`) in the same
+transaction.
 """
 
 from __future__ import annotations
@@ -13,13 +15,11 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import insert
-
-from provisioner.db.crm_models import CrmCompany, CrmContact
+from provisioner.db.crm_models import CrmCompany
 from provisioner.services import audit
 from provisioner.services.actors import Actor
 from provisioner.services.context import Context
-from provisioner.services.crm import records, scope
+from provisioner.services.crm import records, scope, search_index
 from provisioner.services.crm.text import company_suffix, name_key, phone_digits
 
 SURNAMES = (
@@ -120,6 +120,8 @@ def seed_contacts(ctx: Context, actor: Actor, n: int, *, seed: int = 0,
                 for k, kind in contact.fields.items()}
     made = 0
     generator = people(rng, n, names)
+    conn = ctx.session.connection()
+    builder = search_index.Builder(conn, actor.tenant_id)
     while made < n:
         rows = []
         for person in (next(generator) for _ in range(min(batch, n - made))):
@@ -131,8 +133,9 @@ def seed_contacts(ctx: Context, actor: Actor, n: int, *, seed: int = 0,
             row["mobile_digits"] = phone_digits(row["mobile"])
             row["search_text"] = records.search_text(row, stored_names.get(company, ""))
             rows.append(row)
-        ctx.session.execute(insert(CrmContact), rows)
+        search_index.insert_contacts(conn, actor.tenant_id, rows, builder)
         made += len(rows)
+    builder.finish()
     audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login, action="crm:seeded",
                  subject=f"{n} contacts", seed=seed)
     return made

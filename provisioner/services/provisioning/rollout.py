@@ -2,7 +2,7 @@
 
     run = rollout.start(ctx, actor, raw, [Target("shop-1"), Target("shop-2", key=True)])
     rollout.process(app, "hq-admin", run.id, keys={"shop-2": "cpk-..."})
-    rollout.targets(ctx, actor, run.id)      # per-target status table
+    rollout.summary(ctx, actor, run.id)      # per-target status table
 
 A target takes part either
 
@@ -10,26 +10,53 @@ A target takes part either
   bound to that key, and lands in the target's inbox), or
 * because its admin registered the source's key as a trusted publisher:
   policy ``manual`` -> the transfer lands in the inbox; policy ``auto`` -> it
-  is received (fully verified and planned) and approved at once on behalf of
-  the admin who registered the publisher, with the usual audit events.
+  is received (verified, planned, stored) and approved at once on behalf of the
+  admin who registered the publisher, with the usual audit events
+  (``transfer:received``, ``transfer:approved``, ``rollout:auto_applied``).
+  An auto target whose records would be stranded by the change (see
+  :mod:`provisioner.services.crm.impact`) is not applied: its transfer waits in
+  the inbox for an admin to remap or force, and the status table says why.
 
-Each target is processed in its OWN transaction: the transfer, the applied
-version and the target's status row commit together, so one failing target
-never blocks or corrupts the others, and an interrupted run is resumed by
-processing the targets still ``pending`` (``rollout resume``). Copy keys are
-secrets and are never stored: resuming a keyed target needs its key again.
+How it runs (and why it is fast and safe):
+
+* The bundle is verified ONCE per call of :func:`process` -- Ed25519 signature
+  by the source's active key, strict parsing, schema, expiry, not bound to a
+  copy key -- because every publisher-based target receives exactly these
+  bytes. Per target remain the checks that depend on the target: it exists and
+  is active, may receive (plan, not a sandbox, no active integrations), pins
+  this very key (same key id and public key bytes), has not received this
+  bundle already, has disk room for it, and the plan against its current
+  configuration (computed once per distinct current document: targets at the
+  same version of a template share it) keeps its references valid.
+* Publisher-based targets are processed in batches (``batch_size``, default
+  100): one transaction per batch locks the batch's pending status rows and
+  target tenants, checks each target, and writes the accepted ones' transfers,
+  configuration versions, tenant pointers, audit events and status rows with a
+  few multi-row statements. A target refused by a check is marked ``rejected``
+  with its reason in the same transaction and nothing else of it is written.
+* If anything unexpected fails in a batch, that batch is rolled back as a whole
+  and its targets are processed again one by one, each in its own transaction
+  through the ordinary ``transfers.accept`` / ``transfers.approve`` services; a
+  target that fails there is marked ``failed`` with the error. So one failing
+  target never blocks or corrupts the others.
+* Keyed targets always go one by one (each needs its own re-signed bundle).
+* Interrupted (Ctrl-C, a crash, a lost connection): the batch in flight rolls
+  back entirely, the committed ones stay; :func:`process` again (``rollout
+  --resume RUN``) continues with the targets still ``pending``, and a target
+  never receives the bundle twice. Copy keys are secrets and are never stored:
+  resuming a keyed target needs its key again.
 
 Statuses: pending -> applied | inbox | rejected (the target refused: plan,
-sandbox, signature, quota, key...) | failed (an unexpected error).
+sandbox, trust, quota, key...) | failed (an unexpected error).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 
 from provisioner.bundles.payload import (
     Audience,
@@ -38,28 +65,45 @@ from provisioner.bundles.payload import (
     new_bundle_id,
     read_bundle,
 )
-from provisioner.bundles.signing import key_id
+from provisioner.bundles.signing import key_id, raw_public
+from provisioner.canonical import canonical_bytes, sha256_hex
 from provisioner.clock import as_utc
-from provisioner.db.models import CopyKeyRow, Tenant, TrustedPublisher
+from provisioner.config.document import SECTION_NAMES
+from provisioner.db.models import (
+    AuditEvent,
+    ConfigVersion,
+    CopyKeyRow,
+    Membership,
+    Tenant,
+    Transfer,
+    TrustedPublisher,
+    User,
+)
 from provisioner.db.provisioning_models import RolloutRun, RolloutTarget
 from provisioner.errors import (
     BundleRejected,
     KeyRejected,
     NotFound,
-    PlanConflict,
     ProvisionerError,
+    TransferRefused,
     ValidationFailed,
 )
 from provisioner.security import copykey
-from provisioner.services import audit, signing, transfers
+from provisioner.services import audit, configs, signing, transfers
 from provisioner.services.actors import Actor, get_tenant, require_admin, resolve
 from provisioner.services.context import Context, Provisioner
-from provisioner.services.eligibility import require_can_send
+from provisioner.services.crm import impact as data_impact
+from provisioner.services.eligibility import require_can_receive, require_can_send
 from provisioner.services.provisioning import quotas
 from provisioner.services.tenants import SLUG
 
 STATUSES = ("pending", "applied", "inbox", "rejected", "failed")
 MAX_TARGETS = 10_000
+BATCH_SIZE = 100
+MAX_BATCH_SIZE = 1_000
+
+#: ``on_progress(target_slug, status)``: called once per processed target, after its commit
+Progress = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
@@ -90,29 +134,55 @@ def start(ctx: Context, actor: Actor, raw: bytes, targets: Sequence[Target]) -> 
     require_can_send(source)
     bundle = _verify_source_bundle(ctx, source, raw)
     slugs = [t.slug for t in targets]
+    seen: set[str] = set()
+    twice = sorted({s for s in slugs if s in seen or seen.add(s)})  # type: ignore[func-returns-value]
     problems = [f"invalid tenant slug {s!r}" for s in slugs if not SLUG.match(s)]
-    problems += sorted({f"{s!r} is listed twice" for s in slugs if slugs.count(s) > 1})
+    problems += [f"{s!r} is listed twice" for s in twice]
     problems += [f"{source.slug!r} is the source" for s in slugs if s == source.slug]
     if not targets:
         problems.append("no targets")
     if len(targets) > MAX_TARGETS:
         problems.append(f"at most {MAX_TARGETS} targets per run")
     if problems:
-        raise ValidationFailed("cannot start the rollout", problems=problems)
+        raise ValidationFailed("cannot start the rollout", problems=problems,
+                               hint="--targets SLUG,SLUG,... or --targets-file FILE")
     now = ctx.clock.now()
     run = RolloutRun(tenant_id=source.id, bundle_id=bundle.payload.bundle_id,
                      bundle_digest=bundle.digest, envelope=raw, status="running",
                      created_at=now, created_by=actor.login)
     ctx.session.add(run)
     ctx.session.flush()
-    ctx.session.add_all([
-        RolloutTarget(run_id=run.id, tenant_id=source.id, position=n, target_slug=t.slug,
-                      uses_key=t.key, status="pending")
+    ctx.session.execute(insert(RolloutTarget), [
+        {"run_id": run.id, "tenant_id": source.id, "position": n, "target_slug": t.slug,
+         "uses_key": t.key, "status": "pending"}
         for n, t in enumerate(targets, start=1)])
     audit.record(ctx, tenant_id=source.id, actor=actor.login, action="rollout:started",
                  subject=f"rollout:{run.id}", bundle_id=bundle.payload.bundle_id,
                  bundle_digest=bundle.digest, targets=len(targets))
     return run
+
+
+@dataclass
+class _Work:
+    run_id: int
+    login: str
+    source_id: int
+    source_slug: str
+    source_key_id: str
+    source_public: bytes
+    raw: bytes
+    bundle: VerifiedBundle
+
+    @property
+    def received_by(self) -> str:
+        return f"{self.login}@{self.source_slug}"
+
+    @property
+    def attempted_by(self) -> str:
+        return f"tenant:{self.source_slug}"
+
+
+# --------------------------------------------------------------------------- one by one
 
 
 def _bound_copy(ctx: Context, source: Tenant, bundle: VerifiedBundle, key_text: str) -> bytes:
@@ -135,60 +205,69 @@ def _bound_copy(ctx: Context, source: Tenant, bundle: VerifiedBundle, key_text: 
                                               publisher_key_id=signing.key_id_of(ctx, source.id))))
 
 
-@dataclass
-class _Work:
-    run_id: int
-    login: str
-    source_id: int
-    source_slug: str
-    source_key_id: str
-    raw: bytes
-    bundle: VerifiedBundle
+def _needs_review(plan: Mapping[str, Any]) -> list[str]:
+    """Blocking data-impact items of a plan (records a change would strand)."""
+    return data_impact.unresolved(plan.get("impact") or transfers.NO_IMPACT)
+
+
+def _review_reason(blocking: Sequence[str]) -> str:
+    return ("waiting in the inbox: applying it would strand data (" + "; ".join(blocking[:3])
+            + (f"; and {len(blocking) - 3} more" if len(blocking) > 3 else "")
+            + "); an admin remaps or forces it with 'provisioner inbox approve'")
 
 
 def _deliver(ctx: Context, work: _Work, row: RolloutTarget, keys: Mapping[str, str]) -> None:
-    """Deliver to one target inside the caller's transaction; raise to refuse."""
+    """Deliver to one target inside the caller's transaction (the ordinary services)."""
     target = get_tenant(ctx, row.target_slug)
-    received_by = f"{work.login}@{work.source_slug}"
-    attempted_by = f"tenant:{work.source_slug}"
     if row.uses_key:
         key_text = keys.get(row.target_slug)
         if key_text is None:
             raise ValidationFailed(f"no copy key given for {row.target_slug!r}",
                                    hint=f"pass --key {row.target_slug}=KEY")
+        require_can_receive(target)
         source = ctx.session.get(Tenant, work.source_id)
         assert source is not None
         raw = _bound_copy(ctx, source, work.bundle, key_text)
         quotas.require_room(ctx, target, len(raw), what="the incoming bundle")
-        transfer = transfers.accept(ctx, target, raw, received_by=received_by,
-                                    attempted_by=attempted_by)
+        transfer = transfers.accept(ctx, target, raw, received_by=work.received_by,
+                                    attempted_by=work.attempted_by)
         row.status, row.via, row.transfer_id = "inbox", "key", transfer.id
         return
     pin = ctx.session.scalar(select(TrustedPublisher).where(
         TrustedPublisher.tenant_id == target.id,
         TrustedPublisher.key_id == work.source_key_id))
     if pin is None:
-        raise KeyRejected(
-            f"{row.target_slug!r} has no copy key in this rollout and does not trust "
-            f"{work.source_slug!r} as a publisher",
-            hint="its admin registers the publisher (provisioner publisher trust) or "
-            "gives you a copy key")
-    incoming = len(work.raw) * (2 if pin.policy == "auto" else 1)
+        raise KeyRejected(_not_trusted(row.target_slug, work.source_slug),
+                          hint=_NOT_TRUSTED_HINT)
+    incoming = len(work.raw) + (len(work.bundle.config_json) if pin.policy == "auto" else 0)
     quotas.require_room(ctx, target, incoming, what="the incoming configuration")
-    transfer = transfers.accept(ctx, target, work.raw, received_by=received_by,
-                                attempted_by=attempted_by)
+    transfer = transfers.accept(ctx, target, work.raw, received_by=work.received_by,
+                                attempted_by=work.attempted_by)
     row.via, row.transfer_id = pin.policy, transfer.id
     if pin.policy != "auto":
         row.status = "inbox"
         return
+    blocking = _needs_review(transfer.plan)
+    if blocking:
+        row.status, row.reason = "inbox", _review_reason(blocking)
+        return
     decision = transfers.approve(ctx, pin.added_by, transfer.id)
     if decision.outcome not in {"applied", "unchanged"}:
-        raise PlanConflict(decision.message or f"transfer {transfer.id} not applied")
+        raise TransferRefused(decision.message or f"transfer {transfer.id} not applied")
     audit.record(ctx, tenant_id=target.id, actor=f"policy:auto({pin.added_by})",
                  action="rollout:auto_applied", subject=f"transfer:{transfer.id}",
                  rollout=work.run_id, source_tenant=work.source_slug, publisher=pin.key_id,
                  version=decision.version)
-    row.status, row.applied_version = "applied", decision.version
+    row.status, row.applied_version = "applied", decision.transfer.applied_version
+
+
+_NOT_TRUSTED_HINT = ("its admin registers the publisher (provisioner publisher trust) or "
+                     "gives you a copy key")
+
+
+def _not_trusted(slug: str, source: str) -> str:
+    return (f"{slug!r} has no copy key in this rollout and does not trust {source!r} as a "
+            "publisher")
 
 
 def _record_failure(app: Provisioner, target_id: int, status: str, reason: str) -> None:
@@ -199,9 +278,286 @@ def _record_failure(app: Provisioner, target_id: int, status: str, reason: str) 
             row.status, row.reason, row.updated_at = status, reason[:2000], ctx.clock.now()
 
 
+def _interruption(exc: BaseException) -> BaseException | None:
+    """The Ctrl-C (or exit) behind an error, if any.
+
+    An interrupt can surface as another error: psycopg cancels the query it
+    interrupts and may close the connection, and the rollback that follows then
+    fails -- that error replaces the KeyboardInterrupt, which stays in its context.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if not isinstance(current, Exception):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _one(app: Provisioner, work: _Work, target_id: int, keys: Mapping[str, str]) -> str | None:
+    """Process one pending target in its own transaction; its new status (None: not pending)."""
+    try:
+        with app.transaction() as ctx:
+            row = ctx.session.scalar(
+                select(RolloutTarget).where(RolloutTarget.id == target_id,
+                                            RolloutTarget.status == "pending")
+                .with_for_update())
+            if row is None:  # processed meanwhile by a concurrent resume
+                return None
+            _deliver(ctx, work, row, keys)
+            row.updated_at = ctx.clock.now()
+            return row.status
+    except ProvisionerError as exc:
+        _record_failure(app, target_id, "rejected", exc.diagnostics())
+        return "rejected"
+    except Exception as exc:  # one target failing must never stop the others
+        stop = _interruption(exc)
+        if stop is not None:  # ... but an interrupt stops the run (it is resumable)
+            raise stop from exc
+        _record_failure(app, target_id, "failed", f"{type(exc).__name__}: {exc}")
+        return "failed"
+
+
+# --------------------------------------------------------------------------- batches
+
+
+@dataclass
+class _Shared:
+    """What targets at the same current document share: the plan and the result."""
+
+    base: dict[str, Any]  # the current document the plan was made against
+    plan: dict[str, Any]
+    body: bytes  # the resulting document, RFC 8785
+    digest: str
+
+
+@dataclass
+class _Accepted:
+    """A target that passed every check, and what it gets."""
+
+    row: RolloutTarget
+    tenant: Tenant
+    pin: TrustedPublisher
+    shared: _Shared
+    version: int  # its current version (the plan's base)
+    digest: str
+    plan: dict[str, Any]
+    notes: list[str]  # why an auto target waits in the inbox instead
+
+    @property
+    def apply(self) -> bool:
+        return self.pin.policy == "auto" and not self.notes
+
+    @property
+    def new_version(self) -> int | None:
+        """The version applying makes (None: the document already is the result)."""
+        return self.version + 1 if self.shared.digest != self.digest else None
+
+    @property
+    def applied_version(self) -> int | None:
+        return (self.new_version or self.version) if self.apply else None
+
+
+class _Batch:
+    """Publisher-based targets of one batch, checked and written in one transaction."""
+
+    def __init__(self, ctx: Context, work: _Work, shared: dict[str, _Shared]) -> None:
+        self.ctx, self.work, self.shared = ctx, work, shared
+        self.now = ctx.clock.now()
+        self.updates: list[dict[str, Any]] = []
+        self.results: list[tuple[str, str]] = []
+
+    def refuse(self, row: RolloutTarget, exc: ProvisionerError) -> None:
+        self.updates.append({"id": row.id, "status": "rejected", "via": None,
+                             "transfer_id": None, "applied_version": None,
+                             "reason": exc.diagnostics()[:2000], "updated_at": self.now})
+        self.results.append((row.target_slug, "rejected"))
+
+    def _shared_for(self, tenant_id: int, version: int, digest: str) -> _Shared:
+        known = self.shared.get(digest)
+        if known is not None:
+            return known
+        base = configs.Current(version, digest,
+                               configs.version_data(self.ctx, tenant_id, version))
+        result, plan = transfers._plan(base, self.work.bundle.config, mode="replace",
+                                       only=None)
+        if len(plan["sections"]) == len(SECTION_NAMES):
+            body = self.work.bundle.config_json  # a whole document replaces a whole document
+            plan["incoming_digest"] = "sha256:" + sha256_hex(body)  # as transfers.accept
+        else:
+            body = canonical_bytes(result)
+        plan["signer"] = {"key_id": self.work.bundle.key_id, "verified_source": True,
+                          "pinned_as": None}
+        made = _Shared(base.data, plan, body, "sha256:" + sha256_hex(body))
+        self.shared[digest] = made
+        return made
+
+    def run(self, rows: Sequence[RolloutTarget]) -> list[tuple[str, str]]:
+        ctx, work = self.ctx, self.work
+        session = ctx.session
+        tenants = {t.slug: t for t in session.scalars(
+            select(Tenant).where(Tenant.slug.in_([r.target_slug for r in rows]))
+            .order_by(Tenant.id).with_for_update())}
+        ids = [t.id for t in tenants.values()]
+        pins = {p.tenant_id: p for p in session.scalars(select(TrustedPublisher).where(
+            TrustedPublisher.tenant_id.in_(ids), TrustedPublisher.key_id == work.source_key_id))}
+        admins = set(session.execute(
+            select(Membership.tenant_id, User.login)
+            .join(User, User.id == Membership.user_id)
+            .where(Membership.tenant_id.in_(ids), Membership.role == "admin",
+                   User.login.in_({p.added_by for p in pins.values()}))))
+        received = set(session.scalars(select(Transfer.tenant_id).where(
+            Transfer.tenant_id.in_(ids), Transfer.bundle_id == work.bundle.payload.bundle_id)))
+        heads = {tid: (version, digest) for tid, version, digest in session.execute(
+            select(ConfigVersion.tenant_id, ConfigVersion.version, ConfigVersion.digest)
+            .join(Tenant, (Tenant.id == ConfigVersion.tenant_id)
+                  & (Tenant.config_version == ConfigVersion.version))
+            .where(ConfigVersion.tenant_id.in_(ids)))}
+        records = quotas.crm_records(ctx, ids)  # scoped per tenant (row-level security)
+        usage = quotas.usage_many(ctx, ids, records=records)
+        with_records = {tid for tid, count in records.items() if count}
+
+        accepted: list[_Accepted] = []
+        for row in rows:
+            tenant = tenants.get(row.target_slug)
+            try:
+                if tenant is None or tenant.status != "active":
+                    raise NotFound(f"no tenant {row.target_slug!r}",
+                                   hint="'provisioner tenant list' shows the tenants")
+                require_can_receive(tenant)
+                pin = pins.get(tenant.id)
+                if pin is None or pin.public_key != work.source_public:
+                    raise KeyRejected(_not_trusted(row.target_slug, work.source_slug),
+                                      hint=_NOT_TRUSTED_HINT)
+                if tenant.id in received:
+                    raise BundleRejected(
+                        f"bundle {work.bundle.payload.bundle_id} was already received by "
+                        f"{tenant.slug!r}; a bundle is delivered once")
+                if tenant.id not in heads:
+                    raise NotFound(f"tenant {tenant.slug!r} has no configuration")
+                version, digest = heads[tenant.id]
+                shared = self._shared_for(tenant.id, version, digest)
+                auto = pin.policy == "auto" and (tenant.id, pin.added_by) in admins
+                changes = auto and shared.digest != digest
+                incoming = len(work.raw) + (len(shared.body) if changes else 0)
+                room = usage[tenant.id]
+                if room.used_bytes + incoming > room.quota_bytes:
+                    raise quotas.over_quota(tenant, incoming, room,
+                                            what="the incoming configuration")
+                impact = transfers.NO_IMPACT
+                if tenant.id in with_records:  # counted now, on the records as they are
+                    impact = transfers.data_impact_of(ctx, tenant.id, shared.base, shared.body)
+                plan = dict(shared.plan, base_version=version, base_digest=digest,
+                            impact=impact,
+                            signer=dict(shared.plan["signer"], pinned_as=pin.label))
+                notes = []
+                if pin.policy == "auto" and not auto:
+                    notes.append(f"waiting in the inbox: {pin.added_by!r}, who set the auto "
+                                 f"policy, is no longer an admin of {tenant.slug!r}")
+                blocking = data_impact.unresolved(impact) if auto else []
+                if blocking:
+                    notes.append(_review_reason(blocking))
+                accepted.append(_Accepted(row, tenant, pin, shared, version, digest, plan, notes))
+            except ProvisionerError as exc:
+                self.refuse(row, exc)
+        self._write(accepted)
+        return self.results
+
+    def _write(self, accepted: Sequence[_Accepted]) -> None:
+        work, now, session = self.work, self.now, self.ctx.session
+        payload = work.bundle.payload
+        incoming = work.bundle.config_json.decode("utf-8")
+        ids = list(session.scalars(
+            insert(Transfer).returning(Transfer.id, sort_by_parameter_order=True),
+            [{"tenant_id": a.tenant.id, "status": "applied" if a.apply else "pending",
+              "bundle_id": payload.bundle_id, "payload_digest": work.bundle.digest,
+              "signer_key_id": work.bundle.key_id, "source_tenant": payload.source.tenant,
+              "source_name": payload.source.name,
+              "source_version": payload.source.config_version,
+              "source_digest": payload.source.config_digest, "copy_key_id": None,
+              "envelope": work.raw, "incoming": incoming, "base_version": a.version,
+              "plan": a.plan, "received_at": now, "received_by": work.received_by,
+              "decided_at": now if a.apply else None,
+              "decided_by": a.pin.added_by if a.apply else None,
+              "applied_version": a.applied_version} for a in accepted])) if accepted else []
+        versions, pointers, events = [], [], []
+        for transfer_id, a in zip(ids, accepted, strict=True):
+            subject = f"transfer:{transfer_id}"
+            events.append(_event(a.tenant.id, now, work.received_by, "transfer:received",
+                                 subject, bundle_digest=work.bundle.digest,
+                                 bundle_id=payload.bundle_id, signer_key_id=work.bundle.key_id,
+                                 source_tenant=payload.source.tenant,
+                                 source_version=payload.source.config_version, copy_key=None,
+                                 summary=a.plan["summary"]))
+            status = "applied" if a.apply else "inbox"
+            self.updates.append({"id": a.row.id, "status": status, "via": a.pin.policy,
+                                 "transfer_id": transfer_id,
+                                 "applied_version": a.applied_version,
+                                 "reason": "; ".join(a.notes) or None, "updated_at": now})
+            self.results.append((a.row.target_slug, status))
+            if not a.apply:
+                continue
+            if a.new_version is not None:
+                versions.append({"tenant_id": a.tenant.id, "version": a.new_version,
+                                 "document": a.shared.body.decode("utf-8"),
+                                 "digest": a.shared.digest, "created_at": now,
+                                 "created_by": a.pin.added_by, "origin": subject})
+                pointers.append({"id": a.tenant.id, "config_version": a.new_version})
+            events.append(_event(a.tenant.id, now, a.pin.added_by, "transfer:approved", subject,
+                                 bundle_digest=work.bundle.digest,
+                                 signer_key_id=work.bundle.key_id,
+                                 source_tenant=payload.source.tenant, mode="replace",
+                                 sections=a.plan["sections"], from_version=a.version,
+                                 to_version=a.new_version, summary=a.plan["summary"],
+                                 impact=[data_impact.describe(i)
+                                         for i in a.plan["impact"]["items"]],
+                                 remapped=None, forced=None))
+            events.append(_event(a.tenant.id, now, f"policy:auto({a.pin.added_by})",
+                                 "rollout:auto_applied", subject, rollout=work.run_id,
+                                 source_tenant=work.source_slug, publisher=a.pin.key_id,
+                                 version=a.new_version))
+        if pointers:
+            # the tenant rows are locked (FOR UPDATE; SQLite: BEGIN IMMEDIATE) since their
+            # current versions were read, so no other change can have moved them
+            session.execute(update(Tenant), pointers)
+            session.execute(insert(ConfigVersion), versions)
+        if events:
+            session.execute(insert(AuditEvent), events)
+        if self.updates:
+            session.execute(update(RolloutTarget), self.updates)
+
+
+def _event(tenant_id: int, at: Any, actor: str, action: str, subject: str,
+           **details: Any) -> dict[str, Any]:
+    return {"tenant_id": tenant_id, "at": at, "actor": actor, "action": action,
+            "subject": subject, "details": details}
+
+
+def _batch(app: Provisioner, work: _Work, target_ids: Sequence[int],
+           shared: dict[str, _Shared]) -> list[tuple[str, str]]:
+    with app.transaction() as ctx:
+        rows = list(ctx.session.scalars(
+            select(RolloutTarget).where(RolloutTarget.id.in_(target_ids),
+                                        RolloutTarget.status == "pending")
+            .order_by(RolloutTarget.id).with_for_update()))
+        return _Batch(ctx, work, shared).run(rows) if rows else []
+
+
+# --------------------------------------------------------------------------- process
+
+
+def _chunks(items: Sequence[tuple[int, bool]], size: int) -> Iterable[list[tuple[int, bool]]]:
+    for start in range(0, len(items), size):
+        yield list(items[start:start + size])
+
+
 def process(app: Provisioner, login: str, run_id: int, *, keys: Mapping[str, str] | None = None,
-            on_progress: Callable[[RolloutTarget], None] | None = None) -> RolloutRun:
-    """Process the run's pending targets, each in its own transaction; then finish the run."""
+            on_progress: Progress | None = None, batch_size: int = BATCH_SIZE) -> RolloutRun:
+    """Process the run's pending targets (see the module doc); then finish the run."""
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ValidationFailed(f"the batch size must be between 1 and {MAX_BATCH_SIZE}, "
+                               f"not {batch_size}")
     keys = dict(keys or {})
     with app.transaction() as ctx:
         run = ctx.session.get(RolloutRun, run_id)
@@ -213,33 +569,49 @@ def process(app: Provisioner, login: str, run_id: int, *, keys: Mapping[str, str
         require_admin(actor, "roll out configurations")
         require_can_send(source)
         bundle = _verify_source_bundle(ctx, source, run.envelope)
-        work = _Work(run.id, login, source.id, source.slug, bundle.key_id, run.envelope, bundle)
-        pending = list(ctx.session.scalars(
-            select(RolloutTarget.id).where(RolloutTarget.run_id == run_id,
-                                           RolloutTarget.status == "pending")
-            .order_by(RolloutTarget.position)))
-    for target_id in pending:
-        try:
-            with app.transaction() as ctx:
-                row = ctx.session.scalar(
-                    select(RolloutTarget).where(RolloutTarget.id == target_id,
-                                                RolloutTarget.status == "pending")
-                    .with_for_update())
-                if row is None:  # processed meanwhile by a concurrent resume
-                    continue
-                _deliver(ctx, work, row, keys)
-                row.updated_at = ctx.clock.now()
-                row.reason = None
-        except ProvisionerError as exc:
-            _record_failure(app, target_id, "rejected", exc.diagnostics())
-        except Exception as exc:  # one target failing must never stop the others
-            _record_failure(app, target_id, "failed", f"{type(exc).__name__}: {exc}")
+        work = _Work(run.id, login, source.id, source.slug, bundle.key_id,
+                     raw_public(signing.public_key(ctx, source.id)), run.envelope, bundle)
+        pending = [(tid, bool(uses_key)) for tid, uses_key in ctx.session.execute(
+            select(RolloutTarget.id, RolloutTarget.uses_key)
+            .where(RolloutTarget.run_id == run_id, RolloutTarget.status == "pending")
+            .order_by(RolloutTarget.position))]
+        slugs = dict(ctx.session.execute(
+            select(RolloutTarget.id, RolloutTarget.target_slug)
+            .where(RolloutTarget.run_id == run_id, RolloutTarget.status == "pending")).all())
+    shared: dict[str, _Shared] = {}
+    for chunk in _chunks(pending, batch_size):
+        published = [tid for tid, uses_key in chunk if not uses_key]
+        done: list[tuple[str, str]] = []
+        if published:
+            try:
+                done = _batch(app, work, published, shared)
+            except Exception as exc:  # isolate whatever it was: the targets go one by one
+                stop = _interruption(exc)
+                if stop is not None:  # not a failure: the person stopped the run
+                    raise stop from exc
+                _note_fallback(app, work, len(published), exc)
+                done = []
+                for tid in published:
+                    status = _one(app, work, tid, keys)
+                    if status is not None:
+                        done.append((slugs[tid], status))
+        for tid, uses_key in chunk:
+            if uses_key:
+                status = _one(app, work, tid, keys)
+                if status is not None:
+                    done.append((slugs[tid], status))
         if on_progress is not None:
-            with app.transaction() as ctx:
-                done = ctx.session.get(RolloutTarget, target_id)
-                assert done is not None
-                on_progress(done)
+            for slug, status in done:
+                on_progress(slug, status)
     return _finish(app, run_id)
+
+
+def _note_fallback(app: Provisioner, work: _Work, targets: int, exc: Exception) -> None:
+    """Audit that a batch was rolled back and is redone target by target (and why)."""
+    with app.transaction() as ctx:
+        audit.record(ctx, tenant_id=work.source_id, actor=work.login,
+                     action="rollout:batch_retried_one_by_one", subject=f"rollout:{work.run_id}",
+                     targets=targets, error=f"{type(exc).__name__}: {exc}"[:500])
 
 
 def _finish(app: Provisioner, run_id: int) -> RolloutRun:

@@ -17,22 +17,44 @@ all before the tenant exists; one transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from provisioner.bundles.payload import VerifiedBundle, read_bundle
 from provisioner.bundles.signing import key_id
+from provisioner.clock import as_utc, format_instant
 from provisioner.config.defaults import default_document
 from provisioner.config.merge import combine
 from provisioner.config.validate import document_from_data
 from provisioner.db.models import Membership, Tenant
+from provisioner.db.provisioning_models import DiskAddon, TenantGroup
 from provisioner.errors import BundleRejected
 from provisioner.services import audit, configs, signing, tenants
 from provisioner.services.actors import get_tenant
 from provisioner.services.context import Context
-from provisioner.services.provisioning import groups
+from provisioner.services.provisioning import groups, quotas
 from provisioner.services.tenants import OPERATOR
+
+
+def describe(ctx: Context, slug: str) -> dict[str, Any]:
+    """What ``tenant show`` prints: the tenant, its group, its disk (cancelled ones too)."""
+    tenant = get_tenant(ctx, slug, include_cancelled=True)
+    group = ctx.session.get(TenantGroup, tenant.group_id) if tenant.group_id else None
+    room = quotas.usage(ctx, tenant)
+    addon_gb = ctx.session.scalar(select(func.coalesce(func.sum(DiskAddon.gb), 0)).where(
+        DiskAddon.tenant_id == tenant.id)) or 0
+    users = ctx.session.scalar(select(func.count()).select_from(Membership).where(
+        Membership.tenant_id == tenant.id)) or 0
+    return {"slug": tenant.slug, "id": tenant.id, "name": tenant.name, "plan": tenant.plan,
+            "status": tenant.status, "sandbox": tenant.is_sandbox,
+            "integrations": tenant.integrations_active,
+            "group": group.code if group else None, "config_version": tenant.config_version,
+            "users": int(users), "created_at": format_instant(as_utc(tenant.created_at)),
+            "cancelled_at": format_instant(as_utc(tenant.cancelled_at))
+            if tenant.cancelled_at else None,
+            "disk_addon_gb": int(addon_gb), **room.to_dict()}
 
 
 def create_sandbox(ctx: Context, slug: str, *, source: str, name: str | None = None,
