@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, insert, literal, select, update
+from sqlalchemy import DateTime, LargeBinary, cast, func, insert, literal, select, update
 
 from provisioner.canonical import canonical_bytes, sha256_hex
 from provisioner.config import diff as config_diff
@@ -82,6 +82,7 @@ def commit_version(ctx: Context, tenant: Tenant,
         head = _load(ctx, tenant.id, base_version)
         if head.digest == digest:
             return None
+    _require_room(ctx, tenant, len(body))
     new_version = _move_pointer(ctx, tenant, base_version)  # first: see _move_pointer
     ctx.session.add(ConfigVersion(
         tenant_id=tenant.id, version=new_version, document=body.decode("utf-8"), digest=digest,
@@ -102,6 +103,11 @@ def commit_transfer_copy(ctx: Context, tenant: Tenant, transfer_id: int, digest:
     """
     if _load(ctx, tenant.id, base_version).digest == digest:
         return None
+    size = ctx.session.scalar(select(
+        func.octet_length(Transfer.incoming) if ctx.session.get_bind().dialect.name ==
+        "postgresql" else func.length(cast(Transfer.incoming, LargeBinary)))
+        .where(Transfer.id == transfer_id))
+    _require_room(ctx, tenant, int(size or 0))
     new_version = _move_pointer(ctx, tenant, base_version)
     ctx.session.execute(
         insert(ConfigVersion).from_select(
@@ -112,6 +118,13 @@ def commit_transfer_copy(ctx: Context, tenant: Tenant, transfer_id: int, digest:
             .where(Transfer.id == transfer_id, Transfer.tenant_id == tenant.id)))
     tenant.config_version = new_version
     return new_version
+
+
+def _require_room(ctx: Context, tenant: Tenant, size: int) -> None:
+    """Refuse a new version that would take the tenant over its disk quota (nothing written)."""
+    from provisioner.services.provisioning import quotas  # provisioning builds on configs
+
+    quotas.require_room(ctx, tenant, size, what="this configuration version")
 
 
 def _move_pointer(ctx: Context, tenant: Tenant, base_version: int | None) -> int:

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import exists, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -63,6 +63,7 @@ from provisioner.services.actors import Actor, get_tenant, require_admin, resolv
 from provisioner.services.context import Context
 from provisioner.services.crm import impact as data_impact
 from provisioner.services.eligibility import require_can_receive, require_can_send
+from provisioner.services.provisioning import quotas
 
 UNBOUND_LIFETIME = timedelta(days=90)
 
@@ -131,6 +132,9 @@ NO_IMPACT: dict[str, Any] = {"items": [], "blocking": 0}
 
 def _has_records(ctx: Context, tenant_id: int) -> bool:
     """Whether the tenant holds any record a configuration change could affect."""
+    if ctx.session.get_bind().dialect.name == "postgresql":  # row-level security scope
+        ctx.session.execute(text("SELECT set_config('provisioner.tenant_id', :t, true)"),
+                            {"t": str(tenant_id)})
     return bool(ctx.session.scalar(select(or_(*(
         exists().where(model.tenant_id == tenant_id) for model in _SHAPED)))))
 
@@ -242,6 +246,7 @@ def accept(ctx: Context, target: Tenant, raw: bytes, *, received_by: str,
                                      binding=audience.binding, bundle_id=payload.bundle_id,
                                      publisher_key_id=bundle.key_id,
                                      source_tenant=payload.source.tenant))
+    quotas.require_room(ctx, target, len(raw) + len(bundle.config_json), what="this bundle")
     transfer = Transfer(
         tenant_id=target.id, status="pending", bundle_id=payload.bundle_id,
         payload_digest=bundle.digest, signer_key_id=bundle.key_id,

@@ -14,12 +14,11 @@ bill is about): the bytes of what the tenant stores, not database pages --
 
 Writes that would take a tenant over its quota (``included_disk_bytes`` of the
 price book + 1 GiB per add-on GB) are refused BEFORE anything is written, with
-QuotaExceeded, so nothing already stored is lost or truncated. Checked today:
-every rollout delivery (its bundle and, with the ``auto`` policy, the new
-configuration version), CTI call records and contact history. The other
-writers (``config set``/rollback/approve in :mod:`provisioner.services.configs`,
-``receive`` in :mod:`provisioner.services.transfers`, CRM record writes) call
-:func:`require_room` in the same way once they are wired to it.
+QuotaExceeded, so nothing already stored is lost or truncated. Checked:
+every new configuration version (``config set``, rollback, approve:
+:mod:`provisioner.services.configs`), every received bundle (``send`` /
+``receive``: :mod:`provisioner.services.transfers`), every rollout delivery,
+CTI call records and contact history. CRM record writes are not checked yet.
 """
 
 from __future__ import annotations

@@ -1,0 +1,59 @@
+"""The disk quota also guards the core writers: config set, receive/send and approve."""
+
+from __future__ import annotations
+
+import pytest
+
+from provisioner.errors import QuotaExceeded
+from provisioner.services import actors, copykeys
+from provisioner.services.context import Provisioner
+from provisioner.services.provisioning import billing, quotas
+from tests.support import World, labelled
+
+
+def _leave_free(app: Provisioner, slug: str, free: int) -> None:
+    with app.transaction() as ctx:
+        used = quotas.usage(ctx, actors.get_tenant(ctx, slug)).used_bytes
+        billing.set_prices(ctx, {"included_disk_bytes": used + free}, by="operator")
+
+
+def _add_gb(app: Provisioner, slug: str) -> None:
+    with app.transaction() as ctx:
+        quotas.add_disk(ctx, slug, gb=1, by="operator")
+
+
+def test_config_set_over_quota_is_refused_and_writes_nothing(app: Provisioner,
+                                                            world: World) -> None:
+    world.tenant("shop")
+    before, version = world.config("shop"), world.version("shop")
+    _leave_free(app, "shop", 100)
+    with pytest.raises(QuotaExceeded, match="this configuration version"):
+        world.set_config("shop", labelled(before, 1, "年賀状"))
+    assert world.version("shop") == version
+    assert world.config("shop") == before
+    _add_gb(app, "shop")
+    assert world.set_config("shop", labelled(before, 1, "年賀状")) == version + 1
+
+
+def test_receive_and_approve_over_quota_are_refused(app: Provisioner, world: World) -> None:
+    world.tenant("hq")
+    world.tenant("shop")
+    world.set_config("hq", labelled(world.config("hq"), 1, "本部"))
+    key = world.key("shop")
+    _leave_free(app, "shop", 100)
+    with pytest.raises(QuotaExceeded, match="this bundle"):
+        world.send("hq", key)
+    with app.transaction() as ctx:  # refused before the key was consumed: it still works
+        states = [copykeys.state(k, ctx.clock.now()) for k in copykeys.list_keys(
+            ctx, actors.resolve(ctx, "shop-admin", "shop"))]
+    assert states == ["active"]
+    _leave_free(app, "shop", 100_000_000)
+    transfer_id = world.send("hq", key)
+    version = world.version("shop")
+    _leave_free(app, "shop", 100)  # room for no new version now
+    with pytest.raises(QuotaExceeded, match="this configuration version"):
+        world.approve(transfer_id, "shop-admin")
+    assert world.transfer(transfer_id).status == "pending"
+    assert world.version("shop") == version
+    _add_gb(app, "shop")
+    assert world.approve(transfer_id, "shop-admin").outcome == "applied"
