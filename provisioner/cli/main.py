@@ -140,14 +140,19 @@ def tenant() -> None:
 @click.option("--group", metavar="GROUP", help="put the tenant in this tenant group")
 @click.option("--from-bundle", "from_bundle", metavar="FILE",
               help="take the configuration from this verified bundle (a template)")
+@click.option("--public-key", "pem_files", multiple=True, metavar="PEM_FILE",
+              type=click.Path(exists=True, dir_okay=False),
+              help="with --from-bundle: also accept this signer's public key (a template "
+              "signed in another deployment); repeatable")
 @pass_state
 def tenant_create(state: State, slug: str, name: str, plan: str, sandbox: bool,
-                  integrations: bool, group: str | None, from_bundle: str | None) -> None:
+                  integrations: bool, group: str | None, from_bundle: str | None,
+                  pem_files: tuple[str, ...]) -> None:
     from provisioner.cli import provisioning as _provisioning  # groups and templates
 
     if from_bundle is not None:
         made = _provisioning.create_from_bundle(state, slug, name=name, plan=plan, group=group,
-                                                bundle_file=from_bundle)
+                                                bundle_file=from_bundle, pem_files=pem_files)
         emit(state, made, f"created tenant {slug} ({name}, {plan}) from {from_bundle}")
         return
     with state.transaction() as ctx:

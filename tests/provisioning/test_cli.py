@@ -116,3 +116,23 @@ def test_rollout_cli_json_table_and_sandbox(run: Cli) -> None:
     assert made["config_version"] == 1
     usage = run.json("tenant", "usage", "shop-3")
     assert 0 < usage["used_bytes"] < usage["quota_bytes"] == 1024**3
+
+
+def test_template_signed_in_another_deployment_needs_its_public_key(run: Cli) -> None:
+    partner = Cli(f"sqlite:///{run.tmp / 'partner-deployment.db'}", run.tmp)
+    partner.run("init")
+    partner.run("tenant", "create", "partner", "--name", "パートナー")
+    partner.run("user", "add", "p-admin", "--tenant", "partner", "--role", "admin")
+    bundle = str(run.tmp / "template.json")
+    partner.run("bundle", "export", "-t", "partner", "--as", "p-admin", "-o", bundle)
+    pem = run.tmp / "partner.pem"
+    pem.write_text(partner.run("tenant", "public-key", "partner").stdout)
+    refused = run.run("tenant", "create", "client", "--name", "顧客", "--from-bundle", bundle,
+                      code=1)
+    assert "key" in refused.stderr
+    assert all(t["slug"] != "client" for t in run.json("tenant", "list"))
+    made = run.json("tenant", "create", "client", "--name", "顧客", "--from-bundle", bundle,
+                    "--public-key", str(pem))
+    assert made["config_version"] == 1
+    run.run("tenant", "create", "other", "--name", "x", "--from-bundle", bundle,
+            "--public-key", str(run.tmp / "missing.pem"), code=2)
