@@ -22,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -132,7 +133,29 @@ class CrmContact(_Stamped, Base):
     classifications: Mapped[str] = mapped_column(String(2000), default="")
     log_personal_info: Mapped[bool] = mapped_column(Boolean, default=False)
     #: normalised name, kana, company, phones, address, e-mail and memos: partial-match search
-    search_text: Mapped[str] = mapped_column(Text, default="")
+    #: (``active_history``: the old value is known on change, for the n-gram index)
+    search_text: Mapped[str] = mapped_column(Text, default="", active_history=True)
+
+
+class CrmSearchGram(Base):
+    """One block of the n-gram posting index of contacts' ``search_text`` (migration 0004).
+
+    For every 1-, 2- and 3-character substring (``gram``) of a contact's search
+    text, and every trigram at its field offset (``trigram + "\x1f" + "j.o"``),
+    the contact id is in the posting set of (tenant, gram, block = id >> 16);
+    ``n`` is the size of that set and ``data`` the set itself (see
+    :mod:`provisioner.services.crm.search_index`). ``gram`` sorts by code point
+    (collation "C" on PostgreSQL): positioned trigrams are read by range.
+    """
+
+    __tablename__ = "crm_search_grams"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    gram: Mapped[str] = mapped_column(
+        String(12).with_variant(String(12, collation="C"), "postgresql"), primary_key=True)
+    block: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class CrmCareer(Base):
@@ -309,3 +332,5 @@ CRM_TENANT_TABLES: tuple[str, ...] = (
     "crm_purchases", "crm_custom_records", "crm_external_links", "crm_changes",
     "crm_access_log",
 )
+#: Derived, tenant-scoped search tables (row-level security on PostgreSQL as well).
+CRM_SEARCH_TABLES: tuple[str, ...] = ("crm_search_grams",)
