@@ -99,6 +99,8 @@ class ConfigVersion(Base):
     created_at: Mapped[datetime]
     created_by: Mapped[str | None] = mapped_column(String(100))
     origin: Mapped[str] = mapped_column(String(200))
+    #: UTF-8 bytes of ``document`` (disk usage sums it; see services.provisioning.quotas)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class SigningKey(Base):
@@ -178,6 +180,8 @@ class Transfer(Base):
     # configuration sections validated and normalised at receipt (RFC 8785 JSON, what
     # approval applies), and the plan.
     envelope: Mapped[bytes] = mapped_column(deferred=True)
+    #: bytes of ``envelope`` (disk usage sums it)
+    envelope_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     incoming: Mapped[str] = mapped_column(Text, deferred=True)
     base_version: Mapped[int] = mapped_column(Integer)
     plan: Mapped[dict[str, Any]] = mapped_column(deferred=True)

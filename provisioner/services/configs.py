@@ -86,6 +86,7 @@ def commit_version(ctx: Context, tenant: Tenant,
     new_version = _move_pointer(ctx, tenant, base_version)  # first: see _move_pointer
     ctx.session.add(ConfigVersion(
         tenant_id=tenant.id, version=new_version, document=body.decode("utf-8"), digest=digest,
+        size_bytes=len(body),
         created_at=ctx.clock.now(), created_by=author, origin=origin,
     ))
     ctx.session.flush()
@@ -111,10 +112,11 @@ def commit_transfer_copy(ctx: Context, tenant: Tenant, transfer_id: int, digest:
     new_version = _move_pointer(ctx, tenant, base_version)
     ctx.session.execute(
         insert(ConfigVersion).from_select(
-            ["tenant_id", "version", "document", "digest", "created_at", "created_by", "origin"],
+            ["tenant_id", "version", "document", "digest", "created_at", "created_by", "origin",
+             "size_bytes"],
             select(literal(tenant.id), literal(new_version), Transfer.incoming, literal(digest),
                    literal(ctx.clock.now(), DateTime()), literal(author),
-                   literal(f"transfer:{transfer_id}"))
+                   literal(f"transfer:{transfer_id}"), literal(int(size or 0)))
             .where(Transfer.id == transfer_id, Transfer.tenant_id == tenant.id)))
     tenant.config_version = new_version
     return new_version

@@ -252,7 +252,7 @@ def accept(ctx: Context, target: Tenant, raw: bytes, *, received_by: str,
         payload_digest=bundle.digest, signer_key_id=bundle.key_id,
         source_tenant=payload.source.tenant, source_name=payload.source.name,
         source_version=payload.source.config_version, source_digest=payload.source.config_digest,
-        envelope=raw, incoming=bundle.config_json.decode("utf-8"),
+        envelope=raw, envelope_bytes=len(raw), incoming=bundle.config_json.decode("utf-8"),
         base_version=base.version, plan=plan, received_at=ctx.clock.now(),
         received_by=received_by, copy_key_id=key_row.id if key_row else None,
     )

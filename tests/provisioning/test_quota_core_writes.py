@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
+from provisioner.db.models import ConfigVersion, Transfer
 from provisioner.errors import QuotaExceeded
 from provisioner.services import actors, copykeys
 from provisioner.services.context import Provisioner
@@ -57,3 +59,29 @@ def test_receive_and_approve_over_quota_are_refused(app: Provisioner, world: Wor
     assert world.version("shop") == version
     _add_gb(app, "shop")
     assert world.approve(transfer_id, "shop-admin").outcome == "applied"
+
+
+def test_stored_sizes_are_the_real_bytes_for_every_writer(app: Provisioner,
+                                                          world: World) -> None:
+    """Usage sums sizes kept on the rows: each writer must store the true byte count."""
+    world.tenant("hq")
+    world.tenant("shop")
+    world.set_config("hq", labelled(world.config("hq"), 1, "年賀状"))  # commit_version
+    transfer_id = world.send("hq", world.key("shop"))  # accept: envelope
+    world.approve(transfer_id, "shop-admin")  # the row-to-row copy
+    with app.transaction() as ctx:
+        versions = ctx.session.execute(select(
+            ConfigVersion.document, ConfigVersion.size_bytes)).all()
+        envelopes = ctx.session.execute(select(Transfer.envelope, Transfer.envelope_bytes)).all()
+    assert len(versions) == 4
+    assert all(size == len(doc.encode("utf-8")) for doc, size in versions)
+    assert envelopes
+    assert all(size == len(raw) for raw, size in envelopes)
+    with app.transaction() as ctx:
+        shop = actors.get_tenant(ctx, "shop")
+        shop_docs = ctx.session.scalars(select(ConfigVersion.document).where(
+            ConfigVersion.tenant_id == shop.id)).all()
+        shop_raw = ctx.session.scalars(select(Transfer.envelope).where(
+            Transfer.tenant_id == shop.id)).all()
+        assert quotas.usage(ctx, shop).used_bytes == sum(
+            len(d.encode("utf-8")) for d in shop_docs) + sum(len(r) for r in shop_raw)

@@ -76,9 +76,9 @@ def _text_bytes(ctx: Context, column: Any) -> ColumnElement[Any]:
 
 def usage(ctx: Context, tenant: Tenant) -> Usage:
     """Bytes stored by the tenant and its quota, in one round trip."""
-    docs = select(func.coalesce(func.sum(_text_bytes(ctx, ConfigVersion.document)), 0)).where(
+    docs = select(func.coalesce(func.sum(ConfigVersion.size_bytes), 0)).where(
         ConfigVersion.tenant_id == tenant.id).scalar_subquery()
-    bundles = select(func.coalesce(func.sum(func.length(Transfer.envelope)), 0)).where(
+    bundles = select(func.coalesce(func.sum(Transfer.envelope_bytes), 0)).where(
         Transfer.tenant_id == tenant.id).scalar_subquery()
     calls = select(func.count(CallRecord.id) * CALL_RECORD_BYTES + func.coalesce(
         func.sum(_text_bytes(ctx, CallRecord.contact_note)), 0)).where(
@@ -189,9 +189,9 @@ def usage_many(ctx: Context, tenant_ids: Sequence[int], *,
     ids = list(tenant_ids)
     used: dict[int, int] = dict.fromkeys(ids, 0)
     for query in (
-        select(ConfigVersion.tenant_id, func.sum(_text_bytes(ctx, ConfigVersion.document)))
+        select(ConfigVersion.tenant_id, func.sum(ConfigVersion.size_bytes))
         .where(ConfigVersion.tenant_id.in_(ids)).group_by(ConfigVersion.tenant_id),
-        select(Transfer.tenant_id, func.sum(func.length(Transfer.envelope)))
+        select(Transfer.tenant_id, func.sum(Transfer.envelope_bytes))
         .where(Transfer.tenant_id.in_(ids)).group_by(Transfer.tenant_id),
         select(CallRecord.tenant_id, func.count(CallRecord.id) * CALL_RECORD_BYTES
                + func.coalesce(func.sum(_text_bytes(ctx, CallRecord.contact_note)), 0))

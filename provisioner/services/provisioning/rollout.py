@@ -476,7 +476,8 @@ class _Batch:
               "source_name": payload.source.name,
               "source_version": payload.source.config_version,
               "source_digest": payload.source.config_digest, "copy_key_id": None,
-              "envelope": work.raw, "incoming": incoming, "base_version": a.version,
+              "envelope": work.raw, "envelope_bytes": len(work.raw), "incoming": incoming,
+              "base_version": a.version,
               "plan": a.plan, "received_at": now, "received_by": work.received_by,
               "decided_at": now if a.apply else None,
               "decided_by": a.pin.added_by if a.apply else None,
@@ -501,6 +502,7 @@ class _Batch:
             if a.new_version is not None:
                 versions.append({"tenant_id": a.tenant.id, "version": a.new_version,
                                  "document": a.shared.body.decode("utf-8"),
+                                 "size_bytes": len(a.shared.body),
                                  "digest": a.shared.digest, "created_at": now,
                                  "created_by": a.pin.added_by, "origin": subject})
                 pointers.append({"id": a.tenant.id, "config_version": a.new_version})
