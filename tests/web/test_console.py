@@ -97,7 +97,7 @@ def test_key_shown_once_then_send_then_approve_with_a_remap(site: Site) -> None:
     text = _text(plan.text)
     assert "checkboxes" in text
     assert "年賀状" in text
-    assert "value 'gold' of picklist 'rank' is removed but 1 records hold it" in text
+    assert "value 'gold' of picklist 'rank' is removed but 1 record holds it" in text
     assert 'name="remap:rank.gold"' in plan.text
     # approving without a remap is refused, with the reason, and changes nothing
     r = admin.post(f"/inbox/{transfer_id.group(1)}/approve",

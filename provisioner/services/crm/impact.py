@@ -316,27 +316,35 @@ def unresolved(report: Mapping[str, Any], *, remaps: Mapping[str, str] | None = 
     return out
 
 
+def _records(n: int) -> str:
+    return "1 record holds" if n == 1 else f"{n} records hold"
+
+
 def describe(item: Mapping[str, Any]) -> str:
     kind, n = item["kind"], item["count"]
     if kind == "picklist_value_removed":
         return (f"{item['field']}: value {item['value']!r} of picklist {item['picklist']!r} is "
-                f"removed but {n} records hold it (remap {item['picklist']}.{item['value']}"
+                f"removed but {_records(n)} it (remap {item['picklist']}.{item['value']}"
                 "=NEWVALUE)")
     if kind == "memo_retyped_invalid":
-        return (f"{item['field']} becomes picklist {item['picklist']!r}: {n} records hold "
+        return (f"{item['field']} becomes picklist {item['picklist']!r}: {_records(n)} "
                 "values it does not offer")
     if kind == "memo_retyped":
         return f"{item['field']} changes type {item['from']} -> {item['to']} ({n} with data)"
     if kind == "checkbox_disabled":
-        return f"checkbox {item['index']} ({item['label']}) is disabled while {n} have it set"
+        return f"checkbox {item['index']} ({item['label']}) is disabled while {_checked(n)}"
     if kind == "checkbox_relabelled":
         return (f"checkbox {item['index']} is relabelled {item['from']!r} -> {item['to']!r} "
-                f"while {n} have it set")
+                f"while {_checked(n)}")
     if kind == "classification_removed":
         return (f"{item['tree']} classification {item['code']!r} is removed but assigned to "
                 f"{n} {item['records']}")
     return (f"custom database {item['database']!r}: field {item['field']!r} is removed but "
-            f"{n} records hold data")
+            f"{_records(n)} data")
+
+
+def _checked(n: int) -> str:
+    return "1 record has it set" if n == 1 else f"{n} records have it set"
 
 
 def apply_remap(ctx: Context, tenant_id: int, result_data: Mapping[str, Any],
