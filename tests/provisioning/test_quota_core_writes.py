@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from provisioner.db.models import ConfigVersion, Transfer
 from provisioner.errors import QuotaExceeded
@@ -85,3 +85,25 @@ def test_stored_sizes_are_the_real_bytes_for_every_writer(app: Provisioner,
             Transfer.tenant_id == shop.id)).all()
         assert quotas.usage(ctx, shop).used_bytes == sum(
             len(d.encode("utf-8")) for d in shop_docs) + sum(len(r) for r in shop_raw)
+
+
+def test_import_and_seed_over_quota_are_refused_and_write_nothing(app: Provisioner,
+                                                                  world: World) -> None:
+    from provisioner.db.crm_models import CrmContact
+    from provisioner.services.crm import csvio, seed
+
+    world.tenant("shop")
+    admin = world.actor("shop")
+    csv = "氏名,電話番号\n" + "".join(f"山田 太郎{i},03-1234-{i:04d}\n" for i in range(20))
+    _leave_free(app, "shop", 10 * quotas.CRM_RECORD_BYTES)  # room for 10 records, not 40
+    with app.transaction() as ctx, pytest.raises(QuotaExceeded, match="importing 20 customers"):
+        csvio.import_customers(ctx, admin, csv.encode("utf-8"))
+    with app.transaction() as ctx, pytest.raises(QuotaExceeded, match="100 sample customers"):
+        seed.seed_contacts(ctx, admin, 100)
+    with app.transaction() as ctx:
+        assert ctx.session.scalar(select(func.count()).select_from(CrmContact)) == 0
+        assert csvio.import_customers(ctx, admin, csv.encode("utf-8"), dry_run=True).rows == 20
+    _leave_free(app, "shop", 100 * quotas.CRM_RECORD_BYTES)
+    with app.transaction() as ctx:
+        csvio.import_customers(ctx, admin, csv.encode("utf-8"))
+        assert ctx.session.scalar(select(func.count()).select_from(CrmContact)) == 20

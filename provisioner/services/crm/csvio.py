@@ -38,6 +38,7 @@ from provisioner.services.context import Context
 from provisioner.services.crm import records, scope, search_index
 from provisioner.services.crm.search import Query, conditions
 from provisioner.services.crm.text import company_suffix, name_key, nfkc, phone_digits
+from provisioner.services.provisioning import quotas
 
 CONTACT_COLUMNS: tuple[str, ...] = (
     "name", "kana", "company", "title", "email", "phone", "mobile", "fax", "postal_code",
@@ -219,6 +220,10 @@ def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
             hint="fix the rows and import again (--dry-run checks without writing)")
     if dry_run:
         return report
+    # each customer is a contact row and a change-log row; new companies at most one each
+    quotas.require_room_for_records(
+        ctx, actor.tenant_id, 2 * len(shaped) + len({c for _, c in shaped if c}),
+        what=f"importing {len(shaped)} customers")
     companies = _companies(ctx, actor, doc, {c for _, c in shaped if c}, report)
     now = ctx.clock.now()
     base = {"tenant_id": actor.tenant_id, "created_at": now, "created_by": actor.login,

@@ -21,6 +21,7 @@ from provisioner.services.actors import Actor
 from provisioner.services.context import Context
 from provisioner.services.crm import records, scope, search_index
 from provisioner.services.crm.text import company_suffix, name_key, phone_digits
+from provisioner.services.provisioning import quotas
 
 SURNAMES = (
     ("佐藤", "サトウ"), ("鈴木", "スズキ"), ("高橋", "タカハシ"), ("田中", "タナカ"),
@@ -99,6 +100,8 @@ def seed_contacts(ctx: Context, actor: Actor, n: int, *, seed: int = 0,
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "import", "seed sample data")
     doc = scope.config(ctx, actor.tenant_id)
+    quotas.require_room_for_records(ctx, actor.tenant_id, 2 * n + max(1, min(300, n // 20)),
+                                    what=f"{n} sample customers")
     rng = random.Random(seed)
     enabled = sum(1 << (c.index - 1) for c in doc.checkboxes if c.enabled)
     now = ctx.clock.now()

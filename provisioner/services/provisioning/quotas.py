@@ -18,7 +18,10 @@ QuotaExceeded, so nothing already stored is lost or truncated. Checked:
 every new configuration version (``config set``, rollback, approve:
 :mod:`provisioner.services.configs`), every received bundle (``send`` /
 ``receive``: :mod:`provisioner.services.transfers`), every rollout delivery,
-CTI call records and contact history. CRM record writes are not checked yet.
+CTI call records and contact history, CSV imports and sample data
+(:func:`require_room_for_records`). Single CRM record writes are not checked
+yet (counting a large tenant's records on every write costs too much; a
+maintained per-tenant counter would make it cheap).
 """
 
 from __future__ import annotations
@@ -156,6 +159,13 @@ def require_room(ctx: Context, tenant: Tenant, incoming: int, *, what: str) -> N
     current = usage(ctx, tenant)
     if current.used_bytes + incoming > current.quota_bytes:
         raise over_quota(tenant, incoming, current, what=what)
+
+
+def require_room_for_records(ctx: Context, tenant_id: int, records: int, *, what: str) -> None:
+    """:func:`require_room` for ``records`` new CRM records (bulk writers: import, seed)."""
+    tenant = ctx.session.get(Tenant, tenant_id)
+    assert tenant is not None
+    require_room(ctx, tenant, records * CRM_RECORD_BYTES, what=what)
 
 
 def add_disk(ctx: Context, slug: str, *, gb: int, by: str) -> DiskAddon:
