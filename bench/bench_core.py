@@ -255,23 +255,24 @@ def large_config() -> dict[str, Any]:
 
 
 @contextmanager
-def sqlite_url() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="provisioner-bench-") as tmp:
+def sqlite_url(prefix: str = "provisioner-bench-") -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         yield f"sqlite:///{tmp}/bench.db"
 
 
 @contextmanager
-def postgres_url() -> Iterator[str]:
+def postgres_url(database: str = PG_BENCH_DB) -> Iterator[str]:
+    """A fresh PostgreSQL database of this name (each benchmark its own), dropped afterwards."""
     admin_url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg")
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{PG_BENCH_DB}"'))
-        yield admin_url.set(database=PG_BENCH_DB).render_as_string(hide_password=False)
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{database}"'))
+        yield admin_url.set(database=database).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)'))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         admin.dispose()
 
 
@@ -669,10 +670,10 @@ less. Re-run the command given in a section to reproduce it.
 """
 
 
-def write_section(body: str) -> None:
-    """Add or replace this script's section of docs/performance.md, leaving the others."""
+def write_section(body: str, title: str = SECTION_TITLE) -> None:
+    """Add or replace one script's section (``title``) of docs/performance.md, leaving the rest."""
     existing = DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else HEADER
-    pattern = re.compile(rf"^{re.escape(SECTION_TITLE)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(existing):
         updated = pattern.sub(lambda _: body + "\n", existing, count=1)
     else:

@@ -39,20 +39,18 @@ import random
 import re
 import statistics
 import sys
-import tempfile
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import bench.bench_core as core  # noqa: E402
 from bench.bench_core import machine, server_version  # noqa: E402
 from provisioner.clock import SystemClock  # noqa: E402
 from provisioner.db import migrate  # noqa: E402
@@ -65,9 +63,7 @@ from provisioner.services.crm import csvio, search, seed  # noqa: E402
 from provisioner.services.crm.search import Query  # noqa: E402
 from provisioner.services.crm.text import search_key  # noqa: E402
 
-DOC_PATH = ROOT / "docs" / "performance.md"
 SECTION_TITLE = "## CRM: search, lookup and import"
-HEADER = "# Performance\n\nMeasured numbers; each section is written by its benchmark script.\n"
 PG_ADMIN_URL = os.environ.get("PROVISIONER_BENCH_PG_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PG_BENCH_DB = "crmsearch_bench"
@@ -92,27 +88,6 @@ SEARCH_P95_MS = 20.0
 SPEEDUP = 20.0
 LOOKUP_P99_MS = 2.0
 IMPORT_ROWS_PER_S = 50_000.0
-
-
-@contextmanager
-def sqlite_url() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="crmsearch-bench-") as tmp:
-        yield f"sqlite:///{tmp}/bench.db"
-
-
-@contextmanager
-def postgres_url() -> Iterator[str]:
-    admin_url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg")
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{PG_BENCH_DB}"'))
-        yield admin_url.set(database=PG_BENCH_DB).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def pct(values: list[float], p: float) -> float:
@@ -446,18 +421,6 @@ def section(outcomes: list[tuple[Outcome, str]], args: argparse.Namespace, when:
     return "\n".join(lines) + "\n"
 
 
-def write_section(body: str) -> None:
-    """Add or replace this script's section of docs/performance.md, leaving the others."""
-    existing = DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else HEADER
-    pattern = re.compile(rf"^{re.escape(SECTION_TITLE)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(existing):
-        updated = pattern.sub(lambda _: body + "\n", existing, count=1)
-    else:
-        updated = existing.rstrip("\n") + "\n\n" + body
-    DOC_PATH.parent.mkdir(parents=True, exist_ok=True)
-    DOC_PATH.write_text(updated.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
@@ -475,14 +438,15 @@ def main() -> None:
         parser.error("--contacts >= 1000, --queries >= 20, --lookups >= 100")
     outcomes: list[tuple[Outcome, str]] = []
     for db in (["sqlite", "postgresql"] if args.db == "both" else [args.db]):
-        with (sqlite_url() if db == "sqlite" else postgres_url()) as url:
+        with (core.sqlite_url("crmsearch-bench-") if db == "sqlite"
+              else core.postgres_url(PG_BENCH_DB)) as url:
             outcomes.append(run_backend(db, url, args))
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     body = section(outcomes, args, when)
     print(body)
     if not args.no_write:
-        write_section(body)
-        print(f"wrote section {SECTION_TITLE!r} of {DOC_PATH}", file=sys.stderr)
+        core.write_section(body, SECTION_TITLE)
+        print(f"wrote section {SECTION_TITLE!r} of {core.DOC_PATH}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -278,12 +278,7 @@ def main() -> None:
         body = section(runs, args, setup + f" Load average when done: {load:.1f}.", when)
         print(body)
         if not args.no_write:
-            previous = bench_core.SECTION_TITLE  # write_section replaces only this section
-            bench_core.SECTION_TITLE = SECTION_TITLE
-            try:
-                bench_core.write_section(body)
-            finally:
-                bench_core.SECTION_TITLE = previous
+            bench_core.write_section(body, SECTION_TITLE)
             log(f"wrote section {SECTION_TITLE!r} of {bench_core.DOC_PATH}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

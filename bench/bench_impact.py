@@ -528,16 +528,6 @@ every write path) rather than recounted per plan.
 """
 
 
-def write_section(body: str) -> None:
-    """bench_core's ``write_section`` for this script's own section title."""
-    saved = core.SECTION_TITLE
-    core.SECTION_TITLE = SECTION_TITLE
-    try:
-        core.write_section(body)
-    finally:
-        core.SECTION_TITLE = saved
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
@@ -559,7 +549,7 @@ def main() -> None:
     body = section(results, command, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     print(body)
     if not args.no_write:
-        write_section(body)
+        core.write_section(body, SECTION_TITLE)
         print(f"wrote section {SECTION_TITLE!r} of {core.DOC_PATH}", file=sys.stderr)
 
 

@@ -25,22 +25,25 @@ import cProfile
 import io
 import os
 import pstats
-import re
 import statistics
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_core import PG_ADMIN_URL, machine, server_version, sqlite_url  # noqa: E402
+from bench.bench_core import (  # noqa: E402
+    DOC_PATH,
+    machine,
+    postgres_url,
+    server_version,
+    sqlite_url,
+    write_section,
+)
 from provisioner.clock import SystemClock  # noqa: E402
 from provisioner.db import migrate  # noqa: E402
 from provisioner.db.engine import make_engine  # noqa: E402
@@ -50,26 +53,9 @@ from provisioner.services import actors, configs, signing, tenants, transfers  #
 from provisioner.services.context import Provisioner  # noqa: E402
 from provisioner.services.provisioning import rollout  # noqa: E402
 
-DOC_PATH = ROOT / "docs" / "performance.md"
 SECTION_TITLE = "## Rollout"
-HEADER = "# Performance\n\nMeasured numbers; each section is written by its benchmark script.\n"
 TARGETS = {"sqlite": 200.0, "postgresql": 100.0}  # tenants per second
 PG_BENCH_DB = "rollout_bench"  # its own database: other benchmarks may run at the same time
-
-
-@contextmanager
-def postgres_url() -> Iterator[str]:
-    admin_url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg")
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{PG_BENCH_DB}"'))
-        yield admin_url.set(database=PG_BENCH_DB).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def setup(url: str, n: int) -> Provisioner:
@@ -246,16 +232,6 @@ tenants/s on SQLite (200 tenants, same machine).
 """
 
 
-def write_section(body: str) -> None:
-    existing = DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else HEADER
-    pattern = re.compile(rf"^{re.escape(SECTION_TITLE)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(existing):
-        updated = pattern.sub(lambda _: body + "\n", existing, count=1)
-    else:
-        updated = existing.rstrip("\n") + "\n\n" + body
-    DOC_PATH.write_text(updated.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
@@ -266,13 +242,13 @@ def main() -> None:
     args = parser.parse_args()
     results: list[Result] = []
     for backend in (["sqlite", "postgresql"] if args.db == "both" else [args.db]):
-        source = sqlite_url() if backend == "sqlite" else postgres_url()
+        source = sqlite_url() if backend == "sqlite" else postgres_url(PG_BENCH_DB)
         with source as url:
             results += bench(backend, url, args.tenants, args.repeat, args.profile)
     body = section(results, " ".join(["python bench/bench_rollout.py", *sys.argv[1:]]))
     print(body)
     if not args.no_write and args.tenants == 1000:
-        write_section(body)
+        write_section(body, SECTION_TITLE)
         print(f"wrote section {SECTION_TITLE!r} of {DOC_PATH}", file=sys.stderr)
 
 

@@ -219,7 +219,7 @@ def _story(app: Provisioner, home: Path) -> None:
         try:
             transfers.approve(ctx, "suzuki", sent["sakura-tsuhan"])
         except ProvisionerError as exc:
-            _say(_indent(exc.diagnostics().split(" (")[0]))
+            _say(_indent(exc.message))
     _say("suzuki approves again, mapping each retired kind to its new counterpart "
          "(inbox approve --remap activity_kind.phone=phone_inquiry ...):")
     for slug, admin, remaps in (("sakura-tsuhan", "suzuki", SAKURA_REMAPS),

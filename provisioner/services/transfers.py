@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import exists, or_, select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -44,15 +44,6 @@ from provisioner.config.merge import Mode, combine, parse_only
 from provisioner.config.validate import (
     check_references,
     normalized_document,
-)
-from provisioner.db.crm_models import (
-    CrmActivity,
-    CrmCompany,
-    CrmContact,
-    CrmCustomRecord,
-    CrmFamily,
-    CrmProduct,
-    CrmPurchase,
 )
 from provisioner.db.models import ConfigVersion, CopyKeyRow, Tenant, Transfer
 from provisioner.errors import BundleRejected, DataInUse, KeyRejected, NotFound, PlanConflict
@@ -124,26 +115,11 @@ def export(ctx: Context, actor: Actor, *, key_text: str | None = None,
 # --------------------------------------------------------------------------- receive
 
 
-#: the records a configuration change can strand values in (see crm.impact)
-_SHAPED = (CrmContact, CrmCompany, CrmActivity, CrmPurchase, CrmFamily, CrmProduct,
-           CrmCustomRecord)
-NO_IMPACT: dict[str, Any] = {"items": [], "blocking": 0}
-
-
-def _has_records(ctx: Context, tenant_id: int) -> bool:
-    """Whether the tenant holds any record a configuration change could affect."""
-    if ctx.session.get_bind().dialect.name == "postgresql":  # row-level security scope
-        ctx.session.execute(text("SELECT set_config('provisioner.tenant_id', :t, true)"),
-                            {"t": str(tenant_id)})
-    return bool(ctx.session.scalar(select(or_(*(
-        exists().where(model.tenant_id == tenant_id) for model in _SHAPED)))))
-
-
 def data_impact_of(ctx: Context, tenant_id: int, base: Mapping[str, Any],
                    result: Mapping[str, Any] | bytes) -> dict[str, Any]:
     """What going from ``base`` to ``result`` does to the tenant's records, counted now."""
-    if not _has_records(ctx, tenant_id):
-        return NO_IMPACT
+    if not data_impact.has_records(ctx, tenant_id):
+        return data_impact.NO_IMPACT
     if isinstance(result, bytes):
         result = orjson.loads(result)
         assert isinstance(result, dict)
@@ -338,11 +314,11 @@ def preview(ctx: Context, transfer: Transfer, *, mode: Mode = "replace",
     head = configs.current(ctx, target)
     if mode == "replace" and only is None and target.config_version == transfer.base_version:
         plan = dict(transfer.plan)
-        if _has_records(ctx, target.id):  # the records may have changed since receipt
+        if data_impact.has_records(ctx, target.id):  # the records may have changed since receipt
             result = combine(head.data, incoming_config(transfer), mode="replace")
             plan["impact"] = data_impact.impact(ctx, target.id, head.data, result)
         else:
-            plan["impact"] = NO_IMPACT
+            plan["impact"] = data_impact.NO_IMPACT
         return plan
     result, plan = _plan(head, incoming_config(transfer), mode=mode, only=parse_only(only))
     plan["impact"] = data_impact_of(ctx, target.id, head.data, result)
@@ -457,9 +433,11 @@ def approve(ctx: Context, login: str, transfer_id: int, *, mode: Mode = "replace
             result = combine(head.data, incoming_config(transfer), mode="replace")
     else:
         result, plan = _plan(head, incoming_config(transfer), mode=mode, only=sections)
-    if result is None and _has_records(ctx, target.id):
-        result = incoming_config(transfer)  # a whole document: what impact needs to read
-    report = NO_IMPACT if result is None else data_impact_of(ctx, target.id, head.data, result)
+    report = data_impact.NO_IMPACT
+    if data_impact.has_records(ctx, target.id):  # counted again: records change meanwhile
+        if result is None:
+            result = incoming_config(transfer)  # a whole document: what impact needs to read
+        report = data_impact.impact(ctx, target.id, head.data, result)
     forced = _check_impact(report, remaps, force, transfer.id)
     if result is None:
         # a whole document replaces a whole document: the stored, normalised sections

@@ -31,7 +31,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, insert, literal_column, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    case,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from provisioner.db.crm_models import (
     CrmActivity,
@@ -74,6 +85,20 @@ def _enter(ctx: Context, tenant_id: int) -> None:
     if ctx.session.get_bind().dialect.name == "postgresql":
         ctx.session.execute(text("SELECT set_config('provisioner.tenant_id', :t, true)"),
                             {"t": str(tenant_id)})
+
+
+#: the report of a change that touches no record
+NO_IMPACT: dict[str, Any] = {"items": [], "blocking": 0}
+#: the records a configuration change can strand values in
+SHAPED = (CrmContact, CrmCompany, CrmActivity, CrmPurchase, CrmFamily, CrmProduct,
+          CrmCustomRecord)
+
+
+def has_records(ctx: Context, tenant_id: int) -> bool:
+    """Whether the tenant holds any record a configuration change could affect (cheap)."""
+    _enter(ctx, tenant_id)
+    return bool(ctx.session.scalar(select(or_(*(
+        exists().where(model.tenant_id == tenant_id) for model in SHAPED)))))
 
 
 #: PostgreSQL: bits per packed count at first (3 counts an aggregate, tenants < 2M rows)

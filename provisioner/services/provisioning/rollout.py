@@ -207,7 +207,7 @@ def _bound_copy(ctx: Context, source: Tenant, bundle: VerifiedBundle, key_text: 
 
 def _needs_review(plan: Mapping[str, Any]) -> list[str]:
     """Blocking data-impact items of a plan (records a change would strand)."""
-    return data_impact.unresolved(plan.get("impact") or transfers.NO_IMPACT)
+    return data_impact.unresolved(plan.get("impact") or data_impact.NO_IMPACT)
 
 
 def _review_reason(blocking: Sequence[str]) -> str:
@@ -445,7 +445,7 @@ class _Batch:
                 if room.used_bytes + incoming > room.quota_bytes:
                     raise quotas.over_quota(tenant, incoming, room,
                                             what="the incoming configuration")
-                impact = transfers.NO_IMPACT
+                impact = data_impact.NO_IMPACT
                 if tenant.id in with_records:  # counted now, on the records as they are
                     impact = transfers.data_impact_of(ctx, tenant.id, shared.base, shared.body)
                 plan = dict(shared.plan, base_version=version, base_digest=digest,
