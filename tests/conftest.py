@@ -13,6 +13,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -119,3 +120,20 @@ def app(db_url: str, clock: FrozenClock, env: None) -> Iterator[Provisioner]:
 @pytest.fixture
 def world(app: Provisioner) -> World:
     return World(app)
+
+
+@pytest.fixture
+def app_engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Dispose the engine each CLI invocation opens (no leaked connections between runs)."""
+    opened: list[Provisioner] = []
+    original = Provisioner.open.__func__  # type: ignore[attr-defined]
+
+    def open_and_track(cls: type[Provisioner], *a: Any, **k: Any) -> Provisioner:
+        app: Provisioner = original(cls, *a, **k)
+        opened.append(app)
+        return app
+
+    monkeypatch.setattr(Provisioner, "open", classmethod(open_and_track))
+    yield
+    for app in opened:
+        app.engine.dispose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,6 @@ import pytest
 from click.testing import CliRunner, Result
 
 from provisioner.cli.main import cli
-from provisioner.services.context import Provisioner
 
 
 class Cli:
@@ -33,19 +31,8 @@ class Cli:
 
 
 @pytest.fixture
-def run(db_url: str, env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
-    opened: list[Provisioner] = []
-    original = Provisioner.open.__func__  # type: ignore[attr-defined]
-
-    def open_and_track(cls: type[Provisioner], *a: Any, **k: Any) -> Provisioner:
-        app: Provisioner = original(cls, *a, **k)
-        opened.append(app)
-        return app
-
-    monkeypatch.setattr(Provisioner, "open", classmethod(open_and_track))
-    yield Cli(db_url)
-    for app in opened:
-        app.engine.dispose()
+def run(db_url: str, env: None, app_engines: None) -> Cli:
+    return Cli(db_url)
 
 
 def test_crm_cli_contract(run: Cli, tmp_path: Path) -> None:

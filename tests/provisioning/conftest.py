@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,6 @@ import pytest
 from click.testing import CliRunner, Result
 
 from provisioner.cli.main import cli
-from provisioner.services.context import Provisioner
 
 
 class Cli:
@@ -38,20 +36,9 @@ class Cli:
 
 
 @pytest.fixture
-def run(db_url: str, env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
-    opened: list[Provisioner] = []
-    original = Provisioner.open.__func__  # type: ignore[attr-defined]
-
-    def open_and_track(cls: type[Provisioner], *a: Any, **k: Any) -> Provisioner:
-        app: Provisioner = original(cls, *a, **k)
-        opened.append(app)
-        return app
-
-    monkeypatch.setattr(Provisioner, "open", classmethod(open_and_track))
+def run(db_url: str, env: None, tmp_path: Path, app_engines: None) -> Cli:
     c = Cli(db_url, tmp_path)
     c.run("init")
-    yield c
-    for app in opened:
-        app.engine.dispose()
+    return c
 
 

@@ -13,7 +13,6 @@ import base64
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from click.testing import CliRunner, Result
 
 from provisioner.bundles.envelope import pae
 from provisioner.cli.main import cli
-from provisioner.services.context import Provisioner
 
 
 class Cli:
@@ -55,23 +53,6 @@ class Cli:
         path = self.tmp / name
         path.write_bytes(content.encode() if isinstance(content, str) else content)
         return str(path)
-
-
-@pytest.fixture
-def app_engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Dispose the engine each CLI invocation opens (no leaked connections between runs)."""
-    opened: list[Provisioner] = []
-    original = Provisioner.open.__func__  # type: ignore[attr-defined]
-
-    def open_and_track(cls: type[Provisioner], *a: Any, **k: Any) -> Provisioner:
-        app: Provisioner = original(cls, *a, **k)
-        opened.append(app)
-        return app
-
-    monkeypatch.setattr(Provisioner, "open", classmethod(open_and_track))
-    yield
-    for app in opened:
-        app.engine.dispose()
 
 
 @pytest.fixture
