@@ -12,10 +12,12 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -88,15 +90,24 @@ class VerifiedBundle:
     key_id: str
     envelope: bytes
     config_json: bytes  # RFC 8785 form of ``config``
+    #: ``payload_bytes[start:end] == config_json`` (a canonical payload), else None
+    config_span: tuple[int, int] | None = None
+    #: ``envelope[start:end] == base64(payload_bytes)``, else None
+    payload_span: tuple[int, int] | None = None
 
     @property
     def sections(self) -> tuple[str, ...]:
         return tuple(name for name in SECTION_NAMES if name in self.config)
 
-    @property
+    @cached_property
     def digest(self) -> str:
         """``sha256:<hex>`` of the exact signed payload bytes."""
         return "sha256:" + sha256_hex(self.payload_bytes)
+
+    @cached_property
+    def config_digest(self) -> str:
+        """``sha256:<hex>`` of ``config_json`` (a whole document's: the version's digest)."""
+        return "sha256:" + sha256_hex(self.config_json)
 
     @property
     def expires_at(self) -> datetime:
@@ -168,7 +179,7 @@ def _invalid(payload: bytes, message: str, problems: list[str]) -> BundleRejecte
     return BundleRejected(f"{message}: {shown}{more}")
 
 
-def _read_fast(payload: bytes) -> tuple[dict[str, Any], bytes] | None:
+def _read_fast(payload: bytes) -> tuple[dict[str, Any], tuple[int, int]] | None:
     """Parse and validate in one pass when the payload is exactly what an exporter makes.
 
     pydantic-core parses and validates the bytes into normalised data; if that data
@@ -191,10 +202,12 @@ def _read_fast(payload: bytes) -> tuple[dict[str, Any], bytes] | None:
     if not same:
         return None
     # the config object's bytes: it runs from its key to the next key, "created_at"
-    # (keys are sorted; neither key can occur inside it, where every quote is escaped)
+    # (keys are sorted; neither key can occur inside it, where every quote is escaped,
+    # nor elsewhere, the model having no other such member: the search for the end runs
+    # back from the payload's end, which is a few hundred bytes away)
     start = payload.index(b'"config":') + len(b'"config":')
-    end = payload.index(b',"created_at":"', start)
-    return data, payload[start:end]
+    end = payload.rindex(b',"created_at":"', start)
+    return data, (start, end)
 
 
 def read_bundle(raw: bytes, resolve: KeyResolver) -> VerifiedBundle:
@@ -202,8 +215,10 @@ def read_bundle(raw: bytes, resolve: KeyResolver) -> VerifiedBundle:
     envelope = verify_envelope(raw, resolve)
     strict_json.check_size(envelope.payload, "bundle payload")
     fast = _read_fast(envelope.payload)
+    config_span = None
     if fast is not None:
-        data, config_json = fast
+        data, config_span = fast
+        config_json = envelope.payload[config_span[0]:config_span[1]]
         config = data["config"]
         payload = BundlePayload.model_validate(data)
     else:
@@ -216,7 +231,39 @@ def read_bundle(raw: bytes, resolve: KeyResolver) -> VerifiedBundle:
         )
     if not any(name in config for name in SECTION_NAMES):
         raise BundleRejected("bundle carries no configuration section")
-    return VerifiedBundle(payload, config, envelope.payload, envelope.key_id, raw, config_json)
+    return VerifiedBundle(payload, config, envelope.payload, envelope.key_id, raw, config_json,
+                          config_span, envelope.payload_span)
+
+
+# --------------------------------------------------------------------------- storing the file
+
+
+def split_file(bundle: VerifiedBundle) -> tuple[bytes, dict[str, Any] | None]:
+    """The bundle file to store beside ``bundle.config_json``, without repeating it.
+
+    A bundle as an exporter writes it carries its configuration verbatim inside the
+    payload, and the payload verbatim (base64) inside the file. Then the file is
+    stored with its payload cut out, plus a *frame*: where the payload goes back in
+    (``at``) and the payload's text before and after the configuration (``head``,
+    ``tail``). :func:`join_file` rebuilds the exact bytes. Any other file: (the file,
+    None).
+    """
+    if bundle.config_span is None or bundle.payload_span is None:
+        return bundle.envelope, None
+    (start, end), (at, stop) = bundle.config_span, bundle.payload_span
+    payload = bundle.payload_bytes
+    frame = {"at": at, "head": payload[:start].decode("utf-8"),
+             "tail": payload[end:].decode("utf-8")}
+    return bundle.envelope[:at] + bundle.envelope[stop:], frame
+
+
+def join_file(stored: bytes, frame: Mapping[str, Any] | None, config_json: bytes) -> bytes:
+    """The exact bundle file, from what :func:`split_file` stored."""
+    if frame is None:
+        return stored
+    payload = frame["head"].encode("utf-8") + config_json + frame["tail"].encode("utf-8")
+    at = frame["at"]
+    return stored[:at] + base64.b64encode(payload) + stored[at:]
 
 
 def _read_slow(payload_bytes: bytes) -> tuple[BundlePayload, dict[str, Any]]:

@@ -112,6 +112,26 @@ def loads_strict(data: bytes, *, what: str = "document") -> Any:
     return value
 
 
+def loads_strict_fast(data: bytes, *, what: str = "document") -> tuple[Any, bool]:
+    """:func:`loads_strict`, also telling whether ``data`` is RFC 8785 canonical JSON
+    (followed by at most one newline, as a bundle file is written).
+
+    Canonical input is read in one orjson pass: it serialises back to exactly the
+    same bytes, which no input with a duplicate key, ``NaN`` or whitespace does.
+    Anything else is read by :func:`loads_strict`, with its precise errors.
+    """
+    check_size(data, what)
+    body = data[:-1] if data.endswith(b"\n") else data
+    try:
+        value = orjson.loads(body)
+        same = canonical_bytes(value) == body
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError, TypeError):
+        same = False
+    if same and not _depth_exceeded(value, MAX_DEPTH):
+        return value, True
+    return loads_strict(data, what=what), False
+
+
 def diagnose(data: bytes, *, what: str) -> BundleRejected:
     """Explain why ``data`` is unacceptable (slow; only called on failure)."""
     try:

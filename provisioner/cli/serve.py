@@ -2,6 +2,9 @@
 
     provisioner serve --host 127.0.0.1 --port 8000
     provisioner serve --insecure-cookies        # plain http on a non-local address (testing)
+    provisioner serve --workers 2               # one worker process per core
+
+uvicorn runs with uvloop and httptools (dependencies) when they are importable.
 
 The database and master key come from ``--db`` / the environment, as for every
 command. Put a TLS-terminating proxy in front for anything but localhost: the
@@ -19,7 +22,8 @@ from provisioner.cli.output import State, pass_state
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="worker processes (rate limits are counted per process)")
+              help="worker processes, e.g. one per core (rate limits are counted per "
+              "process)")
 @click.option("--insecure-cookies", is_flag=True,
               help="session cookies without the Secure flag (plain http, testing only)")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info",

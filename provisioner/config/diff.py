@@ -15,8 +15,7 @@ position, so reordering a list is not reported as a change of every item.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from provisioner.config.document import SECTION_NAMES
 
@@ -51,14 +50,15 @@ PLAN_SECTIONS: tuple[str, ...] = tuple(
 )
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
+    """One change; a tuple, so that a plan of thousands of items is cheap to build."""
+
     section: str
     key: str
     op: Op
     before: Any = None
     after: Any = None
-    details: tuple[str, ...] = field(default=())
+    details: tuple[str, ...] = ()
 
     def describe(self) -> str:
         where = f"{self.section}: " if self.key == "" else f"{self.section}[{self.key}]: "
@@ -82,6 +82,8 @@ class Change:
 def _brief(value: Any) -> Any:
     if value is None:  # the common case (added / removed items), checked first: plans are big
         return None
+    if type(value) is dict:  # the other common case, without an ABC check
+        return {"label": value["label"]} if "label" in value else {}
     if isinstance(value, Mapping):
         return {"label": value["label"]} if "label" in value else {}
     if isinstance(value, list):
@@ -142,12 +144,13 @@ def diff_section(path: str, old: Any, new: Any) -> list[Change]:
     if path in COLLECTIONS:
         key = COLLECTIONS[path]
         a, b = keyed(old or [], key), keyed(new or [], key)
-        changes = [Change(path, k, "removed", before=v) for k, v in a.items() if k not in b]
+        changes = [Change(path, k, "removed", v) for k, v in a.items() if k not in b]
         for k, v in b.items():
-            if k not in a:
-                changes.append(Change(path, k, "added", after=v))
-            elif a[k] != v:
-                changes.append(Change(path, k, "changed", a[k], v, _item_details(a[k], v)))
+            was = a.get(k)
+            if was is None:
+                changes.append(Change(path, k, "added", None, v))
+            elif was != v:
+                changes.append(Change(path, k, "changed", was, v, _item_details(was, v)))
         return changes
     if isinstance(old, Mapping) and isinstance(new, Mapping):
         changes = []

@@ -27,24 +27,29 @@ ACTIVITY_KIND_PICKLIST = "activity_kind"
 
 
 def _duplicates(values: Iterable[object]) -> list[object]:
-    items = list(values)
+    items = values if isinstance(values, list) else list(values)
     if len(set(items)) == len(items):  # the common case, at C speed
         return []
     return [value for value, count in Counter(items).items() if count > 1]
 
 
+#: the field paths every document has (standard fields, memo fields, checkboxes...)
+_BUILTIN_FIELDS: frozenset[str] = frozenset(
+    [f"{obj}.{name}" for obj, names in STANDARD_FIELDS.items() for name in names]
+    + [f"{obj}.memo_{i}" for obj in ("company", "contact") for i in range(1, MEMO_COUNT + 1)]
+    + [f"{obj}.checkbox_{i}" for obj in ("company", "contact")
+       for i in range(1, CHECKBOX_COUNT + 1)]
+    + [f"{obj}.classification" for obj in ("company", "department", "contact")]
+)
+
+
 def known_fields(doc: Mapping[str, Any]) -> set[str]:
     """Every field path a workflow, blueprint or condition may name."""
-    fields = {f"{obj}.{name}" for obj, names in STANDARD_FIELDS.items() for name in names}
-    for obj in ("company", "contact"):
-        fields.update(f"{obj}.memo_{i}" for i in range(1, MEMO_COUNT + 1))
-        fields.update(f"{obj}.checkbox_{i}" for i in range(1, CHECKBOX_COUNT + 1))
-    for obj in ("company", "department", "contact"):
-        fields.add(f"{obj}.classification")
-    for blueprint in doc["blueprints"]:
-        fields.add(f"{blueprint['object']}.{blueprint['code']}")
+    fields = set(_BUILTIN_FIELDS)
+    fields.update([f"{bp['object']}.{bp['code']}" for bp in doc["blueprints"]])
     for db in doc["custom_databases"]:
-        fields.update(f"{db['attached_to']}.{db['code']}.{field['key']}" for field in db["fields"])
+        prefix = f"{db['attached_to']}.{db['code']}."
+        fields.update([prefix + field["key"] for field in db["fields"]])
     return fields
 
 
@@ -57,12 +62,14 @@ def check(document: ConfigDocument | Mapping[str, Any]) -> list[str]:
         for value in _duplicates(values):
             problems.append(f"{section}: {what} {value!r} is used more than once")
 
-    dup("memo_fields", "index", (m["index"] for m in doc["memo_fields"]))
-    dup("checkboxes", "index", (c["index"] for c in doc["checkboxes"]))
-    dup("picklists", "code", (p["code"] for p in doc["picklists"]))
+    dup("memo_fields", "index", [m["index"] for m in doc["memo_fields"]])
+    dup("checkboxes", "index", [c["index"] for c in doc["checkboxes"]])
+    dup("picklists", "code", [p["code"] for p in doc["picklists"]])
     picklists = {p["code"]: p for p in doc["picklists"]}
     for picklist in doc["picklists"]:
-        dup(f"picklists.{picklist['code']}", "value code", (v["code"] for v in picklist["values"]))
+        codes = [v["code"] for v in picklist["values"]]
+        if len(set(codes)) != len(codes):
+            dup(f"picklists.{picklist['code']}", "value code", codes)
 
     for memo in doc["memo_fields"]:
         index, named = memo["index"], memo["picklist"]
@@ -78,7 +85,7 @@ def check(document: ConfigDocument | Mapping[str, Any]) -> list[str]:
 
     for kind in ("customer", "product"):
         nodes = doc["classifications"][kind]
-        dup(f"classifications.{kind}", "code", (n["code"] for n in nodes))
+        dup(f"classifications.{kind}", "code", [n["code"] for n in nodes])
         parents = {n["code"]: n["parent"] for n in nodes}
         for node in nodes:
             if node["parent"] is not None and node["parent"] not in parents:
@@ -88,18 +95,22 @@ def check(document: ConfigDocument | Mapping[str, Any]) -> list[str]:
                 )
         problems.extend(_cycles(f"classifications.{kind}", parents))
 
-    dup("custom_databases", "code", (d["code"] for d in doc["custom_databases"]))
+    dup("custom_databases", "code", [d["code"] for d in doc["custom_databases"]])
     for db in doc["custom_databases"]:
-        dup(f"custom_databases.{db['code']}", "field key", (f["key"] for f in db["fields"]))
+        keys = [f["key"] for f in db["fields"]]
+        if len(set(keys)) != len(keys):
+            dup(f"custom_databases.{db['code']}", "field key", keys)
         for field in db["fields"]:
-            if field["type"] == "choice" and not field["options"]:
+            options = field["options"]
+            if options:
+                codes = [o["code"] for o in options]
+                if len(set(codes)) != len(codes):
+                    dup(f"custom_databases.{db['code']}.{field['key']}", "option", codes)
+            elif field["type"] == "choice":
                 problems.append(f"custom_databases.{db['code']}: field {field['key']!r} is a "
                                 "choice without options")
-            if field["options"]:
-                dup(f"custom_databases.{db['code']}.{field['key']}", "option",
-                    (o["code"] for o in field["options"]))
 
-    dup("roles", "code", (r["code"] for r in doc["roles"]))
+    dup("roles", "code", [r["code"] for r in doc["roles"]])
     for custom in doc["roles"]:
         if custom["code"] in BUILTIN_ROLES:
             problems.append(
@@ -112,7 +123,7 @@ def check(document: ConfigDocument | Mapping[str, Any]) -> list[str]:
     kinds = picklists.get(ACTIVITY_KIND_PICKLIST)
     activity_kinds = {v["code"] for v in kinds["values"]} if kinds else set()
 
-    dup("workflows", "code", (w["code"] for w in doc["workflows"]))
+    dup("workflows", "code", [w["code"] for w in doc["workflows"]])
     for wf in doc["workflows"]:
         where = f"workflows.{wf['code']}"
         trigger = wf["trigger"]
@@ -138,13 +149,13 @@ def check(document: ConfigDocument | Mapping[str, Any]) -> list[str]:
             if path not in fields:
                 problems.append(f"{where}: field {path!r} does not exist")
 
-    dup("blueprints", "code", (b["code"] for b in doc["blueprints"]))
+    dup("blueprints", "code", [b["code"] for b in doc["blueprints"]])
     for bp in doc["blueprints"]:
         where = f"blueprints.{bp['code']}"
         source = picklists.get(bp["picklist"])
         states = {st["code"] for st in bp["states"]}
-        dup(where, "state", (st["code"] for st in bp["states"]))
-        dup(where, "transition", (tr["code"] for tr in bp["transitions"]))
+        dup(where, "state", [st["code"] for st in bp["states"]])
+        dup(where, "transition", [tr["code"] for tr in bp["transitions"]])
         if source is None:
             problems.append(f"{where}: picklist {bp['picklist']!r} does not exist")
         else:
@@ -169,8 +180,8 @@ def check(document: ConfigDocument | Mapping[str, Any]) -> list[str]:
                         f"{where}: transition {tr['code']!r} requires unknown field {path!r}")
 
     settings = doc["settings"]
-    dup("settings.link_buttons", "code", (b["code"] for b in settings["link_buttons"]))
-    dup("settings.external_systems", "code", (e["code"] for e in settings["external_systems"]))
+    dup("settings.link_buttons", "code", [b["code"] for b in settings["link_buttons"]])
+    dup("settings.external_systems", "code", [e["code"] for e in settings["external_systems"]])
     return problems
 
 

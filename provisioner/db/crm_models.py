@@ -158,6 +158,24 @@ class CrmSearchGram(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class CrmTally(Base):
+    """A maintained count of one tenant's records (migration 0006).
+
+    ``(name, value) -> n``: ``("records", "")`` is the number of rows of every
+    table of :data:`CRM_TENANT_TABLES` (disk usage); the others count records
+    by field value for impact analysis -- ``("contact.memo_3", "gold")``,
+    ``("contact.checkboxes", "5")``, ``("company.classifications", "agency")``,
+    ``("custom.visits", "place")`` ... (see :mod:`provisioner.services.crm.tally`).
+    """
+
+    __tablename__ = "crm_tallies"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    value: Mapped[str] = mapped_column(String(80), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
 class CrmCareer(Base):
     """A previous position of a contact, kept when company, department or title changes."""
 
@@ -332,5 +350,6 @@ CRM_TENANT_TABLES: tuple[str, ...] = (
     "crm_purchases", "crm_custom_records", "crm_external_links", "crm_changes",
     "crm_access_log",
 )
-#: Derived, tenant-scoped search tables (row-level security on PostgreSQL as well).
-CRM_SEARCH_TABLES: tuple[str, ...] = ("crm_search_grams",)
+#: Derived, tenant-scoped tables: the search index and the maintained counts (row-level
+#: security on PostgreSQL as well; not records themselves).
+CRM_SEARCH_TABLES: tuple[str, ...] = ("crm_search_grams", "crm_tallies")

@@ -3,7 +3,12 @@
 * ``sqlite:///path`` (default): WAL journal (checkpointed every 32 MB),
   synchronous=NORMAL, foreign keys on, a busy timeout, and every transaction
   opened with ``BEGIN IMMEDIATE`` so concurrent writers queue instead of
-  failing half-way with "database is locked".
+  failing half-way with "database is locked" -- except read-only ones
+  (``Provisioner.transaction(read_only=True)``, begun inside
+  :func:`deferred_begin`), which begin DEFERRED: under WAL they read a snapshot
+  without taking the write lock, so readers neither wait for each other nor for
+  writers. The BEGIN is the dialect's (``do_begin``), not an engine event: any
+  engine event listener makes SQLAlchemy dispatch events around every statement.
 * ``postgresql://...`` (psycopg 3): READ COMMITTED; the services take row
   locks (``SELECT ... FOR UPDATE``) or use guarded ``UPDATE ... WHERE state``
   statements where races matter.
@@ -11,6 +16,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -22,6 +30,29 @@ from provisioner.errors import ConfigurationError
 
 #: SQLite WAL pages (4 KiB) between automatic checkpoints
 WAL_AUTOCHECKPOINT_PAGES = 8192
+_DEFERRED: ContextVar[bool] = ContextVar("provisioner_deferred_begin", default=False)
+
+
+@contextmanager
+def deferred_begin() -> Iterator[None]:
+    """SQLite transactions begun inside begin DEFERRED (``BEGIN``), not IMMEDIATE.
+
+    Only for read-only transactions: a deferred transaction that writes after
+    another connection committed fails with "database is locked" (a stale snapshot).
+    """
+    token = _DEFERRED.set(True)
+    try:
+        yield
+    finally:
+        _DEFERRED.reset(token)
+
+
+def _sqlite_begin(dbapi_conn: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute("BEGIN" if _DEFERRED.get() else "BEGIN IMMEDIATE")
+    finally:
+        cursor.close()
 
 
 def normalize_url(url: str) -> str:
@@ -71,9 +102,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
             cursor.close()
 
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        engine.dialect.do_begin = _sqlite_begin  # type: ignore[method-assign,assignment]
 
         return engine
     kwargs.setdefault("pool_size", 10)

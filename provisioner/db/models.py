@@ -91,6 +91,8 @@ class Membership(Base):
 
 class ConfigVersion(Base):
     __tablename__ = "config_versions"
+    #: disk usage sums ``size_bytes`` from this index alone, never from the (large) rows
+    __table_args__ = (Index("ix_config_versions_tenant_id_size_bytes", "tenant_id", "size_bytes"),)
 
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -163,7 +165,11 @@ class KeyFailure(Base):
 
 class Transfer(Base):
     __tablename__ = "transfers"
-    __table_args__ = (UniqueConstraint("tenant_id", "bundle_id"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "bundle_id"),
+        #: disk usage sums ``envelope_bytes`` from this index alone, never from the rows
+        Index("ix_transfers_tenant_id_envelope_bytes", "tenant_id", "envelope_bytes"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
@@ -176,13 +182,18 @@ class Transfer(Base):
     source_version: Mapped[int] = mapped_column(Integer)
     source_digest: Mapped[str] = mapped_column(String(80))
     copy_key_id: Mapped[int | None] = mapped_column(ForeignKey("copy_keys.id"))
-    # The heavy columns load only when used: the bundle exactly as received, its
-    # configuration sections validated and normalised at receipt (RFC 8785 JSON, what
-    # approval applies), and the plan.
+    # The heavy columns load only when used: the bundle as received, its configuration
+    # sections validated and normalised at receipt, and the plan.
+    #: the bundle file -- or, when ``payload_frame`` is set, the file with its payload
+    #: cut out, the payload being ``incoming`` in that frame (``bundles.payload.split_file``;
+    #: ``services.transfers.bundle_file`` gives back the exact file)
     envelope: Mapped[bytes] = mapped_column(deferred=True)
-    #: bytes of ``envelope`` (disk usage sums it)
+    payload_frame: Mapped[dict[str, Any] | None] = mapped_column(deferred=True)
+    #: bytes of the bundle file (disk usage sums it)
     envelope_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    incoming: Mapped[str] = mapped_column(Text, deferred=True)
+    #: the configuration sections as UTF-8 RFC 8785 JSON (what approval applies), kept as
+    #: bytes: written as they were verified, with no decoding and re-encoding of megabytes
+    incoming: Mapped[bytes] = mapped_column(deferred=True)
     base_version: Mapped[int] = mapped_column(Integer)
     plan: Mapped[dict[str, Any]] = mapped_column(deferred=True)
     received_at: Mapped[datetime]

@@ -13,7 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, LargeBinary, cast, func, insert, literal, select, update
+from sqlalchemy import (
+    DateTime,
+    Text,
+    cast,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    update,
+)
 
 from provisioner.canonical import canonical_bytes, sha256_hex
 from provisioner.config import diff as config_diff
@@ -104,17 +114,19 @@ def commit_transfer_copy(ctx: Context, tenant: Tenant, transfer_id: int, digest:
     """
     if _load(ctx, tenant.id, base_version).digest == digest:
         return None
-    size = ctx.session.scalar(select(
-        func.octet_length(Transfer.incoming) if ctx.session.get_bind().dialect.name ==
-        "postgresql" else func.length(cast(Transfer.incoming, LargeBinary)))
-        .where(Transfer.id == transfer_id))
+    size = ctx.session.scalar(select(func.length(Transfer.incoming))  # bytes: it is binary
+                              .where(Transfer.id == transfer_id))
     _require_room(ctx, tenant, int(size or 0))
     new_version = _move_pointer(ctx, tenant, base_version)
+    # the UTF-8 bytes become text as they are (PostgreSQL checks they are UTF-8)
+    document = (func.convert_from(Transfer.incoming, literal_column("'UTF8'"))
+                if ctx.session.get_bind().dialect.name == "postgresql"
+                else cast(Transfer.incoming, Text))
     ctx.session.execute(
         insert(ConfigVersion).from_select(
             ["tenant_id", "version", "document", "digest", "created_at", "created_by", "origin",
              "size_bytes"],
-            select(literal(tenant.id), literal(new_version), Transfer.incoming, literal(digest),
+            select(literal(tenant.id), literal(new_version), document, literal(digest),
                    literal(ctx.clock.now(), DateTime()), literal(author),
                    literal(f"transfer:{transfer_id}"), literal(int(size or 0)))
             .where(Transfer.id == transfer_id, Transfer.tenant_id == tenant.id)))

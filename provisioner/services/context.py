@@ -4,6 +4,12 @@
     with app.transaction() as ctx:           # commits on success, rolls back on error
         tenants.create(ctx, "acme", name="ACME")
 
+``app.transaction(read_only=True)`` only reads (on SQLite it begins DEFERRED, so
+readers run side by side): an append-only log row it must still write
+(:meth:`Context.add_log_row`, e.g. a personal-information view) is committed in
+a short write transaction of its own right after it, before the caller gets
+its result -- never dropped, and never a write lock held while reading.
+
 ``ctx.keep_writes_on_error()`` makes the transaction commit even though an
 error propagates: a refused copy-key redemption records the failed attempt
 (for rate limiting and audit) and nothing else, and that record must stay.
@@ -14,8 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -24,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from provisioner import paths
 from provisioner.clock import Clock, SystemClock
 from provisioner.db import migrate
-from provisioner.db.engine import make_engine
+from provisioner.db.engine import deferred_begin, make_engine
 from provisioner.errors import ConfigurationError
 from provisioner.security.keystore import MasterKey
 
@@ -35,6 +42,21 @@ class Context:
     clock: Clock
     master_key: MasterKey
     _commit_on_error: bool = False
+    #: a read-only transaction: rows go through :meth:`add_log_row` only
+    read_only: bool = False
+    _deferred_rows: list[Any] = field(default_factory=list)
+
+    def add_log_row(self, row: Any) -> None:
+        """Add an append-only log row: to this transaction, or after a read-only one.
+
+        After a read-only transaction the rows are committed in a write transaction
+        of their own before :meth:`Provisioner.transaction` returns; if that fails,
+        the caller gets the error, not the result.
+        """
+        if self.read_only:
+            self._deferred_rows.append(row)
+        else:
+            self.session.add(row)
 
     def keep_writes_on_error(self) -> None:
         """Commit what this transaction wrote even if it ends with an error."""
@@ -93,11 +115,23 @@ class Provisioner:
             )
 
     @contextmanager
-    def transaction(self) -> Iterator[Context]:
+    def transaction(self, *, read_only: bool = False,
+                    log_rows: list[Any] | None = None) -> Iterator[Context]:
+        """One transaction; ``read_only``: see the module's documentation.
+
+        ``log_rows`` (read-only only): the log rows to write are appended there
+        instead, and the caller commits them with :meth:`write_log_rows` before
+        using the result (an async server route does that in a worker thread).
+        """
         session = self._sessions()
-        ctx = Context(session, self.clock, self.master_key)
+        ctx = Context(session, self.clock, self.master_key, read_only=read_only)
         try:
+            if read_only:
+                with deferred_begin():
+                    session.connection()  # begins now: DEFERRED on SQLite
             yield ctx
+            if read_only and (session.new or session.dirty or session.deleted):
+                raise RuntimeError("a read-only transaction changed rows")
             session.commit()
         except BaseException:
             if ctx._commit_on_error:
@@ -107,3 +141,13 @@ class Provisioner:
             raise
         finally:
             session.close()
+        if ctx._deferred_rows:
+            if log_rows is None:
+                self.write_log_rows(ctx._deferred_rows)
+            else:
+                log_rows.extend(ctx._deferred_rows)
+
+    def write_log_rows(self, rows: list[Any]) -> None:
+        """Commit the log rows a read-only transaction left (one short write transaction)."""
+        with self.transaction() as writer:
+            writer.session.add_all(rows)

@@ -30,13 +30,13 @@ from typing import Any, Literal
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from provisioner.bundles import payload as bundle_payload
 from provisioner.bundles.envelope import parse_envelope
 from provisioner.bundles.payload import Audience, Source, VerifiedBundle, build_bundle, read_bundle
-from provisioner.canonical import sha256_hex
 from provisioner.clock import as_utc
 from provisioner.config import diff as config_diff
 from provisioner.config.document import SECTION_NAMES
@@ -45,7 +45,7 @@ from provisioner.config.validate import (
     check_references,
     normalized_document,
 )
-from provisioner.db.models import ConfigVersion, CopyKeyRow, Tenant, Transfer
+from provisioner.db.models import ConfigVersion, CopyKeyRow, SigningKey, Tenant, Transfer
 from provisioner.errors import BundleRejected, DataInUse, KeyRejected, NotFound, PlanConflict
 from provisioner.gcpause import paused_gc
 from provisioner.security import copykey
@@ -158,14 +158,17 @@ def _plan(base: configs.Current, incoming: dict[str, Any], *, mode: Mode,
 
 
 def _verify(ctx: Context, target: Tenant, raw: bytes,
-            extra_keys: Iterable[Ed25519PublicKey]) -> VerifiedBundle:
+            extra_keys: Iterable[Ed25519PublicKey]) -> tuple[VerifiedBundle, Tenant | None]:
+    """The verified bundle and the tenant of this deployment that signed it, if any."""
     bundle = read_bundle(raw, signing.resolver_for(ctx, target.id, extra_keys))
     if ctx.clock.now() >= bundle.expires_at:
         raise BundleRejected(
             f"bundle expired at {bundle.payload.expires_at}",
             hint="ask the source tenant's admin to send it again",
         )
-    owner = signing.owner_of(ctx, bundle.key_id)
+    # signing.owner_of in one round trip (key and tenant joined)
+    owner = ctx.session.scalar(select(Tenant).join(SigningKey, SigningKey.tenant_id == Tenant.id)
+                               .where(SigningKey.key_id == bundle.key_id))
     claimed = bundle.payload.source.tenant
     if owner is not None and owner.slug != claimed:
         raise BundleRejected(
@@ -174,7 +177,7 @@ def _verify(ctx: Context, target: Tenant, raw: bytes,
         )
     if owner is not None and owner.id == target.id:
         raise BundleRejected("a tenant cannot send its configuration to itself")
-    return bundle
+    return bundle, owner
 
 
 @paused_gc()
@@ -182,7 +185,7 @@ def accept(ctx: Context, target: Tenant, raw: bytes, *, received_by: str,
            attempted_by: str, extra_keys: Iterable[Ed25519PublicKey] = ()) -> Transfer:
     """Verify a bundle for ``target`` and store it as a pending transfer."""
     require_can_receive(target)
-    bundle = _verify(ctx, target, raw, extra_keys)
+    bundle, owner = _verify(ctx, target, raw, extra_keys)
     payload = bundle.payload
     audience = payload.audience
     pins = {p.key_id: p for p in signing.pinned(ctx, target.id)}
@@ -203,10 +206,10 @@ def accept(ctx: Context, target: Tenant, raw: bytes, *, received_by: str,
     plan["impact"] = data_impact_of(ctx, target.id, base.data, result)
     if len(plan["sections"]) == len(SECTION_NAMES):
         # a whole document: approving it as is copies these very bytes (see approve)
-        plan["incoming_digest"] = "sha256:" + sha256_hex(bundle.config_json)
+        plan["incoming_digest"] = bundle.config_digest
     plan["signer"] = {
         "key_id": bundle.key_id,
-        "verified_source": signing.owner_of(ctx, bundle.key_id) is not None,
+        "verified_source": owner is not None,
         "pinned_as": pins[bundle.key_id].label if bundle.key_id in pins else None,
     }
     key_row = None
@@ -223,22 +226,19 @@ def accept(ctx: Context, target: Tenant, raw: bytes, *, received_by: str,
                                      publisher_key_id=bundle.key_id,
                                      source_tenant=payload.source.tenant))
     quotas.require_room(ctx, target, len(raw) + len(bundle.config_json), what="this bundle")
-    transfer = Transfer(
+    stored, frame = bundle_payload.split_file(bundle)  # the configuration is stored once
+    transfer = _insert_once(ctx, dict(
         tenant_id=target.id, status="pending", bundle_id=payload.bundle_id,
         payload_digest=bundle.digest, signer_key_id=bundle.key_id,
         source_tenant=payload.source.tenant, source_name=payload.source.name,
         source_version=payload.source.config_version, source_digest=payload.source.config_digest,
-        envelope=raw, envelope_bytes=len(raw), incoming=bundle.config_json.decode("utf-8"),
+        envelope=stored, payload_frame=frame, envelope_bytes=len(raw),
+        incoming=bundle.config_json,
         base_version=base.version, plan=plan, received_at=ctx.clock.now(),
         received_by=received_by, copy_key_id=key_row.id if key_row else None,
-    )
-    try:
-        with ctx.session.begin_nested():
-            ctx.session.add(transfer)
-    except IntegrityError:  # the same bundle, received concurrently
-        raise BundleRejected(
-            f"bundle {payload.bundle_id} was already received; a bundle is delivered once"
-        ) from None
+        decided_at=None, decided_by=None, reason=None, applied_version=None,
+        rolled_back_at=None,
+    ))
     if key_row is not None:
         copykeys.consume(ctx, key_row, transfer.id)
     audit.record(ctx, tenant_id=target.id, actor=received_by, action="transfer:received",
@@ -248,6 +248,28 @@ def accept(ctx: Context, target: Tenant, raw: bytes, *, received_by: str,
                  source_version=payload.source.config_version,
                  copy_key=audience.copy_key if audience else None,
                  summary=plan["summary"])
+    return transfer
+
+
+def _insert_once(ctx: Context, values: dict[str, Any]) -> Transfer:
+    """Insert the transfer unless the tenant already has its bundle (concurrent receipt).
+
+    ``INSERT ... ON CONFLICT (tenant_id, bundle_id) DO NOTHING RETURNING id`` (Core,
+    not a flush in a savepoint: two round trips and the unit of work fewer): the
+    loser of a race waits for the winner's commit and inserts nothing. The row is
+    then attached to the session as loaded, every column being known.
+    """
+    dialect = postgresql if ctx.session.get_bind().dialect.name == "postgresql" else sqlite
+    transfer_id = ctx.session.scalar(
+        dialect.insert(Transfer.__table__).values(**values)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "bundle_id"])
+        .returning(Transfer.__table__.c.id))
+    if transfer_id is None:
+        raise BundleRejected(
+            f"bundle {values['bundle_id']} was already received; a bundle is delivered once")
+    transfer = Transfer(id=transfer_id, **values)
+    make_transient_to_detached(transfer)
+    ctx.session.add(transfer)
     return transfer
 
 
@@ -298,6 +320,12 @@ def get(ctx: Context, login: str, transfer_id: int) -> tuple[Transfer, Actor]:
     actor = resolve_for_tenant_id(ctx, login, transfer.tenant_id,
                                   what=f"transfer {transfer_id}")
     return transfer, actor
+
+
+def bundle_file(transfer: Transfer) -> bytes:
+    """The bundle file exactly as it was received (see ``Transfer.payload_frame``)."""
+    return bundle_payload.join_file(transfer.envelope, transfer.payload_frame,
+                                    transfer.incoming)
 
 
 def incoming_config(transfer: Transfer) -> dict[str, Any]:

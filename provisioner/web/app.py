@@ -88,8 +88,9 @@ class SecurityHeaders:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     provisioner: Provisioner = app.state.provisioner
     if provisioner.engine.dialect.name == "sqlite":
-        # SQLite runs one transaction at a time (every one begins IMMEDIATE): requests
-        # wait in the thread pool's queue rather than in SQLite's sleeping busy handler
+        # SQLite runs one writing transaction at a time (they begin IMMEDIATE): requests
+        # wait in the thread pool's queue rather than in SQLite's sleeping busy handler.
+        # Phone lookups do not use the pool (read-only, on the event loop).
         to_thread.current_default_thread_limiter().total_tokens = 1
     yield
 

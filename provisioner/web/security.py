@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from provisioner.clock import Clock, format_instant
 from provisioner.errors import PermissionDenied, ProvisionerError, RateLimited
@@ -131,10 +132,15 @@ def in_tenant(ctx: Context, actor: Actor, ref: str) -> Actor:
 
 
 @contextmanager
-def acting(app: Provisioner, token: str | None,
-           tenant: str | None = None) -> Iterator[tuple[Context, Actor]]:
-    """One transaction, with the acting user (in ``tenant``, else the selected one)."""
-    with app.transaction() as ctx:
+def acting(app: Provisioner, token: str | None, tenant: str | None = None, *,
+           read_only: bool = False,
+           log_rows: list[Any] | None = None) -> Iterator[tuple[Context, Actor]]:
+    """One transaction, with the acting user (in ``tenant``, else the selected one).
+
+    ``read_only``, ``log_rows``: the route only reads (lookup, search); see
+    ``Provisioner.transaction``.
+    """
+    with app.transaction(read_only=read_only, log_rows=log_rows) as ctx:
         actor = session_actor(ctx, token)
         if tenant is not None:
             actor = in_tenant(ctx, actor, tenant)

@@ -122,3 +122,139 @@ def test_export_history(world: World) -> None:
         data = csvio.export(ctx, admin, "purchases", Query(q="山田"),
                             columns=["contact_name", "product_name", "amount"])
     assert data.decode("utf-8-sig").splitlines()[1] == "田中 太郎,ソフト,300"
+
+
+# cells, good and bad, for every kind of column the column-by-column path shapes
+_CELLS = {
+    "name": ["田中 太郎", " ｻﾄｳ ﾊﾅｺ ", "", "　", "Ａ" * 201, "x" * 200],
+    "kana": ["タナカ", "ｽｽﾞｷ", "", "ka na"],
+    "title": ["部長", "", "ＣＥＯ"],
+    "email": ["a@example.jp", "ＡＢ@ＥＸ.ＪＰ", "not-an-address", ""],
+    "phone": ["０３－１２３４－５６７８", "+81 3 1234 5678", "03-1234-5678", "1" * 21, "",
+              "abc"],
+    "mobile": ["090-1111-2222", "", "09011112222"],
+    "fax": ["03-0000-0000", "", "1" * 30],
+    "birthday": ["1980-01-02", "１９８０－０１－０２", "", "1980/01/02"],
+    "sex": ["", "male", "female", "nonsense"],
+    "note": [" 全角ＡＢＣ ", "", "n" * 20001],
+    "memo_1": ["ﾒﾓ", "", "100%"],
+    "memo_2": ["gold", "silver", "old", "ｇｏｌｄ", "", "platinum"],
+    "company": ["(株)山田商事", "", " 株式会社山田商事 "],
+    "checkbox_1": ["1", "0", "", "✓", "はい", "maybe"],
+    "checkbox_3": ["yes", "no", "TRUE"],
+    "checkbox_48": ["", "0", "1"],
+    "classifications": ["agency", "agency;supplier", "", "vip", "ａｇｅｎｃｙ, supplier"],
+}
+
+
+def test_column_by_column_shaping_equals_the_row_by_row_path(world: World) -> None:
+    """Every row the fast path accepts is shaped exactly as ``records.shape`` shapes it,
+    and it accepts every valid row; rows of the wrong width take the row-by-row path."""
+    import random
+
+    configured(world)
+    actor = world.actor("acme")
+    rng = random.Random(7)
+    header = list(_CELLS)
+    body = [[rng.choice(_CELLS[k]) for k in header] for _ in range(600)]
+    body += [body[0][:5], [*body[1], "extra"]]
+    with world.app.transaction() as ctx:
+        from provisioner.services.crm import scope
+        doc = scope.config(ctx, actor.tenant_id)
+        keys, problems = csvio._header_map(doc, header)
+        assert not problems
+        fast = csvio._fast_shape(doc, keys, body)
+        accepted = 0
+        for number, (cells, done) in enumerate(zip(body, fast, strict=True), start=2):
+            found: list[csvio.Problem] = []
+            data = csvio._row_values(doc, keys, cells, number, header, found)
+            slow: tuple[dict[str, object], str] | None = None
+            if data is not None:
+                company, bad = data.pop("_company"), data.pop("_bad")
+                try:
+                    values = records.shape(ctx, actor, doc, records.TYPES["contact"], data,
+                                           None)
+                except ValidationFailed:
+                    pass
+                else:
+                    slow = None if bad else (values, company)
+            if len(cells) != len(header):
+                assert done is None
+            else:
+                assert done == slow, (number, cells)
+                accepted += done is not None
+    assert accepted >= 5  # (the others have a bad cell: both paths refuse them)
+
+
+@pytest.mark.parametrize("copy", [True, False])
+def test_a_large_import_is_all_or_nothing_and_searchable(world: World, copy: bool,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from provisioner.services.crm import search_index
+
+    monkeypatch.setattr(search_index, "USE_COPY", copy)  # PostgreSQL: COPY or INSERT
+    configured(world)
+    lines = ["氏名,フリガナ,会社名,電話番号,ランク,DM送付"] + [
+        f"田中 {i},タナカ {i},株式会社{i % 7}商事,03-{1000 + i}-{2000 + i},gold,{i % 2}"
+        for i in range(3000)]
+    bad = [*lines, "山田,ヤマダ,,03-1,platinum,1"]
+    with pytest.raises(ValidationFailed) as exc:
+        _import(world, "\n".join(bad).encode())
+    assert exc.value.problems == ["row 3002, ランク: 'platinum' is not an active value of "
+                                  "picklist 'rank' (gold, silver)"]
+    admin = world.actor("acme")
+    with world.app.transaction() as ctx:
+        assert search.search(ctx, admin, Query()).total == 0
+    report = _import(world, "\n".join(lines).encode())
+    assert (report.created, report.companies_created) == (3000, 7)
+    with world.app.transaction() as ctx:
+        result = search.search(ctx, admin, Query(q="1234-2234"))
+        assert [i["name"] for i in result.items] == ["田中 234"]
+        assert search.search(ctx, admin, Query(q="3商事")).total == 3000 // 7 + 1
+        history = records.history(ctx, admin, "contact", result.items[0]["id"])
+        assert [(h["action"], h["changes"]) for h in history] == [
+            ("create", {"import": "upload"})]
+        assert records.show(ctx, admin, "contact", result.items[0]["id"])["checkboxes"] == []
+
+
+def test_an_import_as_a_role_under_row_level_security_inserts_instead_of_copying(
+        world: World) -> None:
+    """PostgreSQL refuses COPY FROM where row-level security applies: a plain login role
+    (no superuser, no BYPASSRLS) imports through INSERTs, with the same result."""
+    if world.app.engine.dialect.name != "postgresql":
+        pytest.skip("COPY and row-level security are PostgreSQL features")
+    from sqlalchemy import text
+
+    from provisioner.db.engine import make_engine
+    from provisioner.services.context import Provisioner
+    from provisioner.services.crm import search_index
+
+    configured(world)
+    url = world.app.engine.url
+    role = f"imp_{url.database}"[:60]
+    with world.app.engine.connect() as conn:
+        conn.execute(text(
+            f'DO $$ BEGIN CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB; '
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"))
+        conn.execute(text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public '
+                          f'TO "{role}"'))
+        conn.execute(text(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))
+        conn.commit()
+    engine = make_engine(url.set(username=role, password=None)
+                         .render_as_string(hide_password=False))
+    try:
+        app = Provisioner(engine, master_key=world.app.master_key, clock=world.app.clock)
+        actor = world.actor("acme")
+        with app.transaction() as ctx:
+            assert not search_index.can_copy(ctx.session.connection(), "crm_contacts")
+            report = csvio.import_customers(ctx, actor, GOOD.encode())
+        assert report.created == 2
+        with app.transaction() as ctx:
+            assert search.search(ctx, actor, Query(q="1234")).total == 1
+    finally:
+        engine.dispose()
+        with world.app.engine.connect() as conn:
+            conn.execute(text(f'DROP OWNED BY "{role}"'))
+            conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+            conn.commit()
+    with world.app.transaction() as ctx:
+        assert search.search(ctx, world.actor("acme"), Query(q="山田商事")).total == 2

@@ -123,12 +123,18 @@ def _assert_search_is_scan(world: World, actor: Actor, rng: random.Random, count
             assert result.total == len(expected)
 
 
-@pytest.mark.parametrize("tuning", ["default", pytest.param("chains", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("tuning", ["default", pytest.param("chains", marks=pytest.mark.slow),
+                                    pytest.param("dense", marks=pytest.mark.slow)])
 def test_index_equals_a_scan_across_every_write_path(world: World, tuning: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     if tuning == "chains":  # long terms answered by positioned trigrams, most of them "far"
-        monkeypatch.setattr(search_index, "VERIFY_MAX", 0)
+        monkeypatch.setattr(search_index, "VERIFY_MAX", {"sqlite": 0, "postgresql": 0})
         monkeypatch.setattr(search_index, "POSITIONS", 4)
+    if tuning == "dense":  # bitmaps everywhere: stored, ANDed, ORed and walked
+        monkeypatch.setattr(search_index, "SPARSE_MAX", 2)
+        monkeypatch.setattr(search_index, "_AS_BITMAP", 2)
+        monkeypatch.setattr(search_index, "VERIFY_MAX", {"sqlite": 3, "postgresql": 3})
+        monkeypatch.setattr(search_index, "VERIFY_EARLY", 1)
     rng = random.Random(20261123)
     configured(world)
     configured(world, "other")
@@ -176,6 +182,15 @@ def test_index_equals_a_scan_across_every_write_path(world: World, tuning: str,
         seed.seed_contacts(ctx, other, 30, seed=6)
     _assert_search_is_scan(world, admin, rng, 40)
     _assert_search_is_scan(world, other, rng, 20)
+
+    # a tenant whose contacts all come in bulk (index blocks written without merging)
+    configured(world, "bulk")
+    fresh = world.actor("bulk")
+    with world.app.transaction() as ctx:
+        csvio.import_customers(ctx, fresh, "\n".join(lines).encode())
+    with world.app.transaction() as ctx:
+        seed.seed_contacts(ctx, fresh, 50, seed=7)
+    _assert_search_is_scan(world, fresh, rng, 30)
 
 
 def test_a_picklist_remap_keeps_the_index_exact(world: World) -> None:
@@ -315,3 +330,28 @@ def test_the_migration_builds_the_index_of_existing_contacts(world: World) -> No
     with world.app.transaction() as ctx:
         assert search.search(ctx, admin, Query(q="田")).total == sum(
             "田" in t for t in before.values())
+
+
+def test_text_fast_paths_equal_the_unicode_rules() -> None:
+    """ASCII shortcuts (and the cache) of search_key / nfkc / phone_digits change nothing."""
+    import re
+    import unicodedata
+
+    from provisioner.services.crm import text as crm_text
+
+    def reference_digits(value: str) -> str:
+        normal = unicodedata.normalize("NFKC", value).strip()
+        digits = "".join(ch for ch in normal if ch.isdigit())
+        if normal.startswith("+81"):
+            rest = digits[2:]
+            digits = rest if rest.startswith("0") else "0" + rest
+        return digits
+
+    rng = random.Random(11)
+    alphabet = [chr(i) for i in range(128)] + list("０１２３田中ｶﾀｶﾅ　\u3000\x85\xa0²ＡＢｃ")
+    for _ in range(20000):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+        assert crm_text.search_key(value) == re.sub(
+            r"\s+", "", unicodedata.normalize("NFKC", value)).lower(), repr(value)
+        assert crm_text.nfkc(value) == unicodedata.normalize("NFKC", value).strip()
+        assert crm_text.phone_digits(value) == reference_digits(value), repr(value)

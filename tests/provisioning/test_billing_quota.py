@@ -197,7 +197,8 @@ def test_crm_records_are_counted_per_tenant_under_row_level_security(
         conn.execute(text(
             f"DO $$ BEGIN CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS; "
             "EXCEPTION WHEN duplicate_object THEN NULL; END $$"))
-        conn.execute(text(f"GRANT SELECT ON {', '.join(CRM_TENANT_TABLES)} TO {role}"))
+        conn.execute(text(f"GRANT SELECT ON {', '.join(CRM_TENANT_TABLES)}, crm_tallies "
+                          f"TO {role}"))
         conn.commit()
         try:
             with Session(bind=conn) as session:
@@ -211,4 +212,5 @@ def test_crm_records_are_counted_per_tenant_under_row_level_security(
                 session.rollback()
         finally:
             with conn.begin():
-                conn.execute(text(f"REVOKE ALL ON {', '.join(CRM_TENANT_TABLES)} FROM {role}"))
+                conn.execute(text(f"REVOKE ALL ON {', '.join(CRM_TENANT_TABLES)}, crm_tallies "
+                                  f"FROM {role}"))

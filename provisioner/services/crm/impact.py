@@ -21,14 +21,19 @@ Kinds (each with the number of affected records):
 * ``custom_field_removed`` -- custom-database fields (or whole databases) removed
   while records hold data (blocking).
 
-Counting is one aggregate scan per table holding questions (all memo, checkbox,
-classification questions of the contacts in the same ``SELECT SUM(...)``), with
-the questions packed several to an aggregate (see :class:`_Counts`).
+Counting reads the tenant's maintained counts (:mod:`provisioner.services.crm.tally`:
+records per picklist-like value, checkbox, classification and custom field, kept
+exact by every write path): one query however many records the tenant holds.
+``impact(..., scan=True)`` counts the same answers from the records instead -- one
+aggregate scan per table holding questions, the questions packed several to an
+aggregate (see :class:`_Counts`) -- the reference the counts are tested against;
+the rare question the counts cannot answer exactly (a value that is not a code,
+which a validated configuration never names) is always scanned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import (
@@ -56,7 +61,7 @@ from provisioner.db.crm_models import (
 )
 from provisioner.errors import ValidationFailed
 from provisioner.services.context import Context
-from provisioner.services.crm import records
+from provisioner.services.crm import records, tally
 
 #: fields of built-in records that take a value of a fixed picklist
 PICKLIST_COLUMNS: dict[str, tuple[str, Any]] = {
@@ -212,22 +217,83 @@ class _Counts:
         return sums
 
 
-def impact(ctx: Context, tenant_id: int, base_data: Mapping[str, Any],
-           result_data: Mapping[str, Any]) -> dict[str, Any]:
-    """Impact of going from ``base_data`` to ``result_data`` on the tenant's records."""
-    _enter(ctx, tenant_id)
-    c = CrmContact
-    tables: dict[Any, _Counts] = {}
+#: tally counts -> the answer, or None: the tallies cannot answer it exactly (scan instead)
+_Answer = Callable[[Mapping[str, Mapping[str, int]]], int] | None
 
-    def counts(model: Any) -> _Counts:
-        return tables.setdefault(model, _Counts(model))
 
-    order: list[dict[str, Any]] = []  # the report lists items in the order they are asked
+class _Plan:
+    """The questions of one analysis, each answerable from the tallies and by a scan."""
 
-    def item(**fields: Any) -> dict[str, Any]:
-        order.append(fields)
+    def __init__(self) -> None:
+        #: (asked item, scan group, scan registration, tally names, tally answer)
+        self.questions: list[tuple[dict[str, Any], Any, Callable[[_Counts], None],
+                                   tuple[str, ...], _Answer]] = []
+        self.order: list[dict[str, Any]] = []  # items are reported in the order asked
+
+    def item(self, **fields: Any) -> dict[str, Any]:
+        self.order.append(fields)
         return fields
 
+    def ask(self, asked: dict[str, Any], group: Any, register: Callable[[_Counts], None],
+            names: tuple[str, ...], answer: _Answer) -> None:
+        self.questions.append((asked, group, register, names, answer))
+
+    def equal(self, asked: dict[str, Any], column: Any, value: str) -> None:
+        """Records whose ``column`` is ``value``."""
+        name = tally.name_of(column.class_, column.key)
+        exact = bool(tally.CODE.fullmatch(value))
+        self.ask(asked, column.class_, lambda q: q.ask_equal(asked, column, value), (name,),
+                 (lambda t: t[name].get(value, 0)) if exact else None)
+
+    def filled(self, asked: dict[str, Any], column: Any, allowed: set[str] | None) -> None:
+        """Records whose ``column`` holds a value (not in ``allowed``, when given)."""
+        name = tally.name_of(column.class_, column.key)
+        cond: ColumnElement[bool] = column != ""
+        if allowed:
+            cond = cond & column.not_in(sorted(allowed))
+        exact = allowed is None or all(tally.CODE.fullmatch(v) for v in allowed)
+        keep = allowed or set()
+        self.ask(asked, column.class_, lambda q: q.ask(asked, cond), (name,),
+                 (lambda t: sum(n for v, n in t[name].items() if v not in keep))
+                 if exact else None)
+
+    def checked(self, asked: dict[str, Any], index: int) -> None:
+        """Contacts with checkbox ``index`` checked."""
+        key = str(index)
+        exact = isinstance(index, int) and 1 <= index <= tally.CHECKBOX_BITS
+        self.ask(asked, CrmContact, lambda q: q.ask_bit(asked, index - 1), (tally.CHECKBOXES,),
+                 (lambda t: t[tally.CHECKBOXES].get(key, 0)) if exact else None)
+
+    def assigned(self, asked: dict[str, Any], model: Any, code: str) -> None:
+        """Records of ``model`` (contacts, companies) assigned customer classification ``code``."""
+        name = tally.name_of(model, "classifications")
+        cond = model.classifications.contains(f",{code},", autoescape=True)
+        self.ask(asked, model, lambda q: q.ask(asked, cond), (name,),
+                 (lambda t: t[name].get(code, 0)) if tally.CODE.fullmatch(code) else None)
+
+    def custom(self, asked: dict[str, Any], database: str, key: str) -> None:
+        """Custom records of ``database`` whose field ``key`` holds a value."""
+        name = tally.custom_name(database)
+        value = CrmCustomRecord.data[key].as_string()
+        cond = (CrmCustomRecord.database == database) & value.is_not(None) & (value != "")
+        exact = bool(tally.CODE.fullmatch(database) and tally.CODE.fullmatch(key))
+        self.ask(asked, ("custom", database), lambda q: q.ask(asked, cond), (name,),
+                 (lambda t: t[name].get(key, 0)) if exact else None)
+
+
+def impact(ctx: Context, tenant_id: int, base_data: Mapping[str, Any],
+           result_data: Mapping[str, Any], *, scan: bool = False) -> dict[str, Any]:
+    """Impact of going from ``base_data`` to ``result_data`` on the tenant's records.
+
+    Answered from the maintained counts (:mod:`provisioner.services.crm.tally`);
+    ``scan``: count every answer from the records instead (the reference; a
+    question the counts cannot answer exactly -- a value that is not a code --
+    is always scanned).
+    """
+    _enter(ctx, tenant_id)
+    c = CrmContact
+    plan = _Plan()
+    item = plan.item
     # memo fields
     old_memo, new_memo = _memo_uses(base_data), _memo_uses(result_data)
     for index, (old_type, old_pl) in old_memo.items():
@@ -235,20 +301,17 @@ def impact(ctx: Context, tenant_id: int, base_data: Mapping[str, Any],
         new_type, new_pl = new_memo.get(index, ("text", None))
         field = f"contact.memo_{index}"
         if (old_type, old_pl) != (new_type, new_pl):
-            counts(c).ask(item(kind="memo_retyped", field=field, **{"from": old_type},
-                               to=new_type, picklist=new_pl, blocking=False), column != "")
+            plan.filled(item(kind="memo_retyped", field=field, **{"from": old_type},
+                             to=new_type, picklist=new_pl, blocking=False), column, None)
             allowed = _values(result_data, new_pl) if new_type == "picklist" else None
             if allowed is not None:
-                invalid = item(kind="memo_retyped_invalid", field=field, picklist=new_pl,
-                               blocking=True)
-                counts(c).ask(invalid, (column != "") & column.not_in(sorted(allowed))
-                              if allowed else column != "")
+                plan.filled(item(kind="memo_retyped_invalid", field=field, picklist=new_pl,
+                                 blocking=True), column, allowed)
         elif old_type == "picklist" and old_pl:
             before, after = _values(base_data, old_pl) or set(), _values(result_data, old_pl)
             for value in sorted(before - (after or set())):
-                counts(c).ask_equal(item(kind="picklist_value_removed", field=field,
-                                         picklist=old_pl, value=value, blocking=True),
-                                    column, value)
+                plan.equal(item(kind="picklist_value_removed", field=field, picklist=old_pl,
+                                value=value, blocking=True), column, value)
     # checkboxes
     old_boxes = {b["index"]: b for b in base_data.get("checkboxes", [])}
     for box in result_data.get("checkboxes", []):
@@ -256,21 +319,22 @@ def impact(ctx: Context, tenant_id: int, base_data: Mapping[str, Any],
         if old is None:
             continue
         if old.get("enabled", True) and not box.get("enabled", True):
-            counts(c).ask_bit(item(kind="checkbox_disabled", index=box["index"],
-                                   label=old["label"], blocking=False), box["index"] - 1)
+            asked = item(kind="checkbox_disabled", index=box["index"], label=old["label"],
+                         blocking=False)
         elif old["label"] != box["label"]:
-            counts(c).ask_bit(item(kind="checkbox_relabelled", index=box["index"],
-                                   **{"from": old["label"]}, to=box["label"], blocking=False),
-                              box["index"] - 1)
+            asked = item(kind="checkbox_relabelled", index=box["index"],
+                         **{"from": old["label"]}, to=box["label"], blocking=False)
+        else:
+            continue
+        plan.checked(asked, box["index"])
     # fixed picklist fields
     for field, (picklist, column) in PICKLIST_COLUMNS.items():
         old_values, new_values = _values(base_data, picklist), _values(result_data, picklist)
         if old_values is None or new_values is None:
             continue
         for value in sorted(old_values - new_values):
-            counts(column.class_).ask_equal(
-                item(kind="picklist_value_removed", field=field, picklist=picklist,
-                     value=value, blocking=True), column, value)
+            plan.equal(item(kind="picklist_value_removed", field=field, picklist=picklist,
+                            value=value, blocking=True), column, value)
     # classifications
     trees: tuple[tuple[str, tuple[Any, ...]], ...] = (
         ("customer", (CrmContact, CrmCompany)), ("product", (CrmProduct, CrmPurchase)))
@@ -281,33 +345,37 @@ def impact(ctx: Context, tenant_id: int, base_data: Mapping[str, Any],
             for model in targets:
                 asked = item(kind="classification_removed", tree=tree, code=code,
                              records=model.__tablename__, blocking=True)
-                if tree == "customer":
-                    counts(model).ask(asked, model.classifications.contains(
-                        f",{code},", autoescape=True))
+                if tree == "product":
+                    plan.equal(asked, model.product_class, code)
                 else:
-                    counts(model).ask_equal(asked, model.product_class, code)
+                    plan.assigned(asked, model, code)
     # custom-database fields
     after_dbs = {d["code"]: {f["key"] for f in d.get("fields", [])}
                  for d in result_data.get("custom_databases", [])}
-    custom: list[_Counts] = []
     for db in base_data.get("custom_databases", []):
         gone = sorted({f["key"] for f in db.get("fields", [])} - after_dbs.get(db["code"], set()))
-        if not gone:
-            continue
-        questions = _Counts(CrmCustomRecord)
-        custom.append(questions)
         for key in gone:
-            value = CrmCustomRecord.data[key].as_string()
-            questions.ask(item(kind="custom_field_removed", database=db["code"], field=key,
-                               database_removed=db["code"] not in after_dbs, blocking=True),
-                          (CrmCustomRecord.database == db["code"]) & value.is_not(None)
-                          & (value != ""))
+            plan.custom(item(kind="custom_field_removed", database=db["code"], field=key,
+                             database_removed=db["code"] not in after_dbs, blocking=True),
+                        db["code"], key)
     found: dict[int, int] = {}
-    for questions in [*tables.values(), *custom]:
-        if questions:
-            for asked, count in questions.run(ctx, tenant_id):
-                found[id(asked)] = count
-    items = [{**asked, "count": found[id(asked)]} for asked in order if id(asked) in found]
+    answered = [(asked, names, answer) for asked, _, _, names, answer in plan.questions
+                if answer is not None and not scan]
+    if answered:
+        counts = tally.counts(ctx.session.connection(), tenant_id,
+                              {name for _, names, _ in answered for name in names})
+        for asked, _, answer in answered:
+            found[id(asked)] = answer(counts)
+    groups: dict[Any, _Counts] = {}
+    for _asked, group, register, _, maybe in plan.questions:
+        if maybe is None or scan:
+            model = CrmCustomRecord if isinstance(group, tuple) else group
+            register(groups.setdefault(group, _Counts(model)))
+    for questions in groups.values():
+        for asked, count in questions.run(ctx, tenant_id):
+            found[id(asked)] = count
+    items = [{**asked, "count": found[id(asked)]} for asked in plan.order
+             if found.get(id(asked))]
     return {"items": items, "blocking": sum(1 for i in items if i["blocking"])}
 
 
@@ -413,6 +481,8 @@ def apply_remap(ctx: Context, tenant_id: int, result_data: Mapping[str, Any],
             total += len(touched)
             if not touched:
                 continue
+            tally.shift(ctx.session.connection(), tenant_id, model, column.key, value, new,
+                        len(touched), extra_records=len(touched))  # + the change-log rows
             entry = {"tenant_id": tenant_id, "at": now, "actor": actor,
                      "record_type": type_of[model], "action": "update",
                      "changes": {column.key: [value, new]}, "purpose": purpose or ""}

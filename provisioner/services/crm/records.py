@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy import update as sql_update
 
 from provisioner.clock import as_utc, format_instant
@@ -45,7 +45,10 @@ from provisioner.db.models import AuditEvent, Base
 from provisioner.errors import NotFound, ValidationFailed
 from provisioner.services.actors import Actor
 from provisioner.services.context import Context
-from provisioner.services.crm import scope
+from provisioner.services.crm import (
+    scope,
+    tally,  # maintained counts (its flush hook too)
+)
 from provisioner.services.crm import search_index as _search_index  # noqa: F401  (index hook)
 from provisioner.services.crm.text import (
     company_suffix,
@@ -55,6 +58,7 @@ from provisioner.services.crm.text import (
     phone_digits,
     search_key,
 )
+from provisioner.services.provisioning import quotas
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -177,8 +181,11 @@ def fetch(ctx: Context, actor: Actor, type_name: str, record_id: int) -> Any:
 
 def log_access(ctx: Context, actor: Actor, kind: str, subject: str = "",
                **details: Any) -> None:
-    """One access-log row: login, personal_info_view, export, print, bulk_update, ..."""
-    ctx.session.add(CrmAccess(tenant_id=actor.tenant_id, at=ctx.clock.now(), actor=actor.login,
+    """One access-log row: login, personal_info_view, export, print, bulk_update, ...
+
+    In a read-only transaction the row is committed right after it (``add_log_row``).
+    """
+    ctx.add_log_row(CrmAccess(tenant_id=actor.tenant_id, at=ctx.clock.now(), actor=actor.login,
                               kind=kind, subject=subject, details=details))
 
 
@@ -467,6 +474,8 @@ def create(ctx: Context, actor: Actor, type_name: str, data: Mapping[str, Any], 
     scope.require(ctx, actor, "records.write", f"create a {type_name}")
     doc = scope.config(ctx, actor.tenant_id)
     values = shape(ctx, actor, doc, rt, data, None)
+    # the record and its change-log row; refused before anything is written
+    quotas.require_room_for_records(ctx, actor.tenant_id, 2, what=f"a new {type_name}")
     now = ctx.clock.now()
     extra: dict[str, Any] = {}
     if rt.name == "secret_note":
@@ -611,12 +620,15 @@ def delete_record(ctx: Context, actor: Actor, type_name: str, record_id: int, *,
         ctx.session.execute(sql_update(CrmContact).where(
             CrmContact.tenant_id == actor.tenant_id, CrmContact.company_id == row.id)
             .values(company_id=None, department_id=None))
+    ctx.session.flush()  # the Core deletes below see (and count) pending rows
     if rt.name in ("company", "department", "contact"):
-        ctx.session.execute(delete(CrmCustomRecord).where(
-            CrmCustomRecord.tenant_id == actor.tenant_id, CrmCustomRecord.owner_id == row.id,
-            CrmCustomRecord.database.in_(
-                [d.code for d in scope.config(ctx, actor.tenant_id).custom_databases
-                 if d.attached_to == rt.name])))
+        tally.delete_counted(ctx.session.connection(), actor.tenant_id, CrmCustomRecord,
+                             (CrmCustomRecord.owner_id == row.id) & CrmCustomRecord.database.in_(
+                                 [d.code for d in scope.config(ctx, actor.tenant_id)
+                                  .custom_databases if d.attached_to == rt.name]))
+    if rt.name == "company":  # explicit (counted), not left to the foreign key's cascade
+        tally.delete_counted(ctx.session.connection(), actor.tenant_id, CrmDepartment,
+                             CrmDepartment.company_id == row.id)
     if rt.name == "contact":
         delete_contact_children(ctx, actor.tenant_id, [row.id])
     ctx.session.delete(row)
@@ -632,9 +644,10 @@ CHILDREN: tuple[Any, ...] = (CrmCareer, CrmFamily, CrmCardExchange, CrmSecretNot
 
 def delete_contact_children(ctx: Context, tenant_id: int, ids: list[int]) -> None:
     """Rows that belong to contacts (explicit: SQLite may run without cascading deletes)."""
+    ctx.session.flush()  # (pending children are deleted too)
+    conn = ctx.session.connection()
     for model in CHILDREN:
-        ctx.session.execute(delete(model).where(model.tenant_id == tenant_id,
-                                                model.contact_id.in_(ids)))
+        tally.delete_counted(conn, tenant_id, model, model.contact_id.in_(ids))
 
 
 def list_children(ctx: Context, actor: Actor, type_name: str, contact_id: int,

@@ -16,7 +16,7 @@ transaction, which the row-level security policies of the CRM tables key on.
 
 from __future__ import annotations
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text
 
 from provisioner.config.document import ConfigDocument
 from provisioner.db.models import ConfigVersion, Tenant
@@ -41,13 +41,20 @@ BUILTIN: dict[str, frozenset[str]] = {
 _DOCS: dict[str, ConfigDocument] = {}
 
 
+_V, _T = ConfigVersion.__table__.c, Tenant.__table__.c
+#: the current version's digest (built once: a lookup reads it on every call)
+_CURRENT = (select(_V.tenant_id, _V.version, _V.digest)
+            .select_from(ConfigVersion.__table__.join(
+                Tenant.__table__, (_T.id == _V.tenant_id) & (_T.config_version == _V.version)))
+            .where(_T.id == bindparam("tenant")))
+
+
 def config(ctx: Context, tenant_id: int) -> ConfigDocument:
     """The tenant's current configuration (cached by content digest: versions are immutable)."""
-    row = ctx.session.execute(
-        select(ConfigVersion.tenant_id, ConfigVersion.version, ConfigVersion.digest)
-        .join(Tenant, (Tenant.id == ConfigVersion.tenant_id)
-              & (Tenant.config_version == ConfigVersion.version))
-        .where(Tenant.id == tenant_id)).first()
+    session = ctx.session
+    if session.autoflush:
+        session.flush()  # as session.execute would: a version set in this transaction
+    row = session.connection().execute(_CURRENT, {"tenant": tenant_id}).first()
     if row is None:
         raise NotFound("the tenant has no configuration")
     doc = _DOCS.get(row.digest)

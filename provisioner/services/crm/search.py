@@ -42,6 +42,7 @@ from typing import Any, Literal
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Integer,
     and_,
     bindparam,
     column,
@@ -232,11 +233,39 @@ def _order(sort: str) -> list[Any]:
     return [column.asc(), CrmContact.id.asc()]
 
 
-def summary(row: CrmContact, company: str | None) -> dict[str, Any]:
+def summary(row: Any, company: str | None) -> dict[str, Any]:
+    """A result row (a contact, or a row of :data:`_PAGE` columns) as the list shows it."""
     return {"id": row.id, "name": row.name, "kana": row.kana, "company": company or "",
             "title": row.title, "phone": row.phone, "mobile": row.mobile, "email": row.email,
-            "address": row.address, "checkboxes": records.checked(row.checkboxes),
+            "address": row.address, "checkboxes": _checked(row.checkboxes),
             "updated_at": format_instant(row.updated_at)}
+
+
+#: checkbox indexes (1-based) set in each value of one byte of the mask
+_BYTE_CHECKS = [tuple(i + 1 for i in range(8) if value >> i & 1) for value in range(256)]
+
+
+def _checked(mask: int) -> list[int]:
+    """``records.checked`` a byte at a time."""
+    out: list[int] = []
+    base = 0
+    while mask:
+        if mask & 0xFF:
+            out.extend(base + i for i in _BYTE_CHECKS[mask & 0xFF])
+        mask >>= 8
+        base += 8
+    return out
+
+
+_PC, _PCO = CrmContact.__table__.c, CrmCompany.__table__.c
+#: one page of a text-only search by id: the list's columns and the company name (Core,
+#: compiled once; no ORM objects)
+_PAGE = (select(_PC.id, _PC.tenant_id, _PC.name, _PC.kana, _PC.title, _PC.phone, _PC.mobile,
+                _PC.email, _PC.address, _PC.checkboxes, _PC.updated_at,
+                _PCO.name.label("company_name"))
+         .select_from(CrmContact.__table__.outerjoin(CrmCompany.__table__,
+                                                     _PCO.id == _PC.company_id))
+         .where(_PC.id.in_(bindparam("ids", expanding=True))))
 
 
 def search(ctx: Context, actor: Actor, query: Query) -> Result:
@@ -255,11 +284,8 @@ def search(ctx: Context, actor: Actor, query: Query) -> Result:
                                        descending=query.sort == "-id")
         if not ids:
             return Result(total, [])
-        rows = ctx.session.execute(
-            select(CrmContact, CrmCompany.name)
-            .outerjoin(CrmCompany, CrmCompany.id == CrmContact.company_id)
-            .where(CrmContact.id.in_(ids)))  # by primary key: ids are the tenant's
-        by_id = {row.id: summary(row, company) for row, company in rows
+        page = ctx.session.connection().execute(_PAGE, {"ids": ids})  # by primary key
+        by_id = {row.id: summary(row, row.company_name) for row in page
                  if row.tenant_id == actor.tenant_id}
         return Result(total, [by_id[i] for i in ids if i in by_id])
     where = conditions(ctx, actor, query, use_index=bool(keys))
@@ -278,40 +304,70 @@ def matching_ids(ctx: Context, actor: Actor, query: Query) -> list[int]:
                                     .order_by(*_order(query.sort))))
 
 
+def _card_columns(type_name: str) -> list[Any]:
+    """The columns ``records.to_dict`` reads for a record type (not the search text)."""
+    table = records.TYPES[type_name].model.__table__
+    return [table.c[name] for name in ("id", *records.TYPES[type_name].fields, "updated_at",
+                                       "updated_by")]
+
+
+def _history_statement(type_name: str) -> Any:
+    table = records.TYPES[type_name].model.__table__
+    return (select(*_card_columns(type_name))
+            .where(table.c.tenant_id == bindparam("tenant"),
+                   table.c.contact_id == bindparam("contact"))
+            .order_by(table.c.date.desc(), table.c.id.desc())
+            .limit(bindparam("history", type_=Integer)))
+
+
+_LC, _LCO = CrmContact.__table__.c, CrmCompany.__table__.c
+#: lookup's statements, built once (Core: no ORM objects, compiled once per dialect):
+#: the contacts with the number (one index probe each for phone and mobile), their
+#: company's name, and a contact's latest activities and purchases
+_LOOKUP_CONTACTS = (
+    select(*_card_columns("contact"), _LCO.name.label("company_name"))
+    .select_from(CrmContact.__table__.outerjoin(
+        CrmCompany.__table__, and_(_LCO.id == _LC.company_id, _LCO.tenant_id == _LC.tenant_id)))
+    .where(_LC.id.in_(union(
+        select(_LC.id).where(_LC.tenant_id == bindparam("tenant"),
+                             _LC.phone_digits == bindparam("digits")),
+        select(_LC.id).where(_LC.tenant_id == bindparam("tenant"),
+                             _LC.mobile_digits == bindparam("digits")))))
+    .order_by(_LC.id).limit(50))
+_LOOKUP_ACTIVITIES = _history_statement("activity")
+_LOOKUP_PURCHASES = _history_statement("purchase")
+
+
 def lookup(ctx: Context, actor: Actor, number: str, *, history: int = 5) -> dict[str, Any]:
-    """The CTI screen-pop card of the caller: profile, latest purchases and activities."""
+    """The CTI screen-pop card of the caller: profile, latest purchases and activities.
+
+    Reads only, so it may run in a read-only transaction; a personal-information
+    view it logs goes through ``Context.add_log_row``.
+    """
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "records.read", "look up callers")
     digits = phone_digits(number)
     if len(digits) < 3:
         raise ValidationFailed(f"{number!r} is not a phone number")
-    c = CrmContact
-    found = ctx.session.execute(
-        select(c, CrmCompany.name)
-        .outerjoin(CrmCompany, and_(CrmCompany.id == c.company_id,
-                                    CrmCompany.tenant_id == c.tenant_id))
-        .where(c.id.in_(union(  # one index probe each (the tenant is in both)
-            select(c.id).where(c.tenant_id == actor.tenant_id, c.phone_digits == digits),
-            select(c.id).where(c.tenant_id == actor.tenant_id, c.mobile_digits == digits))))
-        .order_by(c.id).limit(50)).all()
+    if ctx.session.autoflush:
+        ctx.session.flush()  # as session.execute would: contacts saved in this transaction
+    conn = ctx.session.connection()
+    found = conn.execute(_LOOKUP_CONTACTS, {"tenant": actor.tenant_id, "digits": digits}).all()
     if not found:
         raise NotFound(f"no customer with phone number {number}",
                        hint="register the caller as a new contact")
-    row, company = found[0]
-    ids = [r.id for r, _ in found]
-    records.note_personal_view(ctx, actor, row)
+    row = found[0]
+    records.note_personal_view(ctx, actor, row)  # type: ignore[arg-type]
     card = records.to_dict(records.TYPES["contact"], row)
-    card["company_name"] = company or ""
-    acts = ctx.session.scalars(select(CrmActivity).where(
-        CrmActivity.tenant_id == actor.tenant_id, CrmActivity.contact_id == row.id)
-        .order_by(CrmActivity.date.desc(), CrmActivity.id.desc()).limit(history))
-    buys = ctx.session.scalars(select(CrmPurchase).where(
-        CrmPurchase.tenant_id == actor.tenant_id, CrmPurchase.contact_id == row.id)
-        .order_by(CrmPurchase.date.desc(), CrmPurchase.id.desc()).limit(history))
+    card["company_name"] = row.company_name or ""
+    params = {"tenant": actor.tenant_id, "contact": row.id, "history": history}
+    acts = conn.execute(_LOOKUP_ACTIVITIES, params)
+    activities = [records.to_dict(records.TYPES["activity"], a) for a in acts]
+    buys = conn.execute(_LOOKUP_PURCHASES, params)
     return {
         "contact": card,
-        "other_matches": ids[1:],
-        "activities": [records.to_dict(records.TYPES["activity"], a) for a in acts],
+        "other_matches": [r.id for r in found[1:]],
+        "activities": activities,
         "purchases": [records.to_dict(records.TYPES["purchase"], p) for p in buys],
     }
 

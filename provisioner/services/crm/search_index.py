@@ -16,13 +16,14 @@ text is indexed:
 * each trigram is also indexed at its place: key ``trigram + "\x1f" + "j.o"``
   (it starts at offset ``o`` of the contact's ``j``-th field; offsets from
   :data:`POSITIONS` on share ``j.*``).
-* a longer term first ANDs its trigrams' sets: a superset, as the trigrams may
-  occur apart. Up to :data:`VERIFY_MAX` candidates are verified with ``LIKE``;
-  a larger set is rebuilt from positioned trigrams instead: the term is at
-  ``j.o`` exactly when its ``i``-th trigram is at ``j.(o + i)`` for every ``i``,
-  so AND-ing those chains is exact without reading a contact (chains through
-  ``j.*`` only give candidates, verified with ``LIKE``). Either way results are
-  identical to the scan.
+* a longer term: the AND of its trigrams' sets is a superset (the trigrams may
+  occur apart), estimated first on one block. Up to :data:`VERIFY_MAX`
+  candidates (per database: reading a contact costs more on PostgreSQL) are
+  verified with ``LIKE``; a larger set is rebuilt from positioned trigrams
+  instead: the term is at ``j.o`` exactly when its ``i``-th trigram is at
+  ``j.(o + i)`` for every ``i``, so AND-ing those chains is exact without
+  reading a contact (chains through ``j.*`` only give candidates, verified with
+  ``LIKE``). Either way results are identical to the scan.
 * sets are combined in memory: sparse sets as Python sets, dense bitmaps as big
   integers (AND / OR / count are single C-level operations), and a page is
   walked over the non-zero bytes of a bitmap.
@@ -34,7 +35,10 @@ one, so "contains the term" is the same question on both sides.
 Maintenance: ORM writes of contacts (create, update, delete, company renames,
 remaps, bulk operations built on them) are diffed in a flush hook
 (:func:`_after_flush`); bulk inserts (CSV import, seed data, the migration)
-call :class:`Builder` with the new rows. Writers of one tenant's index are
+call :class:`Builder` with the new rows (:func:`insert_contacts` inserts and
+indexes them: ids reserved up front, rows loaded with ``COPY`` or one
+driver-level ``executemany``, each distinct field value's keys computed once
+per index block). Writers of one tenant's index are
 serialised on PostgreSQL by a transaction-scoped advisory lock (SQLite
 transactions are already serial).
 
@@ -45,18 +49,20 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 from array import array
-from collections import defaultdict
+from bisect import bisect_left
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice, repeat
-from operator import add
-from typing import Any
+from operator import add, itemgetter
+from typing import Any, TypeAlias
 
-from sqlalchemy import Connection, Table, bindparam, event, insert, text
+from sqlalchemy import Connection, Table, bindparam, event, text
 from sqlalchemy.orm import Session, UOWTransaction, attributes
 
-from provisioner.db.crm_models import CrmContact
+from provisioner.db.crm_models import CrmContact, CrmSearchGram
 
 BLOCK_BITS = 16
 BLOCK = 1 << BLOCK_BITS
@@ -68,8 +74,13 @@ _SEP = "\x1f"
 _POS = "\x1f"  # trigram + _POS + "field.offset": never a plain gram (those are <= 3 chars)
 #: trigrams are also indexed at their exact field offset below this
 POSITIONS = 64
-#: candidate sets up to this size are verified with LIKE; larger ones by positions
-VERIFY_MAX = 256
+#: candidate sets up to this size are verified with LIKE (about 4 us each on SQLite,
+#: 8-10 us on PostgreSQL); larger ones are matched by positions (a few ms whatever the
+#: number of matches)
+VERIFY_MAX = {"sqlite": 1500, "postgresql": 600}
+#: ANDing trigram sets stops once this few candidates are left (verifying them is cheaper
+#: than reading another trigram)
+VERIFY_EARLY = 64
 _LOCK_KEY = 0x5E4C0000  # pg_advisory_xact_lock(_LOCK_KEY + tenant_id)
 _IN_CHUNK = 500
 _VERIFY_CHUNK = 20000
@@ -103,6 +114,19 @@ def keys(search_text: str) -> set[str]:
     return out
 
 
+def _suffixes(j: int) -> tuple[list[str], str]:
+    """The position suffixes of field ``j``: ``"\x1fj.0"`` .. and the far one ``"\x1fj.*"``."""
+    found = _SUFFIXES.get((j, POSITIONS))
+    if found is None:
+        where = f"{_POS}{j}."
+        found = ([where + str(o) for o in range(POSITIONS)], where + "*")
+        _SUFFIXES[(j, POSITIONS)] = found
+    return found
+
+
+_SUFFIXES: dict[tuple[int, int], tuple[list[str], str]] = {}
+
+
 def _part_keys(j: int, part: str) -> set[str]:
     out = set(part)
     if len(part) > 1:
@@ -110,11 +134,10 @@ def _part_keys(j: int, part: str) -> set[str]:
         out.update(pairs)
         triples = list(map(add, pairs, part[2:]))
         out.update(triples)
-        where = f"{_POS}{j}."
-        out.update(map(add, triples[:POSITIONS], (where + str(o) for o in range(POSITIONS))))
+        near, far = _suffixes(j)
+        out.update(map(add, triples, near))  # stops at POSITIONS
         if len(triples) > POSITIONS:
-            far = where + "*"
-            out.update(t + far for t in triples[POSITIONS:])
+            out.update(map(add, triples[POSITIONS:], repeat(far)))
     return out
 
 
@@ -128,15 +151,43 @@ def term_grams(term: str) -> list[str]:
 #: a block's set in memory: sparse offsets, or a dense 8,192-byte bitmap (bit o = offset o)
 Part = set[int] | bytes
 _BITMAP = BLOCK // 8
+#: a set this large is turned into a bitmap to be ANDed with one
+_AS_BITMAP = 1024
 _BITS = [tuple(i for i in range(8) if v >> i & 1) for v in range(256)]
 _NONZERO = re.compile(b"[^\x00]")
 
 
+def _spread_masks() -> tuple[int, int, int]:
+    def every(width: int, bits: int) -> int:
+        unit = ((1 << bits) - 1).to_bytes(width, "little")
+        return int.from_bytes(unit * (BLOCK // width), "little")
+    return every(2, 2), every(4, 4), every(8, 8)
+
+
+_M2, _M4, _M8 = _spread_masks()
+
+
 def _bitmap(offsets: Iterable[int]) -> bytes:
-    out = bytearray(_BITMAP)
-    for o in offsets:
-        out[o >> 3] |= 1 << (o & 7)
-    return bytes(out)
+    """A bitmap of offsets (large sets: one byte per offset, then packed 8:1 by big-int ops)."""
+    if not isinstance(offsets, list | set | tuple) or len(offsets) < 256:
+        out = bytearray(_BITMAP)
+        for o in offsets:
+            out[o >> 3] |= 1 << (o & 7)
+        return bytes(out)
+    flags = bytearray(BLOCK)
+    _consume(map(flags.__setitem__, offsets, repeat(1)))
+    x = int.from_bytes(flags, "little")      # offset o is bit 8*o
+    x = (x | x >> 7) & _M2                   # bits 16k, 16k+1 = offsets 2k, 2k+1
+    x = (x | x >> 14) & _M4                  # bits 32k..32k+3 = offsets 4k..4k+3
+    x = (x | x >> 28) & _M8                  # bits 64k..64k+7 = offsets 8k..8k+7
+    return x.to_bytes(BLOCK, "little")[::8]
+
+
+_ONE = struct.Struct("<cH").pack  # a sparse set of one offset
+
+
+def _consume(iterator: Iterator[Any]) -> None:
+    deque(iterator, 0)
 
 
 def _bits(bitmap: bytes, descending: bool = False) -> Iterator[int]:
@@ -182,10 +233,16 @@ def members(part: Part, descending: bool = False) -> Iterator[int]:
 
 
 def _and_part(a: Part, b: Part) -> Part:
-    if isinstance(a, set):
-        return a & b if isinstance(b, set) else {o for o in a if b[o >> 3] >> (o & 7) & 1}
+    if isinstance(a, set) and isinstance(b, set):
+        return a & b
     if isinstance(b, set):
-        return {o for o in b if a[o >> 3] >> (o & 7) & 1}
+        a, b = b, a
+    if isinstance(a, set):  # and a bitmap: test each member, or AND as bitmaps if many
+        assert isinstance(b, bytes)
+        if len(a) < _AS_BITMAP:
+            return {o for o in a if b[o >> 3] >> (o & 7) & 1}
+        a = _bitmap(a)
+    assert isinstance(b, bytes)
     both = int.from_bytes(a, "little") & int.from_bytes(b, "little")
     return both.to_bytes(_BITMAP, "little") if both else set()
 
@@ -197,6 +254,21 @@ def _or_part(a: Part, b: Part) -> Part:
     right = b if isinstance(b, bytes) else _bitmap(b)
     return (int.from_bytes(left, "little") | int.from_bytes(right, "little")).to_bytes(
         _BITMAP, "little")
+
+
+def _union(parts: list[Part]) -> Part:
+    """OR of many sets of one block (each bitmap converted once)."""
+    sets = [p for p in parts if isinstance(p, set)]
+    maps = [p for p in parts if isinstance(p, bytes)]
+    joined = set().union(*sets)
+    if not maps:
+        return joined
+    bits = 0
+    for bitmap in maps:
+        bits |= int.from_bytes(bitmap, "little")
+    if joined:
+        bits |= int.from_bytes(_bitmap(joined), "little")
+    return bits.to_bytes(_BITMAP, "little")
 
 
 def _merge(old: bytes | None, adds: list[int], removes: list[int]) -> tuple[int, bytes | None]:
@@ -313,14 +385,21 @@ class Builder:
         builder = Builder(conn, tenant_id)
         for contact_id, text in rows: builder.add(contact_id, text)
         builder.finish()
+
+    Work is grouped by field value: each distinct value of a field (a surname,
+    a company, a memo choice) has its keys computed once and its contacts' ids
+    appended to those keys' lists together. A block whose only contacts of the
+    tenant are the ones being added has no index rows yet: its rows are written
+    without reading or merging (else they are merged like :func:`apply`).
     """
 
     def __init__(self, conn: Connection, tenant_id: int) -> None:
         self.conn = conn
         self.tenant_id = tenant_id
         self._block: int | None = None
-        self._acc: defaultdict[str, list[int]] = defaultdict(list)
-        self._parts: dict[tuple[int, str], set[str]] = {}
+        #: per field number: field value -> offsets (in the current block) having it
+        self._fields: list[dict[str, list[int]]] = []
+        self._added = 0
         self.indexed = 0
         _lock(conn, tenant_id)
 
@@ -330,26 +409,35 @@ class Builder:
             self._flush()
             self._block = block
         offset = contact_id & MASK
-        getter = self._acc.__getitem__
-        row: set[str] = set()
-        cache = self._parts
-        for j, part in enumerate(search_text.split(_SEP)):
-            found = cache.get((j, part))
+        parts = search_text.split(_SEP)
+        fields = self._fields
+        while len(fields) < len(parts):
+            fields.append({})
+        for values, part in zip(fields, parts, strict=False):
+            found = values.get(part)
             if found is None:
-                found = _part_keys(j, part)
-                if len(cache) < 50_000:
-                    cache[(j, part)] = found
-            row |= found
-        # C-level loop: append the offset to every gram's list
-        for _ in map(list.append, map(getter, row), repeat(offset)):
-            pass
+                values[part] = [offset]
+            else:
+                found.append(offset)
+        self._added += 1
         self.indexed += 1
 
+    def add_many(self, ids: Iterable[int], texts: Iterable[str]) -> None:
+        """:meth:`add` of each (id, search text)."""
+        for contact_id, search_text in zip(ids, texts, strict=True):
+            self.add(contact_id, search_text)
+
     def _flush(self) -> None:
-        if self._block is not None and self._acc:
+        if self._block is None or not self._added:
+            return
+        postings = _postings(self._fields)
+        if _block_is_new(self.conn, self.tenant_id, self._block, self._added):
+            _insert_block(self.conn, self.tenant_id, self._block, postings)
+        else:
             _write_block(self.conn, self.tenant_id, self._block,
-                         {g: _Delta(adds=offs) for g, offs in self._acc.items()})
-        self._acc = defaultdict(list)
+                         {g: _Delta(adds=offs) for g, offs in postings.items()})
+        self._fields = []
+        self._added = 0
 
     def finish(self) -> int:
         self._flush()
@@ -357,9 +445,147 @@ class Builder:
         return self.indexed
 
 
+def _postings(fields: list[dict[str, list[int]]]) -> dict[str, list[int]]:
+    """Key -> offsets (unsorted, maybe repeated) from field values -> offsets.
+
+    The same keys as :func:`_part_keys`, but a positioned trigram is collected
+    under (field, offset) -> trigram and its key string made once at the end;
+    the per-member work is C-level ``map`` loops appending to lists.
+    """
+    plain: defaultdict[str, list[int]] = defaultdict(list)
+    get = plain.__getitem__
+    at = defaultdict.__getitem__
+    out: dict[str, list[int]] = {}
+    for j, values in enumerate(fields):
+        near: list[defaultdict[str, list[int]]] = [defaultdict(list) for _ in range(POSITIONS)]
+        far: defaultdict[str, list[int]] = defaultdict(list)
+        for part, offsets in values.items():
+            found = set(part)
+            triples: list[str] = []
+            if len(part) > 1:
+                pairs = list(map(add, part, part[1:]))
+                found.update(pairs)
+                triples = list(map(add, pairs, part[2:]))
+                found.update(triples)
+            if len(offsets) == 1:
+                offset = offsets[0]
+                _consume(map(list.append, map(get, found), repeat(offset)))
+                _consume(map(list.append, map(at, near, triples), repeat(offset)))
+                if len(triples) > POSITIONS:
+                    _consume(map(list.append, map(far.__getitem__, set(triples[POSITIONS:])),
+                                  repeat(offset)))
+            else:
+                _consume(map(list.extend, map(get, found), repeat(offsets)))
+                _consume(map(list.extend, map(at, near, triples), repeat(offsets)))
+                if len(triples) > POSITIONS:
+                    _consume(map(list.extend, map(far.__getitem__, set(triples[POSITIONS:])),
+                                  repeat(offsets)))
+        suffixes, far_suffix = _suffixes(j)
+        for suffix, by_triple in zip(suffixes, near, strict=True):
+            for triple, offsets in by_triple.items():
+                out[triple + suffix] = offsets
+        for triple, offsets in far.items():
+            out[triple + far_suffix] = offsets
+    out.update(plain)
+    return out
+
+
+def _block_is_new(conn: Connection, tenant_id: int, block: int, adding: int) -> bool:
+    """Whether the tenant's contacts in ``block`` are exactly the ``adding`` new ones."""
+    lo = block << BLOCK_BITS
+    present = conn.scalar(text(
+        "SELECT count(*) FROM crm_contacts WHERE id >= :lo AND id < :hi AND tenant_id = :t"),
+        {"lo": lo, "hi": lo + BLOCK, "t": tenant_id})
+    return int(present or 0) == adding
+
+
+def _insert_block(conn: Connection, tenant_id: int, block: int,
+                  postings: dict[str, list[int]]) -> None:
+    """Write a block that has no rows yet (one driver-level executemany)."""
+    rows: list[tuple[int, str, int, int, bytes]] = []
+    for gram, offsets in postings.items():
+        if len(offsets) == 1:  # encode(offsets), shorter
+            rows.append((tenant_id, gram, block, 1, _ONE(b"S", offsets[0])))
+            continue
+        if len(offsets) > SPARSE_MAX:  # likely dense: no need to sort or de-duplicate
+            bitmap = _bitmap(offsets)
+            n = int.from_bytes(bitmap, "little").bit_count()
+            if n > SPARSE_MAX:
+                rows.append((tenant_id, gram, block, n, b"D" + bitmap))
+                continue
+        offsets = sorted(set(offsets))
+        rows.append((tenant_id, gram, block, len(offsets), encode(offsets)))
+    grams = CrmSearchGram.__table__
+    assert isinstance(grams, Table)
+    insert_rows(conn, grams, ["tenant_id", "gram", "block", "n", "data"], rows)
+
+
+def reserve_ids(conn: Connection, count: int) -> list[int]:
+    """``count`` new contact ids, ascending (SQLite: the write lock is held; PG: the sequence)."""
+    if count <= 0:
+        return []
+    if conn.dialect.name == "postgresql":
+        return sorted(conn.scalars(text(
+            "SELECT nextval(pg_get_serial_sequence('crm_contacts', 'id')) "
+            "FROM generate_series(1, :n)"), {"n": count}))
+    top = int(conn.scalar(text("SELECT coalesce(max(id), 0) FROM crm_contacts")) or 0)
+    return list(range(top + 1, top + 1 + count))
+
+
+def _processors(conn: Connection, table: Table, columns: list[str]) -> list[Any]:
+    dialect = conn.dialect
+    return [table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in columns]
+
+
+def insert_rows(conn: Connection, table: Table, columns: list[str],
+                rows: list[tuple[Any, ...]]) -> None:
+    """Complete rows in one go: ``COPY`` on PostgreSQL where allowed (:func:`can_copy`),
+    else one driver-level ``executemany`` (values converted by the column types)."""
+    if not rows:
+        return
+    processors = _processors(conn, table, columns)
+    convert = [(i, p) for i, p in enumerate(processors) if p is not None]
+    if convert:  # column by column; a column of one value (a timestamp) converted once
+        values = list(zip(*rows, strict=True))
+        for i, process in convert:
+            column = values[i]
+            if column.count(column[0]) == len(column):
+                values[i] = (process(column[0]),) * len(column)
+            else:
+                values[i] = tuple(map(process, column))
+        rows = list(zip(*values, strict=True))
+    if can_copy(conn, table.name):
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cursor, cursor.copy(
+                f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    conn.exec_driver_sql(
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608  (schema names)
+        f"VALUES ({', '.join([mark] * len(columns))})", rows)
+
+
+#: PostgreSQL: bulk rows go in with COPY where the session may (False: always INSERT)
+USE_COPY = True
+
+
+def can_copy(conn: Connection, table: str) -> bool:
+    """Whether ``COPY FROM`` may load ``table``: PostgreSQL refuses it where row-level
+    security applies to the session (a role without BYPASSRLS), so there the rows are
+    INSERTed."""
+    if not USE_COPY or conn.dialect.name != "postgresql":
+        return False
+    return not conn.scalar(text("SELECT row_security_active(:t)"), {"t": table})
+
+
 def insert_contacts(conn: Connection, tenant_id: int, rows: list[dict[str, Any]],
                     builder: Builder | None = None) -> list[int]:
-    """Insert contact rows (complete column values) in one executemany; index them.
+    """Insert contact rows (complete column values) in one go (:func:`insert_rows`, ids
+    from :func:`reserve_ids`); index them.
 
     Returns the new ids in row order. Pass one :class:`Builder` over successive
     batches (then call its ``finish``) so each index block is written once.
@@ -368,12 +594,14 @@ def insert_contacts(conn: Connection, tenant_id: int, rows: list[dict[str, Any]]
         return []
     table = CrmContact.__table__
     assert isinstance(table, Table)
-    ids = list(conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True),
-                            rows).scalars())
+    ids = reserve_ids(conn, len(rows))
+    names = list(rows[0])
+    values = itemgetter(*names)
+    insert_rows(conn, table, ["id", *names],
+                [(i, *values(row)) for i, row in zip(ids, rows, strict=True)])
     own = builder is None
     builder = builder or Builder(conn, tenant_id)
-    for contact_id, row in zip(ids, rows, strict=True):
-        builder.add(contact_id, row["search_text"])
+    builder.add_many(ids, (row["search_text"] for row in rows))
     if own:
         builder.finish()
     return ids
@@ -498,26 +726,124 @@ def _verify(conn: Connection, tenant_id: int, term: str, candidates: Blocks) -> 
 
 
 def term_set(conn: Connection, tenant_id: int, term: str) -> Blocks:
-    """The exact set of contacts whose search text contains ``term`` (a search key)."""
+    """The exact set of contacts whose search text contains ``term`` (a search key).
+
+    A term longer than a trigram is answered one of two ways, whichever is
+    cheaper for it:
+
+    * few candidates (the AND of its trigrams' sets, estimated on the largest
+      block of the rarest): the sets are ANDed smallest first -- only those
+      that narrow that block's sample, stopping once at most
+      :data:`VERIFY_EARLY` are left -- and the candidates are verified with
+      ``LIKE`` (a few microseconds each);
+    * many: matched exactly by positioned trigrams (:func:`_chains`), whose cost
+      depends on the number of places the trigrams occur at, not on the
+      number of matches.
+    """
     names = term_grams(term)
-    if len(term) > GRAM:
-        sizes: dict[str, int] = {gram: int(total) for gram, total in conn.execute(text(
-            "SELECT gram, sum(n) FROM crm_search_grams WHERE tenant_id = :t "
-            "AND gram IN :g GROUP BY gram").bindparams(bindparam("g", expanding=True)),
-            {"t": tenant_id, "g": names})}
-        if len(sizes) < len(names):
-            return {}
-        if min(sizes.values()) > VERIFY_MAX:  # many candidates: chains, not LIKE
+    if len(term) <= GRAM:
+        return _gram_blocks(conn, tenant_id, term)
+    sizes: dict[str, int] = dict.fromkeys(names, 0)
+    largest: dict[str, tuple[int, int]] = {}  # gram -> (n, block) of its largest block
+    for gram, block, n in conn.execute(text(
+            "SELECT gram, block, n FROM crm_search_grams WHERE tenant_id = :t "
+            "AND gram IN :g").bindparams(bindparam("g", expanding=True)),
+            {"t": tenant_id, "g": names}):
+        sizes[gram] += n
+        largest[gram] = max(largest.get(gram, (0, 0)), (n, block))
+    if len(largest) < len(names):
+        return {}
+    order = sorted(names, key=sizes.__getitem__)
+    plan = order
+    if sizes[order[0]] > VERIFY_EARLY:
+        share, block = largest[order[0]]
+        left = _sample(conn, tenant_id, order, block)
+        if left[-1] * sizes[order[0]] > VERIFY_MAX[conn.dialect.name] * share:
             return _chains(conn, tenant_id, term)
-    sets = sorted((_gram_blocks(conn, tenant_id, g) for g in names), key=count)
-    result = sets[0] if sets else {}
-    for other in sets[1:]:
-        if not result:
+        # AND only as many trigrams as narrow the sample down (names: often just one)
+        plan = order[:next(i + 1 for i, n in enumerate(left) if n <= left[-1] * 1.25 + 1)]
+    result: Blocks = {}
+    for gram in plan:
+        if result and count(result) <= VERIFY_EARLY:
             break
-        result = _and(result, other)
-    if len(term) > GRAM and result:
-        result = _verify(conn, tenant_id, term, result)
-    return result
+        if not result:
+            result = _gram_blocks(conn, tenant_id, gram)
+        else:
+            result = _and_rows(result, _gram_rows(conn, tenant_id, gram, list(result)))
+        if not result:
+            return {}
+    return _verify(conn, tenant_id, term, result)
+
+
+def _sample(conn: Connection, tenant_id: int, order: list[str], block: int) -> list[int]:
+    """How many contacts of ``block`` have the first 1, 2, ... trigrams (one query)."""
+    stored = {gram: _raw(bytes(data)) for gram, data in conn.execute(text(
+        "SELECT gram, data FROM crm_search_grams WHERE tenant_id = :t AND block = :b "
+        "AND gram IN :g").bindparams(bindparam("g", expanding=True)),
+        {"t": tenant_id, "b": block, "g": order})}
+    left: list[int] = []
+    sample: Blocks = {}
+    for gram in order:
+        raw = stored.get(gram)
+        if raw is None:
+            sample = {}
+        elif not left:
+            sample = {block: _part(raw)}
+        elif sample:
+            sample = _and_rows(sample, {block: raw})
+        left.append(count(sample))
+    return left
+
+
+#: a stored set as read: sparse offsets (sorted) or a bitmap
+Raw: TypeAlias = "array[int] | bytes"
+
+
+def _raw(data: bytes) -> Raw:
+    if data[:1] == b"D":
+        return data[1:]
+    offsets = array("H")
+    offsets.frombytes(data[1:])
+    return offsets
+
+
+def _part(raw: Raw) -> Part:
+    return raw if isinstance(raw, bytes) else set(raw)
+
+
+def _raw_size(rows: dict[int, Raw]) -> int:
+    return sum(len(r) if isinstance(r, array) else SPARSE_MAX for r in rows.values())
+
+
+def _gram_rows(conn: Connection, tenant_id: int, gram: str,
+               blocks: list[int]) -> dict[int, Raw]:
+    """A gram's stored sets in ``blocks``, undecoded."""
+    return {block: _raw(bytes(data)) for block, data in conn.execute(text(
+        "SELECT block, data FROM crm_search_grams WHERE tenant_id = :t AND gram = :g "
+        "AND block IN :b").bindparams(bindparam("b", expanding=True)),
+        {"t": tenant_id, "g": gram, "b": blocks})}
+
+
+def _and_rows(a: Blocks, rows: dict[int, Raw]) -> Blocks:
+    """``a`` AND stored sets, without building a set of a large sparse one."""
+    out: Blocks = {}
+    for block, part in a.items():
+        other = rows.get(block)
+        if other is None:
+            continue
+        both: Part
+        if isinstance(other, bytes):
+            both = _and_part(part, other)
+        elif isinstance(part, bytes):
+            both = {o for o in other if part[o >> 3] >> (o & 7) & 1}
+        elif len(part) * 16 < len(other):  # few members: binary search the sorted offsets
+            last = len(other)
+            both = {o for o in part if (i := bisect_left(other, o)) < last and other[i] == o}
+        else:
+            both = part.intersection(other)
+        if both:
+            out[block] = both
+    return out
 
 
 def _chains(conn: Connection, tenant_id: int, term: str) -> Blocks:
@@ -534,55 +860,62 @@ def _chains(conn: Connection, tenant_id: int, term: str) -> Blocks:
     def bounds(triple: str) -> dict[str, Any]:
         return {"t": tenant_id, "lo": triple + _POS, "hi": triple + chr(ord(_POS) + 1)}
 
-    spread = {triple: int(conn.scalar(text(
-        "SELECT count(*) FROM crm_search_grams WHERE tenant_id = :t "
-        "AND gram >= :lo AND gram < :hi"), bounds(triple)) or 0)
-        for triple in dict.fromkeys(triples)}
+    distinct = list(dict.fromkeys(triples))
+    # the number of places of each trigram, in one statement (generated :lN/:hN markers)
+    counts = " UNION ALL ".join(
+        f"SELECT {i} AS k, count(*) AS n FROM crm_search_grams "  # noqa: S608
+        f"WHERE tenant_id = :t AND gram >= :l{i} AND gram < :h{i}"
+        for i in range(len(distinct)))
+    params: dict[str, Any] = {"t": tenant_id}
+    for i, triple in enumerate(distinct):
+        params[f"l{i}"], params[f"h{i}"] = triple + _POS, triple + chr(ord(_POS) + 1)
+    spread = dict.fromkeys(distinct, 0)
+    for k, n in conn.execute(text(counts), params):
+        spread[distinct[k]] = int(n)
     anchor_at = min(range(len(triples)), key=lambda i: spread[triples[i]])
     anchor = triples[anchor_at]
-    anchored: dict[str, dict[int, bytes]] = defaultdict(dict)
+    stored: dict[str, dict[int, Raw]] = defaultdict(dict)
     for gram, block, data in conn.execute(text(
             "SELECT gram, block, data FROM crm_search_grams WHERE tenant_id = :t "
             "AND gram >= :lo AND gram < :hi"), bounds(anchor)):
-        anchored[gram[len(anchor) + 1:]][block] = bytes(data)
-    plans: list[tuple[str, list[str] | None]] = []  # anchor place -> keys of every link
-    for place in anchored:
-        field_no, _, at = place.partition(".")
+        stored[gram][block] = _raw(bytes(data))
+    plans: list[tuple[str, list[str] | None]] = []  # anchor key -> keys of every link
+    for anchor_key in list(stored):
+        field_no, _, at = anchor_key[len(anchor) + 1:].partition(".")
         start = None if at == "*" else int(at) - anchor_at
         if start is not None and start < 0:
             continue
         if start is None or start + len(triples) - 1 >= POSITIONS:
-            plans.append((place, None))  # not provable from positions: verify
+            plans.append((anchor_key, None))  # not provable from positions: verify
         else:
-            plans.append((place, [f"{t}{_POS}{field_no}.{start + i}"
-                                  for i, t in enumerate(triples)]))
-    wanted = sorted({key for _, keys in plans if keys for key in keys})
-    stored: dict[str, dict[int, bytes]] = defaultdict(dict)
+            plans.append((anchor_key, [f"{t}{_POS}{field_no}.{start + i}"
+                                       for i, t in enumerate(triples)]))
+    wanted = sorted({key for _, keys in plans if keys for key in keys} - stored.keys())
     for begin in range(0, len(wanted), _IN_CHUNK):
         for gram, block, data in conn.execute(text(
                 "SELECT gram, block, data FROM crm_search_grams WHERE tenant_id = :t "
                 "AND gram IN :g").bindparams(bindparam("g", expanding=True)),
                 {"t": tenant_id, "g": wanted[begin:begin + _IN_CHUNK]}):
-            stored[gram][block] = bytes(data)
-    exact: Blocks = {}
+            stored[gram][block] = _raw(bytes(data))
+    found: defaultdict[int, list[Part]] = defaultdict(list)
     unsure: Blocks = {}
-    for place, keys in plans:
-        first = anchored[place]
+    for anchor_key, keys in plans:
         if keys is None:
-            chain: Blocks = {b: decode(d) for b, d in first.items()}
-            target = unsure
-        else:
-            links = [stored.get(key, {}) for key in keys]
-            links.sort(key=lambda link: sum(len(d) for d in link.values()))
-            chain = {b: decode(d) for b, d in links[0].items()}
-            for link in links[1:]:
-                chain = {b: p for b, p in ((b, _and_part(p, decode(link[b])))
-                                           for b, p in chain.items() if b in link) if p}
-                if not chain:
-                    break
-            target = exact
+            for block, part in ((b, _part(r)) for b, r in stored[anchor_key].items()):
+                unsure[block] = _or_part(unsure[block], part) if block in unsure else part
+            continue
+        links = [stored.get(key) for key in keys]
+        if not all(links):
+            continue
+        ordered = sorted((link for link in links if link), key=_raw_size)
+        chain = {b: _part(r) for b, r in ordered[0].items()}
+        for link in ordered[1:]:
+            chain = _and_rows(chain, link)
+            if not chain:
+                break
         for block, part in chain.items():
-            target[block] = _or_part(target[block], part) if block in target else part
+            found[block].append(part)
+    exact = {block: _union(parts) for block, parts in found.items()}
     if unsure:
         doubtful: Blocks = {}
         for block, part in unsure.items():
@@ -666,8 +999,10 @@ __all__ = [
     "grams",
     "index_new",
     "insert_contacts",
+    "insert_rows",
     "keys",
     "match_set",
     "page",
+    "reserve_ids",
     "term_set",
 ]

@@ -15,11 +15,11 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from provisioner.db.crm_models import CrmCompany
+from provisioner.db.crm_models import CrmCompany, CrmContact
 from provisioner.services import audit
 from provisioner.services.actors import Actor
 from provisioner.services.context import Context
-from provisioner.services.crm import records, scope, search_index
+from provisioner.services.crm import records, scope, search_index, tally
 from provisioner.services.crm.text import company_suffix, name_key, phone_digits
 from provisioner.services.provisioning import quotas
 
@@ -137,6 +137,7 @@ def seed_contacts(ctx: Context, actor: Actor, n: int, *, seed: int = 0,
             row["search_text"] = records.search_text(row, stored_names.get(company, ""))
             rows.append(row)
         search_index.insert_contacts(conn, actor.tenant_id, rows, builder)
+        tally.add_rows(conn, actor.tenant_id, CrmContact, rows)
         made += len(rows)
     builder.finish()
     audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login, action="crm:seeded",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 #: spellings of 株式会社 users type, after NFKC ((株) and ㈱ both become "(株)")
 _SUFFIX = re.compile(r"^(株式会社|\(株\))\s*|\s*(株式会社|\(株\))$")
@@ -21,15 +22,24 @@ _STYLE = {"kabushiki_kaisha": "株式会社", "kakko_kabu": "(株)", "maru_kabu"
 _SPACES = re.compile(r"\s+")
 
 
+#: every ASCII character but the digits, deleted by ``str.translate``
+_NOT_DIGITS = {c: None for c in range(128) if not chr(c).isdigit()}
+
+
 def nfkc(value: str) -> str:
     """Full-width digits and Latin letters to half-width, half-width kana to full-width."""
+    if value.isascii():  # ASCII text is already in NFKC
+        return value.strip()
     return unicodedata.normalize("NFKC", value).strip()
 
 
 def phone_digits(value: str) -> str:
     """The digits of a phone number in national form: what lookup compares."""
     text = nfkc(value)
-    digits = "".join(ch for ch in text if ch.isdigit())
+    if text.isascii():
+        digits = text.translate(_NOT_DIGITS)
+    else:
+        digits = "".join(ch for ch in text if ch.isdigit())
     if text.startswith("+81"):
         rest = digits[2:]
         digits = rest if rest.startswith("0") else "0" + rest
@@ -85,4 +95,11 @@ def name_key(name: str) -> str:
 
 def search_key(value: str) -> str:
     """Search normal form of a text or a query: NFKC, lower case, no white space."""
+    if value.isascii() and value.isprintable() and " " not in value:
+        return value.lower()  # already NFKC, and no white space (all of it is unprintable)
+    return _search_key(value)
+
+
+@lru_cache(maxsize=16384)
+def _search_key(value: str) -> str:  # names, kana, companies and memos repeat a lot
     return _SPACES.sub("", unicodedata.normalize("NFKC", value)).lower()

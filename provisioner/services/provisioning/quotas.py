@@ -11,6 +11,9 @@ bill is about): the bytes of what the tenant stores, not database pages --
 * every recorded call: :data:`CALL_RECORD_BYTES` plus the UTF-8 bytes of its note;
 * every CRM record (a row of any table of ``CRM_TENANT_TABLES``: companies,
   contacts, activities, purchases, change history...): :data:`CRM_RECORD_BYTES`.
+  The records are not counted per check: every write path keeps a per-tenant
+  count (``crm_tallies``, :mod:`provisioner.services.crm.tally`) in the same
+  transaction, so a check reads one row however many records the tenant has.
 
 Writes that would take a tenant over its quota (``included_disk_bytes`` of the
 price book + 1 GiB per add-on GB) are refused BEFORE anything is written, with
@@ -19,9 +22,10 @@ every new configuration version (``config set``, rollback, approve:
 :mod:`provisioner.services.configs`), every received bundle (``send`` /
 ``receive``: :mod:`provisioner.services.transfers`), every rollout delivery,
 CTI call records and contact history, CSV imports and sample data
-(:func:`require_room_for_records`). Single CRM record writes are not checked
-yet (counting a large tenant's records on every write costs too much; a
-maintained per-tenant counter would make it cheap).
+(:func:`require_room_for_records`), and every single CRM record created
+(:func:`provisioner.services.crm.records.create`: the record and its change-log
+row). Updates, deletes and reads are never refused (deleting is how a tenant
+makes room).
 """
 
 from __future__ import annotations
@@ -30,20 +34,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Integer,
-    LargeBinary,
-    bindparam,
-    cast,
-    func,
-    select,
-    text,
-    union_all,
-)
+from sqlalchemy import ColumnElement, LargeBinary, cast, func, literal, or_, select, text
 
-from provisioner.db.crm_models import CRM_TENANT_TABLES
-from provisioner.db.models import Base, ConfigVersion, Tenant, Transfer
+from provisioner.db.crm_models import CrmTally
+from provisioner.db.models import ConfigVersion, Tenant, Transfer
 from provisioner.db.provisioning_models import CallRecord, DiskAddon
 from provisioner.errors import QuotaExceeded, ValidationFailed
 from provisioner.services import audit
@@ -78,7 +72,7 @@ def _text_bytes(ctx: Context, column: Any) -> ColumnElement[Any]:
 
 
 def usage(ctx: Context, tenant: Tenant) -> Usage:
-    """Bytes stored by the tenant and its quota, in one round trip."""
+    """Bytes stored by the tenant and its quota (one query, and the price book)."""
     docs = select(func.coalesce(func.sum(ConfigVersion.size_bytes), 0)).where(
         ConfigVersion.tenant_id == tenant.id).scalar_subquery()
     bundles = select(func.coalesce(func.sum(Transfer.envelope_bytes), 0)).where(
@@ -88,66 +82,59 @@ def usage(ctx: Context, tenant: Tenant) -> Usage:
         CallRecord.tenant_id == tenant.id).scalar_subquery()
     addons = select(func.coalesce(func.sum(DiskAddon.gb), 0)).where(
         DiskAddon.tenant_id == tenant.id).scalar_subquery()
-    used_docs, used_bundles, used_calls, addon_gb = ctx.session.execute(
-        select(docs, bundles, calls, addons)).one()
+    records = select(func.coalesce(func.sum(CrmTally.n), 0)).where(
+        CrmTally.tenant_id == tenant.id, CrmTally.name == "records",
+        CrmTally.value == "").scalar_subquery()
+    # PostgreSQL: the count is visible if the transaction is scoped to the tenant (or the
+    # role is exempt from row-level security); else it is read in the tenant's scope
+    visible = literal(True) if ctx.session.get_bind().dialect.name != "postgresql" else or_(
+        func.current_setting("provisioner.tenant_id", True) == str(tenant.id),
+        select(text("rolsuper OR rolbypassrls")).select_from(text("pg_roles")).where(
+            text("rolname = current_user")).scalar_subquery())
+    used_docs, used_bundles, used_calls, addon_gb, counted, seen = ctx.session.execute(
+        select(docs, bundles, calls, addons, records, visible)).one()
     quota_bytes = price_book(ctx)["included_disk_bytes"] + int(addon_gb) * GIB
-    records = crm_records(ctx, [tenant.id])[tenant.id]
+    if not seen:
+        counted = crm_records(ctx, [tenant.id])[tenant.id]
     return Usage(int(used_docs) + int(used_bundles) + int(used_calls)
-                 + records * CRM_RECORD_BYTES, quota_bytes)
+                 + int(counted) * CRM_RECORD_BYTES, quota_bytes)
 
 
-_ONE_TENANT: Any = None  # the per-tenant count statement, built once
-
-
-def _count_one_tenant() -> Any:
-    global _ONE_TENANT
-    if _ONE_TENANT is None:
-        tenant = bindparam("tenant_id", type_=Integer)
-        counts = union_all(*(select(func.count().label("n")).select_from(t)
-                             .where(t.c.tenant_id == tenant) for t in _crm_tables()))
-        _ONE_TENANT = select(func.coalesce(func.sum(counts.subquery().c.n), 0))
-    return _ONE_TENANT
-
-
-def _crm_tables() -> list[Any]:
-    return [Base.metadata.tables[name] for name in CRM_TENANT_TABLES]
+def _records_of(ids: list[int]) -> Any:
+    return select(CrmTally.tenant_id, CrmTally.n).where(
+        CrmTally.tenant_id.in_(ids), CrmTally.name == "records", CrmTally.value == "")
 
 
 def crm_records(ctx: Context, tenant_ids: Sequence[int]) -> dict[int, int]:
-    """The number of CRM records of each tenant, over every CRM table.
+    """The number of CRM records of each tenant, over every CRM table (maintained counts).
 
-    On PostgreSQL the CRM tables have row-level security keyed on the transaction's
-    ``provisioner.tenant_id``: each tenant is counted in its own scope (one query per
-    tenant), and the transaction's previous scope is restored afterwards -- unless
-    the database role is exempt from row-level security (a superuser or BYPASSRLS
-    role sees every row anyway). Otherwise, and on SQLite, one grouped query
-    counts all the tenants.
+    On PostgreSQL the counts have row-level security keyed on the transaction's
+    ``provisioner.tenant_id`` (like the records): unless the role is exempt from it
+    (a superuser or BYPASSRLS role), each tenant is read in its own scope, and the
+    transaction's scope is restored afterwards. If it is already the one tenant
+    asked about, one query.
     """
     ids = list(tenant_ids)
     out = dict.fromkeys(ids, 0)
     if not ids:
         return out
-    postgres = ctx.session.get_bind().dialect.name == "postgresql"
-    if not postgres or ctx.session.scalar(text(
+    session = ctx.session
+    postgres = session.get_bind().dialect.name == "postgresql"
+    current = session.scalar(text(
+        "SELECT current_setting('provisioner.tenant_id', true)")) if postgres else None
+    if not postgres or (len(ids) == 1 and current == str(ids[0])) or session.scalar(text(
             "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user")):
-        per_table = union_all(*(select(t.c.tenant_id.label("tenant_id"),
-                                       func.count().label("n"))
-                                .where(t.c.tenant_id.in_(ids)).group_by(t.c.tenant_id)
-                                for t in _crm_tables())).subquery()
-        for tenant_id, count in ctx.session.execute(
-                select(per_table.c.tenant_id, func.sum(per_table.c.n))
-                .group_by(per_table.c.tenant_id)).all():
+        for tenant_id, count in session.execute(_records_of(ids)).all():
             out[tenant_id] = int(count)
         return out
     scope = text("SELECT set_config('provisioner.tenant_id', :t, true)")
-    previous = ctx.session.scalar(text("SELECT current_setting('provisioner.tenant_id', true)"))
     try:
         for tenant_id in ids:
-            ctx.session.execute(scope, {"t": str(tenant_id)})
-            out[tenant_id] = int(ctx.session.scalar(_count_one_tenant(),
-                                                    {"tenant_id": tenant_id}) or 0)
+            session.execute(scope, {"t": str(tenant_id)})
+            for _, count in session.execute(_records_of([tenant_id])).all():
+                out[tenant_id] = int(count)
     finally:
-        ctx.session.execute(scope, {"t": previous or ""})
+        session.execute(scope, {"t": current or ""})
     return out
 
 

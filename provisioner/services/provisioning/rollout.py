@@ -64,6 +64,7 @@ from provisioner.bundles.payload import (
     build_bundle,
     new_bundle_id,
     read_bundle,
+    split_file,
 )
 from provisioner.bundles.signing import key_id, raw_public
 from provisioner.canonical import canonical_bytes, sha256_hex
@@ -467,7 +468,7 @@ class _Batch:
     def _write(self, accepted: Sequence[_Accepted]) -> None:
         work, now, session = self.work, self.now, self.ctx.session
         payload = work.bundle.payload
-        incoming = work.bundle.config_json.decode("utf-8")
+        envelope, frame = split_file(work.bundle)  # stored as transfers.accept stores it
         ids = list(session.scalars(
             insert(Transfer).returning(Transfer.id, sort_by_parameter_order=True),
             [{"tenant_id": a.tenant.id, "status": "applied" if a.apply else "pending",
@@ -476,7 +477,8 @@ class _Batch:
               "source_name": payload.source.name,
               "source_version": payload.source.config_version,
               "source_digest": payload.source.config_digest, "copy_key_id": None,
-              "envelope": work.raw, "envelope_bytes": len(work.raw), "incoming": incoming,
+              "envelope": envelope, "payload_frame": frame, "envelope_bytes": len(work.raw),
+              "incoming": work.bundle.config_json,
               "base_version": a.version,
               "plan": a.plan, "received_at": now, "received_by": work.received_by,
               "decided_at": now if a.apply else None,

@@ -1,0 +1,143 @@
+"""The read paths the call centre hits hardest: lookup and search in read-only transactions.
+
+* a read-only transaction begins DEFERRED on SQLite, so it neither waits for nor
+  blocks a writer; it refuses to change rows;
+* the personal-information view a lookup logs is committed (in a write
+  transaction of its own) before the card is sent, and if it cannot be, the card
+  is not sent;
+* the one-statement session check keeps every refusal of the two it replaced.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import delete, select, text
+from sqlalchemy.exc import OperationalError
+
+from provisioner.db.crm_models import CrmAccess
+from provisioner.db.models import Membership, Tenant, User
+from provisioner.services import actors
+from provisioner.services.context import Provisioner
+from provisioner.services.crm import records, search
+from provisioner.services.provisioning import groups
+from tests.web.conftest import Site
+
+
+def _views(app: Provisioner) -> list[tuple[str, str, str]]:
+    with app.transaction() as ctx:
+        rows = ctx.session.scalars(select(CrmAccess).where(CrmAccess.kind == "personal_info_view")
+                                   .order_by(CrmAccess.id))
+        return [(r.actor, r.kind, r.subject) for r in rows]
+
+
+def test_lookup_logs_a_personal_info_view_before_answering(site: Site) -> None:
+    r = site.call("POST", "/api/tenants/acme/records/contact", "acme-gen",
+                  json={"name": "要記録 花子", "phone": "06-1111-2222", "log_personal_info": True})
+    assert r.status_code == 201, r.text
+    logged = r.json()["record"]["id"]
+    plain = site.call("GET", "/api/tenants/acme/lookup", "acme-ro",
+                      params={"phone": "03-1234-5678"})
+    assert plain.status_code == 200
+    assert _views(site.app) == []  # not a logged contact, logging off for the tenant
+    card = site.call("GET", "/api/tenants/acme/lookup", "acme-ro",
+                     params={"phone": "０６１１１１２２２２"})
+    assert card.status_code == 200, card.text
+    assert card.json()["contact"]["id"] == logged
+    assert _views(site.app) == [("acme-ro", "personal_info_view", f"contact:{logged}")]
+
+
+def test_no_card_when_its_view_cannot_be_logged(site: Site,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    r = site.call("POST", "/api/tenants/acme/records/contact", "acme-gen",
+                  json={"name": "要記録 次郎", "phone": "06-3333-4444", "log_personal_info": True})
+    assert r.status_code == 201, r.text
+
+    def locked(rows: list[object]) -> None:
+        raise OperationalError("INSERT INTO crm_access_log", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(site.app, "write_log_rows", locked)
+    card = site.call("GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "0633334444"})
+    assert card.status_code == 503
+    assert card.json()["error"]["code"] == "database_error"
+    assert "要記録" not in card.text
+    # a contact whose views are not logged is still answered
+    ok = site.call("GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "0312345678"})
+    assert ok.status_code == 200
+
+
+def test_service_lookup_in_a_read_only_transaction_logs_after_it(site: Site) -> None:
+    app = site.app
+    with app.transaction() as ctx:
+        admin = actors.resolve(ctx, "acme-admin", "acme")
+        saved = records.create(ctx, admin, "contact", {"name": "要記録", "phone": "0455556666",
+                                                       "log_personal_info": True})
+    pending: list[object] = []
+    with app.transaction(read_only=True, log_rows=pending) as ctx:
+        card = search.lookup(ctx, admin, "045-555-6666")
+    assert card["contact"]["id"] == saved.record["id"]
+    assert len(pending) == 1
+    assert _views(app) == []  # handed to the caller, not yet written
+    app.write_log_rows(pending)
+    assert _views(app) == [("acme-admin", "personal_info_view", f"contact:{saved.record['id']}")]
+    with app.transaction(read_only=True) as ctx:  # without log_rows: written on the way out
+        search.lookup(ctx, admin, "045-555-6666")
+    assert len(_views(app)) == 2
+
+
+def test_read_only_transaction_refuses_changes(site: Site) -> None:
+    app = site.app
+    def rename() -> None:
+        with app.transaction(read_only=True) as ctx:
+            tenant = ctx.session.scalars(select(Tenant).where(Tenant.slug == "acme")).one()
+            tenant.name = "changed"
+
+    with pytest.raises(RuntimeError, match="read-only"):
+        rename()
+    with app.transaction() as ctx:
+        assert ctx.session.scalars(select(Tenant.name).where(Tenant.slug == "acme")).one() \
+            != "changed"
+
+
+def test_sqlite_readers_do_not_wait_for_a_writer(site: Site) -> None:
+    app = site.app
+    if app.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's locking; PostgreSQL readers never wait for writers")
+    answered: list[int] = []
+
+    def lookup() -> None:
+        answered.append(site.call("GET", "/api/tenants/acme/lookup", "acme-ro",
+                                  params={"phone": "0312345678"}).status_code)
+
+    with app.transaction() as writer:  # BEGIN IMMEDIATE: holds the write lock
+        writer.session.execute(text("UPDATE tenants SET name = name WHERE slug = 'acme'"))
+        reader = threading.Thread(target=lookup)
+        reader.start()
+        reader.join(10)  # an IMMEDIATE reader would sleep in the busy handler (60 s)
+        assert answered == [200], "the lookup waited for the writer"
+
+
+def test_session_check_refusals(site: Site) -> None:
+    app = site.app
+    ok = site.call("GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "0312345678"})
+    assert ok.status_code == 200
+    bogus = site.client.get("/api/tenants/acme/lookup", params={"phone": "0312345678"},
+                            headers={"Authorization": "Bearer not-a-token"})
+    assert bogus.status_code == 401
+    assert "session has ended" in bogus.json()["error"]["message"]
+    with app.transaction() as ctx:  # acme-ro loses its membership of its selected tenant
+        user_id = ctx.session.scalars(select(User.id).where(User.login == "acme-ro")).one()
+        ctx.session.execute(delete(Membership).where(Membership.user_id == user_id))
+    gone = site.call("GET", "/api/tenants/current/lookup", "acme-ro",
+                     params={"phone": "0312345678"})
+    assert gone.status_code == 401
+    assert "no longer have access" in gone.json()["error"]["message"]
+    with app.transaction() as ctx:  # beta is cancelled: its admin's session leads nowhere
+        groups.cancel_tenant(ctx, "beta")
+    cancelled = site.call("GET", "/api/tenants/current/search", "beta-admin", params={"q": "x"})
+    assert cancelled.status_code == 401
+    logout = site.call("POST", "/api/logout", "acme-gen")
+    assert logout.status_code == 200
+    ended = site.call("GET", "/api/tenants/acme/search", "acme-gen", params={"q": "山田"})
+    assert ended.status_code == 401
