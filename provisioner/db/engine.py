@@ -11,11 +11,15 @@
   engine event listener makes SQLAlchemy dispatch events around every statement.
 * ``postgresql://...`` (psycopg 3): READ COMMITTED; the services take row
   locks (``SELECT ... FOR UPDATE``) or use guarded ``UPDATE ... WHERE state``
-  statements where races matter.
+  statements where races matter. Pooled connections are checked at checkout
+  without a round trip (one the server closed is replaced; only one idle for a
+  while is pinged): see :func:`_check_on_checkout`.
 """
 
 from __future__ import annotations
 
+import select
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -24,7 +28,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 
 from provisioner.errors import ConfigurationError
 
@@ -107,4 +111,60 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _check_on_checkout(engine)
+    return engine
+
+
+#: PostgreSQL: a pooled connection idle longer than this is pinged (a round trip) at checkout
+PING_IDLE_SECONDS = 10.0
+_RETURNED_AT = "provisioner_returned_at"
+
+
+def _closed_by_server(dbapi_conn: Any) -> bool:
+    """Whether the server has written to (or closed) an idle connection: it is going away.
+
+    An idle connection receives nothing unless the server ends it (termination
+    notice, end of file): a readable socket is a dead connection, known without
+    a round trip.
+    """
+    try:
+        fd = dbapi_conn.fileno()
+    except Exception:  # a closed connection has no socket
+        return True
+    try:
+        readable, _, _ = select.select([fd], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def _check_on_checkout(engine: Engine) -> None:
+    """Hand out live connections only, without a round trip per transaction.
+
+    Replaces ``pool_pre_ping`` (a ``SELECT 1`` before every transaction). At
+    checkout a connection the server has closed (a restart, an administrator's
+    ``pg_terminate_backend``, an idle timeout) is recognised by its socket
+    (:func:`_closed_by_server`); one idle for more than
+    :data:`PING_IDLE_SECONDS` -- long enough for a silent network failure --
+    is pinged as before. Either way a dead connection is discarded and the pool
+    connects again (``DisconnectionError``), so the transaction never sees it.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.pop(_RETURNED_AT, None)
+        if returned is None:  # a new connection
+            return
+        if _closed_by_server(dbapi_conn):
+            raise DisconnectionError("the server closed this pooled connection")
+        if time.monotonic() - returned > PING_IDLE_SECONDS:
+            try:
+                engine.dialect.do_ping(dbapi_conn)
+            except Exception as exc:  # any failure: the connection is unusable
+                raise DisconnectionError(f"pooled connection failed its ping: {exc}") from exc

@@ -17,7 +17,7 @@ import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, true, update
 
 from provisioner.clock import as_utc, format_instant
 from provisioner.db.models import CopyKeyRow, KeyFailure, Tenant
@@ -109,13 +109,24 @@ def _serialize(ctx: Context, attempted_by: str) -> None:
             func.hashtextextended("provisioner/copy-key|" + attempted_by, 0))))
 
 
-def check_rate(ctx: Context, attempted_by: str) -> None:
+def _failures(ctx: Context, attempted_by: str) -> Select[int, datetime]:
+    """(number, earliest) of the actor's failed attempts within :data:`FAILURE_WINDOW`."""
     since = ctx.clock.now() - FAILURE_WINDOW
-    count, oldest = ctx.session.execute(
-        select(func.count(), func.min(KeyFailure.at))
-        .where(KeyFailure.actor == attempted_by, KeyFailure.at > since)
-    ).one()
+    return select(func.count().label("n"), func.min(KeyFailure.at).label("earliest")).where(
+        KeyFailure.actor == attempted_by, KeyFailure.at > since)
+
+
+def check_rate(ctx: Context, attempted_by: str,
+               failures: tuple[int, datetime | None] | None = None) -> None:
+    """Refuse an actor with too many recent failed attempts.
+
+    ``failures``: the actor's (count, earliest) when the caller already read them.
+    """
+    if failures is None:
+        failures = ctx.session.execute(_failures(ctx, attempted_by)).one()
+    count, oldest = failures
     if count >= MAX_FAILURES_PER_ACTOR:
+        assert oldest is not None
         retry = as_utc(oldest) + FAILURE_WINDOW
         raise RateLimited(
             f"too many failed copy-key attempts by {attempted_by} "
@@ -172,9 +183,14 @@ def check(ctx: Context, *, selector: str, proof: Proof, attempted_by: str,
     ``target``: the tenant the key must belong to (None: whichever tenant made it).
     Nothing is consumed here; :func:`consume` does that once the transfer exists.
     """
-    _serialize(ctx, attempted_by)
-    check_rate(ctx, attempted_by)
-    row = ctx.session.scalar(select(CopyKeyRow).where(CopyKeyRow.selector == selector))
+    _serialize(ctx, attempted_by)  # before reading the failures: the count is then exact
+    # the key and the actor's failures in one round trip (both read after the lock)
+    recent = _failures(ctx, attempted_by).subquery()
+    found = ctx.session.execute(
+        select(CopyKeyRow, recent.c.n, recent.c.earliest).join(recent, true())
+        .where(CopyKeyRow.selector == selector)).first()
+    check_rate(ctx, attempted_by, None if found is None else (found[1], found[2]))
+    row: CopyKeyRow | None = found[0] if found is not None else None
     unknown = "copy key does not exist (or was mistyped)"
     if row is None:
         raise refuse(ctx, attempted_by, None, unknown, "check that you were given the right key")

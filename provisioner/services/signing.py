@@ -8,7 +8,7 @@ accepts bundles signed by pinned keys only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import select
@@ -94,19 +94,32 @@ def pinned(ctx: Context, tenant_id: int) -> list[TrustedPublisher]:
 
 
 def resolver_for(ctx: Context, tenant_id: int,
-                 extra: Iterable[Ed25519PublicKey] = ()) -> KeyResolver:
+                 extra: Iterable[Ed25519PublicKey] = (), *,
+                 pins: Sequence[TrustedPublisher] | None = None,
+                 owners: dict[str, Tenant | None] | None = None) -> KeyResolver:
     """Keys the tenant accepts signatures from.
 
     With pinned publishers: exactly those. Without: any tenant key of this
     deployment, plus keys given explicitly (``--public-key``).
+
+    ``pins``: the tenant's :func:`pinned` publishers, when the caller already read
+    them. ``owners``: filled with key id -> the tenant of this deployment owning
+    the key (None: no tenant) for every key looked up in the database, read in
+    the same query as the key (see :func:`tenant_key`).
     """
-    pins = {p.key_id: public_from_raw(p.public_key) for p in pinned(ctx, tenant_id)}
-    if pins:
-        return pins.get
+    pinned_keys = {p.key_id: public_from_raw(p.public_key)
+                   for p in (pinned(ctx, tenant_id) if pins is None else pins)}
+    if pinned_keys:
+        return pinned_keys.get
     explicit = {key_id(k): k for k in extra}
 
     def resolve(kid: str) -> Ed25519PublicKey | None:
-        return explicit[kid] if kid in explicit else any_tenant_key(ctx, kid)
+        if kid in explicit:
+            return explicit[kid]
+        found = tenant_key(ctx, kid)
+        if owners is not None:
+            owners[kid] = found[1] if found else None
+        return found[0] if found else None
 
     return resolve
 
@@ -115,6 +128,17 @@ def any_tenant_key(ctx: Context, kid: str) -> Ed25519PublicKey | None:
     """The public key of any tenant of this deployment with this key id."""
     row = ctx.session.scalar(select(SigningKey).where(SigningKey.key_id == kid))
     return public_from_raw(row.public_key) if row else None
+
+
+def tenant_key(ctx: Context, kid: str) -> tuple[Ed25519PublicKey, Tenant] | None:
+    """The public key of any tenant of this deployment with this key id, and that tenant.
+
+    One round trip (key and tenant joined): :func:`any_tenant_key` and :func:`owner_of`.
+    """
+    row = ctx.session.execute(
+        select(SigningKey.public_key, Tenant).join(Tenant, Tenant.id == SigningKey.tenant_id)
+        .where(SigningKey.key_id == kid)).first()
+    return (public_from_raw(row[0]), row[1]) if row else None
 
 
 def trust(ctx: Context, actor: Actor, pem: bytes, *, label: str,

@@ -45,7 +45,14 @@ from provisioner.config.validate import (
     check_references,
     normalized_document,
 )
-from provisioner.db.models import ConfigVersion, CopyKeyRow, SigningKey, Tenant, Transfer
+from provisioner.db.models import (
+    ConfigVersion,
+    CopyKeyRow,
+    SigningKey,
+    Tenant,
+    Transfer,
+    TrustedPublisher,
+)
 from provisioner.errors import BundleRejected, DataInUse, KeyRejected, NotFound, PlanConflict
 from provisioner.gcpause import paused_gc
 from provisioner.security import copykey
@@ -157,18 +164,26 @@ def _plan(base: configs.Current, incoming: dict[str, Any], *, mode: Mode,
     return result, plan
 
 
-def _verify(ctx: Context, target: Tenant, raw: bytes,
-            extra_keys: Iterable[Ed25519PublicKey]) -> tuple[VerifiedBundle, Tenant | None]:
-    """The verified bundle and the tenant of this deployment that signed it, if any."""
-    bundle = read_bundle(raw, signing.resolver_for(ctx, target.id, extra_keys))
+def _verify(ctx: Context, target: Tenant, raw: bytes, extra_keys: Iterable[Ed25519PublicKey],
+            pins: Sequence[TrustedPublisher]) -> tuple[VerifiedBundle, Tenant | None]:
+    """The verified bundle and the tenant of this deployment that signed it, if any.
+
+    ``pins``: the target's pinned publishers (:func:`signing.pinned`).
+    """
+    owners: dict[str, Tenant | None] = {}  # filled by the resolver: key and owner in one query
+    bundle = read_bundle(raw, signing.resolver_for(ctx, target.id, extra_keys, pins=pins,
+                                                   owners=owners))
     if ctx.clock.now() >= bundle.expires_at:
         raise BundleRejected(
             f"bundle expired at {bundle.payload.expires_at}",
             hint="ask the source tenant's admin to send it again",
         )
-    # signing.owner_of in one round trip (key and tenant joined)
-    owner = ctx.session.scalar(select(Tenant).join(SigningKey, SigningKey.tenant_id == Tenant.id)
-                               .where(SigningKey.key_id == bundle.key_id))
+    if bundle.key_id in owners:
+        owner = owners[bundle.key_id]
+    else:  # a pinned or explicit key: signing.owner_of in one round trip (key and tenant joined)
+        owner = ctx.session.scalar(select(Tenant).join(SigningKey,
+                                                       SigningKey.tenant_id == Tenant.id)
+                                   .where(SigningKey.key_id == bundle.key_id))
     claimed = bundle.payload.source.tenant
     if owner is not None and owner.slug != claimed:
         raise BundleRejected(
@@ -185,10 +200,11 @@ def accept(ctx: Context, target: Tenant, raw: bytes, *, received_by: str,
            attempted_by: str, extra_keys: Iterable[Ed25519PublicKey] = ()) -> Transfer:
     """Verify a bundle for ``target`` and store it as a pending transfer."""
     require_can_receive(target)
-    bundle, owner = _verify(ctx, target, raw, extra_keys)
+    pinned = signing.pinned(ctx, target.id)  # read once: the resolver and the checks below
+    bundle, owner = _verify(ctx, target, raw, extra_keys, pinned)
     payload = bundle.payload
     audience = payload.audience
-    pins = {p.key_id: p for p in signing.pinned(ctx, target.id)}
+    pins = {p.key_id: p for p in pinned}
     if audience is None and bundle.key_id not in pins:
         raise KeyRejected(
             f"bundle is not addressed to {target.slug!r}: it carries no copy key",

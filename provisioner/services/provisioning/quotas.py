@@ -38,12 +38,12 @@ from sqlalchemy import ColumnElement, LargeBinary, cast, func, literal, or_, sel
 
 from provisioner.db.crm_models import CrmTally
 from provisioner.db.models import ConfigVersion, Tenant, Transfer
-from provisioner.db.provisioning_models import CallRecord, DiskAddon
+from provisioner.db.provisioning_models import CallRecord, DiskAddon, PriceBook
 from provisioner.errors import QuotaExceeded, ValidationFailed
 from provisioner.services import audit
 from provisioner.services.actors import get_tenant
 from provisioner.services.context import Context
-from provisioner.services.provisioning.billing import GIB, price_book
+from provisioner.services.provisioning.billing import DEFAULT_PRICES, GIB, price_book
 
 CALL_RECORD_BYTES = 256
 #: what one CRM record counts (a row with its share of the indexes; 1 GiB ~ 2 million records)
@@ -72,7 +72,7 @@ def _text_bytes(ctx: Context, column: Any) -> ColumnElement[Any]:
 
 
 def usage(ctx: Context, tenant: Tenant) -> Usage:
-    """Bytes stored by the tenant and its quota (one query, and the price book)."""
+    """Bytes stored by the tenant and its quota (one query, the price book included)."""
     docs = select(func.coalesce(func.sum(ConfigVersion.size_bytes), 0)).where(
         ConfigVersion.tenant_id == tenant.id).scalar_subquery()
     bundles = select(func.coalesce(func.sum(Transfer.envelope_bytes), 0)).where(
@@ -91,9 +91,12 @@ def usage(ctx: Context, tenant: Tenant) -> Usage:
         func.current_setting("provisioner.tenant_id", True) == str(tenant.id),
         select(text("rolsuper OR rolbypassrls")).select_from(text("pg_roles")).where(
             text("rolname = current_user")).scalar_subquery())
-    used_docs, used_bundles, used_calls, addon_gb, counted, seen = ctx.session.execute(
-        select(docs, bundles, calls, addons, records, visible)).one()
-    quota_bytes = price_book(ctx)["included_disk_bytes"] + int(addon_gb) * GIB
+    # the price book (billing.price_book) in the same round trip
+    prices = select(PriceBook.data).where(PriceBook.name == "default").scalar_subquery()
+    used_docs, used_bundles, used_calls, addon_gb, counted, seen, book = ctx.session.execute(
+        select(docs, bundles, calls, addons, records, visible, prices)).one()
+    included = (DEFAULT_PRICES | dict(book or {}))["included_disk_bytes"]
+    quota_bytes = included + int(addon_gb) * GIB
     if not seen:
         counted = crm_records(ctx, [tenant.id])[tenant.id]
     return Usage(int(used_docs) + int(used_bundles) + int(used_calls)
