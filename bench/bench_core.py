@@ -33,6 +33,7 @@ import argparse
 import cProfile
 import gc
 import io
+import multiprocessing
 import os
 import platform
 import pstats
@@ -44,6 +45,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -582,6 +584,14 @@ def run_backend(backend: str, url: str, config: dict[str, Any], repeat: int,
         bench.app.engine.dispose()
 
 
+def measure_backend(backend: str, config: dict[str, Any], repeat: int, profile_runs: int,
+                    breakdown: bool) -> tuple[Result, str, str]:
+    """:func:`run_backend` on a scratch database of that backend (made and dropped here)."""
+    urls = sqlite_url if backend == "sqlite" else postgres_url
+    with urls() as url:
+        return run_backend(backend, url, config, repeat, profile_runs, breakdown)
+
+
 # --------------------------------------------------------------------------- reporting
 
 
@@ -658,7 +668,8 @@ Workload: a partner tenant's configuration (48 checkboxes, 10 memo fields,
 bundle file.
 Each run exports it bound to a fresh copy key of a tenant still at the default
 configuration (so the plan lists every item as added), receives it there and
-approves it; the target is rolled back between runs (untimed).
+approves it; the target is rolled back between runs (untimed). Each database
+is measured in a fresh process of its own, on a scratch database.
 Every operation runs in its own transaction, commit included. Floors, timed in
 the same run on the same bytes: export = `orjson.dumps` of the payload data +
 Ed25519 signing of those bytes; receive = Ed25519 verification + `orjson.loads`
@@ -732,10 +743,13 @@ def main() -> None:
     backends = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     results, profiles, stages = [], [], ""
     for backend in backends:
-        urls = sqlite_url if backend == "sqlite" else postgres_url
-        with urls() as url:
-            result, breakdown, profile = run_backend(
-                backend, url, config, args.repeat, args.profile, args.breakdown)
+        # each backend in a fresh process: neither inherits the other's heap (whose size
+        # the cyclic GC's full passes pay for) nor its warm caches
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+            result, breakdown, profile = pool.submit(
+                measure_backend, backend, config, args.repeat, args.profile,
+                args.breakdown).result()
         results.append(result)
         if breakdown:
             stages += f"\n{result.server}:\n\n{breakdown}"

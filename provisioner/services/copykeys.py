@@ -16,8 +16,9 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Select, func, select, true, update
+from sqlalchemy import Select, Update, func, select, true, update
 
 from provisioner.clock import as_utc, format_instant
 from provisioner.db.models import CopyKeyRow, KeyFailure, Tenant
@@ -104,9 +105,21 @@ def _serialize(ctx: Context, attempted_by: str) -> None:
     SQLite already serialises writers (BEGIN IMMEDIATE); PostgreSQL takes a
     transaction-scoped advisory lock on the actor.
     """
-    if ctx.session.get_bind().dialect.name == "postgresql":
-        ctx.session.execute(select(func.pg_advisory_xact_lock(
-            func.hashtextextended("provisioner/copy-key|" + attempted_by, 0))))
+    lock = serializing(ctx, attempted_by)
+    if lock is not None:
+        ctx.session.execute(select(lock))
+
+
+def serializing(ctx: Context, attempted_by: str) -> Any:
+    """The expression taking :func:`_serialize`'s lock (None: SQLite needs none).
+
+    A caller may take it in a statement of its own ahead of :func:`check`
+    (``check(..., serialized=True)``), saving the round trip.
+    """
+    if ctx.session.get_bind().dialect.name != "postgresql":
+        return None
+    return func.pg_advisory_xact_lock(
+        func.hashtextextended("provisioner/copy-key|" + attempted_by, 0))
 
 
 def _failures(ctx: Context, attempted_by: str) -> Select[int, datetime]:
@@ -177,13 +190,16 @@ class Proof:
 
 
 def check(ctx: Context, *, selector: str, proof: Proof, attempted_by: str,
-          target: Tenant | None = None) -> CopyKeyRow:
+          target: Tenant | None = None, serialized: bool = False) -> CopyKeyRow:
     """Validate a redemption attempt, or record it as failed and raise KeyRejected.
 
     ``target``: the tenant the key must belong to (None: whichever tenant made it).
-    Nothing is consumed here; :func:`consume` does that once the transfer exists.
+    ``serialized``: the caller has taken :func:`serializing` in an earlier statement
+    of this transaction. Nothing is consumed here; :func:`consume` does that once
+    the transfer exists.
     """
-    _serialize(ctx, attempted_by)  # before reading the failures: the count is then exact
+    if not serialized:  # before reading the failures: the count is then exact
+        _serialize(ctx, attempted_by)
     # the key and the actor's failures in one round trip (both read after the lock)
     recent = _failures(ctx, attempted_by).subquery()
     found = ctx.session.execute(
@@ -211,16 +227,27 @@ def check(ctx: Context, *, selector: str, proof: Proof, attempted_by: str,
     return row
 
 
+def consuming(ctx: Context, row: CopyKeyRow, transfer_id: Any) -> Update:
+    """The guarded UPDATE marking the key used by ``transfer_id`` (a value or an expression).
+
+    It matches (one row) only if the key is still unused, unrevoked and unexpired.
+    """
+    now = ctx.clock.now()
+    return (update(CopyKeyRow)
+            .where(CopyKeyRow.id == row.id, CopyKeyRow.used_at.is_(None),
+                   CopyKeyRow.revoked_at.is_(None), CopyKeyRow.expires_at > now)
+            .values(used_at=now, used_by_transfer=transfer_id))
+
+
+def already_used() -> KeyRejected:
+    """The refusal when :func:`consuming` matched no row: another delivery won."""
+    return KeyRejected("copy key was already used by another delivery",
+                       hint="each key works once; ask the target tenant's admin for a new key")
+
+
 def consume(ctx: Context, row: CopyKeyRow, transfer_id: int) -> None:
     """Mark the key used by ``transfer_id``: one guarded UPDATE, so exactly one sender wins."""
-    now = ctx.clock.now()
     consumed = ctx.session.execute(
-        update(CopyKeyRow)
-        .where(CopyKeyRow.id == row.id, CopyKeyRow.used_at.is_(None),
-               CopyKeyRow.revoked_at.is_(None), CopyKeyRow.expires_at > now)
-        .values(used_at=now, used_by_transfer=transfer_id)
-        .execution_options(synchronize_session=False)
-    )
+        consuming(ctx, row, transfer_id).execution_options(synchronize_session=False))
     if consumed.rowcount != 1:  # type: ignore[attr-defined]
-        raise KeyRejected("copy key was already used by another delivery",
-                          hint="each key works once; ask the target tenant's admin for a new key")
+        raise already_used()

@@ -61,10 +61,15 @@ def _active_key(ctx: Context, tenant_id: int) -> SigningKey:
 
 
 def signer(ctx: Context, tenant_id: int) -> Ed25519PrivateKey:
+    return signer_with_id(ctx, tenant_id)[1]
+
+
+def signer_with_id(ctx: Context, tenant_id: int) -> tuple[str, Ed25519PrivateKey]:
+    """The tenant's active key id and private key (one read of the key row)."""
     row = _active_key(ctx, tenant_id)
     raw = ctx.master_key.open(Sealed(row.wrapped_key, row.ciphertext),
                               aad=_aad(tenant_id, row.key_id))
-    return private_from_raw(raw)
+    return row.key_id, private_from_raw(raw)
 
 
 def public_key(ctx: Context, tenant_id: int) -> Ed25519PublicKey:

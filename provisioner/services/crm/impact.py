@@ -34,7 +34,7 @@ which a validated configuration never names) is always scanned.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -61,6 +61,9 @@ from provisioner.db.crm_models import (
 from provisioner.errors import ValidationFailed
 from provisioner.services.context import Context
 from provisioner.services.crm import records, tally
+
+if TYPE_CHECKING:
+    import psycopg
 
 #: fields of built-in records that take a value of a fixed picklist
 PICKLIST_COLUMNS: dict[str, tuple[str, Any]] = {
@@ -108,10 +111,20 @@ def has_records(ctx: Context, tenant_id: int) -> bool:
     are others (change history, access log...), for which :func:`impact`
     reports nothing -- itself answered from the counts.
     """
-    _enter(ctx, tenant_id)
+    session = ctx.session
     name, value = tally.RECORDS
-    return bool(ctx.session.scalar(select(CrmTally.n).where(  # the session flushes first
-        CrmTally.tenant_id == tenant_id, CrmTally.name == name, CrmTally.value == value)))
+    if session.get_bind().dialect.name != "postgresql":
+        return bool(session.scalar(select(CrmTally.n).where(  # the session flushes first
+            CrmTally.tenant_id == tenant_id, CrmTally.name == name, CrmTally.value == value)))
+    session.flush()  # the counts of pending writes are written by the flush
+    dbapi = cast("psycopg.Connection[Any]", session.connection().connection.dbapi_connection)
+    # enter the tenant's scope (_enter) and read its count, in order, in one round trip
+    with dbapi.pipeline():
+        dbapi.execute("SELECT set_config('provisioner.tenant_id', %s, true)", (str(tenant_id),))
+        cursor = dbapi.execute("SELECT n FROM crm_tallies WHERE tenant_id = %s AND name = %s"
+                               " AND value = %s", (tenant_id, name, value))
+    row = cursor.fetchone()
+    return bool(row and row[0])
 
 
 #: PostgreSQL: bits per packed count at first (3 counts an aggregate, tenants < 2M rows)

@@ -34,7 +34,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, LargeBinary, cast, func, literal, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    LargeBinary,
+    Select,
+    String,
+    bindparam,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+)
 
 from provisioner.db.crm_models import CrmTally
 from provisioner.db.models import ConfigVersion, Tenant, Transfer
@@ -71,30 +84,46 @@ def _text_bytes(ctx: Context, column: Any) -> ColumnElement[Any]:
     return func.length(cast(column, LargeBinary))  # SQLite: length of a BLOB is in bytes
 
 
-def usage(ctx: Context, tenant: Tenant) -> Usage:
-    """Bytes stored by the tenant and its quota (one query, the price book included)."""
+#: the statement of :func:`usage` per dialect, built once (parameters: tenant_id, tenant_key)
+_USAGE_QUERIES: dict[str, Select[Any]] = {}
+
+
+def _usage_query(ctx: Context) -> Select[Any]:
+    dialect = ctx.session.get_bind().dialect.name
+    query = _USAGE_QUERIES.get(dialect)
+    if query is not None:
+        return query
+    tenant_id = bindparam("tenant_id", type_=Integer)
     docs = select(func.coalesce(func.sum(ConfigVersion.size_bytes), 0)).where(
-        ConfigVersion.tenant_id == tenant.id).scalar_subquery()
+        ConfigVersion.tenant_id == tenant_id).scalar_subquery()
     bundles = select(func.coalesce(func.sum(Transfer.envelope_bytes), 0)).where(
-        Transfer.tenant_id == tenant.id).scalar_subquery()
+        Transfer.tenant_id == tenant_id).scalar_subquery()
     calls = select(func.count(CallRecord.id) * CALL_RECORD_BYTES + func.coalesce(
         func.sum(_text_bytes(ctx, CallRecord.contact_note)), 0)).where(
-        CallRecord.tenant_id == tenant.id).scalar_subquery()
+        CallRecord.tenant_id == tenant_id).scalar_subquery()
     addons = select(func.coalesce(func.sum(DiskAddon.gb), 0)).where(
-        DiskAddon.tenant_id == tenant.id).scalar_subquery()
+        DiskAddon.tenant_id == tenant_id).scalar_subquery()
     records = select(func.coalesce(func.sum(CrmTally.n), 0)).where(
-        CrmTally.tenant_id == tenant.id, CrmTally.name == "records",
+        CrmTally.tenant_id == tenant_id, CrmTally.name == "records",
         CrmTally.value == "").scalar_subquery()
     # PostgreSQL: the count is visible if the transaction is scoped to the tenant (or the
     # role is exempt from row-level security); else it is read in the tenant's scope
-    visible = literal(True) if ctx.session.get_bind().dialect.name != "postgresql" else or_(
-        func.current_setting("provisioner.tenant_id", True) == str(tenant.id),
+    visible = literal(True) if dialect != "postgresql" else or_(
+        func.current_setting("provisioner.tenant_id", True)
+        == bindparam("tenant_key", type_=String),
         select(text("rolsuper OR rolbypassrls")).select_from(text("pg_roles")).where(
             text("rolname = current_user")).scalar_subquery())
     # the price book (billing.price_book) in the same round trip
     prices = select(PriceBook.data).where(PriceBook.name == "default").scalar_subquery()
+    query = _USAGE_QUERIES[dialect] = select(docs, bundles, calls, addons, records, visible,
+                                             prices)
+    return query
+
+
+def usage(ctx: Context, tenant: Tenant) -> Usage:
+    """Bytes stored by the tenant and its quota (one query, the price book included)."""
     used_docs, used_bundles, used_calls, addon_gb, counted, seen, book = ctx.session.execute(
-        select(docs, bundles, calls, addons, records, visible, prices)).one()
+        _usage_query(ctx), {"tenant_id": tenant.id, "tenant_key": str(tenant.id)}).one()
     included = (DEFAULT_PRICES | dict(book or {}))["included_disk_bytes"]
     quota_bytes = included + int(addon_gb) * GIB
     if not seen:
