@@ -274,6 +274,45 @@ def postgres_url(database: str = PG_BENCH_DB) -> Iterator[str]:
         admin.dispose()
 
 
+@contextmanager
+def kept_database(backend: str, name: str, keep: bool) -> Iterator[tuple[str, bool]]:
+    """(url, fresh): scratch database ``name`` (an SQLite file in the temporary
+    directory, or a PostgreSQL database), new -- or, with ``keep``, the one an
+    earlier ``--keep`` run left, which is then left in place again."""
+    if backend == "sqlite":
+        path = Path(tempfile.gettempdir()) / f"{name}.db"
+
+        def remove() -> None:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+        fresh = not (keep and path.exists())
+        if fresh:
+            remove()
+        try:
+            yield f"sqlite:///{path}", fresh
+        finally:
+            if not keep:
+                remove()
+        return
+    admin_url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                                 {"n": name})
+            fresh = not (keep and exists)
+            if fresh:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield admin_url.set(database=name).render_as_string(hide_password=False), fresh
+    finally:
+        if not keep:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def server_version(app: Provisioner) -> str:
     if app.engine.url.get_backend_name() == "sqlite":
         return f"SQLite {sqlite3.sqlite_version}"

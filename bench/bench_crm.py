@@ -43,15 +43,14 @@ import random
 import re
 import statistics
 import sys
-import tempfile
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -70,8 +69,6 @@ from provisioner.services.crm.search import Query  # noqa: E402
 from provisioner.services.crm.text import search_key  # noqa: E402
 
 SECTION_TITLE = "## CRM: search, lookup and import"
-PG_ADMIN_URL = os.environ.get("PROVISIONER_BENCH_PG_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PG_BENCH_DB = "crmsearch_bench"
 CLASSES = ("1", "2", "3", "4+")
 DESIGN = (
@@ -152,39 +149,10 @@ def existing(app: Provisioner, slug: str) -> Actor:
         return actors.resolve(ctx, f"{slug}-admin", slug)
 
 
-@contextmanager
-def database(db: str, contacts: int, keep: bool) -> Iterator[tuple[str, bool]]:
+def database(db: str, contacts: int, keep: bool) -> AbstractContextManager[tuple[str, bool]]:
     """(url, fresh): a fresh database, or the kept one of an earlier ``--keep`` run."""
-    if db == "sqlite":
-        path = Path(tempfile.gettempdir()) / f"crm_bench_{contacts}.db"
-        fresh = not (keep and path.exists())
-        if fresh:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
-        try:
-            yield f"sqlite:///{path}", fresh
-        finally:
-            if not keep:
-                for suffix in ("", "-wal", "-shm"):
-                    Path(f"{path}{suffix}").unlink(missing_ok=True)
-        return
-    name = f"{PG_BENCH_DB}_{contacts}"
-    admin_url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg")
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"),
-                                 {"n": name})
-            fresh = not (keep and exists)
-            if fresh:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield admin_url.set(database=name).render_as_string(hide_password=False), fresh
-    finally:
-        if not keep:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    name = f"crm_bench_{contacts}" if db == "sqlite" else f"{PG_BENCH_DB}_{contacts}"
+    return core.kept_database(db, name, keep)
 
 
 def seed_tenant(app: Provisioner, actor: Actor, n: int, seed_value: int) -> None:

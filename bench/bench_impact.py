@@ -43,22 +43,20 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Table, func, select, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import bench.bench_core as core  # noqa: E402
-from bench.bench_core import PG_ADMIN_URL, machine, server_version, timed  # noqa: E402
+from bench.bench_core import machine, server_version, timed  # noqa: E402
 from provisioner.db import migrate  # noqa: E402
 from provisioner.db.crm_models import (  # noqa: E402
     CrmActivity,
@@ -370,41 +368,10 @@ def _populate(app: Provisioner, loader: Loader, actor: Actor, n: int, seed_value
 # --------------------------------------------------------------------------- databases
 
 
-@contextmanager
-def database(backend: str, keep: bool) -> Iterator[tuple[str, bool]]:
+def database(backend: str, keep: bool) -> AbstractContextManager[tuple[str, bool]]:
     """(url, fresh): a fresh database, or the kept one of an earlier ``--keep`` run."""
-    if backend == "sqlite":
-        path = Path(tempfile.gettempdir()) / "impact_bench.db"
-        fresh = not (keep and path.exists())
-        if fresh:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
-        try:
-            yield f"sqlite:///{path}", fresh
-        finally:
-            if not keep:
-                for suffix in ("", "-wal", "-shm"):
-                    Path(f"{path}{suffix}").unlink(missing_ok=True)
-        return
-    admin_url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg")
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"),
-                                 {"n": PG_BENCH_DB})
-            fresh = not (keep and exists)
-            if fresh:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)'))
-                conn.execute(text(f'CREATE DATABASE "{PG_BENCH_DB}"'))
-        yield admin_url.set(database=PG_BENCH_DB).render_as_string(hide_password=False), fresh
-    finally:
-        if not keep:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)'))
-        admin.dispose()
-
-
-# --------------------------------------------------------------------------- measuring
+    return core.kept_database(backend, "impact_bench" if backend == "sqlite" else PG_BENCH_DB,
+                              keep)
 
 
 def run_backend(backend: str, n: int, repeat: int, keep: bool, seed_value: int
