@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import text
+
+from provisioner.db.engine import make_engine
 from provisioner.services.actors import Actor
+from provisioner.services.context import Provisioner
 from provisioner.services.crm import records
 from tests.support import World
 
@@ -73,3 +79,29 @@ def one_of_each(world: World, actor: Actor) -> dict[str, int]:
     }.items():
         ids[type_name] = make(world, actor, type_name, data)["id"]
     return ids
+
+
+@contextmanager
+def plain_role_app(world: World, prefix: str) -> Iterator[Provisioner]:
+    """The world's services connected as a fresh PostgreSQL login role that is neither
+    superuser nor table owner (so row-level security applies); the role is dropped after."""
+    url = world.app.engine.url
+    role = f"{prefix}_{url.database}"[:60]
+    with world.app.engine.connect() as conn:
+        conn.execute(text(
+            f'DO $$ BEGIN CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB; '
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"))
+        conn.execute(text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public '
+                          f'TO "{role}"'))
+        conn.execute(text(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))
+        conn.commit()
+    engine = make_engine(url.set(username=role, password=None)
+                         .render_as_string(hide_password=False))
+    try:
+        yield Provisioner(engine, master_key=world.app.master_key, clock=world.app.clock)
+    finally:
+        engine.dispose()
+        with world.app.engine.connect() as conn:
+            conn.execute(text(f'DROP OWNED BY "{role}"'))
+            conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+            conn.commit()

@@ -10,7 +10,7 @@ import pytest
 from provisioner.errors import PermissionDenied, ValidationFailed
 from provisioner.services.crm import csvio, records, search
 from provisioner.services.crm.search import Query
-from tests.crm.helpers import configured
+from tests.crm.helpers import configured, plain_role_app
 from tests.support import World
 
 GOOD = ("氏名,フリガナ,会社名,電話番号,ランク,DM送付,classifications\r\n"
@@ -222,27 +222,10 @@ def test_an_import_as_a_role_under_row_level_security_inserts_instead_of_copying
     (no superuser, no BYPASSRLS) imports through INSERTs, with the same result."""
     if world.app.engine.dialect.name != "postgresql":
         pytest.skip("COPY and row-level security are PostgreSQL features")
-    from sqlalchemy import text
-
-    from provisioner.db.engine import make_engine
-    from provisioner.services.context import Provisioner
     from provisioner.services.crm import search_index
 
     configured(world)
-    url = world.app.engine.url
-    role = f"imp_{url.database}"[:60]
-    with world.app.engine.connect() as conn:
-        conn.execute(text(
-            f'DO $$ BEGIN CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB; '
-            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"))
-        conn.execute(text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public '
-                          f'TO "{role}"'))
-        conn.execute(text(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))
-        conn.commit()
-    engine = make_engine(url.set(username=role, password=None)
-                         .render_as_string(hide_password=False))
-    try:
-        app = Provisioner(engine, master_key=world.app.master_key, clock=world.app.clock)
+    with plain_role_app(world, "imp") as app:
         actor = world.actor("acme")
         with app.transaction() as ctx:
             assert not search_index.can_copy(ctx.session.connection(), "crm_contacts")
@@ -250,11 +233,5 @@ def test_an_import_as_a_role_under_row_level_security_inserts_instead_of_copying
         assert report.created == 2
         with app.transaction() as ctx:
             assert search.search(ctx, actor, Query(q="1234")).total == 1
-    finally:
-        engine.dispose()
-        with world.app.engine.connect() as conn:
-            conn.execute(text(f'DROP OWNED BY "{role}"'))
-            conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
-            conn.commit()
     with world.app.transaction() as ctx:
         assert search.search(ctx, world.actor("acme"), Query(q="山田商事")).total == 2

@@ -12,12 +12,10 @@ import pytest
 from sqlalchemy import text
 
 from provisioner.db.crm_models import CRM_SEARCH_TABLES, CRM_TENANT_TABLES
-from provisioner.db.engine import make_engine
 from provisioner.errors import NotFound
-from provisioner.services.context import Provisioner
 from provisioner.services.crm import csvio, impact, records, search, seed
 from provisioner.services.crm.search import Query
-from tests.crm.helpers import configured, make
+from tests.crm.helpers import configured, make, plain_role_app
 from tests.support import World
 
 ROLE = "provisioner_rls_probe"
@@ -85,27 +83,14 @@ def test_the_application_works_as_a_non_superuser_non_owner_role(world: World) -
     acme, other = world.actor("acme"), world.actor("other")
     theirs = make(world, other, "contact", {"name": "他社 顧客", "memo_2": "gold",
                                             "phone": "03-5555-0000"})
-    url = world.app.engine.url
-    role = f"app_{url.database}"[:60]
-    with world.app.engine.connect() as conn:
-        conn.execute(text(
-            f'DO $$ BEGIN CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB; '
-            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"))
-        conn.execute(text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public '
-                          f'TO "{role}"'))
-        conn.execute(text(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))
-        conn.commit()
-    engine = make_engine(url.set(username=role, password=None)
-                         .render_as_string(hide_password=False))
-    try:
-        with engine.connect() as conn:
+    with plain_role_app(world, "app") as app:
+        with app.engine.connect() as conn:
             superuser, bypass, owner = conn.execute(text(
                 "SELECT r.rolsuper, r.rolbypassrls, "
                 "(SELECT tableowner FROM pg_tables WHERE tablename = 'crm_contacts') "
                 "FROM pg_roles r WHERE r.rolname = current_user")).one()
         assert (superuser, bypass) == (False, False)
-        assert owner != role
-        app = Provisioner(engine, master_key=world.app.master_key, clock=world.app.clock)
+        assert owner != app.engine.url.username
         with app.transaction() as ctx:
             mine = records.create(ctx, acme, "contact", {"name": "自社 顧客", "memo_2": "gold",
                                                         "phone": "03-5555-0000"}).record
@@ -125,11 +110,5 @@ def test_the_application_works_as_a_non_superuser_non_owner_role(world: World) -
             assert [(i["value"], i["count"]) for i in report["items"]] == [("gold", 1)]
             assert impact.apply_remap(ctx, acme.tenant_id, {**base, "picklists": removed},
                                       {"rank.gold": "silver"}) == {"rank.gold": 1}
-    finally:
-        engine.dispose()
-        with world.app.engine.connect() as conn:
-            conn.execute(text(f'DROP OWNED BY "{role}"'))
-            conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
-            conn.commit()
     with world.app.transaction() as ctx:  # the other tenant's value was not remapped
         assert records.show(ctx, other, "contact", theirs["id"])["memo_2"] == "gold"
