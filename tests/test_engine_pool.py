@@ -94,3 +94,23 @@ def test_connection_idle_for_long_is_pinged(postgres_url: str,
         assert _backend_pid(engine) != pid
     finally:
         engine.dispose()
+
+
+def test_an_idle_socket_numbered_above_1024_is_not_taken_for_a_closed_one() -> None:
+    """A busy server holds more than 1,024 descriptors; select() would refuse those."""
+    import os
+    import socket
+
+    ours, theirs = socket.socketpair()
+    high = os.dup2(ours.fileno(), 1500)
+    try:
+        class Conn:
+            def fileno(self) -> int:
+                return high
+
+        assert not engine_module._closed_by_server(Conn())  # idle: alive
+        theirs.close()  # the other end goes away: readable (end of file)
+        assert engine_module._closed_by_server(Conn())
+    finally:
+        os.close(high)
+        ours.close()

@@ -132,11 +132,14 @@ def _closed_by_server(dbapi_conn: Any) -> bool:
         fd = dbapi_conn.fileno()
     except Exception:  # a closed connection has no socket
         return True
+    # poll, not select: select() refuses descriptors numbered 1024 and up, which a busy
+    # server reaches, and would then have every pooled connection thrown away
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
     try:
-        readable, _, _ = select.select([fd], [], [], 0)
-    except (OSError, ValueError):
+        return bool(poller.poll(0))
+    except OSError:
         return True
-    return bool(readable)
 
 
 def _check_on_checkout(engine: Engine) -> None:
