@@ -114,3 +114,4 @@ def test_an_idle_socket_numbered_above_1024_is_not_taken_for_a_closed_one() -> N
     finally:
         os.close(high)
         ours.close()
+        theirs.close()
