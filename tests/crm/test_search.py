@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from provisioner.db.crm_models import CrmContact
-from provisioner.errors import NotFound
+from provisioner.errors import NotFound, PermissionDenied, ValidationFailed
 from provisioner.services.crm import records, search, seed
 from provisioner.services.crm.search import Query
 from provisioner.services.crm.text import search_key
@@ -103,6 +103,64 @@ def test_lookup_is_tenant_scoped_and_finds_mobiles(world: World) -> None:
         search.lookup(ctx, admin, "0312345678")
     with world.app.transaction() as ctx:
         assert search.lookup(ctx, admin, "+819012345678")["contact"]["id"] == mine["id"]
+
+
+def test_lookup_card_is_the_same_however_it_is_read(world: World) -> None:
+    """The card (first match, its latest five activities and purchases, the other matches)
+    equals one read statement by statement -- on PostgreSQL the lookup is pipelined."""
+    configured(world)
+    configured(world, "other")
+    admin, other = world.actor("acme"), world.actor("other")
+    make(world, other, "contact", {"name": "他社", "phone": "03-1234-5678"})
+    company = make(world, admin, "company", {"name": "株式会社渋谷商事"})
+    first = make(world, admin, "contact", {
+        "name": "田中 太郎", "company_id": company["id"], "mobile": "03-1234-5678",
+        "checkboxes": [2, 5], "classifications": ["agency"], "memo_2": "gold"})
+    second = make(world, admin, "contact", {"name": "田中 花子", "phone": "0312345678"})
+    with world.app.transaction() as ctx:
+        for day in range(1, 8):
+            for contact in (first, second):
+                records.create(ctx, admin, "activity", {
+                    "contact_id": contact["id"], "date": f"2026-10-0{day}", "kind": "phone",
+                    "content": f"通話{day}"})
+                records.create(ctx, admin, "purchase", {
+                    "contact_id": contact["id"], "date": f"2026-09-0{day}",
+                    "product_code": f"A-{day}", "quantity": day})
+    with world.app.transaction(read_only=True) as ctx:
+        card = search.lookup(ctx, admin, "+81 3 1234 5678")
+        found, activities, purchases = search._lookup_rows(ctx, admin, "0312345678", 5)
+    assert card["contact"] == {**records.to_dict(records.TYPES["contact"], found[0]),
+                               "company_name": "株式会社渋谷商事"}
+    assert card["contact"]["id"] == first["id"]
+    assert card["other_matches"] == [second["id"]]
+    assert card["activities"] == [records.to_dict(records.TYPES["activity"], a)
+                                  for a in activities]
+    assert [a["content"] for a in card["activities"]] == [f"通話{d}" for d in (7, 6, 5, 4, 3)]
+    assert card["purchases"] == [records.to_dict(records.TYPES["purchase"], p)
+                                 for p in purchases]
+    assert {p["contact_id"] for p in card["purchases"]} == {first["id"]}
+    with world.app.transaction(read_only=True) as ctx:
+        assert search.lookup(ctx, other, "0312345678")["other_matches"] == []
+
+
+def test_lookup_permission_and_errors_on_every_backend(world: World) -> None:
+    configured(world)
+    from provisioner.services import tenants
+    with world.app.transaction() as ctx:
+        tenants.add_user(ctx, "acme-custom", tenant_slug="acme", role="viewer_export")
+    admin = world.actor("acme")
+    make(world, admin, "contact", {"name": "顧客", "phone": "03-9999-0000"})
+    custom = world.actor("acme", "acme-custom")
+    with world.app.transaction(read_only=True) as ctx:
+        assert search.lookup(ctx, custom, "0399990000")["contact"]["name"] == "顧客"
+        with pytest.raises(NotFound):
+            search.lookup(ctx, custom, "0399990001")
+        with pytest.raises(ValidationFailed):
+            search.lookup(ctx, custom, "電話")
+    world.set_config("acme", {"roles": [{"code": "viewer_export", "label": "出力のみ",
+                                         "permissions": ["export"]}]})
+    with world.app.transaction(read_only=True) as ctx, pytest.raises(PermissionDenied):
+        search.lookup(ctx, custom, "0399990000")
 
 
 def test_search_equals_a_plain_like_scan(world: World) -> None:

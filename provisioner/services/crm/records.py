@@ -534,8 +534,12 @@ def show(ctx: Context, actor: Actor, type_name: str, record_id: int) -> dict[str
     return out
 
 
-def note_personal_view(ctx: Context, actor: Actor, row: CrmContact) -> None:
-    if row.log_personal_info or scope.config(ctx, actor.tenant_id).settings.personal_info_logging:
+def note_personal_view(ctx: Context, actor: Actor, row: CrmContact,
+                       doc: ConfigDocument | None = None) -> None:
+    """Log a view of the contact when personal-info logging is on for it or the tenant
+    (``doc``: the tenant's configuration, if already read)."""
+    if row.log_personal_info or (
+            doc or scope.config(ctx, actor.tenant_id)).settings.personal_info_logging:
         log_access(ctx, actor, "personal_info_view", f"contact:{row.id}")
 
 

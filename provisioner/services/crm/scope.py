@@ -16,6 +16,8 @@ transaction, which the row-level security policies of the CRM tables key on.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import bindparam, select, text
 
 from provisioner.config.document import ConfigDocument
@@ -43,7 +45,7 @@ _DOCS: dict[str, ConfigDocument] = {}
 
 _V, _T = ConfigVersion.__table__.c, Tenant.__table__.c
 #: the current version's digest (built once: a lookup reads it on every call)
-_CURRENT = (select(_V.tenant_id, _V.version, _V.digest)
+CURRENT = (select(_V.tenant_id, _V.version, _V.digest)
             .select_from(ConfigVersion.__table__.join(
                 Tenant.__table__, (_T.id == _V.tenant_id) & (_T.config_version == _V.version)))
             .where(_T.id == bindparam("tenant")))
@@ -54,7 +56,11 @@ def config(ctx: Context, tenant_id: int) -> ConfigDocument:
     session = ctx.session
     if session.autoflush:
         session.flush()  # as session.execute would: a version set in this transaction
-    row = session.connection().execute(_CURRENT, {"tenant": tenant_id}).first()
+    return document(ctx, session.connection().execute(CURRENT, {"tenant": tenant_id}).first())
+
+
+def document(ctx: Context, row: Any) -> ConfigDocument:
+    """The configuration of a :data:`CURRENT` row (None: the tenant has none)."""
     if row is None:
         raise NotFound("the tenant has no configuration")
     doc = _DOCS.get(row.digest)
@@ -69,21 +75,28 @@ def config(ctx: Context, tenant_id: int) -> ConfigDocument:
     return doc
 
 
-def permissions(ctx: Context, actor: Actor) -> frozenset[str]:
+def permissions(ctx: Context, actor: Actor, doc: ConfigDocument | None = None
+                ) -> frozenset[str]:
+    """The actor's permissions (``doc``: the tenant's configuration, if already read)."""
     if actor.role in BUILTIN:
         return BUILTIN[actor.role]
-    for role in config(ctx, actor.tenant_id).roles:
+    for role in (doc or config(ctx, actor.tenant_id)).roles:
         if role.code == actor.role:
             return frozenset(role.permissions)
     return frozenset()
 
 
-def require(ctx: Context, actor: Actor, permission: str, action: str) -> None:
-    if permission not in permissions(ctx, actor):
+def require(ctx: Context, actor: Actor, permission: str, action: str,
+            doc: ConfigDocument | None = None) -> None:
+    if permission not in permissions(ctx, actor, doc):
         raise PermissionDenied(
             f"{actor.login!r} ({actor.role}) may not {action} in {actor.tenant_slug!r}",
             hint=f"this needs the {permission!r} permission; ask a tenant admin",
         )
+
+
+#: the statement of :func:`enter` as psycopg takes it (one positional parameter)
+SET_TENANT_SQL = "SELECT set_config('provisioner.tenant_id', %s, true)"
 
 
 def enter(ctx: Context, actor: Actor) -> None:

@@ -37,8 +37,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any, Literal
 
+import psycopg
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -54,6 +56,7 @@ from sqlalchemy import (
     union,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import aliased
 
 from provisioner.clock import format_instant
@@ -311,11 +314,11 @@ def _card_columns(type_name: str) -> list[Any]:
                                        "updated_by")]
 
 
-def _history_statement(type_name: str) -> Any:
+def _history_statement(type_name: str, contact: Any = None) -> Any:
     table = records.TYPES[type_name].model.__table__
     return (select(*_card_columns(type_name))
             .where(table.c.tenant_id == bindparam("tenant"),
-                   table.c.contact_id == bindparam("contact"))
+                   table.c.contact_id == (bindparam("contact") if contact is None else contact))
             .order_by(table.c.date.desc(), table.c.id.desc())
             .limit(bindparam("history", type_=Integer)))
 
@@ -324,51 +327,135 @@ _LC, _LCO = CrmContact.__table__.c, CrmCompany.__table__.c
 #: lookup's statements, built once (Core: no ORM objects, compiled once per dialect):
 #: the contacts with the number (one index probe each for phone and mobile), their
 #: company's name, and a contact's latest activities and purchases
+_HAS_NUMBER = union(
+    select(_LC.id).where(_LC.tenant_id == bindparam("tenant"),
+                         _LC.phone_digits == bindparam("digits")),
+    select(_LC.id).where(_LC.tenant_id == bindparam("tenant"),
+                         _LC.mobile_digits == bindparam("digits")))
 _LOOKUP_CONTACTS = (
     select(*_card_columns("contact"), _LCO.name.label("company_name"))
     .select_from(CrmContact.__table__.outerjoin(
         CrmCompany.__table__, and_(_LCO.id == _LC.company_id, _LCO.tenant_id == _LC.tenant_id)))
-    .where(_LC.id.in_(union(
-        select(_LC.id).where(_LC.tenant_id == bindparam("tenant"),
-                             _LC.phone_digits == bindparam("digits")),
-        select(_LC.id).where(_LC.tenant_id == bindparam("tenant"),
-                             _LC.mobile_digits == bindparam("digits")))))
+    .where(_LC.id.in_(_HAS_NUMBER))
     .order_by(_LC.id).limit(50))
 _LOOKUP_ACTIVITIES = _history_statement("activity")
 _LOOKUP_PURCHASES = _history_statement("purchase")
+#: PostgreSQL: the card's contact is the first with the number, so its history can be
+#: asked for in the same round trip as the contact itself
+_FIRST_WITH_NUMBER = select(func.min(_HAS_NUMBER.subquery().c.id)).scalar_subquery()
+
+
+@dataclass(frozen=True)
+class _Pipelined:
+    """A statement compiled for psycopg, with its result columns' converters."""
+
+    sql: str
+    compiled: Any
+    names: tuple[str, ...]
+    converters: tuple[Any, ...]
+
+    @classmethod
+    def of(cls, statement: Any, dialect: Any) -> _Pipelined:
+        compiled = statement.compile(dialect=dialect)
+        columns = list(statement.selected_columns)
+        return cls(compiled.string, compiled,
+                   tuple(c.key for c in columns),
+                   tuple(c.type.dialect_impl(dialect).result_processor(dialect, None)
+                         for c in columns))
+
+    def rows(self, fetched: list[tuple[Any, ...]]) -> list[SimpleNamespace]:
+        convert = [(i, f) for i, f in enumerate(self.converters) if f is not None]
+        out = []
+        for raw in fetched:
+            values = list(raw)
+            for i, f in convert:
+                values[i] = f(values[i])
+            out.append(SimpleNamespace(**dict(zip(self.names, values, strict=True))))
+        return out
+
+
+_PIPELINED: dict[str, tuple[_Pipelined, ...]] = {}
+
+
+def _pipelined_lookup(ctx: Context, actor: Actor, digits: str, history: int
+                      ) -> tuple[Any, list[Any], list[Any], list[Any]]:
+    """PostgreSQL: scope, configuration, contacts and the first one's history in one round
+    trip (a psycopg pipeline: BEGIN and the five statements are sent before any reply is
+    read). Returns (current configuration row, contacts, activities, purchases)."""
+    conn = ctx.session.connection()
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    statements = _PIPELINED.get(conn.dialect.name)
+    if statements is None:
+        statements = tuple(_Pipelined.of(s, conn.dialect) for s in (
+            scope.CURRENT, _LOOKUP_CONTACTS,
+            _history_statement("activity", _FIRST_WITH_NUMBER),
+            _history_statement("purchase", _FIRST_WITH_NUMBER)))
+        _PIPELINED[conn.dialect.name] = statements
+    values = {"tenant": actor.tenant_id, "digits": digits, "history": history}
+    cursors = [driver.cursor() for _ in range(len(statements) + 1)]
+    try:
+        with driver.pipeline():
+            cursors[0].execute(scope.SET_TENANT_SQL, (str(actor.tenant_id),))
+            for cursor, statement in zip(cursors[1:], statements, strict=True):
+                cursor.execute(statement.sql, statement.compiled.construct_params(values))
+        config_rows, contacts, activities, purchases = (
+            statement.rows(cursor.fetchall())
+            for cursor, statement in zip(cursors[1:], statements, strict=True))
+    except psycopg.Error as exc:
+        raise DBAPIError.instance("lookup", values, exc, psycopg.Error) from exc
+    finally:
+        for cursor in cursors:
+            cursor.close()
+    return (config_rows[0] if config_rows else None), contacts, activities, purchases
+
+
+def _lookup_rows(ctx: Context, actor: Actor, digits: str, history: int
+                 ) -> tuple[list[Any], list[Any], list[Any]]:
+    """Contacts with the number, the first one's activities and purchases (statement by
+    statement)."""
+    conn = ctx.session.connection()
+    found = list(conn.execute(_LOOKUP_CONTACTS, {"tenant": actor.tenant_id, "digits": digits}))
+    if not found:
+        return [], [], []
+    params = {"tenant": actor.tenant_id, "contact": found[0].id, "history": history}
+    return (found, list(conn.execute(_LOOKUP_ACTIVITIES, params)),
+            list(conn.execute(_LOOKUP_PURCHASES, params)))
 
 
 def lookup(ctx: Context, actor: Actor, number: str, *, history: int = 5) -> dict[str, Any]:
     """The CTI screen-pop card of the caller: profile, latest purchases and activities.
 
     Reads only, so it may run in a read-only transaction; a personal-information
-    view it logs goes through ``Context.add_log_row``.
+    view it logs goes through ``Context.add_log_row``. On PostgreSQL the whole read
+    is one round trip (:func:`_pipelined_lookup`) plus the commit.
     """
-    scope.enter(ctx, actor)
-    scope.require(ctx, actor, "records.read", "look up callers")
     digits = phone_digits(number)
     if len(digits) < 3:
         raise ValidationFailed(f"{number!r} is not a phone number")
     if ctx.session.autoflush:
         ctx.session.flush()  # as session.execute would: contacts saved in this transaction
-    conn = ctx.session.connection()
-    found = conn.execute(_LOOKUP_CONTACTS, {"tenant": actor.tenant_id, "digits": digits}).all()
+    if ctx.session.get_bind().dialect.name == "postgresql":
+        current, found, activities, purchases = _pipelined_lookup(ctx, actor, digits, history)
+        doc = scope.document(ctx, current)
+        scope.require(ctx, actor, "records.read", "look up callers", doc=doc)
+    else:
+        scope.enter(ctx, actor)
+        scope.require(ctx, actor, "records.read", "look up callers")
+        doc = None
+        found, activities, purchases = _lookup_rows(ctx, actor, digits, history)
     if not found:
         raise NotFound(f"no customer with phone number {number}",
                        hint="register the caller as a new contact")
     row = found[0]
-    records.note_personal_view(ctx, actor, row)  # type: ignore[arg-type]
+    records.note_personal_view(ctx, actor, row, doc=doc)
     card = records.to_dict(records.TYPES["contact"], row)
     card["company_name"] = row.company_name or ""
-    params = {"tenant": actor.tenant_id, "contact": row.id, "history": history}
-    acts = conn.execute(_LOOKUP_ACTIVITIES, params)
-    activities = [records.to_dict(records.TYPES["activity"], a) for a in acts]
-    buys = conn.execute(_LOOKUP_PURCHASES, params)
     return {
         "contact": card,
         "other_matches": [r.id for r in found[1:]],
-        "activities": activities,
-        "purchases": [records.to_dict(records.TYPES["purchase"], p) for p in buys],
+        "activities": [records.to_dict(records.TYPES["activity"], a) for a in activities],
+        "purchases": [records.to_dict(records.TYPES["purchase"], p) for p in purchases],
     }
 
 
