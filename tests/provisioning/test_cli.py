@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -36,11 +37,12 @@ def test_group_login_billing_and_rules(run: Cli) -> None:
     assert run.json("login", "kanri", "-t", "2", "--password-stdin",
                     input="pass-word-1\n")["selected"] == "center-2"
     run.run("login", "kanri", "--password-stdin", input="wrong-password\n", code=1)
-    bill = run.json("billing", "show", "-g", "crmate", "--month", "2026-11")
+    month = datetime.now(UTC).strftime("%Y-%m")  # the CLI runs on the real clock
+    bill = run.json("billing", "show", "-g", "crmate", "--month", month)
     assert bill["total"] == 137_000
     assert [line["amount"] for line in bill["lines"]] == [22_000, 50_000, 50_000, 15_000]
     assert "137,000 JPY" in run.run("billing", "show", "-g", "crmate", "--month",
-                                    "2026-11").stdout
+                                    month).stdout
     removed = run.run("group", "remove-tenant", "crmate", "center-2", code=1)
     assert "can not be removed" in removed.stderr
     assert "tenant cancel center-2" in removed.stderr
