@@ -23,19 +23,38 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 
 
+#: C sources of extension modules (setup.py), built next to them by the editable install
+EXTENSIONS = [ROOT / "provisioner" / "services" / "crm" / "_postings.c"]
+
+
+def stale_extensions() -> bool:
+    """Whether a C source is newer than its built module (or was never built)."""
+    for source in EXTENSIONS:
+        built = [p.stat().st_mtime for p in source.parent.glob(f"{source.stem}.*")
+                 if p.suffix in (".so", ".pyd")]
+        if not built or max(built) < source.stat().st_mtime:
+            return True
+    return False
+
+
 def ensure_venv() -> None:
-    """Create .venv and install the project (with test extras) when pyproject changed."""
+    """Create .venv and install the project (with test extras) when pyproject.toml or
+    setup.py changed; rebuild the C extensions when their sources changed."""
     if sys.version_info < (3, 11):
         sys.exit(f"provisioner needs Python 3.11 or newer (this is {sys.version.split()[0]})")
     stamp = VENV / ".provisioner-installed"
-    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    want = hashlib.sha256(b"".join(
+        (ROOT / name).read_bytes() for name in ("pyproject.toml", "setup.py"))).hexdigest()
+    pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     if stamp.exists() and stamp.read_text() == want and PY.exists():
+        if stale_extensions():
+            print("rebuilding the C extension ...", flush=True)
+            subprocess.run([*pip, "--no-deps", "-e", str(ROOT)], check=True)
         return
     if not PY.exists():
         print("creating virtual environment in .venv ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("installing provisioner and its dependencies into .venv ...", flush=True)
-    pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
     subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
     stamp.write_text(want)

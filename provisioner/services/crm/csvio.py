@@ -11,7 +11,8 @@ keys (``name``, ``memo_1``, ``checkbox_1``, ``company``). Every row is validated
 like a single create (input rules, picklists, enabled checkboxes,
 classifications); if any row is bad nothing is written (all-or-nothing) and the
 error lists every bad row with its row number, column and reason. Rows are then
-inserted in batches (``executemany``) with their change-log rows and indexed
+inserted in batches (``COPY`` on PostgreSQL, else ``executemany``: see
+:func:`search_index.insert_rows`) with their change-log rows and indexed
 for search in the same transaction (searchable as soon as it commits); the
 import is access-logged.
 
@@ -232,15 +233,19 @@ def _fast_shape(doc: ConfigDocument, keys: list[str | None],
             bad = [b or v is _BAD for b, v in zip(bad, bits, strict=True)]
             mask = [m | v if v is not _BAD else m for m, v in zip(mask, bits, strict=True)]
             continue
-        cache: dict[str, Any] = {}
-        column: list[Any] = []
-        for cell in cells:
-            value = cache.get(cell, _BAD)
-            if value is _BAD and cell not in cache:
-                value = cache[cell] = _fast_cell(key, fields[key], cell, rules,
-                                                 picklists.get(picked.get(key, "")),
-                                                 allowed_codes)
-            column.append(value)
+        allowed = picklists.get(picked.get(key, ""))
+        column: list[Any]
+        if _plain_text(key, fields[key], rules, allowed, cells):
+            column = list(map(nfkc, cells))  # what _fast_cell gives such a cell
+        else:
+            cache: dict[str, Any] = {}
+            column = []
+            for cell in cells:
+                value = cache.get(cell, _BAD)
+                if value is _BAD and cell not in cache:
+                    value = cache[cell] = _fast_cell(key, fields[key], cell, rules, allowed,
+                                                     allowed_codes)
+                column.append(value)
         names.append(key)
         values.append(column)
     for n, (i, row) in enumerate(zip(full, zip(*values, strict=True) if values
@@ -252,6 +257,17 @@ def _fast_shape(doc: ConfigDocument, keys: list[str | None],
             shaped["checkboxes"] = mask[n]
         out[i] = (shaped, company[n])
     return out
+
+
+def _plain_text(key: str, kind: str, rules: Any, allowed: set[str] | None,
+                cells: Sequence[str]) -> bool:
+    """Whether :func:`_fast_cell` of every cell of this column is just ``nfkc(cell)``: a
+    text column without a rule of its own (not the name, a phone number, the e-mail, a
+    picklist), width normalised, and no cell over the length limit."""
+    return (kind in ("str", "text") and allowed is None and rules.normalize_width
+            and key not in ("name", "phone", "mobile", "fax", "email", "note",
+                            "classifications")
+            and max(map(len, cells), default=0) <= (200 if kind == "str" else 20000))
 
 
 def _fast_cell(key: str, kind: str, cell: str, rules: Any, allowed: set[str] | None,
@@ -339,6 +355,7 @@ def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
     defaults = {k: ("" if kind in ("str", "text", "date", "codes") else
                     0 if kind == "checkboxes" else False if kind == "bool" else None)
                 for k, kind in contact_type.fields.items()}
+    template = {**defaults, **base}
     conn = ctx.session.connection()
     builder = search_index.Builder(conn, actor.tenant_id)
     changes = CrmChange.__table__
@@ -348,20 +365,23 @@ def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
     change = (actor.tenant_id, now, actor.login, "contact")
     created = ("create", {"import": source}, "CSV import")
     name_keys: dict[str, str] = {}
+    no_company = (None, "")
+    search_text = records.search_text
     for start in range(0, len(shaped), _BATCH):
         batch = []
         for values, company in shaped[start:start + _BATCH]:
-            row = {**defaults, **base, **values}
-            company_id, company_name = companies.get(company, (None, ""))
+            row = {**template, **values}
+            company_id, company_name = companies.get(company, no_company)
             row["company_id"] = company_id
             name = row["name"]
             norm = name_keys.get(name)
             if norm is None:
                 norm = name_keys[name] = name_key(name)
             row["name_norm"] = norm
-            row["phone_digits"] = phone_digits(row["phone"])
-            row["mobile_digits"] = phone_digits(row["mobile"])
-            row["search_text"] = records.search_text(row, company_name)
+            phone, mobile = row["phone"], row["mobile"]
+            row["phone_digits"] = phone_digits(phone) if phone else ""
+            row["mobile_digits"] = phone_digits(mobile) if mobile else ""
+            row["search_text"] = search_text(row, company_name)
             batch.append(row)
         ids = search_index.insert_contacts(conn, actor.tenant_id, batch, builder)
         search_index.insert_rows(conn, changes, change_columns,

@@ -33,19 +33,26 @@ which a validated configuration never names) is always scanned.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
+    String,
+    Table,
+    bindparam,
     case,
     func,
     insert,
+    literal,
     literal_column,
     select,
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from provisioner.db.crm_models import (
     CrmActivity,
@@ -461,6 +468,45 @@ def _checked(n: int) -> str:
     return "1 record has it set" if n == 1 else f"{n} records have it set"
 
 
+#: ids per statement of :func:`_log_updates`
+_LOG_CHUNK = 50000
+
+
+def _log_updates(ctx: Context, entry: Mapping[str, Any], ids: list[int]) -> None:
+    """A change-log row per record id (``entry``: the other columns, the same for every
+    row), written by one ``INSERT ... SELECT`` over the ids per chunk: the shared values
+    are bound once, not once per row."""
+    log = CrmChange.__table__
+    assert isinstance(log, Table)
+    names = list(entry)
+    postgresql = ctx.session.get_bind().dialect.name == "postgresql"
+    for start in range(0, len(ids), _LOG_CHUNK):
+        chunk = ids[start:start + _LOG_CHUNK]
+        if postgresql:  # unnest(:ids) AS anon(value)
+            each = func.unnest(bindparam("ids", chunk, type_=ARRAY(BigInteger))).table_valued(
+                "value").render_derived()
+        else:  # json_each(:ids): its column "value"
+            each = func.json_each(bindparam("ids", json.dumps(chunk), type_=String)
+                                  ).table_valued("value")
+        ctx.session.execute(insert(log).from_select(
+            [*names, "record_id"],
+            select(*(literal(entry[k], log.c[k].type) for k in names), each.c.value)))
+
+
+def _tenant_rows(ctx: Context, model: Any, tenant_id: int) -> ColumnElement[bool]:
+    """The condition selecting the tenant's rows of ``model`` for a scan. SQLite has no
+    statistics: for a tenant holding a good share of the table it would still walk the
+    tenant_id index row by row, slower than one pass over the table (``tenant_id + 0``)."""
+    scoped: ColumnElement[bool] = model.tenant_id == tenant_id
+    session = ctx.session
+    if session.get_bind().dialect.name == "sqlite":
+        rows = session.scalar(select(func.count()).select_from(model).where(scoped)) or 0
+        total = session.scalar(select(func.count()).select_from(model)) or 0
+        if rows * 4 > total:
+            scoped = model.tenant_id + 0 == tenant_id
+    return scoped
+
+
 def apply_remap(ctx: Context, tenant_id: int, result_data: Mapping[str, Any],
                 remaps: Mapping[str, str], *, actor: str = "configuration",
                 purpose: str | None = None) -> dict[str, int]:
@@ -495,10 +541,17 @@ def apply_remap(ctx: Context, tenant_id: int, result_data: Mapping[str, Any],
             if pl != picklist:
                 continue
             model = column.class_
-            touched = list(ctx.session.scalars(
-                update(model).where(model.tenant_id == tenant_id, column == value)
-                .values({column.key: new, "updated_at": now, "updated_by": actor})
-                .returning(model.id).execution_options(synchronize_session=False)))
+            stamp = {column.key: new, "updated_at": now, "updated_by": actor}
+            if model is CrmContact and column.key in records.SEARCH_PARTS:
+                # the value and the search text in one write per row, indexed per change
+                touched = records.rewrite_contacts(
+                    ctx, tenant_id, [_tenant_rows(ctx, model, tenant_id) & (column == value)],
+                    stamp)
+            else:
+                touched = list(ctx.session.scalars(
+                    update(model).where(model.tenant_id == tenant_id, column == value)
+                    .values(stamp)
+                    .returning(model.id).execution_options(synchronize_session=False)))
             total += len(touched)
             if not touched:
                 continue
@@ -507,11 +560,6 @@ def apply_remap(ctx: Context, tenant_id: int, result_data: Mapping[str, Any],
             entry = {"tenant_id": tenant_id, "at": now, "actor": actor,
                      "record_type": type_of[model], "action": "update",
                      "changes": {column.key: [value, new]}, "purpose": purpose or ""}
-            for start in range(0, len(touched), 5000):
-                ctx.session.execute(insert(CrmChange), [
-                    {**entry, "record_id": record_id}
-                    for record_id in touched[start:start + 5000]])
-            if model is CrmContact and column.key in records.SEARCH_PARTS:
-                records.refresh_search_text(ctx, tenant_id, touched)
+            _log_updates(ctx, entry, touched)
         changed[key] = total
     return changed

@@ -16,12 +16,23 @@ writing the change log (who, when, what, optional purpose).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    Connection,
+    Table,
+    Text,
+    bindparam,
+    func,
+    select,
+)
 from sqlalchemy import update as sql_update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from provisioner.clock import as_utc, format_instant
 from provisioner.config.document import ConfigDocument
@@ -49,14 +60,14 @@ from provisioner.services.crm import (
     scope,
     tally,  # maintained counts (its flush hook too)
 )
-from provisioner.services.crm import search_index as _search_index  # noqa: F401  (index hook)
+from provisioner.services.crm import search_index as _search_index  # (and its hook)
 from provisioner.services.crm.text import (
     company_suffix,
     format_phone,
     name_key,
     nfkc,
     phone_digits,
-    search_key,
+    search_keys,
 )
 from provisioner.services.provisioning import quotas
 
@@ -340,10 +351,11 @@ SEARCH_PARTS = ("name", "kana", "phone", "phone_digits", "mobile", "mobile_digit
 
 
 def search_text(values: Mapping[str, Any], company_name: str) -> str:
-    """The normalised text partial-match search runs over (one per contact)."""
-    parts = [values["name"], values["kana"], company_name,
-             *(values[k] for k in SEARCH_PARTS[2:])]
-    return "\x1f".join(search_key(p) for p in parts if p)
+    """The normalised text partial-match search runs over (one per contact): the
+    :func:`~provisioner.services.crm.text.search_key` of each non-empty part, joined by
+    U+001F (:func:`~provisioner.services.crm.text.search_keys`)."""
+    return search_keys([values["name"], values["kana"], company_name,
+                        *map(values.__getitem__, SEARCH_PARTS[2:])])
 
 
 def contact_search_text(row: CrmContact, company_name: str) -> str:
@@ -584,19 +596,89 @@ def refresh_company_contacts(ctx: Context, actor: Actor, company_id: int) -> Non
         contact.search_text = contact_search_text(contact, name)
 
 
+#: ids per IN list of refresh_search_text
+_REFRESH_CHUNK = 5000
+#: rows per statement of rewrite_contacts' writes (PostgreSQL: each joins the table once)
+_WRITE_CHUNK = 50000
+
+
 def refresh_search_text(ctx: Context, tenant_id: int, ids: list[int]) -> None:
-    """Recompute the search text of these contacts (after a bulk rewrite of their values)."""
-    for start in range(0, len(ids), 1000):
-        rows = ctx.session.execute(
-            select(CrmContact, CrmCompany.name)
-            .outerjoin(CrmCompany, CrmCompany.id == CrmContact.company_id)
-            # "+ 0": look the ids up by primary key; SQLite would otherwise walk the
-            # tenant's whole tenant_id index (it has no statistics to know better)
-            .where(CrmContact.tenant_id + 0 == tenant_id,
-                   CrmContact.id.in_(ids[start:start + 1000]))
-            .execution_options(populate_existing=True))
-        for contact, company in rows:
-            contact.search_text = contact_search_text(contact, company or "")
+    """Recompute the search text of these contacts (after a bulk rewrite of their values):
+    :func:`rewrite_contacts` of the ids, with no other values."""
+    rewrite_contacts(ctx, tenant_id, [CrmContact.id.in_(ids[at:at + _REFRESH_CHUNK])
+                                      for at in range(0, len(ids), _REFRESH_CHUNK)], {})
+
+
+def _bound(conn: Connection, column: Column[Any], value: Any) -> Any:
+    """``value`` as the driver takes it for ``column`` (its type's bind conversion)."""
+    process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return value if process is None else process(value)
+
+
+def rewrite_contacts(ctx: Context, tenant_id: int, where: Iterable[ColumnElement[bool]],
+                     values: Mapping[str, Any]) -> list[int]:
+    """Set column ``values`` on the tenant's contacts matching any of ``where`` (column
+    names -> values, none: only the search text) and recompute their search text; their
+    ids, ascending. The tenant is a filter here (``tenant_id + 0``: rows looked up by id
+    are read by primary key; SQLite would otherwise walk the tenant's whole tenant_id
+    index, having no statistics to know better): a condition that should use the
+    tenant's indexes names ``tenant_id`` itself.
+
+    Core statements, no ORM objects: the search fields and company names are read
+    (PostgreSQL: the rows locked, ``FOR UPDATE``), each new text is computed once, and
+    the rows are written in one statement per :data:`_WRITE_CHUNK` (PostgreSQL: an
+    UPDATE from arrays; SQLite: one executemany) -- the values and the text together,
+    each row written once. Without ``values`` only the rows whose text changed are
+    written. The index is updated from the old and new texts
+    (:func:`search_index.apply`: diffed per changed field, one computation per distinct
+    change; it takes the tenant's index lock after the rows' locks, like an UPDATE
+    followed by a flush). Contacts the session holds are expired: they are read again,
+    with the new values, when next used.
+    """
+    session = ctx.session
+    session.flush()
+    conn = session.connection()
+    postgresql = conn.dialect.name == "postgresql"
+    contact, company = CrmContact.__table__, CrmCompany.__table__
+    assert isinstance(contact, Table)
+    assert isinstance(company, Table)
+    found: dict[int, tuple[str, str]] = {}
+    override = {k: v for k, v in values.items() if k in SEARCH_PARTS}
+    for condition in where:
+        for row in conn.execute(
+                select(contact.c.id, contact.c.search_text, company.c.name,
+                       *(contact.c[k] for k in SEARCH_PARTS))
+                .select_from(contact.outerjoin(company, company.c.id == contact.c.company_id))
+                .where(contact.c.tenant_id + 0 == tenant_id, condition)
+                .with_for_update(of=contact)):  # (PostgreSQL only)
+            parts = dict(zip(SEARCH_PARTS, row[3:], strict=True))
+            parts.update(override)
+            found[row[0]] = (row[1], search_text(parts, row[2] or ""))
+    ids = sorted(found)
+    written = ids if values else [i for i in ids if found[i][0] != found[i][1]]
+    sets = "".join(f"{contact.c[k].name} = ?, " for k in values)
+    shared = [_bound(conn, contact.c[k], v) for k, v in values.items()]
+    for at in range(0, len(written), _WRITE_CHUNK):
+        chunk = written[at:at + _WRITE_CHUNK]
+        if postgresql:
+            rows = func.unnest(bindparam("ids", chunk, type_=ARRAY(BigInteger)),
+                               bindparam("texts", [found[i][1] for i in chunk],
+                                         type_=ARRAY(Text))).table_valued("i", "s")
+            rows = rows.render_derived()
+            conn.execute(sql_update(contact).where(contact.c.id == rows.c.i)
+                             .values({**values, "search_text": rows.c.s}))
+        else:  # driver-level executemany, the shared values converted once
+            conn.exec_driver_sql(
+                f"UPDATE crm_contacts SET {sets}search_text = ? WHERE id = ?",  # noqa: S608
+                [(*shared, found[i][1], i) for i in chunk])  # (sets: column names)
+    _search_index.apply(conn, tenant_id, [(i, *found[i]) for i in written])
+    held = set(ids)
+    for key in [k for k in session.identity_map.keys()  # noqa: SIM118 (a copy: expiring)
+                if k[0] is CrmContact and k[1][0] in held]:
+        obj = session.identity_map.get(key)
+        if obj is not None:
+            session.expire(obj)
+    return ids
 
 
 def _keep_career(ctx: Context, actor: Actor, row: CrmContact, values: dict[str, Any]) -> None:

@@ -55,14 +55,19 @@ from bisect import bisect_left
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice, repeat
-from operator import add, itemgetter
+from itertools import compress, filterfalse, islice, repeat
+from operator import add, itemgetter, ne
 from typing import Any, TypeAlias
 
 from sqlalchemy import Connection, Table, bindparam, event, text
 from sqlalchemy.orm import Session, UOWTransaction, attributes
 
 from provisioner.db.crm_models import CrmContact, CrmSearchGram
+
+try:  # the C build of _postings and _block_rows (setup.py); without it, the Python code
+    from provisioner.services.crm import _postings as _native
+except ImportError:  # a source tree where the extension was not built
+    _native = None  # type: ignore[assignment]
 
 BLOCK_BITS = 16
 BLOCK = 1 << BLOCK_BITS
@@ -358,19 +363,91 @@ def _write_block(conn: Connection, tenant_id: int, block: int,
                           "VALUES (:t, :g, :b, :n, :d)"), inserts)
 
 
+#: the fields a contact's text changes: ((field number, old value, new value), ...)
+_Changed: TypeAlias = tuple[tuple[int, str, str], ...]
+
+
+#: the key changes of some fields' values: (positioned keys removed, added; plain grams
+#: that may be removed, may be added -- each only if the rest of the text lacks it)
+_FieldDiff: TypeAlias = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+
+
+def _field_diff(changed: _Changed) -> _FieldDiff:
+    """What changing fields ``j`` from ``old`` to ``new`` ((j, old, new), ...) does to a
+    contact's keys, apart from the plain grams its other fields hold."""
+    before: set[str] = set()
+    after: set[str] = set()
+    for j, old, new in changed:
+        before |= _part_keys(j, old)
+        after |= _part_keys(j, new)
+    removed, added = before - after, after - before
+    return (tuple(k for k in removed if len(k) > GRAM), tuple(k for k in added if len(k) > GRAM),
+            tuple(k for k in removed if len(k) <= GRAM),
+            tuple(k for k in added if len(k) <= GRAM))
+
+
+def _changed_keys(old: str, new: str, known: dict[_Changed, _FieldDiff]
+                  ) -> tuple[_Changed, tuple[str, ...], tuple[str, ...]] | None:
+    """How a contact's keys change from text ``old`` to ``new`` (same number of fields):
+    (the changed fields -- their positioned keys are in ``known[changed]`` --, plain
+    grams removed, plain grams added); None if the number of fields differs.
+
+    Positioned trigrams belong to one field: only the changed fields' count. A plain
+    gram of an old changed field is removed only if the new text holds it nowhere
+    (grams never contain the separator, so ``gram in new`` is "in some field"), and
+    one of a new changed field is added only if the old text lacked it. The diff of the
+    changed fields' values is computed once per distinct change (``known``).
+    """
+    olds, news = old.split(_SEP), new.split(_SEP)
+    if len(olds) != len(news):
+        return None
+    changed = tuple([(j, olds[j], news[j])
+                     for j in compress(range(len(olds)), map(ne, olds, news))])
+    diff = known.get(changed)
+    if diff is None:
+        diff = known[changed] = _field_diff(changed)
+    return (changed, tuple(filterfalse(new.__contains__, diff[2])),
+            tuple(filterfalse(old.__contains__, diff[3])))
+
+
 def apply(conn: Connection, tenant_id: int,
           changes: Iterable[tuple[int, str | None, str | None]]) -> None:
-    """Index changes of contacts: (id, old search text or None, new search text or None)."""
+    """Index changes of contacts: (id, old search text or None, new search text or None).
+
+    An update that keeps the number of fields is diffed field by field
+    (:func:`_changed_keys`); contacts with the same change (a remap: one old and one
+    new value) share one computation and have their offsets added to its keys
+    together. Otherwise all keys of the old and new texts are compared. The result
+    is the same either way: exactly the keys of the new texts.
+    """
     by_block: dict[int, dict[str, _Delta]] = defaultdict(lambda: defaultdict(_Delta))
+    known: dict[_Changed, _FieldDiff] = {}
+    #: (block, changed fields, plain grams removed, added) -> offsets
+    grouped: defaultdict[tuple[int, _Changed, tuple[str, ...], tuple[str, ...]],
+                         list[int]] = defaultdict(list)
     for contact_id, old, new in changes:
+        if old == new:
+            continue
+        block, offset = contact_id >> BLOCK_BITS, contact_id & MASK
+        if old and new:
+            found = _changed_keys(old, new, known)
+            if found is not None:
+                grouped[(block, *found)].append(offset)
+                continue
         before = keys(old) if old else set()
         after = keys(new) if new else set()
-        block, offset = contact_id >> BLOCK_BITS, contact_id & MASK
         deltas = by_block[block]
         for gram in after - before:
             deltas[gram].adds.append(offset)
         for gram in before - after:
             deltas[gram].removes.append(offset)
+    for (block, changed, plain_removed, plain_added), offsets in grouped.items():
+        deltas = by_block[block]
+        positioned_removed, positioned_added, _, _ = known[changed]
+        for gram in (*positioned_added, *plain_added):
+            deltas[gram].adds.extend(offsets)
+        for gram in (*positioned_removed, *plain_removed):
+            deltas[gram].removes.extend(offsets)
     if not any(by_block.values()):
         return
     _lock(conn, tenant_id)
@@ -430,10 +507,13 @@ class Builder:
     def _flush(self) -> None:
         if self._block is None or not self._added:
             return
-        postings = _postings(self._fields)
         if _block_is_new(self.conn, self.tenant_id, self._block, self._added):
-            _insert_block(self.conn, self.tenant_id, self._block, postings)
+            rows = (_native.rows(self._fields, POSITIONS, SPARSE_MAX) if _native is not None
+                    else _block_rows(_postings(self._fields)))
+            _insert_block(self.conn, self.tenant_id, self._block, rows)
         else:
+            postings = (_native.postings(self._fields, POSITIONS) if _native is not None
+                        else _postings(self._fields))
             _write_block(self.conn, self.tenant_id, self._block,
                          {g: _Delta(adds=offs) for g, offs in postings.items()})
         self._fields = []
@@ -451,6 +531,9 @@ def _postings(fields: list[dict[str, list[int]]]) -> dict[str, list[int]]:
     The same keys as :func:`_part_keys`, but a positioned trigram is collected
     under (field, offset) -> trigram and its key string made once at the end;
     the per-member work is C-level ``map`` loops appending to lists.
+
+    The reference for ``_postings.postings`` (the C extension, used when built),
+    which gives the same keys with sorted distinct offsets.
     """
     plain: defaultdict[str, list[int]] = defaultdict(list)
     get = plain.__getitem__
@@ -499,25 +582,36 @@ def _block_is_new(conn: Connection, tenant_id: int, block: int, adding: int) -> 
     return int(present or 0) == adding
 
 
-def _insert_block(conn: Connection, tenant_id: int, block: int,
-                  postings: dict[str, list[int]]) -> None:
-    """Write a block that has no rows yet (one driver-level executemany)."""
-    rows: list[tuple[int, str, int, int, bytes]] = []
+def _block_rows(postings: dict[str, list[int]]) -> list[tuple[str, int, bytes]]:
+    """A new block's rows (gram, n, data) sorted by gram, from :func:`_postings`.
+
+    The reference for ``_postings.rows`` (the C extension, used when built), which
+    gives the same rows straight from the field values.
+    """
+    rows: list[tuple[str, int, bytes]] = []
     for gram, offsets in postings.items():
         if len(offsets) == 1:  # encode(offsets), shorter
-            rows.append((tenant_id, gram, block, 1, _ONE(b"S", offsets[0])))
+            rows.append((gram, 1, _ONE(b"S", offsets[0])))
             continue
         if len(offsets) > SPARSE_MAX:  # likely dense: no need to sort or de-duplicate
             bitmap = _bitmap(offsets)
             n = int.from_bytes(bitmap, "little").bit_count()
             if n > SPARSE_MAX:
-                rows.append((tenant_id, gram, block, n, b"D" + bitmap))
+                rows.append((gram, n, b"D" + bitmap))
                 continue
         offsets = sorted(set(offsets))
-        rows.append((tenant_id, gram, block, len(offsets), encode(offsets)))
+        rows.append((gram, len(offsets), encode(offsets)))
+    rows.sort()
+    return rows
+
+
+def _insert_block(conn: Connection, tenant_id: int, block: int,
+                  rows: list[tuple[str, int, bytes]]) -> None:
+    """Write a block that has no rows yet: its (gram, n, data) rows in one go."""
     grams = CrmSearchGram.__table__
     assert isinstance(grams, Table)
-    insert_rows(conn, grams, ["tenant_id", "gram", "block", "n", "data"], rows)
+    insert_rows(conn, grams, ["tenant_id", "gram", "block", "n", "data"],
+                [(tenant_id, gram, block, n, data) for gram, n, data in rows])
 
 
 def reserve_ids(conn: Connection, count: int) -> list[int]:
@@ -533,39 +627,81 @@ def reserve_ids(conn: Connection, count: int) -> list[int]:
 
 
 def _processors(conn: Connection, table: Table, columns: list[str]) -> list[Any]:
+    """Each column's bind processor, or None where the driver takes the Python value as is
+    (``bytes`` for a binary column: sqlite3 and psycopg bind it without a wrapper)."""
+    from sqlalchemy import LargeBinary
+
     dialect = conn.dialect
-    return [table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in columns]
+    native_bytes = dialect.driver in ("pysqlite", "psycopg")
+    out: list[Any] = []
+    for name in columns:
+        kind = table.c[name].type
+        if native_bytes and isinstance(kind, LargeBinary):
+            out.append(None)
+        else:
+            out.append(kind.dialect_impl(dialect).bind_processor(dialect))
+    return out
+
+
+def _converted(conn: Connection, table: Table, columns: list[str],
+               rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``rows`` with values converted by the column types, C-level per row: the converted
+    columns are appended to each row and an ``itemgetter`` puts them in place (a column
+    of one value, such as a timestamp, is converted once)."""
+    convert = [(i, p) for i, p in enumerate(_processors(conn, table, columns)) if p is not None]
+    if not convert:
+        return rows
+    tail: list[Iterable[Any]] = []
+    for i, process in convert:
+        column = list(map(itemgetter(i), rows))
+        if column.count(column[0]) == len(column):
+            tail.append(repeat(process(column[0]), len(column)))
+        else:
+            tail.append(map(process, column))
+    width = len(columns)
+    place = dict(zip((i for i, _ in convert), range(width, width + len(convert)), strict=True))
+    pick = itemgetter(*(place.get(i, i) for i in range(width)))
+    return list(map(pick, map(add, rows, zip(*tail, strict=True))))
 
 
 def insert_rows(conn: Connection, table: Table, columns: list[str],
                 rows: list[tuple[Any, ...]]) -> None:
-    """Complete rows in one go: ``COPY`` on PostgreSQL where allowed (:func:`can_copy`),
-    else one driver-level ``executemany`` (values converted by the column types)."""
+    """Complete rows in one go, values converted by the column types.
+
+    PostgreSQL: ``COPY`` where the session may load the table directly
+    (:func:`can_copy`); where row-level security applies (the application role),
+    ``COPY`` into a temporary staging table of this transaction, then one
+    ``INSERT ... SELECT`` from it -- that statement is checked against the policies
+    like any other INSERT (a row of another tenant is refused), and the staging table
+    is dropped right after it (and at commit, ``ON COMMIT DROP``). Elsewhere (SQLite,
+    :data:`USE_COPY` off, no TEMPORARY privilege) one driver-level ``executemany``.
+    """
     if not rows:
         return
-    processors = _processors(conn, table, columns)
-    convert = [(i, p) for i, p in enumerate(processors) if p is not None]
-    if convert:  # column by column; a column of one value (a timestamp) converted once
-        values = list(zip(*rows, strict=True))
-        for i, process in convert:
-            column = values[i]
-            if column.count(column[0]) == len(column):
-                values[i] = (process(column[0]),) * len(column)
-            else:
-                values[i] = tuple(map(process, column))
-        rows = list(zip(*values, strict=True))
-    if can_copy(conn, table.name):
+    rows = _converted(conn, table, columns, rows)
+    names = ", ".join(columns)
+    how = _copy_mode(conn, table.name)
+    if how:
         driver = conn.connection.driver_connection
         assert driver is not None
+        target = table.name
+        if how == "staged":  # only schema names and a fixed prefix are formatted in
+            target = f"_bulk_{table.name}"
+            conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {target} ON COMMIT DROP AS "  # noqa: S608
+                                 f"SELECT {names} FROM {table.name} WITH NO DATA")
+            target = f"pg_temp.{target}"
         with driver.cursor() as cursor, cursor.copy(
-                f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+                f"COPY {target} ({names}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
+        if how == "staged":
+            conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) "  # noqa: S608
+                                 f"SELECT {names} FROM {target}")
+            conn.exec_driver_sql(f"DROP TABLE {target}")
         return
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     conn.exec_driver_sql(
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608  (schema names)
+        f"INSERT INTO {table.name} ({names}) "  # noqa: S608  (schema names)
         f"VALUES ({', '.join([mark] * len(columns))})", rows)
 
 
@@ -574,12 +710,24 @@ USE_COPY = True
 
 
 def can_copy(conn: Connection, table: str) -> bool:
-    """Whether ``COPY FROM`` may load ``table``: PostgreSQL refuses it where row-level
-    security applies to the session (a role without BYPASSRLS), so there the rows are
-    INSERTed."""
+    """Whether ``COPY FROM`` may load ``table`` directly: PostgreSQL refuses it where
+    row-level security applies to the session (a role without BYPASSRLS), so there the
+    rows are staged (:func:`insert_rows`)."""
+    return _copy_mode(conn, table) == "direct"
+
+
+def _copy_mode(conn: Connection, table: str) -> str:
+    """How :func:`insert_rows` loads ``table`` with ``COPY``: ``"direct"``, ``"staged"``
+    (row-level security applies to the session: through a temporary table), or ``""``
+    (not at all: not PostgreSQL, :data:`USE_COPY` off, or no TEMPORARY privilege)."""
     if not USE_COPY or conn.dialect.name != "postgresql":
-        return False
-    return not conn.scalar(text("SELECT row_security_active(:t)"), {"t": table})
+        return ""
+    secured, temporary = conn.execute(text(
+        "SELECT row_security_active(:t), "
+        "has_database_privilege(current_database(), 'TEMPORARY')"), {"t": table}).one()
+    if not secured:
+        return "direct"
+    return "staged" if temporary else ""
 
 
 def insert_contacts(conn: Connection, tenant_id: int, rows: list[dict[str, Any]],
@@ -598,10 +746,10 @@ def insert_contacts(conn: Connection, tenant_id: int, rows: list[dict[str, Any]]
     names = list(rows[0])
     values = itemgetter(*names)
     insert_rows(conn, table, ["id", *names],
-                [(i, *values(row)) for i, row in zip(ids, rows, strict=True)])
+                list(map(add, zip(ids), map(values, rows))))  # (id, *values(row))
     own = builder is None
     builder = builder or Builder(conn, tenant_id)
-    builder.add_many(ids, (row["search_text"] for row in rows))
+    builder.add_many(ids, map(itemgetter("search_text"), rows))
     if own:
         builder.finish()
     return ids

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from functools import lru_cache
 
 #: spellings of 株式会社 users type, after NFKC ((株) and ㈱ both become "(株)")
@@ -91,6 +92,28 @@ def name_key(name: str) -> str:
     text = nfkc(name)
     text = _SUFFIX.sub("", text)
     return _SPACES.sub("", text).lower()
+
+
+#: white space but the field separator U+001F (which ``str.isspace`` counts as space)
+_SPACES_IN_FIELDS = re.compile(r"[^\S\x1f]+")
+
+
+def search_keys(parts: Iterable[str]) -> str:
+    """``"\\x1f".join(search_key(p) for p in parts if p)``, normalised in one pass.
+
+    NFKC, white-space removal and lower case give the same result on the joined
+    text as part by part: U+001F composes with nothing and blocks reordering
+    (it is a starter), is neither cased nor case-ignorable (final sigma stops at
+    it) and is kept by the white-space pattern. A part that itself holds U+001F
+    (where :func:`search_key` would delete it) is keyed part by part.
+    """
+    present = list(filter(None, parts))
+    joined = "\x1f".join(present)
+    if joined.count("\x1f") != len(present) - 1:
+        return "\x1f".join(map(search_key, present))
+    if not joined.isascii():
+        joined = unicodedata.normalize("NFKC", joined)
+    return _SPACES_IN_FIELDS.sub("", joined).lower()
 
 
 def search_key(value: str) -> str:

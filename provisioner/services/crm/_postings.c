@@ -1,0 +1,833 @@
+/*
+ * The keys and posting sets of one index block, from a Builder's field values
+ * (native counterpart of search_index._postings and the encoding done by
+ * search_index._insert_block; the Python code is the reference).
+ *
+ *     rows(fields, positions, sparse_max) -> [(key, n, data), ...]
+ *     postings(fields, positions) -> {key: [offset, ...]}
+ *
+ * ``fields[j]`` maps each value of field ``j`` to the offsets (0..65535, in any
+ * order, repeats allowed) of the contacts having it. Keys are every 1-, 2- and
+ * 3-character substring of every value (shared by all fields), and every
+ * trigram at its place: ``trigram + "\x1f" + "j.o"`` for a trigram starting at
+ * offset ``o < positions`` of a value of field ``j``, ``trigram + "\x1f" + "j.*"``
+ * for one starting further on.
+ *
+ * ``rows`` gives each key's set encoded as stored: ``n`` members, ``data`` =
+ * ``b"S"`` + the sorted offsets as little-endian uint16 when ``n <= sparse_max``,
+ * else ``b"D"`` + a bitmap of 65,536 bits (bit ``o`` = byte ``o >> 3``, bit
+ * ``o & 7``); rows are sorted by key. ``postings`` gives each key's sorted
+ * distinct offsets.
+ *
+ * Keys are collected in an open-addressing hash table over a compact binary key
+ * (code points, field, position); each key's offsets are appended to an array
+ * that becomes a bitmap once it would outgrow one. No Python object is created
+ * (so no Python code can run) until every value has been read.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BLOCK 65536
+#define BITMAP_BYTES (BLOCK / 8)
+/* a key's offsets are kept as a bitmap once the array would take more room */
+#define PROMOTE (BITMAP_BYTES / 2)
+/* Slot.len of a key whose offsets are a bitmap */
+#define BITS (PROMOTE + 1)
+/* up to this many offsets are sorted in place (insertion sort), more by radix sort */
+#define SMALL_SORT 48
+#define FAR UINT32_MAX
+#define LIMIT (1 << 30)
+/* slots fetched this many keys ahead */
+#define AHEAD 8
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
+/*
+ * One key and its offsets (the hash table's slot: everything a lookup needs is
+ * in one place). The key: a = code points c0 | c1 << 21 | c2 << 42 (unused 0);
+ * b = number of code points (1..3) | field << 2 | pos << 32, field and pos 0 for
+ * a plain gram, else the field number and 1 + o for a trigram at offset
+ * o < positions, FAR for one further on. b == 0: an empty slot.
+ */
+typedef struct {
+    uint64_t a;
+    uint64_t b;
+    uint16_t *offs;  /* offsets as added (room for capacity(len)), or a bitmap (len == BITS) */
+    uint32_t len;
+    uint32_t stamp;  /* the last value that added its offsets */
+} Slot;
+
+/* A key of the current value, with its hash. */
+typedef struct {
+    uint64_t a, b, hash;
+} Pending;
+
+typedef struct {
+    Slot *slots;
+    size_t mask;     /* slot count - 1 */
+    size_t count;
+    uint32_t stamp;
+    uint32_t *chars; /* code points of the current value */
+    size_t chars_cap;
+    Pending *keys;   /* keys of the current value */
+    size_t keys_cap;
+    uint16_t *offs;  /* offsets of the current value */
+    size_t offs_cap;
+} Table;
+
+static uint64_t
+hash_key(uint64_t a, uint64_t b)
+{
+    uint64_t h = a * 0x9E3779B97F4A7C15ULL;
+    h = (h << 31 | h >> 33) ^ (b * 0xC2B2AE3D27D4EB4FULL);
+    h ^= h >> 33;
+    h *= 0xFF51AFD7ED558CCDULL;
+    h ^= h >> 33;
+    h *= 0xC4CEB9FE1A85EC53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+/* The room allocated for len (> 0) offsets: a power of two, at least 4. */
+static size_t
+capacity(size_t len)
+{
+    if (len <= 4) {
+        return 4;
+    }
+    return (size_t)1 << (64 - __builtin_clzll((unsigned long long)len - 1));
+}
+
+static void
+table_free(Table *t)
+{
+    if (t->slots != NULL) {
+        for (size_t i = 0; i <= t->mask; i++) {
+            PyMem_Free(t->slots[i].offs);
+        }
+    }
+    PyMem_Free(t->slots);
+    PyMem_Free(t->chars);
+    PyMem_Free(t->keys);
+    PyMem_Free(t->offs);
+    memset(t, 0, sizeof(*t));
+}
+
+static int
+table_init(Table *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->mask = 4096 - 1;
+    t->slots = PyMem_Calloc(t->mask + 1, sizeof(Slot));
+    if (t->slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static int
+table_grow(Table *t)
+{
+    size_t size = (t->mask + 1) * 2;
+    if (size > ((size_t)1 << 32) || size > PY_SSIZE_T_MAX / sizeof(Slot)) {
+        PyErr_SetString(PyExc_OverflowError, "too many index keys");
+        return -1;
+    }
+    Slot *slots = PyMem_Calloc(size, sizeof(Slot));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t mask = size - 1;
+    for (size_t i = 0; i <= t->mask; i++) {
+        Slot *s = &t->slots[i];
+        if (s->b == 0) {
+            continue;
+        }
+        size_t at = (size_t)hash_key(s->a, s->b) & mask;
+        while (slots[at].b != 0) {
+            at = (at + 1) & mask;
+        }
+        slots[at] = *s;
+    }
+    PyMem_Free(t->slots);
+    t->slots = slots;
+    t->mask = mask;
+    return 0;
+}
+
+static void
+set_bits(uint8_t *bits, const uint16_t *offs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        bits[offs[i] >> 3] |= (uint8_t)(1u << (offs[i] & 7));
+    }
+}
+
+/* Add the current value's n offsets (t->offs) to a key, once per value. */
+static int
+add_key(Table *t, uint64_t a, uint64_t b, uint64_t hash, size_t n)
+{
+    size_t at = (size_t)hash & t->mask;
+    Slot *s;
+    for (;;) {
+        s = &t->slots[at];
+        if (s->b == b && s->a == a) {
+            break;
+        }
+        if (s->b == 0) {
+            if ((t->count + 1) * 2 > t->mask + 1) {
+                if (table_grow(t) < 0) {
+                    return -1;
+                }
+                return add_key(t, a, b, hash, n);
+            }
+            s->a = a;
+            s->b = b;
+            t->count++;
+            break;
+        }
+        at = (at + 1) & t->mask;
+    }
+    if (s->stamp == t->stamp) {
+        return 0;
+    }
+    s->stamp = t->stamp;
+    if (n == 0) {
+        return 0;
+    }
+    if (s->len == BITS) {
+        set_bits((uint8_t *)s->offs, t->offs, n);
+        return 0;
+    }
+    if (n > PROMOTE - s->len) {
+        uint8_t *bits = PyMem_Calloc(BITMAP_BYTES, 1);
+        if (bits == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        set_bits(bits, s->offs, s->len);
+        set_bits(bits, t->offs, n);
+        PyMem_Free(s->offs);
+        s->offs = (uint16_t *)bits;
+        s->len = BITS;
+        return 0;
+    }
+    size_t len = s->len + n;
+    if (s->offs == NULL || len > capacity(s->len)) {
+        uint16_t *offs = PyMem_Realloc(s->offs, capacity(len) * sizeof(uint16_t));
+        if (offs == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        s->offs = offs;
+    }
+    if (n == 1) {
+        s->offs[s->len] = t->offs[0];
+    }
+    else {
+        memcpy(s->offs + s->len, t->offs, n * sizeof(uint16_t));
+    }
+    s->len = (uint32_t)len;
+    return 0;
+}
+
+/* Read one value's offsets into t->offs; their number, or -1 with an exception set. */
+static Py_ssize_t
+read_offsets(Table *t, PyObject *offsets)
+{
+    if (!PyList_Check(offsets) && !PyTuple_Check(offsets)) {
+        PyErr_Format(PyExc_TypeError, "offsets must be a list, not %.200s",
+                     Py_TYPE(offsets)->tp_name);
+        return -1;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(offsets);
+    PyObject **items = PySequence_Fast_ITEMS(offsets);
+    if ((size_t)n > t->offs_cap) {
+        size_t cap = (size_t)n < 64 ? 64 : (size_t)n;
+        uint16_t *offs = PyMem_Realloc(t->offs, cap * sizeof(uint16_t));
+        if (offs == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->offs = offs;
+        t->offs_cap = cap;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (i + AHEAD < n) {
+            PREFETCH(items[i + AHEAD]);
+        }
+        PyObject *item = items[i];
+        /* an exact int only: anything else could run Python code mid-iteration */
+        if (!PyLong_CheckExact(item)) {
+            PyErr_Format(PyExc_TypeError, "offsets must be ints, not %.200s",
+                         Py_TYPE(item)->tp_name);
+            return -1;
+        }
+        int overflow = 0;
+        long value = PyLong_AsLongAndOverflow(item, &overflow);
+        if (overflow != 0 || value < 0 || value >= BLOCK) {
+            PyErr_SetString(PyExc_ValueError, "an offset is outside 0..65535");
+            return -1;
+        }
+        t->offs[i] = (uint16_t)value;
+    }
+    return n;
+}
+
+/* Read one value's code points into t->chars; their number, or -1 with an exception set. */
+static Py_ssize_t
+read_chars(Table *t, PyObject *value)
+{
+    if (!PyUnicode_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "field values must be str, not %.200s",
+                     Py_TYPE(value)->tp_name);
+        return -1;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(value) < 0) {
+        return -1;
+    }
+#endif
+    Py_ssize_t len = PyUnicode_GET_LENGTH(value);
+    if ((size_t)len > t->chars_cap) {
+        size_t cap = (size_t)len < 256 ? 256 : (size_t)len;
+        if (cap > PY_SSIZE_T_MAX / sizeof(uint32_t)) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        uint32_t *chars = PyMem_Realloc(t->chars, cap * sizeof(uint32_t));
+        if (chars == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->chars = chars;
+        t->chars_cap = cap;
+    }
+    int kind = PyUnicode_KIND(value);
+    const void *data = PyUnicode_DATA(value);
+    for (Py_ssize_t i = 0; i < len; i++) {
+        t->chars[i] = (uint32_t)PyUnicode_READ(kind, data, i);
+    }
+    return len;
+}
+
+/* Add the current value's keys (t->chars: len code points of a value of field
+ * number field >> 2) with its n offsets (t->offs). The keys are listed first so
+ * that the slots of the next ones can be fetched while one is added. */
+static int
+add_value(Table *t, uint64_t field, Py_ssize_t len, Py_ssize_t positions, size_t n)
+{
+    if ((size_t)len > t->keys_cap / 4) {
+        if ((size_t)len > PY_SSIZE_T_MAX / (4 * sizeof(Pending))) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        size_t cap = 4 * ((size_t)len < 64 ? 64 : (size_t)len);
+        Pending *keys = PyMem_Realloc(t->keys, cap * sizeof(Pending));
+        if (keys == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->keys = keys;
+        t->keys_cap = cap;
+    }
+    Pending *keys = t->keys;
+    const uint32_t *c = t->chars;
+    size_t count = 0;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        uint64_t a = c[i];
+        keys[count++] = (Pending){a, 1, 0};
+        if (i + 1 >= len) {
+            continue;
+        }
+        a |= (uint64_t)c[i + 1] << 21;
+        keys[count++] = (Pending){a, 2, 0};
+        if (i + 2 >= len) {
+            continue;
+        }
+        a |= (uint64_t)c[i + 2] << 42;
+        keys[count++] = (Pending){a, 3, 0};
+        uint64_t pos = i < positions ? (uint64_t)i + 1 : FAR;
+        keys[count++] = (Pending){a, 3 | field | pos << 32, 0};
+    }
+    for (size_t k = 0; k < count; k++) {
+        keys[k].hash = hash_key(keys[k].a, keys[k].b);
+        if (k < AHEAD) {
+            PREFETCH(&t->slots[keys[k].hash & t->mask]);
+        }
+    }
+    for (size_t k = 0; k < count; k++) {
+        if (k + AHEAD < count) {
+            PREFETCH(&t->slots[keys[k + AHEAD].hash & t->mask]);
+        }
+        if (add_key(t, keys[k].a, keys[k].b, keys[k].hash, n) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Every key of every value of every field, with its offsets. */
+static int
+collect(Table *t, PyObject *fields, Py_ssize_t positions)
+{
+    Py_ssize_t count = PyList_GET_SIZE(fields);
+    if (count >= LIMIT) {
+        PyErr_SetString(PyExc_ValueError, "too many fields");
+        return -1;
+    }
+    for (Py_ssize_t j = 0; j < count; j++) {
+        PyObject *values = PyList_GET_ITEM(fields, j);
+        if (!PyDict_Check(values)) {
+            PyErr_Format(PyExc_TypeError, "fields must hold dicts, not %.200s",
+                         Py_TYPE(values)->tp_name);
+            return -1;
+        }
+        Py_ssize_t at = 0;
+        PyObject *value, *offsets;
+        while (PyDict_Next(values, &at, &value, &offsets)) {
+            Py_ssize_t len = read_chars(t, value);
+            if (len < 0) {
+                return -1;
+            }
+            Py_ssize_t got = read_offsets(t, offsets);
+            if (got < 0) {
+                return -1;
+            }
+            size_t n = (size_t)got;
+            if (t->stamp == UINT32_MAX) {
+                PyErr_SetString(PyExc_OverflowError, "too many field values");
+                return -1;
+            }
+            t->stamp++;
+            if (add_value(t, (uint64_t)j << 2, len, positions, n) < 0) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static size_t
+popcount(const uint8_t *bits)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < BITMAP_BYTES; i += 8) {
+        uint64_t word;
+        memcpy(&word, bits + i, 8);
+        word -= (word >> 1) & 0x5555555555555555ULL;
+        word = (word & 0x3333333333333333ULL) + ((word >> 2) & 0x3333333333333333ULL);
+        word = (word + (word >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+        n += (size_t)((word * 0x0101010101010101ULL) >> 56);
+    }
+    return n;
+}
+
+/* The members of a bitmap in order, into out; their number. */
+static size_t
+bitmap_members(const uint8_t *bits, uint16_t *out)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < BITMAP_BYTES; i += 8) {
+        uint64_t word;
+        memcpy(&word, bits + i, 8);
+        if (word == 0) {
+            continue;
+        }
+        for (size_t b = i; b < i + 8; b++) {
+            unsigned byte = bits[b];
+            while (byte != 0) {
+                unsigned bit = (unsigned)__builtin_ctz(byte);
+                out[n++] = (uint16_t)(b * 8 + bit);
+                byte &= byte - 1;
+            }
+        }
+    }
+    return n;
+}
+
+/* A key's n members: sorted distinct offsets (list), or a bitmap (bits). */
+typedef struct {
+    const uint16_t *list;
+    const uint8_t *bits;   /* non-NULL: the members are here, list is unused */
+    size_t n;
+} Members;
+
+/* Sort offsets (two counting passes, low byte then high byte) into out. */
+static void
+radix_sort(const uint16_t *offs, size_t len, uint16_t *tmp, uint16_t *out)
+{
+    size_t low[257] = {0}, high[257] = {0};
+    for (size_t i = 0; i < len; i++) {
+        low[(offs[i] & 0xFF) + 1]++;
+        high[(offs[i] >> 8) + 1]++;
+    }
+    for (size_t b = 1; b < 257; b++) {
+        low[b] += low[b - 1];
+        high[b] += high[b - 1];
+    }
+    for (size_t i = 0; i < len; i++) {
+        tmp[low[offs[i] & 0xFF]++] = offs[i];
+    }
+    for (size_t i = 0; i < len; i++) {
+        out[high[tmp[i] >> 8]++] = tmp[i];
+    }
+}
+
+/* A key's members. Offsets as added: sorted (in place when few, else into
+ * sorted with tmp's help) and de-duplicated; a bitmap: as it is. */
+static Members
+members_of(Slot *s, uint16_t *sorted, uint16_t *tmp)
+{
+    Members m = {NULL, NULL, 0};
+    if (s->len == BITS) {
+        m.bits = (const uint8_t *)s->offs;
+        m.n = popcount(m.bits);
+        return m;
+    }
+    uint16_t *offs = s->offs;
+    size_t len = s->len;
+    if (len > SMALL_SORT) {
+        radix_sort(offs, len, tmp, sorted);
+        offs = sorted;
+    }
+    else {
+        for (size_t i = 1; i < len; i++) {  /* insertion sort */
+            uint16_t o = offs[i];
+            size_t k = i;
+            for (; k > 0 && offs[k - 1] > o; k--) {
+                offs[k] = offs[k - 1];
+            }
+            offs[k] = o;
+        }
+    }
+    size_t kept = len > 0;
+    for (size_t i = 1; i < len; i++) {
+        if (offs[i] != offs[kept - 1]) {
+            offs[kept++] = offs[i];
+        }
+    }
+    m.list = offs;
+    m.n = kept;
+    return m;
+}
+
+/* The key as a str: the gram, plus "\x1f" "j.o" / "j.*" for a positioned trigram. */
+static PyObject *
+key_str(const Slot *k)
+{
+    uint32_t c[3] = {(uint32_t)(k->a & 0x1FFFFF), (uint32_t)(k->a >> 21 & 0x1FFFFF),
+                     (uint32_t)(k->a >> 42 & 0x1FFFFF)};
+    uint32_t count = (uint32_t)(k->b & 3);
+    uint32_t field = (uint32_t)(k->b >> 2 & (LIMIT - 1));
+    uint32_t pos = (uint32_t)(k->b >> 32);
+    char suffix[48];
+    int extra = 0;
+    if (pos == FAR) {
+        extra = snprintf(suffix, sizeof(suffix), "\x1f%u.*", (unsigned)field);
+    }
+    else if (pos != 0) {
+        extra = snprintf(suffix, sizeof(suffix), "\x1f%u.%u", (unsigned)field,
+                         (unsigned)(pos - 1));
+    }
+    if (extra < 0 || (size_t)extra >= sizeof(suffix)) {
+        PyErr_SetString(PyExc_SystemError, "index key suffix too long");
+        return NULL;
+    }
+    Py_UCS4 maxchar = extra ? 0x7F : 0;
+    for (uint32_t i = 0; i < count; i++) {
+        if (c[i] > maxchar) {
+            maxchar = c[i];
+        }
+    }
+    Py_ssize_t len = (Py_ssize_t)count + extra;
+    PyObject *s = PyUnicode_New(len, maxchar);
+    if (s == NULL) {
+        return NULL;
+    }
+    int kind = PyUnicode_KIND(s);
+    void *data = PyUnicode_DATA(s);
+    for (uint32_t i = 0; i < count; i++) {
+        PyUnicode_WRITE(kind, data, i, c[i]);
+    }
+    for (int i = 0; i < extra; i++) {
+        PyUnicode_WRITE(kind, data, (Py_ssize_t)count + i, (Py_UCS4)(unsigned char)suffix[i]);
+    }
+    return s;
+}
+
+/* Working memory of the output phase. */
+typedef struct {
+    uint8_t bits[BITMAP_BYTES];  /* all zero between keys */
+    uint16_t sorted[PROMOTE];
+    uint16_t tmp[PROMOTE];
+    uint16_t members[BLOCK];
+} Scratch;
+
+/* A key's members as sorted distinct offsets. */
+static const uint16_t *
+member_list(const Members *m, Scratch *scratch)
+{
+    if (m->bits == NULL) {
+        return m->list;
+    }
+    bitmap_members(m->bits, scratch->members);
+    return scratch->members;
+}
+
+/* The stored form of a key's set: b"S" + little-endian uint16 offsets, or b"D" + bitmap. */
+static PyObject *
+encode(const Members *m, size_t sparse_max, Scratch *scratch)
+{
+    if (m->n > sparse_max) {
+        PyObject *out = PyBytes_FromStringAndSize(NULL, 1 + BITMAP_BYTES);
+        if (out == NULL) {
+            return NULL;
+        }
+        char *p = PyBytes_AS_STRING(out);
+        p[0] = 'D';
+        if (m->bits != NULL) {
+            memcpy(p + 1, m->bits, BITMAP_BYTES);
+        }
+        else {
+            set_bits(scratch->bits, m->list, m->n);
+            memcpy(p + 1, scratch->bits, BITMAP_BYTES);
+            memset(scratch->bits, 0, BITMAP_BYTES);
+        }
+        return out;
+    }
+    const uint16_t *list = member_list(m, scratch);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, 1 + 2 * (Py_ssize_t)m->n);
+    if (out == NULL) {
+        return NULL;
+    }
+    unsigned char *p = (unsigned char *)PyBytes_AS_STRING(out);
+    p[0] = 'S';
+    for (size_t i = 0; i < m->n; i++) {
+        p[1 + 2 * i] = (unsigned char)(list[i] & 0xFF);
+        p[2 + 2 * i] = (unsigned char)(list[i] >> 8);
+    }
+    return out;
+}
+
+static int
+check_args(PyObject *fields, Py_ssize_t positions)
+{
+    if (!PyList_Check(fields)) {
+        PyErr_Format(PyExc_TypeError, "fields must be a list, not %.200s",
+                     Py_TYPE(fields)->tp_name);
+        return -1;
+    }
+    if (positions < 0 || positions >= LIMIT) {
+        PyErr_SetString(PyExc_ValueError, "positions must be in 0..2**30 - 1");
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(rows_doc,
+"rows(fields, positions, sparse_max, /)\n--\n\n"
+"The index rows of a block: [(key, n, data)] sorted by key, each set encoded\n"
+"as stored (b\"S\" + little-endian uint16 offsets up to sparse_max members,\n"
+"else b\"D\" + an 8,192-byte bitmap).");
+
+static PyObject *
+rows(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *fields;
+    Py_ssize_t positions, sparse_max;
+    if (!PyArg_ParseTuple(args, "Onn:rows", &fields, &positions, &sparse_max)) {
+        return NULL;
+    }
+    if (check_args(fields, positions) < 0) {
+        return NULL;
+    }
+    if (sparse_max < 1 || sparse_max > BLOCK) {
+        PyErr_SetString(PyExc_ValueError, "sparse_max must be in 1..65536");
+        return NULL;
+    }
+    Table t;
+    if (table_init(&t) < 0) {
+        return NULL;
+    }
+    PyObject *out = NULL;
+    Scratch *scratch = NULL;
+    Py_INCREF(fields);
+    if (collect(&t, fields, positions) < 0) {
+        goto done;
+    }
+    scratch = PyMem_Calloc(1, sizeof(Scratch));
+    if (scratch == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    out = PyList_New((Py_ssize_t)t.count);
+    if (out == NULL) {
+        goto done;
+    }
+    Py_ssize_t made = 0;
+    for (size_t i = 0; i <= t.mask; i++) {
+        Slot *s = &t.slots[i];
+        if (s->b == 0) {
+            continue;
+        }
+        Members m = members_of(s, scratch->sorted, scratch->tmp);
+        PyObject *data = encode(&m, (size_t)sparse_max, scratch);
+        PyObject *key = data ? key_str(s) : NULL;
+        PyObject *n = key ? PyLong_FromSize_t(m.n) : NULL;
+        PyObject *row = n ? PyTuple_New(3) : NULL;
+        if (row == NULL) {
+            Py_XDECREF(data);
+            Py_XDECREF(key);
+            Py_XDECREF(n);
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyTuple_SET_ITEM(row, 0, key);
+        PyTuple_SET_ITEM(row, 1, n);
+        PyTuple_SET_ITEM(row, 2, data);
+        PyList_SET_ITEM(out, made, row);
+        made++;
+    }
+    if (PyList_Sort(out) < 0) {
+        Py_CLEAR(out);
+    }
+done:
+    Py_DECREF(fields);
+    PyMem_Free(scratch);
+    table_free(&t);
+    return out;
+}
+
+PyDoc_STRVAR(postings_doc,
+"postings(fields, positions, /)\n--\n\n"
+"Each key of a block -> its sorted distinct offsets.");
+
+static PyObject *
+postings(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *fields;
+    Py_ssize_t positions;
+    if (!PyArg_ParseTuple(args, "On:postings", &fields, &positions)) {
+        return NULL;
+    }
+    if (check_args(fields, positions) < 0) {
+        return NULL;
+    }
+    Table t;
+    if (table_init(&t) < 0) {
+        return NULL;
+    }
+    PyObject *out = NULL;
+    Scratch *scratch = NULL;
+    PyObject **ints = NULL;  /* the int of each offset, made once */
+    Py_INCREF(fields);
+    if (collect(&t, fields, positions) < 0) {
+        goto done;
+    }
+    scratch = PyMem_Calloc(1, sizeof(Scratch));
+    ints = PyMem_Calloc(BLOCK, sizeof(PyObject *));
+    if (scratch == NULL || ints == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    out = PyDict_New();
+    if (out == NULL) {
+        goto done;
+    }
+    for (size_t i = 0; i <= t.mask; i++) {
+        Slot *s = &t.slots[i];
+        if (s->b == 0) {
+            continue;
+        }
+        Members m = members_of(s, scratch->sorted, scratch->tmp);
+        const uint16_t *list = member_list(&m, scratch);
+        PyObject *offsets = PyList_New((Py_ssize_t)m.n);
+        if (offsets == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        for (size_t k = 0; k < m.n; k++) {
+            PyObject *value = ints[list[k]];
+            if (value == NULL) {
+                value = PyLong_FromLong(list[k]);
+                if (value == NULL) {
+                    Py_DECREF(offsets);
+                    Py_CLEAR(out);
+                    goto done;
+                }
+                ints[list[k]] = value;
+            }
+            Py_INCREF(value);
+            PyList_SET_ITEM(offsets, (Py_ssize_t)k, value);
+        }
+        PyObject *key = key_str(s);
+        if (key == NULL || PyDict_SetItem(out, key, offsets) < 0) {
+            Py_XDECREF(key);
+            Py_DECREF(offsets);
+            Py_CLEAR(out);
+            goto done;
+        }
+        Py_DECREF(key);
+        Py_DECREF(offsets);
+    }
+done:
+    if (ints != NULL) {
+        for (size_t k = 0; k < BLOCK; k++) {
+            Py_XDECREF(ints[k]);
+        }
+    }
+    PyMem_Free(ints);
+    Py_DECREF(fields);
+    PyMem_Free(scratch);
+    table_free(&t);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"rows", rows, METH_VARARGS, rows_doc},
+    {"postings", postings, METH_VARARGS, postings_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyModuleDef_Slot slots[] = {
+#if PY_VERSION_HEX >= 0x030C0000
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    "provisioner.services.crm._postings",
+    "Native keys and posting sets of an n-gram index block (see search_index).",
+    0,
+    methods,
+    slots,
+    NULL,
+    NULL,
+    NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__postings(void)
+{
+    return PyModuleDef_Init(&module_def);
+}

@@ -1,0 +1,14 @@
+"""Keys and posting sets of one n-gram index block (C; see ``_postings.c``).
+
+The reference implementations are ``search_index._postings`` and
+``search_index._block_rows``.
+"""
+
+def rows(fields: list[dict[str, list[int]]], positions: int, sparse_max: int, /
+         ) -> list[tuple[str, int, bytes]]:
+    """The block's index rows (key, n, data) sorted by key, each set encoded as stored:
+    ``b"S"`` + little-endian uint16 offsets up to ``sparse_max`` members, else
+    ``b"D"`` + an 8,192-byte bitmap."""
+
+def postings(fields: list[dict[str, list[int]]], positions: int, /) -> dict[str, list[int]]:
+    """Each key of the block -> its sorted distinct offsets."""
