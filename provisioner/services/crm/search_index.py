@@ -59,7 +59,7 @@ from itertools import compress, filterfalse, islice, repeat
 from operator import add, itemgetter, ne
 from typing import Any, TypeAlias
 
-from sqlalchemy import Connection, Table, bindparam, event, text
+from sqlalchemy import Connection, LargeBinary, Table, bindparam, event, text
 from sqlalchemy.orm import Session, UOWTransaction, attributes
 
 from provisioner.db.crm_models import CrmContact, CrmSearchGram
@@ -629,8 +629,6 @@ def reserve_ids(conn: Connection, count: int) -> list[int]:
 def _processors(conn: Connection, table: Table, columns: list[str]) -> list[Any]:
     """Each column's bind processor, or None where the driver takes the Python value as is
     (``bytes`` for a binary column: sqlite3 and psycopg bind it without a wrapper)."""
-    from sqlalchemy import LargeBinary
-
     dialect = conn.dialect
     native_bytes = dialect.driver in ("pysqlite", "psycopg")
     out: list[Any] = []
