@@ -5,13 +5,17 @@ against ``search_index._block_rows(search_index._postings(fields))`` and
 ``search_index._postings``: generated field values (any character but the separator,
 astral ones, lone surrogates, empty and long values, offsets repeated or by the
 thousand), and the seed data written through both paths (a new block, and a block
-merged into). Where ``CI`` is set the extension must be built: no silent fallback.
+merged into). ``_postings.text_rows`` and ``text_postings`` (the Builder's grouping of
+search texts by field value done natively) against the same reference over the texts
+grouped in Python (``Builder._grouped``), and a Builder on both paths. Where ``CI``
+is set the extension must be built: no silent fallback.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import random
 from unittest import mock
 
 import pytest
@@ -117,6 +121,139 @@ def test_native_rejects_bad_limits() -> None:
         native.rows([], 64, 0)
     assert native.rows([], 64, 2048) == []
     assert native.postings([{}], 64) == {}
+
+
+#: search texts: fields drawn from a small pool (so values repeat across contacts), any
+#: number of them (empty ones too), astral characters and lone surrogates, long values
+FIELD = st.one_of(SHORT, SHORT, ANY, LONG)
+TEXT = st.lists(FIELD, min_size=1, max_size=7).map("\x1f".join)
+#: (offset, text) of a block's contacts; offsets may repeat
+CONTACTS = st.lists(st.tuples(st.one_of(st.integers(0, search_index.MASK), st.integers(0, 30)),
+                              TEXT), max_size=40)
+
+
+def _texts_fields(offsets: list[int], texts: list[str]) -> Fields:
+    """What ``Builder._grouped`` makes of these contacts, written out independently."""
+    fields: Fields = []
+    for offset, stored in zip(offsets, texts, strict=True):
+        parts = stored.split("\x1f")
+        fields.extend({} for _ in range(len(parts) - len(fields)))
+        for values, part in zip(fields, parts, strict=False):
+            values.setdefault(part, []).append(offset)
+    return fields
+
+
+def _check_texts(offsets: list[int], texts: list[str], positions: int = search_index.POSITIONS,
+                 sparse_max: int = search_index.SPARSE_MAX) -> list[tuple[str, int, bytes]]:
+    """text_rows / text_postings equal the Python reference of the grouped texts."""
+    assert native is not None
+    fields = _texts_fields(offsets, texts)
+    assert search_index.Builder._grouped(offsets, texts) == fields
+    with mock.patch.object(search_index, "POSITIONS", positions), \
+            mock.patch.object(search_index, "SPARSE_MAX", sparse_max):
+        expected_rows = _python_rows(fields)
+        expected_postings = _python_postings(fields)
+    rows = native.text_rows(offsets, texts, positions, sparse_max)
+    assert rows == expected_rows
+    assert native.text_postings(offsets, texts, positions) == expected_postings
+    assert rows == native.rows(fields, positions, sparse_max)
+    return rows
+
+
+@needs_native
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(contacts=CONTACTS,
+       positions=st.sampled_from([search_index.POSITIONS, 0, 1, 5]),
+       sparse_max=st.sampled_from([search_index.SPARSE_MAX, 1, 3, 47]))
+def test_native_rows_of_texts_equal_the_python_ones(contacts: list[tuple[int, str]],
+                                                    positions: int, sparse_max: int) -> None:
+    _check_texts([o for o, _ in contacts], [t for _, t in contacts], positions, sparse_max)
+
+
+@needs_native
+def test_native_rows_of_texts_cover_a_full_block() -> None:
+    """Thousands of contacts (dense sets), shared and unique values, differing field
+    counts, empty fields, astral characters, repeated offsets."""
+    rng = random.Random(5)
+    pool = ["田中", "鈴木", "", "𠀋𠀋𠀋𠀋", "abc", "x" * 90, "\ud800é", "東京都千代田区"]
+    offsets = [*range(0, 6000), *range(0, 6000, 7), search_index.MASK]
+    texts = ["\x1f".join([rng.choice(pool) for _ in range(rng.randint(1, 9))]
+                          + [f"{o:06d}@mail"]) for o in offsets]
+    rows = _check_texts(offsets, texts)
+    found = {key: (n, data) for key, n, data in rows}
+    assert any(data[:1] == b"D" for _, data in found.values())
+    assert "@ma" in found
+    assert found["@ma"][0] == len(set(offsets))
+    assert "" not in found
+    assert _check_texts([], []) == []
+    assert _check_texts([1, 2], ["", "\x1f\x1f"]) == []
+
+
+@needs_native
+@pytest.mark.parametrize(("offsets", "texts", "error"), [
+    ((1,), ["a"], TypeError),
+    ([1], ("a",), TypeError),
+    ([1, 2], ["a"], ValueError),
+    ([1], [b"a"], TypeError),
+    ([1.0], ["a"], TypeError),
+    ([True], ["a"], TypeError),
+    ([-1], ["a"], ValueError),
+    ([65536], ["a"], ValueError),
+    ([2**80], [""], ValueError),
+])
+def test_native_texts_reject_what_a_builder_never_passes(offsets: object, texts: object,
+                                                         error: type) -> None:
+    assert native is not None
+    with pytest.raises(error):
+        native.text_rows(offsets, texts, 64, 2048)  # type: ignore[arg-type]
+    with pytest.raises(error):
+        native.text_postings(offsets, texts, 64)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="positions"):
+        native.text_rows([], [], -1, 2048)
+    with pytest.raises(ValueError, match="sparse_max"):
+        native.text_rows([], [], 64, 0)
+
+
+@pytest.mark.parametrize("use_native", [True, False], ids=["native", "python"])
+@pytest.mark.parametrize("new_block", [True, False], ids=["new", "merged"])
+def test_builder_writes_the_reference_rows(use_native: bool, new_block: bool) -> None:
+    """A Builder fed by add and add_many (ids over several blocks, out of order,
+    repeated) writes, per block run, the Python reference of the grouped texts."""
+    if use_native and native is None:
+        pytest.skip("the C extension is not built")
+    rng = random.Random(9)
+    pool = ["田中", "", "𠀋a", "abcd", "y" * 70]
+    ids = [*range(65530, 65560), 3, 2, 2, *range(131072, 131072 + 3000), 70000]
+    texts = ["\x1f".join(rng.choice(pool) for _ in range(rng.randint(1, 5))) for _ in ids]
+    written: list[tuple[int, object]] = []
+    with mock.patch.object(search_index, "_native", native if use_native else None), \
+            mock.patch.object(search_index, "_lock"), \
+            mock.patch.object(search_index, "_block_is_new", return_value=new_block), \
+            mock.patch.object(search_index, "_insert_block",
+                              lambda _c, _t, block, rows: written.append((block, rows))), \
+            mock.patch.object(search_index, "_write_block",
+                              lambda _c, _t, block, deltas: written.append(
+                                  (block, {g: sorted(set(d.adds)) for g, d in deltas.items()}))):
+        builder = search_index.Builder(mock.Mock(), 1)
+        builder.add(ids[0], texts[0])
+        builder.add_many(ids[1:40], texts[1:40])
+        builder.add_many([], [])
+        with pytest.raises(ValueError, match="1 ids but 0 search texts"):
+            builder.add_many([1], [])
+        builder.add_many(iter(ids[40:]), iter(texts[40:]))
+        assert builder.finish() == len(ids)
+    runs: list[tuple[int, list[int], list[str]]] = []
+    for contact_id, stored in zip(ids, texts, strict=True):
+        block = contact_id >> search_index.BLOCK_BITS
+        if not runs or runs[-1][0] != block:
+            runs.append((block, [], []))
+        runs[-1][1].append(contact_id & search_index.MASK)
+        runs[-1][2].append(stored)
+    expected = [(block, _python_rows(_texts_fields(offsets, block_texts)) if new_block
+                 else _python_postings(_texts_fields(offsets, block_texts)))
+                for block, offsets, block_texts in runs]
+    assert [block for block, _ in written] == [0, 1, 0, 2, 1]
+    assert written == expected
 
 
 def test_the_extension_is_built_where_ci_is_set() -> None:

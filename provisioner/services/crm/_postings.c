@@ -5,6 +5,8 @@
  *
  *     rows(fields, positions, sparse_max) -> [(key, n, data), ...]
  *     postings(fields, positions) -> {key: [offset, ...]}
+ *     text_rows(offsets, texts, positions, sparse_max)  -- rows() of the texts
+ *     text_postings(offsets, texts, positions)           -- postings() of the texts
  *
  * ``fields[j]`` maps each value of field ``j`` to the offsets (0..65535, in any
  * order, repeats allowed) of the contacts having it. Keys are every 1-, 2- and
@@ -12,6 +14,12 @@
  * trigram at its place: ``trigram + "\x1f" + "j.o"`` for a trigram starting at
  * offset ``o < positions`` of a value of field ``j``, ``trigram + "\x1f" + "j.*"``
  * for one starting further on.
+ *
+ * ``text_rows`` and ``text_postings`` take the block's contacts instead: the
+ * contact at ``offsets[k]`` has search text ``texts[k]``, split on ``"\x1f"``
+ * into fields 0, 1, ...; they group the texts by field value themselves (what
+ * search_index.Builder does in Python), so each distinct value's keys are still
+ * computed once.
  *
  * ``rows`` gives each key's set encoded as stored: ``n`` members, ``data`` =
  * ``b"S"`` + the sorted offsets as little-endian uint16 when ``n <= sparse_max``,
@@ -175,9 +183,9 @@ set_bits(uint8_t *bits, const uint16_t *offs, size_t n)
     }
 }
 
-/* Add the current value's n offsets (t->offs) to a key, once per value. */
+/* Add the current value's n offsets (offs) to a key, once per value. */
 static int
-add_key(Table *t, uint64_t a, uint64_t b, uint64_t hash, size_t n)
+add_key(Table *t, uint64_t a, uint64_t b, uint64_t hash, const uint16_t *offs, size_t n)
 {
     size_t at = (size_t)hash & t->mask;
     Slot *s;
@@ -191,7 +199,7 @@ add_key(Table *t, uint64_t a, uint64_t b, uint64_t hash, size_t n)
                 if (table_grow(t) < 0) {
                     return -1;
                 }
-                return add_key(t, a, b, hash, n);
+                return add_key(t, a, b, hash, offs, n);
             }
             s->a = a;
             s->b = b;
@@ -208,7 +216,7 @@ add_key(Table *t, uint64_t a, uint64_t b, uint64_t hash, size_t n)
         return 0;
     }
     if (s->len == BITS) {
-        set_bits((uint8_t *)s->offs, t->offs, n);
+        set_bits((uint8_t *)s->offs, offs, n);
         return 0;
     }
     if (n > PROMOTE - s->len) {
@@ -218,7 +226,7 @@ add_key(Table *t, uint64_t a, uint64_t b, uint64_t hash, size_t n)
             return -1;
         }
         set_bits(bits, s->offs, s->len);
-        set_bits(bits, t->offs, n);
+        set_bits(bits, offs, n);
         PyMem_Free(s->offs);
         s->offs = (uint16_t *)bits;
         s->len = BITS;
@@ -226,20 +234,40 @@ add_key(Table *t, uint64_t a, uint64_t b, uint64_t hash, size_t n)
     }
     size_t len = s->len + n;
     if (s->offs == NULL || len > capacity(s->len)) {
-        uint16_t *offs = PyMem_Realloc(s->offs, capacity(len) * sizeof(uint16_t));
-        if (offs == NULL) {
+        uint16_t *grown = PyMem_Realloc(s->offs, capacity(len) * sizeof(uint16_t));
+        if (grown == NULL) {
             PyErr_NoMemory();
             return -1;
         }
-        s->offs = offs;
+        s->offs = grown;
     }
     if (n == 1) {
-        s->offs[s->len] = t->offs[0];
+        s->offs[s->len] = offs[0];
     }
     else {
-        memcpy(s->offs + s->len, t->offs, n * sizeof(uint16_t));
+        memcpy(s->offs + s->len, offs, n * sizeof(uint16_t));
     }
     s->len = (uint32_t)len;
+    return 0;
+}
+
+/* Read one offset (an exact int in 0..65535) into out; 0, or -1 with an exception set. */
+static int
+read_offset(PyObject *item, uint16_t *out)
+{
+    /* an exact int only: anything else could run Python code mid-iteration */
+    if (!PyLong_CheckExact(item)) {
+        PyErr_Format(PyExc_TypeError, "offsets must be ints, not %.200s",
+                     Py_TYPE(item)->tp_name);
+        return -1;
+    }
+    int overflow = 0;
+    long value = PyLong_AsLongAndOverflow(item, &overflow);
+    if (overflow != 0 || value < 0 || value >= BLOCK) {
+        PyErr_SetString(PyExc_ValueError, "an offset is outside 0..65535");
+        return -1;
+    }
+    *out = (uint16_t)value;
     return 0;
 }
 
@@ -268,30 +296,19 @@ read_offsets(Table *t, PyObject *offsets)
         if (i + AHEAD < n) {
             PREFETCH(items[i + AHEAD]);
         }
-        PyObject *item = items[i];
-        /* an exact int only: anything else could run Python code mid-iteration */
-        if (!PyLong_CheckExact(item)) {
-            PyErr_Format(PyExc_TypeError, "offsets must be ints, not %.200s",
-                         Py_TYPE(item)->tp_name);
+        if (read_offset(items[i], &t->offs[i]) < 0) {
             return -1;
         }
-        int overflow = 0;
-        long value = PyLong_AsLongAndOverflow(item, &overflow);
-        if (overflow != 0 || value < 0 || value >= BLOCK) {
-            PyErr_SetString(PyExc_ValueError, "an offset is outside 0..65535");
-            return -1;
-        }
-        t->offs[i] = (uint16_t)value;
     }
     return n;
 }
 
-/* Read one value's code points into t->chars; their number, or -1 with an exception set. */
+/* Read a str's code points into t->chars; their number, or -1 with an exception set. */
 static Py_ssize_t
-read_chars(Table *t, PyObject *value)
+read_chars(Table *t, PyObject *value, const char *what)
 {
     if (!PyUnicode_Check(value)) {
-        PyErr_Format(PyExc_TypeError, "field values must be str, not %.200s",
+        PyErr_Format(PyExc_TypeError, "%s must be str, not %.200s", what,
                      Py_TYPE(value)->tp_name);
         return -1;
     }
@@ -323,11 +340,12 @@ read_chars(Table *t, PyObject *value)
     return len;
 }
 
-/* Add the current value's keys (t->chars: len code points of a value of field
- * number field >> 2) with its n offsets (t->offs). The keys are listed first so
- * that the slots of the next ones can be fetched while one is added. */
+/* Add a value's keys (c: len code points of a value of field number field >> 2)
+ * with its n offsets (offs). The keys are listed first so that the slots of the
+ * next ones can be fetched while one is added. */
 static int
-add_value(Table *t, uint64_t field, Py_ssize_t len, Py_ssize_t positions, size_t n)
+add_value(Table *t, uint64_t field, const uint32_t *c, Py_ssize_t len, Py_ssize_t positions,
+          const uint16_t *offs, size_t n)
 {
     if ((size_t)len > t->keys_cap / 4) {
         if ((size_t)len > PY_SSIZE_T_MAX / (4 * sizeof(Pending))) {
@@ -344,7 +362,6 @@ add_value(Table *t, uint64_t field, Py_ssize_t len, Py_ssize_t positions, size_t
         t->keys_cap = cap;
     }
     Pending *keys = t->keys;
-    const uint32_t *c = t->chars;
     size_t count = 0;
     for (Py_ssize_t i = 0; i < len; i++) {
         uint64_t a = c[i];
@@ -372,7 +389,7 @@ add_value(Table *t, uint64_t field, Py_ssize_t len, Py_ssize_t positions, size_t
         if (k + AHEAD < count) {
             PREFETCH(&t->slots[keys[k + AHEAD].hash & t->mask]);
         }
-        if (add_key(t, keys[k].a, keys[k].b, keys[k].hash, n) < 0) {
+        if (add_key(t, keys[k].a, keys[k].b, keys[k].hash, offs, n) < 0) {
             return -1;
         }
     }
@@ -398,7 +415,7 @@ collect(Table *t, PyObject *fields, Py_ssize_t positions)
         Py_ssize_t at = 0;
         PyObject *value, *offsets;
         while (PyDict_Next(values, &at, &value, &offsets)) {
-            Py_ssize_t len = read_chars(t, value);
+            Py_ssize_t len = read_chars(t, value, "field values");
             if (len < 0) {
                 return -1;
             }
@@ -412,7 +429,7 @@ collect(Table *t, PyObject *fields, Py_ssize_t positions)
                 return -1;
             }
             t->stamp++;
-            if (add_value(t, (uint64_t)j << 2, len, positions, n) < 0) {
+            if (add_value(t, (uint64_t)j << 2, t->chars, len, positions, t->offs, n) < 0) {
                 return -1;
             }
         }
@@ -622,70 +639,26 @@ encode(const Members *m, size_t sparse_max, Scratch *scratch)
     return out;
 }
 
-static int
-check_args(PyObject *fields, Py_ssize_t positions)
-{
-    if (!PyList_Check(fields)) {
-        PyErr_Format(PyExc_TypeError, "fields must be a list, not %.200s",
-                     Py_TYPE(fields)->tp_name);
-        return -1;
-    }
-    if (positions < 0 || positions >= LIMIT) {
-        PyErr_SetString(PyExc_ValueError, "positions must be in 0..2**30 - 1");
-        return -1;
-    }
-    return 0;
-}
-
-PyDoc_STRVAR(rows_doc,
-"rows(fields, positions, sparse_max, /)\n--\n\n"
-"The index rows of a block: [(key, n, data)] sorted by key, each set encoded\n"
-"as stored (b\"S\" + little-endian uint16 offsets up to sparse_max members,\n"
-"else b\"D\" + an 8,192-byte bitmap).");
-
+/* The rows of a collected table: [(key, n, data)] sorted by key; NULL on error. */
 static PyObject *
-rows(PyObject *module, PyObject *args)
+rows_of(Table *t, size_t sparse_max)
 {
-    (void)module;
-    PyObject *fields;
-    Py_ssize_t positions, sparse_max;
-    if (!PyArg_ParseTuple(args, "Onn:rows", &fields, &positions, &sparse_max)) {
-        return NULL;
-    }
-    if (check_args(fields, positions) < 0) {
-        return NULL;
-    }
-    if (sparse_max < 1 || sparse_max > BLOCK) {
-        PyErr_SetString(PyExc_ValueError, "sparse_max must be in 1..65536");
-        return NULL;
-    }
-    Table t;
-    if (table_init(&t) < 0) {
-        return NULL;
-    }
-    PyObject *out = NULL;
-    Scratch *scratch = NULL;
-    Py_INCREF(fields);
-    if (collect(&t, fields, positions) < 0) {
-        goto done;
-    }
-    scratch = PyMem_Calloc(1, sizeof(Scratch));
+    Scratch *scratch = PyMem_Calloc(1, sizeof(Scratch));
     if (scratch == NULL) {
-        PyErr_NoMemory();
-        goto done;
+        return PyErr_NoMemory();
     }
-    out = PyList_New((Py_ssize_t)t.count);
+    PyObject *out = PyList_New((Py_ssize_t)t->count);
     if (out == NULL) {
         goto done;
     }
     Py_ssize_t made = 0;
-    for (size_t i = 0; i <= t.mask; i++) {
-        Slot *s = &t.slots[i];
+    for (size_t i = 0; i <= t->mask; i++) {
+        Slot *s = &t->slots[i];
         if (s->b == 0) {
             continue;
         }
         Members m = members_of(s, scratch->sorted, scratch->tmp);
-        PyObject *data = encode(&m, (size_t)sparse_max, scratch);
+        PyObject *data = encode(&m, sparse_max, scratch);
         PyObject *key = data ? key_str(s) : NULL;
         PyObject *n = key ? PyLong_FromSize_t(m.n) : NULL;
         PyObject *row = n ? PyTuple_New(3) : NULL;
@@ -706,41 +679,17 @@ rows(PyObject *module, PyObject *args)
         Py_CLEAR(out);
     }
 done:
-    Py_DECREF(fields);
     PyMem_Free(scratch);
-    table_free(&t);
     return out;
 }
 
-PyDoc_STRVAR(postings_doc,
-"postings(fields, positions, /)\n--\n\n"
-"Each key of a block -> its sorted distinct offsets.");
-
+/* The postings of a collected table: {key: [offset, ...]}; NULL on error. */
 static PyObject *
-postings(PyObject *module, PyObject *args)
+postings_of(Table *t)
 {
-    (void)module;
-    PyObject *fields;
-    Py_ssize_t positions;
-    if (!PyArg_ParseTuple(args, "On:postings", &fields, &positions)) {
-        return NULL;
-    }
-    if (check_args(fields, positions) < 0) {
-        return NULL;
-    }
-    Table t;
-    if (table_init(&t) < 0) {
-        return NULL;
-    }
     PyObject *out = NULL;
-    Scratch *scratch = NULL;
-    PyObject **ints = NULL;  /* the int of each offset, made once */
-    Py_INCREF(fields);
-    if (collect(&t, fields, positions) < 0) {
-        goto done;
-    }
-    scratch = PyMem_Calloc(1, sizeof(Scratch));
-    ints = PyMem_Calloc(BLOCK, sizeof(PyObject *));
+    Scratch *scratch = PyMem_Calloc(1, sizeof(Scratch));
+    PyObject **ints = PyMem_Calloc(BLOCK, sizeof(PyObject *));  /* each offset's int, made once */
     if (scratch == NULL || ints == NULL) {
         PyErr_NoMemory();
         goto done;
@@ -749,8 +698,8 @@ postings(PyObject *module, PyObject *args)
     if (out == NULL) {
         goto done;
     }
-    for (size_t i = 0; i <= t.mask; i++) {
-        Slot *s = &t.slots[i];
+    for (size_t i = 0; i <= t->mask; i++) {
+        Slot *s = &t->slots[i];
         if (s->b == 0) {
             continue;
         }
@@ -792,8 +741,418 @@ done:
         }
     }
     PyMem_Free(ints);
-    Py_DECREF(fields);
     PyMem_Free(scratch);
+    return out;
+}
+
+/*
+ * Grouping a block's search texts by field value (what search_index.Builder
+ * does in Python): each text is split on "\x1f" into fields 0, 1, ...; each
+ * distinct non-empty (field, value) is kept once (its code points in an arena,
+ * found again through a hash index), and each use of it, (value, offset), is
+ * recorded. The uses are then bucketed by value so that each value's keys are
+ * added once with all its offsets. Empty values have no keys and are skipped.
+ */
+typedef struct {
+    uint64_t hash;
+    size_t start;   /* code points: arena[start .. start + len) */
+    size_t len;
+    size_t field;
+    size_t count;   /* uses of it */
+    size_t first;   /* where its offsets start in the bucketed offsets */
+} Value;
+
+typedef struct {
+    uint32_t value;  /* index in values */
+    uint16_t offset;
+} Use;
+
+typedef struct {
+    Value *values;
+    size_t nvalues, values_cap;
+    uint32_t *index;  /* open addressing: index in values + 1, 0 = empty */
+    size_t index_mask;
+    uint32_t *arena;
+    size_t arena_len, arena_cap;
+    Use *uses;
+    size_t nuses, uses_cap;
+} Groups;
+
+/* p (capacity *cap items of size bytes) with room for need items: p itself, or
+ * moved with its capacity doubled as needed; NULL with an exception set (p is
+ * then unchanged and still owned by the caller). */
+static void *
+reserve(void *p, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap && p != NULL) {
+        return p;
+    }
+    size_t grown = *cap < 64 ? 64 : *cap;
+    while (grown < need) {
+        if (grown > PY_SSIZE_T_MAX / 2 / size) {
+            return PyErr_NoMemory();
+        }
+        grown *= 2;
+    }
+    void *q = PyMem_Realloc(p, grown * size);
+    if (q == NULL) {
+        return PyErr_NoMemory();
+    }
+    *cap = grown;
+    return q;
+}
+
+static void
+groups_free(Groups *g)
+{
+    PyMem_Free(g->values);
+    PyMem_Free(g->index);
+    PyMem_Free(g->arena);
+    PyMem_Free(g->uses);
+    memset(g, 0, sizeof(*g));
+}
+
+static uint64_t
+hash_chars(const uint32_t *c, size_t len, size_t field)
+{
+    uint64_t h = 0xCBF29CE484222325ULL;
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ c[i]) * 0x100000001B3ULL;
+    }
+    return hash_key(h, (uint64_t)len << 32 ^ (uint64_t)field);
+}
+
+static int
+groups_grow_index(Groups *g)
+{
+    size_t size = g->index == NULL ? 4096 : (g->index_mask + 1) * 2;
+    if (size > PY_SSIZE_T_MAX / sizeof(uint32_t)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    uint32_t *index = PyMem_Calloc(size, sizeof(uint32_t));
+    if (index == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t mask = size - 1;
+    for (size_t v = 0; v < g->nvalues; v++) {
+        size_t at = (size_t)g->values[v].hash & mask;
+        while (index[at] != 0) {
+            at = (at + 1) & mask;
+        }
+        index[at] = (uint32_t)(v + 1);
+    }
+    PyMem_Free(g->index);
+    g->index = index;
+    g->index_mask = mask;
+    return 0;
+}
+
+/* Record a use of value c (len > 0 code points) of field number field at offset. */
+static int
+groups_add(Groups *g, const uint32_t *c, size_t len, size_t field, uint16_t offset)
+{
+    uint64_t hash = hash_chars(c, len, field);
+    size_t at = (size_t)hash & g->index_mask;
+    size_t found;
+    for (;;) {
+        uint32_t id = g->index[at];
+        if (id == 0) {
+            break;
+        }
+        const Value *v = &g->values[id - 1];
+        if (v->hash == hash && v->len == len && v->field == field
+                && memcmp(g->arena + v->start, c, len * sizeof(uint32_t)) == 0) {
+            found = id - 1;
+            goto use;
+        }
+        at = (at + 1) & g->index_mask;
+    }
+    if (g->nvalues >= UINT32_MAX - 1) {
+        PyErr_SetString(PyExc_OverflowError, "too many field values");
+        return -1;
+    }
+    if ((g->nvalues + 1) * 2 > g->index_mask + 1) {
+        if (groups_grow_index(g) < 0) {
+            return -1;
+        }
+        at = (size_t)hash & g->index_mask;
+        while (g->index[at] != 0) {
+            at = (at + 1) & g->index_mask;
+        }
+    }
+    if (len > PY_SSIZE_T_MAX - g->arena_len) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Value *values = reserve(g->values, &g->values_cap, g->nvalues + 1, sizeof(Value));
+    if (values == NULL) {
+        return -1;
+    }
+    g->values = values;
+    uint32_t *arena = reserve(g->arena, &g->arena_cap, g->arena_len + len, sizeof(uint32_t));
+    if (arena == NULL) {
+        return -1;
+    }
+    g->arena = arena;
+    found = g->nvalues++;
+    g->values[found] = (Value){hash, g->arena_len, len, field, 0, 0};
+    memcpy(g->arena + g->arena_len, c, len * sizeof(uint32_t));
+    g->arena_len += len;
+    g->index[at] = (uint32_t)(found + 1);
+use:;
+    Use *uses = reserve(g->uses, &g->uses_cap, g->nuses + 1, sizeof(Use));
+    if (uses == NULL) {
+        return -1;
+    }
+    g->uses = uses;
+    g->uses[g->nuses++] = (Use){(uint32_t)found, offset};
+    g->values[found].count++;
+    return 0;
+}
+
+/* Every key of every field value of the texts (texts[k] at offsets[k]), with its
+ * offsets: the same keys and sets as collect() over the texts grouped by field value. */
+static int
+collect_texts(Table *t, PyObject *offsets, PyObject *texts, Py_ssize_t positions)
+{
+    Groups g;
+    memset(&g, 0, sizeof(g));
+    uint16_t *bucketed = NULL;
+    int result = -1;
+    if (groups_grow_index(&g) < 0) {
+        goto done;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(texts);
+    for (Py_ssize_t k = 0; k < count; k++) {
+        uint16_t offset;
+        if (read_offset(PyList_GET_ITEM(offsets, k), &offset) < 0) {
+            goto done;
+        }
+        Py_ssize_t len = read_chars(t, PyList_GET_ITEM(texts, k), "search texts");
+        if (len < 0) {
+            goto done;
+        }
+        const uint32_t *c = t->chars;
+        size_t field = 0, start = 0;
+        for (size_t i = 0; i <= (size_t)len; i++) {
+            if (i < (size_t)len && c[i] != 0x1F) {
+                continue;
+            }
+            if (i > start) {
+                if (field >= LIMIT) {
+                    PyErr_SetString(PyExc_ValueError, "too many fields");
+                    goto done;
+                }
+                if (groups_add(&g, c + start, i - start, field, offset) < 0) {
+                    goto done;
+                }
+            }
+            field++;
+            start = i + 1;
+        }
+    }
+    size_t total = 0;
+    for (size_t v = 0; v < g.nvalues; v++) {
+        g.values[v].first = total;
+        total += g.values[v].count;
+    }
+    bucketed = PyMem_Malloc(total ? total * sizeof(uint16_t) : 1);
+    if (bucketed == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (size_t u = 0; u < g.nuses; u++) {  /* first: where the value's next offset goes */
+        bucketed[g.values[g.uses[u].value].first++] = g.uses[u].offset;
+    }
+    for (size_t v = 0; v < g.nvalues; v++) {
+        const Value *value = &g.values[v];
+        if (t->stamp == UINT32_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "too many field values");
+            goto done;
+        }
+        t->stamp++;
+        if (add_value(t, (uint64_t)value->field << 2, g.arena + value->start,
+                      (Py_ssize_t)value->len, positions,
+                      bucketed + (value->first - value->count), value->count) < 0) {
+            goto done;
+        }
+    }
+    result = 0;
+done:
+    PyMem_Free(bucketed);
+    groups_free(&g);
+    return result;
+}
+
+static int
+check_args(PyObject *fields, Py_ssize_t positions)
+{
+    if (!PyList_Check(fields)) {
+        PyErr_Format(PyExc_TypeError, "fields must be a list, not %.200s",
+                     Py_TYPE(fields)->tp_name);
+        return -1;
+    }
+    if (positions < 0 || positions >= LIMIT) {
+        PyErr_SetString(PyExc_ValueError, "positions must be in 0..2**30 - 1");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+check_sparse_max(Py_ssize_t sparse_max)
+{
+    if (sparse_max < 1 || sparse_max > BLOCK) {
+        PyErr_SetString(PyExc_ValueError, "sparse_max must be in 1..65536");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+check_texts(PyObject *offsets, PyObject *texts, Py_ssize_t positions)
+{
+    if (!PyList_Check(offsets)) {
+        PyErr_Format(PyExc_TypeError, "offsets must be a list, not %.200s",
+                     Py_TYPE(offsets)->tp_name);
+        return -1;
+    }
+    if (check_args(texts, positions) < 0) {
+        return -1;
+    }
+    if (PyList_GET_SIZE(offsets) != PyList_GET_SIZE(texts)) {
+        PyErr_SetString(PyExc_ValueError, "offsets and texts differ in length");
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(rows_doc,
+"rows(fields, positions, sparse_max, /)\n--\n\n"
+"The index rows of a block: [(key, n, data)] sorted by key, each set encoded\n"
+"as stored (b\"S\" + little-endian uint16 offsets up to sparse_max members,\n"
+"else b\"D\" + an 8,192-byte bitmap).");
+
+static PyObject *
+rows(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *fields;
+    Py_ssize_t positions, sparse_max;
+    if (!PyArg_ParseTuple(args, "Onn:rows", &fields, &positions, &sparse_max)) {
+        return NULL;
+    }
+    if (check_args(fields, positions) < 0 || check_sparse_max(sparse_max) < 0) {
+        return NULL;
+    }
+    Table t;
+    if (table_init(&t) < 0) {
+        return NULL;
+    }
+    PyObject *out = NULL;
+    Py_INCREF(fields);
+    if (collect(&t, fields, positions) == 0) {
+        out = rows_of(&t, (size_t)sparse_max);
+    }
+    Py_DECREF(fields);
+    table_free(&t);
+    return out;
+}
+
+PyDoc_STRVAR(postings_doc,
+"postings(fields, positions, /)\n--\n\n"
+"Each key of a block -> its sorted distinct offsets.");
+
+static PyObject *
+postings(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *fields;
+    Py_ssize_t positions;
+    if (!PyArg_ParseTuple(args, "On:postings", &fields, &positions)) {
+        return NULL;
+    }
+    if (check_args(fields, positions) < 0) {
+        return NULL;
+    }
+    Table t;
+    if (table_init(&t) < 0) {
+        return NULL;
+    }
+    PyObject *out = NULL;
+    Py_INCREF(fields);
+    if (collect(&t, fields, positions) == 0) {
+        out = postings_of(&t);
+    }
+    Py_DECREF(fields);
+    table_free(&t);
+    return out;
+}
+
+PyDoc_STRVAR(text_rows_doc,
+"text_rows(offsets, texts, positions, sparse_max, /)\n--\n\n"
+"rows() of the block whose contact at offsets[k] has search text texts[k]\n"
+"(fields separated by \"\\x1f\").");
+
+static PyObject *
+text_rows(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *offsets, *texts;
+    Py_ssize_t positions, sparse_max;
+    if (!PyArg_ParseTuple(args, "OOnn:text_rows", &offsets, &texts, &positions, &sparse_max)) {
+        return NULL;
+    }
+    if (check_texts(offsets, texts, positions) < 0 || check_sparse_max(sparse_max) < 0) {
+        return NULL;
+    }
+    Table t;
+    if (table_init(&t) < 0) {
+        return NULL;
+    }
+    PyObject *out = NULL;
+    Py_INCREF(offsets);
+    Py_INCREF(texts);
+    if (collect_texts(&t, offsets, texts, positions) == 0) {
+        out = rows_of(&t, (size_t)sparse_max);
+    }
+    Py_DECREF(offsets);
+    Py_DECREF(texts);
+    table_free(&t);
+    return out;
+}
+
+PyDoc_STRVAR(text_postings_doc,
+"text_postings(offsets, texts, positions, /)\n--\n\n"
+"postings() of the block whose contact at offsets[k] has search text texts[k]\n"
+"(fields separated by \"\\x1f\").");
+
+static PyObject *
+text_postings(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *offsets, *texts;
+    Py_ssize_t positions;
+    if (!PyArg_ParseTuple(args, "OOn:text_postings", &offsets, &texts, &positions)) {
+        return NULL;
+    }
+    if (check_texts(offsets, texts, positions) < 0) {
+        return NULL;
+    }
+    Table t;
+    if (table_init(&t) < 0) {
+        return NULL;
+    }
+    PyObject *out = NULL;
+    Py_INCREF(offsets);
+    Py_INCREF(texts);
+    if (collect_texts(&t, offsets, texts, positions) == 0) {
+        out = postings_of(&t);
+    }
+    Py_DECREF(offsets);
+    Py_DECREF(texts);
     table_free(&t);
     return out;
 }
@@ -801,6 +1160,8 @@ done:
 static PyMethodDef methods[] = {
     {"rows", rows, METH_VARARGS, rows_doc},
     {"postings", postings, METH_VARARGS, postings_doc},
+    {"text_rows", text_rows, METH_VARARGS, text_rows_doc},
+    {"text_postings", text_postings, METH_VARARGS, text_postings_doc},
     {NULL, NULL, 0, NULL},
 };
 

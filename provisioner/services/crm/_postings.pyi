@@ -12,3 +12,13 @@ def rows(fields: list[dict[str, list[int]]], positions: int, sparse_max: int, /
 
 def postings(fields: list[dict[str, list[int]]], positions: int, /) -> dict[str, list[int]]:
     """Each key of the block -> its sorted distinct offsets."""
+
+def text_rows(offsets: list[int], texts: list[str], positions: int, sparse_max: int, /
+              ) -> list[tuple[str, int, bytes]]:
+    """:func:`rows` of the block whose contact at ``offsets[k]`` has search text
+    ``texts[k]`` (fields separated by ``"\\x1f"``), grouped by field value natively."""
+
+def text_postings(offsets: list[int], texts: list[str], positions: int, /
+                  ) -> dict[str, list[int]]:
+    """:func:`postings` of the block whose contact at ``offsets[k]`` has search text
+    ``texts[k]`` (fields separated by ``"\\x1f"``), grouped by field value natively."""

@@ -55,8 +55,8 @@ from bisect import bisect_left
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import compress, filterfalse, islice, repeat
-from operator import add, itemgetter, ne
+from itertools import compress, filterfalse, groupby, islice, repeat
+from operator import add, and_, itemgetter, ne, rshift
 from typing import Any, TypeAlias
 
 from sqlalchemy import Connection, LargeBinary, Table, bindparam, event, text
@@ -465,18 +465,21 @@ class Builder:
 
     Work is grouped by field value: each distinct value of a field (a surname,
     a company, a memo choice) has its keys computed once and its contacts' ids
-    appended to those keys' lists together. A block whose only contacts of the
-    tenant are the ones being added has no index rows yet: its rows are written
-    without reading or merging (else they are merged like :func:`apply`).
+    appended to those keys' lists together. A block's contacts are collected as
+    (offset, search text) and grouped when the block is written: by the C
+    extension (``_postings.text_rows`` / ``text_postings``) when built, else by
+    :meth:`_grouped`. A block whose only contacts of the tenant are the ones
+    being added has no index rows yet: its rows are written without reading or
+    merging (else they are merged like :func:`apply`).
     """
 
     def __init__(self, conn: Connection, tenant_id: int) -> None:
         self.conn = conn
         self.tenant_id = tenant_id
         self._block: int | None = None
-        #: per field number: field value -> offsets (in the current block) having it
-        self._fields: list[dict[str, list[int]]] = []
-        self._added = 0
+        #: the current block's contacts, in the order added: offsets and search texts
+        self._offsets: list[int] = []
+        self._texts: list[str] = []
         self.indexed = 0
         _lock(conn, tenant_id)
 
@@ -485,39 +488,66 @@ class Builder:
         if block != self._block:
             self._flush()
             self._block = block
-        offset = contact_id & MASK
-        parts = search_text.split(_SEP)
-        fields = self._fields
-        while len(fields) < len(parts):
-            fields.append({})
-        for values, part in zip(fields, parts, strict=False):
-            found = values.get(part)
-            if found is None:
-                values[part] = [offset]
-            else:
-                found.append(offset)
-        self._added += 1
+        self._offsets.append(contact_id & MASK)
+        self._texts.append(search_text)
         self.indexed += 1
 
     def add_many(self, ids: Iterable[int], texts: Iterable[str]) -> None:
-        """:meth:`add` of each (id, search text)."""
-        for contact_id, search_text in zip(ids, texts, strict=True):
-            self.add(contact_id, search_text)
+        """:meth:`add` of each (id, search text), a run of ids of one block at a time.
+
+        Raises ``ValueError`` (adding nothing) if ``ids`` and ``texts`` differ in length.
+        """
+        ids = list(ids)
+        texts = list(texts)
+        if len(ids) != len(texts):
+            raise ValueError(f"{len(ids)} ids but {len(texts)} search texts")
+        start = 0
+        for block, run in groupby(map(rshift, ids, repeat(BLOCK_BITS))):
+            end = start + len(list(run))
+            if block != self._block:
+                self._flush()
+                self._block = block
+            self._offsets.extend(map(and_, islice(ids, start, end), repeat(MASK)))
+            self._texts.extend(islice(texts, start, end))
+            self.indexed += end - start
+            start = end
+
+    @staticmethod
+    def _grouped(offsets: list[int], texts: list[str]) -> list[dict[str, list[int]]]:
+        """Per field number: field value -> the offsets having it (in the order given).
+
+        The reference for the grouping done by ``_postings.text_rows`` and
+        ``text_postings``; the input of :func:`_postings`.
+        """
+        fields: list[dict[str, list[int]]] = []
+        for offset, search_text in zip(offsets, texts, strict=True):
+            parts = search_text.split(_SEP)
+            while len(fields) < len(parts):
+                fields.append({})
+            for values, part in zip(fields, parts, strict=False):
+                found = values.get(part)
+                if found is None:
+                    values[part] = [offset]
+                else:
+                    found.append(offset)
+        return fields
 
     def _flush(self) -> None:
-        if self._block is None or not self._added:
+        if self._block is None or not self._offsets:
             return
-        if _block_is_new(self.conn, self.tenant_id, self._block, self._added):
-            rows = (_native.rows(self._fields, POSITIONS, SPARSE_MAX) if _native is not None
-                    else _block_rows(_postings(self._fields)))
+        offsets, texts = self._offsets, self._texts
+        if _block_is_new(self.conn, self.tenant_id, self._block, len(offsets)):
+            rows = (_native.text_rows(offsets, texts, POSITIONS, SPARSE_MAX)
+                    if _native is not None
+                    else _block_rows(_postings(self._grouped(offsets, texts))))
             _insert_block(self.conn, self.tenant_id, self._block, rows)
         else:
-            postings = (_native.postings(self._fields, POSITIONS) if _native is not None
-                        else _postings(self._fields))
+            postings = (_native.text_postings(offsets, texts, POSITIONS) if _native is not None
+                        else _postings(self._grouped(offsets, texts)))
             _write_block(self.conn, self.tenant_id, self._block,
                          {g: _Delta(adds=offs) for g, offs in postings.items()})
-        self._fields = []
-        self._added = 0
+        self._offsets = []
+        self._texts = []
 
     def finish(self) -> int:
         self._flush()
