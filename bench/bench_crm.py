@@ -479,6 +479,19 @@ def section(outcomes: list[tuple[Outcome, str]], args: argparse.Namespace, when:
                       f"rows/s for the contact rows alone, without validation, change log or "
                       f"index); the import ran at {rate:,.0f} rows/s, "
                       f"{rate / floor:.0%} of that floor."]
+    for outcome, version in outcomes:
+        p99 = pct(outcome.lookup, 99)
+        if p99 * 1000 > LOOKUP_P99_MS:
+            trips = outcome.round_trip
+            lines += ["", f"{version}: phone lookup median {ms(statistics.median(outcome.lookup))}"
+                      f", p99 {ms(p99)}. The lookup is "
+                      + ("two round trips (the pipelined read, the commit)"
+                         if outcome.db == "postgresql" else "in-process")
+                      + f"; a bare `SELECT 1` on the same kind of connection took median "
+                      f"{statistics.median(trips) * 1000:.3f} ms, p99 "
+                      f"{pct(trips, 99) * 1000:.3f} ms in this run (p99 / median: lookup "
+                      f"{p99 / statistics.median(outcome.lookup):.1f}x, bare round trip "
+                      f"{pct(trips, 99) / statistics.median(trips):.1f}x)."]
     lines += ["", "Setup (bulk seed + index build, for reference): " + "; ".join(
         f"{version}: " + ("kept database of an earlier run reused" if outcome.setup_s is None
                           else f"{outcome.setup_s:.0f} s")
