@@ -1035,6 +1035,37 @@ PyDoc_STRVAR(rows_doc,
 "as stored (b\"S\" + little-endian uint16 offsets up to sparse_max members,\n"
 "else b\"D\" + an 8,192-byte bitmap).");
 
+/* The body shared by the four entry points: collect the block (from ``fields`` when
+ * ``texts`` is NULL, else from ``offsets`` / ``texts``), then build its rows
+ * (``want_rows``) or its postings. */
+static PyObject *
+build(PyObject *fields, PyObject *offsets, PyObject *texts, Py_ssize_t positions,
+      int want_rows, Py_ssize_t sparse_max)
+{
+    if ((texts == NULL ? check_args(fields, positions)
+                       : check_texts(offsets, texts, positions)) < 0
+        || (want_rows && check_sparse_max(sparse_max) < 0)) {
+        return NULL;
+    }
+    Table t;
+    if (table_init(&t) < 0) {
+        return NULL;
+    }
+    PyObject *out = NULL;
+    PyObject *held[2] = {texts == NULL ? fields : offsets, texts};
+    Py_XINCREF(held[0]);
+    Py_XINCREF(held[1]);
+    int collected = texts == NULL ? collect(&t, fields, positions)
+                                  : collect_texts(&t, offsets, texts, positions);
+    if (collected == 0) {
+        out = want_rows ? rows_of(&t, (size_t)sparse_max) : postings_of(&t);
+    }
+    Py_XDECREF(held[0]);
+    Py_XDECREF(held[1]);
+    table_free(&t);
+    return out;
+}
+
 static PyObject *
 rows(PyObject *module, PyObject *args)
 {
@@ -1044,21 +1075,7 @@ rows(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "Onn:rows", &fields, &positions, &sparse_max)) {
         return NULL;
     }
-    if (check_args(fields, positions) < 0 || check_sparse_max(sparse_max) < 0) {
-        return NULL;
-    }
-    Table t;
-    if (table_init(&t) < 0) {
-        return NULL;
-    }
-    PyObject *out = NULL;
-    Py_INCREF(fields);
-    if (collect(&t, fields, positions) == 0) {
-        out = rows_of(&t, (size_t)sparse_max);
-    }
-    Py_DECREF(fields);
-    table_free(&t);
-    return out;
+    return build(fields, NULL, NULL, positions, 1, sparse_max);
 }
 
 PyDoc_STRVAR(postings_doc,
@@ -1074,21 +1091,7 @@ postings(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "On:postings", &fields, &positions)) {
         return NULL;
     }
-    if (check_args(fields, positions) < 0) {
-        return NULL;
-    }
-    Table t;
-    if (table_init(&t) < 0) {
-        return NULL;
-    }
-    PyObject *out = NULL;
-    Py_INCREF(fields);
-    if (collect(&t, fields, positions) == 0) {
-        out = postings_of(&t);
-    }
-    Py_DECREF(fields);
-    table_free(&t);
-    return out;
+    return build(fields, NULL, NULL, positions, 0, 0);
 }
 
 PyDoc_STRVAR(text_rows_doc,
@@ -1105,23 +1108,7 @@ text_rows(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOnn:text_rows", &offsets, &texts, &positions, &sparse_max)) {
         return NULL;
     }
-    if (check_texts(offsets, texts, positions) < 0 || check_sparse_max(sparse_max) < 0) {
-        return NULL;
-    }
-    Table t;
-    if (table_init(&t) < 0) {
-        return NULL;
-    }
-    PyObject *out = NULL;
-    Py_INCREF(offsets);
-    Py_INCREF(texts);
-    if (collect_texts(&t, offsets, texts, positions) == 0) {
-        out = rows_of(&t, (size_t)sparse_max);
-    }
-    Py_DECREF(offsets);
-    Py_DECREF(texts);
-    table_free(&t);
-    return out;
+    return build(NULL, offsets, texts, positions, 1, sparse_max);
 }
 
 PyDoc_STRVAR(text_postings_doc,
@@ -1138,23 +1125,7 @@ text_postings(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOn:text_postings", &offsets, &texts, &positions)) {
         return NULL;
     }
-    if (check_texts(offsets, texts, positions) < 0) {
-        return NULL;
-    }
-    Table t;
-    if (table_init(&t) < 0) {
-        return NULL;
-    }
-    PyObject *out = NULL;
-    Py_INCREF(offsets);
-    Py_INCREF(texts);
-    if (collect_texts(&t, offsets, texts, positions) == 0) {
-        out = postings_of(&t);
-    }
-    Py_DECREF(offsets);
-    Py_DECREF(texts);
-    table_free(&t);
-    return out;
+    return build(NULL, offsets, texts, positions, 0, 0);
 }
 
 static PyMethodDef methods[] = {
