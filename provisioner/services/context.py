@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,6 +34,9 @@ from provisioner.db import migrate
 from provisioner.db.engine import deferred_begin, make_engine
 from provisioner.errors import ConfigurationError
 from provisioner.security.keystore import MasterKey
+
+#: the tenant scope that PostgreSQL's row-level security policies key on (transaction-local)
+_SET_TENANT = text("SELECT set_config('provisioner.tenant_id', :t, true)")
 
 
 @dataclass
@@ -148,6 +151,18 @@ class Provisioner:
                 log_rows.extend(ctx._deferred_rows)
 
     def write_log_rows(self, rows: list[Any]) -> None:
-        """Commit the log rows a read-only transaction left (one short write transaction)."""
+        """Commit the log rows a read-only transaction left (one short write transaction).
+
+        On PostgreSQL each tenant's rows are written under that tenant's row-level
+        security scope (``provisioner.tenant_id``), as the read-only transaction had it.
+        """
+        by_tenant: dict[Any, list[Any]] = {}
+        for row in rows:
+            by_tenant.setdefault(getattr(row, "tenant_id", None), []).append(row)
         with self.transaction() as writer:
-            writer.session.add_all(rows)
+            scoped = self.engine.dialect.name == "postgresql"
+            for tenant_id, group in by_tenant.items():
+                if scoped and tenant_id is not None:
+                    writer.session.execute(_SET_TENANT, {"t": str(tenant_id)})
+                writer.session.add_all(group)
+                writer.session.flush()
