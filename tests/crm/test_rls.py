@@ -112,3 +112,27 @@ def test_the_application_works_as_a_non_superuser_non_owner_role(world: World) -
                                       {"rank.gold": "silver"}) == {"rank.gold": 1}
     with world.app.transaction() as ctx:  # the other tenant's value was not remapped
         assert records.show(ctx, other, "contact", theirs["id"])["memo_2"] == "gold"
+
+
+def test_a_read_only_lookup_ends_its_transaction_and_what_follows_is_scoped_again(
+        world: World) -> None:
+    """A read-only transaction's lookup sends its COMMIT with the pipelined read: a later
+    service in the same context scopes its own statements, and a bare statement after it
+    carries no tenant setting, so it sees no rows."""
+    _postgres_only(world)
+    configured(world, "acme")
+    configured(world, "other")
+    acme, other = world.actor("acme"), world.actor("other")
+    make(world, other, "contact", {"name": "他社", "phone": "03-7777-0000"})
+    mine = make(world, acme, "contact", {"name": "自社", "phone": "03-7777-0000",
+                                         "log_personal_info": True})
+    with plain_role_app(world, "ro") as app:
+        with app.transaction(read_only=True) as ctx:
+            card = search.lookup(ctx, acme, "0377770000")
+            assert (card["contact"]["id"], card["other_matches"]) == (mine["id"], [])
+            assert ctx.session.scalar(text("SELECT count(*) FROM crm_contacts")) == 0
+            assert [i["id"] for i in search.search(ctx, acme, Query()).items] == [mine["id"]]
+            assert search.lookup(ctx, acme, "03-7777-0000")["contact"]["id"] == mine["id"]
+        with app.transaction() as ctx:
+            views = [e for e in records.access_log(ctx, acme) if e["kind"] == "personal_info_view"]
+        assert [e["subject"] for e in views] == [f"contact:{mine['id']}"] * 2

@@ -381,10 +381,18 @@ def _pipelined_lookup(ctx: Context, actor: Actor, digits: str, history: int
                       ) -> tuple[Any, list[Any], list[Any], list[Any]]:
     """PostgreSQL: scope, configuration, contacts and the first one's history in one round
     trip (a psycopg pipeline: BEGIN and the five statements are sent before any reply is
-    read). Returns (current configuration row, contacts, activities, purchases)."""
+    read). Returns (current configuration row, contacts, activities, purchases).
+
+    A read-only transaction (:meth:`Provisioner.transaction` with ``read_only``) that has
+    sent nothing yet is also ended in that round trip: its COMMIT goes in the pipeline,
+    and the transaction's own commit then finds nothing to do. (A later statement of the
+    same context would run in a transaction of its own, without the tenant scope, so
+    it would see no tenant rows: services scope themselves first.)
+    """
     conn = ctx.session.connection()
     driver = conn.connection.driver_connection
     assert driver is not None
+    whole = ctx.read_only and driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     statements = _PIPELINED.get(conn.dialect.name)
     if statements is None:
         statements = tuple(_Pipelined.of(s, conn.dialect) for s in (
@@ -399,6 +407,8 @@ def _pipelined_lookup(ctx: Context, actor: Actor, digits: str, history: int
             cursors[0].execute(scope.SET_TENANT_SQL, (str(actor.tenant_id),))
             for cursor, statement in zip(cursors[1:], statements, strict=True):
                 cursor.execute(statement.sql, statement.compiled.construct_params(values))
+            if whole:
+                cursors[0].execute("COMMIT")
         config_rows, contacts, activities, purchases = (
             statement.rows(cursor.fetchall())
             for cursor, statement in zip(cursors[1:], statements, strict=True))
