@@ -183,3 +183,25 @@ def test_search_equals_a_plain_like_scan(world: World) -> None:
                 *(CrmContact.search_text.like(f"%{t}%") for t in terms))))
         assert sorted(i["id"] for i in result.items) == expected == like, q
         assert result.total == len(expected)
+
+
+def test_a_company_rename_or_delete_reaches_its_contacts_search_text(world: World) -> None:
+    configured(world)
+    admin = world.actor("acme")
+    company = make(world, admin, "company", {"name": "株式会社旧名商事"})
+    kept = make(world, admin, "contact", {"name": "残る 人", "company_id": company["id"]})
+    make(world, admin, "contact", {"name": "別の 人"})
+
+    def ids(q: str) -> list[int]:
+        with world.app.transaction() as ctx:
+            return [i["id"] for i in search.search(ctx, admin, Query(q=q)).items]
+
+    assert ids("旧名商事") == [kept["id"]]
+    with world.app.transaction() as ctx:
+        records.update(ctx, admin, "company", company["id"], {"name": "株式会社新名商事"})
+    assert (ids("旧名商事"), ids("新名商事")) == ([], [kept["id"]])
+    with world.app.transaction() as ctx:
+        records.delete_record(ctx, admin, "company", company["id"])
+    assert (ids("新名商事"), ids("残る")) == ([], [kept["id"]])
+    with world.app.transaction() as ctx:
+        assert records.show(ctx, admin, "contact", kept["id"])["company_id"] is None

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Connection,
     Table,
     Text,
+    and_,
     bindparam,
     func,
     select,
@@ -590,10 +591,9 @@ def update(ctx: Context, actor: Actor, type_name: str, record_id: int,
 
 
 def refresh_company_contacts(ctx: Context, actor: Actor, company_id: int) -> None:
-    name = _company_name(ctx, actor, company_id)
-    for contact in ctx.session.scalars(select(CrmContact).where(
-            CrmContact.tenant_id == actor.tenant_id, CrmContact.company_id == company_id)):
-        contact.search_text = contact_search_text(contact, name)
+    """Recompute the search text of a company's contacts (after its name changed)."""
+    rewrite_contacts(ctx, actor.tenant_id, [and_(CrmContact.tenant_id == actor.tenant_id,
+                                                 CrmContact.company_id == company_id)], {})
 
 
 #: ids per IN list of refresh_search_text
@@ -702,10 +702,11 @@ def delete_record(ctx: Context, actor: Actor, type_name: str, record_id: int, *,
     row = fetch(ctx, actor, type_name, record_id)
     shown = to_dict(rt, row)
     shown.pop("body", None)
+    released: list[int] = []  # a deleted company's contacts: their search text loses its name
     if rt.name == "company":
-        ctx.session.execute(sql_update(CrmContact).where(
+        released = list(ctx.session.scalars(sql_update(CrmContact).where(
             CrmContact.tenant_id == actor.tenant_id, CrmContact.company_id == row.id)
-            .values(company_id=None, department_id=None))
+            .values(company_id=None, department_id=None).returning(CrmContact.id)))
     ctx.session.flush()  # the Core deletes below see (and count) pending rows
     if rt.name in ("company", "department", "contact"):
         tally.delete_counted(ctx.session.connection(), actor.tenant_id, CrmCustomRecord,
@@ -720,8 +721,8 @@ def delete_record(ctx: Context, actor: Actor, type_name: str, record_id: int, *,
     ctx.session.delete(row)
     _change(ctx, actor, rt, record_id, "delete", shown, purpose)
     ctx.session.flush()
-    if rt.name == "company":
-        refresh_company_contacts(ctx, actor, record_id)
+    if released:
+        refresh_search_text(ctx, actor.tenant_id, released)
 
 
 CHILDREN: tuple[Any, ...] = (CrmCareer, CrmFamily, CrmCardExchange, CrmSecretNote, CrmActivity,
