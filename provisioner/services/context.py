@@ -35,8 +35,10 @@ from provisioner.db.engine import deferred_begin, make_engine
 from provisioner.errors import ConfigurationError
 from provisioner.security.keystore import MasterKey
 
-#: the tenant scope that PostgreSQL's row-level security policies key on (transaction-local)
-_SET_TENANT = text("SELECT set_config('provisioner.tenant_id', :t, true)")
+#: the transaction's tenant, which PostgreSQL's row-level security policies key on
+SET_TENANT = text("SELECT set_config('provisioner.tenant_id', :t, true)")
+#: the same statement for a psycopg cursor (a pipeline)
+SET_TENANT_SQL = "SELECT set_config('provisioner.tenant_id', %s, true)"
 
 
 @dataclass
@@ -60,6 +62,12 @@ class Context:
             self._deferred_rows.append(row)
         else:
             self.session.add(row)
+
+    def enter_tenant(self, tenant_id: int) -> None:
+        """Scope the transaction to a tenant: PostgreSQL's row-level security policies
+        show and accept that tenant's rows only (SQLite: nothing to do)."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(SET_TENANT, {"t": str(tenant_id)})
 
     def keep_writes_on_error(self) -> None:
         """Commit what this transaction wrote even if it ends with an error."""
@@ -160,9 +168,8 @@ class Provisioner:
         for row in rows:
             by_tenant.setdefault(getattr(row, "tenant_id", None), []).append(row)
         with self.transaction() as writer:
-            scoped = self.engine.dialect.name == "postgresql"
             for tenant_id, group in by_tenant.items():
-                if scoped and tenant_id is not None:
-                    writer.session.execute(_SET_TENANT, {"t": str(tenant_id)})
+                if tenant_id is not None:
+                    writer.enter_tenant(tenant_id)
                 writer.session.add_all(group)
                 writer.session.flush()

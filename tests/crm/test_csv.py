@@ -219,7 +219,7 @@ def test_a_large_import_is_all_or_nothing_and_searchable(world: World, copy: boo
 def test_an_import_as_a_role_under_row_level_security_inserts_instead_of_copying(
         world: World) -> None:
     """PostgreSQL refuses COPY FROM where row-level security applies: a plain login role
-    (no superuser, no BYPASSRLS) imports through INSERTs, with the same result."""
+    (no superuser, no BYPASSRLS) imports through a staging table, with the same result."""
     if world.app.engine.dialect.name != "postgresql":
         pytest.skip("COPY and row-level security are PostgreSQL features")
     from provisioner.services.crm import search_index
@@ -228,7 +228,7 @@ def test_an_import_as_a_role_under_row_level_security_inserts_instead_of_copying
     with plain_role_app(world, "imp") as app:
         actor = world.actor("acme")
         with app.transaction() as ctx:
-            assert not search_index.can_copy(ctx.session.connection(), "crm_contacts")
+            assert search_index._copy_mode(ctx.session.connection(), "crm_contacts") == "staged"
             report = csvio.import_customers(ctx, actor, GOOD.encode())
         assert report.created == 2
         with app.transaction() as ctx:

@@ -49,7 +49,6 @@ from sqlalchemy import (
     literal,
     literal_column,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -66,7 +65,7 @@ from provisioner.db.crm_models import (
     CrmTally,
 )
 from provisioner.errors import ValidationFailed
-from provisioner.services.context import Context
+from provisioner.services.context import SET_TENANT_SQL, Context
 from provisioner.services.crm import records, tally
 
 if TYPE_CHECKING:
@@ -96,9 +95,7 @@ def _memo_uses(data: Mapping[str, Any]) -> dict[int, tuple[str, str | None]]:
 
 
 def _enter(ctx: Context, tenant_id: int) -> None:
-    if ctx.session.get_bind().dialect.name == "postgresql":
-        ctx.session.execute(text("SELECT set_config('provisioner.tenant_id', :t, true)"),
-                            {"t": str(tenant_id)})
+    ctx.enter_tenant(tenant_id)
 
 
 #: the report of a change that touches no record
@@ -127,7 +124,7 @@ def has_records(ctx: Context, tenant_id: int) -> bool:
     dbapi = cast("psycopg.Connection[Any]", session.connection().connection.dbapi_connection)
     # enter the tenant's scope (_enter) and read its count, in order, in one round trip
     with dbapi.pipeline():
-        dbapi.execute("SELECT set_config('provisioner.tenant_id', %s, true)", (str(tenant_id),))
+        dbapi.execute(SET_TENANT_SQL, (str(tenant_id),))
         cursor = dbapi.execute("SELECT n FROM crm_tallies WHERE tenant_id = %s AND name = %s"
                                " AND value = %s", (tenant_id, name, value))
     row = cursor.fetchone()
@@ -171,19 +168,12 @@ class _Counts:
 
     def run(self, ctx: Context, tenant_id: int) -> list[tuple[dict[str, Any], int]]:
         """(asked item, count) for every question with a count above zero."""
-        model = self.model
         session = ctx.session
-        scoped: ColumnElement[bool] = model.tenant_id == tenant_id
-        if session.get_bind().dialect.name == "sqlite":
+        scoped, rows = _tenant_rows(ctx, self.model, tenant_id)
+        if rows is not None:
             # SQLite sums overflow with an error: size the fields from the row count
-            rows = session.scalar(select(func.count()).select_from(model).where(scoped)) or 0
             if not rows:
                 return []
-            # it would walk the tenant_id index row by row: slower than one pass over
-            # the table when the tenant holds a good share of it
-            total = session.scalar(select(func.count()).select_from(model)) or 0
-            if rows * 4 > total:
-                scoped = model.tenant_id + 0 == tenant_id
             width = rows.bit_length()
         else:
             # PostgreSQL sums bigints into numerics (no overflow): count in the same scan
@@ -493,18 +483,20 @@ def _log_updates(ctx: Context, entry: Mapping[str, Any], ids: list[int]) -> None
             select(*(literal(entry[k], log.c[k].type) for k in names), each.c.value)))
 
 
-def _tenant_rows(ctx: Context, model: Any, tenant_id: int) -> ColumnElement[bool]:
-    """The condition selecting the tenant's rows of ``model`` for a scan. SQLite has no
-    statistics: for a tenant holding a good share of the table it would still walk the
-    tenant_id index row by row, slower than one pass over the table (``tenant_id + 0``)."""
+def _tenant_rows(ctx: Context, model: Any, tenant_id: int
+                 ) -> tuple[ColumnElement[bool], int | None]:
+    """The condition selecting the tenant's rows of ``model`` for a scan, and on SQLite
+    their number (None elsewhere). SQLite has no statistics: for a tenant holding a good
+    share of the table it would still walk the tenant_id index row by row, slower than
+    one pass over the table (``tenant_id + 0``)."""
     scoped: ColumnElement[bool] = model.tenant_id == tenant_id
     session = ctx.session
-    if session.get_bind().dialect.name == "sqlite":
-        rows = session.scalar(select(func.count()).select_from(model).where(scoped)) or 0
-        total = session.scalar(select(func.count()).select_from(model)) or 0
-        if rows * 4 > total:
-            scoped = model.tenant_id + 0 == tenant_id
-    return scoped
+    if session.get_bind().dialect.name != "sqlite":
+        return scoped, None
+    rows = session.scalar(select(func.count()).select_from(model).where(scoped)) or 0
+    if rows and rows * 4 > (session.scalar(select(func.count()).select_from(model)) or 0):
+        scoped = model.tenant_id + 0 == tenant_id
+    return scoped, rows
 
 
 def apply_remap(ctx: Context, tenant_id: int, result_data: Mapping[str, Any],
@@ -545,7 +537,7 @@ def apply_remap(ctx: Context, tenant_id: int, result_data: Mapping[str, Any],
             if model is CrmContact and column.key in records.SEARCH_PARTS:
                 # the value and the search text in one write per row, indexed per change
                 touched = records.rewrite_contacts(
-                    ctx, tenant_id, [_tenant_rows(ctx, model, tenant_id) & (column == value)],
+                    ctx, tenant_id, [_tenant_rows(ctx, model, tenant_id)[0] & (column == value)],
                     stamp)
             else:
                 touched = list(ctx.session.scalars(

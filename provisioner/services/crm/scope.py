@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, select
 
 from provisioner.config.document import ConfigDocument
 from provisioner.db.models import ConfigVersion, Tenant
@@ -95,12 +95,6 @@ def require(ctx: Context, actor: Actor, permission: str, action: str,
         )
 
 
-#: the statement of :func:`enter` as psycopg takes it (one positional parameter)
-SET_TENANT_SQL = "SELECT set_config('provisioner.tenant_id', %s, true)"
-
-
 def enter(ctx: Context, actor: Actor) -> None:
     """Scope the transaction to the actor's tenant (PostgreSQL row-level security)."""
-    if ctx.session.get_bind().dialect.name == "postgresql":
-        ctx.session.execute(text("SELECT set_config('provisioner.tenant_id', :t, true)"),
-                            {"t": str(actor.tenant_id)})
+    ctx.enter_tenant(actor.tenant_id)

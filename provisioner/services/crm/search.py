@@ -63,7 +63,7 @@ from provisioner.clock import format_instant
 from provisioner.db.crm_models import CrmActivity, CrmCompany, CrmContact, CrmPurchase
 from provisioner.errors import NotFound, ValidationFailed
 from provisioner.services.actors import Actor
-from provisioner.services.context import Context
+from provisioner.services.context import SET_TENANT_SQL, Context
 from provisioner.services.crm import records, scope, search_index
 from provisioner.services.crm.text import nfkc, phone_digits, search_key
 
@@ -349,7 +349,6 @@ _FIRST_WITH_NUMBER = select(func.min(_HAS_NUMBER.subquery().c.id)).scalar_subque
 class _Pipelined:
     """A statement compiled for psycopg, with its result columns' converters."""
 
-    sql: str
     compiled: Any
     names: tuple[str, ...]
     converters: tuple[Any, ...]
@@ -358,7 +357,7 @@ class _Pipelined:
     def of(cls, statement: Any, dialect: Any) -> _Pipelined:
         compiled = statement.compile(dialect=dialect)
         columns = list(statement.selected_columns)
-        return cls(compiled.string, compiled,
+        return cls(compiled,
                    tuple(c.key for c in columns),
                    tuple(c.type.dialect_impl(dialect).result_processor(dialect, None)
                          for c in columns))
@@ -404,9 +403,10 @@ def _pipelined_lookup(ctx: Context, actor: Actor, digits: str, history: int
     cursors = [driver.cursor() for _ in range(len(statements) + 1)]
     try:
         with driver.pipeline():
-            cursors[0].execute(scope.SET_TENANT_SQL, (str(actor.tenant_id),))
+            cursors[0].execute(SET_TENANT_SQL, (str(actor.tenant_id),))
             for cursor, statement in zip(cursors[1:], statements, strict=True):
-                cursor.execute(statement.sql, statement.compiled.construct_params(values))
+                cursor.execute(statement.compiled.string,
+                               statement.compiled.construct_params(values))
             if whole:
                 cursors[0].execute("COMMIT")
         config_rows, contacts, activities, purchases = (

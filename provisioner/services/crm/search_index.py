@@ -697,7 +697,7 @@ def insert_rows(conn: Connection, table: Table, columns: list[str],
     """Complete rows in one go, values converted by the column types.
 
     PostgreSQL: ``COPY`` where the session may load the table directly
-    (:func:`can_copy`); where row-level security applies (the application role),
+    (:func:`_copy_mode`); where row-level security applies (the application role),
     ``COPY`` into a temporary staging table of this transaction, then one
     ``INSERT ... SELECT`` from it -- that statement is checked against the policies
     like any other INSERT (a row of another tenant is refused), and the staging table
@@ -735,13 +735,6 @@ def insert_rows(conn: Connection, table: Table, columns: list[str],
 
 #: PostgreSQL: bulk rows go in with COPY where the session may (False: always INSERT)
 USE_COPY = True
-
-
-def can_copy(conn: Connection, table: str) -> bool:
-    """Whether ``COPY FROM`` may load ``table`` directly: PostgreSQL refuses it where
-    row-level security applies to the session (a role without BYPASSRLS), so there the
-    rows are staged (:func:`insert_rows`)."""
-    return _copy_mode(conn, table) == "direct"
 
 
 def _copy_mode(conn: Connection, table: str) -> str:

@@ -55,7 +55,7 @@ from provisioner.db.provisioning_models import CallRecord, DiskAddon, PriceBook
 from provisioner.errors import QuotaExceeded, ValidationFailed
 from provisioner.services import audit
 from provisioner.services.actors import get_tenant
-from provisioner.services.context import Context
+from provisioner.services.context import SET_TENANT, Context
 from provisioner.services.provisioning.billing import DEFAULT_PRICES, GIB, price_book
 
 CALL_RECORD_BYTES = 256
@@ -159,14 +159,13 @@ def crm_records(ctx: Context, tenant_ids: Sequence[int]) -> dict[int, int]:
         for tenant_id, count in session.execute(_records_of(ids)).all():
             out[tenant_id] = int(count)
         return out
-    scope = text("SELECT set_config('provisioner.tenant_id', :t, true)")
     try:
         for tenant_id in ids:
-            session.execute(scope, {"t": str(tenant_id)})
+            ctx.enter_tenant(tenant_id)
             for _, count in session.execute(_records_of([tenant_id])).all():
                 out[tenant_id] = int(count)
     finally:
-        session.execute(scope, {"t": current or ""})
+        session.execute(SET_TENANT, {"t": current or ""})
     return out
 
 
