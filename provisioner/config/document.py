@@ -23,9 +23,9 @@ Two layers of validity, on purpose:
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 SCHEMA_VERSION = 1
 
@@ -138,9 +138,38 @@ class CustomDatabase(_Model):
     fields: list[CustomField] = Field(default_factory=list, max_length=200)
 
 
+def _drop_unset(handler: Any, value: Any, optional: tuple[str, ...]) -> dict[str, Any]:
+    """Serialise without the optional keys left unset (None): documents written before
+    those keys existed keep their bytes, digests and diffs."""
+    data: dict[str, Any] = handler(value)
+    for key in optional:
+        if data.get(key) is None:
+            data.pop(key, None)
+    return data
+
+
 class Trigger(_Model):
-    event: Literal["created", "updated", "field_changed"]
-    field: FieldPath | None = Field(default=None, description="required for field_changed")
+    """When a workflow runs: on a record's creation, on any update, when one field's value
+    actually changes, or on a date (``days`` before (negative) or after a date field of
+    the record, every year when ``yearly``: a birthday)."""
+
+    event: Literal["created", "updated", "field_changed", "date"]
+    field: FieldPath | None = Field(
+        default=None, description="required for field_changed and date (a date field)"
+    )
+    days: int | None = Field(
+        default=None, ge=-366, le=366,
+        description="date trigger: days after the date (negative: before); default 0",
+    )
+    yearly: bool | None = Field(
+        default=None, description="date trigger: every year on the date's month and day"
+    )
+    #: keys left out of the data when unset (see :func:`_drop_unset`; config/fast.py too)
+    omit_unset: ClassVar[tuple[str, ...]] = ("days", "yearly")
+
+    @model_serializer(mode="wrap")
+    def _serialise(self, handler: Any) -> dict[str, Any]:
+        return _drop_unset(handler, self, self.omit_unset)
 
 
 #: Integers that survive every JSON implementation (I-JSON, RFC 8785): |n| < 2**53.
@@ -179,6 +208,15 @@ class CreateActivity(_Model):
     type: Literal["create_activity"]
     kind: Code = Field(description="a value of the activity_kind picklist")
     content: Text
+    due_in_days: int | None = Field(
+        default=None, ge=0, le=366,
+        description="a follow-up task: the activity is dated this many days after the firing",
+    )
+    omit_unset: ClassVar[tuple[str, ...]] = ("due_in_days",)
+
+    @model_serializer(mode="wrap")
+    def _serialise(self, handler: Any) -> dict[str, Any]:
+        return _drop_unset(handler, self, self.omit_unset)
 
 
 class Notify(_Model):

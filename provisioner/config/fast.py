@@ -33,11 +33,14 @@ def _as_typed_dict(node: Any) -> Any:
     if node.get("type") == "model":
         inner = node["schema"]
         assert inner["type"] == "model-fields", inner["type"]
+        # keys the model leaves out of its data when unset: no default here either
+        omitted: tuple[str, ...] = getattr(node.get("cls"), "omit_unset", ())
         fields = {
             name: {
                 "type": "typed-dict-field",
-                "schema": _as_typed_dict(field["schema"]),
-                "required": field["schema"]["type"] != "default",
+                "schema": _as_typed_dict(field["schema"]["schema"] if name in omitted
+                                         else field["schema"]),
+                "required": field["schema"]["type"] != "default" and name not in omitted,
             }
             for name, field in inner["fields"].items()
         }
@@ -51,6 +54,9 @@ def _as_typed_dict(node: Any) -> Any:
         }
         if "ref" in node:
             out["ref"] = node["ref"]
+        if omitted:  # an explicit null is left out too, as the model's data does
+            out = {"type": "function-after", "schema": out,
+                   "function": {"type": "no-info", "function": _dropping(omitted)}}
         return out
     out = {key: _as_typed_dict(value) for key, value in node.items()
            if key not in {"serialization", "metadata"}}
@@ -58,6 +64,16 @@ def _as_typed_dict(node: Any) -> Any:
     if node.get("type") == "default" and factory is not None:
         out["default_factory"] = _plain_factory(factory)
     return out
+
+
+def _dropping(keys: tuple[str, ...]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def drop(data: dict[str, Any]) -> dict[str, Any]:
+        for key in keys:
+            if key in data and data[key] is None:
+                del data[key]
+        return data
+
+    return drop
 
 
 def _plain_factory(factory: Callable[[], Any]) -> Callable[[], Any]:

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from provisioner.config import rules
 from provisioner.config.document import (
     BUILTIN_ROLES,
     CHECKBOX_COUNT,
@@ -24,6 +25,11 @@ from provisioner.config.document import (
 )
 
 ACTIVITY_KIND_PICKLIST = "activity_kind"
+#: the date fields a date trigger may name, per object
+DATE_FIELDS: dict[str, tuple[str, ...]] = {
+    "contact": ("contact.birthday",), "company": ("company.established",),
+    "activity": ("activity.date",), "purchase": ("purchase.date",), "department": (),
+}
 
 
 def _duplicates(values: Iterable[object]) -> list[object]:
@@ -129,6 +135,14 @@ def check(document: ConfigDocument | Mapping[str, Any]) -> list[str]:
         trigger = wf["trigger"]
         if trigger["event"] == "field_changed" and trigger["field"] is None:
             problems.append(f"{where}: a field_changed trigger needs a field")
+        if trigger["event"] == "date" and trigger["field"] not in DATE_FIELDS.get(wf["object"],
+                                                                                  ()):
+            problems.append(f"{where}: a date trigger needs a date field of the "
+                            f"{wf['object']} ("
+                            f"{', '.join(DATE_FIELDS.get(wf['object'], ())) or 'none'})")
+        if trigger["event"] != "date" and (trigger.get("days") is not None
+                                           or trigger.get("yearly") is not None):
+            problems.append(f"{where}: days and yearly belong to a date trigger")
         named_fields = [trigger["field"]] if trigger["field"] else []
         named_fields += [rule["field"] for rule in wf["conditions"]["rules"]]
         for action in wf["actions"]:
@@ -148,6 +162,8 @@ def check(document: ConfigDocument | Mapping[str, Any]) -> list[str]:
         for path in named_fields:
             if path not in fields:
                 problems.append(f"{where}: field {path!r} does not exist")
+
+    problems.extend(rules.cycles(doc))
 
     dup("blueprints", "code", [b["code"] for b in doc["blueprints"]])
     for bp in doc["blueprints"]:

@@ -1,0 +1,526 @@
+"""Workflow rules as pure functions over records: which rules a write fires, what they change.
+
+No database here. The record-write path (``services/crm/records.py``) hands a
+record to :meth:`RuleSet.run` as a dict of its stored columns (checkboxes as the
+48-bit mask, classifications as the stored ``,a,b,`` text, blueprint states under
+``state:CODE``) and gets back the firings: for each rule, what it changed on the
+record itself (already applied to the dict, so that the next rule sees it) and the
+effects on other records (a parent contact's checkbox, a new activity, a
+notification), which the write path carries out through itself.
+
+Semantics, in one place:
+
+* ``created`` fires once after a record is created, ``updated`` after an update that
+  changed something, ``field_changed`` when the named field's value actually changed,
+  ``date`` from the scheduler (:func:`due_on`); conditions are evaluated against the
+  record *after* the write.
+* A rule's changes to its own record are themselves an update: they may fire other
+  rules (``updated`` / ``field_changed``), up to :data:`MAX_DEPTH` rounds. Each rule
+  fires at most once per record in one write; a rule that another rule's change would
+  fire again is a cycle, cut and reported (:attr:`Firing.error`). A rule whose own
+  change would fire it again is simply done.
+* Cycles that can be seen in the configuration are refused before it is stored
+  (:func:`cycles`): a chain of rules that creates records forever, or that sets one
+  field to two different values in turn.
+
+    >>> from provisioner.config.defaults import default_document
+    >>> rules = RuleSet.of(default_document())
+    >>> rules.watches("contact", "created")
+    False
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from provisioner.config.document import ConfigDocument, Workflow
+
+#: rounds of rule changes on one record, and hops across records, before a chain is cut
+MAX_DEPTH = 8
+
+#: the objects whose rules may set a checkbox or a classification on the record itself
+_OWN_CHECKBOXES = frozenset({"contact"})
+_OWN_CLASSIFICATIONS = frozenset({"contact", "company"})
+#: objects that belong to a contact (their rules' contact actions act on that contact)
+CHILD_OF_CONTACT = frozenset({"activity", "purchase"})
+
+
+class ActionError(Exception):
+    """An action that cannot be carried out (its message goes to the execution log)."""
+
+
+# ---------------------------------------------------------------- reading fields
+
+def split_path(path: str) -> tuple[str, str]:
+    """``contact.memo_3`` -> ``("contact", "memo_3")``."""
+    obj, _, name = path.partition(".")
+    return obj, name
+
+
+def codes(stored: Any) -> list[str]:
+    if isinstance(stored, list):
+        return [str(c) for c in stored]
+    return [c for c in str(stored or "").split(",") if c]
+
+
+def read(row: Mapping[str, Any], name: str) -> Any:
+    """A field's value as conditions see it, from a row of stored columns."""
+    if name.startswith("checkbox_") and name[9:].isascii() and name[9:].isdigit():
+        return bool(int(row.get("checkboxes") or 0) >> (int(name[9:]) - 1) & 1)
+    if name == "classification":
+        return codes(row.get("classifications"))
+    if "." in name:  # a custom-database field (contact.db.field): not on the record itself
+        return None
+    if name in row:
+        return row[name]
+    return row.get(f"state:{name}")
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value is False
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isascii():
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _same(actual: Any, wanted: Any) -> bool:
+    if isinstance(actual, list):
+        return str(wanted) in actual
+    if isinstance(actual, bool) or isinstance(wanted, bool):
+        return bool(actual) == bool(wanted) if isinstance(wanted, bool) else (
+            str(wanted).lower() in (("true", "1") if actual else ("false", "0", "")))
+    if wanted is None:
+        return _empty(actual)
+    a, w = _number(actual), _number(wanted)
+    if a is not None and w is not None:
+        return a == w
+    return str(actual if actual is not None else "") == str(wanted)
+
+
+def _order(actual: Any, wanted: Any) -> int | None:
+    """-1 / 0 / 1 comparing actual with wanted (numbers as numbers, else text), None if
+    they cannot be compared (an empty value)."""
+    if _empty(actual) or wanted is None or isinstance(actual, list):
+        return None
+    a, w = _number(actual), _number(wanted)
+    if a is not None and w is not None:
+        return (a > w) - (a < w)
+    sa, sw = str(actual), str(wanted)
+    return (sa > sw) - (sa < sw)
+
+
+def test(op: str, actual: Any, wanted: Any) -> bool:
+    """One condition: ``eq ne contains empty not_empty gt lt``."""
+    if op == "eq":
+        return _same(actual, wanted)
+    if op == "ne":
+        return not _same(actual, wanted)
+    if op == "contains":
+        if isinstance(actual, list):
+            return str(wanted) in actual
+        return not _empty(actual) and str(wanted if wanted is not None else "") in str(actual)
+    if op == "empty":
+        return _empty(actual)
+    if op == "not_empty":
+        return not _empty(actual)
+    order = _order(actual, wanted)
+    if order is None:
+        return False
+    return order > 0 if op == "gt" else order < 0
+
+
+# ---------------------------------------------------------------- compiled rules
+
+Related = Callable[[str], Mapping[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A workflow compiled for evaluation."""
+
+    workflow: Workflow
+
+    @property
+    def code(self) -> str:
+        return self.workflow.code
+
+    @property
+    def object(self) -> str:
+        return self.workflow.object
+
+    def matches(self, row: Mapping[str, Any], related: Related | None = None) -> bool:
+        """Whether the conditions hold for the record (``related``: another object's row,
+        e.g. the contact of an activity, for conditions that name it)."""
+        conditions = self.workflow.conditions
+        if not conditions.rules:
+            return True
+        results = (test(c.op, self._value(c.field, row, related), c.value)
+                   for c in conditions.rules)
+        return all(results) if conditions.match == "all" else any(results)
+
+    def _value(self, path: str, row: Mapping[str, Any], related: Related | None) -> Any:
+        obj, name = split_path(path)
+        if obj == self.object:
+            return read(row, name)
+        other = related(obj) if related is not None else None
+        return None if other is None else read(other, name)
+
+
+@dataclass
+class Effect:
+    """An action on another record, or a notification, for the write path to carry out."""
+
+    kind: str  # "set" | "create_activity" | "notify"
+    target: str = ""  # set: "contact" / "company" (the record's parent)
+    values: dict[str, Any] = field(default_factory=dict)  # set: data as records.update takes
+    kind_code: str = ""  # create_activity
+    text: str = ""  # create_activity content / notify message
+    due_in_days: int = 0
+    role: str = ""  # notify
+
+
+@dataclass
+class Firing:
+    """One rule fired on one record: its changes to the record (column -> [old, new])
+    and its effects elsewhere; ``error`` when an action failed or a cycle was cut."""
+
+    rule: str
+    depth: int
+    changes: dict[str, list[Any]] = field(default_factory=dict)
+    effects: list[Effect] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+#: shapes one value for a column of the record (input rules, picklists); raises
+#: ActionError when the value is not valid for the field
+Coerce = Callable[[str, str, Any], Any]
+
+
+def _own_action(rule: Rule, action: Any) -> tuple[str, str] | None:
+    """``(column, field)`` when the action changes the rule's own record, else None."""
+    kind = action.type
+    if kind == "set_field":
+        obj, name = split_path(action.field)
+        return (name, name) if obj == rule.object else None
+    if kind == "set_checkbox" and rule.object in _OWN_CHECKBOXES:
+        return "checkboxes", f"checkbox_{action.index}"
+    if kind == "add_classification" and rule.object in _OWN_CLASSIFICATIONS:
+        return "classifications", "classification"
+    return None
+
+
+class RuleSet:
+    """The active workflows of one configuration, indexed by object and trigger."""
+
+    def __init__(self, workflows: Iterable[Workflow], blueprint_fields: Iterable[str] = ()
+                 ) -> None:
+        self._by: dict[tuple[str, str], list[Rule]] = {}
+        self.blueprint_fields = frozenset(blueprint_fields)
+        for wf in workflows:
+            if wf.active:
+                self._by.setdefault((wf.object, wf.trigger.event), []).append(Rule(wf))
+
+    @classmethod
+    def of(cls, doc: ConfigDocument) -> RuleSet:
+        return cls(doc.workflows, (f"{bp.object}.{bp.code}" for bp in doc.blueprints))
+
+    def rules(self, obj: str, event: str) -> list[Rule]:
+        return self._by.get((obj, event), [])
+
+    def watches(self, obj: str, event: str, changed: Iterable[str] | None = None) -> bool:
+        """Whether a write of this kind can fire any rule (the write path's fast exit)."""
+        if event == "created":
+            return bool(self._by.get((obj, "created")))
+        if self._by.get((obj, "updated")):
+            return True
+        watched = self._by.get((obj, "field_changed"))
+        if not watched:
+            return False
+        names = set(changed) if changed is not None else None
+        return names is None or any(split_path(r.workflow.trigger.field or "")[1] in names
+                                    for r in watched)
+
+    def _fired_by(self, obj: str, event: str, changed: set[str]) -> list[Rule]:
+        if event == "created":
+            return self.rules(obj, "created")
+        out = list(self.rules(obj, "updated"))
+        out += [r for r in self.rules(obj, "field_changed")
+                if split_path(r.workflow.trigger.field or "")[1] in changed]
+        return out
+
+    def run(self, obj: str, event: str, row: dict[str, Any], changed: Iterable[str], *,
+            related: Related | None = None, coerce: Coerce | None = None) -> list[Firing]:
+        """Fire the rules of a write on ``row`` (changed in place by the rules' own-record
+        actions); ``changed``: the fields the write changed (any, for ``created``).
+
+        Returns the firings in order. Conditions see the record after the write and
+        after the earlier rules' changes.
+        """
+        firings: list[Firing] = []
+        fired: set[str] = set()
+        changed_by: dict[str, str] = {name: "" for name in changed}
+        current = set(changed_by)
+        for depth in range(MAX_DEPTH + 1):
+            round_changes: dict[str, str] = {}
+            for rule in self._fired_by(obj, event if depth == 0 else "updated", current):
+                if rule.code in fired:
+                    causes = {changed_by.get(n, "") for n in self._triggers(rule, current)}
+                    if causes - {rule.code}:
+                        firings.append(Firing(rule.code, depth, errors=[
+                            "cycle cut: fired again by " + ", ".join(sorted(c for c in causes
+                                                                            if c))]))
+                    continue
+                if not rule.matches(row, related):
+                    continue
+                fired.add(rule.code)
+                firing = self._fire(rule, row, depth, coerce)
+                firings.append(firing)
+                for column in firing.changes:
+                    for name in _fields_of(column, firing.changes[column]):
+                        round_changes[name] = rule.code
+            if not round_changes:
+                return firings
+            if depth == MAX_DEPTH:
+                firings.append(Firing("", depth, errors=[
+                    f"cut after {MAX_DEPTH} rounds of rule changes on one record"]))
+                return firings
+            changed_by.update(round_changes)
+            current = set(round_changes)
+        return firings
+
+    @staticmethod
+    def _triggers(rule: Rule, current: set[str]) -> set[str]:
+        if rule.workflow.trigger.event == "field_changed":
+            return {split_path(rule.workflow.trigger.field or "")[1]} & current
+        return current
+
+    def _fire(self, rule: Rule, row: dict[str, Any], depth: int,
+              coerce: Coerce | None) -> Firing:
+        firing = Firing(rule.code, depth)
+        for action in rule.workflow.actions:
+            try:
+                own = _own_action(rule, action)
+                if own is None:
+                    firing.effects.append(_effect(rule, action))
+                    continue
+                column, name = own
+                if f"{rule.object}.{name}" in self.blueprint_fields:
+                    raise ActionError(f"{name} is a blueprint state: it moves by "
+                                      "transitions, not by a workflow")
+                old = row.get(column)
+                new = _new_value(action, old)
+                if action.type == "set_field" and coerce is not None:
+                    new = coerce(rule.object, column, new)
+                if new != old:
+                    row[column] = new
+                    if column in firing.changes:
+                        firing.changes[column][1] = new
+                    else:
+                        firing.changes[column] = [old, new]
+            except ActionError as exc:
+                firing.errors.append(f"{action.type}: {exc}")
+        return firing
+
+
+def _fields_of(column: str, change: list[Any]) -> list[str]:
+    """The condition fields a column change changes (a checkbox mask: its bits)."""
+    if column == "checkboxes":
+        old, new = int(change[0] or 0), int(change[1] or 0)
+        diff = old ^ new
+        return ["checkboxes", *(f"checkbox_{i + 1}" for i in range(48) if diff >> i & 1)]
+    if column == "classifications":
+        return ["classifications", "classification"]
+    return [column]
+
+
+def _new_value(action: Any, old: Any) -> Any:
+    if action.type == "set_field":
+        return action.value
+    if action.type == "set_checkbox":
+        bit = 1 << (action.index - 1)
+        mask = int(old or 0)
+        return mask | bit if action.checked else mask & ~bit
+    present = codes(old)  # add_classification
+    if action.classification in present:
+        return old
+    return "," + ",".join([*present, action.classification]) + ","
+
+
+def _effect(rule: Rule, action: Any) -> Effect:
+    kind = action.type
+    if kind == "notify":
+        return Effect("notify", role=action.role, text=action.message)
+    if kind == "create_activity":
+        if rule.object not in ("contact", *CHILD_OF_CONTACT):
+            raise ActionError(f"a {rule.object} has no contact to add an activity to")
+        return Effect("create_activity", kind_code=action.kind, text=action.content,
+                      due_in_days=action.due_in_days or 0)
+    target = "contact" if rule.object in CHILD_OF_CONTACT else rule.object
+    if kind == "set_checkbox":
+        if target != "contact":
+            raise ActionError(f"a {rule.object} has no checkboxes (checkboxes are a "
+                              "contact's)")
+        return Effect("set", target, {"checkboxes": {str(action.index): action.checked}})
+    if kind == "add_classification":
+        if target not in _OWN_CLASSIFICATIONS:
+            raise ActionError(f"a {rule.object} has no classifications")
+        return Effect("set", target, {"add_classification": action.classification})
+    obj, name = split_path(action.field)  # set_field on a parent record
+    parent = {"activity": "contact", "purchase": "contact", "contact": "company",
+              "department": "company"}.get(rule.object)
+    if obj != parent:
+        raise ActionError(f"{action.field}: a {rule.object} rule sets its own fields or its "
+                          f"{parent or 'parent'}'s")
+    return Effect("set", obj, {name: action.value})
+
+
+# ---------------------------------------------------------------- dates
+
+def due_on(trigger_days: int | None, yearly: bool | None, value: Any, today: date
+           ) -> date | None:
+    """The day a date trigger fires for a record whose date field holds ``value``
+    (``YYYY-MM-DD``), in ``today``'s year for a yearly trigger (29 February: the 28th in
+    other years); None when the field is empty or not a date."""
+    if not isinstance(value, str) or len(value) != 10:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        return None
+    offset = timedelta(days=trigger_days or 0)
+    if not yearly:
+        return day + offset
+    best: date | None = None
+    for year in (today.year - 1, today.year, today.year + 1):
+        try:
+            anniversary = day.replace(year=year)
+        except ValueError:  # 29 February
+            anniversary = date(year, 2, 28)
+        candidate = anniversary + offset
+        if best is None or abs((candidate - today).days) < abs((best - today).days):
+            best = candidate
+    return best
+
+
+# ---------------------------------------------------------------- configuration checks
+
+def _writes(wf: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
+    """(object, field, value) each action of a workflow (as data) writes; a created
+    activity is ``("activity", "*", None)``."""
+    obj = wf["object"]
+    out: list[tuple[str, str, Any]] = []
+    for action in wf["actions"]:
+        kind = action["type"]
+        target = "contact" if obj in CHILD_OF_CONTACT else obj
+        if kind == "set_field":
+            o, name = split_path(action["field"])
+            out.append((o, name, action["value"]))
+        elif kind == "set_checkbox":
+            out.append((target, f"checkbox_{action['index']}", action["checked"]))
+        elif kind == "add_classification":
+            out.append((target, "classification", None))
+        elif kind == "create_activity":
+            out.append(("activity", "*", None))
+    return out
+
+
+def _fired_by_write(wf: Mapping[str, Any], obj: str, name: str) -> bool:
+    trigger = wf["trigger"]
+    if wf["object"] != obj:
+        return False
+    if name == "*":
+        return trigger["event"] == "created"
+    if trigger["event"] == "updated":
+        return True
+    return trigger["event"] == "field_changed" and split_path(trigger["field"] or "")[1] in (
+        name, "checkboxes" if name.startswith("checkbox_") else name)
+
+
+def cycles(doc: Mapping[str, Any]) -> list[str]:
+    """Problems with workflow chains that would run forever: a cycle of active rules that
+    creates a record on every turn, or that sets one field to different values in turn."""
+    flows = [wf for wf in doc["workflows"] if wf.get("active", True)]
+    edges: dict[str, set[str]] = {wf["code"]: set() for wf in flows}
+    for a in flows:
+        for obj, name, _value in _writes(a):
+            for b in flows:
+                if _fired_by_write(b, obj, name):
+                    edges[a["code"]].add(b["code"])
+    by_code = {wf["code"]: wf for wf in flows}
+    problems: list[str] = []
+    for component in _strong_components(edges):
+        if len(component) == 1:
+            (only,) = component
+            if only not in edges[only]:
+                continue
+        members = sorted(component)
+        writes = [w for code in members for w in _writes(by_code[code])]
+        values: dict[tuple[str, str], set[str]] = {}
+        for obj, name, value in writes:
+            values.setdefault((obj, name), set()).add(repr(value))
+        creates = any(name == "*" for _o, name, _v in writes)
+        fights = sorted(f"{o}.{n}" for (o, n), v in values.items() if len(v) > 1)
+        if creates:
+            problems.append(f"workflows: {', '.join(members)} create activities in a cycle "
+                            "(each one fires the next forever); break the chain")
+        elif fights:
+            problems.append(f"workflows: {', '.join(members)} set {', '.join(fights)} to "
+                            "different values in a cycle; break the chain")
+    return problems
+
+
+def _strong_components(edges: Mapping[str, set[str]]) -> list[set[str]]:
+    """Tarjan's strongly connected components (iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[set[str]] = []
+    counter = 0
+    for start in edges:
+        if start in index:
+            continue
+        work = [(start, iter(sorted(edges[start])))]
+        index[start] = low[start] = counter
+        counter += 1
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges[child]))))
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = set()
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.add(member)
+                        if member == node:
+                            break
+                    out.append(component)
+    return out
