@@ -10,7 +10,7 @@ stand exactly at a copy key's 24-hour expiry. Instants are timezone-aware UTC.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Protocol
 
 
@@ -51,3 +51,12 @@ def parse_instant(text: str) -> datetime:
 def as_utc(value: datetime) -> datetime:
     """Database drivers may hand back naive datetimes (SQLite): they are UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+#: Japan Standard Time (no daylight saving): the calendar the tenants' dates are in
+JST = timezone(timedelta(hours=9), "JST")
+
+
+def local_today(clock: Clock) -> date:
+    """Today's date in Japan (a follow-up "in 3 days", a birthday, a date trigger)."""
+    return clock.now().astimezone(JST).date()

@@ -433,16 +433,33 @@ def _writes(wf: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
         elif kind == "add_classification":
             out.append((target, "classification", None))
         elif kind == "create_activity":
-            out.append(("activity", "*", None))
+            out.append(("activity", "*", {"kind": action["kind"], "content": action["content"]}))
     return out
 
 
-def _fired_by_write(wf: Mapping[str, Any], obj: str, name: str) -> bool:
+def _may_match(wf: Mapping[str, Any], known: Mapping[str, Any]) -> bool:
+    """Whether a rule's conditions can hold for a new record of which ``known`` fields are
+    known (the rest could be anything)."""
+    decided = []
+    for cond in wf["conditions"]["rules"]:
+        obj, name = split_path(cond["field"])
+        if obj == wf["object"] and name in known:
+            decided.append(test(cond["op"], known[name], cond["value"]))
+        else:
+            decided.append(None)
+    if not decided:
+        return True
+    if wf["conditions"]["match"] == "all":
+        return False not in decided
+    return any(d is not False for d in decided)
+
+
+def _fired_by_write(wf: Mapping[str, Any], obj: str, name: str, value: Any) -> bool:
     trigger = wf["trigger"]
     if wf["object"] != obj:
         return False
     if name == "*":
-        return trigger["event"] == "created"
+        return trigger["event"] == "created" and _may_match(wf, value)
     if trigger["event"] == "updated":
         return True
     return trigger["event"] == "field_changed" and split_path(trigger["field"] or "")[1] in (
@@ -455,9 +472,9 @@ def cycles(doc: Mapping[str, Any]) -> list[str]:
     flows = [wf for wf in doc["workflows"] if wf.get("active", True)]
     edges: dict[str, set[str]] = {wf["code"]: set() for wf in flows}
     for a in flows:
-        for obj, name, _value in _writes(a):
+        for obj, name, value in _writes(a):
             for b in flows:
-                if _fired_by_write(b, obj, name):
+                if _fired_by_write(b, obj, name, value):
                     edges[a["code"]].add(b["code"])
     by_code = {wf["code"]: wf for wf in flows}
     problems: list[str] = []

@@ -227,3 +227,4 @@ TENANT_TABLES: tuple[str, ...] = (
 
 from provisioner.db import crm_models as _crm_models  # noqa: E402,F401
 from provisioner.db import provisioning_models as _provisioning_models  # noqa: E402,F401
+from provisioner.db import workflow_models as _workflow_models  # noqa: E402,F401

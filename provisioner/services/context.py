@@ -50,6 +50,8 @@ class Context:
     #: a read-only transaction: rows go through :meth:`add_log_row` only
     read_only: bool = False
     _deferred_rows: list[Any] = field(default_factory=list)
+    #: how deep the current write is in a chain of rule actions on other records
+    rule_depth: int = 0
 
     def add_log_row(self, row: Any) -> None:
         """Add an append-only log row: to this transaction, or after a read-only one.

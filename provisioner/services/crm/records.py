@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -35,8 +36,9 @@ from sqlalchemy import (
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from provisioner.clock import as_utc, format_instant
+from provisioner.clock import as_utc, format_instant, local_today
 from provisioner.config.document import ConfigDocument
+from provisioner.config.rules import MAX_DEPTH, ActionError, Effect, Firing, RuleSet
 from provisioner.db.crm_models import (
     CrmAccess,
     CrmActivity,
@@ -54,10 +56,11 @@ from provisioner.db.crm_models import (
     CrmSecretNote,
 )
 from provisioner.db.models import AuditEvent, Base
-from provisioner.errors import NotFound, ValidationFailed
+from provisioner.errors import NotFound, ProvisionerError, ValidationFailed
 from provisioner.services.actors import Actor
 from provisioner.services.context import Context
 from provisioner.services.crm import (
+    automation,
     scope,
     tally,  # maintained counts (its flush hook too)
 )
@@ -387,6 +390,15 @@ def shape(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordType,
           data: Mapping[str, Any], row: Any | None) -> dict[str, Any]:
     """Validated, normalised column values for a create (row None) or an update."""
     problems: list[str] = []
+    for bp in automation.blueprints_of(doc, rt.name):
+        if bp.code in data:
+            moves = ", ".join(f"{t.code} ({t.from_state} -> {t.to_state})"
+                              for t in bp.transitions) or "none configured"
+            problems.append(f"{bp.code}: moves only by a transition of blueprint "
+                            f"{bp.code!r} (transitions: {moves}); use 'provisioner record "
+                            f"transition {rt.name} ID --to STATE'")
+    data = {k: v for k, v in data.items()
+            if not any(bp.code == k for bp in automation.blueprints_of(doc, rt.name))}
     values = _coerce(rt, data, problems)
     rules = doc.input_rules
     for key, kind in rt.fields.items():
@@ -478,6 +490,203 @@ def _derive(ctx: Context, actor: Actor, rt: RecordType, row: Any) -> None:
         row.search_text = contact_search_text(row, _company_name(ctx, actor, row.company_id))
 
 
+# ---------------------------------------------------------------- rules on the write path
+
+def changed_fields(before: Mapping[str, Any], after: Mapping[str, Any],
+                   changes: Mapping[str, Any]) -> list[str]:
+    """The fields an update changed, as triggers name them (each checkbox, the
+    classification) from :func:`to_dict` before and after."""
+    out = list(changes)
+    if "checkboxes" in changes:
+        out += [f"checkbox_{i}" for i in
+                set(before.get("checkboxes") or []) ^ set(after.get("checkboxes") or [])]
+    if "classifications" in changes:
+        out.append("classification")
+    return out
+
+
+def _shown(rt: RecordType, column: str, value: Any) -> Any:
+    kind = rt.fields.get(column)
+    if kind == "checkboxes":
+        return checked(int(value or 0))
+    if kind == "codes":
+        return codes(value or "")
+    return value
+
+
+def rule_columns(rt: RecordType, row: Any) -> dict[str, Any]:
+    """A record as the rules read it: its stored columns."""
+    return {"id": row.id, **{k: getattr(row, k) for k in rt.fields}}
+
+
+def _related(ctx: Context, actor: Actor, rt: RecordType, row: Any) -> Any:
+    """Rows of the record's contact and company, read when a condition names them."""
+    cache: dict[str, Any] = {}
+
+    def related(obj: str) -> Mapping[str, Any] | None:
+        if obj not in cache:
+            target_id = (getattr(row, "contact_id", None) if obj == "contact" else
+                         getattr(row, "company_id", None) if obj == "company" else None)
+            other = None
+            if target_id is not None:
+                other_rt = TYPES[obj]
+                model: Any = other_rt.model
+                found = ctx.session.scalar(select(model).where(
+                    model.id == target_id, model.tenant_id == actor.tenant_id))
+                other = rule_columns(other_rt, found) if found is not None else None
+            cache[obj] = other
+        return cache[obj]
+
+    return related
+
+
+def _coercer(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordType,
+             row: Any) -> Any:
+    def coerce(_obj: str, column: str, value: Any) -> Any:
+        try:
+            return shape(ctx, actor, doc, rt, {column: value}, row)[column]
+        except ValidationFailed as exc:
+            raise ActionError("; ".join(exc.problems or [exc.message])) from None
+        except KeyError:
+            raise ActionError(f"{column}: not a field of {rt.name}") from None
+    return coerce
+
+
+def after_write(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordType, row: Any,
+                event: str, changed: Iterable[str]) -> bool:
+    """Run the tenant's active rules on a record just written (in the same transaction);
+    whether they changed the record itself.
+
+    The rules' changes to the record are written here (one update, one change-log row
+    per rule, purpose ``workflow:CODE``); their effects on other records go through
+    :func:`create` and :func:`update`, where rules run again, up to
+    :data:`~provisioner.config.rules.MAX_DEPTH` records deep.
+    """
+    rules = automation.ruleset(doc)
+    names = list(changed)
+    if not rules.watches(rt.name, event, names):
+        return False
+    columns = rule_columns(rt, row)
+    if rules.blueprint_fields:
+        columns.update({f"state:{k}": v for k, v in automation.states(
+            ctx, doc, actor.tenant_id, rt.name, row.id).items()})
+    firings = rules.run(rt.name, event, columns, names, related=_related(ctx, actor, rt, row),
+                        coerce=_coercer(ctx, actor, doc, rt, row))
+    if not firings:
+        return False
+    return apply_firings(ctx, actor, doc, rt, row, event, firings)
+
+
+def apply_firings(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordType, row: Any,
+                  event: str, firings: list[Firing], *, written: bool = False) -> bool:
+    """Write what rules did to a record (``written``: its columns already hold the
+    rules' values, as a bulk insert does), log each firing, carry out the effects."""
+    changed_self = False
+    version = automation.config_version(ctx, actor.tenant_id)
+    log_rows = []
+    for firing in firings:
+        shown = {column: [_shown(rt, column, old), _shown(rt, column, new)]
+                 for column, (old, new) in firing.changes.items()}
+        if firing.changes and not written:
+            values = {column: new for column, (_old, new) in firing.changes.items()}
+            if rt.name == "contact":
+                _keep_career(ctx, actor, row, values)
+            for column, value in values.items():
+                setattr(row, column, value)
+            row.updated_at = ctx.clock.now()
+            changed_self = True
+        if firing.changes:
+            _change(ctx, actor, rt, row.id, "update", shown, f"workflow:{firing.rule}")
+        _run_effects(ctx, actor, rt, row, firing)
+        log_rows.append(automation.execution_row(ctx, actor.tenant_id, version, rt.name,
+                                                 row.id, event, firing, shown))
+    if changed_self:
+        _derive(ctx, actor, rt, row)
+        ctx.session.flush()
+    automation.log(ctx, log_rows)
+    return changed_self
+
+
+def _rule_actor(actor: Actor) -> Actor:
+    """Rules act with the tenant's full record permissions, in the name of whoever's
+    write fired them (the change log says both: the login and ``workflow:CODE``)."""
+    return actor if actor.role == "admin" else replace(actor, role="admin")
+
+
+def _run_effects(ctx: Context, actor: Actor, rt: RecordType, row: Any, firing: Firing) -> None:
+    if not firing.effects:
+        return
+    if ctx.rule_depth >= MAX_DEPTH:
+        firing.errors.append(f"cut: rules on other records nested more than {MAX_DEPTH} deep")
+        return
+    purpose = f"workflow:{firing.rule}"
+    acting = _rule_actor(actor)
+    ctx.rule_depth += 1
+    try:
+        for effect in firing.effects:
+            try:
+                _run_effect(ctx, acting, rt, row, effect, purpose, firing.rule)
+            except ProvisionerError as exc:
+                firing.errors.append(f"{automation.describe_effect(effect)}: {exc.message}")
+    finally:
+        ctx.rule_depth -= 1
+
+
+def _run_effect(ctx: Context, actor: Actor, rt: RecordType, row: Any, effect: Effect,
+                purpose: str, rule: str) -> None:
+    if effect.kind == "notify":
+        automation.notify(ctx, actor.tenant_id, effect.role, effect.text, workflow=rule,
+                          record=(rt.name, row.id))
+        return
+    contact_id = row.id if rt.name == "contact" else getattr(row, "contact_id", None)
+    if effect.kind == "create_activity":
+        if contact_id is None:
+            raise ValidationFailed(f"a {rt.name} has no contact to add an activity to")
+        day = local_today(ctx.clock) + timedelta(days=effect.due_in_days)
+        create(ctx, actor, "activity", {"contact_id": contact_id, "date": day.isoformat(),
+                                        "kind": effect.kind_code, "content": effect.text},
+               purpose=purpose)
+        return
+    target_id = contact_id if effect.target == "contact" else getattr(row, "company_id", None)
+    if target_id is None:
+        raise ValidationFailed(f"the {rt.name} has no {effect.target}")
+    values = dict(effect.values)
+    if "add_classification" in values:
+        code = values.pop("add_classification")
+        target = fetch(ctx, actor, effect.target, target_id)
+        present = codes(target.classifications or "")
+        if code in present:
+            return
+        values["classifications"] = [*present, code]
+    update(ctx, actor, effect.target, target_id, values, purpose=purpose)
+
+
+def rules_after_bulk_update(ctx: Context, actor: Actor, type_name: str, ids: Iterable[int],
+                            changed: Iterable[str]) -> int:
+    """Run the rules of records a bulk statement updated (a remap on approval): each
+    record as if updated alone. Nothing is read when no rule watches such a change.
+    Returns the number of records on which some rule fired."""
+    rt = record_type(type_name)
+    doc = scope.config(ctx, actor.tenant_id)
+    names = list(changed)
+    if not automation.ruleset(doc).watches(rt.name, "updated", names):
+        return 0
+    model: Any = rt.model
+    fired = 0
+    for record_id in ids:
+        row = ctx.session.scalar(select(model).where(model.id == record_id,
+                                                     model.tenant_id == actor.tenant_id))
+        if row is not None and after_write(ctx, actor, doc, rt, row, "updated", names):
+            fired += 1
+    return fired
+
+
+def rules_for_new_rows(doc: ConfigDocument, type_name: str) -> RuleSet | None:
+    """The rules a bulk insert must run on each new row, or None when there are none."""
+    rules = automation.ruleset(doc)
+    return rules if rules.watches(type_name, "created") else None
+
+
 # ---------------------------------------------------------------- operations
 
 def create(ctx: Context, actor: Actor, type_name: str, data: Mapping[str, Any], *,
@@ -520,6 +729,8 @@ def create(ctx: Context, actor: Actor, type_name: str, data: Mapping[str, Any], 
     shown = to_dict(rt, row)
     _change(ctx, actor, rt, row.id, "create",
             {k: v for k, v in shown.items() if k in values and k != "body"}, purpose)
+    if after_write(ctx, actor, doc, rt, row, "created", rt.fields):
+        shown = to_dict(rt, row)
     duplicates: list[dict[str, Any]] = []
     check = (doc.input_rules.duplicate_check_company if rt.name == "company"
              else doc.input_rules.duplicate_check_contact if rt.name == "contact" else False)
@@ -582,6 +793,9 @@ def update(ctx: Context, actor: Actor, type_name: str, record_id: int,
         _change(ctx, actor, rt, row.id, "update", changes, purpose)
     if rt.name == "company" and old_company_name != row.name:
         refresh_company_contacts(ctx, actor, row.id)
+    if changes and after_write(ctx, actor, doc, rt, row, "updated",
+                               changed_fields(before, after, changes)):
+        after = to_dict(rt, row)
     duplicates: list[dict[str, Any]] = []
     if "name" in changes and rt.name in ("company", "contact") and (
             doc.input_rules.duplicate_check_company if rt.name == "company"

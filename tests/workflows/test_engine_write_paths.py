@@ -1,0 +1,127 @@
+"""Rules run on the record-write path: each exactly once per write, in its transaction."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from provisioner.db.workflow_models import Notification, WfExecution
+from provisioner.services.crm import bulk, records
+from provisioner.services.crm.search import Query
+from tests.crm.helpers import make
+from tests.support import World
+from tests.workflows.helpers import CHECK, GOLD, rule, with_rules
+
+
+def executions(world: World) -> list[tuple[str, str, int, str]]:
+    with world.app.transaction() as ctx:
+        return [tuple(r) for r in ctx.session.execute(  # type: ignore[misc]
+            select(WfExecution.workflow, WfExecution.record_type, WfExecution.record_id,
+                   WfExecution.trigger).order_by(WfExecution.id))]
+
+
+def test_created_rule_ticks_the_checkbox_when_its_condition_holds(world: World) -> None:
+    with_rules(world, rule("vip_gold", "contact", "created", [CHECK], when=[GOLD]))
+    admin = world.actor("acme")
+    gold = make(world, admin, "contact", {"name": "金 太郎", "memo_2": "gold"})
+    plain = make(world, admin, "contact", {"name": "銀 次郎", "memo_2": "silver"})
+    assert 7 in gold["checkboxes"]
+    assert 7 not in plain["checkboxes"]
+    assert executions(world) == [("vip_gold", "contact", gold["id"], "created")]
+    with world.app.transaction() as ctx:
+        history = records.history(ctx, admin, "contact", gold["id"])
+    assert [h["purpose"] for h in history] == ["", "workflow:vip_gold"]
+    assert history[1]["changes"] == {"checkboxes": [[], [7]]}
+
+
+def test_field_changed_fires_only_when_the_value_changes(world: World) -> None:
+    with_rules(world, rule("to_gold", "contact", "field_changed", [CHECK],
+                           field="contact.memo_2"))
+    admin = world.actor("acme")
+    contact = make(world, admin, "contact", {"name": "金 太郎"})
+    with world.app.transaction() as ctx:
+        records.update(ctx, admin, "contact", contact["id"], {"title": "部長"})
+    assert executions(world) == []
+    with world.app.transaction() as ctx:
+        saved = records.update(ctx, admin, "contact", contact["id"], {"memo_2": "gold"})
+    assert 7 in saved.record["checkboxes"]
+    with world.app.transaction() as ctx:  # the same value again: no change, no firing
+        records.update(ctx, admin, "contact", contact["id"], {"memo_2": "gold"})
+    assert len(executions(world)) == 1
+
+
+def test_paused_rule_does_not_run(world: World) -> None:
+    with_rules(world, rule("vip_gold", "contact", "created", [CHECK], when=[GOLD],
+                           active=False))
+    contact = make(world, world.actor("acme"), "contact", {"name": "金", "memo_2": "gold"})
+    assert contact["checkboxes"] == []
+    assert executions(world) == []
+
+
+def test_activity_rule_acts_on_its_contact_and_notifies_the_role(world: World) -> None:
+    with_rules(world, rule("complaint", "activity", "created", [
+        {"type": "set_checkbox", "index": 12, "checked": True},
+        {"type": "notify", "role": "admin", "message": "クレームです"},
+        {"type": "create_activity", "kind": "phone", "content": "折り返し", "due_in_days": 3},
+    ], when=[{"field": "activity.kind", "op": "eq", "value": "other"}]))
+    admin = world.actor("acme")
+    contact = make(world, admin, "contact", {"name": "山田"})
+    make(world, admin, "activity", {"contact_id": contact["id"], "date": "2026-11-23",
+                                    "kind": "other", "content": "遅配"})
+    with world.app.transaction() as ctx:
+        shown = records.show(ctx, admin, "contact", contact["id"])
+        activities = records.list_children(ctx, admin, "activity", contact["id"])
+        notes = ctx.session.scalar(select(func.count()).select_from(Notification))
+    assert 12 in shown["checkboxes"]
+    # the follow-up, dated three days after the firing (Japan's calendar)
+    assert [(a["kind"], a["date"]) for a in activities] == [
+        ("phone", "2026-11-26"), ("other", "2026-11-23")]
+    assert notes == 1
+
+
+def test_cascade_across_rules_and_a_cycle_is_cut(world: World) -> None:
+    with_rules(
+        world,
+        rule("a", "contact", "created", [{"type": "set_field", "field": "contact.title",
+                                          "value": "顧客"}]),
+        rule("b", "contact", "field_changed", [CHECK], field="contact.title"),
+    )
+    contact = make(world, world.actor("acme"), "contact", {"name": "連鎖"})
+    assert contact["title"] == "顧客"
+    assert 7 in contact["checkboxes"]
+    assert [e[0] for e in executions(world)] == ["a", "b"]
+
+
+def test_bulk_update_runs_rules_once_per_record(world: World) -> None:
+    with_rules(world, rule("mark", "contact", "field_changed",
+                           [{"type": "set_field", "field": "contact.title", "value": "DM済"}],
+                           field="contact.checkbox_1"))
+    admin = world.actor("acme")
+    ids = [make(world, admin, "contact", {"name": f"顧客{i}"})["id"] for i in range(3)]
+    with world.app.transaction() as ctx:
+        assert bulk.bulk_update(ctx, admin, Query(), checkboxes={1: True}) == 3
+    assert sorted(e[2] for e in executions(world)) == sorted(ids)
+    with world.app.transaction() as ctx:
+        assert {records.show(ctx, admin, "contact", i)["title"] for i in ids} == {"DM済"}
+
+
+def test_a_failing_action_is_logged_and_the_write_stands(world: World) -> None:
+    with_rules(world, rule("bad", "contact", "created",
+                           [{"type": "set_field", "field": "contact.memo_2", "value": "old"},
+                            CHECK]))
+    contact = make(world, world.actor("acme"), "contact", {"name": "失敗"})
+    assert contact["memo_2"] == ""  # 'old' is an inactive picklist value: refused
+    assert 7 in contact["checkboxes"]  # the rule's other action ran
+    with world.app.transaction() as ctx:
+        error = ctx.session.scalar(select(WfExecution.error))
+    assert error is not None and "memo_2" in error and "old" in error
+
+
+@pytest.mark.parametrize("event", ["created"])
+def test_rules_never_touch_another_tenant(world: World, event: str) -> None:
+    with_rules(world, rule("vip_gold", "contact", event, [CHECK], when=[GOLD]))
+    with_rules(world, slug="other")
+    mine = make(world, world.actor("acme"), "contact", {"name": "金", "memo_2": "gold"})
+    theirs = make(world, world.actor("other"), "contact", {"name": "金", "memo_2": "gold"})
+    assert 7 in mine["checkboxes"]
+    assert theirs["checkboxes"] == []
