@@ -214,7 +214,11 @@ def _own_action(rule: Rule, action: Any) -> tuple[str, str] | None:
     kind = action.type
     if kind == "set_field":
         obj, name = split_path(action.field)
-        return (name, name) if obj == rule.object else None
+        if obj != rule.object:
+            return None
+        if name.startswith("checkbox_") and rule.object in _OWN_CHECKBOXES:
+            return "checkboxes", name
+        return name, name
     if kind == "set_checkbox" and rule.object in _OWN_CHECKBOXES:
         return "checkboxes", f"checkbox_{action.index}"
     if kind == "add_classification" and rule.object in _OWN_CLASSIFICATIONS:
@@ -321,8 +325,8 @@ class RuleSet:
                     raise ActionError(f"{name} is a blueprint state: it moves by "
                                       "transitions, not by a workflow")
                 old = row.get(column)
-                new = _new_value(action, old)
-                if action.type == "set_field" and coerce is not None:
+                new = _new_value(action, old, name)
+                if action.type == "set_field" and column != "checkboxes" and coerce is not None:
                     new = coerce(rule.object, column, new)
                 if new != old:
                     row[column] = new
@@ -346,13 +350,17 @@ def _fields_of(column: str, change: list[Any]) -> list[str]:
     return [column]
 
 
-def _new_value(action: Any, old: Any) -> Any:
-    if action.type == "set_field":
-        return action.value
-    if action.type == "set_checkbox":
-        bit = 1 << (action.index - 1)
+def _new_value(action: Any, old: Any, name: str) -> Any:
+    if action.type == "set_checkbox" or name.startswith("checkbox_"):
+        index = action.index if action.type == "set_checkbox" else int(name[9:])
+        on = action.checked if action.type == "set_checkbox" else bool(action.value)
+        bit = 1 << (index - 1)
         mask = int(old or 0)
-        return mask | bit if action.checked else mask & ~bit
+        return mask | bit if on else mask & ~bit
+    if action.type == "set_field":
+        if name == "classification":
+            raise ActionError("classifications are added by add_classification")
+        return action.value
     present = codes(old)  # add_classification
     if action.classification in present:
         return old
@@ -440,7 +448,7 @@ def _writes(wf: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
 def _may_match(wf: Mapping[str, Any], known: Mapping[str, Any]) -> bool:
     """Whether a rule's conditions can hold for a new record of which ``known`` fields are
     known (the rest could be anything)."""
-    decided = []
+    decided: list[bool | None] = []
     for cond in wf["conditions"]["rules"]:
         obj, name = split_path(cond["field"])
         if obj == wf["object"] and name in known:

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from provisioner.db.workflow_models import Notification, WfExecution
-from provisioner.services.crm import bulk, records
+from provisioner.services.crm import bulk, csvio, records, search
 from provisioner.services.crm.search import Query
 from tests.crm.helpers import make
 from tests.support import World
@@ -125,3 +125,45 @@ def test_rules_never_touch_another_tenant(world: World, event: str) -> None:
     theirs = make(world, world.actor("other"), "contact", {"name": "金", "memo_2": "gold"})
     assert 7 in mine["checkboxes"]
     assert theirs["checkboxes"] == []
+
+
+def _csv(*lines: str) -> bytes:
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def test_csv_import_runs_created_rules_once_per_row(world: World) -> None:
+    with_rules(world, rule("vip_gold", "contact", "created", [
+        CHECK, {"type": "set_field", "field": "contact.memo_3", "value": "VIP"},
+        {"type": "notify", "role": "admin", "message": "VIP登録"}], when=[GOLD]))
+    admin = world.actor("acme")
+    with world.app.transaction() as ctx:
+        report = csvio.import_customers(ctx, admin, _csv(
+            "name,memo_2", "金 一郎,gold", "銀 二郎,silver", "金 三郎,gold"))
+    assert report.created == 3
+    with world.app.transaction() as ctx:
+        found = {c["name"]: c for c in search.search(ctx, admin, Query()).items}
+        assert 7 in found["金 一郎"]["checkboxes"]
+        assert records.show(ctx, admin, "contact", found["金 三郎"]["id"])["memo_3"] == "VIP"
+        assert found["銀 二郎"]["checkboxes"] == []
+        history = records.history(ctx, admin, "contact", found["金 一郎"]["id"])
+        notes = ctx.session.scalar(select(func.count()).select_from(Notification))
+        # the rule's change is searchable and counted like any other value
+        assert [c["name"] for c in search.search(ctx, admin, Query(q="VIP")).items] == [
+            "金 一郎", "金 三郎"]
+    assert [h["purpose"] for h in history] == ["CSV import", "workflow:vip_gold"]
+    assert notes == 2
+    assert sorted(e[2] for e in executions(world)) == sorted(
+        [found["金 一郎"]["id"], found["金 三郎"]["id"]])
+
+
+def test_csv_import_and_single_create_give_the_same_record(world: World) -> None:
+    with_rules(world, rule("vip_gold", "contact", "created", [
+        CHECK, {"type": "set_field", "field": "contact.phone", "value": "０３１２３４５６７８"}],
+        when=[GOLD]))
+    admin = world.actor("acme")
+    single = make(world, admin, "contact", {"name": "金 一郎", "memo_2": "gold"})
+    with world.app.transaction() as ctx:
+        csvio.import_customers(ctx, admin, _csv("name,memo_2", "金 二郎,gold"))
+        imported = next(c for c in search.search(ctx, admin, Query(q="二郎")).items)
+    assert imported["phone"] == single["phone"]
+    assert imported["checkboxes"] == single["checkboxes"]

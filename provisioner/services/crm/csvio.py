@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Table, select
 
 from provisioner.config.document import ConfigDocument
+from provisioner.config.rules import ActionError
 from provisioner.db.crm_models import CrmActivity, CrmChange, CrmCompany, CrmContact, CrmPurchase
 from provisioner.errors import ValidationFailed
 from provisioner.services import audit
@@ -65,6 +66,8 @@ DEFAULT_EXPORT = ("id", "name", "kana", "company", "title", "email", "phone", "m
 _TRUE = {"1", "true", "yes", "on", "✓", "○", "◯", "y", "checked", "はい"}
 _FALSE = {"", "0", "false", "no", "off", "n", "×", "いいえ"}
 _BATCH = 5000
+#: columns an export writes that an import reads past (the record id of the exporting tenant)
+IGNORED_ON_IMPORT = frozenset({"id"})
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,9 @@ def _header_map(doc: ConfigDocument, header: Sequence[str]) -> tuple[list[str | 
     seen: set[str] = set()
     for text in header:
         key: str | None = by_text.get(nfkc(text).lower())
+        if key in IGNORED_ON_IMPORT:  # an export's record id: ids do not carry over
+            keys.append(None)
+            continue
         if key is None and text.strip():
             problems.append(Problem(1, text, "unknown column (use a configured label or a "
                                              "field key such as name, phone, memo_1)"))
@@ -307,7 +313,9 @@ def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
     rows = list(csv.reader(io.StringIO(text, newline="")))
     if not rows:
         raise ValidationFailed("the file is empty", hint="the first line must be the header")
-    header, body = rows[0], [r for r in rows[1:] if any(c.strip() for c in r)]
+    # row numbers as the file (and Excel) counts them: blank lines are skipped, not renumbered
+    numbered = [(n, r) for n, r in enumerate(rows[1:], start=2) if any(c.strip() for c in r)]
+    header, body = rows[0], [r for _, r in numbered]
     keys, problems = _header_map(doc, header)
     report = ImportReport(encoding=encoding, rows=len(body), dry_run=dry_run, problems=problems)
     if problems:
@@ -316,7 +324,7 @@ def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
     contact_type = records.TYPES["contact"]
     shaped: list[tuple[dict[str, Any], str]] = []
     fast = _fast_shape(doc, keys, body)
-    for number, (cells, done) in enumerate(zip(body, fast, strict=True), start=2):
+    for seen, ((number, cells), done) in enumerate(zip(numbered, fast, strict=True), start=1):
         if done is not None:  # valid, shaped column by column
             shaped.append(done)
         else:  # the row-by-row path: every problem of the row, worded as for one create
@@ -334,7 +342,7 @@ def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
                 else:
                     if not bad:
                         shaped.append((values, company))
-        if progress is not None and number % 1000 == 0:
+        if progress is not None and seen % 1000 == 0:
             progress(1000)
     if problems:
         problems.sort(key=lambda p: p.row)
@@ -367,12 +375,20 @@ def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
     name_keys: dict[str, str] = {}
     no_company = (None, "")
     search_text = records.search_text
+    rules = records.rules_for_new_rows(doc, "contact")
+    coerce = _cached(records.coercer(ctx, actor, doc, contact_type, records.NEW_ROW))
+    fields = list(contact_type.fields)
     for start in range(0, len(shaped), _BATCH):
-        batch = []
+        batch: list[dict[str, Any]] = []
+        fired: list[tuple[int, list[Any]]] = []
         for values, company in shaped[start:start + _BATCH]:
             row = {**template, **values}
             company_id, company_name = companies.get(company, no_company)
             row["company_id"] = company_id
+            if rules is not None:  # a created contact's rules, on the row before it is
+                firings = rules.run("contact", "created", row, fields, coerce=coerce)
+                if firings:  # written: their changes are part of the inserted row
+                    fired.append((len(batch), firings))
             name = row["name"]
             norm = name_keys.get(name)
             if norm is None:
@@ -387,6 +403,9 @@ def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
         search_index.insert_rows(conn, changes, change_columns,
                                  [(*change, i, *created) for i in ids])
         tally.add_rows(conn, actor.tenant_id, CrmContact, batch, extra_records=len(ids))
+        if fired:
+            records.apply_new_row_firings(ctx, actor, doc, contact_type, [
+                ({**batch[at], "id": ids[at]}, firings) for at, firings in fired])
         report.created += len(ids)
         if progress is not None:
             progress(0)
@@ -395,6 +414,25 @@ def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
     audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login, action="crm:imported",
                  subject=source, rows=report.created)
     return report
+
+
+def _cached(coerce: Callable[[str, str, Any], Any]) -> Callable[[str, str, Any], Any]:
+    """A rule's value shaped once per import (the same for every row)."""
+    done: dict[tuple[str, str], tuple[bool, Any]] = {}
+
+    def cached(obj: str, column: str, value: Any) -> Any:
+        key = (column, repr(value))
+        if key not in done:
+            try:
+                done[key] = (True, coerce(obj, column, value))
+            except ActionError as exc:  # raised again for every row it applies to
+                done[key] = (False, exc)
+        ok, result = done[key]
+        if not ok:
+            raise result
+        return result
+
+    return cached
 
 
 def _companies(ctx: Context, actor: Actor, doc: ConfigDocument, names: set[str],

@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
@@ -31,6 +32,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
+    insert,
     select,
 )
 from sqlalchemy import update as sql_update
@@ -521,13 +523,13 @@ def rule_columns(rt: RecordType, row: Any) -> dict[str, Any]:
 
 def _related(ctx: Context, actor: Actor, rt: RecordType, row: Any) -> Any:
     """Rows of the record's contact and company, read when a condition names them."""
-    cache: dict[str, Any] = {}
+    cache: dict[str, Mapping[str, Any] | None] = {}
 
     def related(obj: str) -> Mapping[str, Any] | None:
         if obj not in cache:
             target_id = (getattr(row, "contact_id", None) if obj == "contact" else
                          getattr(row, "company_id", None) if obj == "company" else None)
-            other = None
+            other: Mapping[str, Any] | None = None
             if target_id is not None:
                 other_rt = TYPES[obj]
                 model: Any = other_rt.model
@@ -540,8 +542,15 @@ def _related(ctx: Context, actor: Actor, rt: RecordType, row: Any) -> Any:
     return related
 
 
-def _coercer(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordType,
-             row: Any) -> Any:
+#: what :func:`coercer` shapes a value against for a record not written yet
+NEW_ROW = SimpleNamespace(checkboxes=0, company_id=None, department_id=None, database="",
+                          data=None)
+
+
+def coercer(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordType,
+            row: Any) -> Any:
+    """A rule's ``set_field`` value shaped as an update of ``row`` would shape it (input
+    rules, picklists); ActionError when it is not a valid value."""
     def coerce(_obj: str, column: str, value: Any) -> Any:
         try:
             return shape(ctx, actor, doc, rt, {column: value}, row)[column]
@@ -571,7 +580,7 @@ def after_write(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordType,
         columns.update({f"state:{k}": v for k, v in automation.states(
             ctx, doc, actor.tenant_id, rt.name, row.id).items()})
     firings = rules.run(rt.name, event, columns, names, related=_related(ctx, actor, rt, row),
-                        coerce=_coercer(ctx, actor, doc, rt, row))
+                        coerce=coercer(ctx, actor, doc, rt, row))
     if not firings:
         return False
     return apply_firings(ctx, actor, doc, rt, row, event, firings)
@@ -605,6 +614,34 @@ def apply_firings(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordTyp
         ctx.session.flush()
     automation.log(ctx, log_rows)
     return changed_self
+
+
+def apply_new_row_firings(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordType,
+                          items: list[tuple[dict[str, Any], list[Firing]]]) -> None:
+    """What rules did to rows a bulk insert wrote with the rules' values already in them
+    (a CSV import): a change-log row per rule that changed a row, the execution log,
+    the effects on other records (through :func:`create` / :func:`update`)."""
+    version = automation.config_version(ctx, actor.tenant_id)
+    now = ctx.clock.now()
+    changes: list[dict[str, Any]] = []
+    log_rows: list[dict[str, Any]] = []
+    for columns, firings in items:
+        row = SimpleNamespace(**columns)
+        for firing in firings:
+            shown = {column: [_shown(rt, column, old), _shown(rt, column, new)]
+                     for column, (old, new) in firing.changes.items()}
+            if shown:
+                changes.append({"tenant_id": actor.tenant_id, "at": now, "actor": actor.login,
+                                "record_type": rt.name, "record_id": row.id,
+                                "action": "update", "changes": shown,
+                                "purpose": f"workflow:{firing.rule}"})
+            _run_effects(ctx, actor, rt, row, firing)
+            log_rows.append(automation.execution_row(ctx, actor.tenant_id, version, rt.name,
+                                                     row.id, "created", firing, shown))
+    if changes:  # Core rows: counted here, as the import counts its own change-log rows
+        ctx.session.execute(insert(CrmChange), changes)
+        tally.add_records(ctx.session.connection(), actor.tenant_id, len(changes))
+    automation.log(ctx, log_rows)
 
 
 def _rule_actor(actor: Actor) -> Actor:
