@@ -167,3 +167,24 @@ def test_csv_import_and_single_create_give_the_same_record(world: World) -> None
         imported = next(c for c in search.search(ctx, admin, Query(q="二郎")).items)
     assert imported["phone"] == single["phone"]
     assert imported["checkboxes"] == single["checkboxes"]
+
+
+def test_remap_on_approval_fires_the_field_changed_rules(world: World) -> None:
+    from tests.crm.test_transfer_impact import _without_gold  # the hq -> branch change
+
+    with_rules(world, slug="hq")
+    with_rules(world, rule("rank_moved", "contact", "field_changed", [CHECK],
+                           field="contact.memo_2"), slug="branch")
+    world.set_config("hq", _without_gold(world.config("hq")))
+    branch = world.actor("branch")
+    gold = [make(world, branch, "contact", {"name": f"金 {n}", "memo_2": "gold"})["id"]
+            for n in range(2)]
+    silver = make(world, branch, "contact", {"name": "銀", "memo_2": "silver"})["id"]
+    tid = world.send("hq", world.key("branch"))
+    world.approve(tid, "branch-admin", remaps={"rank.gold": "silver"},
+                  only=["picklists", "checkboxes"])
+    with world.app.transaction() as ctx:
+        boxes = {i: records.show(ctx, branch, "contact", i)["checkboxes"] for i in
+                 [*gold, silver]}
+    assert boxes == {gold[0]: [7], gold[1]: [7], silver: []}
+    assert sorted(e[2] for e in executions(world)) == sorted(gold)

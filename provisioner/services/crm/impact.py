@@ -64,7 +64,9 @@ from provisioner.db.crm_models import (
     CrmPurchase,
     CrmTally,
 )
+from provisioner.db.models import Tenant
 from provisioner.errors import ValidationFailed
+from provisioner.services.actors import Actor
 from provisioner.services.context import SET_TENANT_SQL, Context
 from provisioner.services.crm import records, tally
 
@@ -524,6 +526,9 @@ def apply_remap(ctx: Context, tenant_id: int, result_data: Mapping[str, Any],
                 for index, (kind, pl) in _memo_uses(result_data).items()
                 if kind == "picklist" and pl]
     type_of = {rt.model: rt.name for rt in records.TYPES.values()}
+    tenant = ctx.session.get(Tenant, tenant_id)
+    rule_actor = Actor(login=actor, user_id=0, tenant_id=tenant_id,
+                       tenant_slug=tenant.slug if tenant is not None else "", role="admin")
     now = ctx.clock.now()
     changed: dict[str, int] = {}
     for key, new in remaps.items():
@@ -553,5 +558,8 @@ def apply_remap(ctx: Context, tenant_id: int, result_data: Mapping[str, Any],
                      "record_type": type_of[model], "action": "update",
                      "changes": {column.key: [value, new]}, "purpose": purpose or ""}
             _log_updates(ctx, entry, touched)
+            # the records' rules run as after any update of that field (none: nothing read)
+            records.rules_after_bulk_update(ctx, rule_actor, type_of[model], touched,
+                                            [column.key])
         changed[key] = total
     return changed
