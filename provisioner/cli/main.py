@@ -699,6 +699,10 @@ from provisioner.cli.provisioning import register as _register_provisioning  # n
 
 _register_provisioning(cli)
 
+from provisioner.cli.workflows import register as _register_workflows  # noqa: E402
+
+_register_workflows(cli)
+
 from provisioner.cli.serve import serve as _serve  # noqa: E402
 
 cli.add_command(_serve)

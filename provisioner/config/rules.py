@@ -290,7 +290,7 @@ class RuleSet:
                 if not rule.matches(row, related):
                     continue
                 fired.add(rule.code)
-                firing = self._fire(rule, row, depth, coerce)
+                firing = self.fire(rule, row, coerce, depth)
                 firings.append(firing)
                 for column in firing.changes:
                     for name in _fields_of(column, firing.changes[column]):
@@ -311,8 +311,10 @@ class RuleSet:
             return {split_path(rule.workflow.trigger.field or "")[1]} & current
         return current
 
-    def _fire(self, rule: Rule, row: dict[str, Any], depth: int,
-              coerce: Coerce | None) -> Firing:
+    def fire(self, rule: Rule, row: dict[str, Any], coerce: Coerce | None = None,
+             depth: int = 0) -> Firing:
+        """Carry out one rule's actions on ``row`` (no conditions, no cascade: a date
+        firing, whose record was not written)."""
         firing = Firing(rule.code, depth)
         for action in rule.workflow.actions:
             try:

@@ -507,7 +507,8 @@ def changed_fields(before: Mapping[str, Any], after: Mapping[str, Any],
     return out
 
 
-def _shown(rt: RecordType, column: str, value: Any) -> Any:
+def show_value(rt: RecordType, column: str, value: Any) -> Any:
+    """A stored column value as records show it (checkbox indexes, classification codes)."""
     kind = rt.fields.get(column)
     if kind == "checkboxes":
         return checked(int(value or 0))
@@ -594,7 +595,7 @@ def apply_firings(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordTyp
     version = automation.config_version(ctx, actor.tenant_id)
     log_rows = []
     for firing in firings:
-        shown = {column: [_shown(rt, column, old), _shown(rt, column, new)]
+        shown = {column: [show_value(rt, column, old), show_value(rt, column, new)]
                  for column, (old, new) in firing.changes.items()}
         if firing.changes and not written:
             values = {column: new for column, (_old, new) in firing.changes.items()}
@@ -628,7 +629,7 @@ def apply_new_row_firings(ctx: Context, actor: Actor, doc: ConfigDocument, rt: R
     for columns, firings in items:
         row = SimpleNamespace(**columns)
         for firing in firings:
-            shown = {column: [_shown(rt, column, old), _shown(rt, column, new)]
+            shown = {column: [show_value(rt, column, old), show_value(rt, column, new)]
                      for column, (old, new) in firing.changes.items()}
             if shown:
                 changes.append({"tenant_id": actor.tenant_id, "at": now, "actor": actor.login,
@@ -783,6 +784,9 @@ def show(ctx: Context, actor: Actor, type_name: str, record_id: int) -> dict[str
     scope.require(ctx, actor, "records.read", f"read {type_name} records")
     row = fetch(ctx, actor, type_name, record_id)
     out = to_dict(rt, row)
+    doc = scope.config(ctx, actor.tenant_id)
+    if automation.blueprints_of(doc, rt.name):
+        out["states"] = automation.states(ctx, doc, actor.tenant_id, rt.name, row.id)
     if rt.name == "contact":
         note_personal_view(ctx, actor, row)
         out["company_name"] = _company_name(ctx, actor, row.company_id)

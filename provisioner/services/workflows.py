@@ -1,0 +1,488 @@
+"""Automation a tenant admin manages: workflow states, dry runs, the execution log, the
+date scheduler, notifications, and blueprint transitions.
+
+The rules run on the record-write path (:func:`provisioner.services.crm.records.after_write`);
+this module is what people do *with* them.
+
+    listing = list_workflows(ctx, actor)               # code, label, active/paused, last fired
+    dry_run(ctx, actor, "vip_gold", sample=1000)      # how many match, what would change
+    set_active(ctx, admin, "vip_gold", True)          # a new configuration version, audited
+    run_due(ctx)                                      # date-triggered rules due today, once
+    transition(ctx, actor, "contact", 7, "won")       # a blueprint move, checked and logged
+
+A rule copied from another tenant arrives paused (``config/merge.py``): nothing acts
+on the target's records until its admin has looked (a dry run) and activated it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from provisioner.clock import format_instant, local_today
+from provisioner.config.document import ConfigDocument, Workflow
+from provisioner.config.rules import RuleSet, due_on, read, split_path
+from provisioner.config.validate import document_from_data
+from provisioner.db.crm_models import CrmChange
+from provisioner.db.models import Tenant
+from provisioner.db.workflow_models import Notification, WfDueFiring, WfExecution
+from provisioner.errors import NotFound, PermissionDenied, ValidationFailed
+from provisioner.services import audit, configs
+from provisioner.services.actors import Actor, get_tenant, require_admin
+from provisioner.services.context import Context
+from provisioner.services.crm import automation, records, scope
+
+#: days a date firing may be late (the scheduler was down) and still be made
+CATCH_UP_DAYS = 3
+#: records read per query by a dry run and the scheduler
+_PAGE = 5000
+
+
+def _workflow(doc: ConfigDocument, code: str) -> Workflow:
+    for wf in doc.workflows:
+        if wf.code == code:
+            return wf
+    raise NotFound(f"no workflow {code!r}",
+                   hint="workflows: " + (", ".join(w.code for w in doc.workflows) or "none"))
+
+
+def describe_trigger(wf: Workflow) -> str:
+    trigger = wf.trigger
+    if trigger.event == "field_changed":
+        return f"{trigger.field} changed"
+    if trigger.event == "date":
+        days = trigger.days or 0
+        when = "on" if days == 0 else f"{abs(days)} days {'after' if days > 0 else 'before'}"
+        return f"{when} {trigger.field}{' every year' if trigger.yearly else ''}"
+    return f"{wf.object} {trigger.event}"
+
+
+# ---------------------------------------------------------------- list, activate, pause
+
+def list_workflows(ctx: Context, actor: Actor) -> list[dict[str, Any]]:
+    """The tenant's workflows: code, label, object, trigger, state, last fired, firings."""
+    scope.enter(ctx, actor)
+    scope.require(ctx, actor, "records.read", "list the workflows")
+    doc = scope.config(ctx, actor.tenant_id)
+    stats = {code: (last, n) for code, last, n in ctx.session.execute(
+        select(WfExecution.workflow, func.max(WfExecution.at), func.count())
+        .where(WfExecution.tenant_id == actor.tenant_id).group_by(WfExecution.workflow))}
+    return [{"code": wf.code, "label": wf.label, "object": wf.object,
+             "trigger": describe_trigger(wf), "state": "active" if wf.active else "paused",
+             "last_fired": format_instant(stats[wf.code][0]) if wf.code in stats else None,
+             "firings": stats.get(wf.code, (None, 0))[1]}
+            for wf in doc.workflows]
+
+
+def set_active(ctx: Context, actor: Actor, code: str, active: bool) -> int | None:
+    """Activate or pause a workflow (admins): a new configuration version, audited.
+    Returns the new version, or None when it already was in that state."""
+    scope.enter(ctx, actor)
+    require_admin(actor, "activate or pause workflows")
+    tenant = get_tenant(ctx, actor.tenant_slug)
+    head = configs.current(ctx, tenant)
+    flows = head.data["workflows"]
+    if not any(wf["code"] == code for wf in flows):
+        _workflow(scope.config(ctx, actor.tenant_id), code)  # NotFound, with the list
+    changed = [{**wf, "active": active} if wf["code"] == code else wf for wf in flows]
+    if changed == flows:
+        return None
+    version = configs.set_sections(ctx, actor, tenant, {"workflows": changed})
+    audit.record(ctx, tenant_id=tenant.id, actor=actor.login,
+                 action="workflow:activated" if active else "workflow:paused",
+                 subject=f"workflow:{code}", version=version)
+    return version
+
+
+# ---------------------------------------------------------------- dry run
+
+@dataclass
+class DryRun:
+    workflow: str
+    object: str
+    trigger: str
+    state: str
+    examined: int = 0
+    matched: int = 0
+    #: "field: old -> new" -> records that would change so
+    changes: Counter[str] = field(default_factory=Counter)
+    #: effects on other records and notifications: description -> count
+    effects: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    #: the first matching records and what each would change
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"workflow": self.workflow, "object": self.object, "trigger": self.trigger,
+                "state": self.state, "examined": self.examined, "matched": self.matched,
+                "changes": dict(self.changes.most_common()),
+                "effects": dict(self.effects.most_common()),
+                "errors": dict(self.errors.most_common()), "examples": self.examples}
+
+
+def _columns_for(doc: ConfigDocument, wf: Workflow, rt: records.RecordType) -> list[str]:
+    """The record columns a rule reads or writes (a dry run reads only those)."""
+    wanted = {"id", "contact_id", "company_id"} & {"id", *rt.fields}
+    for cond in wf.conditions.rules:
+        obj, name = split_path(cond.field)
+        if obj == wf.object:
+            wanted.add("checkboxes" if name.startswith("checkbox_") else
+                       "classifications" if name == "classification" else name)
+    for action in wf.actions:
+        if action.type == "set_field":
+            obj, name = split_path(action.field)
+            if obj == wf.object:
+                wanted.add("checkboxes" if name.startswith("checkbox_") else name)
+        elif action.type == "set_checkbox":
+            wanted.add("checkboxes")
+        elif action.type == "add_classification":
+            wanted.add("classifications")
+    if wf.trigger.field:
+        wanted.add(split_path(wf.trigger.field)[1])
+    return sorted(c for c in wanted if c == "id" or c in rt.fields)
+
+
+def dry_run(ctx: Context, actor: Actor, code: str, *, sample: int | None = None,
+            examples: int = 20) -> DryRun:
+    """Evaluate one workflow (active or paused) against the tenant's existing records,
+    as if each had just been written: how many match and what each would change.
+    Writes nothing."""
+    scope.enter(ctx, actor)
+    scope.require(ctx, actor, "records.read", "dry-run a workflow")
+    doc = scope.config(ctx, actor.tenant_id)
+    wf = _workflow(doc, code)
+    report = DryRun(wf.code, wf.object, describe_trigger(wf),
+                    "active" if wf.active else "paused")
+    rt = records.record_type(wf.object)
+    rules = RuleSet([wf.model_copy(update={"active": True})],
+                    (f"{bp.object}.{bp.code}" for bp in doc.blueprints))
+    event = "created" if wf.trigger.event == "created" else "updated"
+    trigger_field = split_path(wf.trigger.field or "")[1]
+    changed = [trigger_field] if trigger_field else list(rt.fields)
+    names = _columns_for(doc, wf, rt)
+    model: Any = rt.model
+    table = model.__table__
+    coerce = records.coercer(ctx, actor, doc, rt, records.NEW_ROW)
+    states = bool(automation.blueprints_of(doc, rt.name))
+    last = 0
+    limit = sample if sample is not None else None
+    today = local_today(ctx.clock)
+    while limit is None or report.examined < limit:
+        page = _PAGE if limit is None else min(_PAGE, limit - report.examined)
+        rows = ctx.session.execute(
+            select(*(table.c[n] for n in names)).where(
+                table.c.tenant_id == actor.tenant_id, table.c.id > last)
+            .order_by(table.c.id).limit(page)).mappings().all()
+        if not rows:
+            break
+        last = rows[-1]["id"]
+        for stored in rows:
+            report.examined += 1
+            row = dict(stored)
+            if states:
+                row.update({f"state:{k}": v for k, v in automation.states(
+                    ctx, doc, actor.tenant_id, rt.name, row["id"]).items()})
+            if wf.trigger.event == "date" and due_on(
+                    wf.trigger.days, wf.trigger.yearly, read(row, trigger_field), today) is None:
+                continue
+            firings = rules.run(rt.name, event, row, changed, coerce=coerce)
+            if not firings:
+                continue
+            report.matched += 1
+            _tally_firing(report, rt, stored, firings)
+            if len(report.examples) < examples:
+                report.examples.append({
+                    "id": row["id"],
+                    "changes": {c: [records.show_value(rt, c, o), records.show_value(rt, c, n)]
+                                for f in firings for c, (o, n) in f.changes.items()},
+                    "effects": [automation.describe_effect(e) for f in firings
+                                for e in f.effects]})
+    return report
+
+
+def _tally_firing(report: DryRun, rt: records.RecordType, stored: Any, firings: list[Any]
+                  ) -> None:
+    for firing in firings:
+        for column, (old, new) in firing.changes.items():
+            if column == "checkboxes":
+                for i in range(48):
+                    if (int(old or 0) ^ int(new or 0)) >> i & 1:
+                        state = "checked" if int(new) >> i & 1 else "unchecked"
+                        report.changes[f"checkbox_{i + 1} -> {state}"] += 1
+            else:
+                report.changes[f"{column}: {records.show_value(rt, column, old)!r} -> "
+                               f"{records.show_value(rt, column, new)!r}"] += 1
+        for effect in firing.effects:
+            report.effects[automation.describe_effect(effect)] += 1
+        for error in firing.errors:
+            report.errors[error] += 1
+
+
+def matches_for(ctx: Context, tenant_id: int, doc_data: dict[str, Any], codes: list[str],
+                actor: Actor) -> dict[str, int]:
+    """For a plan: how many existing records each of these incoming workflows would match
+    (evaluated as a dry run, against the target's records)."""
+    doc = document_from_data(doc_data, what="incoming configuration")
+    out: dict[str, int] = {}
+    for wf in doc.workflows:
+        if wf.code in codes:
+            out[wf.code] = _count_matches(ctx, tenant_id, doc, wf)
+    return out
+
+
+def _count_matches(ctx: Context, tenant_id: int, doc: ConfigDocument, wf: Workflow) -> int:
+    rt = records.record_type(wf.object)
+    rule = RuleSet([wf.model_copy(update={"active": True})]).rules(
+        wf.object, wf.trigger.event)
+    if not rule:
+        return 0
+    table: Any = rt.model.__table__
+    names = _columns_for(doc, wf, rt)
+    count = 0
+    last = 0
+    while True:
+        rows = ctx.session.execute(
+            select(*(table.c[n] for n in names)).where(
+                table.c.tenant_id == tenant_id, table.c.id > last)
+            .order_by(table.c.id).limit(_PAGE)).mappings().all()
+        if not rows:
+            return count
+        last = rows[-1]["id"]
+        count += sum(1 for r in rows if rule[0].matches(dict(r)))
+
+
+# ---------------------------------------------------------------- execution log
+
+def execution_log(ctx: Context, actor: Actor, *, record_type: str | None = None,
+                  record_id: int | None = None, workflow: str | None = None,
+                  limit: int = 100) -> list[dict[str, Any]]:
+    """Which rule fired on which record, under which configuration version, what it did."""
+    scope.enter(ctx, actor)
+    scope.require(ctx, actor, "records.read", "read the workflow log")
+    query = select(WfExecution).where(WfExecution.tenant_id == actor.tenant_id)
+    if record_type is not None:
+        query = query.where(WfExecution.record_type == records.record_type(record_type).name)
+    if record_id is not None:
+        query = query.where(WfExecution.record_id == record_id)
+    if workflow is not None:
+        query = query.where(WfExecution.workflow == workflow)
+    return [{"at": format_instant(e.at), "workflow": e.workflow,
+             "config_version": e.config_version, "record_type": e.record_type,
+             "record_id": e.record_id, "trigger": e.trigger, "depth": e.depth,
+             "changes": e.changes, "error": e.error}
+            for e in ctx.session.scalars(query.order_by(WfExecution.id.desc()).limit(limit))]
+
+
+# ---------------------------------------------------------------- the date scheduler
+
+@dataclass
+class DueReport:
+    tenants: int = 0
+    examined: int = 0
+    fired: int = 0
+    #: due firings another run had made already (each happens once)
+    already: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tenants": self.tenants, "examined": self.examined, "fired": self.fired,
+                "already": self.already, "errors": self.errors}
+
+
+def _claim(ctx: Context, tenant_id: int, workflow: str, record_type: str, record_id: int,
+           due: date) -> bool:
+    """Record a due firing; False when it was made already (by this or another process)."""
+    bind = ctx.session.get_bind()
+    make = pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
+    statement = make(WfDueFiring).values(
+        tenant_id=tenant_id, workflow=workflow, record_type=record_type, record_id=record_id,
+        due_on=due, fired_at=ctx.clock.now()).on_conflict_do_nothing()
+    # RETURNING, not the row count: drivers report -1 for some inserts
+    return ctx.session.execute(statement.returning(WfDueFiring.tenant_id)).first() is not None
+
+
+def run_due(ctx: Context, *, tenant_slug: str | None = None, today: date | None = None,
+            catch_up_days: int = CATCH_UP_DAYS) -> DueReport:
+    """Fire the date-triggered rules due today (and up to ``catch_up_days`` late ones),
+    each (rule, record, due date) once however often and wherever this runs."""
+    day = today or local_today(ctx.clock)
+    earliest = day - timedelta(days=catch_up_days)
+    report = DueReport()
+    tenants = ctx.session.scalars(
+        select(Tenant).where(Tenant.status == "active", Tenant.config_version.is_not(None))
+        .where(Tenant.slug == tenant_slug if tenant_slug else Tenant.id > 0)
+        .order_by(Tenant.id)).all()
+    for tenant in tenants:
+        ctx.enter_tenant(tenant.id)
+        doc = scope.config(ctx, tenant.id)
+        dated = [wf for wf in doc.workflows if wf.active and wf.trigger.event == "date"]
+        if not dated:
+            continue
+        report.tenants += 1
+        actor = Actor(login="scheduler", user_id=0, tenant_id=tenant.id,
+                      tenant_slug=tenant.slug, role="admin")
+        for wf in dated:
+            _run_due_rule(ctx, actor, doc, wf, day, earliest, report)
+    return report
+
+
+def _run_due_rule(ctx: Context, actor: Actor, doc: ConfigDocument, wf: Workflow, day: date,
+                  earliest: date, report: DueReport) -> None:
+    rt = records.record_type(wf.object)
+    name = split_path(wf.trigger.field or "")[1]
+    model: Any = rt.model
+    column = getattr(model, name)
+    rules = RuleSet([wf], (f"{bp.object}.{bp.code}" for bp in doc.blueprints))
+    rule = rules.rules(wf.object, "date")[0]
+    last = 0
+    while True:
+        found = ctx.session.execute(
+            select(model.id, column).where(model.tenant_id == actor.tenant_id,
+                                           model.id > last, column != "")
+            .order_by(model.id).limit(_PAGE)).all()
+        if not found:
+            return
+        last = found[-1][0]
+        for record_id, value in found:
+            report.examined += 1
+            due = due_on(wf.trigger.days, wf.trigger.yearly, value, day)
+            if due is None or not earliest <= due <= day:
+                continue
+            row = ctx.session.get(model, record_id)
+            if row is None:
+                continue
+            columns = records.rule_columns(rt, row)
+            columns.update({f"state:{k}": v for k, v in automation.states(
+                ctx, doc, actor.tenant_id, rt.name, record_id).items()})
+            if not rule.matches(columns):
+                continue
+            if not _claim(ctx, actor.tenant_id, wf.code, rt.name, record_id, due):
+                report.already += 1
+                continue
+            firing = rules.fire(rule, columns, records.coercer(ctx, actor, doc, rt, row))
+            records.apply_firings(ctx, actor, doc, rt, row, "date", [firing])
+            report.fired += 1
+            report.errors.extend(f"{wf.code} on {rt.name} {record_id}: {e}"
+                                 for e in firing.errors)
+
+
+# ---------------------------------------------------------------- notifications
+
+def notifications(ctx: Context, actor: Actor, *, unread_only: bool = False,
+                  limit: int = 50) -> list[dict[str, Any]]:
+    """The acting user's notifications in this tenant, newest first."""
+    scope.enter(ctx, actor)
+    query = select(Notification).where(Notification.tenant_id == actor.tenant_id,
+                                       Notification.user_id == actor.user_id)
+    if unread_only:
+        query = query.where(Notification.read_at.is_(None))
+    return [{"id": n.id, "at": format_instant(n.at), "workflow": n.workflow,
+             "record_type": n.record_type, "record_id": n.record_id, "message": n.message,
+             "read": n.read_at is not None}
+            for n in ctx.session.scalars(query.order_by(Notification.id.desc()).limit(limit))]
+
+
+def unread_count(ctx: Context, actor: Actor) -> int:
+    scope.enter(ctx, actor)
+    return int(ctx.session.scalar(select(func.count()).select_from(Notification).where(
+        Notification.tenant_id == actor.tenant_id, Notification.user_id == actor.user_id,
+        Notification.read_at.is_(None))) or 0)
+
+
+def mark_read(ctx: Context, actor: Actor, ids: list[int] | None = None) -> int:
+    """Mark the user's notifications read (all when ``ids`` is None); how many."""
+    scope.enter(ctx, actor)
+    statement = update(Notification).where(
+        Notification.tenant_id == actor.tenant_id, Notification.user_id == actor.user_id,
+        Notification.read_at.is_(None))
+    if ids is not None:
+        statement = statement.where(Notification.id.in_(ids))
+    result = ctx.session.execute(statement.values(read_at=ctx.clock.now())
+                                 .execution_options(synchronize_session=False))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- blueprints
+
+def blueprint_status(ctx: Context, actor: Actor, type_name: str, record_id: int
+                     ) -> list[dict[str, Any]]:
+    """Where a record stands in each blueprint of its object and the moves open to the
+    actor from there (the console's buttons)."""
+    scope.enter(ctx, actor)
+    scope.require(ctx, actor, "records.read", f"read {type_name} records")
+    rt = records.record_type(type_name)
+    records.fetch(ctx, actor, type_name, record_id)
+    doc = scope.config(ctx, actor.tenant_id)
+    current = automation.states(ctx, doc, actor.tenant_id, rt.name, record_id)
+    out = []
+    for bp in automation.blueprints_of(doc, rt.name):
+        labels = {s.code: s.label for s in bp.states}
+        state = current[bp.code]
+        out.append({"blueprint": bp.code, "label": bp.label, "state": state,
+                    "state_label": labels.get(state, state),
+                    "transitions": [{"code": t.code, "label": t.label, "to": t.to_state,
+                                     "to_label": labels.get(t.to_state, t.to_state)}
+                                    for t in bp.transitions if t.from_state == state
+                                    and (not t.allowed_roles or actor.role in t.allowed_roles)]})
+    return out
+
+
+def transition(ctx: Context, actor: Actor, type_name: str, record_id: int, to_state: str, *,
+               blueprint: str | None = None, purpose: str | None = None) -> dict[str, Any]:
+    """Move a record along a blueprint transition: from its current state, by a role the
+    transition allows, with the transition's required fields filled. The move is in the
+    record's history and fires the rules watching the state field."""
+    scope.enter(ctx, actor)
+    scope.require(ctx, actor, "records.write", f"update {type_name} records")
+    rt = records.record_type(type_name)
+    row = records.fetch(ctx, actor, type_name, record_id)
+    doc = scope.config(ctx, actor.tenant_id)
+    choices = automation.blueprints_of(doc, rt.name)
+    if blueprint is not None:
+        choices = [bp for bp in choices if bp.code == blueprint]
+    if len(choices) != 1:
+        names = ", ".join(bp.code for bp in automation.blueprints_of(doc, rt.name))
+        raise ValidationFailed(
+            f"no blueprint {blueprint!r} on {rt.name}" if blueprint is not None
+            else f"a {rt.name} is in {len(choices)} blueprints",
+            hint=f"name one with --blueprint ({names or 'none configured'})")
+    bp = choices[0]
+    current = automation.states(ctx, doc, actor.tenant_id, rt.name, record_id)[bp.code]
+    moves = [t for t in bp.transitions if t.from_state == current]
+    chosen = next((t for t in moves if t.to_state == to_state), None)
+    if chosen is None:
+        raise ValidationFailed(
+            f"{rt.name} {record_id} cannot move from {current!r} to {to_state!r} in "
+            f"blueprint {bp.code!r}",
+            hint="transitions from here: " + (", ".join(
+                f"{t.code} (-> {t.to_state})" for t in moves) or "none"))
+    if chosen.allowed_roles and actor.role not in chosen.allowed_roles:
+        raise PermissionDenied(
+            f"{actor.login!r} ({actor.role}) may not take transition {chosen.code!r}",
+            hint="it is allowed to: " + ", ".join(chosen.allowed_roles))
+    columns = records.rule_columns(rt, row)
+    missing = [path for path in chosen.required_fields
+               if split_path(path)[0] == rt.name and read(columns, split_path(path)[1]) in (
+                   None, "", [], False)]
+    if missing:
+        raise ValidationFailed(
+            f"transition {chosen.code!r} needs these fields filled first",
+            problems=[f"{path}: required for {chosen.label}" for path in missing],
+            hint=f"fill them ('provisioner record update {rt.name} {record_id} ...') and "
+                 "try again")
+    automation.set_state(ctx, actor.tenant_id, rt.name, record_id, bp.code, to_state,
+                         actor.login)
+    ctx.session.add(CrmChange(tenant_id=actor.tenant_id, at=ctx.clock.now(), actor=actor.login,
+                              record_type=rt.name, record_id=record_id, action="transition",
+                              changes={bp.code: [current, to_state]},
+                              purpose=purpose or f"blueprint:{bp.code}:{chosen.code}"))
+    ctx.session.flush()
+    records.after_write(ctx, actor, doc, rt, row, "updated", [bp.code])
+    return {"record_type": rt.name, "record_id": record_id, "blueprint": bp.code,
+            "transition": chosen.code, "from": current, "to": to_state}
