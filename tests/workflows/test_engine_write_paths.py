@@ -114,7 +114,9 @@ def test_a_failing_action_is_logged_and_the_write_stands(world: World) -> None:
     assert 7 in contact["checkboxes"]  # the rule's other action ran
     with world.app.transaction() as ctx:
         error = ctx.session.scalar(select(WfExecution.error))
-    assert error is not None and "memo_2" in error and "old" in error
+    assert error is not None
+    assert "memo_2" in error
+    assert "old" in error
 
 
 @pytest.mark.parametrize("event", ["created"])
