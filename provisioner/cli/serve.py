@@ -26,11 +26,15 @@ from provisioner.cli.output import State, pass_state
               "process)")
 @click.option("--insecure-cookies", is_flag=True,
               help="session cookies without the Secure flag (plain http, testing only)")
+@click.option("--scheduler-seconds", type=click.FloatRange(0, 86400), default=300,
+              show_default=True,
+              help="run the workflow date scheduler this often in each worker (0: off; each "
+              "due firing happens once whatever runs it)")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info",
                                                 "debug"]), default="info", show_default=True)
 @pass_state
 def serve(state: State, host: str, port: int, workers: int, insecure_cookies: bool,
-          log_level: str) -> None:
+          scheduler_seconds: float, log_level: str) -> None:
     """Serve the HTTP API (/api, OpenAPI at /openapi.json) and the web console."""
     import os
 
@@ -41,6 +45,7 @@ def serve(state: State, host: str, port: int, workers: int, insecure_cookies: bo
         os.environ["PROVISIONER_DATABASE_URL"] = state.db_url
     if insecure_cookies:
         os.environ["PROVISIONER_INSECURE_COOKIES"] = "1"
+    os.environ["PROVISIONER_SCHEDULER_SECONDS"] = str(scheduler_seconds)
     click.echo(f"provisioner console on http://{host}:{port}/ (API: /api, "
                f"OpenAPI: /openapi.json)", err=True)
     uvicorn.run("provisioner.web.server:app_from_environment", factory=True, host=host,

@@ -29,8 +29,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from provisioner import __version__
 from provisioner.errors import ProvisionerError
 from provisioner.services.context import Provisioner
-from provisioner.web import api, console
+from provisioner.web import api, api_workflows, console
 from provisioner.web.responses import JSONBody
+from provisioner.web.scheduler import DueScheduler
 from provisioner.web.security import SESSION_COOKIE, RateLimiter, Settings, Unauthenticated
 
 log = logging.getLogger("provisioner.web")
@@ -92,10 +93,21 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         # wait in the thread pool's queue rather than in SQLite's sleeping busy handler.
         # Phone lookups do not use the pool (read-only, on the event loop).
         to_thread.current_default_thread_limiter().total_tokens = 1
-    yield
+    interval = app.state.scheduler_seconds
+    scheduler = DueScheduler(provisioner, interval) if interval else None
+    if scheduler is not None:
+        scheduler.start()
+    try:
+        yield
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
 
 
-def create_app(provisioner: Provisioner, *, settings: Settings | None = None) -> FastAPI:
+def create_app(provisioner: Provisioner, *, settings: Settings | None = None,
+               scheduler_seconds: float | None = None) -> FastAPI:
+    """The API and console; ``scheduler_seconds``: run the date scheduler in this
+    process that often (``provisioner serve`` does; None: not here)."""
     settings = settings or Settings()
     app = FastAPI(
         lifespan=_lifespan,
@@ -110,6 +122,7 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None) ->
         docs_url="/docs", redoc_url=None,
     )
     app.state.provisioner = provisioner
+    app.state.scheduler_seconds = scheduler_seconds
     app.state.settings = settings
     app.state.limiter = RateLimiter(provisioner.clock, settings.window)
 
@@ -177,6 +190,7 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None) ->
         return {"status": "ok", "version": __version__}
 
     app.include_router(api.router)
+    app.include_router(api_workflows.router)
     app.include_router(console.router)
     app.mount("/static", StaticFiles(packages=[("provisioner.web", "static")]), name="static")
     app.add_middleware(SecurityHeaders)

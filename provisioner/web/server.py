@@ -8,10 +8,13 @@ from fastapi import FastAPI
 
 from provisioner.services.context import Provisioner
 from provisioner.web.app import create_app
+from provisioner.web.scheduler import DEFAULT_INTERVAL
 from provisioner.web.security import Settings
 
 
 def app_from_environment() -> FastAPI:
     """Database and master key from the environment, as for every command."""
     secure = not os.environ.get("PROVISIONER_INSECURE_COOKIES")
-    return create_app(Provisioner.open(), settings=Settings(secure_cookies=secure))
+    every = float(os.environ.get("PROVISIONER_SCHEDULER_SECONDS", DEFAULT_INTERVAL))
+    return create_app(Provisioner.open(), settings=Settings(secure_cookies=secure),
+                      scheduler_seconds=every or None)
