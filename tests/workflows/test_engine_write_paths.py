@@ -190,3 +190,28 @@ def test_remap_on_approval_fires_the_field_changed_rules(world: World) -> None:
                  [*gold, silver]}
     assert boxes == {gold[0]: [7], gold[1]: [7], silver: []}
     assert sorted(e[2] for e in executions(world)) == sorted(gold)
+
+
+@pytest.mark.postgres
+def test_rules_run_under_row_level_security_as_a_plain_role(world: World) -> None:
+    """As a role that row-level security binds: the rules, their log and notifications
+    stay in the tenant (every new table is under forced RLS)."""
+    if world.app.engine.dialect.name != "postgresql":
+        pytest.skip("row-level security is a PostgreSQL feature")
+    from tests.crm.helpers import plain_role_app
+
+    with_rules(world, rule("vip_gold", "contact", "created", [
+        CHECK, {"type": "notify", "role": "admin", "message": "VIP"}], when=[GOLD]))
+    with_rules(world, slug="other")
+    with plain_role_app(world, "wf_rls") as app:
+        with app.transaction() as ctx:
+            saved = records.create(ctx, world.actor("acme"), "contact",
+                                   {"name": "金", "memo_2": "gold"})
+        assert 7 in saved.record["checkboxes"]
+        with app.transaction() as ctx:  # another tenant's scope sees none of it
+            ctx.enter_tenant(world.tenant_row("other").id)
+            assert ctx.session.scalar(select(func.count()).select_from(WfExecution)) == 0
+            assert ctx.session.scalar(select(func.count()).select_from(Notification)) == 0
+        with app.transaction() as ctx:
+            ctx.enter_tenant(world.tenant_row("acme").id)
+            assert ctx.session.scalar(select(func.count()).select_from(WfExecution)) == 1
