@@ -22,7 +22,7 @@ from provisioner.cli.render import render_plan
 from provisioner.clock import format_instant
 from provisioner.config.defaults import default_document
 from provisioner.errors import ProvisionerError
-from provisioner.services import actors, configs, copykeys, tenants, transfers
+from provisioner.services import actors, configs, copykeys, tenants, transfers, workflows
 from provisioner.services.context import Provisioner
 from provisioner.services.crm import records
 
@@ -124,6 +124,40 @@ def run_demo(*, keep: bool = False) -> None:
             shutil.rmtree(home, ignore_errors=True)
     where = f"kept in {home}" if keep else "removed"
     _say(f"\nDone in {time.perf_counter() - started:.1f} s. The demo database was {where}.")
+
+
+def _automation(app: Provisioner) -> None:
+    """Step 6: the copied rules arrive paused; a dry run; activation; the first firing."""
+    _say("The template's two workflows act on real records, so they arrive paused. suzuki "
+         "lists them, dry-runs one against さくら通販's customers, and activates both:",
+         step="6. Copied automation arrives paused")
+    with app.transaction() as ctx:
+        suzuki = actors.resolve(ctx, "suzuki", "sakura-tsuhan")
+        for wf in workflows.list_workflows(ctx, suzuki):
+            _say(f"   {wf['code']:<20} {wf['state']:<7} {wf['label']} ({wf['trigger']})")
+        report = workflows.dry_run(ctx, suzuki, "complaint_follow_up").to_dict()
+    _say(f"   dry-run complaint_follow_up: {report['matched']} of {report['examined']} "
+         "activities match (the remapped history holds no complaint yet); nothing written")
+    with app.transaction() as ctx:
+        for code in ("complaint_follow_up", "vip_on_premium"):
+            workflows.set_active(ctx, suzuki, code, True)
+    with app.transaction() as ctx:
+        customer = records.create(ctx, suzuki, "contact", {
+            "name": "渡辺 直樹", "kana": "ワタナベ ナオキ", "phone": "045-201-3344"}).record
+        records.create(ctx, suzuki, "activity", {
+            "contact_id": customer["id"], "date": "2026-11-02", "kind": "complaint",
+            "content": "商品が届かない"})
+        saved = records.update(ctx, suzuki, "contact", customer["id"],
+                               {"memo_2": "premium"}).record
+        fired = workflows.execution_log(ctx, suzuki, limit=10)
+        inbox = workflows.notifications(ctx, suzuki)
+    labels = [CHECKBOXES[i - 1] for i in saved["checkboxes"]]
+    _say(f"   a complaint is recorded for 渡辺 直樹 and his plan becomes premium: checkboxes "
+         f"now {' '.join(labels)} (rules fired: "
+         f"{', '.join(sorted({e['workflow'] for e in fired}))})")
+    if inbox:
+        _say(f"   suzuki's inbox: {inbox[0]['message']}")
+    _say("   (provisioner workflow list / dry-run / activate / log; docs/workflows.md)")
 
 
 def _story(app: Provisioner, home: Path) -> None:
@@ -234,9 +268,11 @@ def _story(app: Provisioner, home: Path) -> None:
             _say(f"   {'':<14} {key} -> {remaps[key]}: {count} "
                  f"{'activity' if count == 1 else 'activities'} rewritten")
 
+    _automation(app)
+
     _say("あおば不動産 decides the call-center template does not suit a real-estate office "
          "after all, and rolls the transfer back. The old configuration returns as a new "
-         "version; history keeps every step.", step="6. One client rolls back")
+         "version; history keeps every step.", step="7. One client rolls back")
     with app.transaction() as ctx:
         version = transfers.rollback(ctx, "takahashi", sent["aoba-fudosan"])
         tenant = actors.get_tenant(ctx, "aoba-fudosan")
@@ -255,4 +291,4 @@ def _story(app: Provisioner, home: Path) -> None:
          "   provisioner key generate -t acme --as sato\n"
          "   provisioner send -t SOURCE --as ADMIN --key KEY\n"
          "   provisioner inbox show 1 --as sato && provisioner inbox approve 1 --as sato",
-         step="7. What next")
+         step="8. What next")
