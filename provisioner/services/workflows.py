@@ -21,19 +21,19 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from provisioner.clock import format_instant, local_today
 from provisioner.config.document import ConfigDocument, Workflow
-from provisioner.config.rules import RuleSet, due_on, read, split_path
+from provisioner.config.rules import ActionError, RuleSet, due_on, read, split_path
 from provisioner.config.validate import document_from_data
 from provisioner.db.crm_models import CrmChange
 from provisioner.db.models import Tenant
 from provisioner.db.workflow_models import Notification, WfDueFiring, WfExecution
 from provisioner.errors import NotFound, PermissionDenied, ValidationFailed
-from provisioner.services import audit, configs
+from provisioner.services import audit, configs, rule_sql
 from provisioner.services.actors import Actor, get_tenant, require_admin
 from provisioner.services.context import Context
 from provisioner.services.crm import automation, records, scope
@@ -149,65 +149,184 @@ def _columns_for(doc: ConfigDocument, wf: Workflow, rt: records.RecordType) -> l
 
 
 def dry_run(ctx: Context, actor: Actor, code: str, *, sample: int | None = None,
-            examples: int = 20) -> DryRun:
+            examples: int = 20, fast: bool = True) -> DryRun:
     """Evaluate one workflow (active or paused) against the tenant's existing records,
     as if each had just been written: how many match and what each would change.
-    Writes nothing."""
+    Writes nothing.
+
+    Counted in the database when the rule's conditions and own-record actions have an
+    exact SQL form (:mod:`provisioner.services.rule_sql`), else record by record in
+    Python (``fast=False`` forces that: the reference the fast path is tested against).
+    """
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "records.read", "dry-run a workflow")
     doc = scope.config(ctx, actor.tenant_id)
     wf = _workflow(doc, code)
+    plan = _DryPlan(ctx, actor, doc, wf, sample)
     report = DryRun(wf.code, wf.object, describe_trigger(wf),
                     "active" if wf.active else "paused")
-    rt = records.record_type(wf.object)
-    rules = RuleSet([wf.model_copy(update={"active": True})],
-                    (f"{bp.object}.{bp.code}" for bp in doc.blueprints))
-    event = "created" if wf.trigger.event == "created" else "updated"
-    trigger_field = split_path(wf.trigger.field or "")[1]
-    changed = [trigger_field] if trigger_field else list(rt.fields)
-    names = _columns_for(doc, wf, rt)
-    model: Any = rt.model
-    table = model.__table__
-    coerce = records.coercer(ctx, actor, doc, rt, records.NEW_ROW)
-    states = bool(automation.blueprints_of(doc, rt.name))
-    last = 0
-    limit = sample if sample is not None else None
-    today = local_today(ctx.clock)
-    while limit is None or report.examined < limit:
-        page = _PAGE if limit is None else min(_PAGE, limit - report.examined)
-        rows = ctx.session.execute(
-            select(*(table.c[n] for n in names)).where(
-                table.c.tenant_id == actor.tenant_id, table.c.id > last)
-            .order_by(table.c.id).limit(page)).mappings().all()
-        if not rows:
-            break
-        last = rows[-1]["id"]
-        for stored in rows:
+    if not (fast and plan.counted_in_sql(report)):
+        for row in plan.rows():
             report.examined += 1
-            row = dict(stored)
-            if states:
-                row.update({f"state:{k}": v for k, v in automation.states(
-                    ctx, doc, actor.tenant_id, rt.name, row["id"]).items()})
-            if wf.trigger.event == "date" and due_on(
-                    wf.trigger.days, wf.trigger.yearly, read(row, trigger_field), today) is None:
-                continue
-            firings = rules.run(rt.name, event, row, changed, coerce=coerce)
-            if not firings:
-                continue
-            report.matched += 1
-            _tally_firing(report, rt, stored, firings)
-            if len(report.examples) < examples:
-                report.examples.append({
-                    "id": row["id"],
-                    "changes": {c: [records.show_value(rt, c, o), records.show_value(rt, c, n)]
-                                for f in firings for c, (o, n) in f.changes.items()},
-                    "effects": [automation.describe_effect(e) for f in firings
-                                for e in f.effects]})
+            plan.evaluate(report, row, len(report.examples) < examples)
+        return report
+    for row in plan.rows(matching=True, limit=examples):
+        plan.evaluate(DryRun(wf.code, wf.object, "", ""), row, True, into=report.examples)
     return report
 
 
-def _tally_firing(report: DryRun, rt: records.RecordType, stored: Any, firings: list[Any]
-                  ) -> None:
+class _DryPlan:
+    """What a dry run of one rule reads and how it evaluates a record."""
+
+    def __init__(self, ctx: Context, actor: Actor, doc: ConfigDocument, wf: Workflow,
+                 sample: int | None) -> None:
+        self.ctx, self.actor, self.doc, self.wf, self.sample = ctx, actor, doc, wf, sample
+        self.rt = records.record_type(wf.object)
+        self.rules = RuleSet([wf.model_copy(update={"active": True})],
+                             (f"{bp.object}.{bp.code}" for bp in doc.blueprints))
+        self.rule = next(iter(self.rules.rules(wf.object, wf.trigger.event)))
+        self.event = "created" if wf.trigger.event == "created" else "updated"
+        self.trigger_field = split_path(wf.trigger.field or "")[1]
+        self.changed = [self.trigger_field] if self.trigger_field else list(self.rt.fields)
+        self.names = _columns_for(doc, wf, self.rt)
+        self.table: Any = self.rt.model.__table__
+        self.coerce = records.coercer(ctx, actor, doc, self.rt, records.NEW_ROW)
+        self.states = bool(automation.blueprints_of(doc, self.rt.name))
+        self.today = local_today(ctx.clock)
+        self.dialect = ctx.session.get_bind().dialect.name
+
+    def scope(self) -> Any:
+        """The rows looked at: the tenant's, or its first ``sample`` by id."""
+        where = self.table.c.tenant_id == self.actor.tenant_id
+        if self.sample is not None:
+            first = (select(self.table.c.id).where(where).order_by(self.table.c.id)
+                     .limit(self.sample))
+            where = and_(where, self.table.c.id.in_(first))
+        return where
+
+    def rows(self, *, matching: bool = False, limit: int | None = None) -> Any:
+        query = select(*(self.table.c[n] for n in self.names)).where(self.scope())
+        if matching:
+            where = rule_sql.condition_sql(self.wf, self.table, dict(self.rt.fields),
+                                           self.dialect)
+            query = query.where(where if where is not None else true())
+        query = query.order_by(self.table.c.id)
+        if limit is not None:
+            query = query.limit(limit)
+        result = self.ctx.session.execute(query.execution_options(yield_per=_PAGE))
+        for stored in result.mappings():
+            yield dict(stored)
+
+    def evaluate(self, report: DryRun, row: dict[str, Any], keep: bool,
+                 into: list[dict[str, Any]] | None = None) -> None:
+        if self.states:
+            row.update({f"state:{k}": v for k, v in automation.states(
+                self.ctx, self.doc, self.actor.tenant_id, self.rt.name, row["id"]).items()})
+        if self.wf.trigger.event == "date" and due_on(
+                self.wf.trigger.days, self.wf.trigger.yearly,
+                read(row, self.trigger_field), self.today) is None:
+            return
+        firings = self.rules.run(self.rt.name, self.event, row, self.changed,
+                                 coerce=self.coerce)
+        if not firings:
+            return
+        report.matched += 1
+        _tally_firing(report, self.rt, firings)
+        if keep:
+            (report.examples if into is None else into).append({
+                "id": row["id"],
+                "changes": {c: [records.show_value(self.rt, c, o),
+                                records.show_value(self.rt, c, n)]
+                            for f in firings for c, (o, n) in f.changes.items()},
+                "effects": [automation.describe_effect(e) for f in firings
+                            for e in f.effects]})
+
+    def counted_in_sql(self, report: DryRun) -> bool:
+        """Fill the counts of ``report`` in the database; False when the rule has no exact
+        SQL form (then nothing was counted)."""
+        if self.states or self.wf.trigger.event == "date":
+            return False
+        where = rule_sql.condition_sql(self.wf, self.table, dict(self.rt.fields),
+                                       self.dialect)
+        own = [(a, _own_column(self.wf, a)) for a in self.wf.actions]
+        columns = [c for _a, c in own if c is not None]
+        if where is None or len(columns) != len(set(columns)) or any(
+                c not in ("checkboxes", "classifications") and
+                self.rt.fields.get(c) not in ("str", "text", "date") for c in columns):
+            return False
+        scope = self.scope()
+        count = func.count()
+        report.examined = int(self.ctx.session.scalar(
+            select(count).select_from(self.table).where(scope)) or 0)
+        report.matched = int(self.ctx.session.scalar(
+            select(count).select_from(self.table).where(scope, where)) or 0)
+        if not report.matched:
+            return True
+        for action, column in own:
+            if column is None:
+                continue
+            try:
+                self._count_action(report, action, column, and_(scope, where))
+            except ActionError as exc:
+                report.errors[f"{action.type}: {exc}"] += report.matched
+        probe = self.rules.fire(self.rule, {}, self.coerce)
+        for effect in probe.effects:
+            report.effects[automation.describe_effect(effect)] += report.matched
+        for error in probe.errors:
+            if not error.startswith(("set_field", "set_checkbox", "add_classification")):
+                report.errors[error] += report.matched
+        return True
+
+    def _count_action(self, report: DryRun, action: Any, column: str, where: Any) -> None:
+        c = self.table.c
+        if column == "checkboxes":
+            index = action.index if action.type == "set_checkbox" else int(
+                split_path(action.field)[1][9:])
+            on = action.checked if action.type == "set_checkbox" else bool(action.value)
+            bit = c.checkboxes.op("&")(1 << (index - 1)) != 0
+            n = self.ctx.session.scalar(select(func.count()).select_from(self.table)
+                                        .where(where, ~bit if on else bit)) or 0
+            if n:
+                report.changes[f"checkbox_{index} -> {'checked' if on else 'unchecked'}"] += n
+            return
+        if column == "classifications":
+            code = action.classification
+            found = rule_sql.classification_absent(c.classifications, code, self.dialect)
+            for old, n in self.ctx.session.execute(
+                    select(c.classifications, func.count()).where(where, found)
+                    .group_by(c.classifications)):
+                new = rules_new_codes(old, code)
+                report.changes[f"classifications: {records.show_value(self.rt, column, old)!r}"
+                               f" -> {records.show_value(self.rt, column, new)!r}"] += n
+            return
+        new = self.coerce(self.wf.object, column, action.value)
+        for old, n in self.ctx.session.execute(
+                select(c[column], func.count()).where(where, c[column] != new)
+                .group_by(c[column])):
+            report.changes[f"{column}: {old!r} -> {new!r}"] += n
+
+
+def rules_new_codes(old: str, code: str) -> str:
+    """The stored classifications after adding ``code`` (as ``add_classification``)."""
+    present = [c for c in (old or "").split(",") if c]
+    return "," + ",".join([*present, code]) + ","
+
+
+def _own_column(wf: Workflow, action: Any) -> str | None:
+    """The column of the rule's own record an action changes, if it changes one."""
+    if action.type == "set_field":
+        obj, name = split_path(action.field)
+        if obj != wf.object:
+            return None
+        return "checkboxes" if name.startswith("checkbox_") and wf.object == "contact" else name
+    if action.type == "set_checkbox" and wf.object == "contact":
+        return "checkboxes"
+    if action.type == "add_classification" and wf.object in ("contact", "company"):
+        return "classifications"
+    return None
+
+
+def _tally_firing(report: DryRun, rt: records.RecordType, firings: list[Any]) -> None:
     for firing in firings:
         for column, (old, new) in firing.changes.items():
             if column == "checkboxes":
