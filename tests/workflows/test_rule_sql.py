@@ -58,7 +58,7 @@ def test_fast_dry_run_equals_the_reference(world: World) -> None:
         world.set_config("acme", {"workflows": [flow]})
         for sample in (None, 15):
             with world.app.transaction() as ctx:
-                plan = workflows._DryPlan(ctx, admin, world.document("acme"),  # noqa: SLF001
+                plan = workflows._DryPlan(ctx, admin, world.document("acme"),
                                           world.document("acme").workflows[0], sample)
                 probe = workflows.DryRun("", "", "", "")
                 fast_counted += plan.counted_in_sql(probe)
