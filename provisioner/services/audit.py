@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from provisioner.db.models import AuditEvent
-from provisioner.services.context import Context
+from provisioner.services.transaction import Context
 
 
 def record(ctx: Context, *, tenant_id: int | None, actor: str, action: str, subject: str,

@@ -89,6 +89,7 @@ from provisioner.errors import (
     TransferRefused,
     ValidationFailed,
 )
+from provisioner.identifiers import SLUG
 from provisioner.security import copykey
 from provisioner.services import audit, configs, signing, transfers
 from provisioner.services.actors import Actor, get_tenant, require_admin, resolve
@@ -96,7 +97,6 @@ from provisioner.services.context import Context, Provisioner
 from provisioner.services.crm import impact as data_impact
 from provisioner.services.eligibility import require_can_receive, require_can_send
 from provisioner.services.provisioning import quotas
-from provisioner.services.tenants import SLUG
 
 STATUSES = ("pending", "applied", "inbox", "rejected", "failed")
 MAX_TARGETS = 10_000
