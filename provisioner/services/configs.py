@@ -235,7 +235,7 @@ def move_pointers(ctx: Context, moves: Sequence[tuple[Tenant, int | None]]) -> N
         params = [{"tenant": t.id, "base": base, "new": (base or 0) + 1} for t, base in group]
         moved = ctx.session.connection().execute(statement, params).rowcount
         if moved != len(group):
-            lost = _lost(ctx, group)
+            lost = _lost(ctx, group) or [t for t, _ in group]
             names = ", ".join(repr(t.slug) for t in lost[:5]) + (
                 f" and {len(lost) - 5} more" if len(lost) > 5 else "")
             raise PlanConflict(
@@ -247,11 +247,17 @@ def move_pointers(ctx: Context, moves: Sequence[tuple[Tenant, int | None]]) -> N
 
 
 def _lost(ctx: Context, group: Sequence[tuple[Tenant, int | None]]) -> list[Tenant]:
-    """The tenants of ``group`` whose pointer is not at the version their move set."""
-    now = dict(ctx.session.execute(
-        select(Tenant.id, Tenant.config_version)
-        .where(Tenant.id.in_([t.id for t, _ in group]))).all())
-    return [t for t, base in group if now.get(t.id) != (base or 0) + 1] or [t for t, _ in group]
+    """The tenants of ``group`` that another change moved: their pointer is elsewhere, or
+    the version their move points at was already written (by that other change)."""
+    ids = [t.id for t, _ in group]
+    pointers = dict(ctx.session.execute(
+        select(Tenant.id, Tenant.config_version).where(Tenant.id.in_(ids))).all())
+    written = set(ctx.session.execute(
+        select(ConfigVersion.tenant_id, ConfigVersion.version)
+        .where(tuple_(ConfigVersion.tenant_id, ConfigVersion.version).in_(
+            [(t.id, (base or 0) + 1) for t, base in group]))).all())
+    return [t for t, base in group
+            if pointers.get(t.id) != (base or 0) + 1 or (t.id, (base or 0) + 1) in written]
 
 
 def initialise(ctx: Context, tenant: Tenant, *, author: str | None,
