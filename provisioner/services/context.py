@@ -41,6 +41,7 @@ from provisioner.db.engine import deferred_begin, make_engine
 from provisioner.db.models import Tenant
 from provisioner.errors import ConfigurationError
 from provisioner.security.keystore import MasterKey
+from provisioner.services.crm import derived
 from provisioner.services.provisioning import quotas
 from provisioner.services.transaction import SET_TENANT, SET_TENANT_SQL, Checks, Context
 
@@ -90,7 +91,7 @@ class Provisioner:
         if self.engine.url.get_backend_name() == "sqlite" and self.engine.url.database:
             Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
         try:
-            migrate.upgrade(self.engine)
+            migrate.upgrade(self.engine, rebuild=derived.rebuild)  # derived data: today's code
         except OperationalError as exc:
             raise ConfigurationError(
                 f"cannot reach the database: {str(exc.orig).strip().splitlines()[0]}",
