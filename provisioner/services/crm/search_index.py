@@ -1017,7 +1017,7 @@ def _and_rows(a: Blocks, rows: dict[int, Raw]) -> Blocks:
     return out
 
 
-def _chains(conn: Connection, tenant_id: int, term: str) -> Blocks:
+def _chains(conn: Connection, tenant_id: int, term: str) -> Blocks:  # noqa: C901
     """Exact matches of a long term from positioned trigrams.
 
     The term is at offset ``o`` of field ``j`` exactly when its ``i``-th trigram
