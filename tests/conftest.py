@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine, make_url
 from provisioner.clock import FrozenClock, parse_instant
 from provisioner.db import migrate
 from provisioner.db.engine import make_engine
-from provisioner.db.models import Base
+from provisioner.db.schema import metadata
 from provisioner.security.keystore import MasterKey
 from provisioner.services.context import Provisioner
 from tests.support import World
@@ -77,7 +77,7 @@ def worker_id() -> str:
 
 
 def _truncate(engine: Engine) -> None:
-    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 

@@ -63,19 +63,42 @@ def check(document: ConfigDocument | Mapping[str, Any]) -> list[str]:
     """Problems with a structurally valid document's cross-references (empty: consistent)."""
     doc = document.to_data() if isinstance(document, ConfigDocument) else document
     problems: list[str] = []
-
-    def dup(section: str, what: str, values: Iterable[object]) -> None:
-        for value in _duplicates(values):
-            problems.append(f"{section}: {what} {value!r} is used more than once")
-
-    dup("memo_fields", "index", [m["index"] for m in doc["memo_fields"]])
-    dup("checkboxes", "index", [c["index"] for c in doc["checkboxes"]])
-    dup("picklists", "code", [p["code"] for p in doc["picklists"]])
     picklists = {p["code"]: p for p in doc["picklists"]}
+    _check_fields(doc, picklists, problems)
+    _check_classifications(doc, problems)
+    _check_custom_databases(doc, problems)
+    _dup(problems, "roles", "code", [r["code"] for r in doc["roles"]])
+    for custom in doc["roles"]:
+        if custom["code"] in BUILTIN_ROLES:
+            problems.append(
+                f"roles: {custom['code']!r} is a built-in role and cannot be redefined")
+    all_roles = {r["code"] for r in doc["roles"]} | set(BUILTIN_ROLES)
+    fields = known_fields(doc)
+    _check_workflows(doc, picklists, all_roles, fields, problems)
+    _check_blueprints(doc, picklists, all_roles, fields, problems)
+    settings = doc["settings"]
+    _dup(problems, "settings.link_buttons", "code",
+         [b["code"] for b in settings["link_buttons"]])
+    _dup(problems, "settings.external_systems", "code",
+         [e["code"] for e in settings["external_systems"]])
+    return problems
+
+
+def _dup(problems: list[str], section: str, what: str, values: Iterable[object]) -> None:
+    for value in _duplicates(values):
+        problems.append(f"{section}: {what} {value!r} is used more than once")
+
+
+def _check_fields(doc: Mapping[str, Any], picklists: Mapping[str, Any],
+                  problems: list[str]) -> None:
+    """Memo fields, checkboxes and picklists: unique, and a picklist memo names one."""
+    _dup(problems, "memo_fields", "index", [m["index"] for m in doc["memo_fields"]])
+    _dup(problems, "checkboxes", "index", [c["index"] for c in doc["checkboxes"]])
+    _dup(problems, "picklists", "code", [p["code"] for p in doc["picklists"]])
     for picklist in doc["picklists"]:
         codes = [v["code"] for v in picklist["values"]]
         if len(set(codes)) != len(codes):
-            dup(f"picklists.{picklist['code']}", "value code", codes)
+            _dup(problems, f"picklists.{picklist['code']}", "value code", codes)
 
     for memo in doc["memo_fields"]:
         index, named = memo["index"], memo["picklist"]
@@ -89,9 +112,11 @@ def check(document: ConfigDocument | Mapping[str, Any]) -> list[str]:
         elif named is not None:
             problems.append(f"memo_fields: memo {index} is text but names a picklist")
 
+
+def _check_classifications(doc: Mapping[str, Any], problems: list[str]) -> None:
     for kind in ("customer", "product"):
         nodes = doc["classifications"][kind]
-        dup(f"classifications.{kind}", "code", [n["code"] for n in nodes])
+        _dup(problems, f"classifications.{kind}", "code", [n["code"] for n in nodes])
         parents = {n["code"]: n["parent"] for n in nodes}
         for node in nodes:
             if node["parent"] is not None and node["parent"] not in parents:
@@ -101,35 +126,33 @@ def check(document: ConfigDocument | Mapping[str, Any]) -> list[str]:
                 )
         problems.extend(_cycles(f"classifications.{kind}", parents))
 
-    dup("custom_databases", "code", [d["code"] for d in doc["custom_databases"]])
+
+def _check_custom_databases(doc: Mapping[str, Any], problems: list[str]) -> None:
+    _dup(problems, "custom_databases", "code", [d["code"] for d in doc["custom_databases"]])
     for db in doc["custom_databases"]:
         keys = [f["key"] for f in db["fields"]]
         if len(set(keys)) != len(keys):
-            dup(f"custom_databases.{db['code']}", "field key", keys)
+            _dup(problems, f"custom_databases.{db['code']}", "field key", keys)
         for field in db["fields"]:
             options = field["options"]
             if options:
                 codes = [o["code"] for o in options]
                 if len(set(codes)) != len(codes):
-                    dup(f"custom_databases.{db['code']}.{field['key']}", "option", codes)
+                    _dup(problems, f"custom_databases.{db['code']}.{field['key']}", "option",
+                         codes)
             elif field["type"] == "choice":
                 problems.append(f"custom_databases.{db['code']}: field {field['key']!r} is a "
                                 "choice without options")
 
-    dup("roles", "code", [r["code"] for r in doc["roles"]])
-    for custom in doc["roles"]:
-        if custom["code"] in BUILTIN_ROLES:
-            problems.append(
-                f"roles: {custom['code']!r} is a built-in role and cannot be redefined")
-    all_roles = {r["code"] for r in doc["roles"]} | set(BUILTIN_ROLES)
 
-    fields = known_fields(doc)
+def _check_workflows(doc: Mapping[str, Any], picklists: Mapping[str, Any],
+                     all_roles: set[str], fields: set[str], problems: list[str]) -> None:
     enabled_checkboxes = {c["index"] for c in doc["checkboxes"] if c["enabled"]}
     class_codes = {n["code"] for n in doc["classifications"]["customer"]}
     kinds = picklists.get(ACTIVITY_KIND_PICKLIST)
     activity_kinds = {v["code"] for v in kinds["values"]} if kinds else set()
 
-    dup("workflows", "code", [w["code"] for w in doc["workflows"]])
+    _dup(problems, "workflows", "code", [w["code"] for w in doc["workflows"]])
     for wf in doc["workflows"]:
         where = f"workflows.{wf['code']}"
         trigger = wf["trigger"]
@@ -165,13 +188,16 @@ def check(document: ConfigDocument | Mapping[str, Any]) -> list[str]:
 
     problems.extend(rules.cycles(doc))
 
-    dup("blueprints", "code", [b["code"] for b in doc["blueprints"]])
+
+def _check_blueprints(doc: Mapping[str, Any], picklists: Mapping[str, Any],
+                      all_roles: set[str], fields: set[str], problems: list[str]) -> None:
+    _dup(problems, "blueprints", "code", [b["code"] for b in doc["blueprints"]])
     for bp in doc["blueprints"]:
         where = f"blueprints.{bp['code']}"
         source = picklists.get(bp["picklist"])
         states = {st["code"] for st in bp["states"]}
-        dup(where, "state", [st["code"] for st in bp["states"]])
-        dup(where, "transition", [tr["code"] for tr in bp["transitions"]])
+        _dup(problems, where, "state", [st["code"] for st in bp["states"]])
+        _dup(problems, where, "transition", [tr["code"] for tr in bp["transitions"]])
         if source is None:
             problems.append(f"{where}: picklist {bp['picklist']!r} does not exist")
         else:
@@ -182,23 +208,21 @@ def check(document: ConfigDocument | Mapping[str, Any]) -> list[str]:
         if bp["initial_state"] not in states:
             problems.append(f"{where}: initial state {bp['initial_state']!r} is not a state")
         for tr in bp["transitions"]:
-            for end in (tr["from_state"], tr["to_state"]):
-                if end not in states:
-                    problems.append(
-                        f"{where}: transition {tr['code']!r} uses unknown state {end!r}")
-            for role in tr["allowed_roles"]:
-                if role not in all_roles:
-                    problems.append(
-                        f"{where}: transition {tr['code']!r} allows unknown role {role!r}")
-            for path in tr["required_fields"]:
-                if path not in fields:
-                    problems.append(
-                        f"{where}: transition {tr['code']!r} requires unknown field {path!r}")
+            _check_transition(where, tr, states, all_roles, fields, problems)
 
-    settings = doc["settings"]
-    dup("settings.link_buttons", "code", [b["code"] for b in settings["link_buttons"]])
-    dup("settings.external_systems", "code", [e["code"] for e in settings["external_systems"]])
-    return problems
+
+def _check_transition(where: str, tr: Mapping[str, Any], states: set[str], all_roles: set[str],
+                      fields: set[str], problems: list[str]) -> None:
+    for end in (tr["from_state"], tr["to_state"]):
+        if end not in states:
+            problems.append(f"{where}: transition {tr['code']!r} uses unknown state {end!r}")
+    for role in tr["allowed_roles"]:
+        if role not in all_roles:
+            problems.append(f"{where}: transition {tr['code']!r} allows unknown role {role!r}")
+    for path in tr["required_fields"]:
+        if path not in fields:
+            problems.append(
+                f"{where}: transition {tr['code']!r} requires unknown field {path!r}")
 
 
 def _cycles(where: str, parents: Mapping[str, str | None]) -> list[str]:

@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from provisioner.db.models import Base
+from provisioner.db.base import Base
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
 

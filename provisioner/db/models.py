@@ -14,41 +14,23 @@ Conventions:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
-    MetaData,
     String,
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+from provisioner.db.base import NAMING, Base
 
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map: ClassVar[dict[Any, Any]] = {
-        datetime: DateTime(timezone=True),
-        dict[str, Any]: JSON,
-        list[Any]: JSON,
-        bytes: LargeBinary,
-    }
+__all__ = ["NAMING", "Base"]  # re-exported: the declarative base lives in db/base.py
 
 
 class Tenant(Base):
@@ -224,7 +206,3 @@ TENANT_TABLES: tuple[str, ...] = (
     "memberships", "config_versions", "signing_keys", "trusted_publishers", "copy_keys",
     "transfers",
 )
-
-from provisioner.db import crm_models as _crm_models  # noqa: E402,F401
-from provisioner.db import provisioning_models as _provisioning_models  # noqa: E402,F401
-from provisioner.db import workflow_models as _workflow_models  # noqa: E402,F401

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from provisioner.db.models import Base
+from provisioner.db.base import Base
 
 
 class TenantGroup(Base):

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from provisioner.db.models import Base
+from provisioner.db.base import Base
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from provisioner.config.document import BUILTIN_ROLES
 from provisioner.db.models import Membership, Tenant, User
 from provisioner.errors import NotFound, PermissionDenied
-from provisioner.services.context import Context
+from provisioner.services.transaction import Context
 
 ROLES = BUILTIN_ROLES
 

@@ -8,22 +8,26 @@ two concurrent changes can never both win. Versions are never updated.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from sqlalchemy import (
     DateTime,
+    Table,
     Text,
+    bindparam,
     cast,
     func,
     insert,
     literal,
     literal_column,
     select,
+    tuple_,
     update,
 )
+from sqlalchemy.orm.attributes import set_committed_value
 
 from provisioner.canonical import canonical_bytes, sha256_hex
 from provisioner.config import diff as config_diff
@@ -35,7 +39,7 @@ from provisioner.db.models import ConfigVersion, Tenant, Transfer
 from provisioner.errors import NotFound, PlanConflict
 from provisioner.services import audit
 from provisioner.services.actors import Actor, require_admin
-from provisioner.services.context import Context
+from provisioner.services.transaction import Context
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,25 @@ def current(ctx: Context, tenant: Tenant) -> Current:
     return Current(row.version, row.digest, orjson.loads(row.document))
 
 
+@dataclass(frozen=True)
+class NewVersion:
+    """One configuration version to write: :func:`commit_versions`' unit of work."""
+
+    tenant: Tenant
+    #: the version the change was based on (None: the tenant's first version)
+    base_version: int | None
+    #: the whole validated document, RFC 8785 bytes
+    body: bytes
+    author: str | None
+    origin: str
+    #: ``"sha256:" + SHA-256(body)``, when the caller already has it
+    digest: str | None = None
+
+    @property
+    def body_digest(self) -> str:
+        return self.digest or "sha256:" + sha256_hex(self.body)
+
+
 def commit_version(ctx: Context, tenant: Tenant,
                    doc: ConfigDocument | Mapping[str, Any] | bytes, *,
                    author: str | None, origin: str, base_version: int | None) -> int | None:
@@ -81,27 +104,74 @@ def commit_version(ctx: Context, tenant: Tenant,
     ``doc`` must already be validated (as bytes: a whole document's RFC 8785
     form). Returns the new version, or None when the document equals the current
     one (nothing is written: a no-op change). Raises PlanConflict if the tenant
-    moved away from ``base_version``.
+    moved away from ``base_version``. :func:`commit_versions` for one tenant.
     """
     if isinstance(doc, bytes):
         body = doc
     else:
         body = canonical_bytes(doc.to_data() if isinstance(doc, ConfigDocument) else dict(doc))
-    digest = "sha256:" + sha256_hex(body)
-    if base_version is not None:
-        head = _load(ctx, tenant.id, base_version)
-        if head.digest == digest:
-            return None
-    _require_room(ctx, tenant, len(body))
-    new_version = _move_pointer(ctx, tenant, base_version)  # first: see _move_pointer
-    ctx.session.add(ConfigVersion(
-        tenant_id=tenant.id, version=new_version, document=body.decode("utf-8"), digest=digest,
-        size_bytes=len(body),
-        created_at=ctx.clock.now(), created_by=author, origin=origin,
-    ))
-    ctx.session.flush()
-    tenant.config_version = new_version
-    return new_version
+    return commit_versions(ctx, [NewVersion(tenant, base_version, body, author, origin)])[0]
+
+
+def commit_versions(ctx: Context, versions: Sequence[NewVersion], *,
+                    checked: bool = False) -> list[int | None]:
+    """Write each tenant's next version and move its pointer, guarded by its base version.
+
+    The one implementation of "a new configuration version" (``config set``,
+    rollback, an approved transfer, a rollout batch of many tenants). Per item,
+    in the order given, the new version number, or None when the document
+    equals the base version's (nothing is written for it). Before anything is
+    written, the checks the composition root registered (``ctx.checks``: the
+    disk quota) run for every version that changes something, unless the caller
+    already ran them (``checked``: a rollout batch checks each target's room for
+    the bundle and its version together, for the whole batch at once).
+
+    The pointers move first, in one executemany of
+    ``UPDATE tenants SET config_version = :new WHERE id = :id AND config_version = :base``
+    whose row count must equal the number of items: if any tenant moved away
+    from its base version meanwhile, PlanConflict (naming it) is raised and the
+    caller's transaction rolls back -- a lost race never overwrites. Then the
+    versions are inserted (one multi-row INSERT).
+    """
+    bases = _base_digests(ctx, [v for v in versions if v.base_version is not None])
+    changed: list[NewVersion] = []
+    out: list[int | None] = []
+    for item in versions:
+        if item.base_version is not None and (
+                bases.get((item.tenant.id, item.base_version)) == item.body_digest):
+            out.append(None)
+            continue
+        changed.append(item)
+        out.append((item.base_version or 0) + 1)
+    if not checked:
+        for item in changed:
+            for check in ctx.checks.new_version:
+                check(ctx, item.tenant, len(item.body))
+    if not changed:
+        return out
+    move_pointers(ctx, [(item.tenant, item.base_version) for item in changed])
+    now = ctx.clock.now()
+    ctx.session.execute(insert(ConfigVersion), [
+        {"tenant_id": item.tenant.id, "version": (item.base_version or 0) + 1,
+         "document": item.body.decode("utf-8"), "digest": item.body_digest,
+         "size_bytes": len(item.body), "created_at": now, "created_by": item.author,
+         "origin": item.origin} for item in changed])
+    return out
+
+
+def _base_digests(ctx: Context, versions: Sequence[NewVersion]) -> dict[tuple[int, int], str]:
+    """(tenant id, version) -> digest of the base versions (one query); NotFound if missing."""
+    if not versions:
+        return {}
+    wanted = {(v.tenant.id, v.base_version) for v in versions}
+    found = {(t, n): d for t, n, d in ctx.session.execute(
+        select(ConfigVersion.tenant_id, ConfigVersion.version, ConfigVersion.digest)
+        .where(tuple_(ConfigVersion.tenant_id, ConfigVersion.version).in_(sorted(wanted))))}
+    if len(found) != len(wanted):
+        missing = sorted(wanted - set(found))[0]
+        raise NotFound(f"configuration version {missing[1]} does not exist",
+                       hint="'provisioner config history' lists the versions")
+    return found
 
 
 def commit_transfer_copy(ctx: Context, tenant: Tenant, transfer_id: int, digest: str, *,
@@ -111,13 +181,16 @@ def commit_transfer_copy(ctx: Context, tenant: Tenant, transfer_id: int, digest:
     For a whole-document transfer the stored sections already are the new
     version's RFC 8785 text (``digest`` is theirs, taken at receipt): the
     database copies the text from row to row, it never travels through Python.
+    The same checks and the same guarded pointer as :func:`commit_versions`.
     """
     if _load(ctx, tenant.id, base_version).digest == digest:
         return None
     size = ctx.session.scalar(select(func.length(Transfer.incoming))  # bytes: it is binary
                               .where(Transfer.id == transfer_id))
-    _require_room(ctx, tenant, int(size or 0))
-    new_version = _move_pointer(ctx, tenant, base_version)
+    for check in ctx.checks.new_version:
+        check(ctx, tenant, int(size or 0))
+    new_version = base_version + 1
+    move_pointers(ctx, [(tenant, base_version)])
     # the UTF-8 bytes become text as they are (PostgreSQL checks they are UTF-8)
     document = (func.convert_from(Transfer.incoming, literal_column("'UTF8'"))
                 if ctx.session.get_bind().dialect.name == "postgresql"
@@ -130,38 +203,61 @@ def commit_transfer_copy(ctx: Context, tenant: Tenant, transfer_id: int, digest:
                    literal(ctx.clock.now(), DateTime()), literal(author),
                    literal(f"transfer:{transfer_id}"), literal(int(size or 0)))
             .where(Transfer.id == transfer_id, Transfer.tenant_id == tenant.id)))
-    tenant.config_version = new_version
     return new_version
 
 
-def _require_room(ctx: Context, tenant: Tenant, size: int) -> None:
-    """Refuse a new version that would take the tenant over its disk quota (nothing written)."""
-    from provisioner.services.provisioning import quotas  # provisioning builds on configs
+_TENANTS = Tenant.__table__
+assert isinstance(_TENANTS, Table)
+#: the guarded pointer move (executemany): only a tenant still at its base version moves
+_MOVE = (_TENANTS.update()
+         .where(_TENANTS.c.id == bindparam("tenant"),
+                _TENANTS.c.config_version == bindparam("base"))
+         .values(config_version=bindparam("new")))
+_MOVE_FIRST = (_TENANTS.update()
+               .where(_TENANTS.c.id == bindparam("tenant"), _TENANTS.c.config_version.is_(None))
+               .values(config_version=bindparam("new")))
 
-    quotas.require_room(ctx, tenant, size, what="this configuration version")
 
-
-def _move_pointer(ctx: Context, tenant: Tenant, base_version: int | None) -> int:
-    """Point the tenant at the next version, guarded by the version the change was based on.
+def move_pointers(ctx: Context, moves: Sequence[tuple[Tenant, int | None]]) -> None:
+    """Point each tenant at its next version, guarded by the version the change was based on.
 
     Of concurrent changes based on the same version exactly one matches the
     guard (the others wait for its row lock, then match nothing), so the losers
-    never reach the insert and get a clear conflict, not a key violation.
+    never reach the insert and get a clear PlanConflict, not a key violation --
+    and never overwrite the winner. The tenant objects are updated in the
+    session as loaded (no second UPDATE at flush).
     """
-    new_version = (base_version or 0) + 1
-    guard = Tenant.config_version.is_(None) if base_version is None else (
-        Tenant.config_version == base_version)
-    moved = ctx.session.execute(
-        update(Tenant).where(Tenant.id == tenant.id, guard)
-        .values(config_version=new_version).execution_options(synchronize_session=False)
-    )
-    if moved.rowcount != 1:  # type: ignore[attr-defined]
-        raise PlanConflict(
-            f"the configuration of {tenant.slug!r} changed while this change was being made",
-            hint="look at the new version ('provisioner config history') and run the "
-            "command again",
-        )
-    return new_version
+    for statement, group in ((_MOVE, [m for m in moves if m[1] is not None]),
+                             (_MOVE_FIRST, [m for m in moves if m[1] is None])):
+        if not group:
+            continue
+        ctx.session.flush()  # pending ORM writes first, as a Session statement would
+        params = [{"tenant": t.id, "base": base, "new": (base or 0) + 1} for t, base in group]
+        moved = ctx.session.connection().execute(statement, params).rowcount
+        if moved != len(group):
+            lost = _lost(ctx, group) or [t for t, _ in group]
+            names = ", ".join(repr(t.slug) for t in lost[:5]) + (
+                f" and {len(lost) - 5} more" if len(lost) > 5 else "")
+            raise PlanConflict(
+                f"the configuration of {names} changed while this change was being made",
+                hint="look at the new version ('provisioner config history') and run the "
+                "command again")
+    for tenant, base in moves:
+        set_committed_value(tenant, "config_version", (base or 0) + 1)
+
+
+def _lost(ctx: Context, group: Sequence[tuple[Tenant, int | None]]) -> list[Tenant]:
+    """The tenants of ``group`` that another change moved: their pointer is elsewhere, or
+    the version their move points at was already written (by that other change)."""
+    ids = [t.id for t, _ in group]
+    pointers = dict(ctx.session.execute(
+        select(Tenant.id, Tenant.config_version).where(Tenant.id.in_(ids))).all())
+    written = set(ctx.session.execute(
+        select(ConfigVersion.tenant_id, ConfigVersion.version)
+        .where(tuple_(ConfigVersion.tenant_id, ConfigVersion.version).in_(
+            [(t.id, (base or 0) + 1) for t, base in group]))).all())
+    return [t for t, base in group
+            if pointers.get(t.id) != (base or 0) + 1 or (t.id, (base or 0) + 1) in written]
 
 
 def initialise(ctx: Context, tenant: Tenant, *, author: str | None,

@@ -1,4 +1,11 @@
-"""The application object and the per-transaction context services receive.
+"""The application object (the composition root) and the per-transaction context.
+
+:class:`Provisioner` wires the application together at start-up: the engine,
+the clock, the master key, every table of the schema, and the cross-cutting
+checks the core services run without importing the areas that impose them
+(:func:`default_checks`: the disk quota on every new configuration version).
+:class:`Context` (defined in :mod:`provisioner.services.transaction`, a leaf,
+and re-exported here) is what every service receives.
 
     app = Provisioner.open()                 # database URL and home from the environment
     with app.transaction() as ctx:           # commits on success, rolls back on error
@@ -20,63 +27,44 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from provisioner import paths
 from provisioner.clock import Clock, SystemClock
-from provisioner.db import migrate
+from provisioner.db import migrate, schema
 from provisioner.db.engine import deferred_begin, make_engine
+from provisioner.db.models import Tenant
 from provisioner.errors import ConfigurationError
 from provisioner.security.keystore import MasterKey
+from provisioner.services.crm import derived
+from provisioner.services.provisioning import quotas
+from provisioner.services.transaction import SET_TENANT, SET_TENANT_SQL, Checks, Context
 
-#: the transaction's tenant, which PostgreSQL's row-level security policies key on
-SET_TENANT = text("SELECT set_config('provisioner.tenant_id', :t, true)")
-#: the same statement for a psycopg cursor (a pipeline)
-SET_TENANT_SQL = "SELECT set_config('provisioner.tenant_id', %s, true)"
+__all__ = ["SET_TENANT", "SET_TENANT_SQL", "Checks", "Context", "Provisioner"]
+
+#: every table of every area, mapped before the first session opens
+METADATA = schema.metadata
 
 
-@dataclass
-class Context:
-    session: Session
-    clock: Clock
-    master_key: MasterKey
-    _commit_on_error: bool = False
-    #: a read-only transaction: rows go through :meth:`add_log_row` only
-    read_only: bool = False
-    _deferred_rows: list[Any] = field(default_factory=list)
-    #: how deep the current write is in a chain of rule actions on other records
-    rule_depth: int = 0
+def _room_for_version(ctx: Context, tenant: Tenant, size: int) -> None:
+    quotas.require_room(ctx, tenant, size, what="this configuration version")
 
-    def add_log_row(self, row: Any) -> None:
-        """Add an append-only log row: to this transaction, or after a read-only one.
 
-        After a read-only transaction the rows are committed in a write transaction
-        of their own before :meth:`Provisioner.transaction` returns; if that fails,
-        the caller gets the error, not the result.
-        """
-        if self.read_only:
-            self._deferred_rows.append(row)
-        else:
-            self.session.add(row)
-
-    def enter_tenant(self, tenant_id: int) -> None:
-        """Scope the transaction to a tenant: PostgreSQL's row-level security policies
-        show and accept that tenant's rows only (SQLite: nothing to do)."""
-        if self.session.get_bind().dialect.name == "postgresql":
-            self.session.execute(SET_TENANT, {"t": str(tenant_id)})
-
-    def keep_writes_on_error(self) -> None:
-        """Commit what this transaction wrote even if it ends with an error."""
-        self._commit_on_error = True
+def default_checks() -> Checks:
+    """The cross-cutting checks every application runs (wired here, not imported by the core)."""
+    checks = Checks()
+    checks.on_new_version(_room_for_version)  # the disk quota (provisioning) on configs
+    return checks
 
 
 class Provisioner:
+    """The application object and composition root: engine, clock, keys, wired checks."""
+
     def __init__(self, engine: Engine, *, master_key: MasterKey, clock: Clock | None = None,
                  home: Path | None = None) -> None:
         self.engine = engine
@@ -84,6 +72,8 @@ class Provisioner:
         self.clock: Clock = clock or SystemClock()
         self.home = home
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        #: cross-cutting checks the services run (see :func:`default_checks`)
+        self.checks = default_checks()
 
     @classmethod
     def open(cls, db_url: str | None = None, *, clock: Clock | None = None,
@@ -101,7 +91,7 @@ class Provisioner:
         if self.engine.url.get_backend_name() == "sqlite" and self.engine.url.database:
             Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
         try:
-            migrate.upgrade(self.engine)
+            migrate.upgrade(self.engine, rebuild=derived.rebuild)  # derived data: today's code
         except OperationalError as exc:
             raise ConfigurationError(
                 f"cannot reach the database: {str(exc.orig).strip().splitlines()[0]}",
@@ -137,7 +127,8 @@ class Provisioner:
         using the result (an async server route does that in a worker thread).
         """
         session = self._sessions()
-        ctx = Context(session, self.clock, self.master_key, read_only=read_only)
+        ctx = Context(session, self.clock, self.master_key, read_only=read_only,
+                      checks=self.checks)
         try:
             if read_only:
                 with deferred_begin():

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import re
-
 from sqlalchemy import select
 
 from provisioner.config.document import ConfigDocument
 from provisioner.db.models import Membership, Tenant, User
 from provisioner.errors import AlreadyExists, PermissionDenied, ValidationFailed
+from provisioner.identifiers import LOGIN, OPERATOR, SLUG
 from provisioner.services import audit, configs, signing
 from provisioner.services.actors import ROLES, get_tenant
 from provisioner.services.context import Context
 from provisioner.services.eligibility import PLANS
 
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
-OPERATOR = "operator"
+__all__ = ["LOGIN", "OPERATOR", "SLUG", "add_user", "create", "list_all", "update_flags"]
 
 
 def create(ctx: Context, slug: str, *, name: str, plan: str = "standard",

@@ -24,12 +24,12 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -136,7 +136,7 @@ def data_impact_of(ctx: Context, tenant_id: int, base: Mapping[str, Any],
     return data_impact.impact(ctx, tenant_id, base, result)
 
 
-def _plan(base: configs.Current, incoming: dict[str, Any], *, mode: Mode,
+def make_plan(base: configs.Current, incoming: dict[str, Any], *, mode: Mode,
           only: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(resulting document data, plan) for taking ``incoming`` onto ``base``.
 
@@ -231,7 +231,7 @@ def accept(ctx: Context, target: Tenant, raw: bytes, *, received_by: str,
             f"bundle {payload.bundle_id} was already received (transfer {duplicate}); "
             "a bundle is delivered once")
     base = configs.current(ctx, target)
-    result, plan = _plan(base, bundle.config, mode="replace", only=None)
+    result, plan = make_plan(base, bundle.config, mode="replace", only=None)
     plan["impact"] = data_impact_of(ctx, target.id, base.data, result)
     if len(plan["sections"]) == len(SECTION_NAMES):
         # a whole document: approving it as is copies these very bytes (see approve)
@@ -256,27 +256,79 @@ def accept(ctx: Context, target: Tenant, raw: bytes, *, received_by: str,
                                      source_tenant=payload.source.tenant),
                                  serialized=lock is not None)
     quotas.require_room(ctx, target, len(raw) + len(bundle.config_json), what="this bundle")
+    transfer = _insert_once(ctx, transfer_row(
+        bundle, raw, tenant_id=target.id, base_version=base.version, plan=plan,
+        received_at=ctx.clock.now(), received_by=received_by,
+        copy_key_id=key_row.id if key_row else None), consume=key_row)
+    audit.record_many(ctx, [received_event(
+        ctx, target.id, transfer.id, bundle, received_by=received_by,
+        copy_key=audience.copy_key if audience else None, summary=plan["summary"])])
+    return transfer
+
+
+def received_event(ctx: Context, tenant_id: int, transfer_id: int, bundle: VerifiedBundle, *,
+                   received_by: str, copy_key: str | None,
+                   summary: dict[str, Any]) -> dict[str, Any]:
+    """The ``transfer:received`` audit event (:func:`accept`, a rollout batch)."""
+    payload = bundle.payload
+    return audit.event(ctx, tenant_id=tenant_id, actor=received_by, action="transfer:received",
+                       subject=f"transfer:{transfer_id}", bundle_digest=bundle.digest,
+                       bundle_id=payload.bundle_id, signer_key_id=bundle.key_id,
+                       source_tenant=payload.source.tenant,
+                       source_version=payload.source.config_version, copy_key=copy_key,
+                       summary=summary)
+
+
+def approved_event(ctx: Context, tenant_id: int, transfer_id: int, *, actor: str,
+                   bundle_digest: str, signer_key_id: str, source_tenant: str, mode: str,
+                   plan: Mapping[str, Any], from_version: int, to_version: int | None,
+                   impact: Mapping[str, Any], remapped: dict[str, int] | None = None,
+                   forced: list[str] | None = None) -> dict[str, Any]:
+    """The ``transfer:approved`` audit event (:func:`approve`, a rollout batch)."""
+    return audit.event(ctx, tenant_id=tenant_id, actor=actor, action="transfer:approved",
+                       subject=f"transfer:{transfer_id}", bundle_digest=bundle_digest,
+                       signer_key_id=signer_key_id, source_tenant=source_tenant, mode=mode,
+                       sections=plan["sections"], from_version=from_version,
+                       to_version=to_version, summary=plan["summary"],
+                       impact=[data_impact.describe(i) for i in impact["items"]],
+                       remapped=remapped, forced=forced or None)
+
+
+def transfer_row(bundle: VerifiedBundle, raw: bytes, *, tenant_id: int, base_version: int,
+                 plan: dict[str, Any], received_at: datetime, received_by: str,
+                 copy_key_id: int | None = None, decided_by: str | None = None,
+                 applied_version: int | None = None) -> dict[str, Any]:
+    """Every column of a received transfer: ``pending``, or ``applied`` at once (``decided_by``:
+    a rollout's auto policy). The bundle file is stored without repeating its configuration
+    (:func:`bundles.payload.split_file`)."""
+    payload = bundle.payload
     stored, frame = bundle_payload.split_file(bundle)  # the configuration is stored once
-    transfer = _insert_once(ctx, dict(
-        tenant_id=target.id, status="pending", bundle_id=payload.bundle_id,
-        payload_digest=bundle.digest, signer_key_id=bundle.key_id,
+    return dict(
+        tenant_id=tenant_id, status="pending" if decided_by is None else "applied",
+        bundle_id=payload.bundle_id, payload_digest=bundle.digest, signer_key_id=bundle.key_id,
         source_tenant=payload.source.tenant, source_name=payload.source.name,
         source_version=payload.source.config_version, source_digest=payload.source.config_digest,
         envelope=stored, payload_frame=frame, envelope_bytes=len(raw),
-        incoming=bundle.config_json,
-        base_version=base.version, plan=plan, received_at=ctx.clock.now(),
-        received_by=received_by, copy_key_id=key_row.id if key_row else None,
-        decided_at=None, decided_by=None, reason=None, applied_version=None,
-        rolled_back_at=None,
-    ), consume=key_row)
-    audit.record(ctx, tenant_id=target.id, actor=received_by, action="transfer:received",
-                 subject=f"transfer:{transfer.id}", bundle_digest=bundle.digest,
-                 bundle_id=payload.bundle_id, signer_key_id=bundle.key_id,
-                 source_tenant=payload.source.tenant,
-                 source_version=payload.source.config_version,
-                 copy_key=audience.copy_key if audience else None,
-                 summary=plan["summary"])
-    return transfer
+        incoming=bundle.config_json, base_version=base_version, plan=plan,
+        received_at=received_at, received_by=received_by, copy_key_id=copy_key_id,
+        decided_at=None if decided_by is None else received_at, decided_by=decided_by,
+        reason=None, applied_version=applied_version, rolled_back_at=None,
+    )
+
+
+def insert_many(ctx: Context, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert transfers (rows made by :func:`transfer_row`) in one multi-row INSERT; their ids.
+
+    For callers that already hold the targets' rows locked and checked that none
+    has the bundle (a rollout batch). The unique ``(tenant_id, bundle_id)`` still
+    refuses a second delivery (an IntegrityError rolls the caller's transaction
+    back); :func:`accept` inserts one with :func:`_insert_once` instead, which
+    turns a concurrent receipt into BundleRejected and consumes a copy key.
+    """
+    if not rows:
+        return []
+    return list(ctx.session.scalars(
+        insert(Transfer).returning(Transfer.id, sort_by_parameter_order=True), list(rows)))
 
 
 def _insert_once(ctx: Context, values: dict[str, Any], *,
@@ -294,19 +346,19 @@ def _insert_once(ctx: Context, values: dict[str, Any], *,
     """
     postgres = ctx.session.get_bind().dialect.name == "postgresql"
     dialect = postgresql if postgres else sqlite
-    insert = (dialect.insert(Transfer.__table__).values(**values)
+    statement = (dialect.insert(Transfer.__table__).values(**values)
               .on_conflict_do_nothing(index_elements=["tenant_id", "bundle_id"])
               .returning(Transfer.__table__.c.id))
     consumed: int | None = None
     if consume is not None and postgres:
-        inserted = insert.cte("inserted")
+        inserted = statement.cte("inserted")
         new_id = select(inserted.c.id).scalar_subquery()
         used = (copykeys.consuming(ctx, consume, new_id).where(select(inserted.c.id).exists())
                 .returning(CopyKeyRow.id).cte("used"))
         transfer_id, consumed = ctx.session.execute(select(
             new_id, select(func.count()).select_from(used).scalar_subquery())).one()
     else:
-        transfer_id = ctx.session.scalar(insert)
+        transfer_id = ctx.session.scalar(statement)
     if transfer_id is None:
         raise BundleRejected(
             f"bundle {values['bundle_id']} was already received; a bundle is delivered once")
@@ -405,7 +457,7 @@ def preview(ctx: Context, transfer: Transfer, *, mode: Mode = "replace",
         else:
             plan["impact"] = data_impact.NO_IMPACT
         return plan
-    result, plan = _plan(head, incoming_config(transfer), mode=mode, only=parse_only(only))
+    result, plan = make_plan(head, incoming_config(transfer), mode=mode, only=parse_only(only))
     plan["impact"] = data_impact_of(ctx, target.id, head.data, result)
     return plan
 
@@ -496,7 +548,7 @@ def approve(ctx: Context, login: str, transfer_id: int, *, mode: Mode = "replace
     sections = parse_only(only)
     head = configs.current(ctx, target)
     if head.version != transfer.base_version:
-        replanned, plan = _plan(head, incoming_config(transfer), mode="replace", only=None)
+        replanned, plan = make_plan(head, incoming_config(transfer), mode="replace", only=None)
         plan["impact"] = data_impact_of(ctx, target.id, head.data, replanned)
         plan["signer"] = transfer.plan.get("signer")
         transfer.plan = plan
@@ -517,7 +569,7 @@ def approve(ctx: Context, login: str, transfer_id: int, *, mode: Mode = "replace
         if whole is None:
             result = combine(head.data, incoming_config(transfer), mode="replace")
     else:
-        result, plan = _plan(head, incoming_config(transfer), mode=mode, only=sections)
+        result, plan = make_plan(head, incoming_config(transfer), mode=mode, only=sections)
     report = data_impact.NO_IMPACT
     if data_impact.has_records(ctx, target.id):  # counted again: records change meanwhile
         if result is None:
@@ -540,13 +592,11 @@ def approve(ctx: Context, login: str, transfer_id: int, *, mode: Mode = "replace
         remapped = data_impact.apply_remap(ctx, target.id, result, remaps, actor=actor.login,
                                            purpose=f"transfer:{transfer.id}")
     _claim(ctx, transfer, "applied", actor, applied_version=version or head.version)
-    audit.record(ctx, tenant_id=target.id, actor=actor.login, action="transfer:approved",
-                 subject=f"transfer:{transfer.id}", bundle_digest=transfer.payload_digest,
-                 signer_key_id=transfer.signer_key_id, source_tenant=transfer.source_tenant,
-                 mode=mode, sections=plan["sections"], from_version=head.version,
-                 to_version=version, summary=plan["summary"],
-                 impact=[data_impact.describe(i) for i in report["items"]],
-                 remapped=remapped, forced=forced or None)
+    audit.record_many(ctx, [approved_event(
+        ctx, target.id, transfer.id, actor=actor.login, bundle_digest=transfer.payload_digest,
+        signer_key_id=transfer.signer_key_id, source_tenant=transfer.source_tenant, mode=mode,
+        plan=plan, from_version=head.version, to_version=version, impact=report,
+        remapped=remapped, forced=forced)])
     if version is None:
         return Decision(transfer, "unchanged", head.version,
                         "the configuration already matched; nothing changed",

@@ -35,8 +35,8 @@ from provisioner.db.workflow_models import Notification, WfDueFiring, WfExecutio
 from provisioner.errors import NotFound, PermissionDenied, ValidationFailed
 from provisioner.services import audit, configs, rule_sql
 from provisioner.services.actors import Actor, get_tenant, require_admin
-from provisioner.services.context import Context
 from provisioner.services.crm import automation, records, scope
+from provisioner.services.transaction import Context
 
 #: days a date firing may be late (the scheduler was down) and still be made
 CATCH_UP_DAYS = 3

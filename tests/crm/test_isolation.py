@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from provisioner.db.crm_models import CRM_TENANT_TABLES
-from provisioner.db.models import Base
+from provisioner.db.schema import metadata
 from provisioner.errors import NotFound, PermissionDenied
 from provisioner.services import actors
 from provisioner.services.crm import bulk, records, search
@@ -130,7 +130,7 @@ def _counts(world: World, tenant_id: int | None = None) -> dict[str, int]:
     with world.app.transaction() as ctx:
         out = {}
         for name in CRM_TENANT_TABLES:
-            table = Base.metadata.tables[name]
+            table = metadata.tables[name]
             query = select(func.count()).select_from(table)
             if tenant_id is not None:
                 query = query.where(table.c.tenant_id == tenant_id)

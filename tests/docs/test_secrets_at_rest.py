@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from provisioner.bundles.signing import private_raw
-from provisioner.db.models import Base, CopyKeyRow, SigningKey, Tenant
+from provisioner.db.models import CopyKeyRow, SigningKey, Tenant
+from provisioner.db.schema import metadata
 from provisioner.errors import ConfigurationError
 from provisioner.security import copykey
 from provisioner.security.keystore import MasterKey, Sealed
@@ -28,7 +29,7 @@ def _dump(world: World) -> list[Any]:
     """Every value of every row of every table."""
     values: list[Any] = []
     with world.app.engine.connect() as conn:
-        for table in Base.metadata.sorted_tables:
+        for table in metadata.sorted_tables:
             for row in conn.execute(select(table)):
                 values.extend(row)
     return values

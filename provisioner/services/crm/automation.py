@@ -20,7 +20,7 @@ from provisioner.config.document import ConfigDocument
 from provisioner.config.rules import Firing, RuleSet
 from provisioner.db.models import Membership, Tenant
 from provisioner.db.workflow_models import CrmRecordState, Notification, WfExecution
-from provisioner.services.context import Context
+from provisioner.services.transaction import Context
 
 _RULES: dict[int, tuple[ConfigDocument, RuleSet]] = {}
 

@@ -301,7 +301,7 @@ class _Plan:
                  (lambda t: t[name].get(key, 0)) if exact else None)
 
 
-def impact(ctx: Context, tenant_id: int, base_data: Mapping[str, Any],
+def impact(ctx: Context, tenant_id: int, base_data: Mapping[str, Any],  # noqa: C901
            result_data: Mapping[str, Any], *, scan: bool = False) -> dict[str, Any]:
     """Impact of going from ``base_data`` to ``result_data`` on the tenant's records.
 

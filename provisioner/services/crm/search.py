@@ -159,7 +159,7 @@ def _indexed_q(ctx: Context, actor: Actor, query: Query) -> ColumnElement[bool] 
     return _id_in(ctx, ids) if ids else false()
 
 
-def conditions(ctx: Context, actor: Actor, query: Query, *,
+def conditions(ctx: Context, actor: Actor, query: Query, *,  # noqa: C901
                use_index: bool = False) -> list[ColumnElement[bool]]:
     """The WHERE clause of ``query`` over ``crm_contacts`` (tenant included).
 

@@ -310,7 +310,9 @@ class _Delta:
     removes: list[int] = field(default_factory=list)
 
 
-def _lock(conn: Connection, tenant_id: int) -> None:
+def lock_tenant_writes(conn: Connection, tenant_id: int) -> None:
+    """Serialise the tenant's derived-data writers (index blocks, tallies) until the
+    transaction ends (PostgreSQL: an advisory lock; SQLite: the write lock already does)."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY + tenant_id})
 
@@ -450,7 +452,7 @@ def apply(conn: Connection, tenant_id: int,
             deltas[gram].removes.extend(offsets)
     if not any(by_block.values()):
         return
-    _lock(conn, tenant_id)
+    lock_tenant_writes(conn, tenant_id)
     for block in sorted(by_block):
         if by_block[block]:
             _write_block(conn, tenant_id, block, by_block[block])
@@ -481,7 +483,7 @@ class Builder:
         self._offsets: list[int] = []
         self._texts: list[str] = []
         self.indexed = 0
-        _lock(conn, tenant_id)
+        lock_tenant_writes(conn, tenant_id)
 
     def add(self, contact_id: int, search_text: str) -> None:
         block = contact_id >> BLOCK_BITS
@@ -1015,7 +1017,7 @@ def _and_rows(a: Blocks, rows: dict[int, Raw]) -> Blocks:
     return out
 
 
-def _chains(conn: Connection, tenant_id: int, term: str) -> Blocks:
+def _chains(conn: Connection, tenant_id: int, term: str) -> Blocks:  # noqa: C901
     """Exact matches of a long term from positioned trigrams.
 
     The term is at offset ``o`` of field ``j`` exactly when its ``i``-th trigram

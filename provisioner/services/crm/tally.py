@@ -213,7 +213,7 @@ def apply(conn: Connection, tenant_id: int, delta: Mapping[Key, int], *,
     if not params:
         return
     if lock:
-        search_index._lock(conn, tenant_id)
+        search_index.lock_tenant_writes(conn, tenant_id)
     conn.execute(_UPSERT, params)
 
 
@@ -351,7 +351,7 @@ def recount(conn: Connection, tenant_id: int) -> dict[Key, int]:
 
 def rebuild(conn: Connection, tenant_id: int) -> dict[Key, int]:
     """Replace the tenant's counts by a :func:`recount` (data loaded around the services)."""
-    search_index._lock(conn, tenant_id)
+    search_index.lock_tenant_writes(conn, tenant_id)
     table = _table()
     conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
     fresh = recount(conn, tenant_id)
@@ -430,7 +430,7 @@ def _before_flush(session: Session, _context: UOWTransaction, _instances: Any) -
     if tenants - locked:
         conn = session.connection()
         for tenant_id in sorted(tenants - locked):  # before this flush writes any row
-            search_index._lock(conn, tenant_id)
+            search_index.lock_tenant_writes(conn, tenant_id)
         locked |= tenants
     session.info[_OLD] = (delta, pending)
 

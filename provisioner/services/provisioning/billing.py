@@ -28,8 +28,8 @@ from provisioner.db.models import Membership
 from provisioner.db.provisioning_models import DiskAddon, PriceBook
 from provisioner.errors import ValidationFailed
 from provisioner.services import audit
-from provisioner.services.context import Context
 from provisioner.services.provisioning import groups
+from provisioner.services.transaction import Context
 
 GIB = 1024**3
 TOKYO = ZoneInfo("Asia/Tokyo")

@@ -22,10 +22,10 @@ from provisioner.errors import (
     PlanConflict,
     ValidationFailed,
 )
+from provisioner.identifiers import OPERATOR, SLUG
 from provisioner.services import audit
 from provisioner.services.actors import get_tenant
-from provisioner.services.context import Context
-from provisioner.services.tenants import OPERATOR, SLUG
+from provisioner.services.transaction import Context
 
 GROUP_PLANS = frozenset({"standard", "professional", "enterprise", "ultimate", "trial",
                          "developer"})

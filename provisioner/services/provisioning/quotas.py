@@ -55,8 +55,8 @@ from provisioner.db.provisioning_models import CallRecord, DiskAddon, PriceBook
 from provisioner.errors import QuotaExceeded, ValidationFailed
 from provisioner.services import audit
 from provisioner.services.actors import get_tenant
-from provisioner.services.context import SET_TENANT, Context
 from provisioner.services.provisioning.billing import DEFAULT_PRICES, GIB, price_book
+from provisioner.services.transaction import SET_TENANT, Context
 
 CALL_RECORD_BYTES = 256
 #: what one CRM record counts (a row with its share of the indexes; 1 GiB ~ 2 million records)

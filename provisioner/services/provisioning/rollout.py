@@ -64,14 +64,12 @@ from provisioner.bundles.payload import (
     build_bundle,
     new_bundle_id,
     read_bundle,
-    split_file,
 )
 from provisioner.bundles.signing import key_id, raw_public
 from provisioner.canonical import canonical_bytes, sha256_hex
 from provisioner.clock import as_utc
 from provisioner.config.document import SECTION_NAMES
 from provisioner.db.models import (
-    AuditEvent,
     ConfigVersion,
     CopyKeyRow,
     Membership,
@@ -89,6 +87,7 @@ from provisioner.errors import (
     TransferRefused,
     ValidationFailed,
 )
+from provisioner.identifiers import SLUG
 from provisioner.security import copykey
 from provisioner.services import audit, configs, signing, transfers
 from provisioner.services.actors import Actor, get_tenant, require_admin, resolve
@@ -96,7 +95,6 @@ from provisioner.services.context import Context, Provisioner
 from provisioner.services.crm import impact as data_impact
 from provisioner.services.eligibility import require_can_receive, require_can_send
 from provisioner.services.provisioning import quotas
-from provisioner.services.tenants import SLUG
 
 STATUSES = ("pending", "applied", "inbox", "rejected", "failed")
 MAX_TARGETS = 10_000
@@ -381,7 +379,7 @@ class _Batch:
             return known
         base = configs.Current(version, digest,
                                configs.version_data(self.ctx, tenant_id, version))
-        result, plan = transfers._plan(base, self.work.bundle.config, mode="replace",
+        result, plan = transfers.make_plan(base, self.work.bundle.config, mode="replace",
                                        only=None)
         if len(plan["sections"]) == len(SECTION_NAMES):
             body = self.work.bundle.config_json  # a whole document replaces a whole document
@@ -466,33 +464,26 @@ class _Batch:
         return self.results
 
     def _write(self, accepted: Sequence[_Accepted]) -> None:
-        work, now, session = self.work, self.now, self.ctx.session
+        """Write the accepted targets with the services' bulk primitives (the same rules)."""
+        ctx, work, now = self.ctx, self.work, self.now
         payload = work.bundle.payload
-        envelope, frame = split_file(work.bundle)  # stored as transfers.accept stores it
-        ids = list(session.scalars(
-            insert(Transfer).returning(Transfer.id, sort_by_parameter_order=True),
-            [{"tenant_id": a.tenant.id, "status": "applied" if a.apply else "pending",
-              "bundle_id": payload.bundle_id, "payload_digest": work.bundle.digest,
-              "signer_key_id": work.bundle.key_id, "source_tenant": payload.source.tenant,
-              "source_name": payload.source.name,
-              "source_version": payload.source.config_version,
-              "source_digest": payload.source.config_digest, "copy_key_id": None,
-              "envelope": envelope, "payload_frame": frame, "envelope_bytes": len(work.raw),
-              "incoming": work.bundle.config_json,
-              "base_version": a.version,
-              "plan": a.plan, "received_at": now, "received_by": work.received_by,
-              "decided_at": now if a.apply else None,
-              "decided_by": a.pin.added_by if a.apply else None,
-              "applied_version": a.applied_version} for a in accepted])) if accepted else []
-        versions, pointers, events = [], [], []
+        ids = transfers.insert_many(ctx, [transfers.transfer_row(
+            work.bundle, work.raw, tenant_id=a.tenant.id, base_version=a.version, plan=a.plan,
+            received_at=now, received_by=work.received_by,
+            decided_by=a.pin.added_by if a.apply else None,
+            applied_version=a.applied_version) for a in accepted])
+        applied = [(transfer_id, a) for transfer_id, a in zip(ids, accepted, strict=True)
+                   if a.apply]
+        # each target's room for the bundle and its version was checked for the whole batch
+        # (run: checked); the pointers move with the guard of every other change
+        configs.commit_versions(ctx, [configs.NewVersion(
+            a.tenant, a.version, a.shared.body, a.pin.added_by, f"transfer:{transfer_id}",
+            digest=a.shared.digest) for transfer_id, a in applied], checked=True)
+        events = []
         for transfer_id, a in zip(ids, accepted, strict=True):
-            subject = f"transfer:{transfer_id}"
-            events.append(_event(a.tenant.id, now, work.received_by, "transfer:received",
-                                 subject, bundle_digest=work.bundle.digest,
-                                 bundle_id=payload.bundle_id, signer_key_id=work.bundle.key_id,
-                                 source_tenant=payload.source.tenant,
-                                 source_version=payload.source.config_version, copy_key=None,
-                                 summary=a.plan["summary"]))
+            events.append(transfers.received_event(
+                ctx, a.tenant.id, transfer_id, work.bundle, received_by=work.received_by,
+                copy_key=None, summary=a.plan["summary"]))
             status = "applied" if a.apply else "inbox"
             self.updates.append({"id": a.row.id, "status": status, "via": a.pin.policy,
                                  "transfer_id": transfer_id,
@@ -501,41 +492,19 @@ class _Batch:
             self.results.append((a.row.target_slug, status))
             if not a.apply:
                 continue
-            if a.new_version is not None:
-                versions.append({"tenant_id": a.tenant.id, "version": a.new_version,
-                                 "document": a.shared.body.decode("utf-8"),
-                                 "size_bytes": len(a.shared.body),
-                                 "digest": a.shared.digest, "created_at": now,
-                                 "created_by": a.pin.added_by, "origin": subject})
-                pointers.append({"id": a.tenant.id, "config_version": a.new_version})
-            events.append(_event(a.tenant.id, now, a.pin.added_by, "transfer:approved", subject,
-                                 bundle_digest=work.bundle.digest,
-                                 signer_key_id=work.bundle.key_id,
-                                 source_tenant=payload.source.tenant, mode="replace",
-                                 sections=a.plan["sections"], from_version=a.version,
-                                 to_version=a.new_version, summary=a.plan["summary"],
-                                 impact=[data_impact.describe(i)
-                                         for i in a.plan["impact"]["items"]],
-                                 remapped=None, forced=None))
-            events.append(_event(a.tenant.id, now, f"policy:auto({a.pin.added_by})",
-                                 "rollout:auto_applied", subject, rollout=work.run_id,
-                                 source_tenant=work.source_slug, publisher=a.pin.key_id,
-                                 version=a.new_version))
-        if pointers:
-            # the tenant rows are locked (FOR UPDATE; SQLite: BEGIN IMMEDIATE) since their
-            # current versions were read, so no other change can have moved them
-            session.execute(update(Tenant), pointers)
-            session.execute(insert(ConfigVersion), versions)
-        if events:
-            session.execute(insert(AuditEvent), events)
+            events.append(transfers.approved_event(
+                ctx, a.tenant.id, transfer_id, actor=a.pin.added_by,
+                bundle_digest=work.bundle.digest, signer_key_id=work.bundle.key_id,
+                source_tenant=payload.source.tenant, mode="replace", plan=a.plan,
+                from_version=a.version, to_version=a.new_version, impact=a.plan["impact"]))
+            events.append(audit.event(
+                ctx, tenant_id=a.tenant.id, actor=f"policy:auto({a.pin.added_by})",
+                action="rollout:auto_applied", subject=f"transfer:{transfer_id}",
+                rollout=work.run_id, source_tenant=work.source_slug, publisher=a.pin.key_id,
+                version=a.new_version))
+        audit.record_many(ctx, events)
         if self.updates:
-            session.execute(update(RolloutTarget), self.updates)
-
-
-def _event(tenant_id: int, at: Any, actor: str, action: str, subject: str,
-           **details: Any) -> dict[str, Any]:
-    return {"tenant_id": tenant_id, "at": at, "actor": actor, "action": action,
-            "subject": subject, "details": details}
+            ctx.session.execute(update(RolloutTarget), self.updates)
 
 
 def _batch(app: Provisioner, work: _Work, target_ids: Sequence[int],

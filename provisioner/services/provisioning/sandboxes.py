@@ -31,11 +31,11 @@ from provisioner.config.validate import document_from_data
 from provisioner.db.models import Membership, Tenant
 from provisioner.db.provisioning_models import DiskAddon, TenantGroup
 from provisioner.errors import BundleRejected
+from provisioner.identifiers import OPERATOR
 from provisioner.services import audit, configs, signing, tenants
 from provisioner.services.actors import get_tenant
 from provisioner.services.context import Context
 from provisioner.services.provisioning import groups, quotas
-from provisioner.services.tenants import OPERATOR
 
 
 def describe(ctx: Context, slug: str) -> dict[str, Any]:

@@ -1,6 +1,9 @@
 """crm search index: n-gram posting blocks of contacts' search text (+ RLS on PostgreSQL)
 
-Builds the index for the contacts that already exist.
+Creates the table only. The index of contacts that already exist is derived
+data: ``provisioner init`` builds it after the migrations, with the code of the
+day (this script names it in ``rebuilds``; it runs no code of the package, so it
+behaves as it did when it was written).
 
 Revision ID: 0004_search_index
 Revises: 0002_crm
@@ -16,6 +19,8 @@ revision = '0004_search_index'
 down_revision = '0002_crm'
 branch_labels = None
 depends_on = None
+#: derived data ``provisioner init`` rebuilds when this revision is applied
+rebuilds = ("search_index",)
 
 
 def upgrade() -> None:
@@ -37,17 +42,6 @@ def upgrade() -> None:
             "(tenant_id = NULLIF(current_setting('provisioner.tenant_id', true), '')::int) "
             "WITH CHECK (tenant_id = NULLIF(current_setting('provisioner.tenant_id', true), '')::int)"
         )
-    from provisioner.services.crm import search_index
-
-    tenants = [t for (t,) in bind.execute(sa.text("SELECT DISTINCT tenant_id FROM crm_contacts"))]
-    for tenant_id in tenants:
-        if bind.dialect.name == "postgresql":
-            bind.execute(sa.text("SELECT set_config('provisioner.tenant_id', :t, true)"),
-                         {"t": str(tenant_id)})
-        rows = bind.execute(sa.text(
-            "SELECT id, search_text FROM crm_contacts WHERE tenant_id = :t ORDER BY id"),
-            {"t": tenant_id}).all()
-        search_index.index_new(bind, tenant_id, [(i, s) for i, s in rows])
 
 
 def downgrade() -> None:

@@ -2,7 +2,9 @@
 
 The number of records (disk usage) and the records by picklist value, checkbox,
 classification and custom field (impact analysis), kept by every write path
-instead of counted per write or per plan. Counts the data that already exists.
+instead of counted per write or per plan. Creates the table only: the counts
+of the data that already exists are derived data, which ``provisioner init``
+counts after the migrations, with the code of the day (named in ``rebuilds``).
 
 Revision ID: 0006_crm_tallies
 Revises: 0005_stored_sizes
@@ -18,6 +20,8 @@ revision = '0006_crm_tallies'
 down_revision = '0005_stored_sizes'
 branch_labels = None
 depends_on = None
+#: derived data ``provisioner init`` rebuilds when this revision is applied
+rebuilds = ("tallies",)
 
 
 def upgrade() -> None:
@@ -38,15 +42,6 @@ def upgrade() -> None:
             "(tenant_id = NULLIF(current_setting('provisioner.tenant_id', true), '')::int) "
             "WITH CHECK (tenant_id = NULLIF(current_setting('provisioner.tenant_id', true), '')::int)"
         )
-    from provisioner.services.crm import tally
-
-    for (tenant_id,) in bind.execute(sa.text("SELECT id FROM tenants ORDER BY id")).all():
-        if bind.dialect.name == "postgresql":
-            bind.execute(sa.text("SELECT set_config('provisioner.tenant_id', :t, true)"),
-                         {"t": str(tenant_id)})
-        tally.rebuild(bind, tenant_id)
-    if bind.dialect.name == "postgresql":
-        bind.execute(sa.text("SELECT set_config('provisioner.tenant_id', '', true)"))
 
 
 def downgrade() -> None:

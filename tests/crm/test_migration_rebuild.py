@@ -1,0 +1,72 @@
+"""Old migrations run no code of today; ``provisioner init`` rebuilds the derived data.
+
+``0004_search_index`` and ``0006_crm_tallies`` create their tables empty and name
+the derived data in ``rebuilds``; ``migrate.upgrade`` reports what the applied
+migrations named, and the composition root (``Provisioner.migrate``, run by
+``provisioner init``) fills it in the same transaction with today's code. The
+result is the index and the counts the data has (the tests
+``test_the_migration_builds_the_index_of_existing_contacts`` and
+``test_the_migration_counts_existing_records`` compare them after ``init``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alembic import command
+from sqlalchemy import Connection, text
+
+from provisioner.db import migrate
+from provisioner.services.crm import derived, seed
+from tests.crm.helpers import configured
+from tests.support import World
+
+
+def _snapshot(conn: Connection, tenant_id: int) -> dict[str, Any]:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT set_config('provisioner.tenant_id', :t, true)"),
+                     {"t": str(tenant_id)})
+    return {
+        "grams": conn.execute(text(
+            "SELECT gram, block, n, data FROM crm_search_grams WHERE tenant_id = :t "
+            "ORDER BY gram, block"), {"t": tenant_id}).all(),
+        "tallies": conn.execute(text(
+            "SELECT name, value, n FROM crm_tallies WHERE tenant_id = :t ORDER BY name, value"),
+            {"t": tenant_id}).all(),
+    }
+
+
+def _back_to_0002(world: World) -> None:
+    cfg = migrate.alembic_config()
+    with world.app.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0002_crm")
+
+
+def test_the_migrations_leave_derived_data_to_init(world: World) -> None:
+    configured(world)
+    admin = world.actor("acme")
+    with world.app.transaction() as ctx:
+        seed.seed_contacts(ctx, admin, 40, seed=5)
+    _back_to_0002(world)
+
+    # the migrations alone: the tables exist, empty, and the derived data is named
+    assert migrate.upgrade(world.app.engine) == {derived.SEARCH_INDEX, derived.TALLIES}
+    with world.app.engine.begin() as conn:
+        empty = _snapshot(conn, admin.tenant_id)
+    assert empty == {"grams": [], "tallies": []}
+    assert migrate.upgrade(world.app.engine) == set()  # at the heads: nothing to rebuild
+
+    # init: the same migrations, then today's rebuild in their transaction
+    _back_to_0002(world)
+    world.app.migrate()
+    with world.app.engine.begin() as conn:
+        after_init = _snapshot(conn, admin.tenant_id)
+        conn.execute(text("DELETE FROM crm_search_grams"))
+        conn.execute(text("DELETE FROM crm_tallies"))
+        derived.rebuild(conn, {derived.SEARCH_INDEX, derived.TALLIES})
+        rebuilt = _snapshot(conn, admin.tenant_id)
+    assert after_init["grams"]
+    assert after_init["tallies"]
+    assert after_init == rebuilt
+    assert migrate.current(world.app.engine) == migrate.heads()
