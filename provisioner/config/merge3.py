@@ -302,7 +302,9 @@ def merge3(base: Mapping[str, Any], ours: Mapping[str, Any], theirs: Mapping[str
     for name in SECTION_NAMES:
         if name not in wanted or theirs.get(name) is None or name not in ours:
             continue
-        b, o, t = base.get(name), ours[name], theirs[name]
+        b: Any = base.get(name)
+        o: Any = ours[name]
+        t: Any = theirs[name]
         if b is None:  # no common ancestor for this section: every difference is a conflict
             b = [] if isinstance(o, list) else {} if isinstance(o, dict) else MISSING
         if name == "workflows":
