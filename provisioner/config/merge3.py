@@ -143,6 +143,27 @@ class _Resolver:
         return self.prefer
 
 
+def _changes(address: str, old: Any, new: Any) -> Iterable[str]:
+    """The addresses at or under ``address`` that differ between two versions of an item."""
+    if old == new:
+        return
+    if not (isinstance(old, Mapping) and isinstance(new, Mapping)):
+        yield address
+        return
+    for name in [*old, *(n for n in new if n not in old)]:
+        a, b = old.get(name, MISSING), new.get(name, MISSING)
+        if a == b:
+            continue
+        if name in NESTED and isinstance(a, list) and isinstance(b, list):
+            key = NESTED[name]
+            ak, bk = {str(i[key]): i for i in a}, {str(i[key]): i for i in b}
+            for k in [*ak, *(k for k in bk if k not in ak)]:
+                yield from _changes(f"{address}.{name}.{k}", ak.get(k, MISSING),
+                                    bk.get(k, MISSING))
+        else:
+            yield f"{address}.{name}"
+
+
 class _Merge:
     def __init__(self, resolver: _Resolver) -> None:
         self.resolver = resolver
@@ -176,10 +197,10 @@ class _Merge:
         if o == t:
             return o
         if o == b:
-            self.up.taken.append(address)
+            self.up.taken.extend(_changes(address, b, t))
             return t
         if t == b:
-            self.up.kept.append(address)
+            self.up.kept.extend(_changes(address, b, o))
             return o
         if o is MISSING or t is MISSING:
             return self.conflict(address, b, o, t, "removed")
@@ -210,11 +231,11 @@ class _Merge:
         ok = {str(i[key]): i for i in o}
         tk = {str(i[key]): i for i in t}
         if o == b or t == b:  # one side only: report per item, take the other list whole
-            changed, side = (tk, "taken") if o == b else (ok, "kept")
-            same = bk
-            report = self.up.taken if side == "taken" else self.up.kept
-            report.extend(f"{address}.{k}" for k in [*same, *(k for k in changed if k not in same)]
-                          if same.get(k, MISSING) != changed.get(k, MISSING))
+            changed = tk if o == b else ok
+            report = self.up.taken if o == b else self.up.kept
+            for k in [*bk, *(k for k in changed if k not in bk)]:
+                report.extend(_changes(f"{address}.{k}", bk.get(k, MISSING),
+                                       changed.get(k, MISSING)))
             return t if o == b else o
         self.up.mixed = True
         merged: dict[str, Any] = {}
@@ -251,12 +272,6 @@ class _Merge:
     def section(self, name: str, b: Any, o: Any, t: Any) -> Any:
         if o == t:
             return o
-        if o == b:
-            if name in COLLECTIONS or name in ("labels", "classifications"):
-                pass  # fall through: report per item
-            else:
-                self.up.taken.append(name)
-                return t
         if name in COLLECTIONS:
             return self.keyed(name, b, o, t, COLLECTIONS[name])
         if name == "classifications":

@@ -356,16 +356,14 @@ async def approve(request: Request, transfer_id: api.RowId) -> Response:
     except PydanticError as exc:
         raise ValidationFailed("the approval form is not valid",
                                problems=[e["msg"] for e in exc.errors()]) from None
-    extra = api.approve_options(body)
     try:
         with page_session(request) as (ctx, actor, _header):
-            api.find_transfer(ctx, actor, transfer_id)
-            decision = transfers.approve(ctx, actor.login, transfer_id, mode=body.mode,
-                                         only=body.only, **extra)
+            decision = transfers.approve(ctx, actor, transfer_id, mode=body.mode,
+                                         only=body.only, remaps=body.remaps, force=body.force)
     except ProvisionerError as exc:
         if exc.http_status in (401, 403) and not isinstance(exc, ValidationFailed):
             raise
-        return _plan_page(request, transfer_id, mode=body.mode, only=body.only,
+        return _plan_page(request, transfer_id, mode=body.mode or "replace", only=body.only,
                           error=exc.to_dict(), status=exc.http_status)
     if decision.outcome == "replanned":
         return _plan_page(request, transfer_id, error={"code": "replanned",
@@ -378,8 +376,7 @@ async def approve(request: Request, transfer_id: api.RowId) -> Response:
 async def reject(request: Request, transfer_id: api.RowId) -> Response:
     form = await posted(request)
     with page_session(request) as (ctx, actor, _header):
-        api.find_transfer(ctx, actor, transfer_id)
-        transfers.reject(ctx, actor.login, transfer_id, reason=field(form, "reason") or None)
+        transfers.reject(ctx, actor, transfer_id, reason=field(form, "reason") or None)
     return done(f"/inbox/{transfer_id}", "rejected")
 
 

@@ -57,8 +57,8 @@ def test_a_change_only_theirs_made_is_taken_and_one_only_ours_made_is_kept() -> 
     up = merge3(base, ours, theirs)
     assert up.result["checkboxes"][12]["label"] == "DM不要"
     assert up.result["memo_fields"][2]["label"] == "紹介者"
-    assert up.kept == ["checkboxes.13"]
-    assert up.taken == ["memo_fields.3"]
+    assert up.kept == ["checkboxes.13.label"]
+    assert up.taken == ["memo_fields.3.label"]
     assert up.conflicts == []
 
 
