@@ -108,8 +108,14 @@ def combine(
     *,
     mode: Mode = "replace",
     only: Iterable[str] | None = None,
+    arriving: bool = True,
 ) -> dict[str, Any]:
-    """The target document after taking ``incoming``'s sections (limited to ``only``)."""
+    """The target document after taking ``incoming``'s sections (limited to ``only``).
+
+    ``arriving``: the sections come from elsewhere (a copy, a rollout): new
+    workflows land paused and existing ones keep the target's state. False for
+    the tenant's own edits (``config set``), which set ``active`` as written.
+    """
     wanted = set(SECTION_NAMES if only is None else only)
     result = dict(base)
     for name in SECTION_NAMES:
@@ -119,6 +125,6 @@ def combine(
             result[name] = incoming[name]
         else:
             result[name] = _merge_section(name, base[name], incoming[name])
-        if name == "workflows":
+        if name == "workflows" and arriving:
             result[name] = paused_arrivals(result[name], base.get(name))
     return result

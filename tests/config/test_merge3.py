@@ -167,6 +167,8 @@ def test_a_copied_workflow_lands_paused_and_an_existing_one_keeps_its_state() ->
     running = _edit(_base(), lambda d: d["workflows"][0].update(active=True))
     paused_at_source = _edit(running, lambda d: d["workflows"][0].update(active=False))
     assert combine(running, paused_at_source)["workflows"][0]["active"] is True
+    # a tenant's own edit (config set) is not an arrival: active is as written
+    assert combine(target, source, arriving=False)["workflows"][1]["active"] is True
 
 
 def test_an_upgrade_never_takes_active_from_theirs() -> None:
