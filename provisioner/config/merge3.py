@@ -109,7 +109,10 @@ class Upgrade:
     conflicts: list[Conflict] = field(default_factory=list)
     #: conflicts resolved by the caller: address -> the side chosen
     resolved: dict[str, Side] = field(default_factory=dict)
-    #: True when some item was assembled from both sides (validate the structure again)
+    #: True when a merged list is longer or shorter than on either side: its length limits
+    #: (``max_length``, ``min_length``) need checking again. Items assembled attribute by
+    #: attribute need no structure check: each attribute is valid as one side had it, and
+    #: what ties attributes together is a reference (checked on every result).
     mixed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -208,7 +211,6 @@ class _Merge:
 
     def attributes(self, address: str, b: Mapping[str, Any], o: Mapping[str, Any],
                    t: Mapping[str, Any]) -> dict[str, Any]:
-        self.up.mixed = True
         out: dict[str, Any] = {}
         for name in [*o, *(n for n in t if n not in o)]:
             bv, ov, tv = b.get(name, MISSING), o.get(name, MISSING), t.get(name, MISSING)
@@ -234,10 +236,10 @@ class _Merge:
             changed = tk if o == b else ok
             report = self.up.taken if o == b else self.up.kept
             for k in [*bk, *(k for k in changed if k not in bk)]:
-                report.extend(_changes(f"{address}.{k}", bk.get(k, MISSING),
-                                       changed.get(k, MISSING)))
+                before, after = bk.get(k, MISSING), changed.get(k, MISSING)
+                if before is not after and before != after:
+                    report.extend(_changes(f"{address}.{k}", before, after))
             return t if o == b else o
-        self.up.mixed = True
         merged: dict[str, Any] = {}
         for k in [*ok, *(k for k in tk if k not in ok), *(k for k in bk if k not in ok
                                                            and k not in tk)]:
@@ -245,6 +247,8 @@ class _Merge:
                               tk.get(k, MISSING))
             if value is not MISSING:
                 merged[k] = value
+        if not min(len(o), len(t)) <= len(merged) <= max(len(o), len(t)):
+            self.up.mixed = True  # longer or shorter than either side: check list limits
         if list(ok) == list(bk):  # ours kept the base order: follow theirs
             order = [k for k in tk if k in merged] + [k for k in merged if k not in tk]
         else:
