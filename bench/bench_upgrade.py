@@ -129,7 +129,8 @@ plan lists {result['changes']} changes.
 | plan | median | ratio to two-way | limit | verdict |
 | --- | --- | --- | --- | --- |
 | two-way (replace) | {result['two'] * 1000:.1f} ms | 1.00x | | |
-| three-way (upgrade) | {result['three'] * 1000:.1f} ms | {ratio:.2f}x | <= {LIMIT:.0f}x | {verdict} |
+| three-way (upgrade) | {result['three'] * 1000:.1f} ms | {ratio:.2f}x | <= {LIMIT:.0f}x \
+| {verdict} |
 """
 
 

@@ -161,8 +161,9 @@ def _changes(address: str, old: Any, new: Any) -> Iterable[str]:
             key = NESTED[name]
             ak, bk = {str(i[key]): i for i in a}, {str(i[key]): i for i in b}
             for k in [*ak, *(k for k in bk if k not in ak)]:
-                yield from _changes(f"{address}.{name}.{k}", ak.get(k, MISSING),
-                                    bk.get(k, MISSING))
+                x, y = ak.get(k, MISSING), bk.get(k, MISSING)
+                if x != y:
+                    yield from _changes(f"{address}.{name}.{k}", x, y)
         else:
             yield f"{address}.{name}"
 
@@ -226,20 +227,18 @@ class _Merge:
 
     def keyed(self, address: str, b: list[Any], o: list[Any], t: list[Any],
               key: str) -> list[Any]:
-        """A keyed list merged item by item; order: the side that reordered nothing yields."""
-        if o == t:
+        """A keyed list merged item by item; order: the side that reordered nothing yields.
+
+        One pass over the items (no whole-list comparisons: they would cost as much
+        again); a list only one side changed comes back as that side's list itself.
+        """
+        if o is t:
             return o
         bk = {str(i[key]): i for i in b}
         ok = {str(i[key]): i for i in o}
         tk = {str(i[key]): i for i in t}
-        if o == b or t == b:  # one side only: report per item, take the other list whole
-            changed = tk if o == b else ok
-            report = self.up.taken if o == b else self.up.kept
-            for k in [*bk, *(k for k in changed if k not in bk)]:
-                before, after = bk.get(k, MISSING), changed.get(k, MISSING)
-                if before is not after and before != after:
-                    report.extend(_changes(f"{address}.{k}", before, after))
-            return t if o == b else o
+        up = self.up
+        before = (len(up.taken), len(up.kept), len(up.conflicts), len(up.resolved))
         merged: dict[str, Any] = {}
         for k in [*ok, *(k for k in tk if k not in ok), *(k for k in bk if k not in ok
                                                            and k not in tk)]:
@@ -247,9 +246,17 @@ class _Merge:
                               tk.get(k, MISSING))
             if value is not MISSING:
                 merged[k] = value
+        took, kept, conflicts, resolved = (len(up.taken) > before[0], len(up.kept) > before[1],
+                                           len(up.conflicts) > before[2],
+                                           len(up.resolved) > before[3])
+        same_order = list(ok) == list(bk)
+        if not (kept or conflicts or resolved) and same_order:
+            return t  # ours changed nothing here: theirs as it is
+        if not (took or conflicts or resolved) and list(tk) == list(bk):
+            return o  # theirs changed nothing here: ours as it is
         if not min(len(o), len(t)) <= len(merged) <= max(len(o), len(t)):
-            self.up.mixed = True  # longer or shorter than either side: check list limits
-        if list(ok) == list(bk):  # ours kept the base order: follow theirs
+            up.mixed = True  # longer or shorter than either side: check list limits
+        if same_order:  # ours kept the base order: follow theirs
             order = [k for k in tk if k in merged] + [k for k in merged if k not in tk]
         else:
             order = list(merged)
