@@ -222,7 +222,11 @@ def _receipt_plan(ctx: Context, target: Tenant, head: configs.Current, incoming:
     ancestor = lineage.base(ctx, target.id, source)
     if ancestor is None:
         return _plan(head, incoming, mode="replace", only=None)
-    result, plan, _ = upgrade_plan(head, incoming, ancestor)
+    try:
+        result, plan, _ = upgrade_plan(head, incoming, ancestor)
+    except ValidationFailed as exc:  # e.g. ours + theirs over a section's limit: still receive
+        result, plan = _plan(head, incoming, mode="replace", only=None)
+        plan["upgrade_refused"] = exc.diagnostics()
     return result, plan
 
 

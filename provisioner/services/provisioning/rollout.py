@@ -400,6 +400,7 @@ class _Batch:
 
     def __init__(self, ctx: Context, work: _Work, shared: dict[str, _Shared]) -> None:
         self.ctx, self.work, self.shared = ctx, work, shared
+        self.bases: dict[tuple[Any, ...], lineage.Base | None] = {}
         self.now = ctx.clock.now()
         self.updates: list[dict[str, Any]] = []
         self.results: list[tuple[str, str]] = []
@@ -419,8 +420,12 @@ class _Batch:
             return known
         base = configs.Current(version, digest,
                                configs.version_data(self.ctx, tenant_id, version))
-        ancestor = None if base_key is None else lineage.base(self.ctx, tenant_id,
-                                                               self.work.source)
+        ancestor = None
+        if base_key is not None:  # the same bundles taken: the same base, read once
+            ancestor = self.bases.get(base_key)
+            if ancestor is None:
+                ancestor = lineage.base(self.ctx, tenant_id, self.work.source)
+                self.bases[base_key] = ancestor
         if ancestor is not None:  # an upgrade: three-way, the tenant's changes kept
             result, plan, _ = transfers.upgrade_plan(base, self.work.bundle.config, ancestor)
         else:
