@@ -20,7 +20,7 @@ def test_demo_runs_the_story_end_to_end(monkeypatch: pytest.MonkeyPatch,
     assert result.exit_code == 0, result.output
     out = result.output
     assert "Traceback" not in out
-    for step in range(8):
+    for step in range(9):
         assert f"== {step}." in out
     # the plan shows what the template does to さくら通販's records
     assert "records affected (3 blocking the approval)" in out
@@ -29,4 +29,8 @@ def test_demo_runs_the_story_end_to_end(monkeypatch: pytest.MonkeyPatch,
     assert "would strand data" in out
     assert "activity_kind.phone -> phone_inquiry: 3 activities rewritten" in out
     assert "aoba-fudosan is at version 3" in out
+    # the partner improves its template; さくら通販 upgrades and keeps its own labels
+    assert "kept  (changed only here):           memo_fields.3.label, checkboxes.9.label" in out
+    assert "conflicts: 0" in out
+    assert "checkbox 9 'DM送付停止', memo 3 '初回購入日' (kept)" in out
     assert "The demo database was removed." in out
