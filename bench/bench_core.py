@@ -404,7 +404,7 @@ class Bench:
 
     def approve(self, transfer_id: int) -> transfers.Decision:
         with self.app.transaction() as ctx:
-            decision = transfers.approve(ctx, "client-admin", transfer_id)
+            decision = transfers.approve(ctx, self.target, transfer_id)
         if decision.outcome != "applied":
             raise SystemExit(f"approve did not apply: {decision.outcome} {decision.message}")
         return decision

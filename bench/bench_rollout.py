@@ -13,6 +13,9 @@ run: HQ changes one checkbox label and exports a bundle (untimed), then
 verification of the bundle, per-target checks, plan, transfer, new
 configuration version, audit events and status rows, in batches of one
 transaction each (see ``provisioner/services/provisioning/rollout.py``).
+From the second run on, every target has a base from HQ (its lineage), so the
+rollout is a three-way upgrade without conflicts: in the "distinct" workload
+each target keeps its own checkbox 2 and takes HQ's checkbox 1.
 Targets per second = N / wall time; the median over the runs is reported, and
 the section "## Rollout" of ``docs/performance.md`` is written (replaced; the
 other sections are kept) when N is 1,000.
@@ -31,6 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,11 +131,19 @@ def one_run(app: Provisioner, n: int, run_no: int, distinct: bool,
             Transfer.status == "applied", Transfer.bundle_id == bundle_id))
         assert transfers_made == n, transfers_made
         hq_digest = configs.current(ctx, actors.get_tenant(ctx, "hq")).digest
-        digests = set(ctx.session.scalars(
-            select(ConfigVersion.digest).join(Tenant, (Tenant.id == ConfigVersion.tenant_id)
-                                              & (Tenant.config_version == ConfigVersion.version))
-            .where(Tenant.slug.like("shop-%"))))
-        assert digests == {hq_digest}, "a target did not end at HQ's configuration"
+        documents = ctx.session.execute(
+            select(Tenant.slug, ConfigVersion.digest, ConfigVersion.document)
+            .join(Tenant, (Tenant.id == ConfigVersion.tenant_id)
+                  & (Tenant.config_version == ConfigVersion.version))
+            .where(Tenant.slug.like("shop-%"))).all()
+        if distinct:  # an upgrade: HQ's change taken, each shop's own label kept
+            for slug, _, document in documents:
+                boxes = orjson.loads(document)["checkboxes"]
+                assert boxes[0]["label"] == f"本部指定{run_no}", slug
+                assert boxes[1]["label"] == f"{int(slug[5:])}号店専用{run_no}", slug
+        else:
+            assert {d for _, d, _ in documents} == {hq_digest}, \
+                "a target did not end at HQ's configuration"
         retried = ctx.session.scalar(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.action == "rollout:batch_retried_one_by_one"))
         assert retried == 0, "a batch fell back to one-by-one delivery"

@@ -116,6 +116,13 @@ class DataInUse(ValidationFailed):
     http_status = 409
 
 
+class UnresolvedConflicts(ValidationFailed):
+    """A three-way upgrade has conflicts no ``--keep``/``--take``/``--prefer`` resolved."""
+
+    code = "unresolved_conflicts"
+    http_status = 409
+
+
 class TransferRefused(ProvisionerError):
     """A tenant may not take part in a copy (plan, sandbox, integrations...)."""
 

@@ -55,7 +55,8 @@ class World:
 
     def approve(self, transfer_id: int, login: str, **kw: Any) -> transfers.Decision:
         with self.app.transaction() as ctx:
-            return transfers.approve(ctx, login, transfer_id, **kw)
+            return transfers.approve(ctx, transfers.get(ctx, login, transfer_id)[1], transfer_id,
+                                     **kw)
 
     def set_config(self, slug: str, data: dict[str, Any]) -> int | None:
         with self.app.transaction() as ctx:

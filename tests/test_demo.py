@@ -20,7 +20,7 @@ def test_demo_runs_the_story_end_to_end(monkeypatch: pytest.MonkeyPatch,
     assert result.exit_code == 0, result.output
     out = result.output
     assert "Traceback" not in out
-    for step in range(9):
+    for step in range(10):
         assert f"== {step}." in out
     # the plan shows what the template does to さくら通販's records
     assert "records affected (3 blocking the approval)" in out
@@ -33,4 +33,8 @@ def test_demo_runs_the_story_end_to_end(monkeypatch: pytest.MonkeyPatch,
     assert "complaint_follow_up  paused" in out
     assert "rules fired: complaint_follow_up, vip_on_premium" in out
     assert "checkboxes now VIP 要フォロー" in out
+    # the partner improves its template; さくら通販 upgrades and keeps its own labels
+    assert "kept  (changed only here):           memo_fields.3.label, checkboxes.9.label" in out
+    assert "conflicts: 0" in out
+    assert "checkbox 9 'DM送付停止', memo 3 '初回購入日' (kept)" in out
     assert "The demo database was removed." in out

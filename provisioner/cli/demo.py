@@ -4,7 +4,9 @@ A call-center outsourcer (the partner) builds its industry template once;
 two client tenants each hand it a copy key; the partner sends; each client
 reviews the plan -- including what it does to the customer records it already
 has -- and approves, remapping values the template retires; one of them
-changes its mind and rolls back.
+changes its mind and rolls back. Then the partner improves its template and
+the other client, which had relabelled some fields its own way, upgrades
+three-way and keeps its labels.
 """
 
 from __future__ import annotations
@@ -96,6 +98,23 @@ def template() -> dict[str, Any]:
                         "normalize_width": True, "duplicate_check_company": True,
                         "duplicate_check_contact": True},
     }
+
+
+#: さくら通販's own changes after taking the template: (checkbox index, label), (memo, label)
+SAKURA_OWN_CHECKBOX = (9, "DM送付停止")
+SAKURA_OWN_MEMO = (3, "初回購入日")
+
+
+def improved_template() -> dict[str, Any]:
+    """The partner's next template version: a new checkbox, a relabel, a new plan value."""
+    data = template()
+    data["checkboxes"][12] = {"index": 13, "label": "解約予備軍", "enabled": True}
+    data["checkboxes"][10] = {"index": 11, "label": "メルマガ希望", "enabled": True}
+    data["memo_fields"][5] = {"index": 6, "label": "解約理由", "type": "text",
+                              "picklist": None}
+    plan = next(p for p in data["picklists"] if p["code"] == "plan")
+    plan["values"].append({"code": "gold", "label": "ゴールド", "active": True})
+    return data
 
 
 def _say(text: str = "", *, step: str | None = None) -> None:
@@ -251,7 +270,8 @@ def _story(app: Provisioner, home: Path) -> None:
          "pointing at retired activity kinds, so it is refused:", step="5. Approve")
     with app.transaction() as ctx:
         try:
-            transfers.approve(ctx, "suzuki", sent["sakura-tsuhan"])
+            transfers.approve(ctx, actors.resolve(ctx, "suzuki", "sakura-tsuhan"),
+                              sent["sakura-tsuhan"])
         except ProvisionerError as exc:
             _say(_indent(exc.message))
     _say("suzuki approves again, mapping each retired kind to its new counterpart "
@@ -259,7 +279,8 @@ def _story(app: Provisioner, home: Path) -> None:
     for slug, admin, remaps in (("sakura-tsuhan", "suzuki", SAKURA_REMAPS),
                                 ("aoba-fudosan", "takahashi", {})):
         with app.transaction() as ctx:
-            decision = transfers.approve(ctx, admin, sent[slug], remaps=remaps)
+            decision = transfers.approve(ctx, actors.resolve(ctx, admin, slug), sent[slug],
+                                         remaps=remaps)
             doc = configs.current(ctx, actors.get_tenant(ctx, slug)).data
         labels = [c["label"] for c in doc["checkboxes"][:6]]
         _say(f"   {slug:<14} now at version {decision.version}; checkboxes 1-6: "
@@ -274,7 +295,8 @@ def _story(app: Provisioner, home: Path) -> None:
          "after all, and rolls the transfer back. The old configuration returns as a new "
          "version; history keeps every step.", step="7. One client rolls back")
     with app.transaction() as ctx:
-        version = transfers.rollback(ctx, "takahashi", sent["aoba-fudosan"])
+        version = transfers.rollback(ctx, actors.resolve(ctx, "takahashi", "aoba-fudosan"),
+                                     sent["aoba-fudosan"])
         tenant = actors.get_tenant(ctx, "aoba-fudosan")
         history = configs.history(ctx, tenant)
         doc = configs.current(ctx, tenant).data
@@ -282,6 +304,8 @@ def _story(app: Provisioner, home: Path) -> None:
          f"{doc['checkboxes'][0]['label']!r} again")
     for row in history:
         _say(f"   version {row.version}: {row.origin:<12} by {row.created_by}")
+
+    _template_upgrade(app)
 
     _say("Every step above is in the audit log (who, when, bundle digest, signer key, source "
          "tenant).\nTry it yourself:\n"
@@ -291,4 +315,48 @@ def _story(app: Provisioner, home: Path) -> None:
          "   provisioner key generate -t acme --as sato\n"
          "   provisioner send -t SOURCE --as ADMIN --key KEY\n"
          "   provisioner inbox show 1 --as sato && provisioner inbox approve 1 --as sato",
-         step="8. What next")
+         step="9. What next")
+
+
+def _template_upgrade(app: Provisioner) -> None:
+    """The partner improves its template; さくら通販 upgrades and keeps its own labels."""
+    box, box_label = SAKURA_OWN_CHECKBOX
+    memo, memo_label = SAKURA_OWN_MEMO
+    _say(f"さくら通販 has made the template its own: suzuki relabels checkbox {box} as "
+         f"{box_label!r} and memo {memo} as {memo_label!r}. ミライコール meanwhile improves "
+         "its template (checkbox 13 解約予備軍, checkbox 11 メルマガ希望, memo 6 解約理由, a "
+         "ゴールド plan) and sends it again.", step="8. The partner improves its template")
+    with app.transaction() as ctx:
+        suzuki = actors.resolve(ctx, "suzuki", "sakura-tsuhan")
+        sakura = actors.get_tenant(ctx, "sakura-tsuhan")
+        doc = configs.current(ctx, sakura).data
+        doc["checkboxes"][box - 1] = {**doc["checkboxes"][box - 1], "label": box_label}
+        doc["memo_fields"][memo - 1] = {**doc["memo_fields"][memo - 1], "label": memo_label}
+        configs.set_sections(ctx, suzuki, sakura, {"checkboxes": doc["checkboxes"],
+                                                   "memo_fields": doc["memo_fields"]})
+        key = copykeys.generate(ctx, suzuki, sakura).text
+    with app.transaction() as ctx:
+        tanaka = actors.resolve(ctx, "tanaka", "mirai-call")
+        configs.set_sections(ctx, tanaka, actors.get_tenant(ctx, "mirai-call"),
+                             improved_template())
+        transfer_id = transfers.send(ctx, tanaka, key).id
+    with app.transaction() as ctx:
+        transfer, _ = transfers.get(ctx, "suzuki", transfer_id)
+        plan = transfers.preview(ctx, transfer)
+        upgrade = plan["upgrade"]
+    _say(f"   transfer {transfer_id}: a three-way plan against the version さくら通販 last "
+         f"took from ミライコール (its version {upgrade['source_version']}):")
+    _say(f"   taken (changed only by the partner): {', '.join(upgrade['taken'])}")
+    _say(f"   kept  (changed only here):           {', '.join(upgrade['kept'])}")
+    _say(f"   conflicts: {len(upgrade['conflicts'])}")
+    with app.transaction() as ctx:
+        decision = transfers.approve(ctx, actors.resolve(ctx, "suzuki", "sakura-tsuhan"),
+                                     transfer_id)  # mode upgrade: the default with a base
+        doc = configs.current(ctx, actors.get_tenant(ctx, "sakura-tsuhan")).data
+    _say(f"   approved (inbox approve {transfer_id}): version {decision.version}; checkbox "
+         f"{box} {doc['checkboxes'][box - 1]['label']!r}, memo {memo} "
+         f"{doc['memo_fields'][memo - 1]['label']!r} (kept), checkbox 13 "
+         f"{doc['checkboxes'][12]['label']!r}, memo 6 {doc['memo_fields'][5]['label']!r} "
+         "(taken)")
+    _say("   (provisioner config lineage -t sakura-tsuhan lists where the configuration came "
+         "from and what was changed locally since)")

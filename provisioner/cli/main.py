@@ -39,6 +39,7 @@ from provisioner.services import (
     actors,
     configs,
     copykeys,
+    lineage,
     signing,
     tenants,
     transfers,
@@ -336,6 +337,34 @@ def config_rollback(state: State, tenant: str, to_version: int, login: str) -> N
          else f"{tenant}: already identical to version {to_version}; nothing changed")
 
 
+@config.command("lineage")
+@TENANT
+@AS_OPTIONAL
+@pass_state
+def config_lineage(state: State, tenant: str, login: str | None) -> None:
+    """The sources this configuration came from, and the local changes since each base."""
+    with state.transaction() as ctx:
+        row = _reader(ctx, tenant, login)
+        data = lineage.describe(ctx, row.id, configs.current(ctx, row).data)
+
+    def text() -> str:
+        if not data:
+            return f"{tenant}: no configuration was taken from another tenant or publisher"
+        lines = []
+        for d in data:
+            lines.append(f"{d['source']}: its version {d['source_version']} taken with "
+                         f"transfer {d['transfer']} ({d['taken_at']}), bundle "
+                         f"{d['bundle_digest'][:19]}; base of "
+                         f"{', '.join(d['sections']) or 'no section'}")
+            changes = d["local_changes"]
+            lines.append(f"  local changes since: {len(changes)}" + (
+                "" if not changes else "\n" + "\n".join(f"    {a}" for a in changes[:50])
+                + (f"\n    ... and {len(changes) - 50} more" if len(changes) > 50 else "")))
+        return "\n".join(lines)
+
+    emit(state, data, text)
+
+
 # --------------------------------------------------------------------------- copy keys
 
 
@@ -540,38 +569,53 @@ def inbox_list(state: State, tenant: str, login: str, status: str | None) -> Non
 @inbox.command("show")
 @click.argument("transfer_id", type=ROW_ID)
 @AS_REQUIRED
-@click.option("--mode", type=click.Choice(["replace", "merge"]), default="replace",
-              show_default=True, help="preview the plan for this mode")
+@click.option("--mode", type=click.Choice(["replace", "merge", "upgrade"]),
+              help="preview the plan for this mode (default: upgrade when the tenant has a "
+              "base from the transfer's source, else replace)")
 @click.option("--only", metavar="SECTIONS", help="preview the plan for these sections")
 @pass_state
-def inbox_show(state: State, transfer_id: int, login: str, mode: str, only: str | None) -> None:
-    """The plan: per section what is added, changed, removed."""
+def inbox_show(state: State, transfer_id: int, login: str, mode: str | None,
+               only: str | None) -> None:
+    """The plan: per section what is added, changed, removed (an upgrade: taken, kept,
+    conflicts)."""
     with state.transaction() as ctx:
         t, _ = transfers.get(ctx, login, transfer_id)
         plan = transfers.preview(ctx, t, mode=mode, only=_only(only))  # type: ignore[arg-type]
         data = _transfer_json(t) | {"plan": plan}
+        if "upgrade" in plan:
+            data["conflicts"] = plan["upgrade"]["conflicts"]
     emit(state, data, lambda: render_plan(data))
 
 
 @inbox.command("approve")
 @click.argument("transfer_id", type=ROW_ID)
 @AS_REQUIRED
-@click.option("--mode", type=click.Choice(["replace", "merge"]), default="replace",
-              show_default=True,
-              help="replace: take the source's sections as they are; merge: add and change only")
+@click.option("--mode", type=click.Choice(["replace", "merge", "upgrade"]),
+              help="replace: take the source's sections as they are; merge: add and change "
+              "only; upgrade: three-way, keeping this tenant's own changes (the default when "
+              "it has a base from the transfer's source, else replace)")
 @click.option("--only", metavar="SECTIONS", help="apply only these sections")
 @click.option("--remap", "remap_specs", multiple=True, metavar="PICKLIST.VALUE=NEW",
               help="rewrite records holding a removed picklist value (repeatable)")
 @click.option("--force", is_flag=True,
               help="apply even though records hold values the new configuration removes")
+@click.option("--keep", "keep", multiple=True, metavar="ADDRESS",
+              help="upgrade: keep ours for the conflicts at or under ADDRESS (repeatable)")
+@click.option("--take", "take", multiple=True, metavar="ADDRESS",
+              help="upgrade: take theirs for the conflicts at or under ADDRESS (repeatable)")
+@click.option("--prefer", type=click.Choice(["ours", "theirs"]),
+              help="upgrade: resolve every other conflict this way")
 @pass_state
-def inbox_approve(state: State, transfer_id: int, login: str, mode: str,
-                  only: str | None, remap_specs: tuple[str, ...], force: bool) -> None:
+def inbox_approve(state: State, transfer_id: int, login: str, mode: str | None,
+                  only: str | None, remap_specs: tuple[str, ...], force: bool,
+                  keep: tuple[str, ...], take: tuple[str, ...], prefer: str | None) -> None:
     """Apply the transfer in one transaction (configuration, remaps, state, audit)."""
     remaps = data_impact.parse_remaps(remap_specs)
     with state.transaction() as ctx:
-        decision = transfers.approve(ctx, login, transfer_id, mode=mode,  # type: ignore[arg-type]
-                                     only=_only(only), remaps=remaps, force=force)
+        _, actor = transfers.get(ctx, login, transfer_id)
+        decision = transfers.approve(ctx, actor, transfer_id, mode=mode,  # type: ignore[arg-type]
+                                     only=_only(only), remaps=remaps, force=force, keep=keep,
+                                     take=take, prefer=prefer)  # type: ignore[arg-type]
         data = _transfer_json(decision.transfer) | {
             "outcome": decision.outcome, "version": decision.version,
             "remapped": decision.remapped or {}, "forced": decision.forced or []}
@@ -597,7 +641,8 @@ def inbox_approve(state: State, transfer_id: int, login: str, mode: str,
 @pass_state
 def inbox_reject(state: State, transfer_id: int, login: str, reason: str | None) -> None:
     with state.transaction() as ctx:
-        decision = transfers.reject(ctx, login, transfer_id, reason=reason)
+        _, actor = transfers.get(ctx, login, transfer_id)
+        decision = transfers.reject(ctx, actor, transfer_id, reason=reason)
         data = _transfer_json(decision.transfer)
     emit(state, data, f"transfer {transfer_id} rejected; the configuration is unchanged")
 
@@ -609,7 +654,8 @@ def inbox_reject(state: State, transfer_id: int, login: str, reason: str | None)
 def inbox_rollback(state: State, transfer_id: int, login: str) -> None:
     """Undo an applied transfer (the version before it becomes current again)."""
     with state.transaction() as ctx:
-        version = transfers.rollback(ctx, login, transfer_id)
+        _, actor = transfers.get(ctx, login, transfer_id)
+        version = transfers.rollback(ctx, actor, transfer_id)
     emit(state, {"transfer": transfer_id, "version": version},
          f"transfer {transfer_id} rolled back: configuration version {version}"
          if version is not None else f"transfer {transfer_id} rolled back: its approval had "

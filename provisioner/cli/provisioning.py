@@ -296,11 +296,16 @@ def _keys(pairs: tuple[str, ...]) -> dict[str, str]:
               default=rollout.BATCH_SIZE, show_default=True,
               help="targets checked and written per transaction (an interruption loses at "
               "most one batch, which a resume redoes)")
+@click.option("--upgrade-policy", type=click.Choice(rollout.UPGRADE_POLICIES),
+              default="apply_clean", show_default=True,
+              help="auto targets that took a version from this tenant before are upgraded "
+              "three-way: apply_clean applies those without conflicts, wait leaves every "
+              "upgrade in the inbox (give it again with --resume)")
 @pass_state
 def rollout_cmd(state: State, tenant_ref: str | None, login: str, bundle_file: str | None,
                 targets_spec: str | None, targets_file: str | None,
                 key_pairs: tuple[str, ...], resume_id: int | None,
-                status_id: int | None, batch_size: int) -> None:
+                status_id: int | None, batch_size: int, upgrade_policy: str) -> None:
     """One signed configuration to many tenants: a progress bar, then the status table.
 
     Each target takes part with its own copy key (--key SLUG=KEY) or because its
@@ -333,7 +338,7 @@ def rollout_cmd(state: State, tenant_ref: str | None, login: str, bundle_file: s
             rollout.get(ctx, actors.resolve(ctx, login, source), run_id)
     if status_id is None:
         try:
-            _process(state, login, run_id, keys, batch_size)
+            _process(state, login, run_id, keys, batch_size, upgrade_policy)
         except KeyboardInterrupt:
             click.echo(f"\nrollout {run_id} interrupted: the targets done so far are kept; "
                        f"continue with: provisioner rollout -t {source} --as {login} "
@@ -349,17 +354,20 @@ def rollout_cmd(state: State, tenant_ref: str | None, login: str, bundle_file: s
 
 
 def _process(state: State, login: str, run_id: int, keys: dict[str, str],
-             batch_size: int) -> None:
+             batch_size: int, upgrade_policy: str = "apply_clean") -> None:
     app = state.app()
+    policy: rollout.UpgradePolicy = "wait" if upgrade_policy == "wait" else "apply_clean"
     if state.as_json:
-        rollout.process(app, login, run_id, keys=keys, batch_size=batch_size)
+        rollout.process(app, login, run_id, keys=keys, batch_size=batch_size,
+                        upgrade_policy=policy)
         return
     with app.transaction() as ctx:
         pending = rollout.pending_count(ctx, run_id)
     with click.progressbar(length=pending, label=f"rollout {run_id}", file=sys.stderr,
                            show_pos=True) as bar:
         rollout.process(app, login, run_id, keys=keys, batch_size=batch_size,
-                        on_progress=lambda _slug, _status: bar.update(1))
+                        on_progress=lambda _slug, _status: bar.update(1),
+                        upgrade_policy=policy)
 
 
 def _render(summary: dict[str, Any]) -> str:

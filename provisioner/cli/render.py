@@ -55,6 +55,8 @@ def render_plan(data: dict[str, Any], *, per_section: int | None = None) -> str:
         f"plan against configuration version {plan['base_version']} "
         f"(mode {plan['mode']}; {compared})",
     ]
+    if "upgrade" in plan:
+        lines.extend(render_upgrade(plan["upgrade"]))
     if not plan["changes"]:
         lines.append("no changes: the configuration already matches")
     current = None
@@ -80,6 +82,42 @@ def render_plan(data: dict[str, Any], *, per_section: int | None = None) -> str:
                      + change.describe().split("]: ", 1)[-1])
     lines.extend(render_impact(plan.get("impact")))
     return "\n".join(lines)
+
+
+def _value(value: Any, limit: int = 40) -> str:
+    text = "(absent)" if value is None else value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render_upgrade(up: dict[str, Any], *, per_list: int = 20) -> list[str]:
+    """A three-way plan: its base, what is taken, kept, and the conflicts (all of them)."""
+    lines = [f"three-way upgrade from {up['source']}: base = its version "
+             f"{up['source_version']} (transfer {up['transfer']})"]
+    for name, what in (("taken", "taken (changed only by the source)"),
+                       ("kept", "kept (changed only here)")):
+        items = up[name]
+        lines.append(f"{what}: {len(items)}")
+        lines.extend(f"  {a}" for a in items[:per_list])
+        if len(items) > per_list:
+            lines.append(f"  ... and {len(items) - per_list} more (--json lists them all)")
+    conflicts = up["conflicts"]
+    lines.append(f"conflicts: {len(conflicts)}")
+    for c in conflicts:
+        if c["kind"] == "references":
+            lines.append(f"  ! {c['address']}: taking theirs would break references: "
+                         + "; ".join(c.get("problems", [])[:3]))
+        elif c["kind"] == "removed":
+            side = "ours" if c["ours"] is None else "theirs"
+            lines.append(f"  ! {c['address']}: removed by {side}, changed by the other side")
+        else:
+            lines.append(f"  ! {c['address']}: base {_value(c['base'])} | ours "
+                         f"{_value(c['ours'])} | theirs {_value(c['theirs'])}")
+    for address, side in (up.get("resolved") or {}).items():
+        lines.append(f"  resolved {address}: {side}")
+    if conflicts:
+        lines.append("  approve with --keep ADDRESS (ours) / --take ADDRESS (theirs), or "
+                     "--prefer ours|theirs for the rest")
+    return lines
 
 
 def render_impact(report: dict[str, Any] | None) -> list[str]:

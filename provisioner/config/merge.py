@@ -6,6 +6,12 @@ down to picklist values and custom-database fields). ``only`` limits either
 mode to some sections. The result is plain data; validate it with
 :func:`provisioner.config.validate.document_from_data`.
 
+Safe activation: a workflow that arrives in a tenant lands **paused**
+(``active: false``) whatever its state in the source; a workflow the tenant
+already has keeps its own state (:func:`paused_arrivals`). Every way a
+configuration arrives (copy, merge, three-way upgrade, rollout) goes through
+here or :mod:`provisioner.config.merge3`, which applies the same rule.
+
     >>> combine({"mode": "corporate"}, {"mode": "individual"}, mode="merge")["mode"]
     'individual'
 """
@@ -72,14 +78,44 @@ def _merge_section(name: str, base: Any, incoming: Any) -> Any:
     return incoming
 
 
+def paused_arrivals(incoming: list[Any], present: Iterable[Mapping[str, Any]] | None
+                    ) -> list[Any]:
+    """``incoming`` workflows with ``active`` as the target has them (False for new ones).
+
+    Returns ``incoming`` itself when nothing changes (callers test identity to
+    know the incoming bytes can be copied as they are).
+
+    >>> paused_arrivals([{"code": "a", "active": True}, {"code": "b", "active": True}],
+    ...                 [{"code": "b", "active": True}])
+    [{'code': 'a', 'active': False}, {'code': 'b', 'active': True}]
+    """
+    states = {wf["code"]: wf["active"] for wf in present or ()}
+    out: list[Any] | None = None
+    for n, wf in enumerate(incoming):
+        active = states.get(wf["code"], False)
+        if wf.get("active", True) != active:
+            if out is None:
+                out = list(incoming[:n])
+            out.append({**wf, "active": active})
+        elif out is not None:
+            out.append(wf)
+    return incoming if out is None else out
+
+
 def combine(
     base: Mapping[str, Any],
     incoming: Mapping[str, Any],
     *,
     mode: Mode = "replace",
     only: Iterable[str] | None = None,
+    arriving: bool = True,
 ) -> dict[str, Any]:
-    """The target document after taking ``incoming``'s sections (limited to ``only``)."""
+    """The target document after taking ``incoming``'s sections (limited to ``only``).
+
+    ``arriving``: the sections come from elsewhere (a copy, a rollout): new
+    workflows land paused and existing ones keep the target's state. False for
+    the tenant's own edits (``config set``), which set ``active`` as written.
+    """
     wanted = set(SECTION_NAMES if only is None else only)
     result = dict(base)
     for name in SECTION_NAMES:
@@ -89,4 +125,6 @@ def combine(
             result[name] = incoming[name]
         else:
             result[name] = _merge_section(name, base[name], incoming[name])
+        if name == "workflows" and arriving:
+            result[name] = paused_arrivals(result[name], base.get(name))
     return result

@@ -187,6 +187,32 @@ class Transfer(Base):
     rolled_back_at: Mapped[datetime | None]
 
 
+class LineageEntry(Base):
+    """What an applied transfer was based on: the base of the next upgrade from its source.
+
+    The source's document *as it arrived* is the transfer's ``incoming`` (stored
+    once, with the transfer); ``sections`` are those whose base moved (all the
+    bundle's sections, or the ``--only`` ones). An entry counts while its
+    transfer is ``applied``: rolling the transfer back restores the previous base.
+    """
+
+    __tablename__ = "config_lineage"
+    __table_args__ = (Index("ix_config_lineage_tenant_id_source", "tenant_id", "source"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    #: ``tenant:<slug>`` (a source verified in this deployment) or ``key:<key id>`` (a
+    #: pinned publisher or another deployment's tenant, known by its signing key)
+    source: Mapped[str] = mapped_column(String(100))
+    transfer_id: Mapped[int] = mapped_column(ForeignKey("transfers.id"), unique=True)
+    source_version: Mapped[int] = mapped_column(Integer)
+    source_digest: Mapped[str] = mapped_column(String(80))
+    bundle_digest: Mapped[str] = mapped_column(String(80))
+    sections: Mapped[list[Any]]
+    applied_version: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+
+
 class AuditEvent(Base):
     __tablename__ = "audit_events"
     __table_args__ = (Index("ix_audit_events_tenant_at", "tenant_id", "at"),)
@@ -204,5 +230,5 @@ class AuditEvent(Base):
 #: Tables whose rows belong to one tenant (row-level security is keyed on tenant_id).
 TENANT_TABLES: tuple[str, ...] = (
     "memberships", "config_versions", "signing_keys", "trusted_publishers", "copy_keys",
-    "transfers",
+    "transfers", "config_lineage",
 )

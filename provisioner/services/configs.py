@@ -273,7 +273,7 @@ def set_sections(ctx: Context, actor: Actor, tenant: Tenant, data: Mapping[str, 
     require_admin(actor, "change the configuration")
     sections = sections_from_data(data, what="file")
     head = current(ctx, tenant)
-    result = combine(head.data, sections.to_data(), mode="replace")
+    result = combine(head.data, sections.to_data(), mode="replace", arriving=False)
     doc = document_from_data(result, what="resulting configuration")
     version = commit_version(ctx, tenant, doc, author=actor.login, origin="set",
                              base_version=head.version)

@@ -10,6 +10,14 @@ target accepts); the payload strictly; expiry; the audience (a copy key of
 the resulting document would be valid. Only then is a pending transfer with
 its plan stored, and the copy key consumed, in the same transaction.
 
+When the target already took a version from the same source (its lineage, see
+:mod:`provisioner.services.lineage`), the plan is three-way (base: what the
+target last took from that source; ours: the target now; theirs: incoming) and
+``upgrade`` is the default approval mode: the target's own changes are kept,
+conflicts are listed and must be resolved (``keep`` / ``take`` / ``prefer``)
+before the approval goes through. Every applied transfer moves the base of its
+sections for its source.
+
 Approving re-checks that the target is still at the version the plan was made
 against and what the change does to the target's records (the data impact,
 counted again at approval), then writes the new version, any remaps of removed
@@ -41,6 +49,7 @@ from provisioner.clock import as_utc
 from provisioner.config import diff as config_diff
 from provisioner.config.document import SECTION_NAMES
 from provisioner.config.merge import Mode, combine, parse_only
+from provisioner.config.merge3 import Side, Upgrade, merge3
 from provisioner.config.validate import (
     check_references,
     normalized_document,
@@ -53,10 +62,18 @@ from provisioner.db.models import (
     Transfer,
     TrustedPublisher,
 )
-from provisioner.errors import BundleRejected, DataInUse, KeyRejected, NotFound, PlanConflict
+from provisioner.errors import (
+    BundleRejected,
+    DataInUse,
+    KeyRejected,
+    NotFound,
+    PlanConflict,
+    UnresolvedConflicts,
+    ValidationFailed,
+)
 from provisioner.gcpause import paused_gc
 from provisioner.security import copykey
-from provisioner.services import audit, configs, copykeys, signing
+from provisioner.services import audit, configs, copykeys, lineage, signing
 from provisioner.services.actors import Actor, get_tenant, require_admin, resolve_for_tenant_id
 from provisioner.services.context import Context
 from provisioner.services.crm import impact as data_impact
@@ -64,6 +81,8 @@ from provisioner.services.eligibility import require_can_receive, require_can_se
 from provisioner.services.provisioning import quotas
 
 UNBOUND_LIFETIME = timedelta(days=90)
+#: how an approval combines the incoming sections with the target's (see the module doc)
+ApproveMode = Literal["replace", "merge", "upgrade"]
 
 
 # --------------------------------------------------------------------------- export
@@ -167,6 +186,50 @@ def make_plan(base: configs.Current, incoming: dict[str, Any], *, mode: Mode,
     return result, plan
 
 
+def upgrade_plan(head: configs.Current, incoming: dict[str, Any], ancestor: lineage.Base, *,
+                 only: Sequence[str] | None = None, keep: Iterable[str] = (),
+                 take: Iterable[str] = (), prefer: Side | None = None,
+                 ) -> tuple[dict[str, Any], dict[str, Any], Upgrade]:
+    """(resulting document, plan, merge) for upgrading ``head`` three-way to ``incoming``.
+
+    The plan is :func:`_plan`'s with ``mode: upgrade`` and an ``upgrade`` member:
+    the source and its base, the taken, kept and conflicting addresses.
+    """
+    sections = [name for name in (only or incoming) if name in incoming
+                and name != "schema_version" and name in head.data]
+    up = merge3(ancestor.sections, head.data, incoming, sections=sections, keep=keep,
+                take=take, prefer=prefer)
+    result = up.result
+    if up.mixed:  # items assembled from both sides: check the structure again (limits...)
+        result = normalized_document(result, what="configuration after this upgrade")
+    plan_sections = [p for p in config_diff.PLAN_SECTIONS if p.split(".")[0] in sections]
+    changes = config_diff.diff(head.data, result, plan_sections)
+    plan = {
+        "base_version": head.version,
+        "base_digest": head.digest,
+        "mode": "upgrade",
+        "sections": sections,
+        "summary": config_diff.summarize(changes),
+        "changes": [c.to_dict() for c in changes],
+        "upgrade": {**ancestor.describe(), **up.to_dict()},
+    }
+    return result, plan, up
+
+
+def _receipt_plan(ctx: Context, target: Tenant, head: configs.Current, incoming: dict[str, Any],
+                  source: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The plan stored with a transfer: three-way when the target has a base from ``source``."""
+    ancestor = lineage.base(ctx, target.id, source)
+    if ancestor is None:
+        return make_plan(head, incoming, mode="replace", only=None)
+    try:
+        result, plan, _ = upgrade_plan(head, incoming, ancestor)
+    except ValidationFailed as exc:  # e.g. ours + theirs over a section's limit: still receive
+        result, plan = make_plan(head, incoming, mode="replace", only=None)
+        plan["upgrade_refused"] = exc.diagnostics()
+    return result, plan
+
+
 def _verify(ctx: Context, target: Tenant, raw: bytes, extra_keys: Iterable[Ed25519PublicKey],
             pins: Sequence[TrustedPublisher]) -> tuple[VerifiedBundle, Tenant | None]:
     """The verified bundle and the tenant of this deployment that signed it, if any.
@@ -231,10 +294,14 @@ def accept(ctx: Context, target: Tenant, raw: bytes, *, received_by: str,
             f"bundle {payload.bundle_id} was already received (transfer {duplicate}); "
             "a bundle is delivered once")
     base = configs.current(ctx, target)
-    result, plan = make_plan(base, bundle.config, mode="replace", only=None)
+    source = lineage.source_of_bundle(payload.source.tenant, bundle.key_id,
+                                      verified_source=owner is not None)
+    result, plan = _receipt_plan(ctx, target, base, bundle.config, source)
     plan["impact"] = data_impact_of(ctx, target.id, base.data, result)
-    if len(plan["sections"]) == len(SECTION_NAMES):
-        # a whole document: approving it as is copies these very bytes (see approve)
+    if (plan["mode"] == "replace" and len(plan["sections"]) == len(SECTION_NAMES)
+            and result["workflows"] is bundle.config["workflows"]):
+        # a whole document (no workflow paused on arrival): approving it as is copies
+        # these very bytes (see approve)
         plan["incoming_digest"] = bundle.config_digest
     plan["signer"] = {
         "key_id": bundle.key_id,
@@ -443,13 +510,21 @@ def incoming_config(transfer: Transfer) -> dict[str, Any]:
     return sections
 
 
-def preview(ctx: Context, transfer: Transfer, *, mode: Mode = "replace",
+def preview(ctx: Context, transfer: Transfer, *, mode: ApproveMode | None = None,
             only: Iterable[str] | None = None) -> dict[str, Any]:
-    """The plan against the target's *current* configuration, for a given mode."""
+    """The plan against the target's *current* configuration, for a given mode.
+
+    ``mode`` None: ``upgrade`` when the target has a base from the transfer's
+    source, else ``replace``.
+    """
     target = ctx.session.get(Tenant, transfer.tenant_id)
     assert target is not None
     head = configs.current(ctx, target)
-    if mode == "replace" and only is None and target.config_version == transfer.base_version:
+    ancestor = lineage.base(ctx, target.id, lineage.source_of(transfer))
+    mode = mode or ("upgrade" if ancestor is not None else "replace")
+    stored = transfer.plan.get("mode", "replace")
+    if (mode == stored and only is None and target.config_version == transfer.base_version
+            and mode == "replace"):
         plan = dict(transfer.plan)
         if data_impact.has_records(ctx, target.id):  # the records may have changed since receipt
             result = combine(head.data, incoming_config(transfer), mode="replace")
@@ -457,9 +532,22 @@ def preview(ctx: Context, transfer: Transfer, *, mode: Mode = "replace",
         else:
             plan["impact"] = data_impact.NO_IMPACT
         return plan
-    result, plan = make_plan(head, incoming_config(transfer), mode=mode, only=parse_only(only))
+    if mode == "upgrade":
+        if ancestor is None:
+            raise _no_base(transfer, target)
+        result, plan, _ = upgrade_plan(head, incoming_config(transfer), ancestor,
+                                       only=parse_only(only))
+    else:
+        result, plan = make_plan(head, incoming_config(transfer), mode=mode, only=parse_only(only))
     plan["impact"] = data_impact_of(ctx, target.id, head.data, result)
     return plan
+
+
+def _no_base(transfer: Transfer, target: Tenant) -> PlanConflict:
+    return PlanConflict(
+        f"transfer {transfer.id} has no base to upgrade from: {target.slug!r} never applied "
+        f"a configuration from {lineage.source_of(transfer)}",
+        hint="approve it with --mode replace or --mode merge")
 
 
 @dataclass(frozen=True)
@@ -526,18 +614,32 @@ def _check_impact(report: Mapping[str, Any], remaps: Mapping[str, str], force: b
     return blocking
 
 
-@paused_gc()
-def approve(ctx: Context, login: str, transfer_id: int, *, mode: Mode = "replace",
-            only: Iterable[str] | None = None, remaps: Mapping[str, str] | None = None,
-            force: bool = False) -> Decision:
-    """Apply a pending transfer in the caller's transaction.
+def _mine(ctx: Context, actor: Actor, transfer_id: int) -> Transfer:
+    """The transfer, when it belongs to the actor's tenant (others get NotFound)."""
+    transfer = ctx.session.get(Transfer, transfer_id)
+    if transfer is None or transfer.tenant_id != actor.tenant_id:
+        raise NotFound(f"no transfer {transfer_id} in tenant {actor.tenant_slug!r}")
+    return transfer
 
+
+@paused_gc()
+def approve(ctx: Context, actor: Actor, transfer_id: int, *, mode: ApproveMode | None = None,
+            only: Iterable[str] | None = None, remaps: Mapping[str, str] | None = None,
+            force: bool = False, keep: Iterable[str] = (), take: Iterable[str] = (),
+            prefer: Side | None = None) -> Decision:
+    """Apply a pending transfer of the actor's tenant in the caller's transaction.
+
+    ``mode`` None: ``upgrade`` when the target has a base from the transfer's
+    source, else ``replace``. An upgrade with unresolved conflicts is refused
+    (:class:`UnresolvedConflicts` lists them); ``keep`` / ``take`` resolve the
+    conflicts at or under the given addresses, ``prefer`` the rest.
     ``remaps`` (``{"rank.gold": "silver"}``) rewrites records holding a removed
     picklist value, in the same transaction; ``force`` applies even though
     records hold values the new configuration removes.
     """
     remaps = dict(remaps or {})
-    transfer, actor = get(ctx, login, transfer_id)
+    keep, take = list(keep), list(take)
+    _mine(ctx, actor, transfer_id)
     require_admin(actor, "approve incoming configurations")
     transfer = _lock(ctx, transfer_id)
     _require_pending(transfer)
@@ -547,8 +649,10 @@ def approve(ctx: Context, login: str, transfer_id: int, *, mode: Mode = "replace
     require_can_receive(target)
     sections = parse_only(only)
     head = configs.current(ctx, target)
+    ancestor = lineage.base(ctx, target.id, lineage.source_of(transfer))
     if head.version != transfer.base_version:
-        replanned, plan = make_plan(head, incoming_config(transfer), mode="replace", only=None)
+        replanned, plan = _receipt_plan(ctx, target, head, incoming_config(transfer),
+                                        lineage.source_of(transfer))
         plan["impact"] = data_impact_of(ctx, target.id, head.data, replanned)
         plan["signer"] = transfer.plan.get("signer")
         transfer.plan = plan
@@ -560,9 +664,27 @@ def approve(ctx: Context, login: str, transfer_id: int, *, mode: Mode = "replace
             f"the configuration of {target.slug!r} changed since the plan was made "
             f"(version {old} -> {head.version}); the plan was made again: review it with "
             f"'provisioner inbox show {transfer.id}' and approve again"))
+    mode = mode or ("upgrade" if ancestor is not None else "replace")
+    if (keep or take or prefer) and mode != "upgrade":
+        raise ValidationFailed("--keep, --take and --prefer resolve the conflicts of an upgrade",
+                               hint="approve with --mode upgrade")
     result: dict[str, Any] | None = None
     whole = None
-    if mode == "replace" and sections is None:
+    upgrade: Upgrade | None = None
+    if mode == "upgrade":
+        if ancestor is None:
+            raise _no_base(transfer, target)
+        result, plan, upgrade = upgrade_plan(head, incoming_config(transfer), ancestor,
+                                             only=sections, keep=keep, take=take,
+                                             prefer=prefer)
+        if upgrade.conflicts:
+            raise UnresolvedConflicts(
+                f"transfer {transfer.id} has {len(upgrade.conflicts)} unresolved conflict(s)",
+                problems=[c.describe() for c in upgrade.conflicts],
+                hint="keep ours with --keep ADDRESS or take theirs with --take ADDRESS "
+                "(repeatable), or resolve the rest with --prefer ours|theirs; "
+                f"'provisioner inbox show {transfer.id}' shows base, ours and theirs")
+    elif mode == "replace" and sections is None and transfer.plan.get("mode") == "replace":
         # exactly what was planned and checked at receipt, against this very version
         plan = transfer.plan
         whole = plan.get("incoming_digest")
@@ -592,11 +714,16 @@ def approve(ctx: Context, login: str, transfer_id: int, *, mode: Mode = "replace
         remapped = data_impact.apply_remap(ctx, target.id, result, remaps, actor=actor.login,
                                            purpose=f"transfer:{transfer.id}")
     _claim(ctx, transfer, "applied", actor, applied_version=version or head.version)
-    audit.record_many(ctx, [approved_event(
+    lineage.record(ctx, transfer, plan["sections"], version or head.version)
+    event = approved_event(
         ctx, target.id, transfer.id, actor=actor.login, bundle_digest=transfer.payload_digest,
         signer_key_id=transfer.signer_key_id, source_tenant=transfer.source_tenant, mode=mode,
         plan=plan, from_version=head.version, to_version=version, impact=report,
-        remapped=remapped, forced=forced)])
+        remapped=remapped, forced=forced)
+    if upgrade is not None:
+        event["details"].update(resolved=upgrade.resolved, kept=len(upgrade.kept),
+                                taken=len(upgrade.taken))
+    audit.record_many(ctx, [event])
     if version is None:
         return Decision(transfer, "unchanged", head.version,
                         "the configuration already matched; nothing changed",
@@ -604,8 +731,10 @@ def approve(ctx: Context, login: str, transfer_id: int, *, mode: Mode = "replace
     return Decision(transfer, "applied", version, remapped=remapped, forced=forced or None)
 
 
-def reject(ctx: Context, login: str, transfer_id: int, *, reason: str | None = None) -> Decision:
-    transfer, actor = get(ctx, login, transfer_id)
+def reject(ctx: Context, actor: Actor, transfer_id: int, *,
+           reason: str | None = None) -> Decision:
+    """Refuse a pending transfer of the actor's tenant (admins); the configuration stays."""
+    _mine(ctx, actor, transfer_id)
     require_admin(actor, "reject incoming configurations")
     transfer = _lock(ctx, transfer_id)
     _require_pending(transfer)
@@ -617,9 +746,14 @@ def reject(ctx: Context, login: str, transfer_id: int, *, reason: str | None = N
     return Decision(transfer, "rejected")
 
 
-def rollback(ctx: Context, login: str, transfer_id: int) -> int | None:
-    """Undo an applied transfer: the version before it becomes current again."""
-    transfer, actor = get(ctx, login, transfer_id)
+def rollback(ctx: Context, actor: Actor, transfer_id: int) -> int | None:
+    """Undo an applied transfer: the version before it becomes current again.
+
+    Its lineage entry stops counting with it (the transfer is no longer
+    applied): the base of the next upgrade from its source is the previous one.
+    """
+    transfer = _mine(ctx, actor, transfer_id)
+    require_admin(actor, "roll back the configuration")
     if transfer.status != "applied" or transfer.applied_version is None:
         raise PlanConflict(f"transfer {transfer_id} is {transfer.status}, not applied")
     target = ctx.session.get(Tenant, transfer.tenant_id)

@@ -11,7 +11,6 @@ is "not found" (404).
 
 from __future__ import annotations
 
-import inspect
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, File, Form, Path, Query, Request, UploadFile
@@ -54,8 +53,6 @@ if TYPE_CHECKING:
 else:  # enumerations in the OpenAPI document
     RecordTypeName = Literal[tuple(records.TYPES)]
     ExportKind = Literal[tuple(csvio.EXPORT_COLUMNS)]
-#: ``approve`` takes remaps / force once data-aware approval is available
-_APPROVE_KW = set(inspect.signature(transfers.approve).parameters)
 
 
 def provisioner(request: Request) -> Provisioner:
@@ -112,11 +109,18 @@ class SendIn(_In):
 
 
 class ApproveIn(_In):
-    mode: Literal["replace", "merge"] = "replace"
+    mode: Literal["replace", "merge", "upgrade"] | None = Field(
+        default=None, description="default: upgrade when the tenant has a base from the "
+        "transfer's source, else replace")
     only: list[str] | None = Field(default=None, max_length=20)
     remaps: dict[str, str] = Field(default_factory=dict,
                                    description='{"PICKLIST.VALUE": "NEWVALUE"}')
     force: bool = False
+    keep: list[str] = Field(default_factory=list, max_length=1000,
+                            description="upgrade: conflict addresses resolved as ours")
+    take: list[str] = Field(default_factory=list, max_length=1000,
+                            description="upgrade: conflict addresses resolved as theirs")
+    prefer: Literal["ours", "theirs"] | None = None
 
 
 class RejectIn(_In):
@@ -340,18 +344,6 @@ def find_transfer(ctx: Context, actor: Actor, transfer_id: int) -> Any:
     return row
 
 
-def approve_options(body: ApproveIn) -> dict[str, Any]:
-    """``remaps`` and ``force`` for transfers.approve (refused if it does not take them)."""
-    extra: dict[str, Any] = {}
-    for name, value, given in (("remaps", body.remaps, bool(body.remaps)),
-                               ("force", body.force, body.force)):
-        if name in _APPROVE_KW:
-            extra[name] = value
-        elif given:
-            raise ValidationFailed(f"{name!r} is not supported by this server")
-    return extra
-
-
 @router.get("/tenants/{tenant}/inbox", tags=["transfers"])
 def inbox_list(tenant: TenantRef, app: App, tok: Token,
                status: Literal["pending", "applied", "rejected", "rolled_back"] | None = None,
@@ -362,7 +354,7 @@ def inbox_list(tenant: TenantRef, app: App, tok: Token,
 
 @router.get("/tenants/{tenant}/inbox/{transfer_id}", tags=["transfers"])
 def inbox_show(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
-               mode: Literal["replace", "merge"] = "replace",
+               mode: Literal["replace", "merge", "upgrade"] | None = None,
                only: Annotated[str | None, Query(max_length=500,
                                                  description="comma-separated sections")] = None,
                ) -> Any:
@@ -378,11 +370,10 @@ def inbox_approve(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
                   body: ApproveIn | None = None) -> Any:
     """Apply the transfer in one transaction (admins). 409 when it had to be planned again."""
     body = body or ApproveIn()
-    extra = approve_options(body)
     with acting(app, tok, tenant) as (ctx, actor):
-        find_transfer(ctx, actor, transfer_id)
-        decision = transfers.approve(ctx, actor.login, transfer_id, mode=body.mode,
-                                     only=body.only, **extra)
+        decision = transfers.approve(ctx, actor, transfer_id, mode=body.mode, only=body.only,
+                                     remaps=body.remaps, force=body.force, keep=body.keep,
+                                     take=body.take, prefer=body.prefer)
         out = present.transfer(decision.transfer) | {
             "outcome": decision.outcome, "version": decision.version,
             "message": decision.message,
@@ -398,8 +389,7 @@ def inbox_approve(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
 def inbox_reject(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
                  body: RejectIn | None = None) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
-        find_transfer(ctx, actor, transfer_id)
-        decision = transfers.reject(ctx, actor.login, transfer_id,
+        decision = transfers.reject(ctx, actor, transfer_id,
                                     reason=body.reason if body else None)
         return present.transfer(decision.transfer)
 
@@ -408,8 +398,7 @@ def inbox_reject(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
 def inbox_rollback(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token) -> Any:
     """Undo an applied transfer: the version before it becomes current again (admins)."""
     with acting(app, tok, tenant) as (ctx, actor):
-        find_transfer(ctx, actor, transfer_id)
-        made = transfers.rollback(ctx, actor.login, transfer_id)
+        made = transfers.rollback(ctx, actor, transfer_id)
     return {"transfer": transfer_id, "version": made}
 
 

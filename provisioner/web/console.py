@@ -283,13 +283,14 @@ def inbox(request: Request) -> Response:
         return render(request, "inbox.html", header | {"transfers": rows})
 
 
-def _plan_page(request: Request, transfer_id: int, *, mode: str = "replace",
+def _plan_page(request: Request, transfer_id: int, *, mode: str | None = None,
                only: list[str] | None = None, error: dict[str, Any] | None = None,
                status: int = 200) -> Response:
     with page_session(request) as (ctx, actor, header):
         row = api.find_transfer(ctx, actor, transfer_id)
         plan = transfers.preview(ctx, row, mode=mode,  # type: ignore[arg-type]
                                  only=only) if row.status == "pending" else row.plan
+        mode = plan.get("mode", mode or "replace")  # None: upgrade when a base exists
         impact = plan.get("impact") or {"items": [], "blocking": 0}
         items = [{**i, "text": data_impact.describe(i),
                   "remap_key": f"{i['picklist']}.{i['value']}"
@@ -299,6 +300,8 @@ def _plan_page(request: Request, transfer_id: int, *, mode: str = "replace",
         changes = [_describe_change(c) for c in plan.get("changes", [])]
         data = {"transfer": present.transfer(row), "plan": plan, "changes": changes,
                 "impact": items, "mode": mode, "only": only or [], "error": error,
+                "upgrade": plan.get("upgrade"),
+                "can_upgrade": mode == "upgrade" or "upgrade" in row.plan,
                 "sections": plan.get("sections", [])}
         return render(request, "transfer.html", header | data, status=status)
 
@@ -333,10 +336,10 @@ def _describe_change(change: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/inbox/{transfer_id}")
-def transfer_page(request: Request, transfer_id: api.RowId, mode: str = "replace",
+def transfer_page(request: Request, transfer_id: api.RowId, mode: str | None = None,
                   only: str | None = None) -> Response:
-    if mode not in ("replace", "merge"):
-        raise ValidationFailed(f"unknown mode {mode!r}", hint="replace or merge")
+    if mode not in (None, "replace", "merge", "upgrade"):
+        raise ValidationFailed(f"unknown mode {mode!r}", hint="replace, merge or upgrade")
     return _plan_page(request, transfer_id, mode=mode,
                       only=[s for s in only.split(",") if s] if only else None)
 
@@ -344,24 +347,27 @@ def transfer_page(request: Request, transfer_id: api.RowId, mode: str = "replace
 @router.post("/inbox/{transfer_id}/approve")
 async def approve(request: Request, transfer_id: api.RowId) -> Response:
     form = await posted(request)
-    mode = field(form, "mode") or "replace"
+    mode = field(form, "mode") or None
     only = [s for s in form.getlist("only") if isinstance(s, str)] or None
     remaps = {}
+    chosen: dict[str, list[str]] = {"ours": [], "theirs": []}  # an upgrade's conflicts
     for name, value in form.multi_items():
         if name.startswith("remap:") and isinstance(value, str) and value.strip():
             remaps[name[6:]] = value.strip()
+        elif name.startswith("resolve:") and value in chosen:
+            chosen[str(value)].append(name[8:])
     try:
         body = api.ApproveIn.model_validate({"mode": mode, "only": only, "remaps": remaps,
-                                             "force": form.get("force") == "on"})
+                                             "force": form.get("force") == "on",
+                                             "keep": chosen["ours"], "take": chosen["theirs"]})
     except PydanticError as exc:
         raise ValidationFailed("the approval form is not valid",
                                problems=[e["msg"] for e in exc.errors()]) from None
-    extra = api.approve_options(body)
     try:
         with page_session(request) as (ctx, actor, _header):
-            api.find_transfer(ctx, actor, transfer_id)
-            decision = transfers.approve(ctx, actor.login, transfer_id, mode=body.mode,
-                                         only=body.only, **extra)
+            decision = transfers.approve(ctx, actor, transfer_id, mode=body.mode,
+                                         only=body.only, remaps=body.remaps, force=body.force,
+                                         keep=body.keep, take=body.take)
     except ProvisionerError as exc:
         if exc.http_status in (401, 403) and not isinstance(exc, ValidationFailed):
             raise
@@ -378,8 +384,7 @@ async def approve(request: Request, transfer_id: api.RowId) -> Response:
 async def reject(request: Request, transfer_id: api.RowId) -> Response:
     form = await posted(request)
     with page_session(request) as (ctx, actor, _header):
-        api.find_transfer(ctx, actor, transfer_id)
-        transfers.reject(ctx, actor.login, transfer_id, reason=field(form, "reason") or None)
+        transfers.reject(ctx, actor, transfer_id, reason=field(form, "reason") or None)
     return done(f"/inbox/{transfer_id}", "rejected")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from provisioner.errors import PlanConflict
-from provisioner.services import transfers
+from provisioner.services import actors, transfers
 from tests.support import World, labelled
 
 
@@ -20,8 +20,8 @@ def test_rolling_back_a_transfer_that_changed_nothing_changes_nothing(world: Wor
     assert decision.outcome == "unchanged"
     before = world.config("client")
     with world.app.transaction() as ctx:
-        transfers.rollback(ctx, "client-admin", transfer_id)
+        transfers.rollback(ctx, actors.resolve(ctx, "client-admin", "client"), transfer_id)
     assert world.config("client") == before
     assert world.transfer(transfer_id).status == "rolled_back"
     with pytest.raises(PlanConflict, match="rolled_back"), world.app.transaction() as ctx:
-        transfers.rollback(ctx, "client-admin", transfer_id)
+        transfers.rollback(ctx, actors.resolve(ctx, "client-admin", "client"), transfer_id)

@@ -21,6 +21,10 @@ from tests.security.craft import audit_count
 from tests.support import World, labelled
 
 
+def _client_admin(ctx: Any) -> actors.Actor:
+    return actors.resolve(ctx, "client-admin", "client")
+
+
 class Injected(RuntimeError):
     """The failure a test injects in the middle of apply."""
 
@@ -159,7 +163,7 @@ def test_decided_transfer_cannot_be_decided_again(pending: tuple[World, int]) ->
     with pytest.raises(PlanConflict, match="already applied"):
         world.approve(transfer, "client-admin")
     with world.app.transaction() as ctx, pytest.raises(PlanConflict):
-        transfers.reject(ctx, "client-admin", transfer)
+        transfers.reject(ctx, _client_admin(ctx), transfer)
     assert world.version("client") == 2
 
 
@@ -168,7 +172,7 @@ def test_reject_changes_nothing_but_the_transfer_state(pending: tuple[World, int
     world, transfer = pending
     before = snapshot(world, "client", transfer)
     with world.app.transaction() as ctx:
-        transfers.reject(ctx, "client-admin", transfer, reason="不要")
+        transfers.reject(ctx, _client_admin(ctx), transfer, reason="不要")
     after = snapshot(world, "client", transfer)
     assert (after["pointer"], after["versions"]) == (before["pointer"], before["versions"])
     assert after["transfer"][0] == "rejected"
@@ -237,7 +241,7 @@ def test_rollback_creates_a_new_version(pending: tuple[World, int]) -> None:
     world.approve(transfer, "client-admin")
     applied = snapshot(world, "client", transfer)["versions"]
     with world.app.transaction() as ctx:
-        version = transfers.rollback(ctx, "client-admin", transfer)
+        version = transfers.rollback(ctx, _client_admin(ctx), transfer)
     assert version == 3
     versions = snapshot(world, "client", transfer)["versions"]
     assert versions[:2] == applied  # versions 1 and 2 untouched
@@ -245,4 +249,4 @@ def test_rollback_creates_a_new_version(pending: tuple[World, int]) -> None:
     assert world.config("client") == original
     assert world.transfer(transfer).status == "rolled_back"
     with world.app.transaction() as ctx, pytest.raises(PlanConflict):
-        transfers.rollback(ctx, "client-admin", transfer)
+        transfers.rollback(ctx, _client_admin(ctx), transfer)

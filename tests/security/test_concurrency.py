@@ -26,6 +26,10 @@ from tests.support import World, labelled
 WORKERS = 16
 
 
+def _client_admin(ctx: Any) -> actors.Actor:
+    return actors.resolve(ctx, "client-admin", "client")
+
+
 def race(app: Provisioner, work: Callable[[int], Any],
          n: int = WORKERS) -> tuple[list[Any], list[BaseException]]:
     """Run ``work(i)`` in ``n`` threads released together; (results, errors)."""
@@ -101,7 +105,7 @@ def test_sixteen_concurrent_approvals_apply_exactly_once(pending: tuple[World, i
 
     def approve(_: int) -> str:
         with world.app.transaction() as ctx:
-            return transfers.approve(ctx, "client-admin", transfer).outcome
+            return transfers.approve(ctx, _client_admin(ctx), transfer).outcome
 
     results, errors = race(world.app, approve)
     assert results == ["applied"], errors
@@ -122,8 +126,8 @@ def test_concurrent_approve_and_reject_decide_exactly_once(pending: tuple[World,
     def decide(i: int) -> str:
         with world.app.transaction() as ctx:
             if i % 2:
-                return transfers.reject(ctx, "client-admin", transfer).outcome
-            return transfers.approve(ctx, "client-admin", transfer).outcome
+                return transfers.reject(ctx, _client_admin(ctx), transfer).outcome
+            return transfers.approve(ctx, _client_admin(ctx), transfer).outcome
 
     results, errors = race(world.app, decide)
     assert len(results) == 1, errors
@@ -157,7 +161,7 @@ def test_config_change_racing_another_gets_plan_conflict_not_a_database_error(
 
     worker = threading.Thread(target=change_b)
     with world.app.transaction() as ctx:
-        actor = actors.resolve(ctx, "client-admin", "client")
+        actor = _client_admin(ctx)
         configs.set_sections(ctx, actor, actors.get_tenant(ctx, "client"), first)
         worker.start()
         worker.join(timeout=0.5)  # B is now blocked behind A
@@ -205,7 +209,7 @@ def test_receive_racing_the_same_bundle_gets_a_clear_refusal(
 
     worker = threading.Thread(target=receive_b)
     with world.app.transaction() as ctx:
-        transfers.receive(ctx, actors.resolve(ctx, "client-admin", "client"), raw)
+        transfers.receive(ctx, _client_admin(ctx), raw)
         worker.start()
         worker.join(timeout=0.5)  # B is now blocked behind A
     worker.join(timeout=60)

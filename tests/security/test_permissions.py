@@ -85,7 +85,7 @@ def test_non_admin_cannot_approve(story: World) -> None:
     """Threat: a general user applies an incoming configuration."""
     transfer = _pending(story)
     _refused_for_every_role(story, "client", lambda ctx, a: transfers.approve(
-        ctx, a.login, transfer))
+        ctx, a, transfer))
     assert story.transfer(transfer).status == "pending"
 
 
@@ -93,7 +93,7 @@ def test_non_admin_cannot_reject(story: World) -> None:
     """Threat: a general user discards an incoming configuration the admin wanted."""
     transfer = _pending(story)
     _refused_for_every_role(story, "client", lambda ctx, a: transfers.reject(
-        ctx, a.login, transfer))
+        ctx, a, transfer))
     assert story.transfer(transfer).status == "pending"
 
 
@@ -111,7 +111,7 @@ def test_non_admin_cannot_roll_back(story: World) -> None:
     _refused_for_every_role(story, "client", lambda ctx, a: configs.rollback(
         ctx, a, actors.get_tenant(ctx, "client"), 1))
     _refused_for_every_role(story, "client", lambda ctx, a: transfers.rollback(
-        ctx, a.login, transfer))
+        ctx, a, transfer))
     assert story.transfer(transfer).status == "applied"
 
 
@@ -133,9 +133,9 @@ def test_other_tenant_cannot_see_or_decide_transfers(story: World) -> None:
     missing = transfer + 1000
     calls: list[Callable[[Context, int], Any]] = [
         lambda ctx, t: transfers.get(ctx, "other-admin", t),
-        lambda ctx, t: transfers.approve(ctx, "other-admin", t),
-        lambda ctx, t: transfers.reject(ctx, "other-admin", t),
-        lambda ctx, t: transfers.rollback(ctx, "other-admin", t),
+        lambda ctx, t: transfers.approve(ctx, actors.resolve(ctx, "other-admin", "other"), t),
+        lambda ctx, t: transfers.reject(ctx, actors.resolve(ctx, "other-admin", "other"), t),
+        lambda ctx, t: transfers.rollback(ctx, actors.resolve(ctx, "other-admin", "other"), t),
     ]
     for call in calls:
         messages = []
@@ -155,7 +155,7 @@ def test_source_cannot_see_or_approve_its_sent_transfer(story: World) -> None:
     """Threat: the SENDER approves its own delivery in the target (self-approval)."""
     transfer = _pending(story)
     with story.app.transaction() as ctx, pytest.raises(NotFound):
-        transfers.approve(ctx, "partner-admin", transfer)
+        transfers.approve(ctx, actors.resolve(ctx, "partner-admin", "partner"), transfer)
     assert story.transfer(transfer).status == "pending"
 
 

@@ -356,3 +356,27 @@ def test_text_the_database_cannot_store_is_a_422_not_a_server_error(site: Site) 
         assert "NUL" in r.json()["error"]["message"]
     else:  # SQLite stores it as given
         assert r.status_code == 201, r.text
+
+
+def test_an_upgrade_through_the_api(site: Site) -> None:
+    """Issue 13: the plan carries the conflicts; the approval resolves them (keep/take/prefer)."""
+    w = site.world
+    w.set_config("beta", labelled(w.config("beta"), 1, "年賀状"))
+    w.approve(w.send("beta", w.key("acme")), "acme-admin")
+    w.set_config("acme", labelled(w.config("acme"), 1, "A"))
+    w.set_config("beta", labelled(w.config("beta"), 1, "B"))
+    second = w.send("beta", w.key("acme"))
+    plan = site.call("GET", f"/api/tenants/acme/inbox/{second}", "acme-admin").json()["plan"]
+    assert plan["mode"] == "upgrade"
+    assert [c["address"] for c in plan["upgrade"]["conflicts"]] == ["checkboxes.1.label"]
+    refused = site.call("POST", f"/api/tenants/acme/inbox/{second}/approve", "acme-admin",
+                        json={})
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "unresolved_conflicts"
+    outsider = site.call("POST", f"/api/tenants/beta/inbox/{second}/approve", "beta-admin",
+                         json={"prefer": "theirs"})
+    assert outsider.status_code == 404  # the service checks the tenant itself
+    done = site.call("POST", f"/api/tenants/acme/inbox/{second}/approve", "acme-admin",
+                     json={"take": ["checkboxes.1"]})
+    assert done.status_code == 200, done.text
+    assert w.config("acme")["checkboxes"][0]["label"] == "B"

@@ -231,3 +231,31 @@ def test_customer_search_page_and_screen_pop_use_the_labels(site: Site) -> None:
     beta = _login(site, "beta-admin", outsider.client)
     assert beta.get(f"/customers/{site.ids['contact']}").status_code == 404
     assert "山田" not in beta.get("/pop?phone=0312345678").text
+
+
+def test_an_upgrade_shows_base_ours_theirs_and_a_choice_per_conflict(site: Site) -> None:
+    """Issue 13: the plan page of a three-way upgrade, and approving with a choice."""
+    from tests.support import labelled
+
+    w = site.world
+    w.set_config("beta", labelled(w.config("beta"), 1, "年賀状"))
+    first = w.send("beta", w.key("acme"))
+    w.approve(first, "acme-admin")
+    w.set_config("acme", labelled(w.config("acme"), 1, "年賀状(個人)"))
+    w.set_config("beta", labelled(w.config("beta"), 1, "年賀状(法人)"))
+    second = w.send("beta", w.key("acme"))
+    admin = _login(site, "acme-admin")
+    plan = admin.get(f"/inbox/{second}")
+    assert plan.status_code == 200
+    text = _text(plan.text)
+    assert 'name="mode" value="upgrade"' in plan.text
+    assert "checkboxes.1.label" in text
+    assert "年賀状 年賀状(個人) 年賀状(法人)" in " ".join(text.split())
+    r = admin.post(f"/inbox/{second}/approve", data={"csrf": _csrf(plan.text),
+                                                     "mode": "upgrade"})
+    assert r.status_code == 409
+    assert "unresolved_conflicts" in r.text
+    r = admin.post(f"/inbox/{second}/approve", data={
+        "csrf": _csrf(plan.text), "mode": "upgrade", "resolve:checkboxes.1.label": "ours"})
+    assert r.status_code == 200, r.text
+    assert w.config("acme")["checkboxes"][0]["label"] == "年賀状(個人)"

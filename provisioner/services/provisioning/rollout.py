@@ -46,6 +46,14 @@ How it runs (and why it is fast and safe):
   never receives the bundle twice. Copy keys are secrets and are never stored:
   resuming a keyed target needs its key again.
 
+Upgrades: a target that already took a version from this source (its lineage)
+is planned three-way (:func:`provisioner.services.transfers.upgrade_plan`), its
+own changes kept. The ``upgrade_policy`` of :func:`process` decides for an
+``auto`` target: ``apply_clean`` applies an upgrade without conflicts and leaves
+one with conflicts waiting in the inbox ("waiting with N conflicts");
+``wait`` leaves every upgrade waiting for the tenant's admin. The policy is not
+stored with the run: give it again when resuming.
+
 Statuses: pending -> applied | inbox | rejected (the target refused: plan,
 sandbox, trust, quota, key...) | failed (an unexpected error).
 """
@@ -54,7 +62,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, insert, select, update
 
@@ -89,7 +97,7 @@ from provisioner.errors import (
 )
 from provisioner.identifiers import SLUG
 from provisioner.security import copykey
-from provisioner.services import audit, configs, signing, transfers
+from provisioner.services import audit, configs, lineage, signing, transfers
 from provisioner.services.actors import Actor, get_tenant, require_admin, resolve
 from provisioner.services.context import Context, Provisioner
 from provisioner.services.crm import impact as data_impact
@@ -103,6 +111,9 @@ MAX_BATCH_SIZE = 1_000
 
 #: ``on_progress(target_slug, status)``: called once per processed target, after its commit
 Progress = Callable[[str, str], None]
+#: what an ``auto`` target does with a three-way upgrade (see the module doc)
+UpgradePolicy = Literal["apply_clean", "wait"]
+UPGRADE_POLICIES: tuple[str, ...] = ("apply_clean", "wait")
 
 
 @dataclass(frozen=True)
@@ -171,6 +182,13 @@ class _Work:
     source_public: bytes
     raw: bytes
     bundle: VerifiedBundle
+    upgrade_policy: UpgradePolicy = "apply_clean"
+
+    @property
+    def source(self) -> str:
+        """The lineage source of this run's bundle (verified: the source tenant)."""
+        return lineage.source_of_bundle(self.source_slug, self.source_key_id,
+                                        verified_source=True)
 
     @property
     def received_by(self) -> str:
@@ -207,6 +225,19 @@ def _bound_copy(ctx: Context, source: Tenant, bundle: VerifiedBundle, key_text: 
 def _needs_review(plan: Mapping[str, Any]) -> list[str]:
     """Blocking data-impact items of a plan (records a change would strand)."""
     return data_impact.unresolved(plan.get("impact") or data_impact.NO_IMPACT)
+
+
+def _upgrade_wait(plan: Mapping[str, Any], policy: UpgradePolicy) -> str | None:
+    """Why an auto target's three-way upgrade waits in the inbox (None: it may apply)."""
+    upgrade = plan.get("upgrade")
+    if upgrade is None:
+        return None
+    if upgrade["conflicts"]:
+        return (f"waiting in the inbox with {len(upgrade['conflicts'])} conflict(s): an admin "
+                "resolves them with 'provisioner inbox approve --keep/--take/--prefer'")
+    if policy == "wait":
+        return "waiting in the inbox: upgrades wait for the tenant's admin (policy wait)"
+    return None
 
 
 def _review_reason(blocking: Sequence[str]) -> str:
@@ -250,7 +281,11 @@ def _deliver(ctx: Context, work: _Work, row: RolloutTarget, keys: Mapping[str, s
     if blocking:
         row.status, row.reason = "inbox", _review_reason(blocking)
         return
-    decision = transfers.approve(ctx, pin.added_by, transfer.id)
+    waiting = _upgrade_wait(transfer.plan, work.upgrade_policy)
+    if waiting is not None:
+        row.status, row.reason = "inbox", waiting
+        return
+    decision = transfers.approve(ctx, resolve(ctx, pin.added_by, target.slug), transfer.id)
     if decision.outcome not in {"applied", "unchanged"}:
         raise TransferRefused(decision.message or f"transfer {transfer.id} not applied")
     audit.record(ctx, tenant_id=target.id, actor=f"policy:auto({pin.added_by})",
@@ -363,6 +398,7 @@ class _Batch:
 
     def __init__(self, ctx: Context, work: _Work, shared: dict[str, _Shared]) -> None:
         self.ctx, self.work, self.shared = ctx, work, shared
+        self.bases: dict[tuple[Any, ...], lineage.Base | None] = {}
         self.now = ctx.clock.now()
         self.updates: list[dict[str, Any]] = []
         self.results: list[tuple[str, str]] = []
@@ -373,15 +409,28 @@ class _Batch:
                              "reason": exc.diagnostics()[:2000], "updated_at": self.now})
         self.results.append((row.target_slug, "rejected"))
 
-    def _shared_for(self, tenant_id: int, version: int, digest: str) -> _Shared:
-        known = self.shared.get(digest)
+    def _shared_for(self, tenant_id: int, version: int, digest: str,
+                    base_key: tuple[Any, ...] | None = None) -> _Shared:
+        """The plan for a current document (and lineage base: ``base_key``), made once."""
+        cache_key = digest if base_key is None else f"{digest}/{base_key}"
+        known = self.shared.get(cache_key)
         if known is not None:
             return known
         base = configs.Current(version, digest,
                                configs.version_data(self.ctx, tenant_id, version))
-        result, plan = transfers.make_plan(base, self.work.bundle.config, mode="replace",
-                                       only=None)
-        if len(plan["sections"]) == len(SECTION_NAMES):
+        ancestor = None
+        if base_key is not None:  # the same bundles taken: the same base, read once
+            ancestor = self.bases.get(base_key)
+            if ancestor is None:
+                ancestor = lineage.base(self.ctx, tenant_id, self.work.source)
+                self.bases[base_key] = ancestor
+        if ancestor is not None:  # an upgrade: three-way, the tenant's changes kept
+            result, plan, _ = transfers.upgrade_plan(base, self.work.bundle.config, ancestor)
+        else:
+            result, plan = transfers.make_plan(base, self.work.bundle.config, mode="replace",
+                                               only=None)
+        if (ancestor is None and len(plan["sections"]) == len(SECTION_NAMES)
+                and result["workflows"] is self.work.bundle.config["workflows"]):
             body = self.work.bundle.config_json  # a whole document replaces a whole document
             plan["incoming_digest"] = "sha256:" + sha256_hex(body)  # as transfers.accept
         else:
@@ -389,7 +438,7 @@ class _Batch:
         plan["signer"] = {"key_id": self.work.bundle.key_id, "verified_source": True,
                           "pinned_as": None}
         made = _Shared(base.data, plan, body, "sha256:" + sha256_hex(body))
-        self.shared[digest] = made
+        self.shared[cache_key] = made
         return made
 
     def run(self, rows: Sequence[RolloutTarget]) -> list[tuple[str, str]]:
@@ -408,6 +457,7 @@ class _Batch:
                    User.login.in_({p.added_by for p in pins.values()}))))
         received = set(session.scalars(select(Transfer.tenant_id).where(
             Transfer.tenant_id.in_(ids), Transfer.bundle_id == work.bundle.payload.bundle_id)))
+        bases = lineage.base_keys(ctx, ids, work.source)
         heads = {tid: (version, digest) for tid, version, digest in session.execute(
             select(ConfigVersion.tenant_id, ConfigVersion.version, ConfigVersion.digest)
             .join(Tenant, (Tenant.id == ConfigVersion.tenant_id)
@@ -436,7 +486,7 @@ class _Batch:
                 if tenant.id not in heads:
                     raise NotFound(f"tenant {tenant.slug!r} has no configuration")
                 version, digest = heads[tenant.id]
-                shared = self._shared_for(tenant.id, version, digest)
+                shared = self._shared_for(tenant.id, version, digest, bases.get(tenant.id))
                 auto = pin.policy == "auto" and (tenant.id, pin.added_by) in admins
                 changes = auto and shared.digest != digest
                 incoming = len(work.raw) + (len(shared.body) if changes else 0)
@@ -457,6 +507,9 @@ class _Batch:
                 blocking = data_impact.unresolved(impact) if auto else []
                 if blocking:
                     notes.append(_review_reason(blocking))
+                waiting = _upgrade_wait(plan, work.upgrade_policy) if auto else None
+                if waiting is not None:
+                    notes.append(waiting)
                 accepted.append(_Accepted(row, tenant, pin, shared, version, digest, plan, notes))
             except ProvisionerError as exc:
                 self.refuse(row, exc)
@@ -479,7 +532,7 @@ class _Batch:
         configs.commit_versions(ctx, [configs.NewVersion(
             a.tenant, a.version, a.shared.body, a.pin.added_by, f"transfer:{transfer_id}",
             digest=a.shared.digest) for transfer_id, a in applied], checked=True)
-        events = []
+        events, lineages = [], []
         for transfer_id, a in zip(ids, accepted, strict=True):
             events.append(transfers.received_event(
                 ctx, a.tenant.id, transfer_id, work.bundle, received_by=work.received_by,
@@ -492,10 +545,17 @@ class _Batch:
             self.results.append((a.row.target_slug, status))
             if not a.apply:
                 continue
+            lineages.append({"tenant_id": a.tenant.id, "source": work.source,
+                             "transfer_id": transfer_id,
+                             "source_version": payload.source.config_version,
+                             "source_digest": payload.source.config_digest,
+                             "bundle_digest": work.bundle.digest,
+                             "sections": a.plan["sections"],
+                             "applied_version": a.applied_version})
             events.append(transfers.approved_event(
                 ctx, a.tenant.id, transfer_id, actor=a.pin.added_by,
                 bundle_digest=work.bundle.digest, signer_key_id=work.bundle.key_id,
-                source_tenant=payload.source.tenant, mode="replace", plan=a.plan,
+                source_tenant=payload.source.tenant, mode=a.plan["mode"], plan=a.plan,
                 from_version=a.version, to_version=a.new_version, impact=a.plan["impact"]))
             events.append(audit.event(
                 ctx, tenant_id=a.tenant.id, actor=f"policy:auto({a.pin.added_by})",
@@ -503,6 +563,7 @@ class _Batch:
                 rollout=work.run_id, source_tenant=work.source_slug, publisher=a.pin.key_id,
                 version=a.new_version))
         audit.record_many(ctx, events)
+        lineage.record_many(ctx, lineages)
         if self.updates:
             ctx.session.execute(update(RolloutTarget), self.updates)
 
@@ -526,8 +587,12 @@ def _chunks(items: Sequence[tuple[int, bool]], size: int) -> Iterable[list[tuple
 
 
 def process(app: Provisioner, login: str, run_id: int, *, keys: Mapping[str, str] | None = None,
-            on_progress: Progress | None = None, batch_size: int = BATCH_SIZE) -> RolloutRun:
+            on_progress: Progress | None = None, batch_size: int = BATCH_SIZE,
+            upgrade_policy: UpgradePolicy = "apply_clean") -> RolloutRun:
     """Process the run's pending targets (see the module doc); then finish the run."""
+    if upgrade_policy not in UPGRADE_POLICIES:
+        raise ValidationFailed(f"unknown upgrade policy {upgrade_policy!r}",
+                               hint="apply_clean or wait")
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ValidationFailed(f"the batch size must be between 1 and {MAX_BATCH_SIZE}, "
                                f"not {batch_size}")
@@ -543,7 +608,8 @@ def process(app: Provisioner, login: str, run_id: int, *, keys: Mapping[str, str
         require_can_send(source)
         bundle = _verify_source_bundle(ctx, source, run.envelope)
         work = _Work(run.id, login, source.id, source.slug, bundle.key_id,
-                     raw_public(signing.public_key(ctx, source.id)), run.envelope, bundle)
+                     raw_public(signing.public_key(ctx, source.id)), run.envelope, bundle,
+                     upgrade_policy)
         pending = [(tid, bool(uses_key)) for tid, uses_key in ctx.session.execute(
             select(RolloutTarget.id, RolloutTarget.uses_key)
             .where(RolloutTarget.run_id == run_id, RolloutTarget.status == "pending")

@@ -1,7 +1,7 @@
 """workflows that run: blueprint states, execution log, due firings, notifications
 
 Revision ID: 0012_workflows
-Revises: 0007_transfer_storage
+Revises: 0008_lineage
 Create Date: 2026-12-07 12:30:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0012_workflows'
-down_revision = '0007_transfer_storage'
+down_revision = '0008_lineage'
 branch_labels = None
 depends_on = None
 
