@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
 from provisioner.config.document import ConfigDocument, Workflow
@@ -88,12 +89,20 @@ def _number(value: Any) -> float | None:
         return None
     if isinstance(value, int | float):
         return float(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isascii():
-        try:
-            return float(value.strip())
-        except ValueError:
-            return None
+    if isinstance(value, str):
+        return _text_number(value)
     return None
+
+
+@lru_cache(maxsize=65536)
+def _text_number(value: str) -> float | None:
+    """A text read as a number (``" 12 "``, ``"-5"``, ``"1e3"``), or None."""
+    if not value.strip().lstrip("-").isascii():
+        return None
+    try:
+        return float(value.strip())
+    except ValueError:
+        return None
 
 
 def _same(actual: Any, wanted: Any) -> bool:
@@ -147,39 +156,57 @@ def test(op: str, actual: Any, wanted: Any) -> bool:
 Related = Callable[[str], Mapping[str, Any] | None]
 
 
+def _reader(name: str) -> Callable[[Mapping[str, Any]], Any]:
+    """:func:`read` of one field, decided once (the hot path of a write with many rules)."""
+    if name.startswith("checkbox_") and name[9:].isascii() and name[9:].isdigit():
+        shift = int(name[9:]) - 1
+        return lambda row: bool(int(row.get("checkboxes") or 0) >> shift & 1)
+    if name == "classification" or "." in name:
+        return lambda row: read(row, name)
+    state = f"state:{name}"
+    return lambda row: row[name] if name in row else row.get(state)
+
+
 @dataclass(frozen=True)
 class Rule:
     """A workflow compiled for evaluation."""
 
     workflow: Workflow
+    code: str = field(init=False)
+    object: str = field(init=False)
+    #: (object, reader, op, value) per condition, decided once
+    _checks: tuple[tuple[str, Callable[[Mapping[str, Any]], Any], str, Any], ...] = field(
+        init=False, repr=False, compare=False)
 
-    @property
-    def code(self) -> str:
-        return self.workflow.code
-
-    @property
-    def object(self) -> str:
-        return self.workflow.object
+    def __post_init__(self) -> None:
+        checks = []
+        for c in self.workflow.conditions.rules:
+            obj, name = split_path(c.field)
+            checks.append((obj, _reader(name), c.op, c.value))
+        object.__setattr__(self, "_checks", tuple(checks))
+        object.__setattr__(self, "code", self.workflow.code)
+        object.__setattr__(self, "object", self.workflow.object)
 
     def matches(self, row: Mapping[str, Any], related: Related | None = None) -> bool:
         """Whether the conditions hold for the record (``related``: another object's row,
         e.g. the contact of an activity, for conditions that name it)."""
-        conditions = self.workflow.conditions
-        if not conditions.rules:
+        checks = self._checks
+        if not checks:
             return True
-        results = (test(c.op, self._value(c.field, row, related), c.value)
-                   for c in conditions.rules)
-        return all(results) if conditions.match == "all" else any(results)
+        every = self.workflow.conditions.match == "all"
+        own = self.workflow.object
+        for obj, reader, op, wanted in checks:
+            if obj == own:
+                value = reader(row)
+            else:
+                other = related(obj) if related is not None else None
+                value = None if other is None else reader(other)
+            if test(op, value, wanted) != every:
+                return not every
+        return every
 
-    def _value(self, path: str, row: Mapping[str, Any], related: Related | None) -> Any:
-        obj, name = split_path(path)
-        if obj == self.object:
-            return read(row, name)
-        other = related(obj) if related is not None else None
-        return None if other is None else read(other, name)
 
-
-@dataclass
+@dataclass(slots=True)
 class Effect:
     """An action on another record, or a notification, for the write path to carry out."""
 
@@ -192,7 +219,7 @@ class Effect:
     role: str = ""  # notify
 
 
-@dataclass
+@dataclass(slots=True)
 class Firing:
     """One rule fired on one record: its changes to the record (column -> [old, new])
     and its effects elsewhere; ``error`` when an action failed or a cycle was cut."""
@@ -236,6 +263,13 @@ class RuleSet:
         for wf in workflows:
             if wf.active:
                 self._by.setdefault((wf.object, wf.trigger.event), []).append(Rule(wf))
+        #: objects whose rules a change can fire (updated / field_changed rules)
+        self._cascades = {obj: True for (obj, event) in self._by
+                          if event in ("updated", "field_changed")}
+        #: per rule, each action with the column of its own record it changes (or None)
+        self._plans: dict[str, list[tuple[Any, tuple[str, str] | None]]] = {
+            rule.code: [(action, _own_action(rule, action)) for action in rule.workflow.actions]
+            for rules in self._by.values() for rule in rules}
 
     @classmethod
     def of(cls, doc: ConfigDocument) -> RuleSet:
@@ -275,8 +309,9 @@ class RuleSet:
         """
         firings: list[Firing] = []
         fired: set[str] = set()
-        changed_by: dict[str, str] = {name: "" for name in changed}
-        current = set(changed_by)
+        cascades = bool(self._cascades.get(obj))
+        changed_by: dict[str, str] = {name: "" for name in changed} if cascades else {}
+        current = set(changed_by) if cascades else set(changed)
         for depth in range(MAX_DEPTH + 1):
             round_changes: dict[str, str] = {}
             for rule in self._fired_by(obj, event if depth == 0 else "updated", current):
@@ -292,9 +327,10 @@ class RuleSet:
                 fired.add(rule.code)
                 firing = self.fire(rule, row, coerce, depth)
                 firings.append(firing)
-                for column in firing.changes:
-                    for name in _fields_of(column, firing.changes[column]):
-                        round_changes[name] = rule.code
+                if cascades:
+                    for column in firing.changes:
+                        for name in _fields_of(column, firing.changes[column]):
+                            round_changes[name] = rule.code
             if not round_changes:
                 return firings
             if depth == MAX_DEPTH:
@@ -316,9 +352,11 @@ class RuleSet:
         """Carry out one rule's actions on ``row`` (no conditions, no cascade: a date
         firing, whose record was not written)."""
         firing = Firing(rule.code, depth)
-        for action in rule.workflow.actions:
+        plan = self._plans.get(rule.code)
+        if plan is None:  # a rule from outside this set (one fired by hand)
+            plan = [(action, _own_action(rule, action)) for action in rule.workflow.actions]
+        for action, own in plan:
             try:
-                own = _own_action(rule, action)
                 if own is None:
                     firing.effects.append(_effect(rule, action))
                     continue

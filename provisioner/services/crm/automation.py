@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, Table, insert, select
 
 from provisioner.config.document import ConfigDocument
 from provisioner.config.rules import Firing, RuleSet
 from provisioner.db.models import Membership, Tenant
 from provisioner.db.workflow_models import CrmRecordState, Notification, WfExecution
+from provisioner.services.crm.search_index import insert_rows
 from provisioner.services.transaction import Context
 
 _RULES: dict[int, tuple[ConfigDocument, RuleSet]] = {}
@@ -73,12 +74,11 @@ def set_state(ctx: Context, tenant_id: int, record_type: str, record_id: int,
 
 
 def execution_row(ctx: Context, tenant_id: int, version: int, record_type: str,
-                  record_id: int, trigger: str, firing: Firing,
-                  shown: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One execution-log row (``shown``: the changes as the change log words them)."""
-    changes: dict[str, Any] = dict(shown if shown is not None else firing.changes)
+                  record_id: int, trigger: str, firing: Firing) -> dict[str, Any]:
+    """One execution-log row: the rule, the record, what it changed, its effects."""
+    changes: dict[str, Any] = firing.changes
     if firing.effects:
-        changes["effects"] = [describe_effect(e) for e in firing.effects]
+        changes = {**changes, "effects": [describe_effect(e) for e in firing.effects]}
     return {"tenant_id": tenant_id, "at": ctx.clock.now(), "workflow": firing.rule or "-",
             "config_version": version, "record_type": record_type, "record_id": record_id,
             "trigger": trigger, "depth": firing.depth, "changes": changes,
@@ -89,6 +89,19 @@ def log(ctx: Context, rows: list[dict[str, Any]]) -> None:
     """Write execution-log rows (one statement)."""
     if rows:
         ctx.session.execute(insert(WfExecution), rows)
+
+
+_LOG_COLUMNS = ["tenant_id", "at", "workflow", "config_version", "record_type", "record_id",
+                "trigger", "depth", "changes", "error"]
+
+
+def log_bulk(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Write many execution-log rows at bulk-load speed (COPY / executemany)."""
+    if rows:
+        table = WfExecution.__table__
+        assert isinstance(table, Table)
+        insert_rows(conn, table, _LOG_COLUMNS,
+                    [tuple(r[c] for c in _LOG_COLUMNS) for r in rows])
 
 
 def describe_effect(effect: Any) -> str:

@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
 
@@ -32,7 +33,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
-    insert,
     select,
 )
 from sqlalchemy import update as sql_update
@@ -162,7 +162,20 @@ def record_type(name: str) -> RecordType:
 
 def checked(mask: int) -> list[int]:
     """Checkbox indexes (1-based) set in ``mask``."""
-    return [i + 1 for i in range(CHECKBOX_BITS) if mask >> i & 1]
+    return list(_checked(mask))
+
+
+@lru_cache(maxsize=4096)
+def _checked(mask: int) -> tuple[int, ...]:
+    out = []
+    while mask:
+        low = mask & -mask
+        index = low.bit_length()
+        if index > CHECKBOX_BITS:
+            break
+        out.append(index)
+        mask ^= low
+    return tuple(out)
 
 
 def codes(stored: str) -> list[str]:
@@ -587,62 +600,80 @@ def after_write(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordType,
     return apply_firings(ctx, actor, doc, rt, row, event, firings)
 
 
+def rule_changes(rt: RecordType, firings: list[Firing]) -> tuple[dict[str, list[Any]], str]:
+    """What the rules of one write changed on its record, as one change-log entry: each
+    column's value before the first rule and after the last, and the purpose naming the
+    rules that changed something (``workflow:CODE[,CODE...]``)."""
+    merged: dict[str, list[Any]] = {}
+    codes_: list[str] = []
+    for firing in firings:
+        for column, (old, new) in firing.changes.items():
+            if column in merged:
+                merged[column][1] = new
+            else:
+                merged[column] = [old, new]
+        if firing.changes and firing.rule not in codes_:
+            codes_.append(firing.rule)
+    shown = {column: [show_value(rt, column, old), show_value(rt, column, new)]
+             for column, (old, new) in merged.items() if old != new}
+    return shown, "workflow:" + ",".join(codes_)
+
+
 def apply_firings(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordType, row: Any,
-                  event: str, firings: list[Firing], *, written: bool = False) -> bool:
-    """Write what rules did to a record (``written``: its columns already hold the
-    rules' values, as a bulk insert does), log each firing, carry out the effects."""
-    changed_self = False
+                  event: str, firings: list[Firing]) -> bool:
+    """Write what rules did to a record (one update and one change-log row for all their
+    changes), log each firing, carry out the effects."""
     version = automation.config_version(ctx, actor.tenant_id)
+    shown, purpose = rule_changes(rt, firings)
+    if shown:
+        values = {column: new for f in firings for column, (_old, new) in f.changes.items()}
+        if rt.name == "contact":
+            _keep_career(ctx, actor, row, values)
+        for column, value in values.items():
+            setattr(row, column, value)
+        row.updated_at = ctx.clock.now()
+        _change(ctx, actor, rt, row.id, "update", shown, purpose)
     log_rows = []
     for firing in firings:
-        shown = {column: [show_value(rt, column, old), show_value(rt, column, new)]
-                 for column, (old, new) in firing.changes.items()}
-        if firing.changes and not written:
-            values = {column: new for column, (_old, new) in firing.changes.items()}
-            if rt.name == "contact":
-                _keep_career(ctx, actor, row, values)
-            for column, value in values.items():
-                setattr(row, column, value)
-            row.updated_at = ctx.clock.now()
-            changed_self = True
-        if firing.changes:
-            _change(ctx, actor, rt, row.id, "update", shown, f"workflow:{firing.rule}")
         _run_effects(ctx, actor, rt, row, firing)
         log_rows.append(automation.execution_row(ctx, actor.tenant_id, version, rt.name,
-                                                 row.id, event, firing, shown))
-    if changed_self:
+                                                 row.id, event, firing))
+    if shown:
         _derive(ctx, actor, rt, row)
         ctx.session.flush()
     automation.log(ctx, log_rows)
-    return changed_self
+    return bool(shown)
 
 
 def apply_new_row_firings(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordType,
                           items: list[tuple[dict[str, Any], list[Firing]]]) -> None:
     """What rules did to rows a bulk insert wrote with the rules' values already in them
-    (a CSV import): a change-log row per rule that changed a row, the execution log,
-    the effects on other records (through :func:`create` / :func:`update`)."""
+    (a CSV import): a change-log row per changed record, the execution log, the effects
+    on other records (through :func:`create` / :func:`update`). Rows are written in bulk
+    (:func:`search_index.insert_rows`)."""
     version = automation.config_version(ctx, actor.tenant_id)
     now = ctx.clock.now()
-    changes: list[dict[str, Any]] = []
+    changes: list[tuple[Any, ...]] = []
     log_rows: list[dict[str, Any]] = []
     for columns, firings in items:
         row = SimpleNamespace(**columns)
+        shown, purpose = rule_changes(rt, firings)
+        if shown:
+            changes.append((actor.tenant_id, now, actor.login, rt.name, row.id, "update",
+                            shown, purpose))
         for firing in firings:
-            shown = {column: [show_value(rt, column, old), show_value(rt, column, new)]
-                     for column, (old, new) in firing.changes.items()}
-            if shown:
-                changes.append({"tenant_id": actor.tenant_id, "at": now, "actor": actor.login,
-                                "record_type": rt.name, "record_id": row.id,
-                                "action": "update", "changes": shown,
-                                "purpose": f"workflow:{firing.rule}"})
             _run_effects(ctx, actor, rt, row, firing)
             log_rows.append(automation.execution_row(ctx, actor.tenant_id, version, rt.name,
-                                                     row.id, "created", firing, shown))
-    if changes:  # Core rows: counted here, as the import counts its own change-log rows
-        ctx.session.execute(insert(CrmChange), changes)
-        tally.add_records(ctx.session.connection(), actor.tenant_id, len(changes))
-    automation.log(ctx, log_rows)
+                                                     row.id, "created", firing))
+    conn = ctx.session.connection()
+    if changes:  # counted here, as the import counts its own change-log rows
+        table = CrmChange.__table__
+        assert isinstance(table, Table)
+        _search_index.insert_rows(conn, table, ["tenant_id", "at", "actor", "record_type",
+                                                "record_id", "action", "changes", "purpose"],
+                                  changes)
+        tally.add_records(conn, actor.tenant_id, len(changes))
+    automation.log_bulk(conn, log_rows)
 
 
 def _rule_actor(actor: Actor) -> Actor:
