@@ -23,7 +23,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from pydantic import ValidationError as PydanticError
 from starlette.datastructures import FormData
 
 from provisioner.config.document import CHECKBOX_COUNT, LABEL_KEYS, MEMO_COUNT, STANDARD_FIELDS
@@ -35,7 +34,7 @@ from provisioner.services.context import Context, Provisioner
 from provisioner.services.crm import impact as data_impact
 from provisioner.services.crm import records, scope, search
 from provisioner.services.provisioning import auth
-from provisioner.web import api, i18n, present
+from provisioner.web import common, i18n, present
 from provisioner.web.security import (
     LANG_COOKIE,
     LOGIN_CSRF_COOKIE,
@@ -53,7 +52,7 @@ NOTICES = ("saved", "unchanged", "applied", "rejected", "rolled_back", "sent")
 
 
 def _app(request: Request) -> Provisioner:
-    return api.provisioner(request)
+    return common.provisioner(request)
 
 
 def _token(request: Request) -> str | None:
@@ -121,7 +120,7 @@ def set_language(request: Request, code: str, next: str = "/") -> Response:
     response = RedirectResponse(_safe_next(next), status_code=303)
     if code in i18n.LANGS:
         response.set_cookie(LANG_COOKIE, code, max_age=365 * 86400, samesite="lax",
-                            httponly=True, secure=api.settings(request).secure_cookies)
+                            httponly=True, secure=common.settings(request).secure_cookies)
     return response
 
 
@@ -131,7 +130,7 @@ def _login_page(request: Request, *, error: dict[str, Any] | None = None,
     response = render(request, "login.html", {"csrf": csrf, "error": error,
                                               "login_id": login_id}, status=status)
     response.set_cookie(LOGIN_CSRF_COOKIE, csrf, max_age=3600, httponly=True,
-                        samesite="strict", secure=api.settings(request).secure_cookies)
+                        samesite="strict", secure=common.settings(request).secure_cookies)
     return response
 
 
@@ -151,8 +150,9 @@ async def login(request: Request) -> Response:
             "message": "the login form has expired or did not come from this site",
             "hint": "submit it again"})
     try:
-        result = api.login_with_limits(_app(request), api.limiter(request), api.settings(request),
-                                       login_id, password, api.client(request))
+        result = common.login_with_limits(_app(request), common.limiter(request),
+                                          common.settings(request), login_id, password,
+                                          common.client(request))
     except ProvisionerError as exc:
         return _login_page(request, status=exc.http_status, login_id=login_id,
                            error=exc.to_dict())
@@ -162,7 +162,7 @@ async def login(request: Request) -> Response:
     response.set_cookie(SESSION_COOKIE, result.token,
                         max_age=max(1, int(lifetime / timedelta(seconds=1))),
                         expires=result.expires_at, path="/", httponly=True, samesite="lax",
-                        secure=api.settings(request).secure_cookies)
+                        secure=common.settings(request).secure_cookies)
     response.delete_cookie(LOGIN_CSRF_COOKIE)
     return response
 
@@ -233,7 +233,7 @@ async def key_generate(request: Request) -> Response:
 
 
 @router.post("/keys/{key_id}/revoke")
-async def key_revoke(request: Request, key_id: api.RowId) -> Response:
+async def key_revoke(request: Request, key_id: common.RowId) -> Response:
     await posted(request)
     with page_session(request) as (ctx, actor, _header):
         copykeys.revoke(ctx, actor, str(key_id))
@@ -255,7 +255,7 @@ def send_form(request: Request) -> Response:
 async def send(request: Request) -> Response:
     form = await posted(request)
     only = [s for s in form.getlist("only") if isinstance(s, str)] or None
-    limit_key = api.redeeming(request)
+    limit_key = common.redeeming(request)
     with page_session(request) as (ctx, actor, header):
         pass  # the header, read in its own transaction: a refused send rolls back its own
     data: dict[str, Any] = {"sections": SECTION_CHOICES}
@@ -265,7 +265,7 @@ async def send(request: Request) -> Response:
             target = ctx.session.get(Tenant, made.tenant_id)
             data |= {"sent": present.transfer(made), "target": target.slug if target else ""}
     except ProvisionerError as exc:
-        api.count_failure(request, limit_key, exc)
+        common.count_failure(request, limit_key, exc)
         if exc.http_status == 401:
             raise
         return render(request, "send.html", header | data | {"error": exc.to_dict()},
@@ -287,7 +287,7 @@ def _plan_page(request: Request, transfer_id: int, *, mode: str = "replace",
                only: list[str] | None = None, error: dict[str, Any] | None = None,
                status: int = 200) -> Response:
     with page_session(request) as (ctx, actor, header):
-        row = api.find_transfer(ctx, actor, transfer_id)
+        row = common.find_transfer(ctx, actor, transfer_id)
         plan = transfers.preview(ctx, row, mode=mode,  # type: ignore[arg-type]
                                  only=only) if row.status == "pending" else row.plan
         impact = plan.get("impact") or {"items": [], "blocking": 0}
@@ -333,7 +333,7 @@ def _describe_change(change: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/inbox/{transfer_id}")
-def transfer_page(request: Request, transfer_id: api.RowId, mode: str = "replace",
+def transfer_page(request: Request, transfer_id: common.RowId, mode: str = "replace",
                   only: str | None = None) -> Response:
     if mode not in ("replace", "merge"):
         raise ValidationFailed(f"unknown mode {mode!r}", hint="replace or merge")
@@ -342,7 +342,7 @@ def transfer_page(request: Request, transfer_id: api.RowId, mode: str = "replace
 
 
 @router.post("/inbox/{transfer_id}/approve")
-async def approve(request: Request, transfer_id: api.RowId) -> Response:
+async def approve(request: Request, transfer_id: common.RowId) -> Response:
     form = await posted(request)
     mode = field(form, "mode") or "replace"
     only = [s for s in form.getlist("only") if isinstance(s, str)] or None
@@ -350,22 +350,19 @@ async def approve(request: Request, transfer_id: api.RowId) -> Response:
     for name, value in form.multi_items():
         if name.startswith("remap:") and isinstance(value, str) and value.strip():
             remaps[name[6:]] = value.strip()
-    try:
-        body = api.ApproveIn.model_validate({"mode": mode, "only": only, "remaps": remaps,
-                                             "force": form.get("force") == "on"})
-    except PydanticError as exc:
-        raise ValidationFailed("the approval form is not valid",
-                               problems=[e["msg"] for e in exc.errors()]) from None
-    extra = api.approve_options(body)
+    if mode not in ("replace", "merge"):
+        raise ValidationFailed(f"unknown mode {mode!r}", hint="replace or merge")
     try:
         with page_session(request) as (ctx, actor, _header):
-            api.find_transfer(ctx, actor, transfer_id)
-            decision = transfers.approve(ctx, actor.login, transfer_id, mode=body.mode,
-                                         only=body.only, **extra)
+            common.find_transfer(ctx, actor, transfer_id)
+            decision = transfers.approve(ctx, actor.login, transfer_id,
+                                         mode=mode,  # type: ignore[arg-type]
+                                         only=only, remaps=remaps,
+                                         force=form.get("force") == "on")
     except ProvisionerError as exc:
         if exc.http_status in (401, 403) and not isinstance(exc, ValidationFailed):
             raise
-        return _plan_page(request, transfer_id, mode=body.mode, only=body.only,
+        return _plan_page(request, transfer_id, mode=mode, only=only,
                           error=exc.to_dict(), status=exc.http_status)
     if decision.outcome == "replanned":
         return _plan_page(request, transfer_id, error={"code": "replanned",
@@ -375,10 +372,10 @@ async def approve(request: Request, transfer_id: api.RowId) -> Response:
 
 
 @router.post("/inbox/{transfer_id}/reject")
-async def reject(request: Request, transfer_id: api.RowId) -> Response:
+async def reject(request: Request, transfer_id: common.RowId) -> Response:
     form = await posted(request)
     with page_session(request) as (ctx, actor, _header):
-        api.find_transfer(ctx, actor, transfer_id)
+        common.find_transfer(ctx, actor, transfer_id)
         transfers.reject(ctx, actor.login, transfer_id, reason=field(form, "reason") or None)
     return done(f"/inbox/{transfer_id}", "rejected")
 
@@ -472,8 +469,8 @@ async def config_save(request: Request, section: str) -> Response:
 
 
 @router.get("/config/history")
-def config_history(request: Request, diff_from: api.Version = None,
-                   diff_to: api.Version = None) -> Response:
+def config_history(request: Request, diff_from: common.Version = None,
+                   diff_to: common.Version = None) -> Response:
     with page_session(request) as (ctx, actor, header):
         tenant = actors.get_tenant(ctx, actor.tenant_slug)
         versions = [present.version(v, tenant.config_version)
@@ -503,7 +500,7 @@ def _labels(ctx: Context, actor: Actor) -> dict[str, Any]:
 
 @router.get("/customers")
 def customers(request: Request, q: str = "",
-              offset: Annotated[int, Query(ge=0, le=api.MAX_ID)] = 0) -> Response:
+              offset: Annotated[int, Query(ge=0, le=common.MAX_ID)] = 0) -> Response:
     with page_session(request) as (ctx, actor, header):
         result = None
         if q.strip():
@@ -514,7 +511,7 @@ def customers(request: Request, q: str = "",
 
 
 @router.get("/customers/{contact_id}")
-def customer(request: Request, contact_id: api.RowId) -> Response:
+def customer(request: Request, contact_id: common.RowId) -> Response:
     with page_session(request) as (ctx, actor, header):
         contact = records.show(ctx, actor, "contact", contact_id)
         acts = records.list_children(ctx, actor, "activity", contact_id, limit=20)
