@@ -21,6 +21,7 @@ from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
@@ -35,6 +36,9 @@ from provisioner.web.security import SESSION_COOKIE, RateLimiter, Settings, Unau
 
 log = logging.getLogger("provisioner.web")
 
+#: where the API documentation pages' packaged assets are served
+DOCS_ASSETS = "/static-offline-docs"
+
 _HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "permission_denied",
                404: "not_found", 405: "method_not_allowed", 406: "not_acceptable",
                413: "too_large", 415: "unsupported_media_type", 422: "validation_failed",
@@ -43,7 +47,8 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "permission_deni
 
 def _is_api(request: Request) -> bool:
     path = request.url.path
-    return path.startswith("/api") or path in ("/openapi.json", "/docs", "/healthz")
+    return path.startswith(("/api", DOCS_ASSETS)) or path in (
+        "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/healthz")
 
 
 def _problems(exc: RequestValidationError) -> list[str]:
@@ -74,7 +79,7 @@ class SecurityHeaders:
                     (b"referrer-policy", b"same-origin"),
                     (b"cache-control", b"no-store"),
                 ]
-                if not scope["path"].startswith(("/api", "/docs")):
+                if not scope["path"].startswith(("/api", "/docs", "/redoc", DOCS_ASSETS)):
                     headers.append((b"content-security-policy",
                                     b"default-src 'self'; frame-ancestors 'none'; "
                                     b"form-action 'self'; base-uri 'none'"))
@@ -97,7 +102,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(provisioner: Provisioner, *, settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their scripts, styles and icon from the assets
+    # packaged in fastapi-offline, served here under DOCS_ASSETS: no outside host.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge from the validator's host
         lifespan=_lifespan,
         title="provisioner",
         version=__version__,
@@ -107,7 +116,7 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None) ->
         "'Authorization: Bearer TOKEN'. Errors: {\"error\": {\"code\", \"message\", "
         "\"hint\"}}.",
         default_response_class=JSONBody,
-        docs_url="/docs", redoc_url=None,
+        docs_url="/docs", redoc_url="/redoc",
     )
     app.state.provisioner = provisioner
     app.state.settings = settings

@@ -15,14 +15,16 @@ anything: permissions, validation and effects are the services'.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, cast
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import FormData
 
 from provisioner.config.document import CHECKBOX_COUNT, LABEL_KEYS, MEMO_COUNT, STANDARD_FIELDS
@@ -31,7 +33,6 @@ from provisioner.errors import PermissionDenied, ProvisionerError, ValidationFai
 from provisioner.services import actors, configs, copykeys, transfers
 from provisioner.services.actors import Actor
 from provisioner.services.context import Context, Provisioner
-from provisioner.services.crm import impact as data_impact
 from provisioner.services.crm import records, scope, search
 from provisioner.services.provisioning import auth
 from provisioner.web import common, i18n, present
@@ -48,7 +49,8 @@ from provisioner.web.security import (
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 router = APIRouter(include_in_schema=False)
 
-NOTICES = ("saved", "unchanged", "applied", "rejected", "rolled_back", "sent")
+NOTICES = ("saved", "unchanged", "applied", "rejected", "rolled_back", "sent",
+           "transfer_rolled_back")
 
 
 def _app(request: Request) -> Provisioner:
@@ -66,20 +68,38 @@ def _safe_next(value: str | None) -> str:
     return "/"
 
 
+def _here(request: Request) -> str:
+    """This page with its query (less the one-time notice): where a language switch returns."""
+    query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "msg"])
+    return request.url.path + (f"?{query}" if query else "")
+
+
 def render(request: Request, name: str, data: dict[str, Any], *, status: int = 200,
            headers: dict[str, str] | None = None) -> HTMLResponse:
+    """A page of the layout (base.html): ``data`` plus what every page has.
+
+    ``t``: the catalogue in the page's language; ``admin``: whether the user may use
+    the admin-only controls (they are not offered to others; the services refuse them
+    anyway); ``notice``: the result of the action that led here (focused on load).
+    """
     lang = i18n.language(request)
+    notice = request.query_params.get("msg")
+    actor = data.get("actor")
     base = {"t": i18n.translator(lang), "lang": lang, "path": request.url.path,
-            "notice": request.query_params.get("msg") if request.query_params.get("msg")
-            in NOTICES else None}
+            "here": _here(request), "notice": notice if notice in NOTICES else None,
+            "admin": isinstance(actor, Actor) and actor.is_admin}
     return templates.TemplateResponse(request, name, base | data, status_code=status,
                                       headers=headers)
 
 
 def error_page(request: Request, status: int, body: dict[str, Any],
                headers: dict[str, str] | None = None) -> Response:
-    return render(request, "error.html", {"error": body, "status": status}, status=status,
-                  headers=headers)
+    """The error in the layout: with the header and menu when the session is still valid."""
+    data: dict[str, Any] = {"error": body, "status": status}
+    # no session, or the database is what failed: the layout without the header
+    with suppress(ProvisionerError, SQLAlchemyError), page_session(request) as (_c, _a, header):
+        data = header | data
+    return render(request, "error.html", data, status=status, headers=headers)
 
 
 @contextmanager
@@ -248,7 +268,8 @@ SECTION_CHOICES = ("labels", "memo_fields", "checkboxes", "picklists", "classifi
 @router.get("/send")
 def send_form(request: Request) -> Response:
     with page_session(request) as (_ctx, _actor, header):
-        return render(request, "send.html", header | {"sections": SECTION_CHOICES})
+        return render(request, "send.html", header | {"sections": SECTION_CHOICES, "key": "",
+                                                      "only": []})
 
 
 @router.post("/send")
@@ -258,7 +279,7 @@ async def send(request: Request) -> Response:
     limit_key = common.redeeming(request)
     with page_session(request) as (ctx, actor, header):
         pass  # the header, read in its own transaction: a refused send rolls back its own
-    data: dict[str, Any] = {"sections": SECTION_CHOICES}
+    data: dict[str, Any] = {"sections": SECTION_CHOICES, "key": "", "only": []}
     try:
         with page_session(request) as (ctx, actor, _header):
             made = transfers.send(ctx, actor, field(form, "key"), only=only)
@@ -268,8 +289,9 @@ async def send(request: Request) -> Response:
         common.count_failure(request, limit_key, exc)
         if exc.http_status == 401:
             raise
-        return render(request, "send.html", header | data | {"error": exc.to_dict()},
-                      status=exc.http_status)
+        return render(request, "send.html", header | data | {
+            "error": exc.to_dict(), "key": field(form, "key"), "only": only or []},
+            status=exc.http_status)
     return render(request, "send.html", header | data)
 
 
@@ -283,16 +305,15 @@ def inbox(request: Request) -> Response:
         return render(request, "inbox.html", header | {"transfers": rows})
 
 
-def _plan_page(request: Request, transfer_id: int, *, mode: str = "replace",
+def _plan_page(request: Request, transfer_id: int, *, mode: Mode = "replace",
                only: list[str] | None = None, error: dict[str, Any] | None = None,
                status: int = 200) -> Response:
     with page_session(request) as (ctx, actor, header):
         row = common.find_transfer(ctx, actor, transfer_id)
-        plan = transfers.preview(ctx, row, mode=mode,  # type: ignore[arg-type]
+        plan = transfers.preview(ctx, row, mode=mode,
                                  only=only) if row.status == "pending" else row.plan
         impact = plan.get("impact") or {"items": [], "blocking": 0}
-        items = [{**i, "text": data_impact.describe(i),
-                  "remap_key": f"{i['picklist']}.{i['value']}"
+        items = [{**i, "remap_key": f"{i['picklist']}.{i['value']}"
                   if i.get("kind") == "picklist_value_removed" else None,
                   "choices": _active_values(ctx, row, i)}
                  for i in impact.get("items", [])]
@@ -335,34 +356,65 @@ def _describe_change(change: dict[str, Any]) -> dict[str, Any]:
 @router.get("/inbox/{transfer_id}")
 def transfer_page(request: Request, transfer_id: common.RowId, mode: str = "replace",
                   only: str | None = None) -> Response:
-    if mode not in ("replace", "merge"):
-        raise ValidationFailed(f"unknown mode {mode!r}", hint="replace or merge")
-    return _plan_page(request, transfer_id, mode=mode,
+    return _plan_page(request, transfer_id, mode=_mode(mode),
                       only=[s for s in only.split(",") if s] if only else None)
 
 
-@router.post("/inbox/{transfer_id}/approve")
-async def approve(request: Request, transfer_id: common.RowId) -> Response:
-    form = await posted(request)
-    mode = field(form, "mode") or "replace"
-    only = [s for s in form.getlist("only") if isinstance(s, str)] or None
+Mode = Literal["replace", "merge"]
+
+
+def _mode(value: str) -> Mode:
+    if value not in ("replace", "merge"):
+        raise ValidationFailed(f"unknown mode {value!r}", hint="replace or merge")
+    return cast(Mode, value)
+
+
+def _approval(form: FormData) -> dict[str, Any]:
+    """The approval form: mode, sections, remaps (``remap:PICKLIST.VALUE``), force."""
     remaps = {}
     for name, value in form.multi_items():
         if name.startswith("remap:") and isinstance(value, str) and value.strip():
             remaps[name[6:]] = value.strip()
-    if mode not in ("replace", "merge"):
-        raise ValidationFailed(f"unknown mode {mode!r}", hint="replace or merge")
+    return {"mode": _mode(field(form, "mode") or "replace"),
+            "only": [s for s in form.getlist("only") if isinstance(s, str)] or None,
+            "remaps": remaps, "force": form.get("force") == "on"}
+
+
+def _confirm_page(request: Request, transfer_id: int, action: str,
+                  choice: dict[str, Any]) -> Response:
+    """What approving (or rejecting) will do, with the button that does it."""
+    with page_session(request) as (ctx, actor, header):
+        actors.require_admin(actor, f"{action} incoming configurations")
+        row = common.find_transfer(ctx, actor, transfer_id)
+        plan = transfers.preview(ctx, row, mode=choice.get("mode", "replace"),
+                                 only=choice.get("only")) if action == "approve" else row.plan
+        summary = plan.get("summary", {})
+        totals = {op: sum(int(v.get(op, 0)) for v in summary.values())
+                  for op in ("added", "changed", "removed")}
+        impact = (plan.get("impact") or {}).get("items", [])
+        remapped = sum(int(i.get("count", 0)) for i in impact
+                       if f"{i.get('picklist')}.{i.get('value')}" in choice.get("remaps", {}))
+        data = {"transfer": present.transfer(row), "action": action, "choice": choice,
+                "summary": summary, "totals": totals, "impact": impact,
+                "touched": sum(int(i.get("count", 0)) for i in impact), "remapped": remapped}
+        return render(request, "confirm.html", header | data)
+
+
+@router.post("/inbox/{transfer_id}/approve")
+async def approve(request: Request, transfer_id: common.RowId) -> Response:
+    """Asks for confirmation (the plan's counts, the records touched), then applies."""
+    form = await posted(request)
+    choice = _approval(form)
+    if form.get("confirmed") != "yes":
+        return _confirm_page(request, transfer_id, "approve", choice)
     try:
         with page_session(request) as (ctx, actor, _header):
             common.find_transfer(ctx, actor, transfer_id)
-            decision = transfers.approve(ctx, actor.login, transfer_id,
-                                         mode=mode,  # type: ignore[arg-type]
-                                         only=only, remaps=remaps,
-                                         force=form.get("force") == "on")
+            decision = transfers.approve(ctx, actor.login, transfer_id, **choice)
     except ProvisionerError as exc:
         if exc.http_status in (401, 403) and not isinstance(exc, ValidationFailed):
             raise
-        return _plan_page(request, transfer_id, mode=mode, only=only,
+        return _plan_page(request, transfer_id, mode=choice["mode"], only=choice["only"],
                           error=exc.to_dict(), status=exc.http_status)
     if decision.outcome == "replanned":
         return _plan_page(request, transfer_id, error={"code": "replanned",
@@ -373,11 +425,25 @@ async def approve(request: Request, transfer_id: common.RowId) -> Response:
 
 @router.post("/inbox/{transfer_id}/reject")
 async def reject(request: Request, transfer_id: common.RowId) -> Response:
+    """Asks for confirmation, then rejects (the configuration is unchanged)."""
     form = await posted(request)
+    reason = field(form, "reason") or None
+    if form.get("confirmed") != "yes":
+        return _confirm_page(request, transfer_id, "reject", {"reason": reason})
     with page_session(request) as (ctx, actor, _header):
         common.find_transfer(ctx, actor, transfer_id)
-        transfers.reject(ctx, actor.login, transfer_id, reason=field(form, "reason") or None)
+        transfers.reject(ctx, actor.login, transfer_id, reason=reason)
     return done(f"/inbox/{transfer_id}", "rejected")
+
+
+@router.post("/inbox/{transfer_id}/rollback")
+async def transfer_rollback(request: Request, transfer_id: common.RowId) -> Response:
+    """Undo an applied transfer (offered on its result page)."""
+    await posted(request)
+    with page_session(request) as (ctx, actor, _header):
+        common.find_transfer(ctx, actor, transfer_id)
+        transfers.rollback(ctx, actor.login, transfer_id)
+    return done(f"/inbox/{transfer_id}", "transfer_rolled_back")
 
 
 # --------------------------------------------------------------------------- configuration

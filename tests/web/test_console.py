@@ -37,7 +37,8 @@ def test_login_tenant_selection_home_and_switch(site: Site) -> None:
     r = client.post("/login", data={"login": "acme-admin", "password": "wrong-password",
                                     "csrf": _csrf(page.text)})
     assert r.status_code == 403
-    assert "login id or password is wrong" in r.text
+    assert "ログインIDまたはパスワードが違います" in r.text  # the server's message, translated
+    assert "login id or password is wrong" not in r.text
     r = client.post("/login", data={"login": "acme-admin", "password": PASSWORD,
                                     "csrf": _csrf(r.text)})
     assert r.url.path == "/tenants"  # two tenants: choose, the first preselected
@@ -95,21 +96,35 @@ def test_key_shown_once_then_send_then_approve_with_a_remap(site: Site) -> None:
     assert transfer_id
     plan = admin.get(f"/inbox/{transfer_id.group(1)}")
     text = _text(plan.text)
-    assert "checkboxes" in text
+    assert "チェック項目" in text  # the section, in the page's language
     assert "年賀状" in text
-    assert "value 'gold' of picklist 'rank' is removed but 1 record holds it" in text
+    assert ("選択リスト「rank」の値「gold」が削除されますが、"
+            "1 件のレコードがこの値を使っています") in text
     assert 'name="remap:rank.gold"' in plan.text
+    # approve asks first, saying what will change; nothing is applied yet
+    ask = admin.post(f"/inbox/{transfer_id.group(1)}/approve",
+                     data={"csrf": _csrf(plan.text), "mode": "replace",
+                           "remap:rank.gold": "silver"})
+    assert ask.status_code == 200
+    assert "承認の確認" in ask.text
+    counts = re.search(r'<table class="counts" id="plan-counts">.*?</table>', ask.text, re.S)
+    assert counts
+    assert "チェック項目" in counts.group(0)
+    # one customer holds gold and has checkbox 1 set: two impact lines, counted per line
+    assert re.search(r'id="records-touched">2 件<', ask.text)
+    assert 'name="remap:rank.gold" value="silver"' in ask.text  # carried to the real post
+    assert site.world.transfer(int(transfer_id.group(1))).status == "pending"
     # approving without a remap is refused, with the reason, and changes nothing
     r = admin.post(f"/inbox/{transfer_id.group(1)}/approve",
-                   data={"csrf": _csrf(plan.text), "mode": "replace"})
+                   data={"csrf": _csrf(plan.text), "mode": "replace", "confirmed": "yes"})
     assert r.status_code == 409
     assert "data_in_use" in r.text
     r = admin.post(f"/inbox/{transfer_id.group(1)}/approve",
-                   data={"csrf": _csrf(plan.text), "mode": "replace",
+                   data={"csrf": _csrf(plan.text), "mode": "replace", "confirmed": "yes",
                          "remap:rank.gold": "silver"})
     assert r.status_code == 200, r.text
     assert "適用しました" in r.text
-    assert ">applied<" in r.text
+    assert 'data-status="applied">適用済み<' in r.text
     page = admin.get(f"/customers/{contact}")
     assert "年賀状" in page.text  # the new label of checkbox 1, which the customer has
     assert "シルバー" in page.text  # memo_2 remapped, shown by its picklist label
@@ -125,6 +140,10 @@ def test_reject_from_the_inbox(site: Site) -> None:
     assert page.status_code == 200
     r = admin.post(f"/inbox/{transfer_id}/reject", data={"csrf": _csrf(page.text),
                                                           "reason": "不要"})
+    assert "却下の確認" in r.text  # asks first
+    assert site.world.transfer(transfer_id).status == "pending"
+    r = admin.post(f"/inbox/{transfer_id}/reject", data={"csrf": _csrf(page.text),
+                                                          "reason": "不要", "confirmed": "yes"})
     assert "却下しました" in r.text
     assert site.world.transfer(transfer_id).status == "rejected"
 
@@ -198,7 +217,7 @@ def test_read_only_user_cannot_change_the_configuration(site: Site) -> None:
     r = reader.post("/config/labels", data={"csrf": _csrf(page.text),
                                             "label:contact.name": "x"})
     assert r.status_code == 403
-    assert "only an admin" in r.text
+    assert "管理者だけが行えます" in r.text
     assert reader.get("/keys").status_code == 403
 
 
@@ -225,7 +244,7 @@ def test_customer_search_page_and_screen_pop_use_the_labels(site: Site) -> None:
     assert "山田 太郎" in pop.text
     missing = user.get("/pop?phone=099-999-9999")
     assert missing.status_code == 200
-    assert "no customer with phone number" in missing.text
+    assert "電話番号 099-999-9999 の顧客はいません" in missing.text
     # another tenant's customer is not there
     outsider = build_site(site.app, site.clock)
     beta = _login(site, "beta-admin", outsider.client)
