@@ -250,3 +250,141 @@ def test_customer_search_page_and_screen_pop_use_the_labels(site: Site) -> None:
     beta = _login(site, "beta-admin", outsider.client)
     assert beta.get(f"/customers/{site.ids['contact']}").status_code == 404
     assert "山田" not in beta.get("/pop?phone=0312345678").text
+
+
+def _pending_transfer(site: Site) -> int:
+    """beta sends its configuration to acme (a pending transfer in acme's inbox)."""
+    site.world.set_config("beta", {"mode": "individual"})
+    key = site.call("POST", "/api/tenants/acme/keys", "acme-admin").json()["key"]
+    transfer_id: int = site.call("POST", "/api/tenants/beta/send", "beta-admin",
+                                 json={"key": key}).json()["id"]
+    return transfer_id
+
+
+def test_what_a_role_may_not_do_is_not_offered_and_still_refused(site: Site) -> None:
+    transfer_id = _pending_transfer(site)
+    admin = _login(site, "acme-admin")
+    page = admin.get(f"/inbox/{transfer_id}")
+    assert 'href="/keys"' in page.text
+    assert 'href="/send"' in page.text
+    assert 'id="approve"' in page.text
+    assert 'id="reject"' in page.text
+    other = build_site(site.app, site.clock)
+    user = _login(site, "acme-gen", other.client)
+    page = user.get(f"/inbox/{transfer_id}")
+    assert page.status_code == 200  # a general user may read the plan ...
+    for control in ('href="/keys"', 'href="/send"', 'id="approve"', 'id="reject"'):
+        assert control not in page.text  # ... but is offered no admin-only control
+    config = user.get("/config")
+    assert ">保存<" not in config.text
+    assert config.text.count('<fieldset class="plain" disabled>') == 5
+    history = user.get("/config/history")
+    assert "/config/rollback" not in history.text
+    # the server refuses what the page does not offer
+    csrf = _csrf(page.text)
+    r = user.post(f"/inbox/{transfer_id}/approve", data={"csrf": csrf, "confirmed": "yes"})
+    assert r.status_code == 403
+    r = user.post(f"/inbox/{transfer_id}/approve", data={"csrf": csrf})  # nor the question
+    assert r.status_code == 403
+    r = user.post(f"/inbox/{transfer_id}/reject", data={"csrf": csrf, "confirmed": "yes"})
+    assert r.status_code == 403
+    assert user.post("/keys", data={"csrf": csrf}).status_code == 403
+    assert site.world.transfer(transfer_id).status == "pending"
+
+
+def test_approve_then_roll_back_from_the_result_page(site: Site) -> None:
+    transfer_id = _pending_transfer(site)
+    before = site.world.version("acme")
+    admin = _login(site, "acme-admin")
+    page = admin.get(f"/inbox/{transfer_id}")
+    ask = admin.post(f"/inbox/{transfer_id}/approve",
+                     data={"csrf": _csrf(page.text), "mode": "replace"})
+    assert "確認して適用" in ask.text
+    assert site.world.version("acme") == before
+    result = admin.post(f"/inbox/{transfer_id}/approve",
+                        data={"csrf": _csrf(ask.text), "mode": "replace", "confirmed": "yes"})
+    assert result.url.path == f"/inbox/{transfer_id}"
+    assert re.search(r'<p class="notice" role="status" tabindex="-1" data-focus>適用しました',
+                     result.text)
+    assert 'id="rollback-transfer"' in result.text  # offered where the result is shown
+    assert site.world.config("acme")["mode"] == "individual"
+    undone = admin.post(f"/inbox/{transfer_id}/rollback", data={"csrf": _csrf(result.text)})
+    assert "適用を元に戻しました" in undone.text
+    assert 'data-status="rolled_back"' in undone.text
+    assert 'id="rollback-transfer"' not in undone.text
+    assert site.world.config("acme")["mode"] == "corporate"
+
+
+def test_error_pages_keep_the_layout(site: Site) -> None:
+    user = _login(site, "acme-gen")
+    for path, status in (("/no-such-page", 404), ("/customers/999999", 404), ("/keys", 403)):
+        r = user.get(path)
+        assert r.status_code == status, path
+        assert 'class="menu"' in r.text, path  # the menu, the tenant switch, the logout
+        assert 'action="/logout"' in r.text, path
+        assert 'class="skip" href="#main"' in r.text, path
+        assert 'role="alert"' in r.text, path
+    assert "このページはありません" in user.get("/no-such-page").text
+    # without a session: the layout, without the menu
+    anonymous = build_site(site.app, site.clock).client
+    r = anonymous.get("/no-such-page")
+    assert r.status_code == 404
+    assert 'class="skip"' in r.text
+    assert 'class="menu"' not in r.text
+
+
+def test_the_language_switch_keeps_the_page_and_its_query(site: Site) -> None:
+    user = _login(site, "acme-gen")
+    page = user.get("/customers?q=田&offset=50&msg=saved")
+    link = re.search(r'<a class="lang" href="([^"]+)"', page.text)
+    assert link
+    r = user.get(html.unescape(link.group(1)), follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"] == "/customers?q=%E7%94%B0&offset=50"  # less the notice
+    english = user.get(r.headers["location"])
+    assert 'lang="en"' in english.text
+    assert 'value="田"' in english.text
+
+
+def test_the_send_form_keeps_the_key_after_an_error(site: Site) -> None:
+    admin = _login(site, "beta-admin")
+    r = admin.post("/send", data={"csrf": _csrf(admin.get("/send").text),
+                                  "key": "pcpy_mistyped", "only": "labels"})
+    assert r.status_code in (403, 422)
+    assert 'value="pcpy_mistyped"' in r.text
+    assert re.search(r'value="labels" checked', r.text)
+    assert "コピーキー" in r.text
+    assert 'role="alert" tabindex="-1" data-focus' in r.text  # focused on load
+
+
+OUTSIDE = re.compile(r"""(?:src|href|action|url)\s*[=(]\s*["']?\s*(?:https?:)?//""", re.I)
+
+
+def test_no_page_references_an_outside_host(site: Site) -> None:
+    """Console pages and the API documentation load nothing from another host."""
+    transfer_id = _pending_transfer(site)
+    admin = _login(site, "acme-admin")
+    pages = ["/login", "/tenants", "/", "/keys", "/send", "/inbox", f"/inbox/{transfer_id}",
+             "/config", "/config/history?diff_from=1&diff_to=1", "/customers?q=ヤマダ",
+             f"/customers/{site.ids['contact']}", "/pop?phone=0312345678", "/no-such-page",
+             "/docs", "/redoc", "/static/console.css", "/static/console.js"]
+    for lang in ("ja", "en"):
+        admin.get(f"/lang/{lang}")
+        for path in pages:
+            r = admin.get(path)
+            assert r.status_code in (200, 404), path
+            found = OUTSIDE.search(r.text)
+            assert found is None, f"{path} references {r.text[found.start():][:80]!r}"
+    docs = admin.get("/docs").text
+    assert "/static-offline-docs/swagger-ui-bundle.js" in docs
+    assert '"validatorUrl": null' in docs
+    assert "/static-offline-docs/redoc.standalone.js" in admin.get("/redoc").text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js",
+                  "favicon.png"):
+        assert admin.get(f"/static-offline-docs/{asset}").status_code == 200, asset
+
+
+def test_the_check_for_outside_hosts_can_fail() -> None:
+    assert OUTSIDE.search('<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist">')
+    assert OUTSIDE.search("<link href='//fonts.googleapis.com/css'>")
+    assert not OUTSIDE.search('<script src="/static-offline-docs/swagger-ui-bundle.js">')
