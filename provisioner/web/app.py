@@ -15,11 +15,15 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
+from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html
 from fastapi.responses import RedirectResponse, Response
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
@@ -38,6 +42,15 @@ log = logging.getLogger("provisioner.web")
 
 #: where the API documentation pages' packaged assets are served
 DOCS_ASSETS = "/static-offline-docs"
+#: ReDoc's script, with its footer logo taken from here rather than from its vendor's host
+REDOC_JS = "/redoc-assets/redoc.standalone.js"
+_REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+@cache
+def _redoc_script() -> bytes:
+    script = (Path(fastapi_offline.__file__).parent / "static" / "redoc.standalone.js").read_bytes()
+    return script.replace(_REDOC_LOGO, f"{DOCS_ASSETS}/favicon.png".encode())
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "permission_denied",
                404: "not_found", 405: "method_not_allowed", 406: "not_acceptable",
@@ -47,7 +60,7 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "permission_deni
 
 def _is_api(request: Request) -> bool:
     path = request.url.path
-    return path.startswith(("/api", DOCS_ASSETS)) or path in (
+    return path.startswith(("/api", DOCS_ASSETS, REDOC_JS)) or path in (
         "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/healthz")
 
 
@@ -79,7 +92,15 @@ class SecurityHeaders:
                     (b"referrer-policy", b"same-origin"),
                     (b"cache-control", b"no-store"),
                 ]
-                if not scope["path"].startswith(("/api", "/docs", "/redoc", DOCS_ASSETS)):
+                if scope["path"].startswith(("/docs", "/redoc")):
+                    # Swagger UI and ReDoc start with an inline script; ReDoc's footer logo
+                    # would come from its vendor's host: only this host may serve anything
+                    headers.append((b"content-security-policy",
+                                    b"default-src 'self'; script-src 'self' 'unsafe-inline'; "
+                                    b"style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                                    b"worker-src 'self' blob:; frame-ancestors 'none'; "
+                                    b"base-uri 'none'"))
+                elif not scope["path"].startswith(("/api", DOCS_ASSETS, REDOC_JS)):
                     headers.append((b"content-security-policy",
                                     b"default-src 'self'; frame-ancestors 'none'; "
                                     b"form-action 'self'; base-uri 'none'"))
@@ -116,7 +137,7 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None) ->
         "'Authorization: Bearer TOKEN'. Errors: {\"error\": {\"code\", \"message\", "
         "\"hint\"}}.",
         default_response_class=JSONBody,
-        docs_url="/docs", redoc_url="/redoc",
+        docs_url="/docs", redoc_url=None,
     )
     app.state.provisioner = provisioner
     app.state.settings = settings
@@ -180,6 +201,16 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None) ->
         return error(request, 500, {"code": "internal_error",
                                     "message": f"internal error ({type(exc).__name__})",
                                     "hint": "please report it"})
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> Response:
+        return get_redoc_html(openapi_url="/openapi.json", title="provisioner - ReDoc",
+                              redoc_js_url=REDOC_JS, with_google_fonts=False,
+                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png")
+
+    @app.get(REDOC_JS, include_in_schema=False)
+    def redoc_script() -> Response:
+        return Response(_redoc_script(), media_type="text/javascript")
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
