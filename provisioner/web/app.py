@@ -202,6 +202,16 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None) ->
                                     "message": f"internal error ({type(exc).__name__})",
                                     "hint": "please report it"})
 
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    app.include_router(api.router)
+    app.include_router(console.router)
+    # The documentation's routes go after the API's and the console's (a request tries the
+    # routes in order), the assets FastAPIOffline mounted first included.
+    app.router.routes.sort(key=lambda r: getattr(r, "name", "") == "static-offline-docs")
+
     @app.get("/redoc", include_in_schema=False)
     def redoc() -> Response:
         return get_redoc_html(openapi_url="/openapi.json", title="provisioner - ReDoc",
@@ -212,12 +222,6 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None) ->
     def redoc_script() -> Response:
         return Response(_redoc_script(), media_type="text/javascript")
 
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
-
-    app.include_router(api.router)
-    app.include_router(console.router)
     app.mount("/static", StaticFiles(packages=[("provisioner.web", "static")]), name="static")
     app.add_middleware(SecurityHeaders)
     return app

@@ -10,7 +10,7 @@ import pytest
 
 from provisioner import errors
 from provisioner.config.diff import PLAN_SECTIONS
-from provisioner.config.document import BUILTIN_ROLES
+from provisioner.config.document import BUILTIN_ROLES, STANDARD_FIELDS
 from provisioner.services.crm import impact
 from provisioner.web import app as web_app
 from provisioner.web import console, i18n
@@ -56,6 +56,7 @@ def test_every_key_the_pages_use_is_in_the_catalogue() -> None:
     ("op", ("added", "changed", "removed")),
     ("origin", ("initial", "set", "transfer", "rollback")),
     ("memo_type", ("text", "picklist")),
+    ("object", tuple(STANDARD_FIELDS)),
     ("impact", ("picklist_value_removed", "memo_retyped_invalid", "memo_retyped",
                 "checkbox_disabled", "checkbox_relabelled", "classification_removed",
                 "custom_field_removed")),
