@@ -2,9 +2,16 @@
 
 login -> tenant selection (the first preselected) -> tenant home; a one-click
 tenant switch in the header; copy keys; send; inbox with plan, data impact,
-approve (mode, sections, remaps) or reject; the configuration editor (labels,
-48 checkboxes, memo fields, picklists, classifications); history with diff and
+approve (mode, sections, remaps) or reject, each after a confirmation page, and
+the rollback offered on the result; the configuration editor (labels, 48
+checkboxes, memo fields, picklists, classifications); history with diff and
 rollback; customer search and page; screen pop by phone number.
+
+A page is a route here (``page_session`` + ``render``) and a template extending
+``base.html``; its words come from :mod:`provisioner.web.i18n`; admin-only
+controls are rendered under ``{% if admin %}``. docs/console.md walks through it.
+The shared web plumbing is :mod:`provisioner.web.common`: this module never
+imports the JSON API's.
 
 Every form posts a CSRF token (see :mod:`provisioner.web.security`); the
 session lives in a Secure, HttpOnly, SameSite=Lax cookie that expires with it.
