@@ -320,6 +320,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "msg.strand_data": ("受信設定 #{id} を承認すると、新しい設定にない値を持つレコードが残ります。",
                         "Approving transfer #{id} would strand data the new configuration no "
                         "longer describes."),
+    "msg.remap_or_force": ("削除される値ごとに置換先を選ぶか、強制適用にチェックしてください"
+                           "（影響はこのページの「データへの影響」にあります）。",
+                           "Choose a replacement for each removed value, or tick Force (the "
+                           "impact is listed on this page)."),
+    "msg.stray_remap": ("置換 {remaps} は、レコードが使っている削除値のどれにも当たりません。",
+                        "Replacement {remaps} matches no removed value that records hold."),
     "msg.already": ("受信設定 #{id} はすでに {status} です。",
                     "Transfer #{id} is already {status}."),
     "msg.not_applied": ("受信設定 #{id} は適用済みではありません。",
@@ -362,6 +368,9 @@ MESSAGE_PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), k) for p,
     (r"copy key was already used.*", "msg.key_used"),
     (r"paste the whole key the target tenant's admin generated", "msg.paste_key"),
     (r"approving transfer (?P<id>\d+) would strand data .*", "msg.strand_data"),
+    (r"remap each removed value .*", "msg.remap_or_force"),
+    (r"remap (?P<remaps>.+) matches no removed picklist value held by records",
+     "msg.stray_remap"),
     (r"transfer (?P<id>\d+) is already (?P<status>[a-z ]+)", "msg.already"),
     (r"transfer (?P<id>\d+) is (?P<status>[a-z_]+), not applied", "msg.not_applied"),
     (r"the configuration changed after transfer (?P<id>\d+) was applied "

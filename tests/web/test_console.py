@@ -119,6 +119,7 @@ def test_key_shown_once_then_send_then_approve_with_a_remap(site: Site) -> None:
                    data={"csrf": _csrf(plan.text), "mode": "replace", "confirmed": "yes"})
     assert r.status_code == 409
     assert "data_in_use" in r.text
+    assert "置換先を選ぶか、強制適用にチェックしてください" in r.text  # not the CLI's flags
     r = admin.post(f"/inbox/{transfer_id.group(1)}/approve",
                    data={"csrf": _csrf(plan.text), "mode": "replace", "confirmed": "yes",
                          "remap:rank.gold": "silver"})
