@@ -23,41 +23,42 @@ from provisioner.db.models import Tenant
 from provisioner.db.provisioning_models import TenantGroup
 from provisioner.errors import (
     BundleRejected,
-    KeyRejected,
     NotFound,
     ProvisionerError,
-    RateLimited,
     ValidationFailed,
 )
 from provisioner.services import actors, configs, copykeys, transfers
-from provisioner.services.actors import Actor
 from provisioner.services.context import Context, Provisioner
 from provisioner.services.crm import csvio, records, search
 from provisioner.services.provisioning import auth, billing
 from provisioner.web import present
+from provisioner.web.common import (
+    MAX_ID,
+    RowId,
+    client,
+    count_failure,
+    find_transfer,
+    limiter,
+    login_with_limits,
+    provisioner,
+    redeeming,
+    settings,
+)
 from provisioner.web.responses import JSONBody
-from provisioner.web.security import RateLimiter, Settings, acting, session_actor
+from provisioner.web.security import acting, session_actor
 
-MAX_ID = 2**31 - 1
 MAX_UPLOAD = 16 * 1024 * 1024 + 65536  # a bundle is at most 16 MiB (plus its envelope)
 MAX_CSV = 256 * 1024 * 1024
 
 bearer = HTTPBearer(auto_error=False, description="the token from POST /api/login")
 TenantRef = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
                                 description="slug, number in your tenant list, or 'current'")]
-RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
-Version = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 if TYPE_CHECKING:
     RecordTypeName = str
     ExportKind = str
 else:  # enumerations in the OpenAPI document
     RecordTypeName = Literal[tuple(records.TYPES)]
     ExportKind = Literal[tuple(csvio.EXPORT_COLUMNS)]
-
-
-def provisioner(request: Request) -> Provisioner:
-    app: Provisioner = request.app.state.provisioner
-    return app
 
 
 # The dependencies are ``async``: FastAPI runs a plain ``def`` dependency in the thread
@@ -72,22 +73,8 @@ async def token(creds: Annotated[HTTPAuthorizationCredentials | None,
     return creds.credentials if creds is not None else None
 
 
-def limiter(request: Request) -> RateLimiter:
-    lim: RateLimiter = request.app.state.limiter
-    return lim
-
-
-def settings(request: Request) -> Settings:
-    s: Settings = request.app.state.settings
-    return s
-
-
 App = Annotated[Provisioner, Depends(_provisioner)]
 Token = Annotated[str | None, Depends(token)]
-
-
-def client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 class _In(BaseModel):
@@ -134,22 +121,6 @@ class RollbackIn(_In):
 router = APIRouter(prefix="/api")
 
 # --------------------------------------------------------------------------- session
-
-
-def login_with_limits(app: Provisioner, lim: RateLimiter, conf: Settings, login_id: str,
-                      password: str, address: str) -> auth.LoginResult:
-    """auth.login behind the failed-login limits (per login id and per client address)."""
-    keys = ((f"login:{login_id.lower()}", conf.login_failures),
-            (f"login-client:{address}", conf.login_failures_per_client))
-    for k, limit in keys:
-        lim.check(k, limit, "logins")
-    try:
-        with app.transaction() as ctx:
-            return auth.login(ctx, login_id, password)
-    except ProvisionerError:
-        for k, _ in keys:
-            lim.fail(k)
-        raise
 
 
 @router.post("/login", tags=["session"])
@@ -291,18 +262,6 @@ def key_revoke(tenant: TenantRef, key_id: RowId, app: App, tok: Token) -> Any:
 # --------------------------------------------------------------------------- send / receive
 
 
-def redeeming(request: Request) -> str:
-    """Check the client's failed-redemption budget; the key to count a failure on."""
-    k = f"redeem-client:{client(request)}"
-    limiter(request).check(k, settings(request).redeem_failures, "copy-key redemptions")
-    return k
-
-
-def count_failure(request: Request, k: str, exc: ProvisionerError) -> None:
-    if isinstance(exc, KeyRejected | BundleRejected | RateLimited):
-        limiter(request).fail(k)
-
-
 @router.post("/tenants/{tenant}/send", tags=["transfers"], status_code=201)
 def send(tenant: TenantRef, body: SendIn, request: Request, app: App, tok: Token) -> Any:
     """Send this tenant's configuration to the tenant whose admin generated the key."""
@@ -337,11 +296,6 @@ def receive(tenant: TenantRef, request: Request, app: App, tok: Token,
 # --------------------------------------------------------------------------- inbox
 
 
-def find_transfer(ctx: Context, actor: Actor, transfer_id: int) -> Any:
-    row, _ = transfers.get(ctx, actor.login, transfer_id)
-    if row.tenant_id != actor.tenant_id:
-        raise NotFound(f"no transfer {transfer_id} in tenant {actor.tenant_slug!r}")
-    return row
 
 
 @router.get("/tenants/{tenant}/inbox", tags=["transfers"])

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from provisioner.services import workflows
-from provisioner.web.api import App, RecordTypeName, RowId, TenantRef, Token, _In
+from provisioner.web.api import App, RecordTypeName, TenantRef, Token, _In
+from provisioner.web.common import RowId
 from provisioner.web.security import acting
 
 router = APIRouter(prefix="/api")

@@ -15,12 +15,17 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
+from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html
 from fastapi.responses import RedirectResponse, Response
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
@@ -36,6 +41,18 @@ from provisioner.web.security import SESSION_COOKIE, RateLimiter, Settings, Unau
 
 log = logging.getLogger("provisioner.web")
 
+#: where the API documentation pages' packaged assets are served
+DOCS_ASSETS = "/static-offline-docs"
+#: ReDoc's script, with its footer logo taken from here rather than from its vendor's host
+REDOC_JS = "/redoc-assets/redoc.standalone.js"
+_REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+@cache
+def _redoc_script() -> bytes:
+    script = (Path(fastapi_offline.__file__).parent / "static" / "redoc.standalone.js").read_bytes()
+    return script.replace(_REDOC_LOGO, f"{DOCS_ASSETS}/favicon.png".encode())
+
 _HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "permission_denied",
                404: "not_found", 405: "method_not_allowed", 406: "not_acceptable",
                413: "too_large", 415: "unsupported_media_type", 422: "validation_failed",
@@ -44,7 +61,8 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "permission_deni
 
 def _is_api(request: Request) -> bool:
     path = request.url.path
-    return path.startswith("/api") or path in ("/openapi.json", "/docs", "/healthz")
+    return path.startswith(("/api", DOCS_ASSETS, REDOC_JS)) or path in (
+        "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/healthz")
 
 
 def _problems(exc: RequestValidationError) -> list[str]:
@@ -75,7 +93,15 @@ class SecurityHeaders:
                     (b"referrer-policy", b"same-origin"),
                     (b"cache-control", b"no-store"),
                 ]
-                if not scope["path"].startswith(("/api", "/docs")):
+                if scope["path"].startswith(("/docs", "/redoc")):
+                    # Swagger UI and ReDoc start with an inline script; ReDoc's footer logo
+                    # would come from its vendor's host: only this host may serve anything
+                    headers.append((b"content-security-policy",
+                                    b"default-src 'self'; script-src 'self' 'unsafe-inline'; "
+                                    b"style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                                    b"worker-src 'self' blob:; frame-ancestors 'none'; "
+                                    b"base-uri 'none'"))
+                elif not scope["path"].startswith(("/api", DOCS_ASSETS, REDOC_JS)):
                     headers.append((b"content-security-policy",
                                     b"default-src 'self'; frame-ancestors 'none'; "
                                     b"form-action 'self'; base-uri 'none'"))
@@ -104,12 +130,16 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             scheduler.stop()
 
 
-def create_app(provisioner: Provisioner, *, settings: Settings | None = None,
+def create_app(provisioner: Provisioner, *, settings: Settings | None = None,  # noqa: C901
                scheduler_seconds: float | None = None) -> FastAPI:
     """The API and console; ``scheduler_seconds``: run the date scheduler in this
     process that often (``provisioner serve`` does; None: not here)."""
     settings = settings or Settings()
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their scripts, styles and icon from the assets
+    # packaged in fastapi-offline, served here under DOCS_ASSETS: no outside host.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge from the validator's host
         lifespan=_lifespan,
         title="provisioner",
         version=__version__,
@@ -192,6 +222,20 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None,
     app.include_router(api.router)
     app.include_router(api_workflows.router)
     app.include_router(console.router)
+    # The documentation's routes go after the API's and the console's (a request tries the
+    # routes in order), the assets FastAPIOffline mounted first included.
+    app.router.routes.sort(key=lambda r: getattr(r, "name", "") == "static-offline-docs")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> Response:
+        return get_redoc_html(openapi_url="/openapi.json", title="provisioner - ReDoc",
+                              redoc_js_url=REDOC_JS, with_google_fonts=False,
+                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png")
+
+    @app.get(REDOC_JS, include_in_schema=False)
+    def redoc_script() -> Response:
+        return Response(_redoc_script(), media_type="text/javascript")
+
     app.mount("/static", StaticFiles(packages=[("provisioner.web", "static")]), name="static")
     app.add_middleware(SecurityHeaders)
     return app

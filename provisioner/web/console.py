@@ -2,9 +2,16 @@
 
 login -> tenant selection (the first preselected) -> tenant home; a one-click
 tenant switch in the header; copy keys; send; inbox with plan, data impact,
-approve (mode, sections, remaps) or reject; the configuration editor (labels,
-48 checkboxes, memo fields, picklists, classifications); history with diff and
+approve (mode, sections, remaps) or reject, each after a confirmation page, and
+the rollback offered on the result; the configuration editor (labels, 48
+checkboxes, memo fields, picklists, classifications); history with diff and
 rollback; customer search and page; screen pop by phone number.
+
+A page is a route here (``page_session`` + ``render``) and a template extending
+``base.html``; its words come from :mod:`provisioner.web.i18n`; admin-only
+controls are rendered under ``{% if admin %}``. docs/console.md walks through it.
+The shared web plumbing is :mod:`provisioner.web.common`: this module never
+imports the JSON API's.
 
 Every form posts a CSRF token (see :mod:`provisioner.web.security`); the
 session lives in a Secure, HttpOnly, SameSite=Lax cookie that expires with it.
@@ -15,15 +22,16 @@ anything: permissions, validation and effects are the services'.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, cast
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from pydantic import ValidationError as PydanticError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import FormData
 
 from provisioner.config.document import CHECKBOX_COUNT, LABEL_KEYS, MEMO_COUNT, STANDARD_FIELDS
@@ -32,10 +40,9 @@ from provisioner.errors import PermissionDenied, ProvisionerError, ValidationFai
 from provisioner.services import actors, configs, copykeys, transfers
 from provisioner.services.actors import Actor
 from provisioner.services.context import Context, Provisioner
-from provisioner.services.crm import impact as data_impact
 from provisioner.services.crm import records, scope, search
 from provisioner.services.provisioning import auth
-from provisioner.web import api, i18n, present
+from provisioner.web import common, i18n, present
 from provisioner.web.security import (
     LANG_COOKIE,
     LOGIN_CSRF_COOKIE,
@@ -49,11 +56,12 @@ from provisioner.web.security import (
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 router = APIRouter(include_in_schema=False)
 
-NOTICES = ("saved", "unchanged", "applied", "rejected", "rolled_back", "sent")
+NOTICES = ("saved", "unchanged", "applied", "rejected", "rolled_back", "sent",
+           "transfer_rolled_back")
 
 
 def _app(request: Request) -> Provisioner:
-    return api.provisioner(request)
+    return common.provisioner(request)
 
 
 def _token(request: Request) -> str | None:
@@ -67,20 +75,38 @@ def _safe_next(value: str | None) -> str:
     return "/"
 
 
+def _here(request: Request) -> str:
+    """This page with its query (less the one-time notice): where a language switch returns."""
+    query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "msg"])
+    return request.url.path + (f"?{query}" if query else "")
+
+
 def render(request: Request, name: str, data: dict[str, Any], *, status: int = 200,
            headers: dict[str, str] | None = None) -> HTMLResponse:
+    """A page of the layout (base.html): ``data`` plus what every page has.
+
+    ``t``: the catalogue in the page's language; ``admin``: whether the user may use
+    the admin-only controls (they are not offered to others; the services refuse them
+    anyway); ``notice``: the result of the action that led here (focused on load).
+    """
     lang = i18n.language(request)
+    notice = request.query_params.get("msg")
+    actor = data.get("actor")
     base = {"t": i18n.translator(lang), "lang": lang, "path": request.url.path,
-            "notice": request.query_params.get("msg") if request.query_params.get("msg")
-            in NOTICES else None}
+            "here": _here(request), "notice": notice if notice in NOTICES else None,
+            "admin": isinstance(actor, Actor) and actor.is_admin}
     return templates.TemplateResponse(request, name, base | data, status_code=status,
                                       headers=headers)
 
 
 def error_page(request: Request, status: int, body: dict[str, Any],
                headers: dict[str, str] | None = None) -> Response:
-    return render(request, "error.html", {"error": body, "status": status}, status=status,
-                  headers=headers)
+    """The error in the layout: with the header and menu when the session is still valid."""
+    data: dict[str, Any] = {"error": body, "status": status}
+    # no session, or the database is what failed: the layout without the header
+    with suppress(ProvisionerError, SQLAlchemyError), page_session(request) as (_c, _a, header):
+        data = header | data
+    return render(request, "error.html", data, status=status, headers=headers)
 
 
 @contextmanager
@@ -121,7 +147,7 @@ def set_language(request: Request, code: str, next: str = "/") -> Response:
     response = RedirectResponse(_safe_next(next), status_code=303)
     if code in i18n.LANGS:
         response.set_cookie(LANG_COOKIE, code, max_age=365 * 86400, samesite="lax",
-                            httponly=True, secure=api.settings(request).secure_cookies)
+                            httponly=True, secure=common.settings(request).secure_cookies)
     return response
 
 
@@ -131,7 +157,7 @@ def _login_page(request: Request, *, error: dict[str, Any] | None = None,
     response = render(request, "login.html", {"csrf": csrf, "error": error,
                                               "login_id": login_id}, status=status)
     response.set_cookie(LOGIN_CSRF_COOKIE, csrf, max_age=3600, httponly=True,
-                        samesite="strict", secure=api.settings(request).secure_cookies)
+                        samesite="strict", secure=common.settings(request).secure_cookies)
     return response
 
 
@@ -151,8 +177,9 @@ async def login(request: Request) -> Response:
             "message": "the login form has expired or did not come from this site",
             "hint": "submit it again"})
     try:
-        result = api.login_with_limits(_app(request), api.limiter(request), api.settings(request),
-                                       login_id, password, api.client(request))
+        result = common.login_with_limits(_app(request), common.limiter(request),
+                                          common.settings(request), login_id, password,
+                                          common.client(request))
     except ProvisionerError as exc:
         return _login_page(request, status=exc.http_status, login_id=login_id,
                            error=exc.to_dict())
@@ -162,7 +189,7 @@ async def login(request: Request) -> Response:
     response.set_cookie(SESSION_COOKIE, result.token,
                         max_age=max(1, int(lifetime / timedelta(seconds=1))),
                         expires=result.expires_at, path="/", httponly=True, samesite="lax",
-                        secure=api.settings(request).secure_cookies)
+                        secure=common.settings(request).secure_cookies)
     response.delete_cookie(LOGIN_CSRF_COOKIE)
     return response
 
@@ -233,7 +260,7 @@ async def key_generate(request: Request) -> Response:
 
 
 @router.post("/keys/{key_id}/revoke")
-async def key_revoke(request: Request, key_id: api.RowId) -> Response:
+async def key_revoke(request: Request, key_id: common.RowId) -> Response:
     await posted(request)
     with page_session(request) as (ctx, actor, _header):
         copykeys.revoke(ctx, actor, str(key_id))
@@ -248,28 +275,30 @@ SECTION_CHOICES = ("labels", "memo_fields", "checkboxes", "picklists", "classifi
 @router.get("/send")
 def send_form(request: Request) -> Response:
     with page_session(request) as (_ctx, _actor, header):
-        return render(request, "send.html", header | {"sections": SECTION_CHOICES})
+        return render(request, "send.html", header | {"sections": SECTION_CHOICES, "key": "",
+                                                      "only": []})
 
 
 @router.post("/send")
 async def send(request: Request) -> Response:
     form = await posted(request)
     only = [s for s in form.getlist("only") if isinstance(s, str)] or None
-    limit_key = api.redeeming(request)
+    limit_key = common.redeeming(request)
     with page_session(request) as (ctx, actor, header):
         pass  # the header, read in its own transaction: a refused send rolls back its own
-    data: dict[str, Any] = {"sections": SECTION_CHOICES}
+    data: dict[str, Any] = {"sections": SECTION_CHOICES, "key": "", "only": []}
     try:
         with page_session(request) as (ctx, actor, _header):
             made = transfers.send(ctx, actor, field(form, "key"), only=only)
             target = ctx.session.get(Tenant, made.tenant_id)
             data |= {"sent": present.transfer(made), "target": target.slug if target else ""}
     except ProvisionerError as exc:
-        api.count_failure(request, limit_key, exc)
+        common.count_failure(request, limit_key, exc)
         if exc.http_status == 401:
             raise
-        return render(request, "send.html", header | data | {"error": exc.to_dict()},
-                      status=exc.http_status)
+        return render(request, "send.html", header | data | {
+            "error": exc.to_dict(), "key": field(form, "key"), "only": only or []},
+            status=exc.http_status)
     return render(request, "send.html", header | data)
 
 
@@ -283,17 +312,16 @@ def inbox(request: Request) -> Response:
         return render(request, "inbox.html", header | {"transfers": rows})
 
 
-def _plan_page(request: Request, transfer_id: int, *, mode: str | None = None,
+def _plan_page(request: Request, transfer_id: int, *, mode: Mode | None = None,
                only: list[str] | None = None, error: dict[str, Any] | None = None,
                status: int = 200) -> Response:
     with page_session(request) as (ctx, actor, header):
-        row = api.find_transfer(ctx, actor, transfer_id)
-        plan = transfers.preview(ctx, row, mode=mode,  # type: ignore[arg-type]
+        row = common.find_transfer(ctx, actor, transfer_id)
+        plan = transfers.preview(ctx, row, mode=mode,
                                  only=only) if row.status == "pending" else row.plan
         mode = plan.get("mode", mode or "replace")  # None: upgrade when a base exists
         impact = plan.get("impact") or {"items": [], "blocking": 0}
-        items = [{**i, "text": data_impact.describe(i),
-                  "remap_key": f"{i['picklist']}.{i['value']}"
+        items = [{**i, "remap_key": f"{i['picklist']}.{i['value']}"
                   if i.get("kind") == "picklist_value_removed" else None,
                   "choices": _active_values(ctx, row, i)}
                  for i in impact.get("items", [])]
@@ -336,19 +364,27 @@ def _describe_change(change: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/inbox/{transfer_id}")
-def transfer_page(request: Request, transfer_id: api.RowId, mode: str | None = None,
+def transfer_page(request: Request, transfer_id: common.RowId, mode: str | None = None,
                   only: str | None = None) -> Response:
-    if mode not in (None, "replace", "merge", "upgrade"):
-        raise ValidationFailed(f"unknown mode {mode!r}", hint="replace, merge or upgrade")
-    return _plan_page(request, transfer_id, mode=mode,
+    return _plan_page(request, transfer_id, mode=_mode(mode),
                       only=[s for s in only.split(",") if s] if only else None)
 
 
-@router.post("/inbox/{transfer_id}/approve")
-async def approve(request: Request, transfer_id: api.RowId) -> Response:
-    form = await posted(request)
-    mode = field(form, "mode") or None
-    only = [s for s in form.getlist("only") if isinstance(s, str)] or None
+Mode = Literal["replace", "merge", "upgrade"]
+
+
+def _mode(value: str | None) -> Mode | None:
+    """A mode of the approval form (None: upgrade when the tenant has a base, else replace)."""
+    if not value:
+        return None
+    if value not in ("replace", "merge", "upgrade"):
+        raise ValidationFailed(f"unknown mode {value!r}", hint="replace, merge or upgrade")
+    return cast(Mode, value)
+
+
+def _approval(form: FormData) -> dict[str, Any]:
+    """The approval form: mode, sections, remaps (``remap:PICKLIST.VALUE``), force, and an
+    upgrade's choices per conflict (``resolve:ADDRESS`` = ours | theirs)."""
     remaps = {}
     chosen: dict[str, list[str]] = {"ours": [], "theirs": []}  # an upgrade's conflicts
     for name, value in form.multi_items():
@@ -356,22 +392,46 @@ async def approve(request: Request, transfer_id: api.RowId) -> Response:
             remaps[name[6:]] = value.strip()
         elif name.startswith("resolve:") and value in chosen:
             chosen[str(value)].append(name[8:])
-    try:
-        body = api.ApproveIn.model_validate({"mode": mode, "only": only, "remaps": remaps,
-                                             "force": form.get("force") == "on",
-                                             "keep": chosen["ours"], "take": chosen["theirs"]})
-    except PydanticError as exc:
-        raise ValidationFailed("the approval form is not valid",
-                               problems=[e["msg"] for e in exc.errors()]) from None
+    return {"mode": _mode(field(form, "mode")), "remaps": remaps,
+            "only": [s for s in form.getlist("only") if isinstance(s, str)] or None,
+            "force": form.get("force") == "on", "keep": chosen["ours"],
+            "take": chosen["theirs"]}
+
+
+def _confirm_page(request: Request, transfer_id: int, action: str,
+                  choice: dict[str, Any]) -> Response:
+    """What approving (or rejecting) will do, with the button that does it."""
+    with page_session(request) as (ctx, actor, header):
+        actors.require_admin(actor, f"{action} incoming configurations")
+        row = common.find_transfer(ctx, actor, transfer_id)
+        plan = transfers.preview(ctx, row, mode=choice.get("mode"),
+                                 only=choice.get("only")) if action == "approve" else row.plan
+        summary = plan.get("summary", {})
+        totals = {op: sum(int(v.get(op, 0)) for v in summary.values())
+                  for op in ("added", "changed", "removed")}
+        impact = (plan.get("impact") or {}).get("items", [])
+        remapped = sum(int(i.get("count", 0)) for i in impact
+                       if f"{i.get('picklist')}.{i.get('value')}" in choice.get("remaps", {}))
+        data = {"transfer": present.transfer(row), "action": action, "choice": choice,
+                "summary": summary, "totals": totals, "impact": impact,
+                "touched": sum(int(i.get("count", 0)) for i in impact), "remapped": remapped}
+        return render(request, "confirm.html", header | data)
+
+
+@router.post("/inbox/{transfer_id}/approve")
+async def approve(request: Request, transfer_id: common.RowId) -> Response:
+    """Asks for confirmation (the plan's counts, the records touched), then applies."""
+    form = await posted(request)
+    choice = _approval(form)
+    if form.get("confirmed") != "yes":
+        return _confirm_page(request, transfer_id, "approve", choice)
     try:
         with page_session(request) as (ctx, actor, _header):
-            decision = transfers.approve(ctx, actor, transfer_id, mode=body.mode,
-                                         only=body.only, remaps=body.remaps, force=body.force,
-                                         keep=body.keep, take=body.take)
+            decision = transfers.approve(ctx, actor, transfer_id, **choice)
     except ProvisionerError as exc:
         if exc.http_status in (401, 403) and not isinstance(exc, ValidationFailed):
             raise
-        return _plan_page(request, transfer_id, mode=body.mode, only=body.only,
+        return _plan_page(request, transfer_id, mode=choice["mode"], only=choice["only"],
                           error=exc.to_dict(), status=exc.http_status)
     if decision.outcome == "replanned":
         return _plan_page(request, transfer_id, error={"code": "replanned",
@@ -381,11 +441,25 @@ async def approve(request: Request, transfer_id: api.RowId) -> Response:
 
 
 @router.post("/inbox/{transfer_id}/reject")
-async def reject(request: Request, transfer_id: api.RowId) -> Response:
+async def reject(request: Request, transfer_id: common.RowId) -> Response:
+    """Asks for confirmation, then rejects (the configuration is unchanged)."""
     form = await posted(request)
+    reason = field(form, "reason") or None
+    if form.get("confirmed") != "yes":
+        return _confirm_page(request, transfer_id, "reject", {"reason": reason})
     with page_session(request) as (ctx, actor, _header):
-        transfers.reject(ctx, actor, transfer_id, reason=field(form, "reason") or None)
+        transfers.reject(ctx, actor, transfer_id, reason=reason)
     return done(f"/inbox/{transfer_id}", "rejected")
+
+
+@router.post("/inbox/{transfer_id}/rollback")
+async def transfer_rollback(request: Request, transfer_id: common.RowId) -> Response:
+    """Undo an applied transfer (offered on its result page)."""
+    await posted(request)
+    with page_session(request) as (ctx, actor, _header):
+        common.find_transfer(ctx, actor, transfer_id)
+        transfers.rollback(ctx, actor, transfer_id)
+    return done(f"/inbox/{transfer_id}", "transfer_rolled_back")
 
 
 # --------------------------------------------------------------------------- configuration
@@ -477,8 +551,8 @@ async def config_save(request: Request, section: str) -> Response:
 
 
 @router.get("/config/history")
-def config_history(request: Request, diff_from: api.Version = None,
-                   diff_to: api.Version = None) -> Response:
+def config_history(request: Request, diff_from: common.Version = None,
+                   diff_to: common.Version = None) -> Response:
     with page_session(request) as (ctx, actor, header):
         tenant = actors.get_tenant(ctx, actor.tenant_slug)
         versions = [present.version(v, tenant.config_version)
@@ -508,7 +582,7 @@ def _labels(ctx: Context, actor: Actor) -> dict[str, Any]:
 
 @router.get("/customers")
 def customers(request: Request, q: str = "",
-              offset: Annotated[int, Query(ge=0, le=api.MAX_ID)] = 0) -> Response:
+              offset: Annotated[int, Query(ge=0, le=common.MAX_ID)] = 0) -> Response:
     with page_session(request) as (ctx, actor, header):
         result = None
         if q.strip():
@@ -519,7 +593,7 @@ def customers(request: Request, q: str = "",
 
 
 @router.get("/customers/{contact_id}")
-def customer(request: Request, contact_id: api.RowId) -> Response:
+def customer(request: Request, contact_id: common.RowId) -> Response:
     with page_session(request) as (ctx, actor, header):
         contact = records.show(ctx, actor, "contact", contact_id)
         acts = records.list_children(ctx, actor, "activity", contact_id, limit=20)

@@ -2,13 +2,18 @@
 
 The language is the ``provisioner_lang`` cookie when set (the header's 日本語 /
 English links set it), else the browser's ``Accept-Language`` (Japanese unless
-English is preferred). Service messages (errors, plan lines) are shown as the
-services word them.
+English is preferred). Every string a page shows is a key of :data:`MESSAGES`, the
+one catalogue, in both languages (``tests/web/test_i18n.py`` fails on a key missing in
+either). Values from the data (statuses, roles, sections, a plan's data impact) are
+keys with a prefix (``status.applied``); server error messages are translated through
+:data:`MESSAGE_PATTERNS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Mapping
+from typing import Any
 
 from starlette.requests import Request
 
@@ -140,7 +145,315 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "back": ("戻る", "Back"),
     "none": ("なし", "none"),
     "language": ("English", "日本語"),
+    "language_name": ("日本語", "English"),
+    "switch_language": ("表示言語を英語に切り替え", "Show this page in Japanese"),
+    # layout and accessibility
+    "skip": ("本文へ移動", "Skip to content"),
+    "main_menu": ("メインメニュー", "Main menu"),
+    "config_sections": ("設定のセクション", "Configuration sections"),
+    "actions": ("操作", "Actions"),
+    "number": ("番号", "No."),
+    "selector": ("識別子", "Selector"),
+    "signer": ("署名鍵", "Signing key"),
+    "key": ("項目", "Item"),
+    "op": ("変更の種類", "Kind of change"),
+    "diff_from": ("比較元バージョン", "From version"),
+    "diff_to": ("比較先バージョン", "To version"),
+    "detail": ("詳細（英語）", "Detail"),
+    "read_only_notice": ("閲覧のみです。変更は管理者が行います。",
+                         "You can look but not change: changes are made by an admin."),
+    "result": ("結果", "Result"),
+    "logged_in_as": ("ログイン中", "Logged in as"),
+    "next_page": ("次の50件", "Next 50"),
+    "customer_page": ("顧客ページ", "Customer page"),
+    "remap_for": ("置換先", "Replace with"),
+    "picklist_values": ("値", "values"),
+    "value_n": ("値", "Value"),
+    "new_value": ("新しい値", "New value"),
+    "new_node": ("新しい分類", "New classification"),
+    "memo_n": ("メモ項目", "Memo field"),
+    "checkbox_n": ("チェック項目", "Checkbox"),
+    # approve / reject with confirmation, rollback
+    "confirm_approve": ("承認の確認", "Confirm the approval"),
+    "confirm_approve_help": ("承認すると次の変更がこのテナントの設定に適用されます。",
+                             "Approving applies these changes to this tenant's configuration."),
+    "confirm_reject": ("却下の確認", "Confirm the rejection"),
+    "confirm_reject_help": ("却下するとこの受信設定は適用されず、設定は変わりません。",
+                            "Rejecting discards this transfer; the configuration stays as it is."),
+    "confirm_and_approve": ("確認して適用", "Confirm and apply"),
+    "confirm_and_reject": ("確認して却下", "Confirm and reject"),
+    "cancel": ("キャンセル", "Cancel"),
+    "added": ("追加", "added"),
+    "changed_n": ("変更", "changed"),
+    "removed": ("削除", "removed"),
+    "total": ("合計", "Total"),
+    "records_touched": ("影響を受けるレコード（影響ごとの延べ件数）",
+                        "Records touched (counted per impact line)"),
+    "records_remapped": ("値を置換するレコード", "Records whose value is replaced"),
+    "records_n": ("件", "records"),
+    "forced": ("強制適用", "Forced"),
+    "yes": ("はい", "yes"),
+    "no": ("いいえ", "no"),
+    "rollback_transfer": ("この適用を元に戻す", "Roll back this transfer"),
+    "rollback_help": ("適用前のバージョンを新しいバージョンとして戻します。",
+                      "The version before it becomes current again, as a new version."),
+    "transfer_rolled_back": ("適用を元に戻しました。", "The transfer was rolled back."),
+    # statuses, states, roles, origins, kinds of change (shown from data)
+    "status.pending": ("承認待ち", "pending"),
+    "status.applied": ("適用済み", "applied"),
+    "status.rejected": ("却下", "rejected"),
+    "status.rolled_back": ("取り消し済み", "rolled back"),
+    "key_state.active": ("有効", "active"),
+    "key_state.used": ("使用済み", "used"),
+    "key_state.revoked": ("失効", "revoked"),
+    "key_state.locked": ("ロック（失敗回数超過）", "locked (too many failures)"),
+    "key_state.expired": ("期限切れ", "expired"),
+    "role.admin": ("管理者", "admin"),
+    "role.general": ("一般", "general"),
+    "role.read_only": ("閲覧のみ", "read only"),
+    "role.general_no_export": ("一般（エクスポート不可）", "general, no export"),
+    "role.general_no_print": ("一般（印刷不可）", "general, no printing"),
+    "origin.initial": ("初期設定", "initial"),
+    "origin.set": ("編集", "edit"),
+    "origin.transfer": ("受信設定 #{n}", "transfer #{n}"),
+    "origin.rollback": ("v{n} に戻す", "restore of v{n}"),
+    "op.added": ("追加", "added"),
+    "op.changed": ("変更", "changed"),
+    "op.removed": ("削除", "removed"),
+    "object.company": ("会社", "Company"),
+    "object.department": ("部署", "Department"),
+    "object.contact": ("顧客", "Contact"),
+    "object.activity": ("対応履歴", "Activity"),
+    "object.purchase": ("購入履歴", "Purchase"),
+    "memo_type.text": ("テキスト", "text"),
+    "memo_type.picklist": ("選択リスト", "picklist"),
+    "section.labels": ("項目名", "field labels"),
+    "section.memo_fields": ("メモ項目", "memo fields"),
+    "section.checkboxes": ("チェック項目", "checkboxes"),
+    "section.picklists": ("選択リスト", "picklists"),
+    "section.classifications": ("分類", "classifications"),
+    "section.classifications.customer": ("顧客分類", "customer classifications"),
+    "section.classifications.product": ("商品分類", "product classifications"),
+    "section.custom_databases": ("カスタムデータベース", "custom databases"),
+    "section.workflows": ("ワークフロー", "workflows"),
+    "section.blueprints": ("ブループリント", "blueprints"),
+    "section.roles": ("ロール", "roles"),
+    "section.input_rules": ("入力規則", "input rules"),
+    "section.settings": ("基本設定", "settings"),
+    "section.mode": ("運用モード", "mode"),
+    # data impact of a plan (crm.impact item kinds)
+    "impact.picklist_value_removed": (
+        "{field}: 選択リスト「{picklist}」の値「{value}」が削除されますが、{count} 件のレコードが"
+        "この値を使っています（置換先を選んでください）",
+        "{field}: value '{value}' of picklist '{picklist}' is removed but {count} record(s) "
+        "hold it (choose a replacement)"),
+    "impact.memo_retyped_invalid": (
+        "{field} は選択リスト「{picklist}」になりますが、{count} 件のレコードにその選択肢にない"
+        "値があります",
+        "{field} becomes picklist '{picklist}': {count} record(s) hold values it does not offer"),
+    "impact.memo_retyped": ("{field} の種類が {from} から {to} に変わります（データのある"
+                            "レコード {count} 件）",
+                            "{field} changes type {from} -> {to} ({count} with data)"),
+    "impact.checkbox_disabled": ("チェック項目 {index}（{label}）が無効になりますが、{count} 件の"
+                                 "レコードでチェックされています",
+                                 "checkbox {index} ({label}) is disabled while {count} "
+                                 "record(s) have it set"),
+    "impact.checkbox_relabelled": ("チェック項目 {index} の名前が「{from}」から「{to}」に"
+                                   "変わります（チェック済み {count} 件）",
+                                   "checkbox {index} is relabelled '{from}' -> '{to}' while "
+                                   "{count} record(s) have it set"),
+    "impact.classification_removed": ("分類「{code}」（{tree}）が削除されますが、{count} 件に"
+                                      "割り当てられています",
+                                      "{tree} classification '{code}' is removed but assigned "
+                                      "to {count} record(s)"),
+    "impact.custom_field_removed": ("カスタムデータベース「{database}」の項目「{field}」が"
+                                    "削除されますが、{count} 件にデータがあります",
+                                    "custom database '{database}': field '{field}' is removed "
+                                    "but {count} record(s) hold data"),
+    # errors: a title per error code (the message follows, translated when known)
+    "error.error": ("エラーが発生しました", "Something went wrong"),
+    "error.not_found": ("見つかりません", "Not found"),
+    "error.already_exists": ("すでに存在します", "Already exists"),
+    "error.permission_denied": ("この操作は許可されていません", "Not allowed"),
+    "error.unauthenticated": ("ログインしていません", "Not logged in"),
+    "error.validation_failed": ("入力内容に誤りがあります", "The input is not valid"),
+    "error.bundle_rejected": ("設定ファイルを受け付けられません", "The bundle was refused"),
+    "error.key_rejected": ("コピーキーを受け付けられません", "The copy key was refused"),
+    "error.rate_limited": ("失敗が続いたため一時的に制限しています",
+                           "Too many failures: wait a while"),
+    "error.plan_conflict": ("他の変更と競合しました", "It conflicts with another change"),
+    "error.data_in_use": ("既存のデータが使っている値があります",
+                          "Records still use what would be removed"),
+    "error.transfer_refused": ("この受信設定は受け付けられません", "The transfer was refused"),
+    "error.quota_exceeded": ("上限を超えています", "Over the limit"),
+    "error.configuration_error": ("サーバーの設定に問題があります",
+                                  "The server is not configured correctly"),
+    "error.replanned": ("設定が変わったため計画を作り直しました",
+                        "The configuration changed meanwhile: the plan was made again"),
+    "error.conflict": ("他の変更と競合しました", "It conflicts with another change"),
+    "error.bad_request": ("リクエストが正しくありません", "Bad request"),
+    "error.method_not_allowed": ("この方法では利用できません", "Method not allowed"),
+    "error.not_acceptable": ("受け付けられない形式です", "Not acceptable"),
+    "error.too_large": ("大きすぎます", "Too large"),
+    "error.unsupported_media_type": ("対応していない形式です", "Unsupported media type"),
+    "error.database_error": ("データベースで処理できませんでした",
+                             "The database could not complete the request"),
+    "error.internal_error": ("内部エラーが発生しました", "Internal error"),
+    # server messages the console shows, by pattern (see MESSAGE_PATTERNS)
+    "msg.bad_login": ("ログインIDまたはパスワードが違います。", "Login ID or password is wrong."),
+    "msg.form_expired": ("フォームの有効期限が切れたか、このサイトから送信されたものでは"
+                         "ありません。", "The form has expired or did not come from this site."),
+    "msg.login_form_expired": ("ログインフォームの有効期限が切れました。",
+                               "The login form has expired."),
+    "msg.reload_and_submit": ("ページを再読み込みしてもう一度送信してください。",
+                              "Reload the page and submit it again."),
+    "msg.submit_again": ("もう一度送信してください。", "Submit it again."),
+    "msg.admin_only": ("この操作はテナント「{tenant}」の管理者だけが行えます（{login} の権限:"
+                       " {role}）。", "Only an admin of '{tenant}' may do this; {login} is "
+                       "{role}."),
+    "msg.no_phone": ("電話番号 {number} の顧客はいません。",
+                     "No customer with phone number {number}."),
+    "msg.register_caller": ("新しい顧客として登録してください。",
+                            "Register the caller as a new contact."),
+    "msg.not_copy_key": ("コピーキーではありません（コピーキーは pcpy_ で始まります）。",
+                         "This is not a copy key: copy keys start with 'pcpy_'."),
+    "msg.key_length": ("コピーキーの長さが違います。", "The copy key has the wrong length."),
+    "msg.key_chars": ("コピーキーに使えない文字が含まれています。",
+                      "The copy key contains characters that cannot appear in a key."),
+    "msg.key_checksum": ("コピーキーのチェックサムが一致しません（入力ミス）。",
+                         "The copy key's checksum does not match: it was mistyped."),
+    "msg.key_used": ("このコピーキーはすでに使われています。",
+                     "The copy key was already used."),
+    "msg.key_unknown": ("コピーキーが無効です（期限切れ・失効・不明）。",
+                        "The copy key is not valid (expired, revoked or unknown)."),
+    "msg.paste_key": ("相手先の管理者が発行したキーをそのまま貼り付けてください。",
+                      "Paste the whole key the target tenant's admin generated."),
+    "msg.strand_data": ("受信設定 #{id} を承認すると、新しい設定にない値を持つレコードが残ります。",
+                        "Approving transfer #{id} would strand data the new configuration no "
+                        "longer describes."),
+    "msg.remap_or_force": ("削除される値ごとに置換先を選ぶか、強制適用にチェックしてください"
+                           "（影響はこのページの「データへの影響」にあります）。",
+                           "Choose a replacement for each removed value, or tick Force (the "
+                           "impact is listed on this page)."),
+    "msg.stray_remap": ("置換 {remaps} は、レコードが使っている削除値のどれにも当たりません。",
+                        "Replacement {remaps} matches no removed value that records hold."),
+    "msg.already": ("受信設定 #{id} はすでに {status} です。",
+                    "Transfer #{id} is already {status}."),
+    "msg.not_applied": ("受信設定 #{id} は適用済みではありません。",
+                        "Transfer #{id} is not applied."),
+    "msg.changed_after": ("受信設定 #{id} の適用後に設定が変更されています（現在 v{version}）。",
+                          "The configuration changed after transfer #{id} was applied (now "
+                          "v{version})."),
+    "msg.session_ended": ("セッションが終了しました。", "The session has ended."),
+    "msg.log_in_again": ("もう一度ログインしてください。", "Log in again."),
+    "msg.no_transfer": ("受信設定 #{id} はありません。", "No transfer #{id}."),
+    "msg.no_version": ("設定バージョン {version} はありません。",
+                       "Configuration version {version} does not exist."),
+    "msg.not_older": ("バージョン {version} は現在のバージョン {current} より古くありません。",
+                      "Version {version} is not older than the current version {current}."),
+    "msg.too_many": ("失敗が多すぎます。しばらくしてからもう一度お試しください。",
+                     "Too many failures; try again later."),
+    "msg.invalid_request": ("リクエストの内容が正しくありません。", "The request is not valid."),
+    "msg.not_found_page": ("このページはありません。", "There is no such page."),
 }
+
+
+#: Server messages the console translates: (pattern, catalogue key). Named groups fill the
+#: key's ``{placeholders}``; a ``status`` or ``role`` group is itself translated. A message
+#: no pattern matches is shown as the server worded it, marked as English (``lang="en"``),
+#: under the error code's translated title.
+MESSAGE_PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), k) for p, k in (
+    (r"login id or password is wrong", "msg.bad_login"),
+    (r"the form has expired or did not come from this site", "msg.form_expired"),
+    (r"the login form has expired or did not come from this site", "msg.login_form_expired"),
+    (r"reload the page and submit it again", "msg.reload_and_submit"),
+    (r"submit it again", "msg.submit_again"),
+    (r"only an admin of '(?P<tenant>[^']+)' may .+; '(?P<login>[^']+)' is '(?P<role>[^']+)'",
+     "msg.admin_only"),
+    (r"no customer with phone number (?P<number>.+)", "msg.no_phone"),
+    (r"register the caller as a new contact", "msg.register_caller"),
+    (r"this is not a copy key: .*", "msg.not_copy_key"),
+    (r"copy key has the wrong length.*", "msg.key_length"),
+    (r"copy key contains characters that cannot appear in a key", "msg.key_chars"),
+    (r"copy key checksum does not match.*", "msg.key_checksum"),
+    (r"copy key was already used.*", "msg.key_used"),
+    (r"paste the whole key the target tenant's admin generated", "msg.paste_key"),
+    (r"approving transfer (?P<id>\d+) would strand data .*", "msg.strand_data"),
+    (r"remap each removed value .*", "msg.remap_or_force"),
+    (r"remap (?P<remaps>.+) matches no removed picklist value held by records",
+     "msg.stray_remap"),
+    (r"transfer (?P<id>\d+) is already (?P<status>[a-z ]+)", "msg.already"),
+    (r"transfer (?P<id>\d+) is (?P<status>[a-z_]+), not applied", "msg.not_applied"),
+    (r"the configuration changed after transfer (?P<id>\d+) was applied "
+     r"\(now version (?P<version>\d+)\)", "msg.changed_after"),
+    (r"the session has ended", "msg.session_ended"),
+    (r"log in again", "msg.log_in_again"),
+    (r"no transfer (?P<id>\d+)( .*)?", "msg.no_transfer"),
+    (r"configuration version (?P<version>\d+) does not exist", "msg.no_version"),
+    (r"version (?P<version>\d+) is not older than the current version (?P<current>\d+)",
+     "msg.not_older"),
+    (r"too many failed .*", "msg.too_many"),
+    (r"the request is not valid", "msg.invalid_request"),
+    (r"Not Found", "msg.not_found_page"),
+)]
+
+
+class Text:
+    """The catalogue in one language; templates call it as ``t("key")``."""
+
+    def __init__(self, lang: str) -> None:
+        self.lang = lang if lang in LANGS else LANGS[0]
+        self._index = LANGS.index(self.lang)
+
+    def __call__(self, key: str, **values: object) -> str:
+        pair = MESSAGES.get(key)
+        if pair is None:
+            return key
+        text = pair[self._index]
+        return text.format(**values) if values else text
+
+    def of(self, prefix: str, value: object) -> str:
+        """A value from the data (a status, a role, a section) in words, or as is."""
+        key = f"{prefix}.{value}"
+        return self(key) if key in MESSAGES else str(value)
+
+    def origin(self, origin: str) -> str:
+        kind, _, n = origin.partition(":")
+        key = f"origin.{kind}"
+        return self(key, n=n) if key in MESSAGES else origin
+
+    def impact(self, item: Mapping[str, Any]) -> str:
+        """One line of a plan's data impact (:func:`provisioner.services.crm.impact.describe`)."""
+        key = f"impact.{item.get('kind')}"
+        if key not in MESSAGES:
+            return str(item.get("kind"))
+        values = {k: v for k, v in item.items() if isinstance(v, str | int)}
+        try:
+            return self(key, **values)
+        except (KeyError, IndexError):
+            return str(item.get("kind"))
+
+    def message(self, text: str | None) -> tuple[str | None, bool]:
+        """A server message in this language, and whether it was translated."""
+        if not text:
+            return text, True
+        for pattern, key in MESSAGE_PATTERNS:
+            found = pattern.fullmatch(text)
+            if found:
+                values = {k: self.of(k, v.replace(" ", "_")) if k in ("status", "role") else v
+                          for k, v in found.groupdict().items() if v is not None}
+                return self(key, **values), True
+        return text, self.lang == "en"
+
+    def error(self, error: Mapping[str, Any]) -> dict[str, Any]:
+        """An error body (``ProvisionerError.to_dict()``) as the console shows it."""
+        code = str(error.get("code") or "error")
+        message, message_ok = self.message(error.get("message"))
+        hint, hint_ok = self.message(error.get("hint"))
+        return {"code": code, "title": self.of("error", code) if f"error.{code}" in MESSAGES
+                else self("error.error"), "message": message, "message_translated": message_ok,
+                "hint": hint, "hint_translated": hint_ok,
+                "problems": list(error.get("problems") or [])}
 
 
 def language(request: Request) -> str:
@@ -151,11 +464,5 @@ def language(request: Request) -> str:
     return "en" if accept.startswith("en") else "ja"
 
 
-def translator(lang: str) -> Callable[[str], str]:
-    index = LANGS.index(lang) if lang in LANGS else 0
-
-    def t(key: str) -> str:
-        pair = MESSAGES.get(key)
-        return pair[index] if pair else key
-
-    return t
+def translator(lang: str) -> Text:
+    return Text(lang)

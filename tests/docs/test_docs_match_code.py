@@ -32,6 +32,7 @@ DOCS = {
     "bundle-format": ROOT / "docs" / "bundle-format.md",
     "threat-model": ROOT / "docs" / "threat-model.md",
     "keyring": ROOT / "keys" / "README.md",
+    "console": ROOT / "docs" / "console.md",
 }
 
 
@@ -206,7 +207,7 @@ def test_every_documented_command_line_names_real_commands_and_options(doc: str,
 def test_the_readme_links_the_documents() -> None:
     readme = _text("README.md")
     for target in ("docs/architecture.md", "docs/bundle-format.md", "docs/threat-model.md",
-                   "keys/README.md"):
+                   "keys/README.md", "docs/console.md"):
         assert f"]({target})" in readme, target
         assert (ROOT / target).exists()
 

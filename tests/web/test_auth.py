@@ -125,7 +125,7 @@ def test_console_forms_refuse_a_missing_or_wrong_csrf_token(site: Site) -> None:
     for bad in ({}, {"csrf": "0" * 32}):
         r = site.client.post("/keys", data=bad, follow_redirects=False)
         assert r.status_code == 403
-        assert "did not come from this site" in r.text
+        assert "このサイトから送信されたものではありません" in r.text  # the message, translated
     assert site.call("GET", "/api/tenants/acme/keys", "acme-admin").json() == before
     r = site.client.post("/keys", data={"csrf": token.group(1)})
     assert r.status_code == 200

@@ -2,7 +2,15 @@
 
 A target admin logs in, picks a tenant, generates a copy key; the source
 tenant's admin, in another browser, sends with it; the target admin approves it
-in the inbox and the customer page shows the new labels.
+in the inbox (after its confirmation) and the customer page shows the new labels.
+
+``test_every_page_passes_axe``: axe-core (the copy packaged in axe-playwright-python)
+on every console page, in Japanese and English, as an admin and as a general user: no
+critical or serious violation, and no moderate one that docs/console.md does not list.
+Every request the browser makes goes to the console's own host.
+
+``test_keyboard_only``: log in, open the inbox, review, approve with its confirmation
+and roll back, with the keyboard alone (Tab, typing, Enter), checking where the focus is.
 
 The server is the real app on uvicorn on a loopback port. ``PROVISIONER_SCREENSHOTS=DIR``
 saves the main pages there (``docs/screenshots`` is made that way). Without
@@ -19,6 +27,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import uvicorn
@@ -81,7 +90,7 @@ def server(db_url: str) -> Iterator[tuple[str, Provisioner]]:
 
 def _world(app: Provisioner) -> int:
     w = World(app)
-    w.tenant("client-a")
+    w.tenant("client-a", users={"tanaka": "general"})
     w.tenant("client-b")
     w.tenant("partner")
     with app.transaction() as ctx:
@@ -89,6 +98,7 @@ def _world(app: Provisioner) -> int:
         tenants.add_user(ctx, "yamada", tenant_slug="client-b", role="admin")
         auth.set_initial_password(ctx, "yamada", PASSWORD, by="test")
         auth.set_initial_password(ctx, "partner-admin", PASSWORD, by="test")
+        auth.set_initial_password(ctx, "tanaka", PASSWORD, by="test")
         customer = records.create(ctx, actors.resolve(ctx, "yamada", "client-a"), "contact", {
             "name": "佐藤 花子", "kana": "サトウ ハナコ", "phone": "03-5555-0101",
             "memo_1": "毎年ご購入", "checkboxes": [1, 2]})
@@ -162,7 +172,15 @@ def test_copy_a_configuration_through_the_console(server: tuple[str, Provisioner
             expect(page.locator("table.plan")).to_contain_text("年賀状")
             page.screenshot(path=str(shots / "07-plan.png"), full_page=True)
             page.click("#approve")
-            expect(page.locator("#transfer-status")).to_have_text("applied")
+            # the confirmation says what will change; the result page offers rollback
+            expect(page.locator("#plan-counts")).to_contain_text("チェック項目")
+            page.screenshot(path=str(shots / "13-approve-confirmation.png"), full_page=True)
+            page.click("#confirm")
+            expect(page.locator("#transfer-status")).to_have_attribute("data-status",
+                                                                     "applied")
+            expect(page.locator("p.notice")).to_be_focused()
+            expect(page.locator("#rollback-transfer")).to_be_visible()
+            page.screenshot(path=str(shots / "14-applied-with-rollback.png"))
 
             # the customer page shows the new labels
             page.goto(f"{base}/customers?q=サトウ")
@@ -187,3 +205,229 @@ def test_copy_a_configuration_through_the_console(server: tuple[str, Provisioner
             target.close()
         finally:
             browser.close()
+
+
+# --------------------------------------------------------------------------- accessibility
+
+#: moderate axe violations left on purpose, with the reason (also in docs/console.md)
+MODERATE_ALLOWED: dict[str, str] = {}
+
+
+def _browser(pw: object) -> object:
+    return pw.chromium.launch(  # type: ignore[attr-defined]
+        executable_path=CHROMIUM, args=ARGS, headless=True)
+
+
+def _log_in(page: object, base: str, login: str) -> None:
+    page.goto(f"{base}/login")  # type: ignore[attr-defined]
+    page.fill("input[name=login]", login)  # type: ignore[attr-defined]
+    page.fill("input[name=password]", PASSWORD)  # type: ignore[attr-defined]
+    page.click("button[type=submit].primary")  # type: ignore[attr-defined]
+
+
+def test_every_page_passes_axe(server: tuple[str, Provisioner]) -> None:
+    _need_chromium()
+    from axe_playwright_python.sync_playwright import Axe
+    from playwright.sync_api import expect, sync_playwright
+
+    base, app = server
+    customer = _world(app)
+    w = World(app)
+    own_host = urlsplit(base).netloc
+    outside: list[str] = []  # requests to any other host (blob: and data: stay in the page)
+    checked: list[str] = []
+    found: dict[str, list[str]] = {}  # "rule (impact)" -> pages
+    axe = Axe()
+
+    def _outside(request: object) -> None:
+        url = urlsplit(request.url)  # type: ignore[attr-defined]
+        if url.scheme not in ("blob", "data") and url.netloc != own_host:
+            outside.append(request.url)  # type: ignore[attr-defined]
+
+    def check(page: object, name: str) -> None:
+        page.wait_for_load_state("load")  # type: ignore[attr-defined]
+        results = axe.run(page).response
+        checked.append(name)
+        for v in results["violations"]:
+            if v["impact"] in ("critical", "serious") or v["id"] not in MODERATE_ALLOWED:
+                nodes = "; ".join(n["html"][:120] for n in v["nodes"][:3])
+                found.setdefault(f"{v['id']} ({v['impact']})", []).append(f"{name}: {nodes}")
+
+    with sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            for lang, locale in (("ja", "ja-JP"), ("en", "en-US")):
+                # a transfer to approve, and one left pending for the general user to read
+                approved = w.send("partner", w.key("client-a"))
+                pending = w.send("partner", w.key("client-a"))
+                ctx = browser.new_context(viewport={"width": 1280, "height": 860},
+                                          locale=locale)
+                ctx.add_cookies([{"name": "provisioner_lang", "value": lang, "url": base}])
+                ctx.on("request", _outside)
+                page = ctx.new_page()
+                page.goto(f"{base}/login")
+                check(page, f"{lang} login")
+                page.fill("input[name=login]", "yamada")
+                page.fill("input[name=password]", "wrong password")
+                page.click("button[type=submit].primary")
+                expect(page.locator(".error")).to_be_focused()
+                check(page, f"{lang} login error")
+                page.fill("input[name=password]", PASSWORD)
+                page.click("button[type=submit].primary")
+                check(page, f"{lang} tenant selection")
+                page.click("#open-tenant")
+                for path in ("/", "/keys", "/send", "/inbox", f"/inbox/{pending}", "/config",
+                             "/config/history", "/config/history?diff_from=1&diff_to=2",
+                             "/customers", "/customers?q=サトウ", f"/customers/{customer}",
+                             "/pop", "/pop?phone=0355550101", "/pop?phone=0999999999",
+                             "/no-such-page", "/inbox/999999"):
+                    page.goto(f"{base}{path}")
+                    check(page, f"{lang} admin {path}")
+                page.goto(f"{base}/keys")
+                page.click("#generate-key")
+                check(page, f"{lang} admin new key")
+                page.goto(f"{base}/send")
+                page.fill("#copy-key", "pcpy_mistyped")
+                page.click("#send-button")
+                check(page, f"{lang} admin send error")
+                page.goto(f"{base}/inbox/{pending}")
+                page.fill("input[name=reason]", "不要")
+                page.click("#reject")
+                check(page, f"{lang} admin reject confirmation")
+                page.goto(f"{base}/inbox/{approved}")
+                page.click("#approve")
+                check(page, f"{lang} admin approve confirmation")
+                page.click("#confirm")
+                expect(page.locator("#rollback-transfer")).to_be_visible()
+                check(page, f"{lang} admin applied")
+                page.click("#rollback-transfer")
+                check(page, f"{lang} admin rolled back")
+                ctx.close()
+
+                # a general user: no admin-only control, and the refusals in the layout
+                ctx = browser.new_context(viewport={"width": 1280, "height": 860},
+                                          locale=locale)
+                ctx.add_cookies([{"name": "provisioner_lang", "value": lang, "url": base}])
+                ctx.on("request", _outside)
+                page = ctx.new_page()
+                _log_in(page, base, "tanaka")
+                expect(page.locator("nav.menu")).to_be_visible()
+                expect(page.locator("nav.menu a[href='/keys']")).to_have_count(0)
+                for path in ("/", "/inbox", f"/inbox/{pending}", "/config", "/config/history",
+                             "/customers?q=サトウ", f"/customers/{customer}",
+                             "/pop?phone=0355550101", "/keys", "/no-such-page"):
+                    page.goto(f"{base}{path}")
+                    check(page, f"{lang} general {path}")
+                expect(page.locator("nav.menu")).to_be_visible()  # the 404 keeps the layout
+                ctx.close()
+
+            # the API documentation works without any outside host
+            ctx = browser.new_context()
+            ctx.on("request", _outside)
+            page = ctx.new_page()
+            page.goto(f"{base}/docs")
+            expect(page.locator(".swagger-ui .info .title")).to_contain_text("provisioner")
+            page.goto(f"{base}/redoc")
+            expect(page.locator("h1").first).to_contain_text("provisioner")
+            # the check can fail: axe finds an unlabelled field and an image without text
+            page.goto(f"{base}/static/console.css")
+            page.set_content('<html lang="ja"><body><main><h1>x</h1><input name="q">'
+                             '<img src="/static/x.png"></main></body></html>')
+            seeded = {v["id"] for v in axe.run(page).response["violations"]}
+            assert {"label", "image-alt"} <= seeded, seeded
+            ctx.close()
+        finally:
+            browser.close()
+    report = "\n".join(f"{rule}: {len(pages)} page(s), e.g. {pages[0]}"
+                        for rule, pages in sorted(found.items()))
+    assert not found, f"axe violations:\n{report}\n(requests elsewhere: {outside[:5]})"
+    assert not outside, f"requests to other hosts: {outside[:10]}"
+    assert len(checked) == 2 * (25 + 10)  # two languages, admin and general user pages
+
+
+def _tab_to(page: object, selector: str, limit: int = 120) -> int:
+    """Press Tab until the focus is on ``selector``; the number of presses."""
+    for presses in range(1, limit + 1):
+        page.keyboard.press("Tab")  # type: ignore[attr-defined]
+        if page.evaluate("s => !!document.activeElement && "  # type: ignore[attr-defined]
+                         "document.activeElement.matches(s)", selector):
+            return presses
+    raise AssertionError(f"{selector} not reached with {limit} Tab presses")
+
+
+def _focused(page: object, selector: str) -> bool:
+    return bool(page.evaluate(  # type: ignore[attr-defined]
+        "s => !!document.activeElement && document.activeElement.matches(s)", selector))
+
+
+def test_keyboard_only(server: tuple[str, Provisioner]) -> None:
+    _need_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    base, app = server
+    _world(app)
+    w = World(app)
+    transfer = w.send("partner", w.key("client-a"))
+    with sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            page = browser.new_page(locale="ja-JP")
+            presses = 0
+            # log in: the login field has the focus
+            page.goto(f"{base}/login")
+            assert _focused(page, "input[name=login]")
+            page.keyboard.type("yamada")
+            presses += _tab_to(page, "input[name=password]")
+            page.keyboard.type(PASSWORD)
+            page.keyboard.press("Enter")
+            expect(page).to_have_url(f"{base}/tenants")
+            presses += _tab_to(page, "#open-tenant")
+            page.keyboard.press("Enter")
+            expect(page).to_have_url(f"{base}/")
+            # the first stop on every page is the skip link
+            page.keyboard.press("Tab")
+            presses += 1
+            assert _focused(page, "a.skip")
+            expect(page.locator("a.skip")).to_be_visible()
+            # open the inbox from the menu
+            presses += _tab_to(page, "nav.menu a[href='/inbox']")
+            page.keyboard.press("Enter")
+            expect(page).to_have_url(f"{base}/inbox")
+            # skip the header, then the first stop in the content is the transfer
+            page.keyboard.press("Tab")
+            page.keyboard.press("Enter")
+            presses += 1
+            assert _focused(page, "main")
+            presses += _tab_to(page, f"a[href='/inbox/{transfer}']", limit=1)
+            page.keyboard.press("Enter")
+            # review, approve: the confirmation has the focus, the next stop confirms
+            expect(page.locator("table.plan")).to_contain_text("年賀状")
+            page.keyboard.press("Tab")
+            page.keyboard.press("Enter")
+            presses += 1
+            presses += _tab_to(page, "#approve")
+            page.keyboard.press("Enter")
+            expect(page.locator("#plan-counts")).to_be_visible()
+            assert _focused(page, "#confirm-what")
+            presses += _tab_to(page, "#confirm", limit=1)
+            page.keyboard.press("Enter")
+            # the result has the focus, and the next stop rolls it back
+            expect(page.locator("#transfer-status")).to_have_attribute("data-status",
+                                                                     "applied")
+            expect(page.locator("p.notice")).to_be_focused()
+            presses += _tab_to(page, "#rollback-transfer", limit=1)
+            page.keyboard.press("Enter")
+            expect(page.locator("#transfer-status")).to_have_attribute("data-status",
+                                                                     "rolled_back")
+            expect(page.locator("p.notice")).to_be_focused()
+            expect(page.locator("p.notice")).to_contain_text("元に戻しました")
+            # the focus ring is the console's own (not the browser's default)
+            ring = page.evaluate("() => getComputedStyle(document.activeElement).outlineColor")
+            assert ring == "rgb(255, 191, 71)"
+            # before the skip link, approving alone took 66 presses (the issue's run); this
+            # path also logs in, confirms and rolls back
+            print(f"keyboard-only run: {presses} Tab presses")
+            assert presses < 66, presses
+        finally:
+            browser.close()
+    assert w.transfer(transfer).status == "rolled_back"
