@@ -265,6 +265,15 @@ MATRIX: list[tuple[str, str, dict[str, Any], str]] = [
      {"files": {"file": ("c.csv", "氏名\n侵入 者\n".encode(), "text/csv")}}, "admin"),
     ("GET", "/api/tenants/{t}/export/{kind}", {}, "writer"),
     ("GET", "/api/tenants/{t}/billing", {"params": {"month": "2026-11"}}, "admin"),
+    ("GET", "/api/tenants/{t}/workflows", {}, "reader"),
+    ("PUT", "/api/tenants/{t}/workflows/{code}/state", {"json": {"state": "active"}}, "admin"),
+    ("POST", "/api/tenants/{t}/workflows/{code}/dry-run", {}, "reader"),
+    ("GET", "/api/tenants/{t}/workflow-log", {}, "reader"),
+    ("GET", "/api/tenants/{t}/notifications", {}, "reader"),
+    ("POST", "/api/tenants/{t}/notifications/read", {"json": {"ids": None}}, "reader"),
+    ("GET", "/api/tenants/{t}/records/{type_name}/{record_id}/blueprints", {}, "reader"),
+    ("POST", "/api/tenants/{t}/records/{type_name}/{record_id}/transition",
+     {"json": {"to": "won"}}, "writer"),
 ]
 #: routes that are not tenant-scoped (the session's own)
 UNSCOPED = {("POST", "/api/login"), ("POST", "/api/logout"), ("GET", "/api/session"),
@@ -273,7 +282,7 @@ UNSCOPED = {("POST", "/api/login"), ("POST", "/api/logout"), ("GET", "/api/sessi
 
 def _path(template: str, values: dict[str, Any], route: str) -> str:
     type_name = "activity" if route.endswith("/contacts/{record_id}/{type_name}") else "contact"
-    return template.format(type_name=type_name, kind="customers", **values)
+    return template.format(type_name=type_name, kind="customers", code="vip", **values)
 
 
 def test_the_matrix_covers_every_api_route(site: Site) -> None:
@@ -292,6 +301,10 @@ def test_outsiders_and_the_wrong_role_get_no_data(site: Site) -> None:
     applied = _pending_from_beta(site)
     r = site.call("POST", f"/api/tenants/acme/inbox/{applied}/approve", "acme-admin")
     assert r.json()["outcome"] == "applied"
+    site.world.set_config("acme", {"workflows": [  # a paused rule: the workflow routes' object
+        {"code": "vip", "label": "VIP", "active": False, "object": "contact",
+         "trigger": {"event": "created", "field": None},
+         "actions": [{"type": "set_checkbox", "index": 7, "checked": True}]}]})
     transfer_id = _pending_from_beta(site)
     key = site.call("POST", "/api/tenants/acme/keys", "acme-admin").json()
     secrets_of_acme = ["山田", "ヤマダ", "1234-5678", key["selector"], "見積依頼",
