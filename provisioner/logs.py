@@ -81,16 +81,22 @@ def describe(exc: BaseException) -> str:
     return chain[0] + (f" (caused by {'; '.join(chain[1:])})" if len(chain) > 1 else "")
 
 
+def fields(info: RequestInfo) -> dict[str, str | None]:
+    """The request's fields for a record's ``extra``."""
+    return {"request_id": info.request_id, "method": info.method,
+            "route": info.route or info.path, "tenant": info.tenant, "user": info.user}
+
+
 class RequestFields(logging.Filter):
-    """Puts the current request's fields on every record (``None`` outside requests)."""
+    """Puts the current request's fields on every record it sees (a handler filter: it
+    runs when the record is emitted, in the thread that logged it)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         info = CURRENT.get()
+        values = fields(info) if info is not None else {}
         for name in _FIELDS:
-            if not hasattr(record, name):
-                setattr(record, name, getattr(info, name) if info is not None else None)
-        if info is not None and info.route is None and not hasattr(record, "path"):
-            record.route = info.path
+            if getattr(record, name, None) is None:
+                setattr(record, name, values.get(name))
         return True
 
 
@@ -148,8 +154,9 @@ def log_config(fmt: str = "text", level: str = "info") -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"line": formatter},
+        "filters": {"request": {"()": f"{__name__}.RequestFields"}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "line",
-                                "stream": "ext://sys.stderr"}},
+                                "filters": ["request"], "stream": "ext://sys.stderr"}},
         "loggers": {
             "uvicorn": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
             "uvicorn.access": {"handlers": ["stderr"], "level": level.upper(),

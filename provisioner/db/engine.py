@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import os
 import select
 import time
 from collections.abc import Iterator
@@ -29,7 +30,9 @@ import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError
+from sqlalchemy.pool import QueuePool
 
+from provisioner import metrics
 from provisioner.errors import ConfigurationError
 
 #: SQLite WAL pages (4 KiB) between automatic checkpoints
@@ -82,12 +85,40 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode("utf-8")
 
 
+def sqlite_busy_timeout() -> float:
+    """Seconds a SQLite writer waits for the write lock before ``database_locked``
+    (``PROVISIONER_SQLITE_BUSY_TIMEOUT``, default 60)."""
+    raw = os.environ.get("PROVISIONER_SQLITE_BUSY_TIMEOUT", "")
+    try:
+        return max(0.0, float(raw)) if raw else 60.0
+    except ValueError:
+        raise ConfigurationError(
+            f"PROVISIONER_SQLITE_BUSY_TIMEOUT={raw!r} is not a number of seconds") from None
+
+
+class MeasuredQueuePool(QueuePool):
+    """A QueuePool that counts the callers waiting for a connection (``/metrics``)."""
+
+    def _do_get(self) -> Any:
+        if self.checkedout() < self.size() + self._max_overflow:
+            return super()._do_get()
+        metrics.pool_waiting.inc()
+        try:
+            return super()._do_get()
+        finally:
+            metrics.pool_waiting.dec()
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for ``url``; ``kwargs`` go to ``create_engine`` (PostgreSQL: ``pool_size``
+    10, ``max_overflow`` 20 and ``pool_timeout`` 30 s unless given; ``serve`` sets
+    them from its connection budget)."""
     url = normalize_url(url)
     kwargs.setdefault("json_serializer", _json_dumps)
     kwargs.setdefault("json_deserializer", orjson.loads)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60},
+        busy = sqlite_busy_timeout()
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy},
                                **kwargs)
 
         @event.listens_for(engine, "connect")
@@ -96,7 +127,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy * 1000)}")
             cursor.execute("PRAGMA synchronous=NORMAL")
             # A transfer writes a few MB (bundle, incoming document, plan): with the
             # default 1000-page (4 MB) auto-checkpoint nearly every transfer paid a
@@ -111,6 +142,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("poolclass", MeasuredQueuePool)
     engine = create_engine(url, **kwargs)
     _check_on_checkout(engine)
     return engine

@@ -18,7 +18,7 @@ The services that use it write nothing before that point.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +30,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from provisioner import paths
 from provisioner.clock import Clock, SystemClock
-from provisioner.db import migrate
+from provisioner.db import failures, migrate
 from provisioner.db.engine import deferred_begin, make_engine
+from provisioner.db.migrate import Outcome
 from provisioner.errors import ConfigurationError
 from provisioner.security.keystore import MasterKey
 
@@ -85,39 +86,36 @@ class Provisioner:
 
     @classmethod
     def open(cls, db_url: str | None = None, *, clock: Clock | None = None,
-             migrate_to_head: bool = False) -> Provisioner:
+             migrate_to_head: bool = False, require_schema: bool = True,
+             **engine_options: Any) -> Provisioner:
         home = paths.home()
-        engine = make_engine(paths.database_url(db_url))
+        engine = make_engine(paths.database_url(db_url), **engine_options)
         app = cls(engine, master_key=MasterKey.from_environment(home), clock=clock, home=home)
         if migrate_to_head:
             app.migrate()
-        else:
+        elif require_schema:
             app.require_schema()
         return app
 
-    def migrate(self) -> None:
+    def migrate(self, progress: Callable[[str], None] | None = None) -> Outcome:
+        """Create or upgrade the schema to this release's head (refusing a newer one)."""
         if self.engine.url.get_backend_name() == "sqlite" and self.engine.url.database:
             Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
         try:
-            migrate.upgrade(self.engine)
+            return migrate.upgrade(self.engine, progress=progress)
         except OperationalError as exc:
-            raise ConfigurationError(
-                f"cannot reach the database: {str(exc.orig).strip().splitlines()[0]}",
-                hint="check --db / PROVISIONER_DATABASE_URL",
-            ) from None
+            raise failures.for_operator(exc) from exc
 
     def require_schema(self) -> None:
         try:
             current = migrate.current(self.engine)
         except OperationalError as exc:
-            raise ConfigurationError(
-                f"cannot reach the database: {str(exc.orig).strip().splitlines()[0]}",
-                hint="check --db / PROVISIONER_DATABASE_URL",
-            ) from None
+            raise failures.for_operator(exc) from exc
         if not current:
             raise ConfigurationError(
                 "the database is not initialised", hint="run 'provisioner init' first"
             )
+        migrate.refuse_newer(current)
         if current != migrate.heads():
             raise ConfigurationError(
                 f"the database schema is at revision {', '.join(sorted(current))}, this "

@@ -49,7 +49,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from provisioner import __version__, metrics
 from provisioner.db import failures, migrate
 from provisioner.errors import DatabaseError, ProvisionerError
-from provisioner.logs import CURRENT, RequestInfo, describe
+from provisioner.logs import CURRENT, RequestInfo, describe, fields
 from provisioner.services.context import Provisioner
 from provisioner.web import api, console
 from provisioner.web.responses import JSONBody
@@ -333,13 +333,15 @@ def _log_failure(request: Request, code: str, exc: BaseException) -> None:
     ``log.exception`` would find no current exception.
     """
     info = request_info(request)
+    extra: dict[str, Any] = {"code": code}
     if info is not None:
         info.route = info.route or _route_template(request.scope)
         tenant = request.path_params.get("tenant")
         if info.tenant is None and isinstance(tenant, str):
             info.tenant = tenant
+        extra |= fields(info)
     log.error("%s on %s %s: %s", code, request.method, request.url.path, describe(exc),
-              exc_info=exc, extra={"code": code})
+              exc_info=exc, extra=extra)
 
 
 def _disk_warnings(provisioner: Provisioner) -> list[str]:
