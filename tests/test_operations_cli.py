@@ -20,7 +20,8 @@ from click.testing import CliRunner, Result
 
 from provisioner.cli.main import cli
 from provisioner.db import migrate
-from provisioner.db.engine import make_engine
+from provisioner.db.engine import make_engine, plan_budget, server_connection_limits
+from provisioner.errors import ConfigurationError
 
 UNREACHABLE_PG = "postgresql://postgres@127.0.0.1:1/provisioner"
 
@@ -115,3 +116,37 @@ def test_no_released_migration_changes() -> None:
     changed = sorted(name for name, digest in released.items() if now.get(name) != digest)
     assert not changed, (f"released migrations changed or removed: {changed}; write a new "
                          "migration instead")
+
+
+# --------------------------------------------------------------------------- connection budget
+
+
+def test_the_default_budget_is_half_the_servers_slots_at_most_ten_per_worker() -> None:
+    assert plan_budget(4, None, (97, 3)).per_worker == 10  # 40 of 97
+    small = plan_budget(4, None, (37, 30))  # a small server: half of 37 = 18
+    assert small.per_worker == 4
+    assert small.total == 16
+    assert "4 worker(s) x 4 database connections = 16 of the server's 37" in small.describe()
+    assert plan_budget(3, 30, None).per_worker == 10  # SQLite: as configured
+
+
+def test_a_budget_that_cannot_fit_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="more than the database server allows"):
+        plan_budget(4, 120, (97, 3))
+    with pytest.raises(ConfigurationError, match="4 workers cannot share 6 database"):
+        plan_budget(4, 6, (97, 3))
+    with pytest.raises(ConfigurationError, match="cannot share"):
+        plan_budget(8, None, (9, 0))  # half of 9 is 4: not 2 each
+
+
+@pytest.mark.postgres
+def test_serve_refuses_more_connections_than_postgresql_has(env: None,
+                                                           postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    limits = server_connection_limits(engine)
+    engine.dispose()
+    assert limits[0] > 0
+    result = run("--db", postgres_url, "serve", "--workers", "2", "--max-db-connections",
+                 str(limits[0] + 1))
+    assert result.exit_code == 1
+    assert "more than the database server allows" in result.output

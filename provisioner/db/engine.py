@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -143,9 +144,43 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("poolclass", MeasuredQueuePool)
+    kwargs.setdefault("pool_timeout", 30.0)
     engine = create_engine(url, **kwargs)
     _check_on_checkout(engine)
+    _wait_for_a_slot(engine, float(kwargs["pool_timeout"]))
     return engine
+
+
+#: PostgreSQL errors meaning "no connection slot now": worth waiting for one
+_NO_SLOT = ("53300", "57P03")
+
+
+def _wait_for_a_slot(engine: Engine, timeout: float) -> None:
+    """A new connection the server refuses for want of a slot (``too many clients``, or
+    still starting) is tried again, with back-off, for up to ``timeout`` seconds (the
+    pool's own wait): the request waits for a connection instead of failing at once.
+    (The dialect's ``connect`` is wrapped, not a ``do_connect`` event: any dialect event
+    makes SQLAlchemy dispatch events around every statement.)"""
+    dialect = engine.dialect
+    connect = dialect.connect
+
+    def patient_connect(*args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + timeout
+        pause = 0.05
+        while True:
+            try:
+                return connect(*args, **kwargs)
+            except Exception as exc:
+                if str(getattr(exc, "sqlstate", "") or "") not in _NO_SLOT \
+                        and "too many clients" not in str(exc) \
+                        and "the database system is starting up" not in str(exc):
+                    raise
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+
+    dialect.connect = patient_connect  # type: ignore[method-assign]
 
 
 #: PostgreSQL: a pooled connection idle longer than this is pinged (a round trip) at checkout
@@ -203,3 +238,74 @@ def _check_on_checkout(engine: Engine) -> None:
                 engine.dialect.do_ping(dbapi_conn)
             except Exception as exc:  # any failure: the connection is unusable
                 raise DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- connection budget
+
+#: PostgreSQL: share of the server's usable connections ``serve`` takes by default
+DEFAULT_BUDGET_SHARE = 0.5
+#: ... and at most this many per worker by default
+DEFAULT_PER_WORKER = 10
+#: a worker needs at least this many connections (a request's transaction, plus the
+#: short write transaction of a read-only one's log rows while another request runs)
+MIN_PER_WORKER = 2
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many PostgreSQL connections each ``serve`` worker may hold."""
+
+    per_worker: int
+    workers: int
+    server_max: int | None  # the server's max_connections minus its reserved slots
+    in_use: int | None  # connections open on the server when it was asked
+
+    @property
+    def total(self) -> int:
+        return self.per_worker * self.workers
+
+    def describe(self) -> str:
+        text = (f"{self.workers} worker(s) x {self.per_worker} database connections = "
+                f"{self.total}")
+        if self.server_max is not None:
+            text += f" of the server's {self.server_max} (now in use: {self.in_use})"
+        return text
+
+
+def server_connection_limits(engine: Engine) -> tuple[int, int]:
+    """PostgreSQL: (usable connection slots, connections open now)."""
+    with engine.connect() as conn:
+        maximum = int(conn.exec_driver_sql("SHOW max_connections").scalar_one())
+        reserved = int(conn.exec_driver_sql(
+            "SHOW superuser_reserved_connections").scalar_one())
+        in_use = int(conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+        ).scalar_one())
+    return maximum - reserved, in_use
+
+
+def plan_budget(workers: int, maximum: int | None, limits: tuple[int, int] | None) -> Budget:
+    """Split the connection budget over the workers, or refuse (``ConfigurationError``).
+
+    ``maximum``: the configured total (``--max-db-connections``); by default half the
+    server's usable slots, at most :data:`DEFAULT_PER_WORKER` per worker. ``limits``:
+    :func:`server_connection_limits` (None on SQLite, where the budget is not needed).
+    """
+    usable, in_use = limits if limits is not None else (None, None)
+    if maximum is None:
+        if usable is None:
+            return Budget(DEFAULT_PER_WORKER, workers, None, None)
+        maximum = min(int(usable * DEFAULT_BUDGET_SHARE), DEFAULT_PER_WORKER * workers)
+    elif usable is not None and maximum > usable:
+        raise ConfigurationError(
+            f"--max-db-connections {maximum} is more than the database server allows "
+            f"({usable}: max_connections minus the reserved slots)",
+            hint="lower --max-db-connections, or raise max_connections on the server")
+    per_worker = maximum // workers
+    if per_worker < MIN_PER_WORKER:
+        raise ConfigurationError(
+            f"{workers} workers cannot share {maximum} database connections (each needs "
+            f"at least {MIN_PER_WORKER})",
+            hint="use fewer --workers, raise --max-db-connections, or put PgBouncer in "
+            "front of the server (docs/operations.md)")
+    return Budget(per_worker, workers, usable, in_use)

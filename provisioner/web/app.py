@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import re
 import shutil
 import time
@@ -179,7 +180,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         # wait in the thread pool's queue rather than in SQLite's sleeping busy handler.
         # Phone lookups do not use the pool (read-only, on the event loop).
         to_thread.current_default_thread_limiter().total_tokens = 1
+    pool = provisioner.engine.pool
+    size, overflow = getattr(pool, "size", None), getattr(pool, "_max_overflow", 0)
+    if callable(size):
+        metrics.pool_capacity.set(size() + max(0, overflow))
     yield
+    metrics.process_exited(os.getpid())
 
 
 def create_app(provisioner: Provisioner, *, settings: Settings | None = None) -> FastAPI:

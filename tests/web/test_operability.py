@@ -11,6 +11,8 @@ import json
 import logging
 import re
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -259,3 +261,18 @@ def test_metrics_need_the_token_and_count_requests_by_route_and_status(
     assert "provisioner_db_pool_in_use" in body
     assert "provisioner_transfers" in body
     assert "provisioner_rollout_targets" in body
+
+
+def test_a_request_waits_for_a_pooled_connection_instead_of_failing(
+        site: Site, db_url: str, clock: FrozenClock) -> None:
+    engine = make_engine(db_url, pool_size=1, max_overflow=0, pool_timeout=10)
+    client = _client(engine, clock)
+    held = engine.connect()
+    releaser = threading.Timer(0.5, held.close)  # another request finishing
+    releaser.start()
+    started = time.monotonic()
+    r = _create(client, site.tokens["acme-admin"])
+    releaser.join()
+    assert r.status_code == 201, r.text
+    assert time.monotonic() - started >= 0.4
+    engine.dispose()
