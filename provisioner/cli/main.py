@@ -135,6 +135,43 @@ def init(state: State) -> None:
 
 
 @cli.command()
+@click.option("-t", "--tenant", "tenant_slug", metavar="SLUG", help="this tenant")
+@click.option("--all", "all_tenants", is_flag=True, help="every tenant")
+@click.option("--check", is_flag=True,
+              help="only report what differs (exit 1 if anything does); change nothing")
+@pass_state
+def reindex(state: State, tenant_slug: str | None, all_tenants: bool, check: bool) -> None:
+    """Rebuild (or --check) derived data: search text and index, tallies, disk usage.
+
+    Run it after an upgrade whose notes say how such data is computed changed. One
+    transaction per tenant; a line per tenant as it is done.
+    """
+    from provisioner.services import reindex as rebuild
+
+    if (tenant_slug is None) == (not all_tenants):
+        raise click.UsageError("give either -t SLUG or --all")
+    with state.transaction() as ctx:
+        slugs = ([t.slug for t in tenants.list_all(ctx)] if all_tenants
+                 else [actors.get_tenant(ctx, tenant_slug or "").slug])
+    reports = []
+    for slug in slugs:
+        with state.transaction() as ctx:
+            report = rebuild.reindex(ctx, actors.get_tenant(ctx, slug), check=check)
+        reports.append(report.to_dict())
+        if not state.as_json:
+            verb = "differ" if check else "rebuilt"
+            click.echo(f"{slug}: {report.contacts:,} contacts; "
+                       + ("all derived data matches" if report.clean else
+                          f"{verb}: search text {report.search_text:,}, search index "
+                          f"{report.search_index:,} entries, tallies {report.tallies:,}, "
+                          f"stored sizes {report.sizes:,}"))
+    if state.as_json:
+        click.echo(dumps(reports))
+    if check and not all(r["clean"] for r in reports):
+        sys.exit(1)
+
+
+@cli.command()
 @click.option("--keep", is_flag=True, help="keep the temporary data directory")
 def demo(keep: bool) -> None:
     """The end-to-end copy story, narrated, in a fresh temporary data directory."""
