@@ -1,6 +1,8 @@
 """Engines for the two supported databases, chosen by one URL.
 
-* ``sqlite:///path`` (default): WAL journal (checkpointed every 32 MB),
+* ``sqlite:///path`` (default): WAL journal (checkpointed every 32 MB, or
+  ``PROVISIONER_SQLITE_WAL_MB``; a writer waits ``PROVISIONER_SQLITE_BUSY_TIMEOUT``
+  seconds, default 60, for the write lock),
   synchronous=NORMAL, foreign keys on, a busy timeout, and every transaction
   opened with ``BEGIN IMMEDIATE`` so concurrent writers queue instead of
   failing half-way with "database is locked" -- except read-only ones
@@ -97,6 +99,22 @@ def sqlite_busy_timeout() -> float:
             f"PROVISIONER_SQLITE_BUSY_TIMEOUT={raw!r} is not a number of seconds") from None
 
 
+def sqlite_wal_pages() -> int:
+    """4 KiB pages of WAL between automatic checkpoints (``PROVISIONER_SQLITE_WAL_MB``,
+    default 32 MB: :data:`WAL_AUTOCHECKPOINT_PAGES`)."""
+    raw = os.environ.get("PROVISIONER_SQLITE_WAL_MB", "")
+    if not raw:
+        return WAL_AUTOCHECKPOINT_PAGES
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        megabytes = 0
+    if not 0.5 <= megabytes <= 4096:
+        raise ConfigurationError(f"PROVISIONER_SQLITE_WAL_MB={raw!r} is not a size in MB "
+                                 "between 0.5 and 4096")
+    return int(megabytes * 256)
+
+
 class MeasuredQueuePool(QueuePool):
     """A QueuePool that counts the callers waiting for a connection (``/metrics``)."""
 
@@ -119,6 +137,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("json_deserializer", orjson.loads)
     if url.startswith("sqlite"):
         busy = sqlite_busy_timeout()
+        wal_pages = sqlite_wal_pages()
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy},
                                **kwargs)
 
@@ -132,10 +151,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             # A transfer writes a few MB (bundle, incoming document, plan): with the
             # default 1000-page (4 MB) auto-checkpoint nearly every transfer paid a
-            # checkpoint and its fsyncs. Checkpoint every 32 MB instead, and truncate
-            # the WAL file back to 64 MB at most afterwards.
-            cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
-            cursor.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
+            # checkpoint and its fsyncs. Checkpoint every 32 MB instead (a small disk:
+            # PROVISIONER_SQLITE_WAL_MB), and truncate the WAL file back to twice that
+            # at most afterwards (docs/operations.md: the free space SQLite needs).
+            cursor.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
+            cursor.execute(f"PRAGMA journal_size_limit={wal_pages * 4096 * 2}")
             cursor.close()
 
         engine.dialect.do_begin = _sqlite_begin  # type: ignore[method-assign,assignment]
