@@ -276,3 +276,40 @@ def test_a_request_waits_for_a_pooled_connection_instead_of_failing(
     assert r.status_code == 201, r.text
     assert time.monotonic() - started >= 0.4
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_requests_succeed_after_the_server_ended_every_connection(
+        site: Site, db_url: str, clock: FrozenClock, caplog: pytest.LogCaptureFixture) -> None:
+    """What a PostgreSQL restart does to a running server's pool: every connection it
+    holds is ended by the server. The next requests get fresh connections, not errors."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL restart")
+    engine = make_engine(db_url, pool_size=3, max_overflow=0)
+    client = _client(engine, clock)
+    assert _create(client, site.tokens["acme-admin"]).status_code == 201
+    admin = make_engine(db_url, pool_size=1, max_overflow=0)
+    with admin.begin() as conn:
+        ended = conn.exec_driver_sql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()").scalar_one()
+    admin.dispose()
+    assert ended >= 1
+    with caplog.at_level(logging.ERROR, logger="provisioner"):
+        statuses = [_create(client, site.tokens["acme-admin"]).status_code for _ in range(5)]
+    assert statuses == [201] * 5
+    assert not _error_lines(caplog)
+    engine.dispose()
+
+
+def test_psycopgs_derived_pipeline_error_line_is_not_written(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """psycopg logs "error ignored terminating <psycopg.Pipeline [BAD]>" after a pipeline
+    block already failed; that failure is raised and reported, the echo is dropped."""
+    from provisioner.db import failures  # noqa: F401  (installs the filter)
+
+    with caplog.at_level(logging.WARNING, logger="psycopg"):
+        logging.getLogger("psycopg").warning("error ignored terminating %r: %s",
+                                             "<psycopg.Pipeline [BAD]>", "consuming input")
+        logging.getLogger("psycopg").warning("something else")
+    assert [r.getMessage() for r in caplog.records] == ["something else"]
