@@ -313,3 +313,21 @@ def test_psycopgs_derived_pipeline_error_line_is_not_written(
                                              "<psycopg.Pipeline [BAD]>", "consuming input")
         logging.getLogger("psycopg").warning("something else")
     assert [r.getMessage() for r in caplog.records] == ["something else"]
+
+
+def test_a_console_error_page_shows_the_request_id(site: Site) -> None:
+    site.client.cookies.set("provisioner_session", site.tokens["acme-admin"])
+    r = site.client.get("/customers/999999", headers={"X-Request-ID": "page-1"})
+    assert r.status_code == 404
+    assert "<code>page-1</code>" in r.text
+
+
+def test_any_part_of_the_product_can_count_something() -> None:
+    from provisioner import metrics
+
+    metrics.count("provisioner_test_things_total", kind="widget")
+    metrics.count("provisioner_test_things_total", 2, kind="widget")
+    metrics.workflow_firings.labels(outcome="sent").inc()
+    text = metrics.render().decode()
+    assert re.search(r'provisioner_test_things_total\{kind="widget"\} 3', text)
+    assert re.search(r'provisioner_workflow_firings_total\{outcome="sent"\} [1-9]', text)
