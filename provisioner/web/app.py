@@ -30,7 +30,6 @@ import os
 import re
 import shutil
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -93,7 +92,9 @@ class Observe:
 
     def __init__(self, app: ASGIApp, provisioner: Provisioner) -> None:
         self.app = app
-        self.pool = provisioner.engine.pool
+        self.checkedout = getattr(provisioner.engine.pool, "checkedout", None)
+        self.in_use = -1
+        self.series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -105,7 +106,7 @@ class Observe:
         except UnicodeDecodeError:
             request_id = ""
         if not _REQUEST_ID.match(request_id):
-            request_id = uuid.uuid4().hex
+            request_id = os.urandom(16).hex()
         info = RequestInfo(request_id, scope["method"], scope["path"])
         scope["provisioner.request"] = info
         CURRENT.set(info)
@@ -126,12 +127,19 @@ class Observe:
             await self.app(scope, receive, wrapped)
         finally:
             route = info.route = _route_template(scope)
-            metrics.http_requests.labels(route, info.method, str(status)).inc()
-            metrics.http_latency.labels(route, info.method).observe(
-                time.perf_counter() - started)
-            checkedout = getattr(self.pool, "checkedout", None)
-            if checkedout is not None:
-                metrics.pool_in_use.set(checkedout())
+            key = (route, info.method, status)
+            series = self.series.get(key)
+            if series is None:  # labels() costs microseconds: each series is looked up once
+                series = self.series[key] = (
+                    metrics.http_requests.labels(route, info.method, str(status)),
+                    metrics.http_latency.labels(route, info.method))
+            series[0].inc()
+            series[1].observe(time.perf_counter() - started)
+            if self.checkedout is not None:
+                in_use = self.checkedout()
+                if in_use != self.in_use:
+                    self.in_use = in_use
+                    metrics.pool_in_use.set(in_use)
 
 
 def _problems(exc: RequestValidationError) -> list[str]:
