@@ -51,7 +51,7 @@ http_requests = Counter("provisioner_http_requests_total",
 http_latency = Histogram("provisioner_http_request_duration_seconds",
                          "HTTP request latency by route template and method",
                          ["route", "method"], buckets=_BUCKETS)
-errors = Counter("provisioner_errors_total", "error responses and CLI failures by error code",
+errors = Counter("provisioner_errors_total", "error responses by error code",
                  ["code"])
 pool_in_use = Gauge("provisioner_db_pool_in_use",
                     "database connections checked out of the pools", multiprocess_mode="livesum")

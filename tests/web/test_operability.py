@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -331,3 +333,17 @@ def test_any_part_of_the_product_can_count_something() -> None:
     text = metrics.render().decode()
     assert re.search(r'provisioner_test_things_total\{kind="widget"\} 3', text)
     assert re.search(r'provisioner_workflow_firings_total\{outcome="sent"\} [1-9]', text)
+
+
+def test_readyz_warns_when_the_sqlite_disk_has_little_room(
+        site: Site, sqlite_only: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from provisioner.web import app as web_app
+
+    free = shutil.disk_usage(Path(make_url(sqlite_only).database or "").parent).free
+    if free > web_app.SQLITE_HEADROOM:
+        assert "warnings" not in site.call("GET", "/readyz").json()
+    monkeypatch.setattr(web_app, "SQLITE_HEADROOM", free * 2)  # as if the disk were small
+    r = site.call("GET", "/readyz")
+    assert r.status_code == 200
+    [warning] = r.json()["warnings"]
+    assert "MiB free on the SQLite database's disk" in warning
