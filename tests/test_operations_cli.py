@@ -102,6 +102,7 @@ def test_init_says_created_then_upgraded_from_x_to_y_then_already_current(
     assert result.exit_code == 0, result.output
     assert "migrating 0006_crm_tallies -> 0007_transfer_storage" in result.output
     assert f"upgraded the database from revision 0006_crm_tallies to {head}" in result.output
+    assert "provisioner reindex --all --check" in result.output
 
 
 def test_no_released_migration_changes() -> None:

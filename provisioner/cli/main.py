@@ -132,6 +132,10 @@ def init(state: State) -> None:
             }[outcome.action]
     emit(state, {"database": where, "revision": revision, "action": outcome.action,
                  "from": ", ".join(outcome.before) or None}, text)
+    if outcome.action == "upgraded" and not state.as_json:
+        click.echo("derived data (search text and index, tallies, stored sizes) is kept as "
+                   "the older release computed it: verify it with 'provisioner reindex --all "
+                   "--check'", err=True)
 
 
 @cli.command()
