@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from provisioner.cli.main import cli
+from provisioner.db.engine import make_engine
 from provisioner.web.server import app_from_environment
 
 
@@ -119,3 +121,73 @@ def test_two_workers_log_json_lines_and_add_up_their_metrics(env: None,
     assert records, err.decode()
     assert {"time", "level", "logger", "message"} <= set(records[0])
     assert any("Started server process" in r["message"] for r in records)
+
+
+def _post(port: int, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body,
+                                     headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError as exc:  # the server went away mid-request
+        return 0, str(exc)
+
+
+def test_sigterm_cuts_a_long_import_after_the_graceful_timeout_leaving_nothing(
+        env: None, tmp_path: Path) -> None:
+    """serve --graceful-timeout 1: SIGTERM during a 60,000-row import stops the server
+    within the timeout (plus shutdown), and the import is all or nothing."""
+    url = f"sqlite:///{tmp_path}/db.db"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--db", url, "init"]).exit_code == 0
+    assert runner.invoke(cli, ["--db", url, "tenant", "create", "acme", "--name",
+                               "ACME"]).exit_code == 0
+    added = runner.invoke(cli, ["--db", url, "user", "add", "boss", "--tenant", "acme",
+                                "--role", "admin", "--password-stdin"],
+                          input="correct horse battery\n")
+    assert added.exit_code == 0, added.output
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from provisioner.cli.main import main; main()",
+         "--db", url, "serve", "--port", str(port), "--graceful-timeout", "1"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=os.environ.copy(),
+        cwd=Path(__file__).resolve().parents[2])
+    try:
+        _wait_ready(port, proc)
+        status, body = _post(port, "/api/login", json.dumps(
+            {"login": "boss", "password": "correct horse battery"}).encode(),
+            {"Content-Type": "application/json"})
+        assert status == 200, body
+        token = json.loads(body)["token"]
+        rows = "氏名,電話番号\r\n" + "".join(f"取込 {i},03-{i:08d}\r\n" for i in range(60_000))
+        boundary = "b0undary"
+        upload = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+                  f"filename=\"c.csv\"\r\nContent-Type: text/csv\r\n\r\n").encode() \
+            + rows.encode() + f"\r\n--{boundary}--\r\n".encode()
+        outcome: list[tuple[int, str]] = []
+        importer = threading.Thread(target=lambda: outcome.append(_post(
+            port, "/api/tenants/acme/import/customers", upload,
+            {"Authorization": f"Bearer {token}",
+             "Content-Type": f"multipart/form-data; boundary={boundary}"})))
+        importer.start()
+        time.sleep(1.0)  # the import is under way
+        stopped_at = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        took = time.monotonic() - stopped_at
+        importer.join(timeout=60)
+    finally:
+        proc.kill()
+        proc.communicate()
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        contacts = conn.exec_driver_sql("SELECT count(*) FROM crm_contacts").scalar_one()
+    engine.dispose()
+    assert contacts in (0, 60_000)
+    if contacts == 0:  # cut: the request got no 200
+        assert outcome[0][0] != 200
+        assert took < 15
+    else:
+        assert outcome[0][0] == 200
