@@ -140,3 +140,44 @@ class ConfigurationError(ProvisionerError):
 
     code = "configuration_error"
     http_status = 500
+
+
+class DatabaseError(ProvisionerError):
+    """The database could not complete the request (a cause not recognised more precisely).
+
+    Its subclasses name the cause. ``retry_after`` (seconds) is set where trying
+    again later helps; the API sends it as ``Retry-After``.
+    """
+
+    code = "database_error"
+    http_status = 503
+    retry_after: int | None = None
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database server cannot be reached (down, restarting, network, refused)."""
+
+    code = "database_unavailable"
+    retry_after = 5
+
+
+class DatabaseBusy(DatabaseError):
+    """No connection is free: this process's pool waited out its timeout, or the server
+    refused a new connection (``too many clients``)."""
+
+    code = "database_busy"
+    retry_after = 2
+
+
+class DatabaseLocked(DatabaseError):
+    """SQLite: another process held the write lock past the busy timeout."""
+
+    code = "database_locked"
+    retry_after = 2
+
+
+class StorageFull(DatabaseError):
+    """The database cannot write: its disk (or PostgreSQL's) is full. Retrying does not
+    help until space is added."""
+
+    code = "storage_full"

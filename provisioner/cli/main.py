@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from provisioner import __version__
 from provisioner.bundles.payload import read_bundle
@@ -32,7 +33,6 @@ from provisioner.cli.tenant_choice import tenant_option
 from provisioner.clock import as_utc, format_instant
 from provisioner.config.diff import summarize
 from provisioner.config.validate import load_file
-from provisioner.db import migrate
 from provisioner.db.models import Tenant
 from provisioner.errors import ProvisionerError, ValidationFailed
 from provisioner.services import (
@@ -77,7 +77,7 @@ class ProvisionerGroup(click.Group):
             return super().invoke(ctx)
         except ProvisionerError as exc:
             fail(exc, ctx.find_object(State))
-        except DBAPIError as exc:
+        except (DBAPIError, PoolTimeout) as exc:
             fail(database_error(exc), ctx.find_object(State))
         except KeyboardInterrupt:
             click.echo("interrupted; nothing was changed by the unfinished step", err=True)
@@ -106,13 +106,74 @@ def cli(ctx: click.Context, db_url: str | None, as_json: bool) -> None:
 @cli.command()
 @pass_state
 def init(state: State) -> None:
-    """Create or migrate the database to the current schema."""
-    app = state.app(migrate=True)
-    revision = ", ".join(sorted(migrate.heads()))
-    emit(state, {"database": app.engine.url.render_as_string(hide_password=True),
-                 "revision": revision},
-         f"database ready at revision {revision}: "
-         f"{app.engine.url.render_as_string(hide_password=True)}")
+    """Create or migrate the database to the current schema.
+
+    Says whether it created the database, upgraded it (from which revision) or found
+    it current; each migration step is reported on stderr as it starts.
+    """
+    import time
+
+    from provisioner.services.context import Provisioner
+
+    app = Provisioner.open(state.db_url, migrate_to_head=False, require_schema=False)
+    started = time.monotonic()
+
+    def progress(step: str) -> None:
+        if not state.as_json:
+            click.echo(f"  [{time.monotonic() - started:6.1f}s] migrating {step}", err=True)
+
+    outcome = app.migrate(progress=progress)
+    state._app = app
+    where = app.engine.url.render_as_string(hide_password=True)
+    revision = ", ".join(outcome.after)
+    text = {"created": f"created the database at revision {revision}: {where}",
+            "current": f"the database is already current (revision {revision}): {where}",
+            "upgraded": f"upgraded the database from revision {', '.join(outcome.before)} "
+                        f"to {revision} in {time.monotonic() - started:.1f}s: {where}",
+            }[outcome.action]
+    emit(state, {"database": where, "revision": revision, "action": outcome.action,
+                 "from": ", ".join(outcome.before) or None}, text)
+    if outcome.action == "upgraded" and not state.as_json:
+        click.echo("derived data (search text and index, tallies, stored sizes) is kept as "
+                   "the older release computed it: verify it with 'provisioner reindex --all "
+                   "--check'", err=True)
+
+
+@cli.command()
+@click.option("-t", "--tenant", "tenant_slug", metavar="SLUG", help="this tenant")
+@click.option("--all", "all_tenants", is_flag=True, help="every tenant")
+@click.option("--check", is_flag=True,
+              help="only report what differs (exit 1 if anything does); change nothing")
+@pass_state
+def reindex(state: State, tenant_slug: str | None, all_tenants: bool, check: bool) -> None:
+    """Rebuild (or --check) derived data: search text and index, tallies, disk usage.
+
+    Run it after an upgrade whose notes say how such data is computed changed. One
+    transaction per tenant; a line per tenant as it is done.
+    """
+    from provisioner.services import reindex as rebuild
+
+    if (tenant_slug is None) == (not all_tenants):
+        raise click.UsageError("give either -t SLUG or --all")
+    with state.transaction() as ctx:
+        slugs = ([t.slug for t in tenants.list_all(ctx)] if all_tenants
+                 else [actors.get_tenant(ctx, tenant_slug or "").slug])
+    reports = []
+    for slug in slugs:
+        with state.transaction() as ctx:
+            report = rebuild.reindex(ctx, actors.get_tenant(ctx, slug), check=check)
+        reports.append(report.to_dict())
+        if not state.as_json:
+            verb = "differ" if check else "rebuilt"
+            click.echo(f"{slug}: {report.contacts:,} contacts; "
+                       + ("all derived data matches" if report.clean else
+                          f"{verb}: search text {report.search_text:,}, search index "
+                          f"{report.search_index:,} entries, tallies {report.tallies:,}, "
+                          f"stored sizes {report.sizes:,}"))
+    if state.as_json:
+        click.echo(dumps(reports))
+    if check and not all(r["clean"] for r in reports):
+        sys.exit(1)
 
 
 @cli.command()

@@ -11,7 +11,8 @@ from typing import Any
 import click
 import orjson
 
-from provisioner.errors import ConfigurationError, ProvisionerError
+from provisioner.db import failures
+from provisioner.errors import DatabaseError, ProvisionerError
 from provisioner.services.context import Context, Provisioner
 
 EXIT_REFUSED = 1
@@ -24,11 +25,9 @@ class State:
     as_json: bool
     _app: Provisioner | None = None
 
-    def app(self, *, migrate: bool = False) -> Provisioner:
+    def app(self) -> Provisioner:
         if self._app is None:
-            self._app = Provisioner.open(self.db_url, migrate_to_head=migrate)
-        elif migrate:
-            self._app.migrate()
+            self._app = Provisioner.open(self.db_url)
         return self._app
 
     @contextmanager
@@ -80,8 +79,6 @@ def fail(error: ProvisionerError, state: State | None) -> None:
     sys.exit(EXIT_REFUSED)
 
 
-def database_error(exc: Exception) -> ConfigurationError:
-    first = str(getattr(exc, "orig", exc)).strip().splitlines()
-    return ConfigurationError(f"database error: {first[0] if first else type(exc).__name__}",
-                              hint="check --db / PROVISIONER_DATABASE_URL and run "
-                              "'provisioner init'")
+def database_error(exc: Exception) -> DatabaseError:
+    """A driver or pool failure as its typed cause, with the driver's own first line."""
+    return failures.for_operator(exc)

@@ -1,6 +1,8 @@
 """Engines for the two supported databases, chosen by one URL.
 
-* ``sqlite:///path`` (default): WAL journal (checkpointed every 32 MB),
+* ``sqlite:///path`` (default): WAL journal (checkpointed every 32 MB, or
+  ``PROVISIONER_SQLITE_WAL_MB``; a writer waits ``PROVISIONER_SQLITE_BUSY_TIMEOUT``
+  seconds, default 60, for the write lock),
   synchronous=NORMAL, foreign keys on, a busy timeout, and every transaction
   opened with ``BEGIN IMMEDIATE`` so concurrent writers queue instead of
   failing half-way with "database is locked" -- except read-only ones
@@ -18,18 +20,22 @@
 
 from __future__ import annotations
 
+import os
 import select
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError
+from sqlalchemy.pool import QueuePool
 
+from provisioner import metrics
 from provisioner.errors import ConfigurationError
 
 #: SQLite WAL pages (4 KiB) between automatic checkpoints
@@ -82,12 +88,57 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode("utf-8")
 
 
+def sqlite_busy_timeout() -> float:
+    """Seconds a SQLite writer waits for the write lock before ``database_locked``
+    (``PROVISIONER_SQLITE_BUSY_TIMEOUT``, default 60)."""
+    raw = os.environ.get("PROVISIONER_SQLITE_BUSY_TIMEOUT", "")
+    try:
+        return max(0.0, float(raw)) if raw else 60.0
+    except ValueError:
+        raise ConfigurationError(
+            f"PROVISIONER_SQLITE_BUSY_TIMEOUT={raw!r} is not a number of seconds") from None
+
+
+def sqlite_wal_pages() -> int:
+    """4 KiB pages of WAL between automatic checkpoints (``PROVISIONER_SQLITE_WAL_MB``,
+    default 32 MB: :data:`WAL_AUTOCHECKPOINT_PAGES`)."""
+    raw = os.environ.get("PROVISIONER_SQLITE_WAL_MB", "")
+    if not raw:
+        return WAL_AUTOCHECKPOINT_PAGES
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        megabytes = 0
+    if not 0.5 <= megabytes <= 4096:
+        raise ConfigurationError(f"PROVISIONER_SQLITE_WAL_MB={raw!r} is not a size in MB "
+                                 "between 0.5 and 4096")
+    return int(megabytes * 256)
+
+
+class MeasuredQueuePool(QueuePool):
+    """A QueuePool that counts the callers waiting for a connection (``/metrics``)."""
+
+    def _do_get(self) -> Any:
+        if self.checkedout() < self.size() + self._max_overflow:
+            return super()._do_get()
+        metrics.pool_waiting.inc()
+        try:
+            return super()._do_get()
+        finally:
+            metrics.pool_waiting.dec()
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for ``url``; ``kwargs`` go to ``create_engine`` (PostgreSQL: ``pool_size``
+    10, ``max_overflow`` 20 and ``pool_timeout`` 30 s unless given; ``serve`` sets
+    them from its connection budget)."""
     url = normalize_url(url)
     kwargs.setdefault("json_serializer", _json_dumps)
     kwargs.setdefault("json_deserializer", orjson.loads)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60},
+        busy = sqlite_busy_timeout()
+        wal_pages = sqlite_wal_pages()
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy},
                                **kwargs)
 
         @event.listens_for(engine, "connect")
@@ -96,14 +147,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy * 1000)}")
             cursor.execute("PRAGMA synchronous=NORMAL")
             # A transfer writes a few MB (bundle, incoming document, plan): with the
             # default 1000-page (4 MB) auto-checkpoint nearly every transfer paid a
-            # checkpoint and its fsyncs. Checkpoint every 32 MB instead, and truncate
-            # the WAL file back to 64 MB at most afterwards.
-            cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
-            cursor.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
+            # checkpoint and its fsyncs. Checkpoint every 32 MB instead (a small disk:
+            # PROVISIONER_SQLITE_WAL_MB), and truncate the WAL file back to twice that
+            # at most afterwards (docs/operations.md: the free space SQLite needs).
+            cursor.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
+            cursor.execute(f"PRAGMA journal_size_limit={wal_pages * 4096 * 2}")
             cursor.close()
 
         engine.dialect.do_begin = _sqlite_begin  # type: ignore[method-assign,assignment]
@@ -111,9 +163,44 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("poolclass", MeasuredQueuePool)
+    kwargs.setdefault("pool_timeout", 30.0)
     engine = create_engine(url, **kwargs)
     _check_on_checkout(engine)
+    _wait_for_a_slot(engine, float(kwargs["pool_timeout"]))
     return engine
+
+
+#: PostgreSQL errors meaning "no connection slot now": worth waiting for one
+_NO_SLOT = ("53300", "57P03")
+
+
+def _wait_for_a_slot(engine: Engine, timeout: float) -> None:
+    """A new connection the server refuses for want of a slot (``too many clients``, or
+    still starting) is tried again, with back-off, for up to ``timeout`` seconds (the
+    pool's own wait): the request waits for a connection instead of failing at once.
+    (The dialect's ``connect`` is wrapped, not a ``do_connect`` event: any dialect event
+    makes SQLAlchemy dispatch events around every statement.)"""
+    dialect = engine.dialect
+    connect = dialect.connect
+
+    def patient_connect(*args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + timeout
+        pause = 0.05
+        while True:
+            try:
+                return connect(*args, **kwargs)
+            except Exception as exc:
+                if str(getattr(exc, "sqlstate", "") or "") not in _NO_SLOT \
+                        and "too many clients" not in str(exc) \
+                        and "the database system is starting up" not in str(exc):
+                    raise
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+
+    dialect.connect = patient_connect  # type: ignore[method-assign]
 
 
 #: PostgreSQL: a pooled connection idle longer than this is pinged (a round trip) at checkout
@@ -171,3 +258,74 @@ def _check_on_checkout(engine: Engine) -> None:
                 engine.dialect.do_ping(dbapi_conn)
             except Exception as exc:  # any failure: the connection is unusable
                 raise DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- connection budget
+
+#: PostgreSQL: share of the server's usable connections ``serve`` takes by default
+DEFAULT_BUDGET_SHARE = 0.5
+#: ... and at most this many per worker by default
+DEFAULT_PER_WORKER = 10
+#: a worker needs at least this many connections (a request's transaction, plus the
+#: short write transaction of a read-only one's log rows while another request runs)
+MIN_PER_WORKER = 2
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many PostgreSQL connections each ``serve`` worker may hold."""
+
+    per_worker: int
+    workers: int
+    server_max: int | None  # the server's max_connections minus its reserved slots
+    in_use: int | None  # connections open on the server when it was asked
+
+    @property
+    def total(self) -> int:
+        return self.per_worker * self.workers
+
+    def describe(self) -> str:
+        text = (f"{self.workers} worker(s) x {self.per_worker} database connections = "
+                f"{self.total}")
+        if self.server_max is not None:
+            text += f" of the server's {self.server_max} (now in use: {self.in_use})"
+        return text
+
+
+def server_connection_limits(engine: Engine) -> tuple[int, int]:
+    """PostgreSQL: (usable connection slots, connections open now)."""
+    with engine.connect() as conn:
+        maximum = int(conn.exec_driver_sql("SHOW max_connections").scalar_one())
+        reserved = int(conn.exec_driver_sql(
+            "SHOW superuser_reserved_connections").scalar_one())
+        in_use = int(conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+        ).scalar_one())
+    return maximum - reserved, in_use
+
+
+def plan_budget(workers: int, maximum: int | None, limits: tuple[int, int] | None) -> Budget:
+    """Split the connection budget over the workers, or refuse (``ConfigurationError``).
+
+    ``maximum``: the configured total (``--max-db-connections``); by default half the
+    server's usable slots, at most :data:`DEFAULT_PER_WORKER` per worker. ``limits``:
+    :func:`server_connection_limits` (None on SQLite, where the budget is not needed).
+    """
+    usable, in_use = limits if limits is not None else (None, None)
+    if maximum is None:
+        if usable is None:
+            return Budget(DEFAULT_PER_WORKER, workers, None, None)
+        maximum = min(int(usable * DEFAULT_BUDGET_SHARE), DEFAULT_PER_WORKER * workers)
+    elif usable is not None and maximum > usable:
+        raise ConfigurationError(
+            f"--max-db-connections {maximum} is more than the database server allows "
+            f"({usable}: max_connections minus the reserved slots)",
+            hint="lower --max-db-connections, or raise max_connections on the server")
+    per_worker = maximum // workers
+    if per_worker < MIN_PER_WORKER:
+        raise ConfigurationError(
+            f"{workers} workers cannot share {maximum} database connections (each needs "
+            f"at least {MIN_PER_WORKER})",
+            hint="use fewer --workers, raise --max-db-connections, or put PgBouncer in "
+            "front of the server (docs/operations.md)")
+    return Budget(per_worker, workers, usable, in_use)

@@ -25,7 +25,7 @@ The services that use it write nothing before that point.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,9 @@ from sqlalchemy.orm import sessionmaker
 
 from provisioner import paths
 from provisioner.clock import Clock, SystemClock
-from provisioner.db import migrate, schema
+from provisioner.db import failures, migrate, schema
 from provisioner.db.engine import deferred_begin, make_engine
+from provisioner.db.migrate import Outcome
 from provisioner.db.models import Tenant
 from provisioner.errors import ConfigurationError
 from provisioner.security.keystore import MasterKey
@@ -77,39 +78,37 @@ class Provisioner:
 
     @classmethod
     def open(cls, db_url: str | None = None, *, clock: Clock | None = None,
-             migrate_to_head: bool = False) -> Provisioner:
+             migrate_to_head: bool = False, require_schema: bool = True,
+             **engine_options: Any) -> Provisioner:
         home = paths.home()
-        engine = make_engine(paths.database_url(db_url))
+        engine = make_engine(paths.database_url(db_url), **engine_options)
         app = cls(engine, master_key=MasterKey.from_environment(home), clock=clock, home=home)
         if migrate_to_head:
             app.migrate()
-        else:
+        elif require_schema:
             app.require_schema()
         return app
 
-    def migrate(self) -> None:
+    def migrate(self, progress: Callable[[str], None] | None = None) -> Outcome:
+        """Create or upgrade the schema to this release's head (refusing a newer one)."""
         if self.engine.url.get_backend_name() == "sqlite" and self.engine.url.database:
             Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
         try:
-            migrate.upgrade(self.engine, rebuild=derived.rebuild)  # derived data: today's code
+            # derived data is rebuilt with today's code
+            return migrate.upgrade(self.engine, rebuild=derived.rebuild, progress=progress)
         except OperationalError as exc:
-            raise ConfigurationError(
-                f"cannot reach the database: {str(exc.orig).strip().splitlines()[0]}",
-                hint="check --db / PROVISIONER_DATABASE_URL",
-            ) from None
+            raise failures.for_operator(exc) from exc
 
     def require_schema(self) -> None:
         try:
             current = migrate.current(self.engine)
         except OperationalError as exc:
-            raise ConfigurationError(
-                f"cannot reach the database: {str(exc.orig).strip().splitlines()[0]}",
-                hint="check --db / PROVISIONER_DATABASE_URL",
-            ) from None
+            raise failures.for_operator(exc) from exc
         if not current:
             raise ConfigurationError(
                 "the database is not initialised", hint="run 'provisioner init' first"
             )
+        migrate.refuse_newer(current)
         if current != migrate.heads():
             raise ConfigurationError(
                 f"the database schema is at revision {', '.join(sorted(current))}, this "

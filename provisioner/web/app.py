@@ -5,14 +5,31 @@
 
 Errors are mapped once, here, from the :class:`ProvisionerError` hierarchy:
 the status is the error class's ``http_status`` and the body is
-``{"error": {"code": ..., "message": ..., "hint": ..., "problems": [...]}}``
-(the same object ``provisioner --json`` prints). Console pages show the same
-message in a page instead, and send an ended session to the login page.
+``{"error": {"code": ..., "message": ..., "hint": ..., "problems": [...],
+"request_id": ...}}`` (the same object ``provisioner --json`` prints, plus the
+request id). Console pages show the same message in a page instead, and send an
+ended session to the login page. Database failures are typed
+(:mod:`provisioner.db.failures`): 503 with ``Retry-After`` where waiting helps.
+
+Every request has an id (``X-Request-ID`` when the client sends a sane one, else
+a new one), returned in that header; every log line written while it runs
+carries it, with the route, tenant and user (:mod:`provisioner.logs`). Failures
+are logged with the exception and its causes.
+
+``/healthz``: the process answers. ``/readyz``: the database answers and its
+schema is at this release's head (503 otherwise); on SQLite it warns when the
+disk's free space is below :data:`SQLITE_HEADROOM`. ``/metrics``: Prometheus
+text, only with the ``metrics_token`` setting (``Authorization: Bearer``).
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
+import os
+import re
+import shutil
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cache
@@ -26,13 +43,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html
 from fastapi.responses import RedirectResponse, Response
 from fastapi_offline import FastAPIOffline
+from sqlalchemy import text
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from provisioner import __version__
-from provisioner.errors import ProvisionerError
+from provisioner import __version__, metrics
+from provisioner.db import failures, migrate
+from provisioner.errors import DatabaseError, ProvisionerError
+from provisioner.logs import CURRENT, RequestInfo, describe, fields
 from provisioner.services.context import Provisioner
 from provisioner.web import api, api_workflows, console
 from provisioner.web.responses import JSONBody
@@ -59,10 +80,84 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "permission_deni
                429: "rate_limited"}
 
 
+#: SQLite: free disk space below this makes /readyz warn (see docs/operations.md)
+SQLITE_HEADROOM = 256 * 1024 * 1024
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
 def _is_api(request: Request) -> bool:
     path = request.url.path
     return path.startswith(("/api", DOCS_ASSETS, REDOC_JS)) or path in (
-        "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/healthz")
+        "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/healthz", "/readyz",
+        "/metrics")
+
+
+def request_info(request: Request) -> RequestInfo | None:
+    info: RequestInfo | None = request.scope.get("provisioner.request")
+    return info
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        return path
+    return "/static" if str(scope.get("path", "")).startswith("/static/") else "unmatched"
+
+
+class Observe:
+    """Request id, request fields for the logs, and the request metrics."""
+
+    def __init__(self, app: ASGIApp, provisioner: Provisioner) -> None:
+        self.app = app
+        self.checkedout = getattr(provisioner.engine.pool, "checkedout", None)
+        self.in_use = -1
+        self.series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope.get("headers", []) if k == b"x-request-id"), b"")
+        try:
+            request_id = given.decode("ascii")
+        except UnicodeDecodeError:
+            request_id = ""
+        if not _REQUEST_ID.match(request_id):
+            request_id = os.urandom(16).hex()
+        info = RequestInfo(request_id, scope["method"], scope["path"])
+        scope["provisioner.request"] = info
+        CURRENT.set(info)
+        started = time.perf_counter()
+        status = 500
+
+        async def wrapped(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                if not any(k.lower() == b"x-request-id" for k, _ in headers):
+                    headers.append((b"x-request-id", request_id.encode("ascii")))
+                    message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, wrapped)
+        finally:
+            route = info.route = _route_template(scope)
+            key = (route, info.method, status)
+            series = self.series.get(key)
+            if series is None:  # labels() costs microseconds: each series is looked up once
+                series = self.series[key] = (
+                    metrics.http_requests.labels(route, info.method, str(status)),
+                    metrics.http_latency.labels(route, info.method))
+            series[0].inc()
+            series[1].observe(time.perf_counter() - started)
+            if self.checkedout is not None:
+                in_use = self.checkedout()
+                if in_use != self.in_use:
+                    self.in_use = in_use
+                    metrics.pool_in_use.set(in_use)
 
 
 def _problems(exc: RequestValidationError) -> list[str]:
@@ -119,6 +214,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         # wait in the thread pool's queue rather than in SQLite's sleeping busy handler.
         # Phone lookups do not use the pool (read-only, on the event loop).
         to_thread.current_default_thread_limiter().total_tokens = 1
+    pool = provisioner.engine.pool
+    size, overflow = getattr(pool, "size", None), getattr(pool, "_max_overflow", 0)
+    if callable(size):
+        metrics.pool_capacity.set(size() + max(0, overflow))
     interval = app.state.scheduler_seconds
     scheduler = DueScheduler(provisioner, interval) if interval else None
     if scheduler is not None:
@@ -128,6 +227,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         if scheduler is not None:
             scheduler.stop()
+        metrics.process_exited(os.getpid())
 
 
 def create_app(provisioner: Provisioner, *, settings: Settings | None = None,  # noqa: C901
@@ -158,6 +258,11 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None,  #
 
     def error(request: Request, status: int, body: dict[str, Any],
               headers: dict[str, str] | None = None) -> Response:
+        metrics.errors.labels(str(body.get("code", "error"))).inc()
+        info = request_info(request)
+        if info is not None:
+            body = body | {"request_id": info.request_id}
+            headers = (headers or {}) | {"X-Request-ID": info.request_id}
         if not _is_api(request):
             return console.error_page(request, status, body, headers)
         return JSONBody({"error": body}, status_code=status, headers=headers)
@@ -174,6 +279,10 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None,  #
             headers = {"Retry-After": str(retry or int(settings.window.total_seconds()))}
         elif exc.http_status == 401:
             headers = {"WWW-Authenticate": "Bearer"}
+        elif isinstance(exc, DatabaseError) and exc.retry_after:
+            headers = {"Retry-After": str(exc.retry_after)}
+        if exc.http_status >= 500:
+            _log_failure(request, exc.code, exc)
         return error(request, exc.http_status, exc.to_dict(), headers)
 
     @app.exception_handler(RequestValidationError)
@@ -203,21 +312,67 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None,  #
             return error(request, 409, {"code": "conflict",
                                         "message": "the change conflicts with another one",
                                         "hint": "reload and try again"})
-        log.exception("database error on %s %s", request.method, request.url.path)
-        return error(request, 503, {"code": "database_error",
-                                    "message": "the database could not complete the request",
-                                    "hint": "try again; if it persists, tell the operator"})
+        return database_failure(request, exc)
+
+    @app.exception_handler(PoolTimeout)
+    def database_failure(request: Request, exc: Exception) -> Response:
+        typed = failures.classify(exc)
+        _log_failure(request, typed.code, exc)
+        headers = {"Retry-After": str(typed.retry_after)} if typed.retry_after else None
+        return error(request, typed.http_status, typed.to_dict(), headers)
 
     @app.exception_handler(Exception)
     def internal_error(request: Request, exc: Exception) -> Response:
-        log.exception("internal error on %s %s", request.method, request.url.path)
+        _log_failure(request, "internal_error", exc)
         return error(request, 500, {"code": "internal_error",
                                     "message": f"internal error ({type(exc).__name__})",
                                     "hint": "please report it"})
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
+        """The process is alive (it does not ask the database: see /readyz)."""
         return {"status": "ok", "version": __version__}
+
+    schema_heads = migrate.heads()
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> Response:
+        """The database answers and its schema is this release's; 503 otherwise."""
+        body: dict[str, Any] = {"status": "ok", "version": __version__}
+        try:
+            with provisioner.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            current = migrate.current(provisioner.engine)
+        except (DBAPIError, PoolTimeout) as exc:
+            typed = failures.classify(exc)
+            log.warning("not ready: %s: %s", typed.code, describe(exc))
+            return JSONBody({"status": "unavailable", "database": typed.to_dict()},
+                            status_code=503, headers={"Retry-After": str(typed.retry_after
+                                                                          or 5)})
+        body["schema"] = ", ".join(sorted(current)) or None
+        if current != schema_heads:
+            return JSONBody(body | {"status": "unavailable", "message":
+                                    f"the schema is at {body['schema'] or 'nothing'}, this "
+                                    f"release needs {', '.join(sorted(schema_heads))}",
+                                    "hint": "run 'provisioner init'"}, status_code=503)
+        warnings = _disk_warnings(provisioner)
+        if warnings:
+            body["warnings"] = warnings
+        return JSONBody(body)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics_page(request: Request) -> Response:
+        """Prometheus text, for a caller with the metrics token (404 without the setting)."""
+        if not settings.metrics_token:
+            raise HTTPException(404, "not found")
+        scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), settings.metrics_token.encode()):
+            raise HTTPException(401, "the metrics need the metrics token",
+                                headers={"WWW-Authenticate": "Bearer"})
+        return Response(metrics.render(metrics.database_collector(
+            lambda: database_figures(provisioner))),
+            media_type=metrics.CONTENT_TYPE_LATEST)
 
     app.include_router(api.router)
     app.include_router(api_workflows.router)
@@ -238,4 +393,50 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None,  #
 
     app.mount("/static", StaticFiles(packages=[("provisioner.web", "static")]), name="static")
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(Observe, provisioner=provisioner)
     return app
+
+
+def _log_failure(request: Request, code: str, exc: BaseException) -> None:
+    """One error line: what failed, the exception and its causes, the traceback.
+
+    The exception is passed explicitly: the handlers run in a worker thread, where
+    ``log.exception`` would find no current exception.
+    """
+    info = request_info(request)
+    extra: dict[str, Any] = {"code": code}
+    if info is not None:
+        info.route = info.route or _route_template(request.scope)
+        tenant = request.path_params.get("tenant")
+        if info.tenant is None and isinstance(tenant, str):
+            info.tenant = tenant
+        extra |= fields(info)
+    log.error("%s on %s %s: %s", code, request.method, request.url.path, describe(exc),
+              exc_info=exc, extra=extra)
+
+
+def _disk_warnings(provisioner: Provisioner) -> list[str]:
+    url = provisioner.engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return []
+    try:
+        free = shutil.disk_usage(Path(url.database).parent).free
+    except OSError:
+        return []
+    if free >= SQLITE_HEADROOM:
+        return []
+    return [f"only {free // (1024 * 1024)} MiB free on the SQLite database's disk; keep at "
+            f"least {SQLITE_HEADROOM // (1024 * 1024)} MiB free (docs/operations.md), or "
+            "writes will fail with storage_full"]
+
+
+def database_figures(provisioner: Provisioner) -> dict[str, dict[str, int]]:
+    """Transfers by status and rollout targets by state, for /metrics."""
+    out: dict[str, dict[str, int]] = {}
+    with provisioner.engine.connect() as conn:
+        for key, sql in (("transfers", "SELECT status, count(*) FROM transfers GROUP BY status"),
+                         ("rollout_targets",
+                          "SELECT status, count(*) FROM rollout_targets GROUP BY status")):
+            out[key] = {str(k): int(n) for k, n in conn.execute(text(sql))}
+    return out
+

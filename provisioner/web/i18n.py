@@ -142,6 +142,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
                  "Type the caller's number (any format) to show the customer card."),
     "other_matches": ("同じ番号の他の顧客", "Other customers with this number"),
     "error": ("エラー", "Error"),
+    "request_id": ("問い合わせ番号", "Request ID"),
     "back": ("戻る", "Back"),
     "none": ("なし", "none"),
     "language": ("English", "日本語"),

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from provisioner import logs
 from provisioner.clock import Clock, format_instant
 from provisioner.errors import PermissionDenied, ProvisionerError, RateLimited
 from provisioner.services import actors
@@ -60,6 +61,8 @@ class Settings:
     #: failed copy-key redemptions (send / receive) allowed per client address in ``window``
     redeem_failures: int = 10
     window: timedelta = timedelta(minutes=15)
+    #: /metrics answers only with ``Authorization: Bearer <metrics_token>`` (404 when unset)
+    metrics_token: str | None = None
 
 
 @dataclass
@@ -114,9 +117,11 @@ def session_actor(ctx: Context, token: str | None) -> Actor:
                               hint="log in: POST /api/login, then send "
                               "'Authorization: Bearer TOKEN'")
     try:
-        return auth.session_actor(ctx, token)
+        actor = auth.session_actor(ctx, token)
     except PermissionDenied as exc:
         raise Unauthenticated(exc.message, hint=exc.hint or "log in again") from None
+    logs.note(tenant=actor.tenant_slug, user=actor.login)
+    return actor
 
 
 def in_tenant(ctx: Context, actor: Actor, ref: str) -> Actor:
@@ -128,6 +133,7 @@ def in_tenant(ctx: Context, actor: Actor, ref: str) -> Actor:
         return actor
     if ref.isdigit():
         ref = auth.pick(auth.tenants_for(ctx, actor.user_id), ref).slug
+    logs.note(tenant=ref)
     return actors.resolve(ctx, actor.login, ref)
 
 

@@ -1,8 +1,15 @@
-"""The ASGI application as ``provisioner serve`` (uvicorn, one per worker) builds it."""
+"""The ASGI application as ``provisioner serve`` (uvicorn, one per worker) builds it.
+
+Settings come from the environment ``serve`` prepared: the database
+(``PROVISIONER_DATABASE_URL``), the worker's pool (``PROVISIONER_POOL_SIZE``,
+no overflow; ``PROVISIONER_POOL_TIMEOUT`` seconds of waiting for a connection),
+``PROVISIONER_INSECURE_COOKIES`` and ``PROVISIONER_METRICS_TOKEN``.
+"""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -12,9 +19,21 @@ from provisioner.web.scheduler import DEFAULT_INTERVAL
 from provisioner.web.security import Settings
 
 
+def engine_options() -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if os.environ.get("PROVISIONER_POOL_TIMEOUT"):
+        options["pool_timeout"] = float(os.environ["PROVISIONER_POOL_TIMEOUT"])
+    if os.environ.get("PROVISIONER_POOL_SIZE"):
+        options["pool_size"] = int(os.environ["PROVISIONER_POOL_SIZE"])
+        options["max_overflow"] = 0
+    return options
+
+
 def app_from_environment() -> FastAPI:
     """Database and master key from the environment, as for every command."""
     secure = not os.environ.get("PROVISIONER_INSECURE_COOKIES")
+    settings = Settings(secure_cookies=secure,
+                        metrics_token=os.environ.get("PROVISIONER_METRICS_TOKEN") or None)
     every = float(os.environ.get("PROVISIONER_SCHEDULER_SECONDS", DEFAULT_INTERVAL))
-    return create_app(Provisioner.open(), settings=Settings(secure_cookies=secure),
+    return create_app(Provisioner.open(**engine_options()), settings=settings,
                       scheduler_seconds=every or None)

@@ -31,6 +31,7 @@ DOCS = {
     "architecture": ROOT / "docs" / "architecture.md",
     "bundle-format": ROOT / "docs" / "bundle-format.md",
     "threat-model": ROOT / "docs" / "threat-model.md",
+    "operations": ROOT / "docs" / "operations.md",
     "keyring": ROOT / "keys" / "README.md",
     "console": ROOT / "docs" / "console.md",
 }
@@ -168,7 +169,7 @@ def test_quick_start_is_exactly_the_two_task_commands() -> None:
 def _command_lines() -> list[tuple[str, str]]:
     """``provisioner ...`` command lines shown in code blocks (prompts and comments removed)."""
     found: set[tuple[str, str]] = set()
-    for doc in ("README.md", "keyring", "bundle-format"):
+    for doc in ("README.md", "keyring", "bundle-format", "operations"):
         for block in re.findall(r"```(?:sh|console)\n(.*?)```", _text(doc), re.S):
             lines = block.replace("\\\n", " ").splitlines()
             for line in lines:

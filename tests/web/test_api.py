@@ -97,7 +97,8 @@ def test_receive_an_uploaded_bundle_and_reject_it(site: Site) -> None:
     r = site.call("POST", f"/api/tenants/acme/inbox/{transfer_id}/approve", "acme-admin")
     assert r.status_code == 409
     assert r.json()["error"] == {"code": "plan_conflict",
-                                 "message": f"transfer {transfer_id} is already rejected"}
+                                 "message": f"transfer {transfer_id} is already rejected",
+                                 "request_id": r.headers["X-Request-ID"]}
 
 
 def test_configuration_set_history_diff_rollback(site: Site) -> None:

@@ -23,7 +23,8 @@ def test_wrong_password_is_a_json_error_with_a_stable_code(site: Site) -> None:
     r = site.client.post("/api/login", json={"login": "acme-admin", "password": "nope-nope"})
     assert r.status_code == 403
     assert r.json() == {"error": {"code": "permission_denied",
-                                  "message": "login id or password is wrong"}}
+                                  "message": "login id or password is wrong",
+                                  "request_id": r.headers["X-Request-ID"]}}
     r = site.client.post("/api/login", json={"login": "acme-admin"})
     assert r.status_code == 422
     error = r.json()["error"]

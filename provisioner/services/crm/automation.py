@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, insert, select
 
+from provisioner import metrics
 from provisioner.config.document import ConfigDocument
 from provisioner.config.rules import Firing, RuleSet
 from provisioner.db.models import Membership, Tenant
@@ -85,10 +86,19 @@ def execution_row(ctx: Context, tenant_id: int, version: int, record_type: str,
             "error": "; ".join(firing.errors)}
 
 
+def _count(rows: list[dict[str, Any]]) -> None:
+    failed = sum(1 for r in rows if r["error"])
+    if failed:
+        metrics.workflow_firings.labels(outcome="error").inc(failed)
+    if len(rows) > failed:
+        metrics.workflow_firings.labels(outcome="ok").inc(len(rows) - failed)
+
+
 def log(ctx: Context, rows: list[dict[str, Any]]) -> None:
-    """Write execution-log rows (one statement)."""
+    """Write execution-log rows (one statement); counted in /metrics."""
     if rows:
         ctx.session.execute(insert(WfExecution), rows)
+        _count(rows)
 
 
 _LOG_COLUMNS = ["tenant_id", "at", "workflow", "config_version", "record_type", "record_id",
@@ -102,6 +112,7 @@ def log_bulk(conn: Connection, rows: list[dict[str, Any]]) -> None:
         assert isinstance(table, Table)
         insert_rows(conn, table, _LOG_COLUMNS,
                     [tuple(r[c] for c in _LOG_COLUMNS) for r in rows])
+        _count(rows)
 
 
 def describe_effect(effect: Any) -> str:

@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import Table, select
 
+from provisioner import metrics
 from provisioner.config.document import ConfigDocument
 from provisioner.config.rules import ActionError
 from provisioner.db.crm_models import CrmActivity, CrmChange, CrmCompany, CrmContact, CrmPurchase
@@ -413,6 +414,7 @@ def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
     records.log_access(ctx, actor, "import", source, rows=report.created, encoding=encoding)
     audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login, action="crm:imported",
                  subject=source, rows=report.created)
+    metrics.import_rows.labels("customers").inc(report.created)
     return report
 
 

@@ -1,0 +1,159 @@
+"""Rebuild or verify a tenant's derived data: ``provisioner reindex [-t T | --all] [--check]``.
+
+Derived data is what the product computes from the records and keeps next to
+them, so that reads stay cheap; an older release may have computed it
+differently (a fixed bug stays in the stored results until they are computed
+again). Per tenant, in one transaction:
+
+* **search text** of every contact (``records.contact_search_text``: its fields
+  and its company's current name), rewritten where it differs;
+* **search index** (``crm_search_grams``): built again from the search texts and
+  compared with the stored one (as sets of contact ids per gram and block);
+* **tallies** (``crm_tallies``): recounted from the tables (``tally.recount``);
+* **disk usage**: the stored byte size of every configuration version (the
+  UTF-8 bytes of its document) and of every received bundle file.
+
+``check=True`` reports the differences and changes nothing (the rebuild runs in
+the transaction, which is then rolled back).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, delete, select, update
+from sqlalchemy.orm import Session
+
+from provisioner.db.crm_models import CrmCompany, CrmContact, CrmSearchGram
+from provisioner.db.models import ConfigVersion, Tenant, Transfer
+from provisioner.services import transfers
+from provisioner.services.context import Context
+from provisioner.services.crm import records, search_index, tally
+
+
+@dataclass
+class Report:
+    """What differed from a fresh computation (after a rebuild: what was corrected)."""
+
+    tenant: str
+    contacts: int = 0
+    search_text: int = 0
+    search_index: int = 0
+    tallies: int = 0
+    sizes: int = 0
+
+    @property
+    def clean(self) -> bool:
+        return not (self.search_text or self.search_index or self.tallies or self.sizes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"clean": self.clean}
+
+
+def reindex(ctx: Context, tenant: Tenant, *, check: bool = False) -> Report:
+    """Compare the tenant's derived data with a fresh computation; rebuild it unless
+    ``check``. Differences are counted in the report either way."""
+    ctx.enter_tenant(tenant.id)
+    session = ctx.session
+    session.flush()
+    conn = session.connection()
+    report = Report(tenant.slug)
+    with _changes(session, keep=not check):
+        texts = _search_texts(conn, tenant.id)
+        report.contacts = len(texts)
+        stale = [(cid, new) for cid, (old, new) in texts.items() if old != new]
+        report.search_text = len(stale)
+        if stale:
+            contacts = CrmContact.__table__
+            assert isinstance(contacts, Table)
+            conn.execute(update(contacts).where(contacts.c.tenant_id == tenant.id,
+                                                contacts.c.id == bindparam("contact_id"))
+                         .values(search_text=bindparam("text")),
+                         [{"contact_id": cid, "text": new} for cid, new in stale])
+        report.search_index = _rebuild_index(conn, tenant.id,
+                                             {cid: new for cid, (_, new) in texts.items()})
+        stored, fresh = tally.stored(conn, tenant.id), tally.recount(conn, tenant.id)
+        report.tallies = len({k for k in stored.keys() | fresh.keys()
+                              if stored.get(k) != fresh.get(k)})
+        if report.tallies:
+            tally.rebuild(conn, tenant.id)
+        report.sizes = _sizes(session, tenant.id)
+    session.expire_all()
+    return report
+
+
+@contextmanager
+def _changes(session: Session, *, keep: bool) -> Iterator[None]:
+    """Writes inside are kept, or (a check) the whole transaction is rolled back."""
+    try:
+        yield
+    finally:
+        if not keep:
+            session.rollback()
+
+
+def _search_texts(conn: Connection, tenant_id: int) -> dict[int, tuple[str, str]]:
+    """Contact id -> (stored search text, the text computed now)."""
+    companies = dict(conn.execute(select(CrmCompany.id, CrmCompany.name).where(
+        CrmCompany.tenant_id == tenant_id)).all())
+    columns = [CrmContact.__table__.c[name] for name in records.SEARCH_PARTS]
+    out: dict[int, tuple[str, str]] = {}
+    for row in conn.execute(select(CrmContact.id, CrmContact.search_text,
+                                   CrmContact.company_id, *columns)
+                            .where(CrmContact.tenant_id == tenant_id)
+                            .order_by(CrmContact.id)).mappings():
+        company = companies.get(row["company_id"], "") if row["company_id"] else ""
+        out[row["id"]] = (row["search_text"] or "",
+                          records.search_text(dict(row), company))
+    return out
+
+
+def _index_digest(conn: Connection, tenant_id: int) -> tuple[dict[tuple[str, int], bytes],
+                                                             int]:
+    """(gram, block) -> a digest of its contact ids; and the number of entries."""
+    out: dict[tuple[str, int], bytes] = {}
+    table = CrmSearchGram.__table__
+    for gram, block, data in conn.execute(select(table.c.gram, table.c.block, table.c.data)
+                                          .where(table.c.tenant_id == tenant_id)):
+        ids = array("I", search_index.members(search_index.decode(data)))
+        if ids:
+            out[(gram, block)] = hashlib.blake2b(ids.tobytes(), digest_size=16).digest()
+    return out, len(out)
+
+
+def _rebuild_index(conn: Connection, tenant_id: int, texts: dict[int, str]) -> int:
+    """Build the index again; the number of (gram, block) entries that differed."""
+    before, _ = _index_digest(conn, tenant_id)
+    conn.execute(delete(CrmSearchGram).where(CrmSearchGram.tenant_id == tenant_id))
+    builder = search_index.Builder(conn, tenant_id)
+    ids = sorted(texts)
+    builder.add_many(ids, [texts[i] for i in ids])
+    builder.finish()
+    after, _ = _index_digest(conn, tenant_id)
+    return sum(1 for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+
+
+def _sizes(session: Session, tenant_id: int) -> int:
+    """Stored sizes that differ from the bytes they measure, corrected in place."""
+    wrong = 0
+    for version, size, document in session.execute(
+            select(ConfigVersion.version, ConfigVersion.size_bytes, ConfigVersion.document)
+            .where(ConfigVersion.tenant_id == tenant_id)):
+        actual = len(document.encode("utf-8"))
+        if size != actual:
+            wrong += 1
+            session.execute(update(ConfigVersion).where(
+                ConfigVersion.tenant_id == tenant_id, ConfigVersion.version == version)
+                .values(size_bytes=actual))
+    for transfer in session.scalars(select(Transfer).where(Transfer.tenant_id == tenant_id)):
+        actual = len(transfers.bundle_file(transfer))
+        if transfer.envelope_bytes != actual:
+            wrong += 1
+            transfer.envelope_bytes = actual
+    session.flush()
+    return wrong
