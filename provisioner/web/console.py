@@ -37,7 +37,7 @@ from starlette.datastructures import FormData
 from provisioner.config.document import CHECKBOX_COUNT, LABEL_KEYS, MEMO_COUNT, STANDARD_FIELDS
 from provisioner.db.models import Tenant
 from provisioner.errors import PermissionDenied, ProvisionerError, ValidationFailed
-from provisioner.services import actors, configs, copykeys, transfers
+from provisioner.services import actors, configs, copykeys, transfers, workflows
 from provisioner.services.actors import Actor
 from provisioner.services.context import Context, Provisioner
 from provisioner.services.crm import records, scope, search
@@ -57,7 +57,8 @@ templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 router = APIRouter(include_in_schema=False)
 
 NOTICES = ("saved", "unchanged", "applied", "rejected", "rolled_back", "sent",
-           "transfer_rolled_back")
+           "transfer_rolled_back", "workflow_activated", "workflow_paused", "moved",
+           "notifications_read")
 
 
 def _app(request: Request) -> Provisioner:
@@ -115,7 +116,8 @@ def page_session(request: Request) -> Iterator[tuple[Context, Actor, dict[str, A
     token = _token(request)
     with acting(_app(request), token) as (ctx, actor):
         header = {"actor": actor, "csrf": csrf_token(token or ""),
-                  "tenants": auth.tenants_for(ctx, actor.user_id)}
+                  "tenants": auth.tenants_for(ctx, actor.user_id),
+                  "unread": workflows.unread_count(ctx, actor)}
         yield ctx, actor, header
 
 
@@ -598,8 +600,62 @@ def customer(request: Request, contact_id: common.RowId) -> Response:
         contact = records.show(ctx, actor, "contact", contact_id)
         acts = records.list_children(ctx, actor, "activity", contact_id, limit=20)
         buys = records.list_children(ctx, actor, "purchase", contact_id, limit=20)
+        stages = workflows.blueprint_status(ctx, actor, "contact", contact_id)
         return render(request, "customer.html", header | _labels(ctx, actor) | {
-            "c": contact, "activities": acts, "purchases": buys})
+            "c": contact, "activities": acts, "purchases": buys, "stages": stages})
+
+
+@router.post("/customers/{contact_id}/transition")
+async def customer_transition(request: Request, contact_id: common.RowId) -> Response:
+    """A blueprint move of the customer (the buttons of the customer page)."""
+    form = await posted(request)
+    with page_session(request) as (ctx, actor, _header):
+        workflows.transition(ctx, actor, "contact", contact_id, field(form, "to"),
+                             blueprint=field(form, "blueprint") or None)
+    return done(f"/customers/{contact_id}", "moved")
+
+
+# --------------------------------------------------------------------------- automation
+
+
+@router.get("/workflows")
+def workflow_list(request: Request) -> Response:
+    with page_session(request) as (ctx, actor, header):
+        return render(request, "workflows.html", header | {
+            "workflows": workflows.list_workflows(ctx, actor),
+            "log": workflows.execution_log(ctx, actor, limit=20)})
+
+
+@router.get("/workflows/{code}/dry-run")
+def workflow_dry_run(request: Request, code: str) -> Response:
+    """What a rule would do to the existing records (nothing is written)."""
+    with page_session(request) as (ctx, actor, header):
+        report = workflows.dry_run(ctx, actor, code[:63]).to_dict()
+        return render(request, "dry_run.html", header | {"report": report})
+
+
+@router.post("/workflows/{code}/state")
+async def workflow_state(request: Request, code: str) -> Response:
+    form = await posted(request)
+    active = field(form, "state") == "active"
+    with page_session(request) as (ctx, actor, _header):
+        workflows.set_active(ctx, actor, code[:63], active)
+    return done("/workflows", "workflow_activated" if active else "workflow_paused")
+
+
+@router.get("/notifications")
+def notification_list(request: Request) -> Response:
+    with page_session(request) as (ctx, actor, header):
+        return render(request, "notifications.html", header | {
+            "items": workflows.notifications(ctx, actor)})
+
+
+@router.post("/notifications/read")
+async def notifications_read(request: Request) -> Response:
+    await posted(request)
+    with page_session(request) as (ctx, actor, _header):
+        workflows.mark_read(ctx, actor)
+    return done("/notifications", "notifications_read")
 
 
 @router.get("/pop")
