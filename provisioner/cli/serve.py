@@ -26,11 +26,15 @@ from provisioner.cli.output import State, pass_state
               "process)")
 @click.option("--insecure-cookies", is_flag=True,
               help="session cookies without the Secure flag (plain http, testing only)")
+@click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="ADDRESS",
+              help="a reverse proxy's address whose X-Forwarded-For (client address for "
+              "login throttling) and X-Forwarded-Proto (HTTPS, for HSTS) are believed; "
+              "repeatable")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info",
                                                 "debug"]), default="info", show_default=True)
 @pass_state
 def serve(state: State, host: str, port: int, workers: int, insecure_cookies: bool,
-          log_level: str) -> None:
+          trusted_proxies: tuple[str, ...], log_level: str) -> None:
     """Serve the HTTP API (/api, OpenAPI at /openapi.json) and the web console."""
     import os
 
@@ -41,6 +45,8 @@ def serve(state: State, host: str, port: int, workers: int, insecure_cookies: bo
         os.environ["PROVISIONER_DATABASE_URL"] = state.db_url
     if insecure_cookies:
         os.environ["PROVISIONER_INSECURE_COOKIES"] = "1"
+    if trusted_proxies:
+        os.environ["PROVISIONER_TRUSTED_PROXIES"] = ",".join(trusted_proxies)
     click.echo(f"provisioner console on http://{host}:{port}/ (API: /api, "
                f"OpenAPI: /openapi.json)", err=True)
     uvicorn.run("provisioner.web.server:app_from_environment", factory=True, host=host,

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import os
 import select
 import time
 from collections.abc import Iterator
@@ -82,11 +83,30 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode("utf-8")
 
 
+def _create_private(database: str | None) -> None:
+    """Create a new SQLite database file readable by its owner only (0600, whatever the
+    umask): it holds sealed keys, password hashes and customer data. SQLite gives its
+    ``-wal`` and ``-shm`` files the database file's permissions."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        fd = os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # e.g. no such directory: SQLite itself reports it when connecting
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalize_url(url)
     kwargs.setdefault("json_serializer", _json_dumps)
     kwargs.setdefault("json_deserializer", orjson.loads)
     if url.startswith("sqlite"):
+        _create_private(make_url(url).database)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60},
                                **kwargs)
 

@@ -37,7 +37,13 @@ from provisioner.services.crm import csvio, records, search
 from provisioner.services.provisioning import auth, billing
 from provisioner.web import present
 from provisioner.web.responses import JSONBody
-from provisioner.web.security import RateLimiter, Settings, acting, session_actor
+from provisioner.web.security import (
+    RateLimiter,
+    Settings,
+    acting,
+    client_address,
+    session_actor,
+)
 
 MAX_ID = 2**31 - 1
 MAX_UPLOAD = 16 * 1024 * 1024 + 65536  # a bundle is at most 16 MiB (plus its envelope)
@@ -90,7 +96,10 @@ Token = Annotated[str | None, Depends(token)]
 
 
 def client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address (behind a configured trusted proxy: from X-Forwarded-For)."""
+    return client_address(request.client.host if request.client else None,
+                          request.headers.get("x-forwarded-for"),
+                          settings(request).trusted_proxies)
 
 
 class _In(BaseModel):
@@ -132,27 +141,29 @@ router = APIRouter(prefix="/api")
 # --------------------------------------------------------------------------- session
 
 
-def login_with_limits(app: Provisioner, lim: RateLimiter, conf: Settings, login_id: str,
-                      password: str, address: str) -> auth.LoginResult:
-    """auth.login behind the failed-login limits (per login id and per client address)."""
-    keys = ((f"login:{login_id.lower()}", conf.login_failures),
-            (f"login-client:{address}", conf.login_failures_per_client))
-    for k, limit in keys:
-        lim.check(k, limit, "logins")
+def login_with_limits(app: Provisioner, login_id: str, password: str,
+                      address: str) -> auth.LoginResult:
+    """auth.login behind the failed-login throttle: per (login id, client address) and per
+    client address, growing delays, counted in the database (``auth.check_throttle``)."""
+    keys = auth.throttle_keys(login_id, address)
+    with app.transaction() as ctx:
+        auth.check_throttle(ctx, keys)
     try:
         with app.transaction() as ctx:
-            return auth.login(ctx, login_id, password)
+            result = auth.login(ctx, login_id, password)
     except ProvisionerError:
-        for k, _ in keys:
-            lim.fail(k)
+        with app.transaction() as ctx:
+            auth.record_failure(ctx, keys)
         raise
+    with app.transaction() as ctx:
+        auth.clear_throttle(ctx, keys[0])
+    return result
 
 
 @router.post("/login", tags=["session"])
 def login(body: LoginIn, request: Request, app: App) -> Any:
     """Log in with login id and password: a bearer token and your tenants (first selected)."""
-    result = login_with_limits(app, limiter(request), settings(request), body.login,
-                               body.password, client(request))
+    result = login_with_limits(app, body.login, body.password, client(request))
     return present.login(result)
 
 

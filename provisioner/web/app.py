@@ -31,7 +31,13 @@ from provisioner.errors import ProvisionerError
 from provisioner.services.context import Provisioner
 from provisioner.web import api, console
 from provisioner.web.responses import JSONBody
-from provisioner.web.security import SESSION_COOKIE, RateLimiter, Settings, Unauthenticated
+from provisioner.web.security import (
+    SESSION_COOKIE,
+    RateLimiter,
+    Settings,
+    Unauthenticated,
+    is_https,
+)
 
 log = logging.getLogger("provisioner.web")
 
@@ -57,13 +63,18 @@ def _problems(exc: RequestValidationError) -> list[str]:
 class SecurityHeaders:
     """Headers every response carries; console pages are never cached (a key is shown once)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, trusted_proxies: tuple[str, ...] = ()) -> None:
         self.app = app
+        self.trusted_proxies = trusted_proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+
+        peer = scope["client"][0] if scope.get("client") else None
+        proto = dict(scope.get("headers") or []).get(b"x-forwarded-proto", b"").decode("latin-1")
+        https = is_https(scope.get("scheme", "http"), peer, proto, self.trusted_proxies)
 
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -74,6 +85,9 @@ class SecurityHeaders:
                     (b"referrer-policy", b"same-origin"),
                     (b"cache-control", b"no-store"),
                 ]
+                if https:  # browsers honour it over HTTPS only (RFC 6797)
+                    headers.append((b"strict-transport-security",
+                                    b"max-age=31536000; includeSubDomains"))
                 if not scope["path"].startswith(("/api", "/docs")):
                     headers.append((b"content-security-policy",
                                     b"default-src 'self'; frame-ancestors 'none'; "
@@ -179,5 +193,5 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None) ->
     app.include_router(api.router)
     app.include_router(console.router)
     app.mount("/static", StaticFiles(packages=[("provisioner.web", "static")]), name="static")
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, trusted_proxies=settings.trusted_proxies)
     return app

@@ -14,4 +14,7 @@ from provisioner.web.security import Settings
 def app_from_environment() -> FastAPI:
     """Database and master key from the environment, as for every command."""
     secure = not os.environ.get("PROVISIONER_INSECURE_COOKIES")
-    return create_app(Provisioner.open(), settings=Settings(secure_cookies=secure))
+    proxies = tuple(p.strip() for p in os.environ.get("PROVISIONER_TRUSTED_PROXIES", "")
+                    .split(",") if p.strip())
+    return create_app(Provisioner.open(),
+                      settings=Settings(secure_cookies=secure, trusted_proxies=proxies))
