@@ -4,6 +4,7 @@ HSTS over HTTPS."""
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 
@@ -139,3 +140,17 @@ def test_hsts_over_https_only(site: Site, app: Provisioner) -> None:
     assert behind.get("/openapi.json", headers={"X-Forwarded-Proto": "https"}).headers[hsts]
     plain.close()
     behind.close()
+
+
+# --------------------------------------------------------------------------- bounded bodies
+
+
+def test_csv_error_body_is_bounded_in_the_api(site: Site) -> None:
+    """Threat: a 1,000,000-column header made a 100 MB error body."""
+    for columns, total in ((1_000_000, None), (400, 400)):
+        raw = ("氏名," + ",".join(f"x{i}" for i in range(columns))).encode()
+        r = site.call("POST", "/api/tenants/acme/import/customers", "acme-admin",
+                      files={"file": ("wide.csv", io.BytesIO(raw), "text/csv")})
+        assert r.status_code == 422
+        assert len(r.content) < 8192, len(r.content)
+        assert r.json()["error"].get("problems_total") == total
