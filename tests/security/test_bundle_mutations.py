@@ -60,7 +60,8 @@ def _bundle(*, bound: bool) -> bytes:
         source=Source(tenant="partner", name="パートナー株式会社", config_version=3,
                       config_digest=digest(data)),
         signer=_key(1), created_at=parse_instant("2026-11-23T09:00:00Z"),
-        expires_at=parse_instant("2026-11-24T09:00:00Z"), audience=audience)
+        expires_at=parse_instant("2026-11-24T09:00:00Z"), audience=audience,
+        bundle_id="b_" + ("k7m2q9x4ab" if bound else "p1n2e3d4zz") + "0" * 16)  # reproducible
 
 
 class Tally:
