@@ -14,6 +14,39 @@ and, where there is one, how to fix it.
 
 from __future__ import annotations
 
+#: The longest message an error carries (a longer one is cut, saying so).
+MAX_MESSAGE = 2000
+#: Problems listed in an error body (the rest are counted), and the length of each.
+MAX_PROBLEMS = 20
+MAX_PROBLEM = 300
+
+
+def excerpt(value: object, limit: int = 64) -> str:
+    r"""``repr(value)``, bounded: attacker-supplied text is quoted, never echoed in full.
+
+    Non-text values are shown by their ``repr``; anything longer than ``limit``
+    characters is cut with an ellipsis and its length. Lone surrogates and
+    control characters come out escaped, so the result is always printable.
+
+        >>> excerpt("x" * 100_000)
+        "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…' (100,000 characters)"
+        >>> excerpt("\ud800")
+        "'\\ud800'"
+    """
+    if isinstance(value, str) and len(value) > limit:
+        shown = repr(value[:limit])
+        return f"{shown[:-1]}…{shown[-1]} ({len(value):,} characters)"
+    text = repr(value)
+    if len(text) > limit + 2:
+        return text[:limit] + f"… ({len(text):,} characters)"
+    return text
+
+
+def _bounded(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"… (cut: {len(text):,} characters in all)"
+
 
 class ProvisionerError(Exception):
     """Base of every error provisioner reports to a person."""
@@ -24,9 +57,10 @@ class ProvisionerError(Exception):
     http_status = 400
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        message = _bounded(message, MAX_MESSAGE)
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = hint if hint is None else _bounded(hint, MAX_MESSAGE)
 
     def diagnostics(self) -> str:
         """The message and, when there is one, how to fix it."""
@@ -69,7 +103,7 @@ class ValidationFailed(ProvisionerError):
     def diagnostics(self) -> str:
         text = super().diagnostics()
         if self.problems:
-            shown = self.problems[:20]
+            shown = [_bounded(p, MAX_PROBLEM) for p in self.problems[:MAX_PROBLEMS]]
             more = len(self.problems) - len(shown)
             text += "\n" + "\n".join(f"  - {p}" for p in shown)
             if more:
@@ -77,9 +111,14 @@ class ValidationFailed(ProvisionerError):
         return text
 
     def to_dict(self) -> dict[str, object]:
+        """The body of a refusal: at most :data:`MAX_PROBLEMS` problems, each bounded,
+        and ``problems_total`` when there are more (a 1,000,000-column header makes
+        a body of a few KB, not 100 MB)."""
         out = super().to_dict()
         if self.problems:
-            out["problems"] = self.problems
+            out["problems"] = [_bounded(p, MAX_PROBLEM) for p in self.problems[:MAX_PROBLEMS]]
+            if len(self.problems) > MAX_PROBLEMS:
+                out["problems_total"] = len(self.problems)
         return out
 
 

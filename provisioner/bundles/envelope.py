@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +23,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from provisioner.bundles import strict_json
 from provisioner.bundles.signing import key_id
 from provisioner.canonical import canonical_bytes
-from provisioner.errors import BundleRejected
+from provisioner.errors import BundleRejected, excerpt
 
 PAYLOAD_TYPE = "application/vnd.provisioner.bundle+json"
 MAX_SIGNATURES = 4
+#: A keyid is up to 128 printable ASCII characters; only a provisioner key id
+#: (32 lowercase hex digits, :func:`~provisioner.bundles.signing.key_id`) is ever
+#: looked up, any other is a key this deployment cannot know.
+MAX_KEYID = 128
+_KEYID = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEYID}}}")
+_PROVISIONER_KEYID = re.compile(r"[0-9a-f]{32}")
 
 KeyResolver = Callable[[str], Ed25519PublicKey | None]
 
@@ -55,10 +62,14 @@ def sign_envelope(
 class VerifiedEnvelope:
     payload_type: str
     payload: bytes
+    #: the key that counts: the smallest of ``key_ids`` (the reader of the payload
+    #: picks the publisher's among them, see ``payload.read_bundle``)
     key_id: str
     #: where the payload's base64 text sits in the envelope, when it is written there as
     #: ``base64(payload)`` exactly (``raw[start:end]``); None otherwise
     payload_span: tuple[int, int] | None = None
+    #: every known key whose signature verifies, sorted (the envelope's order does not count)
+    key_ids: tuple[str, ...] = ()
 
 
 def _b64(value: Any, what: str) -> bytes:
@@ -121,6 +132,7 @@ def _payload_span(raw: bytes, text: str, payload: bytes,
 
 def _parse(raw: bytes) -> tuple[str, bytes, list[tuple[str, bytes]], tuple[int, int] | None]:
     strict_json.check_size(raw, "bundle")
+    strict_json.check_encoding(raw, "bundle")
     if not raw.lstrip().startswith(b"{"):
         raise BundleRejected("bundle is not a DSSE envelope (expected a JSON object)")
     envelope, canonical = strict_json.loads_strict_fast(raw, what="bundle envelope")
@@ -128,11 +140,13 @@ def _parse(raw: bytes) -> tuple[str, bytes, list[tuple[str, bytes]], tuple[int, 
         raise BundleRejected("bundle is not a DSSE envelope (expected a JSON object)")
     unknown = set(envelope) - {"payload", "payloadType", "signatures"}
     if unknown:
-        raise BundleRejected(f"envelope has unknown field(s): {', '.join(sorted(unknown))}")
+        shown = ", ".join(excerpt(name, 40) for name in sorted(unknown)[:5])
+        more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
+        raise BundleRejected(f"envelope has unknown field(s): {shown}{more}")
     payload_type = envelope.get("payloadType")
     if payload_type != PAYLOAD_TYPE:
         raise BundleRejected(
-            f"envelope payloadType is {payload_type!r}, expected {PAYLOAD_TYPE!r}",
+            f"envelope payloadType is {excerpt(payload_type)}, expected {PAYLOAD_TYPE!r}",
             hint="this is not a provisioner configuration bundle",
         )
     text = envelope.get("payload")
@@ -149,18 +163,30 @@ def _parse(raw: bytes) -> tuple[str, bytes, list[tuple[str, bytes]], tuple[int, 
         keyid = entry.get("keyid")
         if not isinstance(keyid, str) or not keyid:
             raise BundleRejected("envelope signature has no keyid")
+        if not _KEYID.fullmatch(keyid):
+            raise BundleRejected(
+                f"envelope signature keyid {excerpt(keyid)} is not a key id",
+                hint=f"a keyid is 1 to {MAX_KEYID} printable ASCII characters")
         sigs.append((keyid, _b64(entry.get("sig"), "signature")))
     assert isinstance(text, str)  # _b64 accepted it
     return payload_type, payload, sigs, _payload_span(raw, text, payload, canonical)
 
 
 def verify_envelope(raw: bytes, resolve: KeyResolver) -> VerifiedEnvelope:
-    """Verify the first signature whose key ``resolve`` knows; raise if none verifies."""
+    """Verify every signature whose key ``resolve`` knows; raise if none verifies.
+
+    The result names all the keys whose signatures verify (``key_ids``), so that
+    which of two valid signatures counts is decided by key, never by the order of
+    the envelope's entries.
+    """
     payload_type, payload, sigs, span = _parse(raw)
     strict_json.check_size(payload, "bundle payload")
     message = pae(payload_type, payload)
     known = False
+    verified: set[str] = set()
     for keyid, sig in sigs:
+        if keyid in verified or not _PROVISIONER_KEYID.fullmatch(keyid):
+            continue
         public = resolve(keyid)
         if public is None:
             continue
@@ -171,11 +197,15 @@ def verify_envelope(raw: bytes, resolve: KeyResolver) -> VerifiedEnvelope:
             public.verify(sig, message)
         except InvalidSignature:
             continue
-        return VerifiedEnvelope(payload_type, payload, keyid, span)
+        verified.add(keyid)
+    if verified:
+        ids = tuple(sorted(verified))
+        return VerifiedEnvelope(payload_type, payload, ids[0], span, ids)
     if not known:
-        ids = ", ".join(k for k, _ in sigs)
+        ids_text = ", ".join(k if _PROVISIONER_KEYID.fullmatch(k) else excerpt(k, 40)
+                             for k, _ in sigs)
         raise BundleRejected(
-            f"bundle is signed by an unknown or untrusted key ({ids})",
+            f"bundle is signed by an unknown or untrusted key ({ids_text})",
             hint="trust the publisher's public key first, or pass --public-key",
         )
     raise BundleRejected("bundle signature does not verify: the bundle was altered or forged")

@@ -21,7 +21,7 @@ from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from provisioner.bundles import strict_json
 from provisioner.bundles.envelope import KeyResolver, sign_envelope, verify_envelope
@@ -31,14 +31,36 @@ from provisioner.clock import format_instant, parse_instant
 from provisioner.config.document import SECTION_NAMES, ConfigSections
 from provisioner.config.fast import dict_validator
 from provisioner.config.validate import format_problems, normalized_sections
-from provisioner.errors import BundleRejected, ValidationFailed
+from provisioner.errors import BundleRejected, ValidationFailed, excerpt
 
 FORMAT = "provisioner.bundle"
 FORMAT_VERSION = 1
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
+#: The largest integer every backend stores in the columns a payload's integers go
+#: to (PostgreSQL ``INTEGER``: ``transfers.source_version``).
+MAX_INT32 = 2**31 - 1
+
+
+def _real_instant(text: str) -> str:
+    """An instant that is a date: parsed here, once, for receive and ``bundle verify``.
+
+    The pattern admits ASCII digits only (``\\d`` would admit fullwidth ones);
+    ``2027-02-30T00:00:00Z`` matches it and is refused here.
+    """
+    try:
+        parse_instant(text)
+    except ValueError:
+        raise ValueError("is not a real UTC instant (no such date or time)") from None
+    return text
+
+
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
-Instant = Annotated[str, Field(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")]
+Instant = Annotated[
+    str,
+    Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"),
+    AfterValidator(_real_instant),
+]
 
 
 class _Strict(BaseModel):
@@ -48,7 +70,7 @@ class _Strict(BaseModel):
 class Source(_Strict):
     tenant: Slug
     name: str = Field(min_length=1, max_length=200)
-    config_version: int = Field(ge=1)
+    config_version: int = Field(ge=1, le=MAX_INT32)
     config_digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
 
 
@@ -158,12 +180,12 @@ def _check_format(data: Any) -> None:
         raise BundleRejected("bundle payload is not a JSON object")
     if data.get("format") != FORMAT:
         raise BundleRejected(
-            f"bundle payload format is {data.get('format')!r}, expected {FORMAT!r}"
+            f"bundle payload format is {excerpt(data.get('format'))}, expected {FORMAT!r}"
         )
     version = data.get("format_version")
     if type(version) is not int or version != FORMAT_VERSION:  # true == 1 in Python
         raise BundleRejected(
-            f"unknown bundle format version {version!r}: this provisioner reads version "
+            f"unknown bundle format version {excerpt(version)}: this provisioner reads version "
             f"{FORMAT_VERSION}",
             hint="upgrade provisioner on the receiving side, or export with a matching version",
         )
@@ -224,14 +246,15 @@ def read_bundle(raw: bytes, resolve: KeyResolver) -> VerifiedBundle:
     else:
         payload, config = _read_slow(envelope.payload)
         config_json = canonical_bytes(config)
-    if payload.publisher.key_id != envelope.key_id:
+    signer = payload.publisher.key_id  # of two valid signatures, the publisher's counts
+    if signer not in envelope.key_ids:
         raise BundleRejected(
             "bundle payload names publisher key "
-            f"{payload.publisher.key_id} but is signed by {envelope.key_id}"
+            f"{signer} but is signed by {', '.join(envelope.key_ids)}"
         )
     if not any(name in config for name in SECTION_NAMES):
         raise BundleRejected("bundle carries no configuration section")
-    return VerifiedBundle(payload, config, envelope.payload, envelope.key_id, raw, config_json,
+    return VerifiedBundle(payload, config, envelope.payload, signer, raw, config_json,
                           config_span, envelope.payload_span)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from provisioner.canonical import canonical_bytes
-from provisioner.errors import BundleRejected
+from provisioner.errors import BundleRejected, excerpt
 
 MAX_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 64
@@ -91,13 +91,35 @@ def check_size(data: bytes, what: str) -> None:
         )
 
 
+def check_encoding(data: bytes, what: str) -> None:
+    """Refuse, with a precise message, the commonest files that are not UTF-8 JSON text:
+    a byte order mark, or NUL bytes (UTF-16 or UTF-32; JSON text never holds a NUL).
+    Other invalid UTF-8 is found by the parsers."""
+    if data.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+        raise BundleRejected(f"{what} starts with a byte order mark: it must be UTF-8 "
+                             "without one", hint="write bundle files in UTF-8 (never UTF-16)")
+    if b"\x00" in data:
+        raise BundleRejected(f"{what} contains NUL bytes: it is not UTF-8 (UTF-16?)",
+                             hint="write bundle files in UTF-8 (never UTF-16)")
+
+
 def loads_strict(data: bytes, *, what: str = "document") -> Any:
-    """Parse untrusted JSON: no duplicate keys, no NaN/Infinity, depth <= 64, <= 16 MiB."""
+    """Parse untrusted JSON: UTF-8 without a byte order mark (RFC 8259 section 8.1),
+    no duplicate keys, no NaN/Infinity, depth <= 64, <= 16 MiB."""
     check_size(data, what)
     try:
-        value = json.loads(data, object_pairs_hook=_pairs, parse_constant=_constant)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BundleRejected(
+            f"{what} is not UTF-8 (byte {exc.start:,} is not valid UTF-8)",
+            hint="write bundle files in UTF-8 (a UTF-16 file is refused)") from None
+    if text.startswith("\ufeff"):
+        raise BundleRejected(f"{what} starts with a byte order mark",
+                             hint="write bundle files in UTF-8 without a BOM")
+    try:
+        value = json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
     except _Duplicate as exc:
-        raise BundleRejected(f"duplicate key {exc.args[0]!r} at $") from None
+        raise BundleRejected(f"duplicate key {excerpt(exc.args[0])} at $") from None
     except _Constant as exc:
         raise BundleRejected(
             f"{what} contains {exc.args[0]}, which JSON does not allow",
@@ -139,7 +161,7 @@ def diagnose(data: bytes, *, what: str) -> BundleRejected:
     except BundleRejected as exc:
         if exc.message.startswith("duplicate key"):
             return BundleRejected(
-                f"{what} has a duplicate key {_find_duplicate_path(data)!r}",
+                f"{what} has a duplicate key {excerpt(_find_duplicate_path(data))}",
                 hint="each object member may appear once",
             )
         return exc

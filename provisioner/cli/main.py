@@ -568,12 +568,25 @@ def _transfer_json(t: Any) -> dict[str, Any]:
 @cli.command()
 @TENANT
 @AS_REQUIRED
-@click.option("--key", "key_text", required=True, metavar="KEY",
-              help="the copy key the target tenant's admin gave you")
+@click.option("--key", "key_text", metavar="KEY",
+              help="the copy key the target tenant's admin gave you (visible to other "
+              "users of this machine and kept in shell history: prefer --key-stdin)")
+@click.option("--key-stdin", is_flag=True,
+              help="read the copy key from standard input (first line)")
 @click.option("--only", metavar="SECTIONS", help="comma-separated sections to send")
 @pass_state
-def send(state: State, tenant: str, login: str, key_text: str, only: str | None) -> None:
+def send(state: State, tenant: str, login: str, key_text: str | None, key_stdin: bool,
+         only: str | None) -> None:
     """Send this tenant's configuration to the tenant that generated KEY."""
+    if key_stdin == (key_text is not None):
+        raise ValidationFailed("give the copy key with exactly one of --key-stdin or --key",
+                               hint="provisioner send --key-stdin ... < key.txt")
+    if key_stdin:
+        key_text = sys.stdin.readline(1024).strip()
+        if not key_text:
+            raise ValidationFailed("no copy key on standard input",
+                                   hint="provisioner send --key-stdin ... < key.txt")
+    assert key_text is not None
     with state.transaction() as ctx:
         actor = actors.resolve(ctx, login, tenant)
         t = transfers.send(ctx, actor, key_text, only=_only(only))

@@ -40,6 +40,10 @@ from provisioner.cli.output import State, pass_state
               show_default=True,
               help="run the workflow date scheduler this often in each worker (0: off; each "
               "due firing happens once whatever runs it)")
+@click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="ADDRESS",
+              help="a reverse proxy's address whose X-Forwarded-For (client address for "
+              "login throttling) and X-Forwarded-Proto (HTTPS, for HSTS) are believed; "
+              "repeatable")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info",
                                                 "debug"]), default="info", show_default=True)
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
@@ -61,9 +65,9 @@ from provisioner.cli.output import State, pass_state
               "(without it /metrics is off)")
 @pass_state
 def serve(state: State, host: str, port: int, workers: int, insecure_cookies: bool,
-          scheduler_seconds: float, log_level: str, log_format: str,
-          max_db_connections: int | None, pool_timeout: float, graceful_timeout: float,
-          metrics_token: str | None) -> None:
+          scheduler_seconds: float, trusted_proxies: tuple[str, ...], log_level: str,
+          log_format: str, max_db_connections: int | None, pool_timeout: float,
+          graceful_timeout: float, metrics_token: str | None) -> None:
     """Serve the HTTP API (/api, OpenAPI at /openapi.json) and the web console."""
     import os
     import shutil
@@ -97,6 +101,8 @@ def serve(state: State, host: str, port: int, workers: int, insecure_cookies: bo
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     if limits is not None:
         click.echo(f"connections: {budget.describe()}", err=True)
+    if trusted_proxies:
+        os.environ["PROVISIONER_TRUSTED_PROXIES"] = ",".join(trusted_proxies)
     click.echo(f"provisioner console on http://{host}:{port}/ (API: /api, "
                f"OpenAPI: /openapi.json)", err=True)
     try:

@@ -22,13 +22,19 @@ from pydantic import ValidationError
 
 from provisioner.config import fast, references
 from provisioner.config.document import ConfigDocument, ConfigSections
-from provisioner.errors import ValidationFailed
+from provisioner.errors import ValidationFailed, excerpt
+
+
+def _part(step: object) -> str:
+    """One step of a problem's location, bounded (a key may be 100,000 characters long)."""
+    text = str(step)
+    return text if len(text) <= 64 and text.isprintable() else excerpt(text, 64)
 
 
 def format_problems(error: ValidationError, prefix: str = "") -> list[str]:
     out = []
     for item in error.errors(include_url=False):
-        loc = ".".join(str(p) for p in item["loc"])
+        loc = ".".join(_part(p) for p in item["loc"])
         where = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or "document")
         out.append(f"{where}: {item['msg']}")
     return out

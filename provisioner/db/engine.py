@@ -128,6 +128,24 @@ class MeasuredQueuePool(QueuePool):
             metrics.pool_waiting.dec()
 
 
+def _create_private(database: str | None) -> None:
+    """Create a new SQLite database file readable by its owner only (0600, whatever the
+    umask): it holds sealed keys, password hashes and customer data. SQLite gives its
+    ``-wal`` and ``-shm`` files the database file's permissions."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        fd = os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # e.g. no such directory: SQLite itself reports it when connecting
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``; ``kwargs`` go to ``create_engine`` (PostgreSQL: ``pool_size``
     10, ``max_overflow`` 20 and ``pool_timeout`` 30 s unless given; ``serve`` sets
@@ -136,6 +154,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("json_serializer", _json_dumps)
     kwargs.setdefault("json_deserializer", orjson.loads)
     if url.startswith("sqlite"):
+        _create_private(make_url(url).database)
         busy = sqlite_busy_timeout()
         wal_pages = sqlite_wal_pages()
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy},

@@ -145,6 +145,18 @@ class KeyFailure(Base):
     reason: Mapped[str] = mapped_column(String(300))
 
 
+class Throttle(Base):
+    """Failed attempts of one party (a login id from one client address, or a client
+    address): the login throttle's counters, in the database so a restart keeps them."""
+
+    __tablename__ = "throttles"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_at: Mapped[datetime]
+    blocked_until: Mapped[datetime | None]
+
+
 class Transfer(Base):
     __tablename__ = "transfers"
     __table_args__ = (

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 import secrets
 from dataclasses import dataclass
@@ -53,6 +55,12 @@ class MasterKey:
         if len(key) != 32:
             raise ConfigurationError("the master key must be 32 bytes")
         self._key = key
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte key for ``purpose`` (HMAC-SHA256 of the master key over its name), the
+        same in every process of the deployment (e.g. the login form's CSRF MAC key)."""
+        return hmac.new(self._key, b"provisioner/derived|" + purpose.encode(),
+                        hashlib.sha256).digest()
 
     def seal(self, secret: bytes, *, aad: bytes) -> Sealed:
         data_key = AESGCM.generate_key(bit_length=256)

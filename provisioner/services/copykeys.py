@@ -7,8 +7,9 @@ so of many concurrent deliveries exactly one wins -> or revoked, or expired.
 
 A failed redemption is recorded (the failing transaction keeps that record
 and nothing else) and rate-limited per acting tenant, with attempts of one
-actor serialised so the count is exact; a key that collects too many
-failures is locked.
+actor serialised so the count is exact; a key is locked *for a sending tenant*
+that collected too many failures on it, so a stranger who knows the selector
+cannot lock the key for its real sender.
 """
 
 from __future__ import annotations
@@ -58,12 +59,14 @@ def generate(ctx: Context, actor: Actor, tenant: Tenant) -> GeneratedKey:
     return GeneratedKey(row.id, key.text, key.selector, row.expires_at)
 
 
-def state(row: CopyKeyRow, now: datetime) -> str:
+def state(row: CopyKeyRow, now: datetime, failures: int | None = None) -> str:
+    """The key's state; ``failures``: the attempting tenant's failures on this key (it is
+    "locked" for that tenant only; ``row.failed_attempts`` counts everyone's)."""
     if row.used_at is not None:
         return "used"
     if row.revoked_at is not None:
         return "revoked"
-    if row.failed_attempts >= MAX_FAILURES_PER_KEY:
+    if failures is not None and failures >= MAX_FAILURES_PER_KEY:
         return "locked"
     if now >= as_utc(row.expires_at):
         return "expired"
@@ -202,8 +205,12 @@ def check(ctx: Context, *, selector: str, proof: Proof, attempted_by: str,
         _serialize(ctx, attempted_by)
     # the key and the actor's failures in one round trip (both read after the lock)
     recent = _failures(ctx, attempted_by).subquery()
+    on_this_key = (select(func.count()).select_from(KeyFailure)  # by this actor, ever
+                   .where(KeyFailure.actor == attempted_by,
+                          KeyFailure.selector == CopyKeyRow.selector)
+                   .correlate(CopyKeyRow).scalar_subquery())
     found = ctx.session.execute(
-        select(CopyKeyRow, recent.c.n, recent.c.earliest).join(recent, true())
+        select(CopyKeyRow, recent.c.n, recent.c.earliest, on_this_key).join(recent, true())
         .where(CopyKeyRow.selector == selector)).first()
     check_rate(ctx, attempted_by, None if found is None else (found[1], found[2]))
     row: CopyKeyRow | None = found[0] if found is not None else None
@@ -216,7 +223,8 @@ def check(ctx: Context, *, selector: str, proof: Proof, attempted_by: str,
         raise refuse(ctx, attempted_by, row,
                      f"copy key belongs to another tenant, not {target.slug!r}",
                      "a bundle can only be received by the tenant whose admin generated its key")
-    current = state(row, ctx.clock.now())
+    assert found is not None
+    current = state(row, ctx.clock.now(), found[3])
     if current == "expired":
         raise refuse(ctx, attempted_by, row,
                      f"copy key expired at {format_instant(row.expires_at)}",

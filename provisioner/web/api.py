@@ -38,11 +38,9 @@ from provisioner.web.common import (
     client,
     count_failure,
     find_transfer,
-    limiter,
     login_with_limits,
     provisioner,
     redeeming,
-    settings,
 )
 from provisioner.web.responses import JSONBody
 from provisioner.web.security import acting, session_actor
@@ -126,8 +124,7 @@ router = APIRouter(prefix="/api")
 @router.post("/login", tags=["session"])
 def login(body: LoginIn, request: Request, app: App) -> Any:
     """Log in with login id and password: a bearer token and your tenants (first selected)."""
-    result = login_with_limits(app, limiter(request), settings(request), body.login,
-                               body.password, client(request))
+    result = login_with_limits(app, body.login, body.password, client(request))
     return present.login(result)
 
 

@@ -58,7 +58,13 @@ from provisioner.services.context import Provisioner
 from provisioner.web import api, api_workflows, console
 from provisioner.web.responses import JSONBody
 from provisioner.web.scheduler import DueScheduler
-from provisioner.web.security import SESSION_COOKIE, RateLimiter, Settings, Unauthenticated
+from provisioner.web.security import (
+    SESSION_COOKIE,
+    RateLimiter,
+    Settings,
+    Unauthenticated,
+    is_https,
+)
 
 log = logging.getLogger("provisioner.web")
 
@@ -171,13 +177,18 @@ def _problems(exc: RequestValidationError) -> list[str]:
 class SecurityHeaders:
     """Headers every response carries; console pages are never cached (a key is shown once)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, trusted_proxies: tuple[str, ...] = ()) -> None:
         self.app = app
+        self.trusted_proxies = trusted_proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+
+        peer = scope["client"][0] if scope.get("client") else None
+        proto = dict(scope.get("headers") or []).get(b"x-forwarded-proto", b"").decode("latin-1")
+        https = is_https(scope.get("scheme", "http"), peer, proto, self.trusted_proxies)
 
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -188,6 +199,9 @@ class SecurityHeaders:
                     (b"referrer-policy", b"same-origin"),
                     (b"cache-control", b"no-store"),
                 ]
+                if https:  # browsers honour it over HTTPS only (RFC 6797)
+                    headers.append((b"strict-transport-security",
+                                    b"max-age=31536000; includeSubDomains"))
                 if scope["path"].startswith(("/docs", "/redoc")):
                     # Swagger UI and ReDoc start with an inline script; ReDoc's footer logo
                     # would come from its vendor's host: only this host may serve anything
@@ -392,7 +406,7 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None,  #
         return Response(_redoc_script(), media_type="text/javascript")
 
     app.mount("/static", StaticFiles(packages=[("provisioner.web", "static")]), name="static")
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, trusted_proxies=settings.trusted_proxies)
     app.add_middleware(Observe, provisioner=provisioner)
     return app
 

@@ -24,7 +24,7 @@ from provisioner.services import transfers
 from provisioner.services.actors import Actor
 from provisioner.services.context import Context, Provisioner
 from provisioner.services.provisioning import auth
-from provisioner.web.security import RateLimiter, Settings
+from provisioner.web.security import RateLimiter, Settings, client_address
 
 MAX_ID = 2**31 - 1
 RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -47,23 +47,29 @@ def settings(request: Request) -> Settings:
 
 
 def client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address (behind a configured trusted proxy: from X-Forwarded-For)."""
+    return client_address(request.client.host if request.client else None,
+                          request.headers.get("x-forwarded-for"),
+                          settings(request).trusted_proxies)
 
 
-def login_with_limits(app: Provisioner, lim: RateLimiter, conf: Settings, login_id: str,
-                      password: str, address: str) -> auth.LoginResult:
-    """auth.login behind the failed-login limits (per login id and per client address)."""
-    keys = ((f"login:{login_id.lower()}", conf.login_failures),
-            (f"login-client:{address}", conf.login_failures_per_client))
-    for k, limit in keys:
-        lim.check(k, limit, "logins")
+def login_with_limits(app: Provisioner, login_id: str, password: str,
+                      address: str) -> auth.LoginResult:
+    """auth.login behind the failed-login throttle: per (login id, client address) and per
+    client address, growing delays, counted in the database (``auth.check_throttle``)."""
+    keys = auth.throttle_keys(login_id, address)
+    with app.transaction() as ctx:
+        auth.check_throttle(ctx, keys)
     try:
         with app.transaction() as ctx:
-            return auth.login(ctx, login_id, password)
+            result = auth.login(ctx, login_id, password)
     except ProvisionerError:
-        for k, _ in keys:
-            lim.fail(k)
+        with app.transaction() as ctx:
+            auth.record_failure(ctx, keys)
         raise
+    with app.transaction() as ctx:
+        auth.clear_throttle(ctx, keys[0])
+    return result
 
 
 def redeeming(request: Request) -> str:

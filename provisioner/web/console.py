@@ -50,6 +50,8 @@ from provisioner.web.security import (
     acting,
     csrf_ok,
     csrf_token,
+    login_csrf_ok,
+    login_csrf_token,
     new_login_csrf,
 )
 
@@ -153,12 +155,17 @@ def set_language(request: Request, code: str, next: str = "/") -> Response:
     return response
 
 
+def _login_key(request: Request) -> bytes:
+    return _app(request).master_key.derive("login-csrf")
+
+
 def _login_page(request: Request, *, error: dict[str, Any] | None = None,
                 status: int = 200, login_id: str = "") -> HTMLResponse:
-    csrf = new_login_csrf()
+    pre_session = new_login_csrf()
+    csrf = login_csrf_token(_login_key(request), pre_session)
     response = render(request, "login.html", {"csrf": csrf, "error": error,
                                               "login_id": login_id}, status=status)
-    response.set_cookie(LOGIN_CSRF_COOKIE, csrf, max_age=3600, httponly=True,
+    response.set_cookie(LOGIN_CSRF_COOKIE, pre_session, max_age=3600, httponly=True,
                         samesite="strict", secure=common.settings(request).secure_cookies)
     return response
 
@@ -172,15 +179,14 @@ def login_form(request: Request) -> Response:
 async def login(request: Request) -> Response:
     form = await request.form()
     login_id, password = field(form, "login"), str(form.get("password") or "")
-    expected = request.cookies.get(LOGIN_CSRF_COOKIE)
-    if not expected or not csrf_ok_plain(expected, field(form, "csrf")):
+    pre_session = request.cookies.get(LOGIN_CSRF_COOKIE)
+    if not login_csrf_ok(_login_key(request), pre_session, field(form, "csrf")):
         return _login_page(request, status=403, login_id=login_id, error={
             "code": "permission_denied",
             "message": "the login form has expired or did not come from this site",
             "hint": "submit it again"})
     try:
-        result = common.login_with_limits(_app(request), common.limiter(request),
-                                          common.settings(request), login_id, password,
+        result = common.login_with_limits(_app(request), login_id, password,
                                           common.client(request))
     except ProvisionerError as exc:
         return _login_page(request, status=exc.http_status, login_id=login_id,
@@ -194,12 +200,6 @@ async def login(request: Request) -> Response:
                         secure=common.settings(request).secure_cookies)
     response.delete_cookie(LOGIN_CSRF_COOKIE)
     return response
-
-
-def csrf_ok_plain(expected: str, submitted: str) -> bool:
-    import hmac
-
-    return bool(submitted) and hmac.compare_digest(expected, submitted)
 
 
 @router.post("/logout")

@@ -10,11 +10,17 @@ a random token, stored hashed with an expiry. The API takes it as
 
 Console forms carry a CSRF token derived from the session token (an attacker
 who cannot read the HttpOnly cookie cannot compute it); the login form, which
-has no session yet, uses a double-submit cookie.
+has no session yet, carries an HMAC of a random pre-session id kept in a
+cookie, under a key derived from the master key (:func:`login_csrf_token`): a
+token planted in the cookie by a sibling subdomain is useless without the key.
 
-Rate limits (failed logins, failed copy-key redemptions) are counted here per
-client address and per login id, in this process's memory; copy-key failures
-are also limited per tenant by the service layer, in the database.
+Failed logins are throttled per (login id, client address) with growing
+delays, counted in the database (:mod:`provisioner.services.provisioning.auth`),
+so a restart does not reset them and a guesser elsewhere cannot lock the real
+user out. The client address is the peer's, or, when the peer is a configured
+trusted proxy, the last untrusted address of ``X-Forwarded-For``
+(:func:`client_address`). Failed copy-key redemptions are limited here per
+client address in this process's memory, and per tenant in the database.
 """
 
 from __future__ import annotations
@@ -55,9 +61,8 @@ class Settings:
     """What a deployment may tune (``provisioner serve`` options)."""
 
     secure_cookies: bool = True
-    #: failed logins allowed per login id, and per client address, in ``window``
-    login_failures: int = 10
-    login_failures_per_client: int = 30
+    #: addresses of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed
+    trusted_proxies: tuple[str, ...] = ()
     #: failed copy-key redemptions (send / receive) allowed per client address in ``window``
     redeem_failures: int = 10
     window: timedelta = timedelta(minutes=15)
@@ -165,4 +170,47 @@ def csrf_ok(session_token: str | None, submitted: str | None) -> bool:
 
 
 def new_login_csrf() -> str:
+    """A new pre-session id (the login form's cookie)."""
     return secrets.token_urlsafe(24)
+
+
+def login_csrf_token(key: bytes, pre_session: str) -> str:
+    """The login form's CSRF token: an HMAC of the pre-session id (``key``: derived from the
+    master key, ``MasterKey.derive("login-csrf")``)."""
+    return hmac.new(key, b"provisioner-login-csrf|" + pre_session.encode(),
+                    hashlib.sha256).hexdigest()
+
+
+def login_csrf_ok(key: bytes, pre_session: str | None, submitted: str | None) -> bool:
+    if not pre_session or not submitted:
+        return False
+    return hmac.compare_digest(login_csrf_token(key, pre_session), submitted)
+
+
+def client_address(peer: str | None, forwarded_for: str | None,
+                   trusted: tuple[str, ...]) -> str:
+    """The client's address: the peer's, unless the peer is a trusted proxy; then the last
+    address of ``X-Forwarded-For`` that is not itself a trusted proxy (the ones before it
+    were written by the client and prove nothing).
+
+        >>> client_address("10.0.0.1", "203.0.113.9, 10.0.0.2", ("10.0.0.1", "10.0.0.2"))
+        '203.0.113.9'
+        >>> client_address("198.51.100.7", "203.0.113.9", ("10.0.0.1",))
+        '198.51.100.7'
+    """
+    address = peer or "unknown"
+    if address not in trusted or not forwarded_for:
+        return address
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")][-20:]):
+        if hop and hop not in trusted:
+            return hop[:100]
+    return address
+
+
+def is_https(scheme: str, peer: str | None, forwarded_proto: str | None,
+             trusted: tuple[str, ...]) -> bool:
+    """Whether the client reached us over HTTPS (directly, or through a trusted proxy)."""
+    if scheme == "https":
+        return True
+    return bool(peer in trusted and forwarded_proto
+                and forwarded_proto.split(",")[0].strip().lower() == "https")

@@ -34,7 +34,7 @@ from provisioner import metrics
 from provisioner.config.document import ConfigDocument
 from provisioner.config.rules import ActionError
 from provisioner.db.crm_models import CrmActivity, CrmChange, CrmCompany, CrmContact, CrmPurchase
-from provisioner.errors import ValidationFailed
+from provisioner.errors import ValidationFailed, excerpt
 from provisioner.services import audit
 from provisioner.services.actors import Actor
 from provisioner.services.context import Context
@@ -43,6 +43,7 @@ from provisioner.services.crm.search import Query, conditions
 from provisioner.services.crm.text import (
     company_suffix,
     format_phone,
+    formula_safe,
     name_key,
     nfkc,
     phone_digits,
@@ -91,20 +92,87 @@ class ImportReport:
     problems: list[Problem] = field(default_factory=list)
 
 
+#: the longest cell of a file (the longest text field's limit; shorter ones are checked
+#: field by field) and the most columns a header may have
+MAX_CELL = 20_000
+MAX_COLUMNS = 500
+
+
 def decode(raw: bytes) -> tuple[str, str]:
-    """The text and the encoding it was in: UTF-8 with BOM, UTF-8, else CP932."""
+    """The text and the encoding it was in: UTF-8 with BOM, UTF-8, else CP932.
+
+    A file mixing UTF-8 and CP932 lines is refused (naming a line of each), and so is
+    a NUL character (naming its line): neither can be imported as the user meant.
+    """
     if raw.startswith(b"\xef\xbb\xbf"):
-        return raw[3:].decode("utf-8"), "utf-8-sig"
-    try:
-        return raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        return raw.decode("cp932"), "cp932"
-    except UnicodeDecodeError as exc:
+        text, encoding = _decoded(raw[3:], "utf-8"), "utf-8-sig"
+    else:
+        try:
+            text, encoding = raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            _refuse_mixed(raw)
+            text, encoding = _decoded(raw, "cp932"), "cp932"
+    at = text.find("\x00")
+    if at >= 0:
         raise ValidationFailed(
-            f"the file is neither UTF-8 nor CP932 (byte {exc.start})",
+            f"line {text.count(chr(10), 0, at) + 1} contains a NUL character (U+0000)",
+            hint="remove the NUL characters (is the file UTF-16? save it as 'CSV UTF-8')")
+    return text, encoding
+
+
+def _decoded(raw: bytes, encoding: str) -> str:
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        what = "not UTF-8" if encoding == "utf-8" else "neither UTF-8 nor CP932"
+        raise ValidationFailed(
+            f"the file is {what} (byte {exc.start}, line {line})",
             hint="save it from Excel as 'CSV UTF-8' or 'CSV (comma separated)'") from None
+
+
+def _refuse_mixed(raw: bytes) -> None:
+    """A file that is not UTF-8 as a whole but has non-ASCII lines that are: mixed."""
+    utf8 = cp932 = 0
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        if line.isascii():
+            continue
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            cp932 = cp932 or number
+        else:
+            utf8 = utf8 or number
+        if utf8 and cp932:
+            raise ValidationFailed(
+                f"the file mixes encodings: line {utf8} is UTF-8, line {cp932} is CP932 "
+                "(Shift_JIS)", hint="save the whole file in one encoding ('CSV UTF-8')")
+
+
+def read_rows(text: str) -> list[list[str]]:
+    """The file's rows; refuses a header over :data:`MAX_COLUMNS` columns and any cell over
+    :data:`MAX_CELL` characters with its row and column (the csv module's own field
+    limit, 131,072 characters, would be an internal error)."""
+    if csv.field_size_limit() <= len(text):  # only ever raised: other readers lose nothing
+        csv.field_size_limit(len(text) + 1)
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    if rows and len(rows[0]) > MAX_COLUMNS:
+        raise ValidationFailed(
+            f"the header has {len(rows[0]):,} columns; at most {MAX_COLUMNS} are allowed",
+            hint="the first line must be the header of the customer columns")
+    header = rows[0] if rows else []
+    problems = []
+    for number, cells in enumerate(rows, start=1):
+        for index, cell in enumerate(cells):
+            if len(cell) > MAX_CELL:
+                column = header[index] if index < len(header) and number > 1 else index + 1
+                problems.append(Problem(number, f"column {excerpt(column, 40)}",
+                                        f"{len(cell):,} characters, more than the {MAX_CELL:,} "
+                                        "a cell may hold"))
+    if problems:
+        raise ValidationFailed(f"{len(problems)} cell(s) are too long; nothing was imported",
+                               problems=[str(p) for p in problems])
+    return rows
 
 
 def labels(doc: ConfigDocument, kind: str = "customers") -> dict[str, str]:
@@ -311,7 +379,7 @@ def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
     scope.require(ctx, actor, "import", "import customers")
     text, encoding = decode(raw)
     doc = scope.config(ctx, actor.tenant_id)
-    rows = list(csv.reader(io.StringIO(text, newline="")))
+    rows = read_rows(text)
     if not rows:
         raise ValidationFailed("the file is empty", hint="the first line must be the header")
     # row numbers as the file (and Excel) counts them: blank lines are skipped, not renumbered
@@ -486,7 +554,7 @@ def export(ctx: Context, actor: Actor, kind: str, query: Query, *,
     heads = labels(doc, kind)
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([heads[c] for c in wanted])
+    writer.writerow([formula_safe(heads[c]) for c in wanted])
     where = conditions(ctx, actor, query)
     count = 0
     if kind == "customers":
@@ -495,7 +563,7 @@ def export(ctx: Context, actor: Actor, kind: str, query: Query, *,
             .outerjoin(CrmCompany, CrmCompany.id == CrmContact.company_id)
             .where(*where).order_by(CrmContact.id).execution_options(yield_per=2000))
         for contact, company in rows:
-            writer.writerow([_cell(contact, company, c) for c in wanted])
+            writer.writerow([formula_safe(_cell(contact, company, c)) for c in wanted])
             count += 1
     else:
         model: Any = CrmActivity if kind == "activities" else CrmPurchase
@@ -505,8 +573,8 @@ def export(ctx: Context, actor: Actor, kind: str, query: Query, *,
             .where(model.tenant_id == actor.tenant_id, model.contact_id.in_(ids))
             .order_by(model.contact_id, model.date.desc(), model.id.desc()))
         for item, contact_name in history:
-            writer.writerow([contact_name if c == "contact_name" else _plain(getattr(item, c))
-                             for c in wanted])
+            writer.writerow([formula_safe(contact_name if c == "contact_name"
+                                          else _plain(getattr(item, c))) for c in wanted])
             count += 1
     records.log_access(ctx, actor, "export", kind, rows=count, columns=wanted,
                        encoding=encoding)

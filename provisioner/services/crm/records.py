@@ -73,6 +73,7 @@ from provisioner.services.crm.text import (
     name_key,
     nfkc,
     phone_digits,
+    refuse_nul,
     search_keys,
 )
 from provisioner.services.provisioning import quotas
@@ -763,6 +764,7 @@ def create(ctx: Context, actor: Actor, type_name: str, data: Mapping[str, Any], 
     rt = record_type(type_name)
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "records.write", f"create a {type_name}")
+    refuse_nul(data, f"the {type_name}")
     doc = scope.config(ctx, actor.tenant_id)
     values = shape(ctx, actor, doc, rt, data, None)
     # the record and its change-log row; refused before anything is written
@@ -844,6 +846,7 @@ def update(ctx: Context, actor: Actor, type_name: str, record_id: int,
     rt = record_type(type_name)
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "records.write", f"update {type_name} records")
+    refuse_nul(data, f"the {type_name}")
     row = fetch(ctx, actor, type_name, record_id)
     doc = scope.config(ctx, actor.tenant_id)
     values = shape(ctx, actor, doc, rt, data, row)

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
+
+from provisioner.errors import ValidationFailed
 
 #: spellings of 株式会社 users type, after NFKC ((株) and ㈱ both become "(株)")
 _SUFFIX = re.compile(r"^(株式会社|\(株\))\s*|\s*(株式会社|\(株\))$")
@@ -126,3 +128,52 @@ def search_key(value: str) -> str:
 @lru_cache(maxsize=16384)
 def _search_key(value: str) -> str:  # names, kana, companies and memos repeat a lot
     return _SPACES.sub("", unicodedata.normalize("NFKC", value)).lower()
+
+
+# --------------------------------------------------------------------------- input boundaries
+
+#: the first character of a spreadsheet formula (OWASP CSV injection), after NFKC
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+
+
+def formula_safe(cell: str) -> str:
+    """A cell a spreadsheet will not run: one starting with ``= + - @``, TAB or CR (also
+    after width normalisation: ``＝1+1`` is ``=1+1`` to NFKC) is prefixed with ``'``, as
+    the OWASP CSV-injection guidance says; a number such as ``-5`` stays a number.
+
+        >>> formula_safe("=1+1"), formula_safe("＝1+1"), formula_safe("-5"), formula_safe("田中")
+        ("'=1+1", "'＝1+1", '-5', '田中')
+    """
+    if not cell:
+        return cell
+    first = cell[0] if cell.isascii() else unicodedata.normalize("NFKC", cell[:2])[:1]
+    if first in FORMULA_START and not _NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
+
+
+def refuse_nul(value: object, where: str = "the record") -> None:
+    """Refuse text holding a NUL character (U+0000), on every backend alike: PostgreSQL
+    cannot store it and SQLite would. ``value``: a text, or a mapping or list of them
+    (a record's fields), checked at the input boundaries (CSV import, record writes).
+
+        >>> refuse_nul({"name": "a\\x00b"})
+        Traceback (most recent call last):
+        ...
+        provisioner.errors.ValidationFailed: the record: name contains a NUL character (U+0000)
+    """
+    stack: list[tuple[str, object]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                field = f"{path} " if path else ""
+                raise ValidationFailed(
+                    f"{where}: {field}contains a NUL character (U+0000)",
+                    hint="remove the NUL characters: no text field can hold one")
+        elif isinstance(item, Mapping):
+            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in item.items())
+            stack.extend((f"{path} (a key)", k) for k in item if isinstance(k, str))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((path, v) for v in item)

@@ -20,12 +20,13 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-from provisioner.clock import as_utc
-from provisioner.db.models import Membership, Tenant, User
+from provisioner.clock import as_utc, format_instant
+from provisioner.db.models import Membership, Tenant, Throttle, User
 from provisioner.db.provisioning_models import LoginSession, TenantGroup
-from provisioner.errors import NotFound, PermissionDenied, ValidationFailed
+from provisioner.errors import NotFound, PermissionDenied, RateLimited, ValidationFailed
 from provisioner.services import audit
 from provisioner.services.actors import Actor, get_user
 from provisioner.services.context import Context
@@ -229,3 +230,71 @@ def switch(ctx: Context, token: str, ref: str) -> Actor:
 def logout(ctx: Context, token: str) -> None:
     row = _session(ctx, token)
     row.revoked_at = ctx.clock.now()
+
+
+# --------------------------------------------------------------------------- login throttling
+
+#: failures of one login id from one client before the first delay, and of one client
+#: address over every login id (password spraying); then the delay doubles from 1 second
+FREE_FAILURES = 5
+FREE_FAILURES_PER_CLIENT = 50
+MAX_DELAY = timedelta(minutes=15)
+#: a party whose last failure is older than this starts again from zero
+FORGET_AFTER = timedelta(hours=24)
+
+
+def throttle_keys(login_id: str, client: str) -> tuple[str, str]:
+    """The throttled parties of a login attempt: (login id, client) and the client.
+
+    Per (login, client), not per login: a guesser elsewhere slows only themselves,
+    never the real user at their own address."""
+    return f"login:{login_id.strip().lower()[:150]}|{client[:100]}", f"client:{client[:100]}"
+
+
+def delay_after(key: str, failures: int) -> timedelta:
+    """How long ``key`` waits after its ``failures``-th failure: nothing for the first few,
+    then 1 s, 2 s, 4 s ... up to :data:`MAX_DELAY`."""
+    free = FREE_FAILURES_PER_CLIENT if key.startswith("client:") else FREE_FAILURES
+    if failures < free:
+        return timedelta(0)
+    return min(MAX_DELAY, timedelta(seconds=2 ** min(failures - free, 20)))
+
+
+def check_throttle(ctx: Context, keys: tuple[str, ...]) -> None:
+    """Raise RateLimited (with ``retry_after`` seconds) while any of ``keys`` must wait."""
+    now = ctx.clock.now()
+    waits = [as_utc(until) for until in ctx.session.scalars(
+        select(Throttle.blocked_until).where(Throttle.key.in_(keys),
+                                             Throttle.blocked_until.is_not(None)))
+        if until is not None and as_utc(until) > now]
+    if waits:
+        until = max(waits)
+        error = RateLimited(f"too many failed logins: wait until {format_instant(until)}",
+                            hint="each further failure doubles the wait; a correct password "
+                            "from your usual address is not slowed by others' failures")
+        error.retry_after = max(1, int((until - now).total_seconds()))  # type: ignore[attr-defined]
+        raise error
+
+
+def record_failure(ctx: Context, keys: tuple[str, ...]) -> None:
+    """Count a failed login against each of ``keys`` and set their next allowed time."""
+    now = ctx.clock.now()
+    dialect = postgresql if ctx.session.get_bind().dialect.name == "postgresql" else sqlite
+    for key in sorted(keys):  # one order: concurrent failures never deadlock
+        # the row exists (a concurrent first failure inserts nothing twice), then is locked
+        ctx.session.execute(dialect.insert(Throttle).values(key=key, failures=0, last_at=now)
+                            .on_conflict_do_nothing(index_elements=["key"]))
+        row = ctx.session.get(Throttle, key, with_for_update=True, populate_existing=True)
+        assert row is not None
+        if as_utc(row.last_at) < now - FORGET_AFTER:
+            row.failures = 0
+        row.failures += 1
+        row.last_at = now
+        delay = delay_after(key, row.failures)
+        row.blocked_until = now + delay if delay else None
+    ctx.session.flush()
+
+
+def clear_throttle(ctx: Context, key: str) -> None:
+    """A successful login forgets that party's failures."""
+    ctx.session.execute(delete(Throttle).where(Throttle.key == key))
