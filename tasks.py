@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -28,7 +29,13 @@ EXTENSIONS = [ROOT / "provisioner" / "services" / "crm" / "_postings.c"]
 
 
 def stale_extensions() -> bool:
-    """Whether a C source is newer than its built module (or was never built)."""
+    """Whether a C source is newer than its built module (or was never built).
+
+    Without a C compiler the module is not built (setup.py says so once, at
+    install), and there is nothing to rebuild.
+    """
+    if not os.environ.get("CC") and not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")):
+        return False
     for source in EXTENSIONS:
         built = [p.stat().st_mtime for p in source.parent.glob(f"{source.stem}.*")
                  if p.suffix in (".so", ".pyd")]

@@ -90,6 +90,8 @@ class NewVersion:
     origin: str
     #: ``"sha256:" + SHA-256(body)``, when the caller already has it
     digest: str | None = None
+    #: the digest of the base version, when the caller already read it (else it is loaded)
+    base_digest: str | None = None
 
     @property
     def body_digest(self) -> str:
@@ -133,12 +135,11 @@ def commit_versions(ctx: Context, versions: Sequence[NewVersion], *,
     caller's transaction rolls back -- a lost race never overwrites. Then the
     versions are inserted (one multi-row INSERT).
     """
-    bases = _base_digests(ctx, [v for v in versions if v.base_version is not None])
     changed: list[NewVersion] = []
     out: list[int | None] = []
     for item in versions:
-        if item.base_version is not None and (
-                bases.get((item.tenant.id, item.base_version)) == item.body_digest):
+        if item.base_version is not None and item.body_digest == (
+                item.base_digest or _load(ctx, item.tenant.id, item.base_version).digest):
             out.append(None)
             continue
         changed.append(item)
@@ -157,21 +158,6 @@ def commit_versions(ctx: Context, versions: Sequence[NewVersion], *,
          "size_bytes": len(item.body), "created_at": now, "created_by": item.author,
          "origin": item.origin} for item in changed])
     return out
-
-
-def _base_digests(ctx: Context, versions: Sequence[NewVersion]) -> dict[tuple[int, int], str]:
-    """(tenant id, version) -> digest of the base versions (one query); NotFound if missing."""
-    if not versions:
-        return {}
-    wanted = {(v.tenant.id, v.base_version) for v in versions}
-    found = {(t, n): d for t, n, d in ctx.session.execute(
-        select(ConfigVersion.tenant_id, ConfigVersion.version, ConfigVersion.digest)
-        .where(tuple_(ConfigVersion.tenant_id, ConfigVersion.version).in_(sorted(wanted))))}
-    if len(found) != len(wanted):
-        missing = sorted(wanted - set(found))[0]
-        raise NotFound(f"configuration version {missing[1]} does not exist",
-                       hint="'provisioner config history' lists the versions")
-    return found
 
 
 def commit_transfer_copy(ctx: Context, tenant: Tenant, transfer_id: int, digest: str, *,

@@ -32,8 +32,12 @@ How it runs (and why it is fast and safe):
   100): one transaction per batch locks the batch's pending status rows and
   target tenants, checks each target, and writes the accepted ones' transfers,
   configuration versions, tenant pointers, audit events and status rows with a
-  few multi-row statements. A target refused by a check is marked ``rejected``
-  with its reason in the same transaction and nothing else of it is written.
+  few multi-row statements -- through the services' bulk primitives
+  (``transfers.insert_many``, ``configs.commit_versions`` with its guarded
+  pointer, ``audit.record_many`` with the events the single-target services
+  write), so a batch follows the rules of one target; it only orchestrates. A
+  target refused by a check is marked ``rejected`` with its reason in the same
+  transaction and nothing else of it is written.
 * If anything unexpected fails in a batch, that batch is rolled back as a whole
   and its targets are processed again one by one, each in its own transaction
   through the ordinary ``transfers.accept`` / ``transfers.approve`` services; a
@@ -288,11 +292,18 @@ def _deliver(ctx: Context, work: _Work, row: RolloutTarget, keys: Mapping[str, s
     decision = transfers.approve(ctx, resolve(ctx, pin.added_by, target.slug), transfer.id)
     if decision.outcome not in {"applied", "unchanged"}:
         raise TransferRefused(decision.message or f"transfer {transfer.id} not applied")
-    audit.record(ctx, tenant_id=target.id, actor=f"policy:auto({pin.added_by})",
-                 action="rollout:auto_applied", subject=f"transfer:{transfer.id}",
-                 rollout=work.run_id, source_tenant=work.source_slug, publisher=pin.key_id,
-                 version=decision.version)
+    audit.record_many(ctx, [_auto_applied(ctx, work, target.id, pin, transfer.id,
+                                          decision.version)])
     row.status, row.applied_version = "applied", decision.transfer.applied_version
+
+
+def _auto_applied(ctx: Context, work: _Work, tenant_id: int, pin: TrustedPublisher,
+                  transfer_id: int, version: int | None) -> dict[str, Any]:
+    """The ``rollout:auto_applied`` audit event (one by one and in batches)."""
+    return audit.event(ctx, tenant_id=tenant_id, actor=f"policy:auto({pin.added_by})",
+                       action="rollout:auto_applied", subject=f"transfer:{transfer_id}",
+                       rollout=work.run_id, source_tenant=work.source_slug,
+                       publisher=pin.key_id, version=version)
 
 
 _NOT_TRUSTED_HINT = ("its admin registers the publisher (provisioner publisher trust) or "
@@ -527,11 +538,12 @@ class _Batch:
             applied_version=a.applied_version) for a in accepted])
         applied = [(transfer_id, a) for transfer_id, a in zip(ids, accepted, strict=True)
                    if a.apply]
-        # each target's room for the bundle and its version was checked for the whole batch
-        # (run: checked); the pointers move with the guard of every other change
+        # checked=True: run() checked each target's room for the bundle and its new version
+        # (one query for the batch); the pointers move with the guard of every other change
         configs.commit_versions(ctx, [configs.NewVersion(
             a.tenant, a.version, a.shared.body, a.pin.added_by, f"transfer:{transfer_id}",
-            digest=a.shared.digest) for transfer_id, a in applied], checked=True)
+            digest=a.shared.digest, base_digest=a.digest) for transfer_id, a in applied],
+            checked=True)
         events, lineages = [], []
         for transfer_id, a in zip(ids, accepted, strict=True):
             events.append(transfers.received_event(
@@ -557,11 +569,8 @@ class _Batch:
                 bundle_digest=work.bundle.digest, signer_key_id=work.bundle.key_id,
                 source_tenant=payload.source.tenant, mode=a.plan["mode"], plan=a.plan,
                 from_version=a.version, to_version=a.new_version, impact=a.plan["impact"]))
-            events.append(audit.event(
-                ctx, tenant_id=a.tenant.id, actor=f"policy:auto({a.pin.added_by})",
-                action="rollout:auto_applied", subject=f"transfer:{transfer_id}",
-                rollout=work.run_id, source_tenant=work.source_slug, publisher=a.pin.key_id,
-                version=a.new_version))
+            events.append(_auto_applied(ctx, work, a.tenant.id, a.pin, transfer_id,
+                                        a.new_version))
         audit.record_many(ctx, events)
         lineage.record_many(ctx, lineages)
         if self.updates:
