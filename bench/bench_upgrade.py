@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import gc
 import statistics
 import sys
@@ -247,9 +248,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    load = os.getloadavg()[0]
     result = measure(args.repeat)
     command = " ".join([".venv/bin/python bench/bench_upgrade.py", *sys.argv[1:]])
     text = section(result, args.repeat, command)
+    text = text.replace(f"`{command}` (", f"`{command}` (load average before the run: "
+                        f"{load:.2f}; ", 1)
     if args.rollout:
         backends = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
         rates = {b: rollout_rates(b, args.rollout, 3) for b in backends}
