@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import gc
+import os
 import statistics
 import sys
 import time
