@@ -42,7 +42,7 @@ from provisioner.db.migrate import Outcome
 from provisioner.db.models import Tenant
 from provisioner.errors import ConfigurationError
 from provisioner.security.keystore import MasterKey
-from provisioner.services.crm import derived
+from provisioner.services.crm import derived, records
 from provisioner.services.provisioning import quotas
 from provisioner.services.transaction import SET_TENANT, SET_TENANT_SQL, Checks, Context
 
@@ -73,6 +73,8 @@ class Provisioner:
         self.clock: Clock = clock or SystemClock()
         self.home = home
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # the derived data of record writes (search index, counts) hangs off these sessions
+        records.install_maintenance(self._sessions)
         #: cross-cutting checks the services run (see :func:`default_checks`)
         self.checks = default_checks()
 

@@ -27,8 +27,8 @@ from provisioner.errors import KeyRejected, NotFound, RateLimited
 from provisioner.security import copykey
 from provisioner.services import audit
 from provisioner.services.actors import Actor, require_admin
-from provisioner.services.context import Context
 from provisioner.services.eligibility import require_can_receive
+from provisioner.services.transaction import Context
 
 LIFETIME = timedelta(hours=24)
 FAILURE_WINDOW = timedelta(minutes=15)

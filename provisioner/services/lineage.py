@@ -24,7 +24,7 @@ from sqlalchemy import insert, select
 from provisioner.config.document import SECTION_NAMES
 from provisioner.config.merge3 import merge3
 from provisioner.db.models import LineageEntry, Transfer
-from provisioner.services.context import Context
+from provisioner.services.transaction import Context
 
 
 def source_of(transfer: Transfer) -> str:

@@ -32,8 +32,8 @@ from sqlalchemy.orm import Session
 from provisioner.db.crm_models import CrmCompany, CrmContact, CrmSearchGram
 from provisioner.db.models import ConfigVersion, Tenant, Transfer
 from provisioner.services import transfers
-from provisioner.services.context import Context
 from provisioner.services.crm import records, search_index, tally
+from provisioner.services.transaction import Context
 
 
 @dataclass

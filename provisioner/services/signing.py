@@ -29,7 +29,7 @@ from provisioner.errors import AlreadyExists, NotFound, ValidationFailed
 from provisioner.security.keystore import Sealed
 from provisioner.services import audit
 from provisioner.services.actors import Actor, require_admin
-from provisioner.services.context import Context
+from provisioner.services.transaction import Context
 
 POLICIES = ("manual", "auto")
 

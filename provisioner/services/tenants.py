@@ -10,8 +10,8 @@ from provisioner.errors import AlreadyExists, PermissionDenied, ValidationFailed
 from provisioner.identifiers import LOGIN, OPERATOR, SLUG
 from provisioner.services import audit, configs, signing
 from provisioner.services.actors import ROLES, get_tenant
-from provisioner.services.context import Context
 from provisioner.services.eligibility import PLANS
+from provisioner.services.transaction import Context
 
 __all__ = ["LOGIN", "OPERATOR", "SLUG", "add_user", "create", "list_all", "update_flags"]
 

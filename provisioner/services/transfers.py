@@ -75,10 +75,10 @@ from provisioner.gcpause import paused_gc
 from provisioner.security import copykey
 from provisioner.services import audit, configs, copykeys, lineage, signing
 from provisioner.services.actors import Actor, get_tenant, require_admin, resolve_for_tenant_id
-from provisioner.services.context import Context
 from provisioner.services.crm import impact as data_impact
 from provisioner.services.eligibility import require_can_receive, require_can_send
 from provisioner.services.provisioning import quotas
+from provisioner.services.transaction import Context
 
 UNBOUND_LIFETIME = timedelta(days=90)
 #: how an approval combines the incoming sections with the target's (see the module doc)

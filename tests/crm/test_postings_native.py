@@ -227,7 +227,7 @@ def test_builder_writes_the_reference_rows(use_native: bool, new_block: bool) ->
     texts = ["\x1f".join(rng.choice(pool) for _ in range(rng.randint(1, 5))) for _ in ids]
     written: list[tuple[int, object]] = []
     with mock.patch.object(search_index, "_native", native if use_native else None), \
-            mock.patch.object(search_index, "_lock"), \
+            mock.patch.object(search_index, "lock_tenant_writes"), \
             mock.patch.object(search_index, "_block_is_new", return_value=new_block), \
             mock.patch.object(search_index, "_insert_block",
                               lambda _c, _t, block, rows: written.append((block, rows))), \

@@ -17,9 +17,9 @@ from provisioner.db.crm_models import CrmContact
 from provisioner.errors import ValidationFailed
 from provisioner.services import audit
 from provisioner.services.actors import Actor
-from provisioner.services.context import Context
 from provisioner.services.crm import records, scope
 from provisioner.services.crm.search import Query, matching_ids
+from provisioner.services.transaction import Context
 
 _CHUNK = 500
 

@@ -37,7 +37,6 @@ from provisioner.db.crm_models import CrmActivity, CrmChange, CrmCompany, CrmCon
 from provisioner.errors import ValidationFailed, excerpt
 from provisioner.services import audit
 from provisioner.services.actors import Actor
-from provisioner.services.context import Context
 from provisioner.services.crm import records, scope, search_index, tally
 from provisioner.services.crm.search import Query, conditions
 from provisioner.services.crm.text import (
@@ -49,6 +48,7 @@ from provisioner.services.crm.text import (
     phone_digits,
 )
 from provisioner.services.provisioning import quotas
+from provisioner.services.transaction import Context
 
 CONTACT_COLUMNS: tuple[str, ...] = (
     "name", "kana", "company", "title", "email", "phone", "mobile", "fax", "postal_code",

@@ -67,8 +67,8 @@ from provisioner.db.crm_models import (
 from provisioner.db.models import Tenant
 from provisioner.errors import ValidationFailed
 from provisioner.services.actors import Actor
-from provisioner.services.context import SET_TENANT_SQL, Context
 from provisioner.services.crm import records, tally
+from provisioner.services.transaction import SET_TENANT_SQL, Context
 
 if TYPE_CHECKING:
     import psycopg

@@ -16,10 +16,10 @@ from sqlalchemy import select
 from provisioner.db.crm_models import CrmCompany, CrmContact
 from provisioner.errors import ValidationFailed
 from provisioner.services.actors import Actor
-from provisioner.services.context import Context
 from provisioner.services.crm import records, scope
 from provisioner.services.crm.csvio import labels
 from provisioner.services.crm.search import Query, conditions
+from provisioner.services.transaction import Context
 
 LAYOUTS = ("list", "labels")
 #: at most this many customers on one printout (narrow the search for more)

@@ -32,6 +32,7 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    event,
     func,
     select,
 )
@@ -60,13 +61,8 @@ from provisioner.db.crm_models import (
 from provisioner.db.models import AuditEvent, Base
 from provisioner.errors import NotFound, ProvisionerError, ValidationFailed
 from provisioner.services.actors import Actor
-from provisioner.services.context import Context
-from provisioner.services.crm import (
-    automation,
-    scope,
-    tally,  # maintained counts (its flush hook too)
-)
-from provisioner.services.crm import search_index as _search_index  # (and its hook)
+from provisioner.services.crm import automation, scope, tally
+from provisioner.services.crm import search_index as _search_index
 from provisioner.services.crm.text import (
     company_suffix,
     format_phone,
@@ -77,6 +73,7 @@ from provisioner.services.crm.text import (
     search_keys,
 )
 from provisioner.services.provisioning import quotas
+from provisioner.services.transaction import Context
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -504,6 +501,20 @@ def _derive(ctx: Context, actor: Actor, rt: RecordType, row: Any) -> None:
     if rt.name == "contact":
         row.mobile_digits = phone_digits(row.mobile or "")
         row.search_text = contact_search_text(row, _company_name(ctx, actor, row.company_id))
+
+
+# ---------------------------------------------------------------- derived data
+
+def install_maintenance(sessions: Any) -> None:
+    """Keep the data every record write derives -- the search index and the maintained
+    counts -- on the sessions of ``sessions`` (the application's ``sessionmaker``; the
+    composition root calls this once). Each write path here and in the bulk modules also
+    keeps them itself where it writes with Core statements (``search_index.insert_rows``,
+    ``tally.add_rows``); these hooks cover every ORM flush."""
+    for module in (_search_index, tally):  # the index's hook first: tally locks after it
+        for name, listener in module.FLUSH_HOOK:
+            if not event.contains(sessions, name, listener):
+                event.listen(sessions, name, listener)
 
 
 # ---------------------------------------------------------------- rules on the write path

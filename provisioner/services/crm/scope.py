@@ -24,7 +24,7 @@ from provisioner.config.document import ConfigDocument
 from provisioner.db.models import ConfigVersion, Tenant
 from provisioner.errors import NotFound, PermissionDenied
 from provisioner.services.actors import Actor
-from provisioner.services.context import Context
+from provisioner.services.transaction import Context
 
 ALL = frozenset({
     "records.read", "records.write", "records.delete", "export", "print", "import",

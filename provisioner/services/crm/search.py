@@ -63,9 +63,9 @@ from provisioner.clock import format_instant
 from provisioner.db.crm_models import CrmActivity, CrmCompany, CrmContact, CrmPurchase
 from provisioner.errors import NotFound, ValidationFailed
 from provisioner.services.actors import Actor
-from provisioner.services.context import SET_TENANT_SQL, Context
 from provisioner.services.crm import records, scope, search_index
 from provisioner.services.crm.text import nfkc, phone_digits, search_key
+from provisioner.services.transaction import SET_TENANT_SQL, Context
 
 SORTS = ("id", "name", "kana", "created_at", "updated_at")
 #: beyond this many ``q`` matches a combined query keeps LIKE rather than an id list

@@ -59,7 +59,7 @@ from itertools import compress, filterfalse, groupby, islice, repeat
 from operator import add, and_, itemgetter, ne, rshift
 from typing import Any, TypeAlias
 
-from sqlalchemy import Connection, LargeBinary, Table, bindparam, event, text
+from sqlalchemy import Connection, LargeBinary, Table, bindparam, text
 from sqlalchemy.orm import Session, UOWTransaction, attributes
 
 from provisioner.db.crm_models import CrmContact, CrmSearchGram
@@ -791,7 +791,6 @@ def index_new(conn: Connection, tenant_id: int, rows: Iterable[tuple[int, str]])
 _PENDING = "crm_search_index_pending"
 
 
-@event.listens_for(Session, "before_flush")
 def _before_flush(session: Session, _context: UOWTransaction, _instances: Any) -> None:
     """Remember the indexed text of contacts about to be deleted (it must be loaded now)."""
     pending: list[tuple[int, int, str]] = session.info.setdefault(_PENDING, [])
@@ -800,13 +799,11 @@ def _before_flush(session: Session, _context: UOWTransaction, _instances: Any) -
             pending.append((obj.tenant_id, obj.id, obj.search_text or ""))
 
 
-@event.listens_for(Session, "after_soft_rollback")
 def _after_rollback(session: Session, _previous: Any) -> None:
     """A failed flush's remembered deletions must not be applied by a later one."""
     session.info.pop(_PENDING, None)
 
 
-@event.listens_for(Session, "after_flush")
 def _after_flush(session: Session, _context: UOWTransaction) -> None:
     """Diff the search text of the contacts this flush wrote and update the index."""
     changes: dict[int, list[tuple[int, str | None, str | None]]] = defaultdict(list)
@@ -827,6 +824,16 @@ def _after_flush(session: Session, _context: UOWTransaction) -> None:
         conn = session.connection()
         for tenant_id, items in changes.items():
             apply(conn, tenant_id, items)
+
+
+#: this module's flush hook (event, listener): installed on the application's sessions
+#: by the record-write path (:func:`provisioner.services.crm.records.install_maintenance`),
+#: not on import
+FLUSH_HOOK: tuple[tuple[str, Any], ...] = (
+    ("before_flush", _before_flush),
+    ("after_soft_rollback", _after_rollback),
+    ("after_flush", _after_flush),
+)
 
 
 # ---------------------------------------------------------------- querying

@@ -18,10 +18,10 @@ from typing import Any
 from provisioner.db.crm_models import CrmCompany, CrmContact
 from provisioner.services import audit
 from provisioner.services.actors import Actor
-from provisioner.services.context import Context
 from provisioner.services.crm import records, scope, search_index, tally
 from provisioner.services.crm.text import company_suffix, name_key, phone_digits
 from provisioner.services.provisioning import quotas
+from provisioner.services.transaction import Context
 
 SURNAMES = (
     ("佐藤", "サトウ"), ("鈴木", "スズキ"), ("高橋", "タカハシ"), ("田中", "タナカ"),

@@ -56,7 +56,6 @@ from sqlalchemy import (
     Connection,
     Table,
     delete,
-    event,
     func,
     inspect,
     literal_column,
@@ -389,7 +388,6 @@ def _old_rows(session: Session, model: Any, ids: list[int]) -> dict[int, dict[st
     return out
 
 
-@event.listens_for(Session, "before_flush")
 def _before_flush(session: Session, _context: UOWTransaction, _instances: Any) -> None:
     """Take what the rows about to be updated or deleted count now, from the database."""
     models = _crm_models()
@@ -435,19 +433,16 @@ def _before_flush(session: Session, _context: UOWTransaction, _instances: Any) -
     session.info[_OLD] = (delta, pending)
 
 
-@event.listens_for(Session, "after_soft_rollback")
 def _after_rollback(session: Session, _previous: Any) -> None:
     """A failed flush's remembered values must not be applied by a later one."""
     session.info.pop(_OLD, None)
     session.info.pop(_LOCKED, None)
 
 
-@event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
     session.info.pop(_LOCKED, None)  # the transaction's locks are gone
 
 
-@event.listens_for(Session, "after_flush")
 def _after_flush(session: Session, _context: UOWTransaction) -> None:
     """Add what the inserted and updated rows count now; write the differences."""
     delta, pending = session.info.pop(_OLD, ({}, []))
@@ -471,3 +466,14 @@ def _after_flush(session: Session, _context: UOWTransaction) -> None:
         for tenant_id in sorted(delta):
             apply(conn, tenant_id, delta[tenant_id], lock=tenant_id not in locked)
             locked.add(tenant_id)
+
+
+#: this module's flush hook (event, listener): installed on the application's sessions
+#: by the record-write path (:func:`provisioner.services.crm.records.install_maintenance`),
+#: not on import
+FLUSH_HOOK: tuple[tuple[str, Any], ...] = (
+    ("before_flush", _before_flush),
+    ("after_soft_rollback", _after_rollback),
+    ("after_commit", _after_commit),
+    ("after_flush", _after_flush),
+)

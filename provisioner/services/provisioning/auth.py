@@ -29,7 +29,7 @@ from provisioner.db.provisioning_models import LoginSession, TenantGroup
 from provisioner.errors import NotFound, PermissionDenied, RateLimited, ValidationFailed
 from provisioner.services import audit
 from provisioner.services.actors import Actor, get_user
-from provisioner.services.context import Context
+from provisioner.services.transaction import Context
 
 SESSION_LIFETIME = timedelta(hours=12)
 MIN_PASSWORD = 8

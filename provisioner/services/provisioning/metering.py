@@ -50,9 +50,9 @@ from provisioner.errors import (
 )
 from provisioner.services import audit
 from provisioner.services.actors import Actor, get_tenant, require_admin
-from provisioner.services.context import Context
 from provisioner.services.provisioning import quotas
 from provisioner.services.provisioning.billing import TOKYO, month_bounds, price_book
+from provisioner.services.transaction import Context
 
 KINDS = ("customer", "employee", "nuisance")
 DEFAULT_HOURS: dict[int, tuple[str, str]] = {d: ("09:00", "18:00") for d in range(5)}

@@ -34,8 +34,8 @@ from provisioner.errors import BundleRejected
 from provisioner.identifiers import OPERATOR
 from provisioner.services import audit, configs, signing, tenants
 from provisioner.services.actors import get_tenant
-from provisioner.services.context import Context
 from provisioner.services.provisioning import groups, quotas
+from provisioner.services.transaction import Context
 
 
 def describe(ctx: Context, slug: str) -> dict[str, Any]:
