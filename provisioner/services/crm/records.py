@@ -430,6 +430,16 @@ def shape(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordType,
     elif rt.name == "purchase":
         _check_pick(doc, values, "payment_method", "payment_method", problems)
         _check_pick(doc, values, "media", "media", problems)
+        # amount = quantity x unit price whenever all three are known (given or kept)
+        known: list[Any] = [values.get(k, getattr(row, k, None))
+                            for k in ("quantity", "unit_price", "amount")]
+        qty, price, amount = known
+        if row is not None and "amount" not in values and None not in (qty, price) and (
+                "quantity" in values or "unit_price" in values):
+            values["amount"] = amount = qty * price  # an update of either recomputes it
+        if None not in (qty, price, amount) and qty * price != amount:
+            problems.append(f"amount: {amount} is not quantity x unit price "
+                            f"({qty} x {price} = {qty * price})")
     if rt.name in ("purchase", "product") and values.get("product_class"):
         allowed = {n.code for n in doc.classifications.product}
         if values["product_class"] not in allowed:

@@ -225,7 +225,8 @@ def conditions(ctx: Context, actor: Actor, query: Query, *,
     return where
 
 
-def _order(sort: str) -> list[Any]:
+def order_by(sort: str) -> list[Any]:
+    """The ORDER BY of a ``sort`` (``kana``, ``-id``...): the column, then the id."""
     key = sort.lstrip("-")
     if key not in SORTS:
         raise ValidationFailed(f"cannot sort by {sort!r}",
@@ -276,7 +277,7 @@ def search(ctx: Context, actor: Actor, query: Query) -> Result:
     scope.require(ctx, actor, "records.read", "search customers")
     if not 0 <= query.limit <= 1000 or query.offset < 0:
         raise ValidationFailed("limit must be 0..1000 and offset >= 0")
-    order = _order(query.sort)
+    order = order_by(query.sort)
     keys = terms(query)
     if keys and query.sort in ("id", "-id") and query == Query(
             q=query.q, match=query.match, sort=query.sort, limit=query.limit,
@@ -304,7 +305,7 @@ def matching_ids(ctx: Context, actor: Actor, query: Query) -> list[int]:
     """Every matching contact id (bulk operations and exports)."""
     where = conditions(ctx, actor, query)
     return list(ctx.session.scalars(select(CrmContact.id).where(*where)
-                                    .order_by(*_order(query.sort))))
+                                    .order_by(*order_by(query.sort))))
 
 
 def _card_columns(type_name: str) -> list[Any]:

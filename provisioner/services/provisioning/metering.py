@@ -18,9 +18,12 @@ list (national holidays are not built in: register them).
 Nuisance callers can not receive contact history.
 
 The contract: monthly maintenance fee, a fee per seat, mobile concurrent
-connections sold in packs of 5, a 12-month minimum term; cancelling early
-costs the maintenance fee x the remaining months (the month of cancellation
-counts as used).
+connections sold in packs of 5 (a peak of 8 buys 2 packs), billed from the
+start month to the cancellation month (both included); a 12-month minimum
+term from the month after the start (started 2026-01-15: February 2026 to
+January 2027); cancelling early costs the maintenance fee x the term's months
+after the cancellation month (cancelled 2026-06-10: 7 months). Calls before
+the start day or after the cancellation day are recorded but not charged.
 """
 
 from __future__ import annotations
@@ -96,11 +99,43 @@ def charge(classification: str, in_hours: bool, prices: Mapping[str, int]) -> in
     return prices[f"cti_{classification}_call_jpy"]
 
 
+def _month_index(day: date) -> int:
+    return day.year * 12 + day.month - 1
+
+
 def early_cancellation_fee(started_on: date, cancelled_on: date, *, maintenance_jpy: int,
                            minimum_months: int = 12) -> int:
-    """Maintenance fee x the months left of the minimum term (this month counts as used)."""
-    used = (cancelled_on.year - started_on.year) * 12 + cancelled_on.month - started_on.month + 1
-    return maintenance_jpy * max(0, minimum_months - used)
+    """Maintenance fee x the months left of the minimum term.
+
+    The term runs ``minimum_months`` from the month after the start (started
+    2026-01-15: February 2026 to January 2027); the month of cancellation is
+    used (billed), so cancelling on 2026-06-10 leaves July..January: 7 months.
+    """
+    last = _month_index(started_on) + minimum_months  # the term's last month
+    return maintenance_jpy * max(0, last - _month_index(cancelled_on))
+
+
+def in_contract(contract: CtiContract | None, day: date) -> bool:
+    """Whether the contract is in force on a (Tokyo) day: from its start to its
+    cancellation day, both included. No contract: calls are metered as before."""
+    if contract is None:
+        return True
+    return contract.started_on <= day and (
+        contract.cancelled_on is None or day <= contract.cancelled_on)
+
+
+def billed_month(contract: CtiContract, month: str) -> bool:
+    """Whether the monthly fees are due for ``month`` (YYYY-MM): from the start
+    month to the cancellation month, both included."""
+    year, mon = (int(p) for p in month.split("-"))
+    index = year * 12 + mon - 1
+    return _month_index(contract.started_on) <= index and (
+        contract.cancelled_on is None or index <= _month_index(contract.cancelled_on))
+
+
+def mobile_packs(connections: int, pack: int) -> int:
+    """Packs of ``pack`` connections that cover a peak (8 at 5 a pack: 2 packs)."""
+    return -(-connections // pack)
 
 
 # --------------------------------------------------------------------------- configuration
@@ -194,8 +229,11 @@ def record_call(ctx: Context, actor: Actor, number: str, *,
     quotas.require_room(ctx, tenant, quotas.CALL_RECORD_BYTES, what="a call record")
     kind = classify(ctx, tenant.id, digits)
     inside = in_business_hours(when, business_hours(ctx, tenant.id), holidays(ctx, tenant.id))
+    contract = ctx.session.scalar(select(CtiContract).where(CtiContract.tenant_id == tenant.id))
+    billable = in_contract(contract, when.astimezone(TOKYO).date())
     row = CallRecord(tenant_id=tenant.id, at=when, number=digits, classification=kind,
-                     in_hours=inside, charge_jpy=charge(kind, inside, price_book(ctx)),
+                     in_hours=inside,
+                     charge_jpy=charge(kind, inside, price_book(ctx)) if billable else 0,
                      recorded_by=actor.login)
     ctx.session.add(row)
     ctx.session.flush()
@@ -225,15 +263,10 @@ def set_contract(ctx: Context, slug: str, *, started_on: date, maintenance_jpy: 
                  seat_fee_jpy: int, seats: int, mobile_connections: int = 0,
                  mobile_pack_jpy: int = 0, by: str) -> CtiContract:
     tenant = get_tenant(ctx, slug)
-    pack = price_book(ctx)["cti_mobile_pack_size"]
     problems = [f"{name} must be >= 0" for name, value in
                 (("maintenance", maintenance_jpy), ("seat fee", seat_fee_jpy), ("seats", seats),
                  ("mobile connections", mobile_connections), ("pack price", mobile_pack_jpy))
                 if value < 0]
-    if mobile_connections % pack:
-        up = (mobile_connections // pack + 1) * pack
-        problems.append(f"mobile connections are sold in packs of {pack}: {mobile_connections} "
-                        f"is not a multiple of {pack} (e.g. {up})")
     if problems:
         raise ValidationFailed("invalid CTI contract", problems=problems)
     row = ctx.session.scalar(select(CtiContract).where(CtiContract.tenant_id == tenant.id))
@@ -309,13 +342,13 @@ def statement(ctx: Context, actor: Actor, month: str) -> Statement:
         for kind, v in calls.items() if v["calls"]]
     contract = ctx.session.scalar(select(CtiContract).where(
         CtiContract.tenant_id == actor.tenant_id))
-    if contract is not None:
+    if contract is not None and billed_month(contract, month):
         pack = price_book(ctx)["cti_mobile_pack_size"]
         lines.append({"item": "maintenance", "quantity": 1, "amount": contract.maintenance_jpy})
         lines.append({"item": "seats", "quantity": contract.seats,
                       "amount": contract.seats * contract.seat_fee_jpy})
         if contract.mobile_connections:
-            packs = contract.mobile_connections // pack
+            packs = mobile_packs(contract.mobile_connections, pack)
             lines.append({"item": f"mobile connections (packs of {pack})", "quantity": packs,
                           "amount": packs * contract.mobile_pack_jpy})
         if (contract.cancelled_on is not None and contract.cancellation_fee_jpy
