@@ -28,6 +28,7 @@ from provisioner.errors import ValidationFailed
 from provisioner.services import actors
 from provisioner.services.actors import Actor
 from provisioner.services.crm import bulk, csvio, printing, records, search, seed
+from provisioner.services.provisioning import metering
 
 #: -t N|SLUG, resolved to the slug before the command runs (see tenant_choice)
 TENANT_REF = tenant_option()
@@ -134,11 +135,16 @@ def search_cmd(state: State, /, tenant: str, login: str, limit: int, offset: int
 @TENANT_REF
 @AS_REQUIRED
 @click.argument("phone")
+@click.option("--call-id", "call_ref", default=None, metavar="ID",
+              help="the telephony side's call id: the call is recorded and charged once")
 @pass_state
-def lookup_cmd(state: State, tenant: str, login: str, phone: str) -> None:
-    """The caller's card (CTI screen pop): profile, latest purchases and activities."""
+def lookup_cmd(state: State, tenant: str, login: str, phone: str, call_ref: str | None) -> None:
+    """The caller's card (CTI screen pop): profile, latest purchases and activities.
+
+    The screen pop is the metered call: it is recorded with its charge."""
     with state.transaction() as ctx:
-        card = search.lookup(ctx, actors.resolve(ctx, login, tenant), phone)
+        card = metering.screen_pop(ctx, actors.resolve(ctx, login, tenant), phone,
+                                   call_ref=call_ref)
 
     def text() -> str:
         c = card["contact"]
@@ -150,6 +156,9 @@ def lookup_cmd(state: State, tenant: str, login: str, phone: str) -> None:
                                        for p in card["purchases"]]
         lines += ["activities:"] + [f"  {a['date']}  {a['kind']}  {a['content'][:40]}"
                                     for a in card["activities"]]
+        call = card["call"]
+        lines += ["", f"call {call['id']}{' (' + call['ref'] + ')' if call['ref'] else ''}: "
+                      f"{call['classification']}, {call['charge_jpy']} JPY"]
         return "\n".join(lines)
     emit(state, card, text)
 

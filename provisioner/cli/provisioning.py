@@ -450,16 +450,26 @@ def calls_record(state: State, tenant_ref: str | None, login: str, number: str,
 @calls_cli.command("note")
 @TENANT_REF
 @AS_REQUIRED
-@click.argument("call_id", type=int)
+@click.argument("call")
 @click.argument("text")
+@click.option("--ref", "by_ref", is_flag=True,
+              help="CALL is the telephony side's call id (as given to lookup --call-id)")
 @pass_state
-def calls_note(state: State, tenant_ref: str | None, login: str, call_id: int,
-               text: str) -> None:
-    """Add contact history to a call (refused for nuisance callers)."""
+def calls_note(state: State, tenant_ref: str | None, login: str, call: str, text: str,
+               by_ref: bool) -> None:
+    """Add contact history to a call: an activity of the customer it popped up
+    (refused for nuisance callers)."""
+    if not by_ref and not call.isdigit():
+        raise click.BadParameter(f"{call!r} is not a call number (use --ref for a call id)",
+                                 param_hint="CALL")
     slug = _actor(state, login, tenant_ref)
     with state.transaction() as ctx:
-        metering.add_contact_history(ctx, actors.resolve(ctx, login, slug), call_id, text)
-    emit(state, {"call": call_id, "noted": True}, f"call {call_id}: contact history added")
+        row = metering.add_contact_history(ctx, actors.resolve(ctx, login, slug),
+                                           None if by_ref else int(call), text,
+                                           call_ref=call if by_ref else None)
+        data = {"call": row.id, "ref": row.call_ref, "noted": True, "contact_id": row.contact_id}
+    emit(state, data, f"call {call}: contact history added"
+         + (f" to customer {data['contact_id']}" if data["contact_id"] else ""))
 
 
 @calls_cli.command("number")

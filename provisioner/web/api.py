@@ -34,7 +34,7 @@ from provisioner.services import actors, configs, copykeys, transfers
 from provisioner.services.actors import Actor
 from provisioner.services.context import Context, Provisioner
 from provisioner.services.crm import csvio, records, search
-from provisioner.services.provisioning import auth, billing
+from provisioner.services.provisioning import auth, billing, metering
 from provisioner.web import present
 from provisioner.web.responses import JSONBody
 from provisioner.web.security import RateLimiter, Settings, acting, session_actor
@@ -518,20 +518,59 @@ def search_customers(tenant: TenantRef, params: Search, app: App, tok: Token) ->
 async def lookup(tenant: TenantRef, app: App, tok: Token,
                  phone: Annotated[str, Query(min_length=1, max_length=40,
                                              description="any formatting: 03-1234-5678, "
-                                             "+81 3 1234 5678, full-width digits")]) -> Any:
-    """The caller's card (CTI screen pop): profile, latest purchases and activities."""
-    # A few index probes in a read-only transaction, run here on the event loop: a
-    # worker-thread hop would cost more than the lookup itself, and a read-only
-    # transaction never waits for the write lock. (On PostgreSQL, handing the probes'
-    # round trips to worker threads was measured slower: 369 against 1,013 lookups/s
-    # with two workers.) A personal-information view to log is written (and committed)
-    # in a worker thread, as that may wait for the write lock, before the card is sent.
+                                             "+81 3 1234 5678, full-width digits")],
+                 call_id: Annotated[str | None, Query(
+                     min_length=1, max_length=100,
+                     description="the telephony side's call id: recorded and charged once")
+                 ] = None) -> Any:
+    """The caller's card (CTI screen pop): profile, latest purchases and activities.
+
+    The screen pop is the metered call: the call and its charge are recorded
+    (once per ``call_id``), also for a caller no customer has (then 404)."""
+    # The reads run in a read-only transaction here on the event loop: a worker-thread
+    # hop would cost more than the reads themselves, and a read-only transaction never
+    # waits for the write lock. (On PostgreSQL, handing the probes' round trips to
+    # worker threads was measured slower: 369 against 1,013 lookups/s with two
+    # workers.) The call record and a personal-information view to log are written
+    # (and committed) in a worker thread, as that may wait for the write lock, before
+    # the card (or the "not found") is sent: no card without its call recorded.
     log_rows: list[Any] = []
-    with acting(app, tok, tenant, read_only=True, log_rows=log_rows) as (ctx, actor):
-        card = search.lookup(ctx, actor, phone)
-    if log_rows:
-        await run_in_threadpool(app.write_log_rows, log_rows)
+    try:
+        with acting(app, tok, tenant, read_only=True, log_rows=log_rows) as (ctx, actor):
+            card = metering.screen_pop(ctx, actor, phone, call_ref=call_id)
+    finally:
+        if log_rows:
+            await run_in_threadpool(app.write_log_rows, log_rows)
     return JSONBody(card)
+
+
+class CallNoteIn(_In):
+    note: str = Field(min_length=1, max_length=20000, description="typed during the call")
+
+
+class CallOut(BaseModel):
+    """A recorded (metered) call."""
+
+    id: int | None = Field(description="the call number (None until written)")
+    ref: str | None = Field(description="the telephony side's call id")
+    number: str
+    classification: Literal["customer", "employee", "nuisance", "unknown"]
+    in_hours: bool
+    charge_jpy: int
+    at: str
+    contact_id: int | None = Field(description="the customer it popped up")
+
+
+@router.post("/tenants/{tenant}/calls/{call_ref}/note", tags=["records"],
+             response_model=CallOut)
+def call_note(tenant: TenantRef,
+              call_ref: Annotated[str, Path(min_length=1, max_length=100)],
+              body: CallNoteIn, app: App, tok: Token) -> Any:
+    """Contact history typed during a call (by the call id given to the lookup): an
+    activity of the customer it popped up. Refused for nuisance callers."""
+    with acting(app, tok, tenant) as (ctx, actor):
+        row = metering.add_contact_history(ctx, actor, None, body.note, call_ref=call_ref)
+        return metering.call_summary(row)
 
 
 @router.post("/tenants/{tenant}/import/customers", tags=["csv"])

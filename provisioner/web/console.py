@@ -34,7 +34,7 @@ from provisioner.services.actors import Actor
 from provisioner.services.context import Context, Provisioner
 from provisioner.services.crm import impact as data_impact
 from provisioner.services.crm import records, scope, search
-from provisioner.services.provisioning import auth
+from provisioner.services.provisioning import auth, metering
 from provisioner.web import api, i18n, present
 from provisioner.web.security import (
     LANG_COOKIE,
@@ -524,13 +524,14 @@ def customer(request: Request, contact_id: api.RowId) -> Response:
 
 
 @router.get("/pop")
-def screen_pop(request: Request, phone: str = "") -> Response:
+def screen_pop(request: Request, phone: str = "", call_id: str = "") -> Response:
     with page_session(request) as (ctx, actor, header):
         card = None
         error = None
         if phone.strip():
-            try:
-                card = search.lookup(ctx, actor, phone[:40])
+            try:  # the pop-up is the metered call (once per call id)
+                card = metering.screen_pop(ctx, actor, phone[:40],
+                                           call_ref=call_id.strip()[:100] or None)
             except ProvisionerError as exc:
                 if exc.http_status in (401, 403):
                     raise

@@ -261,6 +261,7 @@ MATRIX: list[tuple[str, str, dict[str, Any], str]] = [
     ("GET", "/api/tenants/{t}/contacts/{record_id}/{type_name}", {}, "reader"),
     ("GET", "/api/tenants/{t}/search", {"params": {"q": "山田"}}, "reader"),
     ("GET", "/api/tenants/{t}/lookup", {"params": {"phone": "0312345678"}}, "reader"),
+    ("POST", "/api/tenants/{t}/calls/{call_ref}/note", {"json": {"note": "侵入"}}, "writer"),
     ("POST", "/api/tenants/{t}/import/customers",
      {"files": {"file": ("c.csv", "氏名\n侵入 者\n".encode(), "text/csv")}}, "admin"),
     ("GET", "/api/tenants/{t}/export/{kind}", {}, "writer"),
@@ -299,8 +300,11 @@ def test_outsiders_and_the_wrong_role_get_no_data(site: Site) -> None:
     before = {p: site.call("GET", p, "acme-admin").json() for p in (
         "/api/tenants/acme/config", "/api/tenants/acme/keys", "/api/tenants/acme/inbox",
         f"/api/tenants/acme/records/contact/{site.ids['contact']}")}
+    popped = site.call("GET", "/api/tenants/acme/lookup", "acme-gen",
+                       params={"phone": "0312345678", "call_id": "pbx-acme"})
+    assert popped.status_code == 200, popped.text
     values = {"transfer_id": transfer_id, "key_id": key["id"], "record_id": site.ids["contact"],
-              "applied_id": applied}
+              "applied_id": applied, "call_ref": "pbx-acme"}
     beta_key = site.call("POST", "/api/tenants/beta/keys", "beta-admin").json()["key"]
 
     def kwargs(raw: dict[str, Any], send_key: str) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
     metering.add_number(ctx, admin, "090-1234-5678", kind="employee", login="sato")
     metering.set_business_hours(ctx, admin, {0: ("09:00", "18:00"), ...})
-    metering.add_holiday(ctx, admin, date(2026, 11, 23), name="勤労感謝の日")
+    metering.add_holiday(ctx, admin, date(2026, 12, 29), name="年末休業")
     call = metering.record_call(ctx, operator, "03-1234-5678")   # classified and priced
+    card = metering.screen_pop(ctx, operator, "03-1234-5678", call_ref="pbx-4711")
+    metering.add_contact_history(ctx, operator, None, "注文の確認", call_ref="pbx-4711")
     metering.statement(ctx, admin, "2026-11")                     # the monthly statement
 
 Each incoming call is classified by its number: ``employee`` (a registered
@@ -13,9 +15,18 @@ priced from the price book (30 / 15 / 0 JPY; unknown callers like customers:
 30). Calls outside the tenant's business hours or on its configured holidays
 are free. Time is read in the Asia/Tokyo calendar; business hours are
 [opens, closes): 09:00 is inside, 18:00 is not. A tenant that configured no
-business hours has Monday-Friday 09:00-18:00. Holidays are the tenant's own
-list (national holidays are not built in: register them).
-Nuisance callers can not receive contact history.
+business hours has Monday-Friday 09:00-18:00. Holidays are Japan's national
+holidays (the ``jpholiday`` package: substitute and citizens' holidays
+included) plus the tenant's own list.
+
+A screen pop (:func:`screen_pop`: the CLI ``lookup``, the API lookup, the
+console's pop-up) is the metered call: it records the call with its charge and
+returns the caller's card. The telephony side may pass its call id
+(``call_ref``): a pop-up of a call already recorded is not recorded or charged
+again. A call from a number no customer has is recorded too (then "not found").
+A note typed during the call (:func:`add_contact_history`) becomes an activity
+(contact history) of the customer that popped up, written through
+``records.create``; nuisance callers can not receive contact history.
 
 The contract: monthly maintenance fee, a fee per seat, mobile concurrent
 connections sold in packs of 5 (a peak of 8 buys 2 packs), billed from the
@@ -34,8 +45,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+import jpholiday
+from sqlalchemy import or_, select
 
+from provisioner.clock import as_utc, format_instant
+from provisioner.db.crm_models import CrmContact
 from provisioner.db.models import Membership, User
 from provisioner.db.provisioning_models import (
     BusinessHours,
@@ -54,6 +68,8 @@ from provisioner.errors import (
 from provisioner.services import audit
 from provisioner.services.actors import Actor, get_tenant, require_admin
 from provisioner.services.context import Context
+from provisioner.services.crm import records, scope, search
+from provisioner.services.crm.text import phone_digits
 from provisioner.services.provisioning import quotas
 from provisioner.services.provisioning.billing import TOKYO, month_bounds, price_book
 
@@ -84,7 +100,7 @@ def in_business_hours(at: datetime, hours: Mapping[int, tuple[str, str]],
                       holidays: set[date]) -> bool:
     """Whether an instant is inside business hours, in the Asia/Tokyo calendar."""
     local = at.astimezone(TOKYO)
-    if local.date() in holidays:
+    if local.date() in holidays or jpholiday.is_holiday(local.date()):
         return False
     span = hours.get(local.weekday())
     if span is None:
@@ -220,10 +236,26 @@ def classify(ctx: Context, tenant_id: int, digits: str) -> str:
     return kind or "unknown"
 
 
-def record_call(ctx: Context, actor: Actor, number: str, *,
-                at: datetime | None = None) -> CallRecord:
-    """Record an incoming call (any member of the tenant: the operator who took it)."""
+def record_call(ctx: Context, actor: Actor, number: str, *, at: datetime | None = None,
+                call_ref: str | None = None) -> CallRecord:
+    """Record an incoming call (any member of the tenant: the operator who took it).
+
+    ``call_ref``: the telephony side's call id; a call already recorded with it is
+    returned as it is (recorded and charged once). In a read-only transaction the
+    row is written right after it (``Context.add_log_row``) and has no id yet.
+    """
     digits = normalize_number(number)
+    if call_ref is not None:
+        call_ref = call_ref.strip()
+        if not 1 <= len(call_ref) <= 100:
+            raise ValidationFailed("a call id has 1 to 100 characters")
+        existing = ctx.session.scalar(select(CallRecord).where(
+            CallRecord.tenant_id == actor.tenant_id, CallRecord.call_ref == call_ref))
+        if existing is not None:
+            if existing.number != digits:
+                raise ValidationFailed(f"call {call_ref!r} was recorded from another number",
+                                       hint="a call id names one call")
+            return existing
     when = at or ctx.clock.now()
     tenant = get_tenant(ctx, actor.tenant_slug)
     quotas.require_room(ctx, tenant, quotas.CALL_RECORD_BYTES, what="a call record")
@@ -234,26 +266,96 @@ def record_call(ctx: Context, actor: Actor, number: str, *,
     row = CallRecord(tenant_id=tenant.id, at=when, number=digits, classification=kind,
                      in_hours=inside,
                      charge_jpy=charge(kind, inside, price_book(ctx)) if billable else 0,
-                     recorded_by=actor.login)
-    ctx.session.add(row)
-    ctx.session.flush()
+                     recorded_by=actor.login, call_ref=call_ref)
+    if ctx.read_only:
+        ctx.add_log_row(row)
+    else:
+        ctx.session.add(row)
+        ctx.session.flush()
     return row
 
 
-def add_contact_history(ctx: Context, actor: Actor, call_id: int, note: str) -> CallRecord:
-    row = ctx.session.get(CallRecord, call_id)
+def call_summary(row: CallRecord) -> dict[str, Any]:
+    return {"id": row.id, "ref": row.call_ref, "number": row.number,
+            "classification": row.classification, "in_hours": row.in_hours,
+            "charge_jpy": row.charge_jpy, "at": format_instant(as_utc(row.at)),
+            "contact_id": row.contact_id}
+
+
+def screen_pop(ctx: Context, actor: Actor, number: str, *, call_ref: str | None = None,
+               at: datetime | None = None, history: int = 5) -> dict[str, Any]:
+    """The caller's card (``search.lookup``) and the metered call, in one act.
+
+    The call is recorded (and charged) once per ``call_ref``; without one, each
+    pop-up is a call. A number no customer has is recorded too, then NotFound.
+    """
+    call = record_call(ctx, actor, number, at=at, call_ref=call_ref)
+    try:
+        card = search.lookup(ctx, actor, number, history=history)
+    except NotFound:
+        ctx.keep_writes_on_error()  # the unknown caller's call stays recorded
+        raise
+    if call.contact_id is None and not (ctx.read_only and call.id is not None):
+        call.contact_id = card["contact"]["id"]  # (a row already written stays as it is)
+    card["call"] = call_summary(call)
+    return card
+
+
+def _find_call(ctx: Context, actor: Actor, call_id: int | None,
+               call_ref: str | None) -> CallRecord:
+    if call_ref is not None:
+        row = ctx.session.scalar(select(CallRecord).where(
+            CallRecord.tenant_id == actor.tenant_id, CallRecord.call_ref == call_ref))
+        if row is None:
+            raise NotFound(f"no call {call_ref!r} in tenant {actor.tenant_slug!r}")
+        return row
+    row = ctx.session.get(CallRecord, call_id) if call_id is not None else None
     if row is None or row.tenant_id != actor.tenant_id:
         raise NotFound(f"no call {call_id} in tenant {actor.tenant_slug!r}")
+    return row
+
+
+def add_contact_history(ctx: Context, actor: Actor, call_id: int | None, note: str, *,
+                        call_ref: str | None = None) -> CallRecord:
+    """A note typed during a call: kept on the call and, when a customer has the
+    caller's number, added to that customer's activities (contact history) through
+    ``records.create`` (permissions, input rules and workflow rules apply)."""
+    scope.enter(ctx, actor)
+    scope.require(ctx, actor, "records.write", "enter contact history")
+    row = _find_call(ctx, actor, call_id, call_ref)
+    name = call_ref if call_ref is not None else call_id
     if row.classification == "nuisance":
         raise PermissionDenied(
-            f"call {call_id} is from a number registered as a nuisance caller; no contact "
+            f"call {name} is from a number registered as a nuisance caller; no contact "
             "history can be entered for it")
     if not note.strip():
         raise ValidationFailed("the contact history is empty")
     tenant = get_tenant(ctx, actor.tenant_slug)
     quotas.require_room(ctx, tenant, len(note.encode()), what="the contact history")
+    contact_id = row.contact_id if row.contact_id is not None else _caller(ctx, actor, row.number)
+    if contact_id is not None:
+        doc = scope.config(ctx, actor.tenant_id)
+        kinds = {v.code for p in doc.picklists if p.code == "activity_kind"
+                 for v in p.values if v.active}
+        values = {"contact_id": contact_id, "content": note.strip(), "staff": actor.login,
+                  "date": as_utc(row.at).astimezone(TOKYO).date().isoformat(),
+                  "kind": "phone" if "phone" in kinds else ""}
+        records.create(ctx, actor, "activity", values,
+                       purpose=f"CTI call {name} from {row.number}")
+        row.contact_id = contact_id
     row.contact_note = ((row.contact_note + "\n") if row.contact_note else "") + note.strip()
     return row
+
+
+def _caller(ctx: Context, actor: Actor, number: str) -> int | None:
+    """The first customer (lowest id) with the number, as the screen pop shows it."""
+    scope.enter(ctx, actor)
+    digits = phone_digits(number)
+    found: int | None = ctx.session.scalar(select(CrmContact.id).where(
+        CrmContact.tenant_id == actor.tenant_id,
+        or_(CrmContact.phone_digits == digits, CrmContact.mobile_digits == digits))
+        .order_by(CrmContact.id).limit(1))
+    return found
 
 
 # --------------------------------------------------------------------------- contract, statement
