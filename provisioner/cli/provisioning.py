@@ -545,21 +545,36 @@ def calls_statement(state: State, tenant_ref: str | None, login: str, month: str
 @calls_cli.command("contract")
 @click.argument("slug")
 @click.option("--start", "started", type=click.DateTime(formats=["%Y-%m-%d"]), required=True)
-@click.option("--maintenance", type=int, required=True, help="monthly maintenance fee, JPY")
-@click.option("--seat-fee", type=int, required=True, help="monthly fee per seat, JPY")
+@click.option("--maintenance", type=int, default=None,
+              help="monthly maintenance fee, JPY (default: the price book's list price)")
+@click.option("--seat-fee", type=int, default=None, help="monthly fee per seat, JPY (default: "
+                                                           "list price)")
 @click.option("--seats", type=int, required=True)
-@click.option("--mobile", type=int, default=0, help="mobile concurrent connections (x5)")
-@click.option("--mobile-pack-fee", type=int, default=0, help="monthly fee per pack of 5")
+@click.option("--mobile", type=int, default=0,
+              help="peak mobile concurrent connections (bought in packs of 5, rounded up)")
+@click.option("--mobile-pack-fee", type=int, default=None,
+              help="monthly fee per pack of 5 (default: list price)")
+@click.option("--initial-fee", type=int, default=None, help="default: list price")
+@click.option("--list-input", is_flag=True, help="take the list-input option (monthly)")
+@click.option("--list-input-fee", type=int, default=None, help="default: list price")
 @pass_state
-def calls_contract(state: State, slug: str, started: Any, maintenance: int, seat_fee: int,
-                   seats: int, mobile: int, mobile_pack_fee: int) -> None:
-    """Set a tenant's CTI contract (12-month minimum term)."""
+def calls_contract(state: State, slug: str, started: Any, maintenance: int | None,
+                   seat_fee: int | None, seats: int, mobile: int, mobile_pack_fee: int | None,
+                   initial_fee: int | None, list_input: bool,
+                   list_input_fee: int | None) -> None:
+    """Set a tenant's CTI contract (12-month minimum term); prices not given are the
+    price book's list prices (billing prices)."""
     with state.transaction() as ctx:
-        metering.set_contract(ctx, slug, started_on=started.date(), maintenance_jpy=maintenance,
-                              seat_fee_jpy=seat_fee, seats=seats, mobile_connections=mobile,
-                              mobile_pack_jpy=mobile_pack_fee, by="operator")
-    emit(state, {"tenant": slug, "seats": seats, "mobile": mobile},
-         f"CTI contract of {slug} set")
+        row = metering.set_contract(
+            ctx, slug, started_on=started.date(), maintenance_jpy=maintenance,
+            seat_fee_jpy=seat_fee, seats=seats, mobile_connections=mobile,
+            mobile_pack_jpy=mobile_pack_fee, initial_jpy=initial_fee, list_input=list_input,
+            list_input_jpy=list_input_fee, by="operator")
+        data = {"tenant": slug, "seats": seats, "mobile": mobile,
+                "maintenance_jpy": row.maintenance_jpy, "seat_fee_jpy": row.seat_fee_jpy,
+                "mobile_pack_jpy": row.mobile_pack_jpy, "initial_jpy": row.initial_jpy,
+                "list_input_jpy": row.list_input_jpy}
+    emit(state, data, f"CTI contract of {slug} set")
 
 
 @calls_cli.command("cancel-contract")

@@ -10,7 +10,7 @@ from provisioner.clock import parse_instant
 from provisioner.errors import NotFound, PermissionDenied, ValidationFailed
 from provisioner.services import actors
 from provisioner.services.context import Provisioner
-from provisioner.services.provisioning import metering
+from provisioner.services.provisioning import billing, metering
 from tests.support import World
 
 CUSTOMER, EMPLOYEE, NUISANCE, STRANGER = "03-1111-1111", "090-2222-2222", "0120-333-333", \
@@ -194,3 +194,23 @@ def test_calls_after_the_cancellation_are_not_billable(app: Provisioner, center:
     # before the start (Friday 2026-10-30 10:00 JST)
     assert _call(app, CUSTOMER, "2026-10-30T01:00:00Z") == ("customer", True, 0)
     assert _statement(app, "2026-11")["pop-ups: customer"] == 30
+
+
+def test_contract_prices_default_to_the_price_book_and_can_be_overridden(
+        app: Provisioner, center: str) -> None:
+    with app.transaction() as ctx:
+        billing.set_prices(ctx, {"cti_initial_jpy": 50_000, "cti_maintenance_jpy": 12_000,
+                                 "cti_seat_jpy": 3_000, "cti_mobile_pack_jpy": 4_000,
+                                 "cti_list_input_jpy": 2_000}, by="operator")
+        row = metering.set_contract(ctx, "center", started_on=date(2026, 3, 10), seats=2,
+                                    mobile_connections=6, seat_fee_jpy=2_500, list_input=True,
+                                    by="operator")
+        assert (row.initial_jpy, row.maintenance_jpy, row.seat_fee_jpy, row.mobile_pack_jpy,
+                row.list_input_jpy) == (50_000, 12_000, 2_500, 4_000, 2_000)
+    assert _statement(app, "2026-03") == {
+        "maintenance": 12_000, "seats": 5_000, "mobile connections (packs of 5)": 8_000,
+        "list-input option": 2_000, "initial fee": 50_000}
+    assert "initial fee" not in _statement(app, "2026-04")
+    with app.transaction() as ctx:  # a later change of the list price leaves the contract
+        billing.set_prices(ctx, {"cti_maintenance_jpy": 20_000}, by="operator")
+    assert _statement(app, "2026-04")["maintenance"] == 12_000

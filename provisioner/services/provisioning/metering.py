@@ -361,29 +361,46 @@ def _caller(ctx: Context, actor: Actor, number: str) -> int | None:
 # --------------------------------------------------------------------------- contract, statement
 
 
-def set_contract(ctx: Context, slug: str, *, started_on: date, maintenance_jpy: int,
-                 seat_fee_jpy: int, seats: int, mobile_connections: int = 0,
-                 mobile_pack_jpy: int = 0, by: str) -> CtiContract:
+def set_contract(ctx: Context, slug: str, *, started_on: date, seats: int,
+                 maintenance_jpy: int | None = None, seat_fee_jpy: int | None = None,
+                 mobile_connections: int = 0, mobile_pack_jpy: int | None = None,
+                 initial_jpy: int | None = None, list_input: bool = False,
+                 list_input_jpy: int | None = None, by: str) -> CtiContract:
+    """Set a tenant's CTI contract. A price not given is the price book's list price
+    (``cti_*_jpy``); given, it overrides the list price for this contract. The
+    list-input option is taken with ``list_input`` (monthly, ``cti_list_input_jpy``)."""
     tenant = get_tenant(ctx, slug)
+    book = price_book(ctx)
+
+    def price(given: int | None, key: str) -> int:
+        return book[key] if given is None else given
+
+    fees = {"maintenance": price(maintenance_jpy, "cti_maintenance_jpy"),
+            "seat fee": price(seat_fee_jpy, "cti_seat_jpy"),
+            "pack price": price(mobile_pack_jpy, "cti_mobile_pack_jpy"),
+            "initial fee": price(initial_jpy, "cti_initial_jpy"),
+            "list-input option": (price(list_input_jpy, "cti_list_input_jpy")
+                                  if list_input or list_input_jpy else 0)}
     problems = [f"{name} must be >= 0" for name, value in
-                (("maintenance", maintenance_jpy), ("seat fee", seat_fee_jpy), ("seats", seats),
-                 ("mobile connections", mobile_connections), ("pack price", mobile_pack_jpy))
+                (*fees.items(), ("seats", seats), ("mobile connections", mobile_connections))
                 if value < 0]
     if problems:
         raise ValidationFailed("invalid CTI contract", problems=problems)
     row = ctx.session.scalar(select(CtiContract).where(CtiContract.tenant_id == tenant.id))
     if row is None:
         row = CtiContract(tenant_id=tenant.id, started_on=started_on,
-                          maintenance_jpy=maintenance_jpy, seat_fee_jpy=seat_fee_jpy,
+                          maintenance_jpy=fees["maintenance"], seat_fee_jpy=fees["seat fee"],
                           seats=seats)
         ctx.session.add(row)
     elif row.cancelled_on is not None:
         raise PlanConflict(f"the CTI contract of {slug!r} was cancelled")
-    row.maintenance_jpy, row.seat_fee_jpy, row.seats = maintenance_jpy, seat_fee_jpy, seats
-    row.mobile_connections, row.mobile_pack_jpy = mobile_connections, mobile_pack_jpy
+    row.maintenance_jpy, row.seat_fee_jpy, row.seats = fees["maintenance"], fees["seat fee"], \
+        seats
+    row.mobile_connections, row.mobile_pack_jpy = mobile_connections, fees["pack price"]
+    row.initial_jpy, row.list_input_jpy = fees["initial fee"], fees["list-input option"]
     audit.record(ctx, tenant_id=tenant.id, actor=by, action="cti_contract:set", subject=slug,
                  started_on=started_on.isoformat(), seats=seats,
-                 mobile_connections=mobile_connections)
+                 mobile_connections=mobile_connections, fees=fees)
     return row
 
 
@@ -453,6 +470,11 @@ def statement(ctx: Context, actor: Actor, month: str) -> Statement:
             packs = mobile_packs(contract.mobile_connections, pack)
             lines.append({"item": f"mobile connections (packs of {pack})", "quantity": packs,
                           "amount": packs * contract.mobile_pack_jpy})
+        if contract.list_input_jpy:
+            lines.append({"item": "list-input option", "quantity": 1,
+                          "amount": contract.list_input_jpy})
+        if contract.initial_jpy and month == contract.started_on.strftime("%Y-%m"):
+            lines.append({"item": "initial fee", "quantity": 1, "amount": contract.initial_jpy})
         if (contract.cancelled_on is not None and contract.cancellation_fee_jpy
                 and month == contract.cancelled_on.strftime("%Y-%m")):
             lines.append({"item": "early cancellation fee", "quantity": 1,
