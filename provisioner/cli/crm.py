@@ -51,7 +51,7 @@ def _search_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--q", "q", default="", help="partial match (space-separated terms)"),
         click.option("--match", type=click.Choice(["all", "any"]), default="all",
-                     help="combine text conditions with AND (all) or OR (any)"),
+                     help="combine every condition with AND (all) or OR (any)"),
         click.option("--field", "fields", multiple=True, metavar="FIELD=TEXT",
                      help="partial match on one field (name, kana, company, phone, ...)"),
         click.option("--checked", type=click.IntRange(1, 48), multiple=True,
@@ -68,6 +68,20 @@ def _search_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--purchase-product", default=None),
         click.option("--purchase-from", default=None, metavar="DATE"),
         click.option("--purchase-to", default=None, metavar="DATE"),
+        click.option("--purchase-shipped", type=click.Choice(["yes", "no"]), default=None),
+        click.option("--purchase-paid", type=click.Choice(["yes", "no"]), default=None),
+        click.option("--purchase-payment", "purchase_payment_method", default=None,
+                     metavar="CODE", help="payment method code"),
+        click.option("--birthday-from", default=None, metavar="DATE"),
+        click.option("--birthday-to", default=None, metavar="DATE"),
+        click.option("--created-from", default=None, metavar="DATE",
+                     help="registered on or after"),
+        click.option("--created-to", default=None, metavar="DATE"),
+        click.option("--age-from", type=click.IntRange(0, 200), default=None),
+        click.option("--age-to", type=click.IntRange(0, 200), default=None),
+        click.option("--title", default=None, help="partial match on the title"),
+        click.option("--postal-code", default=None, help="partial match (digits)"),
+        click.option("--department", default=None, help="partial match on the department"),
         click.option("--sort", default="id", help="id, name, kana, created_at, updated_at; "
                                                   "-name for descending"),
     ]
@@ -83,6 +97,12 @@ def _query(kw: dict[str, Any], *, limit: int = 50, offset: int = 0) -> search.Qu
         if not sep:
             raise ValidationFailed(f"--field {spec!r}: write FIELD=TEXT")
         fields[key] = value
+    for key in ("title", "postal_code", "department"):
+        value = kw.pop(key)
+        if value is not None:
+            fields[key] = value
+    for key in ("purchase_shipped", "purchase_paid"):
+        kw[key] = None if kw[key] is None else kw[key] == "yes"
     boxes = {i: True for i in kw.pop("checked")}
     for i in kw.pop("unchecked"):
         if i in boxes:

@@ -163,7 +163,7 @@ def register_tenant_commands(tenant: click.Group) -> None:
     @click.option("--name", help="default: the source's name + （サンドボックス）")
     @pass_state
     def tenant_create_sandbox(state: State, slug: str, source: str, name: str | None) -> None:
-        """A sandbox with the tenant's configuration and no data (sends, never receives)."""
+        """A sandbox with the tenant's configuration and no data (no copy feature)."""
         with state.transaction() as ctx:
             row = sandboxes.create_sandbox(ctx, slug, source=source, name=name)
         emit(state, {"slug": row.slug, "sandbox": True, "source": source,

@@ -30,7 +30,7 @@ from provisioner.errors import (
     RateLimited,
     ValidationFailed,
 )
-from provisioner.services import actors, configs, copykeys, transfers
+from provisioner.services import actors, configs, copykeys, transfers, users
 from provisioner.services.actors import Actor
 from provisioner.services.context import Context, Provisioner
 from provisioner.services.crm import csvio, records, search
@@ -482,6 +482,19 @@ class SearchParams(BaseModel):
     purchase_product: str | None = Field(default=None, max_length=200)
     purchase_from: str | None = Field(default=None, max_length=10)
     purchase_to: str | None = Field(default=None, max_length=10)
+    purchase_shipped: bool | None = None
+    purchase_paid: bool | None = None
+    purchase_payment_method: str | None = Field(default=None, max_length=63)
+    birthday_from: str | None = Field(default=None, max_length=10)
+    birthday_to: str | None = Field(default=None, max_length=10)
+    created_from: str | None = Field(default=None, max_length=10,
+                                     description="registered on or after (YYYY-MM-DD)")
+    created_to: str | None = Field(default=None, max_length=10)
+    age_from: int | None = Field(default=None, ge=0, le=200)
+    age_to: int | None = Field(default=None, ge=0, le=200)
+    title: str | None = Field(default=None, max_length=200)
+    postal_code: str | None = Field(default=None, max_length=20)
+    department: str | None = Field(default=None, max_length=200)
     sort: str = Field(default="id", max_length=20)
     limit: int = Field(default=50, ge=0, le=1000)
     offset: int = Field(default=0, ge=0, le=MAX_ID)
@@ -493,12 +506,17 @@ class SearchParams(BaseModel):
             if not sep:
                 raise ValidationFailed(f"field {spec!r}: write FIELD=TEXT")
             fields[name] = value
+        for name in ("title", "postal_code", "department"):
+            value = getattr(self, name)
+            if value is not None:
+                fields[name] = value
         boxes = {i: True for i in self.checked}
         for i in self.unchecked:
             if i in boxes:
                 raise ValidationFailed(f"checkbox {i} cannot be both checked and unchecked")
             boxes[i] = False
-        data = self.model_dump(exclude={"field", "checked", "unchecked"})
+        data = self.model_dump(exclude={"field", "checked", "unchecked", "title",
+                                        "postal_code", "department"})
         return search.Query(fields=fields, checkboxes=boxes, **data)
 
 
@@ -604,6 +622,119 @@ def export(tenant: TenantRef, kind: ExportKind, params: Search, app: App, tok: T
     charset = "shift_jis" if encoding == "cp932" else "utf-8"
     return Response(data, media_type=f"text/csv; charset={charset}", headers={
         "Content-Disposition": f'attachment; filename="{actor.tenant_slug}-{kind}.csv"'})
+
+
+# --------------------------------------------------------------------------- users
+
+Login = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$",
+                            description="the user's login id")]
+
+
+class UserOut(BaseModel):
+    """A user of the tenant, as its admins see them."""
+
+    login: str
+    name: str
+    role: str
+    disabled: bool = Field(description="cannot log in to or act in the tenant")
+    department: str | None = Field(description="a code of the user department master")
+    member_since: str
+
+
+class RoleIn(_In):
+    role: str = Field(min_length=1, max_length=63, description="a built-in or configured role")
+
+
+class DepartmentIn(_In):
+    code: str | None = Field(default=None, max_length=63,
+                             description="a code of the master; null clears it")
+
+
+class DepartmentOut(BaseModel):
+    code: str
+    name: str
+
+
+class NewDepartmentIn(_In):
+    code: str = Field(min_length=1, max_length=63)
+    name: str = Field(min_length=1, max_length=200)
+
+
+class RemovedOut(BaseModel):
+    removed: str
+
+
+class PasswordResetOut(BaseModel):
+    login: str
+    password: str = Field(description="the new password, shown only now")
+
+
+@router.get("/tenants/{tenant}/users", tags=["users"], response_model=list[UserOut])
+def user_list(tenant: TenantRef, app: App, tok: Token) -> Any:
+    """The tenant's users with role, disabled flag and department (admins)."""
+    with acting(app, tok, tenant) as (ctx, actor):
+        return users.list_users(ctx, actor)
+
+
+@router.put("/tenants/{tenant}/users/{login}/role", tags=["users"], response_model=UserOut)
+def user_role(tenant: TenantRef, login: Login, body: RoleIn, app: App, tok: Token) -> Any:
+    """Give the user another role (admins; the tenant keeps an enabled admin)."""
+    with acting(app, tok, tenant) as (ctx, actor):
+        return users.set_role(ctx, actor, login, body.role)
+
+
+@router.post("/tenants/{tenant}/users/{login}/disable", tags=["users"], response_model=UserOut)
+def user_disable(tenant: TenantRef, login: Login, app: App, tok: Token) -> Any:
+    """The user can no longer log in to or act in the tenant; their sessions end."""
+    with acting(app, tok, tenant) as (ctx, actor):
+        return users.disable(ctx, actor, login)
+
+
+@router.post("/tenants/{tenant}/users/{login}/enable", tags=["users"], response_model=UserOut)
+def user_enable(tenant: TenantRef, login: Login, app: App, tok: Token) -> Any:
+    """Enable a disabled user again (within the licensed user count)."""
+    with acting(app, tok, tenant) as (ctx, actor):
+        return users.enable(ctx, actor, login)
+
+
+@router.delete("/tenants/{tenant}/users/{login}", tags=["users"], response_model=RemovedOut)
+def user_remove(tenant: TenantRef, login: Login, app: App, tok: Token) -> Any:
+    """Remove the user from the tenant (their login and other tenants stay)."""
+    with acting(app, tok, tenant) as (ctx, actor):
+        users.remove(ctx, actor, login)
+    return {"removed": login}
+
+
+@router.post("/tenants/{tenant}/users/{login}/password-reset", tags=["users"],
+             response_model=PasswordResetOut)
+def user_password_reset(tenant: TenantRef, login: Login, app: App, tok: Token) -> Any:
+    """A new random password for the user (shown once; their sessions end). Refused when
+    the user also has tenants outside this tenant's group (the password is shared)."""
+    with acting(app, tok, tenant) as (ctx, actor):
+        return {"login": login, "password": users.reset_password(ctx, actor, login)}
+
+
+@router.put("/tenants/{tenant}/users/{login}/department", tags=["users"],
+            response_model=UserOut)
+def user_department(tenant: TenantRef, login: Login, body: DepartmentIn, app: App,
+                    tok: Token) -> Any:
+    with acting(app, tok, tenant) as (ctx, actor):
+        return users.set_department(ctx, actor, login, body.code)
+
+
+@router.get("/tenants/{tenant}/user-departments", tags=["users"],
+            response_model=list[DepartmentOut])
+def department_list(tenant: TenantRef, app: App, tok: Token) -> Any:
+    """The user department master (admins)."""
+    with acting(app, tok, tenant) as (ctx, actor):
+        return users.departments(ctx, actor)
+
+
+@router.post("/tenants/{tenant}/user-departments", tags=["users"], status_code=201,
+             response_model=DepartmentOut)
+def department_add(tenant: TenantRef, body: NewDepartmentIn, app: App, tok: Token) -> Any:
+    with acting(app, tok, tenant) as (ctx, actor):
+        return users.add_department(ctx, actor, body.code, body.name)
 
 
 # --------------------------------------------------------------------------- billing

@@ -205,7 +205,8 @@ async def switch(request: Request) -> Response:
 def home(request: Request) -> Response:
     with page_session(request) as (ctx, actor, header):
         tenant = actors.get_tenant(ctx, actor.tenant_slug)
-        pending = transfers.inbox(ctx, actor, status="pending")
+        # the inbox is the copy feature's: admins only
+        pending = transfers.inbox(ctx, actor, status="pending") if actor.is_admin else []
         data = {"tenant": tenant, "pending": [present.transfer(t) for t in pending]}
         return render(request, "home.html", header | data)
 

@@ -248,8 +248,8 @@ MATRIX: list[tuple[str, str, dict[str, Any], str]] = [
     ("POST", "/api/tenants/{t}/send", {"json": {"key": "{key}"}}, "admin"),
     ("POST", "/api/tenants/{t}/receive",
      {"files": {"bundle": ("b", b"{}", "application/json")}}, "admin"),
-    ("GET", "/api/tenants/{t}/inbox", {}, "reader"),
-    ("GET", "/api/tenants/{t}/inbox/{transfer_id}", {}, "reader"),
+    ("GET", "/api/tenants/{t}/inbox", {}, "admin"),
+    ("GET", "/api/tenants/{t}/inbox/{transfer_id}", {}, "admin"),
     ("POST", "/api/tenants/{t}/inbox/{transfer_id}/approve", {"json": {}}, "admin"),
     ("POST", "/api/tenants/{t}/inbox/{transfer_id}/reject", {"json": {}}, "admin"),
     ("POST", "/api/tenants/{t}/inbox/{applied_id}/rollback", {}, "admin"),
@@ -266,6 +266,16 @@ MATRIX: list[tuple[str, str, dict[str, Any], str]] = [
      {"files": {"file": ("c.csv", "氏名\n侵入 者\n".encode(), "text/csv")}}, "admin"),
     ("GET", "/api/tenants/{t}/export/{kind}", {}, "writer"),
     ("GET", "/api/tenants/{t}/billing", {"params": {"month": "2026-11"}}, "admin"),
+    ("GET", "/api/tenants/{t}/users", {}, "admin"),
+    ("PUT", "/api/tenants/{t}/users/{login}/role", {"json": {"role": "admin"}}, "admin"),
+    ("POST", "/api/tenants/{t}/users/{login}/disable", {}, "admin"),
+    ("POST", "/api/tenants/{t}/users/{login}/enable", {}, "admin"),
+    ("DELETE", "/api/tenants/{t}/users/{login}", {}, "admin"),
+    ("POST", "/api/tenants/{t}/users/{login}/password-reset", {}, "admin"),
+    ("PUT", "/api/tenants/{t}/users/{login}/department", {"json": {"code": None}}, "admin"),
+    ("GET", "/api/tenants/{t}/user-departments", {}, "admin"),
+    ("POST", "/api/tenants/{t}/user-departments", {"json": {"code": "x", "name": "X"}},
+     "admin"),
 ]
 #: routes that are not tenant-scoped (the session's own)
 UNSCOPED = {("POST", "/api/login"), ("POST", "/api/logout"), ("GET", "/api/session"),
@@ -304,7 +314,7 @@ def test_outsiders_and_the_wrong_role_get_no_data(site: Site) -> None:
                        params={"phone": "0312345678", "call_id": "pbx-acme"})
     assert popped.status_code == 200, popped.text
     values = {"transfer_id": transfer_id, "key_id": key["id"], "record_id": site.ids["contact"],
-              "applied_id": applied, "call_ref": "pbx-acme"}
+              "applied_id": applied, "call_ref": "pbx-acme", "login": "acme-gen"}
     beta_key = site.call("POST", "/api/tenants/beta/keys", "beta-admin").json()["key"]
 
     def kwargs(raw: dict[str, Any], send_key: str) -> dict[str, Any]:
