@@ -4,6 +4,7 @@
     provisioner search -t acme --as sato --q 田中 --checked 3 --limit 20
     provisioner lookup -t acme --as sato "+81 3 1234 5678"
     provisioner import customers customers.csv -t 1 --as sato --dry-run
+    provisioner import inquiries calls.csv -t 2 --as sato
     provisioner export customers -t acme --as sato -o list.csv --columns name,kana,address
     provisioner record create contact -t acme --as sato --data '{"name": "田中 太郎"}'
 
@@ -27,7 +28,7 @@ from provisioner.cli.tenant_choice import tenant_option
 from provisioner.errors import ValidationFailed
 from provisioner.services import actors
 from provisioner.services.actors import Actor
-from provisioner.services.crm import bulk, csvio, printing, records, search, seed
+from provisioner.services.crm import bulk, csvio, inquiries, printing, records, search, seed
 from provisioner.services.provisioning import metering
 
 #: -t N|SLUG, resolved to the slug before the command runs (see tenant_choice)
@@ -217,6 +218,30 @@ def import_customers(state: State, file: str, tenant: str, login: str,
                        "(dry run)") if dry_run else
          f"imported {report.created} customers ({report.encoding}), "
          f"{report.companies_created} new companies")
+
+
+@import_group.command("inquiries")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@TENANT_REF
+@AS_REQUIRED
+@click.option("--dry-run", is_flag=True, help="check every row, write nothing")
+@pass_state
+def import_inquiries(state: State, file: str, tenant: str, login: str, dry_run: bool) -> None:
+    """Import inquiries (contact history) of existing customers, by contact_id or phone:
+    UTF-8 / UTF-8 BOM / CP932; all rows or none. Without -t, a user with several tenants
+    is shown their numbered list."""
+    try:
+        raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as exc:
+        raise ValidationFailed(f"cannot read {file}: {exc.strerror}") from None
+    with state.transaction() as ctx:
+        report = inquiries.import_inquiries(ctx, actors.resolve(ctx, login, tenant), raw,
+                                            dry_run=dry_run, source=Path(file).name)
+    data = {"tenant": tenant, "rows": report.rows, "created": report.created,
+            "encoding": report.encoding, "dry_run": dry_run}
+    emit(state, data, (f"{report.rows} rows are valid ({report.encoding}); nothing written "
+                       "(dry run)") if dry_run else
+         f"imported {report.created} inquiries into {tenant} ({report.encoding})")
 
 
 @click.group("export")

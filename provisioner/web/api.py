@@ -33,7 +33,7 @@ from provisioner.errors import (
 from provisioner.services import actors, configs, copykeys, transfers, users
 from provisioner.services.actors import Actor
 from provisioner.services.context import Context, Provisioner
-from provisioner.services.crm import csvio, records, search
+from provisioner.services.crm import csvio, inquiries, records, search
 from provisioner.services.provisioning import auth, billing, metering
 from provisioner.web import present
 from provisioner.web.responses import JSONBody
@@ -605,6 +605,31 @@ def import_customers(tenant: TenantRef, app: App, tok: Token,
                                         source=file.filename or "upload")
     return {"rows": report.rows, "created": report.created, "encoding": report.encoding,
             "companies_created": report.companies_created, "dry_run": dry_run}
+
+
+class InquiryImportOut(BaseModel):
+    rows: int = Field(description="data rows in the file (blank lines skipped)")
+    created: int = Field(description="activities created (0 on a dry run)")
+    encoding: str
+    dry_run: bool
+
+
+@router.post("/tenants/{tenant}/import/inquiries", tags=["csv"],
+             response_model=InquiryImportOut)
+def import_inquiries(tenant: TenantRef, app: App, tok: Token,
+                     file: Annotated[UploadFile, File(description="CSV: UTF-8, UTF-8 with "
+                                                                  "BOM or CP932")],
+                     dry_run: Annotated[bool, Form()] = False) -> Any:
+    """Import inquiries (contact history) of existing customers, all rows or none; each
+    row is created like a single activity (rules apply)."""
+    raw = file.file.read(MAX_CSV + 1)
+    if len(raw) > MAX_CSV:
+        raise ValidationFailed("the CSV file is larger than 256 MiB", hint="split it")
+    with acting(app, tok, tenant) as (ctx, actor):
+        report = inquiries.import_inquiries(ctx, actor, raw, dry_run=dry_run,
+                                            source=file.filename or "upload")
+    return {"rows": report.rows, "created": report.created, "encoding": report.encoding,
+            "dry_run": dry_run}
 
 
 @router.get("/tenants/{tenant}/export/{kind}", tags=["csv"],
