@@ -62,3 +62,28 @@ def test_purchase_amount_must_be_quantity_times_unit_price(world: World) -> None
             records.update(ctx, admin, "purchase", made["id"], {"unit_price": 600,
                                                                 "amount": 2000})
         assert "(4 x 600 = 2400)" in bad.value.problems[0]
+
+
+def test_postal_code_fills_an_empty_address(world: World) -> None:
+    configured(world)
+    admin = world.actor("acme")
+    contact = make(world, admin, "contact", {"name": "山田", "postal_code": "１５０-０００１"})
+    assert contact["address"] == "東京都渋谷区神宮前"
+    typed = make(world, admin, "contact", {"name": "田中", "postal_code": "150-0001",
+                                           "address": "渋谷区神宮前1-1"})
+    assert typed["address"] == "渋谷区神宮前1-1"  # what the user typed stays
+    company = make(world, admin, "company", {"name": "丸の内商事", "postal_code": "1000005"})
+    assert company["address"] == "東京都千代田区丸の内"
+    with world.app.transaction() as ctx:  # a new code on an update fills a cleared address
+        moved = records.update(ctx, admin, "contact", contact["id"],
+                               {"postal_code": "100-0005", "address": ""}).record
+    assert moved["address"] == "東京都千代田区丸の内"
+    # an unknown code: accepted as typed, unless the input rules ask for a check
+    assert make(world, admin, "contact", {"name": "不明", "postal_code": "000-0000"}
+                )["address"] == ""
+    rules = world.config("acme")["input_rules"]
+    world.set_config("acme", {"input_rules": {**rules, "postal_code_check": True}})
+    with pytest.raises(ValidationFailed) as bad:
+        make(world, admin, "contact", {"name": "不明", "postal_code": "000-0000"})
+    assert bad.value.problems == ["postal_code: '000-0000' is not a Japanese postal code "
+                                  "(7 digits, e.g. 150-0001)"]

@@ -58,6 +58,7 @@ from provisioner.errors import NotFound, ValidationFailed
 from provisioner.services.actors import Actor
 from provisioner.services.context import Context
 from provisioner.services.crm import (
+    postal,
     scope,
     tally,  # maintained counts (its flush hook too)
 )
@@ -458,6 +459,8 @@ def shape(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordType,
         attached = _custom_data(doc, database, merged, problems)
         if attached and "owner_id" in values and not problems:
             _parent(ctx, actor, attached, values["owner_id"], "owner_id")
+    if rt.name in ("company", "department", "contact"):  # postal code -> address
+        postal.fill_address(values, row, check=rules.postal_code_check, problems=problems)
     if problems:
         raise ValidationFailed(f"the {rt.name} is not valid", problems=problems,
                                hint="fix the listed fields and try again")

@@ -39,13 +39,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('id', name=op.f('pk_user_departments')),
         sa.UniqueConstraint('tenant_id', 'code',
                             name=op.f('uq_user_departments_tenant_id')))
-    with op.batch_alter_table('tenants', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('licensed_users', sa.Integer(), nullable=True))
-    with op.batch_alter_table('memberships', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('disabled_at', sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column('department_id', sa.Integer(), nullable=True))
-        batch_op.create_foreign_key(batch_op.f('fk_memberships_department_id_user_departments'),
-                                    'user_departments', ['department_id'], ['id'])
+    # plain ADD COLUMNs: the core tables are not rebuilt on SQLite (where a rebuild of
+    # ``tenants`` would have to drop a table that every tenant table references)
+    op.add_column('tenants', sa.Column('licensed_users', sa.Integer(), nullable=True))
+    op.add_column('memberships', sa.Column('disabled_at', sa.DateTime(timezone=True),
+                                           nullable=True))
+    if op.get_bind().dialect.name == 'sqlite':
+        op.execute('ALTER TABLE memberships ADD COLUMN department_id INTEGER '
+                   'REFERENCES user_departments (id)')
+    else:
+        op.add_column('memberships', sa.Column('department_id', sa.Integer(), nullable=True))
+        op.create_foreign_key('fk_memberships_department_id_user_departments', 'memberships',
+                              'user_departments', ['department_id'], ['id'])
     with op.batch_alter_table('call_records', schema=None) as batch_op:
         batch_op.add_column(sa.Column('call_ref', sa.String(length=100), nullable=True))
         batch_op.add_column(sa.Column('contact_id', sa.Integer(), nullable=True))
@@ -66,11 +71,14 @@ def downgrade() -> None:
         batch_op.drop_index('ix_call_records_tenant_call_ref')
         batch_op.drop_column('contact_id')
         batch_op.drop_column('call_ref')
-    with op.batch_alter_table('memberships', schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f('fk_memberships_department_id_user_departments'),
-                                 type_='foreignkey')
+    with op.batch_alter_table('memberships', schema=None) as batch_op:  # nothing refers to it
+        if op.get_bind().dialect.name != 'sqlite':
+            batch_op.drop_constraint('fk_memberships_department_id_user_departments',
+                                     type_='foreignkey')
         batch_op.drop_column('department_id')
         batch_op.drop_column('disabled_at')
-    with op.batch_alter_table('tenants', schema=None) as batch_op:
-        batch_op.drop_column('licensed_users')
+    if op.get_bind().dialect.name == 'sqlite':  # (SQLite 3.35+), without a rebuild
+        op.execute('ALTER TABLE tenants DROP COLUMN licensed_users')
+    else:
+        op.drop_column('tenants', 'licensed_users')
     op.drop_table('user_departments')
