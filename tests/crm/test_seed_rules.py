@@ -8,7 +8,7 @@ import io
 import pytest
 
 from provisioner.errors import ValidationFailed
-from provisioner.services.crm import csvio, records
+from provisioner.services.crm import csvio, records, search
 from provisioner.services.crm.search import Query
 from tests.crm.helpers import configured, make
 from tests.support import World
@@ -87,3 +87,23 @@ def test_postal_code_fills_an_empty_address(world: World) -> None:
         make(world, admin, "contact", {"name": "不明", "postal_code": "000-0000"})
     assert bad.value.problems == ["postal_code: '000-0000' is not a Japanese postal code "
                                   "(7 digits, e.g. 150-0001)"]
+
+
+def test_activity_content_fields_1_to_10_are_labelled_searchable_and_exported(
+        world: World) -> None:
+    configured(world)
+    admin = world.actor("acme")
+    labels = world.config("acme")["labels"]
+    world.set_config("acme", {"labels": {**labels, "activity.content_3": "商談ランク"}})
+    contact = make(world, admin, "contact", {"name": "山田"})["id"]
+    made = make(world, admin, "activity", {"contact_id": contact, "date": "2026-11-02",
+                                           "content": "電話", "content_3": "Aランク見込み"})
+    assert (made["content_3"], made["content_10"]) == ("Aランク見込み", "")
+    make(world, admin, "contact", {"name": "他"})
+    with world.app.transaction() as ctx:
+        found = search.search(ctx, admin, Query(activity_text="ランク見込"))
+        data = csvio.export(ctx, admin, "activities", Query(),
+                            columns=["contact_name", "content_3"])
+    assert [i["id"] for i in found.items] == [contact]
+    assert data.decode("utf-8-sig").splitlines() == ["contact_name,商談ランク",
+                                                     "山田,Aランク見込み"]

@@ -55,7 +55,8 @@ CONTACT_COLUMNS: tuple[str, ...] = (
 EXPORT_COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": ("id", *CONTACT_COLUMNS),
     "activities": ("contact_id", "contact_name", "date", "kind", "content", "detail",
-                   "response", "store", "staff", "memo"),
+                   "response", "store", "staff", "memo",
+                   *(f"content_{i}" for i in range(1, 11))),
     "purchases": ("contact_id", "contact_name", "date", "product_class", "product_code",
                   "product_name", "quantity", "unit_price", "amount", "payment_method",
                   "shipped", "paid", "media", "memo"),

@@ -36,7 +36,8 @@ from provisioner.services.crm.csvio import decode, labels
 from provisioner.services.crm.text import nfkc, phone_digits
 
 #: activity columns a row may hold (besides contact_id / phone)
-FIELDS = ("date", "kind", "content", "detail", "response", "store", "staff", "memo")
+FIELDS = ("date", "kind", "content", "detail", "response", "store", "staff", "memo",
+          *(f"content_{i}" for i in range(1, 11)))
 MAX_PROBLEMS = 200
 
 

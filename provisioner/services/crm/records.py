@@ -121,7 +121,8 @@ TYPES: dict[str, RecordType] = {t.name: t for t in (
                ("contact_id", "body"), {"contact_id": "contact"}),
     RecordType("activity", CrmActivity, {
         "contact_id": "ref", "date": "date", "kind": "str", "content": "text", "detail": "text",
-        "response": "text", "store": "str", "staff": "str", "memo": "text"},
+        "response": "text", "store": "str", "staff": "str", "memo": "text",
+        **{f"content_{i}": "text" for i in range(1, 11)}},  # labelled by the configuration
         ("contact_id", "date"), {"contact_id": "contact"}),
     RecordType("purchase", CrmPurchase, {
         "contact_id": "ref", "date": "date", "product_class": "str", "product_code": "str",

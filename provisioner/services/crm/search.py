@@ -264,7 +264,8 @@ def conditions(ctx: Context, actor: Actor, query: Query, *,
     if query.activity_text:
         needle = nfkc(query.activity_text).lower()
         acts.append(or_(*(func.lower(col).contains(needle, autoescape=True)
-                          for col in (a.content, a.detail, a.response, a.memo))))
+                          for col in (a.content, a.detail, a.response, a.memo,
+                                      *(getattr(a, f"content_{i}") for i in range(1, 11))))))
     if query.activity_from:
         acts.append(a.date >= _day(query.activity_from, "activity_from").isoformat())
     if query.activity_to:

@@ -8,7 +8,9 @@
   screen pop of the same call is recorded once) and ``call_records.contact_id``
   (the customer the call popped up);
 * ``cti_contracts.initial_jpy`` and ``list_input_jpy`` (the list-input option,
-  monthly; 0 when not taken).
+  monthly; 0 when not taken);
+* ``crm_activities.content_1`` .. ``content_10``: the activity content fields the
+  configuration labels (``activity.content_N``), empty by default.
 
 Revision ID: 0009_users
 Revises: 0007_transfer_storage
@@ -26,7 +28,13 @@ branch_labels = None
 depends_on = None
 
 
+CONTENTS = [f'content_{i}' for i in range(1, 11)]
+
+
 def upgrade() -> None:
+    for name in CONTENTS:  # plain ADD COLUMN (a constant default: no table rewrite)
+        op.add_column('crm_activities', sa.Column(name, sa.Text(), nullable=False,
+                                                  server_default=''))
     op.create_table(
         'user_departments',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -64,6 +72,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    for name in CONTENTS:
+        if op.get_bind().dialect.name == 'sqlite':  # (SQLite 3.35+), without a rebuild
+            op.execute(f'ALTER TABLE crm_activities DROP COLUMN {name}')
+        else:
+            op.drop_column('crm_activities', name)
     with op.batch_alter_table('cti_contracts', schema=None) as batch_op:
         batch_op.drop_column('list_input_jpy')
         batch_op.drop_column('initial_jpy')
