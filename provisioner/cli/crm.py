@@ -4,6 +4,7 @@
     provisioner search -t acme --as sato --q 田中 --checked 3 --limit 20
     provisioner lookup -t acme --as sato "+81 3 1234 5678"
     provisioner import customers customers.csv -t 1 --as sato --dry-run
+    provisioner import inquiries calls.csv -t 2 --as sato
     provisioner export customers -t acme --as sato -o list.csv --columns name,kana,address
     provisioner record create contact -t acme --as sato --data '{"name": "田中 太郎"}'
 
@@ -27,7 +28,8 @@ from provisioner.cli.tenant_choice import tenant_option
 from provisioner.errors import ValidationFailed
 from provisioner.services import actors
 from provisioner.services.actors import Actor
-from provisioner.services.crm import bulk, csvio, printing, records, search, seed
+from provisioner.services.crm import bulk, csvio, inquiries, printing, records, search, seed
+from provisioner.services.provisioning import metering
 
 #: -t N|SLUG, resolved to the slug before the command runs (see tenant_choice)
 TENANT_REF = tenant_option()
@@ -50,7 +52,7 @@ def _search_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--q", "q", default="", help="partial match (space-separated terms)"),
         click.option("--match", type=click.Choice(["all", "any"]), default="all",
-                     help="combine text conditions with AND (all) or OR (any)"),
+                     help="combine every condition with AND (all) or OR (any)"),
         click.option("--field", "fields", multiple=True, metavar="FIELD=TEXT",
                      help="partial match on one field (name, kana, company, phone, ...)"),
         click.option("--checked", type=click.IntRange(1, 48), multiple=True,
@@ -67,6 +69,20 @@ def _search_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--purchase-product", default=None),
         click.option("--purchase-from", default=None, metavar="DATE"),
         click.option("--purchase-to", default=None, metavar="DATE"),
+        click.option("--purchase-shipped", type=click.Choice(["yes", "no"]), default=None),
+        click.option("--purchase-paid", type=click.Choice(["yes", "no"]), default=None),
+        click.option("--purchase-payment", "purchase_payment_method", default=None,
+                     metavar="CODE", help="payment method code"),
+        click.option("--birthday-from", default=None, metavar="DATE"),
+        click.option("--birthday-to", default=None, metavar="DATE"),
+        click.option("--created-from", default=None, metavar="DATE",
+                     help="registered on or after"),
+        click.option("--created-to", default=None, metavar="DATE"),
+        click.option("--age-from", type=click.IntRange(0, 200), default=None),
+        click.option("--age-to", type=click.IntRange(0, 200), default=None),
+        click.option("--title", default=None, help="partial match on the title"),
+        click.option("--postal-code", default=None, help="partial match (digits)"),
+        click.option("--department", default=None, help="partial match on the department"),
         click.option("--sort", default="id", help="id, name, kana, created_at, updated_at; "
                                                   "-name for descending"),
     ]
@@ -82,6 +98,12 @@ def _query(kw: dict[str, Any], *, limit: int = 50, offset: int = 0) -> search.Qu
         if not sep:
             raise ValidationFailed(f"--field {spec!r}: write FIELD=TEXT")
         fields[key] = value
+    for key in ("title", "postal_code", "department"):
+        value = kw.pop(key)
+        if value is not None:
+            fields[key] = value
+    for key in ("purchase_shipped", "purchase_paid"):
+        kw[key] = None if kw[key] is None else kw[key] == "yes"
     boxes = {i: True for i in kw.pop("checked")}
     for i in kw.pop("unchecked"):
         if i in boxes:
@@ -134,11 +156,16 @@ def search_cmd(state: State, /, tenant: str, login: str, limit: int, offset: int
 @TENANT_REF
 @AS_REQUIRED
 @click.argument("phone")
+@click.option("--call-id", "call_ref", default=None, metavar="ID",
+              help="the telephony side's call id: the call is recorded and charged once")
 @pass_state
-def lookup_cmd(state: State, tenant: str, login: str, phone: str) -> None:
-    """The caller's card (CTI screen pop): profile, latest purchases and activities."""
+def lookup_cmd(state: State, tenant: str, login: str, phone: str, call_ref: str | None) -> None:
+    """The caller's card (CTI screen pop): profile, latest purchases and activities.
+
+    The screen pop is the metered call: it is recorded with its charge."""
     with state.transaction() as ctx:
-        card = search.lookup(ctx, actors.resolve(ctx, login, tenant), phone)
+        card = metering.screen_pop(ctx, actors.resolve(ctx, login, tenant), phone,
+                                   call_ref=call_ref)
 
     def text() -> str:
         c = card["contact"]
@@ -150,6 +177,9 @@ def lookup_cmd(state: State, tenant: str, login: str, phone: str) -> None:
                                        for p in card["purchases"]]
         lines += ["activities:"] + [f"  {a['date']}  {a['kind']}  {a['content'][:40]}"
                                     for a in card["activities"]]
+        call = card["call"]
+        lines += ["", f"call {call['id']}{' (' + call['ref'] + ')' if call['ref'] else ''}: "
+                      f"{call['classification']}, {call['charge_jpy']} JPY"]
         return "\n".join(lines)
     emit(state, card, text)
 
@@ -188,6 +218,30 @@ def import_customers(state: State, file: str, tenant: str, login: str,
                        "(dry run)") if dry_run else
          f"imported {report.created} customers ({report.encoding}), "
          f"{report.companies_created} new companies")
+
+
+@import_group.command("inquiries")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@TENANT_REF
+@AS_REQUIRED
+@click.option("--dry-run", is_flag=True, help="check every row, write nothing")
+@pass_state
+def import_inquiries(state: State, file: str, tenant: str, login: str, dry_run: bool) -> None:
+    """Import inquiries (contact history) of existing customers, by contact_id or phone:
+    UTF-8 / UTF-8 BOM / CP932; all rows or none. Without -t, a user with several tenants
+    is shown their numbered list."""
+    try:
+        raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as exc:
+        raise ValidationFailed(f"cannot read {file}: {exc.strerror}") from None
+    with state.transaction() as ctx:
+        report = inquiries.import_inquiries(ctx, actors.resolve(ctx, login, tenant), raw,
+                                            dry_run=dry_run, source=Path(file).name)
+    data = {"tenant": tenant, "rows": report.rows, "created": report.created,
+            "encoding": report.encoding, "dry_run": dry_run}
+    emit(state, data, (f"{report.rows} rows are valid ({report.encoding}); nothing written "
+                       "(dry run)") if dry_run else
+         f"imported {report.created} inquiries into {tenant} ({report.encoding})")
 
 
 @click.group("export")

@@ -826,3 +826,7 @@ _register_workflows(cli)
 from provisioner.cli.serve import serve as _serve  # noqa: E402
 
 cli.add_command(_serve)
+
+from provisioner.cli.users import register as _register_users  # noqa: E402
+
+_register_users(cli)

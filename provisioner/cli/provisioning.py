@@ -163,7 +163,7 @@ def register_tenant_commands(tenant: click.Group) -> None:
     @click.option("--name", help="default: the source's name + （サンドボックス）")
     @pass_state
     def tenant_create_sandbox(state: State, slug: str, source: str, name: str | None) -> None:
-        """A sandbox with the tenant's configuration and no data (sends, never receives)."""
+        """A sandbox with the tenant's configuration and no data (no copy feature)."""
         with state.transaction() as ctx:
             row = sandboxes.create_sandbox(ctx, slug, source=source, name=name)
         emit(state, {"slug": row.slug, "sandbox": True, "source": source,
@@ -458,16 +458,26 @@ def calls_record(state: State, tenant_ref: str | None, login: str, number: str,
 @calls_cli.command("note")
 @TENANT_REF
 @AS_REQUIRED
-@click.argument("call_id", type=int)
+@click.argument("call")
 @click.argument("text")
+@click.option("--ref", "by_ref", is_flag=True,
+              help="CALL is the telephony side's call id (as given to lookup --call-id)")
 @pass_state
-def calls_note(state: State, tenant_ref: str | None, login: str, call_id: int,
-               text: str) -> None:
-    """Add contact history to a call (refused for nuisance callers)."""
+def calls_note(state: State, tenant_ref: str | None, login: str, call: str, text: str,
+               by_ref: bool) -> None:
+    """Add contact history to a call: an activity of the customer it popped up
+    (refused for nuisance callers)."""
+    if not by_ref and not call.isdigit():
+        raise click.BadParameter(f"{call!r} is not a call number (use --ref for a call id)",
+                                 param_hint="CALL")
     slug = _actor(state, login, tenant_ref)
     with state.transaction() as ctx:
-        metering.add_contact_history(ctx, actors.resolve(ctx, login, slug), call_id, text)
-    emit(state, {"call": call_id, "noted": True}, f"call {call_id}: contact history added")
+        row = metering.add_contact_history(ctx, actors.resolve(ctx, login, slug),
+                                           None if by_ref else int(call), text,
+                                           call_ref=call if by_ref else None)
+        data = {"call": row.id, "ref": row.call_ref, "noted": True, "contact_id": row.contact_id}
+    emit(state, data, f"call {call}: contact history added"
+         + (f" to customer {data['contact_id']}" if data["contact_id"] else ""))
 
 
 @calls_cli.command("number")
@@ -543,21 +553,36 @@ def calls_statement(state: State, tenant_ref: str | None, login: str, month: str
 @calls_cli.command("contract")
 @click.argument("slug")
 @click.option("--start", "started", type=click.DateTime(formats=["%Y-%m-%d"]), required=True)
-@click.option("--maintenance", type=int, required=True, help="monthly maintenance fee, JPY")
-@click.option("--seat-fee", type=int, required=True, help="monthly fee per seat, JPY")
+@click.option("--maintenance", type=int, default=None,
+              help="monthly maintenance fee, JPY (default: the price book's list price)")
+@click.option("--seat-fee", type=int, default=None, help="monthly fee per seat, JPY (default: "
+                                                           "list price)")
 @click.option("--seats", type=int, required=True)
-@click.option("--mobile", type=int, default=0, help="mobile concurrent connections (x5)")
-@click.option("--mobile-pack-fee", type=int, default=0, help="monthly fee per pack of 5")
+@click.option("--mobile", type=int, default=0,
+              help="peak mobile concurrent connections (bought in packs of 5, rounded up)")
+@click.option("--mobile-pack-fee", type=int, default=None,
+              help="monthly fee per pack of 5 (default: list price)")
+@click.option("--initial-fee", type=int, default=None, help="default: list price")
+@click.option("--list-input", is_flag=True, help="take the list-input option (monthly)")
+@click.option("--list-input-fee", type=int, default=None, help="default: list price")
 @pass_state
-def calls_contract(state: State, slug: str, started: Any, maintenance: int, seat_fee: int,
-                   seats: int, mobile: int, mobile_pack_fee: int) -> None:
-    """Set a tenant's CTI contract (12-month minimum term)."""
+def calls_contract(state: State, slug: str, started: Any, maintenance: int | None,
+                   seat_fee: int | None, seats: int, mobile: int, mobile_pack_fee: int | None,
+                   initial_fee: int | None, list_input: bool,
+                   list_input_fee: int | None) -> None:
+    """Set a tenant's CTI contract (12-month minimum term); prices not given are the
+    price book's list prices (billing prices)."""
     with state.transaction() as ctx:
-        metering.set_contract(ctx, slug, started_on=started.date(), maintenance_jpy=maintenance,
-                              seat_fee_jpy=seat_fee, seats=seats, mobile_connections=mobile,
-                              mobile_pack_jpy=mobile_pack_fee, by="operator")
-    emit(state, {"tenant": slug, "seats": seats, "mobile": mobile},
-         f"CTI contract of {slug} set")
+        row = metering.set_contract(
+            ctx, slug, started_on=started.date(), maintenance_jpy=maintenance,
+            seat_fee_jpy=seat_fee, seats=seats, mobile_connections=mobile,
+            mobile_pack_jpy=mobile_pack_fee, initial_jpy=initial_fee, list_input=list_input,
+            list_input_jpy=list_input_fee, by="operator")
+        data = {"tenant": slug, "seats": seats, "mobile": mobile,
+                "maintenance_jpy": row.maintenance_jpy, "seat_fee_jpy": row.seat_fee_jpy,
+                "mobile_pack_jpy": row.mobile_pack_jpy, "initial_jpy": row.initial_jpy,
+                "list_input_jpy": row.list_input_jpy}
+    emit(state, data, f"CTI contract of {slug} set")
 
 
 @calls_cli.command("cancel-contract")

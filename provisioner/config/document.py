@@ -291,6 +291,9 @@ class InputRules(_Model):
     )
     duplicate_check_company: bool = True
     duplicate_check_contact: bool = True
+    postal_code_check: bool = Field(
+        default=False, description="an unknown Japanese postal code is a validation error "
+        "(a known one fills an empty address either way)")
 
 
 class LinkButton(_Model):

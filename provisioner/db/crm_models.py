@@ -247,6 +247,17 @@ class CrmActivity(_Stamped, Base):
     store: Mapped[str] = mapped_column(String(200), default="")
     staff: Mapped[str] = mapped_column(String(100), default="")
     memo: Mapped[str] = mapped_column(Text, default="")
+    # content fields 1..10, labelled by the configuration (migration 0009_users)
+    content_1: Mapped[str] = mapped_column(Text, default="", server_default="")
+    content_2: Mapped[str] = mapped_column(Text, default="", server_default="")
+    content_3: Mapped[str] = mapped_column(Text, default="", server_default="")
+    content_4: Mapped[str] = mapped_column(Text, default="", server_default="")
+    content_5: Mapped[str] = mapped_column(Text, default="", server_default="")
+    content_6: Mapped[str] = mapped_column(Text, default="", server_default="")
+    content_7: Mapped[str] = mapped_column(Text, default="", server_default="")
+    content_8: Mapped[str] = mapped_column(Text, default="", server_default="")
+    content_9: Mapped[str] = mapped_column(Text, default="", server_default="")
+    content_10: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class CrmProduct(_Stamped, Base):

@@ -48,6 +48,8 @@ class Tenant(Base):
     cancelled_at: Mapped[datetime | None]
     # provisioning (migration 0003_provisioning): the tenant group (contract), if any
     group_id: Mapped[int | None] = mapped_column(ForeignKey("tenant_groups.id"), index=True)
+    # users (migration 0009_users): how many users it may register; None: no limit
+    licensed_users: Mapped[int | None] = mapped_column(Integer)
 
 
 class User(Base):
@@ -68,6 +70,22 @@ class Membership(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     role: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime]
+    # users (migration 0009_users): disabled in this tenant; department from the master
+    disabled_at: Mapped[datetime | None]
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("user_departments.id"))
+
+
+class UserDepartment(Base):
+    """The tenant's user department master (REQUIREMENTS C: masters)."""
+
+    __tablename__ = "user_departments"
+    __table_args__ = (UniqueConstraint("tenant_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    code: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
 
 

@@ -127,7 +127,9 @@ class Holiday(Base):
 
 class CallRecord(Base):
     __tablename__ = "call_records"
-    __table_args__ = (Index("ix_call_records_tenant_at", "tenant_id", "at"),)
+    __table_args__ = (Index("ix_call_records_tenant_at", "tenant_id", "at"),
+                      Index("ix_call_records_tenant_call_ref", "tenant_id", "call_ref",
+                            unique=True))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
@@ -138,6 +140,9 @@ class CallRecord(Base):
     charge_jpy: Mapped[int] = mapped_column(Integer)
     recorded_by: Mapped[str] = mapped_column(String(100))
     contact_note: Mapped[str | None] = mapped_column(Text)
+    # migration 0009_users: the telephony side's call id; the customer that popped up
+    call_ref: Mapped[str | None] = mapped_column(String(100))
+    contact_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class CtiContract(Base):
@@ -153,6 +158,9 @@ class CtiContract(Base):
     mobile_pack_jpy: Mapped[int] = mapped_column(Integer, default=0)
     cancelled_on: Mapped[date | None] = mapped_column(Date)
     cancellation_fee_jpy: Mapped[int | None] = mapped_column(Integer)
+    # migration 0009_users: the initial fee and the monthly list-input option (0: not taken)
+    initial_jpy: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    list_input_jpy: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class PriceBook(Base):

@@ -51,7 +51,8 @@ def resolve(ctx: Context, login: str, tenant_slug: str) -> Actor:
         select(User, Tenant, Membership.role)
         .join(Membership, Membership.user_id == User.id)
         .join(Tenant, Tenant.id == Membership.tenant_id)
-        .where(User.login == login, Tenant.slug == tenant_slug)
+        .where(User.login == login, Tenant.slug == tenant_slug,
+               Membership.disabled_at.is_(None))  # a disabled user cannot act
     ).first()
     if row is None:
         raise PermissionDenied(f"user {login!r} has no access to tenant {tenant_slug!r}")
@@ -68,7 +69,7 @@ def resolve_for_tenant_id(ctx: Context, login: str, tenant_id: int, *, what: str
         select(User, Tenant, Membership.role)
         .join(Membership, Membership.user_id == User.id)
         .join(Tenant, Tenant.id == Membership.tenant_id)
-        .where(User.login == login, Tenant.id == tenant_id)
+        .where(User.login == login, Tenant.id == tenant_id, Membership.disabled_at.is_(None))
     ).first()
     if row is None or row[1].status == "cancelled":  # a cancelled tenant is unreachable
         raise NotFound(f"no {what} visible to user {login!r}")

@@ -20,7 +20,9 @@ its result -- never dropped, and never a write lock held while reading.
 ``ctx.keep_writes_on_error()`` makes the transaction commit even though an
 error propagates: a refused copy-key redemption records the failed attempt
 (for rate limiting and audit) and nothing else, and that record must stay.
-The services that use it write nothing before that point.
+The services that use it write nothing before that point. (The log rows of a
+read-only transaction are kept the same way: a screen pop of an unknown caller
+records the call, then answers "not found".)
 """
 
 from __future__ import annotations
@@ -141,16 +143,22 @@ class Provisioner:
         except BaseException:
             if ctx._commit_on_error:
                 session.commit()
+                self._hand_off(ctx, log_rows)  # kept like the writes
             else:
                 session.rollback()
             raise
         finally:
             session.close()
-        if ctx._deferred_rows:
+        self._hand_off(ctx, log_rows)
+
+    def _hand_off(self, ctx: Context, log_rows: list[Any] | None) -> None:
+        """The rows a read-only transaction left: written now, or given to the caller."""
+        rows, ctx._deferred_rows = ctx._deferred_rows, []
+        if rows:
             if log_rows is None:
-                self.write_log_rows(ctx._deferred_rows)
+                self.write_log_rows(rows)
             else:
-                log_rows.extend(ctx._deferred_rows)
+                log_rows.extend(rows)
 
     def write_log_rows(self, rows: list[Any]) -> None:
         """Commit the log rows a read-only transaction left (one short write transaction).

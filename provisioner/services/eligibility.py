@@ -2,7 +2,7 @@
 
 * plans: standard, professional, enterprise, ultimate, trial, developer may
   send and receive; ``light`` may not;
-* a sandbox may send but never receive;
+* a sandbox can use the feature not at all: it neither sends nor receives;
 * a tenant with active integrations may send but must disable them to receive.
 """
 
@@ -29,6 +29,10 @@ def require_can_send(tenant: Tenant) -> None:
     if tenant.status != "active":
         raise TransferRefused(f"tenant {tenant.slug!r} is {tenant.status}")
     _require_plan(tenant, "send")
+    if tenant.is_sandbox:
+        raise TransferRefused(
+            f"tenant {tenant.slug!r} is a sandbox, and a sandbox cannot send configurations",
+            hint="make the change in the production tenant (a sandbox is for trying them)")
 
 
 def require_can_receive(tenant: Tenant) -> None:
@@ -38,7 +42,7 @@ def require_can_receive(tenant: Tenant) -> None:
     if tenant.is_sandbox:
         raise TransferRefused(
             f"tenant {tenant.slug!r} is a sandbox, and a sandbox cannot receive configurations",
-            hint="try changes in the sandbox, then send them from it to production",
+            hint="a sandbox cannot use the configuration copy at all",
         )
     if tenant.integrations_active:
         raise TransferRefused(

@@ -57,10 +57,10 @@ def update_flags(ctx: Context, slug: str, *, integrations: bool | None = None,
     if plan is not None and plan != tenant.plan:
         if plan not in PLANS:
             raise ValidationFailed(f"unknown plan {plan!r}", hint="plans: " + ", ".join(PLANS))
-        if plan == "light" and tenant.group_id is not None:  # REQUIREMENTS B
-            raise PermissionDenied(f"tenant {slug!r} is in a tenant group, and the light plan "
-                                   "cannot use tenant groups",
-                                   hint="keep a standard (or higher) plan, or cancel the tenant")
+        if plan != "standard" and tenant.group_id is not None:  # REQUIREMENTS B
+            raise PermissionDenied(f"tenant {slug!r} is in a tenant group, and the {plan} plan "
+                                   "cannot use tenant groups (only the standard plan can)",
+                                   hint="keep the standard plan, or cancel the tenant")
         changes["plan"] = [tenant.plan, plan]
         tenant.plan = plan
     if changes:
@@ -95,6 +95,9 @@ def add_user(ctx: Context, login: str, *, tenant_slug: str, role: str,
                      subject=login, old=existing.role, new=role)
         existing.role = role
         return existing
+    from provisioner.services import users  # (users imports this module's callers)
+
+    users.require_licence(ctx, tenant)  # the licensed user count
     membership = Membership(tenant_id=tenant.id, user_id=user.id, role=role,
                             created_at=ctx.clock.now())
     ctx.session.add(membership)

@@ -482,6 +482,7 @@ def receive(ctx: Context, actor: Actor, raw: bytes, *,
 
 
 def inbox(ctx: Context, actor: Actor, *, status: str | None = None) -> list[Transfer]:
+    require_admin(actor, "list incoming configurations")
     query = select(Transfer).where(Transfer.tenant_id == actor.tenant_id)
     if status:
         query = query.where(Transfer.status == status)
@@ -495,6 +496,7 @@ def get(ctx: Context, login: str, transfer_id: int) -> tuple[Transfer, Actor]:
         raise NotFound(f"no transfer {transfer_id} visible to user {login!r}")
     actor = resolve_for_tenant_id(ctx, login, transfer.tenant_id,
                                   what=f"transfer {transfer_id}")
+    require_admin(actor, "read incoming configurations")  # the copy feature: admins only
     return transfer, actor
 
 

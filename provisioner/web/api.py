@@ -27,10 +27,10 @@ from provisioner.errors import (
     ProvisionerError,
     ValidationFailed,
 )
-from provisioner.services import actors, configs, copykeys, transfers
+from provisioner.services import actors, configs, copykeys, transfers, users
 from provisioner.services.context import Context, Provisioner
-from provisioner.services.crm import csvio, records, search
-from provisioner.services.provisioning import auth, billing
+from provisioner.services.crm import csvio, inquiries, records, search
+from provisioner.services.provisioning import auth, billing, metering
 from provisioner.web import present
 from provisioner.web.common import (
     MAX_ID,
@@ -422,6 +422,19 @@ class SearchParams(BaseModel):
     purchase_product: str | None = Field(default=None, max_length=200)
     purchase_from: str | None = Field(default=None, max_length=10)
     purchase_to: str | None = Field(default=None, max_length=10)
+    purchase_shipped: bool | None = None
+    purchase_paid: bool | None = None
+    purchase_payment_method: str | None = Field(default=None, max_length=63)
+    birthday_from: str | None = Field(default=None, max_length=10)
+    birthday_to: str | None = Field(default=None, max_length=10)
+    created_from: str | None = Field(default=None, max_length=10,
+                                     description="registered on or after (YYYY-MM-DD)")
+    created_to: str | None = Field(default=None, max_length=10)
+    age_from: int | None = Field(default=None, ge=0, le=200)
+    age_to: int | None = Field(default=None, ge=0, le=200)
+    title: str | None = Field(default=None, max_length=200)
+    postal_code: str | None = Field(default=None, max_length=20)
+    department: str | None = Field(default=None, max_length=200)
     sort: str = Field(default="id", max_length=20)
     limit: int = Field(default=50, ge=0, le=1000)
     offset: int = Field(default=0, ge=0, le=MAX_ID)
@@ -433,12 +446,17 @@ class SearchParams(BaseModel):
             if not sep:
                 raise ValidationFailed(f"field {spec!r}: write FIELD=TEXT")
             fields[name] = value
+        for name in ("title", "postal_code", "department"):
+            value = getattr(self, name)
+            if value is not None:
+                fields[name] = value
         boxes = {i: True for i in self.checked}
         for i in self.unchecked:
             if i in boxes:
                 raise ValidationFailed(f"checkbox {i} cannot be both checked and unchecked")
             boxes[i] = False
-        data = self.model_dump(exclude={"field", "checked", "unchecked"})
+        data = self.model_dump(exclude={"field", "checked", "unchecked", "title",
+                                        "postal_code", "department"})
         return search.Query(fields=fields, checkboxes=boxes, **data)
 
 
@@ -458,20 +476,59 @@ def search_customers(tenant: TenantRef, params: Search, app: App, tok: Token) ->
 async def lookup(tenant: TenantRef, app: App, tok: Token,
                  phone: Annotated[str, Query(min_length=1, max_length=40,
                                              description="any formatting: 03-1234-5678, "
-                                             "+81 3 1234 5678, full-width digits")]) -> Any:
-    """The caller's card (CTI screen pop): profile, latest purchases and activities."""
-    # A few index probes in a read-only transaction, run here on the event loop: a
-    # worker-thread hop would cost more than the lookup itself, and a read-only
-    # transaction never waits for the write lock. (On PostgreSQL, handing the probes'
-    # round trips to worker threads was measured slower: 369 against 1,013 lookups/s
-    # with two workers.) A personal-information view to log is written (and committed)
-    # in a worker thread, as that may wait for the write lock, before the card is sent.
+                                             "+81 3 1234 5678, full-width digits")],
+                 call_id: Annotated[str | None, Query(
+                     min_length=1, max_length=100,
+                     description="the telephony side's call id: recorded and charged once")
+                 ] = None) -> Any:
+    """The caller's card (CTI screen pop): profile, latest purchases and activities.
+
+    The screen pop is the metered call: the call and its charge are recorded
+    (once per ``call_id``), also for a caller no customer has (then 404)."""
+    # The reads run in a read-only transaction here on the event loop: a worker-thread
+    # hop would cost more than the reads themselves, and a read-only transaction never
+    # waits for the write lock. (On PostgreSQL, handing the probes' round trips to
+    # worker threads was measured slower: 369 against 1,013 lookups/s with two
+    # workers.) The call record and a personal-information view to log are written
+    # (and committed) in a worker thread, as that may wait for the write lock, before
+    # the card (or the "not found") is sent: no card without its call recorded.
     log_rows: list[Any] = []
-    with acting(app, tok, tenant, read_only=True, log_rows=log_rows) as (ctx, actor):
-        card = search.lookup(ctx, actor, phone)
-    if log_rows:
-        await run_in_threadpool(app.write_log_rows, log_rows)
+    try:
+        with acting(app, tok, tenant, read_only=True, log_rows=log_rows) as (ctx, actor):
+            card = metering.screen_pop(ctx, actor, phone, call_ref=call_id)
+    finally:
+        if log_rows:
+            await run_in_threadpool(app.write_log_rows, log_rows)
     return JSONBody(card)
+
+
+class CallNoteIn(_In):
+    note: str = Field(min_length=1, max_length=20000, description="typed during the call")
+
+
+class CallOut(BaseModel):
+    """A recorded (metered) call."""
+
+    id: int | None = Field(description="the call number (None until written)")
+    ref: str | None = Field(description="the telephony side's call id")
+    number: str
+    classification: Literal["customer", "employee", "nuisance", "unknown"]
+    in_hours: bool
+    charge_jpy: int
+    at: str
+    contact_id: int | None = Field(description="the customer it popped up")
+
+
+@router.post("/tenants/{tenant}/calls/{call_ref}/note", tags=["records"],
+             response_model=CallOut)
+def call_note(tenant: TenantRef,
+              call_ref: Annotated[str, Path(min_length=1, max_length=100)],
+              body: CallNoteIn, app: App, tok: Token) -> Any:
+    """Contact history typed during a call (by the call id given to the lookup): an
+    activity of the customer it popped up. Refused for nuisance callers."""
+    with acting(app, tok, tenant) as (ctx, actor):
+        row = metering.add_contact_history(ctx, actor, None, body.note, call_ref=call_ref)
+        return metering.call_summary(row)
 
 
 @router.post("/tenants/{tenant}/import/customers", tags=["csv"])
@@ -490,6 +547,31 @@ def import_customers(tenant: TenantRef, app: App, tok: Token,
             "companies_created": report.companies_created, "dry_run": dry_run}
 
 
+class InquiryImportOut(BaseModel):
+    rows: int = Field(description="data rows in the file (blank lines skipped)")
+    created: int = Field(description="activities created (0 on a dry run)")
+    encoding: str
+    dry_run: bool
+
+
+@router.post("/tenants/{tenant}/import/inquiries", tags=["csv"],
+             response_model=InquiryImportOut)
+def import_inquiries(tenant: TenantRef, app: App, tok: Token,
+                     file: Annotated[UploadFile, File(description="CSV: UTF-8, UTF-8 with "
+                                                                  "BOM or CP932")],
+                     dry_run: Annotated[bool, Form()] = False) -> Any:
+    """Import inquiries (contact history) of existing customers, all rows or none; each
+    row is created like a single activity (rules apply)."""
+    raw = file.file.read(MAX_CSV + 1)
+    if len(raw) > MAX_CSV:
+        raise ValidationFailed("the CSV file is larger than 256 MiB", hint="split it")
+    with acting(app, tok, tenant) as (ctx, actor):
+        report = inquiries.import_inquiries(ctx, actor, raw, dry_run=dry_run,
+                                            source=file.filename or "upload")
+    return {"rows": report.rows, "created": report.created, "encoding": report.encoding,
+            "dry_run": dry_run}
+
+
 @router.get("/tenants/{tenant}/export/{kind}", tags=["csv"],
             responses={200: {"content": {"text/csv": {}}}})
 def export(tenant: TenantRef, kind: ExportKind, params: Search, app: App, tok: Token,
@@ -505,6 +587,119 @@ def export(tenant: TenantRef, kind: ExportKind, params: Search, app: App, tok: T
     charset = "shift_jis" if encoding == "cp932" else "utf-8"
     return Response(data, media_type=f"text/csv; charset={charset}", headers={
         "Content-Disposition": f'attachment; filename="{actor.tenant_slug}-{kind}.csv"'})
+
+
+# --------------------------------------------------------------------------- users
+
+Login = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$",
+                            description="the user's login id")]
+
+
+class UserOut(BaseModel):
+    """A user of the tenant, as its admins see them."""
+
+    login: str
+    name: str
+    role: str
+    disabled: bool = Field(description="cannot log in to or act in the tenant")
+    department: str | None = Field(description="a code of the user department master")
+    member_since: str
+
+
+class RoleIn(_In):
+    role: str = Field(min_length=1, max_length=63, description="a built-in or configured role")
+
+
+class DepartmentIn(_In):
+    code: str | None = Field(default=None, max_length=63,
+                             description="a code of the master; null clears it")
+
+
+class DepartmentOut(BaseModel):
+    code: str
+    name: str
+
+
+class NewDepartmentIn(_In):
+    code: str = Field(min_length=1, max_length=63)
+    name: str = Field(min_length=1, max_length=200)
+
+
+class RemovedOut(BaseModel):
+    removed: str
+
+
+class PasswordResetOut(BaseModel):
+    login: str
+    password: str = Field(description="the new password, shown only now")
+
+
+@router.get("/tenants/{tenant}/users", tags=["users"], response_model=list[UserOut])
+def user_list(tenant: TenantRef, app: App, tok: Token) -> Any:
+    """The tenant's users with role, disabled flag and department (admins)."""
+    with acting(app, tok, tenant) as (ctx, actor):
+        return users.list_users(ctx, actor)
+
+
+@router.put("/tenants/{tenant}/users/{login}/role", tags=["users"], response_model=UserOut)
+def user_role(tenant: TenantRef, login: Login, body: RoleIn, app: App, tok: Token) -> Any:
+    """Give the user another role (admins; the tenant keeps an enabled admin)."""
+    with acting(app, tok, tenant) as (ctx, actor):
+        return users.set_role(ctx, actor, login, body.role)
+
+
+@router.post("/tenants/{tenant}/users/{login}/disable", tags=["users"], response_model=UserOut)
+def user_disable(tenant: TenantRef, login: Login, app: App, tok: Token) -> Any:
+    """The user can no longer log in to or act in the tenant; their sessions end."""
+    with acting(app, tok, tenant) as (ctx, actor):
+        return users.disable(ctx, actor, login)
+
+
+@router.post("/tenants/{tenant}/users/{login}/enable", tags=["users"], response_model=UserOut)
+def user_enable(tenant: TenantRef, login: Login, app: App, tok: Token) -> Any:
+    """Enable a disabled user again (within the licensed user count)."""
+    with acting(app, tok, tenant) as (ctx, actor):
+        return users.enable(ctx, actor, login)
+
+
+@router.delete("/tenants/{tenant}/users/{login}", tags=["users"], response_model=RemovedOut)
+def user_remove(tenant: TenantRef, login: Login, app: App, tok: Token) -> Any:
+    """Remove the user from the tenant (their login and other tenants stay)."""
+    with acting(app, tok, tenant) as (ctx, actor):
+        users.remove(ctx, actor, login)
+    return {"removed": login}
+
+
+@router.post("/tenants/{tenant}/users/{login}/password-reset", tags=["users"],
+             response_model=PasswordResetOut)
+def user_password_reset(tenant: TenantRef, login: Login, app: App, tok: Token) -> Any:
+    """A new random password for the user (shown once; their sessions end). Refused when
+    the user also has tenants outside this tenant's group (the password is shared)."""
+    with acting(app, tok, tenant) as (ctx, actor):
+        return {"login": login, "password": users.reset_password(ctx, actor, login)}
+
+
+@router.put("/tenants/{tenant}/users/{login}/department", tags=["users"],
+            response_model=UserOut)
+def user_department(tenant: TenantRef, login: Login, body: DepartmentIn, app: App,
+                    tok: Token) -> Any:
+    with acting(app, tok, tenant) as (ctx, actor):
+        return users.set_department(ctx, actor, login, body.code)
+
+
+@router.get("/tenants/{tenant}/user-departments", tags=["users"],
+            response_model=list[DepartmentOut])
+def department_list(tenant: TenantRef, app: App, tok: Token) -> Any:
+    """The user department master (admins)."""
+    with acting(app, tok, tenant) as (ctx, actor):
+        return users.departments(ctx, actor)
+
+
+@router.post("/tenants/{tenant}/user-departments", tags=["users"], status_code=201,
+             response_model=DepartmentOut)
+def department_add(tenant: TenantRef, body: NewDepartmentIn, app: App, tok: Token) -> Any:
+    with acting(app, tok, tenant) as (ctx, actor):
+        return users.add_department(ctx, actor, body.code, body.name)
 
 
 # --------------------------------------------------------------------------- billing

@@ -41,7 +41,7 @@ from provisioner.services import actors, configs, copykeys, transfers, workflows
 from provisioner.services.actors import Actor
 from provisioner.services.context import Context, Provisioner
 from provisioner.services.crm import records, scope, search
-from provisioner.services.provisioning import auth
+from provisioner.services.provisioning import auth, metering
 from provisioner.web import common, i18n, present
 from provisioner.web.security import (
     LANG_COOKIE,
@@ -234,7 +234,8 @@ async def switch(request: Request) -> Response:
 def home(request: Request) -> Response:
     with page_session(request) as (ctx, actor, header):
         tenant = actors.get_tenant(ctx, actor.tenant_slug)
-        pending = transfers.inbox(ctx, actor, status="pending")
+        # the inbox is the copy feature's: admins only
+        pending = transfers.inbox(ctx, actor, status="pending") if actor.is_admin else []
         data = {"tenant": tenant, "pending": [present.transfer(t) for t in pending]}
         return render(request, "home.html", header | data)
 
@@ -659,13 +660,14 @@ async def notifications_read(request: Request) -> Response:
 
 
 @router.get("/pop")
-def screen_pop(request: Request, phone: str = "") -> Response:
+def screen_pop(request: Request, phone: str = "", call_id: str = "") -> Response:
     with page_session(request) as (ctx, actor, header):
         card = None
         error = None
         if phone.strip():
-            try:
-                card = search.lookup(ctx, actor, phone[:40])
+            try:  # the pop-up is the metered call (once per call id)
+                card = metering.screen_pop(ctx, actor, phone[:40],
+                                           call_ref=call_id.strip()[:100] or None)
             except ProvisionerError as exc:
                 if exc.http_status in (401, 403):
                     raise

@@ -10,7 +10,7 @@ from provisioner.clock import parse_instant
 from provisioner.errors import NotFound, PermissionDenied, ValidationFailed
 from provisioner.services import actors
 from provisioner.services.context import Provisioner
-from provisioner.services.provisioning import metering
+from provisioner.services.provisioning import billing, metering
 from tests.support import World
 
 CUSTOMER, EMPLOYEE, NUISANCE, STRANGER = "03-1111-1111", "090-2222-2222", "0120-333-333", \
@@ -98,22 +98,26 @@ def test_employee_number_must_belong_to_a_user_of_the_tenant(
 
 
 def test_mobile_connections_are_sold_in_packs_of_five(app: Provisioner, center: str) -> None:
-    with app.transaction() as ctx, pytest.raises(ValidationFailed) as bad:
-        metering.set_contract(ctx, "center", started_on=date(2026, 1, 1), maintenance_jpy=10_000,
-                              seat_fee_jpy=2_000, seats=3, mobile_connections=7,
-                              mobile_pack_jpy=5_000, by="operator")
-    assert "packs of 5" in bad.value.problems[0]
-    assert "e.g. 10" in bad.value.problems[0]
+    """A peak of 8 concurrent connections buys 2 packs (10): not an error."""
     with app.transaction() as ctx:
         metering.set_contract(ctx, "center", started_on=date(2026, 1, 1), maintenance_jpy=10_000,
-                              seat_fee_jpy=2_000, seats=3, mobile_connections=10,
+                              seat_fee_jpy=2_000, seats=3, mobile_connections=8,
                               mobile_pack_jpy=5_000, by="operator")
+        result = metering.statement(ctx, actors.resolve(ctx, "center-admin", "center"),
+                                    "2026-02")
+    packs = next(ln for ln in result.lines if ln["item"].startswith("mobile"))
+    assert (packs["quantity"], packs["amount"]) == (2, 10_000)
+    assert [metering.mobile_packs(n, 5) for n in (0, 1, 5, 6, 10, 11)] == [0, 1, 1, 2, 2, 3]
 
 
+# started 2026-01-15: the minimum term is February 2026 .. January 2027; the month of
+# cancellation is used (billed), the months after it to January 2027 remain
 @pytest.mark.parametrize(("cancelled", "fee"), [
-    (date(2026, 1, 20), 11 * 10_000),  # the first month: 11 months remain
-    (date(2026, 11, 30), 1 * 10_000),  # month 11
-    (date(2026, 12, 1), 0),  # month 12: the term is served
+    (date(2026, 1, 20), 12 * 10_000),  # the start month: the whole term remains
+    (date(2026, 2, 1), 11 * 10_000),  # the term's first month is used
+    (date(2026, 6, 10), 7 * 10_000),  # the issue's worked example: July..January
+    (date(2026, 12, 31), 1 * 10_000),  # January 2027 remains
+    (date(2027, 1, 1), 0),  # the term's last month: served
     (date(2027, 3, 1), 0),
 ])
 def test_early_cancellation_fee(cancelled: date, fee: int) -> None:
@@ -145,10 +149,68 @@ def test_monthly_statement(app: Provisioner, center: str) -> None:
     assert items["maintenance"] == 10_000
     assert items["seats"] == 6_000
     assert items["mobile connections (packs of 5)"] == 10_000
-    assert items["early cancellation fee"] == 4 * 10_000  # April..November used: 4 remain
-    assert result.total == 60 + 15 + 10_000 + 6_000 + 10_000 + 40_000
+    # the term is May 2026 .. April 2027; November is used: December..April remain
+    assert items["early cancellation fee"] == 5 * 10_000
+    assert result.total == 60 + 15 + 10_000 + 6_000 + 10_000 + 50_000
 
 
 def test_statement_needs_an_admin(app: Provisioner, center: str) -> None:
     with app.transaction() as ctx, pytest.raises(PermissionDenied):
         metering.statement(ctx, actors.resolve(ctx, "op", "center"), "2026-11")
+
+
+def _statement(app: Provisioner, month: str) -> dict[str, int]:
+    with app.transaction() as ctx:
+        result = metering.statement(ctx, actors.resolve(ctx, "center-admin", "center"), month)
+    return {line["item"]: line["amount"] for line in result.lines}
+
+
+def test_monthly_fees_only_from_the_start_month_to_the_cancellation_month(
+        app: Provisioner, center: str) -> None:
+    with app.transaction() as ctx:
+        metering.set_contract(ctx, "center", started_on=date(2026, 1, 15),
+                              maintenance_jpy=10_000, seat_fee_jpy=2_000, seats=3,
+                              mobile_connections=5, mobile_pack_jpy=5_000, by="operator")
+        metering.cancel_contract(ctx, "center", on=date(2026, 6, 10), by="operator")
+    assert _statement(app, "2025-12") == {}  # before the start: nothing
+    assert _statement(app, "2026-01") == {"maintenance": 10_000, "seats": 6_000,
+                                          "mobile connections (packs of 5)": 5_000}
+    june = _statement(app, "2026-06")  # the cancellation month: fees and the fee
+    assert june["maintenance"] == 10_000
+    assert june["early cancellation fee"] == 70_000  # 7 months (July..January) x 10,000
+    assert _statement(app, "2026-07") == {}  # after the cancellation: nothing
+    assert _statement(app, "2027-01") == {}
+
+
+def test_calls_after_the_cancellation_are_not_billable(app: Provisioner, center: str) -> None:
+    with app.transaction() as ctx:
+        metering.set_contract(ctx, "center", started_on=date(2026, 11, 2), maintenance_jpy=0,
+                              seat_fee_jpy=0, seats=1, by="operator")
+        metering.cancel_contract(ctx, "center", on=date(2026, 11, 24), by="operator")
+    # Tuesday 2026-11-24 10:00 JST: the cancellation day is still served
+    assert _call(app, CUSTOMER, "2026-11-24T01:00:00Z") == ("customer", True, 30)
+    # Wednesday 2026-11-25 10:00 JST, in business hours, but the contract has ended
+    assert _call(app, CUSTOMER, "2026-11-25T01:00:00Z") == ("customer", True, 0)
+    # before the start (Friday 2026-10-30 10:00 JST)
+    assert _call(app, CUSTOMER, "2026-10-30T01:00:00Z") == ("customer", True, 0)
+    assert _statement(app, "2026-11")["pop-ups: customer"] == 30
+
+
+def test_contract_prices_default_to_the_price_book_and_can_be_overridden(
+        app: Provisioner, center: str) -> None:
+    with app.transaction() as ctx:
+        billing.set_prices(ctx, {"cti_initial_jpy": 50_000, "cti_maintenance_jpy": 12_000,
+                                 "cti_seat_jpy": 3_000, "cti_mobile_pack_jpy": 4_000,
+                                 "cti_list_input_jpy": 2_000}, by="operator")
+        row = metering.set_contract(ctx, "center", started_on=date(2026, 3, 10), seats=2,
+                                    mobile_connections=6, seat_fee_jpy=2_500, list_input=True,
+                                    by="operator")
+        assert (row.initial_jpy, row.maintenance_jpy, row.seat_fee_jpy, row.mobile_pack_jpy,
+                row.list_input_jpy) == (50_000, 12_000, 2_500, 4_000, 2_000)
+    assert _statement(app, "2026-03") == {
+        "maintenance": 12_000, "seats": 5_000, "mobile connections (packs of 5)": 8_000,
+        "list-input option": 2_000, "initial fee": 50_000}
+    assert "initial fee" not in _statement(app, "2026-04")
+    with app.transaction() as ctx:  # a later change of the list price leaves the contract
+        billing.set_prices(ctx, {"cti_maintenance_jpy": 20_000}, by="operator")
+    assert _statement(app, "2026-04")["maintenance"] == 12_000

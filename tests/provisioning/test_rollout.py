@@ -239,7 +239,7 @@ def test_rollout_resumes_after_interruption(app: Provisioner, world: World) -> N
         assert ctx.session.scalar(select(func.count()).select_from(Transfer)) == 6
 
 
-def test_sandbox_can_send_but_never_receive(app: Provisioner, world: World) -> None:
+def test_sandbox_can_neither_send_nor_receive(app: Provisioner, world: World) -> None:
     from provisioner.db.crm_models import CrmContact
     from provisioner.services.crm import records
     from provisioner.services.provisioning import sandboxes
@@ -270,7 +270,8 @@ def test_sandbox_can_send_but_never_receive(app: Provisioner, world: World) -> N
     # ... nor a bundle file
     with pytest.raises(TransferRefused, match="sandbox"), app.transaction() as ctx:
         transfers.receive(ctx, actors.resolve(ctx, "prod-admin", "prod-sandbox"), bundle)
-    # but it sends its tried change to production
-    transfer_id = world.send("prod-sandbox", world.key("prod"), login="prod-admin")
-    world.approve(transfer_id, "prod-admin")
-    assert world.document("prod").checkboxes[2].label == "試験中"
+    # ... and it sends nothing either (REQUIREMENTS A: no copy feature at all)
+    key = world.key("prod")
+    with pytest.raises(TransferRefused, match="sandbox cannot send"):
+        world.send("prod-sandbox", key, login="prod-admin")
+    assert world.document("prod").checkboxes[2].label != "試験中"

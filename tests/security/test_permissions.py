@@ -175,11 +175,15 @@ def test_sandbox_cannot_receive(world: World) -> None:
     assert counts(world, "sandbox")["transfers"] == 0
 
 
-def test_sandbox_can_send(world: World) -> None:
-    """Control: a sandbox may send (try changes in the sandbox, then send to production)."""
+def test_sandbox_cannot_send(world: World) -> None:
+    """Threat: a sandbox's trial configuration pushed into other tenants (REQUIREMENTS A:
+    a sandbox cannot use the copy feature at all)."""
     world.tenant("sandbox", sandbox=True)
     world.tenant("client")
-    assert world.transfer(world.send("sandbox", world.key("client"))).status == "pending"
+    key = world.key("client")
+    with pytest.raises(TransferRefused, match="sandbox cannot send"):
+        world.send("sandbox", key)
+    assert counts(world, "client")["transfers"] == 0
 
 
 def test_target_with_active_integrations_refused_with_hint(world: World) -> None:

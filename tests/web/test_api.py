@@ -249,8 +249,8 @@ MATRIX: list[tuple[str, str, dict[str, Any], str]] = [
     ("POST", "/api/tenants/{t}/send", {"json": {"key": "{key}"}}, "admin"),
     ("POST", "/api/tenants/{t}/receive",
      {"files": {"bundle": ("b", b"{}", "application/json")}}, "admin"),
-    ("GET", "/api/tenants/{t}/inbox", {}, "reader"),
-    ("GET", "/api/tenants/{t}/inbox/{transfer_id}", {}, "reader"),
+    ("GET", "/api/tenants/{t}/inbox", {}, "admin"),
+    ("GET", "/api/tenants/{t}/inbox/{transfer_id}", {}, "admin"),
     ("POST", "/api/tenants/{t}/inbox/{transfer_id}/approve", {"json": {}}, "admin"),
     ("POST", "/api/tenants/{t}/inbox/{transfer_id}/reject", {"json": {}}, "admin"),
     ("POST", "/api/tenants/{t}/inbox/{applied_id}/rollback", {}, "admin"),
@@ -262,8 +262,12 @@ MATRIX: list[tuple[str, str, dict[str, Any], str]] = [
     ("GET", "/api/tenants/{t}/contacts/{record_id}/{type_name}", {}, "reader"),
     ("GET", "/api/tenants/{t}/search", {"params": {"q": "山田"}}, "reader"),
     ("GET", "/api/tenants/{t}/lookup", {"params": {"phone": "0312345678"}}, "reader"),
+    ("POST", "/api/tenants/{t}/calls/{call_ref}/note", {"json": {"note": "侵入"}}, "writer"),
     ("POST", "/api/tenants/{t}/import/customers",
      {"files": {"file": ("c.csv", "氏名\n侵入 者\n".encode(), "text/csv")}}, "admin"),
+    ("POST", "/api/tenants/{t}/import/inquiries",
+     {"files": {"file": ("i.csv", "phone,date,content\n0312345678,2026-11-01,侵入\n".encode(),
+                         "text/csv")}}, "admin"),
     ("GET", "/api/tenants/{t}/export/{kind}", {}, "writer"),
     ("GET", "/api/tenants/{t}/billing", {"params": {"month": "2026-11"}}, "admin"),
     ("GET", "/api/tenants/{t}/workflows", {}, "reader"),
@@ -275,6 +279,16 @@ MATRIX: list[tuple[str, str, dict[str, Any], str]] = [
     ("GET", "/api/tenants/{t}/records/{type_name}/{record_id}/blueprints", {}, "reader"),
     ("POST", "/api/tenants/{t}/records/{type_name}/{record_id}/transition",
      {"json": {"to": "won"}}, "writer"),
+    ("GET", "/api/tenants/{t}/users", {}, "admin"),
+    ("PUT", "/api/tenants/{t}/users/{login}/role", {"json": {"role": "admin"}}, "admin"),
+    ("POST", "/api/tenants/{t}/users/{login}/disable", {}, "admin"),
+    ("POST", "/api/tenants/{t}/users/{login}/enable", {}, "admin"),
+    ("DELETE", "/api/tenants/{t}/users/{login}", {}, "admin"),
+    ("POST", "/api/tenants/{t}/users/{login}/password-reset", {}, "admin"),
+    ("PUT", "/api/tenants/{t}/users/{login}/department", {"json": {"code": None}}, "admin"),
+    ("GET", "/api/tenants/{t}/user-departments", {}, "admin"),
+    ("POST", "/api/tenants/{t}/user-departments", {"json": {"code": "x", "name": "X"}},
+     "admin"),
 ]
 #: routes that are not tenant-scoped (the session's own)
 UNSCOPED = {("POST", "/api/login"), ("POST", "/api/logout"), ("GET", "/api/session"),
@@ -313,8 +327,11 @@ def test_outsiders_and_the_wrong_role_get_no_data(site: Site) -> None:
     before = {p: site.call("GET", p, "acme-admin").json() for p in (
         "/api/tenants/acme/config", "/api/tenants/acme/keys", "/api/tenants/acme/inbox",
         f"/api/tenants/acme/records/contact/{site.ids['contact']}")}
+    popped = site.call("GET", "/api/tenants/acme/lookup", "acme-gen",
+                       params={"phone": "0312345678", "call_id": "pbx-acme"})
+    assert popped.status_code == 200, popped.text
     values = {"transfer_id": transfer_id, "key_id": key["id"], "record_id": site.ids["contact"],
-              "applied_id": applied}
+              "applied_id": applied, "call_ref": "pbx-acme", "login": "acme-gen"}
     beta_key = site.call("POST", "/api/tenants/beta/keys", "beta-admin").json()["key"]
 
     def kwargs(raw: dict[str, Any], send_key: str) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from provisioner.errors import ValidationFailed, excerpt
 from provisioner.services import audit
 from provisioner.services.actors import Actor
 from provisioner.services.crm import records, scope, search_index, tally
-from provisioner.services.crm.search import Query, conditions
+from provisioner.services.crm.search import Query, conditions, order_by
 from provisioner.services.crm.text import (
     company_suffix,
     format_phone,
@@ -58,7 +58,8 @@ CONTACT_COLUMNS: tuple[str, ...] = (
 EXPORT_COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": ("id", *CONTACT_COLUMNS),
     "activities": ("contact_id", "contact_name", "date", "kind", "content", "detail",
-                   "response", "store", "staff", "memo"),
+                   "response", "store", "staff", "memo",
+                   *(f"content_{i}" for i in range(1, 11))),
     "purchases": ("contact_id", "contact_name", "date", "product_class", "product_code",
                   "product_name", "quantity", "unit_price", "amount", "payment_method",
                   "shipped", "paid", "media", "memo"),
@@ -556,12 +557,13 @@ def export(ctx: Context, actor: Actor, kind: str, query: Query, *,
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([formula_safe(heads[c]) for c in wanted])
     where = conditions(ctx, actor, query)
+    order = order_by(query.sort)  # the customers in the search's order (--sort)
     count = 0
     if kind == "customers":
         rows = ctx.session.execute(
             select(CrmContact, CrmCompany.name)
             .outerjoin(CrmCompany, CrmCompany.id == CrmContact.company_id)
-            .where(*where).order_by(CrmContact.id).execution_options(yield_per=2000))
+            .where(*where).order_by(*order).execution_options(yield_per=2000))
         for contact, company in rows:
             writer.writerow([formula_safe(_cell(contact, company, c)) for c in wanted])
             count += 1
@@ -571,7 +573,7 @@ def export(ctx: Context, actor: Actor, kind: str, query: Query, *,
         history = ctx.session.execute(
             select(model, CrmContact.name).join(CrmContact, CrmContact.id == model.contact_id)
             .where(model.tenant_id == actor.tenant_id, model.contact_id.in_(ids))
-            .order_by(model.contact_id, model.date.desc(), model.id.desc()))
+            .order_by(*order[:-1], model.contact_id, model.date.desc(), model.id.desc()))
         for item, contact_name in history:
             writer.writerow([formula_safe(contact_name if c == "contact_name"
                                           else _plain(getattr(item, c))) for c in wanted])

@@ -61,7 +61,7 @@ from provisioner.db.crm_models import (
 from provisioner.db.models import AuditEvent, Base
 from provisioner.errors import NotFound, ProvisionerError, ValidationFailed
 from provisioner.services.actors import Actor
-from provisioner.services.crm import automation, scope, tally
+from provisioner.services.crm import automation, postal, scope, tally
 from provisioner.services.crm import search_index as _search_index
 from provisioner.services.crm.text import (
     company_suffix,
@@ -123,7 +123,8 @@ TYPES: dict[str, RecordType] = {t.name: t for t in (
                ("contact_id", "body"), {"contact_id": "contact"}),
     RecordType("activity", CrmActivity, {
         "contact_id": "ref", "date": "date", "kind": "str", "content": "text", "detail": "text",
-        "response": "text", "store": "str", "staff": "str", "memo": "text"},
+        "response": "text", "store": "str", "staff": "str", "memo": "text",
+        **{f"content_{i}": "text" for i in range(1, 11)}},  # labelled by the configuration
         ("contact_id", "date"), {"contact_id": "contact"}),
     RecordType("purchase", CrmPurchase, {
         "contact_id": "ref", "date": "date", "product_class": "str", "product_code": "str",
@@ -455,6 +456,16 @@ def shape(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordType,
     elif rt.name == "purchase":
         _check_pick(doc, values, "payment_method", "payment_method", problems)
         _check_pick(doc, values, "media", "media", problems)
+        # amount = quantity x unit price whenever all three are known (given or kept)
+        known: list[Any] = [values.get(k, getattr(row, k, None))
+                            for k in ("quantity", "unit_price", "amount")]
+        qty, price, amount = known
+        if row is not None and "amount" not in values and None not in (qty, price) and (
+                "quantity" in values or "unit_price" in values):
+            values["amount"] = amount = qty * price  # an update of either recomputes it
+        if None not in (qty, price, amount) and qty * price != amount:
+            problems.append(f"amount: {amount} is not quantity x unit price "
+                            f"({qty} x {price} = {qty * price})")
     if rt.name in ("purchase", "product") and values.get("product_class"):
         allowed = {n.code for n in doc.classifications.product}
         if values["product_class"] not in allowed:
@@ -473,6 +484,8 @@ def shape(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordType,
         attached = _custom_data(doc, database, merged, problems)
         if attached and "owner_id" in values and not problems:
             _parent(ctx, actor, attached, values["owner_id"], "owner_id")
+    if rt.name in ("company", "department", "contact"):  # postal code -> address
+        postal.fill_address(values, row, check=rules.postal_code_check, problems=problems)
     if problems:
         raise ValidationFailed(f"the {rt.name} is not valid", problems=problems,
                                hint="fix the listed fields and try again")

@@ -12,12 +12,16 @@ Rules:
   normalised search text (name, kana, company, phones, address, e-mail, memo
   1..10: NFKC, lower case, no spaces). ``fields`` adds partial matches on one
   field each (``name``, ``kana``, ``company``, ``phone``, ``address``, ``email``,
-  ``memo_1``..``memo_10``). ``match`` combines all those text conditions with
-  AND (``all``) or OR (``any``).
-* every other condition is always ANDed: checkboxes (index -> checked /
-  unchecked; absent means "any"), classification, update-date and birthday
-  ranges, and "has an activity / a purchase" matching the given kind, text,
-  product and date range (in the same query, as EXISTS subqueries).
+  ``memo_1``..``memo_10``, ``title``, ``postal_code`` (digits), ``department``
+  (the department's name)).
+* the other conditions: checkboxes (index -> checked / unchecked; absent means
+  "any"), classification, update-date, registration-date, birthday and age
+  ranges (age in whole years as of today in Japan), and "has an activity / a
+  purchase" matching the given kind, text, product, date range, shipped, paid
+  and payment method (in the same query, as EXISTS subqueries).
+* ``match`` combines every condition, text or not, with AND (``all``) or OR
+  (``any``); a range is one condition, and the conditions on an activity (or a
+  purchase) are met by one and the same activity (purchase).
 * ``total`` is the exact number of matches; ``items`` one page in ``sort`` order.
 
 The ``q`` terms are answered by the n-gram index of
@@ -39,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import psycopg
 from sqlalchemy import (
@@ -60,7 +65,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import aliased
 
 from provisioner.clock import format_instant
-from provisioner.db.crm_models import CrmActivity, CrmCompany, CrmContact, CrmPurchase
+from provisioner.db.crm_models import (
+    CrmActivity,
+    CrmCompany,
+    CrmContact,
+    CrmDepartment,
+    CrmPurchase,
+)
 from provisioner.errors import NotFound, ValidationFailed
 from provisioner.services.actors import Actor
 from provisioner.services.crm import records, scope, search_index
@@ -68,10 +79,11 @@ from provisioner.services.crm.text import nfkc, phone_digits, search_key
 from provisioner.services.transaction import SET_TENANT_SQL, Context
 
 SORTS = ("id", "name", "kana", "created_at", "updated_at")
+TOKYO = ZoneInfo("Asia/Tokyo")  # ages are counted in the Japanese calendar
 #: beyond this many ``q`` matches a combined query keeps LIKE rather than an id list
 _MAX_ID_LIST = 200_000
 TEXT_FIELDS = ("name", "kana", "company", "phone", "address", "email",
-               *(f"memo_{i}" for i in range(1, 11)))
+               *(f"memo_{i}" for i in range(1, 11)), "title", "postal_code", "department")
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,15 @@ class Query:
     purchase_product: str | None = None
     purchase_from: str | None = None
     purchase_to: str | None = None
+    #: registration (created) date range, YYYY-MM-DD
+    created_from: str | None = None
+    created_to: str | None = None
+    #: age range in whole years, as of today in Japan (contacts with a birthday)
+    age_from: int | None = None
+    age_to: int | None = None
+    purchase_shipped: bool | None = None
+    purchase_paid: bool | None = None
+    purchase_payment_method: str | None = None
     sort: str = "id"
     limit: int = 50
     offset: int = 0
@@ -124,6 +145,14 @@ def _text_condition(key: str, value: str, tenant_id: int) -> ColumnElement[bool]
         return or_(c.phone_digits.contains(digits, autoescape=True),
                    c.mobile_digits.contains(digits, autoescape=True))
     needle = nfkc(value).lower()
+    if key == "postal_code":  # digits only: 150-0001, 1500001 and １５０ match alike
+        digits = "".join(ch for ch in needle if ch.isdigit())
+        return func.replace(c.postal_code, "-", "").contains(digits, autoescape=True)
+    if key == "department":
+        dept = aliased(CrmDepartment)
+        return c.department_id.in_(select(dept.id).where(
+            dept.tenant_id == tenant_id,
+            func.lower(dept.name).contains(needle, autoescape=True)).correlate_except(dept))
     if key == "company":
         co = aliased(CrmCompany)
         return c.company_id.in_(select(co.id).where(
@@ -159,43 +188,75 @@ def _indexed_q(ctx: Context, actor: Actor, query: Query) -> ColumnElement[bool] 
     return _id_in(ctx, ids) if ids else false()
 
 
+def _years_before(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February in a year without one
+        return day.replace(year=day.year - years, day=28)
+
+
 def conditions(ctx: Context, actor: Actor, query: Query, *,  # noqa: C901
                use_index: bool = False) -> list[ColumnElement[bool]]:
     """The WHERE clause of ``query`` over ``crm_contacts`` (tenant included).
 
     With ``use_index`` the ``q`` terms are answered by the n-gram index (an id
-    list) rather than ``LIKE``; the rows are the same.
+    list) rather than ``LIKE``; the rows are the same. ``match`` combines every
+    condition: text, checkboxes, classification, date and age ranges, history
+    (a range is one condition; the conditions on one activity or one purchase
+    describe the same row).
     """
     c = CrmContact
-    where: list[ColumnElement[bool]] = [c.tenant_id == actor.tenant_id]
+    conds: list[ColumnElement[bool]] = []
     indexed = _indexed_q(ctx, actor, query) if use_index else None
-    texts: list[ColumnElement[bool]] = [indexed] if indexed is not None else [
-        c.search_text.contains(term, autoescape=True) for term in terms(query)]
+    if indexed is not None:
+        conds.append(indexed)
+    else:
+        conds.extend(c.search_text.contains(term, autoescape=True) for term in terms(query))
     for key, value in query.fields.items():
         if key not in TEXT_FIELDS:
             raise ValidationFailed(f"cannot search field {key!r}",
                                    hint="fields: " + ", ".join(TEXT_FIELDS))
         if value.strip():
-            texts.append(_text_condition(key, value, actor.tenant_id))
-    if texts:
-        where.append(and_(*texts) if query.match == "all" else or_(*texts))
+            conds.append(_text_condition(key, value, actor.tenant_id))
     for index, on in query.checkboxes.items():
         if not 1 <= index <= 48:
             raise ValidationFailed(f"checkbox {index} does not exist (1..48)")
         bit = 1 << (index - 1)
-        where.append(c.checkboxes.op("&")(bit) != 0 if on else c.checkboxes.op("&")(bit) == 0)
+        conds.append(c.checkboxes.op("&")(bit) != 0 if on else c.checkboxes.op("&")(bit) == 0)
     if query.classification:
-        where.append(c.classifications.contains(f",{query.classification},", autoescape=True))
-    if query.updated_from:
-        where.append(c.updated_at >= _instant(query.updated_from, "updated_from"))
-    if query.updated_to:
-        where.append(c.updated_at < _instant(query.updated_to, "updated_to", end=True))
-    if query.birthday_from:
-        where.append(and_(c.birthday != "", c.birthday >= _day(query.birthday_from,
-                                                              "birthday_from").isoformat()))
-    if query.birthday_to:
-        where.append(and_(c.birthday != "", c.birthday <= _day(query.birthday_to,
-                                                              "birthday_to").isoformat()))
+        conds.append(c.classifications.contains(f",{query.classification},", autoescape=True))
+
+    def span(*parts: ColumnElement[bool] | None) -> None:
+        given = [p for p in parts if p is not None]
+        if given:
+            conds.append(and_(*given))
+
+    span(c.updated_at >= _instant(query.updated_from, "updated_from")
+         if query.updated_from else None,
+         c.updated_at < _instant(query.updated_to, "updated_to", end=True)
+         if query.updated_to else None)
+    span(c.created_at >= _instant(query.created_from, "created_from")
+         if query.created_from else None,
+         c.created_at < _instant(query.created_to, "created_to", end=True)
+         if query.created_to else None)
+    if query.birthday_from or query.birthday_to:
+        span(c.birthday != "",
+             c.birthday >= _day(query.birthday_from, "birthday_from").isoformat()
+             if query.birthday_from else None,
+             c.birthday <= _day(query.birthday_to, "birthday_to").isoformat()
+             if query.birthday_to else None)
+    if query.age_from is not None or query.age_to is not None:
+        birth: list[ColumnElement[bool]] = [c.birthday != ""]
+        low, high = query.age_from, query.age_to
+        if (low is not None and low < 0) or (high is not None and high < 0) or (
+                low is not None and high is not None and low > high):
+            raise ValidationFailed("an age range is two whole numbers, from <= to")
+        today = ctx.clock.now().astimezone(TOKYO).date()
+        if low is not None:  # born on or before today - low years
+            birth.append(c.birthday <= _years_before(today, low).isoformat())
+        if high is not None:  # born after today - (high + 1) years
+            birth.append(c.birthday > _years_before(today, high + 1).isoformat())
+        span(*birth)
     a = CrmActivity
     acts: list[ColumnElement[bool]] = []
     if query.activity_kind:
@@ -203,13 +264,14 @@ def conditions(ctx: Context, actor: Actor, query: Query, *,  # noqa: C901
     if query.activity_text:
         needle = nfkc(query.activity_text).lower()
         acts.append(or_(*(func.lower(col).contains(needle, autoescape=True)
-                          for col in (a.content, a.detail, a.response, a.memo))))
+                          for col in (a.content, a.detail, a.response, a.memo,
+                                      *(getattr(a, f"content_{i}") for i in range(1, 11))))))
     if query.activity_from:
         acts.append(a.date >= _day(query.activity_from, "activity_from").isoformat())
     if query.activity_to:
         acts.append(a.date <= _day(query.activity_to, "activity_to").isoformat())
     if acts:
-        where.append(exists().where(a.tenant_id == c.tenant_id, a.contact_id == c.id, *acts))
+        conds.append(exists().where(a.tenant_id == c.tenant_id, a.contact_id == c.id, *acts))
     p = CrmPurchase
     buys: list[ColumnElement[bool]] = []
     if query.purchase_product:
@@ -220,12 +282,22 @@ def conditions(ctx: Context, actor: Actor, query: Query, *,  # noqa: C901
         buys.append(p.date >= _day(query.purchase_from, "purchase_from").isoformat())
     if query.purchase_to:
         buys.append(p.date <= _day(query.purchase_to, "purchase_to").isoformat())
+    if query.purchase_shipped is not None:
+        buys.append(p.shipped == query.purchase_shipped)
+    if query.purchase_paid is not None:
+        buys.append(p.paid == query.purchase_paid)
+    if query.purchase_payment_method:
+        buys.append(p.payment_method == query.purchase_payment_method)
     if buys:
-        where.append(exists().where(p.tenant_id == c.tenant_id, p.contact_id == c.id, *buys))
+        conds.append(exists().where(p.tenant_id == c.tenant_id, p.contact_id == c.id, *buys))
+    where: list[ColumnElement[bool]] = [c.tenant_id == actor.tenant_id]
+    if conds:
+        where.append(and_(*conds) if query.match == "all" else or_(*conds))
     return where
 
 
-def _order(sort: str) -> list[Any]:
+def order_by(sort: str) -> list[Any]:
+    """The ORDER BY of a ``sort`` (``kana``, ``-id``...): the column, then the id."""
     key = sort.lstrip("-")
     if key not in SORTS:
         raise ValidationFailed(f"cannot sort by {sort!r}",
@@ -276,7 +348,7 @@ def search(ctx: Context, actor: Actor, query: Query) -> Result:
     scope.require(ctx, actor, "records.read", "search customers")
     if not 0 <= query.limit <= 1000 or query.offset < 0:
         raise ValidationFailed("limit must be 0..1000 and offset >= 0")
-    order = _order(query.sort)
+    order = order_by(query.sort)
     keys = terms(query)
     if keys and query.sort in ("id", "-id") and query == Query(
             q=query.q, match=query.match, sort=query.sort, limit=query.limit,
@@ -304,7 +376,7 @@ def matching_ids(ctx: Context, actor: Actor, query: Query) -> list[int]:
     """Every matching contact id (bulk operations and exports)."""
     where = conditions(ctx, actor, query)
     return list(ctx.session.scalars(select(CrmContact.id).where(*where)
-                                    .order_by(*_order(query.sort))))
+                                    .order_by(*order_by(query.sort))))
 
 
 def _card_columns(type_name: str) -> list[Any]:

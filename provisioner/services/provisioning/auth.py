@@ -75,7 +75,8 @@ def tenants_for(ctx: Context, user_id: int) -> list[TenantChoice]:
         select(Tenant, Membership.role, TenantGroup.code)
         .join(Membership, Membership.tenant_id == Tenant.id)
         .outerjoin(TenantGroup, TenantGroup.id == Tenant.group_id)
-        .where(Membership.user_id == user_id, Tenant.status == "active")
+        .where(Membership.user_id == user_id, Tenant.status == "active",
+               Membership.disabled_at.is_(None))
         .order_by(Tenant.id)
     ).all()
     return [TenantChoice(n, t.slug, t.name, role, code)
@@ -108,6 +109,12 @@ def set_initial_password(ctx: Context, login: str, password: str, *, by: str) ->
     _check_strength(password)
     user.password_hash = _HASHER.hash(password)
     audit.record(ctx, tenant_id=None, actor=by, action="user:password_set", subject=login)
+
+
+def replace_password(ctx: Context, user: User, password: str) -> None:
+    """Set a user's password (an admin's reset: ``users.reset_password``)."""
+    _check_strength(password)
+    user.password_hash = _HASHER.hash(password)
 
 
 def change_password(ctx: Context, actor: Actor, old: str, new: str) -> None:
@@ -174,7 +181,8 @@ def _actor(ctx: Context, row: LoginSession) -> Actor:
         select(User, Tenant, Membership.role)
         .join(Membership, Membership.user_id == User.id)
         .join(Tenant, Tenant.id == Membership.tenant_id)
-        .where(User.id == row.user_id, Tenant.id == row.tenant_id)
+        .where(User.id == row.user_id, Tenant.id == row.tenant_id,
+               Membership.disabled_at.is_(None))
     ).first()
     if found is None or found[1].status != "active":
         raise PermissionDenied("you no longer have access to the selected tenant",
@@ -193,7 +201,7 @@ _SESSION_ACTOR = (
            _T.status, _M.role)
     .select_from(LoginSession.__table__.join(User.__table__, _U.id == _S.user_id)
                  .outerjoin(Membership.__table__, (_M.user_id == _S.user_id)
-                            & (_M.tenant_id == _S.tenant_id))
+                            & (_M.tenant_id == _S.tenant_id) & _M.disabled_at.is_(None))
                  .outerjoin(Tenant.__table__, _T.id == _M.tenant_id))
     .where(_S.token_hash == bindparam("token_hash")))
 

@@ -44,6 +44,14 @@ DEFAULT_PRICES: dict[str, int] = {
     "cti_unknown_call_jpy": 30,  # an unknown caller is an incoming call like any other
     "cti_mobile_pack_size": 5,
     "cti_minimum_term_months": 12,
+    # CTI contract list prices: the defaults of a contract that names no price of its own.
+    # The seed gives the initial fee (0 JPY for a new database); it names the other
+    # items but gives no figure here, so they are 0 until the operator sets them.
+    "cti_initial_jpy": 0,
+    "cti_maintenance_jpy": 0,  # monthly
+    "cti_seat_jpy": 0,  # software fee per seat, monthly
+    "cti_mobile_pack_jpy": 0,  # per pack of cti_mobile_pack_size connections, monthly
+    "cti_list_input_jpy": 0,  # the list-input option, monthly
 }
 
 

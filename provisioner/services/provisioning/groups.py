@@ -4,7 +4,8 @@
     groups.add_tenant(ctx, "acme-group", "acme-tokyo")   # effective immediately
     groups.cancel_tenant(ctx, "acme-osaka")              # same day; data kept, unreachable
 
-Rules: the ``light`` plan cannot be in a group; a tenant belongs to at most one
+Rules: only standard-plan tenants are in a group (REQUIREMENTS B: "available on the
+standard plan"); a tenant belongs to at most one
 group and can never be removed from it (only cancelled); sandboxes are not
 group tenants (they are not billed as environments).
 """
@@ -27,8 +28,8 @@ from provisioner.services import audit
 from provisioner.services.actors import get_tenant
 from provisioner.services.transaction import Context
 
-GROUP_PLANS = frozenset({"standard", "professional", "enterprise", "ultimate", "trial",
-                         "developer"})
+#: REQUIREMENTS B: groups are "available on the standard plan, not on the light plans"
+GROUP_PLANS = frozenset({"standard"})
 
 
 def create(ctx: Context, code: str, *, name: str, by: str = OPERATOR) -> TenantGroup:
@@ -72,7 +73,8 @@ def add_tenant(ctx: Context, code: str, slug: str, *, by: str = OPERATOR) -> Ten
     tenant = get_tenant(ctx, slug)
     if tenant.plan not in GROUP_PLANS:
         raise PermissionDenied(
-            f"tenant {slug!r} is on the {tenant.plan!r} plan, which cannot use tenant groups",
+            f"tenant {slug!r} is on the {tenant.plan!r} plan, which cannot use tenant groups "
+            "(only the standard plan can)",
             hint=f"move it to the standard plan first: provisioner tenant update {slug} "
             "--plan standard",
         )

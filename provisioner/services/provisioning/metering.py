@@ -2,8 +2,10 @@
 
     metering.add_number(ctx, admin, "090-1234-5678", kind="employee", login="sato")
     metering.set_business_hours(ctx, admin, {0: ("09:00", "18:00"), ...})
-    metering.add_holiday(ctx, admin, date(2026, 11, 23), name="勤労感謝の日")
+    metering.add_holiday(ctx, admin, date(2026, 12, 29), name="年末休業")
     call = metering.record_call(ctx, operator, "03-1234-5678")   # classified and priced
+    card = metering.screen_pop(ctx, operator, "03-1234-5678", call_ref="pbx-4711")
+    metering.add_contact_history(ctx, operator, None, "注文の確認", call_ref="pbx-4711")
     metering.statement(ctx, admin, "2026-11")                     # the monthly statement
 
 Each incoming call is classified by its number: ``employee`` (a registered
@@ -13,14 +15,26 @@ priced from the price book (30 / 15 / 0 JPY; unknown callers like customers:
 30). Calls outside the tenant's business hours or on its configured holidays
 are free. Time is read in the Asia/Tokyo calendar; business hours are
 [opens, closes): 09:00 is inside, 18:00 is not. A tenant that configured no
-business hours has Monday-Friday 09:00-18:00. Holidays are the tenant's own
-list (national holidays are not built in: register them).
-Nuisance callers can not receive contact history.
+business hours has Monday-Friday 09:00-18:00. Holidays are Japan's national
+holidays (the ``jpholiday`` package: substitute and citizens' holidays
+included) plus the tenant's own list.
+
+A screen pop (:func:`screen_pop`: the CLI ``lookup``, the API lookup, the
+console's pop-up) is the metered call: it records the call with its charge and
+returns the caller's card. The telephony side may pass its call id
+(``call_ref``): a pop-up of a call already recorded is not recorded or charged
+again. A call from a number no customer has is recorded too (then "not found").
+A note typed during the call (:func:`add_contact_history`) becomes an activity
+(contact history) of the customer that popped up, written through
+``records.create``; nuisance callers can not receive contact history.
 
 The contract: monthly maintenance fee, a fee per seat, mobile concurrent
-connections sold in packs of 5, a 12-month minimum term; cancelling early
-costs the maintenance fee x the remaining months (the month of cancellation
-counts as used).
+connections sold in packs of 5 (a peak of 8 buys 2 packs), billed from the
+start month to the cancellation month (both included); a 12-month minimum
+term from the month after the start (started 2026-01-15: February 2026 to
+January 2027); cancelling early costs the maintenance fee x the term's months
+after the cancellation month (cancelled 2026-06-10: 7 months). Calls before
+the start day or after the cancellation day are recorded but not charged.
 """
 
 from __future__ import annotations
@@ -31,8 +45,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+import jpholiday
+from sqlalchemy import or_, select
 
+from provisioner.clock import as_utc, format_instant
+from provisioner.db.crm_models import CrmContact
 from provisioner.db.models import Membership, User
 from provisioner.db.provisioning_models import (
     BusinessHours,
@@ -50,6 +67,8 @@ from provisioner.errors import (
 )
 from provisioner.services import audit
 from provisioner.services.actors import Actor, get_tenant, require_admin
+from provisioner.services.crm import records, scope, search
+from provisioner.services.crm.text import phone_digits
 from provisioner.services.provisioning import quotas
 from provisioner.services.provisioning.billing import TOKYO, month_bounds, price_book
 from provisioner.services.transaction import Context
@@ -81,7 +100,7 @@ def in_business_hours(at: datetime, hours: Mapping[int, tuple[str, str]],
                       holidays: set[date]) -> bool:
     """Whether an instant is inside business hours, in the Asia/Tokyo calendar."""
     local = at.astimezone(TOKYO)
-    if local.date() in holidays:
+    if local.date() in holidays or jpholiday.is_holiday(local.date()):
         return False
     span = hours.get(local.weekday())
     if span is None:
@@ -96,11 +115,43 @@ def charge(classification: str, in_hours: bool, prices: Mapping[str, int]) -> in
     return prices[f"cti_{classification}_call_jpy"]
 
 
+def _month_index(day: date) -> int:
+    return day.year * 12 + day.month - 1
+
+
 def early_cancellation_fee(started_on: date, cancelled_on: date, *, maintenance_jpy: int,
                            minimum_months: int = 12) -> int:
-    """Maintenance fee x the months left of the minimum term (this month counts as used)."""
-    used = (cancelled_on.year - started_on.year) * 12 + cancelled_on.month - started_on.month + 1
-    return maintenance_jpy * max(0, minimum_months - used)
+    """Maintenance fee x the months left of the minimum term.
+
+    The term runs ``minimum_months`` from the month after the start (started
+    2026-01-15: February 2026 to January 2027); the month of cancellation is
+    used (billed), so cancelling on 2026-06-10 leaves July..January: 7 months.
+    """
+    last = _month_index(started_on) + minimum_months  # the term's last month
+    return maintenance_jpy * max(0, last - _month_index(cancelled_on))
+
+
+def in_contract(contract: CtiContract | None, day: date) -> bool:
+    """Whether the contract is in force on a (Tokyo) day: from its start to its
+    cancellation day, both included. No contract: calls are metered as before."""
+    if contract is None:
+        return True
+    return contract.started_on <= day and (
+        contract.cancelled_on is None or day <= contract.cancelled_on)
+
+
+def billed_month(contract: CtiContract, month: str) -> bool:
+    """Whether the monthly fees are due for ``month`` (YYYY-MM): from the start
+    month to the cancellation month, both included."""
+    year, mon = (int(p) for p in month.split("-"))
+    index = year * 12 + mon - 1
+    return _month_index(contract.started_on) <= index and (
+        contract.cancelled_on is None or index <= _month_index(contract.cancelled_on))
+
+
+def mobile_packs(connections: int, pack: int) -> int:
+    """Packs of ``pack`` connections that cover a peak (8 at 5 a pack: 2 packs)."""
+    return -(-connections // pack)
 
 
 # --------------------------------------------------------------------------- configuration
@@ -185,70 +236,171 @@ def classify(ctx: Context, tenant_id: int, digits: str) -> str:
     return kind or "unknown"
 
 
-def record_call(ctx: Context, actor: Actor, number: str, *,
-                at: datetime | None = None) -> CallRecord:
-    """Record an incoming call (any member of the tenant: the operator who took it)."""
+def record_call(ctx: Context, actor: Actor, number: str, *, at: datetime | None = None,
+                call_ref: str | None = None) -> CallRecord:
+    """Record an incoming call (any member of the tenant: the operator who took it).
+
+    ``call_ref``: the telephony side's call id; a call already recorded with it is
+    returned as it is (recorded and charged once). In a read-only transaction the
+    row is written right after it (``Context.add_log_row``) and has no id yet.
+    """
     digits = normalize_number(number)
+    if call_ref is not None:
+        call_ref = call_ref.strip()
+        if not 1 <= len(call_ref) <= 100:
+            raise ValidationFailed("a call id has 1 to 100 characters")
+        existing = ctx.session.scalar(select(CallRecord).where(
+            CallRecord.tenant_id == actor.tenant_id, CallRecord.call_ref == call_ref))
+        if existing is not None:
+            if existing.number != digits:
+                raise ValidationFailed(f"call {call_ref!r} was recorded from another number",
+                                       hint="a call id names one call")
+            return existing
     when = at or ctx.clock.now()
     tenant = get_tenant(ctx, actor.tenant_slug)
     quotas.require_room(ctx, tenant, quotas.CALL_RECORD_BYTES, what="a call record")
     kind = classify(ctx, tenant.id, digits)
     inside = in_business_hours(when, business_hours(ctx, tenant.id), holidays(ctx, tenant.id))
+    contract = ctx.session.scalar(select(CtiContract).where(CtiContract.tenant_id == tenant.id))
+    billable = in_contract(contract, when.astimezone(TOKYO).date())
     row = CallRecord(tenant_id=tenant.id, at=when, number=digits, classification=kind,
-                     in_hours=inside, charge_jpy=charge(kind, inside, price_book(ctx)),
-                     recorded_by=actor.login)
-    ctx.session.add(row)
-    ctx.session.flush()
+                     in_hours=inside,
+                     charge_jpy=charge(kind, inside, price_book(ctx)) if billable else 0,
+                     recorded_by=actor.login, call_ref=call_ref)
+    if ctx.read_only:
+        ctx.add_log_row(row)
+    else:
+        ctx.session.add(row)
+        ctx.session.flush()
     return row
 
 
-def add_contact_history(ctx: Context, actor: Actor, call_id: int, note: str) -> CallRecord:
-    row = ctx.session.get(CallRecord, call_id)
+def call_summary(row: CallRecord) -> dict[str, Any]:
+    return {"id": row.id, "ref": row.call_ref, "number": row.number,
+            "classification": row.classification, "in_hours": row.in_hours,
+            "charge_jpy": row.charge_jpy, "at": format_instant(as_utc(row.at)),
+            "contact_id": row.contact_id}
+
+
+def screen_pop(ctx: Context, actor: Actor, number: str, *, call_ref: str | None = None,
+               at: datetime | None = None, history: int = 5) -> dict[str, Any]:
+    """The caller's card (``search.lookup``) and the metered call, in one act.
+
+    The call is recorded (and charged) once per ``call_ref``; without one, each
+    pop-up is a call. A number no customer has is recorded too, then NotFound.
+    """
+    call = record_call(ctx, actor, number, at=at, call_ref=call_ref)
+    try:
+        card = search.lookup(ctx, actor, number, history=history)
+    except NotFound:
+        ctx.keep_writes_on_error()  # the unknown caller's call stays recorded
+        raise
+    if call.contact_id is None and not (ctx.read_only and call.id is not None):
+        call.contact_id = card["contact"]["id"]  # (a row already written stays as it is)
+    card["call"] = call_summary(call)
+    return card
+
+
+def _find_call(ctx: Context, actor: Actor, call_id: int | None,
+               call_ref: str | None) -> CallRecord:
+    if call_ref is not None:
+        row = ctx.session.scalar(select(CallRecord).where(
+            CallRecord.tenant_id == actor.tenant_id, CallRecord.call_ref == call_ref))
+        if row is None:
+            raise NotFound(f"no call {call_ref!r} in tenant {actor.tenant_slug!r}")
+        return row
+    row = ctx.session.get(CallRecord, call_id) if call_id is not None else None
     if row is None or row.tenant_id != actor.tenant_id:
         raise NotFound(f"no call {call_id} in tenant {actor.tenant_slug!r}")
+    return row
+
+
+def add_contact_history(ctx: Context, actor: Actor, call_id: int | None, note: str, *,
+                        call_ref: str | None = None) -> CallRecord:
+    """A note typed during a call: kept on the call and, when a customer has the
+    caller's number, added to that customer's activities (contact history) through
+    ``records.create`` (permissions, input rules and workflow rules apply)."""
+    scope.enter(ctx, actor)
+    scope.require(ctx, actor, "records.write", "enter contact history")
+    row = _find_call(ctx, actor, call_id, call_ref)
+    name = call_ref if call_ref is not None else call_id
     if row.classification == "nuisance":
         raise PermissionDenied(
-            f"call {call_id} is from a number registered as a nuisance caller; no contact "
+            f"call {name} is from a number registered as a nuisance caller; no contact "
             "history can be entered for it")
     if not note.strip():
         raise ValidationFailed("the contact history is empty")
     tenant = get_tenant(ctx, actor.tenant_slug)
     quotas.require_room(ctx, tenant, len(note.encode()), what="the contact history")
+    contact_id = row.contact_id if row.contact_id is not None else _caller(ctx, actor, row.number)
+    if contact_id is not None:
+        doc = scope.config(ctx, actor.tenant_id)
+        kinds = {v.code for p in doc.picklists if p.code == "activity_kind"
+                 for v in p.values if v.active}
+        values = {"contact_id": contact_id, "content": note.strip(), "staff": actor.login,
+                  "date": as_utc(row.at).astimezone(TOKYO).date().isoformat(),
+                  "kind": "phone" if "phone" in kinds else ""}
+        records.create(ctx, actor, "activity", values,
+                       purpose=f"CTI call {name} from {row.number}")
+        row.contact_id = contact_id
     row.contact_note = ((row.contact_note + "\n") if row.contact_note else "") + note.strip()
     return row
+
+
+def _caller(ctx: Context, actor: Actor, number: str) -> int | None:
+    """The first customer (lowest id) with the number, as the screen pop shows it."""
+    scope.enter(ctx, actor)
+    digits = phone_digits(number)
+    found: int | None = ctx.session.scalar(select(CrmContact.id).where(
+        CrmContact.tenant_id == actor.tenant_id,
+        or_(CrmContact.phone_digits == digits, CrmContact.mobile_digits == digits))
+        .order_by(CrmContact.id).limit(1))
+    return found
 
 
 # --------------------------------------------------------------------------- contract, statement
 
 
-def set_contract(ctx: Context, slug: str, *, started_on: date, maintenance_jpy: int,
-                 seat_fee_jpy: int, seats: int, mobile_connections: int = 0,
-                 mobile_pack_jpy: int = 0, by: str) -> CtiContract:
+def set_contract(ctx: Context, slug: str, *, started_on: date, seats: int,
+                 maintenance_jpy: int | None = None, seat_fee_jpy: int | None = None,
+                 mobile_connections: int = 0, mobile_pack_jpy: int | None = None,
+                 initial_jpy: int | None = None, list_input: bool = False,
+                 list_input_jpy: int | None = None, by: str) -> CtiContract:
+    """Set a tenant's CTI contract. A price not given is the price book's list price
+    (``cti_*_jpy``); given, it overrides the list price for this contract. The
+    list-input option is taken with ``list_input`` (monthly, ``cti_list_input_jpy``)."""
     tenant = get_tenant(ctx, slug)
-    pack = price_book(ctx)["cti_mobile_pack_size"]
+    book = price_book(ctx)
+
+    def price(given: int | None, key: str) -> int:
+        return book[key] if given is None else given
+
+    fees = {"maintenance": price(maintenance_jpy, "cti_maintenance_jpy"),
+            "seat fee": price(seat_fee_jpy, "cti_seat_jpy"),
+            "pack price": price(mobile_pack_jpy, "cti_mobile_pack_jpy"),
+            "initial fee": price(initial_jpy, "cti_initial_jpy"),
+            "list-input option": (price(list_input_jpy, "cti_list_input_jpy")
+                                  if list_input or list_input_jpy else 0)}
     problems = [f"{name} must be >= 0" for name, value in
-                (("maintenance", maintenance_jpy), ("seat fee", seat_fee_jpy), ("seats", seats),
-                 ("mobile connections", mobile_connections), ("pack price", mobile_pack_jpy))
+                (*fees.items(), ("seats", seats), ("mobile connections", mobile_connections))
                 if value < 0]
-    if mobile_connections % pack:
-        up = (mobile_connections // pack + 1) * pack
-        problems.append(f"mobile connections are sold in packs of {pack}: {mobile_connections} "
-                        f"is not a multiple of {pack} (e.g. {up})")
     if problems:
         raise ValidationFailed("invalid CTI contract", problems=problems)
     row = ctx.session.scalar(select(CtiContract).where(CtiContract.tenant_id == tenant.id))
     if row is None:
         row = CtiContract(tenant_id=tenant.id, started_on=started_on,
-                          maintenance_jpy=maintenance_jpy, seat_fee_jpy=seat_fee_jpy,
+                          maintenance_jpy=fees["maintenance"], seat_fee_jpy=fees["seat fee"],
                           seats=seats)
         ctx.session.add(row)
     elif row.cancelled_on is not None:
         raise PlanConflict(f"the CTI contract of {slug!r} was cancelled")
-    row.maintenance_jpy, row.seat_fee_jpy, row.seats = maintenance_jpy, seat_fee_jpy, seats
-    row.mobile_connections, row.mobile_pack_jpy = mobile_connections, mobile_pack_jpy
+    row.maintenance_jpy, row.seat_fee_jpy, row.seats = fees["maintenance"], fees["seat fee"], \
+        seats
+    row.mobile_connections, row.mobile_pack_jpy = mobile_connections, fees["pack price"]
+    row.initial_jpy, row.list_input_jpy = fees["initial fee"], fees["list-input option"]
     audit.record(ctx, tenant_id=tenant.id, actor=by, action="cti_contract:set", subject=slug,
                  started_on=started_on.isoformat(), seats=seats,
-                 mobile_connections=mobile_connections)
+                 mobile_connections=mobile_connections, fees=fees)
     return row
 
 
@@ -309,15 +461,20 @@ def statement(ctx: Context, actor: Actor, month: str) -> Statement:
         for kind, v in calls.items() if v["calls"]]
     contract = ctx.session.scalar(select(CtiContract).where(
         CtiContract.tenant_id == actor.tenant_id))
-    if contract is not None:
+    if contract is not None and billed_month(contract, month):
         pack = price_book(ctx)["cti_mobile_pack_size"]
         lines.append({"item": "maintenance", "quantity": 1, "amount": contract.maintenance_jpy})
         lines.append({"item": "seats", "quantity": contract.seats,
                       "amount": contract.seats * contract.seat_fee_jpy})
         if contract.mobile_connections:
-            packs = contract.mobile_connections // pack
+            packs = mobile_packs(contract.mobile_connections, pack)
             lines.append({"item": f"mobile connections (packs of {pack})", "quantity": packs,
                           "amount": packs * contract.mobile_pack_jpy})
+        if contract.list_input_jpy:
+            lines.append({"item": "list-input option", "quantity": 1,
+                          "amount": contract.list_input_jpy})
+        if contract.initial_jpy and month == contract.started_on.strftime("%Y-%m"):
+            lines.append({"item": "initial fee", "quantity": 1, "amount": contract.initial_jpy})
         if (contract.cancelled_on is not None and contract.cancellation_fee_jpy
                 and month == contract.cancelled_on.strftime("%Y-%m")):
             lines.append({"item": "early cancellation fee", "quantity": 1,
