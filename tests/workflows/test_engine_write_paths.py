@@ -215,3 +215,23 @@ def test_rules_run_under_row_level_security_as_a_plain_role(world: World) -> Non
         with app.transaction() as ctx:
             ctx.enter_tenant(world.tenant_row("acme").id)
             assert ctx.session.scalar(select(func.count()).select_from(WfExecution)) == 1
+
+
+def test_a_call_note_runs_the_activity_rules(world: World) -> None:
+    """CTI: a note typed during a call is an activity created through the write path."""
+    from provisioner.clock import parse_instant
+    from provisioner.services.provisioning import metering
+
+    with_rules(world, rule("called", "activity", "created",
+                           [{"type": "set_checkbox", "index": 3, "checked": True}],
+                           when=[{"field": "activity.kind", "op": "eq", "value": "phone"}]))
+    admin = world.actor("acme")
+    customer = make(world, admin, "contact", {"name": "電話 太郎", "phone": "03-1111-1111"})
+    with world.app.transaction() as ctx:
+        metering.screen_pop(ctx, admin, "03-1111-1111", call_ref="pbx-1",
+                            at=parse_instant("2026-11-24T01:00:00Z"))
+    with world.app.transaction() as ctx:
+        metering.add_contact_history(ctx, admin, None, "納期の問い合わせ", call_ref="pbx-1")
+    with world.app.transaction() as ctx:
+        assert 3 in records.show(ctx, admin, "contact", customer["id"])["checkboxes"]
+    assert [e[0] for e in executions(world)] == ["called"]
