@@ -7,18 +7,32 @@ permissions. Tenant-scoped routes name the tenant in the path
 ``current`` for the session's selected tenant); a tenant the user is not a
 member of is refused with 403, and another tenant's transfer, key or record
 is "not found" (404).
+
+The contract is in the declarations: each route names its request body and
+query models, its answer (``response_model``, from :mod:`provisioner.web.models`)
+and the error statuses it can answer (``responses=errors(...)``, all with the
+one error body). A new route follows the same pattern::
+
+    @router.post("/tenants/{tenant}/things", tags=["things"], status_code=201,
+                 response_model=ThingOut, responses=errors(409))
+    def thing_create(tenant: TenantRef, body: ThingIn, app: App, tok: Token) -> Any:
+        with acting(app, tok, tenant) as (ctx, actor):
+            return things.create(ctx, actor, body.model_dump())
 """
 
 from __future__ import annotations
 
 import inspect
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match
 
 from provisioner.db.models import Tenant
 from provisioner.db.provisioning_models import TenantGroup
@@ -28,6 +42,7 @@ from provisioner.errors import (
     NotFound,
     ProvisionerError,
     RateLimited,
+    Unauthenticated,
     ValidationFailed,
 )
 from provisioner.services import actors, configs, copykeys, transfers
@@ -35,11 +50,27 @@ from provisioner.services.actors import Actor
 from provisioner.services.context import Context, Provisioner
 from provisioner.services.crm import csvio, records, search
 from provisioner.services.provisioning import auth, billing
-from provisioner.web import present
-from provisioner.web.responses import JSONBody
-from provisioner.web.security import RateLimiter, Settings, acting, session_actor
+from provisioner.web import models, present
+from provisioner.web.models import (
+    MAX_ID,
+    ApproveIn,
+    LoginIn,
+    RejectIn,
+    RollbackIn,
+    SendIn,
+    SwitchIn,
+)
+from provisioner.web.responses import AUTHENTICATED, JSONBody, errors
+from provisioner.web.security import (
+    RateLimiter,
+    Settings,
+    acting,
+    session_actor,
+    token_from_header,
+)
 
-MAX_ID = 2**31 - 1
+__all__ = ["ApproveIn", "LoginIn", "RejectIn", "RollbackIn", "SendIn", "SwitchIn"]
+
 MAX_UPLOAD = 16 * 1024 * 1024 + 65536  # a bundle is at most 16 MiB (plus its envelope)
 MAX_CSV = 256 * 1024 * 1024
 
@@ -47,6 +78,9 @@ bearer = HTTPBearer(auto_error=False, description="the token from POST /api/logi
 TenantRef = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
                                 description="slug, number in your tenant list, or 'current'")]
 RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
+#: the record types listed under a contact (GET .../contacts/{id}/{type})
+CHILD_TYPES = ("family", "card_exchange", "secret_note", "activity", "purchase",
+               "external_link")
 Version = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 if TYPE_CHECKING:
     RecordTypeName = str
@@ -93,41 +127,12 @@ def client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _operation_id(route: APIRoute) -> str:
+    """The route function's name: what generated clients call the operation."""
+    return route.name
 
 
-class LoginIn(_In):
-    login: str = Field(min_length=1, max_length=100)
-    password: str = Field(min_length=1, max_length=1024)
-
-
-class SwitchIn(_In):
-    tenant: str = Field(min_length=1, max_length=63, description="number in your list or slug")
-
-
-class SendIn(_In):
-    key: str = Field(min_length=1, max_length=200, description="the copy key you were given")
-    only: list[str] | None = Field(default=None, max_length=20)
-
-
-class ApproveIn(_In):
-    mode: Literal["replace", "merge"] = "replace"
-    only: list[str] | None = Field(default=None, max_length=20)
-    remaps: dict[str, str] = Field(default_factory=dict,
-                                   description='{"PICKLIST.VALUE": "NEWVALUE"}')
-    force: bool = False
-
-
-class RejectIn(_In):
-    reason: str | None = Field(default=None, max_length=2000)
-
-
-class RollbackIn(_In):
-    to: int = Field(ge=1, le=MAX_ID, description="the version to restore")
-
-
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", generate_unique_id_function=_operation_id)
 
 # --------------------------------------------------------------------------- session
 
@@ -148,7 +153,8 @@ def login_with_limits(app: Provisioner, lim: RateLimiter, conf: Settings, login_
         raise
 
 
-@router.post("/login", tags=["session"])
+@router.post("/login", tags=["session"], response_model=models.LoginOut,
+             responses=errors(403, 429, base=(422, 503)))
 def login(body: LoginIn, request: Request, app: App) -> Any:
     """Log in with login id and password: a bearer token and your tenants (first selected)."""
     result = login_with_limits(app, limiter(request), settings(request), body.login,
@@ -156,7 +162,8 @@ def login(body: LoginIn, request: Request, app: App) -> Any:
     return present.login(result)
 
 
-@router.post("/logout", tags=["session"])
+@router.post("/logout", tags=["session"], response_model=models.LogoutOut,
+             responses=errors(base=AUTHENTICATED))
 def logout(app: App, tok: Token) -> Any:
     with app.transaction() as ctx:
         session_actor(ctx, tok)
@@ -164,7 +171,8 @@ def logout(app: App, tok: Token) -> Any:
     return {"logged_out": True}
 
 
-@router.get("/session", tags=["session"])
+@router.get("/session", tags=["session"], response_model=models.SessionOut,
+            responses=errors(base=AUTHENTICATED))
 def session(app: App, tok: Token) -> Any:
     """Who you are, the selected tenant and your tenants."""
     with acting(app, tok) as (ctx, actor):
@@ -173,7 +181,8 @@ def session(app: App, tok: Token) -> Any:
             "tenants": [present.choice(c) for c in choices]}
 
 
-@router.post("/session/tenant", tags=["session"])
+@router.post("/session/tenant", tags=["session"], response_model=models.SwitchOut,
+             responses=errors(403, 404, base=AUTHENTICATED))
 def switch(body: SwitchIn, app: App, tok: Token) -> Any:
     """Select another of your tenants (number or slug) without logging in again."""
     with app.transaction() as ctx:
@@ -185,7 +194,8 @@ def switch(body: SwitchIn, app: App, tok: Token) -> Any:
 # --------------------------------------------------------------------------- tenants
 
 
-@router.get("/tenants", tags=["tenants"])
+@router.get("/tenants", tags=["tenants"], response_model=list[models.TenantChoice],
+            responses=errors(base=AUTHENTICATED))
 def tenant_list(app: App, tok: Token) -> Any:
     with acting(app, tok) as (ctx, actor):
         return [present.choice(c) for c in auth.tenants_for(ctx, actor.user_id)]
@@ -195,7 +205,8 @@ def _group(ctx: Context, row: Tenant) -> TenantGroup | None:
     return ctx.session.get(TenantGroup, row.group_id) if row.group_id else None
 
 
-@router.get("/tenants/{tenant}", tags=["tenants"])
+@router.get("/tenants/{tenant}", tags=["tenants"], response_model=models.TenantOut,
+            responses=errors())
 def tenant_show(tenant: TenantRef, app: App, tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         row = actors.get_tenant(ctx, actor.tenant_slug)
@@ -206,7 +217,9 @@ def tenant_show(tenant: TenantRef, app: App, tok: Token) -> Any:
 # --------------------------------------------------------------------------- configuration
 
 
-@router.get("/tenants/{tenant}/config", tags=["configuration"])
+@router.get("/tenants/{tenant}/config", tags=["configuration"],
+            response_model=models.ConfigOut, response_model_exclude_none=True,
+            responses=errors())
 def config_show(tenant: TenantRef, app: App, tok: Token,
                 version: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Any:
     """The configuration document (the current one, or an older ``version``)."""
@@ -218,7 +231,8 @@ def config_show(tenant: TenantRef, app: App, tok: Token,
         return {"version": version, "document": configs.version_data(ctx, row.id, version)}
 
 
-@router.put("/tenants/{tenant}/config", tags=["configuration"])
+@router.put("/tenants/{tenant}/config", tags=["configuration"],
+            response_model=models.ConfigSetOut, responses=errors(409, 413))
 def config_set(tenant: TenantRef, app: App, tok: Token,
                sections: Annotated[dict[str, Any], Body(
                    description="a whole document or some of its sections")]) -> Any:
@@ -229,14 +243,16 @@ def config_set(tenant: TenantRef, app: App, tok: Token,
         return {"version": made or row.config_version, "changed": made is not None}
 
 
-@router.get("/tenants/{tenant}/config/history", tags=["configuration"])
+@router.get("/tenants/{tenant}/config/history", tags=["configuration"],
+            response_model=list[models.VersionOut], responses=errors())
 def config_history(tenant: TenantRef, app: App, tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         row = actors.get_tenant(ctx, actor.tenant_slug)
         return [present.version(v, row.config_version) for v in configs.history(ctx, row)]
 
 
-@router.get("/tenants/{tenant}/config/diff", tags=["configuration"])
+@router.get("/tenants/{tenant}/config/diff", tags=["configuration"],
+            response_model=models.DiffOut, responses=errors())
 def config_diff(tenant: TenantRef, app: App, tok: Token,
                 from_version: Annotated[int, Query(alias="from", ge=1, le=MAX_ID)],
                 to_version: Annotated[int, Query(alias="to", ge=1, le=MAX_ID)]) -> Any:
@@ -249,7 +265,8 @@ def config_diff(tenant: TenantRef, app: App, tok: Token,
             "changes": [c.to_dict() for c in changes]}
 
 
-@router.post("/tenants/{tenant}/config/rollback", tags=["configuration"])
+@router.post("/tenants/{tenant}/config/rollback", tags=["configuration"],
+             response_model=models.RollbackOut, responses=errors(409, 413))
 def config_rollback(tenant: TenantRef, body: RollbackIn, app: App, tok: Token) -> Any:
     """Make an older version current again, as a new version (admins)."""
     with acting(app, tok, tenant) as (ctx, actor):
@@ -261,14 +278,16 @@ def config_rollback(tenant: TenantRef, body: RollbackIn, app: App, tok: Token) -
 # --------------------------------------------------------------------------- copy keys
 
 
-@router.get("/tenants/{tenant}/keys", tags=["copy keys"])
+@router.get("/tenants/{tenant}/keys", tags=["copy keys"], response_model=list[models.KeyOut],
+            responses=errors())
 def key_list(tenant: TenantRef, app: App, tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         now = ctx.clock.now()
         return [present.key(k, now) for k in copykeys.list_keys(ctx, actor)]
 
 
-@router.post("/tenants/{tenant}/keys", tags=["copy keys"], status_code=201)
+@router.post("/tenants/{tenant}/keys", tags=["copy keys"], status_code=201,
+             response_model=models.NewKeyOut, responses=errors())
 def key_generate(tenant: TenantRef, app: App, tok: Token) -> Any:
     """A new copy key for this (target) tenant: 24 hours, one delivery, shown only now."""
     with acting(app, tok, tenant) as (ctx, actor):
@@ -277,7 +296,8 @@ def key_generate(tenant: TenantRef, app: App, tok: Token) -> Any:
             "expires_at": present.instant(made.expires_at)}
 
 
-@router.post("/tenants/{tenant}/keys/{key_id}/revoke", tags=["copy keys"])
+@router.post("/tenants/{tenant}/keys/{key_id}/revoke", tags=["copy keys"],
+             response_model=models.KeyOut, responses=errors(409))
 def key_revoke(tenant: TenantRef, key_id: RowId, app: App, tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         row = copykeys.revoke(ctx, actor, str(key_id))
@@ -299,34 +319,40 @@ def count_failure(request: Request, k: str, exc: ProvisionerError) -> None:
         limiter(request).fail(k)
 
 
-@router.post("/tenants/{tenant}/send", tags=["transfers"], status_code=201)
+@router.post("/tenants/{tenant}/send", tags=["transfers"], status_code=201,
+             response_model=models.SentOut, responses=errors(409, 413, 429))
 def send(tenant: TenantRef, body: SendIn, request: Request, app: App, tok: Token) -> Any:
     """Send this tenant's configuration to the tenant whose admin generated the key."""
-    k = redeeming(request)
+    k = None
     try:
         with acting(app, tok, tenant) as (ctx, actor):
+            k = redeeming(request)  # after the session check: no session is 401, not 429
             made = transfers.send(ctx, actor, body.key, only=body.only)
             target = ctx.session.get(Tenant, made.tenant_id)
             return present.transfer(made) | {"target": target.slug if target else None}
     except ProvisionerError as exc:
-        count_failure(request, k, exc)
+        if k is not None:
+            count_failure(request, k, exc)
         raise
 
 
-@router.post("/tenants/{tenant}/receive", tags=["transfers"], status_code=201)
+@router.post("/tenants/{tenant}/receive", tags=["transfers"], status_code=201,
+             response_model=models.TransferOut, responses=errors(400, 409, 413, 429))
 def receive(tenant: TenantRef, request: Request, app: App, tok: Token,
             bundle: Annotated[UploadFile, File(description="a bundle file made with "
                                                              "'bundle export --key'")]) -> Any:
     """Take a bundle file into this tenant's inbox (admins)."""
-    k = redeeming(request)
-    raw = bundle.file.read(MAX_UPLOAD + 1)
-    if len(raw) > MAX_UPLOAD:
-        raise BundleRejected("the bundle file is larger than 16 MiB")
+    k = None
     try:
         with acting(app, tok, tenant) as (ctx, actor):
+            k = redeeming(request)  # after the session check: no session is 401, not 429
+            raw = bundle.file.read(MAX_UPLOAD + 1)
+            if len(raw) > MAX_UPLOAD:
+                raise BundleRejected("the bundle file is larger than 16 MiB")
             return present.transfer(transfers.receive(ctx, actor, raw))
     except ProvisionerError as exc:
-        count_failure(request, k, exc)
+        if k is not None:
+            count_failure(request, k, exc)
         raise
 
 
@@ -352,7 +378,8 @@ def approve_options(body: ApproveIn) -> dict[str, Any]:
     return extra
 
 
-@router.get("/tenants/{tenant}/inbox", tags=["transfers"])
+@router.get("/tenants/{tenant}/inbox", tags=["transfers"],
+            response_model=list[models.TransferOut], responses=errors())
 def inbox_list(tenant: TenantRef, app: App, tok: Token,
                status: Literal["pending", "applied", "rejected", "rolled_back"] | None = None,
                ) -> Any:
@@ -360,11 +387,13 @@ def inbox_list(tenant: TenantRef, app: App, tok: Token,
         return [present.transfer(t) for t in transfers.inbox(ctx, actor, status=status)]
 
 
-@router.get("/tenants/{tenant}/inbox/{transfer_id}", tags=["transfers"])
+@router.get("/tenants/{tenant}/inbox/{transfer_id}", tags=["transfers"],
+            response_model=models.PlanOut, responses=errors(409))
 def inbox_show(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
                mode: Literal["replace", "merge"] = "replace",
-               only: Annotated[str | None, Query(max_length=500,
-                                                 description="comma-separated sections")] = None,
+               only: Annotated[str | None, Query(
+                   max_length=500, pattern=r"^[a-z][a-z0-9_]*(,[a-z][a-z0-9_]*)*$",
+                   description="comma-separated sections")] = None,
                ) -> Any:
     """The plan (per section: added, changed, removed) and its impact on the records."""
     with acting(app, tok, tenant) as (ctx, actor):
@@ -373,7 +402,8 @@ def inbox_show(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
         return present.transfer(row) | {"plan": plan}
 
 
-@router.post("/tenants/{tenant}/inbox/{transfer_id}/approve", tags=["transfers"])
+@router.post("/tenants/{tenant}/inbox/{transfer_id}/approve", tags=["transfers"],
+             response_model=models.DecisionOut, responses=errors(409, 413))
 def inbox_approve(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
                   body: ApproveIn | None = None) -> Any:
     """Apply the transfer in one transaction (admins). 409 when it had to be planned again."""
@@ -394,7 +424,8 @@ def inbox_approve(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
     return out
 
 
-@router.post("/tenants/{tenant}/inbox/{transfer_id}/reject", tags=["transfers"])
+@router.post("/tenants/{tenant}/inbox/{transfer_id}/reject", tags=["transfers"],
+             response_model=models.TransferOut, responses=errors(409))
 def inbox_reject(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
                  body: RejectIn | None = None) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
@@ -404,7 +435,8 @@ def inbox_reject(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
         return present.transfer(decision.transfer)
 
 
-@router.post("/tenants/{tenant}/inbox/{transfer_id}/rollback", tags=["transfers"])
+@router.post("/tenants/{tenant}/inbox/{transfer_id}/rollback", tags=["transfers"],
+             response_model=models.TransferRollbackOut, responses=errors(409, 413))
 def inbox_rollback(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token) -> Any:
     """Undo an applied transfer: the version before it becomes current again (admins)."""
     with acting(app, tok, tenant) as (ctx, actor):
@@ -416,49 +448,77 @@ def inbox_rollback(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token) 
 # --------------------------------------------------------------------------- records
 
 
-@router.post("/tenants/{tenant}/records/{type_name}", tags=["records"], status_code=201)
-def record_create(tenant: TenantRef, type_name: RecordTypeName, app: App, tok: Token,
-                  values: Annotated[dict[str, Any], Body()],
-                  purpose: Annotated[str | None, Query(max_length=500)] = None) -> Any:
-    with acting(app, tok, tenant) as (ctx, actor):
-        saved = records.create(ctx, actor, type_name, values, purpose=purpose)
-    return {"record": saved.record, "duplicates": saved.duplicates}
+Purpose = Annotated[str | None, Query(max_length=500, description="why (kept in the "
+                                                                 "change log)")]
 
 
-@router.get("/tenants/{tenant}/records/{type_name}/{record_id}", tags=["records"])
-def record_show(tenant: TenantRef, type_name: RecordTypeName, record_id: RowId, app: App,
-                tok: Token) -> Any:
-    with acting(app, tok, tenant) as (ctx, actor):
-        return records.show(ctx, actor, type_name, record_id)
+def _record_routes(type_name: str) -> None:
+    """create, show, update and delete of one record type (each with its own body model)."""
+    create_in, update_in, record = models.RECORD_MODELS[type_name]
+    saved = models.saved_model(type_name)
+    path = f"/tenants/{{tenant}}/records/{type_name}"
+
+    def create(tenant: TenantRef, app: App, tok: Token, values: models.In,
+               purpose: Purpose = None) -> Any:
+        with acting(app, tok, tenant) as (ctx, actor):
+            made = records.create(ctx, actor, type_name, values.model_dump(exclude_unset=True),
+                                  purpose=purpose)
+        return {"record": made.record, "duplicates": made.duplicates}
+
+    def show(tenant: TenantRef, record_id: RowId, app: App, tok: Token) -> Any:
+        with acting(app, tok, tenant) as (ctx, actor):
+            return records.show(ctx, actor, type_name, record_id)
+
+    def update(tenant: TenantRef, record_id: RowId, app: App, tok: Token,
+               values: models.In, purpose: Purpose = None) -> Any:
+        with acting(app, tok, tenant) as (ctx, actor):
+            made = records.update(ctx, actor, type_name, record_id,
+                                  values.model_dump(exclude_unset=True), purpose=purpose)
+        return {"record": made.record, "duplicates": made.duplicates}
+
+    def delete(tenant: TenantRef, record_id: RowId, app: App, tok: Token,
+               purpose: Purpose = None) -> Any:
+        with acting(app, tok, tenant) as (ctx, actor):
+            records.delete_record(ctx, actor, type_name, record_id, purpose=purpose)
+        return {"deleted": record_id}
+
+    create.__annotations__["values"] = create_in  # the type's own body model
+    update.__annotations__["values"] = update_in
+    tags: list[str | Enum] = ["records"]
+    router.add_api_route(path, create, methods=["POST"], name=f"create_{type_name}",
+                         tags=tags, status_code=201, response_model=saved,
+                         responses=errors(409, 413), summary=f"Create a {type_name}")
+    router.add_api_route(f"{path}/{{record_id}}", show, methods=["GET"],
+                         name=f"show_{type_name}", tags=tags, response_model=record,
+                         responses=errors(), summary=f"One {type_name}")
+    router.add_api_route(f"{path}/{{record_id}}", update, methods=["PATCH"],
+                         name=f"update_{type_name}", tags=tags, response_model=saved,
+                         responses=errors(409, 413), summary=f"Change a {type_name}")
+    router.add_api_route(f"{path}/{{record_id}}", delete, methods=["DELETE"],
+                         name=f"delete_{type_name}", tags=tags,
+                         response_model=models.DeletedOut, responses=errors(409),
+                         summary=f"Delete a {type_name}")
 
 
-@router.patch("/tenants/{tenant}/records/{type_name}/{record_id}", tags=["records"])
-def record_update(tenant: TenantRef, type_name: RecordTypeName, record_id: RowId, app: App,
-                  tok: Token, values: Annotated[dict[str, Any], Body()],
-                  purpose: Annotated[str | None, Query(max_length=500)] = None) -> Any:
-    with acting(app, tok, tenant) as (ctx, actor):
-        saved = records.update(ctx, actor, type_name, record_id, values, purpose=purpose)
-    return {"record": saved.record, "duplicates": saved.duplicates}
+def _children_route(type_name: str) -> None:
+    record = models.RECORD_MODELS[type_name][2]
+
+    def children(tenant: TenantRef, record_id: RowId, app: App, tok: Token,
+                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
+        with acting(app, tok, tenant) as (ctx, actor):
+            return records.list_children(ctx, actor, type_name, record_id, limit=limit)
+
+    router.add_api_route(f"/tenants/{{tenant}}/contacts/{{record_id}}/{type_name}", children,
+                         methods=["GET"], name=f"list_contact_{type_name}", tags=["records"],
+                         response_model=list[record],  # type: ignore[valid-type]
+                         responses=errors(),
+                         summary=f"A contact's {type_name} records (newest first)")
 
 
-@router.delete("/tenants/{tenant}/records/{type_name}/{record_id}", tags=["records"])
-def record_delete(tenant: TenantRef, type_name: RecordTypeName, record_id: RowId, app: App,
-                  tok: Token, purpose: Annotated[str | None, Query(max_length=500)] = None,
-                  ) -> Any:
-    with acting(app, tok, tenant) as (ctx, actor):
-        records.delete_record(ctx, actor, type_name, record_id, purpose=purpose)
-    return {"deleted": record_id}
-
-
-@router.get("/tenants/{tenant}/contacts/{record_id}/{type_name}", tags=["records"])
-def record_children(tenant: TenantRef, record_id: RowId,
-                    type_name: Literal["family", "card_exchange", "secret_note", "activity",
-                                       "purchase", "external_link"],
-                    app: App, tok: Token,
-                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
-    """A contact's family, card exchanges, own secret notes, activities, purchases, links."""
-    with acting(app, tok, tenant) as (ctx, actor):
-        return records.list_children(ctx, actor, type_name, record_id, limit=limit)
+for _type in records.TYPES:
+    _record_routes(_type)
+for _type in CHILD_TYPES:
+    _children_route(_type)
 
 
 class SearchParams(BaseModel):
@@ -466,8 +526,8 @@ class SearchParams(BaseModel):
 
     q: str = Field(default="", max_length=500)
     match: Literal["all", "any"] = "all"
-    field: list[str] = Field(default_factory=list, max_length=20,
-                             description="FIELD=TEXT, e.g. kana=タナカ")
+    field: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*=")]] = Field(
+        default_factory=list, max_length=20, description="FIELD=TEXT, e.g. kana=タナカ")
     checked: list[Annotated[int, Field(ge=1, le=48)]] = Field(default_factory=list,
                                                               max_length=48)
     unchecked: list[Annotated[int, Field(ge=1, le=48)]] = Field(default_factory=list,
@@ -505,7 +565,8 @@ class SearchParams(BaseModel):
 Search = Annotated[SearchParams, Query()]
 
 
-@router.get("/tenants/{tenant}/search", tags=["records"])
+@router.get("/tenants/{tenant}/search", tags=["records"], response_model=models.SearchOut,
+            responses=errors())
 def search_customers(tenant: TenantRef, params: Search, app: App, tok: Token) -> Any:
     """Partial-match customer search: the exact total and one page."""
     query = params.query()
@@ -514,7 +575,8 @@ def search_customers(tenant: TenantRef, params: Search, app: App, tok: Token) ->
     return JSONBody({"total": result.total, "items": result.items})
 
 
-@router.get("/tenants/{tenant}/lookup", tags=["records"])
+@router.get("/tenants/{tenant}/lookup", tags=["records"], response_model=models.CardOut,
+            responses=errors())
 async def lookup(tenant: TenantRef, app: App, tok: Token,
                  phone: Annotated[str, Query(min_length=1, max_length=40,
                                              description="any formatting: 03-1234-5678, "
@@ -534,7 +596,8 @@ async def lookup(tenant: TenantRef, app: App, tok: Token,
     return JSONBody(card)
 
 
-@router.post("/tenants/{tenant}/import/customers", tags=["csv"])
+@router.post("/tenants/{tenant}/import/customers", tags=["csv"],
+             response_model=models.ImportOut, responses=errors(400, 409, 413))
 def import_customers(tenant: TenantRef, app: App, tok: Token,
                      file: Annotated[UploadFile, File(description="CSV: UTF-8, UTF-8 with "
                                                                   "BOM or CP932")],
@@ -550,8 +613,9 @@ def import_customers(tenant: TenantRef, app: App, tok: Token,
             "companies_created": report.companies_created, "dry_run": dry_run}
 
 
-@router.get("/tenants/{tenant}/export/{kind}", tags=["csv"],
-            responses={200: {"content": {"text/csv": {}}}})
+@router.get("/tenants/{tenant}/export/{kind}", tags=["csv"], response_class=Response,
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+                             "description": "CSV"}, **errors()})
 def export(tenant: TenantRef, kind: ExportKind, params: Search, app: App, tok: Token,
            encoding: Literal["utf-8-sig", "cp932"] = "utf-8-sig",
            columns: Annotated[str | None, Query(max_length=2000,
@@ -570,7 +634,8 @@ def export(tenant: TenantRef, kind: ExportKind, params: Search, app: App, tok: T
 # --------------------------------------------------------------------------- billing
 
 
-@router.get("/tenants/{tenant}/billing", tags=["billing"])
+@router.get("/tenants/{tenant}/billing", tags=["billing"], response_model=models.BillOut,
+            responses=errors())
 def billing_show(tenant: TenantRef, app: App, tok: Token,
                  month: Annotated[str, Query(pattern=r"^(19|20)\d\d-(0[1-9]|1[0-2])$",
                                              description="YYYY-MM")]) -> Any:
@@ -584,7 +649,54 @@ def billing_show(tenant: TenantRef, app: App, tok: Token,
         return billing.group_bill(ctx, group.code, month).to_dict()
 
 
+# --------------------------------------------------------------------------- HTTP plumbing
+
+
+def needs_session(request: Request) -> bool:
+    """Whether the request was routed to an operation that takes a bearer token."""
+    route = request.scope.get("route")
+    return isinstance(route, APIRoute) and any(
+        d.call is token for d in route.dependant.dependencies)
+
+
+def session_refusal(request: Request) -> Unauthenticated | None:
+    """Why a request to an operation that needs a session is unauthenticated, if it is.
+
+    The error handlers ask before answering 4xx for invalid input, so that a request
+    without a valid session gets 401 whatever it carries (the routes themselves check
+    the session in their own transaction, on the success path, at no extra cost).
+    """
+    if not needs_session(request):
+        return None
+    try:
+        with provisioner(request).transaction(read_only=True) as ctx:
+            session_actor(ctx, token_from_header(request.headers.get("authorization")))
+    except Unauthenticated as exc:
+        return exc
+    return None
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the request's path takes (for ``Allow``), whatever its method."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE and isinstance(route, APIRoute):
+            methods |= route.methods or set()
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods | {"OPTIONS"}) if methods else []
+
+
+def options(request: Request) -> Response:
+    """``OPTIONS``: the methods of the path in ``Allow``."""
+    return Response(status_code=204, headers={"Allow": ", ".join(allowed_methods(request))})
+
+
 # Routes are matched one by one in order: the call-centre paths (a lookup per incoming
 # call) go first rather than after fifty others.
 _FIRST = ("/api/tenants/{tenant}/lookup", "/api/tenants/{tenant}/search")
 router.routes.sort(key=lambda r: getattr(r, "path", "") not in _FIRST)
+for _path in dict.fromkeys(getattr(r, "path", "") for r in list(router.routes)):
+    router.add_api_route(_path.removeprefix(router.prefix), options, methods=["OPTIONS"],
+                         include_in_schema=False)

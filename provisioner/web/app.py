@@ -27,11 +27,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from provisioner import __version__
-from provisioner.errors import ProvisionerError
+from provisioner.errors import ProvisionerError, RateLimited, Unauthenticated
 from provisioner.services.context import Provisioner
 from provisioner.web import api, console
 from provisioner.web.responses import JSONBody
-from provisioner.web.security import SESSION_COOKIE, RateLimiter, Settings, Unauthenticated
+from provisioner.web.security import SESSION_COOKIE, RateLimiter, Settings
 
 log = logging.getLogger("provisioner.web")
 
@@ -126,25 +126,35 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None) ->
             response.delete_cookie(SESSION_COOKIE, path="/")
             return response
         headers = None
-        retry = getattr(exc, "retry_after", None)
-        if exc.http_status == 429:
-            headers = {"Retry-After": str(retry or int(settings.window.total_seconds()))}
+        body = exc.to_dict()
+        if isinstance(exc, RateLimited):
+            retry = exc.retry_after or int(settings.window.total_seconds())
+            headers = {"Retry-After": str(retry)}
+            body["retry_after"] = retry
         elif exc.http_status == 401:
             headers = {"WWW-Authenticate": "Bearer"}
-        return error(request, exc.http_status, exc.to_dict(), headers)
+        return error(request, exc.http_status, body, headers)
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if refusal := api.session_refusal(request):  # 401 comes before input checks
+            return provisioner_error(request, refusal)
         return error(request, 422, {"code": "validation_failed",
                                     "message": "the request is not valid",
                                     "problems": _problems(exc)})
 
     @app.exception_handler(HTTPException)
     def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code not in (405, 404) and exc.status_code < 500 and (
+                refusal := api.session_refusal(request)):
+            return provisioner_error(request, refusal)
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405 and (allow := api.allowed_methods(request)):
+            headers["Allow"] = ", ".join(allow)  # every method of the path, not one route's
         return error(request, exc.status_code, {"code": code, "message": message},
-                     dict(exc.headers) if exc.headers else None)
+                     headers or None)
 
     @app.exception_handler(DBAPIError)
     def database_error(request: Request, exc: DBAPIError) -> Response:

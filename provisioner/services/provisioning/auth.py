@@ -26,6 +26,7 @@ from provisioner.clock import as_utc
 from provisioner.db.models import Membership, Tenant, User
 from provisioner.db.provisioning_models import LoginSession, TenantGroup
 from provisioner.errors import NotFound, PermissionDenied, ValidationFailed
+from provisioner.numbers import parse_whole_number
 from provisioner.services import audit
 from provisioner.services.actors import Actor, get_user
 from provisioner.services.context import Context
@@ -89,8 +90,9 @@ def tenants_for_login(ctx: Context, login_id: str) -> list[TenantChoice]:
 
 def pick(choices: list[TenantChoice], ref: str) -> TenantChoice:
     """A tenant by its number in the list or by its slug."""
+    number = parse_whole_number(ref)
     for choice in choices:
-        if (ref.isdigit() and choice.number == int(ref)) or choice.slug == ref:
+        if (number is not None and choice.number == number) or choice.slug == ref:
             return choice
     listing = ", ".join(f"{c.number}={c.slug}" for c in choices)
     raise NotFound(f"no tenant {ref!r} in your list", hint=f"your tenants: {listing}")
