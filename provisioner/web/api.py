@@ -26,7 +26,18 @@ import inspect
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, File, Form, Path, Query, Request, UploadFile
+from fastapi import (
+    APIRouter,
+    Body,
+    Depends,
+    FastAPI,
+    File,
+    Form,
+    Path,
+    Query,
+    Request,
+    UploadFile,
+)
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -134,6 +145,33 @@ def _operation_id(route: APIRoute) -> str:
 
 router = APIRouter(prefix="/api", generate_unique_id_function=_operation_id)
 
+
+def links(status: int, **targets: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI links from a success answer to the operations that take what it names:
+    ``links(201, show_contact={"record_id": "$response.body#/record/id"})``. The tenant
+    of the path is carried over; ``requestBody`` in a target is its body."""
+    out: dict[str, Any] = {}
+    for operation_id, parameters in targets.items():
+        params = {k: v for k, v in parameters.items() if k != "requestBody"}
+        link: dict[str, Any] = {"operationId": operation_id,
+                                "parameters": {"tenant": "$request.path.tenant", **params}}
+        if "requestBody" in parameters:
+            link["requestBody"] = parameters["requestBody"]
+        out[operation_id] = link
+    return {status: {"links": out}}
+
+
+def whole_numbers(doc: Any) -> Any:
+    """The document with whole-number floats as integers (FastAPI's OpenAPI models keep
+    ``minimum``/``maximum`` as floats: 48.0)."""
+    if isinstance(doc, dict):
+        return {k: whole_numbers(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [whole_numbers(v) for v in doc]
+    if isinstance(doc, float) and doc.is_integer():
+        return int(doc)
+    return doc
+
 # --------------------------------------------------------------------------- session
 
 
@@ -218,7 +256,7 @@ def tenant_show(tenant: TenantRef, app: App, tok: Token) -> Any:
 
 
 @router.get("/tenants/{tenant}/config", tags=["configuration"],
-            response_model=models.ConfigOut, response_model_exclude_none=True,
+            response_model=models.ConfigOut,
             responses=errors())
 def config_show(tenant: TenantRef, app: App, tok: Token,
                 version: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Any:
@@ -228,7 +266,8 @@ def config_show(tenant: TenantRef, app: App, tok: Token,
         if version is None:
             head = configs.current(ctx, row)
             return {"version": head.version, "digest": head.digest, "document": head.data}
-        return {"version": version, "document": configs.version_data(ctx, row.id, version)}
+        return {"version": version, "digest": None,
+                "document": configs.version_data(ctx, row.id, version)}
 
 
 @router.put("/tenants/{tenant}/config", tags=["configuration"],
@@ -287,7 +326,9 @@ def key_list(tenant: TenantRef, app: App, tok: Token) -> Any:
 
 
 @router.post("/tenants/{tenant}/keys", tags=["copy keys"], status_code=201,
-             response_model=models.NewKeyOut, responses=errors())
+             response_model=models.NewKeyOut, responses=errors() | links(
+                 201, send={"requestBody": {"key": "$response.body#/key"}},
+                 key_revoke={"key_id": "$response.body#/id"}))
 def key_generate(tenant: TenantRef, app: App, tok: Token) -> Any:
     """A new copy key for this (target) tenant: 24 hours, one delivery, shown only now."""
     with acting(app, tok, tenant) as (ctx, actor):
@@ -320,7 +361,10 @@ def count_failure(request: Request, k: str, exc: ProvisionerError) -> None:
 
 
 @router.post("/tenants/{tenant}/send", tags=["transfers"], status_code=201,
-             response_model=models.SentOut, responses=errors(409, 413, 429))
+             response_model=models.SentOut, responses=errors(409, 413, 429) | links(
+                 201, **{op: {"tenant": "$response.body#/target",
+                              "transfer_id": "$response.body#/id"}
+                         for op in ("inbox_show", "inbox_approve", "inbox_reject")}))
 def send(tenant: TenantRef, body: SendIn, request: Request, app: App, tok: Token) -> Any:
     """Send this tenant's configuration to the tenant whose admin generated the key."""
     k = None
@@ -403,7 +447,8 @@ def inbox_show(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
 
 
 @router.post("/tenants/{tenant}/inbox/{transfer_id}/approve", tags=["transfers"],
-             response_model=models.DecisionOut, responses=errors(409, 413))
+             response_model=models.DecisionOut, responses=errors(409, 413) | links(
+                 200, inbox_rollback={"transfer_id": "$response.body#/id"}))
 def inbox_approve(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
                   body: ApproveIn | None = None) -> Any:
     """Apply the transfer in one transaction (admins). 409 when it had to be planned again."""
@@ -485,9 +530,13 @@ def _record_routes(type_name: str) -> None:
     create.__annotations__["values"] = create_in  # the type's own body model
     update.__annotations__["values"] = update_in
     tags: list[str | Enum] = ["records"]
+    made = {"record_id": "$response.body#/record/id"}
     router.add_api_route(path, create, methods=["POST"], name=f"create_{type_name}",
                          tags=tags, status_code=201, response_model=saved,
-                         responses=errors(409, 413), summary=f"Create a {type_name}")
+                         responses=errors(409, 413) | links(
+                             201, **{f"{op}_{type_name}": made
+                                     for op in ("show", "update", "delete")}),
+                         summary=f"Create a {type_name}")
     router.add_api_route(f"{path}/{{record_id}}", show, methods=["GET"],
                          name=f"show_{type_name}", tags=tags, response_model=record,
                          responses=errors(), summary=f"One {type_name}")
@@ -521,28 +570,34 @@ for _type in CHILD_TYPES:
     _children_route(_type)
 
 
+#: a day in a query: YYYY-MM-DD
+Day = Annotated[str | None, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+                                  json_schema_extra={"format": "date"})]
+
+
 class SearchParams(BaseModel):
     """Query parameters of customer search (as the CLI's search options)."""
 
     q: str = Field(default="", max_length=500)
     match: Literal["all", "any"] = "all"
-    field: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*=")]] = Field(
+    field: list[Annotated[str, Field(pattern=rf"^({'|'.join(search.TEXT_FIELDS)})=")]] = Field(
         default_factory=list, max_length=20, description="FIELD=TEXT, e.g. kana=タナカ")
     checked: list[Annotated[int, Field(ge=1, le=48)]] = Field(default_factory=list,
                                                               max_length=48)
     unchecked: list[Annotated[int, Field(ge=1, le=48)]] = Field(default_factory=list,
                                                                 max_length=48)
     classification: str | None = Field(default=None, max_length=63)
-    updated_from: str | None = Field(default=None, max_length=10)
-    updated_to: str | None = Field(default=None, max_length=10)
+    updated_from: Day = None
+    updated_to: Day = None
     activity_kind: str | None = Field(default=None, max_length=63)
     activity_text: str | None = Field(default=None, max_length=500)
-    activity_from: str | None = Field(default=None, max_length=10)
-    activity_to: str | None = Field(default=None, max_length=10)
+    activity_from: Day = None
+    activity_to: Day = None
     purchase_product: str | None = Field(default=None, max_length=200)
-    purchase_from: str | None = Field(default=None, max_length=10)
-    purchase_to: str | None = Field(default=None, max_length=10)
-    sort: str = Field(default="id", max_length=20)
+    purchase_from: Day = None
+    purchase_to: Day = None
+    sort: str = Field(default="id", pattern=rf"^-*({'|'.join(search.SORTS)})$",
+                      description="a column; prefix - for descending")
     limit: int = Field(default=50, ge=0, le=1000)
     offset: int = Field(default=0, ge=0, le=MAX_ID)
 
@@ -578,7 +633,8 @@ def search_customers(tenant: TenantRef, params: Search, app: App, tok: Token) ->
 @router.get("/tenants/{tenant}/lookup", tags=["records"], response_model=models.CardOut,
             responses=errors())
 async def lookup(tenant: TenantRef, app: App, tok: Token,
-                 phone: Annotated[str, Query(min_length=1, max_length=40,
+                 phone: Annotated[str, Query(min_length=3, max_length=40,
+                                             pattern=r"^[^0-9０-９]*([0-9０-９][^0-9０-９]*){3,}$",
                                              description="any formatting: 03-1234-5678, "
                                              "+81 3 1234 5678, full-width digits")]) -> Any:
     """The caller's card (CTI screen pop): profile, latest purchases and activities."""
@@ -652,6 +708,18 @@ def billing_show(tenant: TenantRef, app: App, tok: Token,
 # --------------------------------------------------------------------------- HTTP plumbing
 
 
+def document(app: FastAPI) -> None:
+    """Serve /openapi.json with whole numbers as integers (generated once, as FastAPI does)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = whole_numbers(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def needs_session(request: Request) -> bool:
     """Whether the request was routed to an operation that takes a bearer token."""
     route = request.scope.get("route")
@@ -677,9 +745,9 @@ def session_refusal(request: Request) -> Unauthenticated | None:
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """The methods the request's path takes (for ``Allow``), whatever its method."""
+    """The methods the request's API path takes (for ``Allow``), whatever its method."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
+    for route in router.routes:
         match, _ = route.matches(request.scope)
         if match != Match.NONE and isinstance(route, APIRoute):
             methods |= route.methods or set()

@@ -187,6 +187,7 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None) ->
         return {"status": "ok", "version": __version__}
 
     app.include_router(api.router)
+    api.document(app)
     app.include_router(console.router)
     app.mount("/static", StaticFiles(packages=[("provisioner.web", "static")]), name="static")
     app.add_middleware(SecurityHeaders)

@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from provisioner.services.crm import records
 
 MAX_ID = 2**31 - 1
-MAX_BIG = 2**63 - 1
+#: the bound of 64-bit record numbers in the schema: the largest whole number a JSON
+#: number (a double) carries exactly
+MAX_BIG = 2**53
 #: record fields stored in 32-bit columns (the others are 64-bit)
 _INT32_FIELDS = {"employees", "quantity"}
 

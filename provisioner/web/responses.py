@@ -13,11 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 
-class JSONBody(Response):
+class JSONBody(JSONResponse):
+    """A JSON answer (a JSONResponse, so that FastAPI documents the route's response model)."""
+
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
