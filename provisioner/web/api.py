@@ -45,6 +45,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match
 
+from provisioner.config.document import ConfigSections
 from provisioner.db.models import Tenant
 from provisioner.db.provisioning_models import TenantGroup
 from provisioner.errors import (
@@ -192,7 +193,7 @@ def login_with_limits(app: Provisioner, lim: RateLimiter, conf: Settings, login_
 
 
 @router.post("/login", tags=["session"], response_model=models.LoginOut,
-             responses=errors(403, 429, base=(422, 503)))
+             responses=errors(400, 403, 429, base=(422, 503)))
 def login(body: LoginIn, request: Request, app: App) -> Any:
     """Log in with login id and password: a bearer token and your tenants (first selected)."""
     result = login_with_limits(app, limiter(request), settings(request), body.login,
@@ -220,7 +221,7 @@ def session(app: App, tok: Token) -> Any:
 
 
 @router.post("/session/tenant", tags=["session"], response_model=models.SwitchOut,
-             responses=errors(403, 404, base=AUTHENTICATED))
+             responses=errors(400, 403, 404, base=AUTHENTICATED))
 def switch(body: SwitchIn, app: App, tok: Token) -> Any:
     """Select another of your tenants (number or slug) without logging in again."""
     with app.transaction() as ctx:
@@ -254,6 +255,12 @@ def tenant_show(tenant: TenantRef, app: App, tok: Token) -> Any:
 
 # --------------------------------------------------------------------------- configuration
 
+#: the body of PUT .../config: at least one section (each is checked by the service)
+_SECTIONS = [name for name in ConfigSections.model_fields if name != "schema_version"]
+SECTIONS_SCHEMA: dict[str, Any] = {
+    "propertyNames": {"enum": ["schema_version", *_SECTIONS]},
+    "anyOf": [{"required": [name]} for name in _SECTIONS]}
+
 
 @router.get("/tenants/{tenant}/config", tags=["configuration"],
             response_model=models.ConfigOut,
@@ -271,10 +278,11 @@ def config_show(tenant: TenantRef, app: App, tok: Token,
 
 
 @router.put("/tenants/{tenant}/config", tags=["configuration"],
-            response_model=models.ConfigSetOut, responses=errors(409, 413))
+            response_model=models.ConfigSetOut, responses=errors(400, 409, 413))
 def config_set(tenant: TenantRef, app: App, tok: Token,
                sections: Annotated[dict[str, Any], Body(
-                   description="a whole document or some of its sections")]) -> Any:
+                   description="a whole document or some of its sections",
+                   json_schema_extra=SECTIONS_SCHEMA)]) -> Any:
     """Replace the sections in the body (admins)."""
     with acting(app, tok, tenant) as (ctx, actor):
         row = actors.get_tenant(ctx, actor.tenant_slug)
@@ -305,7 +313,7 @@ def config_diff(tenant: TenantRef, app: App, tok: Token,
 
 
 @router.post("/tenants/{tenant}/config/rollback", tags=["configuration"],
-             response_model=models.RollbackOut, responses=errors(409, 413))
+             response_model=models.RollbackOut, responses=errors(400, 409, 413))
 def config_rollback(tenant: TenantRef, body: RollbackIn, app: App, tok: Token) -> Any:
     """Make an older version current again, as a new version (admins)."""
     with acting(app, tok, tenant) as (ctx, actor):
@@ -361,7 +369,7 @@ def count_failure(request: Request, k: str, exc: ProvisionerError) -> None:
 
 
 @router.post("/tenants/{tenant}/send", tags=["transfers"], status_code=201,
-             response_model=models.SentOut, responses=errors(409, 413, 429) | links(
+             response_model=models.SentOut, responses=errors(400, 409, 413, 429) | links(
                  201, **{op: {"tenant": "$response.body#/target",
                               "transfer_id": "$response.body#/id"}
                          for op in ("inbox_show", "inbox_approve", "inbox_reject")}))
@@ -447,7 +455,7 @@ def inbox_show(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
 
 
 @router.post("/tenants/{tenant}/inbox/{transfer_id}/approve", tags=["transfers"],
-             response_model=models.DecisionOut, responses=errors(409, 413) | links(
+             response_model=models.DecisionOut, responses=errors(400, 409, 413) | links(
                  200, inbox_rollback={"transfer_id": "$response.body#/id"}))
 def inbox_approve(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
                   body: ApproveIn | None = None) -> Any:
@@ -470,7 +478,7 @@ def inbox_approve(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
 
 
 @router.post("/tenants/{tenant}/inbox/{transfer_id}/reject", tags=["transfers"],
-             response_model=models.TransferOut, responses=errors(409))
+             response_model=models.TransferOut, responses=errors(400, 409))
 def inbox_reject(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
                  body: RejectIn | None = None) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
@@ -533,7 +541,7 @@ def _record_routes(type_name: str) -> None:
     made = {"record_id": "$response.body#/record/id"}
     router.add_api_route(path, create, methods=["POST"], name=f"create_{type_name}",
                          tags=tags, status_code=201, response_model=saved,
-                         responses=errors(409, 413) | links(
+                         responses=errors(400, 409, 413) | links(
                              201, **{f"{op}_{type_name}": made
                                      for op in ("show", "update", "delete")}),
                          summary=f"Create a {type_name}")
@@ -542,7 +550,7 @@ def _record_routes(type_name: str) -> None:
                          responses=errors(), summary=f"One {type_name}")
     router.add_api_route(f"{path}/{{record_id}}", update, methods=["PATCH"],
                          name=f"update_{type_name}", tags=tags, response_model=saved,
-                         responses=errors(409, 413), summary=f"Change a {type_name}")
+                         responses=errors(400, 409, 413), summary=f"Change a {type_name}")
     router.add_api_route(f"{path}/{{record_id}}", delete, methods=["DELETE"],
                          name=f"delete_{type_name}", tags=tags,
                          response_model=models.DeletedOut, responses=errors(409),
@@ -624,9 +632,8 @@ Search = Annotated[SearchParams, Query()]
             responses=errors())
 def search_customers(tenant: TenantRef, params: Search, app: App, tok: Token) -> Any:
     """Partial-match customer search: the exact total and one page."""
-    query = params.query()
     with acting(app, tok, tenant, read_only=True) as (ctx, actor):
-        result = search.search(ctx, actor, query)
+        result = search.search(ctx, actor, params.query())  # after the session check
     return JSONBody({"total": result.total, "items": result.items})
 
 
@@ -678,9 +685,8 @@ def export(tenant: TenantRef, kind: ExportKind, params: Search, app: App, tok: T
                                                 description="comma-separated, in order")] = None,
            ) -> Response:
     """CSV (Excel-friendly) of the customers a search finds, or of their history."""
-    query = params.query()
     with acting(app, tok, tenant) as (ctx, actor):
-        data = csvio.export(ctx, actor, kind, query,
+        data = csvio.export(ctx, actor, kind, params.query(),
                             columns=columns.split(",") if columns else None, encoding=encoding)
     charset = "shift_jis" if encoding == "cp932" else "utf-8"
     return Response(data, media_type=f"text/csv; charset={charset}", headers={

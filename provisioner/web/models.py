@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from provisioner.services.crm import records
 
@@ -22,6 +22,17 @@ MAX_ID = 2**31 - 1
 MAX_BIG = 2**53
 #: record fields stored in 32-bit columns (the others are 64-bit)
 _INT32_FIELDS = {"employees", "quantity"}
+
+
+def _whole(value: Any) -> Any:
+    """JSON's whole numbers written with a fraction (``3.0``) are integers (JSON Schema)."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+#: an integer of a request body: no text, no true/false; 3.0 is 3
+Whole = Annotated[int, BeforeValidator(_whole)]
 
 
 class In(BaseModel):
@@ -139,7 +150,7 @@ class DiffOut(Out):
 
 
 class RollbackIn(In):
-    to: int = Field(ge=1, le=MAX_ID, description="the version to restore")
+    to: Whole = Field(ge=1, le=MAX_ID, description="the version to restore")
 
 
 class RollbackOut(Out):
@@ -234,22 +245,36 @@ class TransferRollbackOut(Out):
 
 _Text = Annotated[str | None, Field(max_length=200)]
 _LongText = Annotated[str | None, Field(max_length=20000)]
-_Date = Annotated[str | None, Field(pattern=r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$",
-                                    description="YYYY-MM-DD")]
-_Checkboxes = (list[Annotated[int, Field(ge=1, le=48)]]
+_Date = Annotated[str, Field(pattern=r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$",
+                             description="YYYY-MM-DD, or empty")]
+_Email = Annotated[str | None, Field(max_length=200, pattern=r"^([^@\s]+@[^@\s]+\.[^@\s]+)?$")]
+#: a phone number in any format, with at most 20 digits (full-width ones count)
+_Phone = Annotated[str | None, Field(max_length=200,
+                                     pattern=r"^[^0-9０-９]*([0-9０-９][^0-9０-９]*){0,20}$")]
+_Checkboxes = (list[Annotated[Whole, Field(ge=1, le=48)]]
                | dict[Annotated[str, Field(pattern=r"^[0-9]{1,2}$")], bool])
+#: a required value: not empty, not only spaces
+_REQUIRED = {"str": Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")],
+             "text": Annotated[str, Field(min_length=1, max_length=20000, pattern=r"\S")],
+             "ref": Annotated[Whole, Field(ge=1, le=2**53)],
+             "date": Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+                                          description="YYYY-MM-DD")]}
 
 
 def _field_in(name: str, kind: str) -> Any:
+    if kind == "str" and name == "email":
+        return _Email
+    if kind == "str" and name in ("phone", "mobile"):
+        return _Phone
     if kind == "str":
         return _Text
     if kind == "text":
         return _LongText
     if kind == "int":
         bound = MAX_ID if name in _INT32_FIELDS else MAX_BIG
-        return Annotated[int | None, Field(ge=-bound, le=bound)]
+        return Annotated[Whole | None, Field(ge=-bound, le=bound)]
     if kind == "ref":
-        return Annotated[int | None, Field(ge=1, le=MAX_BIG)]
+        return Annotated[Whole | None, Field(ge=1, le=MAX_BIG)]
     if kind == "bool":
         return bool
     if kind == "date":
@@ -283,10 +308,8 @@ def _record_models(rt: records.RecordType) -> tuple[type[In], type[In], type[Out
     for name, kind in rt.fields.items():
         typ = _field_in(name, kind)
         required = name in rt.required
-        if required and kind in ("str", "text", "ref"):  # present and not empty
-            typ = {"str": Annotated[str, Field(min_length=1, max_length=200)],
-                   "text": Annotated[str, Field(min_length=1, max_length=20000)],
-                   "ref": Annotated[int, Field(ge=1, le=MAX_BIG)]}[kind]
+        if required and kind in _REQUIRED:  # present and not empty (on update too, if given)
+            typ = _REQUIRED[kind]
         create[name] = (typ, ... if required else None)
         update[name] = (typ, None)
         out[name] = (_field_out(kind), None)
