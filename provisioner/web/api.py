@@ -45,7 +45,6 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match
 
-from provisioner.config.document import ConfigSections
 from provisioner.db.models import Tenant
 from provisioner.db.provisioning_models import TenantGroup
 from provisioner.errors import (
@@ -256,10 +255,10 @@ def tenant_show(tenant: TenantRef, app: App, tok: Token) -> Any:
 # --------------------------------------------------------------------------- configuration
 
 #: the body of PUT .../config: at least one section (each is checked by the service)
-_SECTIONS = [name for name in ConfigSections.model_fields if name != "schema_version"]
 SECTIONS_SCHEMA: dict[str, Any] = {
-    "propertyNames": {"enum": ["schema_version", *_SECTIONS]},
-    "anyOf": [{"required": [name]} for name in _SECTIONS]}
+    "propertyNames": {"enum": ["schema_version", *models.SECTIONS]},
+    "anyOf": [{"required": [name]} for name in models.SECTIONS]}
+_SECTION = f"({'|'.join(models.SECTIONS)})"
 
 
 @router.get("/tenants/{tenant}/config", tags=["configuration"],
@@ -444,7 +443,7 @@ def inbox_list(tenant: TenantRef, app: App, tok: Token,
 def inbox_show(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
                mode: Literal["replace", "merge"] = "replace",
                only: Annotated[str | None, Query(
-                   max_length=500, pattern=r"^[a-z][a-z0-9_]*(,[a-z][a-z0-9_]*)*$",
+                   max_length=500, pattern=rf"^{_SECTION}(,{_SECTION})*$",
                    description="comma-separated sections")] = None,
                ) -> Any:
     """The plan (per section: added, changed, removed) and its impact on the records."""

@@ -10,10 +10,11 @@ The one error body is in :mod:`provisioner.web.responses` (``ErrorBody``).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
+from provisioner.config.document import ConfigSections
 from provisioner.services.crm import records
 
 MAX_ID = 2**31 - 1
@@ -180,8 +181,12 @@ class NewKeyOut(Out):
     expires_at: str | None
 
 
-#: the configuration sections a copy may be limited to (``only``)
-Section = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z][a-z0-9_]*$")]
+#: the sections of a configuration document (what a copy may be limited to: ``only``)
+SECTIONS = tuple(name for name in ConfigSections.model_fields if name != "schema_version")
+if TYPE_CHECKING:
+    Section = str
+else:
+    Section = Literal[SECTIONS]
 
 
 class SendIn(In):

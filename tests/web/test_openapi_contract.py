@@ -109,15 +109,20 @@ def test_input_rules_are_in_the_schema() -> None:
         assert create["additionalProperties"] is False
         assert "required" not in schemas[f"{title}Update"]
     contact = schemas["ContactCreate"]["properties"]
-    assert contact["birthday"]["anyOf"][0]["pattern"] == "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"
-    assert contact["name"] == {"maxLength": 200, "minLength": 1, "title": "Name",
-                               "type": "string"}
+    assert contact["birthday"]["pattern"] == "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"
+    assert contact["name"] == {"maxLength": 200, "minLength": 1, "pattern": "\\S",
+                               "title": "Name", "type": "string"}
+    assert contact["email"]["anyOf"][0]["pattern"] == r"^([^@\s]+@[^@\s]+\.[^@\s]+)?$"
     params = {(p["name"]): p["schema"] for _, path, op in operations(served())
               if path.endswith("/search") for p in op["parameters"]}
     assert params["field"]["items"]["pattern"].startswith("^(name|kana|company|phone")
     assert params["updated_from"]["format"] == "date"
     assert params["sort"]["pattern"] == "^-*(id|name|kana|created_at|updated_at)$"
-    assert schemas["SendIn"]["properties"]["only"]["anyOf"][0]["items"]["pattern"]
+    sections = schemas["SendIn"]["properties"]["only"]["anyOf"][0]["items"]["enum"]
+    assert sections[:3] == ["mode", "labels", "memo_fields"]
+    put_config = served()["paths"]["/api/tenants/{tenant}/config"]["put"]
+    body = put_config["requestBody"]["content"]["application/json"]["schema"]
+    assert {"required": ["labels"]} in body["anyOf"]  # at least one section
 
 
 def test_create_links_lead_to_show_update_delete_and_the_copy_story_is_linked() -> None:
