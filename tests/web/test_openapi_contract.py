@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -272,3 +273,27 @@ def test_parse_whole_number() -> None:
     assert parse_whole_number("１２", width=True) == 12
     assert parse_whole_number("１２") is None
     assert parse_whole_number("٣", width=True) is None
+
+
+def test_the_curl_lines_of_docs_http_name_documented_operations() -> None:
+    doc = served()
+    text = (COMMITTED.parent / "http.md").read_text(encoding="utf-8")
+    block = text.split("## The copy story with curl", 1)[1].split("```sh\n", 1)[1]
+    block = block.split("```", 1)[0].replace("\\\n", " ")
+    calls = []
+    for line in block.splitlines():
+        for command in re.findall(r"curl [^|)]*", line):
+            method = re.search(r"-X (\w+)", command)
+            verb = method.group(1) if method else ("POST" if " -d " in command else "GET")
+            path = re.search(r"\$API(/\S+)", command)
+            assert path is not None, command
+            template = re.sub(r"/tenants/(acme|beta)", "/tenants/{tenant}",
+                              path.group(1).replace("$ID", "{transfer_id}"))
+            calls.append(f"{verb} /api{template}")
+    documented = {f"{m} {p}" for m, p, _ in operations(doc)}
+    assert calls == [
+        "POST /api/login", "POST /api/tenants/{tenant}/keys", "POST /api/login",
+        "POST /api/tenants/{tenant}/send", "GET /api/tenants/{tenant}/inbox/{transfer_id}",
+        "POST /api/tenants/{tenant}/inbox/{transfer_id}/approve",
+        "POST /api/tenants/{tenant}/inbox/{transfer_id}/rollback"]
+    assert set(calls) <= documented
