@@ -80,8 +80,6 @@ from provisioner.web.security import (
     token_from_header,
 )
 
-__all__ = ["ApproveIn", "LoginIn", "RejectIn", "RollbackIn", "SendIn", "SwitchIn"]
-
 MAX_UPLOAD = 16 * 1024 * 1024 + 65536  # a bundle is at most 16 MiB (plus its envelope)
 MAX_CSV = 256 * 1024 * 1024
 
