@@ -63,8 +63,12 @@ from provisioner.services.crm import csvio, records, search
 from provisioner.services.provisioning import auth, billing
 from provisioner.web import models, present
 from provisioner.web.models import (
-    MAX_ID,
-    ApproveIn,
+    MAX_ID as MAX_ID,  # (the console uses api.MAX_ID)
+)
+from provisioner.web.models import (
+    ApproveIn as ApproveIn,  # (the console uses api.ApproveIn)
+)
+from provisioner.web.models import (
     LoginIn,
     RejectIn,
     RollbackIn,
@@ -147,12 +151,14 @@ router = APIRouter(prefix="/api", generate_unique_id_function=_operation_id)
 def links(status: int, **targets: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI links from a success answer to the operations that take what it names:
     ``links(201, show_contact={"record_id": "$response.body#/record/id"})``. The tenant
-    of the path is carried over; ``requestBody`` in a target is its body."""
+    of the path is carried over unless a target names it (``None``: not given);
+    ``requestBody`` in a target is its body."""
     out: dict[str, Any] = {}
     for operation_id, parameters in targets.items():
-        params = {k: v for k, v in parameters.items() if k != "requestBody"}
-        link: dict[str, Any] = {"operationId": operation_id,
-                                "parameters": {"tenant": "$request.path.tenant", **params}}
+        params = {"tenant": "$request.path.tenant"} | {
+            k: v for k, v in parameters.items() if k != "requestBody"}
+        link: dict[str, Any] = {"operationId": operation_id, "parameters": {
+            k: v for k, v in params.items() if v is not None}}
         if "requestBody" in parameters:
             link["requestBody"] = parameters["requestBody"]
         out[operation_id] = link
@@ -332,7 +338,8 @@ def key_list(tenant: TenantRef, app: App, tok: Token) -> Any:
 
 @router.post("/tenants/{tenant}/keys", tags=["copy keys"], status_code=201,
              response_model=models.NewKeyOut, responses=errors() | links(
-                 201, send={"requestBody": {"key": "$response.body#/key"}},
+                 201, send={"tenant": None,  # the key is for another tenant to send with
+                            "requestBody": {"key": "$response.body#/key"}},
                  key_revoke={"key_id": "$response.body#/id"}))
 def key_generate(tenant: TenantRef, app: App, tok: Token) -> Any:
     """A new copy key for this (target) tenant: 24 hours, one delivery, shown only now."""

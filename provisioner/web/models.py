@@ -191,13 +191,13 @@ else:
 
 class SendIn(In):
     key: str = Field(min_length=1, max_length=200, description="the copy key you were given")
-    only: list[Section] | None = Field(default=None, max_length=20,
+    only: list[Section] | None = Field(default=None, min_length=1, max_length=20,
                                        description="configuration sections to send")
 
 
 class ApproveIn(In):
     mode: Literal["replace", "merge"] = "replace"
-    only: list[Section] | None = Field(default=None, max_length=20)
+    only: list[Section] | None = Field(default=None, min_length=1, max_length=20)
     remaps: dict[str, str] = Field(default_factory=dict,
                                    description='{"PICKLIST.VALUE": "NEWVALUE"}')
     force: bool = False

@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[2]
 #: (api._record_routes) those of the contact and the activity only; no export.
 FULL = "SCHEMATHESIS_EXAMPLES" in os.environ
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "2"))
+#: stateful scenarios (sequences along the links)
+STATEFUL = 5 * EXAMPLES if FULL else 10
 BOUNDED = ["--exclude-operation-id-regex",
            r"^(create|show|update|delete)_(?!contact$|activity$)|^list_contact_(?!activity$)"
            r"|^export$"]  # (export takes search's parameters: the most coverage cases)
@@ -65,6 +67,9 @@ CONFIG = """\
 path = "{auth}"
 peers = ["acme-admin", "beta-admin"]
 
+[phases.stateful]
+generation.max-examples = {stateful}
+
 [[operations]]
 include-operation-id-regex = '{data_checked}'
 checks.positive_data_acceptance.expected-statuses = [
@@ -78,7 +83,8 @@ def test_schemathesis_every_check(site: Site, tmp_path: Path) -> None:
     auth = tmp_path / "auth.json"
     auth.write_text(json.dumps(_auth_document(site)))
     config = tmp_path / "schemathesis.toml"
-    config.write_text(CONFIG.format(auth=auth, data_checked=DATA_CHECKED))
+    config.write_text(CONFIG.format(auth=auth, data_checked=DATA_CHECKED,
+                                    stateful=STATEFUL))
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.web.schemathesis_hooks",
            "PYTHONPATH": str(ROOT)}
     with serving(site.app) as url:
