@@ -136,9 +136,29 @@ class KeyRejected(ProvisionerError):
     http_status = 403
 
 
+class Unauthenticated(ProvisionerError):
+    """No session, or the session has ended (expired, logged out, password changed)."""
+
+    code = "unauthenticated"
+    http_status = 401
+
+
 class RateLimited(ProvisionerError):
+    """Too many attempts; ``retry_after`` is the number of seconds to wait, when known."""
+
     code = "rate_limited"
     http_status = 429
+
+    def __init__(self, message: str, *, hint: str | None = None,
+                 retry_after: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
+
+    def to_dict(self) -> dict[str, object]:
+        out = super().to_dict()
+        if self.retry_after is not None:
+            out["retry_after"] = self.retry_after
+        return out
 
 
 class PlanConflict(ProvisionerError):

@@ -21,6 +21,7 @@ from provisioner.cli.output import State, emit, fail, pass_state, table
 from provisioner.cli.tenant_choice import choose_tenant
 from provisioner.clock import as_utc, format_instant, parse_instant
 from provisioner.errors import ValidationFailed
+from provisioner.numbers import parse_whole_number
 from provisioner.services import actors
 from provisioner.services.context import Context
 from provisioner.services.provisioning import (
@@ -409,9 +410,10 @@ def billing_prices(state: State, changes: tuple[str, ...]) -> None:
     parsed: dict[str, Any] = {}
     for change in changes:
         name, sep, value = change.partition("=")
-        if not sep or not value.strip().isdigit():
+        number = parse_whole_number(value) if sep else None
+        if number is None:
             raise click.BadParameter(f"{change!r}: use NAME=NUMBER", param_hint="--set")
-        parsed[name.strip()] = int(value)
+        parsed[name.strip()] = number
     with state.transaction() as ctx:
         book = billing.set_prices(ctx, parsed, by="operator") if parsed else \
             billing.price_book(ctx)

@@ -30,6 +30,7 @@ import click
 
 from provisioner.cli.output import State
 from provisioner.errors import PermissionDenied
+from provisioner.numbers import parse_whole_number
 from provisioner.services.provisioning import auth
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,7 +46,7 @@ def numbered(choices: list[auth.TenantChoice]) -> str:
 
 def choose_tenant(state: State, login: str | None, ref: str | None) -> str:
     """The slug of the tenant ``ref`` designates for ``login`` (see the module doc)."""
-    if ref is not None and not ref.isdigit():
+    if ref is not None and parse_whole_number(ref) is None:
         return ref  # a slug: membership is checked by the command's own actors.resolve
     if login is None:
         if ref is None:

@@ -24,6 +24,7 @@ from sqlalchemy import Select, Update, func, select, true, update
 from provisioner.clock import as_utc, format_instant
 from provisioner.db.models import CopyKeyRow, KeyFailure, Tenant
 from provisioner.errors import KeyRejected, NotFound, RateLimited
+from provisioner.numbers import parse_whole_number
 from provisioner.security import copykey
 from provisioner.services import audit
 from provisioner.services.actors import Actor, require_admin
@@ -84,8 +85,8 @@ def list_keys(ctx: Context, actor: Actor) -> list[CopyKeyRow]:
 def revoke(ctx: Context, actor: Actor, key_ref: str) -> CopyKeyRow:
     """Revoke by id or selector (what ``key list`` shows)."""
     require_admin(actor, "revoke copy keys")
-    by_id = key_ref.isdigit() and len(key_ref) <= 9
-    cond = (CopyKeyRow.id == int(key_ref)) if by_id else (
+    number = parse_whole_number(key_ref) if len(key_ref) <= 9 else None
+    cond = (CopyKeyRow.id == number) if number is not None else (
         CopyKeyRow.selector == key_ref.lower())
     row = ctx.session.scalar(select(CopyKeyRow).where(cond,
                                                       CopyKeyRow.tenant_id == actor.tenant_id))
@@ -148,6 +149,7 @@ def check_rate(ctx: Context, attempted_by: str,
             f"too many failed copy-key attempts by {attempted_by} "
             f"({count} in {int(FAILURE_WINDOW.total_seconds() // 60)} minutes)",
             hint=f"try again after {format_instant(retry)}",
+            retry_after=max(1, int((retry - ctx.clock.now()).total_seconds())),
         )
 
 

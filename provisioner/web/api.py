@@ -7,17 +7,42 @@ permissions. Tenant-scoped routes name the tenant in the path
 ``current`` for the session's selected tenant); a tenant the user is not a
 member of is refused with 403, and another tenant's transfer, key or record
 is "not found" (404).
+
+The contract is in the declarations: each route names its request body and
+query models, its answer (``response_model``, from :mod:`provisioner.web.models`)
+and the error statuses it can answer (``responses=errors(...)``, all with the
+one error body). A new route follows the same pattern::
+
+    @router.post("/tenants/{tenant}/things", tags=["things"], status_code=201,
+                 response_model=ThingOut, responses=errors(409))
+    def thing_create(tenant: TenantRef, body: ThingIn, app: App, tok: Token) -> Any:
+        with acting(app, tok, tenant) as (ctx, actor):
+            return things.create(ctx, actor, body.model_dump())
 """
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, File, Form, Path, Query, Request, UploadFile
+from fastapi import (
+    APIRouter,
+    Body,
+    Depends,
+    FastAPI,
+    File,
+    Form,
+    Path,
+    Query,
+    Request,
+    UploadFile,
+)
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match
 
 from provisioner.db.models import Tenant
 from provisioner.db.provisioning_models import TenantGroup
@@ -25,25 +50,42 @@ from provisioner.errors import (
     BundleRejected,
     NotFound,
     ProvisionerError,
+    Unauthenticated,
     ValidationFailed,
 )
 from provisioner.services import actors, configs, copykeys, transfers, users
 from provisioner.services.context import Context, Provisioner
 from provisioner.services.crm import csvio, inquiries, records, search
 from provisioner.services.provisioning import auth, billing, metering
-from provisioner.web import present
+from provisioner.web import models, present
 from provisioner.web.common import (
-    MAX_ID,
-    RowId,
     client,
     count_failure,
     find_transfer,
     login_with_limits,
-    provisioner,
     redeeming,
 )
-from provisioner.web.responses import JSONBody
-from provisioner.web.security import acting, session_actor
+from provisioner.web.models import (
+    MAX_ID as MAX_ID,  # (the console uses api.MAX_ID)
+)
+from provisioner.web.models import (
+    ApproveIn as ApproveIn,  # (the console uses api.ApproveIn)
+)
+from provisioner.web.models import (
+    LoginIn,
+    RejectIn,
+    RollbackIn,
+    SendIn,
+    SwitchIn,
+)
+from provisioner.web.responses import AUTHENTICATED, JSONBody, errors
+from provisioner.web.security import (
+    RateLimiter,
+    Settings,
+    acting,
+    session_actor,
+    token_from_header,
+)
 
 MAX_UPLOAD = 16 * 1024 * 1024 + 65536  # a bundle is at most 16 MiB (plus its envelope)
 MAX_CSV = 256 * 1024 * 1024
@@ -51,12 +93,22 @@ MAX_CSV = 256 * 1024 * 1024
 bearer = HTTPBearer(auto_error=False, description="the token from POST /api/login")
 TenantRef = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
                                 description="slug, number in your tenant list, or 'current'")]
+RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
+#: the record types listed under a contact (GET .../contacts/{id}/{type})
+CHILD_TYPES = ("family", "card_exchange", "secret_note", "activity", "purchase",
+               "external_link")
+Version = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 if TYPE_CHECKING:
     RecordTypeName = str
     ExportKind = str
 else:  # enumerations in the OpenAPI document
     RecordTypeName = Literal[tuple(records.TYPES)]
     ExportKind = Literal[tuple(csvio.EXPORT_COLUMNS)]
+
+
+def provisioner(request: Request) -> Provisioner:
+    app: Provisioner = request.app.state.provisioner
+    return app
 
 
 # The dependencies are ``async``: FastAPI runs a plain ``def`` dependency in the thread
@@ -71,64 +123,69 @@ async def token(creds: Annotated[HTTPAuthorizationCredentials | None,
     return creds.credentials if creds is not None else None
 
 
+def limiter(request: Request) -> RateLimiter:
+    lim: RateLimiter = request.app.state.limiter
+    return lim
+
+
+def settings(request: Request) -> Settings:
+    s: Settings = request.app.state.settings
+    return s
+
+
 App = Annotated[Provisioner, Depends(_provisioner)]
 Token = Annotated[str | None, Depends(token)]
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _operation_id(route: APIRoute) -> str:
+    """The route function's name: what generated clients call the operation."""
+    return route.name
 
 
-class LoginIn(_In):
-    login: str = Field(min_length=1, max_length=100)
-    password: str = Field(min_length=1, max_length=1024)
+router = APIRouter(prefix="/api", generate_unique_id_function=_operation_id)
 
 
-class SwitchIn(_In):
-    tenant: str = Field(min_length=1, max_length=63, description="number in your list or slug")
+def links(status: int, **targets: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI links from a success answer to the operations that take what it names:
+    ``links(201, show_contact={"record_id": "$response.body#/record/id"})``. The tenant
+    of the path is carried over unless a target names it (``None``: not given);
+    ``requestBody`` in a target is its body."""
+    out: dict[str, Any] = {}
+    for operation_id, parameters in targets.items():
+        params = {"tenant": "$request.path.tenant"} | {
+            k: v for k, v in parameters.items() if k != "requestBody"}
+        link: dict[str, Any] = {"operationId": operation_id, "parameters": {
+            k: v for k, v in params.items() if v is not None}}
+        if "requestBody" in parameters:
+            link["requestBody"] = parameters["requestBody"]
+        out[operation_id] = link
+    return {status: {"links": out}}
 
 
-class SendIn(_In):
-    key: str = Field(min_length=1, max_length=200, description="the copy key you were given")
-    only: list[str] | None = Field(default=None, max_length=20)
-
-
-class ApproveIn(_In):
-    mode: Literal["replace", "merge", "upgrade"] | None = Field(
-        default=None, description="default: upgrade when the tenant has a base from the "
-        "transfer's source, else replace")
-    only: list[str] | None = Field(default=None, max_length=20)
-    remaps: dict[str, str] = Field(default_factory=dict,
-                                   description='{"PICKLIST.VALUE": "NEWVALUE"}')
-    force: bool = False
-    keep: list[str] = Field(default_factory=list, max_length=1000,
-                            description="upgrade: conflict addresses resolved as ours")
-    take: list[str] = Field(default_factory=list, max_length=1000,
-                            description="upgrade: conflict addresses resolved as theirs")
-    prefer: Literal["ours", "theirs"] | None = None
-
-
-class RejectIn(_In):
-    reason: str | None = Field(default=None, max_length=2000)
-
-
-class RollbackIn(_In):
-    to: int = Field(ge=1, le=MAX_ID, description="the version to restore")
-
-
-router = APIRouter(prefix="/api")
+def whole_numbers(doc: Any) -> Any:
+    """The document with whole-number floats as integers (FastAPI's OpenAPI models keep
+    ``minimum``/``maximum`` as floats: 48.0)."""
+    if isinstance(doc, dict):
+        return {k: whole_numbers(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [whole_numbers(v) for v in doc]
+    if isinstance(doc, float) and doc.is_integer():
+        return int(doc)
+    return doc
 
 # --------------------------------------------------------------------------- session
 
 
-@router.post("/login", tags=["session"])
+@router.post("/login", tags=["session"], response_model=models.LoginOut,
+             responses=errors(400, 403, 429, base=(422, 503)))
 def login(body: LoginIn, request: Request, app: App) -> Any:
     """Log in with login id and password: a bearer token and your tenants (first selected)."""
     result = login_with_limits(app, body.login, body.password, client(request))
     return present.login(result)
 
 
-@router.post("/logout", tags=["session"])
+@router.post("/logout", tags=["session"], response_model=models.LogoutOut,
+             responses=errors(base=AUTHENTICATED))
 def logout(app: App, tok: Token) -> Any:
     with app.transaction() as ctx:
         session_actor(ctx, tok)
@@ -136,7 +193,8 @@ def logout(app: App, tok: Token) -> Any:
     return {"logged_out": True}
 
 
-@router.get("/session", tags=["session"])
+@router.get("/session", tags=["session"], response_model=models.SessionOut,
+            responses=errors(base=AUTHENTICATED))
 def session(app: App, tok: Token) -> Any:
     """Who you are, the selected tenant and your tenants."""
     with acting(app, tok) as (ctx, actor):
@@ -145,7 +203,8 @@ def session(app: App, tok: Token) -> Any:
             "tenants": [present.choice(c) for c in choices]}
 
 
-@router.post("/session/tenant", tags=["session"])
+@router.post("/session/tenant", tags=["session"], response_model=models.SwitchOut,
+             responses=errors(400, 403, 404, base=AUTHENTICATED))
 def switch(body: SwitchIn, app: App, tok: Token) -> Any:
     """Select another of your tenants (number or slug) without logging in again."""
     with app.transaction() as ctx:
@@ -157,7 +216,8 @@ def switch(body: SwitchIn, app: App, tok: Token) -> Any:
 # --------------------------------------------------------------------------- tenants
 
 
-@router.get("/tenants", tags=["tenants"])
+@router.get("/tenants", tags=["tenants"], response_model=list[models.TenantChoice],
+            responses=errors(base=AUTHENTICATED))
 def tenant_list(app: App, tok: Token) -> Any:
     with acting(app, tok) as (ctx, actor):
         return [present.choice(c) for c in auth.tenants_for(ctx, actor.user_id)]
@@ -167,7 +227,8 @@ def _group(ctx: Context, row: Tenant) -> TenantGroup | None:
     return ctx.session.get(TenantGroup, row.group_id) if row.group_id else None
 
 
-@router.get("/tenants/{tenant}", tags=["tenants"])
+@router.get("/tenants/{tenant}", tags=["tenants"], response_model=models.TenantOut,
+            responses=errors())
 def tenant_show(tenant: TenantRef, app: App, tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         row = actors.get_tenant(ctx, actor.tenant_slug)
@@ -177,8 +238,16 @@ def tenant_show(tenant: TenantRef, app: App, tok: Token) -> Any:
 
 # --------------------------------------------------------------------------- configuration
 
+#: the body of PUT .../config: at least one section (each is checked by the service)
+SECTIONS_SCHEMA: dict[str, Any] = {
+    "propertyNames": {"enum": ["schema_version", *models.SECTIONS]},
+    "anyOf": [{"required": [name]} for name in models.SECTIONS]}
+_SECTION = f"({'|'.join(models.SECTIONS)})"
 
-@router.get("/tenants/{tenant}/config", tags=["configuration"])
+
+@router.get("/tenants/{tenant}/config", tags=["configuration"],
+            response_model=models.ConfigOut,
+            responses=errors())
 def config_show(tenant: TenantRef, app: App, tok: Token,
                 version: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Any:
     """The configuration document (the current one, or an older ``version``)."""
@@ -187,13 +256,16 @@ def config_show(tenant: TenantRef, app: App, tok: Token,
         if version is None:
             head = configs.current(ctx, row)
             return {"version": head.version, "digest": head.digest, "document": head.data}
-        return {"version": version, "document": configs.version_data(ctx, row.id, version)}
+        return {"version": version, "digest": None,
+                "document": configs.version_data(ctx, row.id, version)}
 
 
-@router.put("/tenants/{tenant}/config", tags=["configuration"])
+@router.put("/tenants/{tenant}/config", tags=["configuration"],
+            response_model=models.ConfigSetOut, responses=errors(400, 409, 413))
 def config_set(tenant: TenantRef, app: App, tok: Token,
                sections: Annotated[dict[str, Any], Body(
-                   description="a whole document or some of its sections")]) -> Any:
+                   description="a whole document or some of its sections",
+                   json_schema_extra=SECTIONS_SCHEMA)]) -> Any:
     """Replace the sections in the body (admins)."""
     with acting(app, tok, tenant) as (ctx, actor):
         row = actors.get_tenant(ctx, actor.tenant_slug)
@@ -201,14 +273,16 @@ def config_set(tenant: TenantRef, app: App, tok: Token,
         return {"version": made or row.config_version, "changed": made is not None}
 
 
-@router.get("/tenants/{tenant}/config/history", tags=["configuration"])
+@router.get("/tenants/{tenant}/config/history", tags=["configuration"],
+            response_model=list[models.VersionOut], responses=errors())
 def config_history(tenant: TenantRef, app: App, tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         row = actors.get_tenant(ctx, actor.tenant_slug)
         return [present.version(v, row.config_version) for v in configs.history(ctx, row)]
 
 
-@router.get("/tenants/{tenant}/config/diff", tags=["configuration"])
+@router.get("/tenants/{tenant}/config/diff", tags=["configuration"],
+            response_model=models.DiffOut, responses=errors())
 def config_diff(tenant: TenantRef, app: App, tok: Token,
                 from_version: Annotated[int, Query(alias="from", ge=1, le=MAX_ID)],
                 to_version: Annotated[int, Query(alias="to", ge=1, le=MAX_ID)]) -> Any:
@@ -221,7 +295,8 @@ def config_diff(tenant: TenantRef, app: App, tok: Token,
             "changes": [c.to_dict() for c in changes]}
 
 
-@router.post("/tenants/{tenant}/config/rollback", tags=["configuration"])
+@router.post("/tenants/{tenant}/config/rollback", tags=["configuration"],
+             response_model=models.RollbackOut, responses=errors(400, 409, 413))
 def config_rollback(tenant: TenantRef, body: RollbackIn, app: App, tok: Token) -> Any:
     """Make an older version current again, as a new version (admins)."""
     with acting(app, tok, tenant) as (ctx, actor):
@@ -233,14 +308,19 @@ def config_rollback(tenant: TenantRef, body: RollbackIn, app: App, tok: Token) -
 # --------------------------------------------------------------------------- copy keys
 
 
-@router.get("/tenants/{tenant}/keys", tags=["copy keys"])
+@router.get("/tenants/{tenant}/keys", tags=["copy keys"], response_model=list[models.KeyOut],
+            responses=errors())
 def key_list(tenant: TenantRef, app: App, tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         now = ctx.clock.now()
         return [present.key(k, now) for k in copykeys.list_keys(ctx, actor)]
 
 
-@router.post("/tenants/{tenant}/keys", tags=["copy keys"], status_code=201)
+@router.post("/tenants/{tenant}/keys", tags=["copy keys"], status_code=201,
+             response_model=models.NewKeyOut, responses=errors() | links(
+                 201, send={"tenant": None,  # the key is for another tenant to send with
+                            "requestBody": {"key": "$response.body#/key"}},
+                 key_revoke={"key_id": "$response.body#/id"}))
 def key_generate(tenant: TenantRef, app: App, tok: Token) -> Any:
     """A new copy key for this (target) tenant: 24 hours, one delivery, shown only now."""
     with acting(app, tok, tenant) as (ctx, actor):
@@ -249,7 +329,8 @@ def key_generate(tenant: TenantRef, app: App, tok: Token) -> Any:
             "expires_at": present.instant(made.expires_at)}
 
 
-@router.post("/tenants/{tenant}/keys/{key_id}/revoke", tags=["copy keys"])
+@router.post("/tenants/{tenant}/keys/{key_id}/revoke", tags=["copy keys"],
+             response_model=models.KeyOut, responses=errors(409))
 def key_revoke(tenant: TenantRef, key_id: RowId, app: App, tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         row = copykeys.revoke(ctx, actor, str(key_id))
@@ -259,43 +340,51 @@ def key_revoke(tenant: TenantRef, key_id: RowId, app: App, tok: Token) -> Any:
 # --------------------------------------------------------------------------- send / receive
 
 
-@router.post("/tenants/{tenant}/send", tags=["transfers"], status_code=201)
+@router.post("/tenants/{tenant}/send", tags=["transfers"], status_code=201,
+             response_model=models.SentOut, responses=errors(400, 409, 413, 429) | links(
+                 201, **{op: {"tenant": "$response.body#/target",
+                              "transfer_id": "$response.body#/id"}
+                         for op in ("inbox_show", "inbox_approve", "inbox_reject")}))
 def send(tenant: TenantRef, body: SendIn, request: Request, app: App, tok: Token) -> Any:
     """Send this tenant's configuration to the tenant whose admin generated the key."""
-    k = redeeming(request)
+    k = None
     try:
         with acting(app, tok, tenant) as (ctx, actor):
+            k = redeeming(request)  # after the session check: no session is 401, not 429
             made = transfers.send(ctx, actor, body.key, only=body.only)
             target = ctx.session.get(Tenant, made.tenant_id)
             return present.transfer(made) | {"target": target.slug if target else None}
     except ProvisionerError as exc:
-        count_failure(request, k, exc)
+        if k is not None:
+            count_failure(request, k, exc)
         raise
 
 
-@router.post("/tenants/{tenant}/receive", tags=["transfers"], status_code=201)
+@router.post("/tenants/{tenant}/receive", tags=["transfers"], status_code=201,
+             response_model=models.TransferOut, responses=errors(400, 409, 413, 429))
 def receive(tenant: TenantRef, request: Request, app: App, tok: Token,
             bundle: Annotated[UploadFile, File(description="a bundle file made with "
                                                              "'bundle export --key'")]) -> Any:
     """Take a bundle file into this tenant's inbox (admins)."""
-    k = redeeming(request)
-    raw = bundle.file.read(MAX_UPLOAD + 1)
-    if len(raw) > MAX_UPLOAD:
-        raise BundleRejected("the bundle file is larger than 16 MiB")
+    k = None
     try:
         with acting(app, tok, tenant) as (ctx, actor):
+            k = redeeming(request)  # after the session check: no session is 401, not 429
+            raw = bundle.file.read(MAX_UPLOAD + 1)
+            if len(raw) > MAX_UPLOAD:
+                raise BundleRejected("the bundle file is larger than 16 MiB")
             return present.transfer(transfers.receive(ctx, actor, raw))
     except ProvisionerError as exc:
-        count_failure(request, k, exc)
+        if k is not None:
+            count_failure(request, k, exc)
         raise
 
 
 # --------------------------------------------------------------------------- inbox
 
 
-
-
-@router.get("/tenants/{tenant}/inbox", tags=["transfers"])
+@router.get("/tenants/{tenant}/inbox", tags=["transfers"],
+            response_model=list[models.TransferOut], responses=errors())
 def inbox_list(tenant: TenantRef, app: App, tok: Token,
                status: Literal["pending", "applied", "rejected", "rolled_back"] | None = None,
                ) -> Any:
@@ -303,11 +392,13 @@ def inbox_list(tenant: TenantRef, app: App, tok: Token,
         return [present.transfer(t) for t in transfers.inbox(ctx, actor, status=status)]
 
 
-@router.get("/tenants/{tenant}/inbox/{transfer_id}", tags=["transfers"])
+@router.get("/tenants/{tenant}/inbox/{transfer_id}", tags=["transfers"],
+            response_model=models.PlanOut, responses=errors(409))
 def inbox_show(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
                mode: Literal["replace", "merge", "upgrade"] | None = None,
-               only: Annotated[str | None, Query(max_length=500,
-                                                 description="comma-separated sections")] = None,
+               only: Annotated[str | None, Query(
+                   max_length=500, pattern=rf"^{_SECTION}(,{_SECTION})*$",
+                   description="comma-separated sections")] = None,
                ) -> Any:
     """The plan (per section: added, changed, removed) and its impact on the records."""
     with acting(app, tok, tenant) as (ctx, actor):
@@ -316,7 +407,9 @@ def inbox_show(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
         return present.transfer(row) | {"plan": plan}
 
 
-@router.post("/tenants/{tenant}/inbox/{transfer_id}/approve", tags=["transfers"])
+@router.post("/tenants/{tenant}/inbox/{transfer_id}/approve", tags=["transfers"],
+             response_model=models.DecisionOut, responses=errors(400, 409, 413) | links(
+                 200, inbox_rollback={"transfer_id": "$response.body#/id"}))
 def inbox_approve(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
                   body: ApproveIn | None = None) -> Any:
     """Apply the transfer in one transaction (admins). 409 when it had to be planned again."""
@@ -336,7 +429,8 @@ def inbox_approve(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
     return out
 
 
-@router.post("/tenants/{tenant}/inbox/{transfer_id}/reject", tags=["transfers"])
+@router.post("/tenants/{tenant}/inbox/{transfer_id}/reject", tags=["transfers"],
+             response_model=models.TransferOut, responses=errors(400, 409))
 def inbox_reject(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
                  body: RejectIn | None = None) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
@@ -345,7 +439,8 @@ def inbox_reject(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
         return present.transfer(decision.transfer)
 
 
-@router.post("/tenants/{tenant}/inbox/{transfer_id}/rollback", tags=["transfers"])
+@router.post("/tenants/{tenant}/inbox/{transfer_id}/rollback", tags=["transfers"],
+             response_model=models.TransferRollbackOut, responses=errors(409, 413))
 def inbox_rollback(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token) -> Any:
     """Undo an applied transfer: the version before it becomes current again (admins)."""
     with acting(app, tok, tenant) as (ctx, actor):
@@ -356,49 +451,86 @@ def inbox_rollback(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token) 
 # --------------------------------------------------------------------------- records
 
 
-@router.post("/tenants/{tenant}/records/{type_name}", tags=["records"], status_code=201)
-def record_create(tenant: TenantRef, type_name: RecordTypeName, app: App, tok: Token,
-                  values: Annotated[dict[str, Any], Body()],
-                  purpose: Annotated[str | None, Query(max_length=500)] = None) -> Any:
-    with acting(app, tok, tenant) as (ctx, actor):
-        saved = records.create(ctx, actor, type_name, values, purpose=purpose)
-    return {"record": saved.record, "duplicates": saved.duplicates}
+Purpose = Annotated[str | None, Query(max_length=500, description="why (kept in the "
+                                                                 "change log)")]
 
 
-@router.get("/tenants/{tenant}/records/{type_name}/{record_id}", tags=["records"])
-def record_show(tenant: TenantRef, type_name: RecordTypeName, record_id: RowId, app: App,
-                tok: Token) -> Any:
-    with acting(app, tok, tenant) as (ctx, actor):
-        return records.show(ctx, actor, type_name, record_id)
+def _record_routes(type_name: str) -> None:
+    """create, show, update and delete of one record type (each with its own body model)."""
+    create_in, update_in, record = models.RECORD_MODELS[type_name]
+    saved = models.saved_model(type_name)
+    path = f"/tenants/{{tenant}}/records/{type_name}"
+
+    def create(tenant: TenantRef, app: App, tok: Token, values: models.In,
+               purpose: Purpose = None) -> Any:
+        with acting(app, tok, tenant) as (ctx, actor):
+            made = records.create(ctx, actor, type_name, values.model_dump(exclude_unset=True),
+                                  purpose=purpose)
+        return {"record": made.record, "duplicates": made.duplicates}
+
+    def show(tenant: TenantRef, record_id: RowId, app: App, tok: Token) -> Any:
+        with acting(app, tok, tenant) as (ctx, actor):
+            return records.show(ctx, actor, type_name, record_id)
+
+    def update(tenant: TenantRef, record_id: RowId, app: App, tok: Token,
+               values: models.In, purpose: Purpose = None) -> Any:
+        with acting(app, tok, tenant) as (ctx, actor):
+            made = records.update(ctx, actor, type_name, record_id,
+                                  values.model_dump(exclude_unset=True), purpose=purpose)
+        return {"record": made.record, "duplicates": made.duplicates}
+
+    def delete(tenant: TenantRef, record_id: RowId, app: App, tok: Token,
+               purpose: Purpose = None) -> Any:
+        with acting(app, tok, tenant) as (ctx, actor):
+            records.delete_record(ctx, actor, type_name, record_id, purpose=purpose)
+        return {"deleted": record_id}
+
+    create.__annotations__["values"] = create_in  # the type's own body model
+    update.__annotations__["values"] = update_in
+    tags: list[str | Enum] = ["records"]
+    made = {"record_id": "$response.body#/record/id"}
+    router.add_api_route(path, create, methods=["POST"], name=f"create_{type_name}",
+                         tags=tags, status_code=201, response_model=saved,
+                         responses=errors(400, 409, 413) | links(
+                             201, **{f"{op}_{type_name}": made
+                                     for op in ("show", "update", "delete")}),
+                         summary=f"Create a {type_name}")
+    router.add_api_route(f"{path}/{{record_id}}", show, methods=["GET"],
+                         name=f"show_{type_name}", tags=tags, response_model=record,
+                         responses=errors(), summary=f"One {type_name}")
+    router.add_api_route(f"{path}/{{record_id}}", update, methods=["PATCH"],
+                         name=f"update_{type_name}", tags=tags, response_model=saved,
+                         responses=errors(400, 409, 413), summary=f"Change a {type_name}")
+    router.add_api_route(f"{path}/{{record_id}}", delete, methods=["DELETE"],
+                         name=f"delete_{type_name}", tags=tags,
+                         response_model=models.DeletedOut, responses=errors(409),
+                         summary=f"Delete a {type_name}")
 
 
-@router.patch("/tenants/{tenant}/records/{type_name}/{record_id}", tags=["records"])
-def record_update(tenant: TenantRef, type_name: RecordTypeName, record_id: RowId, app: App,
-                  tok: Token, values: Annotated[dict[str, Any], Body()],
-                  purpose: Annotated[str | None, Query(max_length=500)] = None) -> Any:
-    with acting(app, tok, tenant) as (ctx, actor):
-        saved = records.update(ctx, actor, type_name, record_id, values, purpose=purpose)
-    return {"record": saved.record, "duplicates": saved.duplicates}
+def _children_route(type_name: str) -> None:
+    record = models.RECORD_MODELS[type_name][2]
+
+    def children(tenant: TenantRef, record_id: RowId, app: App, tok: Token,
+                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
+        with acting(app, tok, tenant) as (ctx, actor):
+            return records.list_children(ctx, actor, type_name, record_id, limit=limit)
+
+    router.add_api_route(f"/tenants/{{tenant}}/contacts/{{record_id}}/{type_name}", children,
+                         methods=["GET"], name=f"list_contact_{type_name}", tags=["records"],
+                         response_model=list[record],  # type: ignore[valid-type]
+                         responses=errors(),
+                         summary=f"A contact's {type_name} records (newest first)")
 
 
-@router.delete("/tenants/{tenant}/records/{type_name}/{record_id}", tags=["records"])
-def record_delete(tenant: TenantRef, type_name: RecordTypeName, record_id: RowId, app: App,
-                  tok: Token, purpose: Annotated[str | None, Query(max_length=500)] = None,
-                  ) -> Any:
-    with acting(app, tok, tenant) as (ctx, actor):
-        records.delete_record(ctx, actor, type_name, record_id, purpose=purpose)
-    return {"deleted": record_id}
+for _type in records.TYPES:
+    _record_routes(_type)
+for _type in CHILD_TYPES:
+    _children_route(_type)
 
 
-@router.get("/tenants/{tenant}/contacts/{record_id}/{type_name}", tags=["records"])
-def record_children(tenant: TenantRef, record_id: RowId,
-                    type_name: Literal["family", "card_exchange", "secret_note", "activity",
-                                       "purchase", "external_link"],
-                    app: App, tok: Token,
-                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
-    """A contact's family, card exchanges, own secret notes, activities, purchases, links."""
-    with acting(app, tok, tenant) as (ctx, actor):
-        return records.list_children(ctx, actor, type_name, record_id, limit=limit)
+#: a day in a query: YYYY-MM-DD
+Day = Annotated[str | None, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+                                  json_schema_extra={"format": "date"})]
 
 
 class SearchParams(BaseModel):
@@ -406,36 +538,36 @@ class SearchParams(BaseModel):
 
     q: str = Field(default="", max_length=500)
     match: Literal["all", "any"] = "all"
-    field: list[str] = Field(default_factory=list, max_length=20,
-                             description="FIELD=TEXT, e.g. kana=タナカ")
+    field: list[Annotated[str, Field(pattern=rf"^({'|'.join(search.TEXT_FIELDS)})=")]] = Field(
+        default_factory=list, max_length=20, description="FIELD=TEXT, e.g. kana=タナカ")
     checked: list[Annotated[int, Field(ge=1, le=48)]] = Field(default_factory=list,
                                                               max_length=48)
     unchecked: list[Annotated[int, Field(ge=1, le=48)]] = Field(default_factory=list,
                                                                 max_length=48)
     classification: str | None = Field(default=None, max_length=63)
-    updated_from: str | None = Field(default=None, max_length=10)
-    updated_to: str | None = Field(default=None, max_length=10)
+    updated_from: Day = None
+    updated_to: Day = None
     activity_kind: str | None = Field(default=None, max_length=63)
     activity_text: str | None = Field(default=None, max_length=500)
-    activity_from: str | None = Field(default=None, max_length=10)
-    activity_to: str | None = Field(default=None, max_length=10)
+    activity_from: Day = None
+    activity_to: Day = None
     purchase_product: str | None = Field(default=None, max_length=200)
-    purchase_from: str | None = Field(default=None, max_length=10)
-    purchase_to: str | None = Field(default=None, max_length=10)
+    purchase_from: Day = None
+    purchase_to: Day = None
     purchase_shipped: bool | None = None
     purchase_paid: bool | None = None
     purchase_payment_method: str | None = Field(default=None, max_length=63)
-    birthday_from: str | None = Field(default=None, max_length=10)
-    birthday_to: str | None = Field(default=None, max_length=10)
-    created_from: str | None = Field(default=None, max_length=10,
-                                     description="registered on or after (YYYY-MM-DD)")
-    created_to: str | None = Field(default=None, max_length=10)
+    birthday_from: Day = None
+    birthday_to: Day = None
+    created_from: Day = Field(default=None, description="registered on or after")
+    created_to: Day = None
     age_from: int | None = Field(default=None, ge=0, le=200)
     age_to: int | None = Field(default=None, ge=0, le=200)
     title: str | None = Field(default=None, max_length=200)
     postal_code: str | None = Field(default=None, max_length=20)
     department: str | None = Field(default=None, max_length=200)
-    sort: str = Field(default="id", max_length=20)
+    sort: str = Field(default="id", pattern=rf"^-*({'|'.join(search.SORTS)})$",
+                      description="a column; prefix - for descending")
     limit: int = Field(default=50, ge=0, le=1000)
     offset: int = Field(default=0, ge=0, le=MAX_ID)
 
@@ -446,15 +578,15 @@ class SearchParams(BaseModel):
             if not sep:
                 raise ValidationFailed(f"field {spec!r}: write FIELD=TEXT")
             fields[name] = value
-        for name in ("title", "postal_code", "department"):
-            value = getattr(self, name)
-            if value is not None:
-                fields[name] = value
         boxes = {i: True for i in self.checked}
         for i in self.unchecked:
             if i in boxes:
                 raise ValidationFailed(f"checkbox {i} cannot be both checked and unchecked")
             boxes[i] = False
+        for name in ("title", "postal_code", "department"):
+            value = getattr(self, name)
+            if value is not None:
+                fields[name] = value
         data = self.model_dump(exclude={"field", "checked", "unchecked", "title",
                                         "postal_code", "department"})
         return search.Query(fields=fields, checkboxes=boxes, **data)
@@ -463,16 +595,17 @@ class SearchParams(BaseModel):
 Search = Annotated[SearchParams, Query()]
 
 
-@router.get("/tenants/{tenant}/search", tags=["records"])
+@router.get("/tenants/{tenant}/search", tags=["records"], response_model=models.SearchOut,
+            responses=errors())
 def search_customers(tenant: TenantRef, params: Search, app: App, tok: Token) -> Any:
     """Partial-match customer search: the exact total and one page."""
-    query = params.query()
     with acting(app, tok, tenant, read_only=True) as (ctx, actor):
-        result = search.search(ctx, actor, query)
+        result = search.search(ctx, actor, params.query())  # after the session check
     return JSONBody({"total": result.total, "items": result.items})
 
 
-@router.get("/tenants/{tenant}/lookup", tags=["records"])
+@router.get("/tenants/{tenant}/lookup", tags=["records"], response_model=models.CardOut,
+            responses=errors())
 async def lookup(tenant: TenantRef, app: App, tok: Token,
                  phone: Annotated[str, Query(min_length=1, max_length=40,
                                              description="any formatting: 03-1234-5678, "
@@ -502,7 +635,7 @@ async def lookup(tenant: TenantRef, app: App, tok: Token,
     return JSONBody(card)
 
 
-class CallNoteIn(_In):
+class CallNoteIn(models.In):
     note: str = Field(min_length=1, max_length=20000, description="typed during the call")
 
 
@@ -520,7 +653,7 @@ class CallOut(BaseModel):
 
 
 @router.post("/tenants/{tenant}/calls/{call_ref}/note", tags=["records"],
-             response_model=CallOut)
+             response_model=CallOut, responses=errors(409))
 def call_note(tenant: TenantRef,
               call_ref: Annotated[str, Path(min_length=1, max_length=100)],
               body: CallNoteIn, app: App, tok: Token) -> Any:
@@ -531,7 +664,8 @@ def call_note(tenant: TenantRef,
         return metering.call_summary(row)
 
 
-@router.post("/tenants/{tenant}/import/customers", tags=["csv"])
+@router.post("/tenants/{tenant}/import/customers", tags=["csv"],
+             response_model=models.ImportOut, responses=errors(400, 409, 413))
 def import_customers(tenant: TenantRef, app: App, tok: Token,
                      file: Annotated[UploadFile, File(description="CSV: UTF-8, UTF-8 with "
                                                                   "BOM or CP932")],
@@ -555,7 +689,7 @@ class InquiryImportOut(BaseModel):
 
 
 @router.post("/tenants/{tenant}/import/inquiries", tags=["csv"],
-             response_model=InquiryImportOut)
+             response_model=InquiryImportOut, responses=errors(400, 413))
 def import_inquiries(tenant: TenantRef, app: App, tok: Token,
                      file: Annotated[UploadFile, File(description="CSV: UTF-8, UTF-8 with "
                                                                   "BOM or CP932")],
@@ -572,21 +706,42 @@ def import_inquiries(tenant: TenantRef, app: App, tok: Token,
             "dry_run": dry_run}
 
 
-@router.get("/tenants/{tenant}/export/{kind}", tags=["csv"],
-            responses={200: {"content": {"text/csv": {}}}})
+@router.get("/tenants/{tenant}/export/{kind}", tags=["csv"], response_class=Response,
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+                             "description": "CSV"}, **errors()})
 def export(tenant: TenantRef, kind: ExportKind, params: Search, app: App, tok: Token,
            encoding: Literal["utf-8-sig", "cp932"] = "utf-8-sig",
            columns: Annotated[str | None, Query(max_length=2000,
                                                 description="comma-separated, in order")] = None,
            ) -> Response:
     """CSV (Excel-friendly) of the customers a search finds, or of their history."""
-    query = params.query()
     with acting(app, tok, tenant) as (ctx, actor):
-        data = csvio.export(ctx, actor, kind, query,
+        data = csvio.export(ctx, actor, kind, params.query(),
                             columns=columns.split(",") if columns else None, encoding=encoding)
     charset = "shift_jis" if encoding == "cp932" else "utf-8"
     return Response(data, media_type=f"text/csv; charset={charset}", headers={
         "Content-Disposition": f'attachment; filename="{actor.tenant_slug}-{kind}.csv"'})
+
+
+# --------------------------------------------------------------------------- billing
+
+
+@router.get("/tenants/{tenant}/billing", tags=["billing"], response_model=models.BillOut,
+            responses=errors())
+def billing_show(tenant: TenantRef, app: App, tok: Token,
+                 month: Annotated[str, Query(pattern=r"^(19|20)\d\d-(0[1-9]|1[0-2])$",
+                                             description="YYYY-MM")]) -> Any:
+    """The monthly bill of the tenant's group, itemised (admins)."""
+    with acting(app, tok, tenant) as (ctx, actor):
+        actors.require_admin(actor, "read the bill")
+        group = _group(ctx, actors.get_tenant(ctx, actor.tenant_slug))
+        if group is None:
+            raise NotFound(f"tenant {actor.tenant_slug!r} is not in a tenant group",
+                           hint="bills are per tenant group")
+        return billing.group_bill(ctx, group.code, month).to_dict()
+
+
+# --------------------------------------------------------------------------- HTTP plumbing
 
 
 # --------------------------------------------------------------------------- users
@@ -606,11 +761,11 @@ class UserOut(BaseModel):
     member_since: str
 
 
-class RoleIn(_In):
+class RoleIn(models.In):
     role: str = Field(min_length=1, max_length=63, description="a built-in or configured role")
 
 
-class DepartmentIn(_In):
+class DepartmentIn(models.In):
     code: str | None = Field(default=None, max_length=63,
                              description="a code of the master; null clears it")
 
@@ -620,7 +775,7 @@ class DepartmentOut(BaseModel):
     name: str
 
 
-class NewDepartmentIn(_In):
+class NewDepartmentIn(models.In):
     code: str = Field(min_length=1, max_length=63)
     name: str = Field(min_length=1, max_length=200)
 
@@ -634,35 +789,40 @@ class PasswordResetOut(BaseModel):
     password: str = Field(description="the new password, shown only now")
 
 
-@router.get("/tenants/{tenant}/users", tags=["users"], response_model=list[UserOut])
+@router.get("/tenants/{tenant}/users", tags=["users"],
+        response_model=list[UserOut], responses=errors(409))
 def user_list(tenant: TenantRef, app: App, tok: Token) -> Any:
     """The tenant's users with role, disabled flag and department (admins)."""
     with acting(app, tok, tenant) as (ctx, actor):
         return users.list_users(ctx, actor)
 
 
-@router.put("/tenants/{tenant}/users/{login}/role", tags=["users"], response_model=UserOut)
+@router.put("/tenants/{tenant}/users/{login}/role", tags=["users"],
+        response_model=UserOut, responses=errors(409))
 def user_role(tenant: TenantRef, login: Login, body: RoleIn, app: App, tok: Token) -> Any:
     """Give the user another role (admins; the tenant keeps an enabled admin)."""
     with acting(app, tok, tenant) as (ctx, actor):
         return users.set_role(ctx, actor, login, body.role)
 
 
-@router.post("/tenants/{tenant}/users/{login}/disable", tags=["users"], response_model=UserOut)
+@router.post("/tenants/{tenant}/users/{login}/disable", tags=["users"],
+        response_model=UserOut, responses=errors(409))
 def user_disable(tenant: TenantRef, login: Login, app: App, tok: Token) -> Any:
     """The user can no longer log in to or act in the tenant; their sessions end."""
     with acting(app, tok, tenant) as (ctx, actor):
         return users.disable(ctx, actor, login)
 
 
-@router.post("/tenants/{tenant}/users/{login}/enable", tags=["users"], response_model=UserOut)
+@router.post("/tenants/{tenant}/users/{login}/enable", tags=["users"],
+        response_model=UserOut, responses=errors(409))
 def user_enable(tenant: TenantRef, login: Login, app: App, tok: Token) -> Any:
     """Enable a disabled user again (within the licensed user count)."""
     with acting(app, tok, tenant) as (ctx, actor):
         return users.enable(ctx, actor, login)
 
 
-@router.delete("/tenants/{tenant}/users/{login}", tags=["users"], response_model=RemovedOut)
+@router.delete("/tenants/{tenant}/users/{login}", tags=["users"],
+        response_model=RemovedOut, responses=errors(409))
 def user_remove(tenant: TenantRef, login: Login, app: App, tok: Token) -> Any:
     """Remove the user from the tenant (their login and other tenants stay)."""
     with acting(app, tok, tenant) as (ctx, actor):
@@ -671,7 +831,7 @@ def user_remove(tenant: TenantRef, login: Login, app: App, tok: Token) -> Any:
 
 
 @router.post("/tenants/{tenant}/users/{login}/password-reset", tags=["users"],
-             response_model=PasswordResetOut)
+             response_model=PasswordResetOut, responses=errors(409))
 def user_password_reset(tenant: TenantRef, login: Login, app: App, tok: Token) -> Any:
     """A new random password for the user (shown once; their sessions end). Refused when
     the user also has tenants outside this tenant's group (the password is shared)."""
@@ -680,7 +840,7 @@ def user_password_reset(tenant: TenantRef, login: Login, app: App, tok: Token) -
 
 
 @router.put("/tenants/{tenant}/users/{login}/department", tags=["users"],
-            response_model=UserOut)
+            response_model=UserOut, responses=errors(409))
 def user_department(tenant: TenantRef, login: Login, body: DepartmentIn, app: App,
                     tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
@@ -688,7 +848,7 @@ def user_department(tenant: TenantRef, login: Login, body: DepartmentIn, app: Ap
 
 
 @router.get("/tenants/{tenant}/user-departments", tags=["users"],
-            response_model=list[DepartmentOut])
+            response_model=list[DepartmentOut], responses=errors(409))
 def department_list(tenant: TenantRef, app: App, tok: Token) -> Any:
     """The user department master (admins)."""
     with acting(app, tok, tenant) as (ctx, actor):
@@ -696,30 +856,69 @@ def department_list(tenant: TenantRef, app: App, tok: Token) -> Any:
 
 
 @router.post("/tenants/{tenant}/user-departments", tags=["users"], status_code=201,
-             response_model=DepartmentOut)
+             response_model=DepartmentOut, responses=errors(409))
 def department_add(tenant: TenantRef, body: NewDepartmentIn, app: App, tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         return users.add_department(ctx, actor, body.code, body.name)
 
 
-# --------------------------------------------------------------------------- billing
+def document(app: FastAPI) -> None:
+    """Serve /openapi.json with whole numbers as integers (generated once, as FastAPI does)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = whole_numbers(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
-@router.get("/tenants/{tenant}/billing", tags=["billing"])
-def billing_show(tenant: TenantRef, app: App, tok: Token,
-                 month: Annotated[str, Query(pattern=r"^(19|20)\d\d-(0[1-9]|1[0-2])$",
-                                             description="YYYY-MM")]) -> Any:
-    """The monthly bill of the tenant's group, itemised (admins)."""
-    with acting(app, tok, tenant) as (ctx, actor):
-        actors.require_admin(actor, "read the bill")
-        group = _group(ctx, actors.get_tenant(ctx, actor.tenant_slug))
-        if group is None:
-            raise NotFound(f"tenant {actor.tenant_slug!r} is not in a tenant group",
-                           hint="bills are per tenant group")
-        return billing.group_bill(ctx, group.code, month).to_dict()
+def needs_session(request: Request) -> bool:
+    """Whether the request was routed to an operation that takes a bearer token."""
+    route = request.scope.get("route")
+    return isinstance(route, APIRoute) and any(
+        d.call is token for d in route.dependant.dependencies)
+
+
+def session_refusal(request: Request) -> Unauthenticated | None:
+    """Why a request to an operation that needs a session is unauthenticated, if it is.
+
+    The error handlers ask before answering 4xx for invalid input, so that a request
+    without a valid session gets 401 whatever it carries (the routes themselves check
+    the session in their own transaction, on the success path, at no extra cost).
+    """
+    if not needs_session(request):
+        return None
+    try:
+        with provisioner(request).transaction(read_only=True) as ctx:
+            session_actor(ctx, token_from_header(request.headers.get("authorization")))
+    except Unauthenticated as exc:
+        return exc
+    return None
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the request's API path takes (for ``Allow``), whatever its method."""
+    methods: set[str] = set()
+    for route in router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE and isinstance(route, APIRoute):
+            methods |= route.methods or set()
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods | {"OPTIONS"}) if methods else []
+
+
+def options(request: Request) -> Response:
+    """``OPTIONS``: the methods of the path in ``Allow``."""
+    return Response(status_code=204, headers={"Allow": ", ".join(allowed_methods(request))})
 
 
 # Routes are matched one by one in order: the call-centre paths (a lookup per incoming
 # call) go first rather than after fifty others.
 _FIRST = ("/api/tenants/{tenant}/lookup", "/api/tenants/{tenant}/search")
 router.routes.sort(key=lambda r: getattr(r, "path", "") not in _FIRST)
+for _path in dict.fromkeys(getattr(r, "path", "") for r in list(router.routes)):
+    router.add_api_route(_path.removeprefix(router.prefix), options, methods=["OPTIONS"],
+                         include_in_schema=False)

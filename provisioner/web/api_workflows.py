@@ -10,8 +10,10 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from provisioner.services import workflows
-from provisioner.web.api import App, RecordTypeName, TenantRef, Token, _In
+from provisioner.web.api import App, RecordTypeName, TenantRef, Token
 from provisioner.web.common import RowId
+from provisioner.web.models import In
+from provisioner.web.responses import errors
 from provisioner.web.security import acting
 
 router = APIRouter(prefix="/api")
@@ -28,7 +30,7 @@ class WorkflowOut(BaseModel):
     firings: int
 
 
-class StateIn(_In):
+class StateIn(In):
     state: Literal["active", "paused"]
 
 
@@ -73,7 +75,7 @@ class NotificationOut(BaseModel):
     read: bool
 
 
-class ReadIn(_In):
+class ReadIn(In):
     ids: list[Annotated[int, Field(ge=1)]] | None = Field(
         default=None, max_length=1000, description="null: every notification")
 
@@ -82,7 +84,7 @@ class ReadOut(BaseModel):
     marked: int
 
 
-class TransitionIn(_In):
+class TransitionIn(In):
     to: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$", description="the state to move to")
     blueprint: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,62}$")
     purpose: str | None = Field(default=None, max_length=500)
@@ -106,14 +108,14 @@ class BlueprintStatusOut(BaseModel):
 
 
 @router.get("/tenants/{tenant}/workflows", tags=["workflows"],
-            response_model=list[WorkflowOut])
+            response_model=list[WorkflowOut], responses=errors())
 def workflow_list(tenant: TenantRef, app: App, tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         return workflows.list_workflows(ctx, actor)
 
 
 @router.put("/tenants/{tenant}/workflows/{code}/state", tags=["workflows"],
-            response_model=StateOut)
+            response_model=StateOut, responses=errors())
 def workflow_state(tenant: TenantRef, code: WorkflowCode, body: StateIn, app: App,
                    tok: Token) -> Any:
     """Activate or pause a workflow (admins; a new configuration version)."""
@@ -123,7 +125,7 @@ def workflow_state(tenant: TenantRef, code: WorkflowCode, body: StateIn, app: Ap
 
 
 @router.post("/tenants/{tenant}/workflows/{code}/dry-run", tags=["workflows"],
-             response_model=DryRunOut)
+             response_model=DryRunOut, responses=errors())
 def workflow_dry_run(tenant: TenantRef, code: WorkflowCode, app: App, tok: Token,
                      sample: Annotated[int | None, Query(ge=1, le=10_000_000)] = None) -> Any:
     """How many existing records the rule matches and what it would change (no writes)."""
@@ -132,7 +134,7 @@ def workflow_dry_run(tenant: TenantRef, code: WorkflowCode, app: App, tok: Token
 
 
 @router.get("/tenants/{tenant}/workflow-log", tags=["workflows"],
-            response_model=list[ExecutionOut])
+            response_model=list[ExecutionOut], responses=errors())
 def workflow_log(tenant: TenantRef, app: App, tok: Token,
                  record_type: RecordTypeName | None = None,
                  record_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
@@ -144,7 +146,7 @@ def workflow_log(tenant: TenantRef, app: App, tok: Token,
 
 
 @router.get("/tenants/{tenant}/notifications", tags=["notifications"],
-            response_model=list[NotificationOut])
+            response_model=list[NotificationOut], responses=errors())
 def notification_list(tenant: TenantRef, app: App, tok: Token, unread: bool = False,
                       limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
@@ -152,14 +154,14 @@ def notification_list(tenant: TenantRef, app: App, tok: Token, unread: bool = Fa
 
 
 @router.post("/tenants/{tenant}/notifications/read", tags=["notifications"],
-             response_model=ReadOut)
+             response_model=ReadOut, responses=errors())
 def notification_read(tenant: TenantRef, body: ReadIn, app: App, tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         return {"marked": workflows.mark_read(ctx, actor, body.ids)}
 
 
 @router.get("/tenants/{tenant}/records/{type_name}/{record_id}/blueprints",
-            tags=["records"], response_model=list[BlueprintStatusOut])
+            tags=["records"], response_model=list[BlueprintStatusOut], responses=errors())
 def record_blueprints(tenant: TenantRef, type_name: RecordTypeName, record_id: RowId,
                       app: App, tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
@@ -167,7 +169,7 @@ def record_blueprints(tenant: TenantRef, type_name: RecordTypeName, record_id: R
 
 
 @router.post("/tenants/{tenant}/records/{type_name}/{record_id}/transition",
-             tags=["records"], response_model=TransitionOut)
+             tags=["records"], response_model=TransitionOut, responses=errors())
 def record_transition(tenant: TenantRef, type_name: RecordTypeName, record_id: RowId,
                       body: TransitionIn, app: App, tok: Token) -> Any:
     """Move the record along a transition of its blueprint."""

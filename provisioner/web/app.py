@@ -52,19 +52,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from provisioner import __version__, metrics
 from provisioner.db import failures, migrate
-from provisioner.errors import DatabaseError, ProvisionerError
+from provisioner.errors import DatabaseError, ProvisionerError, RateLimited, Unauthenticated
 from provisioner.logs import CURRENT, RequestInfo, describe, fields
 from provisioner.services.context import Provisioner
 from provisioner.web import api, api_workflows, console
 from provisioner.web.responses import JSONBody
 from provisioner.web.scheduler import DueScheduler
-from provisioner.web.security import (
-    SESSION_COOKIE,
-    RateLimiter,
-    Settings,
-    Unauthenticated,
-    is_https,
-)
+from provisioner.web.security import SESSION_COOKIE, RateLimiter, Settings, is_https
 
 log = logging.getLogger("provisioner.web")
 
@@ -288,29 +282,39 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None,  #
             response.delete_cookie(SESSION_COOKIE, path="/")
             return response
         headers = None
-        retry = getattr(exc, "retry_after", None)
-        if exc.http_status == 429:
-            headers = {"Retry-After": str(retry or int(settings.window.total_seconds()))}
+        body = exc.to_dict()
+        if isinstance(exc, RateLimited):
+            retry = exc.retry_after or int(settings.window.total_seconds())
+            headers = {"Retry-After": str(retry)}
+            body["retry_after"] = retry
         elif exc.http_status == 401:
             headers = {"WWW-Authenticate": "Bearer"}
         elif isinstance(exc, DatabaseError) and exc.retry_after:
             headers = {"Retry-After": str(exc.retry_after)}
         if exc.http_status >= 500:
             _log_failure(request, exc.code, exc)
-        return error(request, exc.http_status, exc.to_dict(), headers)
+        return error(request, exc.http_status, body, headers)
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if refusal := api.session_refusal(request):  # 401 comes before input checks
+            return provisioner_error(request, refusal)
         return error(request, 422, {"code": "validation_failed",
                                     "message": "the request is not valid",
                                     "problems": _problems(exc)})
 
     @app.exception_handler(HTTPException)
     def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code not in (405, 404) and exc.status_code < 500 and (
+                refusal := api.session_refusal(request)):
+            return provisioner_error(request, refusal)
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405 and (allow := api.allowed_methods(request)):
+            headers["Allow"] = ", ".join(allow)  # every method of the path, not one route's
         return error(request, exc.status_code, {"code": code, "message": message},
-                     dict(exc.headers) if exc.headers else None)
+                     headers or None)
 
     @app.exception_handler(DBAPIError)
     def database_error(request: Request, exc: DBAPIError) -> Response:
@@ -390,6 +394,7 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None,  #
 
     app.include_router(api.router)
     app.include_router(api_workflows.router)
+    api.document(app)
     app.include_router(console.router)
     # The documentation's routes go after the API's and the console's (a request tries the
     # routes in order), the assets FastAPIOffline mounted first included.

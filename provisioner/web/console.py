@@ -37,6 +37,7 @@ from starlette.datastructures import FormData
 from provisioner.config.document import CHECKBOX_COUNT, LABEL_KEYS, MEMO_COUNT, STANDARD_FIELDS
 from provisioner.db.models import Tenant
 from provisioner.errors import PermissionDenied, ProvisionerError, ValidationFailed
+from provisioner.numbers import parse_whole_number
 from provisioner.services import actors, configs, copykeys, transfers, workflows
 from provisioner.services.actors import Actor
 from provisioner.services.context import Context, Provisioner
@@ -490,8 +491,9 @@ def _rows(form: FormData, prefix: str, names: tuple[str, ...]) -> list[dict[str,
         if not key.startswith(prefix + "-") or not isinstance(value, str):
             continue
         number, _, name = key[len(prefix) + 1:].partition("-")
-        if number.isdigit() and name in names:
-            found.setdefault(int(number), {})[name] = value.strip()
+        row = parse_whole_number(number)
+        if row is not None and name in names:
+            found.setdefault(row, {})[name] = value.strip()
     return [found[n] for n in sorted(found) if found[n].get("code") or found[n].get("index")]
 
 
@@ -534,10 +536,11 @@ def section_from_form(section: str, form: FormData) -> Any:
 async def config_rollback(request: Request) -> Response:
     form = await posted(request)
     to = field(form, "to")
-    if not to.isdigit() or not 1 <= int(to) < 2**31:
+    version = parse_whole_number(to)
+    if version is None or not 1 <= version < 2**31:
         raise ValidationFailed(f"{to!r} is not a version number")
     with page_session(request) as (ctx, actor, _header):
-        configs.rollback(ctx, actor, actors.get_tenant(ctx, actor.tenant_slug), int(to))
+        configs.rollback(ctx, actor, actors.get_tenant(ctx, actor.tenant_slug), version)
     return done("/config/history", "rolled_back")
 
 

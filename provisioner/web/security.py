@@ -38,7 +38,8 @@ from typing import Any
 
 from provisioner import logs
 from provisioner.clock import Clock, format_instant
-from provisioner.errors import PermissionDenied, ProvisionerError, RateLimited
+from provisioner.errors import PermissionDenied, RateLimited, Unauthenticated
+from provisioner.numbers import parse_whole_number
 from provisioner.services import actors
 from provisioner.services.actors import Actor
 from provisioner.services.context import Context, Provisioner
@@ -47,13 +48,6 @@ from provisioner.services.provisioning import auth
 SESSION_COOKIE = "provisioner_session"
 LOGIN_CSRF_COOKIE = "provisioner_login_csrf"
 LANG_COOKIE = "provisioner_lang"
-
-
-class Unauthenticated(ProvisionerError):
-    """No session, or the session has ended (expired, logged out, password changed)."""
-
-    code = "unauthenticated"
-    http_status = 401
 
 
 @dataclass
@@ -92,12 +86,11 @@ class RateLimiter:
             hits = self._recent(key, now)
             if len(hits) >= limit:
                 retry = hits[0] + self.window
-                error = RateLimited(
+                raise RateLimited(
                     f"too many failed {what} ({len(hits)} in "
                     f"{int(self.window.total_seconds() // 60)} minutes)",
-                    hint=f"try again after {format_instant(retry)}")
-                error.retry_after = max(1, int((retry - now).total_seconds()))  # type: ignore[attr-defined]
-                raise error
+                    hint=f"try again after {format_instant(retry)}",
+                    retry_after=max(1, int((retry - now).total_seconds())))
 
     def fail(self, key: str) -> None:
         now = self.clock.now()
@@ -136,7 +129,7 @@ def in_tenant(ctx: Context, actor: Actor, ref: str) -> Actor:
     """
     if ref in (actor.tenant_slug, "current"):
         return actor
-    if ref.isdigit():
+    if parse_whole_number(ref) is not None:
         ref = auth.pick(auth.tenants_for(ctx, actor.user_id), ref).slug
     logs.note(tenant=ref)
     return actors.resolve(ctx, actor.login, ref)

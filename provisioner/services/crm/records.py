@@ -60,6 +60,7 @@ from provisioner.db.crm_models import (
 )
 from provisioner.db.models import AuditEvent, Base
 from provisioner.errors import NotFound, ProvisionerError, ValidationFailed
+from provisioner.numbers import parse_whole_number
 from provisioner.services.actors import Actor
 from provisioner.services.crm import automation, postal, scope, tally
 from provisioner.services.crm import search_index as _search_index
@@ -75,7 +76,7 @@ from provisioner.services.crm.text import (
 from provisioner.services.provisioning import quotas
 from provisioner.services.transaction import Context
 
-DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MEMOS = tuple(f"memo_{i}" for i in range(1, 11))
 CHECKBOX_BITS = 48
@@ -245,8 +246,9 @@ def _coerce(rt: RecordType, data: Mapping[str, Any], problems: list[str]) -> dic
         elif kind in ("int", "ref"):
             if value is None:
                 pass
-            elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
-                value = int(value.strip())
+            elif isinstance(value, str) and (
+                    number := parse_whole_number(value, width=True, signed=True)) is not None:
+                value = number
             elif isinstance(value, bool) or not isinstance(value, int):
                 problems.append(f"{key}: expected a whole number, got {value!r}")
                 continue
@@ -287,7 +289,8 @@ def _checkbox_mask(doc: ConfigDocument, value: Any, current: int,
         changes = {item: True for item in value}
         mask = 0
     elif isinstance(value, dict):
-        changes = {int(k) if isinstance(k, str) and k.isdigit() else k: v
+        changes = {n if isinstance(k, str) and (n := parse_whole_number(k, width=True))
+                   is not None else k: v
                    for k, v in value.items()}
         mask = current
     else:

@@ -42,7 +42,7 @@ def phone_digits(value: str) -> str:
     if text.isascii():
         digits = text.translate(_NOT_DIGITS)
     else:
-        digits = "".join(ch for ch in text if ch.isdigit())
+        digits = "".join(ch for ch in text if "0" <= ch <= "9")
     if text.startswith("+81"):
         rest = digits[2:]
         digits = rest if rest.startswith("0") else "0" + rest

@@ -27,6 +27,7 @@ from provisioner.clock import as_utc, format_instant
 from provisioner.db.models import Membership, Tenant, Throttle, User
 from provisioner.db.provisioning_models import LoginSession, TenantGroup
 from provisioner.errors import NotFound, PermissionDenied, RateLimited, ValidationFailed
+from provisioner.numbers import parse_whole_number
 from provisioner.services import audit
 from provisioner.services.actors import Actor, get_user
 from provisioner.services.transaction import Context
@@ -91,8 +92,9 @@ def tenants_for_login(ctx: Context, login_id: str) -> list[TenantChoice]:
 
 def pick(choices: list[TenantChoice], ref: str) -> TenantChoice:
     """A tenant by its number in the list or by its slug."""
+    number = parse_whole_number(ref)
     for choice in choices:
-        if (ref.isdigit() and choice.number == int(ref)) or choice.slug == ref:
+        if (number is not None and choice.number == number) or choice.slug == ref:
             return choice
     listing = ", ".join(f"{c.number}={c.slug}" for c in choices)
     raise NotFound(f"no tenant {ref!r} in your list", hint=f"your tenants: {listing}")
@@ -280,7 +282,7 @@ def check_throttle(ctx: Context, keys: tuple[str, ...]) -> None:
         error = RateLimited(f"too many failed logins: wait until {format_instant(until)}",
                             hint="each further failure doubles the wait; a correct password "
                             "from your usual address is not slowed by others' failures")
-        error.retry_after = max(1, int((until - now).total_seconds()))  # type: ignore[attr-defined]
+        error.retry_after = max(1, int((until - now).total_seconds()))
         raise error
 
 
