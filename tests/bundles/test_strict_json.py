@@ -34,7 +34,7 @@ def test_plain_json_is_read() -> None:
     (b'{"a": NaN}', "contains NaN"),
     (b'[Infinity]', "contains Infinity"),
     (b'{"a": ', "not valid JSON"),
-    (b'\xff', "not valid JSON"),
+    (b'\xff', "not UTF-8"),
 ], ids=["duplicate", "nan", "infinity", "truncated", "not-utf8"])
 def test_what_json_forbids_or_allows_ambiguously_is_refused(data: bytes, message: str) -> None:
     with pytest.raises(BundleRejected, match=message):

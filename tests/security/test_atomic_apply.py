@@ -62,15 +62,26 @@ def pending(world: World) -> tuple[World, int]:
     return world, world.send("partner", world.key("client"))
 
 
-def _fail_on_approved_audit(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = audit.record
+def _fail_on_audit(monkeypatch: pytest.MonkeyPatch, action: str) -> None:
+    """The audit store fails on ``action``, written one by one or in bulk."""
+    original, original_many = audit.record, audit.record_many
 
     def record(ctx: Any, **kw: Any) -> Any:
-        if kw.get("action") == "transfer:approved":
+        if kw.get("action") == action:
             raise Injected("audit store down")
         return original(ctx, **kw)
 
+    def record_many(ctx: Any, events: Any) -> None:
+        if any(e.get("action") == action for e in events):
+            raise Injected("audit store down")
+        original_many(ctx, events)
+
     monkeypatch.setattr(audit, "record", record)
+    monkeypatch.setattr(audit, "record_many", record_many)
+
+
+def _fail_on_approved_audit(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fail_on_audit(monkeypatch, "transfer:approved")
 
 
 def _fail_in_claim(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,14 +130,7 @@ def test_failure_injected_mid_receive_stores_nothing(world: World,
     world.tenant("partner")
     world.tenant("client")
     key = world.key("client")
-    original = audit.record
-
-    def record(ctx: Any, **kw: Any) -> Any:
-        if kw.get("action") == "transfer:received":
-            raise Injected("audit store down")
-        return original(ctx, **kw)
-
-    monkeypatch.setattr(audit, "record", record)
+    _fail_on_audit(monkeypatch, "transfer:received")
     with pytest.raises(Injected):
         world.send("partner", key)
     monkeypatch.undo()

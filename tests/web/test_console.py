@@ -303,16 +303,17 @@ def test_what_a_role_may_not_do_is_not_offered_and_still_refused(site: Site) -> 
     other = build_site(site.app, site.clock)
     user = _login(site, "acme-gen", other.client)
     page = user.get(f"/inbox/{transfer_id}")
-    assert page.status_code == 200  # a general user may read the plan ...
-    for control in ('href="/keys"', 'href="/send"', 'id="approve"', 'id="reject"'):
-        assert control not in page.text  # ... but is offered no admin-only control
+    assert page.status_code == 403  # the copy feature is admins' only, the inbox included
+    for control in ('href="/keys"', 'href="/send"', 'href="/inbox"', 'id="approve"',
+                    'id="reject"'):
+        assert control not in page.text  # ... and no admin-only control is offered
     config = user.get("/config")
     assert ">保存<" not in config.text
     assert config.text.count('<fieldset class="plain" disabled>') == 5
     history = user.get("/config/history")
     assert "/config/rollback" not in history.text
     # the server refuses what the page does not offer
-    csrf = _csrf(page.text)
+    csrf = _csrf(config.text)
     r = user.post(f"/inbox/{transfer_id}/approve", data={"csrf": csrf, "confirmed": "yes"})
     assert r.status_code == 403
     r = user.post(f"/inbox/{transfer_id}/approve", data={"csrf": csrf})  # nor the question
