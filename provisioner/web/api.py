@@ -607,7 +607,8 @@ def search_customers(tenant: TenantRef, params: Search, app: App, tok: Token) ->
 @router.get("/tenants/{tenant}/lookup", tags=["records"], response_model=models.CardOut,
             responses=errors())
 async def lookup(tenant: TenantRef, app: App, tok: Token,
-                 phone: Annotated[str, Query(min_length=1, max_length=40,
+                 phone: Annotated[str, Query(min_length=3, max_length=40,
+                                             pattern=r"^[^0-9０-９]*([0-9０-９][^0-9０-９]*){3,}$",
                                              description="any formatting: 03-1234-5678, "
                                              "+81 3 1234 5678, full-width digits")],
                  call_id: Annotated[str | None, Query(

@@ -99,7 +99,7 @@ def _copy_story_and_crm_flow(models: Any, target: Any, source: Any) -> None:
     assert plan.status == models.PlanOutStatus.PENDING
     assert plan.summary.additional_properties  # at least the changed label
     decision = approve.sync(tenant="acme", transfer_id=sent.id, client=target,
-                            body=models.ApproveIn(mode=models.ApproveInMode.REPLACE))
+                            body=models.ApproveIn(mode=models.ApproveInModeType0.REPLACE))
     assert isinstance(decision, models.DecisionOut), decision
     assert decision.outcome == "applied"
     assert isinstance(decision.version, int)

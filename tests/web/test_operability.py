@@ -106,7 +106,7 @@ def test_an_exhausted_pool_is_a_503_database_busy_logged_with_its_cause(
     [line] = _error_lines(caplog)
     text = logs.TextFormatter().format(line)
     assert "request_id=busy-1" in text
-    assert "POST /api/tenants/{tenant}/records/{type_name}" in text
+    assert "POST /api/tenants/{tenant}/records/contact" in text
     assert "database_busy" in text
     assert "TimeoutError" in text
     assert "QueuePool limit" in text
@@ -255,7 +255,7 @@ def test_metrics_need_the_token_and_count_requests_by_route_and_status(
     assert r.headers["content-type"].startswith("text/plain")
     body = r.text
     assert re.search(r'provisioner_http_requests_total\{method="GET",'
-                     r'route="/api/tenants/\{tenant\}/records/\{type_name\}/\{record_id\}",'
+                     r'route="/api/tenants/\{tenant\}/records/contact/\{record_id\}",'
                      r'status="404"\} [1-9]', body), body[:2000]
     assert 'provisioner_http_request_duration_seconds_bucket{le="0.005"' in body \
         or "provisioner_http_request_duration_seconds_bucket{" in body

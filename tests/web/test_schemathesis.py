@@ -59,8 +59,8 @@ def _auth_document(site: Site) -> dict[str, object]:
 #: and ``unchecked`` may not name the same checkbox, a rule across two query parameters
 #: that a schema cannot say. A valid-by-the-document request may get 422 there, with the
 #: problems listed; everywhere else it may not.
-DATA_CHECKED = (r"^(create|update)_|^(config_set|import_customers|receive|search_customers"
-                r"|export)$")
+DATA_CHECKED = (r"^(create|update)_|^(config_set|import_customers|import_inquiries|receive"
+                r"|search_customers|export)$")
 
 CONFIG = """\
 [auth.wfc]
