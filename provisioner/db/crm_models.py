@@ -247,7 +247,7 @@ class CrmActivity(_Stamped, Base):
     store: Mapped[str] = mapped_column(String(200), default="")
     staff: Mapped[str] = mapped_column(String(100), default="")
     memo: Mapped[str] = mapped_column(Text, default="")
-    # content fields 1..10, labelled by the configuration (migration 0009_users)
+    # content fields 1..10, labelled by the configuration (migration 0011_users)
     content_1: Mapped[str] = mapped_column(Text, default="", server_default="")
     content_2: Mapped[str] = mapped_column(Text, default="", server_default="")
     content_3: Mapped[str] = mapped_column(Text, default="", server_default="")

@@ -48,7 +48,7 @@ class Tenant(Base):
     cancelled_at: Mapped[datetime | None]
     # provisioning (migration 0003_provisioning): the tenant group (contract), if any
     group_id: Mapped[int | None] = mapped_column(ForeignKey("tenant_groups.id"), index=True)
-    # users (migration 0009_users): how many users it may register; None: no limit
+    # users (migration 0011_users): how many users it may register; None: no limit
     licensed_users: Mapped[int | None] = mapped_column(Integer)
 
 
@@ -71,7 +71,7 @@ class Membership(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     role: Mapped[str] = mapped_column(String(63))
     created_at: Mapped[datetime]
-    # users (migration 0009_users): disabled in this tenant; department from the master
+    # users (migration 0011_users): disabled in this tenant; department from the master
     disabled_at: Mapped[datetime | None]
     department_id: Mapped[int | None] = mapped_column(ForeignKey("user_departments.id"))
 

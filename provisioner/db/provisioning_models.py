@@ -140,7 +140,7 @@ class CallRecord(Base):
     charge_jpy: Mapped[int] = mapped_column(Integer)
     recorded_by: Mapped[str] = mapped_column(String(100))
     contact_note: Mapped[str | None] = mapped_column(Text)
-    # migration 0009_users: the telephony side's call id; the customer that popped up
+    # migration 0011_users: the telephony side's call id; the customer that popped up
     call_ref: Mapped[str | None] = mapped_column(String(100))
     contact_id: Mapped[int | None] = mapped_column(Integer)
 
@@ -158,7 +158,7 @@ class CtiContract(Base):
     mobile_pack_jpy: Mapped[int] = mapped_column(Integer, default=0)
     cancelled_on: Mapped[date | None] = mapped_column(Date)
     cancellation_fee_jpy: Mapped[int | None] = mapped_column(Integer)
-    # migration 0009_users: the initial fee and the monthly list-input option (0: not taken)
+    # migration 0011_users: the initial fee and the monthly list-input option (0: not taken)
     initial_jpy: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     list_input_jpy: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 

@@ -1,4 +1,4 @@
-"""Typed ORM models of automation on the records (migration ``0012_workflows``).
+"""Typed ORM models of automation on the records (migration ``0009_workflows``).
 
 * ``crm_record_states``: where a record stands in a blueprint (a record without a
   row is at the blueprint's initial state: nothing to write when a record is

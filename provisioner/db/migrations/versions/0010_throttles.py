@@ -6,7 +6,7 @@
   database so that a restart does not reset them and every worker sees them.
 
 Revision ID: 0010_throttles
-Revises: 0012_workflows
+Revises: 0009_workflows
 Create Date: 2026-12-07 12:00:00.000000
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0010_throttles'
-down_revision = '0012_workflows'
+down_revision = '0009_workflows'
 branch_labels = None
 depends_on = None
 

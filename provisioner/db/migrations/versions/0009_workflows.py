@@ -1,6 +1,6 @@
 """workflows that run: blueprint states, execution log, due firings, notifications
 
-Revision ID: 0012_workflows
+Revision ID: 0009_workflows
 Revises: 0008_lineage
 Create Date: 2026-12-07 12:30:00.000000
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0012_workflows'
+revision = '0009_workflows'
 down_revision = '0008_lineage'
 branch_labels = None
 depends_on = None

@@ -12,7 +12,7 @@
 * ``crm_activities.content_1`` .. ``content_10``: the activity content fields the
   configuration labels (``activity.content_N``), empty by default.
 
-Revision ID: 0009_users
+Revision ID: 0011_users
 Revises: 0010_throttles
 Create Date: 2026-12-07 12:00:00.000000
 """
@@ -22,7 +22,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0009_users'
+revision = '0011_users'
 down_revision = '0010_throttles'
 branch_labels = None
 depends_on = None
