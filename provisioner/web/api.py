@@ -654,7 +654,7 @@ class CallOut(BaseModel):
 
 
 @router.post("/tenants/{tenant}/calls/{call_ref}/note", tags=["records"],
-             response_model=CallOut, responses=errors(409))
+             response_model=CallOut, responses=errors(400, 409))
 def call_note(tenant: TenantRef,
               call_ref: Annotated[str, Path(min_length=1, max_length=100)],
               body: CallNoteIn, app: App, tok: Token) -> Any:
@@ -799,7 +799,7 @@ def user_list(tenant: TenantRef, app: App, tok: Token) -> Any:
 
 
 @router.put("/tenants/{tenant}/users/{login}/role", tags=["users"],
-        response_model=UserOut, responses=errors(409))
+        response_model=UserOut, responses=errors(400, 409))
 def user_role(tenant: TenantRef, login: Login, body: RoleIn, app: App, tok: Token) -> Any:
     """Give the user another role (admins; the tenant keeps an enabled admin)."""
     with acting(app, tok, tenant) as (ctx, actor):
@@ -841,7 +841,7 @@ def user_password_reset(tenant: TenantRef, login: Login, app: App, tok: Token) -
 
 
 @router.put("/tenants/{tenant}/users/{login}/department", tags=["users"],
-            response_model=UserOut, responses=errors(409))
+            response_model=UserOut, responses=errors(400, 409))
 def user_department(tenant: TenantRef, login: Login, body: DepartmentIn, app: App,
                     tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
@@ -857,7 +857,7 @@ def department_list(tenant: TenantRef, app: App, tok: Token) -> Any:
 
 
 @router.post("/tenants/{tenant}/user-departments", tags=["users"], status_code=201,
-             response_model=DepartmentOut, responses=errors(409))
+             response_model=DepartmentOut, responses=errors(400, 409))
 def department_add(tenant: TenantRef, body: NewDepartmentIn, app: App, tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         return users.add_department(ctx, actor, body.code, body.name)

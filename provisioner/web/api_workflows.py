@@ -115,7 +115,7 @@ def workflow_list(tenant: TenantRef, app: App, tok: Token) -> Any:
 
 
 @router.put("/tenants/{tenant}/workflows/{code}/state", tags=["workflows"],
-            response_model=StateOut, responses=errors())
+            response_model=StateOut, responses=errors(400))
 def workflow_state(tenant: TenantRef, code: WorkflowCode, body: StateIn, app: App,
                    tok: Token) -> Any:
     """Activate or pause a workflow (admins; a new configuration version)."""
@@ -154,7 +154,7 @@ def notification_list(tenant: TenantRef, app: App, tok: Token, unread: bool = Fa
 
 
 @router.post("/tenants/{tenant}/notifications/read", tags=["notifications"],
-             response_model=ReadOut, responses=errors())
+             response_model=ReadOut, responses=errors(400))
 def notification_read(tenant: TenantRef, body: ReadIn, app: App, tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         return {"marked": workflows.mark_read(ctx, actor, body.ids)}
@@ -169,7 +169,7 @@ def record_blueprints(tenant: TenantRef, type_name: RecordTypeName, record_id: R
 
 
 @router.post("/tenants/{tenant}/records/{type_name}/{record_id}/transition",
-             tags=["records"], response_model=TransitionOut, responses=errors())
+             tags=["records"], response_model=TransitionOut, responses=errors(400))
 def record_transition(tenant: TenantRef, type_name: RecordTypeName, record_id: RowId,
                       body: TransitionIn, app: App, tok: Token) -> Any:
     """Move the record along a transition of its blueprint."""

@@ -57,10 +57,13 @@ def _auth_document(site: Site) -> dict[str, object]:
 #: records (references, unique product codes); a configuration's sections against each
 #: other; a CSV file's and a bundle file's contents. And search and export: ``checked``
 #: and ``unchecked`` may not name the same checkbox, a rule across two query parameters
-#: that a schema cannot say. A valid-by-the-document request may get 422 there, with the
+#: that a schema cannot say. So do a user's role and department, a blueprint move, a
+#: workflow's state and a call note (configured roles, departments, states, workflows,
+#: calls). A valid-by-the-document request may get 422 there, with the
 #: problems listed; everywhere else it may not.
 DATA_CHECKED = (r"^(create|update)_|^(config_set|import_customers|import_inquiries|receive"
-                r"|search_customers|export)$")
+                r"|search_customers|export|user_role|user_department|department_add"
+                r"|record_transition|workflow_state|call_note)$")
 
 CONFIG = """\
 [auth.wfc]
