@@ -137,12 +137,12 @@ App = Annotated[Provisioner, Depends(_provisioner)]
 Token = Annotated[str | None, Depends(token)]
 
 
-def _operation_id(route: APIRoute) -> str:
+def operation_id(route: APIRoute) -> str:
     """The route function's name: what generated clients call the operation."""
     return route.name
 
 
-router = APIRouter(prefix="/api", generate_unique_id_function=_operation_id)
+router = APIRouter(prefix="/api", generate_unique_id_function=operation_id)
 
 
 def links(status: int, **targets: dict[str, Any]) -> dict[int | str, dict[str, Any]]:

@@ -10,13 +10,13 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from provisioner.services import workflows
-from provisioner.web.api import App, RecordTypeName, TenantRef, Token
+from provisioner.web.api import App, RecordTypeName, TenantRef, Token, operation_id
 from provisioner.web.common import RowId
 from provisioner.web.models import In
 from provisioner.web.responses import errors
 from provisioner.web.security import acting
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", generate_unique_id_function=operation_id)
 WorkflowCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 
 
