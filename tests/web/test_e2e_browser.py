@@ -326,9 +326,10 @@ def test_every_page_passes_axe(server: tuple[str, Provisioner]) -> None:
             ctx.on("request", _outside)
             page = ctx.new_page()
             page.goto(f"{base}/docs")
-            expect(page.locator(".swagger-ui .info .title")).to_contain_text("provisioner")
+            expect(page.locator(".swagger-ui .info .title")).to_contain_text(
+                "provisioner", timeout=30_000)
             page.goto(f"{base}/redoc")
-            expect(page.locator("h1").first).to_contain_text("provisioner")
+            expect(page.locator("h1").first).to_contain_text("provisioner", timeout=30_000)
             # the check can fail: axe finds an unlabelled field and an image without text
             page.goto(f"{base}/static/console.css")
             page.set_content('<html lang="ja"><body><main><h1>x</h1><input name="q">'
