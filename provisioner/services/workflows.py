@@ -28,7 +28,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from provisioner.clock import format_instant, local_today
 from provisioner.config.document import ConfigDocument, Workflow
 from provisioner.config.rules import ActionError, RuleSet, due_on, read, split_path
-from provisioner.config.validate import document_from_data
 from provisioner.db.crm_models import CrmChange
 from provisioner.db.models import Tenant
 from provisioner.db.workflow_models import Notification, WfDueFiring, WfExecution
@@ -341,39 +340,6 @@ def _tally_firing(report: DryRun, rt: records.RecordType, firings: list[Any]) ->
             report.effects[automation.describe_effect(effect)] += 1
         for error in firing.errors:
             report.errors[error] += 1
-
-
-def matches_for(ctx: Context, tenant_id: int, doc_data: dict[str, Any], codes: list[str],
-                actor: Actor) -> dict[str, int]:
-    """For a plan: how many existing records each of these incoming workflows would match
-    (evaluated as a dry run, against the target's records)."""
-    doc = document_from_data(doc_data, what="incoming configuration")
-    out: dict[str, int] = {}
-    for wf in doc.workflows:
-        if wf.code in codes:
-            out[wf.code] = _count_matches(ctx, tenant_id, doc, wf)
-    return out
-
-
-def _count_matches(ctx: Context, tenant_id: int, doc: ConfigDocument, wf: Workflow) -> int:
-    rt = records.record_type(wf.object)
-    rule = RuleSet([wf.model_copy(update={"active": True})]).rules(
-        wf.object, wf.trigger.event)
-    if not rule:
-        return 0
-    table: Any = rt.model.__table__
-    names = _columns_for(doc, wf, rt)
-    count = 0
-    last = 0
-    while True:
-        rows = ctx.session.execute(
-            select(*(table.c[n] for n in names)).where(
-                table.c.tenant_id == tenant_id, table.c.id > last)
-            .order_by(table.c.id).limit(_PAGE)).mappings().all()
-        if not rows:
-            return count
-        last = rows[-1]["id"]
-        count += sum(1 for r in rows if rule[0].matches(dict(r)))
 
 
 # ---------------------------------------------------------------- execution log

@@ -762,7 +762,7 @@ def rules_after_bulk_update(ctx: Context, actor: Actor, type_name: str, ids: Ite
                             changed: Iterable[str]) -> int:
     """Run the rules of records a bulk statement updated (a remap on approval): each
     record as if updated alone. Nothing is read when no rule watches such a change.
-    Returns the number of records on which some rule fired."""
+    Returns the number of records the rules changed in turn."""
     rt = record_type(type_name)
     doc = scope.config(ctx, actor.tenant_id)
     names = list(changed)
