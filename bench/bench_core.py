@@ -201,7 +201,7 @@ def large_config() -> dict[str, Any]:
             {"type": "notify", "role": f"team_{w % 10}" if w % 4 else "admin",
              "message": "担当者は内容を確認し、24時間以内にお客様へご連絡ください。"},
             {"type": "add_classification", "classification": class_codes[w % len(class_codes)]},
-            {"type": "set_field", "field": f"{obj}.note", "value": f"自動更新{w}"},
+            {"type": "set_field", "field": f"{obj}.note", "value": "自動更新"},
         ][: 2 + w % 4]
         workflows.append({
             "code": f"wf_{w:03d}", "label": f"{_WORDS[w % len(_WORDS)]}{_label(_TOPICS, w % 20)}"

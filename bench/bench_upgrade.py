@@ -14,7 +14,7 @@ picklists, 50 workflows renamed, 3 picklist values retired, a field added to 20
 custom databases). Both plans are made in the same process, interleaved, on
 the same data, without a database:
 
-* **two-way**: ``transfers._plan`` in ``replace`` mode -- what receiving the
+* **two-way**: ``transfers.make_plan`` in ``replace`` mode -- what receiving the
   bundle plans today (combine, reference check, diff, plan dicts);
 * **three-way**: ``transfers.upgrade_plan`` with the base -- merge per item and
   attribute, reference check, structure check of mixed items, diff, plan dicts.
@@ -113,7 +113,7 @@ def measure(repeat: int) -> dict[str, Any]:
     two, three = [], []
     upgrade = None
     for _ in range(repeat + 1):  # the first round warms up and is not counted
-        t2, _ = timed(lambda: transfers._plan(head, theirs, mode="replace", only=None))
+        t2, _ = timed(lambda: transfers.make_plan(head, theirs, mode="replace", only=None))
         t3, (_, plan, upgrade) = timed(lambda: transfers.upgrade_plan(head, theirs, ancestor))
         two.append(t2)
         three.append(t3)
@@ -217,7 +217,7 @@ def section(result: dict[str, Any], repeat: int, command: str) -> str:
 `{command}` ({machine()}). The plan of the partner's next template version
 for a client that made the previous one its own, on the large configuration
 ({result['size'] / 1024:,.0f} KiB of canonical JSON): today's two-way plan
-(`transfers._plan`, replace) and the three-way plan (`transfers.upgrade_plan`,
+(`transfers.make_plan`, replace) and the three-way plan (`transfers.upgrade_plan`,
 against the base the client took) of the same bundle, in the same process,
 interleaved, no database; CPU time of the process (`time.process_time`: the
 plans use no database and no other thread, and the load of the shared machine

@@ -519,11 +519,15 @@ def cycles(doc: Mapping[str, Any]) -> list[str]:
     creates a record on every turn, or that sets one field to different values in turn."""
     flows = [wf for wf in doc["workflows"] if wf.get("active", True)]
     edges: dict[str, set[str]] = {wf["code"]: set() for wf in flows}
+    #: the edges a created record makes: a cycle through one of them creates records forever
+    by_creating: dict[str, set[str]] = {wf["code"]: set() for wf in flows}
     for a in flows:
         for obj, name, value in _writes(a):
             for b in flows:
                 if _fired_by_write(b, obj, name, value):
                     edges[a["code"]].add(b["code"])
+                    if name == "*":
+                        by_creating[a["code"]].add(b["code"])
     by_code = {wf["code"]: wf for wf in flows}
     problems: list[str] = []
     for component in _strong_components(edges):
@@ -535,8 +539,9 @@ def cycles(doc: Mapping[str, Any]) -> list[str]:
         writes = [w for code in members for w in _writes(by_code[code])]
         values: dict[tuple[str, str], set[str]] = {}
         for obj, name, value in writes:
-            values.setdefault((obj, name), set()).add(repr(value))
-        creates = any(name == "*" for _o, name, _v in writes)
+            if name != "*":
+                values.setdefault((obj, name), set()).add(repr(value))
+        creates = any(by_creating[code] & component for code in members)
         fights = sorted(f"{o}.{n}" for (o, n), v in values.items() if len(v) > 1)
         if creates:
             problems.append(f"workflows: {', '.join(members)} create activities in a cycle "

@@ -192,7 +192,7 @@ def upgrade_plan(head: configs.Current, incoming: dict[str, Any], ancestor: line
                  ) -> tuple[dict[str, Any], dict[str, Any], Upgrade]:
     """(resulting document, plan, merge) for upgrading ``head`` three-way to ``incoming``.
 
-    The plan is :func:`_plan`'s with ``mode: upgrade`` and an ``upgrade`` member:
+    The plan is :func:`make_plan`'s with ``mode: upgrade`` and an ``upgrade`` member:
     the source and its base, the taken, kept and conflicting addresses.
     """
     sections = [name for name in (only or incoming) if name in incoming
