@@ -89,7 +89,8 @@ def test_init_says_created_then_upgraded_from_x_to_y_then_already_current(
     head = ", ".join(sorted(migrate.heads()))
     created = run("--json", "--db", url, "init")
     assert json.loads(created.output) | {"database": None} == {
-        "database": None, "revision": head, "action": "created", "from": None}
+        "database": None, "revision": head, "action": "created", "from": None,
+        "derived_data": None}
     assert "already current" in run("--db", url, "init").output
 
     engine = make_engine(url)
@@ -102,7 +103,12 @@ def test_init_says_created_then_upgraded_from_x_to_y_then_already_current(
     assert result.exit_code == 0, result.output
     assert "migrating 0006_crm_tallies -> 0007_transfer_storage" in result.output
     assert f"upgraded the database from revision 0006_crm_tallies to {head}" in result.output
-    assert "provisioner reindex --all --check" in result.output
+    # the derived-data versions were not recorded before 0012: rebuilt, and said so
+    assert "rebuilt the derived data of 0 tenant(s) computed by an older release" in result.output
+    assert "changed in this release: disk usage counts" in result.output
+    again = run("--db", older, "init")
+    assert "already current" in again.output
+    assert "rebuilt" not in again.output
 
 
 def test_no_released_migration_changes() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,34 +110,41 @@ def init(state: State) -> None:
     """Create or migrate the database to the current schema.
 
     Says whether it created the database, upgraded it (from which revision) or found
-    it current; each migration step is reported on stderr as it starts.
+    it current; each migration step is reported on stderr as it starts. Derived data
+    (search text and index, tallies, stored sizes) that an older release computed
+    differently is then rebuilt, tenant by tenant, and what changed is reported.
     """
     import time
 
+    from provisioner.services import reindex as rebuild
     from provisioner.services.context import Provisioner
 
     app = Provisioner.open(state.db_url, migrate_to_head=False, require_schema=False)
     started = time.monotonic()
 
-    def progress(step: str) -> None:
-        if not state.as_json:
-            click.echo(f"  [{time.monotonic() - started:6.1f}s] migrating {step}", err=True)
+    def say(what: str) -> Callable[[str], None]:
+        def progress(step: str) -> None:
+            if not state.as_json:
+                click.echo(f"  [{time.monotonic() - started:6.1f}s] {what} {step}", err=True)
+        return progress
 
-    outcome = app.migrate(progress=progress)
+    outcome = app.migrate(progress=say("migrating"))
     state._app = app
+    migrated = time.monotonic() - started
+    # derived data an older release computed differently is rebuilt with today's code
+    done = rebuild.refresh(app, created=outcome.action == "created",
+                           progress=say("rebuilt the derived data of"))
     where = app.engine.url.render_as_string(hide_password=True)
     revision = ", ".join(outcome.after)
     text = {"created": f"created the database at revision {revision}: {where}",
             "current": f"the database is already current (revision {revision}): {where}",
             "upgraded": f"upgraded the database from revision {', '.join(outcome.before)} "
-                        f"to {revision} in {time.monotonic() - started:.1f}s: {where}",
+                        f"to {revision} in {migrated:.1f}s: {where}",
             }[outcome.action]
     emit(state, {"database": where, "revision": revision, "action": outcome.action,
-                 "from": ", ".join(outcome.before) or None}, text)
-    if outcome.action == "upgraded" and not state.as_json:
-        click.echo("derived data (search text and index, tallies, stored sizes) is kept as "
-                   "the older release computed it: verify it with 'provisioner reindex --all "
-                   "--check'", err=True)
+                 "from": ", ".join(outcome.before) or None,
+                 "derived_data": done.to_dict() if done.stale else None},
+         text + "".join(f"\n{line}" for line in done.describe()))
 
 
 @cli.command()

@@ -175,6 +175,17 @@ class Throttle(Base):
     blocked_until: Mapped[datetime | None]
 
 
+class DerivedData(Base):
+    """Which version of the code computed a kind of derived data (``search``, ``usage``):
+    ``provisioner init`` rebuilds it when the release's is newer (services/reindex.py)."""
+
+    __tablename__ = "derived_data"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[datetime]
+
+
 class Transfer(Base):
     __tablename__ = "transfers"
     __table_args__ = (

@@ -15,6 +15,14 @@ again). Per tenant, in one transaction:
 
 ``check=True`` reports the differences and changes nothing (the rebuild runs in
 the transaction, which is then rolled back).
+
+Upgrades: :data:`VERSIONS` numbers how this release computes each kind of derived
+data, and the ``derived_data`` table what computed the database's. ``provisioner
+init`` calls :func:`refresh`: when a kind's number went up (or the database
+predates the table), every tenant is rebuilt, the new numbers stored, and what
+changed reported -- with each tenant's disk usage before and after when how usage
+is counted changed. Bump a number (and say why in :data:`NOTES` and CHANGELOG.md)
+in any release that changes one of those computations.
 """
 
 from __future__ import annotations
@@ -24,16 +32,36 @@ from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from provisioner.db.crm_models import CrmCompany, CrmContact, CrmSearchGram
-from provisioner.db.models import ConfigVersion, Tenant, Transfer
-from provisioner.services import transfers
+from provisioner.db.models import ConfigVersion, DerivedData, Tenant, Transfer
+from provisioner.services import tenants, transfers
 from provisioner.services.crm import records, search_index, tally
+from provisioner.services.provisioning import quotas
 from provisioner.services.transaction import Context
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from provisioner.services.context import Provisioner
+
+#: how this release computes each kind of derived data: ``search`` (search text,
+#: search index, tallies) and ``usage`` (the stored sizes disk usage adds up).
+#: Raise a number when a release changes that computation; ``init`` then rebuilds.
+VERSIONS: dict[str, int] = {"search": 1, "usage": 1}
+
+#: what each version changed, printed by ``init`` when it rebuilds (also in CHANGELOG.md)
+NOTES: dict[tuple[str, int], str] = {
+    ("search", 1): "search text, search index and tallies are computed again by this "
+                   "release (a deleted company's name no longer stays in its former "
+                   "contacts' search text)",
+    ("usage", 1): "disk usage counts the UTF-8 bytes of every stored configuration "
+                  "version and of every received bundle file as stored",
+}
 
 
 @dataclass
@@ -157,3 +185,92 @@ def _sizes(session: Session, tenant_id: int) -> int:
             transfer.envelope_bytes = actual
     session.flush()
     return wrong
+
+
+@dataclass
+class Refresh:
+    """What :func:`refresh` found and did."""
+
+    #: kind -> (version the database held, this release's); only those rebuilt
+    stale: dict[str, tuple[int, int]]
+    reports: list[Report]
+    #: (tenant, used bytes before, after) where the usage changed
+    usage: list[tuple[str, int, int]]
+
+    @property
+    def notes(self) -> list[str]:
+        return [NOTES[(name, v)] for name, (old, new) in sorted(self.stale.items())
+                for v in range(old + 1, new + 1) if (name, v) in NOTES]
+
+    def describe(self) -> list[str]:
+        """Lines for ``init``: what was rebuilt and why, usage that changed."""
+        if not self.stale:
+            return []
+        kinds = ", ".join(f"{name} {old} -> {new}"
+                          for name, (old, new) in sorted(self.stale.items()))
+        differed = sum(1 for r in self.reports if not r.clean)
+        lines = [f"rebuilt the derived data of {len(self.reports):,} tenant(s) computed by "
+                 f"an older release (derived-data versions {kinds}); {differed:,} differed"]
+        lines += [f"  changed in this release: {note}" for note in self.notes]
+        lines += [f"  disk usage of {slug}: {before:,} -> {after:,} bytes"
+                  for slug, before, after in self.usage]
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stale": {k: {"from": a, "to": b} for k, (a, b) in self.stale.items()},
+                "notes": self.notes, "tenants": [r.to_dict() for r in self.reports],
+                "usage": [{"tenant": t, "before": a, "after": b} for t, a, b in self.usage]}
+
+
+def stored_versions(ctx: Context) -> dict[str, int]:
+    """The versions of the code that computed the database's derived data (none: 0)."""
+    return {name: int(version) for name, version in
+            ctx.session.execute(select(DerivedData.name, DerivedData.version))}
+
+
+def _record_versions(ctx: Context) -> None:
+    rows = {row.name: row for row in ctx.session.scalars(select(DerivedData))}
+    now = ctx.clock.now()
+    for name, version in VERSIONS.items():
+        row = rows.get(name)
+        if row is None:
+            ctx.session.add(DerivedData(name=name, version=version, computed_at=now))
+        elif row.version < version:
+            row.version, row.computed_at = version, now
+    ctx.session.flush()
+
+
+def refresh(app: Provisioner, *, created: bool = False,
+            progress: Callable[[str], None] | None = None) -> Refresh:
+    """Rebuild the derived data an older release computed differently (``init``).
+
+    A new database (``created``) only records this release's versions. Otherwise
+    every kind whose stored version is below :data:`VERSIONS` is stale, and then
+    every tenant is rebuilt (one transaction each, as ``provisioner reindex
+    --all``); the versions are recorded last, so an interrupted refresh is done
+    again by the next ``init``. A database from a newer release keeps its numbers.
+    """
+    with app.transaction() as ctx:
+        stored = stored_versions(ctx)
+        stale = {} if created else {name: (stored.get(name, 0), version)
+                                    for name, version in VERSIONS.items()
+                                    if stored.get(name, 0) < version}
+        ids = [t.id for t in tenants.list_all(ctx)] if stale else []
+    result = Refresh(stale, [], [])
+    for tenant_id in ids:
+        with app.transaction() as ctx:
+            tenant = ctx.session.get_one(Tenant, tenant_id)
+            slug = tenant.slug
+            before = quotas.usage(ctx, tenant).used_bytes
+            report = reindex(ctx, tenant)
+            after = quotas.usage(ctx, tenant).used_bytes
+        result.reports.append(report)
+        if before != after:
+            result.usage.append((slug, before, after))
+        if progress is not None:
+            progress(f"{slug}: {report.contacts:,} contacts"
+                     + ("" if report.clean else ", rebuilt"))
+    if stale or created or set(VERSIONS) - set(stored):
+        with app.transaction() as ctx:
+            _record_versions(ctx)
+    return result
