@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
 from provisioner.cli.main import cli
-from provisioner.services import actors
+from provisioner.services import actors, reindex
 from provisioner.services.context import Provisioner
 from provisioner.services.crm import records, search, tally
 from provisioner.services.crm.search import Query
@@ -92,3 +93,62 @@ def test_reindex_needs_a_tenant_or_all(app: Provisioner, db_url: str, app_engine
     result = CliRunner().invoke(cli, ["--db", db_url, "reindex"])
     assert result.exit_code == 2
     assert "give either -t SLUG or --all" in result.output
+
+
+def _init(db_url: str) -> dict[str, object]:
+    result = CliRunner().invoke(cli, ["--json", "--db", db_url, "init"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    out: dict[str, object] = json.loads(result.stdout)
+    return out
+
+
+def test_init_rebuilds_derived_data_when_a_release_changed_how_it_is_computed(
+        app: Provisioner, db_url: str, app_engines: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A release that raises a derived-data version gets every tenant rebuilt by ``init``,
+    with its note and each changed tenant's usage reported; once recorded, nothing again.
+    A database whose numbers are newer than this release's keeps them."""
+    world = World(app)
+    world.tenant("acme")
+    acme = world.tenant_row("acme").id
+    first = _init(db_url)  # the test database was migrated without init: versions recorded
+    assert first["action"] == "current"
+    assert _init(db_url)["derived_data"] is None
+    with app.engine.begin() as conn:  # the older release counted sizes differently
+        conn.execute(text("UPDATE config_versions SET size_bytes = 1 WHERE tenant_id = :t"),
+                     {"t": acme})
+    assert _init(db_url)["derived_data"] is None  # same versions: no rebuild
+    monkeypatch.setitem(reindex.VERSIONS, "usage", reindex.VERSIONS["usage"] + 1)
+    monkeypatch.setitem(reindex.NOTES, ("usage", reindex.VERSIONS["usage"]),
+                        "stored sizes are counted anew")
+    done = _init(db_url)["derived_data"]
+    assert isinstance(done, dict)
+    assert done["stale"] == {"usage": {"from": reindex.VERSIONS["usage"] - 1,
+                                       "to": reindex.VERSIONS["usage"]}}
+    assert done["notes"] == ["stored sizes are counted anew"]
+    [usage] = done["usage"]
+    assert usage["tenant"] == "acme"
+    assert usage["after"] > usage["before"]
+    assert _reindex(db_url, "--all", "--check")[0] == 0
+    assert _init(db_url)["derived_data"] is None
+
+    with app.engine.begin() as conn:  # a newer release's numbers are left as they are
+        conn.execute(text("UPDATE derived_data SET version = 99 WHERE name = 'search'"))
+    assert _init(db_url)["derived_data"] is None
+    with app.engine.connect() as conn:
+        assert conn.execute(text("SELECT version FROM derived_data WHERE name = 'search'")
+                            ).scalar_one() == 99
+
+
+def test_init_text_says_what_was_rebuilt_and_why(
+        app: Provisioner, db_url: str, app_engines: None) -> None:
+    World(app).tenant("acme")
+    with app.engine.begin() as conn:  # as a database from before the versions were kept
+        conn.execute(text("DELETE FROM derived_data"))
+    result = CliRunner().invoke(cli, ["--db", db_url, "init"])
+    assert result.exit_code == 0, result.output
+    assert "rebuilt the derived data of 1 tenant(s) computed by an older release " \
+           "(derived-data versions search 0 -> 1, usage 0 -> 1)" in result.output
+    assert f"changed in this release: {reindex.NOTES[('usage', 1)]}" in result.output
+    assert "[" in result.stderr
+    assert "rebuilt the derived data of acme" in result.stderr
