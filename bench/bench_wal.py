@@ -38,6 +38,7 @@ from provisioner.services import actors, tenants  # noqa: E402
 from provisioner.services.context import Provisioner  # noqa: E402
 from provisioner.services.crm import records, seed  # noqa: E402
 
+PAGE_SIZE = int(os.environ.get("BENCH_SQLITE_PAGE_SIZE", "0"))
 FRAME_HEADER = 24
 WAL_HEADER = 32
 
@@ -66,6 +67,11 @@ def measure(size: int, creates: int) -> tuple[list[float], Counter[str]]:
     home = Path(tempfile.mkdtemp(prefix="bench-wal-"))
     os.environ["PROVISIONER_HOME"] = str(home)
     path = home / "p.db"
+    if PAGE_SIZE:  # an experiment: the database's page size, set before its first table
+        raw = sqlite3.connect(path)
+        raw.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        raw.execute("VACUUM")
+        raw.close()
     engine = make_engine(f"sqlite:///{path}")
     migrate.upgrade(engine)
     app = Provisioner(engine, master_key=MasterKey(bytes(range(32))))
