@@ -295,9 +295,23 @@ def test_requests_succeed_after_the_server_ended_every_connection(
     assert _create(client, site.tokens["acme-admin"]).status_code == 201
     admin = make_engine(db_url, pool_size=1, max_overflow=0)
     with admin.begin() as conn:
-        ended = conn.exec_driver_sql(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()").scalar_one()
+        pids = conn.exec_driver_sql(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()").scalars().all()
+        ended = conn.exec_driver_sql("SELECT count(pg_terminate_backend(p)) FROM "
+                                     "unnest(%(p)s::int[]) AS p", {"p": list(pids)}
+                                     ).scalar_one()
+    # pg_terminate_backend only signals: wait until the backends are gone, as after a
+    # restart (else a pre-ping may still reach a backend that dies under the request)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with admin.connect() as conn:
+            alive = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%(p)s)",
+                {"p": list(pids)}).scalar_one()
+        if not alive:
+            break
+        time.sleep(0.05)
     admin.dispose()
     assert ended >= 1
     with caplog.at_level(logging.ERROR, logger="provisioner"):
