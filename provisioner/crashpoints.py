@@ -1,9 +1,11 @@
 """Named crash points: where the crash tests stop an operation half-way.
 
 A crash point is one call, ``crashpoint("approve.after_version")``, placed
-between two writes of one transaction. By default nothing is armed and the call
-returns at once (a function call and an empty-dict test: no cost on the hot
-paths). The crash tests (tests/security/test_crash_points.py) arm one point:
+between two writes of one transaction (or, for an operation made of several
+transactions, between two of them: ``rollout.between_batches``). By default
+nothing is armed and the call returns at once (a function call and an
+empty-dict test: no cost on the hot paths). The crash tests
+(tests/security/test_crash_points.py) arm one point:
 
 * ``raise``: the point raises :class:`CrashPointHit`, a ``BaseException`` like an
   interrupt, so no ``except Exception`` of the services catches it (a rollout's
@@ -49,6 +51,7 @@ POINTS: tuple[str, ...] = (
     "rollout.batch.after_audit",
     "rollout.batch.after_status",
     "rollout.one.after_deliver",
+    "rollout.between_batches",
     # CSV import
     "csv.after_companies",
     "csv.after_batch",

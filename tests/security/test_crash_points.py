@@ -31,8 +31,8 @@ from sqlalchemy import select
 from provisioner import crashpoints
 from provisioner.clock import FrozenClock
 from provisioner.db.engine import make_engine
-from provisioner.db.models import Tenant, Transfer
-from provisioner.db.provisioning_models import RolloutTarget
+from provisioner.db.models import AuditEvent, Tenant, Transfer
+from provisioner.db.provisioning_models import RolloutRun, RolloutTarget
 from provisioner.db.schema import metadata
 from provisioner.security.keystore import MasterKey
 from provisioner.services import actors, reindex, signing, transfers, workflows
@@ -54,6 +54,10 @@ Done = Callable[[World], None]
 class Scenario:
     op: Op  # the operation, through the services, on any Provisioner
     done: Done  # asserts the operation's effect, after the retry
+    #: for a crash between two committed transactions: asserts that the state is exactly
+    #: after the committed ones (None: the crash lies in the first write transaction, the
+    #: state must be exactly as before, row for row)
+    between: Done | None = None
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -140,7 +144,7 @@ def receive(world: World) -> Scenario:
     return Scenario(op, done)
 
 
-def _rollout(world: World, targets: list[Target]) -> Scenario:
+def _rollout(world: World, targets: list[Target], batch_size: int = 100) -> Scenario:
     world.tenant("hq")
     world.set_config("hq", labelled(world.config("hq"), 1, "本部指定"))
     raw = world.export("hq")
@@ -155,7 +159,7 @@ def _rollout(world: World, targets: list[Target]) -> Scenario:
         run_id = rollout.start(ctx, actors.resolve(ctx, "hq-admin", "hq"), raw, targets).id
 
     def op(app: Provisioner) -> None:
-        rollout.process(app, "hq-admin", run_id, keys=keys)
+        rollout.process(app, "hq-admin", run_id, keys=keys, batch_size=batch_size)
 
     def done(w: World) -> None:
         with w.app.transaction() as ctx:
@@ -174,6 +178,35 @@ def rollout_batch(world: World) -> Scenario:
 
 def rollout_keyed(world: World) -> Scenario:
     return _rollout(world, [Target("keyed-shop", key=True)])
+
+
+def rollout_two_batches(world: World) -> Scenario:
+    """Batches of one: the crash comes after the first target's batch committed."""
+    scenario = _rollout(world, [Target("shop-1"), Target("shop-2")], batch_size=1)
+
+    def between(w: World) -> None:
+        # exactly after the first batch: shop-1 whole (its transfer applied, version 2,
+        # audited, status row), shop-2 untouched, the run not finished
+        with w.app.transaction() as ctx:
+            run = ctx.session.scalars(select(RolloutRun)).one()
+            statuses = dict(ctx.session.execute(select(
+                RolloutTarget.target_slug, RolloutTarget.status)).all())
+            events = {(e.tenant_id, e.action) for e in ctx.session.scalars(select(AuditEvent))}
+            shops = {slug: actors.get_tenant(ctx, slug) for slug in ("shop-1", "shop-2")}
+            moved = {slug: [t.status for t in ctx.session.scalars(
+                select(Transfer).where(Transfer.tenant_id == tenant.id))]
+                for slug, tenant in shops.items()}
+        assert run.status != "finished"
+        assert statuses == {"shop-1": "applied", "shop-2": "pending"}
+        assert moved == {"shop-1": ["applied"], "shop-2": []}
+        assert (shops["shop-1"].config_version, shops["shop-2"].config_version) == (2, 1)
+        assert {a for t, a in events if t == shops["shop-1"].id} >= {
+            "transfer:received", "transfer:approved"}
+        assert not {a for t, a in events if t == shops["shop-2"].id} & {
+            "transfer:received", "transfer:approved"}
+
+    scenario.between = between
+    return scenario
 
 
 CSV = ("氏名,フリガナ,会社名,電話番号,ランク,DM送付\r\n"
@@ -247,6 +280,7 @@ SCENARIO_OF: dict[str, Callable[[World], Scenario]] = {
     **{p: receive for p in crashpoints.POINTS if p.startswith("receive.")},
     **{p: rollout_batch for p in crashpoints.POINTS if p.startswith("rollout.batch.")},
     "rollout.one.after_deliver": rollout_keyed,
+    "rollout.between_batches": rollout_two_batches,
     **{p: csv_import for p in crashpoints.POINTS if p.startswith("csv.")},
     "workflow.after_record": workflow,
     "workflow.after_effects": workflow,
@@ -315,7 +349,10 @@ def test_a_crash_leaves_a_whole_state_and_the_operation_can_be_retried(
         status = _in_child(db_url, clock, point, scenario.op)
         assert os.WIFSIGNALED(status), f"the child did not die at {point} ({status})"
         assert os.WTERMSIG(status) == signal.SIGKILL
-    assert dump(app) == before
+    if scenario.between is None:
+        assert dump(app) == before
+    else:
+        scenario.between(world)
     assert_derived_data_equals_rebuild(app)
     scenario.op(app)  # the retry completes
     scenario.done(world)

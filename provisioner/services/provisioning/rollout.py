@@ -658,6 +658,7 @@ def process(app: Provisioner, login: str, run_id: int, *, keys: Mapping[str, str
         if on_progress is not None:
             for slug, status in done:
                 on_progress(slug, status)
+        crashpoint("rollout.between_batches")  # the chunk is committed: the run stays whole
     return _finish(app, run_id)
 
 
