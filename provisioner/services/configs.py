@@ -35,6 +35,7 @@ from provisioner.config.defaults import default_document
 from provisioner.config.document import ConfigDocument
 from provisioner.config.merge import combine
 from provisioner.config.validate import document_from_data, sections_from_data
+from provisioner.crashpoints import crashpoint
 from provisioner.db.models import ConfigVersion, Tenant, Transfer
 from provisioner.errors import NotFound, PlanConflict
 from provisioner.services import audit
@@ -296,6 +297,7 @@ def rollback(ctx: Context, actor: Actor, tenant: Tenant, to_version: int, *,
     target = version_data(ctx, tenant.id, to_version)
     version = commit_version(ctx, tenant, target, author=actor.login,
                              origin=f"rollback:{to_version}", base_version=head.version)
+    crashpoint("rollback.after_version")
     undone = ctx.session.execute(
         update(Transfer)
         .where(Transfer.tenant_id == tenant.id, Transfer.status == "applied",
@@ -303,6 +305,7 @@ def rollback(ctx: Context, actor: Actor, tenant: Tenant, to_version: int, *,
         .values(status="rolled_back", rolled_back_at=ctx.clock.now())
         .returning(Transfer.id)
     ).scalars().all()
+    crashpoint("rollback.after_transfers")
     audit.record(ctx, tenant_id=tenant.id, actor=actor.login, action="config:rolled_back",
                  subject=f"version:{version or head.version}", to_version=to_version,
                  from_version=head.version, reason=reason, transfers_rolled_back=list(undone))

@@ -54,6 +54,7 @@ from provisioner.config.validate import (
     check_references,
     normalized_document,
 )
+from provisioner.crashpoints import crashpoint
 from provisioner.db.models import (
     ConfigVersion,
     CopyKeyRow,
@@ -323,13 +324,16 @@ def accept(ctx: Context, target: Tenant, raw: bytes, *, received_by: str,
                                      source_tenant=payload.source.tenant),
                                  serialized=lock is not None)
     quotas.require_room(ctx, target, len(raw) + len(bundle.config_json), what="this bundle")
+    crashpoint("receive.after_key_check")
     transfer = _insert_once(ctx, transfer_row(
         bundle, raw, tenant_id=target.id, base_version=base.version, plan=plan,
         received_at=ctx.clock.now(), received_by=received_by,
         copy_key_id=key_row.id if key_row else None), consume=key_row)
+    crashpoint("receive.after_insert")
     audit.record_many(ctx, [received_event(
         ctx, target.id, transfer.id, bundle, received_by=received_by,
         copy_key=audience.copy_key if audience else None, summary=plan["summary"])])
+    crashpoint("receive.after_audit")
     return transfer
 
 
@@ -645,6 +649,7 @@ def approve(ctx: Context, actor: Actor, transfer_id: int, *, mode: ApproveMode |
     require_admin(actor, "approve incoming configurations")
     transfer = _lock(ctx, transfer_id)
     _require_pending(transfer)
+    crashpoint("approve.after_lock")
     target = ctx.session.get(Tenant, transfer.tenant_id, populate_existing=True,
                              with_for_update=True)
     assert target is not None
@@ -710,13 +715,17 @@ def approve(ctx: Context, actor: Actor, transfer_id: int, *, mode: ApproveMode |
         version = configs.commit_version(ctx, target, result, author=actor.login,
                                          origin=f"transfer:{transfer.id}",
                                          base_version=head.version)
+    crashpoint("approve.after_version")
     remapped: dict[str, int] | None = None
     if remaps:
         assert result is not None  # remaps are only valid when records hold removed values
         remapped = data_impact.apply_remap(ctx, target.id, result, remaps, actor=actor.login,
                                            purpose=f"transfer:{transfer.id}")
+    crashpoint("approve.after_remap")
     _claim(ctx, transfer, "applied", actor, applied_version=version or head.version)
+    crashpoint("approve.after_claim")
     lineage.record(ctx, transfer, plan["sections"], version or head.version)
+    crashpoint("approve.after_lineage")
     event = approved_event(
         ctx, target.id, transfer.id, actor=actor.login, bundle_digest=transfer.payload_digest,
         signer_key_id=transfer.signer_key_id, source_tenant=transfer.source_tenant, mode=mode,
@@ -726,6 +735,7 @@ def approve(ctx: Context, actor: Actor, transfer_id: int, *, mode: ApproveMode |
         event["details"].update(resolved=upgrade.resolved, kept=len(upgrade.kept),
                                 taken=len(upgrade.taken))
     audit.record_many(ctx, [event])
+    crashpoint("approve.after_audit")
     if version is None:
         return Decision(transfer, "unchanged", head.version,
                         "the configuration already matched; nothing changed",

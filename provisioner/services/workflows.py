@@ -28,6 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from provisioner.clock import format_instant, local_today
 from provisioner.config.document import ConfigDocument, Workflow
 from provisioner.config.rules import ActionError, RuleSet, due_on, read, split_path
+from provisioner.crashpoints import crashpoint
 from provisioner.db.crm_models import CrmChange
 from provisioner.db.models import Tenant
 from provisioner.db.workflow_models import Notification, WfDueFiring, WfExecution
@@ -450,6 +451,7 @@ def _run_due_rule(ctx: Context, actor: Actor, doc: ConfigDocument, wf: Workflow,
             if not _claim(ctx, actor.tenant_id, wf.code, rt.name, record_id, due):
                 report.already += 1
                 continue
+            crashpoint("workflow.due.after_claim")
             firing = rules.fire(rule, columns, records.coercer(ctx, actor, doc, rt, row))
             records.apply_firings(ctx, actor, doc, rt, row, "date", [firing])
             report.fired += 1

@@ -33,6 +33,7 @@ from sqlalchemy import Table, select
 from provisioner import metrics
 from provisioner.config.document import ConfigDocument
 from provisioner.config.rules import ActionError
+from provisioner.crashpoints import crashpoint
 from provisioner.db.crm_models import CrmActivity, CrmChange, CrmCompany, CrmContact, CrmPurchase
 from provisioner.errors import ValidationFailed, excerpt
 from provisioner.services import audit
@@ -427,6 +428,7 @@ def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
         ctx, actor.tenant_id, 2 * len(shaped) + len({c for _, c in shaped if c}),
         what=f"importing {len(shaped)} customers")
     companies = _companies(ctx, actor, doc, {c for _, c in shaped if c}, report)
+    crashpoint("csv.after_companies")
     now = ctx.clock.now()
     base = {"tenant_id": actor.tenant_id, "created_at": now, "created_by": actor.login,
             "updated_at": now, "updated_by": actor.login}
@@ -477,9 +479,11 @@ def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
             records.apply_new_row_firings(ctx, actor, doc, contact_type, [
                 ({**batch[at], "id": ids[at]}, firings) for at, firings in fired])
         report.created += len(ids)
+        crashpoint("csv.after_batch")
         if progress is not None:
             progress(0)
     builder.finish()
+    crashpoint("csv.after_index")
     records.log_access(ctx, actor, "import", source, rows=report.created, encoding=encoding)
     audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login, action="crm:imported",
                  subject=source, rows=report.created)

@@ -53,6 +53,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from provisioner.crashpoints import crashpoint
 from provisioner.db.crm_models import (
     CrmActivity,
     CrmChange,
@@ -552,8 +553,10 @@ def apply_remap(ctx: Context, tenant_id: int, result_data: Mapping[str, Any],
             total += len(touched)
             if not touched:
                 continue
+            crashpoint("remap.after_rewrite")
             tally.shift(ctx.session.connection(), tenant_id, model, column.key, value, new,
                         len(touched), extra_records=len(touched))  # + the change-log rows
+            crashpoint("remap.after_tally")
             entry = {"tenant_id": tenant_id, "at": now, "actor": actor,
                      "record_type": type_of[model], "action": "update",
                      "changes": {column.key: [value, new]}, "purpose": purpose or ""}

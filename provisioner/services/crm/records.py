@@ -42,6 +42,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from provisioner.clock import as_utc, format_instant, local_today
 from provisioner.config.document import ConfigDocument
 from provisioner.config.rules import MAX_DEPTH, ActionError, Effect, Firing, RuleSet
+from provisioner.crashpoints import crashpoint
 from provisioner.db.crm_models import (
     CrmAccess,
     CrmActivity,
@@ -661,11 +662,13 @@ def apply_firings(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordTyp
             setattr(row, column, value)
         row.updated_at = ctx.clock.now()
         _change(ctx, actor, rt, row.id, "update", shown, purpose)
+    crashpoint("workflow.after_record")
     log_rows = []
     for firing in firings:
         _run_effects(ctx, actor, rt, row, firing)
         log_rows.append(automation.execution_row(ctx, actor.tenant_id, version, rt.name,
                                                  row.id, event, firing))
+    crashpoint("workflow.after_effects")
     if shown:
         _derive(ctx, actor, rt, row)
         ctx.session.flush()

@@ -81,6 +81,7 @@ from provisioner.bundles.signing import key_id, raw_public
 from provisioner.canonical import canonical_bytes, sha256_hex
 from provisioner.clock import as_utc
 from provisioner.config.document import SECTION_NAMES
+from provisioner.crashpoints import crashpoint
 from provisioner.db.models import (
     ConfigVersion,
     CopyKeyRow,
@@ -352,6 +353,8 @@ def _one(app: Provisioner, work: _Work, target_id: int, keys: Mapping[str, str])
                 return None
             _deliver(ctx, work, row, keys)
             row.updated_at = ctx.clock.now()
+            ctx.session.flush()
+            crashpoint("rollout.one.after_deliver")
             return row.status
     except ProvisionerError as exc:
         _record_failure(app, target_id, "rejected", exc.diagnostics())
@@ -536,6 +539,7 @@ class _Batch:
             received_at=now, received_by=work.received_by,
             decided_by=a.pin.added_by if a.apply else None,
             applied_version=a.applied_version) for a in accepted])
+        crashpoint("rollout.batch.after_transfers")
         applied = [(transfer_id, a) for transfer_id, a in zip(ids, accepted, strict=True)
                    if a.apply]
         # checked=True: run() checked each target's room for the bundle and its new version
@@ -544,6 +548,7 @@ class _Batch:
             a.tenant, a.version, a.shared.body, a.pin.added_by, f"transfer:{transfer_id}",
             digest=a.shared.digest, base_digest=a.digest) for transfer_id, a in applied],
             checked=True)
+        crashpoint("rollout.batch.after_versions")
         events, lineages = [], []
         for transfer_id, a in zip(ids, accepted, strict=True):
             events.append(transfers.received_event(
@@ -572,9 +577,11 @@ class _Batch:
             events.append(_auto_applied(ctx, work, a.tenant.id, a.pin, transfer_id,
                                         a.new_version))
         audit.record_many(ctx, events)
+        crashpoint("rollout.batch.after_audit")
         lineage.record_many(ctx, lineages)
         if self.updates:
             ctx.session.execute(update(RolloutTarget), self.updates)
+        crashpoint("rollout.batch.after_status")
 
 
 def _batch(app: Provisioner, work: _Work, target_ids: Sequence[int],
@@ -651,6 +658,7 @@ def process(app: Provisioner, login: str, run_id: int, *, keys: Mapping[str, str
         if on_progress is not None:
             for slug, status in done:
                 on_progress(slug, status)
+        crashpoint("rollout.between_batches")  # the chunk is committed: the run stays whole
     return _finish(app, run_id)
 
 

@@ -6,8 +6,8 @@ code that computed it. ``provisioner init`` compares it with the release's
 (``provisioner.services.reindex.VERSIONS``) and rebuilds what an older release
 computed differently. A database from before this table holds no rows: version 0.
 
-Revision ID: 0012_derived_data
-Revises: 0011_users
+Revision ID: 0015_derived_data
+Revises: 0014_tenant_keys
 Create Date: 2026-12-07 15:30:00.000000
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0012_derived_data'
-down_revision = '0011_users'
+revision = '0015_derived_data'
+down_revision = '0014_tenant_keys'
 branch_labels = None
 depends_on = None
 
