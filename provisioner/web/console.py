@@ -35,7 +35,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import FormData
 
 from provisioner.clock import local_today
-from provisioner.config.document import CHECKBOX_COUNT, LABEL_KEYS, MEMO_COUNT, STANDARD_FIELDS
+from provisioner.config.document import (
+    CHECKBOX_COUNT,
+    LABEL_KEYS,
+    MEMO_COUNT,
+    STANDARD_FIELDS,
+    ConfigDocument,
+)
 from provisioner.db.models import Tenant
 from provisioner.errors import PermissionDenied, ProvisionerError, ValidationFailed
 from provisioner.numbers import parse_whole_number
@@ -606,7 +612,19 @@ def customer_page(request: Request, contact_id: int, *, failed: dict[str, Any] |
             "pick_options": {pl.code: [(v.code, v.label) for v in pl.values if v.active]
                              for pl in doc.picklists},
             "product_options": [(n.code, n.label) for n in doc.classifications.product],
-            "today": local_today(ctx.clock).isoformat()}, status=status)
+            "today": local_today(ctx.clock).isoformat(),
+            "field_labels": {k: field_labels(doc, k) for k in ("activity", "purchase")}},
+            status=status)
+
+
+def field_labels(doc: ConfigDocument, kind: str) -> dict[str, str]:
+    """A record form's fields by the tenant's labels (for the list of problems)."""
+    out = {key.partition(".")[2]: label for key, label in doc.labels.items()
+           if key.startswith(f"{kind}.")}
+    if kind == "contact":
+        out |= {f"memo_{m.index}": m.label for m in doc.memo_fields}
+        out["company_id"] = doc.labels.get("company.name", "company")
+    return out
 
 
 @router.get("/customers/{contact_id}")

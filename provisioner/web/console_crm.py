@@ -37,6 +37,7 @@ from provisioner.web.console import (
     customer_page,
     done,
     field,
+    field_labels,
     page_session,
     posted,
     render,
@@ -207,8 +208,10 @@ def _form_page(request: Request, values: Mapping[str, Any], *, contact_id: int |
             "v": values, "contact_id": contact_id, "error": error,
             "problems": problems or {}, "rules": doc.input_rules,
             "companies": _companies(ctx, actor) if doc.mode == "corporate" else [],
-            "enabled_boxes": [c for c in doc.checkboxes if c.enabled]}
+            "enabled_boxes": [c for c in doc.checkboxes if c.enabled],
+            "field_labels": field_labels(doc, "contact")}
         return render(request, "customer_form.html", data, status=status)
+
 
 
 @router.get("/customers/new")

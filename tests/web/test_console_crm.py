@@ -116,6 +116,9 @@ def test_create_and_edit_forms_follow_the_configuration(site: Site) -> None:
     assert 'aria-invalid="true"' in r.text
     assert re.search(r'id="f-email-problem">メールアドレスの形式ではありません', r.text)
     assert re.search(r'id="f-name-problem">入力してください', r.text)
+    # the summary on top links each problem to its field, under the field's label
+    assert '<a href="#f-email">メール: メールアドレスの形式ではありません。</a>' in r.text
+    assert "入力内容に誤りがあります" in r.text  # the service's message, translated
     assert 'value="スズキ"' in r.text
     r = user.post("/customers/new", data={
         "csrf": _csrf(form.text), "name": "鈴木 一郎", "kana": "スズキ イチロウ",
