@@ -328,3 +328,37 @@ def test_the_user_admin_page(site: Site) -> None:
     assert user.get("/users").status_code == 403
     assert user.post("/users/disable", data={"csrf": _csrf(user.get("/").text),
                                              "login": "acme-admin"}).status_code == 403
+
+
+def test_the_pages_in_english_every_form_needs_its_token_and_duplicates_are_told(
+        site: Site) -> None:
+    admin = _login(site, "acme-admin")
+    admin.get("/lang/en")
+    contact = site.ids["contact"]
+    for path, words in (("/customers", ("Checkbox conditions", "Keywords", "Sort by")),
+                        ("/customers/new", ("New customer", "* marks a required field")),
+                        (f"/customers/{contact}/edit", ("Edit customer",)),
+                        (f"/customers/{contact}", ("Add an activity", "Add a purchase")),
+                        ("/customers/import", ("Dry run (write nothing)",)),
+                        ("/customers/bulk?action=update", ("Choose the changes",)),
+                        ("/customers/bulk?action=delete", ("cannot be undone",)),
+                        ("/users", ("Reset password", "User departments"))):
+        page = admin.get(path)
+        assert page.status_code == 200, path
+        assert '<html lang="en">' in page.text
+        for word in words:
+            assert word in page.text, (path, word)
+    # every form of these pages posts the session's token; without it, refused
+    for path in ("/customers/new", f"/customers/{contact}/edit",
+                 f"/customers/{contact}/activities", f"/customers/{contact}/purchases",
+                 "/customers/import", "/customers/bulk/update", "/customers/bulk/delete",
+                 "/users/disable", "/users/add_department"):
+        r = admin.post(path, data={"csrf": "forged", "name": "x", "login": "acme-gen",
+                                   "confirmed": "yes"})
+        assert r.status_code == 403, path
+        assert "The form has expired or did not come from this site" in r.text
+    assert "2 found" not in admin.get("/customers").text  # nothing was written
+    # a second 山田 太郎: created, with the duplicate told
+    form = admin.get("/customers/new")
+    r = admin.post("/customers/new", data={"csrf": _csrf(form.text), "name": "山田 太郎"})
+    assert "A customer with the same name already exists" in r.text
