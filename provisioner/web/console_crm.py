@@ -134,6 +134,7 @@ def _opened(carried: Mapping[str, str]) -> set[str]:
 
 @router.get("/customers")
 def customer_list(request: Request, page: int = 1) -> Response:
+    page = max(1, min(page, 100_000))
     params = dict(request.query_params)
     carried = search_params(params)
     with page_session(request) as (ctx, actor, header):
@@ -142,7 +143,7 @@ def customer_list(request: Request, page: int = 1) -> Response:
             "carried_q": urlencode(carried), "opened": _opened(carried),
             "unsorted": urlencode({k: v for k, v in carried.items() if k != "sort"})}
         try:
-            query = search_query(params, page=max(1, min(page, 100_000)))
+            query = search_query(params, page=page)
             result = search.search(ctx, actor, query)
         except ValidationFailed as exc:
             return render(request, "customers.html", data | {"error": exc.to_dict(),
@@ -191,11 +192,19 @@ def contact_from_form(form: FormData, doc: ConfigDocument, *, new: bool) -> dict
     return data
 
 
-def _companies(ctx: Context, actor: Actor) -> list[dict[str, Any]]:
-    """The companies the form offers (the first 1000 by name)."""
+def _companies(ctx: Context, actor: Actor, keep: Mapping[str, Any] | None = None
+               ) -> list[dict[str, Any]]:
+    """The companies the form offers (the first 1000 by name, and the record's own, so
+    that saving the form never drops it)."""
     rows = ctx.session.execute(select(CrmCompany.id, CrmCompany.name).where(
         CrmCompany.tenant_id == actor.tenant_id).order_by(CrmCompany.name).limit(1000))
-    return [{"id": i, "name": n} for i, n in rows]
+    out = [{"id": i, "name": n} for i, n in rows]
+    own = (keep or {}).get("company_id")
+    if own and all(c["id"] != own for c in out):
+        name = ctx.session.scalar(select(CrmCompany.name).where(
+            CrmCompany.tenant_id == actor.tenant_id, CrmCompany.id == own))
+        out.insert(0, {"id": own, "name": name or f"#{own}"})
+    return out
 
 
 def _form_page(request: Request, values: Mapping[str, Any], *, contact_id: int | None,
@@ -207,7 +216,8 @@ def _form_page(request: Request, values: Mapping[str, Any], *, contact_id: int |
         data = header | _labels(ctx, actor) | options | {
             "v": values, "contact_id": contact_id, "error": error,
             "problems": problems or {}, "rules": doc.input_rules,
-            "companies": _companies(ctx, actor) if doc.mode == "corporate" else [],
+            "companies": _companies(ctx, actor, keep=values) if doc.mode == "corporate"
+            else [],
             "enabled_boxes": [c for c in doc.checkboxes if c.enabled],
             "field_labels": field_labels(doc, "contact")}
         return render(request, "customer_form.html", data, status=status)
@@ -401,10 +411,12 @@ def bulk_form(request: Request, action: str = "update") -> Response:
     """Choose the changes for every customer the search finds (or confirm a delete)."""
     params = dict(request.query_params)
     carried = search_params(params)
+    action = "delete" if action == "delete" else "update"
     with page_session(request) as (ctx, actor, header):
+        scope.require(ctx, actor, f"bulk_{action}", f"bulk-{action} customers")
         total = search.search(ctx, actor, search_query(params)).total
         return render(request, "bulk.html", header | _labels(ctx, actor) | _options(ctx, actor)
-                      | {"action": "delete" if action == "delete" else "update",
+                      | {"action": action,
                          "carried": carried, "total": total, "confirming": False,
                          "companies": _companies(ctx, actor), "changes": None})
 

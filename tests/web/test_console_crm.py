@@ -145,8 +145,14 @@ def test_create_and_edit_forms_follow_the_configuration(site: Site) -> None:
         shown = records.show(ctx, actors.resolve(ctx, "acme-admin", "acme"), "contact", new_id)
     assert shown["checkboxes"] == [4]
     assert shown["memo_2"] == ""
-    assert shown["phone"] == "03-1234-0000"  # a field left out of the post is cleared...
-    # ...only when the form has it: the form always posts every field it shows
+    assert shown["phone"] == "03-1234-0000"  # a field the post leaves out is kept
+    # the customer's company is the one selected (and so kept on save)
+    with site.app.transaction() as ctx:
+        actor = actors.resolve(ctx, "acme-admin", "acme")
+        company = records.create(ctx, actor, "company", {"name": "鈴木商事"}).record["id"]
+        records.update(ctx, actor, "contact", new_id, {"company_id": company})
+    edit = user.get(f"/customers/{new_id}/edit")
+    assert re.search(rf'<option value="{company}" selected>鈴木商事', edit.text)
     # a read-only user is not offered the forms, and the service refuses them anyway
     reader = _login(site, "acme-ro", build_client(site))
     assert "/customers/new" not in reader.get("/customers").text
@@ -274,6 +280,7 @@ def test_bulk_update_and_delete_ask_first(site: Site) -> None:
     listing = user.get("/customers?f_name=顧客")
     assert 'id="bulk-update"' in listing.text
     assert 'id="bulk-delete"' not in listing.text
+    assert user.get("/customers/bulk?f_name=顧客&action=delete").status_code == 403
     assert user.post("/customers/bulk/delete", data={
         "csrf": _csrf(listing.text), "f_name": "顧客", "confirmed": "yes"}).status_code == 403
 
