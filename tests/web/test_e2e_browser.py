@@ -610,6 +610,7 @@ def test_keyboard_only_customers(server: tuple[str, Provisioner]) -> None:
             _tab_to(page, "#new-customer", limit=3)
             page.keyboard.press("Enter")
             expect(page).to_have_url(f"{base}/customers/new")
+            page.wait_for_load_state("load")
             _tab_to(page, "#f-email")
             page.keyboard.type("takahashi@")
             page.keyboard.press("Enter")  # no name, a wrong address: refused
@@ -632,6 +633,8 @@ def test_keyboard_only_customers(server: tuple[str, Provisioner]) -> None:
             # a search with a checkbox condition
             _tab_to(page, "nav.menu a[href='/customers']", limit=200)
             page.keyboard.press("Enter")
+            expect(page).to_have_url(f"{base}/customers")
+            page.wait_for_load_state("load")
             _tab_to(page, "#q")
             page.keyboard.type("顧客")
             _tab_to(page, "#checkbox-conditions summary")
