@@ -55,7 +55,7 @@ from provisioner.db import failures, migrate
 from provisioner.errors import DatabaseError, ProvisionerError, RateLimited, Unauthenticated
 from provisioner.logs import CURRENT, RequestInfo, describe, fields
 from provisioner.services.context import Provisioner
-from provisioner.web import api, api_workflows, console
+from provisioner.web import api, api_workflows, console, console_crm
 from provisioner.web.responses import JSONBody
 from provisioner.web.scheduler import DueScheduler
 from provisioner.web.security import SESSION_COOKIE, RateLimiter, Settings, is_https
@@ -395,6 +395,7 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None,  #
     app.include_router(api.router)
     app.include_router(api_workflows.router)
     api.document(app)
+    app.include_router(console_crm.router)  # first: /customers/new is not an id
     app.include_router(console.router)
     # The documentation's routes go after the API's and the console's (a request tries the
     # routes in order), the assets FastAPIOffline mounted first included.

@@ -25,23 +25,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import Any, Literal, cast
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import FormData
 
-from provisioner.config.document import CHECKBOX_COUNT, LABEL_KEYS, MEMO_COUNT, STANDARD_FIELDS
+from provisioner.clock import local_today
+from provisioner.config.document import (
+    CHECKBOX_COUNT,
+    LABEL_KEYS,
+    MEMO_COUNT,
+    STANDARD_FIELDS,
+    ConfigDocument,
+)
 from provisioner.db.models import Tenant
 from provisioner.errors import PermissionDenied, ProvisionerError, ValidationFailed
 from provisioner.numbers import parse_whole_number
 from provisioner.services import actors, configs, copykeys, transfers, workflows
 from provisioner.services.actors import Actor
 from provisioner.services.context import Context, Provisioner
-from provisioner.services.crm import records, scope, search
+from provisioner.services.crm import records, scope
 from provisioner.services.provisioning import auth, metering
 from provisioner.web import common, i18n, present
 from provisioner.web.security import (
@@ -61,7 +68,9 @@ router = APIRouter(include_in_schema=False)
 
 NOTICES = ("saved", "unchanged", "applied", "rejected", "rolled_back", "sent",
            "transfer_rolled_back", "workflow_activated", "workflow_paused", "moved",
-           "notifications_read")
+           "notifications_read", "created", "created_duplicates", "activity_added",
+           "purchase_added", "bulk_updated", "bulk_deleted", "user_saved", "user_removed",
+           "department_added")
 
 
 def _app(request: Request) -> Provisioner:
@@ -129,6 +138,7 @@ async def posted(request: Request) -> FormData:
     form = await request.form()
     submitted = form.get("csrf")
     if not csrf_ok(_token(request), submitted if isinstance(submitted, str) else None):
+        await form.close()  # an uploaded file's spool
         raise PermissionDenied("the form has expired or did not come from this site",
                                hint="reload the page and submit it again")
     return form
@@ -586,27 +596,40 @@ def _labels(ctx: Context, actor: Actor) -> dict[str, Any]:
             "classes": {n.code: n.label for n in doc.classifications.customer}}
 
 
-@router.get("/customers")
-def customers(request: Request, q: str = "",
-              offset: Annotated[int, Query(ge=0, le=common.MAX_ID)] = 0) -> Response:
-    with page_session(request) as (ctx, actor, header):
-        result = None
-        if q.strip():
-            result = search.search(ctx, actor, search.Query(q=q[:500], limit=50,
-                                                            offset=max(0, offset)))
-        return render(request, "customers.html", header | _labels(ctx, actor) | {
-            "q": q, "result": result, "offset": offset})
-
-
-@router.get("/customers/{contact_id}")
-def customer(request: Request, contact_id: common.RowId) -> Response:
+def customer_page(request: Request, contact_id: int, *, failed: dict[str, Any] | None = None,
+                  status: int = 200) -> Response:
+    """The customer, their history and the forms that add to it (``failed``: an activity
+    or purchase form the service refused, shown again with its problems)."""
     with page_session(request) as (ctx, actor, header):
         contact = records.show(ctx, actor, "contact", contact_id)
         acts = records.list_children(ctx, actor, "activity", contact_id, limit=20)
         buys = records.list_children(ctx, actor, "purchase", contact_id, limit=20)
         stages = workflows.blueprint_status(ctx, actor, "contact", contact_id)
+        doc = scope.config(ctx, actor.tenant_id)
         return render(request, "customer.html", header | _labels(ctx, actor) | {
-            "c": contact, "activities": acts, "purchases": buys, "stages": stages})
+            "c": contact, "activities": acts, "purchases": buys, "stages": stages,
+            "allowed": scope.permissions(ctx, actor, doc), "failed": failed or {},
+            "pick_options": {pl.code: [(v.code, v.label) for v in pl.values if v.active]
+                             for pl in doc.picklists},
+            "product_options": [(n.code, n.label) for n in doc.classifications.product],
+            "today": local_today(ctx.clock).isoformat(),
+            "field_labels": {k: field_labels(doc, k) for k in ("activity", "purchase")}},
+            status=status)
+
+
+def field_labels(doc: ConfigDocument, kind: str) -> dict[str, str]:
+    """A record form's fields by the tenant's labels (for the list of problems)."""
+    out = {key.partition(".")[2]: label for key, label in doc.labels.items()
+           if key.startswith(f"{kind}.")}
+    if kind == "contact":
+        out |= {f"memo_{m.index}": m.label for m in doc.memo_fields}
+        out["company_id"] = doc.labels.get("company.name", "company")
+    return out
+
+
+@router.get("/customers/{contact_id}")
+def customer(request: Request, contact_id: common.RowId) -> Response:
+    return customer_page(request, contact_id)
 
 
 @router.post("/customers/{contact_id}/transition")

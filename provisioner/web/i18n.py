@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from markupsafe import Markup
 from starlette.requests import Request
 
 LANGS = ("ja", "en")
@@ -165,7 +166,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
                          "You can look but not change: changes are made by an admin."),
     "result": ("結果", "Result"),
     "logged_in_as": ("ログイン中", "Logged in as"),
-    "next_page": ("次の50件", "Next 50"),
+    "next_page": ("次へ", "Next"),
     "customer_page": ("顧客ページ", "Customer page"),
     "remap_for": ("置換先", "Replace with"),
     "picklist_values": ("値", "values"),
@@ -361,6 +362,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
                      "Too many failures; try again later."),
     "msg.invalid_request": ("リクエストの内容が正しくありません。", "The request is not valid."),
     "msg.not_found_page": ("このページはありません。", "There is no such page."),
+    "msg.not_valid": ("入力内容に誤りがあります。", "Some fields are not valid."),
+    "msg.fix_fields": ("次の項目を直して、もう一度送信してください。",
+                       "Fix these fields and submit again."),
+    "field.checkboxes": ("チェック項目", "Checkboxes"),
+    "field.classifications": ("分類", "Classifications"),
+    "field.contact_id": ("顧客", "Customer"),
+    "msg.choose_csv": ("取り込む CSV ファイルを選んでください。", "Choose a CSV file to import."),
+    "msg.not_yourself": ("自分自身に対しては行えません。", "You cannot do this to yourself."),
+    "msg.ask_another_admin": ("ほかの管理者に依頼してください。", "Ask another admin."),
+    "msg.last_admin": ("{login} はこのテナントの最後の管理者です。",
+                       "{login} is the tenant's last admin."),
+    "msg.make_admin_first": ("先にほかのユーザーを管理者にしてください。",
+                             "Make another user admin first."),
     # automation: workflows, dry runs, notifications, blueprint moves
     "workflows": ("ワークフロー", "Workflows"),
     "workflows_help": ("レコードの登録・更新・日付で動く自動処理です。"
@@ -400,6 +414,171 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "notifications_read": ("すべて既読にしました。", "All marked as read."),
     "workflow_state.active": ("有効", "active"),
     "workflow_state.paused": ("停止中", "paused"),
+    # customers: list and search, forms, history, import/export, bulk, users (issue 12)
+    "search_text": ("キーワード", "Keywords"),
+    "match": ("条件の組み合わせ", "Combine conditions"),
+    "match_all": ("すべて満たす（AND）", "all of them (AND)"),
+    "match_any": ("いずれかを満たす（OR）", "any of them (OR)"),
+    "clear": ("条件をクリア", "Clear"),
+    "field_conditions": ("項目ごとの条件", "Conditions on one field"),
+    "checkbox_conditions": ("チェック項目の条件", "Checkbox conditions"),
+    "checkbox_conditions_help": ("チェック項目ごとに「指定なし」「チェックあり」「チェックなし」を"
+                                 "選びます。",
+                                 "For each checkbox choose any, checked or unchecked."),
+    "any": ("指定なし", "any"),
+    "checked": ("チェックあり", "checked"),
+    "unchecked": ("チェックなし", "unchecked"),
+    "date_conditions": ("分類・日付・年齢の条件", "Classification, dates and age"),
+    "classification": ("顧客分類", "Classification"),
+    "created_range": ("登録日", "Registered"),
+    "updated_range": ("更新日", "Updated"),
+    "birthday_range": ("生年月日", "Birth date"),
+    "age_range": ("年齢", "Age"),
+    "from_date": ("から", "from"),
+    "to_date": ("まで", "to"),
+    "age_from": ("歳から", "from (years)"),
+    "age_to": ("歳まで", "to (years)"),
+    "activity_conditions": ("対応履歴の条件（同じ1件の履歴で満たす）",
+                            "Activity conditions (met by one and the same activity)"),
+    "purchase_conditions": ("購入履歴の条件（同じ1件の購入で満たす）",
+                            "Purchase conditions (met by one and the same purchase)"),
+    "sort_by": ("並び順", "Sort by"),
+    "sort.id": ("登録順（ID）", "ID"),
+    "sort.name": ("氏名", "name"),
+    "sort.kana": ("フリガナ", "kana"),
+    "sort.created_at": ("登録日時", "registered"),
+    "sort.updated_at": ("更新日", "Updated"),
+    "ascending": ("（昇順）", "(ascending)"),
+    "descending": ("（降順）", "(descending)"),
+    "per_page": ("表示件数", "Per page"),
+    "search_result": ("検索結果", "Results"),
+    "pages": ("ページ", "Pages"),
+    "page_of": ("{page} / {pages} ページ", "Page {page} of {pages}"),
+    "prev_page": ("前へ", "Previous"),
+    "with_result": ("この検索結果の {n} 件に対して", "With these {n} customers"),
+    "export_what": ("出力する内容", "Export"),
+    "encoding": ("文字コード", "Encoding"),
+    "export_csv": ("CSV を出力", "Export CSV"),
+    "downloading": ("CSV を作成しています…", "Preparing the CSV…"),
+    "download_done": ("CSV を保存しました。", "The CSV was saved."),
+    "bulk_update": ("一括更新", "Bulk update"),
+    "bulk_delete": ("一括削除", "Bulk delete"),
+    "bulk_choose": ("検索結果の {n} 件の顧客に行う変更を選んでください。次の画面で確認します。",
+                    "Choose the changes for the {n} customers found; you confirm on the next "
+                    "page."),
+    "bulk_confirm_update": ("検索結果の {n} 件の顧客を次のとおり変更します。よろしいですか。",
+                            "{n} customers will be changed as follows. Go ahead?"),
+    "bulk_confirm_delete": ("検索結果の {n} 件の顧客と、その履歴を削除します。元に戻せません。"
+                            "よろしいですか。", "{n} customers and their history will be "
+                            "deleted. This cannot be undone. Go ahead?"),
+    "bulk_do_update": ("{n} 件を更新する", "Update {n} customers"),
+    "bulk_do_delete": ("{n} 件を削除する", "Delete {n} customers"),
+    "bulk_updated": ("一括更新しました。", "The customers were updated."),
+    "bulk_deleted": ("一括削除しました。", "The customers were deleted."),
+    "next_step": ("確認へ進む", "Review"),
+    "leave_unchanged": ("変更しない", "unchanged"),
+    "set_checked": ("チェックする", "check"),
+    "set_unchecked": ("チェックを外す", "uncheck"),
+    "new_customer": ("顧客を登録", "New customer"),
+    "edit_customer": ("顧客を編集", "Edit customer"),
+    "created": ("登録しました。", "Created."),
+    "created_duplicates": ("登録しました。同じ氏名の顧客がすでにいます（重複の可能性）。",
+                           "Created. A customer with the same name already exists (a possible "
+                           "duplicate)."),
+    "profile": ("基本情報", "Profile"),
+    "required": ("必須", "required"),
+    "required_help": ("* は必須項目です。", "* marks a required field."),
+    "rule_width": ("全角の英数字は半角に揃えて保存します。",
+                   "Full-width letters and digits are saved half-width."),
+    "rule_duplicates": ("同じ氏名の顧客がいると、登録後にお知らせします。",
+                        "You are told after saving when a customer with the same name exists."),
+    "rule_phone.hyphen": ("ハイフン区切り（03-1234-5678）で保存します。",
+                          "Saved with hyphens (03-1234-5678)."),
+    "rule_phone.paren": ("かっこ区切り（(03)1234-5678）で保存します。",
+                         "Saved as (03)1234-5678."),
+    "rule_phone.digits": ("数字だけ（0312345678）で保存します。",
+                          "Saved as digits only (0312345678)."),
+    "rule_postal": ("住所が空なら郵便番号から住所を補います。",
+                    "An empty address is filled from the postal code."),
+    "rule_postal_check": ("7桁の郵便番号（例: 150-0001）を入力してください。"
+                          "住所が空なら郵便番号から補います。",
+                          "Enter a 7-digit postal code (e.g. 150-0001); an empty address is "
+                          "filled from it."),
+    "not_set": ("（未設定）", "(not set)"),
+    "purpose": ("変更の目的（任意）", "Purpose (optional)"),
+    "purpose_help": ("変更履歴に記録されます。", "Recorded in the change history."),
+    "add_activity": ("対応履歴を追加", "Add an activity"),
+    "add_purchase": ("購入履歴を追加", "Add a purchase"),
+    "activity_added": ("対応履歴を追加しました。", "The activity was added."),
+    "purchase_added": ("購入履歴を追加しました。", "The purchase was added."),
+    "content_fields": ("内容項目 1〜10", "Content fields 1-10"),
+    "amount_help": ("空欄なら 数量 × 単価 です。入力するときは 数量 × 単価 と一致させてください。",
+                    "Left empty: quantity x unit price. When given, it must equal quantity x "
+                    "unit price."),
+    "import_csv": ("CSV 取り込み", "Import CSV"),
+    "import_help": ("顧客を CSV から取り込みます。1行でも誤りがあれば何も取り込みません。"
+                    "まずチェックのみで確かめてください。",
+                    "Import customers from a CSV file: all rows or none. Check the file first "
+                    "with a dry run."),
+    "csv_file": ("CSV ファイル", "CSV file"),
+    "csv_file_help": ("UTF-8（BOM 付き可）または Shift_JIS（CP932）。1行目は見出し（項目名）です。",
+                      "UTF-8 (with or without BOM) or Shift_JIS (CP932). The first line is the "
+                      "header (the field labels)."),
+    "dry_run_check": ("チェックのみ（書き込まない）", "Dry run (write nothing)"),
+    "import_run": ("取り込む", "Import"),
+    "uploading": ("送信して確認しています…", "Uploading and checking…"),
+    "dry_run_ok": ("チェック完了: すべての行を取り込めます。", "Dry run passed: every row can be "
+                   "imported."),
+    "import_done": ("取り込みました。", "Imported."),
+    "dry_run_nothing_written": ("チェックのみのため、何も書き込んでいません。",
+                                "A dry run writes nothing."),
+    "file": ("ファイル", "File"),
+    "rows_in_file": ("データ行数", "Data rows"),
+    "rows_created": ("登録した顧客", "Customers created"),
+    "companies_created": ("登録した会社", "Companies created"),
+    "import_problems": ("取り込めない行", "Rows that cannot be imported"),
+    "row": ("行", "Row"),
+    "column": ("列", "Column"),
+    "more_problems": ("ほかに {n} 件の問題があります。", "{n} more problems."),
+    "users": ("ユーザー", "Users"),
+    "name": ("名前", "Name"),
+    "department": ("部署", "Department"),
+    "change": ("変更", "Change"),
+    "change_role": ("権限を変更", "Change the role"),
+    "change_department": ("部署を変更", "Change the department"),
+    "disabled": ("無効", "disabled"),
+    "user.enable": ("有効にする", "Enable"),
+    "user.disable": ("無効にする", "Disable"),
+    "user.password": ("パスワード再発行", "Reset password"),
+    "user.remove": ("テナントから外す", "Remove"),
+    "remove_user": ("テナントから外す", "Remove from the tenant"),
+    "confirm_remove_user": ("{login} をこのテナントから外します。ログインと他のテナントはそのまま"
+                            "です。よろしいですか。", "{login} will be removed from this "
+                            "tenant (the login and its other tenants stay). Go ahead?"),
+    "new_password_for": ("{login} の新しいパスワード", "New password for {login}"),
+    "password_shown_once": ("このパスワードは今回だけ表示されます。"
+                            "本人に安全な方法で伝えてください。",
+                            "This password is shown only this once. Give it to the user "
+                            "safely."),
+    "user_departments": ("ユーザー部署マスタ", "User departments"),
+    "add_department": ("部署を追加", "Add a department"),
+    "user_saved": ("ユーザーを更新しました。", "The user was updated."),
+    "user_removed": ("ユーザーをテナントから外しました。", "The user was removed."),
+    "department_added": ("部署を追加しました。", "The department was added."),
+    # the problems of a record form, by pattern (see PROBLEM_PATTERNS)
+    "problem.required": ("入力してください。", "Required."),
+    "problem.date": ("日付（YYYY-MM-DD）で入力してください。", "Enter a date (YYYY-MM-DD)."),
+    "problem.number": ("整数で入力してください。", "Enter a whole number."),
+    "problem.email": ("メールアドレスの形式ではありません。", "This is not an e-mail address."),
+    "problem.too_long": ("{n} 文字以内で入力してください。", "At most {n} characters."),
+    "problem.too_many_digits": ("桁数が多すぎます。", "Too many digits."),
+    "problem.picklist": ("選択肢にない値です。", "Not one of the choices."),
+    "problem.amount": ("金額が 数量 × 単価（{product}）と一致しません。",
+                       "The amount is not quantity x unit price ({product})."),
+    "problem.postal_code": ("郵便番号ではありません（7桁、例: 150-0001）。",
+                            "Not a Japanese postal code (7 digits, e.g. 150-0001)."),
+    "problem.checkbox_disabled": ("設定で無効になっているチェック項目です。",
+                                  "This checkbox is disabled in the configuration."),
 }
 
 
@@ -440,6 +619,29 @@ MESSAGE_PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), k) for p,
     (r"too many failed .*", "msg.too_many"),
     (r"the request is not valid", "msg.invalid_request"),
     (r"Not Found", "msg.not_found_page"),
+    (r"choose a CSV file to import", "msg.choose_csv"),
+    (r"the (contact|activity|purchase) is not valid", "msg.not_valid"),
+    (r"fix the listed fields and try again", "msg.fix_fields"),
+    (r"you cannot [a-z]+ yourself", "msg.not_yourself"),
+    (r"ask another admin", "msg.ask_another_admin"),
+    (r"'(?P<login>[^']+)' is the tenant's last admin and cannot be [a-z]+", "msg.last_admin"),
+    (r"make another user admin first", "msg.make_admin_first"),
+)]
+
+
+#: The problems of a record form (a service's ``FIELD: reason``, less the field), by
+#: pattern; one no pattern matches is shown as the service worded it, marked English.
+PROBLEM_PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), k) for p, k in (
+    (r"required( \(.*\))?|may not be empty", "problem.required"),
+    (r"expected a date YYYY-MM-DD, got .*", "problem.date"),
+    (r"expected a whole number, got .*", "problem.number"),
+    (r".* is not an e-mail address", "problem.email"),
+    (r"longer than (?P<n>\d+) characters", "problem.too_long"),
+    (r"too many digits", "problem.too_many_digits"),
+    (r".* is not an active value of picklist .*", "problem.picklist"),
+    (r"-?\d+ is not quantity x unit price \((?P<product>[^)]*)\)", "problem.amount"),
+    (r".* is not a Japanese postal code .*", "problem.postal_code"),
+    (r"checkbox \d+ is disabled in the configuration", "problem.checkbox_disabled"),
 )]
 
 
@@ -489,6 +691,14 @@ class Text:
                           for k, v in found.groupdict().items() if v is not None}
                 return self(key, **values), True
         return text, self.lang == "en"
+
+    def problem(self, reason: str) -> Markup | str:
+        """One problem of a form field in this language (else as worded, marked English)."""
+        for pattern, key in PROBLEM_PATTERNS:
+            found = pattern.fullmatch(reason)
+            if found:
+                return self(key, **{k: v for k, v in found.groupdict().items() if v})
+        return reason if self.lang == "en" else Markup('<span lang="en">{}</span>').format(reason)
 
     def error(self, error: Mapping[str, Any]) -> dict[str, Any]:
         """An error body (``ProvisionerError.to_dict()``) as the console shows it."""

@@ -399,7 +399,9 @@ def test_no_page_references_an_outside_host(site: Site) -> None:
     pages = ["/login", "/tenants", "/", "/keys", "/send", "/inbox", f"/inbox/{transfer_id}",
              "/config", "/config/history?diff_from=1&diff_to=1", "/customers?q=ヤマダ",
              f"/customers/{site.ids['contact']}", "/pop?phone=0312345678", "/no-such-page",
-             "/docs", "/redoc", "/static/console.css", "/static/console.js"]
+             "/docs", "/redoc", "/static/console.css", "/static/console.js",
+             "/customers", "/customers/new", f"/customers/{site.ids['contact']}/edit",
+             "/customers/import", "/customers/bulk?action=update", "/users"]
     for lang in ("ja", "en"):
         admin.get(f"/lang/{lang}")
         for path in pages:

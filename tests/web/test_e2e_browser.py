@@ -207,6 +207,138 @@ def test_copy_a_configuration_through_the_console(server: tuple[str, Provisioner
             browser.close()
 
 
+def _crm_world(app: Provisioner) -> int:
+    """The e2e world plus 30 customers (box 1 on the even ones), one with a purchase."""
+    customer = _world(app)
+    w = World(app)
+    boxes = [dict(c) for c in w.config("client-a")["checkboxes"]]
+    for index, label in enumerate(("年賀状", "暑中見舞", "お中元")):
+        boxes[index]["label"] = label
+    w.set_config("client-a", {"checkboxes": boxes})
+    with app.transaction() as ctx:
+        actor = actors.resolve(ctx, "yamada", "client-a")
+        for i in range(30):
+            made = records.create(ctx, actor, "contact", {
+                "name": f"顧客 {i:02d}", "kana": f"コキャク {i:02d}",
+                "phone": f"06-2222-{i:04d}", "checkboxes": [1] if i % 2 == 0 else []})
+            if i == 3:
+                records.create(ctx, actor, "purchase", {
+                    "contact_id": made.record["id"], "date": "2026-10-01",
+                    "product_name": "年賀状セット", "quantity": 1, "unit_price": 800})
+    return customer
+
+
+def test_working_with_customers_in_the_console(server: tuple[str, Provisioner],
+                                               tmp_path: Path) -> None:
+    """Issue 12: search (a tri-state checkbox, paging, sorting), create with a refusal and
+    edit, add an activity and a purchase, export with its progress, import with a dry run,
+    bulk update after its confirmation, and the user admin page."""
+    _need_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    base, app = server
+    customer = _crm_world(app)
+    shots = Path(os.environ.get("PROVISIONER_SCREENSHOTS") or tmp_path / "shots")
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            ctx = browser.new_context(viewport={"width": 1280, "height": 860}, locale="ja-JP",
+                                      accept_downloads=True)
+            page = ctx.new_page()
+            _log_in(page, base, "yamada")
+            page.click("#open-tenant")
+            # the full search: a checkbox condition under its label, 20 a page, by kana
+            page.click("nav.menu a[href='/customers']")
+            page.fill("#q", "顧客")
+            page.click("#checkbox-conditions summary")
+            page.select_option("#s-cb1", "on")
+            page.select_option("#s-sort", "-kana")
+            page.select_option("#s-per", "20")
+            page.click("#search-button")
+            expect(page.locator("#result-count")).to_contain_text("15 件")
+            expect(page.locator("#customer-table tbody tr").first).to_contain_text("顧客 28")
+            expect(page.locator("label[for=s-cb1]")).to_have_text("年賀状")
+            page.screenshot(path=str(shots / "15-customer-search.png"), full_page=True)
+            page.goto(f"{base}/customers?q=顧客&per=20")
+            page.click("#next-page")
+            expect(page.locator("#result-count")).to_contain_text("(21–30)")
+            # export: the download, with the progress shown, in the search's order
+            page.goto(f"{base}/customers?q=顧客&cb1=on&sort=-kana")
+            with page.expect_download() as download:
+                page.click("#export-button")
+            saved = tmp_path / "export.csv"
+            download.value.save_as(saved)
+            lines = saved.read_text(encoding="utf-8-sig").splitlines()
+            assert len(lines) == 16
+            assert "顧客 28" in lines[1]
+            expect(page.locator("#export-form .progress-text")).to_contain_text("保存しました")
+            expect(page.locator("#export-form progress")).to_have_attribute("value", "100")
+            # a new customer: refused first (the problem beside its field), then saved
+            page.click("#new-customer")
+            page.fill("#f-name", "高橋 次郎")
+            page.fill("#f-email", "takahashi@")
+            page.check("#customer-form input[name=checkboxes][value='2']")
+            page.click("#save-customer")
+            expect(page.locator(".error")).to_be_focused()
+            expect(page.locator("#f-email-problem")).to_contain_text("メールアドレス")
+            expect(page.locator("#f-email")).to_have_attribute("aria-invalid", "true")
+            page.screenshot(path=str(shots / "16-customer-form-error.png"), full_page=True)
+            page.fill("#f-email", "takahashi@example.jp")
+            page.click("#save-customer")
+            expect(page.locator("p.notice")).to_be_focused()
+            expect(page.locator(".checked-boxes")).to_contain_text("暑中見舞")
+            # edit it
+            page.click("#edit-customer")
+            page.fill("#f-title", "課長")
+            page.click("#save-customer")
+            expect(page.locator("p.notice")).to_contain_text("保存しました")
+            # an activity and a purchase on the customer page
+            page.goto(f"{base}/customers/{customer}")
+            page.select_option("#a-kind", "visit")
+            page.fill("#a-content", "カタログ送付の依頼")
+            page.click("#add-activity")
+            expect(page.locator("p.notice")).to_contain_text("対応履歴を追加しました")
+            page.fill("#p-product_name", "カレンダー")
+            page.fill("#p-quantity", "2")
+            page.fill("#p-unit_price", "1200")
+            page.click("#add-purchase")
+            expect(page.locator("p.notice")).to_contain_text("購入履歴を追加しました")
+            expect(page.locator("main")).to_contain_text("カタログ送付の依頼")
+            expect(page.locator("main")).to_contain_text("2400")
+            page.screenshot(path=str(shots / "17-customer-with-forms.png"), full_page=True)
+            # import: a dry run of the exported file, its report
+            page.goto(f"{base}/customers/import")
+            page.set_input_files("#import-file", str(saved))
+            page.click("#import-button")
+            expect(page.locator("#import-result")).to_be_focused()
+            expect(page.locator("#import-rows")).to_have_text("15")
+            page.screenshot(path=str(shots / "18-import-dry-run.png"), full_page=True)
+            # bulk update of a search result, after its confirmation
+            page.goto(f"{base}/customers?q=顧客&cb1=off")
+            page.click("#bulk-update")
+            page.select_option("#b-cb3", "on")
+            page.click("#bulk-submit")
+            expect(page.locator("#bulk-what")).to_be_focused()
+            expect(page.locator("#bulk-what")).to_contain_text("15 件")
+            page.screenshot(path=str(shots / "19-bulk-confirmation.png"), full_page=True)
+            page.click("#bulk-submit")
+            expect(page.locator("p.notice")).to_contain_text("一括更新しました")
+            page.goto(f"{base}/customers?q=顧客&cb3=on")
+            expect(page.locator("#result-count")).to_contain_text("15 件")
+            # the user admin page
+            page.click("nav.menu a[href='/users']")
+            expect(page.locator("tr[data-login=tanaka]")).to_be_visible()
+            page.fill("#dept-code", "sales")
+            page.fill("#dept-name", "営業部")
+            page.click("#add-department")
+            expect(page.locator("p.notice")).to_contain_text("部署を追加しました")
+            page.screenshot(path=str(shots / "20-users.png"), full_page=True)
+            ctx.close()
+        finally:
+            browser.close()
+
+
 # --------------------------------------------------------------------------- accessibility
 
 #: moderate axe violations left on purpose, with the reason (also in docs/console.md)
@@ -280,9 +412,31 @@ def test_every_page_passes_axe(server: tuple[str, Provisioner]) -> None:
                              "/config/history", "/config/history?diff_from=1&diff_to=2",
                              "/customers", "/customers?q=サトウ", f"/customers/{customer}",
                              "/pop", "/pop?phone=0355550101", "/pop?phone=0999999999",
-                             "/no-such-page", "/inbox/999999"):
+                             "/no-such-page", "/inbox/999999", "/customers?cb1=on&per=20",
+                             "/customers?created_from=2026-13-01", "/customers/new",
+                             f"/customers/{customer}/edit", "/customers/import",
+                             "/customers/bulk?action=update", "/customers/bulk?action=delete",
+                             "/users"):
                     page.goto(f"{base}{path}")
                     check(page, f"{lang} admin {path}")
+                page.goto(f"{base}/customers/new")
+                page.click("#save-customer")
+                expect(page.locator(".error")).to_be_focused()
+                check(page, f"{lang} admin customer form error")
+                page.goto(f"{base}/customers/{customer}")
+                page.fill("#p-quantity", "2")
+                page.fill("#p-unit_price", "100")
+                page.fill("#p-amount", "1")
+                page.click("#add-purchase")
+                check(page, f"{lang} admin purchase error")
+                page.goto(f"{base}/customers?q=サトウ")
+                page.click("#bulk-update")
+                page.select_option("#b-cb2", "on")
+                page.click("#bulk-submit")
+                check(page, f"{lang} admin bulk confirmation")
+                page.goto(f"{base}/users")
+                page.click("tr[data-login=tanaka] button[data-action=remove]")
+                check(page, f"{lang} admin user remove confirmation")
                 page.goto(f"{base}/keys")
                 page.click("#generate-key")
                 check(page, f"{lang} admin new key")
@@ -315,7 +469,8 @@ def test_every_page_passes_axe(server: tuple[str, Provisioner]) -> None:
                 expect(page.locator("nav.menu a[href='/keys']")).to_have_count(0)
                 for path in ("/", "/inbox", f"/inbox/{pending}", "/config", "/config/history",
                              "/customers?q=サトウ", f"/customers/{customer}",
-                             "/pop?phone=0355550101", "/keys", "/no-such-page"):
+                             "/pop?phone=0355550101", "/keys", "/no-such-page",
+                             "/customers/new", "/users"):
                     page.goto(f"{base}{path}")
                     check(page, f"{lang} general {path}")
                 expect(page.locator("nav.menu")).to_be_visible()  # the 404 keeps the layout
@@ -343,7 +498,7 @@ def test_every_page_passes_axe(server: tuple[str, Provisioner]) -> None:
                         for rule, pages in sorted(found.items()))
     assert not found, f"axe violations:\n{report}\n(requests elsewhere: {outside[:5]})"
     assert not outside, f"requests to other hosts: {outside[:10]}"
-    assert len(checked) == 2 * (25 + 10)  # two languages, admin and general user pages
+    assert len(checked) == 2 * (37 + 12)  # two languages, admin and general user pages
 
 
 def _tab_to(page: object, selector: str, limit: int = 120) -> int:
@@ -432,3 +587,64 @@ def test_keyboard_only(server: tuple[str, Provisioner]) -> None:
         finally:
             browser.close()
     assert w.transfer(transfer).status == "rolled_back"
+
+
+def test_keyboard_only_customers(server: tuple[str, Provisioner]) -> None:
+    """Issue 12 with the keyboard alone: a new customer (refused, then saved), an activity,
+    and a search with a checkbox condition; the focus follows each result."""
+    _need_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    base, app = server
+    _crm_world(app)
+    with sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            page = browser.new_page(locale="ja-JP")
+            _log_in(page, base, "yamada")
+            page.click("#open-tenant")
+            page.goto(f"{base}/customers")
+            page.keyboard.press("Tab")
+            assert _focused(page, "a.skip")
+            page.keyboard.press("Enter")
+            _tab_to(page, "#new-customer", limit=3)
+            page.keyboard.press("Enter")
+            expect(page).to_have_url(f"{base}/customers/new")
+            page.wait_for_load_state("load")
+            _tab_to(page, "#f-email")
+            page.keyboard.type("takahashi@")
+            page.keyboard.press("Enter")  # no name, a wrong address: refused
+            expect(page.locator(".error")).to_be_focused()
+            _tab_to(page, "#f-name")
+            page.keyboard.type("高橋 次郎")
+            _tab_to(page, "#f-email")
+            page.keyboard.press("End")  # (Tab selects the field's text)
+            page.keyboard.type("example.jp")
+            _tab_to(page, "#save-customer")
+            page.keyboard.press("Enter")
+            expect(page.locator("p.notice")).to_be_focused()
+            expect(page.locator("#customer-name")).to_contain_text("高橋 次郎")
+            _tab_to(page, "#a-content")
+            page.keyboard.type("初回の電話")
+            _tab_to(page, "#add-activity")
+            page.keyboard.press("Enter")
+            expect(page.locator("p.notice")).to_be_focused()
+            expect(page.locator("main")).to_contain_text("初回の電話")
+            # a search with a checkbox condition
+            _tab_to(page, "nav.menu a[href='/customers']", limit=200)
+            page.keyboard.press("Enter")
+            expect(page).to_have_url(f"{base}/customers")
+            page.wait_for_load_state("load")
+            _tab_to(page, "#q")
+            page.keyboard.type("顧客")
+            _tab_to(page, "#checkbox-conditions summary")
+            page.keyboard.press("Enter")
+            _tab_to(page, "#s-cb1", limit=3)
+            page.keyboard.press("ArrowDown")  # any -> checked
+            expect(page.locator("#s-cb1")).to_have_value("on")
+            _tab_to(page, "#search-button-bottom", limit=80)
+            page.keyboard.press("Enter")
+            expect(page.locator("#result-count")).to_contain_text("15 件")
+            expect(page.locator("#s-cb1")).to_have_value("on")  # the form keeps it
+        finally:
+            browser.close()

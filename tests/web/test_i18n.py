@@ -26,7 +26,7 @@ def _placeholders(text: str) -> set[str]:
 
 def _literal_keys() -> dict[str, set[str]]:
     used: dict[str, set[str]] = {}
-    for path in [*TEMPLATES.glob("*.html"), Path(console.__file__)]:
+    for path in [*TEMPLATES.glob("*.html"), *Path(console.__file__).parent.glob("console*.py")]:
         for key in LITERAL.findall(path.read_text(encoding="utf-8")):
             used.setdefault(key, set()).add(path.name)
     return used
