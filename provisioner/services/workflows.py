@@ -265,12 +265,15 @@ class _DryPlan:
         if self.states:
             row.update({f"state:{k}": v for k, v in automation.states(
                 self.ctx, self.doc, self.tenant_id, self.rt.name, row["id"]).items()})
-        if self.wf.trigger.event == "date" and due_on(
-                self.wf.trigger.days, self.wf.trigger.yearly,
-                read(row, self.trigger_field), self.today) is None:
-            return
-        firings = self.rules.run(self.rt.name, self.event, row, self.changed,
-                                 coerce=self.coerce)
+        if self.wf.trigger.event == "date":  # as the scheduler fires it (run_due)
+            if due_on(self.wf.trigger.days, self.wf.trigger.yearly,
+                      read(row, self.trigger_field), self.today) is None or \
+                    not self.rule.matches(row):
+                return
+            firings = [self.rules.fire(self.rule, row, self.coerce)]
+        else:
+            firings = self.rules.run(self.rt.name, self.event, row, self.changed,
+                                     coerce=self.coerce)
         if not firings:
             return
         report.matched += 1
