@@ -354,7 +354,9 @@ class RuleSet:
                 if o == obj and column not in written:
                     by_field.setdefault(name, (reader, {}))[1].setdefault(
                         (op, repr(wanted)), (op, wanted))
-        readers = [(reader, tuple(conds.values()), {}) for reader, conds in by_field.values()]
+        readers: list[tuple[Callable[[Mapping[str, Any]], Any], tuple[tuple[str, Any], ...],
+                            dict[Any, tuple[bool, ...]]]] = [
+            (reader, tuple(conds.values()), {}) for reader, conds in by_field.values()]
         memo: dict[Any, tuple[list[Firing], dict[str, Any]]] = {}
 
         def outcomes(row: dict[str, Any]) -> tuple[Any, ...]:

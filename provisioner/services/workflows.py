@@ -294,7 +294,8 @@ class _DryPlan:
             return False
         where = rule_sql.condition_sql(self.wf, self.table, dict(self.rt.fields),
                                        self.dialect)
-        own = [(a, _own_column(self.wf, a)) for a in self.wf.actions]
+        own: list[tuple[Any, str | None]] = [(a, _own_column(self.wf, a))
+                                             for a in self.wf.actions]
         columns = [c for _a, c in own if c is not None]
         if where is None or len(columns) != len(set(columns)) or any(
                 c not in ("checkboxes", "classifications") and
