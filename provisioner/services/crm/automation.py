@@ -136,7 +136,7 @@ def insert_for_ids(conn: Connection, table: Table, values: Mapping[str, Any], id
         return
     if conn.dialect.name == "postgresql":
         source = func.unnest(bindparam("ids", ids, type_=ARRAY(BigInteger))
-                             ).table_valued("value")
+                             ).table_valued("value").render_derived()
     else:
         source = func.json_each(bindparam("ids", json.dumps(ids))).table_valued("value")
     names = [k for k in values if k != id_column]
