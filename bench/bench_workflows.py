@@ -1,10 +1,16 @@
 """Workflow rules on the write paths: what active rules cost, and how fast a dry run is.
 
-Run on demand (not part of the test suite)::
+Run on demand (not part of the test suite). The issue's figures (1,000,000 contacts,
+a 50,000-row import, both backends; writes docs/performance.md)::
 
-    .venv/bin/python bench/bench_workflows.py                     # SQLite and PostgreSQL
-    .venv/bin/python bench/bench_workflows.py --db sqlite --contacts 200000
-    .venv/bin/python bench/bench_workflows.py --keep              # reuse bench_crm's data
+    .venv/bin/python bench/bench_workflows.py --keep
+
+(the defaults are the issue's scale; ``--keep`` leaves the seeded million contacts in
+place -- an SQLite file in the temporary directory and a PostgreSQL database, the ones
+``bench/bench_crm.py --keep`` uses for the same ``--contacts`` -- and reuses them next
+time: the first run seeds them, several minutes per backend). Smaller runs::
+
+    .venv/bin/python bench/bench_workflows.py --db sqlite --contacts 200000 --no-write
 
 * **import**: ``csvio.import_customers`` of the bench_crm CSV (``--import-rows``, 50,000)
   into a fresh tenant with no workflows, then into a fresh tenant with 20 active
@@ -18,6 +24,10 @@ Run on demand (not part of the test suite)::
   with one of the 50 matching (its checkbox write included).
 * **dry-run**: ``workflows.dry_run`` of a paused rule over the tenant of ``--contacts``
   (1,000,000) seeded contacts. Target: at most 2 s.
+
+Whether the search index's native extension (``_postings``) is in use is printed and
+written with the figures (the import builds the index; without the extension it is
+built by the Python reference, slower on both sides of the ratio).
 
 The section "## Workflows: rules on the write paths" of ``docs/performance.md`` is
 written (replaced).
@@ -41,9 +51,14 @@ import bench.bench_crm as crm  # noqa: E402
 from provisioner.services import actors, configs, workflows  # noqa: E402
 from provisioner.services.actors import Actor  # noqa: E402
 from provisioner.services.context import Provisioner  # noqa: E402
-from provisioner.services.crm import csvio, records  # noqa: E402
+from provisioner.services.crm import csvio, records, search_index  # noqa: E402
 
 SECTION_TITLE = "## Workflows: rules on the write paths"
+
+
+def native() -> str:
+    return ("native extension in use (_postings)" if search_index._native is not None
+            else "native extension NOT in use: the Python reference builds the index")
 
 
 def rule(code: str, event: str, actions: list[dict[str, Any]], when: list[dict[str, Any]],
@@ -179,18 +194,27 @@ def run_backend(db: str, args: argparse.Namespace) -> dict[str, Any]:
             app.engine.dispose()
 
 
-def section(results: list[dict[str, Any]], args: argparse.Namespace, when: str) -> str:
+def section(results: list[dict[str, Any]], args: argparse.Namespace, when: str,
+            load: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> str:
     def verdict(ok: bool) -> str:
         return "**pass**" if ok else "**miss**"
 
     lines = [SECTION_TITLE, "",
              f"Measured {when} by `bench/bench_workflows.py` ({core.machine()}; "
              f"{args.contacts:,} contacts, import of {args.import_rows:,} rows x "
-             f"{args.rounds} rounds alternated, {args.updates} updates per case). "
-             "Rules compiled once per configuration; the CSV import runs each new row's "
-             "`created` rules on the row before it is inserted (the rules' values are part "
-             "of the bulk insert; their change-log and execution-log rows are written in "
-             "bulk after it).", "",
+             f"{args.rounds} rounds alternated, {args.updates} updates per case; "
+             f"{native()}; load average at the end {load[0]:.2f}, {load[1]:.2f}, "
+             f"{load[2]:.2f}). "
+             "Rules compiled once per configuration, `field_changed` rules indexed by "
+             "field. The CSV import runs each new row's `created` rules on the row before "
+             "it is inserted, worked out once per shape of row (`RuleSet.batch_runner`: "
+             "the outcome of each condition, the values of the columns the rules write) "
+             "and replayed for the others; the rules' values are part of the bulk insert, "
+             "and the change-log and execution-log rows of rows that share their firings "
+             "are written by one `INSERT ... SELECT` per log row over the array of their "
+             "ids. The dry run counts in one aggregate query (examined, matched, the "
+             "checkboxes it would change; SQLite reads the tenant's range of ids in "
+             "order).", "",
              "| | import: no rules | 20 rules (10 match) | ratio (target >= 0.7) "
              "| update: no rules | 50 rules, none match | overhead (target <= 1 ms) "
              "| 50 rules, 1 matches | dry-run (target <= 2 s) |",
@@ -209,7 +233,8 @@ def section(results: list[dict[str, Any]], args: argparse.Namespace, when: str) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--import-rows", type=int, default=50_000)
@@ -219,9 +244,10 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not touch the docs")
     args = parser.parse_args()
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(native(), flush=True)
     results = [run_backend(db, args) for db in
                (("sqlite", "postgresql") if args.db == "both" else (args.db,))]
-    text = section(results, args, when)
+    text = section(results, args, when, os.getloadavg())
     print(text)
     if not args.no_write:
         core.write_section(text, SECTION_TITLE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from provisioner.config.diff import Change
-from provisioner.services.crm.impact import describe
+from provisioner.services.crm.impact import describe, describe_workflow
 
 
 def render_config(slug: str, version: int, data: dict[str, Any]) -> str:
@@ -121,7 +121,17 @@ def render_upgrade(up: dict[str, Any], *, per_list: int = 20) -> list[str]:
 
 
 def render_impact(report: dict[str, Any] | None) -> list[str]:
-    """The plan's effect on the tenant's records, blocking items first."""
+    """The plan's effect on the tenant's records, blocking items first; then the incoming
+    workflows and how many records each would match."""
+    lines = _render_items(report)
+    flows = (report or {}).get("workflows") or []
+    if flows:
+        lines.append("\nincoming workflows (records their conditions match now):")
+        lines += [f"  - {describe_workflow(item)}" for item in flows]
+    return lines
+
+
+def _render_items(report: dict[str, Any] | None) -> list[str]:
     if not report or not report["items"]:
         return ["\nrecords: no record holds anything this change removes or relabels"]
     items = sorted(report["items"], key=lambda i: not i["blocking"])

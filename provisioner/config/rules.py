@@ -167,6 +167,15 @@ def _reader(name: str) -> Callable[[Mapping[str, Any]], Any]:
     return lambda row: row[name] if name in row else row.get(state)
 
 
+def _column_of(name: str) -> str:
+    """The stored column a condition field is read from (``""``: none of the record's)."""
+    if name.startswith("checkbox_") and name[9:].isascii() and name[9:].isdigit():
+        return "checkboxes"
+    if name == "classification":
+        return "classifications"
+    return "" if "." in name else name
+
+
 @dataclass(frozen=True)
 class Rule:
     """A workflow compiled for evaluation."""
@@ -177,13 +186,18 @@ class Rule:
     #: (object, reader, op, value) per condition, decided once
     _checks: tuple[tuple[str, Callable[[Mapping[str, Any]], Any], str, Any], ...] = field(
         init=False, repr=False, compare=False)
+    #: (object, field, column read) per condition (:meth:`RuleSet.batch_runner`)
+    fields: tuple[tuple[str, str, str], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         checks = []
+        fields = []
         for c in self.workflow.conditions.rules:
             obj, name = split_path(c.field)
             checks.append((obj, _reader(name), c.op, c.value))
+            fields.append((obj, name, _column_of(name)))
         object.__setattr__(self, "_checks", tuple(checks))
+        object.__setattr__(self, "fields", tuple(fields))
         object.__setattr__(self, "code", self.workflow.code)
         object.__setattr__(self, "object", self.workflow.object)
 
@@ -266,6 +280,14 @@ class RuleSet:
         #: objects whose rules a change can fire (updated / field_changed rules)
         self._cascades = {obj: True for (obj, event) in self._by
                           if event in ("updated", "field_changed")}
+        #: field_changed rules by (object, field): an update looks only at the rules
+        #: whose field it changed
+        self._on_field: dict[tuple[str, str], list[Rule]] = {}
+        for (obj, event), rules in self._by.items():
+            if event == "field_changed":
+                for rule in rules:
+                    name = split_path(rule.workflow.trigger.field or "")[1]
+                    self._on_field.setdefault((obj, name), []).append(rule)
         #: per rule, each action with the column of its own record it changes (or None)
         self._plans: dict[str, list[tuple[Any, tuple[str, str] | None]]] = {
             rule.code: [(action, _own_action(rule, action)) for action in rule.workflow.actions]
@@ -284,20 +306,86 @@ class RuleSet:
             return bool(self._by.get((obj, "created")))
         if self._by.get((obj, "updated")):
             return True
-        watched = self._by.get((obj, "field_changed"))
-        if not watched:
+        if not self._by.get((obj, "field_changed")):
             return False
-        names = set(changed) if changed is not None else None
-        return names is None or any(split_path(r.workflow.trigger.field or "")[1] in names
-                                    for r in watched)
+        if changed is None:
+            return True
+        on_field = self._on_field
+        return any((obj, name) in on_field for name in changed)
 
     def _fired_by(self, obj: str, event: str, changed: set[str]) -> list[Rule]:
         if event == "created":
             return self.rules(obj, "created")
         out = list(self.rules(obj, "updated"))
-        out += [r for r in self.rules(obj, "field_changed")
-                if split_path(r.workflow.trigger.field or "")[1] in changed]
+        if len(changed) < len(self._on_field):
+            hits = {id(r) for name in changed for r in self._on_field.get((obj, name), ())}
+        else:
+            hits = {id(r) for (o, name), rules in self._on_field.items()
+                    if o == obj and name in changed for r in rules}
+        if hits:  # in configuration order, as before the index
+            out += [r for r in self.rules(obj, "field_changed") if id(r) in hits]
         return out
+
+    def batch_runner(self, obj: str, event: str, changed: Iterable[str], *,
+                     coerce: Coerce | None = None, limit: int = 4096
+                     ) -> Callable[[dict[str, Any]], list[Firing]]:
+        """:meth:`run` for many rows of one bulk write (a CSV import's new rows, no
+        related records): the same firings and the same changes to each row, worked out
+        once per distinct *shape* of row and replayed for the others.
+
+        A row's shape is what the outcome depends on: the truth of every condition of
+        the object's rules on a field no rule of it writes (those fields do not change
+        while the rules run), and the values of the columns its rules write (the
+        conditions on them and the changes follow from those). Rows of one shape share
+        the returned firings (do not change them); firings with effects on other records
+        are never shared (each row's are carried out, and may record errors, on their
+        own). At most ``limit`` shapes are remembered."""
+        names = list(changed)
+        rules = [r for (o, _e), rs in self._by.items() if o == obj for r in rs]
+        written = sorted({own[0] for r in rules for _a, own in self._plans[r.code]
+                          if own is not None})
+        #: per condition field not written by a rule: its reader and its conditions,
+        #: each distinct value's outcomes remembered
+        by_field: dict[str, tuple[Callable[[Mapping[str, Any]], Any],
+                                  dict[tuple[str, str], tuple[str, Any]]]] = {}
+        for rule in rules:
+            for (o, name, column), (_o, reader, op, wanted) in zip(
+                    rule.fields, rule._checks, strict=True):
+                if o == obj and column not in written:
+                    by_field.setdefault(name, (reader, {}))[1].setdefault(
+                        (op, repr(wanted)), (op, wanted))
+        readers: list[tuple[Callable[[Mapping[str, Any]], Any], tuple[tuple[str, Any], ...],
+                            dict[Any, tuple[bool, ...]]]] = [
+            (reader, tuple(conds.values()), {}) for reader, conds in by_field.values()]
+        memo: dict[Any, tuple[list[Firing], dict[str, Any]]] = {}
+
+        def outcomes(row: dict[str, Any]) -> tuple[Any, ...]:
+            out: list[Any] = []
+            for reader, conds, seen in readers:
+                value = reader(row)
+                known = seen.get(value)
+                if known is None:
+                    known = tuple([test(op, value, wanted) for op, wanted in conds])
+                    if len(seen) < limit:
+                        seen[value] = known
+                out.append(known)
+            return tuple(out)
+
+        def run(row: dict[str, Any]) -> list[Firing]:
+            try:
+                key = (outcomes(row), tuple([row.get(c) for c in written]))
+                known = memo.get(key)
+            except TypeError:  # a value that cannot be a key (a custom record's data)
+                return self.run(obj, event, row, names, coerce=coerce)
+            if known is not None:
+                row.update(known[1])
+                return known[0]
+            firings = self.run(obj, event, row, names, coerce=coerce)
+            if len(memo) < limit and not any(f.effects for f in firings):
+                memo[key] = (firings, {c: row[c] for f in firings for c in f.changes})
+            return firings
+
+        return run
 
     def run(self, obj: str, event: str, row: dict[str, Any], changed: Iterable[str], *,
             related: Related | None = None, coerce: Coerce | None = None) -> list[Firing]:

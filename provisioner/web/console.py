@@ -340,8 +340,10 @@ def _plan_page(request: Request, transfer_id: int, *, mode: Mode | None = None,
                   "choices": _active_values(ctx, row, i)}
                  for i in impact.get("items", [])]
         changes = [_describe_change(c) for c in plan.get("changes", [])]
+        matches = [{**w, "kind": "workflow_matches"} for w in impact.get("workflows", [])]
         data = {"transfer": present.transfer(row), "plan": plan, "changes": changes,
-                "impact": items, "mode": mode, "only": only or [], "error": error,
+                "impact": items, "workflow_matches": matches, "mode": mode,
+                "only": only or [], "error": error,
                 "upgrade": plan.get("upgrade"),
                 "can_upgrade": mode == "upgrade" or "upgrade" in row.plan,
                 "sections": plan.get("sections", [])}

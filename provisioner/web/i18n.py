@@ -76,6 +76,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "impact": ("データへの影響", "Impact on records"),
     "no_impact": ("既存データへの影響はありません。", "No record is affected."),
     "blocking": ("要対応", "blocking"),
+    "impact_workflows": ("受け取るワークフローが今のデータで該当する件数",
+                         "Incoming workflows: records their conditions match now"),
+    "impact.workflow_matches": (
+        "ワークフロー {workflow}（{label}、{change}、{state}）: 条件に該当する {object} は現在 "
+        "{examined} 件中 {count} 件",
+        "workflow {workflow} ({label}, {change}, {state}): its conditions match {count} of "
+        "{examined} {object} records now"),
+    "wf_change.new": ("新規", "new"),
+    "wf_change.changed": ("変更", "changed"),
     "remap": ("置換先の値", "Replace with"),
     "force": ("置換せずに強制適用（レコードは古い値のまま）",
               "Force (records keep the value the configuration no longer offers)"),
@@ -675,6 +684,9 @@ class Text:
         if key not in MESSAGES:
             return str(item.get("kind"))
         values = {k: v for k, v in item.items() if isinstance(v, str | int)}
+        if item.get("kind") == "workflow_matches":
+            values["change"] = self.of("wf_change", item.get("change"))
+            values["state"] = self.of("workflow_state", item.get("state"))
         try:
             return self(key, **values)
         except (KeyError, IndexError):

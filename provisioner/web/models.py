@@ -237,7 +237,9 @@ class SentOut(TransferOut):
 
 class PlanOut(TransferOut):
     plan: dict[str, Any] = Field(description="per section: added, changed, removed; the "
-                                 "impact on the records")
+                                 "impact on the records (impact.items) and, per incoming "
+                                 "new or changed workflow, how many records its conditions "
+                                 "match now (impact.workflows)")
 
 
 class DecisionOut(TransferOut):

@@ -12,6 +12,7 @@ from provisioner.db.crm_models import CrmContact
 from provisioner.db.models import AuditEvent
 from provisioner.errors import DataInUse, ValidationFailed
 from provisioner.services import transfers
+from provisioner.services.crm import impact as data_impact
 from provisioner.services.crm import records
 from tests.crm.helpers import configured, make
 from tests.crm.test_cli import Cli
@@ -152,3 +153,76 @@ def test_cli_shows_the_impact_and_approves_with_a_remap(
     assert done["outcome"] == "applied"
     assert done["remapped"] == {"rank.gold": 3}
     assert _memo2(world, "branch", gold) == ["silver"] * 3
+
+
+def _flows(label: str) -> list[dict[str, Any]]:
+    def flow(code: str, when: list[dict[str, Any]], event: str = "created",
+             **trigger: Any) -> dict[str, Any]:
+        return {"code": code, "label": label if code == "tweaked" else code, "active": True,
+                "object": "contact", "trigger": {"event": event, "field": None, **trigger},
+                "conditions": {"match": "all", "rules": when},
+                "actions": [{"type": "set_checkbox", "index": 7, "checked": True}]}
+    gold = [{"field": "contact.memo_2", "op": "eq", "value": "gold"}]
+    return [flow("vip", gold), flow("same", gold),
+            flow("tweaked", [{"field": "contact.memo_2", "op": "not_empty"}]),
+            flow("dated", [], "date", field="contact.birthday", days=3)]
+
+
+@pytest.fixture
+def rules_to_branch(world: World) -> tuple[World, int]:
+    """hq sends four rules: vip (new), same (branch has it as is), tweaked (branch has it
+    with another label), dated (new, a date trigger: counted record by record)."""
+    configured(world, "hq")
+    configured(world, "branch")
+    configured(world, "other")
+    world.set_config("hq", {"workflows": _flows("改")})
+    world.set_config("branch", {"workflows": [f for f in _flows("旧")
+                                              if f["code"] in ("same", "tweaked")]})
+    branch = world.actor("branch")
+    for n in range(3):
+        make(world, branch, "contact", {"name": f"金 顧客{n}", "memo_2": "gold",
+                                        "birthday": "1980-01-0" + str(n + 1) if n else ""})
+    make(world, branch, "contact", {"name": "銀 顧客", "memo_2": "silver"})
+    make(world, branch, "contact", {"name": "無印 顧客"})
+    make(world, world.actor("other"), "contact", {"name": "他社 顧客", "memo_2": "gold"})
+    return world, world.send("hq", world.key("branch"))
+
+
+def test_plan_counts_the_records_each_incoming_rule_matches(
+        rules_to_branch: tuple[World, int]) -> None:
+    world, tid = rules_to_branch
+    expected = [("vip", "new", "paused", 3, 5), ("tweaked", "changed", "active", 4, 5),
+                ("dated", "new", "paused", 2, 5)]
+
+    def seen(plan: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return [(w["workflow"], w["change"], w["state"], w["count"], w["examined"])
+                for w in plan["impact"]["workflows"]]
+
+    assert seen(world.transfer(tid).plan) == expected  # at receipt
+    base = world.config("branch")
+    with world.app.transaction() as ctx:
+        transfer, _ = transfers.get(ctx, "branch-admin", tid)
+        plan = transfers.preview(ctx, transfer, mode="merge")  # the target's rules first
+        assert sorted(seen(plan)) == sorted(expected)
+        result = transfers.combine(base, transfers.incoming_config(transfer), mode="replace")
+        fast = data_impact.workflow_matches(ctx, transfer.tenant_id, base, result)
+        slow = data_impact.workflow_matches(ctx, transfer.tenant_id, base, result, fast=False)
+    assert fast == slow
+    make(world, world.actor("branch"), "contact", {"name": "新 金", "memo_2": "gold"})
+    with world.app.transaction() as ctx:  # counted again: the records changed meanwhile
+        transfer, _ = transfers.get(ctx, "branch-admin", tid)
+        assert seen(transfers.preview(ctx, transfer))[0] == ("vip", "new", "paused", 4, 6)
+
+
+def test_cli_shows_the_incoming_rules_matches(rules_to_branch: tuple[World, int],
+                                              run: Cli) -> None:
+    _world, tid = rules_to_branch
+    shown = run.run("inbox", "show", str(tid), "--as", "branch-admin").stdout
+    assert "incoming workflows (records their conditions match now):" in shown
+    assert ("workflow vip (new, paused; contact created): its conditions match 3 of 5 "
+            "contact records now") in shown
+    assert "workflow same" not in shown  # unchanged: not listed
+    flows = run.json("inbox", "show", str(tid), "--as", "branch-admin")["plan"]["impact"][
+        "workflows"]
+    assert [(w["workflow"], w["count"]) for w in flows] == [("vip", 3), ("tweaked", 4),
+                                                             ("dated", 2)]

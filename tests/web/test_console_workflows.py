@@ -63,3 +63,22 @@ def test_customer_page_offers_the_allowed_transitions(site: Site) -> None:
     refused = admin.post(f"/customers/{contact}/transition",
                          data={"csrf": _csrf(r.text), "blueprint": "deal", "to": "lead"})
     assert refused.status_code == 422
+
+
+def test_transfer_plan_says_how_many_records_each_incoming_rule_matches(site: Site) -> None:
+    site.world.set_config("beta", {"workflows": [VIP]})
+    site.call("POST", "/api/tenants/acme/records/contact", "acme-admin",
+              json={"name": "社長さん", "title": "社長"})
+    key = site.call("POST", "/api/tenants/acme/keys", "acme-admin").json()["key"]
+    sent = site.call("POST", "/api/tenants/beta/send", "beta-admin", json={"key": key})
+    assert sent.status_code == 201, sent.text
+    transfer_id = sent.json()["id"]
+    shown = site.call("GET", f"/api/tenants/acme/inbox/{transfer_id}", "acme-admin").json()
+    flows = shown["plan"]["impact"]["workflows"]
+    assert [(w["workflow"], w["change"], w["state"], w["count"], w["examined"])
+            for w in flows] == [("vip", "new", "paused", 1, 2)]
+    admin = _login(site, "acme-admin")
+    page = _text(admin.get(f"/inbox/{transfer_id}").text)
+    assert "受け取るワークフローが今のデータで該当する件数" in page
+    assert ("ワークフロー vip（vip、新規、停止中）: 条件に該当する contact は現在 2 件中 "
+            "1 件") in page

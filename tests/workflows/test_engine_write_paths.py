@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import func, select
 
@@ -235,3 +237,36 @@ def test_a_call_note_runs_the_activity_rules(world: World) -> None:
     with world.app.transaction() as ctx:
         assert 3 in records.show(ctx, admin, "contact", customer["id"])["checkboxes"]
     assert [e[0] for e in executions(world)] == ["called"]
+
+
+def test_csv_import_of_many_alike_rows_logs_each_as_a_single_create(world: World) -> None:
+    """Rows sharing their firings get their log rows from one INSERT ... SELECT each: the
+    same change-log and execution-log rows as the row-by-row path and a single create."""
+    with_rules(world, rule("vip_gold", "contact", "created", [
+        CHECK, {"type": "set_field", "field": "contact.memo_3", "value": "VIP"}], when=[GOLD]),
+        rule("dm", "contact", "created", [{"type": "set_checkbox", "index": 2,
+                                           "checked": True}]))
+    admin = world.actor("acme")
+    single = make(world, admin, "contact", {"name": "単 一郎", "memo_2": "gold"})
+    lines = [f"金 {n}郎,gold" if n % 3 else f"銀 {n}郎,silver" for n in range(40)]
+    with world.app.transaction() as ctx:
+        csvio.import_customers(ctx, admin, _csv("name,memo_2", *lines))
+        found = {c["name"]: c for c in search.search(ctx, admin, Query(limit=100)).items}
+        history = {name: records.history(ctx, admin, "contact", c["id"])
+                   for name, c in found.items()}
+        logged = ctx.session.execute(select(WfExecution.record_id, WfExecution.workflow,
+                                            WfExecution.changes, WfExecution.error,
+                                            WfExecution.config_version)).all()
+    gold = [n for n in found if n.startswith("金") or n == "単 一郎"]
+    assert len(gold) == 27
+    for name in gold:
+        assert history[name][-1]["changes"] == history["単 一郎"][-1]["changes"], name
+        assert history[name][-1]["purpose"] == "workflow:vip_gold,dm"
+        assert found[name]["checkboxes"] == single["checkboxes"] == [2, 7]
+    assert history["銀 0郎"][-1]["purpose"] == "workflow:dm"
+    by_record: dict[int, list[Any]] = {}
+    for record_id, *rest in logged:
+        by_record.setdefault(record_id, []).append(tuple(str(v) for v in rest))
+    assert len(by_record) == 41
+    for name in gold:
+        assert sorted(by_record[found[name]["id"]]) == sorted(by_record[single["id"]])

@@ -12,9 +12,21 @@ records here what they did, in the same transaction.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Table, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Table,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from provisioner import metrics
 from provisioner.config.document import ConfigDocument
@@ -113,6 +125,34 @@ def log_bulk(conn: Connection, rows: list[dict[str, Any]]) -> None:
         insert_rows(conn, table, _LOG_COLUMNS,
                     [tuple(r[c] for c in _LOG_COLUMNS) for r in rows])
         _count(rows)
+
+
+def insert_for_ids(conn: Connection, table: Table, values: Mapping[str, Any], id_column: str,
+                   ids: list[int]) -> None:
+    """One row per id of ``ids``, all alike but for ``id_column``: one
+    ``INSERT ... SELECT`` over the array of ids (PostgreSQL ``unnest``, SQLite
+    ``json_each``), every other value bound once."""
+    if not ids:
+        return
+    if conn.dialect.name == "postgresql":
+        source = func.unnest(bindparam("ids", ids, type_=ARRAY(BigInteger))
+                             ).table_valued("value").render_derived()
+    else:
+        source = func.json_each(bindparam("ids", json.dumps(ids))).table_valued("value")
+    names = [k for k in values if k != id_column]
+    conn.execute(insert(table).from_select(
+        [*names, id_column],
+        select(*(literal(values[k], type_=table.c[k].type) for k in names),
+               source.c.value)))
+
+
+def log_for_ids(conn: Connection, row: Mapping[str, Any], ids: list[int]) -> None:
+    """The execution-log row ``row`` (an :func:`execution_row`) for each record of ``ids``
+    (one statement); counted in /metrics."""
+    table = WfExecution.__table__
+    assert isinstance(table, Table)
+    insert_for_ids(conn, table, {c: row[c] for c in _LOG_COLUMNS}, "record_id", ids)
+    metrics.workflow_firings.labels(outcome="error" if row["error"] else "ok").inc(len(ids))
 
 
 def describe_effect(effect: Any) -> str:

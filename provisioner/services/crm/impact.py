@@ -21,6 +21,13 @@ Kinds (each with the number of affected records):
 * ``custom_field_removed`` -- custom-database fields (or whole databases) removed
   while records hold data (blocking).
 
+Beside the items, ``report["workflows"]``: each workflow of the result that is new or
+changed (anything but its active / paused state) with how many of the tenant's
+records of its object its conditions match now (``count`` of ``examined``), counted
+as a dry run counts (:func:`provisioner.services.workflows.count_matches`: one
+aggregate query per rule when its conditions have an exact SQL form). Never blocking:
+a copied rule arrives paused, and its admin activates it after a dry run.
+
 Counting reads the tenant's maintained counts (:mod:`provisioner.services.crm.tally`:
 records per picklist-like value, checkbox, classification and custom field, kept
 exact by every write path): one query however many records the tenant holds.
@@ -53,6 +60,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from provisioner.config.document import ConfigDocument, Workflow
 from provisioner.crashpoints import crashpoint
 from provisioner.db.crm_models import (
     CrmActivity,
@@ -67,6 +75,7 @@ from provisioner.db.crm_models import (
 )
 from provisioner.db.models import Tenant
 from provisioner.errors import ValidationFailed
+from provisioner.services import workflows
 from provisioner.services.actors import Actor
 from provisioner.services.crm import records, tally
 from provisioner.services.transaction import SET_TENANT_SQL, Context
@@ -397,7 +406,49 @@ def impact(ctx: Context, tenant_id: int, base_data: Mapping[str, Any],  # noqa: 
             found[id(asked)] = count
     items = [{**asked, "count": found[id(asked)]} for asked in plan.order
              if found.get(id(asked))]
-    return {"items": items, "blocking": sum(1 for i in items if i["blocking"])}
+    report: dict[str, Any] = {"items": items,
+                              "blocking": sum(1 for i in items if i["blocking"])}
+    matches = workflow_matches(ctx, tenant_id, base_data, result_data, fast=not scan)
+    if matches:
+        report["workflows"] = matches
+    return report
+
+
+def _definition(data: Mapping[str, Any]) -> Any:
+    """A workflow as data, all but its active / paused state."""
+    return Workflow.model_validate(data).model_dump(mode="json", exclude={"active"})
+
+
+def workflow_matches(ctx: Context, tenant_id: int, base_data: Mapping[str, Any],
+                     result_data: Mapping[str, Any], *, fast: bool = True
+                     ) -> list[dict[str, Any]]:
+    """The workflows of ``result_data`` that are new or changed from ``base_data``, each
+    with the number of the tenant's records its conditions match now (``count``, of
+    ``examined`` records of its object). ``fast=False``: counted record by record."""
+    before = {wf["code"]: _definition(wf) for wf in base_data.get("workflows", [])}
+    incoming = [wf["code"] for wf in result_data.get("workflows", [])
+                if before.get(wf["code"]) != _definition(wf)]
+    if not incoming:
+        return []
+    doc = ConfigDocument.model_validate(result_data)
+    by_code = {wf.code: wf for wf in doc.workflows}
+    out = []
+    for code in incoming:
+        wf = by_code[code]
+        examined, matched = workflows.count_matches(ctx, tenant_id, doc, wf, fast=fast)
+        out.append({"workflow": code, "label": wf.label, "object": wf.object,
+                    "trigger": workflows.describe_trigger(wf),
+                    "change": "changed" if code in before else "new",
+                    "state": "active" if wf.active else "paused",
+                    "count": matched, "examined": examined})
+    return out
+
+
+def describe_workflow(item: Mapping[str, Any]) -> str:
+    """One line of ``report["workflows"]``."""
+    return (f"workflow {item['workflow']} ({item['change']}, {item['state']}; "
+            f"{item['trigger']}): its conditions match {item['count']:,} of "
+            f"{item['examined']:,} {item['object']} records now")
 
 
 def parse_remaps(specs: Iterable[str]) -> dict[str, str]:

@@ -680,13 +680,24 @@ def apply_new_row_firings(ctx: Context, actor: Actor, doc: ConfigDocument, rt: R
                           items: list[tuple[dict[str, Any], list[Firing]]]) -> None:
     """What rules did to rows a bulk insert wrote with the rules' values already in them
     (a CSV import): a change-log row per changed record, the execution log, the effects
-    on other records (through :func:`create` / :func:`update`). Rows are written in bulk
+    on other records (through :func:`create` / :func:`update`).
+
+    Written in bulk: rows that share their firings (:meth:`RuleSet.batch_runner`: the
+    same rules, the same changes) get their change-log and execution-log rows from one
+    ``INSERT ... SELECT`` per row written for each (over the array of their ids,
+    :func:`automation.insert_for_ids`); the others in one bulk insert
     (:func:`search_index.insert_rows`)."""
     version = automation.config_version(ctx, actor.tenant_id)
     now = ctx.clock.now()
+    change_columns = ["tenant_id", "at", "actor", "record_type", "record_id", "action",
+                      "changes", "purpose"]
     changes: list[tuple[Any, ...]] = []
     log_rows: list[dict[str, Any]] = []
+    shared: dict[int, tuple[list[Firing], list[int]]] = {}
     for columns, firings in items:
+        if not any(f.effects for f in firings):
+            shared.setdefault(id(firings), (firings, []))[1].append(columns["id"])
+            continue
         row = SimpleNamespace(**columns)
         shown, purpose = rule_changes(rt, firings)
         if shown:
@@ -697,14 +708,37 @@ def apply_new_row_firings(ctx: Context, actor: Actor, doc: ConfigDocument, rt: R
             log_rows.append(automation.execution_row(ctx, actor.tenant_id, version, rt.name,
                                                      row.id, "created", firing))
     conn = ctx.session.connection()
-    if changes:  # counted here, as the import counts its own change-log rows
-        table = CrmChange.__table__
-        assert isinstance(table, Table)
-        _search_index.insert_rows(conn, table, ["tenant_id", "at", "actor", "record_type",
-                                                "record_id", "action", "changes", "purpose"],
-                                  changes)
-        tally.add_records(conn, actor.tenant_id, len(changes))
+    table = CrmChange.__table__
+    assert isinstance(table, Table)
+    changed = len(changes)
+    for firings, ids in shared.values():
+        shown, purpose = rule_changes(rt, firings)
+        templates = [automation.execution_row(ctx, actor.tenant_id, version, rt.name, 0,
+                                              "created", f) for f in firings]
+        for template in templates:
+            template["at"] = now
+        if len(ids) < _SHARED_MIN:  # a few rows: with the others
+            if shown:
+                changes += [(actor.tenant_id, now, actor.login, rt.name, i, "update", shown,
+                             purpose) for i in ids]
+            log_rows += [{**t, "record_id": i} for i in ids for t in templates]
+            continue
+        if shown:
+            automation.insert_for_ids(conn, table, dict(zip(
+                change_columns, (actor.tenant_id, now, actor.login, rt.name, 0, "update",
+                                 shown, purpose), strict=True)), "record_id", ids)
+            changed += len(ids)
+        for template in templates:
+            automation.log_for_ids(conn, template, ids)
+    if changes:
+        _search_index.insert_rows(conn, table, change_columns, changes)
+    if changed:  # counted here, as the import counts its own change-log rows
+        tally.add_records(conn, actor.tenant_id, changed)
     automation.log_bulk(conn, log_rows)
+
+
+#: rows sharing their firings from which their log rows are written by INSERT ... SELECT
+_SHARED_MIN = 16
 
 
 def _rule_actor(actor: Actor) -> Actor:
