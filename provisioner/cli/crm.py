@@ -35,6 +35,7 @@ from provisioner.services.provisioning import metering
 TENANT_REF = tenant_option()
 AS_REQUIRED = click.option("--as", "login", required=True, metavar="LOGIN",
                            help="the acting user")
+CODES_HELP = "show picklist and classification codes rather than their labels"
 
 
 def _load_json(value: str) -> dict[str, Any]:
@@ -158,14 +159,16 @@ def search_cmd(state: State, /, tenant: str, login: str, limit: int, offset: int
 @click.argument("phone")
 @click.option("--call-id", "call_ref", default=None, metavar="ID",
               help="the telephony side's call id: the call is recorded and charged once")
+@click.option("--codes", is_flag=True, help=CODES_HELP)
 @pass_state
-def lookup_cmd(state: State, tenant: str, login: str, phone: str, call_ref: str | None) -> None:
+def lookup_cmd(state: State, tenant: str, login: str, phone: str, call_ref: str | None,
+               codes: bool) -> None:
     """The caller's card (CTI screen pop): profile, latest purchases and activities.
 
     The screen pop is the metered call: it is recorded with its charge."""
     with state.transaction() as ctx:
         card = metering.screen_pop(ctx, actors.resolve(ctx, login, tenant), phone,
-                                   call_ref=call_ref)
+                                   call_ref=call_ref, codes=codes)
 
     def text() -> str:
         c = card["contact"]
@@ -258,15 +261,16 @@ def _export_command(kind: str) -> click.Command:
     @click.option("--encoding", type=click.Choice(["utf-8-sig", "cp932"]), default="utf-8-sig",
                   show_default=True)
     @click.option("--columns", default=None, help="comma-separated column keys, in order")
+    @click.option("--codes", is_flag=True, help=CODES_HELP)
     @_search_options
     @pass_state
     def command(state: State, /, tenant: str, login: str, output: str, encoding: str,
-                columns: str | None, **kw: Any) -> None:
+                columns: str | None, codes: bool, **kw: Any) -> None:
         query = _query(kw)
         with state.transaction() as ctx:
             data = csvio.export(ctx, actors.resolve(ctx, login, tenant), kind, query,
                                 columns=columns.split(",") if columns else None,
-                                encoding=encoding)
+                                encoding=encoding, codes=codes)
         if output == "-":
             sys.stdout.buffer.write(data)
             return
@@ -294,15 +298,16 @@ def print_group() -> None:
                                                                allow_dash=True))
 @click.option("--layout", type=click.Choice(list(printing.LAYOUTS)), default="list",
               show_default=True)
+@click.option("--codes", is_flag=True, help=CODES_HELP)
 @_search_options
 @pass_state
 def print_customers(state: State, /, tenant: str, login: str, output: str, layout: str,
-                    **kw: Any) -> None:
+                    codes: bool, **kw: Any) -> None:
     """Print the customers a search finds (refused without the 'print' permission; logged)."""
     query = _query(kw)
     with state.transaction() as ctx:
         page = printing.print_customers(ctx, actors.resolve(ctx, login, tenant), query,
-                                        layout=layout)
+                                        layout=layout, codes=codes)
     if output == "-":
         sys.stdout.write(page)
         return

@@ -614,7 +614,10 @@ async def lookup(tenant: TenantRef, app: App, tok: Token,
                  call_id: Annotated[str | None, Query(
                      min_length=1, max_length=100,
                      description="the telephony side's call id: recorded and charged once")
-                 ] = None) -> Any:
+                 ] = None,
+                 codes: Annotated[bool, Query(description="picklist and classification "
+                                              "codes rather than their labels")] = False,
+                 ) -> Any:
     """The caller's card (CTI screen pop): profile, latest purchases and activities.
 
     The screen pop is the metered call: the call and its charge are recorded
@@ -629,7 +632,7 @@ async def lookup(tenant: TenantRef, app: App, tok: Token,
     log_rows: list[Any] = []
     try:
         with acting(app, tok, tenant, read_only=True, log_rows=log_rows) as (ctx, actor):
-            card = metering.screen_pop(ctx, actor, phone, call_ref=call_id)
+            card = metering.screen_pop(ctx, actor, phone, call_ref=call_id, codes=codes)
     finally:
         if log_rows:
             await run_in_threadpool(app.write_log_rows, log_rows)
@@ -714,11 +717,14 @@ def export(tenant: TenantRef, kind: ExportKind, params: Search, app: App, tok: T
            encoding: Literal["utf-8-sig", "cp932"] = "utf-8-sig",
            columns: Annotated[str | None, Query(max_length=2000,
                                                 description="comma-separated, in order")] = None,
+           codes: Annotated[bool, Query(description="picklist and classification codes "
+                                        "rather than their labels")] = False,
            ) -> Response:
     """CSV (Excel-friendly) of the customers a search finds, or of their history."""
     with acting(app, tok, tenant) as (ctx, actor):
         data = csvio.export(ctx, actor, kind, params.query(),
-                            columns=columns.split(",") if columns else None, encoding=encoding)
+                            columns=columns.split(",") if columns else None, encoding=encoding,
+                            codes=codes)
     charset = "shift_jis" if encoding == "cp932" else "utf-8"
     return Response(data, media_type=f"text/csv; charset={charset}", headers={
         "Content-Disposition": f'attachment; filename="{actor.tenant_slug}-{kind}.csv"'})

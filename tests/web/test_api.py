@@ -173,6 +173,10 @@ def test_records_search_lookup_children(site: Site) -> None:
     assert card.status_code == 200
     assert card.json()["contact"]["name"] == "山田 太郎"
     assert card.json()["activities"][0]["content"] == "見積依頼"
+    assert card.json()["activities"][0]["kind"] == "電話"  # labels; codes on request:
+    coded = site.call("GET", "/api/tenants/acme/lookup", "acme-ro",
+                      params={"phone": "+81 3 1234 5678", "codes": "true"}).json()
+    assert coded["activities"][0]["kind"] == "phone"
     r = site.call("GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "０９０"})
     assert r.status_code == 404
     kids = site.call("GET", f"/api/tenants/acme/contacts/{site.ids['contact']}/activity",
