@@ -344,6 +344,21 @@ def record_create(state: State, type_name: str, tenant: str, login: str, data: s
     emit(state, out, text)
 
 
+def _record_text(data: dict[str, Any]) -> str:
+    """A record as ``key: value`` lines; a contact's career history and jobs one a line."""
+    lines = [f"{k}: {v}" for k, v in data.items() if k not in ("careers", "jobs")]
+    if data.get("jobs"):
+        lines.append("jobs (entered):")
+        lines += [f"  [{j['id']}] {j['kind']}  {j['date_from'] or '?'} - {j['date_to'] or ''}  "
+                  f"{j['company_name']} {j['department_name']} {j['title']}".rstrip()
+                  for j in data["jobs"]]
+    if data.get("careers"):
+        lines.append("career history (automatic):")
+        lines += [f"  until {c['until']}  {c['company']} {c['department']} {c['title']}".rstrip()
+                  for c in data["careers"]]
+    return "\n".join(lines)
+
+
 @record_group.command("show")
 @TYPE_ARG
 @click.argument("record_id", type=click.IntRange(1))
@@ -354,7 +369,7 @@ def record_show(state: State, type_name: str, record_id: int, tenant: str,
                 login: str) -> None:
     with state.transaction() as ctx:
         data = records.show(ctx, actors.resolve(ctx, login, tenant), type_name, record_id)
-    emit(state, data, lambda: "\n".join(f"{k}: {v}" for k, v in data.items()))
+    emit(state, data, lambda: _record_text(data))
 
 
 @record_group.command("update")

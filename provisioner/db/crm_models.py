@@ -192,6 +192,25 @@ class CrmCareer(Base):
     recorded_by: Mapped[str] = mapped_column(String(100))
 
 
+class CrmJob(_Stamped, Base):
+    """A previous or concurrent job of a contact, entered by hand (migration 0013_crm_jobs),
+    beside the automatic career history (:class:`CrmCareer`)."""
+
+    __tablename__ = "crm_jobs"
+    __table_args__ = (Index("ix_crm_jobs_tenant_contact", "tenant_id", "contact_id"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(_ID, _ref("crm_contacts"))
+    #: "previous" (ended, or ending) or "concurrent" (held beside the main position)
+    kind: Mapped[str] = mapped_column(String(20), default="previous")
+    company_name: Mapped[str] = mapped_column(String(200))
+    department_name: Mapped[str] = mapped_column(String(200), default="")
+    title: Mapped[str] = mapped_column(String(200), default="")
+    date_from: Mapped[str] = mapped_column(String(10), default="")
+    date_to: Mapped[str] = mapped_column(String(10), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
 class CrmFamily(_Stamped, Base):
     __tablename__ = "crm_family"
     __table_args__ = (Index("ix_crm_family_tenant_contact", "tenant_id", "contact_id"),)
@@ -359,7 +378,7 @@ CRM_TENANT_TABLES: tuple[str, ...] = (
     "crm_companies", "crm_departments", "crm_contacts", "crm_careers", "crm_family",
     "crm_card_exchanges", "crm_secret_notes", "crm_activities", "crm_products",
     "crm_purchases", "crm_custom_records", "crm_external_links", "crm_changes",
-    "crm_access_log",
+    "crm_access_log", "crm_jobs",
 )
 #: Derived, tenant-scoped tables: the search index and the maintained counts (row-level
 #: security on PostgreSQL as well; not records themselves).

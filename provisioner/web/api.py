@@ -95,7 +95,7 @@ TenantRef = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
                                 description="slug, number in your tenant list, or 'current'")]
 RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
 #: the record types listed under a contact (GET .../contacts/{id}/{type})
-CHILD_TYPES = ("family", "card_exchange", "secret_note", "activity", "purchase",
+CHILD_TYPES = ("job", "family", "card_exchange", "secret_note", "activity", "purchase",
                "external_link")
 Version = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 if TYPE_CHECKING:

@@ -424,3 +424,21 @@ def test_an_upgrade_through_the_api(site: Site) -> None:
                      json={"take": ["checkboxes.1"]})
     assert done.status_code == 200, done.text
     assert w.config("acme")["checkboxes"][0]["label"] == "B"
+
+
+def test_jobs_entered_by_hand_through_the_api(site: Site) -> None:
+    contact = site.ids["contact"]
+    r = site.call("POST", "/api/tenants/acme/records/job", "acme-gen",
+                  json={"contact_id": contact, "kind": "concurrent", "company_name": "協会",
+                        "title": "理事", "date_from": "2024-04-01"})
+    assert r.status_code == 201, r.text
+    job = r.json()["record"]
+    assert (job["kind"], job["date_to"]) == ("concurrent", "")
+    listed = site.call("GET", f"/api/tenants/acme/contacts/{contact}/job", "acme-ro").json()
+    assert [j["id"] for j in listed] == [job["id"]]
+    shown = site.call("GET", f"/api/tenants/acme/records/contact/{contact}", "acme-ro").json()
+    assert [j["company_name"] for j in shown["jobs"]] == ["協会"]
+    r = site.call("PATCH", f"/api/tenants/acme/records/job/{job['id']}", "acme-gen",
+                  json={"date_to": "2020-01-01"})
+    assert r.status_code == 422
+    assert "before date_from" in r.text
