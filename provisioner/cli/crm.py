@@ -2,6 +2,7 @@
 
     provisioner seed-data -t acme --contacts 1000 --seed 1
     provisioner search -t acme --as sato --q 田中 --checked 3 --limit 20
+    provisioner search-companies -t acme --as sato --q 渋谷 --classification agency
     provisioner lookup -t acme --as sato "+81 3 1234 5678"
     provisioner import customers customers.csv -t 1 --as sato --dry-run
     provisioner import inquiries calls.csv -t 2 --as sato
@@ -28,7 +29,16 @@ from provisioner.cli.tenant_choice import tenant_option
 from provisioner.errors import ValidationFailed
 from provisioner.services import actors
 from provisioner.services.actors import Actor
-from provisioner.services.crm import bulk, csvio, inquiries, printing, records, search, seed
+from provisioner.services.crm import (
+    bulk,
+    company_search,
+    csvio,
+    inquiries,
+    printing,
+    records,
+    search,
+    seed,
+)
 from provisioner.services.provisioning import metering
 
 #: -t N|SLUG, resolved to the slug before the command runs (see tenant_choice)
@@ -151,6 +161,33 @@ def search_cmd(state: State, /, tenant: str, login: str, limit: int, offset: int
         [(i["id"], i["name"], i["kana"], i["company"], i["phone"], i["address"])
          for i in result.items], ["id", "name", "kana", "company", "phone", "address"])
         + f"\n{result.total} found")
+
+
+@click.command("search-companies")
+@TENANT_REF
+@AS_REQUIRED
+@click.option("--q", "q", default="", help="partial match on name, kana, phone, address "
+                                           "(space-separated terms)")
+@click.option("--match", type=click.Choice(["all", "any"]), default="all",
+              help="combine every condition with AND (all) or OR (any)")
+@click.option("--name", default=None, help="partial match on the name")
+@click.option("--kana", default=None, help="partial match on the kana")
+@click.option("--address", default=None, help="partial match on the address")
+@click.option("--phone", default=None, help="digits of the phone number (any formatting)")
+@click.option("--classification", default=None, metavar="CODE")
+@click.option("--sort", default="id", help="id, name, kana, created_at, updated_at; "
+                                           "-name for descending")
+@click.option("--limit", type=click.IntRange(0, 1000), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0)
+@pass_state
+def search_companies_cmd(state: State, /, tenant: str, login: str, **kw: Any) -> None:
+    """Search companies; prints the exact total and one page."""
+    with state.transaction() as ctx:
+        result = company_search.search(ctx, actors.resolve(ctx, login, tenant),
+                                       company_search.CompanyQuery(**kw))
+    emit(state, {"total": result.total, "items": result.items}, lambda: table(
+        [(i["id"], i["name"], i["kana"], i["phone"], i["address"]) for i in result.items],
+        ["id", "name", "kana", "phone", "address"]) + f"\n{result.total} found")
 
 
 @click.command("lookup")
@@ -475,6 +512,6 @@ def access_log(state: State, tenant: str, login: str, limit: int) -> None:
 
 
 def register(cli: click.Group) -> None:
-    for command in (seed_data, search_cmd, lookup_cmd, import_group, export_group,
+    for command in (seed_data, search_cmd, search_companies_cmd, lookup_cmd, import_group, export_group,
                     print_group, record_group, bulk_group, access_log):
         cli.add_command(command)

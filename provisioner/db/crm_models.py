@@ -71,6 +71,23 @@ class CrmCompany(_Stamped, Base):
     note: Mapped[str] = mapped_column(Text, default="")
     #: customer classification codes as ",a,b," (LIKE '%,a,%' finds an assignment)
     classifications: Mapped[str] = mapped_column(String(2000), default="")
+    #: normalised name, kana, phone and address (company search; migration 0013_crm_jobs)
+    search_text: Mapped[str] = mapped_column(Text, default="", server_default="",
+                                             active_history=True)
+
+
+class CrmCompanyGram(Base):
+    """One gram of a company's search text (migration 0013_crm_jobs): every 1-, 2- and
+    3-character substring of each field, one row per company holding it (see
+    :mod:`provisioner.services.crm.company_search`)."""
+
+    __tablename__ = "crm_company_grams"
+    __table_args__ = (Index("ix_crm_company_grams_tenant_company", "tenant_id", "company_id"),)
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    gram: Mapped[str] = mapped_column(
+        String(3).with_variant(String(3, collation="C"), "postgresql"), primary_key=True)
+    company_id: Mapped[int] = mapped_column(_ID, primary_key=True)
 
 
 class CrmDepartment(_Stamped, Base):
@@ -382,4 +399,4 @@ CRM_TENANT_TABLES: tuple[str, ...] = (
 )
 #: Derived, tenant-scoped tables: the search index and the maintained counts (row-level
 #: security on PostgreSQL as well; not records themselves).
-CRM_SEARCH_TABLES: tuple[str, ...] = ("crm_search_grams", "crm_tallies")
+CRM_SEARCH_TABLES: tuple[str, ...] = ("crm_search_grams", "crm_tallies", "crm_company_grams")

@@ -55,7 +55,7 @@ from provisioner.errors import (
 )
 from provisioner.services import actors, configs, copykeys, transfers, users
 from provisioner.services.context import Context, Provisioner
-from provisioner.services.crm import csvio, inquiries, records, search
+from provisioner.services.crm import company_search, csvio, inquiries, records, search
 from provisioner.services.provisioning import auth, billing, metering
 from provisioner.web import models, present
 from provisioner.web.common import (
@@ -601,6 +601,34 @@ def search_customers(tenant: TenantRef, params: Search, app: App, tok: Token) ->
     """Partial-match customer search: the exact total and one page."""
     with acting(app, tok, tenant, read_only=True) as (ctx, actor):
         result = search.search(ctx, actor, params.query())  # after the session check
+    return JSONBody({"total": result.total, "items": result.items})
+
+
+class CompanySearchParams(BaseModel):
+    """Query parameters of company search (as the CLI's search-companies options)."""
+
+    q: str = Field(default="", max_length=500,
+                   description="partial match on name, kana, phone, address")
+    match: Literal["all", "any"] = "all"
+    name: str | None = Field(default=None, max_length=200)
+    kana: str | None = Field(default=None, max_length=200)
+    address: str | None = Field(default=None, max_length=500)
+    phone: str | None = Field(default=None, max_length=40, description="digits compared")
+    classification: str | None = Field(default=None, max_length=63)
+    sort: str = Field(default="id", max_length=20,
+                      pattern=rf"^-*({'|'.join(company_search.SORTS)})$")
+    limit: int = Field(default=50, ge=0, le=1000)
+    offset: int = Field(default=0, ge=0, le=MAX_ID)
+
+
+@router.get("/tenants/{tenant}/companies/search", tags=["records"],
+            response_model=models.CompanySearchOut, responses=errors())
+def search_companies(tenant: TenantRef, params: Annotated[CompanySearchParams, Query()],
+                     app: App, tok: Token) -> Any:
+    """Partial-match company search (indexed): the exact total and one page."""
+    with acting(app, tok, tenant, read_only=True) as (ctx, actor):
+        result = company_search.search(ctx, actor, company_search.CompanyQuery(
+            **params.model_dump()))
     return JSONBody({"total": result.total, "items": result.items})
 
 

@@ -367,6 +367,22 @@ class SearchOut(Out):
     items: list[dict[str, Any]] = Field(description="one page, in sort order")
 
 
+class CompanyItem(Out):
+    id: int
+    name: str
+    kana: str
+    phone: str
+    postal_code: str
+    address: str
+    classifications: list[str] = Field(description="customer classification codes")
+    updated_at: str | None
+
+
+class CompanySearchOut(Out):
+    total: int = Field(description="the exact number of matches")
+    items: list[CompanyItem] = Field(description="one page, in sort order")
+
+
 class CardOut(Out):
     contact: dict[str, Any] | None
     other_matches: list[int]

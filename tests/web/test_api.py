@@ -442,3 +442,17 @@ def test_jobs_entered_by_hand_through_the_api(site: Site) -> None:
                   json={"date_to": "2020-01-01"})
     assert r.status_code == 422
     assert "before date_from" in r.text
+
+
+def test_company_search_through_the_api(site: Site) -> None:
+    for name in ("渋谷商事", "新宿物産"):
+        r = site.call("POST", "/api/tenants/acme/records/company", "acme-gen",
+                      json={"name": name, "address": "東京都" + name[:2] + "区"})
+        assert r.status_code == 201, r.text
+    found = site.call("GET", "/api/tenants/acme/companies/search", "acme-ro",
+                      params={"q": "渋谷 新宿", "match": "any", "sort": "-id"}).json()
+    assert [i["name"] for i in found["items"]] == ["新宿物産", "渋谷商事"]
+    assert found["total"] == 2
+    r = site.call("GET", "/api/tenants/acme/companies/search", "acme-ro",
+                  params={"sort": "capital"})
+    assert r.status_code == 422

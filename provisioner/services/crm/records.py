@@ -63,7 +63,7 @@ from provisioner.db.models import AuditEvent, Base
 from provisioner.errors import NotFound, ProvisionerError, ValidationFailed
 from provisioner.numbers import parse_whole_number
 from provisioner.services.actors import Actor
-from provisioner.services.crm import automation, postal, scope, tally
+from provisioner.services.crm import automation, company_search, postal, scope, tally
 from provisioner.services.crm import search_index as _search_index
 from provisioner.services.crm.text import (
     company_suffix,
@@ -548,8 +548,9 @@ def install_maintenance(sessions: Any) -> None:
     composition root calls this once). Each write path here and in the bulk modules also
     keeps them itself where it writes with Core statements (``search_index.insert_rows``,
     ``tally.add_rows``); these hooks cover every ORM flush."""
-    for module in (_search_index, tally):  # the index's hook first: tally locks after it
-        for name, listener in module.FLUSH_HOOK:
+    # the indexes' hooks first: tally locks after them
+    for hooks in (_search_index.FLUSH_HOOK, company_search.FLUSH_HOOK, tally.FLUSH_HOOK):
+        for name, listener in hooks:
             if not event.contains(sessions, name, listener):
                 event.listen(sessions, name, listener)
 

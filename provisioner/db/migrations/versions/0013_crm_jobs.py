@@ -1,8 +1,13 @@
-"""previous and concurrent jobs of a contact, entered by hand
+"""previous and concurrent jobs of a contact, entered by hand; company search
 
 * ``crm_jobs``: a contact's previous or concurrent job (company, department,
   title, from / to dates, note), beside the automatic career history
-  (``crm_careers``); tenant-scoped with row-level security on PostgreSQL.
+  (``crm_careers``);
+* ``crm_companies.search_text`` and ``crm_company_grams`` (tenant, gram, company
+  id): the company search index. Created empty; ``provisioner init`` builds
+  it (``rebuilds``) with the code of the day.
+
+Both tables are tenant-scoped with row-level security on PostgreSQL.
 
 Revision ID: 0013_crm_jobs
 Revises: 0011_users
@@ -18,6 +23,8 @@ revision = '0013_crm_jobs'
 down_revision = '0011_users'
 branch_labels = None
 depends_on = None
+#: derived data ``provisioner init`` rebuilds when this revision is applied
+rebuilds = ("company_index",)
 
 _ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
 
@@ -46,14 +53,34 @@ def upgrade() -> None:
                                 name=op.f('fk_crm_jobs_tenant_id_tenants')),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_crm_jobs')))
     op.create_index('ix_crm_jobs_tenant_contact', 'crm_jobs', ['tenant_id', 'contact_id'])
+    # a plain ADD COLUMN with a constant default: no table rewrite
+    op.add_column('crm_companies', sa.Column('search_text', sa.Text(), nullable=False,
+                                             server_default=''))
+    op.create_table(
+        'crm_company_grams',
+        sa.Column('tenant_id', sa.Integer(), nullable=False),
+        sa.Column('gram', sa.String(length=3).with_variant(
+            sa.String(length=3, collation='C'), 'postgresql'), nullable=False),
+        sa.Column('company_id', _ID, nullable=False),
+        sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'],
+                                name=op.f('fk_crm_company_grams_tenant_id_tenants')),
+        sa.PrimaryKeyConstraint('tenant_id', 'gram', 'company_id',
+                                name=op.f('pk_crm_company_grams')))
+    op.create_index('ix_crm_company_grams_tenant_company', 'crm_company_grams',
+                    ['tenant_id', 'company_id'])
     if op.get_bind().dialect.name == 'postgresql':
         scope = "NULLIF(current_setting('provisioner.tenant_id', true), '')::int"
-        op.execute('ALTER TABLE crm_jobs ENABLE ROW LEVEL SECURITY')
-        op.execute('ALTER TABLE crm_jobs FORCE ROW LEVEL SECURITY')
-        op.execute(f'CREATE POLICY tenant_isolation ON crm_jobs USING '
-                   f'(tenant_id = {scope}) WITH CHECK (tenant_id = {scope})')
+        for table in ('crm_jobs', 'crm_company_grams'):
+            op.execute(f'ALTER TABLE {table} ENABLE ROW LEVEL SECURITY')
+            op.execute(f'ALTER TABLE {table} FORCE ROW LEVEL SECURITY')
+            op.execute(f'CREATE POLICY tenant_isolation ON {table} USING '
+                       f'(tenant_id = {scope}) WITH CHECK (tenant_id = {scope})')
 
 
 def downgrade() -> None:
+    op.drop_index('ix_crm_company_grams_tenant_company', table_name='crm_company_grams')
+    op.drop_table('crm_company_grams')
+    with op.batch_alter_table('crm_companies') as batch_op:
+        batch_op.drop_column('search_text')
     op.drop_index('ix_crm_jobs_tenant_contact', table_name='crm_jobs')
     op.drop_table('crm_jobs')
