@@ -512,6 +512,7 @@ def access_log(state: State, tenant: str, login: str, limit: int) -> None:
 
 
 def register(cli: click.Group) -> None:
-    for command in (seed_data, search_cmd, search_companies_cmd, lookup_cmd, import_group, export_group,
+    for command in (seed_data, search_cmd, search_companies_cmd, lookup_cmd, import_group,
+                    export_group,
                     print_group, record_group, bulk_group, access_log):
         cli.add_command(command)

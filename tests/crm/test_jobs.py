@@ -66,7 +66,7 @@ def test_an_update_keeps_the_period_in_order(world: World) -> None:
     contact = make(world, admin, "contact", {"name": "山田"})["id"]
     job = make(world, admin, "job", {"contact_id": contact, "company_name": "A社",
                                      "date_from": "2020-01-01"})
-    with world.app.transaction() as ctx, pytest.raises(ValidationFailed, match="not valid|before"):
+    with world.app.transaction() as ctx, pytest.raises(ValidationFailed, match=r"not valid|before"):
         records.update(ctx, admin, "job", job["id"], {"date_to": "2019-01-01"})
 
 

@@ -104,7 +104,7 @@ def index(conn: Connection, tenant_id: int, items: Iterable[tuple[int, str | Non
     if not items:
         return
     lock_tenant_writes(conn, tenant_id)
-    g = CrmCompanyGram.__table__
+    g: Any = CrmCompanyGram.__table__
     ids = [i for i, _ in items]
     for start in range(0, len(ids), 500):
         conn.execute(delete(g).where(g.c.tenant_id == tenant_id,
@@ -117,7 +117,8 @@ def index(conn: Connection, tenant_id: int, items: Iterable[tuple[int, str | Non
 def rebuild(conn: Connection, tenant_id: int) -> int:
     """The tenant's company search texts and index computed again from the companies;
     returns how many companies' stored text or grams differed."""
-    c, g = CrmCompany.__table__, CrmCompanyGram.__table__
+    c: Any = CrmCompany.__table__
+    g: Any = CrmCompanyGram.__table__
     companies = conn.execute(select(c.c.id, *(c.c[k] for k in SEARCH_PARTS), c.c.search_text)
                              .where(c.c.tenant_id == tenant_id).order_by(c.c.id)).all()
     stored: dict[int, set[str]] = defaultdict(set)

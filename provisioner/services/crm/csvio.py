@@ -378,7 +378,7 @@ def _coded(doc: ConfigDocument, keys: Sequence[str | None],
     """The rows with the labels in coded columns (picklists, classifications) replaced
     by their codes (:func:`display.to_code`: each distinct cell once)."""
     fields = display.coded_fields(doc, "contact")
-    columns = [(i, key) for i, key in enumerate(keys) if key in fields and fields[key]]
+    columns = [(i, key) for i, key in enumerate(keys) if key is not None and fields.get(key)]
     if not columns:
         return numbered
     done: dict[tuple[str, str], str] = {}
