@@ -80,7 +80,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index('ix_crm_company_grams_tenant_company', table_name='crm_company_grams')
     op.drop_table('crm_company_grams')
-    with op.batch_alter_table('crm_companies') as batch_op:
-        batch_op.drop_column('search_text')
+    # a plain DROP COLUMN (SQLite >= 3.35): a batch rebuild of crm_companies would drop
+    # the table, which deletes the departments that reference it
+    op.execute('ALTER TABLE crm_companies DROP COLUMN search_text')
     op.drop_index('ix_crm_jobs_tenant_contact', table_name='crm_jobs')
     op.drop_table('crm_jobs')
