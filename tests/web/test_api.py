@@ -267,6 +267,7 @@ MATRIX: list[tuple[str, str, dict[str, Any], str]] = [
     ("DELETE", "/api/tenants/{t}/records/{type_name}/{record_id}", {}, "writer"),
     ("GET", "/api/tenants/{t}/contacts/{record_id}/{type_name}", {}, "reader"),
     ("GET", "/api/tenants/{t}/search", {"params": {"q": "山田"}}, "reader"),
+    ("GET", "/api/tenants/{t}/companies/search", {"params": {"q": "株式"}}, "reader"),
     ("GET", "/api/tenants/{t}/lookup", {"params": {"phone": "0312345678"}}, "reader"),
     ("POST", "/api/tenants/{t}/calls/{call_ref}/note", {"json": {"note": "侵入"}}, "writer"),
     ("POST", "/api/tenants/{t}/import/customers",
