@@ -2,6 +2,7 @@
 
     provisioner seed-data -t acme --contacts 1000 --seed 1
     provisioner search -t acme --as sato --q 田中 --checked 3 --limit 20
+    provisioner search-companies -t acme --as sato --q 渋谷 --classification agency
     provisioner lookup -t acme --as sato "+81 3 1234 5678"
     provisioner import customers customers.csv -t 1 --as sato --dry-run
     provisioner import inquiries calls.csv -t 2 --as sato
@@ -28,13 +29,23 @@ from provisioner.cli.tenant_choice import tenant_option
 from provisioner.errors import ValidationFailed
 from provisioner.services import actors
 from provisioner.services.actors import Actor
-from provisioner.services.crm import bulk, csvio, inquiries, printing, records, search, seed
+from provisioner.services.crm import (
+    bulk,
+    company_search,
+    csvio,
+    inquiries,
+    printing,
+    records,
+    search,
+    seed,
+)
 from provisioner.services.provisioning import metering
 
 #: -t N|SLUG, resolved to the slug before the command runs (see tenant_choice)
 TENANT_REF = tenant_option()
 AS_REQUIRED = click.option("--as", "login", required=True, metavar="LOGIN",
                            help="the acting user")
+CODES_HELP = "show picklist and classification codes rather than their labels"
 
 
 def _load_json(value: str) -> dict[str, Any]:
@@ -152,20 +163,49 @@ def search_cmd(state: State, /, tenant: str, login: str, limit: int, offset: int
         + f"\n{result.total} found")
 
 
+@click.command("search-companies")
+@TENANT_REF
+@AS_REQUIRED
+@click.option("--q", "q", default="", help="partial match on name, kana, phone, address "
+                                           "(space-separated terms)")
+@click.option("--match", type=click.Choice(["all", "any"]), default="all",
+              help="combine every condition with AND (all) or OR (any)")
+@click.option("--name", default=None, help="partial match on the name")
+@click.option("--kana", default=None, help="partial match on the kana")
+@click.option("--address", default=None, help="partial match on the address")
+@click.option("--phone", default=None, help="digits of the phone number (any formatting)")
+@click.option("--classification", default=None, metavar="CODE")
+@click.option("--sort", default="id", help="id, name, kana, created_at, updated_at; "
+                                           "-name for descending")
+@click.option("--limit", type=click.IntRange(0, 1000), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0)
+@pass_state
+def search_companies_cmd(state: State, /, tenant: str, login: str, **kw: Any) -> None:
+    """Search companies; prints the exact total and one page."""
+    with state.transaction() as ctx:
+        result = company_search.search(ctx, actors.resolve(ctx, login, tenant),
+                                       company_search.CompanyQuery(**kw))
+    emit(state, {"total": result.total, "items": result.items}, lambda: table(
+        [(i["id"], i["name"], i["kana"], i["phone"], i["address"]) for i in result.items],
+        ["id", "name", "kana", "phone", "address"]) + f"\n{result.total} found")
+
+
 @click.command("lookup")
 @TENANT_REF
 @AS_REQUIRED
 @click.argument("phone")
 @click.option("--call-id", "call_ref", default=None, metavar="ID",
               help="the telephony side's call id: the call is recorded and charged once")
+@click.option("--codes", is_flag=True, help=CODES_HELP)
 @pass_state
-def lookup_cmd(state: State, tenant: str, login: str, phone: str, call_ref: str | None) -> None:
+def lookup_cmd(state: State, tenant: str, login: str, phone: str, call_ref: str | None,
+               codes: bool) -> None:
     """The caller's card (CTI screen pop): profile, latest purchases and activities.
 
     The screen pop is the metered call: it is recorded with its charge."""
     with state.transaction() as ctx:
         card = metering.screen_pop(ctx, actors.resolve(ctx, login, tenant), phone,
-                                   call_ref=call_ref)
+                                   call_ref=call_ref, codes=codes)
 
     def text() -> str:
         c = card["contact"]
@@ -258,15 +298,16 @@ def _export_command(kind: str) -> click.Command:
     @click.option("--encoding", type=click.Choice(["utf-8-sig", "cp932"]), default="utf-8-sig",
                   show_default=True)
     @click.option("--columns", default=None, help="comma-separated column keys, in order")
+    @click.option("--codes", is_flag=True, help=CODES_HELP)
     @_search_options
     @pass_state
     def command(state: State, /, tenant: str, login: str, output: str, encoding: str,
-                columns: str | None, **kw: Any) -> None:
+                columns: str | None, codes: bool, **kw: Any) -> None:
         query = _query(kw)
         with state.transaction() as ctx:
             data = csvio.export(ctx, actors.resolve(ctx, login, tenant), kind, query,
                                 columns=columns.split(",") if columns else None,
-                                encoding=encoding)
+                                encoding=encoding, codes=codes)
         if output == "-":
             sys.stdout.buffer.write(data)
             return
@@ -294,15 +335,16 @@ def print_group() -> None:
                                                                allow_dash=True))
 @click.option("--layout", type=click.Choice(list(printing.LAYOUTS)), default="list",
               show_default=True)
+@click.option("--codes", is_flag=True, help=CODES_HELP)
 @_search_options
 @pass_state
 def print_customers(state: State, /, tenant: str, login: str, output: str, layout: str,
-                    **kw: Any) -> None:
+                    codes: bool, **kw: Any) -> None:
     """Print the customers a search finds (refused without the 'print' permission; logged)."""
     query = _query(kw)
     with state.transaction() as ctx:
         page = printing.print_customers(ctx, actors.resolve(ctx, login, tenant), query,
-                                        layout=layout)
+                                        layout=layout, codes=codes)
     if output == "-":
         sys.stdout.write(page)
         return
@@ -339,6 +381,21 @@ def record_create(state: State, type_name: str, tenant: str, login: str, data: s
     emit(state, out, text)
 
 
+def _record_text(data: dict[str, Any]) -> str:
+    """A record as ``key: value`` lines; a contact's career history and jobs one a line."""
+    lines = [f"{k}: {v}" for k, v in data.items() if k not in ("careers", "jobs")]
+    if data.get("jobs"):
+        lines.append("jobs (entered):")
+        lines += [f"  [{j['id']}] {j['kind']}  {j['date_from'] or '?'} - {j['date_to'] or ''}  "
+                  f"{j['company_name']} {j['department_name']} {j['title']}".rstrip()
+                  for j in data["jobs"]]
+    if data.get("careers"):
+        lines.append("career history (automatic):")
+        lines += [f"  until {c['until']}  {c['company']} {c['department']} {c['title']}".rstrip()
+                  for c in data["careers"]]
+    return "\n".join(lines)
+
+
 @record_group.command("show")
 @TYPE_ARG
 @click.argument("record_id", type=click.IntRange(1))
@@ -349,7 +406,7 @@ def record_show(state: State, type_name: str, record_id: int, tenant: str,
                 login: str) -> None:
     with state.transaction() as ctx:
         data = records.show(ctx, actors.resolve(ctx, login, tenant), type_name, record_id)
-    emit(state, data, lambda: "\n".join(f"{k}: {v}" for k, v in data.items()))
+    emit(state, data, lambda: _record_text(data))
 
 
 @record_group.command("update")
@@ -455,6 +512,7 @@ def access_log(state: State, tenant: str, login: str, limit: int) -> None:
 
 
 def register(cli: click.Group) -> None:
-    for command in (seed_data, search_cmd, lookup_cmd, import_group, export_group,
+    for command in (seed_data, search_cmd, search_companies_cmd, lookup_cmd, import_group,
+                    export_group,
                     print_group, record_group, bulk_group, access_log):
         cli.add_command(command)

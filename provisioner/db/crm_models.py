@@ -71,6 +71,23 @@ class CrmCompany(_Stamped, Base):
     note: Mapped[str] = mapped_column(Text, default="")
     #: customer classification codes as ",a,b," (LIKE '%,a,%' finds an assignment)
     classifications: Mapped[str] = mapped_column(String(2000), default="")
+    #: normalised name, kana, phone and address (company search; migration 0016_crm_jobs)
+    search_text: Mapped[str] = mapped_column(Text, default="", server_default="",
+                                             active_history=True)
+
+
+class CrmCompanyGram(Base):
+    """One gram of a company's search text (migration 0016_crm_jobs): every 1-, 2- and
+    3-character substring of each field, one row per company holding it (see
+    :mod:`provisioner.services.crm.company_search`)."""
+
+    __tablename__ = "crm_company_grams"
+    __table_args__ = (Index("ix_crm_company_grams_tenant_company", "tenant_id", "company_id"),)
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    gram: Mapped[str] = mapped_column(
+        String(3).with_variant(String(3, collation="C"), "postgresql"), primary_key=True)
+    company_id: Mapped[int] = mapped_column(_ID, primary_key=True)
 
 
 class CrmDepartment(_Stamped, Base):
@@ -190,6 +207,25 @@ class CrmCareer(Base):
     department_name: Mapped[str] = mapped_column(String(200), default="")
     title: Mapped[str] = mapped_column(String(200), default="")
     recorded_by: Mapped[str] = mapped_column(String(100))
+
+
+class CrmJob(_Stamped, Base):
+    """A previous or concurrent job of a contact, entered by hand (migration 0016_crm_jobs),
+    beside the automatic career history (:class:`CrmCareer`)."""
+
+    __tablename__ = "crm_jobs"
+    __table_args__ = (Index("ix_crm_jobs_tenant_contact", "tenant_id", "contact_id"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(_ID, _ref("crm_contacts"))
+    #: "previous" (ended, or ending) or "concurrent" (held beside the main position)
+    kind: Mapped[str] = mapped_column(String(20), default="previous")
+    company_name: Mapped[str] = mapped_column(String(200))
+    department_name: Mapped[str] = mapped_column(String(200), default="")
+    title: Mapped[str] = mapped_column(String(200), default="")
+    date_from: Mapped[str] = mapped_column(String(10), default="")
+    date_to: Mapped[str] = mapped_column(String(10), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
 
 
 class CrmFamily(_Stamped, Base):
@@ -359,8 +395,8 @@ CRM_TENANT_TABLES: tuple[str, ...] = (
     "crm_companies", "crm_departments", "crm_contacts", "crm_careers", "crm_family",
     "crm_card_exchanges", "crm_secret_notes", "crm_activities", "crm_products",
     "crm_purchases", "crm_custom_records", "crm_external_links", "crm_changes",
-    "crm_access_log",
+    "crm_access_log", "crm_jobs",
 )
 #: Derived, tenant-scoped tables: the search index and the maintained counts (row-level
 #: security on PostgreSQL as well; not records themselves).
-CRM_SEARCH_TABLES: tuple[str, ...] = ("crm_search_grams", "crm_tallies")
+CRM_SEARCH_TABLES: tuple[str, ...] = ("crm_search_grams", "crm_tallies", "crm_company_grams")

@@ -9,6 +9,7 @@ again). Per tenant, in one transaction:
   and its company's current name), rewritten where it differs;
 * **search index** (``crm_search_grams``): built again from the search texts and
   compared with the stored one (as sets of contact ids per gram and block);
+* **company search index** (``crm_companies.search_text``, ``crm_company_grams``);
 * **tallies** (``crm_tallies``): recounted from the tables (``tally.recount``);
 * **disk usage**: the stored byte size of every configuration version (the
   UTF-8 bytes of its document) and of every received bundle file.
@@ -40,7 +41,7 @@ from sqlalchemy.orm import Session
 from provisioner.db.crm_models import CrmCompany, CrmContact, CrmSearchGram
 from provisioner.db.models import ConfigVersion, DerivedData, Tenant, Transfer
 from provisioner.services import tenants, transfers
-from provisioner.services.crm import records, search_index, tally
+from provisioner.services.crm import company_search, records, search_index, tally
 from provisioner.services.provisioning import quotas
 from provisioner.services.transaction import Context
 
@@ -74,10 +75,13 @@ class Report:
     search_index: int = 0
     tallies: int = 0
     sizes: int = 0
+    #: companies whose search text or grams (``crm_company_grams``) differed
+    company_index: int = 0
 
     @property
     def clean(self) -> bool:
-        return not (self.search_text or self.search_index or self.tallies or self.sizes)
+        return not (self.search_text or self.search_index or self.tallies or self.sizes
+                    or self.company_index)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"clean": self.clean}
@@ -105,6 +109,7 @@ def reindex(ctx: Context, tenant: Tenant, *, check: bool = False) -> Report:
                          [{"contact_id": cid, "text": new} for cid, new in stale])
         report.search_index = _rebuild_index(conn, tenant.id,
                                              {cid: new for cid, (_, new) in texts.items()})
+        report.company_index = company_search.rebuild(conn, tenant.id)
         stored, fresh = tally.stored(conn, tenant.id), tally.recount(conn, tenant.id)
         report.tallies = len({k for k in stored.keys() | fresh.keys()
                               if stored.get(k) != fresh.get(k)})

@@ -55,7 +55,7 @@ from provisioner.errors import (
 )
 from provisioner.services import actors, configs, copykeys, transfers, users
 from provisioner.services.context import Context, Provisioner
-from provisioner.services.crm import csvio, inquiries, records, search
+from provisioner.services.crm import company_search, csvio, inquiries, records, search
 from provisioner.services.provisioning import auth, billing, metering
 from provisioner.web import models, present
 from provisioner.web.common import (
@@ -95,7 +95,7 @@ TenantRef = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
                                 description="slug, number in your tenant list, or 'current'")]
 RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
 #: the record types listed under a contact (GET .../contacts/{id}/{type})
-CHILD_TYPES = ("family", "card_exchange", "secret_note", "activity", "purchase",
+CHILD_TYPES = ("job", "family", "card_exchange", "secret_note", "activity", "purchase",
                "external_link")
 Version = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 if TYPE_CHECKING:
@@ -604,6 +604,34 @@ def search_customers(tenant: TenantRef, params: Search, app: App, tok: Token) ->
     return JSONBody({"total": result.total, "items": result.items})
 
 
+class CompanySearchParams(BaseModel):
+    """Query parameters of company search (as the CLI's search-companies options)."""
+
+    q: str = Field(default="", max_length=500,
+                   description="partial match on name, kana, phone, address")
+    match: Literal["all", "any"] = "all"
+    name: str | None = Field(default=None, max_length=200)
+    kana: str | None = Field(default=None, max_length=200)
+    address: str | None = Field(default=None, max_length=500)
+    phone: str | None = Field(default=None, max_length=40, description="digits compared")
+    classification: str | None = Field(default=None, max_length=63)
+    sort: str = Field(default="id", max_length=20,
+                      pattern=rf"^-*({'|'.join(company_search.SORTS)})$")
+    limit: int = Field(default=50, ge=0, le=1000)
+    offset: int = Field(default=0, ge=0, le=MAX_ID)
+
+
+@router.get("/tenants/{tenant}/companies/search", tags=["records"],
+            response_model=models.CompanySearchOut, responses=errors())
+def search_companies(tenant: TenantRef, params: Annotated[CompanySearchParams, Query()],
+                     app: App, tok: Token) -> Any:
+    """Partial-match company search (indexed): the exact total and one page."""
+    with acting(app, tok, tenant, read_only=True) as (ctx, actor):
+        result = company_search.search(ctx, actor, company_search.CompanyQuery(
+            **params.model_dump()))
+    return JSONBody({"total": result.total, "items": result.items})
+
+
 @router.get("/tenants/{tenant}/lookup", tags=["records"], response_model=models.CardOut,
             responses=errors())
 async def lookup(tenant: TenantRef, app: App, tok: Token,
@@ -614,7 +642,10 @@ async def lookup(tenant: TenantRef, app: App, tok: Token,
                  call_id: Annotated[str | None, Query(
                      min_length=1, max_length=100,
                      description="the telephony side's call id: recorded and charged once")
-                 ] = None) -> Any:
+                 ] = None,
+                 codes: Annotated[bool, Query(description="picklist and classification "
+                                              "codes rather than their labels")] = False,
+                 ) -> Any:
     """The caller's card (CTI screen pop): profile, latest purchases and activities.
 
     The screen pop is the metered call: the call and its charge are recorded
@@ -629,7 +660,7 @@ async def lookup(tenant: TenantRef, app: App, tok: Token,
     log_rows: list[Any] = []
     try:
         with acting(app, tok, tenant, read_only=True, log_rows=log_rows) as (ctx, actor):
-            card = metering.screen_pop(ctx, actor, phone, call_ref=call_id)
+            card = metering.screen_pop(ctx, actor, phone, call_ref=call_id, codes=codes)
     finally:
         if log_rows:
             await run_in_threadpool(app.write_log_rows, log_rows)
@@ -714,11 +745,14 @@ def export(tenant: TenantRef, kind: ExportKind, params: Search, app: App, tok: T
            encoding: Literal["utf-8-sig", "cp932"] = "utf-8-sig",
            columns: Annotated[str | None, Query(max_length=2000,
                                                 description="comma-separated, in order")] = None,
+           codes: Annotated[bool, Query(description="picklist and classification codes "
+                                        "rather than their labels")] = False,
            ) -> Response:
     """CSV (Excel-friendly) of the customers a search finds, or of their history."""
     with acting(app, tok, tenant) as (ctx, actor):
         data = csvio.export(ctx, actor, kind, params.query(),
-                            columns=columns.split(",") if columns else None, encoding=encoding)
+                            columns=columns.split(",") if columns else None, encoding=encoding,
+                            codes=codes)
     charset = "shift_jis" if encoding == "cp932" else "utf-8"
     return Response(data, media_type=f"text/csv; charset={charset}", headers={
         "Content-Disposition": f'attachment; filename="{actor.tenant_slug}-{kind}.csv"'})

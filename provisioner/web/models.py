@@ -332,6 +332,7 @@ def _record_models(rt: records.RecordType) -> tuple[type[In], type[In], type[Out
     if rt.name == "contact":
         out["company_name"] = (str | None, None)
         out["careers"] = (list[dict[str, Any]] | None, None)
+        out["jobs"] = (list[_JOB[2]] | None, None)  # type: ignore[valid-type]
     out["updated_at"] = (str | None, None)
     out["updated_by"] = (str | None, None)
     title = _title(rt.name)
@@ -341,7 +342,9 @@ def _record_models(rt: records.RecordType) -> tuple[type[In], type[In], type[Out
 
 
 #: record type -> (create body, update body, record)
-RECORD_MODELS = {name: _record_models(rt) for name, rt in records.TYPES.items()}
+_JOB = _record_models(records.TYPES["job"])  # (a contact shows its jobs)
+RECORD_MODELS = {name: _JOB if name == "job" else _record_models(rt)
+                 for name, rt in records.TYPES.items()}
 
 
 class Duplicate(Out):
@@ -364,6 +367,22 @@ class DeletedOut(Out):
 class SearchOut(Out):
     total: int = Field(description="the exact number of matches")
     items: list[dict[str, Any]] = Field(description="one page, in sort order")
+
+
+class CompanyItem(Out):
+    id: int
+    name: str
+    kana: str
+    phone: str
+    postal_code: str
+    address: str
+    classifications: list[str] = Field(description="customer classification codes")
+    updated_at: str | None
+
+
+class CompanySearchOut(Out):
+    total: int = Field(description="the exact number of matches")
+    items: list[CompanyItem] = Field(description="one page, in sort order")
 
 
 class CardOut(Out):

@@ -76,6 +76,8 @@ def one_of_each(world: World, actor: Actor) -> dict[str, int]:
         "product": {"code": "P-1", "name": "製品"},
         "custom_record": {"database": "visits", "owner_id": cid, "data": {"count": 3}},
         "external_link": {"contact_id": cid, "system": "erp", "external_id": "E-1"},
+        "job": {"contact_id": cid, "company_name": "前の会社", "date_from": "2010-04-01",
+                "date_to": "2019-03-31"},
     }.items():
         ids[type_name] = make(world, actor, type_name, data)["id"]
     return ids

@@ -57,10 +57,14 @@ def test_crm_cli_contract(run: Cli, tmp_path: Path) -> None:
                        json.dumps({"name": "架電 太郎", "phone": "03-9999-0000"}))
     cid = created["record"]["id"]
     run.run("record", "create", "activity", "-t", "acme", "--as", "sato", "--data",
-            json.dumps({"contact_id": cid, "date": "2026-11-01", "content": "問い合わせ"}))
+            json.dumps({"contact_id": cid, "date": "2026-11-01", "content": "問い合わせ",
+                        "kind": "phone"}))
     card = run.json("lookup", "-t", "acme", "--as", "sato", "+81 3 9999 0000")
     assert card["contact"]["id"] == cid
     assert [a["content"] for a in card["activities"]] == ["問い合わせ"]
+    assert [a["kind"] for a in card["activities"]] == ["電話"]  # the label; --codes: the code
+    assert [a["kind"] for a in run.json("lookup", "-t", "acme", "--as", "sato", "--codes",
+                                        "0399990000")["activities"]] == ["phone"]
     assert card["purchases"] == []
     assert "架電 太郎" in run.run("lookup", "-t", "acme", "--as", "sato", "0399990000").stdout
     run.run("lookup", "-t", "acme", "--as", "sato", "0300000001", code=1)

@@ -93,7 +93,7 @@ def test_export_columns_order_filter_and_encodings(world: World) -> None:
     assert data.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
     assert rows == [["電話番号", "氏名", "ランク", "DM送付"],
-                    ["03-1234-5678", "田中 太郎", "gold", "1"]]
+                    ["03-1234-5678", "田中 太郎", "ゴールド", "1"]]  # the picklist's label
     assert list(csv.reader(io.StringIO(sjis.decode("cp932"))))[2][1] == "鈴木 花子"
     with world.app.transaction() as ctx:
         log = records.access_log(ctx, world.actor("acme"))

@@ -20,7 +20,7 @@ from tests.support import World
 #: what a create in the other tenant would point at (its parent), per type
 PARENT_KEY = {"department": "company_id", "family": "contact_id", "card_exchange": "contact_id",
               "secret_note": "contact_id", "activity": "contact_id", "purchase": "contact_id",
-              "external_link": "contact_id", "custom_record": "owner_id"}
+              "external_link": "contact_id", "custom_record": "owner_id", "job": "contact_id"}
 
 
 def test_every_type_is_invisible_and_untouchable_from_another_tenant(world: World) -> None:
@@ -121,6 +121,7 @@ def _valid(type_name: str, data: Mapping[str, object]) -> dict[str, object]:
         "purchase": {"date": "2026-01-01"}, "external_link": {"system": "erp",
                                                               "external_id": "Z"},
         "custom_record": {"database": "visits", "data": {"count": 1}},
+        "job": {"company_name": "前職"},
     }
     return {**data, **extra[type_name]}
 

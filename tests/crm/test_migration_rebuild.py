@@ -33,6 +33,9 @@ def _snapshot(conn: Connection, tenant_id: int) -> dict[str, Any]:
         "tallies": conn.execute(text(
             "SELECT name, value, n FROM crm_tallies WHERE tenant_id = :t ORDER BY name, value"),
             {"t": tenant_id}).all(),
+        "company_grams": conn.execute(text(
+            "SELECT gram, company_id FROM crm_company_grams WHERE tenant_id = :t "
+            "ORDER BY gram, company_id"), {"t": tenant_id}).all(),
     }
 
 
@@ -51,10 +54,11 @@ def test_the_migrations_leave_derived_data_to_init(world: World) -> None:
     _back_to_0002(world)
 
     # the migrations alone: the tables exist, empty, and the derived data is named
-    assert migrate.upgrade(world.app.engine).rebuilt == {derived.SEARCH_INDEX, derived.TALLIES}
+    assert migrate.upgrade(world.app.engine).rebuilt == {
+        derived.SEARCH_INDEX, derived.TALLIES, derived.COMPANY_INDEX}
     with world.app.engine.begin() as conn:
         empty = _snapshot(conn, admin.tenant_id)
-    assert empty == {"grams": [], "tallies": []}
+    assert empty == {"grams": [], "tallies": [], "company_grams": []}
     assert migrate.upgrade(world.app.engine).rebuilt == set()  # at the heads: none
 
     # init: the same migrations, then today's rebuild in their transaction
@@ -64,9 +68,11 @@ def test_the_migrations_leave_derived_data_to_init(world: World) -> None:
         after_init = _snapshot(conn, admin.tenant_id)
         conn.execute(text("DELETE FROM crm_search_grams"))
         conn.execute(text("DELETE FROM crm_tallies"))
-        derived.rebuild(conn, {derived.SEARCH_INDEX, derived.TALLIES})
+        conn.execute(text("DELETE FROM crm_company_grams"))
+        derived.rebuild(conn, {derived.SEARCH_INDEX, derived.TALLIES, derived.COMPANY_INDEX})
         rebuilt = _snapshot(conn, admin.tenant_id)
     assert after_init["grams"]
     assert after_init["tallies"]
+    assert after_init["company_grams"]  # the companies the sample data made
     assert after_init == rebuilt
     assert migrate.current(world.app.engine) == migrate.heads()

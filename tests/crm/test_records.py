@@ -26,7 +26,7 @@ def test_every_type_can_be_created_shown_updated_and_deleted(world: World) -> No
         assert records.history(ctx, admin, "activity", ids["activity"])[-1] == {
             "at": "2026-11-23T09:00:00Z", "actor": "acme-admin", "action": "update",
             "changes": {"content": ["電話", "訪問"]}, "purpose": "訂正"}
-    for type_name in ("external_link", "custom_record", "product", "purchase", "activity",
+    for type_name in ("job", "external_link", "custom_record", "product", "purchase", "activity",
                       "family", "card_exchange", "secret_note", "contact", "department",
                       "company"):
         with world.app.transaction() as ctx:

@@ -173,6 +173,10 @@ def test_records_search_lookup_children(site: Site) -> None:
     assert card.status_code == 200
     assert card.json()["contact"]["name"] == "山田 太郎"
     assert card.json()["activities"][0]["content"] == "見積依頼"
+    assert card.json()["activities"][0]["kind"] == "電話"  # labels; codes on request:
+    coded = site.call("GET", "/api/tenants/acme/lookup", "acme-ro",
+                      params={"phone": "+81 3 1234 5678", "codes": "true"}).json()
+    assert coded["activities"][0]["kind"] == "phone"
     r = site.call("GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "０９０"})
     assert r.status_code == 404
     kids = site.call("GET", f"/api/tenants/acme/contacts/{site.ids['contact']}/activity",
@@ -263,6 +267,7 @@ MATRIX: list[tuple[str, str, dict[str, Any], str]] = [
     ("DELETE", "/api/tenants/{t}/records/{type_name}/{record_id}", {}, "writer"),
     ("GET", "/api/tenants/{t}/contacts/{record_id}/{type_name}", {}, "reader"),
     ("GET", "/api/tenants/{t}/search", {"params": {"q": "山田"}}, "reader"),
+    ("GET", "/api/tenants/{t}/companies/search", {"params": {"q": "株式"}}, "reader"),
     ("GET", "/api/tenants/{t}/lookup", {"params": {"phone": "0312345678"}}, "reader"),
     ("POST", "/api/tenants/{t}/calls/{call_ref}/note", {"json": {"note": "侵入"}}, "writer"),
     ("POST", "/api/tenants/{t}/import/customers",
@@ -420,3 +425,35 @@ def test_an_upgrade_through_the_api(site: Site) -> None:
                      json={"take": ["checkboxes.1"]})
     assert done.status_code == 200, done.text
     assert w.config("acme")["checkboxes"][0]["label"] == "B"
+
+
+def test_jobs_entered_by_hand_through_the_api(site: Site) -> None:
+    contact = site.ids["contact"]
+    r = site.call("POST", "/api/tenants/acme/records/job", "acme-gen",
+                  json={"contact_id": contact, "kind": "concurrent", "company_name": "協会",
+                        "title": "理事", "date_from": "2024-04-01"})
+    assert r.status_code == 201, r.text
+    job = r.json()["record"]
+    assert (job["kind"], job["date_to"]) == ("concurrent", "")
+    listed = site.call("GET", f"/api/tenants/acme/contacts/{contact}/job", "acme-ro").json()
+    assert [j["id"] for j in listed] == [job["id"]]
+    shown = site.call("GET", f"/api/tenants/acme/records/contact/{contact}", "acme-ro").json()
+    assert [j["company_name"] for j in shown["jobs"]] == ["協会"]
+    r = site.call("PATCH", f"/api/tenants/acme/records/job/{job['id']}", "acme-gen",
+                  json={"date_to": "2020-01-01"})
+    assert r.status_code == 422
+    assert "before date_from" in r.text
+
+
+def test_company_search_through_the_api(site: Site) -> None:
+    for name in ("渋谷商事", "新宿物産"):
+        r = site.call("POST", "/api/tenants/acme/records/company", "acme-gen",
+                      json={"name": name, "address": "東京都" + name[:2] + "区"})
+        assert r.status_code == 201, r.text
+    found = site.call("GET", "/api/tenants/acme/companies/search", "acme-ro",
+                      params={"q": "渋谷 新宿", "match": "any", "sort": "-id"}).json()
+    assert [i["name"] for i in found["items"]] == ["新宿物産", "渋谷商事"]
+    assert found["total"] == 2
+    r = site.call("GET", "/api/tenants/acme/companies/search", "acme-ro",
+                  params={"sort": "capital"})
+    assert r.status_code == 422

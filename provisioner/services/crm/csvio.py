@@ -38,7 +38,7 @@ from provisioner.db.crm_models import CrmActivity, CrmChange, CrmCompany, CrmCon
 from provisioner.errors import ValidationFailed, excerpt
 from provisioner.services import audit
 from provisioner.services.actors import Actor
-from provisioner.services.crm import records, scope, search_index, tally
+from provisioner.services.crm import display, records, scope, search_index, tally
 from provisioner.services.crm.search import Query, conditions, order_by
 from provisioner.services.crm.text import (
     company_suffix,
@@ -374,6 +374,29 @@ def _fast_cell(key: str, kind: str, cell: str, rules: Any, allowed: set[str] | N
     return value
 
 
+def _coded(doc: ConfigDocument, keys: Sequence[str | None],
+           numbered: list[tuple[int, list[str]]]) -> list[tuple[int, list[str]]]:
+    """The rows with the labels in coded columns (picklists, classifications) replaced
+    by their codes (:func:`display.to_code`: each distinct cell once)."""
+    fields = display.coded_fields(doc, "contact")
+    columns = [(i, key) for i, key in enumerate(keys) if key is not None and fields.get(key)]
+    if not columns:
+        return numbered
+    done: dict[tuple[str, str], str] = {}
+    out = []
+    for number, cells in numbered:
+        cells = list(cells)
+        for i, key in columns:
+            if i < len(cells) and cells[i]:
+                found = done.get((key, cells[i]))
+                if found is None:
+                    found = done[(key, cells[i])] = display.to_code(doc, "contact", key,
+                                                                    cells[i], fields)
+                cells[i] = found
+        out.append((number, cells))
+    return out
+
+
 def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = False,
                      source: str = "upload",
                      progress: Callable[[int], None] | None = None) -> ImportReport:
@@ -386,8 +409,10 @@ def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
         raise ValidationFailed("the file is empty", hint="the first line must be the header")
     # row numbers as the file (and Excel) counts them: blank lines are skipped, not renumbered
     numbered = [(n, r) for n, r in enumerate(rows[1:], start=2) if any(c.strip() for c in r)]
-    header, body = rows[0], [r for _, r in numbered]
+    header = rows[0]
     keys, problems = _header_map(doc, header)
+    numbered = _coded(doc, keys, numbered)  # an export's labels read back as codes
+    body = [r for _, r in numbered]
     report = ImportReport(encoding=encoding, rows=len(body), dry_run=dry_run, problems=problems)
     if problems:
         raise ValidationFailed("the header is not valid", problems=[str(p) for p in problems])
@@ -544,8 +569,13 @@ def _companies(ctx: Context, actor: Actor, doc: ConfigDocument, names: set[str],
 
 
 def export(ctx: Context, actor: Actor, kind: str, query: Query, *,
-           columns: Sequence[str] | None = None, encoding: str = "utf-8-sig") -> bytes:
-    """CSV of customers, or of the activities / purchases of the customers a search finds."""
+           columns: Sequence[str] | None = None, encoding: str = "utf-8-sig",
+           codes: bool = False) -> bytes:
+    """CSV of customers, or of the activities / purchases of the customers a search finds.
+
+    Picklist and classification values are written as their labels
+    (:mod:`~provisioner.services.crm.display`; an import reads them back), or as
+    codes with ``codes``."""
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "export", f"export {kind}")
     if kind not in EXPORT_COLUMNS:
@@ -559,6 +589,7 @@ def export(ctx: Context, actor: Actor, kind: str, query: Query, *,
                                hint="columns: " + ", ".join(EXPORT_COLUMNS[kind]))
     doc = scope.config(ctx, actor.tenant_id)
     heads = labels(doc, kind)
+    shown = {} if codes else display.coded_fields(doc, kind)
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([formula_safe(heads[c]) for c in wanted])
@@ -571,7 +602,8 @@ def export(ctx: Context, actor: Actor, kind: str, query: Query, *,
             .outerjoin(CrmCompany, CrmCompany.id == CrmContact.company_id)
             .where(*where).order_by(*order).execution_options(yield_per=2000))
         for contact, company in rows:
-            writer.writerow([formula_safe(_cell(contact, company, c)) for c in wanted])
+            writer.writerow([formula_safe(_cell(contact, company, c, shown.get(c)))
+                             for c in wanted])
             count += 1
     else:
         model: Any = CrmActivity if kind == "activities" else CrmPurchase
@@ -582,7 +614,8 @@ def export(ctx: Context, actor: Actor, kind: str, query: Query, *,
             .order_by(*order[:-1], model.contact_id, model.date.desc(), model.id.desc()))
         for item, contact_name in history:
             writer.writerow([formula_safe(contact_name if c == "contact_name"
-                                          else _plain(getattr(item, c))) for c in wanted])
+                                          else _plain(_label(shown.get(c), getattr(item, c))))
+                             for c in wanted])
             count += 1
     records.log_access(ctx, actor, "export", kind, rows=count, columns=wanted,
                        encoding=encoding)
@@ -595,11 +628,16 @@ def _plain(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _cell(contact: CrmContact, company: str | None, column: str) -> str:
+def _label(known: dict[str, str] | None, value: Any) -> Any:
+    return known.get(value, value) if known and isinstance(value, str) else value
+
+
+def _cell(contact: CrmContact, company: str | None, column: str,
+          known: dict[str, str] | None = None) -> str:
     if column == "company":
         return company or ""
     if column.startswith("checkbox_"):
         return "1" if contact.checkboxes >> (int(column[9:]) - 1) & 1 else "0"
     if column == "classifications":
-        return ";".join(records.codes(contact.classifications))
-    return _plain(getattr(contact, column))
+        return ";".join(_label(known, c) for c in records.codes(contact.classifications))
+    return _plain(_label(known, getattr(contact, column)))

@@ -30,7 +30,7 @@ from sqlalchemy import or_, select
 from provisioner.db.crm_models import CrmContact
 from provisioner.errors import ProvisionerError, ValidationFailed
 from provisioner.services.actors import Actor
-from provisioner.services.crm import records, scope
+from provisioner.services.crm import display, records, scope
 from provisioner.services.crm.csvio import decode, labels
 from provisioner.services.crm.text import nfkc, phone_digits
 from provisioner.services.transaction import Context
@@ -136,6 +136,8 @@ def import_inquiries(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
                     continue
                 data: dict[str, Any] = {"contact_id": contact,
                                         **{k: values[k] for k in FIELDS if k in values}}
+                if data.get("kind"):  # an export's label (電話) reads back as its code
+                    data["kind"] = display.to_code(doc, "activity", "kind", data["kind"])
                 try:
                     with ctx.session.begin_nested():
                         records.create(ctx, actor, "activity", data, purpose=purpose)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from provisioner.db.crm_models import CrmCompany, CrmContact
 from provisioner.errors import ValidationFailed
 from provisioner.services.actors import Actor
-from provisioner.services.crm import records, scope
+from provisioner.services.crm import display, records, scope
 from provisioner.services.crm.csvio import labels
 from provisioner.services.crm.search import Query, conditions
 from provisioner.services.transaction import Context
@@ -24,7 +24,8 @@ from provisioner.services.transaction import Context
 LAYOUTS = ("list", "labels")
 #: at most this many customers on one printout (narrow the search for more)
 MAX_ROWS = 10_000
-LIST_COLUMNS = ("name", "kana", "company", "title", "postal_code", "address", "phone")
+LIST_COLUMNS = ("name", "kana", "company", "title", "postal_code", "address", "phone",
+                "classifications")
 
 _STYLE = """body{font-family:sans-serif;font-size:10pt}
 table{border-collapse:collapse;width:100%}th,td{border:1px solid #999;padding:2px 4px}
@@ -33,9 +34,22 @@ table{border-collapse:collapse;width:100%}th,td{border:1px solid #999;padding:2p
 .name{font-size:12pt;margin-top:2mm}"""
 
 
+def _cell(row: CrmContact, company: str | None, column: str,
+          shown: dict[str, dict[str, str]]) -> str:
+    if column == "company":
+        return company or ""
+    if column == "classifications":
+        known = shown.get(column, {})
+        return "、".join(known.get(c, c) for c in records.codes(row.classifications))
+    value = getattr(row, column)
+    return str(shown.get(column, {}).get(value, value))
+
+
 def print_customers(ctx: Context, actor: Actor, query: Query, *,
-                    layout: str = "list") -> str:
-    """An HTML page of the customers a search finds: a list or address labels."""
+                    layout: str = "list", codes: bool = False) -> str:
+    """An HTML page of the customers a search finds: a list or address labels.
+
+    Classifications are shown by their labels (codes with ``codes``)."""
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "print", "print customers")
     if layout not in LAYOUTS:
@@ -51,10 +65,11 @@ def print_customers(ctx: Context, actor: Actor, query: Query, *,
     doc = scope.config(ctx, actor.tenant_id)
     if layout == "list":
         heads = labels(doc, "customers")
+        shown = {} if codes else display.coded_fields(doc, "contact")
         head = "".join(f"<th>{escape(heads.get(c, c))}</th>" for c in LIST_COLUMNS)
         body = "".join(
-            "<tr>" + "".join(f"<td>{escape((company or '') if c == 'company' else getattr(row, c))}"
-                             "</td>" for c in LIST_COLUMNS) + "</tr>"
+            "<tr>" + "".join(f"<td>{escape(_cell(row, company, c, shown))}</td>"
+                             for c in LIST_COLUMNS) + "</tr>"
             for row, company in rows)
         content = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
     else:

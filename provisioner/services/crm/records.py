@@ -55,6 +55,7 @@ from provisioner.db.crm_models import (
     CrmDepartment,
     CrmExternalLink,
     CrmFamily,
+    CrmJob,
     CrmProduct,
     CrmPurchase,
     CrmSecretNote,
@@ -63,7 +64,7 @@ from provisioner.db.models import AuditEvent, Base
 from provisioner.errors import NotFound, ProvisionerError, ValidationFailed
 from provisioner.numbers import parse_whole_number
 from provisioner.services.actors import Actor
-from provisioner.services.crm import automation, postal, scope, tally
+from provisioner.services.crm import automation, company_search, postal, scope, tally
 from provisioner.services.crm import search_index as _search_index
 from provisioner.services.crm.text import (
     company_suffix,
@@ -118,6 +119,10 @@ TYPES: dict[str, RecordType] = {t.name: t for t in (
         "contact_id": "ref", "relation": "str", "name": "str", "kana": "str", "sex": "str",
         "birthday": "date", "living_together": "bool", "occupation": "str", "hobby": "str"},
         ("contact_id", "name"), {"contact_id": "contact"}),
+    RecordType("job", CrmJob, {  # previous / concurrent jobs entered by hand
+        "contact_id": "ref", "kind": "str", "company_name": "str", "department_name": "str",
+        "title": "str", "date_from": "date", "date_to": "date", "note": "text"},
+        ("contact_id", "company_name"), {"contact_id": "contact"}),
     RecordType("card_exchange", CrmCardExchange, {
         "contact_id": "ref", "employee": "str", "date": "date", "note": "text"},
         ("contact_id", "employee", "date"), {"contact_id": "contact"}),
@@ -280,6 +285,20 @@ def _check_pick(doc: ConfigDocument, values: dict[str, Any], key: str, picklist:
     if value and allowed is not None and value not in allowed:
         problems.append(f"{key}: {value!r} is not an active value of picklist {picklist!r} "
                         f"({', '.join(sorted(allowed)) or 'no values'})")
+
+
+JOB_KINDS = ("previous", "concurrent")
+
+
+def _check_job(values: dict[str, Any], row: Any, problems: list[str]) -> None:
+    """A job is previous or concurrent, and its period does not end before it starts."""
+    if "kind" in values or row is None:
+        values["kind"] = kind = values.get("kind") or "previous"
+        if kind not in JOB_KINDS:
+            problems.append(f"kind: {kind!r} is not a job kind ({', '.join(JOB_KINDS)})")
+    start, end = (values.get(k, getattr(row, k, "")) for k in ("date_from", "date_to"))
+    if isinstance(start, str) and isinstance(end, str) and start and end and end < start:
+        problems.append(f"date_to: {end} is before date_from {start}")
 
 
 def _checkbox_mask(doc: ConfigDocument, value: Any, current: int,
@@ -452,6 +471,8 @@ def shape(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordType,
         if "checkboxes" in values:
             values["checkboxes"] = _checkbox_mask(doc, values["checkboxes"],
                                                   row.checkboxes if row else 0, problems)
+    elif rt.name == "job":
+        _check_job(values, row, problems)
     elif rt.name == "family":
         _check_pick(doc, values, "relation", "family_relation", problems)
         _check_pick(doc, values, "sex", "sex", problems)
@@ -528,8 +549,9 @@ def install_maintenance(sessions: Any) -> None:
     composition root calls this once). Each write path here and in the bulk modules also
     keeps them itself where it writes with Core statements (``search_index.insert_rows``,
     ``tally.add_rows``); these hooks cover every ORM flush."""
-    for module in (_search_index, tally):  # the index's hook first: tally locks after it
-        for name, listener in module.FLUSH_HOOK:
+    # the indexes' hooks first: tally locks after them
+    for hooks in (_search_index.FLUSH_HOOK, company_search.FLUSH_HOOK, tally.FLUSH_HOOK):
+        for name, listener in hooks:
             if not event.contains(sessions, name, listener):
                 event.listen(sessions, name, listener)
 
@@ -893,6 +915,10 @@ def show(ctx: Context, actor: Actor, type_name: str, record_id: int) -> dict[str
             for c in ctx.session.scalars(select(CrmCareer).where(
                 CrmCareer.tenant_id == actor.tenant_id, CrmCareer.contact_id == row.id)
                 .order_by(CrmCareer.id.desc()))]
+        out["jobs"] = [to_dict(TYPES["job"], j) for j in ctx.session.scalars(
+            select(CrmJob).where(CrmJob.tenant_id == actor.tenant_id,
+                                 CrmJob.contact_id == row.id)
+            .order_by(CrmJob.date_from.desc(), CrmJob.id.desc()))]
     return out
 
 
@@ -1078,8 +1104,8 @@ def delete_record(ctx: Context, actor: Actor, type_name: str, record_id: int, *,
         refresh_search_text(ctx, actor.tenant_id, released)
 
 
-CHILDREN: tuple[Any, ...] = (CrmCareer, CrmFamily, CrmCardExchange, CrmSecretNote, CrmActivity,
-                             CrmPurchase, CrmExternalLink)
+CHILDREN: tuple[Any, ...] = (CrmCareer, CrmJob, CrmFamily, CrmCardExchange, CrmSecretNote,
+                             CrmActivity, CrmPurchase, CrmExternalLink)
 
 
 def delete_contact_children(ctx: Context, tenant_id: int, ids: list[int]) -> None:

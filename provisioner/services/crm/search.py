@@ -74,7 +74,7 @@ from provisioner.db.crm_models import (
 )
 from provisioner.errors import NotFound, ValidationFailed
 from provisioner.services.actors import Actor
-from provisioner.services.crm import records, scope, search_index
+from provisioner.services.crm import display, records, scope, search_index
 from provisioner.services.crm.text import nfkc, phone_digits, search_key
 from provisioner.services.transaction import SET_TENANT_SQL, Context
 
@@ -505,8 +505,12 @@ def _lookup_rows(ctx: Context, actor: Actor, digits: str, history: int
             list(conn.execute(_LOOKUP_PURCHASES, params)))
 
 
-def lookup(ctx: Context, actor: Actor, number: str, *, history: int = 5) -> dict[str, Any]:
+def lookup(ctx: Context, actor: Actor, number: str, *, history: int = 5,
+           codes: bool = False) -> dict[str, Any]:
     """The CTI screen-pop card of the caller: profile, latest purchases and activities.
+
+    Picklist and classification values are shown by their labels (``codes``: as
+    stored), see :mod:`~provisioner.services.crm.display`.
 
     Reads only, so it may run in a read-only transaction; a personal-information
     view it logs goes through ``Context.add_log_row``. On PostgreSQL the whole read
@@ -533,12 +537,15 @@ def lookup(ctx: Context, actor: Actor, number: str, *, history: int = 5) -> dict
     records.note_personal_view(ctx, actor, row, doc=doc)
     card = records.to_dict(records.TYPES["contact"], row)
     card["company_name"] = row.company_name or ""
-    return {
-        "contact": card,
-        "other_matches": [r.id for r in found[1:]],
-        "activities": [records.to_dict(records.TYPES["activity"], a) for a in activities],
-        "purchases": [records.to_dict(records.TYPES["purchase"], p) for p in purchases],
-    }
+    acts = [records.to_dict(records.TYPES["activity"], a) for a in activities]
+    buys = [records.to_dict(records.TYPES["purchase"], p) for p in purchases]
+    if not codes:
+        shown = doc if doc is not None else scope.config(ctx, actor.tenant_id)
+        card = display.record(shown, "contact", card)
+        acts = [display.record(shown, "activity", a) for a in acts]
+        buys = [display.record(shown, "purchase", p) for p in buys]
+    return {"contact": card, "other_matches": [r.id for r in found[1:]],
+            "activities": acts, "purchases": buys}
 
 
 __all__ = ["Query", "Result", "lookup", "matching_ids", "search"]

@@ -283,15 +283,17 @@ def call_summary(row: CallRecord) -> dict[str, Any]:
 
 
 def screen_pop(ctx: Context, actor: Actor, number: str, *, call_ref: str | None = None,
-               at: datetime | None = None, history: int = 5) -> dict[str, Any]:
-    """The caller's card (``search.lookup``) and the metered call, in one act.
+               at: datetime | None = None, history: int = 5,
+               codes: bool = False) -> dict[str, Any]:
+    """The caller's card (``search.lookup``; labels, or codes with ``codes``) and the
+    metered call, in one act.
 
     The call is recorded (and charged) once per ``call_ref``; without one, each
     pop-up is a call. A number no customer has is recorded too, then NotFound.
     """
     call = record_call(ctx, actor, number, at=at, call_ref=call_ref)
     try:
-        card = search.lookup(ctx, actor, number, history=history)
+        card = search.lookup(ctx, actor, number, history=history, codes=codes)
     except NotFound:
         ctx.keep_writes_on_error()  # the unknown caller's call stays recorded
         raise
