@@ -34,7 +34,8 @@ def upgrade() -> None:
     tenant = ['tenant_id'] if op.get_bind().dialect.name == 'postgresql' else []
     op.create_table(
         'crm_jobs',
-        sa.Column('id', _ID, nullable=False),
+        # (autoincrement named: on PostgreSQL the key is composite, id stays serial)
+        sa.Column('id', _ID, nullable=False, autoincrement=True),
         sa.Column('contact_id', _ID, nullable=False),
         sa.Column('kind', sa.String(length=20), nullable=False),
         sa.Column('company_name', sa.String(length=200), nullable=False),
