@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, text
 
+from provisioner.db.tenancy import set_tenant
 from provisioner.services.crm import search_index, tally
 
 SEARCH_INDEX = "search_index"
 TALLIES = "tallies"
 KNOWN = frozenset({SEARCH_INDEX, TALLIES})
-
-_SCOPE = text("SELECT set_config('provisioner.tenant_id', :t, true)")
 
 
 def rebuild(conn: Connection, names: set[str]) -> None:
@@ -24,20 +23,16 @@ def rebuild(conn: Connection, names: set[str]) -> None:
     unknown = set(names) - KNOWN
     if unknown:
         raise ValueError(f"unknown derived data {sorted(unknown)}")
-    postgres = conn.dialect.name == "postgresql"
     if SEARCH_INDEX in names:
         for (tenant_id,) in conn.execute(text(
                 "SELECT DISTINCT tenant_id FROM crm_contacts ORDER BY tenant_id")).all():
-            if postgres:  # row-level security: the tenant's rows only
-                conn.execute(_SCOPE, {"t": str(tenant_id)})
+            set_tenant(conn, tenant_id)  # row-level security: the tenant's rows only
             rows = conn.execute(text(
                 "SELECT id, search_text FROM crm_contacts WHERE tenant_id = :t ORDER BY id"),
                 {"t": tenant_id}).all()
             search_index.index_new(conn, tenant_id, [(i, s) for i, s in rows])
     if TALLIES in names:
         for (tenant_id,) in conn.execute(text("SELECT id FROM tenants ORDER BY id")).all():
-            if postgres:
-                conn.execute(_SCOPE, {"t": str(tenant_id)})
+            set_tenant(conn, tenant_id)
             tally.rebuild(conn, tenant_id)
-    if postgres:
-        conn.execute(_SCOPE, {"t": ""})
+    set_tenant(conn, None)

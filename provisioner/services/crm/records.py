@@ -42,6 +42,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from provisioner.clock import as_utc, format_instant, local_today
 from provisioner.config.document import ConfigDocument
 from provisioner.config.rules import MAX_DEPTH, ActionError, Effect, Firing, RuleSet
+from provisioner.db import bulk
 from provisioner.db.crm_models import (
     CrmAccess,
     CrmActivity,
@@ -525,7 +526,7 @@ def install_maintenance(sessions: Any) -> None:
     """Keep the data every record write derives -- the search index and the maintained
     counts -- on the sessions of ``sessions`` (the application's ``sessionmaker``; the
     composition root calls this once). Each write path here and in the bulk modules also
-    keeps them itself where it writes with Core statements (``search_index.insert_rows``,
+    keeps them itself where it writes with Core statements (``db.bulk.insert_rows``,
     ``tally.add_rows``); these hooks cover every ORM flush."""
     for module in (_search_index, tally):  # the index's hook first: tally locks after it
         for name, listener in module.FLUSH_HOOK:
@@ -678,7 +679,7 @@ def apply_new_row_firings(ctx: Context, actor: Actor, doc: ConfigDocument, rt: R
     """What rules did to rows a bulk insert wrote with the rules' values already in them
     (a CSV import): a change-log row per changed record, the execution log, the effects
     on other records (through :func:`create` / :func:`update`). Rows are written in bulk
-    (:func:`search_index.insert_rows`)."""
+    (:func:`provisioner.db.bulk.insert_rows`)."""
     version = automation.config_version(ctx, actor.tenant_id)
     now = ctx.clock.now()
     changes: list[tuple[Any, ...]] = []
@@ -697,7 +698,7 @@ def apply_new_row_firings(ctx: Context, actor: Actor, doc: ConfigDocument, rt: R
     if changes:  # counted here, as the import counts its own change-log rows
         table = CrmChange.__table__
         assert isinstance(table, Table)
-        _search_index.insert_rows(conn, table, ["tenant_id", "at", "actor", "record_type",
+        bulk.insert_rows(conn, table, ["tenant_id", "at", "actor", "record_type",
                                                 "record_id", "action", "changes", "purpose"],
                                   changes)
         tally.add_records(conn, actor.tenant_id, len(changes))
