@@ -3,12 +3,14 @@
 Issue 14 asks whether PostgreSQL's ``pg_trgm`` (a GIN index, ``gin_trgm_ops``) and
 SQLite's FTS5 ``trigram`` tokenizer answer a partial-match term of three or more
 characters as fast as the custom index (``search_index``: grams, positioned
-trigrams, LIKE verification). Run on the kept 1M-contact databases of
-``bench_crm.py --keep`` (they are read, never changed: the library index is built
-over a copy of the big tenant's ``search_text`` -- a separate attached SQLite file,
-a scratch table of the PostgreSQL database, dropped afterwards)::
+trigrams, LIKE verification). SQLite: the kept database of ``bench_crm.py --keep`` (or
+``bench_workflows``), read, never changed: the FTS5 table is built in a separate
+attached file over the search texts of its largest tenant. PostgreSQL: a database
+of its own (``library_bench_<N>``, seeded by ``seed.seed_contacts`` on the first run
+and kept); the GIN index is built over a scratch copy of the tenant's search texts,
+dropped afterwards::
 
-    .venv/bin/python bench/bench_crm.py --keep --contacts 1000000   # once: seeds them
+    .venv/bin/python bench/bench_crm.py --keep --contacts 1000000   # once: SQLite data
     .venv/bin/python bench/bench_library_index.py --contacts 1000000
 
 For each term (drawn as ``bench_crm`` draws them: surnames, kana, companies, wards,
@@ -37,8 +39,14 @@ from sqlalchemy import Connection, create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_core import PG_ADMIN_URL  # noqa: E402
-from bench.bench_crm import PG_BENCH_DB, pct, query_pools  # noqa: E402
+import bench.bench_core as core  # noqa: E402
+from bench.bench_crm import (  # noqa: E402
+    make_app,
+    pct,
+    query_pools,
+    seed_tenant,
+    tenant,
+)
 from provisioner.services.crm import search_index  # noqa: E402
 from provisioner.services.crm.text import search_key  # noqa: E402
 
@@ -47,9 +55,11 @@ Answer = tuple[int, list[int]]
 
 
 def _big_tenant(conn: Connection) -> int:
-    found = conn.scalar(text("SELECT id FROM tenants WHERE slug = 'big'"))
+    """The tenant with the most records (``big`` of bench_crm, ``crm-big`` of bench_workflows)."""
+    found = conn.scalar(text("SELECT tenant_id FROM crm_tallies WHERE name = 'records' "
+                             "AND value = '' ORDER BY n DESC LIMIT 1"))
     if found is None:
-        sys.exit("no tenant 'big': seed the database with bench_crm.py --keep first")
+        sys.exit("no contacts: seed the database with bench_crm.py --keep first")
     return int(found)
 
 
@@ -143,8 +153,15 @@ def run(db: str, contacts: int, queries: int, seed_value: int) -> list[str]:
         if not path.exists():
             sys.exit(f"{path} is missing: run bench_crm.py --keep --contacts {contacts}")
         url = f"sqlite:///{path}"
-    else:
-        url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_BENCH_DB}_{contacts}"
+    else:  # a database of its own, seeded on the first run and kept for the next
+        with core.kept_database("postgresql", f"library_bench_{contacts}", True) as (url, fresh):
+            if fresh:
+                started = time.perf_counter()
+                app = make_app(url)
+                seed_tenant(app, tenant(app, "big"), contacts, 3)
+                app.engine.dispose()
+                print(f"[{db}] seeded {contacts:,} contacts in "
+                      f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     engine = create_engine(url)
     rows: list[str] = []
     with engine.connect() as conn:
