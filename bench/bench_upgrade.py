@@ -48,10 +48,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_core import large_config, machine, write_section  # noqa: E402
-
+from bench.bench_core import large_config, machine, write_section  # noqa: E402
 from provisioner.canonical import canonical_bytes, sha256_hex  # noqa: E402
 from provisioner.config.merge import paused_arrivals  # noqa: E402
 from provisioner.config.validate import document_from_data  # noqa: E402
@@ -131,8 +129,7 @@ ROLLOUT_TARGETS = {"sqlite": 200.0, "postgresql": 100.0}
 
 def _first_copy(app: Any, n: int, distinct: bool) -> float:
     """The first rollout (no base yet: today's two-way plan), timed as bench_rollout times it."""
-    from bench_rollout import diverge
-
+    from bench.bench_rollout import diverge
     from provisioner.services import actors
     from provisioner.services.provisioning import rollout
 
@@ -165,8 +162,8 @@ def rollout_rates(backend: str, n: int, repeat: int) -> dict[str, dict[str, list
     Each workload on a fresh database: its first rollout gives every target its
     base, each later one is an upgrade (``bench_rollout.one_run`` checks the result).
     """
-    from bench_core import postgres_url, sqlite_url
-    from bench_rollout import one_run, setup
+    from bench.bench_core import postgres_url, sqlite_url
+    from bench.bench_rollout import one_run, setup
 
     rates: dict[str, dict[str, list[float]]] = {}
     for workload in ("same", "distinct"):

@@ -57,7 +57,7 @@ SECTION_TITLE = "## Workflows: rules on the write paths"
 
 
 def native() -> str:
-    return ("native extension in use (_postings)" if search_index._native is not None
+    return ("native extension in use (_postings)" if search_index.writer._native is not None
             else "native extension NOT in use: the Python reference builds the index")
 
 
@@ -90,7 +90,8 @@ def update_rules(matching: int = 0) -> list[dict[str, Any]]:
     out = []
     for i in range(50):
         hit = i < matching
-        when = ([{"field": "contact.name", "op": "not_empty"}] if hit else
+        when: list[dict[str, Any]] = (
+                [{"field": "contact.name", "op": "not_empty"}] if hit else
                 [{"field": "contact.memo_5", "op": "eq", "value": f"該当なし{i}"},
                  {"field": "contact.checkbox_3", "op": "eq", "value": True}])
         event, field = (("field_changed", "contact.title") if i % 2 else ("updated", None))

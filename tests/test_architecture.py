@@ -240,3 +240,20 @@ def test_no_module_uses_another_modules_private_names() -> None:
                     and not node.attr.startswith("__")):
                 bad.append(f"{module}: {node.value.id}.{node.attr}")
     assert not bad, bad
+
+
+#: driver-level calls that only ``provisioner/db/`` makes (bulk loads, pipelines, the scope)
+DRIVER_LEVEL = ("driver_connection", "dbapi_connection", ".pipeline(", ".copy(",
+                "set_config(")
+
+
+def test_driver_level_code_lives_in_db() -> None:
+    """COPY, psycopg pipelines, driver cursors and the row-level security setting are
+    ``db/``'s (``db/bulk.py``, ``db/pipeline.py``, ``db/tenancy.py``); a service calls those."""
+    bad = []
+    for module, path in _modules().items():
+        if _within(module, ("provisioner.db",)):
+            continue
+        source = path.read_text(encoding="utf-8")
+        bad += [f"{module}: {call}" for call in DRIVER_LEVEL if call in source]
+    assert not bad, bad

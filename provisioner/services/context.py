@@ -46,9 +46,9 @@ from provisioner.errors import ConfigurationError
 from provisioner.security.keystore import MasterKey
 from provisioner.services.crm import derived, records
 from provisioner.services.provisioning import quotas
-from provisioner.services.transaction import SET_TENANT, SET_TENANT_SQL, Checks, Context
+from provisioner.services.transaction import Checks, Context
 
-__all__ = ["SET_TENANT", "SET_TENANT_SQL", "Checks", "Context", "Provisioner"]
+__all__ = ["Checks", "Context", "Provisioner"]
 
 #: every table of every area, mapped before the first session opens
 METADATA = schema.metadata
@@ -171,7 +171,7 @@ class Provisioner:
             by_tenant.setdefault(getattr(row, "tenant_id", None), []).append(row)
         with self.transaction() as writer:
             for tenant_id, group in by_tenant.items():
-                if tenant_id is not None:
+                if tenant_id is not None:  # the transaction ends here: nothing to restore
                     writer.enter_tenant(tenant_id)
                 writer.session.add_all(group)
                 writer.session.flush()

@@ -9,14 +9,18 @@ wires in) can use it without an import cycle.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
 from provisioner.clock import Clock
+from provisioner.db import pipeline, tenancy
 from provisioner.db.models import Tenant
 from provisioner.security.keystore import MasterKey
 
@@ -41,12 +45,6 @@ class Checks:
         self.new_version.append(check)
 
 
-#: the transaction's tenant, which PostgreSQL's row-level security policies key on
-SET_TENANT = text("SELECT set_config('provisioner.tenant_id', :t, true)")
-#: the same statement for a psycopg cursor (a pipeline)
-SET_TENANT_SQL = "SELECT set_config('provisioner.tenant_id', %s, true)"
-
-
 @dataclass
 class Context:
     session: Session
@@ -60,6 +58,8 @@ class Context:
     checks: Checks = field(default_factory=Checks)
     #: how deep the current write is in a chain of rule actions on other records
     rule_depth: int = 0
+    #: the tenant this transaction is scoped to (None: none), as this context set it
+    scoped_tenant: int | None = None
 
     def add_log_row(self, row: Any) -> None:
         """Add an append-only log row: to this transaction, or after a read-only one.
@@ -73,11 +73,48 @@ class Context:
         else:
             self.session.add(row)
 
-    def enter_tenant(self, tenant_id: int) -> None:
-        """Scope the transaction to a tenant: PostgreSQL's row-level security policies
-        show and accept that tenant's rows only (SQLite: nothing to do)."""
+    def _scope(self, tenant_id: int | None) -> None:
         if self.session.get_bind().dialect.name == "postgresql":
-            self.session.execute(SET_TENANT, {"t": str(tenant_id)})
+            # through the session: what is pending is flushed in the scope it was made in
+            self.session.execute(tenancy.SET_TENANT, {"t": tenancy.value(tenant_id)})
+        self.scoped_tenant = tenant_id
+
+    @contextmanager
+    def tenant_scope(self, tenant_id: int | None) -> Iterator[None]:
+        """Scope what runs inside to a tenant, then restore the scope it had.
+
+        PostgreSQL's row-level security policies show and accept that tenant's rows
+        only (SQLite: nothing to do). ``None``: no tenant's rows. This is the one way
+        the services set the scope (:meth:`enter_tenant` is the same for the rest of
+        the transaction; a pipelined read passes the tenant to
+        :meth:`run_pipelined`). If the body fails, the scope is restored if the
+        transaction can still run a statement (a failed PostgreSQL transaction
+        cannot: it ends, scope and all).
+        """
+        previous = self.scoped_tenant
+        self._scope(tenant_id)
+        try:
+            yield
+        except BaseException:
+            with suppress(SQLAlchemyError):
+                self._scope(previous)
+            raise
+        self._scope(previous)
+
+    def enter_tenant(self, tenant_id: int) -> None:
+        """Scope the rest of the transaction to a tenant (see :meth:`tenant_scope`)."""
+        self._scope(tenant_id)
+
+    def run_pipelined(self, statements: Sequence[Select[Any]], values: Mapping[str, Any], *,
+                      tenant_id: int, commit: bool = False) -> list[list[SimpleNamespace]]:
+        """PostgreSQL: scope the transaction to ``tenant_id`` and run the statements, in
+        one round trip (:func:`provisioner.db.pipeline.run`; ``commit``: end the
+        transaction in it, then the scope ends with it)."""
+        self.session.flush()  # what is pending is written first, as the statements expect
+        rows = pipeline.run(self.session.connection(), statements, values,
+                            tenant_id=tenant_id, commit=commit)
+        self.scoped_tenant = None if commit else tenant_id
+        return rows
 
     def keep_writes_on_error(self) -> None:
         """Commit what this transaction wrote even if it ends with an error."""

@@ -1,7 +1,7 @@
 """Bulk inserts under PostgreSQL row-level security: the staging path is no bypass.
 
 A role under row-level security may not ``COPY FROM`` into a tenant table, so
-:func:`search_index.insert_rows` copies into a temporary table of the transaction
+:func:`bulk.insert_rows` copies into a temporary table of the transaction
 and moves the rows with one ``INSERT ... SELECT``, which the policies check like
 any INSERT. These tests run the services as a plain login role (neither superuser
 nor table owner).
@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Connection, Table, text
 
+from provisioner.db import bulk
 from provisioner.db.crm_models import CrmChange
-from provisioner.services.crm import csvio, scope, search, search_index
+from provisioner.services.crm import csvio, scope, search
 from provisioner.services.crm.search import Query
 from tests.crm.helpers import configured, plain_role_app
 from tests.support import World
@@ -58,13 +59,13 @@ def test_staged_rows_of_another_tenant_are_refused(world: World) -> None:
         with app.transaction() as ctx:
             scope.enter(ctx, acme)
             conn = ctx.session.connection()
-            assert search_index._copy_mode(conn, "crm_changes") == "staged"
+            assert bulk.copy_mode(conn, "crm_changes") == "staged"
             with pytest.raises(Exception, match="row-level security"), conn.begin_nested():
-                search_index.insert_rows(conn, _changes(), COLUMNS,
+                bulk.insert_rows(conn, _changes(), COLUMNS,
                                          [_change(acme.tenant_id, 1),
                                           _change(other.tenant_id, 2)])
             assert _staging_tables(conn) == 0
-            search_index.insert_rows(conn, _changes(), COLUMNS, [_change(acme.tenant_id, 3)])
+            bulk.insert_rows(conn, _changes(), COLUMNS, [_change(acme.tenant_id, 3)])
             assert _staging_tables(conn) == 0  # dropped right after the INSERT ... SELECT
         with app.transaction() as ctx:
             scope.enter(ctx, other)
@@ -96,7 +97,7 @@ def test_an_import_as_the_plain_role_writes_only_its_tenant(world: World) -> Non
             scope.enter(ctx, other)
             conn = ctx.session.connection()
             with pytest.raises(Exception, match="row-level security"):
-                search_index.insert_rows(conn, _changes(), COLUMNS, [_change(acme.tenant_id, 9)])
+                bulk.insert_rows(conn, _changes(), COLUMNS, [_change(acme.tenant_id, 9)])
     with world.app.engine.connect() as conn:
         counts = {t: n for t, n in conn.execute(text(
             "SELECT tenant_id, count(*) FROM crm_contacts GROUP BY tenant_id"))}

@@ -189,9 +189,9 @@ def test_column_by_column_shaping_equals_the_row_by_row_path(world: World) -> No
 @pytest.mark.parametrize("copy", [True, False])
 def test_a_large_import_is_all_or_nothing_and_searchable(world: World, copy: bool,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from provisioner.services.crm import search_index
+    from provisioner.db import bulk
 
-    monkeypatch.setattr(search_index, "USE_COPY", copy)  # PostgreSQL: COPY or INSERT
+    monkeypatch.setattr(bulk, "USE_COPY", copy)  # PostgreSQL: COPY or INSERT
     configured(world)
     lines = ["氏名,フリガナ,会社名,電話番号,ランク,DM送付"] + [
         f"田中 {i},タナカ {i},株式会社{i % 7}商事,03-{1000 + i}-{2000 + i},gold,{i % 2}"
@@ -222,13 +222,13 @@ def test_an_import_as_a_role_under_row_level_security_inserts_instead_of_copying
     (no superuser, no BYPASSRLS) imports through a staging table, with the same result."""
     if world.app.engine.dialect.name != "postgresql":
         pytest.skip("COPY and row-level security are PostgreSQL features")
-    from provisioner.services.crm import search_index
+    from provisioner.db import bulk
 
     configured(world)
     with plain_role_app(world, "imp") as app:
         actor = world.actor("acme")
         with app.transaction() as ctx:
-            assert search_index._copy_mode(ctx.session.connection(), "crm_contacts") == "staged"
+            assert bulk.copy_mode(ctx.session.connection(), "crm_contacts") == "staged"
             report = csvio.import_customers(ctx, actor, GOOD.encode())
         assert report.created == 2
         with app.transaction() as ctx:

@@ -1,8 +1,8 @@
 """The C build of an index block's keys and sets equals the Python reference.
 
 ``_postings.rows`` and ``_postings.postings`` (``provisioner/services/crm/_postings.c``)
-against ``search_index._block_rows(search_index._postings(fields))`` and
-``search_index._postings``: generated field values (any character but the separator,
+against ``writer.block_rows(writer.postings(fields))`` and
+``writer.postings``: generated field values (any character but the separator,
 astral ones, lone surrogates, empty and long values, offsets repeated or by the
 thousand), and the seed data written through both paths (a new block, and a block
 merged into). ``_postings.text_rows`` and ``text_postings`` (the Builder's grouping of
@@ -24,10 +24,11 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from provisioner.services.crm import search_index, seed
+from provisioner.services.crm.search_index import codec, gram_keys, writer
 from tests.crm.helpers import configured
 from tests.support import World
 
-native = search_index._native
+native = writer._native
 needs_native = pytest.mark.skipif(native is None, reason="the C extension is not built")
 
 Fields = list[dict[str, list[int]]]
@@ -50,11 +51,11 @@ FIELDS = st.lists(st.lists(PAIR, max_size=12).map(dict), min_size=1, max_size=4)
 
 
 def _python_rows(fields: Fields) -> list[tuple[str, int, bytes]]:
-    return search_index._block_rows(search_index._postings(fields))
+    return writer.block_rows(writer.postings(fields))
 
 
 def _python_postings(fields: Fields) -> dict[str, list[int]]:
-    return {key: sorted(set(offsets)) for key, offsets in search_index._postings(fields).items()}
+    return {key: sorted(set(offsets)) for key, offsets in writer.postings(fields).items()}
 
 
 @needs_native
@@ -65,8 +66,8 @@ def _python_postings(fields: Fields) -> dict[str, list[int]]:
 def test_native_rows_and_postings_equal_the_python_ones(fields: Fields, positions: int,
                                                         sparse_max: int) -> None:
     assert native is not None
-    with mock.patch.object(search_index, "POSITIONS", positions), \
-            mock.patch.object(search_index, "SPARSE_MAX", sparse_max):
+    with mock.patch.object(gram_keys, "POSITIONS", positions), \
+            mock.patch.object(codec, "SPARSE_MAX", sparse_max):
         expected_rows = _python_rows(fields)
         expected_postings = _python_postings(fields)
     assert native.rows(fields, positions, sparse_max) == expected_rows
@@ -149,8 +150,8 @@ def _check_texts(offsets: list[int], texts: list[str], positions: int = search_i
     assert native is not None
     fields = _texts_fields(offsets, texts)
     assert search_index.Builder._grouped(offsets, texts) == fields
-    with mock.patch.object(search_index, "POSITIONS", positions), \
-            mock.patch.object(search_index, "SPARSE_MAX", sparse_max):
+    with mock.patch.object(gram_keys, "POSITIONS", positions), \
+            mock.patch.object(codec, "SPARSE_MAX", sparse_max):
         expected_rows = _python_rows(fields)
         expected_postings = _python_postings(fields)
     rows = native.text_rows(offsets, texts, positions, sparse_max)
@@ -226,12 +227,12 @@ def test_builder_writes_the_reference_rows(use_native: bool, new_block: bool) ->
     ids = [*range(65530, 65560), 3, 2, 2, *range(131072, 131072 + 3000), 70000]
     texts = ["\x1f".join(rng.choice(pool) for _ in range(rng.randint(1, 5))) for _ in ids]
     written: list[tuple[int, object]] = []
-    with mock.patch.object(search_index, "_native", native if use_native else None), \
-            mock.patch.object(search_index, "lock_tenant_writes"), \
-            mock.patch.object(search_index, "_block_is_new", return_value=new_block), \
-            mock.patch.object(search_index, "_insert_block",
+    with mock.patch.object(writer, "_native", native if use_native else None), \
+            mock.patch.object(writer, "lock_tenant_writes"), \
+            mock.patch.object(writer, "_block_is_new", return_value=new_block), \
+            mock.patch.object(writer, "_insert_block",
                               lambda _c, _t, block, rows: written.append((block, rows))), \
-            mock.patch.object(search_index, "_write_block",
+            mock.patch.object(writer, "_write_block",
                               lambda _c, _t, block, deltas: written.append(
                                   (block, {g: sorted(set(d.adds)) for g, d in deltas.items()}))):
         builder = search_index.Builder(mock.Mock(), 1)
@@ -260,7 +261,7 @@ def test_the_extension_is_built_where_ci_is_set() -> None:
     if not os.environ.get("CI"):
         pytest.skip("enforced only where CI is set")
     importlib.import_module("provisioner.services.crm._postings")
-    assert search_index._native is not None
+    assert writer._native is not None
 
 
 def _fields(texts: dict[int, str]) -> dict[int, Fields]:
@@ -294,7 +295,7 @@ def test_seed_data_is_indexed_the_same_on_both_paths(world: World) -> None:
     for slug, use in (("native", native), ("python", None)):
         configured(world, slug)
         actor = world.actor(slug)
-        with mock.patch.object(search_index, "_native", use):
+        with mock.patch.object(writer, "_native", use):
             with world.app.transaction() as ctx:
                 seed.seed_contacts(ctx, actor, 400, seed=21)
             with world.app.transaction() as ctx:

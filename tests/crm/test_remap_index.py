@@ -17,6 +17,7 @@ from sqlalchemy import Connection, bindparam, select, text, update
 from provisioner.db.crm_models import CrmCompany, CrmContact
 from provisioner.services.crm import impact, records, search, search_index, seed
 from provisioner.services.crm.search import Query
+from provisioner.services.crm.search_index import writer
 from provisioner.services.crm.text import search_key
 from tests.crm.helpers import configured, make
 from tests.support import World
@@ -172,11 +173,11 @@ def test_a_field_by_field_diff_equals_the_full_one() -> None:
         old, new = "\x1f".join(parts), "\x1f".join(_changed(rng, parts))
         if old == new:
             continue
-        found = search_index._changed_keys(old, new, known)
+        found = writer.changed_keys(old, new, known)
         assert found is not None
         changed, plain_removed, plain_added = found
         positioned_removed, positioned_added, _, _ = known[changed]
         before, after = search_index.keys(old), search_index.keys(new)
         assert {*positioned_removed, *plain_removed} == before - after
         assert {*positioned_added, *plain_added} == after - before
-    assert search_index._changed_keys("a\x1fb", "a", known) is None
+    assert writer.changed_keys("a\x1fb", "a", known) is None

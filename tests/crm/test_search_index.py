@@ -20,6 +20,7 @@ from provisioner.db.crm_models import CrmContact, CrmSearchGram
 from provisioner.services.actors import Actor
 from provisioner.services.crm import bulk, csvio, records, search, search_index, seed
 from provisioner.services.crm.search import Query
+from provisioner.services.crm.search_index import codec, gram_keys, query
 from provisioner.services.crm.text import search_key
 from tests.crm.helpers import configured, make
 from tests.support import World
@@ -128,13 +129,13 @@ def _assert_search_is_scan(world: World, actor: Actor, rng: random.Random, count
 def test_index_equals_a_scan_across_every_write_path(world: World, tuning: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     if tuning == "chains":  # long terms answered by positioned trigrams, most of them "far"
-        monkeypatch.setattr(search_index, "VERIFY_MAX", {"sqlite": 0, "postgresql": 0})
-        monkeypatch.setattr(search_index, "POSITIONS", 4)
+        monkeypatch.setattr(query, "VERIFY_MAX", {"sqlite": 0, "postgresql": 0})
+        monkeypatch.setattr(gram_keys, "POSITIONS", 4)
     if tuning == "dense":  # bitmaps everywhere: stored, ANDed, ORed and walked
-        monkeypatch.setattr(search_index, "SPARSE_MAX", 2)
-        monkeypatch.setattr(search_index, "_AS_BITMAP", 2)
-        monkeypatch.setattr(search_index, "VERIFY_MAX", {"sqlite": 3, "postgresql": 3})
-        monkeypatch.setattr(search_index, "VERIFY_EARLY", 1)
+        monkeypatch.setattr(codec, "SPARSE_MAX", 2)
+        monkeypatch.setattr(codec, "_AS_BITMAP", 2)
+        monkeypatch.setattr(query, "VERIFY_MAX", {"sqlite": 3, "postgresql": 3})
+        monkeypatch.setattr(query, "VERIFY_EARLY", 1)
     rng = random.Random(20261123)
     configured(world)
     configured(world, "other")
@@ -268,13 +269,13 @@ def test_block_sets_round_trip_and_switch_between_sparse_and_dense(size: int) ->
     assert list(search_index.members(search_index.decode(data))) == members
     assert list(search_index.members(search_index.decode(data), True)) == members[::-1]
     removed = members[: max(0, size - 10)]
-    n, merged = search_index._merge(data, [7], removed)
+    n, merged = codec.merge(data, [7], removed)
     left = sorted(set(members) - set(removed) | {7})
     assert merged is not None
     assert n == len(left)
     assert merged[:1] == b"S"
     assert list(search_index.members(search_index.decode(merged))) == left
-    assert search_index._merge(merged, [], left) == (0, None)
+    assert codec.merge(merged, [], left) == (0, None)
 
 
 def test_grams_stay_inside_a_field() -> None:

@@ -203,9 +203,8 @@ def test_crm_records_are_counted_per_tenant_under_row_level_security(
         try:
             with Session(bind=conn) as session:
                 session.execute(text(f"SET LOCAL ROLE {role}"))
-                session.execute(text("SELECT set_config('provisioner.tenant_id', :t, true)"),
-                                {"t": str(ids[1])})
                 ctx = Context(session, app.clock, app.master_key)
+                ctx.enter_tenant(ids[1])
                 assert quotas.crm_records(ctx, ids) == expected
                 assert session.scalar(text(  # the caller's scope is restored
                     "SELECT current_setting('provisioner.tenant_id', true)")) == str(ids[1])

@@ -1,7 +1,8 @@
 /*
  * The keys and posting sets of one index block, from a Builder's field values
- * (native counterpart of search_index._postings and the encoding done by
- * search_index._insert_block; the Python code is the reference).
+ * (native counterpart of search_index.writer.postings and block_rows, in the
+ * block format of search_index.codec; the Python code is the reference, and
+ * tests/crm/test_index_format.py checks the constants below agree with codec's).
  *
  *     rows(fields, positions, sparse_max) -> [(key, n, data), ...]
  *     postings(fields, positions) -> {key: [offset, ...]}

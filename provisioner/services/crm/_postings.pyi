@@ -1,7 +1,7 @@
 """Keys and posting sets of one n-gram index block (C; see ``_postings.c``).
 
-The reference implementations are ``search_index._postings`` and
-``search_index._block_rows``.
+The reference implementations are ``search_index.writer.postings`` and
+``search_index.writer.block_rows``; the stored format is ``search_index.codec``'s.
 """
 
 def rows(fields: list[dict[str, list[int]]], positions: int, sparse_max: int, /

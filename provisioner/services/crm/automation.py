@@ -31,9 +31,9 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from provisioner import metrics
 from provisioner.config.document import ConfigDocument
 from provisioner.config.rules import Firing, RuleSet
+from provisioner.db.bulk import insert_rows
 from provisioner.db.models import Membership, Tenant
 from provisioner.db.workflow_models import CrmRecordState, Notification, WfExecution
-from provisioner.services.crm.search_index import insert_rows
 from provisioner.services.transaction import Context
 
 _RULES: dict[int, tuple[ConfigDocument, RuleSet]] = {}

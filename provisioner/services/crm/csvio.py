@@ -12,7 +12,7 @@ like a single create (input rules, picklists, enabled checkboxes,
 classifications); if any row is bad nothing is written (all-or-nothing) and the
 error lists every bad row with its row number, column and reason. Rows are then
 inserted in batches (``COPY`` on PostgreSQL, else ``executemany``: see
-:func:`search_index.insert_rows`) with their change-log rows and indexed
+:func:`provisioner.db.bulk.insert_rows`) with their change-log rows and indexed
 for search in the same transaction (searchable as soon as it commits); the
 import is access-logged.
 
@@ -34,6 +34,7 @@ from provisioner import metrics
 from provisioner.config.document import ConfigDocument
 from provisioner.config.rules import ActionError
 from provisioner.crashpoints import crashpoint
+from provisioner.db import bulk
 from provisioner.db.crm_models import CrmActivity, CrmChange, CrmCompany, CrmContact, CrmPurchase
 from provisioner.errors import ValidationFailed, excerpt
 from provisioner.services import audit
@@ -499,7 +500,7 @@ def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
             row["search_text"] = search_text(row, company_name)
             batch.append(row)
         ids = search_index.insert_contacts(conn, actor.tenant_id, batch, builder)
-        search_index.insert_rows(conn, changes, change_columns,
+        bulk.insert_rows(conn, changes, change_columns,
                                  [(*change, i, *created) for i in ids])
         tally.add_rows(conn, actor.tenant_id, CrmContact, batch, extra_records=len(ids))
         if fired:

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -78,10 +78,7 @@ from provisioner.errors import ValidationFailed
 from provisioner.services import workflows
 from provisioner.services.actors import Actor
 from provisioner.services.crm import records, tally
-from provisioner.services.transaction import SET_TENANT_SQL, Context
-
-if TYPE_CHECKING:
-    import psycopg
+from provisioner.services.transaction import Context
 
 #: fields of built-in records that take a value of a fixed picklist
 PICKLIST_COLUMNS: dict[str, tuple[str, Any]] = {
@@ -106,15 +103,17 @@ def _memo_uses(data: Mapping[str, Any]) -> dict[int, tuple[str, str | None]]:
             for m in data.get("memo_fields", [])}
 
 
-def _enter(ctx: Context, tenant_id: int) -> None:
-    ctx.enter_tenant(tenant_id)
-
-
 #: the report of a change that touches no record
 NO_IMPACT: dict[str, Any] = {"items": [], "blocking": 0}
 #: the records a configuration change can strand values in
 SHAPED = (CrmContact, CrmCompany, CrmActivity, CrmPurchase, CrmFamily, CrmProduct,
           CrmCustomRecord)
+
+
+#: one tenant's count of one kind (PostgreSQL: read in a pipeline with the scope)
+_RECORDS_COUNT = select(CrmTally.n).where(
+    CrmTally.tenant_id == bindparam("tenant"), CrmTally.name == bindparam("name"),
+    CrmTally.value == bindparam("value"))
 
 
 def has_records(ctx: Context, tenant_id: int) -> bool:
@@ -132,15 +131,11 @@ def has_records(ctx: Context, tenant_id: int) -> bool:
     if session.get_bind().dialect.name != "postgresql":
         return bool(session.scalar(select(CrmTally.n).where(  # the session flushes first
             CrmTally.tenant_id == tenant_id, CrmTally.name == name, CrmTally.value == value)))
-    session.flush()  # the counts of pending writes are written by the flush
-    dbapi = cast("psycopg.Connection[Any]", session.connection().connection.dbapi_connection)
-    # enter the tenant's scope (_enter) and read its count, in order, in one round trip
-    with dbapi.pipeline():
-        dbapi.execute(SET_TENANT_SQL, (str(tenant_id),))
-        cursor = dbapi.execute("SELECT n FROM crm_tallies WHERE tenant_id = %s AND name = %s"
-                               " AND value = %s", (tenant_id, name, value))
-    row = cursor.fetchone()
-    return bool(row and row[0])
+    # enter the tenant's scope and read its count, in order, in one round trip
+    (rows,) = ctx.run_pipelined([_RECORDS_COUNT], {"tenant": tenant_id, "name": name,
+                                                   "value": value}, tenant_id=tenant_id)
+    row = rows[0].n if rows else 0
+    return bool(row)
 
 
 #: PostgreSQL: bits per packed count at first (3 counts an aggregate, tenants < 2M rows)
@@ -320,7 +315,7 @@ def impact(ctx: Context, tenant_id: int, base_data: Mapping[str, Any],  # noqa: 
     question the counts cannot answer exactly -- a value that is not a code --
     is always scanned).
     """
-    _enter(ctx, tenant_id)
+    ctx.enter_tenant(tenant_id)
     c = CrmContact
     plan = _Plan()
     item = plan.item
@@ -561,7 +556,7 @@ def apply_remap(ctx: Context, tenant_id: int, result_data: Mapping[str, Any],
     Every rewritten record gets a change-log row (``actor``, ``purpose``: who
     approved the change and why), like any other change of a record.
     """
-    _enter(ctx, tenant_id)
+    ctx.enter_tenant(tenant_id)
     problems = []
     for key, new in remaps.items():
         picklist = key.split(".", 1)[0]

@@ -43,6 +43,7 @@ from provisioner.clock import as_utc, format_instant, local_today
 from provisioner.config.document import ConfigDocument
 from provisioner.config.rules import MAX_DEPTH, ActionError, Effect, Firing, RuleSet
 from provisioner.crashpoints import crashpoint
+from provisioner.db import bulk
 from provisioner.db.crm_models import (
     CrmAccess,
     CrmActivity,
@@ -547,7 +548,7 @@ def install_maintenance(sessions: Any) -> None:
     """Keep the data every record write derives -- the search index and the maintained
     counts -- on the sessions of ``sessions`` (the application's ``sessionmaker``; the
     composition root calls this once). Each write path here and in the bulk modules also
-    keeps them itself where it writes with Core statements (``search_index.insert_rows``,
+    keeps them itself where it writes with Core statements (``db.bulk.insert_rows``,
     ``tally.add_rows``); these hooks cover every ORM flush."""
     # the indexes' hooks first: tally locks after them
     for hooks in (_search_index.FLUSH_HOOK, company_search.FLUSH_HOOK, tally.FLUSH_HOOK):
@@ -708,7 +709,7 @@ def apply_new_row_firings(ctx: Context, actor: Actor, doc: ConfigDocument, rt: R
     same rules, the same changes) get their change-log and execution-log rows from one
     ``INSERT ... SELECT`` per row written for each (over the array of their ids,
     :func:`automation.insert_for_ids`); the others in one bulk insert
-    (:func:`search_index.insert_rows`)."""
+    (:func:`provisioner.db.bulk.insert_rows`)."""
     version = automation.config_version(ctx, actor.tenant_id)
     now = ctx.clock.now()
     change_columns = ["tenant_id", "at", "actor", "record_type", "record_id", "action",
@@ -753,7 +754,7 @@ def apply_new_row_firings(ctx: Context, actor: Actor, doc: ConfigDocument, rt: R
         for template in templates:
             automation.log_for_ids(conn, template, ids)
     if changes:
-        _search_index.insert_rows(conn, table, change_columns, changes)
+        bulk.insert_rows(conn, table, change_columns, changes)
     if changed:  # counted here, as the import counts its own change-log rows
         tally.add_records(conn, actor.tenant_id, changed)
     automation.log_bulk(conn, log_rows)

@@ -41,11 +41,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-import psycopg
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -61,10 +59,10 @@ from sqlalchemy import (
     union,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import aliased
 
 from provisioner.clock import format_instant
+from provisioner.db import pipeline
 from provisioner.db.crm_models import (
     CrmActivity,
     CrmCompany,
@@ -76,7 +74,7 @@ from provisioner.errors import NotFound, ValidationFailed
 from provisioner.services.actors import Actor
 from provisioner.services.crm import display, records, scope, search_index
 from provisioner.services.crm.text import nfkc, phone_digits, search_key
-from provisioner.services.transaction import SET_TENANT_SQL, Context
+from provisioner.services.transaction import Context
 
 SORTS = ("id", "name", "kana", "created_at", "updated_at")
 TOKYO = ZoneInfo("Asia/Tokyo")  # ages are counted in the Japanese calendar
@@ -417,42 +415,18 @@ _LOOKUP_PURCHASES = _history_statement("purchase")
 _FIRST_WITH_NUMBER = select(func.min(_HAS_NUMBER.subquery().c.id)).scalar_subquery()
 
 
-@dataclass(frozen=True)
-class _Pipelined:
-    """A statement compiled for psycopg, with its result columns' converters."""
-
-    compiled: Any
-    names: tuple[str, ...]
-    converters: tuple[Any, ...]
-
-    @classmethod
-    def of(cls, statement: Any, dialect: Any) -> _Pipelined:
-        compiled = statement.compile(dialect=dialect)
-        columns = list(statement.selected_columns)
-        return cls(compiled,
-                   tuple(c.key for c in columns),
-                   tuple(c.type.dialect_impl(dialect).result_processor(dialect, None)
-                         for c in columns))
-
-    def rows(self, fetched: list[tuple[Any, ...]]) -> list[SimpleNamespace]:
-        convert = [(i, f) for i, f in enumerate(self.converters) if f is not None]
-        out = []
-        for raw in fetched:
-            values = list(raw)
-            for i, f in convert:
-                values[i] = f(values[i])
-            out.append(SimpleNamespace(**dict(zip(self.names, values, strict=True))))
-        return out
-
-
-_PIPELINED: dict[str, tuple[_Pipelined, ...]] = {}
+#: PostgreSQL: the lookup's statements, sent in one pipeline (:func:`_pipelined_lookup`)
+_PIPELINED = (scope.CURRENT, _LOOKUP_CONTACTS,
+              _history_statement("activity", _FIRST_WITH_NUMBER),
+              _history_statement("purchase", _FIRST_WITH_NUMBER))
 
 
 def _pipelined_lookup(ctx: Context, actor: Actor, digits: str, history: int
                       ) -> tuple[Any, list[Any], list[Any], list[Any]]:
     """PostgreSQL: scope, configuration, contacts and the first one's history in one round
-    trip (a psycopg pipeline: BEGIN and the five statements are sent before any reply is
-    read). Returns (current configuration row, contacts, activities, purchases).
+    trip (:meth:`Context.run_pipelined`: BEGIN and the five statements are sent before
+    any reply is read). Returns (current configuration row, contacts, activities,
+    purchases).
 
     A read-only transaction (:meth:`Provisioner.transaction` with ``read_only``) that has
     sent nothing yet is also ended in that round trip: its COMMIT goes in the pipeline,
@@ -460,35 +434,10 @@ def _pipelined_lookup(ctx: Context, actor: Actor, digits: str, history: int
     same context would run in a transaction of its own, without the tenant scope, so
     it would see no tenant rows: services scope themselves first.)
     """
-    conn = ctx.session.connection()
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    whole = ctx.read_only and driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    statements = _PIPELINED.get(conn.dialect.name)
-    if statements is None:
-        statements = tuple(_Pipelined.of(s, conn.dialect) for s in (
-            scope.CURRENT, _LOOKUP_CONTACTS,
-            _history_statement("activity", _FIRST_WITH_NUMBER),
-            _history_statement("purchase", _FIRST_WITH_NUMBER)))
-        _PIPELINED[conn.dialect.name] = statements
-    values = {"tenant": actor.tenant_id, "digits": digits, "history": history}
-    cursors = [driver.cursor() for _ in range(len(statements) + 1)]
-    try:
-        with driver.pipeline():
-            cursors[0].execute(SET_TENANT_SQL, (str(actor.tenant_id),))
-            for cursor, statement in zip(cursors[1:], statements, strict=True):
-                cursor.execute(statement.compiled.string,
-                               statement.compiled.construct_params(values))
-            if whole:
-                cursors[0].execute("COMMIT")
-        config_rows, contacts, activities, purchases = (
-            statement.rows(cursor.fetchall())
-            for cursor, statement in zip(cursors[1:], statements, strict=True))
-    except psycopg.Error as exc:
-        raise DBAPIError.instance("lookup", values, exc, psycopg.Error) from exc
-    finally:
-        for cursor in cursors:
-            cursor.close()
+    whole = ctx.read_only and pipeline.idle(ctx.session.connection())
+    config_rows, contacts, activities, purchases = ctx.run_pipelined(
+        _PIPELINED, {"tenant": actor.tenant_id, "digits": digits, "history": history},
+        tenant_id=actor.tenant_id, commit=whole)
     return (config_rows[0] if config_rows else None), contacts, activities, purchases
 
 

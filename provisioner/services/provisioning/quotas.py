@@ -56,7 +56,7 @@ from provisioner.errors import QuotaExceeded, ValidationFailed
 from provisioner.services import audit
 from provisioner.services.actors import get_tenant
 from provisioner.services.provisioning.billing import DEFAULT_PRICES, GIB, price_book
-from provisioner.services.transaction import SET_TENANT, Context
+from provisioner.services.transaction import Context
 
 CALL_RECORD_BYTES = 256
 #: what one CRM record counts (a row with its share of the indexes; 1 GiB ~ 2 million records)
@@ -152,20 +152,17 @@ def crm_records(ctx: Context, tenant_ids: Sequence[int]) -> dict[int, int]:
         return out
     session = ctx.session
     postgres = session.get_bind().dialect.name == "postgresql"
-    current = session.scalar(text(
-        "SELECT current_setting('provisioner.tenant_id', true)")) if postgres else None
-    if not postgres or (len(ids) == 1 and current == str(ids[0])) or session.scalar(text(
+    if not postgres or (len(ids) == 1 and ctx.scoped_tenant == ids[0]) or session.scalar(text(
             "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user")):
         for tenant_id, count in session.execute(_records_of(ids)).all():
             out[tenant_id] = int(count)
         return out
-    try:
+    with ctx.tenant_scope(ids[0]):  # then each tenant in turn; restored afterwards
         for tenant_id in ids:
-            ctx.enter_tenant(tenant_id)
+            if tenant_id != ctx.scoped_tenant:
+                ctx.enter_tenant(tenant_id)
             for _, count in session.execute(_records_of([tenant_id])).all():
                 out[tenant_id] = int(count)
-    finally:
-        session.execute(SET_TENANT, {"t": current or ""})
     return out
 
 
