@@ -57,7 +57,7 @@ SECTION_TITLE = "## Workflows: rules on the write paths"
 
 
 def native() -> str:
-    return ("native extension in use (_postings)" if search_index.writer._native is not None
+    return ("native extension in use (_postings)" if search_index.NATIVE
             else "native extension NOT in use: the Python reference builds the index")
 
 

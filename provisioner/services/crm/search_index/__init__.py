@@ -76,6 +76,7 @@ from provisioner.services.crm.search_index.query import (
 )
 from provisioner.services.crm.search_index.writer import (
     FLUSH_HOOK,
+    NATIVE,
     Builder,
     apply,
     index_new,
@@ -90,6 +91,7 @@ __all__ = [
     "FLUSH_HOOK",
     "GRAM",
     "MASK",
+    "NATIVE",
     "POSITIONS",
     "SPARSE_MAX",
     "VERIFY_EARLY",

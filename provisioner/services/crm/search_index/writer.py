@@ -52,6 +52,10 @@ try:  # the C build of postings and block_rows (setup.py); without it, the Pytho
 except ImportError:  # a source tree where the extension was not built
     _native = None  # type: ignore[assignment]
 
+#: whether the C extension builds the index rows (False: the Python reference does;
+#: the benchmarks say which they measured)
+NATIVE: bool = _native is not None
+
 _LOCK_KEY = 0x5E4C0000  # pg_advisory_xact_lock(_LOCK_KEY + tenant_id)
 _IN_CHUNK = 500
 
