@@ -147,43 +147,79 @@ _CELLS = {
 }
 
 
-def test_column_by_column_shaping_equals_the_row_by_row_path(world: World) -> None:
-    """Every row the fast path accepts is shaped exactly as ``records.shape`` shapes it,
-    and it accepts every valid row; rows of the wrong width take the row-by-row path."""
-    import random
-
-    configured(world)
+def _both_paths(world: World, header: list[str], body: list[list[str]]) -> int:
+    """Shape ``body`` column by column and row by row; assert they agree; the rows accepted."""
     actor = world.actor("acme")
-    rng = random.Random(7)
-    header = list(_CELLS)
-    body = [[rng.choice(_CELLS[k]) for k in header] for _ in range(600)]
-    body += [body[0][:5], [*body[1], "extra"]]
+    numbered = list(enumerate(body, start=2))
     with world.app.transaction() as ctx:
         from provisioner.services.crm import scope
         doc = scope.config(ctx, actor.tenant_id)
         keys, problems = csvio._header_map(doc, header)
         assert not problems
-        fast = csvio._fast_shape(doc, keys, body)
-        accepted = 0
-        for number, (cells, done) in enumerate(zip(body, fast, strict=True), start=2):
-            found: list[csvio.Problem] = []
-            data = csvio._row_values(doc, keys, cells, number, header, found)
-            slow: tuple[dict[str, object], str] | None = None
-            if data is not None:
-                company, bad = data.pop("_company"), data.pop("_bad")
-                try:
-                    values = records.shape(ctx, actor, doc, records.TYPES["contact"], data,
-                                           None)
-                except ValidationFailed:
-                    pass
-                else:
-                    slow = None if bad else (values, company)
-            if len(cells) != len(header):
-                assert done is None
-            else:
-                assert done == slow, (number, cells)
-                accepted += done is not None
-    assert accepted >= 5  # (the others have a bad cell: both paths refuse them)
+        shaped, found = csvio.shape_rows(doc, keys, header, numbered)
+        slow: list[tuple[dict[str, object], str]] = []
+        slow_found: list[csvio.Problem] = []
+        for number, cells in numbered:
+            done, row_problems = csvio.shape_row(ctx, actor, doc, keys, header, number, cells)
+            if done is not None:
+                slow.append(done)
+            slow_found += row_problems
+    assert shaped == slow
+    assert sorted(found, key=lambda p: p.row) == slow_found
+    return len(shaped)
+
+
+def test_column_by_column_shaping_equals_the_row_by_row_path(world: World) -> None:
+    """Column by column, every row is shaped exactly as ``records.shape`` shapes it and
+    words exactly its problems; rows of the wrong width included."""
+    import random
+
+    configured(world)
+    rng = random.Random(7)
+    header = list(_CELLS)
+    body = [[rng.choice(_CELLS[k]) for k in header] for _ in range(600)]
+    body += [body[0][:5], [*body[1], "extra"]]
+    assert _both_paths(world, header, body) >= 5  # (the others have a bad cell)
+
+
+_RULES = [
+    {"phone_format": "hyphen", "normalize_width": True, "postal_code_check": True,
+     "company_suffix": "kabushiki_kaisha"},
+    {"phone_format": "digits", "normalize_width": False, "postal_code_check": False,
+     "company_suffix": "as_entered"},
+]
+
+
+@pytest.mark.parametrize("rules", range(len(_RULES)))
+@pytest.mark.parametrize("mode", ["corporate", "individual"])
+def test_generated_rows_shape_the_same_both_ways(world: World, rules: int, mode: str) -> None:
+    """Generated rows (good, bad, short, long; any text) under other input rules and
+    modes: the column-by-column path gives every row's values and problems exactly as the
+    row-by-row path (``records.shape``)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    configured(world)
+    data = world.config("acme")
+    world.set_config("acme", {"mode": mode,
+                              "input_rules": {**data["input_rules"], **_RULES[rules]}})
+    cells = {**_CELLS, "postal_code": ["150-0001", "１５００００１", "999-9999", "", "abc"],
+             "address": ["", "東京都港区"]}
+    header = list(cells)
+
+    def cell(key: str) -> st.SearchStrategy[str]:
+        return st.one_of(st.sampled_from(cells[key]), st.text(max_size=8))
+
+    row = st.tuples(*(cell(k) for k in header), st.integers(-3, 1)).map(
+        lambda r: list(r[:-1])[:len(header) + r[-1]] if r[-1] < 0 else
+        [*r[:-1], "x"] if r[-1] else list(r[:-1]))
+
+    @settings(max_examples=25, deadline=None, derandomize=True)
+    @given(st.lists(row, min_size=1, max_size=30))
+    def check(body: list[list[str]]) -> None:
+        _both_paths(world, header, body)
+
+    check()
 
 
 @pytest.mark.parametrize("copy", [True, False])

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,15 +38,9 @@ from provisioner.errors import ValidationFailed, excerpt
 from provisioner.services import audit
 from provisioner.services.actors import Actor
 from provisioner.services.crm import records, scope, search_index, tally
+from provisioner.services.crm.coerce import Fields, Refused
 from provisioner.services.crm.search import Query, conditions, order_by
-from provisioner.services.crm.text import (
-    company_suffix,
-    format_phone,
-    formula_safe,
-    name_key,
-    nfkc,
-    phone_digits,
-)
+from provisioner.services.crm.text import company_suffix, formula_safe, name_key, nfkc, phone_digits
 from provisioner.services.provisioning import quotas
 from provisioner.services.transaction import Context
 
@@ -223,154 +217,173 @@ def _header_map(doc: ConfigDocument, header: Sequence[str]) -> tuple[list[str | 
     return keys, problems
 
 
-def _row_values(doc: ConfigDocument, keys: list[str | None], cells: list[str], number: int,
-                header: Sequence[str], problems: list[Problem]) -> dict[str, Any] | None:
+def _flag(cell: str) -> bool | None:
+    """A checkbox cell: checked, not checked, or None (not a checkbox value)."""
+    flag = nfkc(cell).lower()
+    return True if flag in _TRUE else False if flag in _FALSE else None
+
+
+def _not_a_flag(cell: str) -> str:
+    return f"{cell!r} is not a checkbox value (1/0, true/false, ✓)"
+
+
+def _codes(cell: str) -> list[str]:
+    """A classifications cell (``a;b`` or ``a,b``) as the list of codes a create takes."""
+    return [c for c in nfkc(cell).replace(";", ",").split(",") if c]
+
+
+_INDIVIDUAL = "this tenant is in individual mode (no companies)"
+
+
+def _problems(number: int, label_of: dict[str | None, str], found: list[str]) -> list[Problem]:
+    """``"field: reason"`` problems as the file's: under the column's header."""
+    out = []
+    for text in found:
+        key, _, reason = text.partition(": ")
+        out.append(Problem(number, str(label_of.get(key, key)), reason or key))
+    return out
+
+
+def shape_row(ctx: Context, actor: Actor, doc: ConfigDocument, keys: list[str | None],
+              header: Sequence[str], number: int, cells: list[str]
+              ) -> tuple[tuple[dict[str, Any], str] | None, list[Problem]]:
+    """One row as a create shapes it (:func:`records.shape`): its ``(values, company)``,
+    or None, and its problems. The reference for :func:`shape_rows`, which must give
+    every row exactly this (tested)."""
+    if len(cells) > len(keys):
+        return None, [Problem(number, "-", f"{len(cells)} cells but {len(keys)} columns")]
+    problems: list[Problem] = []
     data: dict[str, Any] = {}
     checks: dict[str, bool] = {}
     company = ""
-    bad = False
-    if len(cells) > len(keys):
-        problems.append(Problem(number, "-", f"{len(cells)} cells but {len(keys)} columns"))
-        return None
     for key, text, cell in zip(keys, header, cells, strict=False):
         if key is None:
             continue
         if key.startswith("checkbox_"):
-            flag = nfkc(cell).lower()
-            if flag in _TRUE:
+            flag = _flag(cell)
+            if flag is None:
+                problems.append(Problem(number, text, _not_a_flag(cell)))
+            elif flag:
                 checks[key[9:]] = True
-            elif flag not in _FALSE:
-                problems.append(Problem(number, text, f"{cell!r} is not a checkbox value "
-                                                      "(1/0, true/false, ✓)"))
-                bad = True
         elif key == "company":
             company = cell.strip()
         elif key == "classifications":
-            data[key] = [c for c in nfkc(cell).replace(";", ",").split(",") if c]
+            data[key] = _codes(cell)
         else:
             data[key] = cell
     if checks:
-        data["checkboxes"] = {k: True for k in checks}
+        data["checkboxes"] = checks
     if company and doc.mode == "individual":
-        problems.append(Problem(number, "company", "this tenant is in individual mode (no "
-                                                  "companies)"))
-        bad = True
-    data["_company"] = company
-    data["_bad"] = bad
-    return data
+        problems.append(Problem(number, "company", _INDIVIDUAL))
+    try:
+        values = records.shape(ctx, actor, doc, records.TYPES["contact"], data, None)
+    except ValidationFailed as exc:
+        label_of = dict(zip(keys, header, strict=False))
+        return None, problems + _problems(number, label_of, exc.problems or [exc.message])
+    return (None if problems else (values, company)), problems
 
 
-_BAD: Any = object()  # a cell the fast path leaves to the row-by-row path
-
-
-def _fast_shape(doc: ConfigDocument, keys: list[str | None],
-                body: list[list[str]]) -> list[tuple[dict[str, Any], str] | None]:
-    """Each row's ``(values, company)`` exactly as :func:`records.shape` would give them
-    for a create, computed column by column (each distinct cell of a column once).
-
-    ``None`` for a row this path does not accept -- one with a problem, or with
-    missing or extra cells: those rows take the row-by-row path, which words
-    the problems.
-    """
-    out: list[tuple[dict[str, Any], str] | None] = [None] * len(body)
-    full = [i for i, cells in enumerate(body) if len(cells) == len(keys)]
-    if not full:
-        return out
-    fields = records.TYPES["contact"].fields
-    rules = doc.input_rules
-    enabled = {c.index for c in doc.checkboxes if c.enabled}
-    picklists = {pl.code: {v.code for v in pl.values if v.active} for pl in doc.picklists}
-    picked = {f"memo_{m.index}": m.picklist for m in doc.memo_fields
-              if m.type == "picklist" and m.picklist}
-    picked["sex"] = "sex"
-    allowed_codes = {n.code for n in doc.classifications.customer}
-    names: list[str] = []
-    values: list[list[Any]] = []
-    company: list[str] = [""] * len(full)
-    mask: list[int] = [0] * len(full)
-    bad = [False] * len(full)
-    columns = list(zip(*(body[i] for i in full), strict=True))
-    for key, cells in zip(keys, columns, strict=True):
-        if key is None:
+def shape_rows(doc: ConfigDocument, keys: list[str | None], header: Sequence[str],
+               numbered: Sequence[tuple[int, list[str]]]
+               ) -> tuple[list[tuple[dict[str, Any], str]], list[Problem]]:
+    """The valid rows' ``(values, company)`` and every problem of the others: each row
+    exactly as :func:`shape_row` gives it, computed column by column with the same field
+    coercers (:class:`~provisioner.services.crm.coerce.Fields`), each distinct cell once."""
+    width = len(keys)
+    problems: list[Problem] = []
+    rows: list[tuple[int, list[str]]] = []
+    for number, cells in numbered:
+        if len(cells) > width:
+            problems.append(Problem(number, "-", f"{len(cells)} cells but {width} columns"))
+        else:  # a missing cell is an empty one (as a create without the field)
+            rows.append((number, cells if len(cells) == width
+                         else [*cells, *[""] * (width - len(cells))]))
+    if not rows:
+        return [], problems
+    fields = Fields(doc, records.TYPES["contact"])
+    table = _Columns(fields, len(rows))
+    columns = zip(*(c for _, c in rows), strict=True)
+    for key, text, column in zip(keys, header, columns, strict=True):
+        if key is not None:
+            table.add(key, text, column)
+    label_of = dict(zip(keys, header, strict=False))
+    individual = doc.mode == "individual"
+    shaped: list[tuple[dict[str, Any], str]] = []
+    for n, ((number, _), row) in enumerate(zip(rows, table.rows(), strict=True)):
+        found = table.refused.get(n)
+        values = dict(zip(table.names, row, strict=True)) if found is None else {
+            k: v for k, v in zip(table.names, row, strict=True) if v.__class__ is not Refused}
+        if table.mask[n]:
+            values["checkboxes"] = table.mask[n]
+        company = table.company[n]
+        late: list[str] = []
+        fields.finish(values, None, late)
+        if found is None and not late and not (individual and company) and \
+                n not in table.cell and n not in table.boxes:
+            shaped.append((values, company))
             continue
+        row_problems = [Problem(number, column, reason)
+                        for column, reason in table.cell.get(n, [])]
+        if individual and company:
+            row_problems.append(Problem(number, "company", _INDIVIDUAL))
+        problems += row_problems
+        problems += _problems(number, label_of, [*(found or []), *table.boxes.get(n, []), *late])
+    return shaped, problems
+
+
+class _Columns:
+    """The coerced columns of a block of rows (see :func:`shape_rows`)."""
+
+    def __init__(self, fields: Fields, count: int) -> None:
+        self.fields = fields
+        self.count = count
+        self.names: list[str] = []
+        self.values: list[list[Any]] = []
+        self.company = [""] * count
+        self.mask = [0] * count
+        #: row -> its problems, by kind: a cell that is no value, a refused field, a checkbox
+        self.cell: dict[int, list[tuple[str, str]]] = {}
+        self.refused: dict[int, list[str]] = {}
+        self.boxes: dict[int, list[str]] = {}
+
+    def add(self, key: str, text: str, cells: Sequence[str]) -> None:
         if key == "company":
-            company = [c.strip() for c in cells]
-            if doc.mode == "individual":
-                bad = [b or bool(c) for b, c in zip(bad, company, strict=True)]
-            continue
-        if key.startswith("checkbox_"):
-            index = int(key[9:])
-            flags = {}
-            for cell in set(cells):
-                flag = nfkc(cell).lower()
-                flags[cell] = ((1 << (index - 1) if index in enabled else _BAD)
-                               if flag in _TRUE else 0 if flag in _FALSE else _BAD)
-            bits = [flags[c] for c in cells]
-            bad = [b or v is _BAD for b, v in zip(bad, bits, strict=True)]
-            mask = [m | v if v is not _BAD else m for m, v in zip(mask, bits, strict=True)]
-            continue
-        allowed = picklists.get(picked.get(key, ""))
-        column: list[Any]
-        if _plain_text(key, fields[key], rules, allowed, cells):
-            column = list(map(nfkc, cells))  # what _fast_cell gives such a cell
+            self.company = [c.strip() for c in cells]
+        elif key.startswith("checkbox_"):
+            self._checkbox(int(key[9:]), text, cells)
         else:
-            cache: dict[str, Any] = {}
-            column = []
-            for cell in cells:
-                value = cache.get(cell, _BAD)
-                if value is _BAD and cell not in cache:
-                    value = cache[cell] = _fast_cell(key, fields[key], cell, rules, allowed,
-                                                     allowed_codes)
-                column.append(value)
-        names.append(key)
-        values.append(column)
-    for n, (i, row) in enumerate(zip(full, zip(*values, strict=True) if values
-                                     else [()] * len(full), strict=True)):
-        if bad[n] or _BAD in row:
-            continue
-        shaped = dict(zip(names, row, strict=True))
-        if mask[n]:
-            shaped["checkboxes"] = mask[n]
-        out[i] = (shaped, company[n])
-    return out
+            column = self.fields.column(key, cells, _codes if key == "classifications"
+                                        else None)
+            if Refused in map(type, column):
+                for n, value in enumerate(column):
+                    if value.__class__ is Refused:
+                        self.refused.setdefault(n, []).extend(value.problems)
+            self.names.append(key)
+            self.values.append(column)
 
+    def _checkbox(self, index: int, text: str, cells: Sequence[str]) -> None:
+        bits: dict[str, Any] = {}
+        for cell in set(cells):
+            flag = _flag(cell)
+            try:
+                bits[cell] = _not_a_flag(cell) if flag is None else \
+                    self.fields.checkbox(index, True) if flag else 0
+            except Refused as exc:
+                bits[cell] = exc
+        if all(v.__class__ is int for v in bits.values()):
+            self.mask = [m | bits[c] for m, c in zip(self.mask, cells, strict=True)]
+            return
+        for n, cell in enumerate(cells):
+            bit = bits[cell]
+            if bit.__class__ is int:
+                self.mask[n] |= bit
+            elif isinstance(bit, Refused):
+                self.boxes.setdefault(n, []).extend(bit.problems)
+            else:
+                self.cell.setdefault(n, []).append((text, bit))
 
-def _plain_text(key: str, kind: str, rules: Any, allowed: set[str] | None,
-                cells: Sequence[str]) -> bool:
-    """Whether :func:`_fast_cell` of every cell of this column is just ``nfkc(cell)``: a
-    text column without a rule of its own (not the name, a phone number, the e-mail, a
-    picklist), width normalised, and no cell over the length limit."""
-    return (kind in ("str", "text") and allowed is None and rules.normalize_width
-            and key not in ("name", "phone", "mobile", "fax", "email", "note",
-                            "classifications")
-            and max(map(len, cells), default=0) <= (200 if kind == "str" else 20000))
-
-
-def _fast_cell(key: str, kind: str, cell: str, rules: Any, allowed: set[str] | None,
-               codes: set[str]) -> Any:
-    """One cell's shaped value, or :data:`_BAD` (see :func:`records.shape`)."""
-    if key == "classifications":
-        found = [c for c in nfkc(cell).replace(";", ",").split(",") if c]
-        if any(c not in codes for c in found):
-            return _BAD
-        return "," + ",".join(dict.fromkeys(found)) + "," if found else ""
-    if kind == "date":
-        value = nfkc(cell)
-        return value if not value or records.DATE.match(value) else _BAD
-    if len(cell) > (200 if kind == "str" else 20000):
-        return _BAD
-    value = nfkc(cell) if rules.normalize_width and key != "note" else cell
-    if key == "name" and not value:
-        return _BAD
-    if key in ("phone", "mobile", "fax") and value:
-        value = format_phone(value, rules.phone_format)
-        if key != "fax" and len(phone_digits(value)) > 20:
-            return _BAD
-    if key == "email" and value and not records.EMAIL.match(value):
-        return _BAD
-    if allowed is not None and value and value not in allowed:
-        return _BAD
-    return value
+    def rows(self) -> Iterable[tuple[Any, ...]]:
+        return zip(*self.values, strict=True) if self.values else iter([()] * self.count)
 
 
 def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = False,
@@ -390,29 +403,11 @@ def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
     report = ImportReport(encoding=encoding, rows=len(body), dry_run=dry_run, problems=problems)
     if problems:
         raise ValidationFailed("the header is not valid", problems=[str(p) for p in problems])
-    label_of = dict(zip(keys, header, strict=False))
     contact_type = records.TYPES["contact"]
-    shaped: list[tuple[dict[str, Any], str]] = []
-    fast = _fast_shape(doc, keys, body)
-    for seen, ((number, cells), done) in enumerate(zip(numbered, fast, strict=True), start=1):
-        if done is not None:  # valid, shaped column by column
-            shaped.append(done)
-        else:  # the row-by-row path: every problem of the row, worded as for one create
-            data = _row_values(doc, keys, cells, number, header, problems)
-            if data is not None:
-                company = data.pop("_company")
-                bad = data.pop("_bad")
-                try:
-                    values = records.shape(ctx, actor, doc, contact_type, data, None)
-                except ValidationFailed as exc:
-                    for text_problem in exc.problems or [exc.message]:
-                        key, _, reason = text_problem.partition(": ")
-                        problems.append(Problem(number, str(label_of.get(key, key)),
-                                                reason or key))
-                else:
-                    if not bad:
-                        shaped.append((values, company))
-        if progress is not None and seen % 1000 == 0:
+    shaped, found = shape_rows(doc, keys, header, numbered)
+    problems += found
+    if progress is not None:
+        for _ in range(len(numbered) // 1000):
             progress(1000)
     if problems:
         problems.sort(key=lambda p: p.row)
