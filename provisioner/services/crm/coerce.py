@@ -257,7 +257,8 @@ class Fields:
                         for pl in self.doc.picklists if pl.code == picklist), None)
         if picklist is None or allowed is None:
             return None
-        return _pick(key, picklist, allowed)
+        return _one_of(key, allowed, f"is not an active value of picklist {picklist!r}",
+                       "no values")
 
 
 def _whole(key: str) -> Coerce:
@@ -319,20 +320,11 @@ def _email(value: str) -> str:
     return value
 
 
-def _one_of(key: str, allowed: set[str], what: str) -> Callable[[str], str]:
+def _one_of(key: str, allowed: set[str], what: str,
+            none: str = "none configured") -> Callable[[str], str]:
     def coerce(value: str) -> str:
         if value not in allowed:
-            raise Refused([f"{key}: {value!r} {what} "
-                           f"({', '.join(sorted(allowed)) or 'none configured'})"])
-        return value
-    return coerce
-
-
-def _pick(key: str, picklist: str, allowed: set[str]) -> Callable[[str], str]:
-    def coerce(value: str) -> str:
-        if value not in allowed:
-            raise Refused([f"{key}: {value!r} is not an active value of picklist "
-                           f"{picklist!r} ({', '.join(sorted(allowed)) or 'no values'})"])
+            raise Refused([f"{key}: {value!r} {what} ({', '.join(sorted(allowed)) or none})"])
         return value
     return coerce
 

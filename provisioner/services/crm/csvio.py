@@ -308,25 +308,26 @@ def shape_rows(doc: ConfigDocument, keys: list[str | None], header: Sequence[str
             table.add(key, text, column)
     label_of = dict(zip(keys, header, strict=False))
     individual = doc.mode == "individual"
+    flagged = {*table.refused, *table.cell, *table.boxes}
+    if individual:
+        flagged.update(n for n, company in enumerate(table.company) if company)
+    names, masks, companies, finish = table.names, table.mask, table.company, fields.finish
     shaped: list[tuple[dict[str, Any], str]] = []
-    for n, ((number, _), row) in enumerate(zip(rows, table.rows(), strict=True)):
-        found = table.refused.get(n)
-        values = dict(zip(table.names, row, strict=True)) if found is None else {
-            k: v for k, v in zip(table.names, row, strict=True) if v.__class__ is not Refused}
-        if table.mask[n]:
-            values["checkboxes"] = table.mask[n]
-        company = table.company[n]
+    for n, row in enumerate(table.rows()):
+        found = table.refused.get(n) if n in flagged else None
+        values = dict(zip(names, row, strict=False)) if found is None else {
+            k: v for k, v in zip(names, row, strict=False) if v.__class__ is not Refused}
+        if masks[n]:
+            values["checkboxes"] = masks[n]
         late: list[str] = []
-        fields.finish(values, None, late)
-        if found is None and not late and not (individual and company) and \
-                n not in table.cell and n not in table.boxes:
-            shaped.append((values, company))
+        finish(values, None, late)
+        if not late and n not in flagged:
+            shaped.append((values, companies[n]))
             continue
-        row_problems = [Problem(number, column, reason)
-                        for column, reason in table.cell.get(n, [])]
-        if individual and company:
-            row_problems.append(Problem(number, "company", _INDIVIDUAL))
-        problems += row_problems
+        number = rows[n][0]
+        problems += [Problem(number, column, reason) for column, reason in table.cell.get(n, [])]
+        if individual and companies[n]:
+            problems.append(Problem(number, "company", _INDIVIDUAL))
         problems += _problems(number, label_of, [*(found or []), *table.boxes.get(n, []), *late])
     return shaped, problems
 
