@@ -24,15 +24,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from provisioner.config.document import ConfigDocument
 from provisioner.numbers import parse_whole_number
 from provisioner.services.crm import postal
 from provisioner.services.crm.text import company_suffix, format_phone, nfkc, phone_digits
-
-if TYPE_CHECKING:
-    from provisioner.services.crm.records import RecordType
 
 DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -48,6 +45,18 @@ PICKLISTS: Mapping[str, Mapping[str, str]] = {
     "activity": {"kind": "activity_kind"},
     "purchase": {"payment_method": "payment_method", "media": "media"},
 }
+
+
+class RecordType(Protocol):
+    """What the coercers read of a record type (:class:`records.RecordType
+    <provisioner.services.crm.records.RecordType>`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def fields(self) -> Mapping[str, str]: ...
+    @property
+    def required(self) -> tuple[str, ...]: ...
 
 
 class Refused(Exception):

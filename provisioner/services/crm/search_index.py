@@ -68,6 +68,8 @@ try:  # the C build of _postings and _block_rows (setup.py); without it, the Pyt
     from provisioner.services.crm import _postings as _native
 except ImportError:  # a source tree where the extension was not built
     _native = None  # type: ignore[assignment]
+#: whether the native extension is in use (the benchmarks report it with every figure)
+NATIVE = _native is not None
 
 BLOCK_BITS = 16
 BLOCK = 1 << BLOCK_BITS
