@@ -22,11 +22,12 @@ filtered by a search; UTF-8 with BOM (Excel-friendly) by default or CP932.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import Table, select
 
@@ -94,42 +95,82 @@ MAX_COLUMNS = 500
 
 
 def decode(raw: bytes) -> tuple[str, str]:
-    """The text and the encoding it was in: UTF-8 with BOM, UTF-8, else CP932.
+    """The text and the encoding it was in (see :func:`open_text`)."""
+    text, encoding = open_text(raw)
+    try:
+        return text.read(), encoding
+    finally:
+        text.detach()
+
+
+def open_text(source: bytes | IO[bytes]) -> tuple[io.TextIOWrapper, str]:
+    """A seekable file (or bytes) as text, and its encoding: UTF-8 with BOM, UTF-8, else
+    CP932, found in one pass of bounded memory before the text is read.
 
     A file mixing UTF-8 and CP932 lines is refused (naming a line of each), and so is
-    a NUL character (naming its line): neither can be imported as the user meant.
+    a NUL character (naming its line): neither can be imported as the user meant. The
+    caller detaches the text from ``source`` when done.
     """
-    if raw.startswith(b"\xef\xbb\xbf"):
-        text, encoding = _decoded(raw[3:], "utf-8"), "utf-8-sig"
-    else:
-        try:
-            text, encoding = raw.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            _refuse_mixed(raw)
-            text, encoding = _decoded(raw, "cp932"), "cp932"
-    at = text.find("\x00")
-    if at >= 0:
+    stream: IO[bytes] = io.BytesIO(source) if isinstance(source, bytes) else source
+    start = stream.tell()
+    bom = stream.read(3) == b"\xef\xbb\xbf"
+    if not bom:
+        stream.seek(start)
+    body = stream.tell()
+    nul = _utf8_or_nul(stream, "utf-8-sig" if bom else None)
+    encoding = "utf-8-sig" if bom else "utf-8"
+    if nul is _NOT_UTF8:
+        stream.seek(body)
+        _refuse_mixed(stream)
+        stream.seek(body)
+        nul = _utf8_or_nul(stream, "cp932")
+        encoding = "cp932"
+    if nul:
         raise ValidationFailed(
-            f"line {text.count(chr(10), 0, at) + 1} contains a NUL character (U+0000)",
+            f"line {nul} contains a NUL character (U+0000)",
             hint="remove the NUL characters (is the file UTF-16? save it as 'CSV UTF-8')")
-    return text, encoding
+    stream.seek(body)
+    return io.TextIOWrapper(stream, encoding="utf-8" if bom else encoding, newline=""), \
+        encoding
 
 
-def _decoded(raw: bytes, encoding: str) -> str:
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        what = "not UTF-8" if encoding == "utf-8" else "neither UTF-8 nor CP932"
-        raise ValidationFailed(
-            f"the file is {what} (byte {exc.start}, line {line})",
-            hint="save it from Excel as 'CSV UTF-8' or 'CSV (comma separated)'") from None
+_NOT_UTF8 = -1
+_CHUNK = 1 << 20
 
 
-def _refuse_mixed(raw: bytes) -> None:
+def _utf8_or_nul(stream: IO[bytes], refuse: str | None) -> int:
+    """Decode the rest of ``stream`` in chunks (UTF-8, or CP932 when ``refuse`` says so);
+    the line of its first NUL (0: none), or :data:`_NOT_UTF8` for a file that is not
+    UTF-8 when ``refuse`` is None. With ``refuse``, a byte that does not decode is a
+    ValidationFailed naming its byte and line."""
+    decoder = codecs.getincrementaldecoder("cp932" if refuse == "cp932" else "utf-8")()
+    offset = lines = nul = 0
+    while True:
+        chunk = stream.read(_CHUNK)
+        pending = len(decoder.getstate()[0])
+        try:
+            decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as exc:
+            if refuse is None:
+                return _NOT_UTF8
+            at = offset - pending + exc.start
+            line = lines + chunk.count(b"\n", 0, max(0, exc.start - pending)) + 1
+            what = "neither UTF-8 nor CP932" if refuse == "cp932" else "not UTF-8"
+            raise ValidationFailed(
+                f"the file is {what} (byte {at}, line {line})",
+                hint="save it from Excel as 'CSV UTF-8' or 'CSV (comma separated)'") from None
+        if not chunk:
+            return nul
+        if not nul and (at := chunk.find(b"\x00")) >= 0:
+            nul = lines + chunk.count(b"\n", 0, at) + 1
+        offset += len(chunk)
+        lines += chunk.count(b"\n")
+
+
+def _refuse_mixed(lines: Iterable[bytes]) -> None:
     """A file that is not UTF-8 as a whole but has non-ASCII lines that are: mixed."""
     utf8 = cp932 = 0
-    for number, line in enumerate(raw.split(b"\n"), start=1):
+    for number, line in enumerate(lines, start=1):
         if line.isascii():
             continue
         try:
@@ -144,29 +185,54 @@ def _refuse_mixed(raw: bytes) -> None:
                 "(Shift_JIS)", hint="save the whole file in one encoding ('CSV UTF-8')")
 
 
+#: the longest cell read at all (its length is then reported with its row and column)
+MAX_READ_CELL = 1 << 24
+
+
+def _records(text: IO[str]) -> Iterator[list[str]]:
+    """The CSV records of ``text``, read as they come."""
+    if csv.field_size_limit() < MAX_READ_CELL:  # only ever raised: other readers lose nothing
+        csv.field_size_limit(MAX_READ_CELL)
+    reader = csv.reader(text)
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise ValidationFailed(f"line {reader.line_num}: {exc}",
+                               hint=f"a cell may hold at most {MAX_CELL:,} characters") from None
+
+
+def _long_cells(number: int, cells: Sequence[str], header: Sequence[str]) -> list[Problem]:
+    """The cells of a row over :data:`MAX_CELL` characters, named by their column."""
+    def column(index: int) -> str | int:
+        return header[index] if index < len(header) and number > 1 else index + 1
+    return [Problem(number, f"column {excerpt(column(index), 40)}",
+                    f"{len(cell):,} characters, more than the {MAX_CELL:,} a cell may hold")
+            for index, cell in enumerate(cells) if len(cell) > MAX_CELL]
+
+
+def _check_header(header: Sequence[str]) -> None:
+    if len(header) > MAX_COLUMNS:
+        raise ValidationFailed(
+            f"the header has {len(header):,} columns; at most {MAX_COLUMNS} are allowed",
+            hint="the first line must be the header of the customer columns")
+
+
+def _too_long(problems: list[Problem]) -> ValidationFailed:
+    return ValidationFailed(f"{len(problems)} cell(s) are too long; nothing was imported",
+                            problems=[str(p) for p in problems])
+
+
 def read_rows(text: str) -> list[list[str]]:
     """The file's rows; refuses a header over :data:`MAX_COLUMNS` columns and any cell over
-    :data:`MAX_CELL` characters with its row and column (the csv module's own field
-    limit, 131,072 characters, would be an internal error)."""
-    if csv.field_size_limit() <= len(text):  # only ever raised: other readers lose nothing
-        csv.field_size_limit(len(text) + 1)
-    rows = list(csv.reader(io.StringIO(text, newline="")))
-    if rows and len(rows[0]) > MAX_COLUMNS:
-        raise ValidationFailed(
-            f"the header has {len(rows[0]):,} columns; at most {MAX_COLUMNS} are allowed",
-            hint="the first line must be the header of the customer columns")
+    :data:`MAX_CELL` characters with its row and column."""
+    rows = list(_records(io.StringIO(text, newline="")))
+    if rows:
+        _check_header(rows[0])
     header = rows[0] if rows else []
-    problems = []
-    for number, cells in enumerate(rows, start=1):
-        for index, cell in enumerate(cells):
-            if len(cell) > MAX_CELL:
-                column = header[index] if index < len(header) and number > 1 else index + 1
-                problems.append(Problem(number, f"column {excerpt(column, 40)}",
-                                        f"{len(cell):,} characters, more than the {MAX_CELL:,} "
-                                        "a cell may hold"))
+    problems = [p for number, cells in enumerate(rows, start=1)
+                for p in _long_cells(number, cells, header)]
     if problems:
-        raise ValidationFailed(f"{len(problems)} cell(s) are too long; nothing was imported",
-                               problems=[str(p) for p in problems])
+        raise _too_long(problems)
     return rows
 
 
@@ -387,72 +453,143 @@ class _Columns:
         return zip(*self.values, strict=True) if self.values else iter([()] * self.count)
 
 
-def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = False,
-                     source: str = "upload",
+#: the problems a refused import lists (every bad row is counted; the list stops there)
+MAX_PROBLEMS = 1000
+
+
+def import_customers(ctx: Context, actor: Actor, raw: bytes | IO[bytes], *,
+                     dry_run: bool = False, source: str = "upload",
                      progress: Callable[[int], None] | None = None) -> ImportReport:
+    """Import a CSV file (bytes, or a seekable binary file read as it goes: memory stays
+    bounded whatever its size); see the module docstring."""
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "import", "import customers")
-    text, encoding = decode(raw)
+    text, encoding = open_text(raw)
+    try:
+        return _import(ctx, actor, text, encoding, dry_run=dry_run, source=source,
+                       progress=progress)
+    finally:
+        text.detach()
+
+
+def _import(ctx: Context, actor: Actor, text: IO[str], encoding: str, *, dry_run: bool,
+            source: str, progress: Callable[[int], None] | None) -> ImportReport:
+    """Rows are read, shaped and written :data:`_BATCH` at a time, in the caller's one
+    transaction: after the first bad row nothing more is written, every row is still
+    checked, and the error rolls back what was written (all or nothing)."""
     doc = scope.config(ctx, actor.tenant_id)
-    rows = read_rows(text)
-    if not rows:
+    rows = _records(text)
+    header = next(rows, None)
+    if header is None:
         raise ValidationFailed("the file is empty", hint="the first line must be the header")
-    # row numbers as the file (and Excel) counts them: blank lines are skipped, not renumbered
-    numbered = [(n, r) for n, r in enumerate(rows[1:], start=2) if any(c.strip() for c in r)]
-    header, body = rows[0], [r for _, r in numbered]
+    _check_header(header)
+    too_long = _long_cells(1, header, header)
     keys, problems = _header_map(doc, header)
-    report = ImportReport(encoding=encoding, rows=len(body), dry_run=dry_run, problems=problems)
-    if problems:
+    if problems and not too_long:
         raise ValidationFailed("the header is not valid", problems=[str(p) for p in problems])
-    contact_type = records.TYPES["contact"]
-    shaped, found = shape_rows(doc, keys, header, numbered)
-    problems += found
-    if progress is not None:
-        for _ in range(len(numbered) // 1000):
-            progress(1000)
-    if problems:
-        problems.sort(key=lambda p: p.row)
-        raise ValidationFailed(
-            f"{len({p.row for p in problems})} of {len(body)} rows are not valid; nothing "
-            "was imported", problems=[str(p) for p in problems],
+    report = ImportReport(encoding=encoding, rows=0, dry_run=dry_run)
+    writer = None if dry_run else _Writer(ctx, actor, doc, source, report)
+    found = _Found()
+    # row numbers as the file (and Excel) counts them: blank lines are skipped, not renumbered
+    for block in _blocks(rows):
+        for number, cells in block:
+            too_long += _long_cells(number, cells, header)
+        report.rows += len(block)
+        if too_long:
+            continue
+        shaped, bad = shape_rows(doc, keys, header, block)
+        found.add(bad)
+        if writer is not None and not found.rows:
+            writer.write(shaped)
+        if progress is not None:
+            progress(len(block))
+    if too_long:
+        raise _too_long(too_long)
+    if found.rows:
+        raise found.error(report.rows)
+    if writer is not None:
+        writer.finish()
+    return report
+
+
+def _blocks(rows: Iterator[list[str]]) -> Iterator[list[tuple[int, list[str]]]]:
+    """The non-blank rows after the header, numbered, :data:`_BATCH` at a time."""
+    block: list[tuple[int, list[str]]] = []
+    for number, cells in enumerate(rows, start=2):
+        if any(c.strip() for c in cells):
+            block.append((number, cells))
+            if len(block) == _BATCH:
+                yield block
+                block = []
+    if block:
+        yield block
+
+
+@dataclass
+class _Found:
+    """The problems of an import: every bad row counted, the first :data:`MAX_PROBLEMS`
+    problems kept."""
+
+    rows: int = 0
+    problems: int = 0
+    listed: list[Problem] = field(default_factory=list)
+
+    def add(self, problems: list[Problem]) -> None:
+        if problems:
+            problems.sort(key=lambda p: p.row)
+            self.rows += len({p.row for p in problems})
+            self.problems += len(problems)
+            self.listed += problems[:MAX_PROBLEMS - len(self.listed)]
+
+    def error(self, rows: int) -> ValidationFailed:
+        listed = [str(p) for p in self.listed]
+        if self.problems > len(listed):
+            listed.append(f"... {self.problems - len(listed):,} more problems (the first "
+                          f"{MAX_PROBLEMS:,} are listed; fix them and run --dry-run again)")
+        return ValidationFailed(
+            f"{self.rows} of {rows} rows are not valid; nothing was imported", problems=listed,
             hint="fix the rows and import again (--dry-run checks without writing)")
-    if dry_run:
-        return report
-    # each customer is a contact row and a change-log row; new companies at most one each
-    quotas.require_room_for_records(
-        ctx, actor.tenant_id, 2 * len(shaped) + len({c for _, c in shaped if c}),
-        what=f"importing {len(shaped)} customers")
-    companies = _companies(ctx, actor, doc, {c for _, c in shaped if c}, report)
-    now = ctx.clock.now()
-    base = {"tenant_id": actor.tenant_id, "created_at": now, "created_by": actor.login,
-            "updated_at": now, "updated_by": actor.login}
-    defaults = {k: ("" if kind in ("str", "text", "date", "codes") else
-                    0 if kind == "checkboxes" else False if kind == "bool" else None)
-                for k, kind in contact_type.fields.items()}
-    template = {**defaults, **base}
-    conn = ctx.session.connection()
-    builder = search_index.Builder(conn, actor.tenant_id)
-    changes = CrmChange.__table__
-    assert isinstance(changes, Table)
-    change_columns = ["tenant_id", "at", "actor", "record_type", "record_id", "action",
-                      "changes", "purpose"]
-    change = (actor.tenant_id, now, actor.login, "contact")
-    created = ("create", {"import": source}, "CSV import")
-    name_keys: dict[str, str] = {}
-    no_company = (None, "")
-    search_text = records.search_text
-    rules = records.rules_for_new_rows(doc, "contact")
-    coerce = _cached(records.coercer(ctx, actor, doc, contact_type, records.NEW_ROW))
-    fields = list(contact_type.fields)
-    for start in range(0, len(shaped), _BATCH):
+
+
+class _Writer:
+    """Inserts shaped rows a block at a time: contacts, change log, index, tallies, rules."""
+
+    def __init__(self, ctx: Context, actor: Actor, doc: ConfigDocument, source: str,
+                 report: ImportReport) -> None:
+        self.ctx, self.actor, self.doc, self.source, self.report = ctx, actor, doc, source, report
+        self.contact_type = contact_type = records.TYPES["contact"]
+        self.companies = _CompanyCache(ctx, actor, doc, report)
+        now = self.now = ctx.clock.now()
+        base = {"tenant_id": actor.tenant_id, "created_at": now, "created_by": actor.login,
+                "updated_at": now, "updated_by": actor.login}
+        defaults = {k: ("" if kind in ("str", "text", "date", "codes") else
+                        0 if kind == "checkboxes" else False if kind == "bool" else None)
+                    for k, kind in contact_type.fields.items()}
+        self.template = {**defaults, **base}
+        self.conn = ctx.session.connection()
+        self.builder = search_index.Builder(self.conn, actor.tenant_id)
+        self.name_keys: dict[str, str] = {}
+        self.rules = records.rules_for_new_rows(doc, "contact")
+        self.coerce = _cached(records.coercer(ctx, actor, doc, contact_type, records.NEW_ROW))
+
+    def write(self, shaped: list[tuple[dict[str, Any], str]]) -> None:
+        ctx, actor = self.ctx, self.actor
+        # each customer is a contact row and a change-log row; new companies at most one each
+        quotas.require_room_for_records(
+            ctx, actor.tenant_id, 2 * len(shaped) + len({c for _, c in shaped if c}),
+            what=f"importing {len(shaped)} more customers")
+        companies = self.companies.ids({c for _, c in shaped if c})
         batch: list[dict[str, Any]] = []
         fired: list[tuple[int, list[Any]]] = []
-        for values, company in shaped[start:start + _BATCH]:
-            row = {**template, **values}
+        no_company = (None, "")
+        search_text, name_keys, rules = records.search_text, self.name_keys, self.rules
+        fields = list(self.contact_type.fields)
+        for values, company in shaped:
+            row = {**self.template, **values}
             company_id, company_name = companies.get(company, no_company)
             row["company_id"] = company_id
             if rules is not None:  # a created contact's rules, on the row before it is
-                firings = rules.run("contact", "created", row, fields, coerce=coerce)
+                firings = rules.run("contact", "created", row, fields, coerce=self.coerce)
                 if firings:  # written: their changes are part of the inserted row
                     fired.append((len(batch), firings))
             name = row["name"]
@@ -465,22 +602,33 @@ def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
             row["mobile_digits"] = phone_digits(mobile) if mobile else ""
             row["search_text"] = search_text(row, company_name)
             batch.append(row)
-        ids = search_index.insert_contacts(conn, actor.tenant_id, batch, builder)
-        search_index.insert_rows(conn, changes, change_columns,
+        if len(name_keys) > 100_000:  # a cache, not a copy of the file
+            name_keys.clear()
+        ids = search_index.insert_contacts(self.conn, actor.tenant_id, batch, self.builder)
+        changes = CrmChange.__table__
+        assert isinstance(changes, Table)
+        change = (actor.tenant_id, self.now, actor.login, "contact")
+        created = ("create", {"import": self.source}, "CSV import")
+        search_index.insert_rows(self.conn, changes, _CHANGE_COLUMNS,
                                  [(*change, i, *created) for i in ids])
-        tally.add_rows(conn, actor.tenant_id, CrmContact, batch, extra_records=len(ids))
+        tally.add_rows(self.conn, actor.tenant_id, CrmContact, batch, extra_records=len(ids))
         if fired:
-            records.apply_new_row_firings(ctx, actor, doc, contact_type, [
+            records.apply_new_row_firings(ctx, actor, self.doc, self.contact_type, [
                 ({**batch[at], "id": ids[at]}, firings) for at, firings in fired])
-        report.created += len(ids)
-        if progress is not None:
-            progress(0)
-    builder.finish()
-    records.log_access(ctx, actor, "import", source, rows=report.created, encoding=encoding)
-    audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login, action="crm:imported",
-                 subject=source, rows=report.created)
-    metrics.import_rows.labels("customers").inc(report.created)
-    return report
+        self.report.created += len(ids)
+
+    def finish(self) -> None:
+        ctx, actor, report = self.ctx, self.actor, self.report
+        self.builder.finish()
+        records.log_access(ctx, actor, "import", self.source, rows=report.created,
+                           encoding=report.encoding)
+        audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login, action="crm:imported",
+                     subject=self.source, rows=report.created)
+        metrics.import_rows.labels("customers").inc(report.created)
+
+
+_CHANGE_COLUMNS = ["tenant_id", "at", "actor", "record_type", "record_id", "action",
+                   "changes", "purpose"]
 
 
 def _cached(coerce: Callable[[str, str, Any], Any]) -> Callable[[str, str, Any], Any]:
@@ -502,35 +650,45 @@ def _cached(coerce: Callable[[str, str, Any], Any]) -> Callable[[str, str, Any],
     return cached
 
 
-def _companies(ctx: Context, actor: Actor, doc: ConfigDocument, names: set[str],
-               report: ImportReport) -> dict[str, tuple[int, str]]:
-    """Company name as written in the file -> (id, stored name); missing ones are created."""
-    if not names:
-        return {}
-    existing = {key: (i, n) for i, n, key in ctx.session.execute(
-        select(CrmCompany.id, CrmCompany.name, CrmCompany.name_norm).where(
-            CrmCompany.tenant_id == actor.tenant_id))}
-    now = ctx.clock.now()
-    made: dict[str, CrmCompany] = {}
-    for name in sorted(names):
-        key = name_key(name)
-        if key not in existing and key not in made:
-            stored = company_suffix(nfkc(name) if doc.input_rules.normalize_width else name,
-                                    doc.input_rules.company_suffix)
-            made[key] = CrmCompany(tenant_id=actor.tenant_id, name=stored, name_norm=key,
-                                   created_at=now, created_by=actor.login, updated_at=now,
-                                   updated_by=actor.login)
-    if made:  # one flush for all of them, then one for their change-log rows
-        ctx.session.add_all(made.values())
-        ctx.session.flush()
-        ctx.session.add_all(CrmChange(tenant_id=actor.tenant_id, at=now, actor=actor.login,
-                                      record_type="company", record_id=company.id,
-                                      action="create", changes={"name": company.name},
-                                      purpose="CSV import") for company in made.values())
-        ctx.session.flush()
-        existing.update((key, (company.id, company.name)) for key, company in made.items())
-        report.companies_created += len(made)
-    return {name: existing[name_key(name)] for name in names}
+class _CompanyCache:
+    """Company name as written in the file -> (id, stored name); missing ones are created
+    (the tenant's companies are read once, when the first company name comes)."""
+
+    def __init__(self, ctx: Context, actor: Actor, doc: ConfigDocument,
+                 report: ImportReport) -> None:
+        self.ctx, self.actor, self.doc, self.report = ctx, actor, doc, report
+        self.existing: dict[str, tuple[int, str]] | None = None
+
+    def ids(self, names: set[str]) -> dict[str, tuple[int, str]]:
+        if not names:
+            return {}
+        ctx, actor, doc = self.ctx, self.actor, self.doc
+        if self.existing is None:
+            self.existing = {key: (i, n) for i, n, key in ctx.session.execute(
+                select(CrmCompany.id, CrmCompany.name, CrmCompany.name_norm).where(
+                    CrmCompany.tenant_id == actor.tenant_id))}
+        existing = self.existing
+        now = ctx.clock.now()
+        made: dict[str, CrmCompany] = {}
+        for name in sorted(names):
+            key = name_key(name)
+            if key not in existing and key not in made:
+                stored = company_suffix(nfkc(name) if doc.input_rules.normalize_width else name,
+                                        doc.input_rules.company_suffix)
+                made[key] = CrmCompany(tenant_id=actor.tenant_id, name=stored, name_norm=key,
+                                       created_at=now, created_by=actor.login, updated_at=now,
+                                       updated_by=actor.login)
+        if made:  # one flush for all of them, then one for their change-log rows
+            ctx.session.add_all(made.values())
+            ctx.session.flush()
+            ctx.session.add_all(CrmChange(tenant_id=actor.tenant_id, at=now, actor=actor.login,
+                                          record_type="company", record_id=company.id,
+                                          action="create", changes={"name": company.name},
+                                          purpose="CSV import") for company in made.values())
+            ctx.session.flush()
+            existing.update((key, (company.id, company.name)) for key, company in made.items())
+            self.report.companies_created += len(made)
+        return {name: existing[name_key(name)] for name in names}
 
 
 def export(ctx: Context, actor: Actor, kind: str, query: Query, *,
