@@ -289,15 +289,22 @@ def _export_command(kind: str) -> click.Command:
     def command(state: State, /, tenant: str, login: str, output: str, encoding: str,
                 columns: str | None, **kw: Any) -> None:
         query = _query(kw)
-        with state.transaction() as ctx:
-            data = csvio.export(ctx, actors.resolve(ctx, login, tenant), kind, query,
-                                columns=columns.split(",") if columns else None,
-                                encoding=encoding)
+        wanted = columns.split(",") if columns else None
         if output == "-":
-            sys.stdout.buffer.write(data)
+            with state.transaction() as ctx:
+                csvio.export_to(ctx, actors.resolve(ctx, login, tenant), kind, query,
+                                sys.stdout.buffer, columns=wanted, encoding=encoding)
             return
-        Path(output).write_bytes(data)
-        lines = data.count(b"\r\n") - 1
+        part = Path(f"{output}.part")  # the file appears whole, or not at all
+        try:
+            with part.open("wb") as out, state.transaction() as ctx:
+                lines = csvio.export_to(ctx, actors.resolve(ctx, login, tenant), kind, query,
+                                        out, columns=wanted, encoding=encoding)
+            part.replace(output)
+        except OSError as exc:
+            raise ValidationFailed(f"cannot write {output}: {exc.strerror}") from None
+        finally:
+            part.unlink(missing_ok=True)
         emit(state, {"file": output, "rows": lines, "encoding": encoding},
              f"wrote {lines} rows to {output} ({encoding})")
     command.help = f"Export {kind} of the customers a search finds."

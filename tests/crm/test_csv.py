@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -271,3 +273,75 @@ def test_an_import_as_a_role_under_row_level_security_inserts_instead_of_copying
             assert search.search(ctx, actor, Query(q="1234")).total == 1
     with world.app.transaction() as ctx:
         assert search.search(ctx, world.actor("acme"), Query(q="山田商事")).total == 2
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def _count(world: World) -> int:
+    actor = world.actor("acme")
+    with world.app.transaction() as ctx:
+        return search.search(ctx, actor, Query()).total
+
+
+def test_a_file_is_imported_block_by_block_all_or_nothing(world: World, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """A file (not its bytes) is read a block at a time; a bad row in a later block, after
+    earlier blocks were written, still leaves nothing behind, and every bad row is named."""
+    monkeypatch.setattr(csvio, "_BATCH", 40)
+    configured(world)
+    lines = ["氏名,電話番号,ランク"] + [f"田中 {i},03-{1000 + i}-0000,gold" for i in range(200)]
+    lines[150] = "山田,03-1,platinum"
+    lines[190] = ",,"  # blank: skipped, not renumbered
+    lines[195] = ",03-1111-2222,"
+    path = tmp_path / "customers.csv"
+    path.write_bytes("\r\n".join(lines).encode("cp932"))
+    for dry_run in (False, True):
+        with path.open("rb") as raw, pytest.raises(ValidationFailed) as exc:
+            _import_file(world, raw, dry_run)
+        assert exc.value.message == "2 of 199 rows are not valid; nothing was imported"
+        assert exc.value.problems == [
+            "row 151, ランク: 'platinum' is not an active value of picklist 'rank' "
+            "(gold, silver)", "row 196, 氏名: required"]
+    assert _count(world) == 0
+    del lines[195], lines[150]
+    path.write_bytes("\r\n".join(lines).encode("cp932"))
+    with path.open("rb") as raw:
+        report = _import_file(world, raw, False)
+    assert (report.rows, report.created, report.encoding) == (197, 197, "cp932")
+    assert _count(world) == 197
+
+
+def _import_file(world: World, raw: BinaryIO, dry_run: bool) -> csvio.ImportReport:
+    actor = world.actor("acme")
+    with world.app.transaction() as ctx:
+        return csvio.import_customers(ctx, actor, raw, dry_run=dry_run)
+
+
+def test_a_refusal_lists_the_first_problems_and_counts_every_bad_row(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(csvio, "MAX_PROBLEMS", 5)
+    monkeypatch.setattr(csvio, "_BATCH", 7)
+    configured(world)
+    raw = "\r\n".join(["氏名,ランク"] + ["田中,platinum"] * 30).encode()
+    with pytest.raises(ValidationFailed) as exc:
+        _import(world, raw, dry_run=True)
+    assert exc.value.message == "30 of 30 rows are not valid; nothing was imported"
+    assert len(exc.value.problems) == 6
+    assert exc.value.problems[0].startswith("row 2, ランク: 'platinum'")
+    assert exc.value.problems[-1] == ("... 25 more problems (the first 5 are listed; fix them "
+                                      "and run --dry-run again)")
+
+
+def test_export_to_a_file_writes_what_export_returns(world: World, tmp_path: Path) -> None:
+    configured(world)
+    _import(world, GOOD.encode())
+    actor = world.actor("acme")
+    for encoding in ("utf-8-sig", "cp932"):
+        path = tmp_path / f"out-{encoding}.csv"
+        with world.app.transaction() as ctx, path.open("wb") as out:
+            rows = csvio.export_to(ctx, actor, "customers", Query(), out, encoding=encoding)
+            data = csvio.export(ctx, actor, "customers", Query(), encoding=encoding)
+        assert rows == 2
+        assert path.read_bytes() == data

@@ -693,7 +693,17 @@ class _CompanyCache:
 
 def export(ctx: Context, actor: Actor, kind: str, query: Query, *,
            columns: Sequence[str] | None = None, encoding: str = "utf-8-sig") -> bytes:
-    """CSV of customers, or of the activities / purchases of the customers a search finds."""
+    """CSV of customers, or of the activities / purchases of the customers a search finds
+    (:func:`export_to` into memory)."""
+    out = io.BytesIO()
+    export_to(ctx, actor, kind, query, out, columns=columns, encoding=encoding)
+    return out.getvalue()
+
+
+def export_to(ctx: Context, actor: Actor, kind: str, query: Query, out: IO[bytes], *,
+              columns: Sequence[str] | None = None, encoding: str = "utf-8-sig") -> int:
+    """Write the CSV of :func:`export` to ``out`` as the rows are read (memory stays
+    bounded whatever their number); how many rows it wrote."""
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "export", f"export {kind}")
     if kind not in EXPORT_COLUMNS:
@@ -707,8 +717,21 @@ def export(ctx: Context, actor: Actor, kind: str, query: Query, *,
                                hint="columns: " + ", ".join(EXPORT_COLUMNS[kind]))
     doc = scope.config(ctx, actor.tenant_id)
     heads = labels(doc, kind)
-    out = io.StringIO(newline="")
-    writer = csv.writer(out, lineterminator="\r\n")
+    text = io.TextIOWrapper(out, encoding=encoding, errors="replace", newline="",
+                            write_through=True)
+    try:
+        count = _write_rows(ctx, actor, kind, query, wanted, heads, text)
+        text.flush()
+    finally:
+        text.detach()
+    records.log_access(ctx, actor, "export", kind, rows=count, columns=wanted,
+                       encoding=encoding)
+    return count
+
+
+def _write_rows(ctx: Context, actor: Actor, kind: str, query: Query, wanted: list[str],
+                heads: dict[str, str], text: IO[str]) -> int:
+    writer = csv.writer(text, lineterminator="\r\n")
     writer.writerow([formula_safe(heads[c]) for c in wanted])
     where = conditions(ctx, actor, query)
     order = order_by(query.sort)  # the customers in the search's order (--sort)
@@ -727,14 +750,13 @@ def export(ctx: Context, actor: Actor, kind: str, query: Query, *,
         history = ctx.session.execute(
             select(model, CrmContact.name).join(CrmContact, CrmContact.id == model.contact_id)
             .where(model.tenant_id == actor.tenant_id, model.contact_id.in_(ids))
-            .order_by(*order[:-1], model.contact_id, model.date.desc(), model.id.desc()))
+            .order_by(*order[:-1], model.contact_id, model.date.desc(), model.id.desc())
+            .execution_options(yield_per=2000))
         for item, contact_name in history:
             writer.writerow([formula_safe(contact_name if c == "contact_name"
                                           else _plain(getattr(item, c))) for c in wanted])
             count += 1
-    records.log_access(ctx, actor, "export", kind, rows=count, columns=wanted,
-                       encoding=encoding)
-    return out.getvalue().encode(encoding, errors="replace")
+    return count
 
 
 def _plain(value: Any) -> str:
