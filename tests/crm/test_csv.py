@@ -345,3 +345,13 @@ def test_export_to_a_file_writes_what_export_returns(world: World, tmp_path: Pat
             data = csvio.export(ctx, actor, "customers", Query(), encoding=encoding)
         assert rows == 2
         assert path.read_bytes() == data
+
+
+def test_an_imported_postal_code_fills_an_empty_address(world: World) -> None:
+    """As a create does (the same rule): the column-by-column path once skipped it."""
+    configured(world)
+    _import(world, "氏名,郵便番号,住所\r\n田中,150-0001,\r\n鈴木,150-0001,大阪府\r\n".encode())
+    actor = world.actor("acme")
+    with world.app.transaction() as ctx:
+        found = {r["name"]: r["address"] for r in search.search(ctx, actor, Query()).items}
+    assert found == {"田中": "東京都渋谷区神宮前", "鈴木": "大阪府"}

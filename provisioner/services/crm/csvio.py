@@ -9,15 +9,20 @@ Import: the encoding is detected (UTF-8 with BOM, UTF-8, else CP932); headers
 match the configured labels (``氏名``, ``メモ1``, a checkbox's label) or the field
 keys (``name``, ``memo_1``, ``checkbox_1``, ``company``). Every row is validated
 like a single create (input rules, picklists, enabled checkboxes,
-classifications); if any row is bad nothing is written (all-or-nothing) and the
-error lists every bad row with its row number, column and reason. Rows are then
-inserted in batches (``COPY`` on PostgreSQL, else ``executemany``: see
-:func:`search_index.insert_rows`) with their change-log rows and indexed
-for search in the same transaction (searchable as soon as it commits); the
-import is access-logged.
+classifications: the same per-field coercers, :mod:`~provisioner.services.crm.coerce`,
+applied column by column); if any row is bad nothing is written (all-or-nothing) and
+the error counts every bad row and lists the first :data:`MAX_PROBLEMS` problems with
+their row number, column and reason. The file is read as it goes (a seekable file, or
+bytes): its encoding in one chunked pass, then its rows a block of :data:`_BATCH` at a
+time, each block shaped and inserted (``COPY`` on PostgreSQL, else ``executemany``: see
+:func:`search_index.insert_rows`) with its change-log rows and indexed for search, all
+in the caller's one transaction; after a bad row nothing more is written and the
+refusal rolls back what was. Memory stays bounded whatever the file's size (measured
+by ``bench/bench_stream.py``). The import is access-logged.
 
 Export: chosen columns in the chosen order, headed by the configured labels,
-filtered by a search; UTF-8 with BOM (Excel-friendly) by default or CP932.
+filtered by a search; UTF-8 with BOM (Excel-friendly) by default or CP932;
+:func:`export_to` writes to a file as the rows are read.
 """
 
 from __future__ import annotations
