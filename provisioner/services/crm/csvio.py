@@ -582,7 +582,8 @@ class _Writer:
         # each customer is a contact row and a change-log row; new companies at most one each
         quotas.require_room_for_records(
             ctx, actor.tenant_id, 2 * len(shaped) + len({c for _, c in shaped if c}),
-            what=f"importing {len(shaped)} more customers")
+            what=f"importing {len(shaped)} customers" if not self.report.created else
+            f"importing {len(shaped)} more customers (after {self.report.created:,})")
         companies = self.companies.ids({c for _, c in shaped if c})
         batch: list[dict[str, Any]] = []
         fired: list[tuple[int, list[Any]]] = []
