@@ -136,6 +136,10 @@ def section(results: list[dict[str, Any]], command: str, load: tuple[float, ...]
         lines.append(f"| {r['db']} | {r['step']} | {r['rows']:,} | {r['file_mb']:.0f} MB | "
                      f"{r['seconds']:.1f} s | {r['idle_mb']:.0f} MB | {r['peak_mb']:.0f} MB | "
                      f"{r['growth_mb']:.0f} MB | {verdict} |")
+    lines += ["", "Times are shown for scale only: this section's figure is memory (the "
+              "import speed is the CRM section's). Before streaming, the import held the "
+              "whole file and every shaped row: peak RSS grew 120 MB for 50,000 rows and 240 "
+              "to 350 MB for 200,000, linearly (issue 16)."]
     return "\n".join(lines) + "\n"
 
 
