@@ -57,7 +57,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # the bench package; provisioner as installed when it is
+    sys.path.append(str(ROOT))
 
 from provisioner.bundles.envelope import pae, parse_envelope, sign_envelope  # noqa: E402
 from provisioner.bundles.payload import BundlePayload, _PayloadContract  # noqa: E402
@@ -742,11 +743,57 @@ Each section is written by its benchmark script. Numbers are medians, and
 ratios to a floor measured in the same run, on a 2-core shared machine:
 absolute times drift from run to run and machine to machine, the ratios much
 less. Re-run the command given in a section to reproduce it.
+
+Every benchmark measures the product as shipped: it prints which implementation it
+measures (the native extension `_postings`, or the Python fallback when the extension
+is not built) and where `provisioner` was imported from, and refuses to measure the
+fallback unless given `--allow-fallback`; a section written from such a run says
+"Implementation measured: Python fallback ... NOT the product's". `python
+bench/bench_X.py` measures the installed package when there is one (the checkout is
+only appended to `sys.path`, for the `bench` package), else the checkout;
+`python -m bench.bench_X` from a checkout measures that checkout.
 """
 
 
+FALLBACK_OPTION = "--allow-fallback"
+
+
+def implementation() -> str:
+    """Which implementation the figures are of: the native extension or the Python fallback,
+    and where ``provisioner`` was imported from."""
+    import provisioner
+    from provisioner.services.crm import search_index
+
+    path = Path(provisioner.__file__).resolve().parent
+    where = "this checkout" if path.is_relative_to(ROOT) else str(path)
+    if search_index.NATIVE:
+        return f"native extension (_postings) in use; provisioner from {where}"
+    return (f"Python fallback (the native extension _postings is not built; figures taken "
+            f"with {FALLBACK_OPTION} are NOT the product's); provisioner from {where}")
+
+
+def parse_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """``parser``'s arguments plus ``--allow-fallback``; prints which implementation is
+    measured and refuses to measure the Python fallback unless that option is given."""
+    parser.add_argument(FALLBACK_OPTION, action="store_true",
+                        help="measure even when the native extension is not built (the "
+                             "figures are then labelled as the Python fallback's)")
+    args = parser.parse_args()
+    from provisioner.services.crm import search_index
+
+    print(f"implementation: {implementation()}", file=sys.stderr, flush=True)
+    if not search_index.NATIVE and not args.allow_fallback:
+        parser.exit(2, "refusing to measure the Python fallback as the product: build the "
+                       "native extension (pip install . with a C compiler, or python setup.py "
+                       f"build_ext --inplace in a checkout) or pass {FALLBACK_OPTION}\n")
+    return args
+
+
 def write_section(body: str, title: str = SECTION_TITLE) -> None:
-    """Add or replace one script's section (``title``) of docs/performance.md, leaving the rest."""
+    """Add or replace one script's section (``title``) of docs/performance.md, leaving the
+    rest; the section says which implementation was measured (:func:`implementation`)."""
+    head, _, rest = body.partition("\n")
+    body = f"{head}\n\nImplementation measured: {implementation()}.\n{rest}"
     existing = DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else HEADER
     pattern = re.compile(rf"^{re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(existing):
@@ -767,7 +814,7 @@ def main() -> None:
                         help="also time the database-free stages of receive and approve")
     parser.add_argument("--no-write", action="store_true",
                         help="print only; do not update docs/performance.md")
-    args = parser.parse_args()
+    args = parse_args(parser)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
 

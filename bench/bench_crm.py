@@ -53,7 +53,8 @@ from pathlib import Path
 from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # the bench package; provisioner as installed when it is
+    sys.path.append(str(ROOT))
 
 import bench.bench_core as core  # noqa: E402
 from bench.bench_core import machine, server_version  # noqa: E402
@@ -91,8 +92,9 @@ DESIGN = (
     "driver-level `executemany` (SQLite) or `COPY` (PostgreSQL; under row-level security "
     "into a transaction temp table, then one policy-checked `INSERT ... SELECT`) and build "
     "each index block's encoded rows in native code (`_postings.c`, the Python reference "
-    "kept and compared in tests); CSV rows are validated column by column (a row with a "
-    "problem takes the row-by-row path that words it). Phone lookup probes the per-tenant "
+    "kept and compared in tests); CSV rows are validated column by column with the same "
+    "per-field coercers as a single create (`services/crm/coerce.py`; each distinct cell "
+    "once). Phone lookup probes the per-tenant "
     "phone and mobile digit indexes; on PostgreSQL the tenant scope, configuration, "
     "contacts and the first match's history go in one pipelined round trip (then the "
     "commit).")
@@ -517,7 +519,7 @@ def main() -> None:
                         help="keep the database (and reuse a kept one) between runs")
     parser.add_argument("--no-write", action="store_true",
                         help="print only; do not update docs/performance.md")
-    args = parser.parse_args()
+    args = core.parse_args(parser)
     if args.contacts < 1000 or args.queries < 20 or args.lookups < 100:
         parser.error("--contacts >= 1000, --queries >= 20, --lookups >= 100")
     outcomes: list[tuple[Outcome, str]] = []

@@ -69,7 +69,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # the bench package; provisioner as installed when it is
+    sys.path.append(str(ROOT))
 
 from bench import bench_core  # noqa: E402
 from bench.bench_core import machine  # noqa: E402
@@ -620,7 +621,7 @@ def main() -> None:
                         help="run against DIR (bench.db, master_key.b64, inputs.json) "
                         "instead of building the data")
     parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
+    args = bench_core.parse_args(parser)
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)

@@ -53,7 +53,8 @@ from typing import Any
 from sqlalchemy import Engine, Table, func, select, text
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # the bench package; provisioner as installed when it is
+    sys.path.append(str(ROOT))
 
 import bench.bench_core as core  # noqa: E402
 from bench.bench_core import machine, server_version, timed  # noqa: E402
@@ -591,7 +592,7 @@ def main() -> None:
                         help="keep the database (and reuse a kept one) between runs")
     parser.add_argument("--no-write", action="store_true",
                         help="print only; do not update docs/performance.md")
-    args = parser.parse_args()
+    args = core.parse_args(parser)
     if args.repeat < 1 or args.contacts < 100:
         parser.error("--repeat must be >= 1 and --contacts >= 100")
     backends = ["sqlite", "postgresql"] if args.db == "both" else [args.db]

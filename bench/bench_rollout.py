@@ -38,11 +38,13 @@ import orjson
 from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # the bench package; provisioner as installed when it is
+    sys.path.append(str(ROOT))
 
 from bench.bench_core import (  # noqa: E402
     DOC_PATH,
     machine,
+    parse_args,
     postgres_url,
     server_version,
     sqlite_url,
@@ -251,7 +253,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
+    args = parse_args(parser)
     results: list[Result] = []
     for backend in (["sqlite", "postgresql"] if args.db == "both" else [args.db]):
         source = sqlite_url() if backend == "sqlite" else postgres_url(PG_BENCH_DB)

@@ -47,9 +47,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # the bench package; provisioner as installed when it is
+    sys.path.append(str(ROOT))
 
-from bench.bench_core import large_config, machine, write_section  # noqa: E402
+from bench.bench_core import large_config, machine, parse_args, write_section  # noqa: E402
 from provisioner.canonical import canonical_bytes, sha256_hex  # noqa: E402
 from provisioner.config.merge import paused_arrivals  # noqa: E402
 from provisioner.config.validate import document_from_data  # noqa: E402
@@ -242,7 +243,7 @@ def main() -> None:
                         help="also time upgrade rollouts to N tenants (1000 for the requirement)")
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both",
                         help="databases of the rollout measurement")
-    args = parser.parse_args()
+    args = parse_args(parser)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     load = os.getloadavg()[0]

@@ -44,7 +44,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # the bench package; provisioner as installed when it is
+    sys.path.append(str(ROOT))
 
 import bench.bench_core as core  # noqa: E402
 import bench.bench_crm as crm  # noqa: E402
@@ -243,7 +244,7 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=200)
     parser.add_argument("--keep", action="store_true", help="reuse bench_crm's kept data")
     parser.add_argument("--no-write", action="store_true", help="do not touch the docs")
-    args = parser.parse_args()
+    args = core.parse_args(parser)
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(native(), flush=True)
     results = [run_backend(db, args) for db in

@@ -16,10 +16,13 @@ with the list when there is no terminal to ask on).
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 import orjson
@@ -237,15 +240,12 @@ def import_group() -> None:
 @pass_state
 def import_customers(state: State, file: str, tenant: str, login: str,
                      dry_run: bool) -> None:
-    """Import customers: UTF-8 / UTF-8 BOM / CP932; all rows or none."""
-    try:
-        raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
-    except OSError as exc:
-        raise ValidationFailed(f"cannot read {file}: {exc.strerror}") from None
-    with state.transaction() as ctx:
+    """Import customers: UTF-8 / UTF-8 BOM / CP932; all rows or none (read as it goes:
+    memory stays bounded whatever the file's size)."""
+    with _seekable(file) as raw, state.transaction() as ctx:
         actor = actors.resolve(ctx, login, tenant)
         if sys.stderr.isatty() and not state.as_json:
-            with click.progressbar(length=max(1, raw.count(b"\n")), label="checking",
+            with click.progressbar(length=max(1, _lines(raw)), label="importing",
                                    file=sys.stderr) as bar:
                 report = csvio.import_customers(ctx, actor, raw, dry_run=dry_run,
                                                 source=Path(file).name, progress=bar.update)
@@ -258,6 +258,32 @@ def import_customers(state: State, file: str, tenant: str, login: str,
                        "(dry run)") if dry_run else
          f"imported {report.created} customers ({report.encoding}), "
          f"{report.companies_created} new companies")
+
+
+@contextlib.contextmanager
+def _seekable(file: str) -> Iterator[IO[bytes]]:
+    """The file opened for reading (standard input spooled to a temporary file first)."""
+    if file == "-":
+        with tempfile.TemporaryFile() as spool:
+            shutil.copyfileobj(sys.stdin.buffer, spool)
+            spool.seek(0)
+            yield spool
+        return
+    try:
+        raw = Path(file).open("rb")  # noqa: SIM115 (closed below, after the import)
+    except OSError as exc:
+        raise ValidationFailed(f"cannot read {file}: {exc.strerror}") from None
+    with raw:
+        yield raw
+
+
+def _lines(raw: IO[bytes]) -> int:
+    """How many lines the file has (read in chunks; the file is left at its start)."""
+    count = 0
+    while chunk := raw.read(1 << 20):
+        count += chunk.count(b"\n")
+    raw.seek(0)
+    return count
 
 
 @import_group.command("inquiries")
@@ -304,15 +330,24 @@ def _export_command(kind: str) -> click.Command:
     def command(state: State, /, tenant: str, login: str, output: str, encoding: str,
                 columns: str | None, codes: bool, **kw: Any) -> None:
         query = _query(kw)
-        with state.transaction() as ctx:
-            data = csvio.export(ctx, actors.resolve(ctx, login, tenant), kind, query,
-                                columns=columns.split(",") if columns else None,
-                                encoding=encoding, codes=codes)
+        wanted = columns.split(",") if columns else None
         if output == "-":
-            sys.stdout.buffer.write(data)
+            with state.transaction() as ctx:
+                csvio.export_to(ctx, actors.resolve(ctx, login, tenant), kind, query,
+                                sys.stdout.buffer, columns=wanted, encoding=encoding,
+                                codes=codes)
             return
-        Path(output).write_bytes(data)
-        lines = data.count(b"\r\n") - 1
+        part = Path(f"{output}.part")  # the file appears whole, or not at all
+        try:
+            with part.open("wb") as out, state.transaction() as ctx:
+                lines = csvio.export_to(ctx, actors.resolve(ctx, login, tenant), kind, query,
+                                        out, columns=wanted, encoding=encoding,
+                                        codes=codes)
+            part.replace(output)
+        except OSError as exc:
+            raise ValidationFailed(f"cannot write {output}: {exc.strerror}") from None
+        finally:
+            part.unlink(missing_ok=True)
         emit(state, {"file": output, "rows": lines, "encoding": encoding},
              f"wrote {lines} rows to {output} ({encoding})")
     command.help = f"Export {kind} of the customers a search finds."

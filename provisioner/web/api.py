@@ -703,9 +703,10 @@ def import_customers(tenant: TenantRef, app: App, tok: Token,
                                                                   "BOM or CP932")],
                      dry_run: Annotated[bool, Form()] = False) -> Any:
     """Import customers, all rows or none (admins); ``dry_run`` checks every row."""
-    raw = file.file.read(MAX_CSV + 1)
-    if len(raw) > MAX_CSV:
+    raw = file.file  # spooled to disk by the server: read as it goes
+    if raw.seek(0, 2) > MAX_CSV:
         raise ValidationFailed("the CSV file is larger than 256 MiB", hint="split it")
+    raw.seek(0)
     with acting(app, tok, tenant) as (ctx, actor):
         report = csvio.import_customers(ctx, actor, raw, dry_run=dry_run,
                                         source=file.filename or "upload")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -147,43 +149,79 @@ _CELLS = {
 }
 
 
-def test_column_by_column_shaping_equals_the_row_by_row_path(world: World) -> None:
-    """Every row the fast path accepts is shaped exactly as ``records.shape`` shapes it,
-    and it accepts every valid row; rows of the wrong width take the row-by-row path."""
-    import random
-
-    configured(world)
+def _both_paths(world: World, header: list[str], body: list[list[str]]) -> int:
+    """Shape ``body`` column by column and row by row; assert they agree; the rows accepted."""
     actor = world.actor("acme")
-    rng = random.Random(7)
-    header = list(_CELLS)
-    body = [[rng.choice(_CELLS[k]) for k in header] for _ in range(600)]
-    body += [body[0][:5], [*body[1], "extra"]]
+    numbered = list(enumerate(body, start=2))
     with world.app.transaction() as ctx:
         from provisioner.services.crm import scope
         doc = scope.config(ctx, actor.tenant_id)
         keys, problems = csvio._header_map(doc, header)
         assert not problems
-        fast = csvio._fast_shape(doc, keys, body)
-        accepted = 0
-        for number, (cells, done) in enumerate(zip(body, fast, strict=True), start=2):
-            found: list[csvio.Problem] = []
-            data = csvio._row_values(doc, keys, cells, number, header, found)
-            slow: tuple[dict[str, object], str] | None = None
-            if data is not None:
-                company, bad = data.pop("_company"), data.pop("_bad")
-                try:
-                    values = records.shape(ctx, actor, doc, records.TYPES["contact"], data,
-                                           None)
-                except ValidationFailed:
-                    pass
-                else:
-                    slow = None if bad else (values, company)
-            if len(cells) != len(header):
-                assert done is None
-            else:
-                assert done == slow, (number, cells)
-                accepted += done is not None
-    assert accepted >= 5  # (the others have a bad cell: both paths refuse them)
+        shaped, found = csvio.shape_rows(doc, keys, header, numbered)
+        slow: list[tuple[dict[str, object], str]] = []
+        slow_found: list[csvio.Problem] = []
+        for number, cells in numbered:
+            done, row_problems = csvio.shape_row(ctx, actor, doc, keys, header, number, cells)
+            if done is not None:
+                slow.append(done)
+            slow_found += row_problems
+    assert shaped == slow
+    assert sorted(found, key=lambda p: p.row) == slow_found
+    return len(shaped)
+
+
+def test_column_by_column_shaping_equals_the_row_by_row_path(world: World) -> None:
+    """Column by column, every row is shaped exactly as ``records.shape`` shapes it and
+    words exactly its problems; rows of the wrong width included."""
+    import random
+
+    configured(world)
+    rng = random.Random(7)
+    header = list(_CELLS)
+    body = [[rng.choice(_CELLS[k]) for k in header] for _ in range(600)]
+    body += [body[0][:5], [*body[1], "extra"]]
+    assert _both_paths(world, header, body) >= 5  # (the others have a bad cell)
+
+
+_RULES = [
+    {"phone_format": "hyphen", "normalize_width": True, "postal_code_check": True,
+     "company_suffix": "kabushiki_kaisha"},
+    {"phone_format": "digits", "normalize_width": False, "postal_code_check": False,
+     "company_suffix": "as_entered"},
+]
+
+
+@pytest.mark.parametrize("rules", range(len(_RULES)))
+@pytest.mark.parametrize("mode", ["corporate", "individual"])
+def test_generated_rows_shape_the_same_both_ways(world: World, rules: int, mode: str) -> None:
+    """Generated rows (good, bad, short, long; any text) under other input rules and
+    modes: the column-by-column path gives every row's values and problems exactly as the
+    row-by-row path (``records.shape``)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    configured(world)
+    data = world.config("acme")
+    world.set_config("acme", {"mode": mode,
+                              "input_rules": {**data["input_rules"], **_RULES[rules]}})
+    cells = {**_CELLS, "postal_code": ["150-0001", "１５００００１", "999-9999", "", "abc"],
+             "address": ["", "東京都港区"]}
+    header = list(cells)
+
+    def cell(key: str) -> st.SearchStrategy[str]:
+        return st.one_of(st.sampled_from(cells[key]), st.text(max_size=8))
+
+    row = st.tuples(*(cell(k) for k in header), st.integers(-3, 1)).map(
+        lambda r: list(r[:-1])[:len(header) + r[-1]] if r[-1] < 0 else
+        [*r[:-1], "x"] if r[-1] else list(r[:-1]))
+
+    @settings(max_examples=25, deadline=None, derandomize=True)
+    @given(st.lists(row, min_size=1, max_size=30))
+    def check(body: list[list[str]]) -> None:
+        _both_paths(world, header, body)
+
+    check()
 
 
 @pytest.mark.parametrize("copy", [True, False])
@@ -235,3 +273,85 @@ def test_an_import_as_a_role_under_row_level_security_inserts_instead_of_copying
             assert search.search(ctx, actor, Query(q="1234")).total == 1
     with world.app.transaction() as ctx:
         assert search.search(ctx, world.actor("acme"), Query(q="山田商事")).total == 2
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def _count(world: World) -> int:
+    actor = world.actor("acme")
+    with world.app.transaction() as ctx:
+        return search.search(ctx, actor, Query()).total
+
+
+def test_a_file_is_imported_block_by_block_all_or_nothing(world: World, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """A file (not its bytes) is read a block at a time; a bad row in a later block, after
+    earlier blocks were written, still leaves nothing behind, and every bad row is named."""
+    monkeypatch.setattr(csvio, "_BATCH", 40)
+    configured(world)
+    lines = ["氏名,電話番号,ランク"] + [f"田中 {i},03-{1000 + i}-0000,gold" for i in range(200)]
+    lines[150] = "山田,03-1,platinum"
+    lines[190] = ",,"  # blank: skipped, not renumbered
+    lines[195] = ",03-1111-2222,"
+    path = tmp_path / "customers.csv"
+    path.write_bytes("\r\n".join(lines).encode("cp932"))
+    for dry_run in (False, True):
+        with path.open("rb") as raw, pytest.raises(ValidationFailed) as exc:
+            _import_file(world, raw, dry_run)
+        assert exc.value.message == "2 of 199 rows are not valid; nothing was imported"
+        assert exc.value.problems == [
+            "row 151, ランク: 'platinum' is not an active value of picklist 'rank' "
+            "(gold, silver)", "row 196, 氏名: required"]
+    assert _count(world) == 0
+    del lines[195], lines[150]
+    path.write_bytes("\r\n".join(lines).encode("cp932"))
+    with path.open("rb") as raw:
+        report = _import_file(world, raw, False)
+    assert (report.rows, report.created, report.encoding) == (197, 197, "cp932")
+    assert _count(world) == 197
+
+
+def _import_file(world: World, raw: BinaryIO, dry_run: bool) -> csvio.ImportReport:
+    actor = world.actor("acme")
+    with world.app.transaction() as ctx:
+        return csvio.import_customers(ctx, actor, raw, dry_run=dry_run)
+
+
+def test_a_refusal_lists_the_first_problems_and_counts_every_bad_row(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(csvio, "MAX_PROBLEMS", 5)
+    monkeypatch.setattr(csvio, "_BATCH", 7)
+    configured(world)
+    raw = "\r\n".join(["氏名,ランク"] + ["田中,platinum"] * 30).encode()
+    with pytest.raises(ValidationFailed) as exc:
+        _import(world, raw, dry_run=True)
+    assert exc.value.message == "30 of 30 rows are not valid; nothing was imported"
+    assert len(exc.value.problems) == 6
+    assert exc.value.problems[0].startswith("row 2, ランク: 'platinum'")
+    assert exc.value.problems[-1] == ("... 25 more problems (the first 5 are listed; fix them "
+                                      "and run --dry-run again)")
+
+
+def test_export_to_a_file_writes_what_export_returns(world: World, tmp_path: Path) -> None:
+    configured(world)
+    _import(world, GOOD.encode())
+    actor = world.actor("acme")
+    for encoding in ("utf-8-sig", "cp932"):
+        path = tmp_path / f"out-{encoding}.csv"
+        with world.app.transaction() as ctx, path.open("wb") as out:
+            rows = csvio.export_to(ctx, actor, "customers", Query(), out, encoding=encoding)
+            data = csvio.export(ctx, actor, "customers", Query(), encoding=encoding)
+        assert rows == 2
+        assert path.read_bytes() == data
+
+
+def test_an_imported_postal_code_fills_an_empty_address(world: World) -> None:
+    """As a create does (the same rule): the column-by-column path once skipped it."""
+    configured(world)
+    _import(world, "氏名,郵便番号,住所\r\n田中,150-0001,\r\n鈴木,150-0001,大阪府\r\n".encode())
+    actor = world.actor("acme")
+    with world.app.transaction() as ctx:
+        found = {r["name"]: r["address"] for r in search.search(ctx, actor, Query()).items}
+    assert found == {"田中": "東京都渋谷区神宮前", "鈴木": "大阪府"}

@@ -9,24 +9,30 @@ Import: the encoding is detected (UTF-8 with BOM, UTF-8, else CP932); headers
 match the configured labels (``氏名``, ``メモ1``, a checkbox's label) or the field
 keys (``name``, ``memo_1``, ``checkbox_1``, ``company``). Every row is validated
 like a single create (input rules, picklists, enabled checkboxes,
-classifications); if any row is bad nothing is written (all-or-nothing) and the
-error lists every bad row with its row number, column and reason. Rows are then
-inserted in batches (``COPY`` on PostgreSQL, else ``executemany``: see
-:func:`provisioner.db.bulk.insert_rows`) with their change-log rows and indexed
-for search in the same transaction (searchable as soon as it commits); the
-import is access-logged.
+classifications: the same per-field coercers, :mod:`~provisioner.services.crm.coerce`,
+applied column by column); if any row is bad nothing is written (all-or-nothing) and
+the error counts every bad row and lists the first :data:`MAX_PROBLEMS` problems with
+their row number, column and reason. The file is read as it goes (a seekable file, or
+bytes): its encoding in one chunked pass, then its rows a block of :data:`_BATCH` at a
+time, each block shaped and inserted (``COPY`` on PostgreSQL, else ``executemany``: see
+:func:`provisioner.db.bulk.insert_rows`) with its change-log rows and indexed for search, all
+in the caller's one transaction; after a bad row nothing more is written and the
+refusal rolls back what was. Memory stays bounded whatever the file's size (measured
+by ``bench/bench_stream.py``). The import is access-logged.
 
 Export: chosen columns in the chosen order, headed by the configured labels,
-filtered by a search; UTF-8 with BOM (Excel-friendly) by default or CP932.
+filtered by a search; UTF-8 with BOM (Excel-friendly) by default or CP932;
+:func:`export_to` writes to a file as the rows are read.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import Table, select
 
@@ -40,15 +46,9 @@ from provisioner.errors import ValidationFailed, excerpt
 from provisioner.services import audit
 from provisioner.services.actors import Actor
 from provisioner.services.crm import display, records, scope, search_index, tally
+from provisioner.services.crm.coerce import Fields, Refused
 from provisioner.services.crm.search import Query, conditions, order_by
-from provisioner.services.crm.text import (
-    company_suffix,
-    format_phone,
-    formula_safe,
-    name_key,
-    nfkc,
-    phone_digits,
-)
+from provisioner.services.crm.text import company_suffix, formula_safe, name_key, nfkc, phone_digits
 from provisioner.services.provisioning import quotas
 from provisioner.services.transaction import Context
 
@@ -102,42 +102,82 @@ MAX_COLUMNS = 500
 
 
 def decode(raw: bytes) -> tuple[str, str]:
-    """The text and the encoding it was in: UTF-8 with BOM, UTF-8, else CP932.
+    """The text and the encoding it was in (see :func:`open_text`)."""
+    text, encoding = open_text(raw)
+    try:
+        return text.read(), encoding
+    finally:
+        text.detach()
+
+
+def open_text(source: bytes | IO[bytes]) -> tuple[io.TextIOWrapper, str]:
+    """A seekable file (or bytes) as text, and its encoding: UTF-8 with BOM, UTF-8, else
+    CP932, found in one pass of bounded memory before the text is read.
 
     A file mixing UTF-8 and CP932 lines is refused (naming a line of each), and so is
-    a NUL character (naming its line): neither can be imported as the user meant.
+    a NUL character (naming its line): neither can be imported as the user meant. The
+    caller detaches the text from ``source`` when done.
     """
-    if raw.startswith(b"\xef\xbb\xbf"):
-        text, encoding = _decoded(raw[3:], "utf-8"), "utf-8-sig"
-    else:
-        try:
-            text, encoding = raw.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            _refuse_mixed(raw)
-            text, encoding = _decoded(raw, "cp932"), "cp932"
-    at = text.find("\x00")
-    if at >= 0:
+    stream: IO[bytes] = io.BytesIO(source) if isinstance(source, bytes) else source
+    start = stream.tell()
+    bom = stream.read(3) == b"\xef\xbb\xbf"
+    if not bom:
+        stream.seek(start)
+    body = stream.tell()
+    nul = _utf8_or_nul(stream, "utf-8-sig" if bom else None)
+    encoding = "utf-8-sig" if bom else "utf-8"
+    if nul is _NOT_UTF8:
+        stream.seek(body)
+        _refuse_mixed(stream)
+        stream.seek(body)
+        nul = _utf8_or_nul(stream, "cp932")
+        encoding = "cp932"
+    if nul:
         raise ValidationFailed(
-            f"line {text.count(chr(10), 0, at) + 1} contains a NUL character (U+0000)",
+            f"line {nul} contains a NUL character (U+0000)",
             hint="remove the NUL characters (is the file UTF-16? save it as 'CSV UTF-8')")
-    return text, encoding
+    stream.seek(body)
+    return io.TextIOWrapper(stream, encoding="utf-8" if bom else encoding, newline=""), \
+        encoding
 
 
-def _decoded(raw: bytes, encoding: str) -> str:
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        what = "not UTF-8" if encoding == "utf-8" else "neither UTF-8 nor CP932"
-        raise ValidationFailed(
-            f"the file is {what} (byte {exc.start}, line {line})",
-            hint="save it from Excel as 'CSV UTF-8' or 'CSV (comma separated)'") from None
+_NOT_UTF8 = -1
+_CHUNK = 1 << 20
 
 
-def _refuse_mixed(raw: bytes) -> None:
+def _utf8_or_nul(stream: IO[bytes], refuse: str | None) -> int:
+    """Decode the rest of ``stream`` in chunks (UTF-8, or CP932 when ``refuse`` says so);
+    the line of its first NUL (0: none), or :data:`_NOT_UTF8` for a file that is not
+    UTF-8 when ``refuse`` is None. With ``refuse``, a byte that does not decode is a
+    ValidationFailed naming its byte and line."""
+    decoder = codecs.getincrementaldecoder("cp932" if refuse == "cp932" else "utf-8")()
+    offset = lines = nul = 0
+    while True:
+        chunk = stream.read(_CHUNK)
+        pending = len(decoder.getstate()[0])
+        try:
+            decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as exc:
+            if refuse is None:
+                return _NOT_UTF8
+            at = offset - pending + exc.start
+            line = lines + chunk.count(b"\n", 0, max(0, exc.start - pending)) + 1
+            what = "neither UTF-8 nor CP932" if refuse == "cp932" else "not UTF-8"
+            raise ValidationFailed(
+                f"the file is {what} (byte {at}, line {line})",
+                hint="save it from Excel as 'CSV UTF-8' or 'CSV (comma separated)'") from None
+        if not chunk:
+            return nul
+        if not nul and (at := chunk.find(b"\x00")) >= 0:
+            nul = lines + chunk.count(b"\n", 0, at) + 1
+        offset += len(chunk)
+        lines += chunk.count(b"\n")
+
+
+def _refuse_mixed(lines: Iterable[bytes]) -> None:
     """A file that is not UTF-8 as a whole but has non-ASCII lines that are: mixed."""
     utf8 = cp932 = 0
-    for number, line in enumerate(raw.split(b"\n"), start=1):
+    for number, line in enumerate(lines, start=1):
         if line.isascii():
             continue
         try:
@@ -152,29 +192,54 @@ def _refuse_mixed(raw: bytes) -> None:
                 "(Shift_JIS)", hint="save the whole file in one encoding ('CSV UTF-8')")
 
 
+#: the longest cell read at all (its length is then reported with its row and column)
+MAX_READ_CELL = 1 << 24
+
+
+def _records(text: IO[str]) -> Iterator[list[str]]:
+    """The CSV records of ``text``, read as they come."""
+    if csv.field_size_limit() < MAX_READ_CELL:  # only ever raised: other readers lose nothing
+        csv.field_size_limit(MAX_READ_CELL)
+    reader = csv.reader(text)
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise ValidationFailed(f"line {reader.line_num}: {exc}",
+                               hint=f"a cell may hold at most {MAX_CELL:,} characters") from None
+
+
+def _long_cells(number: int, cells: Sequence[str], header: Sequence[str]) -> list[Problem]:
+    """The cells of a row over :data:`MAX_CELL` characters, named by their column."""
+    def column(index: int) -> str | int:
+        return header[index] if index < len(header) and number > 1 else index + 1
+    return [Problem(number, f"column {excerpt(column(index), 40)}",
+                    f"{len(cell):,} characters, more than the {MAX_CELL:,} a cell may hold")
+            for index, cell in enumerate(cells) if len(cell) > MAX_CELL]
+
+
+def _check_header(header: Sequence[str]) -> None:
+    if len(header) > MAX_COLUMNS:
+        raise ValidationFailed(
+            f"the header has {len(header):,} columns; at most {MAX_COLUMNS} are allowed",
+            hint="the first line must be the header of the customer columns")
+
+
+def _too_long(problems: list[Problem]) -> ValidationFailed:
+    return ValidationFailed(f"{len(problems)} cell(s) are too long; nothing was imported",
+                            problems=[str(p) for p in problems])
+
+
 def read_rows(text: str) -> list[list[str]]:
     """The file's rows; refuses a header over :data:`MAX_COLUMNS` columns and any cell over
-    :data:`MAX_CELL` characters with its row and column (the csv module's own field
-    limit, 131,072 characters, would be an internal error)."""
-    if csv.field_size_limit() <= len(text):  # only ever raised: other readers lose nothing
-        csv.field_size_limit(len(text) + 1)
-    rows = list(csv.reader(io.StringIO(text, newline="")))
-    if rows and len(rows[0]) > MAX_COLUMNS:
-        raise ValidationFailed(
-            f"the header has {len(rows[0]):,} columns; at most {MAX_COLUMNS} are allowed",
-            hint="the first line must be the header of the customer columns")
+    :data:`MAX_CELL` characters with its row and column."""
+    rows = list(_records(io.StringIO(text, newline="")))
+    if rows:
+        _check_header(rows[0])
     header = rows[0] if rows else []
-    problems = []
-    for number, cells in enumerate(rows, start=1):
-        for index, cell in enumerate(cells):
-            if len(cell) > MAX_CELL:
-                column = header[index] if index < len(header) and number > 1 else index + 1
-                problems.append(Problem(number, f"column {excerpt(column, 40)}",
-                                        f"{len(cell):,} characters, more than the {MAX_CELL:,} "
-                                        "a cell may hold"))
+    problems = [p for number, cells in enumerate(rows, start=1)
+                for p in _long_cells(number, cells, header)]
     if problems:
-        raise ValidationFailed(f"{len(problems)} cell(s) are too long; nothing was imported",
-                               problems=[str(p) for p in problems])
+        raise _too_long(problems)
     return rows
 
 
@@ -225,154 +290,178 @@ def _header_map(doc: ConfigDocument, header: Sequence[str]) -> tuple[list[str | 
     return keys, problems
 
 
-def _row_values(doc: ConfigDocument, keys: list[str | None], cells: list[str], number: int,
-                header: Sequence[str], problems: list[Problem]) -> dict[str, Any] | None:
+def _flag(cell: str) -> bool | None:
+    """A checkbox cell: checked, not checked, or None (not a checkbox value)."""
+    flag = nfkc(cell).lower()
+    return True if flag in _TRUE else False if flag in _FALSE else None
+
+
+def _not_a_flag(cell: str) -> str:
+    return f"{cell!r} is not a checkbox value (1/0, true/false, ✓)"
+
+
+def _codes(cell: str) -> list[str]:
+    """A classifications cell (``a;b`` or ``a,b``) as the list of codes a create takes."""
+    return [c for c in nfkc(cell).replace(";", ",").split(",") if c]
+
+
+_INDIVIDUAL = "this tenant is in individual mode (no companies)"
+
+
+def _problems(number: int, label_of: dict[str | None, str], found: list[str]) -> list[Problem]:
+    """``"field: reason"`` problems as the file's: under the column's header."""
+    out = []
+    for text in found:
+        key, _, reason = text.partition(": ")
+        out.append(Problem(number, str(label_of.get(key, key)), reason or key))
+    return out
+
+
+def shape_row(ctx: Context, actor: Actor, doc: ConfigDocument, keys: list[str | None],
+              header: Sequence[str], number: int, cells: list[str]
+              ) -> tuple[tuple[dict[str, Any], str] | None, list[Problem]]:
+    """One row as a create shapes it (:func:`records.shape`): its ``(values, company)``,
+    or None, and its problems. The reference for :func:`shape_rows`, which must give
+    every row exactly this (tested)."""
+    if len(cells) > len(keys):
+        return None, [Problem(number, "-", f"{len(cells)} cells but {len(keys)} columns")]
+    problems: list[Problem] = []
     data: dict[str, Any] = {}
     checks: dict[str, bool] = {}
     company = ""
-    bad = False
-    if len(cells) > len(keys):
-        problems.append(Problem(number, "-", f"{len(cells)} cells but {len(keys)} columns"))
-        return None
     for key, text, cell in zip(keys, header, cells, strict=False):
         if key is None:
             continue
         if key.startswith("checkbox_"):
-            flag = nfkc(cell).lower()
-            if flag in _TRUE:
+            flag = _flag(cell)
+            if flag is None:
+                problems.append(Problem(number, text, _not_a_flag(cell)))
+            elif flag:
                 checks[key[9:]] = True
-            elif flag not in _FALSE:
-                problems.append(Problem(number, text, f"{cell!r} is not a checkbox value "
-                                                      "(1/0, true/false, ✓)"))
-                bad = True
         elif key == "company":
             company = cell.strip()
         elif key == "classifications":
-            data[key] = [c for c in nfkc(cell).replace(";", ",").split(",") if c]
+            data[key] = _codes(cell)
         else:
             data[key] = cell
     if checks:
-        data["checkboxes"] = {k: True for k in checks}
+        data["checkboxes"] = checks
     if company and doc.mode == "individual":
-        problems.append(Problem(number, "company", "this tenant is in individual mode (no "
-                                                  "companies)"))
-        bad = True
-    data["_company"] = company
-    data["_bad"] = bad
-    return data
+        problems.append(Problem(number, "company", _INDIVIDUAL))
+    try:
+        values = records.shape(ctx, actor, doc, records.TYPES["contact"], data, None)
+    except ValidationFailed as exc:
+        label_of = dict(zip(keys, header, strict=False))
+        return None, problems + _problems(number, label_of, exc.problems or [exc.message])
+    return (None if problems else (values, company)), problems
 
 
-_BAD: Any = object()  # a cell the fast path leaves to the row-by-row path
-
-
-def _fast_shape(doc: ConfigDocument, keys: list[str | None],
-                body: list[list[str]]) -> list[tuple[dict[str, Any], str] | None]:
-    """Each row's ``(values, company)`` exactly as :func:`records.shape` would give them
-    for a create, computed column by column (each distinct cell of a column once).
-
-    ``None`` for a row this path does not accept -- one with a problem, or with
-    missing or extra cells: those rows take the row-by-row path, which words
-    the problems.
-    """
-    out: list[tuple[dict[str, Any], str] | None] = [None] * len(body)
-    full = [i for i, cells in enumerate(body) if len(cells) == len(keys)]
-    if not full:
-        return out
-    fields = records.TYPES["contact"].fields
-    rules = doc.input_rules
-    enabled = {c.index for c in doc.checkboxes if c.enabled}
-    picklists = {pl.code: {v.code for v in pl.values if v.active} for pl in doc.picklists}
-    picked = {f"memo_{m.index}": m.picklist for m in doc.memo_fields
-              if m.type == "picklist" and m.picklist}
-    picked["sex"] = "sex"
-    allowed_codes = {n.code for n in doc.classifications.customer}
-    names: list[str] = []
-    values: list[list[Any]] = []
-    company: list[str] = [""] * len(full)
-    mask: list[int] = [0] * len(full)
-    bad = [False] * len(full)
-    columns = list(zip(*(body[i] for i in full), strict=True))
-    for key, cells in zip(keys, columns, strict=True):
-        if key is None:
+def shape_rows(doc: ConfigDocument, keys: list[str | None], header: Sequence[str],
+               numbered: Sequence[tuple[int, list[str]]]
+               ) -> tuple[list[tuple[dict[str, Any], str]], list[Problem]]:
+    """The valid rows' ``(values, company)`` and every problem of the others: each row
+    exactly as :func:`shape_row` gives it, computed column by column with the same field
+    coercers (:class:`~provisioner.services.crm.coerce.Fields`), each distinct cell once."""
+    width = len(keys)
+    problems: list[Problem] = []
+    rows: list[tuple[int, list[str]]] = []
+    for number, cells in numbered:
+        if len(cells) > width:
+            problems.append(Problem(number, "-", f"{len(cells)} cells but {width} columns"))
+        else:  # a missing cell is an empty one (as a create without the field)
+            rows.append((number, cells if len(cells) == width
+                         else [*cells, *[""] * (width - len(cells))]))
+    if not rows:
+        return [], problems
+    fields = Fields(doc, records.TYPES["contact"])
+    table = _Columns(fields, len(rows))
+    columns = zip(*(c for _, c in rows), strict=True)
+    for key, text, column in zip(keys, header, columns, strict=True):
+        if key is not None:
+            table.add(key, text, column)
+    label_of = dict(zip(keys, header, strict=False))
+    individual = doc.mode == "individual"
+    flagged = {*table.refused, *table.cell, *table.boxes}
+    if individual:
+        flagged.update(n for n, company in enumerate(table.company) if company)
+    names, masks, companies, finish = table.names, table.mask, table.company, fields.finish
+    shaped: list[tuple[dict[str, Any], str]] = []
+    for n, row in enumerate(table.rows()):
+        found = table.refused.get(n) if n in flagged else None
+        values = dict(zip(names, row, strict=False)) if found is None else {
+            k: v for k, v in zip(names, row, strict=False) if v.__class__ is not Refused}
+        if masks[n]:
+            values["checkboxes"] = masks[n]
+        late: list[str] = []
+        finish(values, None, late)
+        if not late and n not in flagged:
+            shaped.append((values, companies[n]))
             continue
+        number = rows[n][0]
+        problems += [Problem(number, column, reason) for column, reason in table.cell.get(n, [])]
+        if individual and companies[n]:
+            problems.append(Problem(number, "company", _INDIVIDUAL))
+        problems += _problems(number, label_of, [*(found or []), *table.boxes.get(n, []), *late])
+    return shaped, problems
+
+
+class _Columns:
+    """The coerced columns of a block of rows (see :func:`shape_rows`)."""
+
+    def __init__(self, fields: Fields, count: int) -> None:
+        self.fields = fields
+        self.count = count
+        self.names: list[str] = []
+        self.values: list[list[Any]] = []
+        self.company = [""] * count
+        self.mask = [0] * count
+        #: row -> its problems, by kind: a cell that is no value, a refused field, a checkbox
+        self.cell: dict[int, list[tuple[str, str]]] = {}
+        self.refused: dict[int, list[str]] = {}
+        self.boxes: dict[int, list[str]] = {}
+
+    def add(self, key: str, text: str, cells: Sequence[str]) -> None:
         if key == "company":
-            company = [c.strip() for c in cells]
-            if doc.mode == "individual":
-                bad = [b or bool(c) for b, c in zip(bad, company, strict=True)]
-            continue
-        if key.startswith("checkbox_"):
-            index = int(key[9:])
-            flags = {}
-            for cell in set(cells):
-                flag = nfkc(cell).lower()
-                flags[cell] = ((1 << (index - 1) if index in enabled else _BAD)
-                               if flag in _TRUE else 0 if flag in _FALSE else _BAD)
-            bits = [flags[c] for c in cells]
-            bad = [b or v is _BAD for b, v in zip(bad, bits, strict=True)]
-            mask = [m | v if v is not _BAD else m for m, v in zip(mask, bits, strict=True)]
-            continue
-        allowed = picklists.get(picked.get(key, ""))
-        column: list[Any]
-        if _plain_text(key, fields[key], rules, allowed, cells):
-            column = list(map(nfkc, cells))  # what _fast_cell gives such a cell
+            self.company = [c.strip() for c in cells]
+        elif key.startswith("checkbox_"):
+            self._checkbox(int(key[9:]), text, cells)
         else:
-            cache: dict[str, Any] = {}
-            column = []
-            for cell in cells:
-                value = cache.get(cell, _BAD)
-                if value is _BAD and cell not in cache:
-                    value = cache[cell] = _fast_cell(key, fields[key], cell, rules, allowed,
-                                                     allowed_codes)
-                column.append(value)
-        names.append(key)
-        values.append(column)
-    for n, (i, row) in enumerate(zip(full, zip(*values, strict=True) if values
-                                     else [()] * len(full), strict=True)):
-        if bad[n] or _BAD in row:
-            continue
-        shaped = dict(zip(names, row, strict=True))
-        if mask[n]:
-            shaped["checkboxes"] = mask[n]
-        out[i] = (shaped, company[n])
-    return out
+            column = self.fields.column(key, cells, _codes if key == "classifications"
+                                        else None)
+            if Refused in map(type, column):
+                for n, value in enumerate(column):
+                    if value.__class__ is Refused:
+                        self.refused.setdefault(n, []).extend(value.problems)
+            self.names.append(key)
+            self.values.append(column)
+
+    def _checkbox(self, index: int, text: str, cells: Sequence[str]) -> None:
+        bits: dict[str, Any] = {}
+        for cell in set(cells):
+            flag = _flag(cell)
+            try:
+                bits[cell] = _not_a_flag(cell) if flag is None else \
+                    self.fields.checkbox(index, True) if flag else 0
+            except Refused as exc:
+                bits[cell] = exc
+        if all(v.__class__ is int for v in bits.values()):
+            self.mask = [m | bits[c] for m, c in zip(self.mask, cells, strict=True)]
+            return
+        for n, cell in enumerate(cells):
+            bit = bits[cell]
+            if bit.__class__ is int:
+                self.mask[n] |= bit
+            elif isinstance(bit, Refused):
+                self.boxes.setdefault(n, []).extend(bit.problems)
+            else:
+                self.cell.setdefault(n, []).append((text, bit))
+
+    def rows(self) -> Iterable[tuple[Any, ...]]:
+        return zip(*self.values, strict=True) if self.values else iter([()] * self.count)
 
 
-def _plain_text(key: str, kind: str, rules: Any, allowed: set[str] | None,
-                cells: Sequence[str]) -> bool:
-    """Whether :func:`_fast_cell` of every cell of this column is just ``nfkc(cell)``: a
-    text column without a rule of its own (not the name, a phone number, the e-mail, a
-    picklist), width normalised, and no cell over the length limit."""
-    return (kind in ("str", "text") and allowed is None and rules.normalize_width
-            and key not in ("name", "phone", "mobile", "fax", "email", "note",
-                            "classifications")
-            and max(map(len, cells), default=0) <= (200 if kind == "str" else 20000))
-
-
-def _fast_cell(key: str, kind: str, cell: str, rules: Any, allowed: set[str] | None,
-               codes: set[str]) -> Any:
-    """One cell's shaped value, or :data:`_BAD` (see :func:`records.shape`)."""
-    if key == "classifications":
-        found = [c for c in nfkc(cell).replace(";", ",").split(",") if c]
-        if any(c not in codes for c in found):
-            return _BAD
-        return "," + ",".join(dict.fromkeys(found)) + "," if found else ""
-    if kind == "date":
-        value = nfkc(cell)
-        return value if not value or records.DATE.match(value) else _BAD
-    if len(cell) > (200 if kind == "str" else 20000):
-        return _BAD
-    value = nfkc(cell) if rules.normalize_width and key != "note" else cell
-    if key == "name" and not value:
-        return _BAD
-    if key in ("phone", "mobile", "fax") and value:
-        value = format_phone(value, rules.phone_format)
-        if key != "fax" and len(phone_digits(value)) > 20:
-            return _BAD
-    if key == "email" and value and not records.EMAIL.match(value):
-        return _BAD
-    if allowed is not None and value and value not in allowed:
-        return _BAD
-    return value
+#: the problems a refused import lists (every bad row is counted; the list stops there)
+MAX_PROBLEMS = 1000
 
 
 def _coded(doc: ConfigDocument, keys: Sequence[str | None],
@@ -398,91 +487,140 @@ def _coded(doc: ConfigDocument, keys: Sequence[str | None],
     return out
 
 
-def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = False,
-                     source: str = "upload",
+def import_customers(ctx: Context, actor: Actor, raw: bytes | IO[bytes], *,
+                     dry_run: bool = False, source: str = "upload",
                      progress: Callable[[int], None] | None = None) -> ImportReport:
+    """Import a CSV file (bytes, or a seekable binary file read as it goes: memory stays
+    bounded whatever its size); see the module docstring."""
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "import", "import customers")
-    text, encoding = decode(raw)
+    text, encoding = open_text(raw)
+    try:
+        return _import(ctx, actor, text, encoding, dry_run=dry_run, source=source,
+                       progress=progress)
+    finally:
+        text.detach()
+
+
+def _import(ctx: Context, actor: Actor, text: IO[str], encoding: str, *, dry_run: bool,
+            source: str, progress: Callable[[int], None] | None) -> ImportReport:
+    """Rows are read, shaped and written :data:`_BATCH` at a time, in the caller's one
+    transaction: after the first bad row nothing more is written, every row is still
+    checked, and the error rolls back what was written (all or nothing)."""
     doc = scope.config(ctx, actor.tenant_id)
-    rows = read_rows(text)
-    if not rows:
+    rows = _records(text)
+    header = next(rows, None)
+    if header is None:
         raise ValidationFailed("the file is empty", hint="the first line must be the header")
-    # row numbers as the file (and Excel) counts them: blank lines are skipped, not renumbered
-    numbered = [(n, r) for n, r in enumerate(rows[1:], start=2) if any(c.strip() for c in r)]
-    header = rows[0]
+    _check_header(header)
+    too_long = _long_cells(1, header, header)
     keys, problems = _header_map(doc, header)
-    numbered = _coded(doc, keys, numbered)  # an export's labels read back as codes
-    body = [r for _, r in numbered]
-    report = ImportReport(encoding=encoding, rows=len(body), dry_run=dry_run, problems=problems)
-    if problems:
+    if problems and not too_long:
         raise ValidationFailed("the header is not valid", problems=[str(p) for p in problems])
-    label_of = dict(zip(keys, header, strict=False))
-    contact_type = records.TYPES["contact"]
-    shaped: list[tuple[dict[str, Any], str]] = []
-    fast = _fast_shape(doc, keys, body)
-    for seen, ((number, cells), done) in enumerate(zip(numbered, fast, strict=True), start=1):
-        if done is not None:  # valid, shaped column by column
-            shaped.append(done)
-        else:  # the row-by-row path: every problem of the row, worded as for one create
-            data = _row_values(doc, keys, cells, number, header, problems)
-            if data is not None:
-                company = data.pop("_company")
-                bad = data.pop("_bad")
-                try:
-                    values = records.shape(ctx, actor, doc, contact_type, data, None)
-                except ValidationFailed as exc:
-                    for text_problem in exc.problems or [exc.message]:
-                        key, _, reason = text_problem.partition(": ")
-                        problems.append(Problem(number, str(label_of.get(key, key)),
-                                                reason or key))
-                else:
-                    if not bad:
-                        shaped.append((values, company))
-        if progress is not None and seen % 1000 == 0:
-            progress(1000)
-    if problems:
-        problems.sort(key=lambda p: p.row)
-        raise ValidationFailed(
-            f"{len({p.row for p in problems})} of {len(body)} rows are not valid; nothing "
-            "was imported", problems=[str(p) for p in problems],
+    report = ImportReport(encoding=encoding, rows=0, dry_run=dry_run)
+    writer = None if dry_run else _Writer(ctx, actor, doc, source, report)
+    found = _Found()
+    # row numbers as the file (and Excel) counts them: blank lines are skipped, not renumbered
+    for block in _blocks(rows):
+        for number, cells in block:
+            too_long += _long_cells(number, cells, header)
+        report.rows += len(block)
+        if too_long:
+            continue
+        block = _coded(doc, keys, block)  # an export's labels read back as codes
+        shaped, bad = shape_rows(doc, keys, header, block)
+        found.add(bad)
+        if writer is not None and not found.rows:
+            writer.write(shaped)
+        if progress is not None:
+            progress(len(block))
+    if too_long:
+        raise _too_long(too_long)
+    if found.rows:
+        raise found.error(report.rows)
+    if writer is not None:
+        writer.finish()
+    return report
+
+
+def _blocks(rows: Iterator[list[str]]) -> Iterator[list[tuple[int, list[str]]]]:
+    """The non-blank rows after the header, numbered, :data:`_BATCH` at a time."""
+    block: list[tuple[int, list[str]]] = []
+    for number, cells in enumerate(rows, start=2):
+        if any(c.strip() for c in cells):
+            block.append((number, cells))
+            if len(block) == _BATCH:
+                yield block
+                block = []
+    if block:
+        yield block
+
+
+@dataclass
+class _Found:
+    """The problems of an import: every bad row counted, the first :data:`MAX_PROBLEMS`
+    problems kept."""
+
+    rows: int = 0
+    problems: int = 0
+    listed: list[Problem] = field(default_factory=list)
+
+    def add(self, problems: list[Problem]) -> None:
+        if problems:
+            problems.sort(key=lambda p: p.row)
+            self.rows += len({p.row for p in problems})
+            self.problems += len(problems)
+            self.listed += problems[:MAX_PROBLEMS - len(self.listed)]
+
+    def error(self, rows: int) -> ValidationFailed:
+        listed = [str(p) for p in self.listed]
+        if self.problems > len(listed):
+            listed.append(f"... {self.problems - len(listed):,} more problems (the first "
+                          f"{MAX_PROBLEMS:,} are listed; fix them and run --dry-run again)")
+        return ValidationFailed(
+            f"{self.rows} of {rows} rows are not valid; nothing was imported", problems=listed,
             hint="fix the rows and import again (--dry-run checks without writing)")
-    if dry_run:
-        return report
-    # each customer is a contact row and a change-log row; new companies at most one each
-    quotas.require_room_for_records(
-        ctx, actor.tenant_id, 2 * len(shaped) + len({c for _, c in shaped if c}),
-        what=f"importing {len(shaped)} customers")
-    companies = _companies(ctx, actor, doc, {c for _, c in shaped if c}, report)
-    crashpoint("csv.after_companies")
-    now = ctx.clock.now()
-    base = {"tenant_id": actor.tenant_id, "created_at": now, "created_by": actor.login,
-            "updated_at": now, "updated_by": actor.login}
-    defaults = {k: ("" if kind in ("str", "text", "date", "codes") else
-                    0 if kind == "checkboxes" else False if kind == "bool" else None)
-                for k, kind in contact_type.fields.items()}
-    template = {**defaults, **base}
-    conn = ctx.session.connection()
-    builder = search_index.Builder(conn, actor.tenant_id)
-    changes = CrmChange.__table__
-    assert isinstance(changes, Table)
-    change_columns = ["tenant_id", "at", "actor", "record_type", "record_id", "action",
-                      "changes", "purpose"]
-    change = (actor.tenant_id, now, actor.login, "contact")
-    created = ("create", {"import": source}, "CSV import")
-    name_keys: dict[str, str] = {}
-    no_company = (None, "")
-    search_text = records.search_text
-    rules = records.rules_for_new_rows(doc, "contact")
-    coerce = _cached(records.coercer(ctx, actor, doc, contact_type, records.NEW_ROW))
-    fields = list(contact_type.fields)
-    run_rules = (rules.batch_runner("contact", "created", fields, coerce=coerce)
-                 if rules is not None else None)  # worked out once per shape of row
-    for start in range(0, len(shaped), _BATCH):
+
+
+class _Writer:
+    """Inserts shaped rows a block at a time: contacts, change log, index, tallies, rules."""
+
+    def __init__(self, ctx: Context, actor: Actor, doc: ConfigDocument, source: str,
+                 report: ImportReport) -> None:
+        self.ctx, self.actor, self.doc, self.source, self.report = ctx, actor, doc, source, report
+        self.contact_type = contact_type = records.TYPES["contact"]
+        self.companies = _CompanyCache(ctx, actor, doc, report)
+        now = self.now = ctx.clock.now()
+        base = {"tenant_id": actor.tenant_id, "created_at": now, "created_by": actor.login,
+                "updated_at": now, "updated_by": actor.login}
+        defaults = {k: ("" if kind in ("str", "text", "date", "codes") else
+                        0 if kind == "checkboxes" else False if kind == "bool" else None)
+                    for k, kind in contact_type.fields.items()}
+        self.template = {**defaults, **base}
+        self.conn = ctx.session.connection()
+        self.builder = search_index.Builder(self.conn, actor.tenant_id)
+        self.name_keys: dict[str, str] = {}
+        rules = records.rules_for_new_rows(doc, "contact")
+        coerce = _cached(records.coercer(ctx, actor, doc, contact_type, records.NEW_ROW))
+        self.run_rules = (rules.batch_runner("contact", "created", list(contact_type.fields),
+                                             coerce=coerce)
+                          if rules is not None else None)  # worked out once per shape of row
+
+    def write(self, shaped: list[tuple[dict[str, Any], str]]) -> None:
+        ctx, actor = self.ctx, self.actor
+        # each customer is a contact row and a change-log row; new companies at most one each
+        quotas.require_room_for_records(
+            ctx, actor.tenant_id, 2 * len(shaped) + len({c for _, c in shaped if c}),
+            what=f"importing {len(shaped)} customers" if not self.report.created else
+            f"importing {len(shaped)} more customers (after {self.report.created:,})")
+        companies = self.companies.ids({c for _, c in shaped if c})
+        crashpoint("csv.after_companies")
         batch: list[dict[str, Any]] = []
         fired: list[tuple[int, list[Any]]] = []
-        for values, company in shaped[start:start + _BATCH]:
-            row = {**template, **values}
+        no_company = (None, "")
+        search_text, name_keys, run_rules = records.search_text, self.name_keys, self.run_rules
+        for values, company in shaped:
+            row = {**self.template, **values}
             company_id, company_name = companies.get(company, no_company)
             row["company_id"] = company_id
             if run_rules is not None:  # a created contact's rules, on the row before it is
@@ -499,24 +637,35 @@ def import_customers(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
             row["mobile_digits"] = phone_digits(mobile) if mobile else ""
             row["search_text"] = search_text(row, company_name)
             batch.append(row)
-        ids = search_index.insert_contacts(conn, actor.tenant_id, batch, builder)
-        bulk.insert_rows(conn, changes, change_columns,
-                                 [(*change, i, *created) for i in ids])
-        tally.add_rows(conn, actor.tenant_id, CrmContact, batch, extra_records=len(ids))
+        if len(name_keys) > 100_000:  # a cache, not a copy of the file
+            name_keys.clear()
+        ids = search_index.insert_contacts(self.conn, actor.tenant_id, batch, self.builder)
+        changes = CrmChange.__table__
+        assert isinstance(changes, Table)
+        change = (actor.tenant_id, self.now, actor.login, "contact")
+        created = ("create", {"import": self.source}, "CSV import")
+        bulk.insert_rows(self.conn, changes, _CHANGE_COLUMNS,
+                         [(*change, i, *created) for i in ids])
+        tally.add_rows(self.conn, actor.tenant_id, CrmContact, batch, extra_records=len(ids))
         if fired:
-            records.apply_new_row_firings(ctx, actor, doc, contact_type, [
+            records.apply_new_row_firings(ctx, actor, self.doc, self.contact_type, [
                 ({**batch[at], "id": ids[at]}, firings) for at, firings in fired])
-        report.created += len(ids)
+        self.report.created += len(ids)
         crashpoint("csv.after_batch")
-        if progress is not None:
-            progress(0)
-    builder.finish()
-    crashpoint("csv.after_index")
-    records.log_access(ctx, actor, "import", source, rows=report.created, encoding=encoding)
-    audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login, action="crm:imported",
-                 subject=source, rows=report.created)
-    metrics.import_rows.labels("customers").inc(report.created)
-    return report
+
+    def finish(self) -> None:
+        ctx, actor, report = self.ctx, self.actor, self.report
+        self.builder.finish()
+        crashpoint("csv.after_index")
+        records.log_access(ctx, actor, "import", self.source, rows=report.created,
+                           encoding=report.encoding)
+        audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login, action="crm:imported",
+                     subject=self.source, rows=report.created)
+        metrics.import_rows.labels("customers").inc(report.created)
+
+
+_CHANGE_COLUMNS = ["tenant_id", "at", "actor", "record_type", "record_id", "action",
+                   "changes", "purpose"]
 
 
 def _cached(coerce: Callable[[str, str, Any], Any]) -> Callable[[str, str, Any], Any]:
@@ -538,45 +687,66 @@ def _cached(coerce: Callable[[str, str, Any], Any]) -> Callable[[str, str, Any],
     return cached
 
 
-def _companies(ctx: Context, actor: Actor, doc: ConfigDocument, names: set[str],
-               report: ImportReport) -> dict[str, tuple[int, str]]:
-    """Company name as written in the file -> (id, stored name); missing ones are created."""
-    if not names:
-        return {}
-    existing = {key: (i, n) for i, n, key in ctx.session.execute(
-        select(CrmCompany.id, CrmCompany.name, CrmCompany.name_norm).where(
-            CrmCompany.tenant_id == actor.tenant_id))}
-    now = ctx.clock.now()
-    made: dict[str, CrmCompany] = {}
-    for name in sorted(names):
-        key = name_key(name)
-        if key not in existing and key not in made:
-            stored = company_suffix(nfkc(name) if doc.input_rules.normalize_width else name,
-                                    doc.input_rules.company_suffix)
-            made[key] = CrmCompany(tenant_id=actor.tenant_id, name=stored, name_norm=key,
-                                   created_at=now, created_by=actor.login, updated_at=now,
-                                   updated_by=actor.login)
-    if made:  # one flush for all of them, then one for their change-log rows
-        ctx.session.add_all(made.values())
-        ctx.session.flush()
-        ctx.session.add_all(CrmChange(tenant_id=actor.tenant_id, at=now, actor=actor.login,
-                                      record_type="company", record_id=company.id,
-                                      action="create", changes={"name": company.name},
-                                      purpose="CSV import") for company in made.values())
-        ctx.session.flush()
-        existing.update((key, (company.id, company.name)) for key, company in made.items())
-        report.companies_created += len(made)
-    return {name: existing[name_key(name)] for name in names}
+class _CompanyCache:
+    """Company name as written in the file -> (id, stored name); missing ones are created
+    (the tenant's companies are read once, when the first company name comes)."""
+
+    def __init__(self, ctx: Context, actor: Actor, doc: ConfigDocument,
+                 report: ImportReport) -> None:
+        self.ctx, self.actor, self.doc, self.report = ctx, actor, doc, report
+        self.existing: dict[str, tuple[int, str]] | None = None
+
+    def ids(self, names: set[str]) -> dict[str, tuple[int, str]]:
+        if not names:
+            return {}
+        ctx, actor, doc = self.ctx, self.actor, self.doc
+        if self.existing is None:
+            self.existing = {key: (i, n) for i, n, key in ctx.session.execute(
+                select(CrmCompany.id, CrmCompany.name, CrmCompany.name_norm).where(
+                    CrmCompany.tenant_id == actor.tenant_id))}
+        existing = self.existing
+        now = ctx.clock.now()
+        made: dict[str, CrmCompany] = {}
+        for name in sorted(names):
+            key = name_key(name)
+            if key not in existing and key not in made:
+                stored = company_suffix(nfkc(name) if doc.input_rules.normalize_width else name,
+                                        doc.input_rules.company_suffix)
+                made[key] = CrmCompany(tenant_id=actor.tenant_id, name=stored, name_norm=key,
+                                       created_at=now, created_by=actor.login, updated_at=now,
+                                       updated_by=actor.login)
+        if made:  # one flush for all of them, then one for their change-log rows
+            ctx.session.add_all(made.values())
+            ctx.session.flush()
+            ctx.session.add_all(CrmChange(tenant_id=actor.tenant_id, at=now, actor=actor.login,
+                                          record_type="company", record_id=company.id,
+                                          action="create", changes={"name": company.name},
+                                          purpose="CSV import") for company in made.values())
+            ctx.session.flush()
+            existing.update((key, (company.id, company.name)) for key, company in made.items())
+            self.report.companies_created += len(made)
+        return {name: existing[name_key(name)] for name in names}
 
 
 def export(ctx: Context, actor: Actor, kind: str, query: Query, *,
            columns: Sequence[str] | None = None, encoding: str = "utf-8-sig",
            codes: bool = False) -> bytes:
-    """CSV of customers, or of the activities / purchases of the customers a search finds.
+    """CSV of customers, or of the activities / purchases of the customers a search finds
+    (:func:`export_to` into memory).
 
     Picklist and classification values are written as their labels
     (:mod:`~provisioner.services.crm.display`; an import reads them back), or as
     codes with ``codes``."""
+    out = io.BytesIO()
+    export_to(ctx, actor, kind, query, out, columns=columns, encoding=encoding, codes=codes)
+    return out.getvalue()
+
+
+def export_to(ctx: Context, actor: Actor, kind: str, query: Query, out: IO[bytes], *,
+              columns: Sequence[str] | None = None, encoding: str = "utf-8-sig",
+              codes: bool = False) -> int:
+    """Write the CSV of :func:`export` to ``out`` as the rows are read (memory stays
+    bounded whatever their number); how many rows it wrote."""
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "export", f"export {kind}")
     if kind not in EXPORT_COLUMNS:
@@ -590,9 +760,22 @@ def export(ctx: Context, actor: Actor, kind: str, query: Query, *,
                                hint="columns: " + ", ".join(EXPORT_COLUMNS[kind]))
     doc = scope.config(ctx, actor.tenant_id)
     heads = labels(doc, kind)
-    shown = {} if codes else display.coded_fields(doc, kind)
-    out = io.StringIO(newline="")
-    writer = csv.writer(out, lineterminator="\r\n")
+    text = io.TextIOWrapper(out, encoding=encoding, errors="replace", newline="",
+                            write_through=True)
+    try:
+        shown = {} if codes else display.coded_fields(doc, kind)
+        count = _write_rows(ctx, actor, kind, query, wanted, heads, shown, text)
+        text.flush()
+    finally:
+        text.detach()
+    records.log_access(ctx, actor, "export", kind, rows=count, columns=wanted,
+                       encoding=encoding)
+    return count
+
+
+def _write_rows(ctx: Context, actor: Actor, kind: str, query: Query, wanted: list[str],
+                heads: dict[str, str], shown: dict[str, Any], text: IO[str]) -> int:
+    writer = csv.writer(text, lineterminator="\r\n")
     writer.writerow([formula_safe(heads[c]) for c in wanted])
     where = conditions(ctx, actor, query)
     order = order_by(query.sort)  # the customers in the search's order (--sort)
@@ -612,15 +795,14 @@ def export(ctx: Context, actor: Actor, kind: str, query: Query, *,
         history = ctx.session.execute(
             select(model, CrmContact.name).join(CrmContact, CrmContact.id == model.contact_id)
             .where(model.tenant_id == actor.tenant_id, model.contact_id.in_(ids))
-            .order_by(*order[:-1], model.contact_id, model.date.desc(), model.id.desc()))
+            .order_by(*order[:-1], model.contact_id, model.date.desc(), model.id.desc())
+            .execution_options(yield_per=2000))
         for item, contact_name in history:
             writer.writerow([formula_safe(contact_name if c == "contact_name"
                                           else _plain(_label(shown.get(c), getattr(item, c))))
                              for c in wanted])
             count += 1
-    records.log_access(ctx, actor, "export", kind, rows=count, columns=wanted,
-                       encoding=encoding)
-    return out.getvalue().encode(encoding, errors="replace")
+    return count
 
 
 def _plain(value: Any) -> str:

@@ -39,12 +39,14 @@ def fill_address(values: dict[str, Any], row: Any | None, *, check: bool,
     code = values.get("postal_code")
     if not code:
         return
+    kept = row.address if row is not None and "address" not in values else ""
+    if not check and (values.get("address") or kept):
+        return  # nothing to fill and nothing to check
     address = address_of(code)
     if address is None:
         if check:
             problems.append(f"postal_code: {code!r} is not a Japanese postal code "
                             "(7 digits, e.g. 150-0001)")
         return
-    kept = row.address if row is not None and "address" not in values else ""
     if not values.get("address") and not kept:
         values["address"] = address

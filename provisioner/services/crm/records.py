@@ -15,7 +15,6 @@ writing the change log (who, when, what, optional purpose).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -63,15 +62,12 @@ from provisioner.db.crm_models import (
 )
 from provisioner.db.models import AuditEvent, Base
 from provisioner.errors import NotFound, ProvisionerError, ValidationFailed
-from provisioner.numbers import parse_whole_number
 from provisioner.services.actors import Actor
-from provisioner.services.crm import automation, company_search, postal, scope, tally
+from provisioner.services.crm import automation, company_search, scope, tally
 from provisioner.services.crm import search_index as _search_index
+from provisioner.services.crm.coerce import CHECKBOX_BITS, DATE, EMAIL, Fields
 from provisioner.services.crm.text import (
-    company_suffix,
-    format_phone,
     name_key,
-    nfkc,
     phone_digits,
     refuse_nul,
     search_keys,
@@ -79,10 +75,7 @@ from provisioner.services.crm.text import (
 from provisioner.services.provisioning import quotas
 from provisioner.services.transaction import Context
 
-DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MEMOS = tuple(f"memo_{i}" for i in range(1, 11))
-CHECKBOX_BITS = 48
 
 
 @dataclass(frozen=True)
@@ -233,116 +226,6 @@ def _change(ctx: Context, actor: Actor, rt: RecordType, record_id: int, action: 
                               changes=changes, purpose=purpose or ""))
 
 
-def _coerce(rt: RecordType, data: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        kind = rt.fields.get(key)
-        if kind is None:
-            problems.append(f"{key}: not a field of {rt.name} (fields: {', '.join(rt.fields)})")
-            continue
-        if kind in ("str", "text"):
-            if value is None:
-                value = ""
-            if not isinstance(value, str):
-                problems.append(f"{key}: expected text, got {value!r}")
-                continue
-            limit = 200 if kind == "str" else 20000
-            if len(value) > limit:
-                problems.append(f"{key}: longer than {limit} characters")
-                continue
-        elif kind in ("int", "ref"):
-            if value is None:
-                pass
-            elif isinstance(value, str) and (
-                    number := parse_whole_number(value, width=True, signed=True)) is not None:
-                value = number
-            elif isinstance(value, bool) or not isinstance(value, int):
-                problems.append(f"{key}: expected a whole number, got {value!r}")
-                continue
-        elif kind == "bool":
-            if not isinstance(value, bool):
-                problems.append(f"{key}: expected true or false, got {value!r}")
-                continue
-        elif kind == "date":
-            value = nfkc(value or "") if isinstance(value, str) else value
-            if not isinstance(value, str) or (value and not DATE.match(value)):
-                problems.append(f"{key}: expected a date YYYY-MM-DD, got {value!r}")
-                continue
-        out[key] = value
-    return out
-
-
-def _picklist_codes(doc: ConfigDocument, code: str) -> set[str] | None:
-    for pl in doc.picklists:
-        if pl.code == code:
-            return {v.code for v in pl.values if v.active}
-    return None
-
-
-def _check_pick(doc: ConfigDocument, values: dict[str, Any], key: str, picklist: str,
-                problems: list[str]) -> None:
-    value = values.get(key)
-    allowed = _picklist_codes(doc, picklist)
-    if value and allowed is not None and value not in allowed:
-        problems.append(f"{key}: {value!r} is not an active value of picklist {picklist!r} "
-                        f"({', '.join(sorted(allowed)) or 'no values'})")
-
-
-JOB_KINDS = ("previous", "concurrent")
-
-
-def _check_job(values: dict[str, Any], row: Any, problems: list[str]) -> None:
-    """A job is previous or concurrent, and its period does not end before it starts."""
-    if "kind" in values or row is None:
-        values["kind"] = kind = values.get("kind") or "previous"
-        if kind not in JOB_KINDS:
-            problems.append(f"kind: {kind!r} is not a job kind ({', '.join(JOB_KINDS)})")
-    start, end = (values.get(k, getattr(row, k, "")) for k in ("date_from", "date_to"))
-    if isinstance(start, str) and isinstance(end, str) and start and end and end < start:
-        problems.append(f"date_to: {end} is before date_from {start}")
-
-
-def _checkbox_mask(doc: ConfigDocument, value: Any, current: int,
-                   problems: list[str]) -> int:
-    """``[1, 5]`` (exactly these checked) or ``{"1": true, "5": false}`` (changes)."""
-    enabled = {c.index for c in doc.checkboxes if c.enabled}
-    if isinstance(value, list):
-        changes = {item: True for item in value}
-        mask = 0
-    elif isinstance(value, dict):
-        changes = {n if isinstance(k, str) and (n := parse_whole_number(k, width=True))
-                   is not None else k: v
-                   for k, v in value.items()}
-        mask = current
-    else:
-        problems.append("checkboxes: expected a list of checked indexes or {index: bool}")
-        return current
-    for index, on in changes.items():
-        if not isinstance(index, int) or isinstance(index, bool) or not 1 <= index <= 48:
-            problems.append(f"checkboxes: {index!r} is not a checkbox index 1..48")
-        elif not isinstance(on, bool):
-            problems.append(f"checkboxes: checkbox {index} must be true or false")
-        elif index not in enabled:
-            problems.append(f"checkboxes: checkbox {index} is disabled in the configuration")
-        elif on:
-            mask |= 1 << (index - 1)
-        else:
-            mask &= ~(1 << (index - 1))
-    return mask
-
-
-def _classifications(doc: ConfigDocument, value: Any, tree: str, problems: list[str]) -> str:
-    allowed = {n.code for n in getattr(doc.classifications, tree)}
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        problems.append("classifications: expected a list of classification codes")
-        return ""
-    for code in value:
-        if code not in allowed:
-            problems.append(f"classifications: {code!r} is not a {tree} classification "
-                            f"({', '.join(sorted(allowed)) or 'none configured'})")
-    return "," + ",".join(dict.fromkeys(value)) + "," if value else ""
-
-
 def _custom_data(doc: ConfigDocument, database: str, data: Any,
                  problems: list[str]) -> str | None:
     """Validate a custom-database record; returns what it attaches to."""
@@ -424,6 +307,7 @@ def _duplicates(ctx: Context, actor: Actor, model: Any, key: str,
 
 # ---------------------------------------------------------------- shaping
 
+
 def shape(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordType,
           data: Mapping[str, Any], row: Any | None) -> dict[str, Any]:
     """Validated, normalised column values for a create (row None) or an update."""
@@ -437,71 +321,9 @@ def shape(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordType,
                             f"transition {rt.name} ID --to STATE'")
     data = {k: v for k, v in data.items()
             if not any(bp.code == k for bp in automation.blueprints_of(doc, rt.name))}
-    values = _coerce(rt, data, problems)
-    rules = doc.input_rules
-    for key, kind in rt.fields.items():
-        if key in values and kind in ("str", "text") and rules.normalize_width \
-                and key not in ("note", "body", "memo", "content", "detail", "response"):
-            values[key] = nfkc(values[key])
-    for key in (*rt.required,):
-        if row is None and (values.get(key) in (None, "")):
-            problems.append(f"{key}: required")
-        elif row is not None and key in values and values[key] in (None, ""):
-            problems.append(f"{key}: may not be empty")
-    for key in ("phone", "mobile", "fax"):
-        if values.get(key):
-            values[key] = format_phone(values[key], rules.phone_format)
-            if key != "fax" and len(phone_digits(values[key])) > 20:
-                problems.append(f"{key}: too many digits")
-    if values.get("email") and not EMAIL.match(values["email"]):
-        problems.append(f"email: {values['email']!r} is not an e-mail address")
-    if rt.name == "company" and values.get("name"):
-        values["name"] = company_suffix(values["name"], rules.company_suffix)
-    if "classifications" in values:
-        values["classifications"] = _classifications(doc, values["classifications"],
-                                                     "customer", problems)
-    if rt.name == "contact":
-        if doc.mode == "individual" and (values.get("company_id") or values.get("department_id")):
-            problems.append("company_id: this tenant is in individual mode (the contact is the "
-                            "customer; no company)")
-        for memo in doc.memo_fields:
-            key = f"memo_{memo.index}"
-            if memo.type == "picklist" and memo.picklist:
-                _check_pick(doc, values, key, memo.picklist, problems)
-        _check_pick(doc, values, "sex", "sex", problems)
-        if "checkboxes" in values:
-            values["checkboxes"] = _checkbox_mask(doc, values["checkboxes"],
-                                                  row.checkboxes if row else 0, problems)
-    elif rt.name == "job":
-        _check_job(values, row, problems)
-    elif rt.name == "family":
-        _check_pick(doc, values, "relation", "family_relation", problems)
-        _check_pick(doc, values, "sex", "sex", problems)
-    elif rt.name == "activity":
-        _check_pick(doc, values, "kind", "activity_kind", problems)
-    elif rt.name == "purchase":
-        _check_pick(doc, values, "payment_method", "payment_method", problems)
-        _check_pick(doc, values, "media", "media", problems)
-        # amount = quantity x unit price whenever all three are known (given or kept)
-        known: list[Any] = [values.get(k, getattr(row, k, None))
-                            for k in ("quantity", "unit_price", "amount")]
-        qty, price, amount = known
-        if row is not None and "amount" not in values and None not in (qty, price) and (
-                "quantity" in values or "unit_price" in values):
-            values["amount"] = amount = qty * price  # an update of either recomputes it
-        if None not in (qty, price, amount) and qty * price != amount:
-            problems.append(f"amount: {amount} is not quantity x unit price "
-                            f"({qty} x {price} = {qty * price})")
-    if rt.name in ("purchase", "product") and values.get("product_class"):
-        allowed = {n.code for n in doc.classifications.product}
-        if values["product_class"] not in allowed:
-            problems.append(f"product_class: {values['product_class']!r} is not a product "
-                            f"classification ({', '.join(sorted(allowed)) or 'none configured'})")
-    if rt.name == "external_link" and "system" in values:
-        systems = {s.code for s in doc.settings.external_systems}
-        if values["system"] not in systems:
-            problems.append(f"system: {values['system']!r} is not an external system "
-                            f"({', '.join(sorted(systems)) or 'none configured'})")
+    fields = Fields(doc, rt)  # each coercer is built when a field is first given
+    values = fields.shape(data, row, problems)
+    fields.finish(values, row, problems)
     if rt.name == "custom_record":
         if row is not None and "database" in values and values["database"] != row.database:
             problems.append("database: a record cannot move to another custom database")
@@ -510,8 +332,6 @@ def shape(ctx: Context, actor: Actor, doc: ConfigDocument, rt: RecordType,
         attached = _custom_data(doc, database, merged, problems)
         if attached and "owner_id" in values and not problems:
             _parent(ctx, actor, attached, values["owner_id"], "owner_id")
-    if rt.name in ("company", "department", "contact"):  # postal code -> address
-        postal.fill_address(values, row, check=rules.postal_code_check, problems=problems)
     if problems:
         raise ValidationFailed(f"the {rt.name} is not valid", problems=problems,
                                hint="fix the listed fields and try again")
