@@ -37,7 +37,8 @@ from pathlib import Path
 from sqlalchemy import Connection, create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # the bench package; provisioner as installed when it is
+    sys.path.append(str(ROOT))
 
 import bench.bench_core as core  # noqa: E402
 from bench.bench_crm import (  # noqa: E402
@@ -212,7 +213,7 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--seed", type=int, default=14)
-    args = parser.parse_args()
+    args = core.parse_args(parser)
     rows = ["| database | term | distinct terms | chains median / p95 ms | library median / "
             "p95 ms | library / chains | mismatches | library index build, size |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]

@@ -29,8 +29,10 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # the bench package; provisioner as installed when it is
+    sys.path.append(str(ROOT))
 
+import bench.bench_core as core  # noqa: E402
 from provisioner.db import migrate  # noqa: E402
 from provisioner.db.engine import make_engine  # noqa: E402
 from provisioner.security.keystore import MasterKey  # noqa: E402
@@ -105,7 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="0,1000,20000")
     parser.add_argument("--creates", type=int, default=20)
-    args = parser.parse_args()
+    args = core.parse_args(parser)
     os.environ.setdefault("PROVISIONER_MASTER_KEY", base64.b64encode(bytes(range(32))).decode())
     print(f"load average {os.getloadavg()[0]:.2f}")
     print("| tenant size | WAL per create: median (min-max) | pages by table (per create) |")

@@ -127,8 +127,11 @@ def test_lookup_card_is_the_same_however_it_is_read(world: World) -> None:
                     "contact_id": contact["id"], "date": f"2026-09-0{day}",
                     "product_code": f"A-{day}", "quantity": day})
     with world.app.transaction(read_only=True) as ctx:
-        card = search.lookup(ctx, admin, "+81 3 1234 5678")
+        card = search.lookup(ctx, admin, "+81 3 1234 5678", codes=True)
+        shown = search.lookup(ctx, admin, "+81 3 1234 5678")  # as the screen pop shows it
         found, activities, purchases = search._lookup_rows(ctx, admin, "0312345678", 5)
+    assert (shown["contact"]["memo_2"], shown["contact"]["classifications"]) == (
+        "ゴールド", ["代理店"])
     assert card["contact"] == {**records.to_dict(records.TYPES["contact"], found[0]),
                                "company_name": "株式会社渋谷商事"}
     assert card["contact"]["id"] == first["id"]
