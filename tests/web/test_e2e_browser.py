@@ -511,9 +511,18 @@ def _tab_to(page: object, selector: str, limit: int = 120) -> int:
     raise AssertionError(f"{selector} not reached with {limit} Tab presses")
 
 
-def _focused(page: object, selector: str) -> bool:
-    return bool(page.evaluate(  # type: ignore[attr-defined]
-        "s => !!document.activeElement && document.activeElement.matches(s)", selector))
+def _focused(page: object, selector: str, timeout_ms: int = 5000) -> bool:
+    """Whether the element ``selector`` has (or, within ``timeout_ms``, gets) the focus:
+    a page moves it by script once loaded, which a loaded machine may run late."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(  # type: ignore[attr-defined]
+            "s => !!document.activeElement && document.activeElement.matches(s)",
+            arg=selector, timeout=timeout_ms)
+    except PlaywrightTimeout:
+        return False
+    return True
 
 
 def test_keyboard_only(server: tuple[str, Provisioner]) -> None:
