@@ -16,8 +16,10 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.errors import CCompilerError, CompileError, ExecError, LinkError, PlatformError
 
-NOTICE = ("provisioner: the native module {name} was not built ({reason}); "
-          "the Python reference implementation is used (same results, slower bulk imports)")
+NOTICE = (
+    "provisioner: the native module {name} was not built ({reason}); "
+    "the Python reference implementation is used (same results, slower bulk imports)"
+)
 BUILD_ERRORS = (CCompilerError, CompileError, ExecError, LinkError, PlatformError, OSError)
 
 

@@ -4,7 +4,7 @@
     python3 tasks.py demo      # set up .venv if needed, then run `provisioner demo`
     python3 tasks.py test      # set up .venv if needed, then run the whole test suite
 
-Other tasks: ``lint`` (ruff + mypy), ``bench`` (benchmarks under bench/).
+Other tasks: ``lint`` (ruff format --check, ruff, mypy), ``bench`` (benchmarks under bench/).
 Extra arguments after the task are passed on (to pytest for ``test``).
 """
 
@@ -37,8 +37,11 @@ def stale_extensions() -> bool:
     if not os.environ.get("CC") and not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")):
         return False
     for source in EXTENSIONS:
-        built = [p.stat().st_mtime for p in source.parent.glob(f"{source.stem}.*")
-                 if p.suffix in (".so", ".pyd")]
+        built = [
+            p.stat().st_mtime
+            for p in source.parent.glob(f"{source.stem}.*")
+            if p.suffix in (".so", ".pyd")
+        ]
         if not built or max(built) < source.stat().st_mtime:
             return True
     return False
@@ -50,8 +53,9 @@ def ensure_venv() -> None:
     if sys.version_info < (3, 11):
         sys.exit(f"provisioner needs Python 3.11 or newer (this is {sys.version.split()[0]})")
     stamp = VENV / ".provisioner-installed"
-    want = hashlib.sha256(b"".join(
-        (ROOT / name).read_bytes() for name in ("pyproject.toml", "setup.py"))).hexdigest()
+    want = hashlib.sha256(
+        b"".join((ROOT / name).read_bytes() for name in ("pyproject.toml", "setup.py"))
+    ).hexdigest()
     pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     if stamp.exists() and stamp.read_text() == want and PY.exists():
         if stale_extensions():
@@ -82,7 +86,11 @@ def main(argv: list[str]) -> int:
         return run([str(PY), "-m", "pytest", *workers, *rest])
     if task == "lint":
         ensure_venv()
-        return run([str(BIN / "ruff"), "check", "."]) or run([str(BIN / "mypy")])
+        return (
+            run([str(BIN / "ruff"), "format", "--check", "."])
+            or run([str(BIN / "ruff"), "check", "."])
+            or run([str(BIN / "mypy")])
+        )
     if task == "bench":
         ensure_venv()
         code = 0

@@ -76,8 +76,9 @@ from provisioner.services import actors, configs, copykeys, tenants, transfers  
 from provisioner.services.actors import Actor  # noqa: E402
 from provisioner.services.context import Provisioner  # noqa: E402
 
-PG_ADMIN_URL = os.environ.get("PROVISIONER_BENCH_PG_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "PROVISIONER_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 PG_BENCH_DB = "provisioner_bench"
 DOC_PATH = ROOT / "docs" / "performance.md"
 SECTION_TITLE = "## Core: bundles and apply"
@@ -90,31 +91,136 @@ APPLY_TARGET_MS = 50.0  # absolute
 # --------------------------------------------------------------------------- the configuration
 
 _CHECKBOXES = [
-    "年賀状", "暑中見舞", "お中元", "お歳暮", "VIP", "Aランク", "Bランク", "Cランク",
-    "DM不要", "電話不可", "メール配信希望", "FAX不要", "訪問不可", "督促中", "与信要確認",
-    "新規見込み", "休眠顧客", "優良顧客", "紹介者", "展示会来場", "セミナー参加", "資料請求済",
-    "見積提出済", "契約更新対象", "解約予定", "クレーム履歴あり", "要注意", "株主", "社員紹介",
-    "代理店経由", "Web会員", "ポイント会員", "誕生日DM", "カタログ送付", "サンプル送付",
-    "アンケート回答", "反社チェック済", "個人情報同意済", "メルマガ登録", "LINE連携",
-    "請求書郵送", "請求書メール", "口座振替", "前払い",
+    "年賀状",
+    "暑中見舞",
+    "お中元",
+    "お歳暮",
+    "VIP",
+    "Aランク",
+    "Bランク",
+    "Cランク",
+    "DM不要",
+    "電話不可",
+    "メール配信希望",
+    "FAX不要",
+    "訪問不可",
+    "督促中",
+    "与信要確認",
+    "新規見込み",
+    "休眠顧客",
+    "優良顧客",
+    "紹介者",
+    "展示会来場",
+    "セミナー参加",
+    "資料請求済",
+    "見積提出済",
+    "契約更新対象",
+    "解約予定",
+    "クレーム履歴あり",
+    "要注意",
+    "株主",
+    "社員紹介",
+    "代理店経由",
+    "Web会員",
+    "ポイント会員",
+    "誕生日DM",
+    "カタログ送付",
+    "サンプル送付",
+    "アンケート回答",
+    "反社チェック済",
+    "個人情報同意済",
+    "メルマガ登録",
+    "LINE連携",
+    "請求書郵送",
+    "請求書メール",
+    "口座振替",
+    "前払い",
 ]
 _TOPICS = [
-    "来店きっかけ", "業種区分", "地域", "商品カテゴリ", "問合せ経路", "顧客ランク", "支払条件",
-    "配送方法", "契約種別", "解約理由", "購入動機", "媒体", "担当部署", "対応結果", "優先度",
-    "見込み度", "競合", "決裁者", "予算規模", "導入時期",
+    "来店きっかけ",
+    "業種区分",
+    "地域",
+    "商品カテゴリ",
+    "問合せ経路",
+    "顧客ランク",
+    "支払条件",
+    "配送方法",
+    "契約種別",
+    "解約理由",
+    "購入動機",
+    "媒体",
+    "担当部署",
+    "対応結果",
+    "優先度",
+    "見込み度",
+    "競合",
+    "決裁者",
+    "予算規模",
+    "導入時期",
 ]
 _WORDS = [
-    "電話", "メール", "来店", "訪問", "紹介", "展示会", "新聞広告", "チラシ", "ダイレクトメール",
-    "ホームページ", "検索広告", "SNS", "テレビCM", "ラジオ", "雑誌", "口コミ", "代理店", "セミナー",
-    "ウェビナー", "アンケート", "北海道", "東北", "関東", "中部", "近畿", "中国", "四国", "九州",
-    "沖縄", "首都圏", "製造業", "小売業", "卸売業", "サービス業", "建設業", "不動産業", "医療",
-    "福祉", "教育", "官公庁", "金融", "保険", "運輸", "情報通信", "飲食", "宿泊", "農業", "その他",
-    "未定", "不明",
+    "電話",
+    "メール",
+    "来店",
+    "訪問",
+    "紹介",
+    "展示会",
+    "新聞広告",
+    "チラシ",
+    "ダイレクトメール",
+    "ホームページ",
+    "検索広告",
+    "SNS",
+    "テレビCM",
+    "ラジオ",
+    "雑誌",
+    "口コミ",
+    "代理店",
+    "セミナー",
+    "ウェビナー",
+    "アンケート",
+    "北海道",
+    "東北",
+    "関東",
+    "中部",
+    "近畿",
+    "中国",
+    "四国",
+    "九州",
+    "沖縄",
+    "首都圏",
+    "製造業",
+    "小売業",
+    "卸売業",
+    "サービス業",
+    "建設業",
+    "不動産業",
+    "医療",
+    "福祉",
+    "教育",
+    "官公庁",
+    "金融",
+    "保険",
+    "運輸",
+    "情報通信",
+    "飲食",
+    "宿泊",
+    "農業",
+    "その他",
+    "未定",
+    "不明",
 ]
 _ACTIVITY_KINDS = [
-    ("request", "ご要望"), ("complaint", "クレーム"), ("visit_store", "来店"),
-    ("phone_inquiry", "電話問合せ"), ("email_inquiry", "メール問合せ"), ("visit", "訪問"),
-    ("estimate", "見積依頼"), ("order", "受注"), ("delivery", "納品"), ("invoice", "請求"),
+    ("request", "ご要望"),
+    ("complaint", "クレーム"),
+    ("visit_store", "来店"),
+    ("phone_inquiry", "電話問合せ"),
+    ("email_inquiry", "メール問合せ"),
+    ("visit", "訪問"),
+    ("estimate", "見積依頼"),
+    ("order", "受注"),
+    ("delivery", "納品"),
+    ("invoice", "請求"),
 ]
 _FIELD_TYPES = ["text", "long_text", "integer", "date", "boolean", "choice", "email", "url"]
 _OBJECTS = ["company", "department", "contact"]
@@ -127,56 +233,113 @@ def _label(words: list[str], i: int) -> str:
 def large_config() -> dict[str, Any]:
     """A realistic, valid, > 500 KB configuration of a call-center outsourcer."""
     labels = dict(DEFAULT_LABELS)
-    labels.update({"company.name": "取引先名", "contact.name": "お客様氏名",
-                   "activity.kind": "応対種別", "activity.content": "応対内容"})
+    labels.update(
+        {
+            "company.name": "取引先名",
+            "contact.name": "お客様氏名",
+            "activity.kind": "応対種別",
+            "activity.content": "応対内容",
+        }
+    )
     checkboxes = [
-        {"index": i, "label": _label(_CHECKBOXES, i - 1) if i <= 44 else f"予備{i}",
-         "enabled": i <= 44}
+        {
+            "index": i,
+            "label": _label(_CHECKBOXES, i - 1) if i <= 44 else f"予備{i}",
+            "enabled": i <= 44,
+        }
         for i in range(1, CHECKBOX_COUNT + 1)
     ]
     picklists: list[dict[str, Any]] = []
-    kinds: list[dict[str, Any]] = [{"code": code, "label": label, "active": True}
-                                   for code, label in _ACTIVITY_KINDS]
-    kinds += [{"code": f"kind_{j:02d}", "label": f"{_WORDS[j]}対応", "active": j % 9 != 0}
-              for j in range(len(kinds), 50)]
+    kinds: list[dict[str, Any]] = [
+        {"code": code, "label": label, "active": True} for code, label in _ACTIVITY_KINDS
+    ]
+    kinds += [
+        {"code": f"kind_{j:02d}", "label": f"{_WORDS[j]}対応", "active": j % 9 != 0}
+        for j in range(len(kinds), 50)
+    ]
     picklists.append({"code": "activity_kind", "label": "対応種別", "values": kinds})
     for i in range(1, 200):
         topic = _label(_TOPICS, i - 1)
-        picklists.append({
-            "code": f"pl_{i:03d}", "label": topic,
-            "values": [{"code": f"v_{j:02d}",
+        picklists.append(
+            {
+                "code": f"pl_{i:03d}",
+                "label": topic,
+                "values": [
+                    {
+                        "code": f"v_{j:02d}",
                         "label": f"{_WORDS[(i + j) % len(_WORDS)]}（{j + 1}）",
-                        "active": (i + j) % 13 != 0} for j in range(50)],
-        })
+                        "active": (i + j) % 13 != 0,
+                    }
+                    for j in range(50)
+                ],
+            }
+        )
     memo_fields = [
-        {"index": i, "label": f"{_TOPICS[i - 1]}メモ" if i % 2 else _TOPICS[i - 1],
-         "type": "text" if i % 2 else "picklist", "picklist": None if i % 2 else f"pl_{i:03d}"}
+        {
+            "index": i,
+            "label": f"{_TOPICS[i - 1]}メモ" if i % 2 else _TOPICS[i - 1],
+            "type": "text" if i % 2 else "picklist",
+            "picklist": None if i % 2 else f"pl_{i:03d}",
+        }
         for i in range(1, MEMO_COUNT + 1)
     ]
     customer = []
-    for code, label in [("torihikisaki", "取引先"), ("hanbaisaki", "販売先"),
-                        ("shiiresaki", "仕入先"), ("gaichusaki", "外注先"),
-                        ("mikomi", "見込み客"), ("kyumin", "休眠客")]:
+    for code, label in [
+        ("torihikisaki", "取引先"),
+        ("hanbaisaki", "販売先"),
+        ("shiiresaki", "仕入先"),
+        ("gaichusaki", "外注先"),
+        ("mikomi", "見込み客"),
+        ("kyumin", "休眠客"),
+    ]:
         customer.append({"code": code, "label": label, "parent": None})
-        customer += [{"code": f"{code}_{k}", "label": f"{label}（{_WORDS[20 + k]}）",
-                      "parent": code} for k in range(9)]
-    product = [{"code": f"pc_{k:02d}", "label": f"{_WORDS[30 + k % 20]}向け商品",
-                "parent": None if k < 10 else f"pc_{k % 10:02d}"} for k in range(100)]
+        customer += [
+            {"code": f"{code}_{k}", "label": f"{label}（{_WORDS[20 + k]}）", "parent": code}
+            for k in range(9)
+        ]
+    product = [
+        {
+            "code": f"pc_{k:02d}",
+            "label": f"{_WORDS[30 + k % 20]}向け商品",
+            "parent": None if k < 10 else f"pc_{k % 10:02d}",
+        }
+        for k in range(100)
+    ]
     databases: list[dict[str, Any]] = []
     for d in range(100):
         fields = []
         for f in range(30):
             kind = _FIELD_TYPES[(d + f) % len(_FIELD_TYPES)]
-            fields.append({
-                "key": f"f_{f:02d}", "label": f"{_label(_TOPICS, (d + f) % 20)}{f + 1}",
-                "type": kind, "required": f < 2,
-                "options": [{"code": f"o_{o}", "label": _WORDS[(d + f + o) % len(_WORDS)]}
-                            for o in range(6)] if kind == "choice" else [],
-            })
-        databases.append({"code": f"db_{d:03d}", "label": f"{_label(_TOPICS, d)}台帳",
-                          "attached_to": _OBJECTS[d % 3], "fields": fields})
-    roles = [{"code": f"team_{r}", "label": f"コールセンター{r + 1}課",
-              "permissions": ["records.read", "records.write", "print"]} for r in range(10)]
+            fields.append(
+                {
+                    "key": f"f_{f:02d}",
+                    "label": f"{_label(_TOPICS, (d + f) % 20)}{f + 1}",
+                    "type": kind,
+                    "required": f < 2,
+                    "options": [
+                        {"code": f"o_{o}", "label": _WORDS[(d + f + o) % len(_WORDS)]}
+                        for o in range(6)
+                    ]
+                    if kind == "choice"
+                    else [],
+                }
+            )
+        databases.append(
+            {
+                "code": f"db_{d:03d}",
+                "label": f"{_label(_TOPICS, d)}台帳",
+                "attached_to": _OBJECTS[d % 3],
+                "fields": fields,
+            }
+        )
+    roles = [
+        {
+            "code": f"team_{r}",
+            "label": f"コールセンター{r + 1}課",
+            "permissions": ["records.read", "records.write", "print"],
+        }
+        for r in range(10)
+    ]
     enabled = [c["index"] for c in checkboxes if c["enabled"]]
     class_codes = [c["code"] for c in customer]
     workflows = []
@@ -186,43 +349,70 @@ def large_config() -> dict[str, Any]:
         db_obj = db["attached_to"]
         db_field = f"{db_obj}.{db['code']}.f_{w % 30:02d}"
         event = ("created", "updated", "field_changed")[w % 3]
-        trigger = {"event": event,
-                   "field": (db_field if w % 2 else f"{obj}.note") if event == "field_changed"
-                   else None}
+        trigger = {
+            "event": event,
+            "field": (db_field if w % 2 else f"{obj}.note") if event == "field_changed" else None,
+        }
         rules = [
-            {"field": f"contact.memo_{w % 10 + 1}", "op": "contains",
-             "value": _WORDS[w % len(_WORDS)]},
+            {
+                "field": f"contact.memo_{w % 10 + 1}",
+                "op": "contains",
+                "value": _WORDS[w % len(_WORDS)],
+            },
             {"field": f"company.checkbox_{enabled[w % len(enabled)]}", "op": "eq", "value": True},
             {"field": db_field, "op": "not_empty", "value": None},
         ][: 1 + w % 3]
         actions: list[dict[str, Any]] = [
             {"type": "set_checkbox", "index": enabled[(w * 3) % len(enabled)], "checked": True},
-            {"type": "create_activity", "kind": kinds[w % 50]["code"],
-             "content": f"ワークフロー「{_WORDS[w % len(_WORDS)]}」により自動登録しました。"},
-            {"type": "notify", "role": f"team_{w % 10}" if w % 4 else "admin",
-             "message": "担当者は内容を確認し、24時間以内にお客様へご連絡ください。"},
+            {
+                "type": "create_activity",
+                "kind": kinds[w % 50]["code"],
+                "content": f"ワークフロー「{_WORDS[w % len(_WORDS)]}」により自動登録しました。",
+            },
+            {
+                "type": "notify",
+                "role": f"team_{w % 10}" if w % 4 else "admin",
+                "message": "担当者は内容を確認し、24時間以内にお客様へご連絡ください。",
+            },
             {"type": "add_classification", "classification": class_codes[w % len(class_codes)]},
             {"type": "set_field", "field": f"{obj}.note", "value": "自動更新"},
         ][: 2 + w % 4]
-        workflows.append({
-            "code": f"wf_{w:03d}", "label": f"{_WORDS[w % len(_WORDS)]}{_label(_TOPICS, w % 20)}"
-            f"自動処理{w + 1}", "active": w % 11 != 0, "object": obj, "trigger": trigger,
-            "conditions": {"match": "any" if w % 5 == 0 else "all", "rules": rules},
-            "actions": actions,
-        })
+        workflows.append(
+            {
+                "code": f"wf_{w:03d}",
+                "label": f"{_WORDS[w % len(_WORDS)]}{_label(_TOPICS, w % 20)}自動処理{w + 1}",
+                "active": w % 11 != 0,
+                "object": obj,
+                "trigger": trigger,
+                "conditions": {"match": "any" if w % 5 == 0 else "all", "rules": rules},
+                "actions": actions,
+            }
+        )
     blueprints = []
     for b in range(10):
         source = picklists[1 + b]
         states = [{"code": v["code"], "label": v["label"]} for v in source["values"][:8]]
-        blueprints.append({
-            "code": f"bp_{b}", "label": f"{source['label']}の進捗", "object": _OBJECTS[b % 3],
-            "picklist": source["code"], "initial_state": states[0]["code"], "states": states,
-            "transitions": [{"code": f"t_{s}", "label": f"{states[s + 1]['label']}へ進める",
-                             "from_state": states[s]["code"], "to_state": states[s + 1]["code"],
-                             "allowed_roles": ["admin", f"team_{s}"],
-                             "required_fields": [f"{_OBJECTS[b % 3]}.note"]}
-                            for s in range(7)],
-        })
+        blueprints.append(
+            {
+                "code": f"bp_{b}",
+                "label": f"{source['label']}の進捗",
+                "object": _OBJECTS[b % 3],
+                "picklist": source["code"],
+                "initial_state": states[0]["code"],
+                "states": states,
+                "transitions": [
+                    {
+                        "code": f"t_{s}",
+                        "label": f"{states[s + 1]['label']}へ進める",
+                        "from_state": states[s]["code"],
+                        "to_state": states[s + 1]["code"],
+                        "allowed_roles": ["admin", f"team_{s}"],
+                        "required_fields": [f"{_OBJECTS[b % 3]}.note"],
+                    }
+                    for s in range(7)
+                ],
+            }
+        )
     return {
         "schema_version": 1,
         "mode": "corporate",
@@ -235,17 +425,29 @@ def large_config() -> dict[str, Any]:
         "workflows": workflows,
         "blueprints": blueprints,
         "roles": roles,
-        "input_rules": {"company_suffix": "kabushiki_kaisha", "phone_format": "hyphen",
-                        "normalize_width": True, "duplicate_check_company": True,
-                        "duplicate_check_contact": True},
+        "input_rules": {
+            "company_suffix": "kabushiki_kaisha",
+            "phone_format": "hyphen",
+            "normalize_width": True,
+            "duplicate_check_company": True,
+            "duplicate_check_contact": True,
+        },
         "settings": {
-            "recent_customers": 20, "personal_info_logging": True,
+            "recent_customers": 20,
+            "personal_info_logging": True,
             "news": "年末年始（12/29〜1/3）は休業いたします。",
-            "link_buttons": [{"code": f"map_{k}", "label": f"地図{k + 1}", "object": "company",
-                              "url_template": "https://maps.example.jp/?q={company.address}"}
-                             for k in range(5)],
-            "external_systems": [{"code": f"ext_{k}", "label": f"基幹システム{k + 1}"}
-                                 for k in range(3)],
+            "link_buttons": [
+                {
+                    "code": f"map_{k}",
+                    "label": f"地図{k + 1}",
+                    "object": "company",
+                    "url_template": "https://maps.example.jp/?q={company.address}",
+                }
+                for k in range(5)
+            ],
+            "external_systems": [
+                {"code": f"ext_{k}", "label": f"基幹システム{k + 1}"} for k in range(3)
+            ],
         },
     }
 
@@ -300,8 +502,7 @@ def kept_database(backend: str, name: str, keep: bool) -> Iterator[tuple[str, bo
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"),
-                                 {"n": name})
+            exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
             fresh = not (keep and exists)
             if fresh:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -375,8 +576,10 @@ class Bench:
         migrate.upgrade(engine)
         self.app = Provisioner(engine, master_key=MasterKey(secrets.token_bytes(32)))
         with self.app.transaction() as ctx:
-            for slug, name in (("partner", "株式会社パートナーコールセンター"),
-                               ("client", "株式会社クライアント商事")):
+            for slug, name in (
+                ("partner", "株式会社パートナーコールセンター"),
+                ("client", "株式会社クライアント商事"),
+            ):
                 tenants.create(ctx, slug, name=name, plan="standard")
                 tenants.add_user(ctx, f"{slug}-admin", tenant_slug=slug, role="admin")
         self.source = self._actor("partner")
@@ -419,8 +622,9 @@ class Bench:
 
     def reset_target(self) -> None:
         with self.app.transaction() as ctx:
-            configs.rollback(ctx, self.target, actors.get_tenant(ctx, "client"), 1,
-                             reason="benchmark reset")
+            configs.rollback(
+                ctx, self.target, actors.get_tenant(ctx, "client"), 1, reason="benchmark reset"
+            )
 
     def export_floor(self, payload_data: Any) -> None:
         body = orjson.dumps(payload_data)
@@ -478,8 +682,10 @@ class Bench:
             return body.decode()
 
         def make_plan(changes: list[config_diff.Change]) -> dict[str, Any]:
-            return {"summary": config_diff.summarize(changes),
-                    "changes": [c.to_dict() for c in changes]}
+            return {
+                "summary": config_diff.summarize(changes),
+                "changes": [c.to_dict() for c in changes],
+            }
 
         def payload_of(config: dict[str, Any]) -> dict[str, Any]:
             return {**orjson.loads(parse_envelope(raw)[1]), "config": config}
@@ -499,63 +705,104 @@ class Bench:
         engine = self.app.engine
         postgres = engine.dialect.name == "postgresql"
         with engine.begin() as conn:  # the transfer row's big columns, typed and compressed alike
-            conn.execute(text("CREATE TABLE bench_scratch (id INTEGER PRIMARY KEY, "
-                              "body TEXT, blob " + ("BYTEA" if postgres else "BLOB") + ")"))
+            conn.execute(
+                text(
+                    "CREATE TABLE bench_scratch (id INTEGER PRIMARY KEY, "
+                    "body TEXT, blob " + ("BYTEA" if postgres else "BLOB") + ")"
+                )
+            )
             if postgres:
-                conn.execute(text("ALTER TABLE bench_scratch ALTER COLUMN body SET COMPRESSION "
-                                  "lz4, ALTER COLUMN blob SET COMPRESSION lz4"))
+                conn.execute(
+                    text(
+                        "ALTER TABLE bench_scratch ALTER COLUMN body SET COMPRESSION "
+                        "lz4, ALTER COLUMN blob SET COMPRESSION lz4"
+                    )
+                )
 
         def db_write(body: str, blob: bytes | None, row: int) -> None:
             with engine.begin() as conn:
-                conn.execute(text("INSERT INTO bench_scratch (id, body, blob) "
-                                  "VALUES (:id, :body, :blob)"),
-                             {"id": row, "body": body, "blob": blob})
+                conn.execute(
+                    text("INSERT INTO bench_scratch (id, body, blob) VALUES (:id, :body, :blob)"),
+                    {"id": row, "body": body, "blob": blob},
+                )
 
         def db_read(row: int) -> None:
             with engine.begin() as conn:
-                conn.execute(text("SELECT body, blob FROM bench_scratch WHERE id = :id"),
-                             {"id": row}).one()
+                conn.execute(
+                    text("SELECT body, blob FROM bench_scratch WHERE id = :id"), {"id": row}
+                ).one()
 
         for n in range(runs):
-            config_data = stage("export: orjson.loads of the stored version", orjson.loads,
-                                stored)
-            body = stage("export: canonical_bytes of the payload", canonical_bytes,
-                         payload_of(config_data))
-            stage("export: sign_envelope (PAE, Ed25519, base64, envelope JSON)", sign_envelope,
-                  body, self.floor_key)
-            _, payload, _ = stage("receive: parse_envelope (strict JSON + base64)",
-                                  parse_envelope, raw)
+            config_data = stage("export: orjson.loads of the stored version", orjson.loads, stored)
+            body = stage(
+                "export: canonical_bytes of the payload", canonical_bytes, payload_of(config_data)
+            )
+            stage(
+                "export: sign_envelope (PAE, Ed25519, base64, envelope JSON)",
+                sign_envelope,
+                body,
+                self.floor_key,
+            )
+            _, payload, _ = stage(
+                "receive: parse_envelope (strict JSON + base64)", parse_envelope, raw
+            )
             signature = self.floor_key.sign(pae(kind, payload))
-            stage("receive: Ed25519 verify of PAE(payload)",
-                  lambda p, s: public.verify(s, pae(kind, p)), payload, signature)
-            data = stage("receive: payload parsed and validated in one pass (validate_json)",
-                         read_payload, payload)
+            stage(
+                "receive: Ed25519 verify of PAE(payload)",
+                lambda p, s: public.verify(s, pae(kind, p)),
+                payload,
+                signature,
+            )
+            data = stage(
+                "receive: payload parsed and validated in one pass (validate_json)",
+                read_payload,
+                payload,
+            )
             stage("  for comparison: orjson.loads alone", orjson.loads, payload)
-            stage("receive: canonical check (canonical_bytes == payload bytes)",
-                  canonical_check, data, payload)
-            stage("receive: BundlePayload.model_validate (header)",
-                  BundlePayload.model_validate, data)
+            stage(
+                "receive: canonical check (canonical_bytes == payload bytes)",
+                canonical_check,
+                data,
+                payload,
+            )
+            stage(
+                "receive: BundlePayload.model_validate (header)", BundlePayload.model_validate, data
+            )
             config = data["config"]
             start = payload.index(b'"config":') + len(b'"config":')
-            config_json = payload[start:payload.rindex(b',"created_at":"', start)]
-            stage("receive: sha256 of the payload and of the configuration", digests, payload,
-                  config_json)
+            config_json = payload[start : payload.rindex(b',"created_at":"', start)]
+            stage(
+                "receive: sha256 of the payload and of the configuration",
+                digests,
+                payload,
+                config_json,
+            )
             result = stage("receive+approve: combine", combine, base, config)
-            stage("receive+approve: check_references (references.check)",
-                  check_references, result)
+            stage("receive+approve: check_references (references.check)", check_references, result)
             changes = stage("receive+approve: diff", config_diff.diff, base, result)
             plan = stage("receive+approve: plan dicts (summarize, to_dict)", make_plan, changes)
-            plan_json = stage("receive: plan JSON column write (orjson.dumps)",
-                              orjson.dumps, plan)
+            plan_json = stage("receive: plan JSON column write (orjson.dumps)", orjson.dumps, plan)
             stage("approve: plan JSON column read (orjson.loads), once", orjson.loads, plan_json)
-            version = stage("approve: canonical_bytes + sha256 of the new version",
-                            new_version, result)
-            stage("db: INSERT+COMMIT of the transfer row (configuration bytes + plan JSON)",
-                  db_write, plan_json.decode(), config_json, 2 * n)
-            stage("db: SELECT of that row (once; approve loads the transfer 3 times)", db_read,
-                  2 * n)
-            stage("db: INSERT+COMMIT of the new version's document", db_write, version, None,
-                  2 * n + 1)
+            version = stage(
+                "approve: canonical_bytes + sha256 of the new version", new_version, result
+            )
+            stage(
+                "db: INSERT+COMMIT of the transfer row (configuration bytes + plan JSON)",
+                db_write,
+                plan_json.decode(),
+                config_json,
+                2 * n,
+            )
+            stage(
+                "db: SELECT of that row (once; approve loads the transfer 3 times)", db_read, 2 * n
+            )
+            stage(
+                "db: INSERT+COMMIT of the new version's document",
+                db_write,
+                version,
+                None,
+                2 * n + 1,
+            )
         # the services again with the cyclic garbage collector off: its share of their time
         no_gc = Samples()
         gc.disable()
@@ -567,17 +814,24 @@ class Bench:
         times["services with the cyclic GC disabled: export+sign"] = no_gc.export
         times["services with the cyclic GC disabled: receive"] = no_gc.receive
         times["services with the cyclic GC disabled: approve+apply"] = no_gc.apply
-        sizes = (f"sizes: stored version {len(stored) / 1024:,.0f} KiB, bundle file "
-                 f"{len(raw) / 1024:,.0f} KiB, plan JSON {len(plan_json) / 1024:,.0f} KiB")
+        sizes = (
+            f"sizes: stored version {len(stored) / 1024:,.0f} KiB, bundle file "
+            f"{len(raw) / 1024:,.0f} KiB, plan JSON {len(plan_json) / 1024:,.0f} KiB"
+        )
         lines = ["| stage | median |", "| --- | ---: |"]
-        lines += [f"| {name} | {statistics.median(values) * 1e3:.2f} ms |"
-                  for name, values in times.items()]
+        lines += [
+            f"| {name} | {statistics.median(values) * 1e3:.2f} ms |"
+            for name, values in times.items()
+        ]
         return "\n".join(lines) + "\n\n" + sizes + "\n"
 
     def profile(self, runs: int) -> str:
         """cProfile of receive and of approve (cumulative), over ``runs`` runs."""
-        receive_prof, apply_prof, export_prof = cProfile.Profile(), cProfile.Profile(), \
-            cProfile.Profile()
+        receive_prof, apply_prof, export_prof = (
+            cProfile.Profile(),
+            cProfile.Profile(),
+            cProfile.Profile(),
+        )
         for _ in range(runs):
             key = self.new_key()
             raw = export_prof.runcall(self.export, key)
@@ -585,8 +839,11 @@ class Bench:
             apply_prof.runcall(self.approve, transfer_id)
             self.reset_target()
         out = io.StringIO()
-        for name, prof in (("export", export_prof), ("receive", receive_prof),
-                           ("approve", apply_prof)):
+        for name, prof in (
+            ("export", export_prof),
+            ("receive", receive_prof),
+            ("approve", apply_prof),
+        ):
             out.write(f"\n===== cProfile: {name} ({runs} runs), by cumulative time =====\n")
             stats = pstats.Stats(prof, stream=out)
             stats.sort_stats("cumulative").print_stats(35)
@@ -595,8 +852,9 @@ class Bench:
         return out.getvalue()
 
 
-def run_backend(backend: str, url: str, config: dict[str, Any], repeat: int,
-                profile_runs: int, breakdown: bool) -> tuple[Result, str, str]:
+def run_backend(
+    backend: str, url: str, config: dict[str, Any], repeat: int, profile_runs: int, breakdown: bool
+) -> tuple[Result, str, str]:
     bench = Bench(url, config)
     try:
         for _ in range(2):  # warm-up: validator caches, connection pool, statement caches
@@ -605,17 +863,27 @@ def run_backend(backend: str, url: str, config: dict[str, Any], repeat: int,
         bundle_bytes = 0
         for i in range(repeat):
             bundle_bytes = bench.one_run(samples)
-            print(f"  {backend} run {i + 1}/{repeat}: export {samples.export[-1] * 1e3:.1f} ms, "
-                  f"receive {samples.receive[-1] * 1e3:.1f} ms, "
-                  f"apply {samples.apply[-1] * 1e3:.1f} ms", file=sys.stderr)
+            print(
+                f"  {backend} run {i + 1}/{repeat}: export {samples.export[-1] * 1e3:.1f} ms, "
+                f"receive {samples.receive[-1] * 1e3:.1f} ms, "
+                f"apply {samples.apply[-1] * 1e3:.1f} ms",
+                file=sys.stderr,
+            )
         med = statistics.median
         result = Result(
-            backend=backend, server=server_version(bench.app), runs=repeat,
-            config_bytes=len(canonical_bytes(config)), bundle_bytes=bundle_bytes,
-            export=med(samples.export), export_floor=med(samples.export_floor),
-            receive=med(samples.receive), receive_floor=med(samples.receive_floor),
-            apply=med(samples.apply), export_max=max(samples.export),
-            receive_max=max(samples.receive), apply_max=max(samples.apply),
+            backend=backend,
+            server=server_version(bench.app),
+            runs=repeat,
+            config_bytes=len(canonical_bytes(config)),
+            bundle_bytes=bundle_bytes,
+            export=med(samples.export),
+            export_floor=med(samples.export_floor),
+            receive=med(samples.receive),
+            receive_floor=med(samples.receive_floor),
+            apply=med(samples.apply),
+            export_max=max(samples.export),
+            receive_max=max(samples.receive),
+            apply_max=max(samples.apply),
         )
         stages = bench.breakdown(repeat) if breakdown else ""
         profile = bench.profile(profile_runs) if profile_runs else ""
@@ -624,8 +892,9 @@ def run_backend(backend: str, url: str, config: dict[str, Any], repeat: int,
         bench.app.engine.dispose()
 
 
-def measure_backend(backend: str, config: dict[str, Any], repeat: int, profile_runs: int,
-                    breakdown: bool) -> tuple[Result, str, str]:
+def measure_backend(
+    backend: str, config: dict[str, Any], repeat: int, profile_runs: int, breakdown: bool
+) -> tuple[Result, str, str]:
     """:func:`run_backend` on a scratch database of that backend (made and dropped here)."""
     urls = sqlite_url if backend == "sqlite" else postgres_url
     with urls() as url:
@@ -673,14 +942,18 @@ def machine() -> str:
     import cryptography
     import pydantic_core
     import sqlalchemy
-    return (f"Python {platform.python_version()} ({platform.python_implementation()}), "
-            f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}; "
-            f"orjson {orjson.__version__}, pydantic-core {pydantic_core.__version__}, "
-            f"cryptography {cryptography.__version__}, SQLAlchemy {sqlalchemy.__version__}")
+
+    return (
+        f"Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}; "
+        f"orjson {orjson.__version__}, pydantic-core {pydantic_core.__version__}, "
+        f"cryptography {cryptography.__version__}, SQLAlchemy {sqlalchemy.__version__}"
+    )
 
 
-def section(results: list[Result], command: str, when: str, stages: str,
-            load: float | None = None) -> str:
+def section(
+    results: list[Result], command: str, when: str, stages: str, load: float | None = None
+) -> str:
     first = results[0]
     if stages:
         stages = f"""
@@ -768,24 +1041,32 @@ def implementation() -> str:
     where = "this checkout" if path.is_relative_to(ROOT) else str(path)
     if search_index.NATIVE:
         return f"native extension (_postings) in use; provisioner from {where}"
-    return (f"Python fallback (the native extension _postings is not built; figures taken "
-            f"with {FALLBACK_OPTION} are NOT the product's); provisioner from {where}")
+    return (
+        f"Python fallback (the native extension _postings is not built; figures taken "
+        f"with {FALLBACK_OPTION} are NOT the product's); provisioner from {where}"
+    )
 
 
 def parse_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     """``parser``'s arguments plus ``--allow-fallback``; prints which implementation is
     measured and refuses to measure the Python fallback unless that option is given."""
-    parser.add_argument(FALLBACK_OPTION, action="store_true",
-                        help="measure even when the native extension is not built (the "
-                             "figures are then labelled as the Python fallback's)")
+    parser.add_argument(
+        FALLBACK_OPTION,
+        action="store_true",
+        help="measure even when the native extension is not built (the "
+        "figures are then labelled as the Python fallback's)",
+    )
     args = parser.parse_args()
     from provisioner.services.crm import search_index
 
     print(f"implementation: {implementation()}", file=sys.stderr, flush=True)
     if not search_index.NATIVE and not args.allow_fallback:
-        parser.exit(2, "refusing to measure the Python fallback as the product: build the "
-                       "native extension (pip install . with a C compiler, or python setup.py "
-                       f"build_ext --inplace in a checkout) or pass {FALLBACK_OPTION}\n")
+        parser.exit(
+            2,
+            "refusing to measure the Python fallback as the product: build the "
+            "native extension (pip install . with a C compiler, or python setup.py "
+            f"build_ext --inplace in a checkout) or pass {FALLBACK_OPTION}\n",
+        )
     return args
 
 
@@ -808,12 +1089,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--repeat", type=int, default=15, help="timed runs (default 15)")
-    parser.add_argument("--profile", type=int, nargs="?", const=5, default=0, metavar="RUNS",
-                        help="also print a cProfile of export, receive, approve over RUNS runs")
-    parser.add_argument("--breakdown", action="store_true",
-                        help="also time the database-free stages of receive and approve")
-    parser.add_argument("--no-write", action="store_true",
-                        help="print only; do not update docs/performance.md")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        nargs="?",
+        const=5,
+        default=0,
+        metavar="RUNS",
+        help="also print a cProfile of export, receive, approve over RUNS runs",
+    )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time the database-free stages of receive and approve",
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; do not update docs/performance.md"
+    )
     args = parse_args(parser)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -834,8 +1126,8 @@ def main() -> None:
         spawn = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
             result, breakdown, profile = pool.submit(
-                measure_backend, backend, config, args.repeat, args.profile,
-                args.breakdown).result()
+                measure_backend, backend, config, args.repeat, args.profile, args.breakdown
+            ).result()
         results.append(result)
         if breakdown:
             stages += f"\n{result.server}:\n\n{breakdown}"
@@ -843,8 +1135,9 @@ def main() -> None:
             profiles.append(f"\n##### {backend}\n{profile}")
     stages = stages.strip("\n")
 
-    command = (f".venv/bin/python bench/bench_core.py --db {args.db} --repeat {args.repeat}"
-               + (" --breakdown" if args.breakdown else ""))
+    command = f".venv/bin/python bench/bench_core.py --db {args.db} --repeat {args.repeat}" + (
+        " --breakdown" if args.breakdown else ""
+    )
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     text = section(results, command, when, stages, load)
     print(text)

@@ -97,7 +97,8 @@ DESIGN = (
     "once). Phone lookup probes the per-tenant "
     "phone and mobile digit indexes; on PostgreSQL the tenant scope, configuration, "
     "contacts and the first match's history go in one pipelined round trip (then the "
-    "commit).")
+    "commit)."
+)
 SEARCH_P95_MS = 20.0
 SPEEDUP = 20.0
 LOOKUP_P99_MS = 2.0
@@ -168,8 +169,9 @@ def seed_tenant(app: Provisioner, actor: Actor, n: int, seed_value: int) -> None
         seed.seed_contacts(ctx, actor, n, seed=seed_value)
 
 
-def query_pools(rng: random.Random, sample: list[tuple[str, str, str, str]]
-                ) -> dict[str, list[str]]:
+def query_pools(
+    rng: random.Random, sample: list[tuple[str, str, str, str]]
+) -> dict[str, list[str]]:
     """Realistic search terms by length class, from the generator's vocabulary and rows."""
     surnames = [s for s, _ in seed.SURNAMES]
     kana = [k for _, k in seed.SURNAMES] + [k for _, k in seed.GIVEN]
@@ -196,8 +198,8 @@ def query_pools(rng: random.Random, sample: list[tuple[str, str, str, str]]
         digits = re.sub(r"\D", "", phone + mobile)
         for size in (1, 2, 3, 4, 5, 7):
             start = rng.randrange(0, max(1, len(digits) - size))
-            put(digits[start:start + size])
-        put(email.split("@")[0][:rng.choice((6, 8))])
+            put(digits[start : start + size])
+        put(email.split("@")[0][: rng.choice((6, 8))])
     return {c: sorted(v) for c, v in pools.items()}
 
 
@@ -208,14 +210,26 @@ def like_scan(app: Provisioner, actor: Actor, term: str) -> tuple[float, int, li
     with app.transaction() as ctx:
         search_scope = {"t": actor.tenant_id, "p": pattern}
         if app.engine.dialect.name == "postgresql":
-            ctx.session.execute(text("SELECT set_config('provisioner.tenant_id', :t, true)"),
-                                {"t": str(actor.tenant_id)})
-        total = ctx.session.scalar(text(
-            "SELECT count(*) FROM crm_contacts WHERE tenant_id = :t "
-            "AND search_text LIKE :p ESCAPE '/'"), search_scope)
-        ids = list(ctx.session.scalars(text(
-            "SELECT id FROM crm_contacts WHERE tenant_id = :t AND search_text LIKE :p "
-            "ESCAPE '/' ORDER BY id LIMIT 50"), search_scope))
+            ctx.session.execute(
+                text("SELECT set_config('provisioner.tenant_id', :t, true)"),
+                {"t": str(actor.tenant_id)},
+            )
+        total = ctx.session.scalar(
+            text(
+                "SELECT count(*) FROM crm_contacts WHERE tenant_id = :t "
+                "AND search_text LIKE :p ESCAPE '/'"
+            ),
+            search_scope,
+        )
+        ids = list(
+            ctx.session.scalars(
+                text(
+                    "SELECT id FROM crm_contacts WHERE tenant_id = :t AND search_text LIKE :p "
+                    "ESCAPE '/' ORDER BY id LIMIT 50"
+                ),
+                search_scope,
+            )
+        )
     return time.perf_counter() - started, int(total or 0), ids
 
 
@@ -226,16 +240,22 @@ def service_search(app: Provisioner, actor: Actor, term: str) -> tuple[float, in
     return time.perf_counter() - started, result.total, [i["id"] for i in result.items]
 
 
-def run_searches(app: Provisioner, actor: Actor, pools: dict[str, list[str]], queries: int,
-                 terms: int, rng: random.Random, log: Callable[[str], None]
-                 ) -> list[SearchClass]:
+def run_searches(
+    app: Provisioner,
+    actor: Actor,
+    pools: dict[str, list[str]],
+    queries: int,
+    terms: int,
+    rng: random.Random,
+    log: Callable[[str], None],
+) -> list[SearchClass]:
     out: list[SearchClass] = []
     for name in CLASSES:
         item = SearchClass(name)
         chosen = rng.sample(pools[name], min(terms, len(pools[name])))
         draws = [rng.choice(chosen) for _ in range(queries)]
         for term in draws[:5]:
-            service_search(app, actor, term)                    # warm-up
+            service_search(app, actor, term)  # warm-up
         results: dict[str, tuple[int, list[int]]] = {}
         for term in draws:
             seconds, total, ids = service_search(app, actor, term)
@@ -248,15 +268,18 @@ def run_searches(app: Provisioner, actor: Actor, pools: dict[str, list[str]], qu
             item.scans.append(seconds)
             if (total, ids) != got:
                 item.mismatches.append(f"{term!r}: index {got[0]} / scan {total}")
-        log(f"  {name}: median {ms(statistics.median(item.times))}, p95 "
+        log(
+            f"  {name}: median {ms(statistics.median(item.times))}, p95 "
             f"{ms(pct(item.times, 95))}, scan median {ms(statistics.median(item.scans))}, "
-            f"{len(item.mismatches)} mismatches")
+            f"{len(item.mismatches)} mismatches"
+        )
         out.append(item)
     return out
 
 
-def run_lookups(app: Provisioner, actor: Actor, phones: list[str], rng: random.Random,
-                count: int) -> list[float]:
+def run_lookups(
+    app: Provisioner, actor: Actor, phones: list[str], rng: random.Random, count: int
+) -> list[float]:
     def spelling(number: str) -> str:
         digits = re.sub(r"\D", "", number)
         form = rng.randrange(4)
@@ -267,7 +290,8 @@ def run_lookups(app: Provisioner, actor: Actor, phones: list[str], rng: random.R
         if form == 2:
             return "+81 " + digits[1:3] + " " + digits[3:]
         return unicodedata.normalize("NFKC", number).translate(
-            {ord(c): ord(c) + 0xFEE0 for c in "0123456789-"})
+            {ord(c): ord(c) + 0xFEE0 for c in "0123456789-"}
+        )
 
     numbers = [spelling(rng.choice(phones)) for _ in range(count + 20)]
     times: list[float] = []
@@ -302,8 +326,18 @@ def import_csv(rows: int, seed_value: int) -> bytes:
     people = list(seed.people(rng, rows, seed.company_names(rng, 300)))
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
-    columns = ["name", "kana", "company", "title", "email", "phone", "mobile", "postal_code",
-               "address", "memo_1"]
+    columns = [
+        "name",
+        "kana",
+        "company",
+        "title",
+        "email",
+        "phone",
+        "mobile",
+        "postal_code",
+        "address",
+        "memo_1",
+    ]
     writer.writerow(columns)
     for person in people:
         writer.writerow([person[c] for c in columns])
@@ -314,10 +348,13 @@ def raw_floor(app: Provisioner, actor: Actor) -> tuple[float, int]:
     """One DB-API executemany of the imported rows (read back) into crm_contacts, rolled back."""
     with app.engine.connect() as conn:
         if app.engine.dialect.name == "postgresql":
-            conn.execute(text("SELECT set_config('provisioner.tenant_id', :t, false)"),
-                         {"t": str(actor.tenant_id)})
-        result = conn.execute(text("SELECT * FROM crm_contacts WHERE tenant_id = :t"),
-                              {"t": actor.tenant_id})
+            conn.execute(
+                text("SELECT set_config('provisioner.tenant_id', :t, false)"),
+                {"t": str(actor.tenant_id)},
+            )
+        result = conn.execute(
+            text("SELECT * FROM crm_contacts WHERE tenant_id = :t"), {"t": actor.tenant_id}
+        )
         columns = [c for c in list(result.keys()) if c != "id"]
         rows = [tuple(r[c] for c in columns) for r in result.mappings()]
         conn.rollback()
@@ -329,8 +366,9 @@ def raw_floor(app: Provisioner, actor: Actor) -> tuple[float, int]:
         if app.engine.dialect.name == "sqlite":
             cursor.execute("BEGIN IMMEDIATE")
         else:
-            cursor.execute("SELECT set_config('provisioner.tenant_id', %s, true)",
-                           (str(actor.tenant_id),))
+            cursor.execute(
+                "SELECT set_config('provisioner.tenant_id', %s, true)", (str(actor.tenant_id),)
+            )
         started = time.perf_counter()
         cursor.executemany(sql, rows)
         seconds = time.perf_counter() - started
@@ -340,8 +378,9 @@ def raw_floor(app: Provisioner, actor: Actor) -> tuple[float, int]:
     return seconds, len(rows)
 
 
-def run_import(app: Provisioner, rows: int, log: Callable[[str], None]
-               ) -> tuple[float, float, bool]:
+def run_import(
+    app: Provisioner, rows: int, log: Callable[[str], None]
+) -> tuple[float, float, bool]:
     actor = tenant(app, f"imported-{time.strftime('%Y%m%d%H%M%S')}")
     raw = import_csv(rows, 99)
     started = time.perf_counter()
@@ -356,13 +395,14 @@ def run_import(app: Provisioner, rows: int, log: Callable[[str], None]
         ok = ok and (total, ids) == (scan_total, scan_ids) and total > 0
     floor, count = raw_floor(app, actor)
     assert count == rows
-    log(f"  import {rows} rows: {ms(seconds)} ({rows / seconds:,.0f} rows/s); floor "
-        f"{ms(floor)} ({rows / floor:,.0f} rows/s); index correct: {ok}")
+    log(
+        f"  import {rows} rows: {ms(seconds)} ({rows / seconds:,.0f} rows/s); floor "
+        f"{ms(floor)} ({rows / floor:,.0f} rows/s); index correct: {ok}"
+    )
     return seconds, floor, ok
 
 
-def run_backend(db: str, url: str, fresh: bool, args: argparse.Namespace
-                ) -> tuple[Outcome, str]:
+def run_backend(db: str, url: str, fresh: bool, args: argparse.Namespace) -> tuple[Outcome, str]:
     def log(message: str) -> None:
         print(f"[{db}] {message}", file=sys.stderr, flush=True)
 
@@ -386,26 +426,49 @@ def run_backend(db: str, url: str, fresh: bool, args: argparse.Namespace
         if db == "postgresql":
             conn.execute(text("ANALYZE"))
             conn.commit()
-        conn.execute(text("SELECT set_config('provisioner.tenant_id', :t, false)")
-                     if db == "postgresql" else text("SELECT :t"), {"t": str(big.tenant_id)})
-        sample = [tuple(r) for r in conn.execute(text(
-            "SELECT name, phone, mobile, email FROM crm_contacts WHERE tenant_id = :t "
-            "AND id % 997 = 0"), {"t": big.tenant_id})]
-    log(f"setup: {args.contacts:,} + 3 x {small:,} contacts "
-        f"{'reused' if setup is None else f'in {setup:.0f} s'} ({index_rows:,} index rows)")
+        conn.execute(
+            text("SELECT set_config('provisioner.tenant_id', :t, false)")
+            if db == "postgresql"
+            else text("SELECT :t"),
+            {"t": str(big.tenant_id)},
+        )
+        sample = [
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    "SELECT name, phone, mobile, email FROM crm_contacts WHERE tenant_id = :t "
+                    "AND id % 997 = 0"
+                ),
+                {"t": big.tenant_id},
+            )
+        ]
+    log(
+        f"setup: {args.contacts:,} + 3 x {small:,} contacts "
+        f"{'reused' if setup is None else f'in {setup:.0f} s'} ({index_rows:,} index rows)"
+    )
     pools = query_pools(rng, sample)
     searches = run_searches(app, big, pools, args.queries, args.terms, rng, log)
     phones = [p for _, phone, mobile, _ in sample for p in (phone, mobile) if p]
     lookup = run_lookups(app, big, phones, rng, args.lookups)
     log(f"  lookup: median {ms(statistics.median(lookup))}, p99 {ms(pct(lookup, 99))}")
     round_trip = run_round_trips(app, max(args.lookups, 1000))
-    log(f"  SELECT 1: median {ms(statistics.median(round_trip))}, "
-        f"p99 {ms(pct(round_trip, 99))}")
+    log(f"  SELECT 1: median {ms(statistics.median(round_trip))}, p99 {ms(pct(round_trip, 99))}")
     import_s, floor_s, ok = run_import(app, args.import_rows, log)
     app.engine.dispose()
-    return Outcome(db, args.contacts, setup, index_rows, searches, lookup, round_trip,
-                   args.import_rows,
-                   import_s, floor_s, ok, os.getloadavg()), version
+    return Outcome(
+        db,
+        args.contacts,
+        setup,
+        index_rows,
+        searches,
+        lookup,
+        round_trip,
+        args.import_rows,
+        import_s,
+        floor_s,
+        ok,
+        os.getloadavg(),
+    ), version
 
 
 def verdict(ok: bool) -> str:
@@ -414,11 +477,15 @@ def verdict(ok: bool) -> str:
 
 def section(outcomes: list[tuple[Outcome, str]], args: argparse.Namespace, when: str) -> str:
     lines = [
-        SECTION_TITLE, "",
-        f"Measured {when} by `bench/bench_crm.py`. Machine: {machine()}.", "",
+        SECTION_TITLE,
+        "",
+        f"Measured {when} by `bench/bench_crm.py`. Machine: {machine()}.",
+        "",
         f"Reproduce: `.venv/bin/python bench/bench_crm.py --db {args.db} --contacts "
-        f"{args.contacts} --queries {args.queries} --terms {args.terms}`", "",
-        DESIGN, "",
+        f"{args.contacts} --queries {args.queries} --terms {args.terms}`",
+        "",
+        DESIGN,
+        "",
         f"Workload: one tenant with {args.contacts:,} seeded contacts plus three tenants "
         f"with {max(1000, args.contacts // 20):,} each in the same tables. Search: "
         f"`search(ctx, actor, Query(q=term))` (first page of 50 + exact total, own "
@@ -429,7 +496,8 @@ def section(outcomes: list[tuple[Outcome, str]], args: argparse.Namespace, when:
         "the same run, whose total and page must equal the service's. Lookup: "
         f"{args.lookups} numbers in mixed spellings. Import: a {args.import_rows:,}-row "
         "UTF-8 CSV into a fresh tenant, end to end (validation, change log, index, "
-        "commit); floor = one raw DB-API `executemany` of the same final rows.", "",
+        "commit); floor = one raw DB-API `executemany` of the same final rows.",
+        "",
         "| database | query | distinct terms | median | p95 | p99 | scan median | "
         "speed-up (median) | identical | target | result |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
@@ -444,22 +512,33 @@ def section(outcomes: list[tuple[Outcome, str]], args: argparse.Namespace, when:
                 f"{ms(statistics.median(item.times))} | {ms(p95)} | "
                 f"{ms(pct(item.times, 99))} | {ms(statistics.median(item.scans))} | "
                 f"{speedup:,.0f}x | {'yes' if not item.mismatches else 'NO'} | "
-                f"p95 <= {SEARCH_P95_MS:.0f} ms, >= {SPEEDUP:.0f}x | {verdict(ok)} |")
-    lines += ["", "| database | operation | median | p95 | p99 | target | result |",
-              "| --- | --- | ---: | ---: | ---: | --- | --- |"]
+                f"p95 <= {SEARCH_P95_MS:.0f} ms, >= {SPEEDUP:.0f}x | {verdict(ok)} |"
+            )
+    lines += [
+        "",
+        "| database | operation | median | p95 | p99 | target | result |",
+        "| --- | --- | ---: | ---: | ---: | --- | --- |",
+    ]
     for outcome, version in outcomes:
         p99 = pct(outcome.lookup, 99)
-        lines.append(f"| {version} | phone lookup | {ms(statistics.median(outcome.lookup))} | "
-                     f"{ms(pct(outcome.lookup, 95))} | {ms(p99)} | p99 <= "
-                     f"{LOOKUP_P99_MS:.0f} ms | {verdict(p99 * 1000 <= LOOKUP_P99_MS)} |")
+        lines.append(
+            f"| {version} | phone lookup | {ms(statistics.median(outcome.lookup))} | "
+            f"{ms(pct(outcome.lookup, 95))} | {ms(p99)} | p99 <= "
+            f"{LOOKUP_P99_MS:.0f} ms | {verdict(p99 * 1000 <= LOOKUP_P99_MS)} |"
+        )
         trips = outcome.round_trip
-        fine = [f"{x * 1000:.3f} ms" for x in (statistics.median(trips), pct(trips, 95),
-                                               pct(trips, 99))]
-        lines.append(f"| {version} | bare `SELECT 1` round trip (reference) | "
-                     f"{' | '.join(fine)} | - | - |")
-    lines += ["", "| database | import | time | rows/s | raw executemany floor | floor rows/s "
-              "| index correct after | target | result |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |"]
+        fine = [
+            f"{x * 1000:.3f} ms" for x in (statistics.median(trips), pct(trips, 95), pct(trips, 99))
+        ]
+        lines.append(
+            f"| {version} | bare `SELECT 1` round trip (reference) | {' | '.join(fine)} | - | - |"
+        )
+    lines += [
+        "",
+        "| database | import | time | rows/s | raw executemany floor | floor rows/s "
+        "| index correct after | target | result |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
+    ]
     for outcome, version in outcomes:
         rate = outcome.import_rows / outcome.import_s
         lines.append(
@@ -467,39 +546,67 @@ def section(outcomes: list[tuple[Outcome, str]], args: argparse.Namespace, when:
             f"{rate:,.0f} | {ms(outcome.floor_s)} | "
             f"{outcome.import_rows / outcome.floor_s:,.0f} | "
             f"{'yes' if outcome.import_ok else 'NO'} | >= {IMPORT_ROWS_PER_S:,.0f} rows/s | "
-            f"{verdict(rate >= IMPORT_ROWS_PER_S and outcome.import_ok)} |")
-    lines += ["", "Load average (1/5/15 min) at the end of each run: " + "; ".join(
-        f"{version}: " + " / ".join(f"{x:.1f}" for x in outcome.load)
-        for outcome, version in outcomes) + f" ({os.cpu_count()} CPUs; search and scan "
-        "times include waiting for the CPU)."]
+            f"{verdict(rate >= IMPORT_ROWS_PER_S and outcome.import_ok)} |"
+        )
+    lines += [
+        "",
+        "Load average (1/5/15 min) at the end of each run: "
+        + "; ".join(
+            f"{version}: " + " / ".join(f"{x:.1f}" for x in outcome.load)
+            for outcome, version in outcomes
+        )
+        + f" ({os.cpu_count()} CPUs; search and scan "
+        "times include waiting for the CPU).",
+    ]
     for outcome, version in outcomes:
         rate = outcome.import_rows / outcome.import_s
         floor = outcome.import_rows / outcome.floor_s
         if floor < IMPORT_ROWS_PER_S:
-            lines += ["", f"{version}: the import target ({IMPORT_ROWS_PER_S:,.0f} rows/s) "
-                      f"is above even the raw executemany floor measured here ({floor:,.0f} "
-                      f"rows/s for the contact rows alone, without validation, change log or "
-                      f"index); the import ran at {rate:,.0f} rows/s, "
-                      f"{rate / floor:.0%} of that floor."]
+            lines += [
+                "",
+                f"{version}: the import target ({IMPORT_ROWS_PER_S:,.0f} rows/s) "
+                f"is above even the raw executemany floor measured here ({floor:,.0f} "
+                f"rows/s for the contact rows alone, without validation, change log or "
+                f"index); the import ran at {rate:,.0f} rows/s, "
+                f"{rate / floor:.0%} of that floor.",
+            ]
     for outcome, version in outcomes:
         p99 = pct(outcome.lookup, 99)
         if p99 * 1000 > LOOKUP_P99_MS:
             trips = outcome.round_trip
-            lines += ["", f"{version}: phone lookup median {ms(statistics.median(outcome.lookup))}"
-                      f", p99 {ms(p99)}. The lookup is "
-                      + ("two round trips (the pipelined read, the commit)"
-                         if outcome.db == "postgresql" else "in-process")
-                      + f"; a bare `SELECT 1` on the same kind of connection took median "
-                      f"{statistics.median(trips) * 1000:.3f} ms, p99 "
-                      f"{pct(trips, 99) * 1000:.3f} ms in this run (p99 / median: lookup "
-                      f"{p99 / statistics.median(outcome.lookup):.1f}x, bare round trip "
-                      f"{pct(trips, 99) / statistics.median(trips):.1f}x)."]
-    lines += ["", "Setup (bulk seed + index build, for reference): " + "; ".join(
-        f"{version}: " + ("kept database of an earlier run reused" if outcome.setup_s is None
-                          else f"{outcome.setup_s:.0f} s")
-        + f", {outcome.index_rows:,} index rows" for outcome, version in outcomes) + "."]
-    mismatches = [f"{o.db} {i.name}: {m}" for o, _ in outcomes for i in o.searches
-                  for m in i.mismatches]
+            lines += [
+                "",
+                f"{version}: phone lookup median {ms(statistics.median(outcome.lookup))}"
+                f", p99 {ms(p99)}. The lookup is "
+                + (
+                    "two round trips (the pipelined read, the commit)"
+                    if outcome.db == "postgresql"
+                    else "in-process"
+                )
+                + f"; a bare `SELECT 1` on the same kind of connection took median "
+                f"{statistics.median(trips) * 1000:.3f} ms, p99 "
+                f"{pct(trips, 99) * 1000:.3f} ms in this run (p99 / median: lookup "
+                f"{p99 / statistics.median(outcome.lookup):.1f}x, bare round trip "
+                f"{pct(trips, 99) / statistics.median(trips):.1f}x).",
+            ]
+    lines += [
+        "",
+        "Setup (bulk seed + index build, for reference): "
+        + "; ".join(
+            f"{version}: "
+            + (
+                "kept database of an earlier run reused"
+                if outcome.setup_s is None
+                else f"{outcome.setup_s:.0f} s"
+            )
+            + f", {outcome.index_rows:,} index rows"
+            for outcome, version in outcomes
+        )
+        + ".",
+    ]
+    mismatches = [
+        f"{o.db} {i.name}: {m}" for o, _ in outcomes for i in o.searches for m in i.mismatches
+    ]
     if mismatches:
         lines += ["", "Mismatches against the scan: " + "; ".join(mismatches[:10])]
     return "\n".join(lines) + "\n"
@@ -510,20 +617,26 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=200, help="searches per length class")
-    parser.add_argument("--terms", type=int, default=15,
-                        help="distinct terms per length class (each also LIKE-scanned)")
+    parser.add_argument(
+        "--terms",
+        type=int,
+        default=15,
+        help="distinct terms per length class (each also LIKE-scanned)",
+    )
     parser.add_argument("--lookups", type=int, default=500)
     parser.add_argument("--import-rows", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the database (and reuse a kept one) between runs")
-    parser.add_argument("--no-write", action="store_true",
-                        help="print only; do not update docs/performance.md")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the database (and reuse a kept one) between runs"
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; do not update docs/performance.md"
+    )
     args = core.parse_args(parser)
     if args.contacts < 1000 or args.queries < 20 or args.lookups < 100:
         parser.error("--contacts >= 1000, --queries >= 20, --lookups >= 100")
     outcomes: list[tuple[Outcome, str]] = []
-    for db in (["sqlite", "postgresql"] if args.db == "both" else [args.db]):
+    for db in ["sqlite", "postgresql"] if args.db == "both" else [args.db]:
         with database(db, args.contacts, args.keep) as (url, fresh):
             outcomes.append(run_backend(db, url, fresh, args))
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

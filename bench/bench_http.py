@@ -146,14 +146,20 @@ def sample_inputs(url: str) -> tuple[list[str], list[str]]:
     with engine.connect() as conn:
         tid = conn.execute(text("SELECT id FROM tenants WHERE slug = 'bench'")).scalar_one()
         if engine.dialect.name == "postgresql":
-            conn.execute(text("SELECT set_config('provisioner.tenant_id', :t, false)"),
-                         {"t": str(tid)})
-        contacts = conn.execute(text("SELECT count(*) FROM crm_contacts WHERE tenant_id = :t"),
-                                {"t": tid}).scalar_one()
+            conn.execute(
+                text("SELECT set_config('provisioner.tenant_id', :t, false)"), {"t": str(tid)}
+            )
+        contacts = conn.execute(
+            text("SELECT count(*) FROM crm_contacts WHERE tenant_id = :t"), {"t": tid}
+        ).scalar_one()
         step = max(1, contacts // 2000)
-        rows = conn.execute(text(
-            "SELECT phone, name, kana FROM crm_contacts WHERE tenant_id = :t AND phone <> '' "
-            "AND id % :s = 0 ORDER BY id LIMIT 2000"), {"t": tid, "s": step}).all()
+        rows = conn.execute(
+            text(
+                "SELECT phone, name, kana FROM crm_contacts WHERE tenant_id = :t AND phone <> '' "
+                "AND id % :s = 0 ORDER BY id LIMIT 2000"
+            ),
+            {"t": tid, "s": step},
+        ).all()
     engine.dispose()
     rng = random.Random(7)
     phones = []
@@ -164,8 +170,9 @@ def sample_inputs(url: str) -> tuple[list[str], list[str]]:
     terms = []
     for _, name, kana in rows[:500]:
         surname = name.split()[0] if name.split() else name
-        pick = rng.choice([surname[:1], surname[:2], kana.replace(" ", "")[:3],
-                           name.replace(" ", "")[:4]])
+        pick = rng.choice(
+            [surname[:1], surname[:2], kana.replace(" ", "")[:3], name.replace(" ", "")[:4]]
+        )
         terms.append(pick)
     terms += [re.sub(r"\D", "", p)[-4:] for p, _, _ in rows[:100]]
     return phones, [t for t in terms if t]
@@ -187,8 +194,9 @@ def prepare(directory: Path, contacts: int, log: Callable[[str], None]) -> None:
     url = f"sqlite:///{directory}/bench.db"
     started = time.perf_counter()
     phones, terms = build(url, contacts, log)
-    (directory / "inputs.json").write_text(json.dumps({"phones": phones, "terms": terms},
-                                                      ensure_ascii=False))
+    (directory / "inputs.json").write_text(
+        json.dumps({"phones": phones, "terms": terms}, ensure_ascii=False)
+    )
     log(f"prepared {directory} in {time.perf_counter() - started:.0f} s")
 
 
@@ -217,22 +225,29 @@ def copy_sqlite_to_postgres(sqlite_path: Path, pg_url: str, log: Callable[[str],
             if set(names) - have:
                 raise SystemExit(f"{table.name}: columns {set(names) - have} missing in SQLite")
             rows = source.execute(
-                f"SELECT {', '.join(chr(34) + n + chr(34) for n in names)} FROM \"{table.name}\"")
+                f'SELECT {", ".join(chr(34) + n + chr(34) for n in names)} FROM "{table.name}"'
+            )
             count = 0
             cols = ", ".join(f'"{n}"' for n in names)
             with cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN') as copy:
                 for row in rows:
                     if any(bools):
-                        row = tuple(bool(v) if b and v is not None else v
-                                    for v, b in zip(row, bools, strict=True))
+                        row = tuple(
+                            bool(v) if b and v is not None else v
+                            for v, b in zip(row, bools, strict=True)
+                        )
                     copy.write_row(row)
                     count += 1
             if "id" in names and table.c.id.autoincrement is not False and count:
-                cur.execute(f"SELECT setval(pg_get_serial_sequence('\"{table.name}\"', 'id'), "
-                            f"(SELECT max(id) FROM \"{table.name}\"))")
+                cur.execute(
+                    f"SELECT setval(pg_get_serial_sequence('\"{table.name}\"', 'id'), "
+                    f'(SELECT max(id) FROM "{table.name}"))'
+                )
             if count > 10_000:
-                log(f"  copied {count:,} rows of {table.name} in "
-                    f"{time.perf_counter() - started:.0f} s")
+                log(
+                    f"  copied {count:,} rows of {table.name} in "
+                    f"{time.perf_counter() - started:.0f} s"
+                )
         raw.commit()
     finally:
         raw.close()
@@ -276,8 +291,9 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
 
 def login(base: str) -> str:
     body = json.dumps({"login": "bench-admin", "password": PASSWORD}).encode()
-    req = urllib.request.Request(base + "/api/login", data=body,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        base + "/api/login", data=body, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req) as r:
         token: str = json.loads(r.read())["token"]
         return token
@@ -289,11 +305,15 @@ def parse_ms(value: str) -> float:
     return number * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
-def run_wrk(base: str, script: Path, connections: int, duration: int) -> tuple[
-        int, float, float, float, float, int]:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
-                          "-s", str(script), base], capture_output=True, text=True, check=True
-                         ).stdout
+def run_wrk(
+    base: str, script: Path, connections: int, duration: int
+) -> tuple[int, float, float, float, float, int]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), base],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     pct = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)\s*$", out, re.M))
     if len(pct) != 3:
         raise SystemExit(f"cannot read wrk's output:\n{out}")
@@ -304,12 +324,12 @@ def run_wrk(base: str, script: Path, connections: int, duration: int) -> tuple[
     bad = int(bad_match.group(1)) if bad_match else 0
     if errors:
         print(errors.group(0), file=sys.stderr)
-    return (requests, rps, parse_ms(pct["50"]), parse_ms(pct["90"]), parse_ms(pct["99"]),
-            bad)
+    return (requests, rps, parse_ms(pct["50"]), parse_ms(pct["90"]), parse_ms(pct["99"]), bad)
 
 
-async def _open_loop(port: int, paths: list[str], token: str, rate: float,
-                     duration: float) -> tuple[list[float], int, float]:
+async def _open_loop(
+    port: int, paths: list[str], token: str, rate: float, duration: float
+) -> tuple[list[float], int, float]:
     """Send ``rate`` requests/s on a fixed schedule; latencies from the scheduled times."""
     total = int(rate * duration)
     queue: asyncio.Queue[tuple[int, float]] = asyncio.Queue()
@@ -353,10 +373,12 @@ async def _open_loop(port: int, paths: list[str], token: str, rate: float,
     return latencies, bad, time.perf_counter() - start
 
 
-def run_open_loop(port: int, paths: list[str], token: str, rate: float,
-                  duration: float) -> tuple[int, float, float, float, float, int]:
+def run_open_loop(
+    port: int, paths: list[str], token: str, rate: float, duration: float
+) -> tuple[int, float, float, float, float, int]:
     try:  # the server's event loop, cheaper per request for the client too
         import uvloop
+
         factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
     except ImportError:
         factory = None
@@ -405,8 +427,19 @@ def server(env: dict[str, str], workers: int) -> Iterator[tuple[str, int, int]]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     cli = Path(sys.executable).parent / "provisioner"
-    proc = subprocess.Popen([str(cli), "serve", "--port", str(port), "--workers", str(workers),
-                             "--log-level", "warning"], env=env)
+    proc = subprocess.Popen(
+        [
+            str(cli),
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
     try:
         wait_ready(base, proc)
         yield base, port, proc.pid
@@ -415,36 +448,50 @@ def server(env: dict[str, str], workers: int) -> Iterator[tuple[str, int, int]]:
         proc.wait(10)
 
 
-def measure(db: str, env: dict[str, str], phones: list[str], terms: list[str],
-            args: argparse.Namespace, tmp: Path, log: Callable[[str], None]) -> list[Run]:
+def measure(
+    db: str,
+    env: dict[str, str],
+    phones: list[str],
+    terms: list[str],
+    args: argparse.Namespace,
+    tmp: Path,
+    log: Callable[[str], None],
+) -> list[Run]:
     runs: list[Run] = []
     for workers in args.workers:
         with server(env, workers) as (base, port, pid):
             token = login(base)
             for scenario, values, param in (("lookup", phones, "phone"), ("search", terms, "q")):
-                paths = [f"/api/tenants/bench/{scenario}?{param}={urllib.parse.quote(v)}"
-                         for v in values]
+                paths = [
+                    f"/api/tenants/bench/{scenario}?{param}={urllib.parse.quote(v)}" for v in values
+                ]
                 script = tmp / f"{scenario}.lua"
                 script.write_text(lua(paths, token))
                 run_wrk(base, script, args.connections, 2)  # warm-up: caches, connections
                 before = cpu_seconds(pid, db)
                 got = run_wrk(base, script, args.connections, args.duration)
                 cpu = (cpu_seconds(pid, db) - before) / max(1, got[0]) * 1000
-                runs.append(Run(db, scenario, workers, f"saturation, {args.connections} conn.",
-                                *got, cpu))
-                log(f"{db} {scenario} workers={workers} saturation: {got[1]:,.0f} req/s, "
+                runs.append(
+                    Run(db, scenario, workers, f"saturation, {args.connections} conn.", *got, cpu)
+                )
+                log(
+                    f"{db} {scenario} workers={workers} saturation: {got[1]:,.0f} req/s, "
                     f"p50 {got[2]:.2f} ms, p99 {got[4]:.2f} ms, non-2xx {got[5]}, "
-                    f"server CPU {cpu:.2f} ms/req")
-                rates = args.rate if scenario == "lookup" else [
-                    r for r in args.search_rate if r > 0]
+                    f"server CPU {cpu:.2f} ms/req"
+                )
+                rates = (
+                    args.rate if scenario == "lookup" else [r for r in args.search_rate if r > 0]
+                )
                 for rate in rates:
                     before = cpu_seconds(pid, db)
                     got = run_open_loop(port, paths, token, rate, args.duration)
                     cpu = (cpu_seconds(pid, db) - before) / max(1, got[0]) * 1000
                     runs.append(Run(db, scenario, workers, f"offered {rate:,.0f}/s", *got, cpu))
-                    log(f"{db} {scenario} workers={workers} offered {rate:,.0f}/s: "
+                    log(
+                        f"{db} {scenario} workers={workers} offered {rate:,.0f}/s: "
                         f"{got[1]:,.0f} req/s, p50 {got[2]:.2f} ms, p99 {got[4]:.2f} ms, "
-                        f"non-2xx {got[5]}, server CPU {cpu:.2f} ms/req")
+                        f"non-2xx {got[5]}, server CPU {cpu:.2f} ms/req"
+                    )
     return runs
 
 
@@ -479,12 +526,21 @@ def in_process_costs(env: dict[str, str], phones: list[str], n: int = 2000) -> d
 
     async def asgi(phone: str) -> None:
         query = urllib.parse.urlencode({"phone": phone}).encode()
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                 "method": "GET", "scheme": "http", "path": "/api/tenants/bench/lookup",
-                 "raw_path": b"/api/tenants/bench/lookup", "query_string": query,
-                 "root_path": "", "headers": [(b"host", b"bench"), (
-                     b"authorization", f"Bearer {token}".encode())],
-                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": {}}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/api/tenants/bench/lookup",
+            "raw_path": b"/api/tenants/bench/lookup",
+            "query_string": query,
+            "root_path": "",
+            "headers": [(b"host", b"bench"), (b"authorization", f"Bearer {token}".encode())],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+            "state": {},
+        }
         status: list[int] = []
 
         async def receive() -> dict[str, Any]:
@@ -516,11 +572,14 @@ def in_process_costs(env: dict[str, str], phones: list[str], n: int = 2000) -> d
             return (time.process_time() - started) / n * 1000
 
     try:
-        return {"empty read-only transaction": timed(empty),
-                "+ session check (token -> user, tenant, role)": timed(session),
-                "+ search.lookup (contact, activities, purchases)": timed(lookup),
-                "whole request through the ASGI app (routing, parameters, JSON)":
-                    asyncio.run(timed_asgi())}
+        return {
+            "empty read-only transaction": timed(empty),
+            "+ session check (token -> user, tenant, role)": timed(session),
+            "+ search.lookup (contact, activities, purchases)": timed(lookup),
+            "whole request through the ASGI app (routing, parameters, JSON)": asyncio.run(
+                timed_asgi()
+            ),
+        }
     finally:
         app.engine.dispose()
 
@@ -528,31 +587,48 @@ def in_process_costs(env: dict[str, str], phones: list[str], n: int = 2000) -> d
 # --------------------------------------------------------------------------- report
 
 
-def section(runs: list[Run], args: argparse.Namespace, contacts: int, setup: str,
-            when: str, costs: dict[str, dict[str, float]]) -> str:
+def section(
+    runs: list[Run],
+    args: argparse.Namespace,
+    contacts: int,
+    setup: str,
+    when: str,
+    costs: dict[str, dict[str, float]],
+) -> str:
     rows = "\n".join(
         f"| {r.db} | {r.scenario} | {r.workers} | {r.mode} | {r.requests:,} | {r.rps:,.0f} | "
-        f"{r.p50:.2f} | {r.p90:.2f} | {r.p99:.2f} | {r.bad} | {r.cpu_ms:.2f} |" for r in runs)
+        f"{r.p50:.2f} | {r.p90:.2f} | {r.p99:.2f} | {r.bad} | {r.cpu_ms:.2f} |"
+        for r in runs
+    )
     verdicts = []
     for db in dict.fromkeys(r.db for r in runs):
         lookups = [r for r in runs if r.db == db and r.scenario == "lookup"]
-        best = max((r for r in lookups if r.mode.startswith("saturation")),
-                   key=lambda r: r.rps)
+        best = max((r for r in lookups if r.mode.startswith("saturation")), key=lambda r: r.rps)
         paced = [r for r in lookups if r.mode == f"offered {TARGET_RPS:,}/s" and r.bad == 0]
         ok_paced = [r for r in paced if r.rps >= 0.98 * TARGET_RPS and r.p99 <= TARGET_P99_MS]
         met = best.rps >= TARGET_RPS and bool(ok_paced)
-        p99s = ", ".join(f"{r.workers} worker(s) {r.p99:.2f} ms at {r.rps:,.0f}/s"
-                         for r in paced) or "no run"
+        p99s = (
+            ", ".join(f"{r.workers} worker(s) {r.p99:.2f} ms at {r.rps:,.0f}/s" for r in paced)
+            or "no run"
+        )
         verdicts.append(
             f"* {db}: saturation {best.rps:,.0f} req/s ({best.workers} worker(s)); p99 at "
-            f"the offered rate: {p99s} -> **{'met' if met else 'NOT met'}**")
-    scale = "" if contacts >= 1_000_000 else (
-        f"\n**Measured on a {contacts:,}-contact tenant, not the 1,000,000 of the "
-        "target.**\n")
+            f"the offered rate: {p99s} -> **{'met' if met else 'NOT met'}**"
+        )
+    scale = (
+        ""
+        if contacts >= 1_000_000
+        else (
+            f"\n**Measured on a {contacts:,}-contact tenant, not the 1,000,000 of the target.**\n"
+        )
+    )
     reuse = " --reuse DIR" if args.reuse else f" --contacts {contacts}"
     rates = " ".join(f"{r:g}" for r in args.rate)
-    prepared = (f" (DIR built once by `bench/bench_http.py --prepare DIR --contacts "
-                f"{contacts}`)") if args.reuse else ""
+    prepared = (
+        (f" (DIR built once by `bench/bench_http.py --prepare DIR --contacts {contacts}`)")
+        if args.reuse
+        else ""
+    )
     return f"""{SECTION_TITLE}
 
 `provisioner serve` (uvicorn) on loopback, tenant with {contacts:,} contacts between two
@@ -589,8 +665,12 @@ ones above it):
 
 | layer | {" | ".join(costs)} |
 | --- | {" | ".join("---:" for _ in costs)} |
-{chr(10).join(f"| {layer} | " + " | ".join(f"{c[layer]:.3f}" for c in costs.values()) + " |"
-              for layer in next(iter(costs.values()), {}))}
+{
+        chr(10).join(
+            f"| {layer} | " + " | ".join(f"{c[layer]:.3f}" for c in costs.values()) + " |"
+            for layer in next(iter(costs.values()), {})
+        )
+    }
 
 The rest of *server CPU ms/req* is uvicorn (httptools, uvloop) and the kernel's
 socket work; with two workers the two cores are shared with the load generator.
@@ -610,16 +690,33 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="sqlite")
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--connections", type=int, default=16, help="wrk's connections")
-    parser.add_argument("--rate", type=float, nargs="+", default=[TARGET_RPS],
-                        help="offered lookups per second of the open-loop runs")
-    parser.add_argument("--search-rate", type=float, nargs="*", default=[],
-                        help="offered searches per second (open-loop runs; default none)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        nargs="+",
+        default=[TARGET_RPS],
+        help="offered lookups per second of the open-loop runs",
+    )
+    parser.add_argument(
+        "--search-rate",
+        type=float,
+        nargs="*",
+        default=[],
+        help="offered searches per second (open-loop runs; default none)",
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--prepare", type=Path, metavar="DIR",
-                        help="only build the SQLite data into DIR for later --reuse runs")
-    parser.add_argument("--reuse", type=Path, metavar="DIR",
-                        help="run against DIR (bench.db, master_key.b64, inputs.json) "
-                        "instead of building the data")
+    parser.add_argument(
+        "--prepare",
+        type=Path,
+        metavar="DIR",
+        help="only build the SQLite data into DIR for later --reuse runs",
+    )
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        metavar="DIR",
+        help="run against DIR (bench.db, master_key.b64, inputs.json) instead of building the data",
+    )
     parser.add_argument("--no-write", action="store_true")
     args = bench_core.parse_args(parser)
 
@@ -656,8 +753,9 @@ def main() -> None:
             engine = make_engine(f"sqlite:///{sqlite_db}")
             migrate.upgrade(engine)  # a directory prepared by an older version
             engine.dispose()
-            setups.append(f"copied the prepared SQLite database in "
-                          f"{time.perf_counter() - started:.0f} s")
+            setups.append(
+                f"copied the prepared SQLite database in {time.perf_counter() - started:.0f} s"
+            )
             inputs = args.reuse / "inputs.json"
             if inputs.exists():
                 data = json.loads(inputs.read_text())
@@ -670,10 +768,12 @@ def main() -> None:
         import sqlite3
 
         with sqlite3.connect(sqlite_db) as conn:
-            contacts = conn.execute("SELECT count(*) FROM crm_contacts JOIN tenants ON "
-                                    "tenants.id = crm_contacts.tenant_id "
-                                    "WHERE tenants.slug = 'bench'").fetchone()[0]
-        for db in (["sqlite", "postgresql"] if args.db == "both" else [args.db]):
+            contacts = conn.execute(
+                "SELECT count(*) FROM crm_contacts JOIN tenants ON "
+                "tenants.id = crm_contacts.tenant_id "
+                "WHERE tenants.slug = 'bench'"
+            ).fetchone()[0]
+        for db in ["sqlite", "postgresql"] if args.db == "both" else [args.db]:
             if db == "sqlite":
                 env = {**base_env, "PROVISIONER_DATABASE_URL": f"sqlite:///{sqlite_db}"}
                 costs[db] = in_process_costs(env, phones)
@@ -683,16 +783,16 @@ def main() -> None:
             with bench_core.postgres_url(PG_BENCH_DB) as url:
                 started = time.perf_counter()
                 copy_sqlite_to_postgres(sqlite_db, url, log)
-                setups.append(f"loaded it into PostgreSQL in "
-                              f"{time.perf_counter() - started:.0f} s")
+                setups.append(f"loaded it into PostgreSQL in {time.perf_counter() - started:.0f} s")
                 env = {**base_env, "PROVISIONER_DATABASE_URL": url}
                 costs[db] = in_process_costs(env, phones)
                 log(f"{db} in-process: {costs[db]}")
                 runs += measure(db, env, phones, terms, args, tmp, log)
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-        setup = "; ".join(setups) + (f". Load average (1, 5, 15 min) at the start: "
-                                     f"{load_before}; when done: {load}.")
+        setup = "; ".join(setups) + (
+            f". Load average (1, 5, 15 min) at the start: {load_before}; when done: {load}."
+        )
         body = section(runs, args, contacts, setup, when, costs)
         print(body)
         if not args.no_write:

@@ -57,8 +57,12 @@ Answer = tuple[int, list[int]]
 
 def _big_tenant(conn: Connection) -> int:
     """The tenant with the most records (``big`` of bench_crm, ``crm-big`` of bench_workflows)."""
-    found = conn.scalar(text("SELECT tenant_id FROM crm_tallies WHERE name = 'records' "
-                             "AND value = '' ORDER BY n DESC LIMIT 1"))
+    found = conn.scalar(
+        text(
+            "SELECT tenant_id FROM crm_tallies WHERE name = 'records' "
+            "AND value = '' ORDER BY n DESC LIMIT 1"
+        )
+    )
     if found is None:
         sys.exit("no contacts: seed the database with bench_crm.py --keep first")
     return int(found)
@@ -85,22 +89,32 @@ class SQLiteLibrary:
         self.conn = conn
         self.path = Path(tempfile.gettempdir()) / f"bench_fts5_{os.getpid()}.db"
         conn.exec_driver_sql(f"ATTACH DATABASE '{self.path}' AS lib")
-        conn.exec_driver_sql("CREATE VIRTUAL TABLE lib.fts USING fts5(search_text, "
-                             "tokenize = 'trigram')")
+        conn.exec_driver_sql(
+            "CREATE VIRTUAL TABLE lib.fts USING fts5(search_text, tokenize = 'trigram')"
+        )
         started = time.perf_counter()
-        conn.execute(text("INSERT INTO lib.fts (rowid, search_text) SELECT id, search_text "
-                          "FROM crm_contacts WHERE tenant_id = :t ORDER BY id"), {"t": tenant_id})
+        conn.execute(
+            text(
+                "INSERT INTO lib.fts (rowid, search_text) SELECT id, search_text "
+                "FROM crm_contacts WHERE tenant_id = :t ORDER BY id"
+            ),
+            {"t": tenant_id},
+        )
         conn.commit()
         self.build = time.perf_counter() - started
         self.size = self.path.stat().st_size
 
     def answer(self, key: str) -> Answer:
         phrase = '"' + key.replace('"', '""') + '"'
-        total = self.conn.scalar(text("SELECT count(*) FROM lib.fts WHERE fts MATCH :q"),
-                                 {"q": phrase})
-        ids = list(self.conn.scalars(text(
-            "SELECT rowid FROM lib.fts WHERE fts MATCH :q ORDER BY rowid LIMIT 50"),
-            {"q": phrase}))
+        total = self.conn.scalar(
+            text("SELECT count(*) FROM lib.fts WHERE fts MATCH :q"), {"q": phrase}
+        )
+        ids = list(
+            self.conn.scalars(
+                text("SELECT rowid FROM lib.fts WHERE fts MATCH :q ORDER BY rowid LIMIT 50"),
+                {"q": phrase},
+            )
+        )
         return int(total or 0), ids
 
     def close(self) -> None:
@@ -118,28 +132,39 @@ class PostgresLibrary:
         self.conn = conn
         conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.TABLE}")
-        conn.execute(text(f"CREATE TABLE {self.TABLE} AS SELECT id, search_text "
-                          "FROM crm_contacts WHERE tenant_id = :t"), {"t": tenant_id})
+        conn.execute(
+            text(
+                f"CREATE TABLE {self.TABLE} AS SELECT id, search_text "
+                "FROM crm_contacts WHERE tenant_id = :t"
+            ),
+            {"t": tenant_id},
+        )
         conn.exec_driver_sql(f"ALTER TABLE {self.TABLE} ADD PRIMARY KEY (id)")
         conn.commit()
         started = time.perf_counter()
-        conn.exec_driver_sql(f"CREATE INDEX {self.TABLE}_trgm ON {self.TABLE} "
-                             "USING gin (search_text gin_trgm_ops)")
+        conn.exec_driver_sql(
+            f"CREATE INDEX {self.TABLE}_trgm ON {self.TABLE} USING gin (search_text gin_trgm_ops)"
+        )
         conn.commit()
         self.build = time.perf_counter() - started
         conn.exec_driver_sql(f"ANALYZE {self.TABLE}")
         conn.commit()
-        self.size = int(conn.scalar(text(
-            f"SELECT pg_relation_size('{self.TABLE}_trgm')")) or 0)
+        self.size = int(conn.scalar(text(f"SELECT pg_relation_size('{self.TABLE}_trgm')")) or 0)
 
     def answer(self, key: str) -> Answer:
         pattern = {"p": _like(key)}
-        total = self.conn.scalar(text(
-            f"SELECT count(*) FROM {self.TABLE} WHERE search_text LIKE :p ESCAPE '/'"),
-            pattern)
-        ids = list(self.conn.scalars(text(
-            f"SELECT id FROM {self.TABLE} WHERE search_text LIKE :p ESCAPE '/' "
-            "ORDER BY id LIMIT 50"), pattern))
+        total = self.conn.scalar(
+            text(f"SELECT count(*) FROM {self.TABLE} WHERE search_text LIKE :p ESCAPE '/'"), pattern
+        )
+        ids = list(
+            self.conn.scalars(
+                text(
+                    f"SELECT id FROM {self.TABLE} WHERE search_text LIKE :p ESCAPE '/' "
+                    "ORDER BY id LIMIT 50"
+                ),
+                pattern,
+            )
+        )
         return int(total or 0), ids
 
     def close(self) -> None:
@@ -161,20 +186,34 @@ def run(db: str, contacts: int, queries: int, seed_value: int) -> list[str]:
                 app = make_app(url)
                 seed_tenant(app, tenant(app, "big"), contacts, 3)
                 app.engine.dispose()
-                print(f"[{db}] seeded {contacts:,} contacts in "
-                      f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+                print(
+                    f"[{db}] seeded {contacts:,} contacts in {time.perf_counter() - started:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     engine = create_engine(url)
     rows: list[str] = []
     with engine.connect() as conn:
         tenant_id = _big_tenant(conn)
-        sample = [tuple(r) for r in conn.execute(text(
-            "SELECT name, phone, mobile, email FROM crm_contacts WHERE tenant_id = :t "
-            "AND id % 997 = 0"), {"t": tenant_id})]
+        sample = [
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    "SELECT name, phone, mobile, email FROM crm_contacts WHERE tenant_id = :t "
+                    "AND id % 997 = 0"
+                ),
+                {"t": tenant_id},
+            )
+        ]
         conn.rollback()
-        library = SQLiteLibrary(conn, tenant_id) if db == "sqlite" else PostgresLibrary(
-            conn, tenant_id)
-        print(f"[{db}] library index built in {library.build:.1f} s, "
-              f"{library.size / 2**20:.0f} MiB", file=sys.stderr, flush=True)
+        library = (
+            SQLiteLibrary(conn, tenant_id) if db == "sqlite" else PostgresLibrary(conn, tenant_id)
+        )
+        print(
+            f"[{db}] library index built in {library.build:.1f} s, {library.size / 2**20:.0f} MiB",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             rng = random.Random(seed_value)
             pools = query_pools(rng, sample)
@@ -199,7 +238,8 @@ def run(db: str, contacts: int, queries: int, seed_value: int) -> list[str]:
                     f"{statistics.median(chains) * 1000:.2f} / {pct(chains, 95) * 1000:.2f} | "
                     f"{statistics.median(library_times) * 1000:.2f} / "
                     f"{pct(library_times, 95) * 1000:.2f} | {ratio:.2f}x | {mismatches} | "
-                    f"{library.build:.0f} s, {library.size / 2**20:.0f} MiB |")
+                    f"{library.build:.0f} s, {library.size / 2**20:.0f} MiB |"
+                )
                 print(rows[-1], file=sys.stderr, flush=True)
         finally:
             library.close()
@@ -214,10 +254,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--seed", type=int, default=14)
     args = core.parse_args(parser)
-    rows = ["| database | term | distinct terms | chains median / p95 ms | library median / "
-            "p95 ms | library / chains | mismatches | library index build, size |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for db in (["sqlite", "postgresql"] if args.db == "both" else [args.db]):
+    rows = [
+        "| database | term | distinct terms | chains median / p95 ms | library median / "
+        "p95 ms | library / chains | mismatches | library index build, size |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for db in ["sqlite", "postgresql"] if args.db == "both" else [args.db]:
         rows += run(db, args.contacts, args.queries, args.seed)
     print(f"load average {os.getloadavg()[0]:.1f}")
     print("\n".join(rows))

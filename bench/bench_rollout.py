@@ -79,8 +79,13 @@ def setup(url: str, n: int) -> Provisioner:
                 tenants.create(ctx, slug, name=f"{i}号店")
                 tenants.add_user(ctx, f"{slug}-admin", tenant_slug=slug, role="admin")
                 ctx.session.flush()
-                signing.trust(ctx, actors.resolve(ctx, f"{slug}-admin", slug), pem,
-                              label="本部", policy="auto")
+                signing.trust(
+                    ctx,
+                    actors.resolve(ctx, f"{slug}-admin", slug),
+                    pem,
+                    label="本部",
+                    policy="auto",
+                )
     return app
 
 
@@ -94,12 +99,14 @@ def diverge(app: Provisioner, n: int, run_no: int) -> None:
                 data = configs.current(ctx, tenant).data
                 boxes = [dict(c) for c in data["checkboxes"]]
                 boxes[1]["label"] = f"{i}号店専用{run_no}"
-                configs.set_sections(ctx, actors.resolve(ctx, f"{slug}-admin", slug), tenant,
-                                     {"checkboxes": boxes})
+                configs.set_sections(
+                    ctx, actors.resolve(ctx, f"{slug}-admin", slug), tenant, {"checkboxes": boxes}
+                )
 
 
-def one_run(app: Provisioner, n: int, run_no: int, distinct: bool,
-            profile: bool) -> tuple[float, str]:
+def one_run(
+    app: Provisioner, n: int, run_no: int, distinct: bool, profile: bool
+) -> tuple[float, str]:
     if distinct:
         diverge(app, n, run_no)
     with app.transaction() as ctx:
@@ -109,8 +116,11 @@ def one_run(app: Provisioner, n: int, run_no: int, distinct: bool,
         boxes = [dict(c) for c in data["checkboxes"]]
         boxes[0]["label"] = f"本部指定{run_no}"
         configs.set_sections(ctx, actor, hq, {"checkboxes": boxes})
-        before = dict(ctx.session.execute(select(Tenant.slug, Tenant.config_version).where(
-            Tenant.slug.like("shop-%"))).all())
+        before = dict(
+            ctx.session.execute(
+                select(Tenant.slug, Tenant.config_version).where(Tenant.slug.like("shop-%"))
+            ).all()
+        )
     with app.transaction() as ctx:
         raw = transfers.export(ctx, actors.resolve(ctx, "hq-admin", "hq"))
     profiler = cProfile.Profile() if profile else None
@@ -118,8 +128,12 @@ def one_run(app: Provisioner, n: int, run_no: int, distinct: bool,
     if profiler:
         profiler.enable()
     with app.transaction() as ctx:
-        run_id = rollout.start(ctx, actors.resolve(ctx, "hq-admin", "hq"), raw,
-                               [rollout.Target(f"shop-{i:04d}") for i in range(n)]).id
+        run_id = rollout.start(
+            ctx,
+            actors.resolve(ctx, "hq-admin", "hq"),
+            raw,
+            [rollout.Target(f"shop-{i:04d}") for i in range(n)],
+        ).id
     rollout.process(app, "hq-admin", run_id)
     if profiler:
         profiler.disable()
@@ -129,25 +143,36 @@ def one_run(app: Provisioner, n: int, run_no: int, distinct: bool,
         assert summary["counts"] == {"applied": n}, summary["counts"]
         assert all(t["version"] == (before[t["tenant"]] or 0) + 1 for t in summary["targets"])
         bundle_id = summary["bundle_id"]
-        transfers_made = ctx.session.scalar(select(func.count()).select_from(Transfer).where(
-            Transfer.status == "applied", Transfer.bundle_id == bundle_id))
+        transfers_made = ctx.session.scalar(
+            select(func.count())
+            .select_from(Transfer)
+            .where(Transfer.status == "applied", Transfer.bundle_id == bundle_id)
+        )
         assert transfers_made == n, transfers_made
         hq_digest = configs.current(ctx, actors.get_tenant(ctx, "hq")).digest
         documents = ctx.session.execute(
             select(Tenant.slug, ConfigVersion.digest, ConfigVersion.document)
-            .join(Tenant, (Tenant.id == ConfigVersion.tenant_id)
-                  & (Tenant.config_version == ConfigVersion.version))
-            .where(Tenant.slug.like("shop-%"))).all()
+            .join(
+                Tenant,
+                (Tenant.id == ConfigVersion.tenant_id)
+                & (Tenant.config_version == ConfigVersion.version),
+            )
+            .where(Tenant.slug.like("shop-%"))
+        ).all()
         if distinct:  # an upgrade: HQ's change taken, each shop's own label kept
             for slug, _, document in documents:
                 boxes = orjson.loads(document)["checkboxes"]
                 assert boxes[0]["label"] == f"本部指定{run_no}", slug
                 assert boxes[1]["label"] == f"{int(slug[5:])}号店専用{run_no}", slug
         else:
-            assert {d for _, d, _ in documents} == {hq_digest}, \
+            assert {d for _, d, _ in documents} == {hq_digest}, (
                 "a target did not end at HQ's configuration"
-        retried = ctx.session.scalar(select(func.count()).select_from(AuditEvent).where(
-            AuditEvent.action == "rollout:batch_retried_one_by_one"))
+            )
+        retried = ctx.session.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "rollout:batch_retried_one_by_one")
+        )
         assert retried == 0, "a batch fell back to one-by-one delivery"
     report = ""
     if profiler:
@@ -180,9 +205,11 @@ class Result:
     def row(self) -> str:
         runs = ", ".join(f"{self.tenants / t:.0f}" for t in self.times)
         verdict = "met" if self.rate >= self.target else "NOT met"
-        return (f"| {self.version} | {self.workload} | {self.tenants} | {len(self.times)} | "
-                f"{self.median_s:.2f} s | **{self.rate:.0f}** ({runs}) | "
-                f">= {self.target:.0f} | {verdict} |")
+        return (
+            f"| {self.version} | {self.workload} | {self.tenants} | {len(self.times)} | "
+            f"{self.median_s:.2f} s | **{self.rate:.0f}** ({runs}) | "
+            f">= {self.target:.0f} | {verdict} |"
+        )
 
 
 WORKLOADS = {"same": "one current document", "distinct": "a different document each"}
@@ -197,11 +224,15 @@ def bench(backend: str, url: str, n: int, repeat: int, profile: bool) -> list[Re
         result = Result(backend, WORKLOADS[workload], version, n, [])
         for _ in range(repeat):
             run_no += 1
-            elapsed, report = one_run(app, n, run_no, workload == "distinct",
-                                      profile and len(result.times) == repeat - 1)
+            elapsed, report = one_run(
+                app, n, run_no, workload == "distinct", profile and len(result.times) == repeat - 1
+            )
             result.times.append(elapsed)
-            print(f"{backend} ({workload}): run {run_no}: {n} tenants in {elapsed:.2f} s = "
-                  f"{n / elapsed:.0f} tenants/s", file=sys.stderr)
+            print(
+                f"{backend} ({workload}): run {run_no}: {n} tenants in {elapsed:.2f} s = "
+                f"{n / elapsed:.0f} tenants/s",
+                file=sys.stderr,
+            )
             if report:
                 print(report, file=sys.stderr)
         results.append(result)
@@ -213,7 +244,7 @@ def section(results: list[Result], command: str) -> str:
     rows = "\n".join(r.row() for r in results)
     return f"""{SECTION_TITLE}
 
-Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `{command}`
+Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} by `{command}`
 (load average before the run: {os.getloadavg()[0]:.2f}).
 Machine: {machine()}.
 
@@ -255,7 +286,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parse_args(parser)
     results: list[Result] = []
-    for backend in (["sqlite", "postgresql"] if args.db == "both" else [args.db]):
+    for backend in ["sqlite", "postgresql"] if args.db == "both" else [args.db]:
         source = sqlite_url() if backend == "sqlite" else postgres_url(PG_BENCH_DB)
         with source as url:
             results += bench(backend, url, args.tenants, args.repeat, args.profile)

@@ -35,8 +35,18 @@ from bench.bench_core import machine  # noqa: E402
 
 SECTION_TITLE = "## Streaming import and export"
 TARGET_MB = 300
-COLUMNS = ["name", "kana", "company", "title", "email", "phone", "mobile", "postal_code",
-           "address", "memo_1"]
+COLUMNS = [
+    "name",
+    "kana",
+    "company",
+    "title",
+    "email",
+    "phone",
+    "mobile",
+    "postal_code",
+    "address",
+    "memo_1",
+]
 
 
 def peak_mb() -> float:
@@ -82,19 +92,23 @@ def child(step: str, url: str, slug: str, path: str) -> dict[str, Any]:
                 rows = csvio.export_to(ctx, actor, "customers", Query(), out)
     seconds = time.perf_counter() - started
     app.engine.dispose()
-    return {"step": step, "rows": rows, "seconds": seconds, "idle_mb": idle,
-            "peak_mb": peak_mb()}
+    return {"step": step, "rows": rows, "seconds": seconds, "idle_mb": idle, "peak_mb": peak_mb()}
 
 
 def core_app(url: str) -> Any:
     from bench.bench_crm import make_app
+
     return make_app(url)
 
 
 def measure(step: str, url: str, slug: str, path: Path) -> dict[str, Any]:
     result = subprocess.run(
         [sys.executable, __file__, "--child", step, url, slug, str(path)],
-        check=True, capture_output=True, text=True, cwd=os.getcwd())
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=os.getcwd(),
+    )
     out: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     out["growth_mb"] = out["peak_mb"] - out["idle_mb"]
     return out
@@ -106,14 +120,20 @@ def run_backend(db: str, url: str, rows: int, tmp: Path, log: Any) -> list[dict[
         path = tmp / f"import-{count}.csv"
         write_csv(path, count, 99)
         slug = f"stream-{count}"
-        subprocess.run([sys.executable, __file__, "--child", "setup", url, slug, str(path)],
-                       check=True, capture_output=True, cwd=os.getcwd())
+        subprocess.run(
+            [sys.executable, __file__, "--child", "setup", url, slug, str(path)],
+            check=True,
+            capture_output=True,
+            cwd=os.getcwd(),
+        )
         for step, file in (("import", path), ("export", tmp / f"export-{count}.csv")):
             got = measure(step, url, slug, file)
             got |= {"db": db, "file_mb": path.stat().st_size / 1e6}
-            log(f"[{db}] {step} {got['rows']:,} rows: {got['seconds']:.1f} s, peak RSS "
+            log(
+                f"[{db}] {step} {got['rows']:,} rows: {got['seconds']:.1f} s, peak RSS "
                 f"{got['peak_mb']:.0f} MB, idle {got['idle_mb']:.0f} MB, growth "
-                f"{got['growth_mb']:.0f} MB")
+                f"{got['growth_mb']:.0f} MB"
+            )
             results.append(got)
         path.unlink()
     return results
@@ -121,25 +141,35 @@ def run_backend(db: str, url: str, rows: int, tmp: Path, log: Any) -> list[dict[
 
 def section(results: list[dict[str, Any]], command: str, load: tuple[float, ...]) -> str:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    lines = [SECTION_TITLE, "",
-             f"Measured {when} by `{command}` (load average after the run: "
-             f"{load[0]:.2f}; a 2-core machine shared with other jobs). Machine: {machine()}.",
-             "", "Each step in a fresh process: the growth of its peak resident set size over "
-             "the idle process (application started, configuration read). The import reads "
-             "the file a block of 5,000 rows at a time inside its one transaction; the export "
-             f"writes rows as they are read. Target: at most {TARGET_MB} MB above the idle "
-             "process, whatever the file's size.", "",
-             "| database | step | rows | file | time | idle RSS | peak RSS | growth | verdict |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines = [
+        SECTION_TITLE,
+        "",
+        f"Measured {when} by `{command}` (load average after the run: "
+        f"{load[0]:.2f}; a 2-core machine shared with other jobs). Machine: {machine()}.",
+        "",
+        "Each step in a fresh process: the growth of its peak resident set size over "
+        "the idle process (application started, configuration read). The import reads "
+        "the file a block of 5,000 rows at a time inside its one transaction; the export "
+        f"writes rows as they are read. Target: at most {TARGET_MB} MB above the idle "
+        "process, whatever the file's size.",
+        "",
+        "| database | step | rows | file | time | idle RSS | peak RSS | growth | verdict |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
     for r in results:
         verdict = "PASS" if r["growth_mb"] <= TARGET_MB else "FAIL"
-        lines.append(f"| {r['db']} | {r['step']} | {r['rows']:,} | {r['file_mb']:.0f} MB | "
-                     f"{r['seconds']:.1f} s | {r['idle_mb']:.0f} MB | {r['peak_mb']:.0f} MB | "
-                     f"{r['growth_mb']:.0f} MB | {verdict} |")
-    lines += ["", "Times are shown for scale only: this section's figure is memory (the "
-              "import speed is the CRM section's). Before streaming, the import held the "
-              "whole file and every shaped row: peak RSS grew 120 MB for 50,000 rows and 240 "
-              "to 350 MB for 200,000, linearly (issue 16)."]
+        lines.append(
+            f"| {r['db']} | {r['step']} | {r['rows']:,} | {r['file_mb']:.0f} MB | "
+            f"{r['seconds']:.1f} s | {r['idle_mb']:.0f} MB | {r['peak_mb']:.0f} MB | "
+            f"{r['growth_mb']:.0f} MB | {verdict} |"
+        )
+    lines += [
+        "",
+        "Times are shown for scale only: this section's figure is memory (the "
+        "import speed is the CRM section's). Before streaming, the import held the "
+        "whole file and every shaped row: peak RSS grew 120 MB for 50,000 rows and 240 "
+        "to 350 MB for 200,000, linearly (issue 16).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -150,8 +180,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--no-write", action="store_true",
-                        help="print only; do not update docs/performance.md")
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; do not update docs/performance.md"
+    )
     args = core.parse_args(parser)
 
     def log(message: str) -> None:
@@ -159,9 +190,12 @@ def main() -> None:
 
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
-        for db in (["sqlite", "postgresql"] if args.db == "both" else [args.db]):
-            urls = core.sqlite_url() if db == "sqlite" else core.postgres_url(
-                "provisioner_bench_stream")
+        for db in ["sqlite", "postgresql"] if args.db == "both" else [args.db]:
+            urls = (
+                core.sqlite_url()
+                if db == "sqlite"
+                else core.postgres_url("provisioner_bench_stream")
+            )
             with urls as url:
                 results += run_backend(db, url, args.rows, Path(tmp), log)
     command = " ".join(["python bench/bench_stream.py", *sys.argv[1:]])

@@ -78,17 +78,22 @@ def documents() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     theirs = copy.deepcopy(template)
     for i in range(10):
         theirs["checkboxes"][20 + i]["label"] = f"改訂{i + 1}"
-    theirs["picklists"] += [{"code": f"new_{k}", "label": f"新項目{k}", "values": [
-        {"code": f"v_{j}", "label": f"値{j}", "active": True} for j in range(20)]}
-        for k in range(5)]
+    theirs["picklists"] += [
+        {
+            "code": f"new_{k}",
+            "label": f"新項目{k}",
+            "values": [{"code": f"v_{j}", "label": f"値{j}", "active": True} for j in range(20)],
+        }
+        for k in range(5)
+    ]
     for i in range(50):
         theirs["workflows"][i * 3]["label"] += "（改）"
     for i in range(3):
         theirs["picklists"][100 + i]["values"][-1]["active"] = False
     for d in range(20):
         theirs["custom_databases"][d]["fields"].append(
-            {"key": "added", "label": "追加項目", "type": "text", "required": False,
-             "options": []})
+            {"key": "added", "label": "追加項目", "type": "text", "required": False, "options": []}
+        )
     for doc in (base, ours, theirs):
         document_from_data(doc, what="benchmark document")
     return base, ours, theirs
@@ -107,8 +112,9 @@ def measure(repeat: int) -> dict[str, Any]:
     base, ours, theirs = documents()
     body = canonical_bytes(ours)
     head = configs.Current(2, "sha256:" + sha256_hex(body), ours)
-    ancestor = lineage.Base("tenant:partner", sections={k: v for k, v in base.items()
-                                                         if k != "schema_version"})
+    ancestor = lineage.Base(
+        "tenant:partner", sections={k: v for k, v in base.items() if k != "schema_version"}
+    )
     two, three = [], []
     upgrade = None
     for _ in range(repeat + 1):  # the first round warms up and is not counted
@@ -119,10 +125,17 @@ def measure(repeat: int) -> dict[str, Any]:
     assert upgrade is not None
     assert upgrade.conflicts == [], [c.describe() for c in upgrade.conflicts]
     ratios = [b / a for a, b in zip(two[1:], three[1:], strict=True)]
-    return {"size": len(canonical_bytes(theirs)), "two": statistics.median(two[1:]),
-            "three": statistics.median(three[1:]), "ratio": statistics.median(ratios),
-            "two_min": min(two[1:]), "three_min": min(three[1:]), "taken": len(upgrade.taken),
-            "kept": len(upgrade.kept), "changes": len(plan["changes"])}
+    return {
+        "size": len(canonical_bytes(theirs)),
+        "two": statistics.median(two[1:]),
+        "three": statistics.median(three[1:]),
+        "ratio": statistics.median(ratios),
+        "two_min": min(two[1:]),
+        "three_min": min(three[1:]),
+        "taken": len(upgrade.taken),
+        "kept": len(upgrade.kept),
+        "changes": len(plan["changes"]),
+    }
 
 
 ROLLOUT_TARGETS = {"sqlite": 200.0, "postgresql": 100.0}
@@ -141,14 +154,17 @@ def _first_copy(app: Any, n: int, distinct: bool) -> float:
         data = configs.current(ctx, hq).data
         boxes = [dict(c) for c in data["checkboxes"]]
         boxes[0]["label"] = "本部指定1"
-        configs.set_sections(ctx, actors.resolve(ctx, "hq-admin", "hq"), hq,
-                             {"checkboxes": boxes})
+        configs.set_sections(ctx, actors.resolve(ctx, "hq-admin", "hq"), hq, {"checkboxes": boxes})
     with app.transaction() as ctx:
         raw = transfers.export(ctx, actors.resolve(ctx, "hq-admin", "hq"))
     started = time.perf_counter()
     with app.transaction() as ctx:
-        run_id = rollout.start(ctx, actors.resolve(ctx, "hq-admin", "hq"), raw,
-                               [rollout.Target(f"shop-{i:04d}") for i in range(n)]).id
+        run_id = rollout.start(
+            ctx,
+            actors.resolve(ctx, "hq-admin", "hq"),
+            raw,
+            [rollout.Target(f"shop-{i:04d}") for i in range(n)],
+        ).id
     rollout.process(app, "hq-admin", run_id)
     elapsed = time.perf_counter() - started
     with app.transaction() as ctx:
@@ -178,8 +194,11 @@ def rollout_rates(backend: str, n: int, repeat: int) -> dict[str, dict[str, list
                 upgrades.append(n / elapsed)
             app.engine.dispose()
         rates[workload] = {"copy": [copy_rate], "upgrade": upgrades}
-        print(f"{backend} {workload}: first copy {copy_rate:.0f} tenants/s, upgrades "
-              f"{', '.join(f'{r:.0f}' for r in upgrades)}", file=sys.stderr)
+        print(
+            f"{backend} {workload}: first copy {copy_rate:.0f} tenants/s, upgrades "
+            f"{', '.join(f'{r:.0f}' for r in upgrades)}",
+            file=sys.stderr,
+        )
     return rates
 
 
@@ -194,17 +213,20 @@ def rollout_table(rates: dict[str, dict[str, dict[str, list[float]]]], n: int) -
                 f"{n} | {runs['copy'][0]:.0f} | **{median:.0f}** "
                 f"({', '.join(f'{r:.0f}' for r in runs['upgrade'])}) | "
                 f"{median / runs['copy'][0]:.2f}x | >= {target:.0f} | "
-                f"{'met' if median >= target else 'NOT met'} |")
-    return ("\nUpgrade rollout (`--rollout " + str(n) + "`), per database and workload on a "
-            "fresh database: the first rollout (no base yet: today's two-way plan) is timed "
-            "once (it is also the first rollout of its process: caches are cold), then "
-            "each later rollout is a three-way upgrade without conflicts (in "
-            "'own documents' each target keeps its own checkbox 2 and takes HQ's checkbox "
-            "1); `rollout.start` + `rollout.process`, wall time, tenants/s; the upgrades' "
-            "median (runs) and its ratio to the first copy of the same run.\n\n"
-            "| database | targets at | tenants | first copy /s | upgrade /s (runs) | "
-            "upgrade / copy | target | result |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+                f"{'met' if median >= target else 'NOT met'} |"
+            )
+    return (
+        "\nUpgrade rollout (`--rollout " + str(n) + "`), per database and workload on a "
+        "fresh database: the first rollout (no base yet: today's two-way plan) is timed "
+        "once (it is also the first rollout of its process: caches are cold), then "
+        "each later rollout is a three-way upgrade without conflicts (in "
+        "'own documents' each target keeps its own checkbox 2 and takes HQ's checkbox "
+        "1); `rollout.start` + `rollout.process`, wall time, tenants/s; the upgrades' "
+        "median (runs) and its ratio to the first copy of the same run.\n\n"
+        "| database | targets at | tenants | first copy /s | upgrade /s (runs) | "
+        "upgrade / copy | target | result |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n"
+    )
 
 
 def section(result: dict[str, Any], repeat: int, command: str) -> str:
@@ -214,7 +236,7 @@ def section(result: dict[str, Any], repeat: int, command: str) -> str:
 
 `{command}` ({machine()}). The plan of the partner's next template version
 for a client that made the previous one its own, on the large configuration
-({result['size'] / 1024:,.0f} KiB of canonical JSON): today's two-way plan
+({result["size"] / 1024:,.0f} KiB of canonical JSON): today's two-way plan
 (`transfers.make_plan`, replace) and the three-way plan (`transfers.upgrade_plan`,
 against the base the client took) of the same bundle, in the same process,
 interleaved, no database; CPU time of the process (`time.process_time`: the
@@ -222,14 +244,14 @@ plans use no database and no other thread, and the load of the shared machine
 disturbs CPU time far less than wall time), medians of {repeat} runs, and the median of the
 ratios of the two plans made one after the other in each run (robust to the
 load of a shared machine changing during the measurement; fastest runs:
-{result['two_min'] * 1000:.1f} ms and {result['three_min'] * 1000:.1f} ms). The upgrade takes
-{result['taken']} addresses, keeps {result['kept']} and has no conflict; its
-plan lists {result['changes']} changes.
+{result["two_min"] * 1000:.1f} ms and {result["three_min"] * 1000:.1f} ms). The upgrade takes
+{result["taken"]} addresses, keeps {result["kept"]} and has no conflict; its
+plan lists {result["changes"]} changes.
 
 | plan | median | median ratio to two-way | limit | verdict |
 | --- | --- | --- | --- | --- |
-| two-way (replace) | {result['two'] * 1000:.1f} ms | 1.00x | | |
-| three-way (upgrade) | {result['three'] * 1000:.1f} ms | {ratio:.2f}x | <= {LIMIT:.0f}x \
+| two-way (replace) | {result["two"] * 1000:.1f} ms | 1.00x | | |
+| three-way (upgrade) | {result["three"] * 1000:.1f} ms | {ratio:.2f}x | <= {LIMIT:.0f}x \
 | {verdict} |
 """
 
@@ -237,12 +259,22 @@ plan lists {result['changes']} changes.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=15)
-    parser.add_argument("--no-write", action="store_true",
-                        help="print only; do not update docs/performance.md")
-    parser.add_argument("--rollout", type=int, default=0, metavar="N",
-                        help="also time upgrade rollouts to N tenants (1000 for the requirement)")
-    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both",
-                        help="databases of the rollout measurement")
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; do not update docs/performance.md"
+    )
+    parser.add_argument(
+        "--rollout",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time upgrade rollouts to N tenants (1000 for the requirement)",
+    )
+    parser.add_argument(
+        "--db",
+        choices=["sqlite", "postgresql", "both"],
+        default="both",
+        help="databases of the rollout measurement",
+    )
     args = parse_args(parser)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -250,8 +282,9 @@ def main() -> None:
     result = measure(args.repeat)
     command = " ".join([".venv/bin/python bench/bench_upgrade.py", *sys.argv[1:]])
     text = section(result, args.repeat, command)
-    text = text.replace(f"`{command}` (", f"`{command}` (load average before the run: "
-                        f"{load:.2f}; ", 1)
+    text = text.replace(
+        f"`{command}` (", f"`{command}` (load average before the run: {load:.2f}; ", 1
+    )
     if args.rollout:
         backends = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
         rates = {b: rollout_rates(b, args.rollout, 3) for b in backends}

@@ -53,7 +53,7 @@ def _frames(wal: Path) -> list[int]:
     page_size = struct.unpack(">I", data[8:12])[0]
     out = []
     for at in range(WAL_HEADER, len(data) - FRAME_HEADER + 1, FRAME_HEADER + page_size):
-        out.append(struct.unpack(">I", data[at:at + 4])[0])
+        out.append(struct.unpack(">I", data[at : at + 4])[0])
     return out
 
 
@@ -93,9 +93,17 @@ def measure(size: int, creates: int) -> tuple[list[float], Counter[str]]:
         raw.close()
         page_map = _owners(path)
         with app.transaction() as ctx:
-            records.create(ctx, actors.resolve(ctx, "admin", "acme"), "contact", {
-                "name": f"測定 太郎{n}", "kana": "ソクテイ タロウ",
-                "phone": f"03-5555-{n:04d}", "email": f"t{n}@example.jp"})
+            records.create(
+                ctx,
+                actors.resolve(ctx, "admin", "acme"),
+                "contact",
+                {
+                    "name": f"測定 太郎{n}",
+                    "kana": "ソクテイ タロウ",
+                    "phone": f"03-5555-{n:04d}",
+                    "email": f"t{n}@example.jp",
+                },
+            )
         kib.append(wal.stat().st_size / 1024)
         frames = _frames(wal)
         owners.update(page_map.get(p, "(new page)") for p in frames)
@@ -114,10 +122,14 @@ def main() -> None:
     print("| --- | --- | --- |")
     for size in (int(s) for s in args.sizes.split(",")):
         kib, owners = measure(size, args.creates)
-        top = ", ".join(f"{name} {count / args.creates:.1f}"
-                        for name, count in owners.most_common(6))
-        print(f"| {size:,} | {statistics.median(kib):.0f} KiB ({min(kib):.0f}-{max(kib):.0f}) "
-              f"| {top} |", flush=True)
+        top = ", ".join(
+            f"{name} {count / args.creates:.1f}" for name, count in owners.most_common(6)
+        )
+        print(
+            f"| {size:,} | {statistics.median(kib):.0f} KiB ({min(kib):.0f}-{max(kib):.0f}) "
+            f"| {top} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

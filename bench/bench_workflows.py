@@ -58,15 +58,30 @@ SECTION_TITLE = "## Workflows: rules on the write paths"
 
 
 def native() -> str:
-    return ("native extension in use (_postings)" if search_index.NATIVE
-            else "native extension NOT in use: the Python reference builds the index")
+    return (
+        "native extension in use (_postings)"
+        if search_index.NATIVE
+        else "native extension NOT in use: the Python reference builds the index"
+    )
 
 
-def rule(code: str, event: str, actions: list[dict[str, Any]], when: list[dict[str, Any]],
-         field: str | None = None, active: bool = True) -> dict[str, Any]:
-    return {"code": code, "label": code, "active": active, "object": "contact",
-            "trigger": {"event": event, "field": field},
-            "conditions": {"match": "all", "rules": when}, "actions": actions}
+def rule(
+    code: str,
+    event: str,
+    actions: list[dict[str, Any]],
+    when: list[dict[str, Any]],
+    field: str | None = None,
+    active: bool = True,
+) -> dict[str, Any]:
+    return {
+        "code": code,
+        "label": code,
+        "active": active,
+        "object": "contact",
+        "trigger": {"event": event, "field": field},
+        "conditions": {"match": "all", "rules": when},
+        "actions": actions,
+    }
 
 
 def import_rules() -> list[dict[str, Any]]:
@@ -74,15 +89,23 @@ def import_rules() -> list[dict[str, Any]]:
     10 match none (memo_5 is never written by it)."""
     out = []
     for i in range(10):
-        action = ({"type": "set_checkbox", "index": i + 1, "checked": True} if i % 2 == 0
-                  else {"type": "set_field", "field": f"contact.memo_{6 + i // 2}",
-                        "value": f"自動{i}"})
-        out.append(rule(f"match_{i}", "created", [action],
-                        [{"field": "contact.name", "op": "not_empty"}]))
+        action = (
+            {"type": "set_checkbox", "index": i + 1, "checked": True}
+            if i % 2 == 0
+            else {"type": "set_field", "field": f"contact.memo_{6 + i // 2}", "value": f"自動{i}"}
+        )
+        out.append(
+            rule(f"match_{i}", "created", [action], [{"field": "contact.name", "op": "not_empty"}])
+        )
     for i in range(10):
-        out.append(rule(f"miss_{i}", "created",
-                        [{"type": "set_checkbox", "index": 20 + i, "checked": True}],
-                        [{"field": "contact.memo_5", "op": "eq", "value": f"該当なし{i}"}]))
+        out.append(
+            rule(
+                f"miss_{i}",
+                "created",
+                [{"type": "set_checkbox", "index": 20 + i, "checked": True}],
+                [{"field": "contact.memo_5", "op": "eq", "value": f"該当なし{i}"}],
+            )
+        )
     return out
 
 
@@ -92,23 +115,36 @@ def update_rules(matching: int = 0) -> list[dict[str, Any]]:
     for i in range(50):
         hit = i < matching
         when: list[dict[str, Any]] = (
-                [{"field": "contact.name", "op": "not_empty"}] if hit else
-                [{"field": "contact.memo_5", "op": "eq", "value": f"該当なし{i}"},
-                 {"field": "contact.checkbox_3", "op": "eq", "value": True}])
-        event, field = (("field_changed", "contact.title") if i % 2 else ("updated", None))
-        out.append(rule(f"upd_{i}", event, [{"type": "set_checkbox", "index": 40,
-                                            "checked": True}], when, field))
+            [{"field": "contact.name", "op": "not_empty"}]
+            if hit
+            else [
+                {"field": "contact.memo_5", "op": "eq", "value": f"該当なし{i}"},
+                {"field": "contact.checkbox_3", "op": "eq", "value": True},
+            ]
+        )
+        event, field = ("field_changed", "contact.title") if i % 2 else ("updated", None)
+        out.append(
+            rule(
+                f"upd_{i}",
+                event,
+                [{"type": "set_checkbox", "index": 40, "checked": True}],
+                when,
+                field,
+            )
+        )
     return out
 
 
 def with_rules(app: Provisioner, actor: Actor, flows: list[dict[str, Any]]) -> None:
     with app.transaction() as ctx:
-        configs.set_sections(ctx, actor, actors.get_tenant(ctx, actor.tenant_slug),
-                             {"workflows": flows})
+        configs.set_sections(
+            ctx, actor, actors.get_tenant(ctx, actor.tenant_slug), {"workflows": flows}
+        )
 
 
-def timed_import(app: Provisioner, raw: bytes, flows: list[dict[str, Any]], n: int,
-                 tag: str) -> float:
+def timed_import(
+    app: Provisioner, raw: bytes, flows: list[dict[str, Any]], n: int, tag: str
+) -> float:
     actor = crm.tenant(app, f"wf-{tag}-{time.strftime('%H%M%S')}-{os.getpid()}")
     if flows:
         with_rules(app, actor, flows)
@@ -127,8 +163,14 @@ def run_import(app: Provisioner, rows: int, rounds: int) -> dict[str, Any]:
         plain.append(timed_import(app, raw, [], rows, f"plain{r}"))
         ruled.append(timed_import(app, raw, import_rules(), rows, f"rules{r}"))
     p, w = statistics.median(plain), statistics.median(ruled)
-    return {"rows": rows, "plain": p, "rules": w, "ratio": p / w,
-            "plain_rate": rows / p, "rules_rate": rows / w}
+    return {
+        "rows": rows,
+        "plain": p,
+        "rules": w,
+        "ratio": p / w,
+        "plain_rate": rows / p,
+        "rules_rate": rows / w,
+    }
 
 
 def timed_updates(app: Provisioner, actor: Actor, contact: int, count: int) -> list[float]:
@@ -143,8 +185,7 @@ def timed_updates(app: Provisioner, actor: Actor, contact: int, count: int) -> l
 
 def run_updates(app: Provisioner, count: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for tag, flows in (("none", []), ("fifty", update_rules()),
-                       ("one", update_rules(1))):
+    for tag, flows in (("none", []), ("fifty", update_rules()), ("one", update_rules(1))):
         actor = crm.tenant(app, f"upd-{tag}-{time.strftime('%H%M%S')}-{os.getpid()}")
         if flows:
             with_rules(app, actor, flows)
@@ -157,9 +198,13 @@ def run_updates(app: Provisioner, count: int) -> dict[str, Any]:
 
 
 def run_dry_run(app: Provisioner, actor: Actor, repeats: int) -> dict[str, Any]:
-    flow = rule("dm_target", "created", [{"type": "set_checkbox", "index": 9,
-                                          "checked": True}],
-                [{"field": "contact.memo_1", "op": "eq", "value": "DM希望"}], active=False)
+    flow = rule(
+        "dm_target",
+        "created",
+        [{"type": "set_checkbox", "index": 9, "checked": True}],
+        [{"field": "contact.memo_1", "op": "eq", "value": "DM希望"}],
+        active=False,
+    )
     with_rules(app, actor, [flow])
     times = []
     report: dict[str, Any] = {}
@@ -168,8 +213,11 @@ def run_dry_run(app: Provisioner, actor: Actor, repeats: int) -> dict[str, Any]:
         with app.transaction() as ctx:
             report = workflows.dry_run(ctx, actor, "dm_target").to_dict()
         times.append(time.perf_counter() - started)
-    return {"seconds": statistics.median(times), "examined": report["examined"],
-            "matched": report["matched"]}
+    return {
+        "seconds": statistics.median(times),
+        "examined": report["examined"],
+        "matched": report["matched"],
+    }
 
 
 def run_backend(db: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -196,31 +244,39 @@ def run_backend(db: str, args: argparse.Namespace) -> dict[str, Any]:
             app.engine.dispose()
 
 
-def section(results: list[dict[str, Any]], args: argparse.Namespace, when: str,
-            load: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> str:
+def section(
+    results: list[dict[str, Any]],
+    args: argparse.Namespace,
+    when: str,
+    load: tuple[float, float, float] = (0.0, 0.0, 0.0),
+) -> str:
     def verdict(ok: bool) -> str:
         return "**pass**" if ok else "**miss**"
 
-    lines = [SECTION_TITLE, "",
-             f"Measured {when} by `bench/bench_workflows.py` ({core.machine()}; "
-             f"{args.contacts:,} contacts, import of {args.import_rows:,} rows x "
-             f"{args.rounds} rounds alternated, {args.updates} updates per case; "
-             f"{native()}; load average at the end {load[0]:.2f}, {load[1]:.2f}, "
-             f"{load[2]:.2f}). "
-             "Rules compiled once per configuration, `field_changed` rules indexed by "
-             "field. The CSV import runs each new row's `created` rules on the row before "
-             "it is inserted, worked out once per shape of row (`RuleSet.batch_runner`: "
-             "the outcome of each condition, the values of the columns the rules write) "
-             "and replayed for the others; the rules' values are part of the bulk insert, "
-             "and the change-log and execution-log rows of rows that share their firings "
-             "are written by one `INSERT ... SELECT` per log row over the array of their "
-             "ids. The dry run counts in one aggregate query (examined, matched, the "
-             "checkboxes it would change; SQLite reads the tenant's range of ids in "
-             "order).", "",
-             "| | import: no rules | 20 rules (10 match) | ratio (target >= 0.7) "
-             "| update: no rules | 50 rules, none match | overhead (target <= 1 ms) "
-             "| 50 rules, 1 matches | dry-run (target <= 2 s) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        SECTION_TITLE,
+        "",
+        f"Measured {when} by `bench/bench_workflows.py` ({core.machine()}; "
+        f"{args.contacts:,} contacts, import of {args.import_rows:,} rows x "
+        f"{args.rounds} rounds alternated, {args.updates} updates per case; "
+        f"{native()}; load average at the end {load[0]:.2f}, {load[1]:.2f}, "
+        f"{load[2]:.2f}). "
+        "Rules compiled once per configuration, `field_changed` rules indexed by "
+        "field. The CSV import runs each new row's `created` rules on the row before "
+        "it is inserted, worked out once per shape of row (`RuleSet.batch_runner`: "
+        "the outcome of each condition, the values of the columns the rules write) "
+        "and replayed for the others; the rules' values are part of the bulk insert, "
+        "and the change-log and execution-log rows of rows that share their firings "
+        "are written by one `INSERT ... SELECT` per log row over the array of their "
+        "ids. The dry run counts in one aggregate query (examined, matched, the "
+        "checkboxes it would change; SQLite reads the tenant's range of ids in "
+        "order).",
+        "",
+        "| | import: no rules | 20 rules (10 match) | ratio (target >= 0.7) "
+        "| update: no rules | 50 rules, none match | overhead (target <= 1 ms) "
+        "| 50 rules, 1 matches | dry-run (target <= 2 s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         imp, upd, dry = r["import"], r["update"], r["dry_run"]
         lines.append(
@@ -230,13 +286,15 @@ def section(results: list[dict[str, Any]], args: argparse.Namespace, when: str,
             f"| {upd['overhead_ms']:+.2f} ms {verdict(upd['overhead_ms'] <= 1.0)} "
             f"| {upd['one'] * 1000:.2f} ms "
             f"| {dry['seconds']:.2f} s over {dry['examined']:,} ({dry['matched']:,} match) "
-            f"{verdict(dry['seconds'] <= 2.0)} |")
+            f"{verdict(dry['seconds'] <= 2.0)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--import-rows", type=int, default=50_000)
@@ -247,8 +305,10 @@ def main() -> None:
     args = core.parse_args(parser)
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(native(), flush=True)
-    results = [run_backend(db, args) for db in
-               (("sqlite", "postgresql") if args.db == "both" else (args.db,))]
+    results = [
+        run_backend(db, args)
+        for db in (("sqlite", "postgresql") if args.db == "both" else (args.db,))
+    ]
     text = section(results, args, when, os.getloadavg())
     print(text)
     if not args.no_write:

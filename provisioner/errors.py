@@ -149,8 +149,9 @@ class RateLimited(ProvisionerError):
     code = "rate_limited"
     http_status = 429
 
-    def __init__(self, message: str, *, hint: str | None = None,
-                 retry_after: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, hint: str | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(message, hint=hint)
         self.retry_after = retry_after
 

@@ -68,23 +68,30 @@ def causes(exc: BaseException | None) -> list[dict[str, str]]:
         seen.add(id(exc))
         first = (str(exc).strip().splitlines() or [""])[0]
         out.append({"type": type(exc).__name__, "message": first})
-        nxt = exc.__cause__ if exc.__cause__ is not None else (
-            None if exc.__suppress_context__ else exc.__context__)
+        nxt = (
+            exc.__cause__
+            if exc.__cause__ is not None
+            else (None if exc.__suppress_context__ else exc.__context__)
+        )
         exc = nxt
     return out
 
 
 def describe(exc: BaseException) -> str:
     """``Type: message (caused by Type: message; ...)`` on one line."""
-    chain = [f"{c['type']}: {c['message']}" if c["message"] else c["type"]
-             for c in causes(exc)]
+    chain = [f"{c['type']}: {c['message']}" if c["message"] else c["type"] for c in causes(exc)]
     return chain[0] + (f" (caused by {'; '.join(chain[1:])})" if len(chain) > 1 else "")
 
 
 def fields(info: RequestInfo) -> dict[str, str | None]:
     """The request's fields for a record's ``extra``."""
-    return {"request_id": info.request_id, "method": info.method,
-            "route": info.route or info.path, "tenant": info.tenant, "user": info.user}
+    return {
+        "request_id": info.request_id,
+        "method": info.method,
+        "route": info.route or info.path,
+        "tenant": info.tenant,
+        "user": info.user,
+    }
 
 
 class RequestFields(logging.Filter):
@@ -101,8 +108,10 @@ class RequestFields(logging.Filter):
 
 
 def _timestamp(record: logging.LogRecord) -> str:
-    return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z")
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        + f".{int(record.msecs):03d}Z"
+    )
 
 
 class TextFormatter(logging.Formatter):
@@ -131,8 +140,12 @@ class JSONFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         RequestFields().filter(record)
-        out: dict[str, Any] = {"time": _timestamp(record), "level": record.levelname,
-                               "logger": record.name, "message": record.getMessage()}
+        out: dict[str, Any] = {
+            "time": _timestamp(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         for name in _FIELDS:
             value = getattr(record, name, None)
             if value is not None:
@@ -155,14 +168,18 @@ def log_config(fmt: str = "text", level: str = "info") -> dict[str, Any]:
         "disable_existing_loggers": False,
         "formatters": {"line": formatter},
         "filters": {"request": {"()": f"{__name__}.RequestFields"}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "line",
-                                "filters": ["request"], "stream": "ext://sys.stderr"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "line",
+                "filters": ["request"],
+                "stream": "ext://sys.stderr",
+            }
+        },
         "loggers": {
             "uvicorn": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
-            "uvicorn.access": {"handlers": ["stderr"], "level": level.upper(),
-                               "propagate": False},
-            "provisioner": {"handlers": ["stderr"], "level": level.upper(),
-                            "propagate": False},
+            "uvicorn.access": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
+            "provisioner": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
             "psycopg": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
         },
     }

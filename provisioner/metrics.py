@@ -42,32 +42,62 @@ __all__ = ["CONTENT_TYPE_LATEST", "count", "render", "workflow_firings"]
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no "_created" twin of every series
 
 #: latency buckets (seconds): a lookup takes a few ms, an import or approve seconds
-_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            30.0, 60.0)
+_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
 
-http_requests = Counter("provisioner_http_requests_total",
-                        "HTTP requests by route template, method and status",
-                        ["route", "method", "status"])
-http_latency = Histogram("provisioner_http_request_duration_seconds",
-                         "HTTP request latency by route template and method",
-                         ["route", "method"], buckets=_BUCKETS)
-errors = Counter("provisioner_errors_total", "error responses by error code",
-                 ["code"])
-pool_in_use = Gauge("provisioner_db_pool_in_use",
-                    "database connections checked out of the pools", multiprocess_mode="livesum")
-pool_waiting = Gauge("provisioner_db_pool_waiting",
-                     "requests waiting for a database connection", multiprocess_mode="livesum")
-pool_capacity = Gauge("provisioner_db_pool_capacity",
-                      "database connections the pools may open (pool size + overflow)",
-                      multiprocess_mode="livesum")
+http_requests = Counter(
+    "provisioner_http_requests_total",
+    "HTTP requests by route template, method and status",
+    ["route", "method", "status"],
+)
+http_latency = Histogram(
+    "provisioner_http_request_duration_seconds",
+    "HTTP request latency by route template and method",
+    ["route", "method"],
+    buckets=_BUCKETS,
+)
+errors = Counter("provisioner_errors_total", "error responses by error code", ["code"])
+pool_in_use = Gauge(
+    "provisioner_db_pool_in_use",
+    "database connections checked out of the pools",
+    multiprocess_mode="livesum",
+)
+pool_waiting = Gauge(
+    "provisioner_db_pool_waiting",
+    "requests waiting for a database connection",
+    multiprocess_mode="livesum",
+)
+pool_capacity = Gauge(
+    "provisioner_db_pool_capacity",
+    "database connections the pools may open (pool size + overflow)",
+    multiprocess_mode="livesum",
+)
 import_rows = Counter("provisioner_import_rows_total", "CSV rows imported, by kind", ["kind"])
-workflow_firings = Counter("provisioner_workflow_firings_total",
-                           "workflow firings by outcome", ["outcome"])
+workflow_firings = Counter(
+    "provisioner_workflow_firings_total", "workflow firings by outcome", ["outcome"]
+)
 
 _lock = threading.Lock()
-_counters: dict[str, Counter] = {"provisioner_workflow_firings_total": workflow_firings,
-                                 "provisioner_import_rows_total": import_rows,
-                                 "provisioner_errors_total": errors}
+_counters: dict[str, Counter] = {
+    "provisioner_workflow_firings_total": workflow_firings,
+    "provisioner_import_rows_total": import_rows,
+    "provisioner_errors_total": errors,
+}
 
 
 def count(name: str, amount: float = 1, **labels: str) -> None:
@@ -102,14 +132,17 @@ def database_collector(rows: Callable[[], dict[str, dict[str, int]]]) -> Collect
     class _Database(Collector):
         def collect(self) -> Iterator[GaugeMetricFamily]:
             data = rows()
-            transfers = GaugeMetricFamily("provisioner_transfers",
-                                          "transfers by status (received, then pending, "
-                                          "applied, rejected, rolled_back)", labels=["status"])
+            transfers = GaugeMetricFamily(
+                "provisioner_transfers",
+                "transfers by status (received, then pending, applied, rejected, rolled_back)",
+                labels=["status"],
+            )
             for status, n in sorted(data.get("transfers", {}).items()):
                 transfers.add_metric([status], n)
             yield transfers
-            targets = GaugeMetricFamily("provisioner_rollout_targets",
-                                        "rollout targets by status", labels=["status"])
+            targets = GaugeMetricFamily(
+                "provisioner_rollout_targets", "rollout targets by status", labels=["status"]
+            )
             for state, n in sorted(data.get("rollout_targets", {}).items()):
                 targets.add_metric([state], n)
             yield targets

@@ -29,8 +29,9 @@ from tests.support import World
 
 MASTER_KEY = bytes(range(32))
 START = parse_instant("2026-11-23T09:00:00Z")
-PG_URL = os.environ.get("PROVISIONER_TEST_PG_URL",
-                        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_URL = os.environ.get(
+    "PROVISIONER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def _require_postgres() -> bool:

@@ -18,12 +18,25 @@ from provisioner.services.context import Provisioner
 class World:
     app: Provisioner
 
-    def tenant(self, slug: str, *, plan: str = "standard", sandbox: bool = False,
-               integrations: bool = False, users: dict[str, str] | None = None) -> str:
+    def tenant(
+        self,
+        slug: str,
+        *,
+        plan: str = "standard",
+        sandbox: bool = False,
+        integrations: bool = False,
+        users: dict[str, str] | None = None,
+    ) -> str:
         """Create a tenant with an admin ``<slug>-admin`` (plus ``users``: login -> role)."""
         with self.app.transaction() as ctx:
-            tenants.create(ctx, slug, name=f"{slug} 株式会社", plan=plan, sandbox=sandbox,
-                           integrations=integrations)
+            tenants.create(
+                ctx,
+                slug,
+                name=f"{slug} 株式会社",
+                plan=plan,
+                sandbox=sandbox,
+                integrations=integrations,
+            )
             tenants.add_user(ctx, f"{slug}-admin", tenant_slug=slug, role="admin")
             for login, role in (users or {}).items():
                 tenants.add_user(ctx, login, tenant_slug=slug, role=role)
@@ -55,8 +68,9 @@ class World:
 
     def approve(self, transfer_id: int, login: str, **kw: Any) -> transfers.Decision:
         with self.app.transaction() as ctx:
-            return transfers.approve(ctx, transfers.get(ctx, login, transfer_id)[1], transfer_id,
-                                     **kw)
+            return transfers.approve(
+                ctx, transfers.get(ctx, login, transfer_id)[1], transfer_id, **kw
+            )
 
     def set_config(self, slug: str, data: dict[str, Any]) -> int | None:
         with self.app.transaction() as ctx:

@@ -12,8 +12,11 @@ from tests.support import World, labelled
 def _row(world: World, slug: str) -> ConfigVersion:
     tenant = world.tenant_row(slug)
     with world.app.transaction() as ctx:
-        row = ctx.session.scalar(select(ConfigVersion).where(
-            ConfigVersion.tenant_id == tenant.id, ConfigVersion.version == tenant.config_version))
+        row = ctx.session.scalar(
+            select(ConfigVersion).where(
+                ConfigVersion.tenant_id == tenant.id, ConfigVersion.version == tenant.config_version
+            )
+        )
         assert row is not None
         return row
 

@@ -21,9 +21,15 @@ PACKAGE = ROOT / "provisioner"
 VERSIONS = PACKAGE / "db" / "migrations" / "versions"
 
 #: the domain: pure code over documents, bundles, keys (no database, no services)
-DOMAIN = ("provisioner.bundles", "provisioner.config", "provisioner.security",
-          "provisioner.canonical", "provisioner.clock", "provisioner.errors",
-          "provisioner.identifiers")
+DOMAIN = (
+    "provisioner.bundles",
+    "provisioner.config",
+    "provisioner.security",
+    "provisioner.canonical",
+    "provisioner.clock",
+    "provisioner.errors",
+    "provisioner.identifiers",
+)
 INTERFACES = ("provisioner.cli", "provisioner.web")
 
 
@@ -36,8 +42,7 @@ def _module_name(path: Path) -> str:
 
 @functools.cache
 def _modules() -> dict[str, Path]:
-    return {_module_name(p): p for p in PACKAGE.rglob("*.py")
-            if VERSIONS not in p.parents}
+    return {_module_name(p): p for p in PACKAGE.rglob("*.py") if VERSIONS not in p.parents}
 
 
 def _resolve(name: str) -> str | None:
@@ -59,7 +64,7 @@ def _imported_names(path: Path, module: str) -> set[str]:
             base = node.module or ""
             if node.level:
                 parts = package.split(".")
-                parts = parts[:len(parts) - (node.level - 1)]
+                parts = parts[: len(parts) - (node.level - 1)]
                 base = ".".join(parts + ([base] if base else []))
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names)
@@ -78,8 +83,11 @@ def _edges_of(path: Path, module: str) -> set[str]:
             continue
         out.add(target)
         parts = target.split(".")
-        out.update(p for p in (".".join(parts[:n]) for n in range(1, len(parts)))
-                   if p not in own and p in modules)
+        out.update(
+            p
+            for p in (".".join(parts[:n]) for n in range(1, len(parts)))
+            if p not in own and p in modules
+        )
     out.discard(module)
     return out
 
@@ -146,19 +154,30 @@ def _leaves() -> set[str]:
 
 
 def test_the_cycle_finder_finds_a_cycle_hidden_in_a_function() -> None:
-    graph = {"a": frozenset({"b"}), "b": frozenset({"c"}), "c": frozenset({"a"}),
-             "d": frozenset({"a"})}
+    graph = {
+        "a": frozenset({"b"}),
+        "b": frozenset({"c"}),
+        "c": frozenset({"a"}),
+        "d": frozenset({"a"}),
+    }
     assert _cycles(graph) == [["a", "b", "c"]]
     assert _cycles({"a": frozenset({"b"}), "b": frozenset()}) == []
 
 
 def test_lazy_and_relative_imports_are_edges(tmp_path: Path) -> None:
     source = tmp_path / "m.py"
-    source.write_text("def f():\n    from provisioner.services import configs\n"
-                      "    import provisioner.db.models\n", encoding="utf-8")
+    source.write_text(
+        "def f():\n    from provisioner.services import configs\n"
+        "    import provisioner.db.models\n",
+        encoding="utf-8",
+    )
     edges = _edges_of(source, "provisioner.config.m")
-    assert {"provisioner.services.configs", "provisioner.db.models", "provisioner.services",
-            "provisioner.db"} <= edges
+    assert {
+        "provisioner.services.configs",
+        "provisioner.db.models",
+        "provisioner.services",
+        "provisioner.db",
+    } <= edges
     assert "provisioner" not in edges
     assert "provisioner.config" not in edges
 
@@ -175,44 +194,66 @@ def test_the_graph_covers_the_package() -> None:
 def test_no_import_cycle_between_modules() -> None:
     cycles = _cycles(_graph())
     assert not cycles, "import cycles (lazy imports included): " + "; ".join(
-        " <-> ".join(c) for c in cycles)
+        " <-> ".join(c) for c in cycles
+    )
 
 
-@pytest.mark.parametrize(("layer", "forbidden"), [
-    (("provisioner.db",), ("provisioner.services", "provisioner.cli", "provisioner.web",
-                           "provisioner.config", "provisioner.bundles",
-                           "provisioner.security")),
-    (DOMAIN, ("provisioner.db", "provisioner.services", *INTERFACES)),
-    (("provisioner.services",), INTERFACES),
-], ids=["db", "domain", "services"])
+@pytest.mark.parametrize(
+    ("layer", "forbidden"),
+    [
+        (
+            ("provisioner.db",),
+            (
+                "provisioner.services",
+                "provisioner.cli",
+                "provisioner.web",
+                "provisioner.config",
+                "provisioner.bundles",
+                "provisioner.security",
+            ),
+        ),
+        (DOMAIN, ("provisioner.db", "provisioner.services", *INTERFACES)),
+        (("provisioner.services",), INTERFACES),
+    ],
+    ids=["db", "domain", "services"],
+)
 def test_no_import_runs_upward(layer: tuple[str, ...], forbidden: tuple[str, ...]) -> None:
-    bad = sorted(f"{module} -> {target}" for module, edges in _graph().items()
-                 if _within(module, layer) for target in edges
-                 if _within(target, forbidden) and not _within(target, layer))
+    bad = sorted(
+        f"{module} -> {target}"
+        for module, edges in _graph().items()
+        if _within(module, layer)
+        for target in edges
+        if _within(target, forbidden) and not _within(target, layer)
+    )
     assert not bad, bad
 
 
 def test_the_database_layer_imports_only_itself_and_leaf_modules() -> None:
     leaves = _leaves()
-    bad = sorted(f"{module} -> {target}" for module, edges in _graph().items()
-                 if _within(module, ("provisioner.db",)) for target in edges
-                 if not _within(target, ("provisioner.db",)) and target not in leaves)
+    bad = sorted(
+        f"{module} -> {target}"
+        for module, edges in _graph().items()
+        if _within(module, ("provisioner.db",))
+        for target in edges
+        if not _within(target, ("provisioner.db",)) and target not in leaves
+    )
     assert not bad, bad
 
 
 def test_the_transaction_context_is_a_leaf_of_the_services() -> None:
     """Every service may import it, including those the composition root wires in."""
     edges = _graph()["provisioner.services.transaction"]
-    assert not [e for e in edges if _within(e, ("provisioner.services",))
-                and e != "provisioner.services"]
+    assert not [
+        e for e in edges if _within(e, ("provisioner.services",)) and e != "provisioner.services"
+    ]
 
 
 def test_the_core_does_not_import_the_checks_registered_on_it() -> None:
     """The quota on new versions is registered by the composition root, not imported."""
-    assert "provisioner.services.provisioning.quotas" not in _graph()[
-        "provisioner.services.configs"]
-    assert "provisioner.services.provisioning.quotas" in _graph()[
-        "provisioner.services.context"]
+    assert (
+        "provisioner.services.provisioning.quotas" not in _graph()["provisioner.services.configs"]
+    )
+    assert "provisioner.services.provisioning.quotas" in _graph()["provisioner.services.context"]
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in VERSIONS.glob("*.py")))
@@ -221,8 +262,11 @@ def test_migrations_run_no_live_code(script: str) -> None:
     package but the frozen helpers under ``db/migrations/``."""
     path = VERSIONS / script
     names = _imported_names(path, "provisioner.db.migrations.versions.script")
-    live = sorted(n for n in names if n.startswith("provisioner")
-                  and not _within(n, ("provisioner.db.migrations",)))
+    live = sorted(
+        n
+        for n in names
+        if n.startswith("provisioner") and not _within(n, ("provisioner.db.migrations",))
+    )
     assert not live, f"{script} imports {live}"
 
 
@@ -231,20 +275,26 @@ def test_no_module_uses_another_modules_private_names() -> None:
     bad = []
     for module, path in _modules().items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        aliases = {alias.asname or alias.name.rpartition(".")[2]
-                   for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                   and (node.module or "").startswith("provisioner") for alias in node.names}
+        aliases = {
+            alias.asname or alias.name.rpartition(".")[2]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("provisioner")
+            for alias in node.names
+        }
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                    and node.value.id in aliases and node.attr.startswith("_")
-                    and not node.attr.startswith("__")):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
                 bad.append(f"{module}: {node.value.id}.{node.attr}")
     assert not bad, bad
 
 
 #: driver-level calls that only ``provisioner/db/`` makes (bulk loads, pipelines, the scope)
-DRIVER_LEVEL = ("driver_connection", "dbapi_connection", ".pipeline(", ".copy(",
-                "set_config(")
+DRIVER_LEVEL = ("driver_connection", "dbapi_connection", ".pipeline(", ".copy(", "set_config(")
 
 
 def test_driver_level_code_lives_in_db() -> None:

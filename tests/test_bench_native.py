@@ -25,8 +25,9 @@ def _parse(monkeypatch: pytest.MonkeyPatch, *argv: str) -> argparse.Namespace:
     return parsed
 
 
-def test_the_fallback_is_refused_unless_allowed(monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_fallback_is_refused_unless_allowed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from provisioner.services.crm import search_index
 
     monkeypatch.setattr(search_index, "NATIVE", False)
@@ -39,8 +40,9 @@ def test_the_fallback_is_refused_unless_allowed(monkeypatch: pytest.MonkeyPatch,
     assert _parse(monkeypatch, "--allow-fallback").allow_fallback
 
 
-def test_every_written_section_names_the_implementation(monkeypatch: pytest.MonkeyPatch,
-                                                        tmp_path: Path) -> None:
+def test_every_written_section_names_the_implementation(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import bench_core
 
     from provisioner.services.crm import search_index

@@ -55,8 +55,7 @@ def test_an_exported_bundle_is_stored_once_and_given_back_exactly(partner: World
     assert row.envelope_bytes == len(raw)  # disk usage still counts the whole file
     assert stored_file == raw
     public = signer_of(partner, "partner").public_key()  # the rebuilt file verifies
-    assert read_bundle(stored_file, {key_id(public): public}.get).config_json == \
-        row.incoming
+    assert read_bundle(stored_file, {key_id(public): public}.get).config_json == row.incoming
     decision = partner.approve(transfer_id, "client-admin")
     assert decision.outcome == "applied"
     assert partner.config("client") == partner.config("partner")
@@ -74,8 +73,9 @@ def test_a_reformatted_envelope_is_stored_whole(partner: World) -> None:
 def test_an_escaped_payload_string_is_stored_whole(partner: World) -> None:
     raw = partner.export("partner", partner.key("client"))
     text_ = envelope_of(raw)["payload"]
-    escaped = raw.replace(b'"payload":"' + text_[0].encode(),
-                          b'"payload":"\\u%04x' % ord(text_[0]), 1)
+    escaped = raw.replace(
+        b'"payload":"' + text_[0].encode(), b'"payload":"\\u%04x' % ord(text_[0]), 1
+    )
     assert escaped != raw
     assert envelope_of(escaped) == envelope_of(raw)
     transfer_id, stored_file = _received(partner, escaped)
@@ -131,17 +131,24 @@ def test_disk_usage_sums_sizes_from_covering_indexes(partner: World) -> None:
     """SQLite keeps the size columns after the megabyte-sized documents in each row:
     summing them must read the indexes, never walk the rows' overflow pages."""
     engine = partner.app.engine
-    indexes = {table: {tuple(ix["column_names"]) for ix in inspect(engine).get_indexes(table)}
-               for table in ("transfers", "config_versions")}
+    indexes = {
+        table: {tuple(ix["column_names"]) for ix in inspect(engine).get_indexes(table)}
+        for table in ("transfers", "config_versions")
+    }
     assert ("tenant_id", "envelope_bytes") in indexes["transfers"]
     assert ("tenant_id", "size_bytes") in indexes["config_versions"]
     if engine.dialect.name != "sqlite":
         return
     with engine.connect() as conn:
         for table, column in (("transfers", "envelope_bytes"), ("config_versions", "size_bytes")):
-            plan = " ".join(str(row[-1]) for row in conn.execute(text(
-                f"EXPLAIN QUERY PLAN SELECT sum({column}) FROM {table} "
-                "WHERE tenant_id = 1")))
+            plan = " ".join(
+                str(row[-1])
+                for row in conn.execute(
+                    text(
+                        f"EXPLAIN QUERY PLAN SELECT sum({column}) FROM {table} WHERE tenant_id = 1"
+                    )
+                )
+            )
             assert "COVERING INDEX" in plan, plan
 
 
@@ -159,18 +166,22 @@ def _fast(text_: str) -> bytes | None:
         return None
 
 
-@given(st.binary(max_size=40), st.integers(min_value=0, max_value=80),
-       st.sampled_from(["", "=", "==", "A", "\n", " ", "é", "-", "_", "\\", "AAAA"]),
-       st.sampled_from(["insert", "replace", "append", "strip", "none"]))
+@given(
+    st.binary(max_size=40),
+    st.integers(min_value=0, max_value=80),
+    st.sampled_from(["", "=", "==", "A", "\n", " ", "é", "-", "_", "\\", "AAAA"]),
+    st.sampled_from(["insert", "replace", "append", "strip", "none"]),
+)
 def test_payload_base64_is_read_exactly_as_strict_binascii_reads_it(
-        data: bytes, where: int, extra: str, how: str) -> None:
+    data: bytes, where: int, extra: str, how: str
+) -> None:
     """The SIMD decoder changes the speed of decoding, never what is accepted or how."""
     text_ = base64.b64encode(data).decode("ascii")
     where = min(where, len(text_))
     if how == "insert":
         text_ = text_[:where] + extra + text_[where:]
     elif how == "replace" and text_:
-        text_ = text_[:where] + extra + text_[where + 1:]
+        text_ = text_[:where] + extra + text_[where + 1 :]
     elif how == "append":
         text_ += extra
     elif how == "strip":
@@ -188,22 +199,32 @@ def test_a_canonical_envelope_is_read_in_one_pass_and_anything_else_strictly() -
 
     assert strict_json.loads_strict_fast(b'{"a":[1,"x"]}\n') == ({"a": [1, "x"]}, True)
     assert strict_json.loads_strict_fast(b'{"a": [1, "x"]}') == ({"a": [1, "x"]}, False)
-    for hostile, message in ((b'{"a":1,"a":1}', "duplicate key"), (b'{"a":NaN}', "NaN"),
-                             (b'{"a":' * 65 + b"1" + b"}" * 65, "deeper than 64")):
+    for hostile, message in (
+        (b'{"a":1,"a":1}', "duplicate key"),
+        (b'{"a":NaN}', "NaN"),
+        (b'{"a":' * 65 + b"1" + b"}" * 65, "deeper than 64"),
+    ):
         with pytest.raises(BundleRejected, match=message):
             strict_json.loads_strict_fast(hostile, what="bundle envelope")
 
 
 def test_the_plan_names_the_digest_of_the_stored_configuration(partner: World) -> None:
-    row = partner.transfer(partner.receive("client", partner.export(
-        "partner", partner.key("client"))))
+    row = partner.transfer(
+        partner.receive("client", partner.export("partner", partner.key("client")))
+    )
     assert row.plan["incoming_digest"] == "sha256:" + hashlib.sha256(row.incoming).hexdigest()
-    assert row.payload_digest == "sha256:" + hashlib.sha256(
-        base64.b64decode(envelope_of(transfers.bundle_file(row))["payload"])).hexdigest()
+    assert (
+        row.payload_digest
+        == "sha256:"
+        + hashlib.sha256(
+            base64.b64decode(envelope_of(transfers.bundle_file(row))["payload"])
+        ).hexdigest()
+    )
 
 
 def test_a_concurrent_duplicate_insert_is_refused_and_the_transaction_goes_on(
-        partner: World) -> None:
+    partner: World,
+) -> None:
     """The replay check's race: a row for the bundle appeared after it was checked. The
     insert inserts nothing and says so; the transaction is not broken by a key error."""
     raw = partner.export("partner", partner.key("client"))

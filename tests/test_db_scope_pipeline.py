@@ -40,8 +40,7 @@ def test_tenant_scope_restores_the_previous_scope(app: Provisioner) -> None:
             assert ctx.session.scalar(SETTING) == "3"
 
 
-def test_tenant_scope_restores_after_an_error_the_transaction_survives(
-        app: Provisioner) -> None:
+def test_tenant_scope_restores_after_an_error_the_transaction_survives(app: Provisioner) -> None:
     with app.transaction() as ctx:
         ctx.enter_tenant(3)
         with pytest.raises(LookupError), ctx.tenant_scope(5):
@@ -51,12 +50,14 @@ def test_tenant_scope_restores_after_an_error_the_transaction_survives(
             assert ctx.session.scalar(SETTING) == "3"
 
 
-def test_tenant_scope_in_a_failed_transaction_keeps_the_database_error(
-        app: Provisioner) -> None:
+def test_tenant_scope_in_a_failed_transaction_keeps_the_database_error(app: Provisioner) -> None:
     if not _postgres(app):
         pytest.skip("a failed statement aborts the transaction on PostgreSQL only")
-    with pytest.raises(DBAPIError, match="division by zero"), app.transaction() as ctx, \
-            ctx.tenant_scope(5):
+    with (
+        pytest.raises(DBAPIError, match="division by zero"),
+        app.transaction() as ctx,
+        ctx.tenant_scope(5),
+    ):
         ctx.session.execute(text("SELECT 1 / 0"))
 
 
@@ -104,26 +105,32 @@ def _changes() -> Table:
     return table
 
 
-COLUMNS = ["tenant_id", "at", "actor", "record_type", "record_id", "action", "changes",
-           "purpose"]
+COLUMNS = ["tenant_id", "at", "actor", "record_type", "record_id", "action", "changes", "purpose"]
 
 
 @pytest.mark.parametrize("use_copy", [True, False])
-def test_insert_rows_loads_the_same_rows_either_way(world: World, use_copy: bool,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_insert_rows_loads_the_same_rows_either_way(
+    world: World, use_copy: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(bulk, "USE_COPY", use_copy)
     world.tenant("acme")
     tenant = world.tenant_row("acme")
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    rows = [(tenant.id, at, "bulk", "contact", i, "create", {"n": i, "名": "田中"}, "p")
-            for i in range(1, 4)]
+    rows = [
+        (tenant.id, at, "bulk", "contact", i, "create", {"n": i, "名": "田中"}, "p")
+        for i in range(1, 4)
+    ]
     with world.app.transaction() as ctx:
         ctx.enter_tenant(tenant.id)
         conn = ctx.session.connection()
         bulk.insert_rows(conn, _changes(), COLUMNS, rows)
         bulk.insert_rows(conn, _changes(), COLUMNS, [])  # nothing: no statement
-        got = conn.execute(select(CrmChange.record_id, CrmChange.changes, CrmChange.at)
-                           .where(CrmChange.actor == "bulk").order_by(CrmChange.record_id)).all()
-    assert [(r.record_id, r.changes) for r in got] == [(i, {"n": i, "名": "田中"})
-                                                       for i in range(1, 4)]
+        got = conn.execute(
+            select(CrmChange.record_id, CrmChange.changes, CrmChange.at)
+            .where(CrmChange.actor == "bulk")
+            .order_by(CrmChange.record_id)
+        ).all()
+    assert [(r.record_id, r.changes) for r in got] == [
+        (i, {"n": i, "名": "田中"}) for i in range(1, 4)
+    ]
     assert all(r.at.replace(tzinfo=UTC) == at for r in got)

@@ -10,8 +10,7 @@ from click.testing import CliRunner
 from provisioner.cli.main import cli
 
 
-def test_demo_runs_the_story_end_to_end(monkeypatch: pytest.MonkeyPatch,
-                                        tmp_path: Path) -> None:
+def test_demo_runs_the_story_end_to_end(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("PROVISIONER_DATABASE_URL", raising=False)
     # the demo points the process at its own home: restore ours afterwards
     monkeypatch.setenv("PROVISIONER_HOME", str(tmp_path))

@@ -24,8 +24,9 @@ def _terminate(url: str, pid: int) -> None:
         with admin.begin() as conn:
             assert conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
             for _ in range(200):  # until the backend has gone (it has then told its client)
-                if not conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"),
-                                   {"p": pid}):
+                if not conn.scalar(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": pid}
+                ):
                     break
                 time.sleep(0.01)
     finally:
@@ -34,8 +35,7 @@ def _terminate(url: str, pid: int) -> None:
 
 def _statements(engine: Engine) -> list[str]:
     seen: list[str] = []
-    event.listen(engine, "before_cursor_execute",
-                 lambda _c, _cur, stmt, *_a: seen.append(stmt))
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, stmt, *_a: seen.append(stmt))
     return seen
 
 
@@ -65,8 +65,9 @@ def test_no_round_trip_at_checkout_of_a_recent_connection(postgres_url: str) -> 
         engine.dispose()
 
 
-def test_connection_idle_for_long_is_pinged(postgres_url: str,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_connection_idle_for_long_is_pinged(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine = make_engine(postgres_url, pool_size=1, max_overflow=0)
     pings: list[object] = []
     real_ping = engine.dialect.do_ping
@@ -104,6 +105,7 @@ def test_an_idle_socket_numbered_above_1024_is_not_taken_for_a_closed_one() -> N
     ours, theirs = socket.socketpair()
     high = os.dup2(ours.fileno(), 1500)
     try:
+
         class Conn:
             def fileno(self) -> int:
                 return high

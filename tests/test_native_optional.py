@@ -22,10 +22,23 @@ ROOT = Path(__file__).resolve().parents[1]
 def _build(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], list[Path]]:
     lib = tmp_path / "lib"
     done = subprocess.run(
-        [sys.executable, "setup.py", "-q", "build_ext", "--build-lib", str(lib),
-         "--build-temp", str(tmp_path / "temp")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env={**os.environ, **env}, check=False)
+        [
+            sys.executable,
+            "setup.py",
+            "-q",
+            "build_ext",
+            "--build-lib",
+            str(lib),
+            "--build-temp",
+            str(tmp_path / "temp"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+        check=False,
+    )
     return done, sorted(lib.rglob("_postings*")) if lib.exists() else []
 
 
@@ -45,8 +58,10 @@ def test_a_build_that_must_be_native_fails_without_a_compiler(tmp_path: Path) ->
     assert built == []
 
 
-@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
-                    reason="no C compiler on this machine")
+@pytest.mark.skipif(
+    shutil.which("cc") is None and shutil.which("gcc") is None,
+    reason="no C compiler on this machine",
+)
 def test_with_a_compiler_the_module_is_built(tmp_path: Path) -> None:
     done, built = _build(tmp_path, PROVISIONER_REQUIRE_NATIVE="1")
     assert done.returncode == 0, done.stderr

@@ -41,8 +41,9 @@ def test_an_unreachable_postgresql_is_reported_as_unavailable(env: None) -> None
     assert json.loads(result.output)["error"]["code"] == "database_unavailable"
 
 
-def test_a_locked_sqlite_database_is_reported_as_locked(env: None, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_locked_sqlite_database_is_reported_as_locked(
+    env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = f"sqlite:///{tmp_path}/p.db"
     assert run("--db", url, "init").exit_code == 0
     monkeypatch.setenv("PROVISIONER_SQLITE_BUSY_TIMEOUT", "0.2")
@@ -68,29 +69,36 @@ def _stamp(url: str, revision: str) -> None:
     engine.dispose()
 
 
-def test_a_database_from_a_newer_release_is_refused_by_every_command(env: None,
-                                                                     tmp_path: Path) -> None:
+def test_a_database_from_a_newer_release_is_refused_by_every_command(
+    env: None, tmp_path: Path
+) -> None:
     url = f"sqlite:///{tmp_path}/p.db"
     assert run("--db", url, "init").exit_code == 0
     _stamp(url, "0042_from_the_future")
     for args in (["init"], ["tenant", "list"]):
         result = run("--db", url, *args)
         assert result.exit_code == 1, result.output
-        assert "newer release of provisioner (schema revision 0042_from_the_future)" \
-            in result.output
+        assert (
+            "newer release of provisioner (schema revision 0042_from_the_future)" in result.output
+        )
         assert f"knows revisions up to {', '.join(sorted(migrate.heads()))}" in result.output
         assert "restore a backup" in result.output
         assert "Can't locate revision" not in result.output
 
 
 def test_init_says_created_then_upgraded_from_x_to_y_then_already_current(
-        env: None, tmp_path: Path) -> None:
+    env: None, tmp_path: Path
+) -> None:
     url = f"sqlite:///{tmp_path}/p.db"
     head = ", ".join(sorted(migrate.heads()))
     created = run("--json", "--db", url, "init")
     assert json.loads(created.output) | {"database": None} == {
-        "database": None, "revision": head, "action": "created", "from": None,
-        "derived_data": None}
+        "database": None,
+        "revision": head,
+        "action": "created",
+        "from": None,
+        "derived_data": None,
+    }
     assert "already current" in run("--db", url, "init").output
 
     engine = make_engine(url)
@@ -121,8 +129,9 @@ def test_no_released_migration_changes() -> None:
     now = migrate.fingerprints()
     assert "0001_core.py" in released
     changed = sorted(name for name, digest in released.items() if now.get(name) != digest)
-    assert not changed, (f"released migrations changed or removed: {changed}; write a new "
-                         "migration instead")
+    assert not changed, (
+        f"released migrations changed or removed: {changed}; write a new migration instead"
+    )
 
 
 # --------------------------------------------------------------------------- connection budget
@@ -147,13 +156,13 @@ def test_a_budget_that_cannot_fit_is_refused() -> None:
 
 
 @pytest.mark.postgres
-def test_serve_refuses_more_connections_than_postgresql_has(env: None,
-                                                           postgres_url: str) -> None:
+def test_serve_refuses_more_connections_than_postgresql_has(env: None, postgres_url: str) -> None:
     engine = make_engine(postgres_url)
     limits = server_connection_limits(engine)
     engine.dispose()
     assert limits[0] > 0
-    result = run("--db", postgres_url, "serve", "--workers", "2", "--max-db-connections",
-                 str(limits[0] + 1))
+    result = run(
+        "--db", postgres_url, "serve", "--workers", "2", "--max-db-connections", str(limits[0] + 1)
+    )
     assert result.exit_code == 1
     assert "more than the database server allows" in result.output

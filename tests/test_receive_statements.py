@@ -22,16 +22,16 @@ def partner(world: World) -> World:
 
 def test_a_key_used_meanwhile_refuses_the_insert_and_stores_nothing(partner: World) -> None:
     """The guarded consumption (on PostgreSQL in the INSERT's statement) still decides."""
-    first = partner.transfer(partner.receive("client", partner.export(
-        "partner", partner.key("client"))))
+    first = partner.transfer(
+        partner.receive("client", partner.export("partner", partner.key("client")))
+    )
     values = {c.key: getattr(first, c.key) for c in Transfer.__table__.columns if c.key != "id"}
     with partner.app.transaction() as ctx:
         key_row = ctx.session.get(CopyKeyRow, first.copy_key_id)
         assert key_row is not None
         assert key_row.used_by_transfer == first.id
         with pytest.raises(KeyRejected, match="already used by another delivery"):
-            transfers._insert_once(ctx, {**values, "bundle_id": "b_" + "y" * 26},
-                                   consume=key_row)
+            transfers._insert_once(ctx, {**values, "bundle_id": "b_" + "y" * 26}, consume=key_row)
         ctx.session.rollback()  # as the failed receive's transaction is
     with partner.app.transaction() as ctx:
         assert ctx.session.scalar(select(func.count()).select_from(Transfer)) == 1
@@ -41,8 +41,9 @@ def test_a_key_used_meanwhile_refuses_the_insert_and_stores_nothing(partner: Wor
 
 
 def test_a_fresh_key_is_consumed_by_the_new_transfer(partner: World) -> None:
-    transfer = partner.transfer(partner.receive("client", partner.export(
-        "partner", partner.key("client"))))
+    transfer = partner.transfer(
+        partner.receive("client", partner.export("partner", partner.key("client")))
+    )
     with partner.app.transaction() as ctx:
         key_row = ctx.session.get(CopyKeyRow, transfer.copy_key_id)
         assert key_row is not None

@@ -21,22 +21,31 @@ def test_large_columns_are_compressed_with_lz4_on_postgresql(app: Provisioner) -
     if app.engine.dialect.name != "postgresql":
         pytest.skip("TOAST compression is a PostgreSQL feature")
     with app.engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT c.relname, a.attname, a.attcompression FROM pg_attribute a "
-            "JOIN pg_class c ON c.oid = a.attrelid "
-            "WHERE c.relname IN ('transfers', 'config_versions') "
-            "AND a.attname IN ('envelope', 'incoming', 'plan', 'document')")).all()
+        rows = conn.execute(
+            text(
+                "SELECT c.relname, a.attname, a.attcompression FROM pg_attribute a "
+                "JOIN pg_class c ON c.oid = a.attrelid "
+                "WHERE c.relname IN ('transfers', 'config_versions') "
+                "AND a.attname IN ('envelope', 'incoming', 'plan', 'document')"
+            )
+        ).all()
     assert sorted((r[0], r[1], r[2]) for r in rows) == [
-        ("config_versions", "document", "l"), ("transfers", "envelope", "l"),
-        ("transfers", "incoming", "l"), ("transfers", "plan", "l")]
+        ("config_versions", "document", "l"),
+        ("transfers", "envelope", "l"),
+        ("transfers", "incoming", "l"),
+        ("transfers", "plan", "l"),
+    ]
 
 
 def test_sqlite_checkpoints_the_wal_every_32_mb(app: Provisioner) -> None:
     if app.engine.dialect.name != "sqlite":
         pytest.skip("WAL checkpoints are an SQLite setting")
     with app.engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == \
-            WAL_AUTOCHECKPOINT_PAGES == 8192
+        assert (
+            conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+            == WAL_AUTOCHECKPOINT_PAGES
+            == 8192
+        )
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
 
@@ -50,15 +59,20 @@ def _wal_high_water(db_url: str, creates: int) -> int:
     for n in range(creates):
         with app.transaction() as ctx:
             actor = actors.resolve(ctx, "acme-admin", "acme")
-            records.create(ctx, actor, "contact", {"name": f"佐藤 {n}", "kana": "サトウ",
-                                                   "phone": f"03-2222-{n:04d}"})
+            records.create(
+                ctx,
+                actor,
+                "contact",
+                {"name": f"佐藤 {n}", "kana": "サトウ", "phone": f"03-2222-{n:04d}"},
+            )
         high = max(high, wal.stat().st_size)
     engine.dispose()
     return high
 
 
-def test_a_small_wal_setting_keeps_the_sqlite_wal_small(db_url: str, env: None,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_small_wal_setting_keeps_the_sqlite_wal_small(
+    db_url: str, env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """PROVISIONER_SQLITE_WAL_MB=1: checkpoints every MB keep the WAL file under 2 MB
     (the journal_size_limit), where the default lets it grow with every create."""
     if not db_url.startswith("sqlite"):

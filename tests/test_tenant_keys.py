@@ -19,8 +19,10 @@ from tests.support import World
 
 #: the documented exceptions (docs/scaling.md), each with its reason
 EXCEPTIONS = {
-    ("audit_events", "pk_audit_events"):
-        "operator events (price book, groups, passwords) belong to no tenant",
+    (
+        "audit_events",
+        "pk_audit_events",
+    ): "operator events (price book, groups, passwords) belong to no tenant",
 }
 
 #: constraints of tables with a NOT NULL tenant_id that leave tenant_id out: primary
@@ -73,15 +75,29 @@ def _two_tenants(world: World) -> tuple[dict[str, int], dict[str, int]]:
         configured(world, slug)
         admin = world.actor(slug)
         company = make(world, admin, "company", {"name": f"{slug}商事"})
-        department = make(world, admin, "department",
-                          {"company_id": company["id"], "name": "営業部"})
-        contact = make(world, admin, "contact", {"name": f"{slug}太郎",
-                                                 "company_id": company["id"],
-                                                 "department_id": department["id"]})
-        activity = make(world, admin, "activity", {"contact_id": contact["id"],
-                                                   "date": "2026-12-01", "content": "電話"})
-        out.append({"company": company["id"], "department": department["id"],
-                    "contact": contact["id"], "activity": activity["id"]})
+        department = make(
+            world, admin, "department", {"company_id": company["id"], "name": "営業部"}
+        )
+        contact = make(
+            world,
+            admin,
+            "contact",
+            {"name": f"{slug}太郎", "company_id": company["id"], "department_id": department["id"]},
+        )
+        activity = make(
+            world,
+            admin,
+            "activity",
+            {"contact_id": contact["id"], "date": "2026-12-01", "content": "電話"},
+        )
+        out.append(
+            {
+                "company": company["id"],
+                "department": department["id"],
+                "contact": contact["id"],
+                "activity": activity["id"],
+            }
+        )
     return out[0], out[1]
 
 
@@ -94,29 +110,39 @@ def _as_superuser(world: World) -> Connection:
 def test_every_key_of_a_tenant_table_includes_tenant_id(world: World) -> None:
     _postgres(world)
     with world.app.engine.connect() as conn:
-        found = {(table, name): definition
-                 for table, name, definition in conn.execute(text(NONCOMPLIANT))}
+        found = {
+            (table, name): definition
+            for table, name, definition in conn.execute(text(NONCOMPLIANT))
+        }
         half = conn.execute(text(HALF_COMPOSITE)).all()
     unexpected = {key: d for key, d in found.items() if key not in EXCEPTIONS}
     assert not unexpected, (
         "keys of tenant tables without tenant_id (add it, as migration 0014_tenant_keys "
-        f"does, or document an exception in docs/scaling.md): {unexpected}")
+        f"does, or document an exception in docs/scaling.md): {unexpected}"
+    )
     assert set(EXCEPTIONS) <= set(found), "an exception no longer needed: remove it"
     assert half == []
 
 
-@pytest.mark.parametrize(("table", "column", "points_at"), [
-    ("crm_contacts", "company_id", "company"),
-    ("crm_contacts", "department_id", "department"),
-    ("crm_departments", "company_id", "company"),
-    ("crm_activities", "contact_id", "contact"),
-])
-def test_a_row_cannot_point_at_another_tenants_row(world: World, table: str, column: str,
-                                                   points_at: str) -> None:
+@pytest.mark.parametrize(
+    ("table", "column", "points_at"),
+    [
+        ("crm_contacts", "company_id", "company"),
+        ("crm_contacts", "department_id", "department"),
+        ("crm_departments", "company_id", "company"),
+        ("crm_activities", "contact_id", "contact"),
+    ],
+)
+def test_a_row_cannot_point_at_another_tenants_row(
+    world: World, table: str, column: str, points_at: str
+) -> None:
     _postgres(world)
     acme, beta = _two_tenants(world)
-    own = {"crm_contacts": "contact", "crm_departments": "department",
-           "crm_activities": "activity"}[table]
+    own = {
+        "crm_contacts": "contact",
+        "crm_departments": "department",
+        "crm_activities": "activity",
+    }[table]
     with _as_superuser(world) as conn:
         statement = text(f"UPDATE {table} SET {column} = :target WHERE id = :id")
         params = {"target": beta[points_at], "id": acme[own]}
@@ -129,9 +155,10 @@ def test_deleting_a_company_unlinks_its_contacts_and_keeps_their_tenant(world: W
     acme, _beta = _two_tenants(world)
     with _as_superuser(world) as conn, conn.begin():
         conn.execute(text("DELETE FROM crm_companies WHERE id = :c"), {"c": acme["company"]})
-        row = conn.execute(text(
-            "SELECT tenant_id, company_id, department_id FROM crm_contacts WHERE id = :c"),
-            {"c": acme["contact"]}).one()
+        row = conn.execute(
+            text("SELECT tenant_id, company_id, department_id FROM crm_contacts WHERE id = :c"),
+            {"c": acme["contact"]},
+        ).one()
     assert row.tenant_id is not None
     assert (row.company_id, row.department_id) == (None, None)  # department cascaded
 
@@ -141,8 +168,10 @@ def test_a_lookup_by_id_alone_still_uses_the_primary_key(world: World) -> None:
     acme, _beta = _two_tenants(world)
     with world.app.engine.connect() as conn:
         conn.execute(text("SET enable_seqscan = off"))
-        plan = "\n".join(conn.execute(text(
-            "EXPLAIN SELECT name FROM crm_contacts WHERE id = :c"), {"c": acme["contact"]})
-            .scalars())
+        plan = "\n".join(
+            conn.execute(
+                text("EXPLAIN SELECT name FROM crm_contacts WHERE id = :c"), {"c": acme["contact"]}
+            ).scalars()
+        )
     assert "pk_crm_contacts" in plan
     assert "Index Cond: (id =" in plan

@@ -33,10 +33,15 @@ def _memo(data: dict[str, Any], index: int, label: str) -> dict[str, Any]:
 
 
 def _workflow(code: str, *, active: bool) -> dict[str, Any]:
-    return {"code": code, "label": "VIP判定", "active": active, "object": "contact",
-            "trigger": {"event": "created", "field": None},
-            "conditions": {"match": "all", "rules": []},
-            "actions": [{"type": "set_checkbox", "index": 7, "checked": True}]}
+    return {
+        "code": code,
+        "label": "VIP判定",
+        "active": active,
+        "object": "contact",
+        "trigger": {"event": "created", "field": None},
+        "conditions": {"match": "all", "rules": []},
+        "actions": [{"type": "set_checkbox", "index": 7, "checked": True}],
+    }
 
 
 def _taken_once(world: World) -> int:
@@ -58,8 +63,7 @@ def _preview(world: World, transfer_id: int, **kw: Any) -> dict[str, Any]:
         return transfers.preview(ctx, transfers.get(ctx, "client-admin", transfer_id)[0], **kw)
 
 
-def test_the_client_keeps_its_own_labels_and_takes_the_partners_improvements(
-        world: World) -> None:
+def test_the_client_keeps_its_own_labels_and_takes_the_partners_improvements(world: World) -> None:
     """The story of the issue: a merge reverted checkbox 13 and memo 3; an upgrade keeps them."""
     _taken_once(world)
     world.set_config("client", labelled(world.config("client"), 13, "ギフト会員"))
@@ -97,12 +101,20 @@ def test_conflicts_refuse_the_approval_until_resolved(world: World) -> None:
     world.set_config("partner", labelled(world.config("partner"), 1, "年賀状(法人)"))
     second = world.send("partner", world.key("client"))
     conflicts = world.transfer(second).plan["upgrade"]["conflicts"]
-    assert conflicts == [{"address": "checkboxes.1.label", "kind": "changed", "base": "年賀状",
-                          "ours": "年賀状(個人)", "theirs": "年賀状(法人)"}]
+    assert conflicts == [
+        {
+            "address": "checkboxes.1.label",
+            "kind": "changed",
+            "base": "年賀状",
+            "ours": "年賀状(個人)",
+            "theirs": "年賀状(法人)",
+        }
+    ]
     with pytest.raises(UnresolvedConflicts) as refused:
         world.approve(second, "client-admin")
     assert refused.value.problems == [
-        "checkboxes.1.label: base 年賀状, ours 年賀状(個人), theirs 年賀状(法人)"]
+        "checkboxes.1.label: base 年賀状, ours 年賀状(個人), theirs 年賀状(法人)"
+    ]
     assert world.transfer(second).status == "pending"
     with pytest.raises(ValidationFailed, match=r"no conflict at checkboxes\.2"):
         world.approve(second, "client-admin", keep=["checkboxes.2"])
@@ -113,8 +125,11 @@ def test_conflicts_refuse_the_approval_until_resolved(world: World) -> None:
     assert decision.outcome == "applied"
     assert world.config("client")["checkboxes"][0]["label"] == "年賀状(法人)"
     with world.app.transaction() as ctx:
-        event = ctx.session.scalars(select(AuditEvent).where(
-            AuditEvent.action == "transfer:approved").order_by(AuditEvent.id.desc())).first()
+        event = ctx.session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "transfer:approved")
+            .order_by(AuditEvent.id.desc())
+        ).first()
         assert event is not None
         assert event.details["mode"] == "upgrade"
         assert event.details["resolved"] == {"checkboxes.1.label": "theirs"}
@@ -137,7 +152,10 @@ def test_lineage_records_the_source_document_as_it_arrived(world: World) -> None
         entry = ctx.session.scalar(select(LineageEntry))
         assert entry is not None
         assert (entry.source, entry.transfer_id, entry.source_version) == (
-            "tenant:partner", first, 2)
+            "tenant:partner",
+            first,
+            2,
+        )
         assert entry.bundle_digest == digest
         assert entry.applied_version == 2
         base = lineage.base(ctx, client.id, "tenant:partner")
@@ -148,7 +166,8 @@ def test_lineage_records_the_source_document_as_it_arrived(world: World) -> None
         tenant = actors.get_tenant(ctx, "client")
         described = lineage.describe(ctx, tenant.id, configs.current(ctx, tenant).data)
     assert [(d["source"], d["source_version"], d["transfer"]) for d in described] == [
-        ("tenant:partner", 2, first)]
+        ("tenant:partner", 2, first)
+    ]
     assert described[0]["local_changes"] == ["checkboxes.4.label"]
 
 
@@ -194,8 +213,7 @@ def test_an_upgrade_needs_a_base(world: World) -> None:
         world.approve(first, "client-admin", mode="upgrade")
 
 
-def test_copied_workflows_land_paused_and_the_targets_own_keep_their_state(
-        world: World) -> None:
+def test_copied_workflows_land_paused_and_the_targets_own_keep_their_state(world: World) -> None:
     """Safe activation (issue 10) on every copy path: replace, merge and upgrade."""
     world.tenant("partner")
     world.tenant("client")
@@ -206,18 +224,27 @@ def test_copied_workflows_land_paused_and_the_targets_own_keep_their_state(
     assert [w["active"] for w in world.config("client")["workflows"]] == [False]
 
     world.set_config("client", {"workflows": [_workflow("vip", active=True)]})  # turned on
-    world.set_config("partner", {"workflows": [
-        {**_workflow("vip", active=False), "label": "VIP判定(改)"},
-        _workflow("birthday", active=True)]})
+    world.set_config(
+        "partner",
+        {
+            "workflows": [
+                {**_workflow("vip", active=False), "label": "VIP判定(改)"},
+                _workflow("birthday", active=True),
+            ]
+        },
+    )
     second = world.send("partner", world.key("client"))
     world.approve(second, "client-admin")
-    assert [(w["code"], w["label"], w["active"]) for w in world.config("client")["workflows"]
-            ] == [("vip", "VIP判定(改)", True), ("birthday", "VIP判定", False)]
+    assert [(w["code"], w["label"], w["active"]) for w in world.config("client")["workflows"]] == [
+        ("vip", "VIP判定(改)", True),
+        ("birthday", "VIP判定", False),
+    ]
     admin = _actor(world)
     with world.app.transaction() as ctx:  # rolling back restores the rules and their states
         transfers.rollback(ctx, admin, second)
     assert [(w["code"], w["active"]) for w in world.config("client")["workflows"]] == [
-        ("vip", True)]
+        ("vip", True)
+    ]
 
 
 def test_the_services_check_the_tenant_themselves(world: World) -> None:
@@ -246,8 +273,9 @@ def _trust(app: Provisioner, target: str, source: str) -> None:
 def _rollout(app: Provisioner, world: World, targets: list[str], **kw: Any) -> dict[str, Any]:
     raw = world.export("hq")
     with app.transaction() as ctx:
-        run_id = rollout.start(ctx, actors.resolve(ctx, "hq-admin", "hq"), raw,
-                               [Target(t) for t in targets]).id
+        run_id = rollout.start(
+            ctx, actors.resolve(ctx, "hq-admin", "hq"), raw, [Target(t) for t in targets]
+        ).id
     rollout.process(app, "hq-admin", run_id, **kw)
     with app.transaction() as ctx:
         return rollout.summary(ctx, actors.resolve(ctx, "hq-admin", "hq"), run_id)
@@ -255,7 +283,8 @@ def _rollout(app: Provisioner, world: World, targets: list[str], **kw: Any) -> d
 
 @pytest.mark.parametrize("batch_size", [100, 1])
 def test_a_rollout_upgrades_each_tenant_three_way_by_policy(
-        app: Provisioner, world: World, batch_size: int) -> None:
+    app: Provisioner, world: World, batch_size: int
+) -> None:
     world.tenant("hq")
     world.set_config("hq", labelled(world.config("hq"), 1, "本部指定"))
     shops = ["shop-1", "shop-2", "shop-3"]
@@ -279,8 +308,9 @@ def test_a_rollout_upgrades_each_tenant_three_way_by_policy(
     assert world.config("shop-2")["checkboxes"][1]["label"] == "店舗版"
 
     world.set_config("hq", labelled(world.config("hq"), 3, "本部版3"))
-    waiting = _rollout(app, world, ["shop-1", "shop-3"], batch_size=batch_size,
-                       upgrade_policy="wait")
+    waiting = _rollout(
+        app, world, ["shop-1", "shop-3"], batch_size=batch_size, upgrade_policy="wait"
+    )
     assert [t["status"] for t in waiting["targets"]] == ["inbox", "inbox"]
     assert "policy wait" in waiting["targets"][0]["reason"]
 
@@ -289,7 +319,8 @@ def test_a_rollout_upgrades_each_tenant_three_way_by_policy(
 
 
 def test_cli_inbox_show_lists_conflicts_and_approve_resolves_them(
-        db_url: str, env: None, tmp_path: Path, app_engines: None) -> None:
+    db_url: str, env: None, tmp_path: Path, app_engines: None
+) -> None:
     runner = CliRunner()
 
     def run(*args: str, code: int = 0) -> Any:
@@ -304,10 +335,12 @@ def test_cli_inbox_show_lists_conflicts_and_approve_resolves_them(
         run("user", "add", f"{slug}-admin", "--tenant", slug, "--role", "admin")
 
     def send() -> int:
-        key = json.loads(run("--json", "key", "generate", "-t", "client", "--as",
-                             "client-admin").stdout)["key"]
-        out = json.loads(run("--json", "send", "-t", "partner", "--as", "partner-admin",
-                             "--key", key).stdout)
+        key = json.loads(
+            run("--json", "key", "generate", "-t", "client", "--as", "client-admin").stdout
+        )["key"]
+        out = json.loads(
+            run("--json", "send", "-t", "partner", "--as", "partner-admin", "--key", key).stdout
+        )
         return int(out["id"])
 
     def relabel(slug: str, label: str) -> None:
@@ -323,12 +356,17 @@ def test_cli_inbox_show_lists_conflicts_and_approve_resolves_them(
     relabel("partner", "年賀状(法人)")
     second = send()
 
-    shown = json.loads(run("--json", "inbox", "show", str(second), "--as",
-                           "client-admin").stdout)
+    shown = json.loads(run("--json", "inbox", "show", str(second), "--as", "client-admin").stdout)
     assert shown["plan"]["mode"] == "upgrade"
-    assert shown["conflicts"] == [{"address": "checkboxes.1.label", "kind": "changed",
-                                   "base": "年賀状", "ours": "年賀状(個人)",
-                                   "theirs": "年賀状(法人)"}]
+    assert shown["conflicts"] == [
+        {
+            "address": "checkboxes.1.label",
+            "kind": "changed",
+            "base": "年賀状",
+            "ours": "年賀状(個人)",
+            "theirs": "年賀状(法人)",
+        }
+    ]
     text = run("inbox", "show", str(second), "--as", "client-admin").stdout
     assert "conflicts: 1" in text
     assert "! checkboxes.1.label: base 年賀状 | ours 年賀状(個人) | theirs 年賀状(法人)" in text
@@ -337,7 +375,8 @@ def test_cli_inbox_show_lists_conflicts_and_approve_resolves_them(
     error = json.loads(refused.stderr)["error"]
     assert error["code"] == "unresolved_conflicts"
     assert error["problems"] == [
-        "checkboxes.1.label: base 年賀状, ours 年賀状(個人), theirs 年賀状(法人)"]
+        "checkboxes.1.label: base 年賀状, ours 年賀状(個人), theirs 年賀状(法人)"
+    ]
     run("inbox", "approve", str(second), "--as", "client-admin", "--keep", "checkboxes.1")
     doc = json.loads(run("--json", "config", "show", "-t", "client").stdout)
     assert doc["checkboxes"][0]["label"] == "年賀状(個人)"

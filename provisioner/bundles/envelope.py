@@ -106,8 +106,7 @@ def parse_envelope(raw: bytes) -> tuple[str, bytes, list[tuple[str, bytes]]]:
 _PAYLOAD_MEMBER = b'"payload":"'
 
 
-def _payload_span(raw: bytes, text: str, payload: bytes,
-                  canonical: bool) -> tuple[int, int] | None:
+def _payload_span(raw: bytes, text: str, payload: bytes, canonical: bool) -> tuple[int, int] | None:
     """``(start, end)`` with ``raw[start:end] == base64(payload)``, if the envelope has it so.
 
     ``text`` is the envelope's (strictly decoded) ``payload`` string. It is written
@@ -120,12 +119,13 @@ def _payload_span(raw: bytes, text: str, payload: bytes,
         return None
     start += len(_PAYLOAD_MEMBER)
     end = start + len(text)
-    if not canonical and (not raw.startswith(text.encode("ascii"), start)
-                          or raw[end:end + 1] != b'"'):
+    if not canonical and (
+        not raw.startswith(text.encode("ascii"), start) or raw[end : end + 1] != b'"'
+    ):
         return None
     if payload:
-        last = payload[(len(payload) - 1) // 3 * 3:]
-        if binascii.b2a_base64(last, newline=False) != raw[end - 4:end]:
+        last = payload[(len(payload) - 1) // 3 * 3 :]
+        if binascii.b2a_base64(last, newline=False) != raw[end - 4 : end]:
             return None
     return start, end
 
@@ -166,7 +166,8 @@ def _parse(raw: bytes) -> tuple[str, bytes, list[tuple[str, bytes]], tuple[int, 
         if not _KEYID.fullmatch(keyid):
             raise BundleRejected(
                 f"envelope signature keyid {excerpt(keyid)} is not a key id",
-                hint=f"a keyid is 1 to {MAX_KEYID} printable ASCII characters")
+                hint=f"a keyid is 1 to {MAX_KEYID} printable ASCII characters",
+            )
         sigs.append((keyid, _b64(entry.get("sig"), "signature")))
     assert isinstance(text, str)  # _b64 accepted it
     return payload_type, payload, sigs, _payload_span(raw, text, payload, canonical)
@@ -202,11 +203,11 @@ def verify_envelope(raw: bytes, resolve: KeyResolver) -> VerifiedEnvelope:
         ids = tuple(sorted(verified))
         return VerifiedEnvelope(payload_type, payload, ids[0], span, ids)
     if not known:
-        ids_text = ", ".join(k if _PROVISIONER_KEYID.fullmatch(k) else excerpt(k, 40)
-                             for k, _ in sigs)
+        ids_text = ", ".join(
+            k if _PROVISIONER_KEYID.fullmatch(k) else excerpt(k, 40) for k, _ in sigs
+        )
         raise BundleRejected(
             f"bundle is signed by an unknown or untrusted key ({ids_text})",
             hint="trust the publisher's public key first, or pass --public-key",
         )
     raise BundleRejected("bundle signature does not verify: the bundle was altered or forged")
-

@@ -240,7 +240,7 @@ def read_bundle(raw: bytes, resolve: KeyResolver) -> VerifiedBundle:
     config_span = None
     if fast is not None:
         data, config_span = fast
-        config_json = envelope.payload[config_span[0]:config_span[1]]
+        config_json = envelope.payload[config_span[0] : config_span[1]]
         config = data["config"]
         payload = BundlePayload.model_validate(data)
     else:
@@ -254,8 +254,16 @@ def read_bundle(raw: bytes, resolve: KeyResolver) -> VerifiedBundle:
         )
     if not any(name in config for name in SECTION_NAMES):
         raise BundleRejected("bundle carries no configuration section")
-    return VerifiedBundle(payload, config, envelope.payload, signer, raw, config_json,
-                          config_span, envelope.payload_span)
+    return VerifiedBundle(
+        payload,
+        config,
+        envelope.payload,
+        signer,
+        raw,
+        config_json,
+        config_span,
+        envelope.payload_span,
+    )
 
 
 # --------------------------------------------------------------------------- storing the file
@@ -275,8 +283,11 @@ def split_file(bundle: VerifiedBundle) -> tuple[bytes, dict[str, Any] | None]:
         return bundle.envelope, None
     (start, end), (at, stop) = bundle.config_span, bundle.payload_span
     payload = bundle.payload_bytes
-    frame = {"at": at, "head": payload[:start].decode("utf-8"),
-             "tail": payload[end:].decode("utf-8")}
+    frame = {
+        "at": at,
+        "head": payload[:start].decode("utf-8"),
+        "tail": payload[end:].decode("utf-8"),
+    }
     return bundle.envelope[:at] + bundle.envelope[stop:], frame
 
 
@@ -296,11 +307,11 @@ def _read_slow(payload_bytes: bytes) -> tuple[BundlePayload, dict[str, Any]]:
     try:
         payload = BundlePayload.model_validate(data)
     except ValidationError as exc:
-        raise _invalid(payload_bytes, "bundle payload does not match the bundle schema",
-                       format_problems(exc)) from None
+        raise _invalid(
+            payload_bytes, "bundle payload does not match the bundle schema", format_problems(exc)
+        ) from None
     try:
         config = normalized_sections(payload.config, what="bundle configuration")
     except ValidationFailed as exc:
-        raise _invalid(payload_bytes, "bundle configuration is invalid",
-                       exc.problems) from None
+        raise _invalid(payload_bytes, "bundle configuration is invalid", exc.problems) from None
     return payload, config

@@ -96,11 +96,15 @@ def check_encoding(data: bytes, what: str) -> None:
     a byte order mark, or NUL bytes (UTF-16 or UTF-32; JSON text never holds a NUL).
     Other invalid UTF-8 is found by the parsers."""
     if data.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
-        raise BundleRejected(f"{what} starts with a byte order mark: it must be UTF-8 "
-                             "without one", hint="write bundle files in UTF-8 (never UTF-16)")
+        raise BundleRejected(
+            f"{what} starts with a byte order mark: it must be UTF-8 without one",
+            hint="write bundle files in UTF-8 (never UTF-16)",
+        )
     if b"\x00" in data:
-        raise BundleRejected(f"{what} contains NUL bytes: it is not UTF-8 (UTF-16?)",
-                             hint="write bundle files in UTF-8 (never UTF-16)")
+        raise BundleRejected(
+            f"{what} contains NUL bytes: it is not UTF-8 (UTF-16?)",
+            hint="write bundle files in UTF-8 (never UTF-16)",
+        )
 
 
 def loads_strict(data: bytes, *, what: str = "document") -> Any:
@@ -112,10 +116,13 @@ def loads_strict(data: bytes, *, what: str = "document") -> Any:
     except UnicodeDecodeError as exc:
         raise BundleRejected(
             f"{what} is not UTF-8 (byte {exc.start:,} is not valid UTF-8)",
-            hint="write bundle files in UTF-8 (a UTF-16 file is refused)") from None
+            hint="write bundle files in UTF-8 (a UTF-16 file is refused)",
+        ) from None
     if text.startswith("\ufeff"):
-        raise BundleRejected(f"{what} starts with a byte order mark",
-                             hint="write bundle files in UTF-8 without a BOM")
+        raise BundleRejected(
+            f"{what} starts with a byte order mark",
+            hint="write bundle files in UTF-8 without a BOM",
+        )
     try:
         value = json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
     except _Duplicate as exc:
@@ -168,10 +175,15 @@ def diagnose(data: bytes, *, what: str) -> BundleRejected:
     try:
         canonical = canonical_bytes(value)
     except (TypeError, orjson.JSONEncodeError) as exc:
-        reason = ("an integer beyond 64 bits" if "Integer" in str(exc)
-                  else "text that is not valid Unicode (e.g. a lone surrogate escape)")
-        return BundleRejected(f"{what} contains {reason}",
-                              hint="integers must fit in 53 bits; strings must be valid UTF-8")
+        reason = (
+            "an integer beyond 64 bits"
+            if "Integer" in str(exc)
+            else "text that is not valid Unicode (e.g. a lone surrogate escape)"
+        )
+        return BundleRejected(
+            f"{what} contains {reason}",
+            hint="integers must fit in 53 bits; strings must be valid UTF-8",
+        )
     if canonical != data:
         return BundleRejected(
             f"{what} is not RFC 8785 canonical JSON",

@@ -46,8 +46,7 @@ from provisioner.services.provisioning import metering
 
 #: -t N|SLUG, resolved to the slug before the command runs (see tenant_choice)
 TENANT_REF = tenant_option()
-AS_REQUIRED = click.option("--as", "login", required=True, metavar="LOGIN",
-                           help="the acting user")
+AS_REQUIRED = click.option("--as", "login", required=True, metavar="LOGIN", help="the acting user")
 CODES_HELP = "show picklist and classification codes rather than their labels"
 
 
@@ -65,14 +64,31 @@ def _load_json(value: str) -> dict[str, Any]:
 def _search_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--q", "q", default="", help="partial match (space-separated terms)"),
-        click.option("--match", type=click.Choice(["all", "any"]), default="all",
-                     help="combine every condition with AND (all) or OR (any)"),
-        click.option("--field", "fields", multiple=True, metavar="FIELD=TEXT",
-                     help="partial match on one field (name, kana, company, phone, ...)"),
-        click.option("--checked", type=click.IntRange(1, 48), multiple=True,
-                     help="checkbox N must be checked"),
-        click.option("--unchecked", type=click.IntRange(1, 48), multiple=True,
-                     help="checkbox N must be unchecked"),
+        click.option(
+            "--match",
+            type=click.Choice(["all", "any"]),
+            default="all",
+            help="combine every condition with AND (all) or OR (any)",
+        ),
+        click.option(
+            "--field",
+            "fields",
+            multiple=True,
+            metavar="FIELD=TEXT",
+            help="partial match on one field (name, kana, company, phone, ...)",
+        ),
+        click.option(
+            "--checked",
+            type=click.IntRange(1, 48),
+            multiple=True,
+            help="checkbox N must be checked",
+        ),
+        click.option(
+            "--unchecked",
+            type=click.IntRange(1, 48),
+            multiple=True,
+            help="checkbox N must be unchecked",
+        ),
         click.option("--classification", default=None),
         click.option("--updated-from", default=None, metavar="DATE"),
         click.option("--updated-to", default=None, metavar="DATE"),
@@ -85,20 +101,27 @@ def _search_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--purchase-to", default=None, metavar="DATE"),
         click.option("--purchase-shipped", type=click.Choice(["yes", "no"]), default=None),
         click.option("--purchase-paid", type=click.Choice(["yes", "no"]), default=None),
-        click.option("--purchase-payment", "purchase_payment_method", default=None,
-                     metavar="CODE", help="payment method code"),
+        click.option(
+            "--purchase-payment",
+            "purchase_payment_method",
+            default=None,
+            metavar="CODE",
+            help="payment method code",
+        ),
         click.option("--birthday-from", default=None, metavar="DATE"),
         click.option("--birthday-to", default=None, metavar="DATE"),
-        click.option("--created-from", default=None, metavar="DATE",
-                     help="registered on or after"),
+        click.option("--created-from", default=None, metavar="DATE", help="registered on or after"),
         click.option("--created-to", default=None, metavar="DATE"),
         click.option("--age-from", type=click.IntRange(0, 200), default=None),
         click.option("--age-to", type=click.IntRange(0, 200), default=None),
         click.option("--title", default=None, help="partial match on the title"),
         click.option("--postal-code", default=None, help="partial match (digits)"),
         click.option("--department", default=None, help="partial match on the department"),
-        click.option("--sort", default="id", help="id, name, kana, created_at, updated_at; "
-                                                  "-name for descending"),
+        click.option(
+            "--sort",
+            default="id",
+            help="id, name, kana, created_at, updated_at; -name for descending",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -132,19 +155,22 @@ def _query(kw: dict[str, Any], *, limit: int = 50, offset: int = 0) -> search.Qu
 @click.option("--contacts", type=click.IntRange(1, 10_000_000), required=True)
 @click.option("--seed", "seed_value", type=int, default=0, show_default=True)
 @pass_state
-def seed_data(state: State, tenant: str, login: str | None, contacts: int,
-              seed_value: int) -> None:
+def seed_data(state: State, tenant: str, login: str | None, contacts: int, seed_value: int) -> None:
     """Realistic Japanese sample customers (names, kana, companies, addresses, phones)."""
     with state.transaction() as ctx:
         if login is not None:
             actor = actors.resolve(ctx, login, tenant)
         else:
             t = actors.get_tenant(ctx, tenant)
-            actor = Actor(login="operator", user_id=0, tenant_id=t.id, tenant_slug=t.slug,
-                          role="admin")
+            actor = Actor(
+                login="operator", user_id=0, tenant_id=t.id, tenant_slug=t.slug, role="admin"
+            )
         made = seed.seed_contacts(ctx, actor, contacts, seed=seed_value)
-    emit(state, {"tenant": actor.tenant_slug, "contacts": made},
-         f"created {made} sample contacts in {actor.tenant_slug!r}")
+    emit(
+        state,
+        {"tenant": actor.tenant_slug, "contacts": made},
+        f"created {made} sample contacts in {actor.tenant_slug!r}",
+    )
 
 
 @click.command("search")
@@ -154,76 +180,121 @@ def seed_data(state: State, tenant: str, login: str | None, contacts: int,
 @click.option("--limit", type=click.IntRange(0, 1000), default=50, show_default=True)
 @click.option("--offset", type=click.IntRange(0), default=0)
 @pass_state
-def search_cmd(state: State, /, tenant: str, login: str, limit: int, offset: int,
-               **kw: Any) -> None:
+def search_cmd(
+    state: State, /, tenant: str, login: str, limit: int, offset: int, **kw: Any
+) -> None:
     """Search customers; prints the exact total and one page."""
     query = _query(kw, limit=limit, offset=offset)
     with state.transaction() as ctx:
         result = search.search(ctx, actors.resolve(ctx, login, tenant), query)
-    emit(state, {"total": result.total, "items": result.items}, lambda: table(
-        [(i["id"], i["name"], i["kana"], i["company"], i["phone"], i["address"])
-         for i in result.items], ["id", "name", "kana", "company", "phone", "address"])
-        + f"\n{result.total} found")
+    emit(
+        state,
+        {"total": result.total, "items": result.items},
+        lambda: (
+            table(
+                [
+                    (i["id"], i["name"], i["kana"], i["company"], i["phone"], i["address"])
+                    for i in result.items
+                ],
+                ["id", "name", "kana", "company", "phone", "address"],
+            )
+            + f"\n{result.total} found"
+        ),
+    )
 
 
 @click.command("search-companies")
 @TENANT_REF
 @AS_REQUIRED
-@click.option("--q", "q", default="", help="partial match on name, kana, phone, address "
-                                           "(space-separated terms)")
-@click.option("--match", type=click.Choice(["all", "any"]), default="all",
-              help="combine every condition with AND (all) or OR (any)")
+@click.option(
+    "--q",
+    "q",
+    default="",
+    help="partial match on name, kana, phone, address (space-separated terms)",
+)
+@click.option(
+    "--match",
+    type=click.Choice(["all", "any"]),
+    default="all",
+    help="combine every condition with AND (all) or OR (any)",
+)
 @click.option("--name", default=None, help="partial match on the name")
 @click.option("--kana", default=None, help="partial match on the kana")
 @click.option("--address", default=None, help="partial match on the address")
 @click.option("--phone", default=None, help="digits of the phone number (any formatting)")
 @click.option("--classification", default=None, metavar="CODE")
-@click.option("--sort", default="id", help="id, name, kana, created_at, updated_at; "
-                                           "-name for descending")
+@click.option(
+    "--sort", default="id", help="id, name, kana, created_at, updated_at; -name for descending"
+)
 @click.option("--limit", type=click.IntRange(0, 1000), default=50, show_default=True)
 @click.option("--offset", type=click.IntRange(0), default=0)
 @pass_state
 def search_companies_cmd(state: State, /, tenant: str, login: str, **kw: Any) -> None:
     """Search companies; prints the exact total and one page."""
     with state.transaction() as ctx:
-        result = company_search.search(ctx, actors.resolve(ctx, login, tenant),
-                                       company_search.CompanyQuery(**kw))
-    emit(state, {"total": result.total, "items": result.items}, lambda: table(
-        [(i["id"], i["name"], i["kana"], i["phone"], i["address"]) for i in result.items],
-        ["id", "name", "kana", "phone", "address"]) + f"\n{result.total} found")
+        result = company_search.search(
+            ctx, actors.resolve(ctx, login, tenant), company_search.CompanyQuery(**kw)
+        )
+    emit(
+        state,
+        {"total": result.total, "items": result.items},
+        lambda: (
+            table(
+                [(i["id"], i["name"], i["kana"], i["phone"], i["address"]) for i in result.items],
+                ["id", "name", "kana", "phone", "address"],
+            )
+            + f"\n{result.total} found"
+        ),
+    )
 
 
 @click.command("lookup")
 @TENANT_REF
 @AS_REQUIRED
 @click.argument("phone")
-@click.option("--call-id", "call_ref", default=None, metavar="ID",
-              help="the telephony side's call id: the call is recorded and charged once")
+@click.option(
+    "--call-id",
+    "call_ref",
+    default=None,
+    metavar="ID",
+    help="the telephony side's call id: the call is recorded and charged once",
+)
 @click.option("--codes", is_flag=True, help=CODES_HELP)
 @pass_state
-def lookup_cmd(state: State, tenant: str, login: str, phone: str, call_ref: str | None,
-               codes: bool) -> None:
+def lookup_cmd(
+    state: State, tenant: str, login: str, phone: str, call_ref: str | None, codes: bool
+) -> None:
     """The caller's card (CTI screen pop): profile, latest purchases and activities.
 
     The screen pop is the metered call: it is recorded with its charge."""
     with state.transaction() as ctx:
-        card = metering.screen_pop(ctx, actors.resolve(ctx, login, tenant), phone,
-                                   call_ref=call_ref, codes=codes)
+        card = metering.screen_pop(
+            ctx, actors.resolve(ctx, login, tenant), phone, call_ref=call_ref, codes=codes
+        )
 
     def text() -> str:
         c = card["contact"]
-        lines = [f"{c['name']} ({c['kana']})  {c['company_name']}  {c['title']}",
-                 f"phone {c['phone']}  mobile {c['mobile']}  {c['email']}", c["address"]]
+        lines = [
+            f"{c['name']} ({c['kana']})  {c['company_name']}  {c['title']}",
+            f"phone {c['phone']}  mobile {c['mobile']}  {c['email']}",
+            c["address"],
+        ]
         if card["other_matches"]:
             lines.append(f"also matching: contacts {card['other_matches']}")
-        lines += ["", "purchases:"] + [f"  {p['date']}  {p['product_name']}  {p['amount']}"
-                                       for p in card["purchases"]]
-        lines += ["activities:"] + [f"  {a['date']}  {a['kind']}  {a['content'][:40]}"
-                                    for a in card["activities"]]
+        lines += ["", "purchases:"] + [
+            f"  {p['date']}  {p['product_name']}  {p['amount']}" for p in card["purchases"]
+        ]
+        lines += ["activities:"] + [
+            f"  {a['date']}  {a['kind']}  {a['content'][:40]}" for a in card["activities"]
+        ]
         call = card["call"]
-        lines += ["", f"call {call['id']}{' (' + call['ref'] + ')' if call['ref'] else ''}: "
-                      f"{call['classification']}, {call['charge_jpy']} JPY"]
+        lines += [
+            "",
+            f"call {call['id']}{' (' + call['ref'] + ')' if call['ref'] else ''}: "
+            f"{call['classification']}, {call['charge_jpy']} JPY",
+        ]
         return "\n".join(lines)
+
     emit(state, card, text)
 
 
@@ -238,26 +309,37 @@ def import_group() -> None:
 @AS_REQUIRED
 @click.option("--dry-run", is_flag=True, help="check every row, write nothing")
 @pass_state
-def import_customers(state: State, file: str, tenant: str, login: str,
-                     dry_run: bool) -> None:
+def import_customers(state: State, file: str, tenant: str, login: str, dry_run: bool) -> None:
     """Import customers: UTF-8 / UTF-8 BOM / CP932; all rows or none (read as it goes:
     memory stays bounded whatever the file's size)."""
     with _seekable(file) as raw, state.transaction() as ctx:
         actor = actors.resolve(ctx, login, tenant)
         if sys.stderr.isatty() and not state.as_json:
-            with click.progressbar(length=max(1, _lines(raw)), label="importing",
-                                   file=sys.stderr) as bar:
-                report = csvio.import_customers(ctx, actor, raw, dry_run=dry_run,
-                                                source=Path(file).name, progress=bar.update)
+            with click.progressbar(
+                length=max(1, _lines(raw)), label="importing", file=sys.stderr
+            ) as bar:
+                report = csvio.import_customers(
+                    ctx, actor, raw, dry_run=dry_run, source=Path(file).name, progress=bar.update
+                )
         else:
-            report = csvio.import_customers(ctx, actor, raw, dry_run=dry_run,
-                                            source=Path(file).name)
-    data = {"rows": report.rows, "created": report.created, "encoding": report.encoding,
-            "companies_created": report.companies_created, "dry_run": dry_run}
-    emit(state, data, (f"{report.rows} rows are valid ({report.encoding}); nothing written "
-                       "(dry run)") if dry_run else
-         f"imported {report.created} customers ({report.encoding}), "
-         f"{report.companies_created} new companies")
+            report = csvio.import_customers(
+                ctx, actor, raw, dry_run=dry_run, source=Path(file).name
+            )
+    data = {
+        "rows": report.rows,
+        "created": report.created,
+        "encoding": report.encoding,
+        "companies_created": report.companies_created,
+        "dry_run": dry_run,
+    }
+    emit(
+        state,
+        data,
+        (f"{report.rows} rows are valid ({report.encoding}); nothing written (dry run)")
+        if dry_run
+        else f"imported {report.created} customers ({report.encoding}), "
+        f"{report.companies_created} new companies",
+    )
 
 
 @contextlib.contextmanager
@@ -301,13 +383,23 @@ def import_inquiries(state: State, file: str, tenant: str, login: str, dry_run: 
     except OSError as exc:
         raise ValidationFailed(f"cannot read {file}: {exc.strerror}") from None
     with state.transaction() as ctx:
-        report = inquiries.import_inquiries(ctx, actors.resolve(ctx, login, tenant), raw,
-                                            dry_run=dry_run, source=Path(file).name)
-    data = {"tenant": tenant, "rows": report.rows, "created": report.created,
-            "encoding": report.encoding, "dry_run": dry_run}
-    emit(state, data, (f"{report.rows} rows are valid ({report.encoding}); nothing written "
-                       "(dry run)") if dry_run else
-         f"imported {report.created} inquiries into {tenant} ({report.encoding})")
+        report = inquiries.import_inquiries(
+            ctx, actors.resolve(ctx, login, tenant), raw, dry_run=dry_run, source=Path(file).name
+        )
+    data = {
+        "tenant": tenant,
+        "rows": report.rows,
+        "created": report.created,
+        "encoding": report.encoding,
+        "dry_run": dry_run,
+    }
+    emit(
+        state,
+        data,
+        (f"{report.rows} rows are valid ({report.encoding}); nothing written (dry run)")
+        if dry_run
+        else f"imported {report.created} inquiries into {tenant} ({report.encoding})",
+    )
 
 
 @click.group("export")
@@ -319,37 +411,67 @@ def _export_command(kind: str) -> click.Command:
     @export_group.command(kind)
     @TENANT_REF
     @AS_REQUIRED
-    @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False,
-                                                                   allow_dash=True))
-    @click.option("--encoding", type=click.Choice(["utf-8-sig", "cp932"]), default="utf-8-sig",
-                  show_default=True)
+    @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, allow_dash=True))
+    @click.option(
+        "--encoding",
+        type=click.Choice(["utf-8-sig", "cp932"]),
+        default="utf-8-sig",
+        show_default=True,
+    )
     @click.option("--columns", default=None, help="comma-separated column keys, in order")
     @click.option("--codes", is_flag=True, help=CODES_HELP)
     @_search_options
     @pass_state
-    def command(state: State, /, tenant: str, login: str, output: str, encoding: str,
-                columns: str | None, codes: bool, **kw: Any) -> None:
+    def command(
+        state: State,
+        /,
+        tenant: str,
+        login: str,
+        output: str,
+        encoding: str,
+        columns: str | None,
+        codes: bool,
+        **kw: Any,
+    ) -> None:
         query = _query(kw)
         wanted = columns.split(",") if columns else None
         if output == "-":
             with state.transaction() as ctx:
-                csvio.export_to(ctx, actors.resolve(ctx, login, tenant), kind, query,
-                                sys.stdout.buffer, columns=wanted, encoding=encoding,
-                                codes=codes)
+                csvio.export_to(
+                    ctx,
+                    actors.resolve(ctx, login, tenant),
+                    kind,
+                    query,
+                    sys.stdout.buffer,
+                    columns=wanted,
+                    encoding=encoding,
+                    codes=codes,
+                )
             return
         part = Path(f"{output}.part")  # the file appears whole, or not at all
         try:
             with part.open("wb") as out, state.transaction() as ctx:
-                lines = csvio.export_to(ctx, actors.resolve(ctx, login, tenant), kind, query,
-                                        out, columns=wanted, encoding=encoding,
-                                        codes=codes)
+                lines = csvio.export_to(
+                    ctx,
+                    actors.resolve(ctx, login, tenant),
+                    kind,
+                    query,
+                    out,
+                    columns=wanted,
+                    encoding=encoding,
+                    codes=codes,
+                )
             part.replace(output)
         except OSError as exc:
             raise ValidationFailed(f"cannot write {output}: {exc.strerror}") from None
         finally:
             part.unlink(missing_ok=True)
-        emit(state, {"file": output, "rows": lines, "encoding": encoding},
-             f"wrote {lines} rows to {output} ({encoding})")
+        emit(
+            state,
+            {"file": output, "rows": lines, "encoding": encoding},
+            f"wrote {lines} rows to {output} ({encoding})",
+        )
+
     command.help = f"Export {kind} of the customers a search finds."
     return command
 
@@ -366,20 +488,22 @@ def print_group() -> None:
 @print_group.command("customers")
 @TENANT_REF
 @AS_REQUIRED
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False,
-                                                               allow_dash=True))
-@click.option("--layout", type=click.Choice(list(printing.LAYOUTS)), default="list",
-              show_default=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, allow_dash=True))
+@click.option(
+    "--layout", type=click.Choice(list(printing.LAYOUTS)), default="list", show_default=True
+)
 @click.option("--codes", is_flag=True, help=CODES_HELP)
 @_search_options
 @pass_state
-def print_customers(state: State, /, tenant: str, login: str, output: str, layout: str,
-                    codes: bool, **kw: Any) -> None:
+def print_customers(
+    state: State, /, tenant: str, login: str, output: str, layout: str, codes: bool, **kw: Any
+) -> None:
     """Print the customers a search finds (refused without the 'print' permission; logged)."""
     query = _query(kw)
     with state.transaction() as ctx:
-        page = printing.print_customers(ctx, actors.resolve(ctx, login, tenant), query,
-                                        layout=layout, codes=codes)
+        page = printing.print_customers(
+            ctx, actors.resolve(ctx, login, tenant), query, layout=layout, codes=codes
+        )
     if output == "-":
         sys.stdout.write(page)
         return
@@ -402,17 +526,20 @@ TYPE_ARG = click.argument("type_name", metavar="TYPE", type=click.Choice(list(re
 @click.option("--data", required=True, help="JSON object of field values, or @file.json")
 @click.option("--purpose", default=None, help="why (kept in the update history)")
 @pass_state
-def record_create(state: State, type_name: str, tenant: str, login: str, data: str,
-                  purpose: str | None) -> None:
+def record_create(
+    state: State, type_name: str, tenant: str, login: str, data: str, purpose: str | None
+) -> None:
     values = _load_json(data)
     with state.transaction() as ctx:
-        saved = records.create(ctx, actors.resolve(ctx, login, tenant), type_name, values,
-                               purpose=purpose)
+        saved = records.create(
+            ctx, actors.resolve(ctx, login, tenant), type_name, values, purpose=purpose
+        )
     out = {"record": saved.record, "duplicates": saved.duplicates}
     text = f"created {type_name} {saved.record['id']}"
     if saved.duplicates:
         text += "\npossible duplicates (same name): " + ", ".join(
-            f"{d['id']} {d['name']}" for d in saved.duplicates)
+            f"{d['id']} {d['name']}" for d in saved.duplicates
+        )
     emit(state, out, text)
 
 
@@ -421,13 +548,17 @@ def _record_text(data: dict[str, Any]) -> str:
     lines = [f"{k}: {v}" for k, v in data.items() if k not in ("careers", "jobs")]
     if data.get("jobs"):
         lines.append("jobs (entered):")
-        lines += [f"  [{j['id']}] {j['kind']}  {j['date_from'] or '?'} - {j['date_to'] or ''}  "
-                  f"{j['company_name']} {j['department_name']} {j['title']}".rstrip()
-                  for j in data["jobs"]]
+        lines += [
+            f"  [{j['id']}] {j['kind']}  {j['date_from'] or '?'} - {j['date_to'] or ''}  "
+            f"{j['company_name']} {j['department_name']} {j['title']}".rstrip()
+            for j in data["jobs"]
+        ]
     if data.get("careers"):
         lines.append("career history (automatic):")
-        lines += [f"  until {c['until']}  {c['company']} {c['department']} {c['title']}".rstrip()
-                  for c in data["careers"]]
+        lines += [
+            f"  until {c['until']}  {c['company']} {c['department']} {c['title']}".rstrip()
+            for c in data["careers"]
+        ]
     return "\n".join(lines)
 
 
@@ -437,8 +568,7 @@ def _record_text(data: dict[str, Any]) -> str:
 @TENANT_REF
 @AS_REQUIRED
 @pass_state
-def record_show(state: State, type_name: str, record_id: int, tenant: str,
-                login: str) -> None:
+def record_show(state: State, type_name: str, record_id: int, tenant: str, login: str) -> None:
     with state.transaction() as ctx:
         data = records.show(ctx, actors.resolve(ctx, login, tenant), type_name, record_id)
     emit(state, data, lambda: _record_text(data))
@@ -452,14 +582,25 @@ def record_show(state: State, type_name: str, record_id: int, tenant: str,
 @click.option("--data", required=True, help="JSON object of field values, or @file.json")
 @click.option("--purpose", default=None, help="why (kept in the update history)")
 @pass_state
-def record_update(state: State, type_name: str, record_id: int, tenant: str,
-                  login: str, data: str, purpose: str | None) -> None:
+def record_update(
+    state: State,
+    type_name: str,
+    record_id: int,
+    tenant: str,
+    login: str,
+    data: str,
+    purpose: str | None,
+) -> None:
     values = _load_json(data)
     with state.transaction() as ctx:
-        saved = records.update(ctx, actors.resolve(ctx, login, tenant), type_name, record_id,
-                               values, purpose=purpose)
-    emit(state, {"record": saved.record, "duplicates": saved.duplicates},
-         f"updated {type_name} {record_id}")
+        saved = records.update(
+            ctx, actors.resolve(ctx, login, tenant), type_name, record_id, values, purpose=purpose
+        )
+    emit(
+        state,
+        {"record": saved.record, "duplicates": saved.duplicates},
+        f"updated {type_name} {record_id}",
+    )
 
 
 @record_group.command("delete")
@@ -469,11 +610,13 @@ def record_update(state: State, type_name: str, record_id: int, tenant: str,
 @AS_REQUIRED
 @click.option("--purpose", default=None)
 @pass_state
-def record_delete(state: State, type_name: str, record_id: int, tenant: str,
-                  login: str, purpose: str | None) -> None:
+def record_delete(
+    state: State, type_name: str, record_id: int, tenant: str, login: str, purpose: str | None
+) -> None:
     with state.transaction() as ctx:
-        records.delete_record(ctx, actors.resolve(ctx, login, tenant), type_name, record_id,
-                              purpose=purpose)
+        records.delete_record(
+            ctx, actors.resolve(ctx, login, tenant), type_name, record_id, purpose=purpose
+        )
     emit(state, {"deleted": record_id}, f"deleted {type_name} {record_id}")
 
 
@@ -483,14 +626,27 @@ def record_delete(state: State, type_name: str, record_id: int, tenant: str,
 @TENANT_REF
 @AS_REQUIRED
 @pass_state
-def record_history(state: State, type_name: str, record_id: int, tenant: str,
-                   login: str) -> None:
+def record_history(state: State, type_name: str, record_id: int, tenant: str, login: str) -> None:
     """Update history: who, when, what, purpose."""
     with state.transaction() as ctx:
         rows = records.history(ctx, actors.resolve(ctx, login, tenant), type_name, record_id)
-    emit(state, rows, lambda: table(
-        [(r["at"], r["actor"], r["action"], orjson.dumps(r["changes"]).decode()[:60],
-          r["purpose"]) for r in rows], ["at", "actor", "action", "changes", "purpose"]))
+    emit(
+        state,
+        rows,
+        lambda: table(
+            [
+                (
+                    r["at"],
+                    r["actor"],
+                    r["action"],
+                    orjson.dumps(r["changes"]).decode()[:60],
+                    r["purpose"],
+                )
+                for r in rows
+            ],
+            ["at", "actor", "action", "changes", "purpose"],
+        ),
+    )
 
 
 @click.group("bulk")
@@ -507,14 +663,28 @@ def bulk_group() -> None:
 @click.option("--company-id", type=click.IntRange(1), default=None)
 @click.option("--purpose", default=None)
 @pass_state
-def bulk_update(state: State, /, tenant: str, login: str, set_checked: tuple[int, ...],
-                set_unchecked: tuple[int, ...], company_id: int | None, purpose: str | None,
-                **kw: Any) -> None:
+def bulk_update(
+    state: State,
+    /,
+    tenant: str,
+    login: str,
+    set_checked: tuple[int, ...],
+    set_unchecked: tuple[int, ...],
+    company_id: int | None,
+    purpose: str | None,
+    **kw: Any,
+) -> None:
     query = _query(kw)
     boxes = {**{i: True for i in set_checked}, **{i: False for i in set_unchecked}}
     with state.transaction() as ctx:
-        n = bulk.bulk_update(ctx, actors.resolve(ctx, login, tenant), query, checkboxes=boxes,
-                             company_id=company_id, purpose=purpose)
+        n = bulk.bulk_update(
+            ctx,
+            actors.resolve(ctx, login, tenant),
+            query,
+            checkboxes=boxes,
+            company_id=company_id,
+            purpose=purpose,
+        )
     emit(state, {"updated": n}, f"updated {n} customers")
 
 
@@ -525,8 +695,9 @@ def bulk_update(state: State, /, tenant: str, login: str, set_checked: tuple[int
 @click.option("--yes", is_flag=True, required=True, help="confirm")
 @click.option("--purpose", default=None)
 @pass_state
-def bulk_delete(state: State, /, tenant: str, login: str, yes: bool, purpose: str | None,
-                **kw: Any) -> None:
+def bulk_delete(
+    state: State, /, tenant: str, login: str, yes: bool, purpose: str | None, **kw: Any
+) -> None:
     query = _query(kw)
     with state.transaction() as ctx:
         n = bulk.bulk_delete(ctx, actors.resolve(ctx, login, tenant), query, purpose=purpose)
@@ -542,12 +713,27 @@ def access_log(state: State, tenant: str, login: str, limit: int) -> None:
     """Logins, personal-info views, exports, prints, bulk operations, imports (admins)."""
     with state.transaction() as ctx:
         rows = records.access_log(ctx, actors.resolve(ctx, login, tenant), limit=limit)
-    emit(state, rows, lambda: table([(r["at"], r["actor"], r["kind"], r["subject"])
-                                     for r in rows], ["at", "actor", "kind", "subject"]))
+    emit(
+        state,
+        rows,
+        lambda: table(
+            [(r["at"], r["actor"], r["kind"], r["subject"]) for r in rows],
+            ["at", "actor", "kind", "subject"],
+        ),
+    )
 
 
 def register(cli: click.Group) -> None:
-    for command in (seed_data, search_cmd, search_companies_cmd, lookup_cmd, import_group,
-                    export_group,
-                    print_group, record_group, bulk_group, access_log):
+    for command in (
+        seed_data,
+        search_cmd,
+        search_companies_cmd,
+        lookup_cmd,
+        import_group,
+        export_group,
+        print_group,
+        record_group,
+        bulk_group,
+        access_log,
+    ):
         cli.add_command(command)

@@ -51,12 +51,12 @@ from provisioner.services.eligibility import PLANS
 
 #: -t N|SLUG: a number in the --as user's list or a slug; omitted: asked (see tenant_choice)
 TENANT = tenant_option()
-AS_REQUIRED = click.option("--as", "login", required=True, metavar="LOGIN",
-                           help="the acting user")
+AS_REQUIRED = click.option("--as", "login", required=True, metavar="LOGIN", help="the acting user")
 #: Ids and version numbers: positive, and within the database's 32-bit integer columns.
 ROW_ID = click.IntRange(1, 2**31 - 1)
-AS_OPTIONAL = click.option("--as", "login", metavar="LOGIN",
-                           help="the acting user (checked against the tenant)")
+AS_OPTIONAL = click.option(
+    "--as", "login", metavar="LOGIN", help="the acting user (checked against the tenant)"
+)
 
 
 def _read_bytes(path: str) -> bytes:
@@ -88,14 +88,21 @@ class ProvisionerGroup(click.Group):
         except Exception as exc:
             if os.environ.get("PROVISIONER_DEBUG"):
                 raise
-            click.echo(f"error: internal error: {type(exc).__name__}: {exc} "
-                       "(set PROVISIONER_DEBUG=1 for details, and please report it)", err=True)
+            click.echo(
+                f"error: internal error: {type(exc).__name__}: {exc} "
+                "(set PROVISIONER_DEBUG=1 for details, and please report it)",
+                err=True,
+            )
             sys.exit(1)
 
 
 @click.group(cls=ProvisionerGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", "db_url", metavar="URL", help="database URL (default: "
-              "PROVISIONER_DATABASE_URL, else SQLite under PROVISIONER_HOME)")
+@click.option(
+    "--db",
+    "db_url",
+    metavar="URL",
+    help="database URL (default: PROVISIONER_DATABASE_URL, else SQLite under PROVISIONER_HOME)",
+)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.version_option(__version__, prog_name="provisioner")
 @click.pass_context
@@ -126,32 +133,45 @@ def init(state: State) -> None:
         def progress(step: str) -> None:
             if not state.as_json:
                 click.echo(f"  [{time.monotonic() - started:6.1f}s] {what} {step}", err=True)
+
         return progress
 
     outcome = app.migrate(progress=say("migrating"))
     state._app = app
     migrated = time.monotonic() - started
     # derived data an older release computed differently is rebuilt with today's code
-    done = rebuild.refresh(app, created=outcome.action == "created",
-                           progress=say("rebuilt the derived data of"))
+    done = rebuild.refresh(
+        app, created=outcome.action == "created", progress=say("rebuilt the derived data of")
+    )
     where = app.engine.url.render_as_string(hide_password=True)
     revision = ", ".join(outcome.after)
-    text = {"created": f"created the database at revision {revision}: {where}",
-            "current": f"the database is already current (revision {revision}): {where}",
-            "upgraded": f"upgraded the database from revision {', '.join(outcome.before)} "
-                        f"to {revision} in {migrated:.1f}s: {where}",
-            }[outcome.action]
-    emit(state, {"database": where, "revision": revision, "action": outcome.action,
-                 "from": ", ".join(outcome.before) or None,
-                 "derived_data": done.to_dict() if done.stale else None},
-         text + "".join(f"\n{line}" for line in done.describe()))
+    text = {
+        "created": f"created the database at revision {revision}: {where}",
+        "current": f"the database is already current (revision {revision}): {where}",
+        "upgraded": f"upgraded the database from revision {', '.join(outcome.before)} "
+        f"to {revision} in {migrated:.1f}s: {where}",
+    }[outcome.action]
+    emit(
+        state,
+        {
+            "database": where,
+            "revision": revision,
+            "action": outcome.action,
+            "from": ", ".join(outcome.before) or None,
+            "derived_data": done.to_dict() if done.stale else None,
+        },
+        text + "".join(f"\n{line}" for line in done.describe()),
+    )
 
 
 @cli.command()
 @click.option("-t", "--tenant", "tenant_slug", metavar="SLUG", help="this tenant")
 @click.option("--all", "all_tenants", is_flag=True, help="every tenant")
-@click.option("--check", is_flag=True,
-              help="only report what differs (exit 1 if anything does); change nothing")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="only report what differs (exit 1 if anything does); change nothing",
+)
 @pass_state
 def reindex(state: State, tenant_slug: str | None, all_tenants: bool, check: bool) -> None:
     """Rebuild (or --check) derived data: search text and index, tallies, disk usage.
@@ -164,8 +184,11 @@ def reindex(state: State, tenant_slug: str | None, all_tenants: bool, check: boo
     if (tenant_slug is None) == (not all_tenants):
         raise click.UsageError("give either -t SLUG or --all")
     with state.transaction() as ctx:
-        slugs = ([t.slug for t in tenants.list_all(ctx)] if all_tenants
-                 else [actors.get_tenant(ctx, tenant_slug or "").slug])
+        slugs = (
+            [t.slug for t in tenants.list_all(ctx)]
+            if all_tenants
+            else [actors.get_tenant(ctx, tenant_slug or "").slug]
+        )
     reports = []
     for slug in slugs:
         with state.transaction() as ctx:
@@ -173,11 +196,16 @@ def reindex(state: State, tenant_slug: str | None, all_tenants: bool, check: boo
         reports.append(report.to_dict())
         if not state.as_json:
             verb = "differ" if check else "rebuilt"
-            click.echo(f"{slug}: {report.contacts:,} contacts; "
-                       + ("all derived data matches" if report.clean else
-                          f"{verb}: search text {report.search_text:,}, search index "
-                          f"{report.search_index:,} entries, tallies {report.tallies:,}, "
-                          f"stored sizes {report.sizes:,}"))
+            click.echo(
+                f"{slug}: {report.contacts:,} contacts; "
+                + (
+                    "all derived data matches"
+                    if report.clean
+                    else f"{verb}: search text {report.search_text:,}, search index "
+                    f"{report.search_index:,} entries, tallies {report.tallies:,}, "
+                    f"stored sizes {report.sizes:,}"
+                )
+            )
     if state.as_json:
         click.echo(dumps(reports))
     if check and not all(r["clean"] for r in reports):
@@ -208,48 +236,90 @@ def tenant() -> None:
 @click.option("--sandbox", is_flag=True, help="a sandbox tenant (can send, never receive)")
 @click.option("--integrations", is_flag=True, help="the tenant has active integrations")
 @click.option("--group", metavar="GROUP", help="put the tenant in this tenant group")
-@click.option("--from-bundle", "from_bundle", metavar="FILE",
-              help="take the configuration from this verified bundle (a template)")
-@click.option("--public-key", "pem_files", multiple=True, metavar="PEM_FILE",
-              type=click.Path(exists=True, dir_okay=False),
-              help="with --from-bundle: also accept this signer's public key (a template "
-              "signed in another deployment); repeatable")
+@click.option(
+    "--from-bundle",
+    "from_bundle",
+    metavar="FILE",
+    help="take the configuration from this verified bundle (a template)",
+)
+@click.option(
+    "--public-key",
+    "pem_files",
+    multiple=True,
+    metavar="PEM_FILE",
+    type=click.Path(exists=True, dir_okay=False),
+    help="with --from-bundle: also accept this signer's public key (a template "
+    "signed in another deployment); repeatable",
+)
 @pass_state
-def tenant_create(state: State, slug: str, name: str, plan: str, sandbox: bool,
-                  integrations: bool, group: str | None, from_bundle: str | None,
-                  pem_files: tuple[str, ...]) -> None:
+def tenant_create(
+    state: State,
+    slug: str,
+    name: str,
+    plan: str,
+    sandbox: bool,
+    integrations: bool,
+    group: str | None,
+    from_bundle: str | None,
+    pem_files: tuple[str, ...],
+) -> None:
     from provisioner.cli import provisioning as _provisioning  # groups and templates
 
     if from_bundle is not None:
-        made = _provisioning.create_from_bundle(state, slug, name=name, plan=plan, group=group,
-                                                bundle_file=from_bundle, pem_files=pem_files)
+        made = _provisioning.create_from_bundle(
+            state,
+            slug,
+            name=name,
+            plan=plan,
+            group=group,
+            bundle_file=from_bundle,
+            pem_files=pem_files,
+        )
         emit(state, made, f"created tenant {slug} ({name}, {plan}) from {from_bundle}")
         return
     with state.transaction() as ctx:
-        row = tenants.create(ctx, slug, name=name, plan=plan, sandbox=sandbox,
-                             integrations=integrations)
+        row = tenants.create(
+            ctx, slug, name=name, plan=plan, sandbox=sandbox, integrations=integrations
+        )
         if group is not None:
             _provisioning.join_group(ctx, group, row.slug)
         kid = key_id(signing.public_key(ctx, row.id))
-    emit(state, {"slug": row.slug, "id": row.id, "name": row.name, "plan": row.plan,
-                 "sandbox": row.is_sandbox, "integrations": row.integrations_active,
-                 "config_version": row.config_version, "key_id": kid, "group": group},
-         f"created tenant {row.slug} ({row.name}, {row.plan}); signing key {kid}"
-         + (f"; in group {group}" if group else ""))
+    emit(
+        state,
+        {
+            "slug": row.slug,
+            "id": row.id,
+            "name": row.name,
+            "plan": row.plan,
+            "sandbox": row.is_sandbox,
+            "integrations": row.integrations_active,
+            "config_version": row.config_version,
+            "key_id": kid,
+            "group": group,
+        },
+        f"created tenant {row.slug} ({row.name}, {row.plan}); signing key {kid}"
+        + (f"; in group {group}" if group else ""),
+    )
 
 
 @tenant.command("update")
 @click.argument("slug")
-@click.option("--integrations/--no-integrations", default=None,
-              help="turn the tenant's integrations on or off")
+@click.option(
+    "--integrations/--no-integrations",
+    default=None,
+    help="turn the tenant's integrations on or off",
+)
 @click.option("--plan", type=click.Choice(PLANS))
 @pass_state
 def tenant_update(state: State, slug: str, integrations: bool | None, plan: str | None) -> None:
     with state.transaction() as ctx:
         row = tenants.update_flags(ctx, slug, integrations=integrations, plan=plan)
-    emit(state, {"slug": row.slug, "plan": row.plan, "integrations": row.integrations_active},
-         f"tenant {row.slug}: plan {row.plan}, integrations "
-         f"{'on' if row.integrations_active else 'off'}")
+    emit(
+        state,
+        {"slug": row.slug, "plan": row.plan, "integrations": row.integrations_active},
+        f"tenant {row.slug}: plan {row.plan}, integrations "
+        f"{'on' if row.integrations_active else 'off'}",
+    )
 
 
 @tenant.command("list")
@@ -257,13 +327,38 @@ def tenant_update(state: State, slug: str, integrations: bool | None, plan: str 
 def tenant_list(state: State) -> None:
     with state.transaction() as ctx:
         rows = tenants.list_all(ctx)
-        data = [{"slug": t.slug, "id": t.id, "name": t.name, "plan": t.plan,
-                 "sandbox": t.is_sandbox, "integrations": t.integrations_active,
-                 "status": t.status, "config_version": t.config_version} for t in rows]
-    emit(state, data, lambda: table(
-        [(d["slug"], d["name"], d["plan"], "yes" if d["sandbox"] else "",
-          "on" if d["integrations"] else "", d["status"], d["config_version"]) for d in data],
-        ["slug", "name", "plan", "sandbox", "integrations", "status", "config"]))
+        data = [
+            {
+                "slug": t.slug,
+                "id": t.id,
+                "name": t.name,
+                "plan": t.plan,
+                "sandbox": t.is_sandbox,
+                "integrations": t.integrations_active,
+                "status": t.status,
+                "config_version": t.config_version,
+            }
+            for t in rows
+        ]
+    emit(
+        state,
+        data,
+        lambda: table(
+            [
+                (
+                    d["slug"],
+                    d["name"],
+                    d["plan"],
+                    "yes" if d["sandbox"] else "",
+                    "on" if d["integrations"] else "",
+                    d["status"],
+                    d["config_version"],
+                )
+                for d in data
+            ],
+            ["slug", "name", "plan", "sandbox", "integrations", "status", "config"],
+        ),
+    )
 
 
 @tenant.command("public-key")
@@ -291,21 +386,27 @@ def user() -> None:
 @click.option("--tenant", "tenant_slug", required=True, metavar="SLUG")
 @click.option("--role", required=True, help=", ".join(actors.ROLES) + " or a configured role")
 @click.option("--name", "display_name", default="", help="display name")
-@click.option("--password-stdin", is_flag=True,
-              help="read the new user's password from stdin (shared by all their tenants)")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="read the new user's password from stdin (shared by all their tenants)",
+)
 @pass_state
-def user_add(state: State, login: str, tenant_slug: str, role: str, display_name: str,
-             password_stdin: bool) -> None:
+def user_add(
+    state: State, login: str, tenant_slug: str, role: str, display_name: str, password_stdin: bool
+) -> None:
     from provisioner.cli import provisioning as _provisioning  # group logins
 
     password = _provisioning.read_password(True) if password_stdin else None
     with state.transaction() as ctx:
-        tenants.add_user(ctx, login, tenant_slug=tenant_slug, role=role,
-                         display_name=display_name)
+        tenants.add_user(ctx, login, tenant_slug=tenant_slug, role=role, display_name=display_name)
         if password is not None:
             _provisioning.set_initial_password(ctx, login, password)
-    emit(state, {"login": login, "tenant": tenant_slug, "role": role},
-         f"{login} is {role} in {tenant_slug}")
+    emit(
+        state,
+        {"login": login, "tenant": tenant_slug, "role": role},
+        f"{login} is {role} in {tenant_slug}",
+    )
 
 
 # --------------------------------------------------------------------------- config
@@ -352,9 +453,13 @@ def config_set(state: State, tenant: str, login: str, file: str) -> None:
         row = actors.get_tenant(ctx, tenant)
         version = configs.set_sections(ctx, actor, row, data)
         current = row.config_version
-    emit(state, {"version": version or current, "changed": version is not None},
-         f"configuration of {tenant} is now version {version}" if version
-         else f"no change: the configuration of {tenant} already matches {file}")
+    emit(
+        state,
+        {"version": version or current, "changed": version is not None},
+        f"configuration of {tenant} is now version {version}"
+        if version
+        else f"no change: the configuration of {tenant} already matches {file}",
+    )
 
 
 @config.command("history")
@@ -364,14 +469,35 @@ def config_set(state: State, tenant: str, login: str, file: str) -> None:
 def config_history(state: State, tenant: str, login: str | None) -> None:
     with state.transaction() as ctx:
         row = _reader(ctx, tenant, login)
-        data = [{"version": v.version, "digest": v.digest,
-                 "created_at": format_instant(as_utc(v.created_at)), "created_by": v.created_by,
-                 "origin": v.origin, "current": v.version == row.config_version}
-                for v in configs.history(ctx, row)]
-    emit(state, data, lambda: table(
-        [("*" if d["current"] else "", d["version"], d["created_at"], d["created_by"],
-          d["origin"], d["digest"][:19]) for d in data],
-        ["", "version", "created", "by", "origin", "digest"]))
+        data = [
+            {
+                "version": v.version,
+                "digest": v.digest,
+                "created_at": format_instant(as_utc(v.created_at)),
+                "created_by": v.created_by,
+                "origin": v.origin,
+                "current": v.version == row.config_version,
+            }
+            for v in configs.history(ctx, row)
+        ]
+    emit(
+        state,
+        data,
+        lambda: table(
+            [
+                (
+                    "*" if d["current"] else "",
+                    d["version"],
+                    d["created_at"],
+                    d["created_by"],
+                    d["origin"],
+                    d["digest"][:19],
+                )
+                for d in data
+            ],
+            ["", "version", "created", "by", "origin", "digest"],
+        ),
+    )
 
 
 @config.command("diff")
@@ -380,14 +506,22 @@ def config_history(state: State, tenant: str, login: str | None) -> None:
 @click.argument("to_version", type=ROW_ID)
 @AS_OPTIONAL
 @pass_state
-def config_diff(state: State, tenant: str, from_version: int, to_version: int,
-                login: str | None) -> None:
+def config_diff(
+    state: State, tenant: str, from_version: int, to_version: int, login: str | None
+) -> None:
     with state.transaction() as ctx:
         row = _reader(ctx, tenant, login)
         changes = configs.diff_versions(ctx, row, from_version, to_version)
-    emit(state, {"from": from_version, "to": to_version, "summary": summarize(changes),
-                 "changes": [c.to_dict() for c in changes]},
-         lambda: "\n".join(c.describe() for c in changes) or "no differences")
+    emit(
+        state,
+        {
+            "from": from_version,
+            "to": to_version,
+            "summary": summarize(changes),
+            "changes": [c.to_dict() for c in changes],
+        },
+        lambda: "\n".join(c.describe() for c in changes) or "no differences",
+    )
 
 
 @config.command("rollback")
@@ -401,9 +535,13 @@ def config_rollback(state: State, tenant: str, to_version: int, login: str) -> N
         actor = actors.resolve(ctx, login, tenant)
         row = actors.get_tenant(ctx, tenant)
         version = configs.rollback(ctx, actor, row, to_version)
-    emit(state, {"version": version, "restored": to_version},
-         f"{tenant}: version {to_version} restored as version {version}" if version
-         else f"{tenant}: already identical to version {to_version}; nothing changed")
+    emit(
+        state,
+        {"version": version, "restored": to_version},
+        f"{tenant}: version {to_version} restored as version {version}"
+        if version
+        else f"{tenant}: already identical to version {to_version}; nothing changed",
+    )
 
 
 @config.command("lineage")
@@ -421,14 +559,23 @@ def config_lineage(state: State, tenant: str, login: str | None) -> None:
             return f"{tenant}: no configuration was taken from another tenant or publisher"
         lines = []
         for d in data:
-            lines.append(f"{d['source']}: its version {d['source_version']} taken with "
-                         f"transfer {d['transfer']} ({d['taken_at']}), bundle "
-                         f"{d['bundle_digest'][:19]}; base of "
-                         f"{', '.join(d['sections']) or 'no section'}")
+            lines.append(
+                f"{d['source']}: its version {d['source_version']} taken with "
+                f"transfer {d['transfer']} ({d['taken_at']}), bundle "
+                f"{d['bundle_digest'][:19]}; base of "
+                f"{', '.join(d['sections']) or 'no section'}"
+            )
             changes = d["local_changes"]
-            lines.append(f"  local changes since: {len(changes)}" + (
-                "" if not changes else "\n" + "\n".join(f"    {a}" for a in changes[:50])
-                + (f"\n    ... and {len(changes) - 50} more" if len(changes) > 50 else "")))
+            lines.append(
+                f"  local changes since: {len(changes)}"
+                + (
+                    ""
+                    if not changes
+                    else "\n"
+                    + "\n".join(f"    {a}" for a in changes[:50])
+                    + (f"\n    ... and {len(changes) - 50} more" if len(changes) > 50 else "")
+                )
+            )
         return "\n".join(lines)
 
     emit(state, data, text)
@@ -452,11 +599,18 @@ def key_generate(state: State, tenant: str, login: str) -> None:
         actor = actors.resolve(ctx, login, tenant)
         generated = copykeys.generate(ctx, actor, actors.get_tenant(ctx, tenant))
     expires = format_instant(generated.expires_at)
-    emit(state, {"key": generated.text, "id": generated.id, "selector": generated.selector,
-                 "expires_at": expires},
-         f"{generated.text}\n\nCopy key {generated.id} for {tenant}, valid until {expires} "
-         "(24 hours), for one delivery.\nGive it to the source tenant's admin. It is shown "
-         "only this once.")
+    emit(
+        state,
+        {
+            "key": generated.text,
+            "id": generated.id,
+            "selector": generated.selector,
+            "expires_at": expires,
+        },
+        f"{generated.text}\n\nCopy key {generated.id} for {tenant}, valid until {expires} "
+        "(24 hours), for one delivery.\nGive it to the source tenant's admin. It is shown "
+        "only this once.",
+    )
 
 
 @key.command("list")
@@ -467,15 +621,37 @@ def key_list(state: State, tenant: str, login: str) -> None:
     with state.transaction() as ctx:
         actor = actors.resolve(ctx, login, tenant)
         now = ctx.clock.now()
-        data = [{"id": k.id, "selector": k.selector, "state": copykeys.state(k, now),
-                 "created_at": format_instant(as_utc(k.created_at)), "created_by": k.created_by,
-                 "expires_at": format_instant(as_utc(k.expires_at)),
-                 "used_by_transfer": k.used_by_transfer, "failed_attempts": k.failed_attempts}
-                for k in copykeys.list_keys(ctx, actor)]
-    emit(state, data, lambda: table(
-        [(d["id"], d["selector"], d["state"], d["created_by"], d["expires_at"],
-          d["used_by_transfer"] or "") for d in data],
-        ["id", "selector", "state", "by", "expires", "transfer"]))
+        data = [
+            {
+                "id": k.id,
+                "selector": k.selector,
+                "state": copykeys.state(k, now),
+                "created_at": format_instant(as_utc(k.created_at)),
+                "created_by": k.created_by,
+                "expires_at": format_instant(as_utc(k.expires_at)),
+                "used_by_transfer": k.used_by_transfer,
+                "failed_attempts": k.failed_attempts,
+            }
+            for k in copykeys.list_keys(ctx, actor)
+        ]
+    emit(
+        state,
+        data,
+        lambda: table(
+            [
+                (
+                    d["id"],
+                    d["selector"],
+                    d["state"],
+                    d["created_by"],
+                    d["expires_at"],
+                    d["used_by_transfer"] or "",
+                )
+                for d in data
+            ],
+            ["id", "selector", "state", "by", "expires", "transfer"],
+        ),
+    )
 
 
 @key.command("revoke")
@@ -487,8 +663,11 @@ def key_revoke(state: State, tenant: str, key_id_arg: str, login: str) -> None:
     with state.transaction() as ctx:
         actor = actors.resolve(ctx, login, tenant)
         row = copykeys.revoke(ctx, actor, key_id_arg)
-    emit(state, {"id": row.id, "selector": row.selector, "state": "revoked"},
-         f"copy key {row.id} ({row.selector}) revoked")
+    emit(
+        state,
+        {"id": row.id, "selector": row.selector, "state": "revoked"},
+        f"copy key {row.id} ({row.selector}) revoked",
+    )
 
 
 # --------------------------------------------------------------------------- bundles
@@ -502,13 +681,19 @@ def bundle() -> None:
 @bundle.command("export")
 @TENANT
 @AS_REQUIRED
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="bundle file to write ('-' for stdout)")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="bundle file to write ('-' for stdout)",
+)
 @click.option("--key", "key_text", metavar="KEY", help="bind the bundle to this copy key")
 @click.option("--only", metavar="SECTIONS", help="comma-separated sections to export")
 @pass_state
-def bundle_export(state: State, tenant: str, login: str, output: str, key_text: str | None,
-                  only: str | None) -> None:
+def bundle_export(
+    state: State, tenant: str, login: str, output: str, key_text: str | None, only: str | None
+) -> None:
     with state.transaction() as ctx:
         actor = actors.resolve(ctx, login, tenant)
         raw = transfers.export(ctx, actor, key_text=key_text, only=_only(only))
@@ -519,18 +704,29 @@ def bundle_export(state: State, tenant: str, login: str, output: str, key_text: 
     tmp = Path(output + ".tmp")
     tmp.write_bytes(raw)
     tmp.replace(output)
-    emit(state, {"file": output, "bundle_id": summary["bundle_id"], "bytes": len(raw),
-                 "expires_at": summary["expires_at"], "audience": summary["audience"]},
-         f"wrote {output}: bundle {summary['bundle_id']} from {tenant}, "
-         f"{len(raw):,} bytes, expires {summary['expires_at']}"
-         + (f", bound to copy key {summary['audience']['copy_key']}"
-            if summary["audience"] else ""))
+    emit(
+        state,
+        {
+            "file": output,
+            "bundle_id": summary["bundle_id"],
+            "bytes": len(raw),
+            "expires_at": summary["expires_at"],
+            "audience": summary["audience"],
+        },
+        f"wrote {output}: bundle {summary['bundle_id']} from {tenant}, "
+        f"{len(raw):,} bytes, expires {summary['expires_at']}"
+        + (f", bound to copy key {summary['audience']['copy_key']}" if summary["audience"] else ""),
+    )
 
 
 @bundle.command("verify")
 @click.argument("file")
-@click.option("--public-key", "pem_file", type=click.Path(dir_okay=False, exists=True),
-              help="PEM public key of the publisher (default: keys known to this database)")
+@click.option(
+    "--public-key",
+    "pem_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="PEM public key of the publisher (default: keys known to this database)",
+)
 @pass_state
 def bundle_verify(state: State, file: str, pem_file: str | None) -> None:
     """Verify a bundle's signature and payload."""
@@ -542,12 +738,21 @@ def bundle_verify(state: State, file: str, pem_file: str | None) -> None:
         with state.transaction() as ctx:
             verified = read_bundle(raw, lambda kid: signing.any_tenant_key(ctx, kid))
     p = verified.payload
-    emit(state, {"valid": True, "bundle_id": p.bundle_id, "digest": verified.digest,
-                 "key_id": verified.key_id, "source": p.source.model_dump(),
-                 "expires_at": p.expires_at, "sections": list(verified.sections)},
-         f"OK: signature by {verified.key_id} verifies; payload valid\n"
-         f"bundle {p.bundle_id} from {p.source.tenant} (config version "
-         f"{p.source.config_version}), sections: {', '.join(verified.sections)}")
+    emit(
+        state,
+        {
+            "valid": True,
+            "bundle_id": p.bundle_id,
+            "digest": verified.digest,
+            "key_id": verified.key_id,
+            "source": p.source.model_dump(),
+            "expires_at": p.expires_at,
+            "sections": list(verified.sections),
+        },
+        f"OK: signature by {verified.key_id} verifies; payload valid\n"
+        f"bundle {p.bundle_id} from {p.source.tenant} (config version "
+        f"{p.source.config_version}), sections: {', '.join(verified.sections)}",
+    )
 
 
 @bundle.command("inspect")
@@ -556,61 +761,94 @@ def bundle_verify(state: State, file: str, pem_file: str | None) -> None:
 def bundle_inspect(state: State, file: str) -> None:
     """Show what a bundle says about itself (NOT verified; use 'bundle verify')."""
     summary = transfers.envelope_summary(_read_bytes(file))
-    emit(state, summary, lambda: dumps(summary) + "\n(not verified: run 'provisioner bundle "
-         "verify' to check the signature)")
+    emit(
+        state,
+        summary,
+        lambda: (
+            dumps(summary) + "\n(not verified: run 'provisioner bundle "
+            "verify' to check the signature)"
+        ),
+    )
 
 
 # --------------------------------------------------------------------------- send / receive
 
 
 def _transfer_json(t: Any) -> dict[str, Any]:
-    return {"transfer": t.id, "id": t.id, "status": t.status, "tenant_id": t.tenant_id,
-            "source_tenant": t.source_tenant, "source_version": t.source_version,
-            "bundle_id": t.bundle_id, "bundle_digest": t.payload_digest,
-            "signer_key_id": t.signer_key_id, "base_version": t.base_version,
-            "received_at": format_instant(as_utc(t.received_at)), "received_by": t.received_by,
-            "decided_by": t.decided_by, "applied_version": t.applied_version,
-            "summary": t.plan.get("summary", {})}
+    return {
+        "transfer": t.id,
+        "id": t.id,
+        "status": t.status,
+        "tenant_id": t.tenant_id,
+        "source_tenant": t.source_tenant,
+        "source_version": t.source_version,
+        "bundle_id": t.bundle_id,
+        "bundle_digest": t.payload_digest,
+        "signer_key_id": t.signer_key_id,
+        "base_version": t.base_version,
+        "received_at": format_instant(as_utc(t.received_at)),
+        "received_by": t.received_by,
+        "decided_by": t.decided_by,
+        "applied_version": t.applied_version,
+        "summary": t.plan.get("summary", {}),
+    }
 
 
 @cli.command()
 @TENANT
 @AS_REQUIRED
-@click.option("--key", "key_text", metavar="KEY",
-              help="the copy key the target tenant's admin gave you (visible to other "
-              "users of this machine and kept in shell history: prefer --key-stdin)")
-@click.option("--key-stdin", is_flag=True,
-              help="read the copy key from standard input (first line)")
+@click.option(
+    "--key",
+    "key_text",
+    metavar="KEY",
+    help="the copy key the target tenant's admin gave you (visible to other "
+    "users of this machine and kept in shell history: prefer --key-stdin)",
+)
+@click.option(
+    "--key-stdin", is_flag=True, help="read the copy key from standard input (first line)"
+)
 @click.option("--only", metavar="SECTIONS", help="comma-separated sections to send")
 @pass_state
-def send(state: State, tenant: str, login: str, key_text: str | None, key_stdin: bool,
-         only: str | None) -> None:
+def send(
+    state: State, tenant: str, login: str, key_text: str | None, key_stdin: bool, only: str | None
+) -> None:
     """Send this tenant's configuration to the tenant that generated KEY."""
     if key_stdin == (key_text is not None):
-        raise ValidationFailed("give the copy key with exactly one of --key-stdin or --key",
-                               hint="provisioner send --key-stdin ... < key.txt")
+        raise ValidationFailed(
+            "give the copy key with exactly one of --key-stdin or --key",
+            hint="provisioner send --key-stdin ... < key.txt",
+        )
     if key_stdin:
         key_text = sys.stdin.readline(1024).strip()
         if not key_text:
-            raise ValidationFailed("no copy key on standard input",
-                                   hint="provisioner send --key-stdin ... < key.txt")
+            raise ValidationFailed(
+                "no copy key on standard input", hint="provisioner send --key-stdin ... < key.txt"
+            )
     assert key_text is not None
     with state.transaction() as ctx:
         actor = actors.resolve(ctx, login, tenant)
         t = transfers.send(ctx, actor, key_text, only=_only(only))
         target = ctx.session.get(Tenant, t.tenant_id)
         data = _transfer_json(t) | {"target": target.slug if target else None}
-    emit(state, data, f"sent: transfer {t.id} is pending in {data['target']}'s inbox; "
-         "its admin reviews and approves it")
+    emit(
+        state,
+        data,
+        f"sent: transfer {t.id} is pending in {data['target']}'s inbox; "
+        "its admin reviews and approves it",
+    )
 
 
 @cli.command()
 @TENANT
 @AS_REQUIRED
 @click.argument("file")
-@click.option("--public-key", "pem_files", multiple=True,
-              type=click.Path(dir_okay=False, exists=True),
-              help="PEM public key of the publisher, when it is not in this deployment")
+@click.option(
+    "--public-key",
+    "pem_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="PEM public key of the publisher, when it is not in this deployment",
+)
 @pass_state
 def receive(state: State, tenant: str, login: str, file: str, pem_files: tuple[str, ...]) -> None:
     """Take a bundle file (made with 'bundle export --key') into the inbox."""
@@ -620,8 +858,12 @@ def receive(state: State, tenant: str, login: str, file: str, pem_files: tuple[s
         actor = actors.resolve(ctx, login, tenant)
         t = transfers.receive(ctx, actor, raw, extra_keys=keys)
         data = _transfer_json(t)
-    emit(state, data, f"received: transfer {t.id} from {t.source_tenant} is pending; review "
-         f"it with 'provisioner inbox show {t.id} --as {login}'")
+    emit(
+        state,
+        data,
+        f"received: transfer {t.id} from {t.source_tenant} is pending; review "
+        f"it with 'provisioner inbox show {t.id} --as {login}'",
+    )
 
 
 # --------------------------------------------------------------------------- inbox
@@ -641,23 +883,44 @@ def inbox_list(state: State, tenant: str, login: str, status: str | None) -> Non
     with state.transaction() as ctx:
         actor = actors.resolve(ctx, login, tenant)
         data = [_transfer_json(t) for t in transfers.inbox(ctx, actor, status=status)]
-    emit(state, data, lambda: table(
-        [(d["id"], d["status"], d["source_tenant"], d["received_at"],
-          ", ".join(f"{s} {sum(v.values())}" for s, v in d["summary"].items()) or "no changes")
-         for d in data],
-        ["id", "status", "from", "received", "changes"]) if data else "the inbox is empty")
+    emit(
+        state,
+        data,
+        lambda: (
+            table(
+                [
+                    (
+                        d["id"],
+                        d["status"],
+                        d["source_tenant"],
+                        d["received_at"],
+                        ", ".join(f"{s} {sum(v.values())}" for s, v in d["summary"].items())
+                        or "no changes",
+                    )
+                    for d in data
+                ],
+                ["id", "status", "from", "received", "changes"],
+            )
+            if data
+            else "the inbox is empty"
+        ),
+    )
 
 
 @inbox.command("show")
 @click.argument("transfer_id", type=ROW_ID)
 @AS_REQUIRED
-@click.option("--mode", type=click.Choice(["replace", "merge", "upgrade"]),
-              help="preview the plan for this mode (default: upgrade when the tenant has a "
-              "base from the transfer's source, else replace)")
+@click.option(
+    "--mode",
+    type=click.Choice(["replace", "merge", "upgrade"]),
+    help="preview the plan for this mode (default: upgrade when the tenant has a "
+    "base from the transfer's source, else replace)",
+)
 @click.option("--only", metavar="SECTIONS", help="preview the plan for these sections")
 @pass_state
-def inbox_show(state: State, transfer_id: int, login: str, mode: str | None,
-               only: str | None) -> None:
+def inbox_show(
+    state: State, transfer_id: int, login: str, mode: str | None, only: str | None
+) -> None:
     """The plan: per section what is added, changed, removed (an upgrade: taken, kept,
     conflicts)."""
     with state.transaction() as ctx:
@@ -672,46 +935,95 @@ def inbox_show(state: State, transfer_id: int, login: str, mode: str | None,
 @inbox.command("approve")
 @click.argument("transfer_id", type=ROW_ID)
 @AS_REQUIRED
-@click.option("--mode", type=click.Choice(["replace", "merge", "upgrade"]),
-              help="replace: take the source's sections as they are; merge: add and change "
-              "only; upgrade: three-way, keeping this tenant's own changes (the default when "
-              "it has a base from the transfer's source, else replace)")
+@click.option(
+    "--mode",
+    type=click.Choice(["replace", "merge", "upgrade"]),
+    help="replace: take the source's sections as they are; merge: add and change "
+    "only; upgrade: three-way, keeping this tenant's own changes (the default when "
+    "it has a base from the transfer's source, else replace)",
+)
 @click.option("--only", metavar="SECTIONS", help="apply only these sections")
-@click.option("--remap", "remap_specs", multiple=True, metavar="PICKLIST.VALUE=NEW",
-              help="rewrite records holding a removed picklist value (repeatable)")
-@click.option("--force", is_flag=True,
-              help="apply even though records hold values the new configuration removes")
-@click.option("--keep", "keep", multiple=True, metavar="ADDRESS",
-              help="upgrade: keep ours for the conflicts at or under ADDRESS (repeatable)")
-@click.option("--take", "take", multiple=True, metavar="ADDRESS",
-              help="upgrade: take theirs for the conflicts at or under ADDRESS (repeatable)")
-@click.option("--prefer", type=click.Choice(["ours", "theirs"]),
-              help="upgrade: resolve every other conflict this way")
+@click.option(
+    "--remap",
+    "remap_specs",
+    multiple=True,
+    metavar="PICKLIST.VALUE=NEW",
+    help="rewrite records holding a removed picklist value (repeatable)",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="apply even though records hold values the new configuration removes",
+)
+@click.option(
+    "--keep",
+    "keep",
+    multiple=True,
+    metavar="ADDRESS",
+    help="upgrade: keep ours for the conflicts at or under ADDRESS (repeatable)",
+)
+@click.option(
+    "--take",
+    "take",
+    multiple=True,
+    metavar="ADDRESS",
+    help="upgrade: take theirs for the conflicts at or under ADDRESS (repeatable)",
+)
+@click.option(
+    "--prefer",
+    type=click.Choice(["ours", "theirs"]),
+    help="upgrade: resolve every other conflict this way",
+)
 @pass_state
-def inbox_approve(state: State, transfer_id: int, login: str, mode: str | None,
-                  only: str | None, remap_specs: tuple[str, ...], force: bool,
-                  keep: tuple[str, ...], take: tuple[str, ...], prefer: str | None) -> None:
+def inbox_approve(
+    state: State,
+    transfer_id: int,
+    login: str,
+    mode: str | None,
+    only: str | None,
+    remap_specs: tuple[str, ...],
+    force: bool,
+    keep: tuple[str, ...],
+    take: tuple[str, ...],
+    prefer: str | None,
+) -> None:
     """Apply the transfer in one transaction (configuration, remaps, state, audit)."""
     remaps = data_impact.parse_remaps(remap_specs)
     with state.transaction() as ctx:
         _, actor = transfers.get(ctx, login, transfer_id)
-        decision = transfers.approve(ctx, actor, transfer_id, mode=mode,  # type: ignore[arg-type]
-                                     only=_only(only), remaps=remaps, force=force, keep=keep,
-                                     take=take, prefer=prefer)  # type: ignore[arg-type]
+        decision = transfers.approve(
+            ctx,
+            actor,
+            transfer_id,
+            mode=mode,  # type: ignore[arg-type]
+            only=_only(only),
+            remaps=remaps,
+            force=force,
+            keep=keep,
+            take=take,
+            prefer=prefer,  # type: ignore[arg-type]
+        )
         data = _transfer_json(decision.transfer) | {
-            "outcome": decision.outcome, "version": decision.version,
-            "remapped": decision.remapped or {}, "forced": decision.forced or []}
+            "outcome": decision.outcome,
+            "version": decision.version,
+            "remapped": decision.remapped or {},
+            "forced": decision.forced or [],
+        }
     if decision.outcome == "replanned":
         if state.as_json:
             click.echo(dumps(data | {"message": decision.message}), err=True)
         else:
             click.echo(f"error: {decision.message}", err=True)
         sys.exit(1)
-    lines = [f"transfer {transfer_id} applied: configuration version {decision.version}"
-             if decision.outcome == "applied"
-             else f"transfer {transfer_id} applied: {decision.message}"]
-    lines += [f"  remapped {key} -> {remaps[key]}: {n} records"
-              for key, n in (decision.remapped or {}).items()]
+    lines = [
+        f"transfer {transfer_id} applied: configuration version {decision.version}"
+        if decision.outcome == "applied"
+        else f"transfer {transfer_id} applied: {decision.message}"
+    ]
+    lines += [
+        f"  remapped {key} -> {remaps[key]}: {n} records"
+        for key, n in (decision.remapped or {}).items()
+    ]
     lines += [f"  forced: {item}" for item in decision.forced or []]
     emit(state, data, "\n".join(lines))
 
@@ -738,10 +1050,14 @@ def inbox_rollback(state: State, transfer_id: int, login: str) -> None:
     with state.transaction() as ctx:
         _, actor = transfers.get(ctx, login, transfer_id)
         version = transfers.rollback(ctx, actor, transfer_id)
-    emit(state, {"transfer": transfer_id, "version": version},
-         f"transfer {transfer_id} rolled back: configuration version {version}"
-         if version is not None else f"transfer {transfer_id} rolled back: its approval had "
-         "changed nothing, so the configuration stays as it is")
+    emit(
+        state,
+        {"transfer": transfer_id, "version": version},
+        f"transfer {transfer_id} rolled back: configuration version {version}"
+        if version is not None
+        else f"transfer {transfer_id} rolled back: its approval had "
+        "changed nothing, so the configuration stays as it is",
+    )
 
 
 # --------------------------------------------------------------------------- publishers, audit
@@ -757,16 +1073,21 @@ def publisher() -> None:
 @AS_REQUIRED
 @click.argument("pem_file", type=click.Path(dir_okay=False, exists=True))
 @click.option("--label", required=True, help="who this key belongs to")
-@click.option("--policy", type=click.Choice(["manual", "auto"]), default="manual",
-              show_default=True)
+@click.option(
+    "--policy", type=click.Choice(["manual", "auto"]), default="manual", show_default=True
+)
 @pass_state
-def publisher_trust(state: State, tenant: str, login: str, pem_file: str, label: str,
-                    policy: str) -> None:
+def publisher_trust(
+    state: State, tenant: str, login: str, pem_file: str, label: str, policy: str
+) -> None:
     with state.transaction() as ctx:
         actor = actors.resolve(ctx, login, tenant)
         row = signing.trust(ctx, actor, Path(pem_file).read_bytes(), label=label, policy=policy)
-    emit(state, {"key_id": row.key_id, "label": row.label, "policy": row.policy},
-         f"{tenant} now trusts publisher {row.label} ({row.key_id}, policy {row.policy})")
+    emit(
+        state,
+        {"key_id": row.key_id, "label": row.label, "policy": row.policy},
+        f"{tenant} now trusts publisher {row.label} ({row.key_id}, policy {row.policy})",
+    )
 
 
 @publisher.command("list")
@@ -776,12 +1097,23 @@ def publisher_trust(state: State, tenant: str, login: str, pem_file: str, label:
 def publisher_list(state: State, tenant: str, login: str) -> None:
     with state.transaction() as ctx:
         actor = actors.resolve(ctx, login, tenant)
-        data = [{"key_id": p.key_id, "label": p.label, "policy": p.policy,
-                 "added_by": p.added_by} for p in signing.pinned(ctx, actor.tenant_id)]
-    emit(state, data, lambda: table([(d["key_id"], d["label"], d["policy"], d["added_by"])
-                                     for d in data], ["key id", "label", "policy", "added by"])
-         if data else "no pinned publishers: bundles from any tenant key of this deployment "
-         "are accepted (with a copy key)")
+        data = [
+            {"key_id": p.key_id, "label": p.label, "policy": p.policy, "added_by": p.added_by}
+            for p in signing.pinned(ctx, actor.tenant_id)
+        ]
+    emit(
+        state,
+        data,
+        lambda: (
+            table(
+                [(d["key_id"], d["label"], d["policy"], d["added_by"]) for d in data],
+                ["key id", "label", "policy", "added by"],
+            )
+            if data
+            else "no pinned publishers: bundles from any tenant key of this deployment "
+            "are accepted (with a copy key)"
+        ),
+    )
 
 
 @publisher.command("remove")
@@ -806,13 +1138,34 @@ def audit_log(state: State, tenant: str, login: str, limit: int) -> None:
     with state.transaction() as ctx:
         actor = actors.resolve(ctx, login, tenant)
         actors.require_admin(actor, "read the audit log")
-        data = [{"id": e.id, "at": format_instant(as_utc(e.at)), "actor": e.actor,
-                 "action": e.action, "subject": e.subject, "details": e.details}
-                for e in audit_service.events(ctx, actor.tenant_id, limit=limit)]
-    emit(state, data, lambda: table(
-        [(d["at"], d["actor"], d["action"], d["subject"],
-          canonical_bytes(d["details"]).decode()[:70]) for d in data],
-        ["at", "actor", "action", "subject", "details"]))
+        data = [
+            {
+                "id": e.id,
+                "at": format_instant(as_utc(e.at)),
+                "actor": e.actor,
+                "action": e.action,
+                "subject": e.subject,
+                "details": e.details,
+            }
+            for e in audit_service.events(ctx, actor.tenant_id, limit=limit)
+        ]
+    emit(
+        state,
+        data,
+        lambda: table(
+            [
+                (
+                    d["at"],
+                    d["actor"],
+                    d["action"],
+                    d["subject"],
+                    canonical_bytes(d["details"]).decode()[:70],
+                )
+                for d in data
+            ],
+            ["at", "actor", "action", "subject", "details"],
+        ),
+    )
 
 
 def main() -> None:

@@ -40,8 +40,9 @@ pass_state = click.make_pass_decorator(State)
 
 
 def dumps(data: Any) -> str:
-    return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS,
-                        default=str).decode("utf-8")
+    return orjson.dumps(
+        data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str
+    ).decode("utf-8")
 
 
 def emit(state: State, data: Any, text: str | Callable[[], str] | None = None) -> None:
@@ -63,8 +64,9 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     widths = [max(width(row[i]) for row in cells) for i in range(len(headers))]
     lines = []
     for n, row in enumerate(cells):
-        lines.append("  ".join(c + " " * (widths[i] - width(c)) for i, c in enumerate(row))
-                     .rstrip())
+        lines.append(
+            "  ".join(c + " " * (widths[i] - width(c)) for i, c in enumerate(row)).rstrip()
+        )
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)

@@ -14,9 +14,13 @@ def render_config(slug: str, version: int, data: dict[str, Any]) -> str:
     lines.append(f"checkboxes ({len(enabled)} of {len(data['checkboxes'])} enabled):")
     lines.append("  " + "  ".join(f"{c['index']}:{c['label']}" for c in enabled))
     lines.append("memo fields:")
-    lines.append("  " + "  ".join(
-        f"{m['index']}:{m['label']}" + (f"[{m['picklist']}]" if m["type"] == "picklist" else "")
-        for m in data["memo_fields"]))
+    lines.append(
+        "  "
+        + "  ".join(
+            f"{m['index']}:{m['label']}" + (f"[{m['picklist']}]" if m["type"] == "picklist" else "")
+            for m in data["memo_fields"]
+        )
+    )
     lines.append(f"picklists ({len(data['picklists'])}):")
     for p in data["picklists"][:20]:
         values = ", ".join(v["label"] for v in p["values"][:12])
@@ -31,13 +35,17 @@ def render_config(slug: str, version: int, data: dict[str, Any]) -> str:
     for name in ("custom_databases", "workflows", "blueprints", "roles"):
         items = data[name]
         if items:
-            lines.append(f"{name.replace('_', ' ')} ({len(items)}): "
-                         + ", ".join(i["label"] for i in items[:10])
-                         + (" ..." if len(items) > 10 else ""))
+            lines.append(
+                f"{name.replace('_', ' ')} ({len(items)}): "
+                + ", ".join(i["label"] for i in items[:10])
+                + (" ..." if len(items) > 10 else "")
+            )
     rules = data["input_rules"]
-    lines.append(f"input rules: company suffix {rules['company_suffix']}, phone "
-                 f"{rules['phone_format']}, width normalisation "
-                 f"{'on' if rules['normalize_width'] else 'off'}")
+    lines.append(
+        f"input rules: company suffix {rules['company_suffix']}, phone "
+        f"{rules['phone_format']}, width normalisation "
+        f"{'on' if rules['normalize_width'] else 'off'}"
+    )
     lines.append("(--json prints the whole document)")
     return "\n".join(lines)
 
@@ -62,13 +70,18 @@ def render_plan(data: dict[str, Any], *, per_section: int | None = None) -> str:
     current = None
     shown = 0
     for raw in plan["changes"]:
-        change = Change(raw["section"], raw["key"], raw["op"], raw["before"], raw["after"],
-                        tuple(raw["details"]))
+        change = Change(
+            raw["section"],
+            raw["key"],
+            raw["op"],
+            raw["before"],
+            raw["after"],
+            tuple(raw["details"]),
+        )
         if change.section != current:
             current = change.section
             counts = plan["summary"].get(current, {})
-            lines.append(f"\n{current}: " + ", ".join(
-                f"{n} {op}" for op, n in counts.items() if n))
+            lines.append(f"\n{current}: " + ", ".join(f"{n} {op}" for op, n in counts.items() if n))
             shown = 0
         shown += 1
         if per_section is not None and shown > per_section:
@@ -77,9 +90,11 @@ def render_plan(data: dict[str, Any], *, per_section: int | None = None) -> str:
                 lines.append(f"  ... and {total - per_section} more")
             continue
         mark = {"added": "+", "changed": "~", "removed": "-"}[change.op]
-        lines.append(f"  {mark} " + change.describe().split(": ", 1)[-1]
-                     if change.key == "" else f"  {mark} [{change.key}] "
-                     + change.describe().split("]: ", 1)[-1])
+        lines.append(
+            f"  {mark} " + change.describe().split(": ", 1)[-1]
+            if change.key == ""
+            else f"  {mark} [{change.key}] " + change.describe().split("]: ", 1)[-1]
+        )
     lines.extend(render_impact(plan.get("impact")))
     return "\n".join(lines)
 
@@ -91,10 +106,14 @@ def _value(value: Any, limit: int = 40) -> str:
 
 def render_upgrade(up: dict[str, Any], *, per_list: int = 20) -> list[str]:
     """A three-way plan: its base, what is taken, kept, and the conflicts (all of them)."""
-    lines = [f"three-way upgrade from {up['source']}: base = its version "
-             f"{up['source_version']} (transfer {up['transfer']})"]
-    for name, what in (("taken", "taken (changed only by the source)"),
-                       ("kept", "kept (changed only here)")):
+    lines = [
+        f"three-way upgrade from {up['source']}: base = its version "
+        f"{up['source_version']} (transfer {up['transfer']})"
+    ]
+    for name, what in (
+        ("taken", "taken (changed only by the source)"),
+        ("kept", "kept (changed only here)"),
+    ):
         items = up[name]
         lines.append(f"{what}: {len(items)}")
         lines.extend(f"  {a}" for a in items[:per_list])
@@ -104,19 +123,25 @@ def render_upgrade(up: dict[str, Any], *, per_list: int = 20) -> list[str]:
     lines.append(f"conflicts: {len(conflicts)}")
     for c in conflicts:
         if c["kind"] == "references":
-            lines.append(f"  ! {c['address']}: taking theirs would break references: "
-                         + "; ".join(c.get("problems", [])[:3]))
+            lines.append(
+                f"  ! {c['address']}: taking theirs would break references: "
+                + "; ".join(c.get("problems", [])[:3])
+            )
         elif c["kind"] == "removed":
             side = "ours" if c["ours"] is None else "theirs"
             lines.append(f"  ! {c['address']}: removed by {side}, changed by the other side")
         else:
-            lines.append(f"  ! {c['address']}: base {_value(c['base'])} | ours "
-                         f"{_value(c['ours'])} | theirs {_value(c['theirs'])}")
+            lines.append(
+                f"  ! {c['address']}: base {_value(c['base'])} | ours "
+                f"{_value(c['ours'])} | theirs {_value(c['theirs'])}"
+            )
     for address, side in (up.get("resolved") or {}).items():
         lines.append(f"  resolved {address}: {side}")
     if conflicts:
-        lines.append("  approve with --keep ADDRESS (ours) / --take ADDRESS (theirs), or "
-                     "--prefer ours|theirs for the rest")
+        lines.append(
+            "  approve with --keep ADDRESS (ours) / --take ADDRESS (theirs), or "
+            "--prefer ours|theirs for the rest"
+        )
     return lines
 
 
@@ -140,6 +165,8 @@ def _render_items(report: dict[str, Any] | None) -> list[str]:
         mark = "!" if item["blocking"] else "i"
         lines.append(f"  {mark} {describe(item)}")
     if report["blocking"]:
-        lines.append("  approve with --remap PICKLIST.VALUE=NEWVALUE for each removed value, "
-                     "or --force to keep the records as they are")
+        lines.append(
+            "  approve with --remap PICKLIST.VALUE=NEWVALUE for each removed value, "
+            "or --force to keep the records as they are"
+        )
     return lines

@@ -50,10 +50,14 @@ def choose_tenant(state: State, login: str | None, ref: str | None) -> str:
         return ref  # a slug: membership is checked by the command's own actors.resolve
     if login is None:
         if ref is None:
-            raise click.UsageError("give the tenant: -t SLUG (or --as LOGIN to choose from "
-                                   "your numbered list of tenants)")
-        raise click.UsageError(f"-t {ref} is a number in a user's list of tenants: give "
-                               "--as LOGIN too, or the tenant's slug")
+            raise click.UsageError(
+                "give the tenant: -t SLUG (or --as LOGIN to choose from "
+                "your numbered list of tenants)"
+            )
+        raise click.UsageError(
+            f"-t {ref} is a number in a user's list of tenants: give "
+            "--as LOGIN too, or the tenant's slug"
+        )
     with state.transaction() as ctx:
         choices = auth.tenants_for_login(ctx, login)
     if not choices:
@@ -65,16 +69,21 @@ def choose_tenant(state: State, login: str | None, ref: str | None) -> str:
     if not is_interactive():
         raise click.UsageError(
             f"{login} has {len(choices)} tenants; choose one with -t NUMBER or -t SLUG:\n"
-            + numbered(choices))
+            + numbered(choices)
+        )
     click.echo(f"{login}'s tenants:\n{numbered(choices)}", err=True)
-    number: int = click.prompt("tenant number", type=click.IntRange(1, len(choices)),
-                               default=1, err=True)
+    number: int = click.prompt(
+        "tenant number", type=click.IntRange(1, len(choices)), default=1, err=True
+    )
     return choices[number - 1].slug
 
 
-def tenant_option(*, param: str = "tenant", login_param: str = "login",
-                  help: str = "the tenant: its number in your list (see 'provisioner "
-                  "login'), or its slug") -> Callable[[F], F]:
+def tenant_option(
+    *,
+    param: str = "tenant",
+    login_param: str = "login",
+    help: str = "the tenant: its number in your list (see 'provisioner login'), or its slug",
+) -> Callable[[F], F]:
     """``-t/--tenant N|SLUG`` for a command that also takes ``--as LOGIN``.
 
     The command receives the tenant's slug in ``param``: a number is looked up in

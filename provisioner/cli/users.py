@@ -21,13 +21,16 @@ from provisioner.cli.tenant_choice import tenant_option
 from provisioner.services import actors, users
 
 TENANT_REF = tenant_option()
-AS_ADMIN = click.option("--as", "login", required=True, metavar="LOGIN",
-                        help="an admin of the tenant")
+AS_ADMIN = click.option(
+    "--as", "login", required=True, metavar="LOGIN", help="an admin of the tenant"
+)
 
 
 def _user_text(row: dict[str, Any]) -> str:
-    return (f"{row['login']}: {row['role']}{' (disabled)' if row['disabled'] else ''}"
-            f"{', department ' + row['department'] if row['department'] else ''}")
+    return (
+        f"{row['login']}: {row['role']}{' (disabled)' if row['disabled'] else ''}"
+        f"{', department ' + row['department'] if row['department'] else ''}"
+    )
 
 
 def register(cli: click.Group) -> None:
@@ -44,10 +47,23 @@ def register(cli: click.Group) -> None:
         """The tenant's users: role, disabled, department (admins)."""
         with state.transaction() as ctx:
             rows = users.list_users(ctx, actors.resolve(ctx, login, tenant))
-        emit(state, rows, lambda: table(
-            [(r["login"], r["name"], r["role"], "yes" if r["disabled"] else "",
-              r["department"] or "") for r in rows],
-            ["login", "name", "role", "disabled", "department"]))
+        emit(
+            state,
+            rows,
+            lambda: table(
+                [
+                    (
+                        r["login"],
+                        r["name"],
+                        r["role"],
+                        "yes" if r["disabled"] else "",
+                        r["department"] or "",
+                    )
+                    for r in rows
+                ],
+                ["login", "name", "role", "disabled", "department"],
+            ),
+        )
 
     @user.command("role")
     @click.argument("user_login", metavar="USER")
@@ -89,34 +105,44 @@ def register(cli: click.Group) -> None:
     @AS_ADMIN
     @click.option("--yes", is_flag=True, required=True, help="confirm")
     @pass_state
-    def user_remove(state: State, user_login: str, tenant: str, login: str,
-                    yes: bool) -> None:
+    def user_remove(state: State, user_login: str, tenant: str, login: str, yes: bool) -> None:
         """Remove USER from the tenant (their login and other tenants stay)."""
         with state.transaction() as ctx:
             users.remove(ctx, actors.resolve(ctx, login, tenant), user_login)
-        emit(state, {"removed": user_login, "tenant": tenant},
-             f"{user_login} removed from {tenant}")
+        emit(
+            state, {"removed": user_login, "tenant": tenant}, f"{user_login} removed from {tenant}"
+        )
 
     @user.command("reset-password")
     @click.argument("user_login", metavar="USER")
     @TENANT_REF
     @AS_ADMIN
-    @click.option("--password-stdin", is_flag=True,
-                  help="read the new password from stdin instead of generating one")
+    @click.option(
+        "--password-stdin",
+        is_flag=True,
+        help="read the new password from stdin instead of generating one",
+    )
     @pass_state
-    def user_reset_password(state: State, user_login: str, tenant: str, login: str,
-                            password_stdin: bool) -> None:
+    def user_reset_password(
+        state: State, user_login: str, tenant: str, login: str, password_stdin: bool
+    ) -> None:
         """Give USER a new password (shown once; their sessions end). Refused when the
         user also has tenants outside this one's group: the password is shared."""
         from provisioner.cli.provisioning import read_password
 
         given = read_password(True) if password_stdin else None
         with state.transaction() as ctx:
-            password = users.reset_password(ctx, actors.resolve(ctx, login, tenant),
-                                            user_login, new_password=given)
+            password = users.reset_password(
+                ctx, actors.resolve(ctx, login, tenant), user_login, new_password=given
+            )
         data = {"login": user_login, "password": None if given else password}
-        emit(state, data, f"new password of {user_login}: {password}" if given is None
-             else f"password of {user_login} replaced")
+        emit(
+            state,
+            data,
+            f"new password of {user_login}: {password}"
+            if given is None
+            else f"password of {user_login} replaced",
+        )
 
     @user.command("departments")
     @TENANT_REF
@@ -126,8 +152,7 @@ def register(cli: click.Group) -> None:
         """The user department master (admins)."""
         with state.transaction() as ctx:
             rows = users.departments(ctx, actors.resolve(ctx, login, tenant))
-        emit(state, rows, lambda: table([(r["code"], r["name"]) for r in rows],
-                                        ["code", "name"]))
+        emit(state, rows, lambda: table([(r["code"], r["name"]) for r in rows], ["code", "name"]))
 
     @user.command("department-add")
     @click.argument("code")
@@ -135,8 +160,7 @@ def register(cli: click.Group) -> None:
     @TENANT_REF
     @AS_ADMIN
     @pass_state
-    def user_department_add(state: State, code: str, name: str, tenant: str,
-                            login: str) -> None:
+    def user_department_add(state: State, code: str, name: str, tenant: str, login: str) -> None:
         """Add a department to the user department master."""
         with state.transaction() as ctx:
             row = users.add_department(ctx, actors.resolve(ctx, login, tenant), code, name)
@@ -148,12 +172,12 @@ def register(cli: click.Group) -> None:
     @TENANT_REF
     @AS_ADMIN
     @pass_state
-    def user_department(state: State, user_login: str, code: str | None, tenant: str,
-                        login: str) -> None:
+    def user_department(
+        state: State, user_login: str, code: str | None, tenant: str, login: str
+    ) -> None:
         """Set USER's department (a CODE of the master); without CODE, clear it."""
         with state.transaction() as ctx:
-            row = users.set_department(ctx, actors.resolve(ctx, login, tenant), user_login,
-                                       code)
+            row = users.set_department(ctx, actors.resolve(ctx, login, tenant), user_login, code)
         emit(state, row, _user_text(row))
 
     @tenant.command("licences")
@@ -166,9 +190,11 @@ def register(cli: click.Group) -> None:
         if (count is None) == (not unlimited):
             raise click.UsageError("give COUNT or --unlimited")
         with state.transaction() as ctx:
-            row = users.set_licensed_users(ctx, slug, None if unlimited else count,
-                                           by="operator")
+            row = users.set_licensed_users(ctx, slug, None if unlimited else count, by="operator")
             used = users.enabled_users(ctx, row.id)
-        emit(state, {"slug": slug, "licensed_users": row.licensed_users, "users": used},
-             f"{slug}: {used} user(s), licensed for "
-             f"{row.licensed_users if row.licensed_users is not None else 'any number'}")
+        emit(
+            state,
+            {"slug": slug, "licensed_users": row.licensed_users, "users": used},
+            f"{slug}: {used} user(s), licensed for "
+            f"{row.licensed_users if row.licensed_users is not None else 'any number'}",
+        )

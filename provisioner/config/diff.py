@@ -34,9 +34,15 @@ COLLECTIONS: dict[str, str] = {
     "roles": "code",
 }
 #: Keyed lists nested inside a collection's items: member -> identifying key.
-NESTED: dict[str, str] = {"values": "code", "fields": "key", "options": "code", "states": "code",
-                          "transitions": "code", "link_buttons": "code",
-                          "external_systems": "code"}
+NESTED: dict[str, str] = {
+    "values": "code",
+    "fields": "key",
+    "options": "code",
+    "states": "code",
+    "transitions": "code",
+    "link_buttons": "code",
+    "external_systems": "code",
+}
 
 #: Plan sections in display order (classifications splits in two).
 PLAN_SECTIONS: tuple[str, ...] = tuple(
@@ -73,8 +79,11 @@ class Change(NamedTuple):
     def to_dict(self) -> dict[str, Any]:
         """The change for a stored plan: whole items are summarised to their label."""
         return {
-            "section": self.section, "key": self.key, "op": self.op,
-            "before": _brief(self.before), "after": _brief(self.after),
+            "section": self.section,
+            "key": self.key,
+            "op": self.op,
+            "before": _brief(self.before),
+            "after": _brief(self.after),
             "details": list(self.details),
         }
 
@@ -128,9 +137,11 @@ def _item_details(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[
             added = [c for c in b if c not in a]
             removed = [c for c in a if c not in b]
             changed = [c for c in b if c in a and a[c] != b[c]]
-            parts = [f"+{', +'.join(added)}" if added else "",
-                     f"-{', -'.join(removed)}" if removed else "",
-                     f"~{', ~'.join(changed)}" if changed else ""]
+            parts = [
+                f"+{', +'.join(added)}" if added else "",
+                f"-{', -'.join(removed)}" if removed else "",
+                f"~{', ~'.join(changed)}" if changed else "",
+            ]
             text = " ".join(p for p in parts if p) or "reordered"
             details.append(f"{name} {text}")
         else:
@@ -160,8 +171,9 @@ def diff_section(path: str, old: Any, new: Any) -> list[Change]:
             elif k not in old:
                 changes.append(Change(path, k, "added", after=new[k]))
             elif old[k] != new[k]:
-                details = _item_details({k: old[k]}, {k: new[k]}) if isinstance(
-                    old[k], list) else ()
+                details = (
+                    _item_details({k: old[k]}, {k: new[k]}) if isinstance(old[k], list) else ()
+                )
                 changes.append(Change(path, k, "changed", old[k], new[k], details))
         return changes
     return [Change(path, "", "changed", old, new)]

@@ -41,28 +41,71 @@ FieldPath = Annotated[
 ]
 BuiltinRole = Literal["admin", "general", "general_no_export", "general_no_print", "read_only"]
 BUILTIN_ROLES: tuple[str, ...] = (
-    "admin", "general", "general_no_export", "general_no_print", "read_only",
+    "admin",
+    "general",
+    "general_no_export",
+    "general_no_print",
+    "read_only",
 )
 RecordObject = Literal["company", "department", "contact", "activity", "purchase"]
 
 #: The standard fields whose display labels a tenant may change.
 STANDARD_FIELDS: dict[str, tuple[str, ...]] = {
     "company": (
-        "name", "kana", "representative", "industry", "capital", "employees", "established",
-        "postal_code", "address", "phone", "fax", "email", "url", "note",
+        "name",
+        "kana",
+        "representative",
+        "industry",
+        "capital",
+        "employees",
+        "established",
+        "postal_code",
+        "address",
+        "phone",
+        "fax",
+        "email",
+        "url",
+        "note",
     ),
     "department": ("name", "postal_code", "address", "phone", "fax", "email", "note"),
     "contact": (
-        "name", "kana", "title", "email", "phone", "mobile", "fax", "postal_code", "address",
-        "birthday", "sex", "note",
+        "name",
+        "kana",
+        "title",
+        "email",
+        "phone",
+        "mobile",
+        "fax",
+        "postal_code",
+        "address",
+        "birthday",
+        "sex",
+        "note",
     ),
     "activity": (
-        "date", "kind", "content", "detail", "response", "store", "staff", "memo",
+        "date",
+        "kind",
+        "content",
+        "detail",
+        "response",
+        "store",
+        "staff",
+        "memo",
         *(f"content_{i}" for i in range(1, 11)),
     ),
     "purchase": (
-        "date", "product_class", "product_code", "product_name", "quantity", "unit_price",
-        "amount", "payment_method", "shipped", "paid", "media", "memo",
+        "date",
+        "product_class",
+        "product_code",
+        "product_name",
+        "quantity",
+        "unit_price",
+        "amount",
+        "payment_method",
+        "shipped",
+        "paid",
+        "media",
+        "memo",
     ),
 }
 LABEL_KEYS: tuple[str, ...] = tuple(
@@ -158,7 +201,9 @@ class Trigger(_Model):
         default=None, description="required for field_changed and date (a date field)"
     )
     days: int | None = Field(
-        default=None, ge=-366, le=366,
+        default=None,
+        ge=-366,
+        le=366,
         description="date trigger: days after the date (negative: before); default 0",
     )
     yearly: bool | None = Field(
@@ -209,7 +254,9 @@ class CreateActivity(_Model):
     kind: Code = Field(description="a value of the activity_kind picklist")
     content: Text
     due_in_days: int | None = Field(
-        default=None, ge=0, le=366,
+        default=None,
+        ge=0,
+        le=366,
         description="a follow-up task: the activity is dated this many days after the firing",
     )
     omit_unset: ClassVar[tuple[str, ...]] = ("due_in_days",)
@@ -266,8 +313,16 @@ class Blueprint(_Model):
 
 
 Permission = Literal[
-    "records.read", "records.write", "records.delete", "export", "print", "import",
-    "bulk_update", "bulk_delete", "settings", "users",
+    "records.read",
+    "records.write",
+    "records.delete",
+    "export",
+    "print",
+    "import",
+    "bulk_update",
+    "bulk_delete",
+    "settings",
+    "users",
 ]
 
 
@@ -292,8 +347,10 @@ class InputRules(_Model):
     duplicate_check_company: bool = True
     duplicate_check_contact: bool = True
     postal_code_check: bool = Field(
-        default=False, description="an unknown Japanese postal code is a validation error "
-        "(a known one fills an empty address either way)")
+        default=False,
+        description="an unknown Japanese postal code is a validation error "
+        "(a known one fills an empty address either way)",
+    )
 
 
 class LinkButton(_Model):
@@ -320,8 +377,18 @@ class Settings(_Model):
 
 #: Section name -> model (or type) of the section, in document order.
 SECTION_NAMES: tuple[str, ...] = (
-    "mode", "labels", "memo_fields", "checkboxes", "picklists", "classifications",
-    "custom_databases", "workflows", "blueprints", "roles", "input_rules", "settings",
+    "mode",
+    "labels",
+    "memo_fields",
+    "checkboxes",
+    "picklists",
+    "classifications",
+    "custom_databases",
+    "workflows",
+    "blueprints",
+    "roles",
+    "input_rules",
+    "settings",
 )
 
 
@@ -337,6 +404,7 @@ class ConfigDocument(_Model):
         if isinstance(value, bool):
             raise ValueError("schema_version must be the integer 1")
         return value
+
     mode: Literal["corporate", "individual"]
     labels: dict[LabelKey, Label]
     memo_fields: list[MemoField] = Field(min_length=MEMO_COUNT, max_length=MEMO_COUNT)
@@ -367,6 +435,7 @@ class ConfigSections(_Model):
         if isinstance(value, bool):
             raise ValueError("schema_version must be the integer 1")
         return value
+
     mode: Literal["corporate", "individual"] | None = None
     labels: dict[LabelKey, Label] | None = None
     memo_fields: list[MemoField] | None = Field(

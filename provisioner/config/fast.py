@@ -38,8 +38,9 @@ def _as_typed_dict(node: Any) -> Any:
         fields = {
             name: {
                 "type": "typed-dict-field",
-                "schema": _as_typed_dict(field["schema"]["schema"] if name in omitted
-                                         else field["schema"]),
+                "schema": _as_typed_dict(
+                    field["schema"]["schema"] if name in omitted else field["schema"]
+                ),
                 "required": field["schema"]["type"] != "default" and name not in omitted,
             }
             for name, field in inner["fields"].items()
@@ -55,11 +56,17 @@ def _as_typed_dict(node: Any) -> Any:
         if "ref" in node:
             out["ref"] = node["ref"]
         if omitted:  # an explicit null is left out too, as the model's data does
-            out = {"type": "function-after", "schema": out,
-                   "function": {"type": "no-info", "function": _dropping(omitted)}}
+            out = {
+                "type": "function-after",
+                "schema": out,
+                "function": {"type": "no-info", "function": _dropping(omitted)},
+            }
         return out
-    out = {key: _as_typed_dict(value) for key, value in node.items()
-           if key not in {"serialization", "metadata"}}
+    out = {
+        key: _as_typed_dict(value)
+        for key, value in node.items()
+        if key not in {"serialization", "metadata"}
+    }
     factory = node.get("default_factory")
     if node.get("type") == "default" and factory is not None:
         out["default_factory"] = _plain_factory(factory)

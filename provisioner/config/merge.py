@@ -78,8 +78,7 @@ def _merge_section(name: str, base: Any, incoming: Any) -> Any:
     return incoming
 
 
-def paused_arrivals(incoming: list[Any], present: Iterable[Mapping[str, Any]] | None
-                    ) -> list[Any]:
+def paused_arrivals(incoming: list[Any], present: Iterable[Mapping[str, Any]] | None) -> list[Any]:
     """``incoming`` workflows with ``active`` as the target has them (False for new ones).
 
     Returns ``incoming`` itself when nothing changes (callers test identity to

@@ -76,8 +76,13 @@ class Conflict:
         def plain(value: Any) -> Any:
             return None if value is MISSING else value
 
-        out = {"address": self.address, "kind": self.kind, "base": plain(self.base),
-               "ours": plain(self.ours), "theirs": plain(self.theirs)}
+        out = {
+            "address": self.address,
+            "kind": self.kind,
+            "base": plain(self.base),
+            "ours": plain(self.ours),
+            "theirs": plain(self.theirs),
+        }
         if self.problems:
             out["problems"] = list(self.problems)
         return out
@@ -89,8 +94,10 @@ class Conflict:
             side = "ours" if self.ours is MISSING else "theirs"
             other = "theirs" if side == "ours" else "ours"
             return f"{self.address}: removed by {side}, changed by {other}"
-        return (f"{self.address}: base {_short(self.base)}, ours {_short(self.ours)}, "
-                f"theirs {_short(self.theirs)}")
+        return (
+            f"{self.address}: base {_short(self.base)}, ours {_short(self.ours)}, "
+            f"theirs {_short(self.theirs)}"
+        )
 
 
 def _short(value: Any, limit: int = 40) -> str:
@@ -116,9 +123,12 @@ class Upgrade:
     mixed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"taken": list(self.taken), "kept": list(self.kept),
-                "conflicts": [c.to_dict() for c in self.conflicts],
-                "resolved": dict(self.resolved)}
+        return {
+            "taken": list(self.taken),
+            "kept": list(self.kept),
+            "conflicts": [c.to_dict() for c in self.conflicts],
+            "resolved": dict(self.resolved),
+        }
 
 
 class _Resolver:
@@ -210,23 +220,22 @@ class _Merge:
             return self.conflict(address, b, o, t, "removed")
         return self.attributes(address, {} if b is MISSING else b, o, t)
 
-    def attributes(self, address: str, b: Mapping[str, Any], o: Mapping[str, Any],
-                   t: Mapping[str, Any]) -> dict[str, Any]:
+    def attributes(
+        self, address: str, b: Mapping[str, Any], o: Mapping[str, Any], t: Mapping[str, Any]
+    ) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name in [*o, *(n for n in t if n not in o)]:
             bv, ov, tv = b.get(name, MISSING), o.get(name, MISSING), t.get(name, MISSING)
             where = f"{address}.{name}"
             if name in NESTED and isinstance(ov, list) and isinstance(tv, list):
-                value = self.keyed(where, bv if isinstance(bv, list) else [], ov, tv,
-                                   NESTED[name])
+                value = self.keyed(where, bv if isinstance(bv, list) else [], ov, tv, NESTED[name])
             else:
                 value = self.scalar(where, bv, ov, tv)
             if value is not MISSING:
                 out[name] = value
         return out
 
-    def keyed(self, address: str, b: list[Any], o: list[Any], t: list[Any],
-              key: str) -> list[Any]:
+    def keyed(self, address: str, b: list[Any], o: list[Any], t: list[Any], key: str) -> list[Any]:
         """A keyed list merged item by item; order: the side that reordered nothing yields.
 
         One pass over the items (no whole-list comparisons: they would cost as much
@@ -240,15 +249,22 @@ class _Merge:
         up = self.up
         before = (len(up.taken), len(up.kept), len(up.conflicts), len(up.resolved))
         merged: dict[str, Any] = {}
-        for k in [*ok, *(k for k in tk if k not in ok), *(k for k in bk if k not in ok
-                                                           and k not in tk)]:
-            value = self.item(f"{address}.{k}", bk.get(k, MISSING), ok.get(k, MISSING),
-                              tk.get(k, MISSING))
+        for k in [
+            *ok,
+            *(k for k in tk if k not in ok),
+            *(k for k in bk if k not in ok and k not in tk),
+        ]:
+            value = self.item(
+                f"{address}.{k}", bk.get(k, MISSING), ok.get(k, MISSING), tk.get(k, MISSING)
+            )
             if value is not MISSING:
                 merged[k] = value
-        took, kept, conflicts, resolved = (len(up.taken) > before[0], len(up.kept) > before[1],
-                                           len(up.conflicts) > before[2],
-                                           len(up.resolved) > before[3])
+        took, kept, conflicts, resolved = (
+            len(up.taken) > before[0],
+            len(up.kept) > before[1],
+            len(up.conflicts) > before[2],
+            len(up.resolved) > before[3],
+        )
         same_order = list(ok) == list(bk)
         if not (kept or conflicts or resolved) and same_order:
             return t  # ours changed nothing here: theirs as it is
@@ -262,20 +278,23 @@ class _Merge:
             order = list(merged)
         return [merged[k] for k in order]
 
-    def mapping(self, address: str, b: Mapping[str, Any], o: Mapping[str, Any],
-                t: Mapping[str, Any]) -> dict[str, Any]:
+    def mapping(
+        self, address: str, b: Mapping[str, Any], o: Mapping[str, Any], t: Mapping[str, Any]
+    ) -> dict[str, Any]:
         """A flat map of scalars (labels): each key is an item."""
         if o == t:
             return dict(o)
         out: dict[str, Any] = {}
         for k in [*o, *(k for k in t if k not in o)]:
-            value = self.scalar(f"{address}.{k}", b.get(k, MISSING), o.get(k, MISSING),
-                                t.get(k, MISSING))
+            value = self.scalar(
+                f"{address}.{k}", b.get(k, MISSING), o.get(k, MISSING), t.get(k, MISSING)
+            )
             if value is not MISSING:
                 out[k] = value
         if o == b:  # follow theirs' key order when ours changed nothing
-            return {k: out[k] for k in [*(k for k in t if k in out), *(k for k in out
-                                                                        if k not in t)]}
+            return {
+                k: out[k] for k in [*(k for k in t if k in out), *(k for k in out if k not in t)]
+            }
         return out
 
     # ------------------------------------------------------------------ sections
@@ -286,8 +305,12 @@ class _Merge:
         if name in COLLECTIONS:
             return self.keyed(name, b, o, t, COLLECTIONS[name])
         if name == "classifications":
-            return {kind: self.keyed(f"{name}.{kind}", b.get(kind, []), o.get(kind, []),
-                                     t.get(kind, []), "code") for kind in ("customer", "product")}
+            return {
+                kind: self.keyed(
+                    f"{name}.{kind}", b.get(kind, []), o.get(kind, []), t.get(kind, []), "code"
+                )
+                for kind in ("customer", "product")
+            }
         if name == "labels":
             return self.mapping(name, b, o, t)
         if isinstance(o, Mapping) and isinstance(t, Mapping) and isinstance(b, Mapping):
@@ -308,9 +331,16 @@ def _with_ours_activation(items: list[Any] | None, ours: Mapping[str, bool]) -> 
     return out
 
 
-def merge3(base: Mapping[str, Any], ours: Mapping[str, Any], theirs: Mapping[str, Any], *,
-           sections: Iterable[str] | None = None, keep: Iterable[str] = (),
-           take: Iterable[str] = (), prefer: Side | None = None) -> Upgrade:
+def merge3(
+    base: Mapping[str, Any],
+    ours: Mapping[str, Any],
+    theirs: Mapping[str, Any],
+    *,
+    sections: Iterable[str] | None = None,
+    keep: Iterable[str] = (),
+    take: Iterable[str] = (),
+    prefer: Side | None = None,
+) -> Upgrade:
     """Merge ``theirs`` onto ``ours`` relative to ``base`` (whole documents, plain data).
 
     ``sections`` limits the merge (the others stay ours); a section ``theirs``
@@ -348,20 +378,25 @@ def merge3(base: Mapping[str, Any], ours: Mapping[str, Any], theirs: Mapping[str
     if unused:
         raise ValidationFailed(
             f"no conflict at {', '.join(unused)}",
-            hint="'provisioner inbox show ID' lists the conflicts and their addresses")
+            hint="'provisioner inbox show ID' lists the conflicts and their addresses",
+        )
     return up
 
 
-def _keep_consistent(up: Upgrade, ours: Mapping[str, Any], theirs: Mapping[str, Any],
-                     touched: list[str], resolver: _Resolver) -> None:
+def _keep_consistent(
+    up: Upgrade,
+    ours: Mapping[str, Any],
+    theirs: Mapping[str, Any],
+    touched: list[str],
+    resolver: _Resolver,
+) -> None:
     """Hold sections back (ours) until the result's references hold; each is a conflict."""
     problems = references.check(up.result)
     held: list[str] = []
     while problems:
         candidates = [s for s in touched if s not in held]
         if not candidates:  # pragma: no cover - ours alone is consistent
-            raise ValidationFailed("the merged configuration is inconsistent",
-                                   problems=problems)
+            raise ValidationFailed("the merged configuration is inconsistent", problems=problems)
 
         def left(name: str) -> int:  # problems left with this section held back
             return len(references.check({**up.result, name: ours[name]}))
@@ -372,12 +407,14 @@ def _keep_consistent(up: Upgrade, ours: Mapping[str, Any], theirs: Mapping[str, 
             if resolver.side(name, references=True) == "ours":
                 up.resolved[name] = "ours"
             else:  # taking theirs here cannot be forced: it would not be a valid document
-                up.conflicts.append(Conflict(name, MISSING, MISSING, MISSING, "references",
-                                             why))
+                up.conflicts.append(Conflict(name, MISSING, MISSING, MISSING, "references", why))
             up.result[name] = ours[name]
             held.append(name)
             prefix = name + "."
             up.taken = [a for a in up.taken if a != name and not a.startswith(prefix)]
-            up.conflicts = [c for c in up.conflicts if c.kind == "references"
-                            or not (c.address == name or c.address.startswith(prefix))]
+            up.conflicts = [
+                c
+                for c in up.conflicts
+                if c.kind == "references" or not (c.address == name or c.address.startswith(prefix))
+            ]
         problems = references.check(up.result)

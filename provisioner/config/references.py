@@ -27,8 +27,11 @@ from provisioner.config.document import (
 ACTIVITY_KIND_PICKLIST = "activity_kind"
 #: the date fields a date trigger may name, per object
 DATE_FIELDS: dict[str, tuple[str, ...]] = {
-    "contact": ("contact.birthday",), "company": ("company.established",),
-    "activity": ("activity.date",), "purchase": ("purchase.date",), "department": (),
+    "contact": ("contact.birthday",),
+    "company": ("company.established",),
+    "activity": ("activity.date",),
+    "purchase": ("purchase.date",),
+    "department": (),
 }
 
 
@@ -43,8 +46,11 @@ def _duplicates(values: Iterable[object]) -> list[object]:
 _BUILTIN_FIELDS: frozenset[str] = frozenset(
     [f"{obj}.{name}" for obj, names in STANDARD_FIELDS.items() for name in names]
     + [f"{obj}.memo_{i}" for obj in ("company", "contact") for i in range(1, MEMO_COUNT + 1)]
-    + [f"{obj}.checkbox_{i}" for obj in ("company", "contact")
-       for i in range(1, CHECKBOX_COUNT + 1)]
+    + [
+        f"{obj}.checkbox_{i}"
+        for obj in ("company", "contact")
+        for i in range(1, CHECKBOX_COUNT + 1)
+    ]
     + [f"{obj}.classification" for obj in ("company", "department", "contact")]
 )
 
@@ -70,17 +76,19 @@ def check(document: ConfigDocument | Mapping[str, Any]) -> list[str]:
     _dup(problems, "roles", "code", [r["code"] for r in doc["roles"]])
     for custom in doc["roles"]:
         if custom["code"] in BUILTIN_ROLES:
-            problems.append(
-                f"roles: {custom['code']!r} is a built-in role and cannot be redefined")
+            problems.append(f"roles: {custom['code']!r} is a built-in role and cannot be redefined")
     all_roles = {r["code"] for r in doc["roles"]} | set(BUILTIN_ROLES)
     fields = known_fields(doc)
     _check_workflows(doc, picklists, all_roles, fields, problems)
     _check_blueprints(doc, picklists, all_roles, fields, problems)
     settings = doc["settings"]
-    _dup(problems, "settings.link_buttons", "code",
-         [b["code"] for b in settings["link_buttons"]])
-    _dup(problems, "settings.external_systems", "code",
-         [e["code"] for e in settings["external_systems"]])
+    _dup(problems, "settings.link_buttons", "code", [b["code"] for b in settings["link_buttons"]])
+    _dup(
+        problems,
+        "settings.external_systems",
+        "code",
+        [e["code"] for e in settings["external_systems"]],
+    )
     return problems
 
 
@@ -89,8 +97,9 @@ def _dup(problems: list[str], section: str, what: str, values: Iterable[object])
         problems.append(f"{section}: {what} {value!r} is used more than once")
 
 
-def _check_fields(doc: Mapping[str, Any], picklists: Mapping[str, Any],
-                  problems: list[str]) -> None:
+def _check_fields(
+    doc: Mapping[str, Any], picklists: Mapping[str, Any], problems: list[str]
+) -> None:
     """Memo fields, checkboxes and picklists: unique, and a picklist memo names one."""
     _dup(problems, "memo_fields", "index", [m["index"] for m in doc["memo_fields"]])
     _dup(problems, "checkboxes", "index", [c["index"] for c in doc["checkboxes"]])
@@ -138,15 +147,21 @@ def _check_custom_databases(doc: Mapping[str, Any], problems: list[str]) -> None
             if options:
                 codes = [o["code"] for o in options]
                 if len(set(codes)) != len(codes):
-                    _dup(problems, f"custom_databases.{db['code']}.{field['key']}", "option",
-                         codes)
+                    _dup(problems, f"custom_databases.{db['code']}.{field['key']}", "option", codes)
             elif field["type"] == "choice":
-                problems.append(f"custom_databases.{db['code']}: field {field['key']!r} is a "
-                                "choice without options")
+                problems.append(
+                    f"custom_databases.{db['code']}: field {field['key']!r} is a "
+                    "choice without options"
+                )
 
 
-def _check_workflows(doc: Mapping[str, Any], picklists: Mapping[str, Any],
-                     all_roles: set[str], fields: set[str], problems: list[str]) -> None:
+def _check_workflows(
+    doc: Mapping[str, Any],
+    picklists: Mapping[str, Any],
+    all_roles: set[str],
+    fields: set[str],
+    problems: list[str],
+) -> None:
     enabled_checkboxes = {c["index"] for c in doc["checkboxes"] if c["enabled"]}
     class_codes = {n["code"] for n in doc["classifications"]["customer"]}
     kinds = picklists.get(ACTIVITY_KIND_PICKLIST)
@@ -158,13 +173,15 @@ def _check_workflows(doc: Mapping[str, Any], picklists: Mapping[str, Any],
         trigger = wf["trigger"]
         if trigger["event"] == "field_changed" and trigger["field"] is None:
             problems.append(f"{where}: a field_changed trigger needs a field")
-        if trigger["event"] == "date" and trigger["field"] not in DATE_FIELDS.get(wf["object"],
-                                                                                  ()):
-            problems.append(f"{where}: a date trigger needs a date field of the "
-                            f"{wf['object']} ("
-                            f"{', '.join(DATE_FIELDS.get(wf['object'], ())) or 'none'})")
-        if trigger["event"] != "date" and (trigger.get("days") is not None
-                                           or trigger.get("yearly") is not None):
+        if trigger["event"] == "date" and trigger["field"] not in DATE_FIELDS.get(wf["object"], ()):
+            problems.append(
+                f"{where}: a date trigger needs a date field of the "
+                f"{wf['object']} ("
+                f"{', '.join(DATE_FIELDS.get(wf['object'], ())) or 'none'})"
+            )
+        if trigger["event"] != "date" and (
+            trigger.get("days") is not None or trigger.get("yearly") is not None
+        ):
             problems.append(f"{where}: days and yearly belong to a date trigger")
         named_fields = [trigger["field"]] if trigger["field"] else []
         named_fields += [rule["field"] for rule in wf["conditions"]["rules"]]
@@ -175,11 +192,14 @@ def _check_workflows(doc: Mapping[str, Any], picklists: Mapping[str, Any],
             elif kind == "set_checkbox" and action["index"] not in enabled_checkboxes:
                 problems.append(f"{where}: checkbox {action['index']} is not enabled")
             elif kind == "add_classification" and action["classification"] not in class_codes:
-                problems.append(f"{where}: customer classification "
-                                f"{action['classification']!r} does not exist")
+                problems.append(
+                    f"{where}: customer classification {action['classification']!r} does not exist"
+                )
             elif kind == "create_activity" and action["kind"] not in activity_kinds:
-                problems.append(f"{where}: activity kind {action['kind']!r} is not a value of "
-                                f"the {ACTIVITY_KIND_PICKLIST!r} picklist")
+                problems.append(
+                    f"{where}: activity kind {action['kind']!r} is not a value of "
+                    f"the {ACTIVITY_KIND_PICKLIST!r} picklist"
+                )
             elif kind == "notify" and action["role"] not in all_roles:
                 problems.append(f"{where}: role {action['role']!r} does not exist")
         for path in named_fields:
@@ -189,8 +209,13 @@ def _check_workflows(doc: Mapping[str, Any], picklists: Mapping[str, Any],
     problems.extend(rules.cycles(doc))
 
 
-def _check_blueprints(doc: Mapping[str, Any], picklists: Mapping[str, Any],
-                      all_roles: set[str], fields: set[str], problems: list[str]) -> None:
+def _check_blueprints(
+    doc: Mapping[str, Any],
+    picklists: Mapping[str, Any],
+    all_roles: set[str],
+    fields: set[str],
+    problems: list[str],
+) -> None:
     _dup(problems, "blueprints", "code", [b["code"] for b in doc["blueprints"]])
     for bp in doc["blueprints"]:
         where = f"blueprints.{bp['code']}"
@@ -204,15 +229,22 @@ def _check_blueprints(doc: Mapping[str, Any], picklists: Mapping[str, Any],
             values = {v["code"] for v in source["values"]}
             for state in sorted(states - values):
                 problems.append(
-                    f"{where}: state {state!r} is not a value of picklist {bp['picklist']!r}")
+                    f"{where}: state {state!r} is not a value of picklist {bp['picklist']!r}"
+                )
         if bp["initial_state"] not in states:
             problems.append(f"{where}: initial state {bp['initial_state']!r} is not a state")
         for tr in bp["transitions"]:
             _check_transition(where, tr, states, all_roles, fields, problems)
 
 
-def _check_transition(where: str, tr: Mapping[str, Any], states: set[str], all_roles: set[str],
-                      fields: set[str], problems: list[str]) -> None:
+def _check_transition(
+    where: str,
+    tr: Mapping[str, Any],
+    states: set[str],
+    all_roles: set[str],
+    fields: set[str],
+    problems: list[str],
+) -> None:
     for end in (tr["from_state"], tr["to_state"]):
         if end not in states:
             problems.append(f"{where}: transition {tr['code']!r} uses unknown state {end!r}")
@@ -221,8 +253,7 @@ def _check_transition(where: str, tr: Mapping[str, Any], states: set[str], all_r
             problems.append(f"{where}: transition {tr['code']!r} allows unknown role {role!r}")
     for path in tr["required_fields"]:
         if path not in fields:
-            problems.append(
-                f"{where}: transition {tr['code']!r} requires unknown field {path!r}")
+            problems.append(f"{where}: transition {tr['code']!r} requires unknown field {path!r}")
 
 
 def _cycles(where: str, parents: Mapping[str, str | None]) -> list[str]:
@@ -235,7 +266,7 @@ def _cycles(where: str, parents: Mapping[str, str | None]) -> list[str]:
         code: str | None = start
         while code is not None and code in parents and code not in done:
             if code in seen:
-                loop = path[path.index(code):]
+                loop = path[path.index(code) :]
                 problems.append(f"{where}: {' -> '.join([*loop, code])} is a cycle")
                 break
             seen.add(code)

@@ -55,6 +55,7 @@ class ActionError(Exception):
 
 # ---------------------------------------------------------------- reading fields
 
+
 def split_path(path: str) -> tuple[str, str]:
     """``contact.memo_3`` -> ``("contact", "memo_3")``."""
     obj, _, name = path.partition(".")
@@ -109,8 +110,11 @@ def _same(actual: Any, wanted: Any) -> bool:
     if isinstance(actual, list):
         return str(wanted) in actual
     if isinstance(actual, bool) or isinstance(wanted, bool):
-        return bool(actual) == bool(wanted) if isinstance(wanted, bool) else (
-            str(wanted).lower() in (("true", "1") if actual else ("false", "0", "")))
+        return (
+            bool(actual) == bool(wanted)
+            if isinstance(wanted, bool)
+            else (str(wanted).lower() in (("true", "1") if actual else ("false", "0", "")))
+        )
     if wanted is None:
         return _empty(actual)
     a, w = _number(actual), _number(wanted)
@@ -185,7 +189,8 @@ class Rule:
     object: str = field(init=False)
     #: (object, reader, op, value) per condition, decided once
     _checks: tuple[tuple[str, Callable[[Mapping[str, Any]], Any], str, Any], ...] = field(
-        init=False, repr=False, compare=False)
+        init=False, repr=False, compare=False
+    )
     #: (object, field, column read) per condition (:meth:`RuleSet.batch_runner`)
     fields: tuple[tuple[str, str, str], ...] = field(init=False, repr=False, compare=False)
 
@@ -270,16 +275,16 @@ def _own_action(rule: Rule, action: Any) -> tuple[str, str] | None:
 class RuleSet:
     """The active workflows of one configuration, indexed by object and trigger."""
 
-    def __init__(self, workflows: Iterable[Workflow], blueprint_fields: Iterable[str] = ()
-                 ) -> None:
+    def __init__(self, workflows: Iterable[Workflow], blueprint_fields: Iterable[str] = ()) -> None:
         self._by: dict[tuple[str, str], list[Rule]] = {}
         self.blueprint_fields = frozenset(blueprint_fields)
         for wf in workflows:
             if wf.active:
                 self._by.setdefault((wf.object, wf.trigger.event), []).append(Rule(wf))
         #: objects whose rules a change can fire (updated / field_changed rules)
-        self._cascades = {obj: True for (obj, event) in self._by
-                          if event in ("updated", "field_changed")}
+        self._cascades = {
+            obj: True for (obj, event) in self._by if event in ("updated", "field_changed")
+        }
         #: field_changed rules by (object, field): an update looks only at the rules
         #: whose field it changed
         self._on_field: dict[tuple[str, str], list[Rule]] = {}
@@ -291,7 +296,9 @@ class RuleSet:
         #: per rule, each action with the column of its own record it changes (or None)
         self._plans: dict[str, list[tuple[Any, tuple[str, str] | None]]] = {
             rule.code: [(action, _own_action(rule, action)) for action in rule.workflow.actions]
-            for rules in self._by.values() for rule in rules}
+            for rules in self._by.values()
+            for rule in rules
+        }
 
     @classmethod
     def of(cls, doc: ConfigDocument) -> RuleSet:
@@ -320,15 +327,25 @@ class RuleSet:
         if len(changed) < len(self._on_field):
             hits = {id(r) for name in changed for r in self._on_field.get((obj, name), ())}
         else:
-            hits = {id(r) for (o, name), rules in self._on_field.items()
-                    if o == obj and name in changed for r in rules}
+            hits = {
+                id(r)
+                for (o, name), rules in self._on_field.items()
+                if o == obj and name in changed
+                for r in rules
+            }
         if hits:  # in configuration order, as before the index
             out += [r for r in self.rules(obj, "field_changed") if id(r) in hits]
         return out
 
-    def batch_runner(self, obj: str, event: str, changed: Iterable[str], *,
-                     coerce: Coerce | None = None, limit: int = 4096
-                     ) -> Callable[[dict[str, Any]], list[Firing]]:
+    def batch_runner(
+        self,
+        obj: str,
+        event: str,
+        changed: Iterable[str],
+        *,
+        coerce: Coerce | None = None,
+        limit: int = 4096,
+    ) -> Callable[[dict[str, Any]], list[Firing]]:
         """:meth:`run` for many rows of one bulk write (a CSV import's new rows, no
         related records): the same firings and the same changes to each row, worked out
         once per distinct *shape* of row and replayed for the others.
@@ -342,21 +359,29 @@ class RuleSet:
         own). At most ``limit`` shapes are remembered."""
         names = list(changed)
         rules = [r for (o, _e), rs in self._by.items() if o == obj for r in rs]
-        written = sorted({own[0] for r in rules for _a, own in self._plans[r.code]
-                          if own is not None})
+        written = sorted(
+            {own[0] for r in rules for _a, own in self._plans[r.code] if own is not None}
+        )
         #: per condition field not written by a rule: its reader and its conditions,
         #: each distinct value's outcomes remembered
-        by_field: dict[str, tuple[Callable[[Mapping[str, Any]], Any],
-                                  dict[tuple[str, str], tuple[str, Any]]]] = {}
+        by_field: dict[
+            str, tuple[Callable[[Mapping[str, Any]], Any], dict[tuple[str, str], tuple[str, Any]]]
+        ] = {}
         for rule in rules:
             for (o, name, column), (_o, reader, op, wanted) in zip(
-                    rule.fields, rule._checks, strict=True):
+                rule.fields, rule._checks, strict=True
+            ):
                 if o == obj and column not in written:
                     by_field.setdefault(name, (reader, {}))[1].setdefault(
-                        (op, repr(wanted)), (op, wanted))
-        readers: list[tuple[Callable[[Mapping[str, Any]], Any], tuple[tuple[str, Any], ...],
-                            dict[Any, tuple[bool, ...]]]] = [
-            (reader, tuple(conds.values()), {}) for reader, conds in by_field.values()]
+                        (op, repr(wanted)), (op, wanted)
+                    )
+        readers: list[
+            tuple[
+                Callable[[Mapping[str, Any]], Any],
+                tuple[tuple[str, Any], ...],
+                dict[Any, tuple[bool, ...]],
+            ]
+        ] = [(reader, tuple(conds.values()), {}) for reader, conds in by_field.values()]
         memo: dict[Any, tuple[list[Firing], dict[str, Any]]] = {}
 
         def outcomes(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -387,8 +412,16 @@ class RuleSet:
 
         return run
 
-    def run(self, obj: str, event: str, row: dict[str, Any], changed: Iterable[str], *,
-            related: Related | None = None, coerce: Coerce | None = None) -> list[Firing]:
+    def run(
+        self,
+        obj: str,
+        event: str,
+        row: dict[str, Any],
+        changed: Iterable[str],
+        *,
+        related: Related | None = None,
+        coerce: Coerce | None = None,
+    ) -> list[Firing]:
         """Fire the rules of a write on ``row`` (changed in place by the rules' own-record
         actions); ``changed``: the fields the write changed (any, for ``created``).
 
@@ -406,9 +439,16 @@ class RuleSet:
                 if rule.code in fired:
                     causes = {changed_by.get(n, "") for n in self._triggers(rule, current)}
                     if causes - {rule.code}:
-                        firings.append(Firing(rule.code, depth, errors=[
-                            "cycle cut: fired again by " + ", ".join(sorted(c for c in causes
-                                                                            if c))]))
+                        firings.append(
+                            Firing(
+                                rule.code,
+                                depth,
+                                errors=[
+                                    "cycle cut: fired again by "
+                                    + ", ".join(sorted(c for c in causes if c))
+                                ],
+                            )
+                        )
                     continue
                 if not rule.matches(row, related):
                     continue
@@ -422,8 +462,13 @@ class RuleSet:
             if not round_changes:
                 return firings
             if depth == MAX_DEPTH:
-                firings.append(Firing("", depth, errors=[
-                    f"cut after {MAX_DEPTH} rounds of rule changes on one record"]))
+                firings.append(
+                    Firing(
+                        "",
+                        depth,
+                        errors=[f"cut after {MAX_DEPTH} rounds of rule changes on one record"],
+                    )
+                )
                 return firings
             changed_by.update(round_changes)
             current = set(round_changes)
@@ -435,8 +480,9 @@ class RuleSet:
             return {split_path(rule.workflow.trigger.field or "")[1]} & current
         return current
 
-    def fire(self, rule: Rule, row: dict[str, Any], coerce: Coerce | None = None,
-             depth: int = 0) -> Firing:
+    def fire(
+        self, rule: Rule, row: dict[str, Any], coerce: Coerce | None = None, depth: int = 0
+    ) -> Firing:
         """Carry out one rule's actions on ``row`` (no conditions, no cascade: a date
         firing, whose record was not written)."""
         firing = Firing(rule.code, depth)
@@ -450,8 +496,9 @@ class RuleSet:
                     continue
                 column, name = own
                 if f"{rule.object}.{name}" in self.blueprint_fields:
-                    raise ActionError(f"{name} is a blueprint state: it moves by "
-                                      "transitions, not by a workflow")
+                    raise ActionError(
+                        f"{name} is a blueprint state: it moves by transitions, not by a workflow"
+                    )
                 old = row.get(column)
                 new = _new_value(action, old, name)
                 if action.type == "set_field" and column != "checkboxes" and coerce is not None:
@@ -502,31 +549,40 @@ def _effect(rule: Rule, action: Any) -> Effect:
     if kind == "create_activity":
         if rule.object not in ("contact", *CHILD_OF_CONTACT):
             raise ActionError(f"a {rule.object} has no contact to add an activity to")
-        return Effect("create_activity", kind_code=action.kind, text=action.content,
-                      due_in_days=action.due_in_days or 0)
+        return Effect(
+            "create_activity",
+            kind_code=action.kind,
+            text=action.content,
+            due_in_days=action.due_in_days or 0,
+        )
     target = "contact" if rule.object in CHILD_OF_CONTACT else rule.object
     if kind == "set_checkbox":
         if target != "contact":
-            raise ActionError(f"a {rule.object} has no checkboxes (checkboxes are a "
-                              "contact's)")
+            raise ActionError(f"a {rule.object} has no checkboxes (checkboxes are a contact's)")
         return Effect("set", target, {"checkboxes": {str(action.index): action.checked}})
     if kind == "add_classification":
         if target not in _OWN_CLASSIFICATIONS:
             raise ActionError(f"a {rule.object} has no classifications")
         return Effect("set", target, {"add_classification": action.classification})
     obj, name = split_path(action.field)  # set_field on a parent record
-    parent = {"activity": "contact", "purchase": "contact", "contact": "company",
-              "department": "company"}.get(rule.object)
+    parent = {
+        "activity": "contact",
+        "purchase": "contact",
+        "contact": "company",
+        "department": "company",
+    }.get(rule.object)
     if obj != parent:
-        raise ActionError(f"{action.field}: a {rule.object} rule sets its own fields or its "
-                          f"{parent or 'parent'}'s")
+        raise ActionError(
+            f"{action.field}: a {rule.object} rule sets its own fields or its "
+            f"{parent or 'parent'}'s"
+        )
     return Effect("set", obj, {name: action.value})
 
 
 # ---------------------------------------------------------------- dates
 
-def due_on(trigger_days: int | None, yearly: bool | None, value: Any, today: date
-           ) -> date | None:
+
+def due_on(trigger_days: int | None, yearly: bool | None, value: Any, today: date) -> date | None:
     """The day a date trigger fires for a record whose date field holds ``value``
     (``YYYY-MM-DD``), in ``today``'s year for a yearly trigger (29 February: the 28th in
     other years); None when the field is empty or not a date."""
@@ -552,6 +608,7 @@ def due_on(trigger_days: int | None, yearly: bool | None, value: Any, today: dat
 
 
 # ---------------------------------------------------------------- configuration checks
+
 
 def _writes(wf: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
     """(object, field, value) each action of a workflow (as data) writes; a created
@@ -599,7 +656,9 @@ def _fired_by_write(wf: Mapping[str, Any], obj: str, name: str, value: Any) -> b
     if trigger["event"] == "updated":
         return True
     return trigger["event"] == "field_changed" and split_path(trigger["field"] or "")[1] in (
-        name, "checkboxes" if name.startswith("checkbox_") else name)
+        name,
+        "checkboxes" if name.startswith("checkbox_") else name,
+    )
 
 
 def cycles(doc: Mapping[str, Any]) -> list[str]:
@@ -632,11 +691,15 @@ def cycles(doc: Mapping[str, Any]) -> list[str]:
         creates = any(by_creating[code] & component for code in members)
         fights = sorted(f"{o}.{n}" for (o, n), v in values.items() if len(v) > 1)
         if creates:
-            problems.append(f"workflows: {', '.join(members)} create activities in a cycle "
-                            "(each one fires the next forever); break the chain")
+            problems.append(
+                f"workflows: {', '.join(members)} create activities in a cycle "
+                "(each one fires the next forever); break the chain"
+            )
         elif fights:
-            problems.append(f"workflows: {', '.join(members)} set {', '.join(fights)} to "
-                            "different values in a cycle; break the chain")
+            problems.append(
+                f"workflows: {', '.join(members)} set {', '.join(fights)} to "
+                "different values in a cycle; break the chain"
+            )
     return problems
 
 

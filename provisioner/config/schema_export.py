@@ -59,10 +59,20 @@ SECTIONS_FILE = f"config-sections.v{SCHEMA_VERSION}.json"
 REGENERATE = "python -m provisioner.config.schema_export"
 
 #: Keywords whose value is one subschema / a list of them / a name -> subschema map.
-_SCHEMA_KEYWORDS = frozenset({
-    "additionalProperties", "contains", "else", "if", "items", "not", "propertyNames",
-    "then", "unevaluatedItems", "unevaluatedProperties",
-})
+_SCHEMA_KEYWORDS = frozenset(
+    {
+        "additionalProperties",
+        "contains",
+        "else",
+        "if",
+        "items",
+        "not",
+        "propertyNames",
+        "then",
+        "unevaluatedItems",
+        "unevaluatedProperties",
+    }
+)
 _SCHEMA_LIST_KEYWORDS = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
 _SCHEMA_MAP_KEYWORDS = frozenset({"$defs", "dependentSchemas", "patternProperties", "properties"})
 

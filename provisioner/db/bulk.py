@@ -39,8 +39,9 @@ def _processors(conn: Connection, table: Table, columns: list[str]) -> list[Any]
     return out
 
 
-def converted(conn: Connection, table: Table, columns: list[str],
-              rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def converted(
+    conn: Connection, table: Table, columns: list[str], rows: list[tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
     """``rows`` with values converted by the column types, C-level per row: the converted
     columns are appended to each row and an ``itemgetter`` puts them in place (a column
     of one value, such as a timestamp, is converted once)."""
@@ -66,16 +67,21 @@ def copy_mode(conn: Connection, table: str) -> str:
     (not at all: not PostgreSQL, :data:`USE_COPY` off, or no TEMPORARY privilege)."""
     if not USE_COPY or conn.dialect.name != "postgresql":
         return ""
-    secured, temporary = conn.execute(text(
-        "SELECT row_security_active(:t), "
-        "has_database_privilege(current_database(), 'TEMPORARY')"), {"t": table}).one()
+    secured, temporary = conn.execute(
+        text(
+            "SELECT row_security_active(:t), "
+            "has_database_privilege(current_database(), 'TEMPORARY')"
+        ),
+        {"t": table},
+    ).one()
     if not secured:
         return "direct"
     return "staged" if temporary else ""
 
 
-def insert_rows(conn: Connection, table: Table, columns: list[str],
-                rows: list[tuple[Any, ...]]) -> None:
+def insert_rows(
+    conn: Connection, table: Table, columns: list[str], rows: list[tuple[Any, ...]]
+) -> None:
     """Complete rows in one go, values converted by the column types.
 
     PostgreSQL: ``COPY`` where the session may load the table directly
@@ -97,19 +103,24 @@ def insert_rows(conn: Connection, table: Table, columns: list[str],
         target = table.name
         if how == "staged":  # only schema names and a fixed prefix are formatted in
             target = f"_bulk_{table.name}"
-            conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {target} ON COMMIT DROP AS "  # noqa: S608
-                                 f"SELECT {names} FROM {table.name} WITH NO DATA")
+            conn.exec_driver_sql(
+                f"CREATE TEMPORARY TABLE {target} ON COMMIT DROP AS "  # noqa: S608
+                f"SELECT {names} FROM {table.name} WITH NO DATA"
+            )
             target = f"pg_temp.{target}"
-        with driver.cursor() as cursor, cursor.copy(
-                f"COPY {target} ({names}) FROM STDIN") as copy:
+        with driver.cursor() as cursor, cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
         if how == "staged":
-            conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) "  # noqa: S608
-                                 f"SELECT {names} FROM {target}")
+            conn.exec_driver_sql(
+                f"INSERT INTO {table.name} ({names}) "  # noqa: S608
+                f"SELECT {names} FROM {target}"
+            )
             conn.exec_driver_sql(f"DROP TABLE {target}")
         return
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     conn.exec_driver_sql(
         f"INSERT INTO {table.name} ({names}) "  # noqa: S608  (schema names)
-        f"VALUES ({', '.join([mark] * len(columns))})", rows)
+        f"VALUES ({', '.join([mark] * len(columns))})",
+        rows,
+    )

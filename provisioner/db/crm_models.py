@@ -72,8 +72,9 @@ class CrmCompany(_Stamped, Base):
     #: customer classification codes as ",a,b," (LIKE '%,a,%' finds an assignment)
     classifications: Mapped[str] = mapped_column(String(2000), default="")
     #: normalised name, kana, phone and address (company search; migration 0016_crm_jobs)
-    search_text: Mapped[str] = mapped_column(Text, default="", server_default="",
-                                             active_history=True)
+    search_text: Mapped[str] = mapped_column(
+        Text, default="", server_default="", active_history=True
+    )
 
 
 class CrmCompanyGram(Base):
@@ -86,7 +87,8 @@ class CrmCompanyGram(Base):
 
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     gram: Mapped[str] = mapped_column(
-        String(3).with_variant(String(3, collation="C"), "postgresql"), primary_key=True)
+        String(3).with_variant(String(3, collation="C"), "postgresql"), primary_key=True
+    )
     company_id: Mapped[int] = mapped_column(_ID, primary_key=True)
 
 
@@ -116,10 +118,12 @@ class CrmContact(_Stamped, Base):
     )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True)
-    company_id: Mapped[int | None] = mapped_column(_ID, ForeignKey("crm_companies.id",
-                                                                    ondelete="SET NULL"))
+    company_id: Mapped[int | None] = mapped_column(
+        _ID, ForeignKey("crm_companies.id", ondelete="SET NULL")
+    )
     department_id: Mapped[int | None] = mapped_column(
-        _ID, ForeignKey("crm_departments.id", ondelete="SET NULL"))
+        _ID, ForeignKey("crm_departments.id", ondelete="SET NULL")
+    )
     name: Mapped[str] = mapped_column(String(200))
     name_norm: Mapped[str] = mapped_column(String(200))
     kana: Mapped[str] = mapped_column(String(200), default="")
@@ -169,7 +173,8 @@ class CrmSearchGram(Base):
 
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     gram: Mapped[str] = mapped_column(
-        String(12).with_variant(String(12, collation="C"), "postgresql"), primary_key=True)
+        String(12).with_variant(String(12, collation="C"), "postgresql"), primary_key=True
+    )
     block: Mapped[int] = mapped_column(Integer, primary_key=True)
     n: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
@@ -348,8 +353,10 @@ class CrmExternalLink(_Stamped, Base):
     """A customer's id in another system (``settings.external_systems``)."""
 
     __tablename__ = "crm_external_links"
-    __table_args__ = (UniqueConstraint("tenant_id", "system", "external_id"),
-                      Index("ix_crm_external_links_tenant_contact", "tenant_id", "contact_id"))
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "system", "external_id"),
+        Index("ix_crm_external_links_tenant_contact", "tenant_id", "contact_id"),
+    )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True)
     contact_id: Mapped[int] = mapped_column(_ID, _ref("crm_contacts"))
@@ -361,8 +368,9 @@ class CrmChange(Base):
     """Update history: who changed which record, when, what, and why."""
 
     __tablename__ = "crm_changes"
-    __table_args__ = (Index("ix_crm_changes_tenant_record", "tenant_id", "record_type",
-                            "record_id"),)
+    __table_args__ = (
+        Index("ix_crm_changes_tenant_record", "tenant_id", "record_type", "record_id"),
+    )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
@@ -392,10 +400,21 @@ class CrmAccess(Base):
 
 #: Every CRM table (all tenant-scoped; row-level security on PostgreSQL).
 CRM_TENANT_TABLES: tuple[str, ...] = (
-    "crm_companies", "crm_departments", "crm_contacts", "crm_careers", "crm_family",
-    "crm_card_exchanges", "crm_secret_notes", "crm_activities", "crm_products",
-    "crm_purchases", "crm_custom_records", "crm_external_links", "crm_changes",
-    "crm_access_log", "crm_jobs",
+    "crm_companies",
+    "crm_departments",
+    "crm_contacts",
+    "crm_careers",
+    "crm_family",
+    "crm_card_exchanges",
+    "crm_secret_notes",
+    "crm_activities",
+    "crm_products",
+    "crm_purchases",
+    "crm_custom_records",
+    "crm_external_links",
+    "crm_changes",
+    "crm_access_log",
+    "crm_jobs",
 )
 #: Derived, tenant-scoped tables: the search index and the maintained counts (row-level
 #: security on PostgreSQL as well; not records themselves).

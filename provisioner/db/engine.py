@@ -96,7 +96,8 @@ def sqlite_busy_timeout() -> float:
         return max(0.0, float(raw)) if raw else 60.0
     except ValueError:
         raise ConfigurationError(
-            f"PROVISIONER_SQLITE_BUSY_TIMEOUT={raw!r} is not a number of seconds") from None
+            f"PROVISIONER_SQLITE_BUSY_TIMEOUT={raw!r} is not a number of seconds"
+        ) from None
 
 
 def sqlite_wal_pages() -> int:
@@ -110,8 +111,9 @@ def sqlite_wal_pages() -> int:
     except ValueError:
         megabytes = 0
     if not 0.5 <= megabytes <= 4096:
-        raise ConfigurationError(f"PROVISIONER_SQLITE_WAL_MB={raw!r} is not a size in MB "
-                                 "between 0.5 and 4096")
+        raise ConfigurationError(
+            f"PROVISIONER_SQLITE_WAL_MB={raw!r} is not a size in MB between 0.5 and 4096"
+        )
     return int(megabytes * 256)
 
 
@@ -157,8 +159,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         _create_private(make_url(url).database)
         busy = sqlite_busy_timeout()
         wal_pages = sqlite_wal_pages()
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy},
-                               **kwargs)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": busy}, **kwargs
+        )
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -210,9 +213,11 @@ def _wait_for_a_slot(engine: Engine, timeout: float) -> None:
             try:
                 return connect(*args, **kwargs)
             except Exception as exc:
-                if str(getattr(exc, "sqlstate", "") or "") not in _NO_SLOT \
-                        and "too many clients" not in str(exc) \
-                        and "the database system is starting up" not in str(exc):
+                if (
+                    str(getattr(exc, "sqlstate", "") or "") not in _NO_SLOT
+                    and "too many clients" not in str(exc)
+                    and "the database system is starting up" not in str(exc)
+                ):
                     raise
                 if time.monotonic() + pause > deadline:
                     raise
@@ -304,8 +309,7 @@ class Budget:
         return self.per_worker * self.workers
 
     def describe(self) -> str:
-        text = (f"{self.workers} worker(s) x {self.per_worker} database connections = "
-                f"{self.total}")
+        text = f"{self.workers} worker(s) x {self.per_worker} database connections = {self.total}"
         if self.server_max is not None:
             text += f" of the server's {self.server_max} (now in use: {self.in_use})"
         return text
@@ -315,11 +319,12 @@ def server_connection_limits(engine: Engine) -> tuple[int, int]:
     """PostgreSQL: (usable connection slots, connections open now)."""
     with engine.connect() as conn:
         maximum = int(conn.exec_driver_sql("SHOW max_connections").scalar_one())
-        reserved = int(conn.exec_driver_sql(
-            "SHOW superuser_reserved_connections").scalar_one())
-        in_use = int(conn.exec_driver_sql(
-            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
-        ).scalar_one())
+        reserved = int(conn.exec_driver_sql("SHOW superuser_reserved_connections").scalar_one())
+        in_use = int(
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+            ).scalar_one()
+        )
     return maximum - reserved, in_use
 
 
@@ -339,12 +344,14 @@ def plan_budget(workers: int, maximum: int | None, limits: tuple[int, int] | Non
         raise ConfigurationError(
             f"--max-db-connections {maximum} is more than the database server allows "
             f"({usable}: max_connections minus the reserved slots)",
-            hint="lower --max-db-connections, or raise max_connections on the server")
+            hint="lower --max-db-connections, or raise max_connections on the server",
+        )
     per_worker = maximum // workers
     if per_worker < MIN_PER_WORKER:
         raise ConfigurationError(
             f"{workers} workers cannot share {maximum} database connections (each needs "
             f"at least {MIN_PER_WORKER})",
             hint="use fewer --workers, raise --max-db-connections, or put PgBouncer in "
-            "front of the server (docs/operations.md)")
+            "front of the server (docs/operations.md)",
+        )
     return Budget(per_worker, workers, usable, in_use)

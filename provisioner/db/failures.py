@@ -40,11 +40,23 @@ from provisioner.errors import (
 )
 
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL, _SQLITE_CANTOPEN = 5, 6, 10, 13, 14
-_UNREACHABLE = ("connection refused", "could not connect", "connection failed",
-                "server closed the connection", "connection is closed", "connection timed out",
-                "no route to host", "name or service not known", "could not translate host",
-                "terminating connection", "the database system is", "connection is lost",
-                "ssl syscall error", "consuming input failed", "sending query failed")
+_UNREACHABLE = (
+    "connection refused",
+    "could not connect",
+    "connection failed",
+    "server closed the connection",
+    "connection is closed",
+    "connection timed out",
+    "no route to host",
+    "name or service not known",
+    "could not translate host",
+    "terminating connection",
+    "the database system is",
+    "connection is lost",
+    "ssl syscall error",
+    "consuming input failed",
+    "sending query failed",
+)
 
 
 def first_line(exc: BaseException) -> str:
@@ -65,7 +77,8 @@ def classify(exc: BaseException) -> DatabaseError:
             "no database connection became free in time: every connection of this "
             "process's pool is in use",
             hint="try again shortly; if it persists, the server needs a larger connection "
-            "budget (serve --max-db-connections) or less load (docs/operations.md)")
+            "budget (serve --max-db-connections) or less load (docs/operations.md)",
+        )
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).lower()
     if isinstance(orig, sqlite3.Error):
@@ -75,36 +88,47 @@ def classify(exc: BaseException) -> DatabaseError:
                 "the SQLite database stayed locked by another connection for the whole "
                 "busy timeout",
                 hint="try again; if it persists, look for a long write holding the lock "
-                "(an import, a backup, a second server on the same file)")
+                "(an import, a backup, a second server on the same file)",
+            )
         if base == _SQLITE_FULL or "disk is full" in text:
             return _full()
         if base == _SQLITE_CANTOPEN:
             return DatabaseUnavailable(
                 "the SQLite database file cannot be opened",
                 hint="check that the file and its directory exist and are readable and "
-                "writable by this user (--db / PROVISIONER_DATABASE_URL)")
+                "writable by this user (--db / PROVISIONER_DATABASE_URL)",
+            )
         if base == _SQLITE_IOERR:
             return DatabaseError(
                 "the SQLite database hit a disk input/output error",
                 hint="check the disk (free space, health, a read-only remount); nothing "
-                "was written by the failed request")
+                "was written by the failed request",
+            )
         return _generic()
     sqlstate = str(getattr(orig, "sqlstate", "") or "")
     if sqlstate == "53100":
         return _full()
-    if sqlstate in ("53300", "53200") or "too many clients" in text \
-            or "remaining connection slots" in text:
+    if (
+        sqlstate in ("53300", "53200")
+        or "too many clients" in text
+        or "remaining connection slots" in text
+    ):
         return DatabaseBusy(
             "the database server has no connection slot left (too many clients)",
             hint="try again shortly; if it persists, lower the connection budget of the "
-            "processes sharing the server or put PgBouncer in front (docs/operations.md)")
-    if (sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
-            or getattr(exc, "connection_invalidated", False)
-            or any(marker in text for marker in _UNREACHABLE)):
+            "processes sharing the server or put PgBouncer in front (docs/operations.md)",
+        )
+    if (
+        sqlstate.startswith("08")
+        or sqlstate in ("57P01", "57P02", "57P03")
+        or getattr(exc, "connection_invalidated", False)
+        or any(marker in text for marker in _UNREACHABLE)
+    ):
         return DatabaseUnavailable(
             "the database server is unavailable",
             hint="try again in a few seconds; if it persists, check that the database "
-            "server is running and reachable (--db / PROVISIONER_DATABASE_URL)")
+            "server is running and reachable (--db / PROVISIONER_DATABASE_URL)",
+        )
     return _generic()
 
 
@@ -112,12 +136,15 @@ def _full() -> StorageFull:
     return StorageFull(
         "the database cannot write: its disk is full",
         hint="free disk space or grow the volume (SQLite also needs headroom for its "
-        "write-ahead log: docs/operations.md); the failed request wrote nothing")
+        "write-ahead log: docs/operations.md); the failed request wrote nothing",
+    )
 
 
 def _generic() -> DatabaseError:
-    return DatabaseError("the database could not complete the request",
-                         hint="try again; if it persists, tell the operator")
+    return DatabaseError(
+        "the database could not complete the request",
+        hint="try again; if it persists, tell the operator",
+    )
 
 
 def for_operator(exc: BaseException) -> DatabaseError:

@@ -73,7 +73,8 @@ def refuse_newer(revisions: set[str]) -> None:
             f"{', '.join(unknown)}); this release ({__version__}) knows revisions up to "
             f"{', '.join(sorted(heads()))}",
             hint="run the release that migrated it (or a newer one), or restore a backup "
-            "taken before that upgrade; an older release cannot downgrade it")
+            "taken before that upgrade; an older release cannot downgrade it",
+        )
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,13 @@ def _steps(progress: Callable[[str], None] | None) -> Iterator[None]:
         logger.setLevel(level)
 
 
-def upgrade(engine: Engine, revision: str = "heads", *, rebuild: Rebuild | None = None,
-            progress: Callable[[str], None] | None = None) -> Outcome:
+def upgrade(
+    engine: Engine,
+    revision: str = "heads",
+    *,
+    rebuild: Rebuild | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Outcome:
     """Migrate to ``revision`` in one transaction; ``progress`` hears of each step.
 
     A migration creates tables and moves data; it runs no code of the package
@@ -137,8 +143,11 @@ def upgrade(engine: Engine, revision: str = "heads", *, rebuild: Rebuild | None 
             command.upgrade(cfg, revision)
         after = set(MigrationContext.configure(conn).get_current_heads())
         applied = _lineage(script, after) - _lineage(script, before)
-        names = {name for rev in applied
-                 for name in getattr(script.get_revision(rev).module, "rebuilds", ())}
+        names = {
+            name
+            for rev in applied
+            for name in getattr(script.get_revision(rev).module, "rebuilds", ())
+        }
         if names and rebuild is not None:
             rebuild(conn, names)
     action = "created" if not before else "current" if before == after else "upgraded"
@@ -162,13 +171,13 @@ def released_files() -> list[Path]:
 
 
 def fingerprints() -> dict[str, str]:
-    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in released_files()}
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in released_files()}
 
 
 def write_manifest() -> None:
-    MANIFEST.write_text("".join(f"{digest}  {name}\n"
-                                for name, digest in sorted(fingerprints().items())))
+    MANIFEST.write_text(
+        "".join(f"{digest}  {name}\n" for name, digest in sorted(fingerprints().items()))
+    )
 
 
 def read_manifest() -> dict[str, str]:

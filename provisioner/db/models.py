@@ -155,8 +155,7 @@ class KeyFailure(Base):
     __tablename__ = "key_failures"
     __table_args__ = (Index("ix_key_failures_actor_at", "actor", "at"),)
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
-                                    primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     actor: Mapped[str] = mapped_column(String(200))  # "tenant:<slug>" or "ip:<addr>"
     selector: Mapped[str | None] = mapped_column(String(16), index=True)
     at: Mapped[datetime]
@@ -258,8 +257,7 @@ class AuditEvent(Base):
     __tablename__ = "audit_events"
     __table_args__ = (Index("ix_audit_events_tenant_at", "tenant_id", "at"),)
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
-                                    primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"))
     at: Mapped[datetime]
     actor: Mapped[str] = mapped_column(String(100))
@@ -270,6 +268,11 @@ class AuditEvent(Base):
 
 #: Tables whose rows belong to one tenant (row-level security is keyed on tenant_id).
 TENANT_TABLES: tuple[str, ...] = (
-    "memberships", "config_versions", "signing_keys", "trusted_publishers", "copy_keys",
-    "transfers", "config_lineage",
+    "memberships",
+    "config_versions",
+    "signing_keys",
+    "trusted_publishers",
+    "copy_keys",
+    "transfers",
+    "config_lineage",
 )

@@ -45,10 +45,12 @@ class _Compiled:
     def of(cls, statement: Select[Any], dialect: Any) -> _Compiled:
         compiled = statement.compile(dialect=dialect)
         columns = list(statement.selected_columns)
-        return cls(statement, compiled,
-                   tuple(str(c.key) for c in columns),
-                   tuple(c.type.dialect_impl(dialect).result_processor(dialect, None)
-                         for c in columns))
+        return cls(
+            statement,
+            compiled,
+            tuple(str(c.key) for c in columns),
+            tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns),
+        )
 
     def rows(self, fetched: list[tuple[Any, ...]]) -> list[SimpleNamespace]:
         convert = [(i, f) for i, f in enumerate(self.converters) if f is not None]
@@ -72,8 +74,14 @@ def _compiled(statement: Select[Any], dialect: Any) -> _Compiled:
     return found
 
 
-def run(conn: Connection, statements: Sequence[Select[Any]], values: Mapping[str, Any], *,
-        tenant_id: int | None = None, commit: bool = False) -> list[list[SimpleNamespace]]:
+def run(
+    conn: Connection,
+    statements: Sequence[Select[Any]],
+    values: Mapping[str, Any],
+    *,
+    tenant_id: int | None = None,
+    commit: bool = False,
+) -> list[list[SimpleNamespace]]:
     """Each statement's rows, all sent in one round trip (PostgreSQL only).
 
     ``tenant_id``: scope the transaction to that tenant first (the row-level security
@@ -92,12 +100,15 @@ def run(conn: Connection, statements: Sequence[Select[Any]], values: Mapping[str
             if tenant_id is not None:
                 cursors[0].execute(SET_TENANT_SQL, (value(tenant_id),))
             for cursor, statement in zip(cursors[1:], compiled, strict=True):
-                cursor.execute(statement.compiled.string,
-                               statement.compiled.construct_params(dict(values)))
+                cursor.execute(
+                    statement.compiled.string, statement.compiled.construct_params(dict(values))
+                )
             if commit:
                 cursors[0].execute("COMMIT")
-        return [statement.rows(cursor.fetchall())
-                for cursor, statement in zip(cursors[1:], compiled, strict=True)]
+        return [
+            statement.rows(cursor.fetchall())
+            for cursor, statement in zip(cursors[1:], compiled, strict=True)
+        ]
     except psycopg.Error as exc:
         raise DBAPIError.instance("pipeline", dict(values), exc, psycopg.Error) from exc
     finally:

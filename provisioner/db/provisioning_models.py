@@ -68,13 +68,16 @@ class RolloutRun(Base):
     created_by: Mapped[str] = mapped_column(String(100))
     finished_at: Mapped[datetime | None]
     targets: Mapped[list[RolloutTarget]] = relationship(
-        back_populates="run", order_by="RolloutTarget.position")
+        back_populates="run", order_by="RolloutTarget.position"
+    )
 
 
 class RolloutTarget(Base):
     __tablename__ = "rollout_targets"
-    __table_args__ = (UniqueConstraint("run_id", "target_slug"),
-                      Index("ix_rollout_targets_run_status", "run_id", "status"))
+    __table_args__ = (
+        UniqueConstraint("run_id", "target_slug"),
+        Index("ix_rollout_targets_run_status", "run_id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("rollout_runs.id"))
@@ -127,9 +130,10 @@ class Holiday(Base):
 
 class CallRecord(Base):
     __tablename__ = "call_records"
-    __table_args__ = (Index("ix_call_records_tenant_at", "tenant_id", "at"),
-                      Index("ix_call_records_tenant_call_ref", "tenant_id", "call_ref",
-                            unique=True))
+    __table_args__ = (
+        Index("ix_call_records_tenant_at", "tenant_id", "at"),
+        Index("ix_call_records_tenant_call_ref", "tenant_id", "call_ref", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))

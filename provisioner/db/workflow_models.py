@@ -85,5 +85,9 @@ class Notification(Base):
 
 
 #: the tables above (all tenant-scoped; row-level security on PostgreSQL)
-WORKFLOW_TABLES: tuple[str, ...] = ("crm_record_states", "wf_executions", "wf_due_firings",
-                                    "notifications")
+WORKFLOW_TABLES: tuple[str, ...] = (
+    "crm_record_states",
+    "wf_executions",
+    "wf_due_firings",
+    "notifications",
+)

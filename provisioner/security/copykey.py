@@ -56,14 +56,20 @@ class CopyKey:
         intercepted bundle is worthless in any other bundle or under any
         other signer.
         """
-        return binding_for(self.secret_hash, bundle_id, publisher_key_id=publisher_key_id,
-                           source_tenant=source_tenant)
+        return binding_for(
+            self.secret_hash,
+            bundle_id,
+            publisher_key_id=publisher_key_id,
+            source_tenant=source_tenant,
+        )
 
 
-def binding_for(secret_hash: bytes, bundle_id: str, *, publisher_key_id: str,
-                source_tenant: str) -> str:
-    message = "|".join(("provisioner/copy-key-binding/v1", bundle_id, publisher_key_id,
-                        source_tenant))
+def binding_for(
+    secret_hash: bytes, bundle_id: str, *, publisher_key_id: str, source_tenant: str
+) -> str:
+    message = "|".join(
+        ("provisioner/copy-key-binding/v1", bundle_id, publisher_key_id, source_tenant)
+    )
     return hmac.new(secret_hash, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
@@ -92,7 +98,7 @@ def parse(text: str) -> CopyKey:
             "this is not a copy key: copy keys start with 'pcpy_'",
             hint="paste the whole key the target tenant's admin generated",
         )
-    rest = cleaned[len(PREFIX):]
+    rest = cleaned[len(PREFIX) :]
     selector, sep, tail = rest.partition("_")
     selector, tail = selector.translate(_TRANSLATE), tail.translate(_TRANSLATE)
     expected = SELECTOR_LEN + SECRET_LEN + CHECKSUM_LEN

@@ -59,8 +59,9 @@ class MasterKey:
     def derive(self, purpose: str) -> bytes:
         """A 32-byte key for ``purpose`` (HMAC-SHA256 of the master key over its name), the
         same in every process of the deployment (e.g. the login form's CSRF MAC key)."""
-        return hmac.new(self._key, b"provisioner/derived|" + purpose.encode(),
-                        hashlib.sha256).digest()
+        return hmac.new(
+            self._key, b"provisioner/derived|" + purpose.encode(), hashlib.sha256
+        ).digest()
 
     def seal(self, secret: bytes, *, aad: bytes) -> Sealed:
         data_key = AESGCM.generate_key(bit_length=256)
@@ -91,8 +92,8 @@ class MasterKey:
             if len(key) != 32:
                 raise ConfigurationError(
                     f"{ENV_VAR} must be the base64 encoding of 32 random bytes",
-                    hint="generate one with: python3 -c \"import base64,os;"
-                    "print(base64.b64encode(os.urandom(32)).decode())\"",
+                    hint='generate one with: python3 -c "import base64,os;'
+                    'print(base64.b64encode(os.urandom(32)).decode())"',
                 )
             return cls(key)
         path = home / "master.key"

@@ -1,7 +1,7 @@
 """Who is acting: a user, in a tenant, with a role. Permission checks live here.
 
-    actor = actors.resolve(ctx, "sato", "acme")   # raises if sato is not in acme
-    actors.require_admin(actor, "generate copy keys")
+actor = actors.resolve(ctx, "sato", "acme")   # raises if sato is not in acme
+actors.require_admin(actor, "generate copy keys")
 """
 
 from __future__ import annotations
@@ -51,16 +51,18 @@ def resolve(ctx: Context, login: str, tenant_slug: str) -> Actor:
         select(User, Tenant, Membership.role)
         .join(Membership, Membership.user_id == User.id)
         .join(Tenant, Tenant.id == Membership.tenant_id)
-        .where(User.login == login, Tenant.slug == tenant_slug,
-               Membership.disabled_at.is_(None))  # a disabled user cannot act
+        .where(
+            User.login == login, Tenant.slug == tenant_slug, Membership.disabled_at.is_(None)
+        )  # a disabled user cannot act
     ).first()
     if row is None:
         raise PermissionDenied(f"user {login!r} has no access to tenant {tenant_slug!r}")
     user, tenant, role = row
     if tenant.status == "cancelled":
         raise PermissionDenied(f"tenant {tenant_slug!r} is cancelled")
-    return Actor(login=user.login, user_id=user.id, tenant_id=tenant.id,
-                 tenant_slug=tenant.slug, role=role)
+    return Actor(
+        login=user.login, user_id=user.id, tenant_id=tenant.id, tenant_slug=tenant.slug, role=role
+    )
 
 
 def resolve_for_tenant_id(ctx: Context, login: str, tenant_id: int, *, what: str) -> Actor:
@@ -74,8 +76,9 @@ def resolve_for_tenant_id(ctx: Context, login: str, tenant_id: int, *, what: str
     if row is None or row[1].status == "cancelled":  # a cancelled tenant is unreachable
         raise NotFound(f"no {what} visible to user {login!r}")
     user, tenant, role = row
-    return Actor(login=user.login, user_id=user.id, tenant_id=tenant.id,
-                 tenant_slug=tenant.slug, role=role)
+    return Actor(
+        login=user.login, user_id=user.id, tenant_id=tenant.id, tenant_slug=tenant.slug, role=role
+    )
 
 
 def require_admin(actor: Actor, action: str) -> None:

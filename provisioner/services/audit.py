@@ -19,17 +19,26 @@ from provisioner.db.models import AuditEvent
 from provisioner.services.transaction import Context
 
 
-def event(ctx: Context, *, tenant_id: int | None, actor: str, action: str, subject: str,
-          **details: Any) -> dict[str, Any]:
+def event(
+    ctx: Context, *, tenant_id: int | None, actor: str, action: str, subject: str, **details: Any
+) -> dict[str, Any]:
     """The row of one event (stamped now by ``ctx.clock``), for :func:`record_many`."""
-    return {"tenant_id": tenant_id, "at": ctx.clock.now(), "actor": actor, "action": action,
-            "subject": subject, "details": details}
+    return {
+        "tenant_id": tenant_id,
+        "at": ctx.clock.now(),
+        "actor": actor,
+        "action": action,
+        "subject": subject,
+        "details": details,
+    }
 
 
-def record(ctx: Context, *, tenant_id: int | None, actor: str, action: str, subject: str,
-           **details: Any) -> AuditEvent:
-    row = AuditEvent(**event(ctx, tenant_id=tenant_id, actor=actor, action=action,
-                             subject=subject, **details))
+def record(
+    ctx: Context, *, tenant_id: int | None, actor: str, action: str, subject: str, **details: Any
+) -> AuditEvent:
+    row = AuditEvent(
+        **event(ctx, tenant_id=tenant_id, actor=actor, action=action, subject=subject, **details)
+    )
     ctx.session.add(row)
     return row
 
@@ -42,7 +51,9 @@ def record_many(ctx: Context, events: Sequence[dict[str, Any]]) -> None:
 
 def events(ctx: Context, tenant_id: int, *, limit: int = 100) -> list[AuditEvent]:
     rows = ctx.session.scalars(
-        select(AuditEvent).where(AuditEvent.tenant_id == tenant_id)
-        .order_by(AuditEvent.id.desc()).limit(limit)
+        select(AuditEvent)
+        .where(AuditEvent.tenant_id == tenant_id)
+        .order_by(AuditEvent.id.desc())
+        .limit(limit)
     )
     return list(rows)

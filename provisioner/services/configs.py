@@ -53,8 +53,10 @@ class Current:
 def _load(ctx: Context, tenant_id: int, version: int) -> ConfigVersion:
     row = ctx.session.get(ConfigVersion, (tenant_id, version))
     if row is None:
-        raise NotFound(f"configuration version {version} does not exist",
-                       hint="'provisioner config history' lists the versions")
+        raise NotFound(
+            f"configuration version {version} does not exist",
+            hint="'provisioner config history' lists the versions",
+        )
     return row
 
 
@@ -99,9 +101,15 @@ class NewVersion:
         return self.digest or "sha256:" + sha256_hex(self.body)
 
 
-def commit_version(ctx: Context, tenant: Tenant,
-                   doc: ConfigDocument | Mapping[str, Any] | bytes, *,
-                   author: str | None, origin: str, base_version: int | None) -> int | None:
+def commit_version(
+    ctx: Context,
+    tenant: Tenant,
+    doc: ConfigDocument | Mapping[str, Any] | bytes,
+    *,
+    author: str | None,
+    origin: str,
+    base_version: int | None,
+) -> int | None:
     """Insert ``doc`` as the next version and point the tenant at it.
 
     ``doc`` must already be validated (as bytes: a whole document's RFC 8785
@@ -116,8 +124,9 @@ def commit_version(ctx: Context, tenant: Tenant,
     return commit_versions(ctx, [NewVersion(tenant, base_version, body, author, origin)])[0]
 
 
-def commit_versions(ctx: Context, versions: Sequence[NewVersion], *,
-                    checked: bool = False) -> list[int | None]:
+def commit_versions(
+    ctx: Context, versions: Sequence[NewVersion], *, checked: bool = False
+) -> list[int | None]:
     """Write each tenant's next version and move its pointer, guarded by its base version.
 
     The one implementation of "a new configuration version" (``config set``,
@@ -140,7 +149,8 @@ def commit_versions(ctx: Context, versions: Sequence[NewVersion], *,
     out: list[int | None] = []
     for item in versions:
         if item.base_version is not None and item.body_digest == (
-                item.base_digest or _load(ctx, item.tenant.id, item.base_version).digest):
+            item.base_digest or _load(ctx, item.tenant.id, item.base_version).digest
+        ):
             out.append(None)
             continue
         changed.append(item)
@@ -153,16 +163,28 @@ def commit_versions(ctx: Context, versions: Sequence[NewVersion], *,
         return out
     move_pointers(ctx, [(item.tenant, item.base_version) for item in changed])
     now = ctx.clock.now()
-    ctx.session.execute(insert(ConfigVersion), [
-        {"tenant_id": item.tenant.id, "version": (item.base_version or 0) + 1,
-         "document": item.body.decode("utf-8"), "digest": item.body_digest,
-         "size_bytes": len(item.body), "created_at": now, "created_by": item.author,
-         "origin": item.origin} for item in changed])
+    ctx.session.execute(
+        insert(ConfigVersion),
+        [
+            {
+                "tenant_id": item.tenant.id,
+                "version": (item.base_version or 0) + 1,
+                "document": item.body.decode("utf-8"),
+                "digest": item.body_digest,
+                "size_bytes": len(item.body),
+                "created_at": now,
+                "created_by": item.author,
+                "origin": item.origin,
+            }
+            for item in changed
+        ],
+    )
     return out
 
 
-def commit_transfer_copy(ctx: Context, tenant: Tenant, transfer_id: int, digest: str, *,
-                         author: str, base_version: int) -> int | None:
+def commit_transfer_copy(
+    ctx: Context, tenant: Tenant, transfer_id: int, digest: str, *, author: str, base_version: int
+) -> int | None:
     """:func:`commit_version` of a transfer's stored incoming document, copied in the database.
 
     For a whole-document transfer the stored sections already are the new
@@ -172,37 +194,61 @@ def commit_transfer_copy(ctx: Context, tenant: Tenant, transfer_id: int, digest:
     """
     if _load(ctx, tenant.id, base_version).digest == digest:
         return None
-    size = ctx.session.scalar(select(func.length(Transfer.incoming))  # bytes: it is binary
-                              .where(Transfer.id == transfer_id))
+    size = ctx.session.scalar(
+        select(func.length(Transfer.incoming)).where(  # bytes: it is binary
+            Transfer.id == transfer_id
+        )
+    )
     for check in ctx.checks.new_version:
         check(ctx, tenant, int(size or 0))
     new_version = base_version + 1
     move_pointers(ctx, [(tenant, base_version)])
     # the UTF-8 bytes become text as they are (PostgreSQL checks they are UTF-8)
-    document = (func.convert_from(Transfer.incoming, literal_column("'UTF8'"))
-                if ctx.session.get_bind().dialect.name == "postgresql"
-                else cast(Transfer.incoming, Text))
+    document = (
+        func.convert_from(Transfer.incoming, literal_column("'UTF8'"))
+        if ctx.session.get_bind().dialect.name == "postgresql"
+        else cast(Transfer.incoming, Text)
+    )
     ctx.session.execute(
         insert(ConfigVersion).from_select(
-            ["tenant_id", "version", "document", "digest", "created_at", "created_by", "origin",
-             "size_bytes"],
-            select(literal(tenant.id), literal(new_version), document, literal(digest),
-                   literal(ctx.clock.now(), DateTime()), literal(author),
-                   literal(f"transfer:{transfer_id}"), literal(int(size or 0)))
-            .where(Transfer.id == transfer_id, Transfer.tenant_id == tenant.id)))
+            [
+                "tenant_id",
+                "version",
+                "document",
+                "digest",
+                "created_at",
+                "created_by",
+                "origin",
+                "size_bytes",
+            ],
+            select(
+                literal(tenant.id),
+                literal(new_version),
+                document,
+                literal(digest),
+                literal(ctx.clock.now(), DateTime()),
+                literal(author),
+                literal(f"transfer:{transfer_id}"),
+                literal(int(size or 0)),
+            ).where(Transfer.id == transfer_id, Transfer.tenant_id == tenant.id),
+        )
+    )
     return new_version
 
 
 _TENANTS = Tenant.__table__
 assert isinstance(_TENANTS, Table)
 #: the guarded pointer move (executemany): only a tenant still at its base version moves
-_MOVE = (_TENANTS.update()
-         .where(_TENANTS.c.id == bindparam("tenant"),
-                _TENANTS.c.config_version == bindparam("base"))
-         .values(config_version=bindparam("new")))
-_MOVE_FIRST = (_TENANTS.update()
-               .where(_TENANTS.c.id == bindparam("tenant"), _TENANTS.c.config_version.is_(None))
-               .values(config_version=bindparam("new")))
+_MOVE = (
+    _TENANTS.update()
+    .where(_TENANTS.c.id == bindparam("tenant"), _TENANTS.c.config_version == bindparam("base"))
+    .values(config_version=bindparam("new"))
+)
+_MOVE_FIRST = (
+    _TENANTS.update()
+    .where(_TENANTS.c.id == bindparam("tenant"), _TENANTS.c.config_version.is_(None))
+    .values(config_version=bindparam("new"))
+)
 
 
 def move_pointers(ctx: Context, moves: Sequence[tuple[Tenant, int | None]]) -> None:
@@ -214,8 +260,10 @@ def move_pointers(ctx: Context, moves: Sequence[tuple[Tenant, int | None]]) -> N
     and never overwrite the winner. The tenant objects are updated in the
     session as loaded (no second UPDATE at flush).
     """
-    for statement, group in ((_MOVE, [m for m in moves if m[1] is not None]),
-                             (_MOVE_FIRST, [m for m in moves if m[1] is None])):
+    for statement, group in (
+        (_MOVE, [m for m in moves if m[1] is not None]),
+        (_MOVE_FIRST, [m for m in moves if m[1] is None]),
+    ):
         if not group:
             continue
         ctx.session.flush()  # pending ORM writes first, as a Session statement would
@@ -224,11 +272,13 @@ def move_pointers(ctx: Context, moves: Sequence[tuple[Tenant, int | None]]) -> N
         if moved != len(group):
             lost = _lost(ctx, group) or [t for t, _ in group]
             names = ", ".join(repr(t.slug) for t in lost[:5]) + (
-                f" and {len(lost) - 5} more" if len(lost) > 5 else "")
+                f" and {len(lost) - 5} more" if len(lost) > 5 else ""
+            )
             raise PlanConflict(
                 f"the configuration of {names} changed while this change was being made",
                 hint="look at the new version ('provisioner config history') and run the "
-                "command again")
+                "command again",
+            )
     for tenant, base in moves:
         set_committed_value(tenant, "config_version", (base or 0) + 1)
 
@@ -237,20 +287,38 @@ def _lost(ctx: Context, group: Sequence[tuple[Tenant, int | None]]) -> list[Tena
     """The tenants of ``group`` that another change moved: their pointer is elsewhere, or
     the version their move points at was already written (by that other change)."""
     ids = [t.id for t, _ in group]
-    pointers = dict(ctx.session.execute(
-        select(Tenant.id, Tenant.config_version).where(Tenant.id.in_(ids))).all())
-    written = set(ctx.session.execute(
-        select(ConfigVersion.tenant_id, ConfigVersion.version)
-        .where(tuple_(ConfigVersion.tenant_id, ConfigVersion.version).in_(
-            [(t.id, (base or 0) + 1) for t, base in group]))).all())
-    return [t for t, base in group
-            if pointers.get(t.id) != (base or 0) + 1 or (t.id, (base or 0) + 1) in written]
+    pointers = dict(
+        ctx.session.execute(
+            select(Tenant.id, Tenant.config_version).where(Tenant.id.in_(ids))
+        ).all()
+    )
+    written = set(
+        ctx.session.execute(
+            select(ConfigVersion.tenant_id, ConfigVersion.version).where(
+                tuple_(ConfigVersion.tenant_id, ConfigVersion.version).in_(
+                    [(t.id, (base or 0) + 1) for t, base in group]
+                )
+            )
+        ).all()
+    )
+    return [
+        t
+        for t, base in group
+        if pointers.get(t.id) != (base or 0) + 1 or (t.id, (base or 0) + 1) in written
+    ]
 
 
-def initialise(ctx: Context, tenant: Tenant, *, author: str | None,
-               doc: ConfigDocument | None = None, origin: str = "initial") -> int:
-    version = commit_version(ctx, tenant, doc or default_document(), author=author,
-                             origin=origin, base_version=None)
+def initialise(
+    ctx: Context,
+    tenant: Tenant,
+    *,
+    author: str | None,
+    doc: ConfigDocument | None = None,
+    origin: str = "initial",
+) -> int:
+    version = commit_version(
+        ctx, tenant, doc or default_document(), author=author, origin=origin, base_version=None
+    )
     assert version == 1
     return version
 
@@ -262,30 +330,41 @@ def set_sections(ctx: Context, actor: Actor, tenant: Tenant, data: Mapping[str, 
     head = current(ctx, tenant)
     result = combine(head.data, sections.to_data(), mode="replace", arriving=False)
     doc = document_from_data(result, what="resulting configuration")
-    version = commit_version(ctx, tenant, doc, author=actor.login, origin="set",
-                             base_version=head.version)
+    version = commit_version(
+        ctx, tenant, doc, author=actor.login, origin="set", base_version=head.version
+    )
     if version is not None:
         changes = config_diff.diff(head.data, doc.to_data())
-        audit.record(ctx, tenant_id=tenant.id, actor=actor.login, action="config:set",
-                     subject=f"version:{version}", from_version=head.version,
-                     sections=list(sections.present()),
-                     summary=config_diff.summarize(changes))
+        audit.record(
+            ctx,
+            tenant_id=tenant.id,
+            actor=actor.login,
+            action="config:set",
+            subject=f"version:{version}",
+            from_version=head.version,
+            sections=list(sections.present()),
+            summary=config_diff.summarize(changes),
+        )
     return version
 
 
 def history(ctx: Context, tenant: Tenant) -> list[ConfigVersion]:
-    return list(ctx.session.scalars(
-        select(ConfigVersion).where(ConfigVersion.tenant_id == tenant.id)
-        .order_by(ConfigVersion.version)
-    ))
+    return list(
+        ctx.session.scalars(
+            select(ConfigVersion)
+            .where(ConfigVersion.tenant_id == tenant.id)
+            .order_by(ConfigVersion.version)
+        )
+    )
 
 
 def diff_versions(ctx: Context, tenant: Tenant, old: int, new: int) -> list[config_diff.Change]:
     return config_diff.diff(version_data(ctx, tenant.id, old), version_data(ctx, tenant.id, new))
 
 
-def rollback(ctx: Context, actor: Actor, tenant: Tenant, to_version: int, *,
-             reason: str | None = None) -> int | None:
+def rollback(
+    ctx: Context, actor: Actor, tenant: Tenant, to_version: int, *, reason: str | None = None
+) -> int | None:
     """Make version ``to_version``'s document current again, as a new version."""
     require_admin(actor, "roll back the configuration")
     head = current(ctx, tenant)
@@ -295,18 +374,39 @@ def rollback(ctx: Context, actor: Actor, tenant: Tenant, to_version: int, *,
             hint="'provisioner config history' lists the versions",
         )
     target = version_data(ctx, tenant.id, to_version)
-    version = commit_version(ctx, tenant, target, author=actor.login,
-                             origin=f"rollback:{to_version}", base_version=head.version)
+    version = commit_version(
+        ctx,
+        tenant,
+        target,
+        author=actor.login,
+        origin=f"rollback:{to_version}",
+        base_version=head.version,
+    )
     crashpoint("rollback.after_version")
-    undone = ctx.session.execute(
-        update(Transfer)
-        .where(Transfer.tenant_id == tenant.id, Transfer.status == "applied",
-               Transfer.applied_version > to_version)
-        .values(status="rolled_back", rolled_back_at=ctx.clock.now())
-        .returning(Transfer.id)
-    ).scalars().all()
+    undone = (
+        ctx.session.execute(
+            update(Transfer)
+            .where(
+                Transfer.tenant_id == tenant.id,
+                Transfer.status == "applied",
+                Transfer.applied_version > to_version,
+            )
+            .values(status="rolled_back", rolled_back_at=ctx.clock.now())
+            .returning(Transfer.id)
+        )
+        .scalars()
+        .all()
+    )
     crashpoint("rollback.after_transfers")
-    audit.record(ctx, tenant_id=tenant.id, actor=actor.login, action="config:rolled_back",
-                 subject=f"version:{version or head.version}", to_version=to_version,
-                 from_version=head.version, reason=reason, transfers_rolled_back=list(undone))
+    audit.record(
+        ctx,
+        tenant_id=tenant.id,
+        actor=actor.login,
+        action="config:rolled_back",
+        subject=f"version:{version or head.version}",
+        to_version=to_version,
+        from_version=head.version,
+        reason=reason,
+        transfers_rolled_back=list(undone),
+    )
     return version

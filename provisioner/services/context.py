@@ -68,8 +68,14 @@ def default_checks() -> Checks:
 class Provisioner:
     """The application object and composition root: engine, clock, keys, wired checks."""
 
-    def __init__(self, engine: Engine, *, master_key: MasterKey, clock: Clock | None = None,
-                 home: Path | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        master_key: MasterKey,
+        clock: Clock | None = None,
+        home: Path | None = None,
+    ) -> None:
         self.engine = engine
         self.master_key = master_key
         self.clock: Clock = clock or SystemClock()
@@ -81,9 +87,15 @@ class Provisioner:
         self.checks = default_checks()
 
     @classmethod
-    def open(cls, db_url: str | None = None, *, clock: Clock | None = None,
-             migrate_to_head: bool = False, require_schema: bool = True,
-             **engine_options: Any) -> Provisioner:
+    def open(
+        cls,
+        db_url: str | None = None,
+        *,
+        clock: Clock | None = None,
+        migrate_to_head: bool = False,
+        require_schema: bool = True,
+        **engine_options: Any,
+    ) -> Provisioner:
         home = paths.home()
         engine = make_engine(paths.database_url(db_url), **engine_options)
         app = cls(engine, master_key=MasterKey.from_environment(home), clock=clock, home=home)
@@ -121,8 +133,9 @@ class Provisioner:
             )
 
     @contextmanager
-    def transaction(self, *, read_only: bool = False,
-                    log_rows: list[Any] | None = None) -> Iterator[Context]:
+    def transaction(
+        self, *, read_only: bool = False, log_rows: list[Any] | None = None
+    ) -> Iterator[Context]:
         """One transaction; ``read_only``: see the module's documentation.
 
         ``log_rows`` (read-only only): the log rows to write are appended there
@@ -130,8 +143,7 @@ class Provisioner:
         using the result (an async server route does that in a worker thread).
         """
         session = self._sessions()
-        ctx = Context(session, self.clock, self.master_key, read_only=read_only,
-                      checks=self.checks)
+        ctx = Context(session, self.clock, self.master_key, read_only=read_only, checks=self.checks)
         try:
             if read_only:
                 with deferred_begin():

@@ -50,13 +50,25 @@ def generate(ctx: Context, actor: Actor, tenant: Tenant) -> GeneratedKey:
     require_can_receive(tenant)
     key = copykey.generate()
     now = ctx.clock.now()
-    row = CopyKeyRow(tenant_id=tenant.id, selector=key.selector, secret_hash=key.secret_hash,
-                     created_at=now, created_by=actor.login, expires_at=now + LIFETIME)
+    row = CopyKeyRow(
+        tenant_id=tenant.id,
+        selector=key.selector,
+        secret_hash=key.secret_hash,
+        created_at=now,
+        created_by=actor.login,
+        expires_at=now + LIFETIME,
+    )
     ctx.session.add(row)
     ctx.session.flush()
-    audit.record(ctx, tenant_id=tenant.id, actor=actor.login, action="copy_key:generated",
-                 subject=f"copy_key:{row.id}", selector=key.selector,
-                 expires_at=format_instant(row.expires_at))
+    audit.record(
+        ctx,
+        tenant_id=tenant.id,
+        actor=actor.login,
+        action="copy_key:generated",
+        subject=f"copy_key:{row.id}",
+        selector=key.selector,
+        expires_at=format_instant(row.expires_at),
+    )
     return GeneratedKey(row.id, key.text, key.selector, row.expires_at)
 
 
@@ -76,30 +88,45 @@ def state(row: CopyKeyRow, now: datetime, failures: int | None = None) -> str:
 
 def list_keys(ctx: Context, actor: Actor) -> list[CopyKeyRow]:
     require_admin(actor, "list copy keys")
-    return list(ctx.session.scalars(
-        select(CopyKeyRow).where(CopyKeyRow.tenant_id == actor.tenant_id)
-        .order_by(CopyKeyRow.id.desc())
-    ))
+    return list(
+        ctx.session.scalars(
+            select(CopyKeyRow)
+            .where(CopyKeyRow.tenant_id == actor.tenant_id)
+            .order_by(CopyKeyRow.id.desc())
+        )
+    )
 
 
 def revoke(ctx: Context, actor: Actor, key_ref: str) -> CopyKeyRow:
     """Revoke by id or selector (what ``key list`` shows)."""
     require_admin(actor, "revoke copy keys")
     number = parse_whole_number(key_ref) if len(key_ref) <= 9 else None
-    cond = (CopyKeyRow.id == number) if number is not None else (
-        CopyKeyRow.selector == key_ref.lower())
-    row = ctx.session.scalar(select(CopyKeyRow).where(cond,
-                                                      CopyKeyRow.tenant_id == actor.tenant_id))
+    cond = (
+        (CopyKeyRow.id == number)
+        if number is not None
+        else (CopyKeyRow.selector == key_ref.lower())
+    )
+    row = ctx.session.scalar(
+        select(CopyKeyRow).where(cond, CopyKeyRow.tenant_id == actor.tenant_id)
+    )
     if row is None:
-        raise NotFound(f"no copy key {key_ref!r} in tenant {actor.tenant_slug!r}",
-                       hint="'provisioner key list' shows the keys")
+        raise NotFound(
+            f"no copy key {key_ref!r} in tenant {actor.tenant_slug!r}",
+            hint="'provisioner key list' shows the keys",
+        )
     current = state(row, ctx.clock.now())
     if current in {"used", "revoked"}:
         raise KeyRejected(f"copy key {row.id} is already {current}")
     row.revoked_at = ctx.clock.now()
     row.revoked_by = actor.login
-    audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login, action="copy_key:revoked",
-                 subject=f"copy_key:{row.id}", selector=row.selector)
+    audit.record(
+        ctx,
+        tenant_id=actor.tenant_id,
+        actor=actor.login,
+        action="copy_key:revoked",
+        subject=f"copy_key:{row.id}",
+        selector=row.selector,
+    )
     return row
 
 
@@ -123,18 +150,21 @@ def serializing(ctx: Context, attempted_by: str) -> Any:
     if ctx.session.get_bind().dialect.name != "postgresql":
         return None
     return func.pg_advisory_xact_lock(
-        func.hashtextextended("provisioner/copy-key|" + attempted_by, 0))
+        func.hashtextextended("provisioner/copy-key|" + attempted_by, 0)
+    )
 
 
 def _failures(ctx: Context, attempted_by: str) -> Select[int, datetime]:
     """(number, earliest) of the actor's failed attempts within :data:`FAILURE_WINDOW`."""
     since = ctx.clock.now() - FAILURE_WINDOW
     return select(func.count().label("n"), func.min(KeyFailure.at).label("earliest")).where(
-        KeyFailure.actor == attempted_by, KeyFailure.at > since)
+        KeyFailure.actor == attempted_by, KeyFailure.at > since
+    )
 
 
-def check_rate(ctx: Context, attempted_by: str,
-               failures: tuple[int, datetime | None] | None = None) -> None:
+def check_rate(
+    ctx: Context, attempted_by: str, failures: tuple[int, datetime | None] | None = None
+) -> None:
     """Refuse an actor with too many recent failed attempts.
 
     ``failures``: the actor's (count, earliest) when the caller already read them.
@@ -153,24 +183,37 @@ def check_rate(ctx: Context, attempted_by: str,
         )
 
 
-def refuse(ctx: Context, attempted_by: str, row: CopyKeyRow | None, reason: str,
-           hint: str | None = None) -> KeyRejected:
+def refuse(
+    ctx: Context, attempted_by: str, row: CopyKeyRow | None, reason: str, hint: str | None = None
+) -> KeyRejected:
     """Record a failed redemption (kept even though the operation fails) and build the error.
 
     Callers must not have written anything else in this transaction: it is
     committed as is when the error propagates.
     """
-    ctx.session.add(KeyFailure(actor=attempted_by, selector=row.selector if row else None,
-                               at=ctx.clock.now(), reason=reason[:300]))
+    ctx.session.add(
+        KeyFailure(
+            actor=attempted_by,
+            selector=row.selector if row else None,
+            at=ctx.clock.now(),
+            reason=reason[:300],
+        )
+    )
     if row is not None:
         ctx.session.execute(
-            update(CopyKeyRow).where(CopyKeyRow.id == row.id)
+            update(CopyKeyRow)
+            .where(CopyKeyRow.id == row.id)
             .values(failed_attempts=CopyKeyRow.failed_attempts + 1)
             .execution_options(synchronize_session=False)
         )
-        audit.record(ctx, tenant_id=row.tenant_id, actor=attempted_by,
-                     action="copy_key:redemption_failed", subject=f"copy_key:{row.id}",
-                     reason=reason)
+        audit.record(
+            ctx,
+            tenant_id=row.tenant_id,
+            actor=attempted_by,
+            action="copy_key:redemption_failed",
+            subject=f"copy_key:{row.id}",
+            reason=reason,
+        )
     ctx.keep_writes_on_error()
     return KeyRejected(reason, hint=hint)
 
@@ -188,14 +231,24 @@ class Proof:
     def holds_for(self, row: CopyKeyRow) -> bool:
         if self.secret is not None:
             return hmac.compare_digest(row.secret_hash, self.secret.secret_hash)
-        expected = copykey.binding_for(row.secret_hash, self.bundle_id,
-                                       publisher_key_id=self.publisher_key_id,
-                                       source_tenant=self.source_tenant)
+        expected = copykey.binding_for(
+            row.secret_hash,
+            self.bundle_id,
+            publisher_key_id=self.publisher_key_id,
+            source_tenant=self.source_tenant,
+        )
         return self.binding is not None and hmac.compare_digest(expected, self.binding)
 
 
-def check(ctx: Context, *, selector: str, proof: Proof, attempted_by: str,
-          target: Tenant | None = None, serialized: bool = False) -> CopyKeyRow:
+def check(
+    ctx: Context,
+    *,
+    selector: str,
+    proof: Proof,
+    attempted_by: str,
+    target: Tenant | None = None,
+    serialized: bool = False,
+) -> CopyKeyRow:
     """Validate a redemption attempt, or record it as failed and raise KeyRejected.
 
     ``target``: the tenant the key must belong to (None: whichever tenant made it).
@@ -207,13 +260,18 @@ def check(ctx: Context, *, selector: str, proof: Proof, attempted_by: str,
         _serialize(ctx, attempted_by)
     # the key and the actor's failures in one round trip (both read after the lock)
     recent = _failures(ctx, attempted_by).subquery()
-    on_this_key = (select(func.count()).select_from(KeyFailure)  # by this actor, ever
-                   .where(KeyFailure.actor == attempted_by,
-                          KeyFailure.selector == CopyKeyRow.selector)
-                   .correlate(CopyKeyRow).scalar_subquery())
+    on_this_key = (
+        select(func.count())
+        .select_from(KeyFailure)  # by this actor, ever
+        .where(KeyFailure.actor == attempted_by, KeyFailure.selector == CopyKeyRow.selector)
+        .correlate(CopyKeyRow)
+        .scalar_subquery()
+    )
     found = ctx.session.execute(
-        select(CopyKeyRow, recent.c.n, recent.c.earliest, on_this_key).join(recent, true())
-        .where(CopyKeyRow.selector == selector)).first()
+        select(CopyKeyRow, recent.c.n, recent.c.earliest, on_this_key)
+        .join(recent, true())
+        .where(CopyKeyRow.selector == selector)
+    ).first()
     check_rate(ctx, attempted_by, None if found is None else (found[1], found[2]))
     row: CopyKeyRow | None = found[0] if found is not None else None
     unknown = "copy key does not exist (or was mistyped)"
@@ -222,18 +280,31 @@ def check(ctx: Context, *, selector: str, proof: Proof, attempted_by: str,
     if not proof.holds_for(row):  # said like "unknown": the selector alone proves nothing
         raise refuse(ctx, attempted_by, row, unknown, "check that you were given the right key")
     if target is not None and row.tenant_id != target.id:
-        raise refuse(ctx, attempted_by, row,
-                     f"copy key belongs to another tenant, not {target.slug!r}",
-                     "a bundle can only be received by the tenant whose admin generated its key")
+        raise refuse(
+            ctx,
+            attempted_by,
+            row,
+            f"copy key belongs to another tenant, not {target.slug!r}",
+            "a bundle can only be received by the tenant whose admin generated its key",
+        )
     assert found is not None
     current = state(row, ctx.clock.now(), found[3])
     if current == "expired":
-        raise refuse(ctx, attempted_by, row,
-                     f"copy key expired at {format_instant(row.expires_at)}",
-                     "ask the target tenant's admin for a new key (keys last 24 hours)")
+        raise refuse(
+            ctx,
+            attempted_by,
+            row,
+            f"copy key expired at {format_instant(row.expires_at)}",
+            "ask the target tenant's admin for a new key (keys last 24 hours)",
+        )
     if current != "active":
-        raise refuse(ctx, attempted_by, row, f"copy key was already {current}",
-                     "each key works once; ask the target tenant's admin for a new key")
+        raise refuse(
+            ctx,
+            attempted_by,
+            row,
+            f"copy key was already {current}",
+            "each key works once; ask the target tenant's admin for a new key",
+        )
     return row
 
 
@@ -243,21 +314,30 @@ def consuming(ctx: Context, row: CopyKeyRow, transfer_id: Any) -> Update:
     It matches (one row) only if the key is still unused, unrevoked and unexpired.
     """
     now = ctx.clock.now()
-    return (update(CopyKeyRow)
-            .where(CopyKeyRow.id == row.id, CopyKeyRow.used_at.is_(None),
-                   CopyKeyRow.revoked_at.is_(None), CopyKeyRow.expires_at > now)
-            .values(used_at=now, used_by_transfer=transfer_id))
+    return (
+        update(CopyKeyRow)
+        .where(
+            CopyKeyRow.id == row.id,
+            CopyKeyRow.used_at.is_(None),
+            CopyKeyRow.revoked_at.is_(None),
+            CopyKeyRow.expires_at > now,
+        )
+        .values(used_at=now, used_by_transfer=transfer_id)
+    )
 
 
 def already_used() -> KeyRejected:
     """The refusal when :func:`consuming` matched no row: another delivery won."""
-    return KeyRejected("copy key was already used by another delivery",
-                       hint="each key works once; ask the target tenant's admin for a new key")
+    return KeyRejected(
+        "copy key was already used by another delivery",
+        hint="each key works once; ask the target tenant's admin for a new key",
+    )
 
 
 def consume(ctx: Context, row: CopyKeyRow, transfer_id: int) -> None:
     """Mark the key used by ``transfer_id``: one guarded UPDATE, so exactly one sender wins."""
     consumed = ctx.session.execute(
-        consuming(ctx, row, transfer_id).execution_options(synchronize_session=False))
+        consuming(ctx, row, transfer_id).execution_options(synchronize_session=False)
+    )
     if consumed.rowcount != 1:  # type: ignore[attr-defined]
         raise already_used()

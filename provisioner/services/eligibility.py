@@ -32,7 +32,8 @@ def require_can_send(tenant: Tenant) -> None:
     if tenant.is_sandbox:
         raise TransferRefused(
             f"tenant {tenant.slug!r} is a sandbox, and a sandbox cannot send configurations",
-            hint="make the change in the production tenant (a sandbox is for trying them)")
+            hint="make the change in the production tenant (a sandbox is for trying them)",
+        )
 
 
 def require_can_receive(tenant: Tenant) -> None:

@@ -51,37 +51,48 @@ class Base:
     transfer_id: int | None = None  # the latest entry's transfer
 
     def describe(self) -> dict[str, Any]:
-        return {"source": self.source, "source_version": self.source_version,
-                "transfer": self.transfer_id, "sections": sorted(self.sections,
-                                                                key=SECTION_NAMES.index)}
+        return {
+            "source": self.source,
+            "source_version": self.source_version,
+            "transfer": self.transfer_id,
+            "sections": sorted(self.sections, key=SECTION_NAMES.index),
+        }
 
 
 def _entries(ctx: Context, tenant_id: int, source: str | None = None) -> list[Any]:
-    query = (select(LineageEntry, Transfer.status)
-             .join(Transfer, Transfer.id == LineageEntry.transfer_id)
-             .where(LineageEntry.tenant_id == tenant_id, Transfer.status == "applied")
-             .order_by(LineageEntry.id.desc()))
+    query = (
+        select(LineageEntry, Transfer.status)
+        .join(Transfer, Transfer.id == LineageEntry.transfer_id)
+        .where(LineageEntry.tenant_id == tenant_id, Transfer.status == "applied")
+        .order_by(LineageEntry.id.desc())
+    )
     if source is not None:
         query = query.where(LineageEntry.source == source)
     return [entry for entry, _ in ctx.session.execute(query)]
 
 
-def base(ctx: Context, tenant_id: int, source: str,
-         sections: Iterable[str] | None = None) -> Base | None:
+def base(
+    ctx: Context, tenant_id: int, source: str, sections: Iterable[str] | None = None
+) -> Base | None:
     """The base for an upgrade from ``source`` (None: the tenant never took from it)."""
     entries = _entries(ctx, tenant_id, source)
     if not entries:
         return None
     wanted = set(SECTION_NAMES if sections is None else sections)
-    found = Base(source, source_version=entries[0].source_version,
-                 transfer_id=entries[0].transfer_id)
+    found = Base(
+        source, source_version=entries[0].source_version, transfer_id=entries[0].transfer_id
+    )
     owner: dict[str, int] = {}
     for entry in entries:  # newest first: the first entry naming a section is its base
         for name in entry.sections:
             if name in wanted and name not in owner:
                 owner[name] = entry.transfer_id
-    documents = {tid: orjson.loads(doc) for tid, doc in ctx.session.execute(
-        select(Transfer.id, Transfer.incoming).where(Transfer.id.in_(set(owner.values()))))}
+    documents = {
+        tid: orjson.loads(doc)
+        for tid, doc in ctx.session.execute(
+            select(Transfer.id, Transfer.incoming).where(Transfer.id.in_(set(owner.values())))
+        )
+    }
     for name, tid in owner.items():
         value = documents[tid].get(name)
         if value is not None:
@@ -90,8 +101,9 @@ def base(ctx: Context, tenant_id: int, source: str,
     return found
 
 
-def base_keys(ctx: Context, tenant_ids: Sequence[int],
-              source: str) -> dict[int, tuple[tuple[str, tuple[str, ...]], ...]]:
+def base_keys(
+    ctx: Context, tenant_ids: Sequence[int], source: str
+) -> dict[int, tuple[tuple[str, tuple[str, ...]], ...]]:
     """Per tenant with a base from ``source``: what its base is made of (one query).
 
     The key lists (bundle digest, sections) of the entries that count, so tenants
@@ -102,22 +114,37 @@ def base_keys(ctx: Context, tenant_ids: Sequence[int],
     rows = ctx.session.execute(
         select(LineageEntry.tenant_id, LineageEntry.bundle_digest, LineageEntry.sections)
         .join(Transfer, Transfer.id == LineageEntry.transfer_id)
-        .where(LineageEntry.tenant_id.in_(list(tenant_ids)), LineageEntry.source == source,
-               Transfer.status == "applied")
-        .order_by(LineageEntry.tenant_id, LineageEntry.id))
+        .where(
+            LineageEntry.tenant_id.in_(list(tenant_ids)),
+            LineageEntry.source == source,
+            Transfer.status == "applied",
+        )
+        .order_by(LineageEntry.tenant_id, LineageEntry.id)
+    )
     for tenant_id, digest, sections in rows:
         keys[tenant_id] = (*keys.get(tenant_id, ()), (digest, tuple(sections)))
     return keys
 
 
-def record(ctx: Context, transfer: Transfer, sections: Sequence[str],
-           applied_version: int | None) -> None:
+def record(
+    ctx: Context, transfer: Transfer, sections: Sequence[str], applied_version: int | None
+) -> None:
     """Note an applied transfer: its sections' base from its source moves to what arrived."""
-    record_many(ctx, [dict(
-        tenant_id=transfer.tenant_id, source=source_of(transfer), transfer_id=transfer.id,
-        source_version=transfer.source_version, source_digest=transfer.source_digest,
-        bundle_digest=transfer.payload_digest, sections=list(sections),
-        applied_version=applied_version)])
+    record_many(
+        ctx,
+        [
+            dict(
+                tenant_id=transfer.tenant_id,
+                source=source_of(transfer),
+                transfer_id=transfer.id,
+                source_version=transfer.source_version,
+                source_digest=transfer.source_digest,
+                bundle_digest=transfer.payload_digest,
+                sections=list(sections),
+                applied_version=applied_version,
+            )
+        ],
+    )
 
 
 def record_many(ctx: Context, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -142,15 +169,24 @@ def describe(ctx: Context, tenant_id: int, current: Mapping[str, Any]) -> list[d
         assert found is not None
         entries = _entries(ctx, tenant_id, source)
         latest = entries[0]
-        local = merge3({**current, **found.sections}, current,
-                       {**current, **found.sections}, sections=list(found.sections))
-        out.append({
-            "source": source, "source_version": latest.source_version,
-            "source_digest": latest.source_digest, "bundle_digest": latest.bundle_digest,
-            "transfer": latest.transfer_id, "applied_version": latest.applied_version,
-            "taken_at": latest.created_at.isoformat(),
-            "sections": sorted(found.sections, key=SECTION_NAMES.index),
-            "transfers": [e.transfer_id for e in entries],
-            "local_changes": local.kept,
-        })
+        local = merge3(
+            {**current, **found.sections},
+            current,
+            {**current, **found.sections},
+            sections=list(found.sections),
+        )
+        out.append(
+            {
+                "source": source,
+                "source_version": latest.source_version,
+                "source_digest": latest.source_digest,
+                "bundle_digest": latest.bundle_digest,
+                "transfer": latest.transfer_id,
+                "applied_version": latest.applied_version,
+                "taken_at": latest.created_at.isoformat(),
+                "sections": sorted(found.sections, key=SECTION_NAMES.index),
+                "transfers": [e.transfer_id for e in entries],
+                "local_changes": local.kept,
+            }
+        )
     return out

@@ -58,10 +58,10 @@ VERSIONS: dict[str, int] = {"search": 1, "usage": 1}
 #: what each version changed, printed by ``init`` when it rebuilds (also in CHANGELOG.md)
 NOTES: dict[tuple[str, int], str] = {
     ("search", 1): "search text, search index and tallies are computed again by this "
-                   "release (a deleted company's name no longer stays in its former "
-                   "contacts' search text)",
+    "release (a deleted company's name no longer stays in its former "
+    "contacts' search text)",
     ("usage", 1): "disk usage counts the UTF-8 bytes of every stored configuration "
-                  "version and of every received bundle file as stored",
+    "version and of every received bundle file as stored",
 }
 
 
@@ -80,8 +80,13 @@ class Report:
 
     @property
     def clean(self) -> bool:
-        return not (self.search_text or self.search_index or self.tallies or self.sizes
-                    or self.company_index)
+        return not (
+            self.search_text
+            or self.search_index
+            or self.tallies
+            or self.sizes
+            or self.company_index
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"clean": self.clean}
@@ -103,16 +108,20 @@ def reindex(ctx: Context, tenant: Tenant, *, check: bool = False) -> Report:
         if stale:
             contacts = CrmContact.__table__
             assert isinstance(contacts, Table)
-            conn.execute(update(contacts).where(contacts.c.tenant_id == tenant.id,
-                                                contacts.c.id == bindparam("contact_id"))
-                         .values(search_text=bindparam("text")),
-                         [{"contact_id": cid, "text": new} for cid, new in stale])
-        report.search_index = _rebuild_index(conn, tenant.id,
-                                             {cid: new for cid, (_, new) in texts.items()})
+            conn.execute(
+                update(contacts)
+                .where(contacts.c.tenant_id == tenant.id, contacts.c.id == bindparam("contact_id"))
+                .values(search_text=bindparam("text")),
+                [{"contact_id": cid, "text": new} for cid, new in stale],
+            )
+        report.search_index = _rebuild_index(
+            conn, tenant.id, {cid: new for cid, (_, new) in texts.items()}
+        )
         report.company_index = company_search.rebuild(conn, tenant.id)
         stored, fresh = tally.stored(conn, tenant.id), tally.recount(conn, tenant.id)
-        report.tallies = len({k for k in stored.keys() | fresh.keys()
-                              if stored.get(k) != fresh.get(k)})
+        report.tallies = len(
+            {k for k in stored.keys() | fresh.keys() if stored.get(k) != fresh.get(k)}
+        )
         if report.tallies:
             tally.rebuild(conn, tenant.id)
         report.sizes = _sizes(session, tenant.id)
@@ -132,27 +141,30 @@ def _changes(session: Session, *, keep: bool) -> Iterator[None]:
 
 def _search_texts(conn: Connection, tenant_id: int) -> dict[int, tuple[str, str]]:
     """Contact id -> (stored search text, the text computed now)."""
-    companies = dict(conn.execute(select(CrmCompany.id, CrmCompany.name).where(
-        CrmCompany.tenant_id == tenant_id)).all())
+    companies = dict(
+        conn.execute(
+            select(CrmCompany.id, CrmCompany.name).where(CrmCompany.tenant_id == tenant_id)
+        ).all()
+    )
     columns = [CrmContact.__table__.c[name] for name in records.SEARCH_PARTS]
     out: dict[int, tuple[str, str]] = {}
-    for row in conn.execute(select(CrmContact.id, CrmContact.search_text,
-                                   CrmContact.company_id, *columns)
-                            .where(CrmContact.tenant_id == tenant_id)
-                            .order_by(CrmContact.id)).mappings():
+    for row in conn.execute(
+        select(CrmContact.id, CrmContact.search_text, CrmContact.company_id, *columns)
+        .where(CrmContact.tenant_id == tenant_id)
+        .order_by(CrmContact.id)
+    ).mappings():
         company = companies.get(row["company_id"], "") if row["company_id"] else ""
-        out[row["id"]] = (row["search_text"] or "",
-                          records.search_text(dict(row), company))
+        out[row["id"]] = (row["search_text"] or "", records.search_text(dict(row), company))
     return out
 
 
-def _index_digest(conn: Connection, tenant_id: int) -> tuple[dict[tuple[str, int], bytes],
-                                                             int]:
+def _index_digest(conn: Connection, tenant_id: int) -> tuple[dict[tuple[str, int], bytes], int]:
     """(gram, block) -> a digest of its contact ids; and the number of entries."""
     out: dict[tuple[str, int], bytes] = {}
     table = CrmSearchGram.__table__
-    for gram, block, data in conn.execute(select(table.c.gram, table.c.block, table.c.data)
-                                          .where(table.c.tenant_id == tenant_id)):
+    for gram, block, data in conn.execute(
+        select(table.c.gram, table.c.block, table.c.data).where(table.c.tenant_id == tenant_id)
+    ):
         ids = array("I", search_index.members(search_index.decode(data)))
         if ids:
             out[(gram, block)] = hashlib.blake2b(ids.tobytes(), digest_size=16).digest()
@@ -175,14 +187,18 @@ def _sizes(session: Session, tenant_id: int) -> int:
     """Stored sizes that differ from the bytes they measure, corrected in place."""
     wrong = 0
     for version, size, document in session.execute(
-            select(ConfigVersion.version, ConfigVersion.size_bytes, ConfigVersion.document)
-            .where(ConfigVersion.tenant_id == tenant_id)):
+        select(ConfigVersion.version, ConfigVersion.size_bytes, ConfigVersion.document).where(
+            ConfigVersion.tenant_id == tenant_id
+        )
+    ):
         actual = len(document.encode("utf-8"))
         if size != actual:
             wrong += 1
-            session.execute(update(ConfigVersion).where(
-                ConfigVersion.tenant_id == tenant_id, ConfigVersion.version == version)
-                .values(size_bytes=actual))
+            session.execute(
+                update(ConfigVersion)
+                .where(ConfigVersion.tenant_id == tenant_id, ConfigVersion.version == version)
+                .values(size_bytes=actual)
+            )
     for transfer in session.scalars(select(Transfer).where(Transfer.tenant_id == tenant_id)):
         actual = len(transfers.bundle_file(transfer))
         if transfer.envelope_bytes != actual:
@@ -204,33 +220,47 @@ class Refresh:
 
     @property
     def notes(self) -> list[str]:
-        return [NOTES[(name, v)] for name, (old, new) in sorted(self.stale.items())
-                for v in range(old + 1, new + 1) if (name, v) in NOTES]
+        return [
+            NOTES[(name, v)]
+            for name, (old, new) in sorted(self.stale.items())
+            for v in range(old + 1, new + 1)
+            if (name, v) in NOTES
+        ]
 
     def describe(self) -> list[str]:
         """Lines for ``init``: what was rebuilt and why, usage that changed."""
         if not self.stale:
             return []
-        kinds = ", ".join(f"{name} {old} -> {new}"
-                          for name, (old, new) in sorted(self.stale.items()))
+        kinds = ", ".join(
+            f"{name} {old} -> {new}" for name, (old, new) in sorted(self.stale.items())
+        )
         differed = sum(1 for r in self.reports if not r.clean)
-        lines = [f"rebuilt the derived data of {len(self.reports):,} tenant(s) computed by "
-                 f"an older release (derived-data versions {kinds}); {differed:,} differed"]
+        lines = [
+            f"rebuilt the derived data of {len(self.reports):,} tenant(s) computed by "
+            f"an older release (derived-data versions {kinds}); {differed:,} differed"
+        ]
         lines += [f"  changed in this release: {note}" for note in self.notes]
-        lines += [f"  disk usage of {slug}: {before:,} -> {after:,} bytes"
-                  for slug, before, after in self.usage]
+        lines += [
+            f"  disk usage of {slug}: {before:,} -> {after:,} bytes"
+            for slug, before, after in self.usage
+        ]
         return lines
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stale": {k: {"from": a, "to": b} for k, (a, b) in self.stale.items()},
-                "notes": self.notes, "tenants": [r.to_dict() for r in self.reports],
-                "usage": [{"tenant": t, "before": a, "after": b} for t, a, b in self.usage]}
+        return {
+            "stale": {k: {"from": a, "to": b} for k, (a, b) in self.stale.items()},
+            "notes": self.notes,
+            "tenants": [r.to_dict() for r in self.reports],
+            "usage": [{"tenant": t, "before": a, "after": b} for t, a, b in self.usage],
+        }
 
 
 def stored_versions(ctx: Context) -> dict[str, int]:
     """The versions of the code that computed the database's derived data (none: 0)."""
-    return {name: int(version) for name, version in
-            ctx.session.execute(select(DerivedData.name, DerivedData.version))}
+    return {
+        name: int(version)
+        for name, version in ctx.session.execute(select(DerivedData.name, DerivedData.version))
+    }
 
 
 def _record_versions(ctx: Context) -> None:
@@ -245,8 +275,9 @@ def _record_versions(ctx: Context) -> None:
     ctx.session.flush()
 
 
-def refresh(app: Provisioner, *, created: bool = False,
-            progress: Callable[[str], None] | None = None) -> Refresh:
+def refresh(
+    app: Provisioner, *, created: bool = False, progress: Callable[[str], None] | None = None
+) -> Refresh:
     """Rebuild the derived data an older release computed differently (``init``).
 
     A new database (``created``) only records this release's versions. Otherwise
@@ -257,9 +288,15 @@ def refresh(app: Provisioner, *, created: bool = False,
     """
     with app.transaction() as ctx:
         stored = stored_versions(ctx)
-        stale = {} if created else {name: (stored.get(name, 0), version)
-                                    for name, version in VERSIONS.items()
-                                    if stored.get(name, 0) < version}
+        stale = (
+            {}
+            if created
+            else {
+                name: (stored.get(name, 0), version)
+                for name, version in VERSIONS.items()
+                if stored.get(name, 0) < version
+            }
+        )
         ids = [t.id for t in tenants.list_all(ctx)] if stale else []
     result = Refresh(stale, [], [])
     for tenant_id in ids:
@@ -273,8 +310,9 @@ def refresh(app: Provisioner, *, created: bool = False,
         if before != after:
             result.usage.append((slug, before, after))
         if progress is not None:
-            progress(f"{slug}: {report.contacts:,} contacts"
-                     + ("" if report.clean else ", rebuilt"))
+            progress(
+                f"{slug}: {report.contacts:,} contacts" + ("" if report.clean else ", rebuilt")
+            )
     if stale or created or set(VERSIONS) - set(stored):
         with app.transaction() as ctx:
             _record_versions(ctx)

@@ -54,15 +54,21 @@ def _position(dialect: str, column: ColumnElement[Any], needle: str) -> ColumnEl
     return func.instr(column, literal(needle))
 
 
-def _text(op: str, column: ColumnElement[Any], wanted: Any, kind: str, dialect: str
-          ) -> ColumnElement[bool] | None:
+def _text(
+    op: str, column: ColumnElement[Any], wanted: Any, kind: str, dialect: str
+) -> ColumnElement[bool] | None:
     if op == "empty":
         return column == ""
     if op == "not_empty":
         return column != ""
     if wanted is None:
-        return (column == "") if op == "eq" else (column != "") if op == "ne" else (
-            None if op == "contains" else false())
+        return (
+            (column == "")
+            if op == "eq"
+            else (column != "")
+            if op == "ne"
+            else (None if op == "contains" else false())
+        )
     if isinstance(wanted, bool):
         return None
     text = str(wanted)
@@ -85,13 +91,15 @@ def _number(op: str, column: ColumnElement[Any], wanted: Any) -> ColumnElement[b
     if op == "not_empty":
         return column.is_not(None)
     if op in ("gt", "lt") and _looks_numeric(wanted):
-        return and_(column.is_not(None),
-                    column > float(wanted) if op == "gt" else column < float(wanted))
+        return and_(
+            column.is_not(None), column > float(wanted) if op == "gt" else column < float(wanted)
+        )
     return None
 
 
-def _checkbox(op: str, mask: ColumnElement[Any], index: int, wanted: Any
-              ) -> ColumnElement[bool] | None:
+def _checkbox(
+    op: str, mask: ColumnElement[Any], index: int, wanted: Any
+) -> ColumnElement[bool] | None:
     bit = mask.op("&")(1 << (index - 1)) != 0
     if op in ("empty", "not_empty"):
         return ~bit if op == "empty" else bit
@@ -101,8 +109,9 @@ def _checkbox(op: str, mask: ColumnElement[Any], index: int, wanted: Any
     return None
 
 
-def _classification(op: str, stored: ColumnElement[Any], wanted: Any, dialect: str
-                    ) -> ColumnElement[bool] | None:
+def _classification(
+    op: str, stored: ColumnElement[Any], wanted: Any, dialect: str
+) -> ColumnElement[bool] | None:
     if op in ("empty", "not_empty"):
         return (stored == "") if op == "empty" else (stored != "")
     if op in ("eq", "contains", "ne") and isinstance(wanted, str) and wanted:
@@ -111,8 +120,9 @@ def _classification(op: str, stored: ColumnElement[Any], wanted: Any, dialect: s
     return None
 
 
-def condition_sql(workflow: Workflow, table: Table, fields: dict[str, str], dialect: str
-                  ) -> ColumnElement[bool] | None:
+def condition_sql(
+    workflow: Workflow, table: Table, fields: dict[str, str], dialect: str
+) -> ColumnElement[bool] | None:
     """The workflow's conditions over ``table`` (``fields``: column -> kind, as the
     record type declares them), or None when some condition has no exact SQL form."""
     parts: list[ColumnElement[bool]] = []
@@ -122,11 +132,17 @@ def condition_sql(workflow: Workflow, table: Table, fields: dict[str, str], dial
             return None
         part: ColumnElement[bool] | None
         if name.startswith("checkbox_") and name[9:].isascii() and name[9:].isdigit():
-            part = (_checkbox(cond.op, table.c.checkboxes, int(name[9:]), cond.value)
-                    if "checkboxes" in table.c else None)
+            part = (
+                _checkbox(cond.op, table.c.checkboxes, int(name[9:]), cond.value)
+                if "checkboxes" in table.c
+                else None
+            )
         elif name == "classification":
-            part = (_classification(cond.op, table.c.classifications, cond.value, dialect)
-                    if "classifications" in table.c else None)
+            part = (
+                _classification(cond.op, table.c.classifications, cond.value, dialect)
+                if "classifications" in table.c
+                else None
+            )
         elif name in fields and name in table.c:
             kind = fields[name]
             if kind in ("str", "text", "date"):
@@ -145,7 +161,8 @@ def condition_sql(workflow: Workflow, table: Table, fields: dict[str, str], dial
     return and_(*parts) if workflow.conditions.match == "all" else or_(*parts)
 
 
-def classification_absent(stored: ColumnElement[Any], code: str, dialect: str
-                          ) -> ColumnElement[bool]:
+def classification_absent(
+    stored: ColumnElement[Any], code: str, dialect: str
+) -> ColumnElement[bool]:
     """Rows whose classifications do not hold ``code`` yet."""
     return _position(dialect, stored, f",{code},") == 0

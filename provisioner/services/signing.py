@@ -42,18 +42,24 @@ def create_key(ctx: Context, tenant: Tenant) -> SigningKey:
     private = generate_private_key()
     kid = key_id(private.public_key())
     sealed = ctx.master_key.seal(private_raw(private), aad=_aad(tenant.id, kid))
-    row = SigningKey(tenant_id=tenant.id, key_id=kid, public_key=raw_public(private.public_key()),
-                     wrapped_key=sealed.wrapped_key, ciphertext=sealed.ciphertext,
-                     created_at=ctx.clock.now())
+    row = SigningKey(
+        tenant_id=tenant.id,
+        key_id=kid,
+        public_key=raw_public(private.public_key()),
+        wrapped_key=sealed.wrapped_key,
+        ciphertext=sealed.ciphertext,
+        created_at=ctx.clock.now(),
+    )
     ctx.session.add(row)
     return row
 
 
 def _active_key(ctx: Context, tenant_id: int) -> SigningKey:
     row = ctx.session.scalar(
-        select(SigningKey).where(SigningKey.tenant_id == tenant_id,
-                                 SigningKey.retired_at.is_(None))
-        .order_by(SigningKey.id.desc()).limit(1)
+        select(SigningKey)
+        .where(SigningKey.tenant_id == tenant_id, SigningKey.retired_at.is_(None))
+        .order_by(SigningKey.id.desc())
+        .limit(1)
     )
     if row is None:
         raise NotFound("this tenant has no signing key")
@@ -67,8 +73,9 @@ def signer(ctx: Context, tenant_id: int) -> Ed25519PrivateKey:
 def signer_with_id(ctx: Context, tenant_id: int) -> tuple[str, Ed25519PrivateKey]:
     """The tenant's active key id and private key (one read of the key row)."""
     row = _active_key(ctx, tenant_id)
-    raw = ctx.master_key.open(Sealed(row.wrapped_key, row.ciphertext),
-                              aad=_aad(tenant_id, row.key_id))
+    raw = ctx.master_key.open(
+        Sealed(row.wrapped_key, row.ciphertext), aad=_aad(tenant_id, row.key_id)
+    )
     return row.key_id, private_from_raw(raw)
 
 
@@ -92,16 +99,23 @@ def public_key_pem(ctx: Context, tenant_id: int) -> str:
 
 
 def pinned(ctx: Context, tenant_id: int) -> list[TrustedPublisher]:
-    return list(ctx.session.scalars(
-        select(TrustedPublisher).where(TrustedPublisher.tenant_id == tenant_id)
-        .order_by(TrustedPublisher.id)
-    ))
+    return list(
+        ctx.session.scalars(
+            select(TrustedPublisher)
+            .where(TrustedPublisher.tenant_id == tenant_id)
+            .order_by(TrustedPublisher.id)
+        )
+    )
 
 
-def resolver_for(ctx: Context, tenant_id: int,
-                 extra: Iterable[Ed25519PublicKey] = (), *,
-                 pins: Sequence[TrustedPublisher] | None = None,
-                 owners: dict[str, Tenant | None] | None = None) -> KeyResolver:
+def resolver_for(
+    ctx: Context,
+    tenant_id: int,
+    extra: Iterable[Ed25519PublicKey] = (),
+    *,
+    pins: Sequence[TrustedPublisher] | None = None,
+    owners: dict[str, Tenant | None] | None = None,
+) -> KeyResolver:
     """Keys the tenant accepts signatures from.
 
     With pinned publishers: exactly those. Without: any tenant key of this
@@ -112,8 +126,10 @@ def resolver_for(ctx: Context, tenant_id: int,
     the key (None: no tenant) for every key looked up in the database, read in
     the same query as the key (see :func:`tenant_key`).
     """
-    pinned_keys = {p.key_id: public_from_raw(p.public_key)
-                   for p in (pinned(ctx, tenant_id) if pins is None else pins)}
+    pinned_keys = {
+        p.key_id: public_from_raw(p.public_key)
+        for p in (pinned(ctx, tenant_id) if pins is None else pins)
+    }
     if pinned_keys:
         return pinned_keys.get
     explicit = {key_id(k): k for k in extra}
@@ -141,37 +157,60 @@ def tenant_key(ctx: Context, kid: str) -> tuple[Ed25519PublicKey, Tenant] | None
     One round trip (key and tenant joined): :func:`any_tenant_key` and :func:`owner_of`.
     """
     row = ctx.session.execute(
-        select(SigningKey.public_key, Tenant).join(Tenant, Tenant.id == SigningKey.tenant_id)
-        .where(SigningKey.key_id == kid)).first()
+        select(SigningKey.public_key, Tenant)
+        .join(Tenant, Tenant.id == SigningKey.tenant_id)
+        .where(SigningKey.key_id == kid)
+    ).first()
     return (public_from_raw(row[0]), row[1]) if row else None
 
 
-def trust(ctx: Context, actor: Actor, pem: bytes, *, label: str,
-          policy: str = "manual") -> TrustedPublisher:
+def trust(
+    ctx: Context, actor: Actor, pem: bytes, *, label: str, policy: str = "manual"
+) -> TrustedPublisher:
     require_admin(actor, "pin trusted publishers")
     if policy not in POLICIES:
         raise ValidationFailed(f"unknown policy {policy!r}", hint="use manual or auto")
     public = load_public_pem(pem)
     kid = key_id(public)
-    existing = ctx.session.scalar(select(TrustedPublisher).where(
-        TrustedPublisher.tenant_id == actor.tenant_id, TrustedPublisher.key_id == kid))
+    existing = ctx.session.scalar(
+        select(TrustedPublisher).where(
+            TrustedPublisher.tenant_id == actor.tenant_id, TrustedPublisher.key_id == kid
+        )
+    )
     if existing is not None:
         raise AlreadyExists(f"publisher key {kid} is already trusted as {existing.label!r}")
-    row = TrustedPublisher(tenant_id=actor.tenant_id, key_id=kid, public_key=raw_public(public),
-                           label=label, policy=policy, added_at=ctx.clock.now(),
-                           added_by=actor.login)
+    row = TrustedPublisher(
+        tenant_id=actor.tenant_id,
+        key_id=kid,
+        public_key=raw_public(public),
+        label=label,
+        policy=policy,
+        added_at=ctx.clock.now(),
+        added_by=actor.login,
+    )
     ctx.session.add(row)
-    audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login, action="publisher:trusted",
-                 subject=kid, label=label, policy=policy)
+    audit.record(
+        ctx,
+        tenant_id=actor.tenant_id,
+        actor=actor.login,
+        action="publisher:trusted",
+        subject=kid,
+        label=label,
+        policy=policy,
+    )
     return row
 
 
 def untrust(ctx: Context, actor: Actor, kid: str) -> None:
     require_admin(actor, "remove trusted publishers")
-    row = ctx.session.scalar(select(TrustedPublisher).where(
-        TrustedPublisher.tenant_id == actor.tenant_id, TrustedPublisher.key_id == kid))
+    row = ctx.session.scalar(
+        select(TrustedPublisher).where(
+            TrustedPublisher.tenant_id == actor.tenant_id, TrustedPublisher.key_id == kid
+        )
+    )
     if row is None:
         raise NotFound(f"publisher key {kid} is not trusted by {actor.tenant_slug!r}")
     ctx.session.delete(row)
-    audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login,
-                 action="publisher:untrusted", subject=kid)
+    audit.record(
+        ctx, tenant_id=actor.tenant_id, actor=actor.login, action="publisher:untrusted", subject=kid
+    )

@@ -105,14 +105,21 @@ class Context:
         """Scope the rest of the transaction to a tenant (see :meth:`tenant_scope`)."""
         self._scope(tenant_id)
 
-    def run_pipelined(self, statements: Sequence[Select[Any]], values: Mapping[str, Any], *,
-                      tenant_id: int, commit: bool = False) -> list[list[SimpleNamespace]]:
+    def run_pipelined(
+        self,
+        statements: Sequence[Select[Any]],
+        values: Mapping[str, Any],
+        *,
+        tenant_id: int,
+        commit: bool = False,
+    ) -> list[list[SimpleNamespace]]:
         """PostgreSQL: scope the transaction to ``tenant_id`` and run the statements, in
         one round trip (:func:`provisioner.db.pipeline.run`; ``commit``: end the
         transaction in it, then the scope ends with it)."""
         self.session.flush()  # what is pending is written first, as the statements expect
-        rows = pipeline.run(self.session.connection(), statements, values,
-                            tenant_id=tenant_id, commit=commit)
+        rows = pipeline.run(
+            self.session.connection(), statements, values, tenant_id=tenant_id, commit=commit
+        )
         self.scoped_tenant = None if commit else tenant_id
         return rows
 

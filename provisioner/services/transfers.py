@@ -90,9 +90,14 @@ ApproveMode = Literal["replace", "merge", "upgrade"]
 
 
 @paused_gc()  # a large document is thousands of cycle-free containers
-def export(ctx: Context, actor: Actor, *, key_text: str | None = None,
-           only: Iterable[str] | None = None,
-           lifetime: timedelta = UNBOUND_LIFETIME) -> bytes:
+def export(
+    ctx: Context,
+    actor: Actor,
+    *,
+    key_text: str | None = None,
+    only: Iterable[str] | None = None,
+    lifetime: timedelta = UNBOUND_LIFETIME,
+) -> bytes:
     """The source tenant's configuration as a signed bundle (file bytes).
 
     With a copy key the bundle is bound to it: its audience names the key and
@@ -106,8 +111,10 @@ def export(ctx: Context, actor: Actor, *, key_text: str | None = None,
     config: dict[str, Any] | bytes = document
     if sections is not None:
         data = orjson.loads(document)
-        config = {"schema_version": data["schema_version"],
-                  **{name: data[name] for name in sections}}
+        config = {
+            "schema_version": data["schema_version"],
+            **{name: data[name] for name in sections},
+        }
     now = ctx.clock.now()
     bundle_id = bundle_payload.new_bundle_id()
     audience = None
@@ -118,35 +125,49 @@ def export(ctx: Context, actor: Actor, *, key_text: str | None = None,
         row = ctx.session.execute(
             select(CopyKeyRow.expires_at, Tenant.slug)
             .outerjoin(Tenant, Tenant.id == CopyKeyRow.tenant_id)
-            .where(CopyKeyRow.selector == key.selector)).first()
+            .where(CopyKeyRow.selector == key.selector)
+        ).first()
         target_slug = None
         if row is not None:  # the target lives in this deployment
             expires_at = min(expires_at, as_utc(row.expires_at))
             target_slug = row.slug
         else:
             expires_at = min(expires_at, now + copykeys.LIFETIME)
-        audience = Audience(copy_key=key.selector, tenant=target_slug,
-                            binding=key.binding(bundle_id, source_tenant=source.slug,
-                                                publisher_key_id=key_id))
+        audience = Audience(
+            copy_key=key.selector,
+            tenant=target_slug,
+            binding=key.binding(bundle_id, source_tenant=source.slug, publisher_key_id=key_id),
+        )
     raw = build_bundle(
         config=config,
-        source=Source(tenant=source.slug, name=source.name, config_version=version,
-                      config_digest=digest),
+        source=Source(
+            tenant=source.slug, name=source.name, config_version=version, config_digest=digest
+        ),
         signer=private_key,
-        created_at=now, expires_at=expires_at, audience=audience, bundle_id=bundle_id,
+        created_at=now,
+        expires_at=expires_at,
+        audience=audience,
+        bundle_id=bundle_id,
     )
-    audit.record(ctx, tenant_id=source.id, actor=actor.login, action="bundle:exported",
-                 subject=bundle_id, config_version=version,
-                 sections=list(sections or []) or "all",
-                 copy_key=audience.copy_key if audience else None)
+    audit.record(
+        ctx,
+        tenant_id=source.id,
+        actor=actor.login,
+        action="bundle:exported",
+        subject=bundle_id,
+        config_version=version,
+        sections=list(sections or []) or "all",
+        copy_key=audience.copy_key if audience else None,
+    )
     return raw
 
 
 # --------------------------------------------------------------------------- receive
 
 
-def data_impact_of(ctx: Context, tenant_id: int, base: Mapping[str, Any],
-                   result: Mapping[str, Any] | bytes) -> dict[str, Any]:
+def data_impact_of(
+    ctx: Context, tenant_id: int, base: Mapping[str, Any], result: Mapping[str, Any] | bytes
+) -> dict[str, Any]:
     """What going from ``base`` to ``result`` does to the tenant's records, counted now."""
     if not data_impact.has_records(ctx, tenant_id):
         return data_impact.NO_IMPACT
@@ -156,8 +177,9 @@ def data_impact_of(ctx: Context, tenant_id: int, base: Mapping[str, Any],
     return data_impact.impact(ctx, tenant_id, base, result)
 
 
-def make_plan(base: configs.Current, incoming: dict[str, Any], *, mode: Mode,
-          only: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+def make_plan(
+    base: configs.Current, incoming: dict[str, Any], *, mode: Mode, only: Sequence[str] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(resulting document data, plan) for taking ``incoming`` onto ``base``.
 
     The plan's ``impact`` (records affected) is filled in by the caller, which
@@ -172,8 +194,11 @@ def make_plan(base: configs.Current, incoming: dict[str, Any], *, mode: Mode,
         # replace puts whole sections side by side, each already normalised and valid
         # (the stored document, and the bundle's sections): only references can break
         check_references(result, what=what)
-    sections = [name for name in (only or incoming) if name in result and name in incoming
-                and name != "schema_version"]
+    sections = [
+        name
+        for name in (only or incoming)
+        if name in result and name in incoming and name != "schema_version"
+    ]
     plan_sections = [p for p in config_diff.PLAN_SECTIONS if p.split(".")[0] in sections]
     changes = config_diff.diff(base.data, result, plan_sections)
     plan = {
@@ -187,19 +212,35 @@ def make_plan(base: configs.Current, incoming: dict[str, Any], *, mode: Mode,
     return result, plan
 
 
-def upgrade_plan(head: configs.Current, incoming: dict[str, Any], ancestor: lineage.Base, *,
-                 only: Sequence[str] | None = None, keep: Iterable[str] = (),
-                 take: Iterable[str] = (), prefer: Side | None = None,
-                 ) -> tuple[dict[str, Any], dict[str, Any], Upgrade]:
+def upgrade_plan(
+    head: configs.Current,
+    incoming: dict[str, Any],
+    ancestor: lineage.Base,
+    *,
+    only: Sequence[str] | None = None,
+    keep: Iterable[str] = (),
+    take: Iterable[str] = (),
+    prefer: Side | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], Upgrade]:
     """(resulting document, plan, merge) for upgrading ``head`` three-way to ``incoming``.
 
     The plan is :func:`make_plan`'s with ``mode: upgrade`` and an ``upgrade`` member:
     the source and its base, the taken, kept and conflicting addresses.
     """
-    sections = [name for name in (only or incoming) if name in incoming
-                and name != "schema_version" and name in head.data]
-    up = merge3(ancestor.sections, head.data, incoming, sections=sections, keep=keep,
-                take=take, prefer=prefer)
+    sections = [
+        name
+        for name in (only or incoming)
+        if name in incoming and name != "schema_version" and name in head.data
+    ]
+    up = merge3(
+        ancestor.sections,
+        head.data,
+        incoming,
+        sections=sections,
+        keep=keep,
+        take=take,
+        prefer=prefer,
+    )
     result = up.result
     if up.mixed:  # items assembled from both sides: check the structure again (limits...)
         result = normalized_document(result, what="configuration after this upgrade")
@@ -217,8 +258,9 @@ def upgrade_plan(head: configs.Current, incoming: dict[str, Any], ancestor: line
     return result, plan, up
 
 
-def _receipt_plan(ctx: Context, target: Tenant, head: configs.Current, incoming: dict[str, Any],
-                  source: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _receipt_plan(
+    ctx: Context, target: Tenant, head: configs.Current, incoming: dict[str, Any], source: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The plan stored with a transfer: three-way when the target has a base from ``source``."""
     ancestor = lineage.base(ctx, target.id, source)
     if ancestor is None:
@@ -231,15 +273,21 @@ def _receipt_plan(ctx: Context, target: Tenant, head: configs.Current, incoming:
     return result, plan
 
 
-def _verify(ctx: Context, target: Tenant, raw: bytes, extra_keys: Iterable[Ed25519PublicKey],
-            pins: Sequence[TrustedPublisher]) -> tuple[VerifiedBundle, Tenant | None]:
+def _verify(
+    ctx: Context,
+    target: Tenant,
+    raw: bytes,
+    extra_keys: Iterable[Ed25519PublicKey],
+    pins: Sequence[TrustedPublisher],
+) -> tuple[VerifiedBundle, Tenant | None]:
     """The verified bundle and the tenant of this deployment that signed it, if any.
 
     ``pins``: the target's pinned publishers (:func:`signing.pinned`).
     """
     owners: dict[str, Tenant | None] = {}  # filled by the resolver: key and owner in one query
-    bundle = read_bundle(raw, signing.resolver_for(ctx, target.id, extra_keys, pins=pins,
-                                                   owners=owners))
+    bundle = read_bundle(
+        raw, signing.resolver_for(ctx, target.id, extra_keys, pins=pins, owners=owners)
+    )
     if ctx.clock.now() >= bundle.expires_at:
         raise BundleRejected(
             f"bundle expired at {bundle.payload.expires_at}",
@@ -248,9 +296,11 @@ def _verify(ctx: Context, target: Tenant, raw: bytes, extra_keys: Iterable[Ed255
     if bundle.key_id in owners:
         owner = owners[bundle.key_id]
     else:  # a pinned or explicit key: signing.owner_of in one round trip (key and tenant joined)
-        owner = ctx.session.scalar(select(Tenant).join(SigningKey,
-                                                       SigningKey.tenant_id == Tenant.id)
-                                   .where(SigningKey.key_id == bundle.key_id))
+        owner = ctx.session.scalar(
+            select(Tenant)
+            .join(SigningKey, SigningKey.tenant_id == Tenant.id)
+            .where(SigningKey.key_id == bundle.key_id)
+        )
     claimed = bundle.payload.source.tenant
     if owner is not None and owner.slug != claimed:
         raise BundleRejected(
@@ -263,9 +313,16 @@ def _verify(ctx: Context, target: Tenant, raw: bytes, extra_keys: Iterable[Ed255
 
 
 @paused_gc()
-def accept(ctx: Context, target: Tenant, raw: bytes, *, received_by: str,
-           attempted_by: str, extra_keys: Iterable[Ed25519PublicKey] = (),
-           pinned: Sequence[TrustedPublisher] | None = None) -> Transfer:
+def accept(
+    ctx: Context,
+    target: Tenant,
+    raw: bytes,
+    *,
+    received_by: str,
+    attempted_by: str,
+    extra_keys: Iterable[Ed25519PublicKey] = (),
+    pinned: Sequence[TrustedPublisher] | None = None,
+) -> Transfer:
     """Verify a bundle for ``target`` and store it as a pending transfer.
 
     ``pinned``: the target's pinned publishers, when the caller read them with it.
@@ -284,7 +341,8 @@ def accept(ctx: Context, target: Tenant, raw: bytes, *, received_by: str,
             "or pin the publisher first",
         )
     duplicate_of = select(Transfer.id).where(
-        Transfer.tenant_id == target.id, Transfer.bundle_id == payload.bundle_id)
+        Transfer.tenant_id == target.id, Transfer.bundle_id == payload.bundle_id
+    )
     lock = copykeys.serializing(ctx, attempted_by) if audience is not None else None
     if lock is None:
         duplicate = ctx.session.scalar(duplicate_of)
@@ -293,14 +351,19 @@ def accept(ctx: Context, target: Tenant, raw: bytes, *, received_by: str,
     if duplicate is not None:
         raise BundleRejected(
             f"bundle {payload.bundle_id} was already received (transfer {duplicate}); "
-            "a bundle is delivered once")
+            "a bundle is delivered once"
+        )
     base = configs.current(ctx, target)
-    source = lineage.source_of_bundle(payload.source.tenant, bundle.key_id,
-                                      verified_source=owner is not None)
+    source = lineage.source_of_bundle(
+        payload.source.tenant, bundle.key_id, verified_source=owner is not None
+    )
     result, plan = _receipt_plan(ctx, target, base, bundle.config, source)
     plan["impact"] = data_impact_of(ctx, target.id, base.data, result)
-    if (plan["mode"] == "replace" and len(plan["sections"]) == len(SECTION_NAMES)
-            and result["workflows"] is bundle.config["workflows"]):
+    if (
+        plan["mode"] == "replace"
+        and len(plan["sections"]) == len(SECTION_NAMES)
+        and result["workflows"] is bundle.config["workflows"]
+    ):
         # a whole document (no workflow paused on arrival): approving it as is copies
         # these very bytes (see approve)
         plan["incoming_digest"] = bundle.config_digest
@@ -312,78 +375,171 @@ def accept(ctx: Context, target: Tenant, raw: bytes, *, received_by: str,
     key_row = None
     if audience is not None:  # last check before any write: a refusal here is recorded
         if audience.tenant is not None and audience.tenant != target.slug:
-            row = ctx.session.scalar(select(CopyKeyRow).where(
-                CopyKeyRow.selector == audience.copy_key))
-            raise copykeys.refuse(ctx, attempted_by, row,
-                                  f"bundle was made for tenant {audience.tenant!r}, "
-                                  f"not {target.slug!r}")
-        key_row = copykeys.check(ctx, selector=audience.copy_key, target=target,
-                                 attempted_by=attempted_by, proof=copykeys.Proof(
-                                     binding=audience.binding, bundle_id=payload.bundle_id,
-                                     publisher_key_id=bundle.key_id,
-                                     source_tenant=payload.source.tenant),
-                                 serialized=lock is not None)
+            row = ctx.session.scalar(
+                select(CopyKeyRow).where(CopyKeyRow.selector == audience.copy_key)
+            )
+            raise copykeys.refuse(
+                ctx,
+                attempted_by,
+                row,
+                f"bundle was made for tenant {audience.tenant!r}, not {target.slug!r}",
+            )
+        key_row = copykeys.check(
+            ctx,
+            selector=audience.copy_key,
+            target=target,
+            attempted_by=attempted_by,
+            proof=copykeys.Proof(
+                binding=audience.binding,
+                bundle_id=payload.bundle_id,
+                publisher_key_id=bundle.key_id,
+                source_tenant=payload.source.tenant,
+            ),
+            serialized=lock is not None,
+        )
     quotas.require_room(ctx, target, len(raw) + len(bundle.config_json), what="this bundle")
     crashpoint("receive.after_key_check")
-    transfer = _insert_once(ctx, transfer_row(
-        bundle, raw, tenant_id=target.id, base_version=base.version, plan=plan,
-        received_at=ctx.clock.now(), received_by=received_by,
-        copy_key_id=key_row.id if key_row else None), consume=key_row)
+    transfer = _insert_once(
+        ctx,
+        transfer_row(
+            bundle,
+            raw,
+            tenant_id=target.id,
+            base_version=base.version,
+            plan=plan,
+            received_at=ctx.clock.now(),
+            received_by=received_by,
+            copy_key_id=key_row.id if key_row else None,
+        ),
+        consume=key_row,
+    )
     crashpoint("receive.after_insert")
-    audit.record_many(ctx, [received_event(
-        ctx, target.id, transfer.id, bundle, received_by=received_by,
-        copy_key=audience.copy_key if audience else None, summary=plan["summary"])])
+    audit.record_many(
+        ctx,
+        [
+            received_event(
+                ctx,
+                target.id,
+                transfer.id,
+                bundle,
+                received_by=received_by,
+                copy_key=audience.copy_key if audience else None,
+                summary=plan["summary"],
+            )
+        ],
+    )
     crashpoint("receive.after_audit")
     return transfer
 
 
-def received_event(ctx: Context, tenant_id: int, transfer_id: int, bundle: VerifiedBundle, *,
-                   received_by: str, copy_key: str | None,
-                   summary: dict[str, Any]) -> dict[str, Any]:
+def received_event(
+    ctx: Context,
+    tenant_id: int,
+    transfer_id: int,
+    bundle: VerifiedBundle,
+    *,
+    received_by: str,
+    copy_key: str | None,
+    summary: dict[str, Any],
+) -> dict[str, Any]:
     """The ``transfer:received`` audit event (:func:`accept`, a rollout batch)."""
     payload = bundle.payload
-    return audit.event(ctx, tenant_id=tenant_id, actor=received_by, action="transfer:received",
-                       subject=f"transfer:{transfer_id}", bundle_digest=bundle.digest,
-                       bundle_id=payload.bundle_id, signer_key_id=bundle.key_id,
-                       source_tenant=payload.source.tenant,
-                       source_version=payload.source.config_version, copy_key=copy_key,
-                       summary=summary)
+    return audit.event(
+        ctx,
+        tenant_id=tenant_id,
+        actor=received_by,
+        action="transfer:received",
+        subject=f"transfer:{transfer_id}",
+        bundle_digest=bundle.digest,
+        bundle_id=payload.bundle_id,
+        signer_key_id=bundle.key_id,
+        source_tenant=payload.source.tenant,
+        source_version=payload.source.config_version,
+        copy_key=copy_key,
+        summary=summary,
+    )
 
 
-def approved_event(ctx: Context, tenant_id: int, transfer_id: int, *, actor: str,
-                   bundle_digest: str, signer_key_id: str, source_tenant: str, mode: str,
-                   plan: Mapping[str, Any], from_version: int, to_version: int | None,
-                   impact: Mapping[str, Any], remapped: dict[str, int] | None = None,
-                   forced: list[str] | None = None) -> dict[str, Any]:
+def approved_event(
+    ctx: Context,
+    tenant_id: int,
+    transfer_id: int,
+    *,
+    actor: str,
+    bundle_digest: str,
+    signer_key_id: str,
+    source_tenant: str,
+    mode: str,
+    plan: Mapping[str, Any],
+    from_version: int,
+    to_version: int | None,
+    impact: Mapping[str, Any],
+    remapped: dict[str, int] | None = None,
+    forced: list[str] | None = None,
+) -> dict[str, Any]:
     """The ``transfer:approved`` audit event (:func:`approve`, a rollout batch)."""
-    return audit.event(ctx, tenant_id=tenant_id, actor=actor, action="transfer:approved",
-                       subject=f"transfer:{transfer_id}", bundle_digest=bundle_digest,
-                       signer_key_id=signer_key_id, source_tenant=source_tenant, mode=mode,
-                       sections=plan["sections"], from_version=from_version,
-                       to_version=to_version, summary=plan["summary"],
-                       impact=[data_impact.describe(i) for i in impact["items"]],
-                       remapped=remapped, forced=forced or None)
+    return audit.event(
+        ctx,
+        tenant_id=tenant_id,
+        actor=actor,
+        action="transfer:approved",
+        subject=f"transfer:{transfer_id}",
+        bundle_digest=bundle_digest,
+        signer_key_id=signer_key_id,
+        source_tenant=source_tenant,
+        mode=mode,
+        sections=plan["sections"],
+        from_version=from_version,
+        to_version=to_version,
+        summary=plan["summary"],
+        impact=[data_impact.describe(i) for i in impact["items"]],
+        remapped=remapped,
+        forced=forced or None,
+    )
 
 
-def transfer_row(bundle: VerifiedBundle, raw: bytes, *, tenant_id: int, base_version: int,
-                 plan: dict[str, Any], received_at: datetime, received_by: str,
-                 copy_key_id: int | None = None, decided_by: str | None = None,
-                 applied_version: int | None = None) -> dict[str, Any]:
+def transfer_row(
+    bundle: VerifiedBundle,
+    raw: bytes,
+    *,
+    tenant_id: int,
+    base_version: int,
+    plan: dict[str, Any],
+    received_at: datetime,
+    received_by: str,
+    copy_key_id: int | None = None,
+    decided_by: str | None = None,
+    applied_version: int | None = None,
+) -> dict[str, Any]:
     """Every column of a received transfer: ``pending``, or ``applied`` at once (``decided_by``:
     a rollout's auto policy). The bundle file is stored without repeating its configuration
     (:func:`bundles.payload.split_file`)."""
     payload = bundle.payload
     stored, frame = bundle_payload.split_file(bundle)  # the configuration is stored once
     return dict(
-        tenant_id=tenant_id, status="pending" if decided_by is None else "applied",
-        bundle_id=payload.bundle_id, payload_digest=bundle.digest, signer_key_id=bundle.key_id,
-        source_tenant=payload.source.tenant, source_name=payload.source.name,
-        source_version=payload.source.config_version, source_digest=payload.source.config_digest,
-        envelope=stored, payload_frame=frame, envelope_bytes=len(raw),
-        incoming=bundle.config_json, base_version=base_version, plan=plan,
-        received_at=received_at, received_by=received_by, copy_key_id=copy_key_id,
-        decided_at=None if decided_by is None else received_at, decided_by=decided_by,
-        reason=None, applied_version=applied_version, rolled_back_at=None,
+        tenant_id=tenant_id,
+        status="pending" if decided_by is None else "applied",
+        bundle_id=payload.bundle_id,
+        payload_digest=bundle.digest,
+        signer_key_id=bundle.key_id,
+        source_tenant=payload.source.tenant,
+        source_name=payload.source.name,
+        source_version=payload.source.config_version,
+        source_digest=payload.source.config_digest,
+        envelope=stored,
+        payload_frame=frame,
+        envelope_bytes=len(raw),
+        incoming=bundle.config_json,
+        base_version=base_version,
+        plan=plan,
+        received_at=received_at,
+        received_by=received_by,
+        copy_key_id=copy_key_id,
+        decided_at=None if decided_by is None else received_at,
+        decided_by=decided_by,
+        reason=None,
+        applied_version=applied_version,
+        rolled_back_at=None,
     )
 
 
@@ -398,12 +554,16 @@ def insert_many(ctx: Context, rows: Sequence[dict[str, Any]]) -> list[int]:
     """
     if not rows:
         return []
-    return list(ctx.session.scalars(
-        insert(Transfer).returning(Transfer.id, sort_by_parameter_order=True), list(rows)))
+    return list(
+        ctx.session.scalars(
+            insert(Transfer).returning(Transfer.id, sort_by_parameter_order=True), list(rows)
+        )
+    )
 
 
-def _insert_once(ctx: Context, values: dict[str, Any], *,
-                 consume: CopyKeyRow | None = None) -> Transfer:
+def _insert_once(
+    ctx: Context, values: dict[str, Any], *, consume: CopyKeyRow | None = None
+) -> Transfer:
     """Insert the transfer unless the tenant already has its bundle (concurrent receipt).
 
     ``INSERT ... ON CONFLICT (tenant_id, bundle_id) DO NOTHING RETURNING id`` (Core,
@@ -417,22 +577,31 @@ def _insert_once(ctx: Context, values: dict[str, Any], *,
     """
     postgres = ctx.session.get_bind().dialect.name == "postgresql"
     dialect = postgresql if postgres else sqlite
-    statement = (dialect.insert(Transfer.__table__).values(**values)
-              .on_conflict_do_nothing(index_elements=["tenant_id", "bundle_id"])
-              .returning(Transfer.__table__.c.id))
+    statement = (
+        dialect.insert(Transfer.__table__)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "bundle_id"])
+        .returning(Transfer.__table__.c.id)
+    )
     consumed: int | None = None
     if consume is not None and postgres:
         inserted = statement.cte("inserted")
         new_id = select(inserted.c.id).scalar_subquery()
-        used = (copykeys.consuming(ctx, consume, new_id).where(select(inserted.c.id).exists())
-                .returning(CopyKeyRow.id).cte("used"))
-        transfer_id, consumed = ctx.session.execute(select(
-            new_id, select(func.count()).select_from(used).scalar_subquery())).one()
+        used = (
+            copykeys.consuming(ctx, consume, new_id)
+            .where(select(inserted.c.id).exists())
+            .returning(CopyKeyRow.id)
+            .cte("used")
+        )
+        transfer_id, consumed = ctx.session.execute(
+            select(new_id, select(func.count()).select_from(used).scalar_subquery())
+        ).one()
     else:
         transfer_id = ctx.session.scalar(statement)
     if transfer_id is None:
         raise BundleRejected(
-            f"bundle {values['bundle_id']} was already received; a bundle is delivered once")
+            f"bundle {values['bundle_id']} was already received; a bundle is delivered once"
+        )
     if consume is not None:
         if consumed is None:
             copykeys.consume(ctx, consume, transfer_id)
@@ -444,42 +613,68 @@ def _insert_once(ctx: Context, values: dict[str, Any], *,
     return transfer
 
 
-def send(ctx: Context, actor: Actor, key_text: str, *,
-         only: Iterable[str] | None = None) -> Transfer:
+def send(
+    ctx: Context, actor: Actor, key_text: str, *, only: Iterable[str] | None = None
+) -> Transfer:
     """Source admin delivers the configuration to the key's tenant (same deployment)."""
     require_admin(actor, "send the configuration")
     key = copykey.parse(key_text)  # checksum first: no lookup for a mistyped key
-    row = copykeys.check(ctx, selector=key.selector, proof=copykeys.Proof(secret=key),
-                         attempted_by=f"tenant:{actor.tenant_slug}")
+    row = copykeys.check(
+        ctx,
+        selector=key.selector,
+        proof=copykeys.Proof(secret=key),
+        attempted_by=f"tenant:{actor.tenant_slug}",
+    )
     target = ctx.session.get(Tenant, row.tenant_id)
     if target is None or target.status != "active":
         raise NotFound("the copy key's tenant no longer exists")
     raw = export(ctx, actor, key_text=key_text, only=only)
     source = get_tenant(ctx, actor.tenant_slug)
-    transfer = accept(ctx, target, raw, received_by=f"{actor.login}@{source.slug}",
-                      attempted_by=f"tenant:{source.slug}")
-    audit.record(ctx, tenant_id=source.id, actor=actor.login, action="transfer:sent",
-                 subject=f"transfer:{transfer.id}", target=target.slug,
-                 bundle_digest=transfer.payload_digest)
+    transfer = accept(
+        ctx,
+        target,
+        raw,
+        received_by=f"{actor.login}@{source.slug}",
+        attempted_by=f"tenant:{source.slug}",
+    )
+    audit.record(
+        ctx,
+        tenant_id=source.id,
+        actor=actor.login,
+        action="transfer:sent",
+        subject=f"transfer:{transfer.id}",
+        target=target.slug,
+        bundle_digest=transfer.payload_digest,
+    )
     return transfer
 
 
-def receive(ctx: Context, actor: Actor, raw: bytes, *,
-            extra_keys: Iterable[Ed25519PublicKey] = ()) -> Transfer:
+def receive(
+    ctx: Context, actor: Actor, raw: bytes, *, extra_keys: Iterable[Ed25519PublicKey] = ()
+) -> Transfer:
     """Target admin takes a bundle file (made with ``bundle export --key``)."""
     require_admin(actor, "receive configurations")
     # the tenant (actors.get_tenant) and its pinned publishers (signing.pinned) in one query
     rows = ctx.session.execute(
         select(Tenant, TrustedPublisher)
         .outerjoin(TrustedPublisher, TrustedPublisher.tenant_id == Tenant.id)
-        .where(Tenant.slug == actor.tenant_slug).order_by(TrustedPublisher.id)).all()
+        .where(Tenant.slug == actor.tenant_slug)
+        .order_by(TrustedPublisher.id)
+    ).all()
     pinned: list[TrustedPublisher] | None = None
     if rows and rows[0][0].status != "cancelled":
         target, pinned = rows[0][0], [pin for _, pin in rows if pin is not None]
     else:  # NotFound, worded as everywhere else
         target = get_tenant(ctx, actor.tenant_slug)
-    return accept(ctx, target, raw, received_by=actor.login,
-                  attempted_by=f"tenant:{target.slug}", extra_keys=extra_keys, pinned=pinned)
+    return accept(
+        ctx,
+        target,
+        raw,
+        received_by=actor.login,
+        attempted_by=f"tenant:{target.slug}",
+        extra_keys=extra_keys,
+        pinned=pinned,
+    )
 
 
 # --------------------------------------------------------------------------- inbox
@@ -498,16 +693,14 @@ def get(ctx: Context, login: str, transfer_id: int) -> tuple[Transfer, Actor]:
     transfer = ctx.session.get(Transfer, transfer_id)
     if transfer is None:
         raise NotFound(f"no transfer {transfer_id} visible to user {login!r}")
-    actor = resolve_for_tenant_id(ctx, login, transfer.tenant_id,
-                                  what=f"transfer {transfer_id}")
+    actor = resolve_for_tenant_id(ctx, login, transfer.tenant_id, what=f"transfer {transfer_id}")
     require_admin(actor, "read incoming configurations")  # the copy feature: admins only
     return transfer, actor
 
 
 def bundle_file(transfer: Transfer) -> bytes:
     """The bundle file exactly as it was received (see ``Transfer.payload_frame``)."""
-    return bundle_payload.join_file(transfer.envelope, transfer.payload_frame,
-                                    transfer.incoming)
+    return bundle_payload.join_file(transfer.envelope, transfer.payload_frame, transfer.incoming)
 
 
 def incoming_config(transfer: Transfer) -> dict[str, Any]:
@@ -516,8 +709,13 @@ def incoming_config(transfer: Transfer) -> dict[str, Any]:
     return sections
 
 
-def preview(ctx: Context, transfer: Transfer, *, mode: ApproveMode | None = None,
-            only: Iterable[str] | None = None) -> dict[str, Any]:
+def preview(
+    ctx: Context,
+    transfer: Transfer,
+    *,
+    mode: ApproveMode | None = None,
+    only: Iterable[str] | None = None,
+) -> dict[str, Any]:
     """The plan against the target's *current* configuration, for a given mode.
 
     ``mode`` None: ``upgrade`` when the target has a base from the transfer's
@@ -529,8 +727,12 @@ def preview(ctx: Context, transfer: Transfer, *, mode: ApproveMode | None = None
     ancestor = lineage.base(ctx, target.id, lineage.source_of(transfer))
     mode = mode or ("upgrade" if ancestor is not None else "replace")
     stored = transfer.plan.get("mode", "replace")
-    if (mode == stored and only is None and target.config_version == transfer.base_version
-            and mode == "replace"):
+    if (
+        mode == stored
+        and only is None
+        and target.config_version == transfer.base_version
+        and mode == "replace"
+    ):
         plan = dict(transfer.plan)
         if data_impact.has_records(ctx, target.id):  # the records may have changed since receipt
             result = combine(head.data, incoming_config(transfer), mode="replace")
@@ -541,8 +743,9 @@ def preview(ctx: Context, transfer: Transfer, *, mode: ApproveMode | None = None
     if mode == "upgrade":
         if ancestor is None:
             raise _no_base(transfer, target)
-        result, plan, _ = upgrade_plan(head, incoming_config(transfer), ancestor,
-                                       only=parse_only(only))
+        result, plan, _ = upgrade_plan(
+            head, incoming_config(transfer), ancestor, only=parse_only(only)
+        )
     else:
         result, plan = make_plan(head, incoming_config(transfer), mode=mode, only=parse_only(only))
     plan["impact"] = data_impact_of(ctx, target.id, head.data, result)
@@ -553,7 +756,8 @@ def _no_base(transfer: Transfer, target: Tenant) -> PlanConflict:
     return PlanConflict(
         f"transfer {transfer.id} has no base to upgrade from: {target.slug!r} never applied "
         f"a configuration from {lineage.source_of(transfer)}",
-        hint="approve it with --mode replace or --mode merge")
+        hint="approve it with --mode replace or --mode merge",
+    )
 
 
 @dataclass(frozen=True)
@@ -570,7 +774,9 @@ class Decision:
 
 def _lock(ctx: Context, transfer_id: int) -> Transfer:
     transfer = ctx.session.scalar(
-        select(Transfer).where(Transfer.id == transfer_id).with_for_update()
+        select(Transfer)
+        .where(Transfer.id == transfer_id)
+        .with_for_update()
         .execution_options(populate_existing=True)
     )
     if transfer is None:
@@ -586,37 +792,45 @@ def _require_pending(transfer: Transfer) -> None:
 def _claim(ctx: Context, transfer: Transfer, status: str, actor: Actor, **values: Any) -> None:
     """Move pending -> status with a guarded update: exactly one decision ever wins."""
     claimed = ctx.session.execute(
-        update(Transfer).where(Transfer.id == transfer.id, Transfer.status == "pending")
+        update(Transfer)
+        .where(Transfer.id == transfer.id, Transfer.status == "pending")
         .values(status=status, decided_at=ctx.clock.now(), decided_by=actor.login, **values)
         .execution_options(synchronize_session=False)
     )
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         raise PlanConflict(f"transfer {transfer.id} was decided by someone else meanwhile")
-    decided = {"status": status, "decided_at": ctx.clock.now(), "decided_by": actor.login,
-               **values}
+    decided = {"status": status, "decided_at": ctx.clock.now(), "decided_by": actor.login, **values}
     for name, value in decided.items():  # what the UPDATE wrote, without reloading the row
         set_committed_value(transfer, name, value)
 
 
-def _check_impact(report: Mapping[str, Any], remaps: Mapping[str, str], force: bool,
-                  transfer_id: int) -> list[str]:
+def _check_impact(
+    report: Mapping[str, Any], remaps: Mapping[str, str], force: bool, transfer_id: int
+) -> list[str]:
     """Refuse an approval that strands data; returns what ``force`` let through."""
-    removed = {f"{i['picklist']}.{i['value']}": i for i in report["items"]
-               if i["kind"] == "picklist_value_removed"}
+    removed = {
+        f"{i['picklist']}.{i['value']}": i
+        for i in report["items"]
+        if i["kind"] == "picklist_value_removed"
+    }
     stray = sorted(set(remaps) - set(removed))
     if stray:
         in_use = ", ".join(f"{k} ({v['count']} records)" for k, v in sorted(removed.items()))
         raise DataInUse(
             f"remap {', '.join(stray)} matches no removed picklist value held by records",
-            hint=f"removed values in use: {in_use}" if in_use else
-            "this transfer removes no picklist value that records hold; drop --remap")
+            hint=f"removed values in use: {in_use}"
+            if in_use
+            else "this transfer removes no picklist value that records hold; drop --remap",
+        )
     blocking = data_impact.unresolved(report, remaps=remaps)
     if blocking and not force:
         raise DataInUse(
             f"approving transfer {transfer_id} would strand data the new configuration no "
-            "longer describes", problems=blocking,
+            "longer describes",
+            problems=blocking,
             hint="remap each removed value (--remap PICKLIST.VALUE=NEWVALUE), or --force to "
-            "keep the records as they are; 'provisioner inbox show' lists the impact")
+            "keep the records as they are; 'provisioner inbox show' lists the impact",
+        )
     return blocking
 
 
@@ -629,10 +843,19 @@ def _mine(ctx: Context, actor: Actor, transfer_id: int) -> Transfer:
 
 
 @paused_gc()
-def approve(ctx: Context, actor: Actor, transfer_id: int, *, mode: ApproveMode | None = None,
-            only: Iterable[str] | None = None, remaps: Mapping[str, str] | None = None,
-            force: bool = False, keep: Iterable[str] = (), take: Iterable[str] = (),
-            prefer: Side | None = None) -> Decision:
+def approve(
+    ctx: Context,
+    actor: Actor,
+    transfer_id: int,
+    *,
+    mode: ApproveMode | None = None,
+    only: Iterable[str] | None = None,
+    remaps: Mapping[str, str] | None = None,
+    force: bool = False,
+    keep: Iterable[str] = (),
+    take: Iterable[str] = (),
+    prefer: Side | None = None,
+) -> Decision:
     """Apply a pending transfer of the actor's tenant in the caller's transaction.
 
     ``mode`` None: ``upgrade`` when the target has a base from the transfer's
@@ -650,47 +873,70 @@ def approve(ctx: Context, actor: Actor, transfer_id: int, *, mode: ApproveMode |
     transfer = _lock(ctx, transfer_id)
     _require_pending(transfer)
     crashpoint("approve.after_lock")
-    target = ctx.session.get(Tenant, transfer.tenant_id, populate_existing=True,
-                             with_for_update=True)
+    target = ctx.session.get(
+        Tenant, transfer.tenant_id, populate_existing=True, with_for_update=True
+    )
     assert target is not None
     require_can_receive(target)
     sections = parse_only(only)
     head = configs.current(ctx, target)
     ancestor = lineage.base(ctx, target.id, lineage.source_of(transfer))
     if head.version != transfer.base_version:
-        replanned, plan = _receipt_plan(ctx, target, head, incoming_config(transfer),
-                                        lineage.source_of(transfer))
+        replanned, plan = _receipt_plan(
+            ctx, target, head, incoming_config(transfer), lineage.source_of(transfer)
+        )
         plan["impact"] = data_impact_of(ctx, target.id, head.data, replanned)
         plan["signer"] = transfer.plan.get("signer")
         transfer.plan = plan
         old = transfer.base_version
         transfer.base_version = head.version
-        audit.record(ctx, tenant_id=target.id, actor=actor.login, action="transfer:replanned",
-                     subject=f"transfer:{transfer.id}", from_version=old, to_version=head.version)
-        return Decision(transfer, "replanned", message=(
-            f"the configuration of {target.slug!r} changed since the plan was made "
-            f"(version {old} -> {head.version}); the plan was made again: review it with "
-            f"'provisioner inbox show {transfer.id}' and approve again"))
+        audit.record(
+            ctx,
+            tenant_id=target.id,
+            actor=actor.login,
+            action="transfer:replanned",
+            subject=f"transfer:{transfer.id}",
+            from_version=old,
+            to_version=head.version,
+        )
+        return Decision(
+            transfer,
+            "replanned",
+            message=(
+                f"the configuration of {target.slug!r} changed since the plan was made "
+                f"(version {old} -> {head.version}); the plan was made again: review it with "
+                f"'provisioner inbox show {transfer.id}' and approve again"
+            ),
+        )
     mode = mode or ("upgrade" if ancestor is not None else "replace")
     if (keep or take or prefer) and mode != "upgrade":
-        raise ValidationFailed("--keep, --take and --prefer resolve the conflicts of an upgrade",
-                               hint="approve with --mode upgrade")
+        raise ValidationFailed(
+            "--keep, --take and --prefer resolve the conflicts of an upgrade",
+            hint="approve with --mode upgrade",
+        )
     result: dict[str, Any] | None = None
     whole = None
     upgrade: Upgrade | None = None
     if mode == "upgrade":
         if ancestor is None:
             raise _no_base(transfer, target)
-        result, plan, upgrade = upgrade_plan(head, incoming_config(transfer), ancestor,
-                                             only=sections, keep=keep, take=take,
-                                             prefer=prefer)
+        result, plan, upgrade = upgrade_plan(
+            head,
+            incoming_config(transfer),
+            ancestor,
+            only=sections,
+            keep=keep,
+            take=take,
+            prefer=prefer,
+        )
         if upgrade.conflicts:
             raise UnresolvedConflicts(
                 f"transfer {transfer.id} has {len(upgrade.conflicts)} unresolved conflict(s)",
                 problems=[c.describe() for c in upgrade.conflicts],
                 hint="keep ours with --keep ADDRESS or take theirs with --take ADDRESS "
                 "(repeatable), or resolve the rest with --prefer ours|theirs; "
-                f"'provisioner inbox show {transfer.id}' shows base, ours and theirs")
+                f"'provisioner inbox show {transfer.id}' shows base, ours and theirs",
+            )
     elif mode == "replace" and sections is None and transfer.plan.get("mode") == "replace":
         # exactly what was planned and checked at receipt, against this very version
         plan = transfer.plan
@@ -709,52 +955,82 @@ def approve(ctx: Context, actor: Actor, transfer_id: int, *, mode: ApproveMode |
         # a whole document replaces a whole document: the stored, normalised sections
         # already are the new version's RFC 8785 text; the database copies them over
         assert whole is not None
-        version = configs.commit_transfer_copy(ctx, target, transfer.id, whole,
-                                               author=actor.login, base_version=head.version)
+        version = configs.commit_transfer_copy(
+            ctx, target, transfer.id, whole, author=actor.login, base_version=head.version
+        )
     else:
-        version = configs.commit_version(ctx, target, result, author=actor.login,
-                                         origin=f"transfer:{transfer.id}",
-                                         base_version=head.version)
+        version = configs.commit_version(
+            ctx,
+            target,
+            result,
+            author=actor.login,
+            origin=f"transfer:{transfer.id}",
+            base_version=head.version,
+        )
     crashpoint("approve.after_version")
     remapped: dict[str, int] | None = None
     if remaps:
         assert result is not None  # remaps are only valid when records hold removed values
-        remapped = data_impact.apply_remap(ctx, target.id, result, remaps, actor=actor.login,
-                                           purpose=f"transfer:{transfer.id}")
+        remapped = data_impact.apply_remap(
+            ctx, target.id, result, remaps, actor=actor.login, purpose=f"transfer:{transfer.id}"
+        )
     crashpoint("approve.after_remap")
     _claim(ctx, transfer, "applied", actor, applied_version=version or head.version)
     crashpoint("approve.after_claim")
     lineage.record(ctx, transfer, plan["sections"], version or head.version)
     crashpoint("approve.after_lineage")
     event = approved_event(
-        ctx, target.id, transfer.id, actor=actor.login, bundle_digest=transfer.payload_digest,
-        signer_key_id=transfer.signer_key_id, source_tenant=transfer.source_tenant, mode=mode,
-        plan=plan, from_version=head.version, to_version=version, impact=report,
-        remapped=remapped, forced=forced)
+        ctx,
+        target.id,
+        transfer.id,
+        actor=actor.login,
+        bundle_digest=transfer.payload_digest,
+        signer_key_id=transfer.signer_key_id,
+        source_tenant=transfer.source_tenant,
+        mode=mode,
+        plan=plan,
+        from_version=head.version,
+        to_version=version,
+        impact=report,
+        remapped=remapped,
+        forced=forced,
+    )
     if upgrade is not None:
-        event["details"].update(resolved=upgrade.resolved, kept=len(upgrade.kept),
-                                taken=len(upgrade.taken))
+        event["details"].update(
+            resolved=upgrade.resolved, kept=len(upgrade.kept), taken=len(upgrade.taken)
+        )
     audit.record_many(ctx, [event])
     crashpoint("approve.after_audit")
     if version is None:
-        return Decision(transfer, "unchanged", head.version,
-                        "the configuration already matched; nothing changed",
-                        remapped=remapped, forced=forced or None)
+        return Decision(
+            transfer,
+            "unchanged",
+            head.version,
+            "the configuration already matched; nothing changed",
+            remapped=remapped,
+            forced=forced or None,
+        )
     return Decision(transfer, "applied", version, remapped=remapped, forced=forced or None)
 
 
-def reject(ctx: Context, actor: Actor, transfer_id: int, *,
-           reason: str | None = None) -> Decision:
+def reject(ctx: Context, actor: Actor, transfer_id: int, *, reason: str | None = None) -> Decision:
     """Refuse a pending transfer of the actor's tenant (admins); the configuration stays."""
     _mine(ctx, actor, transfer_id)
     require_admin(actor, "reject incoming configurations")
     transfer = _lock(ctx, transfer_id)
     _require_pending(transfer)
     _claim(ctx, transfer, "rejected", actor, reason=reason)
-    audit.record(ctx, tenant_id=transfer.tenant_id, actor=actor.login,
-                 action="transfer:rejected", subject=f"transfer:{transfer.id}",
-                 bundle_digest=transfer.payload_digest, signer_key_id=transfer.signer_key_id,
-                 source_tenant=transfer.source_tenant, reason=reason)
+    audit.record(
+        ctx,
+        tenant_id=transfer.tenant_id,
+        actor=actor.login,
+        action="transfer:rejected",
+        subject=f"transfer:{transfer.id}",
+        bundle_digest=transfer.payload_digest,
+        signer_key_id=transfer.signer_key_id,
+        source_tenant=transfer.source_tenant,
+        reason=reason,
+    )
     return Decision(transfer, "rejected")
 
 
@@ -770,19 +1046,29 @@ def rollback(ctx: Context, actor: Actor, transfer_id: int) -> int | None:
         raise PlanConflict(f"transfer {transfer_id} is {transfer.status}, not applied")
     target = ctx.session.get(Tenant, transfer.tenant_id)
     assert target is not None
-    made = ctx.session.scalar(select(ConfigVersion.origin).where(
-        ConfigVersion.tenant_id == target.id, ConfigVersion.version == transfer.applied_version))
+    made = ctx.session.scalar(
+        select(ConfigVersion.origin).where(
+            ConfigVersion.tenant_id == target.id, ConfigVersion.version == transfer.applied_version
+        )
+    )
     if made != f"transfer:{transfer.id}":
         # the approval changed nothing (the configuration already matched): neither may this
         claimed = ctx.session.execute(
-            update(Transfer).where(Transfer.id == transfer.id, Transfer.status == "applied")
+            update(Transfer)
+            .where(Transfer.id == transfer.id, Transfer.status == "applied")
             .values(status="rolled_back", rolled_back_at=ctx.clock.now())
-            .execution_options(synchronize_session=False))
+            .execution_options(synchronize_session=False)
+        )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             raise PlanConflict(f"transfer {transfer_id} was rolled back by someone else meanwhile")
-        audit.record(ctx, tenant_id=target.id, actor=actor.login,
-                     action="transfer:rolled_back", subject=f"transfer:{transfer.id}",
-                     note="the approval had changed nothing; the configuration stays as it is")
+        audit.record(
+            ctx,
+            tenant_id=target.id,
+            actor=actor.login,
+            action="transfer:rolled_back",
+            subject=f"transfer:{transfer.id}",
+            note="the approval had changed nothing; the configuration stays as it is",
+        )
         return None
     before = transfer.applied_version - 1
     if target.config_version != transfer.applied_version:
@@ -809,11 +1095,14 @@ def envelope_summary(raw: bytes) -> dict[str, Any]:
         "payload_type": payload_type,
         "signatures": [{"keyid": k, "sig": base64.b64encode(s).decode()} for k, s in sigs],
         "payload_bytes": len(payload),
-        "format": data.get("format"), "format_version": data.get("format_version"),
-        "bundle_id": data.get("bundle_id"), "created_at": data.get("created_at"),
-        "expires_at": data.get("expires_at"), "source": data.get("source"),
-        "publisher": data.get("publisher"), "audience": data.get("audience"),
+        "format": data.get("format"),
+        "format_version": data.get("format_version"),
+        "bundle_id": data.get("bundle_id"),
+        "created_at": data.get("created_at"),
+        "expires_at": data.get("expires_at"),
+        "source": data.get("source"),
+        "publisher": data.get("publisher"),
+        "audience": data.get("audience"),
         "sections": [k for k in (config or {}) if k != "schema_version"],
         "verified": False,
     }
-

@@ -52,33 +52,58 @@ from provisioner.services.transaction import Context
 
 def _membership(ctx: Context, actor: Actor, login: str) -> tuple[User, Membership]:
     row = ctx.session.execute(
-        select(User, Membership).join(Membership, Membership.user_id == User.id)
-        .where(User.login == login, Membership.tenant_id == actor.tenant_id)).first()
+        select(User, Membership)
+        .join(Membership, Membership.user_id == User.id)
+        .where(User.login == login, Membership.tenant_id == actor.tenant_id)
+    ).first()
     if row is None:
-        raise NotFound(f"no user {login!r} in tenant {actor.tenant_slug!r}",
-                       hint="'provisioner user list' shows the tenant's users")
+        raise NotFound(
+            f"no user {login!r} in tenant {actor.tenant_slug!r}",
+            hint="'provisioner user list' shows the tenant's users",
+        )
     return row[0], row[1]
 
 
 def _enabled_admins(ctx: Context, tenant_id: int) -> int:
-    return int(ctx.session.scalar(select(func.count()).select_from(Membership).where(
-        Membership.tenant_id == tenant_id, Membership.role == "admin",
-        Membership.disabled_at.is_(None))) or 0)
+    return int(
+        ctx.session.scalar(
+            select(func.count())
+            .select_from(Membership)
+            .where(
+                Membership.tenant_id == tenant_id,
+                Membership.role == "admin",
+                Membership.disabled_at.is_(None),
+            )
+        )
+        or 0
+    )
 
 
-def _keep_an_admin(ctx: Context, actor: Actor, login: str, membership: Membership,
-                   what: str) -> None:
+def _keep_an_admin(
+    ctx: Context, actor: Actor, login: str, membership: Membership, what: str
+) -> None:
     if login == actor.login:
         raise PermissionDenied(f"you cannot {what} yourself", hint="ask another admin")
-    if membership.role == "admin" and membership.disabled_at is None \
-            and _enabled_admins(ctx, actor.tenant_id) <= 1:
-        raise PermissionDenied(f"{login!r} is the tenant's last admin and cannot be {what}d",
-                               hint="make another user admin first")
+    if (
+        membership.role == "admin"
+        and membership.disabled_at is None
+        and _enabled_admins(ctx, actor.tenant_id) <= 1
+    ):
+        raise PermissionDenied(
+            f"{login!r} is the tenant's last admin and cannot be {what}d",
+            hint="make another user admin first",
+        )
 
 
 def enabled_users(ctx: Context, tenant_id: int) -> int:
-    return int(ctx.session.scalar(select(func.count()).select_from(Membership).where(
-        Membership.tenant_id == tenant_id, Membership.disabled_at.is_(None))) or 0)
+    return int(
+        ctx.session.scalar(
+            select(func.count())
+            .select_from(Membership)
+            .where(Membership.tenant_id == tenant_id, Membership.disabled_at.is_(None))
+        )
+        or 0
+    )
 
 
 def require_licence(ctx: Context, tenant: Tenant, *, adding: int = 1) -> None:
@@ -89,7 +114,9 @@ def require_licence(ctx: Context, tenant: Tenant, *, adding: int = 1) -> None:
     if used + adding > tenant.licensed_users:
         raise QuotaExceeded(
             f"tenant {tenant.slug!r} is licensed for {tenant.licensed_users} user(s) and has "
-            f"{used}", hint="disable or remove a user, or license more users")
+            f"{used}",
+            hint="disable or remove a user, or license more users",
+        )
 
 
 def set_licensed_users(ctx: Context, slug: str, count: int | None, *, by: str) -> Tenant:
@@ -98,30 +125,48 @@ def set_licensed_users(ctx: Context, slug: str, count: int | None, *, by: str) -
     if count is not None and count < 1:
         raise ValidationFailed("a tenant is licensed for at least 1 user")
     old, tenant.licensed_users = tenant.licensed_users, count
-    audit.record(ctx, tenant_id=tenant.id, actor=by, action="tenant:licensed_users",
-                 subject=slug, old=old, new=count)
+    audit.record(
+        ctx,
+        tenant_id=tenant.id,
+        actor=by,
+        action="tenant:licensed_users",
+        subject=slug,
+        old=old,
+        new=count,
+    )
     return tenant
 
 
-def _user_dict(user: User, membership: Membership, departments: dict[int, str]
-               ) -> dict[str, Any]:
-    return {"login": user.login, "name": user.display_name, "role": membership.role,
-            "disabled": membership.disabled_at is not None,
-            "department": departments.get(membership.department_id or 0),
-            "member_since": format_instant(as_utc(membership.created_at))}
+def _user_dict(user: User, membership: Membership, departments: dict[int, str]) -> dict[str, Any]:
+    return {
+        "login": user.login,
+        "name": user.display_name,
+        "role": membership.role,
+        "disabled": membership.disabled_at is not None,
+        "department": departments.get(membership.department_id or 0),
+        "member_since": format_instant(as_utc(membership.created_at)),
+    }
 
 
 def _department_codes(ctx: Context, tenant_id: int) -> dict[int, str]:
-    return dict(ctx.session.execute(select(UserDepartment.id, UserDepartment.code).where(
-        UserDepartment.tenant_id == tenant_id)).all())
+    return dict(
+        ctx.session.execute(
+            select(UserDepartment.id, UserDepartment.code).where(
+                UserDepartment.tenant_id == tenant_id
+            )
+        ).all()
+    )
 
 
 def list_users(ctx: Context, actor: Actor) -> list[dict[str, Any]]:
     require_admin(actor, "list the tenant's users")
     departments = _department_codes(ctx, actor.tenant_id)
     rows = ctx.session.execute(
-        select(User, Membership).join(Membership, Membership.user_id == User.id)
-        .where(Membership.tenant_id == actor.tenant_id).order_by(User.login)).all()
+        select(User, Membership)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.tenant_id == actor.tenant_id)
+        .order_by(User.login)
+    ).all()
     return [_user_dict(u, m, departments) for u, m in rows]
 
 
@@ -133,25 +178,34 @@ def show(ctx: Context, actor: Actor, login: str) -> dict[str, Any]:
 def set_role(ctx: Context, actor: Actor, login: str, role: str) -> dict[str, Any]:
     require_admin(actor, "change users' roles")
     tenant = get_tenant(ctx, actor.tenant_slug)
-    custom = {r.code for r in ConfigDocument.model_validate(
-        configs.current(ctx, tenant).data).roles}
+    custom = {
+        r.code for r in ConfigDocument.model_validate(configs.current(ctx, tenant).data).roles
+    }
     if role not in ROLES and role not in custom:
-        raise ValidationFailed(f"unknown role {role!r}",
-                               hint="roles: " + ", ".join((*ROLES, *sorted(custom))))
+        raise ValidationFailed(
+            f"unknown role {role!r}", hint="roles: " + ", ".join((*ROLES, *sorted(custom)))
+        )
     _, membership = _membership(ctx, actor, login)
     if membership.role != role:
         if membership.role == "admin":
             _keep_an_admin(ctx, actor, login, membership, "demote")
-        audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login,
-                     action="membership:role_changed", subject=login, old=membership.role,
-                     new=role)
+        audit.record(
+            ctx,
+            tenant_id=actor.tenant_id,
+            actor=actor.login,
+            action="membership:role_changed",
+            subject=login,
+            old=membership.role,
+            new=role,
+        )
         membership.role = role
     return show(ctx, actor, login)
 
 
 def _end_sessions(ctx: Context, user_id: int, tenant_id: int | None) -> None:
-    query = update(LoginSession).where(LoginSession.user_id == user_id,
-                                       LoginSession.revoked_at.is_(None))
+    query = update(LoginSession).where(
+        LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None)
+    )
     if tenant_id is not None:
         query = query.where(LoginSession.tenant_id == tenant_id)
     ctx.session.execute(query.values(revoked_at=ctx.clock.now()))
@@ -164,8 +218,13 @@ def disable(ctx: Context, actor: Actor, login: str) -> dict[str, Any]:
         _keep_an_admin(ctx, actor, login, membership, "disable")
         membership.disabled_at = ctx.clock.now()
         _end_sessions(ctx, user.id, actor.tenant_id)
-        audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login,
-                     action="membership:disabled", subject=login)
+        audit.record(
+            ctx,
+            tenant_id=actor.tenant_id,
+            actor=actor.login,
+            action="membership:disabled",
+            subject=login,
+        )
     return show(ctx, actor, login)
 
 
@@ -175,8 +234,13 @@ def enable(ctx: Context, actor: Actor, login: str) -> dict[str, Any]:
     if membership.disabled_at is not None:
         require_licence(ctx, get_tenant(ctx, actor.tenant_slug))
         membership.disabled_at = None
-        audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login,
-                     action="membership:enabled", subject=login)
+        audit.record(
+            ctx,
+            tenant_id=actor.tenant_id,
+            actor=actor.login,
+            action="membership:enabled",
+            subject=login,
+        )
     return show(ctx, actor, login)
 
 
@@ -187,12 +251,19 @@ def remove(ctx: Context, actor: Actor, login: str) -> None:
     _keep_an_admin(ctx, actor, login, membership, "remove")
     _end_sessions(ctx, user.id, actor.tenant_id)
     ctx.session.delete(membership)
-    audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login, action="membership:removed",
-                 subject=login, role=membership.role)
+    audit.record(
+        ctx,
+        tenant_id=actor.tenant_id,
+        actor=actor.login,
+        action="membership:removed",
+        subject=login,
+        role=membership.role,
+    )
 
 
-def reset_password(ctx: Context, actor: Actor, login: str, *,
-                   new_password: str | None = None) -> str:
+def reset_password(
+    ctx: Context, actor: Actor, login: str, *, new_password: str | None = None
+) -> str:
     """Give the user a new password (a random one unless given); returns it (shown once).
 
     The password is the login's, shared by all its tenants: allowed only when every
@@ -201,9 +272,11 @@ def reset_password(ctx: Context, actor: Actor, login: str, *,
     require_admin(actor, "reset passwords")
     user, _ = _membership(ctx, actor, login)
     tenant = get_tenant(ctx, actor.tenant_slug)
-    query = (select(Tenant.slug).join(Membership, Membership.tenant_id == Tenant.id)
-             .where(Membership.user_id == user.id, Tenant.id != tenant.id,
-                    Tenant.status == "active"))
+    query = (
+        select(Tenant.slug)
+        .join(Membership, Membership.tenant_id == Tenant.id)
+        .where(Membership.user_id == user.id, Tenant.id != tenant.id, Tenant.status == "active")
+    )
     if tenant.group_id is not None:
         query = query.where(or_(Tenant.group_id.is_(None), Tenant.group_id != tenant.group_id))
     outside = ctx.session.scalars(query).all()
@@ -211,12 +284,18 @@ def reset_password(ctx: Context, actor: Actor, login: str, *,
         raise PermissionDenied(
             f"{login!r} also uses tenant(s) outside {actor.tenant_slug!r} and its group "
             f"({', '.join(sorted(outside))}); the password is shared by all of them",
-            hint="the operator resets it, or the user changes it with 'provisioner password'")
+            hint="the operator resets it, or the user changes it with 'provisioner password'",
+        )
     password = new_password if new_password is not None else secrets.token_urlsafe(12)
     auth.replace_password(ctx, user, password)
     _end_sessions(ctx, user.id, None)
-    audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login,
-                 action="user:password_reset", subject=login)
+    audit.record(
+        ctx,
+        tenant_id=actor.tenant_id,
+        actor=actor.login,
+        action="user:password_reset",
+        subject=login,
+    )
     return password
 
 
@@ -225,42 +304,68 @@ def reset_password(ctx: Context, actor: Actor, login: str, *,
 
 def departments(ctx: Context, actor: Actor) -> list[dict[str, str]]:
     require_admin(actor, "read the user department master")
-    return [{"code": d.code, "name": d.name} for d in ctx.session.scalars(
-        select(UserDepartment).where(UserDepartment.tenant_id == actor.tenant_id)
-        .order_by(UserDepartment.code))]
+    return [
+        {"code": d.code, "name": d.name}
+        for d in ctx.session.scalars(
+            select(UserDepartment)
+            .where(UserDepartment.tenant_id == actor.tenant_id)
+            .order_by(UserDepartment.code)
+        )
+    ]
 
 
 def add_department(ctx: Context, actor: Actor, code: str, name: str) -> dict[str, str]:
     require_admin(actor, "edit the user department master")
     code, name = code.strip(), name.strip()
     if not (1 <= len(code) <= 63 and code.replace("-", "").replace("_", "").isalnum()):
-        raise ValidationFailed(f"invalid department code {code!r}",
-                               hint="letters, digits, - and _ (at most 63)")
+        raise ValidationFailed(
+            f"invalid department code {code!r}", hint="letters, digits, - and _ (at most 63)"
+        )
     if not 1 <= len(name) <= 200:
         raise ValidationFailed("a department needs a name (at most 200 characters)")
-    if ctx.session.scalar(select(UserDepartment.id).where(
-            UserDepartment.tenant_id == actor.tenant_id, UserDepartment.code == code)):
+    if ctx.session.scalar(
+        select(UserDepartment.id).where(
+            UserDepartment.tenant_id == actor.tenant_id, UserDepartment.code == code
+        )
+    ):
         raise AlreadyExists(f"department {code!r} already exists")
-    ctx.session.add(UserDepartment(tenant_id=actor.tenant_id, code=code, name=name,
-                                   created_at=ctx.clock.now()))
-    audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login,
-                 action="user_department:added", subject=code, name=name)
+    ctx.session.add(
+        UserDepartment(tenant_id=actor.tenant_id, code=code, name=name, created_at=ctx.clock.now())
+    )
+    audit.record(
+        ctx,
+        tenant_id=actor.tenant_id,
+        actor=actor.login,
+        action="user_department:added",
+        subject=code,
+        name=name,
+    )
     return {"code": code, "name": name}
 
 
-def set_department(ctx: Context, actor: Actor, login: str, code: str | None
-                   ) -> dict[str, Any]:
+def set_department(ctx: Context, actor: Actor, login: str, code: str | None) -> dict[str, Any]:
     """Set (or with None clear) a user's department, a code of the master."""
     require_admin(actor, "set users' departments")
     _, membership = _membership(ctx, actor, login)
     department_id = None
     if code is not None:
-        department_id = ctx.session.scalar(select(UserDepartment.id).where(
-            UserDepartment.tenant_id == actor.tenant_id, UserDepartment.code == code))
+        department_id = ctx.session.scalar(
+            select(UserDepartment.id).where(
+                UserDepartment.tenant_id == actor.tenant_id, UserDepartment.code == code
+            )
+        )
         if department_id is None:
-            raise NotFound(f"no department {code!r} in tenant {actor.tenant_slug!r}",
-                           hint="'provisioner user departments' lists them")
+            raise NotFound(
+                f"no department {code!r} in tenant {actor.tenant_slug!r}",
+                hint="'provisioner user departments' lists them",
+            )
     membership.department_id = department_id
-    audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login,
-                 action="membership:department_set", subject=login, department=code)
+    audit.record(
+        ctx,
+        tenant_id=actor.tenant_id,
+        actor=actor.login,
+        action="membership:department_set",
+        subject=login,
+        department=code,
+    )
     return show(ctx, actor, login)

@@ -48,8 +48,10 @@ def _workflow(doc: ConfigDocument, code: str) -> Workflow:
     for wf in doc.workflows:
         if wf.code == code:
             return wf
-    raise NotFound(f"no workflow {code!r}",
-                   hint="workflows: " + (", ".join(w.code for w in doc.workflows) or "none"))
+    raise NotFound(
+        f"no workflow {code!r}",
+        hint="workflows: " + (", ".join(w.code for w in doc.workflows) or "none"),
+    )
 
 
 def describe_trigger(wf: Workflow) -> str:
@@ -65,19 +67,32 @@ def describe_trigger(wf: Workflow) -> str:
 
 # ---------------------------------------------------------------- list, activate, pause
 
+
 def list_workflows(ctx: Context, actor: Actor) -> list[dict[str, Any]]:
     """The tenant's workflows: code, label, object, trigger, state, last fired, firings."""
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "records.read", "list the workflows")
     doc = scope.config(ctx, actor.tenant_id)
-    stats = {code: (last, n) for code, last, n in ctx.session.execute(
-        select(WfExecution.workflow, func.max(WfExecution.at), func.count())
-        .where(WfExecution.tenant_id == actor.tenant_id).group_by(WfExecution.workflow))}
-    return [{"code": wf.code, "label": wf.label, "object": wf.object,
-             "trigger": describe_trigger(wf), "state": "active" if wf.active else "paused",
-             "last_fired": format_instant(stats[wf.code][0]) if wf.code in stats else None,
-             "firings": stats.get(wf.code, (None, 0))[1]}
-            for wf in doc.workflows]
+    stats = {
+        code: (last, n)
+        for code, last, n in ctx.session.execute(
+            select(WfExecution.workflow, func.max(WfExecution.at), func.count())
+            .where(WfExecution.tenant_id == actor.tenant_id)
+            .group_by(WfExecution.workflow)
+        )
+    }
+    return [
+        {
+            "code": wf.code,
+            "label": wf.label,
+            "object": wf.object,
+            "trigger": describe_trigger(wf),
+            "state": "active" if wf.active else "paused",
+            "last_fired": format_instant(stats[wf.code][0]) if wf.code in stats else None,
+            "firings": stats.get(wf.code, (None, 0))[1],
+        }
+        for wf in doc.workflows
+    ]
 
 
 def set_active(ctx: Context, actor: Actor, code: str, active: bool) -> int | None:
@@ -94,13 +109,19 @@ def set_active(ctx: Context, actor: Actor, code: str, active: bool) -> int | Non
     if changed == flows:
         return None
     version = configs.set_sections(ctx, actor, tenant, {"workflows": changed})
-    audit.record(ctx, tenant_id=tenant.id, actor=actor.login,
-                 action="workflow:activated" if active else "workflow:paused",
-                 subject=f"workflow:{code}", version=version)
+    audit.record(
+        ctx,
+        tenant_id=tenant.id,
+        actor=actor.login,
+        action="workflow:activated" if active else "workflow:paused",
+        subject=f"workflow:{code}",
+        version=version,
+    )
     return version
 
 
 # ---------------------------------------------------------------- dry run
+
 
 @dataclass
 class DryRun:
@@ -119,11 +140,18 @@ class DryRun:
     examples: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"workflow": self.workflow, "object": self.object, "trigger": self.trigger,
-                "state": self.state, "examined": self.examined, "matched": self.matched,
-                "changes": dict(self.changes.most_common()),
-                "effects": dict(self.effects.most_common()),
-                "errors": dict(self.errors.most_common()), "examples": self.examples}
+        return {
+            "workflow": self.workflow,
+            "object": self.object,
+            "trigger": self.trigger,
+            "state": self.state,
+            "examined": self.examined,
+            "matched": self.matched,
+            "changes": dict(self.changes.most_common()),
+            "effects": dict(self.effects.most_common()),
+            "errors": dict(self.errors.most_common()),
+            "examples": self.examples,
+        }
 
 
 def _columns_for(doc: ConfigDocument, wf: Workflow, rt: records.RecordType) -> list[str]:
@@ -132,8 +160,13 @@ def _columns_for(doc: ConfigDocument, wf: Workflow, rt: records.RecordType) -> l
     for cond in wf.conditions.rules:
         obj, name = split_path(cond.field)
         if obj == wf.object:
-            wanted.add("checkboxes" if name.startswith("checkbox_") else
-                       "classifications" if name == "classification" else name)
+            wanted.add(
+                "checkboxes"
+                if name.startswith("checkbox_")
+                else "classifications"
+                if name == "classification"
+                else name
+            )
     for action in wf.actions:
         if action.type == "set_field":
             obj, name = split_path(action.field)
@@ -148,8 +181,15 @@ def _columns_for(doc: ConfigDocument, wf: Workflow, rt: records.RecordType) -> l
     return sorted(c for c in wanted if c == "id" or c in rt.fields)
 
 
-def dry_run(ctx: Context, actor: Actor, code: str, *, sample: int | None = None,
-            examples: int = 20, fast: bool = True) -> DryRun:
+def dry_run(
+    ctx: Context,
+    actor: Actor,
+    code: str,
+    *,
+    sample: int | None = None,
+    examples: int = 20,
+    fast: bool = True,
+) -> DryRun:
     """Evaluate one workflow (active or paused) against the tenant's existing records,
     as if each had just been written: how many match and what each would change.
     Writes nothing.
@@ -163,8 +203,7 @@ def dry_run(ctx: Context, actor: Actor, code: str, *, sample: int | None = None,
     doc = scope.config(ctx, actor.tenant_id)
     wf = _workflow(doc, code)
     plan = _DryPlan(ctx, actor.tenant_id, doc, wf, sample, actor)
-    report = DryRun(wf.code, wf.object, describe_trigger(wf),
-                    "active" if wf.active else "paused")
+    report = DryRun(wf.code, wf.object, describe_trigger(wf), "active" if wf.active else "paused")
     if not (fast and plan.counted_in_sql(report)):
         for row in plan.rows():
             report.examined += 1
@@ -176,8 +215,9 @@ def dry_run(ctx: Context, actor: Actor, code: str, *, sample: int | None = None,
     return report
 
 
-def count_matches(ctx: Context, tenant_id: int, doc: ConfigDocument, wf: Workflow, *,
-                  fast: bool = True) -> tuple[int, int]:
+def count_matches(
+    ctx: Context, tenant_id: int, doc: ConfigDocument, wf: Workflow, *, fast: bool = True
+) -> tuple[int, int]:
     """(examined, matched): how many of the tenant's records of the workflow's object
     there are, and how many a dry run of it would count as matching now (``doc``: the
     configuration the workflow is part of, e.g. an incoming one). Counted as
@@ -189,7 +229,9 @@ def count_matches(ctx: Context, tenant_id: int, doc: ConfigDocument, wf: Workflo
         if where is not None:
             examined, matched = ctx.session.execute(
                 select(func.count(), func.count().filter(where))
-                .select_from(plan.table).where(plan.scope())).one()
+                .select_from(plan.table)
+                .where(plan.scope())
+            ).one()
             return int(examined), int(matched)
     report = DryRun(wf.code, wf.object, "", "")
     for row in plan.rows():
@@ -201,23 +243,34 @@ def count_matches(ctx: Context, tenant_id: int, doc: ConfigDocument, wf: Workflo
 class _DryPlan:
     """What a dry run of one rule reads and how it evaluates a record."""
 
-    def __init__(self, ctx: Context, tenant_id: int, doc: ConfigDocument, wf: Workflow,
-                 sample: int | None, actor: Actor | None = None) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        tenant_id: int,
+        doc: ConfigDocument,
+        wf: Workflow,
+        sample: int | None,
+        actor: Actor | None = None,
+    ) -> None:
         """``actor``: whose dry run (its values shaped as that actor's write would
         shape them); None when only matches are counted (:func:`count_matches`)."""
-        self.ctx, self.tenant_id, self.doc, self.wf, self.sample = (ctx, tenant_id, doc, wf,
-                                                                    sample)
+        self.ctx, self.tenant_id, self.doc, self.wf, self.sample = (ctx, tenant_id, doc, wf, sample)
         self.rt = records.record_type(wf.object)
-        self.rules = RuleSet([wf.model_copy(update={"active": True})],
-                             (f"{bp.object}.{bp.code}" for bp in doc.blueprints))
+        self.rules = RuleSet(
+            [wf.model_copy(update={"active": True})],
+            (f"{bp.object}.{bp.code}" for bp in doc.blueprints),
+        )
         self.rule = next(iter(self.rules.rules(wf.object, wf.trigger.event)))
         self.event = "created" if wf.trigger.event == "created" else "updated"
         self.trigger_field = split_path(wf.trigger.field or "")[1]
         self.changed = [self.trigger_field] if self.trigger_field else list(self.rt.fields)
         self.names = _columns_for(doc, wf, self.rt)
         self.table: Any = self.rt.model.__table__
-        self.coerce = (records.coercer(ctx, actor, doc, self.rt, records.NEW_ROW)
-                       if actor is not None else None)
+        self.coerce = (
+            records.coercer(ctx, actor, doc, self.rt, records.NEW_ROW)
+            if actor is not None
+            else None
+        )
         self.states = bool(automation.blueprints_of(doc, self.rt.name))
         self.today = local_today(ctx.clock)
         self.dialect = ctx.session.get_bind().dialect.name
@@ -241,7 +294,8 @@ class _DryPlan:
             return where
         if self._range is None:
             n, low, high = self.ctx.session.execute(
-                select(func.count(), func.min(c.id), func.max(c.id)).where(where)).one()
+                select(func.count(), func.min(c.id), func.max(c.id)).where(where)
+            ).one()
             self._range = (int(n or 0), low, high)
         n, low, high = self._range
         if n and n * 4 >= high - low + 1:
@@ -251,8 +305,7 @@ class _DryPlan:
     def rows(self, *, matching: bool = False, limit: int | None = None) -> Any:
         query = select(*(self.table.c[n] for n in self.names)).where(self.scope())
         if matching:
-            where = rule_sql.condition_sql(self.wf, self.table, dict(self.rt.fields),
-                                           self.dialect)
+            where = rule_sql.condition_sql(self.wf, self.table, dict(self.rt.fields), self.dialect)
             query = query.where(where if where is not None else true())
         query = query.order_by(self.table.c.id)
         if limit is not None:
@@ -261,46 +314,69 @@ class _DryPlan:
         for stored in result.mappings():
             yield dict(stored)
 
-    def evaluate(self, report: DryRun, row: dict[str, Any], keep: bool,
-                 into: list[dict[str, Any]] | None = None) -> None:
+    def evaluate(
+        self,
+        report: DryRun,
+        row: dict[str, Any],
+        keep: bool,
+        into: list[dict[str, Any]] | None = None,
+    ) -> None:
         if self.states:
-            row.update({f"state:{k}": v for k, v in automation.states(
-                self.ctx, self.doc, self.tenant_id, self.rt.name, row["id"]).items()})
+            row.update(
+                {
+                    f"state:{k}": v
+                    for k, v in automation.states(
+                        self.ctx, self.doc, self.tenant_id, self.rt.name, row["id"]
+                    ).items()
+                }
+            )
         if self.wf.trigger.event == "date":  # as the scheduler fires it (run_due)
-            if due_on(self.wf.trigger.days, self.wf.trigger.yearly,
-                      read(row, self.trigger_field), self.today) is None or \
-                    not self.rule.matches(row):
+            if due_on(
+                self.wf.trigger.days,
+                self.wf.trigger.yearly,
+                read(row, self.trigger_field),
+                self.today,
+            ) is None or not self.rule.matches(row):
                 return
             firings = [self.rules.fire(self.rule, row, self.coerce)]
         else:
-            firings = self.rules.run(self.rt.name, self.event, row, self.changed,
-                                     coerce=self.coerce)
+            firings = self.rules.run(
+                self.rt.name, self.event, row, self.changed, coerce=self.coerce
+            )
         if not firings:
             return
         report.matched += 1
         _tally_firing(report, self.rt, firings)
         if keep:
-            (report.examples if into is None else into).append({
-                "id": row["id"],
-                "changes": {c: [records.show_value(self.rt, c, o),
-                                records.show_value(self.rt, c, n)]
-                            for f in firings for c, (o, n) in f.changes.items()},
-                "effects": [automation.describe_effect(e) for f in firings
-                            for e in f.effects]})
+            (report.examples if into is None else into).append(
+                {
+                    "id": row["id"],
+                    "changes": {
+                        c: [records.show_value(self.rt, c, o), records.show_value(self.rt, c, n)]
+                        for f in firings
+                        for c, (o, n) in f.changes.items()
+                    },
+                    "effects": [automation.describe_effect(e) for f in firings for e in f.effects],
+                }
+            )
 
     def counted_in_sql(self, report: DryRun) -> bool:
         """Fill the counts of ``report`` in the database; False when the rule has no exact
         SQL form (then nothing was counted)."""
         if self.states or self.wf.trigger.event == "date":
             return False
-        where = rule_sql.condition_sql(self.wf, self.table, dict(self.rt.fields),
-                                       self.dialect)
-        own: list[tuple[Any, str | None]] = [(a, _own_column(self.wf, a))
-                                             for a in self.wf.actions]
+        where = rule_sql.condition_sql(self.wf, self.table, dict(self.rt.fields), self.dialect)
+        own: list[tuple[Any, str | None]] = [(a, _own_column(self.wf, a)) for a in self.wf.actions]
         columns = [c for _a, c in own if c is not None]
-        if where is None or len(columns) != len(set(columns)) or any(
-                c not in ("checkboxes", "classifications") and
-                self.rt.fields.get(c) not in ("str", "text", "date") for c in columns):
+        if (
+            where is None
+            or len(columns) != len(set(columns))
+            or any(
+                c not in ("checkboxes", "classifications")
+                and self.rt.fields.get(c) not in ("str", "text", "date")
+                for c in columns
+            )
+        ):
             return False
         scope = self.scope()
         c = self.table.c
@@ -309,16 +385,28 @@ class _DryPlan:
         boxes: list[tuple[str, Any]] = []
         for action, column in own:
             if column == "checkboxes":
-                index = action.index if action.type == "set_checkbox" else int(
-                    split_path(action.field)[1][9:])
+                index = (
+                    action.index
+                    if action.type == "set_checkbox"
+                    else int(split_path(action.field)[1][9:])
+                )
                 on = action.checked if action.type == "set_checkbox" else bool(action.value)
                 bit = c.checkboxes.op("&")(1 << (index - 1)) != 0
-                boxes.append((f"checkbox_{index} -> {'checked' if on else 'unchecked'}",
-                              and_(where, ~bit if on else bit)))
+                boxes.append(
+                    (
+                        f"checkbox_{index} -> {'checked' if on else 'unchecked'}",
+                        and_(where, ~bit if on else bit),
+                    )
+                )
         counts = self.ctx.session.execute(
-            select(func.count(), func.count().filter(where),
-                   *(func.count().filter(cond) for _label, cond in boxes))
-            .select_from(self.table).where(scope)).one()
+            select(
+                func.count(),
+                func.count().filter(where),
+                *(func.count().filter(cond) for _label, cond in boxes),
+            )
+            .select_from(self.table)
+            .where(scope)
+        ).one()
         report.examined, report.matched = int(counts[0]), int(counts[1])
         for (label, _cond), n in zip(boxes, counts[2:], strict=True):
             if n:
@@ -348,17 +436,24 @@ class _DryPlan:
             code = action.classification
             found = rule_sql.classification_absent(c.classifications, code, self.dialect)
             for old, n in self.ctx.session.execute(
-                    select(c.classifications, func.count()).where(where, found)
-                    .group_by(c.classifications)):
+                select(c.classifications, func.count())
+                .where(where, found)
+                .group_by(c.classifications)
+            ):
                 new = rules_new_codes(old, code)
-                report.changes[f"classifications: {records.show_value(self.rt, column, old)!r}"
-                               f" -> {records.show_value(self.rt, column, new)!r}"] += n
+                report.changes[
+                    f"classifications: {records.show_value(self.rt, column, old)!r}"
+                    f" -> {records.show_value(self.rt, column, new)!r}"
+                ] += n
             return
-        new = (self.coerce(self.wf.object, column, action.value) if self.coerce is not None
-               else action.value)
+        new = (
+            self.coerce(self.wf.object, column, action.value)
+            if self.coerce is not None
+            else action.value
+        )
         for old, n in self.ctx.session.execute(
-                select(c[column], func.count()).where(where, c[column] != new)
-                .group_by(c[column])):
+            select(c[column], func.count()).where(where, c[column] != new).group_by(c[column])
+        ):
             report.changes[f"{column}: {old!r} -> {new!r}"] += n
 
 
@@ -391,8 +486,10 @@ def _tally_firing(report: DryRun, rt: records.RecordType, firings: list[Any]) ->
                         state = "checked" if int(new) >> i & 1 else "unchecked"
                         report.changes[f"checkbox_{i + 1} -> {state}"] += 1
             else:
-                report.changes[f"{column}: {records.show_value(rt, column, old)!r} -> "
-                               f"{records.show_value(rt, column, new)!r}"] += 1
+                report.changes[
+                    f"{column}: {records.show_value(rt, column, old)!r} -> "
+                    f"{records.show_value(rt, column, new)!r}"
+                ] += 1
         for effect in firing.effects:
             report.effects[automation.describe_effect(effect)] += 1
         for error in firing.errors:
@@ -401,9 +498,16 @@ def _tally_firing(report: DryRun, rt: records.RecordType, firings: list[Any]) ->
 
 # ---------------------------------------------------------------- execution log
 
-def execution_log(ctx: Context, actor: Actor, *, record_type: str | None = None,
-                  record_id: int | None = None, workflow: str | None = None,
-                  limit: int = 100) -> list[dict[str, Any]]:
+
+def execution_log(
+    ctx: Context,
+    actor: Actor,
+    *,
+    record_type: str | None = None,
+    record_id: int | None = None,
+    workflow: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
     """Which rule fired on which record, under which configuration version, what it did."""
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "records.read", "read the workflow log")
@@ -414,14 +518,24 @@ def execution_log(ctx: Context, actor: Actor, *, record_type: str | None = None,
         query = query.where(WfExecution.record_id == record_id)
     if workflow is not None:
         query = query.where(WfExecution.workflow == workflow)
-    return [{"at": format_instant(e.at), "workflow": e.workflow,
-             "config_version": e.config_version, "record_type": e.record_type,
-             "record_id": e.record_id, "trigger": e.trigger, "depth": e.depth,
-             "changes": e.changes, "error": e.error}
-            for e in ctx.session.scalars(query.order_by(WfExecution.id.desc()).limit(limit))]
+    return [
+        {
+            "at": format_instant(e.at),
+            "workflow": e.workflow,
+            "config_version": e.config_version,
+            "record_type": e.record_type,
+            "record_id": e.record_id,
+            "trigger": e.trigger,
+            "depth": e.depth,
+            "changes": e.changes,
+            "error": e.error,
+        }
+        for e in ctx.session.scalars(query.order_by(WfExecution.id.desc()).limit(limit))
+    ]
 
 
 # ---------------------------------------------------------------- the date scheduler
+
 
 @dataclass
 class DueReport:
@@ -433,33 +547,55 @@ class DueReport:
     errors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tenants": self.tenants, "examined": self.examined, "fired": self.fired,
-                "already": self.already, "errors": self.errors}
+        return {
+            "tenants": self.tenants,
+            "examined": self.examined,
+            "fired": self.fired,
+            "already": self.already,
+            "errors": self.errors,
+        }
 
 
-def _claim(ctx: Context, tenant_id: int, workflow: str, record_type: str, record_id: int,
-           due: date) -> bool:
+def _claim(
+    ctx: Context, tenant_id: int, workflow: str, record_type: str, record_id: int, due: date
+) -> bool:
     """Record a due firing; False when it was made already (by this or another process)."""
     bind = ctx.session.get_bind()
     make = pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
-    statement = make(WfDueFiring).values(
-        tenant_id=tenant_id, workflow=workflow, record_type=record_type, record_id=record_id,
-        due_on=due, fired_at=ctx.clock.now()).on_conflict_do_nothing()
+    statement = (
+        make(WfDueFiring)
+        .values(
+            tenant_id=tenant_id,
+            workflow=workflow,
+            record_type=record_type,
+            record_id=record_id,
+            due_on=due,
+            fired_at=ctx.clock.now(),
+        )
+        .on_conflict_do_nothing()
+    )
     # RETURNING, not the row count: drivers report -1 for some inserts
     return ctx.session.execute(statement.returning(WfDueFiring.tenant_id)).first() is not None
 
 
-def run_due(ctx: Context, *, tenant_slug: str | None = None, today: date | None = None,
-            catch_up_days: int = CATCH_UP_DAYS) -> DueReport:
+def run_due(
+    ctx: Context,
+    *,
+    tenant_slug: str | None = None,
+    today: date | None = None,
+    catch_up_days: int = CATCH_UP_DAYS,
+) -> DueReport:
     """Fire the date-triggered rules due today (and up to ``catch_up_days`` late ones),
     each (rule, record, due date) once however often and wherever this runs."""
     day = today or local_today(ctx.clock)
     earliest = day - timedelta(days=catch_up_days)
     report = DueReport()
     tenants = ctx.session.scalars(
-        select(Tenant).where(Tenant.status == "active", Tenant.config_version.is_not(None))
+        select(Tenant)
+        .where(Tenant.status == "active", Tenant.config_version.is_not(None))
         .where(Tenant.slug == tenant_slug if tenant_slug else Tenant.id > 0)
-        .order_by(Tenant.id)).all()
+        .order_by(Tenant.id)
+    ).all()
     for tenant in tenants:
         ctx.enter_tenant(tenant.id)
         doc = scope.config(ctx, tenant.id)
@@ -467,15 +603,23 @@ def run_due(ctx: Context, *, tenant_slug: str | None = None, today: date | None 
         if not dated:
             continue
         report.tenants += 1
-        actor = Actor(login="scheduler", user_id=0, tenant_id=tenant.id,
-                      tenant_slug=tenant.slug, role="admin")
+        actor = Actor(
+            login="scheduler", user_id=0, tenant_id=tenant.id, tenant_slug=tenant.slug, role="admin"
+        )
         for wf in dated:
             _run_due_rule(ctx, actor, doc, wf, day, earliest, report)
     return report
 
 
-def _run_due_rule(ctx: Context, actor: Actor, doc: ConfigDocument, wf: Workflow, day: date,
-                  earliest: date, report: DueReport) -> None:
+def _run_due_rule(
+    ctx: Context,
+    actor: Actor,
+    doc: ConfigDocument,
+    wf: Workflow,
+    day: date,
+    earliest: date,
+    report: DueReport,
+) -> None:
     rt = records.record_type(wf.object)
     name = split_path(wf.trigger.field or "")[1]
     model: Any = rt.model
@@ -485,9 +629,11 @@ def _run_due_rule(ctx: Context, actor: Actor, doc: ConfigDocument, wf: Workflow,
     last = 0
     while True:
         found = ctx.session.execute(
-            select(model.id, column).where(model.tenant_id == actor.tenant_id,
-                                           model.id > last, column != "")
-            .order_by(model.id).limit(_PAGE)).all()
+            select(model.id, column)
+            .where(model.tenant_id == actor.tenant_id, model.id > last, column != "")
+            .order_by(model.id)
+            .limit(_PAGE)
+        ).all()
         if not found:
             return
         last = found[-1][0]
@@ -500,8 +646,14 @@ def _run_due_rule(ctx: Context, actor: Actor, doc: ConfigDocument, wf: Workflow,
             if row is None:
                 continue
             columns = records.rule_columns(rt, row)
-            columns.update({f"state:{k}": v for k, v in automation.states(
-                ctx, doc, actor.tenant_id, rt.name, record_id).items()})
+            columns.update(
+                {
+                    f"state:{k}": v
+                    for k, v in automation.states(
+                        ctx, doc, actor.tenant_id, rt.name, record_id
+                    ).items()
+                }
+            )
             if not rule.matches(columns):
                 continue
             if not _claim(ctx, actor.tenant_id, wf.code, rt.name, record_id, due):
@@ -511,50 +663,74 @@ def _run_due_rule(ctx: Context, actor: Actor, doc: ConfigDocument, wf: Workflow,
             firing = rules.fire(rule, columns, records.coercer(ctx, actor, doc, rt, row))
             records.apply_firings(ctx, actor, doc, rt, row, "date", [firing])
             report.fired += 1
-            report.errors.extend(f"{wf.code} on {rt.name} {record_id}: {e}"
-                                 for e in firing.errors)
+            report.errors.extend(f"{wf.code} on {rt.name} {record_id}: {e}" for e in firing.errors)
 
 
 # ---------------------------------------------------------------- notifications
 
-def notifications(ctx: Context, actor: Actor, *, unread_only: bool = False,
-                  limit: int = 50) -> list[dict[str, Any]]:
+
+def notifications(
+    ctx: Context, actor: Actor, *, unread_only: bool = False, limit: int = 50
+) -> list[dict[str, Any]]:
     """The acting user's notifications in this tenant, newest first."""
     scope.enter(ctx, actor)
-    query = select(Notification).where(Notification.tenant_id == actor.tenant_id,
-                                       Notification.user_id == actor.user_id)
+    query = select(Notification).where(
+        Notification.tenant_id == actor.tenant_id, Notification.user_id == actor.user_id
+    )
     if unread_only:
         query = query.where(Notification.read_at.is_(None))
-    return [{"id": n.id, "at": format_instant(n.at), "workflow": n.workflow,
-             "record_type": n.record_type, "record_id": n.record_id, "message": n.message,
-             "read": n.read_at is not None}
-            for n in ctx.session.scalars(query.order_by(Notification.id.desc()).limit(limit))]
+    return [
+        {
+            "id": n.id,
+            "at": format_instant(n.at),
+            "workflow": n.workflow,
+            "record_type": n.record_type,
+            "record_id": n.record_id,
+            "message": n.message,
+            "read": n.read_at is not None,
+        }
+        for n in ctx.session.scalars(query.order_by(Notification.id.desc()).limit(limit))
+    ]
 
 
 def unread_count(ctx: Context, actor: Actor) -> int:
     scope.enter(ctx, actor)
-    return int(ctx.session.scalar(select(func.count()).select_from(Notification).where(
-        Notification.tenant_id == actor.tenant_id, Notification.user_id == actor.user_id,
-        Notification.read_at.is_(None))) or 0)
+    return int(
+        ctx.session.scalar(
+            select(func.count())
+            .select_from(Notification)
+            .where(
+                Notification.tenant_id == actor.tenant_id,
+                Notification.user_id == actor.user_id,
+                Notification.read_at.is_(None),
+            )
+        )
+        or 0
+    )
 
 
 def mark_read(ctx: Context, actor: Actor, ids: list[int] | None = None) -> int:
     """Mark the user's notifications read (all when ``ids`` is None); how many."""
     scope.enter(ctx, actor)
     statement = update(Notification).where(
-        Notification.tenant_id == actor.tenant_id, Notification.user_id == actor.user_id,
-        Notification.read_at.is_(None))
+        Notification.tenant_id == actor.tenant_id,
+        Notification.user_id == actor.user_id,
+        Notification.read_at.is_(None),
+    )
     if ids is not None:
         statement = statement.where(Notification.id.in_(ids))
-    result = ctx.session.execute(statement.values(read_at=ctx.clock.now())
-                                 .execution_options(synchronize_session=False))
+    result = ctx.session.execute(
+        statement.values(read_at=ctx.clock.now()).execution_options(synchronize_session=False)
+    )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------- blueprints
 
-def blueprint_status(ctx: Context, actor: Actor, type_name: str, record_id: int
-                     ) -> list[dict[str, Any]]:
+
+def blueprint_status(
+    ctx: Context, actor: Actor, type_name: str, record_id: int
+) -> list[dict[str, Any]]:
     """Where a record stands in each blueprint of its object and the moves open to the
     actor from there (the console's buttons)."""
     scope.enter(ctx, actor)
@@ -567,17 +743,38 @@ def blueprint_status(ctx: Context, actor: Actor, type_name: str, record_id: int
     for bp in automation.blueprints_of(doc, rt.name):
         labels = {s.code: s.label for s in bp.states}
         state = current[bp.code]
-        out.append({"blueprint": bp.code, "label": bp.label, "state": state,
-                    "state_label": labels.get(state, state),
-                    "transitions": [{"code": t.code, "label": t.label, "to": t.to_state,
-                                     "to_label": labels.get(t.to_state, t.to_state)}
-                                    for t in bp.transitions if t.from_state == state
-                                    and (not t.allowed_roles or actor.role in t.allowed_roles)]})
+        out.append(
+            {
+                "blueprint": bp.code,
+                "label": bp.label,
+                "state": state,
+                "state_label": labels.get(state, state),
+                "transitions": [
+                    {
+                        "code": t.code,
+                        "label": t.label,
+                        "to": t.to_state,
+                        "to_label": labels.get(t.to_state, t.to_state),
+                    }
+                    for t in bp.transitions
+                    if t.from_state == state
+                    and (not t.allowed_roles or actor.role in t.allowed_roles)
+                ],
+            }
+        )
     return out
 
 
-def transition(ctx: Context, actor: Actor, type_name: str, record_id: int, to_state: str, *,
-               blueprint: str | None = None, purpose: str | None = None) -> dict[str, Any]:
+def transition(
+    ctx: Context,
+    actor: Actor,
+    type_name: str,
+    record_id: int,
+    to_state: str,
+    *,
+    blueprint: str | None = None,
+    purpose: str | None = None,
+) -> dict[str, Any]:
     """Move a record along a blueprint transition: from its current state, by a role the
     transition allows, with the transition's required fields filled. The move is in the
     record's history and fires the rules watching the state field."""
@@ -592,9 +789,11 @@ def transition(ctx: Context, actor: Actor, type_name: str, record_id: int, to_st
     if len(choices) != 1:
         names = ", ".join(bp.code for bp in automation.blueprints_of(doc, rt.name))
         raise ValidationFailed(
-            f"no blueprint {blueprint!r} on {rt.name}" if blueprint is not None
+            f"no blueprint {blueprint!r} on {rt.name}"
+            if blueprint is not None
             else f"a {rt.name} is in {len(choices)} blueprints",
-            hint=f"name one with --blueprint ({names or 'none configured'})")
+            hint=f"name one with --blueprint ({names or 'none configured'})",
+        )
     bp = choices[0]
     current = automation.states(ctx, doc, actor.tenant_id, rt.name, record_id)[bp.code]
     moves = [t for t in bp.transitions if t.from_state == current]
@@ -603,29 +802,47 @@ def transition(ctx: Context, actor: Actor, type_name: str, record_id: int, to_st
         raise ValidationFailed(
             f"{rt.name} {record_id} cannot move from {current!r} to {to_state!r} in "
             f"blueprint {bp.code!r}",
-            hint="transitions from here: " + (", ".join(
-                f"{t.code} (-> {t.to_state})" for t in moves) or "none"))
+            hint="transitions from here: "
+            + (", ".join(f"{t.code} (-> {t.to_state})" for t in moves) or "none"),
+        )
     if chosen.allowed_roles and actor.role not in chosen.allowed_roles:
         raise PermissionDenied(
             f"{actor.login!r} ({actor.role}) may not take transition {chosen.code!r}",
-            hint="it is allowed to: " + ", ".join(chosen.allowed_roles))
+            hint="it is allowed to: " + ", ".join(chosen.allowed_roles),
+        )
     columns = records.rule_columns(rt, row)
-    missing = [path for path in chosen.required_fields
-               if split_path(path)[0] == rt.name and read(columns, split_path(path)[1]) in (
-                   None, "", [], False)]
+    missing = [
+        path
+        for path in chosen.required_fields
+        if split_path(path)[0] == rt.name
+        and read(columns, split_path(path)[1]) in (None, "", [], False)
+    ]
     if missing:
         raise ValidationFailed(
             f"transition {chosen.code!r} needs these fields filled first",
             problems=[f"{path}: required for {chosen.label}" for path in missing],
-            hint=f"fill them ('provisioner record update {rt.name} {record_id} ...') and "
-                 "try again")
-    automation.set_state(ctx, actor.tenant_id, rt.name, record_id, bp.code, to_state,
-                         actor.login)
-    ctx.session.add(CrmChange(tenant_id=actor.tenant_id, at=ctx.clock.now(), actor=actor.login,
-                              record_type=rt.name, record_id=record_id, action="transition",
-                              changes={bp.code: [current, to_state]},
-                              purpose=purpose or f"blueprint:{bp.code}:{chosen.code}"))
+            hint=f"fill them ('provisioner record update {rt.name} {record_id} ...') and try again",
+        )
+    automation.set_state(ctx, actor.tenant_id, rt.name, record_id, bp.code, to_state, actor.login)
+    ctx.session.add(
+        CrmChange(
+            tenant_id=actor.tenant_id,
+            at=ctx.clock.now(),
+            actor=actor.login,
+            record_type=rt.name,
+            record_id=record_id,
+            action="transition",
+            changes={bp.code: [current, to_state]},
+            purpose=purpose or f"blueprint:{bp.code}:{chosen.code}",
+        )
+    )
     ctx.session.flush()
     records.after_write(ctx, actor, doc, rt, row, "updated", [bp.code])
-    return {"record_type": rt.name, "record_id": record_id, "blueprint": bp.code,
-            "transition": chosen.code, "from": current, "to": to_state}
+    return {
+        "record_type": rt.name,
+        "record_id": record_id,
+        "blueprint": bp.code,
+        "transition": chosen.code,
+        "from": current,
+        "to": to_state,
+    }

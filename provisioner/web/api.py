@@ -91,12 +91,24 @@ MAX_UPLOAD = 16 * 1024 * 1024 + 65536  # a bundle is at most 16 MiB (plus its en
 MAX_CSV = 256 * 1024 * 1024
 
 bearer = HTTPBearer(auto_error=False, description="the token from POST /api/login")
-TenantRef = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
-                                description="slug, number in your tenant list, or 'current'")]
+TenantRef = Annotated[
+    str,
+    Path(
+        pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
+        description="slug, number in your tenant list, or 'current'",
+    ),
+]
 RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
 #: the record types listed under a contact (GET .../contacts/{id}/{type})
-CHILD_TYPES = ("job", "family", "card_exchange", "secret_note", "activity", "purchase",
-               "external_link")
+CHILD_TYPES = (
+    "job",
+    "family",
+    "card_exchange",
+    "secret_note",
+    "activity",
+    "purchase",
+    "external_link",
+)
 Version = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 if TYPE_CHECKING:
     RecordTypeName = str
@@ -114,12 +126,14 @@ def provisioner(request: Request) -> Provisioner:
 # The dependencies are ``async``: FastAPI runs a plain ``def`` dependency in the thread
 # pool, one hop each, on every request.
 
+
 async def _provisioner(request: Request) -> Provisioner:
     return provisioner(request)
 
 
-async def token(creds: Annotated[HTTPAuthorizationCredentials | None,
-                                 Depends(bearer)]) -> str | None:
+async def token(
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> str | None:
     return creds.credentials if creds is not None else None
 
 
@@ -153,9 +167,12 @@ def links(status: int, **targets: dict[str, Any]) -> dict[int | str, dict[str, A
     out: dict[str, Any] = {}
     for operation_id, parameters in targets.items():
         params = {"tenant": "$request.path.tenant"} | {
-            k: v for k, v in parameters.items() if k != "requestBody"}
-        link: dict[str, Any] = {"operationId": operation_id, "parameters": {
-            k: v for k, v in params.items() if v is not None}}
+            k: v for k, v in parameters.items() if k != "requestBody"
+        }
+        link: dict[str, Any] = {
+            "operationId": operation_id,
+            "parameters": {k: v for k, v in params.items() if v is not None},
+        }
         if "requestBody" in parameters:
             link["requestBody"] = parameters["requestBody"]
         out[operation_id] = link
@@ -173,19 +190,28 @@ def whole_numbers(doc: Any) -> Any:
         return int(doc)
     return doc
 
+
 # --------------------------------------------------------------------------- session
 
 
-@router.post("/login", tags=["session"], response_model=models.LoginOut,
-             responses=errors(400, 403, 429, base=(422, 503)))
+@router.post(
+    "/login",
+    tags=["session"],
+    response_model=models.LoginOut,
+    responses=errors(400, 403, 429, base=(422, 503)),
+)
 def login(body: LoginIn, request: Request, app: App) -> Any:
     """Log in with login id and password: a bearer token and your tenants (first selected)."""
     result = login_with_limits(app, body.login, body.password, client(request))
     return present.login(result)
 
 
-@router.post("/logout", tags=["session"], response_model=models.LogoutOut,
-             responses=errors(base=AUTHENTICATED))
+@router.post(
+    "/logout",
+    tags=["session"],
+    response_model=models.LogoutOut,
+    responses=errors(base=AUTHENTICATED),
+)
 def logout(app: App, tok: Token) -> Any:
     with app.transaction() as ctx:
         session_actor(ctx, tok)
@@ -193,18 +219,30 @@ def logout(app: App, tok: Token) -> Any:
     return {"logged_out": True}
 
 
-@router.get("/session", tags=["session"], response_model=models.SessionOut,
-            responses=errors(base=AUTHENTICATED))
+@router.get(
+    "/session",
+    tags=["session"],
+    response_model=models.SessionOut,
+    responses=errors(base=AUTHENTICATED),
+)
 def session(app: App, tok: Token) -> Any:
     """Who you are, the selected tenant and your tenants."""
     with acting(app, tok) as (ctx, actor):
         choices = auth.tenants_for(ctx, actor.user_id)
-    return {"login": actor.login, "selected": actor.tenant_slug, "role": actor.role,
-            "tenants": [present.choice(c) for c in choices]}
+    return {
+        "login": actor.login,
+        "selected": actor.tenant_slug,
+        "role": actor.role,
+        "tenants": [present.choice(c) for c in choices],
+    }
 
 
-@router.post("/session/tenant", tags=["session"], response_model=models.SwitchOut,
-             responses=errors(400, 403, 404, base=AUTHENTICATED))
+@router.post(
+    "/session/tenant",
+    tags=["session"],
+    response_model=models.SwitchOut,
+    responses=errors(400, 403, 404, base=AUTHENTICATED),
+)
 def switch(body: SwitchIn, app: App, tok: Token) -> Any:
     """Select another of your tenants (number or slug) without logging in again."""
     with app.transaction() as ctx:
@@ -216,8 +254,12 @@ def switch(body: SwitchIn, app: App, tok: Token) -> Any:
 # --------------------------------------------------------------------------- tenants
 
 
-@router.get("/tenants", tags=["tenants"], response_model=list[models.TenantChoice],
-            responses=errors(base=AUTHENTICATED))
+@router.get(
+    "/tenants",
+    tags=["tenants"],
+    response_model=list[models.TenantChoice],
+    responses=errors(base=AUTHENTICATED),
+)
 def tenant_list(app: App, tok: Token) -> Any:
     with acting(app, tok) as (ctx, actor):
         return [present.choice(c) for c in auth.tenants_for(ctx, actor.user_id)]
@@ -227,8 +269,9 @@ def _group(ctx: Context, row: Tenant) -> TenantGroup | None:
     return ctx.session.get(TenantGroup, row.group_id) if row.group_id else None
 
 
-@router.get("/tenants/{tenant}", tags=["tenants"], response_model=models.TenantOut,
-            responses=errors())
+@router.get(
+    "/tenants/{tenant}", tags=["tenants"], response_model=models.TenantOut, responses=errors()
+)
 def tenant_show(tenant: TenantRef, app: App, tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         row = actors.get_tenant(ctx, actor.tenant_slug)
@@ -241,31 +284,54 @@ def tenant_show(tenant: TenantRef, app: App, tok: Token) -> Any:
 #: the body of PUT .../config: at least one section (each is checked by the service)
 SECTIONS_SCHEMA: dict[str, Any] = {
     "propertyNames": {"enum": ["schema_version", *models.SECTIONS]},
-    "anyOf": [{"required": [name]} for name in models.SECTIONS]}
+    "anyOf": [{"required": [name]} for name in models.SECTIONS],
+}
 _SECTION = f"({'|'.join(models.SECTIONS)})"
 
 
-@router.get("/tenants/{tenant}/config", tags=["configuration"],
-            response_model=models.ConfigOut,
-            responses=errors())
-def config_show(tenant: TenantRef, app: App, tok: Token,
-                version: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Any:
+@router.get(
+    "/tenants/{tenant}/config",
+    tags=["configuration"],
+    response_model=models.ConfigOut,
+    responses=errors(),
+)
+def config_show(
+    tenant: TenantRef,
+    app: App,
+    tok: Token,
+    version: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+) -> Any:
     """The configuration document (the current one, or an older ``version``)."""
     with acting(app, tok, tenant) as (ctx, actor):
         row = actors.get_tenant(ctx, actor.tenant_slug)
         if version is None:
             head = configs.current(ctx, row)
             return {"version": head.version, "digest": head.digest, "document": head.data}
-        return {"version": version, "digest": None,
-                "document": configs.version_data(ctx, row.id, version)}
+        return {
+            "version": version,
+            "digest": None,
+            "document": configs.version_data(ctx, row.id, version),
+        }
 
 
-@router.put("/tenants/{tenant}/config", tags=["configuration"],
-            response_model=models.ConfigSetOut, responses=errors(400, 409, 413))
-def config_set(tenant: TenantRef, app: App, tok: Token,
-               sections: Annotated[dict[str, Any], Body(
-                   description="a whole document or some of its sections",
-                   json_schema_extra=SECTIONS_SCHEMA)]) -> Any:
+@router.put(
+    "/tenants/{tenant}/config",
+    tags=["configuration"],
+    response_model=models.ConfigSetOut,
+    responses=errors(400, 409, 413),
+)
+def config_set(
+    tenant: TenantRef,
+    app: App,
+    tok: Token,
+    sections: Annotated[
+        dict[str, Any],
+        Body(
+            description="a whole document or some of its sections",
+            json_schema_extra=SECTIONS_SCHEMA,
+        ),
+    ],
+) -> Any:
     """Replace the sections in the body (admins)."""
     with acting(app, tok, tenant) as (ctx, actor):
         row = actors.get_tenant(ctx, actor.tenant_slug)
@@ -273,30 +339,50 @@ def config_set(tenant: TenantRef, app: App, tok: Token,
         return {"version": made or row.config_version, "changed": made is not None}
 
 
-@router.get("/tenants/{tenant}/config/history", tags=["configuration"],
-            response_model=list[models.VersionOut], responses=errors())
+@router.get(
+    "/tenants/{tenant}/config/history",
+    tags=["configuration"],
+    response_model=list[models.VersionOut],
+    responses=errors(),
+)
 def config_history(tenant: TenantRef, app: App, tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         row = actors.get_tenant(ctx, actor.tenant_slug)
         return [present.version(v, row.config_version) for v in configs.history(ctx, row)]
 
 
-@router.get("/tenants/{tenant}/config/diff", tags=["configuration"],
-            response_model=models.DiffOut, responses=errors())
-def config_diff(tenant: TenantRef, app: App, tok: Token,
-                from_version: Annotated[int, Query(alias="from", ge=1, le=MAX_ID)],
-                to_version: Annotated[int, Query(alias="to", ge=1, le=MAX_ID)]) -> Any:
+@router.get(
+    "/tenants/{tenant}/config/diff",
+    tags=["configuration"],
+    response_model=models.DiffOut,
+    responses=errors(),
+)
+def config_diff(
+    tenant: TenantRef,
+    app: App,
+    tok: Token,
+    from_version: Annotated[int, Query(alias="from", ge=1, le=MAX_ID)],
+    to_version: Annotated[int, Query(alias="to", ge=1, le=MAX_ID)],
+) -> Any:
     from provisioner.config.diff import summarize
 
     with acting(app, tok, tenant) as (ctx, actor):
         row = actors.get_tenant(ctx, actor.tenant_slug)
         changes = configs.diff_versions(ctx, row, from_version, to_version)
-    return {"from": from_version, "to": to_version, "summary": summarize(changes),
-            "changes": [c.to_dict() for c in changes]}
+    return {
+        "from": from_version,
+        "to": to_version,
+        "summary": summarize(changes),
+        "changes": [c.to_dict() for c in changes],
+    }
 
 
-@router.post("/tenants/{tenant}/config/rollback", tags=["configuration"],
-             response_model=models.RollbackOut, responses=errors(400, 409, 413))
+@router.post(
+    "/tenants/{tenant}/config/rollback",
+    tags=["configuration"],
+    response_model=models.RollbackOut,
+    responses=errors(400, 409, 413),
+)
 def config_rollback(tenant: TenantRef, body: RollbackIn, app: App, tok: Token) -> Any:
     """Make an older version current again, as a new version (admins)."""
     with acting(app, tok, tenant) as (ctx, actor):
@@ -308,29 +394,51 @@ def config_rollback(tenant: TenantRef, body: RollbackIn, app: App, tok: Token) -
 # --------------------------------------------------------------------------- copy keys
 
 
-@router.get("/tenants/{tenant}/keys", tags=["copy keys"], response_model=list[models.KeyOut],
-            responses=errors())
+@router.get(
+    "/tenants/{tenant}/keys",
+    tags=["copy keys"],
+    response_model=list[models.KeyOut],
+    responses=errors(),
+)
 def key_list(tenant: TenantRef, app: App, tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         now = ctx.clock.now()
         return [present.key(k, now) for k in copykeys.list_keys(ctx, actor)]
 
 
-@router.post("/tenants/{tenant}/keys", tags=["copy keys"], status_code=201,
-             response_model=models.NewKeyOut, responses=errors() | links(
-                 201, send={"tenant": None,  # the key is for another tenant to send with
-                            "requestBody": {"key": "$response.body#/key"}},
-                 key_revoke={"key_id": "$response.body#/id"}))
+@router.post(
+    "/tenants/{tenant}/keys",
+    tags=["copy keys"],
+    status_code=201,
+    response_model=models.NewKeyOut,
+    responses=errors()
+    | links(
+        201,
+        send={
+            "tenant": None,  # the key is for another tenant to send with
+            "requestBody": {"key": "$response.body#/key"},
+        },
+        key_revoke={"key_id": "$response.body#/id"},
+    ),
+)
 def key_generate(tenant: TenantRef, app: App, tok: Token) -> Any:
     """A new copy key for this (target) tenant: 24 hours, one delivery, shown only now."""
     with acting(app, tok, tenant) as (ctx, actor):
         made = copykeys.generate(ctx, actor, actors.get_tenant(ctx, actor.tenant_slug))
-    return {"key": made.text, "id": made.id, "selector": made.selector,
-            "expires_at": present.instant(made.expires_at)}
+    return {
+        "key": made.text,
+        "id": made.id,
+        "selector": made.selector,
+        "expires_at": present.instant(made.expires_at),
+    }
 
 
-@router.post("/tenants/{tenant}/keys/{key_id}/revoke", tags=["copy keys"],
-             response_model=models.KeyOut, responses=errors(409))
+@router.post(
+    "/tenants/{tenant}/keys/{key_id}/revoke",
+    tags=["copy keys"],
+    response_model=models.KeyOut,
+    responses=errors(409),
+)
 def key_revoke(tenant: TenantRef, key_id: RowId, app: App, tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         row = copykeys.revoke(ctx, actor, str(key_id))
@@ -340,11 +448,20 @@ def key_revoke(tenant: TenantRef, key_id: RowId, app: App, tok: Token) -> Any:
 # --------------------------------------------------------------------------- send / receive
 
 
-@router.post("/tenants/{tenant}/send", tags=["transfers"], status_code=201,
-             response_model=models.SentOut, responses=errors(400, 409, 413, 429) | links(
-                 201, **{op: {"tenant": "$response.body#/target",
-                              "transfer_id": "$response.body#/id"}
-                         for op in ("inbox_show", "inbox_approve", "inbox_reject")}))
+@router.post(
+    "/tenants/{tenant}/send",
+    tags=["transfers"],
+    status_code=201,
+    response_model=models.SentOut,
+    responses=errors(400, 409, 413, 429)
+    | links(
+        201,
+        **{
+            op: {"tenant": "$response.body#/target", "transfer_id": "$response.body#/id"}
+            for op in ("inbox_show", "inbox_approve", "inbox_reject")
+        },
+    ),
+)
 def send(tenant: TenantRef, body: SendIn, request: Request, app: App, tok: Token) -> Any:
     """Send this tenant's configuration to the tenant whose admin generated the key."""
     k = None
@@ -360,11 +477,22 @@ def send(tenant: TenantRef, body: SendIn, request: Request, app: App, tok: Token
         raise
 
 
-@router.post("/tenants/{tenant}/receive", tags=["transfers"], status_code=201,
-             response_model=models.TransferOut, responses=errors(400, 409, 413, 429))
-def receive(tenant: TenantRef, request: Request, app: App, tok: Token,
-            bundle: Annotated[UploadFile, File(description="a bundle file made with "
-                                                             "'bundle export --key'")]) -> Any:
+@router.post(
+    "/tenants/{tenant}/receive",
+    tags=["transfers"],
+    status_code=201,
+    response_model=models.TransferOut,
+    responses=errors(400, 409, 413, 429),
+)
+def receive(
+    tenant: TenantRef,
+    request: Request,
+    app: App,
+    tok: Token,
+    bundle: Annotated[
+        UploadFile, File(description="a bundle file made with 'bundle export --key'")
+    ],
+) -> Any:
     """Take a bundle file into this tenant's inbox (admins)."""
     k = None
     try:
@@ -383,23 +511,43 @@ def receive(tenant: TenantRef, request: Request, app: App, tok: Token,
 # --------------------------------------------------------------------------- inbox
 
 
-@router.get("/tenants/{tenant}/inbox", tags=["transfers"],
-            response_model=list[models.TransferOut], responses=errors())
-def inbox_list(tenant: TenantRef, app: App, tok: Token,
-               status: Literal["pending", "applied", "rejected", "rolled_back"] | None = None,
-               ) -> Any:
+@router.get(
+    "/tenants/{tenant}/inbox",
+    tags=["transfers"],
+    response_model=list[models.TransferOut],
+    responses=errors(),
+)
+def inbox_list(
+    tenant: TenantRef,
+    app: App,
+    tok: Token,
+    status: Literal["pending", "applied", "rejected", "rolled_back"] | None = None,
+) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         return [present.transfer(t) for t in transfers.inbox(ctx, actor, status=status)]
 
 
-@router.get("/tenants/{tenant}/inbox/{transfer_id}", tags=["transfers"],
-            response_model=models.PlanOut, responses=errors(409))
-def inbox_show(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
-               mode: Literal["replace", "merge", "upgrade"] | None = None,
-               only: Annotated[str | None, Query(
-                   max_length=500, pattern=rf"^{_SECTION}(,{_SECTION})*$",
-                   description="comma-separated sections")] = None,
-               ) -> Any:
+@router.get(
+    "/tenants/{tenant}/inbox/{transfer_id}",
+    tags=["transfers"],
+    response_model=models.PlanOut,
+    responses=errors(409),
+)
+def inbox_show(
+    tenant: TenantRef,
+    transfer_id: RowId,
+    app: App,
+    tok: Token,
+    mode: Literal["replace", "merge", "upgrade"] | None = None,
+    only: Annotated[
+        str | None,
+        Query(
+            max_length=500,
+            pattern=rf"^{_SECTION}(,{_SECTION})*$",
+            description="comma-separated sections",
+        ),
+    ] = None,
+) -> Any:
     """The plan (per section: added, changed, removed) and its impact on the records."""
     with acting(app, tok, tenant) as (ctx, actor):
         row = find_transfer(ctx, actor, transfer_id)
@@ -407,40 +555,65 @@ def inbox_show(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
         return present.transfer(row) | {"plan": plan}
 
 
-@router.post("/tenants/{tenant}/inbox/{transfer_id}/approve", tags=["transfers"],
-             response_model=models.DecisionOut, responses=errors(400, 409, 413) | links(
-                 200, inbox_rollback={"transfer_id": "$response.body#/id"}))
-def inbox_approve(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
-                  body: ApproveIn | None = None) -> Any:
+@router.post(
+    "/tenants/{tenant}/inbox/{transfer_id}/approve",
+    tags=["transfers"],
+    response_model=models.DecisionOut,
+    responses=errors(400, 409, 413)
+    | links(200, inbox_rollback={"transfer_id": "$response.body#/id"}),
+)
+def inbox_approve(
+    tenant: TenantRef, transfer_id: RowId, app: App, tok: Token, body: ApproveIn | None = None
+) -> Any:
     """Apply the transfer in one transaction (admins). 409 when it had to be planned again."""
     body = body or ApproveIn()
     with acting(app, tok, tenant) as (ctx, actor):
-        decision = transfers.approve(ctx, actor, transfer_id, mode=body.mode, only=body.only,
-                                     remaps=body.remaps, force=body.force, keep=body.keep,
-                                     take=body.take, prefer=body.prefer)
+        decision = transfers.approve(
+            ctx,
+            actor,
+            transfer_id,
+            mode=body.mode,
+            only=body.only,
+            remaps=body.remaps,
+            force=body.force,
+            keep=body.keep,
+            take=body.take,
+            prefer=body.prefer,
+        )
         out = present.transfer(decision.transfer) | {
-            "outcome": decision.outcome, "version": decision.version,
+            "outcome": decision.outcome,
+            "version": decision.version,
             "message": decision.message,
             "remapped": getattr(decision, "remapped", None),
-            "forced": getattr(decision, "forced", None)}
+            "forced": getattr(decision, "forced", None),
+        }
     if decision.outcome == "replanned":
-        return JSONBody({"error": {"code": "replanned", "message": decision.message}} | out,
-                        status_code=409)
+        return JSONBody(
+            {"error": {"code": "replanned", "message": decision.message}} | out, status_code=409
+        )
     return out
 
 
-@router.post("/tenants/{tenant}/inbox/{transfer_id}/reject", tags=["transfers"],
-             response_model=models.TransferOut, responses=errors(400, 409))
-def inbox_reject(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token,
-                 body: RejectIn | None = None) -> Any:
+@router.post(
+    "/tenants/{tenant}/inbox/{transfer_id}/reject",
+    tags=["transfers"],
+    response_model=models.TransferOut,
+    responses=errors(400, 409),
+)
+def inbox_reject(
+    tenant: TenantRef, transfer_id: RowId, app: App, tok: Token, body: RejectIn | None = None
+) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
-        decision = transfers.reject(ctx, actor, transfer_id,
-                                    reason=body.reason if body else None)
+        decision = transfers.reject(ctx, actor, transfer_id, reason=body.reason if body else None)
         return present.transfer(decision.transfer)
 
 
-@router.post("/tenants/{tenant}/inbox/{transfer_id}/rollback", tags=["transfers"],
-             response_model=models.TransferRollbackOut, responses=errors(409, 413))
+@router.post(
+    "/tenants/{tenant}/inbox/{transfer_id}/rollback",
+    tags=["transfers"],
+    response_model=models.TransferRollbackOut,
+    responses=errors(409, 413),
+)
 def inbox_rollback(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token) -> Any:
     """Undo an applied transfer: the version before it becomes current again (admins)."""
     with acting(app, tok, tenant) as (ctx, actor):
@@ -451,8 +624,7 @@ def inbox_rollback(tenant: TenantRef, transfer_id: RowId, app: App, tok: Token) 
 # --------------------------------------------------------------------------- records
 
 
-Purpose = Annotated[str | None, Query(max_length=500, description="why (kept in the "
-                                                                 "change log)")]
+Purpose = Annotated[str | None, Query(max_length=500, description="why (kept in the change log)")]
 
 
 def _record_routes(type_name: str) -> None:
@@ -461,26 +633,41 @@ def _record_routes(type_name: str) -> None:
     saved = models.saved_model(type_name)
     path = f"/tenants/{{tenant}}/records/{type_name}"
 
-    def create(tenant: TenantRef, app: App, tok: Token, values: models.In,
-               purpose: Purpose = None) -> Any:
+    def create(
+        tenant: TenantRef, app: App, tok: Token, values: models.In, purpose: Purpose = None
+    ) -> Any:
         with acting(app, tok, tenant) as (ctx, actor):
-            made = records.create(ctx, actor, type_name, values.model_dump(exclude_unset=True),
-                                  purpose=purpose)
+            made = records.create(
+                ctx, actor, type_name, values.model_dump(exclude_unset=True), purpose=purpose
+            )
         return {"record": made.record, "duplicates": made.duplicates}
 
     def show(tenant: TenantRef, record_id: RowId, app: App, tok: Token) -> Any:
         with acting(app, tok, tenant) as (ctx, actor):
             return records.show(ctx, actor, type_name, record_id)
 
-    def update(tenant: TenantRef, record_id: RowId, app: App, tok: Token,
-               values: models.In, purpose: Purpose = None) -> Any:
+    def update(
+        tenant: TenantRef,
+        record_id: RowId,
+        app: App,
+        tok: Token,
+        values: models.In,
+        purpose: Purpose = None,
+    ) -> Any:
         with acting(app, tok, tenant) as (ctx, actor):
-            made = records.update(ctx, actor, type_name, record_id,
-                                  values.model_dump(exclude_unset=True), purpose=purpose)
+            made = records.update(
+                ctx,
+                actor,
+                type_name,
+                record_id,
+                values.model_dump(exclude_unset=True),
+                purpose=purpose,
+            )
         return {"record": made.record, "duplicates": made.duplicates}
 
-    def delete(tenant: TenantRef, record_id: RowId, app: App, tok: Token,
-               purpose: Purpose = None) -> Any:
+    def delete(
+        tenant: TenantRef, record_id: RowId, app: App, tok: Token, purpose: Purpose = None
+    ) -> Any:
         with acting(app, tok, tenant) as (ctx, actor):
             records.delete_record(ctx, actor, type_name, record_id, purpose=purpose)
         return {"deleted": record_id}
@@ -489,37 +676,73 @@ def _record_routes(type_name: str) -> None:
     update.__annotations__["values"] = update_in
     tags: list[str | Enum] = ["records"]
     made = {"record_id": "$response.body#/record/id"}
-    router.add_api_route(path, create, methods=["POST"], name=f"create_{type_name}",
-                         tags=tags, status_code=201, response_model=saved,
-                         responses=errors(400, 409, 413) | links(
-                             201, **{f"{op}_{type_name}": made
-                                     for op in ("show", "update", "delete")}),
-                         summary=f"Create a {type_name}")
-    router.add_api_route(f"{path}/{{record_id}}", show, methods=["GET"],
-                         name=f"show_{type_name}", tags=tags, response_model=record,
-                         responses=errors(), summary=f"One {type_name}")
-    router.add_api_route(f"{path}/{{record_id}}", update, methods=["PATCH"],
-                         name=f"update_{type_name}", tags=tags, response_model=saved,
-                         responses=errors(400, 409, 413), summary=f"Change a {type_name}")
-    router.add_api_route(f"{path}/{{record_id}}", delete, methods=["DELETE"],
-                         name=f"delete_{type_name}", tags=tags,
-                         response_model=models.DeletedOut, responses=errors(409),
-                         summary=f"Delete a {type_name}")
+    router.add_api_route(
+        path,
+        create,
+        methods=["POST"],
+        name=f"create_{type_name}",
+        tags=tags,
+        status_code=201,
+        response_model=saved,
+        responses=errors(400, 409, 413)
+        | links(201, **{f"{op}_{type_name}": made for op in ("show", "update", "delete")}),
+        summary=f"Create a {type_name}",
+    )
+    router.add_api_route(
+        f"{path}/{{record_id}}",
+        show,
+        methods=["GET"],
+        name=f"show_{type_name}",
+        tags=tags,
+        response_model=record,
+        responses=errors(),
+        summary=f"One {type_name}",
+    )
+    router.add_api_route(
+        f"{path}/{{record_id}}",
+        update,
+        methods=["PATCH"],
+        name=f"update_{type_name}",
+        tags=tags,
+        response_model=saved,
+        responses=errors(400, 409, 413),
+        summary=f"Change a {type_name}",
+    )
+    router.add_api_route(
+        f"{path}/{{record_id}}",
+        delete,
+        methods=["DELETE"],
+        name=f"delete_{type_name}",
+        tags=tags,
+        response_model=models.DeletedOut,
+        responses=errors(409),
+        summary=f"Delete a {type_name}",
+    )
 
 
 def _children_route(type_name: str) -> None:
     record = models.RECORD_MODELS[type_name][2]
 
-    def children(tenant: TenantRef, record_id: RowId, app: App, tok: Token,
-                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
+    def children(
+        tenant: TenantRef,
+        record_id: RowId,
+        app: App,
+        tok: Token,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Any:
         with acting(app, tok, tenant) as (ctx, actor):
             return records.list_children(ctx, actor, type_name, record_id, limit=limit)
 
-    router.add_api_route(f"/tenants/{{tenant}}/contacts/{{record_id}}/{type_name}", children,
-                         methods=["GET"], name=f"list_contact_{type_name}", tags=["records"],
-                         response_model=list[record],  # type: ignore[valid-type]
-                         responses=errors(),
-                         summary=f"A contact's {type_name} records (newest first)")
+    router.add_api_route(
+        f"/tenants/{{tenant}}/contacts/{{record_id}}/{type_name}",
+        children,
+        methods=["GET"],
+        name=f"list_contact_{type_name}",
+        tags=["records"],
+        response_model=list[record],  # type: ignore[valid-type]
+        responses=errors(),
+        summary=f"A contact's {type_name} records (newest first)",
+    )
 
 
 for _type in records.TYPES:
@@ -529,8 +752,9 @@ for _type in CHILD_TYPES:
 
 
 #: a day in a query: YYYY-MM-DD
-Day = Annotated[str | None, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
-                                  json_schema_extra={"format": "date"})]
+Day = Annotated[
+    str | None, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", json_schema_extra={"format": "date"})
+]
 
 
 class SearchParams(BaseModel):
@@ -539,11 +763,10 @@ class SearchParams(BaseModel):
     q: str = Field(default="", max_length=500)
     match: Literal["all", "any"] = "all"
     field: list[Annotated[str, Field(pattern=rf"^({'|'.join(search.TEXT_FIELDS)})=")]] = Field(
-        default_factory=list, max_length=20, description="FIELD=TEXT, e.g. kana=タナカ")
-    checked: list[Annotated[int, Field(ge=1, le=48)]] = Field(default_factory=list,
-                                                              max_length=48)
-    unchecked: list[Annotated[int, Field(ge=1, le=48)]] = Field(default_factory=list,
-                                                                max_length=48)
+        default_factory=list, max_length=20, description="FIELD=TEXT, e.g. kana=タナカ"
+    )
+    checked: list[Annotated[int, Field(ge=1, le=48)]] = Field(default_factory=list, max_length=48)
+    unchecked: list[Annotated[int, Field(ge=1, le=48)]] = Field(default_factory=list, max_length=48)
     classification: str | None = Field(default=None, max_length=63)
     updated_from: Day = None
     updated_to: Day = None
@@ -566,8 +789,11 @@ class SearchParams(BaseModel):
     title: str | None = Field(default=None, max_length=200)
     postal_code: str | None = Field(default=None, max_length=20)
     department: str | None = Field(default=None, max_length=200)
-    sort: str = Field(default="id", pattern=rf"^-*({'|'.join(search.SORTS)})$",
-                      description="a column; prefix - for descending")
+    sort: str = Field(
+        default="id",
+        pattern=rf"^-*({'|'.join(search.SORTS)})$",
+        description="a column; prefix - for descending",
+    )
     limit: int = Field(default=50, ge=0, le=1000)
     offset: int = Field(default=0, ge=0, le=MAX_ID)
 
@@ -587,16 +813,21 @@ class SearchParams(BaseModel):
             value = getattr(self, name)
             if value is not None:
                 fields[name] = value
-        data = self.model_dump(exclude={"field", "checked", "unchecked", "title",
-                                        "postal_code", "department"})
+        data = self.model_dump(
+            exclude={"field", "checked", "unchecked", "title", "postal_code", "department"}
+        )
         return search.Query(fields=fields, checkboxes=boxes, **data)
 
 
 Search = Annotated[SearchParams, Query()]
 
 
-@router.get("/tenants/{tenant}/search", tags=["records"], response_model=models.SearchOut,
-            responses=errors())
+@router.get(
+    "/tenants/{tenant}/search",
+    tags=["records"],
+    response_model=models.SearchOut,
+    responses=errors(),
+)
 def search_customers(tenant: TenantRef, params: Search, app: App, tok: Token) -> Any:
     """Partial-match customer search: the exact total and one page."""
     with acting(app, tok, tenant, read_only=True) as (ctx, actor):
@@ -607,45 +838,67 @@ def search_customers(tenant: TenantRef, params: Search, app: App, tok: Token) ->
 class CompanySearchParams(BaseModel):
     """Query parameters of company search (as the CLI's search-companies options)."""
 
-    q: str = Field(default="", max_length=500,
-                   description="partial match on name, kana, phone, address")
+    q: str = Field(
+        default="", max_length=500, description="partial match on name, kana, phone, address"
+    )
     match: Literal["all", "any"] = "all"
     name: str | None = Field(default=None, max_length=200)
     kana: str | None = Field(default=None, max_length=200)
     address: str | None = Field(default=None, max_length=500)
     phone: str | None = Field(default=None, max_length=40, description="digits compared")
     classification: str | None = Field(default=None, max_length=63)
-    sort: str = Field(default="id", max_length=20,
-                      pattern=rf"^-*({'|'.join(company_search.SORTS)})$")
+    sort: str = Field(
+        default="id", max_length=20, pattern=rf"^-*({'|'.join(company_search.SORTS)})$"
+    )
     limit: int = Field(default=50, ge=0, le=1000)
     offset: int = Field(default=0, ge=0, le=MAX_ID)
 
 
-@router.get("/tenants/{tenant}/companies/search", tags=["records"],
-            response_model=models.CompanySearchOut, responses=errors())
-def search_companies(tenant: TenantRef, params: Annotated[CompanySearchParams, Query()],
-                     app: App, tok: Token) -> Any:
+@router.get(
+    "/tenants/{tenant}/companies/search",
+    tags=["records"],
+    response_model=models.CompanySearchOut,
+    responses=errors(),
+)
+def search_companies(
+    tenant: TenantRef, params: Annotated[CompanySearchParams, Query()], app: App, tok: Token
+) -> Any:
     """Partial-match company search (indexed): the exact total and one page."""
     with acting(app, tok, tenant, read_only=True) as (ctx, actor):
-        result = company_search.search(ctx, actor, company_search.CompanyQuery(
-            **params.model_dump()))
+        result = company_search.search(
+            ctx, actor, company_search.CompanyQuery(**params.model_dump())
+        )
     return JSONBody({"total": result.total, "items": result.items})
 
 
-@router.get("/tenants/{tenant}/lookup", tags=["records"], response_model=models.CardOut,
-            responses=errors())
-async def lookup(tenant: TenantRef, app: App, tok: Token,
-                 phone: Annotated[str, Query(min_length=3, max_length=40,
-                                             pattern=r"^[^0-9０-９]*([0-9０-９][^0-9０-９]*){3,}$",
-                                             description="any formatting: 03-1234-5678, "
-                                             "+81 3 1234 5678, full-width digits")],
-                 call_id: Annotated[str | None, Query(
-                     min_length=1, max_length=100,
-                     description="the telephony side's call id: recorded and charged once")
-                 ] = None,
-                 codes: Annotated[bool, Query(description="picklist and classification "
-                                              "codes rather than their labels")] = False,
-                 ) -> Any:
+@router.get(
+    "/tenants/{tenant}/lookup", tags=["records"], response_model=models.CardOut, responses=errors()
+)
+async def lookup(
+    tenant: TenantRef,
+    app: App,
+    tok: Token,
+    phone: Annotated[
+        str,
+        Query(
+            min_length=3,
+            max_length=40,
+            pattern=r"^[^0-9０-９]*([0-9０-９][^0-9０-９]*){3,}$",
+            description="any formatting: 03-1234-5678, +81 3 1234 5678, full-width digits",
+        ),
+    ],
+    call_id: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=100,
+            description="the telephony side's call id: recorded and charged once",
+        ),
+    ] = None,
+    codes: Annotated[
+        bool, Query(description="picklist and classification codes rather than their labels")
+    ] = False,
+) -> Any:
     """The caller's card (CTI screen pop): profile, latest purchases and activities.
 
     The screen pop is the metered call: the call and its charge are recorded
@@ -684,11 +937,19 @@ class CallOut(BaseModel):
     contact_id: int | None = Field(description="the customer it popped up")
 
 
-@router.post("/tenants/{tenant}/calls/{call_ref}/note", tags=["records"],
-             response_model=CallOut, responses=errors(400, 409))
-def call_note(tenant: TenantRef,
-              call_ref: Annotated[str, Path(min_length=1, max_length=100)],
-              body: CallNoteIn, app: App, tok: Token) -> Any:
+@router.post(
+    "/tenants/{tenant}/calls/{call_ref}/note",
+    tags=["records"],
+    response_model=CallOut,
+    responses=errors(400, 409),
+)
+def call_note(
+    tenant: TenantRef,
+    call_ref: Annotated[str, Path(min_length=1, max_length=100)],
+    body: CallNoteIn,
+    app: App,
+    tok: Token,
+) -> Any:
     """Contact history typed during a call (by the call id given to the lookup): an
     activity of the customer it popped up. Refused for nuisance callers."""
     with acting(app, tok, tenant) as (ctx, actor):
@@ -696,22 +957,35 @@ def call_note(tenant: TenantRef,
         return metering.call_summary(row)
 
 
-@router.post("/tenants/{tenant}/import/customers", tags=["csv"],
-             response_model=models.ImportOut, responses=errors(400, 409, 413))
-def import_customers(tenant: TenantRef, app: App, tok: Token,
-                     file: Annotated[UploadFile, File(description="CSV: UTF-8, UTF-8 with "
-                                                                  "BOM or CP932")],
-                     dry_run: Annotated[bool, Form()] = False) -> Any:
+@router.post(
+    "/tenants/{tenant}/import/customers",
+    tags=["csv"],
+    response_model=models.ImportOut,
+    responses=errors(400, 409, 413),
+)
+def import_customers(
+    tenant: TenantRef,
+    app: App,
+    tok: Token,
+    file: Annotated[UploadFile, File(description="CSV: UTF-8, UTF-8 with BOM or CP932")],
+    dry_run: Annotated[bool, Form()] = False,
+) -> Any:
     """Import customers, all rows or none (admins); ``dry_run`` checks every row."""
     raw = file.file  # spooled to disk by the server: read as it goes
     if raw.seek(0, 2) > MAX_CSV:
         raise ValidationFailed("the CSV file is larger than 256 MiB", hint="split it")
     raw.seek(0)
     with acting(app, tok, tenant) as (ctx, actor):
-        report = csvio.import_customers(ctx, actor, raw, dry_run=dry_run,
-                                        source=file.filename or "upload")
-    return {"rows": report.rows, "created": report.created, "encoding": report.encoding,
-            "companies_created": report.companies_created, "dry_run": dry_run}
+        report = csvio.import_customers(
+            ctx, actor, raw, dry_run=dry_run, source=file.filename or "upload"
+        )
+    return {
+        "rows": report.rows,
+        "created": report.created,
+        "encoding": report.encoding,
+        "companies_created": report.companies_created,
+        "dry_run": dry_run,
+    }
 
 
 class InquiryImportOut(BaseModel):
@@ -721,59 +995,99 @@ class InquiryImportOut(BaseModel):
     dry_run: bool
 
 
-@router.post("/tenants/{tenant}/import/inquiries", tags=["csv"],
-             response_model=InquiryImportOut, responses=errors(400, 413))
-def import_inquiries(tenant: TenantRef, app: App, tok: Token,
-                     file: Annotated[UploadFile, File(description="CSV: UTF-8, UTF-8 with "
-                                                                  "BOM or CP932")],
-                     dry_run: Annotated[bool, Form()] = False) -> Any:
+@router.post(
+    "/tenants/{tenant}/import/inquiries",
+    tags=["csv"],
+    response_model=InquiryImportOut,
+    responses=errors(400, 413),
+)
+def import_inquiries(
+    tenant: TenantRef,
+    app: App,
+    tok: Token,
+    file: Annotated[UploadFile, File(description="CSV: UTF-8, UTF-8 with BOM or CP932")],
+    dry_run: Annotated[bool, Form()] = False,
+) -> Any:
     """Import inquiries (contact history) of existing customers, all rows or none; each
     row is created like a single activity (rules apply)."""
     raw = file.file.read(MAX_CSV + 1)
     if len(raw) > MAX_CSV:
         raise ValidationFailed("the CSV file is larger than 256 MiB", hint="split it")
     with acting(app, tok, tenant) as (ctx, actor):
-        report = inquiries.import_inquiries(ctx, actor, raw, dry_run=dry_run,
-                                            source=file.filename or "upload")
-    return {"rows": report.rows, "created": report.created, "encoding": report.encoding,
-            "dry_run": dry_run}
+        report = inquiries.import_inquiries(
+            ctx, actor, raw, dry_run=dry_run, source=file.filename or "upload"
+        )
+    return {
+        "rows": report.rows,
+        "created": report.created,
+        "encoding": report.encoding,
+        "dry_run": dry_run,
+    }
 
 
-@router.get("/tenants/{tenant}/export/{kind}", tags=["csv"], response_class=Response,
-            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
-                             "description": "CSV"}, **errors()})
-def export(tenant: TenantRef, kind: ExportKind, params: Search, app: App, tok: Token,
-           encoding: Literal["utf-8-sig", "cp932"] = "utf-8-sig",
-           columns: Annotated[str | None, Query(max_length=2000,
-                                                description="comma-separated, in order")] = None,
-           codes: Annotated[bool, Query(description="picklist and classification codes "
-                                        "rather than their labels")] = False,
-           ) -> Response:
+@router.get(
+    "/tenants/{tenant}/export/{kind}",
+    tags=["csv"],
+    response_class=Response,
+    responses={
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV"},
+        **errors(),
+    },
+)
+def export(
+    tenant: TenantRef,
+    kind: ExportKind,
+    params: Search,
+    app: App,
+    tok: Token,
+    encoding: Literal["utf-8-sig", "cp932"] = "utf-8-sig",
+    columns: Annotated[
+        str | None, Query(max_length=2000, description="comma-separated, in order")
+    ] = None,
+    codes: Annotated[
+        bool, Query(description="picklist and classification codes rather than their labels")
+    ] = False,
+) -> Response:
     """CSV (Excel-friendly) of the customers a search finds, or of their history."""
     with acting(app, tok, tenant) as (ctx, actor):
-        data = csvio.export(ctx, actor, kind, params.query(),
-                            columns=columns.split(",") if columns else None, encoding=encoding,
-                            codes=codes)
+        data = csvio.export(
+            ctx,
+            actor,
+            kind,
+            params.query(),
+            columns=columns.split(",") if columns else None,
+            encoding=encoding,
+            codes=codes,
+        )
     charset = "shift_jis" if encoding == "cp932" else "utf-8"
-    return Response(data, media_type=f"text/csv; charset={charset}", headers={
-        "Content-Disposition": f'attachment; filename="{actor.tenant_slug}-{kind}.csv"'})
+    return Response(
+        data,
+        media_type=f"text/csv; charset={charset}",
+        headers={"Content-Disposition": f'attachment; filename="{actor.tenant_slug}-{kind}.csv"'},
+    )
 
 
 # --------------------------------------------------------------------------- billing
 
 
-@router.get("/tenants/{tenant}/billing", tags=["billing"], response_model=models.BillOut,
-            responses=errors())
-def billing_show(tenant: TenantRef, app: App, tok: Token,
-                 month: Annotated[str, Query(pattern=r"^(19|20)\d\d-(0[1-9]|1[0-2])$",
-                                             description="YYYY-MM")]) -> Any:
+@router.get(
+    "/tenants/{tenant}/billing", tags=["billing"], response_model=models.BillOut, responses=errors()
+)
+def billing_show(
+    tenant: TenantRef,
+    app: App,
+    tok: Token,
+    month: Annotated[str, Query(pattern=r"^(19|20)\d\d-(0[1-9]|1[0-2])$", description="YYYY-MM")],
+) -> Any:
     """The monthly bill of the tenant's group, itemised (admins)."""
     with acting(app, tok, tenant) as (ctx, actor):
         actors.require_admin(actor, "read the bill")
         group = _group(ctx, actors.get_tenant(ctx, actor.tenant_slug))
         if group is None:
-            raise NotFound(f"tenant {actor.tenant_slug!r} is not in a tenant group",
-                           hint="bills are per tenant group")
+            raise NotFound(
+                f"tenant {actor.tenant_slug!r} is not in a tenant group",
+                hint="bills are per tenant group",
+            )
         return billing.group_bill(ctx, group.code, month).to_dict()
 
 
@@ -782,8 +1096,9 @@ def billing_show(tenant: TenantRef, app: App, tok: Token,
 
 # --------------------------------------------------------------------------- users
 
-Login = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$",
-                            description="the user's login id")]
+Login = Annotated[
+    str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$", description="the user's login id")
+]
 
 
 class UserOut(BaseModel):
@@ -802,8 +1117,9 @@ class RoleIn(models.In):
 
 
 class DepartmentIn(models.In):
-    code: str | None = Field(default=None, max_length=63,
-                             description="a code of the master; null clears it")
+    code: str | None = Field(
+        default=None, max_length=63, description="a code of the master; null clears it"
+    )
 
 
 class DepartmentOut(BaseModel):
@@ -825,40 +1141,57 @@ class PasswordResetOut(BaseModel):
     password: str = Field(description="the new password, shown only now")
 
 
-@router.get("/tenants/{tenant}/users", tags=["users"],
-        response_model=list[UserOut], responses=errors(409))
+@router.get(
+    "/tenants/{tenant}/users", tags=["users"], response_model=list[UserOut], responses=errors(409)
+)
 def user_list(tenant: TenantRef, app: App, tok: Token) -> Any:
     """The tenant's users with role, disabled flag and department (admins)."""
     with acting(app, tok, tenant) as (ctx, actor):
         return users.list_users(ctx, actor)
 
 
-@router.put("/tenants/{tenant}/users/{login}/role", tags=["users"],
-        response_model=UserOut, responses=errors(400, 409))
+@router.put(
+    "/tenants/{tenant}/users/{login}/role",
+    tags=["users"],
+    response_model=UserOut,
+    responses=errors(400, 409),
+)
 def user_role(tenant: TenantRef, login: Login, body: RoleIn, app: App, tok: Token) -> Any:
     """Give the user another role (admins; the tenant keeps an enabled admin)."""
     with acting(app, tok, tenant) as (ctx, actor):
         return users.set_role(ctx, actor, login, body.role)
 
 
-@router.post("/tenants/{tenant}/users/{login}/disable", tags=["users"],
-        response_model=UserOut, responses=errors(409))
+@router.post(
+    "/tenants/{tenant}/users/{login}/disable",
+    tags=["users"],
+    response_model=UserOut,
+    responses=errors(409),
+)
 def user_disable(tenant: TenantRef, login: Login, app: App, tok: Token) -> Any:
     """The user can no longer log in to or act in the tenant; their sessions end."""
     with acting(app, tok, tenant) as (ctx, actor):
         return users.disable(ctx, actor, login)
 
 
-@router.post("/tenants/{tenant}/users/{login}/enable", tags=["users"],
-        response_model=UserOut, responses=errors(409))
+@router.post(
+    "/tenants/{tenant}/users/{login}/enable",
+    tags=["users"],
+    response_model=UserOut,
+    responses=errors(409),
+)
 def user_enable(tenant: TenantRef, login: Login, app: App, tok: Token) -> Any:
     """Enable a disabled user again (within the licensed user count)."""
     with acting(app, tok, tenant) as (ctx, actor):
         return users.enable(ctx, actor, login)
 
 
-@router.delete("/tenants/{tenant}/users/{login}", tags=["users"],
-        response_model=RemovedOut, responses=errors(409))
+@router.delete(
+    "/tenants/{tenant}/users/{login}",
+    tags=["users"],
+    response_model=RemovedOut,
+    responses=errors(409),
+)
 def user_remove(tenant: TenantRef, login: Login, app: App, tok: Token) -> Any:
     """Remove the user from the tenant (their login and other tenants stay)."""
     with acting(app, tok, tenant) as (ctx, actor):
@@ -866,8 +1199,12 @@ def user_remove(tenant: TenantRef, login: Login, app: App, tok: Token) -> Any:
     return {"removed": login}
 
 
-@router.post("/tenants/{tenant}/users/{login}/password-reset", tags=["users"],
-             response_model=PasswordResetOut, responses=errors(409))
+@router.post(
+    "/tenants/{tenant}/users/{login}/password-reset",
+    tags=["users"],
+    response_model=PasswordResetOut,
+    responses=errors(409),
+)
 def user_password_reset(tenant: TenantRef, login: Login, app: App, tok: Token) -> Any:
     """A new random password for the user (shown once; their sessions end). Refused when
     the user also has tenants outside this tenant's group (the password is shared)."""
@@ -875,24 +1212,38 @@ def user_password_reset(tenant: TenantRef, login: Login, app: App, tok: Token) -
         return {"login": login, "password": users.reset_password(ctx, actor, login)}
 
 
-@router.put("/tenants/{tenant}/users/{login}/department", tags=["users"],
-            response_model=UserOut, responses=errors(400, 409))
-def user_department(tenant: TenantRef, login: Login, body: DepartmentIn, app: App,
-                    tok: Token) -> Any:
+@router.put(
+    "/tenants/{tenant}/users/{login}/department",
+    tags=["users"],
+    response_model=UserOut,
+    responses=errors(400, 409),
+)
+def user_department(
+    tenant: TenantRef, login: Login, body: DepartmentIn, app: App, tok: Token
+) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         return users.set_department(ctx, actor, login, body.code)
 
 
-@router.get("/tenants/{tenant}/user-departments", tags=["users"],
-            response_model=list[DepartmentOut], responses=errors(409))
+@router.get(
+    "/tenants/{tenant}/user-departments",
+    tags=["users"],
+    response_model=list[DepartmentOut],
+    responses=errors(409),
+)
 def department_list(tenant: TenantRef, app: App, tok: Token) -> Any:
     """The user department master (admins)."""
     with acting(app, tok, tenant) as (ctx, actor):
         return users.departments(ctx, actor)
 
 
-@router.post("/tenants/{tenant}/user-departments", tags=["users"], status_code=201,
-             response_model=DepartmentOut, responses=errors(400, 409))
+@router.post(
+    "/tenants/{tenant}/user-departments",
+    tags=["users"],
+    status_code=201,
+    response_model=DepartmentOut,
+    responses=errors(400, 409),
+)
 def department_add(tenant: TenantRef, body: NewDepartmentIn, app: App, tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         return users.add_department(ctx, actor, body.code, body.name)
@@ -914,7 +1265,8 @@ def needs_session(request: Request) -> bool:
     """Whether the request was routed to an operation that takes a bearer token."""
     route = request.scope.get("route")
     return isinstance(route, APIRoute) and any(
-        d.call is token for d in route.dependant.dependencies)
+        d.call is token for d in route.dependant.dependencies
+    )
 
 
 def session_refusal(request: Request) -> Unauthenticated | None:
@@ -956,5 +1308,6 @@ def options(request: Request) -> Response:
 _FIRST = ("/api/tenants/{tenant}/lookup", "/api/tenants/{tenant}/search")
 router.routes.sort(key=lambda r: getattr(r, "path", "") not in _FIRST)
 for _path in dict.fromkeys(getattr(r, "path", "") for r in list(router.routes)):
-    router.add_api_route(_path.removeprefix(router.prefix), options, methods=["OPTIONS"],
-                         include_in_schema=False)
+    router.add_api_route(
+        _path.removeprefix(router.prefix), options, methods=["OPTIONS"], include_in_schema=False
+    )

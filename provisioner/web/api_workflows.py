@@ -77,7 +77,8 @@ class NotificationOut(BaseModel):
 
 class ReadIn(In):
     ids: list[Annotated[int, Field(ge=1)]] | None = Field(
-        default=None, max_length=1000, description="null: every notification")
+        default=None, max_length=1000, description="null: every notification"
+    )
 
 
 class ReadOut(BaseModel):
@@ -107,72 +108,134 @@ class BlueprintStatusOut(BaseModel):
     transitions: list[dict[str, str]]
 
 
-@router.get("/tenants/{tenant}/workflows", tags=["workflows"],
-            response_model=list[WorkflowOut], responses=errors())
+@router.get(
+    "/tenants/{tenant}/workflows",
+    tags=["workflows"],
+    response_model=list[WorkflowOut],
+    responses=errors(),
+)
 def workflow_list(tenant: TenantRef, app: App, tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         return workflows.list_workflows(ctx, actor)
 
 
-@router.put("/tenants/{tenant}/workflows/{code}/state", tags=["workflows"],
-            response_model=StateOut, responses=errors(400))
-def workflow_state(tenant: TenantRef, code: WorkflowCode, body: StateIn, app: App,
-                   tok: Token) -> Any:
+@router.put(
+    "/tenants/{tenant}/workflows/{code}/state",
+    tags=["workflows"],
+    response_model=StateOut,
+    responses=errors(400),
+)
+def workflow_state(
+    tenant: TenantRef, code: WorkflowCode, body: StateIn, app: App, tok: Token
+) -> Any:
     """Activate or pause a workflow (admins; a new configuration version)."""
     with acting(app, tok, tenant) as (ctx, actor):
         version = workflows.set_active(ctx, actor, code, body.state == "active")
     return {"workflow": code, "state": body.state, "version": version}
 
 
-@router.post("/tenants/{tenant}/workflows/{code}/dry-run", tags=["workflows"],
-             response_model=DryRunOut, responses=errors())
-def workflow_dry_run(tenant: TenantRef, code: WorkflowCode, app: App, tok: Token,
-                     sample: Annotated[int | None, Query(ge=1, le=10_000_000)] = None) -> Any:
+@router.post(
+    "/tenants/{tenant}/workflows/{code}/dry-run",
+    tags=["workflows"],
+    response_model=DryRunOut,
+    responses=errors(),
+)
+def workflow_dry_run(
+    tenant: TenantRef,
+    code: WorkflowCode,
+    app: App,
+    tok: Token,
+    sample: Annotated[int | None, Query(ge=1, le=10_000_000)] = None,
+) -> Any:
     """How many existing records the rule matches and what it would change (no writes)."""
     with acting(app, tok, tenant) as (ctx, actor):
         return workflows.dry_run(ctx, actor, code, sample=sample).to_dict()
 
 
-@router.get("/tenants/{tenant}/workflow-log", tags=["workflows"],
-            response_model=list[ExecutionOut], responses=errors())
-def workflow_log(tenant: TenantRef, app: App, tok: Token,
-                 record_type: RecordTypeName | None = None,
-                 record_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
-                 workflow: Annotated[str | None, Query(max_length=63)] = None,
-                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
+@router.get(
+    "/tenants/{tenant}/workflow-log",
+    tags=["workflows"],
+    response_model=list[ExecutionOut],
+    responses=errors(),
+)
+def workflow_log(
+    tenant: TenantRef,
+    app: App,
+    tok: Token,
+    record_type: RecordTypeName | None = None,
+    record_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    workflow: Annotated[str | None, Query(max_length=63)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
-        return workflows.execution_log(ctx, actor, record_type=record_type,
-                                       record_id=record_id, workflow=workflow, limit=limit)
+        return workflows.execution_log(
+            ctx, actor, record_type=record_type, record_id=record_id, workflow=workflow, limit=limit
+        )
 
 
-@router.get("/tenants/{tenant}/notifications", tags=["notifications"],
-            response_model=list[NotificationOut], responses=errors())
-def notification_list(tenant: TenantRef, app: App, tok: Token, unread: bool = False,
-                      limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Any:
+@router.get(
+    "/tenants/{tenant}/notifications",
+    tags=["notifications"],
+    response_model=list[NotificationOut],
+    responses=errors(),
+)
+def notification_list(
+    tenant: TenantRef,
+    app: App,
+    tok: Token,
+    unread: bool = False,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         return workflows.notifications(ctx, actor, unread_only=unread, limit=limit)
 
 
-@router.post("/tenants/{tenant}/notifications/read", tags=["notifications"],
-             response_model=ReadOut, responses=errors(400))
+@router.post(
+    "/tenants/{tenant}/notifications/read",
+    tags=["notifications"],
+    response_model=ReadOut,
+    responses=errors(400),
+)
 def notification_read(tenant: TenantRef, body: ReadIn, app: App, tok: Token) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         return {"marked": workflows.mark_read(ctx, actor, body.ids)}
 
 
-@router.get("/tenants/{tenant}/records/{type_name}/{record_id}/blueprints",
-            tags=["records"], response_model=list[BlueprintStatusOut], responses=errors())
-def record_blueprints(tenant: TenantRef, type_name: RecordTypeName, record_id: RowId,
-                      app: App, tok: Token) -> Any:
+@router.get(
+    "/tenants/{tenant}/records/{type_name}/{record_id}/blueprints",
+    tags=["records"],
+    response_model=list[BlueprintStatusOut],
+    responses=errors(),
+)
+def record_blueprints(
+    tenant: TenantRef, type_name: RecordTypeName, record_id: RowId, app: App, tok: Token
+) -> Any:
     with acting(app, tok, tenant) as (ctx, actor):
         return workflows.blueprint_status(ctx, actor, type_name, record_id)
 
 
-@router.post("/tenants/{tenant}/records/{type_name}/{record_id}/transition",
-             tags=["records"], response_model=TransitionOut, responses=errors(400))
-def record_transition(tenant: TenantRef, type_name: RecordTypeName, record_id: RowId,
-                      body: TransitionIn, app: App, tok: Token) -> Any:
+@router.post(
+    "/tenants/{tenant}/records/{type_name}/{record_id}/transition",
+    tags=["records"],
+    response_model=TransitionOut,
+    responses=errors(400),
+)
+def record_transition(
+    tenant: TenantRef,
+    type_name: RecordTypeName,
+    record_id: RowId,
+    body: TransitionIn,
+    app: App,
+    tok: Token,
+) -> Any:
     """Move the record along a transition of its blueprint."""
     with acting(app, tok, tenant) as (ctx, actor):
-        return workflows.transition(ctx, actor, type_name, record_id, body.to,
-                                    blueprint=body.blueprint, purpose=body.purpose)
+        return workflows.transition(
+            ctx,
+            actor,
+            type_name,
+            record_id,
+            body.to,
+            blueprint=body.blueprint,
+            purpose=body.purpose,
+        )

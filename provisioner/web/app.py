@@ -74,10 +74,19 @@ def _redoc_script() -> bytes:
     script = (Path(fastapi_offline.__file__).parent / "static" / "redoc.standalone.js").read_bytes()
     return script.replace(_REDOC_LOGO, f"{DOCS_ASSETS}/favicon.png".encode())
 
-_HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "permission_denied",
-               404: "not_found", 405: "method_not_allowed", 406: "not_acceptable",
-               413: "too_large", 415: "unsupported_media_type", 422: "validation_failed",
-               429: "rate_limited"}
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "rate_limited",
+}
 
 
 #: SQLite: free disk space below this makes /readyz warn (see docs/operations.md)
@@ -88,8 +97,14 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 def _is_api(request: Request) -> bool:
     path = request.url.path
     return path.startswith(("/api", DOCS_ASSETS, REDOC_JS)) or path in (
-        "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/healthz", "/readyz",
-        "/metrics")
+        "/openapi.json",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    )
 
 
 def request_info(request: Request) -> RequestInfo | None:
@@ -150,7 +165,8 @@ class Observe:
             if series is None:  # labels() costs microseconds: each series is looked up once
                 series = self.series[key] = (
                     metrics.http_requests.labels(route, info.method, str(status)),
-                    metrics.http_latency.labels(route, info.method))
+                    metrics.http_latency.labels(route, info.method),
+                )
             series[0].inc()
             series[1].observe(time.perf_counter() - started)
             if self.checkedout is not None:
@@ -194,20 +210,29 @@ class SecurityHeaders:
                     (b"cache-control", b"no-store"),
                 ]
                 if https:  # browsers honour it over HTTPS only (RFC 6797)
-                    headers.append((b"strict-transport-security",
-                                    b"max-age=31536000; includeSubDomains"))
+                    headers.append(
+                        (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+                    )
                 if scope["path"].startswith(("/docs", "/redoc")):
                     # Swagger UI and ReDoc start with an inline script; ReDoc's footer logo
                     # would come from its vendor's host: only this host may serve anything
-                    headers.append((b"content-security-policy",
-                                    b"default-src 'self'; script-src 'self' 'unsafe-inline'; "
-                                    b"style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-                                    b"worker-src 'self' blob:; frame-ancestors 'none'; "
-                                    b"base-uri 'none'"))
+                    headers.append(
+                        (
+                            b"content-security-policy",
+                            b"default-src 'self'; script-src 'self' 'unsafe-inline'; "
+                            b"style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                            b"worker-src 'self' blob:; frame-ancestors 'none'; "
+                            b"base-uri 'none'",
+                        )
+                    )
                 elif not scope["path"].startswith(("/api", DOCS_ASSETS, REDOC_JS)):
-                    headers.append((b"content-security-policy",
-                                    b"default-src 'self'; frame-ancestors 'none'; "
-                                    b"form-action 'self'; base-uri 'none'"))
+                    headers.append(
+                        (
+                            b"content-security-policy",
+                            b"default-src 'self'; frame-ancestors 'none'; "
+                            b"form-action 'self'; base-uri 'none'",
+                        )
+                    )
                 message["headers"] = headers
             await send(message)
 
@@ -238,8 +263,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics.process_exited(os.getpid())
 
 
-def create_app(provisioner: Provisioner, *, settings: Settings | None = None,  # noqa: C901
-               scheduler_seconds: float | None = None) -> FastAPI:
+def create_app(  # noqa: C901
+    provisioner: Provisioner,
+    *,
+    settings: Settings | None = None,
+    scheduler_seconds: float | None = None,
+) -> FastAPI:
     """The API and console; ``scheduler_seconds``: run the date scheduler in this
     process that often (``provisioner serve`` does; None: not here)."""
     settings = settings or Settings()
@@ -254,18 +283,20 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None,  #
         description="Configuration copy and tenant provisioning for multi-tenant CRM "
         "products: copy keys, signed bundles, review and apply; CRM records, search, "
         "CTI lookup, CSV; billing. Log in with POST /api/login and send the token as "
-        "'Authorization: Bearer TOKEN'. Errors: {\"error\": {\"code\", \"message\", "
-        "\"hint\"}}.",
+        '\'Authorization: Bearer TOKEN\'. Errors: {"error": {"code", "message", '
+        '"hint"}}.',
         default_response_class=JSONBody,
-        docs_url="/docs", redoc_url=None,
+        docs_url="/docs",
+        redoc_url=None,
     )
     app.state.provisioner = provisioner
     app.state.scheduler_seconds = scheduler_seconds
     app.state.settings = settings
     app.state.limiter = RateLimiter(provisioner.clock, settings.window)
 
-    def error(request: Request, status: int, body: dict[str, Any],
-              headers: dict[str, str] | None = None) -> Response:
+    def error(
+        request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> Response:
         metrics.errors.labels(str(body.get("code", "error"))).inc()
         info = request_info(request)
         if info is not None:
@@ -299,22 +330,30 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None,  #
     def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         if refusal := api.session_refusal(request):  # 401 comes before input checks
             return provisioner_error(request, refusal)
-        return error(request, 422, {"code": "validation_failed",
-                                    "message": "the request is not valid",
-                                    "problems": _problems(exc)})
+        return error(
+            request,
+            422,
+            {
+                "code": "validation_failed",
+                "message": "the request is not valid",
+                "problems": _problems(exc),
+            },
+        )
 
     @app.exception_handler(HTTPException)
     def http_error(request: Request, exc: HTTPException) -> Response:
-        if exc.status_code not in (405, 404) and exc.status_code < 500 and (
-                refusal := api.session_refusal(request)):
+        if (
+            exc.status_code not in (405, 404)
+            and exc.status_code < 500
+            and (refusal := api.session_refusal(request))
+        ):
             return provisioner_error(request, refusal)
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         headers = dict(exc.headers) if exc.headers else {}
         if exc.status_code == 405 and (allow := api.allowed_methods(request)):
             headers["Allow"] = ", ".join(allow)  # every method of the path, not one route's
-        return error(request, exc.status_code, {"code": code, "message": message},
-                     headers or None)
+        return error(request, exc.status_code, {"code": code, "message": message}, headers or None)
 
     @app.exception_handler(DBAPIError)
     def database_error(request: Request, exc: DBAPIError) -> Response:
@@ -322,14 +361,26 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None,  #
         first = (str(exc.orig).strip().splitlines() or [""])[0]
         if sqlstate.startswith("22") or isinstance(exc, DataError) or "NUL" in first:
             # a data exception: a value the database cannot store
-            return error(request, 422, {
-                "code": "validation_failed", "message": f"a value cannot be stored: {first}",
-                "hint": "remove NUL characters and keep texts within their documented length"})
+            return error(
+                request,
+                422,
+                {
+                    "code": "validation_failed",
+                    "message": f"a value cannot be stored: {first}",
+                    "hint": "remove NUL characters and keep texts within their documented length",
+                },
+            )
         if sqlstate.startswith("23") or isinstance(exc, IntegrityError):
             # an integrity error: a concurrent change got there first
-            return error(request, 409, {"code": "conflict",
-                                        "message": "the change conflicts with another one",
-                                        "hint": "reload and try again"})
+            return error(
+                request,
+                409,
+                {
+                    "code": "conflict",
+                    "message": "the change conflicts with another one",
+                    "hint": "reload and try again",
+                },
+            )
         return database_failure(request, exc)
 
     @app.exception_handler(PoolTimeout)
@@ -342,9 +393,15 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None,  #
     @app.exception_handler(Exception)
     def internal_error(request: Request, exc: Exception) -> Response:
         _log_failure(request, "internal_error", exc)
-        return error(request, 500, {"code": "internal_error",
-                                    "message": f"internal error ({type(exc).__name__})",
-                                    "hint": "please report it"})
+        return error(
+            request,
+            500,
+            {
+                "code": "internal_error",
+                "message": f"internal error ({type(exc).__name__})",
+                "hint": "please report it",
+            },
+        )
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -364,15 +421,23 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None,  #
         except (DBAPIError, PoolTimeout) as exc:
             typed = failures.classify(exc)
             log.warning("not ready: %s: %s", typed.code, describe(exc))
-            return JSONBody({"status": "unavailable", "database": typed.to_dict()},
-                            status_code=503, headers={"Retry-After": str(typed.retry_after
-                                                                          or 5)})
+            return JSONBody(
+                {"status": "unavailable", "database": typed.to_dict()},
+                status_code=503,
+                headers={"Retry-After": str(typed.retry_after or 5)},
+            )
         body["schema"] = ", ".join(sorted(current)) or None
         if current != schema_heads:
-            return JSONBody(body | {"status": "unavailable", "message":
-                                    f"the schema is at {body['schema'] or 'nothing'}, this "
-                                    f"release needs {', '.join(sorted(schema_heads))}",
-                                    "hint": "run 'provisioner init'"}, status_code=503)
+            return JSONBody(
+                body
+                | {
+                    "status": "unavailable",
+                    "message": f"the schema is at {body['schema'] or 'nothing'}, this "
+                    f"release needs {', '.join(sorted(schema_heads))}",
+                    "hint": "run 'provisioner init'",
+                },
+                status_code=503,
+            )
         warnings = _disk_warnings(provisioner)
         if warnings:
             body["warnings"] = warnings
@@ -385,12 +450,15 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None,  #
             raise HTTPException(404, "not found")
         scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
-                given.strip().encode(), settings.metrics_token.encode()):
-            raise HTTPException(401, "the metrics need the metrics token",
-                                headers={"WWW-Authenticate": "Bearer"})
-        return Response(metrics.render(metrics.database_collector(
-            lambda: database_figures(provisioner))),
-            media_type=metrics.CONTENT_TYPE_LATEST)
+            given.strip().encode(), settings.metrics_token.encode()
+        ):
+            raise HTTPException(
+                401, "the metrics need the metrics token", headers={"WWW-Authenticate": "Bearer"}
+            )
+        return Response(
+            metrics.render(metrics.database_collector(lambda: database_figures(provisioner))),
+            media_type=metrics.CONTENT_TYPE_LATEST,
+        )
 
     app.include_router(api.router)
     app.include_router(api_workflows.router)
@@ -403,9 +471,13 @@ def create_app(provisioner: Provisioner, *, settings: Settings | None = None,  #
 
     @app.get("/redoc", include_in_schema=False)
     def redoc() -> Response:
-        return get_redoc_html(openapi_url="/openapi.json", title="provisioner - ReDoc",
-                              redoc_js_url=REDOC_JS, with_google_fonts=False,
-                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png")
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title="provisioner - ReDoc",
+            redoc_js_url=REDOC_JS,
+            with_google_fonts=False,
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
 
     @app.get(REDOC_JS, include_in_schema=False)
     def redoc_script() -> Response:
@@ -431,8 +503,15 @@ def _log_failure(request: Request, code: str, exc: BaseException) -> None:
         if info.tenant is None and isinstance(tenant, str):
             info.tenant = tenant
         extra |= fields(info)
-    log.error("%s on %s %s: %s", code, request.method, request.url.path, describe(exc),
-              exc_info=exc, extra=extra)
+    log.error(
+        "%s on %s %s: %s",
+        code,
+        request.method,
+        request.url.path,
+        describe(exc),
+        exc_info=exc,
+        extra=extra,
+    )
 
 
 def _disk_warnings(provisioner: Provisioner) -> list[str]:
@@ -445,18 +524,20 @@ def _disk_warnings(provisioner: Provisioner) -> list[str]:
         return []
     if free >= SQLITE_HEADROOM:
         return []
-    return [f"only {free // (1024 * 1024)} MiB free on the SQLite database's disk; keep at "
-            f"least {SQLITE_HEADROOM // (1024 * 1024)} MiB free (docs/operations.md), or "
-            "writes will fail with storage_full"]
+    return [
+        f"only {free // (1024 * 1024)} MiB free on the SQLite database's disk; keep at "
+        f"least {SQLITE_HEADROOM // (1024 * 1024)} MiB free (docs/operations.md), or "
+        "writes will fail with storage_full"
+    ]
 
 
 def database_figures(provisioner: Provisioner) -> dict[str, dict[str, int]]:
     """Transfers by status and rollout targets by state, for /metrics."""
     out: dict[str, dict[str, int]] = {}
     with provisioner.engine.connect() as conn:
-        for key, sql in (("transfers", "SELECT status, count(*) FROM transfers GROUP BY status"),
-                         ("rollout_targets",
-                          "SELECT status, count(*) FROM rollout_targets GROUP BY status")):
+        for key, sql in (
+            ("transfers", "SELECT status, count(*) FROM transfers GROUP BY status"),
+            ("rollout_targets", "SELECT status, count(*) FROM rollout_targets GROUP BY status"),
+        ):
             out[key] = {str(k): int(n) for k, n in conn.execute(text(sql))}
     return out
-

@@ -48,13 +48,16 @@ def settings(request: Request) -> Settings:
 
 def client(request: Request) -> str:
     """The client's address (behind a configured trusted proxy: from X-Forwarded-For)."""
-    return client_address(request.client.host if request.client else None,
-                          request.headers.get("x-forwarded-for"),
-                          settings(request).trusted_proxies)
+    return client_address(
+        request.client.host if request.client else None,
+        request.headers.get("x-forwarded-for"),
+        settings(request).trusted_proxies,
+    )
 
 
-def login_with_limits(app: Provisioner, login_id: str, password: str,
-                      address: str) -> auth.LoginResult:
+def login_with_limits(
+    app: Provisioner, login_id: str, password: str, address: str
+) -> auth.LoginResult:
     """auth.login behind the failed-login throttle: per (login id, client address) and per
     client address, growing delays, counted in the database (``auth.check_throttle``)."""
     keys = auth.throttle_keys(login_id, address)

@@ -66,11 +66,28 @@ from provisioner.web.security import (
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 router = APIRouter(include_in_schema=False)
 
-NOTICES = ("saved", "unchanged", "applied", "rejected", "rolled_back", "sent",
-           "transfer_rolled_back", "workflow_activated", "workflow_paused", "moved",
-           "notifications_read", "created", "created_duplicates", "activity_added",
-           "purchase_added", "bulk_updated", "bulk_deleted", "user_saved", "user_removed",
-           "department_added")
+NOTICES = (
+    "saved",
+    "unchanged",
+    "applied",
+    "rejected",
+    "rolled_back",
+    "sent",
+    "transfer_rolled_back",
+    "workflow_activated",
+    "workflow_paused",
+    "moved",
+    "notifications_read",
+    "created",
+    "created_duplicates",
+    "activity_added",
+    "purchase_added",
+    "bulk_updated",
+    "bulk_deleted",
+    "user_saved",
+    "user_removed",
+    "department_added",
+)
 
 
 def _app(request: Request) -> Provisioner:
@@ -94,8 +111,14 @@ def _here(request: Request) -> str:
     return request.url.path + (f"?{query}" if query else "")
 
 
-def render(request: Request, name: str, data: dict[str, Any], *, status: int = 200,
-           headers: dict[str, str] | None = None) -> HTMLResponse:
+def render(
+    request: Request,
+    name: str,
+    data: dict[str, Any],
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
     """A page of the layout (base.html): ``data`` plus what every page has.
 
     ``t``: the catalogue in the page's language; ``admin``: whether the user may use
@@ -105,15 +128,22 @@ def render(request: Request, name: str, data: dict[str, Any], *, status: int = 2
     lang = i18n.language(request)
     notice = request.query_params.get("msg")
     actor = data.get("actor")
-    base = {"t": i18n.translator(lang), "lang": lang, "path": request.url.path,
-            "here": _here(request), "notice": notice if notice in NOTICES else None,
-            "admin": isinstance(actor, Actor) and actor.is_admin}
-    return templates.TemplateResponse(request, name, base | data, status_code=status,
-                                      headers=headers)
+    base = {
+        "t": i18n.translator(lang),
+        "lang": lang,
+        "path": request.url.path,
+        "here": _here(request),
+        "notice": notice if notice in NOTICES else None,
+        "admin": isinstance(actor, Actor) and actor.is_admin,
+    }
+    return templates.TemplateResponse(
+        request, name, base | data, status_code=status, headers=headers
+    )
 
 
-def error_page(request: Request, status: int, body: dict[str, Any],
-               headers: dict[str, str] | None = None) -> Response:
+def error_page(
+    request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response:
     """The error in the layout: with the header and menu when the session is still valid."""
     data: dict[str, Any] = {"error": body, "status": status}
     # no session, or the database is what failed: the layout without the header
@@ -127,9 +157,12 @@ def page_session(request: Request) -> Iterator[tuple[Context, Actor, dict[str, A
     """The logged-in user in the selected tenant, and what every page's header shows."""
     token = _token(request)
     with acting(_app(request), token) as (ctx, actor):
-        header = {"actor": actor, "csrf": csrf_token(token or ""),
-                  "tenants": auth.tenants_for(ctx, actor.user_id),
-                  "unread": workflows.unread_count(ctx, actor)}
+        header = {
+            "actor": actor,
+            "csrf": csrf_token(token or ""),
+            "tenants": auth.tenants_for(ctx, actor.user_id),
+            "unread": workflows.unread_count(ctx, actor),
+        }
         yield ctx, actor, header
 
 
@@ -139,8 +172,10 @@ async def posted(request: Request) -> FormData:
     submitted = form.get("csrf")
     if not csrf_ok(_token(request), submitted if isinstance(submitted, str) else None):
         await form.close()  # an uploaded file's spool
-        raise PermissionDenied("the form has expired or did not come from this site",
-                               hint="reload the page and submit it again")
+        raise PermissionDenied(
+            "the form has expired or did not come from this site",
+            hint="reload the page and submit it again",
+        )
     return form
 
 
@@ -161,8 +196,14 @@ def done(path: str, notice: str) -> RedirectResponse:
 def set_language(request: Request, code: str, next: str = "/") -> Response:
     response = RedirectResponse(_safe_next(next), status_code=303)
     if code in i18n.LANGS:
-        response.set_cookie(LANG_COOKIE, code, max_age=365 * 86400, samesite="lax",
-                            httponly=True, secure=common.settings(request).secure_cookies)
+        response.set_cookie(
+            LANG_COOKIE,
+            code,
+            max_age=365 * 86400,
+            samesite="lax",
+            httponly=True,
+            secure=common.settings(request).secure_cookies,
+        )
     return response
 
 
@@ -170,14 +211,22 @@ def _login_key(request: Request) -> bytes:
     return _app(request).master_key.derive("login-csrf")
 
 
-def _login_page(request: Request, *, error: dict[str, Any] | None = None,
-                status: int = 200, login_id: str = "") -> HTMLResponse:
+def _login_page(
+    request: Request, *, error: dict[str, Any] | None = None, status: int = 200, login_id: str = ""
+) -> HTMLResponse:
     pre_session = new_login_csrf()
     csrf = login_csrf_token(_login_key(request), pre_session)
-    response = render(request, "login.html", {"csrf": csrf, "error": error,
-                                              "login_id": login_id}, status=status)
-    response.set_cookie(LOGIN_CSRF_COOKIE, pre_session, max_age=3600, httponly=True,
-                        samesite="strict", secure=common.settings(request).secure_cookies)
+    response = render(
+        request, "login.html", {"csrf": csrf, "error": error, "login_id": login_id}, status=status
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        pre_session,
+        max_age=3600,
+        httponly=True,
+        samesite="strict",
+        secure=common.settings(request).secure_cookies,
+    )
     return response
 
 
@@ -192,23 +241,33 @@ async def login(request: Request) -> Response:
     login_id, password = field(form, "login"), str(form.get("password") or "")
     pre_session = request.cookies.get(LOGIN_CSRF_COOKIE)
     if not login_csrf_ok(_login_key(request), pre_session, field(form, "csrf")):
-        return _login_page(request, status=403, login_id=login_id, error={
-            "code": "permission_denied",
-            "message": "the login form has expired or did not come from this site",
-            "hint": "submit it again"})
+        return _login_page(
+            request,
+            status=403,
+            login_id=login_id,
+            error={
+                "code": "permission_denied",
+                "message": "the login form has expired or did not come from this site",
+                "hint": "submit it again",
+            },
+        )
     try:
-        result = common.login_with_limits(_app(request), login_id, password,
-                                          common.client(request))
+        result = common.login_with_limits(_app(request), login_id, password, common.client(request))
     except ProvisionerError as exc:
-        return _login_page(request, status=exc.http_status, login_id=login_id,
-                           error=exc.to_dict())
+        return _login_page(request, status=exc.http_status, login_id=login_id, error=exc.to_dict())
     target = "/tenants" if len(result.tenants) > 1 else "/"
     response = RedirectResponse(target, status_code=303)
     lifetime = result.expires_at - _app(request).clock.now()
-    response.set_cookie(SESSION_COOKIE, result.token,
-                        max_age=max(1, int(lifetime / timedelta(seconds=1))),
-                        expires=result.expires_at, path="/", httponly=True, samesite="lax",
-                        secure=common.settings(request).secure_cookies)
+    response.set_cookie(
+        SESSION_COOKIE,
+        result.token,
+        max_age=max(1, int(lifetime / timedelta(seconds=1))),
+        expires=result.expires_at,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=common.settings(request).secure_cookies,
+    )
     response.delete_cookie(LOGIN_CSRF_COOKIE)
     return response
 
@@ -281,16 +340,28 @@ async def key_revoke(request: Request, key_id: common.RowId) -> Response:
     return done("/keys", "saved")
 
 
-SECTION_CHOICES = ("labels", "memo_fields", "checkboxes", "picklists", "classifications",
-                   "custom_databases", "workflows", "blueprints", "roles", "input_rules",
-                   "settings", "mode")
+SECTION_CHOICES = (
+    "labels",
+    "memo_fields",
+    "checkboxes",
+    "picklists",
+    "classifications",
+    "custom_databases",
+    "workflows",
+    "blueprints",
+    "roles",
+    "input_rules",
+    "settings",
+    "mode",
+)
 
 
 @router.get("/send")
 def send_form(request: Request) -> Response:
     with page_session(request) as (_ctx, _actor, header):
-        return render(request, "send.html", header | {"sections": SECTION_CHOICES, "key": "",
-                                                      "only": []})
+        return render(
+            request, "send.html", header | {"sections": SECTION_CHOICES, "key": "", "only": []}
+        )
 
 
 @router.post("/send")
@@ -310,9 +381,12 @@ async def send(request: Request) -> Response:
         common.count_failure(request, limit_key, exc)
         if exc.http_status == 401:
             raise
-        return render(request, "send.html", header | data | {
-            "error": exc.to_dict(), "key": field(form, "key"), "only": only or []},
-            status=exc.http_status)
+        return render(
+            request,
+            "send.html",
+            header | data | {"error": exc.to_dict(), "key": field(form, "key"), "only": only or []},
+            status=exc.http_status,
+        )
     return render(request, "send.html", header | data)
 
 
@@ -326,27 +400,49 @@ def inbox(request: Request) -> Response:
         return render(request, "inbox.html", header | {"transfers": rows})
 
 
-def _plan_page(request: Request, transfer_id: int, *, mode: Mode | None = None,
-               only: list[str] | None = None, error: dict[str, Any] | None = None,
-               status: int = 200) -> Response:
+def _plan_page(
+    request: Request,
+    transfer_id: int,
+    *,
+    mode: Mode | None = None,
+    only: list[str] | None = None,
+    error: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Response:
     with page_session(request) as (ctx, actor, header):
         row = common.find_transfer(ctx, actor, transfer_id)
-        plan = transfers.preview(ctx, row, mode=mode,
-                                 only=only) if row.status == "pending" else row.plan
+        plan = (
+            transfers.preview(ctx, row, mode=mode, only=only)
+            if row.status == "pending"
+            else row.plan
+        )
         mode = plan.get("mode", mode or "replace")  # None: upgrade when a base exists
         impact = plan.get("impact") or {"items": [], "blocking": 0}
-        items = [{**i, "remap_key": f"{i['picklist']}.{i['value']}"
-                  if i.get("kind") == "picklist_value_removed" else None,
-                  "choices": _active_values(ctx, row, i)}
-                 for i in impact.get("items", [])]
+        items = [
+            {
+                **i,
+                "remap_key": f"{i['picklist']}.{i['value']}"
+                if i.get("kind") == "picklist_value_removed"
+                else None,
+                "choices": _active_values(ctx, row, i),
+            }
+            for i in impact.get("items", [])
+        ]
         changes = [_describe_change(c) for c in plan.get("changes", [])]
         matches = [{**w, "kind": "workflow_matches"} for w in impact.get("workflows", [])]
-        data = {"transfer": present.transfer(row), "plan": plan, "changes": changes,
-                "impact": items, "workflow_matches": matches, "mode": mode,
-                "only": only or [], "error": error,
-                "upgrade": plan.get("upgrade"),
-                "can_upgrade": mode == "upgrade" or "upgrade" in row.plan,
-                "sections": plan.get("sections", [])}
+        data = {
+            "transfer": present.transfer(row),
+            "plan": plan,
+            "changes": changes,
+            "impact": items,
+            "workflow_matches": matches,
+            "mode": mode,
+            "only": only or [],
+            "error": error,
+            "upgrade": plan.get("upgrade"),
+            "can_upgrade": mode == "upgrade" or "upgrade" in row.plan,
+            "sections": plan.get("sections", []),
+        }
         return render(request, "transfer.html", header | data, status=status)
 
 
@@ -373,17 +469,28 @@ def _describe_change(change: dict[str, Any]) -> dict[str, Any]:
             return str(value.get("label", "")) or "…"
         return "" if value is None else str(value)
 
-    text = "; ".join(change.get("details") or []) if change.get("details") else (
-        f"{short(change.get('before'))} → {short(change.get('after'))}"
-        if change["op"] == "changed" else short(change.get("after") or change.get("before")))
+    text = (
+        "; ".join(change.get("details") or [])
+        if change.get("details")
+        else (
+            f"{short(change.get('before'))} → {short(change.get('after'))}"
+            if change["op"] == "changed"
+            else short(change.get("after") or change.get("before"))
+        )
+    )
     return {**change, "text": text}
 
 
 @router.get("/inbox/{transfer_id}")
-def transfer_page(request: Request, transfer_id: common.RowId, mode: str | None = None,
-                  only: str | None = None) -> Response:
-    return _plan_page(request, transfer_id, mode=_mode(mode),
-                      only=[s for s in only.split(",") if s] if only else None)
+def transfer_page(
+    request: Request, transfer_id: common.RowId, mode: str | None = None, only: str | None = None
+) -> Response:
+    return _plan_page(
+        request,
+        transfer_id,
+        mode=_mode(mode),
+        only=[s for s in only.split(",") if s] if only else None,
+    )
 
 
 Mode = Literal["replace", "merge", "upgrade"]
@@ -408,29 +515,49 @@ def _approval(form: FormData) -> dict[str, Any]:
             remaps[name[6:]] = value.strip()
         elif name.startswith("resolve:") and value in chosen:
             chosen[str(value)].append(name[8:])
-    return {"mode": _mode(field(form, "mode")), "remaps": remaps,
-            "only": [s for s in form.getlist("only") if isinstance(s, str)] or None,
-            "force": form.get("force") == "on", "keep": chosen["ours"],
-            "take": chosen["theirs"]}
+    return {
+        "mode": _mode(field(form, "mode")),
+        "remaps": remaps,
+        "only": [s for s in form.getlist("only") if isinstance(s, str)] or None,
+        "force": form.get("force") == "on",
+        "keep": chosen["ours"],
+        "take": chosen["theirs"],
+    }
 
 
-def _confirm_page(request: Request, transfer_id: int, action: str,
-                  choice: dict[str, Any]) -> Response:
+def _confirm_page(
+    request: Request, transfer_id: int, action: str, choice: dict[str, Any]
+) -> Response:
     """What approving (or rejecting) will do, with the button that does it."""
     with page_session(request) as (ctx, actor, header):
         actors.require_admin(actor, f"{action} incoming configurations")
         row = common.find_transfer(ctx, actor, transfer_id)
-        plan = transfers.preview(ctx, row, mode=choice.get("mode"),
-                                 only=choice.get("only")) if action == "approve" else row.plan
+        plan = (
+            transfers.preview(ctx, row, mode=choice.get("mode"), only=choice.get("only"))
+            if action == "approve"
+            else row.plan
+        )
         summary = plan.get("summary", {})
-        totals = {op: sum(int(v.get(op, 0)) for v in summary.values())
-                  for op in ("added", "changed", "removed")}
+        totals = {
+            op: sum(int(v.get(op, 0)) for v in summary.values())
+            for op in ("added", "changed", "removed")
+        }
         impact = (plan.get("impact") or {}).get("items", [])
-        remapped = sum(int(i.get("count", 0)) for i in impact
-                       if f"{i.get('picklist')}.{i.get('value')}" in choice.get("remaps", {}))
-        data = {"transfer": present.transfer(row), "action": action, "choice": choice,
-                "summary": summary, "totals": totals, "impact": impact,
-                "touched": sum(int(i.get("count", 0)) for i in impact), "remapped": remapped}
+        remapped = sum(
+            int(i.get("count", 0))
+            for i in impact
+            if f"{i.get('picklist')}.{i.get('value')}" in choice.get("remaps", {})
+        )
+        data = {
+            "transfer": present.transfer(row),
+            "action": action,
+            "choice": choice,
+            "summary": summary,
+            "totals": totals,
+            "impact": impact,
+            "touched": sum(int(i.get("count", 0)) for i in impact),
+            "remapped": remapped,
+        }
         return render(request, "confirm.html", header | data)
 
 
@@ -447,12 +574,21 @@ async def approve(request: Request, transfer_id: common.RowId) -> Response:
     except ProvisionerError as exc:
         if exc.http_status in (401, 403) and not isinstance(exc, ValidationFailed):
             raise
-        return _plan_page(request, transfer_id, mode=choice["mode"], only=choice["only"],
-                          error=exc.to_dict(), status=exc.http_status)
+        return _plan_page(
+            request,
+            transfer_id,
+            mode=choice["mode"],
+            only=choice["only"],
+            error=exc.to_dict(),
+            status=exc.http_status,
+        )
     if decision.outcome == "replanned":
-        return _plan_page(request, transfer_id, error={"code": "replanned",
-                                                       "message": decision.message},
-                          status=409)
+        return _plan_page(
+            request,
+            transfer_id,
+            error={"code": "replanned", "message": decision.message},
+            status=409,
+        )
     return done(f"/inbox/{transfer_id}", "applied")
 
 
@@ -489,11 +625,21 @@ def config_editor(request: Request) -> Response:
     with page_session(request) as (ctx, actor, header):
         tenant = actors.get_tenant(ctx, actor.tenant_slug)
         head = configs.current(ctx, tenant)
-        label_groups = [(obj, [(f"{obj}.{f}", head.data["labels"].get(f"{obj}.{f}", ""))
-                               for f in fields]) for obj, fields in STANDARD_FIELDS.items()]
-        return render(request, "config.html", header | {
-            "doc": head.data, "version": head.version, "label_groups": label_groups,
-            "blank": range(3)})
+        label_groups = [
+            (obj, [(f"{obj}.{f}", head.data["labels"].get(f"{obj}.{f}", "")) for f in fields])
+            for obj, fields in STANDARD_FIELDS.items()
+        ]
+        return render(
+            request,
+            "config.html",
+            header
+            | {
+                "doc": head.data,
+                "version": head.version,
+                "label_groups": label_groups,
+                "blank": range(3),
+            },
+        )
 
 
 def _rows(form: FormData, prefix: str, names: tuple[str, ...]) -> list[dict[str, str]]:
@@ -502,7 +648,7 @@ def _rows(form: FormData, prefix: str, names: tuple[str, ...]) -> list[dict[str,
     for key, value in form.multi_items():
         if not key.startswith(prefix + "-") or not isinstance(value, str):
             continue
-        number, _, name = key[len(prefix) + 1:].partition("-")
+        number, _, name = key[len(prefix) + 1 :].partition("-")
         row = parse_whole_number(number)
         if row is not None and name in names:
             found.setdefault(row, {})[name] = value.strip()
@@ -514,14 +660,22 @@ def section_from_form(section: str, form: FormData) -> Any:
     if section == "labels":
         return {k: field(form, f"label:{k}") for k in LABEL_KEYS if field(form, f"label:{k}")}
     if section == "checkboxes":
-        return [{"index": i, "label": field(form, f"cb-{i}-label"),
-                 "enabled": form.get(f"cb-{i}-enabled") == "on"}
-                for i in range(1, CHECKBOX_COUNT + 1)]
+        return [
+            {
+                "index": i,
+                "label": field(form, f"cb-{i}-label"),
+                "enabled": form.get(f"cb-{i}-enabled") == "on",
+            }
+            for i in range(1, CHECKBOX_COUNT + 1)
+        ]
     if section == "memo_fields":
         out = []
         for i in range(1, MEMO_COUNT + 1):
-            memo: dict[str, Any] = {"index": i, "label": field(form, f"memo-{i}-label"),
-                                    "type": field(form, f"memo-{i}-type") or "text"}
+            memo: dict[str, Any] = {
+                "index": i,
+                "label": field(form, f"memo-{i}-label"),
+                "type": field(form, f"memo-{i}-type") or "text",
+            }
             if memo["type"] == "picklist":
                 memo["picklist"] = field(form, f"memo-{i}-picklist") or None
             out.append(memo)
@@ -529,19 +683,33 @@ def section_from_form(section: str, form: FormData) -> Any:
     if section == "picklists":
         lists = []
         for pl in _rows(form, "pl", ("code", "label", "n")):
-            values = [{"code": v["code"], "label": v.get("label") or v["code"],
-                       "active": v.get("active") == "on"}
-                      for v in _rows(form, f"pv{pl.get('n', '')}", ("code", "label", "active"))]
-            lists.append({"code": pl["code"], "label": pl.get("label") or pl["code"],
-                          "values": values})
+            values = [
+                {
+                    "code": v["code"],
+                    "label": v.get("label") or v["code"],
+                    "active": v.get("active") == "on",
+                }
+                for v in _rows(form, f"pv{pl.get('n', '')}", ("code", "label", "active"))
+            ]
+            lists.append(
+                {"code": pl["code"], "label": pl.get("label") or pl["code"], "values": values}
+            )
         return lists
     if section == "classifications":
-        return {tree: [{"code": r["code"], "label": r.get("label") or r["code"],
-                        "parent": r.get("parent") or None}
-                       for r in _rows(form, tree, ("code", "label", "parent"))]
-                for tree in ("customer", "product")}
-    raise ValidationFailed(f"the console does not edit {section!r}",
-                           hint="use PUT /api/tenants/{tenant}/config")
+        return {
+            tree: [
+                {
+                    "code": r["code"],
+                    "label": r.get("label") or r["code"],
+                    "parent": r.get("parent") or None,
+                }
+                for r in _rows(form, tree, ("code", "label", "parent"))
+            ]
+            for tree in ("customer", "product")
+        }
+    raise ValidationFailed(
+        f"the console does not edit {section!r}", hint="use PUT /api/tenants/{tenant}/config"
+    )
 
 
 @router.post("/config/rollback")
@@ -563,25 +731,37 @@ async def config_save(request: Request, section: str) -> Response:
         raise ValidationFailed(f"the console does not edit {section!r}")
     data = section_from_form(section, form)
     with page_session(request) as (ctx, actor, _header):
-        made = configs.set_sections(ctx, actor, actors.get_tenant(ctx, actor.tenant_slug),
-                                    {section: data})
+        made = configs.set_sections(
+            ctx, actor, actors.get_tenant(ctx, actor.tenant_slug), {section: data}
+        )
     return done("/config", "saved" if made else "unchanged")
 
 
 @router.get("/config/history")
-def config_history(request: Request, diff_from: common.Version = None,
-                   diff_to: common.Version = None) -> Response:
+def config_history(
+    request: Request, diff_from: common.Version = None, diff_to: common.Version = None
+) -> Response:
     with page_session(request) as (ctx, actor, header):
         tenant = actors.get_tenant(ctx, actor.tenant_slug)
-        versions = [present.version(v, tenant.config_version)
-                    for v in reversed(configs.history(ctx, tenant))]
+        versions = [
+            present.version(v, tenant.config_version)
+            for v in reversed(configs.history(ctx, tenant))
+        ]
         changes = None
         if diff_from is not None and diff_to is not None:
-            changes = [c.describe() for c in configs.diff_versions(ctx, tenant, diff_from,
-                                                                   diff_to)]
-        return render(request, "history.html", header | {
-            "versions": versions, "changes": changes, "diff_from": diff_from,
-            "diff_to": diff_to, "current": tenant.config_version})
+            changes = [c.describe() for c in configs.diff_versions(ctx, tenant, diff_from, diff_to)]
+        return render(
+            request,
+            "history.html",
+            header
+            | {
+                "versions": versions,
+                "changes": changes,
+                "diff_from": diff_from,
+                "diff_to": diff_to,
+                "current": tenant.config_version,
+            },
+        )
 
 
 # --------------------------------------------------------------------------- customers, pop
@@ -589,17 +769,19 @@ def config_history(request: Request, diff_from: common.Version = None,
 
 def _labels(ctx: Context, actor: Actor) -> dict[str, Any]:
     doc = scope.config(ctx, actor.tenant_id)
-    return {"labels": doc.labels,
-            "memos": {m.index: m.label for m in doc.memo_fields},
-            "boxes": {c.index: c.label for c in doc.checkboxes},
-            "picks": {pl.code: {v.code: v.label for v in pl.values} for pl in doc.picklists},
-            "memo_picklists": {m.index: m.picklist for m in doc.memo_fields
-                               if m.type == "picklist"},
-            "classes": {n.code: n.label for n in doc.classifications.customer}}
+    return {
+        "labels": doc.labels,
+        "memos": {m.index: m.label for m in doc.memo_fields},
+        "boxes": {c.index: c.label for c in doc.checkboxes},
+        "picks": {pl.code: {v.code: v.label for v in pl.values} for pl in doc.picklists},
+        "memo_picklists": {m.index: m.picklist for m in doc.memo_fields if m.type == "picklist"},
+        "classes": {n.code: n.label for n in doc.classifications.customer},
+    }
 
 
-def customer_page(request: Request, contact_id: int, *, failed: dict[str, Any] | None = None,
-                  status: int = 200) -> Response:
+def customer_page(
+    request: Request, contact_id: int, *, failed: dict[str, Any] | None = None, status: int = 200
+) -> Response:
     """The customer, their history and the forms that add to it (``failed``: an activity
     or purchase form the service refused, shown again with its problems)."""
     with page_session(request) as (ctx, actor, header):
@@ -608,21 +790,37 @@ def customer_page(request: Request, contact_id: int, *, failed: dict[str, Any] |
         buys = records.list_children(ctx, actor, "purchase", contact_id, limit=20)
         stages = workflows.blueprint_status(ctx, actor, "contact", contact_id)
         doc = scope.config(ctx, actor.tenant_id)
-        return render(request, "customer.html", header | _labels(ctx, actor) | {
-            "c": contact, "activities": acts, "purchases": buys, "stages": stages,
-            "allowed": scope.permissions(ctx, actor, doc), "failed": failed or {},
-            "pick_options": {pl.code: [(v.code, v.label) for v in pl.values if v.active]
-                             for pl in doc.picklists},
-            "product_options": [(n.code, n.label) for n in doc.classifications.product],
-            "today": local_today(ctx.clock).isoformat(),
-            "field_labels": {k: field_labels(doc, k) for k in ("activity", "purchase")}},
-            status=status)
+        return render(
+            request,
+            "customer.html",
+            header
+            | _labels(ctx, actor)
+            | {
+                "c": contact,
+                "activities": acts,
+                "purchases": buys,
+                "stages": stages,
+                "allowed": scope.permissions(ctx, actor, doc),
+                "failed": failed or {},
+                "pick_options": {
+                    pl.code: [(v.code, v.label) for v in pl.values if v.active]
+                    for pl in doc.picklists
+                },
+                "product_options": [(n.code, n.label) for n in doc.classifications.product],
+                "today": local_today(ctx.clock).isoformat(),
+                "field_labels": {k: field_labels(doc, k) for k in ("activity", "purchase")},
+            },
+            status=status,
+        )
 
 
 def field_labels(doc: ConfigDocument, kind: str) -> dict[str, str]:
     """A record form's fields by the tenant's labels (for the list of problems)."""
-    out = {key.partition(".")[2]: label for key, label in doc.labels.items()
-           if key.startswith(f"{kind}.")}
+    out = {
+        key.partition(".")[2]: label
+        for key, label in doc.labels.items()
+        if key.startswith(f"{kind}.")
+    }
     if kind == "contact":
         out |= {f"memo_{m.index}": m.label for m in doc.memo_fields}
         out["company_id"] = doc.labels.get("company.name", "company")
@@ -639,8 +837,14 @@ async def customer_transition(request: Request, contact_id: common.RowId) -> Res
     """A blueprint move of the customer (the buttons of the customer page)."""
     form = await posted(request)
     with page_session(request) as (ctx, actor, _header):
-        workflows.transition(ctx, actor, "contact", contact_id, field(form, "to"),
-                             blueprint=field(form, "blueprint") or None)
+        workflows.transition(
+            ctx,
+            actor,
+            "contact",
+            contact_id,
+            field(form, "to"),
+            blueprint=field(form, "blueprint") or None,
+        )
     return done(f"/customers/{contact_id}", "moved")
 
 
@@ -650,9 +854,15 @@ async def customer_transition(request: Request, contact_id: common.RowId) -> Res
 @router.get("/workflows")
 def workflow_list(request: Request) -> Response:
     with page_session(request) as (ctx, actor, header):
-        return render(request, "workflows.html", header | {
-            "workflows": workflows.list_workflows(ctx, actor),
-            "log": workflows.execution_log(ctx, actor, limit=20)})
+        return render(
+            request,
+            "workflows.html",
+            header
+            | {
+                "workflows": workflows.list_workflows(ctx, actor),
+                "log": workflows.execution_log(ctx, actor, limit=20),
+            },
+        )
 
 
 @router.get("/workflows/{code}/dry-run")
@@ -675,8 +885,9 @@ async def workflow_state(request: Request, code: str) -> Response:
 @router.get("/notifications")
 def notification_list(request: Request) -> Response:
     with page_session(request) as (ctx, actor, header):
-        return render(request, "notifications.html", header | {
-            "items": workflows.notifications(ctx, actor)})
+        return render(
+            request, "notifications.html", header | {"items": workflows.notifications(ctx, actor)}
+        )
 
 
 @router.post("/notifications/read")
@@ -694,12 +905,15 @@ def screen_pop(request: Request, phone: str = "", call_id: str = "") -> Response
         error = None
         if phone.strip():
             try:  # the pop-up is the metered call (once per call id)
-                card = metering.screen_pop(ctx, actor, phone[:40],
-                                           call_ref=call_id.strip()[:100] or None)
+                card = metering.screen_pop(
+                    ctx, actor, phone[:40], call_ref=call_id.strip()[:100] or None
+                )
             except ProvisionerError as exc:
                 if exc.http_status in (401, 403):
                     raise
                 error = exc.to_dict()
-        return render(request, "pop.html", header | _labels(ctx, actor) | {
-            "phone": phone, "card": card, "error": error})
-
+        return render(
+            request,
+            "pop.html",
+            header | _labels(ctx, actor) | {"phone": phone, "card": card, "error": error},
+        )

@@ -46,20 +46,58 @@ from provisioner.web.console import (
 router = APIRouter(include_in_schema=False)
 
 #: the per-field text conditions the search form offers (``f_NAME``)
-SEARCH_FIELDS = ("name", "kana", "company", "phone", "email", "address", "postal_code",
-                 "title", "department")
+SEARCH_FIELDS = (
+    "name",
+    "kana",
+    "company",
+    "phone",
+    "email",
+    "address",
+    "postal_code",
+    "title",
+    "department",
+)
 #: the search's conditions besides text, as query parameters of the list
-PLAIN_PARAMS = ("classification", "updated_from", "updated_to", "created_from", "created_to",
-                "birthday_from", "birthday_to", "activity_kind", "activity_text",
-                "activity_from", "activity_to", "purchase_product", "purchase_from",
-                "purchase_to", "purchase_payment_method")
+PLAIN_PARAMS = (
+    "classification",
+    "updated_from",
+    "updated_to",
+    "created_from",
+    "created_to",
+    "birthday_from",
+    "birthday_to",
+    "activity_kind",
+    "activity_text",
+    "activity_from",
+    "activity_to",
+    "purchase_product",
+    "purchase_from",
+    "purchase_to",
+    "purchase_payment_method",
+)
 PAGE_SIZES = (20, 50, 100)
 #: the largest CSV the page takes (as the API)
 MAX_CSV = 256 * 1024 * 1024
-CONTACT_TEXT = ("name", "kana", "title", "email", "phone", "mobile", "fax", "postal_code",
-                "address")
-ACTIVITY_TEXT = ("content", "detail", "response", "store", "staff", "memo",
-                 *(f"content_{i}" for i in range(1, 11)))
+CONTACT_TEXT = (
+    "name",
+    "kana",
+    "title",
+    "email",
+    "phone",
+    "mobile",
+    "fax",
+    "postal_code",
+    "address",
+)
+ACTIVITY_TEXT = (
+    "content",
+    "detail",
+    "response",
+    "store",
+    "staff",
+    "memo",
+    *(f"content_{i}" for i in range(1, 11)),
+)
 PURCHASE_TEXT = ("product_code", "product_name", "quantity", "unit_price", "amount", "memo")
 
 
@@ -83,9 +121,19 @@ def _int_param(params: Mapping[str, str], name: str) -> int | None:
 def search_params(params: Mapping[str, str]) -> dict[str, str]:
     """The search's own parameters of a query string (what paging, sorting, export and the
     bulk operations carry along), without empty ones."""
-    names = ("q", "match", "age_from", "age_to", "purchase_shipped", "purchase_paid",
-             "sort", "per", *PLAIN_PARAMS, *(f"f_{f}" for f in SEARCH_FIELDS),
-             *(f"cb{i}" for i in range(1, CHECKBOX_COUNT + 1)))
+    names = (
+        "q",
+        "match",
+        "age_from",
+        "age_to",
+        "purchase_shipped",
+        "purchase_paid",
+        "sort",
+        "per",
+        *PLAIN_PARAMS,
+        *(f"f_{f}" for f in SEARCH_FIELDS),
+        *(f"cb{i}" for i in range(1, CHECKBOX_COUNT + 1)),
+    )
     return {n: str(params[n])[:500] for n in names if params.get(n)}
 
 
@@ -97,39 +145,56 @@ def search_query(params: Mapping[str, str], *, page: int = 1) -> search.Query:
     per = parse_whole_number(params.get("per") or "50")
     if per not in PAGE_SIZES:
         per = 50
-    boxes = {i: params.get(f"cb{i}") == "on" for i in range(1, CHECKBOX_COUNT + 1)
-             if params.get(f"cb{i}") in ("on", "off")}
+    boxes = {
+        i: params.get(f"cb{i}") == "on"
+        for i in range(1, CHECKBOX_COUNT + 1)
+        if params.get(f"cb{i}") in ("on", "off")
+    }
     plain = {n: params[n].strip()[:500] for n in PLAIN_PARAMS if (params.get(n) or "").strip()}
     return search.Query(
-        q=(params.get("q") or "")[:500], match="any" if params.get("match") == "any" else "all",
-        fields={f: params[f"f_{f}"][:200] for f in SEARCH_FIELDS
-                if (params.get(f"f_{f}") or "").strip()},
-        checkboxes=boxes, age_from=_int_param(params, "age_from"),
+        q=(params.get("q") or "")[:500],
+        match="any" if params.get("match") == "any" else "all",
+        fields={
+            f: params[f"f_{f}"][:200] for f in SEARCH_FIELDS if (params.get(f"f_{f}") or "").strip()
+        },
+        checkboxes=boxes,
+        age_from=_int_param(params, "age_from"),
         age_to=_int_param(params, "age_to"),
         purchase_shipped=_tri(params.get("purchase_shipped")),
         purchase_paid=_tri(params.get("purchase_paid")),
-        sort=sort, limit=per, offset=(page - 1) * per, **plain)
+        sort=sort,
+        limit=per,
+        offset=(page - 1) * per,
+        **plain,
+    )
 
 
 def _options(ctx: Context, actor: Actor) -> dict[str, Any]:
     """What the search and record forms offer: picklists, classifications, checkboxes,
     and the actor's permissions (a control the service would refuse is not offered)."""
     doc = scope.config(ctx, actor.tenant_id)
-    return {"doc": doc, "allowed": scope.permissions(ctx, actor, doc),
-            "pick_values": {pl.code: [v for v in pl.values if v.active] for pl in doc.picklists},
-            "pick_options": {pl.code: [(v.code, v.label) for v in pl.values if v.active]
-                             for pl in doc.picklists},
-            "class_nodes": doc.classifications.customer,
-            "product_nodes": doc.classifications.product}
+    return {
+        "doc": doc,
+        "allowed": scope.permissions(ctx, actor, doc),
+        "pick_values": {pl.code: [v for v in pl.values if v.active] for pl in doc.picklists},
+        "pick_options": {
+            pl.code: [(v.code, v.label) for v in pl.values if v.active] for pl in doc.picklists
+        },
+        "class_nodes": doc.classifications.customer,
+        "product_nodes": doc.classifications.product,
+    }
 
 
 def _opened(carried: Mapping[str, str]) -> set[str]:
     """The search form's groups that hold a condition (shown open)."""
-    groups = {"fields": ("f_",), "boxes": ("cb",), "activity": ("activity_",),
-              "purchase": ("purchase_",),
-              "dates": ("classification", "updated_", "created_", "birthday_", "age_")}
-    return {g for g, prefixes in groups.items()
-            if any(k.startswith(prefixes) for k in carried)}
+    groups = {
+        "fields": ("f_",),
+        "boxes": ("cb",),
+        "activity": ("activity_",),
+        "purchase": ("purchase_",),
+        "dates": ("classification", "updated_", "created_", "birthday_", "age_"),
+    }
+    return {g for g, prefixes in groups.items() if any(k.startswith(prefixes) for k in carried)}
 
 
 @router.get("/customers")
@@ -138,19 +203,39 @@ def customer_list(request: Request, page: int = 1) -> Response:
     params = dict(request.query_params)
     carried = search_params(params)
     with page_session(request) as (ctx, actor, header):
-        data = header | _labels(ctx, actor) | _options(ctx, actor) | {
-            "p": params, "carried": carried, "sorts": search.SORTS, "sizes": PAGE_SIZES,
-            "carried_q": urlencode(carried), "opened": _opened(carried),
-            "unsorted": urlencode({k: v for k, v in carried.items() if k != "sort"})}
+        data = (
+            header
+            | _labels(ctx, actor)
+            | _options(ctx, actor)
+            | {
+                "p": params,
+                "carried": carried,
+                "sorts": search.SORTS,
+                "sizes": PAGE_SIZES,
+                "carried_q": urlencode(carried),
+                "opened": _opened(carried),
+                "unsorted": urlencode({k: v for k, v in carried.items() if k != "sort"}),
+            }
+        )
         try:
             query = search_query(params, page=page)
             result = search.search(ctx, actor, query)
         except ValidationFailed as exc:
-            return render(request, "customers.html", data | {"error": exc.to_dict(),
-                                                             "result": None}, status=422)
+            return render(
+                request,
+                "customers.html",
+                data | {"error": exc.to_dict(), "result": None},
+                status=422,
+            )
         pages = max(1, -(-result.total // query.limit)) if query.limit else 1
-        data |= {"result": result, "query": query, "page": page, "pages": pages,
-                 "first": query.offset + 1, "last": query.offset + len(result.items)}
+        data |= {
+            "result": result,
+            "query": query,
+            "page": page,
+            "pages": pages,
+            "first": query.offset + 1,
+            "last": query.offset + len(result.items),
+        }
         return render(request, "customers.html", data)
 
 
@@ -192,36 +277,57 @@ def contact_from_form(form: FormData, doc: ConfigDocument, *, new: bool) -> dict
     return data
 
 
-def _companies(ctx: Context, actor: Actor, keep: Mapping[str, Any] | None = None
-               ) -> list[dict[str, Any]]:
+def _companies(
+    ctx: Context, actor: Actor, keep: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """The companies the form offers (the first 1000 by name, and the record's own, so
     that saving the form never drops it)."""
-    rows = ctx.session.execute(select(CrmCompany.id, CrmCompany.name).where(
-        CrmCompany.tenant_id == actor.tenant_id).order_by(CrmCompany.name).limit(1000))
+    rows = ctx.session.execute(
+        select(CrmCompany.id, CrmCompany.name)
+        .where(CrmCompany.tenant_id == actor.tenant_id)
+        .order_by(CrmCompany.name)
+        .limit(1000)
+    )
     out = [{"id": i, "name": n} for i, n in rows]
     own = (keep or {}).get("company_id")
     if own and all(c["id"] != own for c in out):
-        name = ctx.session.scalar(select(CrmCompany.name).where(
-            CrmCompany.tenant_id == actor.tenant_id, CrmCompany.id == own))
+        name = ctx.session.scalar(
+            select(CrmCompany.name).where(
+                CrmCompany.tenant_id == actor.tenant_id, CrmCompany.id == own
+            )
+        )
         out.insert(0, {"id": own, "name": name or f"#{own}"})
     return out
 
 
-def _form_page(request: Request, values: Mapping[str, Any], *, contact_id: int | None,
-               error: dict[str, Any] | None = None, problems: Mapping[str, str] | None = None,
-               status: int = 200) -> Response:
+def _form_page(
+    request: Request,
+    values: Mapping[str, Any],
+    *,
+    contact_id: int | None,
+    error: dict[str, Any] | None = None,
+    problems: Mapping[str, str] | None = None,
+    status: int = 200,
+) -> Response:
     with page_session(request) as (ctx, actor, header):
         options = _options(ctx, actor)
         doc = options["doc"]
-        data = header | _labels(ctx, actor) | options | {
-            "v": values, "contact_id": contact_id, "error": error,
-            "problems": problems or {}, "rules": doc.input_rules,
-            "companies": _companies(ctx, actor, keep=values) if doc.mode == "corporate"
-            else [],
-            "enabled_boxes": [c for c in doc.checkboxes if c.enabled],
-            "field_labels": field_labels(doc, "contact")}
+        data = (
+            header
+            | _labels(ctx, actor)
+            | options
+            | {
+                "v": values,
+                "contact_id": contact_id,
+                "error": error,
+                "problems": problems or {},
+                "rules": doc.input_rules,
+                "companies": _companies(ctx, actor, keep=values) if doc.mode == "corporate" else [],
+                "enabled_boxes": [c for c in doc.checkboxes if c.enabled],
+                "field_labels": field_labels(doc, "contact"),
+            }
+        )
         return render(request, "customer_form.html", data, status=status)
-
 
 
 @router.get("/customers/new")
@@ -232,10 +338,10 @@ def customer_new(request: Request) -> Response:
 def _posted_values(form: FormData) -> dict[str, Any]:
     """The form as posted, to show it again after a refusal."""
     values: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
-    values["checkboxes"] = [parse_whole_number(v) for v in form.getlist("checkboxes")
-                            if isinstance(v, str)]
-    values["classifications"] = [v for v in form.getlist("classifications")
-                                 if isinstance(v, str)]
+    values["checkboxes"] = [
+        parse_whole_number(v) for v in form.getlist("checkboxes") if isinstance(v, str)
+    ]
+    values["classifications"] = [v for v in form.getlist("classifications") if isinstance(v, str)]
     values["company_id"] = parse_whole_number(field(form, "company_id"))
     return values
 
@@ -246,11 +352,22 @@ async def customer_create(request: Request) -> Response:
     try:
         with page_session(request) as (ctx, actor, _header):
             doc = scope.config(ctx, actor.tenant_id)
-            saved = records.create(ctx, actor, "contact", contact_from_form(form, doc, new=True),
-                                   purpose=field(form, "purpose") or None)
+            saved = records.create(
+                ctx,
+                actor,
+                "contact",
+                contact_from_form(form, doc, new=True),
+                purpose=field(form, "purpose") or None,
+            )
     except ValidationFailed as exc:
-        return _form_page(request, _posted_values(form), contact_id=None, error=exc.to_dict(),
-                          problems=_problems(exc), status=422)
+        return _form_page(
+            request,
+            _posted_values(form),
+            contact_id=None,
+            error=exc.to_dict(),
+            problems=_problems(exc),
+            status=422,
+        )
     notice = "created_duplicates" if saved.duplicates else "created"
     return done(f"/customers/{saved.record['id']}", notice)
 
@@ -268,12 +385,23 @@ async def customer_update(request: Request, contact_id: common.RowId) -> Respons
     try:
         with page_session(request) as (ctx, actor, _header):
             doc = scope.config(ctx, actor.tenant_id)
-            records.update(ctx, actor, "contact", contact_id,
-                           contact_from_form(form, doc, new=False),
-                           purpose=field(form, "purpose") or None)
+            records.update(
+                ctx,
+                actor,
+                "contact",
+                contact_id,
+                contact_from_form(form, doc, new=False),
+                purpose=field(form, "purpose") or None,
+            )
     except ValidationFailed as exc:
-        return _form_page(request, _posted_values(form), contact_id=contact_id,
-                          error=exc.to_dict(), problems=_problems(exc), status=422)
+        return _form_page(
+            request,
+            _posted_values(form),
+            contact_id=contact_id,
+            error=exc.to_dict(),
+            problems=_problems(exc),
+            status=422,
+        )
     return done(f"/customers/{contact_id}", "saved")
 
 
@@ -303,9 +431,12 @@ async def _add_child(request: Request, contact_id: int, kind: str) -> Response:
             records.create(ctx, actor, kind, child_from_form(form, kind, contact_id))
     except ValidationFailed as exc:
         values = {k: v for k, v in form.items() if isinstance(v, str)}
-        return customer_page(request, contact_id, failed={
-            "kind": kind, "error": exc.to_dict(), "problems": _problems(exc), "v": values},
-            status=422)
+        return customer_page(
+            request,
+            contact_id,
+            failed={"kind": kind, "error": exc.to_dict(), "problems": _problems(exc), "v": values},
+            status=422,
+        )
     return done(f"/customers/{contact_id}", f"{kind}_added")
 
 
@@ -325,8 +456,7 @@ async def purchase_add(request: Request, contact_id: common.RowId) -> Response:
 @router.get("/customers/import")
 def import_form(request: Request) -> Response:
     with page_session(request) as (ctx, actor, header):
-        return render(request, "import.html", header | _options(ctx, actor) | {
-            "dry_run": True})
+        return render(request, "import.html", header | _options(ctx, actor) | {"dry_run": True})
 
 
 _PROBLEM = re.compile(r"row (?P<row>\d+), (?P<column>.*?): (?P<reason>.*)", re.S)
@@ -367,11 +497,20 @@ def _import_page(request: Request, raw: bytes, name: str, *, dry_run: bool) -> R
     except ValidationFailed as exc:
         error = exc.to_dict()
     with page_session(request) as (ctx, actor, header):
-        return render(request, "import.html", header | _options(ctx, actor) | {
-            "dry_run": dry_run, "report": report,
-            "error": error and {**error, "problems": []},  # the problems: a table
-            "rows": problem_rows(list((error or {}).get("problems") or [])),
-            "filename": name}, status=422 if error else 200)
+        return render(
+            request,
+            "import.html",
+            header
+            | _options(ctx, actor)
+            | {
+                "dry_run": dry_run,
+                "report": report,
+                "error": error and {**error, "problems": []},  # the problems: a table
+                "rows": problem_rows(list((error or {}).get("problems") or [])),
+                "filename": name,
+            },
+            status=422 if error else 200,
+        )
 
 
 @router.get("/customers/export")
@@ -383,9 +522,14 @@ def export_csv(request: Request) -> Response:
         query = search_query(params)
         data = csvio.export(ctx, actor, kind, query, encoding=encoding)
     charset = "shift_jis" if encoding == "cp932" else "utf-8"
-    return Response(data, media_type=f"text/csv; charset={charset}", headers={
-        "Content-Disposition": f'attachment; filename="{actor.tenant_slug}-{kind}.csv"',
-        "Content-Length": str(len(data))})
+    return Response(
+        data,
+        media_type=f"text/csv; charset={charset}",
+        headers={
+            "Content-Disposition": f'attachment; filename="{actor.tenant_slug}-{kind}.csv"',
+            "Content-Length": str(len(data)),
+        },
+    )
 
 
 # --------------------------------------------------------------------------- bulk
@@ -393,8 +537,11 @@ def export_csv(request: Request) -> Response:
 
 def bulk_changes(form: FormData) -> dict[str, Any]:
     """The bulk-update form: ``set_cbN`` = on | off (else unchanged), a company id."""
-    boxes = {i: form.get(f"set_cb{i}") == "on" for i in range(1, CHECKBOX_COUNT + 1)
-             if form.get(f"set_cb{i}") in ("on", "off")}
+    boxes = {
+        i: form.get(f"set_cb{i}") == "on"
+        for i in range(1, CHECKBOX_COUNT + 1)
+        if form.get(f"set_cb{i}") in ("on", "off")
+    }
     company = field(form, "set_company")
     company_id = parse_whole_number(company) if company else None
     if company and company_id is None:
@@ -415,10 +562,21 @@ def bulk_form(request: Request, action: str = "update") -> Response:
     with page_session(request) as (ctx, actor, header):
         scope.require(ctx, actor, f"bulk_{action}", f"bulk-{action} customers")
         total = search.search(ctx, actor, search_query(params)).total
-        return render(request, "bulk.html", header | _labels(ctx, actor) | _options(ctx, actor)
-                      | {"action": action,
-                         "carried": carried, "total": total, "confirming": False,
-                         "companies": _companies(ctx, actor), "changes": None})
+        return render(
+            request,
+            "bulk.html",
+            header
+            | _labels(ctx, actor)
+            | _options(ctx, actor)
+            | {
+                "action": action,
+                "carried": carried,
+                "total": total,
+                "confirming": False,
+                "companies": _companies(ctx, actor),
+                "changes": None,
+            },
+        )
 
 
 @router.post("/customers/bulk/{action}")
@@ -434,18 +592,34 @@ async def bulk_run(request: Request, action: str) -> Response:
     if form.get("confirmed") != "yes":
         with page_session(request) as (ctx, actor, header):
             if changes is not None and not changes["checkboxes"] and not changes["company_id"]:
-                raise ValidationFailed("nothing to update",
-                                       hint="give checkboxes and/or a company")
+                raise ValidationFailed("nothing to update", hint="give checkboxes and/or a company")
             total = search.search(ctx, actor, query).total
-            return render(request, "bulk.html", header | _labels(ctx, actor)
-                          | _options(ctx, actor) | {
-                              "action": action, "carried": carried, "total": total,
-                              "confirming": True, "changes": changes, "purpose": purpose,
-                              "companies": _companies(ctx, actor)})
+            return render(
+                request,
+                "bulk.html",
+                header
+                | _labels(ctx, actor)
+                | _options(ctx, actor)
+                | {
+                    "action": action,
+                    "carried": carried,
+                    "total": total,
+                    "confirming": True,
+                    "changes": changes,
+                    "purpose": purpose,
+                    "companies": _companies(ctx, actor),
+                },
+            )
     with page_session(request) as (ctx, actor, _header):
         if changes is not None:
-            count = bulk.bulk_update(ctx, actor, query, checkboxes=changes["checkboxes"],
-                                     company_id=changes["company_id"], purpose=purpose)
+            count = bulk.bulk_update(
+                ctx,
+                actor,
+                query,
+                checkboxes=changes["checkboxes"],
+                company_id=changes["company_id"],
+                purpose=purpose,
+            )
         else:
             count = bulk.bulk_delete(ctx, actor, query, purpose=purpose)
     del count  # the list shows what the search finds now
@@ -455,14 +629,23 @@ async def bulk_run(request: Request, action: str) -> Response:
 # --------------------------------------------------------------------------- users
 
 
-def _user_page(request: Request, *, password: dict[str, str] | None = None,
-               error: dict[str, Any] | None = None, confirm: str | None = None,
-               status: int = 200) -> Response:
+def _user_page(
+    request: Request,
+    *,
+    password: dict[str, str] | None = None,
+    error: dict[str, Any] | None = None,
+    confirm: str | None = None,
+    status: int = 200,
+) -> Response:
     with page_session(request) as (ctx, actor, header):
-        data = header | {"users": users.list_users(ctx, actor),
-                         "departments": users.departments(ctx, actor),
-                         "roles": _roles(ctx, actor), "password": password,
-                         "error": error, "confirm_remove": confirm}
+        data = header | {
+            "users": users.list_users(ctx, actor),
+            "departments": users.departments(ctx, actor),
+            "roles": _roles(ctx, actor),
+            "password": password,
+            "error": error,
+            "confirm_remove": confirm,
+        }
         return render(request, "users.html", data, status=status)
 
 
@@ -493,14 +676,14 @@ def _user_change(ctx: Context, actor: Actor, action: str, form: FormData) -> dic
     elif action == "remove":
         users.remove(ctx, actor, login)
     elif action == "password":
-        return {"password": {"login": login,
-                             "password": users.reset_password(ctx, actor, login)}}
+        return {"password": {"login": login, "password": users.reset_password(ctx, actor, login)}}
     elif action == "add_department":
         users.add_department(ctx, actor, field(form, "code"), field(form, "name"))
     else:
-        raise ValidationFailed(f"unknown user action {action!r}",
-                               hint="role, department, disable, enable, remove, password, "
-                                    "add_department")
+        raise ValidationFailed(
+            f"unknown user action {action!r}",
+            hint="role, department, disable, enable, remove, password, add_department",
+        )
     return {}
 
 

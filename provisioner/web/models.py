@@ -55,8 +55,12 @@ class LoginIn(In):
 
 
 class SwitchIn(In):
-    tenant: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9-]*$",
-                        description="number in your list or slug")
+    tenant: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="number in your list or slug",
+    )
 
 
 class TenantChoice(Out):
@@ -191,22 +195,32 @@ else:
 
 class SendIn(In):
     key: str = Field(min_length=1, max_length=200, description="the copy key you were given")
-    only: list[Section] | None = Field(default=None, min_length=1, max_length=20,
-                                       description="configuration sections to send")
+    only: list[Section] | None = Field(
+        default=None, min_length=1, max_length=20, description="configuration sections to send"
+    )
 
 
 class ApproveIn(In):
     mode: Literal["replace", "merge", "upgrade"] | None = Field(
-        default=None, description="default: upgrade when the tenant has a base from the "
-        "transfer's source, else replace")
+        default=None,
+        description="default: upgrade when the tenant has a base from the "
+        "transfer's source, else replace",
+    )
     only: list[Section] | None = Field(default=None, min_length=1, max_length=20)
-    remaps: dict[str, str] = Field(default_factory=dict,
-                                   description='{"PICKLIST.VALUE": "NEWVALUE"}')
+    remaps: dict[str, str] = Field(
+        default_factory=dict, description='{"PICKLIST.VALUE": "NEWVALUE"}'
+    )
     force: bool = False
-    keep: list[str] = Field(default_factory=list, max_length=1000,
-                            description="upgrade: conflict addresses resolved as ours")
-    take: list[str] = Field(default_factory=list, max_length=1000,
-                            description="upgrade: conflict addresses resolved as theirs")
+    keep: list[str] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="upgrade: conflict addresses resolved as ours",
+    )
+    take: list[str] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="upgrade: conflict addresses resolved as theirs",
+    )
     prefer: Literal["ours", "theirs"] | None = None
 
 
@@ -236,10 +250,12 @@ class SentOut(TransferOut):
 
 
 class PlanOut(TransferOut):
-    plan: dict[str, Any] = Field(description="per section: added, changed, removed; the "
-                                 "impact on the records (impact.items) and, per incoming "
-                                 "new or changed workflow, how many records its conditions "
-                                 "match now (impact.workflows)")
+    plan: dict[str, Any] = Field(
+        description="per section: added, changed, removed; the "
+        "impact on the records (impact.items) and, per incoming "
+        "new or changed workflow, how many records its conditions "
+        "match now (impact.workflows)"
+    )
 
 
 class DecisionOut(TransferOut):
@@ -259,20 +275,27 @@ class TransferRollbackOut(Out):
 
 _Text = Annotated[str | None, Field(max_length=200)]
 _LongText = Annotated[str | None, Field(max_length=20000)]
-_Date = Annotated[str, Field(pattern=r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$",
-                             description="YYYY-MM-DD, or empty")]
+_Date = Annotated[
+    str, Field(pattern=r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$", description="YYYY-MM-DD, or empty")
+]
 _Email = Annotated[str | None, Field(max_length=200, pattern=r"^([^@\s]+@[^@\s]+\.[^@\s]+)?$")]
 #: a phone number in any format, with at most 20 digits (full-width ones count)
-_Phone = Annotated[str | None, Field(max_length=200,
-                                     pattern=r"^[^0-9０-９]*([0-9０-９][^0-9０-９]*){0,20}$")]
-_Checkboxes = (list[Annotated[Whole, Field(ge=1, le=48)]]
-               | dict[Annotated[str, Field(pattern=r"^[0-9]{1,2}$")], bool])
+_Phone = Annotated[
+    str | None, Field(max_length=200, pattern=r"^[^0-9０-９]*([0-9０-９][^0-9０-９]*){0,20}$")
+]
+_Checkboxes = (
+    list[Annotated[Whole, Field(ge=1, le=48)]]
+    | dict[Annotated[str, Field(pattern=r"^[0-9]{1,2}$")], bool]
+)
 #: a required value: not empty, not only spaces
-_REQUIRED = {"str": Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")],
-             "text": Annotated[str, Field(min_length=1, max_length=20000, pattern=r"\S")],
-             "ref": Annotated[Whole, Field(ge=1, le=2**53)],
-             "date": Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
-                                          description="YYYY-MM-DD")]}
+_REQUIRED = {
+    "str": Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")],
+    "text": Annotated[str, Field(min_length=1, max_length=20000, pattern=r"\S")],
+    "ref": Annotated[Whole, Field(ge=1, le=2**53)],
+    "date": Annotated[
+        str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="YYYY-MM-DD")
+    ],
+}
 
 
 def _field_in(name: str, kind: str) -> Any:
@@ -294,21 +317,35 @@ def _field_in(name: str, kind: str) -> Any:
     if kind == "date":
         return _Date
     if kind == "checkboxes":
-        return Annotated[_Checkboxes, Field(
-            description="[1, 5] (exactly these checked) or {\"1\": true, \"5\": false} "
-            "(changes); enabled checkboxes only")]
+        return Annotated[
+            _Checkboxes,
+            Field(
+                description='[1, 5] (exactly these checked) or {"1": true, "5": false} '
+                "(changes); enabled checkboxes only"
+            ),
+        ]
     if kind == "codes":
-        return Annotated[list[Annotated[str, Field(max_length=63)]], Field(
-            max_length=100, description="classification codes of the configuration")]
+        return Annotated[
+            list[Annotated[str, Field(max_length=63)]],
+            Field(max_length=100, description="classification codes of the configuration"),
+        ]
     if kind == "json":
         return Annotated[dict[str, Any], Field(description="the custom database's fields")]
     raise AssertionError(f"no schema for field kind {kind!r}")
 
 
 def _field_out(kind: str) -> Any:
-    return {"str": str | None, "text": str | None, "int": int | None, "ref": int | None,
-            "bool": bool | None, "date": str | None, "checkboxes": list[int],
-            "codes": list[str], "json": Any}[kind]
+    return {
+        "str": str | None,
+        "text": str | None,
+        "int": int | None,
+        "ref": int | None,
+        "bool": bool | None,
+        "date": str | None,
+        "checkboxes": list[int],
+        "codes": list[str],
+        "json": Any,
+    }[kind]
 
 
 def _title(type_name: str) -> str:
@@ -336,15 +373,18 @@ def _record_models(rt: records.RecordType) -> tuple[type[In], type[In], type[Out
     out["updated_at"] = (str | None, None)
     out["updated_by"] = (str | None, None)
     title = _title(rt.name)
-    return (create_model(f"{title}Create", __base__=In, **create),
-            create_model(f"{title}Update", __base__=In, **update),
-            create_model(title, __base__=Out, **out))
+    return (
+        create_model(f"{title}Create", __base__=In, **create),
+        create_model(f"{title}Update", __base__=In, **update),
+        create_model(title, __base__=Out, **out),
+    )
 
 
 #: record type -> (create body, update body, record)
 _JOB = _record_models(records.TYPES["job"])  # (a contact shows its jobs)
-RECORD_MODELS = {name: _JOB if name == "job" else _record_models(rt)
-                 for name, rt in records.TYPES.items()}
+RECORD_MODELS = {
+    name: _JOB if name == "job" else _record_models(rt) for name, rt in records.TYPES.items()
+}
 
 
 class Duplicate(Out):
@@ -354,10 +394,15 @@ class Duplicate(Out):
 
 def saved_model(type_name: str) -> type[Out]:
     record = RECORD_MODELS[type_name][2]
-    return create_model(f"{_title(type_name)}Saved", __base__=Out, record=(record, ...),
-                        duplicates=(list[Duplicate], Field(
-                            default_factory=list,
-                            description="possible duplicates (same normalised name)")))
+    return create_model(
+        f"{_title(type_name)}Saved",
+        __base__=Out,
+        record=(record, ...),
+        duplicates=(
+            list[Duplicate],
+            Field(default_factory=list, description="possible duplicates (same normalised name)"),
+        ),
+    )
 
 
 class DeletedOut(Out):

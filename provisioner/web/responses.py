@@ -30,8 +30,9 @@ class ErrorDetail(BaseModel):
     code: str = Field(description="stable machine-readable code, e.g. key_rejected")
     message: str = Field(description="what is wrong, for a person")
     hint: str | None = Field(default=None, description="how to fix it, when there is a way")
-    retry_after: int | None = Field(default=None, ge=1, description="429: seconds to wait "
-                                    "(also in the Retry-After header)")
+    retry_after: int | None = Field(
+        default=None, ge=1, description="429: seconds to wait (also in the Retry-After header)"
+    )
     problems: list[str] | None = Field(default=None, description="422: each invalid input")
     request_id: str | None = Field(default=None, description="the request's id in the logs")
 
@@ -48,8 +49,7 @@ ERROR_STATUSES: dict[int, str] = {
     401: "not logged in, or the session has ended (unauthenticated)",
     403: "not allowed: permission_denied, key_rejected, transfer_refused",
     404: "no such tenant in your list, or no such object in the tenant (not_found)",
-    409: "conflicts with the current state: plan_conflict, data_in_use, already_exists, "
-         "conflict",
+    409: "conflicts with the current state: plan_conflict, data_in_use, already_exists, conflict",
     413: "over a quota or size limit (quota_exceeded)",
     422: "the input is not valid: validation_failed (with problems), bundle_rejected",
     429: "too many failed attempts (rate_limited, with retry_after and Retry-After)",

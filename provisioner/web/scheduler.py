@@ -28,8 +28,12 @@ FIRST_RUN_DELAY = 5.0
 
 
 class DueScheduler:
-    def __init__(self, provisioner: Provisioner, interval: float = DEFAULT_INTERVAL,
-                 first_delay: float = FIRST_RUN_DELAY) -> None:
+    def __init__(
+        self,
+        provisioner: Provisioner,
+        interval: float = DEFAULT_INTERVAL,
+        first_delay: float = FIRST_RUN_DELAY,
+    ) -> None:
         self.provisioner = provisioner
         self.interval = interval
         self.first_delay = first_delay
@@ -38,8 +42,7 @@ class DueScheduler:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="workflow-scheduler",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="workflow-scheduler", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -60,8 +63,12 @@ class DueScheduler:
         finally:
             self.runs += 1
         if report.fired or report.errors:
-            log.info("workflow scheduler: %d firings in %d tenants, %d errors",
-                     report.fired, report.tenants, len(report.errors))
+            log.info(
+                "workflow scheduler: %d firings in %d tenants, %d errors",
+                report.fired,
+                report.tenants,
+                len(report.errors),
+            )
         return report
 
     def _loop(self) -> None:

@@ -90,7 +90,8 @@ class RateLimiter:
                     f"too many failed {what} ({len(hits)} in "
                     f"{int(self.window.total_seconds() // 60)} minutes)",
                     hint=f"try again after {format_instant(retry)}",
-                    retry_after=max(1, int((retry - now).total_seconds())))
+                    retry_after=max(1, int((retry - now).total_seconds())),
+                )
 
     def fail(self, key: str) -> None:
         now = self.clock.now()
@@ -111,9 +112,10 @@ def token_from_header(value: str | None) -> str | None:
 def session_actor(ctx: Context, token: str | None) -> Actor:
     """The session's user in its selected tenant; no or an ended session is 401."""
     if not token:
-        raise Unauthenticated("you are not logged in",
-                              hint="log in: POST /api/login, then send "
-                              "'Authorization: Bearer TOKEN'")
+        raise Unauthenticated(
+            "you are not logged in",
+            hint="log in: POST /api/login, then send 'Authorization: Bearer TOKEN'",
+        )
     try:
         actor = auth.session_actor(ctx, token)
     except PermissionDenied as exc:
@@ -136,9 +138,14 @@ def in_tenant(ctx: Context, actor: Actor, ref: str) -> Actor:
 
 
 @contextmanager
-def acting(app: Provisioner, token: str | None, tenant: str | None = None, *,
-           read_only: bool = False,
-           log_rows: list[Any] | None = None) -> Iterator[tuple[Context, Actor]]:
+def acting(
+    app: Provisioner,
+    token: str | None,
+    tenant: str | None = None,
+    *,
+    read_only: bool = False,
+    log_rows: list[Any] | None = None,
+) -> Iterator[tuple[Context, Actor]]:
     """One transaction, with the acting user (in ``tenant``, else the selected one).
 
     ``read_only``, ``log_rows``: the route only reads (lookup, search); see
@@ -170,8 +177,9 @@ def new_login_csrf() -> str:
 def login_csrf_token(key: bytes, pre_session: str) -> str:
     """The login form's CSRF token: an HMAC of the pre-session id (``key``: derived from the
     master key, ``MasterKey.derive("login-csrf")``)."""
-    return hmac.new(key, b"provisioner-login-csrf|" + pre_session.encode(),
-                    hashlib.sha256).hexdigest()
+    return hmac.new(
+        key, b"provisioner-login-csrf|" + pre_session.encode(), hashlib.sha256
+    ).hexdigest()
 
 
 def login_csrf_ok(key: bytes, pre_session: str | None, submitted: str | None) -> bool:
@@ -180,8 +188,7 @@ def login_csrf_ok(key: bytes, pre_session: str | None, submitted: str | None) ->
     return hmac.compare_digest(login_csrf_token(key, pre_session), submitted)
 
 
-def client_address(peer: str | None, forwarded_for: str | None,
-                   trusted: tuple[str, ...]) -> str:
+def client_address(peer: str | None, forwarded_for: str | None, trusted: tuple[str, ...]) -> str:
     """The client's address: the peer's, unless the peer is a trusted proxy; then the last
     address of ``X-Forwarded-For`` that is not itself a trusted proxy (the ones before it
     were written by the client and prove nothing).
@@ -200,10 +207,14 @@ def client_address(peer: str | None, forwarded_for: str | None,
     return address
 
 
-def is_https(scheme: str, peer: str | None, forwarded_proto: str | None,
-             trusted: tuple[str, ...]) -> bool:
+def is_https(
+    scheme: str, peer: str | None, forwarded_proto: str | None, trusted: tuple[str, ...]
+) -> bool:
     """Whether the client reached us over HTTPS (directly, or through a trusted proxy)."""
     if scheme == "https":
         return True
-    return bool(peer in trusted and forwarded_proto
-                and forwarded_proto.split(",")[0].strip().lower() == "https")
+    return bool(
+        peer in trusted
+        and forwarded_proto
+        and forwarded_proto.split(",")[0].strip().lower() == "https"
+    )

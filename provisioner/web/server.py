@@ -32,10 +32,15 @@ def engine_options() -> dict[str, Any]:
 def app_from_environment() -> FastAPI:
     """Database and master key from the environment, as for every command."""
     secure = not os.environ.get("PROVISIONER_INSECURE_COOKIES")
-    proxies = tuple(p.strip() for p in os.environ.get("PROVISIONER_TRUSTED_PROXIES", "")
-                    .split(",") if p.strip())
-    settings = Settings(secure_cookies=secure, trusted_proxies=proxies,
-                        metrics_token=os.environ.get("PROVISIONER_METRICS_TOKEN") or None)
+    proxies = tuple(
+        p.strip() for p in os.environ.get("PROVISIONER_TRUSTED_PROXIES", "").split(",") if p.strip()
+    )
+    settings = Settings(
+        secure_cookies=secure,
+        trusted_proxies=proxies,
+        metrics_token=os.environ.get("PROVISIONER_METRICS_TOKEN") or None,
+    )
     every = float(os.environ.get("PROVISIONER_SCHEDULER_SECONDS", DEFAULT_INTERVAL))
-    return create_app(Provisioner.open(**engine_options()), settings=settings,
-                      scheduler_seconds=every or None)
+    return create_app(
+        Provisioner.open(**engine_options()), settings=settings, scheduler_seconds=every or None
+    )

@@ -54,8 +54,11 @@ def test_a_signed_envelope_verifies_with_its_key() -> None:
     assert verified.key_id == key_id(KEY.public_key())
     start, end = verified.payload_span or (0, 0)
     assert raw[start:end] == base64.b64encode(PAYLOAD)
-    assert parse_envelope(raw) == (PAYLOAD_TYPE, PAYLOAD, [
-        (key_id(KEY.public_key()), KEY.sign(pae(PAYLOAD_TYPE, PAYLOAD)))])
+    assert parse_envelope(raw) == (
+        PAYLOAD_TYPE,
+        PAYLOAD,
+        [(key_id(KEY.public_key()), KEY.sign(pae(PAYLOAD_TYPE, PAYLOAD)))],
+    )
 
 
 def test_an_unknown_key_and_a_wrong_key_are_refused() -> None:
@@ -80,22 +83,35 @@ def test_any_signature_of_a_known_key_is_enough() -> None:
     assert verify_envelope(raw, _known(KEY)).key_id == key_id(KEY.public_key())
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    (b"[1]", "not a DSSE envelope"),
-    (b"not json", "not a DSSE envelope"),
-    (_envelope(extra=1), "unknown field"),
-    (_envelope(payloadType="text/plain"), "payloadType"),
-    (_envelope(payload="@@@"), "payload is not valid base64"),
-    (_envelope(payload=1), "payload must be a base64 string"),
-    (_envelope(signatures=[]), "no signature"),
-    (_envelope(signatures=[{"keyid": "k", "sig": "AA=="}] * (MAX_SIGNATURES + 1)),
-     "more than"),
-    (_envelope(signatures=[{"keyid": "k", "sig": "AA==", "x": 1}]), "only 'keyid' and 'sig'"),
-    (_envelope(signatures=[{"keyid": "", "sig": "AA=="}]), "no keyid"),
-    (_envelope(signatures=[{"keyid": "k", "sig": "A"}]), "signature is not valid base64"),
-], ids=["array", "not-json", "extra-field", "payload-type", "bad-base64", "payload-number",
-        "no-signature", "too-many-signatures", "signature-field", "empty-keyid",
-        "bad-signature-base64"])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"[1]", "not a DSSE envelope"),
+        (b"not json", "not a DSSE envelope"),
+        (_envelope(extra=1), "unknown field"),
+        (_envelope(payloadType="text/plain"), "payloadType"),
+        (_envelope(payload="@@@"), "payload is not valid base64"),
+        (_envelope(payload=1), "payload must be a base64 string"),
+        (_envelope(signatures=[]), "no signature"),
+        (_envelope(signatures=[{"keyid": "k", "sig": "AA=="}] * (MAX_SIGNATURES + 1)), "more than"),
+        (_envelope(signatures=[{"keyid": "k", "sig": "AA==", "x": 1}]), "only 'keyid' and 'sig'"),
+        (_envelope(signatures=[{"keyid": "", "sig": "AA=="}]), "no keyid"),
+        (_envelope(signatures=[{"keyid": "k", "sig": "A"}]), "signature is not valid base64"),
+    ],
+    ids=[
+        "array",
+        "not-json",
+        "extra-field",
+        "payload-type",
+        "bad-base64",
+        "payload-number",
+        "no-signature",
+        "too-many-signatures",
+        "signature-field",
+        "empty-keyid",
+        "bad-signature-base64",
+    ],
+)
 def test_malformed_envelopes_are_refused(raw: bytes, message: str) -> None:
     with pytest.raises(BundleRejected, match=message):
         verify_envelope(raw, _known(KEY))
@@ -110,8 +126,10 @@ def test_a_duplicate_member_is_refused() -> None:
 
 def test_a_non_canonical_but_valid_envelope_still_verifies() -> None:
     data = json.loads(sign_envelope(PAYLOAD, KEY))
-    unsorted = json.dumps({"signatures": data["signatures"], "payloadType": PAYLOAD_TYPE,
-                           "payload": data["payload"]}, separators=(",", ":")).encode()
+    unsorted = json.dumps(
+        {"signatures": data["signatures"], "payloadType": PAYLOAD_TYPE, "payload": data["payload"]},
+        separators=(",", ":"),
+    ).encode()
     verified = verify_envelope(unsorted, _known(KEY))
     assert verified.payload == PAYLOAD
     start, end = verified.payload_span or (0, 0)

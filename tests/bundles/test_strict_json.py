@@ -29,13 +29,17 @@ def test_plain_json_is_read() -> None:
     assert loads_strict('{"名前": "田中"}'.encode()) == {"名前": "田中"}
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    (b'{"a": 1, "a": 2}', "duplicate key 'a'"),
-    (b'{"a": NaN}', "contains NaN"),
-    (b'[Infinity]', "contains Infinity"),
-    (b'{"a": ', "not valid JSON"),
-    (b'\xff', "not UTF-8"),
-], ids=["duplicate", "nan", "infinity", "truncated", "not-utf8"])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b'{"a": 1, "a": 2}', "duplicate key 'a'"),
+        (b'{"a": NaN}', "contains NaN"),
+        (b"[Infinity]", "contains Infinity"),
+        (b'{"a": ', "not valid JSON"),
+        (b"\xff", "not UTF-8"),
+    ],
+    ids=["duplicate", "nan", "infinity", "truncated", "not-utf8"],
+)
 def test_what_json_forbids_or_allows_ambiguously_is_refused(data: bytes, message: str) -> None:
     with pytest.raises(BundleRejected, match=message):
         loads_strict(data)

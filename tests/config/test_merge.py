@@ -16,23 +16,27 @@ from provisioner.errors import ValidationFailed
 
 
 def _pl(code: str, *values: tuple[str, str]) -> dict[str, Any]:
-    return {"code": code, "label": code,
-            "values": [{"code": c, "label": label, "active": True} for c, label in values]}
+    return {
+        "code": code,
+        "label": code,
+        "values": [{"code": c, "label": label, "active": True} for c, label in values],
+    }
 
 
 BASE: dict[str, Any] = {
     "mode": "corporate",
     "labels": {"contact.name": "氏名", "contact.kana": "フリガナ"},
     "picklists": [_pl("rank", ("gold", "金"), ("silver", "銀")), _pl("area", ("east", "東"))],
-    "classifications": {"customer": [{"code": "a", "label": "A", "parent": None}],
-                        "product": []},
+    "classifications": {"customer": [{"code": "a", "label": "A", "parent": None}], "product": []},
 }
 INCOMING: dict[str, Any] = {
     "mode": "individual",
     "labels": {"contact.name": "お名前"},
     "picklists": [_pl("rank", ("gold", "ゴールド"), ("bronze", "銅")), _pl("size", ("s", "S"))],
-    "classifications": {"customer": [{"code": "b", "label": "B", "parent": None}],
-                        "product": [{"code": "p", "label": "P", "parent": None}]},
+    "classifications": {
+        "customer": [{"code": "b", "label": "B", "parent": None}],
+        "product": [{"code": "p", "label": "P", "parent": None}],
+    },
 }
 
 
@@ -49,7 +53,10 @@ def test_merge_adds_and_changes_but_never_deletes() -> None:
     rank, area, size = result["picklists"]  # base order, then the new items
     assert [rank["code"], area["code"], size["code"]] == ["rank", "area", "size"]
     assert [(v["code"], v["label"]) for v in rank["values"]] == [
-        ("gold", "ゴールド"), ("silver", "銀"), ("bronze", "銅")]
+        ("gold", "ゴールド"),
+        ("silver", "銀"),
+        ("bronze", "銅"),
+    ]
     assert area == BASE["picklists"][1]
     assert [n["code"] for n in result["classifications"]["customer"]] == ["a", "b"]
     assert [n["code"] for n in result["classifications"]["product"]] == ["p"]
@@ -79,8 +86,7 @@ def test_a_section_new_to_the_base_is_taken_in_merge_mode() -> None:
 
 def test_parse_only_checks_the_section_names() -> None:
     assert parse_only(None) is None
-    assert parse_only([" checkboxes", "picklists", "checkboxes", ""]) == (
-        "checkboxes", "picklists")
+    assert parse_only([" checkboxes", "picklists", "checkboxes", ""]) == ("checkboxes", "picklists")
     with pytest.raises(ValidationFailed, match="unknown section"):
         parse_only(["checkboxes", "nope"])
     with pytest.raises(ValidationFailed, match="names no section"):

@@ -25,17 +25,29 @@ from provisioner.errors import ValidationFailed
 
 
 def _wf(code: str, index: int, *, active: bool = True, label: str = "ルール") -> dict[str, Any]:
-    return {"code": code, "label": label, "active": active, "object": "contact",
-            "trigger": {"event": "created", "field": None},
-            "conditions": {"match": "all", "rules": []},
-            "actions": [{"type": "set_checkbox", "index": index, "checked": True}]}
+    return {
+        "code": code,
+        "label": label,
+        "active": active,
+        "object": "contact",
+        "trigger": {"event": "created", "field": None},
+        "conditions": {"match": "all", "rules": []},
+        "actions": [{"type": "set_checkbox", "index": index, "checked": True}],
+    }
 
 
 def _base() -> dict[str, Any]:
     data = copy.deepcopy(default_document().to_data())
-    data["picklists"].append({"code": "plan", "label": "プラン", "values": [
-        {"code": "gold", "label": "ゴールド", "active": True},
-        {"code": "silver", "label": "シルバー", "active": True}]})
+    data["picklists"].append(
+        {
+            "code": "plan",
+            "label": "プラン",
+            "values": [
+                {"code": "gold", "label": "ゴールド", "active": True},
+                {"code": "silver", "label": "シルバー", "active": True},
+            ],
+        }
+    )
     data["workflows"] = [_wf("vip_gold", 7)]
     data["roles"] = [{"code": "clerk", "label": "事務", "permissions": ["records.read"]}]
     return data
@@ -87,17 +99,24 @@ def test_both_changing_an_attribute_differently_is_a_conflict_with_its_three_val
     ours = _edit(base, lambda d: d["checkboxes"][1].update(label="年賀状"))
     theirs = _edit(base, lambda d: d["checkboxes"][1].update(label="暑中見舞い"))
     up = merge3(base, ours, theirs)
-    assert [c.to_dict() for c in up.conflicts] == [{
-        "address": "checkboxes.2.label", "kind": "changed", "base": "チェック2",
-        "ours": "年賀状", "theirs": "暑中見舞い"}]
+    assert [c.to_dict() for c in up.conflicts] == [
+        {
+            "address": "checkboxes.2.label",
+            "kind": "changed",
+            "base": "チェック2",
+            "ours": "年賀状",
+            "theirs": "暑中見舞い",
+        }
+    ]
     assert up.result["checkboxes"][1]["label"] == "年賀状"  # unresolved: ours meanwhile
-    assert merge3(base, ours, theirs, take=["checkboxes.2"]).result["checkboxes"][1][
-        "label"] == "暑中見舞い"
+    assert (
+        merge3(base, ours, theirs, take=["checkboxes.2"]).result["checkboxes"][1]["label"]
+        == "暑中見舞い"
+    )
     kept = merge3(base, ours, theirs, keep=["checkboxes.2.label"])
     assert kept.conflicts == []
     assert kept.resolved == {"checkboxes.2.label": "ours"}
-    assert merge3(base, ours, theirs, prefer="theirs").resolved == {
-        "checkboxes.2.label": "theirs"}
+    assert merge3(base, ours, theirs, prefer="theirs").resolved == {"checkboxes.2.label": "theirs"}
 
 
 def test_picklist_values_are_items_of_their_own() -> None:
@@ -139,9 +158,14 @@ def test_a_resolution_that_names_no_conflict_is_refused() -> None:
 
 def test_taking_theirs_never_breaks_a_reference_the_section_stays_ours() -> None:
     base = _base()  # workflow vip_gold ticks checkbox 7
-    theirs = _edit(base, lambda d: (d["checkboxes"][6].update(enabled=False),
-                                    d["checkboxes"][0].update(label="新ラベル"),
-                                    d.update(workflows=[])))
+    theirs = _edit(
+        base,
+        lambda d: (
+            d["checkboxes"][6].update(enabled=False),
+            d["checkboxes"][0].update(label="新ラベル"),
+            d.update(workflows=[]),
+        ),
+    )
     ours = _edit(base, lambda d: d["workflows"].append(_wf("mine", 7)))
     up = merge3(base, ours, theirs)
     assert references.check(up.result) == []
@@ -163,7 +187,9 @@ def test_a_copied_workflow_lands_paused_and_an_existing_one_keeps_its_state() ->
     for mode in ("replace", "merge"):
         result = combine(target, source, mode=mode)  # type: ignore[arg-type]
         assert {w["code"]: w["active"] for w in result["workflows"]} == {
-            "vip_gold": False, "birthday": False}
+            "vip_gold": False,
+            "birthday": False,
+        }
     running = _edit(_base(), lambda d: d["workflows"][0].update(active=True))
     paused_at_source = _edit(running, lambda d: d["workflows"][0].update(active=False))
     assert combine(running, paused_at_source)["workflows"][0]["active"] is True
@@ -174,12 +200,19 @@ def test_a_copied_workflow_lands_paused_and_an_existing_one_keeps_its_state() ->
 def test_an_upgrade_never_takes_active_from_theirs() -> None:
     base = _base()
     ours = _edit(base, lambda d: d["workflows"][0].update(active=False))  # paused here
-    theirs = _edit(base, lambda d: (d["workflows"][0].update(label="VIP(新)"),
-                                    d["workflows"].append(_wf("birthday", 7, active=True))))
+    theirs = _edit(
+        base,
+        lambda d: (
+            d["workflows"][0].update(label="VIP(新)"),
+            d["workflows"].append(_wf("birthday", 7, active=True)),
+        ),
+    )
     up = merge3(base, ours, theirs)
     assert up.conflicts == []
     assert [(w["code"], w["label"], w["active"]) for w in up.result["workflows"]] == [
-        ("vip_gold", "VIP(新)", False), ("birthday", "ルール", False)]
+        ("vip_gold", "VIP(新)", False),
+        ("birthday", "ルール", False),
+    ]
 
 
 def test_paused_arrivals_returns_its_input_when_nothing_changes() -> None:
@@ -225,8 +258,9 @@ def _apply(doc: dict[str, Any], edit: tuple[Any, ...]) -> dict[str, Any]:
             if value["code"] == args[1]:
                 value["label"] = args[2]
     elif kind == "value_remove" and args[0] in picklists:
-        picklists[args[0]]["values"] = [v for v in picklists[args[0]]["values"]
-                                        if v["code"] != args[1]]
+        picklists[args[0]]["values"] = [
+            v for v in picklists[args[0]]["values"] if v["code"] != args[1]
+        ]
     elif kind == "workflow_add" and args[0] not in {w["code"] for w in out["workflows"]}:
         out["workflows"].append(_wf(args[0], args[1], active=args[2]))
     elif kind == "workflow_edit":
@@ -237,8 +271,9 @@ def _apply(doc: dict[str, Any], edit: tuple[Any, ...]) -> dict[str, Any]:
         out["workflows"] = [w for w in out["workflows"] if w["code"] != args[0]]
     elif kind == "memo_picklist":
         memo = out["memo_fields"][args[0] - 1]
-        memo["type"], memo["picklist"] = ("picklist", args[1]) if memo["type"] == "text" \
-            else ("text", None)
+        memo["type"], memo["picklist"] = (
+            ("picklist", args[1]) if memo["type"] == "text" else ("text", None)
+        )
     return out if references.check(out) == [] else doc
 
 
@@ -300,16 +335,16 @@ def _leaves(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _covered(address: str, chosen: dict[str, str], side: str) -> bool:
-    return any(side == s and (address == a or address.startswith(a + "."))
-               for a, s in chosen.items())
+    return any(
+        side == s and (address == a or address.startswith(a + ".")) for a, s in chosen.items()
+    )
 
 
 def _arrived(theirs: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
     return {**theirs, "workflows": paused_arrivals(theirs["workflows"], ours["workflows"])}
 
 
-PROPERTY = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @PROPERTY
@@ -335,7 +370,8 @@ def test_property_theirs_unchanged_gives_ours(docs: tuple[dict[str, Any], ...]) 
 @PROPERTY
 @given(_documents(), st.sampled_from([None, "ours", "theirs"]))
 def test_property_no_local_change_is_lost_unless_resolved_as_theirs(
-        docs: tuple[dict[str, Any], ...], prefer: Any) -> None:
+    docs: tuple[dict[str, Any], ...], prefer: Any
+) -> None:
     base, ours, theirs = docs
     up = merge3(base, ours, theirs, prefer=prefer)
     before, mine, after = _leaves(base), _leaves(ours), _leaves(up.result)
@@ -349,8 +385,9 @@ def test_property_no_local_change_is_lost_unless_resolved_as_theirs(
 
 @PROPERTY
 @given(_documents(), st.sampled_from([None, "ours", "theirs"]))
-def test_property_the_result_always_validates(docs: tuple[dict[str, Any], ...],
-                                              prefer: Any) -> None:
+def test_property_the_result_always_validates(
+    docs: tuple[dict[str, Any], ...], prefer: Any
+) -> None:
     base, ours, theirs = docs
     document_from_data(merge3(base, ours, theirs, prefer=prefer).result)
 
@@ -358,7 +395,8 @@ def test_property_the_result_always_validates(docs: tuple[dict[str, Any], ...],
 @PROPERTY
 @given(_documents(), st.sampled_from(["ours", "theirs"]))
 def test_property_the_same_upgrade_twice_changes_nothing_the_second_time(
-        docs: tuple[dict[str, Any], ...], prefer: Any) -> None:
+    docs: tuple[dict[str, Any], ...], prefer: Any
+) -> None:
     base, ours, theirs = docs
     first = merge3(base, ours, theirs, prefer=prefer)
     again = merge3(theirs, first.result, theirs)  # the base moved to what arrived

@@ -116,8 +116,10 @@ def for_generation(node: Any, max_items: int = 3) -> Any:
         return [for_generation(v, max_items) for v in node]
     if not isinstance(node, dict):
         return node
-    out = {k: (v if k in {"const", "enum", "default"} else for_generation(v, max_items))
-           for k, v in node.items()}
+    out = {
+        k: (v if k in {"const", "enum", "default"} else for_generation(v, max_items))
+        for k, v in node.items()
+    }
     if out.get("maxItems", 0) > max_items >= out.get("minItems", 0):
         out["maxItems"] = max_items
     return out
@@ -188,7 +190,8 @@ class Contract:
             assert fast_out is None, f"fast validator accepted what the model rejects: {verdict}"
         else:
             assert fast_out == model_out.model_dump(mode="json"), (
-                "fast validator rejects or normalises differently from the model")
+                "fast validator rejects or normalises differently from the model"
+            )
         return verdict
 
 
@@ -214,7 +217,8 @@ def assert_agree(
         return
     expected, other = ("valid", "invalid") if valid else ("invalid", "valid")
     problem = (
-        "JSON Schema and model DISAGREE" if (by_schema is None) != (by_model is None)
+        "JSON Schema and model DISAGREE"
+        if (by_schema is None) != (by_model is None)
         else f"both say {other}, expected {expected}"
     )
     schema_says = "valid" if by_schema is None else f"invalid - {by_schema}"
@@ -271,8 +275,13 @@ def _copy_along(data: Any, loc: Loc) -> Any:
 
 
 WRONG_TYPE_SAMPLES: dict[str, Any] = {
-    "string": "some text", "integer": 7, "number": 1.5, "boolean": True, "null": None,
-    "array": [], "object": {},
+    "string": "some text",
+    "integer": 7,
+    "number": 1.5,
+    "boolean": True,
+    "null": None,
+    "array": [],
+    "object": {},
 }
 
 #: Disagreements in the *models* (document.py), reported and pinned by an xfail test below;
@@ -376,9 +385,20 @@ def by_kind(found: Iterator[Mutation]) -> dict[str, list[Mutation]]:
 
 
 REQUIRED_KINDS = {
-    "wrong_type", "unknown_field", "missing_required", "string_for_int", "int_for_bool",
-    "bool_for_int", "too_long", "empty", "bad_code", "trailing_newline", "out_of_range",
-    "wrong_enum", "too_few_items", "too_many_items",
+    "wrong_type",
+    "unknown_field",
+    "missing_required",
+    "string_for_int",
+    "int_for_bool",
+    "bool_for_int",
+    "too_long",
+    "empty",
+    "bad_code",
+    "trailing_newline",
+    "out_of_range",
+    "wrong_enum",
+    "too_few_items",
+    "too_many_items",
 }
 DEFAULT_DATA = default_document().to_data()
 DEFAULT_MUTATIONS = by_kind(mutations(DEFAULT_DATA, DOCUMENT_INLINED))
@@ -389,8 +409,11 @@ def check_mutation(contract: Contract, data: Any, mutation: Mutation, *, section
     top = mutation.loc[0] if mutation.loc else None
     shown = {top: mutated[top]} if isinstance(top, str) and isinstance(mutated, dict) else None
     assert_agree(
-        contract, mutated, valid=False,
-        what=f"{contract.name}{' ' + section if section else ''}: {mutation}", shown=shown,
+        contract,
+        mutated,
+        valid=False,
+        what=f"{contract.name}{' ' + section if section else ''}: {mutation}",
+        shown=shown,
     )
 
 
@@ -436,7 +459,10 @@ def test_schema_keeps_the_models_constraints() -> None:
     """Spot checks of what post-processing must guarantee (the property tests prove the rest)."""
     defs = DOCUMENT_SCHEMA["$defs"]
     assert defs["Checkbox"]["properties"]["index"] == {
-        "maximum": 48, "minimum": 1, "title": "Index", "type": "integer",
+        "maximum": 48,
+        "minimum": 1,
+        "title": "Index",
+        "type": "integer",
     }
     assert DOCUMENT_SCHEMA["properties"]["labels"]["propertyNames"]["enum"][0] == "company.name"
     assert defs["Workflow"]["properties"]["conditions"]["default"] == {"match": "all", "rules": []}
@@ -474,8 +500,13 @@ def test_default_document_with_a_generated_section_is_accepted(data: st.DataObje
     section = data.draw(st.sampled_from(SECTION_NAMES), label="section")
     value = data.draw(SECTION_STRATEGIES[section], label=section)
     document = {**DEFAULT_DATA, section: value}
-    assert_agree(DOCUMENT, document, valid=True, what=f"default document, generated {section}",
-                 shown={section: value})
+    assert_agree(
+        DOCUMENT,
+        document,
+        valid=True,
+        what=f"default document, generated {section}",
+        shown={section: value},
+    )
 
 
 # --- invalid data --------------------------------------------------------------------------
@@ -522,8 +553,9 @@ def test_mutated_generated_sections_are_rejected_by_both(section: str, data: st.
 
 
 def test_schema_version_true_is_rejected_by_both() -> None:
-    assert_agree(DOCUMENT, {**DEFAULT_DATA, "schema_version": True}, valid=False,
-                 what="schema_version true")
+    assert_agree(
+        DOCUMENT, {**DEFAULT_DATA, "schema_version": True}, valid=False, what="schema_version true"
+    )
 
 
 def test_integral_float_is_the_one_gap_json_schema_cannot_express() -> None:

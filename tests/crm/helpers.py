@@ -14,8 +14,12 @@ from provisioner.services.context import Provisioner
 from provisioner.services.crm import records
 from tests.support import World
 
-USERS = {"gen": "general", "noexp": "general_no_export", "noprint": "general_no_print",
-         "ro": "read_only"}
+USERS = {
+    "gen": "general",
+    "noexp": "general_no_export",
+    "noprint": "general_no_print",
+    "ro": "read_only",
+}
 
 
 def configured(world: World, slug: str = "acme") -> str:
@@ -27,28 +31,59 @@ def configured(world: World, slug: str = "acme") -> str:
     boxes = [dict(c) for c in data["checkboxes"]]
     boxes[0]["label"] = "DM送付"
     boxes[47]["enabled"] = False
-    world.set_config(slug, {
-        "memo_fields": memos,
-        "checkboxes": boxes,
-        "picklists": [*data["picklists"], {"code": "rank", "label": "ランク", "values": [
-            {"code": "gold", "label": "ゴールド"}, {"code": "silver", "label": "シルバー"},
-            {"code": "old", "label": "旧", "active": False}]}],
-        "classifications": {
-            "customer": [{"code": "supplier", "label": "仕入先"},
-                         {"code": "agency", "label": "代理店"}],
-            "product": [{"code": "software", "label": "ソフトウェア"}]},
-        "custom_databases": [{"code": "visits", "label": "訪問", "attached_to": "contact",
-                              "fields": [
-                                  {"key": "count", "label": "回数", "type": "integer",
-                                   "required": True},
-                                  {"key": "place", "label": "場所", "type": "choice",
-                                   "options": [{"code": "office", "label": "事務所"}]},
-                              ]}],
-        "roles": [{"code": "viewer_export", "label": "閲覧+出力",
-                   "permissions": ["records.read", "export"]}],
-        "settings": {**data["settings"],
-                     "external_systems": [{"code": "erp", "label": "基幹"}]},
-    })
+    world.set_config(
+        slug,
+        {
+            "memo_fields": memos,
+            "checkboxes": boxes,
+            "picklists": [
+                *data["picklists"],
+                {
+                    "code": "rank",
+                    "label": "ランク",
+                    "values": [
+                        {"code": "gold", "label": "ゴールド"},
+                        {"code": "silver", "label": "シルバー"},
+                        {"code": "old", "label": "旧", "active": False},
+                    ],
+                },
+            ],
+            "classifications": {
+                "customer": [
+                    {"code": "supplier", "label": "仕入先"},
+                    {"code": "agency", "label": "代理店"},
+                ],
+                "product": [{"code": "software", "label": "ソフトウェア"}],
+            },
+            "custom_databases": [
+                {
+                    "code": "visits",
+                    "label": "訪問",
+                    "attached_to": "contact",
+                    "fields": [
+                        {"key": "count", "label": "回数", "type": "integer", "required": True},
+                        {
+                            "key": "place",
+                            "label": "場所",
+                            "type": "choice",
+                            "options": [{"code": "office", "label": "事務所"}],
+                        },
+                    ],
+                }
+            ],
+            "roles": [
+                {
+                    "code": "viewer_export",
+                    "label": "閲覧+出力",
+                    "permissions": ["records.read", "export"],
+                }
+            ],
+            "settings": {
+                **data["settings"],
+                "external_systems": [{"code": "erp", "label": "基幹"}],
+            },
+        },
+    )
     return slug
 
 
@@ -60,10 +95,13 @@ def make(world: World, actor: Actor, type_name: str, data: dict[str, Any]) -> di
 def one_of_each(world: World, actor: Actor) -> dict[str, int]:
     """One record of every type in the actor's tenant: type -> id."""
     company = make(world, actor, "company", {"name": "株式会社テスト"})
-    department = make(world, actor, "department", {"company_id": company["id"],
-                                                   "name": "営業部"})
-    contact = make(world, actor, "contact", {"name": "山田 花子", "company_id": company["id"],
-                                             "phone": "03-1111-2222"})
+    department = make(world, actor, "department", {"company_id": company["id"], "name": "営業部"})
+    contact = make(
+        world,
+        actor,
+        "contact",
+        {"name": "山田 花子", "company_id": company["id"], "phone": "03-1111-2222"},
+    )
     cid = contact["id"]
     ids = {"company": company["id"], "department": department["id"], "contact": cid}
     for type_name, data in {
@@ -71,13 +109,22 @@ def one_of_each(world: World, actor: Actor) -> dict[str, int]:
         "card_exchange": {"contact_id": cid, "employee": "sato", "date": "2026-11-01"},
         "secret_note": {"contact_id": cid, "body": "秘密"},
         "activity": {"contact_id": cid, "date": "2026-11-02", "content": "電話"},
-        "purchase": {"contact_id": cid, "date": "2026-11-03", "product_name": "X",
-                     "quantity": 2, "unit_price": 500},
+        "purchase": {
+            "contact_id": cid,
+            "date": "2026-11-03",
+            "product_name": "X",
+            "quantity": 2,
+            "unit_price": 500,
+        },
         "product": {"code": "P-1", "name": "製品"},
         "custom_record": {"database": "visits", "owner_id": cid, "data": {"count": 3}},
         "external_link": {"contact_id": cid, "system": "erp", "external_id": "E-1"},
-        "job": {"contact_id": cid, "company_name": "前の会社", "date_from": "2010-04-01",
-                "date_to": "2019-03-31"},
+        "job": {
+            "contact_id": cid,
+            "company_name": "前の会社",
+            "date_from": "2010-04-01",
+            "date_to": "2019-03-31",
+        },
     }.items():
         ids[type_name] = make(world, actor, type_name, data)["id"]
     return ids
@@ -90,15 +137,20 @@ def plain_role_app(world: World, prefix: str) -> Iterator[Provisioner]:
     url = world.app.engine.url
     role = f"{prefix}_{url.database}"[:60]
     with world.app.engine.connect() as conn:
-        conn.execute(text(
-            f'DO $$ BEGIN CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB; '
-            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"))
-        conn.execute(text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public '
-                          f'TO "{role}"'))
+        conn.execute(
+            text(
+                f'DO $$ BEGIN CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB; '
+                "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+            )
+        )
+        conn.execute(
+            text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"')
+        )
         conn.execute(text(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))
         conn.commit()
-    engine = make_engine(url.set(username=role, password=None)
-                         .render_as_string(hide_password=False))
+    engine = make_engine(
+        url.set(username=role, password=None).render_as_string(hide_password=False)
+    )
     try:
         yield Provisioner(engine, master_key=world.app.master_key, clock=world.app.clock)
     finally:

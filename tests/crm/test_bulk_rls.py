@@ -21,11 +21,12 @@ from provisioner.services.crm.search import Query
 from tests.crm.helpers import configured, plain_role_app
 from tests.support import World
 
-GOOD = ("氏名,フリガナ,会社名,電話番号,ランク\r\n"
-        "田中 太郎,タナカ タロウ,(株)山田商事,03-1234-5678,gold\r\n"
-        "鈴木 花子,スズキ ハナコ,株式会社山田商事,090-1111-2222,\r\n")
-COLUMNS = ["tenant_id", "at", "actor", "record_type", "record_id", "action", "changes",
-           "purpose"]
+GOOD = (
+    "氏名,フリガナ,会社名,電話番号,ランク\r\n"
+    "田中 太郎,タナカ タロウ,(株)山田商事,03-1234-5678,gold\r\n"
+    "鈴木 花子,スズキ ハナコ,株式会社山田商事,090-1111-2222,\r\n"
+)
+COLUMNS = ["tenant_id", "at", "actor", "record_type", "record_id", "action", "changes", "purpose"]
 
 
 def _postgres_only(world: World) -> None:
@@ -35,8 +36,10 @@ def _postgres_only(world: World) -> None:
 
 def _staging_tables(conn: Connection) -> int:
     """The session's temporary tables (the staging tables live there)."""
-    return int(conn.scalar(text(
-        "SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()")) or 0)
+    return int(
+        conn.scalar(text("SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()"))
+        or 0
+    )
 
 
 def _changes() -> Table:
@@ -46,8 +49,16 @@ def _changes() -> Table:
 
 
 def _change(tenant_id: int, record_id: int) -> tuple[object, ...]:
-    return (tenant_id, datetime(2026, 1, 1, tzinfo=UTC), "probe", "contact", record_id,
-            "create", {"import": "probe"}, "probe")
+    return (
+        tenant_id,
+        datetime(2026, 1, 1, tzinfo=UTC),
+        "probe",
+        "contact",
+        record_id,
+        "create",
+        {"import": "probe"},
+        "probe",
+    )
 
 
 def test_staged_rows_of_another_tenant_are_refused(world: World) -> None:
@@ -61,9 +72,12 @@ def test_staged_rows_of_another_tenant_are_refused(world: World) -> None:
             conn = ctx.session.connection()
             assert bulk.copy_mode(conn, "crm_changes") == "staged"
             with pytest.raises(Exception, match="row-level security"), conn.begin_nested():
-                bulk.insert_rows(conn, _changes(), COLUMNS,
-                                         [_change(acme.tenant_id, 1),
-                                          _change(other.tenant_id, 2)])
+                bulk.insert_rows(
+                    conn,
+                    _changes(),
+                    COLUMNS,
+                    [_change(acme.tenant_id, 1), _change(other.tenant_id, 2)],
+                )
             assert _staging_tables(conn) == 0
             bulk.insert_rows(conn, _changes(), COLUMNS, [_change(acme.tenant_id, 3)])
             assert _staging_tables(conn) == 0  # dropped right after the INSERT ... SELECT
@@ -71,12 +85,11 @@ def test_staged_rows_of_another_tenant_are_refused(world: World) -> None:
             scope.enter(ctx, other)
             conn = ctx.session.connection()
             assert _staging_tables(conn) == 0
-            assert conn.scalar(text("SELECT count(*) FROM crm_changes WHERE actor = 'probe'")) \
-                == 0
+            assert conn.scalar(text("SELECT count(*) FROM crm_changes WHERE actor = 'probe'")) == 0
     with world.app.engine.connect() as conn:  # as the owner: every tenant's rows
-        assert conn.execute(text(
-            "SELECT tenant_id, record_id FROM crm_changes WHERE actor = 'probe'")).all() == [
-            (acme.tenant_id, 3)]
+        assert conn.execute(
+            text("SELECT tenant_id, record_id FROM crm_changes WHERE actor = 'probe'")
+        ).all() == [(acme.tenant_id, 3)]
 
 
 def test_an_import_as_the_plain_role_writes_only_its_tenant(world: World) -> None:
@@ -99,10 +112,15 @@ def test_an_import_as_the_plain_role_writes_only_its_tenant(world: World) -> Non
             with pytest.raises(Exception, match="row-level security"):
                 bulk.insert_rows(conn, _changes(), COLUMNS, [_change(acme.tenant_id, 9)])
     with world.app.engine.connect() as conn:
-        counts = {t: n for t, n in conn.execute(text(
-            "SELECT tenant_id, count(*) FROM crm_contacts GROUP BY tenant_id"))}
+        counts = {
+            t: n
+            for t, n in conn.execute(
+                text("SELECT tenant_id, count(*) FROM crm_contacts GROUP BY tenant_id")
+            )
+        }
         assert counts == {acme.tenant_id: 2}
-        grams = {t for (t,) in conn.execute(text(
-            "SELECT DISTINCT tenant_id FROM crm_search_grams"))}
+        grams = {
+            t for (t,) in conn.execute(text("SELECT DISTINCT tenant_id FROM crm_search_grams"))
+        }
         assert grams == {acme.tenant_id}
         assert conn.scalar(text("SELECT count(*) FROM crm_changes WHERE actor = 'probe'")) == 0

@@ -42,7 +42,9 @@ def test_crm_cli_contract(run: Cli, tmp_path: Path) -> None:
     run.run("user", "add", "sato", "--tenant", "acme", "--role", "admin")
     run.run("user", "add", "sato", "--tenant", "beta", "--role", "general_no_export")
     assert run.json("seed-data", "-t", "acme", "--contacts", "60", "--seed", "3") == {
-        "tenant": "acme", "contacts": 60}
+        "tenant": "acme",
+        "contacts": 60,
+    }
     found = run.json("search", "-t", "acme", "--as", "sato", "--q", "田", "--limit", "5")
     assert found["items"]
     assert found["total"] >= len(found["items"])
@@ -53,29 +55,63 @@ def test_crm_cli_contract(run: Cli, tmp_path: Path) -> None:
     listing = run.run("search", "--as", "sato", code=2)
     assert "acme" in listing.stderr
     assert "beta" in listing.stderr
-    created = run.json("record", "create", "contact", "-t", "acme", "--as", "sato", "--data",
-                       json.dumps({"name": "架電 太郎", "phone": "03-9999-0000"}))
+    created = run.json(
+        "record",
+        "create",
+        "contact",
+        "-t",
+        "acme",
+        "--as",
+        "sato",
+        "--data",
+        json.dumps({"name": "架電 太郎", "phone": "03-9999-0000"}),
+    )
     cid = created["record"]["id"]
-    run.run("record", "create", "activity", "-t", "acme", "--as", "sato", "--data",
-            json.dumps({"contact_id": cid, "date": "2026-11-01", "content": "問い合わせ",
-                        "kind": "phone"}))
+    run.run(
+        "record",
+        "create",
+        "activity",
+        "-t",
+        "acme",
+        "--as",
+        "sato",
+        "--data",
+        json.dumps(
+            {"contact_id": cid, "date": "2026-11-01", "content": "問い合わせ", "kind": "phone"}
+        ),
+    )
     card = run.json("lookup", "-t", "acme", "--as", "sato", "+81 3 9999 0000")
     assert card["contact"]["id"] == cid
     assert [a["content"] for a in card["activities"]] == ["問い合わせ"]
     assert [a["kind"] for a in card["activities"]] == ["電話"]  # the label; --codes: the code
-    assert [a["kind"] for a in run.json("lookup", "-t", "acme", "--as", "sato", "--codes",
-                                        "0399990000")["activities"]] == ["phone"]
+    assert [
+        a["kind"]
+        for a in run.json("lookup", "-t", "acme", "--as", "sato", "--codes", "0399990000")[
+            "activities"
+        ]
+    ] == ["phone"]
     assert card["purchases"] == []
     assert "架電 太郎" in run.run("lookup", "-t", "acme", "--as", "sato", "0399990000").stdout
     run.run("lookup", "-t", "acme", "--as", "sato", "0300000001", code=1)
-    run.run("record", "update", "contact", str(cid), "-t", "acme", "--as", "sato",
-            "--data", '{"title": "課長"}', "--purpose", "昇格")
+    run.run(
+        "record",
+        "update",
+        "contact",
+        str(cid),
+        "-t",
+        "acme",
+        "--as",
+        "sato",
+        "--data",
+        '{"title": "課長"}',
+        "--purpose",
+        "昇格",
+    )
     history = run.json("record", "history", "contact", str(cid), "-t", "acme", "--as", "sato")
     assert history[-1]["purpose"] == "昇格"
     csv_file = tmp_path / "in.csv"
     csv_file.write_bytes("氏名,電話番号\r\n取込 一郎,06-1234-5678\r\n".encode("cp932"))
-    dry = run.json("import", "customers", str(csv_file), "-t", "acme", "--as", "sato",
-                   "--dry-run")
+    dry = run.json("import", "customers", str(csv_file), "-t", "acme", "--as", "sato", "--dry-run")
     assert (dry["rows"], dry["created"], dry["encoding"]) == (1, 0, "cp932")
     done = run.json("import", "customers", str(csv_file), "-t", "acme", "--as", "sato")
     assert done["created"] == 1
@@ -84,12 +120,27 @@ def test_crm_cli_contract(run: Cli, tmp_path: Path) -> None:
     error = run.run("import", "customers", str(bad), "-t", "acme", "--as", "sato", code=1)
     assert "row 2, 氏名: required" in error.stderr
     out = tmp_path / "out.csv"
-    run.run("export", "customers", "-t", "acme", "--as", "sato", "-o", str(out),
-            "--encoding", "cp932", "--columns", "name,phone", "--q", "取込")
-    assert out.read_bytes().decode("cp932").splitlines() == ["氏名,電話番号",
-                                                              "取込 一郎,06-1234-5678"]
-    refused = run.run("export", "customers", "-t", "beta", "--as", "sato", "-o", str(out),
-                      code=1)
+    run.run(
+        "export",
+        "customers",
+        "-t",
+        "acme",
+        "--as",
+        "sato",
+        "-o",
+        str(out),
+        "--encoding",
+        "cp932",
+        "--columns",
+        "name,phone",
+        "--q",
+        "取込",
+    )
+    assert out.read_bytes().decode("cp932").splitlines() == [
+        "氏名,電話番号",
+        "取込 一郎,06-1234-5678",
+    ]
+    refused = run.run("export", "customers", "-t", "beta", "--as", "sato", "-o", str(out), code=1)
     assert "export" in refused.stderr
     run.run("record", "delete", "contact", str(cid), "-t", "acme", "--as", "sato")
     run.run("record", "show", "contact", str(cid), "-t", "acme", "--as", "sato", code=1)
@@ -97,33 +148,72 @@ def test_crm_cli_contract(run: Cli, tmp_path: Path) -> None:
     assert [e["kind"] for e in log][:2] == ["export", "import"]
 
 
-def test_crm_cli_print_duplicates_and_tenant_prompt(run: Cli, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crm_cli_print_duplicates_and_tenant_prompt(
+    run: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run.run("init")
     run.run("tenant", "create", "acme", "--name", "ACME", "--plan", "standard")
     run.run("tenant", "create", "beta", "--name", "BETA", "--plan", "standard")
     run.run("user", "add", "sato", "--tenant", "acme", "--role", "admin")
     run.run("user", "add", "sato", "--tenant", "beta", "--role", "general_no_print")
-    first = run.json("record", "create", "contact", "-t", "acme", "--as", "sato", "--data",
-                     json.dumps({"name": "田中 太郎", "postal_code": "100-0001",
-                                 "address": "東京都千代田区"}))
-    again = run.run("record", "create", "contact", "-t", "acme", "--as", "sato", "--data",
-                    json.dumps({"name": "田中　太郎"}))
+    first = run.json(
+        "record",
+        "create",
+        "contact",
+        "-t",
+        "acme",
+        "--as",
+        "sato",
+        "--data",
+        json.dumps({"name": "田中 太郎", "postal_code": "100-0001", "address": "東京都千代田区"}),
+    )
+    again = run.run(
+        "record",
+        "create",
+        "contact",
+        "-t",
+        "acme",
+        "--as",
+        "sato",
+        "--data",
+        json.dumps({"name": "田中　太郎"}),
+    )
     assert f"possible duplicates (same name): {first['record']['id']} 田中 太郎" in again.stdout
-    as_json = run.json("record", "create", "contact", "-t", "acme", "--as", "sato", "--data",
-                       json.dumps({"name": "田中太郎"}))
+    as_json = run.json(
+        "record",
+        "create",
+        "contact",
+        "-t",
+        "acme",
+        "--as",
+        "sato",
+        "--data",
+        json.dumps({"name": "田中太郎"}),
+    )
     assert len(as_json["duplicates"]) == 2
     page = tmp_path / "labels.html"
-    run.run("print", "customers", "-t", "acme", "--as", "sato", "-o", str(page),
-            "--layout", "labels", "--q", "田中")
+    run.run(
+        "print",
+        "customers",
+        "-t",
+        "acme",
+        "--as",
+        "sato",
+        "-o",
+        str(page),
+        "--layout",
+        "labels",
+        "--q",
+        "田中",
+    )
     assert page.read_text(encoding="utf-8").count("様</div>") == 3
-    refused = run.run("print", "customers", "-t", "beta", "--as", "sato", "-o", str(page),
-                      code=1)
+    refused = run.run("print", "customers", "-t", "beta", "--as", "sato", "-o", str(page), code=1)
     assert "print" in refused.stderr
     assert "Traceback" not in refused.stderr
     log = run.json("access-log", "-t", "acme", "--as", "sato")
     assert [(e["kind"], e["details"]["layout"]) for e in log if e["kind"] == "print"] == [
-        ("print", "labels")]
+        ("print", "labels")
+    ]
     # no -t on a terminal: the numbered list and a prompt; 2 picks beta
     monkeypatch.setattr("provisioner.cli.tenant_choice.is_interactive", lambda: True)
     argv = ["--db", run.db_url, "--json", "search", "--as", "sato"]

@@ -15,22 +15,44 @@ from tests.crm.helpers import configured, make
 from tests.crm.test_cli import Cli
 from tests.support import World
 
-NAMES = ["渋谷商事", "新宿物産", "ＡＢＣ興業", "abc trading", "渋谷ホールディングス", "東京商会",
-         "大阪商事", "名古屋物流"]
+NAMES = [
+    "渋谷商事",
+    "新宿物産",
+    "ＡＢＣ興業",
+    "abc trading",
+    "渋谷ホールディングス",
+    "東京商会",
+    "大阪商事",
+    "名古屋物流",
+]
 KANAS = ["シブヤショウジ", "シンジュクブッサン", "エービーシー", "", "シブヤ", "トウキョウ"]
-ADDRESSES = ["東京都渋谷区道玄坂1-2-3", "東京都新宿区西新宿2-8-1", "大阪府大阪市北区梅田1-1",
-             "", "愛知県名古屋市中村区名駅4-7-1"]
+ADDRESSES = [
+    "東京都渋谷区道玄坂1-2-3",
+    "東京都新宿区西新宿2-8-1",
+    "大阪府大阪市北区梅田1-1",
+    "",
+    "愛知県名古屋市中村区名駅4-7-1",
+]
 
 
 def _companies(world: World, rng: random.Random, n: int) -> list[int]:
     admin = world.actor("acme")
     ids = []
     for i in range(n):
-        ids.append(make(world, admin, "company", {
-            "name": f"{rng.choice(NAMES)}{i % 7}", "kana": rng.choice(KANAS),
-            "address": rng.choice(ADDRESSES),
-            "phone": rng.choice(["", "03-1234-5678", "06-6345-0001", "052-111-2222"]),
-            "classifications": rng.sample(["supplier", "agency"], rng.randint(0, 2))})["id"])
+        ids.append(
+            make(
+                world,
+                admin,
+                "company",
+                {
+                    "name": f"{rng.choice(NAMES)}{i % 7}",
+                    "kana": rng.choice(KANAS),
+                    "address": rng.choice(ADDRESSES),
+                    "phone": rng.choice(["", "03-1234-5678", "06-6345-0001", "052-111-2222"]),
+                    "classifications": rng.sample(["supplier", "agency"], rng.randint(0, 2)),
+                },
+            )["id"]
+        )
     return ids
 
 
@@ -49,16 +71,38 @@ def test_indexed_company_search_equals_the_like_scan(world: World) -> None:
         records.update(ctx, admin, "company", ids[0], {"name": "梅田ビル管理", "kana": ""})
         records.update(ctx, admin, "company", ids[1], {"address": "福岡県福岡市博多区"})
         records.delete_record(ctx, admin, "company", ids[2])
-    terms = ["渋", "渋谷", "渋谷商", "渋谷商事", "商事", "abc", "ＡＢＣ", "ショウ",
-             "シブヤショウジ", "新宿区", "東京都渋谷区道玄坂", "1234", "梅田", "ビル管",
-             "福岡", "区道", "事0", "存在しない", "%", "_"]
+    terms = [
+        "渋",
+        "渋谷",
+        "渋谷商",
+        "渋谷商事",
+        "商事",
+        "abc",
+        "ＡＢＣ",
+        "ショウ",
+        "シブヤショウジ",
+        "新宿区",
+        "東京都渋谷区道玄坂",
+        "1234",
+        "梅田",
+        "ビル管",
+        "福岡",
+        "区道",
+        "事0",
+        "存在しない",
+        "%",
+        "_",
+    ]
     seen = 0
     for _ in range(80):
         query = CompanyQuery(
-            q=" ".join(rng.sample(terms, rng.randint(1, 2))), match=rng.choice(["all", "any"]),
+            q=" ".join(rng.sample(terms, rng.randint(1, 2))),
+            match=rng.choice(["all", "any"]),
             classification=rng.choice([None, None, "agency"]),
             phone=rng.choice([None, None, "03-1234", "０６６３４５"]),
-            sort=rng.choice(["id", "-name", "kana"]), limit=1000)
+            sort=rng.choice(["id", "-name", "kana"]),
+            limit=1000,
+        )
         expected = _ids(world, query, use_index=False)
         assert _ids(world, query) == expected, query
         seen += bool(expected[0])
@@ -74,8 +118,12 @@ def test_company_search_pages_sorts_and_refuses_bad_input(world: World) -> None:
         make(world, admin, "company", {"name": name, "kana": kana})
     total, page = _ids(world, CompanyQuery(q="商事", sort="kana", limit=2))
     with world.app.transaction() as ctx:
-        names = [i["name"] for i in company_search.search(
-            ctx, admin, CompanyQuery(q="商事", sort="kana", limit=2, offset=1)).items]
+        names = [
+            i["name"]
+            for i in company_search.search(
+                ctx, admin, CompanyQuery(q="商事", sort="kana", limit=2, offset=1)
+            ).items
+        ]
     assert (total, len(page), names) == (3, 2, ["加藤商事", "佐藤商事"])
     with world.app.transaction() as ctx, pytest.raises(ValidationFailed, match="cannot sort"):
         company_search.search(ctx, admin, CompanyQuery(sort="capital"))
@@ -86,8 +134,11 @@ def test_reindex_rebuilds_a_damaged_company_index(world: World) -> None:
     ids = _companies(world, random.Random(3), 5)
     with world.app.transaction() as ctx:
         ctx.enter_tenant(world.actor("acme").tenant_id)
-        ctx.session.execute(company_search.CrmCompanyGram.__table__.delete().where(
-            company_search.CrmCompanyGram.company_id == ids[0]))
+        ctx.session.execute(
+            company_search.CrmCompanyGram.__table__.delete().where(
+                company_search.CrmCompanyGram.company_id == ids[0]
+            )
+        )
     with world.app.transaction() as ctx:
         report = reindex.reindex(ctx, actors.get_tenant(ctx, "acme"))
     assert report.company_index == 1
@@ -100,10 +151,21 @@ def test_cli_search_companies(run: Cli) -> None:
     run.run("tenant", "create", "acme", "--name", "ACME", "--plan", "standard")
     run.run("user", "add", "sato", "--tenant", "acme", "--role", "admin")
     for name in ("渋谷商事", "新宿物産"):
-        run.json("record", "create", "company", "-t", "acme", "--as", "sato", "--data",
-                 f'{{"name": "{name}", "phone": "03-1111-2222"}}')
+        run.json(
+            "record",
+            "create",
+            "company",
+            "-t",
+            "acme",
+            "--as",
+            "sato",
+            "--data",
+            f'{{"name": "{name}", "phone": "03-1111-2222"}}',
+        )
     found = run.json("search-companies", "-t", "acme", "--as", "sato", "--q", "渋谷")
     assert (found["total"], [i["name"] for i in found["items"]]) == (1, ["渋谷商事"])
-    assert run.json("search-companies", "-t", "acme", "--as", "sato", "--phone",
-                    "0311112222")["total"] == 2
+    assert (
+        run.json("search-companies", "-t", "acme", "--as", "sato", "--phone", "0311112222")["total"]
+        == 2
+    )
     assert "渋谷商事" in run.run("search-companies", "-t", "acme", "--as", "sato").stdout

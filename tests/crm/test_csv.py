@@ -15,21 +15,22 @@ from provisioner.services.crm.search import Query
 from tests.crm.helpers import configured, plain_role_app
 from tests.support import World
 
-GOOD = ("氏名,フリガナ,会社名,電話番号,ランク,DM送付,classifications\r\n"
-        "田中 太郎,タナカ タロウ,(株)山田商事,０３－１２３４－５６７８,gold,1,agency\r\n"
-        "鈴木 花子,スズキ ハナコ,株式会社山田商事,090-1111-2222,,0,\r\n")
+GOOD = (
+    "氏名,フリガナ,会社名,電話番号,ランク,DM送付,classifications\r\n"
+    "田中 太郎,タナカ タロウ,(株)山田商事,０３－１２３４－５６７８,gold,1,agency\r\n"
+    "鈴木 花子,スズキ ハナコ,株式会社山田商事,090-1111-2222,,0,\r\n"
+)
 
 
-def _import(world: World, raw: bytes, login: str | None = None,
-            **kw: bool) -> csvio.ImportReport:
+def _import(world: World, raw: bytes, login: str | None = None, **kw: bool) -> csvio.ImportReport:
     actor = world.actor("acme", login)
     with world.app.transaction() as ctx:
         return csvio.import_customers(ctx, actor, raw, **kw)
 
 
-@pytest.mark.parametrize(("encoding", "detected"), [("cp932", "cp932"),
-                                                   ("utf-8-sig", "utf-8-sig"),
-                                                   ("utf-8", "utf-8")])
+@pytest.mark.parametrize(
+    ("encoding", "detected"), [("cp932", "cp932"), ("utf-8-sig", "utf-8-sig"), ("utf-8", "utf-8")]
+)
 def test_import_detects_the_encoding(world: World, encoding: str, detected: str) -> None:
     configured(world)
     report = _import(world, GOOD.encode(encoding))
@@ -41,7 +42,10 @@ def test_import_detects_the_encoding(world: World, encoding: str, detected: str)
         first = records.show(ctx, admin, "contact", result.items[0]["id"])
         assert first["phone"] == "03-1234-5678"
         assert (first["memo_2"], first["checkboxes"], first["classifications"]) == (
-            "gold", [1], ["agency"])
+            "gold",
+            [1],
+            ["agency"],
+        )
         assert search.lookup(ctx, admin, "0312345678")["contact"]["id"] == first["id"]
         log = records.access_log(ctx, admin)
     assert log[0]["kind"] == "import"
@@ -49,9 +53,11 @@ def test_import_detects_the_encoding(world: World, encoding: str, detected: str)
 
 def test_dry_run_reports_every_bad_row_and_writes_nothing(world: World) -> None:
     configured(world)
-    bad = GOOD + ("佐藤,サトウ,,03-0000-0000,platinum,yes,\r\n"
-                  ",ナシ,,,,,\r\n"
-                  "高橋,タカハシ,,,silver,maybe,vip\r\n")
+    bad = GOOD + (
+        "佐藤,サトウ,,03-0000-0000,platinum,yes,\r\n"
+        ",ナシ,,,,,\r\n"
+        "高橋,タカハシ,,,silver,maybe,vip\r\n"
+    )
     for dry_run in (True, False):
         with pytest.raises(ValidationFailed) as exc:
             _import(world, bad.encode("cp932"), dry_run=dry_run)
@@ -89,18 +95,27 @@ def test_export_columns_order_filter_and_encodings(world: World) -> None:
     _import(world, GOOD.encode())
     gen = world.actor("acme", "acme-gen")
     with world.app.transaction() as ctx:
-        data = csvio.export(ctx, gen, "customers", Query(q="田中"),
-                            columns=["phone", "name", "memo_2", "checkbox_1"])
+        data = csvio.export(
+            ctx,
+            gen,
+            "customers",
+            Query(q="田中"),
+            columns=["phone", "name", "memo_2", "checkbox_1"],
+        )
         sjis = csvio.export(ctx, gen, "customers", Query(), encoding="cp932")
     assert data.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
-    assert rows == [["電話番号", "氏名", "ランク", "DM送付"],
-                    ["03-1234-5678", "田中 太郎", "ゴールド", "1"]]  # the picklist's label
+    assert rows == [
+        ["電話番号", "氏名", "ランク", "DM送付"],
+        ["03-1234-5678", "田中 太郎", "ゴールド", "1"],
+    ]  # the picklist's label
     assert list(csv.reader(io.StringIO(sjis.decode("cp932"))))[2][1] == "鈴木 花子"
     with world.app.transaction() as ctx:
         log = records.access_log(ctx, world.actor("acme"))
     assert [(e["actor"], e["kind"], e["details"]["rows"]) for e in log[:2]] == [
-        ("acme-gen", "export", 2), ("acme-gen", "export", 1)]
+        ("acme-gen", "export", 2),
+        ("acme-gen", "export", 1),
+    ]
 
 
 def test_export_is_refused_without_the_export_permission(world: World) -> None:
@@ -118,11 +133,25 @@ def test_export_history(world: World) -> None:
     admin = world.actor("acme")
     with world.app.transaction() as ctx:
         tanaka = search.search(ctx, admin, Query(q="田中")).items[0]["id"]
-        records.create(ctx, admin, "purchase", {"contact_id": tanaka, "date": "2026-01-02",
-                                                "product_name": "ソフト", "quantity": 3,
-                                                "unit_price": 100})
-        data = csvio.export(ctx, admin, "purchases", Query(q="山田"),
-                            columns=["contact_name", "product_name", "amount"])
+        records.create(
+            ctx,
+            admin,
+            "purchase",
+            {
+                "contact_id": tanaka,
+                "date": "2026-01-02",
+                "product_name": "ソフト",
+                "quantity": 3,
+                "unit_price": 100,
+            },
+        )
+        data = csvio.export(
+            ctx,
+            admin,
+            "purchases",
+            Query(q="山田"),
+            columns=["contact_name", "product_name", "amount"],
+        )
     assert data.decode("utf-8-sig").splitlines()[1] == "田中 太郎,ソフト,300"
 
 
@@ -132,8 +161,7 @@ _CELLS = {
     "kana": ["タナカ", "ｽｽﾞｷ", "", "ka na"],
     "title": ["部長", "", "ＣＥＯ"],
     "email": ["a@example.jp", "ＡＢ@ＥＸ.ＪＰ", "not-an-address", ""],
-    "phone": ["０３－１２３４－５６７８", "+81 3 1234 5678", "03-1234-5678", "1" * 21, "",
-              "abc"],
+    "phone": ["０３－１２３４－５６７８", "+81 3 1234 5678", "03-1234-5678", "1" * 21, "", "abc"],
     "mobile": ["090-1111-2222", "", "09011112222"],
     "fax": ["03-0000-0000", "", "1" * 30],
     "birthday": ["1980-01-02", "１９８０－０１－０２", "", "1980/01/02"],
@@ -155,6 +183,7 @@ def _both_paths(world: World, header: list[str], body: list[list[str]]) -> int:
     numbered = list(enumerate(body, start=2))
     with world.app.transaction() as ctx:
         from provisioner.services.crm import scope
+
         doc = scope.config(ctx, actor.tenant_id)
         keys, problems = csvio._header_map(doc, header)
         assert not problems
@@ -185,10 +214,18 @@ def test_column_by_column_shaping_equals_the_row_by_row_path(world: World) -> No
 
 
 _RULES = [
-    {"phone_format": "hyphen", "normalize_width": True, "postal_code_check": True,
-     "company_suffix": "kabushiki_kaisha"},
-    {"phone_format": "digits", "normalize_width": False, "postal_code_check": False,
-     "company_suffix": "as_entered"},
+    {
+        "phone_format": "hyphen",
+        "normalize_width": True,
+        "postal_code_check": True,
+        "company_suffix": "kabushiki_kaisha",
+    },
+    {
+        "phone_format": "digits",
+        "normalize_width": False,
+        "postal_code_check": False,
+        "company_suffix": "as_entered",
+    },
 ]
 
 
@@ -203,18 +240,28 @@ def test_generated_rows_shape_the_same_both_ways(world: World, rules: int, mode:
 
     configured(world)
     data = world.config("acme")
-    world.set_config("acme", {"mode": mode,
-                              "input_rules": {**data["input_rules"], **_RULES[rules]}})
-    cells = {**_CELLS, "postal_code": ["150-0001", "１５００００１", "999-9999", "", "abc"],
-             "address": ["", "東京都港区"]}
+    world.set_config(
+        "acme", {"mode": mode, "input_rules": {**data["input_rules"], **_RULES[rules]}}
+    )
+    cells = {
+        **_CELLS,
+        "postal_code": ["150-0001", "１５００００１", "999-9999", "", "abc"],
+        "address": ["", "東京都港区"],
+    }
     header = list(cells)
 
     def cell(key: str) -> st.SearchStrategy[str]:
         return st.one_of(st.sampled_from(cells[key]), st.text(max_size=8))
 
     row = st.tuples(*(cell(k) for k in header), st.integers(-3, 1)).map(
-        lambda r: list(r[:-1])[:len(header) + r[-1]] if r[-1] < 0 else
-        [*r[:-1], "x"] if r[-1] else list(r[:-1]))
+        lambda r: (
+            list(r[:-1])[: len(header) + r[-1]]
+            if r[-1] < 0
+            else [*r[:-1], "x"]
+            if r[-1]
+            else list(r[:-1])
+        )
+    )
 
     @settings(max_examples=25, deadline=None, derandomize=True)
     @given(st.lists(row, min_size=1, max_size=30))
@@ -225,20 +272,23 @@ def test_generated_rows_shape_the_same_both_ways(world: World, rules: int, mode:
 
 
 @pytest.mark.parametrize("copy", [True, False])
-def test_a_large_import_is_all_or_nothing_and_searchable(world: World, copy: bool,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_large_import_is_all_or_nothing_and_searchable(
+    world: World, copy: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from provisioner.db import bulk
 
     monkeypatch.setattr(bulk, "USE_COPY", copy)  # PostgreSQL: COPY or INSERT
     configured(world)
     lines = ["氏名,フリガナ,会社名,電話番号,ランク,DM送付"] + [
         f"田中 {i},タナカ {i},株式会社{i % 7}商事,03-{1000 + i}-{2000 + i},gold,{i % 2}"
-        for i in range(3000)]
+        for i in range(3000)
+    ]
     bad = [*lines, "山田,ヤマダ,,03-1,platinum,1"]
     with pytest.raises(ValidationFailed) as exc:
         _import(world, "\n".join(bad).encode())
-    assert exc.value.problems == ["row 3002, ランク: 'platinum' is not an active value of "
-                                  "picklist 'rank' (gold, silver)"]
+    assert exc.value.problems == [
+        "row 3002, ランク: 'platinum' is not an active value of picklist 'rank' (gold, silver)"
+    ]
     admin = world.actor("acme")
     with world.app.transaction() as ctx:
         assert search.search(ctx, admin, Query()).total == 0
@@ -249,13 +299,13 @@ def test_a_large_import_is_all_or_nothing_and_searchable(world: World, copy: boo
         assert [i["name"] for i in result.items] == ["田中 234"]
         assert search.search(ctx, admin, Query(q="3商事")).total == 3000 // 7 + 1
         history = records.history(ctx, admin, "contact", result.items[0]["id"])
-        assert [(h["action"], h["changes"]) for h in history] == [
-            ("create", {"import": "upload"})]
+        assert [(h["action"], h["changes"]) for h in history] == [("create", {"import": "upload"})]
         assert records.show(ctx, admin, "contact", result.items[0]["id"])["checkboxes"] == []
 
 
 def test_an_import_as_a_role_under_row_level_security_inserts_instead_of_copying(
-        world: World) -> None:
+    world: World,
+) -> None:
     """PostgreSQL refuses COPY FROM where row-level security applies: a plain login role
     (no superuser, no BYPASSRLS) imports through a staging table, with the same result."""
     if world.app.engine.dialect.name != "postgresql":
@@ -284,9 +334,9 @@ def _count(world: World) -> int:
         return search.search(ctx, actor, Query()).total
 
 
-def test_a_file_is_imported_block_by_block_all_or_nothing(world: World, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch
-                                                          ) -> None:
+def test_a_file_is_imported_block_by_block_all_or_nothing(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A file (not its bytes) is read a block at a time; a bad row in a later block, after
     earlier blocks were written, still leaves nothing behind, and every bad row is named."""
     monkeypatch.setattr(csvio, "_BATCH", 40)
@@ -302,8 +352,9 @@ def test_a_file_is_imported_block_by_block_all_or_nothing(world: World, tmp_path
             _import_file(world, raw, dry_run)
         assert exc.value.message == "2 of 199 rows are not valid; nothing was imported"
         assert exc.value.problems == [
-            "row 151, ランク: 'platinum' is not an active value of picklist 'rank' "
-            "(gold, silver)", "row 196, 氏名: required"]
+            "row 151, ランク: 'platinum' is not an active value of picklist 'rank' (gold, silver)",
+            "row 196, 氏名: required",
+        ]
     assert _count(world) == 0
     del lines[195], lines[150]
     path.write_bytes("\r\n".join(lines).encode("cp932"))
@@ -320,7 +371,8 @@ def _import_file(world: World, raw: BinaryIO, dry_run: bool) -> csvio.ImportRepo
 
 
 def test_a_refusal_lists_the_first_problems_and_counts_every_bad_row(
-        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(csvio, "MAX_PROBLEMS", 5)
     monkeypatch.setattr(csvio, "_BATCH", 7)
     configured(world)
@@ -330,8 +382,9 @@ def test_a_refusal_lists_the_first_problems_and_counts_every_bad_row(
     assert exc.value.message == "30 of 30 rows are not valid; nothing was imported"
     assert len(exc.value.problems) == 6
     assert exc.value.problems[0].startswith("row 2, ランク: 'platinum'")
-    assert exc.value.problems[-1] == ("... 25 more problems (the first 5 are listed; fix them "
-                                      "and run --dry-run again)")
+    assert exc.value.problems[-1] == (
+        "... 25 more problems (the first 5 are listed; fix them and run --dry-run again)"
+    )
 
 
 def test_export_to_a_file_writes_what_export_returns(world: World, tmp_path: Path) -> None:

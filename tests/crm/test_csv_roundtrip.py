@@ -16,12 +16,27 @@ def test_an_export_imports_into_another_tenant(world: World, encoding: str) -> N
     configured(world, "acme")
     configured(world, "other")
     source, target = world.actor("acme"), world.actor("other")
-    make(world, source, "contact", {"name": "山田 花子", "phone": "03-1111-2222",
-                                    "memo_2": "gold", "checkboxes": [1, 5],
-                                    "classifications": ["agency"]})
+    make(
+        world,
+        source,
+        "contact",
+        {
+            "name": "山田 花子",
+            "phone": "03-1111-2222",
+            "memo_2": "gold",
+            "checkboxes": [1, 5],
+            "classifications": ["agency"],
+        },
+    )
     with world.app.transaction() as ctx:
-        data = csvio.export(ctx, source, "customers", Query(),
-                            columns=list(csvio.EXPORT_COLUMNS["customers"]), encoding=encoding)
+        data = csvio.export(
+            ctx,
+            source,
+            "customers",
+            Query(),
+            columns=list(csvio.EXPORT_COLUMNS["customers"]),
+            encoding=encoding,
+        )
     with world.app.transaction() as ctx:
         report = csvio.import_customers(ctx, target, data)
     assert report.created == 1

@@ -43,8 +43,19 @@ def test_export_neutralises_formulas_and_keeps_numbers(world: World) -> None:
     """Threat: a customer named ``=HYPERLINK(...)`` runs as a formula in Excel (CSV injection).
     Width normalisation stores ``＝1+1`` as ``=1+1``: it is neutralised too."""
     configured(world)
-    names = ["=1+1", "＝1+1", "+81 3-1234-5678", "@SUM(A1)", "-1+2", "\tTAB", "田中",
-             "-5", "+5", "-0.5", "1e3"]
+    names = [
+        "=1+1",
+        "＝1+1",
+        "+81 3-1234-5678",
+        "@SUM(A1)",
+        "-1+2",
+        "\tTAB",
+        "田中",
+        "-5",
+        "+5",
+        "-0.5",
+        "1e3",
+    ]
     actor = world.actor("acme")
     with world.app.transaction() as ctx:
         for name in names:
@@ -55,9 +66,15 @@ def test_export_neutralises_formulas_and_keeps_numbers(world: World) -> None:
     assert exported == {
         ("'=1+1", "'=1+1"),  # stored width-normalised, written neutralised
         ("'=1+1", "'=1+1"),
-        ("'+81 3-1234-5678", "'+81 3-1234-5678"), ("'@SUM(A1)", "'@SUM(A1)"),
-        ("'-1+2", "'-1+2"), ("TAB", "TAB"), ("田中", "田中"),
-        ("-5", "-5"), ("+5", "+5"), ("-0.5", "-0.5"), ("1e3", "1e3"),
+        ("'+81 3-1234-5678", "'+81 3-1234-5678"),
+        ("'@SUM(A1)", "'@SUM(A1)"),
+        ("'-1+2", "'-1+2"),
+        ("TAB", "TAB"),
+        ("田中", "田中"),
+        ("-5", "-5"),
+        ("+5", "+5"),
+        ("-0.5", "-0.5"),
+        ("1e3", "1e3"),
     }, exported
     for name, title in exported:  # no cell a spreadsheet would evaluate
         for cell in (name, title):
@@ -67,10 +84,26 @@ def test_export_neutralises_formulas_and_keeps_numbers(world: World) -> None:
 def test_formula_safe_rules() -> None:
     """The OWASP list: = + - @ TAB CR, also as fullwidth characters; numbers stay numbers."""
     safe = csvio.formula_safe
-    assert [safe(c) for c in ["=1", "+1+1", "-A1", "@x", "\tx", "\rx", "＝1+1", "＋1", "＠x"]] \
-        == ["'=1", "'+1+1", "'-A1", "'@x", "'\tx", "'\rx", "'＝1+1", "'＋1", "'＠x"]
+    assert [safe(c) for c in ["=1", "+1+1", "-A1", "@x", "\tx", "\rx", "＝1+1", "＋1", "＠x"]] == [
+        "'=1",
+        "'+1+1",
+        "'-A1",
+        "'@x",
+        "'\tx",
+        "'\rx",
+        "'＝1+1",
+        "'＋1",
+        "'＠x",
+    ]
     assert [safe(c) for c in ["-5", "+5", "-5.25", "3", "", "a=b", "'=1"]] == [
-        "-5", "+5", "-5.25", "3", "", "a=b", "'=1"]
+        "-5",
+        "+5",
+        "-5.25",
+        "3",
+        "",
+        "a=b",
+        "'=1",
+    ]
 
 
 # --------------------------------------------------------------------------- cell limits
@@ -84,7 +117,8 @@ def test_oversize_cell_is_refused_with_row_and_column(world: World, length: int)
     with pytest.raises(ValidationFailed) as info:
         _import(world, raw)
     assert info.value.problems == [
-        f"row 3, column '備考': {length:,} characters, more than the 20,000 a cell may hold"]
+        f"row 3, column '備考': {length:,} characters, more than the 20,000 a cell may hold"
+    ]
     assert _contacts(world) == 0
 
 
@@ -109,8 +143,7 @@ def test_nul_in_csv_is_refused_alike_on_every_backend(world: World) -> None:
 
 
 @pytest.mark.parametrize("field", ["name", "note", "memo_1"])
-def test_nul_in_a_record_write_is_refused_alike_on_every_backend(world: World,
-                                                                 field: str) -> None:
+def test_nul_in_a_record_write_is_refused_alike_on_every_backend(world: World, field: str) -> None:
     configured(world)
     actor = world.actor("acme")
     with world.app.transaction() as ctx:
@@ -156,8 +189,17 @@ def test_huge_header_error_is_bounded_in_the_cli(run: Cli, tmp_path: Path) -> No
         path = tmp_path / "wide.csv"
         path.write_bytes(("氏名," + ",".join(f"x{i}" for i in range(columns))).encode())
         for as_json in (False, True):
-            result = run.run("import", "customers", str(path), "-t", "acme", "--as", "sato",
-                             code=1, as_json=as_json)
+            result = run.run(
+                "import",
+                "customers",
+                str(path),
+                "-t",
+                "acme",
+                "--as",
+                "sato",
+                code=1,
+                as_json=as_json,
+            )
             assert len(result.stderr.encode()) < 8192, len(result.stderr)
             if as_json and columns == 400:
                 assert json.loads(result.stderr)["error"]["problems_total"] == 400
@@ -169,12 +211,16 @@ def test_huge_header_error_is_bounded_in_the_cli(run: Cli, tmp_path: Path) -> No
 def test_file_mixing_utf8_and_cp932_is_refused_naming_the_lines(world: World) -> None:
     """Threat: a file with UTF-8 and CP932 lines was imported as mojibake without a word."""
     configured(world)
-    raw = ("氏名,電話番号\r\n".encode() + "田中,03-1234-5678\r\n".encode()
-           + "鈴木,03-1234-0000\r\n".encode("cp932"))
+    raw = (
+        "氏名,電話番号\r\n".encode()
+        + "田中,03-1234-5678\r\n".encode()
+        + "鈴木,03-1234-0000\r\n".encode("cp932")
+    )
     with pytest.raises(ValidationFailed) as info:
         _import(world, raw)
-    assert info.value.message == ("the file mixes encodings: line 1 is UTF-8, line 3 is CP932 "
-                                  "(Shift_JIS)")
+    assert info.value.message == (
+        "the file mixes encodings: line 1 is UTF-8, line 3 is CP932 (Shift_JIS)"
+    )
     assert _contacts(world) == 0
 
 

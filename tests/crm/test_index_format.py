@@ -10,8 +10,9 @@ from pathlib import Path
 
 from provisioner.services.crm.search_index import codec, gram_keys
 
-SOURCE = (Path(__file__).resolve().parents[2] / "provisioner" / "services" / "crm"
-          / "_postings.c").read_text(encoding="utf-8")
+SOURCE = (
+    Path(__file__).resolve().parents[2] / "provisioner" / "services" / "crm" / "_postings.c"
+).read_text(encoding="utf-8")
 
 
 def _define(name: str) -> str:

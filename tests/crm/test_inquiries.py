@@ -13,14 +13,17 @@ from tests.crm.helpers import configured, make
 from tests.crm.test_cli import Cli
 from tests.support import World
 
-GOOD = ("電話番号,対応日,対応種別,内容\r\n"
-        "03-1111-2222,2026-11-01,phone,見積の依頼\r\n"
-        "\r\n"  # a blank line: skipped, and the line numbers below still count it
-        "０９０１１１１２２２２,2026-11-02,email,納期の確認\r\n")
+GOOD = (
+    "電話番号,対応日,対応種別,内容\r\n"
+    "03-1111-2222,2026-11-01,phone,見積の依頼\r\n"
+    "\r\n"  # a blank line: skipped, and the line numbers below still count it
+    "０９０１１１１２２２２,2026-11-02,email,納期の確認\r\n"
+)
 
 
-def _import(world: World, raw: bytes, login: str | None = None,
-            **kw: bool) -> inquiries.InquiryReport:
+def _import(
+    world: World, raw: bytes, login: str | None = None, **kw: bool
+) -> inquiries.InquiryReport:
     actor = world.actor("acme", login)
     with world.app.transaction() as ctx:
         return inquiries.import_inquiries(ctx, actor, raw, **kw)
@@ -29,8 +32,10 @@ def _import(world: World, raw: bytes, login: str | None = None,
 def _history(world: World, contact: int) -> list[tuple[str, str, str]]:
     admin = world.actor("acme")
     with world.app.transaction() as ctx:
-        return [(a["date"], a["kind"], a["content"]) for a in records.list_children(
-            ctx, admin, "activity", contact)]
+        return [
+            (a["date"], a["kind"], a["content"])
+            for a in records.list_children(ctx, admin, "activity", contact)
+        ]
 
 
 @pytest.mark.parametrize("encoding", ["cp932", "utf-8-sig", "utf-8"])
@@ -44,8 +49,9 @@ def test_inquiries_become_the_customers_activities(world: World, encoding: str) 
     assert _history(world, tanaka) == [("2026-11-01", "phone", "見積の依頼")]
     assert _history(world, sato) == [("2026-11-02", "email", "納期の確認")]
     with world.app.transaction() as ctx:
-        change = records.history(ctx, admin, "activity", records.list_children(
-            ctx, admin, "activity", tanaka)[0]["id"])[0]
+        change = records.history(
+            ctx, admin, "activity", records.list_children(ctx, admin, "activity", tanaka)[0]["id"]
+        )[0]
         log = records.access_log(ctx, admin)
     assert change["purpose"] == "inquiry import (upload)"
     assert (log[0]["kind"], log[0]["subject"]) == ("import", "inquiries")
@@ -58,9 +64,11 @@ def test_every_bad_row_is_reported_by_line_and_nothing_is_kept(world: World) -> 
     admin = world.actor("acme")
     tanaka = make(world, admin, "contact", {"name": "田中", "phone": "03-1111-2222"})["id"]
     make(world, admin, "contact", {"name": "佐藤", "mobile": "090-1111-2222"})
-    bad = GOOD + ("06-0000-0000,2026-11-03,phone,誰\r\n"      # line 5: no such customer
-                  "03-1111-2222,昨日,phone,日付\r\n"          # line 6: not a date
-                  "03-1111-2222,2026-11-04,fax,種別\r\n")     # line 7: not a kind
+    bad = GOOD + (
+        "06-0000-0000,2026-11-03,phone,誰\r\n"  # line 5: no such customer
+        "03-1111-2222,昨日,phone,日付\r\n"  # line 6: not a date
+        "03-1111-2222,2026-11-04,fax,種別\r\n"
+    )  # line 7: not a kind
     for dry_run in (True, False):
         with pytest.raises(ValidationFailed) as exc:
             _import(world, bad.encode("cp932"), dry_run=dry_run)
@@ -83,14 +91,22 @@ def test_inquiry_import_is_for_importers(world: World) -> None:
         _import(world, GOOD.encode(), login="acme-gen")
 
 
-def test_cli_import_inquiries_takes_dash_t_or_lists_the_tenants(run: Cli,
-                                                                tmp_path: Path) -> None:
+def test_cli_import_inquiries_takes_dash_t_or_lists_the_tenants(run: Cli, tmp_path: Path) -> None:
     run.run("tenant", "create", "acme", "--name", "ACME")
     run.run("tenant", "create", "beta", "--name", "BETA")
     run.run("user", "add", "sato", "--tenant", "acme", "--role", "admin")
     run.run("user", "add", "sato", "--tenant", "beta", "--role", "admin")
-    run.run("record", "create", "contact", "-t", "beta", "--as", "sato", "--data",
-            '{"name": "田中", "phone": "03-1111-2222"}')
+    run.run(
+        "record",
+        "create",
+        "contact",
+        "-t",
+        "beta",
+        "--as",
+        "sato",
+        "--data",
+        '{"name": "田中", "phone": "03-1111-2222"}',
+    )
     path = tmp_path / "calls.csv"
     path.write_bytes(GOOD.replace("０９０１１１１２２２２", "03-1111-2222").encode("cp932"))
     listing = run.run("import", "inquiries", str(path), "--as", "sato", code=2)

@@ -18,9 +18,17 @@ from tests.crm.helpers import configured, one_of_each
 from tests.support import World
 
 #: what a create in the other tenant would point at (its parent), per type
-PARENT_KEY = {"department": "company_id", "family": "contact_id", "card_exchange": "contact_id",
-              "secret_note": "contact_id", "activity": "contact_id", "purchase": "contact_id",
-              "external_link": "contact_id", "custom_record": "owner_id", "job": "contact_id"}
+PARENT_KEY = {
+    "department": "company_id",
+    "family": "contact_id",
+    "card_exchange": "contact_id",
+    "secret_note": "contact_id",
+    "activity": "contact_id",
+    "purchase": "contact_id",
+    "external_link": "contact_id",
+    "custom_record": "owner_id",
+    "job": "contact_id",
+}
 
 
 def test_every_type_is_invisible_and_untouchable_from_another_tenant(world: World) -> None:
@@ -55,14 +63,16 @@ def test_every_type_is_invisible_and_untouchable_from_another_tenant(world: Worl
         records.list_children(ctx, evil, "activity", ids["contact"])
     # nor can any of evil's own records be re-pointed at acme's parents
     with world.app.transaction() as ctx:
-        evil_ids = {"company": records.create(ctx, evil, "company", {"name": "E"}).record["id"],
-                    "contact": mine}
-    evil_ids["department"] = records_create(world, evil, "department",
-                                            {"company_id": evil_ids["company"], "name": "部"})
+        evil_ids = {
+            "company": records.create(ctx, evil, "company", {"name": "E"}).record["id"],
+            "contact": mine,
+        }
+    evil_ids["department"] = records_create(
+        world, evil, "department", {"company_id": evil_ids["company"], "name": "部"}
+    )
     for child, key in PARENT_KEY.items():
         parent_type = "company" if child == "department" else "contact"
-        own = records_create(world, evil, child,
-                             _valid(child, {key: evil_ids[parent_type]}))
+        own = records_create(world, evil, child, _valid(child, {key: evil_ids[parent_type]}))
         with world.app.transaction() as ctx, pytest.raises(NotFound):
             records.update(ctx, evil, child, own, {key: ids[parent_type]})
         if child not in ("department", "custom_record"):
@@ -73,7 +83,8 @@ def test_every_type_is_invisible_and_untouchable_from_another_tenant(world: Worl
     # a search, a lookup or a bulk operation of evil never reaches acme's rows
     with world.app.transaction() as ctx:
         assert {i["id"] for i in search.search(ctx, evil, Query(limit=1000)).items}.isdisjoint(
-            {ids["contact"]})
+            {ids["contact"]}
+        )
         assert search.search(ctx, evil, Query(q="山田")).total == 0
         with pytest.raises(NotFound):
             search.lookup(ctx, evil, "03-1111-2222")
@@ -95,12 +106,17 @@ def test_unique_codes_are_per_tenant(world: World) -> None:
     for actor in (acme, beta):
         contact = records_create(world, actor, "contact", {"name": "X"})
         records_create(world, actor, "product", {"code": "P-1", "name": "製品"})
-        records_create(world, actor, "external_link", {"contact_id": contact, "system": "erp",
-                                                       "external_id": "E-1"})
+        records_create(
+            world,
+            actor,
+            "external_link",
+            {"contact_id": contact, "system": "erp", "external_id": "E-1"},
+        )
 
 
-def records_create(world: World, actor: actors.Actor, type_name: str,
-                   data: dict[str, object]) -> int:
+def records_create(
+    world: World, actor: actors.Actor, type_name: str, data: dict[str, object]
+) -> int:
     with world.app.transaction() as ctx:
         record_id: int = records.create(ctx, actor, type_name, data).record["id"]
     return record_id
@@ -115,11 +131,13 @@ def test_users_without_membership_cannot_act(world: World) -> None:
 
 def _valid(type_name: str, data: Mapping[str, object]) -> dict[str, object]:
     extra: dict[str, dict[str, object]] = {
-        "department": {"name": "部"}, "family": {"name": "家族"},
+        "department": {"name": "部"},
+        "family": {"name": "家族"},
         "card_exchange": {"employee": "x", "date": "2026-01-01"},
-        "secret_note": {"body": "b"}, "activity": {"date": "2026-01-01"},
-        "purchase": {"date": "2026-01-01"}, "external_link": {"system": "erp",
-                                                              "external_id": "Z"},
+        "secret_note": {"body": "b"},
+        "activity": {"date": "2026-01-01"},
+        "purchase": {"date": "2026-01-01"},
+        "external_link": {"system": "erp", "external_id": "Z"},
         "custom_record": {"database": "visits", "data": {"count": 1}},
         "job": {"company_name": "前職"},
     }

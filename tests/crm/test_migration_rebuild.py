@@ -24,18 +24,30 @@ from tests.support import World
 
 def _snapshot(conn: Connection, tenant_id: int) -> dict[str, Any]:
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT set_config('provisioner.tenant_id', :t, true)"),
-                     {"t": str(tenant_id)})
+        conn.execute(
+            text("SELECT set_config('provisioner.tenant_id', :t, true)"), {"t": str(tenant_id)}
+        )
     return {
-        "grams": conn.execute(text(
-            "SELECT gram, block, n, data FROM crm_search_grams WHERE tenant_id = :t "
-            "ORDER BY gram, block"), {"t": tenant_id}).all(),
-        "tallies": conn.execute(text(
-            "SELECT name, value, n FROM crm_tallies WHERE tenant_id = :t ORDER BY name, value"),
-            {"t": tenant_id}).all(),
-        "company_grams": conn.execute(text(
-            "SELECT gram, company_id FROM crm_company_grams WHERE tenant_id = :t "
-            "ORDER BY gram, company_id"), {"t": tenant_id}).all(),
+        "grams": conn.execute(
+            text(
+                "SELECT gram, block, n, data FROM crm_search_grams WHERE tenant_id = :t "
+                "ORDER BY gram, block"
+            ),
+            {"t": tenant_id},
+        ).all(),
+        "tallies": conn.execute(
+            text(
+                "SELECT name, value, n FROM crm_tallies WHERE tenant_id = :t ORDER BY name, value"
+            ),
+            {"t": tenant_id},
+        ).all(),
+        "company_grams": conn.execute(
+            text(
+                "SELECT gram, company_id FROM crm_company_grams WHERE tenant_id = :t "
+                "ORDER BY gram, company_id"
+            ),
+            {"t": tenant_id},
+        ).all(),
     }
 
 
@@ -55,7 +67,10 @@ def test_the_migrations_leave_derived_data_to_init(world: World) -> None:
 
     # the migrations alone: the tables exist, empty, and the derived data is named
     assert migrate.upgrade(world.app.engine).rebuilt == {
-        derived.SEARCH_INDEX, derived.TALLIES, derived.COMPANY_INDEX}
+        derived.SEARCH_INDEX,
+        derived.TALLIES,
+        derived.COMPANY_INDEX,
+    }
     with world.app.engine.begin() as conn:
         empty = _snapshot(conn, admin.tenant_id)
     assert empty == {"grams": [], "tallies": [], "company_grams": []}

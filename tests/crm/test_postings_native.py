@@ -37,16 +37,19 @@ Fields = list[dict[str, list[int]]]
 FEW = "ab\x00é\xff田中\ud800𠀋\U0010ffff"
 SHORT = st.text(st.sampled_from(FEW), max_size=6)
 ANY = st.text(st.characters(exclude_characters="\x1f"), max_size=90)
-LONG = st.text(st.sampled_from("ab𠀋"), min_size=search_index.POSITIONS,
-               max_size=search_index.POSITIONS + 80)
+LONG = st.text(
+    st.sampled_from("ab𠀋"), min_size=search_index.POSITIONS, max_size=search_index.POSITIONS + 80
+)
 FEW_OFFSETS = st.lists(st.integers(0, search_index.MASK), max_size=5)
 REPEATS = st.lists(st.integers(0, 40), min_size=1, max_size=80)
 #: thousands of offsets (dense sets), wrapping around to repeat some
-MANY = st.tuples(st.integers(0, search_index.MASK), st.integers(1, 40),
-                 st.integers(1000, 6000)).map(
-    lambda t: [(t[0] + i * t[1]) & search_index.MASK for i in range(t[2])])
-PAIR = st.one_of(st.tuples(SHORT, st.one_of(FEW_OFFSETS, REPEATS, MANY)),
-                 st.tuples(st.one_of(ANY, LONG), st.one_of(FEW_OFFSETS, REPEATS)))
+MANY = st.tuples(
+    st.integers(0, search_index.MASK), st.integers(1, 40), st.integers(1000, 6000)
+).map(lambda t: [(t[0] + i * t[1]) & search_index.MASK for i in range(t[2])])
+PAIR = st.one_of(
+    st.tuples(SHORT, st.one_of(FEW_OFFSETS, REPEATS, MANY)),
+    st.tuples(st.one_of(ANY, LONG), st.one_of(FEW_OFFSETS, REPEATS)),
+)
 FIELDS = st.lists(st.lists(PAIR, max_size=12).map(dict), min_size=1, max_size=4)
 
 
@@ -60,14 +63,19 @@ def _python_postings(fields: Fields) -> dict[str, list[int]]:
 
 @needs_native
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(fields=FIELDS,
-       positions=st.sampled_from([search_index.POSITIONS, 0, 1, 5]),
-       sparse_max=st.sampled_from([search_index.SPARSE_MAX, 1, 3, 47, 100]))
-def test_native_rows_and_postings_equal_the_python_ones(fields: Fields, positions: int,
-                                                        sparse_max: int) -> None:
+@given(
+    fields=FIELDS,
+    positions=st.sampled_from([search_index.POSITIONS, 0, 1, 5]),
+    sparse_max=st.sampled_from([search_index.SPARSE_MAX, 1, 3, 47, 100]),
+)
+def test_native_rows_and_postings_equal_the_python_ones(
+    fields: Fields, positions: int, sparse_max: int
+) -> None:
     assert native is not None
-    with mock.patch.object(gram_keys, "POSITIONS", positions), \
-            mock.patch.object(codec, "SPARSE_MAX", sparse_max):
+    with (
+        mock.patch.object(gram_keys, "POSITIONS", positions),
+        mock.patch.object(codec, "SPARSE_MAX", sparse_max),
+    ):
         expected_rows = _python_rows(fields)
         expected_postings = _python_postings(fields)
     assert native.rows(fields, positions, sparse_max) == expected_rows
@@ -78,8 +86,10 @@ def test_native_rows_and_postings_equal_the_python_ones(fields: Fields, position
 def test_native_rows_cover_every_kind_of_set() -> None:
     assert native is not None
     many = list(range(0, 3 * search_index.SPARSE_MAX, 3))
-    fields: Fields = [{"田中太郎": [10, 2, 2], "": [4], "a": many, "𠀋" * 70: [65535, 0]},
-                      {"中太": many[::-1], "x" * 5000: [1]}]
+    fields: Fields = [
+        {"田中太郎": [10, 2, 2], "": [4], "a": many, "𠀋" * 70: [65535, 0]},
+        {"中太": many[::-1], "x" * 5000: [1]},
+    ]
     rows = native.rows(fields, search_index.POSITIONS, search_index.SPARSE_MAX)
     assert rows == _python_rows(fields)
     found = {key: (n, data) for key, n, data in rows}
@@ -94,17 +104,20 @@ def test_native_rows_cover_every_kind_of_set() -> None:
 
 
 @needs_native
-@pytest.mark.parametrize(("fields", "error"), [
-    ("not a list", TypeError),
-    ([["not a dict"]], TypeError),
-    ([{1: [1]}], TypeError),
-    ([{"a": {1}}], TypeError),
-    ([{"a": [1.0]}], TypeError),
-    ([{"a": [True]}], TypeError),
-    ([{"a": [-1]}], ValueError),
-    ([{"a": [65536]}], ValueError),
-    ([{"a": [2**80]}], ValueError),
-])
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ("not a list", TypeError),
+        ([["not a dict"]], TypeError),
+        ([{1: [1]}], TypeError),
+        ([{"a": {1}}], TypeError),
+        ([{"a": [1.0]}], TypeError),
+        ([{"a": [True]}], TypeError),
+        ([{"a": [-1]}], ValueError),
+        ([{"a": [65536]}], ValueError),
+        ([{"a": [2**80]}], ValueError),
+    ],
+)
 def test_native_rejects_what_a_builder_never_passes(fields: object, error: type) -> None:
     assert native is not None
     with pytest.raises(error):
@@ -129,8 +142,9 @@ def test_native_rejects_bad_limits() -> None:
 FIELD = st.one_of(SHORT, SHORT, ANY, LONG)
 TEXT = st.lists(FIELD, min_size=1, max_size=7).map("\x1f".join)
 #: (offset, text) of a block's contacts; offsets may repeat
-CONTACTS = st.lists(st.tuples(st.one_of(st.integers(0, search_index.MASK), st.integers(0, 30)),
-                              TEXT), max_size=40)
+CONTACTS = st.lists(
+    st.tuples(st.one_of(st.integers(0, search_index.MASK), st.integers(0, 30)), TEXT), max_size=40
+)
 
 
 def _texts_fields(offsets: list[int], texts: list[str]) -> Fields:
@@ -144,14 +158,20 @@ def _texts_fields(offsets: list[int], texts: list[str]) -> Fields:
     return fields
 
 
-def _check_texts(offsets: list[int], texts: list[str], positions: int = search_index.POSITIONS,
-                 sparse_max: int = search_index.SPARSE_MAX) -> list[tuple[str, int, bytes]]:
+def _check_texts(
+    offsets: list[int],
+    texts: list[str],
+    positions: int = search_index.POSITIONS,
+    sparse_max: int = search_index.SPARSE_MAX,
+) -> list[tuple[str, int, bytes]]:
     """text_rows / text_postings equal the Python reference of the grouped texts."""
     assert native is not None
     fields = _texts_fields(offsets, texts)
     assert search_index.Builder._grouped(offsets, texts) == fields
-    with mock.patch.object(gram_keys, "POSITIONS", positions), \
-            mock.patch.object(codec, "SPARSE_MAX", sparse_max):
+    with (
+        mock.patch.object(gram_keys, "POSITIONS", positions),
+        mock.patch.object(codec, "SPARSE_MAX", sparse_max),
+    ):
         expected_rows = _python_rows(fields)
         expected_postings = _python_postings(fields)
     rows = native.text_rows(offsets, texts, positions, sparse_max)
@@ -163,11 +183,14 @@ def _check_texts(offsets: list[int], texts: list[str], positions: int = search_i
 
 @needs_native
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(contacts=CONTACTS,
-       positions=st.sampled_from([search_index.POSITIONS, 0, 1, 5]),
-       sparse_max=st.sampled_from([search_index.SPARSE_MAX, 1, 3, 47]))
-def test_native_rows_of_texts_equal_the_python_ones(contacts: list[tuple[int, str]],
-                                                    positions: int, sparse_max: int) -> None:
+@given(
+    contacts=CONTACTS,
+    positions=st.sampled_from([search_index.POSITIONS, 0, 1, 5]),
+    sparse_max=st.sampled_from([search_index.SPARSE_MAX, 1, 3, 47]),
+)
+def test_native_rows_of_texts_equal_the_python_ones(
+    contacts: list[tuple[int, str]], positions: int, sparse_max: int
+) -> None:
     _check_texts([o for o, _ in contacts], [t for _, t in contacts], positions, sparse_max)
 
 
@@ -178,8 +201,10 @@ def test_native_rows_of_texts_cover_a_full_block() -> None:
     rng = random.Random(5)
     pool = ["田中", "鈴木", "", "𠀋𠀋𠀋𠀋", "abc", "x" * 90, "\ud800é", "東京都千代田区"]
     offsets = [*range(0, 6000), *range(0, 6000, 7), search_index.MASK]
-    texts = ["\x1f".join([rng.choice(pool) for _ in range(rng.randint(1, 9))]
-                          + [f"{o:06d}@mail"]) for o in offsets]
+    texts = [
+        "\x1f".join([rng.choice(pool) for _ in range(rng.randint(1, 9))] + [f"{o:06d}@mail"])
+        for o in offsets
+    ]
     rows = _check_texts(offsets, texts)
     found = {key: (n, data) for key, n, data in rows}
     assert any(data[:1] == b"D" for _, data in found.values())
@@ -191,19 +216,23 @@ def test_native_rows_of_texts_cover_a_full_block() -> None:
 
 
 @needs_native
-@pytest.mark.parametrize(("offsets", "texts", "error"), [
-    ((1,), ["a"], TypeError),
-    ([1], ("a",), TypeError),
-    ([1, 2], ["a"], ValueError),
-    ([1], [b"a"], TypeError),
-    ([1.0], ["a"], TypeError),
-    ([True], ["a"], TypeError),
-    ([-1], ["a"], ValueError),
-    ([65536], ["a"], ValueError),
-    ([2**80], [""], ValueError),
-])
-def test_native_texts_reject_what_a_builder_never_passes(offsets: object, texts: object,
-                                                         error: type) -> None:
+@pytest.mark.parametrize(
+    ("offsets", "texts", "error"),
+    [
+        ((1,), ["a"], TypeError),
+        ([1], ("a",), TypeError),
+        ([1, 2], ["a"], ValueError),
+        ([1], [b"a"], TypeError),
+        ([1.0], ["a"], TypeError),
+        ([True], ["a"], TypeError),
+        ([-1], ["a"], ValueError),
+        ([65536], ["a"], ValueError),
+        ([2**80], [""], ValueError),
+    ],
+)
+def test_native_texts_reject_what_a_builder_never_passes(
+    offsets: object, texts: object, error: type
+) -> None:
     assert native is not None
     with pytest.raises(error):
         native.text_rows(offsets, texts, 64, 2048)  # type: ignore[arg-type]
@@ -227,14 +256,21 @@ def test_builder_writes_the_reference_rows(use_native: bool, new_block: bool) ->
     ids = [*range(65530, 65560), 3, 2, 2, *range(131072, 131072 + 3000), 70000]
     texts = ["\x1f".join(rng.choice(pool) for _ in range(rng.randint(1, 5))) for _ in ids]
     written: list[tuple[int, object]] = []
-    with mock.patch.object(writer, "_native", native if use_native else None), \
-            mock.patch.object(writer, "lock_tenant_writes"), \
-            mock.patch.object(writer, "_block_is_new", return_value=new_block), \
-            mock.patch.object(writer, "_insert_block",
-                              lambda _c, _t, block, rows: written.append((block, rows))), \
-            mock.patch.object(writer, "_write_block",
-                              lambda _c, _t, block, deltas: written.append(
-                                  (block, {g: sorted(set(d.adds)) for g, d in deltas.items()}))):
+    with (
+        mock.patch.object(writer, "_native", native if use_native else None),
+        mock.patch.object(writer, "lock_tenant_writes"),
+        mock.patch.object(writer, "_block_is_new", return_value=new_block),
+        mock.patch.object(
+            writer, "_insert_block", lambda _c, _t, block, rows: written.append((block, rows))
+        ),
+        mock.patch.object(
+            writer,
+            "_write_block",
+            lambda _c, _t, block, deltas: written.append(
+                (block, {g: sorted(set(d.adds)) for g, d in deltas.items()})
+            ),
+        ),
+    ):
         builder = search_index.Builder(mock.Mock(), 1)
         builder.add(ids[0], texts[0])
         builder.add_many(ids[1:40], texts[1:40])
@@ -250,9 +286,15 @@ def test_builder_writes_the_reference_rows(use_native: bool, new_block: bool) ->
             runs.append((block, [], []))
         runs[-1][1].append(contact_id & search_index.MASK)
         runs[-1][2].append(stored)
-    expected = [(block, _python_rows(_texts_fields(offsets, block_texts)) if new_block
-                 else _python_postings(_texts_fields(offsets, block_texts)))
-                for block, offsets, block_texts in runs]
+    expected = [
+        (
+            block,
+            _python_rows(_texts_fields(offsets, block_texts))
+            if new_block
+            else _python_postings(_texts_fields(offsets, block_texts)),
+        )
+        for block, offsets, block_texts in runs
+    ]
     assert [block for block, _ in written] == [0, 1, 0, 2, 1]
     assert written == expected
 
@@ -276,15 +318,25 @@ def _fields(texts: dict[int, str]) -> dict[int, Fields]:
     return blocks
 
 
-def _stored(world: World, tenant_id: int) -> tuple[dict[int, str],
-                                                   dict[tuple[str, int], tuple[int, bytes]]]:
+def _stored(
+    world: World, tenant_id: int
+) -> tuple[dict[int, str], dict[tuple[str, int], tuple[int, bytes]]]:
     with world.app.transaction() as ctx:
         conn = ctx.session.connection()
-        texts = {i: t for i, t in conn.execute(text(
-            "SELECT id, search_text FROM crm_contacts WHERE tenant_id = :t"), {"t": tenant_id})}
-        index = {(g, b): (n, bytes(d)) for g, b, n, d in conn.execute(text(
-            "SELECT gram, block, n, data FROM crm_search_grams WHERE tenant_id = :t"),
-            {"t": tenant_id})}
+        texts = {
+            i: t
+            for i, t in conn.execute(
+                text("SELECT id, search_text FROM crm_contacts WHERE tenant_id = :t"),
+                {"t": tenant_id},
+            )
+        }
+        index = {
+            (g, b): (n, bytes(d))
+            for g, b, n, d in conn.execute(
+                text("SELECT gram, block, n, data FROM crm_search_grams WHERE tenant_id = :t"),
+                {"t": tenant_id},
+            )
+        }
     return texts, index
 
 

@@ -38,7 +38,8 @@ def _matches(app: Provisioner, term: str) -> int:
 
 
 def test_reindex_finds_and_rebuilds_what_an_older_release_computed(
-        app: Provisioner, db_url: str, app_engines: None) -> None:
+    app: Provisioner, db_url: str, app_engines: None
+) -> None:
     world = World(app)
     world.tenant("acme")
     world.tenant("beta")
@@ -46,23 +47,39 @@ def test_reindex_finds_and_rebuilds_what_an_older_release_computed(
         actor = actors.resolve(ctx, "acme-admin", "acme")
         company = records.create(ctx, actor, "company", {"name": "旧商事"}).record
         for n in range(30):
-            records.create(ctx, actor, "contact", {
-                "name": f"山田 {n}", "phone": f"03-1111-{n:04d}",
-                "company_id": company["id"] if n < 3 else None})
+            records.create(
+                ctx,
+                actor,
+                "contact",
+                {
+                    "name": f"山田 {n}",
+                    "phone": f"03-1111-{n:04d}",
+                    "company_id": company["id"] if n < 3 else None,
+                },
+            )
         records.delete_record(ctx, actor, "company", company["id"])
     assert _matches(app, "旧商事") == 0
     acme = world.tenant_row("acme").id
 
     with app.engine.begin() as conn:  # what an older release left behind
-        conn.execute(text("UPDATE crm_contacts SET search_text = search_text || :old "
-                          "WHERE tenant_id = :t AND id IN (SELECT min(id) FROM crm_contacts "
-                          "WHERE tenant_id = :t)"), {"old": "\x1f旧商事", "t": acme})
-        conn.execute(text("DELETE FROM crm_search_grams WHERE tenant_id = :t AND gram = '山'"),
-                     {"t": acme})
-        conn.execute(text("UPDATE crm_tallies SET n = n + 5 WHERE tenant_id = :t AND "
-                          "name = 'records'"), {"t": acme})
-        conn.execute(text("UPDATE config_versions SET size_bytes = 0 WHERE tenant_id = :t"),
-                     {"t": acme})
+        conn.execute(
+            text(
+                "UPDATE crm_contacts SET search_text = search_text || :old "
+                "WHERE tenant_id = :t AND id IN (SELECT min(id) FROM crm_contacts "
+                "WHERE tenant_id = :t)"
+            ),
+            {"old": "\x1f旧商事", "t": acme},
+        )
+        conn.execute(
+            text("DELETE FROM crm_search_grams WHERE tenant_id = :t AND gram = '山'"), {"t": acme}
+        )
+        conn.execute(
+            text("UPDATE crm_tallies SET n = n + 5 WHERE tenant_id = :t AND name = 'records'"),
+            {"t": acme},
+        )
+        conn.execute(
+            text("UPDATE config_versions SET size_bytes = 0 WHERE tenant_id = :t"), {"t": acme}
+        )
 
     code, reports = _reindex(db_url, "--all", "--check")
     assert code == 1
@@ -103,8 +120,8 @@ def _init(db_url: str) -> dict[str, object]:
 
 
 def test_init_rebuilds_derived_data_when_a_release_changed_how_it_is_computed(
-        app: Provisioner, db_url: str, app_engines: None,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    app: Provisioner, db_url: str, app_engines: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A release that raises a derived-data version gets every tenant rebuilt by ``init``,
     with its note and each changed tenant's usage reported; once recorded, nothing again.
     A database whose numbers are newer than this release's keeps them."""
@@ -115,16 +132,19 @@ def test_init_rebuilds_derived_data_when_a_release_changed_how_it_is_computed(
     assert first["action"] == "current"
     assert _init(db_url)["derived_data"] is None
     with app.engine.begin() as conn:  # the older release counted sizes differently
-        conn.execute(text("UPDATE config_versions SET size_bytes = 1 WHERE tenant_id = :t"),
-                     {"t": acme})
+        conn.execute(
+            text("UPDATE config_versions SET size_bytes = 1 WHERE tenant_id = :t"), {"t": acme}
+        )
     assert _init(db_url)["derived_data"] is None  # same versions: no rebuild
     monkeypatch.setitem(reindex.VERSIONS, "usage", reindex.VERSIONS["usage"] + 1)
-    monkeypatch.setitem(reindex.NOTES, ("usage", reindex.VERSIONS["usage"]),
-                        "stored sizes are counted anew")
+    monkeypatch.setitem(
+        reindex.NOTES, ("usage", reindex.VERSIONS["usage"]), "stored sizes are counted anew"
+    )
     done = _init(db_url)["derived_data"]
     assert isinstance(done, dict)
-    assert done["stale"] == {"usage": {"from": reindex.VERSIONS["usage"] - 1,
-                                       "to": reindex.VERSIONS["usage"]}}
+    assert done["stale"] == {
+        "usage": {"from": reindex.VERSIONS["usage"] - 1, "to": reindex.VERSIONS["usage"]}
+    }
     assert done["notes"] == ["stored sizes are counted anew"]
     [usage] = done["usage"]
     assert usage["tenant"] == "acme"
@@ -136,19 +156,26 @@ def test_init_rebuilds_derived_data_when_a_release_changed_how_it_is_computed(
         conn.execute(text("UPDATE derived_data SET version = 99 WHERE name = 'search'"))
     assert _init(db_url)["derived_data"] is None
     with app.engine.connect() as conn:
-        assert conn.execute(text("SELECT version FROM derived_data WHERE name = 'search'")
-                            ).scalar_one() == 99
+        assert (
+            conn.execute(
+                text("SELECT version FROM derived_data WHERE name = 'search'")
+            ).scalar_one()
+            == 99
+        )
 
 
 def test_init_text_says_what_was_rebuilt_and_why(
-        app: Provisioner, db_url: str, app_engines: None) -> None:
+    app: Provisioner, db_url: str, app_engines: None
+) -> None:
     World(app).tenant("acme")
     with app.engine.begin() as conn:  # as a database from before the versions were kept
         conn.execute(text("DELETE FROM derived_data"))
     result = CliRunner().invoke(cli, ["--db", db_url, "init"])
     assert result.exit_code == 0, result.output
-    assert "rebuilt the derived data of 1 tenant(s) computed by an older release " \
-           "(derived-data versions search 0 -> 1, usage 0 -> 1)" in result.output
+    assert (
+        "rebuilt the derived data of 1 tenant(s) computed by an older release "
+        "(derived-data versions search 0 -> 1, usage 0 -> 1)" in result.output
+    )
     assert f"changed in this release: {reindex.NOTES[('usage', 1)]}" in result.output
     assert "[" in result.stderr
     assert "rebuilt the derived data of acme" in result.stderr

@@ -23,18 +23,23 @@ ROLE = "provisioner_rls_probe"
 
 def _postgres_only(world: World) -> None:
     if world.app.engine.dialect.name != "postgresql":
-        pytest.skip("row-level security is a PostgreSQL feature (SQLite: the service layer "
-                    "is the barrier, see test_isolation)")
+        pytest.skip(
+            "row-level security is a PostgreSQL feature (SQLite: the service layer "
+            "is the barrier, see test_isolation)"
+        )
 
 
 def test_every_crm_table_has_forced_row_level_security(world: World) -> None:
     _postgres_only(world)
     with world.app.engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, "
-            "(SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) "
-            "FROM pg_class c WHERE c.relname = ANY(:names)"),
-            {"names": [*CRM_TENANT_TABLES, *CRM_SEARCH_TABLES]}).all()
+        rows = conn.execute(
+            text(
+                "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, "
+                "(SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) "
+                "FROM pg_class c WHERE c.relname = ANY(:names)"
+            ),
+            {"names": [*CRM_TENANT_TABLES, *CRM_SEARCH_TABLES]},
+        ).all()
     assert sorted(r[0] for r in rows) == sorted([*CRM_TENANT_TABLES, *CRM_SEARCH_TABLES])
     assert all(r[1] and r[2] and r[3] == 1 for r in rows), rows
 
@@ -48,9 +53,12 @@ def test_a_non_owner_role_sees_no_rows_without_the_tenant_setting(world: World) 
         seed.seed_contacts(ctx, acme, 30, seed=1)
         seed.seed_contacts(ctx, other, 20, seed=2)
     with world.app.engine.connect() as conn:
-        conn.execute(text(
-            f"DO $$ BEGIN CREATE ROLE {ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS; "
-            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"))
+        conn.execute(
+            text(
+                f"DO $$ BEGIN CREATE ROLE {ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS; "
+                "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+            )
+        )
         conn.execute(text(f"GRANT SELECT, INSERT ON {', '.join(CRM_TENANT_TABLES)} TO {ROLE}"))
         conn.execute(text(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {ROLE}"))
         conn.commit()
@@ -59,17 +67,26 @@ def test_a_non_owner_role_sees_no_rows_without_the_tenant_setting(world: World) 
             assert conn.scalar(text("SELECT current_user")) == ROLE
             for table in CRM_TENANT_TABLES:
                 assert conn.scalar(text(f"SELECT count(*) FROM {table}")) == 0, table
-            conn.execute(text("SELECT set_config('provisioner.tenant_id', :t, true)"),
-                         {"t": str(acme.tenant_id)})
+            conn.execute(
+                text("SELECT set_config('provisioner.tenant_id', :t, true)"),
+                {"t": str(acme.tenant_id)},
+            )
             assert conn.scalar(text("SELECT count(*) FROM crm_contacts")) == 30
-            assert conn.scalar(text(
-                "SELECT count(*) FROM crm_contacts WHERE tenant_id <> :t"),
-                {"t": acme.tenant_id}) == 0
+            assert (
+                conn.scalar(
+                    text("SELECT count(*) FROM crm_contacts WHERE tenant_id <> :t"),
+                    {"t": acme.tenant_id},
+                )
+                == 0
+            )
             with pytest.raises(Exception, match="row-level security"), conn.begin_nested():
-                conn.execute(text(
-                    "INSERT INTO crm_access_log (tenant_id, at, actor, kind, subject, "
-                    "details) VALUES (:t, now(), 'x', 'login', '', '{}')"),
-                    {"t": other.tenant_id})
+                conn.execute(
+                    text(
+                        "INSERT INTO crm_access_log (tenant_id, at, actor, kind, subject, "
+                        "details) VALUES (:t, now(), 'x', 'login', '', '{}')"
+                    ),
+                    {"t": other.tenant_id},
+                )
         with conn.begin():
             conn.execute(text(f"REVOKE ALL ON {', '.join(CRM_TENANT_TABLES)} FROM {ROLE}"))
             conn.execute(text(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {ROLE}"))
@@ -81,24 +98,33 @@ def test_the_application_works_as_a_non_superuser_non_owner_role(world: World) -
     configured(world, "acme")
     configured(world, "other")
     acme, other = world.actor("acme"), world.actor("other")
-    theirs = make(world, other, "contact", {"name": "他社 顧客", "memo_2": "gold",
-                                            "phone": "03-5555-0000"})
+    theirs = make(
+        world, other, "contact", {"name": "他社 顧客", "memo_2": "gold", "phone": "03-5555-0000"}
+    )
     with plain_role_app(world, "app") as app:
         with app.engine.connect() as conn:
-            superuser, bypass, owner = conn.execute(text(
-                "SELECT r.rolsuper, r.rolbypassrls, "
-                "(SELECT tableowner FROM pg_tables WHERE tablename = 'crm_contacts') "
-                "FROM pg_roles r WHERE r.rolname = current_user")).one()
+            superuser, bypass, owner = conn.execute(
+                text(
+                    "SELECT r.rolsuper, r.rolbypassrls, "
+                    "(SELECT tableowner FROM pg_tables WHERE tablename = 'crm_contacts') "
+                    "FROM pg_roles r WHERE r.rolname = current_user"
+                )
+            ).one()
         assert (superuser, bypass) == (False, False)
         assert owner != app.engine.url.username
         with app.transaction() as ctx:
-            mine = records.create(ctx, acme, "contact", {"name": "自社 顧客", "memo_2": "gold",
-                                                        "phone": "03-5555-0000"}).record
+            mine = records.create(
+                ctx,
+                acme,
+                "contact",
+                {"name": "自社 顧客", "memo_2": "gold", "phone": "03-5555-0000"},
+            ).record
             assert records.show(ctx, acme, "contact", mine["id"])["name"] == "自社 顧客"
             assert [i["id"] for i in search.search(ctx, acme, Query()).items] == [mine["id"]]
             assert search.lookup(ctx, acme, "0355550000")["contact"]["id"] == mine["id"]
-            assert csvio.export(ctx, acme, "customers", Query()).decode(
-                "utf-8-sig").count("顧客") == 1
+            assert (
+                csvio.export(ctx, acme, "customers", Query()).decode("utf-8-sig").count("顧客") == 1
+            )
         with app.transaction() as ctx, pytest.raises(NotFound):
             records.show(ctx, acme, "contact", theirs["id"])
         base = world.config("acme")
@@ -108,14 +134,16 @@ def test_the_application_works_as_a_non_superuser_non_owner_role(world: World) -
         with app.transaction() as ctx:
             report = impact.impact(ctx, acme.tenant_id, base, {**base, "picklists": removed})
             assert [(i["value"], i["count"]) for i in report["items"]] == [("gold", 1)]
-            assert impact.apply_remap(ctx, acme.tenant_id, {**base, "picklists": removed},
-                                      {"rank.gold": "silver"}) == {"rank.gold": 1}
+            assert impact.apply_remap(
+                ctx, acme.tenant_id, {**base, "picklists": removed}, {"rank.gold": "silver"}
+            ) == {"rank.gold": 1}
     with world.app.transaction() as ctx:  # the other tenant's value was not remapped
         assert records.show(ctx, other, "contact", theirs["id"])["memo_2"] == "gold"
 
 
 def test_a_read_only_lookup_ends_its_transaction_and_what_follows_is_scoped_again(
-        world: World) -> None:
+    world: World,
+) -> None:
     """A read-only transaction's lookup sends its COMMIT with the pipelined read: a later
     service in the same context scopes its own statements, and a bare statement after it
     carries no tenant setting, so it sees no rows."""
@@ -124,8 +152,9 @@ def test_a_read_only_lookup_ends_its_transaction_and_what_follows_is_scoped_agai
     configured(world, "other")
     acme, other = world.actor("acme"), world.actor("other")
     make(world, other, "contact", {"name": "他社", "phone": "03-7777-0000"})
-    mine = make(world, acme, "contact", {"name": "自社", "phone": "03-7777-0000",
-                                         "log_personal_info": True})
+    mine = make(
+        world, acme, "contact", {"name": "自社", "phone": "03-7777-0000", "log_personal_info": True}
+    )
     with plain_role_app(world, "ro") as app:
         with app.transaction(read_only=True) as ctx:
             card = search.lookup(ctx, acme, "0377770000")

@@ -48,8 +48,14 @@ def _contact(rng: random.Random) -> dict[str, object]:
 
 def _stored(world: World, actor: Actor) -> dict[int, str]:
     with world.app.transaction() as ctx:
-        return {i: t for i, t in ctx.session.execute(select(
-            CrmContact.id, CrmContact.search_text).where(CrmContact.tenant_id == actor.tenant_id))}
+        return {
+            i: t
+            for i, t in ctx.session.execute(
+                select(CrmContact.id, CrmContact.search_text).where(
+                    CrmContact.tenant_id == actor.tenant_id
+                )
+            )
+        }
 
 
 def _assert_index_exact(world: World, actor: Actor) -> dict[int, str]:
@@ -62,12 +68,17 @@ def _assert_index_exact(world: World, actor: Actor) -> dict[int, str]:
     actual: dict[str, set[int]] = defaultdict(set)
     with world.app.transaction() as ctx:
         if world.app.engine.dialect.name == "postgresql":
-            ctx.session.execute(text("SELECT set_config('provisioner.tenant_id', :t, true)"),
-                                {"t": str(actor.tenant_id)})
-        for row in ctx.session.scalars(select(CrmSearchGram).where(
-                CrmSearchGram.tenant_id == actor.tenant_id)):
-            members = {(row.block << search_index.BLOCK_BITS) + offset for offset in
-                       search_index.members(search_index.decode(row.data))}
+            ctx.session.execute(
+                text("SELECT set_config('provisioner.tenant_id', :t, true)"),
+                {"t": str(actor.tenant_id)},
+            )
+        for row in ctx.session.scalars(
+            select(CrmSearchGram).where(CrmSearchGram.tenant_id == actor.tenant_id)
+        ):
+            members = {
+                (row.block << search_index.BLOCK_BITS) + offset
+                for offset in search_index.members(search_index.decode(row.data))
+            }
             assert row.n == len(members) > 0, (row.gram, row.block)
             assert not actual[row.gram] & members
             actual[row.gram] |= members
@@ -77,14 +88,18 @@ def _assert_index_exact(world: World, actor: Actor) -> dict[int, str]:
 
 def _like(world: World, actor: Actor, terms: list[str], match: str = "all") -> list[int]:
     with world.app.transaction() as ctx:
-        conditions = [CrmContact.search_text.like(
-            "%" + t.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%", escape="/")
-            for t in terms]
+        conditions = [
+            CrmContact.search_text.like(
+                "%" + t.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%", escape="/"
+            )
+            for t in terms
+        ]
         query = select(CrmContact.id).where(CrmContact.tenant_id == actor.tenant_id)
         if match == "all":
             query = query.where(*conditions)
         else:
             from sqlalchemy import or_
+
             query = query.where(or_(*conditions))
         return sorted(ctx.session.scalars(query))
 
@@ -98,7 +113,7 @@ def _queries(rng: random.Random, texts: dict[int, str], count: int) -> list[str]
             source = rng.choice(pool).replace("\x1f", "")
             size = rng.randint(1, 6)
             start = rng.randrange(max(1, len(source) - size + 1))
-            out.append(source[start:start + size])
+            out.append(source[start : start + size])
         else:
             out.append(_word(rng, KANJI + KANA + "0123456789-%_", 1, 4))
     return out
@@ -117,17 +132,31 @@ def _assert_search_is_scan(world: World, actor: Actor, rng: random.Random, count
         a, b = _queries(rng, texts, 2)
         for match in ("all", "any"):
             with world.app.transaction() as ctx:
-                result = search.search(ctx, actor, Query(q=f"{a} {b}", match=match,  # type: ignore[arg-type]
-                                                         limit=1000))
+                result = search.search(
+                    ctx,
+                    actor,
+                    Query(
+                        q=f"{a} {b}",
+                        match=match,  # type: ignore[arg-type]
+                        limit=1000,
+                    ),
+                )
             expected = _like(world, actor, [search_key(a), search_key(b)], match)
             assert [i["id"] for i in result.items] == expected, (a, b, match)
             assert result.total == len(expected)
 
 
-@pytest.mark.parametrize("tuning", ["default", pytest.param("chains", marks=pytest.mark.slow),
-                                    pytest.param("dense", marks=pytest.mark.slow)])
-def test_index_equals_a_scan_across_every_write_path(world: World, tuning: str,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "tuning",
+    [
+        "default",
+        pytest.param("chains", marks=pytest.mark.slow),
+        pytest.param("dense", marks=pytest.mark.slow),
+    ],
+)
+def test_index_equals_a_scan_across_every_write_path(
+    world: World, tuning: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if tuning == "chains":  # long terms answered by positioned trigrams, most of them "far"
         monkeypatch.setattr(query, "VERIFY_MAX", {"sqlite": 0, "postgresql": 0})
         monkeypatch.setattr(gram_keys, "POSITIONS", 4)
@@ -140,8 +169,10 @@ def test_index_equals_a_scan_across_every_write_path(world: World, tuning: str,
     configured(world)
     configured(world, "other")
     admin, other = world.actor("acme"), world.actor("other")
-    companies = [make(world, admin, "company", {"name": f"株式会社{_word(rng, KANJI, 2, 4)}"})
-                 for _ in range(4)]
+    companies = [
+        make(world, admin, "company", {"name": f"株式会社{_word(rng, KANJI, 2, 4)}"})
+        for _ in range(4)
+    ]
     ids = []
     with world.app.transaction() as ctx:
         for _ in range(60):
@@ -176,7 +207,8 @@ def test_index_equals_a_scan_across_every_write_path(world: World, tuning: str,
     # CSV import and seed data next to the rows written one by one
     lines = ["name,kana,phone,address,company,memo_1"] + [
         ",".join(str(c[k]) for k in ("name", "kana", "phone", "address")) + ",株式会社輸入,紹介"
-        for c in (_contact(rng) for _ in range(30))]
+        for c in (_contact(rng) for _ in range(30))
+    ]
     with world.app.transaction() as ctx:
         csvio.import_customers(ctx, admin, "\n".join(lines).encode())
         seed.seed_contacts(ctx, admin, 40, seed=5)
@@ -200,8 +232,11 @@ def test_a_picklist_remap_keeps_the_index_exact(world: World) -> None:
     contact = make(world, admin, "contact", {"name": "検索 太郎", "memo_2": "gold"})
     with world.app.transaction() as ctx:
         records.refresh_search_text(ctx, admin.tenant_id, [contact["id"]])
-        ctx.session.execute(CrmContact.__table__.update().where(
-            CrmContact.id == contact["id"]).values(memo_2="silver"))
+        ctx.session.execute(
+            CrmContact.__table__.update()
+            .where(CrmContact.id == contact["id"])
+            .values(memo_2="silver")
+        )
         records.refresh_search_text(ctx, admin.tenant_id, [contact["id"]])
     texts = _assert_index_exact(world, admin)
     assert "silver" in texts[contact["id"]]
@@ -239,8 +274,10 @@ def test_paging_sorting_and_other_conditions_use_the_same_rows(world: World) -> 
     wanted = sorted(i for i, t in texts.items() if "田" in t)
     assert len(wanted) > 20
     with world.app.transaction() as ctx:
-        pages = [search.search(ctx, admin, Query(q="田", limit=7, offset=o))
-                 for o in range(0, len(wanted) + 7, 7)]
+        pages = [
+            search.search(ctx, admin, Query(q="田", limit=7, offset=o))
+            for o in range(0, len(wanted) + 7, 7)
+        ]
         back = search.search(ctx, admin, Query(q="田", sort="-id", limit=5, offset=3))
         long_back = search.search(ctx, admin, Query(q="東京都", sort="-id", limit=4, offset=2))
         boxed = search.search(ctx, admin, Query(q="田 03", checkboxes={1: True}, limit=1000))
@@ -251,16 +288,23 @@ def test_paging_sorting_and_other_conditions_use_the_same_rows(world: World) -> 
     tokyo = sorted((i for i, t in texts.items() if "東京都" in t), reverse=True)
     assert [i["id"] for i in long_back.items] == tokyo[2:6]
     with world.app.transaction() as ctx:
-        checked = set(ctx.session.scalars(select(CrmContact.id).where(
-            CrmContact.tenant_id == admin.tenant_id, CrmContact.checkboxes.op("&")(1) != 0)))
+        checked = set(
+            ctx.session.scalars(
+                select(CrmContact.id).where(
+                    CrmContact.tenant_id == admin.tenant_id, CrmContact.checkboxes.op("&")(1) != 0
+                )
+            )
+        )
     assert [i["id"] for i in boxed.items] == [
-        i for i in wanted if "03" in texts[i] and i in checked]
+        i for i in wanted if "03" in texts[i] and i in checked
+    ]
     assert sorted(i["id"] for i in by_kana.items) == wanted
     assert [i["kana"] for i in by_kana.items] == sorted(i["kana"] for i in by_kana.items)
 
 
-@pytest.mark.parametrize("size", [1, 5, search_index.SPARSE_MAX, search_index.SPARSE_MAX + 1,
-                                  20000])
+@pytest.mark.parametrize(
+    "size", [1, 5, search_index.SPARSE_MAX, search_index.SPARSE_MAX + 1, 20000]
+)
 def test_block_sets_round_trip_and_switch_between_sparse_and_dense(size: int) -> None:
     rng = random.Random(size)
     members = sorted(rng.sample(range(search_index.BLOCK), size))
@@ -291,19 +335,31 @@ def test_row_level_security_covers_the_index(world: World) -> None:
     make(world, world.actor("acme"), "contact", {"name": "田中"})
     role = "provisioner_search_probe"
     with world.app.engine.connect() as conn:
-        conn.execute(text(
-            f"DO $$ BEGIN CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS; "
-            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"))
+        conn.execute(
+            text(
+                f"DO $$ BEGIN CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS; "
+                "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+            )
+        )
         conn.execute(text(f"GRANT SELECT ON crm_search_grams TO {role}"))
         conn.commit()
         with conn.begin():
-            flags = conn.execute(text(
-                "SELECT relrowsecurity, relforcerowsecurity FROM pg_class "
-                "WHERE relname = 'crm_search_grams'")).one()
+            flags = conn.execute(
+                text(
+                    "SELECT relrowsecurity, relforcerowsecurity FROM pg_class "
+                    "WHERE relname = 'crm_search_grams'"
+                )
+            ).one()
             assert tuple(flags) == (True, True)
-            assert conn.scalar(text(  # positioned trigrams are read by code-point range
-                "SELECT collation_name FROM information_schema.columns "
-                "WHERE table_name = 'crm_search_grams' AND column_name = 'gram'")) == "C"
+            assert (
+                conn.scalar(
+                    text(  # positioned trigrams are read by code-point range
+                        "SELECT collation_name FROM information_schema.columns "
+                        "WHERE table_name = 'crm_search_grams' AND column_name = 'gram'"
+                    )
+                )
+                == "C"
+            )
             assert conn.scalar(text("SELECT count(*) FROM crm_search_grams")) > 0
             conn.execute(text(f"SET LOCAL ROLE {role}"))
             assert conn.scalar(text("SELECT count(*) FROM crm_search_grams")) == 0
@@ -330,7 +386,8 @@ def test_the_migration_builds_the_index_of_existing_contacts(world: World) -> No
     assert _assert_index_exact(world, admin) == before
     with world.app.transaction() as ctx:
         assert search.search(ctx, admin, Query(q="田")).total == sum(
-            "田" in t for t in before.values())
+            "田" in t for t in before.values()
+        )
 
 
 def test_text_fast_paths_equal_the_unicode_rules() -> None:
@@ -352,7 +409,9 @@ def test_text_fast_paths_equal_the_unicode_rules() -> None:
     alphabet = [chr(i) for i in range(128)] + list("０１２３田中ｶﾀｶﾅ　\u3000\x85\xa0²ＡＢｃ")
     for _ in range(20000):
         value = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
-        assert crm_text.search_key(value) == re.sub(
-            r"\s+", "", unicodedata.normalize("NFKC", value)).lower(), repr(value)
+        assert (
+            crm_text.search_key(value)
+            == re.sub(r"\s+", "", unicodedata.normalize("NFKC", value)).lower()
+        ), repr(value)
         assert crm_text.nfkc(value) == unicodedata.normalize("NFKC", value).strip()
         assert crm_text.phone_digits(value) == reference_digits(value), repr(value)

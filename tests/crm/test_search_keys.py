@@ -9,15 +9,18 @@ from provisioner.services.crm.text import search_key, search_keys
 #: characters where normalising the joined text could differ from part by part: combining
 #: marks, half-width voiced marks, Hangul jamo, final sigma, white space of every kind
 #: (U+001C..U+001F count as white space), full-width forms, ligatures
-TRICKY = list("aAΣσςΑİIıßẞ ｶﾞﾟ゛゙\u3099\u309a\u0301\u0307éｅ１２ＡＢ　\t\n\x1f\x1c\x1d\x1e"
-              "\x85\xa0㈱①ﬁ가\u1100\u1161\u11a8田中、-.()+@")
+TRICKY = list(
+    "aAΣσςΑİIıßẞ ｶﾞﾟ゛゙\u3099\u309a\u0301\u0307éｅ１２ＡＢ　\t\n\x1f\x1c\x1d\x1e"
+    "\x85\xa0㈱①ﬁ가\u1100\u1161\u11a8田中、-.()+@"
+)
 
 
 def test_the_joined_search_text_equals_the_keys_of_its_parts() -> None:
     rng = random.Random(7)
     for _ in range(50000):
-        parts = ["".join(rng.choices(TRICKY, k=rng.randint(0, 6)))
-                 for _ in range(rng.randint(0, 6))]
+        parts = [
+            "".join(rng.choices(TRICKY, k=rng.randint(0, 6))) for _ in range(rng.randint(0, 6))
+        ]
         assert search_keys(parts) == "\x1f".join(search_key(p) for p in parts if p), parts
 
 

@@ -39,8 +39,9 @@ def _both(world: World) -> list[Actor]:
 
 def _scope(ctx: Any, tenant_id: int) -> None:
     if ctx.session.get_bind().dialect.name == "postgresql":
-        ctx.session.execute(text("SELECT set_config('provisioner.tenant_id', :t, true)"),
-                            {"t": str(tenant_id)})
+        ctx.session.execute(
+            text("SELECT set_config('provisioner.tenant_id', :t, true)"), {"t": str(tenant_id)}
+        )
 
 
 def _assert_exact(world: World, actors: list[Actor]) -> None:
@@ -55,8 +56,9 @@ def _ids(world: World, actor: Actor, type_name: str) -> list[int]:
     with world.app.transaction() as ctx:
         _scope(ctx, actor.tenant_id)
         model: Any = records.TYPES[type_name].model
-        return sorted(ctx.session.scalars(select(model.id).where(
-            model.tenant_id == actor.tenant_id)))
+        return sorted(
+            ctx.session.scalars(select(model.id).where(model.tenant_id == actor.tenant_id))
+        )
 
 
 def _contact_data(rng: random.Random) -> dict[str, Any]:
@@ -79,48 +81,91 @@ def _child(rng: random.Random, type_name: str, contact_id: int) -> dict[str, Any
     day = f"2026-0{rng.randrange(1, 10)}-1{rng.randrange(10)}"
     return {
         "activity": {"contact_id": contact_id, "date": day, "kind": rng.choice(KINDS)},
-        "purchase": {"contact_id": contact_id, "date": day, "payment_method": rng.choice(METHODS),
-                     "media": rng.choice(MEDIA), "product_class": rng.choice(("software", ""))},
-        "family": {"contact_id": contact_id, "name": "家族", "relation": rng.choice(RELATIONS),
-                   "sex": rng.choice(SEXES)},
+        "purchase": {
+            "contact_id": contact_id,
+            "date": day,
+            "payment_method": rng.choice(METHODS),
+            "media": rng.choice(MEDIA),
+            "product_class": rng.choice(("software", "")),
+        },
+        "family": {
+            "contact_id": contact_id,
+            "name": "家族",
+            "relation": rng.choice(RELATIONS),
+            "sex": rng.choice(SEXES),
+        },
         "card_exchange": {"contact_id": contact_id, "employee": "sato", "date": day},
         "secret_note": {"contact_id": contact_id, "body": "秘密"},
-        "custom_record": {"database": "visits", "owner_id": contact_id,
-                          "data": {"count": rng.randrange(0, 3),
-                                   **({"place": "office"} if rng.random() < 0.5 else {})}},
+        "custom_record": {
+            "database": "visits",
+            "owner_id": contact_id,
+            "data": {
+                "count": rng.randrange(0, 3),
+                **({"place": "office"} if rng.random() < 0.5 else {}),
+            },
+        },
     }[type_name]
 
 
 def _csv(rng: random.Random, n: int) -> bytes:
     lines = ["name,memo_2,memo_3,sex,checkbox_2,checkbox_5,classifications,company"]
     for i in range(n):
-        lines.append(",".join((
-            f"取込 {i}", rng.choice(("gold", "silver", "")), rng.choice(("vip", "自由", "")),
-            rng.choice(SEXES), rng.choice(("1", "")), rng.choice(("1", "")),
-            rng.choice(("supplier", "agency;supplier", "")), rng.choice(("株式会社取込", "")))))
+        lines.append(
+            ",".join(
+                (
+                    f"取込 {i}",
+                    rng.choice(("gold", "silver", "")),
+                    rng.choice(("vip", "自由", "")),
+                    rng.choice(SEXES),
+                    rng.choice(("1", "")),
+                    rng.choice(("1", "")),
+                    rng.choice(("supplier", "agency;supplier", "")),
+                    rng.choice(("株式会社取込", "")),
+                )
+            )
+        )
     return ("\r\n".join(lines) + "\r\n").encode()
 
 
 def _step(world: World, rng: random.Random, actor: Actor) -> str:
     """One random write through a service; returns what it did."""
     contacts = _ids(world, actor, "contact")
-    op = rng.choice(("create", "create", "child", "child", "update", "update_child",
-                     "delete", "delete_child", "company", "delete_company", "bulk_update",
-                     "bulk_delete", "import", "seed", "remap", "view"))
+    op = rng.choice(
+        (
+            "create",
+            "create",
+            "child",
+            "child",
+            "update",
+            "update_child",
+            "delete",
+            "delete_child",
+            "company",
+            "delete_company",
+            "bulk_update",
+            "bulk_delete",
+            "import",
+            "seed",
+            "remap",
+            "view",
+        )
+    )
     if not contacts and op not in ("import", "seed", "company"):
         op = "create"
     with world.app.transaction() as ctx:
         if op == "create":
             records.create(ctx, actor, "contact", _contact_data(rng))
         elif op == "child":
-            type_name = rng.choice(("activity", "purchase", "family", "card_exchange",
-                                    "secret_note", "custom_record"))
+            type_name = rng.choice(
+                ("activity", "purchase", "family", "card_exchange", "secret_note", "custom_record")
+            )
             records.create(ctx, actor, type_name, _child(rng, type_name, rng.choice(contacts)))
         elif op == "update":
             data = _contact_data(rng)
             if rng.random() < 0.5:
-                data["checkboxes"] = {str(i): rng.random() < 0.5 for i in rng.sample(
-                    range(1, 48), 3)}
+                data["checkboxes"] = {
+                    str(i): rng.random() < 0.5 for i in rng.sample(range(1, 48), 3)
+                }
             records.update(ctx, actor, "contact", rng.choice(contacts), data)
         elif op == "update_child":
             type_name = rng.choice(("activity", "purchase", "family", "custom_record"))
@@ -139,21 +184,33 @@ def _step(world: World, rng: random.Random, actor: Actor) -> str:
             if found:
                 records.delete_record(ctx, actor, type_name, rng.choice(found))
         elif op == "company":
-            company = records.create(ctx, actor, "company", {
-                "name": f"株式会社{rng.randrange(100)}",
-                "classifications": rng.sample(CUSTOMER, rng.randrange(0, 3))}).record
-            records.create(ctx, actor, "department", {"company_id": company["id"],
-                                                      "name": "営業部"})
+            company = records.create(
+                ctx,
+                actor,
+                "company",
+                {
+                    "name": f"株式会社{rng.randrange(100)}",
+                    "classifications": rng.sample(CUSTOMER, rng.randrange(0, 3)),
+                },
+            ).record
+            records.create(
+                ctx, actor, "department", {"company_id": company["id"], "name": "営業部"}
+            )
             if contacts:
-                records.update(ctx, actor, "contact", rng.choice(contacts),
-                               {"company_id": company["id"]})
+                records.update(
+                    ctx, actor, "contact", rng.choice(contacts), {"company_id": company["id"]}
+                )
         elif op == "delete_company":
             companies = _ids(world, actor, "company")
             if companies:
                 records.delete_record(ctx, actor, "company", rng.choice(companies))
         elif op == "bulk_update":
-            bulk.bulk_update(ctx, actor, Query(checkboxes={2: rng.random() < 0.5}),
-                             checkboxes={rng.randrange(1, 48): rng.random() < 0.5})
+            bulk.bulk_update(
+                ctx,
+                actor,
+                Query(checkboxes={2: rng.random() < 0.5}),
+                checkboxes={rng.randrange(1, 48): rng.random() < 0.5},
+            )
         elif op == "bulk_delete":
             bulk.bulk_delete(ctx, actor, Query(checkboxes={rng.randrange(1, 8): True}))
         elif op == "import":
@@ -182,8 +239,13 @@ def _random_plan(rng: random.Random, base: dict[str, Any]) -> dict[str, Any]:
         for v in pl["values"]:
             if rng.random() < 0.2:
                 v["active"] = False
-    new["picklists"].append({"code": "fresh", "label": "新", "values": [
-        {"code": "vip", "label": "VIP"}, {"code": "gold", "label": "金"}]})
+    new["picklists"].append(
+        {
+            "code": "fresh",
+            "label": "新",
+            "values": [{"code": "vip", "label": "VIP"}, {"code": "gold", "label": "金"}],
+        }
+    )
     memos = new["memo_fields"]
     for memo in memos:
         r = rng.random()
@@ -234,16 +296,19 @@ def test_counts_stay_exact_over_random_writes(world: World) -> None:
         _scope(ctx, actors[0].tenant_id)
         counted = tally.stored(ctx.session.connection(), actors[0].tenant_id)
     assert counted[tally.RECORDS] > 50
-    assert any(name.startswith("contact.memo_") and value == tally.OTHER  # free text
-               for name, value in counted)
+    assert any(
+        name.startswith("contact.memo_") and value == tally.OTHER  # free text
+        for name, value in counted
+    )
 
 
 def test_a_failed_write_leaves_the_counts_as_they_were(world: World) -> None:
     actors = _both(world)
     admin = actors[0]
     with world.app.transaction() as ctx:
-        contact = records.create(ctx, admin, "contact", {"name": "甲", "memo_2": "gold",
-                                                         "checkboxes": [1]}).record
+        contact = records.create(
+            ctx, admin, "contact", {"name": "甲", "memo_2": "gold", "checkboxes": [1]}
+        ).record
     try:
         with world.app.transaction() as ctx:
             records.update(ctx, admin, "contact", contact["id"], {"memo_2": "silver"})
@@ -268,8 +333,13 @@ def test_impact_from_counts_equals_the_scan_on_odd_data(world: World) -> None:
             records.create(ctx, admin, "contact", _contact_data(rng))
     base = world.config("acme")
     plan = copy.deepcopy(base)
-    plan["picklists"].append({"code": "fresh", "label": "新", "values": [
-        {"code": "vip", "label": "VIP"}, {"code": "ok", "label": "OK"}]})
+    plan["picklists"].append(
+        {
+            "code": "fresh",
+            "label": "新",
+            "values": [{"code": "vip", "label": "VIP"}, {"code": "ok", "label": "OK"}],
+        }
+    )
     for memo in plan["memo_fields"]:
         if memo["index"] in (1, 3):
             memo.update(type="picklist", picklist="fresh")
@@ -283,13 +353,13 @@ def test_impact_from_counts_equals_the_scan_on_odd_data(world: World) -> None:
     odd = copy.deepcopy(plan)
     odd["picklists"][-1]["values"].append({"code": "Gold", "label": "x"})
     base_odd = copy.deepcopy(base)
-    base_odd["memo_fields"][6] = {"index": 7, "label": "x", "type": "picklist",
-                                  "picklist": "fresh"}
+    base_odd["memo_fields"][6] = {"index": 7, "label": "x", "type": "picklist", "picklist": "fresh"}
     base_odd["picklists"].append(odd["picklists"][-1])
     with world.app.transaction() as ctx:
         for before, after in ((base, odd), (base_odd, base)):
             assert impact.impact(ctx, admin.tenant_id, before, after) == impact.impact(
-                ctx, admin.tenant_id, before, after, scan=True)
+                ctx, admin.tenant_id, before, after, scan=True
+            )
 
 
 def test_the_migration_counts_existing_records(world: World) -> None:
@@ -316,5 +386,6 @@ def test_the_migration_counts_existing_records(world: World) -> None:
     with world.app.transaction() as ctx:
         for actor in actors:
             _scope(ctx, actor.tenant_id)
-            assert tally.stored(ctx.session.connection(), actor.tenant_id) == \
-                before[actor.tenant_id]
+            assert (
+                tally.stored(ctx.session.connection(), actor.tenant_id) == before[actor.tenant_id]
+            )

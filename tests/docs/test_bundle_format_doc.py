@@ -53,8 +53,9 @@ def _openssl_has_rawin() -> bool:
     return "-rawin" in help_text.stdout + help_text.stderr
 
 
-needs_openssl3 = pytest.mark.skipif(not _openssl_has_rawin(),
-                                    reason="needs OpenSSL 3 (pkeyutl -rawin)")
+needs_openssl3 = pytest.mark.skipif(
+    not _openssl_has_rawin(), reason="needs OpenSSL 3 (pkeyutl -rawin)"
+)
 
 
 class Files:
@@ -65,8 +66,12 @@ class Files:
         data = default_document().to_data()
         raw = build_bundle(
             config=data,
-            source=Source(tenant="partner", name="パートナー株式会社", config_version=1,
-                          config_digest=digest(data)),
+            source=Source(
+                tenant="partner",
+                name="パートナー株式会社",
+                config_version=1,
+                config_digest=digest(data),
+            ),
             signer=signer,
             created_at=parse_instant("2026-11-23T09:00:00Z"),
             expires_at=parse_instant("2026-11-24T09:00:00Z"),
@@ -83,11 +88,13 @@ class Files:
         changed = payload.replace("チェック1".encode(), "チェックX".encode(), 1)
         assert changed != payload
         self.tampered = tmp_path / "tampered.json"
-        self.tampered.write_text(json.dumps({**envelope,
-                                             "payload": base64.b64encode(changed).decode()}))
+        self.tampered.write_text(
+            json.dumps({**envelope, "payload": base64.b64encode(changed).decode()})
+        )
         self.other_type = tmp_path / "othertype.json"
-        self.other_type.write_text(json.dumps({**envelope,
-                                               "payloadType": "application/vnd.in-toto+json"}))
+        self.other_type.write_text(
+            json.dumps({**envelope, "payloadType": "application/vnd.in-toto+json"})
+        )
 
 
 @pytest.fixture
@@ -96,8 +103,9 @@ def files(tmp_path: Path) -> Files:
 
 
 def _script(bundle: Path, pem: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["sh", str(SCRIPT), str(bundle), str(pem)], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        ["sh", str(SCRIPT), str(bundle), str(pem)], capture_output=True, text=True, timeout=60
+    )
 
 
 @needs_openssl3
@@ -141,8 +149,12 @@ def _documented_python_recipe() -> str:
 def _run_recipe(tmp_path: Path, bundle: Path, pem: Path) -> subprocess.CompletedProcess[str]:
     recipe = tmp_path / "verify_bundle.py"
     recipe.write_text(_documented_python_recipe(), encoding="utf-8")
-    return subprocess.run([sys.executable, str(recipe), str(bundle), str(pem)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(recipe), str(bundle), str(pem)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_documented_python_recipe_verifies_a_real_bundle(files: Files, tmp_path: Path) -> None:
@@ -172,7 +184,7 @@ def _section(title: str) -> str:
     text = DOC.read_text(encoding="utf-8")
     start = text.index(f"\n## {title}")
     end = text.find("\n## ", start + 1)
-    return text[start:end if end != -1 else None]
+    return text[start : end if end != -1 else None]
 
 
 def _table_members(section: str) -> list[str]:
@@ -189,8 +201,9 @@ def test_documented_payload_members_are_exactly_the_models_fields() -> None:
 
 
 def test_documented_configuration_sections_are_exactly_the_models_sections() -> None:
-    row = next(line for line in _section("2. The payload").splitlines()
-               if line.startswith("| `config` |"))
+    row = next(
+        line for line in _section("2. The payload").splitlines() if line.startswith("| `config` |")
+    )
     listed = re.findall(r"`([a-z_]+)`", row.split("one or more of", 1)[1].split(")", 1)[0])
     assert tuple(listed) == SECTION_NAMES
 
@@ -198,7 +211,8 @@ def test_documented_configuration_sections_are_exactly_the_models_sections() -> 
 def test_documented_envelope_members_are_exactly_what_the_parser_accepts() -> None:
     section = _section("1. The envelope")
     members = set(_table_members(section)) | set(
-        re.findall(r"^\| `signatures\[\]\.([a-z]+)` \|", section, re.M))
+        re.findall(r"^\| `signatures\[\]\.([a-z]+)` \|", section, re.M)
+    )
     assert members == {"payload", "payloadType", "signatures", "keyid", "sig"}
     assert f"at most {MAX_SIGNATURES}" in section
     assert f"always `{PAYLOAD_TYPE}`" in section
@@ -218,17 +232,25 @@ def test_binding_recipe_prints_the_documented_binding_and_matches_the_code() -> 
     match = re.search(r"\$ python3 - <<'EOF'\n(.*?)EOF\n(\S+)\n", section, re.S)
     assert match is not None, "section 4 lost its binding recipe"
     script, printed = match.group(1), match.group(2)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
     assert result.stdout.strip() == printed
     secret = re.search(r'secret = "([0-9a-z]{32})"', script)
-    fields = re.search(r'"provisioner/copy-key-binding/v1\|(b_[0-9a-z]{26})"\s*"\|([0-9a-f]{32})\|'
-                       r'([a-z0-9-]+)"', script)
+    fields = re.search(
+        r'"provisioner/copy-key-binding/v1\|(b_[0-9a-z]{26})"\s*"\|([0-9a-f]{32})\|'
+        r'([a-z0-9-]+)"',
+        script,
+    )
     assert secret is not None
     assert fields is not None
     key = copykey.CopyKey("0" * 10, secret.group(1))
-    assert key.binding(fields.group(1), publisher_key_id=fields.group(2),
-                       source_tenant=fields.group(3)) == printed
+    assert (
+        key.binding(
+            fields.group(1), publisher_key_id=fields.group(2), source_tenant=fields.group(3)
+        )
+        == printed
+    )
     assert f'"binding": "{printed}"' in _section("2. The payload")
 
 
@@ -248,9 +270,14 @@ def _genuine() -> tuple[dict[str, Any], dict[str, Any]]:
     data = default_document().to_data()
     raw = build_bundle(
         config=data,
-        source=Source(tenant="partner", name="パートナー株式会社", config_version=1,
-                      config_digest=digest(data)),
-        signer=_signer(), created_at=parse_instant("2026-11-23T09:00:00Z"),
+        source=Source(
+            tenant="partner",
+            name="パートナー株式会社",
+            config_version=1,
+            config_digest=digest(data),
+        ),
+        signer=_signer(),
+        created_at=parse_instant("2026-11-23T09:00:00Z"),
         expires_at=parse_instant("2026-11-24T09:00:00Z"),
     )
     envelope = json.loads(raw)
@@ -301,15 +328,21 @@ def _cases() -> dict[str, Callable[[], bytes]]:
         "five-signatures": lambda: _env(envelope, signatures=[first] * 5),
         "signature-entry": lambda: _env(envelope, signatures=[{**first, "note": "x"}]),
         "unknown-key": lambda: _signed(payload, _stranger()),
-        "tampered": lambda: _env(envelope, payload=base64.b64encode(
-            payload.replace("チェック1".encode(), "チェックX".encode(), 1)).decode()),
+        "tampered": lambda: _env(
+            envelope,
+            payload=base64.b64encode(
+                payload.replace("チェック1".encode(), "チェックX".encode(), 1)
+            ).decode(),
+        ),
         "non-canonical": lambda: _signed(json.dumps(json.loads(payload)).encode()),
         "payload-duplicate": lambda: _replaced(b'{"audience"', b'{"format":"x","audience"'),
         "payload-nan": lambda: _replaced(b'"recent_customers":10', b'"recent_customers":NaN'),
-        "payload-infinity": lambda: _replaced(b'"recent_customers":10',
-                                              b'"recent_customers":Infinity'),
-        "big-integer": lambda: _replaced(b'"recent_customers":10',
-                                         b'"recent_customers":99999999999999999999999'),
+        "payload-infinity": lambda: _replaced(
+            b'"recent_customers":10', b'"recent_customers":Infinity'
+        ),
+        "big-integer": lambda: _replaced(
+            b'"recent_customers":10', b'"recent_customers":99999999999999999999999'
+        ),
         "lone-surrogate": lambda: _replaced(b'"news":""', b'"news":"\\ud800"'),
         "payload-deep": lambda: _replaced(b'"news":""', b'"news":' + b"[" * DEEP + b"]" * DEEP),
         "format": lambda: _changed(lambda p: p.update(format="provisioner.other")),
@@ -336,7 +369,8 @@ def test_strict_parsing_rule_is_refused_with_the_documented_message(case: str) -
         read_bundle(raw, {key_id(public): public}.get)
     message = caught.value.message
     assert f"`{message}`" in _section("5. Strict parsing rules"), (
-        f"the strict-parsing table does not quote the real message: {message}")
+        f"the strict-parsing table does not quote the real message: {message}"
+    )
 
 
 def test_every_message_of_the_strict_parsing_table_is_produced_by_a_case() -> None:
@@ -347,8 +381,11 @@ def test_every_message_of_the_strict_parsing_table_is_produced_by_a_case() -> No
         with pytest.raises(BundleRejected) as caught:
             read_bundle(make(), {key_id(public): public}.get)
         produced.add(caught.value.message)
-    rows = [line for line in _section("5. Strict parsing rules").splitlines()
-            if line.startswith("| ") and not line.startswith("| rule")]
+    rows = [
+        line
+        for line in _section("5. Strict parsing rules").splitlines()
+        if line.startswith("| ") and not line.startswith("| rule")
+    ]
     quoted = {m for row in rows for m in re.findall(r"`([^`]+)`", row.rsplit(" | ", 1)[1])}
     assert quoted <= produced, quoted - produced
 
@@ -362,8 +399,7 @@ def test_a_genuine_bundle_passes_every_rule() -> None:
 def test_format_version_true_is_refused() -> None:
     public = _signer().public_key()
     with pytest.raises(BundleRejected, match="format version"):
-        read_bundle(_changed(lambda p: p.update(format_version=True)),
-                    {key_id(public): public}.get)
+        read_bundle(_changed(lambda p: p.update(format_version=True)), {key_id(public): public}.get)
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -374,8 +410,14 @@ def test_key_id_one_liner_recomputes_the_key_id(files: Files) -> None:
         pytest.skip("needs openssl and sha256sum")
     line = "openssl pkey -pubin -in partner.pem -outform DER | tail -c 32 | sha256sum | cut -c1-32"
     assert f"$ {line}" in DOC.read_text(encoding="utf-8")
-    result = subprocess.run(["sh", "-c", line], cwd=files.pem.parent, capture_output=True,
-                            text=True, timeout=60, check=True)
+    result = subprocess.run(
+        ["sh", "-c", line],
+        cwd=files.pem.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert result.stdout.strip() == files.key_id
 
 
@@ -388,7 +430,7 @@ def test_verify_bundle_sh_verifies_a_bundle_exported_by_the_cli(
 
     def run(*args: str) -> str:
         json_flag = ["--json"] if args[0] == "--json" else []
-        result = runner.invoke(cli, ["--db", db_url, *json_flag, *args[len(json_flag):]])
+        result = runner.invoke(cli, ["--db", db_url, *json_flag, *args[len(json_flag) :]])
         assert result.exit_code == 0, (args, result.stdout, result.stderr)
         return result.stdout
 
@@ -396,11 +438,22 @@ def test_verify_bundle_sh_verifies_a_bundle_exported_by_the_cli(
     run("tenant", "create", "client", "--name", "クライアント株式会社")
     run("user", "add", "partner-admin", "--tenant", "partner", "--role", "admin")
     run("user", "add", "client-admin", "--tenant", "client", "--role", "admin")
-    key = json.loads(run("--json", "key", "generate", "-t", "client", "--as",
-                         "client-admin"))["key"]
+    key = json.loads(run("--json", "key", "generate", "-t", "client", "--as", "client-admin"))[
+        "key"
+    ]
     bundle = tmp_path / "bundle.json"
-    run("bundle", "export", "-t", "partner", "--as", "partner-admin", "-o", str(bundle),
-        "--key", key)
+    run(
+        "bundle",
+        "export",
+        "-t",
+        "partner",
+        "--as",
+        "partner-admin",
+        "-o",
+        str(bundle),
+        "--key",
+        key,
+    )
     pem = tmp_path / "partner.pem"
     pem.write_text(run("tenant", "public-key", "partner"))
     other = tmp_path / "client.pem"
@@ -418,8 +471,14 @@ def test_verify_bundle_sh_verifies_a_bundle_exported_by_the_cli(
     envelope = json.loads(bundle.read_bytes())
     payload = base64.b64decode(envelope["payload"])
     tampered = tmp_path / "tampered.json"
-    tampered.write_text(json.dumps({**envelope, "payload": base64.b64encode(
-        payload.replace(b'"client"', b'"clienx"', 1)).decode()}))
+    tampered.write_text(
+        json.dumps(
+            {
+                **envelope,
+                "payload": base64.b64encode(payload.replace(b'"client"', b'"clienx"', 1)).decode(),
+            }
+        )
+    )
     refused = _script(tampered, pem)
     assert refused.returncode == 1
     assert "Signature Verification Failure" in refused.stdout + refused.stderr
@@ -427,7 +486,8 @@ def test_verify_bundle_sh_verifies_a_bundle_exported_by_the_cli(
     assert wrong_key.returncode == 1
     assert f"(signed by: {partner_id})" in wrong_key.stderr
     assert run("bundle", "verify", str(bundle), "--public-key", str(pem)).startswith(
-        f"OK: signature by {partner_id} verifies; payload valid")
+        f"OK: signature by {partner_id} verifies; payload valid"
+    )
 
 
 @needs_openssl3
@@ -438,15 +498,19 @@ def test_documented_openssl_recipe_verifies_a_real_bundle_and_refuses_a_tampered
     section = DOC.read_text(encoding="utf-8").split("### (a)", 1)[1].split("\n### ", 1)[0]
     block = re.search(r"```console\n(.*?)```", section, re.S)
     assert block is not None, "docs/bundle-format.md lost its OpenSSL recipe"
-    script = "\n".join(line[2:] for line in block.group(1).splitlines()
-                       if line.startswith("$ "))
+    script = "\n".join(line[2:] for line in block.group(1).splitlines() if line.startswith("$ "))
     assert "openssl pkeyutl -verify -rawin" in script
     work = files.bundle.parent
 
     def run(bundle: Path) -> subprocess.CompletedProcess[str]:
         (work / "partner.pem").write_text(files.pem.read_text())
-        return subprocess.run(["bash", "-c", script.replace("B=bundle.json", f"B={bundle}")],
-                              cwd=work, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            ["bash", "-c", script.replace("B=bundle.json", f"B={bundle}")],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     ok = run(files.bundle)
     assert ok.returncode == 0, ok.stderr

@@ -24,8 +24,7 @@ from provisioner.errors import ValidationFailed
 SAFE = 2**53 - 1
 
 names = st.text(alphabet=string.ascii_letters + string.digits + "._-", max_size=12)
-scalars = (st.none() | st.booleans() | st.integers(min_value=-SAFE, max_value=SAFE)
-           | st.text())
+scalars = st.none() | st.booleans() | st.integers(min_value=-SAFE, max_value=SAFE) | st.text()
 values = st.recursive(
     scalars,
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(names, inner, max_size=5),
@@ -50,12 +49,21 @@ def test_control_characters_and_japanese_text_escape_as_rfc8785() -> None:
 
 
 def _workflow(value: Any) -> dict[str, Any]:
-    return {"workflows": [{
-        "code": "w1", "label": "W", "object": "contact", "trigger": {"event": "created"},
-        "conditions": {"match": "all",
-                       "rules": [{"field": "contact.memo_1", "op": "eq", "value": value}]},
-        "actions": [{"type": "set_field", "field": "contact.memo_2", "value": value}],
-    }]}
+    return {
+        "workflows": [
+            {
+                "code": "w1",
+                "label": "W",
+                "object": "contact",
+                "trigger": {"event": "created"},
+                "conditions": {
+                    "match": "all",
+                    "rules": [{"field": "contact.memo_1", "op": "eq", "value": value}],
+                },
+                "actions": [{"type": "set_field", "field": "contact.memo_2", "value": value}],
+            }
+        ]
+    }
 
 
 @pytest.mark.parametrize("value", [SAFE, -SAFE])

@@ -58,8 +58,10 @@ def leaked(world: World) -> tuple[World, str, list[bytes]]:
     world.send("partner", world.key("client"))  # a used key, a transfer, audit events
     live_key = world.key("client")  # and a live one
     with world.app.transaction() as ctx:
-        privates = [private_raw(signing.signer(ctx, tenant_id))
-                    for tenant_id in ctx.session.scalars(select(Tenant.id))]
+        privates = [
+            private_raw(signing.signer(ctx, tenant_id))
+            for tenant_id in ctx.session.scalars(select(Tenant.id))
+        ]
     return world, live_key, privates
 
 
@@ -73,8 +75,10 @@ def test_database_holds_no_copy_key_secret(leaked: tuple[World, str, list[bytes]
     with world.app.transaction() as ctx:
         row = ctx.session.scalar(select(CopyKeyRow).where(CopyKeyRow.selector == key.selector))
         assert row is not None
-        assert row.secret_hash == hashlib.sha256(
-            b"provisioner/copy-key|" + key.secret.encode()).digest()
+        assert (
+            row.secret_hash
+            == hashlib.sha256(b"provisioner/copy-key|" + key.secret.encode()).digest()
+        )
 
 
 def test_database_holds_no_private_signing_key(leaked: tuple[World, str, list[bytes]]) -> None:

@@ -16,8 +16,9 @@ class Cli:
     def __init__(self, db_url: str, tmp: Path) -> None:
         self.db_url, self.tmp, self.runner = db_url, tmp, CliRunner()
 
-    def run(self, *args: str, code: int = 0, as_json: bool = False,
-            input: str | None = None) -> Result:
+    def run(
+        self, *args: str, code: int = 0, as_json: bool = False, input: str | None = None
+    ) -> Result:
         argv = ["--db", self.db_url, *(["--json"] if as_json else []), *args]
         result = self.runner.invoke(cli, argv, input=input, catch_exceptions=True)
         shown = f"{argv}\nstdout: {result.stdout}\nstderr: {result.stderr}"
@@ -40,5 +41,3 @@ def run(db_url: str, env: None, tmp_path: Path, app_engines: None) -> Cli:
     c = Cli(db_url, tmp_path)
     c.run("init")
     return c
-
-

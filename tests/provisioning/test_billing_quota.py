@@ -39,8 +39,11 @@ def test_seed_b_worked_example_is_137000_jpy(app: Provisioner, world: World) -> 
     with app.transaction() as ctx:
         bill = billing.group_bill(ctx, "crmate", "2026-11")
     assert [(line["item"], line["amount"]) for line in bill.lines] == [
-        ("licences", 22_000), ("additional tenant", 50_000), ("additional tenant", 50_000),
-        ("disk add-on", 15_000)]
+        ("licences", 22_000),
+        ("additional tenant", 50_000),
+        ("additional tenant", 50_000),
+        ("disk add-on", 15_000),
+    ]
     assert bill.total == 137_000
     assert bill.to_dict()["total"] == 137_000
 
@@ -55,7 +58,8 @@ def test_price_book_is_configurable(app: Provisioner, world: World) -> None:
 
 
 def test_cancelled_tenant_is_billed_in_its_month_then_not(
-        app: Provisioner, world: World, clock: FrozenClock) -> None:
+    app: Provisioner, world: World, clock: FrozenClock
+) -> None:
     _seed_b_group(app, world)
     with app.transaction() as ctx:
         groups.cancel_tenant(ctx, "center-2")
@@ -82,15 +86,15 @@ def test_quota_refuses_writes_and_loses_nothing(app: Provisioner, world: World) 
         from provisioner.services import signing
 
         pem = signing.public_key_pem(ctx, actors.get_tenant(ctx, "hq").id).encode()
-        signing.trust(ctx, actors.resolve(ctx, "shop-admin", "shop"), pem, label="HQ",
-                      policy="auto")
+        signing.trust(
+            ctx, actors.resolve(ctx, "shop-admin", "shop"), pem, label="HQ", policy="auto"
+        )
     _tiny_quota(app, free=100)
     before = world.config("shop")
     with app.transaction() as ctx:
         shop = actors.get_tenant(ctx, "shop")
         usage_before = quotas.usage(ctx, shop)
-        run_id = rollout.start(ctx, actors.resolve(ctx, "hq-admin", "hq"), raw,
-                               [Target("shop")]).id
+        run_id = rollout.start(ctx, actors.resolve(ctx, "hq-admin", "hq"), raw, [Target("shop")]).id
     rollout.process(app, "hq-admin", run_id)
     with app.transaction() as ctx:
         row = rollout.targets(ctx, actors.resolve(ctx, "hq-admin", "hq"), run_id)[0]
@@ -99,8 +103,14 @@ def test_quota_refuses_writes_and_loses_nothing(app: Provisioner, world: World) 
         assert "nothing was written" in (row.reason or "")
         shop = actors.get_tenant(ctx, "shop")
         assert quotas.usage(ctx, shop) == usage_before
-        assert ctx.session.scalar(select(func.count()).select_from(ConfigVersion).where(
-            ConfigVersion.tenant_id == shop.id)) == 1
+        assert (
+            ctx.session.scalar(
+                select(func.count())
+                .select_from(ConfigVersion)
+                .where(ConfigVersion.tenant_id == shop.id)
+            )
+            == 1
+        )
     assert world.config("shop") == before
     # a call record needs 256 bytes: refused too; then an add-on makes room
     with app.transaction() as ctx, pytest.raises(QuotaExceeded, match="a call record") as full:
@@ -110,7 +120,8 @@ def test_quota_refuses_writes_and_loses_nothing(app: Provisioner, world: World) 
         quotas.add_disk(ctx, "shop", gb=1, by="operator")
         metering.record_call(ctx, actors.resolve(ctx, "shop-admin", "shop"), "03-1111-2222")
         assert quotas.usage(ctx, actors.get_tenant(ctx, "shop")).used_bytes == (
-            usage_before.used_bytes + quotas.CALL_RECORD_BYTES)
+            usage_before.used_bytes + quotas.CALL_RECORD_BYTES
+        )
 
 
 def test_usage_counts_stored_bytes(app: Provisioner, world: World) -> None:
@@ -118,22 +129,23 @@ def test_usage_counts_stored_bytes(app: Provisioner, world: World) -> None:
     with app.transaction() as ctx:
         shop = actors.get_tenant(ctx, "shop")
         first = quotas.usage(ctx, shop)
-        doc = ctx.session.scalar(select(ConfigVersion.document).where(
-            ConfigVersion.tenant_id == shop.id))
+        doc = ctx.session.scalar(
+            select(ConfigVersion.document).where(ConfigVersion.tenant_id == shop.id)
+        )
         assert doc is not None
         assert first.used_bytes == len(doc.encode("utf-8"))
         assert first.quota_bytes == 1024**3
 
 
-def test_tenant_from_a_template_bundle(app: Provisioner, world: World,
-                                       clock: FrozenClock) -> None:
+def test_tenant_from_a_template_bundle(app: Provisioner, world: World, clock: FrozenClock) -> None:
     world.tenant("partner")
     world.set_config("partner", labelled(world.config("partner"), 4, "診療科"))
     raw = world.export("partner", only=["checkboxes"])
     with app.transaction() as ctx:
         groups.create(ctx, "clinics", name="クリニック")
-        tenant = sandboxes.create_from_bundle(ctx, "clinic-1", name="第一クリニック", raw=raw,
-                                              group="clinics")
+        tenant = sandboxes.create_from_bundle(
+            ctx, "clinic-1", name="第一クリニック", raw=raw, group="clinics"
+        )
         assert tenant.group_id is not None
     assert world.document("clinic-1").checkboxes[3].label == "診療科"
     world.tenant("other")
@@ -144,8 +156,14 @@ def test_tenant_from_a_template_bundle(app: Provisioner, world: World,
     with app.transaction() as ctx, pytest.raises(BundleRejected, match="expired"):
         sandboxes.create_from_bundle(ctx, "clinic-2", name="第二", raw=raw)
     with app.transaction() as ctx:
-        assert ctx.session.scalar(select(func.count()).select_from(ConfigVersion).where(
-            ConfigVersion.origin.like("bundle:%"))) == 1
+        assert (
+            ctx.session.scalar(
+                select(func.count())
+                .select_from(ConfigVersion)
+                .where(ConfigVersion.origin.like("bundle:%"))
+            )
+            == 1
+        )
 
 
 def test_usage_counts_crm_records_of_the_tenant_only(app: Provisioner, world: World) -> None:
@@ -154,23 +172,25 @@ def test_usage_counts_crm_records_of_the_tenant_only(app: Provisioner, world: Wo
     world.tenant("shop")
     world.tenant("other")
     with app.transaction() as ctx:
-        before = {s: quotas.usage(ctx, actors.get_tenant(ctx, s)).used_bytes
-                  for s in ("shop", "other")}
-        records.create(ctx, actors.resolve(ctx, "shop-admin", "shop"), "contact",
-                       {"name": "田中 太郎"})
+        before = {
+            s: quotas.usage(ctx, actors.get_tenant(ctx, s)).used_bytes for s in ("shop", "other")
+        }
+        records.create(
+            ctx, actors.resolve(ctx, "shop-admin", "shop"), "contact", {"name": "田中 太郎"}
+        )
     with app.transaction() as ctx:
         shop = actors.get_tenant(ctx, "shop")
         rows = quotas.crm_records(ctx, [shop.id])[shop.id]
         assert rows >= 1  # the contact (and its change history)
-        assert quotas.usage(ctx, shop).used_bytes == before["shop"] + \
-            rows * quotas.CRM_RECORD_BYTES
+        assert quotas.usage(ctx, shop).used_bytes == before["shop"] + rows * quotas.CRM_RECORD_BYTES
         assert quotas.usage_many(ctx, [shop.id])[shop.id] == quotas.usage(ctx, shop)
         other = actors.get_tenant(ctx, "other")
         assert quotas.usage(ctx, other).used_bytes == before["other"]
 
 
 def test_crm_records_are_counted_per_tenant_under_row_level_security(
-        app: Provisioner, world: World) -> None:
+    app: Provisioner, world: World
+) -> None:
     """As a role subject to row-level security, each tenant is counted in its own scope."""
     from sqlalchemy import text
     from sqlalchemy.orm import Session
@@ -194,11 +214,13 @@ def test_crm_records_are_counted_per_tenant_under_row_level_security(
         expected = quotas.crm_records(ctx, ids)  # as the superuser: every row visible
     assert expected[ids[0]] > expected[ids[1]] > 0
     with app.engine.connect() as conn:
-        conn.execute(text(
-            f"DO $$ BEGIN CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS; "
-            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"))
-        conn.execute(text(f"GRANT SELECT ON {', '.join(CRM_TENANT_TABLES)}, crm_tallies "
-                          f"TO {role}"))
+        conn.execute(
+            text(
+                f"DO $$ BEGIN CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS; "
+                "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+            )
+        )
+        conn.execute(text(f"GRANT SELECT ON {', '.join(CRM_TENANT_TABLES)}, crm_tallies TO {role}"))
         conn.commit()
         try:
             with Session(bind=conn) as session:
@@ -206,10 +228,14 @@ def test_crm_records_are_counted_per_tenant_under_row_level_security(
                 ctx = Context(session, app.clock, app.master_key)
                 ctx.enter_tenant(ids[1])
                 assert quotas.crm_records(ctx, ids) == expected
-                assert session.scalar(text(  # the caller's scope is restored
-                    "SELECT current_setting('provisioner.tenant_id', true)")) == str(ids[1])
+                assert session.scalar(
+                    text(  # the caller's scope is restored
+                        "SELECT current_setting('provisioner.tenant_id', true)"
+                    )
+                ) == str(ids[1])
                 session.rollback()
         finally:
             with conn.begin():
-                conn.execute(text(f"REVOKE ALL ON {', '.join(CRM_TENANT_TABLES)}, crm_tallies "
-                                  f"FROM {role}"))
+                conn.execute(
+                    text(f"REVOKE ALL ON {', '.join(CRM_TENANT_TABLES)}, crm_tallies FROM {role}")
+                )

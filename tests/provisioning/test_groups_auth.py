@@ -28,7 +28,8 @@ def _group(world: World, app: Provisioner, slugs: list[str], users: dict[str, st
 
 
 def test_login_lists_tenants_in_stable_order_and_switches_without_new_login(
-        app: Provisioner, world: World) -> None:
+    app: Provisioner, world: World
+) -> None:
     _group(world, app, ["tokyo", "osaka", "nagoya"], {"sato": "general"})
     with app.transaction() as ctx:
         result = auth.login(ctx, "sato", PASSWORD)
@@ -70,7 +71,8 @@ def test_wrong_password_and_unknown_login_look_the_same(app: Provisioner, world:
 
 
 def test_password_is_stored_with_argon2_and_session_token_hashed(
-        app: Provisioner, world: World) -> None:
+    app: Provisioner, world: World
+) -> None:
     from sqlalchemy import select
 
     from provisioner.db.provisioning_models import LoginSession
@@ -86,7 +88,8 @@ def test_password_is_stored_with_argon2_and_session_token_hashed(
 
 
 def test_shared_password_change_applies_to_the_whole_group(
-        app: Provisioner, world: World, clock: object) -> None:
+    app: Provisioner, world: World, clock: object
+) -> None:
     _group(world, app, ["tokyo", "osaka"], {"sato": "general"})
     with app.transaction() as ctx:
         session = auth.login(ctx, "sato", PASSWORD)
@@ -117,12 +120,15 @@ def test_session_expires(app: Provisioner, world: World, clock: object) -> None:
 
 
 def test_tenant_cannot_be_removed_from_its_group_only_cancelled(
-        app: Provisioner, world: World) -> None:
+    app: Provisioner, world: World
+) -> None:
     _group(world, app, ["tokyo", "osaka"], {"sato": "general"})
     with app.transaction() as ctx:
         groups.create(ctx, "other", name="他社")
-    with app.transaction() as ctx, pytest.raises(PermissionDenied,
-                                                 match=r"can not be removed.*only be cancelled"):
+    with (
+        app.transaction() as ctx,
+        pytest.raises(PermissionDenied, match=r"can not be removed.*only be cancelled"),
+    ):
         groups.remove_tenant(ctx, "acme-group", "osaka")
     with app.transaction() as ctx, pytest.raises(PermissionDenied, match="can not leave"):
         groups.add_tenant(ctx, "other", "osaka")

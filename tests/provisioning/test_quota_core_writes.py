@@ -25,8 +25,9 @@ def _add_gb(app: Provisioner, slug: str) -> None:
         quotas.add_disk(ctx, slug, gb=1, by="operator")
 
 
-def test_config_set_over_quota_is_refused_and_writes_nothing(app: Provisioner,
-                                                            world: World) -> None:
+def test_config_set_over_quota_is_refused_and_writes_nothing(
+    app: Provisioner, world: World
+) -> None:
     world.tenant("shop")
     before, version = world.config("shop"), world.version("shop")
     _leave_free(app, "shop", 100)
@@ -47,8 +48,10 @@ def test_receive_and_approve_over_quota_are_refused(app: Provisioner, world: Wor
     with pytest.raises(QuotaExceeded, match="this bundle"):
         world.send("hq", key)
     with app.transaction() as ctx:  # refused before the key was consumed: it still works
-        states = [copykeys.state(k, ctx.clock.now()) for k in copykeys.list_keys(
-            ctx, actors.resolve(ctx, "shop-admin", "shop"))]
+        states = [
+            copykeys.state(k, ctx.clock.now())
+            for k in copykeys.list_keys(ctx, actors.resolve(ctx, "shop-admin", "shop"))
+        ]
     assert states == ["active"]
     _leave_free(app, "shop", 100_000_000)
     transfer_id = world.send("hq", key)
@@ -62,8 +65,7 @@ def test_receive_and_approve_over_quota_are_refused(app: Provisioner, world: Wor
     assert world.approve(transfer_id, "shop-admin").outcome == "applied"
 
 
-def test_stored_sizes_are_the_real_bytes_for_every_writer(app: Provisioner,
-                                                          world: World) -> None:
+def test_stored_sizes_are_the_real_bytes_for_every_writer(app: Provisioner, world: World) -> None:
     """Usage sums sizes kept on the rows: each writer must store the true byte count."""
     world.tenant("hq")
     world.tenant("shop")
@@ -71,26 +73,36 @@ def test_stored_sizes_are_the_real_bytes_for_every_writer(app: Provisioner,
     transfer_id = world.send("hq", world.key("shop"))  # accept: envelope
     world.approve(transfer_id, "shop-admin")  # the row-to-row copy
     with app.transaction() as ctx:
-        versions = ctx.session.execute(select(
-            ConfigVersion.document, ConfigVersion.size_bytes)).all()
-        envelopes = [(transfers.bundle_file(t), t.envelope_bytes)  # the file as received
-                     for t in ctx.session.scalars(select(Transfer).options(undefer("*")))]
+        versions = ctx.session.execute(
+            select(ConfigVersion.document, ConfigVersion.size_bytes)
+        ).all()
+        envelopes = [
+            (transfers.bundle_file(t), t.envelope_bytes)  # the file as received
+            for t in ctx.session.scalars(select(Transfer).options(undefer("*")))
+        ]
     assert len(versions) == 4
     assert all(size == len(doc.encode("utf-8")) for doc, size in versions)
     assert envelopes
     assert all(size == len(raw) for raw, size in envelopes)
     with app.transaction() as ctx:
         shop = actors.get_tenant(ctx, "shop")
-        shop_docs = ctx.session.scalars(select(ConfigVersion.document).where(
-            ConfigVersion.tenant_id == shop.id)).all()
-        shop_raw = [transfers.bundle_file(t) for t in ctx.session.scalars(
-            select(Transfer).where(Transfer.tenant_id == shop.id).options(undefer("*")))]
+        shop_docs = ctx.session.scalars(
+            select(ConfigVersion.document).where(ConfigVersion.tenant_id == shop.id)
+        ).all()
+        shop_raw = [
+            transfers.bundle_file(t)
+            for t in ctx.session.scalars(
+                select(Transfer).where(Transfer.tenant_id == shop.id).options(undefer("*"))
+            )
+        ]
         assert quotas.usage(ctx, shop).used_bytes == sum(
-            len(d.encode("utf-8")) for d in shop_docs) + sum(len(r) for r in shop_raw)
+            len(d.encode("utf-8")) for d in shop_docs
+        ) + sum(len(r) for r in shop_raw)
 
 
-def test_import_and_seed_over_quota_are_refused_and_write_nothing(app: Provisioner,
-                                                                  world: World) -> None:
+def test_import_and_seed_over_quota_are_refused_and_write_nothing(
+    app: Provisioner, world: World
+) -> None:
     from provisioner.db.crm_models import CrmContact
     from provisioner.services.crm import csvio, seed
 

@@ -29,16 +29,27 @@ def _stored(app: Provisioner, slug: str) -> tuple[int, int, int, int]:
         tenant = actors.get_tenant(ctx, slug)
         actor = actors.resolve(ctx, f"{slug}-admin", slug)
         scope.enter(ctx, actor)
-        contacts = ctx.session.scalar(select(func.count()).select_from(CrmContact).where(
-            CrmContact.tenant_id == tenant.id)) or 0
-        changes = ctx.session.scalar(select(func.count()).select_from(CrmChange).where(
-            CrmChange.tenant_id == tenant.id)) or 0
+        contacts = (
+            ctx.session.scalar(
+                select(func.count())
+                .select_from(CrmContact)
+                .where(CrmContact.tenant_id == tenant.id)
+            )
+            or 0
+        )
+        changes = (
+            ctx.session.scalar(
+                select(func.count()).select_from(CrmChange).where(CrmChange.tenant_id == tenant.id)
+            )
+            or 0
+        )
         counted = tally.records(ctx.session.connection(), tenant.id)
         return contacts, changes, counted, quotas.usage(ctx, tenant).used_bytes
 
 
-def test_a_record_create_over_quota_is_refused_and_writes_nothing(app: Provisioner,
-                                                                  world: World) -> None:
+def test_a_record_create_over_quota_is_refused_and_writes_nothing(
+    app: Provisioner, world: World
+) -> None:
     world.tenant("shop")
     admin = world.actor("shop")
     with app.transaction() as ctx:
@@ -47,11 +58,15 @@ def test_a_record_create_over_quota_is_refused_and_writes_nothing(app: Provision
     assert before[:3] == (1, 1, 2)  # the contact and its change-log row, counted
     # room for one record, not for a record and its change-log row
     _leave_free(app, "shop", quotas.CRM_RECORD_BYTES)
-    for type_name, data in (("contact", {"name": "新規 顧客"}),
-                            ("activity", {"contact_id": contact["id"], "date": "2026-11-01"}),
-                            ("company", {"name": "株式会社新規"})):
-        with pytest.raises(QuotaExceeded, match=f"a new {type_name} needs 1,024 bytes") as err, \
-                app.transaction() as ctx:
+    for type_name, data in (
+        ("contact", {"name": "新規 顧客"}),
+        ("activity", {"contact_id": contact["id"], "date": "2026-11-01"}),
+        ("company", {"name": "株式会社新規"}),
+    ):
+        with (
+            pytest.raises(QuotaExceeded, match=f"a new {type_name} needs 1,024 bytes") as err,
+            app.transaction() as ctx,
+        ):
             records.create(ctx, admin, type_name, data)
         assert "nothing was written" in err.value.message
         assert "--disk-gb" in (err.value.hint or "")
@@ -83,7 +98,8 @@ def test_usage_reads_the_maintained_count(app: Provisioner, world: World) -> Non
 
 
 def test_the_cli_refuses_a_record_over_quota_until_disk_is_added(
-        app: Provisioner, world: World, run: Cli) -> None:
+    app: Provisioner, world: World, run: Cli
+) -> None:
     world.tenant("shop")
     data = json.dumps({"name": "架電 太郎", "phone": "03-9999-0000"})
     argv = ("record", "create", "contact", "-t", "shop", "--as", "shop-admin", "--data", data)

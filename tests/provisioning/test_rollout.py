@@ -48,20 +48,32 @@ def _damage(app: Provisioner, slug: str) -> None:
     with app.transaction() as ctx:
         tenant = actors.get_tenant(ctx, slug)
         assert tenant.config_version is not None
-        ctx.session.add(ConfigVersion(tenant_id=tenant.id, version=tenant.config_version + 1,
-                                      document="{}", digest="sha256:stray",
-                                      created_at=ctx.clock.now(), created_by=None,
-                                      origin="stray"))
+        ctx.session.add(
+            ConfigVersion(
+                tenant_id=tenant.id,
+                version=tenant.config_version + 1,
+                document="{}",
+                digest="sha256:stray",
+                created_at=ctx.clock.now(),
+                created_by=None,
+                origin="stray",
+            )
+        )
 
 
 def _retried_batches(app: Provisioner) -> int:
     with app.transaction() as ctx:
-        return ctx.session.scalar(select(func.count()).select_from(AuditEvent).where(
-            AuditEvent.action == "rollout:batch_retried_one_by_one")) or 0
+        return (
+            ctx.session.scalar(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(AuditEvent.action == "rollout:batch_retried_one_by_one")
+            )
+            or 0
+        )
 
 
-def test_one_bundle_to_many_targets_with_failures_isolated(
-        app: Provisioner, world: World) -> None:
+def test_one_bundle_to_many_targets_with_failures_isolated(app: Provisioner, world: World) -> None:
     raw = _hq(world)
     for n in range(1, 6):
         world.tenant(f"shop-{n}")
@@ -78,9 +90,19 @@ def test_one_bundle_to_many_targets_with_failures_isolated(
     _damage(app, "broken")  # its batch fails in the database, then goes one by one
     before = {s: world.version(s) for s in ("broken", "stranger", "sandbox")}
 
-    targets = [Target("shop-1"), Target("shop-2"), Target("broken"), Target("manual-shop"),
-               Target("keyed-shop", key=True), Target("stranger"), Target("sandbox"),
-               Target("nowhere"), Target("shop-3"), Target("shop-4"), Target("shop-5")]
+    targets = [
+        Target("shop-1"),
+        Target("shop-2"),
+        Target("broken"),
+        Target("manual-shop"),
+        Target("keyed-shop", key=True),
+        Target("stranger"),
+        Target("sandbox"),
+        Target("nowhere"),
+        Target("shop-3"),
+        Target("shop-4"),
+        Target("shop-5"),
+    ]
     run_id = _start(app, raw, targets)
     rollout.process(app, "hq-admin", run_id, keys={"keyed-shop": key}, batch_size=4)
 
@@ -113,34 +135,72 @@ def test_one_bundle_to_many_targets_with_failures_isolated(
         for slug in ("broken", "stranger", "sandbox"):
             tenant = actors.get_tenant(ctx, slug)
             assert tenant.config_version == before[slug]
-            assert ctx.session.scalar(select(func.count()).select_from(Transfer).where(
-                Transfer.tenant_id == tenant.id)) == 0
+            assert (
+                ctx.session.scalar(
+                    select(func.count())
+                    .select_from(Transfer)
+                    .where(Transfer.tenant_id == tenant.id)
+                )
+                == 0
+            )
 
 
 def _trail(app: Provisioner, slug: str) -> dict[str, Any]:
     """Everything a delivery wrote for a target, without ids and instants."""
     with app.transaction() as ctx:
         tenant = actors.get_tenant(ctx, slug)
-        transfer = ctx.session.scalar(select(Transfer).where(Transfer.tenant_id == tenant.id)
-                                      .options(undefer("*")))
+        transfer = ctx.session.scalar(
+            select(Transfer).where(Transfer.tenant_id == tenant.id).options(undefer("*"))
+        )
         assert transfer is not None
         version = ctx.session.get(ConfigVersion, (tenant.id, tenant.config_version))
         assert version is not None
-        events = [(e.actor, e.action, {k: v for k, v in e.details.items()
-                                       if k not in {"rollout", "bundle_id"}})
-                  for e in ctx.session.scalars(select(AuditEvent).where(
-                      AuditEvent.tenant_id == tenant.id,
-                      AuditEvent.action.in_(["transfer:received", "transfer:approved",
-                                             "rollout:auto_applied"]))
-                      .order_by(AuditEvent.id))]
+        events = [
+            (
+                e.actor,
+                e.action,
+                {k: v for k, v in e.details.items() if k not in {"rollout", "bundle_id"}},
+            )
+            for e in ctx.session.scalars(
+                select(AuditEvent)
+                .where(
+                    AuditEvent.tenant_id == tenant.id,
+                    AuditEvent.action.in_(
+                        ["transfer:received", "transfer:approved", "rollout:auto_applied"]
+                    ),
+                )
+                .order_by(AuditEvent.id)
+            )
+        ]
         return {
-            "transfer": {c: getattr(transfer, c) for c in (
-                "status", "payload_digest", "signer_key_id", "source_tenant", "source_name",
-                "source_version", "source_digest", "copy_key_id", "envelope", "incoming",
-                "base_version", "received_by", "decided_by", "applied_version", "reason")},
+            "transfer": {
+                c: getattr(transfer, c)
+                for c in (
+                    "status",
+                    "payload_digest",
+                    "signer_key_id",
+                    "source_tenant",
+                    "source_name",
+                    "source_version",
+                    "source_digest",
+                    "copy_key_id",
+                    "envelope",
+                    "incoming",
+                    "base_version",
+                    "received_by",
+                    "decided_by",
+                    "applied_version",
+                    "reason",
+                )
+            },
             "plan": transfer.plan,
-            "version": (version.version, version.digest, version.document, version.created_by,
-                        version.origin == f"transfer:{transfer.id}"),
+            "version": (
+                version.version,
+                version.digest,
+                version.document,
+                version.created_by,
+                version.origin == f"transfer:{transfer.id}",
+            ),
             "events": events,
         }
 
@@ -156,7 +216,8 @@ def _same_admin(value: Any, login: str) -> Any:
 
 
 def test_batched_delivery_writes_what_the_ordinary_services_write(
-        app: Provisioner, world: World) -> None:
+    app: Provisioner, world: World
+) -> None:
     raw = _hq(world)
     for slug in ("fast", "slow", "broken"):
         world.tenant(slug)
@@ -173,8 +234,11 @@ def test_batched_delivery_writes_what_the_ordinary_services_write(
     slow = _same_admin(slow, "slow-admin")
     for part in ("transfer", "plan", "version", "events"):
         assert fast[part] == slow[part], part
-    assert [e[1] for e in fast["events"]] == ["transfer:received", "transfer:approved",
-                                              "rollout:auto_applied"]
+    assert [e[1] for e in fast["events"]] == [
+        "transfer:received",
+        "transfer:approved",
+        "rollout:auto_applied",
+    ]
 
 
 def test_auto_policy_is_verified_planned_and_audited(app: Provisioner, world: World) -> None:
@@ -191,8 +255,13 @@ def test_auto_policy_is_verified_planned_and_audited(app: Provisioner, world: Wo
         assert transfer.decided_by == "shop-admin"  # the admin who set the auto policy
         assert transfer.plan["summary"]  # planned like any transfer
         shop = actors.get_tenant(ctx, "shop")
-        actions = list(ctx.session.scalars(select(AuditEvent.action).where(
-            AuditEvent.tenant_id == shop.id).order_by(AuditEvent.id)))
+        actions = list(
+            ctx.session.scalars(
+                select(AuditEvent.action)
+                .where(AuditEvent.tenant_id == shop.id)
+                .order_by(AuditEvent.id)
+            )
+        )
     assert actions[-3:] == ["transfer:received", "transfer:approved", "rollout:auto_applied"]
 
 
@@ -226,8 +295,7 @@ def test_rollout_resumes_after_interruption(app: Provisioner, world: World) -> N
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        rollout.process(app, "hq-admin", run_id, on_progress=interrupt_after_two,
-                        batch_size=1)
+        rollout.process(app, "hq-admin", run_id, on_progress=interrupt_after_two, batch_size=1)
     half = _summary(app, run_id)
     assert half["status"] == "running"
     assert half["counts"] == {"applied": 2, "pending": 4}
@@ -247,22 +315,31 @@ def test_sandbox_can_neither_send_nor_receive(app: Provisioner, world: World) ->
     world.tenant("prod")
     world.set_config("prod", labelled(world.config("prod"), 2, "本番設定"))
     with app.transaction() as ctx:  # production holds data
-        records.create(ctx, actors.resolve(ctx, "prod-admin", "prod"), "contact",
-                       {"name": "田中 太郎"})
+        records.create(
+            ctx, actors.resolve(ctx, "prod-admin", "prod"), "contact", {"name": "田中 太郎"}
+        )
     with app.transaction() as ctx:
         box = sandboxes.create_sandbox(ctx, "prod-sandbox", source="prod")
         assert box.is_sandbox
         assert box.group_id is None
         # the configuration, and no data
-        assert ctx.session.scalar(select(func.count()).select_from(CrmContact).where(
-            CrmContact.tenant_id == box.id)) == 0
+        assert (
+            ctx.session.scalar(
+                select(func.count()).select_from(CrmContact).where(CrmContact.tenant_id == box.id)
+            )
+            == 0
+        )
         assert ctx.session.scalar(select(func.count()).select_from(CrmContact)) == 1
     # the configuration is copied, and the source's admins are its admins
     assert world.document("prod-sandbox").checkboxes[1].label == "本番設定"
     change = labelled(world.config("prod-sandbox"), 3, "試験中")
     with app.transaction() as ctx:  # the source's admin tries a change in the sandbox
-        configs.set_sections(ctx, actors.resolve(ctx, "prod-admin", "prod-sandbox"),
-                             actors.get_tenant(ctx, "prod-sandbox"), change)
+        configs.set_sections(
+            ctx,
+            actors.resolve(ctx, "prod-admin", "prod-sandbox"),
+            actors.get_tenant(ctx, "prod-sandbox"),
+            change,
+        )
     bundle = world.export("prod")
     # it receives nothing, neither by copy key ...
     with pytest.raises(TransferRefused, match="sandbox"):

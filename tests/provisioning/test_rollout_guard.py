@@ -41,15 +41,17 @@ def _trust_hq(app: Provisioner, world: World, slugs: list[str]) -> bytes:
 
 
 @contextmanager
-def _pointer_moved_before_the_batch_writes(app: Provisioner, tenant_id: int,
-                                           base: int) -> Iterator[list[str]]:
+def _pointer_moved_before_the_batch_writes(
+    app: Provisioner, tenant_id: int, base: int
+) -> Iterator[list[str]]:
     """Another change moves the tenant from ``base`` to ``base + 1`` just before the batch's
     guarded UPDATE runs (on the batch's own connection: its row locks would hold off any
     other writer, so this is the only way such a race can be staged)."""
     fired: list[str] = []
 
-    def move(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
-             executemany: bool) -> None:
+    def move(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
         if fired or not statement.startswith("UPDATE tenants SET config_version"):
             return
         if not executemany:  # the batch moves many pointers in one executemany
@@ -59,9 +61,9 @@ def _pointer_moved_before_the_batch_writes(app: Provisioner, tenant_id: int,
             "INSERT INTO config_versions (tenant_id, version, document, digest, size_bytes, "
             "created_at, created_by, origin) SELECT tenant_id, version + 1, document, "
             f"'sha256:concurrent', size_bytes, created_at, 'someone', 'concurrent' "
-            f"FROM config_versions WHERE tenant_id = {tenant_id} AND version = {base}")
-        cursor.execute(f"UPDATE tenants SET config_version = {base + 1} "
-                       f"WHERE id = {tenant_id}")
+            f"FROM config_versions WHERE tenant_id = {tenant_id} AND version = {base}"
+        )
+        cursor.execute(f"UPDATE tenants SET config_version = {base + 1} WHERE id = {tenant_id}")
 
     event.listen(app.engine, "before_cursor_execute", move)
     try:
@@ -70,22 +72,23 @@ def _pointer_moved_before_the_batch_writes(app: Provisioner, tenant_id: int,
         event.remove(app.engine, "before_cursor_execute", move)
 
 
-def test_a_rollout_never_overwrites_a_pointer_that_moved(app: Provisioner,
-                                                         world: World) -> None:
+def test_a_rollout_never_overwrites_a_pointer_that_moved(app: Provisioner, world: World) -> None:
     slugs = ["shop-1", "shop-2", "shop-3"]
     raw = _trust_hq(app, world, slugs)
     with app.transaction() as ctx:
         shop_2 = actors.get_tenant(ctx, "shop-2").id
-        run_id = rollout.start(ctx, actors.resolve(ctx, "hq-admin", "hq"), raw,
-                               [Target(s) for s in slugs]).id
+        run_id = rollout.start(
+            ctx, actors.resolve(ctx, "hq-admin", "hq"), raw, [Target(s) for s in slugs]
+        ).id
 
     with _pointer_moved_before_the_batch_writes(app, shop_2, base=1) as fired:
         rollout.process(app, "hq-admin", run_id)
 
     assert fired, "the batch's guarded UPDATE did not run"
     with app.transaction() as ctx:
-        retried = ctx.session.scalars(select(AuditEvent).where(
-            AuditEvent.action == "rollout:batch_retried_one_by_one")).all()
+        retried = ctx.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "rollout:batch_retried_one_by_one")
+        ).all()
         assert len(retried) == 1
         error = retried[0].details["error"]
         assert error.startswith("PlanConflict: the configuration of 'shop-2' changed")
@@ -95,8 +98,14 @@ def test_a_rollout_never_overwrites_a_pointer_that_moved(app: Provisioner,
         for slug in slugs:
             tenant = actors.get_tenant(ctx, slug)
             assert tenant.config_version == 2
-            assert ctx.session.scalar(select(func.count()).select_from(ConfigVersion).where(
-                ConfigVersion.tenant_id == tenant.id)) == 2
+            assert (
+                ctx.session.scalar(
+                    select(func.count())
+                    .select_from(ConfigVersion)
+                    .where(ConfigVersion.tenant_id == tenant.id)
+                )
+                == 2
+            )
     for slug in slugs:
         assert world.document(slug).checkboxes[0].label == "本部指定"
 
@@ -105,12 +114,14 @@ def _new(ctx: Any, slug: str, label: str, base: int | None = None) -> configs.Ne
     tenant = actors.get_tenant(ctx, slug)
     head = configs.current(ctx, tenant)
     body = canonical_bytes({**head.data, **labelled(head.data, 1, label)})
-    return configs.NewVersion(tenant, head.version if base is None else base, body,
-                              f"{slug}-admin", "set")
+    return configs.NewVersion(
+        tenant, head.version if base is None else base, body, f"{slug}-admin", "set"
+    )
 
 
 def test_commit_versions_moves_every_pointer_with_one_guarded_statement(
-        app: Provisioner, world: World) -> None:
+    app: Provisioner, world: World
+) -> None:
     for slug in ("a-shop", "b-shop"):
         world.tenant(slug)
     with app.transaction() as ctx:
@@ -123,15 +134,17 @@ def test_commit_versions_moves_every_pointer_with_one_guarded_statement(
 
 
 def test_commit_versions_with_a_stale_base_is_a_plan_conflict_and_writes_nothing(
-        app: Provisioner, world: World) -> None:
+    app: Provisioner, world: World
+) -> None:
     for slug in ("a-shop", "b-shop"):
         world.tenant(slug)
     world.set_config("b-shop", labelled(world.config("b-shop"), 1, "先に変更"))  # b: v2
 
-    with pytest.raises(PlanConflict, match="'b-shop' changed while this change"), \
-            app.transaction() as ctx:
-        configs.commit_versions(ctx, [_new(ctx, "a-shop", "一"),
-                                      _new(ctx, "b-shop", "二", base=1)])
+    with (
+        pytest.raises(PlanConflict, match="'b-shop' changed while this change"),
+        app.transaction() as ctx,
+    ):
+        configs.commit_versions(ctx, [_new(ctx, "a-shop", "一"), _new(ctx, "b-shop", "二", base=1)])
 
     assert (world.version("a-shop"), world.version("b-shop")) == (1, 2)
     assert world.document("b-shop").checkboxes[0].label == "先に変更"

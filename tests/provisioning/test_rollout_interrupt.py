@@ -26,13 +26,18 @@ CLI = [sys.executable, "-c", "from provisioner.cli.main import main; main()"]
 def _spawn(db_url: str, *args: str) -> subprocess.Popen[str]:
     # SIGINT as a terminal delivers it, even when this test runs where it is ignored (a
     # background job of a shell): the child starts with the default disposition
-    return subprocess.Popen([*CLI, "--db", db_url, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(
+        [*CLI, "--db", db_url, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
-def _stop_midway(watch: Engine, proc: subprocess.Popen[str], sig: int,
-                 at_least: int) -> tuple[int, str]:
+def _stop_midway(
+    watch: Engine, proc: subprocess.Popen[str], sig: int, at_least: int
+) -> tuple[int, str]:
     """Signal the process as soon as ``at_least`` targets are done -- wherever it is then,
     possibly in the middle of a transaction. ``watch`` only reads (it never takes a lock
     the process could wait for)."""
@@ -41,8 +46,11 @@ def _stop_midway(watch: Engine, proc: subprocess.Popen[str], sig: int,
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the rollout made no progress"
         with watch.connect() as conn:
-            done = conn.scalar(select(func.count()).select_from(RolloutTarget).where(
-                RolloutTarget.status != "pending"))
+            done = conn.scalar(
+                select(func.count())
+                .select_from(RolloutTarget)
+                .where(RolloutTarget.status != "pending")
+            )
         if (done or 0) >= at_least:
             proc.send_signal(sig)
             break
@@ -55,8 +63,12 @@ def _check_consistent(app: Provisioner) -> dict[str, int]:
     """Every applied target has exactly one applied transfer and version 2; the others none."""
     with app.transaction() as ctx:
         rows = ctx.session.execute(
-            select(RolloutTarget.target_slug, RolloutTarget.status, Tenant.config_version,
-                   func.count(Transfer.id))
+            select(
+                RolloutTarget.target_slug,
+                RolloutTarget.status,
+                Tenant.config_version,
+                func.count(Transfer.id),
+            )
             .join(Tenant, Tenant.slug == RolloutTarget.target_slug)
             .outerjoin(Transfer, Transfer.tenant_id == Tenant.id)
             .group_by(RolloutTarget.target_slug, RolloutTarget.status, Tenant.config_version)
@@ -72,7 +84,8 @@ def _check_consistent(app: Provisioner) -> dict[str, int]:
 
 
 def test_killed_rollout_resumes_without_loss_or_duplicates(
-        app: Provisioner, world: World, db_url: str, tmp_path: Path) -> None:
+    app: Provisioner, world: World, db_url: str, tmp_path: Path
+) -> None:
     world.tenant("hq")
     world.set_config("hq", labelled(world.config("hq"), 1, "本部指定"))
     bundle = tmp_path / "hq.bundle"
@@ -83,8 +96,9 @@ def test_killed_rollout_resumes_without_loss_or_duplicates(
     for slug in slugs:
         world.tenant(slug)
         with app.transaction() as ctx:
-            signing.trust(ctx, actors.resolve(ctx, f"{slug}-admin", slug), pem, label="本部",
-                          policy="auto")
+            signing.trust(
+                ctx, actors.resolve(ctx, f"{slug}-admin", slug), pem, label="本部", policy="auto"
+            )
     targets = tmp_path / "targets.txt"
     targets.write_text("\n".join(slugs) + "\n")
     hq = ("rollout", "-t", "hq", "--as", "hq-admin")
@@ -92,8 +106,16 @@ def test_killed_rollout_resumes_without_loss_or_duplicates(
     watch = create_engine(db_url)
     try:
         # Ctrl-C: the batch in flight rolls back, the process says how to resume
-        proc = _spawn(db_url, *hq, "--bundle", str(bundle), "--targets-file", str(targets),
-                      "--batch-size", "1")
+        proc = _spawn(
+            db_url,
+            *hq,
+            "--bundle",
+            str(bundle),
+            "--targets-file",
+            str(targets),
+            "--batch-size",
+            "1",
+        )
         code, err = _stop_midway(watch, proc, signal.SIGINT, at_least=3)
         assert code == 130, err
         assert "rollout 1 interrupted" in err
@@ -112,8 +134,13 @@ def test_killed_rollout_resumes_without_loss_or_duplicates(
         watch.dispose()
 
     # the last resume finishes the run
-    done = subprocess.run([*CLI, "--db", db_url, "--json", *hq, "--resume", "1"],
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [*CLI, "--db", db_url, "--json", *hq, "--resume", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["status"] == "finished"

@@ -25,8 +25,9 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture(autouse=True)
 def light_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(auth, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8192,
-                                                        parallelism=1))
+    monkeypatch.setattr(
+        auth, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
+    )
 
 
 @pytest.fixture
@@ -38,11 +39,14 @@ def acme(world: World) -> str:
 def test_admins_list_users_and_change_roles(app: Provisioner, world: World, acme: str) -> None:
     admin = world.actor("acme")
     with app.transaction() as ctx:
-        assert [(u["login"], u["role"], u["disabled"]) for u in users.list_users(ctx, admin)
-                ] == [("acme-admin", "admin", False), ("kato", "read_only", False),
-                      ("sato", "general", False)]
-        assert users.set_role(ctx, admin, "sato", "general_no_export")["role"] == \
-            "general_no_export"
+        assert [(u["login"], u["role"], u["disabled"]) for u in users.list_users(ctx, admin)] == [
+            ("acme-admin", "admin", False),
+            ("kato", "read_only", False),
+            ("sato", "general", False),
+        ]
+        assert (
+            users.set_role(ctx, admin, "sato", "general_no_export")["role"] == "general_no_export"
+        )
         with pytest.raises(ValidationFailed, match="unknown role"):
             users.set_role(ctx, admin, "sato", "superuser")
         with pytest.raises(PermissionDenied, match="yourself"):  # the last admin stays
@@ -55,8 +59,9 @@ def test_admins_list_users_and_change_roles(app: Provisioner, world: World, acme
     assert world.actor("acme", "sato").role == "general_no_export"
 
 
-def test_a_disabled_user_can_neither_act_nor_log_in(app: Provisioner, world: World,
-                                                    acme: str) -> None:
+def test_a_disabled_user_can_neither_act_nor_log_in(
+    app: Provisioner, world: World, acme: str
+) -> None:
     admin = world.actor("acme")
     with app.transaction() as ctx:
         auth.set_initial_password(ctx, "sato", PASSWORD, by="test")
@@ -94,7 +99,8 @@ def test_remove_ends_the_membership_only(app: Provisioner, world: World, acme: s
 
 
 def test_password_reset_by_the_admin_of_every_tenant_of_the_user(
-        app: Provisioner, world: World, acme: str) -> None:
+    app: Provisioner, world: World, acme: str
+) -> None:
     world.tenant("acme-osaka")
     world.tenant("other")
     admin, sato = world.actor("acme"), world.actor("acme", "sato")
@@ -122,8 +128,9 @@ def test_password_reset_by_the_admin_of_every_tenant_of_the_user(
             users.reset_password(ctx, sato, "kato")
 
 
-def test_a_tenant_refuses_users_beyond_its_licensed_count(app: Provisioner, world: World,
-                                                          acme: str) -> None:
+def test_a_tenant_refuses_users_beyond_its_licensed_count(
+    app: Provisioner, world: World, acme: str
+) -> None:
     admin = world.actor("acme")
     with app.transaction() as ctx:
         users.set_licensed_users(ctx, "acme", 3, by="operator")
@@ -150,15 +157,19 @@ def test_the_user_department_master(app: Provisioner, world: World, acme: str) -
         with pytest.raises(ValidationFailed):
             users.add_department(ctx, admin, "bad code!", "x")
     with app.transaction() as ctx:
-        assert users.departments(ctx, admin) == [{"code": "sales", "name": "営業部"},
-                                                 {"code": "support", "name": "サポート部"}]
-        assert {u["login"]: u["department"] for u in users.list_users(ctx, admin)}["sato"] \
-            == "sales"
+        assert users.departments(ctx, admin) == [
+            {"code": "sales", "name": "営業部"},
+            {"code": "support", "name": "サポート部"},
+        ]
+        assert {u["login"]: u["department"] for u in users.list_users(ctx, admin)}[
+            "sato"
+        ] == "sales"
         assert users.set_department(ctx, admin, "sato", None)["department"] is None
 
 
-def test_the_copy_feature_is_for_admins_only_end_to_end(app: Provisioner, world: World,
-                                                        acme: str) -> None:
+def test_the_copy_feature_is_for_admins_only_end_to_end(
+    app: Provisioner, world: World, acme: str
+) -> None:
     world.tenant("source")
     transfer_id = world.send("source", world.key("acme"))
     for login in ("sato", "kato"):
@@ -209,12 +220,15 @@ def test_user_commands(run: Cli) -> None:
     assert run.json("user", "departments", *admin) == [{"code": "sales", "name": "営業部"}]
     assert run.json("user", "department", "sato", "sales", *admin)["department"] == "sales"
     reset = run.json("user", "reset-password", "sato", *admin)
-    assert run.json("login", "sato", "--password-stdin",
-                    input=reset["password"] + "\n")["login"] == "sato"
-    assert "only an admin" in run.run("user", "list", "-t", "acme", "--as", "sato",
-                                      code=1).stderr
+    assert (
+        run.json("login", "sato", "--password-stdin", input=reset["password"] + "\n")["login"]
+        == "sato"
+    )
+    assert "only an admin" in run.run("user", "list", "-t", "acme", "--as", "sato", code=1).stderr
     assert run.json("tenant", "licences", "acme", "2")["licensed_users"] == 2
-    assert "licensed for 2" in run.run("user", "add", "kato", "--tenant", "acme", "--role",
-                                       "general", code=1).stderr
+    assert (
+        "licensed for 2"
+        in run.run("user", "add", "kato", "--tenant", "acme", "--role", "general", code=1).stderr
+    )
     run.run("user", "remove", "sato", *admin, "--yes")
     assert [u["login"] for u in run.json("user", "list", *admin)] == ["boss"]

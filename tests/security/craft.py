@@ -73,22 +73,33 @@ def counts(world: World, slug: str) -> dict[str, Any]:
         session = ctx.session
         return {
             "config_version": tenant.config_version,
-            "versions": session.scalar(select(func.count()).select_from(ConfigVersion)
-                                       .where(ConfigVersion.tenant_id == tenant.id)),
-            "transfers": session.scalar(select(func.count()).select_from(Transfer)
-                                        .where(Transfer.tenant_id == tenant.id)),
-            "used_keys": session.scalar(select(func.count()).select_from(CopyKeyRow)
-                                        .where(CopyKeyRow.tenant_id == tenant.id,
-                                               CopyKeyRow.used_at.is_not(None))),
+            "versions": session.scalar(
+                select(func.count())
+                .select_from(ConfigVersion)
+                .where(ConfigVersion.tenant_id == tenant.id)
+            ),
+            "transfers": session.scalar(
+                select(func.count()).select_from(Transfer).where(Transfer.tenant_id == tenant.id)
+            ),
+            "used_keys": session.scalar(
+                select(func.count())
+                .select_from(CopyKeyRow)
+                .where(CopyKeyRow.tenant_id == tenant.id, CopyKeyRow.used_at.is_not(None))
+            ),
         }
 
 
 def audit_count(world: World, slug: str, action: str) -> int:
     with world.app.transaction() as ctx:
         tenant = actors.get_tenant(ctx, slug)
-        return int(ctx.session.scalar(
-            select(func.count()).select_from(AuditEvent)
-            .where(AuditEvent.tenant_id == tenant.id, AuditEvent.action == action)) or 0)
+        return int(
+            ctx.session.scalar(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(AuditEvent.tenant_id == tenant.id, AuditEvent.action == action)
+            )
+            or 0
+        )
 
 
 def key_row(world: World, selector: str) -> CopyKeyRow:

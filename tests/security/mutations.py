@@ -73,14 +73,47 @@ def _copy(data: Any) -> Any:
 
 
 HOSTILE_TEXT = [
-    "", " ", "\x00", "a\x00b", "\u202e", "\ufeff", "=1+1", "＝1+1", "x" * 100_000,
-    "\u0301", "𠮷野家", "\\", '"', "\u2028", "\x7f", "\x1b[31m", "Ａ", "null", "NaN",
+    "",
+    " ",
+    "\x00",
+    "a\x00b",
+    "\u202e",
+    "\ufeff",
+    "=1+1",
+    "＝1+1",
+    "x" * 100_000,
+    "\u0301",
+    "𠮷野家",
+    "\\",
+    '"',
+    "\u2028",
+    "\x7f",
+    "\x1b[31m",
+    "Ａ",
+    "null",
+    "NaN",
 ]
 HUGE_NUMBERS = [
-    b"2147483647", b"2147483648", b"-2147483649", b"9007199254740991", b"9007199254740993",
-    b"9223372036854775807", b"9223372036854775808", b"-9223372036854775809",
-    b"18446744073709551616", b"1" + b"0" * 30, b"1" + b"0" * 5000, b"1e400", b"-1e400",
-    b"1.5", b"-0", b"1E2", b"0.0", b"1e-400", b"00", b"-",
+    b"2147483647",
+    b"2147483648",
+    b"-2147483649",
+    b"9007199254740991",
+    b"9007199254740993",
+    b"9223372036854775807",
+    b"9223372036854775808",
+    b"-9223372036854775809",
+    b"18446744073709551616",
+    b"1" + b"0" * 30,
+    b"1" + b"0" * 5000,
+    b"1e400",
+    b"-1e400",
+    b"1.5",
+    b"-0",
+    b"1E2",
+    b"0.0",
+    b"1e-400",
+    b"00",
+    b"-",
 ]
 
 
@@ -91,8 +124,14 @@ class Mutator:
     not the publisher's); ``stranger``: a key the reader does not know.
     """
 
-    def __init__(self, raw: bytes, *, signer: Ed25519PrivateKey, other: Ed25519PrivateKey,
-                 stranger: Ed25519PrivateKey) -> None:
+    def __init__(
+        self,
+        raw: bytes,
+        *,
+        signer: Ed25519PrivateKey,
+        other: Ed25519PrivateKey,
+        stranger: Ed25519PrivateKey,
+    ) -> None:
         self.raw = raw
         self.envelope: dict[str, Any] = json.loads(raw)
         self.payload = base64.b64decode(self.envelope["payload"])
@@ -124,16 +163,22 @@ class Mutator:
 
     # ------------------------------------------------------------------ helpers
 
-    def sign(self, payload: bytes, key: Ed25519PrivateKey | None = None,
-             payload_type: str = PAYLOAD_TYPE) -> dict[str, Any]:
+    def sign(
+        self, payload: bytes, key: Ed25519PrivateKey | None = None, payload_type: str = PAYLOAD_TYPE
+    ) -> dict[str, Any]:
         key = key or self.signer
-        return {"keyid": key_id(key.public_key()),
-                "sig": base64.b64encode(key.sign(pae(payload_type, payload))).decode()}
+        return {
+            "keyid": key_id(key.public_key()),
+            "sig": base64.b64encode(key.sign(pae(payload_type, payload))).decode(),
+        }
 
     def resigned(self, kind: str, detail: str, payload: bytes) -> Mutation:
         """``payload`` signed by the publisher's real key: it may be accepted as such."""
-        envelope = {"payload": base64.b64encode(payload).decode(), "payloadType": PAYLOAD_TYPE,
-                    "signatures": [self.sign(payload)]}
+        envelope = {
+            "payload": base64.b64encode(payload).decode(),
+            "payloadType": PAYLOAD_TYPE,
+            "signatures": [self.sign(payload)],
+        }
         return Mutation(kind, detail, _dumps(envelope), payload, payload == self.payload)
 
     def same(self, kind: str, detail: str, raw: bytes) -> Mutation:
@@ -161,8 +206,11 @@ class Mutator:
         sig = bytearray(base64.b64decode(self.envelope["signatures"][0]["sig"]))
         at = rng.randrange(len(sig))
         sig[at] ^= 1 << rng.randrange(8)
-        envelope = self.envelope_with(signatures=[
-            {**self.envelope["signatures"][0], "sig": base64.b64encode(bytes(sig)).decode()}])
+        envelope = self.envelope_with(
+            signatures=[
+                {**self.envelope["signatures"][0], "sig": base64.b64encode(bytes(sig)).decode()}
+            ]
+        )
         return self.refused("signature-byte-flip", f"byte {at}", _dumps(envelope))
 
     def file_byte_flip(self, rng: random.Random) -> Mutation:
@@ -174,21 +222,30 @@ class Mutator:
 
     def base64_variant(self, rng: random.Random) -> Mutation:
         member = rng.choice(["payload", "sig"])
-        text = (self.envelope["payload"] if member == "payload"
-                else self.envelope["signatures"][0]["sig"])
+        text = (
+            self.envelope["payload"]
+            if member == "payload"
+            else self.envelope["signatures"][0]["sig"]
+        )
         variants: list[tuple[str, Callable[[str], str]]] = [
             ("urlsafe", lambda t: t.replace("+", "-").replace("/", "_")),
             ("unpadded", lambda t: t.rstrip("=")),
             ("extra padding", lambda t: t + "="),
             ("double padding", lambda t: t + "=="),
-            ("line breaks", lambda t: "\n".join(t[i:i + 76] for i in range(0, len(t), 76))),
-            ("spaces", lambda t: " ".join(t[i:i + 4] for i in range(0, len(t), 4))),
+            ("line breaks", lambda t: "\n".join(t[i : i + 76] for i in range(0, len(t), 76))),
+            ("spaces", lambda t: " ".join(t[i : i + 4] for i in range(0, len(t), 4))),
             ("leading space", lambda t: " " + t),
             ("lowercase", str.lower),
-            ("truncated", lambda t: t[:-rng.randint(1, 8)]),
+            ("truncated", lambda t: t[: -rng.randint(1, 8)]),
             ("junk character", lambda t: t[:10] + rng.choice("!*.~\\é") + t[10:]),
-            ("fullwidth", lambda t: t[:5] + chr(ord(t[5]) + 0xFEE0) + t[6:]
-             if t[5].isalnum() else t[:5] + "＋" + t[6:]),
+            (
+                "fullwidth",
+                lambda t: (
+                    t[:5] + chr(ord(t[5]) + 0xFEE0) + t[6:]
+                    if t[5].isalnum()
+                    else t[:5] + "＋" + t[6:]
+                ),
+            ),
             ("inner padding", lambda t: t[:8] + "=" + t[8:]),
             ("standard recoded", lambda t: base64.b64encode(base64.b64decode(t)).decode()),
         ]
@@ -197,15 +254,24 @@ class Mutator:
         if member == "payload":
             envelope = self.envelope_with(payload=new)
         else:
-            envelope = self.envelope_with(signatures=[
-                {**self.envelope["signatures"][0], "sig": new}])
+            envelope = self.envelope_with(
+                signatures=[{**self.envelope["signatures"][0], "sig": new}]
+            )
         return self.same("base64-variant", f"{member}: {name}", _dumps(envelope))
 
     def payload_type(self, rng: random.Random) -> Mutation:
         choices = [
-            "application/json", PAYLOAD_TYPE.upper(), PAYLOAD_TYPE + " ", " " + PAYLOAD_TYPE,
-            PAYLOAD_TYPE + "; v=2", PAYLOAD_TYPE + "\x00", "", "application/vnd.in-toto+json",
-            PAYLOAD_TYPE.replace("+", "\uff0b"), "t" * 100_000, "\ud800",
+            "application/json",
+            PAYLOAD_TYPE.upper(),
+            PAYLOAD_TYPE + " ",
+            " " + PAYLOAD_TYPE,
+            PAYLOAD_TYPE + "; v=2",
+            PAYLOAD_TYPE + "\x00",
+            "",
+            "application/vnd.in-toto+json",
+            PAYLOAD_TYPE.replace("+", "\uff0b"),
+            "t" * 100_000,
+            "\ud800",
         ]
         value: Any = rng.choice([*choices, None, 1, [], {}, True])
         if rng.random() < 0.3:  # re-signed by the real key under that type: still not a bundle
@@ -228,11 +294,21 @@ class Mutator:
             del envelope[member]
             raw = _dumps(envelope)
         elif choice == 1:  # added unknown member
-            raw = _dumps(self.envelope_with(**{rng.choice(["extra", "Payload", "x" * 5000,
-                                                           "payload ", "\u00e9"]): 1}))
+            raw = _dumps(
+                self.envelope_with(
+                    **{rng.choice(["extra", "Payload", "x" * 5000, "payload ", "\u00e9"]): 1}
+                )
+            )
         elif choice == 2:  # duplicate with the same value, first
-            raw = b"{" + json.dumps(member).encode() + b":" + json.dumps(
-                self.envelope[member], separators=(",", ":")).encode() + b"," + body[1:] + b"\n"
+            raw = (
+                b"{"
+                + json.dumps(member).encode()
+                + b":"
+                + json.dumps(self.envelope[member], separators=(",", ":")).encode()
+                + b","
+                + body[1:]
+                + b"\n"
+            )
         elif choice == 3:  # duplicate with another value, last
             raw = body[:-1] + b"," + json.dumps(member).encode() + b':"x"}\n'
         elif choice == 4:  # signature entry with a member added, removed or duplicated
@@ -249,8 +325,18 @@ class Mutator:
                 del entry[action.split("-")[1]]
                 raw = _dumps(self.envelope_with(signatures=[entry]))
         elif choice == 5:  # signatures of the wrong shape or number
-            shape = rng.choice([[], {}, "x", None, [self.envelope["signatures"][0]] * 5, [1],
-                                [[]], [self.envelope["signatures"][0], None]])
+            shape = rng.choice(
+                [
+                    [],
+                    {},
+                    "x",
+                    None,
+                    [self.envelope["signatures"][0]] * 5,
+                    [1],
+                    [[]],
+                    [self.envelope["signatures"][0], None],
+                ]
+            )
             raw = _dumps(self.envelope_with(signatures=shape))
         elif choice == 6:  # the envelope is not an object
             raw = rng.choice([b"[]", b"null", b'"x"', b"1", b"[" + body + b"]", b""])
@@ -313,19 +399,19 @@ class Mutator:
         if rng.random() < 0.4:  # JSON escapes in the envelope's strings: the same text
             text = self.envelope["payload"]
             at = rng.randrange(len(text))
-            escaped = text[:at] + f"\\u{ord(text[at]):04x}" + text[at + 1:]
+            escaped = text[:at] + f"\\u{ord(text[at]):04x}" + text[at + 1 :]
             body = _dumps(self.envelope).replace(text.encode(), escaped.encode(), 1)
             return self.same("escapes", f"envelope payload char {at}", body)
         body = self.payload
         choice = rng.randrange(4)
         if choice == 0:  # a character of a string escaped
-            at = rng.choice([i for i in range(len(body)) if body[i:i + 1].isalpha()])
-            payload = body[:at] + b"\\u%04x" % body[at] + body[at + 1:]
+            at = rng.choice([i for i in range(len(body)) if body[i : i + 1].isalpha()])
+            payload = body[:at] + b"\\u%04x" % body[at] + body[at + 1 :]
         elif choice == 1:
             payload = body.replace(b"/", b"\\/", 1) if b"/" in body else body + b" "
         elif choice == 2:  # non-ASCII text escaped (canonical JSON writes it raw)
             at = body.find("チ".encode())
-            payload = (body[:at] + b"\\u30c1" + body[at + 3:]) if at >= 0 else body + b"\n"
+            payload = (body[:at] + b"\\u30c1" + body[at + 3 :]) if at >= 0 else body + b"\n"
         else:  # control character raw in a string
             path = rng.choice(self.strings)
             data = _copy(self.data)
@@ -338,8 +424,7 @@ class Mutator:
         where = rng.randrange(4)
         if where == 0:  # in a keyid
             entry = {**self.envelope["signatures"][0], "keyid": "@@LONE@@"}
-            raw = _dumps(self.envelope_with(signatures=[entry])).replace(
-                b"@@LONE@@", lone.encode())
+            raw = _dumps(self.envelope_with(signatures=[entry])).replace(b"@@LONE@@", lone.encode())
             return self.refused("surrogates", f"keyid {lone}", raw)
         if where == 1:  # in an unknown envelope member's name
             raw = _dumps(self.envelope)[:-2] + b',"' + lone.encode() + b'":1}\n'
@@ -355,8 +440,18 @@ class Mutator:
 
     def bom_encoding(self, rng: random.Random) -> Mutation:
         text = self.raw.decode("utf-8")
-        choice = rng.choice(["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32",
-                             "utf-32-le", "bom-after-space", "latin-1"])
+        choice = rng.choice(
+            [
+                "utf-8-sig",
+                "utf-16",
+                "utf-16-le",
+                "utf-16-be",
+                "utf-32",
+                "utf-32-le",
+                "bom-after-space",
+                "latin-1",
+            ]
+        )
         if choice == "bom-after-space":
             raw = b" \xef\xbb\xbf" + self.raw
         elif choice == "latin-1":
@@ -367,21 +462,49 @@ class Mutator:
         return self.refused("bom-encoding", choice, raw)
 
     def trailing_garbage(self, rng: random.Random) -> Mutation:
-        tail = rng.choice([b"x", b"}", b"\n\n", b" ", b"\x00", b"{}", self.raw, b"\xff",
-                           b"// comment", b",", b"\r\n", b"\t", b"\x1a"])
+        tail = rng.choice(
+            [
+                b"x",
+                b"}",
+                b"\n\n",
+                b" ",
+                b"\x00",
+                b"{}",
+                self.raw,
+                b"\xff",
+                b"// comment",
+                b",",
+                b"\r\n",
+                b"\t",
+                b"\x1a",
+            ]
+        )
         raw = self.raw + tail
         return self.same("trailing-garbage", repr(tail[:10]), raw)
 
     def keyid_swap(self, rng: random.Random) -> Mutation:
         mine = self.envelope["signatures"][0]["keyid"]
-        choice = rng.choice([
-            key_id(self.other.public_key()), key_id(self.stranger.public_key()), mine.upper(),
-            mine[:-1], mine + "0", " " + mine, mine[:31] + "\u0660", "0" * 32, "k" * 100_000,
-            "../../etc/passwd", "' OR 1=1 --", "%s", "",
-        ])
+        choice = rng.choice(
+            [
+                key_id(self.other.public_key()),
+                key_id(self.stranger.public_key()),
+                mine.upper(),
+                mine[:-1],
+                mine + "0",
+                " " + mine,
+                mine[:31] + "\u0660",
+                "0" * 32,
+                "k" * 100_000,
+                "../../etc/passwd",
+                "' OR 1=1 --",
+                "%s",
+                "",
+            ]
+        )
         entry = {**self.envelope["signatures"][0], "keyid": choice}
-        return self.refused("keyid-swap", repr(choice[:40]),
-                            _dumps(self.envelope_with(signatures=[entry])))
+        return self.refused(
+            "keyid-swap", repr(choice[:40]), _dumps(self.envelope_with(signatures=[entry]))
+        )
 
     def foreign_signature(self, rng: random.Random) -> Mutation:
         genuine = self.envelope["signatures"][0]
@@ -409,8 +532,9 @@ class Mutator:
         data = _copy(self.data)
         choice = rng.randrange(6)
         if choice == 0:  # a member removed
-            path = rng.choice([p for p, _ in self.paths if p and isinstance(
-                _get(self.data, p[:-1]), dict)])
+            path = rng.choice(
+                [p for p, _ in self.paths if p and isinstance(_get(self.data, p[:-1]), dict)]
+            )
             del _get(data, path[:-1])[path[-1]]
         elif choice == 1:  # an unknown member added
             path = rng.choice([p for p, v in self.paths if isinstance(v, dict)])
@@ -418,7 +542,8 @@ class Mutator:
         elif choice == 2:  # a value of another type
             path = rng.choice([p for p, _ in self.paths if p])
             _get(data, path[:-1])[path[-1]] = rng.choice(
-                [None, 0, -1, 1.5, True, "", "x", [], {}, [None], {"a": 1}])
+                [None, 0, -1, 1.5, True, "", "x", [], {}, [None], {"a": 1}]
+            )
         elif choice == 3:  # hostile text in a string
             path = rng.choice(self.strings)
             _get(data, path[:-1])[path[-1]] = rng.choice(HOSTILE_TEXT)
@@ -431,10 +556,27 @@ class Mutator:
             else:
                 items.pop(rng.randrange(len(items)))
         else:  # the metadata changed
-            member = rng.choice(["bundle_id", "created_at", "expires_at", "format",
-                                 "format_version", "audience", "publisher"])
-            data[member] = rng.choice(["b_" + "0" * 26, "2027-02-30T00:00:00Z", None, 2,
-                                       "9999-12-31T23:59:59Z", {"key_id": "0" * 32}])
+            member = rng.choice(
+                [
+                    "bundle_id",
+                    "created_at",
+                    "expires_at",
+                    "format",
+                    "format_version",
+                    "audience",
+                    "publisher",
+                ]
+            )
+            data[member] = rng.choice(
+                [
+                    "b_" + "0" * 26,
+                    "2027-02-30T00:00:00Z",
+                    None,
+                    2,
+                    "9999-12-31T23:59:59Z",
+                    {"key_id": "0" * 32},
+                ]
+            )
         try:
             payload = canonical_bytes(data)
         except (TypeError, ValueError):
@@ -443,8 +585,9 @@ class Mutator:
 
     # ------------------------------------------------------------------ the generator
 
-    def generate(self, *, seed: int, count: int,
-                 skip: frozenset[str] = frozenset()) -> Iterator[Mutation]:
+    def generate(
+        self, *, seed: int, count: int, skip: frozenset[str] = frozenset()
+    ) -> Iterator[Mutation]:
         """``count`` mutations, kinds in turn (every prefix covers every kind), each
         drawn from its own random stream so that the n-th mutation depends only on
         ``seed`` and n. ``oversize`` (16 MiB each) comes once in 25 rounds."""

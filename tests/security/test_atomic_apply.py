@@ -33,19 +33,36 @@ def snapshot(world: World, slug: str, transfer_id: int) -> dict[str, Any]:
     """Everything an approval may change, for an exact before/after comparison."""
     with world.app.transaction() as ctx:
         tenant = actors.get_tenant(ctx, slug)
-        versions = [(v.version, v.digest, v.document, v.origin) for v in ctx.session.scalars(
-            select(ConfigVersion).where(ConfigVersion.tenant_id == tenant.id)
-            .order_by(ConfigVersion.version))]
+        versions = [
+            (v.version, v.digest, v.document, v.origin)
+            for v in ctx.session.scalars(
+                select(ConfigVersion)
+                .where(ConfigVersion.tenant_id == tenant.id)
+                .order_by(ConfigVersion.version)
+            )
+        ]
         t = ctx.session.get(Transfer, transfer_id)
         assert t is not None
-        events = [(e.action, e.subject) for e in ctx.session.scalars(
-            select(AuditEvent).where(AuditEvent.tenant_id == tenant.id).order_by(AuditEvent.id))]
+        events = [
+            (e.action, e.subject)
+            for e in ctx.session.scalars(
+                select(AuditEvent).where(AuditEvent.tenant_id == tenant.id).order_by(AuditEvent.id)
+            )
+        ]
         return {
-            "pointer": ctx.session.scalar(select(Tenant.config_version)
-                                          .where(Tenant.id == tenant.id)),
-            "versions": versions, "events": events,
-            "transfer": (t.status, t.decided_at, t.decided_by, t.applied_version,
-                         t.base_version, t.plan),
+            "pointer": ctx.session.scalar(
+                select(Tenant.config_version).where(Tenant.id == tenant.id)
+            ),
+            "versions": versions,
+            "events": events,
+            "transfer": (
+                t.status,
+                t.decided_at,
+                t.decided_by,
+                t.applied_version,
+                t.base_version,
+                t.plan,
+            ),
         }
 
 
@@ -55,9 +72,14 @@ def pending(world: World) -> tuple[World, int]:
     world.tenant("client")
     partner = world.config("partner")
     changed = labelled(partner, 1, "年賀状")
-    changed["picklists"] = [*partner["picklists"], {
-        "code": "rank", "label": "ランク",
-        "values": [{"code": "a", "label": "Aランク", "active": True}]}]
+    changed["picklists"] = [
+        *partner["picklists"],
+        {
+            "code": "rank",
+            "label": "ランク",
+            "values": [{"code": "a", "label": "Aランク", "active": True}],
+        },
+    ]
     world.set_config("partner", changed)
     return world, world.send("partner", world.key("client"))
 
@@ -103,12 +125,16 @@ def _fail_after_new_version(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(configs, name, crash)
 
 
-@pytest.mark.parametrize("inject", [_fail_on_approved_audit, _fail_in_claim,
-                                    _fail_after_new_version],
-                         ids=["audit-record", "claim", "after-commit-version"])
+@pytest.mark.parametrize(
+    "inject",
+    [_fail_on_approved_audit, _fail_in_claim, _fail_after_new_version],
+    ids=["audit-record", "claim", "after-commit-version"],
+)
 def test_failure_injected_mid_apply_leaves_everything_as_before(
-        pending: tuple[World, int], monkeypatch: pytest.MonkeyPatch,
-        inject: Callable[[pytest.MonkeyPatch], None]) -> None:
+    pending: tuple[World, int],
+    monkeypatch: pytest.MonkeyPatch,
+    inject: Callable[[pytest.MonkeyPatch], None],
+) -> None:
     """Threat: a crash in the middle of apply leaves a half-applied configuration (new
     version without audit event, or applied transfer without version)."""
     world, transfer = pending
@@ -123,8 +149,9 @@ def test_failure_injected_mid_apply_leaves_everything_as_before(
     assert world.config("client")["checkboxes"][0]["label"] == "年賀状"
 
 
-def test_failure_injected_mid_receive_stores_nothing(world: World,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_injected_mid_receive_stores_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Threat: a crash after the key is consumed but before the transfer is recorded burns
     the key (or stores a transfer without its audit event)."""
     world.tenant("partner")
@@ -136,8 +163,9 @@ def test_failure_injected_mid_receive_stores_nothing(world: World,
     monkeypatch.undo()
     with world.app.transaction() as ctx:
         client = actors.get_tenant(ctx, "client")
-        assert ctx.session.scalars(select(Transfer).where(Transfer.tenant_id == client.id)
-                                   ).all() == []
+        assert (
+            ctx.session.scalars(select(Transfer).where(Transfer.tenant_id == client.id)).all() == []
+        )
     assert world.transfer(world.send("partner", key)).status == "pending"  # key not burnt
 
 
@@ -187,17 +215,21 @@ def test_merge_never_deletes(world: World) -> None:
     world.tenant("partner")
     world.tenant("client")
     client = world.config("client")
-    own = {"code": "own_list", "label": "自社リスト",
-           "values": [{"code": "x", "label": "独自", "active": True}]}
+    own = {
+        "code": "own_list",
+        "label": "自社リスト",
+        "values": [{"code": "x", "label": "独自", "active": True}],
+    }
     kinds = client["picklists"][0]
-    kinds_plus = {**kinds, "values": [*kinds["values"],
-                                      {"code": "claim", "label": "クレーム", "active": True}]}
+    kinds_plus = {
+        **kinds,
+        "values": [*kinds["values"], {"code": "claim", "label": "クレーム", "active": True}],
+    }
     world.set_config("client", {"picklists": [kinds_plus, *client["picklists"][1:], own]})
     world.set_config("partner", labelled(world.config("partner"), 1, "年賀状"))
     transfer = world.send("partner", world.key("client"))
     with world.app.transaction() as ctx:
-        plan = transfers.preview(ctx, transfers.get(ctx, "client-admin", transfer)[0],
-                                 mode="merge")
+        plan = transfers.preview(ctx, transfers.get(ctx, "client-admin", transfer)[0], mode="merge")
     assert all(c["op"] != "removed" for c in plan["changes"]), plan["changes"]
     decision = world.approve(transfer, "client-admin", mode="merge")
     assert decision.outcome == "applied"

@@ -58,8 +58,9 @@ def delivery(world: World) -> Delivery:
     return Delivery(world, key, world.export("partner", key))
 
 
-def _refused(d: Delivery, raw: bytes, error: type[Exception] | tuple[type[Exception], ...],
-             *fragments: str) -> str:
+def _refused(
+    d: Delivery, raw: bytes, error: type[Exception] | tuple[type[Exception], ...], *fragments: str
+) -> str:
     """Receiving ``raw`` in client fails with ``error``; nothing is stored; returns message."""
     before = d.before()
     with pytest.raises(error) as info:
@@ -111,10 +112,14 @@ def test_tampered_signature_rejected(delivery: Delivery) -> None:
     _refused(delivery, rewrap(envelope), BundleRejected, "does not verify")
 
 
-@pytest.mark.parametrize("payload_type", [
-    "application/json", "application/vnd.provisioner.bundle+json; v=2",
-    "APPLICATION/VND.PROVISIONER.BUNDLE+JSON",
-])
+@pytest.mark.parametrize(
+    "payload_type",
+    [
+        "application/json",
+        "application/vnd.provisioner.bundle+json; v=2",
+        "APPLICATION/VND.PROVISIONER.BUNDLE+JSON",
+    ],
+)
 def test_tampered_payload_type_rejected(delivery: Delivery, payload_type: str) -> None:
     """Threat: payloadType swapped (type confusion: same bytes read as another kind)."""
     envelope = envelope_of(delivery.raw)
@@ -176,8 +181,7 @@ def test_bundle_replayed_to_another_tenant_rejected(delivery: Delivery) -> None:
     assert world.transfer(world.receive("client", delivery.raw)).status == "pending"
 
 
-def test_bundle_with_audience_tenant_removed_replayed_to_another_tenant(
-        delivery: Delivery) -> None:
+def test_bundle_with_audience_tenant_removed_replayed_to_another_tenant(delivery: Delivery) -> None:
     """Threat: the audience's tenant name is dropped (re-signed) to slip past the name check;
     the copy key itself still belongs to client."""
     world = delivery.world
@@ -211,8 +215,9 @@ def test_expired_bundle_rejected(delivery: Delivery, clock: FrozenClock) -> None
     _refused(delivery, delivery.raw, BundleRejected, "expired")
 
 
-def test_bundle_with_past_expiry_rejected_while_key_is_valid(delivery: Delivery,
-                                                             clock: FrozenClock) -> None:
+def test_bundle_with_past_expiry_rejected_while_key_is_valid(
+    delivery: Delivery, clock: FrozenClock
+) -> None:
     """Threat: an expired bundle (own expiry in the past) while its copy key is still valid."""
     past = format_instant(clock.now() - timedelta(seconds=1))
     forged = _forge(delivery, lambda d: d.update(expires_at=past))
@@ -230,20 +235,30 @@ def _foreign_bundle(world: World, key_text: str, target: str) -> tuple[bytes, An
     source = world.config("partner")
     raw = build_bundle(
         config=source,
-        source=Source(tenant="remote-partner", name="遠隔パートナー", config_version=1,
-                      config_digest="sha256:" + "0" * 64),
-        signer=foreign, created_at=world.app.clock.now(),
+        source=Source(
+            tenant="remote-partner",
+            name="遠隔パートナー",
+            config_version=1,
+            config_digest="sha256:" + "0" * 64,
+        ),
+        signer=foreign,
+        created_at=world.app.clock.now(),
         expires_at=world.app.clock.now() + timedelta(hours=1),
-        audience=Audience(copy_key=key.selector, tenant=target,
-                          binding=key.binding(bundle_id, publisher_key_id=key_id(
-                              foreign.public_key()), source_tenant="remote-partner")),
+        audience=Audience(
+            copy_key=key.selector,
+            tenant=target,
+            binding=key.binding(
+                bundle_id,
+                publisher_key_id=key_id(foreign.public_key()),
+                source_tenant="remote-partner",
+            ),
+        ),
         bundle_id=bundle_id,
     )
     return raw, foreign
 
 
-def test_bundle_from_another_deployment_rejected_without_its_public_key(
-        delivery: Delivery) -> None:
+def test_bundle_from_another_deployment_rejected_without_its_public_key(delivery: Delivery) -> None:
     """Threat: a bundle signed by a key this deployment does not know (any attacker key)."""
     raw, _ = _foreign_bundle(delivery.world, delivery.key, "client")
     _refused(delivery, raw, BundleRejected, "unknown or untrusted key")
@@ -263,8 +278,12 @@ def test_bundle_from_another_deployment_accepted_when_pinned(delivery: Delivery)
     world = delivery.world
     raw, foreign = _foreign_bundle(world, delivery.key, "client")
     with world.app.transaction() as ctx:
-        signing.trust(ctx, actors.resolve(ctx, "client-admin", "client"),
-                      public_pem(foreign.public_key()).encode(), label="remote")
+        signing.trust(
+            ctx,
+            actors.resolve(ctx, "client-admin", "client"),
+            public_pem(foreign.public_key()).encode(),
+            label="remote",
+        )
     assert world.transfer(world.receive("client", raw)).status == "pending"
 
 
@@ -275,8 +294,9 @@ def test_untrusted_signer_rejected_when_publishers_pinned(delivery: Delivery) ->
     world.tenant("trusted")
     pem = pem_of(world, "trusted")
     with world.app.transaction() as ctx:
-        signing.trust(ctx, actors.resolve(ctx, "client-admin", "client"), pem,
-                      label="trusted partner")
+        signing.trust(
+            ctx, actors.resolve(ctx, "client-admin", "client"), pem, label="trusted partner"
+        )
     with world.app.transaction() as ctx:
         partner_key = signing.public_key(ctx, actors.get_tenant(ctx, "partner").id)
     before = counts(world, "client")
@@ -302,15 +322,15 @@ def test_pinned_publisher_accepted(delivery: Delivery) -> None:
 
 def test_duplicate_json_keys_rejected(delivery: Delivery) -> None:
     """Threat: duplicate keys, read differently by different parsers (first vs last wins)."""
-    forged = _forge_bytes(delivery, b'"format_version":1,',
-                          b'"format_version":1,"format_version":1,')
+    forged = _forge_bytes(
+        delivery, b'"format_version":1,', b'"format_version":1,"format_version":1,'
+    )
     _refused(delivery, forged, BundleRejected, "duplicate key")
 
 
 def test_duplicate_json_keys_with_different_values_rejected(delivery: Delivery) -> None:
     """Threat: a duplicated audience tenant name: one parser sees client, another 'other'."""
-    forged = _forge_bytes(delivery, b'"tenant":"client"',
-                          b'"tenant":"other","tenant":"client"')
+    forged = _forge_bytes(delivery, b'"tenant":"client"', b'"tenant":"other","tenant":"client"')
     _refused(delivery, forged, BundleRejected, "duplicate key", "tenant")
 
 
@@ -351,8 +371,9 @@ def test_unknown_format_rejected(delivery: Delivery) -> None:
     _refused(delivery, forged, BundleRejected, "format")
 
 
-@pytest.mark.parametrize("where", ["top", "source", "audience", "publisher", "config",
-                                   "section_item"])
+@pytest.mark.parametrize(
+    "where", ["top", "source", "audience", "publisher", "config", "section_item"]
+)
 def test_unknown_fields_in_payload_rejected(delivery: Delivery, where: str) -> None:
     """Threat: smuggled fields that a later version (or another reader) would act on."""
 
@@ -379,8 +400,9 @@ def test_nan_and_infinity_rejected(delivery: Delivery, constant: bytes) -> None:
 
 def test_integer_beyond_64_bits_rejected(delivery: Delivery) -> None:
     """Threat: numbers some parsers read exactly and others round (or crash on)."""
-    forged = _forge_bytes(delivery, b'"recent_customers":10',
-                          b'"recent_customers":99999999999999999999999')
+    forged = _forge_bytes(
+        delivery, b'"recent_customers":10', b'"recent_customers":99999999999999999999999'
+    )
     _refused(delivery, forged, BundleRejected)
 
 
@@ -394,8 +416,9 @@ def test_duplicate_keys_in_envelope_rejected(delivery: Delivery) -> None:
     """Threat: an envelope with two payloads (the verifier checks one, the reader uses the
     other)."""
     envelope = envelope_of(delivery.raw)
-    other = base64.b64encode(payload_bytes(delivery.raw).replace(
-        "年賀状".encode(), "暑中見舞".encode())).decode()
+    other = base64.b64encode(
+        payload_bytes(delivery.raw).replace("年賀状".encode(), "暑中見舞".encode())
+    ).decode()
     first = b'{"payload":"' + other.encode() + b'",'
     body = rewrap(envelope).replace(b"{", first, 1)
     _refused(delivery, body, BundleRejected, "duplicate key")
@@ -420,8 +443,17 @@ def test_invalid_configuration_in_signed_payload_rejected(delivery: Delivery) ->
     _refused(delivery, forged, BundleRejected, "configuration")
 
 
-@pytest.mark.parametrize("garbage", [b"", b"not json", b"\xff\xfe\x00", b"[]", b"{}",
-                                     b'{"payload":"!!","payloadType":"x","signatures":[]}'])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"",
+        b"not json",
+        b"\xff\xfe\x00",
+        b"[]",
+        b"{}",
+        b'{"payload":"!!","payloadType":"x","signatures":[]}',
+    ],
+)
 def test_garbage_bundle_rejected(delivery: Delivery, garbage: bytes) -> None:
     """Threat: malformed input must be refused with BundleRejected, never a crash."""
     _refused(delivery, garbage, BundleRejected)

@@ -53,15 +53,23 @@ def _bundle(*, bound: bool) -> bytes:
     checkbox, signed by ``_key(1)``; ``bound``: addressed to a copy key."""
     data = default_document().to_data()
     data["checkboxes"] = labelled(data, 1, "年賀状")["checkboxes"]
-    audience = Audience(copy_key="k7m2q9x4ab", binding="ab" * 32, tenant="client") if bound \
-        else None
+    audience = (
+        Audience(copy_key="k7m2q9x4ab", binding="ab" * 32, tenant="client") if bound else None
+    )
     return build_bundle(
         config=data,
-        source=Source(tenant="partner", name="パートナー株式会社", config_version=3,
-                      config_digest=digest(data)),
-        signer=_key(1), created_at=parse_instant("2026-11-23T09:00:00Z"),
-        expires_at=parse_instant("2026-11-24T09:00:00Z"), audience=audience,
-        bundle_id="b_" + ("k7m2q9x4ab" if bound else "p1n2e3d4zz") + "0" * 16)  # reproducible
+        source=Source(
+            tenant="partner",
+            name="パートナー株式会社",
+            config_version=3,
+            config_digest=digest(data),
+        ),
+        signer=_key(1),
+        created_at=parse_instant("2026-11-23T09:00:00Z"),
+        expires_at=parse_instant("2026-11-24T09:00:00Z"),
+        audience=audience,
+        bundle_id="b_" + ("k7m2q9x4ab" if bound else "p1n2e3d4zz") + "0" * 16,
+    )  # reproducible
 
 
 class Tally:
@@ -85,8 +93,11 @@ class Tally:
         path = Path(REPORT)
         report: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
         totals = self.totals()
-        report[share] = {"tried": sum(totals.values()), **totals,
-                         "by_kind": {k: dict(v) for k, v in sorted(self.by_kind.items())}}
+        report[share] = {
+            "tried": sum(totals.values()),
+            **totals,
+            "by_kind": {k: dict(v) for k, v in sorted(self.by_kind.items())},
+        }
         path.write_text(json.dumps(report, indent=1, sort_keys=True))
 
 
@@ -98,8 +109,14 @@ def _refusal(mutation: Mutation, exc: ProvisionerError) -> str:
     return "refused"
 
 
-def _accepted(mutation: Mutation, payload: bytes, signer: str, expected_signer: str,
-              config: dict[str, Any], genuine_config: dict[str, Any]) -> str:
+def _accepted(
+    mutation: Mutation,
+    payload: bytes,
+    signer: str,
+    expected_signer: str,
+    config: dict[str, Any],
+    genuine_config: dict[str, Any],
+) -> str:
     where = f"{mutation.kind} ({mutation.detail})"
     assert mutation.acceptable is not None, f"{where}: accepted, must be refused"
     assert payload == mutation.acceptable, f"{where}: accepted with other payload bytes"
@@ -116,8 +133,10 @@ def _read(mutation: Mutation, resolve: Any) -> VerifiedBundle | ProvisionerError
     except ProvisionerError as exc:
         return exc
     except Exception as exc:  # an internal error: the finding this suite exists for
-        raise AssertionError(f"{mutation.kind} ({mutation.detail}): internal error "
-                             f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+        raise AssertionError(
+            f"{mutation.kind} ({mutation.detail}): internal error "
+            f"{type(exc).__name__}: {str(exc)[:200]}"
+        ) from exc
 
 
 @pytest.mark.parametrize("bound", [True, False], ids=["copy-key", "pinned"])
@@ -134,8 +153,14 @@ def test_mutations_of_real_bundles_in_memory(bound: bool) -> None:
         if isinstance(result, ProvisionerError):
             outcome = _refusal(mutation, result)
         else:
-            outcome = _accepted(mutation, result.payload_bytes, result.key_id, genuine.key_id,
-                                result.config, genuine.config)
+            outcome = _accepted(
+                mutation,
+                result.payload_bytes,
+                result.key_id,
+                genuine.key_id,
+                result.config,
+                genuine.config,
+            )
         tally.add(mutation, outcome)
     assert set(tally.by_kind) == set(mutator.kinds) or not FULL
     assert sum(tally.totals().values()) == IN_MEMORY
@@ -156,13 +181,16 @@ def test_mutations_received_into_a_tenant(world: World, db_url: str) -> None:
     world.set_config("partner", labelled(world.config("partner"), 1, "年賀状"))
     key = world.key("client")
     raw = world.export("partner", key)
-    mutator = Mutator(raw, signer=signer_of(world, "partner"), other=signer_of(world, "other"),
-                      stranger=_key(3))
+    mutator = Mutator(
+        raw, signer=signer_of(world, "partner"), other=signer_of(world, "other"), stranger=_key(3)
+    )
     configs = _configs(world)
     tally = Tally()
     partner_key = json.loads(raw)["signatures"][0]["keyid"]
-    mutations = [mutator.same("control", "the genuine bundle", raw),  # first: it is accepted
-                 *mutator.generate(seed=SEED, count=PER_BACKEND, skip=frozenset({"oversize"}))]
+    mutations = [
+        mutator.same("control", "the genuine bundle", raw),  # first: it is accepted
+        *mutator.generate(seed=SEED, count=PER_BACKEND, skip=frozenset({"oversize"})),
+    ]
     genuine_config: dict[str, Any] | None = None
     for mutation in mutations:
         before = counts(world, "client")
@@ -172,19 +200,22 @@ def test_mutations_received_into_a_tenant(world: World, db_url: str) -> None:
             outcome = _refusal(mutation, exc)
             assert counts(world, "client") == before, f"{mutation.kind}: refused, but stored"
         except Exception as exc:
-            raise AssertionError(f"{mutation.kind} ({mutation.detail}): internal error "
-                                 f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+            raise AssertionError(
+                f"{mutation.kind} ({mutation.detail}): internal error "
+                f"{type(exc).__name__}: {str(exc)[:200]}"
+            ) from exc
         else:
             transfer = world.transfer(transfer_id)
             signed = mutation.acceptable or b""
-            assert transfer.payload_digest == "sha256:" + hashlib.sha256(signed).hexdigest(), \
+            assert transfer.payload_digest == "sha256:" + hashlib.sha256(signed).hexdigest(), (
                 f"{mutation.kind} ({mutation.detail}): stored another payload"
+            )
             incoming = json.loads(transfer.incoming)
             genuine_config = incoming if genuine_config is None else genuine_config
-            outcome = _accepted(mutation, signed, transfer.signer_key_id, partner_key,
-                                incoming, genuine_config)
+            outcome = _accepted(
+                mutation, signed, transfer.signer_key_id, partner_key, incoming, genuine_config
+            )
         assert _configs(world) == configs, f"{mutation.kind}: a configuration changed"
         tally.add(mutation, outcome)
     assert tally.by_kind["control"]["accepted unchanged"] == 1
     tally.write(f"receive_{db_url.split(':')[0].split('+')[0]}")
-

@@ -30,8 +30,9 @@ def _client_admin(ctx: Any) -> actors.Actor:
     return actors.resolve(ctx, "client-admin", "client")
 
 
-def race(app: Provisioner, work: Callable[[int], Any],
-         n: int = WORKERS) -> tuple[list[Any], list[BaseException]]:
+def race(
+    app: Provisioner, work: Callable[[int], Any], n: int = WORKERS
+) -> tuple[list[Any], list[BaseException]]:
     """Run ``work(i)`` in ``n`` threads released together; (results, errors)."""
     barrier = threading.Barrier(n)
     results: list[Any] = []
@@ -61,8 +62,14 @@ def race(app: Provisioner, work: Callable[[int], Any],
 def _versions(world: World, slug: str) -> int:
     with world.app.transaction() as ctx:
         tenant = actors.get_tenant(ctx, slug)
-        return int(ctx.session.scalar(select(func.count()).select_from(ConfigVersion)
-                                      .where(ConfigVersion.tenant_id == tenant.id)) or 0)
+        return int(
+            ctx.session.scalar(
+                select(func.count())
+                .select_from(ConfigVersion)
+                .where(ConfigVersion.tenant_id == tenant.id)
+            )
+            or 0
+        )
 
 
 @pytest.fixture
@@ -135,13 +142,15 @@ def test_concurrent_approve_and_reject_decide_exactly_once(pending: tuple[World,
     status = world.transfer(transfer).status
     assert status == {"applied": "applied", "rejected": "rejected"}[results[0]]
     assert _versions(world, "client") == (2 if status == "applied" else 1)
-    decided = (audit_count(world, "client", "transfer:approved")
-               + audit_count(world, "client", "transfer:rejected"))
+    decided = audit_count(world, "client", "transfer:approved") + audit_count(
+        world, "client", "transfer:rejected"
+    )
     assert decided == 1
 
 
 def test_config_change_racing_another_gets_plan_conflict_not_a_database_error(
-        world: World, request: pytest.FixtureRequest) -> None:
+    world: World, request: pytest.FixtureRequest
+) -> None:
     """Threat: two changes based on the same version (lost update / forked history); the
     loser must be rebased or get PlanConflict, never a raw database error.
 
@@ -193,7 +202,8 @@ def test_sixteen_concurrent_receives_of_one_bundle_store_it_once(world: World) -
 
 
 def test_receive_racing_the_same_bundle_gets_a_clear_refusal(
-        world: World, request: pytest.FixtureRequest) -> None:
+    world: World, request: pytest.FixtureRequest
+) -> None:
     """Threat: the loser of a receive race gets a raw database error instead of 'already
     received' (deterministic: A received but not committed; B blocks; A commits)."""
     world.tenant("partner")
@@ -219,7 +229,8 @@ def test_receive_racing_the_same_bundle_gets_a_clear_refusal(
 
 
 def test_burst_of_bad_keys_cannot_outrun_the_rate_limit(
-        world: World, request: pytest.FixtureRequest) -> None:
+    world: World, request: pytest.FixtureRequest
+) -> None:
     """Threat: online guessing in parallel: 16 simultaneous redemptions with wrong keys
     from one tenant. At most 5 may be evaluated; the rest must be RateLimited.
 
@@ -242,7 +253,8 @@ def test_burst_of_bad_keys_cannot_outrun_the_rate_limit(
     assert all(isinstance(e, (KeyRejected, RateLimited)) for e in errors), errors
     evaluated = sum(isinstance(e, KeyRejected) for e in errors)
     with world.app.transaction() as ctx:
-        recorded = ctx.session.scalar(select(func.count()).select_from(KeyFailure)
-                                      .where(KeyFailure.actor == "tenant:partner"))
+        recorded = ctx.session.scalar(
+            select(func.count()).select_from(KeyFailure).where(KeyFailure.actor == "tenant:partner")
+        )
     assert recorded == evaluated
     assert evaluated == copykeys.MAX_FAILURES_PER_ACTOR

@@ -35,8 +35,12 @@ def _selector(key: str) -> str:
 
 def _failures(world: World, actor: str) -> int:
     with world.app.transaction() as ctx:
-        return int(ctx.session.scalar(select(func.count()).select_from(KeyFailure)
-                                      .where(KeyFailure.actor == actor)) or 0)
+        return int(
+            ctx.session.scalar(
+                select(func.count()).select_from(KeyFailure).where(KeyFailure.actor == actor)
+            )
+            or 0
+        )
 
 
 # --------------------------------------------------------------------------- one use
@@ -84,8 +88,9 @@ def test_key_rejected_exactly_at_expiry(pair: World, clock: FrozenClock) -> None
     assert counts(pair, "client") == before
 
 
-def test_key_expiry_enforced_even_if_bundle_claims_later_expiry(pair: World,
-                                                              clock: FrozenClock) -> None:
+def test_key_expiry_enforced_even_if_bundle_claims_later_expiry(
+    pair: World, clock: FrozenClock
+) -> None:
     """Threat: a sender (holding the key) signs a bundle with a far-future expiry so the
     bundle outlives the key; the key's own 24 h expiry must still refuse it."""
     key = pair.key("client")
@@ -100,7 +105,8 @@ def test_key_expiry_enforced_even_if_bundle_claims_later_expiry(pair: World,
 
 
 def test_key_just_before_expiry_with_forged_later_bundle_expiry_accepted(
-        pair: World, clock: FrozenClock) -> None:
+    pair: World, clock: FrozenClock
+) -> None:
     """Control for the test above: one second earlier the same bundle is accepted."""
     key = pair.key("client")
     data = payload_of(pair.export("partner", key))
@@ -171,10 +177,10 @@ def _mistyped(key: str) -> list[str]:
         if key[i] == "_":
             continue
         other = "7" if key[i] != "7" else "8"
-        variants.append(key[:i] + other + key[i + 1:])
+        variants.append(key[:i] + other + key[i + 1 :])
     i = head + 3
     if key[i] != key[i + 1]:
-        variants.append(key[:i] + key[i + 1] + key[i] + key[i + 2:])
+        variants.append(key[:i] + key[i + 1] + key[i] + key[i + 2 :])
     return variants
 
 

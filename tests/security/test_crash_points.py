@@ -82,9 +82,17 @@ def _without_gold(data: dict[str, Any]) -> dict[str, Any]:
 def approve_with_remap(world: World) -> Scenario:
     """hq drops rank 'gold'; branch (a rule watches the rank) approves with a remap."""
     with_rules(world, slug="hq")
-    with_rules(world, rule("rank_moved", "contact", "field_changed", [
-        CHECK, {"type": "notify", "role": "admin", "message": "ランク変更"}],
-        field="contact.memo_2"), slug="branch")
+    with_rules(
+        world,
+        rule(
+            "rank_moved",
+            "contact",
+            "field_changed",
+            [CHECK, {"type": "notify", "role": "admin", "message": "ランク変更"}],
+            field="contact.memo_2",
+        ),
+        slug="branch",
+    )
     world.set_config("hq", _without_gold(world.config("hq")))
     branch = world.actor("branch")
     for n in range(3):
@@ -93,13 +101,18 @@ def approve_with_remap(world: World) -> Scenario:
     tid = world.send("hq", world.key("branch"))
 
     def op(app: Provisioner) -> None:
-        World(app).approve(tid, "branch-admin", remaps={"rank.gold": "silver"},
-                           only=["picklists", "checkboxes"])
+        World(app).approve(
+            tid, "branch-admin", remaps={"rank.gold": "silver"}, only=["picklists", "checkboxes"]
+        )
 
     def done(w: World) -> None:
         assert w.transfer(tid).status == "applied"
-        assert all(v["code"] != "gold" for p in w.config("branch")["picklists"]
-                   if p["code"] == "rank" for v in p["values"])
+        assert all(
+            v["code"] != "gold"
+            for p in w.config("branch")["picklists"]
+            if p["code"] == "rank"
+            for v in p["values"]
+        )
 
     return Scenario(op, done)
 
@@ -138,8 +151,12 @@ def receive(world: World) -> Scenario:
     def done(w: World) -> None:
         with w.app.transaction() as ctx:
             tenant = actors.get_tenant(ctx, "client")
-            assert [t.status for t in ctx.session.scalars(
-                select(Transfer).where(Transfer.tenant_id == tenant.id))] == ["pending"]
+            assert [
+                t.status
+                for t in ctx.session.scalars(
+                    select(Transfer).where(Transfer.tenant_id == tenant.id)
+                )
+            ] == ["pending"]
 
     return Scenario(op, done)
 
@@ -163,11 +180,16 @@ def _rollout(world: World, targets: list[Target], batch_size: int = 100) -> Scen
 
     def done(w: World) -> None:
         with w.app.transaction() as ctx:
-            statuses = dict(ctx.session.execute(select(
-                RolloutTarget.target_slug, RolloutTarget.status)
-                .where(RolloutTarget.run_id == run_id)).all())
-        assert statuses == {t.slug: "inbox" if t.key or "manual" in t.slug else "applied"
-                            for t in targets}
+            statuses = dict(
+                ctx.session.execute(
+                    select(RolloutTarget.target_slug, RolloutTarget.status).where(
+                        RolloutTarget.run_id == run_id
+                    )
+                ).all()
+            )
+        assert statuses == {
+            t.slug: "inbox" if t.key or "manual" in t.slug else "applied" for t in targets
+        }
 
     return Scenario(op, done)
 
@@ -189,36 +211,56 @@ def rollout_two_batches(world: World) -> Scenario:
         # audited, status row), shop-2 untouched, the run not finished
         with w.app.transaction() as ctx:
             run = ctx.session.scalars(select(RolloutRun)).one()
-            statuses = dict(ctx.session.execute(select(
-                RolloutTarget.target_slug, RolloutTarget.status)).all())
+            statuses = dict(
+                ctx.session.execute(select(RolloutTarget.target_slug, RolloutTarget.status)).all()
+            )
             events = {(e.tenant_id, e.action) for e in ctx.session.scalars(select(AuditEvent))}
             shops = {slug: actors.get_tenant(ctx, slug) for slug in ("shop-1", "shop-2")}
-            moved = {slug: [t.status for t in ctx.session.scalars(
-                select(Transfer).where(Transfer.tenant_id == tenant.id))]
-                for slug, tenant in shops.items()}
+            moved = {
+                slug: [
+                    t.status
+                    for t in ctx.session.scalars(
+                        select(Transfer).where(Transfer.tenant_id == tenant.id)
+                    )
+                ]
+                for slug, tenant in shops.items()
+            }
         assert run.status != "finished"
         assert statuses == {"shop-1": "applied", "shop-2": "pending"}
         assert moved == {"shop-1": ["applied"], "shop-2": []}
         assert (shops["shop-1"].config_version, shops["shop-2"].config_version) == (2, 1)
         assert {a for t, a in events if t == shops["shop-1"].id} >= {
-            "transfer:received", "transfer:approved"}
+            "transfer:received",
+            "transfer:approved",
+        }
         assert not {a for t, a in events if t == shops["shop-2"].id} & {
-            "transfer:received", "transfer:approved"}
+            "transfer:received",
+            "transfer:approved",
+        }
 
     scenario.between = between
     return scenario
 
 
-CSV = ("氏名,フリガナ,会社名,電話番号,ランク,DM送付\r\n"
-       "田中 太郎,タナカ タロウ,(株)山田商事,03-1234-5678,gold,1\r\n"
-       "鈴木 花子,スズキ ハナコ,株式会社川田物産,090-1111-2222,silver,0\r\n"
-       "金 三郎,キン サブロウ,,,gold,0\r\n").encode()
+CSV = (
+    "氏名,フリガナ,会社名,電話番号,ランク,DM送付\r\n"
+    "田中 太郎,タナカ タロウ,(株)山田商事,03-1234-5678,gold,1\r\n"
+    "鈴木 花子,スズキ ハナコ,株式会社川田物産,090-1111-2222,silver,0\r\n"
+    "金 三郎,キン サブロウ,,,gold,0\r\n"
+).encode()
 
 
 def csv_import(world: World) -> Scenario:
-    with_rules(world, rule("vip_gold", "contact", "created", [
-        CHECK, {"type": "notify", "role": "admin", "message": "VIP登録"}],
-        when=[{"field": "contact.memo_2", "op": "eq", "value": "gold"}]))
+    with_rules(
+        world,
+        rule(
+            "vip_gold",
+            "contact",
+            "created",
+            [CHECK, {"type": "notify", "role": "admin", "message": "VIP登録"}],
+            when=[{"field": "contact.memo_2", "op": "eq", "value": "gold"}],
+        ),
+    )
 
     def op(app: Provisioner) -> None:
         with app.transaction() as ctx:
@@ -234,16 +276,31 @@ def csv_import(world: World) -> Scenario:
 
 
 def workflow(world: World) -> Scenario:
-    with_rules(world, rule("to_gold", "contact", "field_changed", [
-        CHECK, {"type": "create_activity", "kind": "email", "content": "御礼状",
-                "due_in_days": 0},
-        {"type": "notify", "role": "admin", "message": "ゴールド"}], field="contact.memo_2"))
+    with_rules(
+        world,
+        rule(
+            "to_gold",
+            "contact",
+            "field_changed",
+            [
+                CHECK,
+                {"type": "create_activity", "kind": "email", "content": "御礼状", "due_in_days": 0},
+                {"type": "notify", "role": "admin", "message": "ゴールド"},
+            ],
+            field="contact.memo_2",
+        ),
+    )
     contact = make(world, world.actor("acme"), "contact", {"name": "金 太郎"})["id"]
 
     def op(app: Provisioner) -> None:
         with app.transaction() as ctx:
-            records.update(ctx, actors.resolve(ctx, "acme-admin", "acme"), "contact", contact,
-                           {"memo_2": "gold"})
+            records.update(
+                ctx,
+                actors.resolve(ctx, "acme-admin", "acme"),
+                "contact",
+                contact,
+                {"memo_2": "gold"},
+            )
 
     def done(w: World) -> None:
         with w.app.transaction() as ctx:
@@ -255,11 +312,28 @@ def workflow(world: World) -> Scenario:
 
 
 def workflow_due(world: World) -> Scenario:
-    with_rules(world, rule("birthday", "contact", "date", [
-        {"type": "create_activity", "kind": "email", "content": "誕生日カード送付",
-         "due_in_days": 0}], field="contact.birthday", days=-3, yearly=True))
-    soon = make(world, world.actor("acme"), "contact",
-                {"name": "誕生", "birthday": "1980-11-26"})["id"]
+    with_rules(
+        world,
+        rule(
+            "birthday",
+            "contact",
+            "date",
+            [
+                {
+                    "type": "create_activity",
+                    "kind": "email",
+                    "content": "誕生日カード送付",
+                    "due_in_days": 0,
+                }
+            ],
+            field="contact.birthday",
+            days=-3,
+            yearly=True,
+        ),
+    )
+    soon = make(world, world.actor("acme"), "contact", {"name": "誕生", "birthday": "1980-11-26"})[
+        "id"
+    ]
 
     def op(app: Provisioner) -> None:
         with app.transaction() as ctx:
@@ -274,8 +348,7 @@ def workflow_due(world: World) -> Scenario:
 
 
 SCENARIO_OF: dict[str, Callable[[World], Scenario]] = {
-    **{p: approve_with_remap for p in crashpoints.POINTS if p.startswith(("approve.",
-                                                                          "remap."))},
+    **{p: approve_with_remap for p in crashpoints.POINTS if p.startswith(("approve.", "remap."))},
     **{p: rollback for p in crashpoints.POINTS if p.startswith("rollback.")},
     **{p: receive for p in crashpoints.POINTS if p.startswith("receive.")},
     **{p: rollout_batch for p in crashpoints.POINTS if p.startswith("rollout.batch.")},
@@ -316,8 +389,11 @@ def _in_child(db_url: str, clock: FrozenClock, point: str, op: Op) -> int:
         code = 0
         try:
             crashpoints.arm(point, "kill")
-            child = Provisioner(make_engine(db_url), master_key=MasterKey(MASTER_KEY),
-                                clock=FrozenClock(clock.now()))
+            child = Provisioner(
+                make_engine(db_url),
+                master_key=MasterKey(MASTER_KEY),
+                clock=FrozenClock(clock.now()),
+            )
             op(child)
             code = 3  # the point was never reached
         except BaseException:  # anything but the kill is a failure
@@ -331,8 +407,8 @@ def _in_child(db_url: str, clock: FrozenClock, point: str, op: Op) -> int:
 @pytest.mark.parametrize("mode", crashpoints.MODES)
 @pytest.mark.parametrize("point", crashpoints.POINTS)
 def test_a_crash_leaves_a_whole_state_and_the_operation_can_be_retried(
-        world: World, db_url: str, clock: FrozenClock, point: str,
-        mode: crashpoints.Mode) -> None:
+    world: World, db_url: str, clock: FrozenClock, point: str, mode: crashpoints.Mode
+) -> None:
     scenario = SCENARIO_OF[point](world)
     app = world.app
     before = dump(app)

@@ -19,8 +19,17 @@ def test_send_reads_the_key_from_stdin(run: Cli) -> None:  # noqa: F811
     """Threat: ``--key KEY`` shows the key to every user of the machine (ps) and keeps it in
     shell history; ``--key-stdin`` reads it from standard input instead."""
     key = run.json("key", "generate", "-t", "client", "--as", "client-admin")["key"]
-    argv = ["--db", run.db_url, "--json", "send", "-t", "partner", "--as", "partner-admin",
-            "--key-stdin"]
+    argv = [
+        "--db",
+        run.db_url,
+        "--json",
+        "send",
+        "-t",
+        "partner",
+        "--as",
+        "partner-admin",
+        "--key-stdin",
+    ]
     result = run.runner.invoke(cli, argv, input=key + "\n")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["status"] == "pending"
@@ -28,12 +37,16 @@ def test_send_reads_the_key_from_stdin(run: Cli) -> None:  # noqa: F811
 
 
 def test_send_needs_exactly_one_way_to_give_the_key(run: Cli) -> None:  # noqa: F811
-    both = run.run("send", "-t", "partner", "--as", "partner-admin", "--key", "x",
-                   "--key-stdin", code=1)
+    both = run.run(
+        "send", "-t", "partner", "--as", "partner-admin", "--key", "x", "--key-stdin", code=1
+    )
     assert "exactly one of --key-stdin or --key" in both.stderr
     run.run("send", "-t", "partner", "--as", "partner-admin", code=1)
-    empty = run.runner.invoke(cli, ["--db", run.db_url, "send", "-t", "partner", "--as",
-                                    "partner-admin", "--key-stdin"], input="")
+    empty = run.runner.invoke(
+        cli,
+        ["--db", run.db_url, "send", "-t", "partner", "--as", "partner-admin", "--key-stdin"],
+        input="",
+    )
     assert empty.exit_code == 1
     assert "no copy key on standard input" in empty.stderr
 

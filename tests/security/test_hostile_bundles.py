@@ -50,9 +50,19 @@ def _verify_cli(world: World, raw: bytes, tmp_path: Path) -> tuple[int, str]:
     bundle.write_bytes(raw)
     pem = tmp_path / "partner.pem"
     pem.write_bytes(pem_of(world, "partner"))
-    result = CliRunner().invoke(cli, ["--db", f"sqlite:///{tmp_path / 'unused.db'}", "bundle",
-                                      "verify", str(bundle), "--public-key", str(pem)],
-                                catch_exceptions=True)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--db",
+            f"sqlite:///{tmp_path / 'unused.db'}",
+            "bundle",
+            "verify",
+            str(bundle),
+            "--public-key",
+            str(pem),
+        ],
+        catch_exceptions=True,
+    )
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(f"bundle verify crashed: {result.exception!r}")
     return result.exit_code, result.stderr
@@ -93,8 +103,7 @@ def _forge_bytes(world: World, raw: bytes, old: bytes, new: bytes) -> bytes:
 # --------------------------------------------------------------------------- key ids
 
 
-def test_lone_surrogate_keyid_is_refused(world2: tuple[World, str, bytes],
-                                         tmp_path: Path) -> None:
+def test_lone_surrogate_keyid_is_refused(world2: tuple[World, str, bytes], tmp_path: Path) -> None:
     """Threat: ``"keyid": "\\ud800"`` crashed receive and verify with UnicodeEncodeError."""
     world, _, raw = world2
     envelope = envelope_of(raw)
@@ -114,8 +123,9 @@ def test_huge_keyid_is_quoted_bounded(world2: tuple[World, str, bytes], tmp_path
 
 
 @pytest.mark.parametrize("where", ["field", "payloadType"])
-def test_huge_envelope_text_is_quoted_bounded(world2: tuple[World, str, bytes], tmp_path: Path,
-                                              where: str) -> None:
+def test_huge_envelope_text_is_quoted_bounded(
+    world2: tuple[World, str, bytes], tmp_path: Path, where: str
+) -> None:
     """Threat: a 100,000-character unknown field name or payloadType echoed in full."""
     world, _, raw = world2
     envelope = envelope_of(raw)
@@ -127,55 +137,72 @@ def test_huge_envelope_text_is_quoted_bounded(world2: tuple[World, str, bytes], 
     assert len(message) < 500
 
 
-def test_huge_payload_member_name_is_bounded(world2: tuple[World, str, bytes],
-                                             tmp_path: Path) -> None:
+def test_huge_payload_member_name_is_bounded(
+    world2: tuple[World, str, bytes], tmp_path: Path
+) -> None:
     """Threat: a validly signed payload with a 100,000-character member name."""
     world, _, raw = world2
     message = _refused_everywhere(
-        world, _forge(world, raw, lambda d: d["source"].update({"n" * 100_000: 1})), tmp_path,
-        "100,000 characters")
+        world,
+        _forge(world, raw, lambda d: d["source"].update({"n" * 100_000: 1})),
+        tmp_path,
+        "100,000 characters",
+    )
     assert len(message) < 800
 
 
 # --------------------------------------------------------------------------- instants
 
 
-@pytest.mark.parametrize(("member", "value"), [
-    ("expires_at", "2027-02-30T00:00:00Z"),  # matches the pattern, is no date
-    ("created_at", "9999-99-99T99:99:99Z"),
-    ("created_at", "2026-13-01T00:00:00Z"),
-    ("expires_at", "２０２７-０１-０１T００:００:００Z"),  # fullwidth digits
-    ("created_at", "２０２６-１２-０７T００:００:００Z"),
-])
-def test_instants_are_parsed_strictly(world2: tuple[World, str, bytes], tmp_path: Path,
-                                      member: str, value: str) -> None:
+@pytest.mark.parametrize(
+    ("member", "value"),
+    [
+        ("expires_at", "2027-02-30T00:00:00Z"),  # matches the pattern, is no date
+        ("created_at", "9999-99-99T99:99:99Z"),
+        ("created_at", "2026-13-01T00:00:00Z"),
+        ("expires_at", "２０２７-０１-０１T００:００:００Z"),  # fullwidth digits
+        ("created_at", "２０２６-１２-０７T００:００:００Z"),
+    ],
+)
+def test_instants_are_parsed_strictly(
+    world2: tuple[World, str, bytes], tmp_path: Path, member: str, value: str
+) -> None:
     """Threat: instants that match ``\\d`` patterns but are no date (or not ASCII)."""
     world, _, raw = world2
-    _refused_everywhere(world, _forge(world, raw, lambda d: d.update({member: value})),
-                        tmp_path, member)
+    _refused_everywhere(
+        world, _forge(world, raw, lambda d: d.update({member: value})), tmp_path, member
+    )
 
 
 # --------------------------------------------------------------------------- integers
 
 
-@pytest.mark.parametrize(("version", "said"), [
-    (2**31, "config_version"), (2**53 - 1, "config_version"), (2**63, "config_version"),
-    (2**64 + 1, "integer beyond 64 bits"),
-])
+@pytest.mark.parametrize(
+    ("version", "said"),
+    [
+        (2**31, "config_version"),
+        (2**53 - 1, "config_version"),
+        (2**63, "config_version"),
+        (2**64 + 1, "integer beyond 64 bits"),
+    ],
+)
 def test_config_version_bounded_to_what_every_backend_stores(
-        world2: tuple[World, str, bytes], tmp_path: Path, version: int, said: str) -> None:
+    world2: tuple[World, str, bytes], tmp_path: Path, version: int, said: str
+) -> None:
     """Threat: 2^63 overflowed SQLite; > 2^31-1 gave a misleading database error on PostgreSQL."""
     world, _, raw = world2
     body = payload_bytes(raw)
     current = payload_of(raw)["source"]["config_version"]
-    hostile = _forge_bytes(world, raw, b'"config_version":%d' % current,
-                           b'"config_version":%d' % version)
+    hostile = _forge_bytes(
+        world, raw, b'"config_version":%d' % current, b'"config_version":%d' % version
+    )
     assert body != payload_bytes(hostile)
     _refused_everywhere(world, hostile, tmp_path, said)
 
 
 def test_largest_postgres_integer_config_version_is_accepted(
-        world2: tuple[World, str, bytes]) -> None:
+    world2: tuple[World, str, bytes],
+) -> None:
     """Control: 2^31-1, the PostgreSQL INTEGER maximum, is a valid version and is stored."""
     world, _, raw = world2
     hostile = _forge(world, raw, lambda d: d["source"].update({"config_version": 2**31 - 1}))
@@ -192,14 +219,18 @@ def _two_signatures(world: World, raw: bytes, order: tuple[str, str]) -> bytes:
     envelope = envelope_of(raw)
     message = pae(envelope["payloadType"], body)
     envelope["signatures"] = [
-        {"keyid": key_id_of(world, slug),
-         "sig": base64.b64encode(signer_of(world, slug).sign(message)).decode()}
-        for slug in order]
+        {
+            "keyid": key_id_of(world, slug),
+            "sig": base64.b64encode(signer_of(world, slug).sign(message)).decode(),
+        }
+        for slug in order
+    ]
     return rewrap(envelope)
 
 
 def test_two_valid_signatures_are_decided_by_key_not_order(
-        world2: tuple[World, str, bytes]) -> None:
+    world2: tuple[World, str, bytes],
+) -> None:
     """Threat: with two valid signatures the result depended on their order in the envelope."""
     world, _, raw = world2
     world.tenant("other")
@@ -219,8 +250,9 @@ def test_two_valid_signatures_are_decided_by_key_not_order(
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-8-sig"])
-def test_envelope_not_in_utf8_is_refused(world2: tuple[World, str, bytes], tmp_path: Path,
-                                         encoding: str) -> None:
+def test_envelope_not_in_utf8_is_refused(
+    world2: tuple[World, str, bytes], tmp_path: Path, encoding: str
+) -> None:
     """Threat: the format says UTF-8; a UTF-16 envelope (or one with a BOM) was accepted."""
     world, _, raw = world2
     hostile = raw.decode("utf-8").encode(encoding)

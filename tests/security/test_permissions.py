@@ -43,8 +43,9 @@ def _pending(world: World) -> int:
         return transfers.inbox(ctx, actor, status="pending")[0].id
 
 
-def _refused_for_every_role(world: World, slug: str,
-                            work: Callable[[Context, actors.Actor], Any]) -> None:
+def _refused_for_every_role(
+    world: World, slug: str, work: Callable[[Context, actors.Actor], Any]
+) -> None:
     before = {s: counts(world, s) for s in ("partner", "client")}
     for role in NON_ADMIN_ROLES:
         with pytest.raises(PermissionDenied, match="only an admin"):
@@ -54,8 +55,9 @@ def _refused_for_every_role(world: World, slug: str,
 
 def test_non_admin_cannot_generate_copy_keys(story: World) -> None:
     """Threat: a general user invites configuration changes into the tenant."""
-    _refused_for_every_role(story, "client", lambda ctx, a: copykeys.generate(
-        ctx, a, actors.get_tenant(ctx, "client")))
+    _refused_for_every_role(
+        story, "client", lambda ctx, a: copykeys.generate(ctx, a, actors.get_tenant(ctx, "client"))
+    )
 
 
 def test_non_admin_cannot_list_or_revoke_copy_keys(story: World) -> None:
@@ -84,34 +86,37 @@ def test_non_admin_cannot_receive(story: World) -> None:
 def test_non_admin_cannot_approve(story: World) -> None:
     """Threat: a general user applies an incoming configuration."""
     transfer = _pending(story)
-    _refused_for_every_role(story, "client", lambda ctx, a: transfers.approve(
-        ctx, a, transfer))
+    _refused_for_every_role(story, "client", lambda ctx, a: transfers.approve(ctx, a, transfer))
     assert story.transfer(transfer).status == "pending"
 
 
 def test_non_admin_cannot_reject(story: World) -> None:
     """Threat: a general user discards an incoming configuration the admin wanted."""
     transfer = _pending(story)
-    _refused_for_every_role(story, "client", lambda ctx, a: transfers.reject(
-        ctx, a, transfer))
+    _refused_for_every_role(story, "client", lambda ctx, a: transfers.reject(ctx, a, transfer))
     assert story.transfer(transfer).status == "pending"
 
 
 def test_non_admin_cannot_set_config(story: World) -> None:
     """Threat: a general user rewrites the configuration."""
     data = labelled(story.config("client"), 1, "改ざん")
-    _refused_for_every_role(story, "client", lambda ctx, a: configs.set_sections(
-        ctx, a, actors.get_tenant(ctx, "client"), data))
+    _refused_for_every_role(
+        story,
+        "client",
+        lambda ctx, a: configs.set_sections(ctx, a, actors.get_tenant(ctx, "client"), data),
+    )
 
 
 def test_non_admin_cannot_roll_back(story: World) -> None:
     """Threat: a general user rolls the configuration (or an applied transfer) back."""
     transfer = _pending(story)
     story.approve(transfer, "client-admin")
-    _refused_for_every_role(story, "client", lambda ctx, a: configs.rollback(
-        ctx, a, actors.get_tenant(ctx, "client"), 1))
-    _refused_for_every_role(story, "client", lambda ctx, a: transfers.rollback(
-        ctx, a, transfer))
+    _refused_for_every_role(
+        story,
+        "client",
+        lambda ctx, a: configs.rollback(ctx, a, actors.get_tenant(ctx, "client"), 1),
+    )
+    _refused_for_every_role(story, "client", lambda ctx, a: transfers.rollback(ctx, a, transfer))
     assert story.transfer(transfer).status == "applied"
 
 

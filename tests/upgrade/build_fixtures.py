@@ -39,15 +39,18 @@ ROOT = HERE.parents[1]
 FIXTURES = HERE / "fixtures"
 #: the master key the fixtures' signing keys are sealed with (the test suite's)
 MASTER_KEY = base64.b64encode(bytes(range(32))).decode()
-PG_URL = os.environ.get("PROVISIONER_TEST_PG_URL",
-                        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_URL = os.environ.get(
+    "PROVISIONER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def _extract(commit: str, into: Path) -> str:
-    full = subprocess.run(["git", "-C", str(ROOT), "rev-parse", commit], check=True,
-                          capture_output=True, text=True).stdout.strip()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", full], check=True,
-                             capture_output=True).stdout
+    full = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", commit], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", full], check=True, capture_output=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     shutil.copy(HERE / "seed_previous.py", into / "seed_previous.py")
     return full
@@ -55,10 +58,15 @@ def _extract(commit: str, into: Path) -> str:
 
 def _seed(src: Path, url: str, home: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISIONER_")}
-    env |= {"PYTHONPATH": str(src), "PROVISIONER_HOME": str(home),
-            "PROVISIONER_MASTER_KEY": MASTER_KEY, "PYTHONDONTWRITEBYTECODE": "1"}
-    subprocess.run([sys.executable, "seed_previous.py", url, str(home)], cwd=src, env=env,
-                   check=True)
+    env |= {
+        "PYTHONPATH": str(src),
+        "PROVISIONER_HOME": str(home),
+        "PROVISIONER_MASTER_KEY": MASTER_KEY,
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    subprocess.run(
+        [sys.executable, "seed_previous.py", url, str(home)], cwd=src, env=env, check=True
+    )
 
 
 def _sqlite(src: Path, work: Path) -> None:
@@ -82,13 +90,27 @@ def _postgres(src: Path, work: Path) -> None:
         url = admin_url.set(database=name)
         _seed(src, url.render_as_string(hide_password=False), work / "home-pg")
         dump = subprocess.run(
-            ["pg_dump", "--inserts", "--rows-per-insert=50", "--no-owner", "--no-privileges",
-             "--no-comments", "-h", url.host or "127.0.0.1", "-p", str(url.port or 5432),
-             "-U", url.username or "postgres", name],
-            check=True, capture_output=True, text=True).stdout
+            [
+                "pg_dump",
+                "--inserts",
+                "--rows-per-insert=50",
+                "--no-owner",
+                "--no-privileges",
+                "--no-comments",
+                "-h",
+                url.host or "127.0.0.1",
+                "-p",
+                str(url.port or 5432),
+                "-U",
+                url.username or "postgres",
+                name,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         # psql-only lines (\\restrict with its random key) go: the test loads it with psycopg
-        kept = "".join(line for line in dump.splitlines(keepends=True)
-                       if not line.startswith("\\"))
+        kept = "".join(line for line in dump.splitlines(keepends=True) if not line.startswith("\\"))
         (FIXTURES / "previous.pg.sql.gz").write_bytes(gzip.compress(kept.encode(), 9, mtime=0))
     finally:
         with admin.connect() as conn:
@@ -103,19 +125,33 @@ def main(commit: str) -> None:
         src = work / "src"
         src.mkdir()
         full = _extract(commit, src)
-        subject = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%s", full],
-                                 check=True, capture_output=True, text=True).stdout.strip()
+        subject = subprocess.run(
+            ["git", "-C", str(ROOT), "log", "-1", "--format=%s", full],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         _sqlite(src, work)
         _postgres(src, work)
-    (FIXTURES / "SOURCE.json").write_text(json.dumps({
-        "commit": full, "subject": subject,
-        "built": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "how": "python tests/upgrade/build_fixtures.py " + commit,
-        "seeded_by": "tests/upgrade/seed_previous.py, run with that commit's code",
-        "master_key": "tests/conftest.py MASTER_KEY (bytes 0..31)",
-        "files": {"previous.sqlite.gz": "SQLite, gzip",
-                  "previous.pg.sql.gz": "pg_dump --inserts, psql lines removed, gzip"},
-    }, indent=2, ensure_ascii=False) + "\n")
+    (FIXTURES / "SOURCE.json").write_text(
+        json.dumps(
+            {
+                "commit": full,
+                "subject": subject,
+                "built": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "how": "python tests/upgrade/build_fixtures.py " + commit,
+                "seeded_by": "tests/upgrade/seed_previous.py, run with that commit's code",
+                "master_key": "tests/conftest.py MASTER_KEY (bytes 0..31)",
+                "files": {
+                    "previous.sqlite.gz": "SQLite, gzip",
+                    "previous.pg.sql.gz": "pg_dump --inserts, psql lines removed, gzip",
+                },
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
     for path in sorted(FIXTURES.iterdir()):
         print(f"{path.relative_to(ROOT)}: {path.stat().st_size:,} bytes")
 

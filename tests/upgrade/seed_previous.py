@@ -35,11 +35,19 @@ def main(url: str, home: Path) -> None:
         takahashi = actors.resolve(ctx, "takahashi", "aoba-fudosan")
         company = records.create(ctx, takahashi, "company", {"name": "青葉開発"}).record
         for n in range(3):
-            records.create(ctx, takahashi, "contact", {
-                "name": f"青葉 太郎{n}", "kana": "アオバ タロウ", "company_id": company["id"]})
+            records.create(
+                ctx,
+                takahashi,
+                "contact",
+                {"name": f"青葉 太郎{n}", "kana": "アオバ タロウ", "company_id": company["id"]},
+            )
         gone = records.create(ctx, takahashi, "company", {"name": "閉鎖商事"}).record
-        records.create(ctx, takahashi, "contact", {
-            "name": "閉鎖 花子", "kana": "ヘイサ ハナコ", "company_id": gone["id"]})
+        records.create(
+            ctx,
+            takahashi,
+            "contact",
+            {"name": "閉鎖 花子", "kana": "ヘイサ ハナコ", "company_id": gone["id"]},
+        )
     with app.transaction() as ctx:
         takahashi = actors.resolve(ctx, "takahashi", "aoba-fudosan")
         records.delete_record(ctx, takahashi, "company", gone["id"])
@@ -54,8 +62,9 @@ def main(url: str, home: Path) -> None:
             pem = signing.public_key_pem(ctx, actors.get_tenant(ctx, "hq").id).encode()
             signing.trust(ctx, actor, pem, label="hq HQ", policy="auto")
     with app.transaction() as ctx:
-        run = rollout.start(ctx, actors.resolve(ctx, "hq-admin", "hq"), raw,
-                            [Target("shop-1"), Target("shop-2")]).id
+        run = rollout.start(
+            ctx, actors.resolve(ctx, "hq-admin", "hq"), raw, [Target("shop-1"), Target("shop-2")]
+        ).id
     rollout.process(app, "hq-admin", run)
     app.engine.dispose()
 

@@ -33,8 +33,11 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SOURCE = json.loads((FIXTURES / "SOURCE.json").read_text())
 #: derived data: whole tables and columns ``init`` rebuilds when a release computes them anew
 DERIVED_TABLES = {"crm_search_grams", "crm_tallies", "alembic_version"}
-DERIVED_COLUMNS = {("crm_contacts", "search_text"), ("config_versions", "size_bytes"),
-                   ("transfers", "envelope_bytes")}
+DERIVED_COLUMNS = {
+    ("crm_contacts", "search_text"),
+    ("config_versions", "size_bytes"),
+    ("transfers", "envelope_bytes"),
+}
 
 Rows = dict[str, Counter[tuple[Any, ...]]]
 
@@ -48,10 +51,15 @@ def _rows(engine: Engine, only: dict[str, list[str]] | None = None) -> Rows:
         for table in meta.sorted_tables:
             if table.name in DERIVED_TABLES or (only is not None and table.name not in only):
                 continue
-            names = only[table.name] if only is not None else [
-                c.name for c in table.columns if (table.name, c.name) not in DERIVED_COLUMNS]
-            out[table.name] = Counter(tuple(map(_frozen, row)) for row in conn.execute(
-                select(*(table.c[n] for n in names))))
+            names = (
+                only[table.name]
+                if only is not None
+                else [c.name for c in table.columns if (table.name, c.name) not in DERIVED_COLUMNS]
+            )
+            out[table.name] = Counter(
+                tuple(map(_frozen, row))
+                for row in conn.execute(select(*(table.c[n] for n in names)))
+            )
     return out
 
 
@@ -65,8 +73,11 @@ def _frozen(value: Any) -> Any:
 def _columns(engine: Engine) -> dict[str, list[str]]:
     meta = MetaData()
     meta.reflect(engine)
-    return {t.name: [c.name for c in t.columns if (t.name, c.name) not in DERIVED_COLUMNS]
-            for t in meta.sorted_tables if t.name not in DERIVED_TABLES}
+    return {
+        t.name: [c.name for c in t.columns if (t.name, c.name) not in DERIVED_COLUMNS]
+        for t in meta.sorted_tables
+        if t.name not in DERIVED_TABLES
+    }
 
 
 @pytest.fixture
@@ -92,8 +103,9 @@ def previous_postgresql() -> Iterator[str]:
         pytest.skip(message)
     url = admin_url.set(database=name)
     dump = gzip.decompress((FIXTURES / "previous.pg.sql.gz").read_bytes()).decode()
-    with psycopg.connect(url.set(drivername="postgresql").render_as_string(
-            hide_password=False), autocommit=True) as conn:
+    with psycopg.connect(
+        url.set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True
+    ) as conn:
         conn.execute(dump.encode())  # pg_dump --inserts: plain SQL statements
     yield url.render_as_string(hide_password=False)
     with admin.connect() as conn:
@@ -105,10 +117,12 @@ def _run(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql",
-                                                            marks=pytest.mark.postgres)])
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
 def test_a_database_of_the_previous_release_upgrades_with_every_row_and_its_derived_data(
-        backend: str, request: pytest.FixtureRequest, env: None, app_engines: None) -> None:
+    backend: str, request: pytest.FixtureRequest, env: None, app_engines: None
+) -> None:
     url: str = request.getfixturevalue(f"previous_{backend}")
     engine = create_engine(url)
     columns = _columns(engine)
@@ -142,12 +156,32 @@ def test_a_database_of_the_previous_release_upgrades_with_every_row_and_its_deri
     assert "already current" in _run("--db", url, "init").output
 
     # the upgraded database works: search, and a copy between tenants with their old keys
-    found = _run("--json", "--db", url, "search", "-t", "aoba-fudosan", "--as", "takahashi",
-                 "--q", "青葉開発")
+    found = _run(
+        "--json",
+        "--db",
+        url,
+        "search",
+        "-t",
+        "aoba-fudosan",
+        "--as",
+        "takahashi",
+        "--q",
+        "青葉開発",
+    )
     assert found.exit_code == 0, found.output
     assert json.loads(found.output)["total"] == 3
-    gone = _run("--json", "--db", url, "search", "-t", "aoba-fudosan", "--as", "takahashi",
-                "--q", "閉鎖商事")  # the deleted company's name is in no search text
+    gone = _run(
+        "--json",
+        "--db",
+        url,
+        "search",
+        "-t",
+        "aoba-fudosan",
+        "--as",
+        "takahashi",
+        "--q",
+        "閉鎖商事",
+    )  # the deleted company's name is in no search text
     assert json.loads(gone.output)["total"] == 0, gone.output
     key = _run("--db", url, "key", "generate", "-t", "aoba-fudosan", "--as", "takahashi")
     assert key.exit_code == 0, key.output  # the tenant's sealed signing key still opens
@@ -156,7 +190,6 @@ def test_a_database_of_the_previous_release_upgrades_with_every_row_and_its_deri
 
 def test_the_fixtures_say_where_they_came_from() -> None:
     assert len(SOURCE["commit"]) == 40
-    assert SOURCE["how"].startswith(
-        "python tests/upgrade/build_fixtures.py")
+    assert SOURCE["how"].startswith("python tests/upgrade/build_fixtures.py")
     for name in SOURCE["files"]:
         assert (FIXTURES / name).stat().st_size < 300_000

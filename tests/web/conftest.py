@@ -28,8 +28,9 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture(autouse=True)
 def light_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(auth, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8192,
-                                                        parallelism=1))
+    monkeypatch.setattr(
+        auth, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
+    )
 
 
 @dataclass
@@ -89,13 +90,30 @@ def site(app: Provisioner, clock: FrozenClock) -> Iterator[Site]:
         s.login(login)
     with app.transaction() as ctx:
         actor = actors.resolve(ctx, "acme-admin", "acme")
-        saved = records.create(ctx, actor, "contact", {
-            "name": "山田 太郎", "kana": "ヤマダ タロウ", "phone": "03-1234-5678",
-            "memo_1": "お得意様", "checkboxes": [1, 3]})
+        saved = records.create(
+            ctx,
+            actor,
+            "contact",
+            {
+                "name": "山田 太郎",
+                "kana": "ヤマダ タロウ",
+                "phone": "03-1234-5678",
+                "memo_1": "お得意様",
+                "checkboxes": [1, 3],
+            },
+        )
         s.ids["contact"] = saved.record["id"]
-        act = records.create(ctx, actor, "activity", {
-            "contact_id": saved.record["id"], "date": "2026-11-01", "kind": "phone",
-            "content": "見積依頼"})
+        act = records.create(
+            ctx,
+            actor,
+            "activity",
+            {
+                "contact_id": saved.record["id"],
+                "date": "2026-11-01",
+                "kind": "phone",
+                "content": "見積依頼",
+            },
+        )
         s.ids["activity"] = act.record["id"]
     yield s
     s.client.close()

@@ -25,8 +25,9 @@ def _resolve(doc: dict[str, Any], schema: Any) -> Any:
     return schema
 
 
-def fields(doc: dict[str, Any], schema: Any, prefix: str = "",
-           seen: frozenset[str] = frozenset()) -> dict[str, bool]:
+def fields(
+    doc: dict[str, Any], schema: Any, prefix: str = "", seen: frozenset[str] = frozenset()
+) -> dict[str, bool]:
     """Every field path of a schema (``record.id``, ``items[].name``) -> whether required."""
     ref = schema.get("$ref") if isinstance(schema, dict) else None
     if ref in seen:
@@ -36,8 +37,7 @@ def fields(doc: dict[str, Any], schema: Any, prefix: str = "",
     if not isinstance(schema, dict):
         return {}
     out: dict[str, bool] = {}
-    for alternative in schema.get("anyOf", []) + schema.get("oneOf", []) + schema.get(
-            "allOf", []):
+    for alternative in schema.get("anyOf", []) + schema.get("oneOf", []) + schema.get("allOf", []):
         out |= fields(doc, alternative, prefix, seen)
     required = set(schema.get("required", []))
     for name, sub in schema.get("properties", {}).items():
@@ -50,8 +50,12 @@ def fields(doc: dict[str, Any], schema: Any, prefix: str = "",
 
 
 def _operations(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {f"{method.upper()} {path}": op for path, ops in doc.get("paths", {}).items()
-            for method, op in ops.items() if method in METHODS}
+    return {
+        f"{method.upper()} {path}": op
+        for path, ops in doc.get("paths", {}).items()
+        for method, op in ops.items()
+        if method in METHODS
+    }
 
 
 def _body(doc: dict[str, Any], op: dict[str, Any]) -> dict[str, bool]:
@@ -85,20 +89,22 @@ def breaking_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
                     problems.append(f"{label} {status}: {media} answer removed")
                     continue
                 current = fields(new, current_content.get("schema", {}))
-                problems += [f"{label} {status}: field {f} removed"
-                             for f in then if f not in current]
+                problems += [
+                    f"{label} {status}: field {f} removed" for f in then if f not in current
+                ]
         old_body, new_body = _body(old, op), _body(new, now)
-        problems += [f"{label}: request field {f} removed" for f in old_body
-                     if f not in new_body]
+        problems += [f"{label}: request field {f} removed" for f in old_body if f not in new_body]
         for f, req in new_body.items():
             parent = f.rpartition(".")[0].removesuffix("[]").removesuffix(".")
             if req and not old_body.get(f, False) and (not parent or parent in old_body):
                 problems.append(f"{label}: request field {f} is newly required")
         old_params, new_params = _params(op), _params(now)
-        problems += [f"{label}: parameter {p} removed" for p in old_params
-                     if p not in new_params]
-        problems += [f"{label}: parameter {p} is newly required" for p, req in
-                     new_params.items() if req and not old_params.get(p, False)]
+        problems += [f"{label}: parameter {p} removed" for p in old_params if p not in new_params]
+        problems += [
+            f"{label}: parameter {p} is newly required"
+            for p, req in new_params.items()
+            if req and not old_params.get(p, False)
+        ]
     return problems
 
 

@@ -38,7 +38,12 @@ def map_body(context: Any, body: Any) -> Any:
     """Switching tenant selects the first of the list (where the session started): a
     switch in the middle of a stateful sequence would move ``current`` under it."""
     operation = getattr(context, "operation", None)
-    if (operation is not None and operation.path == SWITCH and isinstance(body, dict)
-            and isinstance(body.get("tenant"), str) and TENANT.fullmatch(body["tenant"])):
+    if (
+        operation is not None
+        and operation.path == SWITCH
+        and isinstance(body, dict)
+        and isinstance(body.get("tenant"), str)
+        and TENANT.fullmatch(body["tenant"])
+    ):
         return {**body, "tenant": "1"}
     return body

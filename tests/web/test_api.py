@@ -11,8 +11,11 @@ from provisioner.services.crm import records
 from tests.support import labelled
 from tests.web.conftest import Site
 
-RANK = {"code": "rank", "label": "ランク", "values": [
-    {"code": "gold", "label": "ゴールド"}, {"code": "silver", "label": "シルバー"}]}
+RANK = {
+    "code": "rank",
+    "label": "ランク",
+    "values": [{"code": "gold", "label": "ゴールド"}, {"code": "silver", "label": "シルバー"}],
+}
 
 
 def _rank_config(site: Site, slug: str, *, gold: bool) -> None:
@@ -43,8 +46,12 @@ def test_send_plan_with_impact_and_approve_with_a_remap(site: Site) -> None:
     _rank_config(site, "acme", gold=True)
     _rank_config(site, "beta", gold=False)
     contact = site.ids["contact"]
-    r = site.call("PATCH", f"/api/tenants/acme/records/contact/{contact}", "acme-admin",
-                  json={"memo_2": "gold"})
+    r = site.call(
+        "PATCH",
+        f"/api/tenants/acme/records/contact/{contact}",
+        "acme-admin",
+        json={"memo_2": "gold"},
+    )
     assert r.status_code == 200, r.text
     transfer_id = _pending_from_beta(site)
     inbox = site.call("GET", "/api/tenants/acme/inbox?status=pending", "acme-admin").json()
@@ -55,15 +62,26 @@ def test_send_plan_with_impact_and_approve_with_a_remap(site: Site) -> None:
     assert ("checkboxes", "1", "changed") in changes
     items = shown["plan"]["impact"]["items"]
     removed = [i for i in items if i["kind"] == "picklist_value_removed"]
-    assert removed == [{"kind": "picklist_value_removed", "field": "contact.memo_2",
-                        "picklist": "rank", "value": "gold", "blocking": True, "count": 1}]
+    assert removed == [
+        {
+            "kind": "picklist_value_removed",
+            "field": "contact.memo_2",
+            "picklist": "rank",
+            "value": "gold",
+            "blocking": True,
+            "count": 1,
+        }
+    ]
     # without a remap the approval is refused and nothing changes
-    r = site.call("POST", f"/api/tenants/acme/inbox/{transfer_id}/approve", "acme-admin",
-                  json={})
+    r = site.call("POST", f"/api/tenants/acme/inbox/{transfer_id}/approve", "acme-admin", json={})
     assert r.status_code == 409, r.text
     assert r.json()["error"]["code"] == "data_in_use"
-    r = site.call("POST", f"/api/tenants/acme/inbox/{transfer_id}/approve", "acme-admin",
-                  json={"mode": "replace", "remaps": {"rank.gold": "silver"}})
+    r = site.call(
+        "POST",
+        f"/api/tenants/acme/inbox/{transfer_id}/approve",
+        "acme-admin",
+        json={"mode": "replace", "remaps": {"rank.gold": "silver"}},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["outcome"] == "applied"
     assert r.json()["remapped"] == {"rank.gold": 1}
@@ -81,32 +99,49 @@ def test_send_plan_with_impact_and_approve_with_a_remap(site: Site) -> None:
 def test_receive_an_uploaded_bundle_and_reject_it(site: Site) -> None:
     key = site.call("POST", "/api/tenants/acme/keys", "acme-admin").json()["key"]
     raw = site.world.export("beta", key)
-    r = site.call("POST", "/api/tenants/acme/receive", "acme-admin",
-                  files={"bundle": ("beta.bundle.json", io.BytesIO(raw), "application/json")})
+    r = site.call(
+        "POST",
+        "/api/tenants/acme/receive",
+        "acme-admin",
+        files={"bundle": ("beta.bundle.json", io.BytesIO(raw), "application/json")},
+    )
     assert r.status_code == 201, r.text
     transfer_id = r.json()["id"]
     assert r.json()["status"] == "pending"
-    r = site.call("POST", "/api/tenants/acme/receive", "acme-admin",
-                  files={"bundle": ("x", io.BytesIO(b'{"payload": 1}'), "application/json")})
+    r = site.call(
+        "POST",
+        "/api/tenants/acme/receive",
+        "acme-admin",
+        files={"bundle": ("x", io.BytesIO(b'{"payload": 1}'), "application/json")},
+    )
     assert r.status_code == 422
     assert r.json()["error"]["code"] == "bundle_rejected"
     version = site.world.version("acme")
-    r = site.call("POST", f"/api/tenants/acme/inbox/{transfer_id}/reject", "acme-admin",
-                  json={"reason": "not now"})
+    r = site.call(
+        "POST",
+        f"/api/tenants/acme/inbox/{transfer_id}/reject",
+        "acme-admin",
+        json={"reason": "not now"},
+    )
     assert r.status_code == 200
     assert r.json()["status"] == "rejected"
     assert site.world.version("acme") == version
     r = site.call("POST", f"/api/tenants/acme/inbox/{transfer_id}/approve", "acme-admin")
     assert r.status_code == 409
-    assert r.json()["error"] == {"code": "plan_conflict",
-                                 "message": f"transfer {transfer_id} is already rejected",
-                                 "request_id": r.headers["X-Request-ID"]}
+    assert r.json()["error"] == {
+        "code": "plan_conflict",
+        "message": f"transfer {transfer_id} is already rejected",
+        "request_id": r.headers["X-Request-ID"],
+    }
 
 
 def test_configuration_set_history_diff_rollback(site: Site) -> None:
-    r = site.call("PUT", "/api/tenants/acme/config", "acme-admin",
-                  json={"labels": {**site.world.config("acme")["labels"],
-                                   "contact.name": "お客様名"}})
+    r = site.call(
+        "PUT",
+        "/api/tenants/acme/config",
+        "acme-admin",
+        json={"labels": {**site.world.config("acme")["labels"], "contact.name": "お客様名"}},
+    )
     assert r.status_code == 200, r.text
     assert r.json() == {"version": 2, "changed": True}
     history = site.call("GET", "/api/tenants/acme/config/history", "acme-admin").json()
@@ -117,8 +152,12 @@ def test_configuration_set_history_diff_rollback(site: Site) -> None:
     assert old["document"]["labels"]["contact.name"] == "氏名"
     r = site.call("POST", "/api/tenants/acme/config/rollback", "acme-admin", json={"to": 1})
     assert r.json() == {"version": 3, "restored": 1, "changed": True}
-    r = site.call("PUT", "/api/tenants/acme/config", "acme-admin",
-                  json={"checkboxes": [{"index": 1, "label": ""}]})
+    r = site.call(
+        "PUT",
+        "/api/tenants/acme/config",
+        "acme-admin",
+        json={"checkboxes": [{"index": 1, "label": ""}]},
+    )
     assert r.status_code == 422
     assert r.json()["error"]["code"] == "validation_failed"
     assert r.json()["error"]["problems"]
@@ -143,8 +182,12 @@ def test_failed_redemptions_are_rate_limited(site: Site) -> None:
     key = site.call("POST", "/api/tenants/acme/keys", "acme-admin").json()["key"]
     # keys are case-insensitive: change the last two characters to other ones
     mistyped = key[:-2] + ("aa" if not key.lower().endswith("aa") else "bb")  # fails its checksum
-    codes = [site.call("POST", "/api/tenants/beta/send", "beta-admin",
-                       json={"key": mistyped}).status_code for _ in range(11)]
+    codes = [
+        site.call(
+            "POST", "/api/tenants/beta/send", "beta-admin", json={"key": mistyped}
+        ).status_code
+        for _ in range(11)
+    ]
     # the server's limit: 10 failed redemptions per client address in 15 minutes
     assert codes == [403] * 10 + [429]
     r = site.call("POST", "/api/tenants/acme-tokyo/send", "acme-admin", json={"key": key})
@@ -156,36 +199,48 @@ def test_failed_redemptions_are_rate_limited(site: Site) -> None:
 
 
 def test_records_search_lookup_children(site: Site) -> None:
-    r = site.call("POST", "/api/tenants/acme/records/contact", "acme-gen",
-                  json={"name": "田中 花子", "kana": "タナカ ハナコ", "phone": "06-1111-2222"},
-                  params={"purpose": "新規"})
+    r = site.call(
+        "POST",
+        "/api/tenants/acme/records/contact",
+        "acme-gen",
+        json={"name": "田中 花子", "kana": "タナカ ハナコ", "phone": "06-1111-2222"},
+        params={"purpose": "新規"},
+    )
     assert r.status_code == 201, r.text
     new_id = r.json()["record"]["id"]
-    found = site.call("GET", "/api/tenants/acme/search", "acme-ro",
-                      params={"q": "田中"}).json()
+    found = site.call("GET", "/api/tenants/acme/search", "acme-ro", params={"q": "田中"}).json()
     assert found["total"] == 1
     assert found["items"][0]["id"] == new_id
-    found = site.call("GET", "/api/tenants/acme/search", "acme-ro",
-                      params={"checked": [1, 3], "unchecked": [2]}).json()
+    found = site.call(
+        "GET", "/api/tenants/acme/search", "acme-ro", params={"checked": [1, 3], "unchecked": [2]}
+    ).json()
     assert [i["id"] for i in found["items"]] == [site.ids["contact"]]
-    card = site.call("GET", "/api/tenants/acme/lookup", "acme-ro",
-                     params={"phone": "+81 3 1234 5678"})
+    card = site.call(
+        "GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "+81 3 1234 5678"}
+    )
     assert card.status_code == 200
     assert card.json()["contact"]["name"] == "山田 太郎"
     assert card.json()["activities"][0]["content"] == "見積依頼"
     assert card.json()["activities"][0]["kind"] == "電話"  # labels; codes on request:
-    coded = site.call("GET", "/api/tenants/acme/lookup", "acme-ro",
-                      params={"phone": "+81 3 1234 5678", "codes": "true"}).json()
+    coded = site.call(
+        "GET",
+        "/api/tenants/acme/lookup",
+        "acme-ro",
+        params={"phone": "+81 3 1234 5678", "codes": "true"},
+    ).json()
     assert coded["activities"][0]["kind"] == "phone"
     r = site.call("GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "０９０"})
     assert r.status_code == 404
-    kids = site.call("GET", f"/api/tenants/acme/contacts/{site.ids['contact']}/activity",
-                     "acme-ro").json()
+    kids = site.call(
+        "GET", f"/api/tenants/acme/contacts/{site.ids['contact']}/activity", "acme-ro"
+    ).json()
     assert [k["kind"] for k in kids] == ["phone"]
     r = site.call("DELETE", f"/api/tenants/acme/records/contact/{new_id}", "acme-gen")
     assert r.status_code == 200
-    assert site.call("GET", f"/api/tenants/acme/records/contact/{new_id}",
-                     "acme-gen").status_code == 404
+    assert (
+        site.call("GET", f"/api/tenants/acme/records/contact/{new_id}", "acme-gen").status_code
+        == 404
+    )
     r = site.call("GET", "/api/tenants/acme/search", "acme-ro", params={"limit": 5000})
     assert r.status_code == 422
 
@@ -193,24 +248,44 @@ def test_records_search_lookup_children(site: Site) -> None:
 def test_csv_import_and_export(site: Site) -> None:
     csv_text = "氏名,フリガナ,電話番号\n佐藤 一郎,サトウ イチロウ,045-000-1111\n"
     raw = csv_text.encode("cp932")
-    r = site.call("POST", "/api/tenants/acme/import/customers", "acme-admin",
-                  files={"file": ("c.csv", io.BytesIO(raw), "text/csv")},
-                  data={"dry_run": "true"})
+    r = site.call(
+        "POST",
+        "/api/tenants/acme/import/customers",
+        "acme-admin",
+        files={"file": ("c.csv", io.BytesIO(raw), "text/csv")},
+        data={"dry_run": "true"},
+    )
     assert r.status_code == 200, r.text
-    assert r.json() == {"rows": 1, "created": 0, "encoding": "cp932", "companies_created": 0,
-                        "dry_run": True}
-    r = site.call("POST", "/api/tenants/acme/import/customers", "acme-admin",
-                  files={"file": ("c.csv", io.BytesIO(raw), "text/csv")})
+    assert r.json() == {
+        "rows": 1,
+        "created": 0,
+        "encoding": "cp932",
+        "companies_created": 0,
+        "dry_run": True,
+    }
+    r = site.call(
+        "POST",
+        "/api/tenants/acme/import/customers",
+        "acme-admin",
+        files={"file": ("c.csv", io.BytesIO(raw), "text/csv")},
+    )
     assert r.json()["created"] == 1
-    r = site.call("GET", "/api/tenants/acme/export/customers", "acme-gen",
-                  params={"columns": "name,phone", "q": "佐藤"})
+    r = site.call(
+        "GET",
+        "/api/tenants/acme/export/customers",
+        "acme-gen",
+        params={"columns": "name,phone", "q": "佐藤"},
+    )
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/csv")
-    assert r.content.decode("utf-8-sig").splitlines() == ["氏名,電話番号",
-                                                          "佐藤 一郎,045-000-1111"]
+    assert r.content.decode("utf-8-sig").splitlines() == ["氏名,電話番号", "佐藤 一郎,045-000-1111"]
     bad = "氏名,ランク\n鈴木,???\n".encode()
-    r = site.call("POST", "/api/tenants/acme/import/customers", "acme-admin",
-                  files={"file": ("bad.csv", io.BytesIO(bad), "text/csv")})
+    r = site.call(
+        "POST",
+        "/api/tenants/acme/import/customers",
+        "acme-admin",
+        files={"file": ("bad.csv", io.BytesIO(bad), "text/csv")},
+    )
     assert r.status_code == 422
     assert r.json()["error"]["code"] == "validation_failed"
 
@@ -233,7 +308,9 @@ def test_billing_of_the_tenant_group(site: Site) -> None:
 def test_tenants(site: Site) -> None:
     listed = site.call("GET", "/api/tenants", "acme-admin").json()
     assert [(t["number"], t["slug"], t["role"]) for t in listed] == [
-        (1, "acme", "admin"), (2, "acme-tokyo", "admin")]
+        (1, "acme", "admin"),
+        (2, "acme-tokyo", "admin"),
+    ]
     shown = site.call("GET", "/api/tenants/2", "acme-admin").json()
     assert shown["slug"] == "acme-tokyo"
     assert shown["group"] == "acme-group"
@@ -253,8 +330,12 @@ MATRIX: list[tuple[str, str, dict[str, Any], str]] = [
     ("POST", "/api/tenants/{t}/keys", {}, "admin"),
     ("POST", "/api/tenants/{t}/keys/{key_id}/revoke", {}, "admin"),
     ("POST", "/api/tenants/{t}/send", {"json": {"key": "{key}"}}, "admin"),
-    ("POST", "/api/tenants/{t}/receive",
-     {"files": {"bundle": ("b", b"{}", "application/json")}}, "admin"),
+    (
+        "POST",
+        "/api/tenants/{t}/receive",
+        {"files": {"bundle": ("b", b"{}", "application/json")}},
+        "admin",
+    ),
     ("GET", "/api/tenants/{t}/inbox", {}, "admin"),
     ("GET", "/api/tenants/{t}/inbox/{transfer_id}", {}, "admin"),
     ("POST", "/api/tenants/{t}/inbox/{transfer_id}/approve", {"json": {}}, "admin"),
@@ -262,19 +343,38 @@ MATRIX: list[tuple[str, str, dict[str, Any], str]] = [
     ("POST", "/api/tenants/{t}/inbox/{applied_id}/rollback", {}, "admin"),
     ("POST", "/api/tenants/{t}/records/{type_name}", {"json": {"name": "侵入 者"}}, "writer"),
     ("GET", "/api/tenants/{t}/records/{type_name}/{record_id}", {}, "reader"),
-    ("PATCH", "/api/tenants/{t}/records/{type_name}/{record_id}", {"json": {"title": "x"}},
-     "writer"),
+    (
+        "PATCH",
+        "/api/tenants/{t}/records/{type_name}/{record_id}",
+        {"json": {"title": "x"}},
+        "writer",
+    ),
     ("DELETE", "/api/tenants/{t}/records/{type_name}/{record_id}", {}, "writer"),
     ("GET", "/api/tenants/{t}/contacts/{record_id}/{type_name}", {}, "reader"),
     ("GET", "/api/tenants/{t}/search", {"params": {"q": "山田"}}, "reader"),
     ("GET", "/api/tenants/{t}/companies/search", {"params": {"q": "株式"}}, "reader"),
     ("GET", "/api/tenants/{t}/lookup", {"params": {"phone": "0312345678"}}, "reader"),
     ("POST", "/api/tenants/{t}/calls/{call_ref}/note", {"json": {"note": "侵入"}}, "writer"),
-    ("POST", "/api/tenants/{t}/import/customers",
-     {"files": {"file": ("c.csv", "氏名\n侵入 者\n".encode(), "text/csv")}}, "admin"),
-    ("POST", "/api/tenants/{t}/import/inquiries",
-     {"files": {"file": ("i.csv", "phone,date,content\n0312345678,2026-11-01,侵入\n".encode(),
-                         "text/csv")}}, "admin"),
+    (
+        "POST",
+        "/api/tenants/{t}/import/customers",
+        {"files": {"file": ("c.csv", "氏名\n侵入 者\n".encode(), "text/csv")}},
+        "admin",
+    ),
+    (
+        "POST",
+        "/api/tenants/{t}/import/inquiries",
+        {
+            "files": {
+                "file": (
+                    "i.csv",
+                    "phone,date,content\n0312345678,2026-11-01,侵入\n".encode(),
+                    "text/csv",
+                )
+            }
+        },
+        "admin",
+    ),
     ("GET", "/api/tenants/{t}/export/{kind}", {}, "writer"),
     ("GET", "/api/tenants/{t}/billing", {"params": {"month": "2026-11"}}, "admin"),
     ("GET", "/api/tenants/{t}/workflows", {}, "reader"),
@@ -284,8 +384,12 @@ MATRIX: list[tuple[str, str, dict[str, Any], str]] = [
     ("GET", "/api/tenants/{t}/notifications", {}, "reader"),
     ("POST", "/api/tenants/{t}/notifications/read", {"json": {"ids": None}}, "reader"),
     ("GET", "/api/tenants/{t}/records/{type_name}/{record_id}/blueprints", {}, "reader"),
-    ("POST", "/api/tenants/{t}/records/{type_name}/{record_id}/transition",
-     {"json": {"to": "won"}}, "writer"),
+    (
+        "POST",
+        "/api/tenants/{t}/records/{type_name}/{record_id}/transition",
+        {"json": {"to": "won"}},
+        "writer",
+    ),
     ("GET", "/api/tenants/{t}/users", {}, "admin"),
     ("PUT", "/api/tenants/{t}/users/{login}/role", {"json": {"role": "admin"}}, "admin"),
     ("POST", "/api/tenants/{t}/users/{login}/disable", {}, "admin"),
@@ -294,12 +398,16 @@ MATRIX: list[tuple[str, str, dict[str, Any], str]] = [
     ("POST", "/api/tenants/{t}/users/{login}/password-reset", {}, "admin"),
     ("PUT", "/api/tenants/{t}/users/{login}/department", {"json": {"code": None}}, "admin"),
     ("GET", "/api/tenants/{t}/user-departments", {}, "admin"),
-    ("POST", "/api/tenants/{t}/user-departments", {"json": {"code": "x", "name": "X"}},
-     "admin"),
+    ("POST", "/api/tenants/{t}/user-departments", {"json": {"code": "x", "name": "X"}}, "admin"),
 ]
 #: routes that are not tenant-scoped (the session's own)
-UNSCOPED = {("POST", "/api/login"), ("POST", "/api/logout"), ("GET", "/api/session"),
-            ("POST", "/api/session/tenant"), ("GET", "/api/tenants")}
+UNSCOPED = {
+    ("POST", "/api/login"),
+    ("POST", "/api/logout"),
+    ("GET", "/api/session"),
+    ("POST", "/api/session/tenant"),
+    ("GET", "/api/tenants"),
+}
 
 
 def _path(template: str, values: dict[str, Any], route: str) -> str:
@@ -313,10 +421,15 @@ def test_the_matrix_covers_every_api_route(site: Site) -> None:
     spec = site.client.get("/openapi.json").json()
     types = "|".join(records.TYPES)
     per_type = re.compile(rf"(/records|/contacts/{{record_id}})/({types})\b")
-    routes = {(m.upper(), per_type.sub(r"\1/{type_name}", path))
-              for path, ops in spec["paths"].items() for m in ops}
-    covered = {(m, p.replace("{t}", "{tenant}").replace("{applied_id}", "{transfer_id}"))
-               for m, p, _, _ in MATRIX} | UNSCOPED
+    routes = {
+        (m.upper(), per_type.sub(r"\1/{type_name}", path))
+        for path, ops in spec["paths"].items()
+        for m in ops
+    }
+    covered = {
+        (m, p.replace("{t}", "{tenant}").replace("{applied_id}", "{transfer_id}"))
+        for m, p, _, _ in MATRIX
+    } | UNSCOPED
     assert routes == covered
 
 
@@ -328,22 +441,55 @@ def test_outsiders_and_the_wrong_role_get_no_data(site: Site) -> None:
     applied = _pending_from_beta(site)
     r = site.call("POST", f"/api/tenants/acme/inbox/{applied}/approve", "acme-admin")
     assert r.json()["outcome"] == "applied"
-    site.world.set_config("acme", {"workflows": [  # a paused rule: the workflow routes' object
-        {"code": "vip", "label": "VIP", "active": False, "object": "contact",
-         "trigger": {"event": "created", "field": None},
-         "actions": [{"type": "set_checkbox", "index": 7, "checked": True}]}]})
+    site.world.set_config(
+        "acme",
+        {
+            "workflows": [  # a paused rule: the workflow routes' object
+                {
+                    "code": "vip",
+                    "label": "VIP",
+                    "active": False,
+                    "object": "contact",
+                    "trigger": {"event": "created", "field": None},
+                    "actions": [{"type": "set_checkbox", "index": 7, "checked": True}],
+                }
+            ]
+        },
+    )
     transfer_id = _pending_from_beta(site)
     key = site.call("POST", "/api/tenants/acme/keys", "acme-admin").json()
-    secrets_of_acme = ["山田", "ヤマダ", "1234-5678", key["selector"], "見積依頼",
-                       site.world.transfer(transfer_id).bundle_id]
-    before = {p: site.call("GET", p, "acme-admin").json() for p in (
-        "/api/tenants/acme/config", "/api/tenants/acme/keys", "/api/tenants/acme/inbox",
-        f"/api/tenants/acme/records/contact/{site.ids['contact']}")}
-    popped = site.call("GET", "/api/tenants/acme/lookup", "acme-gen",
-                       params={"phone": "0312345678", "call_id": "pbx-acme"})
+    secrets_of_acme = [
+        "山田",
+        "ヤマダ",
+        "1234-5678",
+        key["selector"],
+        "見積依頼",
+        site.world.transfer(transfer_id).bundle_id,
+    ]
+    before = {
+        p: site.call("GET", p, "acme-admin").json()
+        for p in (
+            "/api/tenants/acme/config",
+            "/api/tenants/acme/keys",
+            "/api/tenants/acme/inbox",
+            f"/api/tenants/acme/records/contact/{site.ids['contact']}",
+        )
+    }
+    popped = site.call(
+        "GET",
+        "/api/tenants/acme/lookup",
+        "acme-gen",
+        params={"phone": "0312345678", "call_id": "pbx-acme"},
+    )
     assert popped.status_code == 200, popped.text
-    values = {"transfer_id": transfer_id, "key_id": key["id"], "record_id": site.ids["contact"],
-              "applied_id": applied, "call_ref": "pbx-acme", "login": "acme-gen"}
+    values = {
+        "transfer_id": transfer_id,
+        "key_id": key["id"],
+        "record_id": site.ids["contact"],
+        "applied_id": applied,
+        "call_ref": "pbx-acme",
+        "login": "acme-gen",
+    }
     beta_key = site.call("POST", "/api/tenants/beta/keys", "beta-admin").json()["key"]
 
     def kwargs(raw: dict[str, Any], send_key: str) -> dict[str, Any]:
@@ -358,8 +504,11 @@ def test_outsiders_and_the_wrong_role_get_no_data(site: Site) -> None:
         # 1. beta's admin names acme
         path = _path(template, {"t": "acme", **values}, route)
         r = site.call(method, path, "beta-admin", **kwargs(raw, beta_key))
-        if r.status_code not in (403, 404) or set(r.json()) != {"error"} or any(
-                s in r.text for s in secrets_of_acme):
+        if (
+            r.status_code not in (403, 404)
+            or set(r.json()) != {"error"}
+            or any(s in r.text for s in secrets_of_acme)
+        ):
             failures.append(f"outsider {method} {path}: {r.status_code} {r.text[:200]}")
         # 2. beta's admin names acme's ids inside beta
         if any(f"{{{k}}}" in template for k in values):
@@ -392,15 +541,17 @@ def test_outsiders_and_the_wrong_role_get_no_data(site: Site) -> None:
 
 def test_text_the_database_cannot_store_is_a_422_not_a_server_error(site: Site) -> None:
     """A NUL character is refused alike on every backend (SQLite used to store it)."""
-    r = site.call("POST", "/api/tenants/acme/records/contact", "acme-admin",
-                  json={"name": "NUL\x00文字"})
+    r = site.call(
+        "POST", "/api/tenants/acme/records/contact", "acme-admin", json={"name": "NUL\x00文字"}
+    )
     assert r.status_code == 422, r.text
     error = r.json()["error"]
     error.pop("request_id", None)
     assert error == {
         "code": "validation_failed",
         "message": "the contact: name contains a NUL character (U+0000)",
-        "hint": "remove the NUL characters: no text field can hold one"}
+        "hint": "remove the NUL characters: no text field can hold one",
+    }
 
 
 def test_an_upgrade_through_the_api(site: Site) -> None:
@@ -414,24 +565,37 @@ def test_an_upgrade_through_the_api(site: Site) -> None:
     plan = site.call("GET", f"/api/tenants/acme/inbox/{second}", "acme-admin").json()["plan"]
     assert plan["mode"] == "upgrade"
     assert [c["address"] for c in plan["upgrade"]["conflicts"]] == ["checkboxes.1.label"]
-    refused = site.call("POST", f"/api/tenants/acme/inbox/{second}/approve", "acme-admin",
-                        json={})
+    refused = site.call("POST", f"/api/tenants/acme/inbox/{second}/approve", "acme-admin", json={})
     assert refused.status_code == 409
     assert refused.json()["error"]["code"] == "unresolved_conflicts"
-    outsider = site.call("POST", f"/api/tenants/beta/inbox/{second}/approve", "beta-admin",
-                         json={"prefer": "theirs"})
+    outsider = site.call(
+        "POST", f"/api/tenants/beta/inbox/{second}/approve", "beta-admin", json={"prefer": "theirs"}
+    )
     assert outsider.status_code == 404  # the service checks the tenant itself
-    done = site.call("POST", f"/api/tenants/acme/inbox/{second}/approve", "acme-admin",
-                     json={"take": ["checkboxes.1"]})
+    done = site.call(
+        "POST",
+        f"/api/tenants/acme/inbox/{second}/approve",
+        "acme-admin",
+        json={"take": ["checkboxes.1"]},
+    )
     assert done.status_code == 200, done.text
     assert w.config("acme")["checkboxes"][0]["label"] == "B"
 
 
 def test_jobs_entered_by_hand_through_the_api(site: Site) -> None:
     contact = site.ids["contact"]
-    r = site.call("POST", "/api/tenants/acme/records/job", "acme-gen",
-                  json={"contact_id": contact, "kind": "concurrent", "company_name": "協会",
-                        "title": "理事", "date_from": "2024-04-01"})
+    r = site.call(
+        "POST",
+        "/api/tenants/acme/records/job",
+        "acme-gen",
+        json={
+            "contact_id": contact,
+            "kind": "concurrent",
+            "company_name": "協会",
+            "title": "理事",
+            "date_from": "2024-04-01",
+        },
+    )
     assert r.status_code == 201, r.text
     job = r.json()["record"]
     assert (job["kind"], job["date_to"]) == ("concurrent", "")
@@ -439,21 +603,34 @@ def test_jobs_entered_by_hand_through_the_api(site: Site) -> None:
     assert [j["id"] for j in listed] == [job["id"]]
     shown = site.call("GET", f"/api/tenants/acme/records/contact/{contact}", "acme-ro").json()
     assert [j["company_name"] for j in shown["jobs"]] == ["協会"]
-    r = site.call("PATCH", f"/api/tenants/acme/records/job/{job['id']}", "acme-gen",
-                  json={"date_to": "2020-01-01"})
+    r = site.call(
+        "PATCH",
+        f"/api/tenants/acme/records/job/{job['id']}",
+        "acme-gen",
+        json={"date_to": "2020-01-01"},
+    )
     assert r.status_code == 422
     assert "before date_from" in r.text
 
 
 def test_company_search_through_the_api(site: Site) -> None:
     for name in ("渋谷商事", "新宿物産"):
-        r = site.call("POST", "/api/tenants/acme/records/company", "acme-gen",
-                      json={"name": name, "address": "東京都" + name[:2] + "区"})
+        r = site.call(
+            "POST",
+            "/api/tenants/acme/records/company",
+            "acme-gen",
+            json={"name": name, "address": "東京都" + name[:2] + "区"},
+        )
         assert r.status_code == 201, r.text
-    found = site.call("GET", "/api/tenants/acme/companies/search", "acme-ro",
-                      params={"q": "渋谷 新宿", "match": "any", "sort": "-id"}).json()
+    found = site.call(
+        "GET",
+        "/api/tenants/acme/companies/search",
+        "acme-ro",
+        params={"q": "渋谷 新宿", "match": "any", "sort": "-id"},
+    ).json()
     assert [i["name"] for i in found["items"]] == ["新宿物産", "渋谷商事"]
     assert found["total"] == 2
-    r = site.call("GET", "/api/tenants/acme/companies/search", "acme-ro",
-                  params={"sort": "capital"})
+    r = site.call(
+        "GET", "/api/tenants/acme/companies/search", "acme-ro", params={"sort": "capital"}
+    )
     assert r.status_code == 422

@@ -22,9 +22,13 @@ def test_login_lists_tenants_with_the_first_selected(site: Site) -> None:
 def test_wrong_password_is_a_json_error_with_a_stable_code(site: Site) -> None:
     r = site.client.post("/api/login", json={"login": "acme-admin", "password": "nope-nope"})
     assert r.status_code == 403
-    assert r.json() == {"error": {"code": "permission_denied",
-                                  "message": "login id or password is wrong",
-                                  "request_id": r.headers["X-Request-ID"]}}
+    assert r.json() == {
+        "error": {
+            "code": "permission_denied",
+            "message": "login id or password is wrong",
+            "request_id": r.headers["X-Request-ID"],
+        }
+    }
     r = site.client.post("/api/login", json={"login": "acme-admin"})
     assert r.status_code == 422
     error = r.json()["error"]
@@ -93,8 +97,11 @@ def _console_login(site: Site, login: str) -> str:
     page = site.client.get("/login")
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert csrf
-    r = site.client.post("/login", data={"login": login, "password": PASSWORD,
-                                         "csrf": csrf.group(1)}, follow_redirects=False)
+    r = site.client.post(
+        "/login",
+        data={"login": login, "password": PASSWORD, "csrf": csrf.group(1)},
+        follow_redirects=False,
+    )
     assert r.status_code == 303, r.text
     cookies = [c for c in r.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE)]
     assert len(cookies) == 1
@@ -112,8 +119,11 @@ def test_session_cookie_flags(site: Site) -> None:
 
 def test_console_login_needs_its_form_token(site: Site) -> None:
     site.client.get("/login")
-    r = site.client.post("/login", data={"login": "acme-admin", "password": PASSWORD,
-                                         "csrf": "forged"}, follow_redirects=False)
+    r = site.client.post(
+        "/login",
+        data={"login": "acme-admin", "password": PASSWORD, "csrf": "forged"},
+        follow_redirects=False,
+    )
     assert r.status_code == 403
     assert SESSION_COOKIE not in r.headers.get("set-cookie", "")
 
@@ -132,8 +142,7 @@ def test_console_forms_refuse_a_missing_or_wrong_csrf_token(site: Site) -> None:
     assert site.call("GET", "/api/tenants/acme/keys", "acme-admin").json() == before
     r = site.client.post("/keys", data={"csrf": token.group(1)})
     assert r.status_code == 200
-    assert len(site.call("GET", "/api/tenants/acme/keys", "acme-admin").json()) == \
-        len(before) + 1
+    assert len(site.call("GET", "/api/tenants/acme/keys", "acme-admin").json()) == len(before) + 1
 
 
 def test_console_without_a_session_goes_to_login(site: Site) -> None:

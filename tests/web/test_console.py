@@ -20,8 +20,7 @@ def _csrf(page: str) -> str:
 def _login(site: Site, login: str, client: TestClient | None = None) -> TestClient:
     client = client or site.client
     page = client.get("/login")
-    r = client.post("/login", data={"login": login, "password": PASSWORD,
-                                    "csrf": _csrf(page.text)})
+    r = client.post("/login", data={"login": login, "password": PASSWORD, "csrf": _csrf(page.text)})
     assert r.status_code == 200, r.text
     return client
 
@@ -34,24 +33,25 @@ def test_login_tenant_selection_home_and_switch(site: Site) -> None:
     client = site.client
     page = client.get("/login")
     assert "ログインID" in page.text  # Japanese by default
-    r = client.post("/login", data={"login": "acme-admin", "password": "wrong-password",
-                                    "csrf": _csrf(page.text)})
+    r = client.post(
+        "/login",
+        data={"login": "acme-admin", "password": "wrong-password", "csrf": _csrf(page.text)},
+    )
     assert r.status_code == 403
     assert "ログインIDまたはパスワードが違います" in r.text  # the server's message, translated
     assert "login id or password is wrong" not in r.text
-    r = client.post("/login", data={"login": "acme-admin", "password": PASSWORD,
-                                    "csrf": _csrf(r.text)})
+    r = client.post(
+        "/login", data={"login": "acme-admin", "password": PASSWORD, "csrf": _csrf(r.text)}
+    )
     assert r.url.path == "/tenants"  # two tenants: choose, the first preselected
     checked = re.findall(r'value="([a-z-]+)" checked', r.text)
     assert checked == ["acme"]
-    r = client.post("/switch", data={"csrf": _csrf(r.text), "tenant": "acme-tokyo",
-                                     "next": "/"})
+    r = client.post("/switch", data={"csrf": _csrf(r.text), "tenant": "acme-tokyo", "next": "/"})
     assert r.url.path == "/"
     assert "acme-tokyo 株式会社" in r.text
     assert re.search(r'class="tenant selected"\s+data-tenant="acme-tokyo"', r.text)
     # one click in the header, from any page, back to acme
-    r = client.post("/switch", data={"csrf": _csrf(r.text), "tenant": "acme",
-                                     "next": "/keys"})
+    r = client.post("/switch", data={"csrf": _csrf(r.text), "tenant": "acme", "next": "/keys"})
     assert r.url.path == "/keys"
     assert re.search(r'class="tenant selected"\s+data-tenant="acme"', r.text)
     # English
@@ -64,8 +64,11 @@ def test_login_tenant_selection_home_and_switch(site: Site) -> None:
 
 def test_open_redirects_are_refused(site: Site) -> None:
     client = _login(site, "beta-admin")
-    r = client.post("/switch", data={"csrf": _csrf(client.get("/").text), "tenant": "beta",
-                                     "next": "//evil.example/"}, follow_redirects=False)
+    r = client.post(
+        "/switch",
+        data={"csrf": _csrf(client.get("/").text), "tenant": "beta", "next": "//evil.example/"},
+        follow_redirects=False,
+    )
     assert r.headers["location"] == "/"
 
 
@@ -73,8 +76,12 @@ def test_key_shown_once_then_send_then_approve_with_a_remap(site: Site) -> None:
     _rank_config(site, "acme", gold=True)
     _rank_config(site, "beta", gold=False)
     contact = site.ids["contact"]
-    site.call("PATCH", f"/api/tenants/acme/records/contact/{contact}", "acme-admin",
-              json={"memo_2": "gold"})
+    site.call(
+        "PATCH",
+        f"/api/tenants/acme/records/contact/{contact}",
+        "acme-admin",
+        json={"memo_2": "gold"},
+    )
     admin = _login(site, "acme-admin")
     r = admin.post("/keys", data={"csrf": _csrf(admin.get("/keys").text)})
     key = re.search(r'<code id="new-key">([^<]+)</code>', r.text)
@@ -98,13 +105,15 @@ def test_key_shown_once_then_send_then_approve_with_a_remap(site: Site) -> None:
     text = _text(plan.text)
     assert "チェック項目" in text  # the section, in the page's language
     assert "年賀状" in text
-    assert ("選択リスト「rank」の値「gold」が削除されますが、"
-            "1 件のレコードがこの値を使っています") in text
+    assert (
+        "選択リスト「rank」の値「gold」が削除されますが、1 件のレコードがこの値を使っています"
+    ) in text
     assert 'name="remap:rank.gold"' in plan.text
     # approve asks first, saying what will change; nothing is applied yet
-    ask = admin.post(f"/inbox/{transfer_id.group(1)}/approve",
-                     data={"csrf": _csrf(plan.text), "mode": "replace",
-                           "remap:rank.gold": "silver"})
+    ask = admin.post(
+        f"/inbox/{transfer_id.group(1)}/approve",
+        data={"csrf": _csrf(plan.text), "mode": "replace", "remap:rank.gold": "silver"},
+    )
     assert ask.status_code == 200
     assert "承認の確認" in ask.text
     counts = re.search(r'<table class="counts" id="plan-counts">.*?</table>', ask.text, re.S)
@@ -115,14 +124,22 @@ def test_key_shown_once_then_send_then_approve_with_a_remap(site: Site) -> None:
     assert 'name="remap:rank.gold" value="silver"' in ask.text  # carried to the real post
     assert site.world.transfer(int(transfer_id.group(1))).status == "pending"
     # approving without a remap is refused, with the reason, and changes nothing
-    r = admin.post(f"/inbox/{transfer_id.group(1)}/approve",
-                   data={"csrf": _csrf(plan.text), "mode": "replace", "confirmed": "yes"})
+    r = admin.post(
+        f"/inbox/{transfer_id.group(1)}/approve",
+        data={"csrf": _csrf(plan.text), "mode": "replace", "confirmed": "yes"},
+    )
     assert r.status_code == 409
     assert "data_in_use" in r.text
     assert "置換先を選ぶか、強制適用にチェックしてください" in r.text  # not the CLI's flags
-    r = admin.post(f"/inbox/{transfer_id.group(1)}/approve",
-                   data={"csrf": _csrf(plan.text), "mode": "replace", "confirmed": "yes",
-                         "remap:rank.gold": "silver"})
+    r = admin.post(
+        f"/inbox/{transfer_id.group(1)}/approve",
+        data={
+            "csrf": _csrf(plan.text),
+            "mode": "replace",
+            "confirmed": "yes",
+            "remap:rank.gold": "silver",
+        },
+    )
     assert r.status_code == 200, r.text
     assert "適用しました" in r.text
     assert 'data-status="applied">適用済み<' in r.text
@@ -134,17 +151,21 @@ def test_key_shown_once_then_send_then_approve_with_a_remap(site: Site) -> None:
 def test_reject_from_the_inbox(site: Site) -> None:
     site.world.set_config("beta", {"mode": "individual"})
     key = site.call("POST", "/api/tenants/acme/keys", "acme-admin").json()["key"]
-    transfer_id = site.call("POST", "/api/tenants/beta/send", "beta-admin",
-                            json={"key": key}).json()["id"]
+    transfer_id = site.call(
+        "POST", "/api/tenants/beta/send", "beta-admin", json={"key": key}
+    ).json()["id"]
     admin = _login(site, "acme-admin")
     page = admin.get(f"/inbox/{transfer_id}?mode=merge")
     assert page.status_code == 200
-    r = admin.post(f"/inbox/{transfer_id}/reject", data={"csrf": _csrf(page.text),
-                                                          "reason": "不要"})
+    r = admin.post(
+        f"/inbox/{transfer_id}/reject", data={"csrf": _csrf(page.text), "reason": "不要"}
+    )
     assert "却下の確認" in r.text  # asks first
     assert site.world.transfer(transfer_id).status == "pending"
-    r = admin.post(f"/inbox/{transfer_id}/reject", data={"csrf": _csrf(page.text),
-                                                          "reason": "不要", "confirmed": "yes"})
+    r = admin.post(
+        f"/inbox/{transfer_id}/reject",
+        data={"csrf": _csrf(page.text), "reason": "不要", "confirmed": "yes"},
+    )
     assert "却下しました" in r.text
     assert site.world.transfer(transfer_id).status == "rejected"
 
@@ -155,8 +176,9 @@ def test_configuration_editor_sections(site: Site) -> None:
     assert page.text.count('name="cb-') == 48 * 2
     csrf = _csrf(page.text)
     labels = {f"label:{k}": v for k, v in site.world.config("acme")["labels"].items()}
-    r = admin.post("/config/labels", data={**labels, "label:contact.name": "お客様名",
-                                           "csrf": csrf})
+    r = admin.post(
+        "/config/labels", data={**labels, "label:contact.name": "お客様名", "csrf": csrf}
+    )
     assert "保存しました" in r.text
     boxes = {f"cb-{i}-label": f"チェック{i}" for i in range(1, 49)}
     boxes |= {f"cb-{i}-enabled": "on" for i in range(1, 48)}  # 48 disabled
@@ -166,38 +188,75 @@ def test_configuration_editor_sections(site: Site) -> None:
     memos |= {f"memo-{i}-type": "text" for i in range(1, 11)}
     memos |= {"memo-3-label": "ランク", "memo-3-type": "picklist", "memo-3-picklist": "sex"}
     admin.post("/config/memo_fields", data={**memos, "csrf": csrf})
-    r = admin.post("/config/picklists", data={
-        "csrf": csrf, "pl-1-code": "activity_kind", "pl-1-label": "対応種別", "pl-1-n": "1",
-        "pv1-1-code": "phone", "pv1-1-label": "電話", "pv1-1-active": "on",
-        "pv1-2-code": "complaint", "pv1-2-label": "クレーム", "pv1-2-active": "on",
-        "pl-2-code": "sex", "pl-2-label": "性別", "pl-2-n": "2",
-        "pv2-1-code": "male", "pv2-1-label": "男性", "pv2-1-active": "on",
-        "pv2-2-code": "female", "pv2-2-label": "女性",
-        "pl-3-code": "rank", "pl-3-label": "ランク", "pl-3-n": "3",
-        "pv3-1-code": "gold", "pv3-1-label": "ゴールド", "pv3-1-active": "on"})
+    r = admin.post(
+        "/config/picklists",
+        data={
+            "csrf": csrf,
+            "pl-1-code": "activity_kind",
+            "pl-1-label": "対応種別",
+            "pl-1-n": "1",
+            "pv1-1-code": "phone",
+            "pv1-1-label": "電話",
+            "pv1-1-active": "on",
+            "pv1-2-code": "complaint",
+            "pv1-2-label": "クレーム",
+            "pv1-2-active": "on",
+            "pl-2-code": "sex",
+            "pl-2-label": "性別",
+            "pl-2-n": "2",
+            "pv2-1-code": "male",
+            "pv2-1-label": "男性",
+            "pv2-1-active": "on",
+            "pv2-2-code": "female",
+            "pv2-2-label": "女性",
+            "pl-3-code": "rank",
+            "pl-3-label": "ランク",
+            "pl-3-n": "3",
+            "pv3-1-code": "gold",
+            "pv3-1-label": "ゴールド",
+            "pv3-1-active": "on",
+        },
+    )
     assert r.status_code == 200, r.text
-    admin.post("/config/classifications", data={
-        "csrf": csrf, "customer-1-code": "supplier", "customer-1-label": "仕入先",
-        "customer-2-code": "agency", "customer-2-label": "代理店",
-        "customer-2-parent": "supplier", "product-1-code": "", "product-1-label": "x"})
+    admin.post(
+        "/config/classifications",
+        data={
+            "csrf": csrf,
+            "customer-1-code": "supplier",
+            "customer-1-label": "仕入先",
+            "customer-2-code": "agency",
+            "customer-2-label": "代理店",
+            "customer-2-parent": "supplier",
+            "product-1-code": "",
+            "product-1-label": "x",
+        },
+    )
     doc = site.world.config("acme")
     assert doc["labels"]["contact.name"] == "お客様名"
     assert doc["checkboxes"][0]["label"] == "VIP"
     assert doc["checkboxes"][47]["enabled"] is False
-    assert doc["memo_fields"][2] == {"index": 3, "label": "ランク", "type": "picklist",
-                                     "picklist": "sex"}
+    assert doc["memo_fields"][2] == {
+        "index": 3,
+        "label": "ランク",
+        "type": "picklist",
+        "picklist": "sex",
+    }
     kinds = next(p for p in doc["picklists"] if p["code"] == "activity_kind")
     assert [v["code"] for v in kinds["values"]] == ["phone", "complaint"]
     sex = next(p for p in doc["picklists"] if p["code"] == "sex")
     assert sex["values"][1] == {"code": "female", "label": "女性", "active": False}
     assert [p["code"] for p in doc["picklists"]] == ["activity_kind", "sex", "rank"]
-    assert doc["classifications"]["customer"][1] == {"code": "agency", "label": "代理店",
-                                                     "parent": "supplier"}
+    assert doc["classifications"]["customer"][1] == {
+        "code": "agency",
+        "label": "代理店",
+        "parent": "supplier",
+    }
     assert doc["classifications"]["product"] == []
     # an invalid change is refused with the reason, and nothing is saved
     version = site.world.version("acme")
-    r = admin.post("/config/memo_fields", data={**memos, "memo-3-picklist": "nothing",
-                                                "csrf": csrf})
+    r = admin.post(
+        "/config/memo_fields", data={**memos, "memo-3-picklist": "nothing", "csrf": csrf}
+    )
     assert r.status_code == 422
     assert site.world.version("acme") == version
     # history, diff and rollback
@@ -215,18 +274,22 @@ def test_read_only_user_cannot_change_the_configuration(site: Site) -> None:
     reader = _login(site, "acme-ro")
     page = reader.get("/config")
     assert page.status_code == 200
-    r = reader.post("/config/labels", data={"csrf": _csrf(page.text),
-                                            "label:contact.name": "x"})
+    r = reader.post("/config/labels", data={"csrf": _csrf(page.text), "label:contact.name": "x"})
     assert r.status_code == 403
     assert "管理者だけが行えます" in r.text
     assert reader.get("/keys").status_code == 403
 
 
 def test_customer_search_page_and_screen_pop_use_the_labels(site: Site) -> None:
-    site.world.set_config("acme", {"labels": {**site.world.config("acme")["labels"],
-                                              "contact.phone": "ご連絡先"},
-                                   "memo_fields": [{"index": i, "label": "担当メモ" if i == 1
-                                                    else f"メモ{i}"} for i in range(1, 11)]})
+    site.world.set_config(
+        "acme",
+        {
+            "labels": {**site.world.config("acme")["labels"], "contact.phone": "ご連絡先"},
+            "memo_fields": [
+                {"index": i, "label": "担当メモ" if i == 1 else f"メモ{i}"} for i in range(1, 11)
+            ],
+        },
+    )
     user = _login(site, "acme-gen")
     r = user.get("/customers?q=ヤマダ")
     assert "1 件" in _text(r.text)
@@ -271,14 +334,21 @@ def test_an_upgrade_shows_base_ours_theirs_and_a_choice_per_conflict(site: Site)
     assert 'name="mode" value="upgrade"' in plan.text
     assert "checkboxes.1.label" in text
     assert "年賀状 年賀状(個人) 年賀状(法人)" in " ".join(text.split())
-    r = admin.post(f"/inbox/{second}/approve", data={"csrf": _csrf(plan.text),
-                                                     "mode": "upgrade",
-                                                     "confirmed": "yes"})
+    r = admin.post(
+        f"/inbox/{second}/approve",
+        data={"csrf": _csrf(plan.text), "mode": "upgrade", "confirmed": "yes"},
+    )
     assert r.status_code == 409
     assert "unresolved_conflicts" in r.text
-    r = admin.post(f"/inbox/{second}/approve", data={
-        "csrf": _csrf(plan.text), "mode": "upgrade", "resolve:checkboxes.1.label": "ours",
-        "confirmed": "yes"})
+    r = admin.post(
+        f"/inbox/{second}/approve",
+        data={
+            "csrf": _csrf(plan.text),
+            "mode": "upgrade",
+            "resolve:checkboxes.1.label": "ours",
+            "confirmed": "yes",
+        },
+    )
     assert r.status_code == 200, r.text
     assert w.config("acme")["checkboxes"][0]["label"] == "年賀状(個人)"
 
@@ -287,8 +357,9 @@ def _pending_transfer(site: Site) -> int:
     """beta sends its configuration to acme (a pending transfer in acme's inbox)."""
     site.world.set_config("beta", {"mode": "individual"})
     key = site.call("POST", "/api/tenants/acme/keys", "acme-admin").json()["key"]
-    transfer_id: int = site.call("POST", "/api/tenants/beta/send", "beta-admin",
-                                 json={"key": key}).json()["id"]
+    transfer_id: int = site.call(
+        "POST", "/api/tenants/beta/send", "beta-admin", json={"key": key}
+    ).json()["id"]
     return transfer_id
 
 
@@ -304,8 +375,7 @@ def test_what_a_role_may_not_do_is_not_offered_and_still_refused(site: Site) -> 
     user = _login(site, "acme-gen", other.client)
     page = user.get(f"/inbox/{transfer_id}")
     assert page.status_code == 403  # the copy feature is admins' only, the inbox included
-    for control in ('href="/keys"', 'href="/send"', 'href="/inbox"', 'id="approve"',
-                    'id="reject"'):
+    for control in ('href="/keys"', 'href="/send"', 'href="/inbox"', 'id="approve"', 'id="reject"'):
         assert control not in page.text  # ... and no admin-only control is offered
     config = user.get("/config")
     assert ">保存<" not in config.text
@@ -329,15 +399,19 @@ def test_approve_then_roll_back_from_the_result_page(site: Site) -> None:
     before = site.world.version("acme")
     admin = _login(site, "acme-admin")
     page = admin.get(f"/inbox/{transfer_id}")
-    ask = admin.post(f"/inbox/{transfer_id}/approve",
-                     data={"csrf": _csrf(page.text), "mode": "replace"})
+    ask = admin.post(
+        f"/inbox/{transfer_id}/approve", data={"csrf": _csrf(page.text), "mode": "replace"}
+    )
     assert "確認して適用" in ask.text
     assert site.world.version("acme") == before
-    result = admin.post(f"/inbox/{transfer_id}/approve",
-                        data={"csrf": _csrf(ask.text), "mode": "replace", "confirmed": "yes"})
+    result = admin.post(
+        f"/inbox/{transfer_id}/approve",
+        data={"csrf": _csrf(ask.text), "mode": "replace", "confirmed": "yes"},
+    )
     assert result.url.path == f"/inbox/{transfer_id}"
-    assert re.search(r'<p class="notice" role="status" tabindex="-1" data-focus>適用しました',
-                     result.text)
+    assert re.search(
+        r'<p class="notice" role="status" tabindex="-1" data-focus>適用しました', result.text
+    )
     assert 'id="rollback-transfer"' in result.text  # offered where the result is shown
     assert site.world.config("acme")["mode"] == "individual"
     undone = admin.post(f"/inbox/{transfer_id}/rollback", data={"csrf": _csrf(result.text)})
@@ -380,8 +454,10 @@ def test_the_language_switch_keeps_the_page_and_its_query(site: Site) -> None:
 
 def test_the_send_form_keeps_the_key_after_an_error(site: Site) -> None:
     admin = _login(site, "beta-admin")
-    r = admin.post("/send", data={"csrf": _csrf(admin.get("/send").text),
-                                  "key": "pcpy_mistyped", "only": "labels"})
+    r = admin.post(
+        "/send",
+        data={"csrf": _csrf(admin.get("/send").text), "key": "pcpy_mistyped", "only": "labels"},
+    )
     assert r.status_code in (403, 422)
     assert 'value="pcpy_mistyped"' in r.text
     assert re.search(r'value="labels" checked', r.text)
@@ -396,19 +472,38 @@ def test_no_page_references_an_outside_host(site: Site) -> None:
     """Console pages and the API documentation load nothing from another host."""
     transfer_id = _pending_transfer(site)
     admin = _login(site, "acme-admin")
-    pages = ["/login", "/tenants", "/", "/keys", "/send", "/inbox", f"/inbox/{transfer_id}",
-             "/config", "/config/history?diff_from=1&diff_to=1", "/customers?q=ヤマダ",
-             f"/customers/{site.ids['contact']}", "/pop?phone=0312345678", "/no-such-page",
-             "/docs", "/redoc", "/static/console.css", "/static/console.js",
-             "/customers", "/customers/new", f"/customers/{site.ids['contact']}/edit",
-             "/customers/import", "/customers/bulk?action=update", "/users"]
+    pages = [
+        "/login",
+        "/tenants",
+        "/",
+        "/keys",
+        "/send",
+        "/inbox",
+        f"/inbox/{transfer_id}",
+        "/config",
+        "/config/history?diff_from=1&diff_to=1",
+        "/customers?q=ヤマダ",
+        f"/customers/{site.ids['contact']}",
+        "/pop?phone=0312345678",
+        "/no-such-page",
+        "/docs",
+        "/redoc",
+        "/static/console.css",
+        "/static/console.js",
+        "/customers",
+        "/customers/new",
+        f"/customers/{site.ids['contact']}/edit",
+        "/customers/import",
+        "/customers/bulk?action=update",
+        "/users",
+    ]
     for lang in ("ja", "en"):
         admin.get(f"/lang/{lang}")
         for path in pages:
             r = admin.get(path)
             assert r.status_code in (200, 404), path
             found = OUTSIDE.search(r.text)
-            assert found is None, f"{path} references {r.text[found.start():][:80]!r}"
+            assert found is None, f"{path} references {r.text[found.start() :][:80]!r}"
     docs = admin.get("/docs").text
     assert "/static-offline-docs/swagger-ui-bundle.js" in docs
     assert '"validatorUrl": null' in docs

@@ -45,9 +45,17 @@ from tests.support import World
 from tests.web.conftest import PASSWORD
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage"]
+ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 
 
 def _need_chromium() -> None:
@@ -73,8 +81,9 @@ def server(db_url: str) -> Iterator[tuple[str, Provisioner]]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = uvicorn.Config(create_app(app), host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="off")
+    config = uvicorn.Config(
+        create_app(app), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+    )
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -99,9 +108,18 @@ def _world(app: Provisioner) -> int:
         auth.set_initial_password(ctx, "yamada", PASSWORD, by="test")
         auth.set_initial_password(ctx, "partner-admin", PASSWORD, by="test")
         auth.set_initial_password(ctx, "tanaka", PASSWORD, by="test")
-        customer = records.create(ctx, actors.resolve(ctx, "yamada", "client-a"), "contact", {
-            "name": "佐藤 花子", "kana": "サトウ ハナコ", "phone": "03-5555-0101",
-            "memo_1": "毎年ご購入", "checkboxes": [1, 2]})
+        customer = records.create(
+            ctx,
+            actors.resolve(ctx, "yamada", "client-a"),
+            "contact",
+            {
+                "name": "佐藤 花子",
+                "kana": "サトウ ハナコ",
+                "phone": "03-5555-0101",
+                "memo_1": "毎年ご購入",
+                "checkboxes": [1, 2],
+            },
+        )
     data = w.config("partner")
     boxes = [dict(c) for c in data["checkboxes"]]
     for index, label in enumerate(("年賀状", "暑中見舞", "お中元", "お歳暮", "VIP")):
@@ -113,8 +131,9 @@ def _world(app: Provisioner) -> int:
     return record_id
 
 
-def test_copy_a_configuration_through_the_console(server: tuple[str, Provisioner],
-                                                  tmp_path: Path) -> None:
+def test_copy_a_configuration_through_the_console(
+    server: tuple[str, Provisioner], tmp_path: Path
+) -> None:
     _need_chromium()
     from playwright.sync_api import expect, sync_playwright
 
@@ -126,8 +145,7 @@ def test_copy_a_configuration_through_the_console(server: tuple[str, Provisioner
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
-            target = browser.new_context(viewport={"width": 1280, "height": 860},
-                                         locale="ja-JP")
+            target = browser.new_context(viewport={"width": 1280, "height": 860}, locale="ja-JP")
             page = target.new_page()
             page.goto(f"{base}/login")
             page.screenshot(path=str(shots / "01-login.png"))
@@ -149,8 +167,7 @@ def test_copy_a_configuration_through_the_console(server: tuple[str, Provisioner
             page.screenshot(path=str(shots / "04-copy-key.png"))
 
             # the partner's admin, in another browser, sends with the key
-            source = browser.new_context(viewport={"width": 1280, "height": 860},
-                                         locale="ja-JP")
+            source = browser.new_context(viewport={"width": 1280, "height": 860}, locale="ja-JP")
             other = source.new_page()
             other.goto(f"{base}/login")
             other.fill("input[name=login]", "partner-admin")
@@ -176,8 +193,7 @@ def test_copy_a_configuration_through_the_console(server: tuple[str, Provisioner
             expect(page.locator("#plan-counts")).to_contain_text("チェック項目")
             page.screenshot(path=str(shots / "13-approve-confirmation.png"), full_page=True)
             page.click("#confirm")
-            expect(page.locator("#transfer-status")).to_have_attribute("data-status",
-                                                                     "applied")
+            expect(page.locator("#transfer-status")).to_have_attribute("data-status", "applied")
             expect(page.locator("p.notice")).to_be_focused()
             expect(page.locator("#rollback-transfer")).to_be_visible()
             page.screenshot(path=str(shots / "14-applied-with-rollback.png"))
@@ -201,7 +217,8 @@ def test_copy_a_configuration_through_the_console(server: tuple[str, Provisioner
             # one click in the header switches to the other tenant
             page.click("button.tenant[data-tenant=client-b]")
             expect(page.locator("button.tenant.selected")).to_have_attribute(
-                "data-tenant", "client-b")
+                "data-tenant", "client-b"
+            )
             target.close()
         finally:
             browser.close()
@@ -218,18 +235,36 @@ def _crm_world(app: Provisioner) -> int:
     with app.transaction() as ctx:
         actor = actors.resolve(ctx, "yamada", "client-a")
         for i in range(30):
-            made = records.create(ctx, actor, "contact", {
-                "name": f"顧客 {i:02d}", "kana": f"コキャク {i:02d}",
-                "phone": f"06-2222-{i:04d}", "checkboxes": [1] if i % 2 == 0 else []})
+            made = records.create(
+                ctx,
+                actor,
+                "contact",
+                {
+                    "name": f"顧客 {i:02d}",
+                    "kana": f"コキャク {i:02d}",
+                    "phone": f"06-2222-{i:04d}",
+                    "checkboxes": [1] if i % 2 == 0 else [],
+                },
+            )
             if i == 3:
-                records.create(ctx, actor, "purchase", {
-                    "contact_id": made.record["id"], "date": "2026-10-01",
-                    "product_name": "年賀状セット", "quantity": 1, "unit_price": 800})
+                records.create(
+                    ctx,
+                    actor,
+                    "purchase",
+                    {
+                        "contact_id": made.record["id"],
+                        "date": "2026-10-01",
+                        "product_name": "年賀状セット",
+                        "quantity": 1,
+                        "unit_price": 800,
+                    },
+                )
     return customer
 
 
-def test_working_with_customers_in_the_console(server: tuple[str, Provisioner],
-                                               tmp_path: Path) -> None:
+def test_working_with_customers_in_the_console(
+    server: tuple[str, Provisioner], tmp_path: Path
+) -> None:
     """Issue 12: search (a tri-state checkbox, paging, sorting), create with a refusal and
     edit, add an activity and a purchase, export with its progress, import with a dry run,
     bulk update after its confirmation, and the user admin page."""
@@ -243,8 +278,9 @@ def test_working_with_customers_in_the_console(server: tuple[str, Provisioner],
     with sync_playwright() as pw:
         browser = _browser(pw)
         try:
-            ctx = browser.new_context(viewport={"width": 1280, "height": 860}, locale="ja-JP",
-                                      accept_downloads=True)
+            ctx = browser.new_context(
+                viewport={"width": 1280, "height": 860}, locale="ja-JP", accept_downloads=True
+            )
             page = ctx.new_page()
             _log_in(page, base, "yamada")
             page.click("#open-tenant")
@@ -347,7 +383,8 @@ MODERATE_ALLOWED: dict[str, str] = {}
 
 def _browser(pw: object) -> object:
     return pw.chromium.launch(  # type: ignore[attr-defined]
-        executable_path=CHROMIUM, args=ARGS, headless=True)
+        executable_path=CHROMIUM, args=ARGS, headless=True
+    )
 
 
 def _log_in(page: object, base: str, login: str) -> None:
@@ -392,8 +429,7 @@ def test_every_page_passes_axe(server: tuple[str, Provisioner]) -> None:
                 # a transfer to approve, and one left pending for the general user to read
                 approved = w.send("partner", w.key("client-a"))
                 pending = w.send("partner", w.key("client-a"))
-                ctx = browser.new_context(viewport={"width": 1280, "height": 860},
-                                          locale=locale)
+                ctx = browser.new_context(viewport={"width": 1280, "height": 860}, locale=locale)
                 ctx.add_cookies([{"name": "provisioner_lang", "value": lang, "url": base}])
                 ctx.on("request", _outside)
                 page = ctx.new_page()
@@ -408,15 +444,32 @@ def test_every_page_passes_axe(server: tuple[str, Provisioner]) -> None:
                 page.click("button[type=submit].primary")
                 check(page, f"{lang} tenant selection")
                 page.click("#open-tenant")
-                for path in ("/", "/keys", "/send", "/inbox", f"/inbox/{pending}", "/config",
-                             "/config/history", "/config/history?diff_from=1&diff_to=2",
-                             "/customers", "/customers?q=サトウ", f"/customers/{customer}",
-                             "/pop", "/pop?phone=0355550101", "/pop?phone=0999999999",
-                             "/no-such-page", "/inbox/999999", "/customers?cb1=on&per=20",
-                             "/customers?created_from=2026-13-01", "/customers/new",
-                             f"/customers/{customer}/edit", "/customers/import",
-                             "/customers/bulk?action=update", "/customers/bulk?action=delete",
-                             "/users"):
+                for path in (
+                    "/",
+                    "/keys",
+                    "/send",
+                    "/inbox",
+                    f"/inbox/{pending}",
+                    "/config",
+                    "/config/history",
+                    "/config/history?diff_from=1&diff_to=2",
+                    "/customers",
+                    "/customers?q=サトウ",
+                    f"/customers/{customer}",
+                    "/pop",
+                    "/pop?phone=0355550101",
+                    "/pop?phone=0999999999",
+                    "/no-such-page",
+                    "/inbox/999999",
+                    "/customers?cb1=on&per=20",
+                    "/customers?created_from=2026-13-01",
+                    "/customers/new",
+                    f"/customers/{customer}/edit",
+                    "/customers/import",
+                    "/customers/bulk?action=update",
+                    "/customers/bulk?action=delete",
+                    "/users",
+                ):
                     page.goto(f"{base}{path}")
                     check(page, f"{lang} admin {path}")
                 page.goto(f"{base}/customers/new")
@@ -459,18 +512,27 @@ def test_every_page_passes_axe(server: tuple[str, Provisioner]) -> None:
                 ctx.close()
 
                 # a general user: no admin-only control, and the refusals in the layout
-                ctx = browser.new_context(viewport={"width": 1280, "height": 860},
-                                          locale=locale)
+                ctx = browser.new_context(viewport={"width": 1280, "height": 860}, locale=locale)
                 ctx.add_cookies([{"name": "provisioner_lang", "value": lang, "url": base}])
                 ctx.on("request", _outside)
                 page = ctx.new_page()
                 _log_in(page, base, "tanaka")
                 expect(page.locator("nav.menu")).to_be_visible()
                 expect(page.locator("nav.menu a[href='/keys']")).to_have_count(0)
-                for path in ("/", "/inbox", f"/inbox/{pending}", "/config", "/config/history",
-                             "/customers?q=サトウ", f"/customers/{customer}",
-                             "/pop?phone=0355550101", "/keys", "/no-such-page",
-                             "/customers/new", "/users"):
+                for path in (
+                    "/",
+                    "/inbox",
+                    f"/inbox/{pending}",
+                    "/config",
+                    "/config/history",
+                    "/customers?q=サトウ",
+                    f"/customers/{customer}",
+                    "/pop?phone=0355550101",
+                    "/keys",
+                    "/no-such-page",
+                    "/customers/new",
+                    "/users",
+                ):
                     page.goto(f"{base}{path}")
                     check(page, f"{lang} general {path}")
                 expect(page.locator("nav.menu")).to_be_visible()  # the 404 keeps the layout
@@ -482,20 +544,24 @@ def test_every_page_passes_axe(server: tuple[str, Provisioner]) -> None:
             page = ctx.new_page()
             page.goto(f"{base}/docs")
             expect(page.locator(".swagger-ui .info .title")).to_contain_text(
-                "provisioner", timeout=30_000)
+                "provisioner", timeout=30_000
+            )
             page.goto(f"{base}/redoc")
             expect(page.locator("h1").first).to_contain_text("provisioner", timeout=30_000)
             # the check can fail: axe finds an unlabelled field and an image without text
             page.goto(f"{base}/static/console.css")
-            page.set_content('<html lang="ja"><body><main><h1>x</h1><input name="q">'
-                             '<img src="/static/x.png"></main></body></html>')
+            page.set_content(
+                '<html lang="ja"><body><main><h1>x</h1><input name="q">'
+                '<img src="/static/x.png"></main></body></html>'
+            )
             seeded = {v["id"] for v in axe.run(page).response["violations"]}
             assert {"label", "image-alt"} <= seeded, seeded
             ctx.close()
         finally:
             browser.close()
-    report = "\n".join(f"{rule}: {len(pages)} page(s), e.g. {pages[0]}"
-                        for rule, pages in sorted(found.items()))
+    report = "\n".join(
+        f"{rule}: {len(pages)} page(s), e.g. {pages[0]}" for rule, pages in sorted(found.items())
+    )
     assert not found, f"axe violations:\n{report}\n(requests elsewhere: {outside[:5]})"
     assert not outside, f"requests to other hosts: {outside[:10]}"
     assert len(checked) == 2 * (37 + 12)  # two languages, admin and general user pages
@@ -505,8 +571,11 @@ def _tab_to(page: object, selector: str, limit: int = 120) -> int:
     """Press Tab until the focus is on ``selector``; the number of presses."""
     for presses in range(1, limit + 1):
         page.keyboard.press("Tab")  # type: ignore[attr-defined]
-        if page.evaluate("s => !!document.activeElement && "  # type: ignore[attr-defined]
-                         "document.activeElement.matches(s)", selector):
+        if page.evaluate(
+            "s => !!document.activeElement && "  # type: ignore[attr-defined]
+            "document.activeElement.matches(s)",
+            selector,
+        ):
             return presses
     raise AssertionError(f"{selector} not reached with {limit} Tab presses")
 
@@ -519,7 +588,9 @@ def _focused(page: object, selector: str, timeout_ms: int = 5000) -> bool:
     try:
         page.wait_for_function(  # type: ignore[attr-defined]
             "s => !!document.activeElement && document.activeElement.matches(s)",
-            arg=selector, timeout=timeout_ms)
+            arg=selector,
+            timeout=timeout_ms,
+        )
     except PlaywrightTimeout:
         return False
     return True
@@ -577,13 +648,11 @@ def test_keyboard_only(server: tuple[str, Provisioner]) -> None:
             presses += _tab_to(page, "#confirm", limit=1)
             page.keyboard.press("Enter")
             # the result has the focus, and the next stop rolls it back
-            expect(page.locator("#transfer-status")).to_have_attribute("data-status",
-                                                                     "applied")
+            expect(page.locator("#transfer-status")).to_have_attribute("data-status", "applied")
             expect(page.locator("p.notice")).to_be_focused()
             presses += _tab_to(page, "#rollback-transfer", limit=1)
             page.keyboard.press("Enter")
-            expect(page.locator("#transfer-status")).to_have_attribute("data-status",
-                                                                     "rolled_back")
+            expect(page.locator("#transfer-status")).to_have_attribute("data-status", "rolled_back")
             expect(page.locator("p.notice")).to_be_focused()
             expect(page.locator("p.notice")).to_contain_text("元に戻しました")
             # the focus ring is the console's own (not the browser's default)

@@ -38,14 +38,28 @@ def generated(tmp_path: Path) -> Iterator[Any]:
     """A loader: ``generated(url)`` writes the client of ``url``/openapi.json, imports it."""
 
     def load(url: str) -> ModuleType:
-        (tmp_path / "openapi.json").write_bytes(httpx.get(f"{url}/openapi.json",
-                                                             timeout=60).content)
+        (tmp_path / "openapi.json").write_bytes(
+            httpx.get(f"{url}/openapi.json", timeout=60).content
+        )
         (tmp_path / "config.yaml").write_text(CONFIG)
         made = subprocess.run(
-            [str(Path(sys.executable).with_name("openapi-python-client")), "generate",
-             "--path", "openapi.json", "--output-path", PACKAGE, "--meta", "none",
-             "--config", "config.yaml"], cwd=tmp_path, capture_output=True, text=True,
-            timeout=600)
+            [
+                str(Path(sys.executable).with_name("openapi-python-client")),
+                "generate",
+                "--path",
+                "openapi.json",
+                "--output-path",
+                PACKAGE,
+                "--meta",
+                "none",
+                "--config",
+                "config.yaml",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert made.returncode == 0, made.stdout + made.stderr
         assert "Warning" not in made.stdout + made.stderr, made.stdout + made.stderr
         sys.path.insert(0, str(tmp_path))
@@ -62,8 +76,9 @@ def _module(name: str) -> Any:
     return importlib.import_module(f"{PACKAGE}.{name}")
 
 
-def test_the_generated_client_runs_the_copy_story_and_a_crm_flow(site: Site,
-                                                                generated: Any) -> None:
+def test_the_generated_client_runs_the_copy_story_and_a_crm_flow(
+    site: Site, generated: Any
+) -> None:
     site.world.set_config("beta", labelled(site.world.config("beta"), 2, "お中元"))
     with serving(site.app) as url:
         package = generated(url)
@@ -72,8 +87,9 @@ def test_the_generated_client_runs_the_copy_story_and_a_crm_flow(site: Site,
 
         def logged_in(login: str) -> Any:
             with package.Client(base_url=url, timeout=TIMEOUT) as anonymous:
-                out = session.sync(client=anonymous, body=models.LoginIn(login=login,
-                                                                         password=PASSWORD))
+                out = session.sync(
+                    client=anonymous, body=models.LoginIn(login=login, password=PASSWORD)
+                )
             assert isinstance(out, models.LoginOut), out
             return package.AuthenticatedClient(base_url=url, token=out.token, timeout=TIMEOUT)
 
@@ -98,8 +114,12 @@ def _copy_story_and_crm_flow(models: Any, target: Any, source: Any) -> None:
     assert isinstance(plan, models.PlanOut)
     assert plan.status == models.PlanOutStatus.PENDING
     assert plan.summary.additional_properties  # at least the changed label
-    decision = approve.sync(tenant="acme", transfer_id=sent.id, client=target,
-                            body=models.ApproveIn(mode=models.ApproveInModeType0.REPLACE))
+    decision = approve.sync(
+        tenant="acme",
+        transfer_id=sent.id,
+        client=target,
+        body=models.ApproveIn(mode=models.ApproveInModeType0.REPLACE),
+    )
     assert isinstance(decision, models.DecisionOut), decision
     assert decision.outcome == "applied"
     assert isinstance(decision.version, int)
@@ -114,8 +134,11 @@ def _copy_story_and_crm_flow(models: Any, target: Any, source: Any) -> None:
     search = _module("api.records.search_customers")
     lookup = _module("api.records.lookup")
     update = _module("api.records.update_contact")
-    made = create.sync(tenant="acme", client=target, body=models.ContactCreate(
-        name="鈴木 一郎", kana="スズキ イチロウ", phone="045-222-3333"))
+    made = create.sync(
+        tenant="acme",
+        client=target,
+        body=models.ContactCreate(name="鈴木 一郎", kana="スズキ イチロウ", phone="045-222-3333"),
+    )
     assert isinstance(made, models.ContactSaved), made
     contact = made.record
     assert isinstance(contact, models.Contact)
@@ -128,17 +151,20 @@ def _copy_story_and_crm_flow(models: Any, target: Any, source: Any) -> None:
     assert isinstance(card, models.CardOut), card
     assert card.contact is not None
     assert card.contact.additional_properties["id"] == contact.id
-    changed = update.sync(tenant="acme", record_id=contact.id, client=target,
-                          body=models.ContactUpdate(title="部長"))
+    changed = update.sync(
+        tenant="acme", record_id=contact.id, client=target, body=models.ContactUpdate(title="部長")
+    )
     assert isinstance(changed, models.ContactSaved)
     assert changed.record.title == "部長"
 
     # errors come back as the one error model
     missing = _module("api.records.show_contact").sync(
-        tenant="acme", record_id=contact.id + 1000, client=target)
+        tenant="acme", record_id=contact.id + 1000, client=target
+    )
     assert isinstance(missing, models.ErrorBody)
     assert missing.error.code == "not_found"
     outsider = _module("api.records.show_contact").sync(
-        tenant="acme", record_id=contact.id, client=source)
+        tenant="acme", record_id=contact.id, client=source
+    )
     assert isinstance(outsider, models.ErrorBody)
     assert outsider.error.code == "permission_denied"

@@ -30,11 +30,13 @@ def proxied(site: Site) -> Iterator[Site]:
     site.client = direct
 
 
-def _login(site: Site, password: str, client: str | None = None,
-           http: TestClient | None = None) -> int:
+def _login(
+    site: Site, password: str, client: str | None = None, http: TestClient | None = None
+) -> int:
     headers = {"X-Forwarded-For": client} if client else {}
-    r = (http or site.client).post("/api/login", json={"login": "acme-gen",
-                                                       "password": password}, headers=headers)
+    r = (http or site.client).post(
+        "/api/login", json={"login": "acme-gen", "password": password}, headers=headers
+    )
     return int(r.status_code)
 
 
@@ -88,8 +90,11 @@ def test_trusted_proxy_takes_the_last_untrusted_forwarded_address(proxied: Site)
 def test_password_spraying_from_one_client_is_slowed(proxied: Site) -> None:
     """Per client address, over every login id: after 50 failures that client waits."""
     for n in range(auth.FREE_FAILURES_PER_CLIENT):
-        r = proxied.client.post("/api/login", json={"login": f"nobody-{n}", "password": "x" * 8},
-                                headers={"X-Forwarded-For": "203.0.113.66"})
+        r = proxied.client.post(
+            "/api/login",
+            json={"login": f"nobody-{n}", "password": "x" * 8},
+            headers={"X-Forwarded-For": "203.0.113.66"},
+        )
         assert r.status_code == 403
     assert _login(proxied, PASSWORD, "203.0.113.66") == 429
     assert _login(proxied, PASSWORD, "198.51.100.7") == 200
@@ -110,18 +115,27 @@ def test_login_csrf_token_is_an_hmac_of_the_pre_session(site: Site) -> None:
     can plant the cookie; the token is now an HMAC of it under a server key."""
     token, pre_session = _form(site)
     assert token != pre_session
-    r = site.client.post("/login", data={"login": "acme-admin", "password": PASSWORD,
-                                         "csrf": pre_session}, follow_redirects=False)
+    r = site.client.post(
+        "/login",
+        data={"login": "acme-admin", "password": PASSWORD, "csrf": pre_session},
+        follow_redirects=False,
+    )
     assert r.status_code == 403  # the double submit of old
     token, _ = _form(site)
     site.client.cookies.clear()
-    r = site.client.post("/login", data={"login": "acme-admin", "password": PASSWORD,
-                                         "csrf": token}, follow_redirects=False,
-                         headers={"Cookie": f"{LOGIN_CSRF_COOKIE}=planted-by-an-attacker"})
+    r = site.client.post(
+        "/login",
+        data={"login": "acme-admin", "password": PASSWORD, "csrf": token},
+        follow_redirects=False,
+        headers={"Cookie": f"{LOGIN_CSRF_COOKIE}=planted-by-an-attacker"},
+    )
     assert r.status_code == 403  # a token for another pre-session
     token, _ = _form(site)
-    r = site.client.post("/login", data={"login": "acme-admin", "password": PASSWORD,
-                                         "csrf": token}, follow_redirects=False)
+    r = site.client.post(
+        "/login",
+        data={"login": "acme-admin", "password": PASSWORD, "csrf": token},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     assert SESSION_COOKIE in r.headers.get("set-cookie", "")
 
@@ -131,8 +145,9 @@ def test_login_csrf_token_is_an_hmac_of_the_pre_session(site: Site) -> None:
 
 def test_hsts_over_https_only(site: Site, app: Provisioner) -> None:
     hsts = "strict-transport-security"
-    assert site.client.get("/openapi.json").headers.get(hsts) == \
-        "max-age=31536000; includeSubDomains"
+    assert (
+        site.client.get("/openapi.json").headers.get(hsts) == "max-age=31536000; includeSubDomains"
+    )
     plain = TestClient(create_app(app), base_url="http://testserver")
     assert hsts not in plain.get("/openapi.json").headers
     assert hsts not in plain.get("/openapi.json", headers={"X-Forwarded-Proto": "https"}).headers
@@ -149,8 +164,12 @@ def test_csv_error_body_is_bounded_in_the_api(site: Site) -> None:
     """Threat: a 1,000,000-column header made a 100 MB error body."""
     for columns, total in ((1_000_000, None), (400, 400)):
         raw = ("氏名," + ",".join(f"x{i}" for i in range(columns))).encode()
-        r = site.call("POST", "/api/tenants/acme/import/customers", "acme-admin",
-                      files={"file": ("wide.csv", io.BytesIO(raw), "text/csv")})
+        r = site.call(
+            "POST",
+            "/api/tenants/acme/import/customers",
+            "acme-admin",
+            files={"file": ("wide.csv", io.BytesIO(raw), "text/csv")},
+        )
         assert r.status_code == 422
         assert len(r.content) < 8192, len(r.content)
         assert r.json()["error"].get("problems_total") == total

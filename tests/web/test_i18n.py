@@ -48,21 +48,34 @@ def test_every_key_the_pages_use_is_in_the_catalogue() -> None:
     assert not missing, f"keys missing from i18n.MESSAGES: {missing}"
 
 
-@pytest.mark.parametrize(("prefix", "values"), [
-    ("status", ("pending", "applied", "rejected", "rolled_back")),
-    ("key_state", ("active", "used", "revoked", "locked", "expired")),
-    ("role", BUILTIN_ROLES),
-    ("section", (*PLAN_SECTIONS, *console.SECTION_CHOICES)),
-    ("op", ("added", "changed", "removed")),
-    ("origin", ("initial", "set", "transfer", "rollback")),
-    ("memo_type", ("text", "picklist")),
-    ("object", tuple(STANDARD_FIELDS)),
-    ("impact", ("picklist_value_removed", "memo_retyped_invalid", "memo_retyped",
-                "checkbox_disabled", "checkbox_relabelled", "classification_removed",
-                "custom_field_removed")),
-])
-def test_values_from_the_data_have_words_in_both_languages(prefix: str,
-                                                           values: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("prefix", "values"),
+    [
+        ("status", ("pending", "applied", "rejected", "rolled_back")),
+        ("key_state", ("active", "used", "revoked", "locked", "expired")),
+        ("role", BUILTIN_ROLES),
+        ("section", (*PLAN_SECTIONS, *console.SECTION_CHOICES)),
+        ("op", ("added", "changed", "removed")),
+        ("origin", ("initial", "set", "transfer", "rollback")),
+        ("memo_type", ("text", "picklist")),
+        ("object", tuple(STANDARD_FIELDS)),
+        (
+            "impact",
+            (
+                "picklist_value_removed",
+                "memo_retyped_invalid",
+                "memo_retyped",
+                "checkbox_disabled",
+                "checkbox_relabelled",
+                "classification_removed",
+                "custom_field_removed",
+            ),
+        ),
+    ],
+)
+def test_values_from_the_data_have_words_in_both_languages(
+    prefix: str, values: tuple[str, ...]
+) -> None:
     missing = [v for v in values if f"{prefix}.{v}" not in i18n.MESSAGES]
     assert not missing, f"{prefix}: {missing}"
 
@@ -94,18 +107,23 @@ def test_every_message_pattern_names_a_catalogue_key_with_its_placeholders() -> 
 
 def test_server_messages_are_translated() -> None:
     ja, en = i18n.Text("ja"), i18n.Text("en")
-    denied = {"code": "permission_denied",
-              "message": "only an admin of 'acme' may send the configuration; 'acme-gen' is "
-                         "'general'"}
+    denied = {
+        "code": "permission_denied",
+        "message": "only an admin of 'acme' may send the configuration; 'acme-gen' is 'general'",
+    }
     shown = ja.error(denied)
     assert shown["title"] == "この操作は許可されていません"
-    assert shown["message"] == ("この操作はテナント「acme」の管理者だけが行えます"
-                                "（acme-gen の権限: 一般）。")
+    assert shown["message"] == (
+        "この操作はテナント「acme」の管理者だけが行えます（acme-gen の権限: 一般）。"
+    )
     assert shown["message_translated"]
     assert en.error(denied)["message"] == (
-        "Only an admin of 'acme' may do this; acme-gen is general.")
+        "Only an admin of 'acme' may do this; acme-gen is general."
+    )
     assert ja.message("transfer 3 is already rolled back") == (
-        "受信設定 #3 はすでに 取り消し済み です。", True)
+        "受信設定 #3 はすでに 取り消し済み です。",
+        True,
+    )
     # a message without a pattern is shown as the server worded it, marked as English
     assert ja.message("something new went wrong") == ("something new went wrong", False)
     assert en.message("something new went wrong") == ("something new went wrong", True)

@@ -55,8 +55,11 @@ def dump(doc: dict[str, Any]) -> str:
 
 
 def operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    return [(method.upper(), path, op) for path, ops in doc["paths"].items()
-            for method, op in ops.items()]
+    return [
+        (method.upper(), path, op)
+        for path, ops in doc["paths"].items()
+        for method, op in ops.items()
+    ]
 
 
 # --------------------------------------------------------------------------- the document
@@ -91,8 +94,18 @@ def test_every_operation_declares_its_answers_and_errors() -> None:
         for status in errors:
             error_schema = responses[status]["content"]["application/json"]["schema"]
             assert error_schema == {"$ref": ERROR_REF}, f"{label} {status}"
-        no_body = path.endswith(("/keys", "/revoke", "/{transfer_id}/rollback", "/logout",
-                                 "/disable", "/enable", "/password-reset", "/dry-run"))
+        no_body = path.endswith(
+            (
+                "/keys",
+                "/revoke",
+                "/{transfer_id}/rollback",
+                "/logout",
+                "/disable",
+                "/enable",
+                "/password-reset",
+                "/dry-run",
+            )
+        )
         if method in ("POST", "PUT", "PATCH") and not no_body:
             assert "requestBody" in op, f"{label} takes a body"
     detail = doc["components"]["schemas"]["ErrorDetail"]
@@ -112,11 +125,20 @@ def test_input_rules_are_in_the_schema() -> None:
         assert "required" not in schemas[f"{title}Update"]
     contact = schemas["ContactCreate"]["properties"]
     assert contact["birthday"]["pattern"] == "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"
-    assert contact["name"] == {"maxLength": 200, "minLength": 1, "pattern": "\\S",
-                               "title": "Name", "type": "string"}
+    assert contact["name"] == {
+        "maxLength": 200,
+        "minLength": 1,
+        "pattern": "\\S",
+        "title": "Name",
+        "type": "string",
+    }
     assert contact["email"]["anyOf"][0]["pattern"] == r"^([^@\s]+@[^@\s]+\.[^@\s]+)?$"
-    params = {(p["name"]): p["schema"] for _, path, op in operations(served())
-              if path.endswith("/search") for p in op["parameters"]}
+    params = {
+        (p["name"]): p["schema"]
+        for _, path, op in operations(served())
+        if path.endswith("/search")
+        for p in op["parameters"]
+    }
     assert params["field"]["items"]["pattern"].startswith("^(name|kana|company|phone")
     assert params["updated_from"]["format"] == "date"
     assert params["sort"]["pattern"] == "^-*(id|name|kana|created_at|updated_at)$"
@@ -130,8 +152,11 @@ def test_input_rules_are_in_the_schema() -> None:
 def test_create_links_lead_to_show_update_delete_and_the_copy_story_is_linked() -> None:
     doc = served()
     create = doc["paths"]["/api/tenants/{tenant}/records/contact"]["post"]
-    assert set(create["responses"]["201"]["links"]) == {"show_contact", "update_contact",
-                                                        "delete_contact"}
+    assert set(create["responses"]["201"]["links"]) == {
+        "show_contact",
+        "update_contact",
+        "delete_contact",
+    }
     key = doc["paths"]["/api/tenants/{tenant}/keys"]["post"]["responses"]["201"]["links"]
     assert key["send"]["requestBody"] == {"key": "$response.body#/key"}
     send = doc["paths"]["/api/tenants/{tenant}/send"]["post"]["responses"]["201"]["links"]
@@ -147,11 +172,13 @@ def test_the_served_document_is_the_committed_one() -> None:
     if os.environ.get("PROVISIONER_UPDATE_OPENAPI") and not refused:
         COMMITTED.write_text(dump(doc), encoding="utf-8")
         committed = doc
-    assert refused == [], ("breaking changes without a new major version "
-                           "(info.version):\n" + "\n".join(refused))
+    assert refused == [], (
+        "breaking changes without a new major version (info.version):\n" + "\n".join(refused)
+    )
     assert dump(doc) == dump(committed), (
         "the API changed: check it and update docs/openapi.json with "
-        "PROVISIONER_UPDATE_OPENAPI=1 pytest tests/web/test_openapi_contract.py")
+        "PROVISIONER_UPDATE_OPENAPI=1 pytest tests/web/test_openapi_contract.py"
+    )
 
 
 def test_the_compatibility_check_refuses_removals_without_a_major_version() -> None:
@@ -166,15 +193,20 @@ def test_the_compatibility_check_refuses_removals_without_a_major_version() -> N
     del removed_field["components"]["schemas"]["TransferOut"]["properties"]["bundle_digest"]
     required = copy.deepcopy(old)
     required["components"]["schemas"]["RejectIn"]["required"] = ["reason"]
-    assert breaking_changes(old, removed_op) == ["GET /api/tenants/{tenant}/keys: operation "
-                                                 "removed"]
+    assert breaking_changes(old, removed_op) == [
+        "GET /api/tenants/{tenant}/keys: operation removed"
+    ]
     assert breaking_changes(old, removed_status) == [
-        "POST /api/tenants/{tenant}/send: status 429 removed"]
-    assert "GET /api/tenants/{tenant}/inbox 200: field [].bundle_digest removed" in \
-        breaking_changes(old, removed_field)
+        "POST /api/tenants/{tenant}/send: status 429 removed"
+    ]
+    assert (
+        "GET /api/tenants/{tenant}/inbox 200: field [].bundle_digest removed"
+        in breaking_changes(old, removed_field)
+    )
     assert breaking_changes(old, required) == [
         "POST /api/tenants/{tenant}/inbox/{transfer_id}/reject: request field reason is "
-        "newly required"]
+        "newly required"
+    ]
     assert compatible(old, removed_op) != []
 
     bumped = copy.deepcopy(removed_op)
@@ -193,13 +225,14 @@ def test_no_session_is_401_before_input_checks_and_rate_limits(site: Site) -> No
     bad_search = {"limit": "many", "sort": "nonsense", "checked": "x"}
     for headers in ({}, {"Authorization": "Bearer not-a-session"}):
         for method, path, kw in (
-                ("GET", "/api/tenants/acme/search", {"params": bad_search}),
-                ("GET", "/api/tenants/acme/export/customers", {"params": bad_search}),
-                ("GET", "/api/tenants/acme/lookup", {}),
-                ("POST", "/api/tenants/acme/records/company", {"json": {"capital": "²"}}),
-                ("POST", "/api/tenants/acme/send", {"content": b"{not json"}),
-                ("POST", "/api/tenants/acme/receive", {"data": {"x": "no file"}}),
-                ("PUT", "/api/tenants/acme/config", {"json": []})):
+            ("GET", "/api/tenants/acme/search", {"params": bad_search}),
+            ("GET", "/api/tenants/acme/export/customers", {"params": bad_search}),
+            ("GET", "/api/tenants/acme/lookup", {}),
+            ("POST", "/api/tenants/acme/records/company", {"json": {"capital": "²"}}),
+            ("POST", "/api/tenants/acme/send", {"content": b"{not json"}),
+            ("POST", "/api/tenants/acme/receive", {"data": {"x": "no file"}}),
+            ("PUT", "/api/tenants/acme/config", {"json": []}),
+        ):
             r = site.client.request(method, path, headers=headers, **kw)
             assert r.status_code == 401, (method, path, headers, r.text)
             assert r.json()["error"]["code"] == "unauthenticated"
@@ -244,10 +277,10 @@ def test_options_and_405_list_every_method_of_the_path(site: Site) -> None:
 def test_other_digits_than_ascii_are_input_errors_not_server_errors(site: Site) -> None:
     contact = site.ids["contact"]
     for method, path, body in (
-            ("POST", "/api/session/tenant", {"tenant": "¹"}),
-            ("POST", "/api/tenants/acme/records/company", {"name": "x", "capital": "²"}),
-            ("PATCH", f"/api/tenants/acme/records/contact/{contact}",
-             {"checkboxes": {"²": True}})):
+        ("POST", "/api/session/tenant", {"tenant": "¹"}),
+        ("POST", "/api/tenants/acme/records/company", {"name": "x", "capital": "²"}),
+        ("PATCH", f"/api/tenants/acme/records/contact/{contact}", {"checkboxes": {"²": True}}),
+    ):
         r = site.call(method, path, "acme-admin", json=body)
         assert r.status_code == 422, (path, r.text)
         assert r.json()["error"]["code"] == "validation_failed"
@@ -288,13 +321,20 @@ def test_the_curl_lines_of_docs_http_name_documented_operations() -> None:
             verb = method.group(1) if method else ("POST" if " -d " in command else "GET")
             path = re.search(r"\$API(/\S+)", command)
             assert path is not None, command
-            template = re.sub(r"/tenants/(acme|beta)", "/tenants/{tenant}",
-                              path.group(1).replace("$ID", "{transfer_id}"))
+            template = re.sub(
+                r"/tenants/(acme|beta)",
+                "/tenants/{tenant}",
+                path.group(1).replace("$ID", "{transfer_id}"),
+            )
             calls.append(f"{verb} /api{template}")
     documented = {f"{m} {p}" for m, p, _ in operations(doc)}
     assert calls == [
-        "POST /api/login", "POST /api/tenants/{tenant}/keys", "POST /api/login",
-        "POST /api/tenants/{tenant}/send", "GET /api/tenants/{tenant}/inbox/{transfer_id}",
+        "POST /api/login",
+        "POST /api/tenants/{tenant}/keys",
+        "POST /api/login",
+        "POST /api/tenants/{tenant}/send",
+        "GET /api/tenants/{tenant}/inbox/{transfer_id}",
         "POST /api/tenants/{tenant}/inbox/{transfer_id}/approve",
-        "POST /api/tenants/{tenant}/inbox/{transfer_id}/rollback"]
+        "POST /api/tenants/{tenant}/inbox/{transfer_id}/rollback",
+    ]
     assert set(calls) <= documented

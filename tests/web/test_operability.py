@@ -39,8 +39,11 @@ CONTACT = {"name": "佐藤 花子", "phone": "03-0000-0001"}
 
 def _client(engine: Engine, clock: FrozenClock, settings: Settings | None = None) -> TestClient:
     app = Provisioner(engine, master_key=MasterKey(MASTER_KEY), clock=clock)
-    return TestClient(create_app(app, settings=settings), base_url="https://testserver",
-                      raise_server_exceptions=False)
+    return TestClient(
+        create_app(app, settings=settings),
+        base_url="https://testserver",
+        raise_server_exceptions=False,
+    )
 
 
 def _create(client: TestClient, token: str, request_id: str | None = None) -> Any:
@@ -65,8 +68,12 @@ def sqlite_only(db_url: str) -> str:
 
 
 def test_the_request_id_is_taken_from_the_header_and_returned(site: Site) -> None:
-    r = site.call("GET", "/api/tenants/acme/records/contact/999999", "acme-admin",
-                  headers={"X-Request-ID": "lb-7f3a.42"})
+    r = site.call(
+        "GET",
+        "/api/tenants/acme/records/contact/999999",
+        "acme-admin",
+        headers={"X-Request-ID": "lb-7f3a.42"},
+    )
     assert r.status_code == 404
     assert r.headers["X-Request-ID"] == "lb-7f3a.42"
     assert r.json()["error"]["request_id"] == "lb-7f3a.42"
@@ -75,8 +82,12 @@ def test_the_request_id_is_taken_from_the_header_and_returned(site: Site) -> Non
 def test_a_request_id_is_made_when_none_or_a_malformed_one_is_sent(site: Site) -> None:
     ok = site.call("GET", "/healthz")
     assert re.fullmatch(r"[0-9a-f]{32}", ok.headers["X-Request-ID"])
-    bad = site.call("GET", "/api/tenants/acme/records/contact/999999", "acme-admin",
-                    headers={"X-Request-ID": "x" * 200})
+    bad = site.call(
+        "GET",
+        "/api/tenants/acme/records/contact/999999",
+        "acme-admin",
+        headers={"X-Request-ID": "x" * 200},
+    )
     made = bad.headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", made)
     assert bad.json()["error"]["request_id"] == made
@@ -87,7 +98,8 @@ def test_a_request_id_is_made_when_none_or_a_malformed_one_is_sent(site: Site) -
 
 
 def test_an_exhausted_pool_is_a_503_database_busy_logged_with_its_cause(
-        site: Site, db_url: str, clock: FrozenClock, caplog: pytest.LogCaptureFixture) -> None:
+    site: Site, db_url: str, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
     engine = make_engine(db_url, pool_size=1, max_overflow=0, pool_timeout=0.3)
     client = _client(engine, clock)
     held = engine.connect()  # the pool's only connection
@@ -118,8 +130,12 @@ def test_an_exhausted_pool_is_a_503_database_busy_logged_with_its_cause(
 
 
 def test_a_locked_sqlite_database_is_a_503_database_locked_not_a_configuration_error(
-        site: Site, sqlite_only: str, clock: FrozenClock, caplog: pytest.LogCaptureFixture,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    site: Site,
+    sqlite_only: str,
+    clock: FrozenClock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("PROVISIONER_SQLITE_BUSY_TIMEOUT", "0.2")
     engine = make_engine(sqlite_only)
     client = _client(engine, clock)
@@ -150,8 +166,8 @@ def test_a_locked_sqlite_database_is_a_503_database_locked_not_a_configuration_e
 
 
 def test_a_full_sqlite_database_is_a_503_storage_full_without_retry_after(
-        site: Site, sqlite_only: str, clock: FrozenClock,
-        caplog: pytest.LogCaptureFixture) -> None:
+    site: Site, sqlite_only: str, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
     engine = make_engine(sqlite_only)
 
     @event.listens_for(engine, "connect")
@@ -187,7 +203,8 @@ def unreachable(clock: FrozenClock, env: None) -> Iterator[TestClient]:
 
 
 def test_an_unreachable_postgresql_is_a_503_database_unavailable(
-        unreachable: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    unreachable: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.ERROR, logger="provisioner"):
         r = unreachable.get("/api/tenants", headers={"Authorization": "Bearer nope"})
     assert r.status_code == 503
@@ -202,7 +219,8 @@ def test_an_unreachable_postgresql_is_a_503_database_unavailable(
 
 
 def test_healthz_answers_while_the_database_is_down_and_readyz_does_not(
-        unreachable: TestClient) -> None:
+    unreachable: TestClient,
+) -> None:
     assert unreachable.get("/healthz").status_code == 200
     r = unreachable.get("/readyz")
     assert r.status_code == 503
@@ -218,8 +236,9 @@ def test_readyz_is_ok_when_the_schema_is_at_head(site: Site) -> None:
     assert r.json()["schema"]
 
 
-def test_readyz_is_503_when_the_schema_is_behind(db_url: str, clock: FrozenClock,
-                                                 env: None) -> None:
+def test_readyz_is_503_when_the_schema_is_behind(
+    db_url: str, clock: FrozenClock, env: None
+) -> None:
     engine = make_engine(db_url)
     with engine.begin() as conn:
         heads = [r[0] for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")]
@@ -233,8 +252,7 @@ def test_readyz_is_503_when_the_schema_is_behind(db_url: str, clock: FrozenClock
         with engine.begin() as conn:  # the database is shared by the worker's tests
             conn.exec_driver_sql("DELETE FROM alembic_version")
             for head in heads:
-                conn.exec_driver_sql("INSERT INTO alembic_version (version_num) VALUES "
-                                     f"('{head}')")
+                conn.exec_driver_sql(f"INSERT INTO alembic_version (version_num) VALUES ('{head}')")
         engine.dispose()
 
 
@@ -246,22 +264,31 @@ def test_metrics_are_not_public_by_default(site: Site) -> None:
 
 
 def test_metrics_need_the_token_and_count_requests_by_route_and_status(
-        app: Provisioner, clock: FrozenClock, site: Site) -> None:
-    client = TestClient(create_app(app, settings=Settings(metrics_token="s3cret")),
-                        base_url="https://testserver")
+    app: Provisioner, clock: FrozenClock, site: Site
+) -> None:
+    client = TestClient(
+        create_app(app, settings=Settings(metrics_token="s3cret")), base_url="https://testserver"
+    )
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    client.get("/api/tenants/acme/records/contact/999999",
-               headers={"Authorization": f"Bearer {site.tokens['acme-admin']}"})
+    client.get(
+        "/api/tenants/acme/records/contact/999999",
+        headers={"Authorization": f"Bearer {site.tokens['acme-admin']}"},
+    )
     r = client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
     body = r.text
-    assert re.search(r'provisioner_http_requests_total\{method="GET",'
-                     r'route="/api/tenants/\{tenant\}/records/contact/\{record_id\}",'
-                     r'status="404"\} [1-9]', body), body[:2000]
-    assert 'provisioner_http_request_duration_seconds_bucket{le="0.005"' in body \
+    assert re.search(
+        r'provisioner_http_requests_total\{method="GET",'
+        r'route="/api/tenants/\{tenant\}/records/contact/\{record_id\}",'
+        r'status="404"\} [1-9]',
+        body,
+    ), body[:2000]
+    assert (
+        'provisioner_http_request_duration_seconds_bucket{le="0.005"' in body
         or "provisioner_http_request_duration_seconds_bucket{" in body
+    )
     assert re.search(r'provisioner_errors_total\{code="not_found"\} [1-9]', body)
     assert "provisioner_db_pool_in_use" in body
     assert "provisioner_transfers" in body
@@ -269,7 +296,8 @@ def test_metrics_need_the_token_and_count_requests_by_route_and_status(
 
 
 def test_a_request_waits_for_a_pooled_connection_instead_of_failing(
-        site: Site, db_url: str, clock: FrozenClock) -> None:
+    site: Site, db_url: str, clock: FrozenClock
+) -> None:
     engine = make_engine(db_url, pool_size=1, max_overflow=0, pool_timeout=10)
     client = _client(engine, clock)
     held = engine.connect()
@@ -285,7 +313,8 @@ def test_a_request_waits_for_a_pooled_connection_instead_of_failing(
 
 @pytest.mark.postgres
 def test_requests_succeed_after_the_server_ended_every_connection(
-        site: Site, db_url: str, clock: FrozenClock, caplog: pytest.LogCaptureFixture) -> None:
+    site: Site, db_url: str, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
     """What a PostgreSQL restart does to a running server's pool: every connection it
     holds is ended by the server. The next requests get fresh connections, not errors."""
     if not db_url.startswith("postgresql"):
@@ -295,20 +324,26 @@ def test_requests_succeed_after_the_server_ended_every_connection(
     assert _create(client, site.tokens["acme-admin"]).status_code == 201
     admin = make_engine(db_url, pool_size=1, max_overflow=0)
     with admin.begin() as conn:
-        pids = conn.exec_driver_sql(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid()").scalars().all()
-        ended = conn.exec_driver_sql("SELECT count(pg_terminate_backend(p)) FROM "
-                                     "unnest(%(p)s::int[]) AS p", {"p": list(pids)}
-                                     ).scalar_one()
+        pids = (
+            conn.exec_driver_sql(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            )
+            .scalars()
+            .all()
+        )
+        ended = conn.exec_driver_sql(
+            "SELECT count(pg_terminate_backend(p)) FROM unnest(%(p)s::int[]) AS p",
+            {"p": list(pids)},
+        ).scalar_one()
     # pg_terminate_backend only signals: wait until the backends are gone, as after a
     # restart (else a pre-ping may still reach a backend that dies under the request)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with admin.connect() as conn:
             alive = conn.exec_driver_sql(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%(p)s)",
-                {"p": list(pids)}).scalar_one()
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%(p)s)", {"p": list(pids)}
+            ).scalar_one()
         if not alive:
             break
         time.sleep(0.05)
@@ -322,14 +357,16 @@ def test_requests_succeed_after_the_server_ended_every_connection(
 
 
 def test_psycopgs_derived_pipeline_error_line_is_not_written(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """psycopg logs "error ignored terminating <psycopg.Pipeline [BAD]>" after a pipeline
     block already failed; that failure is raised and reported, the echo is dropped."""
     from provisioner.db import failures  # noqa: F401  (installs the filter)
 
     with caplog.at_level(logging.WARNING, logger="psycopg"):
-        logging.getLogger("psycopg").warning("error ignored terminating %r: %s",
-                                             "<psycopg.Pipeline [BAD]>", "consuming input")
+        logging.getLogger("psycopg").warning(
+            "error ignored terminating %r: %s", "<psycopg.Pipeline [BAD]>", "consuming input"
+        )
         logging.getLogger("psycopg").warning("something else")
     assert [r.getMessage() for r in caplog.records] == ["something else"]
 
@@ -353,7 +390,8 @@ def test_any_part_of_the_product_can_count_something() -> None:
 
 
 def test_readyz_warns_when_the_sqlite_disk_has_little_room(
-        site: Site, sqlite_only: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    site: Site, sqlite_only: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from provisioner.web import app as web_app
 
     free = shutil.disk_usage(Path(make_url(sqlite_only).database or "").parent).free

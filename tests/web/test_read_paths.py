@@ -27,31 +27,43 @@ from tests.web.conftest import Site
 
 def _views(app: Provisioner) -> list[tuple[str, str, str]]:
     with app.transaction() as ctx:
-        rows = ctx.session.scalars(select(CrmAccess).where(CrmAccess.kind == "personal_info_view")
-                                   .order_by(CrmAccess.id))
+        rows = ctx.session.scalars(
+            select(CrmAccess).where(CrmAccess.kind == "personal_info_view").order_by(CrmAccess.id)
+        )
         return [(r.actor, r.kind, r.subject) for r in rows]
 
 
 def test_lookup_logs_a_personal_info_view_before_answering(site: Site) -> None:
-    r = site.call("POST", "/api/tenants/acme/records/contact", "acme-gen",
-                  json={"name": "要記録 花子", "phone": "06-1111-2222", "log_personal_info": True})
+    r = site.call(
+        "POST",
+        "/api/tenants/acme/records/contact",
+        "acme-gen",
+        json={"name": "要記録 花子", "phone": "06-1111-2222", "log_personal_info": True},
+    )
     assert r.status_code == 201, r.text
     logged = r.json()["record"]["id"]
-    plain = site.call("GET", "/api/tenants/acme/lookup", "acme-ro",
-                      params={"phone": "03-1234-5678"})
+    plain = site.call(
+        "GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "03-1234-5678"}
+    )
     assert plain.status_code == 200
     assert _views(site.app) == []  # not a logged contact, logging off for the tenant
-    card = site.call("GET", "/api/tenants/acme/lookup", "acme-ro",
-                     params={"phone": "０６１１１１２２２２"})
+    card = site.call(
+        "GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "０６１１１１２２２２"}
+    )
     assert card.status_code == 200, card.text
     assert card.json()["contact"]["id"] == logged
     assert _views(site.app) == [("acme-ro", "personal_info_view", f"contact:{logged}")]
 
 
-def test_no_card_when_its_view_cannot_be_logged(site: Site,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    r = site.call("POST", "/api/tenants/acme/records/contact", "acme-gen",
-                  json={"name": "要記録 次郎", "phone": "06-3333-4444", "log_personal_info": True})
+def test_no_card_when_its_view_cannot_be_logged(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = site.call(
+        "POST",
+        "/api/tenants/acme/records/contact",
+        "acme-gen",
+        json={"name": "要記録 次郎", "phone": "06-3333-4444", "log_personal_info": True},
+    )
     assert r.status_code == 201, r.text
 
     def locked(rows: list[object]) -> None:
@@ -63,8 +75,9 @@ def test_no_card_when_its_view_cannot_be_logged(site: Site,
     assert card.json()["error"]["code"] == "database_error"
     assert "要記録" not in card.text
     # the screen pop is the metered call: no card either while its call cannot be recorded
-    unrecorded = site.call("GET", "/api/tenants/acme/lookup", "acme-ro",
-                           params={"phone": "0312345678"})
+    unrecorded = site.call(
+        "GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "0312345678"}
+    )
     assert unrecorded.status_code == 503
     assert "山田" not in unrecorded.text
     monkeypatch.undo()
@@ -76,8 +89,12 @@ def test_service_lookup_in_a_read_only_transaction_logs_after_it(site: Site) -> 
     app = site.app
     with app.transaction() as ctx:
         admin = actors.resolve(ctx, "acme-admin", "acme")
-        saved = records.create(ctx, admin, "contact", {"name": "要記録", "phone": "0455556666",
-                                                       "log_personal_info": True})
+        saved = records.create(
+            ctx,
+            admin,
+            "contact",
+            {"name": "要記録", "phone": "0455556666", "log_personal_info": True},
+        )
     pending: list[object] = []
     with app.transaction(read_only=True, log_rows=pending) as ctx:
         card = search.lookup(ctx, admin, "045-555-6666")
@@ -93,6 +110,7 @@ def test_service_lookup_in_a_read_only_transaction_logs_after_it(site: Site) -> 
 
 def test_read_only_transaction_refuses_changes(site: Site) -> None:
     app = site.app
+
     def rename() -> None:
         with app.transaction(read_only=True) as ctx:
             tenant = ctx.session.scalars(select(Tenant).where(Tenant.slug == "acme")).one()
@@ -101,8 +119,9 @@ def test_read_only_transaction_refuses_changes(site: Site) -> None:
     with pytest.raises(RuntimeError, match="read-only"):
         rename()
     with app.transaction() as ctx:
-        assert ctx.session.scalars(select(Tenant.name).where(Tenant.slug == "acme")).one() \
-            != "changed"
+        assert (
+            ctx.session.scalars(select(Tenant.name).where(Tenant.slug == "acme")).one() != "changed"
+        )
 
 
 def test_sqlite_readers_do_not_wait_for_a_writer(site: Site) -> None:
@@ -112,8 +131,11 @@ def test_sqlite_readers_do_not_wait_for_a_writer(site: Site) -> None:
     answered: list[int] = []
 
     def read() -> None:  # (a lookup is the metered call since issue 12: it writes)
-        answered.append(site.call("GET", "/api/tenants/acme/search", "acme-ro",
-                                  params={"q": "山田"}).status_code)
+        answered.append(
+            site.call(
+                "GET", "/api/tenants/acme/search", "acme-ro", params={"q": "山田"}
+            ).status_code
+        )
 
     with app.transaction() as writer:  # BEGIN IMMEDIATE: holds the write lock
         writer.session.execute(text("UPDATE tenants SET name = name WHERE slug = 'acme'"))
@@ -127,15 +149,19 @@ def test_session_check_refusals(site: Site) -> None:
     app = site.app
     ok = site.call("GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "0312345678"})
     assert ok.status_code == 200
-    bogus = site.client.get("/api/tenants/acme/lookup", params={"phone": "0312345678"},
-                            headers={"Authorization": "Bearer not-a-token"})
+    bogus = site.client.get(
+        "/api/tenants/acme/lookup",
+        params={"phone": "0312345678"},
+        headers={"Authorization": "Bearer not-a-token"},
+    )
     assert bogus.status_code == 401
     assert "session has ended" in bogus.json()["error"]["message"]
     with app.transaction() as ctx:  # acme-ro loses its membership of its selected tenant
         user_id = ctx.session.scalars(select(User.id).where(User.login == "acme-ro")).one()
         ctx.session.execute(delete(Membership).where(Membership.user_id == user_id))
-    gone = site.call("GET", "/api/tenants/current/lookup", "acme-ro",
-                     params={"phone": "0312345678"})
+    gone = site.call(
+        "GET", "/api/tenants/current/lookup", "acme-ro", params={"phone": "0312345678"}
+    )
     assert gone.status_code == 401
     assert "no longer have access" in gone.json()["error"]["message"]
     with app.transaction() as ctx:  # beta is cancelled: its admin's session leads nowhere

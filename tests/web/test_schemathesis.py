@@ -37,9 +37,11 @@ FULL = "SCHEMATHESIS_EXAMPLES" in os.environ
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "2"))
 #: stateful scenarios (sequences along the links)
 STATEFUL = 5 * EXAMPLES if FULL else 10
-BOUNDED = ["--exclude-operation-id-regex",
-           r"^(create|show|update|delete)_(?!contact$|activity$)|^list_contact_(?!activity$)"
-           r"|^export$"]  # (export takes search's parameters: the most coverage cases)
+BOUNDED = [
+    "--exclude-operation-id-regex",
+    r"^(create|show|update|delete)_(?!contact$|activity$)|^list_contact_(?!activity$)"
+    r"|^export$",
+]  # (export takes search's parameters: the most coverage cases)
 #: the request would end the session the run uses or take the admin's rights away
 #: (logout; disabling, removing, demoting a user or resetting their password, which
 #: ends their sessions: test_auth and tests/web/test_users_api.py cover them)
@@ -48,9 +50,17 @@ SKIPPED = ("logout", "user_disable", "user_remove", "user_password_reset", "user
 
 def _auth_document(site: Site) -> dict[str, object]:
     """Web Fuzzing Commons authentication: the two admins' bearer tokens."""
-    return {"auth": [{"name": login, "fixedHeaders": [
-        {"name": "Authorization", "value": f"Bearer {site.tokens[login]}"}]}
-        for login in ("acme-admin", "beta-admin")]}
+    return {
+        "auth": [
+            {
+                "name": login,
+                "fixedHeaders": [
+                    {"name": "Authorization", "value": f"Bearer {site.tokens[login]}"}
+                ],
+            }
+            for login in ("acme-admin", "beta-admin")
+        ]
+    }
 
 
 #: Operations whose input is also checked against the tenant's data, which no schema can
@@ -63,9 +73,11 @@ def _auth_document(site: Site) -> dict[str, object]:
 #: workflow's state and a call note (configured roles, departments, states, workflows,
 #: calls). A valid-by-the-document request may get 422 there, with the
 #: problems listed; everywhere else it may not.
-DATA_CHECKED = (r"^(create|update)_|^(config_set|import_customers|import_inquiries|receive"
-                r"|search_customers|export|user_role|user_department|department_add"
-                r"|record_transition|workflow_state|call_note)$")
+DATA_CHECKED = (
+    r"^(create|update)_|^(config_set|import_customers|import_inquiries|receive"
+    r"|search_customers|export|user_role|user_department|department_add"
+    r"|record_transition|workflow_state|call_note)$"
+)
 
 CONFIG = """\
 [auth.wfc]
@@ -88,20 +100,47 @@ def test_schemathesis_every_check(site: Site, tmp_path: Path) -> None:
     auth = tmp_path / "auth.json"
     auth.write_text(json.dumps(_auth_document(site)))
     config = tmp_path / "schemathesis.toml"
-    config.write_text(CONFIG.format(auth=auth, data_checked=DATA_CHECKED,
-                                    stateful=STATEFUL))
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.web.schemathesis_hooks",
-           "PYTHONPATH": str(ROOT)}
+    config.write_text(CONFIG.format(auth=auth, data_checked=DATA_CHECKED, stateful=STATEFUL))
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": "tests.web.schemathesis_hooks",
+        "PYTHONPATH": str(ROOT),
+    }
     with serving(site.app) as url:
         started = time.monotonic()
         run = subprocess.run(
-            [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
-             f"{url}/openapi.json", "--checks", "all", "--max-examples", str(EXAMPLES),
-             "--seed", "17", "--workers", "1", "--no-color", "--warnings", "off",
-             *[arg for op in SKIPPED for arg in ("--exclude-operation-id", op)],
-             *([] if FULL else BOUNDED),
-             "--report", "junit", "--report-dir", str(tmp_path / "report")],
-            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=3600)
+            [
+                sys.executable,
+                "-m",
+                "schemathesis.cli",
+                "--config-file",
+                str(config),
+                "run",
+                f"{url}/openapi.json",
+                "--checks",
+                "all",
+                "--max-examples",
+                str(EXAMPLES),
+                "--seed",
+                "17",
+                "--workers",
+                "1",
+                "--no-color",
+                "--warnings",
+                "off",
+                *[arg for op in SKIPPED for arg in ("--exclude-operation-id", op)],
+                *([] if FULL else BOUNDED),
+                "--report",
+                "junit",
+                "--report-dir",
+                str(tmp_path / "report"),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=3600,
+        )
         took = time.monotonic() - started
     output = run.stdout + run.stderr
     saved = tmp_path / "output.txt"

@@ -31,8 +31,9 @@ def test_serve_refuses_an_uninitialised_database(env: None, tmp_path: Path) -> N
     assert "run 'provisioner init' first" in result.output
 
 
-def test_the_server_app_comes_from_the_environment(env: None, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_server_app_comes_from_the_environment(
+    env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = f"sqlite:///{tmp_path}/db.db"
     assert CliRunner().invoke(cli, ["--db", url, "init"]).exit_code == 0
     monkeypatch.setenv("PROVISIONER_DATABASE_URL", url)
@@ -64,8 +65,7 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise AssertionError("serve did not become ready")
 
 
-def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, str,
-                                                                                  Any]:
+def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, str, Any]:
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=10) as r:
@@ -74,8 +74,7 @@ def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[i
         return exc.code, exc.read().decode(), exc.headers
 
 
-def test_two_workers_log_json_lines_and_add_up_their_metrics(env: None,
-                                                            tmp_path: Path) -> None:
+def test_two_workers_log_json_lines_and_add_up_their_metrics(env: None, tmp_path: Path) -> None:
     """serve --workers 2 --log-format json --metrics-token: every stderr line is one JSON
     object, /metrics (with the token only) counts the requests of both workers, and
     SIGTERM stops it within the graceful timeout."""
@@ -83,12 +82,29 @@ def test_two_workers_log_json_lines_and_add_up_their_metrics(env: None,
     assert CliRunner().invoke(cli, ["--db", url, "init"]).exit_code == 0
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from provisioner.cli.main import main; main()",
-         "--db", url, "serve", "--port",
-         str(port), "--workers", "2", "--log-format", "json", "--metrics-token", "tok",
-         "--graceful-timeout", "5"],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=os.environ.copy(),
-        cwd=Path(__file__).resolve().parents[2])
+        [
+            sys.executable,
+            "-c",
+            "from provisioner.cli.main import main; main()",
+            "--db",
+            url,
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--log-format",
+            "json",
+            "--metrics-token",
+            "tok",
+            "--graceful-timeout",
+            "5",
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=os.environ.copy(),
+        cwd=Path(__file__).resolve().parents[2],
+    )
     try:
         _wait_ready(port, proc)
         for _ in range(40):
@@ -99,8 +115,11 @@ def test_two_workers_log_json_lines_and_add_up_their_metrics(env: None,
         assert _get(port, "/metrics")[0] == 401
         status, text, _ = _get(port, "/metrics", {"Authorization": "Bearer tok"})
         assert status == 200
-        match = re.search(r'provisioner_http_requests_total\{method="GET",'
-                          r'route="/api/tenants",status="401"\} (\d+)', text)
+        match = re.search(
+            r'provisioner_http_requests_total\{method="GET",'
+            r'route="/api/tenants",status="401"\} (\d+)',
+            text,
+        )
         assert match is not None, text[:3000]
         assert float(match.group(1)) == 40
         errors = re.search(r'provisioner_errors_total\{code="unauthenticated"\} (\S+)', text)
@@ -124,8 +143,9 @@ def test_two_workers_log_json_lines_and_add_up_their_metrics(env: None,
 
 
 def _post(port: int, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body,
-                                     headers=headers, method="POST")
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=body, headers=headers, method="POST"
+    )
     try:
         with urllib.request.urlopen(request, timeout=120) as r:
             return r.status, r.read().decode()
@@ -136,41 +156,87 @@ def _post(port: int, path: str, body: bytes, headers: dict[str, str]) -> tuple[i
 
 
 def test_sigterm_cuts_a_long_import_after_the_graceful_timeout_leaving_nothing(
-        env: None, tmp_path: Path) -> None:
+    env: None, tmp_path: Path
+) -> None:
     """serve --graceful-timeout 1: SIGTERM during a 60,000-row import stops the server
     within the timeout (plus shutdown), and the import is all or nothing."""
     url = f"sqlite:///{tmp_path}/db.db"
     runner = CliRunner()
     assert runner.invoke(cli, ["--db", url, "init"]).exit_code == 0
-    assert runner.invoke(cli, ["--db", url, "tenant", "create", "acme", "--name",
-                               "ACME"]).exit_code == 0
-    added = runner.invoke(cli, ["--db", url, "user", "add", "boss", "--tenant", "acme",
-                                "--role", "admin", "--password-stdin"],
-                          input="correct horse battery\n")
+    assert (
+        runner.invoke(cli, ["--db", url, "tenant", "create", "acme", "--name", "ACME"]).exit_code
+        == 0
+    )
+    added = runner.invoke(
+        cli,
+        [
+            "--db",
+            url,
+            "user",
+            "add",
+            "boss",
+            "--tenant",
+            "acme",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        input="correct horse battery\n",
+    )
     assert added.exit_code == 0, added.output
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from provisioner.cli.main import main; main()",
-         "--db", url, "serve", "--port", str(port), "--graceful-timeout", "1"],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=os.environ.copy(),
-        cwd=Path(__file__).resolve().parents[2])
+        [
+            sys.executable,
+            "-c",
+            "from provisioner.cli.main import main; main()",
+            "--db",
+            url,
+            "serve",
+            "--port",
+            str(port),
+            "--graceful-timeout",
+            "1",
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=os.environ.copy(),
+        cwd=Path(__file__).resolve().parents[2],
+    )
     try:
         _wait_ready(port, proc)
-        status, body = _post(port, "/api/login", json.dumps(
-            {"login": "boss", "password": "correct horse battery"}).encode(),
-            {"Content-Type": "application/json"})
+        status, body = _post(
+            port,
+            "/api/login",
+            json.dumps({"login": "boss", "password": "correct horse battery"}).encode(),
+            {"Content-Type": "application/json"},
+        )
         assert status == 200, body
         token = json.loads(body)["token"]
         rows = "氏名,電話番号\r\n" + "".join(f"取込 {i},03-{i:08d}\r\n" for i in range(60_000))
         boundary = "b0undary"
-        upload = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-                  f"filename=\"c.csv\"\r\nContent-Type: text/csv\r\n\r\n").encode() \
-            + rows.encode() + f"\r\n--{boundary}--\r\n".encode()
+        upload = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                f'filename="c.csv"\r\nContent-Type: text/csv\r\n\r\n'
+            ).encode()
+            + rows.encode()
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
         outcome: list[tuple[int, str]] = []
-        importer = threading.Thread(target=lambda: outcome.append(_post(
-            port, "/api/tenants/acme/import/customers", upload,
-            {"Authorization": f"Bearer {token}",
-             "Content-Type": f"multipart/form-data; boundary={boundary}"})))
+        importer = threading.Thread(
+            target=lambda: outcome.append(
+                _post(
+                    port,
+                    "/api/tenants/acme/import/customers",
+                    upload,
+                    {
+                        "Authorization": f"Bearer {token}",
+                        "Content-Type": f"multipart/form-data; boundary={boundary}",
+                    },
+                )
+            )
+        )
         importer.start()
         time.sleep(1.0)  # the import is under way
         stopped_at = time.monotonic()

@@ -42,14 +42,16 @@ pytestmark = pytest.mark.postgres
 PASSWORD = "correct horse battery"
 
 
-def _call(port: int, method: str, path: str, body: Any = None,
-          token: str | None = None) -> tuple[int, Any]:
+def _call(
+    port: int, method: str, path: str, body: Any = None, token: str | None = None
+) -> tuple[int, Any]:
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/api{path}", data=data,
-                                     headers=headers, method=method)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api{path}", data=data, headers=headers, method=method
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as r:
             return r.status, json.loads(r.read() or b"null")
@@ -65,17 +67,41 @@ def shared(postgres_url: str, env: None) -> Iterator[Provisioner]:
     world = World(app)
     today = date.today()
     # birthdays around today: whichever the servers' date makes due (3 days ahead) fires
-    with_rules(world, rule("birthday", "contact", "date", [
-        {"type": "create_activity", "kind": "email", "content": "誕生日カード",
-         "due_in_days": 0}], field="contact.birthday", days=-3, yearly=True))
+    with_rules(
+        world,
+        rule(
+            "birthday",
+            "contact",
+            "date",
+            [
+                {
+                    "type": "create_activity",
+                    "kind": "email",
+                    "content": "誕生日カード",
+                    "due_in_days": 0,
+                }
+            ],
+            field="contact.birthday",
+            days=-3,
+            yearly=True,
+        ),
+    )
     world.tenant("beta")
     with app.transaction() as ctx:
         admin = world.actor("acme")
         for n in range(-2, 7):
             day = today + timedelta(days=n)
-            records.create(ctx, admin, "contact", {
-                "name": f"誕生 {n + 2}", "birthday": f"1980-{day.month:02d}-{day.day:02d}"
-                if (day.month, day.day) != (2, 29) else "1980-03-01"})
+            records.create(
+                ctx,
+                admin,
+                "contact",
+                {
+                    "name": f"誕生 {n + 2}",
+                    "birthday": f"1980-{day.month:02d}-{day.day:02d}"
+                    if (day.month, day.day) != (2, 29)
+                    else "1980-03-01",
+                },
+            )
         for login in ("acme-admin", "beta-admin"):
             auth.set_initial_password(ctx, login, PASSWORD, by="test")
     yield app
@@ -89,13 +115,32 @@ def servers(shared: Provisioner, postgres_url: str) -> Iterator[tuple[int, int]]
     try:
         for _ in range(2):
             port = _free_port()
-            procs.append(subprocess.Popen(
-                [sys.executable, "-c", "from provisioner.cli.main import main; main()",
-                 "--db", postgres_url, "serve", "--port", str(port), "--workers", "1",
-                 "--scheduler-seconds", "0.3", "--max-db-connections", "4",
-                 "--graceful-timeout", "5"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy(),
-                cwd=Path(__file__).resolve().parents[2]))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        "from provisioner.cli.main import main; main()",
+                        "--db",
+                        postgres_url,
+                        "serve",
+                        "--port",
+                        str(port),
+                        "--workers",
+                        "1",
+                        "--scheduler-seconds",
+                        "0.3",
+                        "--max-db-connections",
+                        "4",
+                        "--graceful-timeout",
+                        "5",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=os.environ.copy(),
+                    cwd=Path(__file__).resolve().parents[2],
+                )
+            )
             ports.append(port)
         for port, proc in zip(ports, procs, strict=True):
             _wait_ready(port, proc)
@@ -111,7 +156,8 @@ def servers(shared: Provisioner, postgres_url: str) -> Iterator[tuple[int, int]]
 
 
 def test_two_servers_share_sessions_throttles_key_failures_and_due_firings(
-        servers: tuple[int, int], shared: Provisioner) -> None:
+    servers: tuple[int, int], shared: Provisioner
+) -> None:
     a, b = servers
     # sessions: made on A, valid on B; a logout on B ends it on A
     status, session = _call(a, "POST", "/login", {"login": "acme-admin", "password": PASSWORD})
@@ -122,8 +168,10 @@ def test_two_servers_share_sessions_throttles_key_failures_and_due_firings(
     assert _call(a, "GET", "/session", token=token)[0] == 401
 
     # login throttle: failures sent to A and B alternately count together (5 per pair)
-    answers = [_call((a, b)[n % 2], "POST", "/login",
-                     {"login": "acme-admin", "password": "wrong"})[0] for n in range(8)]
+    answers = [
+        _call((a, b)[n % 2], "POST", "/login", {"login": "acme-admin", "password": "wrong"})[0]
+        for n in range(8)
+    ]
     first_429 = answers.index(429) if 429 in answers else None
     assert first_429 is not None, answers
     assert first_429 <= 6, answers  # apart, neither server would have counted 5 yet
@@ -134,8 +182,7 @@ def test_two_servers_share_sessions_throttles_key_failures_and_due_firings(
     status, acme = _call(b, "POST", "/login", {"login": "acme-admin", "password": PASSWORD})
     if status == 429:  # the throttle above still holds the pair: wait it out
         time.sleep(float(acme["error"].get("retry_after") or 2) + 0.5)
-        status, acme = _call(b, "POST", "/login",
-                             {"login": "acme-admin", "password": PASSWORD})
+        status, acme = _call(b, "POST", "/login", {"login": "acme-admin", "password": PASSWORD})
     assert status == 200, acme
     status, made = _call(a, "POST", "/tenants/acme/keys", {}, token=acme["token"])
     assert status in (200, 201), made
@@ -143,8 +190,9 @@ def test_two_servers_share_sessions_throttles_key_failures_and_due_firings(
     wrong = copykey.CopyKey(real.selector, "0" * copykey.SECRET_LEN).text
     codes = []
     for n in range(7):
-        status, body = _call((a, b)[n % 2], "POST", "/tenants/beta/send", {"key": wrong},
-                             token=beta["token"])
+        status, body = _call(
+            (a, b)[n % 2], "POST", "/tenants/beta/send", {"key": wrong}, token=beta["token"]
+        )
         codes.append((status, body["error"]["code"]))
     assert codes[:5] == [codes[0]] * 5, codes
     assert codes[0][0] in (400, 403, 404, 422), codes
@@ -163,8 +211,12 @@ def test_two_servers_share_sessions_throttles_key_failures_and_due_firings(
     time.sleep(2)  # several more scheduler rounds in both servers
     with shared.engine.connect() as conn:
         firings = conn.execute(text("SELECT count(*) FROM wf_due_firings")).scalar_one()
-        cards = conn.execute(text("SELECT contact_id, count(*) FROM crm_activities "
-                                  "WHERE content = '誕生日カード' GROUP BY contact_id")).all()
+        cards = conn.execute(
+            text(
+                "SELECT contact_id, count(*) FROM crm_activities "
+                "WHERE content = '誕生日カード' GROUP BY contact_id"
+            )
+        ).all()
     assert firings >= 1
     assert len(cards) == firings, cards
     assert all(n == 1 for _, n in cards), cards

@@ -12,41 +12,72 @@ from provisioner.config.document import Workflow
 from provisioner.config.rules import RuleSet
 from tests.workflows.helpers import rule
 
-FIELDS = ["contact.memo_1", "contact.memo_3", "contact.title", "contact.checkbox_1",
-          "contact.checkbox_2", "contact.classification", "company.name"]
+FIELDS = [
+    "contact.memo_1",
+    "contact.memo_3",
+    "contact.title",
+    "contact.checkbox_1",
+    "contact.checkbox_2",
+    "contact.classification",
+    "company.name",
+]
 OPS = ["eq", "ne", "contains", "empty", "not_empty", "gt", "lt"]
 VALUES: list[Any] = ["", "abc", "01", "1", 1, True, False, None, "済", "supplier"]
 
 
 def _actions(rng: random.Random) -> list[dict[str, Any]]:
-    return rng.sample([
-        {"type": "set_checkbox", "index": rng.randint(1, 2), "checked": rng.random() < 0.7},
-        {"type": "set_field", "field": "contact.memo_3", "value": rng.choice(["済", "", "abc"])},
-        {"type": "set_field", "field": "contact.title", "value": rng.choice(["部長", "1"])},
-        {"type": "add_classification", "classification": rng.choice(["supplier", "agency"])},
-        {"type": "notify", "role": "admin", "message": "確認"},
-    ], rng.randint(1, 2))
+    return rng.sample(
+        [
+            {"type": "set_checkbox", "index": rng.randint(1, 2), "checked": rng.random() < 0.7},
+            {
+                "type": "set_field",
+                "field": "contact.memo_3",
+                "value": rng.choice(["済", "", "abc"]),
+            },
+            {"type": "set_field", "field": "contact.title", "value": rng.choice(["部長", "1"])},
+            {"type": "add_classification", "classification": rng.choice(["supplier", "agency"])},
+            {"type": "notify", "role": "admin", "message": "確認"},
+        ],
+        rng.randint(1, 2),
+    )
 
 
 def _rules(rng: random.Random) -> RuleSet:
     flows = []
     for n in range(rng.randint(1, 6)):
         event = rng.choice(["created", "created", "updated", "field_changed"])
-        when = [{"field": rng.choice(FIELDS), "op": rng.choice(OPS),
-                 "value": rng.choice(VALUES)} for _ in range(rng.randint(0, 2))]
-        flows.append(Workflow.model_validate(rule(
-            f"r{n}", "contact", event, _actions(rng), when=when,
-            match=rng.choice(["all", "any"]),
-            field=rng.choice(["contact.memo_3", "contact.title", "contact.checkbox_1"])
-            if event == "field_changed" else None)))
+        when = [
+            {"field": rng.choice(FIELDS), "op": rng.choice(OPS), "value": rng.choice(VALUES)}
+            for _ in range(rng.randint(0, 2))
+        ]
+        flows.append(
+            Workflow.model_validate(
+                rule(
+                    f"r{n}",
+                    "contact",
+                    event,
+                    _actions(rng),
+                    when=when,
+                    match=rng.choice(["all", "any"]),
+                    field=rng.choice(["contact.memo_3", "contact.title", "contact.checkbox_1"])
+                    if event == "field_changed"
+                    else None,
+                )
+            )
+        )
     return RuleSet(flows)
 
 
 def _row(rng: random.Random, n: int) -> dict[str, Any]:
-    return {"id": n, "name": f"顧客{n}", "memo_1": rng.choice(["", "abc", "01", "1", "xyz"]),
-            "memo_3": rng.choice(["", "済", "abc"]), "title": rng.choice(["", "部長", "1"]),
-            "checkboxes": rng.randint(0, 3), "classifications": rng.choice(
-                ["", ",supplier,", ",agency,supplier,"])}
+    return {
+        "id": n,
+        "name": f"顧客{n}",
+        "memo_1": rng.choice(["", "abc", "01", "1", "xyz"]),
+        "memo_3": rng.choice(["", "済", "abc"]),
+        "title": rng.choice(["", "部長", "1"]),
+        "checkboxes": rng.randint(0, 3),
+        "classifications": rng.choice(["", ",supplier,", ",agency,supplier,"]),
+    }
 
 
 def test_batch_runner_equals_run_row_by_row() -> None:

@@ -17,9 +17,17 @@ from tests.workflows.helpers import CHECK, GOLD, rule, with_rules
 
 def executions(world: World) -> list[tuple[str, str, int, str]]:
     with world.app.transaction() as ctx:
-        return [tuple(r) for r in ctx.session.execute(  # type: ignore[misc]
-            select(WfExecution.workflow, WfExecution.record_type, WfExecution.record_id,
-                   WfExecution.trigger).order_by(WfExecution.id))]
+        return [
+            tuple(r)
+            for r in ctx.session.execute(  # type: ignore[misc]
+                select(
+                    WfExecution.workflow,
+                    WfExecution.record_type,
+                    WfExecution.record_id,
+                    WfExecution.trigger,
+                ).order_by(WfExecution.id)
+            )
+        ]
 
 
 def test_created_rule_ticks_the_checkbox_when_its_condition_holds(world: World) -> None:
@@ -37,8 +45,7 @@ def test_created_rule_ticks_the_checkbox_when_its_condition_holds(world: World) 
 
 
 def test_field_changed_fires_only_when_the_value_changes(world: World) -> None:
-    with_rules(world, rule("to_gold", "contact", "field_changed", [CHECK],
-                           field="contact.memo_2"))
+    with_rules(world, rule("to_gold", "contact", "field_changed", [CHECK], field="contact.memo_2"))
     admin = world.actor("acme")
     contact = make(world, admin, "contact", {"name": "金 太郎"})
     with world.app.transaction() as ctx:
@@ -53,23 +60,40 @@ def test_field_changed_fires_only_when_the_value_changes(world: World) -> None:
 
 
 def test_paused_rule_does_not_run(world: World) -> None:
-    with_rules(world, rule("vip_gold", "contact", "created", [CHECK], when=[GOLD],
-                           active=False))
+    with_rules(world, rule("vip_gold", "contact", "created", [CHECK], when=[GOLD], active=False))
     contact = make(world, world.actor("acme"), "contact", {"name": "金", "memo_2": "gold"})
     assert contact["checkboxes"] == []
     assert executions(world) == []
 
 
 def test_activity_rule_acts_on_its_contact_and_notifies_the_role(world: World) -> None:
-    with_rules(world, rule("complaint", "activity", "created", [
-        {"type": "set_checkbox", "index": 12, "checked": True},
-        {"type": "notify", "role": "admin", "message": "クレームです"},
-        {"type": "create_activity", "kind": "phone", "content": "折り返し", "due_in_days": 3},
-    ], when=[{"field": "activity.kind", "op": "eq", "value": "other"}]))
+    with_rules(
+        world,
+        rule(
+            "complaint",
+            "activity",
+            "created",
+            [
+                {"type": "set_checkbox", "index": 12, "checked": True},
+                {"type": "notify", "role": "admin", "message": "クレームです"},
+                {
+                    "type": "create_activity",
+                    "kind": "phone",
+                    "content": "折り返し",
+                    "due_in_days": 3,
+                },
+            ],
+            when=[{"field": "activity.kind", "op": "eq", "value": "other"}],
+        ),
+    )
     admin = world.actor("acme")
     contact = make(world, admin, "contact", {"name": "山田"})
-    make(world, admin, "activity", {"contact_id": contact["id"], "date": "2026-11-23",
-                                    "kind": "other", "content": "遅配"})
+    make(
+        world,
+        admin,
+        "activity",
+        {"contact_id": contact["id"], "date": "2026-11-23", "kind": "other", "content": "遅配"},
+    )
     with world.app.transaction() as ctx:
         shown = records.show(ctx, admin, "contact", contact["id"])
         activities = records.list_children(ctx, admin, "activity", contact["id"])
@@ -77,15 +101,21 @@ def test_activity_rule_acts_on_its_contact_and_notifies_the_role(world: World) -
     assert 12 in shown["checkboxes"]
     # the follow-up, dated three days after the firing (Japan's calendar)
     assert [(a["kind"], a["date"]) for a in activities] == [
-        ("phone", "2026-11-26"), ("other", "2026-11-23")]
+        ("phone", "2026-11-26"),
+        ("other", "2026-11-23"),
+    ]
     assert notes == 1
 
 
 def test_cascade_across_rules_and_a_cycle_is_cut(world: World) -> None:
     with_rules(
         world,
-        rule("a", "contact", "created", [{"type": "set_field", "field": "contact.title",
-                                          "value": "顧客"}]),
+        rule(
+            "a",
+            "contact",
+            "created",
+            [{"type": "set_field", "field": "contact.title", "value": "顧客"}],
+        ),
         rule("b", "contact", "field_changed", [CHECK], field="contact.title"),
     )
     contact = make(world, world.actor("acme"), "contact", {"name": "連鎖"})
@@ -95,9 +125,16 @@ def test_cascade_across_rules_and_a_cycle_is_cut(world: World) -> None:
 
 
 def test_bulk_update_runs_rules_once_per_record(world: World) -> None:
-    with_rules(world, rule("mark", "contact", "field_changed",
-                           [{"type": "set_field", "field": "contact.title", "value": "DM済"}],
-                           field="contact.checkbox_1"))
+    with_rules(
+        world,
+        rule(
+            "mark",
+            "contact",
+            "field_changed",
+            [{"type": "set_field", "field": "contact.title", "value": "DM済"}],
+            field="contact.checkbox_1",
+        ),
+    )
     admin = world.actor("acme")
     ids = [make(world, admin, "contact", {"name": f"顧客{i}"})["id"] for i in range(3)]
     with world.app.transaction() as ctx:
@@ -108,9 +145,15 @@ def test_bulk_update_runs_rules_once_per_record(world: World) -> None:
 
 
 def test_a_failing_action_is_logged_and_the_write_stands(world: World) -> None:
-    with_rules(world, rule("bad", "contact", "created",
-                           [{"type": "set_field", "field": "contact.memo_2", "value": "old"},
-                            CHECK]))
+    with_rules(
+        world,
+        rule(
+            "bad",
+            "contact",
+            "created",
+            [{"type": "set_field", "field": "contact.memo_2", "value": "old"}, CHECK],
+        ),
+    )
     contact = make(world, world.actor("acme"), "contact", {"name": "失敗"})
     assert contact["memo_2"] == ""  # 'old' is an inactive picklist value: refused
     assert 7 in contact["checkboxes"]  # the rule's other action ran
@@ -136,13 +179,25 @@ def _csv(*lines: str) -> bytes:
 
 
 def test_csv_import_runs_created_rules_once_per_row(world: World) -> None:
-    with_rules(world, rule("vip_gold", "contact", "created", [
-        CHECK, {"type": "set_field", "field": "contact.memo_3", "value": "VIP"},
-        {"type": "notify", "role": "admin", "message": "VIP登録"}], when=[GOLD]))
+    with_rules(
+        world,
+        rule(
+            "vip_gold",
+            "contact",
+            "created",
+            [
+                CHECK,
+                {"type": "set_field", "field": "contact.memo_3", "value": "VIP"},
+                {"type": "notify", "role": "admin", "message": "VIP登録"},
+            ],
+            when=[GOLD],
+        ),
+    )
     admin = world.actor("acme")
     with world.app.transaction() as ctx:
-        report = csvio.import_customers(ctx, admin, _csv(
-            "name,memo_2", "金 一郎,gold", "銀 二郎,silver", "金 三郎,gold"))
+        report = csvio.import_customers(
+            ctx, admin, _csv("name,memo_2", "金 一郎,gold", "銀 二郎,silver", "金 三郎,gold")
+        )
     assert report.created == 3
     with world.app.transaction() as ctx:
         found = {c["name"]: c for c in search.search(ctx, admin, Query()).items}
@@ -153,17 +208,30 @@ def test_csv_import_runs_created_rules_once_per_row(world: World) -> None:
         notes = ctx.session.scalar(select(func.count()).select_from(Notification))
         # the rule's change is searchable and counted like any other value
         assert [c["name"] for c in search.search(ctx, admin, Query(q="VIP")).items] == [
-            "金 一郎", "金 三郎"]
+            "金 一郎",
+            "金 三郎",
+        ]
     assert [h["purpose"] for h in history] == ["CSV import", "workflow:vip_gold"]
     assert notes == 2
     assert sorted(e[2] for e in executions(world)) == sorted(
-        [found["金 一郎"]["id"], found["金 三郎"]["id"]])
+        [found["金 一郎"]["id"], found["金 三郎"]["id"]]
+    )
 
 
 def test_csv_import_and_single_create_give_the_same_record(world: World) -> None:
-    with_rules(world, rule("vip_gold", "contact", "created", [
-        CHECK, {"type": "set_field", "field": "contact.phone", "value": "０３１２３４５６７８"}],
-        when=[GOLD]))
+    with_rules(
+        world,
+        rule(
+            "vip_gold",
+            "contact",
+            "created",
+            [
+                CHECK,
+                {"type": "set_field", "field": "contact.phone", "value": "０３１２３４５６７８"},
+            ],
+            when=[GOLD],
+        ),
+    )
     admin = world.actor("acme")
     single = make(world, admin, "contact", {"name": "金 一郎", "memo_2": "gold"})
     with world.app.transaction() as ctx:
@@ -177,19 +245,24 @@ def test_remap_on_approval_fires_the_field_changed_rules(world: World) -> None:
     from tests.crm.test_transfer_impact import _without_gold  # the hq -> branch change
 
     with_rules(world, slug="hq")
-    with_rules(world, rule("rank_moved", "contact", "field_changed", [CHECK],
-                           field="contact.memo_2"), slug="branch")
+    with_rules(
+        world,
+        rule("rank_moved", "contact", "field_changed", [CHECK], field="contact.memo_2"),
+        slug="branch",
+    )
     world.set_config("hq", _without_gold(world.config("hq")))
     branch = world.actor("branch")
-    gold = [make(world, branch, "contact", {"name": f"金 {n}", "memo_2": "gold"})["id"]
-            for n in range(2)]
+    gold = [
+        make(world, branch, "contact", {"name": f"金 {n}", "memo_2": "gold"})["id"]
+        for n in range(2)
+    ]
     silver = make(world, branch, "contact", {"name": "銀", "memo_2": "silver"})["id"]
     tid = world.send("hq", world.key("branch"))
-    world.approve(tid, "branch-admin", remaps={"rank.gold": "silver"},
-                  only=["picklists", "checkboxes"])
+    world.approve(
+        tid, "branch-admin", remaps={"rank.gold": "silver"}, only=["picklists", "checkboxes"]
+    )
     with world.app.transaction() as ctx:
-        boxes = {i: records.show(ctx, branch, "contact", i)["checkboxes"] for i in
-                 [*gold, silver]}
+        boxes = {i: records.show(ctx, branch, "contact", i)["checkboxes"] for i in [*gold, silver]}
     assert boxes == {gold[0]: [7], gold[1]: [7], silver: []}
     assert sorted(e[2] for e in executions(world)) == sorted(gold)
 
@@ -202,13 +275,22 @@ def test_rules_run_under_row_level_security_as_a_plain_role(world: World) -> Non
         pytest.skip("row-level security is a PostgreSQL feature")
     from tests.crm.helpers import plain_role_app
 
-    with_rules(world, rule("vip_gold", "contact", "created", [
-        CHECK, {"type": "notify", "role": "admin", "message": "VIP"}], when=[GOLD]))
+    with_rules(
+        world,
+        rule(
+            "vip_gold",
+            "contact",
+            "created",
+            [CHECK, {"type": "notify", "role": "admin", "message": "VIP"}],
+            when=[GOLD],
+        ),
+    )
     with_rules(world, slug="other")
     with plain_role_app(world, "wf_rls") as app:
         with app.transaction() as ctx:
-            saved = records.create(ctx, world.actor("acme"), "contact",
-                                   {"name": "金", "memo_2": "gold"})
+            saved = records.create(
+                ctx, world.actor("acme"), "contact", {"name": "金", "memo_2": "gold"}
+            )
         assert 7 in saved.record["checkboxes"]
         with app.transaction() as ctx:  # another tenant's scope sees none of it
             ctx.enter_tenant(world.tenant_row("other").id)
@@ -224,14 +306,22 @@ def test_a_call_note_runs_the_activity_rules(world: World) -> None:
     from provisioner.clock import parse_instant
     from provisioner.services.provisioning import metering
 
-    with_rules(world, rule("called", "activity", "created",
-                           [{"type": "set_checkbox", "index": 3, "checked": True}],
-                           when=[{"field": "activity.kind", "op": "eq", "value": "phone"}]))
+    with_rules(
+        world,
+        rule(
+            "called",
+            "activity",
+            "created",
+            [{"type": "set_checkbox", "index": 3, "checked": True}],
+            when=[{"field": "activity.kind", "op": "eq", "value": "phone"}],
+        ),
+    )
     admin = world.actor("acme")
     customer = make(world, admin, "contact", {"name": "電話 太郎", "phone": "03-1111-1111"})
     with world.app.transaction() as ctx:
-        metering.screen_pop(ctx, admin, "03-1111-1111", call_ref="pbx-1",
-                            at=parse_instant("2026-11-24T01:00:00Z"))
+        metering.screen_pop(
+            ctx, admin, "03-1111-1111", call_ref="pbx-1", at=parse_instant("2026-11-24T01:00:00Z")
+        )
     with world.app.transaction() as ctx:
         metering.add_contact_history(ctx, admin, None, "納期の問い合わせ", call_ref="pbx-1")
     with world.app.transaction() as ctx:
@@ -242,21 +332,35 @@ def test_a_call_note_runs_the_activity_rules(world: World) -> None:
 def test_csv_import_of_many_alike_rows_logs_each_as_a_single_create(world: World) -> None:
     """Rows sharing their firings get their log rows from one INSERT ... SELECT each: the
     same change-log and execution-log rows as the row-by-row path and a single create."""
-    with_rules(world, rule("vip_gold", "contact", "created", [
-        CHECK, {"type": "set_field", "field": "contact.memo_3", "value": "VIP"}], when=[GOLD]),
-        rule("dm", "contact", "created", [{"type": "set_checkbox", "index": 2,
-                                           "checked": True}]))
+    with_rules(
+        world,
+        rule(
+            "vip_gold",
+            "contact",
+            "created",
+            [CHECK, {"type": "set_field", "field": "contact.memo_3", "value": "VIP"}],
+            when=[GOLD],
+        ),
+        rule("dm", "contact", "created", [{"type": "set_checkbox", "index": 2, "checked": True}]),
+    )
     admin = world.actor("acme")
     single = make(world, admin, "contact", {"name": "単 一郎", "memo_2": "gold"})
     lines = [f"金 {n}郎,gold" if n % 3 else f"銀 {n}郎,silver" for n in range(40)]
     with world.app.transaction() as ctx:
         csvio.import_customers(ctx, admin, _csv("name,memo_2", *lines))
         found = {c["name"]: c for c in search.search(ctx, admin, Query(limit=100)).items}
-        history = {name: records.history(ctx, admin, "contact", c["id"])
-                   for name, c in found.items()}
-        logged = ctx.session.execute(select(WfExecution.record_id, WfExecution.workflow,
-                                            WfExecution.changes, WfExecution.error,
-                                            WfExecution.config_version)).all()
+        history = {
+            name: records.history(ctx, admin, "contact", c["id"]) for name, c in found.items()
+        }
+        logged = ctx.session.execute(
+            select(
+                WfExecution.record_id,
+                WfExecution.workflow,
+                WfExecution.changes,
+                WfExecution.error,
+                WfExecution.config_version,
+            )
+        ).all()
     gold = [n for n in found if n.startswith("金") or n == "単 一郎"]
     assert len(gold) == 27
     for name in gold:

@@ -24,9 +24,15 @@ from provisioner.services.transaction import Context
 _CHUNK = 500
 
 
-def bulk_update(ctx: Context, actor: Actor, query: Query, *,
-                checkboxes: Mapping[int, bool] | None = None,
-                company_id: int | None = None, purpose: str | None = None) -> int:
+def bulk_update(
+    ctx: Context,
+    actor: Actor,
+    query: Query,
+    *,
+    checkboxes: Mapping[int, bool] | None = None,
+    company_id: int | None = None,
+    purpose: str | None = None,
+) -> int:
     """Set checkboxes and/or the company of every contact the search finds."""
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "bulk_update", "bulk-update customers")
@@ -39,10 +45,16 @@ def bulk_update(ctx: Context, actor: Actor, query: Query, *,
         raise ValidationFailed("nothing to update", hint="give checkboxes and/or a company")
     ids = matching_ids(ctx, actor, query)
     for start in range(0, len(ids), _CHUNK):
-        for row_id in ids[start:start + _CHUNK]:
+        for row_id in ids[start : start + _CHUNK]:
             records.update(ctx, actor, "contact", row_id, data, purpose=purpose)
-    records.log_access(ctx, actor, "bulk_update", f"{len(ids)} contacts",
-                       fields=sorted(data), purpose=purpose or "")
+    records.log_access(
+        ctx,
+        actor,
+        "bulk_update",
+        f"{len(ids)} contacts",
+        fields=sorted(data),
+        purpose=purpose or "",
+    )
     return len(ids)
 
 
@@ -51,12 +63,20 @@ def bulk_delete(ctx: Context, actor: Actor, query: Query, *, purpose: str | None
     scope.require(ctx, actor, "bulk_delete", "bulk-delete customers")
     ids = matching_ids(ctx, actor, query)
     for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start:start + _CHUNK]
-        rows = ctx.session.scalars(select(CrmContact).where(
-            CrmContact.tenant_id == actor.tenant_id, CrmContact.id.in_(chunk)))
+        chunk = ids[start : start + _CHUNK]
+        rows = ctx.session.scalars(
+            select(CrmContact).where(
+                CrmContact.tenant_id == actor.tenant_id, CrmContact.id.in_(chunk)
+            )
+        )
         for row in rows:
             records.delete_record(ctx, actor, "contact", row.id, purpose=purpose)
     records.log_access(ctx, actor, "bulk_delete", f"{len(ids)} contacts", purpose=purpose or "")
-    audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login, action="crm:bulk_deleted",
-                 subject=f"{len(ids)} contacts")
+    audit.record(
+        ctx,
+        tenant_id=actor.tenant_id,
+        actor=actor.login,
+        action="crm:bulk_deleted",
+        subject=f"{len(ids)} contacts",
+    )
     return len(ids)

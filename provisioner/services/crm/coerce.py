@@ -102,8 +102,9 @@ class Fields:
         self.coercer(key)
         return key in self._plain
 
-    def shape(self, data: Mapping[str, Any], row: Any | None,
-              problems: list[str]) -> dict[str, Any]:
+    def shape(
+        self, data: Mapping[str, Any], row: Any | None, problems: list[str]
+    ) -> dict[str, Any]:
         """Each given field's coerced value (a refused one is left out, its problems
         added); ``row`` is the record an update changes (None for a create)."""
         out: dict[str, Any] = {}
@@ -127,17 +128,23 @@ class Fields:
             elif row is not None and key in values and values[key] in (None, ""):
                 problems.append(f"{key}: may not be empty")
         name = self.rt.name
-        if name == "contact" and self.doc.mode == "individual" and (
-                values.get("company_id") or values.get("department_id")):
-            problems.append("company_id: this tenant is in individual mode (the contact is the "
-                            "customer; no company)")
+        if (
+            name == "contact"
+            and self.doc.mode == "individual"
+            and (values.get("company_id") or values.get("department_id"))
+        ):
+            problems.append(
+                "company_id: this tenant is in individual mode (the contact is the "
+                "customer; no company)"
+            )
         if name == "purchase":
             _amount(values, row, problems)
         if name == "job":
             _job(values, row, problems)
         if name in ("company", "department", "contact") and values.get("postal_code"):
-            postal.fill_address(values, row, check=self.doc.input_rules.postal_code_check,
-                                problems=problems)
+            postal.fill_address(
+                values, row, check=self.doc.input_rules.postal_code_check, problems=problems
+            )
 
     # ------------------------------------------------------------ checkboxes
 
@@ -158,8 +165,12 @@ class Fields:
             changes: dict[Any, Any] = {item: True for item in value}
             mask = 0
         elif isinstance(value, dict):
-            changes = {n if isinstance(k, str) and (n := parse_whole_number(k, width=True))
-                       is not None else k: v for k, v in value.items()}
+            changes = {
+                n
+                if isinstance(k, str) and (n := parse_whole_number(k, width=True)) is not None
+                else k: v
+                for k, v in value.items()
+            }
             mask = current
         else:
             raise Refused(["checkboxes: expected a list of checked indexes or {index: bool}"])
@@ -177,13 +188,17 @@ class Fields:
 
     # ------------------------------------------------------------ a column
 
-    def column(self, key: str, cells: Sequence[str],
-               parse: Callable[[str], Any] | None = None) -> list[Any]:
+    def column(
+        self, key: str, cells: Sequence[str], parse: Callable[[str], Any] | None = None
+    ) -> list[Any]:
         """:meth:`value` of each cell (after ``parse``), or the :class:`Refused` it raised:
         each distinct cell is coerced once; a plain text column is ``nfkc`` of each cell
         when none is over the limit (what :meth:`value` gives each, tested)."""
-        if parse is None and self.is_plain(key) and \
-                max(map(len, cells), default=0) <= text_limit(self.rt.fields[key]):
+        if (
+            parse is None
+            and self.is_plain(key)
+            and max(map(len, cells), default=0) <= text_limit(self.rt.fields[key])
+        ):
             return list(map(nfkc, cells))
         coerce = self.coercer(key)
         done: dict[str, Any] = {}
@@ -205,11 +220,13 @@ class Fields:
     def _build(self, key: str) -> Coerce:
         kind = self.rt.fields.get(key)
         if kind is None:
-            raise_unknown = Refused([f"{key}: not a field of {self.rt.name} "
-                                     f"(fields: {', '.join(self.rt.fields)})"])
+            raise_unknown = Refused(
+                [f"{key}: not a field of {self.rt.name} (fields: {', '.join(self.rt.fields)})"]
+            )
 
             def unknown(_value: Any) -> Any:
                 raise raise_unknown
+
             return unknown
         if kind in ("str", "text"):
             return self._text(key, kind)
@@ -243,6 +260,7 @@ class Fields:
             if width:
                 value = nfkc(value)
             return then(value) if then is not None and value else value
+
         return coerce
 
     def _then(self, key: str) -> Callable[[str], str] | None:
@@ -255,34 +273,55 @@ class Fields:
         if name == "company" and key == "name":
             return lambda value: company_suffix(value, rules.company_suffix)
         if name in ("purchase", "product") and key == "product_class":
-            return _one_of(key, {n.code for n in self.doc.classifications.product},
-                           "is not a product classification")
+            return _one_of(
+                key,
+                {n.code for n in self.doc.classifications.product},
+                "is not a product classification",
+            )
         if name == "external_link" and key == "system":
-            return _one_of(key, {s.code for s in self.doc.settings.external_systems},
-                           "is not an external system")
+            return _one_of(
+                key,
+                {s.code for s in self.doc.settings.external_systems},
+                "is not an external system",
+            )
         picklist = PICKLISTS.get(name, {}).get(key)
         if name == "contact" and key.startswith("memo_"):
-            picklist = next((m.picklist for m in self.doc.memo_fields
-                             if f"memo_{m.index}" == key and m.type == "picklist"
-                             and m.picklist), None)
-        allowed = next(({v.code for v in pl.values if v.active}
-                        for pl in self.doc.picklists if pl.code == picklist), None)
+            picklist = next(
+                (
+                    m.picklist
+                    for m in self.doc.memo_fields
+                    if f"memo_{m.index}" == key and m.type == "picklist" and m.picklist
+                ),
+                None,
+            )
+        allowed = next(
+            (
+                {v.code for v in pl.values if v.active}
+                for pl in self.doc.picklists
+                if pl.code == picklist
+            ),
+            None,
+        )
         if picklist is None or allowed is None:
             return None
-        return _one_of(key, allowed, f"is not an active value of picklist {picklist!r}",
-                       "no values")
+        return _one_of(
+            key, allowed, f"is not an active value of picklist {picklist!r}", "no values"
+        )
 
 
 def _whole(key: str) -> Coerce:
     def coerce(value: Any) -> Any:
         if value is None:
             return None
-        if isinstance(value, str) and (
-                number := parse_whole_number(value, width=True, signed=True)) is not None:
+        if (
+            isinstance(value, str)
+            and (number := parse_whole_number(value, width=True, signed=True)) is not None
+        ):
             return number
         if isinstance(value, bool) or not isinstance(value, int):
             raise Refused([f"{key}: expected a whole number, got {value!r}"])
         return value
+
     return coerce
 
 
@@ -291,6 +330,7 @@ def _boolean(key: str) -> Coerce:
         if not isinstance(value, bool):
             raise Refused([f"{key}: expected true or false, got {value!r}"])
         return value
+
     return coerce
 
 
@@ -300,20 +340,26 @@ def _date(key: str) -> Coerce:
         if not isinstance(value, str) or (value and not DATE.match(value)):
             raise Refused([f"{key}: expected a date YYYY-MM-DD, got {value!r}"])
         return value
+
     return coerce
 
 
 def _codes(key: str, allowed: set[str]) -> Coerce:
     """A list of classification codes, stored as ``,a,b,`` (``""`` for none)."""
+
     def coerce(value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise Refused([f"{key}: expected a list of classification codes"])
-        bad = [f"{key}: {code!r} is not a customer classification "
-               f"({', '.join(sorted(allowed)) or 'none configured'})"
-               for code in value if code not in allowed]
+        bad = [
+            f"{key}: {code!r} is not a customer classification "
+            f"({', '.join(sorted(allowed)) or 'none configured'})"
+            for code in value
+            if code not in allowed
+        ]
         if bad:
             raise Refused(bad)
         return "," + ",".join(dict.fromkeys(value)) + "," if value else ""
+
     return coerce
 
 
@@ -323,6 +369,7 @@ def _phone(key: str, style: str) -> Callable[[str], str]:
         if key != "fax" and len(phone_digits(value)) > 20:
             raise Refused([f"{key}: too many digits"])
         return value
+
     return coerce
 
 
@@ -332,27 +379,35 @@ def _email(value: str) -> str:
     return value
 
 
-def _one_of(key: str, allowed: set[str], what: str,
-            none: str = "none configured") -> Callable[[str], str]:
+def _one_of(
+    key: str, allowed: set[str], what: str, none: str = "none configured"
+) -> Callable[[str], str]:
     def coerce(value: str) -> str:
         if value not in allowed:
             raise Refused([f"{key}: {value!r} {what} ({', '.join(sorted(allowed)) or none})"])
         return value
+
     return coerce
 
 
 def _amount(values: dict[str, Any], row: Any | None, problems: list[str]) -> None:
     """amount = quantity x unit price whenever all three are known (given or kept); an
     update of either recomputes it."""
-    known: list[Any] = [values.get(k, getattr(row, k, None))
-                        for k in ("quantity", "unit_price", "amount")]
+    known: list[Any] = [
+        values.get(k, getattr(row, k, None)) for k in ("quantity", "unit_price", "amount")
+    ]
     qty, price, amount = known
-    if row is not None and "amount" not in values and None not in (qty, price) and (
-            "quantity" in values or "unit_price" in values):
+    if (
+        row is not None
+        and "amount" not in values
+        and None not in (qty, price)
+        and ("quantity" in values or "unit_price" in values)
+    ):
         values["amount"] = amount = qty * price
     if None not in (qty, price, amount) and qty * price != amount:
-        problems.append(f"amount: {amount} is not quantity x unit price "
-                        f"({qty} x {price} = {qty * price})")
+        problems.append(
+            f"amount: {amount} is not quantity x unit price ({qty} x {price} = {qty * price})"
+        )
 
 
 #: the kinds of a job entered by hand

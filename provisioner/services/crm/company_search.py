@@ -93,9 +93,11 @@ def search_text(row: Any) -> str:
 
 # ---------------------------------------------------------------- the index
 
+
 def _rows(tenant_id: int, company_id: int, text: str) -> list[dict[str, Any]]:
-    return [{"tenant_id": tenant_id, "gram": g, "company_id": company_id}
-            for g in sorted(grams(text))]
+    return [
+        {"tenant_id": tenant_id, "gram": g, "company_id": company_id} for g in sorted(grams(text))
+    ]
 
 
 def index(conn: Connection, tenant_id: int, items: Iterable[tuple[int, str | None]]) -> None:
@@ -107,11 +109,14 @@ def index(conn: Connection, tenant_id: int, items: Iterable[tuple[int, str | Non
     g: Any = CrmCompanyGram.__table__
     ids = [i for i, _ in items]
     for start in range(0, len(ids), 500):
-        conn.execute(delete(g).where(g.c.tenant_id == tenant_id,
-                                     g.c.company_id.in_(ids[start:start + 500])))
+        conn.execute(
+            delete(g).where(
+                g.c.tenant_id == tenant_id, g.c.company_id.in_(ids[start : start + 500])
+            )
+        )
     rows = [r for i, text in items if text for r in _rows(tenant_id, i, text)]
     for start in range(0, len(rows), _INSERT_CHUNK):
-        conn.execute(insert(g), rows[start:start + _INSERT_CHUNK])
+        conn.execute(insert(g), rows[start : start + _INSERT_CHUNK])
 
 
 def rebuild(conn: Connection, tenant_id: int) -> int:
@@ -119,11 +124,15 @@ def rebuild(conn: Connection, tenant_id: int) -> int:
     returns how many companies' stored text or grams differed."""
     c: Any = CrmCompany.__table__
     g: Any = CrmCompanyGram.__table__
-    companies = conn.execute(select(c.c.id, *(c.c[k] for k in SEARCH_PARTS), c.c.search_text)
-                             .where(c.c.tenant_id == tenant_id).order_by(c.c.id)).all()
+    companies = conn.execute(
+        select(c.c.id, *(c.c[k] for k in SEARCH_PARTS), c.c.search_text)
+        .where(c.c.tenant_id == tenant_id)
+        .order_by(c.c.id)
+    ).all()
     stored: dict[int, set[str]] = defaultdict(set)
-    for company_id, gram in conn.execute(select(g.c.company_id, g.c.gram)
-                                         .where(g.c.tenant_id == tenant_id)):
+    for company_id, gram in conn.execute(
+        select(g.c.company_id, g.c.gram).where(g.c.tenant_id == tenant_id)
+    ):
         stored[company_id].add(gram)
     wrong: list[tuple[int, str | None]] = []
     for row in companies:
@@ -187,6 +196,7 @@ FLUSH_HOOK: tuple[tuple[str, Any], ...] = (
 
 # ---------------------------------------------------------------- querying
 
+
 def terms(query: CompanyQuery) -> list[str]:
     return [t for t in (search_key(p) for p in query.q.split()) if t]
 
@@ -194,8 +204,12 @@ def terms(query: CompanyQuery) -> list[str]:
 def _holding(tenant_id: int, names: list[str]) -> Any:
     """The ids of the companies whose grams include every one of ``names`` (a subquery)."""
     g = CrmCompanyGram
-    return (select(g.company_id).where(g.tenant_id == tenant_id, g.gram.in_(names))
-            .group_by(g.company_id).having(func.count() == len(names)))
+    return (
+        select(g.company_id)
+        .where(g.tenant_id == tenant_id, g.gram.in_(names))
+        .group_by(g.company_id)
+        .having(func.count() == len(names))
+    )
 
 
 def term_condition(tenant_id: int, term: str) -> ColumnElement[bool]:
@@ -205,24 +219,29 @@ def term_condition(tenant_id: int, term: str) -> ColumnElement[bool]:
     c = CrmCompany
     if len(term) <= GRAM:
         return c.id.in_(_holding(tenant_id, [term]))
-    return and_(c.id.in_(_holding(tenant_id, term_grams(term))),
-                c.search_text.contains(term, autoescape=True))
+    return and_(
+        c.id.in_(_holding(tenant_id, term_grams(term))),
+        c.search_text.contains(term, autoescape=True),
+    )
 
 
-def conditions(actor: Actor, query: CompanyQuery, *,
-               use_index: bool = True) -> list[ColumnElement[bool]]:
+def conditions(
+    actor: Actor, query: CompanyQuery, *, use_index: bool = True
+) -> list[ColumnElement[bool]]:
     """The WHERE clause of ``query`` over ``crm_companies`` (tenant included); without
     ``use_index`` the ``q`` terms are ``LIKE`` scans (the reference: same rows)."""
     c = CrmCompany
     conds: list[ColumnElement[bool]] = []
     for term in terms(query):
-        conds.append(term_condition(actor.tenant_id, term) if use_index
-                     else c.search_text.contains(term, autoescape=True))
+        conds.append(
+            term_condition(actor.tenant_id, term)
+            if use_index
+            else c.search_text.contains(term, autoescape=True)
+        )
     for key in FIELDS:
         value = getattr(query, key)
         if value is not None and value.strip():
-            conds.append(func.lower(getattr(c, key)).contains(nfkc(value).lower(),
-                                                               autoescape=True))
+            conds.append(func.lower(getattr(c, key)).contains(nfkc(value).lower(), autoescape=True))
     if query.phone is not None and query.phone.strip():
         digits = phone_digits(query.phone)
         conds.append(c.phone_digits.contains(digits, autoescape=True) if digits else false())
@@ -237,8 +256,10 @@ def conditions(actor: Actor, query: CompanyQuery, *,
 def _order(sort: str) -> list[Any]:
     key = sort.lstrip("-")
     if key not in SORTS:
-        raise ValidationFailed(f"cannot sort by {sort!r}",
-                               hint="sort: " + ", ".join(SORTS) + " (prefix - for descending)")
+        raise ValidationFailed(
+            f"cannot sort by {sort!r}",
+            hint="sort: " + ", ".join(SORTS) + " (prefix - for descending)",
+        )
     column = getattr(CrmCompany, key)
     if sort.startswith("-"):
         return [column.desc(), CrmCompany.id.desc()]
@@ -246,14 +267,21 @@ def _order(sort: str) -> list[Any]:
 
 
 def summary(row: CrmCompany) -> dict[str, Any]:
-    return {"id": row.id, "name": row.name, "kana": row.kana, "phone": row.phone,
-            "postal_code": row.postal_code, "address": row.address,
-            "classifications": [x for x in row.classifications.split(",") if x],
-            "updated_at": format_instant(row.updated_at)}
+    return {
+        "id": row.id,
+        "name": row.name,
+        "kana": row.kana,
+        "phone": row.phone,
+        "postal_code": row.postal_code,
+        "address": row.address,
+        "classifications": [x for x in row.classifications.split(",") if x],
+        "updated_at": format_instant(row.updated_at),
+    }
 
 
-def search(ctx: Context, actor: Actor, query: CompanyQuery, *,
-           use_index: bool = True) -> CompanyResult:
+def search(
+    ctx: Context, actor: Actor, query: CompanyQuery, *, use_index: bool = True
+) -> CompanyResult:
     """Companies matching ``query``: the exact total and one page."""
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "records.read", "search companies")
@@ -262,8 +290,9 @@ def search(ctx: Context, actor: Actor, query: CompanyQuery, *,
     order = _order(query.sort)
     where = conditions(actor, query, use_index=use_index)
     total = ctx.session.scalar(select(func.count()).select_from(CrmCompany).where(*where)) or 0
-    rows = ctx.session.scalars(select(CrmCompany).where(*where).order_by(*order)
-                               .limit(query.limit).offset(query.offset))
+    rows = ctx.session.scalars(
+        select(CrmCompany).where(*where).order_by(*order).limit(query.limit).offset(query.offset)
+    )
     return CompanyResult(total, [summary(r) for r in rows])
 
 

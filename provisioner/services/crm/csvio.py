@@ -53,21 +53,67 @@ from provisioner.services.provisioning import quotas
 from provisioner.services.transaction import Context
 
 CONTACT_COLUMNS: tuple[str, ...] = (
-    "name", "kana", "company", "title", "email", "phone", "mobile", "fax", "postal_code",
-    "address", "birthday", "sex", "note", *records.MEMOS,
-    *(f"checkbox_{i}" for i in range(1, 49)), "classifications",
+    "name",
+    "kana",
+    "company",
+    "title",
+    "email",
+    "phone",
+    "mobile",
+    "fax",
+    "postal_code",
+    "address",
+    "birthday",
+    "sex",
+    "note",
+    *records.MEMOS,
+    *(f"checkbox_{i}" for i in range(1, 49)),
+    "classifications",
 )
 EXPORT_COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": ("id", *CONTACT_COLUMNS),
-    "activities": ("contact_id", "contact_name", "date", "kind", "content", "detail",
-                   "response", "store", "staff", "memo",
-                   *(f"content_{i}" for i in range(1, 11))),
-    "purchases": ("contact_id", "contact_name", "date", "product_class", "product_code",
-                  "product_name", "quantity", "unit_price", "amount", "payment_method",
-                  "shipped", "paid", "media", "memo"),
+    "activities": (
+        "contact_id",
+        "contact_name",
+        "date",
+        "kind",
+        "content",
+        "detail",
+        "response",
+        "store",
+        "staff",
+        "memo",
+        *(f"content_{i}" for i in range(1, 11)),
+    ),
+    "purchases": (
+        "contact_id",
+        "contact_name",
+        "date",
+        "product_class",
+        "product_code",
+        "product_name",
+        "quantity",
+        "unit_price",
+        "amount",
+        "payment_method",
+        "shipped",
+        "paid",
+        "media",
+        "memo",
+    ),
 }
-DEFAULT_EXPORT = ("id", "name", "kana", "company", "title", "email", "phone", "mobile",
-                  "postal_code", "address")
+DEFAULT_EXPORT = (
+    "id",
+    "name",
+    "kana",
+    "company",
+    "title",
+    "email",
+    "phone",
+    "mobile",
+    "postal_code",
+    "address",
+)
 _TRUE = {"1", "true", "yes", "on", "✓", "○", "◯", "y", "checked", "はい"}
 _FALSE = {"", "0", "false", "no", "off", "n", "×", "いいえ"}
 _BATCH = 5000
@@ -135,10 +181,10 @@ def open_text(source: bytes | IO[bytes]) -> tuple[io.TextIOWrapper, str]:
     if nul:
         raise ValidationFailed(
             f"line {nul} contains a NUL character (U+0000)",
-            hint="remove the NUL characters (is the file UTF-16? save it as 'CSV UTF-8')")
+            hint="remove the NUL characters (is the file UTF-16? save it as 'CSV UTF-8')",
+        )
     stream.seek(body)
-    return io.TextIOWrapper(stream, encoding="utf-8" if bom else encoding, newline=""), \
-        encoding
+    return io.TextIOWrapper(stream, encoding="utf-8" if bom else encoding, newline=""), encoding
 
 
 _NOT_UTF8 = -1
@@ -165,7 +211,8 @@ def _utf8_or_nul(stream: IO[bytes], refuse: str | None) -> int:
             what = "neither UTF-8 nor CP932" if refuse == "cp932" else "not UTF-8"
             raise ValidationFailed(
                 f"the file is {what} (byte {at}, line {line})",
-                hint="save it from Excel as 'CSV UTF-8' or 'CSV (comma separated)'") from None
+                hint="save it from Excel as 'CSV UTF-8' or 'CSV (comma separated)'",
+            ) from None
         if not chunk:
             return nul
         if not nul and (at := chunk.find(b"\x00")) >= 0:
@@ -189,7 +236,9 @@ def _refuse_mixed(lines: Iterable[bytes]) -> None:
         if utf8 and cp932:
             raise ValidationFailed(
                 f"the file mixes encodings: line {utf8} is UTF-8, line {cp932} is CP932 "
-                "(Shift_JIS)", hint="save the whole file in one encoding ('CSV UTF-8')")
+                "(Shift_JIS)",
+                hint="save the whole file in one encoding ('CSV UTF-8')",
+            )
 
 
 #: the longest cell read at all (its length is then reported with its row and column)
@@ -204,29 +253,42 @@ def _records(text: IO[str]) -> Iterator[list[str]]:
     try:
         yield from reader
     except csv.Error as exc:
-        raise ValidationFailed(f"line {reader.line_num}: {exc}",
-                               hint=f"a cell may hold at most {MAX_CELL:,} characters") from None
+        raise ValidationFailed(
+            f"line {reader.line_num}: {exc}",
+            hint=f"a cell may hold at most {MAX_CELL:,} characters",
+        ) from None
 
 
 def _long_cells(number: int, cells: Sequence[str], header: Sequence[str]) -> list[Problem]:
     """The cells of a row over :data:`MAX_CELL` characters, named by their column."""
+
     def column(index: int) -> str | int:
         return header[index] if index < len(header) and number > 1 else index + 1
-    return [Problem(number, f"column {excerpt(column(index), 40)}",
-                    f"{len(cell):,} characters, more than the {MAX_CELL:,} a cell may hold")
-            for index, cell in enumerate(cells) if len(cell) > MAX_CELL]
+
+    return [
+        Problem(
+            number,
+            f"column {excerpt(column(index), 40)}",
+            f"{len(cell):,} characters, more than the {MAX_CELL:,} a cell may hold",
+        )
+        for index, cell in enumerate(cells)
+        if len(cell) > MAX_CELL
+    ]
 
 
 def _check_header(header: Sequence[str]) -> None:
     if len(header) > MAX_COLUMNS:
         raise ValidationFailed(
             f"the header has {len(header):,} columns; at most {MAX_COLUMNS} are allowed",
-            hint="the first line must be the header of the customer columns")
+            hint="the first line must be the header of the customer columns",
+        )
 
 
 def _too_long(problems: list[Problem]) -> ValidationFailed:
-    return ValidationFailed(f"{len(problems)} cell(s) are too long; nothing was imported",
-                            problems=[str(p) for p in problems])
+    return ValidationFailed(
+        f"{len(problems)} cell(s) are too long; nothing was imported",
+        problems=[str(p) for p in problems],
+    )
 
 
 def read_rows(text: str) -> list[list[str]]:
@@ -236,8 +298,9 @@ def read_rows(text: str) -> list[list[str]]:
     if rows:
         _check_header(rows[0])
     header = rows[0] if rows else []
-    problems = [p for number, cells in enumerate(rows, start=1)
-                for p in _long_cells(number, cells, header)]
+    problems = [
+        p for number, cells in enumerate(rows, start=1) for p in _long_cells(number, cells, header)
+    ]
     if problems:
         raise _too_long(problems)
     return rows
@@ -261,8 +324,9 @@ def labels(doc: ConfigDocument, kind: str = "customers") -> dict[str, str]:
     return out
 
 
-def _header_map(doc: ConfigDocument, header: Sequence[str]) -> tuple[list[str | None],
-                                                                     list[Problem]]:
+def _header_map(
+    doc: ConfigDocument, header: Sequence[str]
+) -> tuple[list[str | None], list[Problem]]:
     by_text: dict[str, str] = {}
     for column, label in labels(doc).items():
         by_text.setdefault(nfkc(label).lower(), column)
@@ -277,16 +341,23 @@ def _header_map(doc: ConfigDocument, header: Sequence[str]) -> tuple[list[str | 
             keys.append(None)
             continue
         if key is None and text.strip():
-            problems.append(Problem(1, text, "unknown column (use a configured label or a "
-                                             "field key such as name, phone, memo_1)"))
+            problems.append(
+                Problem(
+                    1,
+                    text,
+                    "unknown column (use a configured label or a "
+                    "field key such as name, phone, memo_1)",
+                )
+            )
         elif key in seen:
             problems.append(Problem(1, text, f"column {key!r} appears twice"))
         if key:
             seen.add(key)
         keys.append(key)
     if "name" not in seen:
-        problems.append(Problem(1, "-", f"the name column is missing "
-                                        f"({labels(doc)['name']!r} or 'name')"))
+        problems.append(
+            Problem(1, "-", f"the name column is missing ({labels(doc)['name']!r} or 'name')")
+        )
     return keys, problems
 
 
@@ -317,9 +388,15 @@ def _problems(number: int, label_of: dict[str | None, str], found: list[str]) ->
     return out
 
 
-def shape_row(ctx: Context, actor: Actor, doc: ConfigDocument, keys: list[str | None],
-              header: Sequence[str], number: int, cells: list[str]
-              ) -> tuple[tuple[dict[str, Any], str] | None, list[Problem]]:
+def shape_row(
+    ctx: Context,
+    actor: Actor,
+    doc: ConfigDocument,
+    keys: list[str | None],
+    header: Sequence[str],
+    number: int,
+    cells: list[str],
+) -> tuple[tuple[dict[str, Any], str] | None, list[Problem]]:
     """One row as a create shapes it (:func:`records.shape`): its ``(values, company)``,
     or None, and its problems. The reference for :func:`shape_rows`, which must give
     every row exactly this (tested)."""
@@ -356,9 +433,12 @@ def shape_row(ctx: Context, actor: Actor, doc: ConfigDocument, keys: list[str | 
     return (None if problems else (values, company)), problems
 
 
-def shape_rows(doc: ConfigDocument, keys: list[str | None], header: Sequence[str],
-               numbered: Sequence[tuple[int, list[str]]]
-               ) -> tuple[list[tuple[dict[str, Any], str]], list[Problem]]:
+def shape_rows(
+    doc: ConfigDocument,
+    keys: list[str | None],
+    header: Sequence[str],
+    numbered: Sequence[tuple[int, list[str]]],
+) -> tuple[list[tuple[dict[str, Any], str]], list[Problem]]:
     """The valid rows' ``(values, company)`` and every problem of the others: each row
     exactly as :func:`shape_row` gives it, computed column by column with the same field
     coercers (:class:`~provisioner.services.crm.coerce.Fields`), each distinct cell once."""
@@ -369,8 +449,9 @@ def shape_rows(doc: ConfigDocument, keys: list[str | None], header: Sequence[str
         if len(cells) > width:
             problems.append(Problem(number, "-", f"{len(cells)} cells but {width} columns"))
         else:  # a missing cell is an empty one (as a create without the field)
-            rows.append((number, cells if len(cells) == width
-                         else [*cells, *[""] * (width - len(cells))]))
+            rows.append(
+                (number, cells if len(cells) == width else [*cells, *[""] * (width - len(cells))])
+            )
     if not rows:
         return [], problems
     fields = Fields(doc, records.TYPES["contact"])
@@ -388,8 +469,11 @@ def shape_rows(doc: ConfigDocument, keys: list[str | None], header: Sequence[str
     shaped: list[tuple[dict[str, Any], str]] = []
     for n, row in enumerate(table.rows()):
         found = table.refused.get(n) if n in flagged else None
-        values = dict(zip(names, row, strict=False)) if found is None else {
-            k: v for k, v in zip(names, row, strict=False) if v.__class__ is not Refused}
+        values = (
+            dict(zip(names, row, strict=False))
+            if found is None
+            else {k: v for k, v in zip(names, row, strict=False) if v.__class__ is not Refused}
+        )
         if masks[n]:
             values["checkboxes"] = masks[n]
         late: list[str] = []
@@ -426,8 +510,7 @@ class _Columns:
         elif key.startswith("checkbox_"):
             self._checkbox(int(key[9:]), text, cells)
         else:
-            column = self.fields.column(key, cells, _codes if key == "classifications"
-                                        else None)
+            column = self.fields.column(key, cells, _codes if key == "classifications" else None)
             if Refused in map(type, column):
                 for n, value in enumerate(column):
                     if value.__class__ is Refused:
@@ -440,8 +523,13 @@ class _Columns:
         for cell in set(cells):
             flag = _flag(cell)
             try:
-                bits[cell] = _not_a_flag(cell) if flag is None else \
-                    self.fields.checkbox(index, True) if flag else 0
+                bits[cell] = (
+                    _not_a_flag(cell)
+                    if flag is None
+                    else self.fields.checkbox(index, True)
+                    if flag
+                    else 0
+                )
             except Refused as exc:
                 bits[cell] = exc
         if all(v.__class__ is int for v in bits.values()):
@@ -464,8 +552,9 @@ class _Columns:
 MAX_PROBLEMS = 1000
 
 
-def _coded(doc: ConfigDocument, keys: Sequence[str | None],
-           numbered: list[tuple[int, list[str]]]) -> list[tuple[int, list[str]]]:
+def _coded(
+    doc: ConfigDocument, keys: Sequence[str | None], numbered: list[tuple[int, list[str]]]
+) -> list[tuple[int, list[str]]]:
     """The rows with the labels in coded columns (picklists, classifications) replaced
     by their codes (:func:`display.to_code`: each distinct cell once)."""
     fields = display.coded_fields(doc, "contact")
@@ -480,30 +569,46 @@ def _coded(doc: ConfigDocument, keys: Sequence[str | None],
             if i < len(cells) and cells[i]:
                 found = done.get((key, cells[i]))
                 if found is None:
-                    found = done[(key, cells[i])] = display.to_code(doc, "contact", key,
-                                                                    cells[i], fields)
+                    found = done[(key, cells[i])] = display.to_code(
+                        doc, "contact", key, cells[i], fields
+                    )
                 cells[i] = found
         out.append((number, cells))
     return out
 
 
-def import_customers(ctx: Context, actor: Actor, raw: bytes | IO[bytes], *,
-                     dry_run: bool = False, source: str = "upload",
-                     progress: Callable[[int], None] | None = None) -> ImportReport:
+def import_customers(
+    ctx: Context,
+    actor: Actor,
+    raw: bytes | IO[bytes],
+    *,
+    dry_run: bool = False,
+    source: str = "upload",
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
     """Import a CSV file (bytes, or a seekable binary file read as it goes: memory stays
     bounded whatever its size); see the module docstring."""
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "import", "import customers")
     text, encoding = open_text(raw)
     try:
-        return _import(ctx, actor, text, encoding, dry_run=dry_run, source=source,
-                       progress=progress)
+        return _import(
+            ctx, actor, text, encoding, dry_run=dry_run, source=source, progress=progress
+        )
     finally:
         text.detach()
 
 
-def _import(ctx: Context, actor: Actor, text: IO[str], encoding: str, *, dry_run: bool,
-            source: str, progress: Callable[[int], None] | None) -> ImportReport:
+def _import(
+    ctx: Context,
+    actor: Actor,
+    text: IO[str],
+    encoding: str,
+    *,
+    dry_run: bool,
+    source: str,
+    progress: Callable[[int], None] | None,
+) -> ImportReport:
     """Rows are read, shaped and written :data:`_BATCH` at a time, in the caller's one
     transaction: after the first bad row nothing more is written, every row is still
     checked, and the error rolls back what was written (all or nothing)."""
@@ -570,49 +675,74 @@ class _Found:
             problems.sort(key=lambda p: p.row)
             self.rows += len({p.row for p in problems})
             self.problems += len(problems)
-            self.listed += problems[:MAX_PROBLEMS - len(self.listed)]
+            self.listed += problems[: MAX_PROBLEMS - len(self.listed)]
 
     def error(self, rows: int) -> ValidationFailed:
         listed = [str(p) for p in self.listed]
         if self.problems > len(listed):
-            listed.append(f"... {self.problems - len(listed):,} more problems (the first "
-                          f"{MAX_PROBLEMS:,} are listed; fix them and run --dry-run again)")
+            listed.append(
+                f"... {self.problems - len(listed):,} more problems (the first "
+                f"{MAX_PROBLEMS:,} are listed; fix them and run --dry-run again)"
+            )
         return ValidationFailed(
-            f"{self.rows} of {rows} rows are not valid; nothing was imported", problems=listed,
-            hint="fix the rows and import again (--dry-run checks without writing)")
+            f"{self.rows} of {rows} rows are not valid; nothing was imported",
+            problems=listed,
+            hint="fix the rows and import again (--dry-run checks without writing)",
+        )
 
 
 class _Writer:
     """Inserts shaped rows a block at a time: contacts, change log, index, tallies, rules."""
 
-    def __init__(self, ctx: Context, actor: Actor, doc: ConfigDocument, source: str,
-                 report: ImportReport) -> None:
+    def __init__(
+        self, ctx: Context, actor: Actor, doc: ConfigDocument, source: str, report: ImportReport
+    ) -> None:
         self.ctx, self.actor, self.doc, self.source, self.report = ctx, actor, doc, source, report
         self.contact_type = contact_type = records.TYPES["contact"]
         self.companies = _CompanyCache(ctx, actor, doc, report)
         now = self.now = ctx.clock.now()
-        base = {"tenant_id": actor.tenant_id, "created_at": now, "created_by": actor.login,
-                "updated_at": now, "updated_by": actor.login}
-        defaults = {k: ("" if kind in ("str", "text", "date", "codes") else
-                        0 if kind == "checkboxes" else False if kind == "bool" else None)
-                    for k, kind in contact_type.fields.items()}
+        base = {
+            "tenant_id": actor.tenant_id,
+            "created_at": now,
+            "created_by": actor.login,
+            "updated_at": now,
+            "updated_by": actor.login,
+        }
+        defaults = {
+            k: (
+                ""
+                if kind in ("str", "text", "date", "codes")
+                else 0
+                if kind == "checkboxes"
+                else False
+                if kind == "bool"
+                else None
+            )
+            for k, kind in contact_type.fields.items()
+        }
         self.template = {**defaults, **base}
         self.conn = ctx.session.connection()
         self.builder = search_index.Builder(self.conn, actor.tenant_id)
         self.name_keys: dict[str, str] = {}
         rules = records.rules_for_new_rows(doc, "contact")
         coerce = _cached(records.coercer(ctx, actor, doc, contact_type, records.NEW_ROW))
-        self.run_rules = (rules.batch_runner("contact", "created", list(contact_type.fields),
-                                             coerce=coerce)
-                          if rules is not None else None)  # worked out once per shape of row
+        self.run_rules = (
+            rules.batch_runner("contact", "created", list(contact_type.fields), coerce=coerce)
+            if rules is not None
+            else None
+        )  # worked out once per shape of row
 
     def write(self, shaped: list[tuple[dict[str, Any], str]]) -> None:
         ctx, actor = self.ctx, self.actor
         # each customer is a contact row and a change-log row; new companies at most one each
         quotas.require_room_for_records(
-            ctx, actor.tenant_id, 2 * len(shaped) + len({c for _, c in shaped if c}),
-            what=f"importing {len(shaped)} customers" if not self.report.created else
-            f"importing {len(shaped)} more customers (after {self.report.created:,})")
+            ctx,
+            actor.tenant_id,
+            2 * len(shaped) + len({c for _, c in shaped if c}),
+            what=f"importing {len(shaped)} customers"
+            if not self.report.created
+            else f"importing {len(shaped)} more customers (after {self.report.created:,})",
+        )
         companies = self.companies.ids({c for _, c in shaped if c})
         crashpoint("csv.after_companies")
         batch: list[dict[str, Any]] = []
@@ -644,12 +774,16 @@ class _Writer:
         assert isinstance(changes, Table)
         change = (actor.tenant_id, self.now, actor.login, "contact")
         created = ("create", {"import": self.source}, "CSV import")
-        bulk.insert_rows(self.conn, changes, _CHANGE_COLUMNS,
-                         [(*change, i, *created) for i in ids])
+        bulk.insert_rows(self.conn, changes, _CHANGE_COLUMNS, [(*change, i, *created) for i in ids])
         tally.add_rows(self.conn, actor.tenant_id, CrmContact, batch, extra_records=len(ids))
         if fired:
-            records.apply_new_row_firings(ctx, actor, self.doc, self.contact_type, [
-                ({**batch[at], "id": ids[at]}, firings) for at, firings in fired])
+            records.apply_new_row_firings(
+                ctx,
+                actor,
+                self.doc,
+                self.contact_type,
+                [({**batch[at], "id": ids[at]}, firings) for at, firings in fired],
+            )
         self.report.created += len(ids)
         crashpoint("csv.after_batch")
 
@@ -657,15 +791,30 @@ class _Writer:
         ctx, actor, report = self.ctx, self.actor, self.report
         self.builder.finish()
         crashpoint("csv.after_index")
-        records.log_access(ctx, actor, "import", self.source, rows=report.created,
-                           encoding=report.encoding)
-        audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login, action="crm:imported",
-                     subject=self.source, rows=report.created)
+        records.log_access(
+            ctx, actor, "import", self.source, rows=report.created, encoding=report.encoding
+        )
+        audit.record(
+            ctx,
+            tenant_id=actor.tenant_id,
+            actor=actor.login,
+            action="crm:imported",
+            subject=self.source,
+            rows=report.created,
+        )
         metrics.import_rows.labels("customers").inc(report.created)
 
 
-_CHANGE_COLUMNS = ["tenant_id", "at", "actor", "record_type", "record_id", "action",
-                   "changes", "purpose"]
+_CHANGE_COLUMNS = [
+    "tenant_id",
+    "at",
+    "actor",
+    "record_type",
+    "record_id",
+    "action",
+    "changes",
+    "purpose",
+]
 
 
 def _cached(coerce: Callable[[str, str, Any], Any]) -> Callable[[str, str, Any], Any]:
@@ -691,8 +840,9 @@ class _CompanyCache:
     """Company name as written in the file -> (id, stored name); missing ones are created
     (the tenant's companies are read once, when the first company name comes)."""
 
-    def __init__(self, ctx: Context, actor: Actor, doc: ConfigDocument,
-                 report: ImportReport) -> None:
+    def __init__(
+        self, ctx: Context, actor: Actor, doc: ConfigDocument, report: ImportReport
+    ) -> None:
         self.ctx, self.actor, self.doc, self.report = ctx, actor, doc, report
         self.existing: dict[str, tuple[int, str]] | None = None
 
@@ -701,36 +851,65 @@ class _CompanyCache:
             return {}
         ctx, actor, doc = self.ctx, self.actor, self.doc
         if self.existing is None:
-            self.existing = {key: (i, n) for i, n, key in ctx.session.execute(
-                select(CrmCompany.id, CrmCompany.name, CrmCompany.name_norm).where(
-                    CrmCompany.tenant_id == actor.tenant_id))}
+            self.existing = {
+                key: (i, n)
+                for i, n, key in ctx.session.execute(
+                    select(CrmCompany.id, CrmCompany.name, CrmCompany.name_norm).where(
+                        CrmCompany.tenant_id == actor.tenant_id
+                    )
+                )
+            }
         existing = self.existing
         now = ctx.clock.now()
         made: dict[str, CrmCompany] = {}
         for name in sorted(names):
             key = name_key(name)
             if key not in existing and key not in made:
-                stored = company_suffix(nfkc(name) if doc.input_rules.normalize_width else name,
-                                        doc.input_rules.company_suffix)
-                made[key] = CrmCompany(tenant_id=actor.tenant_id, name=stored, name_norm=key,
-                                       created_at=now, created_by=actor.login, updated_at=now,
-                                       updated_by=actor.login)
+                stored = company_suffix(
+                    nfkc(name) if doc.input_rules.normalize_width else name,
+                    doc.input_rules.company_suffix,
+                )
+                made[key] = CrmCompany(
+                    tenant_id=actor.tenant_id,
+                    name=stored,
+                    name_norm=key,
+                    created_at=now,
+                    created_by=actor.login,
+                    updated_at=now,
+                    updated_by=actor.login,
+                )
         if made:  # one flush for all of them, then one for their change-log rows
             ctx.session.add_all(made.values())
             ctx.session.flush()
-            ctx.session.add_all(CrmChange(tenant_id=actor.tenant_id, at=now, actor=actor.login,
-                                          record_type="company", record_id=company.id,
-                                          action="create", changes={"name": company.name},
-                                          purpose="CSV import") for company in made.values())
+            ctx.session.add_all(
+                CrmChange(
+                    tenant_id=actor.tenant_id,
+                    at=now,
+                    actor=actor.login,
+                    record_type="company",
+                    record_id=company.id,
+                    action="create",
+                    changes={"name": company.name},
+                    purpose="CSV import",
+                )
+                for company in made.values()
+            )
             ctx.session.flush()
             existing.update((key, (company.id, company.name)) for key, company in made.items())
             self.report.companies_created += len(made)
         return {name: existing[name_key(name)] for name in names}
 
 
-def export(ctx: Context, actor: Actor, kind: str, query: Query, *,
-           columns: Sequence[str] | None = None, encoding: str = "utf-8-sig",
-           codes: bool = False) -> bytes:
+def export(
+    ctx: Context,
+    actor: Actor,
+    kind: str,
+    query: Query,
+    *,
+    columns: Sequence[str] | None = None,
+    encoding: str = "utf-8-sig",
+    codes: bool = False,
+) -> bytes:
     """CSV of customers, or of the activities / purchases of the customers a search finds
     (:func:`export_to` into memory).
 
@@ -742,9 +921,17 @@ def export(ctx: Context, actor: Actor, kind: str, query: Query, *,
     return out.getvalue()
 
 
-def export_to(ctx: Context, actor: Actor, kind: str, query: Query, out: IO[bytes], *,
-              columns: Sequence[str] | None = None, encoding: str = "utf-8-sig",
-              codes: bool = False) -> int:
+def export_to(
+    ctx: Context,
+    actor: Actor,
+    kind: str,
+    query: Query,
+    out: IO[bytes],
+    *,
+    columns: Sequence[str] | None = None,
+    encoding: str = "utf-8-sig",
+    codes: bool = False,
+) -> int:
     """Write the CSV of :func:`export` to ``out`` as the rows are read (memory stays
     bounded whatever their number); how many rows it wrote."""
     scope.enter(ctx, actor)
@@ -756,25 +943,35 @@ def export_to(ctx: Context, actor: Actor, kind: str, query: Query, out: IO[bytes
     wanted = list(columns or (DEFAULT_EXPORT if kind == "customers" else EXPORT_COLUMNS[kind]))
     unknown = [c for c in wanted if c not in EXPORT_COLUMNS[kind]]
     if unknown:
-        raise ValidationFailed(f"unknown column(s) {', '.join(unknown)}",
-                               hint="columns: " + ", ".join(EXPORT_COLUMNS[kind]))
+        raise ValidationFailed(
+            f"unknown column(s) {', '.join(unknown)}",
+            hint="columns: " + ", ".join(EXPORT_COLUMNS[kind]),
+        )
     doc = scope.config(ctx, actor.tenant_id)
     heads = labels(doc, kind)
-    text = io.TextIOWrapper(out, encoding=encoding, errors="replace", newline="",
-                            write_through=True)
+    text = io.TextIOWrapper(
+        out, encoding=encoding, errors="replace", newline="", write_through=True
+    )
     try:
         shown = {} if codes else display.coded_fields(doc, kind)
         count = _write_rows(ctx, actor, kind, query, wanted, heads, shown, text)
         text.flush()
     finally:
         text.detach()
-    records.log_access(ctx, actor, "export", kind, rows=count, columns=wanted,
-                       encoding=encoding)
+    records.log_access(ctx, actor, "export", kind, rows=count, columns=wanted, encoding=encoding)
     return count
 
 
-def _write_rows(ctx: Context, actor: Actor, kind: str, query: Query, wanted: list[str],
-                heads: dict[str, str], shown: dict[str, Any], text: IO[str]) -> int:
+def _write_rows(
+    ctx: Context,
+    actor: Actor,
+    kind: str,
+    query: Query,
+    wanted: list[str],
+    heads: dict[str, str],
+    shown: dict[str, Any],
+    text: IO[str],
+) -> int:
     writer = csv.writer(text, lineterminator="\r\n")
     writer.writerow([formula_safe(heads[c]) for c in wanted])
     where = conditions(ctx, actor, query)
@@ -784,23 +981,36 @@ def _write_rows(ctx: Context, actor: Actor, kind: str, query: Query, wanted: lis
         rows = ctx.session.execute(
             select(CrmContact, CrmCompany.name)
             .outerjoin(CrmCompany, CrmCompany.id == CrmContact.company_id)
-            .where(*where).order_by(*order).execution_options(yield_per=2000))
+            .where(*where)
+            .order_by(*order)
+            .execution_options(yield_per=2000)
+        )
         for contact, company in rows:
-            writer.writerow([formula_safe(_cell(contact, company, c, shown.get(c)))
-                             for c in wanted])
+            writer.writerow(
+                [formula_safe(_cell(contact, company, c, shown.get(c))) for c in wanted]
+            )
             count += 1
     else:
         model: Any = CrmActivity if kind == "activities" else CrmPurchase
         ids = select(CrmContact.id).where(*where)
         history = ctx.session.execute(
-            select(model, CrmContact.name).join(CrmContact, CrmContact.id == model.contact_id)
+            select(model, CrmContact.name)
+            .join(CrmContact, CrmContact.id == model.contact_id)
             .where(model.tenant_id == actor.tenant_id, model.contact_id.in_(ids))
             .order_by(*order[:-1], model.contact_id, model.date.desc(), model.id.desc())
-            .execution_options(yield_per=2000))
+            .execution_options(yield_per=2000)
+        )
         for item, contact_name in history:
-            writer.writerow([formula_safe(contact_name if c == "contact_name"
-                                          else _plain(_label(shown.get(c), getattr(item, c))))
-                             for c in wanted])
+            writer.writerow(
+                [
+                    formula_safe(
+                        contact_name
+                        if c == "contact_name"
+                        else _plain(_label(shown.get(c), getattr(item, c)))
+                    )
+                    for c in wanted
+                ]
+            )
             count += 1
     return count
 
@@ -815,8 +1025,9 @@ def _label(known: dict[str, str] | None, value: Any) -> Any:
     return known.get(value, value) if known and isinstance(value, str) else value
 
 
-def _cell(contact: CrmContact, company: str | None, column: str,
-          known: dict[str, str] | None = None) -> str:
+def _cell(
+    contact: CrmContact, company: str | None, column: str, known: dict[str, str] | None = None
+) -> str:
     if column == "company":
         return company or ""
     if column.startswith("checkbox_"):

@@ -26,16 +26,19 @@ def rebuild(conn: Connection, names: set[str]) -> None:
     if unknown:
         raise ValueError(f"unknown derived data {sorted(unknown)}")
     if SEARCH_INDEX in names:
-        for (tenant_id,) in conn.execute(text(
-                "SELECT DISTINCT tenant_id FROM crm_contacts ORDER BY tenant_id")).all():
+        for (tenant_id,) in conn.execute(
+            text("SELECT DISTINCT tenant_id FROM crm_contacts ORDER BY tenant_id")
+        ).all():
             set_tenant(conn, tenant_id)  # row-level security: the tenant's rows only
-            rows = conn.execute(text(
-                "SELECT id, search_text FROM crm_contacts WHERE tenant_id = :t ORDER BY id"),
-                {"t": tenant_id}).all()
+            rows = conn.execute(
+                text("SELECT id, search_text FROM crm_contacts WHERE tenant_id = :t ORDER BY id"),
+                {"t": tenant_id},
+            ).all()
             search_index.index_new(conn, tenant_id, [(i, s) for i, s in rows])
     if COMPANY_INDEX in names:  # (0016_crm_jobs) search text and grams of every company
-        for (tenant_id,) in conn.execute(text(
-                "SELECT DISTINCT tenant_id FROM crm_companies ORDER BY tenant_id")).all():
+        for (tenant_id,) in conn.execute(
+            text("SELECT DISTINCT tenant_id FROM crm_companies ORDER BY tenant_id")
+        ).all():
             set_tenant(conn, tenant_id)
             company_search.rebuild(conn, tenant_id)
     if TALLIES in names:

@@ -31,8 +31,11 @@ _PRODUCT_TREE = "classifications.product"
 def _sources(doc: ConfigDocument, type_name: str) -> dict[str, str]:
     """Field -> where its codes come from: a picklist code or a classification tree."""
     if type_name in ("contact", "customers"):
-        out = {f"memo_{m.index}": m.picklist for m in doc.memo_fields
-               if m.type == "picklist" and m.picklist}
+        out = {
+            f"memo_{m.index}": m.picklist
+            for m in doc.memo_fields
+            if m.type == "picklist" and m.picklist
+        }
         out["sex"] = "sex"
         out["classifications"] = _CUSTOMER_TREE
         return out
@@ -43,8 +46,11 @@ def _sources(doc: ConfigDocument, type_name: str) -> dict[str, str]:
     if type_name in ("activity", "activities"):
         return {"kind": "activity_kind"}
     if type_name in ("purchase", "purchases"):
-        return {"payment_method": "payment_method", "media": "media",
-                "product_class": _PRODUCT_TREE}
+        return {
+            "payment_method": "payment_method",
+            "media": "media",
+            "product_class": _PRODUCT_TREE,
+        }
     if type_name == "product":
         return {"product_class": _PRODUCT_TREE}
     return {}
@@ -88,8 +94,13 @@ def record(doc: ConfigDocument, type_name: str, data: dict[str, Any]) -> dict[st
     return {k: _shown(fields.get(k), v) for k, v in data.items()}
 
 
-def to_code(doc: ConfigDocument, type_name: str, name: str, text: str,
-            fields: dict[str, dict[str, str]] | None = None) -> str:
+def to_code(
+    doc: ConfigDocument,
+    type_name: str,
+    name: str,
+    text: str,
+    fields: dict[str, dict[str, str]] | None = None,
+) -> str:
     """An imported cell of a coded field as codes: each label (NFKC, case-insensitive)
     that is not itself a code becomes its code; anything else is left for the record
     rules to judge. Classification cells hold several values (``;`` or ``,``)."""

@@ -99,21 +99,23 @@ def _values(data: Mapping[str, Any], picklist: str | None) -> set[str] | None:
 
 
 def _memo_uses(data: Mapping[str, Any]) -> dict[int, tuple[str, str | None]]:
-    return {m["index"]: (m.get("type", "text"), m.get("picklist"))
-            for m in data.get("memo_fields", [])}
+    return {
+        m["index"]: (m.get("type", "text"), m.get("picklist")) for m in data.get("memo_fields", [])
+    }
 
 
 #: the report of a change that touches no record
 NO_IMPACT: dict[str, Any] = {"items": [], "blocking": 0}
 #: the records a configuration change can strand values in
-SHAPED = (CrmContact, CrmCompany, CrmActivity, CrmPurchase, CrmFamily, CrmProduct,
-          CrmCustomRecord)
+SHAPED = (CrmContact, CrmCompany, CrmActivity, CrmPurchase, CrmFamily, CrmProduct, CrmCustomRecord)
 
 
 #: one tenant's count of one kind (PostgreSQL: read in a pipeline with the scope)
 _RECORDS_COUNT = select(CrmTally.n).where(
-    CrmTally.tenant_id == bindparam("tenant"), CrmTally.name == bindparam("name"),
-    CrmTally.value == bindparam("value"))
+    CrmTally.tenant_id == bindparam("tenant"),
+    CrmTally.name == bindparam("name"),
+    CrmTally.value == bindparam("value"),
+)
 
 
 def has_records(ctx: Context, tenant_id: int) -> bool:
@@ -129,11 +131,17 @@ def has_records(ctx: Context, tenant_id: int) -> bool:
     session = ctx.session
     name, value = tally.RECORDS
     if session.get_bind().dialect.name != "postgresql":
-        return bool(session.scalar(select(CrmTally.n).where(  # the session flushes first
-            CrmTally.tenant_id == tenant_id, CrmTally.name == name, CrmTally.value == value)))
+        return bool(
+            session.scalar(
+                select(CrmTally.n).where(  # the session flushes first
+                    CrmTally.tenant_id == tenant_id, CrmTally.name == name, CrmTally.value == value
+                )
+            )
+        )
     # enter the tenant's scope and read its count, in order, in one round trip
-    (rows,) = ctx.run_pipelined([_RECORDS_COUNT], {"tenant": tenant_id, "name": name,
-                                                   "value": value}, tenant_id=tenant_id)
+    (rows,) = ctx.run_pipelined(
+        [_RECORDS_COUNT], {"tenant": tenant_id, "name": name, "value": value}, tenant_id=tenant_id
+    )
     row = rows[0].n if rows else 0
     return bool(row)
 
@@ -188,8 +196,11 @@ class _Counts:
             width = PG_FIELD_BITS
         while True:
             sums = self._sums(width)
-            answers = session.execute(select(func.count(), *(
-                func.coalesce(func.sum(expr), 0) for expr, _ in sums)).where(scoped)).one()
+            answers = session.execute(
+                select(func.count(), *(func.coalesce(func.sum(expr), 0) for expr, _ in sums)).where(
+                    scoped
+                )
+            ).one()
             rows = int(answers[0])
             if rows < 1 << width:
                 break
@@ -220,24 +231,29 @@ class _Counts:
             for b in group:
                 del bits[b]
             expr = model.checkboxes.op(">>")(literal_column(str(low))).op("&")(
-                literal_column(str(mask)))
-            sums.append((expr, [(item, (b - low) // width) for b in group
-                                for item in by_bit[b]]))
+                literal_column(str(mask))
+            )
+            sums.append((expr, [(item, (b - low) // width) for b in group for item in by_bit[b]]))
         for key, asked in self.equal.items():
             column = getattr(model, key)
             values = list(dict.fromkeys(value for _, value in asked))
             for start in range(0, len(values), per_sum):
-                chunk = values[start:start + per_sum]
-                expr = case({v: literal_column(str(1 << (width * j)))
-                             for j, v in enumerate(chunk)}, value=column,
-                            else_=literal_column("0"))
-                sums.append((expr, [(item, chunk.index(v)) for item, v in asked
-                                    if v in chunk]))
+                chunk = values[start : start + per_sum]
+                expr = case(
+                    {v: literal_column(str(1 << (width * j))) for j, v in enumerate(chunk)},
+                    value=column,
+                    else_=literal_column("0"),
+                )
+                sums.append((expr, [(item, chunk.index(v)) for item, v in asked if v in chunk]))
         for start in range(0, len(self.other), per_sum):
-            batch = self.other[start:start + per_sum]
-            expr = sum((case((cond, literal_column(str(1 << (width * j)))),
-                             else_=literal_column("0"))
-                        for j, (_, cond) in enumerate(batch)), start=literal_column("0"))
+            batch = self.other[start : start + per_sum]
+            expr = sum(
+                (
+                    case((cond, literal_column(str(1 << (width * j)))), else_=literal_column("0"))
+                    for j, (_, cond) in enumerate(batch)
+                ),
+                start=literal_column("0"),
+            )
             sums.append((expr, [(item, j) for j, (item, _) in enumerate(batch)]))
         return sums
 
@@ -251,24 +267,36 @@ class _Plan:
 
     def __init__(self) -> None:
         #: (asked item, scan group, scan registration, tally names, tally answer)
-        self.questions: list[tuple[dict[str, Any], Any, Callable[[_Counts], None],
-                                   tuple[str, ...], _Answer]] = []
+        self.questions: list[
+            tuple[dict[str, Any], Any, Callable[[_Counts], None], tuple[str, ...], _Answer]
+        ] = []
         self.order: list[dict[str, Any]] = []  # items are reported in the order asked
 
     def item(self, **fields: Any) -> dict[str, Any]:
         self.order.append(fields)
         return fields
 
-    def ask(self, asked: dict[str, Any], group: Any, register: Callable[[_Counts], None],
-            names: tuple[str, ...], answer: _Answer) -> None:
+    def ask(
+        self,
+        asked: dict[str, Any],
+        group: Any,
+        register: Callable[[_Counts], None],
+        names: tuple[str, ...],
+        answer: _Answer,
+    ) -> None:
         self.questions.append((asked, group, register, names, answer))
 
     def equal(self, asked: dict[str, Any], column: Any, value: str) -> None:
         """Records whose ``column`` is ``value``."""
         name = tally.name_of(column.class_, column.key)
         exact = bool(tally.CODE.fullmatch(value))
-        self.ask(asked, column.class_, lambda q: q.ask_equal(asked, column, value), (name,),
-                 (lambda t: t[name].get(value, 0)) if exact else None)
+        self.ask(
+            asked,
+            column.class_,
+            lambda q: q.ask_equal(asked, column, value),
+            (name,),
+            (lambda t: t[name].get(value, 0)) if exact else None,
+        )
 
     def filled(self, asked: dict[str, Any], column: Any, allowed: set[str] | None) -> None:
         """Records whose ``column`` holds a value (not in ``allowed``, when given)."""
@@ -278,23 +306,37 @@ class _Plan:
             cond = cond & column.not_in(sorted(allowed))
         exact = allowed is None or all(tally.CODE.fullmatch(v) for v in allowed)
         keep = allowed or set()
-        self.ask(asked, column.class_, lambda q: q.ask(asked, cond), (name,),
-                 (lambda t: sum(n for v, n in t[name].items() if v not in keep))
-                 if exact else None)
+        self.ask(
+            asked,
+            column.class_,
+            lambda q: q.ask(asked, cond),
+            (name,),
+            (lambda t: sum(n for v, n in t[name].items() if v not in keep)) if exact else None,
+        )
 
     def checked(self, asked: dict[str, Any], index: int) -> None:
         """Contacts with checkbox ``index`` checked."""
         key = str(index)
         exact = isinstance(index, int) and 1 <= index <= tally.CHECKBOX_BITS
-        self.ask(asked, CrmContact, lambda q: q.ask_bit(asked, index - 1), (tally.CHECKBOXES,),
-                 (lambda t: t[tally.CHECKBOXES].get(key, 0)) if exact else None)
+        self.ask(
+            asked,
+            CrmContact,
+            lambda q: q.ask_bit(asked, index - 1),
+            (tally.CHECKBOXES,),
+            (lambda t: t[tally.CHECKBOXES].get(key, 0)) if exact else None,
+        )
 
     def assigned(self, asked: dict[str, Any], model: Any, code: str) -> None:
         """Records of ``model`` (contacts, companies) assigned customer classification ``code``."""
         name = tally.name_of(model, "classifications")
         cond = model.classifications.contains(f",{code},", autoescape=True)
-        self.ask(asked, model, lambda q: q.ask(asked, cond), (name,),
-                 (lambda t: t[name].get(code, 0)) if tally.CODE.fullmatch(code) else None)
+        self.ask(
+            asked,
+            model,
+            lambda q: q.ask(asked, cond),
+            (name,),
+            (lambda t: t[name].get(code, 0)) if tally.CODE.fullmatch(code) else None,
+        )
 
     def custom(self, asked: dict[str, Any], database: str, key: str) -> None:
         """Custom records of ``database`` whose field ``key`` holds a value."""
@@ -302,12 +344,23 @@ class _Plan:
         value = CrmCustomRecord.data[key].as_string()
         cond = (CrmCustomRecord.database == database) & value.is_not(None) & (value != "")
         exact = bool(tally.CODE.fullmatch(database) and tally.CODE.fullmatch(key))
-        self.ask(asked, ("custom", database), lambda q: q.ask(asked, cond), (name,),
-                 (lambda t: t[name].get(key, 0)) if exact else None)
+        self.ask(
+            asked,
+            ("custom", database),
+            lambda q: q.ask(asked, cond),
+            (name,),
+            (lambda t: t[name].get(key, 0)) if exact else None,
+        )
 
 
-def impact(ctx: Context, tenant_id: int, base_data: Mapping[str, Any],  # noqa: C901
-           result_data: Mapping[str, Any], *, scan: bool = False) -> dict[str, Any]:
+def impact(  # noqa: C901
+    ctx: Context,
+    tenant_id: int,
+    base_data: Mapping[str, Any],
+    result_data: Mapping[str, Any],
+    *,
+    scan: bool = False,
+) -> dict[str, Any]:
     """Impact of going from ``base_data`` to ``result_data`` on the tenant's records.
 
     Answered from the maintained counts (:mod:`provisioner.services.crm.tally`);
@@ -326,17 +379,39 @@ def impact(ctx: Context, tenant_id: int, base_data: Mapping[str, Any],  # noqa: 
         new_type, new_pl = new_memo.get(index, ("text", None))
         field = f"contact.memo_{index}"
         if (old_type, old_pl) != (new_type, new_pl):
-            plan.filled(item(kind="memo_retyped", field=field, **{"from": old_type},
-                             to=new_type, picklist=new_pl, blocking=False), column, None)
+            plan.filled(
+                item(
+                    kind="memo_retyped",
+                    field=field,
+                    **{"from": old_type},
+                    to=new_type,
+                    picklist=new_pl,
+                    blocking=False,
+                ),
+                column,
+                None,
+            )
             allowed = _values(result_data, new_pl) if new_type == "picklist" else None
             if allowed is not None:
-                plan.filled(item(kind="memo_retyped_invalid", field=field, picklist=new_pl,
-                                 blocking=True), column, allowed)
+                plan.filled(
+                    item(kind="memo_retyped_invalid", field=field, picklist=new_pl, blocking=True),
+                    column,
+                    allowed,
+                )
         elif old_type == "picklist" and old_pl:
             before, after = _values(base_data, old_pl) or set(), _values(result_data, old_pl)
             for value in sorted(before - (after or set())):
-                plan.equal(item(kind="picklist_value_removed", field=field, picklist=old_pl,
-                                value=value, blocking=True), column, value)
+                plan.equal(
+                    item(
+                        kind="picklist_value_removed",
+                        field=field,
+                        picklist=old_pl,
+                        value=value,
+                        blocking=True,
+                    ),
+                    column,
+                    value,
+                )
     # checkboxes
     old_boxes = {b["index"]: b for b in base_data.get("checkboxes", [])}
     for box in result_data.get("checkboxes", []):
@@ -344,11 +419,17 @@ def impact(ctx: Context, tenant_id: int, base_data: Mapping[str, Any],  # noqa: 
         if old is None:
             continue
         if old.get("enabled", True) and not box.get("enabled", True):
-            asked = item(kind="checkbox_disabled", index=box["index"], label=old["label"],
-                         blocking=False)
+            asked = item(
+                kind="checkbox_disabled", index=box["index"], label=old["label"], blocking=False
+            )
         elif old["label"] != box["label"]:
-            asked = item(kind="checkbox_relabelled", index=box["index"],
-                         **{"from": old["label"]}, to=box["label"], blocking=False)
+            asked = item(
+                kind="checkbox_relabelled",
+                index=box["index"],
+                **{"from": old["label"]},
+                to=box["label"],
+                blocking=False,
+            )
         else:
             continue
         plan.checked(asked, box["index"])
@@ -358,37 +439,69 @@ def impact(ctx: Context, tenant_id: int, base_data: Mapping[str, Any],  # noqa: 
         if old_values is None or new_values is None:
             continue
         for value in sorted(old_values - new_values):
-            plan.equal(item(kind="picklist_value_removed", field=field, picklist=picklist,
-                            value=value, blocking=True), column, value)
+            plan.equal(
+                item(
+                    kind="picklist_value_removed",
+                    field=field,
+                    picklist=picklist,
+                    value=value,
+                    blocking=True,
+                ),
+                column,
+                value,
+            )
     # classifications
     trees: tuple[tuple[str, tuple[Any, ...]], ...] = (
-        ("customer", (CrmContact, CrmCompany)), ("product", (CrmProduct, CrmPurchase)))
+        ("customer", (CrmContact, CrmCompany)),
+        ("product", (CrmProduct, CrmPurchase)),
+    )
     for tree, targets in trees:
         before = {n["code"] for n in base_data.get("classifications", {}).get(tree, [])}
         after = {n["code"] for n in result_data.get("classifications", {}).get(tree, [])}
         for code in sorted(before - after):
             for model in targets:
-                asked = item(kind="classification_removed", tree=tree, code=code,
-                             records=model.__tablename__, blocking=True)
+                asked = item(
+                    kind="classification_removed",
+                    tree=tree,
+                    code=code,
+                    records=model.__tablename__,
+                    blocking=True,
+                )
                 if tree == "product":
                     plan.equal(asked, model.product_class, code)
                 else:
                     plan.assigned(asked, model, code)
     # custom-database fields
-    after_dbs = {d["code"]: {f["key"] for f in d.get("fields", [])}
-                 for d in result_data.get("custom_databases", [])}
+    after_dbs = {
+        d["code"]: {f["key"] for f in d.get("fields", [])}
+        for d in result_data.get("custom_databases", [])
+    }
     for db in base_data.get("custom_databases", []):
         gone = sorted({f["key"] for f in db.get("fields", [])} - after_dbs.get(db["code"], set()))
         for key in gone:
-            plan.custom(item(kind="custom_field_removed", database=db["code"], field=key,
-                             database_removed=db["code"] not in after_dbs, blocking=True),
-                        db["code"], key)
+            plan.custom(
+                item(
+                    kind="custom_field_removed",
+                    database=db["code"],
+                    field=key,
+                    database_removed=db["code"] not in after_dbs,
+                    blocking=True,
+                ),
+                db["code"],
+                key,
+            )
     found: dict[int, int] = {}
-    answered = [(asked, names, answer) for asked, _, _, names, answer in plan.questions
-                if answer is not None and not scan]
+    answered = [
+        (asked, names, answer)
+        for asked, _, _, names, answer in plan.questions
+        if answer is not None and not scan
+    ]
     if answered:
-        counts = tally.counts(ctx.session.connection(), tenant_id,
-                              {name for _, names, _ in answered for name in names})
+        counts = tally.counts(
+            ctx.session.connection(),
+            tenant_id,
+            {name for _, names, _ in answered for name in names},
+        )
         for asked, _, answer in answered:
             found[id(asked)] = answer(counts)
     groups: dict[Any, _Counts] = {}
@@ -399,10 +512,8 @@ def impact(ctx: Context, tenant_id: int, base_data: Mapping[str, Any],  # noqa: 
     for questions in groups.values():
         for asked, count in questions.run(ctx, tenant_id):
             found[id(asked)] = count
-    items = [{**asked, "count": found[id(asked)]} for asked in plan.order
-             if found.get(id(asked))]
-    report: dict[str, Any] = {"items": items,
-                              "blocking": sum(1 for i in items if i["blocking"])}
+    items = [{**asked, "count": found[id(asked)]} for asked in plan.order if found.get(id(asked))]
+    report: dict[str, Any] = {"items": items, "blocking": sum(1 for i in items if i["blocking"])}
     matches = workflow_matches(ctx, tenant_id, base_data, result_data, fast=not scan)
     if matches:
         report["workflows"] = matches
@@ -414,15 +525,23 @@ def _definition(data: Mapping[str, Any]) -> Any:
     return Workflow.model_validate(data).model_dump(mode="json", exclude={"active"})
 
 
-def workflow_matches(ctx: Context, tenant_id: int, base_data: Mapping[str, Any],
-                     result_data: Mapping[str, Any], *, fast: bool = True
-                     ) -> list[dict[str, Any]]:
+def workflow_matches(
+    ctx: Context,
+    tenant_id: int,
+    base_data: Mapping[str, Any],
+    result_data: Mapping[str, Any],
+    *,
+    fast: bool = True,
+) -> list[dict[str, Any]]:
     """The workflows of ``result_data`` that are new or changed from ``base_data``, each
     with the number of the tenant's records its conditions match now (``count``, of
     ``examined`` records of its object). ``fast=False``: counted record by record."""
     before = {wf["code"]: _definition(wf) for wf in base_data.get("workflows", [])}
-    incoming = [wf["code"] for wf in result_data.get("workflows", [])
-                if before.get(wf["code"]) != _definition(wf)]
+    incoming = [
+        wf["code"]
+        for wf in result_data.get("workflows", [])
+        if before.get(wf["code"]) != _definition(wf)
+    ]
     if not incoming:
         return []
     doc = ConfigDocument.model_validate(result_data)
@@ -431,19 +550,28 @@ def workflow_matches(ctx: Context, tenant_id: int, base_data: Mapping[str, Any],
     for code in incoming:
         wf = by_code[code]
         examined, matched = workflows.count_matches(ctx, tenant_id, doc, wf, fast=fast)
-        out.append({"workflow": code, "label": wf.label, "object": wf.object,
-                    "trigger": workflows.describe_trigger(wf),
-                    "change": "changed" if code in before else "new",
-                    "state": "active" if wf.active else "paused",
-                    "count": matched, "examined": examined})
+        out.append(
+            {
+                "workflow": code,
+                "label": wf.label,
+                "object": wf.object,
+                "trigger": workflows.describe_trigger(wf),
+                "change": "changed" if code in before else "new",
+                "state": "active" if wf.active else "paused",
+                "count": matched,
+                "examined": examined,
+            }
+        )
     return out
 
 
 def describe_workflow(item: Mapping[str, Any]) -> str:
     """One line of ``report["workflows"]``."""
-    return (f"workflow {item['workflow']} ({item['change']}, {item['state']}; "
-            f"{item['trigger']}): its conditions match {item['count']:,} of "
-            f"{item['examined']:,} {item['object']} records now")
+    return (
+        f"workflow {item['workflow']} ({item['change']}, {item['state']}; "
+        f"{item['trigger']}): its conditions match {item['count']:,} of "
+        f"{item['examined']:,} {item['object']} records now"
+    )
 
 
 def parse_remaps(specs: Iterable[str]) -> dict[str, str]:
@@ -453,14 +581,17 @@ def parse_remaps(specs: Iterable[str]) -> dict[str, str]:
         key, sep, new = spec.partition("=")
         picklist, dot, value = key.partition(".")
         if not sep or not dot or not picklist or not value or not new:
-            raise ValidationFailed(f"cannot read remap {spec!r}",
-                                   hint="write PICKLIST.VALUE=NEWVALUE, e.g. rank.gold=silver")
+            raise ValidationFailed(
+                f"cannot read remap {spec!r}",
+                hint="write PICKLIST.VALUE=NEWVALUE, e.g. rank.gold=silver",
+            )
         out[f"{picklist}.{value}"] = new
     return out
 
 
-def unresolved(report: Mapping[str, Any], *, remaps: Mapping[str, str] | None = None,
-               force: bool = False) -> list[str]:
+def unresolved(
+    report: Mapping[str, Any], *, remaps: Mapping[str, str] | None = None, force: bool = False
+) -> list[str]:
     """Blocking impact items a remap does not cover (empty with ``force``)."""
     if force:
         return []
@@ -469,8 +600,10 @@ def unresolved(report: Mapping[str, Any], *, remaps: Mapping[str, str] | None = 
     for item in report["items"]:
         if not item["blocking"]:
             continue
-        if item["kind"] == "picklist_value_removed" and \
-                f"{item['picklist']}.{item['value']}" in remaps:
+        if (
+            item["kind"] == "picklist_value_removed"
+            and f"{item['picklist']}.{item['value']}" in remaps
+        ):
             continue
         out.append(describe(item))
     return out
@@ -483,24 +616,34 @@ def _records(n: int) -> str:
 def describe(item: Mapping[str, Any]) -> str:
     kind, n = item["kind"], item["count"]
     if kind == "picklist_value_removed":
-        return (f"{item['field']}: value {item['value']!r} of picklist {item['picklist']!r} is "
-                f"removed but {_records(n)} it (remap {item['picklist']}.{item['value']}"
-                "=NEWVALUE)")
+        return (
+            f"{item['field']}: value {item['value']!r} of picklist {item['picklist']!r} is "
+            f"removed but {_records(n)} it (remap {item['picklist']}.{item['value']}"
+            "=NEWVALUE)"
+        )
     if kind == "memo_retyped_invalid":
-        return (f"{item['field']} becomes picklist {item['picklist']!r}: {_records(n)} "
-                "values it does not offer")
+        return (
+            f"{item['field']} becomes picklist {item['picklist']!r}: {_records(n)} "
+            "values it does not offer"
+        )
     if kind == "memo_retyped":
         return f"{item['field']} changes type {item['from']} -> {item['to']} ({n} with data)"
     if kind == "checkbox_disabled":
         return f"checkbox {item['index']} ({item['label']}) is disabled while {_checked(n)}"
     if kind == "checkbox_relabelled":
-        return (f"checkbox {item['index']} is relabelled {item['from']!r} -> {item['to']!r} "
-                f"while {_checked(n)}")
+        return (
+            f"checkbox {item['index']} is relabelled {item['from']!r} -> {item['to']!r} "
+            f"while {_checked(n)}"
+        )
     if kind == "classification_removed":
-        return (f"{item['tree']} classification {item['code']!r} is removed but assigned to "
-                f"{n} {item['records']}")
-    return (f"custom database {item['database']!r}: field {item['field']!r} is removed but "
-            f"{_records(n)} data")
+        return (
+            f"{item['tree']} classification {item['code']!r} is removed but assigned to "
+            f"{n} {item['records']}"
+        )
+    return (
+        f"custom database {item['database']!r}: field {item['field']!r} is removed but "
+        f"{_records(n)} data"
+    )
 
 
 def _checked(n: int) -> str:
@@ -520,20 +663,28 @@ def _log_updates(ctx: Context, entry: Mapping[str, Any], ids: list[int]) -> None
     names = list(entry)
     postgresql = ctx.session.get_bind().dialect.name == "postgresql"
     for start in range(0, len(ids), _LOG_CHUNK):
-        chunk = ids[start:start + _LOG_CHUNK]
+        chunk = ids[start : start + _LOG_CHUNK]
         if postgresql:  # unnest(:ids) AS anon(value)
-            each = func.unnest(bindparam("ids", chunk, type_=ARRAY(BigInteger))).table_valued(
-                "value").render_derived()
+            each = (
+                func.unnest(bindparam("ids", chunk, type_=ARRAY(BigInteger)))
+                .table_valued("value")
+                .render_derived()
+            )
         else:  # json_each(:ids): its column "value"
-            each = func.json_each(bindparam("ids", json.dumps(chunk), type_=String)
-                                  ).table_valued("value")
-        ctx.session.execute(insert(log).from_select(
-            [*names, "record_id"],
-            select(*(literal(entry[k], log.c[k].type) for k in names), each.c.value)))
+            each = func.json_each(bindparam("ids", json.dumps(chunk), type_=String)).table_valued(
+                "value"
+            )
+        ctx.session.execute(
+            insert(log).from_select(
+                [*names, "record_id"],
+                select(*(literal(entry[k], log.c[k].type) for k in names), each.c.value),
+            )
+        )
 
 
-def _tenant_rows(ctx: Context, model: Any, tenant_id: int
-                 ) -> tuple[ColumnElement[bool], int | None]:
+def _tenant_rows(
+    ctx: Context, model: Any, tenant_id: int
+) -> tuple[ColumnElement[bool], int | None]:
     """The condition selecting the tenant's rows of ``model`` for a scan, and on SQLite
     their number (None elsewhere). SQLite has no statistics: for a tenant holding a good
     share of the table it would still walk the tenant_id index row by row, slower than
@@ -548,9 +699,15 @@ def _tenant_rows(ctx: Context, model: Any, tenant_id: int
     return scoped, rows
 
 
-def apply_remap(ctx: Context, tenant_id: int, result_data: Mapping[str, Any],
-                remaps: Mapping[str, str], *, actor: str = "configuration",
-                purpose: str | None = None) -> dict[str, int]:
+def apply_remap(
+    ctx: Context,
+    tenant_id: int,
+    result_data: Mapping[str, Any],
+    remaps: Mapping[str, str],
+    *,
+    actor: str = "configuration",
+    purpose: str | None = None,
+) -> dict[str, int]:
     """Rewrite removed picklist values to their replacements; returns rows changed per remap.
 
     Every rewritten record gets a change-log row (``actor``, ``purpose``: who
@@ -564,18 +721,27 @@ def apply_remap(ctx: Context, tenant_id: int, result_data: Mapping[str, Any],
         if allowed is None:
             problems.append(f"{key}: no picklist {picklist!r} in the new configuration")
         elif new not in allowed:
-            problems.append(f"{key}: {new!r} is not an active value of {picklist!r} "
-                            f"({', '.join(sorted(allowed))})")
+            problems.append(
+                f"{key}: {new!r} is not an active value of {picklist!r} "
+                f"({', '.join(sorted(allowed))})"
+            )
     if problems:
         raise ValidationFailed("the remap is not valid", problems=problems)
     columns: list[tuple[str, Any]] = [(pl, col) for pl, col in PICKLIST_COLUMNS.values()]
-    columns += [(pl, getattr(CrmContact, f"memo_{index}"))
-                for index, (kind, pl) in _memo_uses(result_data).items()
-                if kind == "picklist" and pl]
+    columns += [
+        (pl, getattr(CrmContact, f"memo_{index}"))
+        for index, (kind, pl) in _memo_uses(result_data).items()
+        if kind == "picklist" and pl
+    ]
     type_of = {rt.model: rt.name for rt in records.TYPES.values()}
     tenant = ctx.session.get(Tenant, tenant_id)
-    rule_actor = Actor(login=actor, user_id=0, tenant_id=tenant_id,
-                       tenant_slug=tenant.slug if tenant is not None else "", role="admin")
+    rule_actor = Actor(
+        login=actor,
+        user_id=0,
+        tenant_id=tenant_id,
+        tenant_slug=tenant.slug if tenant is not None else "",
+        role="admin",
+    )
     now = ctx.clock.now()
     changed: dict[str, int] = {}
     for key, new in remaps.items():
@@ -589,26 +755,47 @@ def apply_remap(ctx: Context, tenant_id: int, result_data: Mapping[str, Any],
             if model is CrmContact and column.key in records.SEARCH_PARTS:
                 # the value and the search text in one write per row, indexed per change
                 touched = records.rewrite_contacts(
-                    ctx, tenant_id, [_tenant_rows(ctx, model, tenant_id)[0] & (column == value)],
-                    stamp)
+                    ctx,
+                    tenant_id,
+                    [_tenant_rows(ctx, model, tenant_id)[0] & (column == value)],
+                    stamp,
+                )
             else:
-                touched = list(ctx.session.scalars(
-                    update(model).where(model.tenant_id == tenant_id, column == value)
-                    .values(stamp)
-                    .returning(model.id).execution_options(synchronize_session=False)))
+                touched = list(
+                    ctx.session.scalars(
+                        update(model)
+                        .where(model.tenant_id == tenant_id, column == value)
+                        .values(stamp)
+                        .returning(model.id)
+                        .execution_options(synchronize_session=False)
+                    )
+                )
             total += len(touched)
             if not touched:
                 continue
             crashpoint("remap.after_rewrite")
-            tally.shift(ctx.session.connection(), tenant_id, model, column.key, value, new,
-                        len(touched), extra_records=len(touched))  # + the change-log rows
+            tally.shift(
+                ctx.session.connection(),
+                tenant_id,
+                model,
+                column.key,
+                value,
+                new,
+                len(touched),
+                extra_records=len(touched),
+            )  # + the change-log rows
             crashpoint("remap.after_tally")
-            entry = {"tenant_id": tenant_id, "at": now, "actor": actor,
-                     "record_type": type_of[model], "action": "update",
-                     "changes": {column.key: [value, new]}, "purpose": purpose or ""}
+            entry = {
+                "tenant_id": tenant_id,
+                "at": now,
+                "actor": actor,
+                "record_type": type_of[model],
+                "action": "update",
+                "changes": {column.key: [value, new]},
+                "purpose": purpose or "",
+            }
             _log_updates(ctx, entry, touched)
             # the records' rules run as after any update of that field (none: nothing read)
-            records.rules_after_bulk_update(ctx, rule_actor, type_of[model], touched,
-                                            [column.key])
+            records.rules_after_bulk_update(ctx, rule_actor, type_of[model], touched, [column.key])
         changed[key] = total
     return changed

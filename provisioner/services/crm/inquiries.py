@@ -36,8 +36,17 @@ from provisioner.services.crm.text import nfkc, phone_digits
 from provisioner.services.transaction import Context
 
 #: activity columns a row may hold (besides contact_id / phone)
-FIELDS = ("date", "kind", "content", "detail", "response", "store", "staff", "memo",
-          *(f"content_{i}" for i in range(1, 11)))
+FIELDS = (
+    "date",
+    "kind",
+    "content",
+    "detail",
+    "response",
+    "store",
+    "staff",
+    "memo",
+    *(f"content_{i}" for i in range(1, 11)),
+)
 MAX_PROBLEMS = 200
 
 
@@ -69,8 +78,10 @@ def _header(doc: Any, header: list[str]) -> tuple[list[str | None], list[str]]:
         if key == "contact_name":
             key = None  # an export's name column: informative only
         elif key is None and text.strip():
-            problems.append(f"row 1, {text}: unknown column (a configured label or one of "
-                            f"{', '.join((*FIELDS, 'contact_id', 'phone'))})")
+            problems.append(
+                f"row 1, {text}: unknown column (a configured label or one of "
+                f"{', '.join((*FIELDS, 'contact_id', 'phone'))})"
+            )
         elif key is not None and key in keys:
             problems.append(f"row 1, {text}: column {key!r} appears twice")
         keys.append(key)
@@ -87,21 +98,30 @@ def _contact(ctx: Context, actor: Actor, values: dict[str, str]) -> int | str:
         text = nfkc(values["contact_id"]).strip()
         if not text.isdigit():
             return f"contact_id: {values['contact_id']!r} is not a customer id"
-        found = ctx.session.scalar(select(CrmContact.id).where(
-            CrmContact.tenant_id == actor.tenant_id, CrmContact.id == int(text)))
+        found = ctx.session.scalar(
+            select(CrmContact.id).where(
+                CrmContact.tenant_id == actor.tenant_id, CrmContact.id == int(text)
+            )
+        )
         return found if found is not None else f"contact_id: no customer {text}"
     digits = phone_digits(values.get("phone", ""))
     if len(digits) < 3:
         return "phone: the customer's phone number (or a contact_id) is required"
-    found = ctx.session.scalar(select(CrmContact.id).where(
-        CrmContact.tenant_id == actor.tenant_id,
-        or_(CrmContact.phone_digits == digits, CrmContact.mobile_digits == digits))
-        .order_by(CrmContact.id).limit(1))
+    found = ctx.session.scalar(
+        select(CrmContact.id)
+        .where(
+            CrmContact.tenant_id == actor.tenant_id,
+            or_(CrmContact.phone_digits == digits, CrmContact.mobile_digits == digits),
+        )
+        .order_by(CrmContact.id)
+        .limit(1)
+    )
     return found if found is not None else f"phone: no customer with {values['phone']}"
 
 
-def import_inquiries(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = False,
-                     source: str = "upload") -> InquiryReport:
+def import_inquiries(
+    ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = False, source: str = "upload"
+) -> InquiryReport:
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "import", "import inquiries")
     text, encoding = decode(raw)
@@ -112,8 +132,10 @@ def import_inquiries(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
         numbered.append((reader.line_num, cells))
     if not numbered:
         raise ValidationFailed("the file is empty", hint="the first line must be the header")
-    (_, header), body = numbered[0], [(n, c) for n, c in numbered[1:]
-                                      if any(cell.strip() for cell in c)]
+    (_, header), body = (
+        numbered[0],
+        [(n, c) for n, c in numbered[1:] if any(cell.strip() for cell in c)],
+    )
     keys, problems = _header(doc, header)
     if problems:
         raise ValidationFailed("the header is not valid", problems=problems)
@@ -124,29 +146,31 @@ def import_inquiries(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
         with ctx.session.begin_nested():
             for number, cells in body:
                 if len(cells) > len(keys):
-                    problems.append(f"row {number}: {len(cells)} cells, the header has "
-                                    f"{len(keys)}")
+                    problems.append(f"row {number}: {len(cells)} cells, the header has {len(keys)}")
                     continue
-                values = {k: cell for k, cell in zip(keys, cells, strict=False)
-                          if k is not None}
+                values = {k: cell for k, cell in zip(keys, cells, strict=False) if k is not None}
                 contact = _contact(ctx, actor, values)
                 if isinstance(contact, str):
                     column = label_of.get(contact.split(":", 1)[0], "-")
                     problems.append(f"row {number}, {column}: {contact.split(': ', 1)[1]}")
                     continue
-                data: dict[str, Any] = {"contact_id": contact,
-                                        **{k: values[k] for k in FIELDS if k in values}}
+                data: dict[str, Any] = {
+                    "contact_id": contact,
+                    **{k: values[k] for k in FIELDS if k in values},
+                }
                 if data.get("kind"):  # an export's label (電話) reads back as its code
                     data["kind"] = display.to_code(doc, "activity", "kind", data["kind"])
                 try:
                     with ctx.session.begin_nested():
                         records.create(ctx, actor, "activity", data, purpose=purpose)
                 except ProvisionerError as exc:
-                    for reason in (getattr(exc, "problems", None) or [exc.message]):
+                    for reason in getattr(exc, "problems", None) or [exc.message]:
                         key, sep, rest = reason.partition(": ")
-                        problems.append(f"row {number}, {label_of.get(key, key)}: {rest}"
-                                        if sep and key in label_of else
-                                        f"row {number}: {reason}")
+                        problems.append(
+                            f"row {number}, {label_of.get(key, key)}: {rest}"
+                            if sep and key in label_of
+                            else f"row {number}: {reason}"
+                        )
                     continue
                 report.created += 1
                 if len(problems) >= MAX_PROBLEMS:
@@ -157,11 +181,15 @@ def import_inquiries(ctx: Context, actor: Actor, raw: bytes, *, dry_run: bool = 
         pass
     if problems:
         bad = len({p.split(",", 1)[0].split(":", 1)[0] for p in problems})
-        raise ValidationFailed(f"{bad} of {len(body)} rows are not valid; nothing was imported",
-                               problems=problems, hint="fix the listed rows and import again")
+        raise ValidationFailed(
+            f"{bad} of {len(body)} rows are not valid; nothing was imported",
+            problems=problems,
+            hint="fix the listed rows and import again",
+        )
     if dry_run:
         report.created = 0
     else:
-        records.log_access(ctx, actor, "import", "inquiries", rows=report.created,
-                           encoding=encoding, source=source)
+        records.log_access(
+            ctx, actor, "import", "inquiries", rows=report.created, encoding=encoding, source=source
+        )
     return report

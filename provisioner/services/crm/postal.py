@@ -32,8 +32,9 @@ def address_of(code: str) -> str | None:
         return None
 
 
-def fill_address(values: dict[str, Any], row: Any | None, *, check: bool,
-                 problems: list[str]) -> None:
+def fill_address(
+    values: dict[str, Any], row: Any | None, *, check: bool, problems: list[str]
+) -> None:
     """Fill ``values["address"]`` from ``values["postal_code"]`` when there is no address
     (given or kept); with ``check``, an unknown code is a problem."""
     code = values.get("postal_code")
@@ -45,8 +46,9 @@ def fill_address(values: dict[str, Any], row: Any | None, *, check: bool,
     address = address_of(code)
     if address is None:
         if check:
-            problems.append(f"postal_code: {code!r} is not a Japanese postal code "
-                            "(7 digits, e.g. 150-0001)")
+            problems.append(
+                f"postal_code: {code!r} is not a Japanese postal code (7 digits, e.g. 150-0001)"
+            )
         return
     if not values.get("address") and not kept:
         values["address"] = address

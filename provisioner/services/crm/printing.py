@@ -24,8 +24,16 @@ from provisioner.services.transaction import Context
 LAYOUTS = ("list", "labels")
 #: at most this many customers on one printout (narrow the search for more)
 MAX_ROWS = 10_000
-LIST_COLUMNS = ("name", "kana", "company", "title", "postal_code", "address", "phone",
-                "classifications")
+LIST_COLUMNS = (
+    "name",
+    "kana",
+    "company",
+    "title",
+    "postal_code",
+    "address",
+    "phone",
+    "classifications",
+)
 
 _STYLE = """body{font-family:sans-serif;font-size:10pt}
 table{border-collapse:collapse;width:100%}th,td{border:1px solid #999;padding:2px 4px}
@@ -34,8 +42,9 @@ table{border-collapse:collapse;width:100%}th,td{border:1px solid #999;padding:2p
 .name{font-size:12pt;margin-top:2mm}"""
 
 
-def _cell(row: CrmContact, company: str | None, column: str,
-          shown: dict[str, dict[str, str]]) -> str:
+def _cell(
+    row: CrmContact, company: str | None, column: str, shown: dict[str, dict[str, str]]
+) -> str:
     if column == "company":
         return company or ""
     if column == "classifications":
@@ -45,8 +54,9 @@ def _cell(row: CrmContact, company: str | None, column: str,
     return str(shown.get(column, {}).get(value, value))
 
 
-def print_customers(ctx: Context, actor: Actor, query: Query, *,
-                    layout: str = "list", codes: bool = False) -> str:
+def print_customers(
+    ctx: Context, actor: Actor, query: Query, *, layout: str = "list", codes: bool = False
+) -> str:
     """An HTML page of the customers a search finds: a list or address labels.
 
     Classifications are shown by their labels (codes with ``codes``)."""
@@ -58,28 +68,42 @@ def print_customers(ctx: Context, actor: Actor, query: Query, *,
     rows = ctx.session.execute(
         select(CrmContact, CrmCompany.name)
         .outerjoin(CrmCompany, CrmCompany.id == CrmContact.company_id)
-        .where(*where).order_by(CrmContact.kana, CrmContact.id).limit(MAX_ROWS + 1)).all()
+        .where(*where)
+        .order_by(CrmContact.kana, CrmContact.id)
+        .limit(MAX_ROWS + 1)
+    ).all()
     if len(rows) > MAX_ROWS:
-        raise ValidationFailed(f"more than {MAX_ROWS:,} customers match",
-                               hint="narrow the search, or export them as CSV")
+        raise ValidationFailed(
+            f"more than {MAX_ROWS:,} customers match",
+            hint="narrow the search, or export them as CSV",
+        )
     doc = scope.config(ctx, actor.tenant_id)
     if layout == "list":
         heads = labels(doc, "customers")
         shown = {} if codes else display.coded_fields(doc, "contact")
         head = "".join(f"<th>{escape(heads.get(c, c))}</th>" for c in LIST_COLUMNS)
         body = "".join(
-            "<tr>" + "".join(f"<td>{escape(_cell(row, company, c, shown))}</td>"
-                             for c in LIST_COLUMNS) + "</tr>"
-            for row, company in rows)
+            "<tr>"
+            + "".join(f"<td>{escape(_cell(row, company, c, shown))}</td>" for c in LIST_COLUMNS)
+            + "</tr>"
+            for row, company in rows
+        )
         content = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
     else:
-        content = '<div class="labels">' + "".join(
-            '<div class="label">'
-            f"<div>〒{escape(row.postal_code)}</div><div>{escape(row.address)}</div>"
-            f"<div>{escape(company or '')}</div>"
-            f'<div class="name">{escape(row.name)} 様</div></div>'
-            for row, company in rows) + "</div>"
+        content = (
+            '<div class="labels">'
+            + "".join(
+                '<div class="label">'
+                f"<div>〒{escape(row.postal_code)}</div><div>{escape(row.address)}</div>"
+                f"<div>{escape(company or '')}</div>"
+                f'<div class="name">{escape(row.name)} 様</div></div>'
+                for row, company in rows
+            )
+            + "</div>"
+        )
     records.log_access(ctx, actor, "print", "customers", layout=layout, rows=len(rows))
-    return (f'<!DOCTYPE html><html lang="ja"><head><meta charset="utf-8">'
-            f"<title>{escape(actor.tenant_slug)}</title><style>{_STYLE}</style></head>"
-            f"<body>{content}</body></html>")
+    return (
+        f'<!DOCTYPE html><html lang="ja"><head><meta charset="utf-8">'
+        f"<title>{escape(actor.tenant_slug)}</title><style>{_STYLE}</style></head>"
+        f"<body>{content}</body></html>"
+    )

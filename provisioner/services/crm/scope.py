@@ -26,12 +26,23 @@ from provisioner.errors import NotFound, PermissionDenied
 from provisioner.services.actors import Actor
 from provisioner.services.transaction import Context
 
-ALL = frozenset({
-    "records.read", "records.write", "records.delete", "export", "print", "import",
-    "bulk_update", "bulk_delete", "settings", "users",
-})
-_GENERAL = frozenset({"records.read", "records.write", "records.delete", "export", "print",
-                      "bulk_update"})
+ALL = frozenset(
+    {
+        "records.read",
+        "records.write",
+        "records.delete",
+        "export",
+        "print",
+        "import",
+        "bulk_update",
+        "bulk_delete",
+        "settings",
+        "users",
+    }
+)
+_GENERAL = frozenset(
+    {"records.read", "records.write", "records.delete", "export", "print", "bulk_update"}
+)
 BUILTIN: dict[str, frozenset[str]] = {
     "admin": ALL,
     "general": _GENERAL,
@@ -45,10 +56,15 @@ _DOCS: dict[str, ConfigDocument] = {}
 
 _V, _T = ConfigVersion.__table__.c, Tenant.__table__.c
 #: the current version's digest (built once: a lookup reads it on every call)
-CURRENT = (select(_V.tenant_id, _V.version, _V.digest)
-            .select_from(ConfigVersion.__table__.join(
-                Tenant.__table__, (_T.id == _V.tenant_id) & (_T.config_version == _V.version)))
-            .where(_T.id == bindparam("tenant")))
+CURRENT = (
+    select(_V.tenant_id, _V.version, _V.digest)
+    .select_from(
+        ConfigVersion.__table__.join(
+            Tenant.__table__, (_T.id == _V.tenant_id) & (_T.config_version == _V.version)
+        )
+    )
+    .where(_T.id == bindparam("tenant"))
+)
 
 
 def config(ctx: Context, tenant_id: int) -> ConfigDocument:
@@ -65,8 +81,11 @@ def document(ctx: Context, row: Any) -> ConfigDocument:
         raise NotFound("the tenant has no configuration")
     doc = _DOCS.get(row.digest)
     if doc is None:
-        document = ctx.session.scalar(select(ConfigVersion.document).where(
-            ConfigVersion.tenant_id == row.tenant_id, ConfigVersion.version == row.version))
+        document = ctx.session.scalar(
+            select(ConfigVersion.document).where(
+                ConfigVersion.tenant_id == row.tenant_id, ConfigVersion.version == row.version
+            )
+        )
         assert document is not None
         doc = ConfigDocument.model_validate_json(document, strict=False)
         if len(_DOCS) > 256:
@@ -75,8 +94,7 @@ def document(ctx: Context, row: Any) -> ConfigDocument:
     return doc
 
 
-def permissions(ctx: Context, actor: Actor, doc: ConfigDocument | None = None
-                ) -> frozenset[str]:
+def permissions(ctx: Context, actor: Actor, doc: ConfigDocument | None = None) -> frozenset[str]:
     """The actor's permissions (``doc``: the tenant's configuration, if already read)."""
     if actor.role in BUILTIN:
         return BUILTIN[actor.role]
@@ -86,8 +104,9 @@ def permissions(ctx: Context, actor: Actor, doc: ConfigDocument | None = None
     return frozenset()
 
 
-def require(ctx: Context, actor: Actor, permission: str, action: str,
-            doc: ConfigDocument | None = None) -> None:
+def require(
+    ctx: Context, actor: Actor, permission: str, action: str, doc: ConfigDocument | None = None
+) -> None:
     if permission not in permissions(ctx, actor, doc):
         raise PermissionDenied(
             f"{actor.login!r} ({actor.role}) may not {action} in {actor.tenant_slug!r}",

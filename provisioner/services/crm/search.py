@@ -80,8 +80,18 @@ SORTS = ("id", "name", "kana", "created_at", "updated_at")
 TOKYO = ZoneInfo("Asia/Tokyo")  # ages are counted in the Japanese calendar
 #: beyond this many ``q`` matches a combined query keeps LIKE rather than an id list
 _MAX_ID_LIST = 200_000
-TEXT_FIELDS = ("name", "kana", "company", "phone", "address", "email",
-               *(f"memo_{i}" for i in range(1, 11)), "title", "postal_code", "department")
+TEXT_FIELDS = (
+    "name",
+    "kana",
+    "company",
+    "phone",
+    "address",
+    "email",
+    *(f"memo_{i}" for i in range(1, 11)),
+    "title",
+    "postal_code",
+    "department",
+)
 
 
 @dataclass(frozen=True)
@@ -140,22 +150,30 @@ def _text_condition(key: str, value: str, tenant_id: int) -> ColumnElement[bool]
         digits = phone_digits(value)
         if not digits:
             return false()
-        return or_(c.phone_digits.contains(digits, autoescape=True),
-                   c.mobile_digits.contains(digits, autoescape=True))
+        return or_(
+            c.phone_digits.contains(digits, autoescape=True),
+            c.mobile_digits.contains(digits, autoescape=True),
+        )
     needle = nfkc(value).lower()
     if key == "postal_code":  # digits only: 150-0001, 1500001 and １５０ match alike
         digits = "".join(ch for ch in needle if ch.isdigit())
         return func.replace(c.postal_code, "-", "").contains(digits, autoescape=True)
     if key == "department":
         dept = aliased(CrmDepartment)
-        return c.department_id.in_(select(dept.id).where(
-            dept.tenant_id == tenant_id,
-            func.lower(dept.name).contains(needle, autoescape=True)).correlate_except(dept))
+        return c.department_id.in_(
+            select(dept.id)
+            .where(
+                dept.tenant_id == tenant_id, func.lower(dept.name).contains(needle, autoescape=True)
+            )
+            .correlate_except(dept)
+        )
     if key == "company":
         co = aliased(CrmCompany)
-        return c.company_id.in_(select(co.id).where(
-            co.tenant_id == tenant_id, func.lower(co.name).contains(needle, autoescape=True)
-        ).correlate_except(co))
+        return c.company_id.in_(
+            select(co.id)
+            .where(co.tenant_id == tenant_id, func.lower(co.name).contains(needle, autoescape=True))
+            .correlate_except(co)
+        )
     column = getattr(c, key)
     return func.lower(column).contains(needle, autoescape=True)
 
@@ -169,8 +187,11 @@ def _id_in(ctx: Context, ids: list[int]) -> ColumnElement[bool]:
     """``crm_contacts.id`` is one of ``ids`` (one bound array / JSON value, any size)."""
     if ctx.session.get_bind().dialect.name == "postgresql":
         return CrmContact.id == func.any(bindparam("index_ids", ids, type_=ARRAY(BigInteger)))
-    return CrmContact.id.in_(select(column("value", BigInteger)).select_from(
-        func.json_each(bindparam("index_ids", json.dumps(ids)))).scalar_subquery())
+    return CrmContact.id.in_(
+        select(column("value", BigInteger))
+        .select_from(func.json_each(bindparam("index_ids", json.dumps(ids))))
+        .scalar_subquery()
+    )
 
 
 def _indexed_q(ctx: Context, actor: Actor, query: Query) -> ColumnElement[bool] | None:
@@ -178,8 +199,7 @@ def _indexed_q(ctx: Context, actor: Actor, query: Query) -> ColumnElement[bool] 
     keys = terms(query)
     if not keys:
         return None
-    blocks = search_index.match_set(ctx.session.connection(), actor.tenant_id, keys,
-                                    query.match)
+    blocks = search_index.match_set(ctx.session.connection(), actor.tenant_id, keys, query.match)
     if search_index.count(blocks) > _MAX_ID_LIST:
         return None
     ids = list(search_index.ids_of(blocks))
@@ -193,8 +213,13 @@ def _years_before(day: date, years: int) -> date:
         return day.replace(year=day.year - years, day=28)
 
 
-def conditions(ctx: Context, actor: Actor, query: Query, *,  # noqa: C901
-               use_index: bool = False) -> list[ColumnElement[bool]]:
+def conditions(  # noqa: C901
+    ctx: Context,
+    actor: Actor,
+    query: Query,
+    *,
+    use_index: bool = False,
+) -> list[ColumnElement[bool]]:
     """The WHERE clause of ``query`` over ``crm_contacts`` (tenant included).
 
     With ``use_index`` the ``q`` terms are answered by the n-gram index (an id
@@ -212,8 +237,9 @@ def conditions(ctx: Context, actor: Actor, query: Query, *,  # noqa: C901
         conds.extend(c.search_text.contains(term, autoescape=True) for term in terms(query))
     for key, value in query.fields.items():
         if key not in TEXT_FIELDS:
-            raise ValidationFailed(f"cannot search field {key!r}",
-                                   hint="fields: " + ", ".join(TEXT_FIELDS))
+            raise ValidationFailed(
+                f"cannot search field {key!r}", hint="fields: " + ", ".join(TEXT_FIELDS)
+            )
         if value.strip():
             conds.append(_text_condition(key, value, actor.tenant_id))
     for index, on in query.checkboxes.items():
@@ -229,25 +255,40 @@ def conditions(ctx: Context, actor: Actor, query: Query, *,  # noqa: C901
         if given:
             conds.append(and_(*given))
 
-    span(c.updated_at >= _instant(query.updated_from, "updated_from")
-         if query.updated_from else None,
-         c.updated_at < _instant(query.updated_to, "updated_to", end=True)
-         if query.updated_to else None)
-    span(c.created_at >= _instant(query.created_from, "created_from")
-         if query.created_from else None,
-         c.created_at < _instant(query.created_to, "created_to", end=True)
-         if query.created_to else None)
+    span(
+        c.updated_at >= _instant(query.updated_from, "updated_from")
+        if query.updated_from
+        else None,
+        c.updated_at < _instant(query.updated_to, "updated_to", end=True)
+        if query.updated_to
+        else None,
+    )
+    span(
+        c.created_at >= _instant(query.created_from, "created_from")
+        if query.created_from
+        else None,
+        c.created_at < _instant(query.created_to, "created_to", end=True)
+        if query.created_to
+        else None,
+    )
     if query.birthday_from or query.birthday_to:
-        span(c.birthday != "",
-             c.birthday >= _day(query.birthday_from, "birthday_from").isoformat()
-             if query.birthday_from else None,
-             c.birthday <= _day(query.birthday_to, "birthday_to").isoformat()
-             if query.birthday_to else None)
+        span(
+            c.birthday != "",
+            c.birthday >= _day(query.birthday_from, "birthday_from").isoformat()
+            if query.birthday_from
+            else None,
+            c.birthday <= _day(query.birthday_to, "birthday_to").isoformat()
+            if query.birthday_to
+            else None,
+        )
     if query.age_from is not None or query.age_to is not None:
         birth: list[ColumnElement[bool]] = [c.birthday != ""]
         low, high = query.age_from, query.age_to
-        if (low is not None and low < 0) or (high is not None and high < 0) or (
-                low is not None and high is not None and low > high):
+        if (
+            (low is not None and low < 0)
+            or (high is not None and high < 0)
+            or (low is not None and high is not None and low > high)
+        ):
             raise ValidationFailed("an age range is two whole numbers, from <= to")
         today = ctx.clock.now().astimezone(TOKYO).date()
         if low is not None:  # born on or before today - low years
@@ -261,9 +302,20 @@ def conditions(ctx: Context, actor: Actor, query: Query, *,  # noqa: C901
         acts.append(a.kind == query.activity_kind)
     if query.activity_text:
         needle = nfkc(query.activity_text).lower()
-        acts.append(or_(*(func.lower(col).contains(needle, autoescape=True)
-                          for col in (a.content, a.detail, a.response, a.memo,
-                                      *(getattr(a, f"content_{i}") for i in range(1, 11))))))
+        acts.append(
+            or_(
+                *(
+                    func.lower(col).contains(needle, autoescape=True)
+                    for col in (
+                        a.content,
+                        a.detail,
+                        a.response,
+                        a.memo,
+                        *(getattr(a, f"content_{i}") for i in range(1, 11)),
+                    )
+                )
+            )
+        )
     if query.activity_from:
         acts.append(a.date >= _day(query.activity_from, "activity_from").isoformat())
     if query.activity_to:
@@ -274,8 +326,12 @@ def conditions(ctx: Context, actor: Actor, query: Query, *,  # noqa: C901
     buys: list[ColumnElement[bool]] = []
     if query.purchase_product:
         needle = nfkc(query.purchase_product).lower()
-        buys.append(or_(func.lower(p.product_code).contains(needle, autoescape=True),
-                        func.lower(p.product_name).contains(needle, autoescape=True)))
+        buys.append(
+            or_(
+                func.lower(p.product_code).contains(needle, autoescape=True),
+                func.lower(p.product_name).contains(needle, autoescape=True),
+            )
+        )
     if query.purchase_from:
         buys.append(p.date >= _day(query.purchase_from, "purchase_from").isoformat())
     if query.purchase_to:
@@ -298,8 +354,10 @@ def order_by(sort: str) -> list[Any]:
     """The ORDER BY of a ``sort`` (``kana``, ``-id``...): the column, then the id."""
     key = sort.lstrip("-")
     if key not in SORTS:
-        raise ValidationFailed(f"cannot sort by {sort!r}",
-                               hint="sort: " + ", ".join(SORTS) + " (prefix - for descending)")
+        raise ValidationFailed(
+            f"cannot sort by {sort!r}",
+            hint="sort: " + ", ".join(SORTS) + " (prefix - for descending)",
+        )
     column = getattr(CrmContact, key)
     if sort.startswith("-"):
         return [column.desc(), CrmContact.id.desc()]
@@ -308,10 +366,19 @@ def order_by(sort: str) -> list[Any]:
 
 def summary(row: Any, company: str | None) -> dict[str, Any]:
     """A result row (a contact, or a row of :data:`_PAGE` columns) as the list shows it."""
-    return {"id": row.id, "name": row.name, "kana": row.kana, "company": company or "",
-            "title": row.title, "phone": row.phone, "mobile": row.mobile, "email": row.email,
-            "address": row.address, "checkboxes": _checked(row.checkboxes),
-            "updated_at": format_instant(row.updated_at)}
+    return {
+        "id": row.id,
+        "name": row.name,
+        "kana": row.kana,
+        "company": company or "",
+        "title": row.title,
+        "phone": row.phone,
+        "mobile": row.mobile,
+        "email": row.email,
+        "address": row.address,
+        "checkboxes": _checked(row.checkboxes),
+        "updated_at": format_instant(row.updated_at),
+    }
 
 
 #: checkbox indexes (1-based) set in each value of one byte of the mask
@@ -333,12 +400,24 @@ def _checked(mask: int) -> list[int]:
 _PC, _PCO = CrmContact.__table__.c, CrmCompany.__table__.c
 #: one page of a text-only search by id: the list's columns and the company name (Core,
 #: compiled once; no ORM objects)
-_PAGE = (select(_PC.id, _PC.tenant_id, _PC.name, _PC.kana, _PC.title, _PC.phone, _PC.mobile,
-                _PC.email, _PC.address, _PC.checkboxes, _PC.updated_at,
-                _PCO.name.label("company_name"))
-         .select_from(CrmContact.__table__.outerjoin(CrmCompany.__table__,
-                                                     _PCO.id == _PC.company_id))
-         .where(_PC.id.in_(bindparam("ids", expanding=True))))
+_PAGE = (
+    select(
+        _PC.id,
+        _PC.tenant_id,
+        _PC.name,
+        _PC.kana,
+        _PC.title,
+        _PC.phone,
+        _PC.mobile,
+        _PC.email,
+        _PC.address,
+        _PC.checkboxes,
+        _PC.updated_at,
+        _PCO.name.label("company_name"),
+    )
+    .select_from(CrmContact.__table__.outerjoin(CrmCompany.__table__, _PCO.id == _PC.company_id))
+    .where(_PC.id.in_(bindparam("ids", expanding=True)))
+)
 
 
 def search(ctx: Context, actor: Actor, query: Query) -> Result:
@@ -348,49 +427,74 @@ def search(ctx: Context, actor: Actor, query: Query) -> Result:
         raise ValidationFailed("limit must be 0..1000 and offset >= 0")
     order = order_by(query.sort)
     keys = terms(query)
-    if keys and query.sort in ("id", "-id") and query == Query(
-            q=query.q, match=query.match, sort=query.sort, limit=query.limit,
-            offset=query.offset):
+    if (
+        keys
+        and query.sort in ("id", "-id")
+        and query
+        == Query(
+            q=query.q, match=query.match, sort=query.sort, limit=query.limit, offset=query.offset
+        )
+    ):
         # text only: total and page straight from the index, then one fetch by id
-        total, ids = search_index.page(ctx.session.connection(), actor.tenant_id, keys,
-                                       query.match, query.offset, query.limit,
-                                       descending=query.sort == "-id")
+        total, ids = search_index.page(
+            ctx.session.connection(),
+            actor.tenant_id,
+            keys,
+            query.match,
+            query.offset,
+            query.limit,
+            descending=query.sort == "-id",
+        )
         if not ids:
             return Result(total, [])
         page = ctx.session.connection().execute(_PAGE, {"ids": ids})  # by primary key
-        by_id = {row.id: summary(row, row.company_name) for row in page
-                 if row.tenant_id == actor.tenant_id}
+        by_id = {
+            row.id: summary(row, row.company_name)
+            for row in page
+            if row.tenant_id == actor.tenant_id
+        }
         return Result(total, [by_id[i] for i in ids if i in by_id])
     where = conditions(ctx, actor, query, use_index=bool(keys))
     total = ctx.session.scalar(select(func.count()).select_from(CrmContact).where(*where)) or 0
     rows = ctx.session.execute(
         select(CrmContact, CrmCompany.name)
         .outerjoin(CrmCompany, CrmCompany.id == CrmContact.company_id)
-        .where(*where).order_by(*order).limit(query.limit).offset(query.offset))
+        .where(*where)
+        .order_by(*order)
+        .limit(query.limit)
+        .offset(query.offset)
+    )
     return Result(total, [summary(row, company) for row, company in rows])
 
 
 def matching_ids(ctx: Context, actor: Actor, query: Query) -> list[int]:
     """Every matching contact id (bulk operations and exports)."""
     where = conditions(ctx, actor, query)
-    return list(ctx.session.scalars(select(CrmContact.id).where(*where)
-                                    .order_by(*order_by(query.sort))))
+    return list(
+        ctx.session.scalars(select(CrmContact.id).where(*where).order_by(*order_by(query.sort)))
+    )
 
 
 def _card_columns(type_name: str) -> list[Any]:
     """The columns ``records.to_dict`` reads for a record type (not the search text)."""
     table = records.TYPES[type_name].model.__table__
-    return [table.c[name] for name in ("id", *records.TYPES[type_name].fields, "updated_at",
-                                       "updated_by")]
+    return [
+        table.c[name]
+        for name in ("id", *records.TYPES[type_name].fields, "updated_at", "updated_by")
+    ]
 
 
 def _history_statement(type_name: str, contact: Any = None) -> Any:
     table = records.TYPES[type_name].model.__table__
-    return (select(*_card_columns(type_name))
-            .where(table.c.tenant_id == bindparam("tenant"),
-                   table.c.contact_id == (bindparam("contact") if contact is None else contact))
-            .order_by(table.c.date.desc(), table.c.id.desc())
-            .limit(bindparam("history", type_=Integer)))
+    return (
+        select(*_card_columns(type_name))
+        .where(
+            table.c.tenant_id == bindparam("tenant"),
+            table.c.contact_id == (bindparam("contact") if contact is None else contact),
+        )
+        .order_by(table.c.date.desc(), table.c.id.desc())
+        .limit(bindparam("history", type_=Integer))
+    )
 
 
 _LC, _LCO = CrmContact.__table__.c, CrmCompany.__table__.c
@@ -398,16 +502,24 @@ _LC, _LCO = CrmContact.__table__.c, CrmCompany.__table__.c
 #: the contacts with the number (one index probe each for phone and mobile), their
 #: company's name, and a contact's latest activities and purchases
 _HAS_NUMBER = union(
-    select(_LC.id).where(_LC.tenant_id == bindparam("tenant"),
-                         _LC.phone_digits == bindparam("digits")),
-    select(_LC.id).where(_LC.tenant_id == bindparam("tenant"),
-                         _LC.mobile_digits == bindparam("digits")))
+    select(_LC.id).where(
+        _LC.tenant_id == bindparam("tenant"), _LC.phone_digits == bindparam("digits")
+    ),
+    select(_LC.id).where(
+        _LC.tenant_id == bindparam("tenant"), _LC.mobile_digits == bindparam("digits")
+    ),
+)
 _LOOKUP_CONTACTS = (
     select(*_card_columns("contact"), _LCO.name.label("company_name"))
-    .select_from(CrmContact.__table__.outerjoin(
-        CrmCompany.__table__, and_(_LCO.id == _LC.company_id, _LCO.tenant_id == _LC.tenant_id)))
+    .select_from(
+        CrmContact.__table__.outerjoin(
+            CrmCompany.__table__, and_(_LCO.id == _LC.company_id, _LCO.tenant_id == _LC.tenant_id)
+        )
+    )
     .where(_LC.id.in_(_HAS_NUMBER))
-    .order_by(_LC.id).limit(50))
+    .order_by(_LC.id)
+    .limit(50)
+)
 _LOOKUP_ACTIVITIES = _history_statement("activity")
 _LOOKUP_PURCHASES = _history_statement("purchase")
 #: PostgreSQL: the card's contact is the first with the number, so its history can be
@@ -416,13 +528,17 @@ _FIRST_WITH_NUMBER = select(func.min(_HAS_NUMBER.subquery().c.id)).scalar_subque
 
 
 #: PostgreSQL: the lookup's statements, sent in one pipeline (:func:`_pipelined_lookup`)
-_PIPELINED = (scope.CURRENT, _LOOKUP_CONTACTS,
-              _history_statement("activity", _FIRST_WITH_NUMBER),
-              _history_statement("purchase", _FIRST_WITH_NUMBER))
+_PIPELINED = (
+    scope.CURRENT,
+    _LOOKUP_CONTACTS,
+    _history_statement("activity", _FIRST_WITH_NUMBER),
+    _history_statement("purchase", _FIRST_WITH_NUMBER),
+)
 
 
-def _pipelined_lookup(ctx: Context, actor: Actor, digits: str, history: int
-                      ) -> tuple[Any, list[Any], list[Any], list[Any]]:
+def _pipelined_lookup(
+    ctx: Context, actor: Actor, digits: str, history: int
+) -> tuple[Any, list[Any], list[Any], list[Any]]:
     """PostgreSQL: scope, configuration, contacts and the first one's history in one round
     trip (:meth:`Context.run_pipelined`: BEGIN and the five statements are sent before
     any reply is read). Returns (current configuration row, contacts, activities,
@@ -436,13 +552,17 @@ def _pipelined_lookup(ctx: Context, actor: Actor, digits: str, history: int
     """
     whole = ctx.read_only and pipeline.idle(ctx.session.connection())
     config_rows, contacts, activities, purchases = ctx.run_pipelined(
-        _PIPELINED, {"tenant": actor.tenant_id, "digits": digits, "history": history},
-        tenant_id=actor.tenant_id, commit=whole)
+        _PIPELINED,
+        {"tenant": actor.tenant_id, "digits": digits, "history": history},
+        tenant_id=actor.tenant_id,
+        commit=whole,
+    )
     return (config_rows[0] if config_rows else None), contacts, activities, purchases
 
 
-def _lookup_rows(ctx: Context, actor: Actor, digits: str, history: int
-                 ) -> tuple[list[Any], list[Any], list[Any]]:
+def _lookup_rows(
+    ctx: Context, actor: Actor, digits: str, history: int
+) -> tuple[list[Any], list[Any], list[Any]]:
     """Contacts with the number, the first one's activities and purchases (statement by
     statement)."""
     conn = ctx.session.connection()
@@ -450,12 +570,16 @@ def _lookup_rows(ctx: Context, actor: Actor, digits: str, history: int
     if not found:
         return [], [], []
     params = {"tenant": actor.tenant_id, "contact": found[0].id, "history": history}
-    return (found, list(conn.execute(_LOOKUP_ACTIVITIES, params)),
-            list(conn.execute(_LOOKUP_PURCHASES, params)))
+    return (
+        found,
+        list(conn.execute(_LOOKUP_ACTIVITIES, params)),
+        list(conn.execute(_LOOKUP_PURCHASES, params)),
+    )
 
 
-def lookup(ctx: Context, actor: Actor, number: str, *, history: int = 5,
-           codes: bool = False) -> dict[str, Any]:
+def lookup(
+    ctx: Context, actor: Actor, number: str, *, history: int = 5, codes: bool = False
+) -> dict[str, Any]:
     """The CTI screen-pop card of the caller: profile, latest purchases and activities.
 
     Picklist and classification values are shown by their labels (``codes``: as
@@ -480,8 +604,9 @@ def lookup(ctx: Context, actor: Actor, number: str, *, history: int = 5,
         doc = None
         found, activities, purchases = _lookup_rows(ctx, actor, digits, history)
     if not found:
-        raise NotFound(f"no customer with phone number {number}",
-                       hint="register the caller as a new contact")
+        raise NotFound(
+            f"no customer with phone number {number}", hint="register the caller as a new contact"
+        )
     row = found[0]
     records.note_personal_view(ctx, actor, row, doc=doc)
     card = records.to_dict(records.TYPES["contact"], row)
@@ -493,8 +618,12 @@ def lookup(ctx: Context, actor: Actor, number: str, *, history: int = 5,
         card = display.record(shown, "contact", card)
         acts = [display.record(shown, "activity", a) for a in acts]
         buys = [display.record(shown, "purchase", p) for p in buys]
-    return {"contact": card, "other_matches": [r.id for r in found[1:]],
-            "activities": acts, "purchases": buys}
+    return {
+        "contact": card,
+        "other_matches": [r.id for r in found[1:]],
+        "activities": acts,
+        "purchases": buys,
+    }
 
 
 __all__ = ["Query", "Result", "lookup", "matching_ids", "search"]

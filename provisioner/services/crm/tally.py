@@ -88,8 +88,12 @@ MEMOS = tuple(f"memo_{i}" for i in range(1, 11))
 
 #: model -> its record type name (the prefix of its counts' names)
 PREFIX: dict[Any, str] = {
-    CrmContact: "contact", CrmCompany: "company", CrmActivity: "activity",
-    CrmPurchase: "purchase", CrmFamily: "family", CrmProduct: "product",
+    CrmContact: "contact",
+    CrmCompany: "company",
+    CrmActivity: "activity",
+    CrmPurchase: "purchase",
+    CrmFamily: "family",
+    CrmProduct: "product",
     CrmCustomRecord: "custom",
 }
 #: columns counted by value
@@ -146,8 +150,7 @@ def _column_keys(model: Any, column: str, value: Any, row: Callable[[str], Any])
         if column != "data" or not isinstance(value, Mapping):
             return []
         name = custom_name(row("database") or "")
-        return [(name, bucket(str(k))) for k, v in value.items()
-                if v is not None and v != ""]
+        return [(name, bucket(str(k))) for k, v in value.items() if v is not None and v != ""]
     if column == "checkboxes":
         keys, mask = [], int(value or 0) & _BIT_MASK
         while mask:
@@ -163,8 +166,7 @@ def _column_keys(model: Any, column: str, value: Any, row: Callable[[str], Any])
     return []
 
 
-def row_keys(model: Any, row: Mapping[str, Any], columns: Iterable[str] | None = None
-             ) -> list[Key]:
+def row_keys(model: Any, row: Mapping[str, Any], columns: Iterable[str] | None = None) -> list[Key]:
     """The keys a row (column -> value) counts under, over ``columns`` (all tracked ones)."""
     get = row.get
     out: list[Key] = []
@@ -200,15 +202,14 @@ def _contact_keys(rows: Iterable[Mapping[str, Any]], out: Counter[Key]) -> None:
 
 _UPSERT = text(
     "INSERT INTO crm_tallies (tenant_id, name, value, n) VALUES (:t, :k, :v, :n) "
-    "ON CONFLICT (tenant_id, name, value) DO UPDATE SET n = crm_tallies.n + excluded.n")
+    "ON CONFLICT (tenant_id, name, value) DO UPDATE SET n = crm_tallies.n + excluded.n"
+)
 
 
-def apply(conn: Connection, tenant_id: int, delta: Mapping[Key, int], *,
-          lock: bool = True) -> None:
+def apply(conn: Connection, tenant_id: int, delta: Mapping[Key, int], *, lock: bool = True) -> None:
     """Add ``delta`` (key -> change) to the tenant's counts (``lock``: take the writer lock;
     the flush hook took it before the flush)."""
-    params = [{"t": tenant_id, "k": k, "v": v, "n": n}
-              for (k, v), n in sorted(delta.items()) if n]
+    params = [{"t": tenant_id, "k": k, "v": v, "n": n} for (k, v), n in sorted(delta.items()) if n]
     if not params:
         return
     if lock:
@@ -216,8 +217,14 @@ def apply(conn: Connection, tenant_id: int, delta: Mapping[Key, int], *,
     conn.execute(_UPSERT, params)
 
 
-def add_rows(conn: Connection, tenant_id: int, model: Any, rows: Sequence[Mapping[str, Any]],
-             *, extra_records: int = 0) -> None:
+def add_rows(
+    conn: Connection,
+    tenant_id: int,
+    model: Any,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    extra_records: int = 0,
+) -> None:
     """Count rows just bulk-inserted into ``model``'s table (complete column values).
 
     ``extra_records``: other CRM rows written alongside (change-log rows of an import).
@@ -237,8 +244,17 @@ def add_records(conn: Connection, tenant_id: int, n: int) -> None:
     apply(conn, tenant_id, {RECORDS: n})
 
 
-def shift(conn: Connection, tenant_id: int, model: Any, column: str, old: str, new: str,
-          rows: int, *, extra_records: int = 0) -> None:
+def shift(
+    conn: Connection,
+    tenant_id: int,
+    model: Any,
+    column: str,
+    old: str,
+    new: str,
+    rows: int,
+    *,
+    extra_records: int = 0,
+) -> None:
     """``rows`` records of ``model`` had ``column`` rewritten from ``old`` to ``new``.
 
     ``extra_records``: CRM rows written alongside (the rewrite's change-log rows).
@@ -277,6 +293,7 @@ def delete_counted(conn: Connection, tenant_id: int, model: Any, where: Any) -> 
 
 # ---------------------------------------------------------------- reading counts
 
+
 def counts(conn: Connection, tenant_id: int, names: Iterable[str]) -> dict[str, dict[str, int]]:
     """name -> value -> count (values with a zero count left out) for these names."""
     wanted = sorted(set(names))
@@ -284,9 +301,12 @@ def counts(conn: Connection, tenant_id: int, names: Iterable[str]) -> dict[str, 
     table = _table()
     for start in range(0, len(wanted), _CHUNK):
         for name, value, n in conn.execute(
-                select(table.c.name, table.c.value, table.c.n).where(
-                    table.c.tenant_id == tenant_id,
-                    table.c.name.in_(wanted[start:start + _CHUNK]), table.c.n != 0)):
+            select(table.c.name, table.c.value, table.c.n).where(
+                table.c.tenant_id == tenant_id,
+                table.c.name.in_(wanted[start : start + _CHUNK]),
+                table.c.n != 0,
+            )
+        ):
             out[name][value] = int(n)
     return out
 
@@ -294,17 +314,29 @@ def counts(conn: Connection, tenant_id: int, names: Iterable[str]) -> dict[str, 
 def records(conn: Connection, tenant_id: int) -> int:
     """The tenant's number of CRM records (every table of ``CRM_TENANT_TABLES``)."""
     table = _table()
-    return int(conn.scalar(select(table.c.n).where(
-        table.c.tenant_id == tenant_id, table.c.name == RECORDS[0],
-        table.c.value == RECORDS[1])) or 0)
+    return int(
+        conn.scalar(
+            select(table.c.n).where(
+                table.c.tenant_id == tenant_id,
+                table.c.name == RECORDS[0],
+                table.c.value == RECORDS[1],
+            )
+        )
+        or 0
+    )
 
 
 def stored(conn: Connection, tenant_id: int) -> dict[Key, int]:
     """Every non-zero count of the tenant, as maintained."""
     table = _table()
-    return {(name, value): int(n) for name, value, n in conn.execute(
-        select(table.c.name, table.c.value, table.c.n).where(
-            table.c.tenant_id == tenant_id, table.c.n != 0))}
+    return {
+        (name, value): int(n)
+        for name, value, n in conn.execute(
+            select(table.c.name, table.c.value, table.c.n).where(
+                table.c.tenant_id == tenant_id, table.c.n != 0
+            )
+        )
+    }
 
 
 def _table() -> Table:
@@ -315,35 +347,60 @@ def _table() -> Table:
 
 # ---------------------------------------------------------------- counting from the tables
 
+
 def recount(conn: Connection, tenant_id: int) -> dict[Key, int]:
     """Every count of the tenant, counted from the tables (set-based; one scan per table)."""
     out: Counter[Key] = Counter()
     for name in CRM_TENANT_TABLES:
         table = Base.metadata.tables[name]
-        out[RECORDS] += int(conn.scalar(select(func.count()).select_from(table).where(
-            table.c.tenant_id == tenant_id)) or 0)
+        out[RECORDS] += int(
+            conn.scalar(
+                select(func.count()).select_from(table).where(table.c.tenant_id == tenant_id)
+            )
+            or 0
+        )
     for model, columns in VALUE_COLUMNS.items():
         table = model.__table__
         for column in columns:
             col = table.c[column]
-            for value, n in conn.execute(select(col, func.count()).where(
-                    table.c.tenant_id == tenant_id, col != "").group_by(col)):
+            for value, n in conn.execute(
+                select(col, func.count())
+                .where(table.c.tenant_id == tenant_id, col != "")
+                .group_by(col)
+            ):
                 out[(name_of(model, column), bucket(str(value)))] += int(n)
     contacts = CrmContact.__table__
-    sums = conn.execute(select(*(
-        func.coalesce(func.sum(contacts.c.checkboxes.op(">>")(literal_column(str(bit)))
-                               .op("&")(literal_column("1"))), 0)
-        for bit in range(CHECKBOX_BITS))).where(contacts.c.tenant_id == tenant_id)).one()
+    sums = conn.execute(
+        select(
+            *(
+                func.coalesce(
+                    func.sum(
+                        contacts.c.checkboxes.op(">>")(literal_column(str(bit))).op("&")(
+                            literal_column("1")
+                        )
+                    ),
+                    0,
+                )
+                for bit in range(CHECKBOX_BITS)
+            )
+        ).where(contacts.c.tenant_id == tenant_id)
+    ).one()
     for bit, n in enumerate(sums):
         out[(CHECKBOXES, _BIT_VALUES[bit])] += int(n)
     for model, column in CODES_COLUMNS.items():
         col = model.__table__.c[column]
-        for value, n in conn.execute(select(col, func.count()).where(
-                model.__table__.c.tenant_id == tenant_id, col != "").group_by(col)):
+        for value, n in conn.execute(
+            select(col, func.count())
+            .where(model.__table__.c.tenant_id == tenant_id, col != "")
+            .group_by(col)
+        ):
             for code in classification_codes(value):
                 out[(name_of(model, column), code)] += int(n)
-    for database, data in conn.execute(select(CrmCustomRecord.database, CrmCustomRecord.data)
-                                       .where(CrmCustomRecord.tenant_id == tenant_id)):
+    for database, data in conn.execute(
+        select(CrmCustomRecord.database, CrmCustomRecord.data).where(
+            CrmCustomRecord.tenant_id == tenant_id
+        )
+    ):
         out.update(row_keys(CrmCustomRecord, {"database": database, "data": data}))
     return {k: n for k, n in out.items() if n}
 
@@ -355,8 +412,10 @@ def rebuild(conn: Connection, tenant_id: int) -> dict[Key, int]:
     conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
     fresh = recount(conn, tenant_id)
     if fresh:
-        conn.execute(_UPSERT, [{"t": tenant_id, "k": k, "v": v, "n": n}
-                               for (k, v), n in sorted(fresh.items())])
+        conn.execute(
+            _UPSERT,
+            [{"t": tenant_id, "k": k, "v": v, "n": n} for (k, v), n in sorted(fresh.items())],
+        )
     return fresh
 
 
@@ -370,8 +429,11 @@ _CRM_MODELS: frozenset[Any] | None = None
 def _crm_models() -> frozenset[Any]:
     global _CRM_MODELS
     if _CRM_MODELS is None:
-        _CRM_MODELS = frozenset(m.class_ for m in Base.registry.mappers
-                                if getattr(m.class_, "__tablename__", None) in CRM_TENANT_TABLES)
+        _CRM_MODELS = frozenset(
+            m.class_
+            for m in Base.registry.mappers
+            if getattr(m.class_, "__tablename__", None) in CRM_TENANT_TABLES
+        )
     return _CRM_MODELS
 
 
@@ -382,8 +444,11 @@ def _old_rows(session: Session, model: Any, ids: list[int]) -> dict[int, dict[st
     out: dict[int, dict[str, Any]] = {}
     conn = session.connection()
     for start in range(0, len(ids), _CHUNK):
-        for row in conn.execute(select(table.c.id, *(table.c[c] for c in columns))
-                                .where(table.c.id.in_(ids[start:start + _CHUNK]))):
+        for row in conn.execute(
+            select(table.c.id, *(table.c[c] for c in columns)).where(
+                table.c.id.in_(ids[start : start + _CHUNK])
+            )
+        ):
             out[row[0]] = dict(zip(columns, row[1:], strict=True))
     return out
 
@@ -419,11 +484,13 @@ def _before_flush(session: Session, _context: UOWTransaction, _instances: Any) -
         for row_id, (tenant_id, _obj, columns) in changed[model].items():
             if row_id in old:
                 delta[tenant_id].subtract(row_keys(model, old[row_id], columns))
-    pending = [(obj, columns) for entries in changed.values()
-               for _tenant, obj, columns in entries.values()]
+    pending = [
+        (obj, columns) for entries in changed.values() for _tenant, obj, columns in entries.values()
+    ]
     tenants.update(delta)
-    tenants.update(tenant_id for entries in changed.values()
-                   for tenant_id, _obj, _c in entries.values())
+    tenants.update(
+        tenant_id for entries in changed.values() for tenant_id, _obj, _c in entries.values()
+    )
     locked: set[int] = session.info.setdefault(_LOCKED, set())
     if tenants - locked:
         conn = session.connection()
@@ -459,8 +526,7 @@ def _after_flush(session: Session, _context: UOWTransaction) -> None:
     for obj, columns in pending:
         model = type(obj)
         names = set(columns) | ({"database"} if model is CrmCustomRecord else set())
-        delta[obj.tenant_id].update(row_keys(model, {c: getattr(obj, c) for c in names},
-                                             columns))
+        delta[obj.tenant_id].update(row_keys(model, {c: getattr(obj, c) for c in names}, columns))
     if any(any(c.values()) for c in delta.values()):
         conn = session.connection()
         for tenant_id in sorted(delta):

@@ -85,8 +85,8 @@ def company_suffix(name: str, style: str) -> str:
     if match is None:
         return text
     if match.group(1):
-        return target + text[match.end():]
-    return text[:match.start()] + target
+        return target + text[match.end() :]
+    return text[: match.start()] + target
 
 
 def name_key(name: str) -> str:
@@ -171,7 +171,8 @@ def refuse_nul(value: object, where: str = "the record") -> None:
                 field = f"{path} " if path else ""
                 raise ValidationFailed(
                     f"{where}: {field}contains a NUL character (U+0000)",
-                    hint="remove the NUL characters: no text field can hold one")
+                    hint="remove the NUL characters: no text field can hold one",
+                )
         elif isinstance(item, Mapping):
             stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in item.items())
             stack.extend((f"{path} (a key)", k) for k in item if isinstance(k, str))

@@ -48,8 +48,13 @@ class TenantChoice:
     group: str | None
 
     def to_dict(self) -> dict[str, object]:
-        return {"number": self.number, "slug": self.slug, "name": self.name, "role": self.role,
-                "group": self.group}
+        return {
+            "number": self.number,
+            "slug": self.slug,
+            "name": self.name,
+            "role": self.role,
+            "group": self.group,
+        }
 
 
 @dataclass(frozen=True)
@@ -76,12 +81,17 @@ def tenants_for(ctx: Context, user_id: int) -> list[TenantChoice]:
         select(Tenant, Membership.role, TenantGroup.code)
         .join(Membership, Membership.tenant_id == Tenant.id)
         .outerjoin(TenantGroup, TenantGroup.id == Tenant.group_id)
-        .where(Membership.user_id == user_id, Tenant.status == "active",
-               Membership.disabled_at.is_(None))
+        .where(
+            Membership.user_id == user_id,
+            Tenant.status == "active",
+            Membership.disabled_at.is_(None),
+        )
         .order_by(Tenant.id)
     ).all()
-    return [TenantChoice(n, t.slug, t.name, role, code)
-            for n, (t, role, code) in enumerate(rows, start=1)]
+    return [
+        TenantChoice(n, t.slug, t.name, role, code)
+        for n, (t, role, code) in enumerate(rows, start=1)
+    ]
 
 
 def tenants_for_login(ctx: Context, login_id: str) -> list[TenantChoice]:
@@ -127,11 +137,18 @@ def change_password(ctx: Context, actor: Actor, old: str, new: str) -> None:
     _check_strength(new)
     user.password_hash = _HASHER.hash(new)
     # every other session of the user ends: the password they were opened with is gone
-    ctx.session.execute(update(LoginSession).where(
-        LoginSession.user_id == user.id, LoginSession.revoked_at.is_(None))
-        .values(revoked_at=ctx.clock.now()))
-    audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login,
-                 action="user:password_changed", subject=actor.login)
+    ctx.session.execute(
+        update(LoginSession)
+        .where(LoginSession.user_id == user.id, LoginSession.revoked_at.is_(None))
+        .values(revoked_at=ctx.clock.now())
+    )
+    audit.record(
+        ctx,
+        tenant_id=actor.tenant_id,
+        actor=actor.login,
+        action="user:password_changed",
+        subject=actor.login,
+    )
 
 
 def _verify(user: User | None, password: str) -> bool:
@@ -153,8 +170,9 @@ def login(ctx: Context, login_id: str, password: str) -> LoginResult:
     assert user.password_hash is not None
     choices = tenants_for(ctx, user.id)
     if not choices:
-        raise PermissionDenied(f"user {login_id!r} has no active tenant",
-                               hint="ask an admin to add you to a tenant")
+        raise PermissionDenied(
+            f"user {login_id!r} has no active tenant", hint="ask an admin to add you to a tenant"
+        )
     if _HASHER.check_needs_rehash(user.password_hash):
         user.password_hash = _HASHER.hash(password)
     token = secrets.token_urlsafe(32)
@@ -162,17 +180,29 @@ def login(ctx: Context, login_id: str, password: str) -> LoginResult:
     first = choices[0]
     tenant_id = ctx.session.scalar(select(Tenant.id).where(Tenant.slug == first.slug))
     assert tenant_id is not None
-    session = LoginSession(token_hash=_token_hash(token), user_id=user.id, tenant_id=tenant_id,
-                           created_at=now, expires_at=now + SESSION_LIFETIME)
+    session = LoginSession(
+        token_hash=_token_hash(token),
+        user_id=user.id,
+        tenant_id=tenant_id,
+        created_at=now,
+        expires_at=now + SESSION_LIFETIME,
+    )
     ctx.session.add(session)
-    audit.record(ctx, tenant_id=tenant_id, actor=login_id, action="user:logged_in",
-                 subject=login_id, tenants=len(choices))
+    audit.record(
+        ctx,
+        tenant_id=tenant_id,
+        actor=login_id,
+        action="user:logged_in",
+        subject=login_id,
+        tenants=len(choices),
+    )
     return LoginResult(token, user.login, choices, first.slug, session.expires_at)
 
 
 def _session(ctx: Context, token: str) -> LoginSession:
-    row = ctx.session.scalar(select(LoginSession).where(
-        LoginSession.token_hash == _token_hash(token)))
+    row = ctx.session.scalar(
+        select(LoginSession).where(LoginSession.token_hash == _token_hash(token))
+    )
     if row is None or row.revoked_at is not None or ctx.clock.now() >= as_utc(row.expires_at):
         raise PermissionDenied("the session has ended", hint="log in again")
     return row
@@ -183,29 +213,47 @@ def _actor(ctx: Context, row: LoginSession) -> Actor:
         select(User, Tenant, Membership.role)
         .join(Membership, Membership.user_id == User.id)
         .join(Tenant, Tenant.id == Membership.tenant_id)
-        .where(User.id == row.user_id, Tenant.id == row.tenant_id,
-               Membership.disabled_at.is_(None))
+        .where(User.id == row.user_id, Tenant.id == row.tenant_id, Membership.disabled_at.is_(None))
     ).first()
     if found is None or found[1].status != "active":
-        raise PermissionDenied("you no longer have access to the selected tenant",
-                               hint="switch to another tenant")
+        raise PermissionDenied(
+            "you no longer have access to the selected tenant", hint="switch to another tenant"
+        )
     user, tenant, role = found
-    return Actor(login=user.login, user_id=user.id, tenant_id=tenant.id,
-                 tenant_slug=tenant.slug, role=role)
+    return Actor(
+        login=user.login, user_id=user.id, tenant_id=tenant.id, tenant_slug=tenant.slug, role=role
+    )
 
 
-_S, _U, _M, _T = (LoginSession.__table__.c, User.__table__.c, Membership.__table__.c,
-                  Tenant.__table__.c)
+_S, _U, _M, _T = (
+    LoginSession.__table__.c,
+    User.__table__.c,
+    Membership.__table__.c,
+    Tenant.__table__.c,
+)
 #: the session, its user and their role in the selected tenant: one prebuilt Core
 #: statement (every API request runs it)
 _SESSION_ACTOR = (
-    select(_S.revoked_at, _S.expires_at, _U.login, _S.user_id, _S.tenant_id, _T.slug,
-           _T.status, _M.role)
-    .select_from(LoginSession.__table__.join(User.__table__, _U.id == _S.user_id)
-                 .outerjoin(Membership.__table__, (_M.user_id == _S.user_id)
-                            & (_M.tenant_id == _S.tenant_id) & _M.disabled_at.is_(None))
-                 .outerjoin(Tenant.__table__, _T.id == _M.tenant_id))
-    .where(_S.token_hash == bindparam("token_hash")))
+    select(
+        _S.revoked_at,
+        _S.expires_at,
+        _U.login,
+        _S.user_id,
+        _S.tenant_id,
+        _T.slug,
+        _T.status,
+        _M.role,
+    )
+    .select_from(
+        LoginSession.__table__.join(User.__table__, _U.id == _S.user_id)
+        .outerjoin(
+            Membership.__table__,
+            (_M.user_id == _S.user_id) & (_M.tenant_id == _S.tenant_id) & _M.disabled_at.is_(None),
+        )
+        .outerjoin(Tenant.__table__, _T.id == _M.tenant_id)
+    )
+    .where(_S.token_hash == bindparam("token_hash"))
+)
 
 
 def session_actor(ctx: Context, token: str) -> Actor:
@@ -213,15 +261,20 @@ def session_actor(ctx: Context, token: str) -> Actor:
     session = ctx.session
     if session.autoflush:
         session.flush()  # as session.execute would: a session opened in this transaction
-    row = session.connection().execute(
-        _SESSION_ACTOR, {"token_hash": _token_hash(token)}).first()
+    row = session.connection().execute(_SESSION_ACTOR, {"token_hash": _token_hash(token)}).first()
     if row is None or row.revoked_at is not None or ctx.clock.now() >= as_utc(row.expires_at):
         raise PermissionDenied("the session has ended", hint="log in again")
     if row.role is None or row.status != "active":
-        raise PermissionDenied("you no longer have access to the selected tenant",
-                               hint="switch to another tenant")
-    return Actor(login=row.login, user_id=row.user_id, tenant_id=row.tenant_id,
-                 tenant_slug=row.slug, role=row.role)
+        raise PermissionDenied(
+            "you no longer have access to the selected tenant", hint="switch to another tenant"
+        )
+    return Actor(
+        login=row.login,
+        user_id=row.user_id,
+        tenant_id=row.tenant_id,
+        tenant_slug=row.slug,
+        role=row.role,
+    )
 
 
 def switch(ctx: Context, token: str, ref: str) -> Actor:
@@ -232,8 +285,13 @@ def switch(ctx: Context, token: str, ref: str) -> Actor:
     assert tenant_id is not None
     row.tenant_id = tenant_id
     actor = _actor(ctx, row)
-    audit.record(ctx, tenant_id=tenant_id, actor=actor.login, action="user:switched_tenant",
-                 subject=actor.login)
+    audit.record(
+        ctx,
+        tenant_id=tenant_id,
+        actor=actor.login,
+        action="user:switched_tenant",
+        subject=actor.login,
+    )
     return actor
 
 
@@ -273,15 +331,22 @@ def delay_after(key: str, failures: int) -> timedelta:
 def check_throttle(ctx: Context, keys: tuple[str, ...]) -> None:
     """Raise RateLimited (with ``retry_after`` seconds) while any of ``keys`` must wait."""
     now = ctx.clock.now()
-    waits = [as_utc(until) for until in ctx.session.scalars(
-        select(Throttle.blocked_until).where(Throttle.key.in_(keys),
-                                             Throttle.blocked_until.is_not(None)))
-        if until is not None and as_utc(until) > now]
+    waits = [
+        as_utc(until)
+        for until in ctx.session.scalars(
+            select(Throttle.blocked_until).where(
+                Throttle.key.in_(keys), Throttle.blocked_until.is_not(None)
+            )
+        )
+        if until is not None and as_utc(until) > now
+    ]
     if waits:
         until = max(waits)
-        error = RateLimited(f"too many failed logins: wait until {format_instant(until)}",
-                            hint="each further failure doubles the wait; a correct password "
-                            "from your usual address is not slowed by others' failures")
+        error = RateLimited(
+            f"too many failed logins: wait until {format_instant(until)}",
+            hint="each further failure doubles the wait; a correct password "
+            "from your usual address is not slowed by others' failures",
+        )
         error.retry_after = max(1, int((until - now).total_seconds()))
         raise error
 
@@ -292,8 +357,11 @@ def record_failure(ctx: Context, keys: tuple[str, ...]) -> None:
     dialect = postgresql if ctx.session.get_bind().dialect.name == "postgresql" else sqlite
     for key in sorted(keys):  # one order: concurrent failures never deadlock
         # the row exists (a concurrent first failure inserts nothing twice), then is locked
-        ctx.session.execute(dialect.insert(Throttle).values(key=key, failures=0, last_at=now)
-                            .on_conflict_do_nothing(index_elements=["key"]))
+        ctx.session.execute(
+            dialect.insert(Throttle)
+            .values(key=key, failures=0, last_at=now)
+            .on_conflict_do_nothing(index_elements=["key"])
+        )
         row = ctx.session.get(Throttle, key, with_for_update=True, populate_existing=True)
         assert row is not None
         if as_utc(row.last_at) < now - FORGET_AFTER:

@@ -62,14 +62,19 @@ def price_book(ctx: Context) -> dict[str, int]:
 
 def set_prices(ctx: Context, changes: Mapping[str, Any], *, by: str) -> dict[str, int]:
     problems = [f"unknown price {k!r}" for k in changes if k not in DEFAULT_PRICES]
-    problems += [f"{k} must be a whole number >= 0" for k, v in changes.items()
-                 if k in DEFAULT_PRICES and (not isinstance(v, int) or isinstance(v, bool)
-                                             or v < 0)]
+    problems += [
+        f"{k} must be a whole number >= 0"
+        for k, v in changes.items()
+        if k in DEFAULT_PRICES and (not isinstance(v, int) or isinstance(v, bool) or v < 0)
+    ]
     if changes.get("cti_mobile_pack_size") == 0 or changes.get("included_disk_bytes") == 0:
         problems.append("pack size and included disk must be positive")
     if problems:
-        raise ValidationFailed("cannot change the price book", problems=problems,
-                               hint="prices: " + ", ".join(DEFAULT_PRICES))
+        raise ValidationFailed(
+            "cannot change the price book",
+            problems=problems,
+            hint="prices: " + ", ".join(DEFAULT_PRICES),
+        )
     row = ctx.session.scalar(select(PriceBook).where(PriceBook.name == "default"))
     if row is None:
         row = PriceBook(name="default", data={}, updated_at=ctx.clock.now(), updated_by=by)
@@ -78,8 +83,15 @@ def set_prices(ctx: Context, changes: Mapping[str, Any], *, by: str) -> dict[str
     row.data = old | dict(changes)
     row.updated_at = ctx.clock.now()
     row.updated_by = by
-    audit.record(ctx, tenant_id=None, actor=by, action="price_book:changed", subject="default",
-                 old={k: old.get(k, DEFAULT_PRICES[k]) for k in changes}, new=dict(changes))
+    audit.record(
+        ctx,
+        tenant_id=None,
+        actor=by,
+        action="price_book:changed",
+        subject="default",
+        old={k: old.get(k, DEFAULT_PRICES[k]) for k in changes},
+        new=dict(changes),
+    )
     return price_book(ctx)
 
 
@@ -89,8 +101,9 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
         year, mon = (int(p) for p in month.split("-"))
         start = datetime(year, mon, 1, tzinfo=TOKYO)
     except ValueError:
-        raise ValidationFailed(f"invalid month {month!r}", hint="use YYYY-MM, e.g. 2026-11") \
-            from None
+        raise ValidationFailed(
+            f"invalid month {month!r}", hint="use YYYY-MM, e.g. 2026-11"
+        ) from None
     end = datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=TOKYO)
     return start.astimezone(UTC), end.astimezone(UTC)
 
@@ -106,35 +119,71 @@ class Bill:
         return sum(int(line["amount"]) for line in self.lines)
 
     def add(self, item: str, quantity: int, unit_price: int, detail: str = "") -> None:
-        self.lines.append({"item": item, "detail": detail, "quantity": quantity,
-                           "unit_price": unit_price, "amount": quantity * unit_price})
+        self.lines.append(
+            {
+                "item": item,
+                "detail": detail,
+                "quantity": quantity,
+                "unit_price": unit_price,
+                "amount": quantity * unit_price,
+            }
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"group": self.group, "month": self.month, "currency": "JPY",
-                "total": self.total, "lines": self.lines}
+        return {
+            "group": self.group,
+            "month": self.month,
+            "currency": "JPY",
+            "total": self.total,
+            "lines": self.lines,
+        }
 
 
 def group_bill(ctx: Context, code: str, month: str) -> Bill:
     group = groups.get(ctx, code)
     start, end = month_bounds(month)
     prices = price_book(ctx)
-    counted = [t for t in groups.tenants_of(ctx, group, include_cancelled=True)
-               if as_utc(t.created_at) < end
-               and (t.cancelled_at is None or as_utc(t.cancelled_at) >= start)]
+    counted = [
+        t
+        for t in groups.tenants_of(ctx, group, include_cancelled=True)
+        if as_utc(t.created_at) < end
+        and (t.cancelled_at is None or as_utc(t.cancelled_at) >= start)
+    ]
     bill = Bill(code, month)
     ids = [t.id for t in counted]
-    users = ctx.session.scalar(
-        select(func.count(func.distinct(Membership.user_id)))
-        .where(Membership.tenant_id.in_(ids))) if ids else 0
-    bill.add("licences", int(users or 0), prices["licence_jpy"],
-             f"distinct users of {len(counted)} tenant(s)")
+    users = (
+        ctx.session.scalar(
+            select(func.count(func.distinct(Membership.user_id))).where(
+                Membership.tenant_id.in_(ids)
+            )
+        )
+        if ids
+        else 0
+    )
+    bill.add(
+        "licences",
+        int(users or 0),
+        prices["licence_jpy"],
+        f"distinct users of {len(counted)} tenant(s)",
+    )
     for tenant in counted[1:]:
-        bill.add("additional tenant", 1, prices["additional_tenant_jpy"],
-                 f"{tenant.slug} (incl. {prices['included_disk_bytes'] // GIB} GB)")
-    addons = dict(ctx.session.execute(
-        select(DiskAddon.tenant_id, func.sum(DiskAddon.gb))
-        .where(DiskAddon.tenant_id.in_(ids), DiskAddon.added_at < end)
-        .group_by(DiskAddon.tenant_id)).all()) if ids else {}
+        bill.add(
+            "additional tenant",
+            1,
+            prices["additional_tenant_jpy"],
+            f"{tenant.slug} (incl. {prices['included_disk_bytes'] // GIB} GB)",
+        )
+    addons = (
+        dict(
+            ctx.session.execute(
+                select(DiskAddon.tenant_id, func.sum(DiskAddon.gb))
+                .where(DiskAddon.tenant_id.in_(ids), DiskAddon.added_at < end)
+                .group_by(DiskAddon.tenant_id)
+            ).all()
+        )
+        if ids
+        else {}
+    )
     for tenant in counted:
         gb = int(addons.get(tenant.id) or 0)
         if gb:

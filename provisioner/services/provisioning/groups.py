@@ -34,8 +34,9 @@ GROUP_PLANS = frozenset({"standard"})
 
 def create(ctx: Context, code: str, *, name: str, by: str = OPERATOR) -> TenantGroup:
     if not SLUG.match(code):
-        raise ValidationFailed(f"invalid group code {code!r}",
-                               hint="use lowercase letters, digits and hyphens")
+        raise ValidationFailed(
+            f"invalid group code {code!r}", hint="use lowercase letters, digits and hyphens"
+        )
     if not name.strip():
         raise ValidationFailed("a group needs a name", hint="--name 'ACME グループ'")
     if ctx.session.scalar(select(TenantGroup.id).where(TenantGroup.code == code)) is not None:
@@ -43,8 +44,9 @@ def create(ctx: Context, code: str, *, name: str, by: str = OPERATOR) -> TenantG
     group = TenantGroup(code=code, name=name.strip(), created_at=ctx.clock.now(), created_by=by)
     ctx.session.add(group)
     ctx.session.flush()
-    audit.record(ctx, tenant_id=None, actor=by, action="group:created", subject=code,
-                 name=group.name)
+    audit.record(
+        ctx, tenant_id=None, actor=by, action="group:created", subject=code, name=group.name
+    )
     return group
 
 
@@ -59,8 +61,9 @@ def list_all(ctx: Context) -> list[TenantGroup]:
     return list(ctx.session.scalars(select(TenantGroup).order_by(TenantGroup.id)))
 
 
-def tenants_of(ctx: Context, group: TenantGroup, *,
-               include_cancelled: bool = False) -> list[Tenant]:
+def tenants_of(
+    ctx: Context, group: TenantGroup, *, include_cancelled: bool = False
+) -> list[Tenant]:
     """The group's tenants in a stable order (the order they joined: tenant id)."""
     query = select(Tenant).where(Tenant.group_id == group.id)
     if not include_cancelled:
@@ -90,8 +93,9 @@ def add_tenant(ctx: Context, code: str, slug: str, *, by: str = OPERATOR) -> Ten
             hint=f"cancel it instead (provisioner tenant cancel {slug}) and create a new tenant",
         )
     tenant.group_id = group.id
-    audit.record(ctx, tenant_id=tenant.id, actor=by, action="group:tenant_added", subject=slug,
-                 group=code)
+    audit.record(
+        ctx, tenant_id=tenant.id, actor=by, action="group:tenant_added", subject=slug, group=code
+    )
     return tenant
 
 

@@ -96,8 +96,9 @@ def _minutes(hhmm: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
-def in_business_hours(at: datetime, hours: Mapping[int, tuple[str, str]],
-                      holidays: set[date]) -> bool:
+def in_business_hours(
+    at: datetime, hours: Mapping[int, tuple[str, str]], holidays: set[date]
+) -> bool:
     """Whether an instant is inside business hours, in the Asia/Tokyo calendar."""
     local = at.astimezone(TOKYO)
     if local.date() in holidays or jpholiday.is_holiday(local.date()):
@@ -119,8 +120,9 @@ def _month_index(day: date) -> int:
     return day.year * 12 + day.month - 1
 
 
-def early_cancellation_fee(started_on: date, cancelled_on: date, *, maintenance_jpy: int,
-                           minimum_months: int = 12) -> int:
+def early_cancellation_fee(
+    started_on: date, cancelled_on: date, *, maintenance_jpy: int, minimum_months: int = 12
+) -> int:
     """Maintenance fee x the months left of the minimum term.
 
     The term runs ``minimum_months`` from the month after the start (started
@@ -137,7 +139,8 @@ def in_contract(contract: CtiContract | None, day: date) -> bool:
     if contract is None:
         return True
     return contract.started_on <= day and (
-        contract.cancelled_on is None or day <= contract.cancelled_on)
+        contract.cancelled_on is None or day <= contract.cancelled_on
+    )
 
 
 def billed_month(contract: CtiContract, month: str) -> bool:
@@ -146,7 +149,8 @@ def billed_month(contract: CtiContract, month: str) -> bool:
     year, mon = (int(p) for p in month.split("-"))
     index = year * 12 + mon - 1
     return _month_index(contract.started_on) <= index and (
-        contract.cancelled_on is None or index <= _month_index(contract.cancelled_on))
+        contract.cancelled_on is None or index <= _month_index(contract.cancelled_on)
+    )
 
 
 def mobile_packs(connections: int, pack: int) -> int:
@@ -157,8 +161,9 @@ def mobile_packs(connections: int, pack: int) -> int:
 # --------------------------------------------------------------------------- configuration
 
 
-def add_number(ctx: Context, actor: Actor, number: str, *, kind: str,
-               login: str | None = None, label: str = "") -> PhoneNumber:
+def add_number(
+    ctx: Context, actor: Actor, number: str, *, kind: str, login: str | None = None, label: str = ""
+) -> PhoneNumber:
     require_admin(actor, "register phone numbers")
     if kind not in KINDS:
         raise ValidationFailed(f"unknown kind {kind!r}", hint="kinds: " + ", ".join(KINDS))
@@ -168,24 +173,41 @@ def add_number(ctx: Context, actor: Actor, number: str, *, kind: str,
         if login is None:
             raise ValidationFailed("an employee number belongs to a user", hint="--user LOGIN")
         user_id = ctx.session.scalar(
-            select(User.id).join(Membership, Membership.user_id == User.id)
-            .where(User.login == login, Membership.tenant_id == actor.tenant_id))
+            select(User.id)
+            .join(Membership, Membership.user_id == User.id)
+            .where(User.login == login, Membership.tenant_id == actor.tenant_id)
+        )
         if user_id is None:
             raise NotFound(f"no user {login!r} in tenant {actor.tenant_slug!r}")
-    existing = ctx.session.scalar(select(PhoneNumber).where(
-        PhoneNumber.tenant_id == actor.tenant_id, PhoneNumber.number == digits))
+    existing = ctx.session.scalar(
+        select(PhoneNumber).where(
+            PhoneNumber.tenant_id == actor.tenant_id, PhoneNumber.number == digits
+        )
+    )
     if existing is not None:
         raise AlreadyExists(f"number {digits} is already registered as {existing.kind}")
-    row = PhoneNumber(tenant_id=actor.tenant_id, number=digits, kind=kind, user_id=user_id,
-                      label=label, added_at=ctx.clock.now())
+    row = PhoneNumber(
+        tenant_id=actor.tenant_id,
+        number=digits,
+        kind=kind,
+        user_id=user_id,
+        label=label,
+        added_at=ctx.clock.now(),
+    )
     ctx.session.add(row)
-    audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login, action="phone:registered",
-                 subject=digits, kind=kind, user=login)
+    audit.record(
+        ctx,
+        tenant_id=actor.tenant_id,
+        actor=actor.login,
+        action="phone:registered",
+        subject=digits,
+        kind=kind,
+        user=login,
+    )
     return row
 
 
-def set_business_hours(ctx: Context, actor: Actor,
-                       hours: Mapping[int, tuple[str, str]]) -> None:
+def set_business_hours(ctx: Context, actor: Actor, hours: Mapping[int, tuple[str, str]]) -> None:
     require_admin(actor, "set business hours")
     problems = [f"weekday {d} (0=Monday ... 6=Sunday)" for d in hours if not 0 <= d <= 6]
     for day, (opens, closes) in hours.items():
@@ -193,16 +215,23 @@ def set_business_hours(ctx: Context, actor: Actor,
             problems.append(f"weekday {day}: {opens}-{closes} is not a range like 09:00-18:00")
     if problems:
         raise ValidationFailed("invalid business hours", problems=problems)
-    for row in ctx.session.scalars(select(BusinessHours).where(
-            BusinessHours.tenant_id == actor.tenant_id)):
+    for row in ctx.session.scalars(
+        select(BusinessHours).where(BusinessHours.tenant_id == actor.tenant_id)
+    ):
         ctx.session.delete(row)
     ctx.session.flush()
     for day, (opens, closes) in sorted(hours.items()):
-        ctx.session.add(BusinessHours(tenant_id=actor.tenant_id, weekday=day, opens=opens,
-                                      closes=closes))
-    audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login,
-                 action="business_hours:set", subject=actor.tenant_slug,
-                 hours={str(d): list(span) for d, span in sorted(hours.items())})
+        ctx.session.add(
+            BusinessHours(tenant_id=actor.tenant_id, weekday=day, opens=opens, closes=closes)
+        )
+    audit.record(
+        ctx,
+        tenant_id=actor.tenant_id,
+        actor=actor.login,
+        action="business_hours:set",
+        subject=actor.tenant_slug,
+        hours={str(d): list(span) for d, span in sorted(hours.items())},
+    )
 
 
 def business_hours(ctx: Context, tenant_id: int) -> dict[int, tuple[str, str]]:
@@ -213,13 +242,23 @@ def business_hours(ctx: Context, tenant_id: int) -> dict[int, tuple[str, str]]:
 
 def add_holiday(ctx: Context, actor: Actor, day: date, *, name: str = "") -> Holiday:
     require_admin(actor, "configure holidays")
-    if ctx.session.scalar(select(Holiday.id).where(Holiday.tenant_id == actor.tenant_id,
-                                                   Holiday.day == day)) is not None:
+    if (
+        ctx.session.scalar(
+            select(Holiday.id).where(Holiday.tenant_id == actor.tenant_id, Holiday.day == day)
+        )
+        is not None
+    ):
         raise AlreadyExists(f"{day.isoformat()} is already a holiday")
     row = Holiday(tenant_id=actor.tenant_id, day=day, name=name)
     ctx.session.add(row)
-    audit.record(ctx, tenant_id=actor.tenant_id, actor=actor.login, action="holiday:added",
-                 subject=day.isoformat(), name=name)
+    audit.record(
+        ctx,
+        tenant_id=actor.tenant_id,
+        actor=actor.login,
+        action="holiday:added",
+        subject=day.isoformat(),
+        name=name,
+    )
     return row
 
 
@@ -231,13 +270,22 @@ def holidays(ctx: Context, tenant_id: int) -> set[date]:
 
 
 def classify(ctx: Context, tenant_id: int, digits: str) -> str:
-    kind = ctx.session.scalar(select(PhoneNumber.kind).where(
-        PhoneNumber.tenant_id == tenant_id, PhoneNumber.number == digits))
+    kind = ctx.session.scalar(
+        select(PhoneNumber.kind).where(
+            PhoneNumber.tenant_id == tenant_id, PhoneNumber.number == digits
+        )
+    )
     return kind or "unknown"
 
 
-def record_call(ctx: Context, actor: Actor, number: str, *, at: datetime | None = None,
-                call_ref: str | None = None) -> CallRecord:
+def record_call(
+    ctx: Context,
+    actor: Actor,
+    number: str,
+    *,
+    at: datetime | None = None,
+    call_ref: str | None = None,
+) -> CallRecord:
     """Record an incoming call (any member of the tenant: the operator who took it).
 
     ``call_ref``: the telephony side's call id; a call already recorded with it is
@@ -249,12 +297,17 @@ def record_call(ctx: Context, actor: Actor, number: str, *, at: datetime | None 
         call_ref = call_ref.strip()
         if not 1 <= len(call_ref) <= 100:
             raise ValidationFailed("a call id has 1 to 100 characters")
-        existing = ctx.session.scalar(select(CallRecord).where(
-            CallRecord.tenant_id == actor.tenant_id, CallRecord.call_ref == call_ref))
+        existing = ctx.session.scalar(
+            select(CallRecord).where(
+                CallRecord.tenant_id == actor.tenant_id, CallRecord.call_ref == call_ref
+            )
+        )
         if existing is not None:
             if existing.number != digits:
-                raise ValidationFailed(f"call {call_ref!r} was recorded from another number",
-                                       hint="a call id names one call")
+                raise ValidationFailed(
+                    f"call {call_ref!r} was recorded from another number",
+                    hint="a call id names one call",
+                )
             return existing
     when = at or ctx.clock.now()
     tenant = get_tenant(ctx, actor.tenant_slug)
@@ -263,10 +316,16 @@ def record_call(ctx: Context, actor: Actor, number: str, *, at: datetime | None 
     inside = in_business_hours(when, business_hours(ctx, tenant.id), holidays(ctx, tenant.id))
     contract = ctx.session.scalar(select(CtiContract).where(CtiContract.tenant_id == tenant.id))
     billable = in_contract(contract, when.astimezone(TOKYO).date())
-    row = CallRecord(tenant_id=tenant.id, at=when, number=digits, classification=kind,
-                     in_hours=inside,
-                     charge_jpy=charge(kind, inside, price_book(ctx)) if billable else 0,
-                     recorded_by=actor.login, call_ref=call_ref)
+    row = CallRecord(
+        tenant_id=tenant.id,
+        at=when,
+        number=digits,
+        classification=kind,
+        in_hours=inside,
+        charge_jpy=charge(kind, inside, price_book(ctx)) if billable else 0,
+        recorded_by=actor.login,
+        call_ref=call_ref,
+    )
     if ctx.read_only:
         ctx.add_log_row(row)
     else:
@@ -276,15 +335,28 @@ def record_call(ctx: Context, actor: Actor, number: str, *, at: datetime | None 
 
 
 def call_summary(row: CallRecord) -> dict[str, Any]:
-    return {"id": row.id, "ref": row.call_ref, "number": row.number,
-            "classification": row.classification, "in_hours": row.in_hours,
-            "charge_jpy": row.charge_jpy, "at": format_instant(as_utc(row.at)),
-            "contact_id": row.contact_id}
+    return {
+        "id": row.id,
+        "ref": row.call_ref,
+        "number": row.number,
+        "classification": row.classification,
+        "in_hours": row.in_hours,
+        "charge_jpy": row.charge_jpy,
+        "at": format_instant(as_utc(row.at)),
+        "contact_id": row.contact_id,
+    }
 
 
-def screen_pop(ctx: Context, actor: Actor, number: str, *, call_ref: str | None = None,
-               at: datetime | None = None, history: int = 5,
-               codes: bool = False) -> dict[str, Any]:
+def screen_pop(
+    ctx: Context,
+    actor: Actor,
+    number: str,
+    *,
+    call_ref: str | None = None,
+    at: datetime | None = None,
+    history: int = 5,
+    codes: bool = False,
+) -> dict[str, Any]:
     """The caller's card (``search.lookup``; labels, or codes with ``codes``) and the
     metered call, in one act.
 
@@ -303,11 +375,13 @@ def screen_pop(ctx: Context, actor: Actor, number: str, *, call_ref: str | None 
     return card
 
 
-def _find_call(ctx: Context, actor: Actor, call_id: int | None,
-               call_ref: str | None) -> CallRecord:
+def _find_call(ctx: Context, actor: Actor, call_id: int | None, call_ref: str | None) -> CallRecord:
     if call_ref is not None:
-        row = ctx.session.scalar(select(CallRecord).where(
-            CallRecord.tenant_id == actor.tenant_id, CallRecord.call_ref == call_ref))
+        row = ctx.session.scalar(
+            select(CallRecord).where(
+                CallRecord.tenant_id == actor.tenant_id, CallRecord.call_ref == call_ref
+            )
+        )
         if row is None:
             raise NotFound(f"no call {call_ref!r} in tenant {actor.tenant_slug!r}")
         return row
@@ -317,8 +391,9 @@ def _find_call(ctx: Context, actor: Actor, call_id: int | None,
     return row
 
 
-def add_contact_history(ctx: Context, actor: Actor, call_id: int | None, note: str, *,
-                        call_ref: str | None = None) -> CallRecord:
+def add_contact_history(
+    ctx: Context, actor: Actor, call_id: int | None, note: str, *, call_ref: str | None = None
+) -> CallRecord:
     """A note typed during a call: kept on the call and, when a customer has the
     caller's number, added to that customer's activities (contact history) through
     ``records.create`` (permissions, input rules and workflow rules apply)."""
@@ -329,7 +404,8 @@ def add_contact_history(ctx: Context, actor: Actor, call_id: int | None, note: s
     if row.classification == "nuisance":
         raise PermissionDenied(
             f"call {name} is from a number registered as a nuisance caller; no contact "
-            "history can be entered for it")
+            "history can be entered for it"
+        )
     if not note.strip():
         raise ValidationFailed("the contact history is empty")
     tenant = get_tenant(ctx, actor.tenant_slug)
@@ -337,13 +413,17 @@ def add_contact_history(ctx: Context, actor: Actor, call_id: int | None, note: s
     contact_id = row.contact_id if row.contact_id is not None else _caller(ctx, actor, row.number)
     if contact_id is not None:
         doc = scope.config(ctx, actor.tenant_id)
-        kinds = {v.code for p in doc.picklists if p.code == "activity_kind"
-                 for v in p.values if v.active}
-        values = {"contact_id": contact_id, "content": note.strip(), "staff": actor.login,
-                  "date": as_utc(row.at).astimezone(TOKYO).date().isoformat(),
-                  "kind": "phone" if "phone" in kinds else ""}
-        records.create(ctx, actor, "activity", values,
-                       purpose=f"CTI call {name} from {row.number}")
+        kinds = {
+            v.code for p in doc.picklists if p.code == "activity_kind" for v in p.values if v.active
+        }
+        values = {
+            "contact_id": contact_id,
+            "content": note.strip(),
+            "staff": actor.login,
+            "date": as_utc(row.at).astimezone(TOKYO).date().isoformat(),
+            "kind": "phone" if "phone" in kinds else "",
+        }
+        records.create(ctx, actor, "activity", values, purpose=f"CTI call {name} from {row.number}")
         row.contact_id = contact_id
     row.contact_note = ((row.contact_note + "\n") if row.contact_note else "") + note.strip()
     return row
@@ -353,21 +433,36 @@ def _caller(ctx: Context, actor: Actor, number: str) -> int | None:
     """The first customer (lowest id) with the number, as the screen pop shows it."""
     scope.enter(ctx, actor)
     digits = phone_digits(number)
-    found: int | None = ctx.session.scalar(select(CrmContact.id).where(
-        CrmContact.tenant_id == actor.tenant_id,
-        or_(CrmContact.phone_digits == digits, CrmContact.mobile_digits == digits))
-        .order_by(CrmContact.id).limit(1))
+    found: int | None = ctx.session.scalar(
+        select(CrmContact.id)
+        .where(
+            CrmContact.tenant_id == actor.tenant_id,
+            or_(CrmContact.phone_digits == digits, CrmContact.mobile_digits == digits),
+        )
+        .order_by(CrmContact.id)
+        .limit(1)
+    )
     return found
 
 
 # --------------------------------------------------------------------------- contract, statement
 
 
-def set_contract(ctx: Context, slug: str, *, started_on: date, seats: int,
-                 maintenance_jpy: int | None = None, seat_fee_jpy: int | None = None,
-                 mobile_connections: int = 0, mobile_pack_jpy: int | None = None,
-                 initial_jpy: int | None = None, list_input: bool = False,
-                 list_input_jpy: int | None = None, by: str) -> CtiContract:
+def set_contract(
+    ctx: Context,
+    slug: str,
+    *,
+    started_on: date,
+    seats: int,
+    maintenance_jpy: int | None = None,
+    seat_fee_jpy: int | None = None,
+    mobile_connections: int = 0,
+    mobile_pack_jpy: int | None = None,
+    initial_jpy: int | None = None,
+    list_input: bool = False,
+    list_input_jpy: int | None = None,
+    by: str,
+) -> CtiContract:
     """Set a tenant's CTI contract. A price not given is the price book's list price
     (``cti_*_jpy``); given, it overrides the list price for this contract. The
     list-input option is taken with ``list_input`` (monthly, ``cti_list_input_jpy``)."""
@@ -377,32 +472,52 @@ def set_contract(ctx: Context, slug: str, *, started_on: date, seats: int,
     def price(given: int | None, key: str) -> int:
         return book[key] if given is None else given
 
-    fees = {"maintenance": price(maintenance_jpy, "cti_maintenance_jpy"),
-            "seat fee": price(seat_fee_jpy, "cti_seat_jpy"),
-            "pack price": price(mobile_pack_jpy, "cti_mobile_pack_jpy"),
-            "initial fee": price(initial_jpy, "cti_initial_jpy"),
-            "list-input option": (price(list_input_jpy, "cti_list_input_jpy")
-                                  if list_input or list_input_jpy else 0)}
-    problems = [f"{name} must be >= 0" for name, value in
-                (*fees.items(), ("seats", seats), ("mobile connections", mobile_connections))
-                if value < 0]
+    fees = {
+        "maintenance": price(maintenance_jpy, "cti_maintenance_jpy"),
+        "seat fee": price(seat_fee_jpy, "cti_seat_jpy"),
+        "pack price": price(mobile_pack_jpy, "cti_mobile_pack_jpy"),
+        "initial fee": price(initial_jpy, "cti_initial_jpy"),
+        "list-input option": (
+            price(list_input_jpy, "cti_list_input_jpy") if list_input or list_input_jpy else 0
+        ),
+    }
+    problems = [
+        f"{name} must be >= 0"
+        for name, value in (
+            *fees.items(),
+            ("seats", seats),
+            ("mobile connections", mobile_connections),
+        )
+        if value < 0
+    ]
     if problems:
         raise ValidationFailed("invalid CTI contract", problems=problems)
     row = ctx.session.scalar(select(CtiContract).where(CtiContract.tenant_id == tenant.id))
     if row is None:
-        row = CtiContract(tenant_id=tenant.id, started_on=started_on,
-                          maintenance_jpy=fees["maintenance"], seat_fee_jpy=fees["seat fee"],
-                          seats=seats)
+        row = CtiContract(
+            tenant_id=tenant.id,
+            started_on=started_on,
+            maintenance_jpy=fees["maintenance"],
+            seat_fee_jpy=fees["seat fee"],
+            seats=seats,
+        )
         ctx.session.add(row)
     elif row.cancelled_on is not None:
         raise PlanConflict(f"the CTI contract of {slug!r} was cancelled")
-    row.maintenance_jpy, row.seat_fee_jpy, row.seats = fees["maintenance"], fees["seat fee"], \
-        seats
+    row.maintenance_jpy, row.seat_fee_jpy, row.seats = fees["maintenance"], fees["seat fee"], seats
     row.mobile_connections, row.mobile_pack_jpy = mobile_connections, fees["pack price"]
     row.initial_jpy, row.list_input_jpy = fees["initial fee"], fees["list-input option"]
-    audit.record(ctx, tenant_id=tenant.id, actor=by, action="cti_contract:set", subject=slug,
-                 started_on=started_on.isoformat(), seats=seats,
-                 mobile_connections=mobile_connections, fees=fees)
+    audit.record(
+        ctx,
+        tenant_id=tenant.id,
+        actor=by,
+        action="cti_contract:set",
+        subject=slug,
+        started_on=started_on.isoformat(),
+        seats=seats,
+        mobile_connections=mobile_connections,
+        fees=fees,
+    )
     return row
 
 
@@ -422,10 +537,20 @@ def cancel_contract(ctx: Context, slug: str, *, on: date, by: str) -> CtiContrac
         raise ValidationFailed("cannot cancel before the contract starts")
     row.cancelled_on = on
     row.cancellation_fee_jpy = early_cancellation_fee(
-        row.started_on, on, maintenance_jpy=row.maintenance_jpy,
-        minimum_months=price_book(ctx)["cti_minimum_term_months"])
-    audit.record(ctx, tenant_id=tenant.id, actor=by, action="cti_contract:cancelled",
-                 subject=slug, on=on.isoformat(), fee=row.cancellation_fee_jpy)
+        row.started_on,
+        on,
+        maintenance_jpy=row.maintenance_jpy,
+        minimum_months=price_book(ctx)["cti_minimum_term_months"],
+    )
+    audit.record(
+        ctx,
+        tenant_id=tenant.id,
+        actor=by,
+        action="cti_contract:cancelled",
+        subject=slug,
+        on=on.isoformat(),
+        fee=row.cancellation_fee_jpy,
+    )
     return row
 
 
@@ -441,44 +566,74 @@ class Statement:
         return sum(int(line["amount"]) for line in self.lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tenant": self.tenant, "month": self.month, "currency": "JPY",
-                "calls": self.calls, "lines": self.lines, "total": self.total}
+        return {
+            "tenant": self.tenant,
+            "month": self.month,
+            "currency": "JPY",
+            "calls": self.calls,
+            "lines": self.lines,
+            "total": self.total,
+        }
 
 
 def statement(ctx: Context, actor: Actor, month: str) -> Statement:
     require_admin(actor, "read the CTI statement")
     start, end = month_bounds(month)
     calls: dict[str, dict[str, int]] = {
-        k: {"calls": 0, "in_hours": 0, "out_of_hours": 0, "amount": 0}
-        for k in (*KINDS, "unknown")}
-    for row in ctx.session.scalars(select(CallRecord).where(
-            CallRecord.tenant_id == actor.tenant_id, CallRecord.at >= start,
-            CallRecord.at < end)):
+        k: {"calls": 0, "in_hours": 0, "out_of_hours": 0, "amount": 0} for k in (*KINDS, "unknown")
+    }
+    for row in ctx.session.scalars(
+        select(CallRecord).where(
+            CallRecord.tenant_id == actor.tenant_id, CallRecord.at >= start, CallRecord.at < end
+        )
+    ):
         entry = calls[row.classification]
         entry["calls"] += 1
         entry["in_hours" if row.in_hours else "out_of_hours"] += 1
         entry["amount"] += row.charge_jpy
     lines: list[dict[str, Any]] = [
         {"item": f"pop-ups: {kind}", "quantity": v["in_hours"], "amount": v["amount"]}
-        for kind, v in calls.items() if v["calls"]]
-    contract = ctx.session.scalar(select(CtiContract).where(
-        CtiContract.tenant_id == actor.tenant_id))
+        for kind, v in calls.items()
+        if v["calls"]
+    ]
+    contract = ctx.session.scalar(
+        select(CtiContract).where(CtiContract.tenant_id == actor.tenant_id)
+    )
     if contract is not None and billed_month(contract, month):
         pack = price_book(ctx)["cti_mobile_pack_size"]
         lines.append({"item": "maintenance", "quantity": 1, "amount": contract.maintenance_jpy})
-        lines.append({"item": "seats", "quantity": contract.seats,
-                      "amount": contract.seats * contract.seat_fee_jpy})
+        lines.append(
+            {
+                "item": "seats",
+                "quantity": contract.seats,
+                "amount": contract.seats * contract.seat_fee_jpy,
+            }
+        )
         if contract.mobile_connections:
             packs = mobile_packs(contract.mobile_connections, pack)
-            lines.append({"item": f"mobile connections (packs of {pack})", "quantity": packs,
-                          "amount": packs * contract.mobile_pack_jpy})
+            lines.append(
+                {
+                    "item": f"mobile connections (packs of {pack})",
+                    "quantity": packs,
+                    "amount": packs * contract.mobile_pack_jpy,
+                }
+            )
         if contract.list_input_jpy:
-            lines.append({"item": "list-input option", "quantity": 1,
-                          "amount": contract.list_input_jpy})
+            lines.append(
+                {"item": "list-input option", "quantity": 1, "amount": contract.list_input_jpy}
+            )
         if contract.initial_jpy and month == contract.started_on.strftime("%Y-%m"):
             lines.append({"item": "initial fee", "quantity": 1, "amount": contract.initial_jpy})
-        if (contract.cancelled_on is not None and contract.cancellation_fee_jpy
-                and month == contract.cancelled_on.strftime("%Y-%m")):
-            lines.append({"item": "early cancellation fee", "quantity": 1,
-                          "amount": contract.cancellation_fee_jpy})
+        if (
+            contract.cancelled_on is not None
+            and contract.cancellation_fee_jpy
+            and month == contract.cancelled_on.strftime("%Y-%m")
+        ):
+            lines.append(
+                {
+                    "item": "early cancellation fee",
+                    "quantity": 1,
+                    "amount": contract.cancellation_fee_jpy,
+                }
+            )
     return Statement(actor.tenant_slug, month, calls, lines)

@@ -74,8 +74,11 @@ class Usage:
         return max(0, self.quota_bytes - self.used_bytes)
 
     def to_dict(self) -> dict[str, int]:
-        return {"used_bytes": self.used_bytes, "quota_bytes": self.quota_bytes,
-                "free_bytes": self.free_bytes}
+        return {
+            "used_bytes": self.used_bytes,
+            "quota_bytes": self.quota_bytes,
+            "free_bytes": self.free_bytes,
+        }
 
 
 def _text_bytes(ctx: Context, column: Any) -> ColumnElement[Any]:
@@ -94,47 +97,73 @@ def _usage_query(ctx: Context) -> Select[Any]:
     if query is not None:
         return query
     tenant_id = bindparam("tenant_id", type_=Integer)
-    docs = select(func.coalesce(func.sum(ConfigVersion.size_bytes), 0)).where(
-        ConfigVersion.tenant_id == tenant_id).scalar_subquery()
-    bundles = select(func.coalesce(func.sum(Transfer.envelope_bytes), 0)).where(
-        Transfer.tenant_id == tenant_id).scalar_subquery()
-    calls = select(func.count(CallRecord.id) * CALL_RECORD_BYTES + func.coalesce(
-        func.sum(_text_bytes(ctx, CallRecord.contact_note)), 0)).where(
-        CallRecord.tenant_id == tenant_id).scalar_subquery()
-    addons = select(func.coalesce(func.sum(DiskAddon.gb), 0)).where(
-        DiskAddon.tenant_id == tenant_id).scalar_subquery()
-    records = select(func.coalesce(func.sum(CrmTally.n), 0)).where(
-        CrmTally.tenant_id == tenant_id, CrmTally.name == "records",
-        CrmTally.value == "").scalar_subquery()
+    docs = (
+        select(func.coalesce(func.sum(ConfigVersion.size_bytes), 0))
+        .where(ConfigVersion.tenant_id == tenant_id)
+        .scalar_subquery()
+    )
+    bundles = (
+        select(func.coalesce(func.sum(Transfer.envelope_bytes), 0))
+        .where(Transfer.tenant_id == tenant_id)
+        .scalar_subquery()
+    )
+    calls = (
+        select(
+            func.count(CallRecord.id) * CALL_RECORD_BYTES
+            + func.coalesce(func.sum(_text_bytes(ctx, CallRecord.contact_note)), 0)
+        )
+        .where(CallRecord.tenant_id == tenant_id)
+        .scalar_subquery()
+    )
+    addons = (
+        select(func.coalesce(func.sum(DiskAddon.gb), 0))
+        .where(DiskAddon.tenant_id == tenant_id)
+        .scalar_subquery()
+    )
+    records = (
+        select(func.coalesce(func.sum(CrmTally.n), 0))
+        .where(CrmTally.tenant_id == tenant_id, CrmTally.name == "records", CrmTally.value == "")
+        .scalar_subquery()
+    )
     # PostgreSQL: the count is visible if the transaction is scoped to the tenant (or the
     # role is exempt from row-level security); else it is read in the tenant's scope
-    visible = literal(True) if dialect != "postgresql" else or_(
-        func.current_setting("provisioner.tenant_id", True)
-        == bindparam("tenant_key", type_=String),
-        select(text("rolsuper OR rolbypassrls")).select_from(text("pg_roles")).where(
-            text("rolname = current_user")).scalar_subquery())
+    visible = (
+        literal(True)
+        if dialect != "postgresql"
+        else or_(
+            func.current_setting("provisioner.tenant_id", True)
+            == bindparam("tenant_key", type_=String),
+            select(text("rolsuper OR rolbypassrls"))
+            .select_from(text("pg_roles"))
+            .where(text("rolname = current_user"))
+            .scalar_subquery(),
+        )
+    )
     # the price book (billing.price_book) in the same round trip
     prices = select(PriceBook.data).where(PriceBook.name == "default").scalar_subquery()
-    query = _USAGE_QUERIES[dialect] = select(docs, bundles, calls, addons, records, visible,
-                                             prices)
+    query = _USAGE_QUERIES[dialect] = select(docs, bundles, calls, addons, records, visible, prices)
     return query
 
 
 def usage(ctx: Context, tenant: Tenant) -> Usage:
     """Bytes stored by the tenant and its quota (one query, the price book included)."""
     used_docs, used_bundles, used_calls, addon_gb, counted, seen, book = ctx.session.execute(
-        _usage_query(ctx), {"tenant_id": tenant.id, "tenant_key": str(tenant.id)}).one()
+        _usage_query(ctx), {"tenant_id": tenant.id, "tenant_key": str(tenant.id)}
+    ).one()
     included = (DEFAULT_PRICES | dict(book or {}))["included_disk_bytes"]
     quota_bytes = included + int(addon_gb) * GIB
     if not seen:
         counted = crm_records(ctx, [tenant.id])[tenant.id]
-    return Usage(int(used_docs) + int(used_bundles) + int(used_calls)
-                 + int(counted) * CRM_RECORD_BYTES, quota_bytes)
+    return Usage(
+        int(used_docs) + int(used_bundles) + int(used_calls) + int(counted) * CRM_RECORD_BYTES,
+        quota_bytes,
+    )
 
 
 def _records_of(ids: list[int]) -> Any:
     return select(CrmTally.tenant_id, CrmTally.n).where(
-        CrmTally.tenant_id.in_(ids), CrmTally.name == "records", CrmTally.value == "")
+        CrmTally.tenant_id.in_(ids), CrmTally.name == "records", CrmTally.value == ""
+    )
 
 
 def crm_records(ctx: Context, tenant_ids: Sequence[int]) -> dict[int, int]:
@@ -152,8 +181,13 @@ def crm_records(ctx: Context, tenant_ids: Sequence[int]) -> dict[int, int]:
         return out
     session = ctx.session
     postgres = session.get_bind().dialect.name == "postgresql"
-    if not postgres or (len(ids) == 1 and ctx.scoped_tenant == ids[0]) or session.scalar(text(
-            "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user")):
+    if (
+        not postgres
+        or (len(ids) == 1 and ctx.scoped_tenant == ids[0])
+        or session.scalar(
+            text("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user")
+        )
+    ):
         for tenant_id, count in session.execute(_records_of(ids)).all():
             out[tenant_id] = int(count)
         return out
@@ -189,8 +223,9 @@ def add_disk(ctx: Context, slug: str, *, gb: int, by: str) -> DiskAddon:
     tenant = get_tenant(ctx, slug)
     row = DiskAddon(tenant_id=tenant.id, gb=gb, added_at=ctx.clock.now(), added_by=by)
     ctx.session.add(row)
-    audit.record(ctx, tenant_id=tenant.id, actor=by, action="tenant:disk_added", subject=slug,
-                 gb=gb)
+    audit.record(
+        ctx, tenant_id=tenant.id, actor=by, action="tenant:disk_added", subject=slug, gb=gb
+    )
     return row
 
 
@@ -203,8 +238,9 @@ def over_quota(tenant: Tenant, incoming: int, current: Usage, *, what: str) -> Q
     )
 
 
-def usage_many(ctx: Context, tenant_ids: Sequence[int], *,
-               records: Mapping[int, int] | None = None) -> dict[int, Usage]:
+def usage_many(
+    ctx: Context, tenant_ids: Sequence[int], *, records: Mapping[int, int] | None = None
+) -> dict[int, Usage]:
     """:func:`usage` of many tenants with one query per kind of stored data.
 
     ``records``: the tenants' :func:`crm_records`, when the caller already counted them.
@@ -215,19 +251,29 @@ def usage_many(ctx: Context, tenant_ids: Sequence[int], *,
     used: dict[int, int] = dict.fromkeys(ids, 0)
     for query in (
         select(ConfigVersion.tenant_id, func.sum(ConfigVersion.size_bytes))
-        .where(ConfigVersion.tenant_id.in_(ids)).group_by(ConfigVersion.tenant_id),
+        .where(ConfigVersion.tenant_id.in_(ids))
+        .group_by(ConfigVersion.tenant_id),
         select(Transfer.tenant_id, func.sum(Transfer.envelope_bytes))
-        .where(Transfer.tenant_id.in_(ids)).group_by(Transfer.tenant_id),
-        select(CallRecord.tenant_id, func.count(CallRecord.id) * CALL_RECORD_BYTES
-               + func.coalesce(func.sum(_text_bytes(ctx, CallRecord.contact_note)), 0))
-        .where(CallRecord.tenant_id.in_(ids)).group_by(CallRecord.tenant_id),
+        .where(Transfer.tenant_id.in_(ids))
+        .group_by(Transfer.tenant_id),
+        select(
+            CallRecord.tenant_id,
+            func.count(CallRecord.id) * CALL_RECORD_BYTES
+            + func.coalesce(func.sum(_text_bytes(ctx, CallRecord.contact_note)), 0),
+        )
+        .where(CallRecord.tenant_id.in_(ids))
+        .group_by(CallRecord.tenant_id),
     ):
         for tenant_id, n in ctx.session.execute(query):
             used[tenant_id] += int(n or 0)
     for tenant_id, count in (records if records is not None else crm_records(ctx, ids)).items():
         used[tenant_id] += count * CRM_RECORD_BYTES
-    addons = dict(ctx.session.execute(
-        select(DiskAddon.tenant_id, func.sum(DiskAddon.gb))
-        .where(DiskAddon.tenant_id.in_(ids)).group_by(DiskAddon.tenant_id)).all())
+    addons = dict(
+        ctx.session.execute(
+            select(DiskAddon.tenant_id, func.sum(DiskAddon.gb))
+            .where(DiskAddon.tenant_id.in_(ids))
+            .group_by(DiskAddon.tenant_id)
+        ).all()
+    )
     included = price_book(ctx)["included_disk_bytes"]
     return {tid: Usage(used[tid], included + int(addons.get(tid) or 0) * GIB) for tid in ids}

@@ -131,14 +131,18 @@ def _verify_source_bundle(ctx: Context, source: Tenant, raw: bytes) -> VerifiedB
     public = signing.public_key(ctx, source.id)
     bundle = read_bundle(raw, {key_id(public): public}.get)
     if bundle.payload.source.tenant != source.slug:
-        raise BundleRejected(f"the bundle is from {bundle.payload.source.tenant!r}, not from "
-                             f"{source.slug!r}")
+        raise BundleRejected(
+            f"the bundle is from {bundle.payload.source.tenant!r}, not from {source.slug!r}"
+        )
     if bundle.payload.audience is not None:
-        raise BundleRejected("a rollout bundle must not be bound to a copy key",
-                             hint="export it without --key; keyed targets get their own copy")
+        raise BundleRejected(
+            "a rollout bundle must not be bound to a copy key",
+            hint="export it without --key; keyed targets get their own copy",
+        )
     if ctx.clock.now() >= bundle.expires_at:
-        raise BundleRejected(f"bundle expired at {bundle.payload.expires_at}",
-                             hint="export it again")
+        raise BundleRejected(
+            f"bundle expired at {bundle.payload.expires_at}", hint="export it again"
+        )
     return bundle
 
 
@@ -159,21 +163,47 @@ def start(ctx: Context, actor: Actor, raw: bytes, targets: Sequence[Target]) -> 
     if len(targets) > MAX_TARGETS:
         problems.append(f"at most {MAX_TARGETS} targets per run")
     if problems:
-        raise ValidationFailed("cannot start the rollout", problems=problems,
-                               hint="--targets SLUG,SLUG,... or --targets-file FILE")
+        raise ValidationFailed(
+            "cannot start the rollout",
+            problems=problems,
+            hint="--targets SLUG,SLUG,... or --targets-file FILE",
+        )
     now = ctx.clock.now()
-    run = RolloutRun(tenant_id=source.id, bundle_id=bundle.payload.bundle_id,
-                     bundle_digest=bundle.digest, envelope=raw, status="running",
-                     created_at=now, created_by=actor.login)
+    run = RolloutRun(
+        tenant_id=source.id,
+        bundle_id=bundle.payload.bundle_id,
+        bundle_digest=bundle.digest,
+        envelope=raw,
+        status="running",
+        created_at=now,
+        created_by=actor.login,
+    )
     ctx.session.add(run)
     ctx.session.flush()
-    ctx.session.execute(insert(RolloutTarget), [
-        {"run_id": run.id, "tenant_id": source.id, "position": n, "target_slug": t.slug,
-         "uses_key": t.key, "status": "pending"}
-        for n, t in enumerate(targets, start=1)])
-    audit.record(ctx, tenant_id=source.id, actor=actor.login, action="rollout:started",
-                 subject=f"rollout:{run.id}", bundle_id=bundle.payload.bundle_id,
-                 bundle_digest=bundle.digest, targets=len(targets))
+    ctx.session.execute(
+        insert(RolloutTarget),
+        [
+            {
+                "run_id": run.id,
+                "tenant_id": source.id,
+                "position": n,
+                "target_slug": t.slug,
+                "uses_key": t.key,
+                "status": "pending",
+            }
+            for n, t in enumerate(targets, start=1)
+        ],
+    )
+    audit.record(
+        ctx,
+        tenant_id=source.id,
+        actor=actor.login,
+        action="rollout:started",
+        subject=f"rollout:{run.id}",
+        bundle_id=bundle.payload.bundle_id,
+        bundle_digest=bundle.digest,
+        targets=len(targets),
+    )
     return run
 
 
@@ -192,8 +222,7 @@ class _Work:
     @property
     def source(self) -> str:
         """The lineage source of this run's bundle (verified: the source tenant)."""
-        return lineage.source_of_bundle(self.source_slug, self.source_key_id,
-                                        verified_source=True)
+        return lineage.source_of_bundle(self.source_slug, self.source_key_id, verified_source=True)
 
     @property
     def received_by(self) -> str:
@@ -219,12 +248,22 @@ def _bound_copy(ctx: Context, source: Tenant, bundle: VerifiedBundle, key_text: 
         target_slug = owner.slug if owner else None
     bundle_id = new_bundle_id()
     return build_bundle(
-        config=bundle.config, source=bundle.payload.source,
-        signer=signing.signer(ctx, source.id), created_at=ctx.clock.now(),
-        expires_at=expires_at, bundle_id=bundle_id,
-        audience=Audience(copy_key=key.selector, tenant=target_slug,
-                          binding=key.binding(bundle_id, source_tenant=source.slug,
-                                              publisher_key_id=signing.key_id_of(ctx, source.id))))
+        config=bundle.config,
+        source=bundle.payload.source,
+        signer=signing.signer(ctx, source.id),
+        created_at=ctx.clock.now(),
+        expires_at=expires_at,
+        bundle_id=bundle_id,
+        audience=Audience(
+            copy_key=key.selector,
+            tenant=target_slug,
+            binding=key.binding(
+                bundle_id,
+                source_tenant=source.slug,
+                publisher_key_id=signing.key_id_of(ctx, source.id),
+            ),
+        ),
+    )
 
 
 def _needs_review(plan: Mapping[str, Any]) -> list[str]:
@@ -238,17 +277,22 @@ def _upgrade_wait(plan: Mapping[str, Any], policy: UpgradePolicy) -> str | None:
     if upgrade is None:
         return None
     if upgrade["conflicts"]:
-        return (f"waiting in the inbox with {len(upgrade['conflicts'])} conflict(s): an admin "
-                "resolves them with 'provisioner inbox approve --keep/--take/--prefer'")
+        return (
+            f"waiting in the inbox with {len(upgrade['conflicts'])} conflict(s): an admin "
+            "resolves them with 'provisioner inbox approve --keep/--take/--prefer'"
+        )
     if policy == "wait":
         return "waiting in the inbox: upgrades wait for the tenant's admin (policy wait)"
     return None
 
 
 def _review_reason(blocking: Sequence[str]) -> str:
-    return ("waiting in the inbox: applying it would strand data (" + "; ".join(blocking[:3])
-            + (f"; and {len(blocking) - 3} more" if len(blocking) > 3 else "")
-            + "); an admin remaps or forces it with 'provisioner inbox approve'")
+    return (
+        "waiting in the inbox: applying it would strand data ("
+        + "; ".join(blocking[:3])
+        + (f"; and {len(blocking) - 3} more" if len(blocking) > 3 else "")
+        + "); an admin remaps or forces it with 'provisioner inbox approve'"
+    )
 
 
 def _deliver(ctx: Context, work: _Work, row: RolloutTarget, keys: Mapping[str, str]) -> None:
@@ -257,27 +301,32 @@ def _deliver(ctx: Context, work: _Work, row: RolloutTarget, keys: Mapping[str, s
     if row.uses_key:
         key_text = keys.get(row.target_slug)
         if key_text is None:
-            raise ValidationFailed(f"no copy key given for {row.target_slug!r}",
-                                   hint=f"pass --key {row.target_slug}=KEY")
+            raise ValidationFailed(
+                f"no copy key given for {row.target_slug!r}",
+                hint=f"pass --key {row.target_slug}=KEY",
+            )
         require_can_receive(target)
         source = ctx.session.get(Tenant, work.source_id)
         assert source is not None
         raw = _bound_copy(ctx, source, work.bundle, key_text)
         quotas.require_room(ctx, target, len(raw), what="the incoming bundle")
-        transfer = transfers.accept(ctx, target, raw, received_by=work.received_by,
-                                    attempted_by=work.attempted_by)
+        transfer = transfers.accept(
+            ctx, target, raw, received_by=work.received_by, attempted_by=work.attempted_by
+        )
         row.status, row.via, row.transfer_id = "inbox", "key", transfer.id
         return
-    pin = ctx.session.scalar(select(TrustedPublisher).where(
-        TrustedPublisher.tenant_id == target.id,
-        TrustedPublisher.key_id == work.source_key_id))
+    pin = ctx.session.scalar(
+        select(TrustedPublisher).where(
+            TrustedPublisher.tenant_id == target.id, TrustedPublisher.key_id == work.source_key_id
+        )
+    )
     if pin is None:
-        raise KeyRejected(_not_trusted(row.target_slug, work.source_slug),
-                          hint=_NOT_TRUSTED_HINT)
+        raise KeyRejected(_not_trusted(row.target_slug, work.source_slug), hint=_NOT_TRUSTED_HINT)
     incoming = len(work.raw) + (len(work.bundle.config_json) if pin.policy == "auto" else 0)
     quotas.require_room(ctx, target, incoming, what="the incoming configuration")
-    transfer = transfers.accept(ctx, target, work.raw, received_by=work.received_by,
-                                attempted_by=work.attempted_by)
+    transfer = transfers.accept(
+        ctx, target, work.raw, received_by=work.received_by, attempted_by=work.attempted_by
+    )
     row.via, row.transfer_id = pin.policy, transfer.id
     if pin.policy != "auto":
         row.status = "inbox"
@@ -293,27 +342,41 @@ def _deliver(ctx: Context, work: _Work, row: RolloutTarget, keys: Mapping[str, s
     decision = transfers.approve(ctx, resolve(ctx, pin.added_by, target.slug), transfer.id)
     if decision.outcome not in {"applied", "unchanged"}:
         raise TransferRefused(decision.message or f"transfer {transfer.id} not applied")
-    audit.record_many(ctx, [_auto_applied(ctx, work, target.id, pin, transfer.id,
-                                          decision.version)])
+    audit.record_many(
+        ctx, [_auto_applied(ctx, work, target.id, pin, transfer.id, decision.version)]
+    )
     row.status, row.applied_version = "applied", decision.transfer.applied_version
 
 
-def _auto_applied(ctx: Context, work: _Work, tenant_id: int, pin: TrustedPublisher,
-                  transfer_id: int, version: int | None) -> dict[str, Any]:
+def _auto_applied(
+    ctx: Context,
+    work: _Work,
+    tenant_id: int,
+    pin: TrustedPublisher,
+    transfer_id: int,
+    version: int | None,
+) -> dict[str, Any]:
     """The ``rollout:auto_applied`` audit event (one by one and in batches)."""
-    return audit.event(ctx, tenant_id=tenant_id, actor=f"policy:auto({pin.added_by})",
-                       action="rollout:auto_applied", subject=f"transfer:{transfer_id}",
-                       rollout=work.run_id, source_tenant=work.source_slug,
-                       publisher=pin.key_id, version=version)
+    return audit.event(
+        ctx,
+        tenant_id=tenant_id,
+        actor=f"policy:auto({pin.added_by})",
+        action="rollout:auto_applied",
+        subject=f"transfer:{transfer_id}",
+        rollout=work.run_id,
+        source_tenant=work.source_slug,
+        publisher=pin.key_id,
+        version=version,
+    )
 
 
-_NOT_TRUSTED_HINT = ("its admin registers the publisher (provisioner publisher trust) or "
-                     "gives you a copy key")
+_NOT_TRUSTED_HINT = (
+    "its admin registers the publisher (provisioner publisher trust) or gives you a copy key"
+)
 
 
 def _not_trusted(slug: str, source: str) -> str:
-    return (f"{slug!r} has no copy key in this rollout and does not trust {source!r} as a "
-            "publisher")
+    return f"{slug!r} has no copy key in this rollout and does not trust {source!r} as a publisher"
 
 
 def _record_failure(app: Provisioner, target_id: int, status: str, reason: str) -> None:
@@ -346,9 +409,10 @@ def _one(app: Provisioner, work: _Work, target_id: int, keys: Mapping[str, str])
     try:
         with app.transaction() as ctx:
             row = ctx.session.scalar(
-                select(RolloutTarget).where(RolloutTarget.id == target_id,
-                                            RolloutTarget.status == "pending")
-                .with_for_update())
+                select(RolloutTarget)
+                .where(RolloutTarget.id == target_id, RolloutTarget.status == "pending")
+                .with_for_update()
+            )
             if row is None:  # processed meanwhile by a concurrent resume
                 return None
             _deliver(ctx, work, row, keys)
@@ -418,20 +482,28 @@ class _Batch:
         self.results: list[tuple[str, str]] = []
 
     def refuse(self, row: RolloutTarget, exc: ProvisionerError) -> None:
-        self.updates.append({"id": row.id, "status": "rejected", "via": None,
-                             "transfer_id": None, "applied_version": None,
-                             "reason": exc.diagnostics()[:2000], "updated_at": self.now})
+        self.updates.append(
+            {
+                "id": row.id,
+                "status": "rejected",
+                "via": None,
+                "transfer_id": None,
+                "applied_version": None,
+                "reason": exc.diagnostics()[:2000],
+                "updated_at": self.now,
+            }
+        )
         self.results.append((row.target_slug, "rejected"))
 
-    def _shared_for(self, tenant_id: int, version: int, digest: str,
-                    base_key: tuple[Any, ...] | None = None) -> _Shared:
+    def _shared_for(
+        self, tenant_id: int, version: int, digest: str, base_key: tuple[Any, ...] | None = None
+    ) -> _Shared:
         """The plan for a current document (and lineage base: ``base_key``), made once."""
         cache_key = digest if base_key is None else f"{digest}/{base_key}"
         known = self.shared.get(cache_key)
         if known is not None:
             return known
-        base = configs.Current(version, digest,
-                               configs.version_data(self.ctx, tenant_id, version))
+        base = configs.Current(version, digest, configs.version_data(self.ctx, tenant_id, version))
         ancestor = None
         if base_key is not None:  # the same bundles taken: the same base, read once
             ancestor = self.bases.get(base_key)
@@ -441,16 +513,23 @@ class _Batch:
         if ancestor is not None:  # an upgrade: three-way, the tenant's changes kept
             result, plan, _ = transfers.upgrade_plan(base, self.work.bundle.config, ancestor)
         else:
-            result, plan = transfers.make_plan(base, self.work.bundle.config, mode="replace",
-                                               only=None)
-        if (ancestor is None and len(plan["sections"]) == len(SECTION_NAMES)
-                and result["workflows"] is self.work.bundle.config["workflows"]):
+            result, plan = transfers.make_plan(
+                base, self.work.bundle.config, mode="replace", only=None
+            )
+        if (
+            ancestor is None
+            and len(plan["sections"]) == len(SECTION_NAMES)
+            and result["workflows"] is self.work.bundle.config["workflows"]
+        ):
             body = self.work.bundle.config_json  # a whole document replaces a whole document
             plan["incoming_digest"] = "sha256:" + sha256_hex(body)  # as transfers.accept
         else:
             body = canonical_bytes(result)
-        plan["signer"] = {"key_id": self.work.bundle.key_id, "verified_source": True,
-                          "pinned_as": None}
+        plan["signer"] = {
+            "key_id": self.work.bundle.key_id,
+            "verified_source": True,
+            "pinned_as": None,
+        }
         made = _Shared(base.data, plan, body, "sha256:" + sha256_hex(body))
         self.shared[cache_key] = made
         return made
@@ -458,25 +537,56 @@ class _Batch:
     def run(self, rows: Sequence[RolloutTarget]) -> list[tuple[str, str]]:
         ctx, work = self.ctx, self.work
         session = ctx.session
-        tenants = {t.slug: t for t in session.scalars(
-            select(Tenant).where(Tenant.slug.in_([r.target_slug for r in rows]))
-            .order_by(Tenant.id).with_for_update())}
+        tenants = {
+            t.slug: t
+            for t in session.scalars(
+                select(Tenant)
+                .where(Tenant.slug.in_([r.target_slug for r in rows]))
+                .order_by(Tenant.id)
+                .with_for_update()
+            )
+        }
         ids = [t.id for t in tenants.values()]
-        pins = {p.tenant_id: p for p in session.scalars(select(TrustedPublisher).where(
-            TrustedPublisher.tenant_id.in_(ids), TrustedPublisher.key_id == work.source_key_id))}
-        admins = set(session.execute(
-            select(Membership.tenant_id, User.login)
-            .join(User, User.id == Membership.user_id)
-            .where(Membership.tenant_id.in_(ids), Membership.role == "admin",
-                   User.login.in_({p.added_by for p in pins.values()}))))
-        received = set(session.scalars(select(Transfer.tenant_id).where(
-            Transfer.tenant_id.in_(ids), Transfer.bundle_id == work.bundle.payload.bundle_id)))
+        pins = {
+            p.tenant_id: p
+            for p in session.scalars(
+                select(TrustedPublisher).where(
+                    TrustedPublisher.tenant_id.in_(ids),
+                    TrustedPublisher.key_id == work.source_key_id,
+                )
+            )
+        }
+        admins = set(
+            session.execute(
+                select(Membership.tenant_id, User.login)
+                .join(User, User.id == Membership.user_id)
+                .where(
+                    Membership.tenant_id.in_(ids),
+                    Membership.role == "admin",
+                    User.login.in_({p.added_by for p in pins.values()}),
+                )
+            )
+        )
+        received = set(
+            session.scalars(
+                select(Transfer.tenant_id).where(
+                    Transfer.tenant_id.in_(ids), Transfer.bundle_id == work.bundle.payload.bundle_id
+                )
+            )
+        )
         bases = lineage.base_keys(ctx, ids, work.source)
-        heads = {tid: (version, digest) for tid, version, digest in session.execute(
-            select(ConfigVersion.tenant_id, ConfigVersion.version, ConfigVersion.digest)
-            .join(Tenant, (Tenant.id == ConfigVersion.tenant_id)
-                  & (Tenant.config_version == ConfigVersion.version))
-            .where(ConfigVersion.tenant_id.in_(ids)))}
+        heads = {
+            tid: (version, digest)
+            for tid, version, digest in session.execute(
+                select(ConfigVersion.tenant_id, ConfigVersion.version, ConfigVersion.digest)
+                .join(
+                    Tenant,
+                    (Tenant.id == ConfigVersion.tenant_id)
+                    & (Tenant.config_version == ConfigVersion.version),
+                )
+                .where(ConfigVersion.tenant_id.in_(ids))
+            )
+        }
         records = quotas.crm_records(ctx, ids)  # scoped per tenant (row-level security)
         usage = quotas.usage_many(ctx, ids, records=records)
         with_records = {tid for tid, count in records.items() if count}
@@ -486,17 +596,21 @@ class _Batch:
             tenant = tenants.get(row.target_slug)
             try:
                 if tenant is None or tenant.status != "active":
-                    raise NotFound(f"no tenant {row.target_slug!r}",
-                                   hint="'provisioner tenant list' shows the tenants")
+                    raise NotFound(
+                        f"no tenant {row.target_slug!r}",
+                        hint="'provisioner tenant list' shows the tenants",
+                    )
                 require_can_receive(tenant)
                 pin = pins.get(tenant.id)
                 if pin is None or pin.public_key != work.source_public:
-                    raise KeyRejected(_not_trusted(row.target_slug, work.source_slug),
-                                      hint=_NOT_TRUSTED_HINT)
+                    raise KeyRejected(
+                        _not_trusted(row.target_slug, work.source_slug), hint=_NOT_TRUSTED_HINT
+                    )
                 if tenant.id in received:
                     raise BundleRejected(
                         f"bundle {work.bundle.payload.bundle_id} was already received by "
-                        f"{tenant.slug!r}; a bundle is delivered once")
+                        f"{tenant.slug!r}; a bundle is delivered once"
+                    )
                 if tenant.id not in heads:
                     raise NotFound(f"tenant {tenant.slug!r} has no configuration")
                 version, digest = heads[tenant.id]
@@ -506,18 +620,25 @@ class _Batch:
                 incoming = len(work.raw) + (len(shared.body) if changes else 0)
                 room = usage[tenant.id]
                 if room.used_bytes + incoming > room.quota_bytes:
-                    raise quotas.over_quota(tenant, incoming, room,
-                                            what="the incoming configuration")
+                    raise quotas.over_quota(
+                        tenant, incoming, room, what="the incoming configuration"
+                    )
                 impact = data_impact.NO_IMPACT
                 if tenant.id in with_records:  # counted now, on the records as they are
                     impact = transfers.data_impact_of(ctx, tenant.id, shared.base, shared.body)
-                plan = dict(shared.plan, base_version=version, base_digest=digest,
-                            impact=impact,
-                            signer=dict(shared.plan["signer"], pinned_as=pin.label))
+                plan = dict(
+                    shared.plan,
+                    base_version=version,
+                    base_digest=digest,
+                    impact=impact,
+                    signer=dict(shared.plan["signer"], pinned_as=pin.label),
+                )
                 notes = []
                 if pin.policy == "auto" and not auto:
-                    notes.append(f"waiting in the inbox: {pin.added_by!r}, who set the auto "
-                                 f"policy, is no longer an admin of {tenant.slug!r}")
+                    notes.append(
+                        f"waiting in the inbox: {pin.added_by!r}, who set the auto "
+                        f"policy, is no longer an admin of {tenant.slug!r}"
+                    )
                 blocking = data_impact.unresolved(impact) if auto else []
                 if blocking:
                     notes.append(_review_reason(blocking))
@@ -534,48 +655,103 @@ class _Batch:
         """Write the accepted targets with the services' bulk primitives (the same rules)."""
         ctx, work, now = self.ctx, self.work, self.now
         payload = work.bundle.payload
-        ids = transfers.insert_many(ctx, [transfers.transfer_row(
-            work.bundle, work.raw, tenant_id=a.tenant.id, base_version=a.version, plan=a.plan,
-            received_at=now, received_by=work.received_by,
-            decided_by=a.pin.added_by if a.apply else None,
-            applied_version=a.applied_version) for a in accepted])
+        ids = transfers.insert_many(
+            ctx,
+            [
+                transfers.transfer_row(
+                    work.bundle,
+                    work.raw,
+                    tenant_id=a.tenant.id,
+                    base_version=a.version,
+                    plan=a.plan,
+                    received_at=now,
+                    received_by=work.received_by,
+                    decided_by=a.pin.added_by if a.apply else None,
+                    applied_version=a.applied_version,
+                )
+                for a in accepted
+            ],
+        )
         crashpoint("rollout.batch.after_transfers")
-        applied = [(transfer_id, a) for transfer_id, a in zip(ids, accepted, strict=True)
-                   if a.apply]
+        applied = [
+            (transfer_id, a) for transfer_id, a in zip(ids, accepted, strict=True) if a.apply
+        ]
         # checked=True: run() checked each target's room for the bundle and its new version
         # (one query for the batch); the pointers move with the guard of every other change
-        configs.commit_versions(ctx, [configs.NewVersion(
-            a.tenant, a.version, a.shared.body, a.pin.added_by, f"transfer:{transfer_id}",
-            digest=a.shared.digest, base_digest=a.digest) for transfer_id, a in applied],
-            checked=True)
+        configs.commit_versions(
+            ctx,
+            [
+                configs.NewVersion(
+                    a.tenant,
+                    a.version,
+                    a.shared.body,
+                    a.pin.added_by,
+                    f"transfer:{transfer_id}",
+                    digest=a.shared.digest,
+                    base_digest=a.digest,
+                )
+                for transfer_id, a in applied
+            ],
+            checked=True,
+        )
         crashpoint("rollout.batch.after_versions")
         events, lineages = [], []
         for transfer_id, a in zip(ids, accepted, strict=True):
-            events.append(transfers.received_event(
-                ctx, a.tenant.id, transfer_id, work.bundle, received_by=work.received_by,
-                copy_key=None, summary=a.plan["summary"]))
+            events.append(
+                transfers.received_event(
+                    ctx,
+                    a.tenant.id,
+                    transfer_id,
+                    work.bundle,
+                    received_by=work.received_by,
+                    copy_key=None,
+                    summary=a.plan["summary"],
+                )
+            )
             status = "applied" if a.apply else "inbox"
-            self.updates.append({"id": a.row.id, "status": status, "via": a.pin.policy,
-                                 "transfer_id": transfer_id,
-                                 "applied_version": a.applied_version,
-                                 "reason": "; ".join(a.notes) or None, "updated_at": now})
+            self.updates.append(
+                {
+                    "id": a.row.id,
+                    "status": status,
+                    "via": a.pin.policy,
+                    "transfer_id": transfer_id,
+                    "applied_version": a.applied_version,
+                    "reason": "; ".join(a.notes) or None,
+                    "updated_at": now,
+                }
+            )
             self.results.append((a.row.target_slug, status))
             if not a.apply:
                 continue
-            lineages.append({"tenant_id": a.tenant.id, "source": work.source,
-                             "transfer_id": transfer_id,
-                             "source_version": payload.source.config_version,
-                             "source_digest": payload.source.config_digest,
-                             "bundle_digest": work.bundle.digest,
-                             "sections": a.plan["sections"],
-                             "applied_version": a.applied_version})
-            events.append(transfers.approved_event(
-                ctx, a.tenant.id, transfer_id, actor=a.pin.added_by,
-                bundle_digest=work.bundle.digest, signer_key_id=work.bundle.key_id,
-                source_tenant=payload.source.tenant, mode=a.plan["mode"], plan=a.plan,
-                from_version=a.version, to_version=a.new_version, impact=a.plan["impact"]))
-            events.append(_auto_applied(ctx, work, a.tenant.id, a.pin, transfer_id,
-                                        a.new_version))
+            lineages.append(
+                {
+                    "tenant_id": a.tenant.id,
+                    "source": work.source,
+                    "transfer_id": transfer_id,
+                    "source_version": payload.source.config_version,
+                    "source_digest": payload.source.config_digest,
+                    "bundle_digest": work.bundle.digest,
+                    "sections": a.plan["sections"],
+                    "applied_version": a.applied_version,
+                }
+            )
+            events.append(
+                transfers.approved_event(
+                    ctx,
+                    a.tenant.id,
+                    transfer_id,
+                    actor=a.pin.added_by,
+                    bundle_digest=work.bundle.digest,
+                    signer_key_id=work.bundle.key_id,
+                    source_tenant=payload.source.tenant,
+                    mode=a.plan["mode"],
+                    plan=a.plan,
+                    from_version=a.version,
+                    to_version=a.new_version,
+                    impact=a.plan["impact"],
+                )
+            )
+            events.append(_auto_applied(ctx, work, a.tenant.id, a.pin, transfer_id, a.new_version))
         audit.record_many(ctx, events)
         crashpoint("rollout.batch.after_audit")
         lineage.record_many(ctx, lineages)
@@ -584,13 +760,18 @@ class _Batch:
         crashpoint("rollout.batch.after_status")
 
 
-def _batch(app: Provisioner, work: _Work, target_ids: Sequence[int],
-           shared: dict[str, _Shared]) -> list[tuple[str, str]]:
+def _batch(
+    app: Provisioner, work: _Work, target_ids: Sequence[int], shared: dict[str, _Shared]
+) -> list[tuple[str, str]]:
     with app.transaction() as ctx:
-        rows = list(ctx.session.scalars(
-            select(RolloutTarget).where(RolloutTarget.id.in_(target_ids),
-                                        RolloutTarget.status == "pending")
-            .order_by(RolloutTarget.id).with_for_update()))
+        rows = list(
+            ctx.session.scalars(
+                select(RolloutTarget)
+                .where(RolloutTarget.id.in_(target_ids), RolloutTarget.status == "pending")
+                .order_by(RolloutTarget.id)
+                .with_for_update()
+            )
+        )
         return _Batch(ctx, work, shared).run(rows) if rows else []
 
 
@@ -599,19 +780,28 @@ def _batch(app: Provisioner, work: _Work, target_ids: Sequence[int],
 
 def _chunks(items: Sequence[tuple[int, bool]], size: int) -> Iterable[list[tuple[int, bool]]]:
     for start in range(0, len(items), size):
-        yield list(items[start:start + size])
+        yield list(items[start : start + size])
 
 
-def process(app: Provisioner, login: str, run_id: int, *, keys: Mapping[str, str] | None = None,
-            on_progress: Progress | None = None, batch_size: int = BATCH_SIZE,
-            upgrade_policy: UpgradePolicy = "apply_clean") -> RolloutRun:
+def process(
+    app: Provisioner,
+    login: str,
+    run_id: int,
+    *,
+    keys: Mapping[str, str] | None = None,
+    on_progress: Progress | None = None,
+    batch_size: int = BATCH_SIZE,
+    upgrade_policy: UpgradePolicy = "apply_clean",
+) -> RolloutRun:
     """Process the run's pending targets (see the module doc); then finish the run."""
     if upgrade_policy not in UPGRADE_POLICIES:
-        raise ValidationFailed(f"unknown upgrade policy {upgrade_policy!r}",
-                               hint="apply_clean or wait")
+        raise ValidationFailed(
+            f"unknown upgrade policy {upgrade_policy!r}", hint="apply_clean or wait"
+        )
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
-        raise ValidationFailed(f"the batch size must be between 1 and {MAX_BATCH_SIZE}, "
-                               f"not {batch_size}")
+        raise ValidationFailed(
+            f"the batch size must be between 1 and {MAX_BATCH_SIZE}, not {batch_size}"
+        )
     keys = dict(keys or {})
     with app.transaction() as ctx:
         run = ctx.session.get(RolloutRun, run_id)
@@ -623,16 +813,32 @@ def process(app: Provisioner, login: str, run_id: int, *, keys: Mapping[str, str
         require_admin(actor, "roll out configurations")
         require_can_send(source)
         bundle = _verify_source_bundle(ctx, source, run.envelope)
-        work = _Work(run.id, login, source.id, source.slug, bundle.key_id,
-                     raw_public(signing.public_key(ctx, source.id)), run.envelope, bundle,
-                     upgrade_policy)
-        pending = [(tid, bool(uses_key)) for tid, uses_key in ctx.session.execute(
-            select(RolloutTarget.id, RolloutTarget.uses_key)
-            .where(RolloutTarget.run_id == run_id, RolloutTarget.status == "pending")
-            .order_by(RolloutTarget.position))]
-        slugs = dict(ctx.session.execute(
-            select(RolloutTarget.id, RolloutTarget.target_slug)
-            .where(RolloutTarget.run_id == run_id, RolloutTarget.status == "pending")).all())
+        work = _Work(
+            run.id,
+            login,
+            source.id,
+            source.slug,
+            bundle.key_id,
+            raw_public(signing.public_key(ctx, source.id)),
+            run.envelope,
+            bundle,
+            upgrade_policy,
+        )
+        pending = [
+            (tid, bool(uses_key))
+            for tid, uses_key in ctx.session.execute(
+                select(RolloutTarget.id, RolloutTarget.uses_key)
+                .where(RolloutTarget.run_id == run_id, RolloutTarget.status == "pending")
+                .order_by(RolloutTarget.position)
+            )
+        ]
+        slugs = dict(
+            ctx.session.execute(
+                select(RolloutTarget.id, RolloutTarget.target_slug).where(
+                    RolloutTarget.run_id == run_id, RolloutTarget.status == "pending"
+                )
+            ).all()
+        )
     shared: dict[str, _Shared] = {}
     for chunk in _chunks(pending, batch_size):
         published = [tid for tid, uses_key in chunk if not uses_key]
@@ -665,9 +871,15 @@ def process(app: Provisioner, login: str, run_id: int, *, keys: Mapping[str, str
 def _note_fallback(app: Provisioner, work: _Work, targets: int, exc: Exception) -> None:
     """Audit that a batch was rolled back and is redone target by target (and why)."""
     with app.transaction() as ctx:
-        audit.record(ctx, tenant_id=work.source_id, actor=work.login,
-                     action="rollout:batch_retried_one_by_one", subject=f"rollout:{work.run_id}",
-                     targets=targets, error=f"{type(exc).__name__}: {exc}"[:500])
+        audit.record(
+            ctx,
+            tenant_id=work.source_id,
+            actor=work.login,
+            action="rollout:batch_retried_one_by_one",
+            subject=f"rollout:{work.run_id}",
+            targets=targets,
+            error=f"{type(exc).__name__}: {exc}"[:500],
+        )
 
 
 def _finish(app: Provisioner, run_id: int) -> RolloutRun:
@@ -677,15 +889,23 @@ def _finish(app: Provisioner, run_id: int) -> RolloutRun:
         counts = _counts(ctx, run_id)
         if counts.get("pending", 0) == 0 and run.status != "finished":
             run.status, run.finished_at = "finished", ctx.clock.now()
-            audit.record(ctx, tenant_id=run.tenant_id, actor=run.created_by,
-                         action="rollout:finished", subject=f"rollout:{run.id}", counts=counts)
+            audit.record(
+                ctx,
+                tenant_id=run.tenant_id,
+                actor=run.created_by,
+                action="rollout:finished",
+                subject=f"rollout:{run.id}",
+                counts=counts,
+            )
         return run
 
 
 def _counts(ctx: Context, run_id: int) -> dict[str, int]:
     rows = ctx.session.execute(
-        select(RolloutTarget.status, func.count()).where(RolloutTarget.run_id == run_id)
-        .group_by(RolloutTarget.status)).all()
+        select(RolloutTarget.status, func.count())
+        .where(RolloutTarget.run_id == run_id)
+        .group_by(RolloutTarget.status)
+    ).all()
     return {status: int(n) for status, n in rows}
 
 
@@ -700,8 +920,13 @@ def get(ctx: Context, actor: Actor, run_id: int) -> RolloutRun:
 
 def targets(ctx: Context, actor: Actor, run_id: int) -> list[RolloutTarget]:
     run = get(ctx, actor, run_id)
-    return list(ctx.session.scalars(select(RolloutTarget).where(RolloutTarget.run_id == run.id)
-                                    .order_by(RolloutTarget.position)))
+    return list(
+        ctx.session.scalars(
+            select(RolloutTarget)
+            .where(RolloutTarget.run_id == run.id)
+            .order_by(RolloutTarget.position)
+        )
+    )
 
 
 def pending_count(ctx: Context, run_id: int) -> int:
@@ -712,9 +937,20 @@ def summary(ctx: Context, actor: Actor, run_id: int) -> dict[str, Any]:
     run = get(ctx, actor, run_id)
     rows = targets(ctx, actor, run_id)
     return {
-        "run": run.id, "status": run.status, "bundle_id": run.bundle_id,
+        "run": run.id,
+        "status": run.status,
+        "bundle_id": run.bundle_id,
         "counts": _counts(ctx, run_id),
-        "targets": [{"number": t.position, "tenant": t.target_slug, "status": t.status,
-                     "via": t.via, "transfer": t.transfer_id, "version": t.applied_version,
-                     "reason": t.reason} for t in rows],
+        "targets": [
+            {
+                "number": t.position,
+                "tenant": t.target_slug,
+                "status": t.status,
+                "via": t.via,
+                "transfer": t.transfer_id,
+                "version": t.applied_version,
+                "reason": t.reason,
+            }
+            for t in rows
+        ],
     }

@@ -43,6 +43,7 @@ def _spread_masks() -> tuple[int, int, int]:
     def every(width: int, bits: int) -> int:
         unit = ((1 << bits) - 1).to_bytes(width, "little")
         return int.from_bytes(unit * (BLOCK // width), "little")
+
     return every(2, 2), every(4, 4), every(8, 8)
 
 
@@ -58,10 +59,10 @@ def to_bitmap(offsets: Iterable[int]) -> bytes:
         return bytes(out)
     flags = bytearray(BLOCK)
     consume(map(flags.__setitem__, offsets, repeat(1)))
-    x = int.from_bytes(flags, "little")      # offset o is bit 8*o
-    x = (x | x >> 7) & _M2                   # bits 16k, 16k+1 = offsets 2k, 2k+1
-    x = (x | x >> 14) & _M4                  # bits 32k..32k+3 = offsets 4k..4k+3
-    x = (x | x >> 28) & _M8                  # bits 64k..64k+7 = offsets 8k..8k+7
+    x = int.from_bytes(flags, "little")  # offset o is bit 8*o
+    x = (x | x >> 7) & _M2  # bits 16k, 16k+1 = offsets 2k, 2k+1
+    x = (x | x >> 14) & _M4  # bits 32k..32k+3 = offsets 4k..4k+3
+    x = (x | x >> 28) & _M8  # bits 64k..64k+7 = offsets 8k..8k+7
     return x.to_bytes(BLOCK, "little")[::8]
 
 
@@ -136,7 +137,8 @@ def or_part(a: Part, b: Part) -> Part:
     left = a if isinstance(a, bytes) else to_bitmap(a)
     right = b if isinstance(b, bytes) else to_bitmap(b)
     return (int.from_bytes(left, "little") | int.from_bytes(right, "little")).to_bytes(
-        BITMAP_BYTES, "little")
+        BITMAP_BYTES, "little"
+    )
 
 
 def union(parts: list[Part]) -> Part:
@@ -178,7 +180,6 @@ def merge(old: bytes | None, adds: list[int], removes: list[int]) -> tuple[int, 
     if n <= SPARSE_MAX // 2:
         return n, SPARSE + array("H", list(bits(bytes(bitmap)))).tobytes()
     return n, DENSE + bytes(bitmap)
-
 
 
 #: a stored set as read: sparse offsets (sorted) or a bitmap

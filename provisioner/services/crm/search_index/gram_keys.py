@@ -34,7 +34,6 @@ def grams(search_text: str) -> set[str]:
     return out
 
 
-
 def keys(search_text: str) -> set[str]:
     """What a contact is indexed under: its grams plus its positioned trigrams.
 
@@ -79,4 +78,4 @@ def term_grams(term: str) -> list[str]:
     """The grams a term is looked up by: itself if short, else its trigrams."""
     if len(term) <= GRAM:
         return [term]
-    return list(dict.fromkeys(term[i:i + GRAM] for i in range(len(term) - GRAM + 1)))
+    return list(dict.fromkeys(term[i : i + GRAM] for i in range(len(term) - GRAM + 1)))

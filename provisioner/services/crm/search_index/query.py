@@ -51,9 +51,13 @@ Blocks = dict[int, Part]
 
 
 def _gram_blocks(conn: Connection, tenant_id: int, gram: str) -> Blocks:
-    return {block: decode(bytes(data)) for block, data in conn.execute(text(
-        "SELECT block, data FROM crm_search_grams WHERE tenant_id = :t AND gram = :g"),
-        {"t": tenant_id, "g": gram})}
+    return {
+        block: decode(bytes(data))
+        for block, data in conn.execute(
+            text("SELECT block, data FROM crm_search_grams WHERE tenant_id = :t AND gram = :g"),
+            {"t": tenant_id, "g": gram},
+        )
+    }
 
 
 def _and(a: Blocks, b: Blocks) -> Blocks:
@@ -97,17 +101,20 @@ def _verify(conn: Connection, tenant_id: int, term: str, candidates: Blocks) -> 
     pattern = "%" + term.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
     found: list[int] = []
     for start in range(0, len(ids), _VERIFY_CHUNK):
-        chunk = ids[start:start + _VERIFY_CHUNK]
+        chunk = ids[start : start + _VERIFY_CHUNK]
         if conn.dialect.name == "postgresql":
             sql = "id = ANY(:ids)"
             value: Any = chunk
         else:
             sql = "id IN (SELECT value FROM json_each(:ids))"
             value = json.dumps(chunk)
-        query = (f"SELECT id FROM crm_contacts WHERE {sql} AND +tenant_id = :t "  # noqa: S608
-                 "AND search_text LIKE :p ESCAPE '/'")  # (sql is one of two constants)
-        found.extend(i for (i,) in conn.execute(text(query),
-                                                {"ids": value, "t": tenant_id, "p": pattern}))
+        query = (
+            f"SELECT id FROM crm_contacts WHERE {sql} AND +tenant_id = :t "  # noqa: S608
+            "AND search_text LIKE :p ESCAPE '/'"
+        )  # (sql is one of two constants)
+        found.extend(
+            i for (i,) in conn.execute(text(query), {"ids": value, "t": tenant_id, "p": pattern})
+        )
     return _by_block(found)
 
 
@@ -131,10 +138,12 @@ def term_set(conn: Connection, tenant_id: int, term: str) -> Blocks:
         return _gram_blocks(conn, tenant_id, term)
     sizes: dict[str, int] = dict.fromkeys(names, 0)
     largest: dict[str, tuple[int, int]] = {}  # gram -> (n, block) of its largest block
-    for gram, block, n in conn.execute(text(
-            "SELECT gram, block, n FROM crm_search_grams WHERE tenant_id = :t "
-            "AND gram IN :g").bindparams(bindparam("g", expanding=True)),
-            {"t": tenant_id, "g": names}):
+    for gram, block, n in conn.execute(
+        text(
+            "SELECT gram, block, n FROM crm_search_grams WHERE tenant_id = :t AND gram IN :g"
+        ).bindparams(bindparam("g", expanding=True)),
+        {"t": tenant_id, "g": names},
+    ):
         sizes[gram] += n
         largest[gram] = max(largest.get(gram, (0, 0)), (n, block))
     if len(largest) < len(names):
@@ -147,7 +156,7 @@ def term_set(conn: Connection, tenant_id: int, term: str) -> Blocks:
         if left[-1] * sizes[order[0]] > VERIFY_MAX[conn.dialect.name] * share:
             return _chains(conn, tenant_id, term)
         # AND only as many trigrams as narrow the sample down (names: often just one)
-        plan = order[:next(i + 1 for i, n in enumerate(left) if n <= left[-1] * 1.25 + 1)]
+        plan = order[: next(i + 1 for i, n in enumerate(left) if n <= left[-1] * 1.25 + 1)]
     result: Blocks = {}
     for gram in plan:
         if result and count(result) <= VERIFY_EARLY:
@@ -163,10 +172,16 @@ def term_set(conn: Connection, tenant_id: int, term: str) -> Blocks:
 
 def _sample(conn: Connection, tenant_id: int, order: list[str], block: int) -> list[int]:
     """How many contacts of ``block`` have the first 1, 2, ... trigrams (one query)."""
-    stored = {gram: read_raw(bytes(data)) for gram, data in conn.execute(text(
-        "SELECT gram, data FROM crm_search_grams WHERE tenant_id = :t AND block = :b "
-        "AND gram IN :g").bindparams(bindparam("g", expanding=True)),
-        {"t": tenant_id, "b": block, "g": order})}
+    stored = {
+        gram: read_raw(bytes(data))
+        for gram, data in conn.execute(
+            text(
+                "SELECT gram, data FROM crm_search_grams WHERE tenant_id = :t AND block = :b "
+                "AND gram IN :g"
+            ).bindparams(bindparam("g", expanding=True)),
+            {"t": tenant_id, "b": block, "g": order},
+        )
+    }
     left: list[int] = []
     sample: Blocks = {}
     for gram in order:
@@ -181,13 +196,18 @@ def _sample(conn: Connection, tenant_id: int, order: list[str], block: int) -> l
     return left
 
 
-def _gram_rows(conn: Connection, tenant_id: int, gram: str,
-               blocks: list[int]) -> dict[int, Raw]:
+def _gram_rows(conn: Connection, tenant_id: int, gram: str, blocks: list[int]) -> dict[int, Raw]:
     """A gram's stored sets in ``blocks``, undecoded."""
-    return {block: read_raw(bytes(data)) for block, data in conn.execute(text(
-        "SELECT block, data FROM crm_search_grams WHERE tenant_id = :t AND gram = :g "
-        "AND block IN :b").bindparams(bindparam("b", expanding=True)),
-        {"t": tenant_id, "g": gram, "b": blocks})}
+    return {
+        block: read_raw(bytes(data))
+        for block, data in conn.execute(
+            text(
+                "SELECT block, data FROM crm_search_grams WHERE tenant_id = :t AND gram = :g "
+                "AND block IN :b"
+            ).bindparams(bindparam("b", expanding=True)),
+            {"t": tenant_id, "g": gram, "b": blocks},
+        )
+    }
 
 
 def _and_rows(a: Blocks, rows: dict[int, Raw]) -> Blocks:
@@ -221,7 +241,7 @@ def _chains(conn: Connection, tenant_id: int, term: str) -> Blocks:  # noqa: C90
     A chain through an offset past :data:`~.gram_keys.POSITIONS` (key ``j.*``) only gives
     candidates, verified with LIKE.
     """
-    triples = [term[i:i + GRAM] for i in range(len(term) - GRAM + 1)]
+    triples = [term[i : i + GRAM] for i in range(len(term) - GRAM + 1)]
 
     def bounds(triple: str) -> dict[str, Any]:
         return {"t": tenant_id, "lo": triple + POS, "hi": triple + chr(ord(POS) + 1)}
@@ -231,7 +251,8 @@ def _chains(conn: Connection, tenant_id: int, term: str) -> Blocks:  # noqa: C90
     counts = " UNION ALL ".join(
         f"SELECT {i} AS k, count(*) AS n FROM crm_search_grams "  # noqa: S608
         f"WHERE tenant_id = :t AND gram >= :l{i} AND gram < :h{i}"
-        for i in range(len(distinct)))
+        for i in range(len(distinct))
+    )
     params: dict[str, Any] = {"t": tenant_id}
     for i, triple in enumerate(distinct):
         params[f"l{i}"], params[f"h{i}"] = triple + POS, triple + chr(ord(POS) + 1)
@@ -241,27 +262,34 @@ def _chains(conn: Connection, tenant_id: int, term: str) -> Blocks:  # noqa: C90
     anchor_at = min(range(len(triples)), key=lambda i: spread[triples[i]])
     anchor = triples[anchor_at]
     stored: dict[str, dict[int, Raw]] = defaultdict(dict)
-    for gram, block, data in conn.execute(text(
+    for gram, block, data in conn.execute(
+        text(
             "SELECT gram, block, data FROM crm_search_grams WHERE tenant_id = :t "
-            "AND gram >= :lo AND gram < :hi"), bounds(anchor)):
+            "AND gram >= :lo AND gram < :hi"
+        ),
+        bounds(anchor),
+    ):
         stored[gram][block] = read_raw(bytes(data))
     plans: list[tuple[str, list[str] | None]] = []  # anchor key -> keys of every link
     for anchor_key in list(stored):
-        field_no, _, at = anchor_key[len(anchor) + 1:].partition(".")
+        field_no, _, at = anchor_key[len(anchor) + 1 :].partition(".")
         start = None if at == "*" else int(at) - anchor_at
         if start is not None and start < 0:
             continue
         if start is None or start + len(triples) - 1 >= gram_keys.POSITIONS:
             plans.append((anchor_key, None))  # not provable from positions: verify
         else:
-            plans.append((anchor_key, [f"{t}{POS}{field_no}.{start + i}"
-                                       for i, t in enumerate(triples)]))
+            plans.append(
+                (anchor_key, [f"{t}{POS}{field_no}.{start + i}" for i, t in enumerate(triples)])
+            )
     wanted = sorted({key for _, keys in plans if keys for key in keys} - stored.keys())
     for begin in range(0, len(wanted), _IN_CHUNK):
-        for gram, block, data in conn.execute(text(
-                "SELECT gram, block, data FROM crm_search_grams WHERE tenant_id = :t "
-                "AND gram IN :g").bindparams(bindparam("g", expanding=True)),
-                {"t": tenant_id, "g": wanted[begin:begin + _IN_CHUNK]}):
+        for gram, block, data in conn.execute(
+            text(
+                "SELECT gram, block, data FROM crm_search_grams WHERE tenant_id = :t AND gram IN :g"
+            ).bindparams(bindparam("g", expanding=True)),
+            {"t": tenant_id, "g": wanted[begin : begin + _IN_CHUNK]},
+        ):
             stored[gram][block] = read_raw(bytes(data))
     found: defaultdict[int, list[Part]] = defaultdict(list)
     unsure: Blocks = {}
@@ -286,8 +314,7 @@ def _chains(conn: Connection, tenant_id: int, term: str) -> Blocks:  # noqa: C90
         doubtful: Blocks = {}
         for block, part in unsure.items():
             known = exact.get(block)
-            rest = {o for o in members(part)
-                    if known is None or not and_part({o}, known)}
+            rest = {o for o in members(part) if known is None or not and_part({o}, known)}
             if rest:
                 doubtful[block] = rest
         exact = _or(exact, _verify(conn, tenant_id, term, doubtful))
@@ -322,35 +349,54 @@ def _walk(blocks: Blocks, offset: int, limit: int, descending: bool) -> list[int
             offset -= total
             continue
         base = block << BLOCK_BITS
-        out.extend(base + o for o in islice(members(part, descending), offset,
-                                             offset + limit - len(out)))
+        out.extend(
+            base + o for o in islice(members(part, descending), offset, offset + limit - len(out))
+        )
         offset = 0
     return out
 
 
-def page(conn: Connection, tenant_id: int, terms: list[str], match: str, offset: int,
-         limit: int, *, descending: bool = False) -> tuple[int, list[int]]:
+def page(
+    conn: Connection,
+    tenant_id: int,
+    terms: list[str],
+    match: str,
+    offset: int,
+    limit: int,
+    *,
+    descending: bool = False,
+) -> tuple[int, list[int]]:
     """Exact total and one page of ids (in id order) of the contacts matching the terms.
 
     A single term of 1..3 characters is answered from the stored counts plus the
     blocks the page falls in; anything else builds the full match set.
     """
     if len(terms) == 1 and len(terms[0]) <= GRAM:
-        sizes = list(conn.execute(text(
-            "SELECT block, n FROM crm_search_grams WHERE tenant_id = :t AND gram = :g "
-            "ORDER BY block"), {"t": tenant_id, "g": terms[0]}))
+        sizes = list(
+            conn.execute(
+                text(
+                    "SELECT block, n FROM crm_search_grams WHERE tenant_id = :t AND gram = :g "
+                    "ORDER BY block"
+                ),
+                {"t": tenant_id, "g": terms[0]},
+            )
+        )
         total = sum(n for _, n in sizes)
         out: list[int] = []
         skip = offset
-        for block, n in (reversed(sizes) if descending else sizes):
+        for block, n in reversed(sizes) if descending else sizes:
             if len(out) >= limit:
                 break
             if skip >= n:
                 skip -= n
                 continue
-            data = conn.scalar(text(
-                "SELECT data FROM crm_search_grams WHERE tenant_id = :t AND gram = :g "
-                "AND block = :b"), {"t": tenant_id, "g": terms[0], "b": block})
+            data = conn.scalar(
+                text(
+                    "SELECT data FROM crm_search_grams WHERE tenant_id = :t AND gram = :g "
+                    "AND block = :b"
+                ),
+                {"t": tenant_id, "g": terms[0], "b": block},
+            )
             assert data is not None
             out.extend(_walk({block: decode(bytes(data))}, skip, limit - len(out), descending))
             skip = 0

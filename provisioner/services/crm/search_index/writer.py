@@ -73,24 +73,24 @@ def lock_tenant_writes(conn: Connection, tenant_id: int) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY + tenant_id})
 
 
-def _existing(conn: Connection, tenant_id: int, block: int,
-              names: list[str]) -> dict[str, bytes]:
+def _existing(conn: Connection, tenant_id: int, block: int, names: list[str]) -> dict[str, bytes]:
     found: dict[str, bytes] = {}
     for start in range(0, len(names), _IN_CHUNK):
-        chunk = names[start:start + _IN_CHUNK]
+        chunk = names[start : start + _IN_CHUNK]
         marks = ", ".join(f":g{i}" for i in range(len(chunk)))
         params: dict[str, Any] = {f"g{i}": g for i, g in enumerate(chunk)}
         params.update(t=tenant_id, b=block)
         # only generated :gN markers are formatted in
-        sql = ("SELECT gram, data FROM crm_search_grams WHERE tenant_id = :t AND block = :b "  # noqa: S608
-               f"AND gram IN ({marks})")
+        sql = (
+            "SELECT gram, data FROM crm_search_grams WHERE tenant_id = :t AND block = :b "  # noqa: S608
+            f"AND gram IN ({marks})"
+        )
         for gram, data in conn.execute(text(sql), params):
             found[gram] = bytes(data)
     return found
 
 
-def _write_block(conn: Connection, tenant_id: int, block: int,
-                 deltas: dict[str, _Delta]) -> None:
+def _write_block(conn: Connection, tenant_id: int, block: int, deltas: dict[str, _Delta]) -> None:
     old = _existing(conn, tenant_id, block, sorted(deltas))
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
@@ -111,14 +111,26 @@ def _write_block(conn: Connection, tenant_id: int, block: int,
         elif data != before:
             updates.append({**key, "n": n, "d": data})
     if deletes:
-        conn.execute(text("DELETE FROM crm_search_grams WHERE tenant_id = :t AND gram = :g "
-                          "AND block = :b"), deletes)
+        conn.execute(
+            text("DELETE FROM crm_search_grams WHERE tenant_id = :t AND gram = :g AND block = :b"),
+            deletes,
+        )
     if updates:
-        conn.execute(text("UPDATE crm_search_grams SET n = :n, data = :d WHERE tenant_id = :t "
-                          "AND gram = :g AND block = :b"), updates)
+        conn.execute(
+            text(
+                "UPDATE crm_search_grams SET n = :n, data = :d WHERE tenant_id = :t "
+                "AND gram = :g AND block = :b"
+            ),
+            updates,
+        )
     if inserts:
-        conn.execute(text("INSERT INTO crm_search_grams (tenant_id, gram, block, n, data) "
-                          "VALUES (:t, :g, :b, :n, :d)"), inserts)
+        conn.execute(
+            text(
+                "INSERT INTO crm_search_grams (tenant_id, gram, block, n, data) "
+                "VALUES (:t, :g, :b, :n, :d)"
+            ),
+            inserts,
+        )
 
 
 #: the fields a contact's text changes: ((field number, old value, new value), ...)
@@ -139,13 +151,17 @@ def _field_diff(changed: _Changed) -> _FieldDiff:
         before |= part_keys(j, old)
         after |= part_keys(j, new)
     removed, added = before - after, after - before
-    return (tuple(k for k in removed if len(k) > GRAM), tuple(k for k in added if len(k) > GRAM),
-            tuple(k for k in removed if len(k) <= GRAM),
-            tuple(k for k in added if len(k) <= GRAM))
+    return (
+        tuple(k for k in removed if len(k) > GRAM),
+        tuple(k for k in added if len(k) > GRAM),
+        tuple(k for k in removed if len(k) <= GRAM),
+        tuple(k for k in added if len(k) <= GRAM),
+    )
 
 
-def changed_keys(old: str, new: str, known: dict[_Changed, _FieldDiff]
-                  ) -> tuple[_Changed, tuple[str, ...], tuple[str, ...]] | None:
+def changed_keys(
+    old: str, new: str, known: dict[_Changed, _FieldDiff]
+) -> tuple[_Changed, tuple[str, ...], tuple[str, ...]] | None:
     """How a contact's keys change from text ``old`` to ``new`` (same number of fields):
     (the changed fields -- their positioned keys are in ``known[changed]`` --, plain
     grams removed, plain grams added); None if the number of fields differs.
@@ -159,17 +175,22 @@ def changed_keys(old: str, new: str, known: dict[_Changed, _FieldDiff]
     olds, news = old.split(SEP), new.split(SEP)
     if len(olds) != len(news):
         return None
-    changed = tuple([(j, olds[j], news[j])
-                     for j in compress(range(len(olds)), map(ne, olds, news))])
+    changed = tuple(
+        [(j, olds[j], news[j]) for j in compress(range(len(olds)), map(ne, olds, news))]
+    )
     diff = known.get(changed)
     if diff is None:
         diff = known[changed] = _field_diff(changed)
-    return (changed, tuple(filterfalse(new.__contains__, diff[2])),
-            tuple(filterfalse(old.__contains__, diff[3])))
+    return (
+        changed,
+        tuple(filterfalse(new.__contains__, diff[2])),
+        tuple(filterfalse(old.__contains__, diff[3])),
+    )
 
 
-def apply(conn: Connection, tenant_id: int,
-          changes: Iterable[tuple[int, str | None, str | None]]) -> None:
+def apply(
+    conn: Connection, tenant_id: int, changes: Iterable[tuple[int, str | None, str | None]]
+) -> None:
     """Index changes of contacts: (id, old search text or None, new search text or None).
 
     An update that keeps the number of fields is diffed field by field
@@ -181,8 +202,9 @@ def apply(conn: Connection, tenant_id: int,
     by_block: dict[int, dict[str, _Delta]] = defaultdict(lambda: defaultdict(_Delta))
     known: dict[_Changed, _FieldDiff] = {}
     #: (block, changed fields, plain grams removed, added) -> offsets
-    grouped: defaultdict[tuple[int, _Changed, tuple[str, ...], tuple[str, ...]],
-                         list[int]] = defaultdict(list)
+    grouped: defaultdict[tuple[int, _Changed, tuple[str, ...], tuple[str, ...]], list[int]] = (
+        defaultdict(list)
+    )
     for contact_id, old, new in changes:
         if old == new:
             continue
@@ -295,15 +317,24 @@ class Builder:
             return
         offsets, texts = self._offsets, self._texts
         if _block_is_new(self.conn, self.tenant_id, self._block, len(offsets)):
-            rows = (_native.text_rows(offsets, texts, gram_keys.POSITIONS, codec.SPARSE_MAX)
-                    if _native is not None
-                    else block_rows(postings(self._grouped(offsets, texts))))
+            rows = (
+                _native.text_rows(offsets, texts, gram_keys.POSITIONS, codec.SPARSE_MAX)
+                if _native is not None
+                else block_rows(postings(self._grouped(offsets, texts)))
+            )
             _insert_block(self.conn, self.tenant_id, self._block, rows)
         else:
-            found = (_native.text_postings(offsets, texts, gram_keys.POSITIONS)
-                     if _native is not None else postings(self._grouped(offsets, texts)))
-            _write_block(self.conn, self.tenant_id, self._block,
-                         {g: _Delta(adds=offs) for g, offs in found.items()})
+            found = (
+                _native.text_postings(offsets, texts, gram_keys.POSITIONS)
+                if _native is not None
+                else postings(self._grouped(offsets, texts))
+            )
+            _write_block(
+                self.conn,
+                self.tenant_id,
+                self._block,
+                {g: _Delta(adds=offs) for g, offs in found.items()},
+            )
         self._offsets = []
         self._texts = []
 
@@ -344,14 +375,24 @@ def postings(fields: list[dict[str, list[int]]]) -> dict[str, list[int]]:
                 consume(map(list.append, map(get, found), repeat(offset)))
                 consume(map(list.append, map(at, near, triples), repeat(offset)))
                 if len(triples) > positions:
-                    consume(map(list.append, map(far.__getitem__, set(triples[positions:])),
-                                  repeat(offset)))
+                    consume(
+                        map(
+                            list.append,
+                            map(far.__getitem__, set(triples[positions:])),
+                            repeat(offset),
+                        )
+                    )
             else:
                 consume(map(list.extend, map(get, found), repeat(offsets)))
                 consume(map(list.extend, map(at, near, triples), repeat(offsets)))
                 if len(triples) > positions:
-                    consume(map(list.extend, map(far.__getitem__, set(triples[positions:])),
-                                  repeat(offsets)))
+                    consume(
+                        map(
+                            list.extend,
+                            map(far.__getitem__, set(triples[positions:])),
+                            repeat(offsets),
+                        )
+                    )
         near_suffixes, far_suffix = suffixes(j)
         for suffix, by_triple in zip(near_suffixes, near, strict=True):
             for triple, offsets in by_triple.items():
@@ -365,9 +406,10 @@ def postings(fields: list[dict[str, list[int]]]) -> dict[str, list[int]]:
 def _block_is_new(conn: Connection, tenant_id: int, block: int, adding: int) -> bool:
     """Whether the tenant's contacts in ``block`` are exactly the ``adding`` new ones."""
     lo = block << BLOCK_BITS
-    present = conn.scalar(text(
-        "SELECT count(*) FROM crm_contacts WHERE id >= :lo AND id < :hi AND tenant_id = :t"),
-        {"lo": lo, "hi": lo + BLOCK, "t": tenant_id})
+    present = conn.scalar(
+        text("SELECT count(*) FROM crm_contacts WHERE id >= :lo AND id < :hi AND tenant_id = :t"),
+        {"lo": lo, "hi": lo + BLOCK, "t": tenant_id},
+    )
     return int(present or 0) == adding
 
 
@@ -394,13 +436,18 @@ def block_rows(postings: dict[str, list[int]]) -> list[tuple[str, int, bytes]]:
     return rows
 
 
-def _insert_block(conn: Connection, tenant_id: int, block: int,
-                  rows: list[tuple[str, int, bytes]]) -> None:
+def _insert_block(
+    conn: Connection, tenant_id: int, block: int, rows: list[tuple[str, int, bytes]]
+) -> None:
     """Write a block that has no rows yet: its (gram, n, data) rows in one go."""
     grams = CrmSearchGram.__table__
     assert isinstance(grams, Table)
-    insert_rows(conn, grams, ["tenant_id", "gram", "block", "n", "data"],
-                [(tenant_id, gram, block, n, data) for gram, n, data in rows])
+    insert_rows(
+        conn,
+        grams,
+        ["tenant_id", "gram", "block", "n", "data"],
+        [(tenant_id, gram, block, n, data) for gram, n, data in rows],
+    )
 
 
 def reserve_ids(conn: Connection, count: int) -> list[int]:
@@ -408,15 +455,22 @@ def reserve_ids(conn: Connection, count: int) -> list[int]:
     if count <= 0:
         return []
     if conn.dialect.name == "postgresql":
-        return sorted(conn.scalars(text(
-            "SELECT nextval(pg_get_serial_sequence('crm_contacts', 'id')) "
-            "FROM generate_series(1, :n)"), {"n": count}))
+        return sorted(
+            conn.scalars(
+                text(
+                    "SELECT nextval(pg_get_serial_sequence('crm_contacts', 'id')) "
+                    "FROM generate_series(1, :n)"
+                ),
+                {"n": count},
+            )
+        )
     top = int(conn.scalar(text("SELECT coalesce(max(id), 0) FROM crm_contacts")) or 0)
     return list(range(top + 1, top + 1 + count))
 
 
-def insert_contacts(conn: Connection, tenant_id: int, rows: list[dict[str, Any]],
-                    builder: Builder | None = None) -> list[int]:
+def insert_contacts(
+    conn: Connection, tenant_id: int, rows: list[dict[str, Any]], builder: Builder | None = None
+) -> list[int]:
     """Insert contact rows (complete column values) in one go (:func:`insert_rows`, ids
     from :func:`reserve_ids`); index them.
 
@@ -430,8 +484,9 @@ def insert_contacts(conn: Connection, tenant_id: int, rows: list[dict[str, Any]]
     ids = reserve_ids(conn, len(rows))
     names = list(rows[0])
     values = itemgetter(*names)
-    insert_rows(conn, table, ["id", *names],
-                list(map(add, zip(ids), map(values, rows))))  # (id, *values(row))
+    insert_rows(
+        conn, table, ["id", *names], list(map(add, zip(ids), map(values, rows)))
+    )  # (id, *values(row))
     own = builder is None
     builder = builder or Builder(conn, tenant_id)
     builder.add_many(ids, map(itemgetter("search_text"), rows))
