@@ -835,18 +835,27 @@ def search_customers(tenant: TenantRef, params: Search, app: App, tok: Token) ->
     return JSONBody({"total": result.total, "items": result.items})
 
 
+#: a text query parameter holds no NUL character (no stored text can: PostgreSQL's cannot)
+NO_NUL = r"^[^\x00]*$"
+
+
 class CompanySearchParams(BaseModel):
     """Query parameters of company search (as the CLI's search-companies options)."""
 
     q: str = Field(
-        default="", max_length=500, description="partial match on name, kana, phone, address"
+        default="",
+        max_length=500,
+        pattern=NO_NUL,
+        description="partial match on name, kana, phone, address",
     )
     match: Literal["all", "any"] = "all"
-    name: str | None = Field(default=None, max_length=200)
-    kana: str | None = Field(default=None, max_length=200)
-    address: str | None = Field(default=None, max_length=500)
-    phone: str | None = Field(default=None, max_length=40, description="digits compared")
-    classification: str | None = Field(default=None, max_length=63)
+    name: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
+    kana: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
+    address: str | None = Field(default=None, max_length=500, pattern=NO_NUL)
+    phone: str | None = Field(
+        default=None, max_length=40, pattern=NO_NUL, description="digits compared"
+    )
+    classification: str | None = Field(default=None, max_length=63, pattern=NO_NUL)
     sort: str = Field(
         default="id", max_length=20, pattern=rf"^-*({'|'.join(company_search.SORTS)})$"
     )
