@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -396,7 +397,8 @@ def _in_child(db_url: str, clock: FrozenClock, point: str, op: Op) -> int:
             )
             op(child)
             code = 3  # the point was never reached
-        except BaseException:  # anything but the kill is a failure
+        except BaseException:  # anything but the kill is a failure: say which
+            traceback.print_exc()
             code = 4
         finally:
             os._exit(code)
