@@ -856,9 +856,7 @@ class CompanySearchParams(BaseModel):
         default=None, max_length=40, pattern=NO_NUL, description="digits compared"
     )
     classification: str | None = Field(default=None, max_length=63, pattern=NO_NUL)
-    sort: str = Field(
-        default="id", max_length=20, pattern=rf"^-*({'|'.join(company_search.SORTS)})$"
-    )
+    sort: str = Field(default="id", max_length=20, pattern=rf"^-*({'|'.join(search.SORTS)})$")
     limit: int = Field(default=50, ge=0, le=1000)
     offset: int = Field(default=0, ge=0, le=MAX_ID)
 

@@ -55,6 +55,7 @@ from provisioner.db.crm_models import CrmCompany, CrmCompanyGram
 from provisioner.errors import ValidationFailed
 from provisioner.services.actors import Actor
 from provisioner.services.crm import scope
+from provisioner.services.crm.search import order_by
 from provisioner.services.crm.search_index import GRAM, grams, lock_tenant_writes, term_grams
 from provisioner.services.crm.text import nfkc, phone_digits, search_key, search_keys
 from provisioner.services.transaction import Context
@@ -62,7 +63,6 @@ from provisioner.services.transaction import Context
 #: the fields of a company's search text, in order
 SEARCH_PARTS = ("name", "kana", "phone", "address")
 FIELDS = ("name", "kana", "address")
-SORTS = ("id", "name", "kana", "created_at", "updated_at")
 _INSERT_CHUNK = 5000
 
 
@@ -253,19 +253,6 @@ def conditions(
     return where
 
 
-def _order(sort: str) -> list[Any]:
-    key = sort.lstrip("-")
-    if key not in SORTS:
-        raise ValidationFailed(
-            f"cannot sort by {sort!r}",
-            hint="sort: " + ", ".join(SORTS) + " (prefix - for descending)",
-        )
-    column = getattr(CrmCompany, key)
-    if sort.startswith("-"):
-        return [column.desc(), CrmCompany.id.desc()]
-    return [column.asc(), CrmCompany.id.asc()]
-
-
 def summary(row: CrmCompany) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -287,7 +274,7 @@ def search(
     scope.require(ctx, actor, "records.read", "search companies")
     if not 0 <= query.limit <= 1000 or query.offset < 0:
         raise ValidationFailed("limit must be 0..1000 and offset >= 0")
-    order = _order(query.sort)
+    order = order_by(query.sort, CrmCompany)
     where = conditions(actor, query, use_index=use_index)
     total = ctx.session.scalar(select(func.count()).select_from(CrmCompany).where(*where)) or 0
     rows = ctx.session.scalars(

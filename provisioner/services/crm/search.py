@@ -350,18 +350,19 @@ def conditions(  # noqa: C901
     return where
 
 
-def order_by(sort: str) -> list[Any]:
-    """The ORDER BY of a ``sort`` (``kana``, ``-id``...): the column, then the id."""
+def order_by(sort: str, model: Any = CrmContact) -> list[Any]:
+    """The ORDER BY of a ``sort`` (``kana``, ``-id``...) of contacts or of another record
+    type with the :data:`SORTS` columns (companies): the column, then the id."""
     key = sort.lstrip("-")
     if key not in SORTS:
         raise ValidationFailed(
             f"cannot sort by {sort!r}",
             hint="sort: " + ", ".join(SORTS) + " (prefix - for descending)",
         )
-    column = getattr(CrmContact, key)
+    column = getattr(model, key)
     if sort.startswith("-"):
-        return [column.desc(), CrmContact.id.desc()]
-    return [column.asc(), CrmContact.id.asc()]
+        return [column.desc(), model.id.desc()]
+    return [column.asc(), model.id.asc()]
 
 
 def summary(row: Any, company: str | None) -> dict[str, Any]:
