@@ -67,7 +67,7 @@ from provisioner.config import diff as config_diff  # noqa: E402
 from provisioner.config.defaults import DEFAULT_LABELS, default_document  # noqa: E402
 from provisioner.config.document import CHECKBOX_COUNT, MEMO_COUNT  # noqa: E402
 from provisioner.config.fast import dict_validator  # noqa: E402
-from provisioner.config.merge import combine  # noqa: E402
+from provisioner.config.merge import combine, paused_arrivals  # noqa: E402
 from provisioner.config.validate import check_references, document_from_data  # noqa: E402
 from provisioner.db import migrate  # noqa: E402
 from provisioner.db.engine import make_engine  # noqa: E402
@@ -618,8 +618,6 @@ class Bench:
             source = configs.current(ctx, actors.get_tenant(ctx, "partner"))
             target = configs.current(ctx, actors.get_tenant(ctx, "client"))
         # copied workflows land paused (safe activation): the rest is the source's
-        from provisioner.config.merge import paused_arrivals
-
         expected = {**source.data, "workflows": paused_arrivals(source.data["workflows"], [])}
         if target.data != expected:
             raise SystemExit("after approve the target's configuration differs from the source's")
