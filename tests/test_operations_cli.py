@@ -166,3 +166,24 @@ def test_serve_refuses_more_connections_than_postgresql_has(env: None, postgres_
     )
     assert result.exit_code == 1
     assert "more than the database server allows" in result.output
+
+
+def test_a_postgresql_server_too_old_for_the_schema_is_refused_before_any_step(
+    postgres_url: str,
+) -> None:
+    engine = make_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            migrate.refuse_old_server(conn)  # this server (15 or newer) passes
+
+            class Old:  # the server's answer, as a PostgreSQL 14 gives it
+                def exec_driver_sql(self, _sql: str) -> object:
+                    return conn.exec_driver_sql("SELECT '140011'")
+
+                dialect = conn.dialect
+
+            with pytest.raises(ConfigurationError, match="version 14; provisioner needs 15") as e:
+                migrate.refuse_old_server(Old())  # type: ignore[arg-type]
+            assert "pg_upgrade" in str(e.value.to_dict())
+    finally:
+        engine.dispose()

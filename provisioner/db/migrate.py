@@ -117,6 +117,24 @@ def _steps(progress: Callable[[str], None] | None) -> Iterator[None]:
         logger.setLevel(level)
 
 
+#: the oldest PostgreSQL the schema needs (``0014_tenant_keys``: ``ON DELETE SET NULL
+#: (column)``); 15 is also the oldest release its project still supports
+MIN_POSTGRESQL = 150000
+
+
+def refuse_old_server(conn: Connection) -> None:
+    """A PostgreSQL server older than :data:`MIN_POSTGRESQL` is refused before any step."""
+    if conn.dialect.name != "postgresql":
+        return
+    version = int(conn.exec_driver_sql("SHOW server_version_num").scalar_one())
+    if version < MIN_POSTGRESQL:
+        raise ConfigurationError(
+            f"this PostgreSQL server is version {version // 10000}; provisioner needs "
+            f"{MIN_POSTGRESQL // 10000} or newer",
+            hint="upgrade the server (pg_upgrade), then run 'provisioner init' again",
+        )
+
+
 def upgrade(
     engine: Engine,
     revision: str = "heads",
@@ -138,6 +156,7 @@ def upgrade(
     with engine.begin() as conn:
         before = set(MigrationContext.configure(conn).get_current_heads())
         refuse_newer(before)
+        refuse_old_server(conn)
         cfg.attributes["connection"] = conn
         with _steps(progress):
             command.upgrade(cfg, revision)

@@ -59,6 +59,7 @@ from provisioner.services.crm import company_search, csvio, inquiries, records, 
 from provisioner.services.provisioning import auth, billing, metering
 from provisioner.web import models, present
 from provisioner.web.common import (
+    MAX_CSV,
     client,
     count_failure,
     find_transfer,
@@ -88,7 +89,6 @@ from provisioner.web.security import (
 )
 
 MAX_UPLOAD = 16 * 1024 * 1024 + 65536  # a bundle is at most 16 MiB (plus its envelope)
-MAX_CSV = 256 * 1024 * 1024
 
 bearer = HTTPBearer(auto_error=False, description="the token from POST /api/login")
 TenantRef = Annotated[

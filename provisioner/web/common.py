@@ -27,6 +27,8 @@ from provisioner.services.provisioning import auth
 from provisioner.web.security import RateLimiter, Settings, client_address
 
 MAX_ID = 2**31 - 1
+#: the largest CSV file an upload may be (the API's and the console's imports)
+MAX_CSV = 256 * 1024 * 1024
 RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Version = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 

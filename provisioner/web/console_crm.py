@@ -76,8 +76,6 @@ PLAIN_PARAMS = (
     "purchase_payment_method",
 )
 PAGE_SIZES = (20, 50, 100)
-#: the largest CSV the page takes (as the API)
-MAX_CSV = 256 * 1024 * 1024
 CONTACT_TEXT = (
     "name",
     "kana",
@@ -476,7 +474,7 @@ async def import_upload(request: Request) -> Response:
     form = await posted(request)
     try:
         upload = form.get("file")
-        raw = await upload.read(MAX_CSV + 1) if isinstance(upload, UploadFile) else b""
+        raw = await upload.read(common.MAX_CSV + 1) if isinstance(upload, UploadFile) else b""
         name = upload.filename or "" if isinstance(upload, UploadFile) else ""
     finally:
         await form.close()
@@ -490,7 +488,7 @@ def _import_page(request: Request, raw: bytes, name: str, *, dry_run: bool) -> R
     try:
         if not name:
             raise ValidationFailed("choose a CSV file to import")
-        if len(raw) > MAX_CSV:
+        if len(raw) > common.MAX_CSV:
             raise ValidationFailed("the CSV file is larger than 256 MiB", hint="split it")
         with page_session(request) as (ctx, actor, _header):
             report = csvio.import_customers(ctx, actor, raw, dry_run=dry_run, source=name)
