@@ -55,8 +55,8 @@ from provisioner.db.crm_models import CrmCompany, CrmCompanyGram
 from provisioner.errors import ValidationFailed
 from provisioner.services.actors import Actor
 from provisioner.services.crm import scope
-from provisioner.services.crm.search import order_by
 from provisioner.services.crm.search_index import GRAM, grams, lock_tenant_writes, term_grams
+from provisioner.services.crm.sorting import order_by
 from provisioner.services.crm.text import nfkc, phone_digits, search_key, search_keys
 from provisioner.services.transaction import Context
 

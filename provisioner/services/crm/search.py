@@ -72,11 +72,11 @@ from provisioner.db.crm_models import (
 )
 from provisioner.errors import NotFound, ValidationFailed
 from provisioner.services.actors import Actor
-from provisioner.services.crm import display, records, scope, search_index
+from provisioner.services.crm import display, records, scope, search_index, sorting
 from provisioner.services.crm.text import nfkc, phone_digits, search_key
 from provisioner.services.transaction import Context
 
-SORTS = ("id", "name", "kana", "created_at", "updated_at")
+SORTS = sorting.SORTS
 TOKYO = ZoneInfo("Asia/Tokyo")  # ages are counted in the Japanese calendar
 #: beyond this many ``q`` matches a combined query keeps LIKE rather than an id list
 _MAX_ID_LIST = 200_000
@@ -350,19 +350,9 @@ def conditions(  # noqa: C901
     return where
 
 
-def order_by(sort: str, model: Any = CrmContact) -> list[Any]:
-    """The ORDER BY of a ``sort`` (``kana``, ``-id``...) of contacts or of another record
-    type with the :data:`SORTS` columns (companies): the column, then the id."""
-    key = sort.lstrip("-")
-    if key not in SORTS:
-        raise ValidationFailed(
-            f"cannot sort by {sort!r}",
-            hint="sort: " + ", ".join(SORTS) + " (prefix - for descending)",
-        )
-    column = getattr(model, key)
-    if sort.startswith("-"):
-        return [column.desc(), model.id.desc()]
-    return [column.asc(), model.id.asc()]
+def order_by(sort: str) -> list[Any]:
+    """The ORDER BY of a customer list's ``sort`` (:func:`sorting.order_by`)."""
+    return sorting.order_by(sort, CrmContact)
 
 
 def summary(row: Any, company: str | None) -> dict[str, Any]:
