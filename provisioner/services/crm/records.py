@@ -15,6 +15,7 @@ writing the change log (who, when, what, optional purpose).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -556,11 +557,20 @@ def install_maintenance(sessions: Any) -> None:
     composition root calls this once). Each write path here and in the bulk modules also
     keeps them itself where it writes with Core statements (``db.bulk.insert_rows``,
     ``tally.add_rows``); these hooks cover every ORM flush."""
+    # Once per sessionmaker, remembered by a weak reference: ``event.contains`` cannot
+    # tell, since SQLAlchemy keys its registry by ``id(target)`` and a new sessionmaker
+    # at a dead one's address would be taken for it (and left without the hooks).
+    if sessions in _MAINTAINED:
+        return
     # the indexes' hooks first: tally locks after them
     for hooks in (_search_index.FLUSH_HOOK, company_search.FLUSH_HOOK, tally.FLUSH_HOOK):
         for name, listener in hooks:
-            if not event.contains(sessions, name, listener):
-                event.listen(sessions, name, listener)
+            event.listen(sessions, name, listener)
+    _MAINTAINED.add(sessions)
+
+
+#: the sessionmakers :func:`install_maintenance` has equipped
+_MAINTAINED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 # ---------------------------------------------------------------- rules on the write path
