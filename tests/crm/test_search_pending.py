@@ -9,6 +9,7 @@ several terms with ``all`` and ``any``) are compared with a ``LIKE`` scan at eac
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def _assert_searches_are_scans(world: World, actor: Actor, terms: tuple[str, ...
                 conn, actor.tenant_id, [key], "all", 2, 5, descending=True
             )
             assert (total, ids) == (len(expected), expected[::-1][2:7]), q
-        for a, b in zip(terms, terms[1:], strict=False):
+        for a, b in itertools.pairwise(terms):
             both = [search_key(a), search_key(b)]
             for match in ("all", "any"):
                 join = all if match == "all" else any

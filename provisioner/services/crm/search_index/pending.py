@@ -17,7 +17,7 @@ index is the sets with the log applied in ``seq`` order (a contact's last change
 of a key wins). Every reader of the sets applies it (:class:`Pending`, loaded
 once per search; :mod:`.query`), so searches equal a scan whether or not the
 log is empty. :data:`FOLD_AT` bounds what a search reads and checks: at most that
-many short rows, matched by substring search.
+many rows of a few KiB, searched as strings (:class:`Pending`).
 
 Keys are stored as ``"\\n" + "\\n".join(keys) + "\\n"``: a search text never holds
 a line break (white space is removed from it, :func:`~provisioner.services.crm.
@@ -81,23 +81,30 @@ def append(conn: Connection, tenant_id: int, rows: list[tuple[int, set[str], set
 class Pending:
     """A tenant's logged index changes as read at the start of a search.
 
-    ``changes(key)`` is the net effect of the log on one key, per block;
-    ``touched`` every key the log names (removed or added).
+    ``key in log``: whether the log names ``key`` (removed or added); ``changes(key)``
+    its net effect on that key, per block; ``keys_with_prefix``: the keys it names that
+    start so. All are substring searches of the rows as stored (C-level, no parsing):
+    a search asks about a handful of keys, the log names thousands.
     """
 
-    __slots__ = ("_changes", "_rows", "_touched")
+    __slots__ = ("_changes", "_prefixed", "_rows", "_text")
 
     def __init__(self, rows: list[tuple[int, str, str]]) -> None:
         #: (contact id, removed, added) in the order written; keys framed by NL
         self._rows = rows
+        #: every row's keys, each still framed by NL
+        self._text = "".join(removed + added for _, removed, added in rows)
         self._changes: dict[str, Changes] = {}
-        self._touched: frozenset[str] | None = None
+        self._prefixed: dict[str, list[str]] = {}
 
     def __bool__(self) -> bool:
         return bool(self._rows)
 
     def __len__(self) -> int:
         return len(self._rows)
+
+    def __contains__(self, key: str) -> bool:
+        return bool(self._rows) and NL + key + NL in self._text
 
     def rows(self) -> Iterator[tuple[int, list[str], list[str]]]:
         """(contact id, keys removed, keys added), in the order written."""
@@ -108,23 +115,13 @@ class Pending:
                 added[1:-1].split(NL) if added else [],
             )
 
-    @property
-    def touched(self) -> frozenset[str]:
-        if self._touched is None:
-            found: set[str] = set()
-            for _, removed, added in self.rows():
-                found.update(removed)
-                found.update(added)
-            self._touched = frozenset(found)
-        return self._touched
-
     def changes(self, key: str) -> Changes:
         """block -> (offsets the log adds to ``key``, offsets it removes), disjoint."""
         found = self._changes.get(key)
         if found is not None:
             return found
         found = {}
-        if key in self.touched:
+        if key in self:
             needle = NL + key + NL
             last: dict[int, bool] = {}
             for contact_id, removed, added in self._rows:
@@ -138,9 +135,20 @@ class Pending:
         self._changes[key] = found
         return found
 
-    def keys_between(self, lo: str, hi: str) -> list[str]:
-        """The keys the log names from ``lo`` (inclusive) to ``hi`` (exclusive), sorted."""
-        return sorted(k for k in self.touched if lo <= k < hi)
+    def keys_with_prefix(self, prefix: str) -> list[str]:
+        """The keys the log names that start with ``prefix``, sorted."""
+        found = self._prefixed.get(prefix)
+        if found is not None:
+            return found
+        keys: set[str] = set()
+        needle = NL + prefix
+        at = self._text.find(needle)
+        while at >= 0:
+            end = self._text.index(NL, at + 1)
+            keys.add(self._text[at + 1 : end])
+            at = self._text.find(needle, end)
+        found = self._prefixed[prefix] = sorted(keys)
+        return found
 
 
 EMPTY = Pending([])

@@ -62,7 +62,7 @@ def _patch(
     """A key's stored sets (block -> data) with the pending log applied (in the blocks
     ``only`` names, if given). ``rows`` must hold every stored block the log changes
     (a block absent from it has no stored set)."""
-    if not log or gram not in log.touched:
+    if gram not in log:
         return rows
     out = dict(rows)
     for block, (adds, removes) in log.changes(gram).items():
@@ -86,7 +86,7 @@ def _patched_sizes(
 ) -> tuple[dict[int, int], dict[int, bytes]]:
     """A key's block sizes (block -> n, as stored) with the pending log applied, and the
     sets of the blocks it changed (read and patched here)."""
-    if not log or gram not in log.touched:
+    if gram not in log:
         return sizes, {}
     changed = list(log.changes(gram))
     patched = _patch(log, gram, _stored_blocks(conn, tenant_id, gram, changed))
@@ -95,6 +95,17 @@ def _patched_sizes(
         out.pop(block, None)
     out.update((block, _stored_n(data)) for block, data in patched.items())
     return out, patched
+
+
+def _estimated_sizes(log: Pending, gram: str, sizes: dict[int, int]) -> dict[int, int]:
+    """A key's block sizes as stored, plus the pending log's adds, minus its removes: a
+    plan's estimate, without reading the sets (a block the log adds to is present)."""
+    if gram not in log:
+        return sizes
+    out = dict(sizes)
+    for block, (adds, removes) in log.changes(gram).items():
+        out[block] = max(out.get(block, 0) + len(adds) - len(removes), len(adds))
+    return out
 
 
 def _stored_blocks(
@@ -217,8 +228,7 @@ def term_set(conn: Connection, tenant_id: int, term: str, log: Pending | None = 
     sizes: dict[str, int] = dict.fromkeys(names, 0)
     largest: dict[str, tuple[int, int]] = {}  # gram -> (n, block) of its largest block
     for gram in names:
-        blocks, _ = _patched_sizes(conn, tenant_id, log, gram, stored[gram])
-        for block, n in blocks.items():
+        for block, n in _estimated_sizes(log, gram, stored[gram]).items():
             sizes[gram] += n
             largest[gram] = max(largest.get(gram, (0, 0)), (n, block))
     if len(largest) < len(names):
@@ -337,8 +347,7 @@ def _chains(conn: Connection, tenant_id: int, term: str, log: Pending) -> Blocks
         spread[distinct[k]] = int(n)
     if log:  # (an estimate: the keys the log names, whether or not also stored)
         for triple in distinct:
-            where = bounds(triple)
-            spread[triple] += len(log.keys_between(where["lo"], where["hi"]))
+            spread[triple] += len(log.keys_with_prefix(triple + POS))
     anchor_at = min(range(len(triples)), key=lambda i: spread[triples[i]])
     anchor = triples[anchor_at]
     stored: dict[str, dict[int, Raw]] = defaultdict(dict)
@@ -352,7 +361,7 @@ def _chains(conn: Connection, tenant_id: int, term: str, log: Pending) -> Blocks
         where,
     ):
         found[gram][block] = bytes(data)
-    for key in log.keys_between(where["lo"], where["hi"]) if log else ():
+    for key in log.keys_with_prefix(anchor + POS) if log else ():
         found[key] = _patch(log, key, found.get(key, {}))
     for key, rows in found.items():
         if rows:
@@ -379,8 +388,9 @@ def _chains(conn: Connection, tenant_id: int, term: str, log: Pending) -> Blocks
             {"t": tenant_id, "g": wanted[begin : begin + _IN_CHUNK]},
         ):
             more[gram][block] = bytes(data)
+    logged = {k for t in distinct for k in log.keys_with_prefix(t + POS)} if log else set()
     for key in wanted:
-        rows = _patch(log, key, more.get(key, {}))
+        rows = _patch(log, key, more.get(key, {})) if key in logged else more.get(key, {})
         if rows:
             stored[key] = {block: read_raw(data) for block, data in rows.items()}
     chains: defaultdict[int, list[Part]] = defaultdict(list)
