@@ -88,11 +88,9 @@ def _patched_sizes(
     sets of the blocks it changed (read and patched here)."""
     if gram not in log:
         return sizes, {}
-    changed = list(log.changes(gram))
-    patched = _patch(log, gram, _stored_blocks(conn, tenant_id, gram, changed))
-    out = {b: n for b, n in sizes.items() if b not in patched}
-    for block in changed:
-        out.pop(block, None)
+    changed = log.changes(gram)
+    patched = _patch(log, gram, _stored_blocks(conn, tenant_id, gram, list(changed)))
+    out = {block: n for block, n in sizes.items() if block not in changed}
     out.update((block, _stored_n(data)) for block, data in patched.items())
     return out, patched
 
