@@ -84,7 +84,7 @@ def _assert_index_exact(world: World, actor: Actor) -> dict[int, str]:
             actual[row.gram] |= members
         # the pending log of single writes, applied over the sets in the order written
         logged = _pending_rows(ctx.session.connection(), actor.tenant_id)
-        assert len(logged) <= pending.FOLD_AT + pending.SMALL
+        assert len(logged) <= pending.FOLD_AT
         for contact_id, removed, added in logged:
             for gram in removed:
                 actual[gram].discard(contact_id)

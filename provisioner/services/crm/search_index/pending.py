@@ -155,7 +155,8 @@ EMPTY = Pending([])
 
 
 def load(conn: Connection, tenant_id: int) -> Pending:
-    """The tenant's log, in the order written (at most :data:`FOLD_AT` + :data:`SMALL` rows)."""
+    """The tenant's log, in the order written (at most :data:`FOLD_AT` rows once committed:
+    a write that passes it folds it)."""
     rows = conn.execute(
         text(
             "SELECT contact_id, removed, added FROM crm_search_pending WHERE tenant_id = :t "
