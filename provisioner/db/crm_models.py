@@ -180,6 +180,22 @@ class CrmSearchGram(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class CrmSearchPending(Base):
+    """One logged change of the search index (migration 0020_search_pending): a small
+    write's keys of one contact, removed and added, not yet folded into
+    ``crm_search_grams`` (see :mod:`provisioner.services.crm.search_index.pending`).
+    Rows are appended in ``seq`` order; readers apply them over the sets."""
+
+    __tablename__ = "crm_search_pending"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    contact_id: Mapped[int] = mapped_column(_ID)
+    #: the keys, each between line breaks ("\n" + "\n".join(keys) + "\n"), or ""
+    removed: Mapped[str] = mapped_column(Text)
+    added: Mapped[str] = mapped_column(Text)
+
+
 class CrmTally(Base):
     """A maintained count of one tenant's records (migration 0006).
 
@@ -418,4 +434,9 @@ CRM_TENANT_TABLES: tuple[str, ...] = (
 )
 #: Derived, tenant-scoped tables: the search index and the maintained counts (row-level
 #: security on PostgreSQL as well; not records themselves).
-CRM_SEARCH_TABLES: tuple[str, ...] = ("crm_search_grams", "crm_tallies", "crm_company_grams")
+CRM_SEARCH_TABLES: tuple[str, ...] = (
+    "crm_search_grams",
+    "crm_search_pending",
+    "crm_tallies",
+    "crm_company_grams",
+)

@@ -172,7 +172,9 @@ def _index_digest(conn: Connection, tenant_id: int) -> tuple[dict[tuple[str, int
 
 
 def _rebuild_index(conn: Connection, tenant_id: int, texts: dict[int, str]) -> int:
-    """Build the index again; the number of (gram, block) entries that differed."""
+    """Build the index again; the number of (gram, block) entries that differed (the
+    pending log folded into the sets first: it is part of the index as stored)."""
+    search_index.fold(conn, tenant_id)
     before, _ = _index_digest(conn, tenant_id)
     conn.execute(delete(CrmSearchGram).where(CrmSearchGram.tenant_id == tenant_id))
     builder = search_index.Builder(conn, tenant_id)

@@ -259,6 +259,7 @@ def test_builder_writes_the_reference_rows(use_native: bool, new_block: bool) ->
     with (
         mock.patch.object(writer, "_native", native if use_native else None),
         mock.patch.object(writer, "lock_tenant_writes"),
+        mock.patch.object(writer, "fold"),
         mock.patch.object(writer, "_block_is_new", return_value=new_block),
         mock.patch.object(
             writer, "_insert_block", lambda _c, _t, block, rows: written.append((block, rows))

@@ -14,13 +14,13 @@ import random
 from collections import defaultdict
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import Connection, select, text
 
 from provisioner.db.crm_models import CrmContact, CrmSearchGram
 from provisioner.services.actors import Actor
 from provisioner.services.crm import bulk, csvio, records, search, search_index, seed
 from provisioner.services.crm.search import Query
-from provisioner.services.crm.search_index import codec, gram_keys, query
+from provisioner.services.crm.search_index import codec, gram_keys, pending, query
 from provisioner.services.crm.text import search_key
 from tests.crm.helpers import configured, make
 from tests.support import World
@@ -82,8 +82,30 @@ def _assert_index_exact(world: World, actor: Actor) -> dict[int, str]:
             assert row.n == len(members) > 0, (row.gram, row.block)
             assert not actual[row.gram] & members
             actual[row.gram] |= members
-    assert actual == expected
+        # the pending log of single writes, applied over the sets in the order written
+        logged = _pending_rows(ctx.session.connection(), actor.tenant_id)
+        assert len(logged) <= pending.FOLD_AT
+        for contact_id, removed, added in logged:
+            for gram in removed:
+                actual[gram].discard(contact_id)
+            for gram in added:
+                actual[gram].add(contact_id)
+    assert {g: ids for g, ids in actual.items() if ids} == expected
     return texts
+
+
+def _pending_rows(conn: Connection, tenant_id: int) -> list[tuple[int, list[str], list[str]]]:
+    """The tenant's logged index changes (contact, keys removed, added), oldest first."""
+    return [
+        (c, r.split("\n")[1:-1] if r else [], a.split("\n")[1:-1] if a else [])
+        for c, r, a in conn.execute(
+            text(
+                "SELECT contact_id, removed, added FROM crm_search_pending "
+                "WHERE tenant_id = :t ORDER BY seq"
+            ),
+            {"t": tenant_id},
+        )
+    ]
 
 
 def _like(world: World, actor: Actor, terms: list[str], match: str = "all") -> list[int]:
@@ -261,6 +283,8 @@ def test_the_index_is_per_tenant(world: World) -> None:
     with world.app.transaction() as ctx:
         assert search.search(ctx, admin, Query(q="田中")).total == 1
         assert search.search(ctx, other, Query(q="田中")).total == 0
+        for actor in (admin, other):  # the single writes' log written into the sets
+            search_index.fold(ctx.session.connection(), actor.tenant_id)
         owners = set(ctx.session.scalars(select(CrmSearchGram.tenant_id).distinct()))
     assert owners == {admin.tenant_id}
 
@@ -332,7 +356,9 @@ def test_row_level_security_covers_the_index(world: World) -> None:
     if world.app.engine.dialect.name != "postgresql":
         pytest.skip("row-level security is a PostgreSQL feature")
     configured(world)
-    make(world, world.actor("acme"), "contact", {"name": "田中"})
+    with world.app.transaction() as ctx:  # bulk: written to the sets
+        seed.seed_contacts(ctx, world.actor("acme"), 3, seed=5)
+    make(world, world.actor("acme"), "contact", {"name": "田中"})  # single: to the log
     role = "provisioner_search_probe"
     with world.app.engine.connect() as conn:
         conn.execute(
@@ -341,16 +367,18 @@ def test_row_level_security_covers_the_index(world: World) -> None:
                 "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
             )
         )
-        conn.execute(text(f"GRANT SELECT ON crm_search_grams TO {role}"))
+        conn.execute(text(f"GRANT SELECT ON crm_search_grams, crm_search_pending TO {role}"))
         conn.commit()
         with conn.begin():
-            flags = conn.execute(
-                text(
-                    "SELECT relrowsecurity, relforcerowsecurity FROM pg_class "
-                    "WHERE relname = 'crm_search_grams'"
-                )
-            ).one()
-            assert tuple(flags) == (True, True)
+            for table in ("crm_search_grams", "crm_search_pending"):
+                flags = conn.execute(
+                    text(
+                        "SELECT relrowsecurity, relforcerowsecurity FROM pg_class "
+                        "WHERE relname = :r"
+                    ),
+                    {"r": table},
+                ).one()
+                assert tuple(flags) == (True, True), table
             assert (
                 conn.scalar(
                     text(  # positioned trigrams are read by code-point range
@@ -361,10 +389,12 @@ def test_row_level_security_covers_the_index(world: World) -> None:
                 == "C"
             )
             assert conn.scalar(text("SELECT count(*) FROM crm_search_grams")) > 0
+            assert conn.scalar(text("SELECT count(*) FROM crm_search_pending")) == 1
             conn.execute(text(f"SET LOCAL ROLE {role}"))
             assert conn.scalar(text("SELECT count(*) FROM crm_search_grams")) == 0
+            assert conn.scalar(text("SELECT count(*) FROM crm_search_pending")) == 0
         with conn.begin():
-            conn.execute(text(f"REVOKE ALL ON crm_search_grams FROM {role}"))
+            conn.execute(text(f"REVOKE ALL ON crm_search_grams, crm_search_pending FROM {role}"))
 
 
 def test_the_migration_builds_the_index_of_existing_contacts(world: World) -> None:

@@ -42,12 +42,19 @@ per index block). Writers of one tenant's index are
 serialised on PostgreSQL by a transaction-scoped advisory lock (SQLite
 transactions are already serial).
 
+Single writes (a create, an update, a delete of a few contacts) do not rewrite
+their sets: they append their key changes to a short per-tenant log
+(``crm_search_pending``, :mod:`.pending`), folded into the sets in batches
+(:func:`fold`) and applied over them by every read, so each write's WAL is in
+proportion to what it changes, not to the size of the tenant's index.
+
     total, ids = page(conn, tenant_id, ["田中"], "all", 0, 50)
 
 The package: :mod:`.gram_keys` (gram keys), :mod:`.codec` (the stored block format and
 set algebra; the C module ``_postings.c`` writes the same format, a test checks
 the constants agree), :mod:`.writer` (diffs, bulk blocks, the flush hook) and
-:mod:`.query` (the planner). This module re-exports their public API.
+:mod:`.pending` (the log of single writes), :mod:`.query` (the planner). This
+module re-exports their public API.
 """
 
 from __future__ import annotations
@@ -79,6 +86,7 @@ from provisioner.services.crm.search_index.writer import (
     NATIVE,
     Builder,
     apply,
+    fold,
     index_new,
     insert_contacts,
     lock_tenant_writes,
@@ -103,6 +111,7 @@ __all__ = [
     "count",
     "decode",
     "encode",
+    "fold",
     "grams",
     "ids_of",
     "index_new",

@@ -5,6 +5,10 @@ A longer term is answered whichever way is cheaper for it (:func:`term_set`):
 the AND of its trigrams' sets, estimated on one block, verified with ``LIKE`` up
 to :data:`VERIFY_MAX` candidates; else rebuilt exactly from positioned trigrams
 (:func:`_chains`). Either way results are identical to a scan.
+
+Every read of a key's sets applies the tenant's pending log over them
+(:func:`_patch`; :mod:`.pending`), loaded once per search: the results are those
+of the sets with the log folded in, whether or not it has been.
 """
 
 from __future__ import annotations
@@ -12,13 +16,13 @@ from __future__ import annotations
 import json
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from itertools import islice
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, text
 
-from provisioner.services.crm.search_index import gram_keys
+from provisioner.services.crm.search_index import gram_keys, pending
 from provisioner.services.crm.search_index.codec import (
     BLOCK_BITS,
     MASK,
@@ -27,6 +31,7 @@ from provisioner.services.crm.search_index.codec import (
     and_part,
     decode,
     members,
+    merge,
     or_part,
     raw_size,
     read_raw,
@@ -35,6 +40,7 @@ from provisioner.services.crm.search_index.codec import (
     union,
 )
 from provisioner.services.crm.search_index.gram_keys import GRAM, POS, term_grams
+from provisioner.services.crm.search_index.pending import Pending
 
 #: candidate sets up to this size are verified with LIKE (about 4 us each on SQLite,
 #: 8-10 us on PostgreSQL); larger ones are matched by positions (a few ms whatever the
@@ -50,14 +56,83 @@ _VERIFY_CHUNK = 20000
 Blocks = dict[int, Part]
 
 
-def _gram_blocks(conn: Connection, tenant_id: int, gram: str) -> Blocks:
+def _patch(
+    log: Pending, gram: str, rows: dict[int, bytes], only: Container[int] | None = None
+) -> dict[int, bytes]:
+    """A key's stored sets (block -> data) with the pending log applied (in the blocks
+    ``only`` names, if given). ``rows`` must hold every stored block the log changes
+    (a block absent from it has no stored set)."""
+    if gram not in log:
+        return rows
+    out = dict(rows)
+    for block, (adds, removes) in log.changes(gram).items():
+        if only is not None and block not in only:
+            continue
+        _, data = merge(out.get(block), adds, removes)
+        if data is None:
+            out.pop(block, None)
+        else:
+            out[block] = data
+    return out
+
+
+def _stored_n(data: bytes) -> int:
+    """The number of members of a stored set."""
+    return size(decode(data))
+
+
+def _patched_sizes(
+    conn: Connection, tenant_id: int, log: Pending, gram: str, sizes: dict[int, int]
+) -> tuple[dict[int, int], dict[int, bytes]]:
+    """A key's block sizes (block -> n, as stored) with the pending log applied, and the
+    sets of the blocks it changed (read and patched here)."""
+    if gram not in log:
+        return sizes, {}
+    changed = log.changes(gram)
+    patched = _patch(log, gram, _stored_blocks(conn, tenant_id, gram, list(changed)))
+    out = {block: n for block, n in sizes.items() if block not in changed}
+    out.update((block, _stored_n(data)) for block, data in patched.items())
+    return out, patched
+
+
+def _estimated_sizes(log: Pending, gram: str, sizes: dict[int, int]) -> dict[int, int]:
+    """A key's block sizes as stored, plus the pending log's adds, minus its removes: a
+    plan's estimate, without reading the sets (a block the log adds to is present)."""
+    if gram not in log:
+        return sizes
+    out = dict(sizes)
+    for block, (adds, removes) in log.changes(gram).items():
+        out[block] = max(out.get(block, 0) + len(adds) - len(removes), len(adds))
+    return out
+
+
+def _stored_blocks(
+    conn: Connection, tenant_id: int, gram: str, blocks: list[int]
+) -> dict[int, bytes]:
+    """A key's stored sets in ``blocks``."""
+    if not blocks:
+        return {}
     return {
-        block: decode(bytes(data))
+        block: bytes(data)
+        for block, data in conn.execute(
+            text(
+                "SELECT block, data FROM crm_search_grams WHERE tenant_id = :t AND gram = :g "
+                "AND block IN :b"
+            ).bindparams(bindparam("b", expanding=True)),
+            {"t": tenant_id, "g": gram, "b": blocks},
+        )
+    }
+
+
+def _gram_blocks(conn: Connection, tenant_id: int, gram: str, log: Pending) -> Blocks:
+    rows = {
+        block: bytes(data)
         for block, data in conn.execute(
             text("SELECT block, data FROM crm_search_grams WHERE tenant_id = :t AND gram = :g"),
             {"t": tenant_id, "g": gram},
         )
     }
+    return {block: decode(data) for block, data in _patch(log, gram, rows).items()}
 
 
 def _and(a: Blocks, b: Blocks) -> Blocks:
@@ -118,7 +193,7 @@ def _verify(conn: Connection, tenant_id: int, term: str, candidates: Blocks) -> 
     return _by_block(found)
 
 
-def term_set(conn: Connection, tenant_id: int, term: str) -> Blocks:
+def term_set(conn: Connection, tenant_id: int, term: str, log: Pending | None = None) -> Blocks:
     """The exact set of contacts whose search text contains ``term`` (a search key).
 
     A term longer than a trigram is answered one of two ways, whichever is
@@ -132,29 +207,37 @@ def term_set(conn: Connection, tenant_id: int, term: str) -> Blocks:
     * many: matched exactly by positioned trigrams (:func:`_chains`), whose cost
       depends on the number of places the trigrams occur at, not on the
       number of matches.
+
+    ``log``: the tenant's pending log (:func:`.pending.load`), read here if not given.
     """
+    if log is None:
+        log = pending.load(conn, tenant_id)
     names = term_grams(term)
     if len(term) <= GRAM:
-        return _gram_blocks(conn, tenant_id, term)
-    sizes: dict[str, int] = dict.fromkeys(names, 0)
-    largest: dict[str, tuple[int, int]] = {}  # gram -> (n, block) of its largest block
+        return _gram_blocks(conn, tenant_id, term, log)
+    stored: dict[str, dict[int, int]] = {gram: {} for gram in names}
     for gram, block, n in conn.execute(
         text(
             "SELECT gram, block, n FROM crm_search_grams WHERE tenant_id = :t AND gram IN :g"
         ).bindparams(bindparam("g", expanding=True)),
         {"t": tenant_id, "g": names},
     ):
-        sizes[gram] += n
-        largest[gram] = max(largest.get(gram, (0, 0)), (n, block))
+        stored[gram][block] = n
+    sizes: dict[str, int] = dict.fromkeys(names, 0)
+    largest: dict[str, tuple[int, int]] = {}  # gram -> (n, block) of its largest block
+    for gram in names:
+        for block, n in _estimated_sizes(log, gram, stored[gram]).items():
+            sizes[gram] += n
+            largest[gram] = max(largest.get(gram, (0, 0)), (n, block))
     if len(largest) < len(names):
         return {}
     order = sorted(names, key=sizes.__getitem__)
     plan = order
     if sizes[order[0]] > VERIFY_EARLY:
         share, block = largest[order[0]]
-        left = _sample(conn, tenant_id, order, block)
+        left = _sample(conn, tenant_id, order, block, log)
         if left[-1] * sizes[order[0]] > VERIFY_MAX[conn.dialect.name] * share:
-            return _chains(conn, tenant_id, term)
+            return _chains(conn, tenant_id, term, log)
         # AND only as many trigrams as narrow the sample down (names: often just one)
         plan = order[: next(i + 1 for i, n in enumerate(left) if n <= left[-1] * 1.25 + 1)]
     result: Blocks = {}
@@ -162,18 +245,20 @@ def term_set(conn: Connection, tenant_id: int, term: str) -> Blocks:
         if result and count(result) <= VERIFY_EARLY:
             break
         if not result:
-            result = _gram_blocks(conn, tenant_id, gram)
+            result = _gram_blocks(conn, tenant_id, gram, log)
         else:
-            result = _and_rows(result, _gram_rows(conn, tenant_id, gram, list(result)))
+            result = _and_rows(result, _gram_rows(conn, tenant_id, gram, list(result), log))
         if not result:
             return {}
     return _verify(conn, tenant_id, term, result)
 
 
-def _sample(conn: Connection, tenant_id: int, order: list[str], block: int) -> list[int]:
+def _sample(
+    conn: Connection, tenant_id: int, order: list[str], block: int, log: Pending
+) -> list[int]:
     """How many contacts of ``block`` have the first 1, 2, ... trigrams (one query)."""
-    stored = {
-        gram: read_raw(bytes(data))
+    found = {
+        gram: bytes(data)
         for gram, data in conn.execute(
             text(
                 "SELECT gram, data FROM crm_search_grams WHERE tenant_id = :t AND block = :b "
@@ -182,6 +267,11 @@ def _sample(conn: Connection, tenant_id: int, order: list[str], block: int) -> l
             {"t": tenant_id, "b": block, "g": order},
         )
     }
+    stored: dict[str, Raw] = {}
+    for gram in order:
+        rows = _patch(log, gram, {block: found[gram]} if gram in found else {}, (block,))
+        if block in rows:
+            stored[gram] = read_raw(rows[block])
     left: list[int] = []
     sample: Blocks = {}
     for gram in order:
@@ -196,18 +286,12 @@ def _sample(conn: Connection, tenant_id: int, order: list[str], block: int) -> l
     return left
 
 
-def _gram_rows(conn: Connection, tenant_id: int, gram: str, blocks: list[int]) -> dict[int, Raw]:
-    """A gram's stored sets in ``blocks``, undecoded."""
-    return {
-        block: read_raw(bytes(data))
-        for block, data in conn.execute(
-            text(
-                "SELECT block, data FROM crm_search_grams WHERE tenant_id = :t AND gram = :g "
-                "AND block IN :b"
-            ).bindparams(bindparam("b", expanding=True)),
-            {"t": tenant_id, "g": gram, "b": blocks},
-        )
-    }
+def _gram_rows(
+    conn: Connection, tenant_id: int, gram: str, blocks: list[int], log: Pending
+) -> dict[int, Raw]:
+    """A gram's sets in ``blocks`` (the pending log applied), undecoded."""
+    rows = _patch(log, gram, _stored_blocks(conn, tenant_id, gram, blocks), set(blocks))
+    return {block: read_raw(data) for block, data in rows.items()}
 
 
 def _and_rows(a: Blocks, rows: dict[int, Raw]) -> Blocks:
@@ -232,7 +316,7 @@ def _and_rows(a: Blocks, rows: dict[int, Raw]) -> Blocks:
     return out
 
 
-def _chains(conn: Connection, tenant_id: int, term: str) -> Blocks:  # noqa: C901
+def _chains(conn: Connection, tenant_id: int, term: str, log: Pending) -> Blocks:  # noqa: C901
     """Exact matches of a long term from positioned trigrams.
 
     The term is at offset ``o`` of field ``j`` exactly when its ``i``-th trigram
@@ -259,17 +343,27 @@ def _chains(conn: Connection, tenant_id: int, term: str) -> Blocks:  # noqa: C90
     spread = dict.fromkeys(distinct, 0)
     for k, n in conn.execute(text(counts), params):
         spread[distinct[k]] = int(n)
+    if log:  # (an estimate: the keys the log names, whether or not also stored)
+        for triple in distinct:
+            spread[triple] += len(log.keys_with_prefix(triple + POS))
     anchor_at = min(range(len(triples)), key=lambda i: spread[triples[i]])
     anchor = triples[anchor_at]
     stored: dict[str, dict[int, Raw]] = defaultdict(dict)
+    where = bounds(anchor)
+    found: dict[str, dict[int, bytes]] = defaultdict(dict)
     for gram, block, data in conn.execute(
         text(
             "SELECT gram, block, data FROM crm_search_grams WHERE tenant_id = :t "
             "AND gram >= :lo AND gram < :hi"
         ),
-        bounds(anchor),
+        where,
     ):
-        stored[gram][block] = read_raw(bytes(data))
+        found[gram][block] = bytes(data)
+    for key in log.keys_with_prefix(anchor + POS) if log else ():
+        found[key] = _patch(log, key, found.get(key, {}))
+    for key, rows in found.items():
+        if rows:
+            stored[key] = {block: read_raw(data) for block, data in rows.items()}
     plans: list[tuple[str, list[str] | None]] = []  # anchor key -> keys of every link
     for anchor_key in list(stored):
         field_no, _, at = anchor_key[len(anchor) + 1 :].partition(".")
@@ -282,7 +376,8 @@ def _chains(conn: Connection, tenant_id: int, term: str) -> Blocks:  # noqa: C90
             plans.append(
                 (anchor_key, [f"{t}{POS}{field_no}.{start + i}" for i, t in enumerate(triples)])
             )
-    wanted = sorted({key for _, keys in plans if keys for key in keys} - stored.keys())
+    wanted = sorted({key for _, keys in plans if keys for key in keys} - found.keys())
+    more: dict[str, dict[int, bytes]] = defaultdict(dict)
     for begin in range(0, len(wanted), _IN_CHUNK):
         for gram, block, data in conn.execute(
             text(
@@ -290,8 +385,13 @@ def _chains(conn: Connection, tenant_id: int, term: str) -> Blocks:  # noqa: C90
             ).bindparams(bindparam("g", expanding=True)),
             {"t": tenant_id, "g": wanted[begin : begin + _IN_CHUNK]},
         ):
-            stored[gram][block] = read_raw(bytes(data))
-    found: defaultdict[int, list[Part]] = defaultdict(list)
+            more[gram][block] = bytes(data)
+    logged = {k for t in distinct for k in log.keys_with_prefix(t + POS)} if log else set()
+    for key in wanted:
+        rows = _patch(log, key, more.get(key, {})) if key in logged else more.get(key, {})
+        if rows:
+            stored[key] = {block: read_raw(data) for block, data in rows.items()}
+    chains: defaultdict[int, list[Part]] = defaultdict(list)
     unsure: Blocks = {}
     for anchor_key, keys in plans:
         if keys is None:
@@ -308,8 +408,8 @@ def _chains(conn: Connection, tenant_id: int, term: str) -> Blocks:  # noqa: C90
             if not chain:
                 break
         for block, part in chain.items():
-            found[block].append(part)
-    exact = {block: union(parts) for block, parts in found.items()}
+            chains[block].append(part)
+    exact = {block: union(parts) for block, parts in chains.items()}
     if unsure:
         doubtful: Blocks = {}
         for block, part in unsure.items():
@@ -321,11 +421,16 @@ def _chains(conn: Connection, tenant_id: int, term: str) -> Blocks:  # noqa: C90
     return exact
 
 
-def match_set(conn: Connection, tenant_id: int, terms: list[str], match: str) -> Blocks:
-    """AND (``all``) or OR (``any``) of the terms' exact sets."""
+def match_set(
+    conn: Connection, tenant_id: int, terms: list[str], match: str, log: Pending | None = None
+) -> Blocks:
+    """AND (``all``) or OR (``any``) of the terms' exact sets (``log``: as for
+    :func:`term_set`, read once here if not given)."""
+    if log is None:
+        log = pending.load(conn, tenant_id)
     result: Blocks | None = None
     for term in sorted(terms, key=len, reverse=True):
-        current = term_set(conn, tenant_id, term)
+        current = term_set(conn, tenant_id, term, log)
         if result is None:
             result = current
         elif match == "all":
@@ -369,18 +474,20 @@ def page(
     """Exact total and one page of ids (in id order) of the contacts matching the terms.
 
     A single term of 1..3 characters is answered from the stored counts plus the
-    blocks the page falls in; anything else builds the full match set.
+    blocks the page falls in; anything else builds the full match set. Either way the
+    tenant's pending log is read once and applied.
     """
+    log = pending.load(conn, tenant_id)
     if len(terms) == 1 and len(terms[0]) <= GRAM:
-        sizes = list(
-            conn.execute(
-                text(
-                    "SELECT block, n FROM crm_search_grams WHERE tenant_id = :t AND gram = :g "
-                    "ORDER BY block"
-                ),
+        stored: dict[int, int] = {
+            block: n
+            for block, n in conn.execute(
+                text("SELECT block, n FROM crm_search_grams WHERE tenant_id = :t AND gram = :g"),
                 {"t": tenant_id, "g": terms[0]},
             )
-        )
+        }
+        counted, patched = _patched_sizes(conn, tenant_id, log, terms[0], stored)
+        sizes = sorted(counted.items())
         total = sum(n for _, n in sizes)
         out: list[int] = []
         skip = offset
@@ -390,7 +497,7 @@ def page(
             if skip >= n:
                 skip -= n
                 continue
-            data = conn.scalar(
+            data = patched.get(block) or conn.scalar(
                 text(
                     "SELECT data FROM crm_search_grams WHERE tenant_id = :t AND gram = :g "
                     "AND block = :b"
@@ -401,5 +508,5 @@ def page(
             out.extend(_walk({block: decode(bytes(data))}, skip, limit - len(out), descending))
             skip = 0
         return total, out
-    blocks = match_set(conn, tenant_id, terms, match)
+    blocks = match_set(conn, tenant_id, terms, match, log)
     return count(blocks), _walk(blocks, offset, limit, descending)

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, UOWTransaction, attributes
 
 from provisioner.db.bulk import insert_rows
 from provisioner.db.crm_models import CrmContact, CrmSearchGram
-from provisioner.services.crm.search_index import codec, gram_keys
+from provisioner.services.crm.search_index import codec, gram_keys, pending
 from provisioner.services.crm.search_index.codec import (
     BLOCK,
     BLOCK_BITS,
@@ -198,7 +198,20 @@ def apply(
     new value) share one computation and have their offsets added to its keys
     together. Otherwise all keys of the old and new texts are compared. The result
     is the same either way: exactly the keys of the new texts.
+
+    A small write (:func:`.pending.loggable`: a create, an update or a delete of a
+    few contacts) is appended to the tenant's pending log instead, one row per
+    contact, and the log folded into the sets when it grows past
+    :data:`.pending.FOLD_AT` rows; a larger one folds the log first, then writes the
+    sets.
     """
+    changes = [change for change in changes if change[1] != change[2]]
+    if not changes:
+        return
+    if pending.loggable(changes):
+        _log(conn, tenant_id, changes)
+        return
+    fold(conn, tenant_id)  # the sets are written directly: the log's rows first
     by_block: dict[int, dict[str, _Delta]] = defaultdict(lambda: defaultdict(_Delta))
     known: dict[_Changed, _FieldDiff] = {}
     #: (block, changed fields, plain grams removed, added) -> offsets
@@ -206,8 +219,6 @@ def apply(
         defaultdict(list)
     )
     for contact_id, old, new in changes:
-        if old == new:
-            continue
         block, offset = contact_id >> BLOCK_BITS, contact_id & MASK
         if old and new:
             found = changed_keys(old, new, known)
@@ -236,6 +247,49 @@ def apply(
             _write_block(conn, tenant_id, block, by_block[block])
 
 
+def _log(
+    conn: Connection, tenant_id: int, changes: list[tuple[int, str | None, str | None]]
+) -> None:
+    """Append a small write's key changes to the pending log; fold it when it is full."""
+    rows: list[tuple[int, set[str], set[str]]] = []
+    for contact_id, old, new in changes:
+        before = keys(old) if old else set()
+        after = keys(new) if new else set()
+        if before != after:
+            rows.append((contact_id, before - after, after - before))
+    if not rows:
+        return
+    lock_tenant_writes(conn, tenant_id)
+    if pending.append(conn, tenant_id, rows) > pending.FOLD_AT:
+        fold(conn, tenant_id)
+
+
+def fold(conn: Connection, tenant_id: int) -> int:
+    """Write the tenant's pending log into the sets and empty it (taking the tenant's
+    index lock); the number of logged rows folded.
+
+    Each (key, contact) ends as the log's last row naming it says: added or removed.
+    """
+    lock_tenant_writes(conn, tenant_id)
+    log = pending.take(conn, tenant_id)
+    if not log:
+        return 0
+    last: dict[str, dict[int, bool]] = defaultdict(dict)
+    for contact_id, removed, added in log.rows():
+        for key in removed:
+            last[key][contact_id] = False
+        for key in added:
+            last[key][contact_id] = True
+    by_block: dict[int, dict[str, _Delta]] = defaultdict(lambda: defaultdict(_Delta))
+    for key, states in last.items():
+        for contact_id, present in states.items():
+            delta = by_block[contact_id >> BLOCK_BITS][key]
+            (delta.adds if present else delta.removes).append(contact_id & MASK)
+    for block in sorted(by_block):
+        _write_block(conn, tenant_id, block, by_block[block])
+    return len(log)
+
+
 class Builder:
     """Index rows just inserted (CSV import, seed data, migration), in id order per block.
 
@@ -261,7 +315,7 @@ class Builder:
         self._offsets: list[int] = []
         self._texts: list[str] = []
         self.indexed = 0
-        lock_tenant_writes(conn, tenant_id)
+        fold(conn, tenant_id)  # (the lock taken) the sets are written directly from here
 
     def add(self, contact_id: int, search_text: str) -> None:
         block = contact_id >> BLOCK_BITS
