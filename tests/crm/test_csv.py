@@ -408,3 +408,45 @@ def test_an_imported_postal_code_fills_an_empty_address(world: World) -> None:
     with world.app.transaction() as ctx:
         found = {r["name"]: r["address"] for r in search.search(ctx, actor, Query()).items}
     assert found == {"田中": "東京都渋谷区神宮前", "鈴木": "大阪府"}
+
+
+def test_the_change_log_of_an_import_is_its_reference_rows(world: World) -> None:
+    """The import writes its contacts' change-log rows with one INSERT ... SELECT a block:
+    exactly :func:`csvio.change_rows` of the new contacts, in id order, and none for the
+    contacts that were there before (another import of the same tenant)."""
+    from sqlalchemy import Table, select
+
+    from provisioner.db.crm_models import CrmChange, CrmContact
+
+    configured(world)
+    actor = world.actor("acme")
+    _import(world, GOOD.encode())
+    lines = ["氏名,電話番号"] + [f"田中 {i},03-{1000 + i}-0000" for i in range(120)]
+    with world.app.transaction() as ctx:
+        csvio.import_customers(ctx, actor, "\r\n".join(lines).encode(), source="second.csv")
+    changes = CrmChange.__table__
+    assert isinstance(changes, Table)
+    with world.app.transaction() as ctx:
+        ids = list(
+            ctx.session.scalars(
+                select(CrmContact.id)
+                .where(CrmContact.tenant_id == actor.tenant_id, CrmContact.name.like("田中 %"))
+                .where(CrmContact.name != "田中 太郎")
+                .order_by(CrmContact.id)
+            )
+        )
+        logged = [
+            tuple(row)
+            for row in ctx.session.execute(
+                select(*(changes.c[c] for c in csvio._CHANGE_COLUMNS))
+                .where(
+                    changes.c.tenant_id == actor.tenant_id,
+                    changes.c.record_type == "contact",
+                    changes.c.changes["import"].as_string() == "second.csv",
+                )
+                .order_by(changes.c.id)
+            )
+        ]
+    assert len(ids) == 120
+    at = logged[0][1]
+    assert logged == csvio.change_rows(actor, at, "second.csv", ids)

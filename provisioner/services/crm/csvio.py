@@ -32,15 +32,25 @@ import csv
 import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import IO, Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Connection,
+    Table,
+    any_,
+    bindparam,
+    insert,
+    literal,
+    select,
+)
 
 from provisioner import metrics
 from provisioner.config.document import ConfigDocument
 from provisioner.config.rules import ActionError
 from provisioner.crashpoints import crashpoint
-from provisioner.db import bulk
 from provisioner.db.crm_models import CrmActivity, CrmChange, CrmCompany, CrmContact, CrmPurchase
 from provisioner.errors import ValidationFailed, excerpt
 from provisioner.services import audit
@@ -770,11 +780,7 @@ class _Writer:
         if len(name_keys) > 100_000:  # a cache, not a copy of the file
             name_keys.clear()
         ids = search_index.insert_contacts(self.conn, actor.tenant_id, batch, self.builder)
-        changes = CrmChange.__table__
-        assert isinstance(changes, Table)
-        change = (actor.tenant_id, self.now, actor.login, "contact")
-        created = ("create", {"import": self.source}, "CSV import")
-        bulk.insert_rows(self.conn, changes, _CHANGE_COLUMNS, [(*change, i, *created) for i in ids])
+        log_created(self.conn, actor, self.now, self.source, ids)
         tally.add_rows(self.conn, actor.tenant_id, CrmContact, batch, extra_records=len(ids))
         if fired:
             records.apply_new_row_firings(
@@ -815,6 +821,54 @@ _CHANGE_COLUMNS = [
     "changes",
     "purpose",
 ]
+
+
+def change_rows(
+    actor: Actor, at: datetime, source: str, ids: Sequence[int]
+) -> list[tuple[Any, ...]]:
+    """The change-log rows of contacts ``ids`` just imported, in :data:`_CHANGE_COLUMNS`
+    order: the reference of what :func:`log_created` writes (tested)."""
+    change = (actor.tenant_id, at, actor.login, "contact")
+    created = ("create", {"import": source}, "CSV import")
+    return [(*change, i, *created) for i in ids]
+
+
+def log_created(
+    conn: Connection, actor: Actor, at: datetime, source: str, ids: Sequence[int]
+) -> None:
+    """Write :func:`change_rows` of the contacts ``ids`` just inserted with one
+    ``INSERT ... SELECT`` from those contacts, in id order (the database builds the rows:
+    nothing per row in Python or on the wire). ``ids`` ascend; on SQLite they are a run
+    (reserved under the write lock), elsewhere they are also matched one by one (another
+    session's contact of the tenant may have an id between them)."""
+    if not ids:
+        return
+    changes = CrmChange.__table__
+    contacts = CrmContact.__table__
+    assert isinstance(changes, Table)
+    assert isinstance(contacts, Table)
+    c = changes.c
+    where = [
+        contacts.c.tenant_id == actor.tenant_id,
+        contacts.c.id.between(ids[0], ids[-1]),
+    ]
+    if conn.dialect.name != "sqlite":
+        where.append(contacts.c.id == any_(bindparam("ids", list(ids), type_=ARRAY(BigInteger))))
+    rows = (
+        select(
+            contacts.c.tenant_id,
+            literal(at, c.at.type),
+            literal(actor.login, c.actor.type),
+            literal("contact", c.record_type.type),
+            contacts.c.id,
+            literal("create", c.action.type),
+            literal({"import": source}, c.changes.type),
+            literal("CSV import", c.purpose.type),
+        )
+        .where(*where)
+        .order_by(contacts.c.id)
+    )
+    conn.execute(insert(changes).from_select(_CHANGE_COLUMNS, rows))
 
 
 def _cached(coerce: Callable[[str, str, Any], Any]) -> Callable[[str, str, Any], Any]:
