@@ -33,6 +33,8 @@ import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import repeat
+from operator import itemgetter
 from typing import IO, Any
 
 from sqlalchemy import (
@@ -58,7 +60,15 @@ from provisioner.services.actors import Actor
 from provisioner.services.crm import display, records, scope, search_index, tally
 from provisioner.services.crm.coerce import Fields, Refused
 from provisioner.services.crm.search import Query, conditions, order_by
-from provisioner.services.crm.text import company_suffix, formula_safe, name_key, nfkc, phone_digits
+from provisioner.services.crm.search_index.gram_keys import SEP
+from provisioner.services.crm.text import (
+    company_suffix,
+    formula_safe,
+    name_key,
+    nfkc,
+    phone_digits,
+    search_key_column,
+)
 from provisioner.services.provisioning import quotas
 from provisioner.services.transaction import Context
 
@@ -756,29 +766,21 @@ class _Writer:
         companies = self.companies.ids({c for _, c in shaped if c})
         crashpoint("csv.after_companies")
         batch: list[dict[str, Any]] = []
+        company_names: list[str] = []
         fired: list[tuple[int, list[Any]]] = []
         no_company = (None, "")
-        search_text, name_keys, run_rules = records.search_text, self.name_keys, self.run_rules
+        template, run_rules = self.template, self.run_rules
         for values, company in shaped:
-            row = {**self.template, **values}
+            row = {**template, **values}
             company_id, company_name = companies.get(company, no_company)
             row["company_id"] = company_id
             if run_rules is not None:  # a created contact's rules, on the row before it is
                 firings = run_rules(row)
                 if firings:  # written: their changes are part of the inserted row
                     fired.append((len(batch), firings))
-            name = row["name"]
-            norm = name_keys.get(name)
-            if norm is None:
-                norm = name_keys[name] = name_key(name)
-            row["name_norm"] = norm
-            phone, mobile = row["phone"], row["mobile"]
-            row["phone_digits"] = phone_digits(phone) if phone else ""
-            row["mobile_digits"] = phone_digits(mobile) if mobile else ""
-            row["search_text"] = search_text(row, company_name)
             batch.append(row)
-        if len(name_keys) > 100_000:  # a cache, not a copy of the file
-            name_keys.clear()
+            company_names.append(company_name)
+        derive(batch, company_names, self.name_keys)
         ids = search_index.insert_contacts(self.conn, actor.tenant_id, batch, self.builder)
         log_created(self.conn, actor, self.now, self.source, ids)
         tally.add_rows(self.conn, actor.tenant_id, CrmContact, batch, extra_records=len(ids))
@@ -809,6 +811,76 @@ class _Writer:
             rows=report.created,
         )
         metrics.import_rows.labels("customers").inc(report.created)
+
+
+def derive_row(row: dict[str, Any], company_name: str) -> None:
+    """Fill a new contact row's derived columns (normalised name, phone digits, search
+    text) as a create does: the reference of :func:`derive` (tested)."""
+    row["name_norm"] = name_key(row["name"])
+    row["phone_digits"] = phone_digits(row["phone"] or "")
+    row["mobile_digits"] = phone_digits(row["mobile"] or "")
+    row["search_text"] = records.search_text(row, company_name)
+
+
+def derive(
+    rows: list[dict[str, Any]], company_names: list[str], name_keys: dict[str, str] | None = None
+) -> None:
+    """:func:`derive_row` of each row, column by column: each distinct value of a column
+    is keyed once (a name's key, a field's search key; ``name_keys`` keeps the names'
+    keys across blocks), ASCII phone columns are reduced to digits by one C-level
+    ``translate`` each, and a row's search text joins its fields' keys."""
+    if not rows:
+        return
+    known = {} if name_keys is None else name_keys
+    names = list(map(itemgetter("name"), rows))
+    for name in set(names).difference(known):
+        known[name] = name_key(name)
+    norms = list(map(known.__getitem__, names))
+    if len(known) > 100_000:  # a cache, not a copy of the file
+        known.clear()
+    phones = _digits(list(map(itemgetter("phone"), rows)))
+    mobiles = _digits(list(map(itemgetter("mobile"), rows)))
+    for row, norm, phone, mobile in zip(rows, norms, phones, mobiles, strict=True):
+        row["name_norm"] = norm
+        row["phone_digits"] = phone
+        row["mobile_digits"] = mobile
+    columns: list[list[str | None]] = []
+    for column in [
+        names,
+        list(map(itemgetter("kana"), rows)),
+        company_names,
+        *(list(map(itemgetter(key), rows)) for key in records.SEARCH_PARTS[2:]),
+    ]:
+        present = set(column)
+        present.discard("")
+        present.discard(None)  # type: ignore[arg-type]
+        if not present:
+            continue  # an empty field is left out of every row's text
+        keyed: dict[Any, str | None] = dict(zip(present, search_key_column(present), strict=True))
+        keyed[""] = keyed[None] = None
+        columns.append(list(map(keyed.__getitem__, column)))
+    texts = [
+        SEP.join(parts) if None not in parts else SEP.join([p for p in parts if p is not None])
+        for parts in zip(*columns, strict=True)
+    ]
+    for row, search_text in zip(rows, texts or [""] * len(rows), strict=True):
+        row["search_text"] = search_text
+
+
+#: ASCII characters but the digits, deleted by ``str.translate``
+_NOT_DIGITS = {c: None for c in range(128) if not chr(c).isdigit()}
+
+
+def _digits(column: list[str | None]) -> list[str]:
+    """:func:`phone_digits` of each value (None as empty): a column of ASCII values with
+    no ``+`` (no +81 to read) is ``strip`` + ``translate`` at C level, what
+    :func:`phone_digits` does to each; else each distinct value once."""
+    values = [v or "" for v in column]
+    joined = "".join(values)
+    if joined.isascii() and "+" not in joined:
+        return list(map(str.translate, map(str.strip, values), repeat(_NOT_DIGITS)))
+    done = {v: phone_digits(v) for v in set(values)}
+    return list(map(done.__getitem__, values))
 
 
 _CHANGE_COLUMNS = [
