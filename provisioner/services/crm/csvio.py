@@ -282,6 +282,9 @@ def _records(text: IO[str]) -> Iterator[list[str]]:
 def _long_cells(number: int, cells: Sequence[str], header: Sequence[str]) -> list[Problem]:
     """The cells of a row over :data:`MAX_CELL` characters, named by their column."""
 
+    if max(map(len, cells), default=0) <= MAX_CELL:
+        return []
+
     def column(index: int) -> str | int:
         return header[index] if index < len(header) and number > 1 else index + 1
 
@@ -672,7 +675,7 @@ def _blocks(rows: Iterator[list[str]]) -> Iterator[list[tuple[int, list[str]]]]:
     """The non-blank rows after the header, numbered, :data:`_BATCH` at a time."""
     block: list[tuple[int, list[str]]] = []
     for number, cells in enumerate(rows, start=2):
-        if any(c.strip() for c in cells):
+        if "".join(cells).strip():  # some cell is not blank
             block.append((number, cells))
             if len(block) == _BATCH:
                 yield block

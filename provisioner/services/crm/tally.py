@@ -50,7 +50,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from operator import methodcaller
+from operator import itemgetter, methodcaller
 from typing import Any
 
 from sqlalchemy import (
@@ -184,17 +184,25 @@ def _contact_keys(rows: Iterable[Mapping[str, Any]], out: Counter[Key]) -> None:
     rows = rows if isinstance(rows, Sequence) else list(rows)
     for column in ("sex", *MEMOS):
         name = f"contact.{column}"
-        for value, n in Counter(map(methodcaller("get", column), rows)).items():
+        for value, n in Counter(_column(rows, column)).items():
             if value:
                 out[(name, bucket(str(value)))] += n
-    for mask, n in Counter(map(methodcaller("get", "checkboxes"), rows)).items():
+    for mask, n in Counter(_column(rows, "checkboxes")).items():
         for key in _column_keys(CrmContact, "checkboxes", mask, _no_row):
             out[key] += n
     cls = "contact.classifications"
-    for stored, n in Counter(map(methodcaller("get", "classifications"), rows)).items():
+    for stored, n in Counter(_column(rows, "classifications")).items():
         if stored:
             for code in classification_codes(stored):
                 out[(cls, code)] += n
+
+
+def _column(rows: Sequence[Mapping[str, Any]], column: str) -> list[Any]:
+    """Each row's value of ``column`` (None where a row lacks it)."""
+    try:
+        return list(map(itemgetter(column), rows))
+    except KeyError:
+        return list(map(methodcaller("get", column), rows))
 
 
 def _no_row(_column: str) -> Any:
