@@ -419,7 +419,7 @@ def raw_floor(app: Provisioner, runtime: Provisioner, actor: Actor) -> tuple[flo
                 f"CREATE TEMPORARY TABLE _floor ON COMMIT DROP AS SELECT {names} "
                 "FROM crm_contacts WITH NO DATA"
             )
-            with cursor.copy(f"COPY _floor ({names}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+            with cursor.copy(f"COPY _floor ({names}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
             cursor.execute(f"INSERT INTO crm_contacts ({names}) SELECT {names} FROM _floor")

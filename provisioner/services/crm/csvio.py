@@ -856,7 +856,7 @@ def derive(
     ]:
         present = set(column)
         present.discard("")
-        present.discard(None)  # type: ignore[arg-type]
+        present.discard(None)
         if not present:
             continue  # an empty field is left out of every row's text
         keyed: dict[Any, str | None] = dict(zip(present, search_key_column(present), strict=True))
