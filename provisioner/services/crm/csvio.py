@@ -42,8 +42,8 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     Table,
-    any_,
     bindparam,
+    func,
     insert,
     literal,
     select,
@@ -911,11 +911,13 @@ def change_rows(
 def log_created(
     conn: Connection, actor: Actor, at: datetime, source: str, ids: Sequence[int]
 ) -> None:
-    """Write :func:`change_rows` of the contacts ``ids`` just inserted with one
-    ``INSERT ... SELECT`` from those contacts, in id order (the database builds the rows:
-    nothing per row in Python or on the wire). ``ids`` ascend; on SQLite they are a run
-    (reserved under the write lock), elsewhere they are also matched one by one (another
-    session's contact of the tenant may have an id between them)."""
+    """Write :func:`change_rows` of the contacts ``ids`` just inserted (ascending) with
+    one ``INSERT ... SELECT`` in id order: the database builds the rows, nothing per row
+    in Python or on the wire. On SQLite the ids are a run reserved under the write lock:
+    they are read back from the contacts by that range (the rowid, not a tenant index,
+    which would read all of the tenant's contacts for each block: ``tenant_id + 0``);
+    elsewhere another session's contact may have an id between them, and the rows come
+    from the array of the ids themselves."""
     if not ids:
         return
     changes = CrmChange.__table__
@@ -923,25 +925,31 @@ def log_created(
     assert isinstance(changes, Table)
     assert isinstance(contacts, Table)
     c = changes.c
-    where = [
-        contacts.c.tenant_id == actor.tenant_id,
-        contacts.c.id.between(ids[0], ids[-1]),
-    ]
-    if conn.dialect.name != "sqlite":
-        where.append(contacts.c.id == any_(bindparam("ids", list(ids), type_=ARRAY(BigInteger))))
+    if conn.dialect.name == "sqlite":
+        number: Any = contacts.c.id
+        origin: Any = contacts
+        where = [
+            contacts.c.id.between(ids[0], ids[-1]),
+            contacts.c.tenant_id + 0 == actor.tenant_id,
+        ]
+    else:
+        listed = func.unnest(bindparam("ids", list(ids), type_=ARRAY(BigInteger)))
+        origin = select(listed.label("id")).subquery("created")
+        number, where = origin.c.id, []
     rows = (
         select(
-            contacts.c.tenant_id,
+            literal(actor.tenant_id, c.tenant_id.type),
             literal(at, c.at.type),
             literal(actor.login, c.actor.type),
             literal("contact", c.record_type.type),
-            contacts.c.id,
+            number,
             literal("create", c.action.type),
             literal({"import": source}, c.changes.type),
             literal("CSV import", c.purpose.type),
         )
+        .select_from(origin)
         .where(*where)
-        .order_by(contacts.c.id)
+        .order_by(number)
     )
     conn.execute(insert(changes).from_select(_CHANGE_COLUMNS, rows))
 
