@@ -106,7 +106,7 @@ DESIGN = (
     "(`services/crm/coerce.py`; each distinct cell once, a plain text column normalised "
     "in one pass), their derived columns (name key, phone digits, search text) and "
     "tallies are computed column by column, and their change-log rows are written by one "
-    "`INSERT ... SELECT` from the contacts just loaded (each fast path beside its "
+    "`INSERT ... SELECT` (no change-log row built or sent per contact) (each fast path beside its "
     "row-by-row reference, tested equal). Phone lookup probes the per-tenant "
     "phone and mobile digit indexes; on PostgreSQL the tenant scope, configuration, "
     "contacts and the first match's history go in one pipelined round trip (then the "
