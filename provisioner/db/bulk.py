@@ -79,12 +79,29 @@ def copy_mode(conn: Connection, table: str) -> str:
     return "staged" if temporary else ""
 
 
+def _type_oids(conn: Connection, table: str, columns: list[str]) -> list[int]:
+    """The PostgreSQL type of each of ``table``'s ``columns`` (what a binary ``COPY``
+    writes each value as)."""
+    found: dict[str, int] = {
+        name: oid
+        for name, oid in conn.execute(
+            text(
+                "SELECT attname, atttypid::int FROM pg_attribute "
+                "WHERE attrelid = CAST(:t AS regclass) AND attnum > 0 AND NOT attisdropped"
+            ),
+            {"t": table},
+        )
+    }
+    return [found[name] for name in columns]
+
+
 def insert_rows(
     conn: Connection, table: Table, columns: list[str], rows: list[tuple[Any, ...]]
 ) -> None:
     """Complete rows in one go, values converted by the column types.
 
-    PostgreSQL: ``COPY`` where the session may load the table directly
+    PostgreSQL: ``COPY`` (in binary format for a table with a binary column: its bytes
+    go as they are, not as hex text) where the session may load the table directly
     (:func:`copy_mode`); where row-level security applies (the application role),
     ``COPY`` into a temporary staging table of this transaction, then one
     ``INSERT ... SELECT`` from it -- that statement is checked against the policies
@@ -108,7 +125,15 @@ def insert_rows(
                 f"SELECT {names} FROM {table.name} WITH NO DATA"
             )
             target = f"pg_temp.{target}"
-        with driver.cursor() as cursor, cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
+        binary = any(isinstance(table.c[name].type, LargeBinary) for name in columns)
+        how_copy = " (FORMAT BINARY)" if binary else ""
+        types = _type_oids(conn, table.name, columns) if binary else []
+        with (
+            driver.cursor() as cursor,
+            cursor.copy(f"COPY {target} ({names}) FROM STDIN{how_copy}") as copy,
+        ):
+            if binary:
+                copy.set_types(types)
             for row in rows:
                 copy.write_row(row)
         if how == "staged":

@@ -408,3 +408,81 @@ def test_an_imported_postal_code_fills_an_empty_address(world: World) -> None:
     with world.app.transaction() as ctx:
         found = {r["name"]: r["address"] for r in search.search(ctx, actor, Query()).items}
     assert found == {"田中": "東京都渋谷区神宮前", "鈴木": "大阪府"}
+
+
+def test_the_change_log_of_an_import_is_its_reference_rows(world: World) -> None:
+    """The import writes its contacts' change-log rows with one INSERT ... SELECT a block:
+    exactly :func:`csvio.change_rows` of the new contacts, in id order, and none for the
+    contacts that were there before (another import of the same tenant)."""
+    from sqlalchemy import Table, select
+
+    from provisioner.db.crm_models import CrmChange, CrmContact
+
+    configured(world)
+    actor = world.actor("acme")
+    _import(world, GOOD.encode())
+    lines = ["氏名,電話番号"] + [f"田中 {i},03-{1000 + i}-0000" for i in range(120)]
+    with world.app.transaction() as ctx:
+        csvio.import_customers(ctx, actor, "\r\n".join(lines).encode(), source="second.csv")
+    changes = CrmChange.__table__
+    assert isinstance(changes, Table)
+    with world.app.transaction() as ctx:
+        ids = list(
+            ctx.session.scalars(
+                select(CrmContact.id)
+                .where(CrmContact.tenant_id == actor.tenant_id, CrmContact.name.like("田中 %"))
+                .where(CrmContact.name != "田中 太郎")
+                .order_by(CrmContact.id)
+            )
+        )
+        logged = [
+            tuple(row)
+            for row in ctx.session.execute(
+                select(*(changes.c[c] for c in csvio._CHANGE_COLUMNS))
+                .where(
+                    changes.c.tenant_id == actor.tenant_id,
+                    changes.c.record_type == "contact",
+                    changes.c.changes["import"].as_string() == "second.csv",
+                )
+                .order_by(changes.c.id)
+            )
+        ]
+    assert len(ids) == 120
+    at = logged[0][1]
+    assert logged == csvio.change_rows(actor, at, "second.csv", ids)
+
+
+def test_derived_columns_column_by_column_equal_the_row_by_row_reference() -> None:
+    """:func:`csvio.derive` (column by column) gives each row exactly what
+    :func:`csvio.derive_row` (a create's rules, row by row) does, on odd values: full
+    width, spaces, U+001F inside a field, +81 numbers, empty and None fields, a final
+    sigma, repeated values, and blocks of pure ASCII phones."""
+    import random
+
+    rng = random.Random(16)
+    names = ["田中 太郎", "ＴＡＮＡＫＡ　Ｔａｒｏ", "(株)山田", "a\x1fb", "ΟΔΥΣΣΕΥΣ", "x", " y "]
+    phones = ["03-1234-5678", "０３（１２３４）５６７８", "+81 3 1234 5678", "", None, " 090 1 "]
+    ascii_phones = ["03-1234-5678", "090-1111-2222", " 0120 00 ", "", None, "12a3"]
+    texts = ["", None, "渋谷区 1-2", "ｶﾀｶﾅ", "a  b", "\u3000", "Σ", "e\u0301", "x\x1fy"]
+    template = {k: "" for k in ("kana", "email", "address", *records.MEMOS)}
+    for pool in (phones, ascii_phones):
+        rows: list[dict[str, object]] = []
+        companies: list[str] = []
+        for _ in range(300):
+            row = dict(template)
+            row["name"] = rng.choice(names)
+            row["phone"], row["mobile"] = rng.choice(pool), rng.choice(pool)
+            for key in ("kana", "email", "address", "memo_1", "memo_7"):
+                if rng.random() < 0.7:
+                    row[key] = rng.choice(texts)
+            rows.append(row)
+            companies.append(rng.choice(["", "株式会社山田", "ACME", "a\x1fb"]))
+        expected = [dict(r) for r in rows]
+        for row, company in zip(expected, companies, strict=True):
+            csvio.derive_row(row, company)
+        found = [dict(r) for r in rows]
+        csvio.derive(found, companies, {})
+        assert found == expected
+    empty = [{**template, "name": "", "phone": "", "mobile": ""}]
+    csvio.derive(empty, [""])
+    assert empty[0]["search_text"] == ""

@@ -1,10 +1,17 @@
-"""search_keys (the joined search text) equals search_key applied part by part."""
+"""search_keys (the joined search text) and search_key_column (a column's keys) equal
+search_key applied part by part."""
 
 from __future__ import annotations
 
 import random
 
-from provisioner.services.crm.text import search_key, search_keys
+from provisioner.services.crm.text import (
+    nfkc,
+    nfkc_column,
+    search_key,
+    search_key_column,
+    search_keys,
+)
 
 #: characters where normalising the joined text could differ from part by part: combining
 #: marks, half-width voiced marks, Hangul jamo, final sigma, white space of every kind
@@ -28,3 +35,25 @@ def test_a_part_holding_the_separator_is_keyed_on_its_own() -> None:
     assert search_keys(["a\x1fB", "", "Ｃ Ｄ"]) == "ab\x1fcd"
     assert search_keys(["ΑΣ", "Σ"]) == "ας\x1fσ"
     assert search_keys([]) == ""
+
+
+def test_a_column_keyed_in_one_pass_equals_its_values_keyed_one_by_one() -> None:
+    rng = random.Random(11)
+    for _ in range(20000):
+        values = [
+            "".join(rng.choices(TRICKY, k=rng.randint(0, 6))) for _ in range(rng.randint(0, 8))
+        ]
+        assert search_key_column(values) == [search_key(v) for v in values], values
+    assert search_key_column([]) == []
+    assert search_key_column(["a\x1fB", "Ｃ Ｄ", "ΑΣ"]) == ["ab", "cd", "ας"]
+
+
+def test_a_column_normalised_in_one_pass_equals_nfkc_of_each_value() -> None:
+    rng = random.Random(12)
+    for _ in range(20000):
+        values = [
+            "".join(rng.choices(TRICKY, k=rng.randint(0, 6))) for _ in range(rng.randint(0, 8))
+        ]
+        assert nfkc_column(values) == [nfkc(v) for v in values], values
+    assert nfkc_column([]) == []
+    assert nfkc_column([" a ", "b"]) == ["a", "b"]

@@ -29,7 +29,13 @@ from typing import Any, Protocol
 from provisioner.config.document import ConfigDocument
 from provisioner.numbers import parse_whole_number
 from provisioner.services.crm import postal
-from provisioner.services.crm.text import company_suffix, format_phone, nfkc, phone_digits
+from provisioner.services.crm.text import (
+    company_suffix,
+    format_phone,
+    nfkc,
+    nfkc_column,
+    phone_digits,
+)
 
 DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -199,7 +205,7 @@ class Fields:
             and self.is_plain(key)
             and max(map(len, cells), default=0) <= text_limit(self.rt.fields[key])
         ):
-            return list(map(nfkc, cells))
+            return nfkc_column(cells)
         coerce = self.coercer(key)
         done: dict[str, Any] = {}
         out = []

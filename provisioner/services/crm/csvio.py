@@ -32,15 +32,27 @@ import csv
 import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import repeat
+from operator import itemgetter
 from typing import IO, Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Connection,
+    Table,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+)
 
 from provisioner import metrics
 from provisioner.config.document import ConfigDocument
 from provisioner.config.rules import ActionError
 from provisioner.crashpoints import crashpoint
-from provisioner.db import bulk
 from provisioner.db.crm_models import CrmActivity, CrmChange, CrmCompany, CrmContact, CrmPurchase
 from provisioner.errors import ValidationFailed, excerpt
 from provisioner.services import audit
@@ -48,7 +60,15 @@ from provisioner.services.actors import Actor
 from provisioner.services.crm import display, records, scope, search_index, tally
 from provisioner.services.crm.coerce import Fields, Refused
 from provisioner.services.crm.search import Query, conditions, order_by
-from provisioner.services.crm.text import company_suffix, formula_safe, name_key, nfkc, phone_digits
+from provisioner.services.crm.search_index.gram_keys import SEP
+from provisioner.services.crm.text import (
+    company_suffix,
+    formula_safe,
+    name_key,
+    nfkc,
+    phone_digits,
+    search_key_column,
+)
 from provisioner.services.provisioning import quotas
 from provisioner.services.transaction import Context
 
@@ -261,6 +281,9 @@ def _records(text: IO[str]) -> Iterator[list[str]]:
 
 def _long_cells(number: int, cells: Sequence[str], header: Sequence[str]) -> list[Problem]:
     """The cells of a row over :data:`MAX_CELL` characters, named by their column."""
+
+    if max(map(len, cells), default=0) <= MAX_CELL:
+        return []
 
     def column(index: int) -> str | int:
         return header[index] if index < len(header) and number > 1 else index + 1
@@ -652,7 +675,7 @@ def _blocks(rows: Iterator[list[str]]) -> Iterator[list[tuple[int, list[str]]]]:
     """The non-blank rows after the header, numbered, :data:`_BATCH` at a time."""
     block: list[tuple[int, list[str]]] = []
     for number, cells in enumerate(rows, start=2):
-        if any(c.strip() for c in cells):
+        if "".join(cells).strip():  # some cell is not blank
             block.append((number, cells))
             if len(block) == _BATCH:
                 yield block
@@ -746,35 +769,23 @@ class _Writer:
         companies = self.companies.ids({c for _, c in shaped if c})
         crashpoint("csv.after_companies")
         batch: list[dict[str, Any]] = []
+        company_names: list[str] = []
         fired: list[tuple[int, list[Any]]] = []
         no_company = (None, "")
-        search_text, name_keys, run_rules = records.search_text, self.name_keys, self.run_rules
+        template, run_rules = self.template, self.run_rules
         for values, company in shaped:
-            row = {**self.template, **values}
+            row = {**template, **values}
             company_id, company_name = companies.get(company, no_company)
             row["company_id"] = company_id
             if run_rules is not None:  # a created contact's rules, on the row before it is
                 firings = run_rules(row)
                 if firings:  # written: their changes are part of the inserted row
                     fired.append((len(batch), firings))
-            name = row["name"]
-            norm = name_keys.get(name)
-            if norm is None:
-                norm = name_keys[name] = name_key(name)
-            row["name_norm"] = norm
-            phone, mobile = row["phone"], row["mobile"]
-            row["phone_digits"] = phone_digits(phone) if phone else ""
-            row["mobile_digits"] = phone_digits(mobile) if mobile else ""
-            row["search_text"] = search_text(row, company_name)
             batch.append(row)
-        if len(name_keys) > 100_000:  # a cache, not a copy of the file
-            name_keys.clear()
+            company_names.append(company_name)
+        derive(batch, company_names, self.name_keys)
         ids = search_index.insert_contacts(self.conn, actor.tenant_id, batch, self.builder)
-        changes = CrmChange.__table__
-        assert isinstance(changes, Table)
-        change = (actor.tenant_id, self.now, actor.login, "contact")
-        created = ("create", {"import": self.source}, "CSV import")
-        bulk.insert_rows(self.conn, changes, _CHANGE_COLUMNS, [(*change, i, *created) for i in ids])
+        log_created(self.conn, actor, self.now, self.source, ids)
         tally.add_rows(self.conn, actor.tenant_id, CrmContact, batch, extra_records=len(ids))
         if fired:
             records.apply_new_row_firings(
@@ -805,6 +816,76 @@ class _Writer:
         metrics.import_rows.labels("customers").inc(report.created)
 
 
+def derive_row(row: dict[str, Any], company_name: str) -> None:
+    """Fill a new contact row's derived columns (normalised name, phone digits, search
+    text) as a create does: the reference of :func:`derive` (tested)."""
+    row["name_norm"] = name_key(row["name"])
+    row["phone_digits"] = phone_digits(row["phone"] or "")
+    row["mobile_digits"] = phone_digits(row["mobile"] or "")
+    row["search_text"] = records.search_text(row, company_name)
+
+
+def derive(
+    rows: list[dict[str, Any]], company_names: list[str], name_keys: dict[str, str] | None = None
+) -> None:
+    """:func:`derive_row` of each row, column by column: each distinct value of a column
+    is keyed once (a name's key, a field's search key; ``name_keys`` keeps the names'
+    keys across blocks), ASCII phone columns are reduced to digits by one C-level
+    ``translate`` each, and a row's search text joins its fields' keys."""
+    if not rows:
+        return
+    known = {} if name_keys is None else name_keys
+    names = list(map(itemgetter("name"), rows))
+    for name in set(names).difference(known):
+        known[name] = name_key(name)
+    norms = list(map(known.__getitem__, names))
+    if len(known) > 100_000:  # a cache, not a copy of the file
+        known.clear()
+    phones = _digits(list(map(itemgetter("phone"), rows)))
+    mobiles = _digits(list(map(itemgetter("mobile"), rows)))
+    for row, norm, phone, mobile in zip(rows, norms, phones, mobiles, strict=True):
+        row["name_norm"] = norm
+        row["phone_digits"] = phone
+        row["mobile_digits"] = mobile
+    columns: list[list[str | None]] = []
+    for column in [
+        names,
+        list(map(itemgetter("kana"), rows)),
+        company_names,
+        *(list(map(itemgetter(key), rows)) for key in records.SEARCH_PARTS[2:]),
+    ]:
+        present = set(column)
+        present.discard("")
+        present.discard(None)
+        if not present:
+            continue  # an empty field is left out of every row's text
+        keyed: dict[Any, str | None] = dict(zip(present, search_key_column(present), strict=True))
+        keyed[""] = keyed[None] = None
+        columns.append(list(map(keyed.__getitem__, column)))
+    texts = [
+        SEP.join(parts) if None not in parts else SEP.join([p for p in parts if p is not None])
+        for parts in zip(*columns, strict=True)
+    ]
+    for row, search_text in zip(rows, texts or [""] * len(rows), strict=True):
+        row["search_text"] = search_text
+
+
+#: ASCII characters but the digits, deleted by ``str.translate``
+_NOT_DIGITS = {c: None for c in range(128) if not chr(c).isdigit()}
+
+
+def _digits(column: list[str | None]) -> list[str]:
+    """:func:`phone_digits` of each value (None as empty): a column of ASCII values with
+    no ``+`` (no +81 to read) is ``strip`` + ``translate`` at C level, what
+    :func:`phone_digits` does to each; else each distinct value once."""
+    values = [v or "" for v in column]
+    joined = "".join(values)
+    if joined.isascii() and "+" not in joined:
+        return list(map(str.translate, map(str.strip, values), repeat(_NOT_DIGITS)))
+    done = {v: phone_digits(v) for v in set(values)}
+    return list(map(done.__getitem__, values))
+
+
 _CHANGE_COLUMNS = [
     "tenant_id",
     "at",
@@ -815,6 +896,62 @@ _CHANGE_COLUMNS = [
     "changes",
     "purpose",
 ]
+
+
+def change_rows(
+    actor: Actor, at: datetime, source: str, ids: Sequence[int]
+) -> list[tuple[Any, ...]]:
+    """The change-log rows of contacts ``ids`` just imported, in :data:`_CHANGE_COLUMNS`
+    order: the reference of what :func:`log_created` writes (tested)."""
+    change = (actor.tenant_id, at, actor.login, "contact")
+    created = ("create", {"import": source}, "CSV import")
+    return [(*change, i, *created) for i in ids]
+
+
+def log_created(
+    conn: Connection, actor: Actor, at: datetime, source: str, ids: Sequence[int]
+) -> None:
+    """Write :func:`change_rows` of the contacts ``ids`` just inserted (ascending) with
+    one ``INSERT ... SELECT`` in id order: the database builds the rows, nothing per row
+    in Python or on the wire. On SQLite the ids are a run reserved under the write lock:
+    they are read back from the contacts by that range (the rowid, not a tenant index,
+    which would read all of the tenant's contacts for each block: ``tenant_id + 0``);
+    elsewhere another session's contact may have an id between them, and the rows come
+    from the array of the ids themselves."""
+    if not ids:
+        return
+    changes = CrmChange.__table__
+    contacts = CrmContact.__table__
+    assert isinstance(changes, Table)
+    assert isinstance(contacts, Table)
+    c = changes.c
+    if conn.dialect.name == "sqlite":
+        number: Any = contacts.c.id
+        origin: Any = contacts
+        where = [
+            contacts.c.id.between(ids[0], ids[-1]),
+            contacts.c.tenant_id + 0 == actor.tenant_id,
+        ]
+    else:
+        listed = func.unnest(bindparam("ids", list(ids), type_=ARRAY(BigInteger)))
+        origin = select(listed.label("id")).subquery("created")
+        number, where = origin.c.id, []
+    rows = (
+        select(
+            literal(actor.tenant_id, c.tenant_id.type),
+            literal(at, c.at.type),
+            literal(actor.login, c.actor.type),
+            literal("contact", c.record_type.type),
+            number,
+            literal("create", c.action.type),
+            literal({"import": source}, c.changes.type),
+            literal("CSV import", c.purpose.type),
+        )
+        .select_from(origin)
+        .where(*where)
+        .order_by(number)
+    )
+    conn.execute(insert(changes).from_select(_CHANGE_COLUMNS, rows))
 
 
 def _cached(coerce: Callable[[str, str, Any], Any]) -> Callable[[str, str, Any], Any]:

@@ -50,6 +50,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import itemgetter, methodcaller
 from typing import Any
 
 from sqlalchemy import (
@@ -176,26 +177,36 @@ def row_keys(model: Any, row: Mapping[str, Any], columns: Iterable[str] | None =
 
 
 def _contact_keys(rows: Iterable[Mapping[str, Any]], out: Counter[Key]) -> None:
-    """:func:`row_keys` of many contact rows, unrolled (CSV imports, sample data)."""
-    names = [(m, f"contact.{m}") for m in ("sex", *MEMOS)]
-    cls = "contact.classifications"
-    fullmatch = CODE.fullmatch
-    keys: list[Key] = []
-    append = keys.append
-    for row in rows:
-        for column, name in names:
-            value = row.get(column)
+    """:func:`row_keys` of many contact rows (CSV imports, sample data), column by
+    column: each column's distinct values are counted at C level (``Counter``), then
+    each distinct value's keys are made once. The sum of :func:`row_keys` over the rows
+    is the reference (tested)."""
+    rows = rows if isinstance(rows, Sequence) else list(rows)
+    for column in ("sex", *MEMOS):
+        name = f"contact.{column}"
+        for value, n in Counter(_column(rows, column)).items():
             if value:
-                append((name, value if fullmatch(value) else OTHER))
-        mask = int(row.get("checkboxes") or 0) & _BIT_MASK
-        while mask:
-            low = mask & -mask
-            append((CHECKBOXES, _BIT_VALUES[low.bit_length() - 1]))
-            mask ^= low
-        stored = row.get("classifications")
+                out[(name, bucket(str(value)))] += n
+    for mask, n in Counter(_column(rows, "checkboxes")).items():
+        for key in _column_keys(CrmContact, "checkboxes", mask, _no_row):
+            out[key] += n
+    cls = "contact.classifications"
+    for stored, n in Counter(_column(rows, "classifications")).items():
         if stored:
-            keys += [(cls, code) for code in classification_codes(stored)]
-    out.update(keys)
+            for code in classification_codes(stored):
+                out[(cls, code)] += n
+
+
+def _column(rows: Sequence[Mapping[str, Any]], column: str) -> list[Any]:
+    """Each row's value of ``column`` (None where a row lacks it)."""
+    try:
+        return list(map(itemgetter(column), rows))
+    except KeyError:
+        return list(map(methodcaller("get", column), rows))
+
+
+def _no_row(_column: str) -> Any:
+    return None
 
 
 # ---------------------------------------------------------------- writing counts

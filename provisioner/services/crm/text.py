@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 
 from provisioner.errors import ValidationFailed
@@ -34,6 +34,21 @@ def nfkc(value: str) -> str:
     if value.isascii():  # ASCII text is already in NFKC
         return value.strip()
     return unicodedata.normalize("NFKC", value).strip()
+
+
+def nfkc_column(values: Sequence[str]) -> list[str]:
+    """:func:`nfkc` of each value, normalised in one pass over them all (the values joined
+    by U+001F, which composes with nothing and blocks reordering, then split again; see
+    :func:`search_keys`); value by value if one holds U+001F."""
+    joined = "\x1f".join(values)
+    if joined.isascii():
+        return list(map(str.strip, values))
+    if joined.count("\x1f") != len(values) - 1:
+        return list(map(nfkc, values))
+    parts = unicodedata.normalize("NFKC", joined).split("\x1f")
+    if len(parts) != len(values):  # not expected: NFKC makes no U+001F (kept as a guard)
+        return list(map(nfkc, values))
+    return list(map(str.strip, parts))
 
 
 def phone_digits(value: str) -> str:
@@ -116,6 +131,25 @@ def search_keys(parts: Iterable[str]) -> str:
     if not joined.isascii():
         joined = unicodedata.normalize("NFKC", joined)
     return _SPACES_IN_FIELDS.sub("", joined).lower()
+
+
+def search_key_column(values: Iterable[str]) -> list[str]:
+    """:func:`search_key` of each value, normalised in one pass over them all.
+
+    The values joined by U+001F are keyed as :func:`search_keys` keys a text (NFKC,
+    white space but U+001F removed, lower case: the same on the joined text as value by
+    value, see there), then split again; a value that itself holds U+001F (or a
+    result that does not split back into as many keys) is keyed value by value."""
+    values = list(values)
+    joined = "\x1f".join(values)
+    if joined.count("\x1f") != len(values) - 1 or not values:
+        return list(map(search_key, values))
+    if not joined.isascii():
+        joined = unicodedata.normalize("NFKC", joined)
+    keys = _SPACES_IN_FIELDS.sub("", joined).lower().split("\x1f")
+    if len(keys) != len(values):  # not expected: NFKC makes no U+001F (kept as a guard)
+        return list(map(search_key, values))
+    return keys
 
 
 def search_key(value: str) -> str:

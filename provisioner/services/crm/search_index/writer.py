@@ -508,12 +508,13 @@ def reserve_ids(conn: Connection, count: int) -> list[int]:
     """``count`` new contact ids, ascending (SQLite: the write lock is held; PG: the sequence)."""
     if count <= 0:
         return []
-    if conn.dialect.name == "postgresql":
-        return sorted(
-            conn.scalars(
+    if conn.dialect.name == "postgresql":  # one array, not a row per id
+        return list(
+            conn.scalar(
                 text(
-                    "SELECT nextval(pg_get_serial_sequence('crm_contacts', 'id')) "
-                    "FROM generate_series(1, :n)"
+                    "SELECT array_agg(i ORDER BY i) FROM (SELECT "
+                    "nextval(pg_get_serial_sequence('crm_contacts', 'id')) AS i "
+                    "FROM generate_series(1, :n)) AS reserved"
                 ),
                 {"n": count},
             )
