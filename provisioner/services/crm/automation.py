@@ -27,17 +27,16 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Connection,
+    DateTime,
     Table,
     bindparam,
-    case,
     func,
     insert,
     literal,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from provisioner import metrics
 from provisioner.config.document import ConfigDocument
@@ -49,7 +48,6 @@ from provisioner.db.workflow_models import (
     CrmRecordState,
     Notification,
     WfExecution,
-    WfStat,
 )
 from provisioner.services.crm import search_index
 from provisioner.services.transaction import Context
@@ -258,36 +256,28 @@ def _count(conn: Connection, rows: list[dict[str, Any]]) -> None:
     add_stats(conn, {key: (n, at) for key, (n, at) in per.items()})
 
 
+#: adds to a workflow's counters (a text statement: compiled once, run as executemany)
+_ADD_STATS = text(
+    "INSERT INTO wf_stats (tenant_id, workflow, firings, last_fired) "
+    "VALUES (:t, :w, :n, :at) ON CONFLICT (tenant_id, workflow) DO UPDATE SET "
+    "firings = wf_stats.firings + excluded.firings, "
+    "last_fired = CASE WHEN excluded.last_fired > wf_stats.last_fired "
+    "THEN excluded.last_fired ELSE wf_stats.last_fired END"
+).bindparams(bindparam("at", type_=DateTime(timezone=True)))
+
+
 def add_stats(conn: Connection, counts: dict[tuple[int, str], tuple[int, datetime]]) -> None:
-    """Add to the counters of workflows ``(tenant, code) -> (firings, fired at)`` (one
-    statement). PostgreSQL: under the tenant's writer lock (taken first, as every
-    writer of the tenant's derived data takes it), so that two transactions firing
-    the same rules never wait on each other's counters in opposite orders."""
+    """Add to the counters of workflows ``(tenant, code) -> (firings, fired at)``.
+    PostgreSQL: under the tenant's writer lock (taken first, as every writer of the
+    tenant's derived data takes it), so that two transactions firing the same rules
+    never wait on each other's counters in opposite orders."""
     if not counts:
         return
     for tenant_id in sorted({t for t, _ in counts}):
         search_index.lock_tenant_writes(conn, tenant_id)
-    table = WfStat.__table__
-    assert isinstance(table, Table)
-    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = make(table).values(
-        [
-            {"tenant_id": t, "workflow": w, "firings": n, "last_fired": at}
-            for (t, w), (n, at) in sorted(counts.items())
-        ]
-    )
-    new = statement.excluded
     conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["tenant_id", "workflow"],
-            set_={
-                "firings": table.c.firings + new.firings,
-                "last_fired": case(
-                    (new.last_fired > table.c.last_fired, new.last_fired),
-                    else_=table.c.last_fired,
-                ),
-            },
-        )
+        _ADD_STATS,
+        [{"t": t, "w": w, "n": n, "at": at} for (t, w), (n, at) in sorted(counts.items())],
     )
 
 
