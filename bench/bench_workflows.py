@@ -266,9 +266,11 @@ def section(
         "it is inserted, worked out once per shape of row (`RuleSet.batch_runner`: "
         "the outcome of each condition, the values of the columns the rules write) "
         "and replayed for the others; the rules' values are part of the bulk insert, "
-        "and the change-log and execution-log rows of rows that share their firings "
-        "are written by one `INSERT ... SELECT` per log row over the array of their "
-        "ids. The dry run counts in one aggregate query (examined, matched, the "
+        "the change-log rows of rows that share their firings are written by one "
+        "`INSERT ... SELECT` over the array of their ids, and the execution log has "
+        "one row per rule and block of rows naming the records it fired on "
+        "(`record_ids`, migration `0019_wf_log`; `workflow list` reads counters kept "
+        "with it). The dry run counts in one aggregate query (examined, matched, the "
         "checkboxes it would change; SQLite reads the tenant's range of ids in "
         "order).",
         "",

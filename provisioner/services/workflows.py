@@ -31,7 +31,13 @@ from provisioner.config.rules import ActionError, RuleSet, due_on, read, split_p
 from provisioner.crashpoints import crashpoint
 from provisioner.db.crm_models import CrmChange
 from provisioner.db.models import Tenant
-from provisioner.db.workflow_models import Notification, WfDueFiring, WfExecution
+from provisioner.db.workflow_models import (
+    BATCH_SPAN,
+    Notification,
+    WfDueFiring,
+    WfExecution,
+    WfStat,
+)
 from provisioner.errors import NotFound, PermissionDenied, ValidationFailed
 from provisioner.services import audit, configs, rule_sql
 from provisioner.services.actors import Actor, get_tenant, require_admin
@@ -73,12 +79,12 @@ def list_workflows(ctx: Context, actor: Actor) -> list[dict[str, Any]]:
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "records.read", "list the workflows")
     doc = scope.config(ctx, actor.tenant_id)
-    stats = {
+    stats = {  # kept with the execution log (automation.add_stats): no scan of it
         code: (last, n)
         for code, last, n in ctx.session.execute(
-            select(WfExecution.workflow, func.max(WfExecution.at), func.count())
-            .where(WfExecution.tenant_id == actor.tenant_id)
-            .group_by(WfExecution.workflow)
+            select(WfStat.workflow, WfStat.last_fired, WfStat.firings).where(
+                WfStat.tenant_id == actor.tenant_id
+            )
         )
     }
     return [
@@ -508,30 +514,57 @@ def execution_log(
     workflow: str | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """Which rule fired on which record, under which configuration version, what it did."""
+    """Which rule fired on which record, under which configuration version, what it did:
+    newest first, one entry per rule and record (a bulk write's row, which names many
+    records, is one entry per record, the highest id first)."""
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "records.read", "read the workflow log")
     query = select(WfExecution).where(WfExecution.tenant_id == actor.tenant_id)
     if record_type is not None:
         query = query.where(WfExecution.record_type == records.record_type(record_type).name)
-    if record_id is not None:
-        query = query.where(WfExecution.record_id == record_id)
     if workflow is not None:
         query = query.where(WfExecution.workflow == workflow)
-    return [
-        {
-            "at": format_instant(e.at),
-            "workflow": e.workflow,
-            "config_version": e.config_version,
-            "record_type": e.record_type,
-            "record_id": e.record_id,
-            "trigger": e.trigger,
-            "depth": e.depth,
-            "changes": e.changes,
-            "error": e.error,
-        }
-        for e in ctx.session.scalars(query.order_by(WfExecution.id.desc()).limit(limit))
-    ]
+    newest = WfExecution.id.desc()
+    if record_id is None:
+        # each row is at least one entry: the newest ``limit`` rows are enough
+        found = list(ctx.session.scalars(query.order_by(newest).limit(limit)))
+    else:
+        # the rows of this record alone, or starting at it; and the bulk rows whose
+        # range of ids holds it (at most BATCH_SPAN below it)
+        found = list(
+            ctx.session.scalars(
+                query.where(WfExecution.record_id == record_id).order_by(newest).limit(limit)
+            )
+        )
+        found += ctx.session.scalars(
+            query.where(
+                WfExecution.record_id.between(record_id - BATCH_SPAN, record_id - 1),
+                WfExecution.last_record_id >= record_id,
+            )
+        )
+        found.sort(key=lambda e: e.id, reverse=True)
+    out: list[dict[str, Any]] = []
+    for e in found:
+        ids = automation.record_ids(e.record_id, e.record_ids)
+        if record_id is not None:
+            ids = [record_id] if record_id in ids else []
+        for one in reversed(ids):
+            if len(out) == limit:
+                return out
+            out.append(
+                {
+                    "at": format_instant(e.at),
+                    "workflow": e.workflow,
+                    "config_version": e.config_version,
+                    "record_type": e.record_type,
+                    "record_id": one,
+                    "trigger": e.trigger,
+                    "depth": e.depth,
+                    "changes": e.changes,
+                    "error": e.error,
+                }
+            )
+    return out
 
 
 # ---------------------------------------------------------------- the date scheduler

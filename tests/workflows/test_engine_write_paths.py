@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from provisioner.db.workflow_models import Notification, WfExecution
-from provisioner.services.crm import bulk, csvio, records, search
+from provisioner.services import workflows
+from provisioner.services.crm import automation, bulk, csvio, records, search
 from provisioner.services.crm.search import Query
 from tests.crm.helpers import make
 from tests.support import World
@@ -16,17 +17,13 @@ from tests.workflows.helpers import CHECK, GOLD, rule, with_rules
 
 
 def executions(world: World) -> list[tuple[str, str, int, str]]:
+    """(rule, record type, record id, trigger) of each firing logged, in order (a bulk
+    write's row naming several records: one per record, as ``workflow log`` shows it)."""
     with world.app.transaction() as ctx:
         return [
-            tuple(r)
-            for r in ctx.session.execute(  # type: ignore[misc]
-                select(
-                    WfExecution.workflow,
-                    WfExecution.record_type,
-                    WfExecution.record_id,
-                    WfExecution.trigger,
-                ).order_by(WfExecution.id)
-            )
+            (e.workflow, e.record_type, record_id, e.trigger)
+            for e in ctx.session.scalars(select(WfExecution).order_by(WfExecution.id))
+            for record_id in automation.record_ids(e.record_id, e.record_ids)
         ]
 
 
@@ -330,8 +327,10 @@ def test_a_call_note_runs_the_activity_rules(world: World) -> None:
 
 
 def test_csv_import_of_many_alike_rows_logs_each_as_a_single_create(world: World) -> None:
-    """Rows sharing their firings get their log rows from one INSERT ... SELECT each: the
-    same change-log and execution-log rows as the row-by-row path and a single create."""
+    """Rows sharing their firings get their change-log rows from one INSERT ... SELECT
+    and one execution-log row per rule naming all of them: the same change log and,
+    record by record, the same execution log as the row-by-row path and a single
+    create."""
     with_rules(
         world,
         rule(
@@ -352,15 +351,12 @@ def test_csv_import_of_many_alike_rows_logs_each_as_a_single_create(world: World
         history = {
             name: records.history(ctx, admin, "contact", c["id"]) for name, c in found.items()
         }
-        logged = ctx.session.execute(
-            select(
-                WfExecution.record_id,
-                WfExecution.workflow,
-                WfExecution.changes,
-                WfExecution.error,
-                WfExecution.config_version,
-            )
-        ).all()
+        logged = [
+            (record_id, e.workflow, e.changes, e.error, e.config_version)
+            for e in ctx.session.scalars(select(WfExecution))
+            for record_id in automation.record_ids(e.record_id, e.record_ids)
+        ]
+        rows = ctx.session.scalar(select(func.count()).select_from(WfExecution))
     gold = [n for n in found if n.startswith("金") or n == "単 一郎"]
     assert len(gold) == 27
     for name in gold:
@@ -374,3 +370,18 @@ def test_csv_import_of_many_alike_rows_logs_each_as_a_single_create(world: World
     assert len(by_record) == 41
     for name in gold:
         assert sorted(by_record[found[name]["id"]]) == sorted(by_record[single["id"]])
+    # the single create: a row per rule; the import: a row per rule and shape of row
+    assert rows == 2 + 2 + 1
+    with world.app.transaction() as ctx:
+        one = found["金 1郎"]["id"]
+        shown = workflows.execution_log(ctx, admin, record_type="contact", record_id=one)
+        alone = workflows.execution_log(ctx, admin, record_type="contact", record_id=single["id"])
+        newest = workflows.execution_log(ctx, admin, limit=3)
+        listed = {w["code"]: w["firings"] for w in workflows.list_workflows(ctx, admin)}
+    assert [{**e, "record_id": 0} for e in shown] == [{**e, "record_id": 0} for e in alone]
+    assert [e["workflow"] for e in shown] == ["dm", "vip_gold"]
+    # newest first: the last row written (dm on the gold rows), its records highest first
+    assert [(e["workflow"], e["record_id"]) for e in newest] == [
+        ("dm", found[name]["id"]) for name in ("金 38郎", "金 37郎", "金 35郎")
+    ]
+    assert listed == {"vip_gold": 27, "dm": 41}

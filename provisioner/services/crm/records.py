@@ -765,10 +765,10 @@ def apply_new_row_firings(
     on other records (through :func:`create` / :func:`update`).
 
     Written in bulk: rows that share their firings (:meth:`RuleSet.batch_runner`: the
-    same rules, the same changes) get their change-log and execution-log rows from one
-    ``INSERT ... SELECT`` per row written for each (over the array of their ids,
-    :func:`automation.insert_for_ids`); the others in one bulk insert
-    (:func:`provisioner.db.bulk.insert_rows`)."""
+    same rules, the same changes) get their change-log rows from one ``INSERT ...
+    SELECT`` (over the array of their ids, :func:`automation.insert_for_ids`) and one
+    execution-log row per rule naming all of them (:func:`automation.batch_rows`); the
+    others in one bulk insert (:func:`provisioner.db.bulk.insert_rows`)."""
     version = automation.config_version(ctx, actor.tenant_id)
     now = ctx.clock.now()
     change_columns = [
@@ -813,13 +813,14 @@ def apply_new_row_firings(
         ]
         for template in templates:
             template["at"] = now
+        for template in templates:  # one row per rule for all of them
+            log_rows += automation.batch_rows(template, ids)
         if len(ids) < _SHARED_MIN:  # a few rows: with the others
             if shown:
                 changes += [
                     (actor.tenant_id, now, actor.login, rt.name, i, "update", shown, purpose)
                     for i in ids
                 ]
-            log_rows += [{**t, "record_id": i} for i in ids for t in templates]
             continue
         if shown:
             automation.insert_for_ids(
@@ -836,8 +837,6 @@ def apply_new_row_firings(
                 ids,
             )
             changed += len(ids)
-        for template in templates:
-            automation.log_for_ids(conn, template, ids)
     if changes:
         bulk.insert_rows(conn, table, change_columns, changes)
     if changed:  # counted here, as the import counts its own change-log rows
@@ -845,7 +844,7 @@ def apply_new_row_firings(
     automation.log_bulk(conn, log_rows)
 
 
-#: rows sharing their firings from which their log rows are written by INSERT ... SELECT
+#: rows sharing their firings from which their change-log rows are written by INSERT ... SELECT
 _SHARED_MIN = 16
 
 
