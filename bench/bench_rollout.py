@@ -56,6 +56,7 @@ from provisioner.db.engine import make_engine  # noqa: E402
 from provisioner.db.models import AuditEvent, ConfigVersion, Tenant, Transfer  # noqa: E402
 from provisioner.security.keystore import MasterKey  # noqa: E402
 from provisioner.services import actors, configs, signing, tenants, transfers  # noqa: E402
+from provisioner.services import documents as docstore  # noqa: E402
 from provisioner.services.context import Provisioner  # noqa: E402
 from provisioner.services.provisioning import rollout  # noqa: E402
 
@@ -150,15 +151,18 @@ def one_run(
         )
         assert transfers_made == n, transfers_made
         hq_digest = configs.current(ctx, actors.get_tenant(ctx, "hq")).digest
-        documents = ctx.session.execute(
-            select(Tenant.slug, ConfigVersion.digest, ConfigVersion.document)
-            .join(
-                Tenant,
-                (Tenant.id == ConfigVersion.tenant_id)
-                & (Tenant.config_version == ConfigVersion.version),
+        documents = [
+            (slug, version.digest, docstore.version_body(ctx.session, version))
+            for slug, version in ctx.session.execute(
+                select(Tenant.slug, ConfigVersion)
+                .join(
+                    Tenant,
+                    (Tenant.id == ConfigVersion.tenant_id)
+                    & (Tenant.config_version == ConfigVersion.version),
+                )
+                .where(Tenant.slug.like("shop-%"))
             )
-            .where(Tenant.slug.like("shop-%"))
-        ).all()
+        ]
         if distinct:  # an upgrade: HQ's change taken, each shop's own label kept
             for slug, _, document in documents:
                 boxes = orjson.loads(document)["checkboxes"]

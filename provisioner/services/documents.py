@@ -187,8 +187,9 @@ def parsed(session: Session, digest: str) -> Any:
     return found
 
 
-def _delta(row: ConfigVersion) -> config_delta.Delta:
-    assert row.delta is not None
+def _delta(row: ConfigVersion) -> config_delta.Delta | None:
+    if row.delta is None:  # the base document itself
+        return None
     data: config_delta.Delta = orjson.loads(row.delta)
     return data
 
