@@ -67,7 +67,9 @@ def test_an_exported_bundle_is_stored_once_and_given_back_exactly(partner: World
     assert row.envelope_bytes == len(raw)  # disk usage still counts the whole file
     assert stored_file == raw
     public = signer_of(partner, "partner").public_key()  # the rebuilt file verifies
-    assert read_bundle(stored_file, {key_id(public): public}.get).config_json == _incoming(partner, row)
+    assert read_bundle(stored_file, {key_id(public): public}.get).config_json == _incoming(
+        partner, row
+    )
     decision = partner.approve(transfer_id, "client-admin")
     assert decision.outcome == "applied"
     assert partner.config("client") == partner.config("partner")
@@ -224,13 +226,14 @@ def test_the_plan_names_the_digest_of_the_stored_configuration(partner: World) -
     row = partner.transfer(
         partner.receive("client", partner.export("partner", partner.key("client")))
     )
-    assert row.plan["incoming_digest"] == "sha256:" + hashlib.sha256(_incoming(partner, row)).hexdigest()
+    assert (
+        row.plan["incoming_digest"]
+        == "sha256:" + hashlib.sha256(_incoming(partner, row)).hexdigest()
+    )
     assert (
         row.payload_digest
         == "sha256:"
-        + hashlib.sha256(
-            base64.b64decode(envelope_of(_file(partner, row))["payload"])
-        ).hexdigest()
+        + hashlib.sha256(base64.b64decode(envelope_of(_file(partner, row))["payload"])).hexdigest()
     )
 
 

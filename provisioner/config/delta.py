@@ -42,42 +42,41 @@ def make(base: Any, new: Any) -> Delta | None:
     if base is new:
         return None
     if isinstance(base, dict) and isinstance(new, dict):
-        changed: dict[str, Any] = {}
-        for key, value in new.items():
-            if key in base:
-                old = base[key]
-                if old is value or (type(old) is type(value) and old == value):
-                    continue  # (the comparison of unchanged parts runs in C)
-                sub = make(old, value)
-                if sub is not None:
-                    changed[key] = sub
-            else:
-                changed[key] = {"$": value}
-        removed = [key for key in base if key not in new]
-        if not changed and not removed:
-            return None
-        out: Delta = {"o": changed}
-        if removed:
-            out["x"] = removed
-        return out
+        return _object(base, new)
     if isinstance(base, list) and isinstance(new, list):
         items: list[list[Any]] = []
         for index, value in enumerate(new):
-            if index < len(base):
-                old = base[index]
-                if old is value or (type(old) is type(value) and old == value):
-                    continue
-                sub = make(old, value)
-                if sub is not None:
-                    items.append([index, sub])
-            else:
-                items.append([index, {"$": value}])
+            sub = _member(base, index, value) if index < len(base) else {"$": value}
+            if sub is not None:
+                items.append([index, sub])
         if not items and len(base) == len(new):
             return None
         return {"a": items, "n": len(new)}
     if type(base) is type(new) and base == new:
         return None
     return {"$": new}
+
+
+def _member(base: Any, key: Any, value: Any) -> Delta | None:
+    old = base[key]
+    if old is value or (type(old) is type(value) and old == value):
+        return None  # (the comparison of unchanged parts runs in C)
+    return make(old, value)
+
+
+def _object(base: dict[str, Any], new: dict[str, Any]) -> Delta | None:
+    changed: dict[str, Any] = {}
+    for key, value in new.items():
+        sub = _member(base, key, value) if key in base else {"$": value}
+        if sub is not None:
+            changed[key] = sub
+    removed = [key for key in base if key not in new]
+    if not changed and not removed:
+        return None
+    out: Delta = {"o": changed}
+    if removed:
+        out["x"] = removed
+    return out
 
 
 def apply(base: Any, delta: Delta | None) -> Any:

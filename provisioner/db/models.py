@@ -231,8 +231,9 @@ class Transfer(Base):
     # The heavy columns load only when used: the bundle as received, its configuration
     # sections validated and normalised at receipt, and the plan.
     #: the bundle file -- or, when ``payload_frame`` is set, the file with its payload
-    #: cut out, the payload being the ``incoming_digest`` document in that frame (``bundles.payload.split_file``;
-    #: ``services.transfers.bundle_file`` gives back the exact file)
+    #: cut out, the payload being the ``incoming_digest`` document in that frame
+    #: (``bundles.payload.split_file``; ``services.transfers.bundle_file`` gives back the
+    #: exact file)
     envelope: Mapped[bytes] = mapped_column(deferred=True)
     payload_frame: Mapped[dict[str, Any] | None] = mapped_column(deferred=True)
     #: bytes of the bundle file (disk usage sums it)
@@ -256,8 +257,9 @@ class LineageEntry(Base):
     """What an applied transfer was based on: the base of the next upgrade from its source.
 
     The source's document *as it arrived* is the transfer's ``incoming_digest``
-    document (stored once per distinct content, in ``config_documents``); ``sections`` are those whose base moved (all the
-    bundle's sections, or the ``--only`` ones). An entry counts while its
+    document (stored once per distinct content, in ``config_documents``);
+    ``sections`` are those whose base moved (all the bundle's sections, or the
+    ``--only`` ones). An entry counts while its
     transfer is ``applied``: rolling the transfer back restores the previous base.
     """
 

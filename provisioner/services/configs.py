@@ -110,13 +110,15 @@ def commit_version(
     author: str | None,
     origin: str,
     base_version: int | None,
+    near: tuple[str, ...] = (),
 ) -> int | None:
     """Insert ``doc`` as the next version and point the tenant at it.
 
     ``doc`` must already be validated (as bytes: a whole document's RFC 8785
     form). Returns the new version, or None when the document equals the current
     one (nothing is written: a no-op change). Raises PlanConflict if the tenant
-    moved away from ``base_version``. :func:`commit_versions` for one tenant.
+    moved away from ``base_version``. :func:`commit_versions` for one tenant
+    (``near``: :attr:`NewVersion.near`).
     """
     data: Any = None
     if isinstance(doc, bytes):
@@ -125,7 +127,7 @@ def commit_version(
         data = doc.to_data() if isinstance(doc, ConfigDocument) else dict(doc)
         body = canonical_bytes(data)
     return commit_versions(
-        ctx, [NewVersion(tenant, base_version, body, author, origin, data=data)]
+        ctx, [NewVersion(tenant, base_version, body, author, origin, data=data, near=near)]
     )[0]
 
 

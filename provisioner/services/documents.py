@@ -110,15 +110,22 @@ def stored(ctx: Context, digests: Iterable[str]) -> set[str]:
     )
 
 
-def store_many(ctx: Context, bodies: Mapping[str, bytes], *, known: set[str] | None = None) -> None:
+def store_many(
+    ctx: Context,
+    bodies: Mapping[str, bytes],
+    *,
+    known: set[str] | None = None,
+    look: bool = True,
+) -> None:
     """Store each ``digest -> body`` not stored yet (one multi-row INSERT; a concurrent
     writer of the same content is no conflict: ``ON CONFLICT DO NOTHING``).
 
-    ``known``: digests the caller already found stored (skips the look-up).
+    ``known``: digests the caller already found stored (skips the look-up); ``look``
+    False: no look-up, the INSERT alone decides (one round trip, the bytes sent).
     """
     if not bodies:
         return
-    present = known if known is not None else stored(ctx, bodies)
+    present = known if known is not None else stored(ctx, bodies) if look else set()
     rows = [
         {"digest": d, "body": b, "size_bytes": len(b), "created_at": ctx.clock.now()}
         for d, b in bodies.items()
@@ -134,10 +141,20 @@ def store_many(ctx: Context, bodies: Mapping[str, bytes], *, known: set[str] | N
     )
 
 
-def store(ctx: Context, body: bytes, digest: str | None = None) -> str:
-    """Store one document (if new); its digest."""
+def store(
+    ctx: Context,
+    body: bytes,
+    digest: str | None = None,
+    *,
+    parsed_as: Any = None,
+    look: bool = True,
+) -> str:
+    """Store one document (if new); its digest. ``parsed_as``: the document parsed, kept
+    in the cache of parsed documents (it must never be changed afterwards)."""
     digest = digest or digest_of(body)
-    store_many(ctx, {digest: body})
+    store_many(ctx, {digest: body}, look=look)
+    if parsed_as is not None:
+        _PARSED.put(digest, parsed_as)
     return digest
 
 
@@ -237,8 +254,9 @@ def plan_storage(
 
     ``items``: per version (digest, body, its parsed data or None, digests of stored
     documents it may be close to, best first). A document already stored is named by
-    its digest alone; else the smallest delta from a candidate is kept when it is at
-    most 1/:data:`DELTA_FRACTION` of the document, else the document is stored whole.
+    its digest alone; else the delta from the first candidate it is close to (the delta
+    at most 1/:data:`DELTA_FRACTION` of the document) is kept, else the document is
+    stored whole.
     """
     # the candidates too: a delta is only ever taken from a document the database holds
     known = stored(ctx, [d for digest, _, _, near in items for d in (digest, *near)])
@@ -250,7 +268,7 @@ def plan_storage(
             continue
         best: Storage | None = None
         limit = len(data_bytes) // DELTA_FRACTION
-        for candidate in dict.fromkeys(near):
+        for candidate in dict.fromkeys(near):  # the first one close enough is taken
             if candidate == digest or candidate not in known:
                 continue
             try:
@@ -261,8 +279,9 @@ def plan_storage(
                 data = orjson.loads(data_bytes)
             found = config_delta.make(base, data)
             encoded = orjson.dumps(found)
-            if len(encoded) <= limit and (best is None or len(encoded) < len(best.delta or b"")):
+            if len(encoded) <= limit:
                 best = Storage(candidate, encoded)
+                break
         if best is None:
             new[digest] = data_bytes
             best = WHOLE

@@ -399,7 +399,11 @@ def accept(
         )
     quotas.require_room(ctx, target, len(raw) + len(bundle.config_json), what="this bundle")
     crashpoint("receive.after_key_check")
-    documents.store(ctx, bundle.config_json, bundle.config_digest)
+    # stored once per distinct content; its parsed form (validated, never changed) kept
+    # for the approval; one INSERT ... ON CONFLICT DO NOTHING, no look-up first
+    documents.store(
+        ctx, bundle.config_json, bundle.config_digest, parsed_as=bundle.config, look=False
+    )
     transfer = _insert_once(
         ctx,
         transfer_row(
@@ -751,7 +755,9 @@ def preview(
     ):
         plan = dict(transfer.plan)
         if data_impact.has_records(ctx, target.id):  # the records may have changed since receipt
-            result = combine(head.data, incoming_config(ctx.session, transfer), mode="replace")
+            result = combine(
+                head.data, incoming_config(ctx.session, transfer, shared=True), mode="replace"
+            )
             plan["impact"] = data_impact.impact(ctx, target.id, head.data, result)
         else:
             plan["impact"] = data_impact.NO_IMPACT
@@ -760,11 +766,17 @@ def preview(
         if ancestor is None:
             raise _no_base(transfer, target)
         result, plan, _ = upgrade_plan(
-            head, incoming_config(ctx.session, transfer), ancestor, only=parse_only(only)
+            head,
+            incoming_config(ctx.session, transfer, shared=True),
+            ancestor,
+            only=parse_only(only),
         )
     else:
         result, plan = make_plan(
-            head, incoming_config(ctx.session, transfer), mode=mode, only=parse_only(only)
+            head,
+            incoming_config(ctx.session, transfer, shared=True),
+            mode=mode,
+            only=parse_only(only),
         )
     plan["impact"] = data_impact_of(ctx, target.id, head.data, result)
     return plan
@@ -901,7 +913,11 @@ def approve(
     ancestor = lineage.base(ctx, target.id, lineage.source_of(transfer))
     if head.version != transfer.base_version:
         replanned, plan = _receipt_plan(
-            ctx, target, head, incoming_config(ctx.session, transfer), lineage.source_of(transfer)
+            ctx,
+            target,
+            head,
+            incoming_config(ctx.session, transfer, shared=True),
+            lineage.source_of(transfer),
         )
         plan["impact"] = data_impact_of(ctx, target.id, head.data, replanned)
         plan["signer"] = transfer.plan.get("signer")
@@ -940,7 +956,7 @@ def approve(
             raise _no_base(transfer, target)
         result, plan, upgrade = upgrade_plan(
             head,
-            incoming_config(ctx.session, transfer),
+            incoming_config(ctx.session, transfer, shared=True),
             ancestor,
             only=sections,
             keep=keep,
@@ -960,10 +976,12 @@ def approve(
         plan = transfer.plan
         whole = plan.get("incoming_digest")
         if whole is None:
-            result = combine(head.data, incoming_config(ctx.session, transfer), mode="replace")
+            result = combine(
+                head.data, incoming_config(ctx.session, transfer, shared=True), mode="replace"
+            )
     else:
         result, plan = make_plan(
-            head, incoming_config(ctx.session, transfer), mode=mode, only=sections
+            head, incoming_config(ctx.session, transfer, shared=True), mode=mode, only=sections
         )
     report = data_impact.NO_IMPACT
     if data_impact.has_records(ctx, target.id):  # counted again: records change meanwhile
@@ -988,6 +1006,7 @@ def approve(
             author=actor.login,
             origin=f"transfer:{transfer.id}",
             base_version=head.version,
+            near=(transfer.incoming_digest,),  # what arrived: the result differs from it little
         )
     crashpoint("approve.after_version")
     remapped: dict[str, int] | None = None

@@ -99,9 +99,9 @@ def test_stored_sizes_are_the_real_bytes_for_every_writer(app: Provisioner, worl
                 select(Transfer).where(Transfer.tenant_id == shop.id).options(undefer("*"))
             )
         ]
-        assert quotas.usage(ctx, shop).used_bytes == sum(
-            len(d) for d in shop_docs
-        ) + sum(len(r) for r in shop_raw)
+        assert quotas.usage(ctx, shop).used_bytes == sum(len(d) for d in shop_docs) + sum(
+            len(r) for r in shop_raw
+        )
 
 
 def test_import_and_seed_over_quota_are_refused_and_write_nothing(
