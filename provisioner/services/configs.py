@@ -53,9 +53,12 @@ def _load(ctx: Context, tenant_id: int, version: int) -> ConfigVersion:
     return row
 
 
-def version_data(ctx: Context, tenant_id: int, version: int) -> dict[str, Any]:
-    """The version's document (the caller's own copy, free to change)."""
-    return documents.version_data(ctx.session, _load(ctx, tenant_id, version))
+def version_data(
+    ctx: Context, tenant_id: int, version: int, *, shared: bool = False
+) -> dict[str, Any]:
+    """The version's document: the caller's own copy, free to change -- or, ``shared``,
+    built on the document cache without a copy, never to be changed."""
+    return documents.version_data(ctx.session, _load(ctx, tenant_id, version), shared=shared)
 
 
 def current_text(ctx: Context, tenant: Tenant) -> tuple[int, str, bytes]:
@@ -94,7 +97,7 @@ class NewVersion:
     #: ``body`` parsed, when the caller has it (spares a parse when a delta is computed)
     data: Any = None
     #: digests of stored documents ``body`` may differ little from, best first (a template
-    #: it was made from); the base version's stored document is always tried
+    #: it was made from); the base version's stored document is tried after them
     near: tuple[str, ...] = ()
 
     @property
@@ -199,7 +202,7 @@ def commit_versions(
 
 def _root(ctx: Context, item: NewVersion) -> tuple[str, ...]:
     """The stored document the base version is (or differs from): a delta candidate."""
-    if item.base_version is None or item.near:
+    if item.base_version is None:
         return ()
     row = _load(ctx, item.tenant.id, item.base_version)
     return (row.base_digest or row.digest,)

@@ -23,7 +23,7 @@ form (:func:`parsed`, shared: read-only for every caller).
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -254,16 +254,22 @@ def plan_storage(
 
     ``items``: per version (digest, body, its parsed data or None, digests of stored
     documents it may be close to, best first). A document already stored is named by
-    its digest alone; else the delta from the first candidate it is close to (the delta
-    at most 1/:data:`DELTA_FRACTION` of the document) is kept, else the document is
-    stored whole.
+    its digest alone, and so is one that several items share (it is stored whole, once:
+    a good base for later deltas); else the delta from the first candidate it is close
+    to (the delta at most 1/:data:`DELTA_FRACTION` of the document) is kept, else the
+    document is stored whole.
     """
     # the candidates too: a delta is only ever taken from a document the database holds
     known = stored(ctx, [d for digest, _, _, near in items for d in (digest, *near)])
     out: list[Storage] = []
     new: dict[str, bytes] = {}
+    counts = Counter(digest for digest, *_ in items)
     for digest, data_bytes, data, near in items:
         if digest in known or digest in new:
+            out.append(WHOLE)
+            continue
+        if counts[digest] > 1:  # the same document for several tenants: stored whole, once
+            new[digest] = data_bytes
             out.append(WHOLE)
             continue
         best: Storage | None = None

@@ -505,7 +505,10 @@ class _Batch:
         known = self.shared.get(cache_key)
         if known is not None:
             return known
-        base = configs.Current(version, digest, configs.version_data(self.ctx, tenant_id, version))
+        # read-only and shared: a stored document parsed once, the tenant's delta applied
+        base = configs.Current(
+            version, digest, configs.version_data(self.ctx, tenant_id, version, shared=True)
+        )
         ancestor = None
         if base_key is not None:  # the same bundles taken: the same base, read once
             ancestor = self.bases.get(base_key)
@@ -707,8 +710,9 @@ class _Batch:
                     digest=a.shared.digest,
                     base_digest=a.digest,
                     data=a.shared.result,
-                    # a delta from the template as it arrived, or from the tenant's own base
-                    near=(work.bundle.config_digest, *a.roots),
+                    # a delta from the tenant's own base (its changes and the template's
+                    # change), else from the template as it arrived
+                    near=(*a.roots, work.bundle.config_digest),
                 )
                 for transfer_id, a in applied
             ],
