@@ -293,11 +293,11 @@ def database_bytes(app: Provisioner) -> int:
     """The database's size (SQLite: pages in use, as the WAL makes them; PostgreSQL: on disk)."""
     with app.engine.connect() as conn:
         if app.engine.dialect.name == "postgresql":
-            return int(conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar())
-        pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
-        free = conn.exec_driver_sql("PRAGMA freelist_count").scalar()
-        size = conn.exec_driver_sql("PRAGMA page_size").scalar()
-        return int((pages - free) * size)
+            query = "SELECT pg_database_size(current_database())"
+            return int(conn.exec_driver_sql(query).scalar_one())
+        pages = int(conn.exec_driver_sql("PRAGMA page_count").scalar_one())
+        free = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar_one())
+        return (pages - free) * int(conn.exec_driver_sql("PRAGMA page_size").scalar_one())
 
 
 def local_changes(app: Provisioner, n: int) -> None:

@@ -163,14 +163,15 @@ def store(
 
 def body(session: Session, digest: str) -> bytes:
     """The stored document's bytes."""
-    found = _BODIES.get(digest)
+    cached: bytes | None = _BODIES.get(digest)
+    if cached is not None:
+        return cached
+    found = session.scalar(select(StoredDocument.body).where(StoredDocument.digest == digest))
     if found is None:
-        found = session.scalar(select(StoredDocument.body).where(StoredDocument.digest == digest))
-        if found is None:
-            raise LookupError(f"configuration document {digest} is not stored")
-        found = bytes(found)
-        _BODIES.put(digest, found)
-    return found
+        raise LookupError(f"configuration document {digest} is not stored")
+    data = bytes(found)
+    _BODIES.put(digest, data)
+    return data
 
 
 def bodies(session: Session, digests: Iterable[str]) -> dict[str, bytes]:
