@@ -286,6 +286,7 @@ tenants/s on SQLite (200 tenants, same machine).
 
 
 SCALE_TITLE = "## Rollout at scale: storage per tenant"
+SCALE_DB = "rollout_scale_bench"  # a database of its own
 CONFIGS = ("default", "large")
 
 
@@ -432,7 +433,7 @@ def scale_main(args: argparse.Namespace) -> None:
     results: list[Scale] = []
     for backend in ["sqlite", "postgresql"] if args.db == "both" else [args.db]:
         for config in CONFIGS if args.config == "both" else [args.config]:
-            source = sqlite_url() if backend == "sqlite" else postgres_url(PG_BENCH_DB)
+            source = sqlite_url() if backend == "sqlite" else postgres_url(SCALE_DB)
             with source as url:
                 results.append(scale_one(backend, url, args.tenants, config))
     print(scale_section(results, " ".join(["python bench/bench_rollout.py", *sys.argv[1:]])))
