@@ -17,8 +17,10 @@ and walks in Python only the paths that differ. Python's ``==`` takes ``true`` f
 ``1`` inside containers: that is exact for configuration documents, where the schema
 fixes each member's type (no member holds a boolean in one version and a number in
 another). (A member compared directly is compared with its type: ``{"a": true}`` to
-``{"a": 1}`` is a change; the same pair one container deeper would not be.) :func:`apply` never modifies its arguments:
-the result shares the unchanged parts of ``base``, so a base kept in a cache
+``{"a": 1}`` is a change; the same pair one container deeper would not be.)
+
+:func:`apply` never modifies its arguments: the result shares the unchanged parts
+of ``base``, so a base kept in a cache
 must be treated as read-only by whoever holds the result.
 
     >>> base = {"labels": {"a": "A", "b": "B"}, "boxes": [{"n": 1}, {"n": 2}]}
