@@ -5,6 +5,7 @@ Run on demand (not part of the test suite)::
     .venv/bin/python bench/bench_rollout.py                  # SQLite and PostgreSQL, 3 runs
     .venv/bin/python bench/bench_rollout.py --db sqlite --tenants 200 --repeat 1
     .venv/bin/python bench/bench_rollout.py --profile        # also cProfile one run
+    .venv/bin/python bench/bench_rollout.py --scale --tenants 10000   # storage per tenant
 
 Setup (untimed): an HQ tenant and N target tenants (each with an admin) whose
 admins registered HQ's key as a trusted publisher with policy ``auto``. Each
@@ -56,6 +57,7 @@ from provisioner.db.engine import make_engine  # noqa: E402
 from provisioner.db.models import AuditEvent, ConfigVersion, Tenant, Transfer  # noqa: E402
 from provisioner.security.keystore import MasterKey  # noqa: E402
 from provisioner.services import actors, configs, signing, tenants, transfers  # noqa: E402
+from provisioner.services import documents as docstore  # noqa: E402
 from provisioner.services.context import Provisioner  # noqa: E402
 from provisioner.services.provisioning import rollout  # noqa: E402
 
@@ -150,15 +152,18 @@ def one_run(
         )
         assert transfers_made == n, transfers_made
         hq_digest = configs.current(ctx, actors.get_tenant(ctx, "hq")).digest
-        documents = ctx.session.execute(
-            select(Tenant.slug, ConfigVersion.digest, ConfigVersion.document)
-            .join(
-                Tenant,
-                (Tenant.id == ConfigVersion.tenant_id)
-                & (Tenant.config_version == ConfigVersion.version),
+        documents = [
+            (slug, version.digest, docstore.version_body(ctx.session, version))
+            for slug, version in ctx.session.execute(
+                select(Tenant.slug, ConfigVersion)
+                .join(
+                    Tenant,
+                    (Tenant.id == ConfigVersion.tenant_id)
+                    & (Tenant.config_version == ConfigVersion.version),
+                )
+                .where(Tenant.slug.like("shop-%"))
             )
-            .where(Tenant.slug.like("shop-%"))
-        ).all()
+        ]
         if distinct:  # an upgrade: HQ's change taken, each shop's own label kept
             for slug, _, document in documents:
                 boxes = orjson.loads(document)["checkboxes"]
@@ -277,6 +282,163 @@ tenants/s on SQLite (200 tenants, same machine).
 """
 
 
+# --------------------------------------------------------------------------- scale
+
+
+SCALE_TITLE = "## Rollout at scale: storage per tenant"
+SCALE_DB = "rollout_scale_bench"  # a database of its own
+CONFIGS = ("default", "large")
+
+
+def database_bytes(app: Provisioner) -> int:
+    """The database's size (SQLite: pages in use, as the WAL makes them; PostgreSQL: on disk)."""
+    with app.engine.connect() as conn:
+        if app.engine.dialect.name == "postgresql":
+            query = "SELECT pg_database_size(current_database())"
+            return int(conn.exec_driver_sql(query).scalar_one())
+        pages = int(conn.exec_driver_sql("PRAGMA page_count").scalar_one())
+        free = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar_one())
+        return (pages - free) * int(conn.exec_driver_sql("PRAGMA page_size").scalar_one())
+
+
+def local_changes(app: Provisioner, n: int) -> None:
+    """Give every target a few changes of its own (a checkbox, a label): untimed."""
+    for start in range(0, n, 50):
+        with app.transaction() as ctx:
+            for i in range(start, min(n, start + 50)):
+                slug = f"shop-{i:04d}"
+                tenant = actors.get_tenant(ctx, slug)
+                data = configs.current(ctx, tenant).data
+                boxes = [dict(c) for c in data["checkboxes"]]
+                boxes[1]["label"] = f"{i}号店専用"
+                boxes[2]["label"] = f"{i}号店の会員"
+                configs.set_sections(
+                    ctx, actors.resolve(ctx, f"{slug}-admin", slug), tenant, {"checkboxes": boxes}
+                )
+
+
+@dataclass
+class Scale:
+    backend: str
+    version: str
+    config: str
+    size: int  # bytes of the configuration's canonical JSON
+    tenants: int
+    seconds: float
+    growth: int  # bytes the database grew by during the timed rollout
+
+    @property
+    def per_tenant_ms(self) -> float:
+        return self.seconds / self.tenants * 1000
+
+    @property
+    def growth_per_tenant(self) -> float:
+        return max(0, self.growth - self.size) / self.tenants
+
+
+def scale_one(backend: str, url: str, n: int, config: str) -> Scale:
+    """One configuration: roll it out (untimed, so every target has HQ as its source), give
+    each target local changes (untimed), then time the rollout of HQ's next change and
+    measure how much the database grew."""
+    from bench.bench_core import large_config
+    from provisioner.canonical import canonical_bytes
+
+    app = setup(url, n)
+    version = server_version(app)
+    with app.transaction() as ctx:
+        hq = actors.get_tenant(ctx, "hq")
+        if config == "large":
+            configs.set_sections(ctx, actors.resolve(ctx, "hq-admin", "hq"), hq, large_config())
+        size = len(configs.current_text(ctx, hq)[2])
+        assert size == len(canonical_bytes(configs.current(ctx, hq).data))
+    with app.transaction() as ctx:
+        raw = transfers.export(ctx, actors.resolve(ctx, "hq-admin", "hq"))
+        run_id = rollout.start(
+            ctx,
+            actors.resolve(ctx, "hq-admin", "hq"),
+            raw,
+            [rollout.Target(f"shop-{i:04d}") for i in range(n)],
+        ).id
+    rollout.process(app, "hq-admin", run_id)
+    local_changes(app, n)
+    with app.transaction() as ctx:  # HQ's next change (untimed)
+        hq = actors.get_tenant(ctx, "hq")
+        data = configs.current(ctx, hq).data
+        boxes = [dict(c) for c in data["checkboxes"]]
+        boxes[0]["label"] = "本部指定"
+        configs.set_sections(ctx, actors.resolve(ctx, "hq-admin", "hq"), hq, {"checkboxes": boxes})
+    with app.transaction() as ctx:
+        raw = transfers.export(ctx, actors.resolve(ctx, "hq-admin", "hq"))
+    before = database_bytes(app)
+    started = time.perf_counter()
+    with app.transaction() as ctx:
+        run_id = rollout.start(
+            ctx,
+            actors.resolve(ctx, "hq-admin", "hq"),
+            raw,
+            [rollout.Target(f"shop-{i:04d}") for i in range(n)],
+        ).id
+    rollout.process(app, "hq-admin", run_id)
+    elapsed = time.perf_counter() - started
+    growth = database_bytes(app) - before - len(raw)  # the run keeps the bundle once
+    with app.transaction() as ctx:  # every target took HQ's change and kept its own
+        summary = rollout.summary(ctx, actors.resolve(ctx, "hq-admin", "hq"), run_id)
+        assert summary["counts"] == {"applied": n}, summary["counts"]
+        for i in (0, n // 2, n - 1):
+            boxes = configs.current(ctx, actors.get_tenant(ctx, f"shop-{i:04d}")).data["checkboxes"]
+            assert boxes[0]["label"] == "本部指定", i
+            assert boxes[1]["label"] == f"{i}号店専用", i
+    app.engine.dispose()
+    print(
+        f"{backend} {config}: {n} tenants in {elapsed:.2f} s, database +{growth:,} bytes",
+        file=sys.stderr,
+    )
+    return Scale(backend, version, config, size, n, elapsed, growth)
+
+
+def scale_section(results: list[Scale], command: str) -> str:
+    rows = []
+    for r in results:
+        default = next(
+            (x for x in results if x.backend == r.backend and x.config == "default"), None
+        )
+        ratio = f"{r.per_tenant_ms / default.per_tenant_ms:.2f}x" if default else "-"
+        rows.append(
+            f"| {r.version} | {r.config} ({r.size / 1024:,.0f} KiB) | {r.tenants} | "
+            f"{r.seconds:.2f} s | {r.per_tenant_ms:.2f} ms | {ratio} | "
+            f"{r.growth / 1024:,.0f} KiB | {r.growth_per_tenant / 1024:,.1f} KiB |"
+        )
+    body = "\n".join(rows)
+    return f"""{SCALE_TITLE}
+
+Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} by `{command}`
+(load average before the run: {os.getloadavg()[0]:.2f}).
+Machine: {machine()}.
+
+Workload: HQ's configuration rolled out (untimed) to N tenants trusting HQ with
+policy `auto`; each tenant then changes two checkbox labels of its own (untimed);
+HQ relabels checkbox 1 and the rollout of that change is timed (a three-way
+upgrade per tenant, each tenant at a document of its own). Growth: the database's
+size after the timed rollout minus before (SQLite: pages in use, WAL
+included; PostgreSQL: `pg_database_size`), less the rollout's bundle (kept once
+with the run); per tenant: less one copy of the document, divided by N.
+
+| database | configuration | tenants | time | per tenant | vs default | growth | growth per tenant |
+|---|---|---|---|---|---|---|---|
+{body}
+"""
+
+
+def scale_main(args: argparse.Namespace) -> None:
+    results: list[Scale] = []
+    for backend in ["sqlite", "postgresql"] if args.db == "both" else [args.db]:
+        for config in CONFIGS if args.config == "both" else [args.config]:
+            source = sqlite_url() if backend == "sqlite" else postgres_url(SCALE_DB)
+            with source as url:
+                results.append(scale_one(backend, url, args.tenants, config))
+    print(scale_section(results, " ".join(["python bench/bench_rollout.py", *sys.argv[1:]])))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
@@ -284,7 +446,22 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="instead: the rollout of a template change to tenants with local changes of "
+        "their own, its time per tenant and the database growth per tenant",
+    )
+    parser.add_argument(
+        "--config",
+        choices=[*CONFIGS, "both"],
+        default="both",
+        help="with --scale: the default configuration, the 1.25 MB benchmark one, or both",
+    )
     args = parse_args(parser)
+    if args.scale:
+        scale_main(args)
+        return
     results: list[Result] = []
     for backend in ["sqlite", "postgresql"] if args.db == "both" else [args.db]:
         source = sqlite_url() if backend == "sqlite" else postgres_url(PG_BENCH_DB)

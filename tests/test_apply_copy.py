@@ -1,11 +1,12 @@
-"""Approving a whole document copies the stored text in the database: same bytes, same digest."""
+"""Approving a whole document names the stored document: same bytes, same digest, stored once."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from provisioner.canonical import sha256_hex
-from provisioner.db.models import ConfigVersion
+from provisioner.db.models import ConfigVersion, StoredDocument
+from provisioner.services import documents
 from tests.support import World, labelled
 
 
@@ -30,8 +31,17 @@ def test_whole_document_approval_stores_the_source_document(world: World) -> Non
     decision = world.approve(tid, "dst-admin")
     assert decision.outcome == "applied"
     src, dst = _row(world, "src"), _row(world, "dst")
-    assert dst.document == src.document
-    assert dst.digest == src.digest == "sha256:" + sha256_hex(dst.document.encode())
+    with world.app.transaction() as ctx:
+        body = documents.version_body(ctx.session, dst)
+        assert body == documents.version_body(ctx.session, src)
+        stored = ctx.session.scalar(
+            select(func.count())
+            .select_from(StoredDocument)
+            .where(StoredDocument.digest == dst.digest)
+        )
+    assert stored == 1  # one copy, named by both versions and by the transfer
+    assert dst.base_digest is None  # the arrived document itself, no delta
+    assert dst.digest == src.digest == "sha256:" + sha256_hex(body)
     assert dst.origin == f"transfer:{tid}"
     assert dst.created_by == "dst-admin"
     # approving an identical document again changes nothing
@@ -47,7 +57,9 @@ def test_section_approval_computes_the_new_document(world: World) -> None:
     tid = world.send("src", world.key("dst"))
     world.approve(tid, "dst-admin", only=["checkboxes"])
     dst = _row(world, "dst")
-    assert dst.digest == "sha256:" + sha256_hex(dst.document.encode())
+    with world.app.transaction() as ctx:
+        body = documents.version_body(ctx.session, dst)
+    assert dst.digest == "sha256:" + sha256_hex(body)
     boxes = {c["index"]: c["label"] for c in world.config("dst")["checkboxes"]}
     assert boxes[5] == "お歳暮"
     assert boxes[6] != "暑中見舞"  # replaced by the source's checkboxes section

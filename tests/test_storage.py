@@ -25,14 +25,13 @@ def test_large_columns_are_compressed_with_lz4_on_postgresql(app: Provisioner) -
             text(
                 "SELECT c.relname, a.attname, a.attcompression FROM pg_attribute a "
                 "JOIN pg_class c ON c.oid = a.attrelid "
-                "WHERE c.relname IN ('transfers', 'config_versions') "
-                "AND a.attname IN ('envelope', 'incoming', 'plan', 'document')"
+                "WHERE c.relname IN ('transfers', 'config_documents') "
+                "AND a.attname IN ('envelope', 'plan', 'body')"
             )
         ).all()
     assert sorted((r[0], r[1], r[2]) for r in rows) == [
-        ("config_versions", "document", "l"),
+        ("config_documents", "body", "l"),
         ("transfers", "envelope", "l"),
-        ("transfers", "incoming", "l"),
         ("transfers", "plan", "l"),
     ]
 

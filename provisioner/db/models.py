@@ -89,6 +89,24 @@ class UserDepartment(Base):
     created_at: Mapped[datetime]
 
 
+class StoredDocument(Base):
+    """A configuration document stored once per distinct content, addressed by its digest.
+
+    Shared content without a tenant (like a reference table): a document is
+    reachable only through a tenant's own rows that name its digest (a version,
+    a transfer). Insert-only: the same digest always means the same bytes.
+    """
+
+    __tablename__ = "config_documents"
+
+    #: ``"sha256:" + SHA-256(body)``
+    digest: Mapped[str] = mapped_column(String(80), primary_key=True)
+    #: RFC 8785 canonical JSON, UTF-8 (a whole document, or a transfer's sections)
+    body: Mapped[bytes]
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+
+
 class ConfigVersion(Base):
     __tablename__ = "config_versions"
     #: disk usage sums ``size_bytes`` from this index alone, never from the (large) rows
@@ -96,12 +114,18 @@ class ConfigVersion(Base):
 
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
-    document: Mapped[str] = mapped_column(Text)  # RFC 8785 canonical JSON
+    #: the document's ``"sha256:" + SHA-256`` of its RFC 8785 bytes. Without ``base_digest``
+    #: the document itself is stored under this digest (``config_documents``)
     digest: Mapped[str] = mapped_column(String(80))
+    #: the stored document this version differs from by ``delta`` (None: stored whole)
+    base_digest: Mapped[str | None] = mapped_column(ForeignKey("config_documents.digest"))
+    #: :mod:`provisioner.config.delta` from the ``base_digest`` document, as JSON
+    delta: Mapped[bytes | None]
     created_at: Mapped[datetime]
     created_by: Mapped[str | None] = mapped_column(String(100))
     origin: Mapped[str] = mapped_column(String(200))
-    #: UTF-8 bytes of ``document`` (disk usage sums it; see services.provisioning.quotas)
+    #: UTF-8 bytes of the whole document, its logical size: disk usage and billing sum it
+    #: however it is stored (see services.provisioning.quotas)
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
@@ -207,15 +231,17 @@ class Transfer(Base):
     # The heavy columns load only when used: the bundle as received, its configuration
     # sections validated and normalised at receipt, and the plan.
     #: the bundle file -- or, when ``payload_frame`` is set, the file with its payload
-    #: cut out, the payload being ``incoming`` in that frame (``bundles.payload.split_file``;
-    #: ``services.transfers.bundle_file`` gives back the exact file)
+    #: cut out, the payload being the ``incoming_digest`` document in that frame
+    #: (``bundles.payload.split_file``; ``services.transfers.bundle_file`` gives back the
+    #: exact file)
     envelope: Mapped[bytes] = mapped_column(deferred=True)
     payload_frame: Mapped[dict[str, Any] | None] = mapped_column(deferred=True)
     #: bytes of the bundle file (disk usage sums it)
     envelope_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    #: the configuration sections as UTF-8 RFC 8785 JSON (what approval applies), kept as
-    #: bytes: written as they were verified, with no decoding and re-encoding of megabytes
-    incoming: Mapped[bytes] = mapped_column(deferred=True)
+    #: the digest of the configuration sections as UTF-8 RFC 8785 JSON (what approval
+    #: applies), stored once per distinct content in ``config_documents`` as they were
+    #: verified, with no decoding and re-encoding of megabytes
+    incoming_digest: Mapped[str] = mapped_column(ForeignKey("config_documents.digest"))
     base_version: Mapped[int] = mapped_column(Integer)
     plan: Mapped[dict[str, Any]] = mapped_column(deferred=True)
     received_at: Mapped[datetime]
@@ -230,9 +256,10 @@ class Transfer(Base):
 class LineageEntry(Base):
     """What an applied transfer was based on: the base of the next upgrade from its source.
 
-    The source's document *as it arrived* is the transfer's ``incoming`` (stored
-    once, with the transfer); ``sections`` are those whose base moved (all the
-    bundle's sections, or the ``--only`` ones). An entry counts while its
+    The source's document *as it arrived* is the transfer's ``incoming_digest``
+    document (stored once per distinct content, in ``config_documents``);
+    ``sections`` are those whose base moved (all the bundle's sections, or the
+    ``--only`` ones). An entry counts while its
     transfer is ``applied``: rolling the transfer back restores the previous base.
     """
 

@@ -12,17 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from sqlalchemy import (
-    DateTime,
     Table,
-    Text,
     bindparam,
-    cast,
-    func,
     insert,
-    literal,
-    literal_column,
     select,
     tuple_,
     update,
@@ -36,9 +29,9 @@ from provisioner.config.document import ConfigDocument
 from provisioner.config.merge import combine
 from provisioner.config.validate import document_from_data, sections_from_data
 from provisioner.crashpoints import crashpoint
-from provisioner.db.models import ConfigVersion, Tenant, Transfer
+from provisioner.db.models import ConfigVersion, StoredDocument, Tenant, Transfer
 from provisioner.errors import NotFound, PlanConflict
-from provisioner.services import audit
+from provisioner.services import audit, documents
 from provisioner.services.actors import Actor, require_admin
 from provisioner.services.transaction import Context
 
@@ -60,24 +53,30 @@ def _load(ctx: Context, tenant_id: int, version: int) -> ConfigVersion:
     return row
 
 
-def version_data(ctx: Context, tenant_id: int, version: int) -> dict[str, Any]:
-    data: dict[str, Any] = orjson.loads(_load(ctx, tenant_id, version).document)
-    return data
+def version_data(
+    ctx: Context, tenant_id: int, version: int, *, shared: bool = False
+) -> dict[str, Any]:
+    """The version's document: the caller's own copy, free to change -- or, ``shared``,
+    built on the document cache without a copy, never to be changed."""
+    return documents.version_data(ctx.session, _load(ctx, tenant_id, version), shared=shared)
 
 
 def current_text(ctx: Context, tenant: Tenant) -> tuple[int, str, bytes]:
-    """(version, digest, RFC 8785 bytes) of the current document, without parsing it."""
+    """(version, digest, RFC 8785 bytes) of the current document, without parsing it
+    when it is stored whole."""
     if tenant.config_version is None:
         raise NotFound(f"tenant {tenant.slug!r} has no configuration")
     row = _load(ctx, tenant.id, tenant.config_version)
-    return row.version, row.digest, row.document.encode("utf-8")
+    return row.version, row.digest, documents.version_body(ctx.session, row)
 
 
-def current(ctx: Context, tenant: Tenant) -> Current:
+def current(ctx: Context, tenant: Tenant, *, shared: bool = False) -> Current:
+    """The current version. ``shared``: its data may share parts with the document cache
+    (:func:`documents.parsed`) and must not be changed -- no copy is made."""
     if tenant.config_version is None:
         raise NotFound(f"tenant {tenant.slug!r} has no configuration")
     row = _load(ctx, tenant.id, tenant.config_version)
-    return Current(row.version, row.digest, orjson.loads(row.document))
+    return Current(row.version, row.digest, documents.version_data(ctx.session, row, shared=shared))
 
 
 @dataclass(frozen=True)
@@ -95,6 +94,11 @@ class NewVersion:
     digest: str | None = None
     #: the digest of the base version, when the caller already read it (else it is loaded)
     base_digest: str | None = None
+    #: ``body`` parsed, when the caller has it (spares a parse when a delta is computed)
+    data: Any = None
+    #: digests of stored documents ``body`` may differ little from, best first (a template
+    #: it was made from); the base version's stored document is tried after them
+    near: tuple[str, ...] = ()
 
     @property
     def body_digest(self) -> str:
@@ -109,19 +113,25 @@ def commit_version(
     author: str | None,
     origin: str,
     base_version: int | None,
+    near: tuple[str, ...] = (),
 ) -> int | None:
     """Insert ``doc`` as the next version and point the tenant at it.
 
     ``doc`` must already be validated (as bytes: a whole document's RFC 8785
     form). Returns the new version, or None when the document equals the current
     one (nothing is written: a no-op change). Raises PlanConflict if the tenant
-    moved away from ``base_version``. :func:`commit_versions` for one tenant.
+    moved away from ``base_version``. :func:`commit_versions` for one tenant
+    (``near``: :attr:`NewVersion.near`).
     """
+    data: Any = None
     if isinstance(doc, bytes):
         body = doc
     else:
-        body = canonical_bytes(doc.to_data() if isinstance(doc, ConfigDocument) else dict(doc))
-    return commit_versions(ctx, [NewVersion(tenant, base_version, body, author, origin)])[0]
+        data = doc.to_data() if isinstance(doc, ConfigDocument) else dict(doc)
+        body = canonical_bytes(data)
+    return commit_versions(
+        ctx, [NewVersion(tenant, base_version, body, author, origin, data=data, near=near)]
+    )[0]
 
 
 def commit_versions(
@@ -162,6 +172,13 @@ def commit_versions(
     if not changed:
         return out
     move_pointers(ctx, [(item.tenant, item.base_version) for item in changed])
+    storage = documents.plan_storage(
+        ctx,
+        [
+            (item.body_digest, item.body, item.data, (*item.near, *_root(ctx, item)))
+            for item in changed
+        ],
+    )
     now = ctx.clock.now()
     ctx.session.execute(
         insert(ConfigVersion),
@@ -169,68 +186,63 @@ def commit_versions(
             {
                 "tenant_id": item.tenant.id,
                 "version": (item.base_version or 0) + 1,
-                "document": item.body.decode("utf-8"),
                 "digest": item.body_digest,
+                "base_digest": how.base_digest,
+                "delta": how.delta,
                 "size_bytes": len(item.body),
                 "created_at": now,
                 "created_by": item.author,
                 "origin": item.origin,
             }
-            for item in changed
+            for item, how in zip(changed, storage, strict=True)
         ],
     )
     return out
 
 
+def _root(ctx: Context, item: NewVersion) -> tuple[str, ...]:
+    """The stored document the base version is (or differs from): a delta candidate."""
+    if item.base_version is None:
+        return ()
+    row = _load(ctx, item.tenant.id, item.base_version)
+    return (row.base_digest or row.digest,)
+
+
 def commit_transfer_copy(
     ctx: Context, tenant: Tenant, transfer_id: int, digest: str, *, author: str, base_version: int
 ) -> int | None:
-    """:func:`commit_version` of a transfer's stored incoming document, copied in the database.
+    """:func:`commit_version` of a transfer's stored incoming document, by reference.
 
     For a whole-document transfer the stored sections already are the new
-    version's RFC 8785 text (``digest`` is theirs, taken at receipt): the
-    database copies the text from row to row, it never travels through Python.
-    The same checks and the same guarded pointer as :func:`commit_versions`.
+    version's RFC 8785 document (``digest`` is theirs, taken at receipt, and the
+    document is stored under it): the new version names it, the megabytes are
+    neither read nor written. The same checks and the same guarded pointer as
+    :func:`commit_versions`.
     """
     if _load(ctx, tenant.id, base_version).digest == digest:
         return None
     size = ctx.session.scalar(
-        select(func.length(Transfer.incoming)).where(  # bytes: it is binary
-            Transfer.id == transfer_id
-        )
+        select(StoredDocument.size_bytes)
+        .join(Transfer, Transfer.incoming_digest == StoredDocument.digest)
+        .where(Transfer.id == transfer_id, Transfer.tenant_id == tenant.id)
     )
+    if size is None:
+        raise NotFound(f"transfer {transfer_id} has no stored configuration")
     for check in ctx.checks.new_version:
-        check(ctx, tenant, int(size or 0))
+        check(ctx, tenant, int(size))
     new_version = base_version + 1
     move_pointers(ctx, [(tenant, base_version)])
-    # the UTF-8 bytes become text as they are (PostgreSQL checks they are UTF-8)
-    document = (
-        func.convert_from(Transfer.incoming, literal_column("'UTF8'"))
-        if ctx.session.get_bind().dialect.name == "postgresql"
-        else cast(Transfer.incoming, Text)
-    )
     ctx.session.execute(
-        insert(ConfigVersion).from_select(
-            [
-                "tenant_id",
-                "version",
-                "document",
-                "digest",
-                "created_at",
-                "created_by",
-                "origin",
-                "size_bytes",
-            ],
-            select(
-                literal(tenant.id),
-                literal(new_version),
-                document,
-                literal(digest),
-                literal(ctx.clock.now(), DateTime()),
-                literal(author),
-                literal(f"transfer:{transfer_id}"),
-                literal(int(size or 0)),
-            ).where(Transfer.id == transfer_id, Transfer.tenant_id == tenant.id),
+        insert(ConfigVersion).values(
+            tenant_id=tenant.id,
+            version=new_version,
+            digest=digest,
+            base_digest=None,
+            delta=None,
+            size_bytes=int(size),
+            created_at=ctx.clock.now(),
+            created_by=author,
+            origin=f"transfer:{transfer_id}",
         )
     )
     return new_version

@@ -4,8 +4,9 @@ Every applied transfer records its source (``tenant:<slug>`` for a source this
 deployment verified, ``key:<key id>`` for a pinned publisher or a tenant of
 another deployment), the source's configuration version and digest, the bundle
 digest and the sections whose base moved. The source's document *as it
-arrived* is the transfer's stored ``incoming`` configuration: the lineage row
-points at it, the megabyte is not stored twice.
+arrived* is the transfer's incoming document (``incoming_digest``, stored once
+per distinct content in ``config_documents``): the lineage row points at it
+through its transfer, the megabyte is not stored twice.
 
 The base of a section, for a source, is that section as it arrived with the
 latest *applied* transfer from the source that moved it. A rolled-back
@@ -18,12 +19,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from sqlalchemy import insert, select
 
 from provisioner.config.document import SECTION_NAMES
 from provisioner.config.merge3 import merge3
 from provisioner.db.models import LineageEntry, Transfer
+from provisioner.services import documents as docstore
 from provisioner.services.transaction import Context
 
 
@@ -87,14 +88,18 @@ def base(
         for name in entry.sections:
             if name in wanted and name not in owner:
                 owner[name] = entry.transfer_id
-    documents = {
-        tid: orjson.loads(doc)
-        for tid, doc in ctx.session.execute(
-            select(Transfer.id, Transfer.incoming).where(Transfer.id.in_(set(owner.values())))
+    # the sections as they arrived: stored documents, parsed once per process and shared
+    # (read-only: the three-way merge reads its base, never changes it)
+    incoming = {
+        tid: docstore.parsed(ctx.session, digest)
+        for tid, digest in ctx.session.execute(
+            select(Transfer.id, Transfer.incoming_digest).where(
+                Transfer.id.in_(set(owner.values()))
+            )
         )
     }
     for name, tid in owner.items():
-        value = documents[tid].get(name)
+        value = incoming[tid].get(name)
         if value is not None:
             found.sections[name] = value
             found.transfers[name] = tid

@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 
 from provisioner.db.crm_models import CrmCompany, CrmContact, CrmSearchGram
 from provisioner.db.models import ConfigVersion, DerivedData, Tenant, Transfer
-from provisioner.services import tenants, transfers
+from provisioner.services import documents, tenants, transfers
 from provisioner.services.crm import company_search, records, search_index, tally
 from provisioner.services.provisioning import quotas
 from provisioner.services.transaction import Context
@@ -188,12 +188,9 @@ def _rebuild_index(conn: Connection, tenant_id: int, texts: dict[int, str]) -> i
 def _sizes(session: Session, tenant_id: int) -> int:
     """Stored sizes that differ from the bytes they measure, corrected in place."""
     wrong = 0
-    for version, size, document in session.execute(
-        select(ConfigVersion.version, ConfigVersion.size_bytes, ConfigVersion.document).where(
-            ConfigVersion.tenant_id == tenant_id
-        )
-    ):
-        actual = len(document.encode("utf-8"))
+    for row in session.scalars(select(ConfigVersion).where(ConfigVersion.tenant_id == tenant_id)):
+        version, size = row.version, row.size_bytes
+        actual = len(documents.version_body(session, row))
         if size != actual:
             wrong += 1
             session.execute(
@@ -202,7 +199,7 @@ def _sizes(session: Session, tenant_id: int) -> int:
                 .values(size_bytes=actual)
             )
     for transfer in session.scalars(select(Transfer).where(Transfer.tenant_id == tenant_id)):
-        actual = len(transfers.bundle_file(transfer))
+        actual = len(transfers.bundle_file(session, transfer))
         if transfer.envelope_bytes != actual:
             wrong += 1
             transfer.envelope_bytes = actual

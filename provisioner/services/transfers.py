@@ -39,7 +39,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from provisioner.bundles import payload as bundle_payload
@@ -74,7 +74,7 @@ from provisioner.errors import (
 )
 from provisioner.gcpause import paused_gc
 from provisioner.security import copykey
-from provisioner.services import audit, configs, copykeys, lineage, signing
+from provisioner.services import audit, configs, copykeys, documents, lineage, signing
 from provisioner.services.actors import Actor, get_tenant, require_admin, resolve_for_tenant_id
 from provisioner.services.crm import impact as data_impact
 from provisioner.services.eligibility import require_can_receive, require_can_send
@@ -399,6 +399,11 @@ def accept(
         )
     quotas.require_room(ctx, target, len(raw) + len(bundle.config_json), what="this bundle")
     crashpoint("receive.after_key_check")
+    # stored once per distinct content; its parsed form (validated, never changed) kept
+    # for the approval; one INSERT ... ON CONFLICT DO NOTHING, no look-up first
+    documents.store(
+        ctx, bundle.config_json, bundle.config_digest, parsed_as=bundle.config, look=False
+    )
     transfer = _insert_once(
         ctx,
         transfer_row(
@@ -513,7 +518,8 @@ def transfer_row(
 ) -> dict[str, Any]:
     """Every column of a received transfer: ``pending``, or ``applied`` at once (``decided_by``:
     a rollout's auto policy). The bundle file is stored without repeating its configuration
-    (:func:`bundles.payload.split_file`)."""
+    (:func:`bundles.payload.split_file`); the configuration itself is stored once per distinct
+    content by the caller (``documents.store``) and named by ``incoming_digest``."""
     payload = bundle.payload
     stored, frame = bundle_payload.split_file(bundle)  # the configuration is stored once
     return dict(
@@ -529,7 +535,7 @@ def transfer_row(
         envelope=stored,
         payload_frame=frame,
         envelope_bytes=len(raw),
-        incoming=bundle.config_json,
+        incoming_digest=bundle.config_digest,  # stored by the caller (documents.store)
         base_version=base_version,
         plan=plan,
         received_at=received_at,
@@ -698,14 +704,28 @@ def get(ctx: Context, login: str, transfer_id: int) -> tuple[Transfer, Actor]:
     return transfer, actor
 
 
-def bundle_file(transfer: Transfer) -> bytes:
+def incoming_bytes(session: Session, transfer: Transfer) -> bytes:
+    """The configuration sections of the bundle as stored at receipt (RFC 8785 bytes)."""
+    return documents.body(session, transfer.incoming_digest)
+
+
+def bundle_file(session: Session, transfer: Transfer) -> bytes:
     """The bundle file exactly as it was received (see ``Transfer.payload_frame``)."""
-    return bundle_payload.join_file(transfer.envelope, transfer.payload_frame, transfer.incoming)
+    return bundle_payload.join_file(
+        transfer.envelope, transfer.payload_frame, incoming_bytes(session, transfer)
+    )
 
 
-def incoming_config(transfer: Transfer) -> dict[str, Any]:
-    """The configuration sections of the bundle, as validated and normalised at receipt."""
-    sections: dict[str, Any] = orjson.loads(transfer.incoming)
+def incoming_config(
+    session: Session, transfer: Transfer, *, shared: bool = False
+) -> dict[str, Any]:
+    """The configuration sections of the bundle, as validated and normalised at receipt.
+
+    ``shared``: the parsed sections of the document cache, read-only (no copy)."""
+    if shared:
+        found: dict[str, Any] = documents.parsed(session, transfer.incoming_digest)
+        return found
+    sections: dict[str, Any] = orjson.loads(incoming_bytes(session, transfer))
     return sections
 
 
@@ -735,7 +755,9 @@ def preview(
     ):
         plan = dict(transfer.plan)
         if data_impact.has_records(ctx, target.id):  # the records may have changed since receipt
-            result = combine(head.data, incoming_config(transfer), mode="replace")
+            result = combine(
+                head.data, incoming_config(ctx.session, transfer, shared=True), mode="replace"
+            )
             plan["impact"] = data_impact.impact(ctx, target.id, head.data, result)
         else:
             plan["impact"] = data_impact.NO_IMPACT
@@ -744,10 +766,18 @@ def preview(
         if ancestor is None:
             raise _no_base(transfer, target)
         result, plan, _ = upgrade_plan(
-            head, incoming_config(transfer), ancestor, only=parse_only(only)
+            head,
+            incoming_config(ctx.session, transfer, shared=True),
+            ancestor,
+            only=parse_only(only),
         )
     else:
-        result, plan = make_plan(head, incoming_config(transfer), mode=mode, only=parse_only(only))
+        result, plan = make_plan(
+            head,
+            incoming_config(ctx.session, transfer, shared=True),
+            mode=mode,
+            only=parse_only(only),
+        )
     plan["impact"] = data_impact_of(ctx, target.id, head.data, result)
     return plan
 
@@ -883,7 +913,11 @@ def approve(
     ancestor = lineage.base(ctx, target.id, lineage.source_of(transfer))
     if head.version != transfer.base_version:
         replanned, plan = _receipt_plan(
-            ctx, target, head, incoming_config(transfer), lineage.source_of(transfer)
+            ctx,
+            target,
+            head,
+            incoming_config(ctx.session, transfer, shared=True),
+            lineage.source_of(transfer),
         )
         plan["impact"] = data_impact_of(ctx, target.id, head.data, replanned)
         plan["signer"] = transfer.plan.get("signer")
@@ -922,7 +956,7 @@ def approve(
             raise _no_base(transfer, target)
         result, plan, upgrade = upgrade_plan(
             head,
-            incoming_config(transfer),
+            incoming_config(ctx.session, transfer, shared=True),
             ancestor,
             only=sections,
             keep=keep,
@@ -942,13 +976,19 @@ def approve(
         plan = transfer.plan
         whole = plan.get("incoming_digest")
         if whole is None:
-            result = combine(head.data, incoming_config(transfer), mode="replace")
+            result = combine(
+                head.data, incoming_config(ctx.session, transfer, shared=True), mode="replace"
+            )
     else:
-        result, plan = make_plan(head, incoming_config(transfer), mode=mode, only=sections)
+        result, plan = make_plan(
+            head, incoming_config(ctx.session, transfer, shared=True), mode=mode, only=sections
+        )
     report = data_impact.NO_IMPACT
     if data_impact.has_records(ctx, target.id):  # counted again: records change meanwhile
         if result is None:
-            result = incoming_config(transfer)  # a whole document: what impact needs to read
+            result = incoming_config(
+                ctx.session, transfer
+            )  # a whole document: what impact needs to read
         report = data_impact.impact(ctx, target.id, head.data, result)
     forced = _check_impact(report, remaps, force, transfer.id)
     if result is None:
@@ -966,6 +1006,7 @@ def approve(
             author=actor.login,
             origin=f"transfer:{transfer.id}",
             base_version=head.version,
+            near=(transfer.incoming_digest,),  # what arrived: the result differs from it little
         )
     crashpoint("approve.after_version")
     remapped: dict[str, int] | None = None

@@ -450,7 +450,7 @@ def _active_values(ctx: Context, row: Any, item: dict[str, Any]) -> list[tuple[s
     """The values a removed picklist value can be remapped to (from the incoming document)."""
     if item.get("kind") != "picklist_value_removed":
         return []
-    incoming = transfers.incoming_config(row)
+    incoming = transfers.incoming_config(ctx.session, row, shared=True)
     for pl in incoming.get("picklists", []) or []:
         if pl["code"] == item["picklist"]:
             return [(v["code"], v["label"]) for v in pl["values"] if v.get("active", True)]

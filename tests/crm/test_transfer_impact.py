@@ -239,7 +239,9 @@ def test_plan_counts_the_records_each_incoming_rule_matches(
         transfer, _ = transfers.get(ctx, "branch-admin", tid)
         plan = transfers.preview(ctx, transfer, mode="merge")  # the target's rules first
         assert sorted(seen(plan)) == sorted(expected)
-        result = transfers.combine(base, transfers.incoming_config(transfer), mode="replace")
+        result = transfers.combine(
+            base, transfers.incoming_config(ctx.session, transfer), mode="replace"
+        )
         fast = data_impact.workflow_matches(ctx, transfer.tenant_id, base, result)
         slow = data_impact.workflow_matches(ctx, transfer.tenant_id, base, result, fast=False)
     assert fast == slow

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from provisioner.clock import FrozenClock
 from provisioner.db.models import ConfigVersion
 from provisioner.errors import BundleRejected, QuotaExceeded, ValidationFailed
-from provisioner.services import actors, tenants
+from provisioner.services import actors, documents, tenants
 from provisioner.services.context import Provisioner
 from provisioner.services.provisioning import billing, groups, metering, quotas, rollout, sandboxes
 from provisioner.services.provisioning.rollout import Target
@@ -129,11 +129,9 @@ def test_usage_counts_stored_bytes(app: Provisioner, world: World) -> None:
     with app.transaction() as ctx:
         shop = actors.get_tenant(ctx, "shop")
         first = quotas.usage(ctx, shop)
-        doc = ctx.session.scalar(
-            select(ConfigVersion.document).where(ConfigVersion.tenant_id == shop.id)
-        )
-        assert doc is not None
-        assert first.used_bytes == len(doc.encode("utf-8"))
+        row = ctx.session.scalar(select(ConfigVersion).where(ConfigVersion.tenant_id == shop.id))
+        assert row is not None
+        assert first.used_bytes == len(documents.version_body(ctx.session, row))
         assert first.quota_bytes == 1024**3
 
 

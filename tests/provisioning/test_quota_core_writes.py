@@ -8,7 +8,7 @@ from sqlalchemy.orm import undefer
 
 from provisioner.db.models import ConfigVersion, Transfer
 from provisioner.errors import QuotaExceeded
-from provisioner.services import actors, copykeys, transfers
+from provisioner.services import actors, copykeys, documents, transfers
 from provisioner.services.context import Provisioner
 from provisioner.services.provisioning import billing, quotas
 from tests.support import World, labelled
@@ -73,31 +73,35 @@ def test_stored_sizes_are_the_real_bytes_for_every_writer(app: Provisioner, worl
     transfer_id = world.send("hq", world.key("shop"))  # accept: envelope
     world.approve(transfer_id, "shop-admin")  # the row-to-row copy
     with app.transaction() as ctx:
-        versions = ctx.session.execute(
-            select(ConfigVersion.document, ConfigVersion.size_bytes)
-        ).all()
+        versions = [
+            (documents.version_body(ctx.session, v), v.size_bytes)
+            for v in ctx.session.scalars(select(ConfigVersion))
+        ]
         envelopes = [
-            (transfers.bundle_file(t), t.envelope_bytes)  # the file as received
+            (transfers.bundle_file(ctx.session, t), t.envelope_bytes)  # the file as received
             for t in ctx.session.scalars(select(Transfer).options(undefer("*")))
         ]
     assert len(versions) == 4
-    assert all(size == len(doc.encode("utf-8")) for doc, size in versions)
+    assert all(size == len(doc) for doc, size in versions)
     assert envelopes
     assert all(size == len(raw) for raw, size in envelopes)
     with app.transaction() as ctx:
         shop = actors.get_tenant(ctx, "shop")
-        shop_docs = ctx.session.scalars(
-            select(ConfigVersion.document).where(ConfigVersion.tenant_id == shop.id)
-        ).all()
+        shop_docs = [
+            documents.version_body(ctx.session, v)
+            for v in ctx.session.scalars(
+                select(ConfigVersion).where(ConfigVersion.tenant_id == shop.id)
+            )
+        ]
         shop_raw = [
-            transfers.bundle_file(t)
+            transfers.bundle_file(ctx.session, t)
             for t in ctx.session.scalars(
                 select(Transfer).where(Transfer.tenant_id == shop.id).options(undefer("*"))
             )
         ]
-        assert quotas.usage(ctx, shop).used_bytes == sum(
-            len(d.encode("utf-8")) for d in shop_docs
-        ) + sum(len(r) for r in shop_raw)
+        assert quotas.usage(ctx, shop).used_bytes == sum(len(d) for d in shop_docs) + sum(
+            len(r) for r in shop_raw
+        )
 
 
 def test_import_and_seed_over_quota_are_refused_and_write_nothing(

@@ -11,7 +11,7 @@ from sqlalchemy.orm import undefer
 
 from provisioner.db.models import AuditEvent, ConfigVersion, Transfer
 from provisioner.errors import BundleRejected, TransferRefused
-from provisioner.services import actors, configs, signing, transfers
+from provisioner.services import actors, configs, documents, signing, transfers
 from provisioner.services.context import Provisioner
 from provisioner.services.provisioning import rollout
 from provisioner.services.provisioning.rollout import Target
@@ -52,7 +52,6 @@ def _damage(app: Provisioner, slug: str) -> None:
             ConfigVersion(
                 tenant_id=tenant.id,
                 version=tenant.config_version + 1,
-                document="{}",
                 digest="sha256:stray",
                 created_at=ctx.clock.now(),
                 created_by=None,
@@ -185,7 +184,7 @@ def _trail(app: Provisioner, slug: str) -> dict[str, Any]:
                     "source_digest",
                     "copy_key_id",
                     "envelope",
-                    "incoming",
+                    "incoming_digest",
                     "base_version",
                     "received_by",
                     "decided_by",
@@ -197,7 +196,7 @@ def _trail(app: Provisioner, slug: str) -> dict[str, Any]:
             "version": (
                 version.version,
                 version.digest,
-                version.document,
+                documents.version_body(ctx.session, version),
                 version.created_by,
                 version.origin == f"transfer:{transfer.id}",
             ),

@@ -58,9 +58,10 @@ def _pointer_moved_before_the_batch_writes(
             return
         fired.append(statement)
         cursor.execute(
-            "INSERT INTO config_versions (tenant_id, version, document, digest, size_bytes, "
-            "created_at, created_by, origin) SELECT tenant_id, version + 1, document, "
-            f"'sha256:concurrent', size_bytes, created_at, 'someone', 'concurrent' "
+            "INSERT INTO config_versions (tenant_id, version, digest, base_digest, delta, "
+            "size_bytes, created_at, created_by, origin) SELECT tenant_id, version + 1, "
+            "'sha256:concurrent', COALESCE(base_digest, digest), delta, size_bytes, "
+            "created_at, 'someone', 'concurrent' "
             f"FROM config_versions WHERE tenant_id = {tenant_id} AND version = {base}"
         )
         cursor.execute(f"UPDATE tenants SET config_version = {base + 1} WHERE id = {tenant_id}")

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from provisioner.db.models import AuditEvent, ConfigVersion, Tenant, Transfer
 from provisioner.errors import PlanConflict
-from provisioner.services import actors, audit, configs, transfers
+from provisioner.services import actors, audit, configs, documents, transfers
 from tests.security.craft import audit_count
 from tests.support import World, labelled
 
@@ -34,7 +34,7 @@ def snapshot(world: World, slug: str, transfer_id: int) -> dict[str, Any]:
     with world.app.transaction() as ctx:
         tenant = actors.get_tenant(ctx, slug)
         versions = [
-            (v.version, v.digest, v.document, v.origin)
+            (v.version, v.digest, documents.version_body(ctx.session, v), v.origin)
             for v in ctx.session.scalars(
                 select(ConfigVersion)
                 .where(ConfigVersion.tenant_id == tenant.id)

@@ -33,6 +33,7 @@ from provisioner.clock import parse_instant
 from provisioner.config.defaults import default_document
 from provisioner.db.models import Tenant
 from provisioner.errors import MAX_MESSAGE, ProvisionerError
+from provisioner.services import transfers
 from tests.security.craft import counts, signer_of
 from tests.security.mutations import Mutation, Mutator
 from tests.support import World, labelled
@@ -210,7 +211,8 @@ def test_mutations_received_into_a_tenant(world: World, db_url: str) -> None:
             assert transfer.payload_digest == "sha256:" + hashlib.sha256(signed).hexdigest(), (
                 f"{mutation.kind} ({mutation.detail}): stored another payload"
             )
-            incoming = json.loads(transfer.incoming)
+            with world.app.transaction() as ctx:
+                incoming = json.loads(transfers.incoming_bytes(ctx.session, transfer))
             genuine_config = incoming if genuine_config is None else genuine_config
             outcome = _accepted(
                 mutation, signed, transfer.signer_key_id, partner_key, incoming, genuine_config

@@ -23,10 +23,12 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import MetaData, create_engine, select, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session
 
 from provisioner.cli.main import cli
 from provisioner.db import migrate
-from provisioner.services import reindex
+from provisioner.db.models import ConfigVersion, Transfer
+from provisioner.services import documents, reindex, transfers
 from tests.conftest import PG_URL, _require_postgres
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -38,6 +40,9 @@ DERIVED_COLUMNS = {
     ("config_versions", "size_bytes"),
     ("transfers", "envelope_bytes"),
 }
+#: columns whose values moved elsewhere (0018: documents stored once, by digest); each
+#: value is checked where it went (:func:`_moved_documents`)
+MOVED_COLUMNS = {("config_versions", "document"), ("transfers", "incoming")}
 
 Rows = dict[str, Counter[tuple[Any, ...]]]
 
@@ -54,7 +59,11 @@ def _rows(engine: Engine, only: dict[str, list[str]] | None = None) -> Rows:
             names = (
                 only[table.name]
                 if only is not None
-                else [c.name for c in table.columns if (table.name, c.name) not in DERIVED_COLUMNS]
+                else [
+                    c.name
+                    for c in table.columns
+                    if (table.name, c.name) not in DERIVED_COLUMNS | MOVED_COLUMNS
+                ]
             )
             out[table.name] = Counter(
                 tuple(map(_frozen, row))
@@ -74,10 +83,33 @@ def _columns(engine: Engine) -> dict[str, list[str]]:
     meta = MetaData()
     meta.reflect(engine)
     return {
-        t.name: [c.name for c in t.columns if (t.name, c.name) not in DERIVED_COLUMNS]
+        t.name: [
+            c.name for c in t.columns if (t.name, c.name) not in DERIVED_COLUMNS | MOVED_COLUMNS
+        ]
         for t in meta.sorted_tables
         if t.name not in DERIVED_TABLES
     }
+
+
+def _old_documents(engine: Engine) -> dict[tuple[str, Any], bytes]:
+    """The documents the previous release kept in its rows: versions and transfers."""
+    with engine.connect() as conn:
+        versions = conn.execute(text("SELECT tenant_id, version, document FROM config_versions"))
+        out = {("version", (t, v)): d.encode("utf-8") for t, v, d in versions}
+        for transfer_id, incoming in conn.execute(text("SELECT id, incoming FROM transfers")):
+            out[("transfer", transfer_id)] = bytes(incoming)
+    return out
+
+
+def _moved_documents(engine: Engine) -> dict[tuple[str, Any], bytes]:
+    """The same documents read back through the document store of this release."""
+    out: dict[tuple[str, Any], bytes] = {}
+    with Session(engine) as session:
+        for row in session.scalars(select(ConfigVersion)):
+            out[("version", (row.tenant_id, row.version))] = documents.version_body(session, row)
+        for transfer in session.scalars(select(Transfer)):
+            out[("transfer", transfer.id)] = transfers.incoming_bytes(session, transfer)
+    return out
 
 
 @pytest.fixture
@@ -127,6 +159,7 @@ def test_a_database_of_the_previous_release_upgrades_with_every_row_and_its_deri
     engine = create_engine(url)
     columns = _columns(engine)
     before = _rows(engine)
+    old_documents = _old_documents(engine)
     with engine.connect() as conn:
         revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     assert sum(rows.total() for rows in before.values()) > 150  # the fixture is not empty
@@ -143,6 +176,8 @@ def test_a_database_of_the_previous_release_upgrades_with_every_row_and_its_deri
     assert set(after) == set(before)
     for table, rows in before.items():
         assert after[table] == rows, f"{table}: rows changed by the upgrade"
+    documents.clear_caches()
+    assert _moved_documents(engine) == old_documents, "a document changed when it moved"
 
     checked = _run("--json", "--db", url, "reindex", "--all", "--check")
     assert checked.exit_code == 0, checked.output

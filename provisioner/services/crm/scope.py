@@ -23,6 +23,7 @@ from sqlalchemy import bindparam, select
 from provisioner.config.document import ConfigDocument
 from provisioner.db.models import ConfigVersion, Tenant
 from provisioner.errors import NotFound, PermissionDenied
+from provisioner.services import documents
 from provisioner.services.actors import Actor
 from provisioner.services.transaction import Context
 
@@ -81,12 +82,9 @@ def document(ctx: Context, row: Any) -> ConfigDocument:
         raise NotFound("the tenant has no configuration")
     doc = _DOCS.get(row.digest)
     if doc is None:
-        document = ctx.session.scalar(
-            select(ConfigVersion.document).where(
-                ConfigVersion.tenant_id == row.tenant_id, ConfigVersion.version == row.version
-            )
-        )
-        assert document is not None
+        version = ctx.session.get(ConfigVersion, (row.tenant_id, row.version))
+        assert version is not None
+        document = documents.version_body(ctx.session, version)
         doc = ConfigDocument.model_validate_json(document, strict=False)
         if len(_DOCS) > 256:
             _DOCS.clear()

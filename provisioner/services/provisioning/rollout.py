@@ -102,7 +102,7 @@ from provisioner.errors import (
 )
 from provisioner.identifiers import SLUG
 from provisioner.security import copykey
-from provisioner.services import audit, configs, lineage, signing, transfers
+from provisioner.services import audit, configs, documents, lineage, signing, transfers
 from provisioner.services.actors import Actor, get_tenant, require_admin, resolve
 from provisioner.services.context import Context, Provisioner
 from provisioner.services.crm import impact as data_impact
@@ -442,6 +442,7 @@ class _Shared:
     plan: dict[str, Any]
     body: bytes  # the resulting document, RFC 8785
     digest: str
+    result: Any = None  # ``body`` parsed (None: the bundle's own configuration)
 
 
 @dataclass
@@ -456,6 +457,7 @@ class _Accepted:
     digest: str
     plan: dict[str, Any]
     notes: list[str]  # why an auto target waits in the inbox instead
+    roots: tuple[str, ...] = ()  # the stored document its current version is (or differs from)
 
     @property
     def apply(self) -> bool:
@@ -503,7 +505,10 @@ class _Batch:
         known = self.shared.get(cache_key)
         if known is not None:
             return known
-        base = configs.Current(version, digest, configs.version_data(self.ctx, tenant_id, version))
+        # read-only and shared: a stored document parsed once, the tenant's delta applied
+        base = configs.Current(
+            version, digest, configs.version_data(self.ctx, tenant_id, version, shared=True)
+        )
         ancestor = None
         if base_key is not None:  # the same bundles taken: the same base, read once
             ancestor = self.bases.get(base_key)
@@ -530,7 +535,13 @@ class _Batch:
             "verified_source": True,
             "pinned_as": None,
         }
-        made = _Shared(base.data, plan, body, "sha256:" + sha256_hex(body))
+        made = _Shared(
+            base.data,
+            plan,
+            body,
+            "sha256:" + sha256_hex(body),
+            None if body is self.work.bundle.config_json else result,
+        )
         self.shared[cache_key] = made
         return made
 
@@ -576,9 +587,14 @@ class _Batch:
         )
         bases = lineage.base_keys(ctx, ids, work.source)
         heads = {
-            tid: (version, digest)
-            for tid, version, digest in session.execute(
-                select(ConfigVersion.tenant_id, ConfigVersion.version, ConfigVersion.digest)
+            tid: (version, digest, base_digest or digest)
+            for tid, version, digest, base_digest in session.execute(
+                select(
+                    ConfigVersion.tenant_id,
+                    ConfigVersion.version,
+                    ConfigVersion.digest,
+                    ConfigVersion.base_digest,
+                )
                 .join(
                     Tenant,
                     (Tenant.id == ConfigVersion.tenant_id)
@@ -613,7 +629,7 @@ class _Batch:
                     )
                 if tenant.id not in heads:
                     raise NotFound(f"tenant {tenant.slug!r} has no configuration")
-                version, digest = heads[tenant.id]
+                version, digest, root = heads[tenant.id]
                 shared = self._shared_for(tenant.id, version, digest, bases.get(tenant.id))
                 auto = pin.policy == "auto" and (tenant.id, pin.added_by) in admins
                 changes = auto and shared.digest != digest
@@ -645,7 +661,9 @@ class _Batch:
                 waiting = _upgrade_wait(plan, work.upgrade_policy) if auto else None
                 if waiting is not None:
                     notes.append(waiting)
-                accepted.append(_Accepted(row, tenant, pin, shared, version, digest, plan, notes))
+                accepted.append(
+                    _Accepted(row, tenant, pin, shared, version, digest, plan, notes, (root,))
+                )
             except ProvisionerError as exc:
                 self.refuse(row, exc)
         self._write(accepted)
@@ -655,6 +673,8 @@ class _Batch:
         """Write the accepted targets with the services' bulk primitives (the same rules)."""
         ctx, work, now = self.ctx, self.work, self.now
         payload = work.bundle.payload
+        if accepted:  # the configuration as it arrived: stored once, named by every transfer
+            documents.store(ctx, work.bundle.config_json, work.bundle.config_digest)
         ids = transfers.insert_many(
             ctx,
             [
@@ -689,6 +709,10 @@ class _Batch:
                     f"transfer:{transfer_id}",
                     digest=a.shared.digest,
                     base_digest=a.digest,
+                    data=a.shared.result,
+                    # a delta from the tenant's own base (its changes and the template's
+                    # change), else from the template as it arrived
+                    near=(*a.roots, work.bundle.config_digest),
                 )
                 for transfer_id, a in applied
             ],
