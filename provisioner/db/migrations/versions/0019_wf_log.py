@@ -15,7 +15,7 @@ for the record (what an import wrote, one row per record) become one row each, a
 tenant by tenant under the tenant setting, so it also works as a non-superuser owner).
 
 Revision ID: 0019_wf_log
-Revises: 0016_crm_jobs
+Revises: 0018_config_documents
 Create Date: 2026-12-07 18:30:00.000000
 """
 
@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0019_wf_log'
-down_revision = '0016_crm_jobs'
+down_revision = '0018_config_documents'
 branch_labels = None
 depends_on = None
 

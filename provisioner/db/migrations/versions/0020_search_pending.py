@@ -6,7 +6,7 @@ sets in ``crm_search_grams``; the log is folded into the sets in batches. Create
 empty: an empty log means the sets are the whole index, as they were.
 
 Revision ID: 0020_search_pending
-Revises: 0016_crm_jobs
+Revises: 0019_wf_log
 Create Date: 2026-12-07 18:00:00.000000
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0020_search_pending'
-down_revision = '0016_crm_jobs'
+down_revision = '0019_wf_log'
 branch_labels = None
 depends_on = None
 
