@@ -32,6 +32,7 @@ import pstats
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,19 +92,26 @@ def setup(url: str, n: int) -> Provisioner:
     return app
 
 
-def diverge(app: Provisioner, n: int, run_no: int) -> None:
-    """Give every target its own current document (checkbox 2 says which shop it is)."""
-    for start in range(0, n, 100):
+def relabel(app: Provisioner, n: int, labels: Callable[[int], dict[int, str]]) -> None:
+    """Give every target checkbox labels of its own (untimed): ``labels(i)`` maps a
+    checkbox's position to shop i's label."""
+    for start in range(0, n, 50):
         with app.transaction() as ctx:
-            for i in range(start, min(n, start + 100)):
+            for i in range(start, min(n, start + 50)):
                 slug = f"shop-{i:04d}"
                 tenant = actors.get_tenant(ctx, slug)
                 data = configs.current(ctx, tenant).data
                 boxes = [dict(c) for c in data["checkboxes"]]
-                boxes[1]["label"] = f"{i}号店専用{run_no}"
+                for position, label in labels(i).items():
+                    boxes[position]["label"] = label
                 configs.set_sections(
                     ctx, actors.resolve(ctx, f"{slug}-admin", slug), tenant, {"checkboxes": boxes}
                 )
+
+
+def diverge(app: Provisioner, n: int, run_no: int) -> None:
+    """Give every target its own current document (checkbox 2 says which shop it is)."""
+    relabel(app, n, lambda i: {1: f"{i}号店専用{run_no}"})
 
 
 def one_run(
@@ -302,19 +310,8 @@ def database_bytes(app: Provisioner) -> int:
 
 
 def local_changes(app: Provisioner, n: int) -> None:
-    """Give every target a few changes of its own (a checkbox, a label): untimed."""
-    for start in range(0, n, 50):
-        with app.transaction() as ctx:
-            for i in range(start, min(n, start + 50)):
-                slug = f"shop-{i:04d}"
-                tenant = actors.get_tenant(ctx, slug)
-                data = configs.current(ctx, tenant).data
-                boxes = [dict(c) for c in data["checkboxes"]]
-                boxes[1]["label"] = f"{i}号店専用"
-                boxes[2]["label"] = f"{i}号店の会員"
-                configs.set_sections(
-                    ctx, actors.resolve(ctx, f"{slug}-admin", slug), tenant, {"checkboxes": boxes}
-                )
+    """Give every target a few changes of its own (two checkbox labels): untimed."""
+    relabel(app, n, lambda i: {1: f"{i}号店専用", 2: f"{i}号店の会員"})
 
 
 @dataclass
