@@ -65,6 +65,11 @@ def default_checks() -> Checks:
     return checks
 
 
+#: a read-only transaction's isolation: one snapshot for all its reads (PostgreSQL; SQLite
+#: reads one snapshot anyway)
+_READ_ONLY = {"isolation_level": "REPEATABLE READ"}
+
+
 class Provisioner:
     """The application object and composition root: engine, clock, keys, wired checks."""
 
@@ -147,7 +152,12 @@ class Provisioner:
         try:
             if read_only:
                 with deferred_begin():
-                    session.connection()  # begins now: DEFERRED on SQLite
+                    # begins now: DEFERRED on SQLite (a snapshot under WAL); on
+                    # PostgreSQL REPEATABLE READ, so that every statement reads one
+                    # snapshot (a search reads the index's sets and its pending log
+                    # in separate statements); read-only, it never fails to serialize
+                    postgres = self.engine.dialect.name == "postgresql"
+                    session.connection(execution_options=_READ_ONLY if postgres else None)
             yield ctx
             if read_only and (session.new or session.dirty or session.deleted):
                 raise RuntimeError("a read-only transaction changed rows")
