@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import (
@@ -100,8 +101,9 @@ class NewVersion:
     #: it was made from); the base version's stored document is tried after them
     near: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def body_digest(self) -> str:
+        """``digest``, or the SHA-256 of ``body`` (computed once: the body may be megabytes)."""
         return self.digest or "sha256:" + sha256_hex(self.body)
 
 
