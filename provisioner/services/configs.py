@@ -159,6 +159,9 @@ def commit_versions(
     """
     changed: list[NewVersion] = []
     out: list[int | None] = []
+    held = prefetch(  # noqa: F841 -- held: the session's identity map keeps rows weakly
+        ctx, [(v.tenant.id, v.base_version) for v in versions if v.base_version is not None]
+    )
     for item in versions:
         if item.base_version is not None and item.body_digest == (
             item.base_digest or _load(ctx, item.tenant.id, item.base_version).digest
@@ -200,6 +203,33 @@ def commit_versions(
         ],
     )
     return out
+
+
+def prefetch(ctx: Context, keys: Sequence[tuple[int, int]]) -> list[ConfigVersion]:
+    """Load the versions ``keys`` (tenant id, version) name that the session does not
+    hold yet, 500 per statement (a rollout batch: not one round trip per tenant).
+
+    While the caller holds the returned rows, :func:`_load` finds them in the
+    session's identity map, which references rows weakly: hold the list.
+    """
+    session = ctx.session
+    held: list[ConfigVersion] = []
+    missing: list[tuple[int, int]] = []
+    for key in dict.fromkeys(keys):
+        row = session.identity_map.get(session.identity_key(ConfigVersion, key))
+        if row is None:
+            missing.append(key)
+        else:
+            held.append(row)
+    for start in range(0, len(missing), 500):
+        held += session.scalars(
+            select(ConfigVersion).where(
+                tuple_(ConfigVersion.tenant_id, ConfigVersion.version).in_(
+                    missing[start : start + 500]
+                )
+            )
+        ).all()
+    return held
 
 
 def _root(ctx: Context, item: NewVersion) -> tuple[str, ...]:

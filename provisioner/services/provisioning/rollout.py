@@ -482,6 +482,8 @@ class _Batch:
         self.now = ctx.clock.now()
         self.updates: list[dict[str, Any]] = []
         self.results: list[tuple[str, str]] = []
+        #: the targets' current versions, loaded together (the session holds rows weakly)
+        self.held: list[ConfigVersion] = []
 
     def refuse(self, row: RolloutTarget, exc: ProvisionerError) -> None:
         self.updates.append(
@@ -558,6 +560,10 @@ class _Batch:
             )
         }
         ids = [t.id for t in tenants.values()]
+        # the targets' current versions in one statement, held for the batch
+        self.held = configs.prefetch(
+            ctx, [(t.id, t.config_version) for t in tenants.values() if t.config_version]
+        )
         pins = {
             p.tenant_id: p
             for p in session.scalars(
