@@ -9,11 +9,11 @@ from sqlalchemy import func, select, text
 
 from provisioner.db.models import Tenant
 from provisioner.services import tenants
-from provisioner.services.context import Provisioner
+from provisioner.services.context import Context, Provisioner
 
 
-def _count(ctx: object) -> int:
-    return int(ctx.session.scalar(select(func.count()).select_from(Tenant)) or 0)  # type: ignore[attr-defined]
+def _count(ctx: Context) -> int:
+    return int(ctx.session.scalar(select(func.count()).select_from(Tenant)) or 0)
 
 
 def test_a_read_only_transaction_does_not_see_a_commit_made_during_it(app: Provisioner) -> None:

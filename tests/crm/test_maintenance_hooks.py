@@ -10,7 +10,7 @@ from sqlalchemy import create_engine
 
 from provisioner.security.keystore import MasterKey
 from provisioner.services.context import Provisioner
-from provisioner.services.crm import tally
+from provisioner.services.crm import records, tally
 from tests.conftest import MASTER_KEY
 
 
@@ -37,8 +37,6 @@ def test_each_new_application_gets_the_flush_hooks() -> None:
 
 
 def test_installing_twice_does_not_run_the_hooks_twice() -> None:
-    from provisioner.services.crm import records
-
     engine = create_engine("sqlite://")
     app = Provisioner(engine, master_key=MasterKey(MASTER_KEY))
     records.install_maintenance(app._sessions)
