@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from provisioner.clock import FrozenClock, parse_instant
-from provisioner.db import migrate
+from provisioner.db import migrate, roles
 from provisioner.db.engine import make_engine
 from provisioner.db.schema import metadata
 from provisioner.security.keystore import MasterKey
@@ -47,8 +48,26 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+#: the role the application runs as in the tests: neither superuser nor BYPASSRLS, so
+#: every row-level security policy applies (as in production, see provisioner.db.roles)
+RUNTIME_ROLE = "provisioner_test_runtime"
+
+
+def ensure_runtime_role(conn: Any) -> None:
+    """Create the tests' runtime role once per server (several runs may race to it)."""
+    try:
+        with conn.begin_nested():
+            roles.ensure_role(conn, RUNTIME_ROLE, login=True)
+    except IntegrityError:  # created by a concurrent run
+        pass
+    except ProgrammingError as exc:  # the same race, reported as a duplicate object
+        if "already exists" not in str(exc):
+            raise
+
+
 @pytest.fixture(scope="session")
-def postgres_url(worker_id: str) -> Iterator[str]:
+def postgres_owner_url(worker_id: str) -> Iterator[str]:
+    """The test database as its owner (the administrator): migrations, truncation."""
     # unique per process: several test runs may share one server
     name = f"provisioner_test_{worker_id}_{os.getpid()}".replace("-", "_")
     admin_url = make_url(PG_URL).set(drivername="postgresql+psycopg")
@@ -65,11 +84,27 @@ def postgres_url(worker_id: str) -> Iterator[str]:
     url = admin_url.set(database=name).render_as_string(hide_password=False)
     engine = make_engine(url)
     migrate.upgrade(engine)
+    with engine.begin() as conn:
+        ensure_runtime_role(conn)
+        roles.grant_runtime(conn, RUNTIME_ROLE)
     engine.dispose()
     yield url
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_owner_url: str) -> str:
+    """The test database as the application's runtime role (row-level security applies)."""
+    return runtime_url(postgres_owner_url)
+
+
+def runtime_url(owner_url: str) -> str:
+    """The same database as the runtime role."""
+    return make_url(owner_url).set(username=RUNTIME_ROLE, password=None).render_as_string(
+        hide_password=False
+    )
 
 
 @pytest.fixture(scope="session")
@@ -90,11 +125,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite:///{path}"
     else:
-        url = request.getfixturevalue("postgres_url")
-        engine = make_engine(url, pool_size=1, max_overflow=0)
+        owner = request.getfixturevalue("postgres_owner_url")
+        engine = make_engine(owner, pool_size=1, max_overflow=0)
         _truncate(engine)
         engine.dispose()
-        yield url
+        yield request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ class World:
             return configs.set_sections(ctx, actor, actors.get_tenant(ctx, slug), data)
 
     def config(self, slug: str) -> dict[str, Any]:
-        with self.app.transaction() as ctx:
+        with self.app.transaction() as ctx, ctx.operator("read"):  # the test inspects
             return configs.current(ctx, actors.get_tenant(ctx, slug)).data
 
     def document(self, slug: str) -> ConfigDocument:
@@ -91,7 +91,7 @@ class World:
             return version
 
     def transfer(self, transfer_id: int) -> Transfer:
-        with self.app.transaction() as ctx:  # every column loaded: the row is used detached
+        with self.app.transaction() as ctx, ctx.operator("read"):  # every column loaded
             row = ctx.session.get(Transfer, transfer_id, options=[undefer("*")])
             assert row is not None
             return row

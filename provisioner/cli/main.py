@@ -104,22 +104,56 @@ class ProvisionerGroup(click.Group):
     help="database URL (default: PROVISIONER_DATABASE_URL, else SQLite under PROVISIONER_HOME)",
 )
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option(
+    "--allow-superuser",
+    is_flag=True,
+    envvar="PROVISIONER_ALLOW_SUPERUSER",
+    help="run even when connected to PostgreSQL as a superuser or BYPASSRLS role "
+    "(row-level security does not apply to it; see 'init --runtime-role')",
+)
 @click.version_option(__version__, prog_name="provisioner")
 @click.pass_context
-def cli(ctx: click.Context, db_url: str | None, as_json: bool) -> None:
+def cli(ctx: click.Context, db_url: str | None, as_json: bool, allow_superuser: bool) -> None:
     """Copy CRM tenant configurations safely: copy keys, signed bundles, review, apply."""
-    ctx.obj = State(db_url=db_url, as_json=as_json)
+    ctx.obj = State(db_url=db_url, as_json=as_json, allow_superuser=allow_superuser)
 
 
 @cli.command()
+@click.option(
+    "--owner-role",
+    metavar="ROLE",
+    help="PostgreSQL: create (if missing) this role, neither superuser nor BYPASSRLS, "
+    "and make it the owner of the schema's objects (the connected role must be able "
+    "to SET ROLE to it)",
+)
+@click.option(
+    "--runtime-role",
+    metavar="ROLE",
+    help="PostgreSQL: create (if missing) this login role, neither superuser nor "
+    "BYPASSRLS, and grant it the rows of every table: serve and the CLI connect as it",
+)
+@click.option(
+    "--runtime-password-stdin",
+    is_flag=True,
+    help="read the runtime role's password from standard input (one line)",
+)
 @pass_state
-def init(state: State) -> None:
+def init(
+    state: State,
+    owner_role: str | None,
+    runtime_role: str | None,
+    runtime_password_stdin: bool,
+) -> None:
     """Create or migrate the database to the current schema.
 
     Says whether it created the database, upgraded it (from which revision) or found
     it current; each migration step is reported on stderr as it starts. Derived data
     (search text and index, tallies, stored sizes) that an older release computed
     differently is then rebuilt, tenant by tenant, and what changed is reported.
+
+    On PostgreSQL, run it as the schema's owner (or an administrator with
+    ``--owner-role``), with ``--runtime-role`` naming the role the application
+    connects as: row-level security applies to that role, not to a superuser.
     """
     import time
 
@@ -127,6 +161,8 @@ def init(state: State) -> None:
     from provisioner.services.context import Provisioner
 
     app = Provisioner.open(state.db_url, migrate_to_head=False, require_schema=False)
+    password = sys.stdin.readline().rstrip("\r\n") if runtime_password_stdin else None
+    roles_note = _prepare_roles(app, owner_role, runtime_role, password)
     started = time.monotonic()
 
     def say(what: str) -> Callable[[str], None]:
@@ -160,8 +196,54 @@ def init(state: State) -> None:
             "from": ", ".join(outcome.before) or None,
             "derived_data": done.to_dict() if done.stale else None,
         },
-        text + "".join(f"\n{line}" for line in done.describe()),
+        text + "".join(f"\n{line}" for line in done.describe()) + roles_note(),
     )
+
+
+def _prepare_roles(
+    app: Any, owner: str | None, runtime: str | None, password: str | None
+) -> Callable[[], str]:
+    """Set up the owner before migrating; return what grants the runtime role after."""
+    from sqlalchemy import event, text
+
+    from provisioner.db import roles
+
+    if not (owner or runtime):
+        return lambda: ""
+    if app.engine.dialect.name != "postgresql":
+        raise ValidationFailed(
+            "--owner-role and --runtime-role are for PostgreSQL",
+            hint="SQLite has no roles: leave them out",
+        )
+    created: list[str] = []
+    with app.engine.begin() as conn:  # as the connected (administrator) role
+        if owner and roles.ensure_role(conn, roles.checked_name(owner), login=False):
+            created.append(f"created the owner role {owner}")
+        if runtime and roles.ensure_role(
+            conn, roles.checked_name(runtime), login=True, password=password
+        ):
+            created.append(f"created the runtime role {runtime}")
+        if owner:
+            roles.prepare_owner(conn, owner)
+            if roles.current(conn) != owner:
+                conn.execute(text(f"GRANT {owner} TO CURRENT_USER"))
+    app.engine.dispose()
+    if owner:  # the schema's objects are created, and owned, by the owner role
+
+        @event.listens_for(app.engine, "connect")
+        def _as_owner(dbapi_connection: Any, _record: Any) -> None:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(f"SET ROLE {owner}")
+            dbapi_connection.commit()
+
+    def grant() -> str:
+        if runtime:
+            with app.engine.begin() as conn:  # as the owner: it grants on what it owns
+                roles.grant_runtime(conn, runtime)
+            created.append(f"granted the runtime role {runtime} the rows of every table")
+        return "".join(f"\n{line}" for line in created)
+
+    return grant
 
 
 @cli.command()

@@ -24,10 +24,18 @@ class State:
     db_url: str | None
     as_json: bool
     _app: Provisioner | None = None
+    #: run even as a PostgreSQL role that skips row-level security (--allow-superuser)
+    allow_superuser: bool = False
 
     def app(self) -> Provisioner:
         if self._app is None:
-            self._app = Provisioner.open(self.db_url)
+            app = Provisioner.open(self.db_url)
+            try:
+                app.refuse_exempt_role(allowed=self.allow_superuser)
+            except BaseException:
+                app.engine.dispose()
+                raise
+            self._app = app
         return self._app
 
     @contextmanager

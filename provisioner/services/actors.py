@@ -47,6 +47,7 @@ def get_user(ctx: Context, login: str) -> User:
 
 def resolve(ctx: Context, login: str, tenant_slug: str) -> Actor:
     """The acting user in a tenant. Unknown users and non-members look the same."""
+    ctx.enter_tenant_named(tenant_slug)  # the memberships are the tenant's rows
     row = ctx.session.execute(
         select(User, Tenant, Membership.role)
         .join(Membership, Membership.user_id == User.id)
@@ -67,6 +68,7 @@ def resolve(ctx: Context, login: str, tenant_slug: str) -> Actor:
 
 def resolve_for_tenant_id(ctx: Context, login: str, tenant_id: int, *, what: str) -> Actor:
     """The acting user in the tenant that owns ``what``; non-members get NotFound."""
+    ctx.enter_tenant(tenant_id)  # the memberships are the tenant's rows
     row = ctx.session.execute(
         select(User, Tenant, Membership.role)
         .join(Membership, Membership.user_id == User.id)

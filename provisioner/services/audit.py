@@ -39,7 +39,12 @@ def record(
     row = AuditEvent(
         **event(ctx, tenant_id=tenant_id, actor=actor, action=action, subject=subject, **details)
     )
-    ctx.session.add(row)
+    if tenant_id is None or tenant_id == ctx.scoped_tenant or ctx.operator_mode == "write":
+        ctx.session.add(row)  # written with the transaction's next flush, in this scope
+        return row
+    with ctx.of_tenant(tenant_id):  # another tenant's event: written in its scope, now
+        ctx.session.add(row)
+        ctx.session.flush()
     return row
 
 

@@ -45,7 +45,8 @@ class Current:
 
 
 def _load(ctx: Context, tenant_id: int, version: int) -> ConfigVersion:
-    row = ctx.session.get(ConfigVersion, (tenant_id, version))
+    with ctx.of_tenant(tenant_id):  # the tenant's row (PostgreSQL row-level security)
+        row = ctx.session.get(ConfigVersion, (tenant_id, version))
     if row is None:
         raise NotFound(
             f"configuration version {version} does not exist",

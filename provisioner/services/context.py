@@ -38,7 +38,7 @@ from sqlalchemy.orm import sessionmaker
 
 from provisioner import paths
 from provisioner.clock import Clock, SystemClock
-from provisioner.db import failures, migrate, schema
+from provisioner.db import failures, migrate, roles, schema
 from provisioner.db.engine import deferred_begin, make_engine
 from provisioner.db.migrate import Outcome
 from provisioner.db.models import Tenant
@@ -117,6 +117,18 @@ class Provisioner:
         try:
             # derived data is rebuilt with today's code
             return migrate.upgrade(self.engine, rebuild=derived.rebuild, progress=progress)
+        except OperationalError as exc:
+            raise failures.for_operator(exc) from exc
+
+    def refuse_exempt_role(self, *, allowed: bool = False) -> None:
+        """Refuse a PostgreSQL role that skips row-level security (superuser, BYPASSRLS)
+        unless ``allowed``: the database would not keep tenants apart
+        (:mod:`provisioner.db.roles`). SQLite: nothing to check."""
+        if self.engine.dialect.name != "postgresql":
+            return
+        try:
+            with self.engine.connect() as conn:
+                roles.refuse_exempt(conn, allowed=allowed)
         except OperationalError as exc:
             raise failures.for_operator(exc) from exc
 

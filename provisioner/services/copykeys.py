@@ -256,6 +256,7 @@ def check(
     of this transaction. Nothing is consumed here; :func:`consume` does that once
     the transfer exists.
     """
+    ctx.present(copy_key=selector)  # the key's row, reached by its selector
     if not serialized:  # before reading the failures: the count is then exact
         _serialize(ctx, attempted_by)
     # the key and the actor's failures in one round trip (both read after the lock)

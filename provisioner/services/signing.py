@@ -55,12 +55,13 @@ def create_key(ctx: Context, tenant: Tenant) -> SigningKey:
 
 
 def _active_key(ctx: Context, tenant_id: int) -> SigningKey:
-    row = ctx.session.scalar(
-        select(SigningKey)
-        .where(SigningKey.tenant_id == tenant_id, SigningKey.retired_at.is_(None))
-        .order_by(SigningKey.id.desc())
-        .limit(1)
-    )
+    with ctx.of_tenant(tenant_id):
+        row = ctx.session.scalar(
+            select(SigningKey)
+            .where(SigningKey.tenant_id == tenant_id, SigningKey.retired_at.is_(None))
+            .order_by(SigningKey.id.desc())
+            .limit(1)
+        )
     if row is None:
         raise NotFound("this tenant has no signing key")
     return row
@@ -90,6 +91,7 @@ def key_id_of(ctx: Context, tenant_id: int) -> str:
 
 def owner_of(ctx: Context, kid: str) -> Tenant | None:
     """The tenant of this deployment that signs with key ``kid``, if any."""
+    ctx.present(signing_key=kid)  # a public key is reached by its key id
     row = ctx.session.scalar(select(SigningKey).where(SigningKey.key_id == kid))
     return ctx.session.get(Tenant, row.tenant_id) if row else None
 
@@ -147,6 +149,7 @@ def resolver_for(
 
 def any_tenant_key(ctx: Context, kid: str) -> Ed25519PublicKey | None:
     """The public key of any tenant of this deployment with this key id."""
+    ctx.present(signing_key=kid)  # a public key is reached by its key id
     row = ctx.session.scalar(select(SigningKey).where(SigningKey.key_id == kid))
     return public_from_raw(row.public_key) if row else None
 
@@ -156,6 +159,7 @@ def tenant_key(ctx: Context, kid: str) -> tuple[Ed25519PublicKey, Tenant] | None
 
     One round trip (key and tenant joined): :func:`any_tenant_key` and :func:`owner_of`.
     """
+    ctx.present(signing_key=kid)  # a public key is reached by its key id
     row = ctx.session.execute(
         select(SigningKey.public_key, Tenant)
         .join(Tenant, Tenant.id == SigningKey.tenant_id)

@@ -50,6 +50,7 @@ def create(
     )
     ctx.session.add(tenant)
     ctx.session.flush()
+    ctx.enter_tenant(tenant.id)  # what follows is the new tenant's rows
     configs.initialise(ctx, tenant, author=by, doc=document, origin=origin)
     key = signing.create_key(ctx, tenant)
     audit.record(
@@ -79,6 +80,7 @@ def update_flags(
     by: str = OPERATOR,
 ) -> Tenant:
     tenant = get_tenant(ctx, slug)
+    ctx.enter_tenant(tenant.id)  # an operator command on this tenant's rows
     changes: dict[str, list[object]] = {}
     if integrations is not None and integrations != tenant.integrations_active:
         changes["integrations"] = [tenant.integrations_active, integrations]
@@ -121,6 +123,7 @@ def add_user(
             f"invalid login id {login!r}", hint="letters, digits and . _ @ + - (at most 100)"
         )
     tenant = get_tenant(ctx, tenant_slug)
+    ctx.enter_tenant(tenant.id)  # an operator command on this tenant's rows
     custom = {
         r.code for r in ConfigDocument.model_validate(configs.current(ctx, tenant).data).roles
     }

@@ -60,6 +60,8 @@ class Context:
     rule_depth: int = 0
     #: the tenant this transaction is scoped to (None: none), as this context set it
     scoped_tenant: int | None = None
+    #: the cross-tenant mode this context set (``''``: none; see :meth:`operator`)
+    operator_mode: str = ""
 
     def add_log_row(self, row: Any) -> None:
         """Add an append-only log row: to this transaction, or after a read-only one.
@@ -74,8 +76,10 @@ class Context:
             self.session.add(row)
 
     def _scope(self, tenant_id: int | None) -> None:
-        if self.session.get_bind().dialect.name == "postgresql":
-            # through the session: what is pending is flushed in the scope it was made in
+        if tenant_id == self.scoped_tenant and tenant_id is not None:
+            return  # set already (the setting lives as long as the transaction)
+        if self._postgres():
+            self._flush_pending()  # what is pending is written in the scope it was made in
             self.session.execute(tenancy.SET_TENANT, {"t": tenancy.value(tenant_id)})
         self.scoped_tenant = tenant_id
 
@@ -104,6 +108,81 @@ class Context:
     def enter_tenant(self, tenant_id: int) -> None:
         """Scope the rest of the transaction to a tenant (see :meth:`tenant_scope`)."""
         self._scope(tenant_id)
+
+    def enter_tenant_named(self, slug: str) -> int | None:
+        """Scope the rest of the transaction to the tenant with this slug, in one statement
+        (PostgreSQL; the tenant's id, None if there is none: then no tenant's rows).
+        SQLite: nothing to set, returns None."""
+        if not self._postgres():
+            return None
+        found = self.session.execute(tenancy.SET_TENANT_NAMED, {"slug": slug}).scalar()
+        self.scoped_tenant = int(found) if found else None
+        return self.scoped_tenant
+
+    def _postgres(self) -> bool:
+        return self.session.get_bind().dialect.name == "postgresql"
+
+    def _flush_pending(self) -> None:
+        session = self.session
+        if session.new or session.dirty or session.deleted:
+            session.flush()
+
+    @contextmanager
+    def of_tenant(self, tenant_id: int) -> Iterator[None]:
+        """Work on one tenant's rows inside (a service given a tenant rather than an actor):
+        nothing to do when the transaction is scoped to it already or writes across
+        tenants (:meth:`operator`); else :meth:`tenant_scope`, restored afterwards."""
+        if tenant_id == self.scoped_tenant or self.operator_mode == "write":
+            yield
+            return
+        with self.tenant_scope(tenant_id):
+            yield
+
+    @contextmanager
+    def operator(self, mode: str = "read") -> Iterator[None]:
+        """Cross-tenant work, declared: every tenant's rows readable (``read``) or also
+        writable (``write``) inside, then the mode it had.
+
+        PostgreSQL's row-level security admits every tenant's rows in this mode only
+        (policies ``operator_read``/``operator_write``); the services use it for work
+        that is cross-tenant by nature (a rollout's batches, the billing run, the
+        workflow scheduler's scan, operator commands), after their own checks.
+        """
+        if mode not in ("read", "write"):
+            raise ValueError(f"operator mode {mode!r}: 'read' or 'write'")
+        previous = self.operator_mode
+        if mode == previous or (mode == "read" and previous == "write"):
+            yield  # already wider
+            return
+        self._set_operator(mode)
+        try:
+            yield
+        except BaseException:
+            with suppress(SQLAlchemyError):
+                self._set_operator(previous)
+            raise
+        self._set_operator(previous)
+
+    def _set_operator(self, mode: str) -> None:
+        if self._postgres():
+            self._flush_pending()  # what is pending is written in the mode it was made in
+            self.session.execute(tenancy.settings_statement(("operator",)), {"operator": mode})
+        self.operator_mode = mode
+
+    def present(self, **credentials: str | int) -> None:
+        """Present credentials for the rest of the transaction: the rows they reach
+        become visible (``user_id``: the user's memberships and sessions; ``session``:
+        a session by its token hash; ``copy_key``: a copy key by its selector;
+        ``signing_key``: a public key by its key id). PostgreSQL only; SQLite: nothing.
+        """
+        unknown = set(credentials) - set(tenancy.CREDENTIALS)
+        if unknown:
+            raise ValueError(f"unknown credentials {sorted(unknown)}")
+        if credentials and self._postgres():
+            names = tuple(sorted(credentials))
+            self.session.execute(
+                tenancy.settings_statement(names), {n: str(credentials[n]) for n in names}
+            )
 
     def run_pipelined(
         self,

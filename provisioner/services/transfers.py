@@ -122,6 +122,7 @@ def export(
     key = copykey.parse(key_text) if key_text is not None else None  # before any lookup
     key_id, private_key = signing.signer_with_id(ctx, source.id)
     if key is not None:
+        ctx.present(copy_key=key.selector)  # the target's key, reached by its selector
         row = ctx.session.execute(
             select(CopyKeyRow.expires_at, Tenant.slug)
             .outerjoin(Tenant, Tenant.id == CopyKeyRow.tenant_id)
@@ -296,6 +297,7 @@ def _verify(
     if bundle.key_id in owners:
         owner = owners[bundle.key_id]
     else:  # a pinned or explicit key: signing.owner_of in one round trip (key and tenant joined)
+        ctx.present(signing_key=bundle.key_id)  # a public key is reached by its key id
         owner = ctx.session.scalar(
             select(Tenant)
             .join(SigningKey, SigningKey.tenant_id == Tenant.id)
@@ -636,13 +638,14 @@ def send(
         raise NotFound("the copy key's tenant no longer exists")
     raw = export(ctx, actor, key_text=key_text, only=only)
     source = get_tenant(ctx, actor.tenant_slug)
-    transfer = accept(
-        ctx,
-        target,
-        raw,
-        received_by=f"{actor.login}@{source.slug}",
-        attempted_by=f"tenant:{source.slug}",
-    )
+    with ctx.tenant_scope(target.id):  # delivered into the target, as the key allows
+        transfer = accept(
+            ctx,
+            target,
+            raw,
+            received_by=f"{actor.login}@{source.slug}",
+            attempted_by=f"tenant:{source.slug}",
+        )
     audit.record(
         ctx,
         tenant_id=source.id,
@@ -696,11 +699,14 @@ def inbox(ctx: Context, actor: Actor, *, status: str | None = None) -> list[Tran
 
 def get(ctx: Context, login: str, transfer_id: int) -> tuple[Transfer, Actor]:
     """The transfer and the acting user in its tenant. Outsiders get NotFound."""
-    transfer = ctx.session.get(Transfer, transfer_id)
-    if transfer is None:
+    with ctx.operator("read"):  # its tenant, by id; the membership check below decides
+        tenant_id = ctx.session.scalar(select(Transfer.tenant_id).where(Transfer.id == transfer_id))
+    if tenant_id is None:
         raise NotFound(f"no transfer {transfer_id} visible to user {login!r}")
-    actor = resolve_for_tenant_id(ctx, login, transfer.tenant_id, what=f"transfer {transfer_id}")
+    actor = resolve_for_tenant_id(ctx, login, tenant_id, what=f"transfer {transfer_id}")
     require_admin(actor, "read incoming configurations")  # the copy feature: admins only
+    transfer = ctx.session.get(Transfer, transfer_id)  # in the tenant's scope now
+    assert transfer is not None
     return transfer, actor
 
 
