@@ -102,8 +102,10 @@ def postgres_url(postgres_owner_url: str) -> str:
 
 def runtime_url(owner_url: str) -> str:
     """The same database as the runtime role."""
-    return make_url(owner_url).set(username=RUNTIME_ROLE, password=None).render_as_string(
-        hide_password=False
+    return (
+        make_url(owner_url)
+        .set(username=RUNTIME_ROLE, password=None)
+        .render_as_string(hide_password=False)
     )
 
 

@@ -204,7 +204,7 @@ def _prepare_roles(
     app: Any, owner: str | None, runtime: str | None, password: str | None
 ) -> Callable[[], str]:
     """Set up the owner before migrating; return what grants the runtime role after."""
-    from sqlalchemy import event, text
+    from sqlalchemy import text
 
     from provisioner.db import roles
 
@@ -229,12 +229,7 @@ def _prepare_roles(
                 conn.execute(text(f"GRANT {owner} TO CURRENT_USER"))
     app.engine.dispose()
     if owner:  # the schema's objects are created, and owned, by the owner role
-
-        @event.listens_for(app.engine, "connect")
-        def _as_owner(dbapi_connection: Any, _record: Any) -> None:
-            with dbapi_connection.cursor() as cursor:
-                cursor.execute(f"SET ROLE {owner}")
-            dbapi_connection.commit()
+        roles.act_as(app.engine, owner)
 
     def grant() -> str:
         if runtime:

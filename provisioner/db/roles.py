@@ -16,8 +16,9 @@ SQLite has no roles: none of this applies there.
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, event, text
 
 from provisioner.errors import ConfigurationError
 
@@ -107,6 +108,18 @@ def prepare_owner(conn: Connection, role: str) -> None:
     quoted = '"' + str(database).replace('"', '""') + '"'
     conn.execute(text(f"GRANT CREATE, USAGE ON SCHEMA public TO {name}"))
     conn.execute(text(f"GRANT CONNECT, TEMPORARY, CREATE ON DATABASE {quoted} TO {name}"))
+
+
+def act_as(engine: Engine, role: str) -> None:
+    """Every connection ``engine`` opens from now on acts as ``role`` (``SET ROLE``): the
+    objects a migration creates are then owned by it. The connected role must be a member."""
+    name = checked_name(role)
+
+    @event.listens_for(engine, "connect")
+    def _set_role(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET ROLE {name}")
+        dbapi_connection.commit()
 
 
 def refuse_exempt(conn: Connection, *, allowed: bool) -> None:

@@ -78,9 +78,11 @@ EXTRA = (
      f"selector = {_setting('copy_key')}"),
     ('signing_keys', 'key_lookup', 'SELECT', f"key_id = {_setting('signing_key')}", None),
     ('transfers', 'source_read', 'SELECT',
-     f'signer_key_id IN (SELECT key_id FROM signing_keys WHERE tenant_id = {SCOPE})', None),
+     f'signer_key_id IN (SELECT key_id FROM signing_keys WHERE tenant_id = {SCOPE})',  # noqa: S608 (constants)
+     None),
     ('rollout_targets', 'publisher_read', 'SELECT',
-     f'run_id IN (SELECT id FROM rollout_runs WHERE tenant_id = {SCOPE})', None),
+     f'run_id IN (SELECT id FROM rollout_runs WHERE tenant_id = {SCOPE})',  # noqa: S608
+     None),
 )
 
 
