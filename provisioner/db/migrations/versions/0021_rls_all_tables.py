@@ -17,7 +17,8 @@ on the credential that reaches it (transaction-local settings the services
 set from what the caller presented):
 
 * ``memberships``, ``login_sessions``: the user's own rows
-  (``provisioner.user_id``), a session by its token hash (``provisioner.session``);
+  (``provisioner.user_id``), a session by its token hash (``provisioner.session``)
+  and the membership that session was opened in;
 * ``copy_keys``: a key by its selector (``provisioner.copy_key``), for the
   sender who redeems it;
 * ``signing_keys``: a public key by its key id (``provisioner.signing_key``),
@@ -70,6 +71,11 @@ OPERATOR = "current_setting('provisioner.operator', true)"
 #: (table, policy, command, USING, WITH CHECK or None)
 EXTRA = (
     ('memberships', 'member_self', 'SELECT', f'user_id = {USER}', None),
+    # the session presented (by its token hash) reaches the membership it was opened in
+    ('memberships', 'session_member', 'SELECT',
+     'EXISTS (SELECT 1 FROM login_sessions s WHERE s.token_hash = '  # noqa: S608 (constants)
+     f"{_setting('session')} AND s.user_id = memberships.user_id "
+     'AND s.tenant_id = memberships.tenant_id)', None),
     ('login_sessions', 'session_self', 'SELECT', f'user_id = {USER}', None),
     ('login_sessions', 'session_self_update', 'UPDATE', f'user_id = {USER}', f'user_id = {USER}'),
     ('login_sessions', 'session_token', 'SELECT', f"token_hash = {_setting('session')}", None),
