@@ -29,7 +29,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Select
 
-from provisioner.db.tenancy import SET_TENANT_SQL, value
+from provisioner.db.tenancy import CREDENTIALS, SET_SETTING_SQL, SET_TENANT_SQL, value
 
 
 @dataclass(frozen=True)
@@ -80,13 +80,16 @@ def run(
     values: Mapping[str, Any],
     *,
     tenant_id: int | None = None,
+    credentials: Mapping[str, str] | None = None,
     commit: bool = False,
 ) -> list[list[SimpleNamespace]]:
     """Each statement's rows, all sent in one round trip (PostgreSQL only).
 
     ``tenant_id``: scope the transaction to that tenant first (the row-level security
-    setting, :mod:`provisioner.db.tenancy`). ``commit``: end the transaction in the same
-    round trip (only the caller knows it may: see the module's documentation).
+    setting, :mod:`provisioner.db.tenancy`); ``credentials``: present these first
+    (``Context.present``'s names: the rows they reach become visible). ``commit``: end
+    the transaction in the same round trip (only the caller knows it may: see the
+    module's documentation).
     Build the statements once (module constants): each is compiled once per dialect.
     """
     if conn.dialect.name != "postgresql":
@@ -99,6 +102,10 @@ def run(
         with driver.pipeline():
             if tenant_id is not None:
                 cursors[0].execute(SET_TENANT_SQL, (value(tenant_id),))
+            for name, setting in (credentials or {}).items():
+                if name not in CREDENTIALS:
+                    raise ValueError(f"unknown credential {name!r}")
+                cursors[0].execute(SET_SETTING_SQL, (f"provisioner.{name}", setting))
             for cursor, statement in zip(cursors[1:], compiled, strict=True):
                 cursor.execute(
                     statement.compiled.string, statement.compiled.construct_params(dict(values))

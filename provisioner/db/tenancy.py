@@ -24,6 +24,8 @@ SET_TENANT_NAMED = text(
 )
 #: the same statement for a psycopg cursor (a pipeline)
 SET_TENANT_SQL = "SELECT set_config('provisioner.tenant_id', %s, true)"
+#: any one setting, for a psycopg cursor (name, value)
+SET_SETTING_SQL = "SELECT set_config(%s, %s, true)"
 
 
 def value(tenant_id: int | None) -> str:

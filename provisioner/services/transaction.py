@@ -119,8 +119,13 @@ class Context:
         self.scoped_tenant = int(found) if found else None
         return self.scoped_tenant
 
-    def _postgres(self) -> bool:
+    @property
+    def postgres(self) -> bool:
+        """Whether the transaction runs on PostgreSQL (row-level security applies)."""
         return self.session.get_bind().dialect.name == "postgresql"
+
+    def _postgres(self) -> bool:
+        return self.postgres
 
     def _flush_pending(self) -> None:
         session = self.session
@@ -189,17 +194,27 @@ class Context:
         statements: Sequence[Select[Any]],
         values: Mapping[str, Any],
         *,
-        tenant_id: int,
+        tenant_id: int | None = None,
+        credentials: Mapping[str, str] | None = None,
         commit: bool = False,
     ) -> list[list[SimpleNamespace]]:
-        """PostgreSQL: scope the transaction to ``tenant_id`` and run the statements, in
-        one round trip (:func:`provisioner.db.pipeline.run`; ``commit``: end the
-        transaction in it, then the scope ends with it)."""
+        """PostgreSQL: scope the transaction to ``tenant_id`` (if given), present the
+        ``credentials`` (see :meth:`present`) and run the statements, in one round trip
+        (:func:`provisioner.db.pipeline.run`; ``commit``: end the transaction in it,
+        then the scope ends with it)."""
         self.session.flush()  # what is pending is written first, as the statements expect
         rows = pipeline.run(
-            self.session.connection(), statements, values, tenant_id=tenant_id, commit=commit
+            self.session.connection(),
+            statements,
+            values,
+            tenant_id=tenant_id,
+            credentials=credentials,
+            commit=commit,
         )
-        self.scoped_tenant = None if commit else tenant_id
+        if commit:
+            self.scoped_tenant, self.operator_mode = None, ""
+        elif tenant_id is not None:
+            self.scoped_tenant = tenant_id
         return rows
 
     def keep_writes_on_error(self) -> None:

@@ -17,6 +17,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -261,7 +262,15 @@ def session_actor(ctx: Context, token: str) -> Actor:
     session = ctx.session
     if session.autoflush:
         session.flush()  # as session.execute would: a session opened in this transaction
-    row = session.connection().execute(_SESSION_ACTOR, {"token_hash": _token_hash(token)}).first()
+    token_hash = _token_hash(token)
+    row: Any
+    if ctx.postgres:  # the session is reached by presenting its token hash: one round trip
+        (rows,) = ctx.run_pipelined(
+            [_SESSION_ACTOR], {"token_hash": token_hash}, credentials={"session": token_hash}
+        )
+        row = rows[0] if rows else None
+    else:
+        row = session.connection().execute(_SESSION_ACTOR, {"token_hash": token_hash}).first()
     if row is None or row.revoked_at is not None or ctx.clock.now() >= as_utc(row.expires_at):
         raise PermissionDenied("the session has ended", hint="log in again")
     if row.role is None or row.status != "active":
