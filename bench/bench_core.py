@@ -53,7 +53,7 @@ from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +69,7 @@ from provisioner.config.document import CHECKBOX_COUNT, MEMO_COUNT  # noqa: E402
 from provisioner.config.fast import dict_validator  # noqa: E402
 from provisioner.config.merge import combine, paused_arrivals  # noqa: E402
 from provisioner.config.validate import check_references, document_from_data  # noqa: E402
-from provisioner.db import migrate  # noqa: E402
+from provisioner.db import migrate, roles  # noqa: E402
 from provisioner.db.engine import make_engine  # noqa: E402
 from provisioner.security.keystore import MasterKey  # noqa: E402
 from provisioner.services import actors, configs, copykeys, tenants, transfers  # noqa: E402
@@ -477,6 +477,50 @@ def postgres_url(database: str = PG_BENCH_DB) -> Iterator[str]:
         admin.dispose()
 
 
+#: the login role the benchmarks run the application as on PostgreSQL: neither superuser
+#: nor BYPASSRLS, so row-level security applies, as in production (provisioner.db.roles)
+RUNTIME_ROLE = "provisioner_bench_runtime"
+#: measure as the administrator instead (``--as-superuser``: row-level security skipped)
+AS_SUPERUSER = False
+
+
+def app_engine(url: str) -> Engine:
+    """The application's engine for a benchmark database: migrated (as the administrator
+    ``url`` names), and on PostgreSQL connected as :data:`RUNTIME_ROLE` with the rows of
+    every table granted -- what ships -- unless ``--as-superuser`` was given."""
+    admin = make_engine(url)
+    migrate.upgrade(admin)
+    if admin.dialect.name != "postgresql" or AS_SUPERUSER:
+        return admin
+    with admin.begin() as conn:
+        conn.execute(
+            text(
+                f"DO $$ BEGIN CREATE ROLE {RUNTIME_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS; "
+                "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+            )
+        )
+        roles.grant_runtime(conn, RUNTIME_ROLE)
+    admin.dispose()
+    return make_engine(runtime_url(url))
+
+
+def runtime_url(url: str) -> str:
+    """``url`` as the application connects in the benchmarks (see :func:`app_engine`)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql" or AS_SUPERUSER:
+        return url
+    return parsed.set(username=RUNTIME_ROLE, password=None).render_as_string(hide_password=False)
+
+
+def role_measured(url: str) -> str:
+    """Which database role the figures were measured as (for the report)."""
+    if make_url(url).get_backend_name() != "postgresql":
+        return "SQLite (no roles)"
+    if AS_SUPERUSER:
+        return "the PostgreSQL superuser (row-level security skipped: --as-superuser)"
+    return f"the runtime role {RUNTIME_ROLE} (row-level security applies)"
+
+
 @contextmanager
 def kept_database(backend: str, name: str, keep: bool) -> Iterator[tuple[str, bool]]:
     """(url, fresh): scratch database ``name`` (an SQLite file in the temporary
@@ -572,8 +616,7 @@ class Bench:
     """A source tenant with the large configuration and a target at the default one."""
 
     def __init__(self, url: str, config: dict[str, Any]) -> None:
-        engine = make_engine(url)
-        migrate.upgrade(engine)
+        engine = app_engine(url)
         self.app = Provisioner(engine, master_key=MasterKey(secrets.token_bytes(32)))
         with self.app.transaction() as ctx:
             for slug, name in (
@@ -1058,7 +1101,15 @@ def parse_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
         help="measure even when the native extension is not built (the "
         "figures are then labelled as the Python fallback's)",
     )
+    parser.add_argument(
+        "--as-superuser",
+        action="store_true",
+        help="PostgreSQL: run the application as the administrator, which skips "
+        "row-level security (default: a runtime role under it, as in production)",
+    )
     args = parser.parse_args()
+    global AS_SUPERUSER
+    AS_SUPERUSER = args.as_superuser
     from provisioner.services.crm import search_index
 
     print(f"implementation: {implementation()}", file=sys.stderr, flush=True)

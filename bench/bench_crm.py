@@ -155,8 +155,7 @@ class Outcome:
 
 
 def make_app(url: str) -> Provisioner:
-    engine = make_engine(url)
-    migrate.upgrade(engine)
+    engine = core.app_engine(url)
     return Provisioner(engine, master_key=MasterKey(bytes(range(32))), clock=SystemClock())
 
 
@@ -363,8 +362,8 @@ def runtime_app(app: Provisioner) -> Iterator[Provisioner]:
     """The application as its runtime role: on PostgreSQL a login role that is neither
     superuser nor table owner, so row-level security applies (as in production; the
     bench's own connection is a superuser, which bypasses it); on SQLite ``app``."""
-    if app.engine.dialect.name != "postgresql":
-        yield app
+    if app.engine.dialect.name != "postgresql" or app.engine.url.username == core.RUNTIME_ROLE:
+        yield app  # SQLite, or the application runs as the runtime role already
         return
     url = app.engine.url
     role = f"runtime_{url.database}"[:60]
@@ -400,6 +399,11 @@ def raw_floor(app: Provisioner, runtime: Provisioner, actor: Actor) -> tuple[flo
     row-level security policies, like the import's own statements)."""
     postgres = app.engine.dialect.name == "postgresql"
     with app.engine.connect() as conn:
+        if postgres:  # the tenant's rows (row-level security, if the role is under it)
+            conn.execute(
+                text("SELECT set_config('provisioner.tenant_id', :t, true)"),
+                {"t": str(actor.tenant_id)},
+            )
         result = conn.execute(
             text("SELECT * FROM crm_contacts WHERE tenant_id = :t"), {"t": actor.tenant_id}
         )

@@ -784,7 +784,9 @@ def main() -> None:
                 started = time.perf_counter()
                 copy_sqlite_to_postgres(sqlite_db, url, log)
                 setups.append(f"loaded it into PostgreSQL in {time.perf_counter() - started:.0f} s")
-                env = {**base_env, "PROVISIONER_DATABASE_URL": url}
+                bench_core.app_engine(url).dispose()  # the runtime role, granted (what ships)
+                setups.append(f"served as {bench_core.role_measured(url)}")
+                env = {**base_env, "PROVISIONER_DATABASE_URL": bench_core.runtime_url(url)}
                 costs[db] = in_process_costs(env, phones)
                 log(f"{db} in-process: {costs[db]}")
                 runs += measure(db, env, phones, terms, args, tmp, log)
