@@ -68,7 +68,6 @@ if str(ROOT) not in sys.path:  # the bench package; provisioner as installed whe
 import bench.bench_core as core  # noqa: E402
 from bench.bench_core import machine, server_version  # noqa: E402
 from provisioner.clock import SystemClock  # noqa: E402
-from provisioner.db import migrate  # noqa: E402
 from provisioner.db.engine import make_engine  # noqa: E402
 from provisioner.security.keystore import MasterKey  # noqa: E402
 from provisioner.services import actors, tenants  # noqa: E402
