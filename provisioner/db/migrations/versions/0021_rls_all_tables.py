@@ -77,11 +77,17 @@ EXTRA = (
      f"{_setting('session')} AND s.user_id = memberships.user_id "
      'AND s.tenant_id = memberships.tenant_id)', None),
     ('login_sessions', 'session_self', 'SELECT', f'user_id = {USER}', None),
-    ('login_sessions', 'session_self_update', 'UPDATE', f'user_id = {USER}', f'user_id = {USER}'),
+    # a session moves only to a tenant its user is a member of
+    ('login_sessions', 'session_self_update', 'UPDATE', f'user_id = {USER}',
+     f'user_id = {USER} AND tenant_id IN (SELECT m.tenant_id FROM memberships m '  # noqa: S608
+     f'WHERE m.user_id = {USER} AND m.disabled_at IS NULL)'),
     ('login_sessions', 'session_token', 'SELECT', f"token_hash = {_setting('session')}", None),
     ('copy_keys', 'key_selector', 'SELECT', f"selector = {_setting('copy_key')}", None),
+    # the redeemer marks the key used; the key stays its tenant's (the subquery reads the
+    # row as it was before the update)
     ('copy_keys', 'key_selector_update', 'UPDATE', f"selector = {_setting('copy_key')}",
-     f"selector = {_setting('copy_key')}"),
+     f"selector = {_setting('copy_key')} AND tenant_id = (SELECT k.tenant_id "  # noqa: S608
+     f"FROM copy_keys k WHERE k.selector = {_setting('copy_key')})"),
     ('signing_keys', 'key_lookup', 'SELECT', f"key_id = {_setting('signing_key')}", None),
     ('transfers', 'source_read', 'SELECT',
      f'signer_key_id IN (SELECT key_id FROM signing_keys WHERE tenant_id = {SCOPE})',  # noqa: S608 (constants)
