@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from provisioner.clock import as_utc, format_instant
@@ -77,6 +77,7 @@ def _check_strength(password: str) -> None:
 
 def tenants_for(ctx: Context, user_id: int) -> list[TenantChoice]:
     """The user's active tenants, numbered from 1, in a stable order (tenant creation order)."""
+    ctx.present(user_id=user_id)  # the user's own memberships, whatever tenant they are in
     rows = ctx.session.execute(
         select(Tenant, Membership.role, TenantGroup.code)
         .join(Membership, Membership.tenant_id == Tenant.id)
@@ -120,7 +121,8 @@ def set_initial_password(ctx: Context, login: str, password: str, *, by: str) ->
         )
     _check_strength(password)
     user.password_hash = _HASHER.hash(password)
-    audit.record(ctx, tenant_id=None, actor=by, action="user:password_set", subject=login)
+    with ctx.operator("write"):  # an operator's event of no tenant
+        audit.record(ctx, tenant_id=None, actor=by, action="user:password_set", subject=login)
 
 
 def replace_password(ctx: Context, user: User, password: str) -> None:
@@ -137,6 +139,7 @@ def change_password(ctx: Context, actor: Actor, old: str, new: str) -> None:
     _check_strength(new)
     user.password_hash = _HASHER.hash(new)
     # every other session of the user ends: the password they were opened with is gone
+    ctx.present(user_id=user.id)  # the user's own sessions, in every tenant
     ctx.session.execute(
         update(LoginSession)
         .where(LoginSession.user_id == user.id, LoginSession.revoked_at.is_(None))
@@ -180,6 +183,7 @@ def login(ctx: Context, login_id: str, password: str) -> LoginResult:
     first = choices[0]
     tenant_id = ctx.session.scalar(select(Tenant.id).where(Tenant.slug == first.slug))
     assert tenant_id is not None
+    ctx.enter_tenant(tenant_id)  # the session and its event are the selected tenant's rows
     session = LoginSession(
         token_hash=_token_hash(token),
         user_id=user.id,
@@ -200,11 +204,13 @@ def login(ctx: Context, login_id: str, password: str) -> LoginResult:
 
 
 def _session(ctx: Context, token: str) -> LoginSession:
+    ctx.present(session=_token_hash(token))  # the session, reached by its token's hash
     row = ctx.session.scalar(
         select(LoginSession).where(LoginSession.token_hash == _token_hash(token))
     )
     if row is None or row.revoked_at is not None or ctx.clock.now() >= as_utc(row.expires_at):
         raise PermissionDenied("the session has ended", hint="log in again")
+    ctx.present(user_id=row.user_id)  # its user's memberships and sessions
     return row
 
 
@@ -254,6 +260,14 @@ _SESSION_ACTOR = (
     )
     .where(_S.token_hash == bindparam("token_hash"))
 )
+#: PostgreSQL: the session's user and tenant as the transaction's credentials, read
+#: through the session's token hash (presented by the statement before): the
+#: memberships of :data:`_SESSION_ACTOR` are then visible (row-level security)
+_PRESENT_SESSION_OWNER = text(
+    "SELECT set_config('provisioner.user_id', COALESCE(s.user_id::text, ''), true), "
+    "set_config('provisioner.tenant_id', COALESCE(s.tenant_id::text, ''), true) "
+    "FROM (SELECT 1) AS one LEFT JOIN login_sessions AS s ON s.token_hash = :token_hash"
+)
 
 
 def session_actor(ctx: Context, token: str) -> Actor:
@@ -261,7 +275,13 @@ def session_actor(ctx: Context, token: str) -> Actor:
     session = ctx.session
     if session.autoflush:
         session.flush()  # as session.execute would: a session opened in this transaction
-    row = session.connection().execute(_SESSION_ACTOR, {"token_hash": _token_hash(token)}).first()
+    values = {"token_hash": _token_hash(token)}
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        ctx.present(session=values["token_hash"])  # the session, reached by its token's hash
+        owner = conn.execute(_PRESENT_SESSION_OWNER, values).one()
+        ctx.scoped_tenant = int(owner[1]) if owner[1] else None
+    row = conn.execute(_SESSION_ACTOR, values).first()
     if row is None or row.revoked_at is not None or ctx.clock.now() >= as_utc(row.expires_at):
         raise PermissionDenied("the session has ended", hint="log in again")
     if row.role is None or row.status != "active":
