@@ -103,6 +103,7 @@ def test_quota_refuses_writes_and_loses_nothing(app: Provisioner, world: World) 
         assert "nothing was written" in (row.reason or "")
         shop = actors.get_tenant(ctx, "shop")
         assert quotas.usage(ctx, shop) == usage_before
+        ctx.enter_tenant(shop.id)  # the shop's versions (row-level security)
         assert (
             ctx.session.scalar(
                 select(func.count())

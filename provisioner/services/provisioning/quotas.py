@@ -198,6 +198,7 @@ def add_disk(ctx: Context, slug: str, *, gb: int, by: str) -> DiskAddon:
     if not 1 <= gb <= MAX_ADDON_GB:
         raise ValidationFailed(f"--disk-gb must be between 1 and {MAX_ADDON_GB}, not {gb}")
     tenant = get_tenant(ctx, slug)
+    ctx.enter_tenant(tenant.id)  # an operator command on this tenant's rows
     row = DiskAddon(tenant_id=tenant.id, gb=gb, added_at=ctx.clock.now(), added_by=by)
     ctx.session.add(row)
     audit.record(
