@@ -124,8 +124,9 @@ def _usage_query(ctx: Context) -> Select[Any]:
     )
     # the price book (billing.price_book) in the same round trip
     prices = select(PriceBook.data).where(PriceBook.name == "default").scalar_subquery()
-    query = _USAGE_QUERIES[dialect] = select(docs, bundles, calls, addons, records, prices)
-    return query
+    built: Select[Any] = select(docs, bundles, calls, addons, records, prices)
+    _USAGE_QUERIES[dialect] = built
+    return built
 
 
 def usage(ctx: Context, tenant: Tenant) -> Usage:
