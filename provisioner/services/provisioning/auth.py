@@ -17,13 +17,15 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy import String, bindparam, cast, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from provisioner.clock import as_utc, format_instant
+from provisioner.db import pipeline
 from provisioner.db.models import Membership, Tenant, Throttle, User
 from provisioner.db.provisioning_models import LoginSession, TenantGroup
 from provisioner.errors import NotFound, PermissionDenied, RateLimited, ValidationFailed
@@ -260,13 +262,27 @@ _SESSION_ACTOR = (
     )
     .where(_S.token_hash == bindparam("token_hash"))
 )
-#: PostgreSQL: the session's user and tenant as the transaction's credentials, read
-#: through the session's token hash (presented by the statement before): the
-#: memberships of :data:`_SESSION_ACTOR` are then visible (row-level security)
-_PRESENT_SESSION_OWNER = text(
-    "SELECT set_config('provisioner.user_id', COALESCE(s.user_id::text, ''), true), "
-    "set_config('provisioner.tenant_id', COALESCE(s.tenant_id::text, ''), true) "
-    "FROM (SELECT 1) AS one LEFT JOIN login_sessions AS s ON s.token_hash = :token_hash"
+#: PostgreSQL (row-level security): the session is reached by its token's hash
+#: (``provisioner.session``), then its user and tenant become the transaction's
+#: credentials and scope, so that the memberships of :data:`_SESSION_ACTOR` are visible.
+#: Separate statements: a setting is read by the statements after the one that sets it.
+_PRESENT_SESSION = select(
+    func.set_config("provisioner.session", bindparam("token_hash", type_=String), True).label(
+        "session"
+    )
+)
+_OWNER = select(_S.user_id, _S.tenant_id).where(_S.token_hash == bindparam("token_hash")).subquery()
+_PRESENT_SESSION_OWNER = select(
+    func.set_config(
+        "provisioner.user_id",
+        func.coalesce(select(cast(_OWNER.c.user_id, String)).scalar_subquery(), ""),
+        True,
+    ).label("user_id"),
+    func.set_config(
+        "provisioner.tenant_id",
+        func.coalesce(select(cast(_OWNER.c.tenant_id, String)).scalar_subquery(), ""),
+        True,
+    ).label("tenant_id"),
 )
 
 
@@ -277,11 +293,15 @@ def session_actor(ctx: Context, token: str) -> Actor:
         session.flush()  # as session.execute would: a session opened in this transaction
     values = {"token_hash": _token_hash(token)}
     conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        ctx.present(session=values["token_hash"])  # the session, reached by its token's hash
-        owner = conn.execute(_PRESENT_SESSION_OWNER, values).one()
-        ctx.scoped_tenant = int(owner[1]) if owner[1] else None
-    row = conn.execute(_SESSION_ACTOR, values).first()
+    row: Any
+    if conn.dialect.name == "postgresql":  # the three statements in one round trip
+        _, owner, found = pipeline.run(
+            conn, [_PRESENT_SESSION, _PRESENT_SESSION_OWNER, _SESSION_ACTOR], values
+        )
+        ctx.scoped_tenant = int(owner[0].tenant_id) if owner[0].tenant_id else None
+        row = found[0] if found else None
+    else:
+        row = conn.execute(_SESSION_ACTOR, values).first()
     if row is None or row.revoked_at is not None or ctx.clock.now() >= as_utc(row.expires_at):
         raise PermissionDenied("the session has ended", hint="log in again")
     if row.role is None or row.status != "active":
