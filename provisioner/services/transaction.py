@@ -168,6 +168,14 @@ class Context:
             raise
         self._set_operator(previous)
 
+    def enter_operator(self, mode: str) -> None:
+        """The rest of the transaction in a cross-tenant mode (see :meth:`operator`): for
+        a transaction that is cross-tenant work as a whole (a rollout's batch)."""
+        if mode not in ("read", "write"):
+            raise ValueError(f"operator mode {mode!r}: 'read' or 'write'")
+        if mode != self.operator_mode and self.operator_mode != "write":
+            self._set_operator(mode)
+
     def _set_operator(self, mode: str) -> None:
         if self._postgres():
             self._flush_pending()  # what is pending is written in the mode it was made in

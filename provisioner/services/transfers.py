@@ -691,6 +691,7 @@ def receive(
 
 def inbox(ctx: Context, actor: Actor, *, status: str | None = None) -> list[Transfer]:
     require_admin(actor, "list incoming configurations")
+    ctx.enter_tenant(actor.tenant_id)  # the tenant's transfers (row-level security)
     query = select(Transfer).where(Transfer.tenant_id == actor.tenant_id)
     if status:
         query = query.where(Transfer.status == status)

@@ -50,6 +50,12 @@ from provisioner.services.provisioning import auth
 from provisioner.services.transaction import Context
 
 
+def _enter(ctx: Context, actor: Actor) -> None:
+    """Scope the transaction to the actor's tenant: its memberships, departments and
+    sessions are that tenant's rows (PostgreSQL row-level security)."""
+    ctx.enter_tenant(actor.tenant_id)
+
+
 def _membership(ctx: Context, actor: Actor, login: str) -> tuple[User, Membership]:
     row = ctx.session.execute(
         select(User, Membership)
@@ -65,6 +71,7 @@ def _membership(ctx: Context, actor: Actor, login: str) -> tuple[User, Membershi
 
 
 def _enabled_admins(ctx: Context, tenant_id: int) -> int:
+    ctx.enter_tenant(tenant_id)  # the tenant's memberships
     return int(
         ctx.session.scalar(
             select(func.count())
@@ -96,14 +103,13 @@ def _keep_an_admin(
 
 
 def enabled_users(ctx: Context, tenant_id: int) -> int:
-    return int(
-        ctx.session.scalar(
+    with ctx.of_tenant(tenant_id):  # the tenant's memberships
+        count = ctx.session.scalar(
             select(func.count())
             .select_from(Membership)
             .where(Membership.tenant_id == tenant_id, Membership.disabled_at.is_(None))
         )
-        or 0
-    )
+    return int(count or 0)
 
 
 def require_licence(ctx: Context, tenant: Tenant, *, adding: int = 1) -> None:
@@ -159,6 +165,7 @@ def _department_codes(ctx: Context, tenant_id: int) -> dict[int, str]:
 
 
 def list_users(ctx: Context, actor: Actor) -> list[dict[str, Any]]:
+    _enter(ctx, actor)
     require_admin(actor, "list the tenant's users")
     departments = _department_codes(ctx, actor.tenant_id)
     rows = ctx.session.execute(
@@ -171,11 +178,13 @@ def list_users(ctx: Context, actor: Actor) -> list[dict[str, Any]]:
 
 
 def show(ctx: Context, actor: Actor, login: str) -> dict[str, Any]:
+    _enter(ctx, actor)
     user, membership = _membership(ctx, actor, login)
     return _user_dict(user, membership, _department_codes(ctx, actor.tenant_id))
 
 
 def set_role(ctx: Context, actor: Actor, login: str, role: str) -> dict[str, Any]:
+    _enter(ctx, actor)
     require_admin(actor, "change users' roles")
     tenant = get_tenant(ctx, actor.tenant_slug)
     custom = {
@@ -208,10 +217,14 @@ def _end_sessions(ctx: Context, user_id: int, tenant_id: int | None) -> None:
     )
     if tenant_id is not None:
         query = query.where(LoginSession.tenant_id == tenant_id)
-    ctx.session.execute(query.values(revoked_at=ctx.clock.now()))
+        ctx.session.execute(query.values(revoked_at=ctx.clock.now()))
+        return
+    with ctx.operator("write"):  # the user's sessions in every tenant (a password reset)
+        ctx.session.execute(query.values(revoked_at=ctx.clock.now()))
 
 
 def disable(ctx: Context, actor: Actor, login: str) -> dict[str, Any]:
+    _enter(ctx, actor)
     require_admin(actor, "disable users")
     user, membership = _membership(ctx, actor, login)
     if membership.disabled_at is None:
@@ -229,6 +242,7 @@ def disable(ctx: Context, actor: Actor, login: str) -> dict[str, Any]:
 
 
 def enable(ctx: Context, actor: Actor, login: str) -> dict[str, Any]:
+    _enter(ctx, actor)
     require_admin(actor, "enable users")
     _, membership = _membership(ctx, actor, login)
     if membership.disabled_at is not None:
@@ -246,6 +260,7 @@ def enable(ctx: Context, actor: Actor, login: str) -> dict[str, Any]:
 
 def remove(ctx: Context, actor: Actor, login: str) -> None:
     """End the user's membership of the tenant (their login and other tenants stay)."""
+    _enter(ctx, actor)
     require_admin(actor, "remove users")
     user, membership = _membership(ctx, actor, login)
     _keep_an_admin(ctx, actor, login, membership, "remove")
@@ -269,6 +284,7 @@ def reset_password(
     The password is the login's, shared by all its tenants: allowed only when every
     tenant of the user is this tenant or in this tenant's group.
     """
+    _enter(ctx, actor)
     require_admin(actor, "reset passwords")
     user, _ = _membership(ctx, actor, login)
     tenant = get_tenant(ctx, actor.tenant_slug)
@@ -279,7 +295,8 @@ def reset_password(
     )
     if tenant.group_id is not None:
         query = query.where(or_(Tenant.group_id.is_(None), Tenant.group_id != tenant.group_id))
-    outside = ctx.session.scalars(query).all()
+    with ctx.operator("read"):  # the user's memberships in other tenants decide
+        outside = ctx.session.scalars(query).all()
     if outside:
         raise PermissionDenied(
             f"{login!r} also uses tenant(s) outside {actor.tenant_slug!r} and its group "
@@ -303,6 +320,7 @@ def reset_password(
 
 
 def departments(ctx: Context, actor: Actor) -> list[dict[str, str]]:
+    _enter(ctx, actor)
     require_admin(actor, "read the user department master")
     return [
         {"code": d.code, "name": d.name}
@@ -315,6 +333,7 @@ def departments(ctx: Context, actor: Actor) -> list[dict[str, str]]:
 
 
 def add_department(ctx: Context, actor: Actor, code: str, name: str) -> dict[str, str]:
+    _enter(ctx, actor)
     require_admin(actor, "edit the user department master")
     code, name = code.strip(), name.strip()
     if not (1 <= len(code) <= 63 and code.replace("-", "").replace("_", "").isalnum()):
@@ -345,6 +364,7 @@ def add_department(ctx: Context, actor: Actor, code: str, name: str) -> dict[str
 
 def set_department(ctx: Context, actor: Actor, login: str, code: str | None) -> dict[str, Any]:
     """Set (or with None clear) a user's department, a code of the master."""
+    _enter(ctx, actor)
     require_admin(actor, "set users' departments")
     _, membership = _membership(ctx, actor, login)
     department_id = None

@@ -103,6 +103,7 @@ def test_quota_refuses_writes_and_loses_nothing(app: Provisioner, world: World) 
         assert "nothing was written" in (row.reason or "")
         shop = actors.get_tenant(ctx, "shop")
         assert quotas.usage(ctx, shop) == usage_before
+        ctx.enter_tenant(shop.id)  # the shop's versions (row-level security)
         assert (
             ctx.session.scalar(
                 select(func.count())
@@ -129,6 +130,7 @@ def test_usage_counts_stored_bytes(app: Provisioner, world: World) -> None:
     with app.transaction() as ctx:
         shop = actors.get_tenant(ctx, "shop")
         first = quotas.usage(ctx, shop)
+        ctx.enter_tenant(shop.id)  # the test reads the tenant's version
         row = ctx.session.scalar(select(ConfigVersion).where(ConfigVersion.tenant_id == shop.id))
         assert row is not None
         assert first.used_bytes == len(documents.version_body(ctx.session, row))
@@ -153,7 +155,7 @@ def test_tenant_from_a_template_bundle(app: Provisioner, world: World, clock: Fr
     clock.advance(days=91)
     with app.transaction() as ctx, pytest.raises(BundleRejected, match="expired"):
         sandboxes.create_from_bundle(ctx, "clinic-2", name="第二", raw=raw)
-    with app.transaction() as ctx:
+    with app.transaction() as ctx, ctx.operator("read"):  # the test counts every tenant's
         assert (
             ctx.session.scalar(
                 select(func.count())
@@ -189,17 +191,14 @@ def test_usage_counts_crm_records_of_the_tenant_only(app: Provisioner, world: Wo
 def test_crm_records_are_counted_per_tenant_under_row_level_security(
     app: Provisioner, world: World
 ) -> None:
-    """As a role subject to row-level security, each tenant is counted in its own scope."""
+    """As the runtime role (row-level security applies), the counts of several tenants
+    are each tenant's own, and the caller's scope and mode are as they were after."""
     from sqlalchemy import text
-    from sqlalchemy.orm import Session
 
-    from provisioner.db.crm_models import CRM_TENANT_TABLES
-    from provisioner.services.context import Context
     from provisioner.services.crm import records
 
     if app.engine.dialect.name != "postgresql":
         pytest.skip("row-level security is a PostgreSQL feature")
-    role = "quota_counter_test"
     world.tenant("shop")
     world.tenant("other")
     with app.transaction() as ctx:
@@ -209,31 +208,21 @@ def test_crm_records_are_counted_per_tenant_under_row_level_security(
                 records.create(ctx, actor, "contact", {"name": f"顧客 {i}"})
     with app.transaction() as ctx:
         ids = [actors.get_tenant(ctx, s).id for s in ("shop", "other")]
-        expected = quotas.crm_records(ctx, ids)  # as the superuser: every row visible
+        expected = {}
+        for tenant_id in ids:  # each tenant in its own scope: its rows only
+            with ctx.tenant_scope(tenant_id):
+                expected |= quotas.crm_records(ctx, [tenant_id])
     assert expected[ids[0]] > expected[ids[1]] > 0
-    with app.engine.connect() as conn:
-        conn.execute(
+    with app.transaction() as ctx:
+        ctx.enter_tenant(ids[1])
+        assert quotas.crm_records(ctx, ids) == expected
+        assert quotas.crm_records(ctx, [ids[0]]) == {ids[0]: expected[ids[0]]}
+        settings = ctx.session.execute(
             text(
-                f"DO $$ BEGIN CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS; "
-                "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+                "SELECT current_setting('provisioner.tenant_id', true), "
+                "current_setting('provisioner.operator', true)"
             )
-        )
-        conn.execute(text(f"GRANT SELECT ON {', '.join(CRM_TENANT_TABLES)}, crm_tallies TO {role}"))
-        conn.commit()
-        try:
-            with Session(bind=conn) as session:
-                session.execute(text(f"SET LOCAL ROLE {role}"))
-                ctx = Context(session, app.clock, app.master_key)
-                ctx.enter_tenant(ids[1])
-                assert quotas.crm_records(ctx, ids) == expected
-                assert session.scalar(
-                    text(  # the caller's scope is restored
-                        "SELECT current_setting('provisioner.tenant_id', true)"
-                    )
-                ) == str(ids[1])
-                session.rollback()
-        finally:
-            with conn.begin():
-                conn.execute(
-                    text(f"REVOKE ALL ON {', '.join(CRM_TENANT_TABLES)}, crm_tallies FROM {role}")
-                )
+        ).one()
+        assert tuple(settings) == (str(ids[1]), "")  # the caller's scope, no operator mode
+    with app.transaction() as ctx:  # unscoped, without the operator mode: nothing visible
+        assert ctx.session.scalar(text("SELECT count(*) FROM crm_tallies")) == 0

@@ -72,7 +72,7 @@ def test_stored_sizes_are_the_real_bytes_for_every_writer(app: Provisioner, worl
     world.set_config("hq", labelled(world.config("hq"), 1, "年賀状"))  # commit_version
     transfer_id = world.send("hq", world.key("shop"))  # accept: envelope
     world.approve(transfer_id, "shop-admin")  # the row-to-row copy
-    with app.transaction() as ctx:
+    with app.transaction() as ctx, ctx.operator("read"):  # the test inspects every tenant
         versions = [
             (documents.version_body(ctx.session, v), v.size_bytes)
             for v in ctx.session.scalars(select(ConfigVersion))
@@ -87,6 +87,7 @@ def test_stored_sizes_are_the_real_bytes_for_every_writer(app: Provisioner, worl
     assert all(size == len(raw) for raw, size in envelopes)
     with app.transaction() as ctx:
         shop = actors.get_tenant(ctx, "shop")
+        ctx.enter_tenant(shop.id)  # the shop's rows
         shop_docs = [
             documents.version_body(ctx.session, v)
             for v in ctx.session.scalars(
@@ -119,7 +120,8 @@ def test_import_and_seed_over_quota_are_refused_and_write_nothing(
     with app.transaction() as ctx, pytest.raises(QuotaExceeded, match="100 sample customers"):
         seed.seed_contacts(ctx, admin, 100)
     with app.transaction() as ctx:
-        assert ctx.session.scalar(select(func.count()).select_from(CrmContact)) == 0
+        with ctx.operator("read"):  # no tenant's contacts at all
+            assert ctx.session.scalar(select(func.count()).select_from(CrmContact)) == 0
         assert csvio.import_customers(ctx, admin, csv.encode("utf-8"), dry_run=True).rows == 20
     _leave_free(app, "shop", 100 * quotas.CRM_RECORD_BYTES)
     with app.transaction() as ctx:

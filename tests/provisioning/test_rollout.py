@@ -48,6 +48,7 @@ def _damage(app: Provisioner, slug: str) -> None:
     with app.transaction() as ctx:
         tenant = actors.get_tenant(ctx, slug)
         assert tenant.config_version is not None
+        ctx.enter_tenant(tenant.id)  # the tenant's row
         ctx.session.add(
             ConfigVersion(
                 tenant_id=tenant.id,
@@ -61,7 +62,7 @@ def _damage(app: Provisioner, slug: str) -> None:
 
 
 def _retried_batches(app: Provisioner) -> int:
-    with app.transaction() as ctx:
+    with app.transaction() as ctx, ctx.operator("read"):  # the test counts every tenant's
         return (
             ctx.session.scalar(
                 select(func.count())
@@ -133,6 +134,7 @@ def test_one_bundle_to_many_targets_with_failures_isolated(app: Provisioner, wor
     with app.transaction() as ctx:
         for slug in ("broken", "stranger", "sandbox"):
             tenant = actors.get_tenant(ctx, slug)
+            ctx.enter_tenant(tenant.id)  # the tenant's transfers (row-level security)
             assert tenant.config_version == before[slug]
             assert (
                 ctx.session.scalar(
@@ -148,6 +150,7 @@ def _trail(app: Provisioner, slug: str) -> dict[str, Any]:
     """Everything a delivery wrote for a target, without ids and instants."""
     with app.transaction() as ctx:
         tenant = actors.get_tenant(ctx, slug)
+        ctx.enter_tenant(tenant.id)  # the tenant's rows (row-level security)
         transfer = ctx.session.scalar(
             select(Transfer).where(Transfer.tenant_id == tenant.id).options(undefer("*"))
         )
@@ -247,7 +250,7 @@ def test_auto_policy_is_verified_planned_and_audited(app: Provisioner, world: Wo
     run_id = _start(app, raw, [Target("shop")])
     rollout.process(app, "hq-admin", run_id)
     target = _summary(app, run_id)["targets"][0]
-    with app.transaction() as ctx:
+    with app.transaction() as ctx, ctx.operator("read"):  # the test inspects the target
         transfer = ctx.session.get(Transfer, target["transfer"])
         assert transfer is not None
         assert transfer.status == "applied"
@@ -302,7 +305,7 @@ def test_rollout_resumes_after_interruption(app: Provisioner, world: World) -> N
     done = _summary(app, run_id)
     assert done["status"] == "finished"
     assert done["counts"] == {"applied": 6}
-    with app.transaction() as ctx:  # each target received the bundle exactly once
+    with app.transaction() as ctx, ctx.operator("read"):  # each target received it once
         assert ctx.session.scalar(select(func.count()).select_from(Transfer)) == 6
 
 
@@ -328,7 +331,8 @@ def test_sandbox_can_neither_send_nor_receive(app: Provisioner, world: World) ->
             )
             == 0
         )
-        assert ctx.session.scalar(select(func.count()).select_from(CrmContact)) == 1
+        with ctx.operator("read"):  # every tenant's contacts: the production's one
+            assert ctx.session.scalar(select(func.count()).select_from(CrmContact)) == 1
     # the configuration is copied, and the source's admins are its admins
     assert world.document("prod-sandbox").checkboxes[1].label == "本番設定"
     change = labelled(world.config("prod-sandbox"), 3, "試験中")

@@ -86,7 +86,7 @@ def test_a_rollout_never_overwrites_a_pointer_that_moved(app: Provisioner, world
         rollout.process(app, "hq-admin", run_id)
 
     assert fired, "the batch's guarded UPDATE did not run"
-    with app.transaction() as ctx:
+    with app.transaction() as ctx, ctx.operator("read"):  # the test inspects every tenant
         retried = ctx.session.scalars(
             select(AuditEvent).where(AuditEvent.action == "rollout:batch_retried_one_by_one")
         ).all()
@@ -125,7 +125,7 @@ def test_commit_versions_moves_every_pointer_with_one_guarded_statement(
 ) -> None:
     for slug in ("a-shop", "b-shop"):
         world.tenant(slug)
-    with app.transaction() as ctx:
+    with app.transaction() as ctx, ctx.operator("write"):  # cross-tenant, as a rollout batch
         made = configs.commit_versions(ctx, [_new(ctx, "a-shop", "一"), _new(ctx, "b-shop", "二")])
         same = configs.commit_versions(ctx, [_new(ctx, "a-shop", "一")])
     assert made == [2, 2]

@@ -61,7 +61,7 @@ def _stop_midway(
 
 def _check_consistent(app: Provisioner) -> dict[str, int]:
     """Every applied target has exactly one applied transfer and version 2; the others none."""
-    with app.transaction() as ctx:
+    with app.transaction() as ctx, ctx.operator("read"):  # the test inspects every tenant
         rows = ctx.session.execute(
             select(
                 RolloutTarget.target_slug,
@@ -103,7 +103,13 @@ def test_killed_rollout_resumes_without_loss_or_duplicates(
     targets.write_text("\n".join(slugs) + "\n")
     hq = ("rollout", "-t", "hq", "--as", "hq-admin")
 
-    watch = create_engine(db_url)
+    # the watcher inspects every tenant's rows (PostgreSQL: operator read for its sessions)
+    watch = create_engine(
+        db_url,
+        connect_args={"options": "-c provisioner.operator=read"}
+        if db_url.startswith("postgresql")
+        else {},
+    )
     try:
         # Ctrl-C: the batch in flight rolls back, the process says how to resume
         proc = _spawn(
@@ -146,7 +152,7 @@ def test_killed_rollout_resumes_without_loss_or_duplicates(
     assert summary["status"] == "finished"
     assert summary["counts"] == {"applied": TARGETS}
     assert _check_consistent(app) == {"applied": TARGETS}
-    with app.transaction() as ctx:
+    with app.transaction() as ctx, ctx.operator("read"):  # the test inspects the run
         run = ctx.session.get(RolloutRun, 1)
         assert run is not None
         assert run.finished_at is not None

@@ -21,7 +21,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import String, bindparam, cast, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from provisioner.clock import as_utc, format_instant
@@ -78,6 +78,7 @@ def _check_strength(password: str) -> None:
 
 def tenants_for(ctx: Context, user_id: int) -> list[TenantChoice]:
     """The user's active tenants, numbered from 1, in a stable order (tenant creation order)."""
+    ctx.present(user_id=user_id)  # the user's own memberships, whatever tenant they are in
     rows = ctx.session.execute(
         select(Tenant, Membership.role, TenantGroup.code)
         .join(Membership, Membership.tenant_id == Tenant.id)
@@ -121,7 +122,8 @@ def set_initial_password(ctx: Context, login: str, password: str, *, by: str) ->
         )
     _check_strength(password)
     user.password_hash = _HASHER.hash(password)
-    audit.record(ctx, tenant_id=None, actor=by, action="user:password_set", subject=login)
+    with ctx.operator("write"):  # an operator's event of no tenant
+        audit.record(ctx, tenant_id=None, actor=by, action="user:password_set", subject=login)
 
 
 def replace_password(ctx: Context, user: User, password: str) -> None:
@@ -138,6 +140,7 @@ def change_password(ctx: Context, actor: Actor, old: str, new: str) -> None:
     _check_strength(new)
     user.password_hash = _HASHER.hash(new)
     # every other session of the user ends: the password they were opened with is gone
+    ctx.present(user_id=user.id)  # the user's own sessions, in every tenant
     ctx.session.execute(
         update(LoginSession)
         .where(LoginSession.user_id == user.id, LoginSession.revoked_at.is_(None))
@@ -181,6 +184,7 @@ def login(ctx: Context, login_id: str, password: str) -> LoginResult:
     first = choices[0]
     tenant_id = ctx.session.scalar(select(Tenant.id).where(Tenant.slug == first.slug))
     assert tenant_id is not None
+    ctx.enter_tenant(tenant_id)  # the session and its event are the selected tenant's rows
     session = LoginSession(
         token_hash=_token_hash(token),
         user_id=user.id,
@@ -201,11 +205,13 @@ def login(ctx: Context, login_id: str, password: str) -> LoginResult:
 
 
 def _session(ctx: Context, token: str) -> LoginSession:
+    ctx.present(session=_token_hash(token))  # the session, reached by its token's hash
     row = ctx.session.scalar(
         select(LoginSession).where(LoginSession.token_hash == _token_hash(token))
     )
     if row is None or row.revoked_at is not None or ctx.clock.now() >= as_utc(row.expires_at):
         raise PermissionDenied("the session has ended", hint="log in again")
+    ctx.present(user_id=row.user_id)  # its user's memberships and sessions
     return row
 
 
@@ -255,6 +261,24 @@ _SESSION_ACTOR = (
     )
     .where(_S.token_hash == bindparam("token_hash"))
 )
+#: PostgreSQL (row-level security): the session is reached by its token's hash (presented
+#: as ``provisioner.session`` first), then its user and tenant become the transaction's
+#: credentials and scope, so that the memberships of :data:`_SESSION_ACTOR` are visible
+#: and the request's later statements need no scope of their own. Separate statements:
+#: a setting is read by the statements after the one that sets it.
+_OWNER = select(_S.user_id, _S.tenant_id).where(_S.token_hash == bindparam("token_hash")).subquery()
+_PRESENT_SESSION_OWNER = select(
+    func.set_config(
+        "provisioner.user_id",
+        func.coalesce(select(cast(_OWNER.c.user_id, String)).scalar_subquery(), ""),
+        True,
+    ).label("user_id"),
+    func.set_config(
+        "provisioner.tenant_id",
+        func.coalesce(select(cast(_OWNER.c.tenant_id, String)).scalar_subquery(), ""),
+        True,
+    ).label("tenant_id"),
+)
 
 
 def session_actor(ctx: Context, token: str) -> Actor:
@@ -263,14 +287,16 @@ def session_actor(ctx: Context, token: str) -> Actor:
     if session.autoflush:
         session.flush()  # as session.execute would: a session opened in this transaction
     token_hash = _token_hash(token)
+    values = {"token_hash": token_hash}
     row: Any
-    if ctx.postgres:  # the session is reached by presenting its token hash: one round trip
-        (rows,) = ctx.run_pipelined(
-            [_SESSION_ACTOR], {"token_hash": token_hash}, credentials={"session": token_hash}
+    if ctx.postgres:  # the session presented by its token hash: one round trip
+        owner, found = ctx.run_pipelined(
+            [_PRESENT_SESSION_OWNER, _SESSION_ACTOR], values, credentials={"session": token_hash}
         )
-        row = rows[0] if rows else None
+        ctx.scoped_tenant = int(owner[0].tenant_id) if owner[0].tenant_id else None
+        row = found[0] if found else None
     else:
-        row = session.connection().execute(_SESSION_ACTOR, {"token_hash": token_hash}).first()
+        row = session.connection().execute(_SESSION_ACTOR, values).first()
     if row is None or row.revoked_at is not None or ctx.clock.now() >= as_utc(row.expires_at):
         raise PermissionDenied("the session has ended", hint="log in again")
     if row.role is None or row.status != "active":

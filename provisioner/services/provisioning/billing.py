@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from provisioner.clock import as_utc
-from provisioner.db.models import Membership
+from provisioner.db.models import Membership, Tenant
 from provisioner.db.provisioning_models import DiskAddon, PriceBook
 from provisioner.errors import ValidationFailed
 from provisioner.services import audit
@@ -83,15 +83,16 @@ def set_prices(ctx: Context, changes: Mapping[str, Any], *, by: str) -> dict[str
     row.data = old | dict(changes)
     row.updated_at = ctx.clock.now()
     row.updated_by = by
-    audit.record(
-        ctx,
-        tenant_id=None,
-        actor=by,
-        action="price_book:changed",
-        subject="default",
-        old={k: old.get(k, DEFAULT_PRICES[k]) for k in changes},
-        new=dict(changes),
-    )
+    with ctx.operator("write"):  # an operator's event of no tenant
+        audit.record(
+            ctx,
+            tenant_id=None,
+            actor=by,
+            action="price_book:changed",
+            subject="default",
+            old={k: old.get(k, DEFAULT_PRICES[k]) for k in changes},
+            new=dict(changes),
+        )
     return price_book(ctx)
 
 
@@ -151,6 +152,19 @@ def group_bill(ctx: Context, code: str, month: str) -> Bill:
     ]
     bill = Bill(code, month)
     ids = [t.id for t in counted]
+    with ctx.operator("read"):  # the billing run reads every tenant of the group
+        _bill_lines(ctx, bill, counted, ids, prices, end)
+    return bill
+
+
+def _bill_lines(
+    ctx: Context,
+    bill: Bill,
+    counted: list[Tenant],
+    ids: list[int],
+    prices: dict[str, int],
+    end: datetime,
+) -> None:
     users = (
         ctx.session.scalar(
             select(func.count(func.distinct(Membership.user_id))).where(
@@ -188,4 +202,3 @@ def group_bill(ctx: Context, code: str, month: str) -> Bill:
         gb = int(addons.get(tenant.id) or 0)
         if gb:
             bill.add("disk add-on", gb, prices["disk_addon_jpy_per_gb"], f"{tenant.slug}, GB")
-    return bill

@@ -44,9 +44,10 @@ def create(ctx: Context, code: str, *, name: str, by: str = OPERATOR) -> TenantG
     group = TenantGroup(code=code, name=name.strip(), created_at=ctx.clock.now(), created_by=by)
     ctx.session.add(group)
     ctx.session.flush()
-    audit.record(
-        ctx, tenant_id=None, actor=by, action="group:created", subject=code, name=group.name
-    )
+    with ctx.operator("write"):  # an operator's event of no tenant
+        audit.record(
+            ctx, tenant_id=None, actor=by, action="group:created", subject=code, name=group.name
+        )
     return group
 
 

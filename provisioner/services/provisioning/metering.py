@@ -165,6 +165,7 @@ def add_number(
     ctx: Context, actor: Actor, number: str, *, kind: str, login: str | None = None, label: str = ""
 ) -> PhoneNumber:
     require_admin(actor, "register phone numbers")
+    ctx.enter_tenant(actor.tenant_id)  # the tenant's numbers and members
     if kind not in KINDS:
         raise ValidationFailed(f"unknown kind {kind!r}", hint="kinds: " + ", ".join(KINDS))
     digits = normalize_number(number)
@@ -209,6 +210,7 @@ def add_number(
 
 def set_business_hours(ctx: Context, actor: Actor, hours: Mapping[int, tuple[str, str]]) -> None:
     require_admin(actor, "set business hours")
+    ctx.enter_tenant(actor.tenant_id)  # the tenant's hours
     problems = [f"weekday {d} (0=Monday ... 6=Sunday)" for d in hours if not 0 <= d <= 6]
     for day, (opens, closes) in hours.items():
         if not (_HHMM.match(opens) and _HHMM.match(closes)) or _minutes(opens) >= _minutes(closes):
@@ -242,6 +244,7 @@ def business_hours(ctx: Context, tenant_id: int) -> dict[int, tuple[str, str]]:
 
 def add_holiday(ctx: Context, actor: Actor, day: date, *, name: str = "") -> Holiday:
     require_admin(actor, "configure holidays")
+    ctx.enter_tenant(actor.tenant_id)  # the tenant's holidays
     if (
         ctx.session.scalar(
             select(Holiday.id).where(Holiday.tenant_id == actor.tenant_id, Holiday.day == day)
@@ -293,6 +296,7 @@ def record_call(
     row is written right after it (``Context.add_log_row``) and has no id yet.
     """
     digits = normalize_number(number)
+    ctx.enter_tenant(actor.tenant_id)  # the tenant's calls, numbers, hours and contract
     if call_ref is not None:
         call_ref = call_ref.strip()
         if not 1 <= len(call_ref) <= 100:
@@ -467,6 +471,7 @@ def set_contract(
     (``cti_*_jpy``); given, it overrides the list price for this contract. The
     list-input option is taken with ``list_input`` (monthly, ``cti_list_input_jpy``)."""
     tenant = get_tenant(ctx, slug)
+    ctx.enter_tenant(tenant.id)  # an operator command on this tenant's contract
     book = price_book(ctx)
 
     def price(given: int | None, key: str) -> int:
@@ -530,6 +535,7 @@ def _contract(ctx: Context, tenant_id: int, slug: str) -> CtiContract:
 
 def cancel_contract(ctx: Context, slug: str, *, on: date, by: str) -> CtiContract:
     tenant = get_tenant(ctx, slug)
+    ctx.enter_tenant(tenant.id)  # an operator command on this tenant's contract
     row = _contract(ctx, tenant.id, slug)
     if row.cancelled_on is not None:
         raise PlanConflict(f"the CTI contract of {slug!r} is already cancelled")
@@ -578,6 +584,7 @@ class Statement:
 
 def statement(ctx: Context, actor: Actor, month: str) -> Statement:
     require_admin(actor, "read the CTI statement")
+    ctx.enter_tenant(actor.tenant_id)  # the tenant's calls and contract
     start, end = month_bounds(month)
     calls: dict[str, dict[str, int]] = {
         k: {"calls": 0, "in_hours": 0, "out_of_hours": 0, "amount": 0} for k in (*KINDS, "unknown")

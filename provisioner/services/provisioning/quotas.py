@@ -31,6 +31,7 @@ makes room).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,14 +40,10 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     Select,
-    String,
     bindparam,
     cast,
     func,
-    literal,
-    or_,
     select,
-    text,
 )
 
 from provisioner.db.crm_models import CrmTally
@@ -125,35 +122,24 @@ def _usage_query(ctx: Context) -> Select[Any]:
         .where(CrmTally.tenant_id == tenant_id, CrmTally.name == "records", CrmTally.value == "")
         .scalar_subquery()
     )
-    # PostgreSQL: the count is visible if the transaction is scoped to the tenant (or the
-    # role is exempt from row-level security); else it is read in the tenant's scope
-    visible = (
-        literal(True)
-        if dialect != "postgresql"
-        else or_(
-            func.current_setting("provisioner.tenant_id", True)
-            == bindparam("tenant_key", type_=String),
-            select(text("rolsuper OR rolbypassrls"))
-            .select_from(text("pg_roles"))
-            .where(text("rolname = current_user"))
-            .scalar_subquery(),
-        )
-    )
     # the price book (billing.price_book) in the same round trip
     prices = select(PriceBook.data).where(PriceBook.name == "default").scalar_subquery()
-    query = _USAGE_QUERIES[dialect] = select(docs, bundles, calls, addons, records, visible, prices)
-    return query
+    built: Select[Any] = select(docs, bundles, calls, addons, records, prices)
+    _USAGE_QUERIES[dialect] = built
+    return built
 
 
 def usage(ctx: Context, tenant: Tenant) -> Usage:
-    """Bytes stored by the tenant and its quota (one query, the price book included)."""
-    used_docs, used_bundles, used_calls, addon_gb, counted, seen, book = ctx.session.execute(
-        _usage_query(ctx), {"tenant_id": tenant.id, "tenant_key": str(tenant.id)}
-    ).one()
+    """Bytes stored by the tenant and its quota (one query, the price book included).
+
+    PostgreSQL: read in the tenant's scope (row-level security), which is the
+    transaction's already when a write of the tenant checks its room."""
+    with ctx.of_tenant(tenant.id):
+        used_docs, used_bundles, used_calls, addon_gb, counted, book = ctx.session.execute(
+            _usage_query(ctx), {"tenant_id": tenant.id}
+        ).one()
     included = (DEFAULT_PRICES | dict(book or {}))["included_disk_bytes"]
     quota_bytes = included + int(addon_gb) * GIB
-    if not seen:
-        counted = crm_records(ctx, [tenant.id])[tenant.id]
     return Usage(
         int(used_docs) + int(used_bundles) + int(used_calls) + int(counted) * CRM_RECORD_BYTES,
         quota_bytes,
@@ -170,34 +156,26 @@ def crm_records(ctx: Context, tenant_ids: Sequence[int]) -> dict[int, int]:
     """The number of CRM records of each tenant, over every CRM table (maintained counts).
 
     On PostgreSQL the counts have row-level security keyed on the transaction's
-    ``provisioner.tenant_id`` (like the records): unless the role is exempt from it
-    (a superuser or BYPASSRLS role), each tenant is read in its own scope, and the
-    transaction's scope is restored afterwards. If it is already the one tenant
-    asked about, one query.
+    ``provisioner.tenant_id`` (like the records): the one tenant the transaction is
+    scoped to is read as it is; several tenants (or another one) are read in one
+    query in operator read mode (the cross-tenant count is what the caller asked for).
     """
     ids = list(tenant_ids)
     out = dict.fromkeys(ids, 0)
     if not ids:
         return out
-    session = ctx.session
-    postgres = session.get_bind().dialect.name == "postgresql"
-    if (
-        not postgres
-        or (len(ids) == 1 and ctx.scoped_tenant == ids[0])
-        or session.scalar(
-            text("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user")
-        )
-    ):
-        for tenant_id, count in session.execute(_records_of(ids)).all():
+    with _across(ctx, ids):
+        for tenant_id, count in ctx.session.execute(_records_of(ids)).all():
             out[tenant_id] = int(count)
-        return out
-    with ctx.tenant_scope(ids[0]):  # then each tenant in turn; restored afterwards
-        for tenant_id in ids:
-            if tenant_id != ctx.scoped_tenant:
-                ctx.enter_tenant(tenant_id)
-            for _, count in session.execute(_records_of([tenant_id])).all():
-                out[tenant_id] = int(count)
     return out
+
+
+def _across(ctx: Context, ids: Sequence[int]) -> AbstractContextManager[None]:
+    """Read the rows of ``ids``: as the transaction is when it is scoped to the one
+    tenant asked about, else in operator read mode (PostgreSQL row-level security)."""
+    if len(ids) == 1 and ctx.scoped_tenant == ids[0]:
+        return nullcontext()
+    return ctx.operator("read")
 
 
 def quota(ctx: Context, tenant: Tenant) -> int:
@@ -221,6 +199,7 @@ def add_disk(ctx: Context, slug: str, *, gb: int, by: str) -> DiskAddon:
     if not 1 <= gb <= MAX_ADDON_GB:
         raise ValidationFailed(f"--disk-gb must be between 1 and {MAX_ADDON_GB}, not {gb}")
     tenant = get_tenant(ctx, slug)
+    ctx.enter_tenant(tenant.id)  # an operator command on this tenant's rows
     row = DiskAddon(tenant_id=tenant.id, gb=gb, added_at=ctx.clock.now(), added_by=by)
     ctx.session.add(row)
     audit.record(
@@ -248,6 +227,13 @@ def usage_many(
     if not tenant_ids:
         return {}
     ids = list(tenant_ids)
+    with _across(ctx, ids):  # the tenants' rows (PostgreSQL row-level security)
+        return _usage_many(ctx, ids, records)
+
+
+def _usage_many(
+    ctx: Context, ids: list[int], records: Mapping[int, int] | None
+) -> dict[int, Usage]:
     used: dict[int, int] = dict.fromkeys(ids, 0)
     for query in (
         select(ConfigVersion.tenant_id, func.sum(ConfigVersion.size_bytes))

@@ -149,6 +149,7 @@ def _verify_source_bundle(ctx: Context, source: Tenant, raw: bytes) -> VerifiedB
 def start(ctx: Context, actor: Actor, raw: bytes, targets: Sequence[Target]) -> RolloutRun:
     """Verify the bundle and record the run with every target ``pending``."""
     require_admin(actor, "roll out configurations")
+    ctx.enter_tenant(actor.tenant_id)  # the run and its targets are the source's rows
     source = get_tenant(ctx, actor.tenant_slug)
     require_can_send(source)
     bundle = _verify_source_bundle(ctx, source, raw)
@@ -381,6 +382,7 @@ def _not_trusted(slug: str, source: str) -> str:
 
 def _record_failure(app: Provisioner, target_id: int, status: str, reason: str) -> None:
     with app.transaction() as ctx:
+        ctx.enter_operator("write")  # the rollout's own bookkeeping (cross-tenant work)
         row = ctx.session.get(RolloutTarget, target_id)
         assert row is not None
         if row.status == "pending":
@@ -408,6 +410,7 @@ def _one(app: Provisioner, work: _Work, target_id: int, keys: Mapping[str, str])
     """Process one pending target in its own transaction; its new status (None: not pending)."""
     try:
         with app.transaction() as ctx:
+            ctx.enter_operator("write")  # the source's status row and the target's rows
             row = ctx.session.scalar(
                 select(RolloutTarget)
                 .where(RolloutTarget.id == target_id, RolloutTarget.status == "pending")
@@ -794,6 +797,7 @@ def _batch(
     app: Provisioner, work: _Work, target_ids: Sequence[int], shared: dict[str, _Shared]
 ) -> list[tuple[str, str]]:
     with app.transaction() as ctx:
+        ctx.enter_operator("write")  # the batch is cross-tenant: its targets' rows, together
         rows = list(
             ctx.session.scalars(
                 select(RolloutTarget)
@@ -834,12 +838,13 @@ def process(
         )
     keys = dict(keys or {})
     with app.transaction() as ctx:
-        run = ctx.session.get(RolloutRun, run_id)
+        with ctx.operator("read"):  # the run's source, by id; the admin check below decides
+            run = ctx.session.get(RolloutRun, run_id)
         if run is None:
             raise NotFound(f"no rollout {run_id}")
         source = ctx.session.get(Tenant, run.tenant_id)
         assert source is not None
-        actor = resolve(ctx, login, source.slug)
+        actor = resolve(ctx, login, source.slug)  # in the source's scope from here
         require_admin(actor, "roll out configurations")
         require_can_send(source)
         bundle = _verify_source_bundle(ctx, source, run.envelope)
@@ -914,6 +919,7 @@ def _note_fallback(app: Provisioner, work: _Work, targets: int, exc: Exception) 
 
 def _finish(app: Provisioner, run_id: int) -> RolloutRun:
     with app.transaction() as ctx:
+        ctx.enter_operator("write")  # the rollout's own bookkeeping (cross-tenant work)
         run = ctx.session.get(RolloutRun, run_id)
         assert run is not None
         counts = _counts(ctx, run_id)
@@ -941,6 +947,7 @@ def _counts(ctx: Context, run_id: int) -> dict[str, int]:
 
 def get(ctx: Context, actor: Actor, run_id: int) -> RolloutRun:
     """The run, for an admin of its source tenant (others get NotFound)."""
+    ctx.enter_tenant(actor.tenant_id)  # the publisher's runs and their targets
     run = ctx.session.get(RolloutRun, run_id)
     if run is None or run.tenant_id != actor.tenant_id:
         raise NotFound(f"no rollout {run_id} in tenant {actor.tenant_slug!r}")
@@ -960,7 +967,10 @@ def targets(ctx: Context, actor: Actor, run_id: int) -> list[RolloutTarget]:
 
 
 def pending_count(ctx: Context, run_id: int) -> int:
-    return _counts(ctx, run_id).get("pending", 0)
+    """How many of the run's targets are pending (for a progress bar; no actor: the run
+    was checked against its publisher before, :func:`get`)."""
+    with ctx.operator("read"):  # the run by id, whatever the transaction's scope
+        return _counts(ctx, run_id).get("pending", 0)
 
 
 def summary(ctx: Context, actor: Actor, run_id: int) -> dict[str, Any]:

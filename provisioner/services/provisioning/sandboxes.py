@@ -41,6 +41,7 @@ from provisioner.services.transaction import Context
 def describe(ctx: Context, slug: str) -> dict[str, Any]:
     """What ``tenant show`` prints: the tenant, its group, its disk (cancelled ones too)."""
     tenant = get_tenant(ctx, slug, include_cancelled=True)
+    ctx.enter_tenant(tenant.id)  # an operator command on this tenant's rows
     group = ctx.session.get(TenantGroup, tenant.group_id) if tenant.group_id else None
     room = quotas.usage(ctx, tenant)
     addon_gb = (
@@ -95,9 +96,14 @@ def create_sandbox(
         origin=f"sandbox-of:{source}@{head.version}",
         by=by,
     )
-    admins = ctx.session.scalars(
-        select(Membership).where(Membership.tenant_id == origin.id, Membership.role == "admin")
-    )
+    with ctx.of_tenant(origin.id):  # the source's memberships; then the sandbox's scope again
+        admins = list(
+            ctx.session.scalars(
+                select(Membership).where(
+                    Membership.tenant_id == origin.id, Membership.role == "admin"
+                )
+            )
+        )
     for member in admins:
         ctx.session.add(
             Membership(
