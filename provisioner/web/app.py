@@ -20,6 +20,14 @@ are logged with the exception and its causes.
 schema is at this release's head (503 otherwise); on SQLite it warns when the
 disk's free space is below :data:`SQLITE_HEADROOM`. ``/metrics``: Prometheus
 text, only with the ``metrics_token`` setting (``Authorization: Bearer``).
+
+A benchmark aid, never on by default: ``create_app(..., bench_body=b"...")``
+(``provisioner serve`` with ``PROVISIONER_BENCH_ROUTES=1``) adds
+:data:`BENCH_BARE_PATH`, a route through the same middleware, routing and
+parameters (tenant, bearer token) as the API's that does no database work and
+answers the given JSON bytes, held in memory: what a request costs before the
+service layer (``bench/bench_http.py`` compares the lookup, search and update
+against it).
 """
 
 from __future__ import annotations
@@ -88,6 +96,9 @@ _HTTP_CODES = {
     429: "rate_limited",
 }
 
+
+#: the benchmark route (only with ``bench_body``; see the module's text)
+BENCH_BARE_PATH = "/api/tenants/{tenant}/bench-bare"
 
 #: SQLite: free disk space below this makes /readyz warn (see docs/operations.md)
 SQLITE_HEADROOM = 256 * 1024 * 1024
@@ -268,9 +279,11 @@ def create_app(  # noqa: C901
     *,
     settings: Settings | None = None,
     scheduler_seconds: float | None = None,
+    bench_body: bytes | None = None,
 ) -> FastAPI:
     """The API and console; ``scheduler_seconds``: run the date scheduler in this
-    process that often (``provisioner serve`` does; None: not here)."""
+    process that often (``provisioner serve`` does; None: not here); ``bench_body``:
+    add the benchmark route answering these bytes (None, the default: no such route)."""
     settings = settings or Settings()
     # /docs (Swagger UI) and /redoc load their scripts, styles and icon from the assets
     # packaged in fastapi-offline, served here under DOCS_ASSETS: no outside host.
@@ -460,6 +473,8 @@ def create_app(  # noqa: C901
             media_type=metrics.CONTENT_TYPE_LATEST,
         )
 
+    if bench_body is not None:
+        _add_bench_route(app, bench_body)
     app.include_router(api.router)
     app.include_router(api_workflows.router)
     api.document(app)
@@ -487,6 +502,15 @@ def create_app(  # noqa: C901
     app.add_middleware(SecurityHeaders, trusted_proxies=settings.trusted_proxies)
     app.add_middleware(Observe, provisioner=provisioner)
     return app
+
+
+def _add_bench_route(app: FastAPI, body: bytes) -> None:
+    """:data:`BENCH_BARE_PATH`: the API's parameters (tenant, bearer token) parsed, no
+    session check, no database: ``body`` as it is."""
+
+    @app.get(BENCH_BARE_PATH, include_in_schema=False)
+    async def bench_bare(tenant: api.TenantRef, app: api.App, tok: api.Token) -> Response:
+        return Response(body, media_type="application/json")
 
 
 def _log_failure(request: Request, code: str, exc: BaseException) -> None:

@@ -4,11 +4,17 @@ Settings come from the environment ``serve`` prepared: the database
 (``PROVISIONER_DATABASE_URL``), the worker's pool (``PROVISIONER_POOL_SIZE``,
 no overflow; ``PROVISIONER_POOL_TIMEOUT`` seconds of waiting for a connection),
 ``PROVISIONER_INSECURE_COOKIES`` and ``PROVISIONER_METRICS_TOKEN``.
+
+Benchmark aid, off unless set: ``PROVISIONER_BENCH_ROUTES=1`` adds the bare
+route (:data:`provisioner.web.app.BENCH_BARE_PATH`: no database work), which
+answers the bytes of the file ``PROVISIONER_BENCH_BODY`` (else a small JSON
+object). Never set it on a served deployment.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -29,6 +35,18 @@ def engine_options() -> dict[str, Any]:
     return options
 
 
+#: the bare route's answer when ``PROVISIONER_BENCH_BODY`` names no file
+BENCH_DEFAULT_BODY = b'{"bench":"bare"}'
+
+
+def bench_body() -> bytes | None:
+    """The bare benchmark route's answer, or None (the default) for no such route."""
+    if os.environ.get("PROVISIONER_BENCH_ROUTES", "") in ("", "0"):
+        return None
+    path = os.environ.get("PROVISIONER_BENCH_BODY")
+    return Path(path).read_bytes() if path else BENCH_DEFAULT_BODY
+
+
 def app_from_environment() -> FastAPI:
     """Database and master key from the environment, as for every command."""
     secure = not os.environ.get("PROVISIONER_INSECURE_COOKIES")
@@ -42,5 +60,8 @@ def app_from_environment() -> FastAPI:
     )
     every = float(os.environ.get("PROVISIONER_SCHEDULER_SECONDS", DEFAULT_INTERVAL))
     return create_app(
-        Provisioner.open(**engine_options()), settings=settings, scheduler_seconds=every or None
+        Provisioner.open(**engine_options()),
+        settings=settings,
+        scheduler_seconds=every or None,
+        bench_body=bench_body(),
     )

@@ -21,7 +21,8 @@ from click.testing import CliRunner
 
 from provisioner.cli.main import cli
 from provisioner.db.engine import make_engine
-from provisioner.web.server import app_from_environment
+from provisioner.web.app import BENCH_BARE_PATH
+from provisioner.web.server import BENCH_DEFAULT_BODY, app_from_environment
 
 
 def test_serve_refuses_an_uninitialised_database(env: None, tmp_path: Path) -> None:
@@ -41,6 +42,48 @@ def test_the_server_app_comes_from_the_environment(
     assert app.state.settings.secure_cookies is True
     monkeypatch.setenv("PROVISIONER_INSECURE_COOKIES", "1")
     assert app_from_environment().state.settings.secure_cookies is False
+
+
+def test_the_bench_route_is_absent_unless_the_environment_enables_it(
+    env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    url = f"sqlite:///{tmp_path}/db.db"
+    assert CliRunner().invoke(cli, ["--db", url, "init"]).exit_code == 0
+    monkeypatch.setenv("PROVISIONER_DATABASE_URL", url)
+    monkeypatch.delenv("PROVISIONER_BENCH_ROUTES", raising=False)
+    monkeypatch.delenv("PROVISIONER_BENCH_BODY", raising=False)
+    path = "/api/tenants/acme/bench-bare"
+    for value in (None, "0"):
+        if value is not None:
+            monkeypatch.setenv("PROVISIONER_BENCH_ROUTES", value)
+        app = app_from_environment()
+        assert not any(getattr(r, "path", "") == BENCH_BARE_PATH for r in app.routes)
+        with TestClient(app) as client:
+            assert client.get(path).status_code == 404
+            assert "bench" not in json.dumps(client.get("/openapi.json").json()["paths"])
+
+    body = '{"contact": {"name": "山田 太郎"}, "purchases": []}'.encode()
+    (tmp_path / "body.json").write_bytes(body)
+    monkeypatch.setenv("PROVISIONER_BENCH_ROUTES", "1")
+    monkeypatch.setenv("PROVISIONER_BENCH_BODY", str(tmp_path / "body.json"))
+    with TestClient(app_from_environment()) as client:
+        answer = client.get(path, headers={"Authorization": "Bearer whatever"})
+        assert answer.status_code == 200
+        assert answer.content == body  # the bytes as given, no database work
+        assert answer.headers["content-type"] == "application/json"
+        # through the same middleware as every route: request id, security headers
+        assert answer.headers["x-request-id"]
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        # the path parameters are checked as on every API route (an invalid one from a
+        # caller without a session: 401 first)
+        bad = client.get("/api/tenants/Not_A_Slug/bench-bare", headers=answer.request.headers)
+        assert bad.status_code == 401
+        assert "bench" not in json.dumps(client.get("/openapi.json").json()["paths"])
+    monkeypatch.delenv("PROVISIONER_BENCH_BODY")
+    with TestClient(app_from_environment()) as client:
+        assert client.get(path).content == BENCH_DEFAULT_BODY
 
 
 # --------------------------------------------------------------------------- operating serve
