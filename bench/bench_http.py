@@ -82,6 +82,7 @@ from provisioner.services import actors, tenants  # noqa: E402
 from provisioner.services.context import Provisioner  # noqa: E402
 from provisioner.services.crm import seed  # noqa: E402
 from provisioner.services.provisioning import auth  # noqa: E402
+from provisioner.web.app import BENCH_BARE_PATH  # noqa: E402
 
 SECTION_TITLE = "## HTTP"
 PASSWORD = "bench password 1"
@@ -89,6 +90,22 @@ FULL = str.maketrans("0123456789", "０１２３４５６７８９")
 PG_BENCH_DB = "provisioner_bench_http"
 TARGET_RPS = 1000
 TARGET_P99_MS = 10.0
+#: issue 16: server CPU per request at most this many times the bare route's ...
+TARGET_CPU_RATIO = 2.0
+#: ... and p99 at half the saturation rate at most TARGET_P99_MS
+#: in-process on PostgreSQL: the lookup's median at most this many times SELECT 1's ...
+TARGET_PG_MEDIAN_RATIO = 4.0
+#: ... and its p99 at most this (ms)
+TARGET_PG_P99_MS = 2.0
+#: the contact field the update requests set (PATCH .../records/contact/{id})
+UPDATE_FIELD = "note"
+UPDATE_BODY = b'{"note": "bench update %d"}'
+#: rows of the in-process latency table
+LAT_RAW = "SELECT 1: one round trip on a held connection (autocommit)"
+LAT_SELECT = "SELECT 1 through the pool (checkout, BEGIN, SELECT 1, ROLLBACK, return)"
+LAT_LOOKUP = "lookup service call (read-only transaction, session check, search.lookup)"
+#: the request types, in the order run
+KINDS = ("bare", "lookup", "search", "update")
 #: keep-alive connections of the open-loop client (the most requests in flight)
 OPEN_LOOP_CONNECTIONS = 64
 
@@ -260,17 +277,53 @@ def copy_sqlite_to_postgres(sqlite_path: Path, pg_url: str, log: Callable[[str],
 # --------------------------------------------------------------------------- load
 
 
-def lua(paths: list[str], token: str) -> str:
-    quoted = ",\n".join(json.dumps(p) for p in paths)
+@dataclass
+class Kind:
+    """One request type: GET of ``paths`` in turn, or (``method`` PATCH) a JSON body
+    setting :data:`UPDATE_FIELD` to a value new on every request."""
+
+    name: str
+    paths: list[str]
+    method: str = "GET"
+
+    def body(self, i: int) -> bytes:
+        return b"" if self.method == "GET" else UPDATE_BODY % i
+
+    def request(self, i: int, head: bytes) -> bytes:
+        line = f"{self.method} {self.paths[i % len(self.paths)]} HTTP/1.1\r\n".encode()
+        body = self.body(i)
+        if not body:
+            return line + head + b"\r\n"
+        return (
+            line
+            + head
+            + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+            + body
+        )
+
+
+def lua(kind: Kind, token: str) -> str:
+    quoted = ",\n".join(json.dumps(p) for p in kind.paths)
+    if kind.method == "GET":
+        call = 'wrk.format("GET", paths[i])'
+    else:  # a value new on every request (n: this connection's thread's count)
+        prefix, suffix = UPDATE_BODY.decode().split("%d")
+        call = (
+            f"wrk.format({json.dumps(kind.method)}, paths[i], nil, "
+            f"{json.dumps(prefix)} .. n .. {json.dumps(suffix)})"
+        )
     return f"""
 local paths = {{
 {quoted}
 }}
 local i = 0
+local n = 0
 wrk.headers["Authorization"] = "Bearer {token}"
+wrk.headers["Content-Type"] = "application/json"
 request = function()
   i = i % #paths + 1
-  return wrk.format("GET", paths[i])
+  n = n + 1
+  return {call}
 end
 """
 
@@ -328,14 +381,14 @@ def run_wrk(
 
 
 async def _open_loop(
-    port: int, paths: list[str], token: str, rate: float, duration: float
+    port: int, kind: Kind, token: str, rate: float, duration: float
 ) -> tuple[list[float], int, float]:
     """Send ``rate`` requests/s on a fixed schedule; latencies from the scheduled times."""
     total = int(rate * duration)
     queue: asyncio.Queue[tuple[int, float]] = asyncio.Queue()
     latencies: list[float] = []
     bad = 0
-    head = f"Host: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    head = f"Host: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n".encode()
 
     async def client() -> None:
         nonlocal bad
@@ -345,7 +398,7 @@ async def _open_loop(
                 i, due = await queue.get()
                 if i < 0:
                     return
-                writer.write(f"GET {paths[i % len(paths)]} HTTP/1.1\r\n".encode() + head)
+                writer.write(kind.request(i, head))
                 status_line = await reader.readline()
                 length = 0
                 while (line := await reader.readline()) not in (b"\r\n", b""):
@@ -374,7 +427,7 @@ async def _open_loop(
 
 
 def run_open_loop(
-    port: int, paths: list[str], token: str, rate: float, duration: float
+    port: int, kind: Kind, token: str, rate: float, duration: float
 ) -> tuple[int, float, float, float, float, int]:
     try:  # the server's event loop, cheaper per request for the client too
         import uvloop
@@ -383,7 +436,7 @@ def run_open_loop(
     except ImportError:
         factory = None
     with asyncio.Runner(loop_factory=factory) as runner:
-        latencies, bad, elapsed = runner.run(_open_loop(port, paths, token, rate, duration))
+        latencies, bad, elapsed = runner.run(_open_loop(port, kind, token, rate, duration))
     latencies.sort()
 
     def pct(p: float) -> float:
@@ -427,6 +480,10 @@ def server(env: dict[str, str], workers: int) -> Iterator[tuple[str, int, int]]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     cli = Path(sys.executable).parent / "provisioner"
+    import provisioner  # the server runs the provisioner this script imported
+
+    source = str(Path(provisioner.__file__).resolve().parent.parent)
+    env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))}
     proc = subprocess.Popen(
         [
             str(cli),
@@ -451,8 +508,7 @@ def server(env: dict[str, str], workers: int) -> Iterator[tuple[str, int, int]]:
 def measure(
     db: str,
     env: dict[str, str],
-    phones: list[str],
-    terms: list[str],
+    kinds: dict[str, Kind],
     args: argparse.Namespace,
     tmp: Path,
     log: Callable[[str], None],
@@ -461,42 +517,98 @@ def measure(
     for workers in args.workers:
         with server(env, workers) as (base, port, pid):
             token = login(base)
-            for scenario, values, param in (("lookup", phones, "phone"), ("search", terms, "q")):
-                paths = [
-                    f"/api/tenants/bench/{scenario}?{param}={urllib.parse.quote(v)}" for v in values
-                ]
-                script = tmp / f"{scenario}.lua"
-                script.write_text(lua(paths, token))
+            for name in args.kinds:
+                kind = kinds[name]
+                script = tmp / f"{name}.lua"
+                script.write_text(lua(kind, token))
                 run_wrk(base, script, args.connections, 2)  # warm-up: caches, connections
                 before = cpu_seconds(pid, db)
                 got = run_wrk(base, script, args.connections, args.duration)
                 cpu = (cpu_seconds(pid, db) - before) / max(1, got[0]) * 1000
                 runs.append(
-                    Run(db, scenario, workers, f"saturation, {args.connections} conn.", *got, cpu)
+                    Run(db, name, workers, f"saturation, {args.connections} conn.", *got, cpu)
                 )
                 log(
-                    f"{db} {scenario} workers={workers} saturation: {got[1]:,.0f} req/s, "
+                    f"{db} {name} workers={workers} saturation: {got[1]:,.0f} req/s, "
                     f"p50 {got[2]:.2f} ms, p99 {got[4]:.2f} ms, non-2xx {got[5]}, "
                     f"server CPU {cpu:.2f} ms/req"
                 )
-                rates = (
-                    args.rate if scenario == "lookup" else [r for r in args.search_rate if r > 0]
-                )
-                for rate in rates:
+                half = round(got[1] / 2)
+                rates = [(float(half), f"offered {half:,}/s (half saturation)")] if half else []
+                extra = {"lookup": args.rate, "search": args.search_rate}.get(name, [])
+                rates += [(r, f"offered {r:,.0f}/s") for r in extra if r > 0]
+                for rate, mode in rates:
                     before = cpu_seconds(pid, db)
-                    got = run_open_loop(port, paths, token, rate, args.duration)
+                    got = run_open_loop(port, kind, token, rate, args.duration)
                     cpu = (cpu_seconds(pid, db) - before) / max(1, got[0]) * 1000
-                    runs.append(Run(db, scenario, workers, f"offered {rate:,.0f}/s", *got, cpu))
+                    runs.append(Run(db, name, workers, mode, *got, cpu))
                     log(
-                        f"{db} {scenario} workers={workers} offered {rate:,.0f}/s: "
+                        f"{db} {name} workers={workers} {mode}: "
                         f"{got[1]:,.0f} req/s, p50 {got[2]:.2f} ms, p99 {got[4]:.2f} ms, "
                         f"non-2xx {got[5]}, server CPU {cpu:.2f} ms/req"
                     )
     return runs
 
 
-def in_process_costs(env: dict[str, str], phones: list[str], n: int = 2000) -> dict[str, float]:
-    """CPU ms per call, in this process, of the layers of one lookup request (no sockets)."""
+def kinds_for(phones: list[str], terms: list[str], contact_ids: list[int]) -> dict[str, Kind]:
+    """The request types' paths (bench tenant)."""
+
+    def get(route: str, param: str, values: list[str]) -> list[str]:
+        return [f"/api/tenants/bench/{route}?{param}={urllib.parse.quote(v)}" for v in values]
+
+    return {
+        "bare": Kind("bare", [BENCH_BARE_PATH.format(tenant="bench")]),
+        "lookup": Kind("lookup", get("lookup", "phone", phones)),
+        "search": Kind("search", get("search", "q", terms)),
+        "update": Kind(
+            "update",
+            [f"/api/tenants/bench/records/contact/{i}" for i in contact_ids],
+            method="PATCH",
+        ),
+    }
+
+
+def contact_ids(sqlite_path: Path, n: int = 2000) -> list[int]:
+    """``n`` contact ids of the bench tenant spread over it (the update requests' targets)."""
+    import sqlite3
+
+    with sqlite3.connect(sqlite_path) as conn:
+        ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT crm_contacts.id FROM crm_contacts JOIN tenants ON "
+                "tenants.id = crm_contacts.tenant_id WHERE tenants.slug = 'bench' "
+                "ORDER BY crm_contacts.id"
+            )
+        ]
+    step = max(1, len(ids) // n)
+    picked = ids[::step][:n]
+    random.Random(11).shuffle(picked)
+    return picked
+
+
+@dataclass
+class InProcess:
+    #: CPU ms per call of each layer of a lookup (mean)
+    costs: dict[str, float]
+    #: wall-clock ms per call: name -> (median, p99)
+    latency: dict[str, tuple[float, float]]
+    #: the body of one lookup's answer (what the bare route answers)
+    lookup_body: bytes
+
+
+def bench_env(env: dict[str, str], measured: InProcess, tmp: Path) -> dict[str, str]:
+    """The server's environment with the bare route answering a lookup's bytes."""
+    path = tmp / "lookup-body.json"
+    path.write_bytes(measured.lookup_body)
+    return {**env, "PROVISIONER_BENCH_ROUTES": "1", "PROVISIONER_BENCH_BODY": str(path)}
+
+
+def in_process_costs(env: dict[str, str], phones: list[str], n: int = 2000) -> InProcess:
+    """CPU ms per call, in this process, of the layers of one lookup request (no sockets);
+    wall-clock median and p99 of the lookup's database work against ``SELECT 1``."""
+    from sqlalchemy import text
+
     from provisioner.services.crm import search
     from provisioner.web.security import acting
     from provisioner.web.server import app_from_environment
@@ -524,6 +636,10 @@ def in_process_costs(env: dict[str, str], phones: list[str], n: int = 2000) -> d
         with acting(app, token, "bench", read_only=True) as (ctx, actor):
             search.lookup(ctx, actor, phone)
 
+    def select_1(_: str) -> None:
+        with app.engine.connect() as conn:
+            conn.execute(text("SELECT 1")).scalar_one()
+
     async def asgi(phone: str) -> None:
         query = urllib.parse.urlencode({"phone": phone}).encode()
         scope = {
@@ -542,6 +658,7 @@ def in_process_costs(env: dict[str, str], phones: list[str], n: int = 2000) -> d
             "state": {},
         }
         status: list[int] = []
+        body.clear()
 
         async def receive() -> dict[str, Any]:
             return {"type": "http.request", "body": b"", "more_body": False}
@@ -549,10 +666,49 @@ def in_process_costs(env: dict[str, str], phones: list[str], n: int = 2000) -> d
         async def send(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status.append(message["status"])
+            elif message["type"] == "http.response.body":
+                body.append(message.get("body", b""))
 
         await web(scope, receive, send)
         if status != [200]:
             raise SystemExit(f"in-process lookup answered {status}")
+
+    body: list[bytes] = []
+
+    def walled(call: Callable[[str], None]) -> tuple[float, float]:
+        """Median and p99 wall-clock ms per call (after 100 calls' warm-up)."""
+        for phone in phones[:100]:
+            call(phone)
+        times = []
+        for i in range(n):
+            started = time.perf_counter()
+            call(phones[i % len(phones)])
+            times.append(time.perf_counter() - started)
+        times.sort()
+        return times[len(times) // 2] * 1000, times[min(n - 1, n * 99 // 100)] * 1000
+
+    def raw_select_1() -> tuple[float, float]:
+        """One round trip on a connection held out of the pool (no transaction)."""
+        raw = app.engine.raw_connection()
+        try:
+            driver: Any = raw.driver_connection
+            if hasattr(driver, "autocommit"):
+                driver.autocommit = True
+            cur = raw.cursor()
+            times = []
+            for i in range(n + 100):
+                started = time.perf_counter()
+                cur.execute("SELECT 1")
+                cur.fetchone()
+                if i >= 100:
+                    times.append(time.perf_counter() - started)
+            cur.close()
+            if hasattr(driver, "autocommit"):
+                driver.autocommit = False
+        finally:
+            raw.close()
+        times.sort()
+        return times[len(times) // 2] * 1000, times[min(n - 1, n * 99 // 100)] * 1000
 
     def timed(call: Callable[[str], None]) -> float:
         for phone in phones[:100]:
@@ -571,8 +727,13 @@ def in_process_costs(env: dict[str, str], phones: list[str], n: int = 2000) -> d
                 await asgi(phones[i % len(phones)])
             return (time.process_time() - started) / n * 1000
 
+    async def one_body() -> bytes:
+        async with web.router.lifespan_context(web):
+            await asgi(phones[0])
+        return b"".join(body)
+
     try:
-        return {
+        costs = {
             "empty read-only transaction": timed(empty),
             "+ session check (token -> user, tenant, role)": timed(session),
             "+ search.lookup (contact, activities, purchases)": timed(lookup),
@@ -580,6 +741,12 @@ def in_process_costs(env: dict[str, str], phones: list[str], n: int = 2000) -> d
                 timed_asgi()
             ),
         }
+        latency = {
+            LAT_RAW: raw_select_1(),
+            LAT_SELECT: walled(select_1),
+            LAT_LOOKUP: walled(lookup),
+        }
+        return InProcess(costs, latency, asyncio.run(one_body()))
     finally:
         app.engine.dispose()
 
@@ -593,8 +760,9 @@ def section(
     contacts: int,
     setup: str,
     when: str,
-    costs: dict[str, dict[str, float]],
+    measured: dict[str, InProcess],
 ) -> str:
+    costs = {db: m.costs for db, m in measured.items()}
     rows = "\n".join(
         f"| {r.db} | {r.scenario} | {r.workers} | {r.mode} | {r.requests:,} | {r.rps:,.0f} | "
         f"{r.p50:.2f} | {r.p90:.2f} | {r.p99:.2f} | {r.bad} | {r.cpu_ms:.2f} |"
@@ -603,6 +771,8 @@ def section(
     verdicts = []
     for db in dict.fromkeys(r.db for r in runs):
         lookups = [r for r in runs if r.db == db and r.scenario == "lookup"]
+        if not any(r.mode.startswith("saturation") for r in lookups):
+            continue
         best = max((r for r in lookups if r.mode.startswith("saturation")), key=lambda r: r.rps)
         paced = [r for r in lookups if r.mode == f"offered {TARGET_RPS:,}/s" and r.bad == 0]
         ok_paced = [r for r in paced if r.rps >= 0.98 * TARGET_RPS and r.p99 <= TARGET_P99_MS]
@@ -615,6 +785,8 @@ def section(
             f"* {db}: saturation {best.rps:,.0f} req/s ({best.workers} worker(s)); p99 at "
             f"the offered rate: {p99s} -> **{'met' if met else 'NOT met'}**"
         )
+    kinds_table, kinds_verdicts = per_kind(runs)
+    latency_table, latency_verdicts = in_process_latency(measured)
     scale = (
         ""
         if contacts >= 1_000_000
@@ -635,7 +807,8 @@ def section(
 small tenants. Measured {when}; {machine()}.
 {scale}
 Reproduce: `.venv/bin/python bench/bench_http.py --db {args.db}{reuse} --duration
-{args.duration} --connections {args.connections} --rate {rates}`{prepared}
+{args.duration} --connections {args.connections} --rate {rates}
+--workers {" ".join(map(str, args.workers))}`{prepared}
 
 Method: two kinds of run per request type and worker count, the load generator on
 the same 2-core machine as the server.
@@ -653,6 +826,30 @@ the same 2-core machine as the server.
 * *server CPU ms/req*: CPU time of the server's processes (on PostgreSQL also the
   database's backends serving them) over the run, per request answered: the
   cost that decides the throughput on two shared cores.
+* request types: *bare* is the benchmark route (`PROVISIONER_BENCH_ROUTES=1`, off
+  by default): the same server, workers, middleware, routing and parameters
+  (tenant, bearer token) as the API, no session check and no database work,
+  answering the bytes of one lookup's JSON answer held in memory; *lookup* and
+  *search* as above; *update* is `PATCH /api/tenants/bench/records/contact/{{id}}`
+  setting `{UPDATE_FIELD}` to a new value on every request, over 2,000 contacts.
+  Each type runs at saturation, then open-loop at *half the rate its saturation
+  run answered* (and, for the lookup, at the offered rates given).
+* *ratio to bare*: a type's saturation *server CPU ms/req* over the bare route's
+  in the same run (database, workers): what the service layer and the database
+  add to a request's fixed HTTP cost. Target (issue 16): at most
+  {TARGET_CPU_RATIO:g}x, and p99 at half the saturation rate at most
+  {TARGET_P99_MS:g} ms.
+
+Per request type (the table below condensed):
+
+| database | request | workers | saturation req/s | server CPU ms/req | ratio to bare \
+| p99 ms at half saturation (rate) | non-2xx | verdict |
+| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |
+{kinds_table}
+
+{chr(10).join(kinds_verdicts)}
+
+All runs:
 
 | database | request | workers | load | requests | req/s | p50 ms | p90 ms | p99 ms | non-2xx \
 | server CPU ms/req |
@@ -675,6 +872,16 @@ ones above it):
 The rest of *server CPU ms/req* is uvicorn (httptools, uvloop) and the kernel's
 socket work; with two workers the two cores are shared with the load generator.
 
+A lookup's database work against the bare round trip, in-process on the same
+connection pool, one call at a time (wall-clock ms over 2,000 calls, median and
+p99; the lookup's "ratio" is its median over the pooled `SELECT 1`'s). Target
+(issue 16, PostgreSQL, 1,000,000 contacts): median ratio at most
+{TARGET_PG_MEDIAN_RATIO:g}x and p99 at most {TARGET_PG_P99_MS:g} ms.
+
+{latency_table}
+
+{chr(10).join(latency_verdicts)}
+
 Setup: {setup}
 
 Target (lookup >= {TARGET_RPS:,} req/s and p99 <= {TARGET_P99_MS:g} ms at {TARGET_RPS:,}
@@ -684,10 +891,100 @@ req/s):
 """
 
 
+def per_kind(runs: list[Run]) -> tuple[str, list[str]]:
+    """The per-type table (saturation, CPU, ratio to bare, p99 at half) and its verdicts."""
+    rows, verdicts = [], []
+    for r in runs:
+        if not r.mode.startswith("saturation"):
+            continue
+        bare = next(
+            (
+                b
+                for b in runs
+                if b.db == r.db
+                and b.workers == r.workers
+                and b.scenario == "bare"
+                and b.mode.startswith("saturation")
+            ),
+            None,
+        )
+        half = next(
+            (
+                h
+                for h in runs
+                if (h.db, h.scenario, h.workers) == (r.db, r.scenario, r.workers)
+                and h.mode.endswith("(half saturation)")
+            ),
+            None,
+        )
+        ratio = r.cpu_ms / bare.cpu_ms if bare and bare.cpu_ms > 0 else None
+        bad = r.bad + (half.bad if half else 0)
+        met = (
+            ratio is not None
+            and ratio <= TARGET_CPU_RATIO
+            and half is not None
+            and half.p99 <= TARGET_P99_MS
+            and half.rps >= 0.98 * round(r.rps / 2)
+            and bad == 0
+        )
+        misses = []
+        if ratio is None or ratio > TARGET_CPU_RATIO:
+            misses.append("CPU ratio")
+        if half is None or half.p99 > TARGET_P99_MS:
+            misses.append("p99")
+        if half is not None and half.rps < 0.98 * round(r.rps / 2):
+            misses.append("rate not carried")
+        if bad:
+            misses.append("non-2xx")
+        verdict = "met" if met else "NOT met (" + ", ".join(misses) + ")"
+        if r.scenario == "bare":
+            verdict = "base" + ("" if half and half.p99 <= TARGET_P99_MS else " (p99 over)")
+        rows.append(
+            f"| {r.db} | {r.scenario} | {r.workers} | {r.rps:,.0f} | {r.cpu_ms:.2f} | "
+            + (f"{ratio:.2f}x" if ratio is not None else "-")
+            + " | "
+            + (f"{half.p99:.2f} ({half.rps:,.0f}/s)" if half else "-")
+            + f" | {bad} | {verdict} |"
+        )
+        if r.scenario != "bare":
+            verdicts.append(
+                f"* {r.db}, {r.scenario}, {r.workers} worker(s): CPU "
+                + (f"{ratio:.2f}x bare" if ratio is not None else "no bare run")
+                + (f", p99 {half.p99:.2f} ms at {half.rps:,.0f}/s" if half else ", no paced run")
+                + f" -> **{'met' if met else 'NOT met'}**"
+            )
+    return "\n".join(rows), verdicts
+
+
+def in_process_latency(measured: dict[str, InProcess]) -> tuple[str, list[str]]:
+    """The in-process latency table (lookup against SELECT 1) and the PostgreSQL verdict."""
+    dbs = list(measured)
+    head = "| call | " + " | ".join(f"{db} median ms | {db} p99 ms | {db} ratio" for db in dbs)
+    lines = [head + " |", "| --- |" + " ---: | ---: | ---: |" * len(dbs)]
+    for name in (LAT_RAW, LAT_SELECT, LAT_LOOKUP):
+        cells = []
+        for db in dbs:
+            med, p99 = measured[db].latency[name]
+            base = measured[db].latency[LAT_SELECT][0]
+            cells.append(f"{med:.3f} | {p99:.3f} | {med / base:.2f}x")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    verdicts = []
+    for db in dbs:
+        med, p99 = measured[db].latency[LAT_LOOKUP]
+        ratio = med / measured[db].latency[LAT_SELECT][0]
+        met = ratio <= TARGET_PG_MEDIAN_RATIO and p99 <= TARGET_PG_P99_MS
+        verdicts.append(
+            f"* {db}: lookup median {med:.3f} ms = {ratio:.2f}x the pooled SELECT 1, p99 "
+            f"{p99:.3f} ms -> **{'met' if met else 'NOT met'}**"
+            + ("" if db == "postgresql" else " (the target is PostgreSQL's; for comparison)")
+        )
+    return "\n".join(lines), verdicts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--contacts", type=int, default=1_000_000)
-    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="sqlite")
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--connections", type=int, default=16, help="wrk's connections")
     parser.add_argument(
@@ -705,6 +1002,13 @@ def main() -> None:
         help="offered searches per second (open-loop runs; default none)",
     )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=KINDS,
+        default=list(KINDS),
+        help="request types to run (bare: the benchmark route, the ratios' base)",
+    )
     parser.add_argument(
         "--prepare",
         type=Path,
@@ -740,7 +1044,7 @@ def main() -> None:
     base_env = {**os.environ, "PROVISIONER_HOME": str(tmp), "PROVISIONER_MASTER_KEY": key}
     os.environ.update(base_env)
     runs: list[Run] = []
-    costs: dict[str, dict[str, float]] = {}
+    costs: dict[str, InProcess] = {}
     setups: list[str] = []
     contacts = args.contacts
     try:
@@ -773,12 +1077,13 @@ def main() -> None:
                 "tenants.id = crm_contacts.tenant_id "
                 "WHERE tenants.slug = 'bench'"
             ).fetchone()[0]
+        kinds = kinds_for(phones, terms, contact_ids(sqlite_db))
         for db in ["sqlite", "postgresql"] if args.db == "both" else [args.db]:
             if db == "sqlite":
                 env = {**base_env, "PROVISIONER_DATABASE_URL": f"sqlite:///{sqlite_db}"}
                 costs[db] = in_process_costs(env, phones)
-                log(f"{db} in-process: {costs[db]}")
-                runs += measure(db, env, phones, terms, args, tmp, log)
+                log(f"{db} in-process: {costs[db].costs} {costs[db].latency}")
+                runs += measure(db, bench_env(env, costs[db], tmp), kinds, args, tmp, log)
                 continue
             with bench_core.postgres_url(PG_BENCH_DB) as url:
                 started = time.perf_counter()
@@ -788,8 +1093,8 @@ def main() -> None:
                 setups.append(f"served as {bench_core.role_measured(url)}")
                 env = {**base_env, "PROVISIONER_DATABASE_URL": bench_core.runtime_url(url)}
                 costs[db] = in_process_costs(env, phones)
-                log(f"{db} in-process: {costs[db]}")
-                runs += measure(db, env, phones, terms, args, tmp, log)
+                log(f"{db} in-process: {costs[db].costs} {costs[db].latency}")
+                runs += measure(db, bench_env(env, costs[db], tmp), kinds, args, tmp, log)
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         setup = "; ".join(setups) + (
