@@ -55,10 +55,11 @@ def record_many(ctx: Context, events: Sequence[dict[str, Any]]) -> None:
 
 
 def events(ctx: Context, tenant_id: int, *, limit: int = 100) -> list[AuditEvent]:
-    rows = ctx.session.scalars(
-        select(AuditEvent)
-        .where(AuditEvent.tenant_id == tenant_id)
-        .order_by(AuditEvent.id.desc())
-        .limit(limit)
-    )
-    return list(rows)
+    with ctx.of_tenant(tenant_id):  # the tenant's rows (row-level security)
+        rows = ctx.session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.tenant_id == tenant_id)
+            .order_by(AuditEvent.id.desc())
+            .limit(limit)
+        )
+        return list(rows)
