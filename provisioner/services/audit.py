@@ -39,8 +39,13 @@ def record(
     row = AuditEvent(
         **event(ctx, tenant_id=tenant_id, actor=actor, action=action, subject=subject, **details)
     )
-    if tenant_id is None or tenant_id == ctx.scoped_tenant or ctx.operator_mode == "write":
+    if ctx.operator_mode == "write" or (tenant_id is not None and tenant_id == ctx.scoped_tenant):
         ctx.session.add(row)  # written with the transaction's next flush, in this scope
+        return row
+    if tenant_id is None:  # the deployment's event (no tenant's): written as the operator, now
+        with ctx.operator("write"):
+            ctx.session.add(row)
+            ctx.session.flush()
         return row
     with ctx.of_tenant(tenant_id):  # another tenant's event: written in its scope, now
         ctx.session.add(row)
