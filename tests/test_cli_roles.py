@@ -87,7 +87,9 @@ def _run(*args: str, code: int = 0, stdin: str | None = None) -> Any:
     return result
 
 
-def test_init_creates_the_roles_and_the_runtime_role_runs_a_copy(fresh: Fresh, app_engines: None) -> None:
+def test_init_creates_the_roles_and_the_runtime_role_runs_a_copy(
+    fresh: Fresh, app_engines: None
+) -> None:
     created = _run(
         "--db",
         fresh.admin,
@@ -124,7 +126,8 @@ def test_init_creates_the_roles_and_the_runtime_role_runs_a_copy(fresh: Fresh, a
                 {"r": fresh.runtime_role},
             ).scalar()
         assert owners == {fresh.owner_role}  # every table, alembic_version included
-        assert password is not None and password.startswith(("SCRAM-SHA-256$", "md5"))
+        assert password is not None
+        assert password.startswith(("SCRAM-SHA-256$", "md5"))
         assert [tuple(row) for row in flags] == [
             (fresh.runtime_role, False, False, True),
             (fresh.owner_role, False, False, False),
@@ -139,11 +142,15 @@ def test_init_creates_the_roles_and_the_runtime_role_runs_a_copy(fresh: Fresh, a
             _run(*db, "--json", "key", "generate", "-t", "client", "--as", "client-admin").stdout
         )["key"]
         sent = json.loads(
-            _run(*db, "--json", "send", "-t", "partner", "--as", "partner-admin", "--key", key).stdout
+            _run(
+                *db, "--json", "send", "-t", "partner", "--as", "partner-admin", "--key", key
+            ).stdout
         )
         transfer = str(sent["id"])
         _run(*db, "inbox", "approve", transfer, "--as", "client-admin")
-        inbox = json.loads(_run(*db, "--json", "inbox", "list", "-t", "client", "--as", "client-admin").stdout)
+        inbox = json.loads(
+            _run(*db, "--json", "inbox", "list", "-t", "client", "--as", "client-admin").stdout
+        )
         assert [(str(t["id"]), t["status"]) for t in inbox] == [(transfer, "applied")]
         # the partner's admin does not see the client's transfer
         _run(*db, "inbox", "show", transfer, "--as", "partner-admin", code=1)

@@ -18,7 +18,6 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
 from provisioner.db.engine import make_engine
-
 from tests.crm.helpers import configured, make
 from tests.support import World
 

@@ -97,7 +97,9 @@ def _set_password(conn: Connection, name: str, password: str) -> None:
 
     if "\x00" in password:
         raise ConfigurationError("the password contains a NUL character")
-    statement = sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(name), sql.Literal(password))
+    statement = sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+        sql.Identifier(name), sql.Literal(password)
+    )
     with conn.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
         cursor.execute(statement)
 

@@ -80,9 +80,7 @@ def base(
         return _base(ctx, tenant_id, source, sections)
 
 
-def _base(
-    ctx: Context, tenant_id: int, source: str, sections: Iterable[str] | None
-) -> Base | None:
+def _base(ctx: Context, tenant_id: int, source: str, sections: Iterable[str] | None) -> Base | None:
     entries = _entries(ctx, tenant_id, source)
     if not entries:
         return None

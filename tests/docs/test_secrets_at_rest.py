@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from provisioner.bundles.signing import private_raw
-from provisioner.db.models import CopyKeyRow, SigningKey, Tenant
 from provisioner.db import tenancy
+from provisioner.db.models import CopyKeyRow, SigningKey, Tenant
 from provisioner.db.schema import metadata
 from provisioner.errors import ConfigurationError
 from provisioner.security import copykey
