@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from provisioner.clock import as_utc, format_instant
@@ -77,6 +77,7 @@ def _check_strength(password: str) -> None:
 
 def tenants_for(ctx: Context, user_id: int) -> list[TenantChoice]:
     """The user's active tenants, numbered from 1, in a stable order (tenant creation order)."""
+    ctx.present(user_id=user_id)  # the user's own memberships (row-level security)
     rows = ctx.session.execute(
         select(Tenant, Membership.role, TenantGroup.code)
         .join(Membership, Membership.tenant_id == Tenant.id)
@@ -180,6 +181,7 @@ def login(ctx: Context, login_id: str, password: str) -> LoginResult:
     first = choices[0]
     tenant_id = ctx.session.scalar(select(Tenant.id).where(Tenant.slug == first.slug))
     assert tenant_id is not None
+    ctx.enter_tenant(tenant_id)  # the session is a row of the tenant it selects
     session = LoginSession(
         token_hash=_token_hash(token),
         user_id=user.id,
@@ -200,6 +202,7 @@ def login(ctx: Context, login_id: str, password: str) -> LoginResult:
 
 
 def _session(ctx: Context, token: str) -> LoginSession:
+    ctx.present(session=_token_hash(token))  # a session is reached by its token
     row = ctx.session.scalar(
         select(LoginSession).where(LoginSession.token_hash == _token_hash(token))
     )
@@ -256,12 +259,28 @@ _SESSION_ACTOR = (
 )
 
 
+#: the session's user and tenant as the transaction's (PostgreSQL row-level security)
+_SESSION_SCOPE = text(
+    "SELECT set_config('provisioner.user_id', user_id::text, true), "
+    "set_config('provisioner.tenant_id', tenant_id::text, true) "
+    "FROM login_sessions WHERE token_hash = :token_hash"
+)
+
+
 def session_actor(ctx: Context, token: str) -> Actor:
     """Who and where, for every request: the same checks as ``_session`` + ``_actor``."""
     session = ctx.session
     if session.autoflush:
         session.flush()  # as session.execute would: a session opened in this transaction
-    row = session.connection().execute(_SESSION_ACTOR, {"token_hash": _token_hash(token)}).first()
+    token_hash = _token_hash(token)
+    ctx.present(session=token_hash)  # a session is reached by its token
+    connection = session.connection()
+    postgres = connection.dialect.name == "postgresql"
+    if postgres:  # its user's memberships, its tenant's rows
+        connection.execute(_SESSION_SCOPE, {"token_hash": token_hash})
+    row = connection.execute(_SESSION_ACTOR, {"token_hash": token_hash}).first()
+    if postgres and row is not None:
+        ctx.scoped_tenant = row.tenant_id  # as _SESSION_SCOPE set it
     if row is None or row.revoked_at is not None or ctx.clock.now() >= as_utc(row.expires_at):
         raise PermissionDenied("the session has ended", hint="log in again")
     if row.role is None or row.status != "active":
