@@ -208,6 +208,7 @@ def _session(ctx: Context, token: str) -> LoginSession:
     )
     if row is None or row.revoked_at is not None or ctx.clock.now() >= as_utc(row.expires_at):
         raise PermissionDenied("the session has ended", hint="log in again")
+    ctx.present(user_id=row.user_id)  # the user's own sessions and memberships
     return row
 
 
