@@ -13,6 +13,7 @@ from tests.support import World, labelled
 def _row(world: World, slug: str) -> ConfigVersion:
     tenant = world.tenant_row(slug)
     with world.app.transaction() as ctx:
+        ctx.enter_tenant(tenant.id)  # the tenant's rows
         row = ctx.session.scalar(
             select(ConfigVersion).where(
                 ConfigVersion.tenant_id == tenant.id, ConfigVersion.version == tenant.config_version

@@ -246,6 +246,7 @@ def test_a_concurrent_duplicate_insert_is_refused_and_the_transaction_goes_on(
     first = partner.transfer(partner.receive("client", raw))
     values = {c.key: getattr(first, c.key) for c in Transfer.__table__.columns if c.key != "id"}
     with partner.app.transaction() as ctx:
+        ctx.enter_tenant(first.tenant_id)  # the client's rows, as the receive writes them
         with pytest.raises(BundleRejected, match="was already received"):
             transfers._insert_once(ctx, values)
         assert ctx.session.scalar(select(func.count()).select_from(Transfer)) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
@@ -17,6 +18,7 @@ from sqlalchemy import func, select, text
 from provisioner.canonical import canonical_bytes, sha256_hex
 from provisioner.config import delta
 from provisioner.db import migrate
+from provisioner.db.engine import make_engine
 from provisioner.db.models import ConfigVersion, StoredDocument, Tenant, Transfer
 from provisioner.services import actors, configs, documents, signing
 from provisioner.services.context import Provisioner
@@ -72,7 +74,7 @@ def _roll_out(world: World) -> None:
 
 
 def _versions(world: World) -> list[tuple[ConfigVersion, bytes]]:
-    with world.app.transaction() as ctx:
+    with world.app.transaction() as ctx, ctx.operator("read"):  # every tenant's versions
         rows = list(ctx.session.scalars(select(ConfigVersion).order_by("tenant_id", "version")))
         return [(row, documents.version_body(ctx.session, row)) for row in rows]
 
@@ -117,6 +119,7 @@ def test_usage_counts_the_logical_size_of_a_version_stored_as_a_delta(world: Wor
     world.set_config("shop", labelled(world.config("shop"), 2, "自店の項目"))
     with world.app.transaction() as ctx:
         shop = actors.get_tenant(ctx, "shop")
+        ctx.enter_tenant(shop.id)  # the shop's rows, as its services read them
         rows = list(
             ctx.session.scalars(select(ConfigVersion).where(ConfigVersion.tenant_id == shop.id))
         )
@@ -139,14 +142,25 @@ def test_history_diff_and_rollback_read_versions_stored_as_deltas(world: World) 
     assert world.config("shop") == first
     with world.app.transaction() as ctx:  # the rollback names the stored first document
         tenant = actors.get_tenant(ctx, "shop")
+        ctx.enter_tenant(tenant.id)  # the shop's rows, as its services read them
         head = ctx.session.get(ConfigVersion, (tenant.id, tenant.config_version))
         assert head is not None
         assert head.base_digest is None
         assert head.digest == configs.history(ctx, tenant)[0].digest
 
 
-def test_the_migration_moves_documents_out_of_the_rows_and_back(world: World) -> None:
+def test_the_migration_moves_documents_out_of_the_rows_and_back(
+    world: World, request: pytest.FixtureRequest
+) -> None:
     from alembic import command
+
+    # migrations run as the schema's owner (on PostgreSQL the tests' runtime role is not)
+    owner = (
+        make_engine(request.getfixturevalue("postgres_owner_url"))
+        if world.app.engine.dialect.name == "postgresql"
+        else world.app.engine
+    )
+    request.addfinalizer(owner.dispose)
 
     world.tenant("src")
     world.tenant("dst")
@@ -154,7 +168,7 @@ def test_the_migration_moves_documents_out_of_the_rows_and_back(world: World) ->
     world.set_config("dst", labelled(world.config("dst"), 6, "暑中見舞"))
     world.approve(world.send("src", world.key("dst")), "dst-admin", only=["checkboxes"])
     versions = [(r.tenant_id, r.version, r.digest, body) for r, body in _versions(world)]
-    with world.app.transaction() as ctx:
+    with world.app.transaction() as ctx, ctx.operator("read"):  # every tenant's transfers
         incoming = {
             t.id: documents.body(ctx.session, t.incoming_digest)
             for t in ctx.session.scalars(select(Transfer))
@@ -162,10 +176,10 @@ def test_the_migration_moves_documents_out_of_the_rows_and_back(world: World) ->
     assert any(r.base_digest is not None for r, _ in _versions(world))  # deltas to move back
 
     cfg = migrate.alembic_config()
-    with world.app.engine.begin() as conn:
+    with owner.begin() as conn:
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, "0016_crm_jobs")
-    with world.app.engine.connect() as conn:
+    with owner.connect() as conn:
         old = {
             (t, v): (d, doc.encode())
             for t, v, d, doc in conn.execute(
@@ -177,7 +191,7 @@ def test_the_migration_moves_documents_out_of_the_rows_and_back(world: World) ->
     assert {k: bytes(v) for k, v in old_incoming.items()} == incoming
 
     documents.clear_caches()  # read back from the database alone
-    world.app.migrate()
+    migrate.upgrade(owner)
     assert [(r.tenant_id, r.version, r.digest, body) for r, body in _versions(world)] == versions
     with world.app.transaction() as ctx:
         stored = ctx.session.scalar(select(func.count()).select_from(StoredDocument))

@@ -27,13 +27,14 @@ def test_a_key_used_meanwhile_refuses_the_insert_and_stores_nothing(partner: Wor
     )
     values = {c.key: getattr(first, c.key) for c in Transfer.__table__.columns if c.key != "id"}
     with partner.app.transaction() as ctx:
+        ctx.enter_tenant(first.tenant_id)  # the client's rows, as the receive reads them
         key_row = ctx.session.get(CopyKeyRow, first.copy_key_id)
         assert key_row is not None
         assert key_row.used_by_transfer == first.id
         with pytest.raises(KeyRejected, match="already used by another delivery"):
             transfers._insert_once(ctx, {**values, "bundle_id": "b_" + "y" * 26}, consume=key_row)
         ctx.session.rollback()  # as the failed receive's transaction is
-    with partner.app.transaction() as ctx:
+    with partner.app.transaction() as ctx, ctx.operator("read"):  # every tenant's rows
         assert ctx.session.scalar(select(func.count()).select_from(Transfer)) == 1
         key_row = ctx.session.get(CopyKeyRow, first.copy_key_id)
         assert key_row is not None
@@ -45,6 +46,7 @@ def test_a_fresh_key_is_consumed_by_the_new_transfer(partner: World) -> None:
         partner.receive("client", partner.export("partner", partner.key("client")))
     )
     with partner.app.transaction() as ctx:
+        ctx.enter_tenant(transfer.tenant_id)  # the client's rows, as the receive reads them
         key_row = ctx.session.get(CopyKeyRow, transfer.copy_key_id)
         assert key_row is not None
         assert key_row.used_by_transfer == transfer.id

@@ -10,10 +10,14 @@ could link tenant A's contact to tenant B's company.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
+from provisioner.db.engine import make_engine
 from tests.crm.helpers import configured, make
 from tests.support import World
 
@@ -101,10 +105,17 @@ def _two_tenants(world: World) -> tuple[dict[str, int], dict[str, int]]:
     return out[0], out[1]
 
 
-def _as_superuser(world: World) -> Connection:
-    """A connection that passes row-level security: the test plays a write past the
-    application (a bug, a console session, a restored dump)."""
-    return world.app.engine.connect()
+@contextmanager
+def _as_superuser(request: pytest.FixtureRequest) -> Iterator[Connection]:
+    """A connection that passes row-level security (the database's owner, a superuser):
+    the test plays a write past the application (a bug, a console session, a restored
+    dump)."""
+    engine = make_engine(request.getfixturevalue("postgres_owner_url"), pool_size=1)
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
 
 
 def test_every_key_of_a_tenant_table_includes_tenant_id(world: World) -> None:
@@ -134,7 +145,7 @@ def test_every_key_of_a_tenant_table_includes_tenant_id(world: World) -> None:
     ],
 )
 def test_a_row_cannot_point_at_another_tenants_row(
-    world: World, table: str, column: str, points_at: str
+    world: World, request: pytest.FixtureRequest, table: str, column: str, points_at: str
 ) -> None:
     _postgres(world)
     acme, beta = _two_tenants(world)
@@ -143,17 +154,19 @@ def test_a_row_cannot_point_at_another_tenants_row(
         "crm_departments": "department",
         "crm_activities": "activity",
     }[table]
-    with _as_superuser(world) as conn:
+    with _as_superuser(request) as conn:
         statement = text(f"UPDATE {table} SET {column} = :target WHERE id = :id")
         params = {"target": beta[points_at], "id": acme[own]}
         with pytest.raises(IntegrityError, match="violates foreign key constraint"):
             conn.execute(statement, params)
 
 
-def test_deleting_a_company_unlinks_its_contacts_and_keeps_their_tenant(world: World) -> None:
+def test_deleting_a_company_unlinks_its_contacts_and_keeps_their_tenant(
+    world: World, request: pytest.FixtureRequest
+) -> None:
     _postgres(world)
     acme, _beta = _two_tenants(world)
-    with _as_superuser(world) as conn, conn.begin():
+    with _as_superuser(request) as conn, conn.begin():
         conn.execute(text("DELETE FROM crm_companies WHERE id = :c"), {"c": acme["company"]})
         row = conn.execute(
             text("SELECT tenant_id, company_id, department_id FROM crm_contacts WHERE id = :c"),

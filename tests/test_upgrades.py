@@ -124,7 +124,7 @@ def test_conflicts_refuse_the_approval_until_resolved(world: World) -> None:
     decision = world.approve(second, "client-admin", take=["checkboxes.1"])
     assert decision.outcome == "applied"
     assert world.config("client")["checkboxes"][0]["label"] == "年賀状(法人)"
-    with world.app.transaction() as ctx:
+    with world.app.transaction() as ctx, ctx.operator("read"):  # the test inspects
         event = ctx.session.scalars(
             select(AuditEvent)
             .where(AuditEvent.action == "transfer:approved")
@@ -148,7 +148,7 @@ def test_lineage_records_the_source_document_as_it_arrived(world: World) -> None
     first = _taken_once(world)
     digest = world.transfer(first).payload_digest
     client = world.tenant_row("client")
-    with world.app.transaction() as ctx:
+    with world.app.transaction() as ctx, ctx.operator("read"):  # the test inspects
         entry = ctx.session.scalar(select(LineageEntry))
         assert entry is not None
         assert (entry.source, entry.transfer_id, entry.source_version) == (

@@ -35,7 +35,7 @@ from provisioner.clock import as_utc, format_instant
 from provisioner.config.diff import summarize
 from provisioner.config.validate import load_file
 from provisioner.db.models import Tenant
-from provisioner.errors import ProvisionerError, ValidationFailed
+from provisioner.errors import ConfigurationError, ProvisionerError, ValidationFailed
 from provisioner.services import (
     actors,
     configs,
@@ -163,6 +163,7 @@ def init(
     app = Provisioner.open(state.db_url, migrate_to_head=False, require_schema=False)
     password = sys.stdin.readline().rstrip("\r\n") if runtime_password_stdin else None
     roles_note = _prepare_roles(app, owner_role, runtime_role, password)
+    _refuse_a_role_that_cannot_migrate(app)
     started = time.monotonic()
 
     def say(what: str) -> Callable[[str], None]:
@@ -200,6 +201,56 @@ def init(
     )
 
 
+#: whether the connected role may create or change the schema: a superuser, the owner
+#: of the migrated schema (or a member of its role), or, with no schema yet, a role
+#: that may create tables in it; and who owns it (None: nobody yet)
+_MAY_MIGRATE = """
+SELECT
+    r.rolsuper
+    OR CASE WHEN t.tableowner IS NULL
+        THEN has_schema_privilege(current_user, current_schema(), 'CREATE')
+        ELSE pg_has_role(current_user, t.tableowner, 'USAGE') END,
+    current_user,
+    t.tableowner
+FROM pg_roles r
+LEFT JOIN pg_tables t ON t.schemaname = current_schema() AND t.tablename = 'alembic_version'
+WHERE r.rolname = current_user
+"""
+
+
+def _refuse_a_role_that_cannot_migrate(app: Any) -> None:
+    """PostgreSQL: refuse, before any step, a migration the connected role cannot make
+    (the runtime role: it has rows, not the schema)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from provisioner.db import failures, migrate
+
+    if app.engine.dialect.name != "postgresql":
+        return
+    try:
+        if migrate.current(app.engine) == migrate.heads():
+            return  # nothing to migrate (the derived data is rows: any role may rebuild it)
+        with app.engine.connect() as conn:
+            allowed, who, owner = conn.execute(text(_MAY_MIGRATE)).one()
+    except OperationalError as exc:
+        raise failures.for_operator(exc) from exc
+    if allowed:
+        return
+    if owner is None:
+        raise ConfigurationError(
+            f"connected to PostgreSQL as {who!r}, which may not create the schema here",
+            hint="run 'provisioner init' as the database's administrator, with --owner-role "
+            "NAME --runtime-role NAME; the application then connects as the runtime role",
+        )
+    raise ConfigurationError(
+        f"connected to PostgreSQL as {who!r}, which does not own the schema ({owner!r} "
+        "does): it cannot migrate it",
+        hint=f"run 'provisioner init' as {owner!r} (or as an administrator with "
+        f"--owner-role {owner})",
+    )
+
+
 def _prepare_roles(
     app: Any, owner: str | None, runtime: str | None, password: str | None
 ) -> Callable[[], str]:
@@ -216,17 +267,26 @@ def _prepare_roles(
             hint="SQLite has no roles: leave them out",
         )
     created: list[str] = []
-    with app.engine.begin() as conn:  # as the connected (administrator) role
-        if owner and roles.ensure_role(conn, roles.checked_name(owner), login=False):
-            created.append(f"created the owner role {owner}")
-        if runtime and roles.ensure_role(
-            conn, roles.checked_name(runtime), login=True, password=password
-        ):
-            created.append(f"created the runtime role {runtime}")
-        if owner:
-            roles.prepare_owner(conn, owner)
-            if roles.current(conn) != owner:
-                conn.execute(text(f"GRANT {owner} TO CURRENT_USER"))
+    try:
+        with app.engine.begin() as conn:  # as the connected (administrator) role
+            if owner and roles.ensure_role(conn, roles.checked_name(owner), login=False):
+                created.append(f"created the owner role {owner}")
+            if runtime and roles.ensure_role(
+                conn, roles.checked_name(runtime), login=True, password=password
+            ):
+                created.append(f"created the runtime role {runtime}")
+            if owner:
+                roles.prepare_owner(conn, owner)
+                if roles.current(conn) != owner:
+                    conn.execute(text(f"GRANT {owner} TO CURRENT_USER"))
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "42501":  # insufficient_privilege
+            raise
+        raise ConfigurationError(
+            f"the connected role may not set up the roles: {str(exc.orig).splitlines()[0]}",
+            hint="run 'provisioner init --owner-role ... --runtime-role ...' as the database's "
+            "administrator (a superuser, or a role with CREATEROLE that owns the database)",
+        ) from None
     app.engine.dispose()
     if owner:  # the schema's objects are created, and owned, by the owner role
         roles.act_as(app.engine, owner)

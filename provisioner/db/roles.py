@@ -81,15 +81,28 @@ def ensure_role(conn: Connection, role: str, *, login: bool, password: str | Non
                 hint=f"ALTER ROLE {name} NOSUPERUSER NOBYPASSRLS, or name another role",
             )
         if password is not None:
-            conn.execute(text(f"ALTER ROLE {name} PASSWORD :p"), {"p": password})
+            _set_password(conn, name, password)
         return False
     options = "LOGIN" if login else "NOLOGIN"
     conn.execute(
         text(f"CREATE ROLE {name} {options} NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE")
     )
     if password is not None:
-        conn.execute(text(f"ALTER ROLE {name} PASSWORD :p"), {"p": password})
+        _set_password(conn, name, password)
     return True
+
+
+def _set_password(conn: Connection, name: str, password: str) -> None:
+    """ALTER ROLE ... PASSWORD takes no bound parameter: the password as a quoted literal."""
+    from psycopg import sql
+
+    if "\x00" in password:
+        raise ConfigurationError("the password contains a NUL character")
+    statement = sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+        sql.Identifier(name), sql.Literal(password)
+    )
+    with conn.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(statement)
 
 
 def grant_runtime(conn: Connection, role: str) -> None:

@@ -39,8 +39,13 @@ def record(
     row = AuditEvent(
         **event(ctx, tenant_id=tenant_id, actor=actor, action=action, subject=subject, **details)
     )
-    if tenant_id is None or tenant_id == ctx.scoped_tenant or ctx.operator_mode == "write":
+    if ctx.operator_mode == "write" or (tenant_id is not None and tenant_id == ctx.scoped_tenant):
         ctx.session.add(row)  # written with the transaction's next flush, in this scope
+        return row
+    if tenant_id is None:  # the deployment's event (no tenant's): written as the operator, now
+        with ctx.operator("write"):
+            ctx.session.add(row)
+            ctx.session.flush()
         return row
     with ctx.of_tenant(tenant_id):  # another tenant's event: written in its scope, now
         ctx.session.add(row)
@@ -55,10 +60,11 @@ def record_many(ctx: Context, events: Sequence[dict[str, Any]]) -> None:
 
 
 def events(ctx: Context, tenant_id: int, *, limit: int = 100) -> list[AuditEvent]:
-    rows = ctx.session.scalars(
-        select(AuditEvent)
-        .where(AuditEvent.tenant_id == tenant_id)
-        .order_by(AuditEvent.id.desc())
-        .limit(limit)
-    )
-    return list(rows)
+    with ctx.of_tenant(tenant_id):  # the tenant's rows (row-level security)
+        rows = ctx.session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.tenant_id == tenant_id)
+            .order_by(AuditEvent.id.desc())
+            .limit(limit)
+        )
+        return list(rows)

@@ -371,6 +371,7 @@ def initialise(
 def set_sections(ctx: Context, actor: Actor, tenant: Tenant, data: Mapping[str, Any]) -> int | None:
     """Replace the sections present in ``data`` (a whole document or some sections)."""
     require_admin(actor, "change the configuration")
+    ctx.enter_tenant(tenant.id)  # the tenant's rows (row-level security)
     sections = sections_from_data(data, what="file")
     head = current(ctx, tenant)
     result = combine(head.data, sections.to_data(), mode="replace", arriving=False)
@@ -394,13 +395,14 @@ def set_sections(ctx: Context, actor: Actor, tenant: Tenant, data: Mapping[str, 
 
 
 def history(ctx: Context, tenant: Tenant) -> list[ConfigVersion]:
-    return list(
-        ctx.session.scalars(
-            select(ConfigVersion)
-            .where(ConfigVersion.tenant_id == tenant.id)
-            .order_by(ConfigVersion.version)
+    with ctx.of_tenant(tenant.id):  # the tenant's rows (row-level security)
+        return list(
+            ctx.session.scalars(
+                select(ConfigVersion)
+                .where(ConfigVersion.tenant_id == tenant.id)
+                .order_by(ConfigVersion.version)
+            )
         )
-    )
 
 
 def diff_versions(ctx: Context, tenant: Tenant, old: int, new: int) -> list[config_diff.Change]:
@@ -412,6 +414,7 @@ def rollback(
 ) -> int | None:
     """Make version ``to_version``'s document current again, as a new version."""
     require_admin(actor, "roll back the configuration")
+    ctx.enter_tenant(tenant.id)  # the tenant's rows (row-level security)
     head = current(ctx, tenant)
     if to_version >= head.version:
         raise PlanConflict(

@@ -47,6 +47,7 @@ class GeneratedKey:
 
 def generate(ctx: Context, actor: Actor, tenant: Tenant) -> GeneratedKey:
     require_admin(actor, "generate copy keys")
+    ctx.enter_tenant(actor.tenant_id)  # the actor's tenant's rows (row-level security)
     require_can_receive(tenant)
     key = copykey.generate()
     now = ctx.clock.now()
@@ -88,6 +89,7 @@ def state(row: CopyKeyRow, now: datetime, failures: int | None = None) -> str:
 
 def list_keys(ctx: Context, actor: Actor) -> list[CopyKeyRow]:
     require_admin(actor, "list copy keys")
+    ctx.enter_tenant(actor.tenant_id)  # the actor's tenant's rows (row-level security)
     return list(
         ctx.session.scalars(
             select(CopyKeyRow)
@@ -100,6 +102,7 @@ def list_keys(ctx: Context, actor: Actor) -> list[CopyKeyRow]:
 def revoke(ctx: Context, actor: Actor, key_ref: str) -> CopyKeyRow:
     """Revoke by id or selector (what ``key list`` shows)."""
     require_admin(actor, "revoke copy keys")
+    ctx.enter_tenant(actor.tenant_id)  # the actor's tenant's rows (row-level security)
     number = parse_whole_number(key_ref) if len(key_ref) <= 9 else None
     cond = (
         (CopyKeyRow.id == number)

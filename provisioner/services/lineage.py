@@ -76,6 +76,11 @@ def base(
     ctx: Context, tenant_id: int, source: str, sections: Iterable[str] | None = None
 ) -> Base | None:
     """The base for an upgrade from ``source`` (None: the tenant never took from it)."""
+    with ctx.of_tenant(tenant_id):  # the tenant's rows (PostgreSQL row-level security)
+        return _base(ctx, tenant_id, source, sections)
+
+
+def _base(ctx: Context, tenant_id: int, source: str, sections: Iterable[str] | None) -> Base | None:
     entries = _entries(ctx, tenant_id, source)
     if not entries:
         return None
@@ -164,13 +169,18 @@ def describe(ctx: Context, tenant_id: int, current: Mapping[str, Any]) -> list[d
 
     ``current``: the tenant's current document.
     """
+    with ctx.of_tenant(tenant_id):  # the tenant's rows (PostgreSQL row-level security)
+        return _describe(ctx, tenant_id, current)
+
+
+def _describe(ctx: Context, tenant_id: int, current: Mapping[str, Any]) -> list[dict[str, Any]]:
     seen: list[str] = []
     for entry in _entries(ctx, tenant_id):
         if entry.source not in seen:
             seen.append(entry.source)
     out = []
     for source in seen:
-        found = base(ctx, tenant_id, source)
+        found = _base(ctx, tenant_id, source, None)
         assert found is not None
         entries = _entries(ctx, tenant_id, source)
         latest = entries[0]

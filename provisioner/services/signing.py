@@ -172,6 +172,7 @@ def trust(
     ctx: Context, actor: Actor, pem: bytes, *, label: str, policy: str = "manual"
 ) -> TrustedPublisher:
     require_admin(actor, "pin trusted publishers")
+    ctx.enter_tenant(actor.tenant_id)  # the actor's tenant's rows (row-level security)
     if policy not in POLICIES:
         raise ValidationFailed(f"unknown policy {policy!r}", hint="use manual or auto")
     public = load_public_pem(pem)
@@ -207,6 +208,7 @@ def trust(
 
 def untrust(ctx: Context, actor: Actor, kid: str) -> None:
     require_admin(actor, "remove trusted publishers")
+    ctx.enter_tenant(actor.tenant_id)  # the actor's tenant's rows (row-level security)
     row = ctx.session.scalar(
         select(TrustedPublisher).where(
             TrustedPublisher.tenant_id == actor.tenant_id, TrustedPublisher.key_id == kid

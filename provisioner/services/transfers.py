@@ -104,6 +104,7 @@ def export(
     carries a proof of holding it, and it expires with the key.
     """
     require_admin(actor, "export the configuration")
+    ctx.enter_tenant(actor.tenant_id)  # the actor's tenant's rows (row-level security)
     source = get_tenant(ctx, actor.tenant_slug)
     require_can_send(source)
     sections = parse_only(only)
@@ -663,6 +664,7 @@ def receive(
 ) -> Transfer:
     """Target admin takes a bundle file (made with ``bundle export --key``)."""
     require_admin(actor, "receive configurations")
+    ctx.enter_tenant(actor.tenant_id)  # the actor's tenant's rows (row-level security)
     # the tenant (actors.get_tenant) and its pinned publishers (signing.pinned) in one query
     rows = ctx.session.execute(
         select(Tenant, TrustedPublisher)
@@ -691,7 +693,7 @@ def receive(
 
 def inbox(ctx: Context, actor: Actor, *, status: str | None = None) -> list[Transfer]:
     require_admin(actor, "list incoming configurations")
-    ctx.enter_tenant(actor.tenant_id)  # the tenant's transfers (row-level security)
+    ctx.enter_tenant(actor.tenant_id)  # the actor's tenant's rows (row-level security)
     query = select(Transfer).where(Transfer.tenant_id == actor.tenant_id)
     if status:
         query = query.where(Transfer.status == status)
@@ -873,6 +875,7 @@ def _check_impact(
 
 def _mine(ctx: Context, actor: Actor, transfer_id: int) -> Transfer:
     """The transfer, when it belongs to the actor's tenant (others get NotFound)."""
+    ctx.enter_tenant(actor.tenant_id)  # the actor's tenant's rows (row-level security)
     transfer = ctx.session.get(Transfer, transfer_id)
     if transfer is None or transfer.tenant_id != actor.tenant_id:
         raise NotFound(f"no transfer {transfer_id} in tenant {actor.tenant_slug!r}")

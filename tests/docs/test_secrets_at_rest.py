@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from provisioner.bundles.signing import private_raw
+from provisioner.db import tenancy
 from provisioner.db.models import CopyKeyRow, SigningKey, Tenant
 from provisioner.db.schema import metadata
 from provisioner.errors import ConfigurationError
@@ -29,6 +30,7 @@ def _dump(world: World) -> list[Any]:
     """Every value of every row of every table."""
     values: list[Any] = []
     with world.app.engine.connect() as conn:
+        tenancy.set_operator(conn, "read")  # every tenant's rows
         for table in metadata.sorted_tables:
             for row in conn.execute(select(table)):
                 values.extend(row)
@@ -57,7 +59,7 @@ def leaked(world: World) -> tuple[World, str, list[bytes]]:
     world.set_config("partner", labelled(world.config("partner"), 1, "年賀状"))
     world.send("partner", world.key("client"))  # a used key, a transfer, audit events
     live_key = world.key("client")  # and a live one
-    with world.app.transaction() as ctx:
+    with world.app.transaction() as ctx, ctx.operator("read"):  # every tenant's keys
         privates = [
             private_raw(signing.signer(ctx, tenant_id))
             for tenant_id in ctx.session.scalars(select(Tenant.id))
@@ -72,7 +74,7 @@ def test_database_holds_no_copy_key_secret(leaked: tuple[World, str, list[bytes]
     assert _contains(values, key.selector.encode())  # the search does find what is there
     assert not _contains(values, key_text.encode())
     assert not _contains(values, key.secret.encode())
-    with world.app.transaction() as ctx:
+    with world.app.transaction() as ctx, ctx.operator("read"):  # the test inspects
         row = ctx.session.scalar(select(CopyKeyRow).where(CopyKeyRow.selector == key.selector))
         assert row is not None
         assert (
@@ -85,7 +87,7 @@ def test_database_holds_no_private_signing_key(leaked: tuple[World, str, list[by
     world, _, privates = leaked
     assert len(privates) == 2
     values = _dump(world)
-    with world.app.transaction() as ctx:
+    with world.app.transaction() as ctx, ctx.operator("read"):  # the test inspects
         public = ctx.session.scalars(select(SigningKey.public_key)).first()
     assert public is not None
     assert _contains(values, public)  # the search does find bytes that are there
@@ -98,7 +100,7 @@ def test_sealed_keys_need_the_master_key_and_their_own_row(
     leaked: tuple[World, str, list[bytes]],
 ) -> None:
     world, _, _ = leaked
-    with world.app.transaction() as ctx:
+    with world.app.transaction() as ctx, ctx.operator("read"):  # the test inspects
         rows = list(ctx.session.scalars(select(SigningKey).order_by(SigningKey.id)))
     first, second = rows[0], rows[1]
     sealed = Sealed(first.wrapped_key, first.ciphertext)

@@ -68,7 +68,7 @@ def pem_of(world: World, slug: str) -> bytes:
 
 def counts(world: World, slug: str) -> dict[str, Any]:
     """What a refused delivery must leave untouched in tenant ``slug``."""
-    with world.app.transaction() as ctx:
+    with world.app.transaction() as ctx, ctx.operator("read"):  # the test inspects
         tenant = actors.get_tenant(ctx, slug)
         session = ctx.session
         return {
@@ -90,7 +90,7 @@ def counts(world: World, slug: str) -> dict[str, Any]:
 
 
 def audit_count(world: World, slug: str, action: str) -> int:
-    with world.app.transaction() as ctx:
+    with world.app.transaction() as ctx, ctx.operator("read"):  # the test inspects
         tenant = actors.get_tenant(ctx, slug)
         return int(
             ctx.session.scalar(
@@ -103,7 +103,7 @@ def audit_count(world: World, slug: str, action: str) -> int:
 
 
 def key_row(world: World, selector: str) -> CopyKeyRow:
-    with world.app.transaction() as ctx:
+    with world.app.transaction() as ctx, ctx.operator("read"):  # the test inspects
         row = ctx.session.scalar(select(CopyKeyRow).where(CopyKeyRow.selector == selector))
         assert row is not None
         return row

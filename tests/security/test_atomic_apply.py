@@ -31,7 +31,7 @@ class Injected(RuntimeError):
 
 def snapshot(world: World, slug: str, transfer_id: int) -> dict[str, Any]:
     """Everything an approval may change, for an exact before/after comparison."""
-    with world.app.transaction() as ctx:
+    with world.app.transaction() as ctx, ctx.operator("read"):  # the test inspects
         tenant = actors.get_tenant(ctx, slug)
         versions = [
             (v.version, v.digest, documents.version_body(ctx.session, v), v.origin)
@@ -161,7 +161,7 @@ def test_failure_injected_mid_receive_stores_nothing(
     with pytest.raises(Injected):
         world.send("partner", key)
     monkeypatch.undo()
-    with world.app.transaction() as ctx:
+    with world.app.transaction() as ctx, ctx.operator("read"):  # the test inspects
         client = actors.get_tenant(ctx, "client")
         assert (
             ctx.session.scalars(select(Transfer).where(Transfer.tenant_id == client.id)).all() == []

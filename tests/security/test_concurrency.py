@@ -60,7 +60,7 @@ def race(
 
 
 def _versions(world: World, slug: str) -> int:
-    with world.app.transaction() as ctx:
+    with world.app.transaction() as ctx, ctx.operator("read"):  # the test inspects
         tenant = actors.get_tenant(ctx, slug)
         return int(
             ctx.session.scalar(
@@ -96,7 +96,7 @@ def test_sixteen_concurrent_sends_with_one_key_succeed_exactly_once(world: World
     assert len(results) == 1, errors
     assert len(errors) == WORKERS - 1
     assert all(isinstance(e, (KeyRejected, RateLimited)) for e in errors), errors
-    with world.app.transaction() as ctx:
+    with world.app.transaction() as ctx, ctx.operator("read"):  # the test inspects
         client = actors.get_tenant(ctx, "client")
         ids = list(ctx.session.scalars(select(Transfer.id).where(Transfer.tenant_id == client.id)))
     assert ids == results
@@ -194,7 +194,7 @@ def test_sixteen_concurrent_receives_of_one_bundle_store_it_once(world: World) -
 
     results, errors = race(world.app, receive)
     assert len(results) == 1, errors
-    with world.app.transaction() as ctx:
+    with world.app.transaction() as ctx, ctx.operator("read"):  # the test inspects
         client = actors.get_tenant(ctx, "client")
         ids = list(ctx.session.scalars(select(Transfer.id).where(Transfer.tenant_id == client.id)))
     assert ids == results

@@ -271,9 +271,10 @@ def test_stranger_cannot_lock_a_key_for_its_real_sender(pair: World, clock: Froz
         clock.advance(minutes=16)
     assert key_row(pair, selector).failed_attempts == 3 * copykeys.MAX_FAILURES_PER_ACTOR
     with pair.app.transaction() as ctx:
+        actors.resolve(ctx, "client-admin", "client")  # as its admin sees it
         row = ctx.session.scalar(select(CopyKeyRow).where(CopyKeyRow.selector == selector))
         assert row is not None
-        assert copykeys.state(row, ctx.clock.now()) == "active"  # as its admin sees it
+        assert copykeys.state(row, ctx.clock.now()) == "active"
     assert pair.transfer(pair.send("partner", key)).status == "pending"
 
 

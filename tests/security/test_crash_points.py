@@ -31,6 +31,7 @@ from sqlalchemy import select
 
 from provisioner import crashpoints
 from provisioner.clock import FrozenClock
+from provisioner.db import tenancy
 from provisioner.db.engine import make_engine
 from provisioner.db.models import AuditEvent, Tenant, Transfer
 from provisioner.db.provisioning_models import RolloutRun, RolloutTarget
@@ -150,7 +151,7 @@ def receive(world: World) -> Scenario:
         World(app).receive("client", raw)
 
     def done(w: World) -> None:
-        with w.app.transaction() as ctx:
+        with w.app.transaction() as ctx, ctx.operator("read"):  # the test inspects
             tenant = actors.get_tenant(ctx, "client")
             assert [
                 t.status
@@ -180,7 +181,7 @@ def _rollout(world: World, targets: list[Target], batch_size: int = 100) -> Scen
         rollout.process(app, "hq-admin", run_id, keys=keys, batch_size=batch_size)
 
     def done(w: World) -> None:
-        with w.app.transaction() as ctx:
+        with w.app.transaction() as ctx, ctx.operator("read"):  # the test inspects
             statuses = dict(
                 ctx.session.execute(
                     select(RolloutTarget.target_slug, RolloutTarget.status).where(
@@ -210,7 +211,7 @@ def rollout_two_batches(world: World) -> Scenario:
     def between(w: World) -> None:
         # exactly after the first batch: shop-1 whole (its transfer applied, version 2,
         # audited, status row), shop-2 untouched, the run not finished
-        with w.app.transaction() as ctx:
+        with w.app.transaction() as ctx, ctx.operator("read"):  # the test inspects
             run = ctx.session.scalars(select(RolloutRun)).one()
             statuses = dict(
                 ctx.session.execute(select(RolloutTarget.target_slug, RolloutTarget.status)).all()
@@ -366,9 +367,10 @@ SCENARIO_OF: dict[str, Callable[[World], Scenario]] = {
 
 
 def dump(app: Provisioner) -> dict[str, list[str]]:
-    """Every row of every table, in a stable order."""
+    """Every row of every table, in a stable order (every tenant's: read as the operator)."""
     out: dict[str, list[str]] = {}
     with app.engine.connect() as conn:
+        tenancy.set_operator(conn, "read")
         for table in metadata.sorted_tables:
             out[table.name] = sorted(repr(tuple(row)) for row in conn.execute(table.select()))
     return out

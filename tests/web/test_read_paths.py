@@ -26,7 +26,7 @@ from tests.web.conftest import Site
 
 
 def _views(app: Provisioner) -> list[tuple[str, str, str]]:
-    with app.transaction() as ctx:
+    with app.transaction() as ctx, ctx.operator("read"):  # the test inspects
         rows = ctx.session.scalars(
             select(CrmAccess).where(CrmAccess.kind == "personal_info_view").order_by(CrmAccess.id)
         )
@@ -156,7 +156,8 @@ def test_session_check_refusals(site: Site) -> None:
     )
     assert bogus.status_code == 401
     assert "session has ended" in bogus.json()["error"]["message"]
-    with app.transaction() as ctx, ctx.operator("write"):  # acme-ro loses its memberships
+    # acme-ro loses its membership of its selected tenant (an operator's change)
+    with app.transaction() as ctx, ctx.operator("write"):
         user_id = ctx.session.scalars(select(User.id).where(User.login == "acme-ro")).one()
         ctx.session.execute(delete(Membership).where(Membership.user_id == user_id))
     gone = site.call(

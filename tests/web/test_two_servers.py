@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from provisioner.db import tenancy
 from provisioner.db.engine import make_engine
 from provisioner.security import copykey
 from provisioner.security.keystore import MasterKey
@@ -60,9 +61,11 @@ def _call(
 
 
 @pytest.fixture
-def shared(postgres_url: str, env: None) -> Iterator[Provisioner]:
+def shared(postgres_owner_url: str, postgres_url: str, env: None) -> Iterator[Provisioner]:
+    owner = make_engine(postgres_owner_url, pool_size=1, max_overflow=0)
+    _truncate(owner)  # as the database's owner: the runtime role has rows, not tables
+    owner.dispose()
     engine = make_engine(postgres_url, pool_size=2, max_overflow=0)
-    _truncate(engine)
     app = Provisioner(engine, master_key=MasterKey(MASTER_KEY))
     world = World(app)
     today = date.today()
@@ -203,6 +206,7 @@ def test_two_servers_share_sessions_throttles_key_failures_and_due_firings(
     deadline = time.monotonic() + 30
     with shared.engine.connect() as conn:
         while time.monotonic() < deadline:
+            tenancy.set_operator(conn, "read")  # every tenant's rows (the test inspects)
             fired = conn.execute(text("SELECT count(*) FROM wf_due_firings")).scalar_one()
             conn.commit()
             if fired:
@@ -210,6 +214,7 @@ def test_two_servers_share_sessions_throttles_key_failures_and_due_firings(
             time.sleep(0.3)
     time.sleep(2)  # several more scheduler rounds in both servers
     with shared.engine.connect() as conn:
+        tenancy.set_operator(conn, "read")  # every tenant's rows (the test inspects)
         firings = conn.execute(text("SELECT count(*) FROM wf_due_firings")).scalar_one()
         cards = conn.execute(
             text(
