@@ -434,6 +434,10 @@ def _one(app: Provisioner, work: _Work, target_id: int, keys: Mapping[str, str])
 # --------------------------------------------------------------------------- batches
 
 
+#: a plan's key: the current document's digest and the lineage base (None: no base)
+_PlanKey = tuple[str, tuple[Any, ...] | None]
+
+
 @dataclass
 class _Shared:
     """What targets at the same current document share: the plan and the result."""
@@ -477,7 +481,7 @@ class _Batch:
     """Publisher-based targets of one batch, checked and written in one transaction."""
 
     def __init__(
-        self, ctx: Context, work: _Work, shared: dict[str, _Shared], stored: set[str]
+        self, ctx: Context, work: _Work, shared: dict[_PlanKey, _Shared], stored: set[str]
     ) -> None:
         self.ctx, self.work, self.shared = ctx, work, shared
         #: digests of documents known to be stored (committed batches' and this one's): the
@@ -505,15 +509,11 @@ class _Batch:
         )
         self.results.append((row.target_slug, "rejected"))
 
-    @staticmethod
-    def _key(digest: str, base_key: tuple[Any, ...] | None) -> str:
-        return digest if base_key is None else f"{digest}/{base_key}"
-
     def _shared_for(
         self, tenant_id: int, version: int, digest: str, base_key: tuple[Any, ...] | None = None
     ) -> _Shared:
         """The plan for a current document (and lineage base: ``base_key``), made once."""
-        cache_key = self._key(digest, base_key)
+        cache_key = (digest, base_key)
         known = self.shared.get(cache_key)
         if known is not None:
             return known
@@ -617,9 +617,9 @@ class _Batch:
         }
         # the current versions that plans are still to be made from (one per distinct
         # document and base: none once earlier batches planned them), in one statement
-        unplanned: dict[str, tuple[int, int]] = {}
+        unplanned: dict[_PlanKey, tuple[int, int]] = {}
         for tid, (version, digest, _) in heads.items():
-            key = self._key(digest, bases.get(tid))
+            key = (digest, bases.get(tid))
             if key not in self.shared:
                 unplanned.setdefault(key, (tid, version))
         self.held = configs.prefetch(ctx, list(unplanned.values()))
@@ -814,7 +814,7 @@ def _batch(
     app: Provisioner,
     work: _Work,
     target_ids: Sequence[int],
-    shared: dict[str, _Shared],
+    shared: dict[_PlanKey, _Shared],
     stored: set[str],
 ) -> list[tuple[str, str]]:
     """One batch in one transaction. ``stored``: digests of documents committed batches
@@ -898,7 +898,7 @@ def process(
                 )
             ).all()
         )
-    shared: dict[str, _Shared] = {}
+    shared: dict[_PlanKey, _Shared] = {}
     stored: set[str] = set()  # documents committed batches stored or found stored
     for chunk in _chunks(pending, batch_size):
         published = [tid for tid, uses_key in chunk if not uses_key]
