@@ -101,6 +101,9 @@ class NewVersion:
     #: digests of stored documents ``body`` may differ little from, best first (a template
     #: it was made from); the base version's stored document is tried after them
     near: tuple[str, ...] = ()
+    #: the stored document the base version is, or differs from (its ``base_digest`` or
+    #: ``digest``), when the caller already read it (else the base version is loaded)
+    base_root: str | None = None
 
     @cached_property
     def body_digest(self) -> str:
@@ -138,7 +141,11 @@ def commit_version(
 
 
 def commit_versions(
-    ctx: Context, versions: Sequence[NewVersion], *, checked: bool = False
+    ctx: Context,
+    versions: Sequence[NewVersion],
+    *,
+    checked: bool = False,
+    stored: set[str] | None = None,
 ) -> list[int | None]:
     """Write each tenant's next version and move its pointer, guarded by its base version.
 
@@ -156,12 +163,22 @@ def commit_versions(
     whose row count must equal the number of items: if any tenant moved away
     from its base version meanwhile, PlanConflict (naming it) is raised and the
     caller's transaction rolls back -- a lost race never overwrites. Then the
-    versions are inserted (one multi-row INSERT).
+    versions are inserted (one executemany of one INSERT).
+
+    ``stored``: digests of documents the caller knows are stored, not looked up again;
+    the documents found stored or stored here are added to it
+    (:func:`documents.plan_storage`: a rollout keeps it from batch to batch, adding a
+    batch's digests once the batch committed).
     """
     changed: list[NewVersion] = []
     out: list[int | None] = []
     held = prefetch(  # noqa: F841 -- held: the session's identity map keeps rows weakly
-        ctx, [(v.tenant.id, v.base_version) for v in versions if v.base_version is not None]
+        ctx,
+        [
+            (v.tenant.id, v.base_version)
+            for v in versions
+            if v.base_version is not None and (v.base_digest is None or v.base_root is None)
+        ],
     )
     for item in versions:
         if item.base_version is not None and item.body_digest == (
@@ -184,6 +201,7 @@ def commit_versions(
             (item.body_digest, item.body, item.data, (*item.near, *_root(ctx, item)))
             for item in changed
         ],
+        known=stored,
     )
     now = ctx.clock.now()
     ctx.session.execute(
@@ -237,6 +255,8 @@ def _root(ctx: Context, item: NewVersion) -> tuple[str, ...]:
     """The stored document the base version is (or differs from): a delta candidate."""
     if item.base_version is None:
         return ()
+    if item.base_root is not None:
+        return (item.base_root,)
     row = _load(ctx, item.tenant.id, item.base_version)
     return (row.base_digest or row.digest,)
 

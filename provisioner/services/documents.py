@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,25 +114,29 @@ def store_many(
     ctx: Context,
     bodies: Mapping[str, bytes],
     *,
-    known: set[str] | None = None,
+    known: Collection[str] = (),
     look: bool = True,
 ) -> None:
     """Store each ``digest -> body`` not stored yet (one multi-row INSERT; a concurrent
     writer of the same content is no conflict: ``ON CONFLICT DO NOTHING``).
 
-    ``known``: digests the caller already found stored (skips the look-up); ``look``
-    False: no look-up, the INSERT alone decides (one round trip, the bytes sent).
+    ``known``: digests the caller knows are stored (neither looked up nor sent); of the
+    others, ``look`` True: those found stored are skipped (one look-up); False: no
+    look-up, the INSERT alone decides (one round trip, the bytes sent).
     """
     if not bodies:
         return
-    present = known if known is not None else stored(ctx, bodies) if look else set()
-    rows = [
-        {"digest": d, "body": b, "size_bytes": len(b), "created_at": ctx.clock.now()}
-        for d, b in bodies.items()
-        if d not in present
-    ]
     for d, b in bodies.items():
         _BODIES.put(d, b)
+    todo = {d: b for d, b in bodies.items() if d not in known}
+    if not todo:
+        return
+    present = stored(ctx, todo) if look else set()
+    rows = [
+        {"digest": d, "body": b, "size_bytes": len(b), "created_at": ctx.clock.now()}
+        for d, b in todo.items()
+        if d not in present
+    ]
     if not rows:
         return
     dialect = postgresql if ctx.session.get_bind().dialect.name == "postgresql" else sqlite
@@ -250,6 +254,8 @@ WHOLE = Storage(None, None)
 def plan_storage(
     ctx: Context,
     items: Sequence[tuple[str, bytes, Any, Sequence[str]]],
+    *,
+    known: set[str] | None = None,
 ) -> list[Storage]:
     """Store the documents of new versions, each whole or as a delta, and say how.
 
@@ -259,14 +265,30 @@ def plan_storage(
     a good base for later deltas); else the delta from the first candidate it is close
     to (the delta at most 1/:data:`DELTA_FRACTION` of the document) is kept, else the
     document is stored whole.
+
+    ``known``: digests of documents the caller knows are stored (this transaction or a
+    committed one stored them; a stored document is never removed): not looked up. The
+    look-up (one query) covers only the other items' digests and, for an item whose
+    document may need a delta, its candidates -- none at all when every item's document
+    is known. The digests found stored or stored here are added to ``known``: a caller
+    that keeps it beyond this transaction keeps them only once the transaction commits.
     """
+    held: set[str] = known if known is not None else set()
+    counts = Counter(digest for digest, *_ in items)
+    wanted: set[str] = set()
+    for digest, _, _, near in items:
+        if digest in held:
+            continue
+        wanted.add(digest)
+        if counts[digest] == 1:  # it may become a delta: its candidates are looked up too
+            wanted.update(near)
     # the candidates too: a delta is only ever taken from a document the database holds
-    known = stored(ctx, [d for digest, _, _, near in items for d in (digest, *near)])
+    found = stored(ctx, wanted - held)
+    present = held | found
     out: list[Storage] = []
     new: dict[str, bytes] = {}
-    counts = Counter(digest for digest, *_ in items)
     for digest, data_bytes, data, near in items:
-        if digest in known or digest in new:
+        if digest in present or digest in new:
             out.append(WHOLE)
             continue
         if counts[digest] > 1:  # the same document for several tenants: stored whole, once
@@ -276,7 +298,7 @@ def plan_storage(
         best: Storage | None = None
         limit = len(data_bytes) // DELTA_FRACTION
         for candidate in dict.fromkeys(near):  # the first one close enough is taken
-            if candidate == digest or candidate not in known:
+            if candidate == digest or candidate not in present:
                 continue
             try:
                 base = parsed(ctx.session, candidate)
@@ -284,8 +306,8 @@ def plan_storage(
                 continue
             if data is None:
                 data = orjson.loads(data_bytes)
-            found = config_delta.make(base, data)
-            encoded = orjson.dumps(found)
+            found_delta = config_delta.make(base, data)
+            encoded = orjson.dumps(found_delta)
             if len(encoded) <= limit:
                 best = Storage(candidate, encoded)
                 break
@@ -293,5 +315,7 @@ def plan_storage(
             new[digest] = data_bytes
             best = WHOLE
         out.append(best)
-    store_many(ctx, new, known=known)
+    store_many(ctx, new, look=False)  # looked up above: none of them is stored
+    held |= found
+    held.update(new)
     return out

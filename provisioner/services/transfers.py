@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -552,8 +552,22 @@ def transfer_row(
     )
 
 
+#: PostgreSQL: ``n`` new transfer ids, ascending, in one statement (one array)
+_RESERVE_IDS = text(
+    "SELECT array_agg(i ORDER BY i) FROM (SELECT "
+    "nextval(pg_get_serial_sequence('transfers', 'id')) AS i "
+    "FROM generate_series(1, :n)) AS reserved"
+)
+
+
 def insert_many(ctx: Context, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert transfers (rows made by :func:`transfer_row`) in one multi-row INSERT; their ids.
+    """Insert transfers (rows made by :func:`transfer_row`); their ids, in row order.
+
+    PostgreSQL: the ids are drawn from the table's sequence first (one statement), then
+    the rows go in as one executemany of one INSERT -- its text is the same whatever the
+    number of rows, so the driver and the server parse and plan it once per connection
+    (a multi-row ``INSERT ... RETURNING`` has a text per batch size, tens of kilobytes
+    parsed again for every batch). Elsewhere one multi-row ``INSERT ... RETURNING``.
 
     For callers that already hold the targets' rows locked and checked that none
     has the bundle (a rollout batch). The unique ``(tenant_id, bundle_id)`` still
@@ -563,6 +577,12 @@ def insert_many(ctx: Context, rows: Sequence[dict[str, Any]]) -> list[int]:
     """
     if not rows:
         return []
+    if ctx.session.get_bind().dialect.name == "postgresql":
+        ids: list[int] = list(ctx.session.scalar(_RESERVE_IDS, {"n": len(rows)}))
+        ctx.session.execute(
+            insert(Transfer), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)]
+        )
+        return ids
     return list(
         ctx.session.scalars(
             insert(Transfer).returning(Transfer.id, sort_by_parameter_order=True), list(rows)

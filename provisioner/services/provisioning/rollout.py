@@ -437,6 +437,10 @@ def _one(app: Provisioner, work: _Work, target_id: int, keys: Mapping[str, str])
 # --------------------------------------------------------------------------- batches
 
 
+#: a plan's key: the current document's digest and the lineage base (None: no base)
+_PlanKey = tuple[str, tuple[Any, ...] | None]
+
+
 @dataclass
 class _Shared:
     """What targets at the same current document share: the plan and the result."""
@@ -460,7 +464,7 @@ class _Accepted:
     digest: str
     plan: dict[str, Any]
     notes: list[str]  # why an auto target waits in the inbox instead
-    roots: tuple[str, ...] = ()  # the stored document its current version is (or differs from)
+    root: str  # the stored document its current version is (or differs from)
 
     @property
     def apply(self) -> bool:
@@ -479,13 +483,19 @@ class _Accepted:
 class _Batch:
     """Publisher-based targets of one batch, checked and written in one transaction."""
 
-    def __init__(self, ctx: Context, work: _Work, shared: dict[str, _Shared]) -> None:
+    def __init__(
+        self, ctx: Context, work: _Work, shared: dict[_PlanKey, _Shared], stored: set[str]
+    ) -> None:
         self.ctx, self.work, self.shared = ctx, work, shared
+        #: digests of documents known to be stored (committed batches' and this one's): the
+        #: run's document is looked up by its first batch only
+        self.stored = stored
         self.bases: dict[tuple[Any, ...], lineage.Base | None] = {}
         self.now = ctx.clock.now()
         self.updates: list[dict[str, Any]] = []
         self.results: list[tuple[str, str]] = []
-        #: the targets' current versions, loaded together (the session holds rows weakly)
+        #: current versions a plan is made from, loaded together (the session holds rows
+        #: weakly)
         self.held: list[ConfigVersion] = []
 
     def refuse(self, row: RolloutTarget, exc: ProvisionerError) -> None:
@@ -506,7 +516,7 @@ class _Batch:
         self, tenant_id: int, version: int, digest: str, base_key: tuple[Any, ...] | None = None
     ) -> _Shared:
         """The plan for a current document (and lineage base: ``base_key``), made once."""
-        cache_key = digest if base_key is None else f"{digest}/{base_key}"
+        cache_key = (digest, base_key)
         known = self.shared.get(cache_key)
         if known is not None:
             return known
@@ -563,10 +573,6 @@ class _Batch:
             )
         }
         ids = [t.id for t in tenants.values()]
-        # the targets' current versions in one statement, held for the batch
-        self.held = configs.prefetch(
-            ctx, [(t.id, t.config_version) for t in tenants.values() if t.config_version]
-        )
         pins = {
             p.tenant_id: p
             for p in session.scalars(
@@ -612,6 +618,14 @@ class _Batch:
                 .where(ConfigVersion.tenant_id.in_(ids))
             )
         }
+        # the current versions that plans are still to be made from (one per distinct
+        # document and base: none once earlier batches planned them), in one statement
+        unplanned: dict[_PlanKey, tuple[int, int]] = {}
+        for tid, (version, digest, _) in heads.items():
+            key = (digest, bases.get(tid))
+            if key not in self.shared:
+                unplanned.setdefault(key, (tid, version))
+        self.held = configs.prefetch(ctx, list(unplanned.values()))
         records = quotas.crm_records(ctx, ids)  # scoped per tenant (row-level security)
         usage = quotas.usage_many(ctx, ids, records=records)
         with_records = {tid for tid, count in records.items() if count}
@@ -671,7 +685,7 @@ class _Batch:
                 if waiting is not None:
                     notes.append(waiting)
                 accepted.append(
-                    _Accepted(row, tenant, pin, shared, version, digest, plan, notes, (root,))
+                    _Accepted(row, tenant, pin, shared, version, digest, plan, notes, root)
                 )
             except ProvisionerError as exc:
                 self.refuse(row, exc)
@@ -683,7 +697,11 @@ class _Batch:
         ctx, work, now = self.ctx, self.work, self.now
         payload = work.bundle.payload
         if accepted:  # the configuration as it arrived: stored once, named by every transfer
-            documents.store(ctx, work.bundle.config_json, work.bundle.config_digest)
+            # (looked up by the run's first batch only: then it is known to be stored)
+            documents.store_many(
+                ctx, {work.bundle.config_digest: work.bundle.config_json}, known=self.stored
+            )
+            self.stored.add(work.bundle.config_digest)
         ids = transfers.insert_many(
             ctx,
             [
@@ -721,11 +739,13 @@ class _Batch:
                     data=a.shared.result,
                     # a delta from the tenant's own base (its changes and the template's
                     # change), else from the template as it arrived
-                    near=(*a.roots, work.bundle.config_digest),
+                    near=(a.root, work.bundle.config_digest),
+                    base_root=a.root,
                 )
                 for transfer_id, a in applied
             ],
             checked=True,
+            stored=self.stored,
         )
         crashpoint("rollout.batch.after_versions")
         events, lineages = [], []
@@ -794,8 +814,15 @@ class _Batch:
 
 
 def _batch(
-    app: Provisioner, work: _Work, target_ids: Sequence[int], shared: dict[str, _Shared]
+    app: Provisioner,
+    work: _Work,
+    target_ids: Sequence[int],
+    shared: dict[_PlanKey, _Shared],
+    stored: set[str],
 ) -> list[tuple[str, str]]:
+    """One batch in one transaction. ``stored``: digests of documents committed batches
+    stored or found stored; this batch's are added once it has committed."""
+    found = set(stored)
     with app.transaction() as ctx:
         ctx.enter_operator("write")  # the batch is cross-tenant: its targets' rows, together
         rows = list(
@@ -806,7 +833,9 @@ def _batch(
                 .with_for_update()
             )
         )
-        return _Batch(ctx, work, shared).run(rows) if rows else []
+        done = _Batch(ctx, work, shared, found).run(rows) if rows else []
+    stored |= found  # committed: a stored document is never removed
+    return done
 
 
 # --------------------------------------------------------------------------- process
@@ -874,13 +903,14 @@ def process(
                 )
             ).all()
         )
-    shared: dict[str, _Shared] = {}
+    shared: dict[_PlanKey, _Shared] = {}
+    stored: set[str] = set()  # documents committed batches stored or found stored
     for chunk in _chunks(pending, batch_size):
         published = [tid for tid, uses_key in chunk if not uses_key]
         done: list[tuple[str, str]] = []
         if published:
             try:
-                done = _batch(app, work, published, shared)
+                done = _batch(app, work, published, shared, stored)
             except Exception as exc:  # isolate whatever it was: the targets go one by one
                 stop = _interruption(exc)
                 if stop is not None:  # not a failure: the person stopped the run
