@@ -45,6 +45,7 @@ if str(ROOT) not in sys.path:  # the bench package; provisioner as installed whe
 
 from bench.bench_core import (  # noqa: E402
     DOC_PATH,
+    app_engine,
     machine,
     parse_args,
     postgres_url,
@@ -53,8 +54,6 @@ from bench.bench_core import (  # noqa: E402
     write_section,
 )
 from provisioner.clock import SystemClock  # noqa: E402
-from provisioner.db import migrate  # noqa: E402
-from provisioner.db.engine import make_engine  # noqa: E402
 from provisioner.db.models import AuditEvent, ConfigVersion, Tenant, Transfer  # noqa: E402
 from provisioner.security.keystore import MasterKey  # noqa: E402
 from provisioner.services import actors, configs, signing, tenants, transfers  # noqa: E402
@@ -68,8 +67,7 @@ PG_BENCH_DB = "rollout_bench"  # its own database: other benchmarks may run at t
 
 
 def setup(url: str, n: int) -> Provisioner:
-    engine = make_engine(url)
-    migrate.upgrade(engine)
+    engine = app_engine(url)  # PostgreSQL: the runtime role, under row-level security
     app = Provisioner(engine, master_key=MasterKey(bytes(range(32))), clock=SystemClock())
     with app.transaction() as ctx:
         tenants.create(ctx, "hq", name="本部")
