@@ -77,7 +77,7 @@ def main() -> None:
             after = _backend_cpu(app)
             spent["server"] = sum(cpu - server.get(pid, 0.0) for pid, cpu in after.items())
 
-    rollout.process = process  # type: ignore[assignment]  # measured in place
+    rollout.process = process  # measured in place
     print(f"measuring {Path(str(rollout.__file__)).parents[3]}", flush=True)
     for backend in ["sqlite", "postgresql"] if args.db == "both" else [args.db]:
         source = sqlite_url() if backend == "sqlite" else postgres_url("rollout_cpu_bench")
