@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import text
+import pytest
+from sqlalchemy import Engine, text
 
 from provisioner.db.engine import make_engine
 from provisioner.services.actors import Actor
@@ -131,31 +132,32 @@ def one_of_each(world: World, actor: Actor) -> dict[str, int]:
 
 
 @contextmanager
-def plain_role_app(world: World, prefix: str) -> Iterator[Provisioner]:
-    """The world's services connected as a fresh PostgreSQL login role that is neither
-    superuser nor table owner (so row-level security applies); the role is dropped after."""
-    url = world.app.engine.url
-    role = f"{prefix}_{url.database}"[:60]
-    with world.app.engine.connect() as conn:
-        conn.execute(
-            text(
-                f'DO $$ BEGIN CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB; '
-                "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
-            )
-        )
-        conn.execute(
-            text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"')
-        )
-        conn.execute(text(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))
-        conn.commit()
-    engine = make_engine(
-        url.set(username=role, password=None).render_as_string(hide_password=False)
-    )
+def owner_engine(world: World, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """An engine connected as the schema's owner, for what only it may do (migrations,
+    DDL): on PostgreSQL the test database's owner, on SQLite the world's own engine.
+    The services run as the runtime role (``world.app``), under row-level security."""
+    if world.app.engine.dialect.name != "postgresql":
+        yield world.app.engine
+        return
+    engine = make_engine(request.getfixturevalue("postgres_owner_url"))
     try:
-        yield Provisioner(engine, master_key=world.app.master_key, clock=world.app.clock)
+        yield engine
     finally:
         engine.dispose()
-        with world.app.engine.connect() as conn:
-            conn.execute(text(f'DROP OWNED BY "{role}"'))
-            conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
-            conn.commit()
+
+
+@contextmanager
+def runtime_app(world: World) -> Iterator[Provisioner]:
+    """The world's services, checked to be connected as a plain role that row-level
+    security binds: neither superuser nor BYPASSRLS nor the tables' owner (the suite's
+    runtime role, see tests/conftest.py)."""
+    with world.app.engine.connect() as conn:
+        superuser, bypass, owns = conn.execute(
+            text(
+                "SELECT r.rolsuper, r.rolbypassrls, (SELECT tableowner FROM pg_tables "
+                "WHERE tablename = 'crm_contacts') = current_user "
+                "FROM pg_roles r WHERE r.rolname = current_user"
+            )
+        ).one()
+    assert (superuser, bypass, owns) == (False, False, False)
+    yield world.app

@@ -3,8 +3,8 @@
 A role under row-level security may not ``COPY FROM`` into a tenant table, so
 :func:`bulk.insert_rows` copies into a temporary table of the transaction
 and moves the rows with one ``INSERT ... SELECT``, which the policies check like
-any INSERT. These tests run the services as a plain login role (neither superuser
-nor table owner).
+any INSERT. These tests run the services as the suite's runtime role (neither
+superuser nor table owner: ``runtime_app`` checks it).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from sqlalchemy import Connection, Table, text
 
 from provisioner.db import bulk
 from provisioner.db.crm_models import CrmChange
+from provisioner.db.tenancy import set_operator
 from provisioner.services.crm import csvio, scope, search
 from provisioner.services.crm.search import Query
-from tests.crm.helpers import configured, plain_role_app
+from tests.crm.helpers import configured, runtime_app
 from tests.support import World
 
 GOOD = (
@@ -66,7 +67,7 @@ def test_staged_rows_of_another_tenant_are_refused(world: World) -> None:
     configured(world, "acme")
     configured(world, "other")
     acme, other = world.actor("acme"), world.actor("other")
-    with plain_role_app(world, "stg") as app:
+    with runtime_app(world) as app:
         with app.transaction() as ctx:
             scope.enter(ctx, acme)
             conn = ctx.session.connection()
@@ -86,7 +87,8 @@ def test_staged_rows_of_another_tenant_are_refused(world: World) -> None:
             conn = ctx.session.connection()
             assert _staging_tables(conn) == 0
             assert conn.scalar(text("SELECT count(*) FROM crm_changes WHERE actor = 'probe'")) == 0
-    with world.app.engine.connect() as conn:  # as the owner: every tenant's rows
+    with world.app.engine.begin() as conn:
+        set_operator(conn, "read")  # every tenant's rows
         assert conn.execute(
             text("SELECT tenant_id, record_id FROM crm_changes WHERE actor = 'probe'")
         ).all() == [(acme.tenant_id, 3)]
@@ -97,7 +99,7 @@ def test_an_import_as_the_plain_role_writes_only_its_tenant(world: World) -> Non
     configured(world, "acme")
     configured(world, "other")
     acme, other = world.actor("acme"), world.actor("other")
-    with plain_role_app(world, "imq") as app:
+    with runtime_app(world) as app:
         with app.transaction() as ctx:
             report = csvio.import_customers(ctx, acme, GOOD.encode())
             assert _staging_tables(ctx.session.connection()) == 0
@@ -111,7 +113,8 @@ def test_an_import_as_the_plain_role_writes_only_its_tenant(world: World) -> Non
             conn = ctx.session.connection()
             with pytest.raises(Exception, match="row-level security"):
                 bulk.insert_rows(conn, _changes(), COLUMNS, [_change(acme.tenant_id, 9)])
-    with world.app.engine.connect() as conn:
+    with world.app.engine.begin() as conn:
+        set_operator(conn, "read")  # every tenant's rows
         counts = {
             t: n
             for t, n in conn.execute(

@@ -12,7 +12,7 @@ import pytest
 from provisioner.errors import PermissionDenied, ValidationFailed
 from provisioner.services.crm import csvio, records, search
 from provisioner.services.crm.search import Query
-from tests.crm.helpers import configured, plain_role_app
+from tests.crm.helpers import configured, runtime_app
 from tests.support import World
 
 GOOD = (
@@ -184,6 +184,7 @@ def _both_paths(world: World, header: list[str], body: list[list[str]]) -> int:
     with world.app.transaction() as ctx:
         from provisioner.services.crm import scope
 
+        scope.enter(ctx, actor)
         doc = scope.config(ctx, actor.tenant_id)
         keys, problems = csvio._header_map(doc, header)
         assert not problems
@@ -313,7 +314,7 @@ def test_an_import_as_a_role_under_row_level_security_inserts_instead_of_copying
     from provisioner.db import bulk
 
     configured(world)
-    with plain_role_app(world, "imp") as app:
+    with runtime_app(world) as app:
         actor = world.actor("acme")
         with app.transaction() as ctx:
             assert bulk.copy_mode(ctx.session.connection(), "crm_contacts") == "staged"

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from alembic import command
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
 from provisioner.db import migrate
+from provisioner.db.tenancy import set_operator
 from provisioner.services.crm import derived, seed
-from tests.crm.helpers import configured
+from tests.crm.helpers import configured, owner_engine
 from tests.support import World
 
 
@@ -51,41 +53,53 @@ def _snapshot(conn: Connection, tenant_id: int) -> dict[str, Any]:
     }
 
 
-def _back_to_0002(world: World) -> None:
+def _back_to_0002(owner: Engine) -> None:
     cfg = migrate.alembic_config()
-    with world.app.engine.begin() as conn:
+    with owner.begin() as conn:
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, "0002_crm")
 
 
-def test_the_migrations_leave_derived_data_to_init(world: World) -> None:
+def test_the_migrations_leave_derived_data_to_init(
+    world: World, request: pytest.FixtureRequest
+) -> None:
+    """The migrations run as the schema's owner; the rebuild is then run again as the
+    runtime role (PostgreSQL: neither superuser nor owner, under forced row-level
+    security, as a non-superuser owner is too): the same derived data."""
     configured(world)
     admin = world.actor("acme")
     with world.app.transaction() as ctx:
         seed.seed_contacts(ctx, admin, 40, seed=5)
-    _back_to_0002(world)
+    with owner_engine(world, request) as owner:
+        _check_migrations(world, owner, admin.tenant_id)
+
+
+def _check_migrations(world: World, owner: Engine, tenant_id: int) -> None:
+    _back_to_0002(owner)
 
     # the migrations alone: the tables exist, empty, and the derived data is named
-    assert migrate.upgrade(world.app.engine).rebuilt == {
+    assert migrate.upgrade(owner).rebuilt == {
         derived.SEARCH_INDEX,
         derived.TALLIES,
         derived.COMPANY_INDEX,
     }
     with world.app.engine.begin() as conn:
-        empty = _snapshot(conn, admin.tenant_id)
+        empty = _snapshot(conn, tenant_id)
     assert empty == {"grams": [], "tallies": [], "company_grams": []}
-    assert migrate.upgrade(world.app.engine).rebuilt == set()  # at the heads: none
+    assert migrate.upgrade(owner).rebuilt == set()  # at the heads: none
 
     # init: the same migrations, then today's rebuild in their transaction
-    _back_to_0002(world)
-    world.app.migrate()
-    with world.app.engine.begin() as conn:
-        after_init = _snapshot(conn, admin.tenant_id)
+    _back_to_0002(owner)
+    migrate.upgrade(owner, rebuild=derived.rebuild)  # what provisioner init runs
+    with world.app.engine.begin() as conn:  # as the runtime role
+        after_init = _snapshot(conn, tenant_id)
+        set_operator(conn, "write")  # every tenant's derived rows
         conn.execute(text("DELETE FROM crm_search_grams"))
         conn.execute(text("DELETE FROM crm_tallies"))
         conn.execute(text("DELETE FROM crm_company_grams"))
+        set_operator(conn, "")
         derived.rebuild(conn, {derived.SEARCH_INDEX, derived.TALLIES, derived.COMPANY_INDEX})
-        rebuilt = _snapshot(conn, admin.tenant_id)
+        rebuilt = _snapshot(conn, tenant_id)
     assert after_init["grams"]
     assert after_init["tallies"]
     assert after_init["company_grams"]  # the companies the sample data made

@@ -1,9 +1,9 @@
 """PostgreSQL row-level security on every CRM table, proven with a non-owner role.
 
-The test set-up migrates as a superuser (the table owner, which RLS would not
-bind without FORCE). These tests prove the policies with a role that is neither
-superuser nor table owner: a bare query without the tenant setting sees no rows,
-and the application itself, connected as such a role, works tenant by tenant.
+The test set-up migrates as the schema's owner and runs the services as the
+suite's runtime role, which is neither superuser nor table owner (``runtime_app``
+checks it): a bare query without the tenant setting sees no rows, and the
+application itself works tenant by tenant.
 """
 
 from __future__ import annotations
@@ -15,11 +15,8 @@ from provisioner.db.crm_models import CRM_SEARCH_TABLES, CRM_TENANT_TABLES
 from provisioner.errors import NotFound
 from provisioner.services.crm import csvio, impact, records, search, seed
 from provisioner.services.crm.search import Query
-from tests.crm.helpers import configured, make, plain_role_app
+from tests.crm.helpers import configured, make, runtime_app
 from tests.support import World
-
-ROLE = "provisioner_rls_probe"
-
 
 def _postgres_only(world: World) -> None:
     if world.app.engine.dialect.name != "postgresql":
@@ -35,13 +32,15 @@ def test_every_crm_table_has_forced_row_level_security(world: World) -> None:
         rows = conn.execute(
             text(
                 "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, "
-                "(SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) "
+                "(SELECT array_agg(p.polname::text ORDER BY p.polname) FROM pg_policy p "
+                "WHERE p.polrelid = c.oid) "
                 "FROM pg_class c WHERE c.relname = ANY(:names)"
             ),
             {"names": [*CRM_TENANT_TABLES, *CRM_SEARCH_TABLES]},
         ).all()
     assert sorted(r[0] for r in rows) == sorted([*CRM_TENANT_TABLES, *CRM_SEARCH_TABLES])
-    assert all(r[1] and r[2] and r[3] == 1 for r in rows), rows
+    policies = ["operator_read", "operator_write", "tenant_isolation"]
+    assert all(r[1] and r[2] and r[3] == policies for r in rows), rows
 
 
 def test_a_non_owner_role_sees_no_rows_without_the_tenant_setting(world: World) -> None:
@@ -52,44 +51,29 @@ def test_a_non_owner_role_sees_no_rows_without_the_tenant_setting(world: World) 
     with world.app.transaction() as ctx:
         seed.seed_contacts(ctx, acme, 30, seed=1)
         seed.seed_contacts(ctx, other, 20, seed=2)
-    with world.app.engine.connect() as conn:
+    with runtime_app(world) as app, app.engine.connect() as conn, conn.begin():
+        for table in CRM_TENANT_TABLES:
+            assert conn.scalar(text(f"SELECT count(*) FROM {table}")) == 0, table
         conn.execute(
-            text(
-                f"DO $$ BEGIN CREATE ROLE {ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS; "
-                "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
-            )
+            text("SELECT set_config('provisioner.tenant_id', :t, true)"),
+            {"t": str(acme.tenant_id)},
         )
-        conn.execute(text(f"GRANT SELECT, INSERT ON {', '.join(CRM_TENANT_TABLES)} TO {ROLE}"))
-        conn.execute(text(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {ROLE}"))
-        conn.commit()
-        with conn.begin():
-            conn.execute(text(f"SET LOCAL ROLE {ROLE}"))
-            assert conn.scalar(text("SELECT current_user")) == ROLE
-            for table in CRM_TENANT_TABLES:
-                assert conn.scalar(text(f"SELECT count(*) FROM {table}")) == 0, table
+        assert conn.scalar(text("SELECT count(*) FROM crm_contacts")) == 30
+        assert (
+            conn.scalar(
+                text("SELECT count(*) FROM crm_contacts WHERE tenant_id <> :t"),
+                {"t": acme.tenant_id},
+            )
+            == 0
+        )
+        with pytest.raises(Exception, match="row-level security"), conn.begin_nested():
             conn.execute(
-                text("SELECT set_config('provisioner.tenant_id', :t, true)"),
-                {"t": str(acme.tenant_id)},
+                text(
+                    "INSERT INTO crm_access_log (tenant_id, at, actor, kind, subject, "
+                    "details) VALUES (:t, now(), 'x', 'login', '', '{}')"
+                ),
+                {"t": other.tenant_id},
             )
-            assert conn.scalar(text("SELECT count(*) FROM crm_contacts")) == 30
-            assert (
-                conn.scalar(
-                    text("SELECT count(*) FROM crm_contacts WHERE tenant_id <> :t"),
-                    {"t": acme.tenant_id},
-                )
-                == 0
-            )
-            with pytest.raises(Exception, match="row-level security"), conn.begin_nested():
-                conn.execute(
-                    text(
-                        "INSERT INTO crm_access_log (tenant_id, at, actor, kind, subject, "
-                        "details) VALUES (:t, now(), 'x', 'login', '', '{}')"
-                    ),
-                    {"t": other.tenant_id},
-                )
-        with conn.begin():
-            conn.execute(text(f"REVOKE ALL ON {', '.join(CRM_TENANT_TABLES)} FROM {ROLE}"))
-            conn.execute(text(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {ROLE}"))
 
 
 def test_the_application_works_as_a_non_superuser_non_owner_role(world: World) -> None:
@@ -101,17 +85,7 @@ def test_the_application_works_as_a_non_superuser_non_owner_role(world: World) -
     theirs = make(
         world, other, "contact", {"name": "他社 顧客", "memo_2": "gold", "phone": "03-5555-0000"}
     )
-    with plain_role_app(world, "app") as app:
-        with app.engine.connect() as conn:
-            superuser, bypass, owner = conn.execute(
-                text(
-                    "SELECT r.rolsuper, r.rolbypassrls, "
-                    "(SELECT tableowner FROM pg_tables WHERE tablename = 'crm_contacts') "
-                    "FROM pg_roles r WHERE r.rolname = current_user"
-                )
-            ).one()
-        assert (superuser, bypass) == (False, False)
-        assert owner != app.engine.url.username
+    with runtime_app(world) as app:
         with app.transaction() as ctx:
             mine = records.create(
                 ctx,
@@ -155,7 +129,7 @@ def test_a_read_only_lookup_ends_its_transaction_and_what_follows_is_scoped_agai
     mine = make(
         world, acme, "contact", {"name": "自社", "phone": "03-7777-0000", "log_personal_info": True}
     )
-    with plain_role_app(world, "ro") as app:
+    with runtime_app(world) as app:
         with app.transaction(read_only=True) as ctx:
             card = search.lookup(ctx, acme, "0377770000")
             assert (card["contact"]["id"], card["other_matches"]) == (mine["id"], [])

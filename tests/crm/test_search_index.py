@@ -17,12 +17,21 @@ import pytest
 from sqlalchemy import Connection, select, text
 
 from provisioner.db.crm_models import CrmContact, CrmSearchGram
+from provisioner.db.tenancy import set_tenant
 from provisioner.services.actors import Actor
-from provisioner.services.crm import bulk, csvio, records, search, search_index, seed
+from provisioner.services.crm import (
+    bulk,
+    csvio,
+    derived,
+    records,
+    search,
+    search_index,
+    seed,
+)
 from provisioner.services.crm.search import Query
 from provisioner.services.crm.search_index import codec, gram_keys, pending, query
 from provisioner.services.crm.text import search_key
-from tests.crm.helpers import configured, make
+from tests.crm.helpers import configured, make, owner_engine
 from tests.support import World
 
 KANJI = "田中山本佐藤鈴木高橋伊渡辺小林加吉井上森池石川東京都大阪府渋谷区千代商事株式会社"
@@ -48,6 +57,7 @@ def _contact(rng: random.Random) -> dict[str, object]:
 
 def _stored(world: World, actor: Actor) -> dict[int, str]:
     with world.app.transaction() as ctx:
+        ctx.enter_tenant(actor.tenant_id)
         return {
             i: t
             for i, t in ctx.session.execute(
@@ -67,11 +77,7 @@ def _assert_index_exact(world: World, actor: Actor) -> dict[int, str]:
             expected[gram].add(contact_id)
     actual: dict[str, set[int]] = defaultdict(set)
     with world.app.transaction() as ctx:
-        if world.app.engine.dialect.name == "postgresql":
-            ctx.session.execute(
-                text("SELECT set_config('provisioner.tenant_id', :t, true)"),
-                {"t": str(actor.tenant_id)},
-            )
+        ctx.enter_tenant(actor.tenant_id)
         for row in ctx.session.scalars(
             select(CrmSearchGram).where(CrmSearchGram.tenant_id == actor.tenant_id)
         ):
@@ -110,6 +116,7 @@ def _pending_rows(conn: Connection, tenant_id: int) -> list[tuple[int, list[str]
 
 def _like(world: World, actor: Actor, terms: list[str], match: str = "all") -> list[int]:
     with world.app.transaction() as ctx:
+        ctx.enter_tenant(actor.tenant_id)
         conditions = [
             CrmContact.search_text.like(
                 "%" + t.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%", escape="/"
@@ -253,6 +260,7 @@ def test_a_picklist_remap_keeps_the_index_exact(world: World) -> None:
     admin = world.actor("acme")
     contact = make(world, admin, "contact", {"name": "検索 太郎", "memo_2": "gold"})
     with world.app.transaction() as ctx:
+        ctx.enter_tenant(admin.tenant_id)
         records.refresh_search_text(ctx, admin.tenant_id, [contact["id"]])
         ctx.session.execute(
             CrmContact.__table__.update()
@@ -284,8 +292,10 @@ def test_the_index_is_per_tenant(world: World) -> None:
         assert search.search(ctx, admin, Query(q="田中")).total == 1
         assert search.search(ctx, other, Query(q="田中")).total == 0
         for actor in (admin, other):  # the single writes' log written into the sets
-            search_index.fold(ctx.session.connection(), actor.tenant_id)
-        owners = set(ctx.session.scalars(select(CrmSearchGram.tenant_id).distinct()))
+            with ctx.tenant_scope(actor.tenant_id):
+                search_index.fold(ctx.session.connection(), actor.tenant_id)
+        with ctx.operator("read"):  # every tenant's index rows
+            owners = set(ctx.session.scalars(select(CrmSearchGram.tenant_id).distinct()))
     assert owners == {admin.tenant_id}
 
 
@@ -312,6 +322,7 @@ def test_paging_sorting_and_other_conditions_use_the_same_rows(world: World) -> 
     tokyo = sorted((i for i, t in texts.items() if "東京都" in t), reverse=True)
     assert [i["id"] for i in long_back.items] == tokyo[2:6]
     with world.app.transaction() as ctx:
+        ctx.enter_tenant(admin.tenant_id)
         checked = set(
             ctx.session.scalars(
                 select(CrmContact.id).where(
@@ -359,45 +370,33 @@ def test_row_level_security_covers_the_index(world: World) -> None:
     with world.app.transaction() as ctx:  # bulk: written to the sets
         seed.seed_contacts(ctx, world.actor("acme"), 3, seed=5)
     make(world, world.actor("acme"), "contact", {"name": "田中"})  # single: to the log
-    role = "provisioner_search_probe"
-    with world.app.engine.connect() as conn:
-        conn.execute(
-            text(
-                f"DO $$ BEGIN CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS; "
-                "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
-            )
-        )
-        conn.execute(text(f"GRANT SELECT ON crm_search_grams, crm_search_pending TO {role}"))
-        conn.commit()
-        with conn.begin():
-            for table in ("crm_search_grams", "crm_search_pending"):
-                flags = conn.execute(
-                    text(
-                        "SELECT relrowsecurity, relforcerowsecurity FROM pg_class "
-                        "WHERE relname = :r"
-                    ),
-                    {"r": table},
-                ).one()
-                assert tuple(flags) == (True, True), table
-            assert (
-                conn.scalar(
-                    text(  # positioned trigrams are read by code-point range
-                        "SELECT collation_name FROM information_schema.columns "
-                        "WHERE table_name = 'crm_search_grams' AND column_name = 'gram'"
-                    )
+    with world.app.engine.connect() as conn, conn.begin():  # as the runtime role
+        for table in ("crm_search_grams", "crm_search_pending"):
+            flags = conn.execute(
+                text("SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = :r"),
+                {"r": table},
+            ).one()
+            assert tuple(flags) == (True, True), table
+        assert (
+            conn.scalar(
+                text(  # positioned trigrams are read by code-point range
+                    "SELECT collation_name FROM information_schema.columns "
+                    "WHERE table_name = 'crm_search_grams' AND column_name = 'gram'"
                 )
-                == "C"
             )
-            assert conn.scalar(text("SELECT count(*) FROM crm_search_grams")) > 0
-            assert conn.scalar(text("SELECT count(*) FROM crm_search_pending")) == 1
-            conn.execute(text(f"SET LOCAL ROLE {role}"))
-            assert conn.scalar(text("SELECT count(*) FROM crm_search_grams")) == 0
-            assert conn.scalar(text("SELECT count(*) FROM crm_search_pending")) == 0
-        with conn.begin():
-            conn.execute(text(f"REVOKE ALL ON crm_search_grams, crm_search_pending FROM {role}"))
+            == "C"
+        )
+        # no tenant set: none of the index's rows
+        assert conn.scalar(text("SELECT count(*) FROM crm_search_grams")) == 0
+        assert conn.scalar(text("SELECT count(*) FROM crm_search_pending")) == 0
+        set_tenant(conn, world.actor("acme").tenant_id)
+        assert conn.scalar(text("SELECT count(*) FROM crm_search_grams")) > 0
+        assert conn.scalar(text("SELECT count(*) FROM crm_search_pending")) == 1
 
 
-def test_the_migration_builds_the_index_of_existing_contacts(world: World) -> None:
+def test_the_migration_builds_the_index_of_existing_contacts(
+    world: World, request: pytest.FixtureRequest
+) -> None:
     from alembic import command
 
     from provisioner.db import migrate
@@ -408,11 +407,13 @@ def test_the_migration_builds_the_index_of_existing_contacts(world: World) -> No
         seed.seed_contacts(ctx, admin, 120, seed=3)
     before = _assert_index_exact(world, admin)
     cfg = migrate.alembic_config()
-    with world.app.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0002_crm")
-    assert "0004_search_index" not in migrate.current(world.app.engine)
-    world.app.migrate()  # provisioner init: the migrations, then the derived data
+    with owner_engine(world, request) as owner:  # migrations: as the schema's owner
+        with owner.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0002_crm")
+        assert "0004_search_index" not in migrate.current(world.app.engine)
+        # provisioner init: the migrations, then the derived data
+        migrate.upgrade(owner, rebuild=derived.rebuild)
     assert _assert_index_exact(world, admin) == before
     with world.app.transaction() as ctx:
         assert search.search(ctx, admin, Query(q="田")).total == sum(

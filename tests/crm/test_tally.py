@@ -12,13 +12,14 @@ import copy
 import random
 from typing import Any
 
+import pytest
 from sqlalchemy import select, text
 
 from provisioner.db import migrate
 from provisioner.services.actors import Actor
-from provisioner.services.crm import bulk, csvio, impact, records, seed, tally
+from provisioner.services.crm import bulk, csvio, derived, impact, records, seed, tally
 from provisioner.services.crm.search import Query
-from tests.crm.helpers import configured
+from tests.crm.helpers import configured, owner_engine
 from tests.support import World
 
 KINDS = ("phone", "email", "visit", "store", "other", "")
@@ -229,6 +230,7 @@ def _step(world: World, rng: random.Random, actor: Actor) -> str:
 def world_config(ctx: Any, actor: Actor) -> dict[str, Any]:
     from provisioner.services.crm import scope
 
+    scope.enter(ctx, actor)
     return scope.config(ctx, actor.tenant_id).model_dump(mode="json")
 
 
@@ -362,7 +364,9 @@ def test_impact_from_counts_equals_the_scan_on_odd_data(world: World) -> None:
             )
 
 
-def test_the_migration_counts_existing_records(world: World) -> None:
+def test_the_migration_counts_existing_records(
+    world: World, request: pytest.FixtureRequest
+) -> None:
     from alembic import command
 
     actors = _both(world)
@@ -377,11 +381,13 @@ def test_the_migration_counts_existing_records(world: World) -> None:
             _scope(ctx, actor.tenant_id)
             before[actor.tenant_id] = tally.stored(ctx.session.connection(), actor.tenant_id)
     cfg = migrate.alembic_config()
-    with world.app.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0005_stored_sizes")
-    assert "0006_crm_tallies" not in migrate.current(world.app.engine)
-    world.app.migrate()  # provisioner init: the migrations, then the derived data
+    with owner_engine(world, request) as owner:  # migrations: as the schema's owner
+        with owner.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0005_stored_sizes")
+        assert "0006_crm_tallies" not in migrate.current(world.app.engine)
+        # provisioner init: the migrations, then the derived data
+        migrate.upgrade(owner, rebuild=derived.rebuild)
     _assert_exact(world, actors)
     with world.app.transaction() as ctx:
         for actor in actors:

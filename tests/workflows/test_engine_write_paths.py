@@ -270,7 +270,7 @@ def test_rules_run_under_row_level_security_as_a_plain_role(world: World) -> Non
     stay in the tenant (every new table is under forced RLS)."""
     if world.app.engine.dialect.name != "postgresql":
         pytest.skip("row-level security is a PostgreSQL feature")
-    from tests.crm.helpers import plain_role_app
+    from tests.crm.helpers import runtime_app
 
     with_rules(
         world,
@@ -283,7 +283,7 @@ def test_rules_run_under_row_level_security_as_a_plain_role(world: World) -> Non
         ),
     )
     with_rules(world, slug="other")
-    with plain_role_app(world, "wf_rls") as app:
+    with runtime_app(world) as app:
         with app.transaction() as ctx:
             saved = records.create(
                 ctx, world.actor("acme"), "contact", {"name": "金", "memo_2": "gold"}

@@ -21,28 +21,28 @@ KNOWN = frozenset({SEARCH_INDEX, TALLIES, COMPANY_INDEX})
 
 
 def rebuild(conn: Connection, names: set[str]) -> None:
-    """Build the named derived data of every tenant (tables empty, as a migration left them)."""
+    """Build the named derived data of every tenant (tables empty, as a migration left them).
+
+    Tenant by tenant, each in its own scope: on PostgreSQL the tables are under forced
+    row-level security, which binds their owner too (unless a superuser), so the
+    tenants are listed from ``tenants`` (no tenant's rows) and each one's records read
+    with ``provisioner.tenant_id`` set to it.
+    """
     unknown = set(names) - KNOWN
     if unknown:
         raise ValueError(f"unknown derived data {sorted(unknown)}")
-    if SEARCH_INDEX in names:
-        for (tenant_id,) in conn.execute(
-            text("SELECT DISTINCT tenant_id FROM crm_contacts ORDER BY tenant_id")
-        ).all():
-            set_tenant(conn, tenant_id)  # row-level security: the tenant's rows only
+    tenant_ids = [t for (t,) in conn.execute(text("SELECT id FROM tenants ORDER BY id")).all()]
+    for tenant_id in tenant_ids:
+        set_tenant(conn, tenant_id)  # row-level security: the tenant's rows only
+        if SEARCH_INDEX in names:
             rows = conn.execute(
                 text("SELECT id, search_text FROM crm_contacts WHERE tenant_id = :t ORDER BY id"),
                 {"t": tenant_id},
             ).all()
-            search_index.index_new(conn, tenant_id, [(i, s) for i, s in rows])
-    if COMPANY_INDEX in names:  # (0016_crm_jobs) search text and grams of every company
-        for (tenant_id,) in conn.execute(
-            text("SELECT DISTINCT tenant_id FROM crm_companies ORDER BY tenant_id")
-        ).all():
-            set_tenant(conn, tenant_id)
+            if rows:
+                search_index.index_new(conn, tenant_id, [(i, s) for i, s in rows])
+        if COMPANY_INDEX in names:  # (0016_crm_jobs) search text and grams of every company
             company_search.rebuild(conn, tenant_id)
-    if TALLIES in names:
-        for (tenant_id,) in conn.execute(text("SELECT id FROM tenants ORDER BY id")).all():
-            set_tenant(conn, tenant_id)
+        if TALLIES in names:
             tally.rebuild(conn, tenant_id)
     set_tenant(conn, None)
