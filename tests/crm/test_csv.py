@@ -428,6 +428,7 @@ def test_the_change_log_of_an_import_is_its_reference_rows(world: World) -> None
     changes = CrmChange.__table__
     assert isinstance(changes, Table)
     with world.app.transaction() as ctx:
+        ctx.enter_tenant(actor.tenant_id)
         ids = list(
             ctx.session.scalars(
                 select(CrmContact.id)

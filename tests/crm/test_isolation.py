@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import ExitStack
 
 import pytest
 from sqlalchemy import func, select
@@ -146,7 +147,11 @@ def _valid(type_name: str, data: Mapping[str, object]) -> dict[str, object]:
 
 def _counts(world: World, tenant_id: int | None = None) -> dict[str, int]:
     """Rows per CRM table (of one tenant, or all)."""
-    with world.app.transaction() as ctx:
+    with world.app.transaction() as ctx, ExitStack() as scoped:
+        if tenant_id is None:
+            scoped.enter_context(ctx.operator("read"))  # every tenant's rows
+        else:
+            ctx.enter_tenant(tenant_id)
         out = {}
         for name in CRM_TENANT_TABLES:
             table = metadata.tables[name]

@@ -323,6 +323,7 @@ def _stored(
     world: World, tenant_id: int
 ) -> tuple[dict[int, str], dict[tuple[str, int], tuple[int, bytes]]]:
     with world.app.transaction() as ctx:
+        ctx.enter_tenant(tenant_id)
         conn = ctx.session.connection()
         texts = {
             i: t

@@ -205,6 +205,7 @@ def test_objects_in_the_session_see_the_remap(world: World) -> None:
     contact = make(world, admin, "contact", {"name": "検索 太郎", "memo_2": "gold"})
     base = world.config("acme")
     with world.app.transaction() as ctx:
+        ctx.enter_tenant(admin.tenant_id)
         held = ctx.session.get(CrmContact, contact["id"])
         assert held is not None
         assert held.memo_2 == "gold"

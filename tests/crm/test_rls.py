@@ -18,6 +18,7 @@ from provisioner.services.crm.search import Query
 from tests.crm.helpers import configured, make, runtime_app
 from tests.support import World
 
+
 def _postgres_only(world: World) -> None:
     if world.app.engine.dialect.name != "postgresql":
         pytest.skip(

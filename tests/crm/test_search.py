@@ -206,6 +206,7 @@ def test_lookup_card_is_the_same_however_it_is_read(world: World) -> None:
     with world.app.transaction(read_only=True) as ctx:
         card = search.lookup(ctx, admin, "+81 3 1234 5678", codes=True)
         shown = search.lookup(ctx, admin, "+81 3 1234 5678")  # as the screen pop shows it
+        ctx.enter_tenant(admin.tenant_id)  # the lookup's pipelined read ended its scope
         found, activities, purchases = search._lookup_rows(ctx, admin, "0312345678", 5)
     assert (shown["contact"]["memo_2"], shown["contact"]["classifications"]) == (
         "ゴールド",
@@ -256,6 +257,7 @@ def test_search_equals_a_plain_like_scan(world: World) -> None:
         seed.seed_contacts(ctx, admin, 400, seed=7)
         seed.seed_contacts(ctx, other, 100, seed=8)
     with world.app.transaction() as ctx:
+        ctx.enter_tenant(admin.tenant_id)
         rows = ctx.session.execute(
             select(CrmContact.id, CrmContact.search_text).where(
                 CrmContact.tenant_id == admin.tenant_id

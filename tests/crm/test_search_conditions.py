@@ -78,7 +78,7 @@ def _world(world: World, rng: random.Random) -> None:
 
 
 def _rows(world: World) -> tuple[list[Any], dict[int, str], dict[int, list[Any]]]:
-    with world.app.transaction() as ctx:
+    with world.app.transaction() as ctx, ctx.operator("read"):  # the one tenant's rows
         contacts = list(ctx.session.scalars(select(CrmContact).order_by(CrmContact.id)))
         depts = dict(ctx.session.execute(select(CrmDepartment.id, CrmDepartment.name)).all())
         buys: dict[int, list[Any]] = {}

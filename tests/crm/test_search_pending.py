@@ -56,6 +56,7 @@ def _fold(world: World, actor: Actor) -> None:
 
 def _assert_searches_are_scans(world: World, actor: Actor, terms: tuple[str, ...] = TERMS) -> None:
     with world.app.transaction() as ctx:
+        ctx.enter_tenant(actor.tenant_id)
         texts = dict(
             ctx.session.execute(
                 select(CrmContact.id, CrmContact.search_text).where(
@@ -127,6 +128,7 @@ def test_reads_apply_the_log_before_and_after_it_is_folded(world: World) -> None
 
 def _ids(world: World, actor: Actor) -> list[int]:
     with world.app.transaction() as ctx:
+        ctx.enter_tenant(actor.tenant_id)
         return list(
             ctx.session.scalars(
                 select(CrmContact.id).where(CrmContact.tenant_id == actor.tenant_id)
@@ -171,6 +173,7 @@ def test_the_log_is_folded_past_its_bound_and_before_bulk_writes(world: World) -
     assert _logged(world, admin) == 2
     _assert_searches_are_scans(world, admin)
     with world.app.transaction() as ctx:  # more contacts than a single write: to the sets
+        ctx.enter_tenant(admin.tenant_id)
         ids = list(
             ctx.session.scalars(
                 select(CrmContact.id).where(CrmContact.tenant_id == admin.tenant_id)

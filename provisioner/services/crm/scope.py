@@ -73,7 +73,8 @@ def config(ctx: Context, tenant_id: int) -> ConfigDocument:
     session = ctx.session
     if session.autoflush:
         session.flush()  # as session.execute would: a version set in this transaction
-    return document(ctx, session.connection().execute(CURRENT, {"tenant": tenant_id}).first())
+    with ctx.of_tenant(tenant_id):  # the tenant's rows (free when scoped to it already)
+        return document(ctx, session.connection().execute(CURRENT, {"tenant": tenant_id}).first())
 
 
 def document(ctx: Context, row: Any) -> ConfigDocument:
@@ -82,9 +83,11 @@ def document(ctx: Context, row: Any) -> ConfigDocument:
         raise NotFound("the tenant has no configuration")
     doc = _DOCS.get(row.digest)
     if doc is None:
-        version = ctx.session.get(ConfigVersion, (row.tenant_id, row.version))
-        assert version is not None
-        document = documents.version_body(ctx.session, version)
+        # the tenant's row: a pipelined read may have ended the transaction (and its scope)
+        with ctx.of_tenant(row.tenant_id):
+            version = ctx.session.get(ConfigVersion, (row.tenant_id, row.version))
+            assert version is not None
+            document = documents.version_body(ctx.session, version)
         doc = ConfigDocument.model_validate_json(document, strict=False)
         if len(_DOCS) > 256:
             _DOCS.clear()
