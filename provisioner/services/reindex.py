@@ -300,6 +300,7 @@ def refresh(
     result = Refresh(stale, [], [])
     for tenant_id in ids:
         with app.transaction() as ctx:
+            ctx.enter_tenant(tenant_id)  # row-level security: this tenant's rows
             tenant = ctx.session.get_one(Tenant, tenant_id)
             slug = tenant.slug
             before = quotas.usage(ctx, tenant).used_bytes
