@@ -18,8 +18,9 @@ from tests.workflows.helpers import CHECK, GOLD, rule, with_rules
 
 def executions(world: World) -> list[tuple[str, str, int, str]]:
     """(rule, record type, record id, trigger) of each firing logged, in order (a bulk
-    write's row naming several records: one per record, as ``workflow log`` shows it)."""
-    with world.app.transaction() as ctx:
+    write's row naming several records: one per record, as ``workflow log`` shows it);
+    every tenant's, as an operator reads them."""
+    with world.app.transaction() as ctx, ctx.operator("read"):
         return [
             (e.workflow, e.record_type, record_id, e.trigger)
             for e in ctx.session.scalars(select(WfExecution).order_by(WfExecution.id))
@@ -155,6 +156,7 @@ def test_a_failing_action_is_logged_and_the_write_stands(world: World) -> None:
     assert contact["memo_2"] == ""  # 'old' is an inactive picklist value: refused
     assert 7 in contact["checkboxes"]  # the rule's other action ran
     with world.app.transaction() as ctx:
+        ctx.enter_tenant(world.tenant_row("acme").id)
         error = ctx.session.scalar(select(WfExecution.error))
     assert error is not None
     assert "memo_2" in error
