@@ -18,7 +18,7 @@ from alembic import command
 from sqlalchemy import Connection, Engine, text
 
 from provisioner.db import migrate
-from provisioner.db.tenancy import set_operator
+from provisioner.db.tenancy import set_operator, set_tenant
 from provisioner.services.crm import derived, seed
 from tests.crm.helpers import configured, owner_engine
 from tests.support import World
@@ -98,6 +98,7 @@ def _check_migrations(world: World, owner: Engine, tenant_id: int) -> None:
         conn.execute(text("DELETE FROM crm_tallies"))
         conn.execute(text("DELETE FROM crm_company_grams"))
         set_operator(conn, "")
+        set_tenant(conn, None)  # no scope: the rebuild scopes each tenant itself
         derived.rebuild(conn, {derived.SEARCH_INDEX, derived.TALLIES, derived.COMPANY_INDEX})
         rebuilt = _snapshot(conn, tenant_id)
     assert after_init["grams"]
