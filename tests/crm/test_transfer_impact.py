@@ -113,13 +113,13 @@ def test_remap_rewrites_records_in_the_same_transaction(
     assert decision.outcome == "applied"
     assert decision.remapped == {"rank.gold": 3}
     assert _memo2(world, "branch", gold) == ["silver"] * 3
-    other = world.tenant_row("other").id
+    other, branch = world.tenant_row("other").id, world.tenant_row("branch").id
     with world.app.transaction() as ctx:  # the other tenant's gold customer is untouched
         ctx.enter_tenant(other)
         assert ctx.session.scalars(
             select(CrmContact.memo_2).where(CrmContact.tenant_id == other)
         ).all() == ["gold"]
-        ctx.enter_tenant(world.tenant_row("branch").id)  # the event is the receiver's
+        ctx.enter_tenant(branch)  # the event is the receiver's
         event = ctx.session.query(AuditEvent).filter_by(action="transfer:approved").one()
     assert event.details["remapped"] == {"rank.gold": 3}
     assert any("gold" in line for line in event.details["impact"])

@@ -155,8 +155,9 @@ def test_a_failing_action_is_logged_and_the_write_stands(world: World) -> None:
     contact = make(world, world.actor("acme"), "contact", {"name": "失敗"})
     assert contact["memo_2"] == ""  # 'old' is an inactive picklist value: refused
     assert 7 in contact["checkboxes"]  # the rule's other action ran
+    acme = world.tenant_row("acme").id
     with world.app.transaction() as ctx:
-        ctx.enter_tenant(world.tenant_row("acme").id)
+        ctx.enter_tenant(acme)
         error = ctx.session.scalar(select(WfExecution.error))
     assert error is not None
     assert "memo_2" in error
