@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, func, select, text
 
 #: the transaction's tenant, which PostgreSQL's row-level security policies key on
 SET_TENANT = text("SELECT set_config('provisioner.tenant_id', :t, true)")
@@ -50,6 +50,17 @@ def settings_statement(names: tuple[str, ...]) -> Any:
     """One statement setting several ``provisioner.<name>`` values for the transaction."""
     calls = ", ".join(f"set_config('provisioner.{n}', :{n}, true)" for n in names)
     return text(f"SELECT {calls}")
+
+
+def settings_from(**values: Any) -> Any:
+    """A SELECT setting ``provisioner.<name>`` to each SQL expression (NULL: ''), for the
+    rest of the transaction; its row names each value set."""
+    return select(
+        *(
+            func.set_config(f"provisioner.{name}", func.coalesce(value, ""), True).label(name)
+            for name, value in values.items()
+        )
+    )
 
 
 def set_operator(conn: Connection, mode: str) -> None:

@@ -21,10 +21,11 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import String, bindparam, cast, delete, func, select, update
+from sqlalchemy import String, bindparam, cast, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from provisioner.clock import as_utc, format_instant
+from provisioner.db import tenancy
 from provisioner.db.models import Membership, Tenant, Throttle, User
 from provisioner.db.provisioning_models import LoginSession, TenantGroup
 from provisioner.errors import NotFound, PermissionDenied, RateLimited, ValidationFailed
@@ -267,17 +268,9 @@ _SESSION_ACTOR = (
 #: and the request's later statements need no scope of their own. Separate statements:
 #: a setting is read by the statements after the one that sets it.
 _OWNER = select(_S.user_id, _S.tenant_id).where(_S.token_hash == bindparam("token_hash")).subquery()
-_PRESENT_SESSION_OWNER = select(
-    func.set_config(
-        "provisioner.user_id",
-        func.coalesce(select(cast(_OWNER.c.user_id, String)).scalar_subquery(), ""),
-        True,
-    ).label("user_id"),
-    func.set_config(
-        "provisioner.tenant_id",
-        func.coalesce(select(cast(_OWNER.c.tenant_id, String)).scalar_subquery(), ""),
-        True,
-    ).label("tenant_id"),
+_PRESENT_SESSION_OWNER = tenancy.settings_from(
+    user_id=select(cast(_OWNER.c.user_id, String)).scalar_subquery(),
+    tenant_id=select(cast(_OWNER.c.tenant_id, String)).scalar_subquery(),
 )
 
 
