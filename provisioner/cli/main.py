@@ -311,7 +311,8 @@ def _prepare_roles(
 )
 @pass_state
 def reindex(state: State, tenant_slug: str | None, all_tenants: bool, check: bool) -> None:
-    """Rebuild (or --check) derived data: search text and index, tallies, disk usage.
+    """Rebuild (or --check) derived data: search text and index, tallies, disk usage
+    (stored sizes, call bytes).
 
     Run it after an upgrade whose notes say how such data is computed changed. One
     transaction per tenant; a line per tenant as it is done.
@@ -340,7 +341,7 @@ def reindex(state: State, tenant_slug: str | None, all_tenants: bool, check: boo
                     if report.clean
                     else f"{verb}: search text {report.search_text:,}, search index "
                     f"{report.search_index:,} entries, tallies {report.tallies:,}, "
-                    f"stored sizes {report.sizes:,}"
+                    f"stored sizes {report.sizes:,}, call bytes {report.call_bytes:,}"
                 )
             )
     if state.as_json:

@@ -15,7 +15,17 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from provisioner.db.base import Base
@@ -147,6 +157,25 @@ class CallRecord(Base):
     # migration 0011_users: the telephony side's call id; the customer that popped up
     call_ref: Mapped[str | None] = mapped_column(String(100))
     contact_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class CallBytes(Base):
+    """What a tenant's call records take on disk, maintained (migration 0022_call_bytes).
+
+    ``calls``: the tenant's rows of ``call_records``; ``note_bytes``: the UTF-8 bytes of
+    their notes. Disk usage charges ``calls * CALL_RECORD_BYTES + note_bytes``
+    (:mod:`provisioner.services.provisioning.quotas`); every write of call records
+    keeps the row in the same transaction
+    (:mod:`provisioner.services.provisioning.call_usage`).
+    """
+
+    __tablename__ = "call_bytes"
+
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("tenants.id"), primary_key=True, autoincrement=False
+    )
+    calls: Mapped[int] = mapped_column(BigInteger)
+    note_bytes: Mapped[int] = mapped_column(BigInteger)
 
 
 class CtiContract(Base):

@@ -33,9 +33,16 @@ class Actor:
 
 def get_tenant(ctx: Context, slug: str, *, include_cancelled: bool = False) -> Tenant:
     tenant = ctx.session.scalar(select(Tenant).where(Tenant.slug == slug))
-    if tenant is None or (tenant.status == "cancelled" and not include_cancelled):
-        raise NotFound(f"no tenant {slug!r}", hint="'provisioner tenant list' shows the tenants")
+    require_tenant(slug, tenant.status if tenant is not None else None, include_cancelled)
+    assert tenant is not None
     return tenant
+
+
+def require_tenant(slug: str, status: str | None, include_cancelled: bool = False) -> None:
+    """NotFound unless a tenant of that status can be worked on (``status`` None: no
+    such tenant; a cancelled one only with ``include_cancelled``)."""
+    if status is None or (status == "cancelled" and not include_cancelled):
+        raise NotFound(f"no tenant {slug!r}", hint="'provisioner tenant list' shows the tenants")
 
 
 def get_user(ctx: Context, login: str) -> User:

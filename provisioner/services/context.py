@@ -45,7 +45,7 @@ from provisioner.db.models import Tenant
 from provisioner.errors import ConfigurationError
 from provisioner.security.keystore import MasterKey
 from provisioner.services.crm import derived, records
-from provisioner.services.provisioning import quotas
+from provisioner.services.provisioning import call_usage, quotas
 from provisioner.services.transaction import Checks, Context
 
 __all__ = ["Checks", "Context", "Provisioner"]
@@ -88,6 +88,7 @@ class Provisioner:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         # the derived data of record writes (search index, counts) hangs off these sessions
         records.install_maintenance(self._sessions)
+        call_usage.install(self._sessions)  # the disk usage of call records (call_bytes)
         #: cross-cutting checks the services run (see :func:`default_checks`)
         self.checks = default_checks()
 

@@ -11,6 +11,8 @@ again). Per tenant, in one transaction:
   compared with the stored one (as sets of contact ids per gram and block);
 * **company search index** (``crm_companies.search_text``, ``crm_company_grams``);
 * **tallies** (``crm_tallies``): recounted from the tables (``tally.recount``);
+* **call bytes** (``call_bytes``): the calls and note bytes disk usage charges for
+  the call records, recounted from ``call_records`` (``call_usage.recount``);
 * **disk usage**: the stored byte size of every configuration version (the
   UTF-8 bytes of its document) and of every received bundle file.
 
@@ -42,7 +44,7 @@ from provisioner.db.crm_models import CrmCompany, CrmContact, CrmSearchGram
 from provisioner.db.models import ConfigVersion, DerivedData, Tenant, Transfer
 from provisioner.services import documents, tenants, transfers
 from provisioner.services.crm import company_search, records, search_index, tally
-from provisioner.services.provisioning import quotas
+from provisioner.services.provisioning import call_usage, quotas
 from provisioner.services.transaction import Context
 
 if TYPE_CHECKING:
@@ -77,6 +79,8 @@ class Report:
     sizes: int = 0
     #: companies whose search text or grams (``crm_company_grams``) differed
     company_index: int = 0
+    #: 1 if the maintained call figures (``call_bytes``) differed from a recount
+    call_bytes: int = 0
 
     @property
     def clean(self) -> bool:
@@ -86,6 +90,7 @@ class Report:
             or self.tallies
             or self.sizes
             or self.company_index
+            or self.call_bytes
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,6 +130,9 @@ def reindex(ctx: Context, tenant: Tenant, *, check: bool = False) -> Report:
         if report.tallies:
             tally.rebuild(conn, tenant.id)
         report.sizes = _sizes(session, tenant.id)
+        if call_usage.stored(conn, tenant.id) != call_usage.recount(conn, tenant.id):
+            report.call_bytes = 1
+            call_usage.rebuild(conn, tenant.id)
     session.expire_all()
     return report
 

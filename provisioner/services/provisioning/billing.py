@@ -57,7 +57,13 @@ DEFAULT_PRICES: dict[str, int] = {
 
 def price_book(ctx: Context) -> dict[str, int]:
     row = ctx.session.scalar(select(PriceBook).where(PriceBook.name == "default"))
-    return DEFAULT_PRICES | (dict(row.data) if row else {})
+    return prices_of(row.data if row else None)
+
+
+def prices_of(data: Mapping[str, Any] | None) -> dict[str, int]:
+    """The prices of a stored price book's data (None: no book stored): the list
+    prices, as changed by the book."""
+    return DEFAULT_PRICES | dict(data or {})
 
 
 def set_prices(ctx: Context, changes: Mapping[str, Any], *, by: str) -> dict[str, int]:

@@ -40,17 +40,17 @@ the start day or after the cancellation day are recorded but not charged.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 import jpholiday
-from sqlalchemy import or_, select
+from sqlalchemy import Integer, bindparam, or_, select
 
 from provisioner.clock import as_utc, format_instant
 from provisioner.db.crm_models import CrmContact
-from provisioner.db.models import Membership, User
+from provisioner.db.models import Membership, Tenant, User
 from provisioner.db.provisioning_models import (
     BusinessHours,
     CallRecord,
@@ -66,11 +66,11 @@ from provisioner.errors import (
     ValidationFailed,
 )
 from provisioner.services import audit
-from provisioner.services.actors import Actor, get_tenant, require_admin
+from provisioner.services.actors import Actor, get_tenant, require_admin, require_tenant
 from provisioner.services.crm import records, scope, search
 from provisioner.services.crm.text import phone_digits
 from provisioner.services.provisioning import quotas
-from provisioner.services.provisioning.billing import TOKYO, month_bounds, price_book
+from provisioner.services.provisioning.billing import TOKYO, month_bounds, price_book, prices_of
 from provisioner.services.transaction import Context
 
 KINDS = ("customer", "employee", "nuisance")
@@ -133,7 +133,15 @@ def early_cancellation_fee(
     return maintenance_jpy * max(0, last - _month_index(cancelled_on))
 
 
-def in_contract(contract: CtiContract | None, day: date) -> bool:
+@dataclass(frozen=True)
+class Term:
+    """A contract's term as read with other facts (:func:`record_call`)."""
+
+    started_on: date
+    cancelled_on: date | None
+
+
+def in_contract(contract: CtiContract | Term | None, day: date) -> bool:
     """Whether the contract is in force on a (Tokyo) day: from its start to its
     cancellation day, both included. No contract: calls are metered as before."""
     if contract is None:
@@ -237,7 +245,14 @@ def set_business_hours(ctx: Context, actor: Actor, hours: Mapping[int, tuple[str
 
 
 def business_hours(ctx: Context, tenant_id: int) -> dict[int, tuple[str, str]]:
-    rows = ctx.session.scalars(select(BusinessHours).where(BusinessHours.tenant_id == tenant_id))
+    return hours_of(
+        ctx.session.scalars(select(BusinessHours).where(BusinessHours.tenant_id == tenant_id))
+    )
+
+
+def hours_of(rows: Iterable[Any]) -> dict[int, tuple[str, str]]:
+    """A tenant's business hours from its rows (weekday, opens, closes); none configured:
+    :data:`DEFAULT_HOURS`."""
     configured = {r.weekday: (r.opens, r.closes) for r in rows}
     return configured or dict(DEFAULT_HOURS)
 
@@ -273,12 +288,71 @@ def holidays(ctx: Context, tenant_id: int) -> set[date]:
 
 
 def classify(ctx: Context, tenant_id: int, digits: str) -> str:
-    kind = ctx.session.scalar(
-        select(PhoneNumber.kind).where(
-            PhoneNumber.tenant_id == tenant_id, PhoneNumber.number == digits
+    return kind_of(
+        ctx.session.scalar(
+            select(PhoneNumber.kind).where(
+                PhoneNumber.tenant_id == tenant_id, PhoneNumber.number == digits
+            )
         )
     )
-    return kind or "unknown"
+
+
+def kind_of(registered: str | None) -> str:
+    """A caller's classification from its number's registered kind (None: not registered)."""
+    return registered or "unknown"
+
+
+#: what :func:`record_call` reads, in three statements (PostgreSQL: one round trip,
+#: the tenant scope included). Parameters: tenant_id, digits, call_ref.
+_TENANT_ID = bindparam("tenant_id", type_=Integer)
+_CALL_FACTS = select(
+    *quotas.USAGE_COLUMNS,  # the tenant's disk usage and the price book
+    select(Tenant.status).where(Tenant.id == _TENANT_ID).scalar_subquery().label("status"),
+    select(PhoneNumber.kind)
+    .where(PhoneNumber.tenant_id == _TENANT_ID, PhoneNumber.number == bindparam("digits"))
+    .limit(1)
+    .scalar_subquery()
+    .label("kind"),
+    select(CtiContract.started_on)
+    .where(CtiContract.tenant_id == _TENANT_ID)
+    .scalar_subquery()
+    .label("started_on"),
+    select(CtiContract.cancelled_on)
+    .where(CtiContract.tenant_id == _TENANT_ID)
+    .scalar_subquery()
+    .label("cancelled_on"),
+    select(CallRecord.id)
+    .where(CallRecord.tenant_id == _TENANT_ID, CallRecord.call_ref == bindparam("call_ref"))
+    .scalar_subquery()
+    .label("existing_id"),
+)
+_HOURS = select(BusinessHours.weekday, BusinessHours.opens, BusinessHours.closes).where(
+    BusinessHours.tenant_id == _TENANT_ID
+)
+_HOLIDAYS = select(Holiday.day).where(Holiday.tenant_id == _TENANT_ID)
+_CALL_READS: tuple[Any, ...] = (_CALL_FACTS, _HOURS, _HOLIDAYS)
+
+
+def _call_reads(
+    ctx: Context, tenant_id: int, digits: str, call_ref: str | None
+) -> tuple[Any, list[Any], list[Any]]:
+    """The facts row, the business hours rows and the holiday rows :func:`record_call`
+    needs: one round trip on PostgreSQL (scope included), statement by statement else."""
+    values = {"tenant_id": tenant_id, "digits": digits, "call_ref": call_ref}
+    if ctx.postgres:
+        facts, hours, days = ctx.run_pipelined(
+            _CALL_READS,
+            values,
+            tenant_id=tenant_id if ctx.scoped_tenant != tenant_id else None,
+        )
+        return facts[0], hours, days
+    ctx.enter_tenant(tenant_id)
+    run = ctx.session.execute
+    return (
+        run(_CALL_FACTS, values).one(),
+        list(run(_HOURS, values)),
+        list(run(_HOLIDAYS, values)),
+    )
 
 
 def record_call(
@@ -294,39 +368,43 @@ def record_call(
     ``call_ref``: the telephony side's call id; a call already recorded with it is
     returned as it is (recorded and charged once). In a read-only transaction the
     row is written right after it (``Context.add_log_row``) and has no id yet.
+
+    Everything the call's price depends on (the tenant, its disk usage, the number's
+    kind, business hours, holidays, the contract, the price book, a call already
+    recorded under ``call_ref``) is read in three statements, one round trip on
+    PostgreSQL (:func:`_call_reads`).
     """
     digits = normalize_number(number)
-    ctx.enter_tenant(actor.tenant_id)  # the tenant's calls, numbers, hours and contract
     if call_ref is not None:
         call_ref = call_ref.strip()
         if not 1 <= len(call_ref) <= 100:
             raise ValidationFailed("a call id has 1 to 100 characters")
-        existing = ctx.session.scalar(
-            select(CallRecord).where(
-                CallRecord.tenant_id == actor.tenant_id, CallRecord.call_ref == call_ref
+    facts, hour_rows, holiday_rows = _call_reads(ctx, actor.tenant_id, digits, call_ref)
+    if facts.existing_id is not None:
+        existing = ctx.session.get(CallRecord, facts.existing_id)
+        assert existing is not None
+        if existing.number != digits:
+            raise ValidationFailed(
+                f"call {call_ref!r} was recorded from another number",
+                hint="a call id names one call",
             )
-        )
-        if existing is not None:
-            if existing.number != digits:
-                raise ValidationFailed(
-                    f"call {call_ref!r} was recorded from another number",
-                    hint="a call id names one call",
-                )
-            return existing
+        return existing
+    require_tenant(actor.tenant_slug, facts.status)
+    quotas.check_room(
+        actor.tenant_slug, quotas.CALL_RECORD_BYTES, quotas.usage_of(facts), what="a call record"
+    )
     when = at or ctx.clock.now()
-    tenant = get_tenant(ctx, actor.tenant_slug)
-    quotas.require_room(ctx, tenant, quotas.CALL_RECORD_BYTES, what="a call record")
-    kind = classify(ctx, tenant.id, digits)
-    inside = in_business_hours(when, business_hours(ctx, tenant.id), holidays(ctx, tenant.id))
-    contract = ctx.session.scalar(select(CtiContract).where(CtiContract.tenant_id == tenant.id))
+    kind = kind_of(facts.kind)
+    inside = in_business_hours(when, hours_of(hour_rows), {r.day for r in holiday_rows})
+    contract = None if facts.started_on is None else Term(facts.started_on, facts.cancelled_on)
     billable = in_contract(contract, when.astimezone(TOKYO).date())
     row = CallRecord(
-        tenant_id=tenant.id,
+        tenant_id=actor.tenant_id,
         at=when,
         number=digits,
         classification=kind,
         in_hours=inside,
-        charge_jpy=charge(kind, inside, price_book(ctx)) if billable else 0,
+        charge_jpy=charge(kind, inside, prices_of(facts.price_book)) if billable else 0,
         recorded_by=actor.login,
         call_ref=call_ref,
     )

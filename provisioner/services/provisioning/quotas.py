@@ -8,7 +8,9 @@ bill is about): the bytes of what the tenant stores, not database pages --
 
 * every configuration version: the UTF-8 bytes of its canonical JSON document;
 * every received transfer: the bytes of its bundle file (the signed envelope);
-* every recorded call: :data:`CALL_RECORD_BYTES` plus the UTF-8 bytes of its note;
+* every recorded call: :data:`CALL_RECORD_BYTES` plus the UTF-8 bytes of its note.
+  The calls are not summed per check: every write of call records keeps the tenant's
+  figures (``call_bytes``, :mod:`provisioner.services.provisioning.call_usage`);
 * every CRM record (a row of any table of ``CRM_TENANT_TABLES``: companies,
   contacts, activities, purchases, change history...): :data:`CRM_RECORD_BYTES`.
   The records are not counted per check: every write path keeps a per-tenant
@@ -36,26 +38,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Integer,
-    LargeBinary,
     Select,
     bindparam,
-    cast,
     func,
     select,
 )
 
 from provisioner.db.crm_models import CrmTally
 from provisioner.db.models import ConfigVersion, Tenant, Transfer
-from provisioner.db.provisioning_models import CallRecord, DiskAddon, PriceBook
+from provisioner.db.provisioning_models import CallBytes, DiskAddon, PriceBook
 from provisioner.errors import QuotaExceeded, ValidationFailed
 from provisioner.services import audit
 from provisioner.services.actors import get_tenant
-from provisioner.services.provisioning.billing import DEFAULT_PRICES, GIB, price_book
+from provisioner.services.provisioning.billing import GIB, price_book, prices_of
+from provisioner.services.provisioning.call_usage import CALL_RECORD_BYTES as CALL_RECORD_BYTES
 from provisioner.services.transaction import Context
 
-CALL_RECORD_BYTES = 256
 #: what one CRM record counts (a row with its share of the indexes; 1 GiB ~ 2 million records)
 CRM_RECORD_BYTES = 512
 MAX_ADDON_GB = 1000
@@ -78,21 +77,10 @@ class Usage:
         }
 
 
-def _text_bytes(ctx: Context, column: Any) -> ColumnElement[Any]:
-    if ctx.session.get_bind().dialect.name == "postgresql":
-        return func.octet_length(column)
-    return func.length(cast(column, LargeBinary))  # SQLite: length of a BLOB is in bytes
-
-
-#: the statement of :func:`usage` per dialect, built once (parameters: tenant_id, tenant_key)
-_USAGE_QUERIES: dict[str, Select[Any]] = {}
-
-
-def _usage_query(ctx: Context) -> Select[Any]:
-    dialect = ctx.session.get_bind().dialect.name
-    query = _USAGE_QUERIES.get(dialect)
-    if query is not None:
-        return query
+def _usage_columns() -> tuple[Any, ...]:
+    """The columns of :func:`usage`'s statement (parameter: tenant_id), each a scalar
+    subquery of one row or one sum: the tenant's stored sizes, its call records' maintained
+    figures, its add-on GB, its CRM records' maintained count and the price book."""
     tenant_id = bindparam("tenant_id", type_=Integer)
     docs = (
         select(func.coalesce(func.sum(ConfigVersion.size_bytes), 0))
@@ -105,11 +93,8 @@ def _usage_query(ctx: Context) -> Select[Any]:
         .scalar_subquery()
     )
     calls = (
-        select(
-            func.count(CallRecord.id) * CALL_RECORD_BYTES
-            + func.coalesce(func.sum(_text_bytes(ctx, CallRecord.contact_note)), 0)
-        )
-        .where(CallRecord.tenant_id == tenant_id)
+        select(CallBytes.calls * CALL_RECORD_BYTES + CallBytes.note_bytes)
+        .where(CallBytes.tenant_id == tenant_id)
         .scalar_subquery()
     )
     addons = (
@@ -124,9 +109,33 @@ def _usage_query(ctx: Context) -> Select[Any]:
     )
     # the price book (billing.price_book) in the same round trip
     prices = select(PriceBook.data).where(PriceBook.name == "default").scalar_subquery()
-    built: Select[Any] = select(docs, bundles, calls, addons, records, prices)
-    _USAGE_QUERIES[dialect] = built
-    return built
+    return (
+        docs.label("used_docs"),
+        bundles.label("used_bundles"),
+        func.coalesce(calls, 0).label("used_calls"),
+        addons.label("addon_gb"),
+        records.label("crm_records"),
+        prices.label("price_book"),
+    )
+
+
+#: the columns of :func:`usage`'s statement, for statements that read more in the same
+#: round trip (metering.record_call); :func:`usage_of` reads them from a row
+USAGE_COLUMNS: tuple[Any, ...] = _usage_columns()
+#: the statement of :func:`usage` (parameter: tenant_id)
+USAGE: Select[Any] = select(*USAGE_COLUMNS)
+
+
+def usage_of(row: Any) -> Usage:
+    """The usage in a row that has :data:`USAGE_COLUMNS` (by their labels)."""
+    included = prices_of(row.price_book)["included_disk_bytes"]
+    return Usage(
+        int(row.used_docs)
+        + int(row.used_bundles)
+        + int(row.used_calls)
+        + int(row.crm_records) * CRM_RECORD_BYTES,
+        included + int(row.addon_gb) * GIB,
+    )
 
 
 def usage(ctx: Context, tenant: Tenant) -> Usage:
@@ -135,15 +144,8 @@ def usage(ctx: Context, tenant: Tenant) -> Usage:
     PostgreSQL: read in the tenant's scope (row-level security), which is the
     transaction's already when a write of the tenant checks its room."""
     with ctx.of_tenant(tenant.id):
-        used_docs, used_bundles, used_calls, addon_gb, counted, book = ctx.session.execute(
-            _usage_query(ctx), {"tenant_id": tenant.id}
-        ).one()
-    included = (DEFAULT_PRICES | dict(book or {}))["included_disk_bytes"]
-    quota_bytes = included + int(addon_gb) * GIB
-    return Usage(
-        int(used_docs) + int(used_bundles) + int(used_calls) + int(counted) * CRM_RECORD_BYTES,
-        quota_bytes,
-    )
+        row = ctx.session.execute(USAGE, {"tenant_id": tenant.id}).one()
+    return usage_of(row)
 
 
 def _records_of(ids: list[int]) -> Any:
@@ -183,7 +185,12 @@ def quota(ctx: Context, tenant: Tenant) -> int:
 
 
 def require_room(ctx: Context, tenant: Tenant, incoming: int, *, what: str) -> None:
-    current = usage(ctx, tenant)
+    check_room(tenant, incoming, usage(ctx, tenant), what=what)
+
+
+def check_room(tenant: Tenant | str, incoming: int, current: Usage, *, what: str) -> None:
+    """Refuse (QuotaExceeded) a write of ``incoming`` bytes that does not fit in ``current``
+    (the tenant's :func:`usage`; ``tenant``: it or its slug)."""
     if current.used_bytes + incoming > current.quota_bytes:
         raise over_quota(tenant, incoming, current, what=what)
 
@@ -208,12 +215,13 @@ def add_disk(ctx: Context, slug: str, *, gb: int, by: str) -> DiskAddon:
     return row
 
 
-def over_quota(tenant: Tenant, incoming: int, current: Usage, *, what: str) -> QuotaExceeded:
+def over_quota(tenant: Tenant | str, incoming: int, current: Usage, *, what: str) -> QuotaExceeded:
     """The refusal of a write of ``incoming`` bytes that does not fit (nothing is written)."""
+    slug = tenant if isinstance(tenant, str) else tenant.slug
     return QuotaExceeded(
-        f"tenant {tenant.slug!r} is out of disk space: {what} needs {incoming:,} bytes, "
+        f"tenant {slug!r} is out of disk space: {what} needs {incoming:,} bytes, "
         f"{current.free_bytes:,} of {current.quota_bytes:,} are free; nothing was written",
-        hint=f"add disk (provisioner tenant addon {tenant.slug} --disk-gb 1) or remove data",
+        hint=f"add disk (provisioner tenant addon {slug} --disk-gb 1) or remove data",
     )
 
 
@@ -243,12 +251,8 @@ def _usage_many(
         .where(Transfer.tenant_id.in_(ids))
         .group_by(Transfer.tenant_id),
         select(
-            CallRecord.tenant_id,
-            func.count(CallRecord.id) * CALL_RECORD_BYTES
-            + func.coalesce(func.sum(_text_bytes(ctx, CallRecord.contact_note)), 0),
-        )
-        .where(CallRecord.tenant_id.in_(ids))
-        .group_by(CallRecord.tenant_id),
+            CallBytes.tenant_id, CallBytes.calls * CALL_RECORD_BYTES + CallBytes.note_bytes
+        ).where(CallBytes.tenant_id.in_(ids)),
     ):
         for tenant_id, n in ctx.session.execute(query):
             used[tenant_id] += int(n or 0)
