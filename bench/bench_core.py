@@ -1127,7 +1127,15 @@ def write_section(body: str, title: str = SECTION_TITLE) -> None:
     """Add or replace one script's section (``title``) of docs/performance.md, leaving the
     rest; the section says which implementation was measured (:func:`implementation`)."""
     head, _, rest = body.partition("\n")
-    body = f"{head}\n\nImplementation measured: {implementation()}.\n{rest}"
+    role = (
+        "the administrator (row-level security skipped: --as-superuser)"
+        if AS_SUPERUSER
+        else f"the runtime role {RUNTIME_ROLE} (row-level security applies)"
+    )
+    body = (
+        f"{head}\n\nImplementation measured: {implementation()}. PostgreSQL figures: the "
+        f"application connected as {role}.\n{rest}"
+    )
     existing = DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else HEADER
     pattern = re.compile(rf"^{re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(existing):
