@@ -142,7 +142,9 @@ def main() -> None:
     parser.add_argument("--calls", default="0,20000")
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--db", default="both")
-    args = parser.parse_args()
+    from bench import bench_core  # which implementation is measured; refuses the fallback
+
+    args = bench_core.parse_args(parser)
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     import provisioner
 
