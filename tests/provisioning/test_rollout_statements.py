@@ -60,7 +60,7 @@ def _statements(app: Provisioner) -> Iterator[list[tuple[str, bool]]]:
 
 
 def _retried_batches(app: Provisioner) -> int:
-    with app.transaction() as ctx:
+    with app.transaction() as ctx, ctx.operator("read"):  # the run's events, any tenant
         return int(
             ctx.session.scalar(
                 select(func.count())
@@ -84,7 +84,7 @@ def test_one_document_is_looked_up_by_the_first_batch_only(app: Provisioner, wor
     # the targets' current versions are loaded whole only for the one plan made from them
     loads = [s for s, _ in sent if "config_versions.delta" in s and s.startswith("SELECT")]
     assert len(loads) == 1, loads
-    with app.transaction() as ctx:
+    with app.transaction() as ctx, ctx.operator("read"):  # every target's versions
         hq = configs.current(ctx, actors.get_tenant(ctx, "hq"))
         rows = ctx.session.execute(
             select(ConfigVersion.digest, ConfigVersion.base_digest, ConfigVersion.version)
@@ -108,6 +108,7 @@ def test_a_batch_rolled_back_does_not_count_its_document_as_stored(
     with app.transaction() as ctx:  # a stray row where shop-1's next version goes
         tenant = actors.get_tenant(ctx, "shop-1")
         assert tenant.config_version is not None
+        ctx.enter_tenant(tenant.id)  # a row of shop-1's (row-level security)
         ctx.session.add(
             ConfigVersion(
                 tenant_id=tenant.id,
