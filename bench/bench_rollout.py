@@ -151,6 +151,7 @@ def one_run(
         assert summary["counts"] == {"applied": n}, summary["counts"]
         assert all(t["version"] == (before[t["tenant"]] or 0) + 1 for t in summary["targets"])
         bundle_id = summary["bundle_id"]
+        ctx.enter_operator("read")  # the checks below read every target's rows
         transfers_made = ctx.session.scalar(
             select(func.count())
             .select_from(Transfer)

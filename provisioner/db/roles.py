@@ -35,6 +35,12 @@ _GRANTS = (
     "ALTER DEFAULT PRIVILEGES IN SCHEMA public "
     "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}",
     "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {role}",
+    # a copy key is marked used, revoked or failed, never moved or re-keyed: the columns
+    # the application updates, and no others (row-level security lets the redeemer of
+    # another tenant update the key's row; these privileges keep it that tenant's key)
+    "REVOKE UPDATE ON copy_keys FROM {role}",
+    "GRANT UPDATE (used_at, used_by_transfer, revoked_at, revoked_by, failed_attempts) "
+    "ON copy_keys TO {role}",
 )
 
 

@@ -25,8 +25,9 @@ down_revision = '0021_rls_all_tables'
 branch_labels = None
 depends_on = None
 
-SCOPE = "NULLIF(current_setting('provisioner.tenant_id', true), '')::int"
-OPERATOR = "current_setting('provisioner.operator', true)"
+# read once per statement (scalar subqueries), as migration 0021's policies
+SCOPE = "(SELECT NULLIF(current_setting('provisioner.tenant_id', true), '')::int)"
+OPERATOR = "(SELECT current_setting('provisioner.operator', true))"
 
 
 def upgrade() -> None:
