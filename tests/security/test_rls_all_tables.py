@@ -7,9 +7,8 @@ tenants with rows in every tenant table, built through the services as the
 runtime role (neither superuser nor BYPASSRLS), then, for each table, what a
 transaction scoped to one tenant can read, insert, update and delete.
 
-A building step the runtime role is refused (a service that does not scope a
-write yet) is done as the owner instead and listed on stdout (``-s``), as is any
-row topped up by copying: the matrix tests the policies, not the services.
+Every building step runs through the services as the runtime role: a service that
+does not scope its writes fails the module, by the name of its step.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from provisioner.clock import FrozenClock
 from provisioner.db import migrate, roles
 from provisioner.db.engine import make_engine
 from provisioner.db.schema import metadata
-from provisioner.errors import ProvisionerError
 from provisioner.security.keystore import MasterKey
 from provisioner.services import actors, signing, users, workflows
 from provisioner.services.context import Provisioner
@@ -269,23 +267,15 @@ def _steps() -> list[tuple[str, Step]]:
     return steps
 
 
-def _build(runtime: Provisioner, owner: Provisioner) -> list[str]:
+def _build(runtime: Provisioner) -> None:
     """Three tenants with rows in every tenant table, through the services as the runtime
-    role; a step the runtime role is refused (a service not yet scoped right) is done
-    as the owner instead, and named in the list returned."""
-    as_owner: list[str] = []
+    role (a step that fails names itself)."""
     state: dict[str, Any] = {}
     for name, step in _steps():
         try:
             step(World(runtime), state)
-        except (ProgrammingError, ProvisionerError) as exc:
-            if isinstance(exc, ProgrammingError) and not isinstance(
-                exc.orig, InsufficientPrivilege
-            ):
-                raise
-            step(World(owner), state)
-            as_owner.append(f"{name}: {str(exc).splitlines()[0]}")
-    return as_owner
+        except Exception as exc:
+            raise AssertionError(f"building the world, step {name!r}: {exc}") from exc
 
 
 def _copy_columns(conn: Connection, table: str) -> list[str]:
@@ -312,38 +302,16 @@ def _row_json(conn: Connection, table: str, tenant_id: int) -> str | None:
     return None if found is None else str(found)
 
 
-def _insert_copy(conn: Connection, table: str, columns: list[str], row: str, **changes: Any) -> Any:
-    """INSERT a copy of ``row`` (JSON of a row of ``table``), with ``changes`` to its columns."""
-    values = [f":{c}" if c in changes else c for c in columns]
+def _insert_copy(conn: Connection, table: str, columns: list[str], row: str) -> Any:
+    """INSERT a copy of ``row`` (JSON of a row of ``table``)."""
     names = ", ".join(columns)
     return conn.execute(
         text(
-            f"INSERT INTO {table} ({names}) SELECT {', '.join(values)} "
+            f"INSERT INTO {table} ({names}) SELECT {names} "
             f"FROM json_populate_record(NULL::{table}, CAST(:row AS json))"
         ),
-        {"row": row, **changes},
+        {"row": row},
     )
-
-
-def _top_up(owner: Engine, tables: list[str], tenant_ids: list[int]) -> list[str]:
-    """A row for every tenant a table has none of, copied (as the owner) from another
-    tenant's row; what was topped up, by table and tenant."""
-    done: list[str] = []
-    with owner.begin() as conn:
-        for table in tables:
-            columns = _copy_columns(conn, table)
-            for tenant_id in tenant_ids:
-                if conn.scalar(
-                    text(f"SELECT count(*) FROM {table} WHERE tenant_id = :t"), {"t": tenant_id}
-                ):
-                    continue
-                for donor in tenant_ids:
-                    row = _row_json(conn, table, donor)
-                    if row is not None:
-                        _insert_copy(conn, table, columns, row, tenant_id=tenant_id)
-                        done.append(f"{table}: tenant {tenant_id} (copied from {donor})")
-                        break
-    return done
 
 
 def _counts(conn: Connection, table: str) -> dict[int | None, int]:
@@ -396,17 +364,13 @@ def seeded(matrix_url: str) -> Iterator[Seeded]:
     runtime = make_engine(runtime_url(matrix_url))
     _truncate(owner)
     clock = FrozenClock(START)
-    app = Provisioner(runtime, master_key=MasterKey(MASTER_KEY), clock=clock)
-    as_owner = _build(app, Provisioner(owner, master_key=MasterKey(MASTER_KEY), clock=clock))
+    _build(Provisioner(runtime, master_key=MasterKey(MASTER_KEY), clock=clock))
     with owner.connect() as conn:
         ids: dict[str, int] = dict(
             conn.execute(
                 text("SELECT slug, id FROM tenants WHERE slug = ANY(:s)"), {"s": list(SLUGS)}
             ).all()
         )
-    topped = _top_up(owner, TENANT_TABLES, list(ids.values()))
-    print("\n".join(["steps done as the owner (refused to the runtime role):", *as_owner]))
-    print("\n".join(["rows topped up as the owner:", *topped]))
     with owner.connect() as conn:
         counts = {t: _counts(conn, t) for t in TENANT_TABLES}
         columns = {t: _copy_columns(conn, t) for t in TENANT_TABLES}
