@@ -492,24 +492,31 @@ def app_engine(url: str) -> Engine:
     migrate.upgrade(admin)
     if admin.dialect.name != "postgresql" or AS_SUPERUSER:
         return admin
+    admin.dispose()
+    return runtime_engine(url)
+
+
+def runtime_engine(url: str) -> Engine:
+    """PostgreSQL: an engine of :data:`RUNTIME_ROLE` on the (migrated) database ``url``
+    names, the role created if missing and granted the rows of every table."""
+    admin = make_engine(url)
     with admin.begin() as conn:
-        conn.execute(
-            text(
-                f"DO $$ BEGIN CREATE ROLE {RUNTIME_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS; "
-                "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
-            )
-        )
+        roles.ensure_role(conn, RUNTIME_ROLE, login=True)
         roles.grant_runtime(conn, RUNTIME_ROLE)
     admin.dispose()
-    return make_engine(runtime_url(url))
+    return make_engine(_as_runtime_role(url))
+
+
+def _as_runtime_role(url: str) -> str:
+    parsed = make_url(url).set(username=RUNTIME_ROLE, password=None)
+    return parsed.render_as_string(hide_password=False)
 
 
 def runtime_url(url: str) -> str:
     """``url`` as the application connects in the benchmarks (see :func:`app_engine`)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "postgresql" or AS_SUPERUSER:
+    if make_url(url).get_backend_name() != "postgresql" or AS_SUPERUSER:
         return url
-    return parsed.set(username=RUNTIME_ROLE, password=None).render_as_string(hide_password=False)
+    return _as_runtime_role(url)
 
 
 def role_measured(url: str) -> str:

@@ -68,7 +68,6 @@ if str(ROOT) not in sys.path:  # the bench package; provisioner as installed whe
 import bench.bench_core as core  # noqa: E402
 from bench.bench_core import machine, server_version  # noqa: E402
 from provisioner.clock import SystemClock  # noqa: E402
-from provisioner.db.engine import make_engine  # noqa: E402
 from provisioner.security.keystore import MasterKey  # noqa: E402
 from provisioner.services import actors, tenants  # noqa: E402
 from provisioner.services.actors import Actor  # noqa: E402
@@ -359,36 +358,16 @@ def import_csv(rows: int, seed_value: int) -> bytes:
 @contextmanager
 def runtime_app(app: Provisioner) -> Iterator[Provisioner]:
     """The application as its runtime role: on PostgreSQL a login role that is neither
-    superuser nor table owner, so row-level security applies (as in production; the
-    bench's own connection is a superuser, which bypasses it); on SQLite ``app``."""
+    superuser nor table owner, so row-level security applies (as in production); on
+    SQLite, or when the application runs as that role already, ``app``."""
     if app.engine.dialect.name != "postgresql" or app.engine.url.username == core.RUNTIME_ROLE:
-        yield app  # SQLite, or the application runs as the runtime role already
+        yield app
         return
-    url = app.engine.url
-    role = f"runtime_{url.database}"[:60]
-    with app.engine.connect() as conn:
-        conn.execute(
-            text(
-                f'DO $$ BEGIN CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB; '
-                "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
-            )
-        )
-        conn.execute(
-            text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"')
-        )
-        conn.execute(text(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))
-        conn.commit()
-    engine = make_engine(
-        url.set(username=role, password=None).render_as_string(hide_password=False)
-    )
+    engine = core.runtime_engine(app.engine.url.render_as_string(hide_password=False))
     try:
         yield Provisioner(engine, master_key=app.master_key, clock=app.clock)
     finally:
         engine.dispose()
-        with app.engine.connect() as conn:
-            conn.execute(text(f'DROP OWNED BY "{role}"'))
-            conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
-            conn.commit()
 
 
 def raw_floor(app: Provisioner, runtime: Provisioner, actor: Actor) -> tuple[float, int]:

@@ -78,7 +78,7 @@ class Context:
     def _scope(self, tenant_id: int | None) -> None:
         if tenant_id == self.scoped_tenant and tenant_id is not None:
             return  # set already (the setting lives as long as the transaction)
-        if self._postgres():
+        if self.postgres:
             self._flush_pending()  # what is pending is written in the scope it was made in
             self.session.execute(tenancy.SET_TENANT, {"t": tenancy.value(tenant_id)})
         self.scoped_tenant = tenant_id
@@ -113,7 +113,7 @@ class Context:
         """Scope the rest of the transaction to the tenant with this slug, in one statement
         (PostgreSQL; the tenant's id, None if there is none: then no tenant's rows).
         SQLite: nothing to set, returns None."""
-        if not self._postgres():
+        if not self.postgres:
             return None
         found = self.session.execute(tenancy.SET_TENANT_NAMED, {"slug": slug}).scalar()
         self.scoped_tenant = int(found) if found else None
@@ -123,9 +123,6 @@ class Context:
     def postgres(self) -> bool:
         """Whether the transaction runs on PostgreSQL (row-level security applies)."""
         return self.session.get_bind().dialect.name == "postgresql"
-
-    def _postgres(self) -> bool:
-        return self.postgres
 
     def _flush_pending(self) -> None:
         session = self.session
@@ -153,8 +150,7 @@ class Context:
         that is cross-tenant by nature (a rollout's batches, the billing run, the
         workflow scheduler's scan, operator commands), after their own checks.
         """
-        if mode not in ("read", "write"):
-            raise ValueError(f"operator mode {mode!r}: 'read' or 'write'")
+        _check_mode(mode)
         previous = self.operator_mode
         if mode == previous or (mode == "read" and previous == "write"):
             yield  # already wider
@@ -171,13 +167,12 @@ class Context:
     def enter_operator(self, mode: str) -> None:
         """The rest of the transaction in a cross-tenant mode (see :meth:`operator`): for
         a transaction that is cross-tenant work as a whole (a rollout's batch)."""
-        if mode not in ("read", "write"):
-            raise ValueError(f"operator mode {mode!r}: 'read' or 'write'")
+        _check_mode(mode)
         if mode != self.operator_mode and self.operator_mode != "write":
             self._set_operator(mode)
 
     def _set_operator(self, mode: str) -> None:
-        if self._postgres():
+        if self.postgres:
             self._flush_pending()  # what is pending is written in the mode it was made in
             self.session.execute(tenancy.settings_statement(("operator",)), {"operator": mode})
         self.operator_mode = mode
@@ -191,7 +186,7 @@ class Context:
         unknown = set(credentials) - set(tenancy.CREDENTIALS)
         if unknown:
             raise ValueError(f"unknown credentials {sorted(unknown)}")
-        if credentials and self._postgres():
+        if credentials and self.postgres:
             names = tuple(sorted(credentials))
             self.session.execute(
                 tenancy.settings_statement(names), {n: str(credentials[n]) for n in names}
@@ -228,3 +223,8 @@ class Context:
     def keep_writes_on_error(self) -> None:
         """Commit what this transaction wrote even if it ends with an error."""
         self._commit_on_error = True
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in tenancy.OPERATOR_MODES or not mode:
+        raise ValueError(f"operator mode {mode!r}: 'read' or 'write'")
