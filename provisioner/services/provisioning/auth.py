@@ -267,11 +267,9 @@ _SESSION_ACTOR = (
 #: credentials and scope, so that the memberships of :data:`_SESSION_ACTOR` are visible
 #: and the request's later statements need no scope of their own. Separate statements:
 #: a setting is read by the statements after the one that sets it.
-_OWNER = select(_S.user_id, _S.tenant_id).where(_S.token_hash == bindparam("token_hash")).subquery()
 _PRESENT_SESSION_OWNER = tenancy.settings_from(
-    user_id=select(cast(_OWNER.c.user_id, String)).scalar_subquery(),
-    tenant_id=select(cast(_OWNER.c.tenant_id, String)).scalar_subquery(),
-)
+    user_id=cast(_S.user_id, String), tenant_id=cast(_S.tenant_id, String)
+).where(_S.token_hash == bindparam("token_hash"))  # the session row read once
 
 
 def session_actor(ctx: Context, token: str) -> Actor:
@@ -286,7 +284,7 @@ def session_actor(ctx: Context, token: str) -> Actor:
         owner, found = ctx.run_pipelined(
             [_PRESENT_SESSION_OWNER, _SESSION_ACTOR], values, credentials={"session": token_hash}
         )
-        ctx.scoped_tenant = int(owner[0].tenant_id) if owner[0].tenant_id else None
+        ctx.scoped_tenant = int(owner[0].tenant_id) if owner else None
         row = found[0] if found else None
     else:
         row = session.connection().execute(_SESSION_ACTOR, values).first()
