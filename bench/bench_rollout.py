@@ -112,6 +112,19 @@ def diverge(app: Provisioner, n: int, run_no: int) -> None:
     relabel(app, n, lambda i: {1: f"{i}号店専用{run_no}"})
 
 
+def roll_out(app: Provisioner, raw: bytes, n: int) -> int:
+    """HQ's rollout of ``raw`` to the N shops, started and processed; the run's id."""
+    with app.transaction() as ctx:
+        run_id = rollout.start(
+            ctx,
+            actors.resolve(ctx, "hq-admin", "hq"),
+            raw,
+            [rollout.Target(f"shop-{i:04d}") for i in range(n)],
+        ).id
+    rollout.process(app, "hq-admin", run_id)
+    return run_id
+
+
 def one_run(
     app: Provisioner, n: int, run_no: int, distinct: bool, profile: bool
 ) -> tuple[float, str]:
@@ -135,14 +148,7 @@ def one_run(
     started = time.perf_counter()
     if profiler:
         profiler.enable()
-    with app.transaction() as ctx:
-        run_id = rollout.start(
-            ctx,
-            actors.resolve(ctx, "hq-admin", "hq"),
-            raw,
-            [rollout.Target(f"shop-{i:04d}") for i in range(n)],
-        ).id
-    rollout.process(app, "hq-admin", run_id)
+    run_id = roll_out(app, raw, n)
     if profiler:
         profiler.disable()
     elapsed = time.perf_counter() - started
@@ -349,13 +355,7 @@ def scale_one(backend: str, url: str, n: int, config: str) -> Scale:
         assert size == len(canonical_bytes(configs.current(ctx, hq).data))
     with app.transaction() as ctx:
         raw = transfers.export(ctx, actors.resolve(ctx, "hq-admin", "hq"))
-        run_id = rollout.start(
-            ctx,
-            actors.resolve(ctx, "hq-admin", "hq"),
-            raw,
-            [rollout.Target(f"shop-{i:04d}") for i in range(n)],
-        ).id
-    rollout.process(app, "hq-admin", run_id)
+    roll_out(app, raw, n)
     local_changes(app, n)
     with app.transaction() as ctx:  # HQ's next change (untimed)
         hq = actors.get_tenant(ctx, "hq")
@@ -367,14 +367,7 @@ def scale_one(backend: str, url: str, n: int, config: str) -> Scale:
         raw = transfers.export(ctx, actors.resolve(ctx, "hq-admin", "hq"))
     before = database_bytes(app)
     started = time.perf_counter()
-    with app.transaction() as ctx:
-        run_id = rollout.start(
-            ctx,
-            actors.resolve(ctx, "hq-admin", "hq"),
-            raw,
-            [rollout.Target(f"shop-{i:04d}") for i in range(n)],
-        ).id
-    rollout.process(app, "hq-admin", run_id)
+    run_id = roll_out(app, raw, n)
     elapsed = time.perf_counter() - started
     growth = database_bytes(app) - before - len(raw)  # the run keeps the bundle once
     with app.transaction() as ctx:  # every target took HQ's change and kept its own
