@@ -79,6 +79,7 @@ from provisioner.web.models import (
     SendIn,
     SwitchIn,
 )
+from provisioner.web.query_models import query_model
 from provisioner.web.responses import AUTHENTICATED, JSONBody, errors
 from provisioner.web.security import (
     RateLimiter,
@@ -819,7 +820,8 @@ class SearchParams(BaseModel):
         return search.Query(fields=fields, checkboxes=boxes, **data)
 
 
-Search = Annotated[SearchParams, Query()]
+SEARCH_QUERY = query_model(SearchParams)
+Search = Annotated[SearchParams, SEARCH_QUERY.depends]
 
 
 @router.get(
@@ -827,6 +829,7 @@ Search = Annotated[SearchParams, Query()]
     tags=["records"],
     response_model=models.SearchOut,
     responses=errors(),
+    openapi_extra=SEARCH_QUERY.openapi,
 )
 def search_customers(tenant: TenantRef, params: Search, app: App, tok: Token) -> Any:
     """Partial-match customer search: the exact total and one page."""
@@ -861,14 +864,21 @@ class CompanySearchParams(BaseModel):
     offset: int = Field(default=0, ge=0, le=MAX_ID)
 
 
+COMPANY_SEARCH_QUERY = query_model(CompanySearchParams)
+
+
 @router.get(
     "/tenants/{tenant}/companies/search",
     tags=["records"],
     response_model=models.CompanySearchOut,
     responses=errors(),
+    openapi_extra=COMPANY_SEARCH_QUERY.openapi,
 )
 def search_companies(
-    tenant: TenantRef, params: Annotated[CompanySearchParams, Query()], app: App, tok: Token
+    tenant: TenantRef,
+    params: Annotated[CompanySearchParams, COMPANY_SEARCH_QUERY.depends],
+    app: App,
+    tok: Token,
 ) -> Any:
     """Partial-match company search (indexed): the exact total and one page."""
     with acting(app, tok, tenant, read_only=True) as (ctx, actor):
@@ -1040,6 +1050,7 @@ def import_inquiries(
         200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV"},
         **errors(),
     },
+    openapi_extra=SEARCH_QUERY.openapi,
 )
 def export(
     tenant: TenantRef,
