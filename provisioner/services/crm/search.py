@@ -49,6 +49,7 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     and_,
+    any_,
     bindparam,
     column,
     exists,
@@ -390,25 +391,25 @@ def _checked(mask: int) -> list[int]:
 
 _PC, _PCO = CrmContact.__table__.c, CrmCompany.__table__.c
 #: one page of a text-only search by id: the list's columns and the company name (Core,
-#: compiled once; no ORM objects)
-_PAGE = (
-    select(
-        _PC.id,
-        _PC.tenant_id,
-        _PC.name,
-        _PC.kana,
-        _PC.title,
-        _PC.phone,
-        _PC.mobile,
-        _PC.email,
-        _PC.address,
-        _PC.checkboxes,
-        _PC.updated_at,
-        _PCO.name.label("company_name"),
-    )
-    .select_from(CrmContact.__table__.outerjoin(CrmCompany.__table__, _PCO.id == _PC.company_id))
-    .where(_PC.id.in_(bindparam("ids", expanding=True)))
-)
+#: compiled once; no ORM objects). The ids: an expanding IN (SQLite), rendered for each
+#: page's length; on PostgreSQL one array parameter (``= ANY``), so that the statement's
+#: text is always the same one, prepared once per connection
+_PAGE_COLUMNS = select(
+    _PC.id,
+    _PC.tenant_id,
+    _PC.name,
+    _PC.kana,
+    _PC.title,
+    _PC.phone,
+    _PC.mobile,
+    _PC.email,
+    _PC.address,
+    _PC.checkboxes,
+    _PC.updated_at,
+    _PCO.name.label("company_name"),
+).select_from(CrmContact.__table__.outerjoin(CrmCompany.__table__, _PCO.id == _PC.company_id))
+_PAGE = _PAGE_COLUMNS.where(_PC.id.in_(bindparam("ids", expanding=True)))
+_PAGE_PG = _PAGE_COLUMNS.where(_PC.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
 
 
 def search(ctx: Context, actor: Actor, query: Query) -> Result:
@@ -438,7 +439,8 @@ def search(ctx: Context, actor: Actor, query: Query) -> Result:
         )
         if not ids:
             return Result(total, [])
-        page = ctx.session.connection().execute(_PAGE, {"ids": ids})  # by primary key
+        by_ids = _PAGE_PG if ctx.postgres else _PAGE
+        page = ctx.session.connection().execute(by_ids, {"ids": ids})  # by primary key
         by_id = {
             row.id: summary(row, row.company_name)
             for row in page
