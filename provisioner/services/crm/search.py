@@ -63,7 +63,6 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
 
 from provisioner.clock import format_instant
-from provisioner.db import pipeline
 from provisioner.db.crm_models import (
     CrmActivity,
     CrmCompany,
@@ -537,13 +536,15 @@ def _pipelined_lookup(
     any reply is read). Returns (current configuration row, contacts, activities,
     purchases).
 
-    A read-only transaction (:meth:`Provisioner.transaction` with ``read_only``) that has
-    sent nothing yet is also ended in that round trip: its COMMIT goes in the pipeline,
-    and the transaction's own commit then finds nothing to do. (A later statement of the
-    same context would run in a transaction of its own, without the tenant scope, so
-    it would see no tenant rows: services scope themselves first.)
+    A read-only transaction (:meth:`Provisioner.transaction` with ``read_only``) is also
+    ended in that round trip -- the lookup is its last read, after the session check
+    and the call's pricing: its COMMIT goes in the pipeline, and the transaction's own
+    commit then finds nothing to do (it wrote nothing: the call record and a logged
+    view are written after it, in a transaction of their own). (A later statement of
+    the same context would run in a transaction of its own, without the tenant scope,
+    so it would see no tenant rows: services scope themselves first.)
     """
-    whole = ctx.read_only and pipeline.idle(ctx.session.connection())
+    whole = ctx.read_only
     config_rows, contacts, activities, purchases = ctx.run_pipelined(
         _PIPELINED,
         {"tenant": actor.tenant_id, "digits": digits, "history": history},
