@@ -33,7 +33,7 @@ import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import repeat
+from itertools import chain, repeat
 from operator import itemgetter
 from typing import IO, Any
 
@@ -55,6 +55,7 @@ from provisioner.config.rules import ActionError
 from provisioner.crashpoints import crashpoint
 from provisioner.db.crm_models import CrmActivity, CrmChange, CrmCompany, CrmContact, CrmPurchase
 from provisioner.errors import ValidationFailed, excerpt
+from provisioner.gcpause import paused_gc
 from provisioner.services import audit
 from provisioner.services.actors import Actor
 from provisioner.services.crm import display, records, scope, search_index, tally
@@ -297,6 +298,14 @@ def _long_cells(number: int, cells: Sequence[str], header: Sequence[str]) -> lis
         for index, cell in enumerate(cells)
         if len(cell) > MAX_CELL
     ]
+
+
+def _long_rows(block: Sequence[tuple[int, Sequence[str]]], header: Sequence[str]) -> list[Problem]:
+    """:func:`_long_cells` of each numbered row of a block (none looked at one by one when
+    no cell of the block is too long)."""
+    if max(map(len, chain.from_iterable(map(itemgetter(1), block))), default=0) <= MAX_CELL:
+        return []
+    return [p for number, cells in block for p in _long_cells(number, cells, header)]
 
 
 def _check_header(header: Sequence[str]) -> None:
@@ -622,6 +631,7 @@ def import_customers(
         text.detach()
 
 
+@paused_gc()  # blocks of rows: many small containers, no reference cycles
 def _import(
     ctx: Context,
     actor: Actor,
@@ -650,8 +660,7 @@ def _import(
     found = _Found()
     # row numbers as the file (and Excel) counts them: blank lines are skipped, not renumbered
     for block in _blocks(rows):
-        for number, cells in block:
-            too_long += _long_cells(number, cells, header)
+        too_long += _long_rows(block, header)
         report.rows += len(block)
         if too_long:
             continue
