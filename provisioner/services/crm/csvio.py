@@ -16,8 +16,9 @@ their row number, column and reason. The file is read as it goes (a seekable fil
 bytes): its encoding in one chunked pass, then its rows a block of :data:`_BATCH` at a
 time, each block shaped and inserted (``COPY`` on PostgreSQL, else ``executemany``: see
 :func:`provisioner.db.bulk.insert_rows`) with its change-log rows and indexed for search, all
-in the caller's one transaction; after a bad row nothing more is written and the
-refusal rolls back what was. Memory stays bounded whatever the file's size (measured
+in the caller's one transaction (on PostgreSQL a block is written by one worker thread
+while the next is read and shaped: :class:`_Behind`); after a bad row nothing more is
+written and the refusal rolls back what was. Memory stays bounded whatever the file's size (measured
 by ``bench/bench_stream.py``). The import is access-logged.
 
 Export: chosen columns in the chosen order, headed by the configured labels,
@@ -633,7 +634,6 @@ def import_customers(
         text.detach()
 
 
-@paused_gc()  # blocks of rows: many small containers, no reference cycles
 def _import(
     ctx: Context,
     actor: Actor,
@@ -663,7 +663,7 @@ def _import(
     with _Behind(writer is not None and writer.conn.dialect.name == "postgresql") as behind:
         # row numbers as the file (and Excel) counts them: blank lines are skipped, not
         # renumbered
-        for block in _blocks(rows):
+        for block in _paused(_blocks(rows)):
             too_long += _long_rows(block, header)
             report.rows += len(block)
             if too_long:
@@ -738,6 +738,19 @@ def _blocks(rows: Iterator[list[str]]) -> Iterator[list[tuple[int, list[str]]]]:
                 block = []
     if block:
         yield block
+
+
+def _paused(blocks: Iterator[list[tuple[int, list[str]]]]) -> Iterator[list[tuple[int, list[str]]]]:
+    """Each block read and handled with the cyclic garbage collector paused
+    (:func:`~provisioner.gcpause.paused_gc`): a block is many small containers and no
+    cycles to find. The collector comes back between blocks, so whatever garbage a
+    block leaves is collected after it (memory stays bounded)."""
+    while True:
+        with paused_gc():
+            block = next(blocks, None)
+            if block is None:
+                return
+            yield block
 
 
 @dataclass

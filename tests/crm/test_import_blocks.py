@@ -1,14 +1,16 @@
-"""The CSV import's writes one block behind its reading (``csvio._Behind``): in order,
-one at a time, errors raised, the last one ended before the transaction is."""
+"""How the CSV import goes through its blocks: its writes one block behind its reading
+(``csvio._Behind``: in order, one at a time, errors raised, the last one ended before the
+transaction is), each block with the cyclic collector paused (``csvio._paused``)."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
 import pytest
 
-from provisioner.services.crm.csvio import _Behind
+from provisioner.services.crm.csvio import _Behind, _paused
 
 
 class Boom(Exception):
@@ -81,3 +83,21 @@ def test_an_error_of_the_reading_waits_for_the_write_in_flight_and_wins() -> Non
     with pytest.raises(ValueError, match="the reading's"):
         import_blocks()
     assert ended == ["write"]  # ended before the error left the block
+
+
+def test_the_collector_is_paused_for_each_block_and_back_between_and_after() -> None:
+    assert gc.isenabled()
+    seen = []
+    blocks = _paused(iter([[(2, ["a"])], [(3, ["b"])]]))
+    for block in blocks:
+        seen.append((block[0][0], gc.isenabled()))
+    assert seen == [(2, False), (3, False)]
+    assert gc.isenabled()
+
+    def fail_on_the_first_block() -> None:
+        for _block in _paused(iter([[(2, ["a"])], [(3, ["b"])]])):
+            raise ValueError("bad block")
+
+    with pytest.raises(ValueError, match="bad block"):
+        fail_on_the_first_block()
+    assert gc.isenabled()
