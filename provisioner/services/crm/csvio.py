@@ -622,7 +622,9 @@ def import_customers(
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Import a CSV file (bytes, or a seekable binary file read as it goes: memory stays
-    bounded whatever its size); see the module docstring."""
+    bounded whatever its size); see the module docstring. ``progress`` gets each block's
+    number of rows once it is checked (and handed to the writing, which on PostgreSQL may
+    still be under way: it must not use ``ctx``)."""
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "import", "import customers")
     text, encoding = open_text(raw)
