@@ -6,7 +6,9 @@ from __future__ import annotations
 import random
 
 import pytest
+from sqlalchemy import func, select
 
+from provisioner.db.crm_models import CrmCompanyGram
 from provisioner.errors import ValidationFailed
 from provisioner.services import actors, reindex
 from provisioner.services.crm import company_search, records
@@ -169,3 +171,27 @@ def test_cli_search_companies(run: Cli) -> None:
         == 2
     )
     assert "渋谷商事" in run.run("search-companies", "-t", "acme", "--as", "sato").stdout
+
+
+def test_companies_created_by_an_import_are_indexed_in_one_bulk_load(world: World) -> None:
+    """An import creating many companies at once loads their grams in bulk (more than
+    ``_BULK_ABOVE``): the index is exactly the one a rebuild computes, and searches
+    equal the scan."""
+    from provisioner.services.crm import csvio
+
+    configured(world)
+    admin = world.actor("acme")
+    names = [f"{NAMES[i % len(NAMES)]}第{i}営業所ビル管理サービス" for i in range(60)]
+    lines = ["name,company", *(f"担当{i},{name}" for i, name in enumerate(names))]
+    with world.app.transaction() as ctx:
+        report = csvio.import_customers(ctx, admin, "\r\n".join(lines).encode())
+        conn = ctx.session.connection()
+        added = conn.scalar(select(func.count()).select_from(CrmCompanyGram))
+    assert report.companies_created == 60
+    assert added > company_search._BULK_ABOVE
+    with world.app.transaction() as ctx:
+        assert reindex.reindex(ctx, actors.get_tenant(ctx, "acme"), check=True).clean
+    for term in ("営業所", "第12", "渋谷商事第0", "ビル管理"):
+        query = CompanyQuery(q=term, limit=1000)
+        assert _ids(world, query) == _ids(world, query, use_index=False)
+    assert _ids(world, CompanyQuery(q="第59営業"))[0] == 1

@@ -32,6 +32,7 @@ from provisioner.services.crm import postal
 from provisioner.services.crm.text import (
     company_suffix,
     format_phone,
+    format_phone_column,
     nfkc,
     nfkc_column,
     phone_digits,
@@ -89,6 +90,8 @@ class Fields:
         self.enabled = frozenset(c.index for c in doc.checkboxes if c.enabled)
         self._coercers: dict[str, Coerce] = {}
         self._plain: set[str] = set()
+        #: phone fields normalised for width -> their format (see :meth:`column`)
+        self._phones: dict[str, str] = {}
 
     # ------------------------------------------------------------ one value
 
@@ -206,6 +209,8 @@ class Fields:
             and max(map(len, cells), default=0) <= text_limit(self.rt.fields[key])
         ):
             return nfkc_column(cells)
+        if parse is None and (phones := self._phone_column(key, cells)) is not None:
+            return phones
         coerce = self.coercer(key)
         done: dict[str, Any] = {}
         out = []
@@ -220,6 +225,21 @@ class Fields:
             done[cell] = value
             out.append(value)
         return out
+
+    def _phone_column(self, key: str, cells: Sequence[str]) -> list[str] | None:
+        """:meth:`value` of each cell of a phone column that :func:`format_phone_column`
+        takes and none of whose cells is refused; else None."""
+        self.coercer(key)
+        style = self._phones.get(key)
+        if style is None or max(map(len, cells), default=0) > text_limit(self.rt.fields[key]):
+            return None
+        found = format_phone_column(cells, style)
+        if found is None:
+            return None
+        values, digits = found
+        if key != "fax" and max(map(len, digits), default=0) > _MOST_DIGITS:
+            return None  # some are refused: value by value
+        return values
 
     # ------------------------------------------------------------ building
 
@@ -255,6 +275,8 @@ class Fields:
         then = self._then(key)
         if then is None and width:
             self._plain.add(key)
+        if key in PHONES and width:
+            self._phones[key] = rules.phone_format
 
         def coerce(value: Any) -> Any:
             if value is None:
@@ -369,10 +391,14 @@ def _codes(key: str, allowed: set[str]) -> Coerce:
     return coerce
 
 
+#: the most digits a phone or mobile number may have (a fax number: any)
+_MOST_DIGITS = 20
+
+
 def _phone(key: str, style: str) -> Callable[[str], str]:
     def coerce(value: str) -> str:
         value = format_phone(value, style)
-        if key != "fax" and len(phone_digits(value)) > 20:
+        if key != "fax" and len(phone_digits(value)) > _MOST_DIGITS:
             raise Refused([f"{key}: too many digits"])
         return value
 

@@ -51,6 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, UOWTransaction, attributes
 
 from provisioner.clock import format_instant
+from provisioner.db.bulk import insert_rows
 from provisioner.db.crm_models import CrmCompany, CrmCompanyGram
 from provisioner.errors import ValidationFailed
 from provisioner.services.actors import Actor
@@ -63,7 +64,8 @@ from provisioner.services.transaction import Context
 #: the fields of a company's search text, in order
 SEARCH_PARTS = ("name", "kana", "phone", "address")
 FIELDS = ("name", "kana", "address")
-_INSERT_CHUNK = 5000
+#: more grams than this are bulk-loaded (COPY on PostgreSQL), fewer inserted by one statement
+_BULK_ABOVE = 1000
 
 
 @dataclass(frozen=True)
@@ -94,10 +96,11 @@ def search_text(row: Any) -> str:
 # ---------------------------------------------------------------- the index
 
 
-def _rows(tenant_id: int, company_id: int, text: str) -> list[dict[str, Any]]:
-    return [
-        {"tenant_id": tenant_id, "gram": g, "company_id": company_id} for g in sorted(grams(text))
-    ]
+_COLUMNS = ["tenant_id", "gram", "company_id"]
+
+
+def _rows(tenant_id: int, company_id: int, text: str) -> list[tuple[int, str, int]]:
+    return [(tenant_id, g, company_id) for g in sorted(grams(text))]
 
 
 def index(conn: Connection, tenant_id: int, items: Iterable[tuple[int, str | None]]) -> None:
@@ -115,8 +118,10 @@ def index(conn: Connection, tenant_id: int, items: Iterable[tuple[int, str | Non
             )
         )
     rows = [r for i, text in items if text for r in _rows(tenant_id, i, text)]
-    for start in range(0, len(rows), _INSERT_CHUNK):
-        conn.execute(insert(g), rows[start : start + _INSERT_CHUNK])
+    if len(rows) > _BULK_ABOVE:  # many companies at once (an import): one bulk load
+        insert_rows(conn, g, _COLUMNS, rows)
+    elif rows:
+        conn.execute(insert(g), [dict(zip(_COLUMNS, r, strict=True)) for r in rows])
 
 
 def rebuild(conn: Connection, tenant_id: int) -> int:
