@@ -403,9 +403,15 @@ def accept(
     quotas.require_room(ctx, target, len(raw) + len(bundle.config_json), what="this bundle")
     crashpoint("receive.after_key_check")
     # stored once per distinct content; its parsed form (validated, never changed) kept
-    # for the approval; one INSERT ... ON CONFLICT DO NOTHING, no look-up first
+    # for the approval. Content this process has held is probably stored: looked up
+    # first (the megabytes not sent again); other content: one INSERT ... ON CONFLICT
+    # DO NOTHING, no look-up first
     documents.store(
-        ctx, bundle.config_json, bundle.config_digest, parsed_as=bundle.config, look=False
+        ctx,
+        bundle.config_json,
+        bundle.config_digest,
+        parsed_as=bundle.config,
+        look=documents.held(bundle.config_digest),
     )
     transfer = _insert_once(
         ctx,
