@@ -638,6 +638,7 @@ class Bench:
     """A source tenant with the large configuration and a target at the default one."""
 
     def __init__(self, url: str, config: dict[str, Any]) -> None:
+        self.url = url
         engine = app_engine(url)
         self.app = Provisioner(engine, master_key=MasterKey(secrets.token_bytes(32)))
         with self.app.transaction() as ctx:
@@ -786,7 +787,8 @@ class Bench:
 
         engine = self.app.engine
         postgres = engine.dialect.name == "postgresql"
-        with engine.begin() as conn:  # the transfer row's big columns, typed and compressed alike
+        admin = make_engine(self.url)  # the runtime role may not create tables
+        with admin.begin() as conn:  # the transfer row's big columns, typed and compressed alike
             conn.execute(
                 text(
                     "CREATE TABLE bench_scratch (id INTEGER PRIMARY KEY, "
@@ -800,6 +802,11 @@ class Bench:
                         "lz4, ALTER COLUMN blob SET COMPRESSION lz4"
                     )
                 )
+                if engine.url.username != admin.url.username:
+                    conn.execute(
+                        text(f"GRANT SELECT, INSERT ON bench_scratch TO {engine.url.username}")
+                    )
+        admin.dispose()
 
         def db_write(body: str, blob: bytes | None, row: int) -> None:
             with engine.begin() as conn:
