@@ -1116,10 +1116,11 @@ savepoint (a configuration the process already holds is looked up first, and
 not sent to the database again when it is stored); disk usage summed from
 covering indexes; approving a whole document copies the stored, already
 validated configuration from the transfer row to the new version row inside
-the database (`INSERT ... SELECT`), so it never travels through Python again. On SQLite the WAL is checkpointed every 32 MB,
-not at SQLite's default 4 MB, which made nearly every approval pay a
-checkpoint and its fsyncs; the run that does pay one shows in "slowest". On
-PostgreSQL the large columns are TOASTed with lz4 rather than pglz.
+the database (`INSERT ... SELECT`), so it never travels through Python again.
+On SQLite the WAL is checkpointed every 32 MB, not at SQLite's default 4 MB,
+which made nearly every approval pay a checkpoint and its fsyncs; the run that
+does pay one shows in "slowest". On PostgreSQL the large columns are TOASTed
+with lz4 rather than pglz.
 
 {table(results)}
 
