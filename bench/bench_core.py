@@ -63,6 +63,7 @@ if str(ROOT) not in sys.path:  # the bench package; provisioner as installed whe
 from provisioner.bundles.envelope import pae, parse_envelope, sign_envelope  # noqa: E402
 from provisioner.bundles.payload import (  # noqa: E402
     BundlePayload,
+    _config_span,
     _PayloadContract,
     _read_known,
     _remember,
@@ -858,12 +859,15 @@ class Bench:
                 "receive: BundlePayload.model_validate (header)", BundlePayload.model_validate, data
             )
             forget_validated()
+            span = _config_span(payload)
+            assert span is not None
             _remember(digest_of(config_json_of(payload)), data["config"])
             stage(
                 "receive, content seen before: digest of the configuration + header "
                 "validated in place of it (instead of the three rows above)",
-                _read_known,
+                lambda p, s: _read_known(p, s, digest_of(p[s[0] : s[1]])),
                 payload,
+                span,
             )
             forget_validated()
             config = data["config"]

@@ -282,7 +282,7 @@ def forget_validated() -> None:
         _VALIDATED.clear()
 
 
-def _read_known(payload: bytes) -> tuple[dict[str, Any], tuple[int, int], str] | None:
+def _read_known(payload: bytes, span: tuple[int, int], config_digest: str) -> dict[str, Any] | None:
     """The fast path for a configuration this process already validated (see _VALIDATED).
 
     A payload is ``head + config + tail``. When ``config`` has the digest of bytes
@@ -294,38 +294,40 @@ def _read_known(payload: bytes) -> tuple[dict[str, Any], tuple[int, int], str] |
     of the payload, which in a canonical header is its top-level key (no other member
     of the header model is named so, and inside a string every quote is escaped).
     Anything else (None) takes the full path: its answer, whatever it is, stands.
+    ``span``: :func:`_config_span` of the payload; ``config_digest``: of those bytes.
     """
-    span = _config_span(payload)
-    if span is None or not _VALIDATED:
-        return None
-    start, end = span
-    config_digest = "sha256:" + sha256_hex(payload[start:end])
     with _VALIDATED_LOCK:
         config = _VALIDATED.get(config_digest)
     if config is None:
         return None
+    start, end = span
     data = _validated(payload[:start] + b"{}" + payload[end:], BundlePayload)
     if data is None:
         return None
     data["config"] = config
-    return data, span, config_digest
+    return data
 
 
 def read_bundle(raw: bytes, resolve: KeyResolver) -> VerifiedBundle:
     """Verify, then strictly parse, then validate. Raises BundleRejected."""
     envelope = verify_envelope(raw, resolve)
     strict_json.check_size(envelope.payload, "bundle payload")
+    # the configuration's bytes and digest, if the payload is canonical (hashed once: the
+    # digest names a configuration validated before, and is the bundle's config_digest)
+    span = _config_span(envelope.payload)
     config_digest = None
-    known = _read_known(envelope.payload)
-    fast = known[:2] if known is not None else _read_fast(envelope.payload)
+    known = None
+    if span is not None:
+        config_digest = "sha256:" + sha256_hex(envelope.payload[span[0] : span[1]])
+        known = _read_known(envelope.payload, span, config_digest)
+    fast = (known, span) if known is not None else _read_fast(envelope.payload)
     config_span = None
     if fast is not None:
         data, config_span = fast
+        assert config_span is not None
         config_json = envelope.payload[config_span[0] : config_span[1]]
         config = data["config"]
         payload = BundlePayload.model_validate(data)
-        if known is not None:
-            config_digest = known[2]
     else:
         payload, config = _read_slow(envelope.payload)
         config_json = canonical_bytes(config)
@@ -347,10 +349,12 @@ def read_bundle(raw: bytes, resolve: KeyResolver) -> VerifiedBundle:
         config_span,
         envelope.payload_span,
     )
-    if config_digest is not None:  # hashed once: the cached property takes it as computed
+    if fast is not None:  # config_json is the span hashed above: the cached property takes it
+        assert config_digest is not None
+        assert config_span == span
         vars(bundle)["config_digest"] = config_digest
-    elif fast is not None:
-        _remember(bundle.config_digest, config)
+        if known is None:
+            _remember(config_digest, config)
     return bundle
 
 
