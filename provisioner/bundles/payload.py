@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -201,17 +203,16 @@ def _invalid(payload: bytes, message: str, problems: list[str]) -> BundleRejecte
     return BundleRejected(f"{message}: {shown}{more}")
 
 
-def _read_fast(payload: bytes) -> tuple[dict[str, Any], tuple[int, int]] | None:
-    """Parse and validate in one pass when the payload is exactly what an exporter makes.
+def _validated(payload: bytes, contract: type[BaseModel]) -> dict[str, Any] | None:
+    """``payload`` parsed and validated by ``contract`` in one pass, if it is canonical.
 
     pydantic-core parses and validates the bytes into normalised data; if that data
-    serialises back to exactly the signed bytes, the payload was canonical (hence
-    free of duplicate keys, which the parser would have collapsed) and had every
-    default spelled out. Anything else (None) takes the slow path, which says
-    precisely what is wrong or accepts a valid but terser payload.
+    serialises back to exactly the given bytes, they were canonical (hence free of
+    duplicate keys, which the parser would have collapsed) and had every default
+    spelled out. Anything else: None.
     """
     try:
-        data: dict[str, Any] = dict_validator(_PayloadContract).validate_json(payload)
+        data: dict[str, Any] = dict_validator(contract).validate_json(payload)
     except ValidationError:
         return None
     if type(data["format_version"]) is not int:  # true passes Literal[1]: the slow path says no
@@ -221,25 +222,109 @@ def _read_fast(payload: bytes) -> tuple[dict[str, Any], tuple[int, int]] | None:
         same = canonical_bytes(data) == payload
     except (TypeError, ValueError):
         return None
-    if not same:
+    return data if same else None
+
+
+def _config_span(payload: bytes) -> tuple[int, int] | None:
+    """Where the configuration's bytes sit in a canonical payload: ``(start, end)``.
+
+    The config object runs from its key to the next key, "created_at" (keys are
+    sorted; neither key can occur inside it, where every quote is escaped, nor
+    elsewhere, the model having no other such member: the search for the end runs
+    back from the payload's end, which is a few hundred bytes away). For any other
+    payload the span found means nothing until the caller has checked the payload.
+    """
+    start = payload.find(b'"config":')
+    if start < 0:
         return None
-    # the config object's bytes: it runs from its key to the next key, "created_at"
-    # (keys are sorted; neither key can occur inside it, where every quote is escaped,
-    # nor elsewhere, the model having no other such member: the search for the end runs
-    # back from the payload's end, which is a few hundred bytes away)
-    start = payload.index(b'"config":') + len(b'"config":')
-    end = payload.rindex(b',"created_at":"', start)
-    return data, (start, end)
+    start += len(b'"config":')
+    end = payload.rfind(b',"created_at":"', start)
+    return (start, end) if end >= 0 else None
+
+
+def _read_fast(payload: bytes) -> tuple[dict[str, Any], tuple[int, int]] | None:
+    """Parse and validate in one pass when the payload is exactly what an exporter makes.
+
+    The payload validated whole (:func:`_validated` with the configuration's contract).
+    Anything else (None) takes the slow path, which says precisely what is wrong or
+    accepts a valid but terser payload.
+    """
+    data = _validated(payload, _PayloadContract)
+    if data is None:
+        return None
+    span = _config_span(payload)
+    assert span is not None  # a canonical payload with a config member has both keys
+    return data, span
+
+
+# --------------------------------------------------------------------------- known content
+
+#: configurations this process validated in a payload (:func:`_read_fast`): digest of
+#: their canonical bytes -> their normalised data (shared, read-only), newest last
+_VALIDATED: OrderedDict[str, dict[str, Any]] = OrderedDict()
+_VALIDATED_LOCK = threading.Lock()
+#: how many validated configurations are remembered (the same objects as the parsed
+#: documents the services keep: a template received by several tenants, or again)
+VALIDATED_LIMIT = 8
+
+
+def _remember(config_digest: str, config: dict[str, Any]) -> None:
+    with _VALIDATED_LOCK:
+        _VALIDATED[config_digest] = config
+        _VALIDATED.move_to_end(config_digest)
+        while len(_VALIDATED) > VALIDATED_LIMIT:
+            _VALIDATED.popitem(last=False)
+
+
+def forget_validated() -> None:
+    """Forget which configurations were validated (tests, benchmarks)."""
+    with _VALIDATED_LOCK:
+        _VALIDATED.clear()
+
+
+def _read_known(payload: bytes, span: tuple[int, int], config_digest: str) -> dict[str, Any] | None:
+    """The fast path for a configuration this process already validated (see _VALIDATED).
+
+    A payload is ``head + config + tail``. When ``config`` has the digest of bytes
+    :func:`_read_fast` validated (canonical, normalised sections), only the rest needs
+    checking: ``head + {} + tail`` must itself pass :func:`_validated` (the header
+    rules, canonical form). Then the payload is exactly the canonical form of that
+    header with this configuration in place of ``{}`` -- what :func:`_read_fast` would
+    accept, giving the same data -- because ``head`` ends with the first ``"config":``
+    of the payload, which in a canonical header is its top-level key (no other member
+    of the header model is named so, and inside a string every quote is escaped).
+    Anything else (None) takes the full path: its answer, whatever it is, stands.
+    ``span``: :func:`_config_span` of the payload; ``config_digest``: of those bytes.
+    """
+    with _VALIDATED_LOCK:
+        config = _VALIDATED.get(config_digest)
+    if config is None:
+        return None
+    start, end = span
+    data = _validated(payload[:start] + b"{}" + payload[end:], BundlePayload)
+    if data is None:
+        return None
+    data["config"] = config
+    return data
 
 
 def read_bundle(raw: bytes, resolve: KeyResolver) -> VerifiedBundle:
     """Verify, then strictly parse, then validate. Raises BundleRejected."""
     envelope = verify_envelope(raw, resolve)
     strict_json.check_size(envelope.payload, "bundle payload")
-    fast = _read_fast(envelope.payload)
+    # the configuration's bytes and digest, if the payload is canonical (hashed once: the
+    # digest names a configuration validated before, and is the bundle's config_digest)
+    span = _config_span(envelope.payload)
+    config_digest = None
+    known = None
+    if span is not None:
+        config_digest = "sha256:" + sha256_hex(envelope.payload[span[0] : span[1]])
+        known = _read_known(envelope.payload, span, config_digest)
+    fast = (known, span) if known is not None else _read_fast(envelope.payload)
     config_span = None
     if fast is not None:
         data, config_span = fast
+        assert config_span is not None
         config_json = envelope.payload[config_span[0] : config_span[1]]
         config = data["config"]
         payload = BundlePayload.model_validate(data)
@@ -254,7 +339,7 @@ def read_bundle(raw: bytes, resolve: KeyResolver) -> VerifiedBundle:
         )
     if not any(name in config for name in SECTION_NAMES):
         raise BundleRejected("bundle carries no configuration section")
-    return VerifiedBundle(
+    bundle = VerifiedBundle(
         payload,
         config,
         envelope.payload,
@@ -264,6 +349,13 @@ def read_bundle(raw: bytes, resolve: KeyResolver) -> VerifiedBundle:
         config_span,
         envelope.payload_span,
     )
+    if fast is not None:  # config_json is the span hashed above: the cached property takes it
+        assert config_digest is not None
+        assert config_span == span
+        vars(bundle)["config_digest"] = config_digest
+        if known is None:
+            _remember(config_digest, config)
+    return bundle
 
 
 # --------------------------------------------------------------------------- storing the file

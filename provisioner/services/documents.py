@@ -100,6 +100,12 @@ def clear_caches() -> None:
 # --------------------------------------------------------------------------- write
 
 
+def held(digest: str) -> bool:
+    """Whether this process holds the document in memory (it stored or read it: it is
+    probably stored, unless the transaction that stored it rolled back)."""
+    return _BODIES.get(digest) is not None or _PARSED.get(digest) is not None
+
+
 def stored(ctx: Context, digests: Iterable[str]) -> set[str]:
     """Which of ``digests`` are stored (one query)."""
     wanted = sorted(set(digests))

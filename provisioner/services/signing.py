@@ -9,9 +9,11 @@ accepts bundles signed by pinned keys only.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 
 from provisioner.bundles.envelope import KeyResolver
 from provisioner.bundles.signing import (
@@ -116,7 +118,7 @@ def resolver_for(
     extra: Iterable[Ed25519PublicKey] = (),
     *,
     pins: Sequence[TrustedPublisher] | None = None,
-    owners: dict[str, Tenant | None] | None = None,
+    owners: dict[str, KeyOwner | None] | None = None,
 ) -> KeyResolver:
     """Keys the tenant accepts signatures from.
 
@@ -154,18 +156,36 @@ def any_tenant_key(ctx: Context, kid: str) -> Ed25519PublicKey | None:
     return public_from_raw(row.public_key) if row else None
 
 
-def tenant_key(ctx: Context, kid: str) -> tuple[Ed25519PublicKey, Tenant] | None:
+@dataclass(frozen=True)
+class KeyOwner:
+    """The tenant of this deployment that owns a signing key."""
+
+    id: int
+    slug: str
+
+
+_TENANT_KEY = (
+    select(SigningKey.public_key, Tenant.id, Tenant.slug)
+    .join(Tenant, Tenant.id == SigningKey.tenant_id)
+    .where(SigningKey.key_id == bindparam("kid"))
+)
+
+
+def tenant_key(ctx: Context, kid: str) -> tuple[Ed25519PublicKey, KeyOwner] | None:
     """The public key of any tenant of this deployment with this key id, and that tenant.
 
-    One round trip (key and tenant joined): :func:`any_tenant_key` and :func:`owner_of`.
+    One round trip: key and tenant joined, and on PostgreSQL the key id presented (a
+    public key is reached by its key id, see ``Context.present``) in the same pipeline.
     """
-    ctx.present(signing_key=kid)  # a public key is reached by its key id
-    row = ctx.session.execute(
-        select(SigningKey.public_key, Tenant)
-        .join(Tenant, Tenant.id == SigningKey.tenant_id)
-        .where(SigningKey.key_id == kid)
-    ).first()
-    return (public_from_raw(row[0]), row[1]) if row else None
+    values = {"kid": kid}
+    row: Any
+    if ctx.postgres:
+        statement = cast("Select[Any]", _TENANT_KEY)
+        (rows,) = ctx.run_pipelined([statement], values, credentials={"signing_key": kid})
+        row = rows[0] if rows else None
+    else:
+        row = ctx.session.execute(_TENANT_KEY, values).first()
+    return (public_from_raw(row.public_key), KeyOwner(row.id, row.slug)) if row else None
 
 
 def trust(

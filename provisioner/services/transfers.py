@@ -58,7 +58,6 @@ from provisioner.crashpoints import crashpoint
 from provisioner.db.models import (
     ConfigVersion,
     CopyKeyRow,
-    SigningKey,
     Tenant,
     Transfer,
     TrustedPublisher,
@@ -281,12 +280,12 @@ def _verify(
     raw: bytes,
     extra_keys: Iterable[Ed25519PublicKey],
     pins: Sequence[TrustedPublisher],
-) -> tuple[VerifiedBundle, Tenant | None]:
+) -> tuple[VerifiedBundle, signing.KeyOwner | None]:
     """The verified bundle and the tenant of this deployment that signed it, if any.
 
     ``pins``: the target's pinned publishers (:func:`signing.pinned`).
     """
-    owners: dict[str, Tenant | None] = {}  # filled by the resolver: key and owner in one query
+    owners: dict[str, signing.KeyOwner | None] = {}  # filled by the resolver: key and owner
     bundle = read_bundle(
         raw, signing.resolver_for(ctx, target.id, extra_keys, pins=pins, owners=owners)
     )
@@ -295,15 +294,12 @@ def _verify(
             f"bundle expired at {bundle.payload.expires_at}",
             hint="ask the source tenant's admin to send it again",
         )
+    owner: signing.KeyOwner | None
     if bundle.key_id in owners:
         owner = owners[bundle.key_id]
-    else:  # a pinned or explicit key: signing.owner_of in one round trip (key and tenant joined)
-        ctx.present(signing_key=bundle.key_id)  # a public key is reached by its key id
-        owner = ctx.session.scalar(
-            select(Tenant)
-            .join(SigningKey, SigningKey.tenant_id == Tenant.id)
-            .where(SigningKey.key_id == bundle.key_id)
-        )
+    else:  # a pinned or explicit key: its owner, if a tenant here (key and tenant joined)
+        found = signing.tenant_key(ctx, bundle.key_id)
+        owner = found[1] if found else None
     claimed = bundle.payload.source.tenant
     if owner is not None and owner.slug != claimed:
         raise BundleRejected(
@@ -403,9 +399,15 @@ def accept(
     quotas.require_room(ctx, target, len(raw) + len(bundle.config_json), what="this bundle")
     crashpoint("receive.after_key_check")
     # stored once per distinct content; its parsed form (validated, never changed) kept
-    # for the approval; one INSERT ... ON CONFLICT DO NOTHING, no look-up first
+    # for the approval. Content this process has held is probably stored: looked up
+    # first (the megabytes not sent again); other content: one INSERT ... ON CONFLICT
+    # DO NOTHING, no look-up first
     documents.store(
-        ctx, bundle.config_json, bundle.config_digest, parsed_as=bundle.config, look=False
+        ctx,
+        bundle.config_json,
+        bundle.config_digest,
+        parsed_as=bundle.config,
+        look=documents.held(bundle.config_digest),
     )
     transfer = _insert_once(
         ctx,
