@@ -48,6 +48,7 @@ from provisioner.bundles.payload import Audience, Source, VerifiedBundle, build_
 from provisioner.clock import as_utc
 from provisioner.config import diff as config_diff
 from provisioner.config.document import SECTION_NAMES
+from provisioner.config.memo import IdentityMemo
 from provisioner.config.merge import Mode, combine, parse_only
 from provisioner.config.merge3 import Side, Upgrade, merge3
 from provisioner.config.validate import (
@@ -223,11 +224,14 @@ def upgrade_plan(
     keep: Iterable[str] = (),
     take: Iterable[str] = (),
     prefer: Side | None = None,
+    memo: IdentityMemo | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], Upgrade]:
     """(resulting document, plan, merge) for upgrading ``head`` three-way to ``incoming``.
 
     The plan is :func:`make_plan`'s with ``mode: upgrade`` and an ``upgrade`` member:
-    the source and its base, the taken, kept and conflicting addresses.
+    the source and its base, the taken, kept and conflicting addresses. ``memo``: see
+    :func:`merge3` (a rollout plans one template change for many tenants; the result
+    may then share sections with other results and must not be changed).
     """
     sections = [
         name
@@ -242,6 +246,7 @@ def upgrade_plan(
         keep=keep,
         take=take,
         prefer=prefer,
+        memo=memo,
     )
     result = up.result
     if up.mixed:  # items assembled from both sides: check the structure again (limits...)
