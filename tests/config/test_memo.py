@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from provisioner.canonical import canonical_bytes, canonical_members
+from provisioner.canonical import canonical_bytes, canonical_members, sha256_hex
 from provisioner.config import delta, references
 from provisioner.config.defaults import default_document
 from provisioner.config.memo import IdentityMemo
@@ -115,9 +115,12 @@ def test_canonical_members_equal_canonical_bytes() -> None:
         def member(value: Any, memo: IdentityMemo = memo) -> bytes:
             return memo.get("bytes", (value,), lambda: canonical_bytes(value))
 
-        assert canonical_members(doc, canonical_bytes) == canonical_bytes(doc)
-        assert canonical_members(doc, member) == canonical_bytes(doc)
-        assert canonical_members(doc, member) == canonical_bytes(doc)  # from the memo
+        assert bytes(canonical_members(doc, canonical_bytes)) == canonical_bytes(doc)
+        assert bytes(canonical_members(doc, member)) == canonical_bytes(doc)
+        pieces = canonical_members(doc, member)  # the members from the memo
+        assert bytes(pieces) == canonical_bytes(doc)
+        assert len(pieces) == len(canonical_bytes(doc))
+        assert sha256_hex(pieces) == sha256_hex(canonical_bytes(doc))
 
 
 def test_an_identity_is_never_confused_with_an_equal_value_or_a_reused_id() -> None:

@@ -78,7 +78,7 @@ from provisioner.bundles.payload import (
     read_bundle,
 )
 from provisioner.bundles.signing import key_id, raw_public
-from provisioner.canonical import canonical_bytes, canonical_members, sha256_hex
+from provisioner.canonical import Pieces, canonical_bytes, canonical_members, sha256_hex
 from provisioner.clock import as_utc
 from provisioner.config.document import SECTION_NAMES
 from provisioner.config.memo import IdentityMemo
@@ -448,7 +448,7 @@ class _Shared:
 
     base: dict[str, Any]  # the current document the plan was made against
     plan: dict[str, Any]
-    body: bytes  # the resulting document, RFC 8785
+    body: bytes | Pieces  # the resulting document, RFC 8785 (joined when stored whole)
     digest: str
     result: Any = None  # ``body`` parsed (None: the bundle's own configuration)
 
@@ -551,6 +551,7 @@ class _Batch:
             result, plan = transfers.make_plan(
                 base, self.work.bundle.config, mode="replace", only=None
             )
+        body: bytes | Pieces
         if (
             ancestor is None
             and len(plan["sections"]) == len(SECTION_NAMES)
@@ -680,7 +681,12 @@ class _Batch:
                     )
                 impact = data_impact.NO_IMPACT
                 if tenant.id in with_records:  # counted now, on the records as they are
-                    impact = transfers.data_impact_of(ctx, tenant.id, shared.base, shared.body)
+                    impact = transfers.data_impact_of(
+                        ctx,
+                        tenant.id,
+                        shared.base,
+                        bytes(shared.body) if shared.result is None else shared.result,
+                    )
                 plan = dict(
                     shared.plan,
                     base_version=version,
