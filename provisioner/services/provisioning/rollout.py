@@ -722,10 +722,13 @@ class _Batch:
         payload = work.bundle.payload
         if accepted:  # the configuration as it arrived: stored once, named by every transfer
             # (looked up by the run's first batch only: then it is known to be stored)
+            file_digest, file_body = transfers.file_document(work.bundle)  # the file, once
             documents.store_many(
-                ctx, {work.bundle.config_digest: work.bundle.config_json}, known=self.stored
+                ctx,
+                {work.bundle.config_digest: work.bundle.config_json, file_digest: file_body},
+                known=self.stored,
             )
-            self.stored.add(work.bundle.config_digest)
+            self.stored.update((work.bundle.config_digest, file_digest))
         ids = transfers.insert_many(
             ctx,
             [
