@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import json
+from typing import Any
 
 import orjson
 import pytest
@@ -27,7 +28,7 @@ from provisioner.bundles.signing import key_id
 from provisioner.canonical import canonical_bytes
 from provisioner.db.models import Transfer
 from provisioner.errors import BundleRejected
-from provisioner.services import transfers
+from provisioner.services import documents, transfers
 from tests.security.craft import envelope_of, payload_of, resign, signer_of
 from tests.support import World, labelled
 
@@ -53,6 +54,16 @@ def _incoming(world: World, row: Transfer) -> bytes:
         return transfers.incoming_bytes(ctx.session, row)
 
 
+def _kept(world: World, row: Transfer) -> tuple[bytes, dict[str, Any] | None]:
+    """The file as kept without its configuration, and its frame (None: the file whole):
+    a document stored once per distinct content, named by the transfer."""
+    assert row.envelope == b""
+    assert row.payload_frame is not None
+    with world.app.transaction() as ctx:
+        kept = orjson.loads(documents.body(ctx.session, row.payload_frame["file"]))
+    return base64.b64decode(kept["file"]), kept["frame"]
+
+
 def _received(world: World, raw: bytes) -> tuple[int, bytes]:
     transfer_id = world.receive("client", raw)
     return transfer_id, _file(world, world.transfer(transfer_id))
@@ -62,8 +73,9 @@ def test_an_exported_bundle_is_stored_once_and_given_back_exactly(partner: World
     raw = partner.export("partner", partner.key("client"))
     transfer_id, stored_file = _received(partner, raw)
     row = partner.transfer(transfer_id)
-    assert row.payload_frame is not None
-    assert len(row.envelope) < 1024 < len(_incoming(partner, row))  # not repeated
+    kept, frame = _kept(partner, row)
+    assert frame is not None
+    assert len(kept) < 1024 < len(_incoming(partner, row))  # not repeated
     assert row.envelope_bytes == len(raw)  # disk usage still counts the whole file
     assert stored_file == raw
     public = signer_of(partner, "partner").public_key()  # the rebuilt file verifies
@@ -80,8 +92,8 @@ def test_a_reformatted_envelope_is_stored_whole(partner: World) -> None:
     spaced = json.dumps(envelope_of(raw), indent=2).encode()  # same payload, same signature
     transfer_id, stored_file = _received(partner, spaced)
     row = partner.transfer(transfer_id)
-    assert row.payload_frame is None
-    assert row.envelope == spaced == stored_file
+    assert _kept(partner, row) == (spaced, None)
+    assert stored_file == spaced
 
 
 def test_an_escaped_payload_string_is_stored_whole(partner: World) -> None:
@@ -93,7 +105,7 @@ def test_an_escaped_payload_string_is_stored_whole(partner: World) -> None:
     assert escaped != raw
     assert envelope_of(escaped) == envelope_of(raw)
     transfer_id, stored_file = _received(partner, escaped)
-    assert partner.transfer(transfer_id).payload_frame is None
+    assert _kept(partner, partner.transfer(transfer_id))[1] is None
     assert stored_file == escaped
 
 
@@ -111,7 +123,7 @@ def test_base64_with_stray_bits_in_its_last_group_is_stored_whole(partner: World
     assert base64.b64decode(odd) == base64.b64decode(text_)
     changed = raw.replace(text_.encode(), odd.encode())
     transfer_id, stored_file = _received(partner, changed)
-    assert partner.transfer(transfer_id).payload_frame is None
+    assert _kept(partner, partner.transfer(transfer_id))[1] is None
     assert stored_file == changed
 
 
@@ -125,7 +137,7 @@ def test_a_payload_without_its_defaults_is_stored_whole(partner: World) -> None:
     terse = resign(partner, "partner", canonical_bytes(data))
     transfer_id, stored_file = _received(partner, terse)
     row = partner.transfer(transfer_id)
-    assert row.payload_frame is None
+    assert _kept(partner, row)[1] is None
     assert stored_file == terse
     assert all(box["enabled"] for box in orjson.loads(_incoming(partner, row))["checkboxes"])
 

@@ -110,8 +110,15 @@ def test_a_rollout_stores_the_template_once_and_each_tenant_its_changes(world: W
         assert row.base_digest is not None
         assert row.delta is not None
         assert len(row.delta) < 1024, "a tenant's version costs what differs, not the document"
-    # the second rollout stored one new document: HQ's new template (as it arrived)
-    assert stored_after == stored_before + 1
+    # the second rollout stored two new documents: HQ's new template (as it arrived) and
+    # the bundle's file without it, which every shop's transfer names
+    assert stored_after == stored_before + 2
+    with world.app.transaction() as ctx, ctx.operator("read"):  # every shop's transfers
+        frames = ctx.session.scalars(
+            select(Transfer.payload_frame).where(Transfer.tenant_id.in_(ids[s] for s in SHOPS))
+        ).all()
+    assert len(frames) == 2 * len(SHOPS)
+    assert len({orjson.dumps(f) for f in frames}) == 2  # one file document per rollout
 
 
 def test_usage_counts_the_logical_size_of_a_version_stored_as_a_delta(world: World) -> None:

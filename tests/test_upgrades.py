@@ -16,10 +16,13 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
+from provisioner.bundles.payload import read_bundle
+from provisioner.bundles.signing import key_id
+from provisioner.canonical import canonical_bytes, digest
 from provisioner.cli.main import cli
 from provisioner.db.models import AuditEvent, LineageEntry
 from provisioner.errors import PlanConflict, UnresolvedConflicts, ValidationFailed
-from provisioner.services import actors, configs, lineage, transfers
+from provisioner.services import actors, configs, lineage, signing, transfers
 from provisioner.services.context import Provisioner
 from provisioner.services.provisioning import rollout
 from provisioner.services.provisioning.rollout import Target
@@ -262,8 +265,6 @@ def test_the_services_check_the_tenant_themselves(world: World) -> None:
 
 
 def _trust(app: Provisioner, target: str, source: str) -> None:
-    from provisioner.services import signing
-
     with app.transaction() as ctx:
         actor = actors.resolve(ctx, f"{target}-admin", target)
         pem = signing.public_key_pem(ctx, actors.get_tenant(ctx, source).id).encode()
@@ -313,6 +314,72 @@ def test_a_rollout_upgrades_each_tenant_three_way_by_policy(
     )
     assert [t["status"] for t in waiting["targets"]] == ["inbox", "inbox"]
     assert "policy wait" in waiting["targets"][0]["reason"]
+
+
+def test_a_rollout_plans_each_tenant_as_the_tenant_alone_would(
+    app: Provisioner, world: World
+) -> None:
+    """The batch remembers section merges and checks by identity across tenants
+    (config.memo); every stored plan and version equals the one-tenant computation."""
+    world.tenant("hq")
+    world.set_config(
+        "hq",
+        {
+            **labelled(world.config("hq"), 1, "本部指定"),
+            "workflows": [_workflow("vip", active=True)],
+        },
+    )
+    shops = [f"shop-{n}" for n in range(1, 6)]
+    for shop in shops:
+        world.tenant(shop)
+        _trust(app, shop, "hq")
+    assert {t["status"] for t in _rollout(app, world, shops)["targets"]} == {"applied"}
+    world.set_config("shop-1", labelled(world.config("shop-1"), 5, "店舗独自"))
+    world.set_config("shop-2", labelled(world.config("shop-2"), 2, "店舗版"))  # conflicts
+    boxes = [dict(c) for c in world.config("shop-3")["checkboxes"]]
+    boxes[7]["enabled"] = False  # HQ's new rule sets checkbox 8: a references conflict
+    world.set_config("shop-3", {"checkboxes": boxes})
+    world.set_config("shop-5", labelled(world.config("shop-5"), 5, "五号店"))
+    hq = world.config("hq")
+    eight = {
+        **_workflow("vip8", active=True),
+        "actions": [{"type": "set_checkbox", "index": 8, "checked": True}],
+    }
+    world.set_config("hq", {**labelled(hq, 2, "本部版"), "workflows": [*hq["workflows"], eight]})
+    with app.transaction() as ctx:  # the configuration as the rollout's bundle carries it
+        public = signing.public_key(ctx, actors.get_tenant(ctx, "hq").id)
+    incoming = read_bundle(world.export("hq"), {key_id(public): public}.get).config
+    expected = {}
+    with app.transaction() as ctx, ctx.operator("read"):  # each tenant alone, no memo
+        for shop in shops:
+            tenant = actors.get_tenant(ctx, shop)
+            ancestor = lineage.base(ctx, tenant.id, "tenant:hq")
+            assert ancestor is not None
+            expected[shop] = transfers.upgrade_plan(
+                configs.current(ctx, tenant), incoming, ancestor
+            )
+
+    summary = _rollout(app, world, shops)
+    by_shop = {t["tenant"]: t for t in summary["targets"]}
+    assert [by_shop[s]["status"] for s in shops] == [
+        "applied",
+        "inbox",
+        "inbox",
+        "applied",
+        "applied",
+    ]
+    assert [c["kind"] for c in expected["shop-3"][1]["upgrade"]["conflicts"]] == ["references"]
+    for shop in shops:
+        result, plan, _ = expected[shop]
+        stored = world.transfer(by_shop[shop]["transfer"]).plan
+        for part in ("mode", "sections", "summary", "changes", "upgrade"):
+            assert stored[part] == plan[part], (shop, part)
+        if by_shop[shop]["status"] == "applied":
+            assert world.config(shop) == result, shop
+            with app.transaction() as ctx, ctx.operator("read"):
+                row = configs.current_text(ctx, actors.get_tenant(ctx, shop))
+            assert row[2] == canonical_bytes(result), shop
+            assert row[1] == digest(result), shop
 
 
 # --------------------------------------------------------------------------- CLI

@@ -43,6 +43,7 @@ from typing import Any, Literal
 from provisioner.config import references
 from provisioner.config.diff import COLLECTIONS, NESTED
 from provisioner.config.document import SECTION_NAMES
+from provisioner.config.memo import IdentityMemo
 from provisioner.errors import ValidationFailed
 
 Side = Literal["ours", "theirs"]
@@ -331,6 +332,18 @@ def _with_ours_activation(items: list[Any] | None, ours: Mapping[str, bool]) -> 
     return out
 
 
+def _section_merge(resolver: _Resolver, name: str, b: Any, o: Any, t: Any) -> tuple[Any, Upgrade]:
+    """One section merged: (its value, what happened to its addresses)."""
+    if b is None:  # no common ancestor for this section: every difference is a conflict
+        b = [] if isinstance(o, list) else {} if isinstance(o, dict) else MISSING
+    if name == "workflows":
+        active = {wf["code"]: wf["active"] for wf in o}
+        t = _with_ours_activation(t, active)
+        b = _with_ours_activation(b, active)
+    merge = _Merge(resolver)
+    return merge.section(name, b, o, t), merge.up
+
+
 def merge3(
     base: Mapping[str, Any],
     ours: Mapping[str, Any],
@@ -340,6 +353,7 @@ def merge3(
     keep: Iterable[str] = (),
     take: Iterable[str] = (),
     prefer: Side | None = None,
+    memo: IdentityMemo | None = None,
 ) -> Upgrade:
     """Merge ``theirs`` onto ``ours`` relative to ``base`` (whole documents, plain data).
 
@@ -347,13 +361,21 @@ def merge3(
     lacks stays ours. ``keep``/``take`` resolve conflicts at or under the given
     addresses; ``prefer`` resolves the rest. An address given that names no
     conflict is refused (a typo must not pass silently).
+
+    ``memo``: section merges (and reference checks) remembered by the identity of
+    their inputs, for many merges of one template (a rollout: a section a tenant did
+    not touch is the same object in every tenant's document and its base). Used only
+    without ``keep``/``take``, where a section's merge depends on its inputs alone.
+    The inputs must not be changed while the memo lives; the result may share them.
     """
     if prefer is not None and prefer not in SIDES:
         raise ValidationFailed(f"--prefer must be ours or theirs, not {prefer!r}")
     resolver = _Resolver(keep, take, prefer)
-    merge = _Merge(resolver)
+    if resolver.choices:
+        memo = None
     wanted = SECTION_NAMES if sections is None else tuple(sections)
     result = dict(ours)
+    up = Upgrade(result=result)
     touched: list[str] = []
     for name in SECTION_NAMES:
         if name not in wanted or theirs.get(name) is None or name not in ours:
@@ -361,19 +383,23 @@ def merge3(
         b: Any = base.get(name)
         o: Any = ours[name]
         t: Any = theirs[name]
-        if b is None:  # no common ancestor for this section: every difference is a conflict
-            b = [] if isinstance(o, list) else {} if isinstance(o, dict) else MISSING
-        if name == "workflows":
-            active = {wf["code"]: wf["active"] for wf in o}
-            t = _with_ours_activation(t, active)
-            b = _with_ours_activation(b, active)
-        value = merge.section(name, b, o, t)
+        if memo is None:
+            value, part = _section_merge(resolver, name, b, o, t)
+        else:
+            value, part = memo.get(
+                ("merge3", name, prefer),
+                (b, o, t),
+                lambda: _section_merge(resolver, name, b, o, t),  # noqa: B023 - called at once
+            )
+        up.taken.extend(part.taken)
+        up.kept.extend(part.kept)
+        up.conflicts.extend(part.conflicts)
+        up.resolved.update(part.resolved)
+        up.mixed = up.mixed or part.mixed
         if value is not o:
             touched.append(name)
         result[name] = value
-    up = merge.up
-    up.result = result
-    _keep_consistent(up, ours, theirs, touched, resolver)
+    _keep_consistent(up, ours, theirs, touched, resolver, memo)
     unused = sorted(set(resolver.choices) - resolver.used)
     if unused:
         raise ValidationFailed(
@@ -389,9 +415,10 @@ def _keep_consistent(
     theirs: Mapping[str, Any],
     touched: list[str],
     resolver: _Resolver,
+    memo: IdentityMemo | None = None,
 ) -> None:
     """Hold sections back (ours) until the result's references hold; each is a conflict."""
-    problems = references.check(up.result)
+    problems = references.check(up.result, memo=memo)
     held: list[str] = []
     while problems:
         candidates = [s for s in touched if s not in held]
@@ -399,7 +426,7 @@ def _keep_consistent(
             raise ValidationFailed("the merged configuration is inconsistent", problems=problems)
 
         def left(name: str) -> int:  # problems left with this section held back
-            return len(references.check({**up.result, name: ours[name]}))
+            return len(references.check({**up.result, name: ours[name]}, memo=memo))
 
         suspects = [min(candidates, key=left)]  # the fewest sections held back
         for name in suspects:
@@ -417,4 +444,4 @@ def _keep_consistent(
                 for c in up.conflicts
                 if c.kind == "references" or not (c.address == name or c.address.startswith(prefix))
             ]
-        problems = references.check(up.result)
+        problems = references.check(up.result, memo=memo)

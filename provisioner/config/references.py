@@ -12,7 +12,8 @@ guaranteed by :class:`~provisioner.config.document.ConfigDocument`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from provisioner.config import rules
@@ -23,6 +24,7 @@ from provisioner.config.document import (
     STANDARD_FIELDS,
     ConfigDocument,
 )
+from provisioner.config.memo import IdentityMemo
 
 ACTIVITY_KIND_PICKLIST = "activity_kind"
 #: the date fields a date trigger may name, per object
@@ -65,22 +67,76 @@ def known_fields(doc: Mapping[str, Any]) -> set[str]:
     return fields
 
 
-def check(document: ConfigDocument | Mapping[str, Any]) -> list[str]:
-    """Problems with a structurally valid document's cross-references (empty: consistent)."""
-    doc = document.to_data() if isinstance(document, ConfigDocument) else document
+@dataclass(frozen=True)
+class _CheckboxNeeded:
+    """A problem unless checkbox ``index`` is enabled (decided after the memoised parts:
+    a tenant's checkboxes are often its own while its workflows are the template's)."""
+
+    where: str
+    index: Any
+
+    def problem(self, enabled: set[Any]) -> str | None:
+        return (
+            None if self.index in enabled else f"{self.where}: checkbox {self.index} is not enabled"
+        )
+
+
+Found = list[str | _CheckboxNeeded]
+
+
+def _check_memo_fields_unique(doc: Mapping[str, Any]) -> Found:
     problems: list[str] = []
-    picklists = {p["code"]: p for p in doc["picklists"]}
-    _check_fields(doc, picklists, problems)
+    _dup(problems, "memo_fields", "index", [m["index"] for m in doc["memo_fields"]])
+    return list(problems)
+
+
+def _check_checkboxes(doc: Mapping[str, Any]) -> Found:
+    problems: list[str] = []
+    _dup(problems, "checkboxes", "index", [c["index"] for c in doc["checkboxes"]])
+    return list(problems)
+
+
+def _check_picklists(doc: Mapping[str, Any]) -> Found:
+    problems: list[str] = []
+    _check_fields(doc, {p["code"]: p for p in doc["picklists"]}, problems)
+    return list(problems)
+
+
+def _check_classification_trees(doc: Mapping[str, Any]) -> Found:
+    problems: list[str] = []
     _check_classifications(doc, problems)
+    return list(problems)
+
+
+def _check_databases(doc: Mapping[str, Any]) -> Found:
+    problems: list[str] = []
     _check_custom_databases(doc, problems)
+    return list(problems)
+
+
+def _check_roles(doc: Mapping[str, Any]) -> Found:
+    problems: list[str] = []
     _dup(problems, "roles", "code", [r["code"] for r in doc["roles"]])
     for custom in doc["roles"]:
         if custom["code"] in BUILTIN_ROLES:
             problems.append(f"roles: {custom['code']!r} is a built-in role and cannot be redefined")
+    return list(problems)
+
+
+def _check_rules(doc: Mapping[str, Any]) -> Found:
+    """Workflows and blueprints (what they name: fields, picklists, roles...)."""
+    found: Found = []
+    picklists = {p["code"]: p for p in doc["picklists"]}
     all_roles = {r["code"] for r in doc["roles"]} | set(BUILTIN_ROLES)
     fields = known_fields(doc)
-    _check_workflows(doc, picklists, all_roles, fields, problems)
+    _check_workflows(doc, picklists, all_roles, fields, found)
+    problems: list[str] = []
     _check_blueprints(doc, picklists, all_roles, fields, problems)
+    return found + problems
+
+
+def _check_settings(doc: Mapping[str, Any]) -> Found:
+    problems: list[str] = []
     settings = doc["settings"]
     _dup(problems, "settings.link_buttons", "code", [b["code"] for b in settings["link_buttons"]])
     _dup(
@@ -89,10 +145,61 @@ def check(document: ConfigDocument | Mapping[str, Any]) -> list[str]:
         "code",
         [e["code"] for e in settings["external_systems"]],
     )
+    return list(problems)
+
+
+#: the checks, in the order of their problems, each with the sections it reads (all it
+#: reads: a memo keys its result by the identity of these sections)
+_PARTS: tuple[tuple[tuple[str, ...], Callable[[Mapping[str, Any]], Found]], ...] = (
+    (("memo_fields",), _check_memo_fields_unique),
+    (("checkboxes",), _check_checkboxes),
+    (("picklists", "memo_fields"), _check_picklists),
+    (("classifications",), _check_classification_trees),
+    (("custom_databases",), _check_databases),
+    (("roles",), _check_roles),
+    (
+        ("workflows", "blueprints", "custom_databases", "picklists", "classifications", "roles"),
+        _check_rules,
+    ),
+    (("settings",), _check_settings),
+)
+
+
+def check(
+    document: ConfigDocument | Mapping[str, Any], *, memo: IdentityMemo | None = None
+) -> list[str]:
+    """Problems with a structurally valid document's cross-references (empty: consistent).
+
+    ``memo``: each part of the check remembered by the identity of the sections it reads
+    (see :mod:`provisioner.config.memo`): checking many documents that share sections
+    (a rollout's results) costs what differs. The same parts run with or without it.
+    """
+    doc = document.to_data() if isinstance(document, ConfigDocument) else document
+    found: Found = []
+    for reads, part in _PARTS:
+        if memo is None:
+            found += part(doc)
+        else:
+            found += memo.get(
+                ("references", part),
+                tuple(doc[name] for name in reads),
+                lambda: part(doc),  # noqa: B023
+            )
+    enabled: set[Any] | None = None
+    problems: list[str] = []
+    for item in found:
+        if isinstance(item, str):
+            problems.append(item)
+            continue
+        if enabled is None:
+            enabled = {c["index"] for c in doc["checkboxes"] if c["enabled"]}
+        problem = item.problem(enabled)
+        if problem is not None:
+            problems.append(problem)
     return problems
 
 
-def _dup(problems: list[str], section: str, what: str, values: Iterable[object]) -> None:
+def _dup(problems: list[Any], section: str, what: str, values: Iterable[object]) -> None:
     for value in _duplicates(values):
         problems.append(f"{section}: {what} {value!r} is used more than once")
 
@@ -100,9 +207,7 @@ def _dup(problems: list[str], section: str, what: str, values: Iterable[object])
 def _check_fields(
     doc: Mapping[str, Any], picklists: Mapping[str, Any], problems: list[str]
 ) -> None:
-    """Memo fields, checkboxes and picklists: unique, and a picklist memo names one."""
-    _dup(problems, "memo_fields", "index", [m["index"] for m in doc["memo_fields"]])
-    _dup(problems, "checkboxes", "index", [c["index"] for c in doc["checkboxes"]])
+    """Picklists unique (and their values), and a picklist memo names one."""
     _dup(problems, "picklists", "code", [p["code"] for p in doc["picklists"]])
     for picklist in doc["picklists"]:
         codes = [v["code"] for v in picklist["values"]]
@@ -160,9 +265,8 @@ def _check_workflows(
     picklists: Mapping[str, Any],
     all_roles: set[str],
     fields: set[str],
-    problems: list[str],
+    problems: Found,
 ) -> None:
-    enabled_checkboxes = {c["index"] for c in doc["checkboxes"] if c["enabled"]}
     class_codes = {n["code"] for n in doc["classifications"]["customer"]}
     kinds = picklists.get(ACTIVITY_KIND_PICKLIST)
     activity_kinds = {v["code"] for v in kinds["values"]} if kinds else set()
@@ -189,8 +293,8 @@ def _check_workflows(
             kind = action["type"]
             if kind == "set_field":
                 named_fields.append(action["field"])
-            elif kind == "set_checkbox" and action["index"] not in enabled_checkboxes:
-                problems.append(f"{where}: checkbox {action['index']} is not enabled")
+            elif kind == "set_checkbox":  # decided on the document's checkboxes, by check()
+                problems.append(_CheckboxNeeded(where, action["index"]))
             elif kind == "add_classification" and action["classification"] not in class_codes:
                 problems.append(
                     f"{where}: customer classification {action['classification']!r} does not exist"

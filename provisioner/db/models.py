@@ -233,7 +233,10 @@ class Transfer(Base):
     #: the bundle file -- or, when ``payload_frame`` is set, the file with its payload
     #: cut out, the payload being the ``incoming_digest`` document in that frame
     #: (``bundles.payload.split_file``; ``services.transfers.bundle_file`` gives back the
-    #: exact file)
+    #: exact file) -- or empty, when ``payload_frame`` is ``{"file": digest}``: the file
+    #: without its payload and its frame are that ``config_documents`` document, stored
+    #: once per distinct content (``services.transfers.file_document``: the targets of a
+    #: rollout share it)
     envelope: Mapped[bytes] = mapped_column(deferred=True)
     payload_frame: Mapped[dict[str, Any] | None] = mapped_column(deferred=True)
     #: bytes of the bundle file (disk usage sums it)

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm.attributes import set_committed_value
 
-from provisioner.canonical import canonical_bytes, sha256_hex
+from provisioner.canonical import Pieces, canonical_bytes, sha256_hex
 from provisioner.config import diff as config_diff
 from provisioner.config.defaults import default_document
 from provisioner.config.document import ConfigDocument
@@ -88,8 +88,9 @@ class NewVersion:
     tenant: Tenant
     #: the version the change was based on (None: the tenant's first version)
     base_version: int | None
-    #: the whole validated document, RFC 8785 bytes
-    body: bytes
+    #: the whole validated document, RFC 8785 bytes (or their pieces, joined only if the
+    #: document is stored whole: a rollout's results are mostly deltas)
+    body: bytes | Pieces
     author: str | None
     origin: str
     #: ``"sha256:" + SHA-256(body)``, when the caller already has it

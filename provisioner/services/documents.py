@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from provisioner.canonical import canonical_bytes, sha256_hex
+from provisioner.canonical import Pieces, canonical_bytes, sha256_hex
 from provisioner.config import delta as config_delta
 from provisioner.db.models import ConfigVersion, StoredDocument
 from provisioner.gcpause import paused_gc
@@ -259,13 +259,13 @@ WHOLE = Storage(None, None)
 
 def plan_storage(
     ctx: Context,
-    items: Sequence[tuple[str, bytes, Any, Sequence[str]]],
+    items: Sequence[tuple[str, bytes | Pieces, Any, Sequence[str]]],
     *,
     known: set[str] | None = None,
 ) -> list[Storage]:
     """Store the documents of new versions, each whole or as a delta, and say how.
 
-    ``items``: per version (digest, body, its parsed data or None, digests of stored
+    ``items``: per version (digest, body or its pieces, its parsed data or None, digests of stored
     documents it may be close to, best first). A document already stored is named by
     its digest alone, and so is one that several items share (it is stored whole, once:
     a good base for later deltas); else the delta from the first candidate it is close
@@ -298,7 +298,7 @@ def plan_storage(
             out.append(WHOLE)
             continue
         if counts[digest] > 1:  # the same document for several tenants: stored whole, once
-            new[digest] = data_bytes
+            new[digest] = bytes(data_bytes)
             out.append(WHOLE)
             continue
         best: Storage | None = None
@@ -311,14 +311,14 @@ def plan_storage(
             except LookupError:
                 continue
             if data is None:
-                data = orjson.loads(data_bytes)
+                data = orjson.loads(bytes(data_bytes))
             found_delta = config_delta.make(base, data)
             encoded = orjson.dumps(found_delta)
             if len(encoded) <= limit:
                 best = Storage(candidate, encoded)
                 break
         if best is None:
-            new[digest] = data_bytes
+            new[digest] = bytes(data_bytes)
             best = WHOLE
         out.append(best)
     store_many(ctx, new, look=False)  # looked up above: none of them is stored

@@ -113,16 +113,23 @@ def _base(ctx: Context, tenant_id: int, source: str, sections: Iterable[str] | N
 
 def base_keys(
     ctx: Context, tenant_ids: Sequence[int], source: str
-) -> dict[int, tuple[tuple[str, tuple[str, ...]], ...]]:
-    """Per tenant with a base from ``source``: what its base is made of (one query).
+) -> dict[int, tuple[tuple[tuple[str, tuple[str, ...]], ...], int]]:
+    """Per tenant with a base from ``source``: what its base is made of, and the transfer
+    of its latest entry (:attr:`Base.transfer_id`), in one query.
 
     The key lists (bundle digest, sections) of the entries that count, so tenants
-    that took the same bundles have equal keys and the same base: a rollout plans
-    them once.
+    that took the same bundles have equal keys and the same base sections: a rollout
+    plans them once (and names each tenant's own transfer in its plan).
     """
     keys: dict[int, tuple[tuple[str, tuple[str, ...]], ...]] = {}
+    latest: dict[int, int] = {}
     rows = ctx.session.execute(
-        select(LineageEntry.tenant_id, LineageEntry.bundle_digest, LineageEntry.sections)
+        select(
+            LineageEntry.tenant_id,
+            LineageEntry.bundle_digest,
+            LineageEntry.sections,
+            LineageEntry.transfer_id,
+        )
         .join(Transfer, Transfer.id == LineageEntry.transfer_id)
         .where(
             LineageEntry.tenant_id.in_(list(tenant_ids)),
@@ -131,9 +138,10 @@ def base_keys(
         )
         .order_by(LineageEntry.tenant_id, LineageEntry.id)
     )
-    for tenant_id, digest, sections in rows:
+    for tenant_id, digest, sections, transfer_id in rows:
         keys[tenant_id] = (*keys.get(tenant_id, ()), (digest, tuple(sections)))
-    return keys
+        latest[tenant_id] = transfer_id
+    return {tenant_id: (key, latest[tenant_id]) for tenant_id, key in keys.items()}
 
 
 def record(

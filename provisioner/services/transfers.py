@@ -45,9 +45,11 @@ from sqlalchemy.orm.attributes import set_committed_value
 from provisioner.bundles import payload as bundle_payload
 from provisioner.bundles.envelope import parse_envelope
 from provisioner.bundles.payload import Audience, Source, VerifiedBundle, build_bundle, read_bundle
+from provisioner.canonical import canonical_bytes
 from provisioner.clock import as_utc
 from provisioner.config import diff as config_diff
 from provisioner.config.document import SECTION_NAMES
+from provisioner.config.memo import IdentityMemo
 from provisioner.config.merge import Mode, combine, parse_only
 from provisioner.config.merge3 import Side, Upgrade, merge3
 from provisioner.config.validate import (
@@ -222,11 +224,14 @@ def upgrade_plan(
     keep: Iterable[str] = (),
     take: Iterable[str] = (),
     prefer: Side | None = None,
+    memo: IdentityMemo | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], Upgrade]:
     """(resulting document, plan, merge) for upgrading ``head`` three-way to ``incoming``.
 
     The plan is :func:`make_plan`'s with ``mode: upgrade`` and an ``upgrade`` member:
-    the source and its base, the taken, kept and conflicting addresses.
+    the source and its base, the taken, kept and conflicting addresses. ``memo``: see
+    :func:`merge3` (a rollout plans one template change for many tenants; the result
+    may then share sections with other results and must not be changed).
     """
     sections = [
         name
@@ -241,6 +246,7 @@ def upgrade_plan(
         keep=keep,
         take=take,
         prefer=prefer,
+        memo=memo,
     )
     result = up.result
     if up.mixed:  # items assembled from both sides: check the structure again (limits...)
@@ -409,6 +415,7 @@ def accept(
         parsed_as=bundle.config,
         look=documents.held(bundle.config_digest),
     )
+    documents.store(ctx, file_document(bundle)[1], look=False)  # the file without it
     transfer = _insert_once(
         ctx,
         transfer_row(
@@ -523,10 +530,11 @@ def transfer_row(
 ) -> dict[str, Any]:
     """Every column of a received transfer: ``pending``, or ``applied`` at once (``decided_by``:
     a rollout's auto policy). The bundle file is stored without repeating its configuration
-    (:func:`bundles.payload.split_file`); the configuration itself is stored once per distinct
-    content by the caller (``documents.store``) and named by ``incoming_digest``."""
+    (:func:`bundles.payload.split_file`), once per distinct content as the document
+    :func:`file_document` (every target of a rollout receives the same file) named by the
+    frame; it and the configuration itself (named by ``incoming_digest``) are stored by the
+    caller (``documents.store``)."""
     payload = bundle.payload
-    stored, frame = bundle_payload.split_file(bundle)  # the configuration is stored once
     return dict(
         tenant_id=tenant_id,
         status="pending" if decided_by is None else "applied",
@@ -537,8 +545,8 @@ def transfer_row(
         source_name=payload.source.name,
         source_version=payload.source.config_version,
         source_digest=payload.source.config_digest,
-        envelope=stored,
-        payload_frame=frame,
+        envelope=b"",  # the file is the document named by the frame (file_document)
+        payload_frame={"file": file_document(bundle)[0]},
         envelope_bytes=len(raw),
         incoming_digest=bundle.config_digest,  # stored by the caller (documents.store)
         base_version=base_version,
@@ -552,6 +560,15 @@ def transfer_row(
         applied_version=applied_version,
         rolled_back_at=None,
     )
+
+
+def file_document(bundle: VerifiedBundle) -> tuple[str, bytes]:
+    """(digest, body) of the document that keeps a bundle's file without its configuration:
+    the file with the payload cut out and the frame that puts it back
+    (:func:`bundles.payload.split_file`), as RFC 8785 JSON (the file base64-encoded)."""
+    stored, frame = bundle_payload.split_file(bundle)
+    body = canonical_bytes({"file": base64.b64encode(stored).decode("ascii"), "frame": frame})
+    return documents.digest_of(body), body
 
 
 #: PostgreSQL: ``n`` new transfer ids, ascending, in one statement (one array)
@@ -742,9 +759,11 @@ def incoming_bytes(session: Session, transfer: Transfer) -> bytes:
 
 def bundle_file(session: Session, transfer: Transfer) -> bytes:
     """The bundle file exactly as it was received (see ``Transfer.payload_frame``)."""
-    return bundle_payload.join_file(
-        transfer.envelope, transfer.payload_frame, incoming_bytes(session, transfer)
-    )
+    stored, frame = transfer.envelope, transfer.payload_frame
+    if frame is not None and "file" in frame:  # stored once, as a document (file_document)
+        shared = orjson.loads(documents.body(session, frame["file"]))
+        stored, frame = base64.b64decode(shared["file"]), shared["frame"]
+    return bundle_payload.join_file(stored, frame, incoming_bytes(session, transfer))
 
 
 def incoming_config(

@@ -15,9 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from provisioner.config import delta as config_delta
 from provisioner.config import references
 from provisioner.config.defaults import default_document
 from provisioner.config.diff import COLLECTIONS, NESTED
+from provisioner.config.memo import IdentityMemo
 from provisioner.config.merge import combine, paused_arrivals
 from provisioner.config.merge3 import MISSING, merge3
 from provisioner.config.validate import document_from_data
@@ -403,3 +405,24 @@ def test_property_the_same_upgrade_twice_changes_nothing_the_second_time(
     assert again.result == first.result
     assert again.taken == []
     assert again.conflicts == []
+
+
+@PROPERTY
+@given(_documents(), st.lists(_EDIT, max_size=6), st.sampled_from([None, "ours", "theirs"]))
+def test_property_a_memo_shared_by_many_tenants_changes_no_merge(
+    docs: tuple[dict[str, Any], ...], other_edits: list[Any], prefer: Any
+) -> None:
+    """A rollout's memo (config.memo): tenants' documents share their untouched sections
+    with the base by identity; each memoised merge equals the merge alone."""
+    base, ours, theirs = docs
+    other = base
+    for edit in other_edits:
+        other = _apply(other, edit)
+    memo = IdentityMemo()
+    for mine in (ours, other, ours, base):
+        shared = config_delta.apply(base, config_delta.make(base, mine))
+        alone = merge3(base, mine, theirs, prefer=prefer)
+        remembered = merge3(base, shared, theirs, prefer=prefer, memo=memo)
+        assert remembered.result == alone.result
+        assert remembered.to_dict() == alone.to_dict()
+        assert remembered.mixed == alone.mixed

@@ -78,9 +78,10 @@ from provisioner.bundles.payload import (
     read_bundle,
 )
 from provisioner.bundles.signing import key_id, raw_public
-from provisioner.canonical import canonical_bytes, sha256_hex
+from provisioner.canonical import Pieces, canonical_bytes, canonical_members, sha256_hex
 from provisioner.clock import as_utc
 from provisioner.config.document import SECTION_NAMES
+from provisioner.config.memo import IdentityMemo
 from provisioner.crashpoints import crashpoint
 from provisioner.db.models import (
     ConfigVersion,
@@ -447,7 +448,7 @@ class _Shared:
 
     base: dict[str, Any]  # the current document the plan was made against
     plan: dict[str, Any]
-    body: bytes  # the resulting document, RFC 8785
+    body: bytes | Pieces  # the resulting document, RFC 8785 (joined when stored whole)
     digest: str
     result: Any = None  # ``body`` parsed (None: the bundle's own configuration)
 
@@ -484,9 +485,16 @@ class _Batch:
     """Publisher-based targets of one batch, checked and written in one transaction."""
 
     def __init__(
-        self, ctx: Context, work: _Work, shared: dict[_PlanKey, _Shared], stored: set[str]
+        self,
+        ctx: Context,
+        work: _Work,
+        shared: dict[_PlanKey, _Shared],
+        stored: set[str],
+        memo: IdentityMemo,
     ) -> None:
         self.ctx, self.work, self.shared = ctx, work, shared
+        #: the run's section merges, reference checks and section bytes (by identity)
+        self.memo = memo
         #: digests of documents known to be stored (committed batches' and this one's): the
         #: run's document is looked up by its first batch only
         self.stored = stored
@@ -512,6 +520,11 @@ class _Batch:
         )
         self.results.append((row.target_slug, "rejected"))
 
+    def _section_bytes(self, value: Any) -> bytes:
+        if not isinstance(value, dict | list):
+            return canonical_bytes(value)
+        return self.memo.get("canonical", (value,), lambda: canonical_bytes(value))
+
     def _shared_for(
         self, tenant_id: int, version: int, digest: str, base_key: tuple[Any, ...] | None = None
     ) -> _Shared:
@@ -531,11 +544,14 @@ class _Batch:
                 ancestor = lineage.base(self.ctx, tenant_id, self.work.source)
                 self.bases[base_key] = ancestor
         if ancestor is not None:  # an upgrade: three-way, the tenant's changes kept
-            result, plan, _ = transfers.upgrade_plan(base, self.work.bundle.config, ancestor)
+            result, plan, _ = transfers.upgrade_plan(
+                base, self.work.bundle.config, ancestor, memo=self.memo
+            )
         else:
             result, plan = transfers.make_plan(
                 base, self.work.bundle.config, mode="replace", only=None
             )
+        body: bytes | Pieces
         if (
             ancestor is None
             and len(plan["sections"]) == len(SECTION_NAMES)
@@ -543,8 +559,8 @@ class _Batch:
         ):
             body = self.work.bundle.config_json  # a whole document replaces a whole document
             plan["incoming_digest"] = "sha256:" + sha256_hex(body)  # as transfers.accept
-        else:
-            body = canonical_bytes(result)
+        else:  # the sections the tenant shares with others serialised once per run
+            body = canonical_members(result, self._section_bytes)
         plan["signer"] = {
             "key_id": self.work.bundle.key_id,
             "verified_source": True,
@@ -600,7 +616,8 @@ class _Batch:
                 )
             )
         )
-        bases = lineage.base_keys(ctx, ids, work.source)
+        based = lineage.base_keys(ctx, ids, work.source)
+        bases = {tid: key for tid, (key, _) in based.items()}
         heads = {
             tid: (version, digest, base_digest or digest)
             for tid, version, digest, base_digest in session.execute(
@@ -664,7 +681,12 @@ class _Batch:
                     )
                 impact = data_impact.NO_IMPACT
                 if tenant.id in with_records:  # counted now, on the records as they are
-                    impact = transfers.data_impact_of(ctx, tenant.id, shared.base, shared.body)
+                    impact = transfers.data_impact_of(
+                        ctx,
+                        tenant.id,
+                        shared.base,
+                        bytes(shared.body) if shared.result is None else shared.result,
+                    )
                 plan = dict(
                     shared.plan,
                     base_version=version,
@@ -672,6 +694,8 @@ class _Batch:
                     impact=impact,
                     signer=dict(shared.plan["signer"], pinned_as=pin.label),
                 )
+                if "upgrade" in plan:  # shared by tenants with the same base: name its own
+                    plan["upgrade"] = dict(plan["upgrade"], transfer=based[tenant.id][1])
                 notes = []
                 if pin.policy == "auto" and not auto:
                     notes.append(
@@ -698,10 +722,13 @@ class _Batch:
         payload = work.bundle.payload
         if accepted:  # the configuration as it arrived: stored once, named by every transfer
             # (looked up by the run's first batch only: then it is known to be stored)
+            file_digest, file_body = transfers.file_document(work.bundle)  # the file, once
             documents.store_many(
-                ctx, {work.bundle.config_digest: work.bundle.config_json}, known=self.stored
+                ctx,
+                {work.bundle.config_digest: work.bundle.config_json, file_digest: file_body},
+                known=self.stored,
             )
-            self.stored.add(work.bundle.config_digest)
+            self.stored.update((work.bundle.config_digest, file_digest))
         ids = transfers.insert_many(
             ctx,
             [
@@ -819,6 +846,7 @@ def _batch(
     target_ids: Sequence[int],
     shared: dict[_PlanKey, _Shared],
     stored: set[str],
+    memo: IdentityMemo,
 ) -> list[tuple[str, str]]:
     """One batch in one transaction. ``stored``: digests of documents committed batches
     stored or found stored; this batch's are added once it has committed."""
@@ -833,7 +861,7 @@ def _batch(
                 .with_for_update()
             )
         )
-        done = _Batch(ctx, work, shared, found).run(rows) if rows else []
+        done = _Batch(ctx, work, shared, found, memo).run(rows) if rows else []
     stored |= found  # committed: a stored document is never removed
     return done
 
@@ -905,12 +933,14 @@ def process(
         )
     shared: dict[_PlanKey, _Shared] = {}
     stored: set[str] = set()  # documents committed batches stored or found stored
+    # what targets share although their documents differ: the sections they did not touch
+    memo = IdentityMemo()
     for chunk in _chunks(pending, batch_size):
         published = [tid for tid, uses_key in chunk if not uses_key]
         done: list[tuple[str, str]] = []
         if published:
             try:
-                done = _batch(app, work, published, shared, stored)
+                done = _batch(app, work, published, shared, stored, memo)
             except Exception as exc:  # isolate whatever it was: the targets go one by one
                 stop = _interruption(exc)
                 if stop is not None:  # not a failure: the person stopped the run
