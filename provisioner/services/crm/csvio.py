@@ -16,8 +16,7 @@ their row number, column and reason. The file is read as it goes (a seekable fil
 bytes): its encoding in one chunked pass, then its rows a block of :data:`_BATCH` at a
 time, each block shaped and inserted (``COPY`` on PostgreSQL, else ``executemany``: see
 :func:`provisioner.db.bulk.insert_rows`) with its change-log rows and indexed for search, all
-in the caller's one transaction (on PostgreSQL a block is written by one worker thread
-while the next is read and shaped: :class:`_Behind`); after a bad row nothing more is
+in the caller's one transaction; after a bad row nothing more is
 written and the refusal rolls back what was. Memory stays bounded whatever the file's size (measured
 by ``bench/bench_stream.py``). The import is access-logged.
 
@@ -29,11 +28,9 @@ filtered by a search; UTF-8 with BOM (Excel-friendly) by default or CP932;
 from __future__ import annotations
 
 import codecs
-import contextvars
 import csv
 import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain, repeat
@@ -623,8 +620,7 @@ def import_customers(
 ) -> ImportReport:
     """Import a CSV file (bytes, or a seekable binary file read as it goes: memory stays
     bounded whatever its size); see the module docstring. ``progress`` gets each block's
-    number of rows once it is checked (and handed to the writing, which on PostgreSQL may
-    still be under way: it must not use ``ctx``)."""
+    number of rows once it is checked and written."""
     scope.enter(ctx, actor)
     scope.require(ctx, actor, "import", "import customers")
     text, encoding = open_text(raw)
@@ -662,21 +658,19 @@ def _import(
     report = ImportReport(encoding=encoding, rows=0, dry_run=dry_run)
     writer = None if dry_run else _Writer(ctx, actor, doc, source, report)
     found = _Found()
-    with _Behind(writer is not None and writer.conn.dialect.name == "postgresql") as behind:
-        # row numbers as the file (and Excel) counts them: blank lines are skipped, not
-        # renumbered
-        for block in _paused(_blocks(rows)):
-            too_long += _long_rows(block, header)
-            report.rows += len(block)
-            if too_long:
-                continue
-            block = _coded(doc, keys, block)  # an export's labels read back as codes
-            shaped, bad = shape_rows(doc, keys, header, block)
-            found.add(bad)
-            if writer is not None and not found.rows:
-                behind.run(writer.write, shaped)
-            if progress is not None:
-                progress(len(block))
+    # row numbers as the file (and Excel) counts them: blank lines are skipped, not renumbered
+    for block in _paused(_blocks(rows)):
+        too_long += _long_rows(block, header)
+        report.rows += len(block)
+        if too_long:
+            continue
+        block = _coded(doc, keys, block)  # an export's labels read back as codes
+        shaped, bad = shape_rows(doc, keys, header, block)
+        found.add(bad)
+        if writer is not None and not found.rows:
+            writer.write(shaped)
+        if progress is not None:
+            progress(len(block))
     if too_long:
         raise _too_long(too_long)
     if found.rows:
@@ -684,49 +678,6 @@ def _import(
     if writer is not None:
         writer.finish()
     return report
-
-
-class _Behind:
-    """Runs each block's write one block behind the reading: in one worker thread while
-    the next block is read and shaped (which touches no database), so the server's work
-    on a block overlaps the client's on the next -- or inline when not ``threaded``.
-
-    One write at a time, in block order, on the caller's session (never used by two
-    threads at once: a write waits for the one before it, and leaving the ``with`` waits
-    for the last); a failed write is raised where the next is handed over or at the
-    end. PostgreSQL only: SQLite's driver gives the interpreter lock back around each
-    row it inserts and would wait for it again each time while the reading holds it.
-    """
-
-    def __init__(self, threaded: bool) -> None:
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="csv-import") if threaded else None
-        self.pending: Future[None] | None = None
-
-    def run(self, write: Callable[[Any], None], block: Any) -> None:
-        """``write(block)``, once the write before it has ended (its error raised here)."""
-        self.wait()
-        if self.pool is None:
-            write(block)
-        else:  # with this thread's context (its context variables)
-            self.pending = self.pool.submit(contextvars.copy_context().run, write, block)
-
-    def wait(self) -> None:
-        pending, self.pending = self.pending, None
-        if pending is not None:
-            pending.result()
-
-    def __enter__(self) -> _Behind:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        try:
-            if kind is None:
-                self.wait()
-            elif self.pending is not None:  # the error in hand wins; the write must end
-                wait([self.pending])  # before the transaction is rolled back
-        finally:
-            if self.pool is not None:
-                self.pool.shutdown(wait=True)
 
 
 def _blocks(rows: Iterator[list[str]]) -> Iterator[list[tuple[int, list[str]]]]:
