@@ -143,7 +143,7 @@ ROLLOUT_TARGETS = {"sqlite": 200.0, "postgresql": 100.0}
 
 def _first_copy(app: Any, n: int, distinct: bool) -> float:
     """The first rollout (no base yet: today's two-way plan), timed as bench_rollout times it."""
-    from bench.bench_rollout import diverge
+    from bench.bench_rollout import diverge, roll_out
     from provisioner.services import actors
     from provisioner.services.provisioning import rollout
 
@@ -158,14 +158,7 @@ def _first_copy(app: Any, n: int, distinct: bool) -> float:
     with app.transaction() as ctx:
         raw = transfers.export(ctx, actors.resolve(ctx, "hq-admin", "hq"))
     started = time.perf_counter()
-    with app.transaction() as ctx:
-        run_id = rollout.start(
-            ctx,
-            actors.resolve(ctx, "hq-admin", "hq"),
-            raw,
-            [rollout.Target(f"shop-{i:04d}") for i in range(n)],
-        ).id
-    rollout.process(app, "hq-admin", run_id)
+    run_id = roll_out(app, raw, n)
     elapsed = time.perf_counter() - started
     with app.transaction() as ctx:
         summary = rollout.summary(ctx, actors.resolve(ctx, "hq-admin", "hq"), run_id)
