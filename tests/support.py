@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import undefer
 
 from provisioner.config.document import ConfigDocument
-from provisioner.db.models import Tenant, Transfer
+from provisioner.db.models import AuditEvent, Tenant, Transfer
 from provisioner.services import actors, configs, copykeys, tenants, transfers
 from provisioner.services.actors import Actor
 from provisioner.services.context import Provisioner
@@ -106,3 +107,16 @@ def labelled(data: dict[str, Any], index: int, label: str) -> dict[str, Any]:
     boxes = [dict(c) for c in data["checkboxes"]]
     boxes[index - 1]["label"] = label
     return {"checkboxes": boxes}
+
+
+def retried_batches(app: Provisioner) -> int:
+    """Rollout batches retried one target at a time (their audit events, every tenant's)."""
+    with app.transaction() as ctx, ctx.operator("read"):
+        return int(
+            ctx.session.scalar(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(AuditEvent.action == "rollout:batch_retried_one_by_one")
+            )
+            or 0
+        )

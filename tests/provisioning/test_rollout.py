@@ -16,7 +16,7 @@ from provisioner.services.context import Provisioner
 from provisioner.services.provisioning import rollout
 from provisioner.services.provisioning.rollout import Target
 from tests.security import craft
-from tests.support import World, labelled
+from tests.support import World, labelled, retried_batches
 
 
 def _trust(app: Provisioner, target: str, source: str, policy: str) -> None:
@@ -58,18 +58,6 @@ def _damage(app: Provisioner, slug: str) -> None:
                 created_by=None,
                 origin="stray",
             )
-        )
-
-
-def _retried_batches(app: Provisioner) -> int:
-    with app.transaction() as ctx, ctx.operator("read"):  # the test counts every tenant's
-        return (
-            ctx.session.scalar(
-                select(func.count())
-                .select_from(AuditEvent)
-                .where(AuditEvent.action == "rollout:batch_retried_one_by_one")
-            )
-            or 0
         )
 
 
@@ -129,7 +117,7 @@ def test_one_bundle_to_many_targets_with_failures_isolated(app: Provisioner, wor
     assert by_tenant["broken"]["status"] == "failed"
     assert "IntegrityError" in by_tenant["broken"]["reason"]
     assert summary["counts"] == {"applied": 5, "inbox": 2, "rejected": 3, "failed": 1}
-    assert _retried_batches(app) == 1  # only the batch holding "broken"
+    assert retried_batches(app) == 1  # only the batch holding "broken"
     # the failing and refusing targets are untouched: no transfer, same version
     with app.transaction() as ctx:
         for slug in ("broken", "stranger", "sandbox"):
@@ -226,10 +214,10 @@ def test_batched_delivery_writes_what_the_ordinary_services_write(
         _trust(app, slug, "hq", "auto")
     _damage(app, "broken")
     rollout.process(app, "hq-admin", _start(app, raw, [Target("fast")]))
-    assert _retried_batches(app) == 0
+    assert retried_batches(app) == 0
     # "broken" makes the second batch fail: "slow" goes through transfers.accept/approve
     rollout.process(app, "hq-admin", _start(app, raw, [Target("slow"), Target("broken")]))
-    assert _retried_batches(app) == 1
+    assert retried_batches(app) == 1
     fast, slow = _trail(app, "fast"), _trail(app, "slow")
     assert fast["transfer"]["decided_by"] == "fast-admin"  # who set the auto policy
     fast = _same_admin(fast, "fast-admin")

@@ -9,14 +9,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, select
 
-from provisioner.db.models import AuditEvent, ConfigVersion, StoredDocument, Tenant
+from provisioner.db.models import ConfigVersion, StoredDocument, Tenant
 from provisioner.services import actors, configs, signing
 from provisioner.services.context import Provisioner
 from provisioner.services.provisioning import rollout
 from provisioner.services.provisioning.rollout import Target
-from tests.support import World, labelled
+from tests.support import World, labelled, retried_batches
 
 #: :func:`provisioner.services.documents.stored`, the document store's look-up
 LOOK_UP = "SELECT config_documents.digest FROM config_documents"
@@ -59,24 +59,12 @@ def _statements(app: Provisioner) -> Iterator[list[tuple[str, bool]]]:
         event.remove(app.engine, "before_cursor_execute", note)
 
 
-def _retried_batches(app: Provisioner) -> int:
-    with app.transaction() as ctx, ctx.operator("read"):  # the run's events, any tenant
-        return int(
-            ctx.session.scalar(
-                select(func.count())
-                .select_from(AuditEvent)
-                .where(AuditEvent.action == "rollout:batch_retried_one_by_one")
-            )
-            or 0
-        )
-
-
 def test_one_document_is_looked_up_by_the_first_batch_only(app: Provisioner, world: World) -> None:
     raw, slugs = _trusting_shops(app, world, 7)
     run_id = _start(app, raw, slugs)
     with _statements(app) as sent:
         rollout.process(app, "hq-admin", run_id, batch_size=2)  # batches of 2, 2, 2 and 1
-    assert _retried_batches(app) == 0
+    assert retried_batches(app) == 0
     look_ups = [s for s, _ in sent if s.startswith(LOOK_UP)]
     assert len(look_ups) == 1, look_ups  # the first batch's; later batches know it is stored
     stores = [s for s, _ in sent if s.startswith("INSERT INTO config_documents")]
@@ -124,7 +112,7 @@ def test_a_batch_rolled_back_does_not_count_its_document_as_stored(
         # the first batch stores the document, then fails and rolls back; shop-1 alone
         # fails again; the second batch must store the document itself
         rollout.process(app, "hq-admin", run_id, batch_size=1)
-    assert _retried_batches(app) == 1  # the first batch only: the second one went through
+    assert retried_batches(app) == 1  # the first batch only: the second one went through
     assert len([s for s, _ in sent if s.startswith(LOOK_UP)]) >= 2
     with app.transaction() as ctx:
         summary = rollout.summary(ctx, actors.resolve(ctx, "hq-admin", "hq"), run_id)
@@ -140,7 +128,7 @@ def test_batch_inserts_have_one_text_whatever_the_batch_size(
     run_id = _start(app, raw, slugs)
     with _statements(app) as sent:
         rollout.process(app, "hq-admin", run_id, batch_size=3)  # batches of 3 and 2
-    assert _retried_batches(app) == 0
+    assert retried_batches(app) == 0
     inserts: dict[str, set[tuple[str, bool]]] = {}
     for statement, many in sent:
         found = re.match(r"INSERT INTO (\w+)", statement)
