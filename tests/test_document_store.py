@@ -14,13 +14,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import undefer
 
 from provisioner.canonical import canonical_bytes, sha256_hex
 from provisioner.config import delta
 from provisioner.db import migrate
 from provisioner.db.engine import make_engine
 from provisioner.db.models import ConfigVersion, StoredDocument, Tenant, Transfer
-from provisioner.services import actors, configs, documents, signing
+from provisioner.services import actors, configs, documents, plan_store, signing
 from provisioner.services.context import Provisioner
 from provisioner.services.provisioning import quotas, rollout
 from tests.support import World, labelled
@@ -110,15 +111,28 @@ def test_a_rollout_stores_the_template_once_and_each_tenant_its_changes(world: W
         assert row.base_digest is not None
         assert row.delta is not None
         assert len(row.delta) < 1024, "a tenant's version costs what differs, not the document"
-    # the second rollout stored two new documents: HQ's new template (as it arrived) and
-    # the bundle's file without it, which every shop's transfer names
-    assert stored_after == stored_before + 2
+    # the second rollout stored three new documents: HQ's new template (as it arrived),
+    # the bundle's file without it and the part of the plan every shop shares (the
+    # template's change), which every shop's transfer names
+    assert stored_after == stored_before + 3
     with world.app.transaction() as ctx, ctx.operator("read"):  # every shop's transfers
-        frames = ctx.session.scalars(
-            select(Transfer.payload_frame).where(Transfer.tenant_id.in_(ids[s] for s in SHOPS))
+        transfers = ctx.session.scalars(
+            select(Transfer)
+            .where(Transfer.tenant_id.in_(ids[s] for s in SHOPS))
+            .options(undefer(Transfer.payload_frame), undefer(Transfer.stored_plan))
         ).all()
-    assert len(frames) == 2 * len(SHOPS)
-    assert len({orjson.dumps(f) for f in frames}) == 2  # one file document per rollout
+        assert len(transfers) == 2 * len(SHOPS)
+        frames = {orjson.dumps(t.payload_frame) for t in transfers}
+        assert len(frames) == 2  # one file document per rollout
+        upgrades = [t for t in transfers if t.plan["mode"] == "upgrade"]
+        assert len(upgrades) == len(SHOPS)
+        assert len({t.stored_plan[plan_store.SHARED] for t in upgrades}) == 1
+        for t in upgrades:  # the row holds its own part; the plan reads back whole
+            assert "changes" not in t.stored_plan
+            assert t.plan["upgrade"]["taken"] == ["checkboxes.3.label"]
+            assert t.plan["upgrade"]["kept"] == ["checkboxes.2.label"]
+            assert t.plan["base_version"] == t.base_version
+            assert [c["key"] for c in t.plan["changes"]] == ["3"]
 
 
 def test_usage_counts_the_logical_size_of_a_version_stored_as_a_delta(world: World) -> None:

@@ -26,7 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, object_session
 
 from provisioner.db.base import NAMING, Base
 
@@ -246,7 +246,9 @@ class Transfer(Base):
     #: verified, with no decoding and re-encoding of megabytes
     incoming_digest: Mapped[str] = mapped_column(ForeignKey("config_documents.digest"))
     base_version: Mapped[int] = mapped_column(Integer)
-    plan: Mapped[dict[str, Any]] = mapped_column(deferred=True)
+    #: the plan as stored: whole, or a rollout target's own part naming the part it shares
+    #: with other targets (``services.plan_store``); :attr:`plan` is the whole plan
+    stored_plan: Mapped[dict[str, Any]] = mapped_column("plan", deferred=True)
     received_at: Mapped[datetime]
     received_by: Mapped[str] = mapped_column(String(100))
     decided_at: Mapped[datetime | None]
@@ -254,6 +256,18 @@ class Transfer(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     applied_version: Mapped[int | None] = mapped_column(Integer)
     rolled_back_at: Mapped[datetime | None]
+
+    @property
+    def plan(self) -> dict[str, Any]:
+        """The whole plan (a new dict: the caller's own), its shared part read if stored
+        apart (``services.plan_store``)."""
+        from provisioner.services import plan_store  # the service layer reads documents
+
+        return plan_store.load(object_session(self), self.stored_plan)
+
+    @plan.setter
+    def plan(self, value: dict[str, Any]) -> None:
+        self.stored_plan = value
 
 
 class LineageEntry(Base):

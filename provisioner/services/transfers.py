@@ -550,7 +550,7 @@ def transfer_row(
         envelope_bytes=len(raw),
         incoming_digest=bundle.config_digest,  # stored by the caller (documents.store)
         base_version=base_version,
-        plan=plan,
+        stored_plan=plan,
         received_at=received_at,
         received_by=received_by,
         copy_key_id=copy_key_id,
@@ -626,10 +626,10 @@ def _insert_once(
     postgres = ctx.session.get_bind().dialect.name == "postgresql"
     dialect = postgresql if postgres else sqlite
     statement = (
-        dialect.insert(Transfer.__table__)
+        dialect.insert(Transfer)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["tenant_id", "bundle_id"])
-        .returning(Transfer.__table__.c.id)
+        .returning(Transfer.id)
     )
     consumed: int | None = None
     if consume is not None and postgres:

@@ -103,7 +103,15 @@ from provisioner.errors import (
 )
 from provisioner.identifiers import SLUG
 from provisioner.security import copykey
-from provisioner.services import audit, configs, documents, lineage, signing, transfers
+from provisioner.services import (
+    audit,
+    configs,
+    documents,
+    lineage,
+    plan_store,
+    signing,
+    transfers,
+)
 from provisioner.services.actors import Actor, get_tenant, require_admin, resolve
 from provisioner.services.context import Context, Provisioner
 from provisioner.services.crm import impact as data_impact
@@ -720,15 +728,23 @@ class _Batch:
         """Write the accepted targets with the services' bulk primitives (the same rules)."""
         ctx, work, now = self.ctx, self.work, self.now
         payload = work.bundle.payload
-        if accepted:  # the configuration as it arrived: stored once, named by every transfer
-            # (looked up by the run's first batch only: then it is known to be stored)
-            file_digest, file_body = transfers.file_document(work.bundle)  # the file, once
+        # each plan's own part in its transfer row; the part targets share (the template's
+        # change) stored once per distinct content, like the configuration as it arrived
+        # and the bundle file (looked up by the run's first batch only: then known stored)
+        plans = [plan_store.shared_document(a.plan) for a in accepted]
+        if accepted:
+            file_digest, file_body = transfers.file_document(work.bundle)
+            shared = {digest: body for _, digest, body in plans}
             documents.store_many(
                 ctx,
-                {work.bundle.config_digest: work.bundle.config_json, file_digest: file_body},
+                {
+                    work.bundle.config_digest: work.bundle.config_json,
+                    file_digest: file_body,
+                    **shared,
+                },
                 known=self.stored,
             )
-            self.stored.update((work.bundle.config_digest, file_digest))
+            self.stored.update((work.bundle.config_digest, file_digest, *shared))
         ids = transfers.insert_many(
             ctx,
             [
@@ -737,13 +753,13 @@ class _Batch:
                     work.raw,
                     tenant_id=a.tenant.id,
                     base_version=a.version,
-                    plan=a.plan,
+                    plan=plan_store.stored_form(own, digest),
                     received_at=now,
                     received_by=work.received_by,
                     decided_by=a.pin.added_by if a.apply else None,
                     applied_version=a.applied_version,
                 )
-                for a in accepted
+                for a, (own, digest, _) in zip(accepted, plans, strict=True)
             ],
         )
         crashpoint("rollout.batch.after_transfers")
