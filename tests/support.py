@@ -95,6 +95,7 @@ class World:
         with self.app.transaction() as ctx, ctx.operator("read"):  # every column loaded
             row = ctx.session.get(Transfer, transfer_id, options=[undefer("*")])
             assert row is not None
+            assert row.plan is not None  # its shared part read now: the row is used detached
             return row
 
     def tenant_row(self, slug: str) -> Tenant:

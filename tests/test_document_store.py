@@ -18,10 +18,10 @@ from sqlalchemy.orm import undefer
 
 from provisioner.canonical import canonical_bytes, sha256_hex
 from provisioner.config import delta
-from provisioner.db import migrate
+from provisioner.db import migrate, plans
 from provisioner.db.engine import make_engine
 from provisioner.db.models import ConfigVersion, StoredDocument, Tenant, Transfer
-from provisioner.services import actors, configs, documents, plan_store, signing
+from provisioner.services import actors, configs, documents, signing
 from provisioner.services.context import Provisioner
 from provisioner.services.provisioning import quotas, rollout
 from tests.support import World, labelled
@@ -126,7 +126,7 @@ def test_a_rollout_stores_the_template_once_and_each_tenant_its_changes(world: W
         assert len(frames) == 2  # one file document per rollout
         upgrades = [t for t in transfers if t.plan["mode"] == "upgrade"]
         assert len(upgrades) == len(SHOPS)
-        assert len({t.stored_plan[plan_store.SHARED] for t in upgrades}) == 1
+        assert len({t.stored_plan[plans.SHARED] for t in upgrades}) == 1
         for t in upgrades:  # the row holds its own part; the plan reads back whole
             assert "changes" not in t.stored_plan
             assert t.plan["upgrade"]["taken"] == ["checkboxes.3.label"]

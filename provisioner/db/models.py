@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, object_session
 
+from provisioner.db import plans
 from provisioner.db.base import NAMING, Base
 
 __all__ = ["NAMING", "Base"]  # re-exported: the declarative base lives in db/base.py
@@ -247,7 +248,7 @@ class Transfer(Base):
     incoming_digest: Mapped[str] = mapped_column(ForeignKey("config_documents.digest"))
     base_version: Mapped[int] = mapped_column(Integer)
     #: the plan as stored: whole, or a rollout target's own part naming the part it shares
-    #: with other targets (``services.plan_store``); :attr:`plan` is the whole plan
+    #: with other targets (``db.plans``); :attr:`plan` is the whole plan
     stored_plan: Mapped[dict[str, Any]] = mapped_column("plan", deferred=True)
     received_at: Mapped[datetime]
     received_by: Mapped[str] = mapped_column(String(100))
@@ -260,10 +261,8 @@ class Transfer(Base):
     @property
     def plan(self) -> dict[str, Any]:
         """The whole plan (a new dict: the caller's own), its shared part read if stored
-        apart (``services.plan_store``)."""
-        from provisioner.services import plan_store  # the service layer reads documents
-
-        return plan_store.load(object_session(self), self.stored_plan)
+        apart (``db.plans``)."""
+        return plans.load(object_session(self), self.stored_plan)
 
     @plan.setter
     def plan(self, value: dict[str, Any]) -> None:

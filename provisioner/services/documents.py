@@ -171,12 +171,6 @@ def store(
 # --------------------------------------------------------------------------- read
 
 
-def cached(digest: str) -> bytes | None:
-    """The document's bytes if this process holds them in memory (no database)."""
-    found: bytes | None = _BODIES.get(digest)
-    return found
-
-
 def body(session: Session, digest: str) -> bytes:
     """The stored document's bytes."""
     cached: bytes | None = _BODIES.get(digest)

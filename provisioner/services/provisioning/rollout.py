@@ -83,6 +83,7 @@ from provisioner.clock import as_utc
 from provisioner.config.document import SECTION_NAMES
 from provisioner.config.memo import IdentityMemo
 from provisioner.crashpoints import crashpoint
+from provisioner.db import plans
 from provisioner.db.models import (
     ConfigVersion,
     CopyKeyRow,
@@ -103,15 +104,7 @@ from provisioner.errors import (
 )
 from provisioner.identifiers import SLUG
 from provisioner.security import copykey
-from provisioner.services import (
-    audit,
-    configs,
-    documents,
-    lineage,
-    plan_store,
-    signing,
-    transfers,
-)
+from provisioner.services import audit, configs, documents, lineage, signing, transfers
 from provisioner.services.actors import Actor, get_tenant, require_admin, resolve
 from provisioner.services.context import Context, Provisioner
 from provisioner.services.crm import impact as data_impact
@@ -731,10 +724,10 @@ class _Batch:
         # each plan's own part in its transfer row; the part targets share (the template's
         # change) stored once per distinct content, like the configuration as it arrived
         # and the bundle file (looked up by the run's first batch only: then known stored)
-        plans = [plan_store.shared_document(a.plan) for a in accepted]
+        parts = [plans.shared_document(a.plan) for a in accepted]
         if accepted:
             file_digest, file_body = transfers.file_document(work.bundle)
-            shared = {digest: body for _, digest, body in plans}
+            shared = {digest: body for _, digest, body in parts}
             documents.store_many(
                 ctx,
                 {
@@ -753,13 +746,13 @@ class _Batch:
                     work.raw,
                     tenant_id=a.tenant.id,
                     base_version=a.version,
-                    plan=plan_store.stored_form(own, digest),
+                    plan=plans.stored_form(own, digest),
                     received_at=now,
                     received_by=work.received_by,
                     decided_by=a.pin.added_by if a.apply else None,
                     applied_version=a.applied_version,
                 )
-                for a, (own, digest, _) in zip(accepted, plans, strict=True)
+                for a, (own, digest, _) in zip(accepted, parts, strict=True)
             ],
         )
         crashpoint("rollout.batch.after_transfers")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provisioner.services import plan_store
+from provisioner.db import plans
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=5),
@@ -40,13 +40,13 @@ PLAN: dict[str, Any] = {
 @settings(max_examples=300, deadline=None)
 @given(_plans)
 def test_split_then_join_gives_the_plan_back(plan: dict[str, Any]) -> None:
-    own, shared = plan_store.split(plan)
-    assert plan_store.join(own, shared) == plan
-    assert plan_store.join(plan_store.stored_form(own, "sha256:x"), shared) == plan
+    own, shared = plans.split(plan)
+    assert plans.join(own, shared) == plan
+    assert plans.join(plans.stored_form(own, "sha256:x"), shared) == plan
 
 
 def test_what_a_target_owns_stays_in_its_row_and_the_change_is_shared() -> None:
-    own, shared = plan_store.split(PLAN)
+    own, shared = plans.split(PLAN)
     assert own == {
         "base_version": 2,
         "base_digest": "sha256:aa",
@@ -60,20 +60,20 @@ def test_what_a_target_owns_stays_in_its_row_and_the_change_is_shared() -> None:
     other["upgrade"] = dict(PLAN["upgrade"], transfer=9, kept=["c", "d"])
     other["signer"]["pinned_as"] = "HQ"
     # another target of the same change: the same shared document
-    assert plan_store.shared_document(other)[1:] == plan_store.shared_document(PLAN)[1:]
+    assert plans.shared_document(other)[1:] == plans.shared_document(PLAN)[1:]
 
 
 def test_a_plan_that_names_a_shared_part_itself_is_refused() -> None:
     with pytest.raises(ValueError, match="shared"):
-        plan_store.split({**PLAN, plan_store.SHARED: "sha256:forged"})
+        plans.split({**PLAN, plans.SHARED: "sha256:forged"})
 
 
 def test_a_whole_plan_reads_back_as_a_copy_of_itself() -> None:
-    loaded = plan_store.load(None, PLAN)
+    loaded = plans.load(None, PLAN)
     assert loaded == PLAN
     assert loaded is not PLAN
 
 
 def test_a_detached_row_whose_shared_part_is_not_in_memory_says_so() -> None:
     with pytest.raises(RuntimeError, match="outside its session"):
-        plan_store.load(None, {"base_version": 1, plan_store.SHARED: "sha256:" + "0" * 64})
+        plans.load(None, {"base_version": 1, plans.SHARED: "sha256:" + "0" * 64})

@@ -11,19 +11,23 @@ and each transfer row keeps its own part with the shared part's digest under
 :data:`SHARED` (:func:`stored_form`); a plan received alone is stored whole, as before.
 
 ``Transfer.plan`` gives the whole plan back either way (:func:`load`), a new dict the
-caller may change; ``Transfer.stored_plan`` is the column as stored.
+caller may change; ``Transfer.stored_plan`` is the column as stored. The shared parts read
+are kept in memory by digest (the content of a digest never changes), so listing many
+transfers of the same rollout reads their shared part once.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from provisioner.canonical import canonical_bytes
-from provisioner.services import documents
+from provisioner.canonical import canonical_bytes, sha256_hex
 
 #: the key of a stored plan that names its shared part (a plan itself never has it)
 SHARED = "shared"
@@ -77,7 +81,9 @@ def shared_document(plan: Mapping[str, Any]) -> tuple[dict[str, Any], str, bytes
     """(own part, digest, body) of a plan whose shared part is stored as a document."""
     own, shared = split(plan)
     body = canonical_bytes(shared)
-    return own, documents.digest_of(body), body
+    digest = "sha256:" + sha256_hex(body)
+    _keep(digest, body)  # the writer reads its plans back without a query
+    return own, digest, body
 
 
 def stored_form(own: Mapping[str, Any], digest: str) -> dict[str, Any]:
@@ -85,16 +91,41 @@ def stored_form(own: Mapping[str, Any], digest: str) -> dict[str, Any]:
     return {**own, SHARED: digest}
 
 
+#: shared parts kept in memory (least recently used out first): a few rollouts' worth
+_KEPT = 256
+_kept: OrderedDict[str, bytes] = OrderedDict()
+_lock = threading.Lock()
+_READ = text("SELECT body FROM config_documents WHERE digest = :digest")
+
+
+def _shared_body(session: Session | None, digest: str) -> bytes:
+    with _lock:
+        found = _kept.get(digest)
+        if found is not None:
+            _kept.move_to_end(digest)
+            return found
+    if session is None:
+        raise RuntimeError("a transfer's plan was read outside its session")
+    read = session.scalar(_READ, {"digest": digest})
+    if read is None:
+        raise LookupError(f"the shared part {digest} of a transfer's plan is not stored")
+    body = bytes(read)
+    _keep(digest, body)
+    return body
+
+
+def _keep(digest: str, body: bytes) -> None:
+    with _lock:
+        _kept[digest] = body
+        _kept.move_to_end(digest)
+        while len(_kept) > _KEPT:
+            _kept.popitem(last=False)
+
+
 def load(session: Session | None, stored: Mapping[str, Any]) -> dict[str, Any]:
-    """The whole plan from the column as stored (a new dict: the caller's own)."""
+    """The whole plan from the column as stored (a new dict: the caller's own).
+    ``session``: the row's (None: detached; then only a shared part held in memory)."""
     digest = stored.get(SHARED)
     if digest is None:
         return dict(stored)
-    if session is not None:
-        body = documents.body(session, digest)
-    else:  # a detached row: its shared part only if this process holds it in memory
-        found = documents.cached(digest)
-        if found is None:
-            raise RuntimeError("a transfer's plan was read outside its session")
-        body = found
-    return join(stored, orjson.loads(body))
+    return join(stored, orjson.loads(_shared_body(session, digest)))
