@@ -931,9 +931,9 @@ async def lookup(
     # SQLite: in a worker thread, as it begins IMMEDIATE and may wait for the write lock
     # (the event loop never does). PostgreSQL: here on the event loop, as a worker-thread
     # hop costs more than the transaction's own work (handing round trips to worker
-    # threads was measured slower: 369 against 1,013 lookups/s with two workers); it
-    # waits for no lock but the tenant's call_bytes row, held by another call's write
-    # from its INSERT to its COMMIT.
+    # threads was measured slower: 369 against 1,013 lookups/s with two workers); the
+    # only locks it can wait for are the tenant's call_bytes row and a call id's unique
+    # entry, held by another call's write until its COMMIT, a round trip or two later.
     if app.engine.dialect.name == "sqlite":
         return JSONBody(await run_in_threadpool(pop))
     return JSONBody(pop())

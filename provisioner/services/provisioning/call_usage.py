@@ -11,12 +11,11 @@ tenant, in the same transaction as every write of call records:
 
 Maintenance: a flush hook (:data:`FLUSH_HOOK`, installed on the application's
 sessions by :func:`install`) sees every ORM write of :class:`CallRecord` -- a call
-recorded (also the rows a read-only transaction leaves for
-``Context.add_log_row``, written by a transaction of their own), a note added,
-a row deleted. The old note of an updated or deleted row is read from the
-database before the flush (locked on PostgreSQL until the transaction ends), so
-the difference is exact even if the session's copy was stale. A write of call
-records with a Core statement must call :func:`apply` itself (there is none).
+recorded (in the screen pop's own transaction), a note added, a row deleted.
+The old note of an updated or deleted row is read from the database before the
+flush (locked on PostgreSQL until the transaction ends), so the difference is
+exact even if the session's copy was stale. A write of call records with a Core
+statement must call :func:`apply` itself (there is none).
 
 :func:`recount` counts from ``call_records`` (what disk usage summed before:
 the reference the tests compare against); :func:`rebuild` replaces the row with

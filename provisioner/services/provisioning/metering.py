@@ -367,7 +367,9 @@ def _call_reads(ctx: Context, tenant_id: int, digits: str, call_ref: str | None)
         )
         return _CallFacts(facts[0], hours, days)
     ctx.enter_tenant(tenant_id)
-    run = ctx.session.execute
+    if ctx.session.autoflush:
+        ctx.session.flush()  # as session.execute would: rows written in this transaction
+    run = ctx.session.connection().execute  # Core statements: no ORM execution
     return _CallFacts(
         run(_CALL_FACTS, values).one(), list(run(_HOURS, values)), list(run(_HOLIDAYS, values))
     )
