@@ -16,8 +16,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import Connection, delete, func, select, text
+from sqlalchemy import delete, event, func, select, text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from provisioner.db.crm_models import CrmAccess
 from provisioner.db.models import Membership, Tenant, User
@@ -69,12 +70,10 @@ def _call_figures(app: Provisioner) -> list[tuple[int, int, int]]:
     return sorted((t, n, 0) for t, n in kept) + sorted((t, n, 1) for t, n in recorded)
 
 
-def test_a_lookup_failing_after_its_call_was_written_records_nothing(
-    site: Site, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_lookup_failing_after_its_call_was_written_records_nothing(site: Site) -> None:
     """The session check, the lookup, the call and the logged view are one transaction:
-    a failure after the call's INSERT (here the call_bytes update of the same flush)
-    leaves no call, no view and no card."""
+    a failure after the call was written (here at the commit) leaves no call, no view
+    and no card -- the unknown caller's call included, which only a 404 keeps."""
     r = site.call(
         "POST",
         "/api/tenants/acme/records/contact",
@@ -85,23 +84,28 @@ def test_a_lookup_failing_after_its_call_was_written_records_nothing(
     before = _call_figures(site.app)
     seen: list[int] = []
 
-    def locked(conn: Connection, deltas: dict[int, list[int]]) -> None:
+    def locked(session: Session) -> None:
+        conn = session.connection()
         seen.append(conn.execute(select(func.count()).select_from(CallRecord)).scalar_one())
-        raise OperationalError("INSERT INTO call_bytes", {}, Exception("database is locked"))
+        raise OperationalError("COMMIT", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(call_usage, "apply", locked)
-    card = site.call("GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "0633334444"})
+    event.listen(Session, "before_commit", locked)
+    try:
+        card = site.call(
+            "GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "0633334444"}
+        )
+        unknown = site.call(
+            "GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "0699998888"}
+        )
+    finally:
+        event.remove(Session, "before_commit", locked)
     assert card.status_code == 503
     assert card.json()["error"]["code"] == "database_error"
     assert "要記録" not in card.text
-    unknown = site.call(  # an unknown caller's call is kept on a 404, not on a failure
-        "GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "0699998888"}
-    )
     assert unknown.status_code == 503
-    assert seen == [1, 1]  # each failed after its call's INSERT, in its transaction
+    assert seen == [1, 1]  # each failed with its call written, in its transaction
     assert _call_figures(site.app) == before
     assert _views(site.app) == []
-    monkeypatch.undo()
     ok = site.call("GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "0633334444"})
     assert ok.status_code == 200
     assert ok.json()["call"]["id"] is not None
