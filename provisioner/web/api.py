@@ -933,7 +933,7 @@ async def lookup(
     # hop costs more than the transaction's own work (handing round trips to worker
     # threads was measured slower: 369 against 1,013 lookups/s with two workers); the
     # only locks it can wait for are the tenant's call_bytes row and a call id's unique
-    # entry, held by another call's write until its COMMIT, a round trip or two later.
+    # entry, held by another call's write until its COMMIT, one round trip later.
     if app.engine.dialect.name == "sqlite":
         return JSONBody(await run_in_threadpool(pop))
     return JSONBody(pop())

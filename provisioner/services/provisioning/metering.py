@@ -546,8 +546,8 @@ def screen_pop(
     rolls back. The refusals come in the order of a call recorded before its lookup.
 
     Reads: the call's pricing and the lookup's rows in one round trip on PostgreSQL
-    (:func:`_pipelined_reads`), then the call's INSERT with its ``call_bytes`` update; the
-    card's customer is the call's ``contact_id`` from the start.
+    (:func:`_pipelined_reads`), then the call's INSERT with its ``call_bytes`` update (one
+    more, :func:`_write`); the card's customer is the call's ``contact_id`` from the start.
     """
     digits, call_ref = _call_input(number, call_ref)
     try:
