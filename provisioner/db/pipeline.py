@@ -27,24 +27,25 @@ from typing import Any
 import psycopg
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import ClauseElement
 
 from provisioner.db.tenancy import CREDENTIALS, SET_SETTING_SQL, SET_TENANT_SQL, value
 
 
 @dataclass(frozen=True)
 class _Compiled:
-    """A statement compiled for psycopg, with its result columns' converters."""
+    """A statement compiled for psycopg, with its result columns' converters (none: a
+    statement that returns no rows, such as an ``INSERT`` without ``RETURNING``)."""
 
-    statement: Select[Any]  # kept: the cache is keyed by its id
+    statement: ClauseElement  # kept: the cache is keyed by its id
     compiled: Any
     names: tuple[str, ...]
     converters: tuple[Any, ...]
 
     @classmethod
-    def of(cls, statement: Select[Any], dialect: Any) -> _Compiled:
+    def of(cls, statement: ClauseElement, dialect: Any) -> _Compiled:
         compiled = statement.compile(dialect=dialect)
-        columns = list(statement.selected_columns)
+        columns = list(getattr(statement, "exported_columns", ()))
         return cls(
             statement,
             compiled,
@@ -66,7 +67,7 @@ class _Compiled:
 _COMPILED: dict[tuple[int, str], _Compiled] = {}
 
 
-def _compiled(statement: Select[Any], dialect: Any) -> _Compiled:
+def _compiled(statement: ClauseElement, dialect: Any) -> _Compiled:
     key = (id(statement), dialect.name)
     found = _COMPILED.get(key)
     if found is None or found.statement is not statement:
@@ -76,14 +77,15 @@ def _compiled(statement: Select[Any], dialect: Any) -> _Compiled:
 
 def run(
     conn: Connection,
-    statements: Sequence[Select[Any]],
+    statements: Sequence[ClauseElement],
     values: Mapping[str, Any],
     *,
     tenant_id: int | None = None,
     credentials: Mapping[str, str] | None = None,
     commit: bool = False,
 ) -> list[list[SimpleNamespace]]:
-    """Each statement's rows, all sent in one round trip (PostgreSQL only).
+    """Each statement's rows, all sent in one round trip (PostgreSQL only). A statement
+    may write (``INSERT ... RETURNING``, or no rows: then its list is empty).
 
     ``tenant_id``: scope the transaction to that tenant first (the row-level security
     setting, :mod:`provisioner.db.tenancy`); ``credentials``: present these first
@@ -113,7 +115,7 @@ def run(
             if commit:
                 cursors[0].execute("COMMIT")
         return [
-            statement.rows(cursor.fetchall())
+            statement.rows(cursor.fetchall() if cursor.description is not None else [])
             for cursor, statement in zip(cursors[1:], compiled, strict=True)
         ]
     except psycopg.Error as exc:

@@ -19,10 +19,10 @@ its result -- never dropped, and never a write lock held while reading.
 
 ``ctx.keep_writes_on_error()`` makes the transaction commit even though an
 error propagates: a refused copy-key redemption records the failed attempt
-(for rate limiting and audit) and nothing else, and that record must stay.
-The services that use it write nothing before that point. (The log rows of a
-read-only transaction are kept the same way: a screen pop of an unknown caller
-records the call, then answers "not found".)
+(for rate limiting and audit) and nothing else, and that record must stay; a
+screen pop of an unknown caller records the call, then answers "not found".
+The services that use it write nothing else before that point. (The log rows of
+a read-only transaction are kept the same way.)
 """
 
 from __future__ import annotations
@@ -151,15 +151,8 @@ class Provisioner:
             )
 
     @contextmanager
-    def transaction(
-        self, *, read_only: bool = False, log_rows: list[Any] | None = None
-    ) -> Iterator[Context]:
-        """One transaction; ``read_only``: see the module's documentation.
-
-        ``log_rows`` (read-only only): the log rows to write are appended there
-        instead, and the caller commits them with :meth:`write_log_rows` before
-        using the result (an async server route does that in a worker thread).
-        """
+    def transaction(self, *, read_only: bool = False) -> Iterator[Context]:
+        """One transaction; ``read_only``: see the module's documentation."""
         session = self._sessions()
         ctx = Context(session, self.clock, self.master_key, read_only=read_only, checks=self.checks)
         try:
@@ -178,22 +171,19 @@ class Provisioner:
         except BaseException:
             if ctx._commit_on_error:
                 session.commit()
-                self._hand_off(ctx, log_rows)  # kept like the writes
+                self._hand_off(ctx)  # kept like the writes
             else:
                 session.rollback()
             raise
         finally:
             session.close()
-        self._hand_off(ctx, log_rows)
+        self._hand_off(ctx)
 
-    def _hand_off(self, ctx: Context, log_rows: list[Any] | None) -> None:
-        """The rows a read-only transaction left: written now, or given to the caller."""
+    def _hand_off(self, ctx: Context) -> None:
+        """Write the rows a read-only transaction left."""
         rows, ctx._deferred_rows = ctx._deferred_rows, []
         if rows:
-            if log_rows is None:
-                self.write_log_rows(rows)
-            else:
-                log_rows.extend(rows)
+            self.write_log_rows(rows)
 
     def write_log_rows(self, rows: list[Any]) -> None:
         """Commit the log rows a read-only transaction left (one short write transaction).

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import ClauseElement
 
 from provisioner.clock import Clock
 from provisioner.db import pipeline, tenancy
@@ -194,7 +194,7 @@ class Context:
 
     def run_pipelined(
         self,
-        statements: Sequence[Select[Any]],
+        statements: Sequence[ClauseElement],
         values: Mapping[str, Any],
         *,
         tenant_id: int | None = None,

@@ -34,7 +34,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from provisioner import logs
 from provisioner.clock import Clock, format_instant
@@ -144,14 +143,12 @@ def acting(
     tenant: str | None = None,
     *,
     read_only: bool = False,
-    log_rows: list[Any] | None = None,
 ) -> Iterator[tuple[Context, Actor]]:
     """One transaction, with the acting user (in ``tenant``, else the selected one).
 
-    ``read_only``, ``log_rows``: the route only reads (lookup, search); see
-    ``Provisioner.transaction``.
+    ``read_only``: the route only reads (search); see ``Provisioner.transaction``.
     """
-    with app.transaction(read_only=read_only, log_rows=log_rows) as ctx:
+    with app.transaction(read_only=read_only) as ctx:
         actor = session_actor(ctx, token)
         if tenant is not None:
             actor = in_tenant(ctx, actor, tenant)

@@ -207,20 +207,24 @@ def test_lookup_card_is_the_same_however_it_is_read(world: World) -> None:
         card = search.lookup(ctx, admin, "+81 3 1234 5678", codes=True)
         shown = search.lookup(ctx, admin, "+81 3 1234 5678")  # as the screen pop shows it
         ctx.enter_tenant(admin.tenant_id)  # the lookup's pipelined read ended its scope
-        found, activities, purchases = search._lookup_rows(ctx, admin, "0312345678", 5)
+        found = search.read(ctx, admin, "0312345678", 5)  # statement by statement
     assert (shown["contact"]["memo_2"], shown["contact"]["classifications"]) == (
         "ゴールド",
         ["代理店"],
     )
     assert card["contact"] == {
-        **records.to_dict(records.TYPES["contact"], found[0]),
+        **records.to_dict(records.TYPES["contact"], found.contacts[0]),
         "company_name": "株式会社渋谷商事",
     }
     assert card["contact"]["id"] == first["id"]
     assert card["other_matches"] == [second["id"]]
-    assert card["activities"] == [records.to_dict(records.TYPES["activity"], a) for a in activities]
+    assert card["activities"] == [
+        records.to_dict(records.TYPES["activity"], a) for a in found.activities
+    ]
     assert [a["content"] for a in card["activities"]] == [f"通話{d}" for d in (7, 6, 5, 4, 3)]
-    assert card["purchases"] == [records.to_dict(records.TYPES["purchase"], p) for p in purchases]
+    assert card["purchases"] == [
+        records.to_dict(records.TYPES["purchase"], p) for p in found.purchases
+    ]
     assert {p["contact_id"] for p in card["purchases"]} == {first["id"]}
     with world.app.transaction(read_only=True) as ctx:
         assert search.lookup(ctx, other, "0312345678")["other_matches"] == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from provisioner.db.provisioning_models import CallRecord
 from tests.web.conftest import Site
@@ -49,3 +49,23 @@ def test_api_lookup_is_the_metered_call(site: Site) -> None:
         ).status_code
         == 404
     )
+
+
+def test_a_lookup_is_one_transaction(site: Site) -> None:
+    """Session check, lookup and call record on one connection checkout (one transaction),
+    whether the caller is a customer (200) or not (404: the call recorded all the same)."""
+    checkouts: list[object] = []
+
+    def checked_out(*_: object) -> None:
+        checkouts.append(_)
+
+    event.listen(site.app.engine, "checkout", checked_out)
+    try:
+        for phone, status in (("03-1234-5678", 200), ("06-4444-4444", 404)):
+            checkouts.clear()
+            r = site.call("GET", "/api/tenants/acme/lookup", "acme-gen", params={"phone": phone})
+            assert r.status_code == status, r.text
+            assert len(checkouts) == 1
+    finally:
+        event.remove(site.app.engine, "checkout", checked_out)
+    assert _calls(site) == [(None, site.ids["contact"]), (None, None)]

@@ -2,26 +2,31 @@
 
 * a read-only transaction begins DEFERRED on SQLite, so it neither waits for nor
   blocks a writer; it refuses to change rows;
-* the personal-information view a lookup logs is committed (in a write
-  transaction of its own) before the card is sent, and if it cannot be, the card
-  is not sent;
+* the API lookup is the metered call: its session check, lookup, call record and
+  logged personal-information view are one transaction, committed before the card
+  is sent; if it fails, nothing of it is kept and no card is sent; concurrent
+  lookups are each recorded once;
+* a service lookup in a read-only transaction logs its view after it;
 * the one-statement session check keeps every refusal of the two it replaced.
 """
 
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, event, func, select, text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from provisioner.db.crm_models import CrmAccess
 from provisioner.db.models import Membership, Tenant, User
+from provisioner.db.provisioning_models import CallBytes, CallRecord
 from provisioner.services import actors
 from provisioner.services.context import Provisioner
 from provisioner.services.crm import records, search
-from provisioner.services.provisioning import groups
+from provisioner.services.provisioning import call_usage, groups
 from tests.web.conftest import Site
 
 
@@ -55,9 +60,20 @@ def test_lookup_logs_a_personal_info_view_before_answering(site: Site) -> None:
     assert _views(site.app) == [("acme-ro", "personal_info_view", f"contact:{logged}")]
 
 
-def test_no_card_when_its_view_cannot_be_logged(
-    site: Site, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _call_figures(app: Provisioner) -> list[tuple[int, int, int]]:
+    """(tenant, calls, note bytes) as maintained (call_bytes), and the calls recorded."""
+    with app.transaction() as ctx, ctx.operator("read"):  # the test inspects every tenant
+        kept = ctx.session.execute(select(CallBytes.tenant_id, CallBytes.calls)).all()
+        recorded = ctx.session.execute(
+            select(CallRecord.tenant_id, func.count()).group_by(CallRecord.tenant_id)
+        ).all()
+    return sorted((t, n, 0) for t, n in kept) + sorted((t, n, 1) for t, n in recorded)
+
+
+def test_a_lookup_failing_after_its_call_was_written_records_nothing(site: Site) -> None:
+    """The session check, the lookup, the call and the logged view are one transaction:
+    a failure after the call was written (here at the commit) leaves no call, no view
+    and no card -- the unknown caller's call included, which only a 404 keeps."""
     r = site.call(
         "POST",
         "/api/tenants/acme/records/contact",
@@ -65,24 +81,57 @@ def test_no_card_when_its_view_cannot_be_logged(
         json={"name": "要記録 次郎", "phone": "06-3333-4444", "log_personal_info": True},
     )
     assert r.status_code == 201, r.text
+    before = _call_figures(site.app)
+    seen: list[int] = []
 
-    def locked(rows: list[object]) -> None:
-        raise OperationalError("INSERT INTO crm_access_log", {}, Exception("database is locked"))
+    def locked(session: Session) -> None:
+        conn = session.connection()
+        seen.append(conn.execute(select(func.count()).select_from(CallRecord)).scalar_one())
+        raise OperationalError("COMMIT", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(site.app, "write_log_rows", locked)
-    card = site.call("GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "0633334444"})
+    event.listen(Session, "before_commit", locked)
+    try:
+        card = site.call(
+            "GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "0633334444"}
+        )
+        unknown = site.call(
+            "GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "0699998888"}
+        )
+    finally:
+        event.remove(Session, "before_commit", locked)
     assert card.status_code == 503
     assert card.json()["error"]["code"] == "database_error"
     assert "要記録" not in card.text
-    # the screen pop is the metered call: no card either while its call cannot be recorded
-    unrecorded = site.call(
-        "GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "0312345678"}
-    )
-    assert unrecorded.status_code == 503
-    assert "山田" not in unrecorded.text
-    monkeypatch.undo()
-    ok = site.call("GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "0312345678"})
+    assert unknown.status_code == 503
+    assert seen == [1, 1]  # each failed with its call written, in its transaction
+    assert _call_figures(site.app) == before
+    assert _views(site.app) == []
+    ok = site.call("GET", "/api/tenants/acme/lookup", "acme-ro", params={"phone": "0633334444"})
     assert ok.status_code == 200
+    assert ok.json()["call"]["id"] is not None
+    assert len(_views(site.app)) == 1
+    assert [n for _, n, _ in _call_figures(site.app)] == [1, 1]
+
+
+def test_concurrent_lookups_are_each_recorded_once(site: Site) -> None:
+    """Lookups at the same time, on one tenant: every one is a call, with or without a
+    call id, and the tenant's maintained figures equal the count."""
+    phones = ["03-1234-5678", "0312345678", "06-0000-0000"]
+
+    def pop(i: int) -> int:
+        params = {"phone": phones[i % 3]} | ({"call_id": f"pbx-{i}"} if i % 2 else {})
+        response = site.call("GET", "/api/tenants/acme/lookup", "acme-gen", params=params)
+        return int(response.status_code)
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(pop, range(24)))
+    assert sorted(statuses) == [200] * 16 + [404] * 8
+    acme = site.world.actor("acme").tenant_id
+    assert _call_figures(site.app) == [(acme, 24, 0), (acme, 24, 1)]
+    with site.app.transaction() as ctx, ctx.operator("read"):
+        assert call_usage.stored(ctx.session.connection(), acme) == call_usage.recount(
+            ctx.session.connection(), acme
+        )
 
 
 def test_service_lookup_in_a_read_only_transaction_logs_after_it(site: Site) -> None:
@@ -95,17 +144,11 @@ def test_service_lookup_in_a_read_only_transaction_logs_after_it(site: Site) -> 
             "contact",
             {"name": "要記録", "phone": "0455556666", "log_personal_info": True},
         )
-    pending: list[object] = []
-    with app.transaction(read_only=True, log_rows=pending) as ctx:
+    with app.transaction(read_only=True) as ctx:
         card = search.lookup(ctx, admin, "045-555-6666")
+        assert _views(app) == []  # not yet: written on the way out, after the reads
     assert card["contact"]["id"] == saved.record["id"]
-    assert len(pending) == 1
-    assert _views(app) == []  # handed to the caller, not yet written
-    app.write_log_rows(pending)
     assert _views(app) == [("acme-admin", "personal_info_view", f"contact:{saved.record['id']}")]
-    with app.transaction(read_only=True) as ctx:  # without log_rows: written on the way out
-        search.lookup(ctx, admin, "045-555-6666")
-    assert len(_views(app)) == 2
 
 
 def test_read_only_transaction_refuses_changes(site: Site) -> None:

@@ -519,8 +519,9 @@ _LOOKUP_PURCHASES = _history_statement("purchase")
 _FIRST_WITH_NUMBER = select(func.min(_HAS_NUMBER.subquery().c.id)).scalar_subquery()
 
 
-#: PostgreSQL: the lookup's statements, sent in one pipeline (:func:`_pipelined_lookup`)
-_PIPELINED = (
+#: PostgreSQL: the lookup's statements, sent in one pipeline (:func:`_pipelined_lookup`;
+#: the metered screen pop sends them with its call's reads). Parameters: :func:`lookup_values`.
+PIPELINED = (
     scope.CURRENT,
     _LOOKUP_CONTACTS,
     _history_statement("activity", _FIRST_WITH_NUMBER),
@@ -528,43 +529,73 @@ _PIPELINED = (
 )
 
 
-def _pipelined_lookup(
-    ctx: Context, actor: Actor, digits: str, history: int
-) -> tuple[Any, list[Any], list[Any], list[Any]]:
+@dataclass(frozen=True)
+class Found:
+    """What a lookup read: the contacts with the number (first is the card's), the first
+    one's activities and purchases; ``current`` (PostgreSQL, :data:`PIPELINED`): the
+    configuration row read with them, whose permission check is still to be made
+    (:func:`card`). Read statement by statement, the check came first (:func:`read`)."""
+
+    contacts: list[Any]
+    activities: list[Any]
+    purchases: list[Any]
+    pipelined: bool = False
+    current: Any = None
+
+    @classmethod
+    def of_pipeline(cls, results: list[list[Any]]) -> Found:
+        """The rows of :data:`PIPELINED`'s statements, in order."""
+        config_rows, contacts, activities, purchases = results
+        return cls(contacts, activities, purchases, True, config_rows[0] if config_rows else None)
+
+
+def caller_digits(number: str) -> str:
+    """The digits a lookup compares (ValidationFailed: not a phone number)."""
+    digits = phone_digits(number)
+    if len(digits) < 3:
+        raise ValidationFailed(f"{number!r} is not a phone number")
+    return digits
+
+
+def lookup_values(actor: Actor, digits: str, history: int) -> dict[str, Any]:
+    """The parameters of :data:`PIPELINED`."""
+    return {"tenant": actor.tenant_id, "digits": digits, "history": history}
+
+
+def _pipelined_lookup(ctx: Context, actor: Actor, digits: str, history: int) -> Found:
     """PostgreSQL: scope, configuration, contacts and the first one's history in one round
     trip (:meth:`Context.run_pipelined`: BEGIN and the five statements are sent before
-    any reply is read). Returns (current configuration row, contacts, activities,
-    purchases).
+    any reply is read).
 
     A read-only transaction (:meth:`Provisioner.transaction` with ``read_only``) is also
-    ended in that round trip -- the lookup is its last read, after the session check
-    and the call's pricing: its COMMIT goes in the pipeline, and the transaction's own
-    commit then finds nothing to do (it wrote nothing: the call record and a logged
-    view are written after it, in a transaction of their own). (A later statement of
-    the same context would run in a transaction of its own, without the tenant scope,
-    so it would see no tenant rows: services scope themselves first.)
+    ended in that round trip -- the lookup is its last read, after the session check:
+    its COMMIT goes in the pipeline, and the transaction's own commit then finds
+    nothing to do (it wrote nothing: a logged view is written after it, in a
+    transaction of its own). (A later statement of the same context would run in a
+    transaction of its own, without the tenant scope, so it would see no tenant rows:
+    services scope themselves first.)
     """
-    whole = ctx.read_only
-    config_rows, contacts, activities, purchases = ctx.run_pipelined(
-        _PIPELINED,
-        {"tenant": actor.tenant_id, "digits": digits, "history": history},
-        tenant_id=actor.tenant_id,
-        commit=whole,
+    return Found.of_pipeline(
+        ctx.run_pipelined(
+            PIPELINED,
+            lookup_values(actor, digits, history),
+            tenant_id=actor.tenant_id,
+            commit=ctx.read_only,
+        )
     )
-    return (config_rows[0] if config_rows else None), contacts, activities, purchases
 
 
-def _lookup_rows(
-    ctx: Context, actor: Actor, digits: str, history: int
-) -> tuple[list[Any], list[Any], list[Any]]:
-    """Contacts with the number, the first one's activities and purchases (statement by
-    statement)."""
+def read(ctx: Context, actor: Actor, digits: str, history: int) -> Found:
+    """Statement by statement (SQLite): the permission check, then the contacts with the
+    number and the first one's activities and purchases."""
+    scope.enter(ctx, actor)
+    scope.require(ctx, actor, "records.read", "look up callers")
     conn = ctx.session.connection()
     found = list(conn.execute(_LOOKUP_CONTACTS, {"tenant": actor.tenant_id, "digits": digits}))
     if not found:
-        return [], [], []
+        return Found([], [], [])
     params = {"tenant": actor.tenant_id, "contact": found[0].id, "history": history}
-    return (
+    return Found(
         found,
         list(conn.execute(_LOOKUP_ACTIVITIES, params)),
         list(conn.execute(_LOOKUP_PURCHASES, params)),
@@ -581,43 +612,51 @@ def lookup(
 
     Reads only, so it may run in a read-only transaction; a personal-information
     view it logs goes through ``Context.add_log_row``. On PostgreSQL the whole read
-    is one round trip (:func:`_pipelined_lookup`) plus the commit.
+    is one round trip (:func:`_pipelined_lookup`) plus the commit. The metered screen
+    pop (``metering.screen_pop``) reads the same rows with its call's and builds the
+    same card (:func:`card`).
     """
-    digits = phone_digits(number)
-    if len(digits) < 3:
-        raise ValidationFailed(f"{number!r} is not a phone number")
+    digits = caller_digits(number)
     if ctx.session.autoflush:
         ctx.session.flush()  # as session.execute would: contacts saved in this transaction
-    if ctx.session.get_bind().dialect.name == "postgresql":
-        current, found, activities, purchases = _pipelined_lookup(ctx, actor, digits, history)
-        doc = scope.document(ctx, current)
-        scope.require(ctx, actor, "records.read", "look up callers", doc=doc)
+    if ctx.postgres:
+        found = _pipelined_lookup(ctx, actor, digits, history)
     else:
-        scope.enter(ctx, actor)
-        scope.require(ctx, actor, "records.read", "look up callers")
-        doc = None
-        found, activities, purchases = _lookup_rows(ctx, actor, digits, history)
-    if not found:
+        found = read(ctx, actor, digits, history)
+    return card(ctx, actor, number, found, codes=codes)
+
+
+def card(
+    ctx: Context, actor: Actor, number: str, found: Found, *, codes: bool = False
+) -> dict[str, Any]:
+    """The card of what a lookup read (:class:`Found`): the permission check of a
+    pipelined read first, then NotFound for a number no customer has, the logged
+    personal-information view, and the values as shown."""
+    doc = None
+    if found.pipelined:
+        doc = scope.document(ctx, found.current)
+        scope.require(ctx, actor, "records.read", "look up callers", doc=doc)
+    if not found.contacts:
         raise NotFound(
             f"no customer with phone number {number}", hint="register the caller as a new contact"
         )
-    row = found[0]
+    row = found.contacts[0]
     records.note_personal_view(ctx, actor, row, doc=doc)
-    card = records.to_dict(records.TYPES["contact"], row)
-    card["company_name"] = row.company_name or ""
-    acts = [records.to_dict(records.TYPES["activity"], a) for a in activities]
-    buys = [records.to_dict(records.TYPES["purchase"], p) for p in purchases]
+    shown_card = records.to_dict(records.TYPES["contact"], row)
+    shown_card["company_name"] = row.company_name or ""
+    acts = [records.to_dict(records.TYPES["activity"], a) for a in found.activities]
+    buys = [records.to_dict(records.TYPES["purchase"], p) for p in found.purchases]
     if not codes:
         shown = doc if doc is not None else scope.config(ctx, actor.tenant_id)
-        card = display.record(shown, "contact", card)
+        shown_card = display.record(shown, "contact", shown_card)
         acts = [display.record(shown, "activity", a) for a in acts]
         buys = [display.record(shown, "purchase", p) for p in buys]
     return {
-        "contact": card,
-        "other_matches": [r.id for r in found[1:]],
+        "contact": shown_card,
+        "other_matches": [r.id for r in found.contacts[1:]],
         "activities": acts,
         "purchases": buys,
     }
 
 
-__all__ = ["Query", "Result", "lookup", "matching_ids", "search"]
+__all__ = ["Found", "Query", "Result", "card", "lookup", "matching_ids", "search"]

@@ -11,12 +11,12 @@ tenant, in the same transaction as every write of call records:
 
 Maintenance: a flush hook (:data:`FLUSH_HOOK`, installed on the application's
 sessions by :func:`install`) sees every ORM write of :class:`CallRecord` -- a call
-recorded (also the rows a read-only transaction leaves for
-``Context.add_log_row``, written by a transaction of their own), a note added,
-a row deleted. The old note of an updated or deleted row is read from the
-database before the flush (locked on PostgreSQL until the transaction ends), so
-the difference is exact even if the session's copy was stale. A write of call
-records with a Core statement must call :func:`apply` itself (there is none).
+recorded (in the screen pop's own transaction), a note added, a row deleted.
+The old note of an updated or deleted row is read from the database before the
+flush (locked on PostgreSQL until the transaction ends), so the difference is
+exact even if the session's copy was stale. A write of call records with a Core
+statement must count them itself: :func:`apply`, or :data:`UPSERT` with
+:func:`new_call`'s parameters in the same pipeline (the screen pop on PostgreSQL).
 
 :func:`recount` counts from ``call_records`` (what disk usage summed before:
 the reference the tests compare against); :func:`rebuild` replaces the row with
@@ -71,6 +71,17 @@ _UPSERT = text(
     "ON CONFLICT (tenant_id) DO UPDATE SET calls = call_bytes.calls + excluded.calls, "
     "note_bytes = call_bytes.note_bytes + excluded.note_bytes"
 )
+
+
+#: :func:`new_call`'s statement (parameters ``t``, ``c``, ``b``)
+UPSERT = _UPSERT
+
+
+def new_call(tenant_id: int, note: str | None) -> dict[str, int]:
+    """The parameters of :data:`UPSERT` that count one new call with this note: for a
+    writer that inserts the call with a Core statement and sends both in one pipeline
+    (``metering``'s PostgreSQL write), as :func:`apply` would with the same change."""
+    return {"t": tenant_id, "c": 1, "b": note_bytes(note)}
 
 
 def apply(conn: Connection, deltas: dict[int, list[int]]) -> None:

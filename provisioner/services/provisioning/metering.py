@@ -46,7 +46,7 @@ from datetime import date, datetime
 from typing import Any
 
 import jpholiday
-from sqlalchemy import Integer, bindparam, or_, select
+from sqlalchemy import Integer, bindparam, insert, or_, select
 
 from provisioner.clock import as_utc, format_instant
 from provisioner.db.crm_models import CrmContact
@@ -69,7 +69,7 @@ from provisioner.services import audit
 from provisioner.services.actors import Actor, get_tenant, require_admin, require_tenant
 from provisioner.services.crm import records, scope, search
 from provisioner.services.crm.text import phone_digits
-from provisioner.services.provisioning import quotas
+from provisioner.services.provisioning import call_usage, quotas
 from provisioner.services.provisioning.billing import TOKYO, month_bounds, price_book, prices_of
 from provisioner.services.transaction import Context
 
@@ -303,13 +303,13 @@ def kind_of(registered: str | None) -> str:
 
 
 #: what :func:`record_call` reads, in three statements (PostgreSQL: one round trip,
-#: the tenant scope included). Parameters: tenant_id, digits, call_ref.
+#: the tenant scope included). Parameters: tenant_id, number (its digits), call_ref.
 _TENANT_ID = bindparam("tenant_id", type_=Integer)
 _CALL_FACTS = select(
     *quotas.USAGE_COLUMNS,  # the tenant's disk usage and the price book
     select(Tenant.status).where(Tenant.id == _TENANT_ID).scalar_subquery().label("status"),
     select(PhoneNumber.kind)
-    .where(PhoneNumber.tenant_id == _TENANT_ID, PhoneNumber.number == bindparam("digits"))
+    .where(PhoneNumber.tenant_id == _TENANT_ID, PhoneNumber.number == bindparam("number"))
     .limit(1)
     .scalar_subquery()
     .label("kind"),
@@ -331,55 +331,76 @@ _HOURS = select(BusinessHours.weekday, BusinessHours.opens, BusinessHours.closes
 )
 _HOLIDAYS = select(Holiday.day).where(Holiday.tenant_id == _TENANT_ID)
 _CALL_READS: tuple[Any, ...] = (_CALL_FACTS, _HOURS, _HOLIDAYS)
+#: the columns a call is recorded with (its note comes later: ``add_contact_history``)
+_CALL_COLUMNS = (
+    "tenant_id",
+    "at",
+    "number",
+    "classification",
+    "in_hours",
+    "charge_jpy",
+    "recorded_by",
+    "call_ref",
+    "contact_id",
+    "contact_note",
+)
 
 
-def _call_reads(
-    ctx: Context, tenant_id: int, digits: str, call_ref: str | None
-) -> tuple[Any, list[Any], list[Any]]:
-    """The facts row, the business hours rows and the holiday rows :func:`record_call`
-    needs: one round trip on PostgreSQL (scope included), statement by statement else."""
-    values = {"tenant_id": tenant_id, "digits": digits, "call_ref": call_ref}
-    if ctx.postgres:
-        facts, hours, days = ctx.run_pipelined(
-            _CALL_READS,
-            values,
-            tenant_id=tenant_id if ctx.scoped_tenant != tenant_id else None,
-        )
-        return facts[0], hours, days
-    ctx.enter_tenant(tenant_id)
-    run = ctx.session.execute
-    return (
-        run(_CALL_FACTS, values).one(),
-        list(run(_HOURS, values)),
-        list(run(_HOLIDAYS, values)),
-    )
+@dataclass(frozen=True)
+class _CallFacts:
+    """What a call's price depends on: the facts row, business hours and holidays rows."""
+
+    facts: Any
+    hours: list[Any]
+    holidays: list[Any]
 
 
-def record_call(
-    ctx: Context,
-    actor: Actor,
-    number: str,
-    *,
-    at: datetime | None = None,
-    call_ref: str | None = None,
-) -> CallRecord:
-    """Record an incoming call (any member of the tenant: the operator who took it).
-
-    ``call_ref``: the telephony side's call id; a call already recorded with it is
-    returned as it is (recorded and charged once). In a read-only transaction the
-    row is written right after it (``Context.add_log_row``) and has no id yet.
-
-    Everything the call's price depends on (the tenant, its disk usage, the number's
-    kind, business hours, holidays, the contract, the price book, a call already
-    recorded under ``call_ref``) is read in three statements, one round trip on
-    PostgreSQL (:func:`_call_reads`).
-    """
+def _call_input(number: str, call_ref: str | None) -> tuple[str, str | None]:
+    """The caller's digits and the call id as recorded (ValidationFailed: not valid)."""
     digits = normalize_number(number)
     if call_ref is not None:
         call_ref = call_ref.strip()
         if not 1 <= len(call_ref) <= 100:
             raise ValidationFailed("a call id has 1 to 100 characters")
-    facts, hour_rows, holiday_rows = _call_reads(ctx, actor.tenant_id, digits, call_ref)
+    return digits, call_ref
+
+
+def _scope_to_send(ctx: Context, tenant_id: int) -> int | None:
+    """The tenant scope a pipelined read must set (None: the transaction has it)."""
+    return tenant_id if ctx.scoped_tenant != tenant_id else None
+
+
+def _call_reads(ctx: Context, tenant_id: int, digits: str, call_ref: str | None) -> _CallFacts:
+    """What :func:`record_call` prices the call from: one round trip on PostgreSQL (scope
+    included), statement by statement else."""
+    values = {"tenant_id": tenant_id, "number": digits, "call_ref": call_ref}
+    if ctx.postgres:
+        facts, hours, days = ctx.run_pipelined(
+            _CALL_READS, values, tenant_id=_scope_to_send(ctx, tenant_id)
+        )
+        return _CallFacts(facts[0], hours, days)
+    ctx.enter_tenant(tenant_id)
+    if ctx.session.autoflush:
+        ctx.session.flush()  # as session.execute would: rows written in this transaction
+    run = ctx.session.connection().execute  # Core statements: no ORM execution
+    return _CallFacts(
+        run(_CALL_FACTS, values).one(), list(run(_HOURS, values)), list(run(_HOLIDAYS, values))
+    )
+
+
+def _price(
+    ctx: Context,
+    actor: Actor,
+    digits: str,
+    call_ref: str | None,
+    read: _CallFacts,
+    at: datetime | None,
+) -> CallRecord:
+    """The call recorded under ``call_ref`` already, else a new call (not yet added to
+    the session: :func:`_write`) classified and priced; refused (nothing written) for a
+    call id recorded from another number, a tenant that is not active, or no room left
+    in the tenant's disk quota."""
+    facts = read.facts
     if facts.existing_id is not None:
         existing = ctx.session.get(CallRecord, facts.existing_id)
         assert existing is not None
@@ -395,10 +416,10 @@ def record_call(
     )
     when = at or ctx.clock.now()
     kind = kind_of(facts.kind)
-    inside = in_business_hours(when, hours_of(hour_rows), {r.day for r in holiday_rows})
+    inside = in_business_hours(when, hours_of(read.hours), {r.day for r in read.holidays})
     contract = None if facts.started_on is None else Term(facts.started_on, facts.cancelled_on)
     billable = in_contract(contract, when.astimezone(TOKYO).date())
-    row = CallRecord(
+    return CallRecord(
         tenant_id=actor.tenant_id,
         at=when,
         number=digits,
@@ -408,12 +429,67 @@ def record_call(
         recorded_by=actor.login,
         call_ref=call_ref,
     )
+
+
+_CR = CallRecord.__table__.c
+#: PostgreSQL: a new call's row (parameters: :func:`_row_values`), sent with its
+#: ``call_bytes`` update in one round trip (:func:`_write`)
+_INSERT_CALL = (
+    insert(CallRecord).values({name: bindparam(name) for name in _CALL_COLUMNS}).returning(_CR.id)
+)
+
+
+def _row_values(call: CallRecord) -> dict[str, Any]:
+    return {name: getattr(call, name) for name in _CALL_COLUMNS}
+
+
+def _write(ctx: Context, call: CallRecord) -> None:
+    """Write a new call (a call already recorded is in the session: flushed with it).
+
+    PostgreSQL: the row's ``INSERT ... RETURNING id`` and its tenant's ``call_bytes``
+    update in one round trip (``call_usage.UPSERT``: the figure the ORM flush hook keeps
+    for the other writers); else the ORM's flush, whose hook updates ``call_bytes``."""
     if ctx.read_only:
-        ctx.add_log_row(row)
-    else:
-        ctx.session.add(row)
-        ctx.session.flush()
-    return row
+        raise RuntimeError("a metered call is a write: not in a read-only transaction")
+    if call.id is not None:
+        return
+    if ctx.postgres:
+        inserted, _ = ctx.run_pipelined(
+            (_INSERT_CALL, call_usage.UPSERT),
+            {**_row_values(call), **call_usage.new_call(call.tenant_id, call.contact_note)},
+            tenant_id=_scope_to_send(ctx, call.tenant_id),
+        )
+        call.id = inserted[0].id  # (the row is not in the session: nothing else writes it)
+        return
+    ctx.session.add(call)
+    ctx.session.flush()  # its id, and the tenant's call_bytes (call_usage's flush hook)
+
+
+def record_call(
+    ctx: Context,
+    actor: Actor,
+    number: str,
+    *,
+    at: datetime | None = None,
+    call_ref: str | None = None,
+) -> CallRecord:
+    """Record an incoming call (any member of the tenant: the operator who took it).
+
+    ``call_ref``: the telephony side's call id; a call already recorded with it is
+    returned as it is (recorded and charged once). A write: never in a read-only
+    transaction.
+
+    Everything the call's price depends on (the tenant, its disk usage, the number's
+    kind, business hours, holidays, the contract, the price book, a call already
+    recorded under ``call_ref``) is read in three statements, one round trip on
+    PostgreSQL (:func:`_call_reads`).
+    """
+    digits, call_ref = _call_input(number, call_ref)
+    call = _price(
+        ctx, actor, digits, call_ref, _call_reads(ctx, actor.tenant_id, digits, call_ref), at
+    )
+    _write(ctx, call)
+    return call
 
 
 def call_summary(row: CallRecord) -> dict[str, Any]:
@@ -429,6 +505,26 @@ def call_summary(row: CallRecord) -> dict[str, Any]:
     }
 
 
+def _pipelined_reads(
+    ctx: Context, actor: Actor, digits: str, call_ref: str | None, wanted: str, history: int
+) -> tuple[_CallFacts, search.Found]:
+    """PostgreSQL: the call's reads and the lookup's in one round trip (the tenant scope,
+    the call's three statements and ``search.PIPELINED``)."""
+    results = ctx.run_pipelined(
+        (*_CALL_READS, *search.PIPELINED),
+        {
+            "tenant_id": actor.tenant_id,
+            "number": digits,
+            "call_ref": call_ref,
+            **search.lookup_values(actor, wanted, history),
+        },
+        tenant_id=_scope_to_send(ctx, actor.tenant_id),
+    )
+    facts, hours, days = results[: len(_CALL_READS)]
+    found = search.Found.of_pipeline(results[len(_CALL_READS) :])
+    return _CallFacts(facts[0], hours, days), found
+
+
 def screen_pop(
     ctx: Context,
     actor: Actor,
@@ -439,20 +535,43 @@ def screen_pop(
     history: int = 5,
     codes: bool = False,
 ) -> dict[str, Any]:
-    """The caller's card (``search.lookup``; labels, or codes with ``codes``) and the
-    metered call, in one act.
+    """The caller's card (``search.lookup``'s; labels, or codes with ``codes``) and the
+    metered call, in one act and one transaction (a write: never a read-only one).
 
     The call is recorded (and charged) once per ``call_ref``; without one, each
-    pop-up is a call. A number no customer has is recorded too, then NotFound.
+    pop-up is a call. A number no customer has is recorded too, then NotFound (the
+    transaction commits the call and nothing else). Any other refusal (the call's:
+    quota, tenant, a call id from another number; the lookup's: its permission) or
+    failure records nothing: the call is written in the caller's transaction, which
+    rolls back. The refusals come in the order of a call recorded before its lookup.
+
+    Reads: the call's pricing and the lookup's rows in one round trip on PostgreSQL
+    (:func:`_pipelined_reads`), then the call's INSERT with its ``call_bytes`` update (one
+    more, :func:`_write`); the card's customer is the call's ``contact_id`` from the start.
     """
-    call = record_call(ctx, actor, number, at=at, call_ref=call_ref)
+    digits, call_ref = _call_input(number, call_ref)
     try:
-        card = search.lookup(ctx, actor, number, history=history, codes=codes)
+        wanted = search.caller_digits(number)
+    except ValidationFailed:
+        record_call(ctx, actor, number, at=at, call_ref=call_ref)  # its refusals come first
+        raise
+    found: search.Found | None = None
+    if ctx.postgres:
+        read, found = _pipelined_reads(ctx, actor, digits, call_ref, wanted, history)
+    else:
+        read = _call_reads(ctx, actor.tenant_id, digits, call_ref)
+    call = _price(ctx, actor, digits, call_ref, read, at)
+    try:
+        if found is None:  # statement by statement: the lookup's permission check, its reads
+            found = search.read(ctx, actor, wanted, history)
+        card = search.card(ctx, actor, number, found, codes=codes)
     except NotFound:
+        _write(ctx, call)
         ctx.keep_writes_on_error()  # the unknown caller's call stays recorded
         raise
-    if call.contact_id is None and not (ctx.read_only and call.id is not None):
-        call.contact_id = card["contact"]["id"]  # (a row already written stays as it is)
+    if call.contact_id is None:
+        call.contact_id = card["contact"]["id"]
+    _write(ctx, call)
     card["call"] = call_summary(call)
     return card
 
