@@ -469,7 +469,10 @@ def run_backend(db: str, url: str, fresh: bool, args: argparse.Namespace) -> tup
     else:
         big = existing(app, "big")
     with app.engine.connect() as conn:
+        if db == "postgresql":  # every tenant's rows (row-level security: the runtime role)
+            conn.execute(text("SELECT set_config('provisioner.operator', 'read', true)"))
         index_rows = int(conn.scalar(text("SELECT count(*) FROM crm_search_grams")) or 0)
+        conn.commit()
         if db == "postgresql":
             conn.execute(text("ANALYZE"))
             conn.commit()
