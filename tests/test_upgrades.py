@@ -316,11 +316,14 @@ def test_a_rollout_upgrades_each_tenant_three_way_by_policy(
     assert "policy wait" in waiting["targets"][0]["reason"]
 
 
+@pytest.mark.parametrize("kept", [rollout.SHARED_PLANS, 1], ids=["plans-kept", "one-plan-kept"])
 def test_a_rollout_plans_each_tenant_as_the_tenant_alone_would(
-    app: Provisioner, world: World
+    app: Provisioner, world: World, kept: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The batch remembers section merges and checks by identity across tenants
-    (config.memo); every stored plan and version equals the one-tenant computation."""
+    (config.memo); every stored plan and version equals the one-tenant computation,
+    also when the run keeps fewer plans than the documents its targets are at."""
+    monkeypatch.setattr(rollout, "SHARED_PLANS", kept)
     world.tenant("hq")
     world.set_config(
         "hq",

@@ -64,6 +64,7 @@ sandbox, trust, quota, key...) | failed (an unexpected error).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -115,6 +116,10 @@ STATUSES = ("pending", "applied", "inbox", "rejected", "failed")
 MAX_TARGETS = 10_000
 BATCH_SIZE = 100
 MAX_BATCH_SIZE = 1_000
+#: plans a run keeps for targets at the same document in later batches (least recently
+#: used dropped first): targets at a few documents share them; targets each at a document
+#: of its own would otherwise keep every result and plan until the run ends
+SHARED_PLANS = 2 * MAX_BATCH_SIZE
 
 #: ``on_progress(target_slug, status)``: called once per processed target, after its commit
 Progress = Callable[[str, str], None]
@@ -489,7 +494,7 @@ class _Batch:
         self,
         ctx: Context,
         work: _Work,
-        shared: dict[_PlanKey, _Shared],
+        shared: OrderedDict[_PlanKey, _Shared],
         stored: set[str],
         memo: IdentityMemo,
     ) -> None:
@@ -533,6 +538,7 @@ class _Batch:
         cache_key = (digest, base_key)
         known = self.shared.get(cache_key)
         if known is not None:
+            self.shared.move_to_end(cache_key)
             return known
         # read-only and shared: a stored document parsed once, the tenant's delta applied
         base = configs.Current(
@@ -575,6 +581,8 @@ class _Batch:
             None if body is self.work.bundle.config_json else result,
         )
         self.shared[cache_key] = made
+        if len(self.shared) > SHARED_PLANS:  # targets each at a document of its own
+            self.shared.popitem(last=False)
         return made
 
     def run(self, rows: Sequence[RolloutTarget]) -> list[tuple[str, str]]:
@@ -853,7 +861,7 @@ def _batch(
     app: Provisioner,
     work: _Work,
     target_ids: Sequence[int],
-    shared: dict[_PlanKey, _Shared],
+    shared: OrderedDict[_PlanKey, _Shared],
     stored: set[str],
     memo: IdentityMemo,
 ) -> list[tuple[str, str]]:
@@ -940,7 +948,8 @@ def process(
                 )
             ).all()
         )
-    shared: dict[_PlanKey, _Shared] = {}
+    # the plans made in this run, by current document and base (the most recently used)
+    shared: OrderedDict[_PlanKey, _Shared] = OrderedDict()
     stored: set[str] = set()  # documents committed batches stored or found stored
     # what targets share although their documents differ: the sections they did not touch
     memo = IdentityMemo()
