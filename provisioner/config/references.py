@@ -175,16 +175,25 @@ def check(
     (a rollout's results) costs what differs. The same parts run with or without it.
     """
     doc = document.to_data() if isinstance(document, ConfigDocument) else document
-    found: Found = []
-    for reads, part in _PARTS:
-        if memo is None:
-            found += part(doc)
-        else:
-            found += memo.get(
+    if memo is None:
+        found: Found = [item for _, part in _PARTS for item in part(doc)]
+    else:
+        parts = [
+            memo.get(
                 ("references", part),
                 tuple(doc[name] for name in reads),
                 lambda: part(doc),  # noqa: B023
             )
+            for reads, part in _PARTS
+        ]
+        # the usual outcome, decided without walking the parts' items: no problem found,
+        # and every checkbox the memoised parts need is enabled in this document
+        summaries = [memo.get(("references", _summary), (p,), lambda: _summary(p)) for p in parts]  # noqa: B023
+        if not any(problem for problem, _ in summaries):
+            needed = frozenset().union(*(indices for _, indices in summaries))
+            if not needed or needed <= {c["index"] for c in doc["checkboxes"] if c["enabled"]}:
+                return []
+        found = [item for p in parts for item in p]
     enabled: set[Any] | None = None
     problems: list[str] = []
     for item in found:
@@ -197,6 +206,12 @@ def check(
         if problem is not None:
             problems.append(problem)
     return problems
+
+
+def _summary(found: Found) -> tuple[bool, frozenset[Any]]:
+    """Whether ``found`` holds a problem, and the checkboxes its other items need enabled."""
+    needed = frozenset(item.index for item in found if not isinstance(item, str))
+    return any(isinstance(item, str) for item in found), needed
 
 
 def _dup(problems: list[Any], section: str, what: str, values: Iterable[object]) -> None:

@@ -12,7 +12,7 @@ location, e.g. ``checkboxes.3.label: String should have at least 1 character``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from provisioner.config import fast, references
 from provisioner.config.document import ConfigDocument, ConfigSections
+from provisioner.config.memo import IdentityMemo
 from provisioner.errors import ValidationFailed, excerpt
 
 
@@ -66,9 +67,12 @@ def normalized_document(data: Any, *, what: str = "configuration") -> dict[str, 
     return result
 
 
-def check_references(data: dict[str, Any], *, what: str = "configuration") -> None:
-    """Raise ValidationFailed listing every broken cross-reference of structurally valid data."""
-    problems = references.check(data)
+def check_references(
+    data: dict[str, Any], *, what: str = "configuration", memo: IdentityMemo | None = None
+) -> None:
+    """Raise ValidationFailed listing every broken cross-reference of structurally valid data
+    (``memo``: see :func:`references.check`)."""
+    problems = references.check(data, memo=memo)
     if problems:
         raise ValidationFailed(f"the {what} is inconsistent", problems=problems)
 
@@ -92,13 +96,18 @@ def sections_from_data(data: Any, *, what: str = "configuration") -> ConfigSecti
         raise ValidationFailed(
             f"the {what} does not have valid configuration sections", problems=format_problems(exc)
         ) from None
-    if not sections.present():
+    require_sections(sections.present(), what=what)
+    return sections
+
+
+def require_sections(present: Sequence[str], *, what: str = "configuration") -> None:
+    """Refuse a file of sections that carries none (names of the sections present)."""
+    if not present:
         raise ValidationFailed(
             f"the {what} contains no configuration section",
             hint="a file holds a whole document or some of its sections, "
             'e.g. {"checkboxes": [...]}',
         )
-    return sections
 
 
 def load_file(path: Path) -> Mapping[str, Any]:

@@ -58,17 +58,32 @@ def _label(index: int, text: str) -> Any:
 
 def test_memoised_reference_checks_follow_each_documents_own_checkboxes() -> None:
     base = _template()
-    docs = [_tenant(base, _label(1, "自店")), _tenant(base, _disable(8)), base, _disable_both(base)]
+    docs = [
+        _tenant(base, _label(1, "自店")),
+        _tenant(base, _disable(8)),
+        base,
+        _disable_both(base),
+        _tenant(base, _same_memo_index),  # a problem of its own, its checkboxes all enabled
+        _tenant(base, _label(2, "別の店")),
+    ]
     assert docs[1]["workflows"] is base["workflows"]  # shared: the check of rules is reused
     memo = IdentityMemo()
-    for doc in docs:
+    for doc in [*docs, *docs]:  # the second time round, every part is remembered
         assert references.check(doc, memo=memo) == references.check(doc)
+    assert references.check(docs[4], memo=memo) == [
+        "memo_fields: index 2 is used more than once",
+    ]
     assert references.check(docs[1], memo=memo) == ["workflows.gold: checkbox 8 is not enabled"]
     assert references.check(docs[3], memo=memo) == [
         "workflows.vip: checkbox 7 is not enabled",
         "workflows.gold: checkbox 8 is not enabled",
     ]
     assert memo.hits > 0
+
+
+def _same_memo_index(doc: dict[str, Any]) -> None:
+    doc["memo_fields"][1]["index"] = 2
+    doc["memo_fields"][0]["index"] = 2
 
 
 def _disable_both(base: dict[str, Any]) -> dict[str, Any]:

@@ -103,6 +103,7 @@ from provisioner.errors import (
     TransferRefused,
     ValidationFailed,
 )
+from provisioner.gcpause import paused_gc
 from provisioner.identifiers import SLUG
 from provisioner.security import copykey
 from provisioner.services import audit, configs, documents, lineage, signing, transfers
@@ -857,6 +858,7 @@ class _Batch:
         crashpoint("rollout.batch.after_status")
 
 
+@paused_gc()  # a batch's plans and rows are many cycle-free containers (see gcpause)
 def _batch(
     app: Provisioner,
     work: _Work,
