@@ -18,8 +18,6 @@ transfers of the same rollout reads their shared part once.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from provisioner.canonical import canonical_bytes, sha256_hex
+from provisioner.lru import LRU
 
 #: the key of a stored plan that names its shared part (a plan itself never has it)
 SHARED = "shared"
@@ -82,7 +81,7 @@ def shared_document(plan: Mapping[str, Any]) -> tuple[dict[str, Any], str, bytes
     own, shared = split(plan)
     body = canonical_bytes(shared)
     digest = "sha256:" + sha256_hex(body)
-    _keep(digest, body)  # the writer reads its plans back without a query
+    _KEPT.put(digest, body)  # the writer reads its plans back without a query
     return own, digest, body
 
 
@@ -92,34 +91,22 @@ def stored_form(own: Mapping[str, Any], digest: str) -> dict[str, Any]:
 
 
 #: shared parts kept in memory (least recently used out first): a few rollouts' worth
-_KEPT = 256
-_kept: OrderedDict[str, bytes] = OrderedDict()
-_lock = threading.Lock()
+_KEPT: LRU[str, bytes] = LRU(256)
 _READ = text("SELECT body FROM config_documents WHERE digest = :digest")
 
 
 def _shared_body(session: Session | None, digest: str) -> bytes:
-    with _lock:
-        found = _kept.get(digest)
-        if found is not None:
-            _kept.move_to_end(digest)
-            return found
+    found = _KEPT.get(digest)
+    if found is not None:
+        return found
     if session is None:
         raise RuntimeError("a transfer's plan was read outside its session")
     read = session.scalar(_READ, {"digest": digest})
     if read is None:
         raise LookupError(f"the shared part {digest} of a transfer's plan is not stored")
     body = bytes(read)
-    _keep(digest, body)
+    _KEPT.put(digest, body)
     return body
-
-
-def _keep(digest: str, body: bytes) -> None:
-    with _lock:
-        _kept[digest] = body
-        _kept.move_to_end(digest)
-        while len(_kept) > _KEPT:
-            _kept.popitem(last=False)
 
 
 def load(session: Session | None, stored: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,8 +22,7 @@ form (:func:`parsed`, shared: read-only for every caller).
 
 from __future__ import annotations
 
-import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +36,7 @@ from provisioner.canonical import Pieces, canonical_bytes, sha256_hex
 from provisioner.config import delta as config_delta
 from provisioner.db.models import ConfigVersion, StoredDocument
 from provisioner.gcpause import paused_gc
+from provisioner.lru import LRU
 from provisioner.services.transaction import Context
 
 #: a version is stored as a delta when the delta is at most this fraction of the document
@@ -51,44 +51,8 @@ def digest_of(body: bytes) -> str:
     return "sha256:" + sha256_hex(body)
 
 
-class _Cache:
-    """A small thread-safe LRU by digest."""
-
-    def __init__(self, limit: int, weigh: Any = None) -> None:
-        self.limit, self.weigh = limit, weigh or (lambda _: 1)
-        self.items: OrderedDict[str, Any] = OrderedDict()
-        self.weight = 0
-        self.lock = threading.Lock()
-
-    def get(self, key: str) -> Any:
-        with self.lock:
-            value = self.items.get(key)
-            if value is not None:
-                self.items.move_to_end(key)
-            return value
-
-    def put(self, key: str, value: Any) -> None:
-        size = self.weigh(value)
-        if size > self.limit:
-            return
-        with self.lock:
-            if key in self.items:
-                self.items.move_to_end(key)
-                return
-            self.items[key] = value
-            self.weight += size
-            while self.weight > self.limit:
-                _, old = self.items.popitem(last=False)
-                self.weight -= self.weigh(old)
-
-    def clear(self) -> None:
-        with self.lock:
-            self.items.clear()
-            self.weight = 0
-
-
-_BODIES = _Cache(BODY_CACHE_BYTES, len)
-_PARSED = _Cache(PARSED_CACHE)
+_BODIES: LRU[str, bytes] = LRU(BODY_CACHE_BYTES, len)
+_PARSED: LRU[str, Any] = LRU(PARSED_CACHE)
 
 
 def clear_caches() -> None:

@@ -64,7 +64,6 @@ sandbox, trust, quota, key...) | failed (an unexpected error).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -105,6 +104,7 @@ from provisioner.errors import (
 )
 from provisioner.gcpause import paused_gc
 from provisioner.identifiers import SLUG
+from provisioner.lru import LRU
 from provisioner.security import copykey
 from provisioner.services import audit, configs, documents, lineage, signing, transfers
 from provisioner.services.actors import Actor, get_tenant, require_admin, resolve
@@ -495,7 +495,7 @@ class _Batch:
         self,
         ctx: Context,
         work: _Work,
-        shared: OrderedDict[_PlanKey, _Shared],
+        shared: LRU[_PlanKey, _Shared],
         stored: set[str],
         memo: IdentityMemo,
     ) -> None:
@@ -539,7 +539,6 @@ class _Batch:
         cache_key = (digest, base_key)
         known = self.shared.get(cache_key)
         if known is not None:
-            self.shared.move_to_end(cache_key)
             return known
         # read-only and shared: a stored document parsed once, the tenant's delta applied
         base = configs.Current(
@@ -581,9 +580,7 @@ class _Batch:
             "sha256:" + sha256_hex(body),
             None if body is self.work.bundle.config_json else result,
         )
-        self.shared[cache_key] = made
-        if len(self.shared) > SHARED_PLANS:  # targets each at a document of its own
-            self.shared.popitem(last=False)
+        self.shared.put(cache_key, made)
         return made
 
     def run(self, rows: Sequence[RolloutTarget]) -> list[tuple[str, str]]:
@@ -863,7 +860,7 @@ def _batch(
     app: Provisioner,
     work: _Work,
     target_ids: Sequence[int],
-    shared: OrderedDict[_PlanKey, _Shared],
+    shared: LRU[_PlanKey, _Shared],
     stored: set[str],
     memo: IdentityMemo,
 ) -> list[tuple[str, str]]:
@@ -951,7 +948,7 @@ def process(
             ).all()
         )
     # the plans made in this run, by current document and base (the most recently used)
-    shared: OrderedDict[_PlanKey, _Shared] = OrderedDict()
+    shared: LRU[_PlanKey, _Shared] = LRU(SHARED_PLANS)
     stored: set[str] = set()  # documents committed batches stored or found stored
     # what targets share although their documents differ: the sections they did not touch
     memo = IdentityMemo()
