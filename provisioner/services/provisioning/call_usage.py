@@ -66,15 +66,12 @@ def used_bytes(calls: int, note_bytes: int) -> int:
 
 # ---------------------------------------------------------------- writing
 
-_UPSERT = text(
+#: add (``c`` calls, ``b`` note bytes) to tenant ``t``'s row (:func:`apply`, :func:`new_call`)
+UPSERT = text(
     "INSERT INTO call_bytes (tenant_id, calls, note_bytes) VALUES (:t, :c, :b) "
     "ON CONFLICT (tenant_id) DO UPDATE SET calls = call_bytes.calls + excluded.calls, "
     "note_bytes = call_bytes.note_bytes + excluded.note_bytes"
 )
-
-
-#: :func:`new_call`'s statement (parameters ``t``, ``c``, ``b``)
-UPSERT = _UPSERT
 
 
 def new_call(tenant_id: int, note: str | None) -> dict[str, int]:
@@ -88,7 +85,7 @@ def apply(conn: Connection, deltas: dict[int, list[int]]) -> None:
     """Add ``tenant_id -> [calls, note_bytes]`` changes to the tenants' rows."""
     params = [{"t": t, "c": c, "b": b} for t, (c, b) in sorted(deltas.items()) if c or b]
     if params:
-        conn.execute(_UPSERT, params)
+        conn.execute(UPSERT, params)
 
 
 # ---------------------------------------------------------------- reading

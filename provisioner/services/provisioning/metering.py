@@ -552,8 +552,10 @@ def screen_pop(
     digits, call_ref = _call_input(number, call_ref)
     try:
         wanted = search.caller_digits(number)
-    except ValidationFailed:
-        record_call(ctx, actor, number, at=at, call_ref=call_ref)  # its refusals come first
+    except ValidationFailed:  # the call's own refusals come first (nothing is written)
+        _price(
+            ctx, actor, digits, call_ref, _call_reads(ctx, actor.tenant_id, digits, call_ref), at
+        )
         raise
     found: search.Found | None = None
     if ctx.postgres:
