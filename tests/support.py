@@ -95,12 +95,27 @@ class World:
         with self.app.transaction() as ctx, ctx.operator("read"):  # every column loaded
             row = ctx.session.get(Transfer, transfer_id, options=[undefer("*")])
             assert row is not None
-            assert row.plan is not None  # its shared part read now: the row is used detached
+            _ = row.plan  # its shared part read now, in the session: the row is used detached
             return row
 
     def tenant_row(self, slug: str) -> Tenant:
         with self.app.transaction() as ctx:
             return actors.get_tenant(ctx, slug)
+
+
+def checkbox_rule(
+    code: str, index: int, *, active: bool = True, label: str = "ルール"
+) -> dict[str, Any]:
+    """A workflow that checks checkbox ``index`` of every contact created."""
+    return {
+        "code": code,
+        "label": label,
+        "active": active,
+        "object": "contact",
+        "trigger": {"event": "created", "field": None},
+        "conditions": {"match": "all", "rules": []},
+        "actions": [{"type": "set_checkbox", "index": index, "checked": True}],
+    }
 
 
 def labelled(data: dict[str, Any], index: int, label: str) -> dict[str, Any]:

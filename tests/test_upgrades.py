@@ -26,25 +26,13 @@ from provisioner.services import actors, configs, lineage, signing, transfers
 from provisioner.services.context import Provisioner
 from provisioner.services.provisioning import rollout
 from provisioner.services.provisioning.rollout import Target
-from tests.support import World, labelled
+from tests.support import World, checkbox_rule, labelled
 
 
 def _memo(data: dict[str, Any], index: int, label: str) -> dict[str, Any]:
     memos = [dict(m) for m in data["memo_fields"]]
     memos[index - 1]["label"] = label
     return {"memo_fields": memos}
-
-
-def _workflow(code: str, *, active: bool) -> dict[str, Any]:
-    return {
-        "code": code,
-        "label": "VIP判定",
-        "active": active,
-        "object": "contact",
-        "trigger": {"event": "created", "field": None},
-        "conditions": {"match": "all", "rules": []},
-        "actions": [{"type": "set_checkbox", "index": 7, "checked": True}],
-    }
 
 
 def _taken_once(world: World) -> int:
@@ -220,19 +208,23 @@ def test_copied_workflows_land_paused_and_the_targets_own_keep_their_state(world
     """Safe activation (issue 10) on every copy path: replace, merge and upgrade."""
     world.tenant("partner")
     world.tenant("client")
-    world.set_config("partner", {"workflows": [_workflow("vip", active=True)]})
+    world.set_config(
+        "partner", {"workflows": [checkbox_rule("vip", 7, active=True, label="VIP判定")]}
+    )
     first = world.send("partner", world.key("client"))
     assert "incoming_digest" not in world.transfer(first).plan  # not the source's bytes
     world.approve(first, "client-admin")
     assert [w["active"] for w in world.config("client")["workflows"]] == [False]
 
-    world.set_config("client", {"workflows": [_workflow("vip", active=True)]})  # turned on
+    world.set_config(
+        "client", {"workflows": [checkbox_rule("vip", 7, active=True, label="VIP判定")]}
+    )  # turned on
     world.set_config(
         "partner",
         {
             "workflows": [
-                {**_workflow("vip", active=False), "label": "VIP判定(改)"},
-                _workflow("birthday", active=True),
+                {**checkbox_rule("vip", 7, active=False, label="VIP判定"), "label": "VIP判定(改)"},
+                checkbox_rule("birthday", 7, active=True, label="VIP判定"),
             ]
         },
     )
@@ -329,7 +321,7 @@ def test_a_rollout_plans_each_tenant_as_the_tenant_alone_would(
         "hq",
         {
             **labelled(world.config("hq"), 1, "本部指定"),
-            "workflows": [_workflow("vip", active=True)],
+            "workflows": [checkbox_rule("vip", 7, active=True, label="VIP判定")],
         },
     )
     shops = [f"shop-{n}" for n in range(1, 6)]
@@ -345,7 +337,7 @@ def test_a_rollout_plans_each_tenant_as_the_tenant_alone_would(
     world.set_config("shop-5", labelled(world.config("shop-5"), 5, "五号店"))
     hq = world.config("hq")
     eight = {
-        **_workflow("vip8", active=True),
+        **checkbox_rule("vip8", 7, active=True, label="VIP判定"),
         "actions": [{"type": "set_checkbox", "index": 8, "checked": True}],
     }
     world.set_config("hq", {**labelled(hq, 2, "本部版"), "workflows": [*hq["workflows"], eight]})

@@ -15,23 +15,12 @@ from provisioner.config import delta, references
 from provisioner.config.defaults import default_document
 from provisioner.config.memo import IdentityMemo
 from provisioner.config.merge3 import merge3
-
-
-def _rule(code: str, index: int) -> dict[str, Any]:
-    return {
-        "code": code,
-        "label": "ルール",
-        "active": True,
-        "object": "contact",
-        "trigger": {"event": "created", "field": None},
-        "conditions": {"match": "all", "rules": []},
-        "actions": [{"type": "set_checkbox", "index": index, "checked": True}],
-    }
+from tests.support import checkbox_rule
 
 
 def _template() -> dict[str, Any]:
     data = copy.deepcopy(default_document().to_data())
-    data["workflows"] = [_rule("vip", 7), _rule("gold", 8)]
+    data["workflows"] = [checkbox_rule("vip", 7), checkbox_rule("gold", 8)]
     return data
 
 
@@ -99,7 +88,7 @@ def test_memoised_merges_equal_each_merge_alone() -> None:
     base = _template()
     theirs = copy.deepcopy(base)
     theirs["checkboxes"][1]["label"] = "本部版"
-    theirs["workflows"].append(_rule("new", 9))
+    theirs["workflows"].append(checkbox_rule("new", 9))
     theirs["labels"]["contact.name"] = "お客様"
     tenants = [
         _tenant(base, _label(5, "自店")),

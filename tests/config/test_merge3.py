@@ -24,18 +24,7 @@ from provisioner.config.merge import combine, paused_arrivals
 from provisioner.config.merge3 import MISSING, merge3
 from provisioner.config.validate import document_from_data
 from provisioner.errors import ValidationFailed
-
-
-def _wf(code: str, index: int, *, active: bool = True, label: str = "ルール") -> dict[str, Any]:
-    return {
-        "code": code,
-        "label": label,
-        "active": active,
-        "object": "contact",
-        "trigger": {"event": "created", "field": None},
-        "conditions": {"match": "all", "rules": []},
-        "actions": [{"type": "set_checkbox", "index": index, "checked": True}],
-    }
+from tests.support import checkbox_rule
 
 
 def _base() -> dict[str, Any]:
@@ -50,7 +39,7 @@ def _base() -> dict[str, Any]:
             ],
         }
     )
-    data["workflows"] = [_wf("vip_gold", 7)]
+    data["workflows"] = [checkbox_rule("vip_gold", 7)]
     data["roles"] = [{"code": "clerk", "label": "事務", "permissions": ["records.read"]}]
     return data
 
@@ -168,7 +157,7 @@ def test_taking_theirs_never_breaks_a_reference_the_section_stays_ours() -> None
             d.update(workflows=[]),
         ),
     )
-    ours = _edit(base, lambda d: d["workflows"].append(_wf("mine", 7)))
+    ours = _edit(base, lambda d: d["workflows"].append(checkbox_rule("mine", 7)))
     up = merge3(base, ours, theirs)
     assert references.check(up.result) == []
     assert [(c.address, c.kind) for c in up.conflicts] == [("checkboxes", "references")]
@@ -185,7 +174,7 @@ def test_taking_theirs_never_breaks_a_reference_the_section_stays_ours() -> None
 
 def test_a_copied_workflow_lands_paused_and_an_existing_one_keeps_its_state() -> None:
     target = _edit(_base(), lambda d: d["workflows"][0].update(active=False))
-    source = _edit(_base(), lambda d: d["workflows"].append(_wf("birthday", 7)))
+    source = _edit(_base(), lambda d: d["workflows"].append(checkbox_rule("birthday", 7)))
     for mode in ("replace", "merge"):
         result = combine(target, source, mode=mode)  # type: ignore[arg-type]
         assert {w["code"]: w["active"] for w in result["workflows"]} == {
@@ -206,7 +195,7 @@ def test_an_upgrade_never_takes_active_from_theirs() -> None:
         base,
         lambda d: (
             d["workflows"][0].update(label="VIP(新)"),
-            d["workflows"].append(_wf("birthday", 7, active=True)),
+            d["workflows"].append(checkbox_rule("birthday", 7, active=True)),
         ),
     )
     up = merge3(base, ours, theirs)
@@ -218,7 +207,7 @@ def test_an_upgrade_never_takes_active_from_theirs() -> None:
 
 
 def test_paused_arrivals_returns_its_input_when_nothing_changes() -> None:
-    incoming = [_wf("a", 1, active=False)]
+    incoming = [checkbox_rule("a", 1, active=False)]
     assert paused_arrivals(incoming, []) is incoming
 
 
@@ -264,7 +253,7 @@ def _apply(doc: dict[str, Any], edit: tuple[Any, ...]) -> dict[str, Any]:
             v for v in picklists[args[0]]["values"] if v["code"] != args[1]
         ]
     elif kind == "workflow_add" and args[0] not in {w["code"] for w in out["workflows"]}:
-        out["workflows"].append(_wf(args[0], args[1], active=args[2]))
+        out["workflows"].append(checkbox_rule(args[0], args[1], active=args[2]))
     elif kind == "workflow_edit":
         for wf in out["workflows"]:
             if wf["code"] == args[0]:
